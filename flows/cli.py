@@ -1,0 +1,208 @@
+"""The `tava` command line. Commands are loaded lazily so `tava --help` stays fast.
+
+Every command's options are generated from the pydantic config model its flow takes
+(``config_options``), so the CLI, config files and the Prefect UI forms share one definition.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Literal, get_args, get_origin
+
+import click
+from pydantic import BaseModel
+
+from tava_core.errors import TavaError
+
+# command -> "module:attribute" of a click command; a module not present yet is simply not listed.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("flows.demo:cli", "Run the whole pipeline on the built-in data (the README's main command)."),
+    "ingest": ("flows.ingest:cli", "Read a corpus (BEIR, JSONL, Parquet, CSV/TSV, .txt folder) into Parquet shards."),
+    "data": ("flows.ingest:data_cli", "Built-in and downloadable datasets."),
+    "embed": ("flows.embed:cli", "Embed a dataset's shards with an encoder into vector shards (cached)."),
+    "distill": ("flows.distill:cli", "Stage A: distil the teacher into a small student."),
+    "adapt": ("flows.adapt:cli", "Stage B: train an adapter from student space into teacher space."),
+    "index": ("flows.index:cli", "Build (or roll back) a FAISS index from vector shards."),
+    "backfill": ("flows.backfill:cli", "Re-embed a corpus into a LanceDB table (or roll it back)."),
+    "evaluate": ("flows.evaluate:cli", "BEIR retrieval evaluation through mteb."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        present = []
+        for name, (target, _) in COMMANDS.items():
+            module = target.split(":")[0]
+            if importlib.util.find_spec(module) is not None:
+                present.append(name)
+        return sorted(present)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[name][0].split(":")
+        if importlib.util.find_spec(module_name) is None:
+            return None
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help from the table above, without importing every flow module.
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+# ------------------------------------------------------------------ pydantic -> click options
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _click_type(annotation: Any) -> tuple[Any, bool]:
+    """(click type, is_multiple) for a pydantic field annotation."""
+    annotation = _unwrap_optional(annotation)
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return click.Choice([str(a) for a in get_args(annotation)]), False
+    if origin in (list, tuple, typing.List):
+        inner, _ = _click_type(get_args(annotation)[0]) if get_args(annotation) else (str, False)
+        return inner, True
+    if annotation in (int, float, str, bool):
+        return annotation, False
+    if annotation is Path:
+        return click.Path(path_type=str), False
+    return str, False
+
+
+def _iter_fields(model: type[BaseModel], prefix: str = ""):
+    for name, field in model.model_fields.items():
+        annotation = _unwrap_optional(field.annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _iter_fields(annotation, prefix=f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", field
+
+
+def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = ()) -> Callable:
+    """Decorate a click command with one option per field of ``model`` (nested models flattened:
+    ``encoder.model`` becomes ``--encoder-model``; an EncoderSpec's ``model`` also answers to
+    ``--encoder``) plus ``--config FILE`` (YAML/TOML). Explicit options override the file."""
+    def decorate(func: Callable) -> Callable:
+        for dotted, field in reversed(list(_iter_fields(model))):
+            if dotted in exclude or dotted.split(".")[0] in exclude:
+                continue
+            flag = "--" + dotted.replace(".", "-").replace("_", "-")
+            names = [flag]
+            if dotted.endswith(".model") and dotted.count(".") == 1:
+                names.insert(0, "--" + dotted.split(".")[0].replace("_", "-"))
+            param = "opt__" + dotted.replace(".", "__")
+            ctype, multiple = _click_type(field.annotation)
+            default = None if field.is_required() else field.get_default(call_default_factory=True)
+            help_text = (field.description or "").replace("%", "%%")
+            if ctype is bool:
+                opt = click.option(f"{flag}/--no-{flag[2:]}", param, default=default, show_default=True,
+                                   help=help_text)
+            else:
+                opt = click.option(*names, param, type=ctype, multiple=multiple,
+                                   default=tuple(default) if multiple and default else default,
+                                   required=False, show_default=default not in (None, "", [], ()),
+                                   help=help_text + (" [required]" if field.is_required() else ""))
+            func = opt(func)
+        func = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                            help="YAML or TOML file with these options (command-line options win).")(func)
+        return func
+    return decorate
+
+
+def build_config(model: type[BaseModel], ctx: click.Context, params: dict[str, Any]) -> BaseModel:
+    """The validated config: file values, then options the user actually gave."""
+    from tava_core.config import load_config_file
+
+    data: dict[str, Any] = {}
+    if params.get("config_file"):
+        data = load_config_file(params["config_file"])
+    for key, value in params.items():
+        if not key.startswith("opt__"):
+            continue
+        source = ctx.get_parameter_source(key)
+        from_user = source not in (click.core.ParameterSource.DEFAULT, None)
+        if not from_user and (params.get("config_file") or value is None):
+            continue
+        if not from_user and value in ((), None):
+            continue
+        parts = key[len("opt__"):].split("__")
+        target = data
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = list(value) if isinstance(value, tuple) else value
+    try:
+        return model.model_validate(data)
+    except Exception as exc:  # pydantic.ValidationError: list every bad field, in CLI terms
+        from pydantic import ValidationError
+
+        if not isinstance(exc, ValidationError):
+            raise
+        lines = []
+        for err in exc.errors():
+            loc = "-".join(str(p) for p in err["loc"]).replace("_", "-")
+            lines.append(f"  --{loc}: {err['msg']}")
+        raise click.UsageError("invalid options:\n" + "\n".join(lines)) from None
+
+
+def echo_record(record: Any) -> None:
+    """Print a flow's small result record as JSON (what scripts read)."""
+    import json
+
+    if isinstance(record, BaseModel):
+        record = record.model_dump(mode="json")
+    click.echo(json.dumps(record, indent=2, default=str))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", envvar="TAVA_HOME", default=None, type=click.Path(file_okay=False),
+              help="tava home directory for data, vectors, artifacts and Prefect state [default: ./.tava].")
+@click.version_option(package_name="tava")
+def group(home: str | None) -> None:
+    """tava: compress text-embedding models without labels.
+
+    Every command runs a Prefect flow (no server needed: an ephemeral one starts by itself)
+    and keeps all state under the tava home directory.
+    """
+    from tava_core.home import configure_environment
+
+    configure_environment(home)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        group.main(args=argv, prog_name="tava", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except TavaError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    except BaseException as exc:  # Prefect wraps task failures; show tava's own message if inside
+        cause = exc
+        while cause is not None and not isinstance(cause, TavaError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, TavaError):
+            click.secho(f"error: {cause}", fg="red", err=True)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

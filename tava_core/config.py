@@ -1,0 +1,96 @@
+"""Configuration models shared by the CLI, config files, Prefect flow parameters and UI forms.
+
+Each stage owns its model (``IngestConfig`` here, ``DistillConfig`` beside the distiller, ...);
+this module holds the ones every stage uses. Field descriptions are what the Prefect UI and
+``tava CMD --help`` show, so write them for a user.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import ConfigError
+
+DEFAULT_HOME = Path(".tava")
+TEACHER_ALIAS = "all-MiniLM-L6-v2"
+
+
+class TavaModel(BaseModel):
+    """Base for every config: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EncoderSpec(TavaModel):
+    """Which encoder to run and how. Everything here that changes outputs enters the fingerprint."""
+
+    model: str = Field(TEACHER_ALIAS, description=(
+        "Encoder to use: a built-in alias ('all-MiniLM-L6-v2', the packaged teacher) or a "
+        "local path (a sentence-transformers / Hugging Face directory, or a tava model directory)."))
+    pooling: Optional[Literal["mean", "cls"]] = Field(None, description=(
+        "Pooling of token vectors; empty = what the model directory says (mean if it says nothing)."))
+    normalize: Optional[bool] = Field(None, description=(
+        "L2-normalise output vectors; empty = what the model directory says (true if it says nothing)."))
+    max_length: Optional[int] = Field(None, ge=8, le=8192, description=(
+        "Maximum tokens per text; empty = the model directory's max_seq_length (else 512)."))
+    query_prefix: str = Field("", description="Text put before every query (e5 models use 'query: ').")
+    document_prefix: str = Field("", description="Text put before every document (e5: 'passage: ').")
+    device: str = Field("auto", description="'auto' (cuda, then mps, then cpu), 'cpu', 'cuda', 'cuda:1', ...")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description=(
+        "Compute precision; 'auto' = float16 on CUDA (bfloat16 where supported), float32 on CPU."))
+    batch_size: int = Field(64, ge=1, le=65536, description=(
+        "Texts per forward pass; halved automatically on out-of-memory."))
+
+
+class IngestConfig(TavaModel):
+    """How `tava ingest` reads, cleans and shards a corpus."""
+
+    source: str = Field(..., description=(
+        "What to ingest: a BEIR directory, a .jsonl/.jsonl.gz, .parquet, .csv/.tsv file, a folder "
+        "of .txt files, or 'builtin' for the default corpus built from installed packages' docstrings."))
+    name: Optional[str] = Field(None, description="Dataset name under <home>/data (default: from the source).")
+    text_field: str = Field("text", description="Field/column holding the text (JSONL, Parquet, CSV).")
+    id_field: str = Field("_id", description=(
+        "Field/column holding the record id; records without one get a content hash. "
+        "'_id' also accepts 'id'."))
+    title_field: Optional[str] = Field("title", description="Field/column with an optional title.")
+    shard_size: int = Field(5000, ge=1, description="Rows per Parquet shard.")
+    on_bad_record: Literal["error", "skip"] = Field("error", description=(
+        "'error' stops at the first bad record (naming file and line); 'skip' counts and skips it."))
+    dedupe_texts: bool = Field(True, description=(
+        "Drop records whose normalised text repeats an earlier one (never applied to a BEIR corpus, "
+        "whose qrels name ids)."))
+    max_records: Optional[int] = Field(None, ge=1, description="Stop after this many records (for trials).")
+
+
+def resolve_home(home: str | Path | None = None) -> Path:
+    """The tava home directory: argument, else $TAVA_HOME, else ./.tava (made absolute)."""
+    chosen = home or os.environ.get("TAVA_HOME") or DEFAULT_HOME
+    return Path(chosen).expanduser().resolve()
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or TOML config file into a dict (validation is the caller's model's job)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", path=path)
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as exc:  # noqa: BLE001 - both parsers raise their own types
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        raise ConfigError(f"cannot parse config ({exc})", path=path,
+                          line=None if line is None else line + 1) from None
+    if not isinstance(data, dict):
+        raise ConfigError("config must be a mapping of option names to values", path=path)
+    return data

