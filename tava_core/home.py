@@ -86,3 +86,17 @@ def configure_environment(home: TavaHome | str | Path | None = None, *, override
         else:
             os.environ.setdefault(key, value)
     return home
+
+
+def find_dataset(home: TavaHome, dataset: str | Path) -> Path:
+    """An ingested dataset directory: a path holding manifest.json, else ``<home>/data/<name>``."""
+    from .errors import InputError
+
+    candidate = Path(dataset).expanduser()
+    if (candidate / "manifest.json").is_file():
+        return candidate.resolve()
+    named = home.dataset_dir(str(dataset))
+    if (named / "manifest.json").is_file():
+        return named
+    raise InputError(f"no ingested dataset named {str(dataset)!r}", path=named,
+                     hint=f"run `tava ingest SOURCE --name {dataset}` first (or give the dataset directory)")

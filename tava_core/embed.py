@@ -1,0 +1,123 @@
+"""Sharded embedding: one text shard in, one vector shard out, idempotent and atomic.
+
+A vector shard stores, in its Parquet metadata, the encoder fingerprint, the text kind and the
+sha256 of the text shard it came from. A shard whose metadata matches is never recomputed, so a
+re-run (or a run after a crash) does only the missing work, whatever orchestrates it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from .config import EncoderSpec, TavaModel
+from .encoders import Encoder, TextKind, load_encoder
+from .errors import IntegrityError
+from .home import TavaHome, find_dataset
+from .io import document_texts, read_text_shard, sha256_file, vector_shard_metadata, write_vector_shard
+from .manifest import (DatasetManifest, ShardRecord, VectorManifest, load_dataset_manifest,
+                       save_manifest)
+
+
+class EmbedConfig(TavaModel):
+    """What `tava embed` embeds, with which encoder, on what workers."""
+
+    dataset: str = Field("builtin", description="Ingested dataset: a name under <home>/data or its directory.")
+    collections: list[str] = Field(default_factory=list, description=(
+        "Collections to embed (corpus, queries, unlabeled, texts, ...); empty = all of them."))
+    encoder: EncoderSpec = Field(default_factory=EncoderSpec, description="The encoder to embed with.")
+    task_runner: Literal["threads", "dask"] = Field("threads", description=(
+        "'threads': Prefect's thread pool in this process; 'dask': a Dask cluster (prefect-dask)."))
+    max_workers: Optional[int] = Field(None, ge=1, description=(
+        "Shards embedded at once; empty = one per device (one per GPU, or 1 on CPU, where torch "
+        "already uses every core)."))
+    dask_address: Optional[str] = Field(None, description=(
+        "Scheduler address of an existing Dask cluster (tcp://host:8786); empty = start a local one."))
+    dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
+
+
+def collection_kind(collection: str) -> TextKind:
+    """Queries get the query prefix (and the query model in asymmetric pairs); all else is a document."""
+    return "query" if collection == "queries" else "document"
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One unit of work: a text shard and where its vectors go."""
+
+    text_shard: str
+    source_sha256: str
+    out_path: str
+    kind: TextKind
+    rows: int
+
+
+def vector_shard_is_current(out_path: str | Path, *, fingerprint: str, source_sha256: str, kind: str) -> bool:
+    """True when ``out_path`` holds vectors of exactly this source shard, encoder and kind."""
+    path = Path(out_path)
+    if not path.is_file():
+        return False
+    try:
+        meta = vector_shard_metadata(path)
+    except Exception:  # noqa: BLE001 - an unreadable file is simply not current
+        return False
+    return (meta.get("fingerprint") == fingerprint and meta.get("source_sha256") == source_sha256
+            and meta.get("kind") == kind)
+
+
+def embed_shard(job: ShardJob, encoder: Encoder, *, show_progress: bool = False) -> ShardRecord:
+    """Embed one text shard into ``job.out_path`` (skipped when already current)."""
+    out = Path(job.out_path)
+    if not vector_shard_is_current(out, fingerprint=encoder.fingerprint, source_sha256=job.source_sha256,
+                                   kind=job.kind):
+        table = read_text_shard(job.text_shard)
+        if sha256_file(job.text_shard) != job.source_sha256:
+            raise IntegrityError("text shard changed since it was ingested (sha256 mismatch)",
+                                 path=job.text_shard, hint="re-run `tava ingest` for this dataset")
+        texts = document_texts(table) if job.kind == "document" else table.column("text").to_pylist()
+        vectors = encoder.encode(texts, kind=job.kind, show_progress=show_progress)
+        write_vector_shard(out, table.column("id").to_pylist(), vectors, metadata={
+            "fingerprint": encoder.fingerprint, "source_sha256": job.source_sha256, "kind": job.kind,
+            "dim": encoder.dim, "normalized": encoder.normalized, "encoder": encoder.name})
+    return ShardRecord(path=out.name, rows=job.rows, sha256=sha256_file(out), source_sha256=job.source_sha256)
+
+
+def plan_collection(home: TavaHome, dataset_dir: Path, manifest: DatasetManifest, collection: str,
+                    encoder: Encoder) -> tuple[Path, list[ShardJob]]:
+    """The output directory and one job per text shard of ``collection``."""
+    if collection not in manifest.collections:
+        raise IntegrityError(f"dataset has no collection {collection!r} (it has: "
+                             f"{', '.join(manifest.collections)})", path=dataset_dir)
+    out_dir = home.vector_dir(manifest.name, collection, encoder.name, encoder.fingerprint)
+    jobs = [ShardJob(text_shard=str(dataset_dir / shard.path), source_sha256=shard.sha256,
+                     out_path=str(out_dir / Path(shard.path).name), kind=collection_kind(collection),
+                     rows=shard.rows)
+            for shard in manifest.collections[collection].shards]
+    return out_dir, jobs
+
+
+def write_vector_manifest(out_dir: Path, manifest: DatasetManifest, collection: str, encoder: Encoder,
+                          records: list[ShardRecord]) -> VectorManifest:
+    """Write the manifest last: only then do readers see the collection's vectors."""
+    vector_manifest = VectorManifest(dataset=manifest.name, collection=collection, encoder=encoder.info(),
+                                     dim=encoder.dim, normalized=encoder.normalized, shards=records)
+    save_manifest(out_dir, vector_manifest)
+    return vector_manifest
+
+
+def embed_dataset(config: EmbedConfig, home: TavaHome | None = None, *,
+                  show_progress: bool = False) -> dict[str, Path]:
+    """Embed every requested collection in this process (no Prefect); returns collection -> dir."""
+    home = home or TavaHome()
+    dataset_dir = find_dataset(home, config.dataset)
+    manifest = load_dataset_manifest(dataset_dir)
+    encoder = load_encoder(config.encoder)
+    outputs: dict[str, Path] = {}
+    for collection in config.collections or list(manifest.collections):
+        out_dir, jobs = plan_collection(home, dataset_dir, manifest, collection, encoder)
+        records = [embed_shard(job, encoder, show_progress=show_progress) for job in jobs]
+        write_vector_manifest(out_dir, manifest, collection, encoder, records)
+        outputs[collection] = out_dir
+    return outputs
