@@ -52,18 +52,25 @@ class IngestConfig(TavaModel):
         "What to ingest: a BEIR directory, a .jsonl/.jsonl.gz, .parquet, .csv/.tsv file, a folder "
         "of .txt files, or 'builtin' for the default corpus built from installed packages' docstrings."))
     name: Optional[str] = Field(None, description="Dataset name under <home>/data (default: from the source).")
-    text_field: str = Field("text", description="Field/column holding the text (JSONL, Parquet, CSV).")
+    format: Literal["auto", "beir", "jsonl", "parquet", "csv", "tsv", "txt"] = Field("auto", description=(
+        "Source format; 'auto' = from the file suffix (or: a directory with corpus.jsonl is BEIR, "
+        "else a folder of .txt files)."))
+    text_field: str = Field("text", description="Field/column holding the text (JSONL, Parquet, CSV/TSV).")
     id_field: str = Field("_id", description=(
-        "Field/column holding the record id; records without one get a content hash. "
-        "'_id' also accepts 'id'."))
-    title_field: Optional[str] = Field("title", description="Field/column with an optional title.")
+        "Field/column holding the record id; records without one get a content hash of their text "
+        "('' = always hash). '_id' also accepts 'id'. BEIR directories always use '_id'."))
+    title_field: Optional[str] = Field("title", description=(
+        "Field/column with an optional title (encoders see 'title text', as BEIR does); '' = none."))
+    source_field: Optional[str] = Field("source", description=(
+        "Field/column copied into each row's 'source' column when present (else the file name)."))
     shard_size: int = Field(5000, ge=1, description="Rows per Parquet shard.")
     on_bad_record: Literal["error", "skip"] = Field("error", description=(
-        "'error' stops at the first bad record (naming file and line); 'skip' counts and skips it."))
+        "'error' stops at the first bad record (naming file and line); 'skip' counts and skips it "
+        "(counts by reason land in the manifest and the report)."))
     dedupe_texts: bool = Field(True, description=(
         "Drop records whose normalised text repeats an earlier one (never applied to a BEIR corpus, "
         "whose qrels name ids)."))
-    max_records: Optional[int] = Field(None, ge=1, description="Stop after this many records (for trials).")
+    max_records: Optional[int] = Field(None, ge=1, description="Keep at most this many records per collection (for trials).")
 
 
 def resolve_home(home: str | Path | None = None) -> Path:

@@ -22,7 +22,10 @@ __all__ = ["Encoder", "TextKind", "TransformerEncoder", "EncoderSpec", "load_enc
            "ENCODER_TYPES", "combine_fingerprint", "hash_model_files"]
 
 # tava_encoder.json "type" -> "module:factory"; a factory takes (directory, spec) and returns an Encoder.
-ENCODER_TYPES: dict[str, str] = {}
+ENCODER_TYPES: dict[str, str] = {
+    "static": "tava_core.encoders.static:load_static",
+    "adapted": "tava_core.adapter.encoder:load_adapted_encoder",
+}
 
 
 def _packaged_teacher() -> Path:

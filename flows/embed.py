@@ -1,0 +1,114 @@
+"""Flow: embed a dataset's text shards into vector shards, one task per shard.
+
+    plan (which shards, where)  ->  embed shards (threads or Dask; cached per shard)
+                                ->  write each collection's manifest (last, atomically)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel
+
+from tasks.embed import embed_shard_task
+from tava_core.embed import EmbedConfig, ShardJob, plan_collection, write_vector_manifest
+from tava_core.encoders import load_encoder
+from tava_core.encoders.device import available_devices, device_for_shard
+from tava_core.home import TavaHome, find_dataset
+from tava_core.manifest import ShardRecord, load_dataset_manifest
+
+from .cli import build_config, config_options, echo_record
+
+
+class CollectionResult(BaseModel):
+    collection: str
+    vectors_dir: str
+    rows: int
+    shards: int
+    dim: int
+
+
+class EmbedResult(BaseModel):
+    dataset: str
+    encoder: dict
+    collections: list[CollectionResult]
+
+
+def shard_devices(config: EmbedConfig) -> list[str]:
+    """Devices shards are spread over: every GPU when the device is 'auto' and there are several,
+    else the one device the spec names (so the encoder is loaded once and shared)."""
+    if config.encoder.device == "auto":
+        gpus = [d for d in available_devices() if d.startswith("cuda")]
+        if len(gpus) > 1:
+            return gpus
+    return [config.encoder.device]
+
+
+def make_task_runner(config: EmbedConfig, n_devices: int):
+    """Prefect's thread pool (default) or a Dask cluster through prefect-dask."""
+    if config.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if config.dask_address:
+            return DaskTaskRunner(address=config.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": config.dask_workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    return ThreadPoolTaskRunner(max_workers=config.max_workers or n_devices)
+
+
+@flow(name="embed-shards")
+def embed_shards(jobs: list[ShardJob], specs: list, fingerprint: str) -> list[ShardRecord]:
+    """Submit one task per shard (shard i on device i mod n) and collect records in order."""
+    logger = get_run_logger()
+    futures = [embed_shard_task.submit(job, device_for_shard(i, specs), fingerprint) for i, job in enumerate(jobs)]
+    progress_id = create_progress_artifact(progress=0.0, key="embed-progress",
+                                           description=f"{len(jobs)} shards") if jobs else None
+    from tqdm.auto import tqdm
+
+    records: list[ShardRecord] = []
+    with tqdm(total=len(futures), desc="embed shards", unit="shard") as bar:
+        for done, future in enumerate(futures, start=1):
+            records.append(future.result())
+            bar.update(1)
+            if progress_id is not None:
+                update_progress_artifact(progress_id, progress=100.0 * done / len(futures))
+    logger.info("embedded %d shards (%d rows)", len(records), sum(r.rows for r in records))
+    return records
+
+
+@flow(name="embed-dataset", log_prints=True)
+def embed_dataset_flow(config: EmbedConfig = EmbedConfig(), home: Optional[str] = None) -> EmbedResult:
+    """Embed the requested collections of an ingested dataset with one encoder."""
+    tava_home = TavaHome(home)
+    dataset_dir = find_dataset(tava_home, config.dataset)
+    manifest = load_dataset_manifest(dataset_dir)
+    encoder = load_encoder(config.encoder)
+    devices = shard_devices(config)
+    specs = [config.encoder.model_copy(update={"device": d}) for d in devices]
+    runner = make_task_runner(config, len(devices))
+
+    results = []
+    for collection in config.collections or list(manifest.collections):
+        out_dir, jobs = plan_collection(tava_home, dataset_dir, manifest, collection, encoder)
+        records = embed_shards.with_options(task_runner=runner)(jobs, specs, encoder.fingerprint)
+        write_vector_manifest(out_dir, manifest, collection, encoder, records)
+        results.append(CollectionResult(collection=collection, vectors_dir=str(out_dir),
+                                        rows=sum(r.rows for r in records), shards=len(records), dim=encoder.dim))
+    return EmbedResult(dataset=manifest.name, encoder=encoder.info(), collections=results)
+
+
+@click.command("embed")
+@config_options(EmbedConfig)
+@click.pass_context
+def cli(ctx: click.Context, **params) -> None:
+    """Embed an ingested dataset into vector shards (cached per shard and encoder)."""
+    config = build_config(EmbedConfig, ctx, params)
+    echo_record(embed_dataset_flow(config, home=str(TavaHome().root)))
+
+
+if __name__ == "__main__":
+    embed_dataset_flow()

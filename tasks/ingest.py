@@ -1,0 +1,54 @@
+"""Prefect task: ingest one source into a dataset directory. The cache key is the source's
+signature (paths, sizes, mtimes; package versions for 'builtin') + the config, so an unchanged
+source is not re-read, while a deleted or replaced dataset directory is always rebuilt."""
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.context import TaskRunContext
+
+from tava_core.config import IngestConfig
+from tava_core.errors import TavaError
+from tava_core.home import TavaHome
+from tava_core.ingest import IngestReport, dataset_name, ingest, source_signature
+from tava_core.io import stable_hash
+from tava_core.manifest import load_dataset_manifest
+
+
+def _recorded_config(home: TavaHome, config: IngestConfig) -> dict | None:
+    """The config recorded in the manifest of the dataset ``config`` writes, if it is there."""
+    directory = home.dataset_dir(dataset_name(config))
+    if not (directory / "manifest.json").is_file():
+        return None
+    try:
+        return load_dataset_manifest(directory).config
+    except TavaError:  # an unreadable manifest simply means "rebuild"
+        return None
+
+
+def ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """Reuse the cached report only while the dataset it describes is on disk, made by this config."""
+    config: IngestConfig = parameters["config"]
+    home = TavaHome(parameters["home_root"])
+    if _recorded_config(home, config) != config.model_dump(mode="json"):
+        return None
+    return "ingest-" + stable_hash([source_signature(config), config.model_dump(mode="json"), str(home.root)])
+
+
+def retry_unless_input_error(task, task_run, state) -> bool:
+    """Bad input fails the same way every time: retry only other failures (disk, interruption)."""
+    try:
+        state.result()
+    except TavaError:
+        return False
+    except BaseException:  # noqa: BLE001
+        return True
+    return True
+
+
+@task(name="ingest", task_run_name="ingest {config.source}", retries=1, retry_delay_seconds=[2],
+      retry_condition_fn=retry_unless_input_error, cache_key_fn=ingest_cache_key, persist_result=True)
+def ingest_task(config: IngestConfig, home_root: str) -> IngestReport:
+    """Ingest ``config.source`` under ``home_root`` (atomically; see tava_core.ingest)."""
+    return ingest(config, TavaHome(home_root))

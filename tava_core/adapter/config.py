@@ -1,0 +1,125 @@
+"""``AdapterConfig``: everything `tava adapt` needs, one field per knob, each described for the UI."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from ..config import TavaModel
+from ..errors import ConfigError
+
+
+class AdapterConfig(TavaModel):
+    """How Stage B trains an adapter from student vectors into the teacher's vector space."""
+
+    # ---------------------------------------------------------------- inputs and output
+    student_vectors: list[str] = Field(default_factory=list, description=(
+        "Vector directories made by `tava embed` with the student (one or more; all must share one "
+        "encoder fingerprint)."))
+    teacher_vectors: list[str] = Field(default_factory=list, description=(
+        "Vector directories made by `tava embed` with the teacher, of the same dataset collections "
+        "(paired mode joins them with the student's by dataset, collection and id)."))
+    student: Optional[str] = Field(None, description=(
+        "The student encoder (alias or model directory) recorded in the adapter so that "
+        "`load_encoder(<adapter dir>)` runs student then adapter; empty = taken from the student "
+        "vectors' manifest when it names a path, else the adapter cannot encode texts by itself."))
+    name: Optional[str] = Field(None, description=(
+        "Adapter name: output goes to <home>/artifacts/adapters/<name>/ (default: from the encoders)."))
+    mode: Literal["paired", "unpaired"] = Field("paired", description=(
+        "'paired': student and teacher vectors of the same texts (supervised, plus the vec2vec losses); "
+        "'unpaired': disjoint text sets for the two sides (pure vec2vec: adversarial, cycle, "
+        "preservation); pairs are used only to measure."))
+    warm_start: Optional[str] = Field(None, description=(
+        "A previous adapter directory to continue training from (same dimensions); its architecture wins."))
+
+    # ---------------------------------------------------------------- architecture
+    hidden_dims: list[int] = Field(default_factory=lambda: [1024], description=(
+        "Widths of the residual MLP blocks (one block per entry)."))
+    activation: Literal["silu", "gelu", "relu", "tanh"] = Field("silu", description="Activation in every block.")
+    norm: Literal["layer", "none"] = Field("layer", description="Normalisation in every block.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in every block (training only).")
+    residual: bool = Field(True, description=(
+        "Residual connections, plus a linear skip path from input to output so the adapter starts "
+        "as (at worst) a linear map."))
+    init: Literal["ridge", "random"] = Field("ridge", description=(
+        "Paired mode: start the linear skip path at the closed-form ridge solution (the MLP then "
+        "learns only what ridge misses); 'random': plain initialisation."))
+    latent_dim: Optional[int] = Field(None, ge=8, description=(
+        "Shared latent space as in vec2vec: input adapter -> shared backbone -> output adapter, with a "
+        "reverse adapter sharing the backbone; enables the reconstruction loss. Empty = direct map."))
+
+    # ---------------------------------------------------------------- losses
+    adversarial_loss: Literal["lsgan", "vanilla", "hinge", "wgan"] = Field("lsgan", description=(
+        "GAN objective: least-squares (stable, the default), vanilla (BCE), hinge or Wasserstein."))
+    adversarial_weight: float = Field(0.02, ge=0.0, description=(
+        "Weight of the generator's adversarial loss (0 = no discriminator). Unpaired mode needs it > 0."))
+    gradient_penalty: Literal["r1", "wgan-gp", "none"] = Field("r1", description=(
+        "Gradient penalty on the discriminator: R1 (on real vectors) or WGAN-GP (on interpolates)."))
+    gradient_penalty_weight: float = Field(1.0, ge=0.0, description="Weight of the gradient penalty.")
+    vsp_weight: float = Field(0.5, ge=0.0, description=(
+        "Vector-space preservation: gap between a batch's pairwise cosine matrices before and after mapping."))
+    vsp_norm: Literal["l1", "l2"] = Field("l2", description="L1 (mean absolute) or L2 (mean squared) gap for VSP.")
+    cycle_weight: float = Field(0.0, ge=0.0, description=(
+        "Cycle consistency student -> teacher -> student (trains a reverse adapter). Unpaired default 1."))
+    reconstruction_weight: float = Field(0.0, ge=0.0, description=(
+        "Reconstruction through the shared latent space (needs latent_dim)."))
+    paired_cosine_weight: float = Field(1.0, ge=0.0, description="Paired supervision: 1 - cosine to the true teacher vector.")
+    paired_mse_weight: float = Field(1.0, ge=0.0, description=(
+        "Paired supervision: squared error to the true teacher vector (summed over dimensions)."))
+    contrastive_weight: float = Field(0.1, ge=0.0, description=(
+        "Paired supervision: in-batch InfoNCE (each mapped vector must be nearest its own teacher vector)."))
+    contrastive_temperature: float = Field(0.05, gt=0.0, description="Temperature of the InfoNCE loss.")
+
+    # ---------------------------------------------------------------- optimisation
+    lr: float = Field(1e-3, gt=0.0, description="Adapter learning rate (AdamW).")
+    discriminator_lr: float = Field(4e-4, gt=0.0, description="Discriminator learning rate (Adam).")
+    weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay of the adapter.")
+    batch_size: int = Field(256, ge=2, description="Pairs (or vectors per side) per step.")
+    max_steps: int = Field(3000, ge=1, description="Upper bound on optimisation steps.")
+    warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warm-up steps (then cosine decay).")
+    grad_clip: float = Field(1.0, gt=0.0, description="Clip gradient norms of adapter and discriminator to this.")
+    discriminator_hidden_dim: int = Field(512, ge=8, description="Width of the discriminator's hidden layers.")
+    discriminator_layers: int = Field(2, ge=1, description="Hidden layers of the discriminator.")
+    use_spectral_norm: bool = Field(True, description="Spectral normalisation on the discriminator's linear layers.")
+
+    # ---------------------------------------------------------------- stability and evaluation
+    holdout_fraction: float = Field(0.05, gt=0.0, lt=0.5, description=(
+        "Share of pairs held out for early stopping and the alignment report."))
+    holdout_max: int = Field(2000, ge=10, description="At most this many held-out pairs.")
+    eval_every: int = Field(100, ge=1, description="Steps between held-out evaluations.")
+    patience: int = Field(8, ge=1, description="Evaluations without improvement before early stopping.")
+    early_stopping_metric: Literal["mean_rank", "mean_cosine"] = Field("mean_rank", description=(
+        "Held-out metric to stop on: mean rank of the true teacher vector (ties broken by mean cosine), "
+        "or mean cosine."))
+    collapse_threshold: float = Field(0.98, gt=0.0, le=1.0, description=(
+        "Held-out outputs whose mean pairwise cosine exceeds this count as collapsed (rolled back)."))
+    max_rollbacks: int = Field(3, ge=0, description=(
+        "Rollbacks to the last good checkpoint (halving the learning rates) before the run fails."))
+    seeds: list[int] = Field(default_factory=lambda: [0], description=(
+        "Random seeds; more than one trains best-of-N and keeps the best on held-out pairs."))
+    knn_k: int = Field(10, ge=1, description="k of the k-NN neighbourhood-overlap metric.")
+    device: str = Field("cpu", description="Training device: 'cpu', 'cuda', 'auto'.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "AdapterConfig":
+        if self.reconstruction_weight > 0 and self.latent_dim is None:
+            raise ConfigError("reconstruction_weight > 0 needs a shared latent space",
+                              hint="set latent_dim (e.g. 512) or reconstruction_weight 0")
+        if self.mode == "unpaired" and self.adversarial_weight <= 0:
+            raise ConfigError("unpaired mode learns only from the adversarial loss; adversarial_weight is 0",
+                              hint="set adversarial_weight > 0 (e.g. 1.0)")
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise ConfigError("hidden_dims needs at least one positive width", hint="e.g. hidden_dims [1024]")
+        if not self.seeds:
+            raise ConfigError("seeds is empty", hint="give at least one seed, e.g. [0]")
+        return self
+
+    @classmethod
+    def unpaired_defaults(cls, **overrides) -> "AdapterConfig":
+        """Settings that suit pure vec2vec training (no supervision, strong geometry losses)."""
+        values = dict(mode="unpaired", init="random", adversarial_weight=1.0, cycle_weight=1.0, vsp_weight=1.0,
+                      paired_cosine_weight=0.0, paired_mse_weight=0.0, contrastive_weight=0.0,
+                      early_stopping_metric="mean_rank", lr=2e-4, discriminator_lr=2e-4, warmup_steps=200,
+                      patience=20)
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,115 @@
+"""Adapter training data: student and teacher vector directories, checked and joined by id.
+
+Every problem a user can cause (wrong directories, mixed encoders, mismatched dimensions, empty
+or NaN vectors, too few pairs) is raised here, before any training starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, InputError, IntegrityError
+from ..io import vector_shard_metadata
+from ..manifest import VectorManifest, read_vector_dir
+
+
+@dataclass
+class VectorSide:
+    """All vectors of one side (student or teacher), keyed ``dataset/collection/id``."""
+
+    keys: list[str]
+    vectors: np.ndarray
+    encoder: dict
+    dirs: list[str] = field(default_factory=list)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.encoder.get("fingerprint", ""))
+
+
+def check_vectors(vectors: np.ndarray, where: str | Path) -> None:
+    """Raise InputError for empty, non-finite or all-zero vectors."""
+    if vectors.ndim != 2 or vectors.shape[0] == 0:
+        raise InputError("no vectors", path=where, hint="embed a non-empty collection first (`tava embed`)")
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = int((~finite).sum())
+        raise InputError(f"{bad} of {len(vectors)} vectors contain NaN or inf (first at row {int(np.argmin(finite))})",
+                         path=where, hint="re-embed these shards; the encoder produced non-finite outputs")
+    zero = np.linalg.norm(vectors, axis=1) == 0
+    if zero.any():
+        raise InputError(f"{int(zero.sum())} vectors are all zeros (first at row {int(np.argmax(zero))})", path=where,
+                         hint="re-embed these shards; empty texts give zero vectors")
+
+
+def read_side(dirs: Sequence[str | Path], role: str) -> VectorSide:
+    """Read one side's vector directories; they must share one encoder (fingerprint and dim)."""
+    if not dirs:
+        raise ConfigError(f"no {role} vector directories given",
+                          hint=f"pass --{role}-vectors DIR (a directory made by `tava embed`)")
+    keys: list[str] = []
+    blocks: list[np.ndarray] = []
+    first: VectorManifest | None = None
+    for directory in dirs:
+        ids, vectors, manifest = read_vector_dir(directory)
+        for record in manifest.shards:
+            meta = vector_shard_metadata(Path(directory) / record.path)
+            if meta.get("fingerprint") not in (None, manifest.fingerprint):
+                raise IntegrityError(f"shard was made by encoder {meta['fingerprint'][:12]}, the manifest says "
+                                     f"{manifest.fingerprint[:12]}", path=Path(directory) / record.path,
+                                     hint="re-run `tava embed` for this collection")
+        if first is None:
+            first = manifest
+        elif manifest.fingerprint != first.fingerprint or manifest.dim != first.dim:
+            raise IntegrityError(
+                f"{role} vectors come from different encoders: {manifest.encoder.get('name')} "
+                f"({manifest.fingerprint[:12]}, {manifest.dim}-d) here, {first.encoder.get('name')} "
+                f"({first.fingerprint[:12]}, {first.dim}-d) in {dirs[0]}", path=directory,
+                hint=f"give {role} vector directories embedded by one and the same encoder")
+        check_vectors(vectors, directory)
+        keys.extend(f"{manifest.dataset}/{manifest.collection}/{i}" for i in ids)
+        blocks.append(vectors)
+    assert first is not None
+    return VectorSide(keys=keys, vectors=np.concatenate(blocks).astype(np.float32), encoder=dict(first.encoder),
+                      dirs=[str(d) for d in dirs])
+
+
+def join_pairs(student: VectorSide, teacher: VectorSide) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Rows present on both sides, in the student's order: ``(keys, student_vectors, teacher_vectors)``."""
+    index = {key: row for row, key in enumerate(teacher.keys)}
+    rows_s, rows_t, keys = [], [], []
+    seen: set[str] = set()
+    for row, key in enumerate(student.keys):
+        if key in index and key not in seen:
+            seen.add(key)
+            keys.append(key)
+            rows_s.append(row)
+            rows_t.append(index[key])
+    return keys, student.vectors[rows_s], teacher.vectors[rows_t]
+
+
+def check_training_inputs(student: VectorSide, teacher: VectorSide, pairs: int, batch_size: int, mode: str) -> None:
+    """Raise before training when the inputs cannot work."""
+    if student.fingerprint and student.fingerprint == teacher.fingerprint:
+        raise ConfigError("student and teacher vectors come from the same encoder "
+                          f"({student.fingerprint[:12]}): there is nothing to adapt",
+                          path=student.dirs[0], hint="give the student's vectors and the teacher's vectors")
+    if mode == "paired":
+        if pairs == 0:
+            raise InputError("student and teacher vectors share no ids (no pairs to train on)", path=student.dirs[0],
+                             hint="embed the same dataset collection with both encoders, or use --mode unpaired")
+        if pairs < 2 * batch_size:
+            raise ConfigError(f"only {pairs} pairs: fewer than two batches of {batch_size} "
+                              "(one to train on and a held-out share)", path=student.dirs[0],
+                              hint=f"embed more texts or lower --batch-size (below {max(2, pairs // 2)})")
+    else:
+        if min(len(student.keys), len(teacher.keys)) < 2 * batch_size:
+            raise ConfigError(f"unpaired mode needs at least {2 * batch_size} vectors per side",
+                              path=student.dirs[0], hint="embed more texts or lower --batch-size")

@@ -1,0 +1,61 @@
+"""Alignment metrics on held-out pairs (mapped student vector i belongs with teacher vector i).
+
+- mean_cosine: mean cosine between mapped and true teacher vector;
+- top1 / mean_rank: rank of the true teacher vector among all held-out teacher vectors when
+  searched with the mapped vector (vec2vec's metrics; rank 1 is best);
+- knn_overlap: share of each item's k nearest neighbours (among mapped vectors) that are also its
+  k nearest among the true teacher vectors, averaged.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _unit(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x.float()
+    return torch.nn.functional.normalize(t, dim=-1)
+
+
+@torch.no_grad()
+def alignment_metrics(mapped: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, k: int = 10,
+                      chunk: int = 2048) -> dict[str, float]:
+    """Metrics of ``mapped`` against ``target`` (same row order, same dimension)."""
+    a, b = _unit(mapped), _unit(target)
+    if a.shape != b.shape:
+        raise ValueError(f"mapped {tuple(a.shape)} and target {tuple(b.shape)} differ")
+    n = a.shape[0]
+    k = min(k, n - 1) if n > 1 else 0
+    cos_true = (a * b).sum(-1)
+    ranks = torch.empty(n)
+    overlap = torch.empty(n)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        sims = a[start:stop] @ b.T
+        ranks[start:stop] = (sims > cos_true[start:stop, None]).sum(-1).float() + 1
+        if k > 0:
+            rows = torch.arange(stop - start)
+            mapped_sims = a[start:stop] @ a.T
+            teacher_sims = b[start:stop] @ b.T
+            mapped_sims[rows, rows + start] = -2  # an item is not its own neighbour
+            teacher_sims[rows, rows + start] = -2
+            nn_mapped = mapped_sims.topk(k, dim=-1).indices
+            nn_teacher = teacher_sims.topk(k, dim=-1).indices
+            hits = (nn_mapped[:, :, None] == nn_teacher[:, None, :]).any(-1).float().sum(-1)
+            overlap[start:stop] = hits / k
+    out = {"n": int(n), "mean_cosine": float(cos_true.mean()), "top1": float((ranks == 1).float().mean()),
+           "mean_rank": float(ranks.mean()), "median_rank": float(ranks.median())}
+    if k > 0:
+        out[f"knn_overlap@{k}"] = float(overlap.mean())
+    return out
+
+
+@torch.no_grad()
+def mean_pairwise_cosine(x: np.ndarray | torch.Tensor, sample: int = 512) -> float:
+    """Mean off-diagonal cosine of (up to ``sample``) rows: near 1 means the outputs collapsed."""
+    t = _unit(x)[:sample]
+    n = t.shape[0]
+    if n < 2:
+        return 0.0
+    sims = t @ t.T
+    return float((sims.sum() - sims.diagonal().sum()) / (n * (n - 1)))

@@ -1,0 +1,125 @@
+"""``Vec2VecAdapter``: a residual MLP from one embedding space into another, L2-normalised output.
+
+Two shapes:
+- direct: ``input -> [residual blocks] -> output`` plus a linear skip path input -> output, so the
+  adapter is "a linear map plus a learned non-linear correction" (and can start at ridge);
+- shared latent (vec2vec): ``input adapter -> shared backbone -> output adapter``. The reverse adapter
+  (teacher -> student, for cycle and reconstruction losses) shares the backbone object.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+class ResidualBlock(nn.Module):
+    """linear -> norm -> activation -> dropout, plus the input when widths match."""
+
+    def __init__(self, in_dim: int, out_dim: int, activation: str = "silu", norm: str = "layer",
+                 dropout: float = 0.0, residual: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.norm = nn.LayerNorm(out_dim) if norm == "layer" else nn.Identity()
+        self.activation = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout)
+        self.residual = residual and in_dim == out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.dropout(self.activation(self.norm(self.linear(x))))
+        return x + out if self.residual else out
+
+
+class ResidualMLP(nn.Module):
+    """Blocks of ``hidden_dims`` then a linear head; with ``residual``, a linear skip in -> out."""
+
+    def __init__(self, input_dim: int, output_dim: int, hidden_dims: Sequence[int], activation: str = "silu",
+                 norm: str = "layer", dropout: float = 0.0, residual: bool = True) -> None:
+        super().__init__()
+        widths = [input_dim, *hidden_dims]
+        self.blocks = nn.Sequential(*[ResidualBlock(a, b, activation, norm, dropout, residual)
+                                      for a, b in zip(widths[:-1], widths[1:])])
+        self.head = nn.Linear(widths[-1], output_dim)
+        self.skip = nn.Linear(input_dim, output_dim, bias=False) if residual else None
+        if self.skip is not None:
+            # The correction starts small: the skip path dominates early training.
+            nn.init.normal_(self.head.weight, std=1e-3)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.blocks(x))
+        return out + self.skip(x) if self.skip is not None else out
+
+
+class Vec2VecAdapter(nn.Module):
+    """Maps ``input_dim`` vectors to L2-normalised ``output_dim`` vectors."""
+
+    def __init__(self, input_dim: int, output_dim: int, hidden_dims: Sequence[int] = (1024,),
+                 activation: str = "silu", norm: str = "layer", dropout: float = 0.0, residual: bool = True,
+                 latent_dim: Optional[int] = None, backbone: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = dict(input_dim=int(input_dim), output_dim=int(output_dim),
+                                           hidden_dims=[int(h) for h in hidden_dims], activation=activation,
+                                           norm=norm, dropout=float(dropout), residual=bool(residual),
+                                           latent_dim=None if latent_dim is None else int(latent_dim))
+        if latent_dim is None:
+            self.net = ResidualMLP(input_dim, output_dim, hidden_dims, activation, norm, dropout, residual)
+            self.in_adapter = self.backbone = self.out_adapter = None
+        else:
+            self.net = None
+            self.in_adapter = ResidualMLP(input_dim, latent_dim, hidden_dims[:1], activation, norm, dropout, residual)
+            self.backbone = backbone if backbone is not None else ResidualMLP(
+                latent_dim, latent_dim, hidden_dims, activation, norm, dropout, residual)
+            self.out_adapter = ResidualMLP(latent_dim, output_dim, hidden_dims[:1], activation, norm, dropout,
+                                           residual)
+
+    @property
+    def input_dim(self) -> int:
+        return self.config["input_dim"]
+
+    @property
+    def output_dim(self) -> int:
+        return self.config["output_dim"]
+
+    def to_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared latent code (the identity path of a direct adapter has none)."""
+        if self.in_adapter is None:
+            raise ValueError("a direct adapter has no latent space (set latent_dim)")
+        return self.backbone(self.in_adapter(x))
+
+    def from_latent(self, z: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.out_adapter(z), dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.net is not None:
+            return F.normalize(self.net(x), dim=-1)
+        return self.from_latent(self.to_latent(x))
+
+    def make_reverse(self) -> "Vec2VecAdapter":
+        """A teacher -> student adapter; with a latent space it shares this adapter's backbone."""
+        cfg = dict(self.config)
+        cfg["input_dim"], cfg["output_dim"] = cfg["output_dim"], cfg["input_dim"]
+        return Vec2VecAdapter(**cfg, backbone=self.backbone)
+
+    def linear_skip(self) -> Optional[nn.Linear]:
+        """The direct adapter's input -> output linear path (where a ridge start goes)."""
+        return self.net.skip if self.net is not None else None
+
+    @torch.no_grad()
+    def map_numpy(self, vectors, batch_size: int = 8192):
+        """Map a float32 numpy array (inference mode, batched); returns float32 numpy."""
+        import numpy as np
+
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        out = np.zeros((len(vectors), self.output_dim), dtype=np.float32)
+        for start in range(0, len(vectors), batch_size):
+            chunk = torch.as_tensor(np.asarray(vectors[start:start + batch_size], dtype=np.float32), device=device)
+            out[start:start + len(chunk)] = self(chunk).cpu().numpy()
+        self.train(was_training)
+        return out

@@ -1,0 +1,83 @@
+"""The alignment report: the adapter beside the closed-form baselines, as JSON, markdown and PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+METRIC_COLUMNS = ["mean_cosine", "top1", "mean_rank", "median_rank"]
+
+
+def _knn_key(row: dict[str, Any]) -> Optional[str]:
+    return next((k for k in row if k.startswith("knn_overlap@")), None)
+
+
+def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
+    """One row per map (adapter, ridge, ...), one column per metric."""
+    knn = next((k for r in rows.values() if (k := _knn_key(r))), None)
+    cols = METRIC_COLUMNS + ([knn] if knn else [])
+    lines = ["| map | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for name, row in rows.items():
+        cells = []
+        for col in cols:
+            value = row.get(col)
+            cells.append("" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value)))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    t = report["training"]
+    lines = [f"# Adapter {report['name']}", "",
+             f"- mode: **{report['mode']}**; student {report['student']['name']} ({report['student']['dim']}-d) "
+             f"-> teacher {report['teacher']['name']} ({report['teacher']['dim']}-d)",
+             f"- training: {report['data']['train_student']} student / {report['data']['train_teacher']} teacher "
+             f"vectors, {report['data']['heldout_pairs']} held-out pairs",
+             f"- best step {t['best_step']} of {t['steps']} ({t['stopped']}), seed {t['seed']}, "
+             f"{t['rollbacks']} rollbacks, {t['seconds']:.1f} s", "",
+             "## Held-out alignment (the adapter beside the closed-form baselines)", "",
+             markdown_table(report["metrics"]), ""]
+    for name, note in report.get("baseline_notes", {}).items():
+        lines.append(f"- {name}: {note}")
+    if report.get("seed_runs") and len(report["seed_runs"]) > 1:
+        lines += ["", "## Seeds", ""]
+        for run in report["seed_runs"]:
+            lines.append(f"- seed {run['seed']}: " + (f"failed: {run['error']}" if "error" in run else
+                                                      f"mean rank {run['best_metrics'].get('mean_rank', float('nan')):.3f}, "
+                                                      f"mean cosine {run['best_metrics'].get('mean_cosine', float('nan')):.4f}"))
+    lines += ["", "![training curves](curves.png)", ""]
+    return "\n".join(lines)
+
+
+def plot_curves(history: list[dict[str, float]], evals: list[dict[str, float]], path: str | Path,
+                baselines: Optional[dict[str, dict[str, Any]]] = None) -> Path:
+    """Loss curves and held-out mean cosine / mean rank over steps (ridge drawn as a reference)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    keys = sorted({k for row in history for k in row if k not in {"step"}})
+    for key in keys:
+        points = [(row["step"], row[key]) for row in history if key in row]
+        if points:
+            axes[0].plot(*zip(*points), label=key)
+    axes[0].set_yscale("symlog", linthresh=1e-3)
+    axes[0].set_title("training losses")
+    axes[0].set_xlabel("step")
+    axes[0].legend(fontsize=7)
+    for ax, metric in ((axes[1], "mean_cosine"), (axes[2], "mean_rank")):
+        points = [(row["step"], row[metric]) for row in evals if metric in row]
+        if points:
+            ax.plot(*zip(*points), marker="o", label="adapter")
+        for name, row in (baselines or {}).items():
+            if metric in row:
+                ax.axhline(row[metric], linestyle="--", alpha=0.6, label=name, color=f"C{1 + list(baselines).index(name)}")
+        ax.set_title(f"held-out {metric}")
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with_path = Path(path)
+    fig.savefig(with_path, dpi=90)
+    plt.close(fig)
+    return with_path

@@ -1,0 +1,163 @@
+"""Stage B end to end, in-process (no Prefect): vector directories in, adapter directory out.
+
+``train_adapter_from_arrays`` is the array-level core (used by the flow and the benchmark);
+``train_adapter_from_dirs`` adds reading and checking the vector directories and saving.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..home import TavaHome, slug
+from .baselines import fit_baselines
+from .config import AdapterConfig
+from .data import VectorSide, check_training_inputs, check_vectors, join_pairs, read_side
+from .io import read_adapter_config, load_adapter, save_adapter
+from .metrics import alignment_metrics
+from .report import markdown_report, plot_curves
+from .trainer import TrainingData, TrainingResult, split_paired, split_unpaired, train_best_of_seeds
+
+
+@dataclass
+class AdapterRun:
+    """What one training run produced (the adapter is in memory; ``directory`` once saved)."""
+
+    result: TrainingResult
+    report: dict[str, Any]
+    data: TrainingData
+    directory: Optional[Path] = None
+
+
+def evaluate_maps(data: TrainingData, result: TrainingResult, config: AdapterConfig,
+                  baseline_x: np.ndarray, baseline_y: np.ndarray) -> tuple[dict[str, dict], dict[str, str]]:
+    """Held-out metrics of the adapter and of every closed-form baseline fitted on ``baseline_x/y``."""
+    if not data.has_heldout:
+        return {}, {}
+    metrics = {"adapter": alignment_metrics(result.adapter.map_numpy(data.heldout_student), data.heldout_teacher,
+                                            k=config.knn_k)}
+    notes = {}
+    for name, linear_map in fit_baselines(baseline_x, baseline_y).items():
+        metrics[name] = alignment_metrics(linear_map(data.heldout_student), data.heldout_teacher, k=config.knn_k)
+        if linear_map.note:
+            notes[name] = linear_map.note
+    if data.paired is False:
+        notes["baselines"] = "fitted on paired vectors the unpaired adapter never saw (a paired reference)"
+    return metrics, notes
+
+
+def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: AdapterConfig, *,
+                              name: str = "adapter", student_info: Optional[dict] = None,
+                              teacher_info: Optional[dict] = None, warm_start: Optional[str | Path] = None,
+                              show_progress: bool = False) -> AdapterRun:
+    """Train on row-aligned ``student``/``teacher`` vectors (for unpaired mode, they are split into
+    disjoint halves so no text is seen on both sides; held-out pairs only measure)."""
+    check_vectors(student, "student vectors")
+    check_vectors(teacher, "teacher vectors")
+    if len(student) != len(teacher):
+        raise ConfigError(f"{len(student)} student rows but {len(teacher)} teacher rows; arrays must be row-aligned")
+    warm = None
+    if warm_start is not None:
+        warm = load_adapter(warm_start)
+        if (warm.input_dim, warm.output_dim) != (student.shape[1], teacher.shape[1]):
+            raise ConfigError(f"warm-start adapter maps {warm.input_dim}-d -> {warm.output_dim}-d, the vectors are "
+                              f"{student.shape[1]}-d -> {teacher.shape[1]}-d", path=warm_start,
+                              hint="warm-start only from an adapter of the same student and teacher")
+        warm.train()
+    first_seed = config.seeds[0]
+    data = (split_paired(student, teacher, config, first_seed) if config.mode == "paired"
+            else split_unpaired(student, teacher, config, first_seed))
+    if min(len(data.student), len(data.teacher)) < config.batch_size:
+        raise ConfigError(f"after holding out {len(data.heldout_student)} pairs only "
+                          f"{min(len(data.student), len(data.teacher))} training vectors are left, fewer than a "
+                          f"batch of {config.batch_size}", hint="give more texts or lower --batch-size")
+    result, runs = train_best_of_seeds(data, config, warm_start=warm, show_progress=show_progress)
+    if data.paired:
+        fit_x, fit_y = data.student, data.teacher
+    else:  # baselines need pairs: the same held-out split, all other pairs (a paired reference)
+        reference = split_paired(student, teacher, config, first_seed)
+        fit_x, fit_y = reference.student, reference.teacher
+    metrics, notes = evaluate_maps(data, result, config, fit_x, fit_y)
+    report = {
+        "name": name, "mode": config.mode,
+        "student": {"name": "student", "dim": int(student.shape[1]), **(student_info or {})},
+        "teacher": {"name": "teacher", "dim": int(teacher.shape[1]), **(teacher_info or {})},
+        "data": {"train_student": len(data.student), "train_teacher": len(data.teacher),
+                 "heldout_pairs": len(data.heldout_student)},
+        "training": result.summary(), "seed_runs": runs, "metrics": metrics, "baseline_notes": notes,
+        "warm_start": str(warm_start) if warm_start else None,
+        "config": config.model_dump(mode="json"),
+    }
+    return AdapterRun(result=result, report=report, data=data)
+
+
+def save_run(run: AdapterRun, directory: str | Path, *, student_spec: Optional[dict] = None) -> Path:
+    """Save adapter + report (JSON, markdown, PNG) atomically into ``directory``."""
+    import json
+
+    report = run.report
+    baselines = {k: v for k, v in report["metrics"].items() if k != "adapter"}
+    files = {
+        "report.json": lambda p: p.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"),
+        "report.md": lambda p: p.write_text(markdown_report(report)),
+        "curves.png": lambda p: plot_curves(run.result.history, run.result.evals, p, baselines),
+    }
+    metadata = {"lineage": {"student": report["student"], "teacher": report["teacher"],
+                            "warm_start": report.get("warm_start"), "data": report["data"]},
+                "metrics": report["metrics"].get("adapter", {}), "training": report["training"],
+                "config": report["config"]}
+    run.directory = save_adapter(directory, run.result.adapter, metadata=metadata, student=student_spec,
+                                 extra_files=files)
+    return run.directory
+
+
+def default_name(student: VectorSide, teacher: VectorSide) -> str:
+    return slug(f"{student.encoder.get('name', 'student')}-to-{teacher.encoder.get('name', 'teacher')}")
+
+
+def student_spec_for(config: AdapterConfig, student: VectorSide) -> Optional[dict]:
+    """The student's EncoderSpec for tava_encoder.json: --student, else the manifest's encoder name
+    when it is an existing path or alias."""
+    from ..config import EncoderSpec
+    from ..encoders import ALIASES
+
+    model = config.student
+    if model is None:
+        name = str(student.encoder.get("name", ""))
+        model = name if (name in ALIASES or Path(name).is_dir()) else None
+    if model is None:
+        return None
+    if model not in ALIASES and Path(model).exists():
+        model = str(Path(model).resolve())
+    return EncoderSpec(model=model).model_dump(mode="json")
+
+
+def load_training_vectors(config: AdapterConfig) -> tuple[VectorSide, VectorSide, list[str], np.ndarray, np.ndarray]:
+    """Read and check both sides, join pairs; raises before any training on bad input."""
+    student = read_side(config.student_vectors, "student")
+    teacher = read_side(config.teacher_vectors, "teacher")
+    keys, x, y = join_pairs(student, teacher)
+    check_training_inputs(student, teacher, len(keys), config.batch_size, config.mode)
+    if config.warm_start:
+        arch = read_adapter_config(config.warm_start)["architecture"]
+        if (arch["input_dim"], arch["output_dim"]) != (student.dim, teacher.dim):
+            raise ConfigError(f"warm-start adapter maps {arch['input_dim']}-d -> {arch['output_dim']}-d, the vectors "
+                              f"are {student.dim}-d -> {teacher.dim}-d", path=config.warm_start,
+                              hint="warm-start only from an adapter of the same student and teacher")
+    return student, teacher, keys, x, y
+
+
+def train_adapter_from_dirs(config: AdapterConfig, home: TavaHome | None = None, *,
+                            show_progress: bool = False) -> AdapterRun:
+    """Read the vector directories, train, and save under ``<home>/artifacts/adapters/<name>/``."""
+    home = home or TavaHome()
+    student, teacher, keys, x, y = load_training_vectors(config)
+    name = config.name or default_name(student, teacher)
+    run = train_adapter_from_arrays(x, y, config, name=name, student_info=dict(student.encoder, dirs=student.dirs),
+                                    teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
+                                    warm_start=config.warm_start, show_progress=show_progress)
+    save_run(run, home.artifacts / "adapters" / slug(name), student_spec=student_spec_for(config, student))
+    return run

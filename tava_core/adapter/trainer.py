@@ -1,0 +1,419 @@
+"""``AdversarialTrainer``: trains a ``Vec2VecAdapter`` with vec2vec's losses, carefully.
+
+GANs fail in known ways, so training guards itself: linear LR warm-up then cosine decay,
+gradient clipping, early stopping on held-out mean rank, and a check of every step's loss and
+every evaluation's outputs; NaN/inf or collapsed outputs roll back to the last good checkpoint
+with halved learning rates, and a run that keeps failing raises ``TrainingError``. The adapter
+handed back is always the best healthy checkpoint, never a broken one.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..errors import TrainingError
+from .baselines import fit_ridge
+from .config import AdapterConfig
+from .discriminator import Discriminator
+from .losses import (AdversarialLoss, CycleConsistencyLoss, GradientPenalty, PairedSupervisionLoss,
+                     ReconstructionLoss, VectorSpacePreservationLoss)
+from .metrics import alignment_metrics, mean_pairwise_cosine
+from .model import Vec2VecAdapter
+
+log = logging.getLogger(__name__)
+
+
+class Diverged(RuntimeError):
+    """A step or an evaluation produced NaN/inf or collapsed outputs (handled by rollback)."""
+
+
+@dataclass
+class TrainingData:
+    """Training vectors and held-out pairs. Paired: ``student[i]`` and ``teacher[i]`` are one text;
+    unpaired: the two sides are different texts. Held-out rows are always pairs (may be empty)."""
+
+    student: np.ndarray
+    teacher: np.ndarray
+    heldout_student: np.ndarray
+    heldout_teacher: np.ndarray
+    paired: bool
+
+    @property
+    def has_heldout(self) -> bool:
+        return len(self.heldout_student) > 1
+
+
+def split_paired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0) -> TrainingData:
+    """Hold out a share of the pairs (the same split for every seed of a best-of-N run)."""
+    n = len(x)
+    order = np.random.default_rng(seed).permutation(n)
+    n_hold = int(min(config.holdout_max, max(2, round(n * config.holdout_fraction))))
+    hold, train = order[:n_hold], order[n_hold:]
+    return TrainingData(x[train], y[train], x[hold], y[hold], paired=True)
+
+
+def split_unpaired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0,
+                   extra_student: Optional[np.ndarray] = None,
+                   extra_teacher: Optional[np.ndarray] = None) -> TrainingData:
+    """Held-out pairs, then the remaining texts split in two disjoint halves: the student side
+    sees one half, the teacher side the other, so no text is seen by both (pure vec2vec)."""
+    base = split_paired(x, y, config, seed)
+    order = np.random.default_rng(seed + 1).permutation(len(base.student))
+    half = len(order) // 2
+    student = base.student[order[:half]]
+    teacher = base.teacher[order[half:]]
+    if extra_student is not None and len(extra_student):
+        student = np.concatenate([student, extra_student])
+    if extra_teacher is not None and len(extra_teacher):
+        teacher = np.concatenate([teacher, extra_teacher])
+    return TrainingData(student, teacher, base.heldout_student, base.heldout_teacher, paired=False)
+
+
+@dataclass
+class TrainingResult:
+    adapter: Vec2VecAdapter
+    reverse: Optional[Vec2VecAdapter]
+    seed: int
+    best_step: int
+    best_metrics: dict[str, float]
+    initial_metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)  # per logged step: losses
+    evals: list[dict[str, float]] = field(default_factory=list)    # per evaluation: held-out metrics
+    rollbacks: int = 0
+    stopped: str = "max_steps"
+    steps: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"seed": self.seed, "best_step": self.best_step, "steps": self.steps, "stopped": self.stopped,
+                "rollbacks": self.rollbacks, "seconds": round(self.seconds, 2),
+                "best_metrics": self.best_metrics, "initial_metrics": self.initial_metrics}
+
+
+def _score(metrics: dict[str, float], metric: str) -> tuple[float, float]:
+    """Smaller is better; mean rank ties are broken by mean cosine."""
+    if not metrics:
+        return (0.0, 0.0)
+    if metric == "mean_cosine":
+        return (-metrics["mean_cosine"], metrics["mean_rank"])
+    return (round(metrics["mean_rank"], 4), -metrics["mean_cosine"])
+
+
+class AdversarialTrainer:
+    """Trains ``generator`` (student -> teacher) against a discriminator on teacher-space vectors.
+
+    The keyword arguments override the matching ``config`` fields (the seed paper's signature).
+    """
+
+    def __init__(self, generator: Vec2VecAdapter, discriminator_hidden_dim: Optional[int] = None,
+                 use_spectral_norm: Optional[bool] = None, gradient_penalty_weight: Optional[float] = None,
+                 config: Optional[AdapterConfig] = None, **overrides: Any) -> None:
+        config = config or AdapterConfig()
+        for key, value in dict(discriminator_hidden_dim=discriminator_hidden_dim, use_spectral_norm=use_spectral_norm,
+                               gradient_penalty_weight=gradient_penalty_weight, **overrides).items():
+            if value is not None:
+                setattr(config := config.model_copy(), key, value)  # validate_assignment checks it
+        self.config = config
+        self.device = torch.device("cpu" if config.device == "auto" and not torch.cuda.is_available()
+                                   else ("cuda" if config.device == "auto" else config.device))
+        self.generator = generator.to(self.device)
+        unpaired = config.mode == "unpaired"
+        needs_reverse = config.cycle_weight > 0 or config.reconstruction_weight > 0 or unpaired
+        self.reverse = generator.make_reverse().to(self.device) if needs_reverse else None
+        adversarial = config.adversarial_weight > 0
+        self.discriminator = (Discriminator(generator.output_dim, config.discriminator_hidden_dim,
+                                            config.discriminator_layers, config.use_spectral_norm).to(self.device)
+                              if adversarial else None)
+        # Unpaired: the reverse adapter is judged in student space too (vec2vec's second GAN).
+        self.student_discriminator = (Discriminator(generator.input_dim, config.discriminator_hidden_dim,
+                                                    config.discriminator_layers, config.use_spectral_norm)
+                                      .to(self.device) if adversarial and unpaired else None)
+        self.adversarial = AdversarialLoss(config.adversarial_loss)
+        self.gradient_penalty = GradientPenalty(config.gradient_penalty, config.gradient_penalty_weight)
+        self.vsp = VectorSpacePreservationLoss(config.vsp_norm)
+        self.cycle = CycleConsistencyLoss()
+        self.reconstruction = ReconstructionLoss()
+        self.paired = PairedSupervisionLoss(config.paired_cosine_weight, config.paired_mse_weight,
+                                            config.contrastive_weight, config.contrastive_temperature)
+        generator_params = list(self.generator.parameters())
+        if self.reverse is not None:
+            seen = {id(p) for p in generator_params}  # a shared backbone appears once
+            generator_params += [p for p in self.reverse.parameters() if id(p) not in seen]
+        self.g_optimizer = torch.optim.AdamW(generator_params, lr=config.lr, weight_decay=config.weight_decay)
+        d_params = [p for d in self._discriminators() for p in d.parameters()]
+        self.d_optimizer = (torch.optim.Adam(d_params, lr=config.discriminator_lr, betas=(0.5, 0.999))
+                            if d_params else None)
+        self.lr_scale = 1.0
+
+    # ------------------------------------------------------------------ one step
+
+    def _discriminators(self) -> list[Discriminator]:
+        return [d for d in (self.discriminator, self.student_discriminator) if d is not None]
+
+    def _set_lr(self, step: int) -> None:
+        cfg = self.config
+        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, cfg.max_steps))))
+        factor = warm * decay * self.lr_scale
+        for group in self.g_optimizer.param_groups:
+            group["lr"] = cfg.lr * factor
+        if self.d_optimizer is not None:
+            for group in self.d_optimizer.param_groups:
+                group["lr"] = cfg.discriminator_lr * factor
+
+    def _discriminator_step(self, s: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
+        assert self.d_optimizer is not None
+        with torch.no_grad():
+            fake_t = self.generator(s)
+            fake_s = self.reverse(t) if self.student_discriminator is not None else None
+        loss = self.adversarial.discriminator_loss(self.discriminator(t), self.discriminator(fake_t))
+        penalty = self.gradient_penalty(self.discriminator, t, fake_t)
+        if self.student_discriminator is not None:
+            real_s = F.normalize(s, dim=-1)
+            loss = loss + self.adversarial.discriminator_loss(self.student_discriminator(real_s),
+                                                              self.student_discriminator(fake_s))
+            penalty = penalty + self.gradient_penalty(self.student_discriminator, real_s, fake_s)
+        total = loss + penalty
+        if not torch.isfinite(total):
+            raise Diverged("discriminator loss is not finite")
+        self.d_optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_([p for d in self._discriminators() for p in d.parameters()],
+                                       self.config.grad_clip)
+        self.d_optimizer.step()
+        return {"d_loss": float(loss), "gradient_penalty": float(penalty)}
+
+    def _generator_losses(self, s: torch.Tensor, t: torch.Tensor, paired: bool) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        s_unit = F.normalize(s, dim=-1)
+        mapped = self.generator(s)
+        back = self.reverse(t) if self.reverse is not None else None
+        terms: dict[str, torch.Tensor] = {}
+        if self.discriminator is not None:
+            adv = self.adversarial.generator_loss(self.discriminator(mapped))
+            if self.student_discriminator is not None:
+                adv = adv + self.adversarial.generator_loss(self.student_discriminator(back))
+            terms["adversarial"] = cfg.adversarial_weight * adv
+        if cfg.vsp_weight > 0:
+            vsp = self.vsp(s, mapped)
+            if back is not None and not paired:
+                vsp = vsp + self.vsp(t, back)
+            terms["vsp"] = cfg.vsp_weight * vsp
+        if cfg.cycle_weight > 0:
+            cyc = self.cycle(s_unit, self.reverse(mapped)) + self.cycle(t, self.generator(back))
+            terms["cycle"] = cfg.cycle_weight * cyc
+        if cfg.reconstruction_weight > 0:
+            rec = (self.reconstruction(s_unit, self.reverse.from_latent(self.generator.to_latent(s)))
+                   + self.reconstruction(t, self.generator.from_latent(self.reverse.to_latent(t))))
+            terms["reconstruction"] = cfg.reconstruction_weight * rec
+        if paired:
+            terms["paired"] = self.paired(mapped, t)
+            if back is not None:
+                terms["paired_reverse"] = self.paired(back, s_unit)
+        return terms
+
+    def train_step(self, student_batch: torch.Tensor | np.ndarray, teacher_batch: torch.Tensor | np.ndarray,
+                   paired: bool = True) -> dict[str, float]:
+        """One discriminator step then one adapter step; returns the losses as floats.
+
+        Raises ``Diverged`` on a non-finite loss (``fit`` rolls back; callers of this alone decide)."""
+        s = torch.as_tensor(student_batch, dtype=torch.float32, device=self.device)
+        t = F.normalize(torch.as_tensor(teacher_batch, dtype=torch.float32, device=self.device), dim=-1)
+        self.generator.train()
+        logs: dict[str, float] = {}
+        if self.d_optimizer is not None:
+            logs.update(self._discriminator_step(s, t))
+        terms = self._generator_losses(s, t, paired)
+        total = sum(terms.values()) if terms else None
+        if total is None:
+            raise TrainingError("every loss weight is 0: nothing to train", hint="set some loss weights > 0")
+        if not torch.isfinite(total):
+            raise Diverged(f"adapter loss is not finite ({', '.join(f'{k}={float(v):.3g}' for k, v in terms.items())})")
+        self.g_optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        params = [p for group in self.g_optimizer.param_groups for p in group["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise Diverged("adapter gradients are not finite")
+        self.g_optimizer.step()
+        logs.update({k: float(v) for k, v in terms.items()})
+        logs["g_loss"] = float(total)
+        return logs
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        mods = {"generator": self.generator, "reverse": self.reverse, "discriminator": self.discriminator,
+                "student_discriminator": self.student_discriminator}
+        return {k: v for k, v in mods.items() if v is not None}
+
+    def snapshot(self) -> dict[str, Any]:
+        state = {k: copy.deepcopy(m.state_dict()) for k, m in self._modules().items()}
+        state["g_optimizer"] = copy.deepcopy(self.g_optimizer.state_dict())
+        if self.d_optimizer is not None:
+            state["d_optimizer"] = copy.deepcopy(self.d_optimizer.state_dict())
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for key, module in self._modules().items():
+            module.load_state_dict(state[key])
+        self.g_optimizer.load_state_dict(state["g_optimizer"])
+        if self.d_optimizer is not None:
+            self.d_optimizer.load_state_dict(state["d_optimizer"])
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self, data: TrainingData) -> dict[str, float]:
+        """Held-out metrics; raises ``Diverged`` for non-finite or collapsed outputs."""
+        probe = data.heldout_student if data.has_heldout else data.student[:512]
+        mapped = self.generator.map_numpy(probe)
+        if not np.isfinite(mapped).all():
+            raise Diverged("adapter outputs are not finite")
+        spread = mean_pairwise_cosine(mapped)
+        if spread > self.config.collapse_threshold:
+            raise Diverged(f"adapter outputs collapsed (mean pairwise cosine {spread:.3f})")
+        if not data.has_heldout:
+            return {"mean_pairwise_cosine": spread}
+        metrics = alignment_metrics(mapped, data.heldout_teacher, k=self.config.knn_k)
+        metrics["mean_pairwise_cosine"] = spread
+        return metrics
+
+    # ------------------------------------------------------------------ the loop
+
+    def _rollback(self, good: dict[str, Any], reason: str, step: int, result: TrainingResult) -> None:
+        result.rollbacks += 1
+        if result.rollbacks > self.config.max_rollbacks:
+            raise TrainingError(f"training diverged at step {step} ({reason}) and {self.config.max_rollbacks} "
+                                "rollbacks did not help; nothing was saved",
+                                hint="lower --lr / --discriminator-lr or --adversarial-weight, or raise "
+                                     "--gradient-penalty-weight")
+        log.warning("step %d: %s; rolling back to the last good checkpoint, learning rates halved", step, reason)
+        self.restore(good)
+        self.lr_scale *= 0.5
+
+    def fit(self, data: TrainingData, *, seed: int = 0, show_progress: bool = False,
+            start_step: int = 0) -> TrainingResult:
+        """Train until ``max_steps`` or early stopping; returns the best healthy checkpoint."""
+        cfg = self.config
+        started = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        n_s, n_t = len(data.student), len(data.teacher)
+        if data.paired and n_s != n_t:
+            raise ValueError("paired data needs as many student as teacher rows")
+        batch = min(cfg.batch_size, n_s, n_t)
+        try:
+            initial = self.evaluate(data)
+        except Diverged as exc:
+            raise TrainingError(f"the adapter is broken before training starts ({exc})",
+                                hint="check the input vectors, or warm-start from a healthy adapter") from None
+        good = self.snapshot()
+        best_state, best_metrics, best_step = good, initial, 0
+        result = TrainingResult(adapter=self.generator, reverse=self.reverse, seed=seed, best_step=0,
+                                best_metrics=initial, initial_metrics=initial)
+        result.evals.append({"step": 0, **initial})
+        bad_evals = 0
+        progress = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=cfg.max_steps, desc=f"adapter seed {seed}", unit="step")
+        step = 0
+        for step in range(1, cfg.max_steps + 1):
+            self._set_lr(start_step + step)
+            idx_s = rng.integers(0, n_s, batch)
+            idx_t = idx_s if data.paired else rng.integers(0, n_t, batch)
+            try:
+                logs = self.train_step(data.student[idx_s], data.teacher[idx_t], paired=data.paired)
+            except Diverged as exc:
+                self._rollback(good, str(exc), step, result)
+                continue
+            if step % 10 == 0 or step == 1:
+                result.history.append({"step": step, **logs})
+            if progress is not None:
+                progress.update(1)
+                if step % 10 == 0:
+                    progress.set_postfix(g=f"{logs['g_loss']:.4f}")
+            if step % cfg.eval_every and step != cfg.max_steps:
+                continue
+            try:
+                metrics = self.evaluate(data)
+            except Diverged as exc:
+                self._rollback(good, str(exc), step, result)
+                continue
+            good = self.snapshot()
+            result.evals.append({"step": step, **metrics})
+            if not data.has_heldout or _score(metrics, cfg.early_stopping_metric) < _score(
+                    best_metrics, cfg.early_stopping_metric):
+                best_state, best_metrics, best_step, bad_evals = good, metrics, step, 0
+            else:
+                bad_evals += 1
+                if bad_evals >= cfg.patience:
+                    result.stopped = "early_stopping"
+                    break
+        if progress is not None:
+            progress.close()
+        self.restore(best_state)
+        result.best_step, result.best_metrics, result.steps = best_step, best_metrics, step
+        result.seconds = time.perf_counter() - started
+        return result
+
+
+# ---------------------------------------------------------------------- building and best-of-N
+
+def build_adapter(config: AdapterConfig, input_dim: int, output_dim: int) -> Vec2VecAdapter:
+    return Vec2VecAdapter(input_dim, output_dim, config.hidden_dims, config.activation, config.norm,
+                          config.dropout, config.residual, config.latent_dim)
+
+
+@torch.no_grad()
+def init_from_ridge(adapter: Vec2VecAdapter, x: np.ndarray, y: np.ndarray) -> bool:
+    """Start a direct adapter's linear skip path at the ridge solution; False if it has none."""
+    skip = adapter.linear_skip()
+    if skip is None:
+        return False
+    ridge = fit_ridge(x, y)
+    skip.weight.copy_(torch.as_tensor(ridge.weight.T))
+    adapter.net.head.bias.copy_(torch.as_tensor(ridge.bias))
+    return True
+
+
+def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start: Optional[Vec2VecAdapter] = None,
+                        show_progress: bool = False) -> tuple[TrainingResult, list[dict[str, Any]]]:
+    """Train one adapter per seed; keep the best on held-out pairs. Seeds that diverge are skipped
+    (their error is reported); if all diverge, the last ``TrainingError`` is raised."""
+    input_dim, output_dim = data.student.shape[1], data.teacher.shape[1]
+    best: Optional[TrainingResult] = None
+    runs: list[dict[str, Any]] = []
+    last_error: Optional[TrainingError] = None
+    for seed in config.seeds:
+        torch.manual_seed(seed)
+        if warm_start is not None:
+            adapter = copy.deepcopy(warm_start)
+        else:
+            adapter = build_adapter(config, input_dim, output_dim)
+            if config.init == "ridge" and data.paired:
+                init_from_ridge(adapter, data.student, data.teacher)
+        trainer = AdversarialTrainer(adapter, config=config)
+        try:
+            result = trainer.fit(data, seed=seed, show_progress=show_progress)
+        except TrainingError as exc:
+            runs.append({"seed": seed, "error": exc.message})
+            last_error = exc
+            continue
+        runs.append(result.summary())
+        if best is None or _score(result.best_metrics, config.early_stopping_metric) < _score(
+                best.best_metrics, config.early_stopping_metric):
+            best = result
+    if best is None:
+        assert last_error is not None
+        raise last_error
+    return best, runs

@@ -1,0 +1,87 @@
+"""``DistillConfig``: everything `tava distill` / flow ``distill_student`` takes (one definition for
+the CLI, config files, flow parameters and the Prefect UI form)."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from ..config import TEACHER_ALIAS, TavaModel
+
+
+class DistillConfig(TavaModel):
+    """Stage A: distil the teacher into a small student on unlabeled text."""
+
+    name: str = Field("student", description="Student name: the output goes to <home>/artifacts/students/<name>/.")
+    teacher: str = Field(TEACHER_ALIAS, description=(
+        "Teacher model: alias or local directory. Its vectors of the corpus are computed once "
+        "(cached vector shards) and training never runs it."))
+    datasets: list[str] = Field(default_factory=lambda: ["builtin"], description=(
+        "Ingested datasets whose texts train the student (names under <home>/data or directories)."))
+    collections: list[str] = Field(default_factory=list, description=(
+        "Collections of those datasets to train on; empty = every collection except 'queries' "
+        "(a benchmark's queries are never training text)."))
+    teacher_vectors: list[str] = Field(default_factory=list, description=(
+        "Vector directories (with manifest.json) holding the teacher's vectors of those collections, "
+        "one per dataset collection; empty = compute (or reuse) them with the embedding stage."))
+    student: Literal["transformer", "static"] = Field("transformer", description=(
+        "'transformer': a few of the teacher's layers (+ projection); 'static': a token-embedding "
+        "table with per-token weights (model2vec-initialised), the fastest possible query encoder."))
+    layers: list[int] = Field(default_factory=lambda: [0, 3], description=(
+        "Transformer student: indices of the teacher layers to keep (e.g. 0 3 of 6); empty = a fresh "
+        "small config (see hidden_size, num_layers)."))
+    hidden_size: int = Field(256, ge=16, description="Fresh transformer student only: hidden size.")
+    num_layers: int = Field(2, ge=1, description="Fresh transformer student only: number of layers.")
+    static_dim: Optional[int] = Field(None, ge=8, description=(
+        "Static student: token-vector size; empty = the teacher's dimension (no PCA, table in teacher space)."))
+    projection: Optional[bool] = Field(None, description=(
+        "Learned linear projection (sentence-transformers Dense) to the teacher's dimension; empty = "
+        "on for a transformer student, on for a static student only when static_dim differs from the teacher's."))
+    lr: Optional[float] = Field(None, gt=0, description=(
+        "Peak learning rate; empty = 1e-4 (transformer) or 5e-3 (static)."))
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    steps: int = Field(2000, ge=1, description="Optimizer steps (the schedule's length).")
+    batch_size: int = Field(64, ge=2, description="Texts per step.")
+    warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warm-up steps.")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="Decay after warm-up.")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clipping.")
+    alpha_cos: float = Field(1.0, ge=0, description="Weight of (1 - cosine) to the teacher vector.")
+    alpha_mse: float = Field(1.0, ge=0, description=(
+        "Weight of the squared error to the teacher vector (summed over dimensions, batch mean)."))
+    alpha_sim: float = Field(0.0, ge=0, description=(
+        "Weight of the in-batch similarity-distribution KL (teacher vs student softmaxed similarities)."))
+    temperature: float = Field(0.05, gt=0, description="Softmax temperature of the similarity term.")
+    max_length: int = Field(128, ge=8, le=8192, description="Tokens per training text (longer texts are truncated).")
+    max_texts: Optional[int] = Field(None, ge=2, description="Use only the first N texts of the corpus (for trials).")
+    validation_fraction: float = Field(0.02, gt=0, lt=0.5, description=(
+        "Share of the corpus held out for validation (mean cosine to the teacher); capped at 2000 texts."))
+    eval_every: int = Field(200, ge=1, description="Validate every N steps.")
+    patience: int = Field(5, ge=0, description=(
+        "Early stopping: stop after this many validations without improvement (0 = never stop early); "
+        "the best validated weights are what is saved."))
+    checkpoint_every: int = Field(200, ge=1, description="Write a resumable checkpoint every N steps (and on stop).")
+    max_epochs: float = Field(20.0, gt=0, description=(
+        "Refuse a run that would pass over the training texts more often than this (a corpus that "
+        "small is memorised: give more text or fewer steps)."))
+    time_budget_minutes: Optional[float] = Field(None, gt=0, description=(
+        "Stop (and save the best weights) once training has run this long."))
+    seed: int = Field(0, description="Seed for the split, batch order, initialisation and dropout.")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    resume: bool = Field(True, description=(
+        "Resume from the last checkpoint of an identical run; --no-resume discards old checkpoints."))
+    output: Optional[str] = Field(None, description="Output directory; empty = <home>/artifacts/students/<name>.")
+
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else (1e-4 if self.student == "transformer" else 5e-3)
+
+    def resolved_projection(self, teacher_dim: int) -> bool:
+        if self.projection is not None:
+            return self.projection
+        if self.student == "transformer":
+            return True
+        return self.static_dim is not None and self.static_dim != teacher_dim
+
+    def training_key(self) -> dict:
+        """The fields that define a run: a checkpoint resumes only a run with the same key."""
+        skip = {"resume", "output", "device", "time_budget_minutes", "name"}
+        return self.model_dump(mode="json", exclude=skip)

@@ -1,0 +1,57 @@
+"""Distillation losses: pull student vectors onto the teacher's, optionally matching in-batch geometry."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DistillationLoss(nn.Module):
+    """``alpha_cos * (1 - cos) + alpha_mse * mse + alpha_sim * KL(teacher sims || student sims)``.
+
+    - ``1 - cos``: direction of each student vector against its teacher vector.
+    - ``mse``: squared error summed over dimensions and averaged over the batch (so it is on the
+      scale of ``1 - cos`` whatever the dimension); it also pins the norm, which matters for a
+      student used without its final normalisation.
+    - similarity term: each row of the in-batch cosine-similarity matrix, softmaxed at
+      ``temperature``, of the student should match the teacher's (the ranking geometry
+      retrieval cares about). The diagonal is kept: it anchors each row.
+
+    ``forward`` returns the total and a dict of the parts (floats, for logging).
+    """
+
+    def __init__(self, alpha_cos: float = 1.0, alpha_mse: float = 1.0, temperature: float = 0.05,
+                 alpha_sim: float = 0.0) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        self.alpha_cos = alpha_cos
+        self.alpha_mse = alpha_mse
+        self.temperature = temperature
+        self.alpha_sim = alpha_sim
+
+    def similarity_kl(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """KL(teacher || student) of row-softmaxed in-batch cosine similarities, batch mean."""
+        s = F.normalize(student, dim=-1)
+        t = F.normalize(teacher, dim=-1)
+        student_logp = F.log_softmax(s @ s.T / self.temperature, dim=-1)
+        teacher_logp = F.log_softmax(t @ t.T / self.temperature, dim=-1)
+        return F.kl_div(student_logp, teacher_logp, reduction="batchmean", log_target=True)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        teacher = teacher.to(student.dtype)
+        total = student.new_zeros(())
+        parts: dict[str, float] = {}
+        if self.alpha_cos:
+            cos_loss = (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+            total = total + self.alpha_cos * cos_loss
+            parts["cos"] = float(cos_loss.detach())
+        if self.alpha_mse:
+            mse = (student - teacher).pow(2).sum(-1).mean()
+            total = total + self.alpha_mse * mse
+            parts["mse"] = float(mse.detach())
+        if self.alpha_sim:
+            kl = self.similarity_kl(student, teacher)
+            total = total + self.alpha_sim * kl
+            parts["sim_kl"] = float(kl.detach())
+        return total, parts

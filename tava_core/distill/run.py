@@ -1,0 +1,201 @@
+"""Stage A end to end, without Prefect: check inputs, build the student, train, save the artifact.
+
+The saved directory holds the student (sentence-transformers / model2vec layout), ``curves.png``,
+``README.md`` (model card) and ``model_card.json`` (teacher, corpus, steps, validation, speed).
+Nothing is written to the output until training has finished cleanly.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..encoders import Encoder, load_encoder, resolve_model_path
+from ..errors import ConfigError
+from ..home import TavaHome
+from ..io import atomic_directory, read_json, stable_hash, write_json
+from ..manifest import now_iso
+from .config import DistillConfig
+from .data import TrainingData, load_training_data, resolve_pairs
+from .plots import plot_curves
+from .students import StaticStudent, Student, TransformerStudent
+from .trainer import Trainer, TrainResult, check_corpus_size
+
+CARD_JSON = "model_card.json"
+
+
+def output_dir(config: DistillConfig, home: TavaHome) -> Path:
+    return Path(config.output).expanduser().resolve() if config.output else home.artifacts / "students" / config.name
+
+
+def work_dir_for(out: Path) -> Path:
+    """Checkpoints live beside the output (never inside it: the output is swapped in whole)."""
+    return out.parent / f".{out.name}.checkpoints"
+
+
+def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
+    """Catch configs that cannot work before anything is loaded or trained."""
+    projection = config.resolved_projection(teacher_dim)
+    if config.student == "transformer" and not config.layers and not projection and config.hidden_size != teacher_dim:
+        raise ConfigError(f"a fresh student of hidden size {config.hidden_size} cannot match the teacher's "
+                          f"{teacher_dim} dimensions without a projection",
+                          hint=f"enable --projection, or set --hidden-size {teacher_dim}")
+    if config.student == "static" and config.static_dim is not None:
+        if config.static_dim > teacher_dim:
+            raise ConfigError(f"static_dim {config.static_dim} is larger than the teacher's {teacher_dim}",
+                              hint=f"choose --static-dim <= {teacher_dim}")
+        if config.static_dim != teacher_dim and not projection:
+            raise ConfigError(f"a static student of dimension {config.static_dim} cannot match the teacher's "
+                              f"{teacher_dim} without a projection", hint="enable --projection")
+    if config.warmup_steps >= config.steps and config.steps > 1:
+        raise ConfigError(f"warmup_steps ({config.warmup_steps}) must be below steps ({config.steps})",
+                          hint="lower --warmup-steps")
+
+
+def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int) -> Student:
+    projection = config.resolved_projection(teacher_dim)
+    if config.student == "static":
+        return StaticStudent.from_teacher(teacher_dir, static_dim=config.static_dim, projection=projection,
+                                          teacher_dim=teacher_dim, max_length=config.max_length, seed=config.seed)
+    return TransformerStudent.from_teacher(teacher_dir, layers=config.layers, projection=projection,
+                                           teacher_dim=teacher_dim, max_length=config.max_length,
+                                           hidden_size=config.hidden_size, num_layers=config.num_layers,
+                                           seed=config.seed)
+
+
+def measure_speed(encoder: Encoder, texts: Sequence[str], batch_size: int = 64) -> float:
+    """Texts per second encoding ``texts`` as queries (one warm-up batch first)."""
+    encoder.encode(list(texts[:batch_size]), kind="query", batch_size=batch_size)
+    start = time.perf_counter()
+    encoder.encode(list(texts), kind="query", batch_size=batch_size)
+    return len(texts) / max(1e-9, time.perf_counter() - start)
+
+
+def existing_result(out: Path, run_key: str) -> Optional[dict[str, Any]]:
+    """The card of an identical finished run at ``out`` (so a re-run is free), else None."""
+    card = out / CARD_JSON
+    if card.is_file():
+        data = read_json(card)
+        if data.get("run_key") == run_key:
+            return data
+    return None
+
+
+def prepare_training(config: DistillConfig, home: TavaHome, teacher: Encoder) -> TrainingData:
+    """Resolve and load (dataset, collection, teacher vectors) pairs, checking every contract."""
+    pairs = resolve_pairs(home, config.datasets, config.collections, config.teacher_vectors, teacher.name,
+                          teacher.fingerprint)
+    return load_training_data(pairs, teacher_fingerprint=teacher.fingerprint, teacher_dim=teacher.dim,
+                              max_texts=config.max_texts)
+
+
+def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
+            progress: bool = True, data: TrainingData | None = None) -> dict[str, Any]:
+    """Train and save a student; returns the model card record (``output`` = the directory)."""
+    home = home if isinstance(home, TavaHome) else TavaHome(home)
+    teacher = load_encoder(config.teacher)
+    teacher_dir = resolve_model_path(config.teacher)
+    check_student_config(config, teacher.dim)
+    data = data or prepare_training(config, home, teacher)
+    source = ", ".join(f"{s['dataset']}/{s['collection']}" for s in data.sources)
+    split = check_corpus_size(len(data.texts), config, source=source)
+    out = output_dir(config, home)
+    run_key = stable_hash({"config": config.training_key(), "data": data.key}, 24)
+    if (done := existing_result(out, run_key)) is not None:
+        return {**done, "output": str(out), "reused": True}
+
+    student = build_student(config, teacher_dir, teacher.dim)
+    trainer = Trainer(student, data.texts, data.vectors, config, work_dir_for(out), split=split,
+                      data_key=data.key, progress=progress)
+    result = trainer.train()
+    card = save_student(student, result, config, out, teacher=teacher, data=data, run_key=run_key,
+                        val_texts=trainer.val_texts)
+    trainer.clear_checkpoints()
+    return {**card, "output": str(out), "reused": False}
+
+
+def save_student(student: Student, result: TrainResult, config: DistillConfig, out: Path, *, teacher: Encoder,
+                 data: TrainingData, run_key: str, val_texts: Sequence[str]) -> dict[str, Any]:
+    """Write the student, curves and model card into ``out`` atomically; returns the card."""
+    from ..encoders import load_encoder as _load
+    from ..config import EncoderSpec
+
+    with atomic_directory(out) as tmp:
+        student.save(tmp)
+        plot_curves(result.history, result.validation, tmp / "curves.png",
+                    title=f"{config.name}: {student.kind} student of {teacher.name}")
+        # Speed: the saved model, loaded as tava loads it, against the teacher on held-out texts.
+        speed_texts = list(val_texts[:512])
+        saved = _load(EncoderSpec(model=str(tmp)), cache=False)
+        student_tps = measure_speed(saved, speed_texts)
+        teacher_tps = measure_speed(teacher, speed_texts)
+        check = saved.encode(speed_texts[:256], kind="document")
+        card = {
+            "name": config.name, "kind": student.kind, "created": now_iso(), "run_key": run_key,
+            "teacher": {**teacher.info(), "model": config.teacher},
+            "student": {"dim": student.dim, "layers": config.layers if student.kind == "transformer" else None,
+                        "projection": getattr(student, "projection", None) is not None,
+                        "parameters": int(sum(p.numel() for p in student.parameters()))},
+            "corpus": {"texts": len(data.texts), "train": len(data.texts) - len(val_texts),
+                       "validation": len(val_texts), "sources": data.sources},
+            "training": {**result.summary(), "config": config.model_dump(mode="json")},
+            "validation": {"initial_cosine": result.initial_validation_cosine,
+                           "best_cosine": result.best_validation_cosine, "best_step": result.best_step,
+                           "saved_model_cosine": _mean_cosine(check, teacher.encode(speed_texts[:256]))},
+            "speed": {"student_texts_per_second": student_tps, "teacher_texts_per_second": teacher_tps,
+                      "speedup": student_tps / max(1e-9, teacher_tps), "batch_size": 64,
+                      "texts": "held-out corpus texts encoded as queries", "machine": platform.machine()},
+            "curves": "curves.png",
+        }
+        write_json(tmp / CARD_JSON, card)
+        (tmp / "README.md").write_text(model_card_markdown(card))
+    return card
+
+
+def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return float((a * b).sum(1).mean())
+
+
+def model_card_markdown(card: dict[str, Any]) -> str:
+    t, v, s, tr = card["teacher"], card["validation"], card["speed"], card["training"]
+    sources = ", ".join(f"{x['dataset']}/{x['collection']} ({x['rows']})" for x in card["corpus"]["sources"])
+    if card["kind"] == "static":
+        usage = ("```python\nfrom sentence_transformers import SentenceTransformer\n"
+                 "model = SentenceTransformer('PATH')   # StaticEmbedding + Normalize\n"
+                 "# or: from model2vec import StaticModel; StaticModel.from_pretrained('PATH')\n"
+                 "# or: from tava_core.encoders import load_encoder; load_encoder('PATH')\n```")
+    else:
+        usage = ("```python\nfrom sentence_transformers import SentenceTransformer\n"
+                 "model = SentenceTransformer('PATH')\n"
+                 "# or: from tava_core.encoders import load_encoder; load_encoder('PATH')\n```")
+    return f"""---
+library_name: sentence-transformers
+tags: [sentence-transformers, feature-extraction, distillation, tava]
+---
+# {card['name']}
+
+A **{card['kind']} student** distilled by tava (Stage A) from the teacher **{t['model']}**
+(fingerprint `{t['fingerprint'][:12]}`, {t['dim']}-d) on unlabeled text, so that its vectors land
+in the teacher's space: queries encoded by this student can be searched against documents
+encoded by the teacher.
+
+| | |
+|---|---|
+| student dimension | {card['student']['dim']} |
+| parameters | {card['student']['parameters']:,} |
+| layers kept | {card['student']['layers']} |
+| training corpus | {card['corpus']['texts']:,} texts: {sources} |
+| steps | {tr['steps_done']} ({tr['stopped']}; best at step {v['best_step']}) |
+| held-out cosine to teacher | {v['initial_cosine']:.4f} at start -> **{v['best_cosine']:.4f}** |
+| speed (texts/s, batch 64) | student {s['student_texts_per_second']:.0f} vs teacher {s['teacher_texts_per_second']:.0f} (**{s['speedup']:.1f}x**) |
+
+![training curves](curves.png)
+
+## Use
+{usage}
+"""

@@ -1,0 +1,289 @@
+"""Students: small models trained to put texts where the teacher puts them.
+
+- ``TransformerStudent``: some of the teacher's layers (or a fresh small config), mean pooling and
+  an optional linear projection to the teacher's dimension; saved as a sentence-transformers
+  directory (Transformer, Pooling, [Dense], Normalize).
+- ``StaticStudent``: a token-embedding table with per-token weights (initialised by model2vec's
+  distillation of the teacher's vocabulary) and an optional projection; saved as a model2vec
+  directory whose table has weights and projection folded in, which sentence-transformers
+  (``StaticEmbedding``), model2vec (``StaticModel``) and tava (``StaticEncoder``) all load.
+
+Both expose ``prepare(texts) -> features`` and ``forward(features) -> vectors`` (unnormalised: the
+saved models normalise) so one trainer drives either.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, ModelLoadError
+from ..io import write_json
+
+IDENTITY = "torch.nn.modules.linear.Identity"
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def teacher_max_length(teacher_dir: Path, default: int = 512) -> int:
+    cfg = teacher_dir / "sentence_bert_config.json"
+    if cfg.is_file():
+        return int(json.loads(cfg.read_text()).get("max_seq_length") or default)
+    return default
+
+
+def _new_projection(in_dim: int, out_dim: int) -> nn.Linear:
+    """Identity when the sizes agree (the student starts where the teacher's layers put it)."""
+    linear = nn.Linear(in_dim, out_dim)
+    with torch.no_grad():
+        if in_dim == out_dim:
+            linear.weight.copy_(torch.eye(out_dim))
+            linear.bias.zero_()
+    return linear
+
+
+def _write_dense(directory: Path, linear: nn.Linear) -> None:
+    """A sentence-transformers ``Dense`` module dir (identity activation; keys ``linear.*``,
+    which is what sentence-transformers 6.2 saves and loads)."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / "config.json", {"in_features": linear.in_features, "out_features": linear.out_features,
+                                           "bias": linear.bias is not None, "activation_function": IDENTITY})
+    state = {"linear.weight": linear.weight.detach().cpu().contiguous()}
+    if linear.bias is not None:
+        state["linear.bias"] = linear.bias.detach().cpu().contiguous()
+    save_file(state, str(directory / "model.safetensors"))
+
+
+# ------------------------------------------------------------------------------ transformer
+
+class TransformerStudent(nn.Module):
+    """Hugging Face encoder + mean pooling (+ linear projection to the teacher's dimension)."""
+
+    kind = "transformer"
+
+    def __init__(self, model: nn.Module, tokenizer: Any, projection: Optional[nn.Linear], *,
+                 max_length: int, max_seq_length: int) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.projection = projection
+        self.max_length = max_length          # training truncation
+        self.max_seq_length = max_seq_length  # what the saved model uses at inference
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def dim(self) -> int:
+        return self.projection.out_features if self.projection is not None else self.hidden_size
+
+    @classmethod
+    def from_teacher(cls, teacher_dir: Path, *, layers: Sequence[int], projection: bool, teacher_dim: int,
+                     max_length: int = 128, hidden_size: int = 256, num_layers: int = 2,
+                     seed: int = 0) -> "TransformerStudent":
+        """Keep ``layers`` of the teacher (embeddings included); with no layers, a fresh small
+        model of the teacher's architecture family and vocabulary."""
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        _quiet_transformers()
+        teacher_dir = Path(teacher_dir)
+        torch.manual_seed(seed)
+        tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
+        if layers:
+            model = AutoModel.from_pretrained(str(teacher_dir), dtype=torch.float32)
+            stack = _layer_stack(model, teacher_dir)
+            total = len(stack)
+            bad = [i for i in layers if not 0 <= i < total]
+            if bad or len(set(layers)) != len(layers):
+                raise ConfigError(f"layers {list(layers)} do not name distinct layers of a {total}-layer teacher",
+                                  path=teacher_dir, hint=f"pick indices in 0..{total - 1}, e.g. --layers 0 --layers {total // 2}")
+            kept = nn.ModuleList([stack[i] for i in layers])
+            for new_idx, layer in enumerate(kept):
+                # Attention modules may carry their index (used by caches); keep it consistent.
+                for module in layer.modules():
+                    if hasattr(module, "layer_idx"):
+                        module.layer_idx = new_idx
+            model.encoder.layer = kept
+            model.config.num_hidden_layers = len(kept)
+        else:
+            config = AutoConfig.from_pretrained(str(teacher_dir))
+            heads = max(1, hidden_size // 64)
+            config.update({"hidden_size": hidden_size, "num_hidden_layers": num_layers,
+                           "num_attention_heads": heads, "intermediate_size": hidden_size * 4})
+            model = AutoModel.from_config(config)
+        hidden = int(model.config.hidden_size)
+        if not projection and hidden != teacher_dim:
+            raise ConfigError(f"a student of dimension {hidden} cannot match the teacher's {teacher_dim} "
+                              "without a projection", hint="enable --projection or choose hidden_size = the teacher's dimension")
+        proj = _new_projection(hidden, teacher_dim) if projection else None
+        max_seq = teacher_max_length(teacher_dir)
+        return cls(model, tokenizer, proj, max_length=min(max_length, max_seq), max_seq_length=max_seq)
+
+    def prepare(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return dict(self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                                   return_tensors="pt"))
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens = self.model(**features).last_hidden_state
+        mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+        pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return self.projection(pooled) if self.projection is not None else pooled
+
+    def save(self, directory: str | Path) -> Path:
+        """Write a sentence-transformers directory (loads with ``SentenceTransformer(path)``)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(directory), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(directory))
+        write_json(directory / "sentence_bert_config.json", {"max_seq_length": self.max_seq_length,
+                                                             "do_lower_case": False})
+        write_json(directory / "config_sentence_transformers.json", {
+            "model_type": "SentenceTransformer", "similarity_fn_name": "cosine", "prompts": {},
+            "default_prompt_name": None})
+        (directory / "1_Pooling").mkdir(exist_ok=True)
+        write_json(directory / "1_Pooling" / "config.json", {
+            "word_embedding_dimension": self.hidden_size, "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False, "include_prompt": True})
+        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+        if self.projection is not None:
+            _write_dense(directory / "2_Dense", self.projection)
+            modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+        norm_path = f"{len(modules)}_Normalize"
+        (directory / norm_path).mkdir(exist_ok=True)
+        modules.append({"idx": len(modules), "name": str(len(modules)), "path": norm_path,
+                        "type": "sentence_transformers.models.Normalize"})
+        write_json(directory / "modules.json", modules)
+        return directory
+
+
+def _layer_stack(model: nn.Module, teacher_dir: Path) -> nn.ModuleList:
+    encoder = getattr(model, "encoder", None)
+    stack = getattr(encoder, "layer", None)
+    if not isinstance(stack, nn.ModuleList):
+        raise ConfigError(f"cannot pick layers of a {type(model).__name__}: it has no encoder.layer list",
+                          path=teacher_dir, hint="use --layers with a BERT-like teacher, or a fresh student (no layers)")
+    return stack
+
+
+# ----------------------------------------------------------------------------------- static
+
+class StaticStudent(nn.Module):
+    """Weighted mean of token vectors (+ projection): ``mean_t(w_t * E_t) @ W.T + b``."""
+
+    kind = "static"
+
+    def __init__(self, embeddings: torch.Tensor, tokenizer: Any, projection: Optional[nn.Linear], *,
+                 max_length: int, base_model: str = "") -> None:
+        super().__init__()
+        self.embeddings = nn.Parameter(embeddings.float().clone())
+        self.token_weights = nn.Parameter(torch.ones(embeddings.shape[0]))
+        self.projection = projection
+        self.tokenizer = tokenizer  # a `tokenizers.Tokenizer`, no padding, no special tokens
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.max_length = max_length
+        self.base_model = base_model
+
+    @property
+    def dim(self) -> int:
+        return self.projection.out_features if self.projection is not None else int(self.embeddings.shape[1])
+
+    @classmethod
+    def from_teacher(cls, teacher_dir: Path, *, static_dim: Optional[int], projection: bool, teacher_dim: int,
+                     max_length: int = 128, seed: int = 0) -> "StaticStudent":
+        """Initialise the table with model2vec's distillation of the teacher's vocabulary (one
+        forward pass per token, offline), kept in the teacher's space; with ``static_dim`` smaller,
+        PCA-reduce it and start the projection as the inverse PCA map (so step 0 == model2vec)."""
+        from model2vec.distill import distill
+
+        _quiet_transformers()
+        torch.manual_seed(seed)
+        dim = static_dim or teacher_dim
+        if dim > teacher_dim:
+            raise ConfigError(f"static_dim {dim} is larger than the teacher's dimension {teacher_dim}",
+                              hint=f"choose static_dim <= {teacher_dim}")
+        if not projection and dim != teacher_dim:
+            raise ConfigError(f"a static student of dimension {dim} cannot match the teacher's {teacher_dim} "
+                              "without a projection", hint="enable --projection or leave static_dim empty")
+        try:
+            static = distill(str(teacher_dir), pca_dims=None, quantize_to="float32", device="cpu")
+        except Exception as exc:  # noqa: BLE001 - model2vec / transformers errors become one message
+            raise ModelLoadError(f"model2vec could not distil the teacher: {exc}", path=teacher_dir) from None
+        table = torch.from_numpy(np.asarray(static.embedding, dtype=np.float32))
+        proj = None
+        if dim < teacher_dim:
+            mean = table.mean(0)
+            _, _, vh = torch.linalg.svd(table - mean, full_matrices=False)
+            components = vh[:dim]                      # (dim, teacher_dim)
+            table = (table - mean) @ components.T
+            proj = nn.Linear(dim, teacher_dim)
+            with torch.no_grad():
+                proj.weight.copy_(components.T)
+                proj.bias.copy_(mean)
+        elif projection:
+            proj = _new_projection(dim, teacher_dim)
+        return cls(table, static.tokenizer, proj, max_length=max_length, base_model=str(teacher_dir))
+
+    def prepare(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        ids = [e.ids[: self.max_length] for e in encodings]
+        offsets = np.cumsum([0] + [len(x) for x in ids[:-1]])
+        flat = [i for x in ids for i in x]
+        return {"input_ids": torch.tensor(flat, dtype=torch.long),
+                "offsets": torch.as_tensor(offsets, dtype=torch.long)}
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, offsets = features["input_ids"], features["offsets"]
+        summed = F.embedding_bag(ids, self.embeddings, offsets, mode="sum",
+                                 per_sample_weights=self.token_weights[ids])
+        counts = torch.diff(offsets, append=offsets.new_tensor([ids.numel()])).clamp(min=1)
+        pooled = summed / counts.unsqueeze(-1).to(summed.dtype)
+        return self.projection(pooled) if self.projection is not None else pooled
+
+    @torch.no_grad()
+    def folded_table(self) -> np.ndarray:
+        """One row per token with weight and projection folded in (the mean commutes with both)."""
+        table = self.embeddings * self.token_weights.unsqueeze(-1)
+        if self.projection is not None:
+            table = self.projection(table)
+        return table.float().cpu().numpy()
+
+    def save(self, directory: str | Path) -> Path:
+        """Write a model2vec directory + modules.json (StaticEmbedding, Normalize) + tava_encoder.json."""
+        from model2vec import StaticModel
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        model = StaticModel(vectors=self.folded_table(), tokenizer=self.tokenizer, normalize=True,
+                            base_model_name=self.base_model or None, max_length=None,
+                            config={"model_type": "model2vec", "architectures": ["StaticModel"],
+                                    "hidden_dim": self.dim, "normalize": True})
+        model.save_pretrained(directory)
+        (directory / "1_Normalize").mkdir(exist_ok=True)
+        write_json(directory / "modules.json", [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.StaticEmbedding"},
+            {"idx": 1, "name": "1", "path": "1_Normalize", "type": "sentence_transformers.models.Normalize"}])
+        write_json(directory / "config_sentence_transformers.json", {
+            "model_type": "SentenceTransformer", "similarity_fn_name": "cosine", "prompts": {},
+            "default_prompt_name": None})
+        write_json(directory / "tava_encoder.json", {"type": "static"})
+        return directory
+
+
+Student = TransformerStudent | StaticStudent
+

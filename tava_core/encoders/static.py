@@ -1,0 +1,103 @@
+"""Encoder over a static (model2vec-format) model: a token table, mean of token rows, normalise.
+
+Matches sentence-transformers' ``StaticEmbedding`` (+ ``Normalize``): no special tokens, no
+truncation unless a max length is set, and a model2vec ``weights``/``mapping`` folded into one row
+per token. Inference is one ``EmbeddingBag`` call per batch, which is why it is so fast.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..config import EncoderSpec
+from ..errors import ModelLoadError
+from .base import Encoder, TextKind, combine_fingerprint, hash_model_files
+
+
+def load_static_table(directory: Path) -> torch.Tensor:
+    """The (vocab, dim) table with model2vec's optional mapping and per-token weights folded in."""
+    from safetensors.torch import load_file
+
+    weights_file = directory / "model.safetensors"
+    if not weights_file.is_file():
+        raise ModelLoadError("static model has no model.safetensors", path=directory)
+    state = load_file(str(weights_file))
+    if "embedding.weight" in state:  # saved by sentence-transformers' StaticEmbedding
+        return state["embedding.weight"].float()
+    if "embeddings" not in state:
+        raise ModelLoadError("model.safetensors holds neither 'embeddings' (model2vec) nor 'embedding.weight'",
+                             path=weights_file)
+    table = state["embeddings"].float()
+    if "mapping" in state:
+        table = table[state["mapping"].long()]
+    if "weights" in state:
+        table = table * state["weights"].float().unsqueeze(-1)
+    return table.contiguous()
+
+
+class StaticEncoder(Encoder):
+    """Mean of per-token vectors (weights folded in), optionally L2-normalised."""
+
+    def __init__(self, directory: str | Path, spec: EncoderSpec | None = None, *, name: str | None = None) -> None:
+        from tokenizers import Tokenizer
+
+        self.directory = Path(directory)
+        self.spec = spec or EncoderSpec(model=str(directory))
+        self.name = name or self.directory.name
+        tok_file = self.directory / "tokenizer.json"
+        if not tok_file.is_file():
+            raise ModelLoadError("static model has no tokenizer.json", path=self.directory)
+        self.tokenizer = Tokenizer.from_file(str(tok_file))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.table = load_static_table(self.directory)
+        config_file = self.directory / "config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        default_norm = config.get("normalize", True)
+        if (self.directory / "modules.json").is_file():
+            modules = json.loads((self.directory / "modules.json").read_text())
+            default_norm = any(m.get("type", "").endswith("Normalize") for m in modules)
+        self.normalized = self.spec.normalize if self.spec.normalize is not None else bool(default_norm)
+        self.max_length = self.spec.max_length  # None = no truncation, as sentence-transformers does
+        self.dim = int(self.table.shape[1])
+        self.batch_size = max(self.spec.batch_size, 1)
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = combine_fingerprint(hash_model_files(self.directory), "static", self.normalized,
+                                                    self.max_length, self.spec.query_prefix,
+                                                    self.spec.document_prefix)
+        return self._fingerprint
+
+    def _prefix(self, kind: TextKind) -> str:
+        return self.spec.query_prefix if kind == "query" else self.spec.document_prefix
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
+               show_progress: bool = False) -> np.ndarray:
+        texts = [self._prefix(kind) + t for t in texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # Static inference is memory-bound, not compute-bound: big batches are cheapest.
+        step = max(batch_size or self.batch_size, 1024)
+        for start in range(0, len(texts), step):
+            encodings = self.tokenizer.encode_batch_fast(texts[start:start + step], add_special_tokens=False)
+            ids = [e.ids if self.max_length is None else e.ids[: self.max_length] for e in encodings]
+            lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+            offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths[:-1])]))
+            flat = torch.from_numpy(np.fromiter((i for x in ids for i in x), dtype=np.int64, count=int(lengths.sum())))
+            pooled = torch.nn.functional.embedding_bag(flat, self.table, offsets, mode="mean")
+            if self.normalized:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            out[start:start + len(ids)] = pooled.numpy()
+        return out
+
+
+def load_static(directory: Path, spec: EncoderSpec) -> StaticEncoder:
+    """Factory for ``ENCODER_TYPES['static']``."""
+    return StaticEncoder(directory, spec)

@@ -1,0 +1,79 @@
+"""`EvalConfig`: what `tava evaluate` compares, on which data, with which variants."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+
+from ..config import EncoderSpec, TavaModel
+
+Mode = Literal["teacher/teacher", "student/student", "adapted/teacher", "adapted/adapted"]
+# mode -> (query encoder role, document encoder role)
+MODE_ROLES: dict[str, tuple[str, str]] = {
+    "teacher/teacher": ("teacher", "teacher"),
+    "student/student": ("student", "student"),
+    "adapted/teacher": ("adapted", "teacher"),
+    "adapted/adapted": ("adapted", "adapted"),
+}
+
+
+class EvalConfig(TavaModel):
+    """How `tava evaluate` scores encoders on a BEIR-style retrieval set."""
+
+    dataset: str = Field(..., description=(
+        "Retrieval data: an ingested BEIR dataset (name under <home>/data or its directory) or a raw "
+        "BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)."))
+    split: str = Field("test", description="Qrels split to evaluate (qrels/<split>.tsv).")
+    teacher: EncoderSpec = Field(default_factory=EncoderSpec, description=(
+        "The teacher: encodes queries and documents of teacher/teacher, and documents of adapted/teacher."))
+    student: Optional[EncoderSpec] = Field(None, description=(
+        "The student (optional): evaluated as student/student."))
+    adapted: Optional[EncoderSpec] = Field(None, description=(
+        "The adapted student (optional): a student whose vectors land in the teacher's space; evaluated "
+        "as adapted/teacher (its queries against teacher documents) and adapted/adapted."))
+    modes: list[Mode] = Field(default_factory=list, description=(
+        "Modes to run; empty = every mode whose encoders are given."))
+    matryoshka_dims: list[int] = Field(default_factory=lambda: [384, 256, 128, 64], description=(
+        "Matryoshka truncation sizes: query and document vectors are cut to the first d dims and "
+        "re-normalised (sizes at or above an encoder's dim are skipped)."))
+    quantization: list[Literal["int8", "binary"]] = Field(default_factory=lambda: ["int8", "binary"], description=(
+        "Document-vector quantisations to score: 'int8' (per-dim ranges from the corpus, float query "
+        "against dequantised documents) and 'binary' (sign bits, Hamming similarity)."))
+    batch_size: int = Field(64, ge=1, description=(
+        "Texts per forward pass for every encoder (the query-throughput figure uses it too)."))
+    run_mteb: bool = Field(True, description=(
+        "Score the full-dim modes through mteb (results in mteb's format) and cross-check against "
+        "tava's numpy metrics; off = numpy metrics only."))
+    run: Optional[str] = Field(None, description=(
+        "Report name under <home>/reports/evaluate/; empty = <dataset>-<split>-<config hash>."))
+
+    @field_validator("matryoshka_dims")
+    @classmethod
+    def _positive_dims(cls, dims: list[int]) -> list[int]:
+        if any(d < 1 for d in dims):
+            raise ValueError("Matryoshka dims must be positive")
+        return sorted(set(dims), reverse=True)
+
+    def encoder_specs(self) -> dict[str, EncoderSpec]:
+        """role -> spec for each encoder given (teacher always)."""
+        specs = {"teacher": self.teacher}
+        if self.student is not None:
+            specs["student"] = self.student
+        if self.adapted is not None:
+            specs["adapted"] = self.adapted
+        return specs
+
+    def selected_modes(self) -> list[str]:
+        """Modes to run: the requested ones (checked), else all whose encoders are given."""
+        from ..errors import ConfigError
+
+        given = set(self.encoder_specs())
+        runnable = [m for m, roles in MODE_ROLES.items() if set(roles) <= given]
+        if not self.modes:
+            return runnable
+        for mode in self.modes:
+            if mode not in runnable:
+                missing = sorted(set(MODE_ROLES[mode]) - given)
+                raise ConfigError(f"mode {mode!r} needs the {' and '.join(missing)} encoder",
+                                  hint=f"give --{missing[0]} MODEL or drop the mode")
+        return [m for m in MODE_ROLES if m in self.modes]

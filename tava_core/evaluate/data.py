@@ -1,0 +1,179 @@
+"""Retrieval data for evaluation: a raw BEIR directory or an ingested BEIR dataset, checked.
+
+Either way the result is one `RetrievalData`: the corpus, the split's queries (those the qrels
+judge, as BEIR and mteb do) and the qrels, with every id the qrels name checked to exist.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from ..home import TavaHome, slug
+from ..io import read_text_shard, sha256_file, stable_hash
+from ..manifest import load_dataset_manifest
+
+Qrels = dict[str, dict[str, int]]
+
+
+@dataclass
+class RetrievalData:
+    """One split of a retrieval set, ready to score."""
+
+    name: str                     # dataset name (file-name safe)
+    source: Path                  # the BEIR or ingested dataset directory
+    split: str
+    corpus_ids: list[str]
+    corpus_titles: list[str]
+    corpus_texts: list[str]
+    query_ids: list[str]          # the split's judged queries, in file order
+    query_texts: list[str]
+    qrels: Qrels
+    qrels_path: Path
+    corpus_checksum: str          # identifies the corpus texts (vector cache key)
+    ingested: bool = False
+    info: dict = field(default_factory=dict)
+
+    @property
+    def document_texts(self) -> list[str]:
+        """``title + " " + text`` (BEIR's and mteb's document string), stripped as mteb does."""
+        return [(f"{t} {x}" if t else x).strip() for t, x in zip(self.corpus_titles, self.corpus_texts)]
+
+    def summary(self) -> dict:
+        return {"name": self.name, "source": str(self.source), "split": self.split,
+                "documents": len(self.corpus_ids), "queries": len(self.query_ids),
+                "qrels_pairs": sum(len(v) for v in self.qrels.values()),
+                "corpus_checksum": self.corpus_checksum, "ingested": self.ingested}
+
+
+def _read_jsonl(path: Path, what: str) -> list[tuple[int, dict]]:
+    if not path.is_file():
+        raise InputError(f"BEIR {what} file not found", path=path,
+                         hint="a BEIR directory holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"not valid JSON ({exc.msg})", path=path, line=line_no) from None
+            if not isinstance(record, dict) or "_id" not in record or "text" not in record:
+                raise InputError("record needs '_id' and 'text'", path=path, line=line_no)
+            rows.append((line_no, record))
+    return rows
+
+
+def read_qrels(path: Path) -> tuple[Qrels, dict[tuple[str, str], int]]:
+    """qrels TSV (``query-id  corpus-id  score``, header optional) -> (qrels, line of each pair)."""
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.tsv")) if path.parent.is_dir() else []
+        raise InputError("qrels file for this split not found", path=path,
+                         hint=f"splits present: {', '.join(available) or 'none'}")
+    qrels: Qrels = {}
+    lines: dict[tuple[str, str], int] = {}
+    with open(path, encoding="utf-8", newline="") as handle:
+        for line_no, row in enumerate(csv.reader(handle, delimiter="\t"), 1):
+            if not row or not "".join(row).strip():
+                continue
+            if line_no == 1 and row[0].strip().lower() in {"query-id", "query_id", "qid"}:
+                continue
+            if len(row) < 3:
+                raise InputError(f"expected 3 tab-separated columns, got {len(row)}", path=path, line=line_no,
+                                 hint="each line is: query-id<TAB>corpus-id<TAB>score")
+            try:
+                score = int(float(row[2]))
+            except ValueError:
+                raise InputError(f"score {row[2]!r} is not a number", path=path, line=line_no) from None
+            qid, did = row[0].strip(), row[1].strip()
+            qrels.setdefault(qid, {})[did] = score
+            lines.setdefault((qid, did), line_no)
+    if not qrels:
+        raise InputError("the split is empty: its qrels file names no query-document pairs", path=path,
+                         hint="evaluate a split that has judgements (e.g. --split test)")
+    return qrels, lines
+
+
+def _check_ids(qrels: Qrels, lines: dict[tuple[str, str], int], corpus_ids: set[str], query_ids: set[str],
+               path: Path) -> None:
+    """Every id the qrels name must exist: a silent miss would skew every score."""
+    for (qid, did), line_no in sorted(lines.items(), key=lambda item: item[1]):
+        if qid not in query_ids:
+            raise InputError(f"qrels name query id {qid!r}, which is not among the queries", path=path,
+                             line=line_no, hint="the qrels and the queries file come from different datasets?")
+        if did not in corpus_ids:
+            raise InputError(f"qrels name document id {did!r}, which is not in the corpus", path=path,
+                             line=line_no, hint="the qrels and the corpus come from different datasets?")
+
+
+def load_beir_directory(directory: Path, split: str) -> RetrievalData:
+    """Read a raw BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)."""
+    directory = Path(directory).resolve()
+    qrels_path = directory / "qrels" / f"{split}.tsv"
+    qrels, lines = read_qrels(qrels_path)   # first: cheap, and names the split problem at once
+    corpus_path = directory / "corpus.jsonl"
+    corpus = _read_jsonl(corpus_path, "corpus")
+    queries = {str(r["_id"]): r["text"] for _, r in _read_jsonl(directory / "queries.jsonl", "queries")}
+    corpus_ids = [str(r["_id"]) for _, r in corpus]
+    _check_ids(qrels, lines, set(corpus_ids), set(queries), qrels_path)
+    query_ids = [qid for qid in queries if qid in qrels]
+    return RetrievalData(
+        name=slug(directory.name), source=directory, split=split, corpus_ids=corpus_ids,
+        corpus_titles=[str(r.get("title") or "") for _, r in corpus],
+        corpus_texts=[str(r["text"]) for _, r in corpus],
+        query_ids=query_ids, query_texts=[queries[q] for q in query_ids], qrels=qrels, qrels_path=qrels_path,
+        corpus_checksum=sha256_file(corpus_path))
+
+
+def load_ingested_dataset(directory: Path, split: str) -> RetrievalData:
+    """Read an ingested BEIR dataset (text shards of ``corpus`` and ``queries`` + qrels)."""
+    manifest = load_dataset_manifest(directory)
+    manifest_path = directory / "manifest.json"
+    for collection in ("corpus", "queries"):
+        if collection not in manifest.collections:
+            raise InputError(f"dataset has no {collection!r} collection: it is not a retrieval (BEIR) set",
+                             path=manifest_path, hint="ingest a BEIR directory to evaluate on it")
+    if split not in manifest.qrels:
+        raise InputError(f"dataset has no qrels for split {split!r}", path=manifest_path,
+                         hint=f"splits present: {', '.join(sorted(manifest.qrels)) or 'none'}")
+    qrels_path = directory / manifest.qrels[split].path
+    qrels, lines = read_qrels(qrels_path)
+
+    def read(collection: str) -> tuple[list[str], list[str], list[str]]:
+        ids, titles, texts = [], [], []
+        for shard in manifest.collections[collection].shards:
+            table = read_text_shard(directory / shard.path)
+            ids += table.column("id").to_pylist()
+            titles += [t or "" for t in table.column("title").to_pylist()]
+            texts += table.column("text").to_pylist()
+        return ids, titles, texts
+
+    corpus_ids, titles, texts = read("corpus")
+    q_ids, _, q_texts = read("queries")
+    _check_ids(qrels, lines, set(corpus_ids), set(q_ids), qrels_path)
+    queries = dict(zip(q_ids, q_texts))
+    query_ids = [qid for qid in queries if qid in qrels]
+    checksum = stable_hash([s.sha256 for s in manifest.collections["corpus"].shards], length=64)
+    return RetrievalData(
+        name=slug(manifest.name), source=directory, split=split, corpus_ids=corpus_ids, corpus_titles=titles,
+        corpus_texts=texts, query_ids=query_ids, query_texts=[queries[q] for q in query_ids], qrels=qrels,
+        qrels_path=qrels_path, corpus_checksum=checksum, ingested=True)
+
+
+def load_retrieval_data(dataset: str | Path, split: str, home: TavaHome | None = None) -> RetrievalData:
+    """An ingested dataset (name or directory with manifest.json) or a raw BEIR directory."""
+    home = home or TavaHome()
+    candidate = Path(dataset).expanduser()
+    if (candidate / "manifest.json").is_file():
+        return load_ingested_dataset(candidate.resolve(), split)
+    named = home.dataset_dir(str(dataset))
+    if (named / "manifest.json").is_file():
+        return load_ingested_dataset(named, split)
+    if candidate.is_dir() and (candidate / "corpus.jsonl").exists():
+        return load_beir_directory(candidate, split)
+    raise InputError(f"no retrieval dataset {str(dataset)!r}: neither an ingested dataset nor a BEIR directory",
+                     path=candidate, hint="give a BEIR directory (corpus.jsonl, queries.jsonl, qrels/) or run "
+                     f"`tava ingest DIR --name {dataset}` first")

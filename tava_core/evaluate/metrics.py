@@ -1,0 +1,111 @@
+"""Exact retrieval metrics in numpy, with pytrec_eval's (trec_eval's) definitions.
+
+- Ranking: score descending, ties broken by document id descending (as trec_eval and mteb do).
+- nDCG@k: gain = relevance grade, discount 1/log2(rank + 1), ideal DCG from the judged grades.
+- recall@k: relevant (grade > 0) documents in the top k / all relevant documents of the query.
+- MRR@k: 1 / rank of the first relevant document within the top k (0 when none), as mteb.
+Averages are over the judged queries. mteb computes the same with pytrec_eval; `evaluate`
+cross-checks the two on every full-dimension mode.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+Qrels = Mapping[str, Mapping[str, int]]
+
+
+def cosine_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
+    """(n_queries, n_docs) cosine similarities in float32."""
+    q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    d = documents / np.maximum(np.linalg.norm(documents, axis=1, keepdims=True), 1e-12)
+    return (q.astype(np.float32) @ d.astype(np.float32).T).astype(np.float32)
+
+
+def top_k(scores: np.ndarray, doc_ids: Sequence[str], k: int) -> np.ndarray:
+    """Indices of the top ``k`` documents per query: score desc, then doc id desc (trec_eval)."""
+    k = min(k, scores.shape[1])
+    # rank of each doc id in descending string order: the secondary key
+    order = sorted(range(len(doc_ids)), key=lambda i: doc_ids[i], reverse=True)
+    id_rank = np.empty(len(doc_ids), dtype=np.int64)
+    id_rank[order] = np.arange(len(doc_ids))
+    out = np.empty((scores.shape[0], k), dtype=np.int64)
+    for row in range(scores.shape[0]):
+        s = scores[row]
+        # cheap prefilter: everything scoring at least the k-th best (ties included) goes to the exact sort
+        kth = np.partition(s, len(s) - k)[len(s) - k]
+        candidates = np.flatnonzero(s >= kth)
+        ranked = candidates[np.lexsort((id_rank[candidates], -s[candidates].astype(np.float64)))]
+        out[row] = ranked[:k]
+    return out
+
+
+def retrieval_metrics(scores: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels,
+                      *, ndcg_k: int = 10, recall_k: int = 100, mrr_k: int = 10) -> dict[str, float]:
+    """nDCG@ndcg_k, recall@recall_k and MRR@mrr_k averaged over ``query_ids`` (all must be judged)."""
+    ranked = top_k(scores, doc_ids, max(ndcg_k, recall_k, mrr_k))
+    ndcgs, recalls, rrs = [], [], []
+    discounts = 1.0 / np.log2(np.arange(2, ranked.shape[1] + 2))
+    for row, qid in enumerate(query_ids):
+        judged = qrels[qid]
+        grades = np.array([judged.get(doc_ids[i], 0) for i in ranked[row]], dtype=np.float64)
+        grades_pos = np.where(grades > 0, grades, 0.0)
+        ideal = np.sort(np.array([g for g in judged.values() if g > 0], dtype=np.float64))[::-1][:ndcg_k]
+        idcg = float((ideal * discounts[:len(ideal)]).sum())
+        dcg = float((grades_pos[:ndcg_k] * discounts[:min(ndcg_k, len(grades_pos))]).sum())
+        ndcgs.append(dcg / idcg if idcg > 0 else 0.0)
+        n_rel = sum(1 for g in judged.values() if g > 0)
+        recalls.append(float((grades[:recall_k] > 0).sum()) / n_rel if n_rel else 0.0)
+        hits = np.flatnonzero(grades[:mrr_k] > 0)
+        rrs.append(1.0 / (hits[0] + 1) if len(hits) else 0.0)
+    return {f"ndcg_at_{ndcg_k}": float(np.mean(ndcgs)), f"recall_at_{recall_k}": float(np.mean(recalls)),
+            f"mrr_at_{mrr_k}": float(np.mean(rrs))}
+
+
+# ------------------------------------------------------------------ Matryoshka and quantisation
+
+def truncate(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """First ``dim`` dimensions, re-normalised to unit length (Matryoshka)."""
+    cut = np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
+    return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+
+
+def int8_ranges(documents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension (start, step) of scalar int8 quantisation from the corpus' min/max."""
+    lo = documents.min(axis=0)
+    hi = documents.max(axis=0)
+    step = np.maximum(hi - lo, 1e-12) / 255.0
+    return lo.astype(np.float32), step.astype(np.float32)
+
+
+def quantize_int8(documents: np.ndarray, start: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Scalar int8 codes: ``round((x - start) / step) - 128`` clipped to [-128, 127]."""
+    codes = np.rint((documents - start) / step) - 128
+    return np.clip(codes, -128, 127).astype(np.int8)
+
+
+def dequantize_int8(codes: np.ndarray, start: np.ndarray, step: np.ndarray) -> np.ndarray:
+    return ((codes.astype(np.float32) + 128.0) * step + start).astype(np.float32)
+
+
+def int8_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
+    """Asymmetric int8: float queries · dequantised int8 documents (ranges from this corpus)."""
+    start, step = int8_ranges(documents)
+    deq = dequantize_int8(quantize_int8(documents, start, step), start, step)
+    return (queries.astype(np.float32) @ deq.T).astype(np.float32)
+
+
+def binary_codes(vectors: np.ndarray) -> np.ndarray:
+    """Sign bits packed 8 per byte (bit = value > 0), as a binary index stores them."""
+    return np.packbits(vectors > 0, axis=1)
+
+
+def hamming_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
+    """Symmetric binary: similarity = dim - 2 * Hamming distance of the sign bits (= ±1 dot product)."""
+    dim = documents.shape[1]
+    q_bits, d_bits = binary_codes(queries), binary_codes(documents)
+    distances = np.empty((len(q_bits), len(d_bits)), dtype=np.int32)
+    for row, code in enumerate(q_bits):   # row by row keeps memory at n_docs x bytes
+        distances[row] = np.bitwise_count(np.bitwise_xor(d_bits, code)).sum(axis=1)
+    return (dim - 2 * distances).astype(np.float32)

@@ -1,0 +1,181 @@
+"""`tava evaluate` in plain Python: plan, embed, encode queries, score every mode and variant, report.
+
+The Prefect flow (flows/evaluate.py) calls the same steps as tasks; `evaluate()` runs them in
+one process (tests, notebooks).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..encoders import Encoder, load_encoder
+from ..errors import ConfigError
+from ..home import TavaHome, slug
+from ..io import atomic_directory, stable_hash
+from ..manifest import now_iso
+from . import metrics as M
+from .config import MODE_ROLES, EvalConfig
+from .data import RetrievalData, load_retrieval_data
+from .report import write_report_files
+from .vectors import embed_corpus, encode_queries, load_corpus_vectors, load_query_vectors
+
+log = logging.getLogger(__name__)
+MAIN_METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
+# mteb rounds its scores to 5 decimals; agreement is therefore judged at that precision
+MTEB_TOLERANCE = 1e-5
+
+
+def load_encoders(config: EvalConfig) -> dict[str, Encoder]:
+    """role -> Encoder for every encoder a selected mode uses."""
+    roles = {role for mode in config.selected_modes() for role in MODE_ROLES[mode]}
+    specs = config.encoder_specs()
+    return {role: load_encoder(specs[role].model_copy(update={"batch_size": config.batch_size}))
+            for role in specs if role in roles}
+
+
+def check_pairs(config: EvalConfig, encoders: dict[str, Encoder]) -> None:
+    """An asymmetric pair must share one vector space: same dim, else a ConfigError naming the model."""
+    specs = config.encoder_specs()
+    for mode in config.selected_modes():
+        q_role, d_role = MODE_ROLES[mode]
+        q, d = encoders[q_role], encoders[d_role]
+        if q.dim != d.dim:
+            raise ConfigError(
+                f"mode {mode}: the {q_role} encoder gives {q.dim}-d vectors but the {d_role} encoder gives "
+                f"{d.dim}-d; an asymmetric pair needs one vector space", path=specs[q_role].model,
+                hint=f"give an adapted model that maps into the {d_role}'s {d.dim}-d space (tava adapt), "
+                     f"or drop the mode with --modes")
+
+
+def plan(config: EvalConfig, home: TavaHome) -> tuple[RetrievalData, dict[str, Encoder], list[str]]:
+    """Everything checked before any encoding: data, ids, encoders, pair dims."""
+    modes = config.selected_modes()
+    data = load_retrieval_data(config.dataset, config.split, home)
+    encoders = load_encoders(config)
+    check_pairs(config, encoders)
+    return data, encoders, modes
+
+
+def run_name(config: EvalConfig, data: RetrievalData) -> str:
+    return slug(config.run) if config.run else f"{data.name}-{data.split}-{stable_hash(config.model_dump(mode='json'), 8)}"
+
+
+def query_vector_path(home: TavaHome, data: RetrievalData, encoder: Encoder) -> Path:
+    key = data.name if data.ingested else f"{data.name}-{data.corpus_checksum[:8]}"
+    return home.vector_dir(key, f"queries-{data.split}", encoder.name, encoder.fingerprint) / "shard-00000.parquet"
+
+
+def distinct_roles(encoders: dict[str, Encoder], roles: list[str]) -> dict[str, str]:
+    """role -> the first role with the same encoder fingerprint (so each encoder works once)."""
+    first: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for role in roles:
+        out[role] = first.setdefault(encoders[role].fingerprint, role)
+    return out
+
+
+def variant_rows(mode: str, queries: np.ndarray, documents: np.ndarray, data: RetrievalData,
+                 config: EvalConfig) -> list[dict[str, Any]]:
+    """Full-dim, Matryoshka and quantised scores of one mode, in numpy."""
+    dim = documents.shape[1]
+    variants: list[tuple[str, int, np.ndarray]] = [("full", dim, M.cosine_scores(queries, documents))]
+    for d in config.matryoshka_dims:
+        if d < dim:
+            variants.append((f"mrl-{d}", d, M.cosine_scores(M.truncate(queries, d), M.truncate(documents, d))))
+    if "int8" in config.quantization:
+        variants.append(("int8", dim, M.int8_scores(M.truncate(queries, dim), documents)))
+    if "binary" in config.quantization:
+        variants.append(("binary", dim, M.hamming_scores(queries, documents)))
+    rows = []
+    for variant, d, scores in variants:
+        values = M.retrieval_metrics(scores, data.query_ids, data.corpus_ids, data.qrels)
+        rows.append({"mode": mode, "variant": variant, "dim": d, **values, "source": "numpy"})
+    return rows
+
+
+def score_and_report(config: EvalConfig, home: TavaHome, data: RetrievalData, encoders: dict[str, Encoder],
+                     corpus_dirs: dict[str, str], query_records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Score every mode (mteb + numpy) and variant; write the report directory atomically.
+
+    ``corpus_dirs`` / ``query_records`` are keyed by role (as from `embed_corpus` / `encode_queries`).
+    """
+    import mteb
+
+    from .mteb_adapter import make_routing_encoder, make_task, run_mteb
+
+    modes = config.selected_modes()
+    run = run_name(config, data)
+    report_dir = home.reports / "evaluate" / run
+    doc_vectors = {role: load_corpus_vectors(data, path) for role, path in corpus_dirs.items()}
+    query_vectors = {role: load_query_vectors(data, rec["path"]) for role, rec in query_records.items()}
+    texts = data.document_texts
+    rows: list[dict[str, Any]] = []
+    mteb_check: dict[str, Any] = {}
+    with atomic_directory(report_dir) as staging:
+        for mode in modes:
+            q_role, d_role = MODE_ROLES[mode]
+            q_vecs, d_vecs = query_vectors[q_role], doc_vectors[d_role]
+            mode_rows = variant_rows(mode, q_vecs, d_vecs, data, config)
+            if config.run_mteb:
+                model = make_routing_encoder(
+                    encoders[q_role], encoders[d_role], name=mode.replace("/", "__"), batch_size=config.batch_size,
+                    query_vectors=dict(zip(data.query_texts, q_vecs)), document_vectors=dict(zip(texts, d_vecs)))
+                scores = run_mteb(make_task(data), model, staging / "mteb", config.batch_size)
+                numpy_full = mode_rows[0]
+                diffs = {k: abs(float(scores[k]) - numpy_full[k]) for k in MAIN_METRICS}
+                mteb_check[mode] = {"mteb": {k: float(scores[k]) for k in MAIN_METRICS},
+                                    "numpy": {k: numpy_full[k] for k in MAIN_METRICS},
+                                    "max_abs_diff": max(diffs.values()), "agree": max(diffs.values()) <= MTEB_TOLERANCE,
+                                    "encoded_by_mteb": sum(c[2] - c[3] for c in model.calls),
+                                    "model_name": model.mteb_model_meta.name,
+                                    "revision": model.mteb_model_meta.revision}
+                if not mteb_check[mode]["agree"]:
+                    log.warning("mteb and numpy metrics differ for %s: %s", mode, diffs)
+                mode_rows[0] = {**numpy_full, **{k: float(scores[k]) for k in MAIN_METRICS}, "source": "mteb"}
+            q, d = encoders[q_role], encoders[d_role]
+            for row in mode_rows:
+                row.update(query_encoder=q.name, document_encoder=d.name)
+            rows.extend(mode_rows)
+        teacher_full = next((r["ndcg_at_10"] for r in rows if r["mode"] == "teacher/teacher" and r["variant"] == "full"),
+                            None)
+        for row in rows:
+            row["retention"] = row["ndcg_at_10"] / teacher_full if teacher_full else None
+        report = {
+            "kind": "tava-evaluate", "run": run, "created": now_iso(), "directory": str(report_dir),
+            "config": config.model_dump(mode="json"), "dataset": data.summary(),
+            "encoders": {role: enc.info() for role, enc in encoders.items()},
+            "throughput": {role: {k: v for k, v in rec.items() if k != "path"} for role, rec in query_records.items()},
+            "rows": rows, "teacher_ndcg_at_10": teacher_full, "mteb_check": mteb_check,
+            "mteb_version": mteb.__version__ if config.run_mteb else None,
+            "mteb_results": "mteb/results" if config.run_mteb else None,
+            "scoring": {"search": "exact (full score matrix)", "similarity": "cosine",
+                        "int8": "per-dim min/max from the corpus; float query · dequantised document",
+                        "binary": "sign bits; similarity = dim - 2*hamming; ties by doc id desc"},
+        }
+        files = write_report_files(report, staging)
+    report["files"] = {k: str(report_dir / Path(v).name) for k, v in files.items()}
+    return report
+
+
+def evaluate(config: EvalConfig, home: TavaHome | None = None, *, show_progress: bool = True) -> dict[str, Any]:
+    """The whole evaluation in this process; returns the report (also on disk)."""
+    home = home or TavaHome()
+    data, encoders, modes = plan(config, home)
+    doc_roles = sorted({MODE_ROLES[m][1] for m in modes})
+    query_roles = sorted({MODE_ROLES[m][0] for m in modes})
+    same = distinct_roles(encoders, doc_roles + query_roles)
+    corpus_dirs: dict[str, str] = {}
+    for role in doc_roles:
+        if same[role] not in corpus_dirs:
+            corpus_dirs[same[role]] = str(embed_corpus(data, encoders[role], home, batch_size=config.batch_size,
+                                                       show_progress=show_progress))
+        corpus_dirs[role] = corpus_dirs[same[role]]
+    query_records: dict[str, dict[str, Any]] = {}
+    for role in query_roles:
+        encoder = encoders[role]
+        query_records[role] = encode_queries(data, encoder, query_vector_path(home, data, encoder),
+                                             batch_size=config.batch_size)
+    return score_and_report(config, home, data, encoders, corpus_dirs, query_records)

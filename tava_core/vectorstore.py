@@ -1,0 +1,319 @@
+"""Backfill a LanceDB table: re-embed a dataset's text shards and upsert them by id.
+
+One run, shard by shard:
+1. checks the encoder's dim against the table's vector column (error, new table or new column),
+2. tags the table's current version (``tava-backfill-<n>``) so ``rollback_backfill`` can restore it,
+3. embeds each text shard (vector shards are cached under <home>/vectors, so a re-run or a run
+   after a crash re-embeds nothing it already has) and ``merge_insert``s it on ``id``,
+4. records the shard as done in a small state file written atomically,
+5. (re)builds the IVF index and optimises the table.
+
+A LanceDB commit is atomic and the upsert is keyed on ``id``, so a crash anywhere (even between
+a commit and the state write) loses nothing and doubles nothing: resuming redoes at most one
+shard's upsert, which overwrites the same rows.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from .config import EncoderSpec, TavaModel
+from .embed import ShardJob, embed_shard, plan_collection
+from .encoders import load_encoder
+from .errors import ConfigError, InputError
+from .home import TavaHome, find_dataset, slug
+from .io import read_json, read_text_shard, read_vector_shard, write_json
+from .manifest import load_dataset_manifest, now_iso
+
+log = logging.getLogger(__name__)
+
+VECTOR_COLUMN = "vector"
+ENCODER_COLUMN = "encoder"
+TAG_PREFIX = "tava-backfill-"
+STATE_DIR = "_tava"
+
+
+class BackfillConfig(TavaModel):
+    """What `tava backfill` writes into which LanceDB table, and how it handles a changed encoder."""
+
+    dataset: str = Field(..., description="Ingested dataset: a name under <home>/data or its directory.")
+    collection: Optional[str] = Field(None, description=(
+        "Collection to backfill; empty = 'corpus', else 'texts', else 'unlabeled' (the first present)."))
+    encoder: EncoderSpec = Field(default_factory=EncoderSpec, description=(
+        "Encoder to embed with: the teacher alias, or a student / adapted-student directory."))
+    uri: Optional[str] = Field(None, description="LanceDB database directory; empty = <home>/lancedb.")
+    table: Optional[str] = Field(None, description="Table name; empty = <dataset>_<collection>.")
+    on_dim_mismatch: Literal["error", "new_table", "new_column"] = Field("error", description=(
+        "When the encoder's dim differs from the table's vectors: 'error' stops before any work, "
+        "'new_table' writes <table>_<dim>d, 'new_column' adds a vector_<dim>d column beside the old one."))
+    build_index: bool = Field(True, description="(Re)build the IVF vector index at the end.")
+    index_type: Literal["ivf_pq", "ivf_flat"] = Field("ivf_pq", description="LanceDB vector index type.")
+    num_partitions: Optional[int] = Field(None, ge=1, description="IVF partitions; empty = about sqrt(rows).")
+    min_rows_per_partition: int = Field(64, ge=1, description=(
+        "Skip the index (with a log line) when rows < partitions x this (too few to train it)."))
+    optimize: bool = Field(True, description="Compact files and fold new rows into indexes at the end.")
+
+
+# ----------------------------------------------------------------------------- resolution
+
+def _resolve_collection(manifest, requested: Optional[str], dataset_dir: Path) -> str:
+    if requested:
+        if requested not in manifest.collections:
+            raise InputError(f"dataset has no collection {requested!r} (it has: {', '.join(manifest.collections)})",
+                             path=dataset_dir, hint="pass --collection with one of those")
+        return requested
+    for name in ("corpus", "texts", "unlabeled"):
+        if name in manifest.collections:
+            return name
+    raise InputError("dataset has no corpus, texts or unlabeled collection", path=dataset_dir,
+                     hint="pass --collection NAME")
+
+
+def default_uri(home: TavaHome) -> Path:
+    return home.root / "lancedb"
+
+
+def _connect(uri: str | Path):
+    import lancedb
+
+    Path(uri).mkdir(parents=True, exist_ok=True)
+    return lancedb.connect(str(uri))
+
+
+def _open_table(db, name: str):
+    try:
+        return db.open_table(name)
+    except (ValueError, FileNotFoundError):  # lancedb raises ValueError "Table ... was not found"
+        return None
+
+
+def _vector_dim(table, column: str) -> Optional[int]:
+    schema = table.schema
+    if column not in schema.names:
+        return None
+    field_type = schema.field(column).type
+    return field_type.list_size if pa.types.is_fixed_size_list(field_type) else None
+
+
+def plan_target(db, table_name: str, dim: int, policy: str, uri: str | Path) -> tuple[str, str, str]:
+    """``(table, vector column, encoder column)`` for vectors of ``dim``; never a mixed-dim column."""
+    table = _open_table(db, table_name)
+    existing = _vector_dim(table, VECTOR_COLUMN) if table is not None else None
+    if existing is None or existing == dim:
+        return table_name, VECTOR_COLUMN, ENCODER_COLUMN
+    if policy == "error":
+        raise ConfigError(
+            f"table {table_name!r} holds {existing}-d vectors but the encoder makes {dim}-d vectors",
+            path=Path(uri) / f"{table_name}.lance",
+            hint="pass --on-dim-mismatch new_table (writes a separate table) or new_column "
+                 "(adds a column beside the old vectors), or choose another --table")
+    if policy == "new_table":
+        other = f"{table_name}_{dim}d"
+        other_dim = _vector_dim(t, VECTOR_COLUMN) if (t := _open_table(db, other)) is not None else None
+        if other_dim not in (None, dim):
+            raise ConfigError(f"table {other!r} holds {other_dim}-d vectors, not {dim}-d",
+                              path=Path(uri) / f"{other}.lance", hint="choose another --table")
+        return other, VECTOR_COLUMN, ENCODER_COLUMN
+    column = f"{VECTOR_COLUMN}_{dim}d"
+    return table_name, column, f"{ENCODER_COLUMN}_{dim}d"
+
+
+def _schema(dim: int, column: str, encoder_column: str) -> pa.Schema:
+    return pa.schema([("id", pa.string()), ("text", pa.string()),
+                      (column, pa.list_(pa.float32(), dim)), (encoder_column, pa.string())])
+
+
+def _ensure_table(db, name: str, dim: int, column: str, encoder_column: str):
+    table = _open_table(db, name)
+    if table is None:
+        return db.create_table(name, schema=_schema(dim, column, encoder_column))
+    missing = [f for f in _schema(dim, column, encoder_column) if f.name not in table.schema.names]
+    if missing:  # new_column: add the new vector (and its encoder) column; old rows get nulls
+        table.add_columns(missing)
+    return table
+
+
+# ----------------------------------------------------------------------------- state file
+
+def state_path(uri: str | Path, table_name: str) -> Path:
+    """Per-table record of backfill runs (tags, completed shards) beside the database."""
+    return Path(uri) / STATE_DIR / f"{slug(table_name)}.json"
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    return read_json(path) if path.is_file() else {"runs": []}
+
+
+def _new_tag(table) -> str:
+    taken = set(table.tags.list())
+    n = 1 + sum(1 for tag in taken if tag.startswith(TAG_PREFIX))
+    while f"{TAG_PREFIX}{n}" in taken:
+        n += 1
+    return f"{TAG_PREFIX}{n}"
+
+
+# ----------------------------------------------------------------------------- backfill
+
+def _shard_batch(job: ShardJob, vector_path: Path, column: str, encoder_column: str, fingerprint: str) -> pa.Table:
+    ids, vectors = read_vector_shard(vector_path)
+    texts = read_text_shard(job.text_shard)
+    if texts.column("id").to_pylist() != ids:
+        raise InputError("vector shard rows do not match its text shard", path=vector_path,
+                         hint="delete the vector shard; the next run re-embeds it")
+    dim = vectors.shape[1]
+    column_values = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(vectors).reshape(-1),
+                                                               pa.float32()), dim)
+    return pa.table({"id": pa.array(ids, pa.string()), "text": texts.column("text"), column: column_values,
+                     encoder_column: pa.array([fingerprint] * len(ids), pa.string())})
+
+
+def upsert(table, batch: pa.Table) -> Any:
+    """Insert new ids, overwrite existing ones: re-running a shard never doubles a row."""
+    return (table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+            .execute(batch))
+
+
+def _build_vector_index(table, config: BackfillConfig, column: str, dim: int) -> dict[str, Any]:
+    from lancedb.index import IvfFlat, IvfPq
+
+    rows = table.count_rows()
+    partitions = config.num_partitions or max(1, int(round(math.sqrt(rows))))
+    needed = partitions * config.min_rows_per_partition
+    if config.index_type == "ivf_pq":
+        needed = max(needed, 256)  # PQ trains 256 centroids per sub-vector
+    if rows < needed:
+        log.info("not building a vector index: %d rows < %d needed for %d partitions "
+                 "(exact search is fast at this size)", rows, needed, partitions)
+        return {"built": False, "reason": f"{rows} rows < {needed} needed for {partitions} partitions"}
+    if config.index_type == "ivf_pq":
+        sub_vectors = dim // 16 if dim % 16 == 0 else (dim // 8 if dim % 8 == 0 else 1)
+        index_config = IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=sub_vectors)
+    else:
+        index_config = IvfFlat(distance_type="cosine", num_partitions=partitions)
+    t0 = time.perf_counter()
+    table.create_index(column, config=index_config, replace=True)
+    return {"built": True, "type": config.index_type, "partitions": partitions, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def backfill(config: BackfillConfig, home: TavaHome | None = None, *, show_progress: bool = False,
+             after_shard: Optional[Callable[[int, ShardJob], None]] = None) -> dict[str, Any]:
+    """Run (or resume) a backfill; returns a small record (rows, table, tag, timings).
+
+    ``after_shard(i, job)`` is called after each shard is upserted (progress reporting).
+    """
+    from tqdm.auto import tqdm
+
+    home = home or TavaHome()
+    started = time.perf_counter()
+    dataset_dir = find_dataset(home, config.dataset)
+    manifest = load_dataset_manifest(dataset_dir)
+    collection = _resolve_collection(manifest, config.collection, dataset_dir)
+    encoder = load_encoder(config.encoder)
+    uri = Path(config.uri).expanduser().resolve() if config.uri else default_uri(home)
+    base_name = config.table or slug(f"{manifest.name}_{collection}")
+    db = _connect(uri)
+    # Every check a user can fail happens here, before any embedding.
+    table_name, column, encoder_column = plan_target(db, base_name, encoder.dim, config.on_dim_mismatch, uri)
+    _, jobs = plan_collection(home, dataset_dir, manifest, collection, encoder)
+    table = _ensure_table(db, table_name, encoder.dim, column, encoder_column)
+
+    spath = state_path(uri, base_name)
+    state = _load_state(spath)
+    run_key = {"table": table_name, "column": column, "dataset": manifest.name, "collection": collection,
+               "fingerprint": encoder.fingerprint}
+    last = state["runs"][-1] if state["runs"] else None
+    resuming = bool(last and last.get("status") == "running" and all(last.get(k) == v for k, v in run_key.items()))
+    if resuming:
+        run = last
+        log.info("resuming backfill into %s (tag %s): %d of %d shards already done",
+                 table_name, run["tag"], len(run["completed"]), len(jobs))
+    else:
+        if last and last.get("status") == "running":
+            last["status"] = "abandoned"  # a crashed run with other settings: its rows stay, its tag too
+        tag = _new_tag(table)
+        table.tags.create(tag, table.version)  # the state before this run: --rollback restores it
+        run = {**run_key, "tag": tag, "version_before": table.version, "started": now_iso(),
+               "status": "running", "completed": [], "encoder": encoder.info()}
+        state["runs"].append(run)
+    write_json(spath, state)
+
+    embed_seconds = upsert_seconds = 0.0
+    rows_written = 0
+    done = set(run["completed"])
+    for i, job in enumerate(tqdm(jobs, desc=f"backfill {table_name}", disable=not show_progress)):
+        if job.source_sha256 in done:
+            continue
+        t0 = time.perf_counter()
+        record = embed_shard(job, encoder)  # cached: a vector shard already current is not recomputed
+        t1 = time.perf_counter()
+        batch = _shard_batch(job, Path(job.out_path), column, encoder_column, encoder.fingerprint)
+        upsert(table, batch)
+        t2 = time.perf_counter()
+        embed_seconds += t1 - t0
+        upsert_seconds += t2 - t1
+        rows_written += record.rows
+        run["completed"].append(job.source_sha256)
+        done.add(job.source_sha256)
+        write_json(spath, state)
+        if after_shard is not None:
+            after_shard(i, job)
+
+    index_info = _build_vector_index(table, config, column, encoder.dim) if config.build_index else {"built": False}
+    if config.optimize:
+        t0 = time.perf_counter()
+        table.optimize()
+        index_info["optimize_seconds"] = round(time.perf_counter() - t0, 3)
+    run.update(status="done", finished=now_iso(), version_after=table.version)
+    write_json(spath, state)
+    seconds = time.perf_counter() - started
+    return {"uri": str(uri), "table": table_name, "column": column, "dataset": manifest.name,
+            "collection": collection, "encoder": encoder.name, "fingerprint": encoder.fingerprint,
+            "dim": encoder.dim, "tag": run["tag"], "resumed": resuming, "shards": len(jobs),
+            "rows_written": rows_written, "table_rows": table.count_rows(), "version": table.version,
+            "embed_seconds": round(embed_seconds, 3), "upsert_seconds": round(upsert_seconds, 3),
+            "seconds": round(seconds, 3), "index": index_info}
+
+
+def rollback_backfill(uri: str | Path, table: str) -> dict[str, Any]:
+    """Restore the table to the version tagged before the latest backfill run into it.
+
+    Rolling back again goes one run further back (each run's tag is used once).
+    """
+    uri = Path(uri).expanduser().resolve()
+    spath = state_path(uri, table)
+    state = _load_state(spath)
+    pending = [run for run in state["runs"] if run.get("status") != "rolled_back"]
+    if not pending:
+        raise InputError(f"no backfill run of table {table!r} to roll back", path=spath,
+                         hint="run `tava backfill` first (or check --uri / --table)")
+    run = pending[-1]
+    db = _connect(uri)
+    lance_table = _open_table(db, run["table"])
+    if lance_table is None:
+        raise InputError(f"table {run['table']!r} no longer exists", path=uri / f"{run['table']}.lance")
+    before = lance_table.version
+    lance_table.restore(run["tag"])
+    run.update(status="rolled_back", rolled_back=now_iso(), restored_as_version=lance_table.version)
+    write_json(spath, state)
+    return {"uri": str(uri), "table": run["table"], "tag": run["tag"], "from_version": before,
+            "restored_version": run["version_before"], "version": lance_table.version,
+            "table_rows": lance_table.count_rows()}
+
+
+def resolve_table_name(config: BackfillConfig, home: TavaHome | None = None) -> tuple[Path, str]:
+    """``(uri, base table name)`` a config refers to (for --rollback, without loading an encoder)."""
+    home = home or TavaHome()
+    uri = Path(config.uri).expanduser().resolve() if config.uri else default_uri(home)
+    if config.table:
+        return uri, config.table
+    dataset_dir = find_dataset(home, config.dataset)
+    manifest = load_dataset_manifest(dataset_dir)
+    collection = _resolve_collection(manifest, config.collection, dataset_dir)
+    return uri, slug(f"{manifest.name}_{collection}")

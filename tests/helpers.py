@@ -1,0 +1,37 @@
+"""Small builders shared by tests (not fixtures: plain functions with explicit inputs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tava_core.home import TavaHome
+from tava_core.io import write_text_shard
+from tava_core.manifest import Collection, DatasetManifest, ShardRecord, save_manifest
+
+WORDS = ("retrieval embedding vector teacher student adapter corpus query document index search model "
+         "cosine distance layer token static dense sparse shard parquet flow task cache").split()
+
+
+def synthetic_texts(n: int, seed: int = 0) -> list[str]:
+    """Deterministic pseudo-sentences of varying length."""
+    import random
+
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40))) + f" #{i}" for i in range(n)]
+
+
+def write_dataset(home: Path, name: str, collections: dict[str, list[str]], shard_size: int = 50) -> Path:
+    """Write an ingested-dataset directory (text shards + manifest) without the ingest flow."""
+    dataset_dir = TavaHome(home).dataset_dir(name)
+    colls = {}
+    for collection, texts in collections.items():
+        shards = []
+        for start in range(0, len(texts), shard_size):
+            chunk = texts[start:start + shard_size]
+            rel = f"{collection}/shard-{start // shard_size:05d}.parquet"
+            ids = [f"{collection[0]}{start + i}" for i in range(len(chunk))]
+            record = write_text_shard(dataset_dir / rel, {"id": ids, "text": chunk,
+                                                          "source": ["test"] * len(chunk)})
+            shards.append(ShardRecord(path=rel, rows=record["rows"], sha256=record["sha256"]))
+        colls[collection] = Collection(shards=shards)
+    save_manifest(dataset_dir, DatasetManifest(name=name, source="test", collections=colls))
+    return dataset_dir

@@ -1,0 +1,123 @@
+"""Sharded embedding: vectors right, per-shard caching, crash + re-run, Dask == threads."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import synthetic_texts, write_dataset
+from tava_core.config import EncoderSpec
+from tava_core.embed import EmbedConfig, embed_dataset
+from tava_core.encoders import load_encoder
+from tava_core.home import TavaHome
+from tava_core.io import vector_shard_metadata
+from tava_core.manifest import load_vector_manifest, read_vector_dir
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _mtimes(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in directory.glob("shard-*.parquet")}
+
+
+def test_embed_dataset_writes_exact_vectors_and_skips_current_shards(tava_home, tiny_model_dir):
+    texts = synthetic_texts(130)
+    write_dataset(tava_home, "toy", {"texts": texts, "queries": texts[:20]}, shard_size=50)
+    config = EmbedConfig(dataset="toy", encoder=EncoderSpec(model=str(tiny_model_dir)))
+    outputs = embed_dataset(config, TavaHome(tava_home))
+    ids, vectors, manifest = read_vector_dir(outputs["texts"])
+    encoder = load_encoder(config.encoder)
+    assert ids == [f"t{i}" for i in range(130)] and len(manifest.shards) == 3
+    np.testing.assert_allclose(vectors, encoder.encode(texts), atol=1e-5)
+    assert manifest.dim == 32 and manifest.fingerprint == encoder.fingerprint
+    assert vector_shard_metadata(outputs["queries"] / "shard-00000.parquet")["kind"] == "query"
+
+    before = _mtimes(outputs["texts"])
+    (outputs["texts"] / "shard-00001.parquet").unlink()
+    embed_dataset(config, TavaHome(tava_home))
+    after = _mtimes(outputs["texts"])
+    assert after["shard-00000.parquet"] == before["shard-00000.parquet"]  # not recomputed
+    assert after["shard-00002.parquet"] == before["shard-00002.parquet"]
+    assert "shard-00001.parquet" in after  # the missing one was
+    np.testing.assert_allclose(read_vector_dir(outputs["texts"])[1], vectors, atol=1e-6)
+
+
+def test_changed_text_shard_is_refused(tava_home, tiny_model_dir):
+    from tava_core.errors import IntegrityError
+    from tava_core.io import write_text_shard
+
+    dataset_dir = write_dataset(tava_home, "toy", {"texts": synthetic_texts(10)})
+    write_text_shard(dataset_dir / "texts/shard-00000.parquet", {"id": ["a"], "text": ["tampered"]})
+    with pytest.raises(IntegrityError, match="changed since it was ingested"):
+        embed_dataset(EmbedConfig(dataset="toy", encoder=EncoderSpec(model=str(tiny_model_dir))), TavaHome(tava_home))
+
+
+@pytest.mark.slow
+def test_flow_is_cached_and_dask_gives_the_same_vectors(tava_home, tiny_model_dir, prefect_harness):
+    from flows.embed import embed_dataset_flow
+
+    write_dataset(tava_home, "toy", {"texts": synthetic_texts(120)}, shard_size=40)
+    spec = EncoderSpec(model=str(tiny_model_dir))
+    first = embed_dataset_flow(EmbedConfig(dataset="toy", encoder=spec), home=str(tava_home))
+    out_dir = Path(first.collections[0].vectors_dir)
+    ids, vectors, _ = read_vector_dir(out_dir)
+    before = _mtimes(out_dir)
+    second = embed_dataset_flow(EmbedConfig(dataset="toy", encoder=spec), home=str(tava_home))
+    assert second.collections[0].rows == 120 and _mtimes(out_dir) == before
+
+    # A local two-process Dask cluster writes the same vectors (into a fresh home).
+    dask_home = tava_home.parent / "dask-home"
+    write_dataset(dask_home, "toy", {"texts": synthetic_texts(120)}, shard_size=40)
+    result = embed_dataset_flow(EmbedConfig(dataset="toy", encoder=spec, task_runner="dask", dask_workers=2),
+                                home=str(dask_home))
+    dask_ids, dask_vectors, _ = read_vector_dir(result.collections[0].vectors_dir)
+    assert dask_ids == ids
+    np.testing.assert_allclose(dask_vectors, vectors, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_every_id_exactly_once(tava_home, teacher_path):
+    """A real SIGKILL part-way through `tava embed`, then a re-run that only does what is missing."""
+    texts = synthetic_texts(1200, seed=3)
+    write_dataset(tava_home, "big", {"texts": texts}, shard_size=60)
+    env = {**os.environ, "TAVA_HOME": str(tava_home), "PREFECT_HOME": str(tava_home / "prefect"),
+           "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tava_home / "prefect" / "results")}
+    cmd = [sys.executable, "-m", "flows.cli", "embed", "--dataset", "big", "--encoder", "all-MiniLM-L6-v2",
+           "--encoder-batch-size", "16"]
+    proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    vectors_root = tava_home / "vectors" / "big" / "texts"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            done = list(vectors_root.glob("*/shard-*.parquet"))
+            if len(done) >= 3:
+                break
+            assert proc.poll() is None, "embedding finished before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no shards appeared within 240 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    out_dir = next(vectors_root.iterdir())
+    assert not (out_dir / "manifest.json").exists(), "the run was killed before the manifest"
+    survivors = _mtimes(out_dir)
+    assert 3 <= len(survivors) < 20
+
+    rerun = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    manifest = load_vector_manifest(out_dir)
+    ids, vectors, _ = read_vector_dir(out_dir)
+    assert len(manifest.shards) == 20 and sorted(ids) == sorted(f"t{i}" for i in range(1200))
+    assert len(set(ids)) == len(ids) == 1200
+    assert not list(out_dir.glob(".*tmp*")), "no temporary files left behind"
+    after = _mtimes(out_dir)
+    assert all(after[name] == mtime for name, mtime in survivors.items()), "finished shards were recomputed"
+    np.testing.assert_allclose(vectors[:5], load_encoder("all-MiniLM-L6-v2").encode(texts[:5]), atol=1e-5)

@@ -1,0 +1,103 @@
+"""Encoders: exact parity with sentence-transformers, pooling/prefix options, errors, OOM retry."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tava_core.config import EncoderSpec
+from tava_core.encoders import TransformerEncoder, load_encoder
+from tava_core.encoders.device import device_for_shard, is_out_of_memory, resolve_device, resolve_dtype
+from tava_core.errors import ConfigError, ModelLoadError
+
+TEXTS = ["short", "a somewhat longer sentence about dense retrieval",
+         "the teacher embeds documents once; the student embeds every live query " * 3, "x"]
+
+
+def test_teacher_matches_sentence_transformers(teacher_path):
+    from sentence_transformers import SentenceTransformer
+
+    ours = load_encoder("all-MiniLM-L6-v2").encode(TEXTS)
+    reference = SentenceTransformer(str(teacher_path), device="cpu").encode(TEXTS)
+    assert ours.shape == (4, 384) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_order_is_input_order_despite_length_sorting(tiny_model_dir):
+    encoder = TransformerEncoder(tiny_model_dir)
+    together = encoder.encode(TEXTS, batch_size=2)
+    one_by_one = np.stack([encoder.encode([t])[0] for t in TEXTS])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_options_change_vectors_and_fingerprint(tiny_model_dir):
+    base = TransformerEncoder(tiny_model_dir)
+    cls = TransformerEncoder(tiny_model_dir, EncoderSpec(model=str(tiny_model_dir), pooling="cls"))
+    raw = TransformerEncoder(tiny_model_dir, EncoderSpec(model=str(tiny_model_dir), normalize=False))
+    prefixed = TransformerEncoder(tiny_model_dir, EncoderSpec(model=str(tiny_model_dir), query_prefix="query: "))
+    assert len({base.fingerprint, cls.fingerprint, raw.fingerprint, prefixed.fingerprint}) == 4
+    assert not np.allclose(base.encode(TEXTS), cls.encode(TEXTS))
+    assert not np.allclose(np.linalg.norm(raw.encode(TEXTS), axis=1), 1.0)
+    # The query prefix applies to queries only.
+    np.testing.assert_allclose(prefixed.encode(TEXTS, kind="document"), base.encode(TEXTS), atol=1e-6)
+    assert not np.allclose(prefixed.encode(TEXTS, kind="query"), base.encode(TEXTS))
+    np.testing.assert_allclose(prefixed.encode(["query: x"], kind="document"), prefixed.encode(["x"], kind="query"),
+                               atol=1e-6)
+
+
+def test_fingerprint_follows_weights(tiny_model_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    assert TransformerEncoder(copy).fingerprint == TransformerEncoder(tiny_model_dir).fingerprint
+    weights = load_file(str(copy / "model.safetensors"))
+    first = next(iter(weights))
+    weights[first] = weights[first] + 0.01
+    save_file(weights, str(copy / "model.safetensors"))
+    assert TransformerEncoder(copy).fingerprint != TransformerEncoder(tiny_model_dir).fingerprint
+
+
+def test_missing_and_broken_models_name_the_path(tmp_path):
+    with pytest.raises(ModelLoadError, match="model not found") as missing:
+        load_encoder(str(tmp_path / "nope"))
+    assert str(tmp_path / "nope") in str(missing.value)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ModelLoadError, match="cannot load the model") as broken:
+        load_encoder(str(tmp_path / "broken"))
+    assert "broken" in str(broken.value) and "Traceback" not in str(broken.value)
+
+
+def test_out_of_memory_halves_the_batch(tiny_model_dir, monkeypatch):
+    encoder = TransformerEncoder(tiny_model_dir, EncoderSpec(model=str(tiny_model_dir), batch_size=8))
+    expected = encoder.encode(TEXTS * 4)
+    real_forward = encoder._forward
+    seen = []
+
+    def forward_that_fails_on_big_batches(texts):
+        seen.append(len(texts))
+        if len(texts) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(texts)
+
+    monkeypatch.setattr(encoder, "_forward", forward_that_fails_on_big_batches)
+    got = encoder.encode(TEXTS * 4)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert seen[0] == 8 and max(seen[1:]) <= 4 and encoder.batch_size <= 2
+
+
+def test_device_and_dtype_choice():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cuda"), bf16_supported=True) == torch.bfloat16
+    assert resolve_dtype("auto", torch.device("cuda"), bf16_supported=False) == torch.float16
+    assert [device_for_shard(i, ["cuda:0", "cuda:1"]) for i in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    assert is_out_of_memory(RuntimeError("CUDA out of memory")) and not is_out_of_memory(ValueError("x"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+        assert resolve_device("auto").type in {"cpu", "mps"}
