@@ -1,0 +1,17 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv first if needed.
+VENV ?= .venv
+export TAVA_VENV := $(VENV)
+
+.PHONY: setup demo test bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	$(VENV)/bin/tava demo
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf .tava
