@@ -54,14 +54,31 @@ def texts_by_id(name: str) -> dict[str, str]:
     return {r["_id"]: r["text"] for r in read_jsonl(SCIFACT / "queries.jsonl")}
 
 
-def student_vectors(encoder, name: str, ids: list[str], cache_dir: Path) -> np.ndarray:
-    """Student vectors of the texts ``ids`` of collection ``name``, cached by encoder fingerprint."""
+_TEXTS: dict[str, dict[str, str]] = {}
+
+
+def _texts(name: str) -> dict[str, str]:
+    if name not in _TEXTS:
+        _TEXTS[name] = texts_by_id(name)
+    return _TEXTS[name]
+
+
+def student_vectors(encoder, name: str, ids: list[str], cache_dir: Path, chunk: int | None = None) -> np.ndarray:
+    """Student vectors of the texts ``ids`` of collection ``name``, cached by encoder fingerprint
+    in chunks of ``chunk`` ids (so a quick run's prefix is reused by a full run)."""
+    if chunk is not None and len(ids) > chunk:
+        return np.concatenate([student_vectors(encoder, name, ids[i:i + chunk], cache_dir, chunk)
+                               for i in range(0, len(ids), chunk)])
+    return _student_vectors_chunk(encoder, name, ids, cache_dir)
+
+
+def _student_vectors_chunk(encoder, name: str, ids: list[str], cache_dir: Path) -> np.ndarray:
     from tava_core.io import stable_hash
 
     path = cache_dir / f"{encoder.name}-{encoder.fingerprint[:12]}" / f"{name}-{len(ids)}-{stable_hash(ids, 8)}.npy"
     if path.is_file():
         return np.load(path)
-    texts_map = texts_by_id(name)
+    texts_map = _texts(name)
     texts = [texts_map[i] for i in ids]
     kind = "query" if name == "queries" else "document"
     start = time.perf_counter()
@@ -81,7 +98,7 @@ def main_cache(student: str, cache_dir: Path, n_passages: int) -> None:
         ids, _ = read_teacher(file)
         if name == "passages":
             ids = ids[:n_passages]
-        student_vectors(encoder, name, ids, cache_dir)
+        student_vectors(encoder, name, ids, cache_dir, chunk=2500 if name == "passages" else None)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Text shards and the teacher's vector shards are written once (vector shards by tava's own
 embedding core, which skips shards that are already current), so re-runs cost nothing.
 
-    python bench/distill_data.py --passages 40000      # prepare (teacher ~200 texts/s on 2 cores)
+    python bench/distill_data.py --passages 20000      # prepare (teacher ~200 texts/s on 2 cores)
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import argparse
 import gzip
 import json
 import os
-import random
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +27,9 @@ SHARED = Path(os.environ.get("TAVA_SHARED_DATA", ROOT.parent / "shared" / "data"
 SCIFACT = SHARED / "beir" / "scifact"
 PASSAGES = SHARED / "corpus_passages_en.jsonl.gz"
 BENCH_HOME = Path(os.environ.get("TAVA_BENCH_HOME", "/tmp/tava-bench-home"))
-SHARD_ROWS = 5000
-SHUFFLE_SEED = 13
+SHARD_ROWS = 2500
+MPNET_PASSAGES = SHARED / "vectors" / "all-mpnet-base-v2" / "passages_shuffled_first20000.parquet"
+SHARED_CACHE = Path(os.environ.get("TAVA_BENCH_CACHE", "/tmp/tava-bench-cache"))
 
 
 def _write_dataset(home: TavaHome, name: str, source: str, collections: dict[str, dict[str, list[str]]]) -> Path:
@@ -49,18 +50,89 @@ def _write_dataset(home: TavaHome, name: str, source: str, collections: dict[str
     return out
 
 
+def passage_order() -> list[str]:
+    """Passage ids in the shuffle that ../shared/data/vectors uses (its first 20,000, in order);
+    the Stage B benchmark caches the teacher's vectors of the same ids in the same chunks."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(MPNET_PASSAGES, columns=["id"]).column("id").to_pylist()
+
+
 def prepare_passages(home: TavaHome, count: int) -> Path:
-    """The first ``count`` passages of a fixed shuffle (so a smaller set is a prefix of a larger)."""
-    name = f"passages-{count}"
-    if (home.dataset_dir(name) / "manifest.json").is_file():
-        return home.dataset_dir(name)
+    """Dataset ``passages``: the first ``count`` passages of that order, in shards of 2,500.
+
+    Growing ``count`` only adds shards (existing shard files are never rewritten), so the teacher
+    vectors of shards already embedded are reused; a smaller run reads a prefix (max_texts).
+    """
+    out = home.dataset_dir("passages")
+    count = -(-count // SHARD_ROWS) * SHARD_ROWS
+    if (out / "manifest.json").is_file():
+        from tava_core.manifest import load_dataset_manifest
+
+        if load_dataset_manifest(out).collections["texts"].rows >= count:
+            return out
+    order = passage_order()[:count]
     with gzip.open(PASSAGES, "rt") as handle:
-        rows = [json.loads(line) for line in handle]
-    random.Random(SHUFFLE_SEED).shuffle(rows)
-    rows = rows[:count]
-    data = {"id": [r["_id"] for r in rows], "text": [r["text"] for r in rows],
-            "source": [r.get("source", "") for r in rows]}
-    return _write_dataset(home, name, str(PASSAGES), {"texts": data})
+        by_id = {r["_id"]: r for r in map(json.loads, handle)}
+    rows = [by_id[i] for i in order]
+    from tava_core.io import sha256_file
+
+    shards = []
+    for start in range(0, len(rows), SHARD_ROWS):
+        part = rows[start:start + SHARD_ROWS]
+        rel = f"texts/shard-{start // SHARD_ROWS:05d}.parquet"
+        if not (out / rel).is_file():
+            write_text_shard(out / rel, {"id": [r["_id"] for r in part], "text": [r["text"] for r in part],
+                                         "source": [r.get("source", "") for r in part]})
+        shards.append(ShardRecord(path=rel, rows=len(part), sha256=sha256_file(out / rel)))
+    save_manifest(out, DatasetManifest(name="passages", source=str(PASSAGES),
+                                       collections={"texts": Collection(shards=shards)}))
+    return out
+
+
+def import_shared_chunks(home: TavaHome, dataset: str = "passages", wait_minutes: float = 0.0) -> int:
+    """Turn teacher-vector chunks that bench/adapter.py cached (``.npy`` per 2,500 ids, same teacher
+    fingerprint) into vector shards that tava's embedding core accepts as current; with
+    ``wait_minutes``, wait that long for chunks still being computed. Returns shards imported."""
+    import numpy as np
+
+    from tava_core.embed import plan_collection, vector_shard_is_current
+    from tava_core.encoders import load_encoder
+    from tava_core.io import read_text_shard, stable_hash, write_vector_shard
+    from tava_core.manifest import load_dataset_manifest
+
+    encoder = load_encoder("all-MiniLM-L6-v2")
+    dataset_dir = home.dataset_dir(dataset)
+    manifest = load_dataset_manifest(dataset_dir)
+    _, jobs = plan_collection(home, dataset_dir, manifest, "texts", encoder)
+    cache = SHARED_CACHE / f"{encoder.name}-{encoder.fingerprint[:12]}"
+    deadline = time.monotonic() + wait_minutes * 60
+    imported = 0
+    pending = list(jobs)
+    while pending:
+        for job in list(pending):
+            if vector_shard_is_current(job.out_path, fingerprint=encoder.fingerprint, source_sha256=job.source_sha256,
+                                       kind=job.kind):
+                pending.remove(job)
+                continue
+            ids = read_text_shard(job.text_shard).column("id").to_pylist()
+            chunk = cache / f"passages-{len(ids)}-{stable_hash(ids, 8)}.npy"
+            try:
+                vectors = np.load(chunk)
+            except (OSError, ValueError):
+                continue  # not there yet, or still being written
+            if vectors.shape != (len(ids), encoder.dim):
+                continue
+            write_vector_shard(job.out_path, ids, vectors, metadata={
+                "fingerprint": encoder.fingerprint, "source_sha256": job.source_sha256, "kind": job.kind,
+                "dim": encoder.dim, "normalized": encoder.normalized, "encoder": encoder.name,
+                "imported_from": str(chunk)})
+            imported += 1
+            pending.remove(job)
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(10)
+    return imported
 
 
 def prepare_scifact(home: TavaHome) -> Path:
@@ -77,7 +149,8 @@ def prepare_scifact(home: TavaHome) -> Path:
     })
 
 
-def prepare(passages: int, home_root: Path = BENCH_HOME, *, progress: bool = True) -> dict[str, Path]:
+def prepare(passages: int, home_root: Path = BENCH_HOME, *, progress: bool = True,
+            wait_minutes: float = 0.0) -> dict[str, Path]:
     """Datasets and teacher vector dirs; returns {'passages', 'passages_vectors', 'scifact', ...}."""
     home = TavaHome(home_root)
     out: dict[str, Path] = {}
@@ -87,6 +160,7 @@ def prepare(passages: int, home_root: Path = BENCH_HOME, *, progress: bool = Tru
     out["scifact_corpus_vectors"] = dirs["corpus"]
     out["scifact_queries_vectors"] = dirs["queries"]
     out["passages"] = prepare_passages(home, passages)
+    import_shared_chunks(home, wait_minutes=wait_minutes)
     dirs = embed_dataset(EmbedConfig(dataset=out["passages"].name, collections=["texts"]), home,
                          show_progress=progress)
     out["passages_vectors"] = dirs["texts"]
@@ -95,6 +169,9 @@ def prepare(passages: int, home_root: Path = BENCH_HOME, *, progress: bool = Tru
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--passages", type=int, default=40000)
+    parser.add_argument("--passages", type=int, default=20000)
+    parser.add_argument("--wait-minutes", type=float, default=0.0,
+                        help="wait this long for bench/adapter.py's cached chunks before embedding the rest")
     args = parser.parse_args()
-    print(json.dumps({k: str(v) for k, v in prepare(args.passages).items()}, indent=2))
+    print(json.dumps({k: str(v) for k, v in prepare(args.passages, wait_minutes=args.wait_minutes).items()},
+                     indent=2))

@@ -179,7 +179,9 @@ def group(home: str | None) -> None:
     """
     from tava_core.home import configure_environment
 
-    configure_environment(home)
+    # An explicit --home must move Prefect's state too, even though importing `flows` already
+    # pointed Prefect at the default home.
+    configure_environment(home, override=home is not None)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,4 +37,5 @@ def embed_shard_task(job: ShardJob, spec: EncoderSpec, fingerprint: str) -> Shar
         raise IntegrityError(f"encoder on this worker has fingerprint {encoder.fingerprint[:12]}, "
                              f"the flow planned with {fingerprint[:12]}", path=Path(spec.model),
                              hint="make the same model files visible to every worker")
-    return embed_shard(job, encoder)
+    # A per-shard bar: shards can be large, and on CPU they run one at a time anyway.
+    return embed_shard(job, encoder, show_progress=True)

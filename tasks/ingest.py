@@ -1,6 +1,7 @@
 """Prefect task: ingest one source into a dataset directory. The cache key is the source's
 signature (paths, sizes, mtimes; package versions for 'builtin') + the config, so an unchanged
-source is not re-read, while a deleted or replaced dataset directory is always rebuilt."""
+source is not re-read; the flow refreshes the cache when the dataset directory is gone or was
+replaced (``dataset_is_current``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -27,13 +28,17 @@ def _recorded_config(home: TavaHome, config: IngestConfig) -> dict | None:
         return None
 
 
-def ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    """Reuse the cached report only while the dataset it describes is on disk, made by this config."""
+def ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Source signature + config + home: an unchanged source with the same options is not re-read."""
     config: IngestConfig = parameters["config"]
-    home = TavaHome(parameters["home_root"])
-    if _recorded_config(home, config) != config.model_dump(mode="json"):
-        return None
-    return "ingest-" + stable_hash([source_signature(config), config.model_dump(mode="json"), str(home.root)])
+    return "ingest-" + stable_hash([source_signature(config), config.model_dump(mode="json"),
+                                    str(TavaHome(parameters["home_root"]).root)])
+
+
+def dataset_is_current(config: IngestConfig, home: TavaHome) -> bool:
+    """True while the dataset ``config`` writes is on disk and was made by exactly this config
+    (a cached report must not outlive a deleted or replaced dataset directory)."""
+    return _recorded_config(home, config) == config.model_dump(mode="json")
 
 
 def retry_unless_input_error(task, task_run, state) -> bool:

@@ -80,6 +80,8 @@ def configure_environment(home: TavaHome | str | Path | None = None, *, override
     """
     home = home if isinstance(home, TavaHome) else TavaHome(home)
     os.environ["TAVA_HOME"] = str(home.root)
+    # Prefect creates only the last level of PREFECT_HOME and warns when the parent is missing.
+    home.prefect.mkdir(parents=True, exist_ok=True)
     for key, value in prefect_environment(home).items():
         if override:
             os.environ[key] = value

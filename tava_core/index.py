@@ -60,6 +60,8 @@ class IndexConfig(TavaModel):
         "Vectors sampled (seeded) to train IVF / PQ indexes; FAISS wants at least ~39 per IVF list."))
     nprobe: int = Field(16, ge=1, description="IVF lists searched per query (saved with the index).")
     ef_search: int = Field(64, ge=1, description="HNSW candidate list size at search time (saved with the index).")
+    refine_k_factor: int = Field(4, ge=1, description=(
+        "For factories ending in ',RFlat': candidates re-ranked exactly = k x this (saved with the index)."))
     use_gpu: Literal["auto", "yes", "no"] = Field("auto", description=(
         "Build on all GPUs (faiss-gpu): 'auto' when any is visible, 'yes' requires one, 'no' never."))
     recall_queries: int = Field(200, ge=0, description=(
@@ -176,13 +178,13 @@ def _skip_polysemous_training(index: Any) -> None:
         node = faiss.downcast_index(inner)
 
 
-def apply_search_params(index: Any, nprobe: int, ef_search: int) -> dict[str, int]:
-    """Set nprobe / efSearch where the index type has them; returns what was set."""
+def apply_search_params(index: Any, nprobe: int, ef_search: int, refine_k_factor: int = 4) -> dict[str, int]:
+    """Set nprobe / efSearch / the refine depth where the index type has them; returns what was set."""
     import faiss
 
     space = faiss.ParameterSpace()
     applied: dict[str, int] = {}
-    for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
+    for name, value in (("nprobe", nprobe), ("efSearch", ef_search), ("k_factor_rf", refine_k_factor)):
         try:
             space.set_index_parameter(index, name, value)
             applied[name] = value
@@ -313,7 +315,12 @@ def _is_up_to_date(index_dir: Path, config: IndexConfig, sources: list[dict[str,
     if not path.is_file():
         return None
     manifest = read_json(path)
-    same = (manifest.get("factory") == config.factory and manifest.get("metric") == config.metric
+    ignore = {"force", "keep_versions", "index_dir"}  # do not change what gets built
+
+    def settings(data: dict) -> dict:
+        return {k: v for k, v in data.items() if k not in ignore}
+
+    same = (settings(manifest.get("config", {})) == settings(config.model_dump(mode="json"))
             and [s["sha256"] for s in manifest.get("source", {}).get("shards", [])] == [s["sha256"] for s in sources])
     return manifest if same else None
 
@@ -375,7 +382,7 @@ def build_index(config: IndexConfig, home: TavaHome | None = None, *, show_progr
         raise InputError("vector shards repeat ids; an index needs each id once", path=vector_dir,
                          hint="re-ingest the dataset (ingest deduplicates ids)")
 
-    search_params = apply_search_params(index, config.nprobe, config.ef_search)
+    search_params = apply_search_params(index, config.nprobe, config.ef_search, config.refine_k_factor)
     recall = None
     queries = _query_sample(config, shards, counts, dim)
     if len(queries):
@@ -485,7 +492,7 @@ def load_index(index_dir: str | Path, *, version: Optional[str] = None, verify: 
                                      hint="rebuild the index or roll back to the previous version")
     index = faiss.read_index(str(vdir / INDEX_FILE))
     params = manifest.get("search_params", {})
-    apply_search_params(index, params.get("nprobe", 16), params.get("efSearch", 64))
+    apply_search_params(index, params.get("nprobe", 16), params.get("efSearch", 64), params.get("k_factor_rf", 4))
     ids = pq.read_table(vdir / IDS_FILE).column("id").to_pylist()
     if len(ids) != index.ntotal:
         raise IntegrityError(f"{len(ids)} ids for {index.ntotal} vectors", path=vdir / IDS_FILE)

@@ -55,9 +55,9 @@ class BackfillConfig(TavaModel):
         "'new_table' writes <table>_<dim>d, 'new_column' adds a vector_<dim>d column beside the old one."))
     build_index: bool = Field(True, description="(Re)build the IVF vector index at the end.")
     index_type: Literal["ivf_pq", "ivf_flat"] = Field("ivf_pq", description="LanceDB vector index type.")
-    num_partitions: Optional[int] = Field(None, ge=1, description="IVF partitions; empty = about sqrt(rows).")
-    min_rows_per_partition: int = Field(64, ge=1, description=(
-        "Skip the index (with a log line) when rows < partitions x this (too few to train it)."))
+    num_partitions: Optional[int] = Field(None, ge=1, description="IVF partitions; empty = LanceDB chooses (from its target partition size).")
+    min_rows_per_partition: int = Field(256, ge=1, description=(
+        "Skip the index (with a log line) when rows < max(256, partitions x this): too few to train it."))
     optimize: bool = Field(True, description="Compact files and fold new rows into indexes at the end.")
 
 
@@ -181,37 +181,66 @@ def upsert(table, batch: pa.Table) -> Any:
 
 
 def _build_vector_index(table, config: BackfillConfig, column: str, dim: int) -> dict[str, Any]:
+    """(Re)build the IVF index; skipped (with a log line) when there are too few rows to train it."""
     from lancedb.index import IvfFlat, IvfPq
 
-    rows = table.count_rows()
-    partitions = config.num_partitions or max(1, int(round(math.sqrt(rows))))
-    needed = partitions * config.min_rows_per_partition
-    if config.index_type == "ivf_pq":
-        needed = max(needed, 256)  # PQ trains 256 centroids per sub-vector
+    rows = table.count_rows(f"{column} IS NOT NULL")
+    # Lance trains each IVF partition (and PQ's 256 centroids) on >= 256 rows; below that the
+    # index would be mostly untrained, and exact search over so few rows is fast anyway.
+    partitions = config.num_partitions
+    needed = max(256, (partitions or 1) * config.min_rows_per_partition)
     if rows < needed:
-        log.info("not building a vector index: %d rows < %d needed for %d partitions "
-                 "(exact search is fast at this size)", rows, needed, partitions)
-        return {"built": False, "reason": f"{rows} rows < {needed} needed for {partitions} partitions"}
+        log.info("not building a vector index on %s: %d rows < %d needed%s (exact search is used)",
+                 column, rows, needed, f" for {partitions} partitions" if partitions else "")
+        return {"built": False, "reason": f"{rows} rows < {needed} needed"}
+    options: dict[str, Any] = {"distance_type": "cosine"}
+    if partitions:
+        options["num_partitions"] = partitions  # else Lance picks from its target partition size
     if config.index_type == "ivf_pq":
-        sub_vectors = dim // 16 if dim % 16 == 0 else (dim // 8 if dim % 8 == 0 else 1)
-        index_config = IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=sub_vectors)
+        options["num_sub_vectors"] = dim // 16 if dim % 16 == 0 else (dim // 8 if dim % 8 == 0 else 1)
+        index_config = IvfPq(**options)
     else:
-        index_config = IvfFlat(distance_type="cosine", num_partitions=partitions)
+        index_config = IvfFlat(**options)
     t0 = time.perf_counter()
     table.create_index(column, config=index_config, replace=True)
-    return {"built": True, "type": config.index_type, "partitions": partitions, "seconds": round(time.perf_counter() - t0, 3)}
+    return {"built": True, "type": config.index_type, "partitions": partitions or "auto",
+            "rows": rows, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def backfill(config: BackfillConfig, home: TavaHome | None = None, *, show_progress: bool = False,
-             after_shard: Optional[Callable[[int, ShardJob], None]] = None) -> dict[str, Any]:
-    """Run (or resume) a backfill; returns a small record (rows, table, tag, timings).
+class BackfillPlan(TavaModel):
+    """Everything the shard steps need, as a small record (what a Prefect task passes on)."""
 
-    ``after_shard(i, job)`` is called after each shard is upserted (progress reporting).
-    """
-    from tqdm.auto import tqdm
+    uri: str
+    base_table: str
+    table: str
+    column: str
+    encoder_column: str
+    dataset: str
+    collection: str
+    encoder_name: str
+    fingerprint: str
+    dim: int
+    tag: str
+    resumed: bool
+    jobs: list[dict[str, Any]]  # every ShardJob of the collection, as dicts
+    pending: list[int]  # indices into jobs not yet upserted by this run
 
+    def job(self, i: int) -> ShardJob:
+        return ShardJob(**self.jobs[i])
+
+
+def _open_plan_table(plan: BackfillPlan):
+    table = _open_table(_connect(plan.uri), plan.table)
+    if table is None:
+        raise InputError(f"table {plan.table!r} disappeared during the backfill",
+                         path=Path(plan.uri) / f"{plan.table}.lance", hint="run `tava backfill` again")
+    return table
+
+
+def prepare_backfill(config: BackfillConfig, home: TavaHome | None = None) -> BackfillPlan:
+    """Check everything, create the table (or column) if needed, tag its current version and
+    record the run; a run that crashed with the same settings is resumed instead."""
     home = home or TavaHome()
-    started = time.perf_counter()
     dataset_dir = find_dataset(home, config.dataset)
     manifest = load_dataset_manifest(dataset_dir)
     collection = _resolve_collection(manifest, config.collection, dataset_dir)
@@ -243,42 +272,91 @@ def backfill(config: BackfillConfig, home: TavaHome | None = None, *, show_progr
                "status": "running", "completed": [], "encoder": encoder.info()}
         state["runs"].append(run)
     write_json(spath, state)
-
-    embed_seconds = upsert_seconds = 0.0
-    rows_written = 0
     done = set(run["completed"])
-    for i, job in enumerate(tqdm(jobs, desc=f"backfill {table_name}", disable=not show_progress)):
-        if job.source_sha256 in done:
-            continue
-        t0 = time.perf_counter()
-        record = embed_shard(job, encoder)  # cached: a vector shard already current is not recomputed
-        t1 = time.perf_counter()
-        batch = _shard_batch(job, Path(job.out_path), column, encoder_column, encoder.fingerprint)
-        upsert(table, batch)
-        t2 = time.perf_counter()
-        embed_seconds += t1 - t0
-        upsert_seconds += t2 - t1
-        rows_written += record.rows
-        run["completed"].append(job.source_sha256)
-        done.add(job.source_sha256)
-        write_json(spath, state)
-        if after_shard is not None:
-            after_shard(i, job)
+    return BackfillPlan(uri=str(uri), base_table=base_name, table=table_name, column=column,
+                        encoder_column=encoder_column, dataset=manifest.name, collection=collection,
+                        encoder_name=encoder.name, fingerprint=encoder.fingerprint, dim=encoder.dim,
+                        tag=run["tag"], resumed=resuming, jobs=[vars(job) for job in jobs],
+                        pending=[i for i, job in enumerate(jobs) if job.source_sha256 not in done])
 
-    index_info = _build_vector_index(table, config, column, encoder.dim) if config.build_index else {"built": False}
+
+def _update_run(plan: BackfillPlan, **changes: Any) -> dict[str, Any]:
+    """Apply ``changes`` to this plan's run in the state file (atomic write); returns the run."""
+    spath = state_path(plan.uri, plan.base_table)
+    state = _load_state(spath)
+    run = next(r for r in reversed(state["runs"]) if r["tag"] == plan.tag and r["table"] == plan.table)
+    completed = changes.pop("completed", None)
+    if completed is not None and completed not in run["completed"]:
+        run["completed"].append(completed)
+    run.update(changes)
+    write_json(spath, state)
+    return run
+
+
+def upsert_shard(plan: BackfillPlan, i: int) -> dict[str, Any]:
+    """Upsert the (already embedded) vector shard of job ``i`` and record it as done."""
+    job = plan.job(i)
+    t0 = time.perf_counter()
+    batch = _shard_batch(job, Path(job.out_path), plan.column, plan.encoder_column, plan.fingerprint)
+    if batch.schema.field(plan.column).type.list_size != plan.dim:
+        raise InputError(f"vector shard has {batch.schema.field(plan.column).type.list_size}-d vectors, "
+                         f"the plan {plan.dim}-d", path=job.out_path, hint="delete the shard and re-run")
+    upsert(_open_plan_table(plan), batch)
+    # Committed first, recorded second: a crash in between only makes a resume redo this upsert.
+    _update_run(plan, completed=job.source_sha256)
+    return {"shard": Path(job.text_shard).name, "rows": batch.num_rows,
+            "upsert_seconds": round(time.perf_counter() - t0, 3)}
+
+
+def finish_backfill(plan: BackfillPlan, config: BackfillConfig) -> dict[str, Any]:
+    """Build the vector index, optimise the table and mark the run done."""
+    table = _open_plan_table(plan)
+    info = _build_vector_index(table, config, plan.column, plan.dim) if config.build_index else {"built": False}
     if config.optimize:
         t0 = time.perf_counter()
         table.optimize()
-        index_info["optimize_seconds"] = round(time.perf_counter() - t0, 3)
-    run.update(status="done", finished=now_iso(), version_after=table.version)
-    write_json(spath, state)
-    seconds = time.perf_counter() - started
-    return {"uri": str(uri), "table": table_name, "column": column, "dataset": manifest.name,
-            "collection": collection, "encoder": encoder.name, "fingerprint": encoder.fingerprint,
-            "dim": encoder.dim, "tag": run["tag"], "resumed": resuming, "shards": len(jobs),
-            "rows_written": rows_written, "table_rows": table.count_rows(), "version": table.version,
+        info["optimize_seconds"] = round(time.perf_counter() - t0, 3)
+    _update_run(plan, status="done", finished=now_iso(), version_after=table.version)
+    return {"index": info, "table_rows": table.count_rows(), "version": table.version}
+
+
+def backfill(config: BackfillConfig, home: TavaHome | None = None, *, show_progress: bool = False,
+             after_shard: Optional[Callable[[int, ShardJob], None]] = None) -> dict[str, Any]:
+    """Run (or resume) a whole backfill in this process; returns a small record.
+
+    ``after_shard(i, job)`` is called after each shard is upserted and recorded.
+    """
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    plan = prepare_backfill(config, home)
+    encoder = load_encoder(config.encoder)
+    embed_seconds = upsert_seconds = 0.0
+    rows_written = 0
+    for i in tqdm(plan.pending, desc=f"backfill {plan.table}", disable=not show_progress):
+        t0 = time.perf_counter()
+        embed_shard(plan.job(i), encoder)  # cached: a vector shard already current is not recomputed
+        embed_seconds += time.perf_counter() - t0
+        record = upsert_shard(plan, i)
+        upsert_seconds += record["upsert_seconds"]
+        rows_written += record["rows"]
+        if after_shard is not None:
+            after_shard(i, plan.job(i))
+    final = finish_backfill(plan, config)
+    return summary_record(plan, rows_written=rows_written, embed_seconds=embed_seconds,
+                          upsert_seconds=upsert_seconds, seconds=time.perf_counter() - started, final=final)
+
+
+def summary_record(plan: BackfillPlan, *, rows_written: int, embed_seconds: float, upsert_seconds: float,
+                   seconds: float, final: dict[str, Any]) -> dict[str, Any]:
+    return {"uri": plan.uri, "table": plan.table, "column": plan.column, "dataset": plan.dataset,
+            "collection": plan.collection, "encoder": plan.encoder_name, "fingerprint": plan.fingerprint,
+            "dim": plan.dim, "tag": plan.tag, "resumed": plan.resumed, "shards": len(plan.jobs),
+            "shards_upserted": len(plan.pending), "rows_written": rows_written,
+            "table_rows": final["table_rows"], "version": final["version"],
             "embed_seconds": round(embed_seconds, 3), "upsert_seconds": round(upsert_seconds, 3),
-            "seconds": round(seconds, 3), "index": index_info}
+            "seconds": round(seconds, 3), "rows_per_second": round(rows_written / seconds, 2) if seconds else None,
+            "index": final["index"]}
 
 
 def rollback_backfill(uri: str | Path, table: str) -> dict[str, Any]:
@@ -288,8 +366,11 @@ def rollback_backfill(uri: str | Path, table: str) -> dict[str, Any]:
     """
     uri = Path(uri).expanduser().resolve()
     spath = state_path(uri, table)
+    if not spath.is_file():  # a table written by --on-dim-mismatch new_table: its runs sit under the base name
+        spath = next((p for p in sorted((uri / STATE_DIR).glob("*.json"))
+                      if any(r.get("table") == table for r in _load_state(p)["runs"])), spath)
     state = _load_state(spath)
-    pending = [run for run in state["runs"] if run.get("status") != "rolled_back"]
+    pending = [run for run in state["runs"] if run.get("status") != "rolled_back" and run.get("table") == table]
     if not pending:
         raise InputError(f"no backfill run of table {table!r} to roll back", path=spath,
                          hint="run `tava backfill` first (or check --uri / --table)")

@@ -78,7 +78,7 @@ class AdapterConfig(TavaModel):
     max_steps: int = Field(3000, ge=1, description="Upper bound on optimisation steps.")
     warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warm-up steps (then cosine decay).")
     grad_clip: float = Field(1.0, gt=0.0, description="Clip gradient norms of adapter and discriminator to this.")
-    discriminator_hidden_dim: int = Field(512, ge=8, description="Width of the discriminator's hidden layers.")
+    discriminator_hidden_dim: int = Field(256, ge=8, description="Width of the discriminator's hidden layers.")
     discriminator_layers: int = Field(2, ge=1, description="Hidden layers of the discriminator.")
     use_spectral_norm: bool = Field(True, description="Spectral normalisation on the discriminator's linear layers.")
 

@@ -189,7 +189,7 @@ class AdversarialTrainer:
         torch.nn.utils.clip_grad_norm_([p for d in self._discriminators() for p in d.parameters()],
                                        self.config.grad_clip)
         self.d_optimizer.step()
-        return {"d_loss": float(loss), "gradient_penalty": float(penalty)}
+        return {"d_loss": loss.item(), "gradient_penalty": penalty.item()}
 
     def _generator_losses(self, s: torch.Tensor, t: torch.Tensor, paired: bool) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -244,8 +244,8 @@ class AdversarialTrainer:
         if not torch.isfinite(grad_norm):
             raise Diverged("adapter gradients are not finite")
         self.g_optimizer.step()
-        logs.update({k: float(v) for k, v in terms.items()})
-        logs["g_loss"] = float(total)
+        logs.update({k: v.item() for k, v in terms.items()})
+        logs["g_loss"] = total.item()
         return logs
 
     # ------------------------------------------------------------------ checkpoints

@@ -83,7 +83,7 @@ class Docstring:
 _DROP_SECTIONS = {"examples", "example", "see also", "references", "reference", "example usage",
                   "usage example", "usage examples"}
 _UNDERLINE = re.compile(r"^\s*([-=~^*`#+])\1{2,}\s*$")
-_ROLE = re.compile(r":[\w:.+-]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+_ROLE = re.compile(r":[\w:.+-]+:`(~?)([^`<]*?)(?:\s*<[^>]*>)?`")
 _LITERAL = re.compile(r"``([^`]*)``")
 _LINK_REST = re.compile(r"`([^`<]+?)(?:\s*<[^>]*>)?`_{1,2}")
 _BACKTICK = re.compile(r"`([^`]*)`")
@@ -150,7 +150,9 @@ def clean_docstring(doc: str) -> str:
         out.append(line)
         i += 1
     text = "\n".join(out)
-    for pattern in (_ROLE, _LITERAL, _LINK_REST, _BACKTICK, _MD_LINK, _BOLD):
+    # :func:`~numpy.mean` shows "mean"; :func:`numpy.mean` and :ref:`title <target>` show the text.
+    text = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
+    for pattern in (_LITERAL, _LINK_REST, _BACKTICK, _MD_LINK, _BOLD):
         text = pattern.sub(r"\1", text)
     paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
     return "\n\n".join(p for p in paragraphs if p)

@@ -34,6 +34,9 @@ class DistillConfig(TavaModel):
     num_layers: int = Field(2, ge=1, description="Fresh transformer student only: number of layers.")
     static_dim: Optional[int] = Field(None, ge=8, description=(
         "Static student: token-vector size; empty = the teacher's dimension (no PCA, table in teacher space)."))
+    static_init: Literal["model2vec", "token_embeddings"] = Field("model2vec", description=(
+        "Static student start: 'model2vec' distils the teacher's vocabulary (one forward pass per token, "
+        "cached); 'token_embeddings' takes the teacher's input embeddings (instant, weaker)."))
     projection: Optional[bool] = Field(None, description=(
         "Learned linear projection (sentence-transformers Dense) to the teacher's dimension; empty = "
         "on for a transformer student, on for a static student only when static_dim differs from the teacher's."))

@@ -55,11 +55,14 @@ def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
                           hint="lower --warmup-steps")
 
 
-def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int) -> Student:
+def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int, *,
+                  cache_dir: Optional[Path] = None) -> Student:
+    """A fresh student; ``cache_dir`` keeps the model2vec distillation of a static student's teacher."""
     projection = config.resolved_projection(teacher_dim)
     if config.student == "static":
         return StaticStudent.from_teacher(teacher_dir, static_dim=config.static_dim, projection=projection,
-                                          teacher_dim=teacher_dim, max_length=config.max_length, seed=config.seed)
+                                          teacher_dim=teacher_dim, max_length=config.max_length, seed=config.seed,
+                                          init=config.static_init, cache_dir=cache_dir)
     return TransformerStudent.from_teacher(teacher_dir, layers=config.layers, projection=projection,
                                            teacher_dim=teacher_dim, max_length=config.max_length,
                                            hidden_size=config.hidden_size, num_layers=config.num_layers,
@@ -107,7 +110,8 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     if (done := existing_result(out, run_key)) is not None:
         return {**done, "output": str(out), "reused": True}
 
-    student = build_student(config, teacher_dir, teacher.dim)
+    student = build_student(config, teacher_dir, teacher.dim,
+                            cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12])
     trainer = Trainer(student, data.texts, data.vectors, config, work_dir_for(out), split=split,
                       data_key=data.key, progress=progress)
     result = trainer.train()

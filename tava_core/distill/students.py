@@ -205,12 +205,11 @@ class StaticStudent(nn.Module):
 
     @classmethod
     def from_teacher(cls, teacher_dir: Path, *, static_dim: Optional[int], projection: bool, teacher_dim: int,
-                     max_length: int = 128, seed: int = 0) -> "StaticStudent":
+                     max_length: int = 128, seed: int = 0, init: str = "model2vec",
+                     cache_dir: Optional[Path] = None) -> "StaticStudent":
         """Initialise the table with model2vec's distillation of the teacher's vocabulary (one
         forward pass per token, offline), kept in the teacher's space; with ``static_dim`` smaller,
         PCA-reduce it and start the projection as the inverse PCA map (so step 0 == model2vec)."""
-        from model2vec.distill import distill
-
         _quiet_transformers()
         torch.manual_seed(seed)
         dim = static_dim or teacher_dim
@@ -220,11 +219,18 @@ class StaticStudent(nn.Module):
         if not projection and dim != teacher_dim:
             raise ConfigError(f"a static student of dimension {dim} cannot match the teacher's {teacher_dim} "
                               "without a projection", hint="enable --projection or leave static_dim empty")
-        try:
-            static = distill(str(teacher_dir), pca_dims=None, quantize_to="float32", device="cpu")
-        except Exception as exc:  # noqa: BLE001 - model2vec / transformers errors become one message
-            raise ModelLoadError(f"model2vec could not distil the teacher: {exc}", path=teacher_dir) from None
-        table = torch.from_numpy(np.asarray(static.embedding, dtype=np.float32))
+        if init == "model2vec":
+            table, tokenizer = _model2vec_table(Path(teacher_dir), cache_dir)
+        else:  # the teacher's input token embeddings: instant, a weaker start
+            from tokenizers import Tokenizer
+            from transformers import AutoModel
+
+            model = AutoModel.from_pretrained(str(teacher_dir), dtype=torch.float32)
+            table = model.get_input_embeddings().weight.detach().clone()
+            tokenizer = Tokenizer.from_file(str(Path(teacher_dir) / "tokenizer.json"))
+            if table.shape[1] != teacher_dim:
+                raise ConfigError("token_embeddings init needs a teacher whose token embeddings have its output "
+                                  "dimension", path=teacher_dir, hint="use static_init model2vec")
         proj = None
         if dim < teacher_dim:
             mean = table.mean(0)
@@ -237,7 +243,7 @@ class StaticStudent(nn.Module):
                 proj.bias.copy_(mean)
         elif projection:
             proj = _new_projection(dim, teacher_dim)
-        return cls(table, static.tokenizer, proj, max_length=max_length, base_model=str(teacher_dir))
+        return cls(table, tokenizer, proj, max_length=max_length, base_model=str(teacher_dir))
 
     def prepare(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
@@ -283,6 +289,31 @@ class StaticStudent(nn.Module):
             "default_prompt_name": None})
         write_json(directory / "tava_encoder.json", {"type": "static"})
         return directory
+
+
+def _model2vec_table(teacher_dir: Path, cache_dir: Optional[Path]) -> tuple[torch.Tensor, Any]:
+    """model2vec's distillation of the teacher vocabulary, in the teacher's space (no PCA, float32),
+    cached in ``cache_dir`` (it costs a forward pass per vocabulary token)."""
+    from model2vec import StaticModel
+
+    if cache_dir is not None and (Path(cache_dir) / "model.safetensors").is_file():
+        static = StaticModel.from_pretrained(Path(cache_dir))
+    else:
+        from model2vec.distill import distill
+
+        try:
+            static = distill(str(teacher_dir), pca_dims=None, quantize_to="float32", device="cpu")
+        except Exception as exc:  # noqa: BLE001 - model2vec / transformers errors become one message
+            raise ModelLoadError(f"model2vec could not distil the teacher: {exc}", path=teacher_dir) from None
+        if cache_dir is not None:
+            from ..io import atomic_directory
+
+            with atomic_directory(cache_dir) as tmp:
+                static.save_pretrained(tmp)
+    table = torch.from_numpy(np.asarray(static.embedding, dtype=np.float32).copy())
+    if static.weights is not None:
+        table = table * torch.from_numpy(np.asarray(static.weights, dtype=np.float32)).unsqueeze(-1)
+    return table, static.tokenizer
 
 
 Student = TransformerStudent | StaticStudent

@@ -259,7 +259,7 @@ class Trainer:
                     loss, parts = self.loss_fn(out, target)
                     if not torch.isfinite(loss):
                         raise TrainingError(
-                            f"loss became {float(loss)} at step {step + 1} (parts: {parts}); training stopped and "
+                            f"loss became {float(loss.detach())} at step {step + 1} (parts: {parts}); training stopped and "
                             "nothing was saved", path=self.work_dir,
                             hint="lower --lr, raise --warmup-steps, or check the teacher vectors for NaN/inf")
                     optimizer.zero_grad(set_to_none=True)
@@ -272,11 +272,11 @@ class Trainer:
                     optimizer.step()
                     scheduler.step()
                     step += 1
-                    history.append({"step": step, "loss": float(loss), "lr": scheduler.get_last_lr()[0], **parts})
+                    history.append({"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], **parts})
                     if bar is not None:
                         bar.update(1)
                         if step % 10 == 0:
-                            bar.set_postfix(loss=f"{float(loss):.4f}", val=f"{best_val:.4f}")
+                            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val=f"{best_val:.4f}")
                     if step % config.eval_every == 0 or step == config.steps:
                         val = validation_cosine(student, self.val_texts, self.val_teacher)
                         validation.append({"step": step, "cosine": val})

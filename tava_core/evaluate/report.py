@@ -53,7 +53,7 @@ def plot_ndcg(report: dict[str, Any], path: str | Path) -> Path:
     value = {(row["mode"], row["variant"]): row["ndcg_at_10"] for row in report["rows"]}
     width = 0.8 / max(len(modes), 1)
     x = np.arange(len(variants))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(variants) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(variants) + 3.5), 4.2))
     for i, mode in enumerate(modes):
         heights = [value.get((mode, v), np.nan) for v in variants]
         ax.bar(x + (i - (len(modes) - 1) / 2) * width, heights, width, label=mode)
@@ -63,7 +63,8 @@ def plot_ndcg(report: dict[str, Any], path: str | Path) -> Path:
     ax.set_xticks(x, variants)
     ax.set_ylabel("nDCG@10")
     ax.set_title(f"{report['dataset']['name']} ({report['dataset']['split']}): nDCG@10 per mode and variant")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.set_xlabel("variant: full dims, Matryoshka cut (mrl-D), int8 or binary documents")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))   # beside the bars, never on them
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:

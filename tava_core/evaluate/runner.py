@@ -20,7 +20,7 @@ from . import metrics as M
 from .config import MODE_ROLES, EvalConfig
 from .data import RetrievalData, load_retrieval_data
 from .report import write_report_files
-from .vectors import embed_corpus, encode_queries, load_corpus_vectors, load_query_vectors
+from .vectors import vector_key, embed_corpus, encode_queries, load_corpus_vectors, load_query_vectors
 
 log = logging.getLogger(__name__)
 MAIN_METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
@@ -64,7 +64,7 @@ def run_name(config: EvalConfig, data: RetrievalData) -> str:
 
 
 def query_vector_path(home: TavaHome, data: RetrievalData, encoder: Encoder) -> Path:
-    key = data.name if data.ingested else f"{data.name}-{data.corpus_checksum[:8]}"
+    key = vector_key(data.name, data.corpus_checksum, data.ingested)
     return home.vector_dir(key, f"queries-{data.split}", encoder.name, encoder.fingerprint) / "shard-00000.parquet"
 
 

@@ -24,8 +24,14 @@ SHARD_ROWS = 1024
 WARMUP_QUERIES = 8
 
 
+def vector_key(name: str, corpus_checksum: str, ingested: bool) -> str:
+    """Dataset key under <home>/vectors: an ingested dataset's name (shared with `tava embed`), else
+    the BEIR directory's name + corpus checksum (two different BEIR dirs never share vectors)."""
+    return name if ingested else f"{name}-{corpus_checksum[:8]}"
+
+
 def _vector_key(data: RetrievalData) -> str:
-    return data.name if data.ingested else f"{data.name}-{data.corpus_checksum[:8]}"
+    return vector_key(data.name, data.corpus_checksum, data.ingested)
 
 
 def corpus_vector_dir(data: RetrievalData, encoder: Encoder, home: TavaHome) -> Path:
@@ -36,10 +42,8 @@ def embed_corpus(data: RetrievalData, encoder: Encoder, home: TavaHome, *, batch
                  show_progress: bool = True) -> Path:
     """Document vectors of ``data``'s corpus by ``encoder`` (cached); returns the vector directory."""
     if data.ingested:
-        from ..embed import plan_collection, write_vector_manifest
+        from ..embed import embed_shard, plan_collection, write_vector_manifest
         from ..manifest import load_dataset_manifest
-
-        from ..embed import embed_shard
 
         manifest = load_dataset_manifest(data.source)
         out_dir, jobs = plan_collection(home, data.source, manifest, "corpus", encoder)

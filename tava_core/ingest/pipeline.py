@@ -26,7 +26,7 @@ from ..manifest import (Collection, DatasetManifest, QrelsRecord, ShardRecord, S
 from .readers import (JSONL_SUFFIXES, TABLE_SUFFIXES, BadRecords, Fields, RawRecord, read_csv, read_jsonl,
                       read_parquet, read_table, read_txt_folder)
 
-BEIR_FIELDS = Fields(text="text", id="_id", title="title")
+BEIR_FIELDS = Fields(text="text", id="_id", title="title", source="source")
 BEIR_QUERY_FIELDS = Fields(text="text", id="_id", title=None)
 FORMATS = ("beir", "jsonl", "parquet", "csv", "tsv", "txt")
 
@@ -213,7 +213,7 @@ class CollectionWriter:
 
     def __init__(self, root: Path, name: str, *, shard_size: int, bad: BadRecords, dedupe_texts: bool) -> None:
         self.root, self.name, self.shard_size, self.bad = root, name, shard_size, bad
-        self.ids: dict[str, tuple[bytes, str]] = {}  # id -> (content digest, where first seen)
+        self.ids: dict[str, tuple[bytes, int]] = {}  # id -> (content digest, line first seen)
         self.texts: Optional[set[bytes]] = set() if dedupe_texts else None
         self.buffer: dict[str, list[str]] = {"id": [], "text": [], "title": [], "source": []}
         self.shards: list[ShardRecord] = []
@@ -230,10 +230,10 @@ class CollectionWriter:
         first = self.ids.get(record_id)
         if first is not None:
             if first[0] == digest:
-                self.bad.skip("duplicate record", f"id {record_id!r} repeats the record at {first[1]}",
+                self.bad.skip("duplicate record", f"id {record_id!r} repeats the record at line {first[1]}",
                               path=record.path, line=record.line)
             else:
-                self.bad.bad("duplicate id", f"id {record_id!r} was already used at {first[1]} with a different text",
+                self.bad.bad("duplicate id", f"id {record_id!r} was already used at line {first[1]} with a different text",
                              path=record.path, line=record.line,
                              hint="ids must be unique: fix the source, or use --id-field '' for content-hash ids")
             return False
@@ -242,7 +242,7 @@ class CollectionWriter:
                 self.bad.skip("duplicate text", "same text as an earlier record", path=record.path, line=record.line)
                 return False
             self.texts.add(digest)
-        self.ids[record_id] = (digest, f"line {record.line}")
+        self.ids[record_id] = (digest, record.line)
         for key, value in (("id", record_id), ("text", text), ("title", title), ("source", record.source)):
             self.buffer[key].append(value)
         self.rows += 1
@@ -298,10 +298,9 @@ def write_collection(root: Path, source: CollectionSource, config: IngestConfig,
 def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids: dict, bad: BadRecords, *,
                 lenient_ids: bool) -> QrelsRecord:
     """Check a BEIR qrels file against the ingested ids and write ``qrels/<split>.tsv``."""
-    fields = Fields(text="query-id", id=None, title=None)
     pairs: dict[tuple[str, str], int] = {}
     header_checked = False
-    for row in read_table(path, fields, bad, delimiter="\t"):
+    for row in read_table(path, bad, delimiter="\t"):
         line = row.pop("__line__")
         if not header_checked:
             missing = [c for c in ("query-id", "corpus-id", "score") if c not in row]

@@ -15,7 +15,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Optional
+from typing import Any, Iterator, Literal, Optional
 
 from ..errors import InputError
 from ..manifest import SkipReport
@@ -205,7 +205,7 @@ def _raise_field_limit() -> None:
             limit //= 10
 
 
-def read_table(path: Path, fields: Fields, bad: BadRecords, *, delimiter: str | None = None,
+def read_table(path: Path, bad: BadRecords, *, delimiter: str | None = None,
                shown: str | None = None) -> Iterator[dict]:
     """Rows of a CSV/TSV file with a header, as dicts carrying ``__line__`` (where the row starts).
 
@@ -228,7 +228,6 @@ def read_table(path: Path, fields: Fields, bad: BadRecords, *, delimiter: str | 
     # Encoding errors are reported per row below (after csv has found where the row ends).
     bad_lines_collector = BadRecords("skip")
     reader = csv.reader(lines(), delimiter=delimiter)
-    start = 1
     try:
         header = next(reader)
     except StopIteration:
@@ -250,11 +249,11 @@ def read_table(path: Path, fields: Fields, bad: BadRecords, *, delimiter: str | 
             continue
         end = state["line"]
         row_start, start = start, end + 1
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
         if any(row_start <= n <= end for n in bad_lines):
             bad.bad("wrong encoding", "row is not UTF-8", path=shown, line=row_start,
                     hint="convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+            continue
+        if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != len(header):
             bad.bad("malformed row", f"row has {len(row)} fields, the header has {len(header)}", path=shown,
@@ -271,7 +270,7 @@ def read_csv(path: Path, fields: Fields, bad: BadRecords) -> Iterator[RawRecord]
     if fields.text not in header:
         raise InputError(f"no column {fields.text!r} in the header (columns: {', '.join(header)})", path=path,
                          line=1, hint="choose the text column with --text-field")
-    for obj in read_table(path, fields, bad):
+    for obj in read_table(path, bad):
         line = obj.pop("__line__")
         record = record_from_mapping(obj, fields, path=str(path), line=line, default_source=path.name, bad=bad)
         if record is not None:
@@ -301,10 +300,3 @@ def read_txt_folder(root: Path, bad: BadRecords) -> Iterator[RawRecord]:
                     hint="convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
             continue
         yield RawRecord(id=relative, text=text, title="", source=relative, path=str(path), line=1)
-
-
-def iter_limited(records: Iterable[RawRecord], limit: Optional[int]) -> Iterator[RawRecord]:
-    for count, record in enumerate(records):
-        if limit is not None and count >= limit:
-            return
-        yield record

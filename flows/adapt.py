@@ -1,0 +1,50 @@
+"""Flow: train a Stage B adapter from student vectors into the teacher's space.
+
+    check inputs (dims, fingerprints, NaN, pairs)  ->  train best-of-N seeds with guards
+    ->  save adapter + report (JSON, markdown, PNG) under <home>/artifacts/adapters/<name>/
+    ->  markdown + table artifacts
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+from prefect import flow, get_run_logger
+
+from tasks.adapt import adapter_dir, check_inputs_task, publish_report_task, train_task
+from tava_core.adapter.config import AdapterConfig
+from tava_core.home import TavaHome
+
+from .cli import build_config, config_options, echo_record
+
+
+@flow(name="train-adapter", log_prints=True)
+def train_adapter(config: AdapterConfig, home: Optional[str] = None) -> dict[str, Any]:
+    """Train an adapter on student/teacher vector directories (made by `tava embed`)."""
+    logger = get_run_logger()
+    checked = check_inputs_task(config)
+    logger.info("%d pairs: %s (%d-d) -> %s (%d-d)", checked["pairs"], checked["student"]["encoder"].get("name"),
+                checked["student"]["encoder"].get("dim"), checked["teacher"]["encoder"].get("name"),
+                checked["teacher"]["encoder"].get("dim"))
+    out_dir = adapter_dir(TavaHome(home), checked["name"])
+    record = train_task(config, checked["name"], out_dir, checked["inputs_checksum"])
+    publish_report_task(record)
+    metrics = record["metrics"]
+    if metrics:
+        line = ", ".join(f"{name} cos {m['mean_cosine']:.4f} rank {m['mean_rank']:.3f}" for name, m in metrics.items())
+        logger.info("held-out: %s", line)
+    return record
+
+
+@click.command("adapt")
+@config_options(AdapterConfig)
+@click.pass_context
+def cli(ctx: click.Context, **params) -> None:
+    """Train an adapter from student vectors into teacher space (`--student-vectors DIR
+    --teacher-vectors DIR`, each repeatable; `--student MODEL` makes the result a loadable encoder)."""
+    config = build_config(AdapterConfig, ctx, params)
+    echo_record(train_adapter(config, home=str(TavaHome().root)))
+
+
+if __name__ == "__main__":
+    cli()

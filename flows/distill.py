@@ -1,0 +1,56 @@
+"""Flow: distil the teacher into a small student (Stage A).
+
+    plan (teacher, datasets; config checks)  ->  teacher vectors of the corpus (embedding flow,
+    cached per shard: computed once, never in the training loop)  ->  check the joined data
+    ->  train + save <home>/artifacts/students/<name>/  ->  curves and metrics as artifacts
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+from prefect import flow, get_run_logger
+
+from tasks.distill import check_data_task, plan_task, publish_task, train_task
+from tava_core.config import EncoderSpec
+from tava_core.distill import DistillConfig
+from tava_core.embed import EmbedConfig
+from tava_core.home import TavaHome
+
+from .cli import build_config, config_options, echo_record
+
+
+@flow(name="distill-student", log_prints=True)
+def distill_student(config: DistillConfig = DistillConfig(), home: Optional[str] = None) -> dict[str, Any]:
+    """Train a transformer or static student on the teacher's cached vectors of unlabeled text."""
+    from flows.embed import embed_dataset_flow
+
+    logger = get_run_logger()
+    home = str(TavaHome(home).root)
+    plan = plan_task(config, home)
+    if not config.teacher_vectors:
+        for dataset in plan["datasets"]:
+            embed_dataset_flow(EmbedConfig(dataset=dataset["dataset"], collections=dataset["collections"],
+                                           encoder=EncoderSpec(model=config.teacher)), home=home)
+    checked = check_data_task(config, home)
+    logger.info("training on %d texts (%d held out) from %s", checked["texts"], checked["validation"],
+                ", ".join(f"{s['dataset']}/{s['collection']}" for s in checked["sources"]))
+    record = train_task(config, home, checked["data_key"])
+    publish_task(record)
+    v, s = record["validation"], record["speed"]
+    logger.info("student %s: held-out cosine %.4f -> %.4f, %.1fx the teacher's speed, saved to %s",
+                record["name"], v["initial_cosine"], v["best_cosine"], s["speedup"], record["output"])
+    return record
+
+
+@click.command("distill")
+@config_options(DistillConfig)
+@click.pass_context
+def cli(ctx: click.Context, **params) -> None:
+    """Distil the teacher into a student (`--student transformer|static`, `--datasets NAME`)."""
+    config = build_config(DistillConfig, ctx, params)
+    echo_record(distill_student(config, home=str(TavaHome().root)))
+
+
+if __name__ == "__main__":
+    cli()

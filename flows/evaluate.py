@@ -1,0 +1,102 @@
+"""Flow: evaluate teacher, student and adapted student on a BEIR-style retrieval set.
+
+    check data, ids, encoders and pair dims   (fails fast, before any encoding)
+    -> embed the corpus once per document encoder   (cached: corpus checksum + fingerprint)
+    -> encode the split's queries per query encoder (timed: queries/second)
+    -> score every mode through mteb + every Matryoshka/quantisation variant in numpy
+    -> report (JSON, markdown, PNG, mteb results) + Prefect table and markdown artifacts
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import BaseModel
+
+from tasks.evaluate import embed_corpus_task, encode_queries_task, plan_task, score_task
+from tava_core.evaluate import MODE_ROLES, EvalConfig
+from tava_core.evaluate.report import markdown_table
+from tava_core.evaluate.vectors import vector_key
+from tava_core.home import TavaHome, slug
+
+from .cli import build_config, config_options, echo_record
+
+
+class EvalResult(BaseModel):
+    run: str
+    directory: str
+    files: dict[str, str]
+    teacher_ndcg_at_10: Optional[float]
+    rows: list[dict[str, Any]]
+    throughput: dict[str, float]
+    mteb_agrees: Optional[bool]
+
+
+def _table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = ("mode", "variant", "dim", "ndcg_at_10", "recall_at_100", "mrr_at_10", "retention")
+    return [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k in keys}
+            for row in report["rows"]]
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(config: EvalConfig, home: Optional[str] = None) -> EvalResult:
+    """Score every mode whose encoders are given, with Matryoshka and quantisation variants."""
+    logger = get_run_logger()
+    tava_home = TavaHome(home)
+    checked = plan_task(config, home)
+    dataset, encoders, modes = checked["dataset"], checked["encoders"], checked["modes"]
+    logger.info("evaluating %s on %s (%d docs, %d queries)", ", ".join(modes), dataset["name"],
+                dataset["documents"], dataset["queries"])
+
+    key = vector_key(dataset["name"], dataset["corpus_checksum"], dataset["ingested"])
+    corpus_dirs: dict[str, str] = {}
+    by_fingerprint: dict[str, str] = {}
+    for role in dict.fromkeys(MODE_ROLES[m][1] for m in modes):     # each document encoder once
+        info = encoders[role]
+        if info["fingerprint"] not in by_fingerprint:
+            expected = str(tava_home.vector_dir(key, "corpus", info["name"], info["fingerprint"]))
+            by_fingerprint[info["fingerprint"]] = embed_corpus_task(
+                config, role, dataset["corpus_checksum"], info["fingerprint"], expected, home)
+        corpus_dirs[role] = by_fingerprint[info["fingerprint"]]
+
+    # one after another, never beside the corpus encoding: the timing is the throughput figure
+    query_records = {role: encode_queries_task(config, role, home)
+                     for role in dict.fromkeys(MODE_ROLES[m][0] for m in modes)}
+
+    report = score_task(config, corpus_dirs, query_records, home)
+    create_table_artifact(key=f"evaluate-{slug(dataset['name']).lower().replace('_', '-').replace('.', '-')}",
+                          table=_table_rows(report),
+                          description=f"tava evaluate {dataset['name']} ({dataset['split']}): nDCG@10, recall@100, "
+                                      "MRR@10, retention per mode and variant")
+    create_markdown_artifact(key="evaluate-report", markdown=markdown_table(report),
+                             description=f"tava evaluate report {report['run']}")
+    checks = report.get("mteb_check") or {}
+    logger.info("report written to %s", report["directory"])
+    return EvalResult(run=report["run"], directory=report["directory"], files=report["files"],
+                      teacher_ndcg_at_10=report["teacher_ndcg_at_10"], rows=_table_rows(report),
+                      throughput={role: rec["queries_per_second"] for role, rec in report["throughput"].items()},
+                      mteb_agrees=all(c["agree"] for c in checks.values()) if checks else None)
+
+
+@click.command("evaluate")
+@config_options(EvalConfig)
+@click.pass_context
+def cli(ctx: click.Context, **params) -> None:
+    """Evaluate encoders on a BEIR set (directory or ingested dataset) through mteb.
+
+    Example: tava evaluate --dataset ../shared/data/beir/scifact --student STUDENT_DIR --adapted ADAPTED_DIR
+    """
+    # An optional encoder exists only if the user named some option of it: its other options'
+    # defaults alone (device 'auto', batch size 64, ...) must not conjure a student or adapter.
+    for role in ("student", "adapted"):
+        keys = [k for k in params if k.startswith(f"opt__{role}__")]
+        if all(ctx.get_parameter_source(k) in (click.core.ParameterSource.DEFAULT, None) for k in keys):
+            params.update({k: None for k in keys})
+    config = build_config(EvalConfig, ctx, params)
+    echo_record(evaluate_flow(config, home=str(TavaHome().root)))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,66 @@
+"""Prefect tasks: build and publish a FAISS index version, or roll one back.
+
+No cross-run result cache: publishing a version is a side effect, and the core already skips
+the build when the current version indexes the same shards (sha256) with the same factory.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tava_core.errors import TavaError
+from tava_core.home import TavaHome
+from tava_core.index import IndexConfig, build_index, rollback_index
+
+
+def retry_unless_tava_error(task, task_run, state) -> bool:
+    """A config or data error fails the same way every time: retry only other failures."""
+    try:
+        state.result()
+    except TavaError:
+        return False
+    except BaseException:  # noqa: BLE001
+        return True
+    return True
+
+
+def index_summary_markdown(record: dict[str, Any]) -> str:
+    recall = record.get("recall_at_10")
+    source = record.get("source", {})
+    lines = [
+        f"# FAISS index `{record['factory']}` — version {record.get('version')}",
+        "",
+        "| | |", "|---|---|",
+        f"| index dir | `{record.get('index_dir')}` |",
+        f"| vectors | `{source.get('vector_dir')}` ({len(source.get('shards', []))} shards) |",
+        f"| encoder | {source.get('encoder', {}).get('name')} `{str(source.get('fingerprint'))[:12]}` |",
+        f"| count x dim | {record['count']} x {record['dim']} ({record['metric']}) |",
+        f"| recall@10 vs exact | {'n/a' if recall is None else f'{recall:.4f}'} on {record.get('recall_queries')} queries |",
+        f"| train / add / build seconds | {record.get('train_seconds')} / {record.get('add_seconds')} / {record.get('build_seconds')} |",
+        f"| search params | {record.get('search_params')} |",
+        f"| skipped (already current) | {record.get('skipped', False)} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="build-index", task_run_name="index {config.factory}", retries=1, retry_delay_seconds=[5],
+      retry_condition_fn=retry_unless_tava_error, cache_policy=NO_CACHE)
+def build_index_task(config: IndexConfig, home_root: str) -> dict[str, Any]:
+    """Build from vector shards and publish atomically; returns the manifest (small record)."""
+    record = build_index(config, TavaHome(home_root), show_progress=True)
+    create_markdown_artifact(index_summary_markdown(record), key="faiss-index",
+                             description=f"FAISS index {config.factory}")
+    record.pop("config", None)
+    return record
+
+
+@task(name="rollback-index", cache_policy=NO_CACHE)
+def rollback_index_task(index_dir: str) -> dict[str, Any]:
+    """Point the index's `current` at the previous complete version."""
+    record = rollback_index(index_dir)
+    create_markdown_artifact(f"# FAISS index rolled back\n\n`{record['index_dir']}`: version "
+                             f"{record['from_version']} -> {record['to_version']}\n", key="faiss-index-rollback")
+    return record

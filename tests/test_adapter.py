@@ -1,0 +1,325 @@
+"""Stage B adapter: losses, baselines, metrics, training guards, save/load, AdaptedEncoder, errors.
+
+Synthetic data: teacher = random unit vectors; student = a fixed (linear or non-linear, invertible)
+distortion of them, so how well a map can do is known."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tava_core.adapter import (AdapterConfig, AdversarialLoss, AdversarialTrainer, CycleConsistencyLoss,
+                               Discriminator, GradientPenalty, PairedSupervisionLoss, Vec2VecAdapter,
+                               VectorSpacePreservationLoss, alignment_metrics, fit_baselines, load_adapter,
+                               save_adapter)
+from tava_core.adapter.train import train_adapter_from_arrays, train_adapter_from_dirs
+from tava_core.adapter.trainer import Diverged, split_paired
+from tava_core.errors import ConfigError, InputError, IntegrityError, ModelLoadError, TrainingError
+from tava_core.home import TavaHome
+from tava_core.io import write_vector_shard
+from tava_core.manifest import ShardRecord, VectorManifest, save_manifest
+
+torch.set_num_threads(1)
+FAST = dict(hidden_dims=[64], discriminator_hidden_dim=32, batch_size=64, eval_every=25, warmup_steps=10,
+            holdout_fraction=0.1, patience=4)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def synthetic(n: int = 1200, dim: int = 16, kind: str = "nonlinear", seed: int = 0):
+    rng = np.random.default_rng(seed)
+    teacher = unit(rng.standard_normal((n, dim)))
+    a = np.linalg.qr(rng.standard_normal((dim, dim)))[0] * 2.0  # scaled rotation: invertible
+    student = teacher @ a if kind == "linear" else np.tanh(teacher @ a) + 0.3 * (teacher @ a) ** 2
+    return unit(student), teacher
+
+
+def write_vector_dir(directory: Path, ids, vectors, *, fingerprint: str = "f" * 24, name: str = "enc",
+                     dataset: str = "d", collection: str = "texts") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    record = write_vector_shard(directory / "shard-00000.parquet", list(ids), vectors,
+                                metadata={"fingerprint": fingerprint, "dim": vectors.shape[1]})
+    save_manifest(directory, VectorManifest(
+        dataset=dataset, collection=collection, dim=int(vectors.shape[1]), normalized=True,
+        encoder={"name": name, "fingerprint": fingerprint, "dim": int(vectors.shape[1]), "normalized": True},
+        shards=[ShardRecord(path=record["path"], rows=record["rows"], sha256=record["sha256"])]))
+    return directory
+
+
+# ------------------------------------------------------------------------------------ losses
+
+def test_vsp_is_zero_for_isometries_and_positive_for_distortions():
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(32, 8), dim=-1)
+    q = torch.linalg.qr(torch.randn(12, 12))[0][:8]  # 8 -> 12 with orthonormal rows: an isometric embedding
+    vsp = VectorSpacePreservationLoss("l2")
+    assert vsp(x, x @ q).item() < 1e-10
+    assert VectorSpacePreservationLoss("l1")(x, x @ q).item() < 1e-6
+    assert vsp(x, torch.tanh(3 * x @ torch.randn(8, 12))).item() > 1e-3
+
+
+def test_cycle_loss_is_zero_for_inverse_maps_and_positive_otherwise():
+    torch.manual_seed(0)
+    x = torch.randn(16, 6)
+    q = torch.linalg.qr(torch.randn(6, 6))[0]
+    cycle = CycleConsistencyLoss()
+    assert cycle(x, (x @ q) @ q.T).item() < 1e-10
+    assert cycle(x, (x @ q) @ q).item() > 1e-2
+
+
+def test_adversarial_losses_and_gradient_penalties():
+    real, fake = torch.full((8,), 1.0), torch.zeros(8)
+    assert AdversarialLoss("lsgan").discriminator_loss(real, fake).item() == 0.0  # a perfect LSGAN critic
+    assert AdversarialLoss("lsgan").generator_loss(fake).item() == pytest.approx(0.5)
+    for kind in ("vanilla", "hinge", "wgan"):
+        assert torch.isfinite(AdversarialLoss(kind).discriminator_loss(real, fake))
+    with pytest.raises(ValueError):
+        AdversarialLoss("nope")
+    torch.manual_seed(0)
+    disc = Discriminator(8, 16, 2, use_spectral_norm=False)
+    a, b = torch.randn(10, 8), torch.randn(10, 8)
+    for kind in ("r1", "wgan-gp"):
+        penalty = GradientPenalty(kind, weight=2.0)(disc, a, b)
+        assert penalty.item() > 0 and penalty.requires_grad  # differentiable: it trains the critic
+        penalty.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in disc.parameters())
+        disc.zero_grad()
+    assert GradientPenalty("none")(disc, a, b).item() == 0.0
+
+
+def test_spectral_norm_switch_bounds_the_discriminator():
+    torch.manual_seed(0)
+    on, off = Discriminator(8, 64, 2, use_spectral_norm=True), Discriminator(8, 64, 2, use_spectral_norm=False)
+    assert any("parametrizations" in name for name, _ in on.named_parameters())
+    assert not any("parametrizations" in name for name, _ in off.named_parameters())
+    for _ in range(20):  # power iteration converges over forward passes in train mode
+        on(torch.randn(4, 8))
+    sigma = max(torch.linalg.matrix_norm(m.weight, ord=2).item() for m in on.modules()
+                if isinstance(m, torch.nn.Linear))
+    assert sigma == pytest.approx(1.0, abs=0.05)
+
+
+def test_paired_supervision_is_zero_at_the_target():
+    t = torch.nn.functional.normalize(torch.randn(8, 5), dim=-1)
+    loss = PairedSupervisionLoss(1.0, 1.0, contrastive_weight=0.0)
+    assert loss(t, t).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(t, -t).item() > 1
+
+
+# -------------------------------------------------------------------- baselines and metrics
+
+def test_baselines_recover_linear_maps_and_metrics_rank_them():
+    student, teacher = synthetic(400, 12, "linear")
+    maps = fit_baselines(student, teacher)
+    assert set(maps) == {"identity", "ridge", "procrustes"}
+    assert alignment_metrics(maps["ridge"](student), teacher)["mean_cosine"] > 0.999
+    assert alignment_metrics(maps["procrustes"](student), teacher)["mean_cosine"] > 0.999  # scaled rotation
+    ident = alignment_metrics(maps["identity"](student), teacher)
+    perfect = alignment_metrics(teacher, teacher, k=5)
+    assert perfect["top1"] == 1.0 and perfect["mean_rank"] == 1.0 and perfect["knn_overlap@5"] == 1.0
+    assert ident["mean_rank"] > 5 and ident["mean_cosine"] < 0.5
+    # Different dims: no identity; Procrustes is semi-orthogonal (isometric embedding).
+    wide = fit_baselines(student, np.pad(teacher, ((0, 0), (0, 4))))
+    assert "identity" not in wide and "isometric" in wide["procrustes"].note
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_adapter_beats_identity_and_matches_ridge_on_a_nonlinear_distortion():
+    student, teacher = synthetic(1500, 16, "nonlinear")
+    run = train_adapter_from_arrays(student, teacher, AdapterConfig(**FAST, max_steps=150))
+    metrics = run.report["metrics"]
+    assert set(metrics) == {"adapter", "identity", "ridge", "procrustes"}
+    adapter, ridge = metrics["adapter"], metrics["ridge"]
+    assert adapter["mean_cosine"] > metrics["identity"]["mean_cosine"] + 0.3
+    assert adapter["mean_cosine"] >= ridge["mean_cosine"] - 0.005  # starts at ridge; early stopping keeps the best
+    assert adapter["mean_rank"] <= metrics["identity"]["mean_rank"]
+    assert run.result.adapter.map_numpy(student[:3]).shape == (3, 16)
+
+
+def test_random_init_adapter_approaches_ridge_on_a_linear_distortion():
+    student, teacher = synthetic(1500, 16, "linear")
+    config = AdapterConfig(**{**FAST, "hidden_dims": [32]}, init="random", max_steps=250, lr=3e-3,
+                           adversarial_weight=0.0, early_stopping_metric="mean_cosine")
+    metrics = train_adapter_from_arrays(student, teacher, config).report["metrics"]
+    assert metrics["ridge"]["mean_cosine"] > 0.999
+    assert metrics["adapter"]["mean_cosine"] > 0.97
+    assert metrics["adapter"]["mean_cosine"] > metrics["identity"]["mean_cosine"] + 0.5
+
+
+def test_unpaired_and_shared_latent_modes_train_and_report():
+    student, teacher = synthetic(800, 12, "linear")
+    config = AdapterConfig.unpaired_defaults(**FAST, max_steps=40, latent_dim=16, reconstruction_weight=1.0)
+    run = train_adapter_from_arrays(student, teacher, config)
+    assert run.result.reverse is not None and run.result.reverse.backbone is run.result.adapter.backbone
+    assert run.report["data"]["train_student"] + run.report["data"]["train_teacher"] < len(student)  # disjoint halves
+    assert {"adapter", "ridge"} <= set(run.report["metrics"])
+    assert any("reconstruction" in row and "cycle" in row for row in run.result.history)
+    assert 0.0 <= run.report["metrics"]["adapter"]["top1"] <= 1.0
+
+
+def test_nan_during_training_rolls_back_then_recovers(monkeypatch):
+    student, teacher = synthetic(600, 8)
+    calls = {"n": 0}
+    original = PairedSupervisionLoss.forward
+
+    def flaky(self, mapped, target):
+        calls["n"] += 1
+        out = original(self, mapped, target)
+        return out * float("nan") if calls["n"] == 5 else out
+
+    monkeypatch.setattr(PairedSupervisionLoss, "forward", flaky)
+    run = train_adapter_from_arrays(student, teacher, AdapterConfig(**FAST, max_steps=30))
+    assert run.result.rollbacks == 1
+    assert np.isfinite(run.result.adapter.map_numpy(student)).all()
+
+
+def test_persistent_nan_raises_and_saves_nothing(monkeypatch, tmp_path):
+    student, teacher = synthetic(600, 8)
+    ids = [f"t{i}" for i in range(len(student))]
+    s_dir = write_vector_dir(tmp_path / "s", ids, student, fingerprint="s" * 24)
+    t_dir = write_vector_dir(tmp_path / "t", ids, teacher, fingerprint="t" * 24)
+    monkeypatch.setattr(PairedSupervisionLoss, "forward", lambda self, m, t: (m * float("nan")).sum())
+    home = TavaHome(tmp_path / "home")
+    config = AdapterConfig(**FAST, student_vectors=[str(s_dir)], teacher_vectors=[str(t_dir)], name="broken",
+                           max_steps=30, max_rollbacks=2, seeds=[0, 1])
+    with pytest.raises(TrainingError, match="diverged"):
+        train_adapter_from_dirs(config, home)
+    adapters = home.artifacts / "adapters"
+    assert not (adapters / "broken").exists()
+    assert not adapters.exists() or not any(adapters.iterdir())  # no temp leftovers either
+
+
+def test_collapsed_outputs_are_detected():
+    student, teacher = synthetic(300, 8)
+    adapter = Vec2VecAdapter(8, 8, [16])
+    with torch.no_grad():
+        adapter.net.skip.weight.zero_()
+        adapter.net.head.weight.zero_()
+        adapter.net.head.bias.fill_(1.0)  # every input maps to the same vector
+    trainer = AdversarialTrainer(adapter, discriminator_hidden_dim=16, use_spectral_norm=False,
+                                 gradient_penalty_weight=0.5, config=AdapterConfig(**FAST))
+    assert trainer.config.use_spectral_norm is False and trainer.config.gradient_penalty_weight == 0.5
+    with pytest.raises(Diverged, match="collapsed"):
+        trainer.evaluate(split_paired(student, teacher, trainer.config))
+    with pytest.raises(TrainingError, match="broken before training"):
+        trainer.fit(split_paired(student, teacher, trainer.config))
+
+
+def test_train_step_reports_every_configured_loss():
+    student, teacher = synthetic(128, 8)
+    config = AdapterConfig(**FAST, cycle_weight=1.0, adversarial_loss="hinge", gradient_penalty="wgan-gp")
+    trainer = AdversarialTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
+    logs = trainer.train_step(student[:32], teacher[:32])
+    assert {"d_loss", "gradient_penalty", "adversarial", "vsp", "cycle", "paired", "g_loss"} <= set(logs)
+    assert logs["gradient_penalty"] > 0 and all(np.isfinite(v) for v in logs.values())
+
+
+# ------------------------------------------------------------------------- save / load
+
+def test_save_load_round_trip_gives_equal_outputs(tmp_path):
+    torch.manual_seed(0)
+    for latent in (None, 12):
+        adapter = Vec2VecAdapter(10, 14, [24, 24], activation="gelu", latent_dim=latent).eval()
+        path = save_adapter(tmp_path / f"a{latent}", adapter, metadata={"note": "x"})
+        loaded = load_adapter(path)
+        x = np.random.default_rng(0).standard_normal((5, 10)).astype(np.float32)
+        np.testing.assert_array_equal(adapter.map_numpy(x), loaded.map_numpy(x))
+        assert loaded.config == adapter.config
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "config.json").write_text(json.loads(json.dumps('{"format": "tava-adapter/1", "architecture": {}}')))
+    torch.save({}, tmp_path / "bin" / "model.bin")
+    with pytest.raises(ModelLoadError, match="never unpickles"):
+        load_adapter(tmp_path / "bin")
+    with pytest.raises(ModelLoadError, match="not an adapter"):
+        load_adapter(tmp_path)
+
+
+def test_warm_start_continues_from_the_saved_adapter(tmp_path):
+    student, teacher = synthetic(800, 8)
+    config = AdapterConfig(**FAST, max_steps=25)
+    first = train_adapter_from_arrays(student, teacher, config)
+    path = save_adapter(tmp_path / "first", first.result.adapter)
+    second = train_adapter_from_arrays(student, teacher, config.model_copy(update={"max_steps": 10}), warm_start=path)
+    assert second.result.initial_metrics["mean_cosine"] == pytest.approx(first.result.best_metrics["mean_cosine"],
+                                                                         abs=1e-5)
+    assert second.report["warm_start"] == str(path)
+    with pytest.raises(ConfigError, match="warm-start"):
+        train_adapter_from_arrays(student[:, :6].copy(), teacher, config, warm_start=path)
+
+
+# --------------------------------------------------------------------- adapted encoder
+
+def test_adapted_encoder_loads_through_load_encoder(tmp_path, tiny_model_dir):
+    from tava_core.adapter import AdaptedEncoder
+    from tava_core.config import EncoderSpec
+    from tava_core.encoders import load_encoder
+
+    student = load_encoder(EncoderSpec(model=str(tiny_model_dir)))
+    torch.manual_seed(0)
+    adapter = Vec2VecAdapter(student.dim, 24, [16]).eval()
+    spec = EncoderSpec(model=str(tiny_model_dir)).model_dump(mode="json")
+    path = save_adapter(tmp_path / "adapted", adapter, student=spec)
+    encoder = load_encoder(EncoderSpec(model=str(path)), cache=False)
+    assert isinstance(encoder, AdaptedEncoder) and encoder.dim == 24
+    texts = ["a short text", "another, somewhat longer text about proteins"]
+    got = encoder.encode(texts, kind="query")
+    np.testing.assert_allclose(got, adapter.map_numpy(student.encode(texts, kind="query")), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert encoder.fingerprint != student.fingerprint and encoder.info()["student"]["fingerprint"] == student.fingerprint
+    with torch.no_grad():
+        adapter.net.head.bias.add_(0.1)
+    other = save_adapter(tmp_path / "adapted2", adapter, student=spec)
+    assert load_encoder(EncoderSpec(model=str(other)), cache=False).fingerprint != encoder.fingerprint
+    wrong = save_adapter(tmp_path / "wrong-dim", Vec2VecAdapter(student.dim + 1, 24, [8]), student=spec)
+    with pytest.raises(ModelLoadError, match="expects"):
+        load_encoder(EncoderSpec(model=str(wrong)), cache=False)
+
+
+# ---------------------------------------------------------------------------- bad input
+
+def test_bad_inputs_fail_before_training(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = [f"t{i}" for i in range(300)]
+    s = write_vector_dir(tmp_path / "s", ids, unit(rng.standard_normal((300, 8))), fingerprint="s" * 24)
+    t = write_vector_dir(tmp_path / "t", ids, unit(rng.standard_normal((300, 6))), fingerprint="t" * 24)
+    home = TavaHome(tmp_path / "home")
+
+    def run(**kw):
+        base = dict(student_vectors=[str(s)], teacher_vectors=[str(t)], batch_size=64, max_steps=1)
+        return train_adapter_from_dirs(AdapterConfig(**{**base, **kw}), home)
+
+    other_dim = write_vector_dir(tmp_path / "s2", ids, unit(rng.standard_normal((300, 5))), fingerprint="s" * 24,
+                                 collection="other")
+    with pytest.raises(IntegrityError, match="different encoders"):
+        run(student_vectors=[str(s), str(other_dim)])
+    other_fp = write_vector_dir(tmp_path / "s3", ids, unit(rng.standard_normal((300, 8))), fingerprint="x" * 24)
+    with pytest.raises(IntegrityError, match="different encoders"):
+        run(student_vectors=[str(s), str(other_fp)])
+    with pytest.raises(ConfigError, match="same encoder"):
+        run(teacher_vectors=[str(s)])
+    nan = unit(rng.standard_normal((300, 8)))
+    nan[7, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        run(student_vectors=[str(write_vector_dir(tmp_path / "nan", ids, nan, fingerprint="n" * 24))])
+    with pytest.raises(InputError, match="no vectors"):
+        run(student_vectors=[str(write_vector_dir(tmp_path / "empty", [], np.zeros((0, 8), np.float32),
+                                                  fingerprint="e" * 24))])
+    with pytest.raises(ConfigError, match="fewer than two batches"):
+        run(batch_size=200)
+    disjoint = write_vector_dir(tmp_path / "disjoint", [f"u{i}" for i in range(300)],
+                                unit(rng.standard_normal((300, 6))), fingerprint="t" * 24)
+    with pytest.raises(InputError, match="share no ids"):
+        run(teacher_vectors=[str(disjoint)])
+    with pytest.raises(InputError, match="missing manifest.json"):
+        run(teacher_vectors=[str(tmp_path)])
+    with pytest.raises(ConfigError, match="latent"):
+        AdapterConfig(reconstruction_weight=1.0)
+    with pytest.raises(ConfigError, match="unpaired"):
+        AdapterConfig(mode="unpaired", adversarial_weight=0.0)
+    assert not (home.artifacts / "adapters").exists()

@@ -1,0 +1,224 @@
+"""Stage A: students save to loadable directories, training improves them, and it fails safely.
+
+The teacher here is the tiny random BERT (``tiny_model_dir``, 32-d): it makes every step cheap
+while exercising the same code as the packaged teacher.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distill_helpers import embed_toy, make_toy_dataset, toy_texts
+from tava_core.distill import DistillConfig, StaticStudent, Trainer, TransformerStudent, distill
+from tava_core.distill.run import work_dir_for
+from tava_core.encoders import TransformerEncoder, load_encoder
+from tava_core.encoders.static import StaticEncoder
+from tava_core.errors import ConfigError, IntegrityError, TrainingError
+from tava_core.home import TavaHome
+
+TEXTS = ["Aspirin lowers the risk of heart attack.", "the movie was great fun", "Rain is expected in the city."]
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny random BERT with its weights scaled up. At init scale every text gets nearly the same
+    vector and each layer is nearly the identity (a one-layer student starts at cosine 0.9999),
+    which would leave a student nothing to learn; scaled, a student starts far from the teacher."""
+    import shutil
+
+    from transformers import BertModel
+
+    out = tmp_path_factory.mktemp("toy-teacher") / "teacher"
+    shutil.copytree(tiny_model_dir, out)
+    model = BertModel.from_pretrained(str(tiny_model_dir))
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight.mul_(50)
+        for weight in model.encoder.parameters():
+            if weight.dim() == 2:
+                weight.mul_(10)
+    model.save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def toy_home(tmp_path_factory, teacher_dir) -> Path:
+    """A tava home with a 400-text dataset 'toy' and the toy teacher's vectors of it."""
+    home = tmp_path_factory.mktemp("distill-home")
+    make_toy_dataset(home, "toy", n=400)
+    embed_toy(home, str(teacher_dir), "toy")
+    return home
+
+
+def _config(teacher: Path, /, **overrides) -> DistillConfig:
+    base = dict(name="s", teacher=str(teacher), datasets=["toy"], layers=[1], steps=60, batch_size=16,
+                warmup_steps=5, lr=2e-3, eval_every=20, checkpoint_every=20, validation_fraction=0.05,
+                max_length=32, patience=0, device="cpu")
+    base.update(overrides)
+    return DistillConfig(**base)
+
+
+def test_transformer_student_is_a_sentence_transformers_dir(tmp_path, tiny_model_dir):
+    student = TransformerStudent.from_teacher(tiny_model_dir, layers=[1], projection=True, teacher_dim=48)
+    assert student.model.config.num_hidden_layers == 1 and student.dim == 48
+    with torch.no_grad():  # move the projection off identity so the test sees it
+        student.projection.weight.normal_()
+    out = student.save(tmp_path / "student")
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Dense", "Normalize"]
+    tava_vectors = TransformerEncoder(out).encode(TEXTS)
+    from sentence_transformers import SentenceTransformer
+
+    st_vectors = SentenceTransformer(str(out), device="cpu").encode(TEXTS)
+    assert tava_vectors.shape == (3, 48)
+    np.testing.assert_allclose(tava_vectors, st_vectors, atol=1e-5)
+    student.eval()
+    with torch.no_grad():
+        own = torch.nn.functional.normalize(student(student.prepare(TEXTS)), dim=-1).numpy()
+    np.testing.assert_allclose(own, tava_vectors, atol=1e-5)
+
+
+def test_static_student_saves_for_tava_sentence_transformers_and_model2vec(tmp_path, tiny_model_dir):
+    student = StaticStudent.from_teacher(tiny_model_dir, static_dim=16, projection=True, teacher_dim=32,
+                                         init="token_embeddings")
+    assert student.embeddings.shape[1] == 16 and student.dim == 32
+    with torch.no_grad():
+        student.token_weights.uniform_(0.5, 1.5)  # non-trivial per-token weights must survive the save
+    out = student.save(tmp_path / "static")
+    encoder = load_encoder(str(out))
+    assert isinstance(encoder, StaticEncoder) and encoder.dim == 32
+    ours = encoder.encode(TEXTS)
+    with torch.no_grad():
+        own = torch.nn.functional.normalize(student(student.prepare(TEXTS)), dim=-1).numpy()
+    np.testing.assert_allclose(ours, own, atol=1e-5)
+    from model2vec import StaticModel
+    from sentence_transformers import SentenceTransformer
+
+    np.testing.assert_allclose(StaticModel.from_pretrained(out).encode(TEXTS), ours, atol=1e-5)
+    np.testing.assert_allclose(SentenceTransformer(str(out), device="cpu").encode(TEXTS), ours, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["transformer", "static"])
+def test_short_training_lowers_loss_and_raises_held_out_cosine(toy_home, teacher_dir, kind):
+    extra = {"student": "static", "static_init": "token_embeddings", "lr": 2e-2} if kind == "static" else {}
+    card = distill(_config(teacher_dir, name=f"short-{kind}", **extra), toy_home, progress=False)
+    out = Path(card["output"])
+    assert out == TavaHome(toy_home).artifacts / "students" / f"short-{kind}"
+    for name in ("modules.json", "model.safetensors", "curves.png", "README.md", "model_card.json"):
+        assert (out / name).is_file(), name
+    assert not work_dir_for(out).exists()  # checkpoints are removed once the artifact is saved
+    val = card["validation"]
+    assert val["best_cosine"] > val["initial_cosine"] + 0.03
+    assert val["saved_model_cosine"] == pytest.approx(val["best_cosine"], abs=0.05)
+    history = card["training"]["steps_done"]
+    assert history == 60 and card["corpus"]["texts"] == 400
+    losses = json.loads((out / "model_card.json").read_text())["training"]
+    assert losses["best_step"] > 0 and card["speed"]["student_texts_per_second"] > 0
+    # A re-run of the same config is free: the finished artifact is reused.
+    again = distill(_config(teacher_dir, name=f"short-{kind}", **extra), toy_home, progress=False)
+    assert again["reused"] is True
+
+
+def _trainer(teacher_dir, toy_home, seed: int, work: Path) -> Trainer:
+    from tava_core.distill.data import load_training_data, resolve_pairs
+
+    config = _config(teacher_dir, steps=15, seed=seed, checkpoint_every=1000, eval_every=1000)
+    teacher = load_encoder(str(teacher_dir))
+    pairs = resolve_pairs(TavaHome(toy_home), ["toy"], [], [], teacher.name, teacher.fingerprint)
+    data = load_training_data(pairs, teacher_fingerprint=teacher.fingerprint, teacher_dim=teacher.dim)
+    student = TransformerStudent.from_teacher(teacher_dir, layers=[1], projection=True, teacher_dim=32,
+                                              max_length=32, seed=seed)
+    return Trainer(student, data.texts, data.vectors, config, work, progress=False)
+
+
+def test_training_is_reproducible_with_a_seed(tmp_path, toy_home, teacher_dir):
+    runs = [_trainer(teacher_dir, toy_home, seed, tmp_path / f"w{i}").train()
+            for i, seed in enumerate([7, 7, 8])]
+    losses = [[h["loss"] for h in r.history] for r in runs]
+    assert losses[0] == losses[1]
+    assert losses[0] != losses[2]
+    assert runs[0].best_validation_cosine == runs[1].best_validation_cosine
+
+
+def test_nan_loss_stops_training_and_saves_nothing(toy_home, teacher_dir, monkeypatch):
+    from tava_core.distill import trainer as trainer_module
+    from tava_core.distill.losses import DistillationLoss
+
+    class BreaksAtStep3(DistillationLoss):
+        calls = 0
+
+        def forward(self, student, teacher):
+            loss, parts = super().forward(student, teacher)
+            BreaksAtStep3.calls += 1
+            return (loss * float("nan") if BreaksAtStep3.calls >= 3 else loss), parts
+
+    monkeypatch.setattr(trainer_module, "DistillationLoss", BreaksAtStep3)
+    config = _config(teacher_dir, name="nan", checkpoint_every=1)
+    with pytest.raises(TrainingError, match="loss became nan at step 3"):
+        distill(config, toy_home, progress=False)
+    out = TavaHome(toy_home).artifacts / "students" / "nan"
+    assert not out.exists()
+    state = json.loads((work_dir_for(out) / "checkpoint" / "training_state.json").read_text())
+    assert state["step"] == 2  # only the last good step was checkpointed
+
+
+def test_bad_inputs_fail_before_training(toy_home, teacher_dir):
+    with pytest.raises(ConfigError, match="memorise"):
+        distill(_config(teacher_dir, name="bad1", steps=100000), toy_home, progress=False)
+    with pytest.raises(ConfigError, match="fewer than one batch"):
+        distill(_config(teacher_dir, name="bad2", batch_size=1000), toy_home, progress=False)
+    with pytest.raises(ConfigError, match="without a projection"):
+        distill(_config(teacher_dir, name="bad3", layers=[], hidden_size=16, projection=False), toy_home,
+                progress=False)
+    with pytest.raises(ConfigError, match="larger than the teacher"):
+        distill(_config(teacher_dir, name="bad4", student="static", static_dim=64), toy_home, progress=False)
+    with pytest.raises(ConfigError, match="do not name distinct layers"):
+        distill(_config(teacher_dir, name="bad5", layers=[0, 5]), toy_home, progress=False)
+    # Vectors of the tiny model offered as the packaged teacher's: refused by fingerprint.
+    vector_dir = next((TavaHome(toy_home).vectors / "toy" / "texts").iterdir())
+    with pytest.raises(IntegrityError, match="not by the teacher named"):
+        distill(_config(teacher_dir, name="bad6", teacher="all-MiniLM-L6-v2", teacher_vectors=[str(vector_dir)]),
+                toy_home, progress=False)
+    assert not (TavaHome(toy_home).artifacts / "students").exists() or not any(
+        p.name.startswith("bad") for p in (TavaHome(toy_home).artifacts / "students").iterdir())
+
+
+_RUN_SCRIPT = """
+import json, sys
+from tava_core.distill import DistillConfig, distill
+config = DistillConfig.model_validate_json(sys.argv[1])
+print(json.dumps(distill(config, sys.argv[2], progress=False)["training"]["steps_done"]))
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_a_real_kill(toy_home, teacher_dir):
+    config = _config(teacher_dir, name="killed", steps=3000, checkpoint_every=25, eval_every=500,
+                     max_epochs=1000, lr=5e-4)
+    out = TavaHome(toy_home).artifacts / "students" / "killed"
+    state_file = work_dir_for(out) / "checkpoint" / "training_state.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", _RUN_SCRIPT, config.model_dump_json(), str(toy_home)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not state_file.is_file():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # no handler runs: only the checkpoint on disk survives
+    proc.wait()
+    killed_at = json.loads(state_file.read_text())["step"]
+    assert 0 < killed_at < 3000 and not out.exists()
+    card = distill(config, toy_home, progress=False)
+    assert card["training"]["resumed_from"] >= killed_at
+    assert card["training"]["steps_done"] == 3000
+    assert (out / "model.safetensors").is_file() and not work_dir_for(out).exists()

@@ -1,0 +1,245 @@
+"""tava evaluate: data checks, exact metrics, mteb task/encoder routing, variants and the report."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tava_core.config import EncoderSpec
+from tava_core.errors import ConfigError, InputError
+from tava_core.evaluate import EvalConfig, evaluate, load_retrieval_data
+from tava_core.evaluate import metrics as M
+from tava_core.home import TavaHome
+
+DOCS = [
+    ("d1", "Cats", "Cats are small furry animals that purr."),
+    ("d2", "Dogs", "Dogs bark loudly at strangers."),
+    ("d3", "", "The sun is a star at the centre of the solar system."),
+    ("d4", "Python", "Python is a programming language for writing code."),
+    ("d5", "Coffee", "Coffee contains caffeine and keeps people awake."),
+    ("d6", "Tea", "Green tea is a drink made from leaves."),
+    ("d7", "Rust", "Rust is a systems programming language."),
+    ("d8", "Moon", "The moon orbits the earth."),
+]
+QUERIES = [("q1", "which animals purr"), ("q2", "which drink wakes you up"), ("q3", "a language for code"),
+           ("q4", "what orbits the earth"), ("q9", "a query without judgements")]
+QRELS = [("q1", "d1", 1), ("q2", "d5", 1), ("q2", "d6", 1), ("q3", "d4", 2), ("q3", "d7", 1), ("q4", "d8", 1)]
+
+
+def write_beir(root: Path, qrels=QRELS, docs=DOCS, queries=QUERIES, split: str = "test") -> Path:
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n"
+                                               for i, t, x in docs))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": i, "text": x}) + "\n" for i, x in queries))
+    (root / "qrels" / f"{split}.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels))
+    return root
+
+
+@pytest.fixture()
+def beir_dir(tmp_path) -> Path:
+    return write_beir(tmp_path / "toy")
+
+
+def _tiny_variant(base: Path, out: Path, hidden: int, seed: int) -> Path:
+    """Another tiny random BERT (own weights and width) in the layout of the shared fixture."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    shutil.copytree(base, out)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=2 * hidden, max_position_embeddings=128)).save_pretrained(out)
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": hidden, "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_b(tiny_model_dir, tmp_path_factory) -> Path:
+    return _tiny_variant(tiny_model_dir, tmp_path_factory.mktemp("m") / "tiny-b", 32, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_wide(tiny_model_dir, tmp_path_factory) -> Path:
+    return _tiny_variant(tiny_model_dir, tmp_path_factory.mktemp("m") / "tiny-wide", 48, seed=2)
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+def test_metrics_match_hand_computation():
+    doc_ids = ["a", "b", "c", "d"]
+    # q1: ranking b, a, d, c (a relevant at rank 2, grade 1); q2: c and d tie -> d first (doc id desc)
+    scores = np.array([[0.8, 0.9, 0.1, 0.2], [0.0, 0.1, 0.5, 0.5]], dtype=np.float32)
+    qrels = {"q1": {"a": 1}, "q2": {"c": 2, "b": 1}}
+    got = M.retrieval_metrics(scores, ["q1", "q2"], doc_ids, qrels, ndcg_k=10, recall_k=2, mrr_k=10)
+    ndcg_q1 = (1 / math.log2(3)) / 1.0
+    # q2 ranking: d, c, b, a -> gains 0, 2, 1, 0; ideal 2, 1
+    ndcg_q2 = (2 / math.log2(3) + 1 / math.log2(4)) / (2 + 1 / math.log2(3))
+    assert got["ndcg_at_10"] == pytest.approx((ndcg_q1 + ndcg_q2) / 2, abs=1e-12)
+    assert got["recall_at_2"] == pytest.approx((1.0 + 0.5) / 2)        # q2: only c in the top 2
+    assert got["mrr_at_10"] == pytest.approx((1 / 2 + 1 / 2) / 2)
+
+
+def test_top_k_breaks_ties_by_doc_id_descending():
+    scores = np.array([[1.0, 1.0, 1.0, 0.5]], dtype=np.float32)
+    assert M.top_k(scores, ["x1", "x3", "x2", "x9"], 3).tolist() == [[1, 2, 0]]
+
+
+def test_matryoshka_and_quantisation_are_sane():
+    rng = np.random.default_rng(0)
+    docs = rng.normal(size=(50, 16)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    cut = M.truncate(docs, 8)
+    assert cut.shape == (50, 8) and np.allclose(np.linalg.norm(cut, axis=1), 1, atol=1e-6)
+    assert np.allclose(cut, docs[:, :8] / np.linalg.norm(docs[:, :8], axis=1, keepdims=True), atol=1e-6)
+    start, step = M.int8_ranges(docs)
+    codes = M.quantize_int8(docs, start, step)
+    assert codes.dtype == np.int8 and codes.min() == -128 and codes.max() == 127
+    assert np.abs(M.dequantize_int8(codes, start, step) - docs).max() <= step.max() / 2 + 1e-6
+    ham = M.hamming_scores(docs[:3], docs)
+    signs = np.where(docs > 0, 1, -1)
+    assert np.array_equal(ham, (signs[:3] @ signs.T).astype(np.float32))
+    assert np.all(ham[np.arange(3), np.arange(3)] == 16)        # a vector matches itself on every bit
+
+
+# --------------------------------------------------------------------------------- bad input
+
+def test_reads_beir_dir_and_keeps_only_judged_queries(beir_dir):
+    data = load_retrieval_data(beir_dir, "test")
+    assert data.query_ids == ["q1", "q2", "q3", "q4"]            # q9 has no judgements
+    assert data.document_texts[0] == "Cats Cats are small furry animals that purr."
+    assert data.document_texts[2] == "The sun is a star at the centre of the solar system."   # no title
+
+
+@pytest.mark.parametrize("bad_pair, what", [(("q7", "d1", 1), "query id 'q7'"),
+                                             (("q1", "d99", 1), "document id 'd99'")])
+def test_qrels_with_unknown_ids_name_file_and_line(tmp_path, bad_pair, what):
+    root = write_beir(tmp_path / "bad", qrels=QRELS + [bad_pair])
+    with pytest.raises(InputError) as info:
+        load_retrieval_data(root, "test")
+    assert what in str(info.value) and info.value.path == str(root / "qrels" / "test.tsv")
+    assert info.value.line == len(QRELS) + 2                       # header + the pairs before it
+
+
+def test_empty_or_missing_split_is_an_input_error(tmp_path):
+    root = write_beir(tmp_path / "empty", qrels=[])
+    with pytest.raises(InputError, match="split is empty") as info:
+        load_retrieval_data(root, "test")
+    assert info.value.path.endswith("test.tsv")
+    with pytest.raises(InputError, match="qrels file for this split not found") as info:
+        load_retrieval_data(root, "dev")
+    assert "splits present: test" in str(info.value)
+
+
+def test_asymmetric_pair_of_different_dims_is_a_config_error(beir_dir, tiny_model_dir, tiny_wide, tava_home):
+    config = EvalConfig(dataset=str(beir_dir), teacher=EncoderSpec(model=str(tiny_model_dir)),
+                        adapted=EncoderSpec(model=str(tiny_wide)))
+    with pytest.raises(ConfigError, match="48-d vectors but the teacher encoder gives 32-d") as info:
+        evaluate(config, TavaHome(tava_home), show_progress=False)
+    assert info.value.path == str(tiny_wide)
+    assert not (tava_home / "vectors").exists()                    # failed before any encoding
+    with pytest.raises(ConfigError, match="needs the student encoder"):
+        EvalConfig(dataset="x", modes=["student/student"]).selected_modes()
+
+
+# ------------------------------------------------------------------------- mteb task + encoder
+
+def test_routing_encoder_sends_queries_and_documents_to_their_encoders(beir_dir, tiny_model_dir, tiny_b, tmp_path):
+    from tava_core.encoders import load_encoder
+    from tava_core.evaluate.mteb_adapter import make_routing_encoder, make_task, run_mteb
+
+    data = load_retrieval_data(beir_dir, "test")
+    query_enc, doc_enc = load_encoder(str(tiny_b)), load_encoder(str(tiny_model_dir))
+    model = make_routing_encoder(query_enc, doc_enc, name="b__a", batch_size=4)
+    scores = run_mteb(make_task(data), model, tmp_path / "mteb", batch_size=4)
+    kinds = {kind: name for kind, name, _, _ in model.calls}
+    assert kinds == {"query": "tiny-b", "document": tiny_model_dir.name}
+    assert sum(n for kind, _, n, _ in model.calls if kind == "document") == len(DOCS)
+    # the same numbers from tava's metrics on vectors encoded by the same routing
+    expected = M.retrieval_metrics(
+        M.cosine_scores(query_enc.encode(data.query_texts, kind="query"), doc_enc.encode(data.document_texts)),
+        data.query_ids, data.corpus_ids, data.qrels)
+    for key in ("ndcg_at_10", "recall_at_100", "mrr_at_10"):
+        assert scores[key] == pytest.approx(expected[key], abs=1e-5)      # mteb rounds to 5 decimals
+    result_files = list((tmp_path / "mteb" / "results").rglob("tava-toy.json"))
+    assert len(result_files) == 1 and json.loads(result_files[0].read_text())["task_name"] == "tava-toy"
+
+
+# ------------------------------------------------------------------------------ whole evaluation
+
+def test_evaluate_all_modes_report_and_cache(beir_dir, tiny_model_dir, tiny_b, tava_home):
+    home = TavaHome(tava_home)
+    config = EvalConfig(dataset=str(beir_dir), teacher=EncoderSpec(model=str(tiny_model_dir)),
+                        student=EncoderSpec(model=str(tiny_b)), adapted=EncoderSpec(model=str(tiny_b)),
+                        matryoshka_dims=[384, 16, 8], batch_size=4, run="toy")
+    report = evaluate(config, home, show_progress=False)
+    modes = ["teacher/teacher", "student/student", "adapted/teacher", "adapted/adapted"]
+    assert list(dict.fromkeys(r["mode"] for r in report["rows"])) == modes
+    variants = [r["variant"] for r in report["rows"] if r["mode"] == "teacher/teacher"]
+    assert variants == ["full", "mrl-16", "mrl-8", "int8", "binary"]      # 384 >= 32 dims: skipped
+    for check in report["mteb_check"].values():
+        assert check["agree"] and check["encoded_by_mteb"] == 0           # mteb answered from the cache
+    full = {r["mode"]: r for r in report["rows"] if r["variant"] == "full"}
+    assert full["teacher/teacher"]["retention"] == 1.0
+    assert full["student/student"]["ndcg_at_10"] == pytest.approx(full["adapted/adapted"]["ndcg_at_10"])
+    for row in report["rows"]:
+        assert 0.0 <= row["ndcg_at_10"] <= 1.0 and 0.0 <= row["mrr_at_10"] <= 1.0
+        assert row["retention"] == pytest.approx(row["ndcg_at_10"] / full["teacher/teacher"]["ndcg_at_10"])
+    assert set(report["throughput"]) == {"teacher", "student", "adapted"}
+    assert all(r["queries_per_second"] > 0 for r in report["throughput"].values())
+    # files: JSON, markdown, PNG, mteb's own results, in the run directory
+    run_dir = tava_home / "reports" / "evaluate" / "toy"
+    assert json.loads((run_dir / "report.json").read_text())["rows"] == report["rows"]
+    assert "| adapted/teacher | full | 32 |" in (run_dir / "report.md").read_text()
+    assert (run_dir / "ndcg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((run_dir / "mteb" / "results").rglob("tava-toy.json"))) == 4
+    # documents: one vector directory per distinct document encoder, reused by the next run
+    corpus_dirs = sorted((tava_home / "vectors").glob("*/corpus/*"))
+    assert len(corpus_dirs) == 2
+    shards = {p: p.stat().st_mtime_ns for d in corpus_dirs for p in d.glob("*.parquet")}
+    again = evaluate(config.model_copy(update={"modes": ["adapted/teacher"], "run_mteb": False}), home,
+                     show_progress=False)
+    assert {p: p.stat().st_mtime_ns for p in shards} == shards
+    assert again["rows"][0]["ndcg_at_10"] == pytest.approx(full["adapted/teacher"]["ndcg_at_10"], abs=1e-5)
+
+
+def test_ingested_dataset_gives_the_same_data(beir_dir, tava_home):
+    ingest = pytest.importorskip("tava_core.ingest")
+    from tava_core.config import IngestConfig
+
+    home = TavaHome(tava_home)
+    ingest.ingest(IngestConfig(source=str(beir_dir), name="toyset"), home)
+    raw, ingested = load_retrieval_data(beir_dir, "test", home), load_retrieval_data("toyset", "test", home)
+    assert ingested.ingested and ingested.query_ids == raw.query_ids and ingested.qrels == raw.qrels
+    assert dict(zip(ingested.corpus_ids, ingested.document_texts)) == dict(zip(raw.corpus_ids, raw.document_texts))
+
+
+@pytest.mark.slow
+def test_teacher_numpy_metrics_equal_mteb(beir_dir, tava_home):
+    report = evaluate(EvalConfig(dataset=str(beir_dir), matryoshka_dims=[128], batch_size=8),
+                      TavaHome(tava_home), show_progress=False)
+    check = report["mteb_check"]["teacher/teacher"]
+    assert check["agree"], check
+    assert check["mteb"]["ndcg_at_10"] > 0.8                      # the real teacher gets this toy set right
+
+
+@pytest.mark.slow
+def test_cli_runs_the_flow(beir_dir, tiny_model_dir, tava_home, prefect_harness, capsys, monkeypatch):
+    from flows.cli import main
+
+    main(["--home", str(tava_home), "evaluate", "--dataset", str(beir_dir), "--teacher", str(tiny_model_dir),
+          "--matryoshka-dims", "16", "--quantization", "int8", "--run", "cli"])
+    out = capsys.readouterr().out
+    result = json.loads(out[out.index("{"):])
+    assert result["mteb_agrees"] is True and [r["variant"] for r in result["rows"]] == ["full", "mrl-16", "int8"]
+    assert Path(result["files"]["chart"]).is_file()
+    with pytest.raises(SystemExit) as exit_info:                  # bad qrels: a clean error, exit 2
+        bad = write_beir(tava_home / "bad", qrels=[("q1", "nope", 1)])
+        main(["--home", str(tava_home), "evaluate", "--dataset", str(bad), "--teacher", str(tiny_model_dir)])
+    assert exit_info.value.code == 2
+    assert "document id 'nope'" in capsys.readouterr().err
