@@ -6,3 +6,17 @@ the tava home before Prefect is imported.
 from tava_core.home import configure_environment as _configure_environment
 
 _configure_environment()
+
+
+def retry_unless_tava_error(task, task_run, state) -> bool:
+    """Retry condition for every tava task: a ``TavaError`` (bad input, a model that will not
+    load, a diverged run) fails the same way every time, so only other failures are retried."""
+    from tava_core.errors import TavaError
+
+    try:
+        state.result()
+    except TavaError:
+        return False
+    except BaseException:  # noqa: BLE001 - anything else may be transient (disk, network, preemption)
+        return True
+    return True

@@ -8,6 +8,8 @@ from typing import Any
 from prefect import task
 from prefect.context import TaskRunContext
 
+from tasks import retry_unless_tava_error
+
 from tava_core.config import EncoderSpec
 from tava_core.embed import ShardJob, embed_shard, vector_shard_is_current
 from tava_core.encoders import load_encoder
@@ -28,7 +30,7 @@ def embed_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str 
 
 
 @task(name="embed-shard", task_run_name="embed {job.text_shard}", retries=2, retry_delay_seconds=[2, 10],
-      cache_key_fn=embed_cache_key, persist_result=True)
+      retry_condition_fn=retry_unless_tava_error, cache_key_fn=embed_cache_key, persist_result=True)
 def embed_shard_task(job: ShardJob, spec: EncoderSpec, fingerprint: str) -> ShardRecord:
     """Embed ``job`` with the encoder ``spec`` names (loaded once per worker process)."""
     encoder = load_encoder(spec)

@@ -9,6 +9,8 @@ from typing import Any
 from prefect import task
 from prefect.context import TaskRunContext
 
+from tasks import retry_unless_tava_error
+
 from tava_core.config import IngestConfig
 from tava_core.errors import TavaError
 from tava_core.home import TavaHome
@@ -41,19 +43,8 @@ def dataset_is_current(config: IngestConfig, home: TavaHome) -> bool:
     return _recorded_config(home, config) == config.model_dump(mode="json")
 
 
-def retry_unless_input_error(task, task_run, state) -> bool:
-    """Bad input fails the same way every time: retry only other failures (disk, interruption)."""
-    try:
-        state.result()
-    except TavaError:
-        return False
-    except BaseException:  # noqa: BLE001
-        return True
-    return True
-
-
 @task(name="ingest", task_run_name="ingest {config.source}", retries=1, retry_delay_seconds=[2],
-      retry_condition_fn=retry_unless_input_error, cache_key_fn=ingest_cache_key, persist_result=True)
+      retry_condition_fn=retry_unless_tava_error, cache_key_fn=ingest_cache_key, persist_result=True)
 def ingest_task(config: IngestConfig, home_root: str) -> IngestReport:
     """Ingest ``config.source`` under ``home_root`` (atomically; see tava_core.ingest)."""
     return ingest(config, TavaHome(home_root))

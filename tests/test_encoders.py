@@ -67,8 +67,16 @@ def test_missing_and_broken_models_name_the_path(tmp_path):
     assert str(tmp_path / "nope") in str(missing.value)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text('{"model_type": "bert"}')
-    with pytest.raises(ModelLoadError, match="cannot load the model") as broken:
+    with pytest.raises(ModelLoadError, match="names no hidden size") as no_size:
         load_encoder(str(tmp_path / "broken"))
+    assert "broken/config.json" in str(no_size.value)
+    # Weights load lazily: a directory whose config is fine but whose weights are missing fails
+    # at the first encode, still with the path and no transformers traceback.
+    (tmp_path / "broken" / "config.json").write_text('{"model_type": "bert", "hidden_size": 32}')
+    encoder = load_encoder(str(tmp_path / "broken"))
+    assert encoder.dim == 32
+    with pytest.raises(ModelLoadError, match="cannot load the model") as broken:
+        encoder.encode(["x"])
     assert "broken" in str(broken.value) and "Traceback" not in str(broken.value)
 
 

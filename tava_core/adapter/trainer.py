@@ -236,7 +236,7 @@ class AdversarialTrainer:
         if total is None:
             raise TrainingError("every loss weight is 0: nothing to train", hint="set some loss weights > 0")
         if not torch.isfinite(total):
-            raise Diverged(f"adapter loss is not finite ({', '.join(f'{k}={float(v):.3g}' for k, v in terms.items())})")
+            raise Diverged(f"adapter loss is not finite ({', '.join(f'{k}={v.item():.3g}' for k, v in terms.items())})")
         self.g_optimizer.zero_grad(set_to_none=True)
         total.backward()
         params = [p for group in self.g_optimizer.param_groups for p in group["params"]]

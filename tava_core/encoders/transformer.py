@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -69,7 +70,10 @@ def _load_dense(module_dir: Path) -> torch.nn.Module:
 
 
 class TransformerEncoder(Encoder):
-    """Transformer + pooling (+ Dense) (+ L2 normalisation), batched and length-sorted."""
+    """Transformer + pooling (+ Dense) (+ L2 normalisation), batched and length-sorted.
+
+    Weights load on first ``encode``: planning a run (name, dim, fingerprint) reads config files only.
+    """
 
     def __init__(self, directory: str | Path, spec: EncoderSpec | None = None, *, name: str | None = None) -> None:
         spec = spec or EncoderSpec(model=str(directory))
@@ -85,35 +89,60 @@ class TransformerEncoder(Encoder):
         self.pooling = spec.pooling or layout.get("pooling", "mean")
         self.normalized = spec.normalize if spec.normalize is not None else layout.get("normalize", True)
         self.max_length = spec.max_length or layout.get("max_length", 512)
+        self._configured_max_length = self.max_length  # what the fingerprint names (known before loading)
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
+        self.dense_dirs: list[Path] = layout.get("dense", [])
+        self.dim = self._output_dim()
+        self.batch_size = spec.batch_size
+        self._fingerprint: str | None = None
+        self._model: torch.nn.Module | None = None
+        self._load_lock = threading.Lock()
+
+    def _output_dim(self) -> int:
+        if self.dense_dirs:
+            return int(json.loads((self.dense_dirs[-1] / "config.json").read_text())["out_features"])
+        config = json.loads((self.directory / "config.json").read_text())
+        for key in ("hidden_size", "d_model", "dim", "n_embd"):
+            if key in config:
+                return int(config[key])
+        raise ModelLoadError("config.json names no hidden size (hidden_size / d_model / dim)",
+                             path=self.directory / "config.json")
+
+    def _load(self) -> None:
         try:
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
 
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.directory))
-            self.model = AutoModel.from_pretrained(str(self.directory), dtype=self.dtype)
+            tokenizer = AutoTokenizer.from_pretrained(str(self.directory))
+            model = AutoModel.from_pretrained(str(self.directory), dtype=self.dtype)
         except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"cannot load the model: {first_line}", path=self.directory,
                                  hint="check the directory holds config.json, weights and tokenizer files") from None
-        self.max_length = min(self.max_length, getattr(self.tokenizer, "model_max_length", self.max_length) or self.max_length)
-        self.dense = torch.nn.Sequential(*[_load_dense(d) for d in layout.get("dense", [])])
-        self.model.to(self.device).eval()
+        self.max_length = min(self.max_length, getattr(tokenizer, "model_max_length", None) or self.max_length)
+        self.dense = torch.nn.Sequential(*[_load_dense(d) for d in self.dense_dirs])
+        model.to(self.device).eval()
         self.dense.to(self.device, dtype=self.dtype).eval()
-        hidden = int(self.model.config.hidden_size)
-        last_linear = [m for m in self.dense.modules() if isinstance(m, torch.nn.Linear)]
-        self.dim = int(last_linear[-1].out_features) if last_linear else hidden
-        self.batch_size = spec.batch_size
-        self._fingerprint: str | None = None
+        self.tokenizer = tokenizer
+        self._model = model
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The transformer (loaded on first use, once, even from several threads)."""
+        if self._model is None:
+            with self._load_lock:
+                if self._model is None:
+                    self._load()
+        return self._model
 
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             self._fingerprint = combine_fingerprint(
-                hash_model_files(self.directory), self.pooling, self.normalized, self.max_length,
+                hash_model_files(self.directory), self.pooling, self.normalized, self._configured_max_length,
                 self.spec.query_prefix, self.spec.document_prefix)
         return self._fingerprint
 
@@ -155,6 +184,7 @@ class TransformerEncoder(Encoder):
     def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
                show_progress: bool = False) -> np.ndarray:
         texts = list(texts)
+        self.model  # noqa: B018 - load weights and tokenizer before the first batch
         if batch_size is not None:
             self.batch_size = batch_size
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
