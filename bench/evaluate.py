@@ -74,17 +74,21 @@ def main() -> None:
            # a loaded shared machine can take minutes to start the ephemeral Prefect server
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": os.environ.get(
                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")}
+    cached_before = sorted(str(p.parent) for p in Path(args.home).glob("vectors/*/corpus/*/manifest.json"))
     began = time.perf_counter()
     completed = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - began
     if completed.returncode != 0:
         sys.exit(f"tava evaluate failed (exit {completed.returncode})")
+    cached_after = sorted(str(p.parent) for p in Path(args.home).glob("vectors/*/corpus/*/manifest.json"))
     result = json.loads(completed.stdout[completed.stdout.index("{"):])
     report = json.loads(Path(result["files"]["json"]).read_text())
     teacher = next(r for r in report["rows"] if r["mode"] == "teacher/teacher" and r["variant"] == "full")
     figures = {
         "benchmark": "evaluate", "quick": args.quick, "dataset": report["dataset"], "command": " ".join(command[1:]),
         "wall_seconds": round(seconds, 1),
+        # False on a first run: wall_seconds then includes encoding the whole corpus
+        "corpus_vectors_cached": bool(cached_before) and set(cached_after) <= set(cached_before),
         "teacher": {k: teacher[k] for k in ("ndcg_at_10", "recall_at_100", "mrr_at_10")},
         "expected_teacher_ndcg_at_10": None if args.quick else EXPECTED_NDCG,
         "teacher_ndcg_matches": None if args.quick else round(teacher["ndcg_at_10"], 4) == EXPECTED_NDCG,

@@ -70,6 +70,9 @@ class DistillConfig(TavaModel):
         "Stop (and save the best weights) once training has run this long."))
     seed: int = Field(0, description="Seed for the split, batch order, initialisation and dropout.")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    threads: Optional[int] = Field(None, ge=1, description=(
+        "torch CPU threads while training; empty = torch's default (one per core). On a CPU shared "
+        "with other jobs, 1 is often faster than oversubscribing."))
     resume: bool = Field(True, description=(
         "Resume from the last checkpoint of an identical run; --no-resume discards old checkpoints."))
     output: Optional[str] = Field(None, description="Output directory; empty = <home>/artifacts/students/<name>.")
@@ -86,5 +89,5 @@ class DistillConfig(TavaModel):
 
     def training_key(self) -> dict:
         """The fields that define a run: a checkpoint resumes only a run with the same key."""
-        skip = {"resume", "output", "device", "time_budget_minutes", "name"}
+        skip = {"resume", "output", "device", "threads", "time_budget_minutes", "name"}
         return self.model_dump(mode="json", exclude=skip)

@@ -99,6 +99,10 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
             progress: bool = True, data: TrainingData | None = None) -> dict[str, Any]:
     """Train and save a student; returns the model card record (``output`` = the directory)."""
     home = home if isinstance(home, TavaHome) else TavaHome(home)
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
     teacher = load_encoder(config.teacher)
     teacher_dir = resolve_model_path(config.teacher)
     check_student_config(config, teacher.dim)
