@@ -161,7 +161,7 @@ def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool
     for variant, overrides in variants.items():
         config = adapter_config(quick, **overrides)
         start = time.perf_counter()
-        run = train_adapter_from_arrays(x, y, config, name=f"{name}-{variant}", show_progress=False)
+        run = train_adapter_from_arrays(x, y, config, name=f"{name}-{variant}", show_progress=True)
         mapped = run.result.adapter.map_numpy(test_s)
         out["maps"][variant] = {
             "ndcg_at_10": ndcg(mapped, data), "test_queries": rounded(alignment_metrics(mapped, test_t)),
@@ -243,7 +243,7 @@ def main() -> None:
     parser.add_argument("--cache-only", action="store_true", help="only encode and cache the student vectors")
     parser.add_argument("--skip-unpaired", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "adapter.json")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     import torch
 

@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="training time budget per run")
     parser.add_argument("--wait-minutes", type=float, default=20.0,
                         help="wait up to this long for bench/adapter.py's cached passage vectors before embedding")
+    parser.add_argument("--no-alone", action="store_true",
+                        help="skip 'student alone' nDCG (encoding the 5,183 documents with each student)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 helps on a busy shared CPU)")
     parser.add_argument("--home", default=str(BENCH_HOME))
     parser.add_argument("--out", default=str(RESULTS))
@@ -172,7 +174,7 @@ def main() -> None:
     if args.only:
         kind, setting = args.only.split("-")
         plan = [p for p in plan if p[0] == kind and p[1] == setting][:1]
-    plan = [(k, s, args.passages or n, args.steps or st, alone) for k, s, n, st, alone in plan]
+    plan = [(k, s, args.passages or n, args.steps or st, alone and not args.no_alone) for k, s, n, st, alone in plan]
     started = time.time()
     load_before = os.getloadavg()
     if args.threads:

@@ -16,7 +16,7 @@ from tava_core.home import TavaHome
 from tava_core.vectorstore import (BackfillConfig, BackfillPlan, finish_backfill, prepare_backfill,
                                    rollback_backfill, upsert_shard)
 
-from .index import retry_unless_tava_error
+from . import retry_unless_tava_error
 
 
 @task(name="prepare-backfill", cache_policy=NO_CACHE, retry_condition_fn=retry_unless_tava_error)

@@ -1,7 +1,7 @@
 """Prefect tasks: build and publish a FAISS index version, or roll one back.
 
 No cross-run result cache: publishing a version is a side effect, and the core already skips
-the build when the current version indexes the same shards (sha256) with the same factory.
+the build when the current version indexes the same shards (sha256) with the same settings.
 """
 from __future__ import annotations
 
@@ -11,20 +11,10 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tava_core.errors import TavaError
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig, build_index, rollback_index
 
-
-def retry_unless_tava_error(task, task_run, state) -> bool:
-    """A config or data error fails the same way every time: retry only other failures."""
-    try:
-        state.result()
-    except TavaError:
-        return False
-    except BaseException:  # noqa: BLE001
-        return True
-    return True
+from . import retry_unless_tava_error
 
 
 def index_summary_markdown(record: dict[str, Any]) -> str:

@@ -238,6 +238,11 @@ def test_cli_runs_the_flow(beir_dir, tiny_model_dir, tava_home, prefect_harness,
     result = json.loads(out[out.index("{"):])
     assert result["mteb_agrees"] is True and [r["variant"] for r in result["rows"]] == ["full", "mrl-16", "int8"]
     assert Path(result["files"]["chart"]).is_file()
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:                  # the UI's table + markdown artifacts
+        artifacts = {a.key: a.type for a in client.read_artifacts()}
+    assert artifacts.get("evaluate-report") == "markdown" and artifacts.get("evaluate-toy") == "table"
     with pytest.raises(SystemExit) as exit_info:                  # bad qrels: a clean error, exit 2
         bad = write_beir(tava_home / "bad", qrels=[("q1", "nope", 1)])
         main(["--home", str(tava_home), "evaluate", "--dataset", str(bad), "--teacher", str(tiny_model_dir)])

@@ -41,9 +41,9 @@ class AdapterConfig(TavaModel):
     residual: bool = Field(True, description=(
         "Residual connections, plus a linear skip path from input to output so the adapter starts "
         "as (at worst) a linear map."))
-    init: Literal["ridge", "random"] = Field("ridge", description=(
-        "Paired mode: start the linear skip path at the closed-form ridge solution (the MLP then "
-        "learns only what ridge misses); 'random': plain initialisation."))
+    init: Literal["ridge", "procrustes", "random"] = Field("ridge", description=(
+        "Paired mode: start the linear skip path at a closed-form solution, ridge or orthogonal "
+        "Procrustes (the MLP then learns only what it misses); 'random': plain initialisation."))
     latent_dim: Optional[int] = Field(None, ge=8, description=(
         "Shared latent space as in vec2vec: input adapter -> shared backbone -> output adapter, with a "
         "reverse adapter sharing the backbone; enables the reconstruction loss. Empty = direct map."))

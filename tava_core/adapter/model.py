@@ -46,8 +46,9 @@ class ResidualMLP(nn.Module):
         self.head = nn.Linear(widths[-1], output_dim)
         self.skip = nn.Linear(input_dim, output_dim, bias=False) if residual else None
         if self.skip is not None:
-            # The correction starts small: the skip path dominates early training.
-            nn.init.normal_(self.head.weight, std=1e-3)
+            # The correction starts at zero, so the adapter starts as exactly its skip path (e.g. ridge);
+            # the head's gradient is non-zero, so the blocks start learning after the first step.
+            nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

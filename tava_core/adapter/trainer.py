@@ -20,7 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import TrainingError
-from .baselines import fit_ridge
+from .baselines import fit_procrustes, fit_ridge
 from .config import AdapterConfig
 from .discriminator import Discriminator
 from .losses import (AdversarialLoss, CycleConsistencyLoss, GradientPenalty, PairedSupervisionLoss,
@@ -375,14 +375,16 @@ def build_adapter(config: AdapterConfig, input_dim: int, output_dim: int) -> Vec
 
 
 @torch.no_grad()
-def init_from_ridge(adapter: Vec2VecAdapter, x: np.ndarray, y: np.ndarray) -> bool:
-    """Start a direct adapter's linear skip path at the ridge solution; False if it has none."""
+def init_from_closed_form(adapter: Vec2VecAdapter, x: np.ndarray, y: np.ndarray, kind: str = "ridge") -> bool:
+    """Start a direct adapter's linear skip path at the ridge or Procrustes solution; False if it
+    has no skip path (shared latent space, or no residual)."""
     skip = adapter.linear_skip()
     if skip is None:
         return False
-    ridge = fit_ridge(x, y)
-    skip.weight.copy_(torch.as_tensor(ridge.weight.T))
-    adapter.net.head.bias.copy_(torch.as_tensor(ridge.bias))
+    fitted = fit_ridge(x, y) if kind == "ridge" else fit_procrustes(x, y)
+    skip.weight.copy_(torch.as_tensor(fitted.weight.T))
+    if fitted.bias is not None:
+        adapter.net.head.bias.copy_(torch.as_tensor(fitted.bias))
     return True
 
 
@@ -400,8 +402,8 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
             adapter = copy.deepcopy(warm_start)
         else:
             adapter = build_adapter(config, input_dim, output_dim)
-            if config.init == "ridge" and data.paired:
-                init_from_ridge(adapter, data.student, data.teacher)
+            if config.init != "random" and data.paired:
+                init_from_closed_form(adapter, data.student, data.teacher, config.init)
         trainer = AdversarialTrainer(adapter, config=config)
         try:
             result = trainer.fit(data, seed=seed, show_progress=show_progress)

@@ -30,6 +30,9 @@ class DistillConfig(TavaModel):
     layers: list[int] = Field(default_factory=lambda: [0, 3], description=(
         "Transformer student: indices of the teacher layers to keep (e.g. 0 3 of 6); empty = a fresh "
         "small config (see hidden_size, num_layers)."))
+    freeze_embeddings: bool = Field(True, description=(
+        "Transformer student from teacher layers: keep the teacher's token-embedding table frozen "
+        "(it is half the parameters; training it costs time and invites overfitting)."))
     hidden_size: int = Field(256, ge=16, description="Fresh transformer student only: hidden size.")
     num_layers: int = Field(2, ge=1, description="Fresh transformer student only: number of layers.")
     static_dim: Optional[int] = Field(None, ge=8, description=(

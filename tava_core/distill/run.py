@@ -66,7 +66,7 @@ def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int, *,
     return TransformerStudent.from_teacher(teacher_dir, layers=config.layers, projection=projection,
                                            teacher_dim=teacher_dim, max_length=config.max_length,
                                            hidden_size=config.hidden_size, num_layers=config.num_layers,
-                                           seed=config.seed)
+                                           seed=config.seed, freeze_embeddings=config.freeze_embeddings)
 
 
 def measure_speed(encoder: Encoder, texts: Sequence[str], batch_size: int = 64) -> float:

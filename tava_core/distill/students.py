@@ -93,7 +93,7 @@ class TransformerStudent(nn.Module):
     @classmethod
     def from_teacher(cls, teacher_dir: Path, *, layers: Sequence[int], projection: bool, teacher_dim: int,
                      max_length: int = 128, hidden_size: int = 256, num_layers: int = 2,
-                     seed: int = 0) -> "TransformerStudent":
+                     seed: int = 0, freeze_embeddings: bool = False) -> "TransformerStudent":
         """Keep ``layers`` of the teacher (embeddings included); with no layers, a fresh small
         model of the teacher's architecture family and vocabulary."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -129,6 +129,9 @@ class TransformerStudent(nn.Module):
             raise ConfigError(f"a student of dimension {hidden} cannot match the teacher's {teacher_dim} "
                               "without a projection", hint="enable --projection or choose hidden_size = the teacher's dimension")
         proj = _new_projection(hidden, teacher_dim) if projection else None
+        if freeze_embeddings and layers:
+            # The teacher's token table is already good; freezing it halves the optimizer's work.
+            model.get_input_embeddings().weight.requires_grad_(False)
         max_seq = teacher_max_length(teacher_dir)
         return cls(model, tokenizer, proj, max_length=min(max_length, max_seq), max_seq_length=max_seq)
 
@@ -253,10 +256,15 @@ class StaticStudent(nn.Module):
         return {"input_ids": torch.tensor(flat, dtype=torch.long),
                 "offsets": torch.as_tensor(offsets, dtype=torch.long)}
 
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The token table: its gradient is sparse (only the batch's tokens), so the trainer gives it
+        SparseAdam; a dense AdamW step over the whole vocabulary would dominate every step."""
+        return [self.embeddings]
+
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         ids, offsets = features["input_ids"], features["offsets"]
         summed = F.embedding_bag(ids, self.embeddings, offsets, mode="sum",
-                                 per_sample_weights=self.token_weights[ids])
+                                 per_sample_weights=self.token_weights[ids], sparse=True)
         counts = torch.diff(offsets, append=offsets.new_tensor([ids.numel()])).clamp(min=1)
         pooled = summed / counts.unsqueeze(-1).to(summed.dtype)
         return self.projection(pooled) if self.projection is not None else pooled

@@ -142,6 +142,48 @@ class _StopRequest:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+class Optimization:
+    """AdamW (+ SparseAdam for a static student's token table, whose gradient touches only the
+    tokens of the batch) with one warm-up/decay schedule; gradient clipping on the dense part."""
+
+    def __init__(self, student: Student, config: DistillConfig) -> None:
+        sparse = [p for p in getattr(student, "sparse_parameters", lambda: [])() if p.requires_grad]
+        sparse_ids = {id(p) for p in sparse}
+        self.dense = [p for p in student.parameters() if p.requires_grad and id(p) not in sparse_ids]
+        lr = config.resolved_lr()
+        self.optimizers = [torch.optim.AdamW(self.dense, lr=lr, weight_decay=config.weight_decay)]
+        if sparse:
+            self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lr_lambda(config)) for o in self.optimizers]
+        self.grad_clip = config.grad_clip
+
+    def zero_grad(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+
+    def clip(self) -> torch.Tensor:
+        return torch.nn.utils.clip_grad_norm_(self.dense, self.grad_clip)
+
+    def step(self) -> None:
+        for optimizer, scheduler in zip(self.optimizers, self.schedulers):
+            optimizer.step()
+            scheduler.step()
+
+    @property
+    def lr(self) -> float:
+        return self.schedulers[0].get_last_lr()[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [o.state_dict() for o in self.optimizers],
+                "schedulers": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for optimizer, saved in zip(self.optimizers, state["optimizers"]):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
+            scheduler.load_state_dict(saved)
+
+
 class Trainer:
     """Trains ``student`` towards ``teacher_vectors`` of ``texts``; checkpoints into ``work_dir``."""
 
@@ -167,7 +209,7 @@ class Trainer:
     def checkpoint_dir(self) -> Path:
         return self.work_dir / CHECKPOINT_DIR
 
-    def _save_checkpoint(self, step: int, optimizer, scheduler, state: dict[str, Any],
+    def _save_checkpoint(self, step: int, optimization: Optimization, state: dict[str, Any],
                          best_state: Optional[dict[str, torch.Tensor]]) -> None:
         from safetensors.torch import save_file
 
@@ -176,11 +218,11 @@ class Trainer:
             if best_state is not None:
                 save_file(_contiguous(best_state), str(tmp / "best.safetensors"))
             # Optimizer moments and RNG state: plain tensors, read back with weights_only=True.
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+            torch.save({"optimization": optimization.state_dict(), "torch_rng": torch.get_rng_state()},
+                       tmp / "optimizer.pt")
             write_json(tmp / "training_state.json", {**state, "step": step, "run_key": self.run_key})
 
-    def _load_checkpoint(self, optimizer, scheduler) -> Optional[tuple[dict[str, Any], Optional[dict]]]:
+    def _load_checkpoint(self, optimization: Optimization) -> Optional[tuple[dict[str, Any], Optional[dict]]]:
         from safetensors.torch import load_file
 
         state_file = self.checkpoint_dir / "training_state.json"
@@ -195,8 +237,7 @@ class Trainer:
                               hint="use --no-resume to discard it, or give this run another --name")
         self.student.load_state_dict(load_file(str(self.checkpoint_dir / "student.safetensors")))
         extra = torch.load(self.checkpoint_dir / "optimizer.pt", weights_only=True)
-        optimizer.load_state_dict(extra["optimizer"])
-        scheduler.load_state_dict(extra["scheduler"])
+        optimization.load_state_dict(extra["optimization"])
         torch.set_rng_state(extra["torch_rng"])
         best_file = self.checkpoint_dir / "best.safetensors"
         best = load_file(str(best_file)) if best_file.is_file() else None
@@ -212,9 +253,7 @@ class Trainer:
         if not config.resume:
             self.clear_checkpoints()
         student = self.student
-        optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad],
-                                      lr=config.resolved_lr(), weight_decay=config.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+        optimization = Optimization(student, config)
 
         step = 0
         history: list[dict[str, float]] = []
@@ -222,7 +261,7 @@ class Trainer:
         best_val, best_step, best_state, bad_evals = -2.0, 0, None, 0
         elapsed_before = 0.0
         resumed_from = None
-        loaded = self._load_checkpoint(optimizer, scheduler) if config.resume else None
+        loaded = self._load_checkpoint(optimization) if config.resume else None
         if loaded is not None:
             state, best_state = loaded
             step = resumed_from = int(state["step"])
@@ -262,17 +301,16 @@ class Trainer:
                             f"loss became {float(loss.detach())} at step {step + 1} (parts: {parts}); training stopped and "
                             "nothing was saved", path=self.work_dir,
                             hint="lower --lr, raise --warmup-steps, or check the teacher vectors for NaN/inf")
-                    optimizer.zero_grad(set_to_none=True)
+                    optimization.zero_grad()
                     loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
+                    grad_norm = optimization.clip()
                     if not torch.isfinite(grad_norm):
                         raise TrainingError(f"gradient norm became {float(grad_norm)} at step {step + 1}; training "
                                             "stopped and nothing was saved", path=self.work_dir,
                                             hint="lower --lr or raise --warmup-steps")
-                    optimizer.step()
-                    scheduler.step()
+                    optimization.step()
                     step += 1
-                    history.append({"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], **parts})
+                    history.append({"step": step, "loss": float(loss.detach()), "lr": optimization.lr, **parts})
                     if bar is not None:
                         bar.update(1)
                         if step % 10 == 0:
@@ -293,11 +331,11 @@ class Trainer:
                     if budget and elapsed_before + time.monotonic() - started > budget * 60:
                         stopped = "time_budget"
                     if stop.requested:
-                        self._save_checkpoint(step, optimizer, scheduler, snapshot(), best_state)
+                        self._save_checkpoint(step, optimization, snapshot(), best_state)
                         last_checkpoint = step
                         raise KeyboardInterrupt("SIGTERM")
                     if step % config.checkpoint_every == 0 and step < config.steps:
-                        self._save_checkpoint(step, optimizer, scheduler, snapshot(), best_state)
+                        self._save_checkpoint(step, optimization, snapshot(), best_state)
                         last_checkpoint = step
                     if stopped != "completed":
                         break
@@ -305,7 +343,7 @@ class Trainer:
             # Keep the work done so far: a re-run resumes here.
             if step != last_checkpoint:
                 with contextlib.suppress(Exception):
-                    self._save_checkpoint(step, optimizer, scheduler, snapshot(), best_state)
+                    self._save_checkpoint(step, optimization, snapshot(), best_state)
             raise
         finally:
             if bar is not None:
