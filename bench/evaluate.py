@@ -5,7 +5,7 @@ figures from its report into bench/results/evaluate.json: nDCG@10, recall@100, M
 throughput, mteb-vs-numpy agreement, and the Matryoshka / quantisation rows.
 
     python bench/evaluate.py                 # full SciFact test split (~4 min of teacher encoding on 2 cores, once)
-    python bench/evaluate.py --quick         # 50 test queries over a 600-document cut (no 0.6451 check)
+    python bench/evaluate.py --quick         # 50 test queries over a 300-document cut (no 0.6451 check)
     python bench/evaluate.py --student DIR --adapted DIR   # add the other modes
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ SCIFACT = Path(os.environ.get("TAVA_SHARED_DATA", ROOT.parent / "shared" / "data
 EXPECTED_NDCG = 0.6451
 
 
-def quick_subset(source: Path, out: Path, n_queries: int = 50, n_docs: int = 600) -> Path:
+def quick_subset(source: Path, out: Path, n_queries: int = 50, n_docs: int = 300) -> Path:
     """A small BEIR dir: the first test queries, their judged documents, and other documents."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "qrels").mkdir(exist_ok=True)

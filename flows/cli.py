@@ -6,6 +6,7 @@ Every command's options are generated from the pydantic config model its flow ta
 from __future__ import annotations
 
 import importlib
+import logging
 import importlib.util
 import sys
 import types
@@ -184,7 +185,20 @@ def group(home: str | None) -> None:
     configure_environment(home, override=home is not None)
 
 
+class HideTavaErrorTracebacks(logging.Filter):
+    """A TavaError's message already says what is wrong, where and how to fix it: Prefect's
+    log lines keep that message but drop the traceback that would bury it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TavaError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def main(argv: list[str] | None = None) -> None:
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(HideTavaErrorTracebacks())
     try:
         group.main(args=argv, prog_name="tava", standalone_mode=False)
     except click.exceptions.Abort:

@@ -24,8 +24,15 @@ echo "tava: setting up $venv (first run, or pyproject.toml changed)..." >&2
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
-# uv resolves and installs the stack in seconds; pip would take minutes.
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check uv
+# uv resolves and installs the stack in seconds; pip would take minutes. Use the uv on PATH,
+# else install it into the venv (ensurepip first: venvs made by uv have no pip).
+if command -v uv >/dev/null 2>&1; then
+  uv=(uv)
+else
+  "$venv/bin/python" -m pip --version >/dev/null 2>&1 || "$venv/bin/python" -m ensurepip --quiet
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check uv
+  uv=("$venv/bin/python" -m uv)
+fi
 args=(--python "$venv/bin/python" -e ".[dev]")
 if [ -n "${PIP_FIND_LINKS:-}" ]; then
   for links in $PIP_FIND_LINKS; do args+=(--find-links "$links"); done
@@ -33,6 +40,6 @@ fi
 if [ -n "${TAVA_TORCH_INDEX:-}" ]; then
   args+=(--extra-index-url "$TAVA_TORCH_INDEX" --index-strategy unsafe-best-match)
 fi
-"$venv/bin/python" -m uv pip install --quiet "${args[@]}"
+"${uv[@]}" pip install --quiet "${args[@]}"
 echo "$want" > "$stamp"
 echo "tava: environment ready ($venv)" >&2

@@ -19,36 +19,12 @@ from tava_core.adapter.train import train_adapter_from_arrays, train_adapter_fro
 from tava_core.adapter.trainer import Diverged, split_paired
 from tava_core.errors import ConfigError, InputError, IntegrityError, ModelLoadError, TrainingError
 from tava_core.home import TavaHome
-from tava_core.io import write_vector_shard
-from tava_core.manifest import ShardRecord, VectorManifest, save_manifest
+
+from adapter_helpers import synthetic, unit, write_vector_dir
 
 torch.set_num_threads(1)
 FAST = dict(hidden_dims=[64], discriminator_hidden_dim=16, discriminator_layers=1, batch_size=64, eval_every=25, warmup_steps=10,
             holdout_fraction=0.1, patience=4)
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def synthetic(n: int = 1200, dim: int = 16, kind: str = "nonlinear", seed: int = 0):
-    rng = np.random.default_rng(seed)
-    teacher = unit(rng.standard_normal((n, dim)))
-    a = np.linalg.qr(rng.standard_normal((dim, dim)))[0] * 2.0  # scaled rotation: invertible
-    student = teacher @ a if kind == "linear" else np.tanh(teacher @ a) + 0.3 * (teacher @ a) ** 2
-    return unit(student), teacher
-
-
-def write_vector_dir(directory: Path, ids, vectors, *, fingerprint: str = "f" * 24, name: str = "enc",
-                     dataset: str = "d", collection: str = "texts") -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    record = write_vector_shard(directory / "shard-00000.parquet", list(ids), vectors,
-                                metadata={"fingerprint": fingerprint, "dim": vectors.shape[1]})
-    save_manifest(directory, VectorManifest(
-        dataset=dataset, collection=collection, dim=int(vectors.shape[1]), normalized=True,
-        encoder={"name": name, "fingerprint": fingerprint, "dim": int(vectors.shape[1]), "normalized": True},
-        shards=[ShardRecord(path=record["path"], rows=record["rows"], sha256=record["sha256"])]))
-    return directory
 
 
 # ------------------------------------------------------------------------------------ losses
@@ -132,7 +108,7 @@ def test_baselines_recover_linear_maps_and_metrics_rank_them():
 
 def test_adapter_beats_identity_and_matches_ridge_on_a_nonlinear_distortion():
     student, teacher = synthetic(1000, 12, "nonlinear")
-    run = train_adapter_from_arrays(student, teacher, AdapterConfig(**FAST, max_steps=60))
+    run = train_adapter_from_arrays(student, teacher, AdapterConfig(**FAST, max_steps=40))
     metrics = run.report["metrics"]
     assert set(metrics) == {"adapter", "identity", "ridge", "procrustes"}
     adapter, ridge = metrics["adapter"], metrics["ridge"]

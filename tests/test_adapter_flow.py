@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_adapter import synthetic, write_vector_dir
+from adapter_helpers import synthetic, write_vector_dir
 
 
 @pytest.fixture()

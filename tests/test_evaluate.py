@@ -208,7 +208,7 @@ def test_evaluate_all_modes_report_and_cache(beir_dir, tiny_model_dir, tiny_b, t
     assert again["rows"][0]["ndcg_at_10"] == pytest.approx(full["adapted/teacher"]["ndcg_at_10"], abs=1e-5)
 
 
-def test_ingested_dataset_gives_the_same_data(beir_dir, tava_home):
+def test_ingested_dataset_gives_the_same_data(beir_dir, tava_home, tiny_model_dir):
     ingest = pytest.importorskip("tava_core.ingest")
     from tava_core.config import IngestConfig
 
@@ -217,6 +217,13 @@ def test_ingested_dataset_gives_the_same_data(beir_dir, tava_home):
     raw, ingested = load_retrieval_data(beir_dir, "test", home), load_retrieval_data("toyset", "test", home)
     assert ingested.ingested and ingested.query_ids == raw.query_ids and ingested.qrels == raw.qrels
     assert dict(zip(ingested.corpus_ids, ingested.document_texts)) == dict(zip(raw.corpus_ids, raw.document_texts))
+    # scored the same way; the ingested set's document vectors land where `tava embed` puts them
+    config = EvalConfig(dataset="toyset", teacher=EncoderSpec(model=str(tiny_model_dir)), matryoshka_dims=[],
+                        quantization=[], run_mteb=False)
+    by_name = evaluate(config, home, show_progress=False)["rows"][0]
+    by_dir = evaluate(config.model_copy(update={"dataset": str(beir_dir)}), home, show_progress=False)["rows"][0]
+    assert by_name["ndcg_at_10"] == pytest.approx(by_dir["ndcg_at_10"], abs=1e-6)
+    assert (tava_home / "vectors" / "toyset" / "corpus").is_dir()
 
 
 @pytest.mark.slow
