@@ -219,8 +219,27 @@ def main() -> None:
         print(json.dumps(run, indent=1), flush=True)
         report["machine"]["load_average_at_end"] = os.getloadavg()
         report["total_seconds"] = time.time() - started
-        out_path.write_text(json.dumps(report, indent=2) + "\n")  # after every run: partial results survive
+        save_report(out_path, report)  # after every run: partial results survive
     print(markdown_table(report))
+
+
+def save_report(path: Path, report: dict[str, Any]) -> None:
+    """Results by mode ('quick' / 'full'); runs of earlier invocations are kept unless re-run by name,
+    so single runs (--only) accumulate into one file."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if "runs" in saved:  # a single-mode file (older layout)
+        saved = {saved.get("mode", "quick"): saved}
+    previous = saved.get(report["mode"], {}).get("runs", [])
+    names = {r["name"] for r in report["runs"]}
+    merged = {**report, "runs": [r for r in previous if r["name"] not in names] + report["runs"]}
+    saved[report["mode"]] = merged
+    saved["table_" + report["mode"]] = markdown_table(merged).splitlines()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(saved, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def markdown_table(report: dict[str, Any]) -> str:

@@ -134,11 +134,9 @@ def build_config(model: type[BaseModel], ctx: click.Context, params: dict[str, A
     for key, value in params.items():
         if not key.startswith("opt__"):
             continue
-        source = ctx.get_parameter_source(key)
-        from_user = source not in (click.core.ParameterSource.DEFAULT, None)
-        if not from_user and (params.get("config_file") or value is None):
-            continue
-        if not from_user and value in ((), None):
+        # Only what the user typed: the model fills its own defaults (click's are for --help), and
+        # an optional nested config (say, a student encoder) stays unset unless named.
+        if ctx.get_parameter_source(key) in (click.core.ParameterSource.DEFAULT, None):
             continue
         parts = key[len("opt__"):].split("__")
         target = data

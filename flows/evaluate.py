@@ -88,12 +88,6 @@ def cli(ctx: click.Context, **params) -> None:
 
     Example: tava evaluate --dataset ../shared/data/beir/scifact --student STUDENT_DIR --adapted ADAPTED_DIR
     """
-    # An optional encoder exists only if the user named some option of it: its other options'
-    # defaults alone (device 'auto', batch size 64, ...) must not conjure a student or adapter.
-    for role in ("student", "adapted"):
-        keys = [k for k in params if k.startswith(f"opt__{role}__")]
-        if all(ctx.get_parameter_source(k) in (click.core.ParameterSource.DEFAULT, None) for k in keys):
-            params.update({k: None for k in keys})
     config = build_config(EvalConfig, ctx, params)
     echo_record(evaluate_flow(config, home=str(TavaHome().root)))
 

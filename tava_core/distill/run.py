@@ -159,7 +159,7 @@ def save_student(student: Student, result: TrainResult, config: DistillConfig, o
             "curves": "curves.png",
         }
         write_json(tmp / CARD_JSON, card)
-        (tmp / "README.md").write_text(model_card_markdown(card))
+        (tmp / "README.md").write_text(model_card_markdown(card, out))
     return card
 
 
@@ -169,7 +169,7 @@ def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(1).mean())
 
 
-def model_card_markdown(card: dict[str, Any]) -> str:
+def model_card_markdown(card: dict[str, Any], path: Path) -> str:
     t, v, s, tr = card["teacher"], card["validation"], card["speed"], card["training"]
     sources = ", ".join(f"{x['dataset']}/{x['collection']} ({x['rows']})" for x in card["corpus"]["sources"])
     if card["kind"] == "static":
@@ -181,6 +181,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         usage = ("```python\nfrom sentence_transformers import SentenceTransformer\n"
                  "model = SentenceTransformer('PATH')\n"
                  "# or: from tava_core.encoders import load_encoder; load_encoder('PATH')\n```")
+    usage = usage.replace("PATH", str(path))
     return f"""---
 library_name: sentence-transformers
 tags: [sentence-transformers, feature-extraction, distillation, tava]
