@@ -10,8 +10,9 @@ setup:
 demo: setup
 	$(VENV)/bin/tava demo
 
+# Bytecode caching on: the suite starts many Python processes (Prefect servers, killed runs).
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/python -m pytest -q
 
 clean:
 	rm -rf .tava
