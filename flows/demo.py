@@ -1,9 +1,10 @@
 """Flow: the whole pipeline on the built-in data — the README's main command.
 
     ingest the built-in docstring corpus  ->  embed corpus, queries and training text with the teacher
-                                          ->  a summary of what was made and where
+        ->  build a FAISS index of the corpus  ->  evaluate the teacher on the labeled split
+        ->  a summary of what was made and where
 
-Later stages (distillation, adapter, index, evaluation) join this story as they land.
+Stages A and B (student, adapter) join this story as they land.
 """
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ from pydantic import BaseModel, Field
 
 from tava_core.config import EncoderSpec, IngestConfig, TavaModel
 from tava_core.embed import EmbedConfig
+from tava_core.evaluate.config import EvalConfig
 from tava_core.home import TavaHome
+from tava_core.index import IndexConfig
 
 from .cli import build_config, config_options
 from .embed import EmbedResult, embed_dataset_flow
+from .evaluate import evaluate_flow
+from .index import rebuild_index
 from .ingest import ingest_corpus
 
 
@@ -31,6 +36,7 @@ class DemoConfig(TavaModel):
     name: Optional[str] = Field(None, description="Dataset name (default: from the source).")
     teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
     shard_size: int = Field(2000, ge=1, description="Rows per text shard.")
+    index_factory: str = Field("HNSW32,Flat", description="FAISS factory string of the corpus index.")
 
 
 class DemoResult(BaseModel):
@@ -39,6 +45,8 @@ class DemoResult(BaseModel):
     rows: dict[str, int]
     vectors: dict[str, str]
     teacher: dict
+    index: dict
+    evaluation: dict
     seconds: dict[str, float]
 
 
@@ -48,6 +56,11 @@ def summary_markdown(result: DemoResult) -> str:
              f"`{result.teacher['fingerprint'][:12]}`)", "",
              "| collection | rows | teacher vectors |", "| --- | ---: | --- |"]
     lines += [f"| {name} | {rows:,} | `{result.vectors.get(name, '-')}` |" for name, rows in result.rows.items()]
+    ev = result.evaluation
+    lines += ["", f"Teacher on the labeled split: nDCG@10 **{ev['teacher_ndcg_at_10']:.4f}** "
+              f"({ev['queries_per_second']:.0f} queries/s); report `{ev['directory']}`",
+              f"Index `{result.index['factory']}` of {result.index['count']:,} vectors, recall@10 "
+              f"{result.index['recall_at_10']} vs exact search: `{result.index['index_dir']}`"]
     lines += ["", "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {step} | {seconds:.1f} |" for step, seconds in result.seconds.items()]
     return "\n".join(lines) + "\n"
@@ -68,10 +81,23 @@ def demo_pipeline(config: DemoConfig = DemoConfig(), home: Optional[str] = None)
     embedded: EmbedResult = embed_dataset_flow(EmbedConfig(dataset=ingested.name, encoder=config.teacher),
                                                home=str(tava_home.root))
     seconds["embed (teacher)"] = time.perf_counter() - start
+    vectors = {c.collection: c.vectors_dir for c in embedded.collections}
 
-    result = DemoResult(dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections,
-                        vectors={c.collection: c.vectors_dir for c in embedded.collections},
-                        teacher=embedded.encoder, seconds=seconds)
+    start = time.perf_counter()
+    index = rebuild_index(IndexConfig(vectors=vectors["corpus"], factory=config.index_factory),
+                          home=str(tava_home.root))
+    seconds["index"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    evaluated = evaluate_flow(EvalConfig(dataset=ingested.name, teacher=config.teacher), home=str(tava_home.root))
+    seconds["evaluate"] = time.perf_counter() - start
+
+    result = DemoResult(
+        dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections, vectors=vectors,
+        teacher=embedded.encoder, seconds=seconds,
+        index={k: index.get(k) for k in ("index_dir", "factory", "count", "recall_at_10", "version")},
+        evaluation={"teacher_ndcg_at_10": evaluated.teacher_ndcg_at_10, "directory": evaluated.directory,
+                    "queries_per_second": next(iter(evaluated.throughput.values()), 0.0)})
     create_markdown_artifact(summary_markdown(result), key="tava-demo-summary", description="tava demo")
     return result
 

@@ -41,9 +41,10 @@ class AdapterConfig(TavaModel):
     residual: bool = Field(True, description=(
         "Residual connections, plus a linear skip path from input to output so the adapter starts "
         "as (at worst) a linear map."))
-    init: Literal["ridge", "procrustes", "random"] = Field("ridge", description=(
+    init: Literal["ridge", "procrustes", "random"] = Field("procrustes", description=(
         "Paired mode: start the linear skip path at a closed-form solution, ridge or orthogonal "
-        "Procrustes (the MLP then learns only what it misses); 'random': plain initialisation."))
+        "Procrustes (the MLP then learns only what it misses; Procrustes keeps the student's geometry "
+        "and transferred better to unseen domains in bench/adapter.py); 'random': plain initialisation."))
     latent_dim: Optional[int] = Field(None, ge=8, description=(
         "Shared latent space as in vec2vec: input adapter -> shared backbone -> output adapter, with a "
         "reverse adapter sharing the backbone; enables the reconstruction loss. Empty = direct map."))
@@ -56,22 +57,22 @@ class AdapterConfig(TavaModel):
     gradient_penalty: Literal["r1", "wgan-gp", "none"] = Field("r1", description=(
         "Gradient penalty on the discriminator: R1 (on real vectors) or WGAN-GP (on interpolates)."))
     gradient_penalty_weight: float = Field(1.0, ge=0.0, description="Weight of the gradient penalty.")
-    vsp_weight: float = Field(0.5, ge=0.0, description=(
+    vsp_weight: float = Field(1.0, ge=0.0, description=(
         "Vector-space preservation: gap between a batch's pairwise cosine matrices before and after mapping."))
     vsp_norm: Literal["l1", "l2"] = Field("l2", description="L1 (mean absolute) or L2 (mean squared) gap for VSP.")
     cycle_weight: float = Field(0.0, ge=0.0, description=(
         "Cycle consistency student -> teacher -> student (trains a reverse adapter). Unpaired default 1."))
     reconstruction_weight: float = Field(0.0, ge=0.0, description=(
         "Reconstruction through the shared latent space (needs latent_dim)."))
-    paired_cosine_weight: float = Field(1.0, ge=0.0, description="Paired supervision: 1 - cosine to the true teacher vector.")
-    paired_mse_weight: float = Field(1.0, ge=0.0, description=(
+    paired_cosine_weight: float = Field(0.1, ge=0.0, description="Paired supervision: 1 - cosine to the true teacher vector.")
+    paired_mse_weight: float = Field(0.0, ge=0.0, description=(
         "Paired supervision: squared error to the true teacher vector (summed over dimensions)."))
-    contrastive_weight: float = Field(0.1, ge=0.0, description=(
+    contrastive_weight: float = Field(1.0, ge=0.0, description=(
         "Paired supervision: in-batch InfoNCE (each mapped vector must be nearest its own teacher vector)."))
     contrastive_temperature: float = Field(0.05, gt=0.0, description="Temperature of the InfoNCE loss.")
 
     # ---------------------------------------------------------------- optimisation
-    lr: float = Field(1e-3, gt=0.0, description="Adapter learning rate (AdamW).")
+    lr: float = Field(3e-4, gt=0.0, description="Adapter learning rate (AdamW).")
     discriminator_lr: float = Field(4e-4, gt=0.0, description="Discriminator learning rate (Adam).")
     weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay of the adapter.")
     batch_size: int = Field(256, ge=2, description="Pairs (or vectors per side) per step.")

@@ -43,6 +43,9 @@ class DistillConfig(TavaModel):
     projection: Optional[bool] = Field(None, description=(
         "Learned linear projection (sentence-transformers Dense) to the teacher's dimension; empty = "
         "on for a transformer student, on for a static student only when static_dim differs from the teacher's."))
+    fit_projection: bool = Field(True, description=(
+        "Transformer student: start the projection at the ridge-regression map (closed form, on up to "
+        "2,048 training texts) from the student's pooled vectors to the teacher's."))
     lr: Optional[float] = Field(None, gt=0, description=(
         "Peak learning rate; empty = 1e-4 (transformer) or 5e-3 (static)."))
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")

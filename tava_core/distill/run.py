@@ -21,7 +21,7 @@ from ..manifest import now_iso
 from .config import DistillConfig
 from .data import TrainingData, load_training_data, resolve_pairs
 from .plots import plot_curves
-from .students import StaticStudent, Student, TransformerStudent
+from .students import StaticStudent, Student, TransformerStudent, fit_projection
 from .trainer import Trainer, TrainResult, check_corpus_size
 
 CARD_JSON = "model_card.json"
@@ -118,6 +118,10 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
                             cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12])
     trainer = Trainer(student, data.texts, data.vectors, config, work_dir_for(out), split=split,
                       data_key=data.key, progress=progress)
+    if config.fit_projection and isinstance(student, TransformerStudent) and student.projection is not None \
+            and not (trainer.checkpoint_dir / "training_state.json").is_file():
+        sample = split.train[np.random.default_rng(config.seed).permutation(len(split.train))[:2048]]
+        fit_projection(student, [data.texts[i] for i in sample], data.vectors[sample])
     result = trainer.train()
     card = save_student(student, result, config, out, teacher=teacher, data=data, run_key=run_key,
                         val_texts=trainer.val_texts)
