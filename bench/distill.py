@@ -159,7 +159,7 @@ PLANS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small corpus, few steps (minutes)")
-    parser.add_argument("--only", default=None, help="run only KIND-SETTING, e.g. transformer-b")
+    parser.add_argument("--only", default=None, help="run only KIND-SETTING[,...], e.g. transformer-b")
     parser.add_argument("--passages", type=int, default=None, help="override the number of passages")
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
     parser.add_argument("--minutes", type=float, default=None, help="training time budget per run")
@@ -173,9 +173,9 @@ def main() -> None:
     args = parser.parse_args()
 
     plan = PLANS["quick" if args.quick else "full"]
-    if args.only:
-        kind, setting = args.only.split("-")
-        plan = [p for p in plan if p[0] == kind and p[1] == setting][:1]
+    if args.only:  # e.g. "transformer-b" or "transformer-a,transformer-b": the first run of each
+        wanted = [tuple(x.split("-")) for x in args.only.split(",")]
+        plan = [next(p for p in plan if (p[0], p[1]) == w) for w in wanted]
     plan = [(k, s, args.passages or n, args.steps or st, alone and not args.no_alone) for k, s, n, st, alone in plan]
     started = time.time()
     load_before = os.getloadavg()

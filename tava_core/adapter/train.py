@@ -99,7 +99,8 @@ def save_run(run: AdapterRun, directory: str | Path, *, student_spec: Optional[d
     import json
 
     report = run.report
-    baselines = {k: v for k, v in report["metrics"].items() if k != "adapter"}
+    # identity is far off in any real pair of spaces and would squash the plot's scale
+    baselines = {k: v for k, v in report["metrics"].items() if k not in {"adapter", "identity"}}
     files = {
         "report.json": lambda p: p.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"),
         "report.md": lambda p: p.write_text(markdown_report(report)),

@@ -176,7 +176,7 @@ class TransformerStudent(nn.Module):
 
 @torch.no_grad()
 def fit_projection(student: "TransformerStudent", texts: Sequence[str], targets: np.ndarray,
-                   batch_size: int = 64, ridge: float = 1e-3) -> float:
+                   batch_size: int = 64, ridge: float = 0.1) -> float:
     """Start the projection at the ridge-regression map from the student's pooled vectors to the
     teacher's (closed form, on a sample of training texts): training then begins near the teacher's
     space instead of spending its first steps finding it. Returns the sample's mean cosine."""
