@@ -258,9 +258,9 @@ def main() -> None:
     student_own = ndcg(data["test"]["student"], data, documents=data["corpus"]["student"])
     print(f"teacher nDCG@10 {teacher_ndcg}; student in its own space {student_own}", flush=True)
     student_same_dim = data["test"]["student"].shape[1] == data["test"]["teacher"].shape[1]
-    # "adapter": the AdapterConfig defaults (vec2vec losses incl. a light adversarial term);
-    # the second variant drops the discriminator and doubles geometry preservation.
-    variants = {"adapter": {}, "adapter_no_adversarial_vsp2": {"adversarial_weight": 0.0, "vsp_weight": 2.0}}
+    # "adapter": the AdapterConfig defaults (paired: supervision + VSP, no discriminator);
+    # the second variant adds vec2vec's adversarial term (LSGAN, R1, spectral norm) at light weight.
+    variants = {"adapter": {}, "adapter_adversarial": {"adversarial_weight": 0.02, "vsp_weight": 1.0}}
     p = data["passages"]
     settings = {
         "a_passages": (p["student"], p["teacher"]),

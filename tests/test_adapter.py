@@ -5,7 +5,6 @@ distortion of them, so how well a map can do is known."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,7 +107,8 @@ def test_baselines_recover_linear_maps_and_metrics_rank_them():
 
 def test_adapter_beats_identity_and_matches_ridge_on_a_nonlinear_distortion():
     student, teacher = synthetic(1000, 12, "nonlinear")
-    config = AdapterConfig(**FAST, max_steps=40, init="ridge", paired_cosine_weight=1.0, paired_mse_weight=1.0)
+    config = AdapterConfig(**FAST, max_steps=40, init="ridge", paired_cosine_weight=1.0, paired_mse_weight=1.0,
+                           adversarial_weight=0.02)
     run = train_adapter_from_arrays(student, teacher, config)
     metrics = run.report["metrics"]
     assert set(metrics) == {"adapter", "identity", "ridge", "procrustes"}
@@ -164,7 +164,7 @@ def test_persistent_nan_raises_and_saves_nothing(monkeypatch, tmp_path):
     monkeypatch.setattr(PairedSupervisionLoss, "forward", lambda self, m, t: (m * float("nan")).sum())
     home = TavaHome(tmp_path / "home")
     config = AdapterConfig(**FAST, student_vectors=[str(s_dir)], teacher_vectors=[str(t_dir)], name="broken",
-                           max_steps=30, max_rollbacks=2, seeds=[0, 1])
+                           max_steps=30, max_rollbacks=2, seeds=[0, 1], adversarial_weight=0.02)
     with pytest.raises(TrainingError, match="diverged"):
         train_adapter_from_dirs(config, home)
     adapters = home.artifacts / "adapters"
@@ -190,7 +190,8 @@ def test_collapsed_outputs_are_detected():
 
 def test_train_step_reports_every_configured_loss():
     student, teacher = synthetic(128, 8)
-    config = AdapterConfig(**FAST, cycle_weight=1.0, adversarial_loss="hinge", gradient_penalty="wgan-gp")
+    config = AdapterConfig(**FAST, cycle_weight=1.0, adversarial_weight=0.1, adversarial_loss="hinge",
+                           gradient_penalty="wgan-gp")
     trainer = AdversarialTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
     logs = trainer.train_step(student[:32], teacher[:32])
     assert {"d_loss", "gradient_penalty", "adversarial", "vsp", "cycle", "paired", "g_loss"} <= set(logs)

@@ -47,25 +47,6 @@ class AdaptedEncoder(Encoder):
         return {**super().info(), "student": self.student.info(), "adapter_sha256": self.adapter_hash}
 
 
-def _load_student(spec: EncoderSpec) -> Encoder:
-    """Resolve the student like ``load_encoder`` does, without its cache: this factory runs while
-    ``load_encoder`` holds its (non-reentrant) lock, so calling it here would deadlock."""
-    import importlib
-    import json
-
-    from ..encoders import ALIASES, ENCODER_TYPES, TransformerEncoder, resolve_model_path
-
-    path = resolve_model_path(spec.model)
-    marker = path / ENCODER_MARKER
-    if marker.is_file():
-        kind = json.loads(marker.read_text()).get("type")
-        if kind not in ENCODER_TYPES:
-            raise ModelLoadError(f"unknown tava encoder type {kind!r}", path=marker)
-        module_name, factory_name = ENCODER_TYPES[kind].split(":")
-        return getattr(importlib.import_module(module_name), factory_name)(path, spec)
-    return TransformerEncoder(path, spec, name=spec.model if spec.model in ALIASES else path.name)
-
-
 def load_adapted_encoder(directory: str | Path, spec: Optional[EncoderSpec] = None) -> AdaptedEncoder:
     """Factory for ``ENCODER_TYPES['adapted']``: ``tava_encoder.json`` names the student's spec.
 
@@ -83,6 +64,8 @@ def load_adapted_encoder(directory: str | Path, spec: Optional[EncoderSpec] = No
         student_data["model"] = str(candidate.resolve())
     if spec is not None:
         student_data.update(device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size)
-    student = _load_student(EncoderSpec.model_validate(student_data))
+    from ..encoders import load_encoder  # the registry's lock is re-entrant
+
+    student = load_encoder(EncoderSpec.model_validate(student_data))
     adapter = load_adapter(directory)
     return AdaptedEncoder(student, adapter, adapter_hash=adapter_weights_hash(directory), name=directory.name)

@@ -56,7 +56,7 @@ def resolve_model_path(model: str) -> Path:
 
 
 _cache: dict[str, Encoder] = {}
-_cache_lock = threading.Lock()
+_cache_lock = threading.RLock()  # re-entrant: an adapted encoder loads its student through load_encoder
 
 
 def load_encoder(spec: EncoderSpec | str, *, cache: bool = True) -> Encoder:
