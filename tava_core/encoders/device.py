@@ -1,9 +1,11 @@
 """Device and precision choice, kept apart so it can be unit-tested without a GPU."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -46,8 +48,9 @@ def available_devices() -> list[str]:
     return ["cpu"]
 
 
-def device_for_shard(index: int, devices: Sequence[str]) -> str:
-    """Round-robin: shard ``index`` goes to ``devices[index % len(devices)]``."""
+def device_for_shard(index: int, devices: Sequence[T]) -> T:
+    """Round-robin: shard ``index`` goes to ``devices[index % len(devices)]`` (device names, or
+    encoder specs that each name one device)."""
     if not devices:
         raise ValueError("no devices to place shards on")
     return devices[index % len(devices)]
