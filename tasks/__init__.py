@@ -20,3 +20,10 @@ def retry_unless_tava_error(task, task_run, state) -> bool:
     except BaseException:  # noqa: BLE001 - anything else may be transient (disk, network, preemption)
         return True
     return True
+
+
+def markdown_facts(title: str, facts: list[tuple[str, object]]) -> str:
+    """A titled two-column markdown table: the shape of every task's summary artifact."""
+    lines = [f"# {title}", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in facts]
+    return "\n".join(lines) + "\n"

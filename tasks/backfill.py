@@ -16,7 +16,7 @@ from tava_core.home import TavaHome
 from tava_core.vectorstore import (BackfillConfig, BackfillPlan, finish_backfill, prepare_backfill,
                                    rollback_backfill, upsert_shard)
 
-from . import retry_unless_tava_error
+from . import markdown_facts, retry_unless_tava_error
 
 
 @task(name="prepare-backfill", cache_policy=NO_CACHE, retry_condition_fn=retry_unless_tava_error)
@@ -40,22 +40,17 @@ def finish_backfill_task(plan: BackfillPlan, config: BackfillConfig) -> dict[str
 
 
 def backfill_summary_markdown(record: dict[str, Any]) -> str:
-    index = record.get("index", {})
-    lines = [
-        f"# LanceDB backfill `{record['table']}`",
-        "",
-        "| | |", "|---|---|",
-        f"| database | `{record['uri']}` |",
-        f"| dataset / collection | {record['dataset']} / {record['collection']} |",
-        f"| encoder | {record['encoder']} `{record['fingerprint'][:12]}` ({record['dim']}-d, column `{record['column']}`) |",
-        f"| shards upserted / total | {record['shards_upserted']} / {record['shards']} (resumed: {record['resumed']}) |",
-        f"| rows written / table rows | {record['rows_written']} / {record['table_rows']} |",
-        f"| rows per second | {record.get('rows_per_second')} |",
-        f"| embed / upsert / total seconds | {record['embed_seconds']} / {record['upsert_seconds']} / {record['seconds']} |",
-        f"| vector index | {index} |",
-        f"| rollback | `tava backfill --rollback --table {record['table']}` restores tag `{record['tag']}` |",
-    ]
-    return "\n".join(lines) + "\n"
+    return markdown_facts(f"LanceDB backfill `{record['table']}`", [
+        ("database", f"`{record['uri']}`"),
+        ("dataset / collection", f"{record['dataset']} / {record['collection']}"),
+        ("encoder", f"{record['encoder']} `{record['fingerprint'][:12]}` ({record['dim']}-d, column `{record['column']}`)"),
+        ("shards upserted / total", f"{record['shards_upserted']} / {record['shards']} (resumed: {record['resumed']})"),
+        ("rows written / table rows", f"{record['rows_written']} / {record['table_rows']}"),
+        ("rows per second", record.get("rows_per_second")),
+        ("embed / upsert / total seconds", f"{record['embed_seconds']} / {record['upsert_seconds']} / {record['seconds']}"),
+        ("vector index", record.get("index", {})),
+        ("rollback", f"`tava backfill --rollback --table {record['table']}` restores tag `{record['tag']}`"),
+    ])
 
 
 @task(name="report-backfill", cache_policy=NO_CACHE)

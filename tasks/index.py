@@ -14,26 +14,22 @@ from prefect.cache_policies import NO_CACHE
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig, build_index, rollback_index
 
-from . import retry_unless_tava_error
+from . import markdown_facts, retry_unless_tava_error
 
 
 def index_summary_markdown(record: dict[str, Any]) -> str:
     recall = record.get("recall_at_10")
     source = record.get("source", {})
-    lines = [
-        f"# FAISS index `{record['factory']}` — version {record.get('version')}",
-        "",
-        "| | |", "|---|---|",
-        f"| index dir | `{record.get('index_dir')}` |",
-        f"| vectors | `{source.get('vector_dir')}` ({len(source.get('shards', []))} shards) |",
-        f"| encoder | {source.get('encoder', {}).get('name')} `{str(source.get('fingerprint'))[:12]}` |",
-        f"| count x dim | {record['count']} x {record['dim']} ({record['metric']}) |",
-        f"| recall@10 vs exact | {'n/a' if recall is None else f'{recall:.4f}'} on {record.get('recall_queries')} queries |",
-        f"| train / add / build seconds | {record.get('train_seconds')} / {record.get('add_seconds')} / {record.get('build_seconds')} |",
-        f"| search params | {record.get('search_params')} |",
-        f"| skipped (already current) | {record.get('skipped', False)} |",
-    ]
-    return "\n".join(lines) + "\n"
+    return markdown_facts(f"FAISS index `{record['factory']}` — version {record.get('version')}", [
+        ("index dir", f"`{record.get('index_dir')}`"),
+        ("vectors", f"`{source.get('vector_dir')}` ({len(source.get('shards', []))} shards)"),
+        ("encoder", f"{source.get('encoder', {}).get('name')} `{str(source.get('fingerprint'))[:12]}`"),
+        ("count x dim", f"{record['count']} x {record['dim']} ({record['metric']})"),
+        ("recall@10 vs exact", f"{'n/a' if recall is None else f'{recall:.4f}'} on {record.get('recall_queries')} queries"),
+        ("train / add / build seconds", f"{record.get('train_seconds')} / {record.get('add_seconds')} / {record.get('build_seconds')}"),
+        ("search params", record.get("search_params")),
+        ("skipped (already current)", record.get("skipped", False)),
+    ])
 
 
 @task(name="build-index", task_run_name="index {config.factory}", retries=1, retry_delay_seconds=[5],

@@ -78,9 +78,10 @@ def embed_shard(job: ShardJob, encoder: Encoder, *, show_progress: bool = False)
                                  path=job.text_shard, hint="re-run `tava ingest` for this dataset")
         texts = document_texts(table) if job.kind == "document" else table.column("text").to_pylist()
         vectors = encoder.encode(texts, kind=job.kind, show_progress=show_progress)
-        write_vector_shard(out, table.column("id").to_pylist(), vectors, metadata={
+        written = write_vector_shard(out, table.column("id").to_pylist(), vectors, metadata={
             "fingerprint": encoder.fingerprint, "source_sha256": job.source_sha256, "kind": job.kind,
             "dim": encoder.dim, "normalized": encoder.normalized, "encoder": encoder.name})
+        return ShardRecord(path=out.name, rows=job.rows, sha256=written["sha256"], source_sha256=job.source_sha256)
     return ShardRecord(path=out.name, rows=job.rows, sha256=sha256_file(out), source_sha256=job.source_sha256)
 
 

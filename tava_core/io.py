@@ -214,16 +214,3 @@ def vectors_from_column(column: pa.ChunkedArray, path: str | Path | None = None)
         return np.zeros((0, dim), dtype=np.float32)
     values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return np.asarray(values, dtype=np.float32).reshape(-1, dim)
-
-
-def read_vectors(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray]:
-    """Concatenate several vector shards (small data only: this loads everything)."""
-    all_ids: list[str] = []
-    blocks: list[np.ndarray] = []
-    for path in paths:
-        ids, vectors = read_vector_shard(path)
-        all_ids.extend(ids)
-        blocks.append(vectors)
-    if not blocks:
-        return [], np.zeros((0, 0), dtype=np.float32)
-    return all_ids, np.concatenate(blocks, axis=0)

@@ -114,10 +114,6 @@ def load_vector_manifest(directory: str | Path) -> VectorManifest:
     return _load(directory, VectorManifest, "vector shards", "run `tava embed` first")
 
 
-def shard_paths(directory: str | Path, shards: list[ShardRecord]) -> list[Path]:
-    return [Path(directory) / s.path for s in shards]
-
-
 def read_vector_dir(directory: str | Path) -> tuple[list[str], "np.ndarray", VectorManifest]:
     """All ``(ids, vectors)`` of a vector directory plus its manifest (small data: loads it all).
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
@@ -96,7 +95,3 @@ def length_sorted_order(texts: Sequence[str]) -> np.ndarray:
     largest batch comes first so out-of-memory shows up (and is handled) at once."""
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     return np.argsort(-lengths, kind="stable")
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in {"1", "true", "yes"}
