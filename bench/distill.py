@@ -136,7 +136,7 @@ def run_config(name: str, kind: str, setting: str, texts: int, steps: int, quick
                   checkpoint_every=max(50, steps // 5), patience=4, warmup_steps=max(1, steps // 20),
                   validation_fraction=0.04, max_epochs=50, threads=threads)
     if kind == "transformer":
-        return DistillConfig(student="transformer", layers=[0, 3], projection=True, lr=1e-4 if not quick else 3e-4,
+        return DistillConfig(student="transformer", layers=[0, 5], projection=True, lr=5e-4,
                              batch_size=16 if quick else 64, alpha_cos=1.0, alpha_mse=1.0, max_length=128, **common)
     # Static: cosine only. Its saved model normalises, and a mean of token vectors cannot have unit
     # norm at every text length, so an MSE term would spend the table's capacity on the norm.

@@ -1,8 +1,8 @@
 """Flow: distil the teacher into a small student (Stage A).
 
-    plan (teacher, datasets; config checks)  ->  teacher vectors of the corpus (embedding flow,
-    cached per shard: computed once, never in the training loop)  ->  check the joined data
-    ->  train + save <home>/artifacts/students/<name>/  ->  curves and metrics as artifacts
+    plan (teacher, datasets, short span views of them; config checks)  ->  teacher vectors of the
+    corpus and its spans (embedding flow, cached per shard: computed once, never in the training
+    loop)  ->  check the joined data  ->  train + save <home>/artifacts/students/<name>/  ->  curves and metrics as artifacts
 """
 from __future__ import annotations
 
@@ -22,16 +22,21 @@ from .cli import build_config, config_options, echo_record
 
 @flow(name="distill-student", log_prints=True)
 def distill_student(config: DistillConfig = DistillConfig(), home: Optional[str] = None) -> dict[str, Any]:
-    """Train a transformer or static student on the teacher's cached vectors of unlabeled text."""
+    """Train a transformer or static student on the teacher's cached vectors of unlabeled text.
+
+    Args:
+        config: Teacher, training texts, student architecture and the training schedule.
+        home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
+    """
     from flows.embed import embed_dataset_flow
 
     logger = get_run_logger()
     home = str(TavaHome(home).root)
     plan = plan_task(config, home)
-    if not config.teacher_vectors:
-        for dataset in plan["datasets"]:
-            embed_dataset_flow(EmbedConfig(dataset=dataset["dataset"], collections=dataset["collections"],
-                                           encoder=EncoderSpec(model=config.teacher)), home=home)
+    to_embed = ([] if config.teacher_vectors else plan["datasets"]) + plan["span_datasets"]
+    for dataset in to_embed:
+        embed_dataset_flow(EmbedConfig(dataset=dataset["dataset"], collections=dataset["collections"],
+                                       encoder=EncoderSpec(model=config.teacher)), home=home)
     checked = check_data_task(config, home)
     logger.info("training on %d texts (%d held out) from %s", checked["texts"], checked["validation"],
                 ", ".join(f"{s['dataset']}/{s['collection']}" for s in checked["sources"]))

@@ -10,6 +10,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import TaskRunContext
 
 from tava_core.distill import DistillConfig, check_student_config, output_dir, prepare_training
+from tava_core.distill.run import span_datasets
+from tava_core.distill.spans import SPAN_COLLECTION
 from tava_core.distill.data import training_collections
 from tava_core.distill.trainer import check_corpus_size
 from tava_core.encoders import load_encoder
@@ -32,7 +34,10 @@ def plan_task(config: DistillConfig, home: Optional[str]) -> dict[str, Any]:
         datasets.append({"dataset": str(dataset_dir), "name": manifest.name,
                          "collections": training_collections(list(manifest.collections), config.collections,
                                                              dataset_dir)})
-    return {"teacher": teacher.info(), "datasets": datasets}
+    # Span views are a derived dataset (written here, cheap); the flow embeds them like the rest.
+    spans = [{"dataset": str(d), "name": d.name, "collections": [SPAN_COLLECTION]}
+             for d in span_datasets(config, tava_home)]
+    return {"teacher": teacher.info(), "datasets": datasets, "span_datasets": spans}
 
 
 @task(name="distill-check-data", task_run_name="check training data {config.name}")

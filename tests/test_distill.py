@@ -61,7 +61,7 @@ def toy_home(tmp_path_factory, teacher_dir) -> Path:
 def _config(teacher: Path, /, **overrides) -> DistillConfig:
     base = dict(name="s", teacher=str(teacher), datasets=["toy"], layers=[1], steps=60, batch_size=16,
                 warmup_steps=5, lr=2e-3, eval_every=20, checkpoint_every=20, validation_fraction=0.05,
-                max_length=32, patience=0, device="cpu", threads=1)
+                max_length=32, patience=0, device="cpu", threads=1, span_views=0)
     base.update(overrides)
     return DistillConfig(**base)
 
@@ -110,8 +110,9 @@ def test_static_student_saves_for_tava_sentence_transformers_and_model2vec(tmp_p
 @pytest.mark.parametrize("kind", ["transformer", "static"])
 def test_short_training_lowers_loss_and_raises_held_out_cosine(toy_home, teacher_dir, kind):
     # fit_projection off: the run must earn its gain by training (the fit is tested on its own below).
+    # The transformer run also trains on one span view per text (the span path end to end).
     extra = ({"student": "static", "static_init": "token_embeddings", "lr": 2e-2} if kind == "static"
-             else {"fit_projection": False})
+             else {"fit_projection": False, "span_views": 1})
     card = distill(_config(teacher_dir, name=f"short-{kind}", **extra), toy_home, progress=False)
     out = Path(card["output"])
     assert out == TavaHome(toy_home).artifacts / "students" / f"short-{kind}"
@@ -122,7 +123,14 @@ def test_short_training_lowers_loss_and_raises_held_out_cosine(toy_home, teacher
     assert val["best_cosine"] > val["initial_cosine"] + 0.03
     assert val["saved_model_cosine"] == pytest.approx(val["best_cosine"], abs=0.05)
     history = card["training"]["steps_done"]
-    assert history == 60 and card["corpus"]["texts"] == 400
+    sources = {(x["collection"], x["rows"]) for x in card["corpus"]["sources"]}
+    if kind == "transformer":
+        spans = [rows for collection, rows in sources if collection == "spans"]
+        assert len(spans) == 1 and 300 <= spans[0] <= 400  # one view per text, minus per-text duplicates
+        assert card["corpus"]["texts"] == 400 + spans[0]
+    else:
+        assert card["corpus"]["texts"] == 400 and sources == {("texts", 400)}
+    assert history == 60
     losses = json.loads((out / "model_card.json").read_text())["training"]
     assert losses["best_step"] > 0 and card["speed"]["student_texts_per_second"] > 0
     # A re-run of the same config is free: the finished artifact is reused.

@@ -24,11 +24,16 @@ class DistillConfig(TavaModel):
     teacher_vectors: list[str] = Field(default_factory=list, description=(
         "Vector directories (with manifest.json) holding the teacher's vectors of those collections, "
         "one per dataset collection; empty = compute (or reuse) them with the embedding stage."))
+    span_views: int = Field(2, ge=0, le=16, description=(
+        "Short label-free views per training text (a sentence or a 4-24-word window), embedded by the "
+        "teacher like any collection and trained on beside the texts: queries are short, and a student "
+        "that only saw passages lands far from the teacher on them. 0 = off."))
     student: Literal["transformer", "static"] = Field("transformer", description=(
         "'transformer': a few of the teacher's layers (+ projection); 'static': a token-embedding "
         "table with per-token weights (model2vec-initialised), the fastest possible query encoder."))
-    layers: list[int] = Field(default_factory=lambda: [0, 3], description=(
-        "Transformer student: indices of the teacher layers to keep (e.g. 0 3 of 6); empty = a fresh "
+    layers: list[int] = Field(default_factory=lambda: [0, 5], description=(
+        "Transformer student: indices of the teacher layers to keep (e.g. 0 5 of 6: the first and the "
+        "last gave the closest start of every pair on SciFact queries); empty = a fresh "
         "small config (see hidden_size, num_layers)."))
     freeze_embeddings: bool = Field(True, description=(
         "Transformer student from teacher layers: keep the teacher's token-embedding table frozen "

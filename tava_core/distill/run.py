@@ -15,11 +15,12 @@ import numpy as np
 
 from ..encoders import Encoder, load_encoder, resolve_model_path
 from ..errors import ConfigError
-from ..home import TavaHome
+from ..home import TavaHome, find_dataset
 from ..io import atomic_directory, read_json, stable_hash, write_json
-from ..manifest import now_iso
+from ..manifest import load_dataset_manifest, now_iso
 from .config import DistillConfig
-from .data import TrainingData, load_training_data, resolve_pairs
+from .data import TrainingData, load_training_data, resolve_pairs, training_collections
+from .spans import SPAN_COLLECTION, write_span_dataset
 from .plots import plot_curves
 from .students import StaticStudent, Student, TransformerStudent, fit_projection
 from .trainer import Trainer, TrainResult, check_corpus_size
@@ -87,12 +88,52 @@ def existing_result(out: Path, run_key: str) -> Optional[dict[str, Any]]:
     return None
 
 
-def prepare_training(config: DistillConfig, home: TavaHome, teacher: Encoder) -> TrainingData:
-    """Resolve and load (dataset, collection, teacher vectors) pairs, checking every contract."""
+def span_datasets(config: DistillConfig, home: TavaHome) -> list[Path]:
+    """Write (or reuse) the span dataset of every training dataset (none when ``span_views`` is 0).
+
+    With ``max_texts``, spans are cut only from the texts that are kept (datasets in order)."""
+    if not config.span_views:
+        return []
+    remaining = config.max_texts
+    out = []
+    for dataset in config.datasets:
+        if remaining is not None and remaining <= 0:
+            break
+        dataset_dir = find_dataset(home, dataset)
+        manifest = load_dataset_manifest(dataset_dir)
+        collections = training_collections(list(manifest.collections), config.collections, dataset_dir)
+        out.append(write_span_dataset(home, dataset_dir, collections, config.span_views, config.seed,
+                                      limit=remaining))
+        if remaining is not None:
+            remaining -= sum(manifest.collections[c].rows for c in collections)
+    return out
+
+
+def prepare_training(config: DistillConfig, home: TavaHome, teacher: Encoder, *,
+                     embed_missing: bool = False, progress: bool = False) -> TrainingData:
+    """Resolve and load (dataset, collection, teacher vectors) pairs, checking every contract.
+
+    Span views come after the texts (so ``max_texts`` trims texts, not spans). With
+    ``embed_missing`` the teacher's vectors of the spans are computed here when not cached (the
+    flow embeds them itself, one task per shard)."""
     pairs = resolve_pairs(home, config.datasets, config.collections, config.teacher_vectors, teacher.name,
                           teacher.fingerprint)
-    return load_training_data(pairs, teacher_fingerprint=teacher.fingerprint, teacher_dim=teacher.dim,
+    base = load_training_data(pairs, teacher_fingerprint=teacher.fingerprint, teacher_dim=teacher.dim,
                               max_texts=config.max_texts)
+    spans = span_datasets(config, home)
+    if not spans:
+        return base
+    if embed_missing:
+        from ..config import EncoderSpec
+        from ..embed import EmbedConfig, embed_dataset
+
+        for dataset_dir in spans:
+            embed_dataset(EmbedConfig(dataset=str(dataset_dir), encoder=EncoderSpec(model=config.teacher)), home,
+                          show_progress=progress)
+    span_pairs = resolve_pairs(home, [str(d) for d in spans], [SPAN_COLLECTION], [], teacher.name, teacher.fingerprint)
+    extra = load_training_data(span_pairs, teacher_fingerprint=teacher.fingerprint, teacher_dim=teacher.dim)
+    return TrainingData(texts=base.texts + extra.texts, vectors=np.concatenate([base.vectors, extra.vectors]),
+                        sources=base.sources + extra.sources)
 
 
 def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
@@ -106,7 +147,7 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     teacher = load_encoder(config.teacher)
     teacher_dir = resolve_model_path(config.teacher)
     check_student_config(config, teacher.dim)
-    data = data or prepare_training(config, home, teacher)
+    data = data or prepare_training(config, home, teacher, embed_missing=True, progress=progress)
     source = ", ".join(f"{s['dataset']}/{s['collection']}" for s in data.sources)
     split = check_corpus_size(len(data.texts), config, source=source)
     out = output_dir(config, home)

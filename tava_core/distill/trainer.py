@@ -64,12 +64,39 @@ def check_corpus_size(n_texts: int, config: DistillConfig, *, source: str = "") 
     return split_indices(n_texts, config.validation_fraction, config.seed)
 
 
-def batch_indices(train: np.ndarray, step: int, batch_size: int, seed: int) -> np.ndarray:
-    """Indices of the batch at ``step``: epoch-wise seeded permutations, last partial batch dropped."""
-    per_epoch = len(train) // batch_size
-    epoch, position = divmod(step, per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(len(train))
-    return train[order[position * batch_size:(position + 1) * batch_size]]
+LENGTH_GROUP_BATCHES = 32
+
+
+class BatchPlan:
+    """Which texts each step trains on: a seeded permutation per epoch (last partial batch
+    dropped), a pure function of (seed, step) so a resumed run walks the same batches.
+
+    With ``lengths``, texts of similar length share a batch (sorted within windows of 32
+    batches, then the batches shuffled): padding to the longest text in a batch otherwise costs
+    a batch of short spans the price of a batch of passages."""
+
+    def __init__(self, train: np.ndarray, batch_size: int, seed: int, lengths: Optional[np.ndarray] = None) -> None:
+        self.train, self.batch_size, self.seed = train, batch_size, seed
+        self.lengths = None if lengths is None else np.asarray(lengths)[train]
+        self.per_epoch = len(train) // batch_size
+        self._epoch, self._batches = -1, np.zeros((0, batch_size), np.int64)
+
+    def _plan(self, epoch: int) -> np.ndarray:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train))
+        order = order[:self.per_epoch * self.batch_size]
+        if self.lengths is not None:
+            window = self.batch_size * LENGTH_GROUP_BATCHES
+            order = np.concatenate([chunk[np.argsort(self.lengths[chunk], kind="stable")]
+                                    for chunk in np.split(order, range(window, len(order), window))])
+            batches = order.reshape(self.per_epoch, self.batch_size)
+            return batches[np.random.default_rng([self.seed, epoch, 1]).permutation(self.per_epoch)]
+        return order.reshape(self.per_epoch, self.batch_size)
+
+    def __call__(self, step: int) -> np.ndarray:
+        epoch, position = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, self._plan(epoch)
+        return self.train[self._batches[position]]
 
 
 def lr_lambda(config: DistillConfig) -> Callable[[int], float]:
@@ -287,11 +314,13 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=config.steps, initial=step, desc=f"distill {student.kind}", unit="step")
+        lengths = np.fromiter((len(t) for t in self.texts), dtype=np.int64, count=len(self.texts))
+        batches = BatchPlan(self.split.train, config.batch_size, config.seed, lengths)
         student.train()
         try:
             with _StopRequest() as stop:
                 while step < config.steps:
-                    idx = batch_indices(self.split.train, step, config.batch_size, config.seed)
+                    idx = batches(step)
                     features = student.prepare([self.texts[i] for i in idx])
                     target = torch.from_numpy(self.teacher[idx])
                     out = student(features)

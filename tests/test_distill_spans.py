@@ -1,0 +1,67 @@
+"""Span views (short label-free training texts) and length-grouped batches."""
+from __future__ import annotations
+
+import numpy as np
+
+from distill_helpers import make_toy_dataset
+from tava_core.distill.spans import MAX_WORDS, MIN_WORDS, make_spans, write_span_dataset
+from tava_core.distill.trainer import BatchPlan
+from tava_core.home import TavaHome
+from tava_core.io import read_text_shard
+from tava_core.manifest import load_dataset_manifest
+
+PASSAGE = ("Aspirin is widely used. It lowers the risk of a first heart attack in adults over fifty, a large "
+           "trial found after ten years of follow-up across many hospitals in three countries! Side effects "
+           "were rare; bleeding in the stomach was the most common one reported by the doctors involved.")
+
+
+def test_spans_are_short_deterministic_and_per_text():
+    ids, texts = ["a", "b"], [PASSAGE, "one two three"]
+    span_ids, spans = make_spans(ids, texts, views=4, seed=0)
+    assert make_spans(ids, texts, views=4, seed=0) == (span_ids, spans)
+    assert make_spans(ids, texts, views=4, seed=1) != (span_ids, spans)
+    a_spans = [s for i, s in zip(span_ids, spans) if i.startswith("a#")]
+    assert 2 <= len(a_spans) <= 4 and len(set(a_spans)) == len(a_spans)  # de-duplicated per text
+    for span in a_spans:
+        assert MIN_WORDS <= len(span.split()) <= MAX_WORDS and span in " ".join(PASSAGE.split())
+    assert [s for i, s in zip(span_ids, spans) if i.startswith("b#")] == ["one two three"]  # too short to cut
+    # A function of the text's id: adding texts elsewhere changes no existing span.
+    more_ids, more = make_spans(["z"] + ids, ["other words entirely here and there"] + texts, views=4, seed=0)
+    assert [s for i, s in zip(more_ids, more) if not i.startswith("z#")] == spans
+
+
+def test_span_dataset_is_written_once_and_respects_the_limit(tmp_path):
+    home = TavaHome(tmp_path)
+    source = make_toy_dataset(tmp_path, "toy", n=50)
+    out = write_span_dataset(home, source, ["texts"], views=2, seed=0)
+    manifest = load_dataset_manifest(out)
+    rows = manifest.collections["spans"].rows
+    assert 50 <= rows <= 100 and manifest.info["from"] == "toy"
+    shard = out / manifest.collections["spans"].shards[0].path
+    before = shard.stat().st_mtime_ns
+    assert write_span_dataset(home, source, ["texts"], views=2, seed=0) == out
+    assert shard.stat().st_mtime_ns == before  # reused, not rewritten
+    limited = write_span_dataset(home, source, ["texts"], views=2, seed=0, limit=10)
+    ids = read_text_shard(limited / load_dataset_manifest(limited).collections["spans"].shards[0].path)
+    assert {i.split("#")[0] for i in ids.column("id").to_pylist()} <= {f"t{i}" for i in range(10)}
+    assert not list(tmp_path.rglob("*.tmp*"))
+
+
+def test_length_grouped_batches_cover_each_text_once_and_cut_padding():
+    rng = np.random.default_rng(0)
+    lengths = np.where(rng.random(4000) < 0.5, rng.integers(20, 120, 4000), rng.integers(500, 900, 4000))
+    train = np.sort(rng.permutation(4000)[:3600])
+    grouped, plain = BatchPlan(train, 64, seed=3, lengths=lengths), BatchPlan(train, 64, seed=3)
+    epoch = np.concatenate([grouped(step) for step in range(grouped.per_epoch)])
+    assert len(epoch) == len(set(epoch.tolist())) == grouped.per_epoch * 64 and set(epoch) <= set(train)
+
+    def padding(plan: BatchPlan) -> float:  # padded positions / real positions over an epoch
+        waste = [lengths[plan(s)].max() * 64 - lengths[plan(s)].sum() for s in range(plan.per_epoch)]
+        return sum(waste) / sum(lengths[train])
+
+    assert padding(grouped) < 0.5 * padding(plain)
+    # A pure function of (seed, step): a resumed run (a new plan) walks the same batches.
+    again = BatchPlan(train, 64, seed=3, lengths=lengths)
+    for step in (0, 7, grouped.per_epoch + 5):
+        np.testing.assert_array_equal(again(step), grouped(step))
+    assert not np.array_equal(grouped(grouped.per_epoch), grouped(0))  # a new order each epoch
