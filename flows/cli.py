@@ -22,6 +22,7 @@ from tava_core.errors import TavaError
 # command -> "module:attribute" of a click command; a module not present yet is simply not listed.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("flows.demo:cli", "Run the whole pipeline on the built-in data (the README's main command)."),
+    "run": ("flows.demo:run_cli", "Run the whole pipeline with your config file (`--config FILE`, YAML or TOML)."),
     "ingest": ("flows.ingest:cli", "Read a corpus (BEIR, JSONL, Parquet, CSV/TSV, .txt folder) into Parquet shards."),
     "data": ("flows.ingest:data_cli", "Built-in and downloadable datasets."),
     "embed": ("flows.embed:cli", "Embed a dataset's shards with an encoder into vector shards (cached)."),

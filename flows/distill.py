@@ -34,9 +34,11 @@ def distill_student(config: DistillConfig = DistillConfig(), home: Optional[str]
     home = str(TavaHome(home).root)
     plan = plan_task(config, home)
     to_embed = ([] if config.teacher_vectors else plan["datasets"]) + plan["span_datasets"]
+    teacher_vectors: dict[str, str] = {}  # "<dataset dir>/<collection>" -> the teacher's vector dir
     for dataset in to_embed:
-        embed_dataset_flow(EmbedConfig(dataset=dataset["dataset"], collections=dataset["collections"],
-                                       encoder=EncoderSpec(model=config.teacher)), home=home)
+        embedded = embed_dataset_flow(EmbedConfig(dataset=dataset["dataset"], collections=dataset["collections"],
+                                                  encoder=EncoderSpec(model=config.teacher)), home=home)
+        teacher_vectors.update({f"{dataset['dataset']}/{c.collection}": c.vectors_dir for c in embedded.collections})
     checked = check_data_task(config, home)
     logger.info("training on %d texts (%d held out) from %s", checked["texts"], checked["validation"],
                 ", ".join(f"{s['dataset']}/{s['collection']}" for s in checked["sources"]))
@@ -45,7 +47,9 @@ def distill_student(config: DistillConfig = DistillConfig(), home: Optional[str]
     v, s = record["validation"], record["speed"]
     logger.info("student %s: held-out cosine %.4f -> %.4f, %.1fx the teacher's speed, saved to %s",
                 record["name"], v["initial_cosine"], v["best_cosine"], s["speedup"], record["output"])
-    return record
+    # What later stages (an adapter on the same texts) need: the span datasets and teacher vectors.
+    return {**record, "span_datasets": [d["dataset"] for d in plan["span_datasets"]],
+            "teacher_vectors": teacher_vectors}
 
 
 @click.command("distill")

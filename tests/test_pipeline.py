@@ -1,0 +1,69 @@
+"""The whole pipeline (`tava demo` / `tava run --config`) end to end on the built-in data, with the
+tiny random teacher so it takes seconds: every stage runs, the table has every system, and a
+second run with nothing changed trains nothing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+
+def _tiny_pipeline_config(teacher: Path) -> dict:
+    return {"teacher": {"model": str(teacher)},
+            "distill": {"layers": [1], "steps": 12, "batch_size": 16, "eval_every": 6, "checkpoint_every": 6,
+                        "warmup_steps": 2, "max_length": 32, "span_views": 1, "max_texts": 600},
+            "adapter": {"hidden_dims": [64], "max_steps": 30, "eval_every": 10, "batch_size": 64}}
+
+
+def test_partial_stage_sections_keep_the_pipeline_defaults():
+    from flows.demo import PipelineConfig
+
+    config = PipelineConfig.model_validate({"distill": {"steps": 7}})
+    assert config.distill.steps == 7 and config.distill.name == "demo-student" and config.distill.batch_size == 32
+    assert config.adapter.name == "demo-adapter"
+    with pytest.raises(Exception, match="stepz"):
+        PipelineConfig.model_validate({"distill": {"stepz": 7}})
+
+
+def test_run_command_needs_a_config_file():
+    from flows.demo import run_cli
+
+    result = CliRunner().invoke(run_cli, [])
+    assert result.exit_code != 0 and "--config" in result.output
+
+
+@pytest.mark.slow
+def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harness, tava_home, tiny_model_dir,
+                                                                  tmp_path):
+    import yaml
+
+    from flows.demo import PipelineConfig, demo_pipeline, run_cli
+    from tava_core.home import TavaHome
+
+    config = PipelineConfig.model_validate(_tiny_pipeline_config(tiny_model_dir))
+    first = demo_pipeline(config, home=str(tava_home))
+    systems = [row["system"] for row in first.quality]
+    assert systems == ["teacher", "student alone", "student, no adapter", "student + adapter"]
+    for row in first.quality:
+        assert 0.0 <= row["ndcg_at_10"] <= 1.0 and row["queries_per_second"] > 0
+    assert first.quality[0]["retention"] == 1.0 and first.quality[0]["speedup"] == 1.0
+    student, adapter = Path(first.student_dir), Path(first.adapter_dir)
+    assert (student / "modules.json").is_file() and (adapter / "tava_encoder.json").is_file()
+    card = json.loads((student / "model_card.json").read_text())
+    assert any(s["collection"] == "spans" for s in card["corpus"]["sources"])          # Stage A saw span views
+    assert "queries" not in {s["collection"] for s in card["corpus"]["sources"]}       # never the queries
+    assert Path(first.index["index_dir"]).is_dir() and len(first.report_dirs) == 2
+
+    # Nothing changed: same numbers, and the student is not retrained (its files are untouched).
+    weights = student / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    config_file = tmp_path / "pipeline.yaml"
+    config_file.write_text(yaml.safe_dump(_tiny_pipeline_config(tiny_model_dir)))
+    result = CliRunner().invoke(run_cli, ["--config", str(config_file)], env={"TAVA_HOME": str(tava_home)},
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert weights.stat().st_mtime_ns == before
+    assert "student + adapter" in result.output and f"{first.quality[3]['ndcg_at_10']:.4f}" in result.output
+    assert TavaHome(tava_home).root == tava_home.resolve()
