@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from distill_helpers import make_toy_dataset
 from tava_core.distill.spans import MAX_WORDS, MIN_WORDS, make_spans, write_span_dataset
@@ -65,3 +66,24 @@ def test_length_grouped_batches_cover_each_text_once_and_cut_padding():
     for step in (0, 7, grouped.per_epoch + 5):
         np.testing.assert_array_equal(again(step), grouped(step))
     assert not np.array_equal(grouped(grouped.per_epoch), grouped(0))  # a new order each epoch
+
+
+def test_a_time_capped_run_still_anneals_its_learning_rate():
+    import torch
+
+    from tava_core.distill import DistillConfig
+    from tava_core.distill.trainer import Optimization
+
+    config = DistillConfig(steps=100, warmup_steps=10, lr=1e-3, schedule="linear")
+    student = torch.nn.Linear(4, 4)
+    optimization = Optimization(student, config)
+    optimization.set_progress(4)
+    assert optimization.lr == pytest.approx(1e-3 * 5 / 10)             # warm-up
+    optimization.set_progress(20)
+    assert optimization.lr == pytest.approx(1e-3 * (1 - 10 / 90))      # by steps
+    optimization.set_progress(20, time_fraction=0.55)                  # the clock is further along
+    assert optimization.lr == pytest.approx(1e-3 * (1 - 45 / 90))
+    optimization.set_progress(20, time_fraction=1.0)
+    assert optimization.lr == pytest.approx(0.0)
+    optimization.set_progress(4, time_fraction=0.9)                    # never skips the warm-up
+    assert optimization.lr == pytest.approx(1e-3 * 5 / 10)

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -99,21 +99,17 @@ class BatchPlan:
         return self.train[self._batches[position]]
 
 
-def lr_lambda(config: DistillConfig) -> Callable[[int], float]:
+def lr_factor(config: DistillConfig, progress_steps: float) -> float:
+    """Learning-rate multiplier after ``progress_steps``: linear warm-up, then linear/cosine decay."""
     warmup, total = config.warmup_steps, config.steps
-
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if config.schedule == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        progress = min(max(progress, 0.0), 1.0)
-        if config.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        return 1.0 - progress
-
-    return factor
+    if warmup and progress_steps < warmup:
+        return (progress_steps + 1) / warmup
+    if config.schedule == "constant":
+        return 1.0
+    progress = min(max((progress_steps - warmup) / max(1, total - warmup), 0.0), 1.0)
+    if config.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0 - progress
 
 
 @dataclass
@@ -181,8 +177,21 @@ class Optimization:
         self.optimizers = [torch.optim.AdamW(self.dense, lr=lr, weight_decay=config.weight_decay)]
         if sparse:
             self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
-        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lr_lambda(config)) for o in self.optimizers]
+        self.config = config
         self.grad_clip = config.grad_clip
+        self.set_progress(0, 0.0)
+
+    def set_progress(self, step: int, time_fraction: float = 0.0) -> None:
+        """Set the learning rate for ``step``. Under a time budget, progress is the larger of
+        steps done and time used (as a share of the steps), so a run that the budget will cut
+        short still anneals instead of stopping at its peak learning rate."""
+        progress = float(step)
+        if time_fraction > 0 and step >= self.config.warmup_steps:
+            progress = max(progress, time_fraction * self.config.steps)
+        factor = lr_factor(self.config, progress)
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = self.config.resolved_lr() * factor
 
     def zero_grad(self) -> None:
         for optimizer in self.optimizers:
@@ -192,23 +201,19 @@ class Optimization:
         return torch.nn.utils.clip_grad_norm_(self.dense, self.grad_clip)
 
     def step(self) -> None:
-        for optimizer, scheduler in zip(self.optimizers, self.schedulers):
+        for optimizer in self.optimizers:
             optimizer.step()
-            scheduler.step()
 
     @property
     def lr(self) -> float:
-        return self.schedulers[0].get_last_lr()[0]
+        return self.optimizers[0].param_groups[0]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizers": [o.state_dict() for o in self.optimizers],
-                "schedulers": [s.state_dict() for s in self.schedulers]}
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for optimizer, saved in zip(self.optimizers, state["optimizers"]):
             optimizer.load_state_dict(saved)
-        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
-            scheduler.load_state_dict(saved)
 
 
 class Trainer:
@@ -337,6 +342,9 @@ class Trainer:
                         raise TrainingError(f"gradient norm became {float(grad_norm)} at step {step + 1}; training "
                                             "stopped and nothing was saved", path=self.work_dir,
                                             hint="lower --lr or raise --warmup-steps")
+                    budget = config.time_budget_minutes
+                    used = (elapsed_before + time.monotonic() - started) / (budget * 60) if budget else 0.0
+                    optimization.set_progress(step, used)
                     optimization.step()
                     step += 1
                     history.append({"step": step, "loss": float(loss.detach()), "lr": optimization.lr, **parts})
