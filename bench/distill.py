@@ -153,12 +153,17 @@ PLANS = {
              # quality against corpus size and steps (setting b, transformer)
              ("transformer", "b", 5000, 750, False), ("transformer", "b", 5000, 1500, False),
              ("transformer", "b", 20000, 1500, False)],
+    # quality against corpus size and steps, with the static student (minutes per run)
+    "scaling": [("static", setting, passages, steps, False) for setting in ("b", "a")
+                for passages in (2500, 5000, 12500) for steps in (750, 2000)],
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small corpus, few steps (minutes)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="static students over corpus sizes x steps (quality vs data and steps)")
     parser.add_argument("--only", default=None, help="run only KIND-SETTING[,...], e.g. transformer-b")
     parser.add_argument("--passages", type=int, default=None, help="override the number of passages")
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
@@ -172,7 +177,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
-    plan = PLANS["quick" if args.quick else "full"]
+    plan = PLANS["quick" if args.quick else "scaling" if args.scaling else "full"]
     if args.only:  # e.g. "transformer-b" or "transformer-a,transformer-b": the first run of each
         wanted = [tuple(x.split("-")) for x in args.only.split(",")]
         plan = [next(p for p in plan if (p[0], p[1]) == w) for w in wanted]
@@ -189,7 +194,7 @@ def main() -> None:
     teacher_qps = throughput(teacher, data.query_texts)
     report: dict[str, Any] = {
         "benchmark": "Stage A distillation, SciFact test (300 queries, 5,183 docs)",
-        "mode": "quick" if args.quick else "full", "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+        "mode": "quick" if args.quick else "scaling" if args.scaling else "full", "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                                                "load_average_at_start": load_before},
         "teacher": {"model": "all-MiniLM-L6-v2", "ndcg10": data.teacher_ndcg(), "published_ndcg10": TEACHER_NDCG_PUBLISHED,
                     "queries_per_second": teacher_qps},

@@ -195,7 +195,7 @@ def save_student(student: Student, result: TrainResult, config: DistillConfig, o
             "corpus": {"texts": len(data.texts), "train": len(data.texts) - len(val_texts),
                        "validation": len(val_texts), "sources": data.sources},
             "training": {**result.summary(), "config": config.model_dump(mode="json")},
-            "validation": {"initial_cosine": result.initial_validation_cosine,
+            "validation": {"curve": result.validation, "initial_cosine": result.initial_validation_cosine,
                            "best_cosine": result.best_validation_cosine, "best_step": result.best_step,
                            "saved_model_cosine": _mean_cosine(check, teacher.encode(speed_texts[:256]))},
             "speed": {"student_texts_per_second": student_tps, "teacher_texts_per_second": teacher_tps,
