@@ -102,10 +102,12 @@ def span_datasets(config: DistillConfig, home: TavaHome) -> list[Path]:
         dataset_dir = find_dataset(home, dataset)
         manifest = load_dataset_manifest(dataset_dir)
         collections = training_collections(list(manifest.collections), config.collections, dataset_dir)
-        out.append(write_span_dataset(home, dataset_dir, collections, config.span_views, config.seed,
-                                      limit=remaining))
+        rows = sum(manifest.collections[c].rows for c in collections)
+        # A limit that cuts nothing is no limit: the spans (and their cached vectors) are shared.
+        limit = remaining if remaining is not None and remaining < rows else None
+        out.append(write_span_dataset(home, dataset_dir, collections, config.span_views, config.seed, limit=limit))
         if remaining is not None:
-            remaining -= sum(manifest.collections[c].rows for c in collections)
+            remaining -= rows
     return out
 
 
