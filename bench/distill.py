@@ -162,6 +162,9 @@ PLANS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small corpus, few steps (minutes)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="re-measure query throughput (and alone nDCG) of the saved students of the "
+                             "full results, e.g. on a quieter machine; training is not repeated")
     parser.add_argument("--scaling", action="store_true",
                         help="static students over corpus sizes x steps (quality vs data and steps)")
     parser.add_argument("--only", default=None, help="run only KIND-SETTING[,...], e.g. transformer-b")
@@ -177,6 +180,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
+    if args.remeasure:
+        remeasure(Path(args.out), Path(args.home), alone=not args.no_alone)
+        return
     plan = PLANS["quick" if args.quick else "scaling" if args.scaling else "full"]
     if args.only:  # e.g. "transformer-b" or "transformer-a,transformer-b": the first run of each
         wanted = [tuple(x.split("-")) for x in args.only.split(",")]
@@ -225,6 +231,27 @@ def main() -> None:
         report["machine"]["load_average_at_end"] = os.getloadavg()
         report["total_seconds"] = time.time() - started
         save_report(out_path, report)  # after every run: partial results survive
+    print(markdown_table(report))
+
+
+def remeasure(out_path: Path, home: Path, *, alone: bool) -> None:
+    """Evaluate the saved students of the 'full' results again (same weights), teacher speed first."""
+    saved = json.loads(out_path.read_text())
+    report = saved["full"]
+    paths = prepare(0, home, progress=False, wait_minutes=0)
+    data = SciFact(paths)
+    teacher_qps = throughput(load_encoder("all-MiniLM-L6-v2"), data.query_texts)
+    report["teacher"]["queries_per_second"] = teacher_qps
+    report["machine"]["load_average_at_start"] = os.getloadavg()
+    for run in report["runs"]:
+        if not Path(run["output"]).is_dir():
+            print(f"skip {run['name']}: {run['output']} is gone", flush=True)
+            continue
+        run.update(evaluate_student(Path(run["output"]), data, teacher_qps, alone=alone or "alone_ndcg10" in run))
+        run["remeasured"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        print(json.dumps({k: run[k] for k in ("name", "asymmetric_ndcg10", "speedup_vs_teacher")}), flush=True)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    save_report(out_path, report)
     print(markdown_table(report))
 
 
