@@ -19,8 +19,13 @@ from .cli import build_config, config_options, echo_record
 
 
 @flow(name="train-adapter", log_prints=True)
-def train_adapter(config: AdapterConfig, home: Optional[str] = None) -> dict[str, Any]:
-    """Train an adapter on student/teacher vector directories (made by `tava embed`)."""
+def train_adapter(config: AdapterConfig = AdapterConfig(), home: Optional[str] = None) -> dict[str, Any]:
+    """Train an adapter on student/teacher vector directories (made by `tava embed`).
+
+    Args:
+        config: Student and teacher vector directories (required), adapter architecture, losses, schedule.
+        home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
+    """
     logger = get_run_logger()
     checked = check_inputs_task(config)
     logger.info("%d pairs: %s (%d-d) -> %s (%d-d)", checked["pairs"], checked["student"]["encoder"].get("name"),

@@ -25,8 +25,14 @@ from .cli import build_config, config_options, echo_record
 
 
 @flow(name="backfill-vector-store", log_prints=True)
-def backfill_vector_store(config: BackfillConfig, home: Optional[str] = None) -> dict[str, Any]:
-    """Embed the collection with the chosen encoder and upsert it into the LanceDB table."""
+def backfill_vector_store(config: BackfillConfig = BackfillConfig(dataset="builtin"),
+                          home: Optional[str] = None) -> dict[str, Any]:
+    """Embed the collection with the chosen encoder and upsert it into the LanceDB table.
+
+    Args:
+        config: Which dataset collection, which encoder, and which LanceDB table to write.
+        home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
+    """
     logger = get_run_logger()
     started = time.perf_counter()
     plan = prepare_backfill_task(config, str(TavaHome(home).root))

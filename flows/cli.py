@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("flows.index:cli", "Build (or roll back) a FAISS index from vector shards."),
     "backfill": ("flows.backfill:cli", "Re-embed a corpus into a LanceDB table (or roll it back)."),
     "evaluate": ("flows.evaluate:cli", "BEIR retrieval evaluation through mteb."),
+    "compress": ("flows.compress:cli", "Learn projections to fewer dimensions (DIVE) beside PCA, truncation and adaptor baselines."),
+    "refresh": ("flows.refresh:cli", "Nightly adapter refresh: train on new texts, promote only if not worse."),
+    "registry": ("flows.registry:registry_cli", "List and inspect versioned artifacts (students, adapters, indexes)."),
+    "rollback": ("flows.registry:rollback_cli", "Point an artifact's `current` back at an earlier version."),
 }
 
 

@@ -60,11 +60,21 @@ def make_task_runner(config: EmbedConfig, n_devices: int):
     return ThreadPoolTaskRunner(max_workers=config.max_workers or n_devices)
 
 
+def device_tag(device: str) -> str:
+    """Tag of every shard task that runs on ``device``. A Prefect concurrency limit on it caps
+    the shards on that device at once, across runs, flows and Dask workers:
+    `prefect concurrency-limit create tava-device:cuda:0 1` (one per GPU)."""
+    return f"tava-device:{device}"
+
+
 @flow(name="embed-shards")
 def embed_shards(jobs: list[ShardJob], specs: list, fingerprint: str) -> list[ShardRecord]:
     """Submit one task per shard (shard i on device i mod n) and collect records in order."""
     logger = get_run_logger()
-    futures = [embed_shard_task.submit(job, device_for_shard(i, specs), fingerprint) for i, job in enumerate(jobs)]
+    futures = []
+    for i, job in enumerate(jobs):
+        spec = device_for_shard(i, specs)
+        futures.append(embed_shard_task.with_options(tags={device_tag(spec.device)}).submit(job, spec, fingerprint))
     progress_id = create_progress_artifact(progress=0.0, key="embed-progress",
                                            description=f"{len(jobs)} shards") if jobs else None
     from tqdm.auto import tqdm
@@ -82,7 +92,12 @@ def embed_shards(jobs: list[ShardJob], specs: list, fingerprint: str) -> list[Sh
 
 @flow(name="embed-dataset", log_prints=True)
 def embed_dataset_flow(config: EmbedConfig = EmbedConfig(), home: Optional[str] = None) -> EmbedResult:
-    """Embed the requested collections of an ingested dataset with one encoder."""
+    """Embed the requested collections of an ingested dataset with one encoder.
+
+    Args:
+        config: Which dataset and collections, which encoder, and on what workers (threads or Dask).
+        home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
+    """
     tava_home = TavaHome(home)
     dataset_dir = find_dataset(tava_home, config.dataset)
     manifest = load_dataset_manifest(dataset_dir)

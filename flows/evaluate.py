@@ -41,8 +41,13 @@ def _table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(config: EvalConfig, home: Optional[str] = None) -> EvalResult:
-    """Score every mode whose encoders are given, with Matryoshka and quantisation variants."""
+def evaluate_flow(config: EvalConfig = EvalConfig(dataset="builtin"), home: Optional[str] = None) -> EvalResult:
+    """Score every mode whose encoders are given, with Matryoshka and quantisation variants.
+
+    Args:
+        config: Retrieval dataset and split, teacher / student / adapted encoders, modes and variants.
+        home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
+    """
     logger = get_run_logger()
     tava_home = TavaHome(home)
     checked = plan_task(config, home)

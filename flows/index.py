@@ -24,9 +24,15 @@ from .cli import build_config, config_options, echo_record
 
 @flow(name="rebuild-index", log_prints=True)
 def rebuild_index(config: IndexConfig, home: Optional[str] = None) -> dict[str, Any]:
-    """Build the index `config` describes and publish it; the previous version stays until then."""
+    """Build the index `config` describes and publish it; the previous version stays until then.
+
+    Args:
+        config: Which vectors to index (required: a vector directory), the FAISS factory and where it is published.
+        home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
+    """
     logger = get_run_logger()
-    record = build_index_task(config, str(TavaHome(home).root))
+    # Submitted, so a flow run with a Dask task runner builds on a Dask worker (else a thread here).
+    record = build_index_task.submit(config, str(TavaHome(home).root)).result()
     if record.get("skipped"):
         logger.info("current version %s already indexes these shards; nothing rebuilt", record.get("version"))
     else:

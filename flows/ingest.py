@@ -41,8 +41,14 @@ def report_markdown(report: IngestReport) -> str:
 
 
 @flow(name="ingest-corpus", log_prints=True)
-def ingest_corpus(config: IngestConfig, home: Optional[str] = None) -> IngestReport:
-    """Ingest a BEIR directory, JSONL(.gz), Parquet, CSV/TSV, .txt folder or 'builtin'."""
+def ingest_corpus(config: IngestConfig = IngestConfig(source="builtin"),
+                  home: Optional[str] = None) -> IngestReport:
+    """Ingest a BEIR directory, JSONL(.gz), Parquet, CSV/TSV, .txt folder or 'builtin'.
+
+    Args:
+        config: What to ingest (source, format, fields) and how to shard and clean it.
+        home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
+    """
     logger = get_run_logger()
     tava_home = TavaHome(home)
     plan_source(config, tava_home)  # fail fast on a bad source, before a task run is recorded

@@ -7,6 +7,7 @@ this module holds the ones every stage uses. Field descriptions are what the Pre
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -18,10 +19,38 @@ DEFAULT_HOME = Path(".tava")
 TEACHER_ALIAS = "all-MiniLM-L6-v2"
 
 
+_PLACEHOLDER = re.compile(r"<[A-Za-z][\w.-]*>")
+
+
+def _ui_safe(description: str) -> str:
+    """<placeholders> written as ‹placeholders›: the Prefect UI (v1) renders descriptions as
+    markdown, where a bare `<home>` is an HTML tag and vanishes; v2 shows text as it is."""
+    return _PLACEHOLDER.sub(lambda m: f"\u2039{m.group(0)[1:-1]}\u203a", description)
+
+
+def _form_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Make the JSON schema a good UI form: `default_factory` values become defaults (pydantic
+    leaves them out, and the Prefect form would start empty, which is a different value), and
+    descriptions survive the UI's markdown rendering."""
+    from pydantic_core import to_jsonable_python
+
+    properties = schema.get("properties", {})
+    for name, field in model.model_fields.items():
+        prop = properties.get(field.alias or name)
+        if prop is None:
+            continue
+        if "default" not in prop and field.default_factory is not None \
+                and not field.default_factory_takes_validated_data:
+            prop["default"] = to_jsonable_python(field.default_factory())
+        if isinstance(prop.get("description"), str):
+            prop["description"] = _ui_safe(prop["description"])
+
+
 class TavaModel(BaseModel):
     """Base for every config: unknown keys are errors (a typo must not be silently ignored)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True,
+                              json_schema_extra=_form_schema)
 
 
 class EncoderSpec(TavaModel):

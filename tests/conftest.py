@@ -100,3 +100,18 @@ def tava_home(tmp_path) -> Path:
     home = tmp_path / "tava-home"
     home.mkdir()
     return home
+
+
+@pytest.fixture(scope="session")
+def local_prefect_server(tmp_path_factory):
+    """A real `prefect server start` on 127.0.0.1 with prefect.yaml's deployments on the
+    `tava-process` pool (see tests/prefect_server.py); shared by the deployment and UI tests."""
+    from prefect_server import LocalPrefectServer
+
+    server = LocalPrefectServer(root=tmp_path_factory.mktemp("prefect-server"))
+    try:
+        server.start()
+        server.deploy_project()
+        yield server
+    finally:
+        server.stop()

@@ -59,26 +59,60 @@ def test_changed_text_shard_is_refused(tava_home, tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_flow_is_cached_and_dask_gives_the_same_vectors(tava_home, tiny_model_dir, prefect_harness):
-    from flows.embed import embed_dataset_flow
+def test_flow_is_cached_and_dask_gives_the_same_vectors_and_index(tava_home, tiny_model_dir, prefect_harness):
+    """Scale-out: the embedding and index steps on a local two-process Dask cluster give the same
+    vectors and the same search results as one process; shard tasks carry their device's tag."""
+    from distributed import Client, LocalCluster
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+    from prefect_dask import DaskTaskRunner
+
+    from flows.embed import device_tag, embed_dataset_flow
+    from flows.index import rebuild_index
+    from tava_core.index import IndexConfig, load_index, search
 
     write_dataset(tava_home, "toy", {"texts": synthetic_texts(120)}, shard_size=40)
-    spec = EncoderSpec(model=str(tiny_model_dir))
+    spec = EncoderSpec(model=str(tiny_model_dir), device="cpu")
     first = embed_dataset_flow(EmbedConfig(dataset="toy", encoder=spec), home=str(tava_home))
     out_dir = Path(first.collections[0].vectors_dir)
     ids, vectors, _ = read_vector_dir(out_dir)
     before = _mtimes(out_dir)
     second = embed_dataset_flow(EmbedConfig(dataset="toy", encoder=spec), home=str(tava_home))
     assert second.collections[0].rows == 120 and _mtimes(out_dir) == before
+    index_config = IndexConfig(vectors=str(out_dir), factory="HNSW32,Flat", recall_queries=20)
+    local_index = rebuild_index(index_config, home=str(tava_home))
 
-    # A local two-process Dask cluster writes the same vectors (into a fresh home).
+    # The same two steps on a local two-process Dask cluster (one thread each: one shard per worker).
     dask_home = tava_home.parent / "dask-home"
     write_dataset(dask_home, "toy", {"texts": synthetic_texts(120)}, shard_size=40)
-    result = embed_dataset_flow(EmbedConfig(dataset="toy", encoder=spec, task_runner="dask", dask_workers=2),
-                                home=str(dask_home))
-    dask_ids, dask_vectors, _ = read_vector_dir(result.collections[0].vectors_dir)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        result = embed_dataset_flow(EmbedConfig(dataset="toy", encoder=spec, task_runner="dask",
+                                                dask_address=cluster.scheduler_address), home=str(dask_home))
+        dask_dir = result.collections[0].vectors_dir
+        dask_index = rebuild_index.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))(
+            index_config.model_copy(update={"vectors": dask_dir}), home=str(dask_home))
+        worked = client.run(lambda: {m: m in __import__("sys").modules for m in ("transformers", "faiss")})
+    assert len(worked) == 2
+    assert any(w["transformers"] for w in worked.values()), "no shard was embedded on a Dask worker"
+    assert any(w["faiss"] for w in worked.values()), "the index was not built on a Dask worker"
+
+    dask_ids, dask_vectors, _ = read_vector_dir(dask_dir)
     assert dask_ids == ids
     np.testing.assert_allclose(dask_vectors, vectors, atol=1e-6)
+    assert dask_index["count"] == local_index["count"] == 120
+    queries = vectors[::7]
+    local_hits, local_scores = search(load_index(local_index["index_dir"]), queries, k=10)
+    dask_hits, dask_scores = search(load_index(dask_index["index_dir"]), queries, k=10)
+    assert dask_hits == local_hits and [row[0] for row in local_hits] == ids[::7]
+    np.testing.assert_allclose(dask_scores, local_scores, atol=1e-5)
+
+    # Every shard task is tagged with its device, so a Prefect concurrency limit on the tag
+    # (`prefect concurrency-limit create tava-device:cuda:0 1`) caps shards per GPU.
+    with get_client(sync_client=True) as prefect_client:
+        shard_runs = prefect_client.read_task_runs(task_run_filter=TaskRunFilter(
+            name=TaskRunFilterName(like_=tava_home.parent.name)))  # this test's shards only
+    assert shard_runs and all(device_tag("cpu") in run.tags for run in shard_runs)
 
 
 @pytest.mark.slow
@@ -121,3 +155,27 @@ def test_killed_run_resumes_with_every_id_exactly_once(tava_home, teacher_path):
     after = _mtimes(out_dir)
     assert all(after[name] == mtime for name, mtime in survivors.items()), "finished shards were recomputed"
     np.testing.assert_allclose(vectors[:5], load_encoder("all-MiniLM-L6-v2").encode(texts[:5]), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_device_concurrency_limit_runs_one_shard_at_a_time(tava_home, tiny_model_dir, prefect_harness):
+    """The per-device limit: with `tava-device:cpu` limited to 1, three threads still embed the
+    shards one after another (on a multi-GPU node: one limit per `tava-device:cuda:N`)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    from flows.embed import device_tag, embed_dataset_flow
+
+    write_dataset(tava_home, "toy", {"texts": synthetic_texts(90)}, shard_size=30)
+    config = EmbedConfig(dataset="toy", encoder=EncoderSpec(model=str(tiny_model_dir), device="cpu"), max_workers=3)
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag=device_tag("cpu"), concurrency_limit=1)
+        try:
+            result = embed_dataset_flow(config, home=str(tava_home))
+        finally:
+            client.delete_concurrency_limit_by_tag(device_tag("cpu"))
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=tava_home.parent.name)))
+    assert result.collections[0].rows == 90
+    spans = sorted((run.start_time, run.end_time) for run in runs if run.state and run.state.is_completed())
+    assert len(spans) == 3
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans

@@ -1,0 +1,124 @@
+"""prefect.yaml: every deployment's parameters make a UI form (typed, defaults, descriptions), and
+the deployments work on a real local server: deploy, trigger through the API, a process worker
+runs it to Completed and it wrote what it should."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prefect_server import PROJECT, POOL, entrypoint_exists, project_deployments
+from tava_core.manifest import load_dataset_manifest
+
+# Config fields that are inputs with no sensible default: the form marks them required.
+REQUIRED_INPUTS = {"IndexConfig": {"vectors"}}
+
+
+def _load_flow(entrypoint: str):
+    from prefect.flows import load_flow_from_entrypoint
+
+    path, name = entrypoint.split(":")
+    return load_flow_from_entrypoint(f"{PROJECT / path}:{name}")
+
+
+def _deployments_with_flows() -> list[tuple[dict[str, Any], Any]]:
+    missing = [d["entrypoint"] for d in project_deployments() if not entrypoint_exists(d)]
+    assert not missing, f"prefect.yaml names flow files that do not exist: {missing}"
+    return [(d, _load_flow(d["entrypoint"])) for d in project_deployments()]
+
+
+def test_prefect_yaml_declares_the_operated_deployments():
+    deployments = {d["name"]: d for d in project_deployments()}
+    assert {"demo", "nightly-adapter-refresh", "index-rebuild", "backfill", "ingest", "embed", "distill",
+            "adapt", "evaluate"} <= set(deployments)
+    assert all(d["work_pool"]["name"] == POOL for d in deployments.values())
+    nightly = deployments["nightly-adapter-refresh"]
+    assert nightly["entrypoint"] == "flows/refresh.py:nightly_adapter_refresh"
+    assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC", "active": True}]
+    assert nightly["concurrency_limit"]["limit"] == 1
+    # Manual deployments have no schedule.
+    assert not any(deployments[name].get("schedules") for name in ("demo", "index-rebuild", "backfill"))
+
+
+def test_every_flow_parameter_is_a_form_with_defaults_and_descriptions():
+    """What the Prefect UI renders: each parameter a typed pydantic model (or a plain optional
+    string), with a description, and every field with a default and a description."""
+    from prefect.utilities.callables import parameter_schema
+
+    for deployment, flow in _deployments_with_flows():
+        schema = parameter_schema(flow.fn).model_dump()
+        where = deployment["name"]
+        assert "config" in schema["properties"], where
+        for name, prop in schema["properties"].items():
+            assert prop.get("description"), f"{where}: parameter {name!r} has no description"
+            ref = prop.get("$ref", "")
+            model = ref.rsplit("/", 1)[-1]
+            assert ("default" in prop) or REQUIRED_INPUTS.get(model), f"{where}: parameter {name!r} has no default"
+        assert schema["properties"]["config"]["$ref"].startswith("#/definitions/"), where
+        for model, definition in schema["definitions"].items():
+            for field, prop in definition["properties"].items():
+                assert prop.get("description"), f"{where}: {model}.{field} has no description"
+                if field in REQUIRED_INPUTS.get(model, set()):
+                    continue
+                assert "default" in prop or "default" in schema["properties"]["config"], \
+                    f"{where}: {model}.{field} has no default"
+        # The top-level default is what the form starts from: it must validate as the config.
+        default = schema["properties"]["config"].get("default")
+        if default is not None:
+            config_type = flow.fn.__annotations__["config"]
+            if isinstance(config_type, str):  # `from __future__ import annotations`
+                import typing
+
+                config_type = typing.get_type_hints(flow.fn)["config"]
+            config_type.model_validate(default)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # includes starting the server and deploying (session fixture): slow on a busy machine
+def test_deploy_to_a_local_server_and_run_through_the_api(local_prefect_server, tmp_path):
+    server = local_prefect_server
+    missing = set(server.not_deployed)
+    assert {d["name"] for d in project_deployments()} - missing == set(server.deployed)
+
+    # The server holds what prefect.yaml says: pool, schedule, the parameter form.
+    ingest_flow = _load_flow("flows/ingest.py:ingest_corpus")
+    deployment = server.deployment(ingest_flow.name, "ingest")
+    assert deployment["work_pool_name"] == POOL
+    config_schema = deployment["parameter_openapi_schema"]["definitions"]["IngestConfig"]["properties"]
+    assert "Rows per Parquet shard." in config_schema["shard_size"]["description"]
+    if "nightly-adapter-refresh" in server.deployed:
+        refresh_flow = _load_flow("flows/refresh.py:nightly_adapter_refresh")
+        nightly = server.deployment(refresh_flow.name, "nightly-adapter-refresh")
+        [schedule] = nightly["schedules"]
+        assert schedule["active"] is True
+        assert schedule["schedule"]["cron"] == "0 2 * * *" and schedule["schedule"]["timezone"] == "UTC"
+        assert (nightly.get("global_concurrency_limit") or {}).get("limit") == 1 or nightly["concurrency_limit"] == 1
+        assert nightly["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+
+    # Trigger a run with parameters, as the UI's "Custom run" does, and let a process worker run it.
+    source = tmp_path / "arrivals.jsonl"
+    source.write_text("".join(json.dumps({"_id": f"d{i}", "text": f"note {i} on topic {i % 4}"}) + "\n"
+                              for i in range(30)))
+    home = tmp_path / "tava-home"
+    parameters = {"config": {"source": str(source), "name": "arrivals", "shard_size": 10, "max_records": 25},
+                  "home": str(home)}
+    run = server.post(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": parameters})
+    worker = server.cli("worker", "start", "--pool", POOL, "--run-once", timeout=300)
+
+    deadline = time.time() + 120
+    state = server.get(f"/flow_runs/{run['id']}")["state"]
+    while state["type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") and time.time() < deadline:
+        time.sleep(1)
+        state = server.get(f"/flow_runs/{run['id']}")["state"]
+    assert state["type"] == "COMPLETED", f"{state}\n{worker.stdout[-3000:]}\n{worker.stderr[-3000:]}"
+
+    manifest = load_dataset_manifest(home / "data" / "arrivals")
+    texts = manifest.collections["texts"]
+    assert sum(shard.rows for shard in texts.shards) == 25 and len(texts.shards) == 3
+    assert all((home / "data" / "arrivals" / shard.path).is_file() for shard in texts.shards)
+    # The run's report reached the UI as an artifact.
+    artifacts = server.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
+    assert any(a["key"] == "ingest-report" and "arrivals" in a["data"] for a in artifacts)
