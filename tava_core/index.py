@@ -11,12 +11,13 @@ Layout of an index directory (one "slot"; each build adds a version)::
 A version directory is assembled in a temporary sibling and renamed into place only when all of
 it (manifest last) is on disk; then ``current`` is replaced atomically. A reader therefore sees
 the old version or the new one, never a part. ``rollback_index`` points ``current`` back at the
-previous complete version.
+previous complete version. The versioning itself (numbering under a lock, the ``current``
+pointer, history, rollback, pruning) is the artifact registry's (``tava_core.registry``), so an
+index under ``<home>/artifacts/indexes/`` is also the registry artifact ``indexes/<its path>``.
 """
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,17 +31,16 @@ from pydantic import Field
 from .config import TavaModel
 from .errors import ConfigError, InputError, IntegrityError
 from .home import TavaHome, slug
-from .io import atomic_directory, atomic_path, read_json, read_vector_shard, sha256_file, write_json
+from .io import atomic_path, read_json, read_vector_shard, sha256_file, write_json
 from .manifest import VectorManifest, load_vector_manifest, now_iso
+from .registry import (CURRENT_FILE, VERSIONS_DIR, current_version, new_version, prune_slot,  # noqa: F401
+                       rollback_slot, set_current)
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.parquet"
 MANIFEST_FILE = "manifest.json"
-CURRENT_FILE = "current"
-VERSIONS_DIR = "versions"
-_VERSION_RE = re.compile(r"^\d{5,}$")
 
 
 class IndexConfig(TavaModel):
@@ -191,26 +191,6 @@ def apply_search_params(index: Any, nprobe: int, ef_search: int, refine_k_factor
         except RuntimeError:
             pass  # this index type has no such parameter
     return applied
-
-
-def _version_dirs(index_dir: Path) -> list[Path]:
-    root = index_dir / VERSIONS_DIR
-    if not root.is_dir():
-        return []
-    return sorted((p for p in root.iterdir() if p.is_dir() and _VERSION_RE.match(p.name)
-                   and (p / MANIFEST_FILE).is_file()), key=lambda p: int(p.name))
-
-
-def current_version(index_dir: str | Path) -> Optional[str]:
-    pointer = Path(index_dir) / CURRENT_FILE
-    if not pointer.is_file():
-        return None
-    return pointer.read_text().strip() or None
-
-
-def _set_current(index_dir: Path, version: str) -> None:
-    with atomic_path(index_dir / CURRENT_FILE) as tmp:
-        tmp.write_text(version + "\n")
 
 
 def default_index_dir(home: TavaHome, manifest: VectorManifest) -> Path:
@@ -424,49 +404,38 @@ def publish_index(index_dir: str | Path, index: Any, ids: Sequence[str], manifes
     import faiss
 
     index_dir = Path(index_dir)
-    existing = [int(p.name) for p in (index_dir / VERSIONS_DIR).glob("*") if _VERSION_RE.match(p.name)] \
-        if (index_dir / VERSIONS_DIR).is_dir() else []
-    version = f"{(max(existing) + 1) if existing else 1:05d}"
-    with atomic_directory(index_dir / VERSIONS_DIR / version) as tmp_dir:
+    source = manifest.get("source", {})
+    record = {"kind": "indexes", "name": index_dir.name, "note": f"FAISS {manifest.get('factory')}",
+              "lineage": {"vector_dir": source.get("vector_dir"), "dataset": source.get("dataset"),
+                          "collection": source.get("collection"), "encoder": source.get("encoder", {}).get("name"),
+                          "fingerprint": source.get("fingerprint"),
+                          "shards_sha256": [s.get("sha256") for s in source.get("shards", [])]},
+              "metrics": {"recall_at_10": manifest.get("recall_at_10"), "count": manifest.get("count")}}
+    with new_version(index_dir, record=record) as (version, tmp_dir):
         with atomic_path(tmp_dir / INDEX_FILE) as tmp:
             faiss.write_index(index, str(tmp))
         with atomic_path(tmp_dir / IDS_FILE) as tmp:
             pq.write_table(pa.table({"id": pa.array(list(ids), pa.string())}), tmp)
         files = {INDEX_FILE: sha256_file(tmp_dir / INDEX_FILE), IDS_FILE: sha256_file(tmp_dir / IDS_FILE)}
         write_json(tmp_dir / MANIFEST_FILE, {**manifest, "version": version, "files": files})
-    _set_current(index_dir, version)
+    set_current(index_dir, version, reason="index build")
     return version
 
 
 def prune_versions(index_dir: str | Path, keep: int) -> list[str]:
     """Delete the oldest versions beyond ``keep`` (never the current one); returns what was removed."""
-    import shutil
-
-    index_dir = Path(index_dir)
-    current = current_version(index_dir)
-    versions = _version_dirs(index_dir)
-    removed = []
-    for path in versions[:-keep] if len(versions) > keep else []:
-        if path.name != current:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path.name)
-    return removed
+    return prune_slot(index_dir, keep, marker=MANIFEST_FILE)
 
 
 def rollback_index(index_dir: str | Path) -> dict[str, Any]:
     """Point ``current`` at the newest complete version older than the current one."""
     index_dir = Path(index_dir).expanduser().resolve()
-    current = current_version(index_dir)
-    if current is None:
+    if current_version(index_dir) is None:
         raise InputError("no published index here (no 'current' file)", path=index_dir,
                          hint="build one with `tava index --vectors DIR`")
-    older = [p.name for p in _version_dirs(index_dir) if int(p.name) < int(current)]
-    if not older:
-        raise InputError(f"version {current} is the oldest one kept; nothing to roll back to", path=index_dir)
-    previous = older[-1]
-    load_index(index_dir, version=previous)  # must load before readers are sent there
-    _set_current(index_dir, previous)
-    return {"index_dir": str(index_dir), "from_version": current, "to_version": previous}
+    # the target must load before readers are sent there
+    moved = rollback_slot(index_dir, marker=MANIFEST_FILE, check=lambda v: load_index(index_dir, version=v))
+    return {"index_dir": str(index_dir), "from_version": moved["from_version"], "to_version": moved["to_version"]}
 
 
 # ----------------------------------------------------------------------------- read and search

@@ -1,0 +1,191 @@
+"""Flow `nightly_adapter_refresh`: keep the adapter current as new texts arrive.
+
+    scan the drop zone for files no finished run consumed (nothing new: say so, stop)
+      -> resolve student (configured or the registry's current), teacher, current adapter
+      -> ingest the new files as one batch  ->  embed it with student and teacher (cached shards)
+      -> continue training the current adapter on new (+ replayed) pairs -> candidate (staged)
+      -> evaluate candidate and current (student+adapter queries vs teacher documents)
+      -> promote if not worse than current - threshold (registry: compare-and-set under a lock),
+         else keep current  ->  record consumed files; report (JSON, markdown, Prefect artifact)
+
+One refresh per adapter name runs at a time (fcntl lock); a stage that fails for good stops the
+run with its reason in the report, and the registry, the state file and the drop zone stay as
+they were (the files are picked up again next time).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import click
+from prefect import flow, get_run_logger
+
+from tasks.refresh import (candidate_dir, cleanup_candidates, discard_task, evaluate_task, ingest_task, promote_task,
+                           publish_report, resolve_task, scan_task, train_task)
+from tava_core import refresh as core
+from tava_core.config import EncoderSpec
+from tava_core.embed import EmbedConfig
+from tava_core.errors import TavaError
+from tava_core.home import TavaHome, slug
+from tava_core.registry import RegistryLockedError, file_lock
+
+from .cli import build_config, config_options, echo_record
+from .embed import embed_dataset_flow
+
+
+class StageFailed(Exception):
+    """Internal: carries the failed stage's name to the flow's report."""
+
+
+def _reason(exc: BaseException) -> str:
+    cause: Optional[BaseException] = exc
+    while cause is not None and not isinstance(cause, TavaError):
+        cause = cause.__cause__ or cause.__context__
+    return str(cause or exc).strip() or type(exc).__name__
+
+
+def _embed(dataset_dir: str, spec: dict[str, Any], home: str) -> dict[str, Any]:
+    result = embed_dataset_flow(EmbedConfig(dataset=dataset_dir, collections=[core.BATCH_COLLECTION],
+                                            encoder=EncoderSpec.model_validate(spec)), home=home)
+    return {"vectors": result.collections[0].vectors_dir, "encoder": result.encoder}
+
+
+@flow(name="nightly_adapter_refresh", log_prints=True)
+def nightly_adapter_refresh(config: core.RefreshConfig = core.RefreshConfig(),
+                            home: Optional[str] = None) -> dict[str, Any]:
+    """Train the current adapter further on texts that arrived since the last run; promote it only
+    if it is not worse on the evaluation sets.
+
+    Args:
+        config: Drop zone, student/teacher, evaluation sets, promotion threshold, training settings.
+        home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
+    """
+    logger = get_run_logger()
+    root = str(TavaHome(home).root)
+    record: dict[str, Any] = {"name": config.name, "run": core.new_run_id(), "started": core.now_iso(),
+                              "status": "running", "new_files": [], "config": config.model_dump(mode="json")}
+    started = time.perf_counter()
+    try:
+        with file_lock(core.run_lock_path(TavaHome(root), config.name), timeout=config.lock_timeout_seconds,
+                       what=f"the refresh of adapter {config.name!r}"):
+            _refresh(config, root, record, logger)
+    except RegistryLockedError as exc:
+        record.update(status="locked", message=f"another refresh is running; this one did nothing. {exc}")
+        logger.warning(record["message"])
+    except BaseException as exc:  # outside any stage (say, interrupted): still say so in the report
+        record.update(status="failed", message=f"refresh stopped: {_reason(exc)}")
+        raise
+    finally:
+        record["seconds"] = round(time.perf_counter() - started, 2)
+        record["finished"] = core.now_iso()
+        record["report"] = publish_report(record, root)
+    if record["status"] == "failed":
+        raise StageFailed(record["message"])
+    return record
+
+
+def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logger) -> None:
+    def stage(name: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            after = (f"Version {record['promoted_version']} was already promoted; the consumed-files state was "
+                     "not updated, so the next run trains on these files again." if record.get("promoted_version")
+                     else "The registry and the consumed-files state are unchanged; the new files will be picked "
+                          "up again by the next run.")
+            record.update(status="failed", failed_stage=name,
+                          message=f"stage '{name}' failed: {_reason(exc)}\n\n{after}")
+            logger.error("refresh stopped at stage %s: %s", name, _reason(exc))
+            raise StageFailed(name) from exc
+
+    try:
+        cleanup_candidates(home, config.name)
+        new_files = stage("scan", scan_task, config, home)
+        record["new_files"] = new_files
+        if not new_files:
+            record.update(status="nothing-new", message=f"No new files in the drop zone "
+                          f"`{core.drop_zone(config, TavaHome(home))}` since the last run: nothing was trained.")
+            logger.info(record["message"])
+            return
+        logger.info("%d new file(s): %s", len(new_files), ", ".join(f["relative"] for f in new_files))
+
+        resolved = stage("resolve", resolve_task, config, home)
+        current = resolved["current"]
+        record["current_version"] = current["version"]
+        logger.info("student %s, teacher %s; %s", resolved["student"]["encoder"]["name"],
+                    resolved["teacher"]["encoder"]["name"], current["note"])
+
+        dataset = f"refresh-{slug(config.name)}-{record['run']}"
+        batch = stage("ingest", ingest_task, new_files, dataset, home, config)
+        record["batch"] = batch
+        student = stage("embed student", _embed, batch["path"], resolved["student"]["spec"], home)
+        teacher = stage("embed teacher", _embed, batch["path"], resolved["teacher"]["spec"], home)
+        batch.update(student_vectors=student["vectors"], teacher_vectors=teacher["vectors"],
+                     student_fingerprint=student["encoder"]["fingerprint"],
+                     teacher_fingerprint=teacher["encoder"]["fingerprint"])
+
+        out_dir = candidate_dir(home, config.name, record["run"])
+        trained = stage("train", train_task, config, home, batch, resolved, out_dir)
+        record["training"] = trained
+        logger.info("candidate trained on %d new + %d replayed pairs in %s s", trained["pairs_new"],
+                    trained["pairs_replayed"], trained["seconds"])
+
+        scores: dict[str, Any] = {"candidate": {}, "current": None}
+        if config.evaluation:
+            scores["candidate"] = stage("evaluate candidate", evaluate_task, out_dir, config, home,
+                                        f"candidate-{record['run']}")
+            if current["version"] is not None:
+                scores["current"] = stage("evaluate current", evaluate_task, current["path"], config, home,
+                                          f"v{current['version']}-{record['run']}")
+        decision = core.compare(config, scores["candidate"], scores["current"], trained)
+        record["decision"] = decision
+        logger.info(decision["why"])
+
+        if decision["promote"]:
+            lineage = {
+                "data": {"batch": {k: batch[k] for k in ("dataset", "path", "rows", "manifest_sha256")},
+                         "files": [{k: f[k] for k in ("relative", "sha256")} for f in new_files],
+                         "replayed_from": trained["replayed_from"],
+                         "evaluation": config.evaluation},
+                "teacher": {"name": teacher["encoder"]["name"], "fingerprint": teacher["encoder"]["fingerprint"],
+                            "spec": resolved["teacher"]["spec"]},
+                "student": {"name": student["encoder"]["name"], "fingerprint": student["encoder"]["fingerprint"],
+                            "source": resolved["student"]["source"], "version": resolved["student"].get("version"),
+                            "spec": resolved["student"]["spec"]},
+                "parent_version": current["version"] if trained["warm_start"] else None,
+                "replaced_version": current["version"], "run": record["run"],
+            }
+            metrics = {"evaluation": scores["candidate"], "heldout": trained["heldout"],
+                       "decision_metric": decision["metric"]}
+            promoted = stage("promote", promote_task, config.name, home, out_dir, current["version"], lineage,
+                             metrics, decision["why"], config.keep_versions)
+            record.update(status="promoted", promoted_version=promoted["version"],
+                          message=f"Promoted version {promoted['version']}: {decision['why']}.")
+        else:
+            discard_task(out_dir)
+            record.update(status="kept", message=f"Current version {current['version']} stays: {decision['why']}.")
+
+        # Only a finished run consumes its files (also a kept one: its texts were trained on and
+        # judged; they stay available to later runs through replay).
+        stage("record state", core.record_run, TavaHome(home), config.name, record, new_files, batch)
+    except StageFailed:
+        return
+
+
+@click.command("refresh")
+@config_options(core.RefreshConfig, exclude=("adapter_options",))
+@click.pass_context
+def cli(ctx: click.Context, **params) -> None:
+    """Nightly adapter refresh: train the current adapter further on new texts in the drop zone and
+    promote it only if it is not worse (prints the run's record)."""
+    config = build_config(core.RefreshConfig, ctx, params)
+    try:
+        record = nightly_adapter_refresh(config, home=str(TavaHome().root))
+    except StageFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    record.pop("config", None)
+    echo_record(record)
+
+
+if __name__ == "__main__":
+    cli()

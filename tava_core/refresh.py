@@ -1,0 +1,407 @@
+"""Nightly adapter refresh, the pure-Python steps (flows/refresh.py tells the story with them).
+
+    new files in the drop zone (by sha256, against the state file)  ->  ingest them as one batch
+    ->  embed the batch with the student and the teacher  ->  pairs (+ a replay sample of earlier
+    batches)  ->  continue training the current adapter  ->  evaluate candidate vs current
+    ->  promote only if not worse than current - threshold  ->  record what was consumed
+
+State lives in ``<home>/refresh/<name>/state.json`` (written only when a run finishes, so a
+failed run leaves its files pending); candidates are staged in ``<home>/refresh/<name>/candidates``
+and enter the registry (``adapters/<name>``) only when promoted.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import numpy as np
+from pydantic import Field
+
+from .config import EncoderSpec, TavaModel
+from .errors import ConfigError, InputError
+from .home import TavaHome, slug
+from .io import atomic_directory, read_json, sha256_file, write_json
+from .manifest import Collection, DatasetManifest, now_iso, save_manifest
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+DROP_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".parquet", ".txt")
+BATCH_COLLECTION = "texts"
+EVAL_MODE = "adapted/teacher"
+
+
+class RefreshConfig(TavaModel):
+    """What the nightly adapter refresh watches, trains and how it decides to promote."""
+
+    name: str = Field("nightly", description=(
+        "Registry name of the adapter: versions live in <home>/artifacts/adapters/<name>/versions, "
+        "the promoted one is <name>/current."))
+    drop_zone: Optional[str] = Field(None, description=(
+        "Folder where new texts arrive (.jsonl, .jsonl.gz, .parquet, .txt files, searched recursively); "
+        "a file is new until its sha256 was consumed by a finished run. Empty = <home>/dropzone/<name>."))
+    text_field: str = Field("text", description="Field/column holding the text in .jsonl and .parquet files.")
+    on_bad_record: Literal["error", "skip"] = Field("error", description=(
+        "'error': a malformed record stops the run (naming file and line; its files stay pending); "
+        "'skip': count and skip it (counts land in the batch's manifest and the report)."))
+    student: Optional[EncoderSpec] = Field(None, description=(
+        "The student encoder; empty = the current version of the registry student <student-name> "
+        "(artifacts/students/<student-name>)."))
+    student_name: str = Field("student", description="Registry name of the student used when --student is empty.")
+    teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
+    evaluation: list[str] = Field(default_factory=list, description=(
+        "Ingested BEIR datasets (names or directories) on which candidate and current are compared "
+        "(adapted/teacher: student+adapter queries against teacher documents, nDCG@10). Empty = compare "
+        "on the held-out pairs of the new batch (mean cosine to the teacher vector)."))
+    split: str = Field("test", description="Qrels split of the evaluation datasets.")
+    threshold: float = Field(0.0, description=(
+        "Promote when candidate >= current - threshold on every evaluation set (a negative value "
+        "demands an improvement)."))
+    replay_pairs: int = Field(1000, ge=0, description=(
+        "Pairs sampled (seeded) from earlier batches and trained on together with the new ones, so "
+        "the adapter does not forget (0 = new pairs only)."))
+    max_steps: int = Field(300, ge=1, description="Training steps of one refresh.")
+    batch_size: int = Field(64, ge=2, description="Pairs per training step.")
+    lr: float = Field(5e-5, gt=0.0, description="Learning rate (small: this continues a trained adapter).")
+    warmup_steps: int = Field(10, ge=0, description="Learning-rate warm-up steps.")
+    eval_every: int = Field(25, ge=1, description="Steps between held-out evaluations (early stopping).")
+    hidden_dims: list[int] = Field(default_factory=lambda: [256], description=(
+        "Widths of the adapter's blocks when there is no current adapter to continue from."))
+    seed: int = Field(0, description="Seed of training and of the replay sample.")
+    adapter_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "Further AdapterConfig fields for the training (config file / UI only), e.g. {\"contrastive_weight\": 0.5}."))
+    lock_timeout_seconds: float = Field(0.0, description=(
+        "How long to wait for another refresh of the same adapter to finish (0 = stop at once, "
+        "-1 = wait forever)."))
+    keep_versions: int = Field(5, ge=2, description="Adapter versions kept in the registry (older ones are pruned).")
+    run_mteb: bool = Field(False, description="Score evaluation sets through mteb as well (slower; numpy metrics agree).")
+
+
+@dataclass
+class NewFile:
+    path: str
+    relative: str
+    sha256: str
+    bytes: int
+
+
+# ----------------------------------------------------------------------------- places and state
+
+def refresh_dir(home: TavaHome, name: str) -> Path:
+    return home.root / "refresh" / slug(name)
+
+
+def drop_zone(config: RefreshConfig, home: TavaHome) -> Path:
+    return Path(config.drop_zone).expanduser().resolve() if config.drop_zone else home.root / "dropzone" / slug(config.name)
+
+
+def state_path(home: TavaHome, name: str) -> Path:
+    return refresh_dir(home, name) / "state.json"
+
+
+def load_state(home: TavaHome, name: str) -> dict[str, Any]:
+    path = state_path(home, name)
+    state = read_json(path) if path.is_file() else {}
+    return {"consumed": {}, "batches": [], "runs": [], **state}
+
+
+def save_state(home: TavaHome, name: str, state: dict[str, Any]) -> None:
+    state["runs"] = state["runs"][-50:]
+    write_json(state_path(home, name), state)
+
+
+def record_run(home: TavaHome, name: str, record: dict[str, Any], new_files: list[dict[str, Any]],
+               batch: dict[str, Any]) -> None:
+    """Mark the run's files consumed (by sha256) and remember its batch for replay."""
+    state = load_state(home, name)
+    for f in new_files:
+        state["consumed"][f["sha256"]] = {"file": f["relative"], "run": record["run"], "time": now_iso()}
+    state["batches"].append({k: batch[k] for k in ("dataset", "path", "rows", "student_vectors", "teacher_vectors",
+                                                   "student_fingerprint", "teacher_fingerprint")})
+    state["runs"].append({"run": record["run"], "status": record["status"],
+                          "promoted_version": record.get("promoted_version")})
+    save_state(home, name, state)
+
+
+def run_lock_path(home: TavaHome, name: str) -> Path:
+    """One refresh per adapter name at a time (fcntl; see registry.file_lock)."""
+    return refresh_dir(home, name) / "run.lock"
+
+
+# ----------------------------------------------------------------------------- stage: scan
+
+def scan_drop_zone(config: RefreshConfig, home: TavaHome) -> list[NewFile]:
+    """Files in the drop zone whose sha256 no finished run consumed (sorted by path)."""
+    zone = drop_zone(config, home)
+    if not zone.is_dir():
+        raise InputError("drop zone folder does not exist", path=zone,
+                         hint="create it and put .jsonl/.parquet/.txt files there, or set --drop-zone")
+    consumed = load_state(home, config.name)["consumed"]
+    found = []
+    for path in sorted(p for p in zone.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        if not path.name.lower().endswith(DROP_SUFFIXES):
+            continue
+        digest = sha256_file(path)
+        if digest not in consumed:
+            found.append(NewFile(path=str(path), relative=path.relative_to(zone).as_posix(), sha256=digest,
+                                 bytes=path.stat().st_size))
+    return found
+
+
+# ----------------------------------------------------------------------------- stage: resolve
+
+def resolve_student(config: RefreshConfig, registry: Registry) -> tuple[EncoderSpec, dict[str, Any]]:
+    """The student spec: --student, else the registry's current student (raises when neither)."""
+    if config.student is not None:
+        from .encoders import ALIASES
+
+        spec = config.student
+        if spec.model not in ALIASES and Path(spec.model).expanduser().exists():
+            # the adapter's tava_encoder.json names its student: a relative path would break there
+            spec = spec.model_copy(update={"model": str(Path(spec.model).expanduser().resolve())})
+        return spec, {"source": "configured", "model": spec.model}
+    path = registry.current_path("students", config.student_name)
+    if path is None:
+        raise ConfigError(f"no student given and the registry has no current student {config.student_name!r}",
+                          path=registry.slot("students", config.student_name),
+                          hint="pass --student MODEL, or publish a student: "
+                               "Registry(home).publish('students', NAME, STUDENT_DIR, promote=True)")
+    record = registry.record("students", config.student_name)
+    return EncoderSpec(model=str(path)), {"source": f"registry students/{config.student_name}",
+                                          "version": record.version, "model": str(path)}
+
+
+def resolve_current_adapter(config: RefreshConfig, registry: Registry, student_fingerprint: str,
+                            teacher_fingerprint: str) -> dict[str, Any]:
+    """The current adapter (if any) and whether training can continue from it."""
+    version = registry.current_version("adapters", config.name)
+    if version is None:
+        return {"version": None, "path": None, "warm_start": False, "note": "no current adapter: training a first one"}
+    record = registry.record("adapters", config.name, version)
+    lineage = record.lineage
+    same = (lineage.get("student", {}).get("fingerprint") == student_fingerprint
+            and lineage.get("teacher", {}).get("fingerprint") == teacher_fingerprint)
+    note = ("continuing from the current adapter" if same else
+            "the current adapter was trained for another student or teacher: training a new one")
+    return {"version": version, "path": record.path, "warm_start": same, "note": note,
+            "metrics": record.metrics}
+
+
+# ----------------------------------------------------------------------------- stage: ingest
+
+def _records(new_file: NewFile, fields, bad):
+    from .ingest.readers import RawRecord, read_jsonl, read_parquet
+
+    path = Path(new_file.path)
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        yield from read_parquet(path, fields, bad)
+    elif name.endswith(".txt"):
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            bad.bad("wrong encoding", f"not UTF-8 (byte {raw[exc.start]:#04x})", path=str(path),
+                    line=raw.count(b"\n", 0, exc.start) + 1, hint="convert the file to UTF-8")
+            return
+        yield RawRecord(id=None, text=text, title="", source=new_file.relative, path=str(path), line=1)
+    else:
+        yield from read_jsonl(path, fields, bad)
+
+
+def ingest_batch(files: list[NewFile], dataset: str, home: TavaHome, *, text_field: str = "text",
+                 on_bad_record: str = "error", shard_size: int = 5000) -> dict[str, Any]:
+    """Ingest the new files as one dataset (collection ``texts``) with ingest's readers,
+    normalisation and de-duplication; ids are prefixed by the file so files cannot collide."""
+    from .ingest.pipeline import CollectionWriter, content_id
+    from .ingest.readers import BadRecords, Fields
+
+    fields = Fields(text=text_field, id="_id", title="title", source=None)
+    bad = BadRecords(on_bad_record)  # type: ignore[arg-type]
+    with atomic_directory(home.dataset_dir(dataset)) as tmp:
+        writer = CollectionWriter(tmp, BATCH_COLLECTION, shard_size=shard_size, bad=bad, dedupe_texts=True)
+        for new_file in files:
+            for record in _records(new_file, fields, bad):
+                record.id = f"{new_file.relative}:{record.id or content_id(record.title, record.text)}"
+                writer.add(record)
+        writer.flush()
+        if writer.rows == 0:
+            raise InputError("the new files hold no usable texts", path=files[0].path if files else dataset,
+                             hint=f"records need a non-empty {text_field!r} field")
+        manifest = DatasetManifest(name=dataset, source="refresh drop zone",
+                                   collections={BATCH_COLLECTION: Collection(shards=writer.shards)},
+                                   skipped=bad.report(), info={"files": [f.__dict__ for f in files]})
+        save_manifest(tmp, manifest)
+    path = home.dataset_dir(dataset)
+    return {"dataset": dataset, "path": str(path), "rows": writer.rows, "manifest_sha256": sha256_file(path / "manifest.json"),
+            "skipped": bad.report().count}
+
+
+# ----------------------------------------------------------------------------- stage: train
+
+def replay_sample(state: dict[str, Any], student_fp: str, teacher_fp: str, size: int, seed: int,
+                  exclude: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Up to ``size`` pairs drawn from earlier batches embedded by the same student and teacher."""
+    from .adapter.data import join_pairs, read_side
+
+    dirs = [b for b in state.get("batches", []) if b.get("student_fingerprint") == student_fp
+            and b.get("teacher_fingerprint") == teacher_fp and b.get("dataset") != exclude
+            and Path(b["student_vectors"], "manifest.json").is_file() and Path(b["teacher_vectors"], "manifest.json").is_file()]
+    if size == 0 or not dirs:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), []
+    _, x, y = join_pairs(read_side([b["student_vectors"] for b in dirs], "student"),
+                         read_side([b["teacher_vectors"] for b in dirs], "teacher"))
+    rows = np.random.default_rng(seed).permutation(len(x))[:size]
+    return x[rows], y[rows], [b["dataset"] for b in dirs]
+
+
+def adapter_config(config: RefreshConfig, current: dict[str, Any]):
+    from .adapter.config import AdapterConfig
+
+    options = dict(config.adapter_options)
+    options.update(max_steps=config.max_steps, batch_size=config.batch_size, lr=config.lr,
+                   warmup_steps=config.warmup_steps, eval_every=config.eval_every, seeds=[config.seed],
+                   hidden_dims=config.hidden_dims)
+    return AdapterConfig(**options, warm_start=current["path"] if current.get("warm_start") else None)
+
+
+def train_candidate(config: RefreshConfig, home: TavaHome, *, batch: dict[str, Any], student: dict[str, Any],
+                    teacher: dict[str, Any], current: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    """Train (warm-started from the current adapter when compatible) on new + replay pairs and
+    save the candidate to ``out_dir`` (outside the registry). Returns a small record."""
+    from .adapter.data import join_pairs, read_side
+    from .adapter.train import save_run, train_adapter_from_arrays
+
+    s_side = read_side([batch["student_vectors"]], "student")
+    t_side = read_side([batch["teacher_vectors"]], "teacher")
+    _, x_new, y_new = join_pairs(s_side, t_side)
+    x_old, y_old, replayed = replay_sample(load_state(home, config.name), s_side.fingerprint, t_side.fingerprint,
+                                           config.replay_pairs, config.seed, exclude=batch["dataset"])
+    x = np.concatenate([x_new, x_old]) if len(x_old) else x_new
+    y = np.concatenate([y_new, y_old]) if len(y_old) else y_new
+    if len(x) < 2 * config.batch_size:
+        raise ConfigError(f"only {len(x)} pairs ({len(x_new)} new, {len(x_old)} replayed): fewer than two batches "
+                          f"of {config.batch_size}", path=batch["student_vectors"],
+                          hint="wait for more texts or lower --batch-size")
+    settings = adapter_config(config, current)
+    started = time.perf_counter()
+    run = train_adapter_from_arrays(x, y, settings, name=config.name, student_info=student["encoder"],
+                                    teacher_info=teacher["encoder"], warm_start=settings.warm_start,
+                                    show_progress=True)
+    save_run(run, out_dir, student_spec=student["spec"])
+    heldout = run.report["metrics"].get("adapter", {})
+    current_heldout = None
+    if current.get("warm_start") and run.data.has_heldout:
+        # the current adapter on the very same held-out pairs: the fallback comparison
+        from .adapter.io import load_adapter
+        from .adapter.metrics import alignment_metrics
+
+        current_heldout = alignment_metrics(load_adapter(current["path"]).map_numpy(run.data.heldout_student),
+                                            run.data.heldout_teacher, k=settings.knn_k)
+    return {"adapter_dir": out_dir, "pairs_new": int(len(x_new)), "pairs_replayed": int(len(x_old)),
+            "replayed_from": replayed, "warm_start": settings.warm_start, "heldout": heldout,
+            "current_heldout": current_heldout, "steps": run.report["training"].get("steps"),
+            "best_step": run.report["training"].get("best_step"),
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+# ----------------------------------------------------------------------------- stage: evaluate
+
+def evaluate_adapter(adapter_dir: str, config: RefreshConfig, home: TavaHome, tag: str) -> dict[str, float]:
+    """nDCG@10 of student+adapter queries against teacher documents on every evaluation set."""
+    from .evaluate import EvalConfig, evaluate
+
+    scores = {}
+    for dataset in config.evaluation:
+        report = evaluate(EvalConfig(dataset=dataset, split=config.split, teacher=config.teacher,
+                                     adapted=EncoderSpec(model=adapter_dir), modes=[EVAL_MODE], matryoshka_dims=[],
+                                     quantization=[], run_mteb=config.run_mteb,
+                                     run=f"refresh-{slug(config.name)}-{tag}-{slug(Path(dataset).name)}"),
+                          home, show_progress=False)
+        row = next(r for r in report["rows"] if r["mode"] == EVAL_MODE and r["variant"] == "full")
+        scores[dataset] = float(row["ndcg_at_10"])
+    return scores
+
+
+def compare(config: RefreshConfig, candidate: dict[str, Any], current: Optional[dict[str, Any]],
+            trained: dict[str, Any]) -> dict[str, Any]:
+    """Candidate vs current, per evaluation set; promote only if none is worse than current - threshold."""
+    if config.evaluation:
+        metric = "nDCG@10 (adapted/teacher)"
+        cand, curr = candidate, current
+    else:
+        metric = "held-out mean cosine"
+        cand = {"held-out pairs": trained["heldout"].get("mean_cosine")}
+        curr = None if trained.get("current_heldout") is None else {
+            "held-out pairs": trained["current_heldout"].get("mean_cosine")}
+    rows, reasons = [], []
+    for key, score in cand.items():
+        base = None if curr is None else curr.get(key)
+        ok = base is None or score >= base - config.threshold
+        rows.append({"set": key, "candidate": score, "current": base, "delta": None if base is None else score - base,
+                     "ok": ok})
+        if not ok:
+            reasons.append(f"{Path(key).name}: candidate {score:.4f} < current {base:.4f} - threshold "
+                           f"{config.threshold:g}")
+    promote = not reasons
+    if curr is None:
+        why = "no comparable current adapter: the candidate becomes the first current version"
+    elif promote:
+        why = f"not worse than current - {config.threshold:g} on every set ({metric})"
+    else:
+        why = "the candidate is worse (" + "; ".join(reasons) + ")"
+    return {"metric": metric, "rows": rows, "promote": promote, "why": why}
+
+
+# ----------------------------------------------------------------------------- report
+
+def report_markdown(record: dict[str, Any]) -> str:
+    lines = [f"# Adapter refresh `{record['name']}` — {record['status']}", "", record.get("message", ""), ""]
+    facts = [("run", record.get("run")), ("new files", len(record.get("new_files", [])))]
+    if record.get("batch"):
+        facts.append(("new texts", record["batch"].get("rows")))
+    if record.get("training"):
+        t = record["training"]
+        facts += [("pairs (new + replayed)", f"{t['pairs_new']} + {t['pairs_replayed']}"),
+                  ("warm start", f"`{t['warm_start']}`" if t.get("warm_start") else "no (first adapter)"),
+                  ("steps (best) / seconds", f"{t.get('steps')} ({t.get('best_step')}) / {t.get('seconds')}")]
+        if t.get("warm_start") and t.get("best_step") == 0:
+            facts.append(("note", "no held-out improvement over the warm start: candidate weights = current"))
+    if "current_version" in record:
+        facts.append(("current before", record["current_version"] or "none"))
+        facts.append(("current after", record.get("promoted_version") or record["current_version"] or "none"))
+    if record.get("failed_stage"):
+        facts.append(("failed stage", record["failed_stage"]))
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts]
+    decision = record.get("decision")
+    if decision:
+        lines += ["", f"**{decision['why']}**", "", f"| set | candidate | current | delta | ok |",
+                  "|---|---:|---:|---:|---|"]
+        fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+        lines += [f"| {Path(r['set']).name} | {fmt(r['candidate'])} | {fmt(r['current'])} | {fmt(r['delta'])} | "
+                  f"{'yes' if r['ok'] else 'no'} |" for r in decision["rows"]]
+        lines += ["", f"metric: {decision['metric']}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(home: TavaHome, record: dict[str, Any]) -> str:
+    """The run's record as JSON + markdown under <home>/reports/refresh/<name>/<run>.*"""
+    base = home.reports / "refresh" / slug(record["name"])
+    write_json(base / f"{record['run']}.json", record)
+    from .io import atomic_path
+
+    with atomic_path(base / f"{record['run']}.md") as tmp:
+        tmp.write_text(report_markdown(record))
+    return str(base / f"{record['run']}.json")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{int(time.time() * 1000) % 1000:03d}"
+
+
+__all__ = ["RefreshConfig", "NewFile", "scan_drop_zone", "resolve_student", "resolve_current_adapter", "ingest_batch",
+           "train_candidate", "evaluate_adapter", "compare", "report_markdown", "write_report", "load_state",
+           "save_state", "refresh_dir", "drop_zone", "run_lock_path", "now_iso"]

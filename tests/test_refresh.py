@@ -1,0 +1,198 @@
+"""Nightly adapter refresh end to end on tiny models and tiny data, through Prefect."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import synthetic_texts
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A second tiny random BERT (48-d, other seed): a teacher whose space differs from the student's."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    out = tmp_path_factory.mktemp("tiny-teacher")
+    torch.manual_seed(1)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=48, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(out)
+    for path in tiny_model_dir.iterdir():
+        if path.name not in ("config.json", "model.safetensors", "1_Pooling"):
+            if path.is_file():
+                shutil.copy(path, out / path.name)
+    (out / "1_Pooling").mkdir()
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 48, "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}))
+    return out
+
+
+@pytest.fixture()
+def eval_dataset(tmp_path, tava_home) -> str:
+    """A tiny BEIR set, ingested: 40 documents, 8 queries, one relevant document each."""
+    from tava_core.config import IngestConfig
+    from tava_core.ingest.pipeline import ingest
+
+    beir = tmp_path / "tinybeir"
+    (beir / "qrels").mkdir(parents=True)
+    docs = synthetic_texts(40, seed=7)
+    with open(beir / "corpus.jsonl", "w") as f:
+        for i, text in enumerate(docs):
+            f.write(json.dumps({"_id": f"d{i}", "title": "", "text": text}) + "\n")
+    with open(beir / "queries.jsonl", "w") as f:
+        for i in range(8):
+            f.write(json.dumps({"_id": f"q{i}", "text": " ".join(docs[i * 5].split()[:4])}) + "\n")
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                             + "".join(f"q{i}\td{i * 5}\t1\n" for i in range(8)))
+    return ingest(IngestConfig(source=str(beir), name="tinybeir"), tava_home).path
+
+
+def drop(zone: Path, name: str, texts: list[str]) -> None:
+    zone.mkdir(parents=True, exist_ok=True)
+    with open(zone / name, "w") as f:
+        for text in texts:
+            f.write(json.dumps({"text": text}) + "\n")
+
+
+def make_config(zone: Path, student: Path, teacher: Path, **overrides):
+    from tava_core.config import EncoderSpec
+    from tava_core.refresh import RefreshConfig
+
+    settings = dict(name="nightly", drop_zone=str(zone), student=EncoderSpec(model=str(student), device="cpu"),
+                    teacher=EncoderSpec(model=str(teacher), device="cpu"), max_steps=20, batch_size=16,
+                    eval_every=10, warmup_steps=2, hidden_dims=[32], replay_pairs=50)
+    settings.update(overrides)
+    return RefreshConfig(**settings)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)  # four flow runs: ~2 min alone, but far longer on a starved shared CPU
+def test_refresh_trains_promotes_skips_keeps_and_fails_cleanly(prefect_harness, tava_home, tmp_path, tiny_model_dir,
+                                                               tiny_teacher_dir, eval_dataset):
+    from flows.refresh import StageFailed, nightly_adapter_refresh
+    from tava_core.home import TavaHome
+    from tava_core.refresh import load_state
+    from tava_core.registry import Registry
+
+    zone = tmp_path / "dropzone"
+    registry = Registry(tava_home)
+    drop(zone, "monday.jsonl", synthetic_texts(120, seed=1))
+    config = make_config(zone, tiny_model_dir, tiny_teacher_dir, evaluation=[eval_dataset])
+
+    # 1. first run: trains a first adapter, evaluates it asymmetrically, promotes it
+    first = nightly_adapter_refresh(config, home=str(tava_home))
+    assert first["status"] == "promoted", first["message"]
+    assert first["promoted_version"] == "00001" and first["training"]["warm_start"] is None
+    assert first["batch"]["rows"] == 120
+    record = registry.record("adapters", "nightly")
+    assert record.current and record.version == "00001"
+    lineage = record.lineage
+    assert lineage["teacher"]["name"] == tiny_teacher_dir.name and len(lineage["teacher"]["fingerprint"]) >= 12
+    assert lineage["student"]["source"] == "configured"
+    assert lineage["data"]["files"][0]["relative"] == "monday.jsonl"
+    assert lineage["data"]["batch"]["manifest_sha256"]
+    assert 0.0 <= record.metrics["evaluation"][eval_dataset] <= 1.0
+    assert (Path(record.path) / "tava_encoder.json").is_file()  # the version is a loadable encoder
+    report = Path(first["report"])
+    assert report.is_file() and "promoted" in report.with_suffix(".md").read_text()
+
+    # 2. nothing new: says so, trains nothing, registry untouched
+    second = nightly_adapter_refresh(config, home=str(tava_home))
+    assert second["status"] == "nothing-new" and "nothing was trained" in second["message"]
+    assert "training" not in second
+    assert [v.version for v in registry.versions("adapters", "nightly")] == ["00001"]
+
+    # 3. new texts, but an impossible threshold (must gain 1.0 nDCG): trains from v1, keeps v1
+    drop(zone, "tuesday.jsonl", synthetic_texts(60, seed=2))
+    third = nightly_adapter_refresh(config.model_copy(update={"threshold": -1.0}), home=str(tava_home))
+    assert third["status"] == "kept", third["message"]
+    assert third["training"]["warm_start"] == record.path
+    assert third["training"]["pairs_replayed"] == 50  # replay sample from Monday's batch
+    assert "the candidate is worse (tinybeir: candidate" in third["decision"]["why"]
+    assert registry.current_version("adapters", "nightly") == "00001"
+    assert len(registry.versions("adapters", "nightly")) == 1
+    state = load_state(TavaHome(tava_home), "nightly")
+    assert len(state["consumed"]) == 2  # Tuesday's file was trained on and judged: consumed
+
+    # 4. a stage that fails for good (a malformed file in the drop zone): report says why, nothing changes
+    (zone / "broken.jsonl").write_text('{"text": "fine"}\n{"text": \n')
+    with pytest.raises(StageFailed, match="stage 'ingest' failed"):
+        nightly_adapter_refresh(config, home=str(tava_home))
+    failed = json.loads(sorted((tava_home / "reports" / "refresh" / "nightly").glob("*.json"))[-1].read_text())
+    assert failed["status"] == "failed" and failed["failed_stage"] == "ingest"
+    assert "broken.jsonl:2" in failed["message"]
+    assert registry.current_version("adapters", "nightly") == "00001"
+    assert len(registry.versions("adapters", "nightly")) == 1
+    assert load_state(TavaHome(tava_home), "nightly")["consumed"] == state["consumed"]  # broken file stays pending
+
+
+@pytest.mark.slow
+def test_second_refresh_while_one_runs_does_nothing(prefect_harness, tava_home, tmp_path, tiny_model_dir,
+                                                    tiny_teacher_dir):
+    from flows.refresh import nightly_adapter_refresh
+    from tava_core.home import TavaHome
+    from tava_core.refresh import run_lock_path
+    from tava_core.registry import Registry, file_lock
+
+    zone = tmp_path / "dropzone"
+    drop(zone, "a.jsonl", synthetic_texts(80, seed=3))
+    config = make_config(zone, tiny_model_dir, tiny_teacher_dir)
+    with file_lock(run_lock_path(TavaHome(tava_home), "nightly")):  # "another refresh" holds the run lock
+        record = nightly_adapter_refresh(config, home=str(tava_home))
+    assert record["status"] == "locked" and "another refresh is running" in record["message"]
+    assert Registry(tava_home).names("adapters") == []
+    # lock released: the same files are still new, and without evaluation sets the held-out pairs decide
+    record = nightly_adapter_refresh(config, home=str(tava_home))
+    assert record["status"] == "promoted" and record["decision"]["metric"] == "held-out mean cosine"
+
+
+def test_refresh_without_student_names_the_fix(tava_home, tmp_path):
+    from tava_core.errors import ConfigError
+    from tava_core.refresh import RefreshConfig, resolve_student
+    from tava_core.registry import Registry
+
+    with pytest.raises(ConfigError, match="no current student 'student'") as info:
+        resolve_student(RefreshConfig(drop_zone=str(tmp_path)), Registry(tava_home))
+    assert "--student" in info.value.hint
+
+
+def test_compare_threshold_semantics(tmp_path):
+    from tava_core.refresh import RefreshConfig, compare
+
+    config = RefreshConfig(evaluation=["a", "b"], threshold=0.01)
+    ok = compare(config, {"a": 0.50, "b": 0.495}, {"a": 0.50, "b": 0.50}, {})
+    assert ok["promote"]
+    worse = compare(config, {"a": 0.50, "b": 0.48}, {"a": 0.50, "b": 0.50}, {})
+    assert not worse["promote"] and "b: candidate 0.4800 < current 0.5000 - threshold 0.01" in worse["why"]
+    first = compare(config, {"a": 0.1, "b": 0.1}, None, {})
+    assert first["promote"] and "first current version" in first["why"]
+
+
+def test_cli_help_lists_refresh_options():
+    from click.testing import CliRunner
+
+    from flows.cli import group
+
+    result = CliRunner().invoke(group, ["refresh", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--drop-zone" in result.output and "--threshold" in result.output and "--adapter-options" not in result.output
+
+
+def test_student_comes_from_the_registry(tava_home, tmp_path, tiny_model_dir):
+    from tava_core.encoders import load_encoder
+    from tava_core.refresh import RefreshConfig, resolve_student
+    from tava_core.registry import Registry
+
+    registry = Registry(tava_home)
+    registry.publish("students", "tiny", tiny_model_dir, lineage={"teacher": {"name": "t"}}, promote=True)
+    registry.publish("students", "tiny", tiny_model_dir, promote=True)
+    spec, source = resolve_student(RefreshConfig(drop_zone=str(tmp_path), student_name="tiny"), registry)
+    assert source["version"] == "00002" and spec.model.endswith("students/tiny/versions/00002")
+    assert load_encoder(spec).dim == 32
+    assert registry.rollback("students", "tiny")["to_version"] == "00001"  # checked to load first
+    spec, source = resolve_student(RefreshConfig(drop_zone=str(tmp_path), student_name="tiny"), registry)
+    assert source["version"] == "00001"
