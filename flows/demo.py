@@ -4,10 +4,12 @@
         ->  Stage A: distil a student on the label-free collections (+ short span views)
         ->  embed the same texts with the student  ->  Stage B: adapter student -> teacher space
         ->  evaluate teacher, student alone, student queries vs teacher documents (with and
-            without the adapter)  ->  one table: quality, query speed-ups, where everything is
+            without the adapter)  ->  publish student and adapter as the registry's current
+            versions (what the nightly refresh continues)  ->  one table: quality, speed-ups, paths
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -24,6 +26,9 @@ from tava_core.embed import EmbedConfig
 from tava_core.evaluate.config import EvalConfig
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig
+from tava_core.io import sha256_file
+
+from tasks.registry import publish_current_task
 
 from .adapt import train_adapter
 from .cli import build_config, config_options
@@ -61,6 +66,12 @@ class PipelineConfig(TavaModel):
     adapter: AdapterConfig = Field(default_factory=demo_adapter, description=(
         "Stage B (adapter). Its vector directories and student are filled in by the pipeline."))
     split: str = Field("test", description="Qrels split the evaluation scores.")
+    registry_student: str = Field("student", description=(
+        "Registry name the student is published under as the current version (the nightly "
+        "refresh's default student_name)."))
+    registry_adapter: str = Field("nightly", description=(
+        "Registry name the adapter is published under as the current version (the nightly "
+        "refresh's default name, so it continues from this adapter)."))
 
     @model_validator(mode="before")
     @classmethod
@@ -82,6 +93,7 @@ class PipelineResult(BaseModel):
     index: dict
     student_dir: str
     adapter_dir: str
+    registry: list[dict]       # what was published (or was already current)
     quality: list[dict]        # one row per way of answering queries
     report_dirs: list[str]
     seconds: dict[str, float]
@@ -118,6 +130,8 @@ def summary_markdown(result: PipelineResult) -> str:
               f"| FAISS index ({result.index['factory']}, recall@10 {result.index['recall_at_10']}) | "
               f"`{result.index['index_dir']}` |"]
     lines += [f"| evaluation report | `{d}` |" for d in result.report_dirs]
+    lines += [f"| registry {r['kind']}/{r['name']} v{r['version']}{' (new)' if r['published'] else ''} | "
+              f"`{r['path']}` |" for r in result.registry]
     lines += ["", "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {step} | {seconds:.1f} |" for step, seconds in result.seconds.items()]
     return "\n".join(lines) + "\n"
@@ -188,11 +202,23 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
                                           quantization=[], run_mteb=False), home=root)
     timed("evaluate", start)
 
+    # The registry's current student and adapter: what the nightly refresh continues from.
+    quality = quality_rows(full.model_dump(), asymmetric.model_dump())
+    lineage = {"dataset": ingested.name, "dataset_dir": ingested.path, "teacher": embedded.encoder}
+    card = json.loads((Path(student["output"]) / "model_card.json").read_text())
+    registry = [
+        publish_current_task("students", config.registry_student, student["output"], card["run_key"], root,
+                             lineage={**lineage, "source": student["output"]},
+                             metrics={r["system"]: r["ndcg_at_10"] for r in quality[1:3]}),
+        publish_current_task("adapters", config.registry_adapter, adapter["adapter_dir"],
+                             sha256_file(Path(adapter["adapter_dir"]) / "model.safetensors"), root,
+                             lineage={**lineage, "source": adapter["adapter_dir"], "student": student["output"]},
+                             metrics={"nDCG@10 " + config.split: quality[3]["ndcg_at_10"]})]
+
     result = PipelineResult(
         dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections, teacher=embedded.encoder,
         index={k: index.get(k) for k in ("index_dir", "factory", "count", "recall_at_10", "version")},
-        student_dir=student["output"], adapter_dir=adapter["adapter_dir"],
-        quality=quality_rows(full.model_dump(), asymmetric.model_dump()),
+        student_dir=student["output"], adapter_dir=adapter["adapter_dir"], registry=registry, quality=quality,
         report_dirs=[full.directory, asymmetric.directory], seconds=seconds)
     create_markdown_artifact(summary_markdown(result), key="tava-pipeline-summary",
                              description="tava pipeline: quality, speed-ups, artifacts")

@@ -55,6 +55,14 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     assert any(s["collection"] == "spans" for s in card["corpus"]["sources"])          # Stage A saw span views
     assert "queries" not in {s["collection"] for s in card["corpus"]["sources"]}       # never the queries
     assert Path(first.index["index_dir"]).is_dir() and len(first.report_dirs) == 2
+    # The registry's current student and adapter are these (what the nightly refresh continues).
+    from tava_core.registry import Registry
+
+    registry = Registry(tava_home)
+    assert [(r["kind"], r["name"], r["published"]) for r in first.registry] == [
+        ("students", "student", True), ("adapters", "nightly", True)]
+    assert (registry.current_path("adapters", "nightly") / "model.safetensors").read_bytes() == \
+        (adapter / "model.safetensors").read_bytes()
 
     # Nothing changed: same numbers, and the student is not retrained (its files are untouched).
     weights = student / "model.safetensors"
@@ -66,4 +74,5 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     assert result.exit_code == 0, result.output
     assert weights.stat().st_mtime_ns == before
     assert "student + adapter" in result.output and f"{first.quality[3]['ndcg_at_10']:.4f}" in result.output
+    assert [v.version for v in registry.versions("adapters", "nightly")] == [first.registry[1]["version"]]
     assert TavaHome(tava_home).root == tava_home.resolve()

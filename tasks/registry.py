@@ -1,0 +1,26 @@
+"""Prefect task: publish an artifact directory as the registry's current version of a name,
+unless the current version already is that artifact (so a cached pipeline re-run adds nothing)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tava_core.registry import Registry
+
+
+@task(name="registry-publish", task_run_name="publish {kind}/{name}", cache_policy=NO_CACHE)
+def publish_current_task(kind: str, name: str, source_dir: str, identity: str, home: Optional[str],
+                         lineage: dict[str, Any], metrics: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """``identity`` names the artifact's content (a run key or weights checksum): when the
+    current version carries the same one, nothing is published."""
+    registry = Registry(home)
+    current = registry.current_version(kind, name)
+    if current is not None and registry.record(kind, name, current).lineage.get("identity") == identity:
+        return {"kind": kind, "name": name, "version": current, "published": False,
+                "path": str(registry.current_path(kind, name))}
+    record = registry.publish(kind, name, source_dir, lineage={**lineage, "identity": identity},
+                              metrics=metrics or {}, note="published by the pipeline", promote=True)
+    return {"kind": kind, "name": name, "version": record.version, "published": True,
+            "path": str(registry.current_path(kind, name))}
