@@ -25,6 +25,7 @@ __all__ = ["Encoder", "TextKind", "TransformerEncoder", "EncoderSpec", "load_enc
 ENCODER_TYPES: dict[str, str] = {
     "static": "tava_core.encoders.static:load_static",
     "adapted": "tava_core.adapter.encoder:load_adapted_encoder",
+    "compressed": "tava_core.compress.encoder:load_compressed_encoder",
 }
 
 

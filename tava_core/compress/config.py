@@ -1,0 +1,109 @@
+"""``CompressConfig``: everything `tava compress` needs, one described field per knob."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from ..config import EncoderSpec, TavaModel
+from ..errors import ConfigError
+
+Method = Literal["dive", "dive-label-free", "pca", "truncate", "matryoshka-adaptor", "search-adaptor"]
+METHODS: tuple[str, ...] = ("dive", "dive-label-free", "pca", "truncate", "matryoshka-adaptor", "search-adaptor")
+LABELED_METHODS = {"dive", "search-adaptor"}
+TRAINED_METHODS = {"dive", "dive-label-free", "matryoshka-adaptor", "search-adaptor"}
+
+
+class CompressConfig(TavaModel):
+    """How `tava compress` learns projections of an encoder's vectors to fewer dimensions."""
+
+    # ---------------------------------------------------------------- inputs and output
+    dataset: str = Field(..., description=(
+        "Retrieval dataset with qrels: an ingested BEIR dataset (name or directory) or a raw BEIR "
+        "directory. Its corpus and the training split's queries are what the compressor learns from."))
+    encoder: EncoderSpec = Field(default_factory=EncoderSpec, description=(
+        "The encoder whose vectors are compressed (the teacher, or an adapted student directory); "
+        "recorded in the compressor so `load_encoder(<compressor dir>)` runs encoder then compressor."))
+    corpus_vectors: Optional[str] = Field(None, description=(
+        "Precomputed corpus vectors (a `tava embed` directory) instead of encoding the corpus."))
+    query_vectors: Optional[str] = Field(None, description=(
+        "Precomputed query vectors (a `tava embed` directory of the dataset's queries, all splits)."))
+    train_split: str = Field("train", description="qrels split whose queries train (and validate) the compressor.")
+    eval_split: Optional[str] = Field("test", description=(
+        "qrels split scored in the report (never trained or tuned on); empty = no test score."))
+    dims: list[int] = Field(default_factory=lambda: [128], description=(
+        "Target dimensions; one compressor per dimension (e.g. 192 128 64 32 for 384-d vectors)."))
+    method: Method = Field("dive", description=(
+        "Compressor to train: 'dive' (residual adapter, hinge triplets + head-wise NT-Xent, labeled), "
+        "'dive-label-free' (same, on pseudo-triplets from the encoder's own neighbourhoods), or a baseline."))
+    baselines: list[Method] = Field(default_factory=lambda: ["pca", "truncate", "matryoshka-adaptor",
+                                                             "search-adaptor"], description=(
+        "Methods fitted on the same data and reported side by side (and saved, so any is usable)."))
+    name: Optional[str] = Field(None, description=(
+        "Run name: output goes to <home>/artifacts/compressors/<name>/ (default: dataset + encoder)."))
+
+    # ---------------------------------------------------------------- labels and validation
+    validation_fraction: float = Field(0.2, gt=0.0, lt=0.9, description=(
+        "Share of the labeled training queries held out for early stopping and model choice."))
+    max_labeled_queries: Optional[int] = Field(None, ge=2, description=(
+        "Use only this many labeled queries in total (train + validation): the few-label setting."))
+    seed: int = Field(0, description="Seed of the split, the sampling and the initialisation.")
+
+    # ---------------------------------------------------------------- DIVE
+    hidden_dim: int = Field(512, ge=0, description="Width of the residual MLP of trained compressors (0 = linear only).")
+    pca_center: Optional[bool] = Field(None, description=(
+        "Subtract the corpus mean before the PCA projection; empty = choose on the validation split."))
+    margin: float = Field(0.1, gt=0.0, le=2.0, description=(
+        "Hinge margin of DIVE's triplet loss on cosines: a triplet whose positive beats its negative by "
+        "this much gives no gradient."))
+    triplet_weight: float = Field(1.0, ge=0.0, description="Weight of the hinge triplet loss.")
+    ntxent_weight: float = Field(0.01, ge=0.0, description=(
+        "Weight of DIVE's head-wise NT-Xent loss (0.1 pulled SciFact's space apart early in bench/compress.py)."))
+    ntxent_temperature: float = Field(0.1, gt=0.0, description="Temperature of the head-wise NT-Xent loss.")
+    heads: int = Field(4, ge=2, description="Projection heads (views) of the NT-Xent loss (training only).")
+    ntxent_items: int = Field(64, ge=2, description=(
+        "At most this many documents (and anchors) of a batch enter the NT-Xent loss (its cost grows with the square)."))
+    negative_depth: int = Field(30, ge=1, description=(
+        "Hard negatives: the encoder's top-N documents of a query that are not judged relevant."))
+    negatives_per_anchor: int = Field(4, ge=1, description="Hard negatives sampled per triplet per step.")
+    in_batch_negatives: bool = Field(True, description="Also use the other positives of a batch as negatives.")
+    projection_lr_scale: float = Field(0.1, ge=0.0, description=(
+        "DIVE: learning rate of the projection matrix relative to the residual MLP (0 = frozen projection)."))
+    pseudo_positive_top: int = Field(1, ge=1, description="Label-free: positives from the encoder's top-N documents.")
+    pseudo_negative_ranks: list[int] = Field(default_factory=lambda: [10, 50], description=(
+        "Label-free: negatives from the encoder's ranks [start, end)."))
+
+    # ---------------------------------------------------------------- baselines
+    ranking_temperature: float = Field(0.05, gt=0.0, description="Search-Adaptor style: softmax temperature of the ranking loss.")
+    regularization_weight: float = Field(0.1, ge=0.0, description=(
+        "Matryoshka-/Search-Adaptor: weight of the penalty on the residual's size (keeps the adaptor near identity)."))
+    similarity_top_k: int = Field(10, ge=1, description="Matryoshka-Adaptor: neighbours of the top-k similarity loss.")
+    pairwise_weight: float = Field(1.0, ge=0.0, description="Matryoshka-Adaptor: weight of the all-pairs similarity loss.")
+
+    # ---------------------------------------------------------------- optimisation
+    lr: float = Field(1e-3, gt=0.0, description="Learning rate (AdamW) of the residual MLP and heads.")
+    weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay.")
+    batch_size: int = Field(64, ge=2, description="Triplets (or vectors) per step.")
+    max_steps: int = Field(900, ge=1, description="Upper bound on optimisation steps per compressor.")
+    eval_every: int = Field(50, ge=1, description="Steps between validation nDCG@10 evaluations.")
+    patience: int = Field(5, ge=1, description="Evaluations without improvement before early stopping.")
+    min_gain_confidence: float = Field(0.95, ge=0.0, lt=1.0, description=(
+        "A trained state replaces the frozen (untrained) start only when its per-query validation gain is "
+        "positive at this one-sided confidence (paired t-test): with a handful of validation queries a lucky "
+        "early-stopping pick is not trusted. 0 = always keep the best validation state."))
+    device: str = Field("cpu", description="Training device: 'cpu', 'cuda', 'auto'.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "CompressConfig":
+        if not self.dims or min(self.dims) < 1:
+            raise ConfigError("dims needs at least one positive dimension", hint="e.g. --dims 128 --dims 64")
+        if len(self.pseudo_negative_ranks) != 2 or not (
+                self.pseudo_positive_top < self.pseudo_negative_ranks[0] < self.pseudo_negative_ranks[1]):
+            raise ConfigError(f"pseudo_negative_ranks {self.pseudo_negative_ranks} must be [start, end) with "
+                              f"pseudo_positive_top < start < end", hint="e.g. [10, 50]")
+        return self
+
+    @property
+    def methods(self) -> list[str]:
+        """The trained method first, then the baselines (no repeats)."""
+        return list(dict.fromkeys([self.method, *self.baselines]))

@@ -1,0 +1,70 @@
+"""The compression report: every method at every dimension side by side (markdown table + PNG)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def ndcg_table(report: dict[str, Any], key: str = "test") -> dict[str, dict[int, float]]:
+    """method -> dim -> nDCG@10 (``key`` 'test', or 'validation' for the early-stopping split)."""
+    table: dict[str, dict[int, float]] = {}
+    for row in report["results"]:
+        value = row["test"]["ndcg_at_10"] if key == "test" and "test" in row else row["validation_ndcg_at_10"]
+        table.setdefault(row["method"], {})[row["dim"]] = value
+    return table
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    dims = report["dims"]
+    full = report["full_dimension"]
+    has_test = full.get("test") is not None
+    key = "test" if has_test else "validation"
+    table = ndcg_table(report, key)
+    data = report["data"]
+    lines = [f"# Compressors {report['name']}", "",
+             f"- encoder: {report['encoder'].get('name', '?')} ({report['input_dim']}-d); dataset {data.get('dataset')}: "
+             f"{data.get('documents')} documents, {data.get('train_queries')} training + "
+             f"{data.get('validation_queries')} validation queries ({data.get('train_split')}), "
+             f"{data.get('test_queries')} scored queries ({data.get('eval_split')})", "",
+             f"## nDCG@10 on {'the ' + str(data.get('eval_split')) + ' split' if has_test else 'the validation split'}", "",
+             "| method | " + " | ".join(f"{d}-d" for d in dims) + f" | full {report['input_dim']}-d |",
+             "|---|" + "---|" * (len(dims) + 1)]
+    full_value = (full["test"] if has_test else full["validation"])["ndcg_at_10"]
+    for method, by_dim in table.items():
+        cells = [f"{by_dim[d]:.4f}" if d in by_dim else "" for d in dims]
+        lines.append(f"| {method} | " + " | ".join(cells) + " | |")
+    lines.append("| uncompressed | " + " | ".join("" for _ in dims) + f" | {full_value:.4f} |")
+    lines += ["", "## Training", "", "| method | dim | validation nDCG@10 | frozen | best step | steps | seconds |",
+              "|---|---|---|---|---|---|---|"]
+    for row in report["results"]:
+        lines.append(f"| {row['method']} | {row['dim']} | {row['validation_ndcg_at_10']:.4f} | "
+                     f"{row['frozen_validation_ndcg_at_10']:.4f} | {row['best_step']} | {row['steps']} | "
+                     f"{row['seconds']:.1f} |")
+    lines += ["", "Validation is the held-out share of the labeled training queries ('labels'), or for the "
+              "label-free method the encoder's own top-10 neighbours of held-out unlabeled queries.", "",
+              "![nDCG@10 by dimension](ndcg.png)", ""]
+    return "\n".join(lines)
+
+
+def plot_ndcg(report: dict[str, Any], path: str | Path) -> Path:
+    """nDCG@10 against dimension, one line per method, the uncompressed score as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = report["full_dimension"]
+    key = "test" if full.get("test") is not None else "validation"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, by_dim in ndcg_table(report, key).items():
+        dims = sorted(by_dim)
+        ax.plot(dims, [by_dim[d] for d in dims], marker="o", label=method)
+    ax.axhline((full[key])["ndcg_at_10"], linestyle="--", color="gray", label=f"uncompressed {report['input_dim']}-d")
+    ax.set_xlabel("dimensions")
+    ax.set_ylabel(f"nDCG@10 ({key})")
+    ax.set_title(f"compression of {report['encoder'].get('name', 'encoder')} on {report['data'].get('dataset')}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

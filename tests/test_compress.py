@@ -1,0 +1,187 @@
+"""Compression stage: model, losses, mining, training with early stopping, save/load, composition."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from compress_helpers import synthetic_data, unit
+from tava_core.compress import (CompressConfig, CompressionAdapter, HeadwiseNTXentLoss, HingeTripletLoss,
+                                SimilarityPreservationLoss, build_pca, build_prefix, load_compressor,
+                                mine_labeled_triplets, mine_pseudo_triplets, save_compressor, train_method)
+from tava_core.compress.train import evaluate_model
+from tava_core.errors import ConfigError, ModelLoadError
+
+FAST = dict(dataset="synthetic", hidden_dim=32, batch_size=32, max_steps=150, eval_every=25, patience=3,
+            lr=1e-2, margin=0.5, negative_depth=10, projection_lr_scale=1.0)
+torch.set_num_threads(1)
+
+
+def test_pca_and_prefix_compress_to_unit_vectors_and_residual_starts_at_zero():
+    x = unit(np.random.default_rng(0).standard_normal((200, 16)))
+    pca = build_pca(x, 4, center=True)
+    out = pca.map_numpy(x)
+    assert out.shape == (200, 4) and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    # the PCA projection of the centred data keeps the largest variance a 4-d projection can
+    centred = x - x.mean(0)
+    kept = np.linalg.norm(centred @ pca.projection.weight.detach().numpy().T) ** 2
+    random_axes = np.linalg.qr(np.random.default_rng(1).standard_normal((16, 4)))[0]
+    assert kept > np.linalg.norm(centred @ random_axes) ** 2
+    prefix = build_prefix(16, 4)
+    assert np.allclose(prefix.map_numpy(x), unit(x[:, :4]), atol=1e-6)
+    with_residual = build_pca(x, 4, center=True, hidden_dim=8)
+    assert np.allclose(with_residual.map_numpy(x), out, atol=1e-6)   # zero-initialised correction
+
+
+def test_hinge_triplet_loss_gives_no_gradient_once_the_margin_is_met():
+    anchor = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    positive = torch.tensor([[1.0, 0.0]])
+    far_negative = torch.tensor([[[0.0, 1.0]]])                         # cos 0: gap 1 > margin
+    loss = HingeTripletLoss(margin=0.5)(anchor, positive, far_negative)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.count_nonzero(anchor.grad) == 0
+    anchor.grad = None
+    close_negative = torch.nn.functional.normalize(torch.tensor([[[1.0, 0.3]]]), dim=-1)
+    loss = HingeTripletLoss(margin=0.5)(anchor, positive, close_negative)
+    loss.backward()
+    assert loss.item() > 0 and torch.count_nonzero(anchor.grad) > 0
+    mask = torch.zeros(1, 1)                                            # a masked negative counts for nothing
+    assert HingeTripletLoss(0.5)(anchor, positive, close_negative, mask).item() == 0.0
+
+
+def test_headwise_ntxent_prefers_views_that_agree_and_similarity_loss_is_zero_on_identity():
+    torch.manual_seed(0)
+    items = torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)
+    agreeing = [items, items, items]
+    shuffled = [items, items[torch.randperm(16)], items[torch.randperm(16)]]
+    loss = HeadwiseNTXentLoss(0.1)
+    assert loss(agreeing) < loss(shuffled)
+    assert SimilarityPreservationLoss(top_k=3)(items, items).item() == pytest.approx(0.0, abs=1e-6)
+    assert SimilarityPreservationLoss(top_k=3)(items[:, :4] / items[:, :4].norm(dim=1, keepdim=True), items) > 0.01
+
+
+def test_triplet_mining_excludes_positives_and_self():
+    data = synthetic_data()
+    triplets = mine_labeled_triplets(data.train, data.corpus_ids, data.corpus, depth=10)
+    position = {d: i for i, d in enumerate(data.corpus_ids)}
+    for row, pos, pool in zip(triplets.anchor_rows, triplets.positives, triplets.negatives):
+        relevant = {position[d] for d in data.train.qrels[data.train.ids[row]]}
+        assert pos in relevant and not relevant & set(pool.tolist())
+    pseudo = mine_pseudo_triplets(data.corpus, data.corpus, anchor_docs=np.arange(len(data.corpus)),
+                                  positive_top=1, negative_ranks=(5, 15))
+    assert pseudo.negatives.shape == (len(data.corpus), 10)
+    assert not (pseudo.positives == np.arange(len(data.corpus))).any()
+    scores = data.corpus @ data.corpus.T
+    rows = np.arange(len(data.corpus))
+    assert (scores[rows, pseudo.positives] >= scores[rows[:, None], pseudo.negatives].max(axis=1)).all()
+    with pytest.raises(ConfigError):
+        mine_pseudo_triplets(data.corpus, data.corpus, negative_ranks=(1, 5))
+
+
+def test_dive_learns_what_pca_misses_on_held_out_queries():
+    data = synthetic_data()
+    config = CompressConfig(**FAST)
+    scores = {}
+    for method in ("pca", "truncate", "dive"):
+        result = train_method(method, 6, data, config)
+        scores[method] = evaluate_model(result.model, data.test, data.corpus_ids, data.corpus)["ndcg_at_10"]
+        if method == "dive":
+            dive = result
+    assert dive.validation_ndcg > dive.frozen_validation_ndcg + 0.1 and dive.best_step > 0
+    assert scores["dive"] > scores["pca"] + 0.2 and scores["dive"] > scores["truncate"] + 0.2
+    assert dive.history[0]["step"] == 0 and dive.history[-1]["step"] == dive.steps
+
+
+def test_with_few_labels_dive_does_not_fall_below_its_frozen_start():
+    data = synthetic_data(max_labeled=6)       # 4 training + 2 validation queries
+    assert len(data.train) == 4 and len(data.validation) == 2
+    config = CompressConfig(**{**FAST, "max_steps": 200})
+    dive = train_method("dive", 6, data, config)
+    frozen = train_method("pca", 6, data, config)
+    assert dive.validation_ndcg >= dive.frozen_validation_ndcg
+    assert dive.frozen_validation_ndcg == pytest.approx(frozen.validation_ndcg)
+    test_dive = evaluate_model(dive.model, data.test, data.corpus_ids, data.corpus)["ndcg_at_10"]
+    test_frozen = evaluate_model(frozen.model, data.test, data.corpus_ids, data.corpus)["ndcg_at_10"]
+    assert test_dive >= test_frozen - 0.02
+
+
+def test_label_free_dive_and_matryoshka_adaptor_train_without_labels():
+    data = synthetic_data()
+    data.train.qrels.clear()     # nothing labeled reaches these methods' training
+    config = CompressConfig(**{**FAST, "max_steps": 100, "pseudo_negative_ranks": [5, 20]})
+    for method in ("dive-label-free", "matryoshka-adaptor"):
+        result = train_method(method, 6, data, config)
+        assert result.validation_ndcg >= result.frozen_validation_ndcg and result.steps > 0
+        assert result.model.map_numpy(data.corpus[:3]).shape == (3, 6)
+    assert train_method("dive-label-free", 6, data, config).validation == "teacher-neighbours"
+
+
+def test_compressor_round_trips_through_safetensors_and_rejects_damage(tmp_path):
+    data = synthetic_data()
+    model = train_method("dive", 6, data, CompressConfig(**{**FAST, "max_steps": 50})).model
+    out = save_compressor(tmp_path / "c", model, metadata={"note": "x"})
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((out / "config.json").read_text())["architecture"]["output_dim"] == 6
+    loaded = load_compressor(out)
+    assert np.allclose(loaded.map_numpy(data.corpus), model.map_numpy(data.corpus), atol=1e-6)
+    (out / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelLoadError):
+        load_compressor(out)
+    with pytest.raises(ModelLoadError):
+        load_compressor(tmp_path)
+    with pytest.raises(ValueError):
+        CompressionAdapter(8, 16)
+
+
+def test_compressed_encoder_composes_with_a_base_encoder_and_vector_dirs(tmp_path, tiny_model_dir):
+    from adapter_helpers import write_vector_dir
+    from tava_core.compress import compress_vector_dir
+    from tava_core.compress.io import write_compressor_files
+    from tava_core.config import EncoderSpec
+    from tava_core.encoders import load_encoder
+    from tava_core.manifest import read_vector_dir
+
+    base = load_encoder(EncoderSpec(model=str(tiny_model_dir), device="cpu"))
+    texts = ["a protein binds", "cells divide quickly", "the moon", "vaccines and immunity"] * 5
+    base_vectors = base.encode(texts)
+    compressor = build_pca(base_vectors, 8, center=True)
+    directory = write_compressor_files(tmp_path / "pca-8d", compressor,
+                                       metadata={"lineage": {"encoder": base.info()}},
+                                       base_encoder=EncoderSpec(model=str(tiny_model_dir), device="cpu").model_dump())
+    encoder = load_encoder(str(directory))
+    assert type(encoder).__name__ == "CompressedEncoder" and encoder.dim == 8
+    assert encoder.fingerprint != base.fingerprint
+    assert np.allclose(encoder.encode(texts, kind="query"), compressor.map_numpy(base_vectors), atol=1e-5)
+    # vectors already on disk: compressed shard by shard into a directory `tava index` reads
+    ids = [f"t{i}" for i in range(len(texts))]
+    vec_dir = write_vector_dir(tmp_path / "v", ids, base_vectors, fingerprint=base.fingerprint, name=base.name)
+    out = compress_vector_dir(directory, vec_dir, tmp_path / "v8")
+    out_ids, out_vectors, manifest = read_vector_dir(out)
+    assert out_ids == ids and manifest.dim == 8 and manifest.fingerprint == encoder.fingerprint
+    assert np.allclose(out_vectors, compressor.map_numpy(base_vectors), atol=1e-6)
+    other = write_vector_dir(tmp_path / "w", ids, base_vectors, fingerprint="e" * 24, name="other")
+    with pytest.raises(ConfigError, match="trained on"):
+        compress_vector_dir(directory, other, tmp_path / "w8")
+    assert not (tmp_path / "w8").exists()
+
+
+def test_config_rejects_impossible_settings():
+    with pytest.raises(ConfigError):
+        CompressConfig(dataset="x", dims=[])
+    with pytest.raises(ConfigError):
+        CompressConfig(dataset="x", pseudo_negative_ranks=[20, 10])
+    with pytest.raises(Exception):
+        CompressConfig(dataset="x", method="svd")
+    assert CompressConfig(dataset="x", method="pca").methods[0] == "pca"
+
+
+def test_significance_gate_needs_a_consistent_gain_over_the_frozen_start():
+    from tava_core.compress.train import significant_gain, t_quantile
+
+    assert t_quantile(0.95, 3) == pytest.approx(2.353, abs=0.01)
+    assert t_quantile(0.95, 1000) == pytest.approx(1.646, abs=0.01)
+    assert significant_gain(np.full(50, 0.1) + np.random.default_rng(0).normal(0, 0.05, 50), 0.95)
+    assert not significant_gain(np.array([0.6, -0.2, 0.0, 0.1]), 0.95)     # 4 noisy validation queries
+    assert not significant_gain(np.array([0.5]), 0.95)
