@@ -86,6 +86,28 @@ def test_paired_supervision_is_zero_at_the_target():
     assert loss(t, -t).item() > 1
 
 
+def test_ranking_distillation_is_zero_at_the_target_and_sees_only_the_ranking():
+    from tava_core.adapter import RankingDistillationLoss
+
+    torch.manual_seed(0)
+    t = torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)
+    docs = torch.nn.functional.normalize(torch.randn(40, 8), dim=-1)
+    loss = RankingDistillationLoss(0.05)
+    assert loss(t, t, docs).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(torch.nn.functional.normalize(torch.randn(16, 8), dim=-1), t, docs).item() > 0.1
+    # the own column is left out: a row that ranks every other text correctly costs nothing
+    own = torch.arange(16)
+    assert loss(t, t, t, own).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_retrieval_overlap_is_one_for_the_teacher_and_low_for_noise():
+    rng = np.random.default_rng(0)
+    target, pool = unit(rng.normal(size=(50, 12))), unit(rng.normal(size=(300, 12)))
+    assert alignment_metrics(target, target, k=5, pool=pool)["retrieval_overlap@5"] == 1.0
+    noise = alignment_metrics(unit(rng.normal(size=(50, 12))), target, k=5, pool=pool)["retrieval_overlap@5"]
+    assert noise < 0.2
+
+
 # -------------------------------------------------------------------- baselines and metrics
 
 def test_baselines_recover_linear_maps_and_metrics_rank_them():

@@ -12,13 +12,14 @@ from .discriminator import Discriminator
 from .encoder import AdaptedEncoder, load_adapted_encoder
 from .io import load_adapter, save_adapter
 from .losses import (AdversarialLoss, CycleConsistencyLoss, GradientPenalty, PairedSupervisionLoss,
-                     ReconstructionLoss, VectorSpacePreservationLoss)
+                     RankingDistillationLoss, ReconstructionLoss, VectorSpacePreservationLoss)
 from .metrics import alignment_metrics
 from .model import Vec2VecAdapter
 from .trainer import AdversarialTrainer, TrainingData, TrainingResult, split_paired, split_unpaired
 
 __all__ = ["AdapterConfig", "Vec2VecAdapter", "Discriminator", "AdversarialTrainer", "TrainingData", "TrainingResult",
            "split_paired", "split_unpaired", "AdversarialLoss", "GradientPenalty", "VectorSpacePreservationLoss",
-           "CycleConsistencyLoss", "ReconstructionLoss", "PairedSupervisionLoss", "LinearMap", "fit_baselines",
+           "CycleConsistencyLoss", "ReconstructionLoss", "PairedSupervisionLoss", "RankingDistillationLoss",
+           "LinearMap", "fit_baselines",
            "fit_ridge", "fit_procrustes", "identity_map", "alignment_metrics", "save_adapter", "load_adapter",
            "AdaptedEncoder", "load_adapted_encoder"]

@@ -11,7 +11,8 @@ from ..errors import ConfigError
 
 # What `mode: unpaired` changes unless set explicitly: no supervision, strong geometry losses.
 UNPAIRED_DEFAULTS = dict(init="random", adversarial_weight=1.0, cycle_weight=1.0, vsp_weight=1.0,
-                         paired_cosine_weight=0.0, paired_mse_weight=0.0, contrastive_weight=0.0, lr=2e-4,
+                         paired_cosine_weight=0.0, paired_mse_weight=0.0, contrastive_weight=0.0, ranking_weight=0.0,
+                         lr=2e-4,
                          discriminator_lr=2e-4, warmup_steps=200, patience=20)
 
 
@@ -51,6 +52,9 @@ class AdapterConfig(TavaModel):
         "Paired mode: start the linear skip path at a closed-form solution, ridge or orthogonal "
         "Procrustes (the MLP then learns only what it misses; Procrustes keeps the student's geometry "
         "and transferred better to unseen domains in bench/adapter.py); 'random': plain initialisation."))
+    train_skip: bool = Field(True, description=(
+        "Keep training the linear skip path after its closed-form start; false freezes it (e.g. at "
+        "Procrustes) so only the non-linear correction learns."))
     latent_dim: Optional[int] = Field(None, ge=8, description=(
         "Shared latent space as in vec2vec: input adapter -> shared backbone -> output adapter, with a "
         "reverse adapter sharing the backbone; enables the reconstruction loss. Empty = direct map."))
@@ -78,9 +82,18 @@ class AdapterConfig(TavaModel):
     contrastive_weight: float = Field(1.0, ge=0.0, description=(
         "Paired supervision: in-batch InfoNCE (each mapped vector must be nearest its own teacher vector)."))
     contrastive_temperature: float = Field(0.05, gt=0.0, description="Temperature of the InfoNCE loss.")
+    ranking_weight: float = Field(1.0, ge=0.0, description=(
+        "Paired supervision: ranking distillation -- the mapped vector must rank other texts' teacher "
+        "vectors (the batch plus ranking_documents sampled ones) as its true teacher vector does (KL of the "
+        "softmaxed similarities); what asymmetric search needs."))
+    ranking_temperature: float = Field(0.05, gt=0.0, description="Temperature of the ranking distillation.")
+    ranking_documents: int = Field(1024, ge=0, description=(
+        "Extra training teacher vectors sampled per step as documents for the ranking distillation."))
 
     # ---------------------------------------------------------------- optimisation
-    lr: float = Field(3e-4, gt=0.0, description="Adapter learning rate (AdamW).")
+    lr: float = Field(5e-5, gt=0.0, description=(
+        "Adapter learning rate (AdamW). Small on purpose: the adapter starts at a closed-form map, and "
+        "Adam's early steps at 3e-4 knocked it below that start in bench/adapter.py."))
     discriminator_lr: float = Field(4e-4, gt=0.0, description="Discriminator learning rate (Adam).")
     weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay of the adapter.")
     batch_size: int = Field(256, ge=2, description="Pairs (or vectors per side) per step.")
@@ -97,9 +110,14 @@ class AdapterConfig(TavaModel):
     holdout_max: int = Field(2000, ge=10, description="At most this many held-out pairs.")
     eval_every: int = Field(100, ge=1, description="Steps between held-out evaluations.")
     patience: int = Field(8, ge=1, description="Evaluations without improvement before early stopping.")
-    early_stopping_metric: Literal["mean_rank", "mean_cosine"] = Field("mean_rank", description=(
-        "Held-out metric to stop on: mean rank of the true teacher vector (ties broken by mean cosine), "
-        "or mean cosine."))
+    early_stopping_metric: Literal["mean_rank", "mean_cosine", "retrieval_overlap"] = Field(
+        "retrieval_overlap", description=(
+            "Held-out metric to stop on (and to pick the best seed): 'retrieval_overlap', how much of the "
+            "teacher's top-k among training teacher vectors the mapped held-out vectors retrieve (tracks "
+            "asymmetric search best; mean rank saturates at 1 for any decent map); 'mean_rank' of the true "
+            "teacher vector (ties broken by mean cosine); or 'mean_cosine'."))
+    retrieval_pool: int = Field(5000, ge=20, description=(
+        "Training teacher vectors used as the document pool of the retrieval-overlap metric."))
     collapse_threshold: float = Field(0.98, gt=0.0, le=1.0, description=(
         "Held-out outputs whose mean pairwise cosine exceeds this count as collapsed (rolled back)."))
     max_rollbacks: int = Field(3, ge=0, description=(

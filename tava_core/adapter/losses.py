@@ -120,3 +120,27 @@ class PairedSupervisionLoss(nn.Module):
         if "contrastive" in parts:
             total = total + self.contrastive_weight * parts["contrastive"]
         return total
+
+
+class RankingDistillationLoss(nn.Module):
+    """Asymmetric search, learned directly: a mapped vector must rank a set of teacher "documents"
+    (other texts' teacher vectors) as the true teacher vector does. KL divergence between the
+    softmax of the teacher's similarities and the mapped vector's, at ``temperature``; each row's
+    own teacher vector is left out (that is InfoNCE's job), so only the ranking of the others counts."""
+
+    def __init__(self, temperature: float = 0.05) -> None:
+        super().__init__()
+        self.temperature = float(temperature)
+
+    def forward(self, mapped: torch.Tensor, target: torch.Tensor, documents: torch.Tensor,
+                own: torch.Tensor | None = None) -> torch.Tensor:
+        """``documents`` (m, dim) teacher vectors; ``own[i]`` = the column of row i's own text, or -1."""
+        docs = F.normalize(documents, dim=-1)
+        student_logits = F.normalize(mapped, dim=-1) @ docs.T / self.temperature
+        teacher_logits = F.normalize(target, dim=-1) @ docs.T / self.temperature
+        if own is not None:
+            rows = torch.nonzero(own >= 0).squeeze(-1)
+            student_logits = student_logits.index_put((rows, own[rows]), torch.tensor(-1e4))
+            teacher_logits = teacher_logits.index_put((rows, own[rows]), torch.tensor(-1e4))
+        return F.kl_div(F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1), log_target=True,
+                        reduction="batchmean")

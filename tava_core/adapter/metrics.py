@@ -4,7 +4,10 @@
 - top1 / mean_rank: rank of the true teacher vector among all held-out teacher vectors when
   searched with the mapped vector (vec2vec's metrics; rank 1 is best);
 - knn_overlap: share of each item's k nearest neighbours (among mapped vectors) that are also its
-  k nearest among the true teacher vectors, averaged.
+  k nearest among the true teacher vectors, averaged;
+- retrieval_overlap (with a ``pool`` of teacher vectors, e.g. training documents): share of the k
+  pool items the true teacher vector retrieves that the mapped vector retrieves too -- asymmetric
+  search (mapped query against teacher documents) measured without labels.
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ def _unit(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def alignment_metrics(mapped: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, k: int = 10,
-                      chunk: int = 2048) -> dict[str, float]:
-    """Metrics of ``mapped`` against ``target`` (same row order, same dimension)."""
+                      chunk: int = 2048, pool: np.ndarray | torch.Tensor | None = None) -> dict[str, float]:
+    """Metrics of ``mapped`` against ``target`` (same row order, same dimension); with ``pool``
+    (teacher vectors of other texts) also ``retrieval_overlap@k``."""
     a, b = _unit(mapped), _unit(target)
     if a.shape != b.shape:
         raise ValueError(f"mapped {tuple(a.shape)} and target {tuple(b.shape)} differ")
@@ -48,7 +52,23 @@ def alignment_metrics(mapped: np.ndarray | torch.Tensor, target: np.ndarray | to
            "mean_rank": float(ranks.mean()), "median_rank": float(ranks.median())}
     if k > 0:
         out[f"knn_overlap@{k}"] = float(overlap.mean())
+    if pool is not None and len(pool) > k > 0:
+        out[f"retrieval_overlap@{k}"] = retrieval_overlap(a, b, pool, k, chunk)
     return out
+
+
+@torch.no_grad()
+def retrieval_overlap(mapped: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
+                      pool: np.ndarray | torch.Tensor, k: int = 10, chunk: int = 2048) -> float:
+    """Mean share of the top-k ``pool`` items of each true teacher vector that its mapped vector also
+    ranks in its top-k: how well search with mapped queries reproduces the teacher's own search."""
+    a, b, docs = _unit(mapped), _unit(target), _unit(pool)
+    hits = 0.0
+    for start in range(0, a.shape[0], chunk):
+        top_mapped = (a[start:start + chunk] @ docs.T).topk(k, dim=-1).indices
+        top_teacher = (b[start:start + chunk] @ docs.T).topk(k, dim=-1).indices
+        hits += float((top_mapped[:, :, None] == top_teacher[:, None, :]).any(-1).float().sum())
+    return hits / (a.shape[0] * k)
 
 
 @torch.no_grad()

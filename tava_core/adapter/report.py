@@ -14,7 +14,8 @@ def _knn_key(row: dict[str, Any]) -> Optional[str]:
 def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     """One row per map (adapter, ridge, ...), one column per metric."""
     knn = next((k for r in rows.values() if (k := _knn_key(r))), None)
-    cols = METRIC_COLUMNS + ([knn] if knn else [])
+    overlap = next((k for r in rows.values() for k in r if k.startswith("retrieval_overlap@")), None)
+    cols = METRIC_COLUMNS + ([knn] if knn else []) + ([overlap] if overlap else [])
     lines = ["| map | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for name, row in rows.items():
         cells = []

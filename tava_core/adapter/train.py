@@ -37,11 +37,15 @@ def evaluate_maps(data: TrainingData, result: TrainingResult, config: AdapterCon
     """Held-out metrics of the adapter and of every closed-form baseline fitted on ``baseline_x/y``."""
     if not data.has_heldout:
         return {}, {}
+    rows = np.random.default_rng(0).choice(len(data.teacher), min(config.retrieval_pool, len(data.teacher)),
+                                           replace=False)
+    pool = data.teacher[np.sort(rows)]  # the same documents the trainer's retrieval overlap uses
     metrics = {"adapter": alignment_metrics(result.adapter.map_numpy(data.heldout_student), data.heldout_teacher,
-                                            k=config.knn_k)}
+                                            k=config.knn_k, pool=pool)}
     notes = {}
     for name, linear_map in fit_baselines(baseline_x, baseline_y).items():
-        metrics[name] = alignment_metrics(linear_map(data.heldout_student), data.heldout_teacher, k=config.knn_k)
+        metrics[name] = alignment_metrics(linear_map(data.heldout_student), data.heldout_teacher, k=config.knn_k,
+                                          pool=pool)
         if linear_map.note:
             notes[name] = linear_map.note
     if data.paired is False:

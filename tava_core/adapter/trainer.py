@@ -24,7 +24,7 @@ from .baselines import fit_procrustes, fit_ridge
 from .config import AdapterConfig
 from .discriminator import Discriminator
 from .losses import (AdversarialLoss, CycleConsistencyLoss, GradientPenalty, PairedSupervisionLoss,
-                     ReconstructionLoss, VectorSpacePreservationLoss)
+                     RankingDistillationLoss, ReconstructionLoss, VectorSpacePreservationLoss)
 from .metrics import alignment_metrics, mean_pairwise_cosine
 from .model import Vec2VecAdapter
 
@@ -104,6 +104,9 @@ def _score(metrics: dict[str, float], metric: str) -> tuple[float, float]:
         return (0.0, 0.0)
     if metric == "mean_cosine":
         return (-metrics["mean_cosine"], metrics["mean_rank"])
+    overlap = next((v for k, v in metrics.items() if k.startswith("retrieval_overlap@")), None)
+    if metric == "retrieval_overlap" and overlap is not None:
+        return (-round(overlap, 4), -metrics["mean_cosine"])
     return (round(metrics["mean_rank"], 4), -metrics["mean_cosine"])
 
 
@@ -143,6 +146,8 @@ class AdversarialTrainer:
         self.reconstruction = ReconstructionLoss()
         self.paired = PairedSupervisionLoss(config.paired_cosine_weight, config.paired_mse_weight,
                                             config.contrastive_weight, config.contrastive_temperature)
+        self.ranking = RankingDistillationLoss(config.ranking_temperature)
+        self.ranking_documents: Optional[torch.Tensor] = None  # set per step by fit()
         generator_params = list(self.generator.parameters())
         if self.reverse is not None:
             seen = {id(p) for p in generator_params}  # a shared backbone appears once
@@ -216,6 +221,11 @@ class AdversarialTrainer:
             terms["reconstruction"] = cfg.reconstruction_weight * rec
         if paired:
             terms["paired"] = self.paired(mapped, t)
+            if cfg.ranking_weight > 0:
+                docs, own = t, torch.arange(len(t), device=t.device)
+                if self.ranking_documents is not None and len(self.ranking_documents):
+                    docs = torch.cat([t, self.ranking_documents])
+                terms["ranking"] = cfg.ranking_weight * self.ranking(mapped, t, docs, own)
             if back is not None:
                 terms["paired_reverse"] = self.paired(back, s_unit)
         return terms
@@ -283,9 +293,17 @@ class AdversarialTrainer:
             raise Diverged(f"adapter outputs collapsed (mean pairwise cosine {spread:.3f})")
         if not data.has_heldout:
             return {"mean_pairwise_cosine": spread}
-        metrics = alignment_metrics(mapped, data.heldout_teacher, k=self.config.knn_k)
+        metrics = alignment_metrics(mapped, data.heldout_teacher, k=self.config.knn_k, pool=self._pool(data))
         metrics["mean_pairwise_cosine"] = spread
         return metrics
+
+    def _pool(self, data: TrainingData) -> np.ndarray:
+        """Documents for the retrieval-overlap metric: a fixed sample of training teacher vectors."""
+        n = min(self.config.retrieval_pool, len(data.teacher))
+        if getattr(self, "_pool_cache", None) is None or self._pool_cache[0] is not data:
+            rows = np.random.default_rng(0).choice(len(data.teacher), n, replace=False)
+            self._pool_cache = (data, data.teacher[np.sort(rows)])
+        return self._pool_cache[1]
 
     # ------------------------------------------------------------------ the loop
 
@@ -331,6 +349,10 @@ class AdversarialTrainer:
             self._set_lr(start_step + step)
             idx_s = rng.integers(0, n_s, batch)
             idx_t = idx_s if data.paired else rng.integers(0, n_t, batch)
+            if data.paired and cfg.ranking_weight > 0 and cfg.ranking_documents > 0:
+                # may include a batch row's own text: harmless, it is then a near-duplicate document
+                self.ranking_documents = torch.as_tensor(
+                    data.teacher[rng.integers(0, n_t, cfg.ranking_documents)], dtype=torch.float32, device=self.device)
             try:
                 logs = self.train_step(data.student[idx_s], data.teacher[idx_t], paired=data.paired)
             except Diverged as exc:
@@ -404,6 +426,8 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
             adapter = build_adapter(config, input_dim, output_dim)
             if config.init != "random" and data.paired:
                 init_from_closed_form(adapter, data.student, data.teacher, config.init)
+                if not config.train_skip and adapter.linear_skip() is not None:
+                    adapter.linear_skip().weight.requires_grad_(False)
         trainer = AdversarialTrainer(adapter, config=config)
         try:
             result = trainer.fit(data, seed=seed, show_progress=show_progress)
