@@ -55,13 +55,22 @@ def train_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> Opti
 def train_task(config: AdapterConfig, name: str, out_dir: str, inputs_checksum: str) -> dict[str, Any]:
     """Train (best of the configured seeds) and save adapter + report atomically; returns the record.
     A diverged run raises TrainingError and leaves ``out_dir`` as it was."""
+    run_key = stable_hash([inputs_checksum, config.model_dump(mode="json")])
+    saved = Path(out_dir) / "report.json"
+    if saved.is_file() and (Path(out_dir) / "model.safetensors").is_file():
+        report = read_json(saved)
+        if report.get("run_key") == run_key:  # an identical finished run: reuse it, even on a new cache
+            return {"name": name, "adapter_dir": out_dir, "metrics": report["metrics"], "training": report["training"],
+                    "loadable_encoder": (Path(out_dir) / "tava_encoder.json").is_file(), "reused": True}
     student, teacher, _, x, y = load_training_vectors(config)
     run = train_adapter_from_arrays(x, y, config, name=name, student_info=dict(student.encoder, dirs=student.dirs),
                                     teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
                                     warm_start=config.warm_start, show_progress=True)
+    run.report["run_key"] = run_key
     save_run(run, out_dir, student_spec=student_spec_for(config, student))
     return {"name": name, "adapter_dir": out_dir, "metrics": run.report["metrics"],
-            "training": run.report["training"], "loadable_encoder": (Path(out_dir) / "tava_encoder.json").is_file()}
+            "training": run.report["training"], "loadable_encoder": (Path(out_dir) / "tava_encoder.json").is_file(),
+            "reused": False}
 
 
 @task(name="adapt-publish-report", task_run_name="publish adapter report {record[name]}")

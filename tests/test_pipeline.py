@@ -65,14 +65,14 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
         (adapter / "model.safetensors").read_bytes()
 
     # Nothing changed: same numbers, and the student is not retrained (its files are untouched).
-    weights = student / "model.safetensors"
-    before = weights.stat().st_mtime_ns
+    weights, adapter_weights = student / "model.safetensors", adapter / "model.safetensors"
+    before, adapter_before = weights.stat().st_mtime_ns, adapter_weights.stat().st_mtime_ns
     config_file = tmp_path / "pipeline.yaml"
     config_file.write_text(yaml.safe_dump(_tiny_pipeline_config(tiny_model_dir)))
     result = CliRunner().invoke(run_cli, ["--config", str(config_file)], env={"TAVA_HOME": str(tava_home)},
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert weights.stat().st_mtime_ns == before
+    assert weights.stat().st_mtime_ns == before and adapter_weights.stat().st_mtime_ns == adapter_before
     assert "student + adapter" in result.output and f"{first.quality[3]['ndcg_at_10']:.4f}" in result.output
     assert [v.version for v in registry.versions("adapters", "nightly")] == [first.registry[1]["version"]]
     assert TavaHome(tava_home).root == tava_home.resolve()
