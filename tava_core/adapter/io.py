@@ -5,29 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import ModelLoadError
-from ..io import atomic_directory, read_json, sha256_file, write_json
+from ..io import atomic_directory, write_json
+from ..modeldir import ENCODER_MARKER, load_module, read_module_config, weights_hash, write_module_files
 from .model import Vec2VecAdapter
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-ENCODER_MARKER = "tava_encoder.json"
 ADAPTER_FORMAT = "tava-adapter/1"
-
-
-def _state(adapter: Vec2VecAdapter) -> dict[str, Any]:
-    # safetensors refuses shared or non-contiguous tensors: store plain copies.
-    return {k: v.detach().cpu().contiguous().clone() for k, v in adapter.state_dict().items()}
+_HINT = "give a directory written by `tava adapt` (or re-run it)"
 
 
 def write_adapter_files(directory: Path, adapter: Vec2VecAdapter, *, metadata: Optional[dict[str, Any]] = None,
                         student: Optional[dict[str, Any]] = None) -> None:
     """Write the adapter's files into an existing (temporary) directory."""
-    from safetensors.torch import save_file
-
-    save_file(_state(adapter), str(directory / WEIGHTS_NAME), metadata={"format": ADAPTER_FORMAT})
-    write_json(directory / CONFIG_NAME, {"format": ADAPTER_FORMAT, "architecture": adapter.config,
-                                         **(metadata or {})})
+    write_module_files(directory, adapter, fmt=ADAPTER_FORMAT, metadata=metadata)
     if student is not None:
         write_json(directory / ENCODER_MARKER, {"type": "adapted", "student": student})
 
@@ -50,37 +39,14 @@ def save_adapter(directory: str | Path, adapter: Vec2VecAdapter, *, metadata: Op
 
 
 def read_adapter_config(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise ModelLoadError(f"not an adapter directory (no {CONFIG_NAME})", path=directory,
-                             hint="give a directory written by `tava adapt`")
-    config = read_json(path)
-    if config.get("format") != ADAPTER_FORMAT or "architecture" not in config:
-        raise ModelLoadError(f"{CONFIG_NAME} is not a tava adapter config (format {config.get('format')!r})",
-                             path=path, hint="give a directory written by `tava adapt`")
-    return config
+    return read_module_config(directory, fmt=ADAPTER_FORMAT, what="an adapter", hint=_HINT)
 
 
 def load_adapter(directory: str | Path, device: str = "cpu") -> Vec2VecAdapter:
     """The adapter saved in ``directory`` (safetensors only; eval mode)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    config = read_adapter_config(directory)
-    weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise ModelLoadError(f"adapter has no {WEIGHTS_NAME} (tava never unpickles .bin/.pt files)", path=directory)
-    try:
-        adapter = Vec2VecAdapter(**config["architecture"])
-        adapter.load_state_dict(load_file(str(weights), device=device))
-    except (SafetensorError, RuntimeError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"adapter weights do not load: {first}", path=weights,
-                             hint="the directory is damaged or from another version; re-run `tava adapt`") from None
-    return adapter.to(device).eval()
+    return load_module(directory, Vec2VecAdapter, fmt=ADAPTER_FORMAT, what="an adapter", hint=_HINT, device=device)
 
 
 def adapter_weights_hash(directory: str | Path) -> str:
     """sha256 of the weights file (part of an adapted encoder's fingerprint)."""
-    return sha256_file(Path(directory) / WEIGHTS_NAME)
+    return weights_hash(directory)
