@@ -52,7 +52,10 @@ def encode_queries_task(config: EvalConfig, role: str, home: Optional[str] = Non
     return encode_queries(data, encoder, query_vector_path(tava_home, data, encoder), batch_size=config.batch_size)
 
 
-@task(name="evaluate-score-and-report", task_run_name="score {config.dataset} and report")
+# log_prints off here: mteb hashes through `datasets`/dill, whose nestedglobals() reads dis.dis()
+# output by capturing stdout; Prefect's print capture would steal that output (pages of bytecode
+# in the run log) and leave dill's capture empty.
+@task(name="evaluate-score-and-report", task_run_name="score {config.dataset} and report", log_prints=False)
 def score_task(config: EvalConfig, corpus_dirs: dict[str, str], query_records: dict[str, dict[str, Any]],
                home: Optional[str] = None) -> dict[str, Any]:
     """mteb + numpy scores of every mode and variant; the report directory, written atomically."""
