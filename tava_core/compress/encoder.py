@@ -9,16 +9,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
-
-import numpy as np
+from typing import Any, Optional
 
 from ..config import EncoderSpec
-from ..encoders.base import Encoder, TextKind, combine_fingerprint
-from ..errors import ConfigError, ModelLoadError
-from ..io import read_json, read_vector_shard, sha256_file, write_vector_shard
+from ..encoders.base import Encoder, combine_fingerprint
+from ..encoders.mapped import MappedEncoder, load_inner_encoder
+from ..errors import ConfigError
+from ..io import read_vector_shard, sha256_file, write_vector_shard
 from ..manifest import ShardRecord, VectorManifest, load_vector_manifest, save_manifest
-from .io import ENCODER_MARKER, compressor_weights_hash, load_compressor, read_compressor_config
+from .io import compressor_weights_hash, load_compressor, read_compressor_config
 from .model import CompressionAdapter
 
 
@@ -26,59 +25,27 @@ def compressed_fingerprint(base_fingerprint: str, weights_hash: str) -> str:
     return combine_fingerprint(base_fingerprint, "compressor", weights_hash)
 
 
-class CompressedEncoder(Encoder):
+class CompressedEncoder(MappedEncoder):
     """Encode with ``base``, then compress (batched, no gradients); unit-length output."""
-
-    normalized = True
 
     def __init__(self, base: Encoder, compressor: CompressionAdapter, *, weights_hash: str,
                  name: Optional[str] = None) -> None:
-        if base.dim != compressor.input_dim:
-            raise ModelLoadError(f"the encoder gives {base.dim}-d vectors but the compressor expects "
-                                 f"{compressor.input_dim}-d", hint="pair the compressor with the encoder it was trained on")
-        self.base = base
-        self.compressor = compressor.eval()
+        super().__init__(base, compressor.eval(), fingerprint=compressed_fingerprint(base.fingerprint, weights_hash),
+                         name=name or f"{base.name}+{compressor.method}-{compressor.output_dim}d",
+                         roles=("encoder", "compressor"))
         self.weights_hash = weights_hash
-        self.name = name or f"{base.name}+{compressor.method}-{compressor.output_dim}d"
-        self.dim = compressor.output_dim
-        self._fingerprint = compressed_fingerprint(base.fingerprint, weights_hash)
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
-               show_progress: bool = False) -> np.ndarray:
-        vectors = self.base.encode(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
-        if len(vectors) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.compressor.map_numpy(vectors)
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "base": self.base.info(), "compressor_sha256": self.weights_hash,
-                "method": self.compressor.method}
+        return {**super().info(), "base": self.inner.info(), "compressor_sha256": self.weights_hash,
+                "method": self.mapper.method}
 
 
 def load_compressed_encoder(directory: str | Path, spec: Optional[EncoderSpec] = None) -> CompressedEncoder:
-    """Factory for ``ENCODER_TYPES['compressed']``: ``tava_encoder.json`` names the base encoder's spec
-    (a relative path is taken relative to the compressor directory). Device, dtype and batch size
-    of ``spec`` apply to the base encoder too."""
-    directory = Path(directory)
-    marker = read_json(directory / ENCODER_MARKER)
-    base_data = dict(marker.get("base") or {})
-    if not base_data.get("model"):
-        raise ModelLoadError("tava_encoder.json names no base encoder", path=directory / ENCODER_MARKER,
-                             hint="re-run `tava compress --encoder MODEL` so the compressor knows its encoder")
-    model = str(base_data["model"])
-    if not Path(model).is_absolute() and (directory / model).exists():
-        base_data["model"] = str((directory / model).resolve())
-    if spec is not None:
-        base_data.update(device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size)
-    from ..encoders import load_encoder  # the registry's lock is re-entrant
-
-    base = load_encoder(EncoderSpec.model_validate(base_data))
+    """Factory for ``ENCODER_TYPES['compressed']``: ``tava_encoder.json`` names the base encoder's spec."""
+    base = load_inner_encoder(directory, "base", spec,
+                              hint="re-run `tava compress --encoder MODEL` so the compressor knows its encoder")
     return CompressedEncoder(base, load_compressor(directory), weights_hash=compressor_weights_hash(directory),
-                             name=directory.name)
+                             name=Path(directory).name)
 
 
 def compress_vector_dir(compressor_dir: str | Path, vector_dir: str | Path, out_dir: str | Path) -> Path:

@@ -1,0 +1,68 @@
+"""An encoder followed by a small vector map (a Stage B adapter, a compressor), itself an
+``Encoder``; and how such a directory names its inner encoder (``tava_encoder.json``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Protocol, Sequence
+
+import numpy as np
+
+from ..config import EncoderSpec
+from ..errors import ModelLoadError
+from ..io import read_json
+from ..modeldir import ENCODER_MARKER
+from .base import Encoder, TextKind
+
+
+class VectorMap(Protocol):
+    input_dim: int
+    output_dim: int
+
+    def map_numpy(self, vectors: np.ndarray) -> np.ndarray: ...
+
+
+class MappedEncoder(Encoder):
+    """Encode with ``inner``, then map (batched, no gradients); unit-length output."""
+
+    normalized = True
+
+    def __init__(self, inner: Encoder, mapper: VectorMap, *, fingerprint: str, name: str,
+                 roles: tuple[str, str]) -> None:
+        inner_role, map_role = roles  # e.g. ("student", "adapter"): for the error message
+        if inner.dim != mapper.input_dim:
+            raise ModelLoadError(f"the {inner_role} gives {inner.dim}-d vectors but the {map_role} expects "
+                                 f"{mapper.input_dim}-d", hint=f"pair the {map_role} with the {inner_role} it was trained on")
+        self.inner = inner
+        self.mapper = mapper
+        self.name = name
+        self.dim = mapper.output_dim
+        self._fingerprint = fingerprint
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
+               show_progress: bool = False) -> np.ndarray:
+        vectors = self.inner.encode(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
+        if len(vectors) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.mapper.map_numpy(vectors)
+
+
+def load_inner_encoder(directory: str | Path, key: str, spec: Optional[EncoderSpec], *, hint: str) -> Encoder:
+    """The encoder ``tava_encoder.json[key]`` names (a path relative to ``directory`` is resolved
+    against it). Device, dtype and batch size of ``spec`` (the outer spec) apply to it too."""
+    directory = Path(directory)
+    data = dict(read_json(directory / ENCODER_MARKER).get(key) or {})
+    if not data.get("model"):
+        raise ModelLoadError(f"{ENCODER_MARKER} names no {key} encoder", path=directory / ENCODER_MARKER, hint=hint)
+    model = str(data["model"])
+    if not Path(model).is_absolute() and (directory / model).exists():
+        data["model"] = str((directory / model).resolve())
+    if spec is not None:
+        data.update(device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size)
+    from . import load_encoder  # the registry's lock is re-entrant
+
+    return load_encoder(EncoderSpec.model_validate(data))
+
