@@ -7,8 +7,9 @@ export TAVA_VENV := $(VENV)
 setup:
 	@bash scripts/bootstrap.sh
 
+# Bytecode caching on (here too): a demo re-run served from cache is mostly Python start-up.
 demo: setup
-	$(VENV)/bin/tava demo
+	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/tava demo
 
 # Bytecode caching on: the suite starts many Python processes (Prefect servers, killed runs).
 test: setup

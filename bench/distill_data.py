@@ -51,11 +51,16 @@ def _write_dataset(home: TavaHome, name: str, source: str, collections: dict[str
 
 
 def passage_order() -> list[str]:
-    """Passage ids in the shuffle that ../shared/data/vectors uses (its first 20,000, in order);
-    the Stage B benchmark caches the teacher's vectors of the same ids in the same chunks."""
+    """Every passage id: first the shuffle that ../shared/data/vectors uses (its first 20,000, in
+    order; the Stage B benchmark caches the teacher's vectors of the same ids in the same chunks),
+    then the rest in the file's order. A prefix of this order is what a run with N passages uses."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(MPNET_PASSAGES, columns=["id"]).column("id").to_pylist()
+    first = pq.read_table(MPNET_PASSAGES, columns=["id"]).column("id").to_pylist()
+    seen = set(first)
+    with gzip.open(PASSAGES, "rt") as handle:
+        rest = [i for i in (json.loads(line)["_id"] for line in handle) if i not in seen]
+    return first + rest
 
 
 def prepare_passages(home: TavaHome, count: int) -> Path:

@@ -1,6 +1,7 @@
 """Flow: embed a dataset's text shards into vector shards, one task per shard.
 
-    plan (which shards, where)  ->  embed shards (threads or Dask; cached per shard)
+    plan (which shards, where)  ->  embed shards (threads or Dask; cached per shard; skipped
+                                    altogether when every shard is current)
                                 ->  write each collection's manifest (last, atomically)
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from tasks.embed import embed_shard_task
-from tava_core.embed import EmbedConfig, ShardJob, plan_collection, write_vector_manifest
+from tava_core.embed import EmbedConfig, ShardJob, current_records, plan_collection, write_vector_manifest
 from tava_core.encoders import load_encoder
 from tava_core.encoders.device import available_devices, device_for_shard
 from tava_core.home import TavaHome, find_dataset
@@ -106,10 +107,16 @@ def embed_dataset_flow(config: EmbedConfig = EmbedConfig(), home: Optional[str] 
     specs = [config.encoder.model_copy(update={"device": d}) for d in devices]
     runner = make_task_runner(config, len(devices))
 
+    logger = get_run_logger()
     results = []
     for collection in config.collections or list(manifest.collections):
         out_dir, jobs = plan_collection(tava_home, dataset_dir, manifest, collection, encoder)
-        records = embed_shards.with_options(task_runner=runner)(jobs, specs, encoder.fingerprint)
+        # Every shard already current (a re-run): nothing to schedule, so no sub-flow and no workers.
+        records = current_records(jobs, encoder.fingerprint)
+        if records is None:
+            records = embed_shards.with_options(task_runner=runner)(jobs, specs, encoder.fingerprint)
+        else:
+            logger.info("%s: all %d shards already embedded by %s", collection, len(jobs), encoder.name)
         write_vector_manifest(out_dir, manifest, collection, encoder, records)
         results.append(CollectionResult(collection=collection, vectors_dir=str(out_dir),
                                         rows=sum(r.rows for r in records), shards=len(records), dim=encoder.dim))

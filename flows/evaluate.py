@@ -5,6 +5,7 @@
     -> encode the split's queries per query encoder (timed: queries/second)
     -> score every mode through mteb + every Matryoshka/quantisation variant in numpy
     -> report (JSON, markdown, PNG, mteb results) + Prefect table and markdown artifacts
+    (an identical earlier evaluation -- same settings, data and encoder weights -- is served from its report)
 """
 from __future__ import annotations
 
@@ -32,12 +33,33 @@ class EvalResult(BaseModel):
     rows: list[dict[str, Any]]
     throughput: dict[str, float]
     mteb_agrees: Optional[bool]
+    reused: bool = False           # served from an identical earlier evaluation's report
 
 
 def _table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     keys = ("mode", "variant", "dim", "ndcg_at_10", "recall_at_100", "mrr_at_10", "retention")
     return [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k in keys}
             for row in report["rows"]]
+
+
+def _encode_and_score(config: EvalConfig, tava_home: TavaHome, dataset: dict[str, Any], encoders: dict[str, Any],
+                      modes: list[str], home: Optional[str]) -> dict[str, Any]:
+    """Corpus vectors per document encoder (cached), queries per query encoder (timed), then scores."""
+    key = vector_key(dataset["name"], dataset["corpus_checksum"], dataset["ingested"])
+    corpus_dirs: dict[str, str] = {}
+    by_fingerprint: dict[str, str] = {}
+    for role in dict.fromkeys(MODE_ROLES[m][1] for m in modes):     # each document encoder once
+        info = encoders[role]
+        if info["fingerprint"] not in by_fingerprint:
+            expected = str(tava_home.vector_dir(key, "corpus", info["name"], info["fingerprint"]))
+            by_fingerprint[info["fingerprint"]] = embed_corpus_task(
+                config, role, dataset["corpus_checksum"], info["fingerprint"], expected, home)
+        corpus_dirs[role] = by_fingerprint[info["fingerprint"]]
+
+    # one after another, never beside the corpus encoding: the timing is the throughput figure
+    query_records = {role: encode_queries_task(config, role, home)
+                     for role in dict.fromkeys(MODE_ROLES[m][0] for m in modes)}
+    return score_task(config, corpus_dirs, query_records, home)
 
 
 @flow(name="evaluate", log_prints=True)
@@ -54,23 +76,12 @@ def evaluate_flow(config: EvalConfig = EvalConfig(dataset="builtin"), home: Opti
     dataset, encoders, modes = checked["dataset"], checked["encoders"], checked["modes"]
     logger.info("evaluating %s on %s (%d docs, %d queries)", ", ".join(modes), dataset["name"],
                 dataset["documents"], dataset["queries"])
-
-    key = vector_key(dataset["name"], dataset["corpus_checksum"], dataset["ingested"])
-    corpus_dirs: dict[str, str] = {}
-    by_fingerprint: dict[str, str] = {}
-    for role in dict.fromkeys(MODE_ROLES[m][1] for m in modes):     # each document encoder once
-        info = encoders[role]
-        if info["fingerprint"] not in by_fingerprint:
-            expected = str(tava_home.vector_dir(key, "corpus", info["name"], info["fingerprint"]))
-            by_fingerprint[info["fingerprint"]] = embed_corpus_task(
-                config, role, dataset["corpus_checksum"], info["fingerprint"], expected, home)
-        corpus_dirs[role] = by_fingerprint[info["fingerprint"]]
-
-    # one after another, never beside the corpus encoding: the timing is the throughput figure
-    query_records = {role: encode_queries_task(config, role, home)
-                     for role in dict.fromkeys(MODE_ROLES[m][0] for m in modes)}
-
-    report = score_task(config, corpus_dirs, query_records, home)
+    report = checked["earlier_report"]
+    if report is not None:
+        logger.info("identical evaluation (same settings, data and encoder weights) reported on %s; served "
+                    "from %s (--no-reuse measures again)", report.get("created"), report["directory"])
+    else:
+        report = _encode_and_score(config, tava_home, dataset, encoders, modes, home)
     create_table_artifact(key=f"evaluate-{slug(dataset['name']).lower().replace('_', '-').replace('.', '-')}",
                           table=_table_rows(report),
                           description=f"tava evaluate {dataset['name']} ({dataset['split']}): nDCG@10, recall@100, "
@@ -82,7 +93,8 @@ def evaluate_flow(config: EvalConfig = EvalConfig(dataset="builtin"), home: Opti
     return EvalResult(run=report["run"], directory=report["directory"], files=report["files"],
                       teacher_ndcg_at_10=report["teacher_ndcg_at_10"], rows=_table_rows(report),
                       throughput={role: rec["queries_per_second"] for role, rec in report["throughput"].items()},
-                      mteb_agrees=all(c["agree"] for c in checks.values()) if checks else None)
+                      mteb_agrees=all(c["agree"] for c in checks.values()) if checks else None,
+                      reused=bool(report.get("reused")))
 
 
 @click.command("evaluate")

@@ -33,7 +33,10 @@ else
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check uv
   uv=("$venv/bin/python" -m uv)
 fi
-args=(--python "$venv/bin/python" -e ".[dev]")
+# --compile-bytecode: write the .pyc files once at install time, so every later start (demo, tests,
+# Prefect's task processes) skips compiling torch/transformers/prefect, even where
+# PYTHONDONTWRITEBYTECODE is set.
+args=(--compile-bytecode --python "$venv/bin/python" -e ".[dev]")
 if [ -n "${PIP_FIND_LINKS:-}" ]; then
   for links in $PIP_FIND_LINKS; do args+=(--find-links "$links"); done
 fi

@@ -1,6 +1,6 @@
 """Prefect tasks of `tava evaluate`: plan (all checks), embed the corpus per document encoder
-(cached on corpus checksum + encoder fingerprint), encode queries (timed, never cached), score and
-report. Tasks pass the config, paths and small records; vectors stay on disk."""
+(cached on corpus checksum + encoder fingerprint), encode queries (timed), score and report; an identical
+earlier evaluation is served from its report. Tasks pass the config, paths and small records; vectors stay on disk."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,7 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from tava_core.evaluate import EvalConfig, load_retrieval_data
-from tava_core.evaluate.runner import (load_encoders, plan, query_vector_path, score_and_report)
+from tava_core.evaluate.runner import earlier_report, load_encoders, plan, query_vector_path, score_and_report
 from tava_core.evaluate.vectors import embed_corpus, encode_queries
 from tava_core.home import TavaHome
 from tava_core.io import stable_hash
@@ -18,10 +18,13 @@ from tava_core.io import stable_hash
 
 @task(name="evaluate-plan", task_run_name="check {config.dataset} ({config.split})")
 def plan_task(config: EvalConfig, home: Optional[str] = None) -> dict[str, Any]:
-    """Read and check the data, load the encoders, check pair dims; before any encoding."""
-    data, encoders, modes = plan(config, TavaHome(home))
+    """Read and check the data, load the encoders, check pair dims; before any encoding. Also finds
+    the report of an identical earlier evaluation, which the flow then serves (``config.reuse``)."""
+    tava_home = TavaHome(home)
+    data, encoders, modes = plan(config, tava_home)
     return {"dataset": data.summary(), "modes": modes,
-            "encoders": {role: enc.info() for role, enc in encoders.items()}}
+            "encoders": {role: enc.info() for role, enc in encoders.items()},
+            "earlier_report": earlier_report(config, tava_home, data, encoders)}
 
 
 def corpus_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:

@@ -82,7 +82,21 @@ def embed_shard(job: ShardJob, encoder: Encoder, *, show_progress: bool = False)
             "fingerprint": encoder.fingerprint, "source_sha256": job.source_sha256, "kind": job.kind,
             "dim": encoder.dim, "normalized": encoder.normalized, "encoder": encoder.name})
         return ShardRecord(path=out.name, rows=job.rows, sha256=written["sha256"], source_sha256=job.source_sha256)
+    return _existing_record(job)
+
+
+def _existing_record(job: ShardJob) -> ShardRecord:
+    out = Path(job.out_path)
     return ShardRecord(path=out.name, rows=job.rows, sha256=sha256_file(out), source_sha256=job.source_sha256)
+
+
+def current_records(jobs: list[ShardJob], fingerprint: str) -> Optional[list[ShardRecord]]:
+    """The records of every shard when all are already embedded from these sources by this encoder
+    (a flow then schedules nothing), else None."""
+    if all(vector_shard_is_current(job.out_path, fingerprint=fingerprint, source_sha256=job.source_sha256,
+                                   kind=job.kind) for job in jobs):
+        return [_existing_record(job) for job in jobs]
+    return None
 
 
 def plan_collection(home: TavaHome, dataset_dir: Path, manifest: DatasetManifest, collection: str,

@@ -198,6 +198,14 @@ def test_evaluate_all_modes_report_and_cache(beir_dir, tiny_model_dir, tiny_b, t
     assert "| adapted/teacher | full | 32 |" in (run_dir / "report.md").read_text()
     assert (run_dir / "ndcg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((run_dir / "mteb" / "results").rglob("tava-toy.json"))) == 4
+    # The identical evaluation again is served from its report; --no-reuse measures again.
+    same = evaluate(config, home, show_progress=False)
+    assert same["reused"] is True and same["evaluation_key"] == report["evaluation_key"]
+    assert same["rows"] == report["rows"] and same["throughput"] == report["throughput"]
+    assert Path(same["files"]["json"]) == run_dir / "report.json"
+    measured = evaluate(config.model_copy(update={"reuse": False}), home, show_progress=False)
+    assert measured["reused"] is False and measured["evaluation_key"] == report["evaluation_key"]
+    assert [r["ndcg_at_10"] for r in measured["rows"]] == pytest.approx([r["ndcg_at_10"] for r in report["rows"]])
     # documents: one vector directory per distinct document encoder, reused by the next run
     corpus_dirs = sorted((tava_home / "vectors").glob("*/corpus/*"))
     assert len(corpus_dirs) == 2

@@ -46,6 +46,10 @@ class EvalConfig(TavaModel):
         "tava's numpy metrics; off = numpy metrics only."))
     run: Optional[str] = Field(None, description=(
         "Report name under <home>/reports/evaluate/; empty = <dataset>-<split>-<config hash>."))
+    reuse: bool = Field(True, description=(
+        "Serve an identical earlier evaluation (same settings, same dataset content, same encoder "
+        "weights) from its report instead of encoding the queries and scoring again; its throughput "
+        "figures are those measured then. Off (--no-reuse) = measure again."))
 
     @field_validator("matryoshka_dims")
     @classmethod

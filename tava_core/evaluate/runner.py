@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..encoders import Encoder, load_encoder
-from ..errors import ConfigError
+from ..errors import ConfigError, TavaError
 from ..home import TavaHome, slug
-from ..io import atomic_directory, stable_hash
+from ..io import atomic_directory, read_json, stable_hash
 from ..manifest import now_iso
 from . import metrics as M
 from .config import MODE_ROLES, EvalConfig
@@ -60,7 +60,38 @@ def plan(config: EvalConfig, home: TavaHome) -> tuple[RetrievalData, dict[str, E
 
 
 def run_name(config: EvalConfig, data: RetrievalData) -> str:
-    return slug(config.run) if config.run else f"{data.name}-{data.split}-{stable_hash(config.model_dump(mode='json'), 8)}"
+    settings = config.model_dump(mode="json", exclude={"reuse"})
+    return slug(config.run) if config.run else f"{data.name}-{data.split}-{stable_hash(settings, 8)}"
+
+
+def evaluation_key(config: EvalConfig, data: RetrievalData, encoders: dict[str, Encoder]) -> str:
+    """Everything an evaluation's result depends on: settings, the dataset's content (corpus,
+    queries, qrels) and the weights of every encoder (their fingerprints, not their paths)."""
+    return stable_hash({
+        "settings": config.model_dump(mode="json", exclude={"reuse"}),
+        "corpus": data.corpus_checksum,
+        "queries": stable_hash([data.query_ids, data.query_texts]),
+        "qrels": stable_hash(sorted((q, sorted(docs.items())) for q, docs in data.qrels.items())),
+        "encoders": {role: encoder.fingerprint for role, encoder in sorted(encoders.items())}}, 24)
+
+
+def earlier_report(config: EvalConfig, home: TavaHome, data: RetrievalData,
+                   encoders: dict[str, Encoder]) -> dict[str, Any] | None:
+    """The report of an identical earlier evaluation (``config.reuse``), else None."""
+    if not config.reuse:
+        return None
+    report_dir = home.reports / "evaluate" / run_name(config, data)
+    if not (report_dir / "report.json").is_file():
+        return None
+    try:
+        report = read_json(report_dir / "report.json")
+    except (TavaError, OSError, ValueError):   # unreadable: evaluate again (and rewrite it)
+        return None
+    if report.get("evaluation_key") != evaluation_key(config, data, encoders):
+        return None
+    names = {"json": "report.json", "markdown": "report.md", "chart": "ndcg.png"}
+    report["files"] = {k: str(report_dir / name) for k, name in names.items() if (report_dir / name).is_file()}
+    return {**report, "reused": True}
 
 
 def query_vector_path(home: TavaHome, data: RetrievalData, encoder: Encoder) -> Path:
@@ -145,6 +176,7 @@ def score_and_report(config: EvalConfig, home: TavaHome, data: RetrievalData, en
             row["retention"] = row["ndcg_at_10"] / teacher_full if teacher_full else None
         report = {
             "kind": "tava-evaluate", "run": run, "created": now_iso(), "directory": str(report_dir),
+            "evaluation_key": evaluation_key(config, data, encoders), "reused": False,
             "config": config.model_dump(mode="json"), "dataset": data.summary(),
             "encoders": {role: enc.info() for role, enc in encoders.items()},
             "throughput": {role: {k: v for k, v in rec.items() if k != "path"} for role, rec in query_records.items()},
@@ -164,6 +196,11 @@ def evaluate(config: EvalConfig, home: TavaHome | None = None, *, show_progress:
     """The whole evaluation in this process; returns the report (also on disk)."""
     home = home or TavaHome()
     data, encoders, modes = plan(config, home)
+    earlier = earlier_report(config, home, data, encoders)
+    if earlier is not None:
+        log.info("identical evaluation already reported in %s (created %s); served from there",
+                 earlier["directory"], earlier.get("created"))
+        return earlier
     doc_roles = sorted({MODE_ROLES[m][1] for m in modes})
     query_roles = sorted({MODE_ROLES[m][0] for m in modes})
     same = distinct_roles(encoders, doc_roles + query_roles)
