@@ -140,7 +140,9 @@ def run_config(name: str, kind: str, setting: str, texts: int, steps: int, quick
                              batch_size=16 if quick else 64, alpha_cos=1.0, alpha_mse=1.0, max_length=128, **common)
     # Static: cosine only. Its saved model normalises, and a mean of token vectors cannot have unit
     # norm at every text length, so an MSE term would spend the table's capacity on the norm.
-    return DistillConfig(student="static", lr=5e-3 if not quick else 1e-2, batch_size=128,
+    # Projection on: a shared linear map also moves the tokens the corpus never shows (setting (a)
+    # on SciFact: 0.478 -> 0.504 at 12,500 passages); it is folded into the saved table (free at query time).
+    return DistillConfig(student="static", lr=5e-3 if not quick else 1e-2, batch_size=128, projection=True,
                          alpha_cos=1.0, alpha_mse=0.0, max_length=256, **common)
 
 
@@ -148,8 +150,10 @@ PLANS = {
     # name: (kind, setting, passages, steps, full eval of the student alone)
     "quick": [("static", "a", 5000, 600, True), ("static", "b", 5000, 600, True),
               ("transformer", "a", 5000, 60, False), ("transformer", "b", 5000, 60, False)],
+    # Static students read 50,000 passages: a step costs them almost nothing, and what they lack is
+    # vocabulary coverage (setting (a): 0.504 at 12,500 passages -> 0.537 at 50,000, same 3,000 steps).
     "full": [("transformer", "a", 20000, 3000, True), ("transformer", "b", 20000, 3000, True),
-             ("static", "a", 20000, 3000, True), ("static", "b", 20000, 3000, True),
+             ("static", "a", 50000, 3000, True), ("static", "b", 50000, 3000, True),
              # quality against corpus size and steps (setting b, transformer)
              ("transformer", "b", 5000, 750, False), ("transformer", "b", 5000, 1500, False),
              ("transformer", "b", 20000, 1500, False)],

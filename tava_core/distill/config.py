@@ -45,9 +45,11 @@ class DistillConfig(TavaModel):
     static_init: Literal["model2vec", "token_embeddings"] = Field("model2vec", description=(
         "Static student start: 'model2vec' distils the teacher's vocabulary (one forward pass per token, "
         "cached); 'token_embeddings' takes the teacher's input embeddings (instant, weaker)."))
-    projection: Optional[bool] = Field(None, description=(
-        "Learned linear projection (sentence-transformers Dense) to the teacher's dimension; empty = "
-        "on for a transformer student, on for a static student only when static_dim differs from the teacher's."))
+    projection: bool = Field(True, description=(
+        "Learned linear projection to the teacher's dimension (a sentence-transformers Dense for a "
+        "transformer student; folded into a static student's saved table, so free at query time). "
+        "A static student needs it most: the shared map also moves the tokens its corpus "
+        "never shows (SciFact, generic corpus: nDCG@10 0.478 without, 0.504 with, in bench/distill.py)."))
     fit_projection: bool = Field(True, description=(
         "Transformer student: start the projection at the ridge-regression map (closed form, on up to "
         "2,048 training texts) from the student's pooled vectors to the teacher's."))
@@ -90,13 +92,6 @@ class DistillConfig(TavaModel):
 
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else (1e-4 if self.student == "transformer" else 5e-3)
-
-    def resolved_projection(self, teacher_dim: int) -> bool:
-        if self.projection is not None:
-            return self.projection
-        if self.student == "transformer":
-            return True
-        return self.static_dim is not None and self.static_dim != teacher_dim
 
     def training_key(self) -> dict:
         """The fields that define a run: a checkpoint resumes only a run with the same key."""

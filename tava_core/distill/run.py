@@ -39,7 +39,7 @@ def work_dir_for(out: Path) -> Path:
 
 def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
     """Catch configs that cannot work before anything is loaded or trained."""
-    projection = config.resolved_projection(teacher_dim)
+    projection = config.projection
     if config.student == "transformer" and not config.layers and not projection and config.hidden_size != teacher_dim:
         raise ConfigError(f"a fresh student of hidden size {config.hidden_size} cannot match the teacher's "
                           f"{teacher_dim} dimensions without a projection",
@@ -59,7 +59,7 @@ def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
 def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int, *,
                   cache_dir: Optional[Path] = None) -> Student:
     """A fresh student; ``cache_dir`` keeps the model2vec distillation of a static student's teacher."""
-    projection = config.resolved_projection(teacher_dim)
+    projection = config.projection
     if config.student == "static":
         return StaticStudent.from_teacher(teacher_dir, static_dim=config.static_dim, projection=projection,
                                           teacher_dim=teacher_dim, max_length=config.max_length, seed=config.seed,
