@@ -141,6 +141,27 @@ def test_adapter_beats_identity_and_matches_ridge_on_a_nonlinear_distortion():
     assert run.result.adapter.map_numpy(student[:3]).shape == (3, 12)
 
 
+def test_auto_start_is_the_identity_only_for_a_student_already_in_the_teachers_space():
+    from tava_core.adapter.trainer import resolve_init
+
+    rng = np.random.default_rng(1)
+    teacher = unit(rng.standard_normal((800, 16)))
+    aligned = unit(teacher + 0.3 * rng.standard_normal(teacher.shape))       # a Stage A student: near, noisy
+    rotated, _ = synthetic(800, 16, "linear")                                  # another model's space
+    auto = AdapterConfig(**FAST)
+    start, alignment = resolve_init(auto, aligned, teacher)
+    assert start == "identity" and alignment > 0.9
+    start, alignment = resolve_init(auto, rotated, teacher)
+    assert start == "procrustes" and abs(alignment) < 0.5
+    assert resolve_init(auto, aligned[:, :12], teacher) == ("procrustes", None)  # dims differ
+    assert resolve_init(AdapterConfig(**FAST, init="ridge"), aligned, teacher) == ("ridge", None)
+    # The chosen start is what training starts from, and the run records it.
+    run = train_adapter_from_arrays(aligned, teacher, AdapterConfig(**{**FAST, "eval_every": 1}, max_steps=1))
+    assert run.report["seed_runs"][0]["start"] == "identity"
+    with pytest.raises(ConfigError, match="identity"):
+        train_adapter_from_arrays(aligned[:, :12], teacher, AdapterConfig(**FAST, init="identity", max_steps=1))
+
+
 def test_random_init_adapter_approaches_ridge_on_a_linear_distortion():
     student, teacher = synthetic(1500, 16, "linear")
     config = AdapterConfig(**{**FAST, "hidden_dims": [32]}, init="random", max_steps=250, lr=3e-3,

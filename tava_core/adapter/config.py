@@ -48,10 +48,13 @@ class AdapterConfig(TavaModel):
     residual: bool = Field(True, description=(
         "Residual connections, plus a linear skip path from input to output so the adapter starts "
         "as (at worst) a linear map."))
-    init: Literal["ridge", "procrustes", "random"] = Field("procrustes", description=(
-        "Paired mode: start the linear skip path at a closed-form solution, ridge or orthogonal "
-        "Procrustes (the MLP then learns only what it misses; Procrustes keeps the student's geometry "
-        "and transferred better to unseen domains in bench/adapter.py); 'random': plain initialisation."))
+    init: Literal["auto", "identity", "ridge", "procrustes", "random"] = Field("auto", description=(
+        "Paired mode: where the linear skip path starts (the MLP then learns only what it misses). "
+        "'auto': the identity when the student already lands in the teacher's space (a Stage A "
+        "student: its Procrustes rotation is near the identity), else orthogonal Procrustes -- fitted "
+        "maps tilt towards the training texts' domain, and Procrustes keeps the student's geometry "
+        "and transferred best of the fitted ones in bench/adapter.py; 'identity' (equal dimensions), "
+        "'ridge', 'procrustes'; 'random': plain initialisation."))
     train_skip: bool = Field(True, description=(
         "Keep training the linear skip path after its closed-form start; false freezes it (e.g. at "
         "Procrustes) so only the non-linear correction learns."))
