@@ -185,3 +185,31 @@ def test_significance_gate_needs_a_consistent_gain_over_the_frozen_start():
     assert significant_gain(np.full(50, 0.1) + np.random.default_rng(0).normal(0, 0.05, 50), 0.95)
     assert not significant_gain(np.array([0.6, -0.2, 0.0, 0.1]), 0.95)     # 4 noisy validation queries
     assert not significant_gain(np.array([0.5]), 0.95)
+
+
+def test_refreshed_negatives_are_the_compressors_own_top_documents_minus_the_relevant_ones():
+    from tava_core.compress.train import TripletSampler
+
+    data = synthetic_data()
+    triplets = mine_labeled_triplets(data.train, data.corpus_ids, data.corpus, depth=10)
+    model = build_pca(data.corpus, 6, center=True)
+    config = CompressConfig(**{**FAST, "refresh_negatives_every": 5})
+    sampler = TripletSampler(triplets, torch.as_tensor(data.corpus), config, np.random.default_rng(0),
+                             refresh_model=model)
+    for _ in range(5):
+        sampler.sample()
+    assert sampler.refreshes == 0 and sampler.t is triplets          # the encoder's negatives first
+    batch = sampler.sample()
+    assert sampler.refreshes == 1 and batch["negatives"].shape == (config.batch_size, config.negatives_per_anchor)
+    docs, queries = model.map_numpy(data.corpus), model.map_numpy(triplets.anchors)
+    relevant: dict[int, set[int]] = {}
+    for row, doc in zip(triplets.anchor_rows.tolist(), triplets.positives.tolist()):
+        relevant.setdefault(row, set()).add(doc)
+    for row, pool in zip(sampler.t.anchor_rows.tolist(), sampler.t.negatives):
+        assert not relevant[row] & set(pool.tolist())
+        ranked = [d for d in np.argsort(-(queries[row] @ docs.T), kind="stable") if d not in relevant[row]]
+        assert set(pool.tolist()) == set(ranked[:10])
+    # the compressed space confuses other documents than the teacher did: the pools really changed
+    assert (sampler.t.negatives != triplets.negatives).any()
+    dive = train_method("dive", 6, data, CompressConfig(**{**FAST, "refresh_negatives_every": 20}))
+    assert dive.validation_ndcg > dive.frozen_validation_ndcg + 0.1

@@ -120,15 +120,45 @@ def significant_gain(gains: np.ndarray, confidence: float) -> bool:
 
 
 class TripletSampler:
-    """Batches of (anchor, positive, K hard negatives) rows from ``Triplets``."""
+    """Batches of (anchor, positive, K hard negatives) rows from ``Triplets``.
 
-    def __init__(self, triplets: Triplets, corpus: torch.Tensor, config: CompressConfig, rng: np.random.Generator):
+    With ``refresh_model`` and ``config.refresh_negatives_every`` > 0 the negative pools are re-mined
+    every that many batches in the compressed space of the model being trained: the documents the
+    compressor itself now ranks above the positives, not only the ones the teacher confused."""
+
+    def __init__(self, triplets: Triplets, corpus: torch.Tensor, config: CompressConfig, rng: np.random.Generator,
+                 *, refresh_model: Optional[CompressionAdapter] = None):
         self.t, self.corpus, self.config, self.rng = triplets, corpus, config, rng
         self.anchors = torch.as_tensor(triplets.anchors)
         self.pool_sizes = (triplets.negatives >= 0).sum(axis=1)
+        self.refresh_model, self.batches, self.refreshes = refresh_model, 0, 0
+
+    def refresh(self, model: CompressionAdapter) -> None:
+        """Re-mine every pool: ``model``'s top documents of each anchor minus the anchor's positives."""
+        t = self.t
+        relevant: dict[int, set[int]] = {}
+        for row, doc in zip(t.anchor_rows.tolist(), t.positives.tolist()):
+            relevant.setdefault(row, set()).add(doc)
+        depth = t.negatives.shape[1]
+        used = np.unique(t.anchor_rows)
+        corpus = model.map_numpy(self.corpus.numpy())
+        ranked = top_documents(model.map_numpy(t.anchors[used]), corpus, depth + max(map(len, relevant.values())))
+        pools = {}
+        for row, docs in zip(used.tolist(), ranked):
+            pool = [int(d) for d in docs if int(d) not in relevant[row]][:depth]
+            pools[row] = pool + [-1] * (depth - len(pool))
+        self.t = Triplets(t.anchors, t.anchor_rows, t.positives,
+                          np.asarray([pools[row] for row in t.anchor_rows.tolist()], dtype=np.int64))
+        self.pool_sizes = (self.t.negatives >= 0).sum(axis=1)
+        self.refreshes += 1
 
     def sample(self) -> dict[str, torch.Tensor | np.ndarray]:
-        cfg, t = self.config, self.t
+        cfg = self.config
+        every = cfg.refresh_negatives_every
+        if self.refresh_model is not None and every > 0 and self.batches > 0 and self.batches % every == 0:
+            self.refresh(self.refresh_model)
+        self.batches += 1
+        t = self.t
         rows = self.rng.integers(0, len(t), min(cfg.batch_size, len(t)))
         sizes = self.pool_sizes[rows]
         cols = (self.rng.random((len(rows), cfg.negatives_per_anchor)) * np.maximum(sizes, 1)[:, None]).astype(int)
@@ -258,7 +288,7 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
             per_query = _per_query(pseudo_val, data)
         choices["triplets"] = len(triplets)
         heads = ProjectionHeads(dim, config.heads)
-        sampler = TripletSampler(triplets, corpus, config, rng)
+        sampler = TripletSampler(triplets, corpus, config, rng, refresh_model=model if method == "dive" else None)
         hinge, ntxent = HingeTripletLoss(config.margin), HeadwiseNTXentLoss(config.ntxent_temperature)
         groups = [{"params": list(model.residual.parameters()) if model.residual else [], "lr": config.lr},
                   {"params": list(heads.parameters()), "lr": config.lr}]
@@ -281,7 +311,7 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
         model, choices = build_prefix(data.input_dim, dim, hidden_dim=config.hidden_dim, method=method), {}
         triplets = mine_labeled_triplets(data.train, data.corpus_ids, data.corpus, config.negative_depth)
         choices["triplets"] = len(triplets)
-        sampler = TripletSampler(triplets, corpus, config, rng)
+        sampler = TripletSampler(triplets, corpus, config, rng, refresh_model=model)
         ranking = SoftmaxRankingLoss(config.ranking_temperature)
         groups = [{"params": list(model.residual.parameters()), "lr": config.lr}]
 
