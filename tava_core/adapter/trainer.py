@@ -417,6 +417,10 @@ def init_from_closed_form(adapter: Vec2VecAdapter, x: np.ndarray, y: np.ndarray,
     return True
 
 
+# Procrustes rotations of Stage A students sit near 1; of unrelated models, near 0.
+AUTO_IDENTITY_ALIGNMENT = 0.5
+
+
 def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray) -> tuple[str, Optional[float]]:
     """The closed-form start ``config.init`` names; for 'auto', the identity when the spaces are
     already aligned, else Procrustes. Returns (start, alignment).
@@ -432,10 +436,6 @@ def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray) -> tuple[s
     rotation = fit_procrustes(x[:20000], y[:20000]).weight
     alignment = float(np.trace(rotation) / x.shape[1])
     return ("identity" if alignment >= AUTO_IDENTITY_ALIGNMENT else "procrustes"), alignment
-
-
-# Procrustes rotations of Stage A students sit near 1; of unrelated models, near 0.
-AUTO_IDENTITY_ALIGNMENT = 0.5
 
 
 def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start: Optional[Vec2VecAdapter] = None,
