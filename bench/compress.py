@@ -98,33 +98,42 @@ def run_grid(method: str, dim: int, data, base: dict, grid: list[dict]) -> tuple
     return best[0], best[1], tried
 
 
+FEW_LABEL_METHODS = ("pca", "dive", "search-adaptor")
+
+
+def few_label_row(labeled: int, seed: int, dim: int, chosen: dict, data, base: dict, sources: dict) -> dict:
+    """PCA, DIVE and Search-Adaptor trained on ``labeled`` queries (split by ``seed``) with the
+    settings ``chosen[method][str(dim)]`` of the full-label run; scored on the test split."""
+    from tava_core.compress import CompressConfig, train_method
+    from tava_core.compress.run import load_compression_data
+    from tava_core.compress.train import evaluate_model
+
+    few_base = {**base, "max_labeled_queries": labeled, "seed": seed}
+    few_data = load_compression_data(CompressConfig(**few_base), sources)
+    row = {"labeled_queries": labeled, "seed": seed, "train": len(few_data.train),
+           "validation": len(few_data.validation), "dim": dim}
+    for method in FEW_LABEL_METHODS:
+        setting = {k: v for k, v in chosen[method][str(dim)].items() if k not in {"triplets", "reverted_to_frozen"}}
+        result = train_method(method, dim, few_data, CompressConfig(**{**few_base, **setting}))
+        row[method] = evaluate_model(result.model, data.test, data.corpus_ids, data.corpus)["ndcg_at_10"]
+        row[f"{method}_best_step"] = result.best_step
+        row[f"{method}_reverted_to_frozen"] = result.choices.get("reverted_to_frozen")
+    print(f"few labels {labeled} seed {seed}: " + ", ".join(f"{m} {row[m]:.4f}" for m in FEW_LABEL_METHODS),
+          flush=True)
+    return row
+
+
 def run_few_labels_only(out_path: Path, data, base: dict, sources: dict, few_seeds: list[int]) -> None:
     """The few-label experiment alone (with the current code, e.g. the significance gate), with the
     settings the existing JSON chose at its first dim; written beside it as <out>-few-labels.json."""
-    from tava_core.compress import CompressConfig, train_method
-    from tava_core.compress.run import load_compression_data
+    from tava_core.compress import CompressConfig
     from tava_core.compress.train import evaluate_model
     from tava_core.io import read_json, write_json
 
     report = read_json(out_path)
     dim = report["dims"][0]
-    rows = []
-    for labeled in (20, 50):
-        for seed in few_seeds:
-            few_base = {**base, "max_labeled_queries": labeled, "seed": seed}
-            few_data = load_compression_data(CompressConfig(**few_base), sources)
-            row = {"labeled_queries": labeled, "seed": seed, "train": len(few_data.train),
-                   "validation": len(few_data.validation), "dim": dim}
-            for method in ("pca", "dive", "search-adaptor"):
-                setting = {k: v for k, v in report["chosen_settings"][method][str(dim)].items()
-                           if k not in {"triplets", "reverted_to_frozen"}}
-                result = train_method(method, dim, few_data, CompressConfig(**{**few_base, **setting}))
-                row[method] = evaluate_model(result.model, data.test, data.corpus_ids, data.corpus)["ndcg_at_10"]
-                row[f"{method}_best_step"] = result.best_step
-                row[f"{method}_reverted_to_frozen"] = result.choices.get("reverted_to_frozen")
-            print(f"few labels {labeled} seed {seed}: " + ", ".join(
-                f"{m} {row[m]:.4f}" for m in ("pca", "dive", "search-adaptor")), flush=True)
-            rows.append(row)
+    rows = [few_label_row(labeled, seed, dim, report["chosen_settings"], data, base, sources)
+            for labeled in (20, 50) for seed in few_seeds]
     side = out_path.with_name(out_path.stem + "-few-labels.json")
     write_json(side, {"benchmark": "compress-few-labels", "dim": dim, "settings_from": str(out_path),
                       "min_gain_confidence": CompressConfig(dataset="x").min_gain_confidence,
@@ -145,7 +154,6 @@ def main() -> None:
         "re-run only the few-label experiment (settings from the existing JSON; 3 seeds) into <out>-few-labels.json"))
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    import numpy as np
     import torch
 
     torch.set_num_threads(1)
@@ -213,24 +221,9 @@ def main() -> None:
         return report
 
     def few_labels(few_dim: int) -> None:
-        from tava_core.compress import train_method
-
         for labeled in ([20] if args.quick else [20, 50]):
             for seed in ([0] if args.quick else [0, 1]):
-                few_base = {**base, "max_labeled_queries": labeled, "seed": seed}
-                few_data = load_compression_data(CompressConfig(**few_base), sources)
-                row = {"labeled_queries": labeled, "seed": seed, "train": len(few_data.train),
-                       "validation": len(few_data.validation), "dim": few_dim}
-                for method in ("pca", "dive", "search-adaptor"):
-                    setting = {k: v for k, v in chosen[method][str(few_dim)].items()
-                               if k not in {"triplets", "reverted_to_frozen"}}
-                    result = train_method(method, few_dim, few_data, CompressConfig(**{**few_base, **setting}))
-                    row[method] = evaluate_model(result.model, data.test, data.corpus_ids, data.corpus)["ndcg_at_10"]
-                    row[f"{method}_best_step"] = result.best_step
-                    row[f"{method}_reverted_to_frozen"] = result.choices.get("reverted_to_frozen")
-                print(f"few labels {labeled} seed {seed}: " + ", ".join(
-                    f"{m} {row[m]:.4f}" for m in ("pca", "dive", "search-adaptor")), flush=True)
-                few.append(row)
+                few.append(few_label_row(labeled, seed, few_dim, chosen, data, base, sources))
 
     for number, dim in enumerate(dims):
         for method in methods:

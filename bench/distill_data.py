@@ -50,17 +50,15 @@ def _write_dataset(home: TavaHome, name: str, source: str, collections: dict[str
     return out
 
 
-def passage_order() -> list[str]:
+def passage_order(file_order: list[str]) -> list[str]:
     """Every passage id: first the shuffle that ../shared/data/vectors uses (its first 20,000, in
     order; the Stage B benchmark caches the teacher's vectors of the same ids in the same chunks),
-    then the rest in the file's order. A prefix of this order is what a run with N passages uses."""
+    then the rest in ``file_order`` (the file's). A prefix is what a run with N passages uses."""
     import pyarrow.parquet as pq
 
     first = pq.read_table(MPNET_PASSAGES, columns=["id"]).column("id").to_pylist()
     seen = set(first)
-    with gzip.open(PASSAGES, "rt") as handle:
-        rest = [i for i in (json.loads(line)["_id"] for line in handle) if i not in seen]
-    return first + rest
+    return first + [i for i in file_order if i not in seen]
 
 
 def prepare_passages(home: TavaHome, count: int) -> Path:
@@ -76,9 +74,9 @@ def prepare_passages(home: TavaHome, count: int) -> Path:
 
         if load_dataset_manifest(out).collections["texts"].rows >= count:
             return out
-    order = passage_order()[:count]
     with gzip.open(PASSAGES, "rt") as handle:
-        by_id = {r["_id"]: r for r in map(json.loads, handle)}
+        by_id = {r["_id"]: r for r in map(json.loads, handle)}   # dicts keep the file's order
+    order = passage_order(list(by_id))[:count]
     rows = [by_id[i] for i in order]
     from tava_core.io import sha256_file
 

@@ -42,9 +42,10 @@ def _table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             for row in report["rows"]]
 
 
-def _encode_and_score(config: EvalConfig, tava_home: TavaHome, dataset: dict[str, Any], encoders: dict[str, Any],
-                      modes: list[str], home: Optional[str]) -> dict[str, Any]:
+def _encode_and_score(config: EvalConfig, dataset: dict[str, Any], encoders: dict[str, Any], modes: list[str],
+                      home: Optional[str]) -> dict[str, Any]:
     """Corpus vectors per document encoder (cached), queries per query encoder (timed), then scores."""
+    tava_home = TavaHome(home)
     key = vector_key(dataset["name"], dataset["corpus_checksum"], dataset["ingested"])
     corpus_dirs: dict[str, str] = {}
     by_fingerprint: dict[str, str] = {}
@@ -71,7 +72,6 @@ def evaluate_flow(config: EvalConfig = EvalConfig(dataset="builtin"), home: Opti
         home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
     """
     logger = get_run_logger()
-    tava_home = TavaHome(home)
     checked = plan_task(config, home)
     dataset, encoders, modes = checked["dataset"], checked["encoders"], checked["modes"]
     logger.info("evaluating %s on %s (%d docs, %d queries)", ", ".join(modes), dataset["name"],
@@ -81,7 +81,7 @@ def evaluate_flow(config: EvalConfig = EvalConfig(dataset="builtin"), home: Opti
         logger.info("identical evaluation (same settings, data and encoder weights) reported on %s; served "
                     "from %s (--no-reuse measures again)", report.get("created"), report["directory"])
     else:
-        report = _encode_and_score(config, tava_home, dataset, encoders, modes, home)
+        report = _encode_and_score(config, dataset, encoders, modes, home)
     create_table_artifact(key=f"evaluate-{slug(dataset['name']).lower().replace('_', '-').replace('.', '-')}",
                           table=_table_rows(report),
                           description=f"tava evaluate {dataset['name']} ({dataset['split']}): nDCG@10, recall@100, "

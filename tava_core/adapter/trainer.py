@@ -422,8 +422,8 @@ AUTO_IDENTITY_ALIGNMENT = 0.5
 
 
 def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray) -> tuple[str, Optional[float]]:
-    """The closed-form start ``config.init`` names; for 'auto', the identity when the spaces are
-    already aligned, else Procrustes. Returns (start, alignment).
+    """The start ``config.init`` names; for 'auto', the identity when the spaces are already
+    aligned, else Procrustes. Returns (start, alignment; None unless measured).
 
     Alignment = trace of the Procrustes rotation / dimension: about 1 for a student distilled into
     this teacher's space (Stage A), about 0 for an unrelated model of the same size. Fitted maps
@@ -446,9 +446,13 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
     best: Optional[TrainingResult] = None
     runs: list[dict[str, Any]] = []
     last_error: Optional[TrainingError] = None
-    start, alignment = (resolve_init(config, data.student, data.teacher) if warm_start is None and data.paired
-                        else ("warm_start" if warm_start is not None else config.init, None))
-    if config.init == "auto" and alignment is not None:
+    if warm_start is not None:
+        start, alignment = "warm_start", None
+    elif data.paired:
+        start, alignment = resolve_init(config, data.student, data.teacher)
+    else:  # closed forms need pairs
+        start, alignment = "random", None
+    if alignment is not None:
         log.info("start: %s (Procrustes alignment %.3f)", start, alignment)
     for seed in config.seeds:
         torch.manual_seed(seed)
@@ -456,7 +460,7 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
             adapter = copy.deepcopy(warm_start)
         else:
             adapter = build_adapter(config, input_dim, output_dim)
-            if start != "random" and data.paired:
+            if start != "random":
                 init_from_closed_form(adapter, data.student, data.teacher, start)
                 if not config.train_skip and adapter.linear_skip() is not None:
                     adapter.linear_skip().weight.requires_grad_(False)

@@ -73,9 +73,14 @@ def plot_ndcg(report: dict[str, Any], path: str | Path) -> Path:
     return Path(path)
 
 
+def report_paths(directory: Path) -> dict[str, Path]:
+    """Where a report directory keeps its files, by kind."""
+    return {"json": directory / "report.json", "markdown": directory / "report.md", "chart": directory / "ndcg.png"}
+
+
 def write_report_files(report: dict[str, Any], directory: Path) -> dict[str, str]:
     """report.json, report.md and ndcg.png in ``directory``; returns their paths."""
-    paths = {"json": directory / "report.json", "markdown": directory / "report.md", "chart": directory / "ndcg.png"}
+    paths = report_paths(directory)
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text(markdown_table(report))
     plot_ndcg(report, paths["chart"])

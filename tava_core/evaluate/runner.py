@@ -19,7 +19,7 @@ from ..manifest import now_iso
 from . import metrics as M
 from .config import MODE_ROLES, EvalConfig
 from .data import RetrievalData, load_retrieval_data
-from .report import write_report_files
+from .report import report_paths, write_report_files
 from .vectors import vector_key, embed_corpus, encode_queries, load_corpus_vectors, load_query_vectors
 
 log = logging.getLogger(__name__)
@@ -59,16 +59,20 @@ def plan(config: EvalConfig, home: TavaHome) -> tuple[RetrievalData, dict[str, E
     return data, encoders, modes
 
 
+def _settings(config: EvalConfig) -> dict[str, Any]:
+    """The config minus ``reuse`` (which decides whether to evaluate, not what)."""
+    return config.model_dump(mode="json", exclude={"reuse"})
+
+
 def run_name(config: EvalConfig, data: RetrievalData) -> str:
-    settings = config.model_dump(mode="json", exclude={"reuse"})
-    return slug(config.run) if config.run else f"{data.name}-{data.split}-{stable_hash(settings, 8)}"
+    return slug(config.run) if config.run else f"{data.name}-{data.split}-{stable_hash(_settings(config), 8)}"
 
 
 def evaluation_key(config: EvalConfig, data: RetrievalData, encoders: dict[str, Encoder]) -> str:
     """Everything an evaluation's result depends on: settings, the dataset's content (corpus,
     queries, qrels) and the weights of every encoder (their fingerprints, not their paths)."""
     return stable_hash({
-        "settings": config.model_dump(mode="json", exclude={"reuse"}),
+        "settings": _settings(config),
         "corpus": data.corpus_checksum,
         "queries": stable_hash([data.query_ids, data.query_texts]),
         "qrels": stable_hash(sorted((q, sorted(docs.items())) for q, docs in data.qrels.items())),
@@ -80,18 +84,14 @@ def earlier_report(config: EvalConfig, home: TavaHome, data: RetrievalData,
     """The report of an identical earlier evaluation (``config.reuse``), else None."""
     if not config.reuse:
         return None
-    report_dir = home.reports / "evaluate" / run_name(config, data)
-    if not (report_dir / "report.json").is_file():
-        return None
+    paths = report_paths(home.reports / "evaluate" / run_name(config, data))
     try:
-        report = read_json(report_dir / "report.json")
-    except (TavaError, OSError, ValueError):   # unreadable: evaluate again (and rewrite it)
+        report = read_json(paths["json"])
+    except (TavaError, OSError, ValueError):   # missing or unreadable: evaluate (and write it) again
         return None
     if report.get("evaluation_key") != evaluation_key(config, data, encoders):
         return None
-    names = {"json": "report.json", "markdown": "report.md", "chart": "ndcg.png"}
-    report["files"] = {k: str(report_dir / name) for k, name in names.items() if (report_dir / name).is_file()}
-    return {**report, "reused": True}
+    return {**report, "files": {k: str(p) for k, p in paths.items() if p.is_file()}, "reused": True}
 
 
 def query_vector_path(home: TavaHome, data: RetrievalData, encoder: Encoder) -> Path:
