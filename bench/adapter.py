@@ -194,9 +194,10 @@ def _span_dataset(prefix: str) -> Optional[str]:
                default=None)
 
 
-def load_minilm_data(student: str, cache_dir: Path, n_passages: int, n_spans: int) -> dict:
+def load_minilm_data(student: str, cache_dir: Path, n_passages: int, n_spans: int, passage_offset: int = 0) -> dict:
     """Teacher all-MiniLM-L6-v2 through the Stage A bench's cache (passages, SciFact corpus and
-    queries, span datasets); the student (e.g. a Stage A student directory) encoded and cached here."""
+    queries, span datasets); the student (e.g. a Stage A student directory) encoded and cached here.
+    ``passage_offset`` skips that many passages of the bench's order: the ones Stage A trained on."""
     from tava_core.encoders import load_encoder
     from tava_core.evaluate.data import read_qrels
 
@@ -212,7 +213,11 @@ def load_minilm_data(student: str, cache_dir: Path, n_passages: int, n_spans: in
         ids, teacher = teacher_side(dataset, collection, MINILM)
         limit = n_passages if name == "passages" else (n_spans if name.startswith("spans") else None)
         if limit is not None:
-            ids, teacher = ids[:limit], teacher[:limit]
+            skip = passage_offset if name == "passages" else 0
+            if skip and skip + limit > len(ids):
+                raise SystemExit(f"{dataset}/{collection} has {len(ids)} teacher vectors; --passage-offset {skip} "
+                                 f"+ {limit} passages needs more: python bench/distill_data.py --passages {skip + limit}")
+            ids, teacher = ids[skip:skip + limit], teacher[skip:skip + limit]
         if name not in _TEXTS:
             _TEXTS[name] = _bench_texts(BENCH_HOME / "data" / dataset, collection)
         vectors = student_vectors(encoder, name, ids, cache_dir, chunk=2500 if name != "queries" else None)
@@ -356,11 +361,15 @@ def unpaired_curve(data: dict, sizes: list[int], steps: int) -> list[dict]:
         start = time.perf_counter()
         run = train_adapter_from_arrays(x_all[:n], y_all[:n], config, name=f"unpaired-{n}")
         metrics = run.report["metrics"]["adapter"]
+        seed_run = run.report["seed_runs"][0]
         rows.append({"texts": n, "texts_per_side": run.report["data"]["train_student"],
                      "heldout_pairs": metrics["n"], "top1": round(metrics["top1"], 4),
                      "mean_rank": round(metrics["mean_rank"], 2), "mean_cosine": round(metrics["mean_cosine"], 4),
-                     "chance_top1": round(1 / metrics["n"], 4), "steps": run.result.steps,
-                     "seconds": round(time.perf_counter() - start, 1)})
+                     "chance_top1": round(1 / metrics["n"], 4), "start": seed_run.get("start"),
+                     "start_alignment": seed_run.get("alignment"),
+                     "identity_top1": (round(run.report["metrics"]["identity"]["top1"], 4)
+                                       if "identity" in run.report["metrics"] else None),
+                     "steps": run.result.steps, "seconds": round(time.perf_counter() - start, 1)})
         print(f"[unpaired] {rows[-1]}", flush=True)
     return rows
 
@@ -376,9 +385,15 @@ def main() -> None:
     parser.add_argument("--key", default=None, help="store this run under report['pairs'][KEY] of --out")
     parser.add_argument("--quick", action="store_true", help="5k passages, short training")
     parser.add_argument("--passages", type=int, default=None, help="passage pairs (default 5000 quick, 20000 full)")
+    parser.add_argument("--passage-offset", type=int, default=0, help=(
+        "MiniLM teacher: skip this many passages of the bench's order, e.g. the N a Stage A student trained "
+        "on, so Stage B learns the student's errors on texts it has not seen"))
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="student vector cache")
     parser.add_argument("--cache-only", action="store_true", help="only encode and cache the student vectors")
     parser.add_argument("--skip-unpaired", action="store_true")
+    parser.add_argument("--unpaired-sizes", type=int, nargs="+", default=None, help=(
+        "texts per unpaired run (default 1000 2500 5000 [10000 20000 full])"))
+    parser.add_argument("--unpaired-steps", type=int, default=None, help="steps per unpaired run (300 quick, 1500 full)")
     parser.add_argument("--skip-adversarial", action="store_true", help="train only the default adapter variant")
     parser.add_argument("--hidden", type=int, nargs="+", default=None, help="adapter hidden widths (default 512)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "adapter.json")
@@ -392,7 +407,7 @@ def main() -> None:
     if args.teacher == MINILM:
         if args.student is None:
             parser.error("--teacher all-MiniLM-L6-v2 needs --student (e.g. a Stage A student directory)")
-        data = load_minilm_data(args.student, args.cache_dir, n_passages, args.spans)
+        data = load_minilm_data(args.student, args.cache_dir, n_passages, args.spans, args.passage_offset)
     else:
         data = load_benchmark_data(args.student or MINILM, args.cache_dir, n_passages)
     if args.cache_only:
@@ -422,14 +437,15 @@ def main() -> None:
     cost = adapter_cost(adapters["b_passages_plus_scifact_docs"], data, encoder)
     print(f"cost: {cost}", flush=True)
     unpaired = [] if args.skip_unpaired else unpaired_curve(
-        data, [1000, 2500, 5000] if args.quick else [1000, 2500, 5000, 10000, 20000], 300 if args.quick else 1500)
+        data, args.unpaired_sizes or ([1000, 2500, 5000] if args.quick else [1000, 2500, 5000, 10000, 20000]),
+        args.unpaired_steps or (300 if args.quick else 1500))
     report = {
         "benchmark": "adapter", "quick": args.quick, "student": encoder.info(),
         "teacher": {"name": data["teacher_name"], "dim": int(data["test"]["teacher"].shape[1]),
                     "vectors": str(TEACHER_VECTORS if data["teacher_name"] != MINILM else BENCH_HOME / "vectors")},
         "training_pairs": {name: len(data[name]["ids"]) for name in
                            ("passages", "spans_passages", "corpus", "spans_scifact") if name in data},
-        "passage_pairs": n_passages, "test_queries": len(data["test"]["ids"]),
+        "passage_pairs": n_passages, "passage_offset": args.passage_offset, "test_queries": len(data["test"]["ids"]),
         "teacher_ndcg_at_10": teacher_ndcg, "student_own_space_ndcg_at_10": student_own,
         "student_without_adapter_ndcg_at_10": (ndcg(data["test"]["student"], data) if student_same_dim else
                                                "n/a: student and teacher dimensions differ"),

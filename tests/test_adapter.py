@@ -183,6 +183,34 @@ def test_unpaired_and_shared_latent_modes_train_and_report():
     assert 0.0 <= run.report["metrics"]["adapter"]["top1"] <= 1.0
 
 
+def test_unpaired_auto_start_is_the_identity_for_an_aligned_student_and_keeps_its_matches():
+    from tava_core.adapter.trainer import moment_alignment, resolve_init
+
+    rng = np.random.default_rng(2)
+    teacher = unit(rng.standard_normal((1200, 16)) + 2.0 * rng.standard_normal(16))  # anisotropic, like embeddings
+    aligned = unit(teacher + 0.2 * rng.standard_normal(teacher.shape))
+    rotation, _ = np.linalg.qr(rng.standard_normal((16, 16)))
+    # disjoint halves, as in unpaired training: the measure needs no pairs
+    assert moment_alignment(aligned[:600], teacher[600:]) > 0.9
+    assert moment_alignment(aligned[:600] @ rotation, teacher[600:]) < moment_alignment(aligned[:600], teacher[600:]) - 0.2
+    config = AdapterConfig.unpaired_defaults(**FAST, max_steps=30)
+    assert resolve_init(config, aligned[:600], teacher[600:], paired=False)[0] == "identity"
+    assert resolve_init(config, aligned[:600] @ rotation, teacher[600:], paired=False)[0] == "random"
+    assert resolve_init(config, aligned[:600, :12], teacher[600:], paired=False) == ("random", None)
+    with pytest.raises(ConfigError, match="unpaired"):
+        AdapterConfig.unpaired_defaults(init="procrustes")
+    run = train_adapter_from_arrays(aligned, teacher, config)
+    assert run.report["seed_runs"][0]["start"] == "identity"
+    # starting aligned, unpaired training keeps the held-out matches the identity has (chance: 1/120);
+    # the old random start finds next to none in the same steps
+    metrics = run.report["metrics"]
+    assert metrics["adapter"]["n"] == 120 and metrics["adapter"]["top1"] >= 0.8 * metrics["identity"]["top1"] > 0.2
+    assert metrics["adapter"]["mean_cosine"] >= metrics["identity"]["mean_cosine"] - 0.02
+    from_random = train_adapter_from_arrays(aligned, teacher, AdapterConfig.unpaired_defaults(**FAST, max_steps=30,
+                                                                                            init="random"))
+    assert from_random.report["metrics"]["adapter"]["top1"] < metrics["adapter"]["top1"] - 0.15
+
+
 def test_nan_during_training_rolls_back_then_recovers(monkeypatch):
     student, teacher = synthetic(600, 8)
     calls = {"n": 0}

@@ -51,6 +51,30 @@ def test_hinge_triplet_loss_gives_no_gradient_once_the_margin_is_met():
     assert HingeTripletLoss(0.5)(anchor, positive, close_negative, mask).item() == 0.0
 
 
+def test_soft_max_hinge_pushes_the_negatives_that_outrank_the_positive_and_stops_at_the_margin():
+    anchor = torch.tensor([[1.0, 0.0, 0.0]])
+    positive = torch.nn.functional.normalize(torch.tensor([[1.0, 0.6, 0.0]]), dim=-1)      # cos 0.86
+    outranks = torch.nn.functional.normalize(torch.tensor([1.0, 0.0, 0.3]), dim=0)          # cos 0.96
+    easy = torch.nn.functional.normalize(torch.tensor([0.3, 0.0, 1.0]), dim=0)              # cos 0.29
+    negatives = torch.stack([outranks, easy]).unsqueeze(0).requires_grad_(True)
+    loss = HingeTripletLoss(margin=0.1, temperature=0.05)(anchor, positive, negatives)
+    loss.backward()
+    hard_grad, easy_grad = negatives.grad[0].norm(dim=-1)
+    assert loss.item() > 0 and hard_grad > 100 * easy_grad        # the mean hinge would weigh both alike
+    # met by the margin against even the soft maximum: exactly no gradient
+    far = torch.nn.functional.normalize(torch.tensor([[[0.0, 0.0, 1.0], [0.0, -1.0, 0.2]]]), dim=-1)
+    far.requires_grad_(True)
+    loss = HingeTripletLoss(margin=0.1, temperature=0.05)(anchor, positive, far)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.count_nonzero(far.grad) == 0
+    # an anchor whose negatives are all masked counts for nothing, and gives no NaN
+    mask = torch.zeros(1, 2)
+    masked = negatives.detach().clone().requires_grad_(True)
+    loss = HingeTripletLoss(margin=0.1, temperature=0.05)(anchor, positive, masked, mask)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(masked.grad).all()
+
+
 def test_headwise_ntxent_prefers_views_that_agree_and_similarity_loss_is_zero_on_identity():
     torch.manual_seed(0)
     items = torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)

@@ -10,7 +10,7 @@ from ..errors import ConfigError
 
 
 # What `mode: unpaired` changes unless set explicitly: no supervision, strong geometry losses.
-UNPAIRED_DEFAULTS = dict(init="random", adversarial_weight=1.0, cycle_weight=1.0, vsp_weight=1.0,
+UNPAIRED_DEFAULTS = dict(init="auto", adversarial_weight=1.0, cycle_weight=1.0, vsp_weight=1.0,
                          paired_cosine_weight=0.0, paired_mse_weight=0.0, contrastive_weight=0.0, ranking_weight=0.0,
                          lr=2e-4,
                          discriminator_lr=2e-4, warmup_steps=200, patience=20)
@@ -49,12 +49,13 @@ class AdapterConfig(TavaModel):
         "Residual connections, plus a linear skip path from input to output so the adapter starts "
         "as (at worst) a linear map."))
     init: Literal["auto", "identity", "ridge", "procrustes", "random"] = Field("auto", description=(
-        "Paired mode: where the linear skip path starts (the MLP then learns only what it misses). "
-        "'auto': the identity when the student already lands in the teacher's space (a Stage A "
-        "student: its Procrustes rotation is near the identity), else orthogonal Procrustes -- fitted "
-        "maps tilt towards the training texts' domain, and Procrustes keeps the student's geometry "
-        "and transferred best of the fitted ones in bench/adapter.py; 'identity' (equal dimensions), "
-        "'ridge', 'procrustes'; 'random': plain initialisation."))
+        "Where the linear skip path starts (the MLP then learns only what it misses). 'auto', paired: "
+        "the identity when the student already lands in the teacher's space (a Stage A student: its "
+        "Procrustes rotation is near the identity), else orthogonal Procrustes -- fitted maps tilt "
+        "towards the training texts' domain, and Procrustes keeps the student's geometry and "
+        "transferred best of the fitted ones in bench/adapter.py; 'auto', unpaired: the identity when "
+        "the two sets' second-moment matrices agree (no pairs needed), else 'random'; 'identity' "
+        "(equal dimensions), 'ridge', 'procrustes' (paired only); 'random': plain initialisation."))
     train_skip: bool = Field(True, description=(
         "Keep training the linear skip path after its closed-form start; false freezes it (e.g. at "
         "Procrustes) so only the non-linear correction learns."))
@@ -146,6 +147,9 @@ class AdapterConfig(TavaModel):
         if self.mode == "unpaired" and self.adversarial_weight <= 0:
             raise ConfigError("unpaired mode learns only from the adversarial loss; adversarial_weight is 0",
                               hint="set adversarial_weight > 0 (e.g. 1.0)")
+        if self.mode == "unpaired" and self.init in ("ridge", "procrustes"):
+            raise ConfigError(f"init {self.init!r} is fitted on pairs; unpaired mode has none",
+                              hint="use init 'auto', 'identity' (equal dimensions) or 'random'")
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise ConfigError("hidden_dims needs at least one positive width", hint="e.g. hidden_dims [1024]")
         if not self.seeds:

@@ -57,7 +57,14 @@ class CompressConfig(TavaModel):
         "Hinge margin of DIVE's triplet loss on cosines: a triplet whose positive beats its negative by "
         "this much gives no gradient (on SciFact 0.5 validated best; 0.1 left too few triplets active, "
         "so training stalled at 32-64 dims)."))
+    triplet_temperature: Optional[float] = Field(None, gt=0.0, description=(
+        "DIVE: one hinge per anchor against the soft maximum (logsumexp at this temperature) of its "
+        "negatives instead of the mean over every negative; empty = the mean."))
     triplet_weight: float = Field(1.0, ge=0.0, description="Weight of the hinge triplet loss.")
+    pseudo_triplet_weight: float = Field(0.0, ge=0.0, description=(
+        "Labeled DIVE: also a hinge on label-free pseudo-triplets of the corpus documents (each document's "
+        "teacher-nearest document against its ranks pseudo_negative_ranks), at this weight: keeps the "
+        "corpus' own neighbourhoods where the few labeled queries say nothing. 0 = labeled triplets only."))
     ntxent_weight: float = Field(0.01, ge=0.0, description=(
         "Weight of DIVE's head-wise NT-Xent loss (0.1 pulled SciFact's space apart early in bench/compress.py)."))
     ntxent_temperature: float = Field(0.1, gt=0.0, description="Temperature of the head-wise NT-Xent loss.")

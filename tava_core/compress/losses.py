@@ -16,9 +16,14 @@ from torch.nn import functional as F
 
 
 class HingeTripletLoss(nn.Module):
-    def __init__(self, margin: float = 0.1) -> None:
+    """``relu(margin - (cos(q, p) - cos(q, n)))``, averaged over the valid negatives; or, with a
+    ``temperature``, one hinge per anchor against the soft maximum of its negatives,
+    ``temperature * logsumexp(cos(q, n) / temperature)``: the gradient then goes to the negatives
+    that outrank the positive (as in a softmax ranking loss) and still stops once the margin is met."""
+
+    def __init__(self, margin: float = 0.1, temperature: float | None = None) -> None:
         super().__init__()
-        self.margin = margin
+        self.margin, self.temperature = margin, temperature
 
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
                 negative_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -28,6 +33,15 @@ class HingeTripletLoss(nn.Module):
             neg = anchor @ negatives.T                                         # (B, K)
         else:
             neg = torch.einsum("bd,bkd->bk", anchor, negatives)
+        if self.temperature is not None:
+            has_negative = torch.ones_like(pos)
+            if negative_mask is not None:
+                # a large finite fill, not -inf: an anchor without negatives must not give NaN gradients
+                neg = neg.masked_fill(negative_mask <= 0, -1e4)
+                has_negative = (negative_mask.sum(1, keepdim=True) > 0).to(pos.dtype)
+            hardest = self.temperature * torch.logsumexp(neg / self.temperature, dim=1, keepdim=True)
+            violation = F.relu(self.margin - (pos - hardest)) * has_negative
+            return violation.sum() / has_negative.sum().clamp(min=1)
         violation = F.relu(self.margin - (pos - neg))
         if negative_mask is not None:
             violation = violation * negative_mask

@@ -289,17 +289,27 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
         choices["triplets"] = len(triplets)
         heads = ProjectionHeads(dim, config.heads)
         sampler = TripletSampler(triplets, corpus, config, rng, refresh_model=model if method == "dive" else None)
-        hinge, ntxent = HingeTripletLoss(config.margin), HeadwiseNTXentLoss(config.ntxent_temperature)
+        hinge, ntxent = HingeTripletLoss(config.margin, config.triplet_temperature), HeadwiseNTXentLoss(config.ntxent_temperature)
         groups = [{"params": list(model.residual.parameters()) if model.residual else [], "lr": config.lr},
                   {"params": list(heads.parameters()), "lr": config.lr}]
         if config.projection_lr_scale > 0:
             groups.append({"params": [model.projection.weight], "lr": config.lr * config.projection_lr_scale})
         groups = [g for g in groups if g["params"]]
 
+        pseudo_sampler = None
+        if method == "dive" and config.pseudo_triplet_weight > 0:
+            pseudo = mine_pseudo_triplets(data.corpus, data.corpus, anchor_docs=np.arange(len(data.corpus)),
+                                          positive_top=config.pseudo_positive_top,
+                                          negative_ranks=tuple(config.pseudo_negative_ranks))
+            pseudo_sampler = TripletSampler(pseudo, corpus, config, rng)
+            choices["pseudo_triplets"] = len(pseudo)
+
         def step_loss() -> torch.Tensor:
             batch = sampler.sample()
             a, p, n, mask = sampler.encode(model, batch)
             loss = config.triplet_weight * hinge(a, p, n, mask)
+            if pseudo_sampler is not None:
+                loss = loss + config.pseudo_triplet_weight * hinge(*pseudo_sampler.encode(model, pseudo_sampler.sample()))
             if config.ntxent_weight > 0:
                 # documents and anchors as two sets of items: a query and its own relevant document
                 # must not be pushed apart as "different items"
