@@ -347,7 +347,7 @@ def adapter_cost(adapter, data: dict, encoder, repeats: int = 5) -> dict:
 
 def unpaired_curve(data: dict, sizes: list[int], steps: int) -> list[dict]:
     """Pure vec2vec (no pairs seen): top-1 on 300 held-out passage pairs vs the number of texts."""
-    from tava_core.adapter import AdapterConfig, alignment_metrics
+    from tava_core.adapter import AdapterConfig
     from tava_core.adapter.train import train_adapter_from_arrays
 
     x_all, y_all = data["passages"]["student"], data["passages"]["teacher"]

@@ -378,7 +378,7 @@ def report_markdown(record: dict[str, Any]) -> str:
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts]
     decision = record.get("decision")
     if decision:
-        lines += ["", f"**{decision['why']}**", "", f"| set | candidate | current | delta | ok |",
+        lines += ["", f"**{decision['why']}**", "", "| set | candidate | current | delta | ok |",
                   "|---|---:|---:|---:|---|"]
         fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
         lines += [f"| {Path(r['set']).name} | {fmt(r['candidate'])} | {fmt(r['current'])} | {fmt(r['delta'])} | "

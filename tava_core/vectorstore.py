@@ -15,7 +15,6 @@ shard's upsert, which overwrites the same rows.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError, IntegrityError
 from ..home import TavaHome, slug
-from ..io import atomic_directory, read_vector_shard, sha256_file, stable_hash, write_vector_shard
+from ..io import atomic_directory, sha256_file, stable_hash, write_vector_shard
 from ..manifest import ShardRecord, VectorManifest, load_vector_manifest, read_vector_dir, save_manifest
 from .config import LABELED_METHODS, CompressConfig
 from .data import CompressionData, QuerySet, split_queries

@@ -17,7 +17,7 @@ import torch
 
 from ..config import EncoderSpec
 from ..errors import ModelLoadError
-from .base import Encoder, TextKind, batched, combine_fingerprint, hash_model_files, length_sorted_order
+from .base import Encoder, TextKind, combine_fingerprint, hash_model_files, length_sorted_order
 from .device import is_out_of_memory, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
