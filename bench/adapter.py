@@ -239,13 +239,20 @@ def _add_query_splits(data: dict, read_qrels) -> None:
             "qrels": qrels}
 
 
-def ndcg(query_vectors: np.ndarray, data: dict, documents: np.ndarray | None = None) -> float:
+def ndcg_per_query(query_vectors: np.ndarray, data: dict, documents: np.ndarray | None = None,
+                   split: str = "test") -> np.ndarray:
+    """nDCG@10 of every query of ``split`` ('test', or 'dev' = SciFact train queries) against the
+    teacher's document vectors (or ``documents``)."""
     from tava_core.evaluate.metrics import cosine_scores, retrieval_metrics
 
     documents = data["corpus"]["teacher"] if documents is None else documents
     scores = cosine_scores(query_vectors, documents)
-    return round(retrieval_metrics(scores, data["test"]["ids"], data["corpus"]["ids"], data["test"]["qrels"])
-                 ["ndcg_at_10"], 4)
+    return retrieval_metrics(scores, data[split]["ids"], data["corpus"]["ids"], data[split]["qrels"],
+                             per_query=True)["ndcg_at_10_per_query"]
+
+
+def ndcg(query_vectors: np.ndarray, data: dict, documents: np.ndarray | None = None) -> float:
+    return round(float(ndcg_per_query(query_vectors, data, documents).mean()), 4)
 
 
 def rounded(metrics: dict) -> dict:
@@ -267,20 +274,31 @@ def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool
     from tava_core.adapter import alignment_metrics, fit_baselines
     from tava_core.adapter.train import train_adapter_from_arrays
 
+    from tava_core.evaluate.metrics import paired_bootstrap
+
     test_s, test_t = data["test"]["student"], data["test"]["teacher"]
     out: dict = {"pairs": int(len(x)), "maps": {}}
+    per_query: dict[str, np.ndarray] = {}
+
+    def score(map_name: str, map_fn) -> dict:
+        mapped = map_fn(test_s)
+        per_query[map_name] = ndcg_per_query(mapped, data)
+        row = {"ndcg_at_10": round(float(per_query[map_name].mean()), 4),
+               "test_queries": rounded(alignment_metrics(mapped, test_t))}
+        if "dev" in data:   # SciFact train queries: a second, larger label set (never used for training)
+            row["dev_ndcg_at_10"] = round(float(ndcg_per_query(map_fn(data["dev"]["student"]), data,
+                                                               split="dev").mean()), 4)
+        return row
+
     for map_name, linear_map in fit_baselines(x, y).items():
-        mapped = linear_map(test_s)
-        out["maps"][map_name] = {"ndcg_at_10": ndcg(mapped, data), "note": linear_map.note,
-                                 "test_queries": rounded(alignment_metrics(mapped, test_t))}
+        out["maps"][map_name] = {**score(map_name, linear_map), "note": linear_map.note}
         print(f"[{name}] {map_name}: nDCG@10 {out['maps'][map_name]['ndcg_at_10']}", flush=True)
     for variant, overrides in variants.items():
         config = adapter_config(quick, **overrides)
         start = time.perf_counter()
         run = train_adapter_from_arrays(x, y, config, name=f"{name}-{variant}", show_progress=True)
-        mapped = run.result.adapter.map_numpy(test_s)
         out["maps"][variant] = {
-            "ndcg_at_10": ndcg(mapped, data), "test_queries": rounded(alignment_metrics(mapped, test_t)),
+            **score(variant, run.result.adapter.map_numpy),
             "heldout_pairs": rounded(run.report["metrics"]["adapter"]),
             "heldout_ridge": rounded(run.report["metrics"]["ridge"]),
             "training": {k: v for k, v in run.report["training"].items() if k not in {"best_metrics", "initial_metrics"}},
@@ -289,6 +307,11 @@ def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool
               f"(best step {run.result.best_step}/{run.result.steps}, {out['maps'][variant]['train_seconds']} s)",
               flush=True)
         out.setdefault("_adapters", {})[variant] = run.result.adapter
+    # paired bootstrap over the same test queries: is the adapter's gap to each closed form more than noise?
+    out["adapter_minus_baseline_95ci"] = {
+        base: {k: round(v, 4) if isinstance(v, float) else v for k, v in
+               paired_bootstrap(per_query["adapter"], per_query[base]).items()}
+        for base in ("identity", "ridge", "procrustes") if base in per_query and "adapter" in per_query}
     return out
 
 

@@ -53,18 +53,21 @@ class CompressConfig(TavaModel):
     hidden_dim: int = Field(512, ge=0, description="Width of the residual MLP of trained compressors (0 = linear only).")
     pca_center: Optional[bool] = Field(None, description=(
         "Subtract the corpus mean before the PCA projection; empty = choose on the validation split."))
-    margin: float = Field(0.5, gt=0.0, le=2.0, description=(
-        "Hinge margin of DIVE's triplet loss on cosines: a triplet whose positive beats its negative by "
-        "this much gives no gradient (on SciFact 0.5 validated best; 0.1 left too few triplets active, "
-        "so training stalled at 32-64 dims)."))
-    triplet_temperature: Optional[float] = Field(None, gt=0.0, description=(
+    margin: float = Field(0.1, gt=0.0, le=2.0, description=(
+        "Hinge margin of DIVE's triplet loss on cosines: a triplet whose positive beats its negatives by "
+        "this much gives no gradient. 0.1 with the soft-max hinge (with the mean hinge 0.5 validated best "
+        "on SciFact: a small margin left too few triplets active)."))
+    triplet_temperature: Optional[float] = Field(0.05, gt=0.0, description=(
         "DIVE: one hinge per anchor against the soft maximum (logsumexp at this temperature) of its "
-        "negatives instead of the mean over every negative; empty = the mean."))
+        "negatives, so the gradient goes to the negatives that outrank the positive; empty = the mean "
+        "hinge over every negative, which easy in-batch negatives dominate (SciFact 192 dims, validation "
+        "0.780 -> 0.799, test 0.734 -> 0.767)."))
     triplet_weight: float = Field(1.0, ge=0.0, description="Weight of the hinge triplet loss.")
-    pseudo_triplet_weight: float = Field(0.0, ge=0.0, description=(
+    pseudo_triplet_weight: float = Field(0.3, ge=0.0, description=(
         "Labeled DIVE: also a hinge on label-free pseudo-triplets of the corpus documents (each document's "
         "teacher-nearest document against its ranks pseudo_negative_ranks), at this weight: keeps the "
-        "corpus' own neighbourhoods where the few labeled queries say nothing. 0 = labeled triplets only."))
+        "corpus' own neighbourhoods where the few labeled queries say nothing (SciFact 64 dims: test 0.69 "
+        "-> 0.72-0.73 over seeds). 0 = labeled triplets only."))
     ntxent_weight: float = Field(0.01, ge=0.0, description=(
         "Weight of DIVE's head-wise NT-Xent loss (0.1 pulled SciFact's space apart early in bench/compress.py)."))
     ntxent_temperature: float = Field(0.1, gt=0.0, description="Temperature of the head-wise NT-Xent loss.")
@@ -79,7 +82,7 @@ class CompressConfig(TavaModel):
         "Labeled triplets (DIVE and the Search-Adaptor style adapter alike): re-mine the hard negatives every "
         "N steps with the compressor being trained (its own top documents minus the judged-relevant ones) "
         "instead of keeping only the encoder's; 0 = never."))
-    projection_lr_scale: float = Field(0.1, ge=0.0, description=(
+    projection_lr_scale: float = Field(1.0, ge=0.0, description=(
         "DIVE: learning rate of the projection matrix relative to the residual MLP (0 = frozen projection)."))
     pseudo_positive_top: int = Field(1, ge=1, description="Label-free: positives from the encoder's top-N documents.")
     pseudo_negative_ranks: list[int] = Field(default_factory=lambda: [10, 50], description=(

@@ -94,8 +94,8 @@ def _per_query(queries: QuerySet, data: CompressionData) -> Callable[[Compressio
     """Validation nDCG@10 of every query (``retrieval_metrics`` one query at a time)."""
     def per_query(model: CompressionAdapter) -> np.ndarray:
         scores = cosine_scores(model.map_numpy(queries.vectors), model.map_numpy(data.corpus))
-        return np.array([retrieval_metrics(scores[i:i + 1], [qid], data.corpus_ids, queries.qrels, ndcg_k=10,
-                                           recall_k=10, mrr_k=10)["ndcg_at_10"] for i, qid in enumerate(queries.ids)])
+        return retrieval_metrics(scores, queries.ids, data.corpus_ids, queries.qrels, ndcg_k=10, recall_k=10,
+                                 mrr_k=10, per_query=True)["ndcg_at_10_per_query"]
     return per_query
 
 
