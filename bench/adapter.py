@@ -390,8 +390,8 @@ def unpaired_curve(data: dict, sizes: list[int], steps: int) -> list[dict]:
                      "mean_rank": round(metrics["mean_rank"], 2), "mean_cosine": round(metrics["mean_cosine"], 4),
                      "chance_top1": round(1 / metrics["n"], 4), "start": seed_run.get("start"),
                      "start_alignment": seed_run.get("alignment"),
-                     "identity_top1": (round(run.report["metrics"]["identity"]["top1"], 4)
-                                       if "identity" in run.report["metrics"] else None),
+                     **({f"identity_{k}": round(run.report["metrics"]["identity"][k], 4) for k in ("top1", "mean_cosine")}
+                        if "identity" in run.report["metrics"] else {}),
                      "steps": run.result.steps, "seconds": round(time.perf_counter() - start, 1)})
         print(f"[unpaired] {rows[-1]}", flush=True)
     return rows

@@ -119,7 +119,8 @@ def few_label_row(labeled: int, seed: int, dim: int, chosen: dict, data, base: d
     row = {"labeled_queries": labeled, "seed": seed, "train": len(few_data.train),
            "validation": len(few_data.validation), "dim": dim}
     for method in FEW_LABEL_METHODS:
-        setting = {k: v for k, v in chosen[method][str(dim)].items() if k not in {"triplets", "reverted_to_frozen"}}
+        # the chosen setting plus what the run recorded (triplet counts, ...): only the config's own keys
+        setting = {k: v for k, v in chosen[method][str(dim)].items() if k in CompressConfig.model_fields}
         result = train_method(method, dim, few_data, CompressConfig(**{**few_base, **setting}))
         row[method] = evaluate_model(result.model, data.test, data.corpus_ids, data.corpus)["ndcg_at_10"]
         row[f"{method}_best_step"] = result.best_step
