@@ -104,6 +104,11 @@ def test_static_student_saves_for_tava_sentence_transformers_and_model2vec(tmp_p
 
     np.testing.assert_allclose(StaticModel.from_pretrained(out).encode(TEXTS), ours, atol=1e-5)
     np.testing.assert_allclose(SentenceTransformer(str(out), device="cpu").encode(TEXTS), ours, atol=1e-5)
+    # a plain model2vec directory (no tava marker, as model2vec.distill writes it) loads as the same encoder
+    (out / "tava_encoder.json").unlink()
+    plain = load_encoder(str(out), cache=False)
+    assert isinstance(plain, StaticEncoder)
+    np.testing.assert_allclose(plain.encode(TEXTS), ours, atol=1e-6)
 
 
 @pytest.mark.slow

