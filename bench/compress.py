@@ -184,9 +184,8 @@ def main() -> None:
     sources = vector_sources(probe)
     base = dict(dataset=str(SCIFACT), corpus_vectors=sources["corpus_vectors"],
                 query_vectors=sources["query_vectors"], dims=dims, **common)
-    data = load_compression_data(CompressConfig(**{**base, "seed": args.seeds[0]}), sources)
-    data_by_seed = {seed: data if seed == args.seeds[0] else
-                    load_compression_data(CompressConfig(**{**base, "seed": seed}), sources) for seed in args.seeds}
+    data_by_seed = {seed: load_compression_data(CompressConfig(**{**base, "seed": seed}), sources) for seed in args.seeds}
+    data = data_by_seed[args.seeds[0]]
     full_test = evaluate_model(None, data.test, data.corpus_ids, data.corpus)
     full_val = evaluate_model(None, data.validation, data.corpus_ids, data.corpus)
     print(f"SciFact: {len(data.corpus)} docs, {len(data.train)} train / {len(data.validation)} validation / "

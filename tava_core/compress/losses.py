@@ -15,6 +15,15 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def anchor_scores(anchor: torch.Tensor, positive: torch.Tensor,
+                  negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos(q, p) as (B, 1), cos(q, n) as (B, K)) for unit vectors; ``negatives`` is (B, K, d), one
+    pool per anchor, or (K, d), shared by the batch."""
+    pos = (anchor * positive).sum(-1, keepdim=True)
+    neg = anchor @ negatives.T if negatives.dim() == 2 else torch.einsum("bd,bkd->bk", anchor, negatives)
+    return pos, neg
+
+
 class HingeTripletLoss(nn.Module):
     """``relu(margin - (cos(q, p) - cos(q, n)))``, averaged over the valid negatives; or, with a
     ``temperature``, one hinge per anchor against the soft maximum of its negatives,
@@ -28,11 +37,7 @@ class HingeTripletLoss(nn.Module):
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
                 negative_mask: torch.Tensor | None = None) -> torch.Tensor:
         """anchor, positive: (B, d); negatives: (B, K, d) or (K, d) shared; mask (B, K) of valid negatives."""
-        pos = (anchor * positive).sum(-1, keepdim=True)                        # (B, 1)
-        if negatives.dim() == 2:
-            neg = anchor @ negatives.T                                         # (B, K)
-        else:
-            neg = torch.einsum("bd,bkd->bk", anchor, negatives)
+        pos, neg = anchor_scores(anchor, positive, negatives)
         if self.temperature is not None:
             has_negative = torch.ones_like(pos)
             if negative_mask is not None:
@@ -77,8 +82,7 @@ class SoftmaxRankingLoss(nn.Module):
 
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
                 negative_mask: torch.Tensor | None = None) -> torch.Tensor:
-        pos = (anchor * positive).sum(-1, keepdim=True)
-        neg = anchor @ negatives.T if negatives.dim() == 2 else torch.einsum("bd,bkd->bk", anchor, negatives)
+        pos, neg = anchor_scores(anchor, positive, negatives)
         if negative_mask is not None:
             neg = neg.masked_fill(negative_mask <= 0, float("-inf"))
         logits = torch.cat([pos, neg], dim=1) / self.temperature

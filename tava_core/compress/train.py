@@ -57,12 +57,9 @@ def evaluate_model(model: CompressionAdapter | None, queries: QuerySet, corpus_i
 
 
 def _validator(queries: QuerySet, data: CompressionData) -> Callable[[CompressionAdapter], float]:
-    """Validation nDCG@10 (only the top 10 ranked: the cheap part of ``retrieval_metrics``)."""
-    def validate(model: CompressionAdapter) -> float:
-        scores = cosine_scores(model.map_numpy(queries.vectors), model.map_numpy(data.corpus))
-        return retrieval_metrics(scores, queries.ids, data.corpus_ids, queries.qrels, ndcg_k=10, recall_k=10,
-                                 mrr_k=10)["ndcg_at_10"]
-    return validate
+    """Validation nDCG@10: the mean of ``_per_query``."""
+    per_query = _per_query(queries, data)
+    return lambda model: float(per_query(model).mean())
 
 
 def label_free_split(data: CompressionData, seed: int, fraction: float = 0.15,
@@ -91,7 +88,7 @@ def label_free_split(data: CompressionData, seed: int, fraction: float = 0.15,
 
 
 def _per_query(queries: QuerySet, data: CompressionData) -> Callable[[CompressionAdapter], np.ndarray]:
-    """Validation nDCG@10 of every query (``retrieval_metrics`` one query at a time)."""
+    """Validation nDCG@10 of every query (only the top 10 ranked: the cheap part of ``retrieval_metrics``)."""
     def per_query(model: CompressionAdapter) -> np.ndarray:
         scores = cosine_scores(model.map_numpy(queries.vectors), model.map_numpy(data.corpus))
         return retrieval_metrics(scores, queries.ids, data.corpus_ids, queries.qrels, ndcg_k=10, recall_k=10,
@@ -132,13 +129,14 @@ class TripletSampler:
         self.anchors = torch.as_tensor(triplets.anchors)
         self.pool_sizes = (triplets.negatives >= 0).sum(axis=1)
         self.refresh_model, self.batches, self.refreshes = refresh_model, 0, 0
+        # every anchor's judged-relevant documents: never a negative, whoever mines the pool
+        self.relevant: dict[int, set[int]] = {}
+        for row, doc in zip(triplets.anchor_rows.tolist(), triplets.positives.tolist()):
+            self.relevant.setdefault(row, set()).add(doc)
 
     def refresh(self, model: CompressionAdapter) -> None:
         """Re-mine every pool: ``model``'s top documents of each anchor minus the anchor's positives."""
-        t = self.t
-        relevant: dict[int, set[int]] = {}
-        for row, doc in zip(t.anchor_rows.tolist(), t.positives.tolist()):
-            relevant.setdefault(row, set()).add(doc)
+        t, relevant = self.t, self.relevant
         depth = t.negatives.shape[1]
         used = np.unique(t.anchor_rows)
         corpus = model.map_numpy(self.corpus.numpy())
