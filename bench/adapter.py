@@ -276,8 +276,9 @@ def adapter_config(quick: bool, **overrides):
     return AdapterConfig(**values)
 
 
-def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool, variants: dict) -> dict:
-    """Fit the baselines and every adapter variant on (x, y); score them on SciFact test."""
+def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool, variants: dict,
+                seeds: tuple[int, ...] = (0,)) -> dict:
+    """Fit the baselines and every adapter variant (once per seed) on (x, y); score them on SciFact test."""
     from tava_core.adapter import alignment_metrics, fit_baselines
     from tava_core.adapter.train import train_adapter_from_arrays
 
@@ -301,19 +302,34 @@ def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool
         out["maps"][map_name] = {**score(map_name, linear_map), "note": linear_map.note}
         print(f"[{name}] {map_name}: nDCG@10 {out['maps'][map_name]['ndcg_at_10']}", flush=True)
     for variant, overrides in variants.items():
-        config = adapter_config(quick, **overrides)
-        start = time.perf_counter()
-        run = train_adapter_from_arrays(x, y, config, name=f"{name}-{variant}", show_progress=True)
-        out["maps"][variant] = {
-            **score(variant, run.result.adapter.map_numpy),
-            "heldout_pairs": rounded(run.report["metrics"]["adapter"]),
-            "heldout_ridge": rounded(run.report["metrics"]["ridge"]),
-            "training": {k: v for k, v in run.report["training"].items() if k not in {"best_metrics", "initial_metrics"}},
-            "train_seconds": round(time.perf_counter() - start, 1), "config": overrides}
-        print(f"[{name}] {variant}: nDCG@10 {out['maps'][variant]['ndcg_at_10']} "
-              f"(best step {run.result.best_step}/{run.result.steps}, {out['maps'][variant]['train_seconds']} s)",
-              flush=True)
-        out.setdefault("_adapters", {})[variant] = run.result.adapter
+        # One adapter per training seed; the variant's score is the mean over seeds (per query, so the
+        # bootstrap below compares the method's expected score, not one lucky or unlucky draw).
+        seed_rows, seed_per_query, seed_dev = [], [], []
+        for seed in seeds:
+            config = adapter_config(quick, **{**overrides, "seeds": [seed]})
+            start = time.perf_counter()
+            run = train_adapter_from_arrays(x, y, config, name=f"{name}-{variant}-{seed}", show_progress=True)
+            row = {**score(variant, run.result.adapter.map_numpy), "seed": seed,
+                   "heldout_pairs": rounded(run.report["metrics"]["adapter"]),
+                   "heldout_ridge": rounded(run.report["metrics"]["ridge"]),
+                   "start": run.report["seed_runs"][0].get("start"),
+                   "start_evidence": run.report["seed_runs"][0].get("start_evidence"),
+                   "training": {k: v for k, v in run.report["training"].items()
+                                if k not in {"best_metrics", "initial_metrics"}},
+                   "train_seconds": round(time.perf_counter() - start, 1)}
+            seed_rows.append(row)
+            seed_per_query.append(per_query[variant])
+            seed_dev.append(row.get("dev_ndcg_at_10"))
+            print(f"[{name}] {variant} seed {seed}: nDCG@10 {row['ndcg_at_10']} (start {row['start']}, best step "
+                  f"{run.result.best_step}/{run.result.steps}, {row['train_seconds']} s)", flush=True)
+            if seed == seeds[0]:
+                out.setdefault("_adapters", {})[variant] = run.result.adapter
+        per_query[variant] = np.mean(seed_per_query, axis=0)
+        scores = [r["ndcg_at_10"] for r in seed_rows]
+        out["maps"][variant] = {"ndcg_at_10": round(float(per_query[variant].mean()), 4),
+                                "ndcg_at_10_by_seed": scores, "ndcg_at_10_min": min(scores),
+                                **({"dev_ndcg_at_10": round(float(np.mean(seed_dev)), 4)} if None not in seed_dev else {}),
+                                "seeds": seed_rows, "config": overrides}
     # paired bootstrap over the same test queries: is the adapter's gap to each closed form more than noise?
     out["adapter_minus_baseline_95ci"] = {
         base: {k: round(v, 4) if isinstance(v, float) else v for k, v in
@@ -396,7 +412,7 @@ def unpaired_curve(data: dict, sizes: list[int], steps: int) -> list[dict]:
                      "heldout_pairs": metrics["n"], "top1": round(metrics["top1"], 4),
                      "mean_rank": round(metrics["mean_rank"], 2), "mean_cosine": round(metrics["mean_cosine"], 4),
                      "chance_top1": round(1 / metrics["n"], 4), "start": seed_run.get("start"),
-                     "start_alignment": seed_run.get("alignment"),
+                     "start_evidence": seed_run.get("start_evidence"),
                      **({f"identity_{k}": round(run.report["metrics"]["identity"][k], 4) for k in ("top1", "mean_cosine")}
                         if "identity" in run.report["metrics"] else {}),
                      "steps": run.result.steps, "seconds": round(time.perf_counter() - start, 1)})
@@ -427,6 +443,8 @@ def main() -> None:
     parser.add_argument("--skip-adversarial", action="store_true", help="train only the default adapter variant")
     parser.add_argument("--hidden", type=int, nargs="+", default=None, help="adapter hidden widths (default 512)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "adapter.json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help=(
+        "train each adapter once per seed; its score is the mean over seeds (every seed is reported)"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     import torch
@@ -457,10 +475,12 @@ def main() -> None:
     results: dict = {}
     adapters = {}
     for name, (x, y) in settings.items():
-        results[name] = run_setting(name, x, y, data, args.quick, variants)
+        results[name] = run_setting(name, x, y, data, args.quick, variants, tuple(args.seeds))
         adapters[name] = results[name].pop("_adapters")["adapter"]
         best_baseline = max(v["ndcg_at_10"] for k, v in results[name]["maps"].items() if k in {"ridge", "procrustes"})
         results[name]["adapter_beats_baselines"] = results[name]["maps"]["adapter"]["ndcg_at_10"] > best_baseline
+        results[name]["adapter_seeds_beating_baselines"] = sum(
+            score > best_baseline for score in results[name]["maps"]["adapter"]["ndcg_at_10_by_seed"])
         results[name]["adapter_minus_best_baseline"] = round(results[name]["maps"]["adapter"]["ndcg_at_10"]
                                                              - best_baseline, 4)
         results[name]["adapter_share_of_teacher"] = round(results[name]["maps"]["adapter"]["ndcg_at_10"] / teacher_ndcg, 4)
@@ -488,6 +508,10 @@ def main() -> None:
     key = args.key or (None if args.teacher != MINILM else f"{Path(str(args.student)).name}->{MINILM}")
     if key is not None:  # another teacher pair: under report["pairs"][key], the rest of the file kept
         existing = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "adapter"}
+        previous_pair = existing.get("pairs", {}).get(key, {})
+        if args.skip_unpaired and previous_pair.get("unpaired"):  # keep this pair's last measured curve
+            report["unpaired"] = previous_pair["unpaired"]
+            report["unpaired_note"] = "carried over from the previous run of this pair (--skip-unpaired)"
         existing.setdefault("pairs", {})[key] = report
         report_to_write = existing
     else:

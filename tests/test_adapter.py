@@ -147,13 +147,19 @@ def test_auto_start_is_the_identity_only_for_a_student_already_in_the_teachers_s
     rng = np.random.default_rng(1)
     teacher = unit(rng.standard_normal((800, 16)))
     aligned = unit(teacher + 0.3 * rng.standard_normal(teacher.shape))       # a Stage A student: near, noisy
-    rotated, _ = synthetic(800, 16, "linear")                                  # another model's space
+    rotated = unit(teacher @ np.linalg.qr(rng.standard_normal((16, 16)))[0])   # another model's basis
+    # model2vec-like: the teacher's coordinates (Procrustes rotation = identity) but far-off vectors,
+    # which only a fitted non-orthogonal map (ridge) undoes.
+    scaled = unit(teacher * np.geomspace(0.05, 3.0, 16))
     auto = AdapterConfig(**FAST)
-    start, alignment = resolve_init(auto, aligned, teacher)
-    assert start == "identity" and alignment > 0.9
-    start, alignment = resolve_init(auto, rotated, teacher)
-    assert start == "procrustes" and abs(alignment) < 0.5
-    assert resolve_init(auto, aligned[:, :12], teacher) == ("procrustes", None)  # dims differ
+    start, evidence = resolve_init(auto, aligned, teacher)
+    assert start == "identity" and evidence["identity_overlap"] > max(evidence.values()) - 0.03
+    start, evidence = resolve_init(auto, rotated, teacher)
+    assert start == "procrustes" and evidence["procrustes_overlap"] > evidence["identity_overlap"] + 0.3
+    start, evidence = resolve_init(auto, scaled, teacher)
+    assert start == "ridge" and evidence["ridge_overlap"] > evidence["procrustes_overlap"] + 0.03
+    start, evidence = resolve_init(auto, aligned[:, :12], teacher)  # dims differ: no identity
+    assert start in ("procrustes", "ridge") and "identity_overlap" not in evidence
     assert resolve_init(AdapterConfig(**FAST, init="ridge"), aligned, teacher) == ("ridge", None)
     # The chosen start is what training starts from, and the run records it.
     run = train_adapter_from_arrays(aligned, teacher, AdapterConfig(**{**FAST, "eval_every": 1}, max_steps=1))

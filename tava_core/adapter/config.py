@@ -50,12 +50,12 @@ class AdapterConfig(TavaModel):
         "as (at worst) a linear map."))
     init: Literal["auto", "identity", "ridge", "procrustes", "random"] = Field("auto", description=(
         "Where the linear skip path starts (the MLP then learns only what it misses). 'auto', paired: "
-        "the identity when the student already lands in the teacher's space (a Stage A student: its "
-        "Procrustes rotation is near the identity), else orthogonal Procrustes -- fitted maps tilt "
-        "towards the training texts' domain, and Procrustes keeps the student's geometry and "
-        "transferred best of the fitted ones in bench/adapter.py; 'auto', unpaired: the identity when "
-        "the two sets' second-moment matrices agree (no pairs needed), else 'random'; 'identity' "
-        "(equal dimensions), 'ridge', 'procrustes' (paired only); 'random': plain initialisation."))
+        "the closed form (identity, Procrustes, ridge) with the best retrieval overlap on a held-out slice "
+        "of the pairs, preferring the identity and then Procrustes unless a fitted map gains 0.03 -- fitted "
+        "maps tilt towards the training texts' domain (a Stage A student keeps the identity); 'auto', "
+        "unpaired: the identity when the two sets' second-moment matrices agree (no pairs needed), else "
+        "'random'; 'identity' (equal dimensions), 'ridge', 'procrustes' (paired only); 'random': plain "
+        "initialisation."))
     train_skip: bool = Field(True, description=(
         "Keep training the linear skip path after its closed-form start; false freezes it (e.g. at "
         "Procrustes) so only the non-linear correction learns."))

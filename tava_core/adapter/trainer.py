@@ -417,11 +417,17 @@ def init_from_closed_form(adapter: Vec2VecAdapter, x: np.ndarray, y: np.ndarray,
     return True
 
 
-# Procrustes rotations of Stage A students sit near 1; of unrelated models, near 0.
-AUTO_IDENTITY_ALIGNMENT = 0.5
+# Paired 'auto' start: held-out retrieval overlap@10 a fitted map must gain over the next simpler
+# start (identity, then Procrustes) to be preferred. Fitted maps tilt towards the training texts'
+# domain, so near-ties go to the geometry-preserving start (bench/adapter.py, SciFact, generic
+# pairs: Stage A transformer student overlap identity 0.643 / Procrustes 0.654 / ridge 0.666 but
+# nDCG@10 0.630 / 0.624 / 0.620; model2vec student overlap 0.08 / 0.13 / 0.47, nDCG 0.14 / 0.09 /
+# 0.46; MiniLM -> mpnet overlap Procrustes 0.527 / ridge 0.510, nDCG 0.462 / 0.384).
+AUTO_START_MARGIN = 0.03
 # Second-moment agreement without pairs (SciFact bench, disjoint passages): Stage A students
 # 0.93-0.94, the teacher against a random rotation or permutation of itself 0.18.
 AUTO_IDENTITY_MOMENTS = 0.5
+AUTO_START_HELDOUT = 2000
 
 
 def moment_alignment(x: np.ndarray, y: np.ndarray) -> float:
@@ -432,27 +438,44 @@ def moment_alignment(x: np.ndarray, y: np.ndarray) -> float:
     return float((a * b).sum() / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
 
 
-def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray, *, paired: bool = True
-                 ) -> tuple[str, Optional[float]]:
-    """The start ``config.init`` names; for 'auto', the identity when the spaces are already
-    aligned, else Procrustes (paired) or a random start (unpaired). Returns (start, alignment;
-    None unless measured).
+def closed_form_overlaps(x: np.ndarray, y: np.ndarray, k: int = 10, seed: int = 0) -> dict[str, float]:
+    """Held-out retrieval overlap@k of every closed-form start (identity when dims match, Procrustes,
+    ridge), fitted on all but a held-out slice of the training pairs; the rest are the document pool."""
+    from .baselines import fit_baselines
+    from .metrics import retrieval_overlap
 
-    Alignment, paired = trace of the Procrustes rotation / dimension: about 1 for a student distilled
-    into this teacher's space (Stage A), about 0 for an unrelated model of the same size. Fitted maps
-    tilt towards the training texts' domain, so an aligned student is better served by no fit
-    (SciFact, Stage A transformer student, generic pairs: identity 0.630, Procrustes 0.624, ridge 0.620).
-    Unpaired = ``moment_alignment`` of the two disjoint sets."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    n_check = min(AUTO_START_HELDOUT, max(len(x) // 10, 1))
+    check, fit = order[:n_check], order[n_check:]
+    pool = y[fit[:5000]]
+    return {name: retrieval_overlap(linear_map(x[check]), y[check], pool, min(k, len(pool) - 1))
+            for name, linear_map in fit_baselines(x[fit], y[fit]).items()}
+
+
+def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray, *, paired: bool = True
+                 ) -> tuple[str, Optional[dict[str, float]]]:
+    """The start ``config.init`` names; returns (start, the evidence for an 'auto' choice, else None).
+
+    'auto', paired: the closed form whose held-out retrieval overlap is best, preferring the identity,
+    then Procrustes, unless a fitted map beats it by ``AUTO_START_MARGIN`` (``closed_form_overlaps``):
+    a Stage A student keeps the identity, an unrelated model of the same size does not (its coordinates
+    may even match, as model2vec's do, without its vectors landing near the teacher's).
+    'auto', unpaired: the identity when the two disjoint sets' ``moment_alignment`` is high, else random."""
     if config.init != "auto":
         return config.init, None
-    if x.shape[1] != y.shape[1]:
-        return ("procrustes" if paired else "random"), None
     if not paired:
+        if x.shape[1] != y.shape[1]:
+            return "random", None
         alignment = moment_alignment(x[:20000], y[:20000])
-        return ("identity" if alignment >= AUTO_IDENTITY_MOMENTS else "random"), alignment
-    rotation = fit_procrustes(x[:20000], y[:20000]).weight
-    alignment = float(np.trace(rotation) / x.shape[1])
-    return ("identity" if alignment >= AUTO_IDENTITY_ALIGNMENT else "procrustes"), alignment
+        return ("identity" if alignment >= AUTO_IDENTITY_MOMENTS else "random"), {"second_moment": alignment}
+    overlaps = closed_form_overlaps(x, y, k=config.knn_k)
+    order = [name for name in ("identity", "procrustes", "ridge") if name in overlaps]
+    start = order[0]
+    for name in order[1:]:
+        if overlaps[name] >= overlaps[start] + AUTO_START_MARGIN:
+            start = name
+    return start, {f"{name}_overlap": round(value, 4) for name, value in overlaps.items()}
 
 
 def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start: Optional[Vec2VecAdapter] = None,
@@ -464,11 +487,11 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
     runs: list[dict[str, Any]] = []
     last_error: Optional[TrainingError] = None
     if warm_start is not None:
-        start, alignment = "warm_start", None
+        start, evidence = "warm_start", None
     else:
-        start, alignment = resolve_init(config, data.student, data.teacher, paired=data.paired)
-    if alignment is not None:
-        log.info("start: %s (%s alignment %.3f)", start, "Procrustes" if data.paired else "second-moment", alignment)
+        start, evidence = resolve_init(config, data.student, data.teacher, paired=data.paired)
+    if evidence is not None:
+        log.info("start: %s (%s)", start, ", ".join(f"{k} {v:.3f}" for k, v in evidence.items()))
     for seed in config.seeds:
         torch.manual_seed(seed)
         if warm_start is not None:
@@ -486,7 +509,7 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
             runs.append({"seed": seed, "error": exc.message})
             last_error = exc
             continue
-        runs.append({**result.summary(), "start": start, "alignment": alignment})
+        runs.append({**result.summary(), "start": start, "start_evidence": evidence})
         if best is None or _score(result.best_metrics, config.early_stopping_metric) < _score(
                 best.best_metrics, config.early_stopping_metric):
             best = result
