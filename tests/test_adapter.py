@@ -164,6 +164,8 @@ def test_auto_start_is_the_identity_only_for_a_student_already_in_the_teachers_s
     # The chosen start is what training starts from, and the run records it.
     run = train_adapter_from_arrays(aligned, teacher, AdapterConfig(**{**FAST, "eval_every": 1}, max_steps=1))
     assert run.report["seed_runs"][0]["start"] == "identity"
+    from tava_core.adapter.report import markdown_report
+    assert "- start: **identity** (identity overlap" in markdown_report({**run.report, "name": "a", "mode": "paired"})
     with pytest.raises(ConfigError, match="identity"):
         train_adapter_from_arrays(aligned[:, :12], teacher, AdapterConfig(**FAST, init="identity", max_steps=1))
 
@@ -273,6 +275,26 @@ def test_train_step_reports_every_configured_loss():
     logs = trainer.train_step(student[:32], teacher[:32])
     assert {"d_loss", "gradient_penalty", "adversarial", "vsp", "cycle", "paired", "g_loss"} <= set(logs)
     assert logs["gradient_penalty"] > 0 and all(np.isfinite(v) for v in logs.values())
+
+
+def test_weight_averaging_tracks_a_moving_average_and_is_what_training_keeps():
+    student, teacher = synthetic(600, 8)
+    config = AdapterConfig(**{**FAST, "eval_every": 5, "warmup_steps": 0}, ema_decay=0.9, max_steps=30, lr=1e-2)
+    trainer = AdversarialTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
+    head = lambda: trainer.generator.net.head.weight.detach().clone()
+    expected = head()
+    for _ in range(3):
+        trainer.train_step(student[:64], teacher[:64])
+        expected = 0.9 * expected + 0.1 * head()
+    assert torch.allclose(trainer.ema["net.head.weight"], expected, atol=1e-6)
+    assert not torch.allclose(trainer.ema["net.head.weight"], head())  # it lags the raw weights
+    # fit() evaluates and keeps the averaged weights, never the raw ones
+    data = split_paired(student, teacher, config, 0)
+    trainer = AdversarialTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
+    result = trainer.fit(data)
+    kept = result.adapter.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in trainer.ema.items())
+    assert trainer.evaluate(data)["mean_cosine"] == pytest.approx(result.best_metrics["mean_cosine"], abs=1e-6)
 
 
 # ------------------------------------------------------------------------- save / load

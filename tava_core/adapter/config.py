@@ -103,6 +103,9 @@ class AdapterConfig(TavaModel):
     batch_size: int = Field(256, ge=2, description="Pairs (or vectors per side) per step.")
     max_steps: int = Field(3000, ge=1, description="Upper bound on optimisation steps.")
     warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warm-up steps (then cosine decay).")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "Moving average (Polyak) of the adapter's weights, updated every step: the averaged weights are "
+        "evaluated, kept and saved (0 = off; 0.99 averages over about the last 100 steps)."))
     grad_clip: float = Field(1.0, gt=0.0, description="Clip gradient norms of adapter and discriminator to this.")
     discriminator_hidden_dim: int = Field(256, ge=8, description="Width of the discriminator's hidden layers.")
     discriminator_layers: int = Field(2, ge=1, description="Hidden layers of the discriminator.")

@@ -26,6 +26,16 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def start_lines(report: dict[str, Any]) -> list[str]:
+    """Where the linear path started, and for 'auto' the evidence it was chosen on."""
+    runs = [run for run in report.get("seed_runs", []) if "start" in run]
+    if not runs:
+        return []
+    evidence = runs[0].get("start_evidence") or {}
+    why = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in evidence.items())
+    return [f"- start: **{runs[0]['start']}**" + (f" ({why})" if why else "")]
+
+
 def markdown_report(report: dict[str, Any]) -> str:
     t = report["training"]
     lines = [f"# Adapter {report['name']}", "",
@@ -34,7 +44,8 @@ def markdown_report(report: dict[str, Any]) -> str:
              f"- training: {report['data']['train_student']} student / {report['data']['train_teacher']} teacher "
              f"vectors, {report['data']['heldout_pairs']} held-out pairs",
              f"- best step {t['best_step']} of {t['steps']} ({t['stopped']}), seed {t['seed']}, "
-             f"{t['rollbacks']} rollbacks, {t['seconds']:.1f} s", "",
+             f"{t['rollbacks']} rollbacks, {t['seconds']:.1f} s",
+             *start_lines(report), "",
              "## Held-out alignment (the adapter beside the closed-form baselines)", "",
              markdown_table(report["metrics"]), ""]
     for name, note in report.get("baseline_notes", {}).items():

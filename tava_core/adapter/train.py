@@ -56,9 +56,11 @@ def evaluate_maps(data: TrainingData, result: TrainingResult, config: AdapterCon
 def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: AdapterConfig, *,
                               name: str = "adapter", student_info: Optional[dict] = None,
                               teacher_info: Optional[dict] = None, warm_start: Optional[str | Path] = None,
-                              show_progress: bool = False) -> AdapterRun:
+                              show_progress: bool = False, split_seed: Optional[int] = None) -> AdapterRun:
     """Train on row-aligned ``student``/``teacher`` vectors (for unpaired mode, they are split into
-    disjoint halves so no text is seen on both sides; held-out pairs only measure)."""
+    disjoint halves so no text is seen on both sides; held-out pairs only measure). ``split_seed`` draws
+    the held-out pairs (default: the first training seed), so separate single-seed runs can share the
+    split that best-of-N seeds compare on."""
     check_vectors(student, "student vectors")
     check_vectors(teacher, "teacher vectors")
     if len(student) != len(teacher):
@@ -71,7 +73,7 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
                               f"{student.shape[1]}-d -> {teacher.shape[1]}-d", path=warm_start,
                               hint="warm-start only from an adapter of the same student and teacher")
         warm.train()
-    first_seed = config.seeds[0]
+    first_seed = config.seeds[0] if split_seed is None else split_seed
     data = (split_paired(student, teacher, config, first_seed) if config.mode == "paired"
             else split_unpaired(student, teacher, config, first_seed))
     if min(len(data.student), len(data.teacher)) < config.batch_size:

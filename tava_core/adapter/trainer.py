@@ -8,6 +8,7 @@ handed back is always the best healthy checkpoint, never a broken one.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -98,8 +99,9 @@ class TrainingResult:
                 "best_metrics": self.best_metrics, "initial_metrics": self.initial_metrics}
 
 
-def _score(metrics: dict[str, float], metric: str) -> tuple[float, float]:
-    """Smaller is better; mean rank ties are broken by mean cosine."""
+def heldout_score(metrics: dict[str, float], metric: str) -> tuple[float, float]:
+    """How good held-out ``metrics`` are by ``metric`` (early stopping and best-of-N seeds): smaller is
+    better; ties are broken by mean cosine."""
     if not metrics:
         return (0.0, 0.0)
     if metric == "mean_cosine":
@@ -157,6 +159,10 @@ class AdversarialTrainer:
         self.d_optimizer = (torch.optim.Adam(d_params, lr=config.discriminator_lr, betas=(0.5, 0.999))
                             if d_params else None)
         self.lr_scale = 1.0
+        # Polyak averaging: the adapter evaluated, kept and saved is the moving average of the weights,
+        # which smooths the step-to-step noise of small-batch training (see config.ema_decay).
+        self.ema: Optional[dict[str, torch.Tensor]] = (
+            {k: v.detach().clone() for k, v in self.generator.state_dict().items()} if config.ema_decay > 0 else None)
 
     # ------------------------------------------------------------------ one step
 
@@ -254,6 +260,13 @@ class AdversarialTrainer:
         if not torch.isfinite(grad_norm):
             raise Diverged("adapter gradients are not finite")
         self.g_optimizer.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for key, value in self.generator.state_dict().items():
+                    if value.is_floating_point():
+                        self.ema[key].lerp_(value, 1.0 - self.config.ema_decay)
+                    else:
+                        self.ema[key].copy_(value)
         logs.update({k: v.item() for k, v in terms.items()})
         logs["g_loss"] = total.item()
         return logs
@@ -270,6 +283,8 @@ class AdversarialTrainer:
         state["g_optimizer"] = copy.deepcopy(self.g_optimizer.state_dict())
         if self.d_optimizer is not None:
             state["d_optimizer"] = copy.deepcopy(self.d_optimizer.state_dict())
+        if self.ema is not None:
+            state["generator_ema"] = copy.deepcopy(self.ema)
         return state
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -278,6 +293,21 @@ class AdversarialTrainer:
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         if self.d_optimizer is not None:
             self.d_optimizer.load_state_dict(state["d_optimizer"])
+        if self.ema is not None:
+            self.ema = copy.deepcopy(state["generator_ema"])
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Inside the block the generator holds its moving-average weights (a no-op without EMA)."""
+        if self.ema is None:
+            yield
+            return
+        raw = copy.deepcopy(self.generator.state_dict())
+        self.generator.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.generator.load_state_dict(raw)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -285,7 +315,8 @@ class AdversarialTrainer:
     def evaluate(self, data: TrainingData) -> dict[str, float]:
         """Held-out metrics; raises ``Diverged`` for non-finite or collapsed outputs."""
         probe = data.heldout_student if data.has_heldout else data.student[:512]
-        mapped = self.generator.map_numpy(probe)
+        with self.averaged_weights():
+            mapped = self.generator.map_numpy(probe)
         if not np.isfinite(mapped).all():
             raise Diverged("adapter outputs are not finite")
         spread = mean_pairwise_cosine(mapped)
@@ -373,7 +404,7 @@ class AdversarialTrainer:
                 continue
             good = self.snapshot()
             result.evals.append({"step": step, **metrics})
-            if not data.has_heldout or _score(metrics, cfg.early_stopping_metric) < _score(
+            if not data.has_heldout or heldout_score(metrics, cfg.early_stopping_metric) < heldout_score(
                     best_metrics, cfg.early_stopping_metric):
                 best_state, best_metrics, best_step, bad_evals = good, metrics, step, 0
             else:
@@ -384,6 +415,8 @@ class AdversarialTrainer:
         if progress is not None:
             progress.close()
         self.restore(best_state)
+        if self.ema is not None:  # what was evaluated is what is kept
+            self.generator.load_state_dict(self.ema)
         result.best_step, result.best_metrics, result.steps = best_step, best_metrics, step
         result.seconds = time.perf_counter() - started
         return result
@@ -510,7 +543,7 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
             last_error = exc
             continue
         runs.append({**result.summary(), "start": start, "start_evidence": evidence})
-        if best is None or _score(result.best_metrics, config.early_stopping_metric) < _score(
+        if best is None or heldout_score(result.best_metrics, config.early_stopping_metric) < heldout_score(
                 best.best_metrics, config.early_stopping_metric):
             best = result
     if best is None:
