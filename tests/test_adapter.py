@@ -170,6 +170,15 @@ def test_auto_start_is_the_identity_only_for_a_student_already_in_the_teachers_s
         train_adapter_from_arrays(aligned[:, :12], teacher, AdapterConfig(**FAST, init="identity", max_steps=1))
 
 
+def test_single_seed_runs_can_share_the_held_out_split_of_best_of_n():
+    student, teacher = synthetic(400, 8)
+    runs = {seed: train_adapter_from_arrays(student, teacher, AdapterConfig(**FAST, seeds=[seed], max_steps=2),
+                                            split_seed=0) for seed in (0, 1)}
+    assert np.array_equal(runs[0].data.heldout_student, runs[1].data.heldout_student)
+    own_split = train_adapter_from_arrays(student, teacher, AdapterConfig(**FAST, seeds=[1], max_steps=2))
+    assert not np.array_equal(own_split.data.heldout_student, runs[1].data.heldout_student)
+
+
 def test_random_init_adapter_approaches_ridge_on_a_linear_distortion():
     student, teacher = synthetic(1500, 16, "linear")
     config = AdapterConfig(**{**FAST, "hidden_dims": [32]}, init="random", max_steps=250, lr=3e-3,
