@@ -278,7 +278,7 @@ def test_collapsed_outputs_are_detected():
 
 def test_train_step_reports_every_configured_loss():
     student, teacher = synthetic(128, 8)
-    config = AdapterConfig(**FAST, cycle_weight=1.0, adversarial_weight=0.1, adversarial_loss="hinge",
+    config = AdapterConfig(**FAST, cycle_weight=1.0, vsp_weight=1.0, adversarial_weight=0.1, adversarial_loss="hinge",
                            gradient_penalty="wgan-gp")
     trainer = AdversarialTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
     logs = trainer.train_step(student[:32], teacher[:32])
