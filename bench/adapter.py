@@ -518,8 +518,8 @@ def main() -> None:
         adapters[name] = results[name].pop("_adapters")["adapter"]
         best_baseline = max(v["ndcg_at_10"] for k, v in results[name]["maps"].items() if k in {"ridge", "procrustes"})
         results[name]["adapter_beats_baselines"] = results[name]["maps"]["adapter"]["ndcg_at_10"] > best_baseline
-        for key, scores in (("picks", "ndcg_at_10_by_pick"), ("seeds", "ndcg_at_10_by_seed")):
-            results[name][f"adapter_{key}_beating_baselines"] = (
+        for kind, scores in (("picks", "ndcg_at_10_by_pick"), ("seeds", "ndcg_at_10_by_seed")):
+            results[name][f"adapter_{kind}_beating_baselines"] = (
                 f"{sum(v > best_baseline for v in results[name]['maps']['adapter'][scores])}"
                 f"/{len(results[name]['maps']['adapter'][scores])}")
         results[name]["adapter_minus_best_baseline"] = round(results[name]["maps"]["adapter"]["ndcg_at_10"]
