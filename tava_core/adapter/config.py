@@ -76,7 +76,7 @@ class AdapterConfig(TavaModel):
     vsp_weight: float = Field(0.0, ge=0.0, description=(
         "Vector-space preservation: gap between a batch's pairwise cosine matrices before and after mapping. "
         "Paired default 0: with pairs the teacher defines the target geometry, and VSP would hold the map to "
-        "the student's own, which a weak student gets wrong (bench/adapter.py, model2vec student: 0.478 "
+        "the student's own, which a weak student gets wrong (bench/adapter.py, model2vec student: 0.472 "
         "nDCG@10 without it, 0.447 at weight 2; Stage A students: no change). Unpaired mode needs it (its "
         "defaults use 1)."))
     vsp_norm: Literal["l1", "l2"] = Field("l2", description="L1 (mean absolute) or L2 (mean squared) gap for VSP.")
