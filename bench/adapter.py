@@ -281,10 +281,8 @@ def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool
     """Fit the baselines and every adapter variant (once per seed) on (x, y); score them on SciFact test."""
     from tava_core.adapter import alignment_metrics, fit_baselines
     from tava_core.adapter.train import train_adapter_from_arrays
-    from tava_core.adapter.trainer import heldout_score
+    from tava_core.adapter.trainer import best_index
     from tava_core.evaluate.metrics import paired_bootstrap
-
-    metric = adapter_config(quick).early_stopping_metric
 
     test_s, test_t = data["test"]["student"], data["test"]["teacher"]
     out: dict = {"pairs": int(len(x)), "maps": {}}
@@ -306,7 +304,7 @@ def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool
     for variant, overrides in variants.items():
         # One adapter per training seed, each reported; seeds of one best-of group share their held-out
         # split (the group's first seed draws it), as AdapterConfig(seeds=[...]) does.
-        seed_rows, seed_per_query, seed_dev, seed_heldout = [], [], [], []
+        seed_rows, seed_per_query, seed_heldout = [], [], []
         for position, seed in enumerate(seeds):
             config = adapter_config(quick, **{**overrides, "seeds": [seed]})
             start = time.perf_counter()
@@ -323,7 +321,6 @@ def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool
             seed_rows.append(row)
             seed_heldout.append(run.result.best_metrics)
             seed_per_query.append(per_query[variant])
-            seed_dev.append(row.get("dev_ndcg_at_10"))
             print(f"[{name}] {variant} seed {seed}: nDCG@10 {row['ndcg_at_10']} (start {row['start']}, best step "
                   f"{run.result.best_step}/{run.result.steps}, {row['train_seconds']} s)", flush=True)
             if seed == seeds[0]:
@@ -332,15 +329,17 @@ def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool
         # score (what `seeds: [...]` does in AdapterConfig, label-free); the variant's score is the mean
         # over groups, so it is the expected score of that configuration, not one lucky draw.
         groups = [list(range(i, min(i + best_of, len(seeds)))) for i in range(0, len(seeds), best_of)]
-        picks = [min(group, key=lambda i: heldout_score(seed_heldout[i], metric)) for group in groups]
+        picks = [group[best_index([seed_heldout[i] for i in group], config.early_stopping_metric)]
+                 for group in groups]
         per_query[variant] = np.mean([seed_per_query[i] for i in picks], axis=0)
         scores = [r["ndcg_at_10"] for r in seed_rows]
         picked = [scores[i] for i in picks]
         out["maps"][variant] = {"ndcg_at_10": round(float(per_query[variant].mean()), 4), "best_of": best_of,
                                 "picked_seeds": [seeds[i] for i in picks], "ndcg_at_10_by_pick": picked,
                                 "ndcg_at_10_by_seed": scores, "single_seed_mean": round(float(np.mean(scores)), 4),
-                                **({"dev_ndcg_at_10": round(float(np.mean([seed_dev[i] for i in picks])), 4)}
-                                   if None not in seed_dev else {}),
+                                **({"dev_ndcg_at_10": round(float(np.mean([seed_rows[i]["dev_ndcg_at_10"]
+                                                                            for i in picks])), 4)}
+                                   if "dev" in data else {}),
                                 "seeds": seed_rows, "config": overrides}
     # paired bootstrap over the same test queries: is the adapter's gap to each closed form more than noise?
     out["adapter_minus_baseline_95ci"] = {
@@ -388,20 +387,19 @@ def adapter_cost(adapter, data: dict, encoder, repeats: int = 5) -> dict:
     vectors = encoder.encode(texts, kind="query")
     student_cpu, student_wall = best_of(lambda: encoder.encode(texts, kind="query"), repeats)
     adapter.eval()
-    batch = vectors
-    adapter.map_numpy(batch[:64])
-    adapter_cpu, adapter_wall = best_of(lambda: adapter.map_numpy(batch), repeats)
+    adapter.map_numpy(vectors[:64])
+    adapter_cpu, adapter_wall = best_of(lambda: adapter.map_numpy(vectors), repeats)
     with torch.no_grad():
         one = torch.as_tensor(vectors[:1])
         single, _ = best_of(lambda: [adapter(one) for _ in range(50)], 3)
     per_1k = 1000 / len(texts)
-    student_s, adapter_s = student_cpu * per_1k, adapter_cpu * 1000 / len(batch)
+    student_s, adapter_s = student_cpu * per_1k, adapter_cpu * per_1k
     params = sum(p.numel() for p in adapter.parameters())
     return {"student_encode_s_per_1k": round(student_s, 4), "adapter_s_per_1k_batched": round(adapter_s, 4),
             "adapter_ms_per_query_unbatched": round(single / 50 * 1000, 3),
             "adapter_share_of_student": round(adapter_s / student_s, 4), "adapter_parameters": int(params),
             "wall_student_encode_s_per_1k": round(student_wall * per_1k, 4),
-            "wall_adapter_s_per_1k_batched": round(adapter_wall * 1000 / len(batch), 4),
+            "wall_adapter_s_per_1k_batched": round(adapter_wall * per_1k, 4),
             "note": "process CPU time, 1 torch thread, best of repeats, same process (wall-clock beside it; "
                     "the 2-core CPU was shared with other jobs)"}
 

@@ -73,9 +73,9 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
                               f"{student.shape[1]}-d -> {teacher.shape[1]}-d", path=warm_start,
                               hint="warm-start only from an adapter of the same student and teacher")
         warm.train()
-    first_seed = config.seeds[0] if split_seed is None else split_seed
-    data = (split_paired(student, teacher, config, first_seed) if config.mode == "paired"
-            else split_unpaired(student, teacher, config, first_seed))
+    split_seed = config.seeds[0] if split_seed is None else split_seed
+    data = (split_paired(student, teacher, config, split_seed) if config.mode == "paired"
+            else split_unpaired(student, teacher, config, split_seed))
     if min(len(data.student), len(data.teacher)) < config.batch_size:
         raise ConfigError(f"after holding out {len(data.heldout_student)} pairs only "
                           f"{min(len(data.student), len(data.teacher))} training vectors are left, fewer than a "
@@ -84,7 +84,7 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
     if data.paired:
         fit_x, fit_y = data.student, data.teacher
     else:  # baselines need pairs: the same held-out split, all other pairs (a paired reference)
-        reference = split_paired(student, teacher, config, first_seed)
+        reference = split_paired(student, teacher, config, split_seed)
         fit_x, fit_y = reference.student, reference.teacher
     metrics, notes = evaluate_maps(data, result, config, fit_x, fit_y)
     report = {

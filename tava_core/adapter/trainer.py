@@ -21,12 +21,12 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import ConfigError, TrainingError
-from .baselines import fit_procrustes, fit_ridge
+from .baselines import LinearMap, fit_baselines, fit_procrustes, fit_ridge
 from .config import AdapterConfig
 from .discriminator import Discriminator
 from .losses import (AdversarialLoss, CycleConsistencyLoss, GradientPenalty, PairedSupervisionLoss,
                      RankingDistillationLoss, ReconstructionLoss, VectorSpacePreservationLoss)
-from .metrics import alignment_metrics, mean_pairwise_cosine
+from .metrics import alignment_metrics, mean_pairwise_cosine, retrieval_overlap
 from .model import Vec2VecAdapter
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,11 @@ class TrainingResult:
                 "best_metrics": self.best_metrics, "initial_metrics": self.initial_metrics}
 
 
+def best_index(metrics: list[dict[str, float]], metric: str) -> int:
+    """Which of several runs' held-out ``metrics`` is best by ``metric`` (the first of equals)."""
+    return min(range(len(metrics)), key=lambda i: heldout_score(metrics[i], metric))
+
+
 def heldout_score(metrics: dict[str, float], metric: str) -> tuple[float, float]:
     """How good held-out ``metrics`` are by ``metric`` (early stopping and best-of-N seeds): smaller is
     better; ties are broken by mean cosine."""
@@ -161,8 +166,12 @@ class AdversarialTrainer:
         self.lr_scale = 1.0
         # Polyak averaging: the adapter evaluated, kept and saved is the moving average of the weights,
         # which smooths the step-to-step noise of small-batch training (see config.ema_decay).
-        self.ema: Optional[dict[str, torch.Tensor]] = (
-            {k: v.detach().clone() for k, v in self.generator.state_dict().items()} if config.ema_decay > 0 else None)
+        self.ema: Optional[dict[str, torch.Tensor]] = None
+        if config.ema_decay > 0:
+            # state_dict() tensors share storage with the weights, which optimiser steps and
+            # load_state_dict update in place: these references stay live
+            self._ema_sources = self.generator.state_dict()
+            self.ema = {k: v.detach().clone() for k, v in self._ema_sources.items()}
 
     # ------------------------------------------------------------------ one step
 
@@ -262,7 +271,7 @@ class AdversarialTrainer:
         self.g_optimizer.step()
         if self.ema is not None:
             with torch.no_grad():
-                for key, value in self.generator.state_dict().items():
+                for key, value in self._ema_sources.items():
                     if value.is_floating_point():
                         self.ema[key].lerp_(value, 1.0 - self.config.ema_decay)
                     else:
@@ -429,24 +438,28 @@ def build_adapter(config: AdapterConfig, input_dim: int, output_dim: int) -> Vec
                           config.dropout, config.residual, config.latent_dim)
 
 
-@torch.no_grad()
-def init_from_closed_form(adapter: Vec2VecAdapter, x: np.ndarray, y: np.ndarray, kind: str = "ridge") -> bool:
-    """Start a direct adapter's linear skip path at the identity, ridge or Procrustes solution; False
-    if it has no skip path (shared latent space, or no residual)."""
-    skip = adapter.linear_skip()
-    if skip is None:
-        return False
+def fit_start(x: np.ndarray, y: np.ndarray, kind: str) -> LinearMap:
+    """The closed-form map a skip path starts at: 'identity' (equal dimensions), 'ridge' or 'procrustes'."""
     if kind == "identity":
         if x.shape[1] != y.shape[1]:
             raise ConfigError(f"init 'identity' needs equal dimensions, not {x.shape[1]} -> {y.shape[1]}",
                               hint="use init 'procrustes' or 'ridge'")
-        skip.weight.copy_(torch.eye(x.shape[1]))
+        return LinearMap("identity", np.eye(x.shape[1], dtype=np.float32))
+    return fit_ridge(x, y) if kind == "ridge" else fit_procrustes(x, y)
+
+
+@torch.no_grad()
+def init_from_closed_form(adapter: Vec2VecAdapter, start: LinearMap) -> bool:
+    """Start a direct adapter's linear skip path at a closed-form map (``fit_start``); False if it has
+    no skip path (shared latent space, or no residual)."""
+    skip = adapter.linear_skip()
+    if skip is None:
+        return False
+    skip.weight.copy_(torch.as_tensor(start.weight.T))
+    if start.bias is not None:
+        adapter.net.head.bias.copy_(torch.as_tensor(start.bias))
+    else:
         adapter.net.head.bias.zero_()
-        return True
-    fitted = fit_ridge(x, y) if kind == "ridge" else fit_procrustes(x, y)
-    skip.weight.copy_(torch.as_tensor(fitted.weight.T))
-    if fitted.bias is not None:
-        adapter.net.head.bias.copy_(torch.as_tensor(fitted.bias))
     return True
 
 
@@ -457,10 +470,10 @@ def init_from_closed_form(adapter: Vec2VecAdapter, x: np.ndarray, y: np.ndarray,
 # nDCG@10 0.630 / 0.624 / 0.620; model2vec student overlap 0.08 / 0.13 / 0.47, nDCG 0.14 / 0.09 /
 # 0.46; MiniLM -> mpnet overlap Procrustes 0.527 / ridge 0.510, nDCG 0.462 / 0.384).
 AUTO_START_MARGIN = 0.03
+AUTO_START_HELDOUT = 2000  # held-out pairs the starts are compared on
 # Second-moment agreement without pairs (SciFact bench, disjoint passages): Stage A students
 # 0.93-0.94, the teacher against a random rotation or permutation of itself 0.18.
 AUTO_IDENTITY_MOMENTS = 0.5
-AUTO_START_HELDOUT = 2000
 
 
 def moment_alignment(x: np.ndarray, y: np.ndarray) -> float:
@@ -471,17 +484,16 @@ def moment_alignment(x: np.ndarray, y: np.ndarray) -> float:
     return float((a * b).sum() / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
 
 
-def closed_form_overlaps(x: np.ndarray, y: np.ndarray, k: int = 10, seed: int = 0) -> dict[str, float]:
+def closed_form_overlaps(x: np.ndarray, y: np.ndarray, k: int = 10, pool_size: int = 5000,
+                         seed: int = 0) -> dict[str, float]:
     """Held-out retrieval overlap@k of every closed-form start (identity when dims match, Procrustes,
-    ridge), fitted on all but a held-out slice of the training pairs; the rest are the document pool."""
-    from .baselines import fit_baselines
-    from .metrics import retrieval_overlap
-
+    ridge), fitted on all but a held-out slice of the training pairs; ``pool_size`` of the rest are the
+    document pool."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))
     n_check = min(AUTO_START_HELDOUT, max(len(x) // 10, 1))
     check, fit = order[:n_check], order[n_check:]
-    pool = y[fit[:5000]]
+    pool = y[fit[:pool_size]]
     return {name: retrieval_overlap(linear_map(x[check]), y[check], pool, min(k, len(pool) - 1))
             for name, linear_map in fit_baselines(x[fit], y[fit]).items()}
 
@@ -502,7 +514,7 @@ def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray, *, paired:
             return "random", None
         alignment = moment_alignment(x[:20000], y[:20000])
         return ("identity" if alignment >= AUTO_IDENTITY_MOMENTS else "random"), {"second_moment": alignment}
-    overlaps = closed_form_overlaps(x, y, k=config.knn_k)
+    overlaps = closed_form_overlaps(x, y, k=config.knn_k, pool_size=config.retrieval_pool)
     order = [name for name in ("identity", "procrustes", "ridge") if name in overlaps]
     start = order[0]
     for name in order[1:]:
@@ -516,7 +528,7 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
     """Train one adapter per seed; keep the best on held-out pairs. Seeds that diverge are skipped
     (their error is reported); if all diverge, the last ``TrainingError`` is raised."""
     input_dim, output_dim = data.student.shape[1], data.teacher.shape[1]
-    best: Optional[TrainingResult] = None
+    results: list[TrainingResult] = []
     runs: list[dict[str, Any]] = []
     last_error: Optional[TrainingError] = None
     if warm_start is not None:
@@ -525,14 +537,16 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
         start, evidence = resolve_init(config, data.student, data.teacher, paired=data.paired)
     if evidence is not None:
         log.info("start: %s (%s)", start, ", ".join(f"{k} {v:.3f}" for k, v in evidence.items()))
+    start_map = (fit_start(data.student, data.teacher, start)
+                 if warm_start is None and start != "random" else None)
     for seed in config.seeds:
         torch.manual_seed(seed)
         if warm_start is not None:
             adapter = copy.deepcopy(warm_start)
         else:
             adapter = build_adapter(config, input_dim, output_dim)
-            if start != "random":
-                init_from_closed_form(adapter, data.student, data.teacher, start)
+            if start_map is not None:
+                init_from_closed_form(adapter, start_map)
                 if not config.train_skip and adapter.linear_skip() is not None:
                     adapter.linear_skip().weight.requires_grad_(False)
         trainer = AdversarialTrainer(adapter, config=config)
@@ -543,10 +557,8 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
             last_error = exc
             continue
         runs.append({**result.summary(), "start": start, "start_evidence": evidence})
-        if best is None or heldout_score(result.best_metrics, config.early_stopping_metric) < heldout_score(
-                best.best_metrics, config.early_stopping_metric):
-            best = result
-    if best is None:
+        results.append(result)
+    if not results:
         assert last_error is not None
         raise last_error
-    return best, runs
+    return results[best_index([r.best_metrics for r in results], config.early_stopping_metric)], runs
