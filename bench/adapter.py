@@ -280,7 +280,7 @@ def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool
                 seeds: tuple[int, ...] = (0,), best_of: int = 1) -> dict:
     """Fit the baselines and every adapter variant (once per seed) on (x, y); score them on SciFact test."""
     from tava_core.adapter import alignment_metrics, fit_baselines
-    from tava_core.adapter.train import train_adapter_from_arrays
+    from tava_core.adapter.run import train_adapter_from_arrays
     from tava_core.adapter.trainer import best_index
     from tava_core.evaluate.metrics import paired_bootstrap
 
@@ -421,7 +421,7 @@ def remeasure_cost(out: Path, key: Optional[str], data: dict, encoder, config) -
 def unpaired_curve(data: dict, sizes: list[int], steps: int) -> list[dict]:
     """Pure vec2vec (no pairs seen): top-1 on 300 held-out passage pairs vs the number of texts."""
     from tava_core.adapter import AdapterConfig
-    from tava_core.adapter.train import train_adapter_from_arrays
+    from tava_core.adapter.run import train_adapter_from_arrays
 
     x_all, y_all = data["passages"]["student"], data["passages"]["teacher"]
     rows = []

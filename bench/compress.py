@@ -114,7 +114,7 @@ def few_label_row(labeled: int, seed: int, dim: int, chosen: dict, data, base: d
     settings ``chosen[method][str(dim)]`` of the full-label run; scored on the test split."""
     from tava_core.compress import CompressConfig, train_method
     from tava_core.compress.run import load_compression_data
-    from tava_core.compress.train import evaluate_model
+    from tava_core.compress.trainer import evaluate_model
 
     few_base = {**base, "max_labeled_queries": labeled, "seed": seed}
     few_data = load_compression_data(CompressConfig(**few_base), sources)
@@ -136,7 +136,7 @@ def run_few_labels_only(out_path: Path, data, base: dict, sources: dict, few_see
     """The few-label experiment alone (with the current code, e.g. the significance gate), with the
     settings the existing JSON chose at its first dim; written beside it as <out>-few-labels.json."""
     from tava_core.compress import CompressConfig
-    from tava_core.compress.train import evaluate_model
+    from tava_core.compress.trainer import evaluate_model
     from tava_core.io import read_json, write_json
 
     report = read_json(out_path)
@@ -171,7 +171,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from tava_core.compress import CompressConfig
     from tava_core.compress.run import load_compression_data
-    from tava_core.compress.train import evaluate_model
+    from tava_core.compress.trainer import evaluate_model
 
     # 128 first (the target ratio), so a run cut short still answers the main question
     dims = args.dims or ([128, 32] if args.quick else [128, 64, 32, 192])

@@ -12,7 +12,7 @@ from prefect.context import TaskRunContext
 from tava_core.adapter.config import AdapterConfig
 from tava_core.adapter.io import adapter_weights_hash
 from tava_core.adapter.report import markdown_report
-from tava_core.adapter.train import (default_name, load_training_vectors, save_run, student_spec_for,
+from tava_core.adapter.run import (default_name, load_training_vectors, save_run, student_spec_for,
                                      train_adapter_from_arrays)
 from tava_core.home import TavaHome, slug
 from tava_core.io import read_json, stable_hash

@@ -273,7 +273,7 @@ def train_candidate(config: RefreshConfig, home: TavaHome, *, batch: dict[str, A
     """Train (warm-started from the current adapter when compatible) on new + replay pairs and
     save the candidate to ``out_dir`` (outside the registry). Returns a small record."""
     from .adapter.data import join_pairs, read_side
-    from .adapter.train import save_run, train_adapter_from_arrays
+    from .adapter.run import save_run, train_adapter_from_arrays
 
     s_side = read_side([batch["student_vectors"]], "student")
     t_side = read_side([batch["teacher_vectors"]], "teacher")

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from tava_core.adapter import (AdapterConfig, AdversarialLoss, AdversarialTrainer, CycleConsistencyLoss,
+from tava_core.adapter import (AdapterConfig, AdversarialLoss, AdapterTrainer, CycleConsistencyLoss,
                                Discriminator, GradientPenalty, PairedSupervisionLoss, Vec2VecAdapter,
                                VectorSpacePreservationLoss, alignment_metrics, fit_baselines, load_adapter,
                                save_adapter)
-from tava_core.adapter.train import train_adapter_from_arrays, train_adapter_from_dirs
-from tava_core.adapter.trainer import Diverged, split_paired
+from tava_core.adapter.run import train_adapter_from_arrays, train_adapter_from_dirs
+from tava_core.adapter.trainer import split_paired
+from tava_core.training import Diverged
 from tava_core.errors import ConfigError, InputError, IntegrityError, ModelLoadError, TrainingError
 from tava_core.home import TavaHome
 
@@ -267,7 +268,7 @@ def test_collapsed_outputs_are_detected():
         adapter.net.skip.weight.zero_()
         adapter.net.head.weight.zero_()
         adapter.net.head.bias.fill_(1.0)  # every input maps to the same vector
-    trainer = AdversarialTrainer(adapter, discriminator_hidden_dim=16, use_spectral_norm=False,
+    trainer = AdapterTrainer(adapter, discriminator_hidden_dim=16, use_spectral_norm=False,
                                  gradient_penalty_weight=0.5, config=AdapterConfig(**FAST))
     assert trainer.config.use_spectral_norm is False and trainer.config.gradient_penalty_weight == 0.5
     with pytest.raises(Diverged, match="collapsed"):
@@ -280,7 +281,7 @@ def test_train_step_reports_every_configured_loss():
     student, teacher = synthetic(128, 8)
     config = AdapterConfig(**FAST, cycle_weight=1.0, vsp_weight=1.0, adversarial_weight=0.1, adversarial_loss="hinge",
                            gradient_penalty="wgan-gp")
-    trainer = AdversarialTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
+    trainer = AdapterTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
     logs = trainer.train_step(student[:32], teacher[:32])
     assert {"d_loss", "gradient_penalty", "adversarial", "vsp", "cycle", "paired", "g_loss"} <= set(logs)
     assert logs["gradient_penalty"] > 0 and all(np.isfinite(v) for v in logs.values())
@@ -289,20 +290,20 @@ def test_train_step_reports_every_configured_loss():
 def test_weight_averaging_tracks_a_moving_average_and_is_what_training_keeps():
     student, teacher = synthetic(600, 8)
     config = AdapterConfig(**{**FAST, "eval_every": 5, "warmup_steps": 0}, ema_decay=0.9, max_steps=30, lr=1e-2)
-    trainer = AdversarialTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
+    trainer = AdapterTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
     head = lambda: trainer.generator.net.head.weight.detach().clone()
     expected = head()
     for _ in range(3):
         trainer.train_step(student[:64], teacher[:64])
         expected = 0.9 * expected + 0.1 * head()
-    assert torch.allclose(trainer.ema["net.head.weight"], expected, atol=1e-6)
-    assert not torch.allclose(trainer.ema["net.head.weight"], head())  # it lags the raw weights
+    assert torch.allclose(trainer.ema.shadow["net.head.weight"], expected, atol=1e-6)
+    assert not torch.allclose(trainer.ema.shadow["net.head.weight"], head())  # it lags the raw weights
     # fit() evaluates and keeps the averaged weights, never the raw ones
     data = split_paired(student, teacher, config, 0)
-    trainer = AdversarialTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
+    trainer = AdapterTrainer(Vec2VecAdapter(8, 8, [16]), config=config)
     result = trainer.fit(data)
     kept = result.adapter.state_dict()
-    assert all(torch.equal(kept[k], v) for k, v in trainer.ema.items())
+    assert all(torch.equal(kept[k], v) for k, v in trainer.ema.shadow.items())
     assert trainer.evaluate(data)["mean_cosine"] == pytest.approx(result.best_metrics["mean_cosine"], abs=1e-6)
 
 

@@ -11,7 +11,7 @@ from compress_helpers import synthetic_data, unit
 from tava_core.compress import (CompressConfig, CompressionAdapter, HeadwiseNTXentLoss, HingeTripletLoss,
                                 SimilarityPreservationLoss, build_pca, build_prefix, load_compressor,
                                 mine_labeled_triplets, mine_pseudo_triplets, save_compressor, train_method)
-from tava_core.compress.train import evaluate_model
+from tava_core.compress.trainer import evaluate_model
 from tava_core.errors import ConfigError, ModelLoadError
 
 # The mean hinge learns from these synthetic sets' zero start in fewer steps than the default soft-max
@@ -224,7 +224,7 @@ def test_config_rejects_impossible_settings():
 
 
 def test_significance_gate_needs_a_consistent_gain_over_the_frozen_start():
-    from tava_core.compress.train import significant_gain, t_quantile
+    from tava_core.compress.trainer import significant_gain, t_quantile
 
     assert t_quantile(0.95, 3) == pytest.approx(2.353, abs=0.01)
     assert t_quantile(0.95, 1000) == pytest.approx(1.646, abs=0.01)
@@ -234,7 +234,7 @@ def test_significance_gate_needs_a_consistent_gain_over_the_frozen_start():
 
 
 def test_refreshed_negatives_are_the_compressors_own_top_documents_minus_the_relevant_ones():
-    from tava_core.compress.train import TripletSampler
+    from tava_core.compress.trainer import TripletSampler
 
     data = synthetic_data()
     triplets = mine_labeled_triplets(data.train, data.corpus_ids, data.corpus, depth=10)

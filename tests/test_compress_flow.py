@@ -86,7 +86,7 @@ def test_dive_beats_pca_on_scifact_teacher_vectors(scifact_dir):
 
     from tava_core.compress import CompressConfig, train_method
     from tava_core.compress.run import load_compression_data
-    from tava_core.compress.train import evaluate_model
+    from tava_core.compress.trainer import evaluate_model
 
     corpus_dir, query_dir = CACHED / "corpus" / VECTORS, CACHED / "queries" / VECTORS
     if not (corpus_dir / "manifest.json").is_file() or not (query_dir / "manifest.json").is_file():

@@ -1,26 +1,29 @@
-"""``AdversarialTrainer``: trains a ``Vec2VecAdapter`` with vec2vec's losses, carefully.
+"""``AdapterTrainer``: trains a ``Vec2VecAdapter`` with vec2vec's losses, carefully.
 
-GANs fail in known ways, so training guards itself: linear LR warm-up then cosine decay,
-gradient clipping, early stopping on held-out mean rank, and a check of every step's loss and
-every evaluation's outputs; NaN/inf or collapsed outputs roll back to the last good checkpoint
-with halved learning rates, and a run that keeps failing raises ``TrainingError``. The adapter
-handed back is always the best healthy checkpoint, never a broken one.
+The adapter's part of training (batches, the discriminator step, the losses, the held-out metrics)
+as a ``TrainingStage``; ``tava_core.training.TrainingEngine`` runs the loop. GANs fail in known ways,
+so the adapter runs under the engine's guards: linear LR warm-up with cosine decay, gradient clipping,
+early stopping on a held-out metric, and a check of every step's loss and every evaluation's outputs;
+NaN/inf or collapsed outputs roll back to the last good state with halved learning rates, and a run
+that keeps failing raises ``TrainingError``. The adapter handed back is always the best healthy
+state, never a broken one.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import logging
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..errors import ConfigError, TrainingError
+from ..training import Diverged, EngineConfig, Schedule, Selection, TrainingEngine, TrainingStage, WeightAverage
+from ..training.engine import apply_loss
 from .baselines import LinearMap, fit_baselines, fit_procrustes, fit_ridge
 from .config import AdapterConfig
 from .discriminator import Discriminator
@@ -32,12 +35,8 @@ from .model import Vec2VecAdapter
 log = logging.getLogger(__name__)
 
 
-class Diverged(RuntimeError):
-    """A step or an evaluation produced NaN/inf or collapsed outputs (handled by rollback)."""
-
-
 @dataclass
-class TrainingData:
+class AdapterData:
     """Training vectors and held-out pairs. Paired: ``student[i]`` and ``teacher[i]`` are one text;
     unpaired: the two sides are different texts. Held-out rows are always pairs (may be empty)."""
 
@@ -52,18 +51,18 @@ class TrainingData:
         return len(self.heldout_student) > 1
 
 
-def split_paired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0) -> TrainingData:
+def split_paired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0) -> AdapterData:
     """Hold out a share of the pairs (the same split for every seed of a best-of-N run)."""
     n = len(x)
     order = np.random.default_rng(seed).permutation(n)
     n_hold = int(min(config.holdout_max, max(2, round(n * config.holdout_fraction))))
     hold, train = order[:n_hold], order[n_hold:]
-    return TrainingData(x[train], y[train], x[hold], y[hold], paired=True)
+    return AdapterData(x[train], y[train], x[hold], y[hold], paired=True)
 
 
 def split_unpaired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0,
                    extra_student: Optional[np.ndarray] = None,
-                   extra_teacher: Optional[np.ndarray] = None) -> TrainingData:
+                   extra_teacher: Optional[np.ndarray] = None) -> AdapterData:
     """Held-out pairs, then the remaining texts split in two disjoint halves: the student side
     sees one half, the teacher side the other, so no text is seen by both (pure vec2vec)."""
     base = split_paired(x, y, config, seed)
@@ -75,7 +74,7 @@ def split_unpaired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: in
         student = np.concatenate([student, extra_student])
     if extra_teacher is not None and len(extra_teacher):
         teacher = np.concatenate([teacher, extra_teacher])
-    return TrainingData(student, teacher, base.heldout_student, base.heldout_teacher, paired=False)
+    return AdapterData(student, teacher, base.heldout_student, base.heldout_teacher, paired=False)
 
 
 @dataclass
@@ -99,29 +98,45 @@ class TrainingResult:
                 "best_metrics": self.best_metrics, "initial_metrics": self.initial_metrics}
 
 
+def selection_for(metric: str, metric_names: Iterable[str]) -> Selection:
+    """The held-out selection rule (early stopping and best-of-N seeds) for ``config.early_stopping_metric``:
+    mean cosine (ties: lower mean rank), retrieval overlap (to 4 decimals; ties: mean cosine) when it is
+    measured, else mean rank (to 4 decimals; ties: mean cosine)."""
+    if metric == "mean_cosine":
+        return Selection("mean_cosine", greater_is_better=True, tie_break="mean_rank",
+                         tie_break_greater_is_better=False)
+    overlap = next((name for name in metric_names if name.startswith("retrieval_overlap@")), None)
+    if metric == "retrieval_overlap" and overlap is not None:
+        return Selection(overlap, greater_is_better=True, decimals=4, tie_break="mean_cosine")
+    return Selection("mean_rank", greater_is_better=False, decimals=4, tie_break="mean_cosine")
+
+
 def best_index(metrics: list[dict[str, float]], metric: str) -> int:
     """Which of several runs' held-out ``metrics`` is best by ``metric`` (the first of equals)."""
-    return min(range(len(metrics)), key=lambda i: heldout_score(metrics[i], metric))
+    return selection_for(metric, metrics[0] if metrics else ()).best_index(metrics)
 
 
-def heldout_score(metrics: dict[str, float], metric: str) -> tuple[float, float]:
-    """How good held-out ``metrics`` are by ``metric`` (early stopping and best-of-N seeds): smaller is
-    better; ties are broken by mean cosine."""
-    if not metrics:
-        return (0.0, 0.0)
-    if metric == "mean_cosine":
-        return (-metrics["mean_cosine"], metrics["mean_rank"])
-    overlap = next((v for k, v in metrics.items() if k.startswith("retrieval_overlap@")), None)
-    if metric == "retrieval_overlap" and overlap is not None:
-        return (-round(overlap, 4), -metrics["mean_cosine"])
-    return (round(metrics["mean_rank"], 4), -metrics["mean_cosine"])
+def _metric_names(config: AdapterConfig, data: AdapterData) -> list[str]:
+    """The held-out metrics ``evaluate`` will report (``alignment_metrics`` measures retrieval overlap only
+    when the document pool is larger than k)."""
+    n = len(data.heldout_student)
+    k = min(config.knn_k, n - 1) if n > 1 else 0
+    names = ["mean_cosine", "mean_rank"] if data.has_heldout else []
+    if data.has_heldout and min(config.retrieval_pool, len(data.teacher)) > k > 0:
+        names.append(f"retrieval_overlap@{k}")
+    return names
 
 
-class AdversarialTrainer:
-    """Trains ``generator`` (student -> teacher) against a discriminator on teacher-space vectors.
+class AdapterTrainer(TrainingStage):
+    """Trains ``generator`` (student -> teacher) with paired supervision and, when its weight is > 0, a
+    discriminator on teacher-space vectors (vec2vec); the engine runs the loop, rolling back on divergence.
 
     The keyword arguments override the matching ``config`` fields (the seed paper's signature).
     """
+
+    label = "adapter"
+    divergence_hint = ("lower --lr / --discriminator-lr or --adversarial-weight, or raise "
+                       "--gradient-penalty-weight")
 
     def __init__(self, generator: Vec2VecAdapter, discriminator_hidden_dim: Optional[int] = None,
                  use_spectral_norm: Optional[bool] = None, gradient_penalty_weight: Optional[float] = None,
@@ -163,31 +178,15 @@ class AdversarialTrainer:
         d_params = [p for d in self._discriminators() for p in d.parameters()]
         self.d_optimizer = (torch.optim.Adam(d_params, lr=config.discriminator_lr, betas=(0.5, 0.999))
                             if d_params else None)
-        self.lr_scale = 1.0
         # Polyak averaging: the adapter evaluated, kept and saved is the moving average of the weights,
         # which smooths the step-to-step noise of small-batch training (see config.ema_decay).
-        self.ema: Optional[dict[str, torch.Tensor]] = None
-        if config.ema_decay > 0:
-            # state_dict() tensors share storage with the weights, which optimiser steps and
-            # load_state_dict update in place: these references stay live
-            self._ema_sources = self.generator.state_dict()
-            self.ema = {k: v.detach().clone() for k, v in self._ema_sources.items()}
+        self.ema = WeightAverage(self.generator, config.ema_decay) if config.ema_decay > 0 else None
+        self._fit: Optional[tuple[AdapterData, np.random.Generator, int]] = None  # set by fit()
 
     # ------------------------------------------------------------------ one step
 
     def _discriminators(self) -> list[Discriminator]:
         return [d for d in (self.discriminator, self.student_discriminator) if d is not None]
-
-    def _set_lr(self, step: int) -> None:
-        cfg = self.config
-        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-        decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, cfg.max_steps))))
-        factor = warm * decay * self.lr_scale
-        for group in self.g_optimizer.param_groups:
-            group["lr"] = cfg.lr * factor
-        if self.d_optimizer is not None:
-            for group in self.d_optimizer.param_groups:
-                group["lr"] = cfg.discriminator_lr * factor
 
     def _discriminator_step(self, s: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
         assert self.d_optimizer is not None
@@ -245,11 +244,9 @@ class AdversarialTrainer:
                 terms["paired_reverse"] = self.paired(back, s_unit)
         return terms
 
-    def train_step(self, student_batch: torch.Tensor | np.ndarray, teacher_batch: torch.Tensor | np.ndarray,
-                   paired: bool = True) -> dict[str, float]:
-        """One discriminator step then one adapter step; returns the losses as floats.
-
-        Raises ``Diverged`` on a non-finite loss (``fit`` rolls back; callers of this alone decide)."""
+    def _losses(self, student_batch: torch.Tensor | np.ndarray, teacher_batch: torch.Tensor | np.ndarray,
+                paired: bool) -> tuple[torch.Tensor, dict[str, float]]:
+        """One discriminator step, then the adapter's total loss and every term as floats."""
         s = torch.as_tensor(student_batch, dtype=torch.float32, device=self.device)
         t = F.normalize(torch.as_tensor(teacher_batch, dtype=torch.float32, device=self.device), dim=-1)
         self.generator.train()
@@ -257,75 +254,65 @@ class AdversarialTrainer:
         if self.d_optimizer is not None:
             logs.update(self._discriminator_step(s, t))
         terms = self._generator_losses(s, t, paired)
-        total = sum(terms.values()) if terms else None
-        if total is None:
+        if not terms:
             raise TrainingError("every loss weight is 0: nothing to train", hint="set some loss weights > 0")
-        if not torch.isfinite(total):
-            raise Diverged(f"adapter loss is not finite ({', '.join(f'{k}={v.item():.3g}' for k, v in terms.items())})")
-        self.g_optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        params = [p for group in self.g_optimizer.param_groups for p in group["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        if not torch.isfinite(grad_norm):
-            raise Diverged("adapter gradients are not finite")
-        self.g_optimizer.step()
-        if self.ema is not None:
-            with torch.no_grad():
-                for key, value in self._ema_sources.items():
-                    if value.is_floating_point():
-                        self.ema[key].lerp_(value, 1.0 - self.config.ema_decay)
-                    else:
-                        self.ema[key].copy_(value)
+        total = sum(terms.values())
+        assert isinstance(total, torch.Tensor)
         logs.update({k: v.item() for k, v in terms.items()})
         logs["g_loss"] = total.item()
-        return logs
+        return total, logs
 
-    # ------------------------------------------------------------------ checkpoints
+    def train_step(self, student_batch: torch.Tensor | np.ndarray, teacher_batch: torch.Tensor | np.ndarray,
+                   paired: bool = True) -> dict[str, float]:
+        """One discriminator step then one adapter step; returns the losses as floats.
 
-    def _modules(self) -> dict[str, torch.nn.Module]:
+        Raises ``Diverged`` on a non-finite loss (``fit`` rolls back; callers of this alone decide)."""
+        total, logs = self._losses(student_batch, teacher_batch, paired)
+        return apply_loss(self, total, logs, self.config.grad_clip)
+
+    # ------------------------------------------------------------------ the engine's stage
+
+    def modules(self) -> dict[str, torch.nn.Module]:
         mods = {"generator": self.generator, "reverse": self.reverse, "discriminator": self.discriminator,
                 "student_discriminator": self.student_discriminator}
         return {k: v for k, v in mods.items() if v is not None}
 
-    def snapshot(self) -> dict[str, Any]:
-        state = {k: copy.deepcopy(m.state_dict()) for k, m in self._modules().items()}
-        state["g_optimizer"] = copy.deepcopy(self.g_optimizer.state_dict())
-        if self.d_optimizer is not None:
-            state["d_optimizer"] = copy.deepcopy(self.d_optimizer.state_dict())
-        if self.ema is not None:
-            state["generator_ema"] = copy.deepcopy(self.ema)
-        return state
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.g_optimizer]
 
-    def restore(self, state: dict[str, Any]) -> None:
-        for key, module in self._modules().items():
-            module.load_state_dict(state[key])
-        self.g_optimizer.load_state_dict(state["g_optimizer"])
-        if self.d_optimizer is not None:
-            self.d_optimizer.load_state_dict(state["d_optimizer"])
-        if self.ema is not None:
-            self.ema = copy.deepcopy(state["generator_ema"])
+    def extra_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.d_optimizer] if self.d_optimizer is not None else []
 
-    @contextlib.contextmanager
-    def averaged_weights(self):
-        """Inside the block the generator holds its moving-average weights (a no-op without EMA)."""
-        if self.ema is None:
-            yield
-            return
-        raw = copy.deepcopy(self.generator.state_dict())
-        self.generator.load_state_dict(self.ema)
-        try:
-            yield
-        finally:
-            self.generator.load_state_dict(raw)
+    def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """A random batch (of pairs, or of each side apart when unpaired), then ``_losses``."""
+        assert self._fit is not None, "loss() runs inside fit()"
+        data, rng, batch = self._fit
+        cfg = self.config
+        idx_s = rng.integers(0, len(data.student), batch)
+        idx_t = idx_s if data.paired else rng.integers(0, len(data.teacher), batch)
+        if data.paired and cfg.ranking_weight > 0 and cfg.ranking_documents > 0:
+            # may include a batch row's own text: harmless, it is then a near-duplicate document
+            self.ranking_documents = torch.as_tensor(
+                data.teacher[rng.integers(0, len(data.teacher), cfg.ranking_documents)], dtype=torch.float32,
+                device=self.device)
+        return self._losses(data.student[idx_s], data.teacher[idx_t], data.paired)
+
+    def validate(self) -> dict[str, float]:
+        assert self._fit is not None, "validate() runs inside fit()"
+        return self._evaluate(self._fit[0])
 
     # ------------------------------------------------------------------ evaluation
 
+    def evaluate(self, data: AdapterData) -> dict[str, float]:
+        """Held-out metrics (of the averaged weights under EMA); raises ``Diverged`` for non-finite or
+        collapsed outputs."""
+        with self.ema.averaged() if self.ema is not None else contextlib.nullcontext():
+            return self._evaluate(data)
+
     @torch.no_grad()
-    def evaluate(self, data: TrainingData) -> dict[str, float]:
-        """Held-out metrics; raises ``Diverged`` for non-finite or collapsed outputs."""
+    def _evaluate(self, data: AdapterData) -> dict[str, float]:
         probe = data.heldout_student if data.has_heldout else data.student[:512]
-        with self.averaged_weights():
-            mapped = self.generator.map_numpy(probe)
+        mapped = self.generator.map_numpy(probe)
         if not np.isfinite(mapped).all():
             raise Diverged("adapter outputs are not finite")
         spread = mean_pairwise_cosine(mapped)
@@ -337,7 +324,7 @@ class AdversarialTrainer:
         metrics["mean_pairwise_cosine"] = spread
         return metrics
 
-    def _pool(self, data: TrainingData) -> np.ndarray:
+    def _pool(self, data: AdapterData) -> np.ndarray:
         """Documents for the retrieval-overlap metric: a fixed sample of training teacher vectors."""
         n = min(self.config.retrieval_pool, len(data.teacher))
         if getattr(self, "_pool_cache", None) is None or self._pool_cache[0] is not data:
@@ -347,88 +334,36 @@ class AdversarialTrainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def _rollback(self, good: dict[str, Any], reason: str, step: int, result: TrainingResult) -> None:
-        result.rollbacks += 1
-        if result.rollbacks > self.config.max_rollbacks:
-            raise TrainingError(f"training diverged at step {step} ({reason}) and {self.config.max_rollbacks} "
-                                "rollbacks did not help; nothing was saved",
-                                hint="lower --lr / --discriminator-lr or --adversarial-weight, or raise "
-                                     "--gradient-penalty-weight")
-        log.warning("step %d: %s; rolling back to the last good checkpoint, learning rates halved", step, reason)
-        self.restore(good)
-        self.lr_scale *= 0.5
-
-    def fit(self, data: TrainingData, *, seed: int = 0, show_progress: bool = False,
-            start_step: int = 0) -> TrainingResult:
-        """Train until ``max_steps`` or early stopping; returns the best healthy checkpoint."""
+    def engine_config(self, data: AdapterData, *, seed: int = 0, show_progress: bool = False,
+                      start_step: int = 0) -> EngineConfig:
         cfg = self.config
-        started = time.perf_counter()
-        rng = np.random.default_rng(seed)
-        n_s, n_t = len(data.student), len(data.teacher)
-        if data.paired and n_s != n_t:
-            raise ValueError("paired data needs as many student as teacher rows")
-        batch = min(cfg.batch_size, n_s, n_t)
-        try:
-            initial = self.evaluate(data)
-        except Diverged as exc:
-            raise TrainingError(f"the adapter is broken before training starts ({exc})",
-                                hint="check the input vectors, or warm-start from a healthy adapter") from None
-        good = self.snapshot()
-        best_state, best_metrics, best_step = good, initial, 0
-        result = TrainingResult(adapter=self.generator, reverse=self.reverse, seed=seed, best_step=0,
-                                best_metrics=initial, initial_metrics=initial)
-        result.evals.append({"step": 0, **initial})
-        bad_evals = 0
-        progress = None
-        if show_progress:
-            from tqdm.auto import tqdm
+        # warm-up times a cosine decay to 10% from step 1 (a warm-started refresh continues at start_step)
+        schedule = Schedule(total_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps, decay="cosine", floor=0.1,
+                            warmup_overlaps_decay=True, offset=start_step + 1)
+        return EngineConfig(max_steps=cfg.max_steps, eval_every=cfg.eval_every,
+                            selection=selection_for(cfg.early_stopping_metric, _metric_names(cfg, data)),
+                            patience=cfg.patience, schedule=schedule, grad_clip=cfg.grad_clip,
+                            on_divergence="rollback", max_rollbacks=cfg.max_rollbacks, rollback_lr_factor=0.5,
+                            log_every=10, progress=f"adapter seed {seed}" if show_progress else None)
 
-            progress = tqdm(total=cfg.max_steps, desc=f"adapter seed {seed}", unit="step")
-        step = 0
-        for step in range(1, cfg.max_steps + 1):
-            self._set_lr(start_step + step)
-            idx_s = rng.integers(0, n_s, batch)
-            idx_t = idx_s if data.paired else rng.integers(0, n_t, batch)
-            if data.paired and cfg.ranking_weight > 0 and cfg.ranking_documents > 0:
-                # may include a batch row's own text: harmless, it is then a near-duplicate document
-                self.ranking_documents = torch.as_tensor(
-                    data.teacher[rng.integers(0, n_t, cfg.ranking_documents)], dtype=torch.float32, device=self.device)
-            try:
-                logs = self.train_step(data.student[idx_s], data.teacher[idx_t], paired=data.paired)
-            except Diverged as exc:
-                self._rollback(good, str(exc), step, result)
-                continue
-            if step % 10 == 0 or step == 1:
-                result.history.append({"step": step, **logs})
-            if progress is not None:
-                progress.update(1)
-                if step % 10 == 0:
-                    progress.set_postfix(g=f"{logs['g_loss']:.4f}")
-            if step % cfg.eval_every and step != cfg.max_steps:
-                continue
-            try:
-                metrics = self.evaluate(data)
-            except Diverged as exc:
-                self._rollback(good, str(exc), step, result)
-                continue
-            good = self.snapshot()
-            result.evals.append({"step": step, **metrics})
-            if not data.has_heldout or heldout_score(metrics, cfg.early_stopping_metric) < heldout_score(
-                    best_metrics, cfg.early_stopping_metric):
-                best_state, best_metrics, best_step, bad_evals = good, metrics, step, 0
-            else:
-                bad_evals += 1
-                if bad_evals >= cfg.patience:
-                    result.stopped = "early_stopping"
-                    break
-        if progress is not None:
-            progress.close()
-        self.restore(best_state)
-        if self.ema is not None:  # what was evaluated is what is kept
-            self.generator.load_state_dict(self.ema)
-        result.best_step, result.best_metrics, result.steps = best_step, best_metrics, step
-        result.seconds = time.perf_counter() - started
-        return result
+    def fit(self, data: AdapterData, *, seed: int = 0, show_progress: bool = False,
+            start_step: int = 0) -> TrainingResult:
+        """Train until ``max_steps`` or early stopping; returns the best healthy state."""
+        started = time.perf_counter()
+        if data.paired and len(data.student) != len(data.teacher):
+            raise ValueError("paired data needs as many student as teacher rows")
+        batch = min(self.config.batch_size, len(data.student), len(data.teacher))
+        self._fit = (data, np.random.default_rng(seed), batch)
+        try:
+            run = TrainingEngine(self, self.engine_config(data, seed=seed, show_progress=show_progress,
+                                                          start_step=start_step)).run()
+        finally:
+            self._fit = None
+        return TrainingResult(adapter=self.generator, reverse=self.reverse, seed=seed, best_step=run.best_step,
+                              best_metrics=run.best_metrics, initial_metrics=run.initial_metrics,
+                              history=run.history, evals=run.evaluations, rollbacks=run.rollbacks,
+                              stopped="max_steps" if run.stopped == "completed" else run.stopped, steps=run.steps,
+                              seconds=time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------- building and best-of-N
@@ -523,7 +458,7 @@ def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray, *, paired:
     return start, {f"{name}_overlap": round(value, 4) for name, value in overlaps.items()}
 
 
-def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start: Optional[Vec2VecAdapter] = None,
+def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start: Optional[Vec2VecAdapter] = None,
                         show_progress: bool = False) -> tuple[TrainingResult, list[dict[str, Any]]]:
     """Train one adapter per seed; keep the best on held-out pairs. Seeds that diverge are skipped
     (their error is reported); if all diverge, the last ``TrainingError`` is raised."""
@@ -549,7 +484,7 @@ def train_best_of_seeds(data: TrainingData, config: AdapterConfig, *, warm_start
                 init_from_closed_form(adapter, start_map)
                 if not config.train_skip and adapter.linear_skip() is not None:
                     adapter.linear_skip().weight.requires_grad_(False)
-        trainer = AdversarialTrainer(adapter, config=config)
+        trainer = AdapterTrainer(adapter, config=config)
         try:
             result = trainer.fit(data, seed=seed, show_progress=show_progress)
         except TrainingError as exc:

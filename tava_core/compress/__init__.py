@@ -4,7 +4,7 @@
 - ``losses``: DIVE's hinge triplet and head-wise NT-Xent losses; the baselines' ranking and
   similarity-preservation losses
 - ``data``: query sets, labeled triplets (qrels + teacher-mined negatives), label-free pseudo-triplets
-- ``train``: every method with the same early stopping on validation nDCG@10
+- ``trainer``: every method with the same early stopping on validation nDCG@10 (the training engine)
 - ``io``: safetensors + JSON save/load; ``encoder``: ``CompressedEncoder`` and ``compress_vector_dir``
 - ``run``: the whole stage in-process (the Prefect flow in ``flows/compress.py`` wraps it)
 """
@@ -15,7 +15,7 @@ from .io import load_compressor, save_compressor
 from .losses import HeadwiseNTXentLoss, HingeTripletLoss, SimilarityPreservationLoss, SoftmaxRankingLoss
 from .model import CompressionAdapter, ProjectionHeads, build_pca, build_prefix
 from .run import compress, fit_all, load_compression_data, resolve_vectors, save_run
-from .train import MethodResult, evaluate_model, train_method
+from .trainer import MethodResult, evaluate_model, train_method
 
 __all__ = ["METHODS", "CompressConfig", "CompressionData", "QuerySet", "Triplets", "mine_labeled_triplets",
            "mine_pseudo_triplets", "split_queries", "CompressedEncoder", "compress_vector_dir",

@@ -19,7 +19,7 @@ from .config import LABELED_METHODS, CompressConfig
 from .data import CompressionData, QuerySet, split_queries
 from .io import write_compressor_files
 from .report import markdown_report, plot_ndcg
-from .train import MethodResult, evaluate_model, train_method
+from .trainer import MethodResult, evaluate_model, train_method
 
 
 @dataclass

@@ -1,18 +1,14 @@
-"""The training loop: AdamW, warm-up + decay, clipping, held-out validation, early stopping,
-atomic checkpoints, resume after a crash, and a hard stop on NaN/inf.
+"""Stage A's part of training: the held-out split, the batch plan, the optimizers and the
+distillation step; ``tava_core.training.TrainingEngine`` runs the loop (warm-up + decay, clipping,
+validation, early stopping, atomic checkpoints, resume after a crash, a hard stop on NaN/inf).
 
 Reproducible: the split and the batch order are pure functions of (seed, step), and the torch RNG
 state (dropout) travels in the checkpoint, so a resumed run walks the same batches.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import shutil
-import signal
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -20,8 +16,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import ConfigError, TrainingError
-from ..io import atomic_directory, read_json, stable_hash, write_json
+from ..errors import ConfigError
+from ..io import stable_hash
+from ..training import CheckpointConfig, EngineConfig, Schedule, Selection, TrainingEngine, TrainingStage
 from .config import DistillConfig
 from .losses import DistillationLoss
 from .students import Student
@@ -31,6 +28,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
 MAX_VALIDATION = 2000
 MIN_VALIDATION = 8
+SELECTION_TOLERANCE = 1e-5  # held-out cosine gain that counts as better
 
 
 @dataclass
@@ -99,17 +97,9 @@ class BatchPlan:
         return self.train[self._batches[position]]
 
 
-def lr_factor(config: DistillConfig, progress_steps: float) -> float:
-    """Learning-rate multiplier after ``progress_steps``: linear warm-up, then linear/cosine decay."""
-    warmup, total = config.warmup_steps, config.steps
-    if warmup and progress_steps < warmup:
-        return (progress_steps + 1) / warmup
-    if config.schedule == "constant":
-        return 1.0
-    progress = min(max((progress_steps - warmup) / max(1, total - warmup), 0.0), 1.0)
-    if config.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * progress))
-    return 1.0 - progress
+def lr_schedule(config: DistillConfig) -> Schedule:
+    """Linear warm-up, then linear or cosine decay to 0 (or constant) over ``config.steps``."""
+    return Schedule(total_steps=config.steps, warmup_steps=config.warmup_steps, decay=config.schedule)
 
 
 @dataclass
@@ -145,75 +135,66 @@ def validation_cosine(student: Student, texts: Sequence[str], teacher: np.ndarra
     return total / max(1, len(texts))
 
 
-class _StopRequest:
-    """Turns SIGTERM into a flag the loop checks between steps (main thread only)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> "_StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:  # noqa: ANN001
-        self.requested = True
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
 class Optimization:
     """AdamW (+ SparseAdam for a static student's token table, whose gradient touches only the
-    tokens of the batch) with one warm-up/decay schedule; gradient clipping on the dense part."""
+    tokens of the batch); clipping covers the dense part only."""
 
     def __init__(self, student: Student, config: DistillConfig) -> None:
         sparse = [p for p in getattr(student, "sparse_parameters", lambda: [])() if p.requires_grad]
         sparse_ids = {id(p) for p in sparse}
         self.dense = [p for p in student.parameters() if p.requires_grad and id(p) not in sparse_ids]
         lr = config.resolved_lr()
-        self.optimizers = [torch.optim.AdamW(self.dense, lr=lr, weight_decay=config.weight_decay)]
+        self.optimizers: list[torch.optim.Optimizer] = [
+            torch.optim.AdamW(self.dense, lr=lr, weight_decay=config.weight_decay)]
         if sparse:
             self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
-        self.config = config
-        self.grad_clip = config.grad_clip
-        self.set_progress(0, 0.0)
+        self.schedule, self.base_lr = lr_schedule(config), lr
 
     def set_progress(self, step: int, time_fraction: float = 0.0) -> None:
-        """Set the learning rate for ``step``. Under a time budget, progress is the larger of
-        steps done and time used (as a share of the steps), so a run that the budget will cut
-        short still anneals instead of stopping at its peak learning rate."""
-        progress = float(step)
-        if time_fraction > 0 and step >= self.config.warmup_steps:
-            progress = max(progress, time_fraction * self.config.steps)
-        factor = lr_factor(self.config, progress)
+        """Set the learning rate for ``step`` as the engine does (``Schedule.progress``)."""
+        factor = self.schedule.factor(self.schedule.progress(step, time_fraction))
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
-                group["lr"] = self.config.resolved_lr() * factor
-
-    def zero_grad(self) -> None:
-        for optimizer in self.optimizers:
-            optimizer.zero_grad(set_to_none=True)
-
-    def clip(self) -> torch.Tensor:
-        return torch.nn.utils.clip_grad_norm_(self.dense, self.grad_clip)
-
-    def step(self) -> None:
-        for optimizer in self.optimizers:
-            optimizer.step()
+                group["lr"] = self.base_lr * factor
 
     @property
     def lr(self) -> float:
-        return self.optimizers[0].param_groups[0]["lr"]
+        return float(self.optimizers[0].param_groups[0]["lr"])
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizers": [o.state_dict() for o in self.optimizers]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for optimizer, saved in zip(self.optimizers, state["optimizers"]):
-            optimizer.load_state_dict(saved)
+class DistillStage(TrainingStage):
+    """The distillation step: a batch of texts (length-grouped, a pure function of the step), the
+    student's vectors against the teacher's under ``DistillationLoss``; validation = held-out cosine."""
+
+    label = "distill"
+    divergence_hint = "lower --lr, raise --warmup-steps, or check the teacher vectors for NaN/inf"
+
+    def __init__(self, trainer: "Trainer") -> None:
+        self.trainer = trainer
+        self.optimization = Optimization(trainer.student, trainer.config)
+        lengths = np.fromiter((len(t) for t in trainer.texts), dtype=np.int64, count=len(trainer.texts))
+        self.batches = BatchPlan(trainer.split.train, trainer.config.batch_size, trainer.config.seed, lengths)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"student": self.trainer.student}
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return self.optimization.optimizers
+
+    def clip_parameters(self) -> list[torch.Tensor]:
+        return self.optimization.dense
+
+    def start(self) -> None:
+        self.trainer.student.train()
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        trainer, idx = self.trainer, self.batches(step)
+        out = trainer.student(trainer.student.prepare([trainer.texts[i] for i in idx]))
+        loss, parts = trainer.loss_fn(out, torch.from_numpy(trainer.teacher[idx]))
+        return loss, {"loss": float(loss.detach()), **parts}
+
+    def validate(self) -> dict[str, float]:
+        return {"cosine": validation_cosine(self.trainer.student, self.trainer.val_texts, self.trainer.val_teacher)}
 
 
 class Trainer:
@@ -236,172 +217,36 @@ class Trainer:
         self.val_texts = [self.texts[i] for i in self.split.validation]
         self.val_teacher = self.teacher[self.split.validation]
 
-    # ------------------------------------------------------------------ checkpoints
     @property
     def checkpoint_dir(self) -> Path:
         return self.work_dir / CHECKPOINT_DIR
 
-    def _save_checkpoint(self, step: int, optimization: Optimization, state: dict[str, Any],
-                         best_state: Optional[dict[str, torch.Tensor]]) -> None:
-        from safetensors.torch import save_file
-
-        with atomic_directory(self.checkpoint_dir) as tmp:
-            save_file(_contiguous(self.student.state_dict()), str(tmp / "student.safetensors"))
-            if best_state is not None:
-                save_file(_contiguous(best_state), str(tmp / "best.safetensors"))
-            # Optimizer moments and RNG state: plain tensors, read back with weights_only=True.
-            torch.save({"optimization": optimization.state_dict(), "torch_rng": torch.get_rng_state()},
-                       tmp / "optimizer.pt")
-            write_json(tmp / "training_state.json", {**state, "step": step, "run_key": self.run_key})
-
-    def _load_checkpoint(self, optimization: Optimization) -> Optional[tuple[dict[str, Any], Optional[dict]]]:
-        from safetensors.torch import load_file
-
-        state_file = self.checkpoint_dir / "training_state.json"
-        if not state_file.is_file():
-            return None
-        state = read_json(state_file)
-        if state.get("run_key") != self.run_key:
-            if not self.config.resume:
-                return None
-            raise ConfigError("a checkpoint of a different run (other config or data) is in the way",
-                              path=self.checkpoint_dir,
-                              hint="use --no-resume to discard it, or give this run another --name")
-        self.student.load_state_dict(load_file(str(self.checkpoint_dir / "student.safetensors")))
-        extra = torch.load(self.checkpoint_dir / "optimizer.pt", weights_only=True)
-        optimization.load_state_dict(extra["optimization"])
-        torch.set_rng_state(extra["torch_rng"])
-        best_file = self.checkpoint_dir / "best.safetensors"
-        best = load_file(str(best_file)) if best_file.is_file() else None
-        return state, best
-
     def clear_checkpoints(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
-    # ------------------------------------------------------------------ loop
+    def engine_config(self) -> EngineConfig:
+        config = self.config
+        return EngineConfig(
+            max_steps=config.steps, eval_every=config.eval_every,
+            selection=Selection("cosine", greater_is_better=True, tolerance=SELECTION_TOLERANCE),
+            patience=config.patience, schedule=lr_schedule(config), grad_clip=config.grad_clip,
+            on_divergence="stop", log_every=1, record_lr=True,
+            time_budget_seconds=config.time_budget_minutes * 60 if config.time_budget_minutes else None,
+            checkpoint=CheckpointConfig(self.checkpoint_dir, config.checkpoint_every, self.run_key, config.resume),
+            progress=f"distill {self.student.kind}" if self.progress else None, error_path=self.work_dir)
+
     def train(self) -> TrainResult:
         config = self.config
         torch.manual_seed(config.seed)
         if not config.resume:
             self.clear_checkpoints()
-        student = self.student
-        optimization = Optimization(student, config)
-
-        step = 0
-        history: list[dict[str, float]] = []
-        validation: list[dict[str, float]] = []
-        best_val, best_step, best_state, bad_evals = -2.0, 0, None, 0
-        elapsed_before = 0.0
-        resumed_from = None
-        loaded = self._load_checkpoint(optimization) if config.resume else None
-        if loaded is not None:
-            state, best_state = loaded
-            step = resumed_from = int(state["step"])
-            history, validation = state["history"], state["validation"]
-            best_val, best_step, bad_evals = state["best_val"], state["best_step"], state["bad_evals"]
-            elapsed_before = state.get("train_seconds", 0.0)
-            log.info("resuming from the checkpoint at step %d", step)
-        if not validation:
-            initial = validation_cosine(student, self.val_texts, self.val_teacher)
-            validation.append({"step": 0, "cosine": initial})
-            best_val, best_state = initial, _clone_state(student)
-        initial_val = validation[0]["cosine"]
-
-        def snapshot() -> dict[str, Any]:
-            return {"history": history, "validation": validation, "best_val": best_val, "best_step": best_step,
-                    "bad_evals": bad_evals, "train_seconds": elapsed_before + time.monotonic() - started}
-
-        started = time.monotonic()
-        stopped = "completed"
-        last_checkpoint = step
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=config.steps, initial=step, desc=f"distill {student.kind}", unit="step")
-        lengths = np.fromiter((len(t) for t in self.texts), dtype=np.int64, count=len(self.texts))
-        batches = BatchPlan(self.split.train, config.batch_size, config.seed, lengths)
-        student.train()
-        try:
-            with _StopRequest() as stop:
-                while step < config.steps:
-                    idx = batches(step)
-                    features = student.prepare([self.texts[i] for i in idx])
-                    target = torch.from_numpy(self.teacher[idx])
-                    out = student(features)
-                    loss, parts = self.loss_fn(out, target)
-                    if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"loss became {float(loss.detach())} at step {step + 1} (parts: {parts}); training stopped and "
-                            "nothing was saved", path=self.work_dir,
-                            hint="lower --lr, raise --warmup-steps, or check the teacher vectors for NaN/inf")
-                    optimization.zero_grad()
-                    loss.backward()
-                    grad_norm = optimization.clip()
-                    if not torch.isfinite(grad_norm):
-                        raise TrainingError(f"gradient norm became {float(grad_norm)} at step {step + 1}; training "
-                                            "stopped and nothing was saved", path=self.work_dir,
-                                            hint="lower --lr or raise --warmup-steps")
-                    budget = config.time_budget_minutes
-                    used = (elapsed_before + time.monotonic() - started) / (budget * 60) if budget else 0.0
-                    optimization.set_progress(step, used)
-                    optimization.step()
-                    step += 1
-                    history.append({"step": step, "loss": float(loss.detach()), "lr": optimization.lr, **parts})
-                    if bar is not None:
-                        bar.update(1)
-                        if step % 10 == 0:
-                            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val=f"{best_val:.4f}")
-                    if step % config.eval_every == 0 or step == config.steps:
-                        val = validation_cosine(student, self.val_texts, self.val_teacher)
-                        validation.append({"step": step, "cosine": val})
-                        if not math.isfinite(val):
-                            raise TrainingError(f"validation cosine became {val} at step {step}; nothing was saved",
-                                                path=self.work_dir, hint="lower --lr")
-                        if val > best_val + 1e-5:
-                            best_val, best_step, best_state, bad_evals = val, step, _clone_state(student), 0
-                        else:
-                            bad_evals += 1
-                        if config.patience and bad_evals >= config.patience:
-                            stopped = "early_stopping"
-                    budget = config.time_budget_minutes
-                    if budget and elapsed_before + time.monotonic() - started > budget * 60:
-                        stopped = "time_budget"
-                    if stop.requested:
-                        self._save_checkpoint(step, optimization, snapshot(), best_state)
-                        last_checkpoint = step
-                        raise KeyboardInterrupt("SIGTERM")
-                    if step % config.checkpoint_every == 0 and step < config.steps:
-                        self._save_checkpoint(step, optimization, snapshot(), best_state)
-                        last_checkpoint = step
-                    if stopped != "completed":
-                        break
-        except KeyboardInterrupt:
-            # Keep the work done so far: a re-run resumes here.
-            if step != last_checkpoint:
-                with contextlib.suppress(Exception):
-                    self._save_checkpoint(step, optimization, snapshot(), best_state)
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-        train_seconds = elapsed_before + time.monotonic() - started
-        if best_state is not None:
-            student.load_state_dict(best_state)  # the best validated weights, not merely the last
-        student.eval()
-        done_here = step - (resumed_from or 0)
+        stage = DistillStage(self)
+        run = TrainingEngine(stage, self.engine_config()).run()
+        self.student.eval()
+        validation = [{"step": row["step"], "cosine": row["cosine"]} for row in run.evaluations]
         return TrainResult(
-            steps_done=step, stopped=stopped, best_step=best_step, best_validation_cosine=best_val,
-            initial_validation_cosine=initial_val, history=history, validation=validation,
-            train_seconds=train_seconds,
-            texts_per_second=done_here * config.batch_size / max(1e-9, time.monotonic() - started),
-            resumed_from=resumed_from)
-
-
-def _clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous() for k, v in state.items()}
-
+            steps_done=run.steps, stopped=run.stopped, best_step=run.best_step,
+            best_validation_cosine=run.best_metrics["cosine"], initial_validation_cosine=run.initial_metrics["cosine"],
+            history=run.history, validation=validation, train_seconds=run.seconds,
+            texts_per_second=(run.steps - (run.resumed_from or 0)) * config.batch_size / max(1e-9, run.run_seconds),
+            resumed_from=run.resumed_from)

@@ -19,7 +19,7 @@ from .data import VectorSide, check_training_inputs, check_vectors, join_pairs, 
 from .io import read_adapter_config, load_adapter, save_adapter
 from .metrics import alignment_metrics
 from .report import markdown_report, plot_curves
-from .trainer import TrainingData, TrainingResult, split_paired, split_unpaired, train_best_of_seeds
+from .trainer import AdapterData, TrainingResult, split_paired, split_unpaired, train_best_of_seeds
 
 
 @dataclass
@@ -28,11 +28,11 @@ class AdapterRun:
 
     result: TrainingResult
     report: dict[str, Any]
-    data: TrainingData
+    data: AdapterData
     directory: Optional[Path] = None
 
 
-def evaluate_maps(data: TrainingData, result: TrainingResult, config: AdapterConfig,
+def evaluate_maps(data: AdapterData, result: TrainingResult, config: AdapterConfig,
                   baseline_x: np.ndarray, baseline_y: np.ndarray) -> tuple[dict[str, dict], dict[str, str]]:
     """Held-out metrics of the adapter and of every closed-form baseline fitted on ``baseline_x/y``."""
     if not data.has_heldout:

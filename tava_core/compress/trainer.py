@@ -1,4 +1,5 @@
-"""Fitting every compression method on the same data, with the same early stopping.
+"""Fitting every compression method on the same data, with the same early stopping (the training
+engine's loop, ``tava_core.training``; this module supplies each method's model, batches and loss).
 
 ``train_method(method, dim, data, config)`` returns the fitted ``CompressionAdapter`` and a record.
 Trained methods evaluate validation nDCG@10 at step 0 (the frozen, untrained compressor) and every
@@ -15,7 +16,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..errors import ConfigError, TrainingError
+from ..errors import ConfigError
+from ..training import EngineConfig, Selection, TrainingEngine, TrainingStage
 from ..evaluate.metrics import cosine_scores, retrieval_metrics
 from .config import CompressConfig
 from .data import (CompressionData, QuerySet, Triplets, mine_labeled_triplets, mine_pseudo_triplets,
@@ -185,6 +187,41 @@ class TripletSampler:
         return a, p, n, mask
 
 
+class _CompressStage(TrainingStage):
+    """A compressor's part of training: ``step_loss`` on a fresh batch; validation nDCG@10 (with the mean
+    training loss since the previous validation, for the curves)."""
+
+    divergence_hint = "lower --lr or the loss weights"
+
+    def __init__(self, model: CompressionAdapter, groups: list[dict], step_loss: Callable[[], torch.Tensor],
+                 validate: Callable[[CompressionAdapter], float], config: CompressConfig, label: str) -> None:
+        self.model, self.step_loss, self.validate_model, self.label = model, step_loss, validate, label
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        self.losses: list[float] = []
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model}
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer]
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        self.model.train()
+        loss = self.step_loss()
+        self.losses.append(float(loss.detach()))
+        return loss, {"loss": self.losses[-1]}
+
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        score = self.validate_model(self.model)
+        mean_loss = float(np.mean(self.losses)) if self.losses else None
+        self.losses = []
+        return {"validation_ndcg_at_10": score, "loss": mean_loss}  # type: ignore[dict-item]
+
+
+SELECTION = Selection("validation_ndcg_at_10", greater_is_better=True, tolerance=1e-6)
+
+
 def _fit(model: CompressionAdapter, groups: list[dict], step_loss: Callable[[], torch.Tensor],
          validate: Callable[[CompressionAdapter], float], config: CompressConfig, *, label: str,
          per_query: Optional[Callable[[CompressionAdapter], np.ndarray]] = None,
@@ -192,45 +229,16 @@ def _fit(model: CompressionAdapter, groups: list[dict], step_loss: Callable[[], 
     """Optimise with early stopping on ``validate``; returns (best, frozen, best_step, steps, history,
     reverted) and leaves ``model`` at its best state, or at the untouched start when the best state's
     per-query gain over it is not significant (``config.min_gain_confidence``)."""
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    model.eval()
-    frozen = best = validate(model)
     frozen_state = copy.deepcopy(model.state_dict())
-    best_state, best_step, stale, step = frozen_state, 0, 0, 0
-    history = [{"step": 0, "validation_ndcg_at_10": best, "loss": None}]
-    losses: list[float] = []
-    steps = range(1, config.max_steps + 1)
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc=f"training {label}", unit="step", leave=False)
-    params = [p for g in groups for p in g["params"]]
-    for step in steps:
-        model.train()
-        loss = step_loss()
-        if not torch.isfinite(loss):
-            raise TrainingError(f"{label}: loss became {loss.item()} at step {step}",
-                                hint="lower --lr or the loss weights")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if step % config.eval_every == 0 or step == config.max_steps:
-            model.eval()
-            score = validate(model)
-            history.append({"step": step, "validation_ndcg_at_10": score, "loss": float(np.mean(losses))})
-            losses = []
-            if score > best + 1e-6:
-                best, best_state, best_step, stale = score, copy.deepcopy(model.state_dict()), step, 0
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    break
-    model.load_state_dict(best_state)
+    engine_config = EngineConfig(max_steps=config.max_steps, eval_every=config.eval_every, selection=SELECTION,
+                                 patience=config.patience, grad_clip=1.0, on_divergence="stop", log_every=0,
+                                 progress=f"training {label}" if show_progress else None, progress_leave=False)
+    run = TrainingEngine(_CompressStage(model, groups, step_loss, validate, config, label), engine_config).run()
+    best, frozen, best_step = run.best_metrics[SELECTION.metric], run.initial_metrics[SELECTION.metric], run.best_step
     model.eval()
     reverted = False
     if best_step > 0 and per_query is not None and config.min_gain_confidence > 0:
+        best_state = copy.deepcopy(model.state_dict())
         trained = per_query(model)
         model.load_state_dict(frozen_state)
         if significant_gain(trained - per_query(model), config.min_gain_confidence):
@@ -238,7 +246,7 @@ def _fit(model: CompressionAdapter, groups: list[dict], step_loss: Callable[[], 
         else:
             best, best_step, reverted = frozen, 0, True
         model.eval()
-    return best, frozen, best_step, step, history, reverted
+    return best, frozen, best_step, run.steps, run.evaluations, reverted
 
 
 def choose_pca(data: CompressionData, dim: int, config: CompressConfig, hidden_dim: int = 0,

@@ -1,0 +1,334 @@
+"""``TrainingEngine``: the one training loop every stage runs.
+
+A stage (``TrainingStage``) supplies its modules, optimizers, a loss for each step and a validation;
+the engine owns the rest: warm-up and decay (``Schedule``), gradient clipping, optional weight
+averaging, validation every N steps with one selection rule (``Selection``), patience, best-state
+restore, a time budget, atomic checkpoints and resume, a SIGTERM stop, one divergence policy
+(``stop``: raise ``TrainingError``; ``rollback``: restore the last good state and lower the learning
+rate), a progress bar and the loss/metric curves.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import torch
+
+from ..errors import TrainingError
+from .checkpoint import Checkpoint, CheckpointConfig, clear_checkpoint, load_checkpoint, save_checkpoint
+from .schedule import Schedule
+from .selection import Selection
+from .stage import Diverged, TrainingStage
+
+log = logging.getLogger(__name__)
+
+DivergencePolicy = Literal["stop", "rollback"]
+State = dict[str, dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the loop runs; each stage builds one from its own config."""
+
+    max_steps: int
+    eval_every: int
+    selection: Selection
+    patience: int = 0                      # validations without improvement before stopping; 0 = never
+    schedule: Schedule = field(default_factory=Schedule)
+    grad_clip: Optional[float] = 1.0
+    on_divergence: DivergencePolicy = "stop"
+    max_rollbacks: int = 3                 # rollback: failures allowed before the run raises
+    rollback_lr_factor: float = 0.5        # rollback: the learning rate is multiplied by this each time
+    time_budget_seconds: Optional[float] = None
+    log_every: int = 1                     # per-step history every N steps (and step 1); 0 = none
+    record_lr: bool = False                # history rows carry the learning rate
+    checkpoint: Optional[CheckpointConfig] = None
+    progress: Optional[str] = None         # progress-bar title; None = no bar
+    progress_leave: bool = True
+    error_path: Optional[Path] = None      # named in TrainingError
+
+
+@dataclass
+class EngineResult:
+    steps: int                              # steps taken (rolled-back ones included)
+    stopped: str                            # "completed" | "early_stopping" | "time_budget"
+    best_step: int
+    best_metrics: dict[str, float]
+    initial_metrics: dict[str, float]
+    history: list[dict[str, Any]]           # per logged step: losses (and lr)
+    evaluations: list[dict[str, Any]]       # per validation: {"step", **metrics}
+    rollbacks: int = 0
+    seconds: float = 0.0                    # training time over every run of this job (resumes add up)
+    run_seconds: float = 0.0                # this process only
+    resumed_from: Optional[int] = None
+
+
+class _StopRequest:
+    """Turns SIGTERM into a flag the loop checks between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def apply_loss(stage: TrainingStage, loss: torch.Tensor, logs: dict[str, float], grad_clip: Optional[float],
+               step: int = 0) -> dict[str, float]:
+    """Backward, clipping, the optimizers' steps and the average's update for one ``loss`` of
+    ``stage``; raises ``Diverged`` on a non-finite loss or gradient (nothing is stepped then)."""
+    if not torch.isfinite(loss):
+        raise Diverged(f"loss became {float(loss.detach())} at step {step + 1} "
+                       f"({', '.join(f'{k}={v:.3g}' for k, v in logs.items())})")
+    optimizers = stage.optimizers()
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        grad_norm = torch.nn.utils.clip_grad_norm_(stage.clip_parameters(), grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise Diverged(f"gradient norm became {float(grad_norm)} at step {step + 1}")
+    for optimizer in optimizers:
+        optimizer.step()
+    if stage.ema is not None:
+        stage.ema.update()
+    return logs
+
+
+class TrainingEngine:
+    """Runs ``stage`` under ``config``; ``run()`` leaves the stage's modules at their best validated state."""
+
+    def __init__(self, stage: TrainingStage, config: EngineConfig) -> None:
+        self.stage, self.config = stage, config
+        self.lr_scale = 1.0
+        self._all_optimizers = stage.optimizers() + stage.extra_optimizers()
+        for optimizer in self._all_optimizers:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+
+    # ------------------------------------------------------------------ state
+    def weights(self) -> State:
+        """The modules' weights (and the average under EMA), cloned: what selection keeps."""
+        state = {name: _clone(module.state_dict()) for name, module in self.stage.modules().items()}
+        if self.stage.ema is not None:
+            state["ema"] = self.stage.ema.state_dict()
+        return state
+
+    def load_weights(self, state: State) -> None:
+        for name, module in self.stage.modules().items():
+            module.load_state_dict(state[name])
+        if self.stage.ema is not None and "ema" in state:
+            self.stage.ema.load_state_dict(state["ema"])
+
+    def _snapshot(self) -> dict[str, Any]:
+        """Weights and optimizer moments: what a rollback returns to."""
+        return {"weights": self.weights(),
+                "optimizers": [copy.deepcopy(o.state_dict()) for o in self._all_optimizers]}
+
+    def _restore(self, snapshot: dict[str, Any]) -> None:
+        self.load_weights(snapshot["weights"])
+        for optimizer, saved in zip(self._all_optimizers, snapshot["optimizers"]):
+            optimizer.load_state_dict(saved)
+
+    # ------------------------------------------------------------------ pieces of a step
+    def set_lr(self, step: int, time_fraction: float = 0.0) -> None:
+        schedule = self.config.schedule
+        factor = schedule.factor(schedule.progress(step, time_fraction)) * self.lr_scale
+        for optimizer in self._all_optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+
+    @property
+    def lr(self) -> float:
+        return float(self._all_optimizers[0].param_groups[0]["lr"])
+
+    def optimize(self, step: int) -> dict[str, float]:
+        """One step: the stage's loss, then ``apply_loss``. Raises ``Diverged`` (nothing is stepped then)."""
+        loss, logs = self.stage.loss(step)
+        return apply_loss(self.stage, loss, logs, self.config.grad_clip, step)
+
+    def validate(self, step: int) -> dict[str, float]:
+        """The stage's validation (of the averaged weights under EMA); a non-finite primary metric diverges."""
+        with self.stage.ema.averaged() if self.stage.ema is not None else contextlib.nullcontext():
+            metrics = self.stage.validate()
+        value = metrics.get(self.config.selection.metric)
+        if value is not None and not math.isfinite(value):
+            raise Diverged(f"validation {self.config.selection.metric} became {value} at step {step}")
+        return metrics
+
+    def _diverged(self, reason: str, step: int, good: Optional[dict[str, Any]]) -> None:
+        """Apply the divergence policy: raise (stop), or restore ``good`` and lower the rate (rollback)."""
+        config, label = self.config, self.stage.label
+        if config.on_divergence == "stop" or good is None:
+            raise TrainingError(f"{label}: {reason}; training stopped and nothing was saved",
+                                path=config.error_path, hint=self.stage.divergence_hint)
+        self.rollbacks += 1
+        if self.rollbacks > config.max_rollbacks:
+            raise TrainingError(f"{label}: training diverged at step {step} ({reason}) and {config.max_rollbacks} "
+                                "rollbacks did not help; nothing was saved", path=config.error_path,
+                                hint=self.stage.divergence_hint)
+        log.warning("%s step %d: %s; rolling back to the last good state, learning rate x%g", label, step, reason,
+                    config.rollback_lr_factor)
+        self._restore(good)
+        self.lr_scale *= config.rollback_lr_factor
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, step: int, loop: dict[str, Any], best: Optional[State]) -> None:
+        assert self.config.checkpoint is not None
+        save_checkpoint(self.config.checkpoint, Checkpoint(
+            weights={name: m.state_dict() for name, m in self.stage.modules().items()}, best=best,
+            optimizers=[o.state_dict() for o in self._all_optimizers], torch_rng=torch.get_rng_state(),
+            state={**loop, "step": step, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks}))
+
+    def _resume(self) -> Optional[tuple[dict[str, Any], Optional[State]]]:
+        checkpoint_config = self.config.checkpoint
+        if checkpoint_config is None:
+            return None
+        if not checkpoint_config.resume:
+            clear_checkpoint(checkpoint_config)
+            return None
+        saved = load_checkpoint(checkpoint_config, list(self.stage.modules()))
+        if saved is None:
+            return None
+        for name, module in self.stage.modules().items():
+            module.load_state_dict(saved.weights[name])
+        for optimizer, state in zip(self._all_optimizers, saved.optimizers):
+            optimizer.load_state_dict(state)
+        torch.set_rng_state(saved.torch_rng)
+        self.lr_scale = float(saved.state.get("lr_scale", 1.0))
+        self.rollbacks = int(saved.state.get("rollbacks", 0))
+        return saved.state, saved.best
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> EngineResult:
+        config, stage, selection = self.config, self.stage, self.config.selection
+        self.rollbacks = 0
+        step, bad_evals, best_step, elapsed_before = 0, 0, 0, 0.0
+        history: list[dict[str, Any]] = []
+        evaluations: list[dict[str, Any]] = []
+        best_metrics: dict[str, float] = {}
+        best: Optional[State] = None
+        resumed_from: Optional[int] = None
+        loaded = self._resume()
+        if loaded is not None:
+            state, best = loaded
+            step = resumed_from = int(state["step"])
+            history, evaluations = state["history"], state["evaluations"]
+            best_metrics, best_step, bad_evals = state["best_metrics"], state["best_step"], state["bad_evals"]
+            elapsed_before = float(state.get("train_seconds", 0.0))
+            log.info("%s: resuming from the checkpoint at step %d", stage.label, step)
+        if not evaluations:
+            try:
+                initial = self.validate(0)
+            except Diverged as exc:
+                raise TrainingError(f"{stage.label}: the model is broken before training starts ({exc})",
+                                    path=config.error_path,
+                                    hint="check the inputs, or warm-start from a healthy model") from None
+            evaluations.append({"step": 0, **initial})
+            best_metrics, best = initial, self.weights()
+        initial_metrics = {k: v for k, v in evaluations[0].items() if k != "step"}
+        good = self._snapshot() if config.on_divergence == "rollback" else None
+
+        started = time.monotonic()
+
+        def elapsed() -> float:
+            return elapsed_before + time.monotonic() - started
+
+        def loop_state() -> dict[str, Any]:
+            return {"history": history, "evaluations": evaluations, "best_metrics": best_metrics,
+                    "best_step": best_step, "bad_evals": bad_evals, "train_seconds": elapsed()}
+
+        stopped, last_checkpoint = "completed", step
+        bar = None
+        if config.progress is not None:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=config.max_steps, initial=step, desc=config.progress, unit="step",
+                       leave=config.progress_leave)
+        budget = config.time_budget_seconds
+        stage.start()
+        try:
+            with _StopRequest() as stop:
+                while step < config.max_steps:
+                    self.set_lr(step, elapsed() / budget if budget else 0.0)
+                    try:
+                        logs = self.optimize(step)
+                    except Diverged as exc:
+                        step += 1
+                        self._diverged(str(exc), step, good)
+                        continue
+                    step += 1
+                    if config.log_every and (step % config.log_every == 0 or step == 1):
+                        history.append({"step": step, **logs, **({"lr": self.lr} if config.record_lr else {})})
+                    if bar is not None:
+                        bar.update(1)
+                        if step % 10 == 0 and logs:
+                            bar.set_postfix(loss=f"{next(iter(logs.values())):.4f}")
+                    if step % config.eval_every == 0 or step == config.max_steps:
+                        try:
+                            metrics = self.validate(step)
+                        except Diverged as exc:
+                            self._diverged(str(exc), step, good)
+                            continue
+                        evaluations.append({"step": step, **metrics})
+                        if good is not None:
+                            good = self._snapshot()
+                        if selection.is_better(metrics, best_metrics):
+                            best_metrics, best_step, bad_evals = metrics, step, 0
+                            best = good["weights"] if good is not None else self.weights()
+                        else:
+                            bad_evals += 1
+                            if config.patience and bad_evals >= config.patience:
+                                stopped = "early_stopping"
+                    if budget and elapsed() > budget:
+                        stopped = "time_budget"
+                    if config.checkpoint is not None:
+                        if stop.requested:
+                            self._save(step, loop_state(), best)
+                            last_checkpoint = step
+                            raise KeyboardInterrupt("SIGTERM")
+                        if step % config.checkpoint.every == 0 and step < config.max_steps:
+                            self._save(step, loop_state(), best)
+                            last_checkpoint = step
+                    if stopped != "completed":
+                        break
+        except KeyboardInterrupt:
+            # keep the work done so far: a re-run resumes here
+            if config.checkpoint is not None and step != last_checkpoint:
+                with contextlib.suppress(Exception):
+                    self._save(step, loop_state(), best)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if best is not None:
+            self.load_weights(best)  # the best validated weights, not merely the last
+        if stage.ema is not None:    # what was validated is what is kept
+            stage.ema.copy_to_module()
+        return EngineResult(steps=step, stopped=stopped, best_step=best_step, best_metrics=best_metrics,
+                            initial_metrics=initial_metrics, history=history, evaluations=evaluations,
+                            rollbacks=self.rollbacks, seconds=elapsed(), run_seconds=time.monotonic() - started,
+                            resumed_from=resumed_from)
+
