@@ -24,7 +24,7 @@ class Regression(TrainingStage):
     label = "toy"
     divergence_hint = "lower the toy learning rate"
 
-    def __init__(self, lr: float = 0.05, *, nan_at: tuple[int, ...] = (), broken_validation_at: tuple[int, ...] = (),
+    def __init__(self, lr: float = 0.1, *, nan_at: tuple[int, ...] = (), broken_validation_at: tuple[int, ...] = (),
                  interrupt_at: Optional[int] = None, sleep: float = 0.0, ema_decay: float = 0.0,
                  scores: Optional[list[float]] = None) -> None:
         torch.manual_seed(0)
@@ -84,7 +84,7 @@ def test_training_lowers_the_loss_and_records_curves():
     assert run.stopped == "completed" and run.steps == 40
     assert [row["step"] for row in run.evaluations] == [0, 10, 20, 30, 40]
     assert run.best_metrics["mse"] < 0.05 * run.initial_metrics["mse"]
-    assert len(run.history) == 40 and run.history[0]["lr"] == pytest.approx(0.05)
+    assert len(run.history) == 40 and run.history[0]["lr"] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("policy", ["stop", "rollback"])
@@ -101,7 +101,7 @@ def test_a_nan_loss_stops_or_rolls_back_by_policy(policy):
     assert run.rollbacks == 1 and engine.lr_scale == 0.5
     # the rollback returned to the state validated at step 10 and went on at half the rate
     assert run.steps == 40 and math.isfinite(run.best_metrics["mse"])
-    assert stage.optimizer.param_groups[0]["lr"] == pytest.approx(0.025 * 1.0)
+    assert stage.optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
     assert run.best_metrics["mse"] != clean.best_metrics["mse"]
     assert 13 not in [row["step"] for row in run.history]  # the failed step is not logged
 
@@ -190,7 +190,7 @@ def test_the_time_budget_stops_the_run_and_anneals_the_rate():
                                        schedule=Schedule(total_steps=10_000, decay="linear"))).run()
     assert run.stopped == "time_budget" and 3 <= run.steps < 100
     # by steps the rate would still be ~1.0x; by the clock it is near the end of its decay
-    assert run.history[-1]["lr"] < 0.3 * 0.05
+    assert run.history[-1]["lr"] < 0.3 * 0.1
 
 
 def test_weight_averaging_is_validated_and_kept():
