@@ -128,17 +128,20 @@ def test_baselines_recover_linear_maps_and_metrics_rank_them():
 
 # ----------------------------------------------------------------------------- training
 
-def test_adapter_beats_identity_and_matches_ridge_on_a_nonlinear_distortion():
+def test_adapter_from_a_random_start_nears_ridge_on_a_nonlinear_distortion():
+    # a random start, so matching the closed-form map is earned by training, not inherited from it
     student, teacher = synthetic(1000, 12, "nonlinear")
-    config = AdapterConfig(**FAST, max_steps=40, init="ridge", paired_cosine_weight=1.0, paired_mse_weight=1.0,
-                           adversarial_weight=0.02)
+    config = AdapterConfig(**FAST, max_steps=150, init="random", lr=3e-3, paired_cosine_weight=1.0,
+                           paired_mse_weight=1.0, adversarial_weight=0.02)
     run = train_adapter_from_arrays(student, teacher, config)
     metrics = run.report["metrics"]
     assert set(metrics) == {"adapter", "identity", "ridge", "procrustes"}
     adapter, ridge = metrics["adapter"], metrics["ridge"]
+    assert run.result.initial_metrics["mean_cosine"] < ridge["mean_cosine"] - 0.3  # it starts far off
+    assert run.result.best_step > 0
     assert adapter["mean_cosine"] > metrics["identity"]["mean_cosine"] + 0.3
-    assert adapter["mean_cosine"] >= ridge["mean_cosine"] - 0.005  # starts at ridge; early stopping keeps the best
-    assert adapter["mean_rank"] <= metrics["identity"]["mean_rank"]
+    assert adapter["mean_cosine"] >= ridge["mean_cosine"] - 0.01
+    assert adapter["mean_rank"] <= metrics["procrustes"]["mean_rank"] + 0.05
     assert run.result.adapter.map_numpy(student[:3]).shape == (3, 12)
 
 
@@ -198,7 +201,25 @@ def test_unpaired_and_shared_latent_modes_train_and_report():
     assert run.report["data"]["train_student"] + run.report["data"]["train_teacher"] < len(student)  # disjoint halves
     assert {"adapter", "ridge"} <= set(run.report["metrics"])
     assert any("reconstruction" in row and "cycle" in row for row in run.result.history)
-    assert 0.0 <= run.report["metrics"]["adapter"]["top1"] <= 1.0
+
+
+def test_unpaired_training_learns_a_rotation_without_pairs():
+    # the student is the teacher turned by a rotation; the two sides never share a text. An
+    # anisotropic, off-centre cloud has one orientation that matches the teacher's distribution.
+    rng = np.random.default_rng(2)
+    teacher = unit(rng.standard_normal((1200, 8)) * np.geomspace(3.0, 0.3, 8) + rng.standard_normal(8))
+    skew = rng.standard_normal((8, 8))
+    skew = 0.4 * (skew - skew.T) / np.linalg.norm(skew - skew.T, 2)
+    rotation = np.linalg.solve(np.eye(8) - skew, np.eye(8) + skew)  # Cayley: orthogonal
+    assert np.allclose(rotation @ rotation.T, np.eye(8), atol=1e-6)
+    student = unit(teacher @ rotation)
+    config = AdapterConfig.unpaired_defaults(**{**FAST, "patience": 50}, max_steps=300, lr=4e-3, discriminator_lr=4e-3)
+    run = train_adapter_from_arrays(student, teacher, config)
+    metrics = run.report["metrics"]
+    assert run.report["seed_runs"][0]["start"] == "identity"  # close enough in second moments
+    assert metrics["identity"]["top1"] < 0.6                    # the rotation is not negligible
+    assert metrics["adapter"]["top1"] > 0.8 and metrics["adapter"]["top1"] > metrics["identity"]["top1"] + 0.3
+    assert metrics["adapter"]["mean_rank"] < 1.3
 
 
 def test_unpaired_auto_start_is_the_identity_for_an_aligned_student_and_keeps_its_matches():
