@@ -7,7 +7,6 @@ state (dropout) travels in the checkpoint, so a resumed run walks the same batch
 """
 from __future__ import annotations
 
-import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,6 @@ from ..training import CheckpointConfig, EngineConfig, Schedule, Selection, Trai
 from .config import DistillConfig
 from .losses import DistillationLoss
 from .students import Student
-
-log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 MAX_VALIDATION = 2000
