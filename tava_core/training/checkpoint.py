@@ -18,6 +18,7 @@ from ..io import atomic_directory, read_json, write_json
 
 STATE_FILE = "training_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
+FORMAT = 2  # 1: the distillation trainer's own checkpoints, before the engine
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def save_checkpoint(config: CheckpointConfig, checkpoint: Checkpoint) -> None:
         for name, weights in (checkpoint.best or {}).items():
             save_file(_contiguous(weights), str(tmp / f"best-{name}.safetensors"))
         torch.save({"optimizers": checkpoint.optimizers, "torch_rng": checkpoint.torch_rng}, tmp / OPTIMIZER_FILE)
-        write_json(tmp / STATE_FILE, {**checkpoint.state, "run_key": config.run_key})  # written last
+        write_json(tmp / STATE_FILE, {**checkpoint.state, "run_key": config.run_key, "format": FORMAT})  # last
 
 
 def load_checkpoint(config: CheckpointConfig, module_names: list[str]) -> Optional[Checkpoint]:
@@ -69,6 +70,9 @@ def load_checkpoint(config: CheckpointConfig, module_names: list[str]) -> Option
     if state.get("run_key") != config.run_key:
         raise ConfigError("a checkpoint of a different run (other config or data) is in the way",
                           path=directory, hint="use --no-resume to discard it, or give this run another --name")
+    if state.get("format") != FORMAT:
+        raise ConfigError("the checkpoint in the way was written by an older tava and cannot be resumed",
+                          path=directory, hint="use --no-resume to discard it and start over")
     weights = {name: load_file(str(directory / f"{name}.safetensors")) for name in module_names}
     best = {path.name[len("best-"):-len(".safetensors")]: load_file(str(path))
             for path in sorted(directory.glob("best-*.safetensors"))}

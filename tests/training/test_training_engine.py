@@ -2,6 +2,7 @@
 selection direction, checkpoint resume, time budget, weight averaging and the schedules."""
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -182,6 +183,13 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     fresh = TrainingEngine(Regression(), config(checkpoint=CheckpointConfig(tmp_path / "ck", every=7, run_key="b",
                                                                             resume=False))).run()
     assert fresh.resumed_from is None and fresh.steps == 40
+    # a checkpoint of the pre-engine format (no "format" field) is refused, not misread
+    state_file = tmp_path / "ck" / "training_state.json"
+    state = json.loads(state_file.read_text())
+    del state["format"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match="older tava"):
+        TrainingEngine(Regression(), config(checkpoint=CheckpointConfig(tmp_path / "ck", every=7, run_key="b"))).run()
 
 
 def test_the_time_budget_stops_the_run_and_anneals_the_rate():
