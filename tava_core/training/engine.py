@@ -195,14 +195,16 @@ class TrainingEngine:
         self.lr_scale *= config.rollback_lr_factor
 
     # ------------------------------------------------------------------ checkpoints
-    def _save(self, step: int, loop: dict[str, Any], best: Optional[State]) -> None:
+    def _save(self, loop: "_Loop") -> None:
         assert self.config.checkpoint is not None
         save_checkpoint(self.config.checkpoint, Checkpoint(
-            weights={name: m.state_dict() for name, m in self.stage.modules().items()}, best=best,
+            weights={name: m.state_dict() for name, m in self.stage.modules().items()}, best=loop.best,
             optimizers=[o.state_dict() for o in self._all_optimizers], torch_rng=torch.get_rng_state(),
-            state={**loop, "step": step, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks}))
+            state={**loop.to_json(), "lr_scale": self.lr_scale, "rollbacks": self.rollbacks}))
+        loop.last_checkpoint = loop.step
 
-    def _resume(self) -> Optional[tuple[dict[str, Any], Optional[State]]]:
+    def _resume(self) -> Optional["_Loop"]:
+        """The loop state of this run's checkpoint (weights, optimizers and RNG restored), or None."""
         checkpoint_config = self.config.checkpoint
         if checkpoint_config is None:
             return None
@@ -219,116 +221,143 @@ class TrainingEngine:
         torch.set_rng_state(saved.torch_rng)
         self.lr_scale = float(saved.state.get("lr_scale", 1.0))
         self.rollbacks = int(saved.state.get("rollbacks", 0))
-        return saved.state, saved.best
+        state = saved.state
+        step = int(state["step"])
+        log.info("%s: resuming from the checkpoint at step %d", self.stage.label, step)
+        return _Loop(step=step, history=state["history"], evaluations=state["evaluations"],
+                     best_metrics=state["best_metrics"], best_step=state["best_step"], bad_evals=state["bad_evals"],
+                     best=saved.best, elapsed_before=float(state.get("train_seconds", 0.0)), resumed_from=step,
+                     last_checkpoint=step)
 
     # ------------------------------------------------------------------ the loop
-    def run(self) -> EngineResult:
-        config, stage, selection = self.config, self.stage, self.config.selection
+    def _start(self) -> "_Loop":
+        """Resume from a checkpoint, or validate the untrained model (the first best state)."""
         self.rollbacks = 0
-        step, bad_evals, best_step, elapsed_before = 0, 0, 0, 0.0
-        history: list[dict[str, Any]] = []
-        evaluations: list[dict[str, Any]] = []
-        best_metrics: dict[str, float] = {}
-        best: Optional[State] = None
-        resumed_from: Optional[int] = None
-        loaded = self._resume()
-        if loaded is not None:
-            state, best = loaded
-            step = resumed_from = int(state["step"])
-            history, evaluations = state["history"], state["evaluations"]
-            best_metrics, best_step, bad_evals = state["best_metrics"], state["best_step"], state["bad_evals"]
-            elapsed_before = float(state.get("train_seconds", 0.0))
-            log.info("%s: resuming from the checkpoint at step %d", stage.label, step)
-        if not evaluations:
+        loop = self._resume() or _Loop()
+        if not loop.evaluations:
             try:
                 initial = self.validate(0)
             except Diverged as exc:
-                raise TrainingError(f"{stage.label}: the model is broken before training starts ({exc})",
-                                    path=config.error_path,
+                raise TrainingError(f"{self.stage.label}: the model is broken before training starts ({exc})",
+                                    path=self.config.error_path,
                                     hint="check the inputs, or warm-start from a healthy model") from None
-            evaluations.append({"step": 0, **initial})
-            best_metrics, best = initial, self.weights()
-        initial_metrics = {k: v for k, v in evaluations[0].items() if k != "step"}
-        good = self._snapshot() if config.on_divergence == "rollback" else None
+            loop.evaluations.append({"step": 0, **initial})
+            loop.best_metrics, loop.best = initial, self.weights()
+        if self.config.on_divergence == "rollback":
+            loop.good = self._snapshot()
+        return loop
 
-        started = time.monotonic()
+    def _step(self, loop: "_Loop") -> Optional[dict[str, float]]:
+        """One training step; its logs, or None when it diverged and was rolled back."""
+        budget = self.config.time_budget_seconds
+        self.set_lr(loop.step, loop.elapsed() / budget if budget else 0.0)
+        try:
+            logs = self.optimize(loop.step)
+        except Diverged as exc:
+            loop.step += 1
+            self._diverged(str(exc), loop.step, loop.good)
+            return None
+        loop.step += 1
+        config = self.config
+        if config.log_every and (loop.step % config.log_every == 0 or loop.step == 1):
+            loop.history.append({"step": loop.step, **logs, **({"lr": self.lr} if config.record_lr else {})})
+        return logs
 
-        def elapsed() -> float:
-            return elapsed_before + time.monotonic() - started
+    def _validate_and_select(self, loop: "_Loop") -> bool:
+        """Validate; keep the state if it is the best so far, count patience. False when rolled back."""
+        try:
+            metrics = self.validate(loop.step)
+        except Diverged as exc:
+            self._diverged(str(exc), loop.step, loop.good)
+            return False
+        loop.evaluations.append({"step": loop.step, **metrics})
+        if loop.good is not None:
+            loop.good = self._snapshot()
+        if self.config.selection.is_better(metrics, loop.best_metrics):
+            loop.best_metrics, loop.best_step, loop.bad_evals = metrics, loop.step, 0
+            loop.best = loop.good["weights"] if loop.good is not None else self.weights()
+        else:
+            loop.bad_evals += 1
+            if self.config.patience and loop.bad_evals >= self.config.patience:
+                loop.stopped = "early_stopping"
+        return True
 
-        def loop_state() -> dict[str, Any]:
-            return {"history": history, "evaluations": evaluations, "best_metrics": best_metrics,
-                    "best_step": best_step, "bad_evals": bad_evals, "train_seconds": elapsed()}
-
-        stopped, last_checkpoint = "completed", step
+    def run(self) -> EngineResult:
+        config, stage = self.config, self.stage
+        loop = self._start()
+        loop.started = time.monotonic()  # the clock (and the time budget) counts training, not the first validation
+        initial_metrics = {k: v for k, v in loop.evaluations[0].items() if k != "step"}
         bar = None
         if config.progress is not None:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=config.max_steps, initial=step, desc=config.progress, unit="step",
+            bar = tqdm(total=config.max_steps, initial=loop.step, desc=config.progress, unit="step",
                        leave=config.progress_leave)
-        budget = config.time_budget_seconds
         stage.start()
         try:
             with _StopRequest() as stop:
-                while step < config.max_steps:
-                    self.set_lr(step, elapsed() / budget if budget else 0.0)
-                    try:
-                        logs = self.optimize(step)
-                    except Diverged as exc:
-                        step += 1
-                        self._diverged(str(exc), step, good)
+                while loop.step < config.max_steps:
+                    logs = self._step(loop)
+                    if logs is None:
                         continue
-                    step += 1
-                    if config.log_every and (step % config.log_every == 0 or step == 1):
-                        history.append({"step": step, **logs, **({"lr": self.lr} if config.record_lr else {})})
                     if bar is not None:
                         bar.update(1)
-                        if step % 10 == 0 and logs:
+                        if loop.step % 10 == 0 and logs:
                             bar.set_postfix(loss=f"{next(iter(logs.values())):.4f}")
-                    if step % config.eval_every == 0 or step == config.max_steps:
-                        try:
-                            metrics = self.validate(step)
-                        except Diverged as exc:
-                            self._diverged(str(exc), step, good)
+                    if loop.step % config.eval_every == 0 or loop.step == config.max_steps:
+                        if not self._validate_and_select(loop):
                             continue
-                        evaluations.append({"step": step, **metrics})
-                        if good is not None:
-                            good = self._snapshot()
-                        if selection.is_better(metrics, best_metrics):
-                            best_metrics, best_step, bad_evals = metrics, step, 0
-                            best = good["weights"] if good is not None else self.weights()
-                        else:
-                            bad_evals += 1
-                            if config.patience and bad_evals >= config.patience:
-                                stopped = "early_stopping"
-                    if budget and elapsed() > budget:
-                        stopped = "time_budget"
+                    if config.time_budget_seconds and loop.elapsed() > config.time_budget_seconds:
+                        loop.stopped = "time_budget"
                     if config.checkpoint is not None:
                         if stop.requested:
-                            self._save(step, loop_state(), best)
-                            last_checkpoint = step
+                            self._save(loop)
                             raise KeyboardInterrupt("SIGTERM")
-                        if step % config.checkpoint.every == 0 and step < config.max_steps:
-                            self._save(step, loop_state(), best)
-                            last_checkpoint = step
-                    if stopped != "completed":
+                        if loop.step % config.checkpoint.every == 0 and loop.step < config.max_steps:
+                            self._save(loop)
+                    if loop.stopped != "completed":
                         break
         except KeyboardInterrupt:
             # keep the work done so far: a re-run resumes here
-            if config.checkpoint is not None and step != last_checkpoint:
+            if config.checkpoint is not None and loop.step != loop.last_checkpoint:
                 with contextlib.suppress(Exception):
-                    self._save(step, loop_state(), best)
+                    self._save(loop)
             raise
         finally:
             if bar is not None:
                 bar.close()
-        if best is not None:
-            self.load_weights(best)  # the best validated weights, not merely the last
-        if stage.ema is not None:    # what was validated is what is kept
+        if loop.best is not None:
+            self.load_weights(loop.best)  # the best validated weights, not merely the last
+        if stage.ema is not None:         # what was validated is what is kept
             stage.ema.copy_to_module()
-        return EngineResult(steps=step, stopped=stopped, best_step=best_step, best_metrics=best_metrics,
-                            initial_metrics=initial_metrics, history=history, evaluations=evaluations,
-                            rollbacks=self.rollbacks, seconds=elapsed(), run_seconds=time.monotonic() - started,
-                            resumed_from=resumed_from)
+        return EngineResult(steps=loop.step, stopped=loop.stopped, best_step=loop.best_step,
+                            best_metrics=loop.best_metrics, initial_metrics=initial_metrics, history=loop.history,
+                            evaluations=loop.evaluations, rollbacks=self.rollbacks, seconds=loop.elapsed(),
+                            run_seconds=time.monotonic() - loop.started, resumed_from=loop.resumed_from)
 
+
+@dataclass
+class _Loop:
+    """Where a run is: step, curves, the best state so far and patience; what a checkpoint stores."""
+
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    best_step: int = 0
+    bad_evals: int = 0
+    best: Optional[State] = None                # the best validated weights
+    good: Optional[dict[str, Any]] = None       # rollback: the last validated weights and optimizer moments
+    elapsed_before: float = 0.0                 # training time of earlier (interrupted) runs
+    resumed_from: Optional[int] = None
+    stopped: str = "completed"
+    last_checkpoint: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "history": self.history, "evaluations": self.evaluations,
+                "best_metrics": self.best_metrics, "best_step": self.best_step, "bad_evals": self.bad_evals,
+                "train_seconds": self.elapsed()}
