@@ -23,9 +23,12 @@ from .encoders import Encoder, TextKind, load_encoder
 from .errors import IntegrityError
 from .home import TavaHome, find_dataset
 from .io import document_texts, read_text_shard, sha256_file, vector_shard_metadata, write_vector_shard
-from .locks import directory_lock
+from .locks import file_lock
 from .manifest import (DatasetManifest, ShardRecord, VectorManifest, load_dataset_manifest,
                        save_manifest)
+
+
+COLLECTION_LOCK = ".lock"
 
 
 class EmbedConfig(TavaModel):
@@ -125,10 +128,11 @@ def plan_collection(home: TavaHome, dataset_dir: Path, manifest: DatasetManifest
 
 def collection_lock(out_dir: str | Path, *, timeout: float = 0.0) -> contextlib.AbstractContextManager:
     """The lock of one vector collection (``<dataset>/<collection>/<encoder>-<fp>``), held by a run
-    from its plan to its manifest; the lock file sits beside the directory."""
+    from its plan to its manifest. The lock file lives inside the directory (hidden; readers go by
+    the manifest), so listing ``<collection>/`` still shows only encoder directories."""
     out_dir = Path(out_dir)
-    return directory_lock(out_dir, timeout=timeout,
-                          what=f"vector collection {out_dir.parent.parent.name}/{out_dir.parent.name}/{out_dir.name}")
+    return file_lock(out_dir / COLLECTION_LOCK, timeout=timeout,
+                     what=f"vector collection {out_dir.parent.parent.name}/{out_dir.parent.name}/{out_dir.name}")
 
 
 def write_vector_manifest(out_dir: Path, manifest: DatasetManifest, collection: str, encoder: Encoder,

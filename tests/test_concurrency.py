@@ -343,7 +343,7 @@ def test_two_embeds_of_one_dataset_write_each_shard_once(tava_home, toy, tiny_mo
         go.touch()
         first.kill()
     written = json.loads(first.out.read_text().split("WRITTEN ", 1)[1].splitlines()[0])
-    [out_dir] = list((tava_home / "vectors" / "toy" / "corpus").iterdir())
+    [out_dir] = list((tava_home / "vectors" / "toy" / "corpus").iterdir())  # the lock file is inside it
     now = {p.name: [p.stat().st_ino, p.stat().st_mtime_ns] for p in out_dir.glob("shard-*.parquet")}
     assert len(written) == 4 and now == written  # the run that waited rewrote nothing
     assert "all 4 shards already embedded" in second.text()  # ... it reused the first run's shards
