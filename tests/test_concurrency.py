@@ -123,7 +123,8 @@ def api_url(prefect_harness) -> str:
 
 def child_env(home: Path, api_url: str | None) -> dict[str, str]:
     env = {**os.environ, "TAVA_HOME": str(home), "PYTHONPATH": str(PROJECT),
-           "PREFECT_HOME": str(home / "prefect"), "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "prefect" / "results")}
+           "PREFECT_HOME": str(home / "prefect"), "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "prefect" / "results"),
+           "PREFECT_LOGGING_LEVEL": "INFO"}  # the flows' info lines say what was reused
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
