@@ -9,6 +9,7 @@ Layout (all under one directory, default ``./.tava``, so a user can see, copy or
     lancedb/                 LanceDB tables written by `tava backfill`
     reports/                 JSON / markdown / PNG reports
     prefect/                 PREFECT_HOME: the ephemeral server's database, results, logs
+    .locks/                  lock files of resources without a directory of their own (datasets)
 """
 from __future__ import annotations
 
@@ -55,6 +56,11 @@ class TavaHome:
     @property
     def prefect(self) -> Path:
         return self.root / "prefect"
+
+    def lock_file(self, resource: str, name: str) -> Path:
+        """Lock file of a resource that has no directory of its own to hold it (``tava_core.locks``);
+        kept out of ``data/`` so listing datasets shows datasets only."""
+        return self.root / ".locks" / resource / f"{slug(name)}.lock"
 
     def dataset_dir(self, name: str) -> Path:
         return self.data / slug(name)

@@ -37,7 +37,6 @@ from .errors import TavaError
 
 log = logging.getLogger(__name__)
 
-LOCK_SUFFIX = ".lock"
 # A label the caller may set (e.g. a flow run name) so a holder is recognisable beyond its pid.
 RUN_LABEL_ENV = "TAVA_RUN_LABEL"
 _WAIT_LOG_EVERY = 30.0  # seconds between "still waiting" log lines
@@ -211,35 +210,3 @@ def _wait_for_flock(handle, path: Path, what: str, timeout: float, deadline: Opt
         time.sleep(poll)
     if last_log is not None:
         log.warning("got %s after waiting %.1f s", what, time.monotonic() - started)
-
-
-def is_locked(path: str | Path) -> bool:
-    """Whether another process (or thread) holds the lock now (a probe; it never waits)."""
-    path = Path(path)
-    if not path.exists():
-        return False
-    key = os.path.realpath(path)
-    with _GUARD:
-        if key in _HELD:
-            return True
-    with open(path, "a+") as handle:
-        if _try_flock(handle):
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            return False
-        return True
-
-
-# ----------------------------------------------------------------------------- named resources
-
-def lock_file_for(directory: str | Path, name: str = "") -> Path:
-    """The lock file guarding ``directory`` (beside it, so the directory itself may be replaced
-    or not exist yet): ``<parent>/.<dirname>[.name].lock``."""
-    directory = Path(directory).expanduser().absolute()
-    suffix = f".{name}" if name else ""
-    return directory.parent / f".{directory.name}{suffix}{LOCK_SUFFIX}"
-
-
-def directory_lock(directory: str | Path, *, what: str, timeout: float = 0.0,
-                   name: str = "") -> contextlib.AbstractContextManager:
-    """Lock a directory-shaped resource (a dataset, a vector collection, a LanceDB table)."""
-    return file_lock(lock_file_for(directory, name), timeout=timeout, what=what)

@@ -110,6 +110,38 @@ def test_waiting_across_processes_is_logged_then_granted(tmp_path, caplog):
         holder.wait(30)
 
 
+def test_ingest_into_a_dataset_being_ingested_stops_or_waits(tmp_path, tava_home):
+    """The dataset directory's lock: a second ingest of the same name refuses (naming the holder)
+    or, given a timeout, runs once the first is done; another name is not held up."""
+    from tava_core.config import IngestConfig
+    from tava_core.home import TavaHome
+    from tava_core.ingest.pipeline import ingest
+
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps({"_id": str(i), "text": f"text {i}"}) + "\n" for i in range(5)))
+    home = TavaHome(tava_home)
+    held, release = threading.Event(), threading.Event()
+
+    def other_ingest_holds_it() -> None:
+        with file_lock(home.lock_file("datasets", "docs")):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_ingest_holds_it)
+    thread.start()
+    try:
+        assert held.wait(5)
+        with pytest.raises(ResourceLockedError, match="dataset docs is locked by pid"):
+            ingest(IngestConfig(source=str(source), name="docs"), home)
+        assert not home.dataset_dir("docs").exists()
+        assert ingest(IngestConfig(source=str(source), name="other"), home).collections == {"texts": 5}
+        threading.Timer(0.5, release.set).start()
+        assert ingest(IngestConfig(source=str(source), name="docs"), home, lock_timeout=30).collections == {"texts": 5}
+    finally:
+        release.set()
+        thread.join(5)
+
+
 # ----------------------------------------------------------------------------- helpers
 
 @pytest.fixture()

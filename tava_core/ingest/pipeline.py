@@ -22,7 +22,7 @@ from ..config import IngestConfig
 from ..errors import InputError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, sha256_file, stable_hash, write_text_shard
-from ..locks import directory_lock
+from ..locks import file_lock
 from ..manifest import (Collection, DatasetManifest, QrelsRecord, ShardRecord, SkipReport, save_manifest)
 from .readers import (JSONL_SUFFIXES, TABLE_SUFFIXES, BadRecords, Fields, RawRecord, read_csv, read_jsonl,
                       read_parquet, read_table, read_txt_folder)
@@ -358,7 +358,7 @@ def ingest(config: IngestConfig, home: TavaHome | str | Path | None = None, *,
     plan = plan_source(config, home)
     name = slug(config.name or plan.default_name)
     bad = BadRecords(config.on_bad_record)
-    with directory_lock(home.dataset_dir(name), what=f"dataset {name}", timeout=lock_timeout), \
+    with file_lock(home.lock_file("datasets", name), what=f"dataset {name}", timeout=lock_timeout), \
             atomic_directory(home.dataset_dir(name)) as tmp:
         writers: dict[str, CollectionWriter] = {}
         truncated = False
