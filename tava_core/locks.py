@@ -61,6 +61,22 @@ _HELD: dict[str, _Held] = {}
 _GUARD = threading.Lock()
 
 
+def _forget_locks_in_child() -> None:
+    """A forked child does not hold its parent's locks: forget them without unlocking (an unlock
+    through the inherited descriptor would release the parent's lock), and close the inherited
+    descriptors so the lock dies with the parent, not with its longest-lived child."""
+    global _GUARD
+    for held in _HELD.values():
+        with contextlib.suppress(OSError):
+            held.handle.close()  # type: ignore[attr-defined]
+    _HELD.clear()
+    _GATES.clear()
+    _GUARD = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_child)
+
+
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

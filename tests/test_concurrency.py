@@ -61,6 +61,48 @@ def test_lock_is_reentrant_exclusive_between_threads_and_names_its_holder(tmp_pa
         pass
 
 
+def _try_in_child(path: str, queue) -> None:
+    try:
+        with file_lock(path, timeout=0):
+            queue.put("entered")
+    except ResourceLockedError as exc:
+        queue.put(str(exc))
+
+
+def test_forked_child_does_not_inherit_the_lock(tmp_path):
+    """A child forked while the parent holds a lock neither re-enters it nor keeps it alive."""
+    import multiprocessing
+
+    path = tmp_path / "resource.lock"
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    with file_lock(path):
+        child = ctx.Process(target=_try_in_child, args=(str(path), queue))
+        child.start()
+        answer = queue.get(timeout=30)
+        child.join(30)
+    assert answer != "entered" and f"locked by pid {os.getpid()}" in answer
+    # A holder that forked a long-lived child and was then killed: its lock dies with it, not with the child.
+    script = textwrap.dedent("""
+        import multiprocessing, os, signal, sys, time
+        from tava_core.locks import file_lock
+        with file_lock(sys.argv[1]):
+            child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+            child.start()
+            print(child.pid, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    holder = subprocess.run([sys.executable, "-c", script, str(path)], cwd=PROJECT, capture_output=True, text=True,
+                            timeout=60)
+    child_pid = int(holder.stdout.split()[0])
+    try:
+        os.kill(child_pid, 0)  # the forked child still runs
+        with file_lock(path, timeout=0):  # ... and the lock is free
+            pass
+    finally:
+        os.kill(child_pid, signal.SIGKILL)
+
+
 def test_waiting_is_bounded_and_shown(tmp_path, caplog):
     path = tmp_path / "resource.lock"
     release = threading.Event()
