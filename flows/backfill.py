@@ -19,7 +19,8 @@ from tasks.backfill import (finish_backfill_task, prepare_backfill_task, report_
 from tasks.embed import embed_shard_task
 from tava_core.errors import ConfigError
 from tava_core.home import TavaHome
-from tava_core.vectorstore import BackfillConfig, default_uri, resolve_table_name, summary_record
+from tava_core.vectorstore import (BackfillConfig, backfill_lock, default_uri, resolve_table_name,
+                                  summary_record)
 
 from .cli import build_config, config_options, echo_record
 
@@ -34,24 +35,26 @@ def backfill_vector_store(config: BackfillConfig = BackfillConfig(dataset="built
         home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
     """
     logger = get_run_logger()
-    started = time.perf_counter()
-    plan = prepare_backfill_task(config, str(TavaHome(home).root))
-    if plan.resumed:
-        logger.info("resuming: %d of %d shards left", len(plan.pending), len(plan.jobs))
-    embed_seconds = upsert_seconds = 0.0
-    rows = 0
-    # Sequential on purpose: LanceDB commits are serialised per table, and the encoder already
-    # uses every core; the embed task is cached per shard, so a resumed run skips finished work.
-    for i in plan.pending:
-        t0 = time.perf_counter()
-        embed_shard_task(plan.job(i), config.encoder, plan.fingerprint)
-        embed_seconds += time.perf_counter() - t0
-        record = upsert_shard_task(plan, i)
-        upsert_seconds += record["upsert_seconds"]
-        rows += record["rows"]
-    final = finish_backfill_task(plan, config)
-    summary = summary_record(plan, rows_written=rows, embed_seconds=embed_seconds, upsert_seconds=upsert_seconds,
-                             seconds=time.perf_counter() - started, final=final)
+    # One run per table from plan to finish (a second one waits or stops: lock_timeout_seconds).
+    with backfill_lock(config, TavaHome(home)):
+        started = time.perf_counter()
+        plan = prepare_backfill_task(config, str(TavaHome(home).root))
+        if plan.resumed:
+            logger.info("resuming: %d of %d shards left", len(plan.pending), len(plan.jobs))
+        embed_seconds = upsert_seconds = 0.0
+        rows = 0
+        # Sequential on purpose: LanceDB commits are serialised per table, and the encoder already
+        # uses every core; the embed task is cached per shard, so a resumed run skips finished work.
+        for i in plan.pending:
+            t0 = time.perf_counter()
+            embed_shard_task(plan.job(i), config.encoder, plan.fingerprint)
+            embed_seconds += time.perf_counter() - t0
+            record = upsert_shard_task(plan, i)
+            upsert_seconds += record["upsert_seconds"]
+            rows += record["rows"]
+        final = finish_backfill_task(plan, config)
+        summary = summary_record(plan, rows_written=rows, embed_seconds=embed_seconds, upsert_seconds=upsert_seconds,
+                                 seconds=time.perf_counter() - started, final=final)
     report_backfill_task(summary)
     logger.info("table %s: %d rows (%d written), index %s", summary["table"], summary["table_rows"], rows,
                 summary["index"])

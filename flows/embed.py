@@ -15,7 +15,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from tasks.embed import embed_shard_task
-from tava_core.embed import EmbedConfig, ShardJob, current_records, plan_collection, write_vector_manifest
+from tava_core.embed import (EmbedConfig, ShardJob, collection_lock, current_records, plan_collection,
+                             write_vector_manifest)
 from tava_core.encoders import load_encoder
 from tava_core.encoders.device import available_devices, device_for_shard
 from tava_core.home import TavaHome, find_dataset
@@ -110,13 +111,14 @@ def embed_dataset_flow(config: EmbedConfig = EmbedConfig(), home: Optional[str] 
     results = []
     for collection in config.collections or list(manifest.collections):
         out_dir, jobs = plan_collection(tava_home, dataset_dir, manifest, collection, encoder)
-        # Every shard already current (a re-run): nothing to schedule, so no sub-flow and no workers.
-        records = current_records(jobs, encoder.fingerprint)
-        if records is None:
-            records = embed_shards.with_options(task_runner=runner)(jobs, specs, encoder.fingerprint)
-        else:
-            logger.info("%s: all %d shards already embedded by %s", collection, len(jobs), encoder.name)
-        write_vector_manifest(out_dir, manifest, collection, encoder, records)
+        with collection_lock(out_dir, timeout=config.lock_timeout_seconds):  # plan to manifest: one run at a time
+            # Every shard already current (a re-run): nothing to schedule, so no sub-flow and no workers.
+            records = current_records(jobs, encoder.fingerprint)
+            if records is None:
+                records = embed_shards.with_options(task_runner=runner)(jobs, specs, encoder.fingerprint)
+            else:
+                logger.info("%s: all %d shards already embedded by %s", collection, len(jobs), encoder.name)
+            write_vector_manifest(out_dir, manifest, collection, encoder, records)
         results.append(CollectionResult(collection=collection, vectors_dir=str(out_dir),
                                         rows=sum(r.rows for r in records), shards=len(records), dim=encoder.dim))
     return EmbedResult(dataset=manifest.name, encoder=encoder.info(), collections=results)

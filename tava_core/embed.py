@@ -3,9 +3,15 @@
 A vector shard stores, in its Parquet metadata, the encoder fingerprint, the text kind and the
 sha256 of the text shard it came from. A shard whose metadata matches is never recomputed, so a
 re-run (or a run after a crash) does only the missing work, whatever orchestrates it.
+
+One run writes a vector collection at a time: ``collection_lock`` is held from the plan to the
+manifest, so a second run of the same dataset, collection and encoder waits (then finds every
+shard current and reuses it) or stops naming the first (``lock_timeout_seconds``). Readers never
+take it: they trust the manifest, which is written last and atomically.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -17,8 +23,12 @@ from .encoders import Encoder, TextKind, load_encoder
 from .errors import IntegrityError
 from .home import TavaHome, find_dataset
 from .io import document_texts, read_text_shard, sha256_file, vector_shard_metadata, write_vector_shard
+from .locks import file_lock
 from .manifest import (DatasetManifest, ShardRecord, VectorManifest, load_dataset_manifest,
                        save_manifest)
+
+
+COLLECTION_LOCK = ".lock"
 
 
 class EmbedConfig(TavaModel):
@@ -36,6 +46,9 @@ class EmbedConfig(TavaModel):
     dask_address: Optional[str] = Field(None, description=(
         "Scheduler address of an existing Dask cluster (tcp://host:8786); empty = start a local one."))
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
+    lock_timeout_seconds: float = Field(0.0, description=(
+        "When another run is embedding the same collection with the same encoder: 0 = stop at once naming "
+        "it, N = wait up to N seconds (then reuse its shards), -1 = wait for ever."))
 
 
 def collection_kind(collection: str) -> TextKind:
@@ -113,6 +126,15 @@ def plan_collection(home: TavaHome, dataset_dir: Path, manifest: DatasetManifest
     return out_dir, jobs
 
 
+def collection_lock(out_dir: str | Path, *, timeout: float = 0.0) -> contextlib.AbstractContextManager:
+    """The lock of one vector collection (``<dataset>/<collection>/<encoder>-<fp>``), held by a run
+    from its plan to its manifest. The lock file lives inside the directory (hidden; readers go by
+    the manifest), so listing ``<collection>/`` still shows only encoder directories."""
+    out_dir = Path(out_dir)
+    return file_lock(out_dir / COLLECTION_LOCK, timeout=timeout,
+                     what=f"vector collection {out_dir.parent.parent.name}/{out_dir.parent.name}/{out_dir.name}")
+
+
 def write_vector_manifest(out_dir: Path, manifest: DatasetManifest, collection: str, encoder: Encoder,
                           records: list[ShardRecord]) -> VectorManifest:
     """Write the manifest last: only then do readers see the collection's vectors."""
@@ -132,7 +154,8 @@ def embed_dataset(config: EmbedConfig, home: TavaHome | None = None, *,
     outputs: dict[str, Path] = {}
     for collection in config.collections or list(manifest.collections):
         out_dir, jobs = plan_collection(home, dataset_dir, manifest, collection, encoder)
-        records = [embed_shard(job, encoder, show_progress=show_progress) for job in jobs]
-        write_vector_manifest(out_dir, manifest, collection, encoder, records)
+        with collection_lock(out_dir, timeout=config.lock_timeout_seconds):
+            records = [embed_shard(job, encoder, show_progress=show_progress) for job in jobs]
+            write_vector_manifest(out_dir, manifest, collection, encoder, records)
         outputs[collection] = out_dir
     return outputs

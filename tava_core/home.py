@@ -4,9 +4,12 @@ Layout (all under one directory, default ``./.tava``, so a user can see, copy or
 
     data/<dataset>/          ingested text shards + manifest.json (+ qrels/ for BEIR sets)
     vectors/<dataset>/<collection>/<encoder>-<fingerprint>/   vector shards + manifest.json
-    artifacts/               students, adapters, indexes, ...
+    artifacts/<kind>/<name>/ plain outputs of `tava distill|adapt|compress` (not versioned)
+    registry/<kind>/<name>/  versioned registry slots: students, adapters, indexes (tava_core.registry)
+    lancedb/                 LanceDB tables written by `tava backfill`
     reports/                 JSON / markdown / PNG reports
     prefect/                 PREFECT_HOME: the ephemeral server's database, results, logs
+    .locks/                  lock files of resources without a directory of their own (datasets)
 """
 from __future__ import annotations
 
@@ -38,7 +41,13 @@ class TavaHome:
 
     @property
     def artifacts(self) -> Path:
+        """Plain (unpublished) outputs: a student, adapter or compressor directory per name."""
         return self.root / "artifacts"
+
+    @property
+    def registry(self) -> Path:
+        """Versioned registry slots; apart from ``artifacts`` so a plain output never collides with a slot."""
+        return self.root / "registry"
 
     @property
     def reports(self) -> Path:
@@ -47,6 +56,11 @@ class TavaHome:
     @property
     def prefect(self) -> Path:
         return self.root / "prefect"
+
+    def lock_file(self, resource: str, name: str) -> Path:
+        """Lock file of a resource that has no directory of its own to hold it (``tava_core.locks``);
+        kept out of ``data/`` so listing datasets shows datasets only."""
+        return self.root / ".locks" / resource / f"{slug(name)}.lock"
 
     def dataset_dir(self, name: str) -> Path:
         return self.data / slug(name)

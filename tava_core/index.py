@@ -12,8 +12,13 @@ A version directory is assembled in a temporary sibling and renamed into place o
 it (manifest last) is on disk; then ``current`` is replaced atomically. A reader therefore sees
 the old version or the new one, never a part. ``rollback_index`` points ``current`` back at the
 previous complete version. The versioning itself (numbering under a lock, the ``current``
-pointer, history, rollback, pruning) is the artifact registry's (``tava_core.registry``), so an
-index under ``<home>/artifacts/indexes/`` is also the registry artifact ``indexes/<its path>``.
+pointer, history, rollback, pruning) is the generic artifact store's (``tava_core.store``); this
+module registers the ``indexes`` kind there, so an index under ``<home>/registry/indexes/`` is also
+the registry artifact ``indexes/<its path>``.
+
+A build holds the index slot's lock from start to publish (``lock_timeout_seconds``: a second
+build of the same slot waits or stops naming the first); searches never take it: they resolve
+``current`` once and read an immutable version directory.
 """
 from __future__ import annotations
 
@@ -33,8 +38,9 @@ from .errors import ConfigError, InputError, IntegrityError
 from .home import TavaHome, slug
 from .io import atomic_path, read_json, read_vector_shard, sha256_file, write_json
 from .manifest import VectorManifest, load_vector_manifest, now_iso
-from .registry import (CURRENT_FILE, VERSIONS_DIR, current_version, new_version, prune_slot,  # noqa: F401
-                       rollback_slot, set_current)
+from .registry import Registry
+from .store import (CURRENT_FILE, VERSIONS_DIR, ArtifactKind, current_version, new_version,  # noqa: F401
+                    prune_slot, register_kind, rollback_slot, set_current, slot_lock)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,9 @@ class IndexConfig(TavaModel):
     seed: int = Field(0, description="Seed of the training and query samples.")
     keep_versions: int = Field(3, ge=2, description="Published versions kept on disk (older ones are pruned).")
     force: bool = Field(False, description="Build even when the current version already indexes these exact shards.")
+    lock_timeout_seconds: float = Field(0.0, description=(
+        "When another build or rollback of the same index runs: 0 = stop at once naming it, N = wait up to "
+        "N seconds, -1 = wait for ever. Searches never wait."))
 
 
 @dataclass
@@ -194,9 +203,11 @@ def apply_search_params(index: Any, nprobe: int, ef_search: int, refine_k_factor
 
 
 def default_index_dir(home: TavaHome, manifest: VectorManifest) -> Path:
+    """The registry slot ``indexes/<dataset>/<collection>/<encoder>-<fp>`` of these vectors."""
     encoder = manifest.encoder
-    return (home.artifacts / "indexes" / slug(manifest.dataset) / slug(manifest.collection)
-            / f"{slug(str(encoder.get('name', 'encoder')))}-{manifest.fingerprint[:12]}")
+    name = (f"{slug(manifest.dataset)}/{slug(manifest.collection)}/"
+            f"{slug(str(encoder.get('name', 'encoder')))}-{manifest.fingerprint[:12]}")
+    return Registry(home).slot("indexes", name)
 
 
 def _sample_positions(total: int, size: int, seed: int) -> np.ndarray:
@@ -295,7 +306,7 @@ def _is_up_to_date(index_dir: Path, config: IndexConfig, sources: list[dict[str,
     if not path.is_file():
         return None
     manifest = read_json(path)
-    ignore = {"force", "keep_versions", "index_dir"}  # do not change what gets built
+    ignore = {"force", "keep_versions", "index_dir", "lock_timeout_seconds"}  # do not change what gets built
 
     def settings(data: dict) -> dict:
         return {k: v for k, v in data.items() if k not in ignore}
@@ -310,9 +321,6 @@ def build_index(config: IndexConfig, home: TavaHome | None = None, *, show_progr
 
     Memory stays bounded by one shard plus the training sample: vectors are added shard by shard.
     """
-    import faiss
-    from tqdm.auto import tqdm
-
     home = home or TavaHome()
     vector_dir = Path(config.vectors).expanduser().resolve()
     vmanifest = load_vector_manifest(vector_dir)
@@ -321,15 +329,27 @@ def build_index(config: IndexConfig, home: TavaHome | None = None, *, show_progr
         raise InputError("the vector directory holds no vectors", path=vector_dir,
                          hint="embed a non-empty collection first")
     index_dir = Path(config.index_dir).expanduser().resolve() if config.index_dir else default_index_dir(home, vmanifest)
-    if not config.force and (existing := _is_up_to_date(index_dir, config, sources)):
-        log.info("index %s already indexes these shards with %s; nothing to do", index_dir, config.factory)
-        return {**existing, "index_dir": str(index_dir), "skipped": True}
+    cpu_index = _make_index(vmanifest.dim, config.factory, config.metric)  # bad factory strings fail here, early
+    # One build per slot at a time; taken before the up-to-date check, so a build that waited for
+    # another one of the same shards finds it published and skips.
+    with slot_lock(index_dir, timeout=config.lock_timeout_seconds):
+        if not config.force and (existing := _is_up_to_date(index_dir, config, sources)):
+            log.info("index %s already indexes these shards with %s; nothing to do", index_dir, config.factory)
+            return {**existing, "index_dir": str(index_dir), "skipped": True}
+        return _build_and_publish(config, cpu_index, vector_dir, vmanifest, sources, index_dir,
+                                  show_progress=show_progress)
+
+
+def _build_and_publish(config: IndexConfig, cpu_index: Any, vector_dir: Path, vmanifest: VectorManifest,
+                       sources: list[dict[str, Any]], index_dir: Path, *, show_progress: bool) -> dict[str, Any]:
+    """Train, add shard by shard, measure recall and publish (the caller holds the slot lock)."""
+    import faiss
+    from tqdm.auto import tqdm
 
     dim = vmanifest.dim
     shards = [vector_dir / s["path"] for s in sources]
     counts = [s["rows"] for s in sources]
     total = sum(counts)
-    cpu_index = _make_index(dim, config.factory, config.metric)  # bad factory strings fail here, early
 
     started = time.perf_counter()
     index, on_gpu = _to_gpus(cpu_index, config.use_gpu)
@@ -427,14 +447,16 @@ def prune_versions(index_dir: str | Path, keep: int) -> list[str]:
     return prune_slot(index_dir, keep, marker=MANIFEST_FILE)
 
 
-def rollback_index(index_dir: str | Path) -> dict[str, Any]:
-    """Point ``current`` at the newest complete version older than the current one."""
+def rollback_index(index_dir: str | Path, *, lock_timeout: float = 10.0) -> dict[str, Any]:
+    """Point ``current`` at the newest complete version older than the current one (waits for, or
+    refuses beside, a build of the same index as ``lock_timeout`` says)."""
     index_dir = Path(index_dir).expanduser().resolve()
     if current_version(index_dir) is None:
         raise InputError("no published index here (no 'current' file)", path=index_dir,
                          hint="build one with `tava index --vectors DIR`")
     # the target must load before readers are sent there
-    moved = rollback_slot(index_dir, marker=MANIFEST_FILE, check=lambda v: load_index(index_dir, version=v))
+    moved = rollback_slot(index_dir, marker=MANIFEST_FILE, check=lambda v: load_index(index_dir, version=v),
+                          lock_timeout=lock_timeout)
     return {"index_dir": str(index_dir), "from_version": moved["from_version"], "to_version": moved["to_version"]}
 
 
@@ -481,3 +503,15 @@ def search(loaded: LoadedIndex, query_vectors: np.ndarray, k: int = 10) -> tuple
     scores, labels = loaded.index.search(queries, k)
     id_rows = [[loaded.ids[j] for j in row if j >= 0] for row in labels]
     return id_rows, scores
+
+
+# ----------------------------------------------------------------------------- registry kind
+
+def verify_index_version(version_dir: Path) -> None:
+    """Raise unless the version loads and matches its manifest (before ``current`` moves there)."""
+    load_index(version_dir.parent.parent, version=version_dir.name)
+
+
+INDEXES = register_kind(ArtifactKind(
+    name="indexes", verify=verify_index_version, marker=MANIFEST_FILE,
+    load=lambda version_dir: load_index(version_dir.parent.parent, version=version_dir.name)))

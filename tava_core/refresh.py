@@ -38,7 +38,7 @@ class RefreshConfig(TavaModel):
     """What the nightly adapter refresh watches, trains and how it decides to promote."""
 
     name: str = Field("nightly", description=(
-        "Registry name of the adapter: versions live in <home>/artifacts/adapters/<name>/versions, "
+        "Registry name of the adapter: versions live in <home>/registry/adapters/<name>/versions, "
         "the promoted one is <name>/current."))
     drop_zone: Optional[str] = Field(None, description=(
         "Folder where new texts arrive (.jsonl, .jsonl.gz, .parquet, .txt files, searched recursively); "
@@ -49,7 +49,7 @@ class RefreshConfig(TavaModel):
         "'skip': count and skip it (counts land in the batch's manifest and the report)."))
     student: Optional[EncoderSpec] = Field(None, description=(
         "The student encoder; empty = the current version of the registry student <student-name> "
-        "(artifacts/students/<student-name>)."))
+        "(registry/students/<student-name>)."))
     student_name: str = Field("student", description="Registry name of the student used when --student is empty.")
     teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
     evaluation: list[str] = Field(default_factory=list, description=(
@@ -127,7 +127,8 @@ def record_run(home: TavaHome, name: str, record: dict[str, Any], new_files: lis
 
 
 def run_lock_path(home: TavaHome, name: str) -> Path:
-    """One refresh per adapter name at a time (fcntl; see registry.file_lock)."""
+    """One refresh per adapter name at a time (held with ``tava_core.locks.file_lock``, the lock
+    every shared resource uses)."""
     return refresh_dir(home, name) / "run.lock"
 
 

@@ -11,13 +11,18 @@ One run, shard by shard:
 A LanceDB commit is atomic and the upsert is keyed on ``id``, so a crash anywhere (even between
 a commit and the state write) loses nothing and doubles nothing: resuming redoes at most one
 shard's upsert, which overwrites the same rows.
+
+One backfill (or rollback) of a table runs at a time: ``backfill_lock`` is held from the plan to
+the end (``lock_timeout_seconds``: a second run waits, or stops naming the first). Searches never
+take it: LanceDB readers see the last committed version, old or new, never a part.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Iterator, Literal, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +34,7 @@ from .encoders import load_encoder
 from .errors import ConfigError, InputError
 from .home import TavaHome, find_dataset, slug
 from .io import read_json, read_text_shard, read_vector_shard, write_json
+from .locks import file_lock
 from .manifest import load_dataset_manifest, now_iso
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,9 @@ class BackfillConfig(TavaModel):
     min_rows_per_partition: int = Field(256, ge=1, description=(
         "Skip the index (with a log line) when rows < max(256, partitions x this): too few to train it."))
     optimize: bool = Field(True, description="Compact files and fold new rows into indexes at the end.")
+    lock_timeout_seconds: float = Field(0.0, description=(
+        "When another backfill or rollback of the same table runs: 0 = stop at once naming it, N = wait up to "
+        "N seconds, -1 = wait for ever. Searches of the table never wait."))
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -144,6 +153,24 @@ def _ensure_table(db, name: str, dim: int, column: str, encoder_column: str):
 def state_path(uri: str | Path, table_name: str) -> Path:
     """Per-table record of backfill runs (tags, completed shards) beside the database."""
     return Path(uri) / STATE_DIR / f"{slug(table_name)}.json"
+
+
+def table_lock(uri: str | Path, table_name: str, *, timeout: float = 0.0) -> contextlib.AbstractContextManager:
+    """The lock of one table's backfills and rollbacks (beside its state file; re-entrant)."""
+    path = state_path(uri, table_name).with_suffix(".lock")
+    return file_lock(path, timeout=timeout, what=f"LanceDB table {table_name!r} in {uri}")
+
+
+@contextlib.contextmanager
+def backfill_lock(config: "BackfillConfig", home: TavaHome | None = None) -> Iterator[tuple[Path, str]]:
+    """Hold the lock of the table ``config`` backfills for a whole run; yields ``(uri, base table)``.
+
+    Whoever chains the steps (``backfill`` here, or a flow) holds it from ``prepare_backfill`` to
+    ``finish_backfill``, so two runs never interleave their plans, tags and upserts.
+    """
+    uri, base = resolve_table_name(config, home)
+    with table_lock(uri, base, timeout=config.lock_timeout_seconds):
+        yield uri, base
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -328,20 +355,21 @@ def backfill(config: BackfillConfig, home: TavaHome | None = None, *, show_progr
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    plan = prepare_backfill(config, home)
-    encoder = load_encoder(config.encoder)
-    embed_seconds = upsert_seconds = 0.0
-    rows_written = 0
-    for i in tqdm(plan.pending, desc=f"backfill {plan.table}", disable=not show_progress):
-        t0 = time.perf_counter()
-        embed_shard(plan.job(i), encoder)  # cached: a vector shard already current is not recomputed
-        embed_seconds += time.perf_counter() - t0
-        record = upsert_shard(plan, i)
-        upsert_seconds += record["upsert_seconds"]
-        rows_written += record["rows"]
-        if after_shard is not None:
-            after_shard(i, plan.job(i))
-    final = finish_backfill(plan, config)
+    with backfill_lock(config, home):
+        plan = prepare_backfill(config, home)
+        encoder = load_encoder(config.encoder)
+        embed_seconds = upsert_seconds = 0.0
+        rows_written = 0
+        for i in tqdm(plan.pending, desc=f"backfill {plan.table}", disable=not show_progress):
+            t0 = time.perf_counter()
+            embed_shard(plan.job(i), encoder)  # cached: a vector shard already current is not recomputed
+            embed_seconds += time.perf_counter() - t0
+            record = upsert_shard(plan, i)
+            upsert_seconds += record["upsert_seconds"]
+            rows_written += record["rows"]
+            if after_shard is not None:
+                after_shard(i, plan.job(i))
+        final = finish_backfill(plan, config)
     return summary_record(plan, rows_written=rows_written, embed_seconds=embed_seconds,
                           upsert_seconds=upsert_seconds, seconds=time.perf_counter() - started, final=final)
 
@@ -358,16 +386,22 @@ def summary_record(plan: BackfillPlan, *, rows_written: int, embed_seconds: floa
             "index": final["index"]}
 
 
-def rollback_backfill(uri: str | Path, table: str) -> dict[str, Any]:
+def rollback_backfill(uri: str | Path, table: str, *, lock_timeout: float = 0.0) -> dict[str, Any]:
     """Restore the table to the version tagged before the latest backfill run into it.
 
-    Rolling back again goes one run further back (each run's tag is used once).
+    Rolling back again goes one run further back (each run's tag is used once). Waits for, or
+    refuses beside, a backfill of the same table as ``lock_timeout`` says.
     """
     uri = Path(uri).expanduser().resolve()
     spath = state_path(uri, table)
     if not spath.is_file():  # a table written by --on-dim-mismatch new_table: its runs sit under the base name
         spath = next((p for p in sorted((uri / STATE_DIR).glob("*.json"))
                       if any(r.get("table") == table for r in _load_state(p)["runs"])), spath)
+    with table_lock(uri, spath.stem, timeout=lock_timeout):
+        return _rollback_locked(uri, table, spath)
+
+
+def _rollback_locked(uri: Path, table: str, spath: Path) -> dict[str, Any]:
     state = _load_state(spath)
     pending = [run for run in state["runs"] if run.get("status") != "rolled_back" and run.get("table") == table]
     if not pending:

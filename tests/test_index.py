@@ -50,7 +50,20 @@ def config(vector_dir: Path, tmp_path: Path, **kwargs) -> IndexConfig:
 def test_factory_strings_build_with_recall(vector_dir, tmp_path, tava_home, factory, min_recall):
     record = build_index(config(vector_dir, tmp_path, factory=factory, nprobe=8), tava_home)
     assert record["count"] == 900 and record["dim"] == DIM and record["factory"] == factory
-    assert min_recall <= record["recall_at_10"] <= 1.0
+    assert record["recall_at_10"] >= min_recall
+    # The recorded recall is what the published index really achieves on the seeded query sample,
+    # recomputed here against numpy brute force (not against the build's own exact search).
+    from tava_core.manifest import read_vector_dir
+
+    _, vectors, _ = read_vector_dir(vector_dir)
+    normed = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = normed[index_mod._sample_positions(900, 50, seed=1)]
+    truth = np.argsort(-(queries @ normed.T), axis=1)[:, :10]
+    _, found = load_index(tmp_path / "index").index.search(np.ascontiguousarray(queries, dtype=np.float32), 10)
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.tolist(), truth.tolist())])
+    assert record["recall_at_10"] == pytest.approx(recall, abs=1e-9)
+    if factory == "Flat":
+        assert record["recall_at_10"] == 1.0
     assert [s["rows"] for s in record["source"]["shards"]] == [300, 300, 300]
     assert record["source"]["fingerprint"] == "f" * 24
     loaded = load_index(tmp_path / "index")

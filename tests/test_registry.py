@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import threading
 import time
 from pathlib import Path
@@ -219,15 +220,113 @@ def test_index_versions_are_registry_versions(tmp_path, tava_home):
     assert registry.rollback("indexes", row["name"])["to_version"] == "00001"
 
 
-def test_plain_artifact_directory_is_not_a_slot(tmp_path):
+def test_plain_outputs_live_apart_from_registry_slots(tmp_path):
+    """`tava adapt` writes <home>/artifacts/adapters/<name>; the registry slot of the same name is
+    <home>/registry/adapters/<name>: publishing it neither collides with nor touches the plain one."""
+    from tava_core.errors import ConfigError
+    from tava_core.home import TavaHome
+
+    home = TavaHome(tmp_path / "home")
+    registry = Registry(home)
+    plain = home.artifacts / "adapters" / "made-by-tava-adapt"
+    plain.mkdir(parents=True)
+    (plain / "model.safetensors").write_bytes(b"plain output")
+    record = registry.publish("adapters", "made-by-tava-adapt", artifact(tmp_path, "a", "v1"))
+    assert Path(record.path) == home.registry / "adapters" / "made-by-tava-adapt" / "versions" / "00001"
+    assert sorted(p.name for p in plain.iterdir()) == ["model.safetensors"]
+    # a plain model directory put inside the registry itself is still refused, naming the fix
+    stray = home.registry / "students" / "copied-by-hand"
+    stray.mkdir(parents=True)
+    (stray / "modules.json").write_text("[]")
+    with pytest.raises(ConfigError, match="not a registry slot"):
+        registry.publish("students", "copied-by-hand", artifact(tmp_path, "b", "v1"))
+
+
+def test_slots_of_an_old_home_under_artifacts_keep_working(tmp_path):
+    """Homes from before the registry had its own root: their slots are listed, read and extended."""
+    import shutil
+
+    from tava_core.home import TavaHome
+
+    home = TavaHome(tmp_path / "home")
+    Registry(home).publish("students", "old", artifact(tmp_path, "a", "v1"), promote=True)
+    home.artifacts.mkdir(parents=True)
+    shutil.move(str(home.registry / "students"), str(home.artifacts / "students"))  # the old layout
+    registry = Registry(home)
+    assert registry.names() == [("students", "old")]
+    assert (registry.current_path("students", "old") / "weights.bin").read_text() == "v1"
+    assert registry.publish("students", "old", artifact(tmp_path, "b", "v2"), promote=True).version == "00002"
+    assert (home.artifacts / "students" / "old" / "versions" / "00002" / "weights.bin").read_text() == "v2"
+    assert not (home.registry / "students" / "old").exists()
+
+
+def test_publish_holds_one_reentrant_lock_across_its_steps(tmp_path):
+    """publish calls the slot functions under its own lock; another process meanwhile cannot move
+    `current` (it is refused, naming the holder), and a second thread queues behind the first."""
+    registry = Registry(tmp_path / "home")
+    slot = registry.slot("students", "s")
+    seen: dict[str, object] = {}
+
+    def writer(staging: Path) -> None:
+        import subprocess
+        import sys
+
+        (staging / "weights.bin").write_text("v1")
+        probe = ("import sys; from tava_core.store import slot_lock; from tava_core.locks import ResourceLockedError\n"
+                 "try:\n    slot_lock(sys.argv[1], timeout=0).__enter__()\nexcept ResourceLockedError as e:\n"
+                 "    print('refused:', e)\n")
+        proc = subprocess.run([sys.executable, "-c", probe, str(slot)], capture_output=True, text=True, timeout=60,
+                              cwd=Path(__file__).resolve().parents[1])
+        seen["probe"] = proc.stdout + proc.stderr
+
+    record = registry.publish("students", "s", writer, promote=True)
+    assert record.version == "00001" and record.current
+    assert "refused:" in seen["probe"] and f"pid {os.getpid()}" in seen["probe"], seen["probe"]
+    assert "--lock-timeout-seconds" in seen["probe"]
+    assert [h["action"] for h in registry.history("students", "s")] == ["promote"]
+
+
+def test_kinds_register_how_they_verify_and_load(tmp_path):
+    """The store knows no kind: a kind registered by its own module decides what `verify`/`load` do."""
+    from tava_core.errors import IntegrityError
+    from tava_core.store import ArtifactKind, ArtifactStore, register_kind
+
+    def verify(version_dir: Path) -> None:
+        if (version_dir / "weights.bin").read_text() != "ok":
+            raise IntegrityError("weights are not ok", path=version_dir)
+
+    register_kind(ArtifactKind(name="toys", verify=verify, load=lambda d: (d / "weights.bin").read_text().upper()))
+    store = ArtifactStore(tmp_path / "store", {"toys": None})
+    store.publish("toys", "t", artifact(tmp_path, "good", "ok"), promote=True)
+    store.publish("toys", "t", artifact(tmp_path, "bad", "broken"), promote=True)
+    store.publish("toys", "t", artifact(tmp_path, "good2", "ok"), promote=True)
+    assert store.load("toys", "t") == "OK"
+    with pytest.raises(IntegrityError, match="weights are not ok"):
+        store.rollback("toys", "t")  # version 2 is the one before 3: refused, pointer kept
+    assert store.current_version("toys", "t") == "00003"
+    assert store.rollback("toys", "t", to="1")["to_version"] == "00001"
     from tava_core.errors import ConfigError
 
-    registry = Registry(tmp_path / "home")
-    plain = registry.root / "adapters" / "made-by-tava-adapt"
-    plain.mkdir(parents=True)
-    (plain / "model.safetensors").write_bytes(b"x")
-    with pytest.raises(ConfigError, match="not a registry slot"):
-        registry.publish("adapters", "made-by-tava-adapt", artifact(tmp_path, "a", "v1"))
+    with pytest.raises(ConfigError, match="unknown artifact kind 'nope'"):
+        store.slot("nope", "t")
+
+
+@pytest.mark.parametrize("module", ["tava_core.store", "tava_core.registry", "tava_core.index", "tava_core.locks",
+                                    "tava_core.encoders.artifact_kind", "tava_core.adapter.artifact_kind"])
+def test_each_module_imports_alone(module):
+    """No import cycle: each module imports first in a fresh interpreter, and the generic store
+    pulls in no artifact kind (nor faiss) by itself."""
+    import subprocess
+    import sys
+
+    code = (f"import sys, {module}\n"
+            "kinds = [m for m in ('tava_core.index', 'tava_core.adapter', 'faiss') if m in sys.modules]\n"
+            "print(','.join(kinds))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    if module in ("tava_core.store", "tava_core.registry", "tava_core.locks"):
+        assert proc.stdout.strip() == ""
 
 
 def test_cli_list_show_rollback(tmp_path, monkeypatch, capsys):

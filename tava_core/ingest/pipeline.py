@@ -22,6 +22,7 @@ from ..config import IngestConfig
 from ..errors import InputError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, sha256_file, stable_hash, write_text_shard
+from ..locks import file_lock
 from ..manifest import (Collection, DatasetManifest, QrelsRecord, ShardRecord, SkipReport, save_manifest)
 from .readers import (JSONL_SUFFIXES, TABLE_SUFFIXES, BadRecords, Fields, RawRecord, read_csv, read_jsonl,
                       read_parquet, read_table, read_txt_folder)
@@ -346,14 +347,19 @@ def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids:
 
 
 def ingest(config: IngestConfig, home: TavaHome | str | Path | None = None, *,
-           show_progress: bool = False) -> IngestReport:
-    """Ingest ``config.source`` into ``<home>/data/<name>/`` (atomically) and return the report."""
+           show_progress: bool = False, lock_timeout: float = 0.0) -> IngestReport:
+    """Ingest ``config.source`` into ``<home>/data/<name>/`` (atomically) and return the report.
+
+    One ingest per dataset directory at a time (a second one waits ``lock_timeout`` seconds, or
+    stops naming the first); readers keep reading the old dataset until the new one is swapped in.
+    """
     started = time.perf_counter()
     home = home if isinstance(home, TavaHome) else TavaHome(home)
     plan = plan_source(config, home)
     name = slug(config.name or plan.default_name)
     bad = BadRecords(config.on_bad_record)
-    with atomic_directory(home.dataset_dir(name)) as tmp:
+    with file_lock(home.lock_file("datasets", name), what=f"dataset {name}", timeout=lock_timeout), \
+            atomic_directory(home.dataset_dir(name)) as tmp:
         writers: dict[str, CollectionWriter] = {}
         truncated = False
         for source in plan.collections:
