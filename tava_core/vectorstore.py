@@ -11,25 +11,30 @@ One run, shard by shard:
 A LanceDB commit is atomic and the upsert is keyed on ``id``, so a crash anywhere (even between
 a commit and the state write) loses nothing and doubles nothing: resuming redoes at most one
 shard's upsert, which overwrites the same rows.
+
+The steps are ``prepare_backfill`` -> (``tava_core.embed.embed_shard`` + ``upsert_shard``) per
+pending shard -> ``finish_backfill`` -> ``summarize_backfill``; the flow
+``flows/backfill.py:backfill_vector_store`` is the one place that chains them.
 """
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
 from .config import EncoderSpec, TavaModel
-from .embed import ShardJob, embed_shard, plan_collection
+from .embed import ShardJob, plan_collection
 from .encoders import load_encoder
 from .errors import ConfigError, InputError
 from .home import TavaHome, find_dataset, slug
 from .io import read_json, read_text_shard, read_vector_shard, write_json
 from .manifest import load_dataset_manifest, now_iso
+from .records import BackfillFinish, BackfillResult, RollbackResult, ShardUpsert
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +297,7 @@ def _update_run(plan: BackfillPlan, **changes: Any) -> dict[str, Any]:
     return run
 
 
-def upsert_shard(plan: BackfillPlan, i: int) -> dict[str, Any]:
+def upsert_shard(plan: BackfillPlan, i: int) -> ShardUpsert:
     """Upsert the (already embedded) vector shard of job ``i`` and record it as done."""
     job = plan.job(i)
     t0 = time.perf_counter()
@@ -303,11 +308,11 @@ def upsert_shard(plan: BackfillPlan, i: int) -> dict[str, Any]:
     upsert(_open_plan_table(plan), batch)
     # Committed first, recorded second: a crash in between only makes a resume redo this upsert.
     _update_run(plan, completed=job.source_sha256)
-    return {"shard": Path(job.text_shard).name, "rows": batch.num_rows,
-            "upsert_seconds": round(time.perf_counter() - t0, 3)}
+    return ShardUpsert(shard=Path(job.text_shard).name, rows=batch.num_rows,
+                       upsert_seconds=round(time.perf_counter() - t0, 3))
 
 
-def finish_backfill(plan: BackfillPlan, config: BackfillConfig) -> dict[str, Any]:
+def finish_backfill(plan: BackfillPlan, config: BackfillConfig) -> BackfillFinish:
     """Build the vector index, optimise the table and mark the run done."""
     table = _open_plan_table(plan)
     info = _build_vector_index(table, config, plan.column, plan.dim) if config.build_index else {"built": False}
@@ -316,49 +321,23 @@ def finish_backfill(plan: BackfillPlan, config: BackfillConfig) -> dict[str, Any
         table.optimize()
         info["optimize_seconds"] = round(time.perf_counter() - t0, 3)
     _update_run(plan, status="done", finished=now_iso(), version_after=table.version)
-    return {"index": info, "table_rows": table.count_rows(), "version": table.version}
+    return BackfillFinish(index=info, table_rows=table.count_rows(), version=table.version)
 
 
-def backfill(config: BackfillConfig, home: TavaHome | None = None, *, show_progress: bool = False,
-             after_shard: Optional[Callable[[int, ShardJob], None]] = None) -> dict[str, Any]:
-    """Run (or resume) a whole backfill in this process; returns a small record.
-
-    ``after_shard(i, job)`` is called after each shard is upserted and recorded.
-    """
-    from tqdm.auto import tqdm
-
-    started = time.perf_counter()
-    plan = prepare_backfill(config, home)
-    encoder = load_encoder(config.encoder)
-    embed_seconds = upsert_seconds = 0.0
-    rows_written = 0
-    for i in tqdm(plan.pending, desc=f"backfill {plan.table}", disable=not show_progress):
-        t0 = time.perf_counter()
-        embed_shard(plan.job(i), encoder)  # cached: a vector shard already current is not recomputed
-        embed_seconds += time.perf_counter() - t0
-        record = upsert_shard(plan, i)
-        upsert_seconds += record["upsert_seconds"]
-        rows_written += record["rows"]
-        if after_shard is not None:
-            after_shard(i, plan.job(i))
-    final = finish_backfill(plan, config)
-    return summary_record(plan, rows_written=rows_written, embed_seconds=embed_seconds,
-                          upsert_seconds=upsert_seconds, seconds=time.perf_counter() - started, final=final)
+def summarize_backfill(plan: BackfillPlan, upserts: list[ShardUpsert], *, embed_seconds: float, seconds: float,
+                       final: BackfillFinish) -> BackfillResult:
+    """The run's record from its plan, the shard upserts and the finish step (no I/O)."""
+    rows_written = sum(u.rows for u in upserts)
+    return BackfillResult(
+        uri=plan.uri, table=plan.table, column=plan.column, dataset=plan.dataset, collection=plan.collection,
+        encoder=plan.encoder_name, fingerprint=plan.fingerprint, dim=plan.dim, tag=plan.tag, resumed=plan.resumed,
+        shards=len(plan.jobs), shards_upserted=len(upserts), rows_written=rows_written,
+        table_rows=final.table_rows, version=final.version, embed_seconds=round(embed_seconds, 3),
+        upsert_seconds=round(sum(u.upsert_seconds for u in upserts), 3), seconds=round(seconds, 3),
+        rows_per_second=round(rows_written / seconds, 2) if seconds else None, index=final.index)
 
 
-def summary_record(plan: BackfillPlan, *, rows_written: int, embed_seconds: float, upsert_seconds: float,
-                   seconds: float, final: dict[str, Any]) -> dict[str, Any]:
-    return {"uri": plan.uri, "table": plan.table, "column": plan.column, "dataset": plan.dataset,
-            "collection": plan.collection, "encoder": plan.encoder_name, "fingerprint": plan.fingerprint,
-            "dim": plan.dim, "tag": plan.tag, "resumed": plan.resumed, "shards": len(plan.jobs),
-            "shards_upserted": len(plan.pending), "rows_written": rows_written,
-            "table_rows": final["table_rows"], "version": final["version"],
-            "embed_seconds": round(embed_seconds, 3), "upsert_seconds": round(upsert_seconds, 3),
-            "seconds": round(seconds, 3), "rows_per_second": round(rows_written / seconds, 2) if seconds else None,
-            "index": final["index"]}
-
-
-def rollback_backfill(uri: str | Path, table: str) -> dict[str, Any]:
+def rollback_backfill(uri: str | Path, table: str) -> RollbackResult:
     """Restore the table to the version tagged before the latest backfill run into it.
 
     Rolling back again goes one run further back (each run's tag is used once).
@@ -382,9 +361,9 @@ def rollback_backfill(uri: str | Path, table: str) -> dict[str, Any]:
     lance_table.restore(run["tag"])
     run.update(status="rolled_back", rolled_back=now_iso(), restored_as_version=lance_table.version)
     write_json(spath, state)
-    return {"uri": str(uri), "table": run["table"], "tag": run["tag"], "from_version": before,
-            "restored_version": run["version_before"], "version": lance_table.version,
-            "table_rows": lance_table.count_rows()}
+    return RollbackResult(uri=str(uri), table=run["table"], tag=run["tag"], from_version=before,
+                          restored_version=run["version_before"], version=lance_table.version,
+                          table_rows=lance_table.count_rows())
 
 
 def resolve_table_name(config: BackfillConfig, home: TavaHome | None = None) -> tuple[Path, str]:

@@ -94,7 +94,7 @@ def test_dive_beats_pca_on_scifact_teacher_vectors(scifact_dir):
     torch.set_num_threads(1)
     config = CompressConfig(dataset=str(scifact_dir), corpus_vectors=str(corpus_dir), query_vectors=str(query_dir),
                             dims=[128], max_steps=150, eval_every=50)
-    data = load_compression_data(config, {"corpus_vectors": str(corpus_dir), "query_vectors": str(query_dir)})
+    data = load_compression_data(config, str(corpus_dir), str(query_dir))
     assert len(data.corpus) == 5183 and len(data.test) == 300 and len(data.train) + len(data.validation) == 809
     full = evaluate_model(None, data.test, data.corpus_ids, data.corpus)["ndcg_at_10"]
     assert full == pytest.approx(0.6451, abs=2e-3)
