@@ -234,7 +234,7 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
 
     result = PipelineResult(
         dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections, teacher=embedded.encoder,
-        index={k: index.get(k) for k in ("index_dir", "factory", "count", "recall_at_10", "version")},
+        index=index.model_dump(include={"index_dir", "factory", "count", "recall_at_10", "version"}),
         student_dir=student.output, adapter_dir=adapter.adapter_dir, registry=registry, quality=list(quality.values()),
         report_dirs=[full.directory, asymmetric.directory], seconds=seconds)
     create_markdown_artifact(summary_markdown(result), key="tava-pipeline-summary",

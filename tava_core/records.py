@@ -227,3 +227,41 @@ class EvaluationPlan(Record):
     corpus_roles: dict[str, str]            # document role -> role whose corpus vectors it uses
     query_roles: list[str]                  # encoded one after another (the timing is the throughput)
     earlier: Optional[EvaluationReport]     # an identical earlier evaluation, served instead
+
+
+# ----------------------------------------------------------------------------- FAISS index
+
+class IndexRecord(Record):
+    """A published (or already current) index version: its manifest's small fields."""
+
+    index_dir: str
+    version: Optional[str] = None
+    skipped: bool = False               # the current version already indexed these shards
+    kind: str = "faiss-index"
+    created: Optional[str] = None
+    factory: str
+    metric: str
+    dim: int
+    count: int
+    source: dict[str, Any] = {}         # vector dir, dataset, collection, encoder, shard sha256s
+    train_rows: Optional[int] = None
+    train_seconds: Optional[float] = None
+    add_seconds: Optional[float] = None
+    build_seconds: Optional[float] = None
+    search_params: Optional[dict[str, Any]] = None
+    recall_at_10: Optional[float] = None
+    recall_queries: Optional[int] = None
+    recall_query_source: Optional[str] = None
+    built_on_gpu: Optional[bool] = None
+    faiss_version: Optional[str] = None
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> "IndexRecord":
+        """The record of a build's manifest (the config and anything not listed here stay in the file)."""
+        return cls.model_validate({k: v for k, v in manifest.items() if k in cls.model_fields})
+
+
+class IndexRollback(Record):
+    index_dir: str
+    from_version: Optional[str]
+    to_version: Optional[str]

@@ -23,7 +23,7 @@ from . import metrics as M
 from .config import MODE_ROLES, EvalConfig
 from .data import RetrievalData, load_retrieval_data
 from .report import report_paths, write_report_files
-from .vectors import vector_key, embed_corpus, encode_queries, load_corpus_vectors, load_query_vectors
+from .vectors import vector_key, load_corpus_vectors, load_query_vectors
 
 log = logging.getLogger(__name__)
 MAIN_METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
