@@ -228,7 +228,8 @@ def compression_record(report: dict[str, Any], directory: Path, *, reused: bool)
         name=report["name"], directory=str(directory), method=report["method"], run_key=report["run_key"],
         compressors={f"{r['method']}-{r['dim']}d": str(directory / f"{r['method']}-{r['dim']}d")
                      for r in report["results"]},
-        ndcg_at_10={m: {str(d): round(v, 4) for d, v in by_dim.items()} for m, by_dim in ndcg_table(report, key).items()},
+        ndcg_at_10={m: {str(d): round(v, 4) for d, v in by_dim.items()}
+                    for m, by_dim in ndcg_table(report, key).items()},
         full_dimension_ndcg_at_10=round(report["full_dimension"][key]["ndcg_at_10"], 4), scored_on=key,
         loadable_encoder=report.get("base_encoder") is not None, reused=reused)
 

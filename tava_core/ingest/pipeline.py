@@ -370,7 +370,7 @@ def reused_ingest(config: IngestConfig, home: TavaHome, name: str, key: str) -> 
                         collections={k: c.rows for k, c in manifest.collections.items()},
                         shards=sum(len(c.shards) for c in manifest.collections.values()),
                         qrels={split: record.pairs for split, record in manifest.qrels.items()},
-                        skipped=manifest.skipped, seconds=0.0)
+                        skipped=manifest.skipped, seconds=manifest.info.get("ingest_seconds", 0.0))
 
 
 def ingest(config: IngestConfig, home: TavaHome | str | Path | None = None, *,
@@ -397,18 +397,20 @@ def ingest(config: IngestConfig, home: TavaHome | str | Path | None = None, *,
             qrels[split] = write_qrels(tmp, split, path, writers["queries"].ids, writers["corpus"].ids, bad,
                                        lenient_ids=truncated)
         skipped = bad.report()
+        seconds = round(time.perf_counter() - started, 3)  # recorded, so a reused ingest reports it too
         manifest = DatasetManifest(
             name=name, source=plan.source,
             collections={key: Collection(shards=w.shards) for key, w in writers.items()},
             qrels=qrels, skipped=skipped, config=config.model_dump(mode="json"),
-            info={"format": plan.format, "truncated": truncated, **plan.info, "run_key": key})
+            info={"format": plan.format, "truncated": truncated, **plan.info, "run_key": key,
+                  "ingest_seconds": seconds})
         save_manifest(tmp, manifest)
     final = home.dataset_dir(name)
     return IngestReport(name=name, path=str(final), source=plan.source, format=plan.format,
                         collections={key: w.rows for key, w in writers.items()},
                         shards=sum(len(w.shards) for w in writers.values()),
                         qrels={split: record.pairs for split, record in qrels.items()},
-                        skipped=skipped, seconds=round(time.perf_counter() - started, 3))
+                        skipped=skipped, seconds=seconds)
 
 
 def dataset_exists(home: TavaHome, name: str) -> bool:
