@@ -30,7 +30,7 @@ def train_task(config: AdapterConfig, inputs: AdapterInputs, out_dir: str) -> Ad
     return train_adapter(config, inputs, out_dir, show_progress=True)
 
 
-@task(name="adapt-publish-report", task_run_name="publish adapter report {record.name}")
+@task(name="adapt-publish-report", task_run_name="publish adapter report {record.name}", cache_policy=CORE_DECIDES)
 def publish_report_task(record: AdapterRecord) -> None:
     """The report as a markdown artifact and the metrics as a table artifact in the Prefect UI."""
     report = read_json(Path(record.adapter_dir) / "report.json")

@@ -31,7 +31,8 @@ def train_task(config: CompressConfig, sources: CompressionSources, home: Option
     return train_compressors(config, sources, TavaHome(home), show_progress=True)
 
 
-@task(name="compress-publish-report", task_run_name="publish compression report {record.name}")
+@task(name="compress-publish-report", task_run_name="publish compression report {record.name}",
+      cache_policy=CORE_DECIDES)
 def publish_report_task(record: CompressorRecord) -> None:
     """The report as a markdown artifact and nDCG@10 by method and dimension as a table artifact."""
     report = read_json(Path(record.directory) / "report.json")

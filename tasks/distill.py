@@ -29,7 +29,7 @@ def train_task(config: DistillConfig, home: Optional[str]) -> StudentRecord:
     return distill(config, TavaHome(home), progress=True)
 
 
-@task(name="distill-publish", task_run_name="publish student report {record.name}")
+@task(name="distill-publish", task_run_name="publish student report {record.name}", cache_policy=CORE_DECIDES)
 def publish_task(record: StudentRecord) -> None:
     """Curves (markdown with the PNG) and metrics (table) as Prefect artifacts."""
     out = Path(record.output)
