@@ -41,10 +41,11 @@ def test_compress_cli_trains_reports_and_saves_loadable_compressors(prefect_harn
     from flows.cli import main
     from tava_core.encoders import load_encoder
 
-    main(["--home", str(tava_home), "compress", "--dataset", str(tiny_beir), "--encoder", str(tiny_model_dir),
-          "--encoder-device", "cpu", "--dims", "8", "--dims", "4", "--baselines", "pca", "--baselines", "truncate",
-          "--hidden-dim", "16", "--max-steps", "20", "--eval-every", "10", "--batch-size", "16",
-          "--negative-depth", "5", "--name", "tiny"])
+    argv = ["--home", str(tava_home), "compress", "--dataset", str(tiny_beir), "--encoder", str(tiny_model_dir),
+            "--encoder-device", "cpu", "--dims", "8", "--dims", "4", "--baselines", "pca", "--baselines", "truncate",
+            "--hidden-dim", "16", "--max-steps", "20", "--eval-every", "10", "--batch-size", "16",
+            "--negative-depth", "5", "--name", "tiny"]
+    main(argv)
     record = json.loads(capsys.readouterr().out)
     out = tava_home / "artifacts" / "compressors" / "tiny"
     assert record["directory"] == str(out) and record["scored_on"] == "test" and record["loadable_encoder"]
@@ -60,6 +61,14 @@ def test_compress_cli_trains_reports_and_saves_loadable_compressors(prefect_harn
     assert "| dive |" in (out / "report.md").read_text()
     encoder = load_encoder(str(out / "dive-8d"))        # the tiny model, then the compressor
     assert encoder.encode(["protein folding rate"], kind="query").shape == (1, 8)
+    assert record["reused"] is False
+    # The same command again: served from the saved run, nothing retrained or rewritten.
+    written = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    main(argv)
+    again = json.loads(capsys.readouterr().out)
+    assert again["reused"] is True and again["run_key"] == record["run_key"]
+    assert again["ndcg_at_10"] == record["ndcg_at_10"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == written
 
 
 @pytest.mark.slow
