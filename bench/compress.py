@@ -85,7 +85,7 @@ def vector_sources(config) -> dict:
     from tava_core.home import TavaHome
 
     sources = resolve_vectors(config, TavaHome(BENCH_HOME), show_progress=True)
-    return {**sources, "cached": False}
+    return {**sources.model_dump(), "cached": False}
 
 
 def run_grid(method: str, dim: int, data, base: dict, grid: list[dict]) -> tuple[object, dict, list[dict]]:
@@ -117,7 +117,7 @@ def few_label_row(labeled: int, seed: int, dim: int, chosen: dict, data, base: d
     from tava_core.compress.trainer import evaluate_model
 
     few_base = {**base, "max_labeled_queries": labeled, "seed": seed}
-    few_data = load_compression_data(CompressConfig(**few_base), sources)
+    few_data = load_compression_data(CompressConfig(**few_base), sources["corpus_vectors"], sources["query_vectors"])
     row = {"labeled_queries": labeled, "seed": seed, "train": len(few_data.train),
            "validation": len(few_data.validation), "dim": dim}
     for method in FEW_LABEL_METHODS:
@@ -184,7 +184,8 @@ def main() -> None:
     sources = vector_sources(probe)
     base = dict(dataset=str(SCIFACT), corpus_vectors=sources["corpus_vectors"],
                 query_vectors=sources["query_vectors"], dims=dims, **common)
-    data_by_seed = {seed: load_compression_data(CompressConfig(**{**base, "seed": seed}), sources) for seed in args.seeds}
+    data_by_seed = {seed: load_compression_data(CompressConfig(**{**base, "seed": seed}), sources["corpus_vectors"],
+                                                   sources["query_vectors"]) for seed in args.seeds}
     data = data_by_seed[args.seeds[0]]
     full_test = evaluate_model(None, data.test, data.corpus_ids, data.corpus)
     full_val = evaluate_model(None, data.validation, data.corpus_ids, data.corpus)

@@ -220,7 +220,8 @@ def main() -> None:
         config = run_config(name, kind, setting, passages, steps, args.quick, args.minutes, paths, args.threads)
         print(f"== {name}", flush=True)
         t0 = time.time()
-        card = distill(config, TavaHome(args.home), progress=True)
+        record = distill(config, TavaHome(args.home), progress=True)
+        card = {**json.loads(record.card_path.read_text()), "output": record.output, "reused": record.reused}
         wall = time.time() - t0
         metrics = evaluate_student(Path(card["output"]), data, teacher_qps, alone=alone)
         run = {"name": name, "student": kind, "setting": setting, "passages": passages,

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import click
 from prefect import flow, get_run_logger
@@ -14,12 +14,13 @@ from prefect import flow, get_run_logger
 from tasks.adapt import adapter_dir, check_inputs_task, publish_report_task, train_task
 from tava_core.adapter.config import AdapterConfig
 from tava_core.home import TavaHome
+from tava_core.records import AdapterRecord
 
 from .cli import build_config, config_options, echo_record
 
 
 @flow(name="train-adapter", log_prints=True)
-def train_adapter(config: AdapterConfig = AdapterConfig(), home: Optional[str] = None) -> dict[str, Any]:
+def train_adapter(config: AdapterConfig = AdapterConfig(), home: Optional[str] = None) -> AdapterRecord:
     """Train an adapter on student/teacher vector directories (made by `tava embed`).
 
     Args:
@@ -28,13 +29,12 @@ def train_adapter(config: AdapterConfig = AdapterConfig(), home: Optional[str] =
     """
     logger = get_run_logger()
     checked = check_inputs_task(config)
-    logger.info("%d pairs: %s (%d-d) -> %s (%d-d)", checked["pairs"], checked["student"]["encoder"].get("name"),
-                checked["student"]["encoder"].get("dim"), checked["teacher"]["encoder"].get("name"),
-                checked["teacher"]["encoder"].get("dim"))
-    out_dir = adapter_dir(TavaHome(home), checked["name"])
-    record = train_task(config, checked["name"], out_dir, checked["inputs_checksum"])
+    logger.info("%d pairs: %s (%d-d) -> %s (%d-d)", checked.pairs, checked.student["encoder"].get("name"),
+                checked.student["encoder"].get("dim"), checked.teacher["encoder"].get("name"),
+                checked.teacher["encoder"].get("dim"))
+    record = train_task(config, checked, adapter_dir(TavaHome(home), checked.name))
     publish_report_task(record)
-    metrics = record["metrics"]
+    metrics = record.metrics
     if metrics:
         line = ", ".join(f"{name} cos {m['mean_cosine']:.4f} rank {m['mean_rank']:.3f}" for name, m in metrics.items())
         logger.info("held-out: %s", line)

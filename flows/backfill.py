@@ -4,12 +4,13 @@
       -> for each pending shard: embed (cached vector shard) -> merge_insert on id -> record done
       -> finish (IVF index, optimise) -> summary artifact
 
-`tava backfill --rollback` restores the version tagged before the latest run.
+`tava backfill --rollback` restores the version tagged before the latest run. This flow is the
+only place the backfill steps of ``tava_core.vectorstore`` are chained (tests run it too).
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import click
 from prefect import flow, get_run_logger
@@ -19,15 +20,15 @@ from tasks.backfill import (finish_backfill_task, prepare_backfill_task, report_
 from tasks.embed import embed_shard_task
 from tava_core.errors import ConfigError
 from tava_core.home import TavaHome
-from tava_core.vectorstore import (BackfillConfig, backfill_lock, default_uri, resolve_table_name,
-                                  summary_record)
+from tava_core.records import BackfillResult, RollbackResult, ShardUpsert
+from tava_core.vectorstore import BackfillConfig, backfill_lock, default_uri, resolve_table_name, summarize_backfill
 
 from .cli import build_config, config_options, echo_record
 
 
 @flow(name="backfill-vector-store", log_prints=True)
 def backfill_vector_store(config: BackfillConfig = BackfillConfig(dataset="builtin"),
-                          home: Optional[str] = None) -> dict[str, Any]:
+                          home: Optional[str] = None) -> BackfillResult:
     """Embed the collection with the chosen encoder and upsert it into the LanceDB table.
 
     Args:
@@ -41,28 +42,27 @@ def backfill_vector_store(config: BackfillConfig = BackfillConfig(dataset="built
         plan = prepare_backfill_task(config, str(TavaHome(home).root))
         if plan.resumed:
             logger.info("resuming: %d of %d shards left", len(plan.pending), len(plan.jobs))
-        embed_seconds = upsert_seconds = 0.0
-        rows = 0
+        embed_seconds = 0.0
+        upserts: list[ShardUpsert] = []
         # Sequential on purpose: LanceDB commits are serialised per table, and the encoder already
-        # uses every core; the embed task is cached per shard, so a resumed run skips finished work.
+        # uses every core; a vector shard already current is not re-embedded (tava_core.reuse), so a
+        # resumed run skips finished work.
         for i in plan.pending:
             t0 = time.perf_counter()
             embed_shard_task(plan.job(i), config.encoder, plan.fingerprint)
             embed_seconds += time.perf_counter() - t0
-            record = upsert_shard_task(plan, i)
-            upsert_seconds += record["upsert_seconds"]
-            rows += record["rows"]
+            upserts.append(upsert_shard_task(plan, i))
         final = finish_backfill_task(plan, config)
-        summary = summary_record(plan, rows_written=rows, embed_seconds=embed_seconds, upsert_seconds=upsert_seconds,
-                                 seconds=time.perf_counter() - started, final=final)
+        summary = summarize_backfill(plan, upserts, embed_seconds=embed_seconds,
+                                     seconds=time.perf_counter() - started, final=final)
     report_backfill_task(summary)
-    logger.info("table %s: %d rows (%d written), index %s", summary["table"], summary["table_rows"], rows,
-                summary["index"])
+    logger.info("table %s: %d rows (%d written), index %s", summary.table, summary.table_rows, summary.rows_written,
+                summary.index)
     return summary
 
 
 @flow(name="rollback-vector-store")
-def rollback_vector_store(uri: str, table: str) -> dict[str, Any]:
+def rollback_vector_store(uri: str, table: str) -> RollbackResult:
     """Restore the table to the version tagged before its latest backfill."""
     return rollback_backfill_task(uri, table)
 

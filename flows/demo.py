@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -27,13 +26,14 @@ from tava_core.evaluate.config import EvalConfig
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig
 from tava_core.io import sha256_file
+from tava_core.records import EmbedResult, EvaluationReport, Record
 
 from tasks.registry import publish_current_task
 
 from .adapt import train_adapter
 from .cli import build_config, config_options
 from .distill import distill_student
-from .embed import EmbedResult, embed_dataset_flow
+from .embed import embed_dataset_flow
 from .evaluate import evaluate_flow
 from .index import rebuild_index
 from .ingest import ingest_corpus
@@ -85,6 +85,17 @@ class PipelineConfig(TavaModel):
         return data
 
 
+class QualityRow(Record):
+    """One way of answering queries: its retrieval quality and speed against the teacher's."""
+
+    system: str                     # teacher, student alone, student no adapter, student + adapter
+    queries_documents: str          # which encoder encodes the queries / the documents
+    ndcg_at_10: float
+    retention: Optional[float]      # share of the teacher's nDCG@10
+    queries_per_second: float
+    speedup: float                  # queries per second over the teacher's
+
+
 class PipelineResult(BaseModel):
     dataset: str
     dataset_dir: str
@@ -94,26 +105,34 @@ class PipelineResult(BaseModel):
     student_dir: str
     adapter_dir: str
     registry: list[dict]       # what was published (or was already current)
-    quality: list[dict]        # one row per way of answering queries
+    quality: list[QualityRow]  # one row per way of answering queries
     report_dirs: list[str]
     seconds: dict[str, float]
 
+    def system(self, name: str) -> QualityRow:
+        """The quality row of one system (KeyError naming the systems there are)."""
+        for row in self.quality:
+            if row.system == name:
+                return row
+        raise KeyError(f"no system {name!r}; have {[r.system for r in self.quality]}")
 
-def quality_rows(full: dict, asymmetric: dict) -> list[dict]:
+
+TEACHER, STUDENT_ALONE, NO_ADAPTER, WITH_ADAPTER = ("teacher", "student alone", "student, no adapter",
+                                                    "student + adapter")
+
+
+def quality_rows(full: EvaluationReport, asymmetric: EvaluationReport) -> list[QualityRow]:
     """Teacher, student alone, student queries vs teacher docs, and with the adapter."""
-    def ndcg(result: dict, mode: str) -> float:
-        return next(r["ndcg_at_10"] for r in result["rows"] if r["mode"] == mode and r["variant"] == "full")
-
-    qps = {**asymmetric["throughput"], **full["throughput"]}
-    asym_qps = asymmetric["throughput"]["adapted"]
-    rows = [("teacher", "teacher / teacher", ndcg(full, "teacher/teacher"), qps["teacher"]),
-            ("student alone", "student / student", ndcg(full, "student/student"), qps["student"]),
-            ("student, no adapter", "student / teacher", ndcg(asymmetric, "adapted/teacher"), asym_qps),
-            ("student + adapter", "student+adapter / teacher", ndcg(full, "adapted/teacher"), qps["adapted"])]
-    teacher_ndcg = rows[0][2]
-    return [{"system": system, "queries / documents": modes, "ndcg_at_10": round(score, 4),
-             "retention": round(score / teacher_ndcg, 4) if teacher_ndcg else None,
-             "queries_per_second": round(speed, 1), "speedup": round(speed / qps["teacher"], 2)}
+    qps = {**asymmetric.throughput, **full.throughput}
+    rows = [(TEACHER, "teacher / teacher", full.ndcg("teacher/teacher"), qps["teacher"]),
+            (STUDENT_ALONE, "student / student", full.ndcg("student/student"), qps["student"]),
+            # asymmetric's "adapted" role is the bare student (no adapter): see the pipeline
+            (NO_ADAPTER, "student / teacher", asymmetric.ndcg("adapted/teacher"), asymmetric.throughput["adapted"]),
+            (WITH_ADAPTER, "student+adapter / teacher", full.ndcg("adapted/teacher"), qps["adapted"])]
+    teacher_ndcg = full.ndcg("teacher/teacher")
+    return [QualityRow(system=system, queries_documents=modes, ndcg_at_10=round(score, 4),
+                       retention=round(score / teacher_ndcg, 4) if teacher_ndcg else None,
+                       queries_per_second=round(speed, 1), speedup=round(speed / qps["teacher"], 2))
             for system, modes, score, speed in rows]
 
 
@@ -123,8 +142,8 @@ def summary_markdown(result: PipelineResult) -> str:
              "| system | queries / documents | nDCG@10 | of teacher | queries/s | speed-up |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for row in result.quality:
-        lines.append(f"| {row['system']} | {row['queries / documents']} | {row['ndcg_at_10']:.4f} | "
-                     f"{row['retention']:.1%} | {row['queries_per_second']:.0f} | {row['speedup']:.1f}x |")
+        lines.append(f"| {row.system} | {row.queries_documents} | {row.ndcg_at_10:.4f} | "
+                     f"{row.retention:.1%} | {row.queries_per_second:.0f} | {row.speedup:.1f}x |")
     lines += ["", "| artifact | where |", "| --- | --- |",
               f"| student (Stage A) | `{result.student_dir}` |", f"| adapter (Stage B) | `{result.adapter_dir}` |",
               f"| FAISS index ({result.index['factory']}, recall@10 {result.index['recall_at_10']}) | "
@@ -158,11 +177,10 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
 
     start = time.perf_counter()
     embedded: EmbedResult = embed_dataset_flow(EmbedConfig(dataset=ingested.path, encoder=config.teacher), home=root)
-    teacher_vectors = {c.collection: c.vectors_dir for c in embedded.collections}
     timed("embed (teacher)", start)
 
     start = time.perf_counter()
-    index = rebuild_index(IndexConfig(vectors=teacher_vectors["corpus"], factory=config.index_factory), home=root)
+    index = rebuild_index(IndexConfig(vectors=embedded.vectors("corpus"), factory=config.index_factory), home=root)
     timed("index", start)
 
     start = time.perf_counter()
@@ -174,24 +192,24 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
     # Stage B pairs: the texts the student trained on (never the queries), embedded by both.
     start = time.perf_counter()
     trained_on = [c for c in ingested.collections if c != "queries"]
-    student_spec = EncoderSpec(model=student["output"])
+    student_spec = EncoderSpec(model=student.output)
     student_dirs = [c.vectors_dir for c in embed_dataset_flow(
         EmbedConfig(dataset=ingested.path, collections=trained_on, encoder=student_spec), home=root).collections]
-    teacher_dirs = [teacher_vectors[c] for c in trained_on]
-    for span_dataset in student["span_datasets"]:
+    teacher_dirs = [embedded.vectors(c) for c in trained_on]
+    for span_dataset in student.span_datasets:
         student_dirs += [c.vectors_dir for c in embed_dataset_flow(
             EmbedConfig(dataset=span_dataset, encoder=student_spec), home=root).collections]
-        teacher_dirs += [d for key, d in student["teacher_vectors"].items() if key.startswith(span_dataset + "/")]
+        teacher_dirs += [d for key, d in student.teacher_vectors.items() if key.startswith(span_dataset + "/")]
     timed("embed (student)", start)
 
     start = time.perf_counter()
     adapter = train_adapter(config.adapter.model_copy(update={
-        "student_vectors": student_dirs, "teacher_vectors": teacher_dirs, "student": student["output"],
+        "student_vectors": student_dirs, "teacher_vectors": teacher_dirs, "student": student.output,
         "warm_start": None}), home=root)
     timed("Stage B (adapter)", start)
 
     start = time.perf_counter()
-    adapted = EncoderSpec(model=adapter["adapter_dir"])
+    adapted = EncoderSpec(model=adapter.adapter_dir)
     full = evaluate_flow(EvalConfig(dataset=ingested.path, split=config.split, teacher=config.teacher,
                                     student=student_spec, adapted=adapted,
                                     modes=["teacher/teacher", "student/student", "adapted/teacher"]), home=root)
@@ -203,22 +221,21 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
     timed("evaluate", start)
 
     # The registry's current student and adapter: what the nightly refresh continues from.
-    quality = quality_rows(full.model_dump(), asymmetric.model_dump())
+    quality = {row.system: row for row in quality_rows(full, asymmetric)}
     lineage = {"dataset": ingested.name, "dataset_dir": ingested.path, "teacher": embedded.encoder}
-    card = json.loads((Path(student["output"]) / "model_card.json").read_text())
     registry = [
-        publish_current_task("students", config.registry_student, student["output"], card["run_key"], root,
-                             lineage={**lineage, "source": student["output"]},
-                             metrics={r["system"]: r["ndcg_at_10"] for r in quality[1:3]}),
-        publish_current_task("adapters", config.registry_adapter, adapter["adapter_dir"],
-                             sha256_file(Path(adapter["adapter_dir"]) / "model.safetensors"), root,
-                             lineage={**lineage, "source": adapter["adapter_dir"], "student": student["output"]},
-                             metrics={"nDCG@10 " + config.split: quality[3]["ndcg_at_10"]})]
+        publish_current_task("students", config.registry_student, student.output, student.run_key, root,
+                             lineage={**lineage, "source": student.output},
+                             metrics={name: quality[name].ndcg_at_10 for name in (STUDENT_ALONE, NO_ADAPTER)}),
+        publish_current_task("adapters", config.registry_adapter, adapter.adapter_dir,
+                             sha256_file(Path(adapter.adapter_dir) / "model.safetensors"), root,
+                             lineage={**lineage, "source": adapter.adapter_dir, "student": student.output},
+                             metrics={"nDCG@10 " + config.split: quality[WITH_ADAPTER].ndcg_at_10})]
 
     result = PipelineResult(
         dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections, teacher=embedded.encoder,
-        index={k: index.get(k) for k in ("index_dir", "factory", "count", "recall_at_10", "version")},
-        student_dir=student["output"], adapter_dir=adapter["adapter_dir"], registry=registry, quality=quality,
+        index=index.model_dump(include={"index_dir", "factory", "count", "recall_at_10", "version"}),
+        student_dir=student.output, adapter_dir=adapter.adapter_dir, registry=registry, quality=list(quality.values()),
         report_dirs=[full.directory, asymmetric.directory], seconds=seconds)
     create_markdown_artifact(summary_markdown(result), key="tava-pipeline-summary",
                              description="tava pipeline: quality, speed-ups, artifacts")

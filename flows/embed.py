@@ -12,7 +12,6 @@ import click
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel
 
 from tasks.embed import embed_shard_task
 from tava_core.embed import (EmbedConfig, ShardJob, collection_lock, current_records, plan_collection,
@@ -21,22 +20,9 @@ from tava_core.encoders import load_encoder
 from tava_core.encoders.device import available_devices, device_for_shard
 from tava_core.home import TavaHome, find_dataset
 from tava_core.manifest import ShardRecord, load_dataset_manifest
+from tava_core.records import EmbedResult, VectorSet
 
 from .cli import build_config, config_options, echo_record
-
-
-class CollectionResult(BaseModel):
-    collection: str
-    vectors_dir: str
-    rows: int
-    shards: int
-    dim: int
-
-
-class EmbedResult(BaseModel):
-    dataset: str
-    encoder: dict
-    collections: list[CollectionResult]
 
 
 def shard_devices(config: EmbedConfig) -> list[str]:
@@ -119,7 +105,7 @@ def embed_dataset_flow(config: EmbedConfig = EmbedConfig(), home: Optional[str] 
             else:
                 logger.info("%s: all %d shards already embedded by %s", collection, len(jobs), encoder.name)
             write_vector_manifest(out_dir, manifest, collection, encoder, records)
-        results.append(CollectionResult(collection=collection, vectors_dir=str(out_dir),
+        results.append(VectorSet(collection=collection, vectors_dir=str(out_dir),
                                         rows=sum(r.rows for r in records), shards=len(records), dim=encoder.dim))
     return EmbedResult(dataset=manifest.name, encoder=encoder.info(), collections=results)
 

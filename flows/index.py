@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import click
 from prefect import flow, get_run_logger
@@ -18,12 +18,13 @@ from tava_core.errors import ConfigError
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig, default_index_dir
 from tava_core.manifest import load_vector_manifest
+from tava_core.records import IndexRecord, IndexRollback
 
 from .cli import build_config, config_options, echo_record
 
 
 @flow(name="rebuild-index", log_prints=True)
-def rebuild_index(config: IndexConfig, home: Optional[str] = None) -> dict[str, Any]:
+def rebuild_index(config: IndexConfig, home: Optional[str] = None) -> IndexRecord:
     """Build the index `config` describes and publish it; the previous version stays until then.
 
     Args:
@@ -33,16 +34,16 @@ def rebuild_index(config: IndexConfig, home: Optional[str] = None) -> dict[str, 
     logger = get_run_logger()
     # Submitted, so a flow run with a Dask task runner builds on a Dask worker (else a thread here).
     record = build_index_task.submit(config, str(TavaHome(home).root)).result()
-    if record.get("skipped"):
-        logger.info("current version %s already indexes these shards; nothing rebuilt", record.get("version"))
+    if record.skipped:
+        logger.info("current version %s already indexes these shards; nothing rebuilt", record.version)
     else:
-        logger.info("published version %s of %s: %d vectors, recall@10 %s, %.1f s", record["version"],
-                    record["index_dir"], record["count"], record["recall_at_10"], record["build_seconds"])
+        logger.info("published version %s of %s: %d vectors, recall@10 %s, %.1f s", record.version,
+                    record.index_dir, record.count, record.recall_at_10, record.build_seconds or 0.0)
     return record
 
 
 @flow(name="rollback-index")
-def rollback_index_flow(index_dir: str) -> dict[str, Any]:
+def rollback_index_flow(index_dir: str) -> IndexRollback:
     """Point the index's `current` back at the previous complete version."""
     return rollback_index_task(index_dir)
 

@@ -1,6 +1,6 @@
 """Flow: read a corpus into Parquet text shards with a manifest.
 
-    check the source (format, columns)  ->  ingest (cached on source signature + config)
+    check the source (format, columns)  ->  ingest (reused when source signature + config are unchanged)
                                         ->  markdown artifact: rows, shards, qrels, skipped
 
 Also the `tava data` commands: `download` (a BEIR zip, checksum-verified) and `builtin`
@@ -15,7 +15,7 @@ import click
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from tasks.ingest import dataset_is_current, ingest_task
+from tasks.ingest import ingest_task
 from tava_core.config import IngestConfig
 from tava_core.home import TavaHome
 from tava_core.ingest import IngestReport, plan_source
@@ -52,9 +52,7 @@ def ingest_corpus(config: IngestConfig = IngestConfig(source="builtin"),
     logger = get_run_logger()
     tava_home = TavaHome(home)
     plan_source(config, tava_home)  # fail fast on a bad source, before a task run is recorded
-    # A cached report is only good while its dataset is still on disk, made by this config.
-    task = ingest_task if dataset_is_current(config, tava_home) else ingest_task.with_options(refresh_cache=True)
-    report = task(config, str(tava_home.root))
+    report = ingest_task(config, str(tava_home.root))
     create_markdown_artifact(report_markdown(report), key="ingest-report",
                              description=f"ingest of {report.name}")
     logger.info("ingested %s: %s; %d shards; skipped %d", report.name, report.collections, report.shards,

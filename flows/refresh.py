@@ -20,7 +20,7 @@ from typing import Any, Optional
 import click
 from prefect import flow, get_run_logger
 
-from tasks.refresh import (candidate_dir, cleanup_candidates, discard_task, evaluate_task, ingest_task, promote_task,
+from tasks.refresh import (candidate_dir, cleanup_candidates, discard_task, ingest_task, promote_task,
                            publish_report, resolve_task, scan_task, train_task)
 from tava_core import refresh as core
 from tava_core.config import EncoderSpec
@@ -31,6 +31,7 @@ from tava_core.registry import RegistryLockedError, file_lock
 
 from .cli import build_config, config_options, echo_record
 from .embed import embed_dataset_flow
+from .evaluate import evaluate_flow
 
 
 class StageFailed(Exception):
@@ -48,6 +49,14 @@ def _embed(dataset_dir: str, spec: dict[str, Any], home: str) -> dict[str, Any]:
     result = embed_dataset_flow(EmbedConfig(dataset=dataset_dir, collections=[core.BATCH_COLLECTION],
                                             encoder=EncoderSpec.model_validate(spec)), home=home)
     return {"vectors": result.collections[0].vectors_dir, "encoder": result.encoder}
+
+
+def _evaluate_adapter(adapter_dir: str, config: core.RefreshConfig, home: str, tag: str) -> dict[str, float]:
+    """nDCG@10 (adapted/teacher) on every evaluation set, each an `evaluate` sub-flow (retried once,
+    as the task it replaces was)."""
+    evaluate = evaluate_flow.with_options(retries=1, retry_delay_seconds=5)
+    return {dataset: evaluate(eval_config, home=home).ndcg(core.EVAL_MODE)
+            for dataset, eval_config in core.evaluation_configs(adapter_dir, config, tag).items()}
 
 
 @flow(name="nightly_adapter_refresh", log_prints=True)
@@ -132,10 +141,10 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
 
         scores: dict[str, Any] = {"candidate": {}, "current": None}
         if config.evaluation:
-            scores["candidate"] = stage("evaluate candidate", evaluate_task, out_dir, config, home,
+            scores["candidate"] = stage("evaluate candidate", _evaluate_adapter, out_dir, config, home,
                                         f"candidate-{record['run']}")
             if current["version"] is not None:
-                scores["current"] = stage("evaluate current", evaluate_task, current["path"], config, home,
+                scores["current"] = stage("evaluate current", _evaluate_adapter, current["path"], config, home,
                                           f"v{current['version']}-{record['run']}")
         decision = core.compare(config, scores["candidate"], scores["current"], trained)
         record["decision"] = decision

@@ -7,6 +7,12 @@ from tava_core.home import configure_environment as _configure_environment
 
 _configure_environment()
 
+from prefect.cache_policies import NO_CACHE  # noqa: E402  (after the environment is set)
+
+#: Cache policy of every task whose step writes an artifact: Prefect caches nothing, the core's
+#: reuse check decides (the one cache rule, written in ``tava_core.reuse``).
+CORE_DECIDES = NO_CACHE
+
 
 def retry_unless_tava_error(task, task_run, state) -> bool:
     """Retry condition for every tava task: a ``TavaError`` (bad input, a model that will not

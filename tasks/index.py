@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig, build_index, rollback_index
+from tava_core.records import IndexRecord, IndexRollback
 
 from . import markdown_facts, retry_unless_tava_error
 
@@ -34,19 +35,18 @@ def index_summary_markdown(record: dict[str, Any]) -> str:
 
 @task(name="build-index", task_run_name="index {config.factory}", retries=1, retry_delay_seconds=[5],
       retry_condition_fn=retry_unless_tava_error, cache_policy=NO_CACHE)
-def build_index_task(config: IndexConfig, home_root: str) -> dict[str, Any]:
-    """Build from vector shards and publish atomically; returns the manifest (small record)."""
+def build_index_task(config: IndexConfig, home_root: str) -> IndexRecord:
+    """Build from vector shards and publish atomically; returns the manifest's small record."""
     record = build_index(config, TavaHome(home_root), show_progress=True)
     create_markdown_artifact(index_summary_markdown(record), key="faiss-index",
                              description=f"FAISS index {config.factory}")
-    record.pop("config", None)
-    return record
+    return IndexRecord.from_manifest(record)
 
 
 @task(name="rollback-index", cache_policy=NO_CACHE)
-def rollback_index_task(index_dir: str) -> dict[str, Any]:
+def rollback_index_task(index_dir: str) -> IndexRollback:
     """Point the index's `current` at the previous complete version."""
-    record = rollback_index(index_dir)
-    create_markdown_artifact(f"# FAISS index rolled back\n\n`{record['index_dir']}`: version "
-                             f"{record['from_version']} -> {record['to_version']}\n", key="faiss-index-rollback")
+    record = IndexRollback.model_validate(rollback_index(index_dir))
+    create_markdown_artifact(f"# FAISS index rolled back\n\n`{record.index_dir}`: version "
+                             f"{record.from_version} -> {record.to_version}\n", key="faiss-index-rollback")
     return record

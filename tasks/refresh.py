@@ -56,12 +56,6 @@ def train_task(config: core.RefreshConfig, home: str, batch: dict[str, Any], res
                                 teacher=resolved["teacher"], current=resolved["current"], out_dir=out_dir)
 
 
-@task(name="refresh-evaluate", task_run_name="evaluate {tag}", **RETRY)
-def evaluate_task(adapter_dir: str, config: core.RefreshConfig, home: str, tag: str) -> dict[str, float]:
-    """nDCG@10 (adapted/teacher) on every evaluation set."""
-    return core.evaluate_adapter(adapter_dir, config, TavaHome(home), tag)
-
-
 @task(name="refresh-promote", task_run_name="promote candidate of {name}", cache_policy=NO_CACHE)
 def promote_task(name: str, home: str, candidate_dir: str, expected_current: Optional[str], lineage: dict[str, Any],
                  metrics: dict[str, Any], note: str, keep_versions: int) -> dict[str, Any]:

@@ -311,20 +311,16 @@ def train_candidate(config: RefreshConfig, home: TavaHome, *, batch: dict[str, A
 
 # ----------------------------------------------------------------------------- stage: evaluate
 
-def evaluate_adapter(adapter_dir: str, config: RefreshConfig, home: TavaHome, tag: str) -> dict[str, float]:
-    """nDCG@10 of student+adapter queries against teacher documents on every evaluation set."""
-    from .evaluate import EvalConfig, evaluate
+def evaluation_configs(adapter_dir: str, config: RefreshConfig, tag: str) -> dict[str, Any]:
+    """dataset -> the EvalConfig scoring student+adapter queries against teacher documents on it
+    (the flow runs each and reads its ``EVAL_MODE`` nDCG@10)."""
+    from .evaluate import EvalConfig
 
-    scores = {}
-    for dataset in config.evaluation:
-        report = evaluate(EvalConfig(dataset=dataset, split=config.split, teacher=config.teacher,
-                                     adapted=EncoderSpec(model=adapter_dir), modes=[EVAL_MODE], matryoshka_dims=[],
-                                     quantization=[], run_mteb=config.run_mteb,
-                                     run=f"refresh-{slug(config.name)}-{tag}-{slug(Path(dataset).name)}"),
-                          home, show_progress=False)
-        row = next(r for r in report["rows"] if r["mode"] == EVAL_MODE and r["variant"] == "full")
-        scores[dataset] = float(row["ndcg_at_10"])
-    return scores
+    return {dataset: EvalConfig(dataset=dataset, split=config.split, teacher=config.teacher,
+                                adapted=EncoderSpec(model=adapter_dir), modes=[EVAL_MODE], matryoshka_dims=[],
+                                quantization=[], run_mteb=config.run_mteb,
+                                run=f"refresh-{slug(config.name)}-{tag}-{slug(Path(dataset).name)}")
+            for dataset in config.evaluation}
 
 
 def compare(config: RefreshConfig, candidate: dict[str, Any], current: Optional[dict[str, Any]],
@@ -404,5 +400,5 @@ def new_run_id() -> str:
 
 
 __all__ = ["RefreshConfig", "NewFile", "scan_drop_zone", "resolve_student", "resolve_current_adapter", "ingest_batch",
-           "train_candidate", "evaluate_adapter", "compare", "report_markdown", "write_report", "load_state",
+           "train_candidate", "evaluation_configs", "compare", "report_markdown", "write_report", "load_state",
            "save_state", "refresh_dir", "drop_zone", "run_lock_path", "now_iso"]

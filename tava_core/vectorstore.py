@@ -15,6 +15,9 @@ shard's upsert, which overwrites the same rows.
 One backfill (or rollback) of a table runs at a time: ``backfill_lock`` is held from the plan to
 the end (``lock_timeout_seconds``: a second run waits, or stops naming the first). Searches never
 take it: LanceDB readers see the last committed version, old or new, never a part.
+The steps are ``prepare_backfill`` -> (``tava_core.embed.embed_shard`` + ``upsert_shard``) per
+pending shard -> ``finish_backfill`` -> ``summarize_backfill``; the flow
+``flows/backfill.py:backfill_vector_store`` is the one place that chains them.
 """
 from __future__ import annotations
 
@@ -22,20 +25,21 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional
+from typing import Any, Iterator, Literal, Optional
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
 from .config import EncoderSpec, TavaModel
-from .embed import ShardJob, embed_shard, plan_collection
+from .embed import ShardJob, plan_collection
 from .encoders import load_encoder
 from .errors import ConfigError, InputError
 from .home import TavaHome, find_dataset, slug
 from .io import read_json, read_text_shard, read_vector_shard, write_json
 from .locks import file_lock
 from .manifest import load_dataset_manifest, now_iso
+from .records import BackfillFinish, BackfillResult, RollbackResult, ShardUpsert
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +323,7 @@ def _update_run(plan: BackfillPlan, **changes: Any) -> dict[str, Any]:
     return run
 
 
-def upsert_shard(plan: BackfillPlan, i: int) -> dict[str, Any]:
+def upsert_shard(plan: BackfillPlan, i: int) -> ShardUpsert:
     """Upsert the (already embedded) vector shard of job ``i`` and record it as done."""
     job = plan.job(i)
     t0 = time.perf_counter()
@@ -330,11 +334,11 @@ def upsert_shard(plan: BackfillPlan, i: int) -> dict[str, Any]:
     upsert(_open_plan_table(plan), batch)
     # Committed first, recorded second: a crash in between only makes a resume redo this upsert.
     _update_run(plan, completed=job.source_sha256)
-    return {"shard": Path(job.text_shard).name, "rows": batch.num_rows,
-            "upsert_seconds": round(time.perf_counter() - t0, 3)}
+    return ShardUpsert(shard=Path(job.text_shard).name, rows=batch.num_rows,
+                       upsert_seconds=round(time.perf_counter() - t0, 3))
 
 
-def finish_backfill(plan: BackfillPlan, config: BackfillConfig) -> dict[str, Any]:
+def finish_backfill(plan: BackfillPlan, config: BackfillConfig) -> BackfillFinish:
     """Build the vector index, optimise the table and mark the run done."""
     table = _open_plan_table(plan)
     info = _build_vector_index(table, config, plan.column, plan.dim) if config.build_index else {"built": False}
@@ -343,50 +347,23 @@ def finish_backfill(plan: BackfillPlan, config: BackfillConfig) -> dict[str, Any
         table.optimize()
         info["optimize_seconds"] = round(time.perf_counter() - t0, 3)
     _update_run(plan, status="done", finished=now_iso(), version_after=table.version)
-    return {"index": info, "table_rows": table.count_rows(), "version": table.version}
+    return BackfillFinish(index=info, table_rows=table.count_rows(), version=table.version)
 
 
-def backfill(config: BackfillConfig, home: TavaHome | None = None, *, show_progress: bool = False,
-             after_shard: Optional[Callable[[int, ShardJob], None]] = None) -> dict[str, Any]:
-    """Run (or resume) a whole backfill in this process; returns a small record.
-
-    ``after_shard(i, job)`` is called after each shard is upserted and recorded.
-    """
-    from tqdm.auto import tqdm
-
-    started = time.perf_counter()
-    with backfill_lock(config, home):
-        plan = prepare_backfill(config, home)
-        encoder = load_encoder(config.encoder)
-        embed_seconds = upsert_seconds = 0.0
-        rows_written = 0
-        for i in tqdm(plan.pending, desc=f"backfill {plan.table}", disable=not show_progress):
-            t0 = time.perf_counter()
-            embed_shard(plan.job(i), encoder)  # cached: a vector shard already current is not recomputed
-            embed_seconds += time.perf_counter() - t0
-            record = upsert_shard(plan, i)
-            upsert_seconds += record["upsert_seconds"]
-            rows_written += record["rows"]
-            if after_shard is not None:
-                after_shard(i, plan.job(i))
-        final = finish_backfill(plan, config)
-    return summary_record(plan, rows_written=rows_written, embed_seconds=embed_seconds,
-                          upsert_seconds=upsert_seconds, seconds=time.perf_counter() - started, final=final)
+def summarize_backfill(plan: BackfillPlan, upserts: list[ShardUpsert], *, embed_seconds: float, seconds: float,
+                       final: BackfillFinish) -> BackfillResult:
+    """The run's record from its plan, the shard upserts and the finish step (no I/O)."""
+    rows_written = sum(u.rows for u in upserts)
+    return BackfillResult(
+        uri=plan.uri, table=plan.table, column=plan.column, dataset=plan.dataset, collection=plan.collection,
+        encoder=plan.encoder_name, fingerprint=plan.fingerprint, dim=plan.dim, tag=plan.tag, resumed=plan.resumed,
+        shards=len(plan.jobs), shards_upserted=len(upserts), rows_written=rows_written,
+        table_rows=final.table_rows, version=final.version, embed_seconds=round(embed_seconds, 3),
+        upsert_seconds=round(sum(u.upsert_seconds for u in upserts), 3), seconds=round(seconds, 3),
+        rows_per_second=round(rows_written / seconds, 2) if seconds else None, index=final.index)
 
 
-def summary_record(plan: BackfillPlan, *, rows_written: int, embed_seconds: float, upsert_seconds: float,
-                   seconds: float, final: dict[str, Any]) -> dict[str, Any]:
-    return {"uri": plan.uri, "table": plan.table, "column": plan.column, "dataset": plan.dataset,
-            "collection": plan.collection, "encoder": plan.encoder_name, "fingerprint": plan.fingerprint,
-            "dim": plan.dim, "tag": plan.tag, "resumed": plan.resumed, "shards": len(plan.jobs),
-            "shards_upserted": len(plan.pending), "rows_written": rows_written,
-            "table_rows": final["table_rows"], "version": final["version"],
-            "embed_seconds": round(embed_seconds, 3), "upsert_seconds": round(upsert_seconds, 3),
-            "seconds": round(seconds, 3), "rows_per_second": round(rows_written / seconds, 2) if seconds else None,
-            "index": final["index"]}
-
-
-def rollback_backfill(uri: str | Path, table: str, *, lock_timeout: float = 0.0) -> dict[str, Any]:
+def rollback_backfill(uri: str | Path, table: str, *, lock_timeout: float = 0.0) -> RollbackResult:
     """Restore the table to the version tagged before the latest backfill run into it.
 
     Rolling back again goes one run further back (each run's tag is used once). Waits for, or
@@ -401,7 +378,7 @@ def rollback_backfill(uri: str | Path, table: str, *, lock_timeout: float = 0.0)
         return _rollback_locked(uri, table, spath)
 
 
-def _rollback_locked(uri: Path, table: str, spath: Path) -> dict[str, Any]:
+def _rollback_locked(uri: Path, table: str, spath: Path) -> RollbackResult:
     state = _load_state(spath)
     pending = [run for run in state["runs"] if run.get("status") != "rolled_back" and run.get("table") == table]
     if not pending:
@@ -416,9 +393,9 @@ def _rollback_locked(uri: Path, table: str, spath: Path) -> dict[str, Any]:
     lance_table.restore(run["tag"])
     run.update(status="rolled_back", rolled_back=now_iso(), restored_as_version=lance_table.version)
     write_json(spath, state)
-    return {"uri": str(uri), "table": run["table"], "tag": run["tag"], "from_version": before,
-            "restored_version": run["version_before"], "version": lance_table.version,
-            "table_rows": lance_table.count_rows()}
+    return RollbackResult(uri=str(uri), table=run["table"], tag=run["tag"], from_version=before,
+                          restored_version=run["version_before"], version=lance_table.version,
+                          table_rows=lance_table.count_rows())
 
 
 def resolve_table_name(config: BackfillConfig, home: TavaHome | None = None) -> tuple[Path, str]:

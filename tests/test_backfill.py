@@ -1,4 +1,7 @@
-"""LanceDB backfill: upsert by id, idempotence, crash + resume (a real SIGKILL), rollback, dims."""
+"""LanceDB backfill: upsert by id, idempotence, crash + resume (a real SIGKILL), rollback, dims.
+
+Every backfill here runs the flow `backfill_vector_store`, the one chain of the core's backfill
+steps (the deployment runs the same)."""
 from __future__ import annotations
 
 import json
@@ -16,7 +19,8 @@ from helpers import synthetic_texts, write_dataset
 from tava_core.config import EncoderSpec
 from tava_core.errors import ConfigError, InputError
 from tava_core.home import TavaHome
-from tava_core.vectorstore import BackfillConfig, backfill, rollback_backfill, state_path
+from tava_core.records import BackfillResult
+from tava_core.vectorstore import BackfillConfig, rollback_backfill, state_path
 
 ROWS, SHARD = 300, 75  # 4 shards (>= 256 rows: enough to train an IVF index)
 
@@ -50,6 +54,18 @@ def tiny16_dir(tiny_model_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _prefect(prefect_harness):
+    """Backfills run as flows, so every test here talks to the session's test Prefect server."""
+    yield
+
+
+def backfill(config: BackfillConfig, home: TavaHome) -> BackfillResult:
+    from flows.backfill import backfill_vector_store
+
+    return backfill_vector_store(config, home=str(home.root))
+
+
 def cfg(tiny_model_dir: Path, dataset: str = "toy", **kwargs) -> BackfillConfig:
     return BackfillConfig(dataset=dataset, encoder=EncoderSpec(model=str(tiny_model_dir)), **kwargs)
 
@@ -66,34 +82,34 @@ def table_ids(table, column: str = "id") -> list[str]:
 
 def test_backfill_writes_every_row_once_and_is_idempotent(tiny_model_dir, dataset, tava_home):
     first = backfill(cfg(tiny_model_dir), TavaHome(tava_home))
-    assert first["table_rows"] == ROWS and first["rows_written"] == ROWS and first["shards"] == 4
+    assert first.table_rows == ROWS and first.rows_written == ROWS and first.shards == 4
     table = open_table(tava_home)
     data = table.to_arrow()
     assert set(data.column_names) == {"id", "text", "vector", "encoder"}
     ids = data.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == ROWS
-    assert set(data.column("encoder").to_pylist()) == {first["fingerprint"]}
+    assert set(data.column("encoder").to_pylist()) == {first.fingerprint}
     # The stored vectors are the encoder's vectors of the stored text.
     from tava_core.encoders import load_encoder
 
     row = data.slice(7, 1).to_pylist()[0]
     expected = load_encoder(EncoderSpec(model=str(tiny_model_dir))).encode([row["text"]])[0]
     np.testing.assert_allclose(row["vector"], expected, atol=1e-5)
-    assert first["tag"] in table.tags.list()
+    assert first.tag in table.tags.list()
 
     second = backfill(cfg(tiny_model_dir), TavaHome(tava_home))
     table = open_table(tava_home)
-    assert second["table_rows"] == ROWS and table.count_rows() == ROWS
+    assert second.table_rows == ROWS and table.count_rows() == ROWS
     assert sorted(table_ids(table)) == sorted(ids)
-    assert second["tag"] != first["tag"]
+    assert second.tag != first.tag
 
 
 def test_index_built_or_skipped_with_reason(tiny_model_dir, dataset, tava_home):
     built = backfill(cfg(tiny_model_dir, index_type="ivf_flat"), TavaHome(tava_home))
-    assert built["index"]["built"] is True
+    assert built.index["built"] is True
     assert [ix.columns for ix in open_table(tava_home).list_indices()] == [["vector"]]
     skipped = backfill(cfg(tiny_model_dir, num_partitions=4), TavaHome(tava_home))  # 4 x 256 > 300 rows
-    assert skipped["index"]["built"] is False and "300 rows" in skipped["index"]["reason"]
+    assert skipped.index["built"] is False and "300 rows" in skipped.index["reason"]
 
 
 def test_rollback_restores_previous_versions(tiny_model_dir, dataset, tava_home):
@@ -104,9 +120,9 @@ def test_rollback_restores_previous_versions(tiny_model_dir, dataset, tava_home)
     assert table.count_rows() == ROWS + 50
     uri = tava_home / "lancedb"
     result = rollback_backfill(uri, "toy_corpus")
-    assert result["table_rows"] == ROWS
+    assert result.table_rows == ROWS
     assert not any(i.startswith("t") for i in table_ids(open_table(tava_home)))
-    assert rollback_backfill(uri, "toy_corpus")["table_rows"] == 0  # before the first run: empty
+    assert rollback_backfill(uri, "toy_corpus").table_rows == 0  # before the first run: empty
     with pytest.raises(InputError, match="no backfill run"):
         rollback_backfill(uri, "toy_corpus")
 
@@ -119,24 +135,24 @@ def test_dim_mismatch_error_new_table_and_new_column(tiny_model_dir, tiny16_dir,
     assert not list((TavaHome(tava_home).vectors / "toy" / "corpus").glob("tiny16-*/shard-*"))  # nothing embedded
 
     other = backfill(cfg(tiny16_dir, on_dim_mismatch="new_table", build_index=False), TavaHome(tava_home))
-    assert other["table"] == "toy_corpus_16d" and other["table_rows"] == ROWS
+    assert other.table == "toy_corpus_16d" and other.table_rows == ROWS
     assert open_table(tava_home, "toy_corpus_16d").schema.field("vector").type.list_size == 16
     assert open_table(tava_home).schema.field("vector").type.list_size == 32
-    assert rollback_backfill(tava_home / "lancedb", "toy_corpus_16d")["table_rows"] == 0
+    assert rollback_backfill(tava_home / "lancedb", "toy_corpus_16d").table_rows == 0
 
     column = backfill(cfg(tiny16_dir, on_dim_mismatch="new_column"), TavaHome(tava_home))
-    assert column["column"] == "vector_16d" and column["table"] == "toy_corpus"
+    assert column.column == "vector_16d" and column.table == "toy_corpus"
     data = open_table(tava_home).to_arrow()
     assert data.num_rows == ROWS and data.column("vector_16d").null_count == 0
     assert data.schema.field("vector").type.list_size == 32 and data.column("vector").null_count == 0
-    assert set(data.column("encoder_16d").to_pylist()) == {column["fingerprint"]}
+    assert set(data.column("encoder_16d").to_pylist()) == {column.fingerprint}
 
 
 CRASH_SCRIPT = textwrap.dedent("""
     import os, signal, sys
+    from flows.backfill import backfill_vector_store
     from tava_core import vectorstore
     from tava_core.config import EncoderSpec
-    from tava_core.home import TavaHome
 
     real_upsert = vectorstore.upsert
     calls = {"n": 0}
@@ -150,13 +166,17 @@ CRASH_SCRIPT = textwrap.dedent("""
 
     vectorstore.upsert = upsert_then_die
     config = vectorstore.BackfillConfig(dataset="toy", encoder=EncoderSpec(model=sys.argv[1]))
-    vectorstore.backfill(config, TavaHome(sys.argv[2]))
+    backfill_vector_store(config, home=sys.argv[2])
 """)
 
 
 @pytest.mark.slow
 def test_killed_backfill_resumes_with_every_id_once(tiny_model_dir, dataset, tava_home):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    from prefect.settings import PREFECT_API_URL
+
+    # The killed flow reports to this session's test server (no server of its own to orphan).
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     proc = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(tiny_model_dir), str(tava_home)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
@@ -165,22 +185,21 @@ def test_killed_backfill_resumes_with_every_id_once(tiny_model_dir, dataset, tav
     assert open_table(tava_home).count_rows() == 3 * SHARD  # 3rd shard committed, unrecorded
 
     resumed = backfill(cfg(tiny_model_dir), TavaHome(tava_home))
-    assert resumed["resumed"] is True and resumed["shards_upserted"] == 2  # shards 3 (again) and 4
+    assert resumed.resumed is True and resumed.shards_upserted == 2  # shards 3 (again) and 4
     ids = table_ids(open_table(tava_home))
     assert len(ids) == len(set(ids)) == ROWS
-    assert resumed["tag"] == state["runs"][-1]["tag"]  # one run, one tag: rollback undoes all of it
-    assert rollback_backfill(tava_home / "lancedb", "toy_corpus")["table_rows"] == 0
+    assert resumed.tag == state["runs"][-1]["tag"]  # one run, one tag: rollback undoes all of it
+    assert rollback_backfill(tava_home / "lancedb", "toy_corpus").table_rows == 0
 
 
 @pytest.mark.slow
-def test_backfill_flow_and_cli_rollback(tiny_model_dir, dataset, tava_home, prefect_harness, monkeypatch):
+def test_backfill_cli_rollback(tiny_model_dir, dataset, tava_home, monkeypatch):
     from click.testing import CliRunner
 
-    from flows.backfill import backfill_vector_store
     from flows.cli import group
 
-    record = backfill_vector_store(cfg(tiny_model_dir, build_index=False), home=str(tava_home))
-    assert record["table_rows"] == ROWS and record["rows_written"] == ROWS
+    record = backfill(cfg(tiny_model_dir, build_index=False), TavaHome(tava_home))
+    assert record.table_rows == ROWS and record.rows_written == ROWS
     monkeypatch.setenv("TAVA_HOME", str(tava_home))
     result = CliRunner().invoke(group, ["backfill", "--rollback", "--table", "toy_corpus"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

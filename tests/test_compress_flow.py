@@ -41,10 +41,11 @@ def test_compress_cli_trains_reports_and_saves_loadable_compressors(prefect_harn
     from flows.cli import main
     from tava_core.encoders import load_encoder
 
-    main(["--home", str(tava_home), "compress", "--dataset", str(tiny_beir), "--encoder", str(tiny_model_dir),
-          "--encoder-device", "cpu", "--dims", "8", "--dims", "4", "--baselines", "pca", "--baselines", "truncate",
-          "--hidden-dim", "16", "--max-steps", "20", "--eval-every", "10", "--batch-size", "16",
-          "--negative-depth", "5", "--name", "tiny"])
+    argv = ["--home", str(tava_home), "compress", "--dataset", str(tiny_beir), "--encoder", str(tiny_model_dir),
+            "--encoder-device", "cpu", "--dims", "8", "--dims", "4", "--baselines", "pca", "--baselines", "truncate",
+            "--hidden-dim", "16", "--max-steps", "20", "--eval-every", "10", "--batch-size", "16",
+            "--negative-depth", "5", "--name", "tiny"]
+    main(argv)
     record = json.loads(capsys.readouterr().out)
     out = tava_home / "artifacts" / "compressors" / "tiny"
     assert record["directory"] == str(out) and record["scored_on"] == "test" and record["loadable_encoder"]
@@ -60,6 +61,14 @@ def test_compress_cli_trains_reports_and_saves_loadable_compressors(prefect_harn
     assert "| dive |" in (out / "report.md").read_text()
     encoder = load_encoder(str(out / "dive-8d"))        # the tiny model, then the compressor
     assert encoder.encode(["protein folding rate"], kind="query").shape == (1, 8)
+    assert record["reused"] is False
+    # The same command again: served from the saved run, nothing retrained or rewritten.
+    written = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    main(argv)
+    again = json.loads(capsys.readouterr().out)
+    assert again["reused"] is True and again["run_key"] == record["run_key"]
+    assert again["ndcg_at_10"] == record["ndcg_at_10"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == written
 
 
 @pytest.mark.slow
@@ -94,7 +103,7 @@ def test_dive_beats_pca_on_scifact_teacher_vectors(scifact_dir):
     torch.set_num_threads(1)
     config = CompressConfig(dataset=str(scifact_dir), corpus_vectors=str(corpus_dir), query_vectors=str(query_dir),
                             dims=[128], max_steps=150, eval_every=50)
-    data = load_compression_data(config, {"corpus_vectors": str(corpus_dir), "query_vectors": str(query_dir)})
+    data = load_compression_data(config, str(corpus_dir), str(query_dir))
     assert len(data.corpus) == 5183 and len(data.test) == 300 and len(data.train) + len(data.validation) == 809
     full = evaluate_model(None, data.test, data.corpus_ids, data.corpus)["ndcg_at_10"]
     assert full == pytest.approx(0.6451, abs=2e-3)

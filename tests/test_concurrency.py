@@ -239,8 +239,8 @@ def tava(home: Path, api_url: str, name: str, *args: str) -> Proc:
     return Proc([sys.executable, "-m", "flows.cli", "--home", str(home), *args], home, api_url, name)
 
 
-def paused_holder(home: Path, name: str, script: str, *args: str) -> Proc:
-    return Proc([sys.executable, "-c", textwrap.dedent(script), *args], home, None, name)
+def paused_holder(home: Path, name: str, script: str, *args: str, api_url: str | None = None) -> Proc:
+    return Proc([sys.executable, "-c", textwrap.dedent(script), *args], home, api_url, name)
 
 
 def open_table(home: Path, name: str = "toy_corpus"):
@@ -285,7 +285,9 @@ BACKFILL_HOLDER = """
 
     vectorstore.upsert = upsert_then_pause
     config = vectorstore.BackfillConfig(dataset="toy", encoder=EncoderSpec(model=model), build_index=False)
-    print(json.dumps(vectorstore.backfill(config, TavaHome(home))), flush=True)
+    # the flow the deployment runs (it is the only place that chains the backfill steps)
+    from flows.backfill import backfill_vector_store
+    print(backfill_vector_store(config, home=str(TavaHome(home).root)).model_dump_json(), flush=True)
 """
 
 
@@ -303,7 +305,8 @@ def test_second_backfill_refuses_or_waits_as_configured(tava_home, toy, tiny_mod
     from tava_core.vectorstore import state_path
 
     go = tava_home.parent / "go"
-    first = paused_holder(tava_home, "first", BACKFILL_HOLDER, str(tiny_model_dir), str(tava_home), str(go))
+    first = paused_holder(tava_home, "first", BACKFILL_HOLDER, str(tiny_model_dir), str(tava_home), str(go),
+                          api_url=api_url)
     cli_args = ["backfill", "--dataset", "toy", "--encoder", str(tiny_model_dir), "--no-build-index"]
     try:
         first.wait_for("PAUSED")
@@ -346,7 +349,8 @@ def test_second_backfill_refuses_or_waits_as_configured(tava_home, toy, tiny_mod
 @pytest.mark.slow
 def test_killed_lock_holder_leaves_no_lock_behind(tava_home, toy, tiny_model_dir, api_url):
     go = tava_home.parent / "go"  # never created: the holder is killed while paused
-    holder = paused_holder(tava_home, "holder", BACKFILL_HOLDER, str(tiny_model_dir), str(tava_home), str(go))
+    holder = paused_holder(tava_home, "holder", BACKFILL_HOLDER, str(tiny_model_dir), str(tava_home), str(go),
+                          api_url=api_url)
     try:
         holder.wait_for("PAUSED")
         os.kill(holder.pid, signal.SIGKILL)

@@ -118,8 +118,10 @@ def test_short_training_lowers_loss_and_raises_held_out_cosine(toy_home, teacher
     # The transformer run also trains on one span view per text (the span path end to end).
     extra = ({"student": "static", "static_init": "token_embeddings", "lr": 2e-2} if kind == "static"
              else {"fit_projection": False, "span_views": 1})
-    card = distill(_config(teacher_dir, name=f"short-{kind}", **extra), toy_home, progress=False)
-    out = Path(card["output"])
+    record = distill(_config(teacher_dir, name=f"short-{kind}", **extra), toy_home, progress=False)
+    out = Path(record.output)
+    card = json.loads(record.card_path.read_text())
+    assert record.reused is False and record.best_cosine == card["validation"]["best_cosine"]
     assert out == TavaHome(toy_home).artifacts / "students" / f"short-{kind}"
     for name in ("modules.json", "model.safetensors", "curves.png", "README.md", "model_card.json"):
         assert (out / name).is_file(), name
@@ -140,7 +142,7 @@ def test_short_training_lowers_loss_and_raises_held_out_cosine(toy_home, teacher
     assert losses["best_step"] > 0 and card["speed"]["student_texts_per_second"] > 0
     # A re-run of the same config is free: the finished artifact is reused.
     again = distill(_config(teacher_dir, name=f"short-{kind}", **extra), toy_home, progress=False)
-    assert again["reused"] is True
+    assert again.reused is True and again.run_key == record.run_key
 
 
 def test_fitted_projection_starts_nearer_the_teacher(toy_home, teacher_dir):
@@ -226,7 +228,7 @@ _RUN_SCRIPT = """
 import json, sys
 from tava_core.distill import DistillConfig, distill
 config = DistillConfig.model_validate_json(sys.argv[1])
-print(json.dumps(distill(config, sys.argv[2], progress=False)["training"]["steps_done"]))
+print(json.dumps(distill(config, sys.argv[2], progress=False).steps))
 """
 
 
@@ -248,7 +250,7 @@ def test_resume_after_a_real_kill(toy_home, teacher_dir):
     proc.wait()
     killed_at = json.loads(state_file.read_text())["step"]
     assert 0 < killed_at < 400 and not out.exists()
-    card = distill(config, toy_home, progress=False)
+    card = json.loads(distill(config, toy_home, progress=False).card_path.read_text())
     assert card["training"]["resumed_from"] >= killed_at
     assert card["training"]["steps_done"] == 400
     assert (out / "model.safetensors").is_file() and not work_dir_for(out).exists()

@@ -22,18 +22,24 @@ def test_cli_options_come_from_the_config():
 
 
 @pytest.mark.slow
-def test_distill_flow_trains_a_student_and_publishes_artifacts(prefect_harness, tava_home, tiny_model_dir):
+def test_distill_flow_trains_a_student_and_publishes_artifacts(prefect_harness, tava_home, tiny_model_dir,
+                                                               monkeypatch):
     from prefect.client.orchestration import get_client
 
     from flows.distill import distill_student
-    from tava_core.distill import DistillConfig
+    from tava_core.distill import DistillConfig, run
+
+    joined = []   # the training data (texts + teacher vectors) is read and checked once per run
+    real_prepare = run.prepare_training
+    monkeypatch.setattr(run, "prepare_training", lambda *a, **k: joined.append(1) or real_prepare(*a, **k))
 
     make_toy_dataset(tava_home, "toy", n=300)
     config = DistillConfig(name="flowtest", teacher=str(tiny_model_dir), datasets=["toy"], layers=[1], steps=20,
                            batch_size=16, warmup_steps=2, eval_every=10, checkpoint_every=10, max_length=32,
                            validation_fraction=0.05, device="cpu")
     record = distill_student(config, home=str(tava_home))
-    out = Path(record["output"])
+    out = Path(record.output)
+    assert len(joined) == 1 and record.reused is False and record.steps == 20
     assert out == tava_home / "artifacts" / "students" / "flowtest"
     assert (out / "curves.png").is_file() and (out / "modules.json").is_file()
     card = json.loads((out / "model_card.json").read_text())

@@ -100,10 +100,10 @@ def test_flow_is_cached_and_dask_gives_the_same_vectors_and_index(tava_home, tin
     dask_ids, dask_vectors, _ = read_vector_dir(dask_dir)
     assert dask_ids == ids
     np.testing.assert_allclose(dask_vectors, vectors, atol=1e-6)
-    assert dask_index["count"] == local_index["count"] == 120
+    assert dask_index.count == local_index.count == 120
     queries = vectors[::7]
-    local_hits, local_scores = search(load_index(local_index["index_dir"]), queries, k=10)
-    dask_hits, dask_scores = search(load_index(dask_index["index_dir"]), queries, k=10)
+    local_hits, local_scores = search(load_index(local_index.index_dir), queries, k=10)
+    dask_hits, dask_scores = search(load_index(dask_index.index_dir), queries, k=10)
     assert dask_hits == local_hits and [row[0] for row in local_hits] == ids[::7]
     np.testing.assert_allclose(dask_scores, local_scores, atol=1e-5)
 

@@ -11,7 +11,7 @@ import pytest
 
 from tava_core.config import EncoderSpec
 from tava_core.errors import ConfigError, InputError
-from tava_core.evaluate import EvalConfig, evaluate, load_retrieval_data
+from tava_core.evaluate import EvalConfig, load_retrieval_data
 from tava_core.evaluate import metrics as M
 from tava_core.home import TavaHome
 
@@ -28,6 +28,16 @@ DOCS = [
 QUERIES = [("q1", "which animals purr"), ("q2", "which drink wakes you up"), ("q3", "a language for code"),
            ("q4", "what orbits the earth"), ("q9", "a query without judgements")]
 QRELS = [("q1", "d1", 1), ("q2", "d5", 1), ("q2", "d6", 1), ("q3", "d4", 2), ("q3", "d7", 1), ("q4", "d8", 1)]
+
+
+def evaluate(config: EvalConfig, home: TavaHome) -> dict:
+    """Run the `evaluate` flow (the one chain of the evaluation steps, as deployed); the report on disk
+    with the record's ``files`` and ``reused``."""
+    from flows.evaluate import evaluate_flow
+
+    record = evaluate_flow(config, home=str(home.root))
+    report = json.loads(Path(record.files["json"]).read_text())
+    return {**report, "files": record.files, "reused": record.reused}
 
 
 def write_beir(root: Path, qrels=QRELS, docs=DOCS, queries=QUERIES, split: str = "test") -> Path:
@@ -136,11 +146,12 @@ def test_empty_or_missing_split_is_an_input_error(tmp_path):
     assert "splits present: test" in str(info.value)
 
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_asymmetric_pair_of_different_dims_is_a_config_error(beir_dir, tiny_model_dir, tiny_wide, tava_home):
     config = EvalConfig(dataset=str(beir_dir), teacher=EncoderSpec(model=str(tiny_model_dir)),
                         adapted=EncoderSpec(model=str(tiny_wide)))
     with pytest.raises(ConfigError, match="48-d vectors but the teacher encoder gives 32-d") as info:
-        evaluate(config, TavaHome(tava_home), show_progress=False)
+        evaluate(config, TavaHome(tava_home))
     assert info.value.path == str(tiny_wide)
     assert not (tava_home / "vectors").exists()                    # failed before any encoding
     with pytest.raises(ConfigError, match="needs the student encoder"):
@@ -172,12 +183,13 @@ def test_routing_encoder_sends_queries_and_documents_to_their_encoders(beir_dir,
 
 # ------------------------------------------------------------------------------ whole evaluation
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_evaluate_all_modes_report_and_cache(beir_dir, tiny_model_dir, tiny_b, tava_home):
     home = TavaHome(tava_home)
     config = EvalConfig(dataset=str(beir_dir), teacher=EncoderSpec(model=str(tiny_model_dir)),
                         student=EncoderSpec(model=str(tiny_b)), adapted=EncoderSpec(model=str(tiny_b)),
                         matryoshka_dims=[384, 16, 8], batch_size=4, run="toy")
-    report = evaluate(config, home, show_progress=False)
+    report = evaluate(config, home)
     modes = ["teacher/teacher", "student/student", "adapted/teacher", "adapted/adapted"]
     assert list(dict.fromkeys(r["mode"] for r in report["rows"])) == modes
     variants = [r["variant"] for r in report["rows"] if r["mode"] == "teacher/teacher"]
@@ -199,23 +211,23 @@ def test_evaluate_all_modes_report_and_cache(beir_dir, tiny_model_dir, tiny_b, t
     assert (run_dir / "ndcg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((run_dir / "mteb" / "results").rglob("tava-toy.json"))) == 4
     # The identical evaluation again is served from its report; --no-reuse measures again.
-    same = evaluate(config, home, show_progress=False)
+    same = evaluate(config, home)
     assert same["reused"] is True and same["evaluation_key"] == report["evaluation_key"]
     assert same["rows"] == report["rows"] and same["throughput"] == report["throughput"]
     assert Path(same["files"]["json"]) == run_dir / "report.json"
-    measured = evaluate(config.model_copy(update={"reuse": False}), home, show_progress=False)
+    measured = evaluate(config.model_copy(update={"reuse": False}), home)
     assert measured["reused"] is False and measured["evaluation_key"] == report["evaluation_key"]
     assert [r["ndcg_at_10"] for r in measured["rows"]] == pytest.approx([r["ndcg_at_10"] for r in report["rows"]])
     # documents: one vector directory per distinct document encoder, reused by the next run
     corpus_dirs = sorted((tava_home / "vectors").glob("*/corpus/*"))
     assert len(corpus_dirs) == 2
     shards = {p: p.stat().st_mtime_ns for d in corpus_dirs for p in d.glob("*.parquet")}
-    again = evaluate(config.model_copy(update={"modes": ["adapted/teacher"], "run_mteb": False}), home,
-                     show_progress=False)
+    again = evaluate(config.model_copy(update={"modes": ["adapted/teacher"], "run_mteb": False}), home)
     assert {p: p.stat().st_mtime_ns for p in shards} == shards
     assert again["rows"][0]["ndcg_at_10"] == pytest.approx(full["adapted/teacher"]["ndcg_at_10"], abs=1e-5)
 
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_ingested_dataset_gives_the_same_data(beir_dir, tava_home, tiny_model_dir):
     ingest = pytest.importorskip("tava_core.ingest")
     from tava_core.config import IngestConfig
@@ -228,16 +240,17 @@ def test_ingested_dataset_gives_the_same_data(beir_dir, tava_home, tiny_model_di
     # scored the same way; the ingested set's document vectors land where `tava embed` puts them
     config = EvalConfig(dataset="toyset", teacher=EncoderSpec(model=str(tiny_model_dir)), matryoshka_dims=[],
                         quantization=[], run_mteb=False)
-    by_name = evaluate(config, home, show_progress=False)["rows"][0]
-    by_dir = evaluate(config.model_copy(update={"dataset": str(beir_dir)}), home, show_progress=False)["rows"][0]
+    by_name = evaluate(config, home)["rows"][0]
+    by_dir = evaluate(config.model_copy(update={"dataset": str(beir_dir)}), home)["rows"][0]
     assert by_name["ndcg_at_10"] == pytest.approx(by_dir["ndcg_at_10"], abs=1e-6)
     assert (tava_home / "vectors" / "toyset" / "corpus").is_dir()
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
 def test_teacher_numpy_metrics_equal_mteb(beir_dir, tava_home):
     report = evaluate(EvalConfig(dataset=str(beir_dir), matryoshka_dims=[128], batch_size=8),
-                      TavaHome(tava_home), show_progress=False)
+                      TavaHome(tava_home))
     check = report["mteb_check"]["teacher/teacher"]
     assert check["agree"], check
     assert check["mteb"]["ndcg_at_10"] > 0.8                      # the real teacher gets this toy set right

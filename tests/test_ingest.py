@@ -291,7 +291,7 @@ def test_cli_ingest(tmp_path, tava_home, monkeypatch, capsys, prefect_harness):
     main(argv)
     assert json.loads(capsys.readouterr().out) == out
     assert load_dataset_manifest(Path(tava_home) / "data" / "cli-mini").created == manifest.created
-    # A deleted dataset is rebuilt even though Prefect remembers the old report.
+    # A deleted dataset is rebuilt: the reuse check reads the disk, not a remembered report.
     import shutil
 
     shutil.rmtree(Path(tava_home) / "data" / "cli-mini")

@@ -44,11 +44,11 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
 
     config = PipelineConfig.model_validate(_tiny_pipeline_config(tiny_model_dir))
     first = demo_pipeline(config, home=str(tava_home))
-    systems = [row["system"] for row in first.quality]
+    systems = [row.system for row in first.quality]
     assert systems == ["teacher", "student alone", "student, no adapter", "student + adapter"]
     for row in first.quality:
-        assert 0.0 <= row["ndcg_at_10"] <= 1.0 and row["queries_per_second"] > 0
-    assert first.quality[0]["retention"] == 1.0 and first.quality[0]["speedup"] == 1.0
+        assert 0.0 <= row.ndcg_at_10 <= 1.0 and row.queries_per_second > 0
+    assert first.system("teacher").retention == 1.0 and first.system("teacher").speedup == 1.0
     student, adapter = Path(first.student_dir), Path(first.adapter_dir)
     assert (student / "modules.json").is_file() and (adapter / "tava_encoder.json").is_file()
     card = json.loads((student / "model_card.json").read_text())
@@ -73,6 +73,6 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert weights.stat().st_mtime_ns == before and adapter_weights.stat().st_mtime_ns == adapter_before
-    assert "student + adapter" in result.output and f"{first.quality[3]['ndcg_at_10']:.4f}" in result.output
+    assert "student + adapter" in result.output and f"{first.system('student + adapter').ndcg_at_10:.4f}" in result.output
     assert [v.version for v in registry.versions("adapters", "nightly")] == [first.registry[1]["version"]]
     assert TavaHome(tava_home).root == tava_home.resolve()

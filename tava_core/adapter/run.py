@@ -2,6 +2,7 @@
 
 ``train_adapter_from_arrays`` is the array-level core (used by the flow and the benchmark);
 ``train_adapter_from_dirs`` adds reading and checking the vector directories and saving.
+``check_adapter_inputs`` and ``train_adapter`` are the steps the flow (flows/adapt.py) chains.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..home import TavaHome, slug
+from ..records import AdapterInputs, AdapterRecord
 from .baselines import fit_baselines
 from .config import AdapterConfig
 from .data import VectorSide, check_training_inputs, check_vectors, join_pairs, read_side
@@ -168,3 +170,59 @@ def train_adapter_from_dirs(config: AdapterConfig, home: TavaHome | None = None,
                                     warm_start=config.warm_start, show_progress=show_progress)
     save_run(run, home.artifacts / "adapters" / slug(name), student_spec=student_spec_for(config, student))
     return run
+
+
+# ----------------------------------------------------------------------------- steps the flow chains
+
+def inputs_checksum(config: AdapterConfig) -> str:
+    """Hash of every input shard's sha256 (from the manifests) and the warm-start weights."""
+    from ..io import stable_hash
+    from ..manifest import load_vector_manifest
+    from .io import adapter_weights_hash
+
+    shards = []
+    for directory in [*config.student_vectors, *config.teacher_vectors]:
+        manifest = load_vector_manifest(directory)
+        shards.append([manifest.fingerprint, [s.sha256 for s in manifest.shards]])
+    warm = adapter_weights_hash(config.warm_start) if config.warm_start else None
+    return stable_hash([shards, warm])
+
+
+def check_adapter_inputs(config: AdapterConfig) -> AdapterInputs:
+    """Read both sides, join pairs and raise on bad input (dims, fingerprints, NaN, too few pairs)."""
+    student, teacher, keys, _, _ = load_training_vectors(config)
+    return AdapterInputs(name=config.name or default_name(student, teacher), pairs=len(keys),
+                         student={"encoder": student.encoder, "rows": len(student.keys)},
+                         teacher={"encoder": teacher.encoder, "rows": len(teacher.keys)},
+                         inputs_checksum=inputs_checksum(config))
+
+
+def adapter_run_key(config: AdapterConfig, checksum: str) -> str:
+    from ..io import stable_hash
+
+    return stable_hash([checksum, config.model_dump(mode="json")])  # as saved reports hold it
+
+
+def train_adapter(config: AdapterConfig, inputs: AdapterInputs, out_dir: str | Path, *,
+                  show_progress: bool = False) -> AdapterRecord:
+    """Train (best of the configured seeds) and save adapter + report atomically into ``out_dir``;
+    an identical finished run there is reused (tava_core.reuse). A diverged run raises
+    TrainingError and leaves ``out_dir`` as it was."""
+    from ..reuse import finished_record
+
+    out = Path(out_dir)
+    key = adapter_run_key(config, inputs.inputs_checksum)
+    report = finished_record(out / "report.json", key, required=["model.safetensors"])
+    reused = report is not None
+    if report is None:
+        student, teacher, _, x, y = load_training_vectors(config)
+        run = train_adapter_from_arrays(x, y, config, name=inputs.name,
+                                        student_info=dict(student.encoder, dirs=student.dirs),
+                                        teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
+                                        warm_start=config.warm_start, show_progress=show_progress)
+        run.report["run_key"] = key
+        save_run(run, out, student_spec=student_spec_for(config, student))
+        report = run.report
+    return AdapterRecord(name=inputs.name, adapter_dir=str(out), run_key=key, metrics=report["metrics"],
+                         training=report["training"], loadable_encoder=(out / "tava_encoder.json").is_file(),
+                         reused=reused)

@@ -1,7 +1,8 @@
-"""The whole compression stage in-process (the Prefect flow in ``flows/compress.py`` wraps these):
+"""The compression stage's steps (the flow ``flows/compress.py`` chains them):
 
-    resolve_vectors  ->  load_compression_data  ->  fit_all (every method x every dim)
-    ->  save_run (compressors + report.json / report.md / ndcg.png, one atomic directory)
+    resolve_vectors  ->  train_compressors = load_compression_data -> fit_all (every method x every
+    dim) -> save_run (compressors + report.json / report.md / ndcg.png, one atomic directory);
+    an identical finished run is reused (tava_core.reuse)
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from ..errors import ConfigError, IntegrityError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, sha256_file, stable_hash, write_vector_shard
 from ..manifest import ShardRecord, VectorManifest, load_vector_manifest, read_vector_dir, save_manifest
+from ..records import CompressionSources, CompressorRecord
+from ..reuse import finished_record, run_key
 from .config import LABELED_METHODS, CompressConfig
 from .data import CompressionData, QuerySet, split_queries
 from .io import write_compressor_files
@@ -72,7 +75,7 @@ def _encode_queries(splits: dict, encoder, home: TavaHome, show_progress: bool) 
 
 
 def resolve_vectors(config: CompressConfig, home: TavaHome | None = None, *,
-                    show_progress: bool = False) -> dict[str, Any]:
+                    show_progress: bool = False) -> CompressionSources:
     """Vector directories of the corpus and the judged queries: the given ones, else encoded
     (cached) with ``config.encoder``. Returns paths and the encoder record, no arrays."""
     home = home or TavaHome()
@@ -98,9 +101,10 @@ def resolve_vectors(config: CompressConfig, home: TavaHome | None = None, *,
     if too_big:
         raise ConfigError(f"target dims {too_big} are not below the vectors' {corpus_manifest.dim} dimensions",
                           hint=f"choose dims below {corpus_manifest.dim}, e.g. {corpus_manifest.dim // 3}")
-    return {"corpus_vectors": str(corpus_dir), "query_vectors": str(query_dir), "encoder": corpus_manifest.encoder,
-            "dataset": next(iter(splits.values())).name,
-            "checksum": stable_hash([[s.sha256 for s in m.shards] for m in (corpus_manifest, query_manifest)])}
+    return CompressionSources(
+        corpus_vectors=str(corpus_dir), query_vectors=str(query_dir), encoder=corpus_manifest.encoder,
+        dataset=next(iter(splits.values())).name,
+        checksum=stable_hash([[s.sha256 for s in m.shards] for m in (corpus_manifest, query_manifest)]))
 
 
 def _unit(vectors: np.ndarray, what: str, path: str) -> np.ndarray:
@@ -112,28 +116,29 @@ def _unit(vectors: np.ndarray, what: str, path: str) -> np.ndarray:
     return (vectors / norms).astype(np.float32)
 
 
-def load_compression_data(config: CompressConfig, sources: dict[str, Any], home: TavaHome | None = None) -> CompressionData:
+def load_compression_data(config: CompressConfig, corpus_vectors: str, query_vectors: str,
+                          home: TavaHome | None = None) -> CompressionData:
     """Arrays for training: corpus in corpus order, labeled train/validation queries, test queries."""
     home = home or TavaHome()
     splits = load_splits(config, home)
     first = next(iter(splits.values()))
-    ids, vectors, _ = read_vector_dir(sources["corpus_vectors"])
+    ids, vectors, _ = read_vector_dir(corpus_vectors)
     position = {d: i for i, d in enumerate(ids)}
     missing = [d for d in first.corpus_ids if d not in position]
     if missing:
         raise IntegrityError(f"{len(missing)} corpus documents have no vector (e.g. {missing[0]!r})",
-                             path=sources["corpus_vectors"], hint="embed the whole corpus of this dataset")
-    corpus = _unit(vectors[[position[d] for d in first.corpus_ids]], "corpus vectors", sources["corpus_vectors"])
-    q_ids, q_vectors, _ = read_vector_dir(sources["query_vectors"])
+                             path=corpus_vectors, hint="embed the whole corpus of this dataset")
+    corpus = _unit(vectors[[position[d] for d in first.corpus_ids]], "corpus vectors", corpus_vectors)
+    q_ids, q_vectors, _ = read_vector_dir(query_vectors)
     q_position = {q: i for i, q in enumerate(q_ids)}
 
     def query_set(data) -> QuerySet:
         absent = [q for q in data.query_ids if q not in q_position]
         if absent:
             raise IntegrityError(f"{len(absent)} {data.split} queries have no vector (e.g. {absent[0]!r})",
-                                 path=sources["query_vectors"], hint="embed all queries of the dataset")
+                                 path=query_vectors, hint="embed all queries of the dataset")
         return QuerySet(list(data.query_ids), _unit(q_vectors[[q_position[q] for q in data.query_ids]],
-                                                    "query vectors", sources["query_vectors"]), data.qrels)
+                                                    "query vectors", query_vectors), data.qrels)
 
     labeled = query_set(splits[config.train_split])
     train, validation = split_queries(labeled, config.validation_fraction, config.seed, config.max_labeled_queries)
@@ -206,20 +211,43 @@ def save_run(run: CompressionRun, directory: str | Path, *, base_encoder: Option
     return run.directory
 
 
-def default_name(config: CompressConfig, sources: dict[str, Any]) -> str:
-    return slug(config.name or f"{sources['dataset']}-{sources['encoder'].get('name', 'encoder')}")
+def default_name(config: CompressConfig, sources: CompressionSources) -> str:
+    return slug(config.name or f"{sources.dataset}-{sources.encoder.get('name', 'encoder')}")
 
 
 def compressor_run_dir(home: TavaHome, name: str) -> Path:
     return home.artifacts / "compressors" / slug(name)
 
 
-def compress(config: CompressConfig, home: TavaHome | None = None, *, show_progress: bool = False) -> CompressionRun:
-    """The stage without Prefect: vectors, training, report, saved under <home>/artifacts/compressors/."""
+def compression_record(report: dict[str, Any], directory: Path, *, reused: bool) -> CompressorRecord:
+    """The small record of a saved run, from its report."""
+    from .report import ndcg_table
+
+    key = "test" if report["full_dimension"]["test"] else "validation"
+    return CompressorRecord(
+        name=report["name"], directory=str(directory), method=report["method"], run_key=report["run_key"],
+        compressors={f"{r['method']}-{r['dim']}d": str(directory / f"{r['method']}-{r['dim']}d")
+                     for r in report["results"]},
+        ndcg_at_10={m: {str(d): round(v, 4) for d, v in by_dim.items()}
+                    for m, by_dim in ndcg_table(report, key).items()},
+        full_dimension_ndcg_at_10=round(report["full_dimension"][key]["ndcg_at_10"], 4), scored_on=key,
+        loadable_encoder=report.get("base_encoder") is not None, reused=reused)
+
+
+def train_compressors(config: CompressConfig, sources: CompressionSources, home: TavaHome | None = None, *,
+                      show_progress: bool = False) -> CompressorRecord:
+    """Fit every method at every dimension and save compressors + report atomically under
+    ``<home>/artifacts/compressors/<name>/``; an identical finished run there is reused."""
     home = home or TavaHome()
-    sources = resolve_vectors(config, home, show_progress=show_progress)
-    data = load_compression_data(config, sources, home)
     name = default_name(config, sources)
-    run = fit_all(data, config, encoder=sources["encoder"], name=name, show_progress=show_progress)
-    save_run(run, compressor_run_dir(home, name), base_encoder=base_encoder_spec(config, sources["encoder"]))
-    return run
+    out = compressor_run_dir(home, name)
+    key = run_key({"vectors": sources.checksum, "config": config.model_dump(mode="json")})
+    weights = [f"{m}-{d}d/model.safetensors" for d in config.dims for m in config.methods]
+    if (done := finished_record(out / "report.json", key, required=weights)) is not None:
+        return compression_record(done, out, reused=True)
+    data = load_compression_data(config, sources.corpus_vectors, sources.query_vectors, home)
+    run = fit_all(data, config, encoder=sources.encoder, name=name, show_progress=show_progress)
+    base = base_encoder_spec(config, sources.encoder)
+    run.report.update(run_key=key, base_encoder=base)
+    save_run(run, out, base_encoder=base)
+    return compression_record(run.report, out, reused=False)

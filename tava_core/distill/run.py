@@ -1,4 +1,6 @@
-"""Stage A end to end, without Prefect: check inputs, build the student, train, save the artifact.
+"""Stage A steps: ``plan_distillation`` (teacher, datasets, span views; config checks) and
+``distill`` (join texts with the teacher's vectors once, train, save the artifact), each returning a
+typed record. The flow (flows/distill.py) embeds the teacher's vectors between the two.
 
 The saved directory holds the student (sentence-transformers / model2vec layout), ``curves.png``,
 ``README.md`` (model card) and ``model_card.json`` (teacher, corpus, steps, validation, speed).
@@ -16,8 +18,10 @@ import numpy as np
 from ..encoders import Encoder, load_encoder, resolve_model_path
 from ..errors import ConfigError
 from ..home import TavaHome, find_dataset
-from ..io import atomic_directory, read_json, stable_hash, write_json
+from ..io import atomic_directory, write_json
 from ..manifest import load_dataset_manifest, now_iso
+from ..records import DistillPlan, StudentRecord, TrainingDataset
+from ..reuse import finished_record, run_key as make_run_key
 from .config import DistillConfig
 from .data import TrainingData, load_training_data, resolve_pairs, training_collections
 from .spans import SPAN_COLLECTION, write_span_dataset
@@ -78,14 +82,32 @@ def measure_speed(encoder: Encoder, texts: Sequence[str], batch_size: int = 64) 
     return len(texts) / max(1e-9, time.perf_counter() - start)
 
 
-def existing_result(out: Path, run_key: str) -> Optional[dict[str, Any]]:
-    """The card of an identical finished run at ``out`` (so a re-run is free), else None."""
-    card = out / CARD_JSON
-    if card.is_file():
-        data = read_json(card)
-        if data.get("run_key") == run_key:
-            return data
-    return None
+def student_record(card: dict[str, Any], out: Path, *, reused: bool) -> StudentRecord:
+    """The small record of a saved student, from its model card."""
+    v, s, t = card["validation"], card["speed"], card["training"]
+    return StudentRecord(
+        name=card["name"], kind=card["kind"], output=str(out), run_key=card["run_key"], reused=reused,
+        texts=card["corpus"]["texts"], validation_texts=card["corpus"]["validation"], sources=card["corpus"]["sources"],
+        steps=t["steps_done"], stopped=t["stopped"], initial_cosine=v["initial_cosine"], best_cosine=v["best_cosine"],
+        best_step=v["best_step"], student_texts_per_second=s["student_texts_per_second"],
+        teacher_texts_per_second=s["teacher_texts_per_second"], speedup=s["speedup"])
+
+
+def plan_distillation(config: DistillConfig, home: TavaHome) -> DistillPlan:
+    """Teacher identity and the (dataset, collections) whose teacher vectors must exist; raises on a
+    config that cannot work before anything is embedded or trained. Writes the span datasets
+    (derived, cheap) so they can be embedded like the rest."""
+    teacher = load_encoder(config.teacher)
+    check_student_config(config, teacher.dim)
+    datasets = []
+    for dataset in config.datasets:
+        dataset_dir = find_dataset(home, dataset)
+        manifest = load_dataset_manifest(dataset_dir)
+        datasets.append(TrainingDataset(dataset=str(dataset_dir), name=manifest.name, collections=training_collections(
+            list(manifest.collections), config.collections, dataset_dir)))
+    spans = [TrainingDataset(dataset=str(d), name=d.name, collections=[SPAN_COLLECTION])
+             for d in span_datasets(config, home)]
+    return DistillPlan(teacher=teacher.info(), datasets=datasets, span_datasets=spans)
 
 
 def span_datasets(config: DistillConfig, home: TavaHome) -> list[Path]:
@@ -139,8 +161,10 @@ def prepare_training(config: DistillConfig, home: TavaHome, teacher: Encoder, *,
 
 
 def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
-            progress: bool = True, data: TrainingData | None = None) -> dict[str, Any]:
-    """Train and save a student; returns the model card record (``output`` = the directory)."""
+            progress: bool = True, data: TrainingData | None = None) -> StudentRecord:
+    """Train and save a student (the model card is ``record.card_path``); an identical finished run
+    at the output directory is reused (see tava_core.reuse). The teacher is loaded and the training
+    data joined once, here."""
     home = home if isinstance(home, TavaHome) else TavaHome(home)
     if config.threads:
         import torch
@@ -153,9 +177,9 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     source = ", ".join(f"{s['dataset']}/{s['collection']}" for s in data.sources)
     split = check_corpus_size(len(data.texts), config, source=source)
     out = output_dir(config, home)
-    run_key = stable_hash({"config": config.training_key(), "data": data.key}, 24)
-    if (done := existing_result(out, run_key)) is not None:
-        return {**done, "output": str(out), "reused": True}
+    run_key = make_run_key({"config": config.training_key(), "data": data.key})
+    if (done := finished_record(out / CARD_JSON, run_key, required=["model.safetensors"])) is not None:
+        return student_record(done, out, reused=True)
 
     student = build_student(config, teacher_dir, teacher.dim,
                             cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12])
@@ -169,7 +193,7 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     card = save_student(student, result, config, out, teacher=teacher, data=data, run_key=run_key,
                         val_texts=trainer.val_texts)
     trainer.clear_checkpoints()
-    return {**card, "output": str(out), "reused": False}
+    return student_record(card, out, reused=False)
 
 
 def save_student(student: Student, result: TrainResult, config: DistillConfig, out: Path, *, teacher: Encoder,

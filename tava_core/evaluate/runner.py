@@ -1,7 +1,9 @@
-"""`tava evaluate` in plain Python: plan, embed, encode queries, score every mode and variant, report.
+"""`tava evaluate` steps: plan (checks + which encoder encodes what), embed the corpus, encode the
+queries, score every mode and variant, report.
 
-The Prefect flow (flows/evaluate.py) calls the same steps as tasks; `evaluate()` runs them in
-one process (tests, notebooks).
+The flow (flows/evaluate.py) is the one place that chains them; ``encoding_plan`` is the one rule
+for which encoders run (each document encoder's corpus once per fingerprint, each query role once,
+in the order of the modes).
 """
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ from ..errors import ConfigError, TavaError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, read_json, stable_hash
 from ..manifest import now_iso
+from ..records import EvaluationReport, EvaluationRow
 from . import metrics as M
 from .config import MODE_ROLES, EvalConfig
 from .data import RetrievalData, load_retrieval_data
 from .report import report_paths, write_report_files
-from .vectors import vector_key, embed_corpus, encode_queries, load_corpus_vectors, load_query_vectors
+from .vectors import vector_key, load_corpus_vectors, load_query_vectors
 
 log = logging.getLogger(__name__)
 MAIN_METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
@@ -99,13 +102,15 @@ def query_vector_path(home: TavaHome, data: RetrievalData, encoder: Encoder) -> 
     return home.vector_dir(key, f"queries-{data.split}", encoder.name, encoder.fingerprint) / "shard-00000.parquet"
 
 
-def distinct_roles(encoders: dict[str, Encoder], roles: list[str]) -> dict[str, str]:
-    """role -> the first role with the same encoder fingerprint (so each encoder works once)."""
+def encoding_plan(modes: list[str], fingerprints: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Which encoder encodes what: ``(corpus, queries)`` where ``corpus`` maps each document role to
+    the role whose corpus vectors it uses (the first document role, in mode order, with the same
+    encoder fingerprint: each encoder embeds the corpus once) and ``queries`` lists the query roles
+    in mode order (each encoded once, one after another: the timing is the throughput figure)."""
     first: dict[str, str] = {}
-    out: dict[str, str] = {}
-    for role in roles:
-        out[role] = first.setdefault(encoders[role].fingerprint, role)
-    return out
+    corpus = {role: first.setdefault(fingerprints[role], role)
+              for role in dict.fromkeys(MODE_ROLES[m][1] for m in modes)}
+    return corpus, list(dict.fromkeys(MODE_ROLES[m][0] for m in modes))
 
 
 def variant_rows(mode: str, queries: np.ndarray, documents: np.ndarray, data: RetrievalData,
@@ -192,27 +197,14 @@ def score_and_report(config: EvalConfig, home: TavaHome, data: RetrievalData, en
     return report
 
 
-def evaluate(config: EvalConfig, home: TavaHome | None = None, *, show_progress: bool = True) -> dict[str, Any]:
-    """The whole evaluation in this process; returns the report (also on disk)."""
-    home = home or TavaHome()
-    data, encoders, modes = plan(config, home)
-    earlier = earlier_report(config, home, data, encoders)
-    if earlier is not None:
-        log.info("identical evaluation already reported in %s (created %s); served from there",
-                 earlier["directory"], earlier.get("created"))
-        return earlier
-    doc_roles = sorted({MODE_ROLES[m][1] for m in modes})
-    query_roles = sorted({MODE_ROLES[m][0] for m in modes})
-    same = distinct_roles(encoders, doc_roles + query_roles)
-    corpus_dirs: dict[str, str] = {}
-    for role in doc_roles:
-        if same[role] not in corpus_dirs:
-            corpus_dirs[same[role]] = str(embed_corpus(data, encoders[role], home, batch_size=config.batch_size,
-                                                       show_progress=show_progress))
-        corpus_dirs[role] = corpus_dirs[same[role]]
-    query_records: dict[str, dict[str, Any]] = {}
-    for role in query_roles:
-        encoder = encoders[role]
-        query_records[role] = encode_queries(data, encoder, query_vector_path(home, data, encoder),
-                                             batch_size=config.batch_size)
-    return score_and_report(config, home, data, encoders, corpus_dirs, query_records)
+def evaluation_record(report: dict[str, Any]) -> EvaluationReport:
+    """The small record of a report (what the flow returns and the CLI prints): rows rounded to 4 places."""
+    keys = ("mode", "variant", "dim", "ndcg_at_10", "recall_at_100", "mrr_at_10", "retention")
+    rows = [EvaluationRow(**{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k in keys})
+            for row in report["rows"]]
+    checks = report.get("mteb_check") or {}
+    return EvaluationReport(run=report["run"], directory=report["directory"], files=report["files"],
+                            teacher_ndcg_at_10=report["teacher_ndcg_at_10"], rows=rows,
+                            throughput={role: rec["queries_per_second"] for role, rec in report["throughput"].items()},
+                            mteb_agrees=all(c["agree"] for c in checks.values()) if checks else None,
+                            reused=bool(report.get("reused")))

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
 from ..config import IngestConfig
-from ..errors import InputError
+from ..errors import InputError, TavaError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, sha256_file, stable_hash, write_text_shard
 from ..locks import file_lock
@@ -346,17 +346,49 @@ def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids:
                        sha256=sha256_file(out))
 
 
+def ingest_run_key(config: IngestConfig) -> str:
+    """What an ingest's dataset depends on: the source's signature and the config (tava_core.reuse)."""
+    from ..reuse import run_key
+
+    return run_key({"source": source_signature(config), "config": config.model_dump(mode="json")})
+
+
+def reused_ingest(config: IngestConfig, home: TavaHome, name: str, key: str) -> Optional[IngestReport]:
+    """The report of the dataset ``name`` when an identical ingest made it (same source signature and
+    config, recorded in its manifest), else None."""
+    from ..manifest import load_dataset_manifest
+
+    directory = home.dataset_dir(name)
+    if not (directory / "manifest.json").is_file():
+        return None
+    try:
+        manifest = load_dataset_manifest(directory)
+    except TavaError:  # an unreadable manifest simply means "ingest again"
+        return None
+    if manifest.info.get("run_key") != key:
+        return None
+    return IngestReport(name=name, path=str(directory), source=manifest.source, format=manifest.info.get("format", ""),
+                        collections={k: c.rows for k, c in manifest.collections.items()},
+                        shards=sum(len(c.shards) for c in manifest.collections.values()),
+                        qrels={split: record.pairs for split, record in manifest.qrels.items()},
+                        skipped=manifest.skipped, seconds=manifest.info.get("ingest_seconds", 0.0))
+
+
 def ingest(config: IngestConfig, home: TavaHome | str | Path | None = None, *,
            show_progress: bool = False, lock_timeout: float = 0.0) -> IngestReport:
     """Ingest ``config.source`` into ``<home>/data/<name>/`` (atomically) and return the report.
 
     One ingest per dataset directory at a time (a second one waits ``lock_timeout`` seconds, or
     stops naming the first); readers keep reading the old dataset until the new one is swapped in.
+    An unchanged source ingested with the same config is not read again (tava_core.reuse).
     """
     started = time.perf_counter()
     home = home if isinstance(home, TavaHome) else TavaHome(home)
     plan = plan_source(config, home)
     name = slug(config.name or plan.default_name)
+    key = ingest_run_key(config)
+    if (done := reused_ingest(config, home, name, key)) is not None:
+        return done
     bad = BadRecords(config.on_bad_record)
     with file_lock(home.lock_file("datasets", name), what=f"dataset {name}", timeout=lock_timeout), \
             atomic_directory(home.dataset_dir(name)) as tmp:
@@ -371,18 +403,20 @@ def ingest(config: IngestConfig, home: TavaHome | str | Path | None = None, *,
             qrels[split] = write_qrels(tmp, split, path, writers["queries"].ids, writers["corpus"].ids, bad,
                                        lenient_ids=truncated)
         skipped = bad.report()
+        seconds = round(time.perf_counter() - started, 3)  # recorded, so a reused ingest reports it too
         manifest = DatasetManifest(
             name=name, source=plan.source,
             collections={key: Collection(shards=w.shards) for key, w in writers.items()},
             qrels=qrels, skipped=skipped, config=config.model_dump(mode="json"),
-            info={"format": plan.format, "truncated": truncated, **plan.info})
+            info={"format": plan.format, "truncated": truncated, **plan.info, "run_key": key,
+                  "ingest_seconds": seconds})
         save_manifest(tmp, manifest)
     final = home.dataset_dir(name)
     return IngestReport(name=name, path=str(final), source=plan.source, format=plan.format,
                         collections={key: w.rows for key, w in writers.items()},
                         shards=sum(len(w.shards) for w in writers.values()),
                         qrels={split: record.pairs for split, record in qrels.items()},
-                        skipped=skipped, seconds=round(time.perf_counter() - started, 3))
+                        skipped=skipped, seconds=seconds)
 
 
 def dataset_exists(home: TavaHome, name: str) -> bool:
