@@ -431,3 +431,19 @@ def test_bad_inputs_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="unpaired"):
         AdapterConfig(mode="unpaired", adversarial_weight=0.0)
     assert not (home.artifacts / "adapters").exists()
+
+
+@pytest.mark.parametrize("n,pool,knn_k", [(600, 5000, 10), (600, 20, 10), (120, 5000, 30), (300, 20, 30)])
+def test_the_selection_metric_is_one_the_evaluation_reports(n, pool, knn_k):
+    # (300, 20, 30): a pool of 20 is not larger than k = 29, so no retrieval overlap: mean rank decides
+    from tava_core.adapter.trainer import AdapterTrainer, _metric_names, selection_for
+
+    student, teacher = synthetic(n, 8)
+    config = AdapterConfig(**FAST, retrieval_pool=pool, knn_k=knn_k)
+    data = split_paired(student, teacher, config)
+    reported = AdapterTrainer(Vec2VecAdapter(8, 8, [16]), config=config).evaluate(data)
+    expected = {k for k in reported if k in ("mean_cosine", "mean_rank") or k.startswith("retrieval_overlap@")}
+    assert set(_metric_names(config, data)) == expected
+    rule = selection_for("retrieval_overlap", _metric_names(config, data))
+    assert rule.metric in reported
+    assert rule.metric.startswith("retrieval_overlap@") == any(k.startswith("retrieval_overlap@") for k in reported)
