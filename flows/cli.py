@@ -181,7 +181,7 @@ def group(home: str | None) -> None:
     Every command runs a Prefect flow (no server needed: an ephemeral one starts by itself)
     and keeps all state under the tava home directory.
     """
-    from tava_core.home import configure_environment
+    from ._prefect import configure_environment
 
     # An explicit --home must move Prefect's state too, even though importing `flows` already
     # pointed Prefect at the default home.
