@@ -50,7 +50,7 @@ def _embed(dataset_dir: str, spec: dict[str, Any], home: str) -> dict[str, Any]:
     return {"vectors": result.collections[0].vectors_dir, "encoder": result.encoder}
 
 
-@flow(name="nightly_adapter_refresh", log_prints=True)
+@flow(name="nightly-adapter-refresh", log_prints=True)
 def nightly_adapter_refresh(config: core.RefreshConfig = core.RefreshConfig(),
                             home: Optional[str] = None) -> dict[str, Any]:
     """Train the current adapter further on texts that arrived since the last run; promote it only
