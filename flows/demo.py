@@ -1,4 +1,4 @@
-"""Flow: the whole pipeline — `tava demo` on the built-in data, `tava run --config FILE` on yours.
+"""Flow: the whole pipeline — `tava demo` on the built-in data, `tava run` with your settings.
 
     ingest  ->  embed every collection with the teacher  ->  FAISS index of the corpus
         ->  Stage A: distil a student on the label-free collections (+ short span views)
@@ -12,16 +12,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-import click
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel
 
-from tava_core.adapter.config import AdapterConfig
-from tava_core.config import EncoderSpec, IngestConfig, TavaModel
-from tava_core.distill import DistillConfig
+from tava_core.config import EncoderSpec, IngestConfig
 from tava_core.embed import EmbedConfig
 from tava_core.evaluate.config import EvalConfig
 from tava_core.home import TavaHome
@@ -31,58 +28,12 @@ from tava_core.io import sha256_file
 from tasks.registry import publish_current_task
 
 from .adapt import train_adapter
-from .cli import build_config, config_options
 from .distill import distill_student
 from .embed import EmbedResult, embed_dataset_flow
 from .evaluate import evaluate_flow
 from .index import rebuild_index
 from .ingest import ingest_corpus
-
-# Filled in by the pipeline from what the earlier stages made (hidden from the CLI).
-FILLED_IN = ("distill.teacher", "distill.datasets", "distill.teacher_vectors", "distill.output",
-             "adapter.student_vectors", "adapter.teacher_vectors", "adapter.student", "adapter.warm_start")
-
-
-def demo_distill() -> DistillConfig:
-    # Sized for the built-in data on 2 CPU cores: ~3 minutes of training.
-    return DistillConfig(name="demo-student", steps=300, batch_size=32, lr=5e-4, warmup_steps=20,
-                         eval_every=50, checkpoint_every=100, patience=3)
-
-
-def demo_adapter() -> AdapterConfig:
-    return AdapterConfig(name="demo-adapter", max_steps=600, eval_every=50)
-
-
-class PipelineConfig(TavaModel):
-    """The whole pipeline. The defaults run on the built-in data and need no network."""
-
-    source: str = Field("builtin", description="Corpus to run on ('builtin', or any source `tava ingest` reads).")
-    name: Optional[str] = Field(None, description="Dataset name (default: from the source).")
-    teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
-    shard_size: int = Field(2000, ge=1, description="Rows per text shard.")
-    index_factory: str = Field("HNSW32,Flat", description="FAISS factory string of the corpus index.")
-    distill: DistillConfig = Field(default_factory=demo_distill, description=(
-        "Stage A (student). Its teacher and training datasets are filled in by the pipeline."))
-    adapter: AdapterConfig = Field(default_factory=demo_adapter, description=(
-        "Stage B (adapter). Its vector directories and student are filled in by the pipeline."))
-    split: str = Field("test", description="Qrels split the evaluation scores.")
-    registry_student: str = Field("student", description=(
-        "Registry name the student is published under as the current version (the nightly "
-        "refresh's default student_name)."))
-    registry_adapter: str = Field("nightly", description=(
-        "Registry name the adapter is published under as the current version (the nightly "
-        "refresh's default name, so it continues from this adapter)."))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _stage_defaults(cls, data: Any) -> Any:
-        # A partial `distill:` / `adapter:` section (or `--distill-steps 100`) changes those keys
-        # only: the pipeline's own stage defaults stay underneath, not the bare stage defaults.
-        if isinstance(data, dict):
-            for key, defaults in (("distill", demo_distill), ("adapter", demo_adapter)):
-                if isinstance(data.get(key), dict):
-                    data = {**data, key: {**defaults().model_dump(exclude_unset=True), **data[key]}}
-        return data
+from .pipeline_config import FILLED_IN, PipelineConfig, demo_adapter, demo_distill  # noqa: F401 - re-exported
 
 
 class PipelineResult(BaseModel):
@@ -223,33 +174,6 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
     create_markdown_artifact(summary_markdown(result), key="tava-pipeline-summary",
                              description="tava pipeline: quality, speed-ups, artifacts")
     return result
-
-
-def _run(config: PipelineConfig) -> None:
-    start = time.perf_counter()
-    result = demo_pipeline(config, home=str(TavaHome().root))
-    click.echo("")
-    click.echo(summary_markdown(result))
-    click.echo(f"done in {time.perf_counter() - start:.0f} s; everything is under {TavaHome().root}")
-
-
-@click.command("demo")
-@config_options(PipelineConfig, exclude=FILLED_IN)
-@click.pass_context
-def cli(ctx: click.Context, **params) -> None:
-    """Run the whole pipeline on the built-in data and print the results table."""
-    _run(build_config(PipelineConfig, ctx, params))
-
-
-@click.command("run")
-@config_options(PipelineConfig, exclude=FILLED_IN)
-@click.pass_context
-def run_cli(ctx: click.Context, **params) -> None:
-    """Run the whole pipeline with your config: `tava run --config pipeline.yaml` (YAML or TOML with
-    the keys of `tava demo --help`; nested stages as `distill:` and `adapter:` sections)."""
-    if not params.get("config_file"):
-        raise click.UsageError("tava run needs --config FILE (YAML or TOML); `tava demo` runs the defaults")
-    _run(build_config(PipelineConfig, ctx, params))
 
 
 if __name__ == "__main__":

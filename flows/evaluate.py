@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import click
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel
@@ -22,7 +21,6 @@ from tava_core.evaluate.report import markdown_table
 from tava_core.evaluate.vectors import vector_key
 from tava_core.home import TavaHome, slug
 
-from .cli import build_config, config_options, echo_record
 
 
 class EvalResult(BaseModel):
@@ -95,19 +93,3 @@ def evaluate_flow(config: EvalConfig = EvalConfig(dataset="builtin"), home: Opti
                       throughput={role: rec["queries_per_second"] for role, rec in report["throughput"].items()},
                       mteb_agrees=all(c["agree"] for c in checks.values()) if checks else None,
                       reused=bool(report.get("reused")))
-
-
-@click.command("evaluate")
-@config_options(EvalConfig)
-@click.pass_context
-def cli(ctx: click.Context, **params) -> None:
-    """Evaluate encoders on a BEIR set (directory or ingested dataset) through mteb.
-
-    Example: tava evaluate --dataset ../shared/data/beir/scifact --student STUDENT_DIR --adapted ADAPTED_DIR
-    """
-    config = build_config(EvalConfig, ctx, params)
-    echo_record(evaluate_flow(config, home=str(TavaHome().root)))
-
-
-if __name__ == "__main__":
-    cli()
