@@ -16,6 +16,8 @@ from .errors import ConfigError
 
 DEFAULT_HOME = Path(".tava")
 TEACHER_ALIAS = "all-MiniLM-L6-v2"
+# What a text is to an encoder: queries may get a prefix (or another model) that documents do not.
+TextKind = Literal["query", "document"]
 
 
 # Functions (schema, model) run on every config's JSON schema after tava's own touches: the

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import Field
 
-from .config import EncoderSpec, TavaModel
+from .config import EncoderSpec, TavaModel, TextKind
 from .errors import IntegrityError
 from .home import TavaHome, find_dataset
 from .io import document_texts, read_text_shard, sha256_file, vector_shard_metadata, write_vector_shard
@@ -20,7 +20,7 @@ from .manifest import (DatasetManifest, ShardRecord, VectorManifest, load_datase
                        save_manifest)
 
 if TYPE_CHECKING:  # torch stays unimported until something is encoded (the CLI checks inputs first)
-    from .encoders import Encoder, TextKind
+    from .encoders import Encoder
 
 
 class EmbedConfig(TavaModel):
