@@ -203,3 +203,14 @@ def test_embed_says_what_it_computed_and_what_it_reused(tava_home, tiny_model_di
     assert (collection["computed_shards"], collection["reused_shards"]) == (2, 4)
     assert (collection["computed_rows"], collection["reused_rows"]) == (20, 40) and collection["rows"] == 60
     assert "texts: 2 shards computed (20 rows), 4 reused (40 rows)" in second.stderr
+
+
+def test_no_command_module_imports_prefect():
+    """Every `tava` command can parse and check its options with Prefect still unimported."""
+    probe = ("import sys\nfrom flows.cli import COMMANDS, group\nimport click\n"
+             "ctx = click.Context(group)\n"
+             "missing = [name for name in COMMANDS if group.get_command(ctx, name) is None]\n"
+             "print(missing, 'prefect' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]", "False"], done.stdout

@@ -27,11 +27,11 @@ def test_partial_stage_sections_keep_the_pipeline_defaults():
         PipelineConfig.model_validate({"distill": {"stepz": 7}})
 
 
-def test_run_command_needs_a_config_file():
-    from flows.demo import run_cli
+def test_run_command_needs_some_settings():
+    from flows.commands.demo import run_cli
 
     result = CliRunner().invoke(run_cli, [])
-    assert result.exit_code != 0 and "--config" in result.output
+    assert result.exit_code != 0 and "--config" in result.output and "options" in result.output
 
 
 @pytest.mark.slow
@@ -39,7 +39,8 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
                                                                   tmp_path):
     import yaml
 
-    from flows.demo import PipelineConfig, demo_pipeline, run_cli
+    from flows.commands.demo import run_cli
+    from flows.demo import PipelineConfig, demo_pipeline
     from tava_core.home import TavaHome
 
     config = PipelineConfig.model_validate(_tiny_pipeline_config(tiny_model_dir))
