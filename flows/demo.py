@@ -48,6 +48,7 @@ class PipelineResult(BaseModel):
     quality: list[dict]        # one row per way of answering queries
     report_dirs: list[str]
     seconds: dict[str, float]
+    work: dict[str, str] = {}  # step -> what it computed and what it reused from earlier runs
 
 
 def quality_rows(full: dict, asymmetric: dict) -> list[dict]:
@@ -68,6 +69,13 @@ def quality_rows(full: dict, asymmetric: dict) -> list[dict]:
             for system, modes, score, speed in rows]
 
 
+def shard_work(results: list[EmbedResult]) -> str:
+    """'N shards computed, M reused' over every collection of these embedding runs."""
+    collections = [c for result in results for c in result.collections]
+    return (f"{sum(c.computed_shards for c in collections)} shards computed, "
+            f"{sum(c.reused_shards for c in collections)} reused")
+
+
 def summary_markdown(result: PipelineResult) -> str:
     lines = ["# tava pipeline", "", f"Dataset `{result.dataset}` ({', '.join(f'{k} {v:,}' for k, v in result.rows.items())})"
              f" in `{result.dataset_dir}`; teacher `{result.teacher['name']}` ({result.teacher['dim']}-d).", "",
@@ -83,8 +91,8 @@ def summary_markdown(result: PipelineResult) -> str:
     lines += [f"| evaluation report | `{d}` |" for d in result.report_dirs]
     lines += [f"| registry {r['kind']}/{r['name']} v{r['version']}{' (new)' if r['published'] else ''} | "
               f"`{r['path']}` |" for r in result.registry]
-    lines += ["", "| step | seconds |", "| --- | ---: |"]
-    lines += [f"| {step} | {seconds:.1f} |" for step, seconds in result.seconds.items()]
+    lines += ["", "| step | seconds | computed / reused |", "| --- | ---: | --- |"]
+    lines += [f"| {step} | {seconds:.1f} | {result.work.get(step, '')} |" for step, seconds in result.seconds.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -98,6 +106,7 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
     """
     root = str(TavaHome(home).root)
     seconds: dict[str, float] = {}
+    work: dict[str, str] = {}
 
     def timed(step: str, start: float) -> None:
         seconds[step] = round(time.perf_counter() - start, 1)
@@ -111,10 +120,12 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
     embedded: EmbedResult = embed_dataset_flow(EmbedConfig(dataset=ingested.path, encoder=config.teacher), home=root)
     teacher_vectors = {c.collection: c.vectors_dir for c in embedded.collections}
     timed("embed (teacher)", start)
+    work["embed (teacher)"] = shard_work([embedded])
 
     start = time.perf_counter()
     index = rebuild_index(IndexConfig(vectors=teacher_vectors["corpus"], factory=config.index_factory), home=root)
     timed("index", start)
+    work["index"] = f"{'reused' if index.get('skipped') else 'built'} version {index.get('version')}"
 
     start = time.perf_counter()
     distill = config.distill.model_copy(update={"teacher": config.teacher.model, "datasets": [ingested.path],
@@ -126,14 +137,16 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
     start = time.perf_counter()
     trained_on = [c for c in ingested.collections if c != "queries"]
     student_spec = EncoderSpec(model=student["output"])
-    student_dirs = [c.vectors_dir for c in embed_dataset_flow(
-        EmbedConfig(dataset=ingested.path, collections=trained_on, encoder=student_spec), home=root).collections]
+    student_embedded = [embed_dataset_flow(
+        EmbedConfig(dataset=ingested.path, collections=trained_on, encoder=student_spec), home=root)]
+    student_dirs = [c.vectors_dir for c in student_embedded[0].collections]
     teacher_dirs = [teacher_vectors[c] for c in trained_on]
     for span_dataset in student["span_datasets"]:
-        student_dirs += [c.vectors_dir for c in embed_dataset_flow(
-            EmbedConfig(dataset=span_dataset, encoder=student_spec), home=root).collections]
+        student_embedded.append(embed_dataset_flow(EmbedConfig(dataset=span_dataset, encoder=student_spec), home=root))
+        student_dirs += [c.vectors_dir for c in student_embedded[-1].collections]
         teacher_dirs += [d for key, d in student["teacher_vectors"].items() if key.startswith(span_dataset + "/")]
     timed("embed (student)", start)
+    work["embed (student)"] = shard_work(student_embedded)
 
     start = time.perf_counter()
     adapter = train_adapter(config.adapter.model_copy(update={
@@ -152,6 +165,8 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
                                           adapted=student_spec, modes=["adapted/teacher"], matryoshka_dims=[],
                                           quantization=[], run_mteb=False), home=root)
     timed("evaluate", start)
+    reused_reports = sum(report.reused for report in (full, asymmetric))
+    work["evaluate"] = f"{2 - reused_reports} evaluations computed, {reused_reports} reused"
 
     # The registry's current student and adapter: what the nightly refresh continues from.
     quality = quality_rows(full.model_dump(), asymmetric.model_dump())
@@ -170,7 +185,7 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
         dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections, teacher=embedded.encoder,
         index={k: index.get(k) for k in ("index_dir", "factory", "count", "recall_at_10", "version")},
         student_dir=student["output"], adapter_dir=adapter["adapter_dir"], registry=registry, quality=quality,
-        report_dirs=[full.directory, asymmetric.directory], seconds=seconds)
+        report_dirs=[full.directory, asymmetric.directory], seconds=seconds, work=work)
     create_markdown_artifact(summary_markdown(result), key="tava-pipeline-summary",
                              description="tava pipeline: quality, speed-ups, artifacts")
     return result

@@ -4,6 +4,7 @@ second run with nothing changed trains nothing."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,5 +76,12 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     assert result.exit_code == 0, result.output
     assert weights.stat().st_mtime_ns == before and adapter_weights.stat().st_mtime_ns == adapter_before
     assert "student + adapter" in result.output and f"{first.quality[3]['ndcg_at_10']:.4f}" in result.output
+    # The summary tells cached work from computed work: the first run computed every shard, the
+    # re-run none, and the re-run reused the index version and both evaluation reports.
+    assert first.work["embed (teacher)"].endswith(", 0 reused") and not first.work["embed (teacher)"].startswith("0 ")
+    assert re.search(r"\| embed \(teacher\) \| [0-9.]+ \| 0 shards computed, [1-9]\d* reused \|", result.output)
+    assert re.search(r"\| embed \(student\) \| [0-9.]+ \| 0 shards computed, [1-9]\d* reused \|", result.output)
+    assert f"| reused version {first.index['version']} |" in result.output
+    assert "| 0 evaluations computed, 2 reused |" in result.output
     assert [v.version for v in registry.versions("adapters", "nightly")] == [first.registry[1]["version"]]
     assert TavaHome(tava_home).root == tava_home.resolve()
