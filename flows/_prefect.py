@@ -34,7 +34,9 @@ def prefect_environment(home: TavaHome) -> dict[str, str]:
         "PREFECT_LOCAL_STORAGE_PATH": str(state / "storage"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+        # Wall-clock seconds the temporary server has to answer (flows/_server.py): a first start
+        # on a busy 2-core machine can take well over a minute.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
