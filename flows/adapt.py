@@ -15,7 +15,6 @@ from tava_core.adapter.config import AdapterConfig
 from tava_core.home import TavaHome
 
 
-
 @flow(name="train-adapter", log_prints=True)
 def train_adapter(config: AdapterConfig = AdapterConfig(), home: Optional[str] = None) -> dict[str, Any]:
     """Train an adapter on student/teacher vector directories (made by `tava embed`).

@@ -21,7 +21,6 @@ from tava_core.home import TavaHome
 from tava_core.vectorstore import BackfillConfig, summary_record
 
 
-
 @flow(name="backfill-vector-store", log_prints=True)
 def backfill_vector_store(config: BackfillConfig = BackfillConfig(dataset="builtin"),
                           home: Optional[str] = None) -> dict[str, Any]:

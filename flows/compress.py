@@ -14,7 +14,6 @@ from tasks.compress import publish_report_task, resolve_vectors_task, train_task
 from tava_core.compress.config import CompressConfig
 
 
-
 @flow(name="train-compressor", log_prints=True)
 def train_compressor(config: CompressConfig, home: Optional[str] = None) -> dict[str, Any]:
     """Train compressors on a retrieval dataset's vectors and report every ratio side by side."""

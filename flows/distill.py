@@ -17,7 +17,6 @@ from tava_core.embed import EmbedConfig
 from tava_core.home import TavaHome
 
 
-
 @flow(name="distill-student", log_prints=True)
 def distill_student(config: DistillConfig = DistillConfig(), home: Optional[str] = None) -> dict[str, Any]:
     """Train a transformer or static student on the teacher's cached vectors of unlabeled text.

@@ -22,7 +22,6 @@ from tava_core.home import TavaHome, find_dataset
 from tava_core.manifest import ShardRecord, load_dataset_manifest
 
 
-
 class CollectionResult(BaseModel):
     collection: str
     vectors_dir: str

@@ -22,7 +22,6 @@ from tava_core.evaluate.vectors import vector_key
 from tava_core.home import TavaHome, slug
 
 
-
 class EvalResult(BaseModel):
     run: str
     directory: str

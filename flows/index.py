@@ -16,7 +16,6 @@ from tava_core.home import TavaHome
 from tava_core.index import IndexConfig
 
 
-
 @flow(name="rebuild-index", log_prints=True)
 def rebuild_index(config: IndexConfig, home: Optional[str] = None) -> dict[str, Any]:
     """Build the index `config` describes and publish it; the previous version stays until then.

@@ -19,7 +19,6 @@ from tava_core.home import TavaHome
 from tava_core.ingest import IngestReport, plan_source
 
 
-
 def report_markdown(report: IngestReport) -> str:
     """A short human summary of an ingest (the Prefect artifact)."""
     lines = [f"# Ingested `{report.name}`", "",
