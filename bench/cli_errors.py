@@ -95,14 +95,19 @@ def kill_case(tree: Path, home: Path) -> dict:
     from helpers import synthetic_texts, write_dataset
 
     write_dataset(home, "big", {"texts": synthetic_texts(600, seed=3)}, shard_size=30)
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "embed", "--dataset", "big", "--encoder",
-                             "all-MiniLM-L6-v2", "--encoder-batch-size", "16"], cwd=tree, env=env_for(tree, home),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log_path = home / "embed.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "embed", "--dataset", "big", "--encoder",
+                                 "all-MiniLM-L6-v2", "--encoder-batch-size", "16"], cwd=tree, env=env_for(tree, home),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     shards = home / "vectors" / "big" / "texts"
-    deadline = time.time() + 600
+    deadline = time.time() + 900
     while not list(shards.glob("*/shard-*.parquet")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     children = descendants(proc.pid)
+    if proc.poll() is not None:  # it ended by itself (say, its server did not start in time): no kill to measure
+        return {"ended_before_kill": True, "exit_code": proc.returncode,
+                "log_tail": log_path.read_text(errors="replace")[-1500:]}
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(20)
