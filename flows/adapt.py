@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-import click
 from prefect import flow, get_run_logger
 
 from tasks.adapt import adapter_dir, check_inputs_task, publish_report_task, train_task
 from tava_core.adapter.config import AdapterConfig
 from tava_core.home import TavaHome
 from tava_core.records import AdapterRecord
-
-from .cli import build_config, config_options, echo_record
 
 
 @flow(name="train-adapter", log_prints=True)
@@ -39,17 +36,3 @@ def train_adapter(config: AdapterConfig = AdapterConfig(), home: Optional[str] =
         line = ", ".join(f"{name} cos {m['mean_cosine']:.4f} rank {m['mean_rank']:.3f}" for name, m in metrics.items())
         logger.info("held-out: %s", line)
     return record
-
-
-@click.command("adapt")
-@config_options(AdapterConfig)
-@click.pass_context
-def cli(ctx: click.Context, **params) -> None:
-    """Train an adapter from student vectors into teacher space (`--student-vectors DIR
-    --teacher-vectors DIR`, each repeatable; `--student MODEL` makes the result a loadable encoder)."""
-    config = build_config(AdapterConfig, ctx, params)
-    echo_record(train_adapter(config, home=str(TavaHome().root)))
-
-
-if __name__ == "__main__":
-    cli()

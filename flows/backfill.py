@@ -12,18 +12,15 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-import click
 from prefect import flow, get_run_logger
 
 from tasks.backfill import (finish_backfill_task, prepare_backfill_task, report_backfill_task,
                             rollback_backfill_task, upsert_shard_task)
 from tasks.embed import embed_shard_task
-from tava_core.errors import ConfigError
+from tava_core.embed import vector_shard_is_current
 from tava_core.home import TavaHome
 from tava_core.records import BackfillResult, RollbackResult, ShardUpsert
-from tava_core.vectorstore import BackfillConfig, backfill_lock, default_uri, resolve_table_name, summarize_backfill
-
-from .cli import build_config, config_options, echo_record
+from tava_core.vectorstore import BackfillConfig, backfill_lock, summarize_backfill
 
 
 @flow(name="backfill-vector-store", log_prints=True)
@@ -44,20 +41,28 @@ def backfill_vector_store(config: BackfillConfig = BackfillConfig(dataset="built
             logger.info("resuming: %d of %d shards left", len(plan.pending), len(plan.jobs))
         embed_seconds = 0.0
         upserts: list[ShardUpsert] = []
+        vectors_reused = 0  # pending shards whose vector shard an earlier embed or backfill left current
         # Sequential on purpose: LanceDB commits are serialised per table, and the encoder already
         # uses every core; a vector shard already current is not re-embedded (tava_core.reuse), so a
         # resumed run skips finished work.
         for i in plan.pending:
+            job = plan.job(i)
+            vectors_reused += vector_shard_is_current(job.out_path, fingerprint=plan.fingerprint,
+                                                      source_sha256=job.source_sha256, kind=job.kind)
             t0 = time.perf_counter()
-            embed_shard_task(plan.job(i), config.encoder, plan.fingerprint)
+            embed_shard_task(job, config.encoder, plan.fingerprint)
             embed_seconds += time.perf_counter() - t0
             upserts.append(upsert_shard_task(plan, i))
         final = finish_backfill_task(plan, config)
         summary = summarize_backfill(plan, upserts, embed_seconds=embed_seconds,
                                      seconds=time.perf_counter() - started, final=final)
+    summary = summary.model_copy(update={"shards_embedded": len(plan.pending) - vectors_reused,
+                                         "shards_vectors_reused": vectors_reused})
     report_backfill_task(summary)
-    logger.info("table %s: %d rows (%d written), index %s", summary.table, summary.table_rows, summary.rows_written,
-                summary.index)
+    logger.info("table %s: %d rows (%d written); shards: %d upserted (%d embedded, %d from cached vectors), "
+                "%d already upserted by an earlier run; index %s", summary.table, summary.table_rows,
+                summary.rows_written, summary.shards_upserted, summary.shards_embedded, vectors_reused,
+                summary.shards - summary.shards_upserted, summary.index)
     return summary
 
 
@@ -65,28 +70,3 @@ def backfill_vector_store(config: BackfillConfig = BackfillConfig(dataset="built
 def rollback_vector_store(uri: str, table: str) -> RollbackResult:
     """Restore the table to the version tagged before its latest backfill."""
     return rollback_backfill_task(uri, table)
-
-
-@click.command("backfill")
-@config_options(BackfillConfig)
-@click.option("--rollback", is_flag=True, help="Restore the table as it was before its latest backfill (no embedding).")
-@click.pass_context
-def cli(ctx: click.Context, rollback: bool, **params) -> None:
-    """Re-embed a dataset into a LanceDB table (merge_insert on id; resumable; --rollback undoes)."""
-    home = TavaHome()
-    if rollback:
-        uri = params.get("opt__uri") or str(default_uri(home))
-        table = params.get("opt__table")
-        if not table:
-            if not params.get("opt__dataset"):
-                raise ConfigError("--rollback needs --table (or the --dataset [--collection] it was backfilled from)")
-            config = build_config(BackfillConfig, ctx, params)
-            uri, table = resolve_table_name(config, home)
-        echo_record(rollback_vector_store(str(uri), table))
-        return
-    config = build_config(BackfillConfig, ctx, params)
-    echo_record(backfill_vector_store(config, home=str(home.root)))
-
-
-if __name__ == "__main__":
-    cli()

@@ -20,19 +20,21 @@ from pydantic import BaseModel
 from tava_core.errors import TavaError
 
 # command -> "module:attribute" of a click command; a module not present yet is simply not listed.
+# Command modules import no Prefect: inputs are checked before any flow module loads (see
+# flows/commands/__init__.py).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("flows.demo:cli", "Run the whole pipeline on the built-in data (the README's main command)."),
-    "run": ("flows.demo:run_cli", "Run the whole pipeline with your config file (`--config FILE`, YAML or TOML)."),
-    "ingest": ("flows.ingest:cli", "Read a corpus (BEIR, JSONL, Parquet, CSV/TSV, .txt folder) into Parquet shards."),
-    "data": ("flows.ingest:data_cli", "Built-in and downloadable datasets."),
-    "embed": ("flows.embed:cli", "Embed a dataset's shards with an encoder into vector shards (cached)."),
-    "distill": ("flows.distill:cli", "Stage A: distil the teacher into a small student."),
-    "adapt": ("flows.adapt:cli", "Stage B: train an adapter from student space into teacher space."),
-    "index": ("flows.index:cli", "Build (or roll back) a FAISS index from vector shards."),
-    "backfill": ("flows.backfill:cli", "Re-embed a corpus into a LanceDB table (or roll it back)."),
-    "evaluate": ("flows.evaluate:cli", "BEIR retrieval evaluation through mteb."),
-    "compress": ("flows.compress:cli", "Learn projections to fewer dimensions (DIVE) beside PCA, truncation and adaptor baselines."),
-    "refresh": ("flows.refresh:cli", "Nightly adapter refresh: train on new texts, promote only if not worse."),
+    "demo": ("flows.commands.demo:cli", "Run the whole pipeline on the built-in data (the README's main command)."),
+    "run": ("flows.commands.demo:run_cli", "Run the whole pipeline with your settings (options and/or `--config FILE`)."),
+    "ingest": ("flows.commands.ingest:cli", "Read a corpus (BEIR, JSONL, Parquet, CSV/TSV, .txt folder) into Parquet shards."),
+    "data": ("flows.commands.ingest:data_cli", "Built-in and downloadable datasets."),
+    "embed": ("flows.commands.embed:cli", "Embed a dataset's shards with an encoder into vector shards (cached)."),
+    "distill": ("flows.commands.distill:cli", "Stage A: distil the teacher into a small student."),
+    "adapt": ("flows.commands.adapt:cli", "Stage B: train an adapter from student space into teacher space."),
+    "index": ("flows.commands.index:cli", "Build (or roll back) a FAISS index from vector shards."),
+    "backfill": ("flows.commands.backfill:cli", "Re-embed a corpus into a LanceDB table (or roll it back)."),
+    "evaluate": ("flows.commands.evaluate:cli", "BEIR retrieval evaluation through mteb."),
+    "compress": ("flows.commands.compress:cli", "Learn projections to fewer dimensions (DIVE) beside PCA, truncation and adaptor baselines."),
+    "refresh": ("flows.commands.refresh:cli", "Nightly adapter refresh: train on new texts, promote only if not worse."),
     "registry": ("flows.registry:registry_cli", "List and inspect versioned artifacts (students, adapters, indexes)."),
     "rollback": ("flows.registry:rollback_cli", "Point an artifact's `current` back at an earlier version."),
 }
@@ -181,7 +183,7 @@ def group(home: str | None) -> None:
     Every command runs a Prefect flow (no server needed: an ephemeral one starts by itself)
     and keeps all state under the tava home directory.
     """
-    from tava_core.home import configure_environment
+    from ._prefect import configure_environment
 
     # An explicit --home must move Prefect's state too, even though importing `flows` already
     # pointed Prefect at the default home.

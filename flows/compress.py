@@ -8,15 +8,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-import click
 from prefect import flow, get_run_logger
 
 from tasks.compress import publish_report_task, resolve_vectors_task, train_task
 from tava_core.compress.config import CompressConfig
-from tava_core.home import TavaHome
 from tava_core.records import CompressorRecord
-
-from .cli import build_config, config_options, echo_record
 
 
 @flow(name="train-compressor", log_prints=True)
@@ -32,17 +28,3 @@ def train_compressor(config: CompressConfig, home: Optional[str] = None) -> Comp
         logger.info("%s nDCG@10 (%s): %s", method, record.scored_on,
                     ", ".join(f"{d}-d {v:.4f}" for d, v in by_dim.items()))
     return record
-
-
-@click.command("compress")
-@config_options(CompressConfig)
-@click.pass_context
-def cli(ctx: click.Context, **params) -> None:
-    """Learn projections to fewer dimensions (`--dataset DIR --dims 128 --dims 64`); the saved
-    compressors are encoders (`--encoder <run>/dive-128d`) for embed, index and evaluate."""
-    config = build_config(CompressConfig, ctx, params)
-    echo_record(train_compressor(config, home=str(TavaHome().root)))
-
-
-if __name__ == "__main__":
-    cli()

@@ -1,4 +1,4 @@
-"""Flow: the whole pipeline — `tava demo` on the built-in data, `tava run --config FILE` on yours.
+"""Flow: the whole pipeline — `tava demo` on the built-in data, `tava run` with your settings.
 
     ingest  ->  embed every collection with the teacher  ->  FAISS index of the corpus
         ->  Stage A: distil a student on the label-free collections (+ short span views)
@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-import click
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel
 
-from tava_core.adapter.config import AdapterConfig
-from tava_core.config import EncoderSpec, IngestConfig, TavaModel
-from tava_core.distill import DistillConfig
+from tava_core.config import EncoderSpec, IngestConfig
 from tava_core.embed import EmbedConfig
 from tava_core.evaluate.config import EvalConfig
 from tava_core.home import TavaHome
@@ -31,58 +28,12 @@ from tava_core.records import EmbedResult, EvaluationReport, Record
 from tasks.registry import publish_current_task
 
 from .adapt import train_adapter
-from .cli import build_config, config_options
 from .distill import distill_student
 from .embed import embed_dataset_flow
 from .evaluate import evaluate_flow
 from .index import rebuild_index
 from .ingest import ingest_corpus
-
-# Filled in by the pipeline from what the earlier stages made (hidden from the CLI).
-FILLED_IN = ("distill.teacher", "distill.datasets", "distill.teacher_vectors", "distill.output",
-             "adapter.student_vectors", "adapter.teacher_vectors", "adapter.student", "adapter.warm_start")
-
-
-def demo_distill() -> DistillConfig:
-    # Sized for the built-in data on 2 CPU cores: ~3 minutes of training.
-    return DistillConfig(name="demo-student", steps=300, batch_size=32, lr=5e-4, warmup_steps=20,
-                         eval_every=50, checkpoint_every=100, patience=3)
-
-
-def demo_adapter() -> AdapterConfig:
-    return AdapterConfig(name="demo-adapter", max_steps=600, eval_every=50)
-
-
-class PipelineConfig(TavaModel):
-    """The whole pipeline. The defaults run on the built-in data and need no network."""
-
-    source: str = Field("builtin", description="Corpus to run on ('builtin', or any source `tava ingest` reads).")
-    name: Optional[str] = Field(None, description="Dataset name (default: from the source).")
-    teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
-    shard_size: int = Field(2000, ge=1, description="Rows per text shard.")
-    index_factory: str = Field("HNSW32,Flat", description="FAISS factory string of the corpus index.")
-    distill: DistillConfig = Field(default_factory=demo_distill, description=(
-        "Stage A (student). Its teacher and training datasets are filled in by the pipeline."))
-    adapter: AdapterConfig = Field(default_factory=demo_adapter, description=(
-        "Stage B (adapter). Its vector directories and student are filled in by the pipeline."))
-    split: str = Field("test", description="Qrels split the evaluation scores.")
-    registry_student: str = Field("student", description=(
-        "Registry name the student is published under as the current version (the nightly "
-        "refresh's default student_name)."))
-    registry_adapter: str = Field("nightly", description=(
-        "Registry name the adapter is published under as the current version (the nightly "
-        "refresh's default name, so it continues from this adapter)."))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _stage_defaults(cls, data: Any) -> Any:
-        # A partial `distill:` / `adapter:` section (or `--distill-steps 100`) changes those keys
-        # only: the pipeline's own stage defaults stay underneath, not the bare stage defaults.
-        if isinstance(data, dict):
-            for key, defaults in (("distill", demo_distill), ("adapter", demo_adapter)):
-                if isinstance(data.get(key), dict):
-                    data = {**data, key: {**defaults().model_dump(exclude_unset=True), **data[key]}}
-        return data
+from .pipeline_config import FILLED_IN, PipelineConfig, demo_adapter, demo_distill  # noqa: F401 - re-exported
 
 
 class QualityRow(Record):
@@ -108,6 +59,7 @@ class PipelineResult(BaseModel):
     quality: list[QualityRow]  # one row per way of answering queries
     report_dirs: list[str]
     seconds: dict[str, float]
+    work: dict[str, str] = {}  # step -> what it computed and what it reused from earlier runs
 
     def system(self, name: str) -> QualityRow:
         """The quality row of one system (KeyError naming the systems there are)."""
@@ -136,6 +88,13 @@ def quality_rows(full: EvaluationReport, asymmetric: EvaluationReport) -> list[Q
             for system, modes, score, speed in rows]
 
 
+def shard_work(results: list[EmbedResult]) -> str:
+    """'N shards computed, M reused' over every collection of these embedding runs."""
+    collections = [c for result in results for c in result.collections]
+    return (f"{sum(c.computed_shards for c in collections)} shards computed, "
+            f"{sum(c.reused_shards for c in collections)} reused")
+
+
 def summary_markdown(result: PipelineResult) -> str:
     lines = ["# tava pipeline", "", f"Dataset `{result.dataset}` ({', '.join(f'{k} {v:,}' for k, v in result.rows.items())})"
              f" in `{result.dataset_dir}`; teacher `{result.teacher['name']}` ({result.teacher['dim']}-d).", "",
@@ -151,8 +110,8 @@ def summary_markdown(result: PipelineResult) -> str:
     lines += [f"| evaluation report | `{d}` |" for d in result.report_dirs]
     lines += [f"| registry {r['kind']}/{r['name']} v{r['version']}{' (new)' if r['published'] else ''} | "
               f"`{r['path']}` |" for r in result.registry]
-    lines += ["", "| step | seconds |", "| --- | ---: |"]
-    lines += [f"| {step} | {seconds:.1f} |" for step, seconds in result.seconds.items()]
+    lines += ["", "| step | seconds | computed / reused |", "| --- | ---: | --- |"]
+    lines += [f"| {step} | {seconds:.1f} | {result.work.get(step, '')} |" for step, seconds in result.seconds.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -166,6 +125,7 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
     """
     root = str(TavaHome(home).root)
     seconds: dict[str, float] = {}
+    work: dict[str, str] = {}
 
     def timed(step: str, start: float) -> None:
         seconds[step] = round(time.perf_counter() - start, 1)
@@ -178,10 +138,12 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
     start = time.perf_counter()
     embedded: EmbedResult = embed_dataset_flow(EmbedConfig(dataset=ingested.path, encoder=config.teacher), home=root)
     timed("embed (teacher)", start)
+    work["embed (teacher)"] = shard_work([embedded])
 
     start = time.perf_counter()
     index = rebuild_index(IndexConfig(vectors=embedded.vectors("corpus"), factory=config.index_factory), home=root)
     timed("index", start)
+    work["index"] = f"{'reused' if index.skipped else 'built'} version {index.version}"
 
     start = time.perf_counter()
     distill = config.distill.model_copy(update={"teacher": config.teacher.model, "datasets": [ingested.path],
@@ -193,14 +155,16 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
     start = time.perf_counter()
     trained_on = [c for c in ingested.collections if c != "queries"]
     student_spec = EncoderSpec(model=student.output)
-    student_dirs = [c.vectors_dir for c in embed_dataset_flow(
-        EmbedConfig(dataset=ingested.path, collections=trained_on, encoder=student_spec), home=root).collections]
+    student_embedded = [embed_dataset_flow(
+        EmbedConfig(dataset=ingested.path, collections=trained_on, encoder=student_spec), home=root)]
+    student_dirs = [c.vectors_dir for c in student_embedded[0].collections]
     teacher_dirs = [embedded.vectors(c) for c in trained_on]
     for span_dataset in student.span_datasets:
-        student_dirs += [c.vectors_dir for c in embed_dataset_flow(
-            EmbedConfig(dataset=span_dataset, encoder=student_spec), home=root).collections]
+        student_embedded.append(embed_dataset_flow(EmbedConfig(dataset=span_dataset, encoder=student_spec), home=root))
+        student_dirs += [c.vectors_dir for c in student_embedded[-1].collections]
         teacher_dirs += [d for key, d in student.teacher_vectors.items() if key.startswith(span_dataset + "/")]
     timed("embed (student)", start)
+    work["embed (student)"] = shard_work(student_embedded)
 
     start = time.perf_counter()
     adapter = train_adapter(config.adapter.model_copy(update={
@@ -219,6 +183,8 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
                                           adapted=student_spec, modes=["adapted/teacher"], matryoshka_dims=[],
                                           quantization=[], run_mteb=False), home=root)
     timed("evaluate", start)
+    reused_reports = sum(report.reused for report in (full, asymmetric))
+    work["evaluate"] = f"{2 - reused_reports} evaluations computed, {reused_reports} reused"
 
     # The registry's current student and adapter: what the nightly refresh continues from.
     quality = {row.system: row for row in quality_rows(full, asymmetric)}
@@ -236,37 +202,10 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
         dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections, teacher=embedded.encoder,
         index=index.model_dump(include={"index_dir", "factory", "count", "recall_at_10", "version"}),
         student_dir=student.output, adapter_dir=adapter.adapter_dir, registry=registry, quality=list(quality.values()),
-        report_dirs=[full.directory, asymmetric.directory], seconds=seconds)
+        report_dirs=[full.directory, asymmetric.directory], seconds=seconds, work=work)
     create_markdown_artifact(summary_markdown(result), key="tava-pipeline-summary",
                              description="tava pipeline: quality, speed-ups, artifacts")
     return result
-
-
-def _run(config: PipelineConfig) -> None:
-    start = time.perf_counter()
-    result = demo_pipeline(config, home=str(TavaHome().root))
-    click.echo("")
-    click.echo(summary_markdown(result))
-    click.echo(f"done in {time.perf_counter() - start:.0f} s; everything is under {TavaHome().root}")
-
-
-@click.command("demo")
-@config_options(PipelineConfig, exclude=FILLED_IN)
-@click.pass_context
-def cli(ctx: click.Context, **params) -> None:
-    """Run the whole pipeline on the built-in data and print the results table."""
-    _run(build_config(PipelineConfig, ctx, params))
-
-
-@click.command("run")
-@config_options(PipelineConfig, exclude=FILLED_IN)
-@click.pass_context
-def run_cli(ctx: click.Context, **params) -> None:
-    """Run the whole pipeline with your config: `tava run --config pipeline.yaml` (YAML or TOML with
-    the keys of `tava demo --help`; nested stages as `distill:` and `adapter:` sections)."""
-    if not params.get("config_file"):
-        raise click.UsageError("tava run needs --config FILE (YAML or TOML); `tava demo` runs the defaults")
-    _run(build_config(PipelineConfig, ctx, params))
 
 
 if __name__ == "__main__":

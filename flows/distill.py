@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import click
 from prefect import flow, get_run_logger
 
 from tasks.distill import plan_task, publish_task, train_task
@@ -18,8 +17,6 @@ from tava_core.distill import DistillConfig
 from tava_core.embed import EmbedConfig
 from tava_core.home import TavaHome
 from tava_core.records import StudentRecord
-
-from .cli import build_config, config_options, echo_record
 
 
 @flow(name="distill-student", log_prints=True)
@@ -50,16 +47,3 @@ def distill_student(config: DistillConfig = DistillConfig(), home: Optional[str]
     # What later stages (an adapter on the same texts) need: the span datasets and teacher vectors.
     return record.model_copy(update={"span_datasets": [d.dataset for d in plan.span_datasets],
                                      "teacher_vectors": teacher_vectors})
-
-
-@click.command("distill")
-@config_options(DistillConfig)
-@click.pass_context
-def cli(ctx: click.Context, **params) -> None:
-    """Distil the teacher into a student (`--student transformer|static`, `--datasets NAME`)."""
-    config = build_config(DistillConfig, ctx, params)
-    echo_record(distill_student(config, home=str(TavaHome().root)))
-
-
-if __name__ == "__main__":
-    cli()

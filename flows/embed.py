@@ -8,21 +8,19 @@ from __future__ import annotations
 
 from typing import Optional
 
-import click
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.embed import embed_shard_task
 from tava_core.embed import (EmbedConfig, ShardJob, collection_lock, current_records, plan_collection,
+                             vector_shard_is_current,
                              write_vector_manifest)
 from tava_core.encoders import load_encoder
 from tava_core.encoders.device import available_devices, device_for_shard
 from tava_core.home import TavaHome, find_dataset
 from tava_core.manifest import ShardRecord, load_dataset_manifest
 from tava_core.records import EmbedResult, VectorSet
-
-from .cli import build_config, config_options, echo_record
 
 
 def shard_devices(config: EmbedConfig) -> list[str]:
@@ -57,7 +55,6 @@ def device_tag(device: str) -> str:
 @flow(name="embed-shards")
 def embed_shards(jobs: list[ShardJob], specs: list, fingerprint: str) -> list[ShardRecord]:
     """Submit one task per shard (shard i on device i mod n) and collect records in order."""
-    logger = get_run_logger()
     futures = []
     for i, job in enumerate(jobs):
         spec = device_for_shard(i, specs)
@@ -73,7 +70,6 @@ def embed_shards(jobs: list[ShardJob], specs: list, fingerprint: str) -> list[Sh
             bar.update(1)
             if progress_id is not None:
                 update_progress_artifact(progress_id, progress=100.0 * done / len(futures))
-    logger.info("embedded %d shards (%d rows)", len(records), sum(r.rows for r in records))
     return records
 
 
@@ -98,25 +94,23 @@ def embed_dataset_flow(config: EmbedConfig = EmbedConfig(), home: Optional[str] 
     for collection in config.collections or list(manifest.collections):
         out_dir, jobs = plan_collection(tava_home, dataset_dir, manifest, collection, encoder)
         with collection_lock(out_dir, timeout=config.lock_timeout_seconds):  # plan to manifest: one run at a time
+            reused = [job for job in jobs if vector_shard_is_current(job.out_path, fingerprint=encoder.fingerprint,
+                                                                     source_sha256=job.source_sha256, kind=job.kind)]
             # Every shard already current (a re-run): nothing to schedule, so no sub-flow and no workers.
             records = current_records(jobs, encoder.fingerprint)
             if records is None:
                 records = embed_shards.with_options(task_runner=runner)(jobs, specs, encoder.fingerprint)
-            else:
-                logger.info("%s: all %d shards already embedded by %s", collection, len(jobs), encoder.name)
+            reused_rows = sum(job.rows for job in reused)
+            work = dict(computed_shards=len(jobs) - len(reused),
+                        computed_rows=sum(job.rows for job in jobs) - reused_rows,
+                        reused_shards=len(reused), reused_rows=reused_rows)
+            logger.info("%s: %d shards computed (%d rows), %d reused (%d rows) by %s", collection,
+                        work["computed_shards"], work["computed_rows"], work["reused_shards"], work["reused_rows"],
+                        encoder.name)
             write_vector_manifest(out_dir, manifest, collection, encoder, records)
-        results.append(VectorSet(collection=collection, vectors_dir=str(out_dir),
-                                        rows=sum(r.rows for r in records), shards=len(records), dim=encoder.dim))
+        results.append(VectorSet(collection=collection, vectors_dir=str(out_dir), rows=sum(r.rows for r in records),
+                                 shards=len(records), dim=encoder.dim, **work))
     return EmbedResult(dataset=manifest.name, encoder=encoder.info(), collections=results)
-
-
-@click.command("embed")
-@config_options(EmbedConfig)
-@click.pass_context
-def cli(ctx: click.Context, **params) -> None:
-    """Embed an ingested dataset into vector shards (cached per shard and encoder)."""
-    config = build_config(EmbedConfig, ctx, params)
-    echo_record(embed_dataset_flow(config, home=str(TavaHome().root)))
 
 
 if __name__ == "__main__":

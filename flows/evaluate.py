@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import click
 from prefect import flow, get_run_logger
 
 from tasks.evaluate import embed_corpus_task, encode_queries_task, plan_task, publish_task, score_task
@@ -19,7 +18,6 @@ from tava_core.evaluate import EvalConfig
 from tava_core.home import TavaHome
 from tava_core.records import EvaluationPlan, EvaluationReport
 
-from .cli import build_config, config_options, echo_record
 
 def _encode_and_score(config: EvalConfig, checked: EvaluationPlan, home: Optional[str]) -> EvaluationReport:
     """Corpus vectors per distinct document encoder, queries per query role (timed), then scores:
@@ -57,18 +55,3 @@ def evaluate_flow(config: EvalConfig = EvalConfig(dataset="builtin"), home: Opti
     logger.info("report written to %s", record.directory)
     return record
 
-
-@click.command("evaluate")
-@config_options(EvalConfig)
-@click.pass_context
-def cli(ctx: click.Context, **params) -> None:
-    """Evaluate encoders on a BEIR set (directory or ingested dataset) through mteb.
-
-    Example: tava evaluate --dataset ../shared/data/beir/scifact --student STUDENT_DIR --adapted ADAPTED_DIR
-    """
-    config = build_config(EvalConfig, ctx, params)
-    echo_record(evaluate_flow(config, home=str(TavaHome().root)))
-
-
-if __name__ == "__main__":
-    cli()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-import click
 from prefect import flow, get_run_logger
 
 from tasks.refresh import (candidate_dir, cleanup_candidates, discard_task, ingest_task, promote_task,
@@ -29,7 +28,6 @@ from tava_core.errors import TavaError
 from tava_core.home import TavaHome, slug
 from tava_core.registry import RegistryLockedError, file_lock
 
-from .cli import build_config, config_options, echo_record
 from .embed import embed_dataset_flow
 from .evaluate import evaluate_flow
 
@@ -59,7 +57,7 @@ def _evaluate_adapter(adapter_dir: str, config: core.RefreshConfig, home: str, t
             for dataset, eval_config in core.evaluation_configs(adapter_dir, config, tag).items()}
 
 
-@flow(name="nightly_adapter_refresh", log_prints=True)
+@flow(name="nightly-adapter-refresh", log_prints=True)
 def nightly_adapter_refresh(config: core.RefreshConfig = core.RefreshConfig(),
                             home: Optional[str] = None) -> dict[str, Any]:
     """Train the current adapter further on texts that arrived since the last run; promote it only
@@ -179,22 +177,3 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
         stage("record state", core.record_run, TavaHome(home), config.name, record, new_files, batch)
     except StageFailed:
         return
-
-
-@click.command("refresh")
-@config_options(core.RefreshConfig, exclude=("adapter_options",))
-@click.pass_context
-def cli(ctx: click.Context, **params) -> None:
-    """Nightly adapter refresh: train the current adapter further on new texts in the drop zone and
-    promote it only if it is not worse (prints the run's record)."""
-    config = build_config(core.RefreshConfig, ctx, params)
-    try:
-        record = nightly_adapter_refresh(config, home=str(TavaHome().root))
-    except StageFailed as exc:
-        raise click.ClickException(str(exc)) from None
-    record.pop("config", None)
-    echo_record(record)
-
-
-if __name__ == "__main__":
-    cli()

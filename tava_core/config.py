@@ -1,15 +1,14 @@
-"""Configuration models shared by the CLI, config files, Prefect flow parameters and UI forms.
+"""Configuration models shared by the CLI, config files, flow parameters and UI forms.
 
 Each stage owns its model (``IngestConfig`` here, ``DistillConfig`` beside the distiller, ...);
-this module holds the ones every stage uses. Field descriptions are what the Prefect UI and
+this module holds the ones every stage uses. Field descriptions are what the UI forms and
 ``tava CMD --help`` show, so write them for a user.
 """
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,21 +16,25 @@ from .errors import ConfigError
 
 DEFAULT_HOME = Path(".tava")
 TEACHER_ALIAS = "all-MiniLM-L6-v2"
+# What a text is to an encoder: queries may get a prefix (or another model) that documents do not.
+TextKind = Literal["query", "document"]
 
 
-_PLACEHOLDER = re.compile(r"<[A-Za-z][\w.-]*>")
+# Functions (schema, model) run on every config's JSON schema after tava's own touches: the
+# orchestration layer adds what its UI needs (flows/_prefect.py) without the core knowing it.
+SchemaHook = Callable[[dict[str, Any], type[BaseModel]], None]
+_SCHEMA_HOOKS: list[SchemaHook] = []
 
 
-def _ui_safe(description: str) -> str:
-    """<placeholders> written as ‹placeholders›: the Prefect UI (v1) renders descriptions as
-    markdown, where a bare `<home>` is an HTML tag and vanishes; v2 shows text as it is."""
-    return _PLACEHOLDER.sub(lambda m: f"\u2039{m.group(0)[1:-1]}\u203a", description)
+def add_schema_hook(hook: SchemaHook) -> None:
+    """Run ``hook`` on every config model's JSON schema from now on (once, however often added)."""
+    if hook not in _SCHEMA_HOOKS:
+        _SCHEMA_HOOKS.append(hook)
 
 
 def _form_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
-    """Make the JSON schema a good UI form: `default_factory` values become defaults (pydantic
-    leaves them out, and the Prefect form would start empty, which is a different value), and
-    descriptions survive the UI's markdown rendering."""
+    """Make the JSON schema a good form: `default_factory` values become defaults (pydantic
+    leaves them out, and a form would start empty, which is a different value); then the hooks."""
     from pydantic_core import to_jsonable_python
 
     properties = schema.get("properties", {})
@@ -42,8 +45,8 @@ def _form_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
         if "default" not in prop and field.default_factory is not None \
                 and not field.default_factory_takes_validated_data:
             prop["default"] = to_jsonable_python(field.default_factory())
-        if isinstance(prop.get("description"), str):
-            prop["description"] = _ui_safe(prop["description"])
+    for hook in _SCHEMA_HOOKS:
+        hook(schema, model)
 
 
 class TavaModel(BaseModel):

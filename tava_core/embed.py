@@ -14,18 +14,20 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import Field
 
-from .config import EncoderSpec, TavaModel
-from .encoders import Encoder, TextKind, load_encoder
+from .config import EncoderSpec, TavaModel, TextKind
 from .errors import IntegrityError
 from .home import TavaHome, find_dataset
 from .io import document_texts, read_text_shard, sha256_file, vector_shard_metadata, write_vector_shard
 from .locks import file_lock
 from .manifest import (DatasetManifest, ShardRecord, VectorManifest, load_dataset_manifest,
                        save_manifest)
+
+if TYPE_CHECKING:  # torch stays unimported until something is encoded (the CLI checks inputs first)
+    from .encoders import Encoder
 
 
 COLLECTION_LOCK = ".lock"
@@ -150,6 +152,8 @@ def embed_dataset(config: EmbedConfig, home: TavaHome | None = None, *,
     home = home or TavaHome()
     dataset_dir = find_dataset(home, config.dataset)
     manifest = load_dataset_manifest(dataset_dir)
+    from .encoders import load_encoder
+
     encoder = load_encoder(config.encoder)
     outputs: dict[str, Path] = {}
     for collection in config.collections or list(manifest.collections):

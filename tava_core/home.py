@@ -1,4 +1,4 @@
-"""The tava home directory: data, vectors, artifacts, reports and Prefect's own state.
+"""The tava home directory: data, vectors, artifacts, reports and the orchestrator's own state.
 
 Layout (all under one directory, default ``./.tava``, so a user can see, copy or delete a run)::
 
@@ -8,12 +8,11 @@ Layout (all under one directory, default ``./.tava``, so a user can see, copy or
     registry/<kind>/<name>/  versioned registry slots: students, adapters, indexes (tava_core.registry)
     lancedb/                 LanceDB tables written by `tava backfill`
     reports/                 JSON / markdown / PNG reports
-    prefect/                 PREFECT_HOME: the ephemeral server's database, results, logs
+    prefect/                 the orchestrator's state (set up by flows/_prefect.py, not here)
     .locks/                  lock files of resources without a directory of their own (datasets)
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -53,10 +52,6 @@ class TavaHome:
     def reports(self) -> Path:
         return self.root / "reports"
 
-    @property
-    def prefect(self) -> Path:
-        return self.root / "prefect"
-
     def lock_file(self, resource: str, name: str) -> Path:
         """Lock file of a resource that has no directory of its own to hold it (``tava_core.locks``);
         kept out of ``data/`` so listing datasets shows datasets only."""
@@ -70,38 +65,6 @@ class TavaHome:
 
     def __repr__(self) -> str:
         return f"TavaHome({str(self.root)!r})"
-
-
-def prefect_environment(home: TavaHome) -> dict[str, str]:
-    """Environment that keeps Prefect offline, quiet and inside the tava home."""
-    return {
-        "PREFECT_HOME": str(home.prefect),
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home.prefect / "results"),
-        "PREFECT_LOCAL_STORAGE_PATH": str(home.prefect / "storage"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-
-
-def configure_environment(home: TavaHome | str | Path | None = None, *, override: bool = False) -> TavaHome:
-    """Point Prefect at the tava home. Must run before ``prefect`` is imported.
-
-    Variables the user already set win unless ``override`` (a user's PREFECT_API_URL to a real
-    server is respected as well: then that server keeps the state).
-    """
-    home = home if isinstance(home, TavaHome) else TavaHome(home)
-    os.environ["TAVA_HOME"] = str(home.root)
-    # Prefect creates only the last level of PREFECT_HOME and warns when the parent is missing.
-    home.prefect.mkdir(parents=True, exist_ok=True)
-    for key, value in prefect_environment(home).items():
-        if override:
-            os.environ[key] = value
-        else:
-            os.environ.setdefault(key, value)
-    return home
 
 
 def find_dataset(home: TavaHome, dataset: str | Path) -> Path:

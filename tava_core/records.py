@@ -32,6 +32,12 @@ class VectorSet(Record):
     rows: int
     shards: int
     dim: int
+    # This run's work apart from what earlier runs left current (counted before scheduling, by
+    # the rule the shard cache follows: a vector shard of this source, encoder and kind).
+    computed_shards: int = 0
+    computed_rows: int = 0
+    reused_shards: int = 0
+    reused_rows: int = 0
 
 
 class EmbedResult(Record):
@@ -76,6 +82,8 @@ class BackfillResult(Record):
     resumed: bool
     shards: int
     shards_upserted: int
+    shards_embedded: int = 0            # upserted shards whose vectors this run computed ...
+    shards_vectors_reused: int = 0      # ... and those whose vector shard an earlier embed or backfill left
     rows_written: int
     table_rows: int
     version: int

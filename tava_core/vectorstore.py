@@ -33,7 +33,6 @@ from pydantic import Field
 
 from .config import EncoderSpec, TavaModel
 from .embed import ShardJob, plan_collection
-from .encoders import load_encoder
 from .errors import ConfigError, InputError
 from .home import TavaHome, find_dataset, slug
 from .io import read_json, read_text_shard, read_vector_shard, write_json
@@ -274,6 +273,8 @@ def prepare_backfill(config: BackfillConfig, home: TavaHome | None = None) -> Ba
     dataset_dir = find_dataset(home, config.dataset)
     manifest = load_dataset_manifest(dataset_dir)
     collection = _resolve_collection(manifest, config.collection, dataset_dir)
+    from .encoders import load_encoder  # here, not at import: the CLI checks inputs without torch
+
     encoder = load_encoder(config.encoder)
     uri = Path(config.uri).expanduser().resolve() if config.uri else default_uri(home)
     base_name = config.table or slug(f"{manifest.name}_{collection}")

@@ -90,7 +90,8 @@ def prefect_harness():
     """A temporary Prefect server for tests that run flows (started once per session)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # Generous: on a busy 2-core machine (CI next to other jobs) a first server start can take minutes.
+    with prefect_test_harness(server_startup_timeout=300):
         yield
 
 

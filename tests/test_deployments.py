@@ -31,7 +31,7 @@ def _deployments_with_flows() -> list[tuple[dict[str, Any], Any]]:
 
 def test_prefect_yaml_declares_the_operated_deployments():
     deployments = {d["name"]: d for d in project_deployments()}
-    assert {"demo", "nightly-adapter-refresh", "index-rebuild", "backfill", "ingest", "embed", "distill",
+    assert {"demo", "nightly-adapter-refresh", "index", "backfill", "ingest", "embed", "distill",
             "adapt", "evaluate"} <= set(deployments)
     assert all(d["work_pool"]["name"] == POOL for d in deployments.values())
     nightly = deployments["nightly-adapter-refresh"]
@@ -39,7 +39,7 @@ def test_prefect_yaml_declares_the_operated_deployments():
     assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC", "active": True}]
     assert nightly["concurrency_limit"]["limit"] == 1
     # Manual deployments have no schedule.
-    assert not any(deployments[name].get("schedules") for name in ("demo", "index-rebuild", "backfill"))
+    assert not any(deployments[name].get("schedules") for name in ("demo", "index", "backfill"))
 
 
 def test_every_flow_parameter_is_a_form_with_defaults_and_descriptions():

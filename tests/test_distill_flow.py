@@ -12,7 +12,7 @@ from distill_helpers import make_toy_dataset
 
 
 def test_cli_options_come_from_the_config():
-    from flows.distill import cli
+    from flows.commands.distill import cli
 
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0, result.output

@@ -4,6 +4,7 @@ second run with nothing changed trains nothing."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,11 +28,11 @@ def test_partial_stage_sections_keep_the_pipeline_defaults():
         PipelineConfig.model_validate({"distill": {"stepz": 7}})
 
 
-def test_run_command_needs_a_config_file():
-    from flows.demo import run_cli
+def test_run_command_needs_some_settings():
+    from flows.commands.demo import run_cli
 
     result = CliRunner().invoke(run_cli, [])
-    assert result.exit_code != 0 and "--config" in result.output
+    assert result.exit_code != 0 and "--config" in result.output and "options" in result.output
 
 
 @pytest.mark.slow
@@ -39,7 +40,8 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
                                                                   tmp_path):
     import yaml
 
-    from flows.demo import PipelineConfig, demo_pipeline, run_cli
+    from flows.commands.demo import run_cli
+    from flows.demo import PipelineConfig, demo_pipeline
     from tava_core.home import TavaHome
 
     config = PipelineConfig.model_validate(_tiny_pipeline_config(tiny_model_dir))
@@ -74,5 +76,12 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     assert result.exit_code == 0, result.output
     assert weights.stat().st_mtime_ns == before and adapter_weights.stat().st_mtime_ns == adapter_before
     assert "student + adapter" in result.output and f"{first.system('student + adapter').ndcg_at_10:.4f}" in result.output
+    # The summary tells cached work from computed work: the first run computed every shard, the
+    # re-run none, and the re-run reused the index version and both evaluation reports.
+    assert first.work["embed (teacher)"].endswith(", 0 reused") and not first.work["embed (teacher)"].startswith("0 ")
+    assert re.search(r"\| embed \(teacher\) \| [0-9.]+ \| 0 shards computed, [1-9]\d* reused \|", result.output)
+    assert re.search(r"\| embed \(student\) \| [0-9.]+ \| 0 shards computed, [1-9]\d* reused \|", result.output)
+    assert f"| reused version {first.index['version']} |" in result.output
+    assert "| 0 evaluations computed, 2 reused |" in result.output
     assert [v.version for v in registry.versions("adapters", "nightly")] == [first.registry[1]["version"]]
     assert TavaHome(tava_home).root == tava_home.resolve()

@@ -4,11 +4,11 @@ from __future__ import annotations
 import abc
 import hashlib
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-TextKind = Literal["query", "document"]
+from ..config import TextKind  # defined with the configs, so modules without torch can name it
 
 # Files whose bytes change what a model computes (weights, tokenizer, architecture).
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".npy")

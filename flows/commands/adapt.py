@@ -1,0 +1,25 @@
+"""`tava adapt` (flow `train-adapter`)."""
+from __future__ import annotations
+
+import click
+
+from tava_core.adapter.config import AdapterConfig
+from tava_core.home import TavaHome
+
+from .._server import run_flow
+from ..cli import build_config, config_options, echo_record
+from . import checks
+
+
+@click.command("adapt")
+@config_options(AdapterConfig)
+@click.pass_context
+def cli(ctx: click.Context, **params) -> None:
+    """Train an adapter from student vectors into teacher space (`--student-vectors DIR
+    --teacher-vectors DIR`, each repeatable; `--student MODEL` makes the result a loadable encoder)."""
+    config = build_config(AdapterConfig, ctx, params)
+    checks.vector_dirs(config.student_vectors, "--student-vectors")
+    checks.vector_dirs(config.teacher_vectors, "--teacher-vectors")
+    checks.encoder(config.student, "--student")
+    checks.existing_dir(config.warm_start, "--warm-start")
+    echo_record(run_flow("flows.adapt:train_adapter", config, home=str(TavaHome().root)))

@@ -1,0 +1,92 @@
+"""Cheap checks of a command's inputs, run before Prefect is imported or a server starts.
+
+They catch what a user mistypes (a path that does not exist, a dataset never ingested, a vector
+directory without its manifest, an encoder path that is not there) and say so with the option
+and the fix. Anything deeper (dims, fingerprints, file contents) stays with the stages.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Optional
+
+from tava_core.config import EncoderSpec
+from tava_core.errors import ConfigError, InputError
+from tava_core.home import TavaHome, find_dataset
+
+MANIFEST = "manifest.json"
+
+
+def _looks_like_path(value: str) -> bool:
+    """A model/dataset given as a path (not a bare alias or name): then it must exist."""
+    return value.startswith((".", "~", "/")) or "/" in value or "\\" in value
+
+
+def encoder(spec: Optional[EncoderSpec | str], option: str) -> None:
+    """An encoder given as a path must exist (a bare name is an alias, resolved when loaded)."""
+    if spec is None:
+        return
+    model = spec if isinstance(spec, str) else spec.model
+    if _looks_like_path(model) and not Path(model).expanduser().exists():
+        raise InputError(f"{option}: encoder not found", path=Path(model).expanduser(),
+                         hint="give a model directory that exists, or a built-in alias such as all-MiniLM-L6-v2")
+
+
+def ingested_dataset(home: TavaHome, dataset: str, option: str = "--dataset",
+                     collections: Iterable[str] = ()) -> Path:
+    """An ingested dataset (name under <home>/data or its directory), with these collections."""
+    directory = find_dataset(home, dataset)
+    wanted = list(collections)
+    if wanted:
+        try:
+            present = json.loads((directory / MANIFEST).read_text()).get("collections", {})
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{option}: unreadable dataset manifest ({exc})", path=directory / MANIFEST,
+                             hint=f"re-run `tava ingest` for {dataset}") from None
+        missing = [c for c in wanted if c not in present]
+        if missing:
+            raise ConfigError(f"--collections: {dataset} has no collection {', '.join(map(repr, missing))} "
+                              f"(it has: {', '.join(present)})", path=directory / MANIFEST)
+    return directory
+
+
+def retrieval_dataset(home: TavaHome, dataset: str, option: str = "--dataset") -> None:
+    """An ingested dataset or a raw BEIR directory (corpus.jsonl), as evaluation reads them."""
+    candidate = Path(dataset).expanduser()
+    if (candidate / MANIFEST).is_file() or (candidate / "corpus.jsonl").is_file():
+        return
+    if (home.dataset_dir(dataset) / MANIFEST).is_file():
+        return
+    raise InputError(f"{option}: no retrieval dataset {dataset!r}: neither an ingested dataset nor a BEIR "
+                     "directory", path=candidate,
+                     hint=f"give a BEIR directory (corpus.jsonl, queries.jsonl, qrels/) or run "
+                          f"`tava ingest DIR --name {dataset}` first")
+
+
+def vector_dirs(paths: Iterable[Optional[str]], option: str) -> None:
+    """Vector directories written by `tava embed` (they hold a manifest.json)."""
+    for path in paths:
+        if path is None:
+            continue
+        directory = Path(path).expanduser()
+        if not directory.is_dir():
+            raise InputError(f"{option}: vector directory not found", path=directory,
+                             hint="give a directory made by `tava embed` (under <home>/vectors/)")
+        if not (directory / MANIFEST).is_file():
+            raise InputError(f"{option}: not a finished vector directory (no {MANIFEST})", path=directory,
+                             hint="run (or finish) `tava embed` for it; the manifest is written last")
+
+
+def existing_dir(path: Optional[str], option: str) -> None:
+    if path is not None and not Path(path).expanduser().is_dir():
+        raise InputError(f"{option}: directory not found", path=Path(path).expanduser())
+
+
+def ingest_source(config, home: TavaHome) -> None:
+    """The source `tava ingest` would read: exists, format and columns fit (not 'builtin', which
+    is built on demand and takes a while)."""
+    if config.source == "builtin":
+        return
+    from tava_core.ingest import plan_source
+
+    plan_source(config, home)

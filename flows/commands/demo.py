@@ -1,0 +1,57 @@
+"""`tava demo` and `tava run` (flow `tava-pipeline`)."""
+from __future__ import annotations
+
+import time
+
+import click
+
+from tava_core.config import IngestConfig
+from tava_core.home import TavaHome
+
+from .._server import run_flow
+from ..cli import build_config, config_options
+from ..pipeline_config import FILLED_IN, PipelineConfig
+from . import checks
+
+
+def check_inputs(config: PipelineConfig, home: TavaHome) -> None:
+    checks.ingest_source(IngestConfig(source=config.source, name=config.name, shard_size=config.shard_size), home)
+    checks.encoder(config.teacher, "--teacher")
+
+
+def _report(result, start: float, home: TavaHome) -> None:
+    from flows.demo import summary_markdown  # after the run: the flow module is imported by then
+
+    click.echo("")
+    click.echo(summary_markdown(result))
+    click.echo(f"done in {time.perf_counter() - start:.0f} s; everything is under {home.root}")
+
+
+def _run(config: PipelineConfig) -> None:
+    home = TavaHome()
+    check_inputs(config, home)
+    start = time.perf_counter()
+    result = run_flow("flows.demo:demo_pipeline", config, home=str(home.root))
+    _report(result, start, home)
+
+
+@click.command("demo")
+@config_options(PipelineConfig, exclude=FILLED_IN)
+@click.pass_context
+def cli(ctx: click.Context, **params) -> None:
+    """Run the whole pipeline on the built-in data and print the results table."""
+    _run(build_config(PipelineConfig, ctx, params))
+
+
+@click.command("run")
+@config_options(PipelineConfig, exclude=FILLED_IN)
+@click.pass_context
+def run_cli(ctx: click.Context, **params) -> None:
+    """Run the whole pipeline with your settings: options, a config file, or both (options win):
+    `tava run --source DIR --distill-steps 1500`, `tava run --config pipeline.yaml` (YAML or TOML
+    with the same keys; nested stages as `distill:` and `adapter:` sections)."""
+    given = [key for key in params if ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)]
+    if not given:
+        raise click.UsageError("tava run needs your settings: options (see `tava run --help`) and/or "
+                               "--config FILE; `tava demo` runs the defaults")
+    _run(build_config(PipelineConfig, ctx, params))

@@ -1,0 +1,35 @@
+"""`tava refresh` (flow `nightly-adapter-refresh`)."""
+from __future__ import annotations
+
+import click
+
+from tava_core import refresh as core
+from tava_core.home import TavaHome
+
+from .._server import run_flow
+from ..cli import build_config, config_options, echo_record
+from . import checks
+
+
+@click.command("refresh")
+@config_options(core.RefreshConfig, exclude=("adapter_options",))
+@click.pass_context
+def cli(ctx: click.Context, **params) -> None:
+    """Nightly adapter refresh: train the current adapter further on new texts in the drop zone and
+    promote it only if it is not worse (prints the run's record)."""
+    config = build_config(core.RefreshConfig, ctx, params)
+    home = TavaHome()
+    checks.encoder(config.student, "--student")
+    checks.encoder(config.teacher, "--teacher")
+    for dataset in config.evaluation:
+        checks.retrieval_dataset(home, dataset, option="--evaluation")
+    try:
+        record = run_flow("flows.refresh:nightly_adapter_refresh", config, home=str(home.root))
+    except Exception as exc:
+        from flows.refresh import StageFailed  # imported by run_flow already: costs nothing here
+
+        if not isinstance(exc, StageFailed):
+            raise
+        raise click.ClickException(str(exc)) from None
+    record.pop("config", None)
+    echo_record(record)

@@ -1,0 +1,58 @@
+"""The pipeline's config (`tava demo`, `tava run`, the demo deployment's form), apart from the
+flow so the CLI can validate it without importing Prefect."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import Field, model_validator
+
+from tava_core.adapter.config import AdapterConfig
+from tava_core.config import EncoderSpec, TavaModel
+from tava_core.distill.config import DistillConfig
+
+
+# Filled in by the pipeline from what the earlier stages made (hidden from the CLI).
+FILLED_IN = ("distill.teacher", "distill.datasets", "distill.teacher_vectors", "distill.output",
+             "adapter.student_vectors", "adapter.teacher_vectors", "adapter.student", "adapter.warm_start")
+
+
+def demo_distill() -> DistillConfig:
+    # Sized for the built-in data on 2 CPU cores: ~3 minutes of training.
+    return DistillConfig(name="demo-student", steps=300, batch_size=32, lr=5e-4, warmup_steps=20,
+                         eval_every=50, checkpoint_every=100, patience=3)
+
+
+def demo_adapter() -> AdapterConfig:
+    return AdapterConfig(name="demo-adapter", max_steps=600, eval_every=50)
+
+
+class PipelineConfig(TavaModel):
+    """The whole pipeline. The defaults run on the built-in data and need no network."""
+
+    source: str = Field("builtin", description="Corpus to run on ('builtin', or any source `tava ingest` reads).")
+    name: Optional[str] = Field(None, description="Dataset name (default: from the source).")
+    teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
+    shard_size: int = Field(2000, ge=1, description="Rows per text shard.")
+    index_factory: str = Field("HNSW32,Flat", description="FAISS factory string of the corpus index.")
+    distill: DistillConfig = Field(default_factory=demo_distill, description=(
+        "Stage A (student). Its teacher and training datasets are filled in by the pipeline."))
+    adapter: AdapterConfig = Field(default_factory=demo_adapter, description=(
+        "Stage B (adapter). Its vector directories and student are filled in by the pipeline."))
+    split: str = Field("test", description="Qrels split the evaluation scores.")
+    registry_student: str = Field("student", description=(
+        "Registry name the student is published under as the current version (the nightly "
+        "refresh's default student_name)."))
+    registry_adapter: str = Field("nightly", description=(
+        "Registry name the adapter is published under as the current version (the nightly "
+        "refresh's default name, so it continues from this adapter)."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_defaults(cls, data: Any) -> Any:
+        # A partial `distill:` / `adapter:` section (or `--distill-steps 100`) changes those keys
+        # only: the pipeline's own stage defaults stay underneath, not the bare stage defaults.
+        if isinstance(data, dict):
+            for key, defaults in (("distill", demo_distill), ("adapter", demo_adapter)):
+                if isinstance(data.get(key), dict):
+                    data = {**data, key: {**defaults().model_dump(exclude_unset=True), **data[key]}}
+        return data

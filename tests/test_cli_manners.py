@@ -1,0 +1,216 @@
+"""The command line as a new user meets it: options work alone and over a config file, mistakes
+are reported before Prefect is imported or any server starts, a killed run leaves no process
+behind, and cached work is told apart from computed work."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import synthetic_texts, write_dataset
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+# Runs `tava ARGS...` with server start-up forbidden, then reports whether Prefect was imported.
+_PROBE = """
+import sys
+import flows._server as server
+
+def refuse(self):
+    raise SystemExit("test: a Prefect server was started")
+
+server.OwnedServer.launch = refuse
+from flows.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    sys.stderr.write("\\nprefect imported: %s\\n" % ("prefect" in sys.modules))
+"""
+
+
+def _cli_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update({"TAVA_HOME": str(home), "PREFECT_HOME": str(home / "prefect"),
+                "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "prefect" / "results")})
+    return env
+
+
+def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
+    """case -> (argv, text the error must show)."""
+    write_dataset(home, "small", {"texts": synthetic_texts(20)}, shard_size=10)
+    unparseable = tmp_path / "broken.yaml"
+    unparseable.write_text("dataset: [small\n")
+    unknown_key = tmp_path / "typo.yaml"
+    unknown_key.write_text(yaml.safe_dump({"dataset": "small", "encodr": {"model": "x"}}))
+    no_text = tmp_path / "no_text.csv"
+    no_text.write_text("id,body\n1,hello\n")
+    return {
+        "unknown dataset": (["embed", "--dataset", "nope"], "no ingested dataset named 'nope'"),
+        "unknown collection": (["embed", "--dataset", "small", "--collections", "queries"], "no collection 'queries'"),
+        "bad encoder path": (["embed", "--dataset", "small", "--encoder", str(tmp_path / "no-model")],
+                             "--encoder: encoder not found"),
+        "unparseable config": (["embed", "--config", str(unparseable)], "cannot parse config"),
+        "unknown config key": (["embed", "--config", str(unknown_key)], "--encodr"),
+        "missing source": (["ingest", str(tmp_path / "missing.jsonl")], "source not found"),
+        "csv without the text column": (["ingest", str(no_text)], "no column 'text'"),
+        "missing vectors": (["index", "--vectors", str(tmp_path / "vectors")], "vector directory not found"),
+        "backfill unknown dataset": (["backfill", "--dataset", "nope"], "no ingested dataset named 'nope'"),
+        "run with a missing source, flags alone": (["run", "--source", str(tmp_path / "corpus")], "source not found"),
+    }
+
+
+BAD_CASES = ["unknown dataset", "unknown collection", "bad encoder path", "unparseable config", "unknown config key",
+             "missing source", "csv without the text column", "missing vectors", "backfill unknown dataset",
+             "run with a missing source, flags alone"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_is_reported_before_prefect_or_a_server(case, tmp_path, tava_home):
+    argv, expected = _bad_inputs(tmp_path, tava_home)[case]
+    done = subprocess.run([sys.executable, "-c", _PROBE, *argv], cwd=PROJECT, env=_cli_env(tava_home),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert expected in done.stderr, done.stderr[-2000:]
+    assert "a Prefect server was started" not in done.stderr
+    assert "prefect imported: False" in done.stderr, done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------ tava run options
+
+def test_run_takes_options_alone_and_over_a_config_file(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import flows.commands.demo as demo_command
+    from flows.cli import group
+
+    corpus = tmp_path / "texts.jsonl"
+    corpus.write_text('{"id": "1", "text": "a passage"}\n')
+    ran = []
+    monkeypatch.setattr(demo_command, "run_flow", lambda target, config, home: ran.append(config) or _Stop())
+    monkeypatch.setattr(demo_command, "_report", lambda result, start, home: None)
+
+    result = CliRunner().invoke(group, ["--home", str(tmp_path / "home"), "run", "--source", str(corpus),
+                                        "--distill-steps", "40"])
+    assert result.exit_code == 0, result.output
+    assert ran[-1].source == str(corpus) and ran[-1].distill.steps == 40
+    assert ran[-1].distill.name == "demo-student"  # the pipeline's own stage defaults stay underneath
+
+    config_file = tmp_path / "pipeline.yaml"
+    config_file.write_text(yaml.safe_dump({"source": str(corpus), "shard_size": 7,
+                                           "distill": {"steps": 900, "batch_size": 16}}))
+    result = CliRunner().invoke(group, ["--home", str(tmp_path / "home"), "run", "--config", str(config_file),
+                                        "--distill-steps", "40"])
+    assert result.exit_code == 0, result.output
+    assert ran[-1].distill.steps == 40 and ran[-1].distill.batch_size == 16 and ran[-1].shard_size == 7
+
+    result = CliRunner().invoke(group, ["--home", str(tmp_path / "home"), "run"])
+    assert result.exit_code == 2 and "--config FILE" in result.output and len(ran) == 2
+
+
+class _Stop:
+    """Stands in for a pipeline result (the flow is not run in this test)."""
+
+
+# --------------------------------------------------------------------------- processes left behind
+
+def _children() -> dict[int, list[int]]:
+    """parent pid -> child pids, from /proc."""
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _descendants(pid: int) -> list[int]:
+    tree, found, todo = _children(), [], [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be collected
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
+    write_dataset(tava_home, "big", {"texts": synthetic_texts(600, seed=3)}, shard_size=30)
+    cmd = [sys.executable, "-m", "flows.cli", "embed", "--dataset", "big", "--encoder", "all-MiniLM-L6-v2",
+           "--encoder-batch-size", "16"]
+    proc = subprocess.Popen(cmd, cwd=PROJECT, env=_cli_env(tava_home), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    vectors_root = tava_home / "vectors" / "big" / "texts"
+    descendants: list[int] = []
+    try:
+        deadline = time.time() + 300
+        while not list(vectors_root.glob("*/shard-*.parquet")):
+            assert proc.poll() is None, "embed ended before it could be killed"
+            assert time.time() < deadline, "no shard written within 300 s"
+            time.sleep(0.2)
+        descendants = _descendants(proc.pid)
+        assert descendants, "the run should have its Prefect server as a child"
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only, as the OOM killer does
+        proc.wait()
+        deadline = time.time() + 30
+        while [pid for pid in descendants if _alive(pid)] and time.time() < deadline:
+            time.sleep(0.2)
+        survivors = [pid for pid in descendants if _alive(pid)]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in descendants:  # whatever the assertion below reports must not outlive the test
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert survivors == [], f"processes outlived the killed run: {survivors}"
+
+
+# ------------------------------------------------------------------------ computed vs reused counts
+
+@pytest.mark.slow
+def test_embed_says_what_it_computed_and_what_it_reused(tava_home, tiny_model_dir):
+    import json
+
+    write_dataset(tava_home, "counts", {"texts": synthetic_texts(60, seed=5)}, shard_size=10)
+    argv = [sys.executable, "-m", "flows.cli", "embed", "--dataset", "counts", "--encoder", str(tiny_model_dir)]
+    first = subprocess.run(argv, cwd=PROJECT, env=_cli_env(tava_home), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out_dir = next((tava_home / "vectors" / "counts" / "texts").iterdir())
+    for shard in sorted(out_dir.glob("shard-*.parquet"))[:2]:  # two of six shards need redoing
+        shard.unlink()
+    second = subprocess.run(argv, cwd=PROJECT, env=_cli_env(tava_home), capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    [collection] = json.loads(second.stdout)["collections"]
+    assert (collection["computed_shards"], collection["reused_shards"]) == (2, 4)
+    assert (collection["computed_rows"], collection["reused_rows"]) == (20, 40) and collection["rows"] == 60
+    assert "texts: 2 shards computed (20 rows), 4 reused (40 rows)" in second.stderr
+
+
+def test_no_command_module_imports_prefect():
+    """Every `tava` command can parse and check its options with Prefect still unimported."""
+    probe = ("import sys\nfrom flows.cli import COMMANDS, group\nimport click\n"
+             "ctx = click.Context(group)\n"
+             "missing = [name for name in COMMANDS if group.get_command(ctx, name) is None]\n"
+             "print(missing, 'prefect' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]", "False"], done.stdout
