@@ -165,7 +165,7 @@ def table_lock(uri: str | Path, table_name: str, *, timeout: float = 0.0) -> con
 
 
 @contextlib.contextmanager
-def backfill_lock(config: "BackfillConfig", home: TavaHome | None = None) -> Iterator[tuple[Path, str]]:
+def backfill_lock(config: BackfillConfig, home: TavaHome | None = None) -> Iterator[tuple[Path, str]]:
     """Hold the lock of the table ``config`` backfills for a whole run; yields ``(uri, base table)``.
 
     Whoever chains the steps (``backfill`` here, or a flow) holds it from ``prepare_backfill`` to

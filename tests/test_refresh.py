@@ -140,14 +140,27 @@ def test_second_refresh_while_one_runs_does_nothing(prefect_harness, tava_home, 
     from flows.refresh import nightly_adapter_refresh
     from tava_core.home import TavaHome
     from tava_core.refresh import run_lock_path
-    from tava_core.registry import Registry, file_lock
+    from tava_core.registry import Registry
 
     zone = tmp_path / "dropzone"
     drop(zone, "a.jsonl", synthetic_texts(80, seed=3))
     config = make_config(zone, tiny_model_dir, tiny_teacher_dir)
-    with file_lock(run_lock_path(TavaHome(tava_home), "nightly")):  # "another refresh" holds the run lock
+    # "another refresh" (another process: the lock is re-entrant for its own holder) holds the run lock
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tava_core.locks import file_lock\n"
+                               "with file_lock(sys.argv[1]):\n    print('HELD', flush=True)\n    time.sleep(600)\n",
+                               str(run_lock_path(TavaHome(tava_home), "nightly"))],
+                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "HELD"
         record = nightly_adapter_refresh(config, home=str(tava_home))
+    finally:
+        holder.kill()
+        holder.wait(30)
     assert record["status"] == "locked" and "another refresh is running" in record["message"]
+    assert f"locked by pid {holder.pid}" in record["message"]
     assert Registry(tava_home).names("adapters") == []
     # lock released: the same files are still new, and without evaluation sets the held-out pairs decide
     record = nightly_adapter_refresh(config, home=str(tava_home))
