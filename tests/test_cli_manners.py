@@ -214,3 +214,18 @@ def test_no_command_module_imports_prefect():
     done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[]", "False"], done.stdout
+
+
+def test_configs_the_cli_checks_import_without_torch():
+    """What `tava embed|ingest|index|backfill|evaluate|refresh` need to parse and check their
+    options loads without torch (seconds on a busy machine); the heavy parts load on first use."""
+    probe = ("import sys\n"
+             "import tava_core.embed, tava_core.vectorstore, tava_core.index, tava_core.ingest, tava_core.refresh\n"
+             "import tava_core.evaluate\n"
+             "print('torch' in sys.modules)\n"
+             "from tava_core.evaluate import *  # every listed name still resolves\n"
+             "import tava_core.evaluate as package\n"
+             "print(all(callable(getattr(package, name)) or name == 'MODE_ROLES' for name in package.__all__))\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"], done.stdout
