@@ -2,7 +2,7 @@
 the code before this change (commit 5c7cca4, unpacked from git) and the working tree, side by
 side in one run, alternating, on the same machine and load.
 
-    .venv/bin/python bench/cli_errors.py [--repeats 2] [--no-kill] [--out bench/results/cli_errors.json]
+    .venv/bin/python bench/cli_errors.py [--repeats 2] [--no-kill] [--only evaluate] [--out FILE.json]
 
 Each case runs `python -m flows.cli ARGS` from the tree under test in a fresh tava home with no
 PREFECT_API_URL, as a new user would; wall time is from process start to exit. The kill case
@@ -121,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-kill", action="store_true", help="skip the kill -9 case")
+    parser.add_argument("--only", default="", help="run only the error cases whose name contains this text")
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "cli_errors.json"))
     args = parser.parse_args()
     from helpers import synthetic_texts, write_dataset
@@ -128,7 +129,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tava-cli-bench-") as tmp:
         scratch = Path(tmp)
         trees = {"before": unpack(BEFORE_COMMIT, scratch / "before"), "after": PROJECT}
-        table = cases(scratch)
+        table = {name: case for name, case in cases(scratch).items() if args.only in name}
         raw: dict[str, dict[str, list[dict]]] = {name: {"before": [], "after": []} for name in table}
         for repeat in range(args.repeats):
             for name, (argv, expected) in table.items():
