@@ -55,6 +55,10 @@ def cases(scratch: Path) -> dict[str, tuple[list[str], str]]:
         "index: missing vectors": (["index", "--vectors", str(scratch / "vectors")], "vectors"),
         "backfill: unknown dataset": (["backfill", "--dataset", "nope"], "no ingested dataset named 'nope'"),
         "evaluate: unknown dataset": (["evaluate", "--dataset", "nope"], "nope"),
+        "distill: unknown dataset": (["distill", "--datasets", "nope"], "no ingested dataset named 'nope'"),
+        "adapt: missing vectors": (["adapt", "--student-vectors", str(scratch / "s"), "--teacher-vectors",
+                                    str(scratch / "t")], "vector directory not found"),
+        "run: missing source, options alone": (["run", "--source", str(scratch / "corpus")], "source not found"),
     }
 
 
@@ -121,7 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-kill", action="store_true", help="skip the kill -9 case")
-    parser.add_argument("--only", default="", help="run only the error cases whose name contains this text")
+    parser.add_argument("--only", default="", help="run only the error cases whose name contains one of these comma-separated texts")
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "cli_errors.json"))
     args = parser.parse_args()
     from helpers import synthetic_texts, write_dataset
@@ -129,7 +133,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tava-cli-bench-") as tmp:
         scratch = Path(tmp)
         trees = {"before": unpack(BEFORE_COMMIT, scratch / "before"), "after": PROJECT}
-        table = {name: case for name, case in cases(scratch).items() if args.only in name}
+        table = {name: case for name, case in cases(scratch).items() if any(part in name for part in args.only.split(","))}
         raw: dict[str, dict[str, list[dict]]] = {name: {"before": [], "after": []} for name in table}
         for repeat in range(args.repeats):
             for name, (argv, expected) in table.items():
