@@ -2,7 +2,7 @@
 the code before this change (commit 5c7cca4, unpacked from git) and the working tree, side by
 side in one run, alternating, on the same machine and load.
 
-    .venv/bin/python bench/cli_errors.py [--repeats 2] [--no-kill] [--out bench/results/cli_errors.json]
+    .venv/bin/python bench/cli_errors.py [--repeats 2] [--no-kill] [--only evaluate] [--out FILE.json]
 
 Each case runs `python -m flows.cli ARGS` from the tree under test in a fresh tava home with no
 PREFECT_API_URL, as a new user would; wall time is from process start to exit. The kill case
@@ -55,6 +55,10 @@ def cases(scratch: Path) -> dict[str, tuple[list[str], str]]:
         "index: missing vectors": (["index", "--vectors", str(scratch / "vectors")], "vectors"),
         "backfill: unknown dataset": (["backfill", "--dataset", "nope"], "no ingested dataset named 'nope'"),
         "evaluate: unknown dataset": (["evaluate", "--dataset", "nope"], "nope"),
+        "distill: unknown dataset": (["distill", "--datasets", "nope"], "no ingested dataset named 'nope'"),
+        "adapt: missing vectors": (["adapt", "--student-vectors", str(scratch / "s"), "--teacher-vectors",
+                                    str(scratch / "t")], "vector directory not found"),
+        "run: missing source, options alone": (["run", "--source", str(scratch / "corpus")], "source not found"),
     }
 
 
@@ -121,6 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-kill", action="store_true", help="skip the kill -9 case")
+    parser.add_argument("--only", default="", help="run only the error cases whose name contains one of these comma-separated texts")
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "cli_errors.json"))
     args = parser.parse_args()
     from helpers import synthetic_texts, write_dataset
@@ -128,7 +133,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tava-cli-bench-") as tmp:
         scratch = Path(tmp)
         trees = {"before": unpack(BEFORE_COMMIT, scratch / "before"), "after": PROJECT}
-        table = cases(scratch)
+        table = {name: case for name, case in cases(scratch).items() if any(part in name for part in args.only.split(","))}
         raw: dict[str, dict[str, list[dict]]] = {name: {"before": [], "after": []} for name in table}
         for repeat in range(args.repeats):
             for name, (argv, expected) in table.items():

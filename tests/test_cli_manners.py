@@ -214,3 +214,22 @@ def test_no_command_module_imports_prefect():
     done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[]", "False"], done.stdout
+
+
+def test_configs_the_cli_checks_import_without_torch():
+    """Every command's config (and the modules its checks use) loads without torch — seconds on a
+    busy machine; a stage package's other exports load on first use and still all resolve."""
+    probe = ("import sys\n"
+             "import tava_core.embed, tava_core.vectorstore, tava_core.index, tava_core.ingest, tava_core.refresh\n"
+             "import tava_core.evaluate.config, tava_core.distill.config, tava_core.adapter.config\n"
+             "import tava_core.compress.config, flows.pipeline_config, flows.commands.checks\n"
+             "print('torch' in sys.modules)\n"
+             "import importlib\n"
+             "for name in ('evaluate', 'distill', 'adapter', 'compress'):\n"
+             "    package = importlib.import_module('tava_core.' + name)\n"
+             "    exec(f'from tava_core.{name} import *')  # every listed name resolves\n"
+             "    assert all(getattr(package, export) is not None for export in package.__all__), name\n"
+             "print('resolved')\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "resolved"], done.stdout

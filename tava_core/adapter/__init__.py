@@ -7,16 +7,21 @@
 - ``io``: safetensors + JSON save/load; ``encoder``: ``AdaptedEncoder`` (student then adapter)
 - ``run``: the whole stage in-process (the Prefect flow in ``flows/adapt.py`` wraps it)
 """
-from .baselines import LinearMap, fit_baselines, fit_procrustes, fit_ridge, identity_map
+from .._lazy import lazy_exports
 from .config import AdapterConfig
-from .discriminator import Discriminator
-from .encoder import AdaptedEncoder, load_adapted_encoder
-from .io import load_adapter, save_adapter
-from .losses import (AdversarialLoss, CycleConsistencyLoss, GradientPenalty, PairedSupervisionLoss,
-                     RankingDistillationLoss, ReconstructionLoss, VectorSpacePreservationLoss)
-from .metrics import alignment_metrics
-from .model import Vec2VecAdapter
-from .trainer import AdapterData, AdapterTrainer, TrainingResult, split_paired, split_unpaired
+
+# The rest needs torch: loaded on first use (tava_core/_lazy.py), so the CLI checks a config fast.
+__getattr__ = lazy_exports(__name__, {
+    ".baselines": ["LinearMap", "fit_baselines", "fit_procrustes", "fit_ridge", "identity_map"],
+    ".discriminator": ["Discriminator"],
+    ".encoder": ["AdaptedEncoder", "load_adapted_encoder"],
+    ".io": ["load_adapter", "save_adapter"],
+    ".losses": ["AdversarialLoss", "CycleConsistencyLoss", "GradientPenalty", "PairedSupervisionLoss",
+                "RankingDistillationLoss", "ReconstructionLoss", "VectorSpacePreservationLoss"],
+    ".metrics": ["alignment_metrics"],
+    ".model": ["Vec2VecAdapter"],
+    ".trainer": ["AdapterData", "AdapterTrainer", "TrainingResult", "split_paired", "split_unpaired"],
+})
 
 __all__ = ["AdapterConfig", "Vec2VecAdapter", "Discriminator", "AdapterTrainer", "AdapterData", "TrainingResult",
            "split_paired", "split_unpaired", "AdversarialLoss", "GradientPenalty", "VectorSpacePreservationLoss",

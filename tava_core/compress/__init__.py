@@ -8,14 +8,20 @@
 - ``io``: safetensors + JSON save/load; ``encoder``: ``CompressedEncoder`` and ``compress_vector_dir``
 - ``run``: the stage's steps (``resolve_vectors``, ``train_compressors``), chained by ``flows/compress.py``
 """
+from .._lazy import lazy_exports
 from .config import METHODS, CompressConfig
-from .data import CompressionData, QuerySet, Triplets, mine_labeled_triplets, mine_pseudo_triplets, split_queries
-from .encoder import CompressedEncoder, compress_vector_dir, load_compressed_encoder
-from .io import load_compressor, save_compressor
-from .losses import HeadwiseNTXentLoss, HingeTripletLoss, SimilarityPreservationLoss, SoftmaxRankingLoss
-from .model import CompressionAdapter, ProjectionHeads, build_pca, build_prefix
-from .run import fit_all, load_compression_data, resolve_vectors, save_run, train_compressors
-from .trainer import MethodResult, evaluate_model, train_method
+
+# The rest needs torch: loaded on first use (tava_core/_lazy.py), so the CLI checks a config fast.
+__getattr__ = lazy_exports(__name__, {
+    ".data": ["CompressionData", "QuerySet", "Triplets", "mine_labeled_triplets", "mine_pseudo_triplets",
+              "split_queries"],
+    ".encoder": ["CompressedEncoder", "compress_vector_dir", "load_compressed_encoder"],
+    ".io": ["load_compressor", "save_compressor"],
+    ".losses": ["HeadwiseNTXentLoss", "HingeTripletLoss", "SimilarityPreservationLoss", "SoftmaxRankingLoss"],
+    ".model": ["CompressionAdapter", "ProjectionHeads", "build_pca", "build_prefix"],
+    ".run": ["fit_all", "load_compression_data", "resolve_vectors", "save_run", "train_compressors"],
+    ".trainer": ["MethodResult", "evaluate_model", "train_method"],
+})
 
 __all__ = ["METHODS", "CompressConfig", "CompressionData", "QuerySet", "Triplets", "mine_labeled_triplets",
            "mine_pseudo_triplets", "split_queries", "CompressedEncoder", "compress_vector_dir",
