@@ -40,13 +40,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tava-bench-backfill-") as tmp:
         home_dir = Path(tmp) / "home"
         os.environ.update({"TAVA_HOME": str(home_dir), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+        from flows.backfill import backfill_vector_store
         from tava_core.config import EncoderSpec, IngestConfig
         from tava_core.encoders import load_encoder
         from tava_core.home import TavaHome
         from tava_core.ingest import ingest
         from tava_core.io import document_texts, read_text_shard
         from tava_core.manifest import load_dataset_manifest
-        from flows.backfill import backfill_vector_store
         from tava_core.vectorstore import BackfillConfig
 
         def backfill(config: BackfillConfig, home: TavaHome) -> dict:

@@ -149,7 +149,7 @@ def main() -> None:
                                     "prefect_server_started": any(r["prefect_server_started"] for r in runs)}
                           for variant, runs in by_variant.items()}
                    for name, by_variant in raw.items()}
-        for name, row in summary.items():
+        for row in summary.values():
             row["speedup"] = round(row["before"]["median_seconds"] / row["after"]["median_seconds"], 2)
         killed = {}
         if not args.no_kill:

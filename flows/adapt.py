@@ -15,9 +15,13 @@ from tava_core.adapter.config import AdapterConfig
 from tava_core.home import TavaHome
 from tava_core.records import AdapterRecord
 
+# The flow's default parameters, built once: Prefect shows them in the deployment's form, and
+# the flows only read their config.
+DEFAULT_ADAPTER_CONFIG = AdapterConfig()
+
 
 @flow(name="train-adapter", log_prints=True)
-def train_adapter(config: AdapterConfig = AdapterConfig(), home: Optional[str] = None) -> AdapterRecord:
+def train_adapter(config: AdapterConfig = DEFAULT_ADAPTER_CONFIG, home: Optional[str] = None) -> AdapterRecord:
     """Train an adapter on student/teacher vector directories (made by `tava embed`).
 
     Args:

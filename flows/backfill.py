@@ -14,17 +14,26 @@ from typing import Optional
 
 from prefect import flow, get_run_logger
 
-from tasks.backfill import (finish_backfill_task, prepare_backfill_task, report_backfill_task,
-                            rollback_backfill_task, upsert_shard_task)
+from tasks.backfill import (
+    finish_backfill_task,
+    prepare_backfill_task,
+    report_backfill_task,
+    rollback_backfill_task,
+    upsert_shard_task,
+)
 from tasks.embed import embed_shard_task
 from tava_core.embed import vector_shard_is_current
 from tava_core.home import TavaHome
 from tava_core.records import BackfillResult, RollbackResult, ShardUpsert
 from tava_core.vectorstore import BackfillConfig, backfill_lock, summarize_backfill
 
+# The flow's default parameters, built once: Prefect shows them in the deployment's form, and
+# the flows only read their config.
+DEFAULT_BACKFILL_CONFIG = BackfillConfig(dataset="builtin")
+
 
 @flow(name="backfill-vector-store", log_prints=True)
-def backfill_vector_store(config: BackfillConfig = BackfillConfig(dataset="builtin"),
+def backfill_vector_store(config: BackfillConfig = DEFAULT_BACKFILL_CONFIG,
                           home: Optional[str] = None) -> BackfillResult:
     """Embed the collection with the chosen encoder and upsert it into the LanceDB table.
 

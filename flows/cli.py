@@ -6,8 +6,8 @@ Every command's options are generated from the pydantic config model its flow ta
 from __future__ import annotations
 
 import importlib
-import logging
 import importlib.util
+import logging
 import sys
 import types
 import typing

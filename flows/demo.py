@@ -17,6 +17,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
+from tasks.registry import publish_current_task
 from tava_core.config import EncoderSpec, IngestConfig
 from tava_core.embed import EmbedConfig
 from tava_core.evaluate.config import EvalConfig
@@ -24,8 +25,6 @@ from tava_core.home import TavaHome
 from tava_core.index import IndexConfig
 from tava_core.io import sha256_file
 from tava_core.records import EmbedResult, EvaluationReport, Record
-
-from tasks.registry import publish_current_task
 
 from .adapt import train_adapter
 from .distill import distill_student
@@ -115,8 +114,13 @@ def summary_markdown(result: PipelineResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The flow's default parameters, built once: Prefect shows them in the deployment's form, and
+# the flows only read their config.
+DEFAULT_PIPELINE_CONFIG = PipelineConfig()
+
+
 @flow(name="tava-pipeline", log_prints=True)
-def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str] = None) -> PipelineResult:
+def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Optional[str] = None) -> PipelineResult:
     """Run the pipeline end to end: ingest, teacher vectors, index, Stage A, Stage B, evaluation.
 
     Args:

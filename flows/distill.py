@@ -18,9 +18,13 @@ from tava_core.embed import EmbedConfig
 from tava_core.home import TavaHome
 from tava_core.records import StudentRecord
 
+# The flow's default parameters, built once: Prefect shows them in the deployment's form, and
+# the flows only read their config.
+DEFAULT_DISTILL_CONFIG = DistillConfig()
+
 
 @flow(name="distill-student", log_prints=True)
-def distill_student(config: DistillConfig = DistillConfig(), home: Optional[str] = None) -> StudentRecord:
+def distill_student(config: DistillConfig = DEFAULT_DISTILL_CONFIG, home: Optional[str] = None) -> StudentRecord:
     """Train a transformer or static student on the teacher's cached vectors of unlabeled text.
 
     Args:

@@ -13,9 +13,15 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.embed import embed_shard_task
-from tava_core.embed import (EmbedConfig, ShardJob, collection_lock, current_records, plan_collection,
-                             vector_shard_is_current,
-                             write_vector_manifest)
+from tava_core.embed import (
+    EmbedConfig,
+    ShardJob,
+    collection_lock,
+    current_records,
+    plan_collection,
+    vector_shard_is_current,
+    write_vector_manifest,
+)
 from tava_core.encoders import load_encoder
 from tava_core.encoders.device import available_devices, device_for_shard
 from tava_core.home import TavaHome, find_dataset
@@ -73,8 +79,13 @@ def embed_shards(jobs: list[ShardJob], specs: list, fingerprint: str) -> list[Sh
     return records
 
 
+# The flow's default parameters, built once: Prefect shows them in the deployment's form, and
+# the flows only read their config.
+DEFAULT_EMBED_CONFIG = EmbedConfig()
+
+
 @flow(name="embed-dataset", log_prints=True)
-def embed_dataset_flow(config: EmbedConfig = EmbedConfig(), home: Optional[str] = None) -> EmbedResult:
+def embed_dataset_flow(config: EmbedConfig = DEFAULT_EMBED_CONFIG, home: Optional[str] = None) -> EmbedResult:
     """Embed the requested collections of an ingested dataset with one encoder.
 
     Args:

@@ -15,7 +15,6 @@ from prefect import flow, get_run_logger
 
 from tasks.evaluate import embed_corpus_task, encode_queries_task, plan_task, publish_task, score_task
 from tava_core.evaluate import EvalConfig
-from tava_core.home import TavaHome
 from tava_core.records import EvaluationPlan, EvaluationReport
 
 
@@ -32,8 +31,13 @@ def _encode_and_score(config: EvalConfig, checked: EvaluationPlan, home: Optiona
     return score_task(config, {role: by_role[role] for role in checked.corpus_roles}, query_records, home)
 
 
+# The flow's default parameters, built once: Prefect shows them in the deployment's form, and
+# the flows only read their config.
+DEFAULT_EVAL_CONFIG = EvalConfig(dataset="builtin")
+
+
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(config: EvalConfig = EvalConfig(dataset="builtin"), home: Optional[str] = None) -> EvaluationReport:
+def evaluate_flow(config: EvalConfig = DEFAULT_EVAL_CONFIG, home: Optional[str] = None) -> EvaluationReport:
     """Score every mode whose encoders are given, with Matryoshka and quantisation variants.
 
     Args:

@@ -36,8 +36,13 @@ def report_markdown(report: IngestReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The flow's default parameters, built once: Prefect shows them in the deployment's form, and
+# the flows only read their config.
+DEFAULT_INGEST_CONFIG = IngestConfig(source="builtin")
+
+
 @flow(name="ingest-corpus", log_prints=True)
-def ingest_corpus(config: IngestConfig = IngestConfig(source="builtin"),
+def ingest_corpus(config: IngestConfig = DEFAULT_INGEST_CONFIG,
                   home: Optional[str] = None) -> IngestReport:
     """Ingest a BEIR directory, JSONL(.gz), Parquet, CSV/TSV, .txt folder or 'builtin'.
 

@@ -10,7 +10,6 @@ from tava_core.adapter.config import AdapterConfig
 from tava_core.config import EncoderSpec, TavaModel
 from tava_core.distill.config import DistillConfig
 
-
 # Filled in by the pipeline from what the earlier stages made (hidden from the CLI).
 FILLED_IN = ("distill.teacher", "distill.datasets", "distill.teacher_vectors", "distill.output",
              "adapter.student_vectors", "adapter.teacher_vectors", "adapter.student", "adapter.warm_start")

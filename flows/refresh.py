@@ -19,8 +19,17 @@ from typing import Any, Optional
 
 from prefect import flow, get_run_logger
 
-from tasks.refresh import (candidate_dir, cleanup_candidates, discard_task, ingest_task, promote_task,
-                           publish_report, resolve_task, scan_task, train_task)
+from tasks.refresh import (
+    candidate_dir,
+    cleanup_candidates,
+    discard_task,
+    ingest_task,
+    promote_task,
+    publish_report,
+    resolve_task,
+    scan_task,
+    train_task,
+)
 from tava_core import refresh as core
 from tava_core.config import EncoderSpec
 from tava_core.embed import EmbedConfig
@@ -57,8 +66,13 @@ def _evaluate_adapter(adapter_dir: str, config: core.RefreshConfig, home: str, t
             for dataset, eval_config in core.evaluation_configs(adapter_dir, config, tag).items()}
 
 
+# The flow's default parameters, built once: Prefect shows them in the deployment's form, and
+# the flows only read their config.
+DEFAULT_REFRESH_CONFIG = core.RefreshConfig()
+
+
 @flow(name="nightly-adapter-refresh", log_prints=True)
-def nightly_adapter_refresh(config: core.RefreshConfig = core.RefreshConfig(),
+def nightly_adapter_refresh(config: core.RefreshConfig = DEFAULT_REFRESH_CONFIG,
                             home: Optional[str] = None) -> dict[str, Any]:
     """Train the current adapter further on texts that arrived since the last run; promote it only
     if it is not worse on the evaluation sets.

@@ -12,8 +12,14 @@ from prefect.cache_policies import NO_CACHE
 
 from tava_core.home import TavaHome
 from tava_core.records import BackfillFinish, BackfillResult, RollbackResult, ShardUpsert
-from tava_core.vectorstore import (BackfillConfig, BackfillPlan, finish_backfill, prepare_backfill,
-                                   rollback_backfill, upsert_shard)
+from tava_core.vectorstore import (
+    BackfillConfig,
+    BackfillPlan,
+    finish_backfill,
+    prepare_backfill,
+    rollback_backfill,
+    upsert_shard,
+)
 
 from . import markdown_facts, retry_unless_tava_error
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from prefect import task
 
 from tasks import CORE_DECIDES, retry_unless_tava_error
-
 from tava_core.config import EncoderSpec
 from tava_core.embed import ShardJob, embed_shard
 from tava_core.encoders import load_encoder

@@ -13,8 +13,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tasks import CORE_DECIDES
 from tava_core.evaluate import EvalConfig, load_retrieval_data
 from tava_core.evaluate.report import markdown_table
-from tava_core.evaluate.runner import (earlier_report, encoding_plan, evaluation_record, load_encoders, plan,
-                                       query_vector_path, score_and_report)
+from tava_core.evaluate.runner import (
+    earlier_report,
+    encoding_plan,
+    evaluation_record,
+    load_encoders,
+    plan,
+    query_vector_path,
+    score_and_report,
+)
 from tava_core.evaluate.vectors import embed_corpus, encode_queries
 from tava_core.home import TavaHome, slug
 from tava_core.io import read_json

@@ -23,8 +23,7 @@ from .errors import IntegrityError
 from .home import TavaHome, find_dataset
 from .io import document_texts, read_text_shard, sha256_file, vector_shard_metadata, write_vector_shard
 from .locks import file_lock
-from .manifest import (DatasetManifest, ShardRecord, VectorManifest, load_dataset_manifest,
-                       save_manifest)
+from .manifest import DatasetManifest, ShardRecord, VectorManifest, load_dataset_manifest, save_manifest
 
 if TYPE_CHECKING:  # torch stays unimported until something is encoded (the CLI checks inputs first)
     from .encoders import Encoder

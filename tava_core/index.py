@@ -39,8 +39,18 @@ from .home import TavaHome, slug
 from .io import atomic_path, read_json, read_vector_shard, sha256_file, write_json
 from .manifest import VectorManifest, load_vector_manifest, now_iso
 from .registry import Registry
-from .store import (CURRENT_FILE, VERSIONS_DIR, ArtifactKind, current_version, new_version,  # noqa: F401
-                    prune_slot, register_kind, rollback_slot, set_current, slot_lock)
+from .store import (  # noqa: F401
+    CURRENT_FILE,
+    VERSIONS_DIR,
+    ArtifactKind,
+    current_version,
+    new_version,
+    prune_slot,
+    register_kind,
+    rollback_slot,
+    set_current,
+    slot_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +231,7 @@ def _gather(shards: Sequence[Path], counts: Sequence[int], positions: np.ndarray
     """The vectors at global ``positions`` (sorted), reading one shard at a time."""
     blocks = []
     start = 0
-    for path, count in zip(shards, counts):
+    for path, count in zip(shards, counts, strict=False):
         local = positions[(positions >= start) & (positions < start + count)] - start
         if len(local):
             _, vectors = read_vector_shard(path)
@@ -259,7 +269,7 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray, k: int = 10) -> float:
     """Mean fraction of each query's exact top-k that the index returned in its top-k."""
     if len(exact) == 0:
         return float("nan")
-    hits = [len(set(f[:k].tolist()) & set(e[:k].tolist())) / min(k, len(e)) for f, e in zip(found, exact)]
+    hits = [len(set(f[:k].tolist()) & set(e[:k].tolist())) / min(k, len(e)) for f, e in zip(found, exact, strict=False)]
     return float(np.mean(hits))
 
 
@@ -366,7 +376,7 @@ def _build_and_publish(config: IndexConfig, cpu_index: Any, vector_dir: Path, vm
 
     ids: list[str] = []
     t0 = time.perf_counter()
-    for path, expected in tqdm(list(zip(shards, counts)), desc="index shards", disable=not show_progress):
+    for path, expected in tqdm(list(zip(shards, counts, strict=False)), desc="index shards", disable=not show_progress):
         shard_ids, vectors = read_vector_shard(path)
         if len(shard_ids) != expected or vectors.shape[1] != dim:
             raise IntegrityError(f"shard has {len(shard_ids)} rows x {vectors.shape[1]} dims, manifest says "

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import IntegrityError, InputError
+from .errors import InputError, IntegrityError
 
 SCHEMA_VERSION = 1
 TEXT_SCHEMA = pa.schema([
@@ -155,7 +155,7 @@ def document_texts(table: pa.Table) -> list[str]:
     texts = table.column("text").to_pylist()
     if titles is None:
         return texts
-    return [f"{title} {text}" if title else text for title, text in zip(titles, texts)]
+    return [f"{title} {text}" if title else text for title, text in zip(titles, texts, strict=False)]
 
 
 # --------------------------------------------------------------------------- vector shards

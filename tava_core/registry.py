@@ -23,9 +23,25 @@ from typing import Optional
 from .errors import ConfigError
 from .home import TavaHome
 from .locks import ResourceLockedError, file_lock
-from .store import (ANY_CURRENT, CURRENT_FILE, HISTORY_FILE, LOCK_FILE, RECORD_FILE, VERSIONS_DIR,  # noqa: F401
-                    ArtifactStore, StalePromotionError, VersionRecord, current_version, new_version,
-                    prune_slot, read_record, rollback_slot, set_current, slot_lock, version_dirs)
+from .store import (  # noqa: F401
+    ANY_CURRENT,
+    CURRENT_FILE,
+    HISTORY_FILE,
+    LOCK_FILE,
+    RECORD_FILE,
+    VERSIONS_DIR,
+    ArtifactStore,
+    StalePromotionError,
+    VersionRecord,
+    current_version,
+    new_version,
+    prune_slot,
+    read_record,
+    rollback_slot,
+    set_current,
+    slot_lock,
+    version_dirs,
+)
 
 # kind -> module that registers it (``store.register_kind``) when imported.
 KIND_MODULES: dict[str, Optional[str]] = {

@@ -28,7 +28,7 @@ def synthetic_retrieval(n_docs: int = 300, n_queries: int = 160, dim: int = 24, 
         q_nuisance = 2.0 * rng.standard_normal((count, dim - signal))
         q_ids = [f"{prefix}{i}" for i in range(count)]
         return QuerySet(q_ids, unit(np.hstack([q_signal, q_nuisance])),
-                        {q: {ids[t]: 1} for q, t in zip(q_ids, target)})
+                        {q: {ids[t]: 1} for q, t in zip(q_ids, target, strict=False)})
 
     labeled, test = queries("q", n_queries), queries("t", n_queries)
     # a random rotation: neither a prefix nor the top principal axes line up with the signal

@@ -9,18 +9,28 @@ import json
 import numpy as np
 import pytest
 import torch
+from adapter_helpers import synthetic, unit, write_vector_dir
 
-from tava_core.adapter import (AdapterConfig, AdversarialLoss, AdapterTrainer, CycleConsistencyLoss,
-                               Discriminator, GradientPenalty, PairedSupervisionLoss, Vec2VecAdapter,
-                               VectorSpacePreservationLoss, alignment_metrics, fit_baselines, load_adapter,
-                               save_adapter)
+from tava_core.adapter import (
+    AdapterConfig,
+    AdapterTrainer,
+    AdversarialLoss,
+    CycleConsistencyLoss,
+    Discriminator,
+    GradientPenalty,
+    PairedSupervisionLoss,
+    Vec2VecAdapter,
+    VectorSpacePreservationLoss,
+    alignment_metrics,
+    fit_baselines,
+    load_adapter,
+    save_adapter,
+)
 from tava_core.adapter.run import train_adapter_from_arrays, train_adapter_from_dirs
 from tava_core.adapter.trainer import split_paired
-from tava_core.training import Diverged
 from tava_core.errors import ConfigError, InputError, IntegrityError, ModelLoadError, TrainingError
 from tava_core.home import TavaHome
-
-from adapter_helpers import synthetic, unit, write_vector_dir
+from tava_core.training import Diverged
 
 torch.set_num_threads(1)
 FAST = dict(hidden_dims=[64], discriminator_hidden_dim=16, discriminator_layers=1, batch_size=64, eval_every=25, warmup_steps=10,

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-
 from adapter_helpers import synthetic, write_vector_dir
 
 

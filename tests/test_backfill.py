@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import synthetic_texts, write_dataset
+
 from tava_core.config import EncoderSpec
 from tava_core.errors import ConfigError, InputError
 from tava_core.home import TavaHome

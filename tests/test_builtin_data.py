@@ -8,8 +8,13 @@ import pytest
 
 from tava_core.config import IngestConfig
 from tava_core.datasets import builtin
-from tava_core.datasets.builtin import (build_builtin_source, clean_docstring, ensure_builtin_source,
-                                        split_summary, useful_summary)
+from tava_core.datasets.builtin import (
+    build_builtin_source,
+    clean_docstring,
+    ensure_builtin_source,
+    split_summary,
+    useful_summary,
+)
 from tava_core.home import TavaHome
 from tava_core.ingest import ingest
 from tava_core.manifest import load_dataset_manifest

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import synthetic_texts, write_dataset
 
 PROJECT = Path(__file__).resolve().parents[1]

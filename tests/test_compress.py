@@ -6,12 +6,23 @@ import json
 import numpy as np
 import pytest
 import torch
+from compress_helpers import synthetic_data, unit
 from pydantic import ValidationError
 
-from compress_helpers import synthetic_data, unit
-from tava_core.compress import (CompressConfig, CompressionAdapter, HeadwiseNTXentLoss, HingeTripletLoss,
-                                SimilarityPreservationLoss, build_pca, build_prefix, load_compressor,
-                                mine_labeled_triplets, mine_pseudo_triplets, save_compressor, train_method)
+from tava_core.compress import (
+    CompressConfig,
+    CompressionAdapter,
+    HeadwiseNTXentLoss,
+    HingeTripletLoss,
+    SimilarityPreservationLoss,
+    build_pca,
+    build_prefix,
+    load_compressor,
+    mine_labeled_triplets,
+    mine_pseudo_triplets,
+    save_compressor,
+    train_method,
+)
 from tava_core.compress.trainer import evaluate_model
 from tava_core.errors import ConfigError, ModelLoadError
 
@@ -95,7 +106,7 @@ def test_triplet_mining_excludes_positives_and_self():
     data = synthetic_data()
     triplets = mine_labeled_triplets(data.train, data.corpus_ids, data.corpus, depth=10)
     position = {d: i for i, d in enumerate(data.corpus_ids)}
-    for row, pos, pool in zip(triplets.anchor_rows, triplets.positives, triplets.negatives):
+    for row, pos, pool in zip(triplets.anchor_rows, triplets.positives, triplets.negatives, strict=False):
         relevant = {position[d] for d in data.train.qrels[data.train.ids[row]]}
         assert pos in relevant and not relevant & set(pool.tolist())
     pseudo = mine_pseudo_triplets(data.corpus, data.corpus, anchor_docs=np.arange(len(data.corpus)),
@@ -193,6 +204,7 @@ def test_compressor_round_trips_through_safetensors_and_rejects_damage(tmp_path)
 
 def test_compressed_encoder_composes_with_a_base_encoder_and_vector_dirs(tmp_path, tiny_model_dir):
     from adapter_helpers import write_vector_dir
+
     from tava_core.compress import compress_vector_dir
     from tava_core.compress.io import write_compressor_files
     from tava_core.config import EncoderSpec
@@ -259,9 +271,9 @@ def test_refreshed_negatives_are_the_compressors_own_top_documents_minus_the_rel
     assert sampler.refreshes == 1 and batch["negatives"].shape == (config.batch_size, config.negatives_per_anchor)
     docs, queries = model.map_numpy(data.corpus), model.map_numpy(triplets.anchors)
     relevant: dict[int, set[int]] = {}
-    for row, doc in zip(triplets.anchor_rows.tolist(), triplets.positives.tolist()):
+    for row, doc in zip(triplets.anchor_rows.tolist(), triplets.positives.tolist(), strict=False):
         relevant.setdefault(row, set()).add(doc)
-    for row, pool in zip(sampler.t.anchor_rows.tolist(), sampler.t.negatives):
+    for row, pool in zip(sampler.t.anchor_rows.tolist(), sampler.t.negatives, strict=False):
         assert not relevant[row] & set(pool.tolist())
         ranked = [d for d in np.argsort(-(queries[row] @ docs.T), kind="stable") if d not in relevant[row]]
         assert set(pool.tolist()) == set(ranked[:10])

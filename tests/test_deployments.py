@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
+from prefect_server import POOL, PROJECT, entrypoint_exists, project_deployments
 
-from prefect_server import PROJECT, POOL, entrypoint_exists, project_deployments
 from tava_core.manifest import load_dataset_manifest
 
 # Config fields that are inputs with no sensible default: the form marks them required.

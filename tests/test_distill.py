@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from distill_helpers import embed_toy, make_toy_dataset
+
 from tava_core.distill import DistillConfig, StaticStudent, Trainer, TransformerStudent, distill
 from tava_core.distill.run import work_dir_for
 from tava_core.encoders import TransformerEncoder, load_encoder

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from distill_helpers import make_toy_dataset
+
 from tava_core.distill.spans import MAX_WORDS, MIN_WORDS, make_spans, write_span_dataset
 from tava_core.distill.trainer import BatchPlan
 from tava_core.home import TavaHome
@@ -21,14 +21,14 @@ def test_spans_are_short_deterministic_and_per_text():
     span_ids, spans = make_spans(ids, texts, views=4, seed=0)
     assert make_spans(ids, texts, views=4, seed=0) == (span_ids, spans)
     assert make_spans(ids, texts, views=4, seed=1) != (span_ids, spans)
-    a_spans = [s for i, s in zip(span_ids, spans) if i.startswith("a#")]
+    a_spans = [s for i, s in zip(span_ids, spans, strict=False) if i.startswith("a#")]
     assert 2 <= len(a_spans) <= 4 and len(set(a_spans)) == len(a_spans)  # de-duplicated per text
     for span in a_spans:
         assert MIN_WORDS <= len(span.split()) <= MAX_WORDS and span in " ".join(PASSAGE.split())
-    assert [s for i, s in zip(span_ids, spans) if i.startswith("b#")] == ["one two three"]  # too short to cut
+    assert [s for i, s in zip(span_ids, spans, strict=False) if i.startswith("b#")] == ["one two three"]  # too short to cut
     # A function of the text's id: adding texts elsewhere changes no existing span.
     more_ids, more = make_spans(["z"] + ids, ["other words entirely here and there"] + texts, views=4, seed=0)
-    assert [s for i, s in zip(more_ids, more) if not i.startswith("z#")] == spans
+    assert [s for i, s in zip(more_ids, more, strict=False) if not i.startswith("z#")] == spans
 
 
 def test_span_dataset_is_written_once_and_respects_the_limit(tmp_path):

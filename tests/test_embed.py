@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import synthetic_texts, write_dataset
+
 from tava_core.config import EncoderSpec
 from tava_core.embed import EmbedConfig, embed_dataset
 from tava_core.encoders import load_encoder
@@ -178,4 +178,4 @@ def test_device_concurrency_limit_runs_one_shard_at_a_time(tava_home, tiny_model
     assert result.collections[0].rows == 90
     spans = sorted((run.start_time, run.end_time) for run in runs if run.state and run.state.is_completed())
     assert len(spans) == 3
-    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False)), spans

@@ -236,7 +236,7 @@ def test_ingested_dataset_gives_the_same_data(beir_dir, tava_home, tiny_model_di
     ingest.ingest(IngestConfig(source=str(beir_dir), name="toyset"), home)
     raw, ingested = load_retrieval_data(beir_dir, "test", home), load_retrieval_data("toyset", "test", home)
     assert ingested.ingested and ingested.query_ids == raw.query_ids and ingested.qrels == raw.qrels
-    assert dict(zip(ingested.corpus_ids, ingested.document_texts)) == dict(zip(raw.corpus_ids, raw.document_texts))
+    assert dict(zip(ingested.corpus_ids, ingested.document_texts, strict=False)) == dict(zip(raw.corpus_ids, raw.document_texts, strict=False))
     # scored the same way; the ingested set's document vectors land where `tava embed` puts them
     config = EvalConfig(dataset="toyset", teacher=EncoderSpec(model=str(tiny_model_dir)), matryoshka_dims=[],
                         quantization=[], run_mteb=False)

@@ -8,8 +8,16 @@ import pytest
 
 from tava_core import index as index_mod
 from tava_core.errors import ConfigError, InputError, IntegrityError
-from tava_core.index import (IndexConfig, build_index, current_version, exact_top_k, load_index,
-                             rollback_index, search, should_use_gpu)
+from tava_core.index import (
+    IndexConfig,
+    build_index,
+    current_version,
+    exact_top_k,
+    load_index,
+    rollback_index,
+    search,
+    should_use_gpu,
+)
 from tava_core.io import write_vector_shard
 from tava_core.manifest import ShardRecord, VectorManifest, save_manifest
 
@@ -60,7 +68,7 @@ def test_factory_strings_build_with_recall(vector_dir, tmp_path, tava_home, fact
     queries = normed[index_mod._sample_positions(900, 50, seed=1)]
     truth = np.argsort(-(queries @ normed.T), axis=1)[:, :10]
     _, found = load_index(tmp_path / "index").index.search(np.ascontiguousarray(queries, dtype=np.float32), 10)
-    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.tolist(), truth.tolist())])
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.tolist(), truth.tolist(), strict=False)])
     assert record["recall_at_10"] == pytest.approx(recall, abs=1e-9)
     if factory == "Flat":
         assert record["recall_at_10"] == 1.0

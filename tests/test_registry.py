@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tava_core.errors import InputError
-from tava_core.registry import (Registry, RegistryLockedError, StalePromotionError, current_version, file_lock,
-                                slot_lock)
+from tava_core.registry import Registry, RegistryLockedError, StalePromotionError, current_version, file_lock, slot_lock
 
 
 def artifact(tmp_path: Path, name: str, content: str) -> Path:
@@ -202,8 +201,8 @@ def test_process_killed_mid_publish_leaves_registry_as_it_was(tmp_path):
 def test_index_versions_are_registry_versions(tmp_path, tava_home):
     """FAISS indexes publish through the registry: listed, with lineage, rolled back by name."""
     import numpy as np
-
     from adapter_helpers import write_vector_dir
+
     from tava_core.index import IndexConfig, build_index
 
     vectors = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)

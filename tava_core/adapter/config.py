@@ -8,7 +8,6 @@ from pydantic import Field, model_validator
 from ..config import TavaModel
 from ..errors import ConfigError
 
-
 # What `mode: unpaired` changes unless set explicitly: no supervision, strong geometry losses.
 UNPAIRED_DEFAULTS = dict(init="auto", adversarial_weight=1.0, cycle_weight=1.0, vsp_weight=1.0,
                          paired_cosine_weight=0.0, paired_mse_weight=0.0, contrastive_weight=0.0, ranking_weight=0.0,

@@ -15,7 +15,7 @@ class Discriminator(nn.Module):
         self.use_spectral_norm = use_spectral_norm
         widths = [dim] + [hidden_dim] * layers
         modules: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
+        for a, b in zip(widths[:-1], widths[1:], strict=False):
             modules += [self._linear(a, b), nn.LeakyReLU(0.2)]
         modules.append(self._linear(widths[-1], 1))
         self.net = nn.Sequential(*modules)

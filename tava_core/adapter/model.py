@@ -42,7 +42,7 @@ class ResidualMLP(nn.Module):
         super().__init__()
         widths = [input_dim, *hidden_dims]
         self.blocks = nn.Sequential(*[ResidualBlock(a, b, activation, norm, dropout, residual)
-                                      for a, b in zip(widths[:-1], widths[1:])])
+                                      for a, b in zip(widths[:-1], widths[1:], strict=False)])
         self.head = nn.Linear(widths[-1], output_dim)
         self.skip = nn.Linear(input_dim, output_dim, bias=False) if residual else None
         if self.skip is not None:

@@ -73,7 +73,7 @@ def plot_curves(history: list[dict[str, float]], evals: list[dict[str, float]], 
     for key in keys:
         points = [(row["step"], row[key]) for row in history if key in row]
         if points:
-            axes[0].plot(*zip(*points), label=key)
+            axes[0].plot(*zip(*points, strict=False), label=key)
     axes[0].set_yscale("symlog", linthresh=1e-3)
     axes[0].set_title("training losses")
     axes[0].set_xlabel("step")
@@ -81,7 +81,7 @@ def plot_curves(history: list[dict[str, float]], evals: list[dict[str, float]], 
     for ax, metric in ((axes[1], "mean_cosine"), (axes[2], "mean_rank")):
         points = [(row["step"], row[metric]) for row in evals if metric in row]
         if points:
-            ax.plot(*zip(*points), marker="o", label="adapter")
+            ax.plot(*zip(*points, strict=False), marker="o", label="adapter")
         for name, row in (baselines or {}).items():
             if metric in row:
                 ax.axhline(row[metric], linestyle="--", alpha=0.6, label=name, color=f"C{1 + list(baselines).index(name)}")

@@ -18,7 +18,7 @@ from ..records import AdapterInputs, AdapterRecord
 from .baselines import fit_baselines
 from .config import AdapterConfig
 from .data import VectorSide, check_training_inputs, check_vectors, join_pairs, read_side
-from .io import read_adapter_config, load_adapter, save_adapter
+from .io import load_adapter, read_adapter_config, save_adapter
 from .metrics import alignment_metrics
 from .report import markdown_report, plot_curves
 from .trainer import AdapterData, TrainingResult, split_paired, split_unpaired, train_best_of_seeds

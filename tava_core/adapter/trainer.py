@@ -27,8 +27,15 @@ from ..training.engine import apply_loss
 from .baselines import LinearMap, fit_baselines, fit_procrustes, fit_ridge
 from .config import AdapterConfig
 from .discriminator import Discriminator
-from .losses import (AdversarialLoss, CycleConsistencyLoss, GradientPenalty, PairedSupervisionLoss,
-                     RankingDistillationLoss, ReconstructionLoss, VectorSpacePreservationLoss)
+from .losses import (
+    AdversarialLoss,
+    CycleConsistencyLoss,
+    GradientPenalty,
+    PairedSupervisionLoss,
+    RankingDistillationLoss,
+    ReconstructionLoss,
+    VectorSpacePreservationLoss,
+)
 from .metrics import alignment_metrics, mean_pairwise_cosine, retrieval_overlap
 from .model import Vec2VecAdapter
 

@@ -53,7 +53,7 @@ def _encode_queries(splits: dict, encoder, home: TavaHome, show_progress: bool) 
     first = next(iter(splits.values()))
     ids, texts = [], []
     for data in splits.values():
-        for qid, text in zip(data.query_ids, data.query_texts):
+        for qid, text in zip(data.query_ids, data.query_texts, strict=False):
             if qid not in ids:
                 ids.append(qid)
                 texts.append(text)
@@ -197,7 +197,7 @@ def save_run(run: CompressionRun, directory: str | Path, *, base_encoder: Option
 
     report = run.report
     with atomic_directory(directory) as tmp:
-        for result, row in zip(run.results, report["results"]):
+        for result, row in zip(run.results, report["results"], strict=False):
             metadata = {"lineage": {"encoder": report["encoder"], "data": report["data"]},
                         "metrics": {k: v for k, v in row.items() if k != "method"},
                         "config": report["config"]}

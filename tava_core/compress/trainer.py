@@ -17,12 +17,19 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..training import EngineConfig, Selection, TrainingEngine, TrainingStage
 from ..evaluate.metrics import cosine_scores, retrieval_metrics
+from ..training import EngineConfig, Selection, TrainingEngine, TrainingStage
 from .config import CompressConfig
-from .data import (CompressionData, QuerySet, Triplets, mine_labeled_triplets, mine_pseudo_triplets,
-                   pseudo_qrels, top_documents)
-from .losses import (HeadwiseNTXentLoss, HingeTripletLoss, SimilarityPreservationLoss, SoftmaxRankingLoss)
+from .data import (
+    CompressionData,
+    QuerySet,
+    Triplets,
+    mine_labeled_triplets,
+    mine_pseudo_triplets,
+    pseudo_qrels,
+    top_documents,
+)
+from .losses import HeadwiseNTXentLoss, HingeTripletLoss, SimilarityPreservationLoss, SoftmaxRankingLoss
 from .model import CompressionAdapter, ProjectionHeads, build_pca, build_prefix, count_parameters
 
 
@@ -133,7 +140,7 @@ class TripletSampler:
         self.refresh_model, self.batches, self.refreshes = refresh_model, 0, 0
         # every anchor's judged-relevant documents: never a negative, whoever mines the pool
         self.relevant: dict[int, set[int]] = {}
-        for row, doc in zip(triplets.anchor_rows.tolist(), triplets.positives.tolist()):
+        for row, doc in zip(triplets.anchor_rows.tolist(), triplets.positives.tolist(), strict=False):
             self.relevant.setdefault(row, set()).add(doc)
 
     def refresh(self, model: CompressionAdapter) -> None:
@@ -144,7 +151,7 @@ class TripletSampler:
         corpus = model.map_numpy(self.corpus.numpy())
         ranked = top_documents(model.map_numpy(t.anchors[used]), corpus, depth + max(map(len, relevant.values())))
         pools = {}
-        for row, docs in zip(used.tolist(), ranked):
+        for row, docs in zip(used.tolist(), ranked, strict=False):
             pool = [int(d) for d in docs if int(d) not in relevant[row]][:depth]
             pools[row] = pool + [-1] * (depth - len(pool))
         self.t = Triplets(t.anchors, t.anchor_rows, t.positives,

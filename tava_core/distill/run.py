@@ -21,11 +21,12 @@ from ..home import TavaHome, find_dataset
 from ..io import atomic_directory, write_json
 from ..manifest import load_dataset_manifest, now_iso
 from ..records import DistillPlan, StudentRecord, TrainingDataset
-from ..reuse import finished_record, run_key as make_run_key
+from ..reuse import finished_record
+from ..reuse import run_key as make_run_key
 from .config import DistillConfig
 from .data import TrainingData, load_training_data, resolve_pairs, training_collections
-from .spans import SPAN_COLLECTION, write_span_dataset
 from .plots import plot_curves
+from .spans import SPAN_COLLECTION, write_span_dataset
 from .students import StaticStudent, Student, TransformerStudent, fit_projection
 from .trainer import Trainer, TrainResult, check_corpus_size
 
@@ -199,8 +200,8 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
 def save_student(student: Student, result: TrainResult, config: DistillConfig, out: Path, *, teacher: Encoder,
                  data: TrainingData, run_key: str, val_texts: Sequence[str]) -> dict[str, Any]:
     """Write the student, curves and model card into ``out`` atomically; returns the card."""
-    from ..encoders import load_encoder as _load
     from ..config import EncoderSpec
+    from ..encoders import load_encoder as _load
 
     with atomic_directory(out) as tmp:
         student.save(tmp)

@@ -51,7 +51,7 @@ def make_spans(ids: Sequence[str], texts: Sequence[str], views: int, seed: int) 
     """``views`` spans of every text, de-duplicated per text; ids ``<text id>#span<k>``."""
     span_ids: list[str] = []
     spans: list[str] = []
-    for text_id, text in zip(ids, texts):
+    for text_id, text in zip(ids, texts, strict=False):
         seen: set[str] = set()
         for view in range(views):
             span = make_span(text, _rng(text_id, view, seed))

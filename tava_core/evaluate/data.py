@@ -39,7 +39,7 @@ class RetrievalData:
     @property
     def document_texts(self) -> list[str]:
         """``title + " " + text`` (BEIR's and mteb's document string), stripped as mteb does."""
-        return [(f"{t} {x}" if t else x).strip() for t, x in zip(self.corpus_titles, self.corpus_texts)]
+        return [(f"{t} {x}" if t else x).strip() for t, x in zip(self.corpus_titles, self.corpus_texts, strict=False)]
 
     def summary(self) -> dict:
         return {"name": self.name, "source": str(self.source), "split": self.split,
@@ -154,7 +154,7 @@ def load_ingested_dataset(directory: Path, split: str) -> RetrievalData:
     corpus_ids, titles, texts = read("corpus")
     q_ids, _, q_texts = read("queries")
     _check_ids(qrels, lines, set(corpus_ids), set(q_ids), qrels_path)
-    queries = dict(zip(q_ids, q_texts))
+    queries = dict(zip(q_ids, q_texts, strict=False))
     query_ids = [qid for qid in queries if qid in qrels]
     checksum = stable_hash([s.sha256 for s in manifest.collections["corpus"].shards], length=64)
     return RetrievalData(

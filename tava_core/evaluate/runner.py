@@ -23,7 +23,7 @@ from . import metrics as M
 from .config import MODE_ROLES, EvalConfig
 from .data import RetrievalData, load_retrieval_data
 from .report import report_paths, write_report_files
-from .vectors import vector_key, load_corpus_vectors, load_query_vectors
+from .vectors import load_corpus_vectors, load_query_vectors, vector_key
 
 log = logging.getLogger(__name__)
 MAIN_METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
@@ -158,7 +158,7 @@ def score_and_report(config: EvalConfig, home: TavaHome, data: RetrievalData, en
             if config.run_mteb:
                 model = make_routing_encoder(
                     encoders[q_role], encoders[d_role], name=mode.replace("/", "__"), batch_size=config.batch_size,
-                    query_vectors=dict(zip(data.query_texts, q_vecs)), document_vectors=dict(zip(texts, d_vecs)))
+                    query_vectors=dict(zip(data.query_texts, q_vecs, strict=False)), document_vectors=dict(zip(texts, d_vecs, strict=False)))
                 scores = run_mteb(make_task(data), model, staging / "mteb", config.batch_size)
                 numpy_full = mode_rows[0]
                 diffs = {k: abs(float(scores[k]) - numpy_full[k]) for k in MAIN_METRICS}

@@ -23,9 +23,19 @@ from ..errors import InputError, TavaError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, sha256_file, stable_hash, write_text_shard
 from ..locks import file_lock
-from ..manifest import (Collection, DatasetManifest, QrelsRecord, ShardRecord, SkipReport, save_manifest)
-from .readers import (JSONL_SUFFIXES, TABLE_SUFFIXES, BadRecords, Fields, RawRecord, read_csv, read_jsonl,
-                      read_parquet, read_table, read_txt_folder)
+from ..manifest import Collection, DatasetManifest, QrelsRecord, ShardRecord, SkipReport, save_manifest
+from .readers import (
+    JSONL_SUFFIXES,
+    TABLE_SUFFIXES,
+    BadRecords,
+    Fields,
+    RawRecord,
+    read_csv,
+    read_jsonl,
+    read_parquet,
+    read_table,
+    read_txt_folder,
+)
 
 BEIR_FIELDS = Fields(text="text", id="_id", title="title", source="source")
 BEIR_QUERY_FIELDS = Fields(text="text", id="_id", title=None)

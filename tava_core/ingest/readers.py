@@ -259,7 +259,7 @@ def read_table(path: Path, bad: BadRecords, *, delimiter: str | None = None,
             bad.bad("malformed row", f"row has {len(row)} fields, the header has {len(header)}", path=shown,
                     line=row_start, hint="check quoting and the delimiter (.tsv = tab, .csv = comma)")
             continue
-        obj: dict[str, Any] = dict(zip(header, row))
+        obj: dict[str, Any] = dict(zip(header, row, strict=False))
         obj["__line__"] = row_start
         yield obj
 

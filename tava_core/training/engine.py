@@ -149,7 +149,7 @@ class TrainingEngine:
 
     def _restore(self, snapshot: dict[str, Any]) -> None:
         self.load_weights(snapshot["weights"])
-        for optimizer, saved in zip(self._all_optimizers, snapshot["optimizers"]):
+        for optimizer, saved in zip(self._all_optimizers, snapshot["optimizers"], strict=False):
             optimizer.load_state_dict(saved)
 
     # ------------------------------------------------------------------ pieces of a step
@@ -216,7 +216,7 @@ class TrainingEngine:
             return None
         for name, module in self.stage.modules().items():
             module.load_state_dict(saved.weights[name])
-        for optimizer, state in zip(self._all_optimizers, saved.optimizers):
+        for optimizer, state in zip(self._all_optimizers, saved.optimizers, strict=False):
             optimizer.load_state_dict(state)
         torch.set_rng_state(saved.torch_rng)
         self.lr_scale = float(saved.state.get("lr_scale", 1.0))

@@ -40,7 +40,7 @@ class TrainingStage(ABC):
         schedule and are rolled back, but the engine neither clips nor steps them."""
         return []
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - an optional hook whose default is to do nothing
         """Called once before the first step (e.g. put the model in training mode)."""
 
     @abstractmethod

@@ -13,8 +13,16 @@ import pytest
 import torch
 
 from tava_core.errors import ConfigError, TrainingError
-from tava_core.training import (CheckpointConfig, Diverged, EngineConfig, Schedule, Selection, TrainingEngine,
-                                TrainingStage, WeightAverage)
+from tava_core.training import (
+    CheckpointConfig,
+    Diverged,
+    EngineConfig,
+    Schedule,
+    Selection,
+    TrainingEngine,
+    TrainingStage,
+    WeightAverage,
+)
 
 torch.set_num_threads(1)
 
