@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 KEBAB = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 FLOW_DECORATOR = re.compile(r'@flow\(\s*name="([^"]+)"')
 FLOW_FUNCTION = re.compile(r'@flow\(\s*name="([^"]+)"[^\n]*\)\s*\ndef (\w+)')

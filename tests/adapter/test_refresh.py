@@ -151,7 +151,7 @@ def test_second_refresh_while_one_runs_does_nothing(prefect_harness, tava_home, 
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tava_core.locks import file_lock\n"
                                "with file_lock(sys.argv[1]):\n    print('HELD', flush=True)\n    time.sleep(600)\n",
                                str(run_lock_path(TavaHome(tava_home), "nightly"))],
-                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+                              cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "HELD"
         record = nightly_adapter_refresh(config, home=str(tava_home))

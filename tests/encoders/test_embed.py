@@ -19,7 +19,7 @@ from tava_core.home import TavaHome
 from tava_core.io import vector_shard_metadata
 from tava_core.manifest import load_vector_manifest, read_vector_dir
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _mtimes(directory: Path) -> dict[str, int]:

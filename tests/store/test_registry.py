@@ -275,7 +275,7 @@ def test_publish_holds_one_reentrant_lock_across_its_steps(tmp_path):
                  "try:\n    slot_lock(sys.argv[1], timeout=0).__enter__()\nexcept ResourceLockedError as e:\n"
                  "    print('refused:', e)\n")
         proc = subprocess.run([sys.executable, "-c", probe, str(slot)], capture_output=True, text=True, timeout=60,
-                              cwd=Path(__file__).resolve().parents[1])
+                              cwd=Path(__file__).resolve().parents[2])
         seen["probe"] = proc.stdout + proc.stderr
 
     record = registry.publish("students", "s", writer, promote=True)
@@ -322,7 +322,7 @@ def test_each_module_imports_alone(module):
             "kinds = [m for m in ('tava_core.index', 'tava_core.adapter', 'faiss') if m in sys.modules]\n"
             "print(','.join(kinds))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-2000:]
     if module in ("tava_core.store", "tava_core.registry", "tava_core.locks"):
         assert proc.stdout.strip() == ""

@@ -24,7 +24,7 @@ from helpers import synthetic_texts, write_dataset
 
 from tava_core.locks import ResourceLockedError, file_lock, read_holder
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 ROWS, SHARD = 300, 75  # 4 shards
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from helpers import synthetic_texts, write_dataset
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 
 # Runs `tava ARGS...` with server start-up forbidden, then reports whether Prefect was imported.
 _PROBE = """

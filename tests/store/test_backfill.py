@@ -175,7 +175,7 @@ def test_killed_backfill_resumes_with_every_id_once(tiny_model_dir, dataset, tav
     from prefect.settings import PREFECT_API_URL
 
     # The killed flow reports to this session's test server (no server of its own to orphan).
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     proc = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(tiny_model_dir), str(tava_home)],
                           env=env, capture_output=True, text=True, timeout=300)

@@ -238,7 +238,7 @@ def test_resume_after_a_real_kill(toy_home, teacher_dir):
                      max_epochs=1000, lr=5e-4)
     out = TavaHome(toy_home).artifacts / "students" / "killed"
     state_file = work_dir_for(out) / "checkpoint" / "training_state.json"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, "-c", _RUN_SCRIPT, config.model_dump_json(), str(toy_home)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
