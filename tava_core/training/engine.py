@@ -282,17 +282,40 @@ class TrainingEngine:
                 loop.stopped = "early_stopping"
         return True
 
+    def _progress_bar(self, loop: _Loop) -> Any:
+        """A tqdm bar when the config asks for progress, else None."""
+        if self.config.progress is None:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.config.max_steps, initial=loop.step, desc=self.config.progress, unit="step",
+                    leave=self.config.progress_leave)
+
+    @staticmethod
+    def _show_progress(bar: Any, loop: _Loop, logs: dict[str, float]) -> None:
+        bar.update(1)
+        if loop.step % 10 == 0 and logs:
+            bar.set_postfix(loss=f"{next(iter(logs.values())):.4f}")
+
+    def _check_budget_and_checkpoint(self, loop: _Loop, stop: _StopRequest) -> None:
+        """After a step (and its validation): stop on the time budget; checkpoint on schedule, or save and
+        stop at once when SIGTERM arrived."""
+        config = self.config
+        if config.time_budget_seconds and loop.elapsed() > config.time_budget_seconds:
+            loop.stopped = "time_budget"
+        if config.checkpoint is not None:
+            if stop.requested:
+                self._save(loop)
+                raise KeyboardInterrupt("SIGTERM")
+            if loop.step % config.checkpoint.every == 0 and loop.step < config.max_steps:
+                self._save(loop)
+
     def run(self) -> EngineResult:
         config, stage = self.config, self.stage
         loop = self._start()
         loop.started = time.monotonic()  # the clock (and the time budget) counts training, not the first validation
         initial_metrics = {k: v for k, v in loop.evaluations[0].items() if k != "step"}
-        bar = None
-        if config.progress is not None:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=config.max_steps, initial=loop.step, desc=config.progress, unit="step",
-                       leave=config.progress_leave)
+        bar = self._progress_bar(loop)
         stage.start()
         try:
             with _StopRequest() as stop:
@@ -301,20 +324,11 @@ class TrainingEngine:
                     if logs is None:
                         continue
                     if bar is not None:
-                        bar.update(1)
-                        if loop.step % 10 == 0 and logs:
-                            bar.set_postfix(loss=f"{next(iter(logs.values())):.4f}")
+                        self._show_progress(bar, loop, logs)
                     if loop.step % config.eval_every == 0 or loop.step == config.max_steps:
                         if not self._validate_and_select(loop):
                             continue
-                    if config.time_budget_seconds and loop.elapsed() > config.time_budget_seconds:
-                        loop.stopped = "time_budget"
-                    if config.checkpoint is not None:
-                        if stop.requested:
-                            self._save(loop)
-                            raise KeyboardInterrupt("SIGTERM")
-                        if loop.step % config.checkpoint.every == 0 and loop.step < config.max_steps:
-                            self._save(loop)
+                    self._check_budget_and_checkpoint(loop, stop)
                     if loop.stopped != "completed":
                         break
         except KeyboardInterrupt:
