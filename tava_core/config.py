@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Literal, Optional, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,7 +44,9 @@ def _form_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
             continue
         if "default" not in prop and field.default_factory is not None \
                 and not field.default_factory_takes_validated_data:
-            prop["default"] = to_jsonable_python(field.default_factory())
+            # a factory that takes no validated data, checked on the line above
+            factory = cast(Callable[[], Any], field.default_factory)
+            prop["default"] = to_jsonable_python(factory())
     for hook in _SCHEMA_HOOKS:
         hook(schema, model)
 

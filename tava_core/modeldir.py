@@ -4,12 +4,14 @@ never unpickles."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from torch import nn
 
 from .errors import ModelLoadError
 from .io import read_json, sha256_file, write_json
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -43,8 +45,8 @@ def read_module_config(directory: str | Path, *, fmt: str, what: str, hint: str)
     return config
 
 
-def load_module(directory: str | Path, build: Callable[..., nn.Module], *, fmt: str, what: str, hint: str,
-                device: str = "cpu") -> nn.Module:
+def load_module(directory: str | Path, build: Callable[..., ModuleT], *, fmt: str, what: str, hint: str,
+                device: str = "cpu") -> ModuleT:
     """The module saved in ``directory``: ``build(**architecture)`` then its safetensors weights;
     eval mode. A missing or damaged weights file is a ``ModelLoadError`` naming it."""
     from safetensors import SafetensorError

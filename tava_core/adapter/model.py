@@ -67,6 +67,11 @@ class Vec2VecAdapter(nn.Module):
                                            hidden_dims=[int(h) for h in hidden_dims], activation=activation,
                                            norm=norm, dropout=float(dropout), residual=bool(residual),
                                            latent_dim=None if latent_dim is None else int(latent_dim))
+        # direct (net) or through a latent space (in_adapter -> backbone -> out_adapter): the other is None
+        self.net: Optional[ResidualMLP]
+        self.in_adapter: Optional[ResidualMLP]
+        self.backbone: Optional[nn.Module]
+        self.out_adapter: Optional[ResidualMLP]
         if latent_dim is None:
             self.net = ResidualMLP(input_dim, output_dim, hidden_dims, activation, norm, dropout, residual)
             self.in_adapter = self.backbone = self.out_adapter = None
@@ -88,11 +93,13 @@ class Vec2VecAdapter(nn.Module):
 
     def to_latent(self, x: torch.Tensor) -> torch.Tensor:
         """The shared latent code (the identity path of a direct adapter has none)."""
-        if self.in_adapter is None:
+        if self.in_adapter is None or self.backbone is None:
             raise ValueError("a direct adapter has no latent space (set latent_dim)")
         return self.backbone(self.in_adapter(x))
 
     def from_latent(self, z: torch.Tensor) -> torch.Tensor:
+        if self.out_adapter is None:
+            raise ValueError("a direct adapter has no latent space (set latent_dim)")
         return F.normalize(self.out_adapter(z), dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

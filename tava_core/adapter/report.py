@@ -82,9 +82,9 @@ def plot_curves(history: list[dict[str, float]], evals: list[dict[str, float]], 
         points = [(row["step"], row[metric]) for row in evals if metric in row]
         if points:
             ax.plot(*zip(*points, strict=False), marker="o", label="adapter")
-        for name, row in (baselines or {}).items():
+        for position, (name, row) in enumerate((baselines or {}).items()):
             if metric in row:
-                ax.axhline(row[metric], linestyle="--", alpha=0.6, label=name, color=f"C{1 + list(baselines).index(name)}")
+                ax.axhline(row[metric], linestyle="--", alpha=0.6, label=name, color=f"C{1 + position}")
         ax.set_title(f"held-out {metric}")
         ax.set_xlabel("step")
         ax.legend(fontsize=7)

@@ -9,6 +9,7 @@ from ..config import EncoderSpec, TavaModel
 from ..errors import ConfigError
 
 Method = Literal["dive", "dive-label-free", "pca", "truncate", "matryoshka-adaptor", "search-adaptor"]
+DEFAULT_BASELINES: tuple[Method, ...] = ("pca", "truncate", "matryoshka-adaptor", "search-adaptor")
 METHODS: tuple[str, ...] = ("dive", "dive-label-free", "pca", "truncate", "matryoshka-adaptor", "search-adaptor")
 LABELED_METHODS = {"dive", "search-adaptor"}
 TRAINED_METHODS = {"dive", "dive-label-free", "matryoshka-adaptor", "search-adaptor"}
@@ -36,8 +37,7 @@ class CompressConfig(TavaModel):
     method: Method = Field("dive", description=(
         "Compressor to train: 'dive' (residual adapter, hinge triplets + head-wise NT-Xent, labeled), "
         "'dive-label-free' (same, on pseudo-triplets from the encoder's own neighbourhoods), or a baseline."))
-    baselines: list[Method] = Field(default_factory=lambda: ["pca", "truncate", "matryoshka-adaptor",
-                                                             "search-adaptor"], description=(
+    baselines: list[Method] = Field(default_factory=lambda: list(DEFAULT_BASELINES), description=(
         "Methods fitted on the same data and reported side by side (and saved, so any is usable)."))
     name: Optional[str] = Field(None, description=(
         "Run name: output goes to <home>/artifacts/compressors/<name>/ (default: dataset + encoder)."))
@@ -117,6 +117,11 @@ class CompressConfig(TavaModel):
             raise ConfigError(f"pseudo_negative_ranks {self.pseudo_negative_ranks} must be [start, end) with "
                               f"pseudo_positive_top < start < end", hint="e.g. [10, 50]")
         return self
+
+    @property
+    def negative_rank_range(self) -> tuple[int, int]:
+        """``pseudo_negative_ranks`` as the [start, end) pair the validator checked."""
+        return self.pseudo_negative_ranks[0], self.pseudo_negative_ranks[1]
 
     @property
     def methods(self) -> list[str]:

@@ -9,7 +9,7 @@ module with ``g`` absent, so every method saves, loads and composes the same way
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,15 +25,16 @@ class CompressionAdapter(nn.Module):
         if not 0 < output_dim <= input_dim:
             raise ValueError(f"output_dim must be in 1..{input_dim}, got {output_dim}")
         self.input_dim, self.output_dim, self.hidden_dim, self.method = input_dim, output_dim, hidden_dim, method
+        self.mean: torch.Tensor
         self.register_buffer("mean", torch.zeros(input_dim))
         self.projection = nn.Linear(input_dim, output_dim, bias=False)
-        self.residual = None
+        self.residual: Optional[nn.Sequential] = None
         if hidden_dim > 0:
-            self.residual = nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.SiLU(),
-                                          nn.Linear(hidden_dim, output_dim))
+            hidden, out = nn.Linear(input_dim, hidden_dim), nn.Linear(hidden_dim, output_dim)
             # zero output layer: the compressor starts as its projection (the frozen baseline)
-            nn.init.zeros_(self.residual[-1].weight)
-            nn.init.zeros_(self.residual[-1].bias)
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+            self.residual = nn.Sequential(hidden, nn.SiLU(), out)
 
     @property
     def config(self) -> dict[str, Any]:

@@ -296,7 +296,7 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
             anchors, own, pseudo_val = label_free_split(data, config.seed)
             triplets = mine_pseudo_triplets(anchors, data.corpus, anchor_docs=own,
                                             positive_top=config.pseudo_positive_top,
-                                            negative_ranks=tuple(config.pseudo_negative_ranks))
+                                            negative_ranks=config.negative_rank_range)
             validate, validation = _validator(pseudo_val, data), "teacher-neighbours"
             per_query = _per_query(pseudo_val, data)
         choices["triplets"] = len(triplets)
@@ -313,7 +313,7 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
         if method == "dive" and config.pseudo_triplet_weight > 0:
             pseudo = mine_pseudo_triplets(data.corpus, data.corpus, anchor_docs=np.arange(len(data.corpus)),
                                           positive_top=config.pseudo_positive_top,
-                                          negative_ranks=tuple(config.pseudo_negative_ranks))
+                                          negative_ranks=config.negative_rank_range)
             pseudo_sampler = TripletSampler(pseudo, corpus, config, rng)
             choices["pseudo_triplets"] = len(pseudo)
 

@@ -123,10 +123,10 @@ def resolve_pairs(home: TavaHome, datasets: Sequence[str], collections: Sequence
     """
     from ..manifest import load_vector_manifest
 
-    explicit = {}
-    for vdir in teacher_vectors:
-        vm = load_vector_manifest(vdir)
-        explicit[(vm.dataset, vm.collection)] = Path(vdir)
+    explicit: dict[tuple[str, str], Path] = {}
+    for given_dir in teacher_vectors:
+        vm = load_vector_manifest(given_dir)
+        explicit[(vm.dataset, vm.collection)] = Path(given_dir)
     pairs = []
     for dataset in datasets:
         dataset_dir = find_dataset(home, dataset)

@@ -10,11 +10,11 @@ from ..io import atomic_path
 
 
 def _smooth(values: Sequence[float], window: int) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < window or window <= 1:
-        return values
+    series = np.asarray(values, dtype=np.float64)
+    if len(series) < window or window <= 1:
+        return series
     kernel = np.ones(window) / window
-    return np.convolve(values, kernel, mode="valid")
+    return np.convolve(series, kernel, mode="valid")
 
 
 def plot_curves(history: Sequence[dict], validation: Sequence[dict], path: str | Path, *, title: str = "") -> Path:

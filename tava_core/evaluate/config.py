@@ -16,6 +16,9 @@ MODE_ROLES: dict[str, tuple[str, str]] = {
     "adapted/adapted": ("adapted", "adapted"),
 }
 
+Quantization = Literal["int8", "binary"]
+ALL_QUANTIZATIONS: tuple[Quantization, ...] = ("int8", "binary")
+
 
 class EvalConfig(TavaModel):
     """How `tava evaluate` scores encoders on a BEIR-style retrieval set."""
@@ -36,7 +39,7 @@ class EvalConfig(TavaModel):
     matryoshka_dims: list[int] = Field(default_factory=lambda: [384, 256, 128, 64], description=(
         "Matryoshka truncation sizes: query and document vectors are cut to the first d dims and "
         "re-normalised (sizes at or above an encoder's dim are skipped)."))
-    quantization: list[Literal["int8", "binary"]] = Field(default_factory=lambda: ["int8", "binary"], description=(
+    quantization: list[Quantization] = Field(default_factory=lambda: list(ALL_QUANTIZATIONS), description=(
         "Document-vector quantisations to score: 'int8' (per-dim ranges from the corpus, float query "
         "against dequantised documents) and 'binary' (sign bits, Hamming similarity)."))
     batch_size: int = Field(64, ge=1, description=(
