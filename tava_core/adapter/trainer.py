@@ -157,6 +157,7 @@ class AdapterTrainer(TrainingStage):
         self.device = torch.device("cpu" if config.device == "auto" and not torch.cuda.is_available()
                                    else ("cuda" if config.device == "auto" else config.device))
         self.generator = generator.to(self.device)
+        self._pool_cache: Optional[tuple[AdapterData, np.ndarray]] = None  # see _pool
         unpaired = config.mode == "unpaired"
         needs_reverse = config.cycle_weight > 0 or config.reconstruction_weight > 0 or unpaired
         self.reverse = generator.make_reverse().to(self.device) if needs_reverse else None
@@ -195,11 +196,17 @@ class AdapterTrainer(TrainingStage):
     def _discriminators(self) -> list[Discriminator]:
         return [d for d in (self.discriminator, self.student_discriminator) if d is not None]
 
+    def _reverse_adapter(self) -> Vec2VecAdapter:
+        """The teacher -> student adapter; built whenever a loss term uses it (see needs_reverse)."""
+        if self.reverse is None:
+            raise RuntimeError("no reverse adapter: only cycle, reconstruction and unpaired training build one")
+        return self.reverse
+
     def _discriminator_step(self, s: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
         assert self.d_optimizer is not None
         with torch.no_grad():
             fake_t = self.generator(s)
-            fake_s = self.reverse(t) if self.student_discriminator is not None else None
+            fake_s = self._reverse_adapter()(t) if self.student_discriminator is not None else None
         loss = self.adversarial.discriminator_loss(self.discriminator(t), self.discriminator(fake_t))
         penalty = self.gradient_penalty(self.discriminator, t, fake_t)
         if self.student_discriminator is not None:
@@ -234,11 +241,12 @@ class AdapterTrainer(TrainingStage):
                 vsp = vsp + self.vsp(t, back)
             terms["vsp"] = cfg.vsp_weight * vsp
         if cfg.cycle_weight > 0:
-            cyc = self.cycle(s_unit, self.reverse(mapped)) + self.cycle(t, self.generator(back))
+            cyc = self.cycle(s_unit, self._reverse_adapter()(mapped)) + self.cycle(t, self.generator(back))
             terms["cycle"] = cfg.cycle_weight * cyc
         if cfg.reconstruction_weight > 0:
-            rec = (self.reconstruction(s_unit, self.reverse.from_latent(self.generator.to_latent(s)))
-                   + self.reconstruction(t, self.generator.from_latent(self.reverse.to_latent(t))))
+            reverse = self._reverse_adapter()
+            rec = (self.reconstruction(s_unit, reverse.from_latent(self.generator.to_latent(s)))
+                   + self.reconstruction(t, self.generator.from_latent(reverse.to_latent(t))))
             terms["reconstruction"] = cfg.reconstruction_weight * rec
         if paired:
             terms["paired"] = self.paired(mapped, t)
@@ -334,7 +342,7 @@ class AdapterTrainer(TrainingStage):
     def _pool(self, data: AdapterData) -> np.ndarray:
         """Documents for the retrieval-overlap metric: a fixed sample of training teacher vectors."""
         n = min(self.config.retrieval_pool, len(data.teacher))
-        if getattr(self, "_pool_cache", None) is None or self._pool_cache[0] is not data:
+        if self._pool_cache is None or self._pool_cache[0] is not data:
             rows = np.random.default_rng(0).choice(len(data.teacher), n, replace=False)
             self._pool_cache = (data, data.teacher[np.sort(rows)])
         return self._pool_cache[1]
@@ -395,8 +403,10 @@ def init_from_closed_form(adapter: Vec2VecAdapter, start: LinearMap) -> bool:
     """Start a direct adapter's linear skip path at a closed-form map (``fit_start``); False if it has
     no skip path (shared latent space, or no residual)."""
     skip = adapter.linear_skip()
-    if skip is None:
+    if skip is None or adapter.net is None:  # linear_skip() is None whenever net is
         return False
+    if start.weight is None:
+        raise ValueError("an identity map has no weight to start from; fit_start gives ridge or procrustes maps")
     skip.weight.copy_(torch.as_tensor(start.weight.T))
     if start.bias is not None:
         adapter.net.head.bias.copy_(torch.as_tensor(start.bias))
@@ -489,8 +499,9 @@ def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start:
             adapter = build_adapter(config, input_dim, output_dim)
             if start_map is not None:
                 init_from_closed_form(adapter, start_map)
-                if not config.train_skip and adapter.linear_skip() is not None:
-                    adapter.linear_skip().weight.requires_grad_(False)
+                skip = adapter.linear_skip()
+                if not config.train_skip and skip is not None:
+                    skip.weight.requires_grad_(False)
         trainer = AdapterTrainer(adapter, config=config)
         try:
             result = trainer.fit(data, seed=seed, show_progress=show_progress)

@@ -269,6 +269,13 @@ def choose_pca(data: CompressionData, dim: int, config: CompressConfig, hidden_d
     return model, {"pca_center": center}
 
 
+def _residual_parameters(model: CompressionAdapter, method: str) -> list[torch.nn.Parameter]:
+    """The residual MLP's parameters: what the adaptor methods train."""
+    if model.residual is None:
+        raise ConfigError(f"{method} trains a residual MLP, and hidden_dim is 0", hint="set hidden_dim > 0, e.g. 512")
+    return list(model.residual.parameters())
+
+
 def train_method(method: str, dim: int, data: CompressionData, config: CompressConfig, *,
                  show_progress: bool = False) -> MethodResult:
     """Fit one method at one target dimension."""
@@ -336,7 +343,7 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
         choices["triplets"] = len(triplets)
         sampler = TripletSampler(triplets, corpus, config, rng, refresh_model=model)
         ranking = SoftmaxRankingLoss(config.ranking_temperature)
-        groups = [{"params": list(model.residual.parameters()), "lr": config.lr}]
+        groups = [{"params": _residual_parameters(model, method), "lr": config.lr}]
 
         def step_loss() -> torch.Tensor:
             batch = sampler.sample()
@@ -351,7 +358,7 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
         group_size = 8       # a seed and its 7 nearest neighbours: the batch holds real top-k neighbours
         neighbours = top_documents(pool, pool, group_size - 1, exclude=np.arange(len(pool)))
         preserve = SimilarityPreservationLoss(config.similarity_top_k, config.pairwise_weight)
-        groups = [{"params": list(model.residual.parameters()), "lr": config.lr}]
+        groups = [{"params": _residual_parameters(model, method), "lr": config.lr}]
 
         def step_loss() -> torch.Tensor:
             seeds = rng.integers(0, len(pool), max(1, config.batch_size // group_size))

@@ -76,7 +76,8 @@ class TransformerStudent(nn.Module):
     def __init__(self, model: nn.Module, tokenizer: Any, projection: Optional[nn.Linear], *,
                  max_length: int, max_seq_length: int) -> None:
         super().__init__()
-        self.model = model
+        # a Hugging Face PreTrainedModel (config, save_pretrained ...), which nn.Module's typing cannot see
+        self.model: Any = model
         self.tokenizer = tokenizer
         self.projection = projection
         self.max_length = max_length          # training truncation
@@ -115,7 +116,8 @@ class TransformerStudent(nn.Module):
                 # Attention modules may carry their index (used by caches); keep it consistent.
                 for module in layer.modules():
                     if hasattr(module, "layer_idx"):
-                        module.layer_idx = new_idx
+                        # setattr: nn.Module types its attributes as Tensor | Module, this one is an int
+                        setattr(module, "layer_idx", new_idx)
             model.encoder.layer = kept
             model.config.num_hidden_layers = len(kept)
         else:

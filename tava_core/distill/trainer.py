@@ -179,7 +179,7 @@ class DistillStage(TrainingStage):
         return self.optimization.optimizers
 
     def clip_parameters(self) -> list[torch.Tensor]:
-        return self.optimization.dense
+        return [*self.optimization.dense]
 
     def start(self) -> None:
         self.trainer.student.train()

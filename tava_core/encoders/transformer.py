@@ -136,6 +136,7 @@ class TransformerEncoder(Encoder):
             with self._load_lock:
                 if self._model is None:
                     self._load()
+        assert self._model is not None  # _load() sets it or raises
         return self._model
 
     @property
