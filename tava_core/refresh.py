@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Final, Literal, Optional
 
 import numpy as np
 from pydantic import Field
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DROP_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".parquet", ".txt")
 BATCH_COLLECTION = "texts"
-EVAL_MODE = "adapted/teacher"
+EVAL_MODE: Final = "adapted/teacher"  # Final: its Literal type fits EvalConfig.modes
 
 
 class RefreshConfig(TavaModel):

@@ -227,7 +227,7 @@ def _build_vector_index(table, config: BackfillConfig, column: str, dim: int) ->
         options["num_partitions"] = partitions  # else Lance picks from its target partition size
     if config.index_type == "ivf_pq":
         options["num_sub_vectors"] = dim // 16 if dim % 16 == 0 else (dim // 8 if dim % 8 == 0 else 1)
-        index_config = IvfPq(**options)
+        index_config: IvfPq | IvfFlat = IvfPq(**options)
     else:
         index_config = IvfFlat(**options)
     t0 = time.perf_counter()
@@ -290,7 +290,8 @@ def prepare_backfill(config: BackfillConfig, home: TavaHome | None = None) -> Ba
                "fingerprint": encoder.fingerprint}
     last = state["runs"][-1] if state["runs"] else None
     resuming = bool(last and last.get("status") == "running" and all(last.get(k) == v for k, v in run_key.items()))
-    if resuming:
+    run: dict[str, Any]
+    if resuming and last is not None:  # resuming implies a last run; the check tells mypy
         run = last
         log.info("resuming backfill into %s (tag %s): %d of %d shards already done",
                  table_name, run["tag"], len(run["completed"]), len(jobs))
@@ -342,7 +343,8 @@ def upsert_shard(plan: BackfillPlan, i: int) -> ShardUpsert:
 def finish_backfill(plan: BackfillPlan, config: BackfillConfig) -> BackfillFinish:
     """Build the vector index, optimise the table and mark the run done."""
     table = _open_plan_table(plan)
-    info = _build_vector_index(table, config, plan.column, plan.dim) if config.build_index else {"built": False}
+    info: dict[str, Any] = (_build_vector_index(table, config, plan.column, plan.dim) if config.build_index
+                            else {"built": False})
     if config.optimize:
         t0 = time.perf_counter()
         table.optimize()

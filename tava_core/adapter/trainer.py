@@ -203,12 +203,13 @@ class AdapterTrainer(TrainingStage):
         return self.reverse
 
     def _discriminator_step(self, s: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
-        assert self.d_optimizer is not None
+        discriminator = self.discriminator
+        assert self.d_optimizer is not None and discriminator is not None  # both built when adversarial
         with torch.no_grad():
             fake_t = self.generator(s)
             fake_s = self._reverse_adapter()(t) if self.student_discriminator is not None else None
-        loss = self.adversarial.discriminator_loss(self.discriminator(t), self.discriminator(fake_t))
-        penalty = self.gradient_penalty(self.discriminator, t, fake_t)
+        loss = self.adversarial.discriminator_loss(discriminator(t), discriminator(fake_t))
+        penalty = self.gradient_penalty(discriminator, t, fake_t)
         if self.student_discriminator is not None:
             real_s = F.normalize(s, dim=-1)
             loss = loss + self.adversarial.discriminator_loss(self.student_discriminator(real_s),

@@ -34,10 +34,11 @@ class CompressedEncoder(MappedEncoder):
                          name=name or f"{base.name}+{compressor.method}-{compressor.output_dim}d",
                          roles=("encoder", "compressor"))
         self.weights_hash = weights_hash
+        self.method = compressor.method
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "base": self.inner.info(), "compressor_sha256": self.weights_hash,
-                "method": self.mapper.method}
+                "method": self.method}
 
 
 def load_compressed_encoder(directory: str | Path, spec: Optional[EncoderSpec] = None) -> CompressedEncoder:

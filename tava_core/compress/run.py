@@ -163,7 +163,7 @@ def fit_all(data: CompressionData, config: CompressConfig, *, encoder: Optional[
             result = train_method(method, dim, data, config, show_progress=show_progress)
             row = result.summary()
             row["labels"] = method in LABELED_METHODS
-            if data.test is not None:
+            if data.test is not None and full_test is not None:  # full_test exists whenever a test split does
                 row["test"] = evaluate_model(result.model, data.test, data.corpus_ids, data.corpus)
                 row["test_ndcg_ratio_to_full"] = row["test"]["ndcg_at_10"] / max(full_test["ndcg_at_10"], 1e-12)
             results.append(result)

@@ -116,8 +116,8 @@ class TransformerStudent(nn.Module):
                 # Attention modules may carry their index (used by caches); keep it consistent.
                 for module in layer.modules():
                     if hasattr(module, "layer_idx"):
-                        # setattr: nn.Module types its attributes as Tensor | Module, this one is an int
-                        setattr(module, "layer_idx", new_idx)
+                        # ignore: nn.Module types every attribute as Tensor | Module; this one is an int
+                        module.layer_idx = new_idx  # type: ignore[assignment]
             model.encoder.layer = kept
             model.config.num_hidden_layers = len(kept)
         else:

@@ -15,8 +15,12 @@ from .base import Encoder, TextKind
 
 
 class VectorMap(Protocol):
-    input_dim: int
-    output_dim: int
+    # read-only: adapters expose their dims as properties
+    @property
+    def input_dim(self) -> int: ...
+
+    @property
+    def output_dim(self) -> int: ...
 
     def map_numpy(self, vectors: np.ndarray) -> np.ndarray: ...
 

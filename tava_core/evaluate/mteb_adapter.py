@@ -9,7 +9,7 @@ encoded once per encoder, not once per mode.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from .data import RetrievalData
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from mteb.types import EncodeKwargs
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ def make_routing_encoder(query_encoder: Encoder, document_encoder: Encoder, *, n
         def encode(self, inputs, *, task_metadata, hf_split: str, hf_subset: str,
                    prompt_type: PromptType | None = None, **kwargs: Any) -> np.ndarray:
             texts: list[str] = [text for batch in inputs for text in batch["text"]]
-            kind = "query" if prompt_type == PromptType.query else "document"
+            kind: Literal["query", "document"] = "query" if prompt_type == PromptType.query else "document"
             encoder = self.query_encoder if kind == "query" else self.document_encoder
             cache = self.caches[kind]
             out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
@@ -130,8 +132,9 @@ def run_mteb(task, model, output_dir: "Path", batch_size: int) -> dict[str, floa
     import mteb
 
     cache = mteb.ResultCache(cache_path=output_dir)
+    encode_kwargs: EncodeKwargs = {"batch_size": batch_size}
     result = mteb.evaluate(model, task, cache=cache, overwrite_strategy="always",
-                           encode_kwargs={"batch_size": batch_size}, show_progress_bar=False)
+                           encode_kwargs=encode_kwargs, show_progress_bar=False)
     task_result = result.task_results[0]
     split = task.metadata.eval_splits[0]
     return dict(task_result.scores[split][0])

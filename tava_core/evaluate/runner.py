@@ -200,7 +200,8 @@ def score_and_report(config: EvalConfig, home: TavaHome, data: RetrievalData, en
 def evaluation_record(report: dict[str, Any]) -> EvaluationReport:
     """The small record of a report (what the flow returns and the CLI prints): rows rounded to 4 places."""
     keys = ("mode", "variant", "dim", "ndcg_at_10", "recall_at_100", "mrr_at_10", "retention")
-    rows = [EvaluationRow(**{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k in keys})
+    rows = [EvaluationRow.model_validate({k: (round(v, 4) if isinstance(v, float) else v)
+                                          for k, v in row.items() if k in keys})
             for row in report["rows"]]
     checks = report.get("mteb_check") or {}
     return EvaluationReport(run=report["run"], directory=report["directory"], files=report["files"],

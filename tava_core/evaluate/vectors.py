@@ -47,8 +47,8 @@ def embed_corpus(data: RetrievalData, encoder: Encoder, home: TavaHome, *, batch
 
         manifest = load_dataset_manifest(data.source)
         out_dir, jobs = plan_collection(home, data.source, manifest, "corpus", encoder)
-        records = [embed_shard(job, encoder, show_progress=show_progress) for job in jobs]
-        write_vector_manifest(out_dir, manifest, "corpus", encoder, records)
+        embedded = [embed_shard(job, encoder, show_progress=show_progress) for job in jobs]
+        write_vector_manifest(out_dir, manifest, "corpus", encoder, embedded)
         return out_dir
 
     from ..embed import vector_shard_is_current
