@@ -98,11 +98,17 @@ def test_out_of_memory_halves_the_batch(tiny_model_dir, monkeypatch):
     assert seen[0] == 8 and max(seen[1:]) <= 4 and encoder.batch_size <= 2
 
 
-def test_device_and_dtype_choice():
+@pytest.mark.parametrize("device, bf16_supported, expected", [
+    ("cpu", False, torch.float32),
+    ("cuda", True, torch.bfloat16),
+    ("cuda", False, torch.float16),
+])
+def test_auto_dtype_follows_the_device(device, bf16_supported, expected):
+    assert resolve_dtype("auto", torch.device(device), bf16_supported=bf16_supported) == expected
+
+
+def test_device_choice():
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert resolve_dtype("auto", torch.device("cuda"), bf16_supported=True) == torch.bfloat16
-    assert resolve_dtype("auto", torch.device("cuda"), bf16_supported=False) == torch.float16
     assert [device_for_shard(i, ["cuda:0", "cuda:1"]) for i in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
     assert is_out_of_memory(RuntimeError("CUDA out of memory")) and not is_out_of_memory(ValueError("x"))
     if not torch.cuda.is_available():
