@@ -212,10 +212,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--students", default=None, help="comma list, e.g. static-a,transformer-a")
+    parser.add_argument("--prepare", action="store_true",
+                        help="only compute (and cache) the teacher's vectors of the built-in data and of the "
+                             "calibration spans (can run while the students train)")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(2)
+    if args.prepare:
+        teacher = load_encoder("all-MiniLM-L6-v2")
+        source, _ = ensure_builtin_source(TavaHome(HOME))
+        data = load_beir_directory(source, "test")
+        Dataset("builtin", data, teacher, teacher_vectors(teacher, data.document_texts, "builtin-corpus", kind="document"),
+                teacher_vectors(teacher, data.query_texts, "builtin-queries"))
+        Dataset("scifact", load_beir_directory(SCIFACT, "test"), teacher, np.zeros((0, 0)), np.zeros((0, 0)))
+        return
     started = time.time()
     paths = prepare(PASSAGES, HOME, progress=False, wait_minutes=0)
     teacher = load_encoder("all-MiniLM-L6-v2")

@@ -98,7 +98,7 @@ def feature_matrix(model: SignalModel, texts: Sequence[str], student: np.ndarray
     values = compute_signals(model, texts, student, signals)
     columns = [np.log1p(values[name]) if name == "length" else values[name] for name in signals]
     if vector_components:
-        reduced = (_unit(student) - model.pca_mean) @ model.pca[:, :vector_components]
+        reduced = (_unit(student) - model.pca_mean) @ model.pca[:, 1:vector_components + 1]
         columns.extend(reduced.T)
     return np.stack(columns, axis=1).astype(np.float64) if columns else np.zeros((len(texts), 0))
 

@@ -51,9 +51,9 @@ class SignalModel:
     heads: np.ndarray            # (n_heads, d_student, d_teacher) ridge heads on bootstrap halves
     forward: np.ndarray          # (d_student, d_teacher)
     backward: np.ndarray         # (d_teacher, d_student)
-    bank: np.ndarray             # (n_bank, pca_dim) unit PCA-reduced student vectors of training texts
-    pca: np.ndarray              # (d_student, pca_dim) projection for the bank lookups
-    pca_mean: np.ndarray         # (d_student,)
+    bank: np.ndarray             # (n_bank, pca_dim) PCA-reduced unit student vectors of training texts
+    pca: np.ndarray              # (d_student, pca_dim) uncentred PCA basis of the training vectors
+    pca_mean: np.ndarray         # (d_student,) mean training vector (centres the combiner's vector features)
     word_counts: np.ndarray      # (WORD_BUCKETS,) int32 counts of words in the training texts
     knn: int = 10
     rare_below: int = 2          # a word seen fewer times than this in the training texts is rare
@@ -86,11 +86,13 @@ def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndar
     forward = ridge_map(s, t, alpha)
     backward = ridge_map(t, s, alpha)
     pca_mean = s.mean(axis=0)
-    _, _, vt = np.linalg.svd(s[rng.choice(len(s), size=min(len(s), 8192), replace=False)] - pca_mean,
-                             full_matrices=False)
+    # Uncentred PCA (the mean direction included): dot products in the reduced space approximate
+    # the cosines of the unit vectors, and a query off the training manifold projects short, so
+    # its nearest-neighbour similarities drop instead of being blown up by re-normalisation.
+    _, _, vt = np.linalg.svd(s[rng.choice(len(s), size=min(len(s), 8192), replace=False)], full_matrices=False)
     pca = vt[:pca_dim].T.astype(np.float32)
     pick = rng.choice(len(s), size=min(bank_size, len(s)), replace=False)
-    bank = _unit((s[pick] - pca_mean) @ pca)
+    bank = (s[pick] @ pca).astype(np.float32)
     counts = np.zeros(WORD_BUCKETS, dtype=np.int32)
     for text in texts:
         np.add.at(counts, word_buckets(text), 1)
@@ -113,8 +115,7 @@ def compute_signals(model: SignalModel, texts: Sequence[str], student: np.ndarra
         back = _unit((s @ model.forward) @ model.backward)
         out["cycle_error"] = (1.0 - np.sum(back * s, axis=1)).astype(np.float32)
     if "knn_distance" in names:
-        reduced = _unit((s - model.pca_mean) @ model.pca)
-        sims = reduced @ model.bank.T
+        sims = (s @ model.pca) @ model.bank.T
         k = min(model.knn, sims.shape[1])
         nearest = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
         out["knn_distance"] = (1.0 - nearest.mean(axis=1)).astype(np.float32)
