@@ -53,7 +53,7 @@ from tava_core.route.signals import SIGNAL_NAMES, compute_signals, fit_signal_mo
 HOME = Path(os.environ["TAVA_BENCH_HOME"])
 RESULTS = ROOT / "bench" / "results" / "route.json"
 CACHE = HOME / "route-cache"
-PASSAGES = 5000
+PASSAGES = 2500
 CALIBRATION_SPANS = 2000
 REFERENCE_TEXTS = 3000
 

@@ -34,6 +34,7 @@ class EvalResult(BaseModel):
     throughput: dict[str, float]
     mteb_agrees: Optional[bool]
     reused: bool = False           # served from an identical earlier evaluation's report
+    router: Optional[dict[str, Any]] = None   # the routed mode (--router): curves, costs, files
 
 
 def _table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -89,12 +90,18 @@ def evaluate_flow(config: EvalConfig = EvalConfig(dataset="builtin"), home: Opti
     create_markdown_artifact(key="evaluate-report", markdown=markdown_table(report),
                              description=f"tava evaluate report {report['run']}")
     checks = report.get("mteb_check") or {}
+    routed = None
+    if config.router:   # the routed mode: its own files under <report>/router/
+        from tasks.route import evaluate_router_task
+
+        routed = evaluate_router_task(config.router, config.dataset, config.split,
+                                      f"{report['directory']}/router", home)
     logger.info("report written to %s", report["directory"])
     return EvalResult(run=report["run"], directory=report["directory"], files=report["files"],
                       teacher_ndcg_at_10=report["teacher_ndcg_at_10"], rows=_table_rows(report),
                       throughput={role: rec["queries_per_second"] for role, rec in report["throughput"].items()},
                       mteb_agrees=all(c["agree"] for c in checks.values()) if checks else None,
-                      reused=bool(report.get("reused")))
+                      reused=bool(report.get("reused")), router=routed)
 
 
 @click.command("evaluate")

@@ -51,9 +51,9 @@ class RouterConfig(TavaModel):
         "the signals' 'seen' manifold. Empty = the dataset's own corpus."))
     max_reference_texts: int = Field(4000, ge=16, description="Training texts sampled for the signals.")
     calibration_texts: int = Field(2000, ge=32, description="Span views of the corpus used to calibrate.")
-    teacher_budget: Optional[float] = Field(0.1, description=(
+    teacher_budget: Optional[float] = Field(0.1, ge=0.0, le=1.0, description=(
         "Share of queries (0-1) the teacher may take; sets the threshold from the calibration texts."))
-    target_agreement: Optional[float] = Field(None, description=(
+    target_agreement: Optional[float] = Field(None, ge=0.0, le=1.0, description=(
         "Instead of a budget: route queries whose predicted agreement is below this (0-1)."))
     settings: RouterSettings = Field(default_factory=RouterSettings, description="Confidence score settings.")
     output: Optional[str] = Field(None, description="Output directory; empty = <home>/artifacts/routers/<name>.")

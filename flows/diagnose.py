@@ -1,0 +1,51 @@
+"""Flow ``diagnose``: manifold diagnostics of a student (+ adapter) against its teacher --
+k-NN neighbourhood overlap and principal angles between local tangent spaces, per collection
+and per query (markdown + JSON + PNG, and a Prefect artifact)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import click
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from tava_core.diagnose import DiagnoseConfig
+from tava_core.home import TavaHome
+
+from .cli import build_config, config_options, echo_record
+
+
+@task(name="diagnose", task_run_name="diagnose {config.student}")
+def diagnose_task(config: DiagnoseConfig, home: Optional[str]) -> dict[str, Any]:
+    from pathlib import Path
+
+    from tava_core.diagnose import run_diagnose
+
+    record = run_diagnose(config, TavaHome(home))
+    create_markdown_artifact(key="diagnose-report", markdown=Path(record["files"]["markdown"]).read_text(),
+                             description=f"tava diagnose {config.student} vs {config.teacher}")
+    return record
+
+
+@flow(name="diagnose", log_prints=True)
+def diagnose_flow(config: DiagnoseConfig, home: Optional[str] = None) -> dict[str, Any]:
+    """Where do student and teacher geometries disagree?
+
+    Args:
+        config: Dataset, student, teacher, sample size, k and tangent dimension.
+        home: tava home directory; empty = $TAVA_HOME, else ./.tava.
+    """
+    return diagnose_task(config, str(TavaHome(home).root))
+
+
+@click.command("diagnose")
+@config_options(DiagnoseConfig)
+@click.pass_context
+def cli(ctx: click.Context, **params) -> None:
+    """Manifold diagnostics: `tava diagnose --dataset D --student DIR` (report under <home>/reports/diagnose/)."""
+    config = build_config(DiagnoseConfig, ctx, params)
+    echo_record(diagnose_flow(config, home=str(TavaHome().root)))
+
+
+if __name__ == "__main__":
+    cli()
