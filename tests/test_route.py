@@ -204,3 +204,73 @@ def test_router_bad_input_names_the_fix(router_dir, tmp_path, static_student):
     (moved / "router.safetensors").write_bytes(b"broken")
     with pytest.raises(ModelLoadError, match="checksum"):
         load_router(moved)
+
+
+# ----------------------------------------------------------------------------- end to end on a tiny BEIR set
+
+def _tiny_beir(root: Path) -> Path:
+    topics = {"cell": "cells divide and grow when the protein signal is present in the tissue",
+              "parser": "the parser reads tokens from the input stream and builds a syntax tree",
+              "optimizer": "the optimizer updates weights with the gradient and a learning rate schedule",
+              "river": "the river floods the valley every spring when the snow melts in the mountains",
+              "market": "prices in the market rise when demand grows faster than the supply of goods"}
+    docs, queries, qrels = [], [], []
+    for t, (topic, text) in enumerate(topics.items()):
+        for v in range(6):
+            docs.append({"_id": f"{topic}{v}", "title": "", "text": f"{text} variant {v} about {topic} number {v * 7}"})
+        for v in range(2):
+            queries.append({"_id": f"q-{topic}{v}", "text": f"what happens to the {topic} {['now', 'later'][v]}"})
+            qrels.append(f"q-{topic}{v}\t{topic}{v}\t1")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
+    (root / "qrels").mkdir(exist_ok=True)
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
+    return root
+
+
+def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
+    from tava_core.encoders import load_encoder
+    from tava_core.evaluate.data import load_retrieval_data
+    from tava_core.home import TavaHome
+    from tava_core.route.config import RouterConfig, RouterSettings
+    from tava_core.route.run import calibrate_router, evaluate_router
+
+    home = TavaHome(tmp_path / "home")
+    beir = _tiny_beir(tmp_path / "beir")
+    config = RouterConfig(name="tiny", student=str(static_student), dataset=str(beir), teacher_budget=0.2,
+                          calibration_texts=40, max_reference_texts=40,
+                          settings=RouterSettings(bank_size=32, pca_dim=8, vector_components=2))
+    record = calibrate_router(config, home)
+    router_path = Path(record["directory"])
+    assert router_path == home.artifacts / "routers" / "tiny"
+    assert {"router.json", "router.safetensors", "tava_encoder.json"} <= {p.name for p in router_path.iterdir()}
+    assert record["threshold"]["mode"] == "budget" and record["threshold"]["expected_share"] == 0.2
+    assert set(record["calibration"]["spearman_with_target"]) == set(config.settings.signals)
+    router = load_encoder(str(router_path), cache=False)
+    data = load_retrieval_data(str(beir), "test", home)
+    curves = evaluate_router(router, data, home, tmp_path / "report")
+    assert [r["share"] for r in curves["rows"]] == [0.0, 0.05, 0.1, 0.2, 0.3, 0.5]
+    first, last = curves["rows"][0], curves["rows"][-1]
+    assert first["router"]["ndcg10"] == pytest.approx(curves["student_ndcg10"])
+    assert last["labelled_oracle"]["ndcg10"] >= last["router"]["ndcg10"] - 1e-9
+    assert last["cost_per_query_teacher_units"] > first["cost_per_query_teacher_units"]
+    for key in ("json", "markdown", "png"):
+        assert Path(curves["files"][key]).stat().st_size > 0
+    assert "label-free oracle" in Path(curves["files"]["markdown"]).read_text()
+
+
+def test_diagnose_separates_a_faithful_student_from_an_unrelated_one():
+    from tava_core.diagnose import diagnose
+
+    rng = np.random.default_rng(5)
+    teacher = rng.normal(size=(150, 16))
+    faithful = teacher + 0.2 * rng.normal(size=teacher.shape)
+    unrelated = rng.normal(size=teacher.shape)
+    good = diagnose({"c": (faithful, teacher)}, queries=(faithful[:20], teacher[:20]), query_docs="c")
+    bad = diagnose({"c": (unrelated, teacher)})
+    g, b = good["collections"]["c"], bad["collections"]["c"]
+    assert g["knn_overlap"]["mean"] > 0.5 > 0.2 > b["knn_overlap"]["mean"]
+    assert g["tangent_angle_degrees"]["mean"] + 20 < b["tangent_angle_degrees"]["mean"]
+    assert good["queries"]["neighbour_overlap"]["mean"] > 0.5
+    assert len(good["per_text"]["c"]["knn_overlap"]) == 150
