@@ -95,19 +95,56 @@ def per_query_seconds(fn, texts: Sequence[str], repeats: int = 3) -> float:
 class Dataset:
     """Corpus + queries of one split with the teacher's vectors, plus calibration spans of the corpus."""
 
-    def __init__(self, name: str, data: RetrievalData, teacher, doc_vectors: np.ndarray, query_vectors: np.ndarray):
+    def __init__(self, name: str, data: RetrievalData, teacher, doc_vectors: np.ndarray, query_vectors: np.ndarray,
+                 span_source: RetrievalData | None = None):
         self.name, self.data = name, data
         self.docs = doc_vectors
         self.queries = query_vectors
-        ids, texts = make_spans(data.corpus_ids, data.document_texts, 1, seed=1234)
+        source = span_source or data   # spans of the whole corpus, even when scoring a part of it
+        ids, texts = make_spans(source.corpus_ids, source.document_texts, 1, seed=1234)
         pick = np.random.default_rng(1234).choice(len(texts), size=min(CALIBRATION_SPANS, len(texts)), replace=False)
         self.calibration_texts = [texts[i] for i in sorted(pick)]
         self.calibration_teacher = teacher_vectors(teacher, self.calibration_texts, f"{name}-calibration")
 
 
-def scifact_split(split: str, paths: dict[str, Path]) -> tuple[RetrievalData, np.ndarray, np.ndarray]:
+def teacher_corpus_vectors(teacher) -> tuple[list[str], np.ndarray]:
+    """The teacher's SciFact corpus vectors: every shard file present (on a loaded machine only
+    part of the corpus may have been embedded; the run then says so and uses that part)."""
+    from tava_core.io import read_vector_shard
+
+    out_dir = HOME / "vectors" / "scifact" / "corpus" / f"{teacher.name}-{teacher.fingerprint[:12]}"
+    ids: list[str] = []
+    blocks = []
+    for shard in sorted(out_dir.glob("shard-*.parquet")):
+        shard_ids, vectors = read_vector_shard(shard)
+        ids.extend(shard_ids)
+        blocks.append(vectors)
+    if not ids:
+        raise SystemExit(f"no teacher vectors of the SciFact corpus under {out_dir}: run bench/distill_data.py")
+    return ids, np.concatenate(blocks)
+
+
+def restrict(data: RetrievalData, keep_ids: list[str]) -> RetrievalData:
+    """The split on a sub-corpus: only the documents in ``keep_ids``, only the queries whose judged
+    documents are all in it (so every query can still reach its relevant documents)."""
+    keep = set(keep_ids)
+    rows = [i for i, d in enumerate(data.corpus_ids) if d in keep]
+    queries = [i for i, q in enumerate(data.query_ids) if set(data.qrels[q]) <= keep]
+    return RetrievalData(name=data.name, source=data.source, split=data.split,
+                         corpus_ids=[data.corpus_ids[i] for i in rows], corpus_titles=[data.corpus_titles[i] for i in rows],
+                         corpus_texts=[data.corpus_texts[i] for i in rows],
+                         query_ids=[data.query_ids[i] for i in queries], query_texts=[data.query_texts[i] for i in queries],
+                         qrels={data.query_ids[i]: data.qrels[data.query_ids[i]] for i in queries},
+                         qrels_path=data.qrels_path, corpus_checksum=data.corpus_checksum,
+                         info={"sub_corpus": len(rows), "full_corpus": len(data.corpus_ids),
+                               "queries_kept": len(queries), "queries_in_split": len(data.query_ids)})
+
+
+def scifact_split(split: str, paths: dict[str, Path], teacher) -> tuple[RetrievalData, np.ndarray, np.ndarray]:
     data = load_beir_directory(SCIFACT, split)
-    ids, vectors, _ = read_vector_dir(paths["scifact_corpus_vectors"])
+    ids, vectors = teacher_corpus_vectors(teacher)
+    if len(ids) < len(data.corpus_ids):
+        data = restrict(data, ids)
     pos = {i: k for k, i in enumerate(ids)}
     docs = vectors[[pos[i] for i in data.corpus_ids]]
     ids, vectors, _ = read_vector_dir(paths["scifact_queries_vectors"])
@@ -118,8 +155,8 @@ def scifact_split(split: str, paths: dict[str, Path]) -> tuple[RetrievalData, np
 def load_datasets(paths: dict[str, Path], teacher) -> dict[str, Dataset]:
     out = {}
     for split, label in (("train", "scifact-dev"), ("test", "scifact-test")):
-        data, docs, queries = scifact_split(split, paths)
-        out[label] = Dataset("scifact", data, teacher, docs, queries)
+        data, docs, queries = scifact_split(split, paths, teacher)
+        out[label] = Dataset("scifact", data, teacher, docs, queries, span_source=load_beir_directory(SCIFACT, split))
     source, _ = ensure_builtin_source(TavaHome(HOME))
     data = load_beir_directory(source, "test")
     docs = teacher_vectors(teacher, data.document_texts, "builtin-corpus", kind="document")
@@ -137,14 +174,22 @@ def find_students() -> dict[str, Path]:
             dirs = [d for d in dirs if (d / "model_card.json").is_file() and "quick" not in d.name]
             if dirs:
                 found[f"{kind}-{setting}"] = dirs[-1]
+        # Stage A's starting point with no training step (model2vec table / teacher layers 0 and 5):
+        # what a run on a machine too loaded to embed training passages in time can still measure.
+        start = root / f"route-{kind}-a0"
+        if (start / "tava_encoder.json").is_file() or (start / "modules.json").is_file() or (start / "config.json").is_file():
+            found[f"{kind}-a0"] = start
     return found
 
 
-def reference_texts(student_dir: Path, paths: dict[str, Path], teacher) -> tuple[list[str], np.ndarray]:
-    """A sample of the exact texts (and teacher vectors) the student was trained on."""
+def reference_texts(student_dir: Path, paths: dict[str, Path], teacher) -> tuple[list[str], np.ndarray] | None:
+    """A sample of the exact texts (and teacher vectors) the student was trained on; None for a
+    student that was never trained on any."""
     from bench.distill import run_config
     from tava_core.distill.run import prepare_training
 
+    if not (student_dir / "model_card.json").is_file():
+        return None
     card = json.loads((student_dir / "model_card.json").read_text())
     kind, setting = student_dir.name.split("-")[1:3]
     config = run_config(student_dir.name, kind, setting, PASSAGES, 3000, False, None, paths)
@@ -155,10 +200,12 @@ def reference_texts(student_dir: Path, paths: dict[str, Path], teacher) -> tuple
     return [training.texts[i] for i in pick], training.vectors[pick]
 
 
-def evaluate_candidate(model, candidate: dict[str, Any], dataset: Dataset, calib_student: np.ndarray,
-                       query_student: np.ndarray, costs: dict[str, float] | None = None) -> dict[str, Any]:
-    agreement = true_agreement(calib_student, dataset.calibration_teacher, dataset.docs)
-    calibration = fit_calibration(model, dataset.calibration_texts, calib_student, agreement,
+def evaluate_candidate(model, candidate: dict[str, Any], dataset: Dataset, enc: dict[str, Any],
+                       costs: dict[str, float] | None = None) -> dict[str, Any]:
+    """Calibrate ``candidate`` on the calibration spans, score the split's queries, draw the curves."""
+    calib_student, query_student = enc["calibration"], enc["queries"]
+    agreement = true_agreement(calib_student, enc["calibration_teacher"], dataset.docs)
+    calibration = fit_calibration(model, enc["calibration_texts"], calib_student, agreement,
                                   signals=candidate["signals"], vector_components=candidate["vector_components"],
                                   target="overlap")
     from tava_core.route.calibrate import confidence
@@ -243,33 +290,57 @@ def main() -> None:
         "calibration": {"texts": "1 span view (seed 1234) of up to 2,000 corpus documents of the served dataset",
                         "target": "top-10 overlap of student and teacher results over the corpus",
                         "reference": f"{REFERENCE_TEXTS} of the student's own training texts + spans"},
-        "students": {}, "dev_selection": {}, "results": {}, "costs": {}, "drift": {}}
+        "students": {}, "dev_selection": {}, "results": {}, "costs": {}, "drift": {},
+        "datasets": {name: {**ds.data.summary(), **ds.data.info, "calibration_spans": len(ds.calibration_texts)}
+                     for name, ds in datasets.items()}}
     state: dict[str, dict[str, Any]] = {}
     for label, student_dir in students.items():
         print(f"== {label}: {student_dir}", flush=True)
         encoder = load_encoder(str(student_dir), cache=False)
-        ref_texts, ref_teacher = reference_texts(student_dir, paths, teacher)
-        ref_student = encoder.encode(ref_texts, kind="document", show_progress=True)
-        model = fit_signal_model(ref_texts, ref_student, ref_teacher)
-        encoded = {}
+        reference = reference_texts(student_dir, paths, teacher)
+        models: dict[str, Any] = {}
+        if reference is not None:
+            ref_texts, ref_teacher = reference
+            ref_student = encoder.encode(ref_texts, kind="document", show_progress=True)
+            shared_model = fit_signal_model(ref_texts, ref_student, ref_teacher)
+        encoded: dict[str, dict[str, Any]] = {}
+        calib_cache: dict[str, np.ndarray] = {}
         for name, dataset in datasets.items():
-            encoded[name] = {"queries": encoder.encode(dataset.data.query_texts, kind="query"),
-                             "calibration": encoder.encode(dataset.calibration_texts, kind="query")}
-        state[label] = {"encoder": encoder, "model": model, "encoded": encoded}
-        card = json.loads((student_dir / "model_card.json").read_text())
-        report["students"][label] = {"dir": str(student_dir), "held_out_cosine": card["validation"]["best_cosine"],
-                                     "steps": card["training"]["steps_done"],
-                                     "training_texts": card["corpus"]["texts"]}
+            if dataset.name not in calib_cache:
+                calib_cache[dataset.name] = encoder.encode(dataset.calibration_texts, kind="query")
+            calib = calib_cache[dataset.name]
+            texts, truth = dataset.calibration_texts, dataset.calibration_teacher
+            if reference is None:
+                # Never trained on any text: the "seen" manifold is half of the corpus' span views
+                # (even rows), the combiner is calibrated on the other half (odd rows).
+                if dataset.name not in models:
+                    models[dataset.name] = fit_signal_model(texts[0::2], calib[0::2], truth[0::2])
+                encoded[name] = {"calibration": calib[1::2], "calibration_texts": texts[1::2],
+                                 "calibration_teacher": truth[1::2]}
+            else:
+                models[dataset.name] = shared_model
+                encoded[name] = {"calibration": calib, "calibration_texts": texts, "calibration_teacher": truth}
+            encoded[name]["queries"] = encoder.encode(dataset.data.query_texts, kind="query")
+        state[label] = {"encoder": encoder, "models": models, "encoded": encoded}
+        card_path = student_dir / "model_card.json"
+        card = json.loads(card_path.read_text()) if card_path.is_file() else None
+        report["students"][label] = {"dir": str(student_dir), "trained": card is not None,
+                                     "reference": "own training texts + spans" if card else
+                                     "even half of the served corpus' calibration spans (no training texts)"}
+        if card:
+            report["students"][label].update(held_out_cosine=card["validation"]["best_cosine"],
+                                             steps=card["training"]["steps_done"],
+                                             training_texts=card["corpus"]["texts"])
     # ---- dev: which signals carry information, which combination to keep
     dev = datasets["scifact-dev"]
     for label, st in state.items():
         per: dict[str, Any] = {}
         enc = st["encoded"]["scifact-dev"]
-        signals = compute_signals(st["model"], dev.data.query_texts, enc["queries"])
+        signals = compute_signals(st["models"]["scifact"], dev.data.query_texts, enc["queries"])
         agreement = true_agreement(enc["queries"], dev.queries, dev.docs)
         per["signal_spearman_with_true_overlap"] = {k: spearman(-v, agreement["overlap"]) for k, v in signals.items()}
         for cname, candidate in CANDIDATES.items():
-            curves = evaluate_candidate(st["model"], candidate, dev, enc["calibration"], enc["queries"])
+            curves = evaluate_candidate(st["models"]["scifact"], candidate, dev, enc)
             per[cname] = {"gap_recovered_10": gap_at(curves, 0.1), "gap_recovered_20": gap_at(curves, 0.2),
                           "spearman_overlap": curves["confidence_spearman"]["overlap"]}
         report["dev_selection"][label] = per
@@ -284,10 +355,9 @@ def main() -> None:
     test_texts = datasets["scifact-test"].data.query_texts
     teacher_s = per_query_seconds(lambda t: teacher.encode(t, kind="query"), test_texts)
     for label, st in state.items():
-        enc, model = st["encoder"], st["model"]
+        enc, model = st["encoder"], st["models"]["scifact"]
         calibration = evaluate_candidate(model, CANDIDATES[chosen], datasets["scifact-test"],
-                                         st["encoded"]["scifact-test"]["calibration"],
-                                         st["encoded"]["scifact-test"]["queries"])["_calibration"]
+                                         st["encoded"]["scifact-test"])["_calibration"]
         from tava_core.route.calibrate import confidence
 
         student_s = per_query_seconds(lambda t: enc.encode(t, kind="query"), test_texts)
@@ -308,8 +378,8 @@ def main() -> None:
     for name in ("scifact-dev", "scifact-test", "builtin-test"):
         for label, st in state.items():
             enc = st["encoded"][name]
-            curves = evaluate_candidate(st["model"], CANDIDATES[chosen], datasets[name], enc["calibration"],
-                                        enc["queries"], costs=st["costs"])
+            curves = evaluate_candidate(st["models"][datasets[name].name], CANDIDATES[chosen], datasets[name], enc,
+                                        costs=st["costs"])
             st.setdefault("scores", {})[name] = curves["_scores"]
             st.setdefault("calibrations", {})[name] = curves["_calibration"]
             report["results"].setdefault(name, {})[label] = strip(curves)
@@ -330,7 +400,7 @@ def main() -> None:
         shares = {}
         for name in ("scifact-test", "builtin-test"):
             texts = datasets[name].data.query_texts
-            scores = confidence(st["model"], calibration, texts, st["encoded"][name]["queries"])
+            scores = confidence(st["models"]["scifact"], calibration, texts, st["encoded"][name]["queries"])
             shares[name] = float((scores < threshold).mean())
         report["drift"][label] = {"threshold_at_10pct_budget": threshold, "low_confidence_share": shares,
                                   "rises": shares["builtin-test"] > shares["scifact-test"]}
