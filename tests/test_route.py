@@ -274,3 +274,18 @@ def test_diagnose_separates_a_faithful_student_from_an_unrelated_one():
     assert g["tangent_angle_degrees"]["mean"] + 20 < b["tangent_angle_degrees"]["mean"]
     assert good["queries"]["neighbour_overlap"]["mean"] > 0.5
     assert len(good["per_text"]["c"]["knn_overlap"]) == 150
+
+
+def test_drift_report_rises_for_off_domain_batch(router_dir):
+    from tava_core.route.drift import drift_report
+    from tava_core.route.router import load_router
+
+    router = load_router(router_dir, teacher_budget=0.25)
+    in_domain = TEXTS[::2]
+    off_domain = ["zxq vlorp 1987 kwy", "qqq rrr sss ttt", "%%% ### @@@ !!!", "bleep blorp zonk wibble",
+                  "xylophone quagmire fjord", "mmmm nnnn pppp", "tktktk rrrr", "ooo ppp qqq"]
+    report = drift_report(router, in_domain, off_domain)
+    assert report["new_share"] > report["previous_share"]
+    assert report["drifted"] and "rose" in report["message"]
+    same = drift_report(router, in_domain, in_domain)
+    assert not same["drifted"] and same["new_share"] == same["previous_share"]
