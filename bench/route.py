@@ -39,7 +39,7 @@ for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM"):
     os.environ.setdefault(key, "1" if key != "TOKENIZERS_PARALLELISM" else "false")
 os.environ.setdefault("TAVA_BENCH_HOME", str(ROOT / ".tava" / "bench-home"))
 
-from bench.distill_data import SCIFACT, prepare  # noqa: E402
+from bench.distill_data import SCIFACT  # noqa: E402
 from tava_core.datasets.builtin import ensure_builtin_source  # noqa: E402
 from tava_core.distill.spans import make_spans  # noqa: E402
 from tava_core.encoders import load_encoder  # noqa: E402
@@ -176,9 +176,11 @@ def find_students() -> dict[str, Path]:
                 found[f"{kind}-{setting}"] = dirs[-1]
         # Stage A's starting point with no training step (model2vec table / teacher layers 0 and 5):
         # what a run on a machine too loaded to embed training passages in time can still measure.
-        start = root / f"route-{kind}-a0"
-        if (start / "tava_encoder.json").is_file() or (start / "modules.json").is_file() or (start / "config.json").is_file():
-            found[f"{kind}-a0"] = start
+        # Static "te0": the teacher's input token embeddings as the table (Stage A's other start).
+        for tag in ("a0", "te0"):
+            start = root / f"route-{kind}-{tag}"
+            if (start / "modules.json").is_file() or (start / "config.json").is_file():
+                found[f"{kind}-{tag}"] = start
     return found
 
 
@@ -259,6 +261,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--students", default=None, help="comma list, e.g. static-a,transformer-a")
+    parser.add_argument("--smoke", action="store_true", help="120 calibration spans: a quick check of the script")
     parser.add_argument("--prepare", action="store_true",
                         help="only compute (and cache) the teacher's vectors of the built-in data and of the "
                              "calibration spans (can run while the students train)")
@@ -275,8 +278,14 @@ def main() -> None:
         Dataset("scifact", load_beir_directory(SCIFACT, "test"), teacher, np.zeros((0, 0)), np.zeros((0, 0)))
         return
     started = time.time()
-    paths = prepare(PASSAGES, HOME, progress=False, wait_minutes=0)
     teacher = load_encoder("all-MiniLM-L6-v2")
+    home = TavaHome(HOME)
+    # What bench/distill_data.py prepared (never re-run here: it would embed the whole corpus).
+    paths = {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
+             "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
+    if args.smoke:
+        global CALIBRATION_SPANS
+        CALIBRATION_SPANS = 120
     datasets = load_datasets(paths, teacher)
     students = find_students()
     if args.students:
