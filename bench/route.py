@@ -384,6 +384,8 @@ def main() -> None:
             report["costs"][label]["confidence_over_transformer_student"] = (
                 state[label]["costs"]["confidence"] / state[label]["costs"]["student"])
     # ---- test, once, with the chosen candidate
+    out_path = Path(args.out).resolve()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     frontier: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for name in ("scifact-dev", "scifact-test", "builtin-test"):
         for label, st in state.items():
@@ -398,9 +400,9 @@ def main() -> None:
                     (r["cost_per_query_teacher_units"], r["router"]["ndcg10"]) for r in curves["rows"]]
     for name, points in frontier.items():
         teacher_ndcg = next(iter(report["results"][name].values()))["teacher_ndcg10"]
-        png = Path(args.out).with_name(f"route-frontier-{name}.png")
+        png = out_path.with_name(f"route-frontier-{name}.png")
         plot_frontier(name, points, teacher_ndcg, png)
-        report.setdefault("pngs", []).append(str(png.relative_to(ROOT)))
+        report.setdefault("pngs", []).append(str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png))
     # ---- drift: SciFact-calibrated router, SciFact test traffic then the built-in docstrings
     for label, st in state.items():
         calibration = st["calibrations"]["scifact-test"]
@@ -417,8 +419,7 @@ def main() -> None:
     report["targets"] = targets(report)
     report["machine"]["load_average_at_end"] = os.getloadavg()
     report["total_seconds"] = time.time() - started
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = out_path
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
     os.replace(tmp, out)
