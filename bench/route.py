@@ -170,7 +170,7 @@ def find_students() -> dict[str, Path]:
     found = {}
     for kind in ("static", "transformer"):
         for setting in ("a", "b"):
-            dirs = sorted(root.glob(f"bench-{kind}-{setting}-{PASSAGES}-*"))
+            dirs = sorted(root.glob(f"bench-{kind}-{setting}-{PASSAGES}-*")) + sorted(root.glob(f"bench-{kind}-{setting}-sub"))
             dirs = [d for d in dirs if (d / "model_card.json").is_file() and "quick" not in d.name]
             if dirs:
                 found[f"{kind}-{setting}"] = dirs[-1]
@@ -187,18 +187,16 @@ def find_students() -> dict[str, Path]:
 def reference_texts(student_dir: Path, paths: dict[str, Path], teacher) -> tuple[list[str], np.ndarray] | None:
     """A sample of the exact texts (and teacher vectors) the student was trained on; None for a
     student that was never trained on any."""
-    from bench.distill import run_config
+    from tava_core.distill import DistillConfig
     from tava_core.distill.run import prepare_training
 
     if not (student_dir / "model_card.json").is_file():
         return None
     card = json.loads((student_dir / "model_card.json").read_text())
-    kind, setting = student_dir.name.split("-")[1:3]
-    config = run_config(student_dir.name, kind, setting, PASSAGES, 3000, False, None, paths)
+    config = DistillConfig.model_validate(card["training"]["config"])   # exactly what it trained on
     training = prepare_training(config, TavaHome(HOME), teacher)
     pick = np.random.default_rng(0).choice(len(training.texts), size=min(REFERENCE_TEXTS, len(training.texts)),
                                            replace=False)
-    del card
     return [training.texts[i] for i in pick], training.vectors[pick]
 
 
