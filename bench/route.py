@@ -405,7 +405,7 @@ def main() -> None:
                     (r["cost_per_query_teacher_units"], r["router"]["ndcg10"]) for r in curves["rows"]]
     for name, points in frontier.items():
         teacher_ndcg = next(iter(report["results"][name].values()))["teacher_ndcg10"]
-        png = out_path.with_name(f"route-frontier-{name}.png")
+        png = out_path.with_name(f"{out_path.stem}-frontier-{name}.png")
         plot_frontier(name, points, teacher_ndcg, png)
         report.setdefault("pngs", []).append(str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png))
     # ---- drift: SciFact-calibrated router, SciFact test traffic then the built-in docstrings
