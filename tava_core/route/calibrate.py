@@ -84,6 +84,10 @@ class Calibration:
                    target=str(header["target"]), quantiles=np.asarray(arrays["calibration_quantiles"]),
                    info=dict(header.get("info", {})))
 
+    def confidence_from_features(self, x: np.ndarray) -> np.ndarray:
+        """Predicted agreement from a feature matrix (``feature_matrix``'s columns)."""
+        return (((x - self.mean) / self.scale) @ self.weights + self.bias).astype(np.float32)
+
     def threshold_for_budget(self, budget: float) -> float:
         """The confidence below which ``budget`` of the calibration texts fall."""
         return float(np.interp(budget * 100.0, np.arange(101), self.quantiles))
@@ -126,14 +130,7 @@ def fit_calibration(model: SignalModel, texts: Sequence[str], student: np.ndarra
     return calibration
 
 
-def _confidence(self: Calibration, x: np.ndarray) -> np.ndarray:
-    return (((x - self.mean) / self.scale) @ self.weights + self.bias).astype(np.float32)
-
-
-Calibration.confidence_from_features = _confidence  # type: ignore[attr-defined]
-
-
 def confidence(model: SignalModel, calibration: Calibration, texts: Sequence[str], student: np.ndarray) -> np.ndarray:
     """Predicted agreement with the teacher per text (higher = safer to answer with the student)."""
     x = feature_matrix(model, texts, student, calibration.signals, calibration.vector_components)
-    return calibration.confidence_from_features(x)  # type: ignore[attr-defined]
+    return calibration.confidence_from_features(x)
