@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("flows.commands.evaluate:cli", "BEIR retrieval evaluation through mteb."),
     "compress": ("flows.commands.compress:cli", "Learn projections to fewer dimensions (DIVE) beside PCA, truncation and adaptor baselines."),
     "refresh": ("flows.commands.refresh:cli", "Nightly adapter refresh: train on new texts, promote only if not worse."),
+    "calibrate-router": ("flows.commands.route:cli", "Calibrate a confidence router: the student answers, the teacher takes the least confident queries."),
+    "diagnose": ("flows.commands.diagnose:cli", "Manifold diagnostics: k-NN overlap and tangent-space angles, student vs teacher."),
     "registry": ("flows.registry:registry_cli", "List and inspect versioned artifacts (students, adapters, indexes)."),
     "rollback": ("flows.registry:rollback_cli", "Point an artifact's `current` back at an earlier version."),
 }

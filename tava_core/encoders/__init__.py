@@ -28,6 +28,7 @@ ENCODER_TYPES: dict[str, str] = {
     "static": "tava_core.encoders.static:load_static",
     "adapted": "tava_core.adapter.encoder:load_adapted_encoder",
     "compressed": "tava_core.compress.encoder:load_compressed_encoder",
+    "router": "tava_core.route.router:load_router",
 }
 
 
