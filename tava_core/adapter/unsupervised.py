@@ -1,0 +1,332 @@
+"""An unsupervised linear map between two embedding spaces, from two *unpaired* vector sets.
+
+After mini-vec2vec (arXiv 2510.02348), written for tava:
+
+1. **Pre-processing**: each side is centred on its own mean and re-normalised (the means differ
+   between models and would dominate every cosine).
+2. **Anchor matching**: spherical k-means on each side; the two sets of centroids are matched by
+   their *relational* structure -- a quadratic assignment between the two centroid-similarity
+   matrices (scipy's FAQ solver) -- so anchor j on one side corresponds to anchor π(j) on the other.
+   Several k-means runs are stacked, and every vector is described by its cosines to all matched
+   anchors (a relative representation, comparable across the two spaces).
+3. **Pseudo-pairs + Procrustes**: each source vector is paired with the mean of its nearest
+   target vectors in relative space, and an orthogonal (or, for different dimensions,
+   semi-orthogonal) map is fitted on those pseudo-pairs.
+4. **Refinement rounds**: map, take mutual nearest neighbours under CSLS (the hubness-corrected
+   cosine of Conneau et al. 2018) as new pseudo-pairs, re-fit Procrustes, smoothed with the last map.
+
+Restarts (different k-means/QAP seeds) are compared by an unsupervised criterion that needs no
+pairs: the **mutual-NN share** -- the fraction of (a sample of) mapped source vectors whose
+CSLS-nearest target vector has them as its own CSLS-nearest mapped source vector. A wrong map
+scatters vectors and the share stays near 0; a right one makes most neighbourhoods agree
+(``bench/translate.py`` reports it beside held-out top-1 for every restart). Everything is a
+function of the seed: the same inputs and seed give the same map.
+
+The result is a ``LinearMap`` in the raw (uncentred) coordinates: ``x @ W + b`` then L2-normalised,
+so it is also a valid start for the adapter's linear skip path (``init_from_closed_form``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .baselines import LinearMap
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UnsupervisedSettings:
+    """Knobs of ``fit_unsupervised`` (defaults chosen on held-out passage pairs, bench/translate.py)."""
+
+    clusters: int = 32            # k-means centroids per run (anchors per run)
+    anchor_runs: int = 8          # k-means + QAP runs stacked into one relative representation
+    qap_inits: int = 10           # random starts of the FAQ quadratic-assignment solver per run
+    kmeans_iterations: int = 30
+    relative_neighbours: int = 10  # target vectors averaged per source vector in the first pseudo-pairs
+    refine_rounds: int = 20
+    refine_sample: int = 6000     # vectors per side used in a refinement round (all if fewer)
+    csls_k: int = 10
+    smoothing: float = 0.5        # weight of the previous map in each refinement round
+    restarts: int = 3
+    criterion_sample: int = 4000  # source / target vectors the mutual-NN criterion is measured on
+
+
+@dataclass
+class UnsupervisedResult:
+    """The chosen map, its criterion, and every restart's record (for reports and benches)."""
+
+    linear_map: LinearMap
+    inverse_map: LinearMap  # target -> source, the transpose (a semi-orthogonal map's pseudo-inverse)
+    criterion: float
+    seed: int
+    restarts: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------- small helpers
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unit rows of x minus its mean, the mean): the pre-processing of both sides."""
+    x = np.asarray(x, dtype=np.float32)
+    mean = x.mean(0)
+    return _unit(x - mean).astype(np.float32), mean
+
+
+def procrustes_weight(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(Semi-)orthogonal W minimising ||source W - target|| (W = U V' from the SVD of source' target)."""
+    u, _, vt = np.linalg.svd(source.astype(np.float64).T @ target.astype(np.float64), full_matrices=False)
+    return (u @ vt).astype(np.float32)
+
+
+def _nearest(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k cosine (values, indices) of every query row among the key rows (both unit rows)."""
+    values, indices = [], []
+    for start in range(0, len(queries), chunk):
+        sims = queries[start:start + chunk] @ keys.T
+        top = sims.topk(min(k, keys.shape[0]), dim=1)
+        values.append(top.values)
+        indices.append(top.indices)
+    return torch.cat(values), torch.cat(indices)
+
+
+def csls_mutual_pairs(mapped: np.ndarray, target: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray, float]:
+    """Mutual nearest neighbours under CSLS between mapped source rows and target rows (unit rows).
+
+    Returns (source indices, target indices, share of source rows that have a mutual partner).
+    One similarity matrix serves both directions (sizes here are a few thousand rows a side)."""
+    a = torch.from_numpy(np.ascontiguousarray(mapped, dtype=np.float32))
+    b = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
+    sims = a @ b.T
+    k = min(k, len(a), len(b))
+    r_a = sims.topk(k, dim=1).values.mean(1)  # how crowded each mapped source row's neighbourhood is
+    r_b = sims.topk(k, dim=0).values.mean(0)
+    csls = sims.mul_(2).sub_(r_a[:, None]).sub_(r_b[None, :])
+    best_b = csls.argmax(1)
+    best_a = csls.argmax(0)
+    source = torch.arange(len(a))
+    mutual = best_a[best_b] == source
+    return source[mutual].numpy(), best_b[mutual].numpy(), float(mutual.float().mean())
+
+
+def mutual_nn_share(mapped: np.ndarray, target: np.ndarray, k: int = 10) -> float:
+    """The unsupervised criterion: share of mapped source rows with a mutual CSLS nearest target row."""
+    return csls_mutual_pairs(_unit(mapped), _unit(target), k)[2]
+
+
+# Second-moment agreement (trainer.moment_alignment) above which two unpaired sets are taken for the
+# same model's vectors: disjoint halves of one model's passages agree to ~0.99+; a Stage A student and
+# its teacher to 0.93-0.94 (trainer.AUTO_IDENTITY_MOMENTS), a rotated copy to 0.18.
+SAME_MODEL_MOMENTS = 0.99
+
+
+def check_distinct_spaces(source: np.ndarray, target: np.ndarray) -> None:
+    """Refuse two sets that are one model's vectors passed as two models' (nothing to translate)."""
+    from .trainer import moment_alignment
+
+    if source.shape[1] != target.shape[1]:
+        return
+    agreement = moment_alignment(source[:20000], target[:20000])
+    if agreement >= SAME_MODEL_MOMENTS:
+        raise ConfigError(f"the two vector sets look like one model's vectors (second-moment agreement "
+                          f"{agreement:.3f} >= {SAME_MODEL_MOMENTS}): there is nothing to translate",
+                          hint="give the other model's vectors as the target; if two different models really "
+                               "share coordinates, start at the identity (--init identity)")
+
+
+# ---------------------------------------------------------------------- anchors
+
+def spherical_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 30) -> np.ndarray:
+    """Unit centroids of ``k`` clusters of unit rows (k-means++ seeding, cosine assignment)."""
+    t = torch.from_numpy(x)
+    first = int(rng.integers(len(x)))
+    centroids = [t[first]]
+    closest = 1 - t @ t[first]
+    for _ in range(1, k):
+        weights = torch.clamp(closest, min=0).double().numpy()
+        pick = int(rng.choice(len(x), p=weights / weights.sum())) if weights.sum() > 0 else int(rng.integers(len(x)))
+        centroids.append(t[pick])
+        closest = torch.minimum(closest, 1 - t @ t[pick])
+    c = torch.stack(centroids)
+    for _ in range(iterations):
+        assign = (t @ c.T).argmax(1)
+        sums = torch.zeros_like(c).index_add_(0, assign, t)
+        counts = torch.bincount(assign, minlength=k)
+        empty = counts == 0
+        sums[empty] = c[empty]  # an empty cluster keeps its centroid
+        c = torch.nn.functional.normalize(sums, dim=1)
+    return c.numpy()
+
+
+def match_anchors(ca: np.ndarray, cb: np.ndarray, rng: np.random.Generator, inits: int) -> np.ndarray:
+    """Permutation ``p`` with ``cb[p[j]]`` matched to ``ca[j]``, from the centroid-similarity matrices
+    alone (quadratic assignment maximising sum S_a[i,j] S_b[p i, p j]; best of ``inits`` FAQ starts)."""
+    from scipy.optimize import quadratic_assignment
+
+    sa, sb = ca @ ca.T, cb @ cb.T
+    np.fill_diagonal(sa, 0)
+    np.fill_diagonal(sb, 0)
+    best, best_score = None, -np.inf
+    for i in range(inits):
+        options = {"maximize": True, "rng": np.random.default_rng(int(rng.integers(2**31 - 1)))}
+        if i:
+            options["P0"] = "randomized"
+        result = quadratic_assignment(sa, sb, method="faq", options=options)
+        if result.fun > best_score:
+            best, best_score = result.col_ind, result.fun
+    return np.asarray(best)
+
+
+def relative_pseudo_pairs(xa: np.ndarray, xb: np.ndarray, settings: UnsupervisedSettings,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Target-side pseudo-partners of every source row: the mean of its nearest target rows by their
+    cosines to matched anchors (stacked over ``anchor_runs`` k-means + QAP runs)."""
+    rel_a, rel_b = [], []
+    for _ in range(settings.anchor_runs):
+        ca = spherical_kmeans(xa, settings.clusters, rng, settings.kmeans_iterations)
+        cb = spherical_kmeans(xb, settings.clusters, rng, settings.kmeans_iterations)
+        perm = match_anchors(ca, cb, rng, settings.qap_inits)
+        rel_a.append(xa @ ca.T)
+        rel_b.append(xb @ cb[perm].T)
+    ra, _ = _centre(np.concatenate(rel_a, 1))
+    rb, _ = _centre(np.concatenate(rel_b, 1))
+    _, idx = _nearest(torch.from_numpy(ra), torch.from_numpy(rb), settings.relative_neighbours)
+    return _unit(xb[idx.numpy()].mean(1))
+
+
+# ---------------------------------------------------------------------- refinement and restarts
+
+def refine(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: UnsupervisedSettings,
+           rng: np.random.Generator) -> np.ndarray:
+    """Rounds of: map, mutual CSLS nearest neighbours as pseudo-pairs, Procrustes, smoothed."""
+    for _ in range(settings.refine_rounds):
+        sa = xa[rng.choice(len(xa), min(settings.refine_sample, len(xa)), replace=False)]
+        sb = xb[rng.choice(len(xb), min(settings.refine_sample, len(xb)), replace=False)]
+        src, dst, _ = csls_mutual_pairs(_unit(sa @ weight), sb, settings.csls_k)
+        if len(src) < 2 * xa.shape[1] // 8:  # too few pairs to pin the map down: stop here
+            break
+        new = procrustes_weight(sa[src], sb[dst])
+        weight = procrustes_weight(np.eye(len(weight), dtype=np.float32),
+                                   settings.smoothing * weight + (1 - settings.smoothing) * new)
+    return weight
+
+
+def _criterion(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: UnsupervisedSettings) -> float:
+    # a fixed sample (seed 0), so every restart is judged on the same vectors
+    rng = np.random.default_rng(0)
+    sa = xa[np.sort(rng.choice(len(xa), min(settings.criterion_sample, len(xa)), replace=False))]
+    sb = xb[np.sort(rng.choice(len(xb), min(settings.criterion_sample, len(xb)), replace=False))]
+    return csls_mutual_pairs(_unit(sa @ weight), sb, settings.csls_k)[2]
+
+
+def to_linear_maps(weight: np.ndarray, mean_a: np.ndarray, mean_b: np.ndarray, xa_raw: np.ndarray,
+                   xb_raw: np.ndarray, note: str) -> tuple[LinearMap, LinearMap]:
+    """The centred-space map as affine maps of raw vectors, both ways: y ≈ s (x - mean_a) W + mean_b and
+    x ≈ (y - mean_b) W' / s + mean_a, where s scales the source's typical centred norm to the target's
+    (the final L2 normalisation does the rest)."""
+    scale = float(np.linalg.norm(xb_raw - mean_b, axis=1).mean()
+                  / max(np.linalg.norm(xa_raw - mean_a, axis=1).mean(), 1e-12))
+    forward_w = (scale * weight).astype(np.float32)
+    inverse_w = (weight.T / scale).astype(np.float32)
+    forward = LinearMap("unsupervised", forward_w, (mean_b - mean_a @ forward_w).astype(np.float32), note=note)
+    inverse = LinearMap("unsupervised-inverse", inverse_w, (mean_a - mean_b @ inverse_w).astype(np.float32),
+                        note=f"transpose of: {note}")
+    return forward, inverse
+
+
+def fit_unsupervised(source: np.ndarray, target: np.ndarray, *, seed: int = 0,
+                     settings: Optional[UnsupervisedSettings] = None,
+                     on_restart: Optional[Any] = None) -> UnsupervisedResult:
+    """A linear map source space -> target space from two unpaired sets (rows = texts, not the same
+    texts on both sides). ``on_restart(record, linear_map)`` is called after each restart (benches
+    score restarts on held-out pairs with it)."""
+    settings = settings or UnsupervisedSettings()
+    started = time.perf_counter()
+    source = np.asarray(source, dtype=np.float32)
+    target = np.asarray(target, dtype=np.float32)
+    for name, x in (("source", source), ("target", target)):
+        if x.ndim != 2 or len(x) < 4 * settings.clusters:
+            raise ConfigError(f"the {name} set has {len(x)} vectors; the unsupervised start needs at least "
+                              f"{4 * settings.clusters} ({settings.clusters} anchors, 4 vectors each)",
+                              hint="give more texts (a few thousand per side work well)")
+        if not np.isfinite(x).all():
+            raise ConfigError(f"the {name} set holds NaN or inf values", hint="re-embed the texts")
+    check_distinct_spaces(source, target)
+    if source.shape[1] > target.shape[1]:
+        log.info("source dimension %d > target %d: the map projects onto a subspace", source.shape[1], target.shape[1])
+    xa, mean_a = _centre(source)
+    xb, mean_b = _centre(target)
+    best: Optional[tuple[float, np.ndarray, int]] = None
+    records = []
+    for restart in range(settings.restarts):
+        run_seed = seed * 1000 + restart
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(run_seed)
+        partners = relative_pseudo_pairs(xa, xb, settings, rng)
+        initial = procrustes_weight(xa, partners)
+        initial_score = _criterion(xa, xb, initial, settings)
+        weight = refine(xa, xb, initial, settings, rng)
+        score = _criterion(xa, xb, weight, settings)
+        record = {"restart": restart, "seed": run_seed, "initial_criterion": round(initial_score, 4),
+                  "criterion": round(score, 4), "seconds": round(time.perf_counter() - t0, 1)}
+        records.append(record)
+        log.info("unsupervised start, restart %d: mutual-NN share %.3f -> %.3f", restart, initial_score, score)
+        if on_restart is not None:
+            on_restart(record, to_linear_maps(weight, mean_a, mean_b, source, target, "restart")[0])
+        if best is None or score > best[0]:
+            best = (score, weight, run_seed)
+    assert best is not None
+    forward, inverse = to_linear_maps(best[1], mean_a, mean_b, source, target,
+                                      note=f"mini-vec2vec-style unsupervised start, mutual-NN share {best[0]:.3f}")
+    return UnsupervisedResult(forward, inverse, best[0], best[2], records, time.perf_counter() - started)
+
+
+def mapped_criterion(mapped_source: np.ndarray, target: np.ndarray, settings: Optional[UnsupervisedSettings] = None
+                     ) -> float:
+    """The mutual-NN share of already-mapped source vectors against target vectors, on the same fixed
+    samples ``fit_unsupervised`` judges restarts on (so a trained adapter and its start compare fairly)."""
+    settings = settings or UnsupervisedSettings()
+    rng = np.random.default_rng(0)
+    sa = mapped_source[np.sort(rng.choice(len(mapped_source), min(settings.criterion_sample, len(mapped_source)),
+                                          replace=False))]
+    sb = target[np.sort(rng.choice(len(target), min(settings.criterion_sample, len(target)), replace=False))]
+    # centre both on the target's mean: the criterion compares directions around the target's centre
+    centre = target.mean(0)
+    return csls_mutual_pairs(_unit(sa - centre), _unit(sb - centre), settings.csls_k)[2]
+
+
+def keep_if_criterion_improves(result: Any, start_adapter: Any, start_map: LinearMap, source: np.ndarray,
+                               target: np.ndarray) -> dict[str, float]:
+    """After adversarial training from an unsupervised start: keep the trained adapter only if its
+    mutual-NN share beats the start map's; otherwise put the start back (``start_adapter``, a fresh
+    adapter, gets the start map on its linear path) -- so a GAN never makes a translation worse.
+    Returns the evidence (both criteria, and whether the trained adapter was kept)."""
+    from .trainer import init_from_closed_form
+
+    start_score = mapped_criterion(start_map(source), target)
+    trained_score = mapped_criterion(result.adapter.map_numpy(source), target)
+    kept = trained_score > start_score
+    if not kept and init_from_closed_form(start_adapter, start_map):
+        result.adapter.load_state_dict(start_adapter.state_dict())
+        result.stopped = f"{result.stopped}; adversarial result dropped (mutual-NN share {trained_score:.3f} <= " \
+                         f"start {start_score:.3f})"
+    return {"start_criterion": round(start_score, 4), "trained_criterion": round(trained_score, 4),
+            "adversarial_kept": float(kept)}
+
+
+def inverse_of(linear_map: LinearMap) -> LinearMap:
+    """The affine map back: x ≈ (y - b) pinv(W) (exact for a semi-orthogonal W scaled by s: W'/s²)."""
+    pinv = np.linalg.pinv(linear_map.weight.astype(np.float64))
+    bias = -(linear_map.bias.astype(np.float64) @ pinv) if linear_map.bias is not None else None
+    return LinearMap(f"{linear_map.name}-inverse", pinv.astype(np.float32),
+                     None if bias is None else bias.astype(np.float32), note=f"inverse of: {linear_map.note}")
