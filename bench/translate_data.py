@@ -109,6 +109,21 @@ def encoder_vectors(encoder_spec: str, tag: str, collection: str) -> np.ndarray:
     return _cached(final, lambda: np.concatenate(blocks))
 
 
+def cached_only(tag: str, collection: str, prefix_ok: bool | None = None) -> np.ndarray | None:
+    """What the cache holds, computing nothing: the whole collection, else (passages only) the
+    contiguous prefix of chunks done so far, else None."""
+    final = CACHE / f"{tag}-{collection}.npy"
+    if final.is_file():
+        return np.load(final)
+    if not (collection == "passages" if prefix_ok is None else prefix_ok):
+        return None
+    blocks, start = [], 0
+    while (path := next(iter(sorted((CACHE / "chunks").glob(f"{tag}-{collection}-{start}-*.npy"))), None)) is not None:
+        blocks.append(np.load(path))
+        start += len(blocks[-1])
+    return np.concatenate(blocks) if blocks else None
+
+
 def model2vec_dir() -> Path:
     """A model2vec static distillation of the packaged teacher (its own space, 384-d)."""
     target = CACHE / "model2vec-minilm"

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "adapt": ("flows.adapt:cli", "Stage B: train an adapter from student space into teacher space."),
     "index": ("flows.index:cli", "Build (or roll back) a FAISS index from vector shards."),
     "backfill": ("flows.backfill:cli", "Re-embed a corpus into a LanceDB table (or roll it back)."),
+    "translate": ("flows.translate:cli", "Move stored vectors (shards or a LanceDB table) into another model's space with an adapter."),
     "evaluate": ("flows.evaluate:cli", "BEIR retrieval evaluation through mteb."),
     "compress": ("flows.compress:cli", "Learn projections to fewer dimensions (DIVE) beside PCA, truncation and adaptor baselines."),
     "refresh": ("flows.refresh:cli", "Nightly adapter refresh: train on new texts, promote only if not worse."),

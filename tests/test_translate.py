@@ -191,3 +191,26 @@ def test_lancedb_table_translation_is_idempotent_and_resumable(tmp_path, adapter
     assert state["done"] == [0, 1, 2] and state["lineage"]["source_fingerprint"] == SRC_FP
     again = translate(config, TavaHome(tmp_path / "home"))
     assert again["rows_translated"] == 0 and db.open_table("docs__adapter").count_rows() == 25
+
+
+@pytest.mark.slow
+def test_translate_flow_and_cli(prefect_harness, tmp_path, adapter_dir, source, capsys):
+    import json
+
+    from flows.cli import main
+    from flows.translate import translate_vectors
+
+    home = tmp_path / "home"
+    record = translate_vectors(TranslateConfig(adapter=str(adapter_dir), vectors=str(source[0])), home=str(home))
+    assert (record["rows"], record["shards_translated"]) == (30, 3)
+    capsys.readouterr()
+    main(["--home", str(home), "translate", "--adapter", str(adapter_dir), "--vectors", str(source[0])])
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.index("{"):])
+    assert (printed["out"], printed["shards_skipped"]) == (record["out"], 3)  # the re-run skipped every shard
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--home", str(home), "translate", "--adapter", str(adapter_dir), "--vectors", str(source[0]),
+              "--direction", "inverse"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "take" in err and "Traceback" not in err

@@ -49,6 +49,7 @@ class UnsupervisedSettings:
     anchor_runs: int = 8          # k-means + QAP runs stacked into one relative representation
     qap_inits: int = 10           # random starts of the FAQ quadratic-assignment solver per run
     kmeans_iterations: int = 30
+    kmeans_inits: int = 4         # k-means runs per side per anchor run; the tightest is kept
     relative_neighbours: int = 10  # target vectors averaged per source vector in the first pseudo-pairs
     refine_rounds: int = 20
     refine_sample: int = 6000     # vectors per side used in a refinement round (all if fewer)
@@ -146,8 +147,15 @@ def check_distinct_spaces(source: np.ndarray, target: np.ndarray) -> None:
 
 # ---------------------------------------------------------------------- anchors
 
-def spherical_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 30) -> np.ndarray:
-    """Unit centroids of ``k`` clusters of unit rows (k-means++ seeding, cosine assignment)."""
+def spherical_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 30, inits: int = 1
+                     ) -> np.ndarray:
+    """Unit centroids of ``k`` clusters of unit rows (k-means++ seeding, cosine assignment); with
+    ``inits`` > 1 the tightest of several runs (the most canonical clustering: two sides' clusterings
+    then correspond more often)."""
+    if inits > 1:
+        runs = [spherical_kmeans(x, k, rng, iterations) for _ in range(inits)]
+        t = torch.from_numpy(x)
+        return max(runs, key=lambda c: float((t @ torch.from_numpy(c).T).max(1).values.sum()))
     t = torch.from_numpy(x)
     first = int(rng.integers(len(x)))
     centroids = [t[first]]
@@ -187,21 +195,40 @@ def match_anchors(ca: np.ndarray, cb: np.ndarray, rng: np.random.Generator, init
     return np.asarray(best)
 
 
-def relative_pseudo_pairs(xa: np.ndarray, xb: np.ndarray, settings: UnsupervisedSettings,
-                          rng: np.random.Generator) -> np.ndarray:
-    """Target-side pseudo-partners of every source row: the mean of its nearest target rows by their
-    cosines to matched anchors (stacked over ``anchor_runs`` k-means + QAP runs)."""
-    rel_a, rel_b = [], []
-    for _ in range(settings.anchor_runs):
-        ca = spherical_kmeans(xa, settings.clusters, rng, settings.kmeans_iterations)
-        cb = spherical_kmeans(xb, settings.clusters, rng, settings.kmeans_iterations)
-        perm = match_anchors(ca, cb, rng, settings.qap_inits)
-        rel_a.append(xa @ ca.T)
-        rel_b.append(xb @ cb[perm].T)
-    ra, _ = _centre(np.concatenate(rel_a, 1))
-    rb, _ = _centre(np.concatenate(rel_b, 1))
-    _, idx = _nearest(torch.from_numpy(ra), torch.from_numpy(rb), settings.relative_neighbours)
+def _relative(x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Cosines to the anchors, centred and unit-normalised per row (comparable across the two spaces)."""
+    rel = x @ anchors.T
+    return _unit(rel - rel.mean(1, keepdims=True)).astype(np.float32)
+
+
+def _partners(rel_a: np.ndarray, rel_b: np.ndarray, xb: np.ndarray, neighbours: int) -> np.ndarray:
+    """Each source row's pseudo-partner: the mean of its nearest target rows in relative space."""
+    _, idx = _nearest(torch.from_numpy(rel_a), torch.from_numpy(rel_b), neighbours)
     return _unit(xb[idx.numpy()].mean(1))
+
+
+def relative_pseudo_pairs(xa: np.ndarray, xb: np.ndarray, settings: UnsupervisedSettings,
+                          rng: np.random.Generator) -> tuple[np.ndarray, list[float]]:
+    """Target-side pseudo-partners of every source row, from cosines to matched anchors.
+
+    Each of ``anchor_runs`` k-means + QAP runs is screened on its own: its pseudo-pairs give a
+    Procrustes map whose mutual-NN share is measured; a k-means run whose clusters do not correspond
+    across the two sides gives a scattered map and a low share. The better half of the runs are
+    stacked into one relative representation for the final pseudo-pairs. Returns (partners, the
+    runs' screening criteria)."""
+    runs = []
+    for _ in range(settings.anchor_runs):
+        ca = spherical_kmeans(xa, settings.clusters, rng, settings.kmeans_iterations, settings.kmeans_inits)
+        cb = spherical_kmeans(xb, settings.clusters, rng, settings.kmeans_iterations, settings.kmeans_inits)
+        perm = match_anchors(ca, cb, rng, settings.qap_inits)
+        rel_a, rel_b = _relative(xa, ca), _relative(xb, cb[perm])
+        weight = procrustes_weight(xa, _partners(rel_a, rel_b, xb, settings.relative_neighbours))
+        runs.append((_criterion(xa, xb, weight, settings, screening=True), rel_a, rel_b))
+    runs.sort(key=lambda run: -run[0])
+    kept = runs[:max(1, len(runs) // 2)]
+    rel_a = _unit(np.concatenate([run[1] for run in kept], 1))
+    rel_b = _unit(np.concatenate([run[2] for run in kept], 1))
+    return _partners(rel_a, rel_b, xb, settings.relative_neighbours), [round(run[0], 4) for run in runs]
 
 
 # ---------------------------------------------------------------------- refinement and restarts
@@ -221,11 +248,14 @@ def refine(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: Unsuper
     return weight
 
 
-def _criterion(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: UnsupervisedSettings) -> float:
-    # a fixed sample (seed 0), so every restart is judged on the same vectors
+def _criterion(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: UnsupervisedSettings,
+               screening: bool = False) -> float:
+    # a fixed sample (seed 0), so every restart is judged on the same vectors; screening anchor runs
+    # uses half of it (it only has to tell a right start from a scattered one)
+    size = settings.criterion_sample // (2 if screening else 1)
     rng = np.random.default_rng(0)
-    sa = xa[np.sort(rng.choice(len(xa), min(settings.criterion_sample, len(xa)), replace=False))]
-    sb = xb[np.sort(rng.choice(len(xb), min(settings.criterion_sample, len(xb)), replace=False))]
+    sa = xa[np.sort(rng.choice(len(xa), min(size, len(xa)), replace=False))]
+    sb = xb[np.sort(rng.choice(len(xb), min(size, len(xb)), replace=False))]
     return csls_mutual_pairs(_unit(sa @ weight), sb, settings.csls_k)[2]
 
 
@@ -272,12 +302,13 @@ def fit_unsupervised(source: np.ndarray, target: np.ndarray, *, seed: int = 0,
         run_seed = seed * 1000 + restart
         t0 = time.perf_counter()
         rng = np.random.default_rng(run_seed)
-        partners = relative_pseudo_pairs(xa, xb, settings, rng)
+        partners, screening = relative_pseudo_pairs(xa, xb, settings, rng)
         initial = procrustes_weight(xa, partners)
         initial_score = _criterion(xa, xb, initial, settings)
         weight = refine(xa, xb, initial, settings, rng)
         score = _criterion(xa, xb, weight, settings)
-        record = {"restart": restart, "seed": run_seed, "initial_criterion": round(initial_score, 4),
+        record = {"restart": restart, "seed": run_seed, "anchor_run_criteria": screening,
+                  "initial_criterion": round(initial_score, 4),
                   "criterion": round(score, 4), "seconds": round(time.perf_counter() - t0, 1)}
         records.append(record)
         log.info("unsupervised start, restart %d: mutual-NN share %.3f -> %.3f", restart, initial_score, score)
