@@ -86,7 +86,8 @@ class Translation:
                 "name": self.adapter_dir.name, "input_dim": self.input_dim, "output_dim": self.output_dim}
 
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
-        return self.module.map_numpy(vectors)
+        # Parquet hands back read-only arrays, which torch warns about: give it a writable one
+        return self.module.map_numpy(np.require(vectors, np.float32, ["C", "W"]))
 
 
 def _side_fingerprint(side: Any) -> Optional[str]:
