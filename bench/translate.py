@@ -235,6 +235,7 @@ def main() -> None:
         for row in rows:
             row.pop("_map", None)
         report["pairs"][pair] = {"runs": rows, "summary": summarise(rows)}
+        write_report(report, args.out, started)  # after every pair: a long run killed later keeps what it has
     if best_for_store is not None and not args.skip_translate:
         docs = td.cached_only("minilm", "corpus")
         if docs is not None:
@@ -243,12 +244,16 @@ def main() -> None:
         else:
             report["translate_store"] = {"skipped": "MiniLM vectors of the SciFact corpus are not cached yet "
                                                     "(bench/translate_data.py minilm:corpus)"}
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1, default=str) + "\n")
-    os.replace(tmp, args.out)
+    write_report(report, args.out, started)
     print(f"wrote {args.out}")
+
+
+def write_report(report: dict, out: Path, started: float) -> None:
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    os.replace(tmp, out)
 
 
 def summarise(rows: list[dict]) -> list[dict]:
