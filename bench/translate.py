@@ -208,8 +208,16 @@ def main() -> None:
                 unsup, result = run_unsupervised(sides, seed, settings)
                 row: dict[str, Any] = {"texts_per_side": n, "seed": seed, "unsupervised": unsup}
                 if seed == args.seeds[0]:  # closed forms are deterministic: once per size
+                    from tava_core.adapter.unsupervised import mapped_criterion
+
                     paired = run_paired(sides)
                     row["paired"] = {k: {m: v for m, v in d.items() if m != "map"} for k, d in paired.items()}
+                    # would the pair-free criterion recognise the right map? the paired Procrustes map's
+                    # criterion beside the unsupervised map's, measured the same way
+                    row["criterion_of_paired_procrustes"] = round(mapped_criterion(
+                        paired["procrustes"]["map"](sides["source"]), sides["target"], settings), 4)
+                    row["criterion_of_unsupervised_map"] = round(mapped_criterion(
+                        result.linear_map(sides["source"]), sides["target"], settings), 4)
                 if pair == "mpnet" and sf["queries_minilm"] is not None:
                     mapped = result.linear_map(sf["queries_minilm"])
                     row["scifact_ndcg_at_10_dev"] = ndcg(mapped, sf["docs_mpnet"], sf, "dev")
