@@ -175,11 +175,17 @@ def main() -> None:
     parser.add_argument("--settings", default="{}", help="JSON overrides of UnsupervisedSettings (dev tuning)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--skip-translate", action="store_true")
+    parser.add_argument("--criterion-check", action="store_true", help=(
+        "only: the pair-free criterion of the paired Procrustes map, of a random semi-orthogonal map and of "
+        "Procrustes maps fitted on noisier pseudo-pairs, beside their held-out top-1 (does it track top-1?)"))
     args = parser.parse_args()
     torch.set_num_threads(2)
     settings = UnsupervisedSettings(**json.loads(args.settings))
     started = time.perf_counter()
 
+    if args.criterion_check:
+        criterion_check(args, settings)
+        return
     minilm = td.cached_only("minilm", "passages")
     _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
     static = td.cached_only("model2vec", "passages") if "static" in args.pairs else None
@@ -262,6 +268,42 @@ def write_report(report: dict, out: Path, started: float) -> None:
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1, default=str) + "\n")
     os.replace(tmp, out)
+
+
+def criterion_check(args, settings) -> None:
+    """Maps of known quality (Procrustes on pairs whose targets are partly shuffled: 0%..100% wrong)
+    scored by the pair-free criterion and by held-out top-1: does the criterion rank them as top-1 does?"""
+    from tava_core.adapter.baselines import fit_procrustes
+    from tava_core.adapter.unsupervised import mapped_criterion, relational_agreement
+
+    minilm = td.cached_only("minilm", "passages")
+    _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
+    rows = []
+    for n in args.sizes:
+        sides = pair_sides("mpnet", n, minilm, mpnet, None, np.eye(minilm.shape[1], dtype=np.float32))
+        rng = np.random.default_rng(0)
+        for wrong in (0.0, 0.5, 0.8, 0.9, 0.95, 1.0):
+            targets = sides["pairs_target"].copy()
+            k = int(round(wrong * n))
+            rows_wrong = rng.choice(n, k, replace=False)
+            targets[rows_wrong] = targets[rng.permutation(rows_wrong)]
+            linear_map = fit_procrustes(sides["pairs_source"], targets)
+            row = {"texts_per_side": n, "share_of_wrong_pairs": wrong,
+                   **heldout_metrics(linear_map(sides["heldout_source"]), sides["heldout_target"]),
+                   "criterion": round(mapped_criterion(linear_map(sides["source"]), sides["target"], settings), 4),
+                   "relational_agreement": round(relational_agreement(linear_map(sides["source"]), sides["target"]), 4)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    top1 = np.array([r["top1"] for r in rows])
+    crit = np.array([r["criterion"] for r in rows])
+    ranks = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    report = {"benchmark": "criterion check (bench/translate.py --criterion-check)", "rows": rows,
+              "spearman_criterion_vs_top1": round(float(np.corrcoef(ranks(top1), ranks(crit))[0, 1]), 4),
+              "spearman_relational_agreement_vs_top1": round(float(np.corrcoef(
+                  ranks(top1), ranks(np.array([r["relational_agreement"] for r in rows])))[0, 1]), 4)}
+    out = args.out if args.out != OUT else OUT.with_name("translate_criterion.json")
+    write_report(report, out, time.perf_counter())
+    print(f"wrote {out}")
 
 
 def summarise(rows: list[dict]) -> list[dict]:
