@@ -72,7 +72,7 @@ def test_criterion_picks_the_restart_that_is_right_on_heldout_pairs(world, fitte
     q, _ = np.linalg.qr(np.random.default_rng(9).normal(size=(40, 24)))
     wrong = unit(world["source"] @ q.T.astype(np.float32))
     assert mapped_criterion(fitted.linear_map(world["source"]), world["target"], FAST) > \
-        2 * mapped_criterion(wrong, world["target"], FAST)
+        mapped_criterion(wrong, world["target"], FAST) + 0.2
 
 
 def test_same_seed_same_map(world):

@@ -318,14 +318,14 @@ def fit_unsupervised(source: np.ndarray, target: np.ndarray, *, seed: int = 0,
                   "initial_criterion": round(initial_score, 4),
                   "criterion": round(score, 4), "seconds": round(time.perf_counter() - t0, 1)}
         records.append(record)
-        log.info("unsupervised start, restart %d: mutual-NN share %.3f -> %.3f", restart, initial_score, score)
+        log.info("unsupervised start, restart %d: relational agreement %.3f -> %.3f", restart, initial_score, score)
         if on_restart is not None:
             on_restart(record, to_linear_maps(weight, mean_a, mean_b, source, target, "restart")[0])
         if best is None or score > best[0]:
             best = (score, weight, run_seed)
     assert best is not None
     forward, inverse = to_linear_maps(best[1], mean_a, mean_b, source, target,
-                                      note=f"mini-vec2vec-style unsupervised start, mutual-NN share {best[0]:.3f}")
+                                      note=f"mini-vec2vec-style unsupervised start, relational agreement {best[0]:.3f}")
     return UnsupervisedResult(forward, inverse, best[0], best[2], records, time.perf_counter() - started)
 
 
@@ -340,7 +340,7 @@ def mapped_criterion(mapped_source: np.ndarray, target: np.ndarray, settings: Op
 def keep_if_criterion_improves(result: Any, start_adapter: Any, start_map: LinearMap, source: np.ndarray,
                                target: np.ndarray) -> dict[str, float]:
     """After adversarial training from an unsupervised start: keep the trained adapter only if its
-    mutual-NN share beats the start map's; otherwise put the start back (``start_adapter``, a fresh
+    criterion (relational agreement) beats the start map's; otherwise put the start back (``start_adapter``, a fresh
     adapter, gets the start map on its linear path) -- so a GAN never makes a translation worse.
     Returns the evidence (both criteria, and whether the trained adapter was kept)."""
     from .trainer import init_from_closed_form
@@ -350,8 +350,8 @@ def keep_if_criterion_improves(result: Any, start_adapter: Any, start_map: Linea
     kept = trained_score > start_score
     if not kept and init_from_closed_form(start_adapter, start_map):
         result.adapter.load_state_dict(start_adapter.state_dict())
-        result.stopped = f"{result.stopped}; adversarial result dropped (mutual-NN share {trained_score:.3f} <= " \
-                         f"start {start_score:.3f})"
+        result.stopped = f"{result.stopped}; adversarial result dropped (relational agreement {trained_score:.3f} " \
+                         f"<= start {start_score:.3f})"
     return {"start_criterion": round(start_score, 4), "trained_criterion": round(trained_score, 4),
             "adversarial_kept": float(kept)}
 
