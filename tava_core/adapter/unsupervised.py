@@ -214,7 +214,7 @@ def relative_pseudo_pairs(xa: np.ndarray, xb: np.ndarray, settings: Unsupervised
     """Target-side pseudo-partners of every source row, from cosines to matched anchors.
 
     Each of ``anchor_runs`` k-means + QAP runs is screened on its own: its pseudo-pairs give a
-    Procrustes map whose mutual-NN share is measured; a k-means run whose clusters do not correspond
+    Procrustes map whose criterion (``_criterion``) is measured; a k-means run whose clusters do not correspond
     across the two sides gives a scattered map and a low share. The better half of the runs are
     stacked into one relative representation for the final pseudo-pairs. Returns (partners, the
     runs' screening criteria)."""
