@@ -1,0 +1,85 @@
+"""One torch module for a whole transformer encoder — transformer, pooling, Dense projection,
+L2 normalisation and an optional vector map (a Stage B adapter) — and its export to ONNX.
+
+The module computes exactly what ``TransformerEncoder._forward`` computes (then the map), so the
+exported graph and the torch path agree to float precision; inputs are ``input_ids`` and
+``attention_mask`` with dynamic batch and sequence axes, the output is ``embeddings``.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAME = "embeddings"
+OPSET = 17
+
+
+class EncoderGraph(nn.Module):
+    """``(input_ids, attention_mask) -> float32 vectors``: transformer, pooling, dense, normalise,
+    then ``tail`` (e.g. an adapter, which normalises its own output)."""
+
+    def __init__(self, model: nn.Module, dense: nn.Module, *, pooling: str, normalize: bool,
+                 tail: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.model = model
+        self.dense = dense
+        self.pooling = pooling
+        self.normalize = normalize
+        self.tail = tail
+        # BERT-family models take token_type_ids; a single sequence has all zeros, which is what
+        # the torch path's tokenizer passes, so the graph makes them instead of taking an input.
+        self._takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self._takes_token_types:
+            kwargs["token_type_ids"] = torch.zeros_like(input_ids)
+        token_vectors = self.model(**kwargs).last_hidden_state
+        if self.pooling == "cls":
+            pooled = token_vectors[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(token_vectors.dtype)
+            pooled = (token_vectors * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = self.dense(pooled).float()
+        if self.normalize:
+            pooled = nn.functional.normalize(pooled, dim=-1)
+        if self.tail is not None:
+            pooled = self.tail(pooled)
+        return pooled
+
+
+def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int) -> Path:
+    """Write ``graph`` as one self-contained ONNX file at ``path`` (weights inside, no external
+    data file). The caller makes it atomic (a temp name, then ``os.replace``)."""
+    graph = graph.float().eval()
+    example = (torch.randint(0, max(vocab_size, 2), (2, 16), dtype=torch.long),
+               torch.ones(2, 16, dtype=torch.long))
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+            OUTPUT_NAME: {0: "batch"}}
+    path = Path(path)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on shapes are for torch developers
+            torch.onnx.export(graph, example, str(path), input_names=list(INPUT_NAMES),
+                              output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=OPSET,
+                              dynamo=False, do_constant_folding=True)
+    except Exception as exc:  # noqa: BLE001 - any exporter failure means: this encoder stays on torch
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        for leftover in (path, Path(str(path) + ".data")):
+            if leftover.exists():
+                os.unlink(leftover)
+        raise ModelLoadError(f"the encoder cannot be exported to ONNX: {first}",
+                             hint="use --encoder-backend torch (custom model code may not be exportable)") from None
+    return path
