@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "refresh": ("flows.refresh:cli", "Nightly adapter refresh: train on new texts, promote only if not worse."),
     "registry": ("flows.registry:registry_cli", "List and inspect versioned artifacts (students, adapters, indexes)."),
     "rollback": ("flows.registry:rollback_cli", "Point an artifact's `current` back at an earlier version."),
+    "export": ("flows.export:cli", "Export a query encoder (student + adapter) as one ONNX file, fp32 or int8."),
 }
 
 
