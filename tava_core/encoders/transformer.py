@@ -194,6 +194,8 @@ class TransformerEncoder(Encoder):
                     self._onnx_session = onnx_session_for(self)
                     if self._onnx_session is None:
                         self.backend = "torch"
+                    else:
+                        self._model = None  # loaded only to export: free its memory
                     self._onnx_resolved = True
         return self._onnx_session
 
