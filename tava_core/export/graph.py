@@ -7,12 +7,13 @@ exported graph and the torch path agree to float precision; inputs are ``input_i
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 from torch import nn
@@ -60,9 +61,61 @@ class EncoderGraph(nn.Module):
         return pooled
 
 
-def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int) -> Path:
+# Encoder-only families whose layers ONNX Runtime's BERT fusions recognise (attention, skip
+# layer norm, bias GELU). Others are exported unfused; the agreement check guards both.
+FUSABLE_MODEL_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "camembert"}
+
+
+@contextlib.contextmanager
+def eager_attention(model: nn.Module) -> Iterator[None]:
+    """Export with the plain (eager) attention: its traced pattern is what ONNX Runtime fuses
+    into one Attention op (the SDPA trace is not), ~1.2x faster on 2 CPU cores; restored after."""
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    setter = getattr(model, "set_attn_implementation", None)
+    switched = False
+    if before not in (None, "eager") and setter is not None:
+        try:
+            setter("eager")
+            switched = True
+        except Exception:  # noqa: BLE001 - a model that cannot switch is exported as it is
+            switched = False
+    try:
+        yield
+    finally:
+        if switched:
+            setter(before)
+
+
+def fuse_for_cpu(path: Path, model: nn.Module) -> bool:
+    """Rewrite ``path`` in place with ONNX Runtime's transformer fusions (offline, so every
+    session starts from the fused graph). False, and the file untouched, when not applicable."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    heads, hidden = getattr(config, "num_attention_heads", None), getattr(config, "hidden_size", None)
+    if model_type not in FUSABLE_MODEL_TYPES or not heads or not hidden:
+        return False
+    staged = path.with_name(path.name + ".fused")
+    try:
+        from onnxruntime.transformers import optimizer
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fused = optimizer.optimize_model(str(path), model_type="bert", num_heads=int(heads),
+                                             hidden_size=int(hidden), opt_level=1)
+        fused.save_model_to_file(str(staged), use_external_data_format=False)
+        os.replace(staged, path)
+    except Exception as exc:  # noqa: BLE001 - fusion is an optimisation; the plain graph is correct
+        staged.unlink(missing_ok=True)
+        log.info("ONNX Runtime fusions not applied to %s: %s", path, exc)
+        return False
+    return True
+
+
+def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int, fuse: bool = True) -> Path:
     """Write ``graph`` as one self-contained ONNX file at ``path`` (weights inside, no external
-    data file). The caller makes it atomic (a temp name, then ``os.replace``)."""
+    data file), fused for CPU where the model family allows. The caller makes it atomic (a temp
+    name, then ``os.replace``) and checks agreement with torch."""
     graph = graph.float().eval()
     example = (torch.randint(0, max(vocab_size, 2), (2, 16), dtype=torch.long),
                torch.ones(2, 16, dtype=torch.long))
@@ -70,7 +123,7 @@ def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int) -> Path:
             OUTPUT_NAME: {0: "batch"}}
     path = Path(path)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), eager_attention(graph.model):
             warnings.simplefilter("ignore")  # the tracer's notes on shapes are for torch developers
             torch.onnx.export(graph, example, str(path), input_names=list(INPUT_NAMES),
                               output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=OPSET,
@@ -82,4 +135,6 @@ def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int) -> Path:
                 os.unlink(leftover)
         raise ModelLoadError(f"the encoder cannot be exported to ONNX: {first}",
                              hint="use --encoder-backend torch (custom model code may not be exportable)") from None
+    if fuse:
+        fuse_for_cpu(path, graph.model)
     return path
