@@ -20,11 +20,41 @@ sys.path.insert(0, str(ROOT))
 PASSAGES = ROOT.parent / "shared" / "data" / "corpus_passages_en.jsonl.gz"
 
 
+def untrained(home: Path) -> None:
+    """Same architecture as the trained pair (2 of the teacher's layers + 384x384 projection; a
+    1024-wide residual adapter), built in seconds: timings and torch/ONNX agreement are what the
+    speed bench needs from them."""
+    import torch
+
+    from tava_core.adapter import Vec2VecAdapter, save_adapter
+    from tava_core.config import EncoderSpec
+    from tava_core.distill.students import TransformerStudent
+    from tava_core.encoders import resolve_model_path
+
+    teacher_dir = resolve_model_path("all-MiniLM-L6-v2")
+    student_dir = home / "artifacts" / "students" / "speed-student-untrained"
+    student = TransformerStudent.from_teacher(teacher_dir, layers=[0, 5], projection=True, teacher_dim=384)
+    student.save(student_dir)
+    adapter = Vec2VecAdapter(384, 384, [1024]).eval()
+    with torch.no_grad():
+        adapter.net.skip.weight.copy_(torch.eye(384))
+    out = save_adapter(home / "artifacts" / "adapters" / "speed-adapter-untrained", adapter,
+                       student=EncoderSpec(model=str(student_dir)).model_dump(mode="json"),
+                       metadata={"lineage": {"teacher": {"name": "all-MiniLM-L6-v2", "dim": 384}}})
+    print("adapter:", out, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", default=str(ROOT / ".tava"))
+    parser.add_argument("--untrained", action="store_true",
+                        help="no training: the student is teacher layers 0 and 5 + an identity projection, the "
+                             "adapter an identity skip path (same shapes and cost as trained ones; for speed only)")
     args = parser.parse_args()
     os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TAVA_HOME": args.home})
+    if args.untrained:
+        untrained(Path(args.home))
+        return
     from tava_core.adapter.config import AdapterConfig
     from tava_core.adapter.train import train_adapter_from_dirs
     from tava_core.config import EncoderSpec, IngestConfig

@@ -20,8 +20,10 @@ Sections (targets from the issue):
     .venv/bin/python bench/speed.py --quick   # ~1,000-document SciFact subset, fewer repeats
     .venv/bin/python bench/speed.py           # full SciFact corpus, 1,000 latency queries
 
-Needs a Stage A student + Stage B adapter: `bench/make_speed_models.sh` makes small ones under
-.tava (or pass --adapter / --student). Writes bench/results/speed.json (``mode`` says which).
+Needs a student + adapter directory (--adapter): `bench/make_speed_models.py --untrained` builds
+one in seconds (teacher layers 0 and 5 + projection, a 1024-wide adapter: the shapes and cost of a
+trained pair, which is all a speed comparison needs); without --untrained it trains a small one.
+Writes bench/results/speed.json (``mode`` says which).
 """
 from __future__ import annotations
 
@@ -307,7 +309,7 @@ def static_section(args, home: Path, log) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="SciFact subset, fewer repeats and queries")
-    parser.add_argument("--adapter", default=str(ROOT / ".tava" / "artifacts" / "adapters" / "speed-adapter"),
+    parser.add_argument("--adapter", default=str(ROOT / ".tava" / "artifacts" / "adapters" / "speed-adapter-untrained"),
                         help="Stage B adapter directory (its student is exported with it)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -341,7 +343,7 @@ def main() -> None:
 
     result: dict[str, Any] = {
         "benchmark": "speed", "mode": "quick" if q else "full",
-        "command": "nice -n 5 .venv/bin/python bench/speed.py" + (" --quick" if q else ""),
+        "command": ".venv/bin/python bench/make_speed_models.py --untrained && nice -n 5 .venv/bin/python bench/speed.py" + (" --quick" if q else ""),
         "machine": {"cpus": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
                     "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                     "load_average_start": load_avg()},
@@ -365,7 +367,7 @@ def main() -> None:
         latency_fns.update(section.pop("_latency_fns"))
         result["student"] = section
     elif "student" not in args.skip:
-        result["student"] = {"skipped": f"no adapter at {args.adapter}: run bench/make_speed_models.sh"}
+        result["student"] = {"skipped": f"no adapter at {args.adapter}: run bench/make_speed_models.py --untrained"}
     if "static" not in args.skip:
         section = static_section(args, home, log)
         latency_fns.update(section.pop("_latency_fns"))
