@@ -285,15 +285,20 @@ def test_readme_snippet_runs_without_torch(tmp_path, adapter_dir):
 
 
 @pytest.mark.slow
-def test_export_flow_and_cli(tmp_path, prefect_harness, tiny_model_dir):
-    from click.testing import CliRunner
-
-    from flows.cli import group
+def test_export_flow(tmp_path, prefect_harness, tiny_model_dir):
     from flows.export import export_query_encoder_flow
 
     card = export_query_encoder_flow(ExportConfig(model=str(tiny_model_dir), out=str(tmp_path / "e")),
                                      home=str(tmp_path / "home"))
     assert card["path"] == str(tmp_path / "e") and (tmp_path / "e" / "card.json").is_file()
+    assert card["agreement"]["mean_cosine"] > 0.9999
+
+
+def test_cli_options():
+    from click.testing import CliRunner
+
+    from flows.cli import group
+
     help_text = CliRunner().invoke(group, ["export", "--help"]).output
     assert "--precision [fp32|int8]" in help_text and "--min-mean-cosine" in help_text
     assert "--encoder-backend [torch|onnx|auto]" in CliRunner().invoke(group, ["embed", "--help"]).output
