@@ -342,8 +342,8 @@ def test_second_backfill_refuses_or_waits_as_configured(tava_home, toy, tiny_mod
     # --rollback calls this same step (tests/test_backfill.py drives it)
     from tava_core.vectorstore import rollback_backfill
 
-    assert rollback_backfill(tava_home / "lancedb", "toy_corpus")["table_rows"] == ROWS
-    assert rollback_backfill(tava_home / "lancedb", "toy_corpus")["table_rows"] == 0
+    assert rollback_backfill(tava_home / "lancedb", "toy_corpus").table_rows == ROWS
+    assert rollback_backfill(tava_home / "lancedb", "toy_corpus").table_rows == 0
 
 
 @pytest.mark.slow
