@@ -1,0 +1,205 @@
+"""Quality that transfers: students of both teachers, generic text vs + the target corpus,
+scored on SciFact and the built-in data against the same teacher in the same run.
+
+Every row: teacher (all-MiniLM-L6-v2 / all-mpnet-base-v2) x student (transformer / static) x
+training text ("generic": shuffled passages of ../shared/data/corpus_passages_en + one short span
+view each; "+target": the same plus the target corpus's documents and a span view of each, never
+its queries). Scores are asymmetric nDCG@10 (student queries against the teacher's documents, no
+adapter, no routing) next to the teacher's own, with 95% paired bootstrap intervals of the
+per-query difference (tava_core.evaluate.metrics.paired_bootstrap), and query speed-up measured
+against the same teacher on the same queries in the same run.
+
+Phases keep choosing and reporting apart:
+- ``--phase dev``: scored on SciFact's train split (809 queries) and the built-in data; prints
+  only those. Settings are chosen here.
+- ``--phase test``: the chosen settings, scored once on SciFact test (300 queries) and the
+  built-in data.
+
+Teacher vectors come from bench/transfer_data.py's cache (mpnet: ../shared/data's vectors where
+they exist). Results accumulate by row name in bench/results/transfer.json.
+
+    python bench/transfer.py --phase dev --teacher all-mpnet-base-v2 --student static --train generic
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.transfer_data import (BENCH_HOME, Retrieval, TextSet, builtin, passages, scifact,  # noqa: E402
+                                 spans, teacher_vectors)
+from tava_core.evaluate.metrics import cosine_scores, paired_bootstrap, retrieval_metrics  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "transfer.json"
+DEV_SPLIT = {"scifact": "train", "builtin": "test"}
+TEST_SPLIT = {"scifact": "test", "builtin": "test"}
+
+
+# ------------------------------------------------------------------------------- training data
+
+def training_sets(train: str, target: str, generic_count: int) -> list[TextSet]:
+    """Label-free training text: generic passages + their spans; '+target' adds the target's documents."""
+    generic = passages(generic_count)
+    sets = [generic, spans(generic)]
+    if train == "target":
+        if target == "scifact":
+            docs = scifact().docs
+            sets += [docs, spans(docs)]
+        else:
+            built, unlabeled = builtin()
+            sets += [built.docs, unlabeled, spans(unlabeled)]
+    return sets
+
+
+def load_pairs(teacher: str, sets: list[TextSet]) -> tuple[list[str], np.ndarray, list[dict]]:
+    texts, blocks, sources = [], [], []
+    for text_set in sets:
+        vectors = teacher_vectors(teacher, text_set)
+        texts += text_set.texts
+        blocks.append(vectors)
+        sources.append({"dataset": text_set.name, "collection": "texts", "rows": len(text_set.ids),
+                        "text_sha256": "", "fingerprint": teacher})
+    return texts, np.concatenate(blocks).astype(np.float32), sources
+
+
+# ------------------------------------------------------------------------------------ training
+
+def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray, options: dict[str, Any],
+                  work: Path) -> tuple[Path, dict[str, Any]]:
+    """Stage A as tava runs it (build, ridge start of the projection, trainer), saved to ``work``."""
+    from tava_core.distill import DistillConfig
+    from tava_core.distill.run import build_student
+    from tava_core.distill.students import TransformerStudent, fit_projection
+    from tava_core.distill.trainer import Trainer, check_corpus_size
+    from tava_core.encoders import resolve_model_path
+
+    config = DistillConfig(teacher=teacher, student=kind, span_views=0, **options)
+    teacher_dir = resolve_model_path(teacher)
+    split = check_corpus_size(len(texts), config)
+    cache = BENCH_HOME / "cache" / "model2vec" / teacher
+    student = build_student(config, teacher_dir, vectors.shape[1], cache_dir=cache)
+    trainer = Trainer(student, texts, vectors, config, work / "checkpoints", split=split, progress=False)
+    start_cosine = None
+    if isinstance(student, TransformerStudent) and student.projection is not None:
+        sample = split.train[np.random.default_rng(0).permutation(len(split.train))[:2048]]
+        start_cosine = fit_projection(student, [texts[i] for i in sample], vectors[sample])
+    began = time.perf_counter()
+    result = trainer.train()
+    out = student.save(work / "student")
+    return out, {"train_seconds": round(time.perf_counter() - began, 1), "start_cosine_ridge": start_cosine,
+                 "best_validation_cosine": result.best_validation_cosine, "best_step": result.best_step,
+                 "initial_validation_cosine": result.initial_validation_cosine, "texts": len(texts),
+                 "config": config.model_dump(mode="json", exclude={"teacher_vectors", "output", "name"})}
+
+
+# ---------------------------------------------------------------------------------- evaluation
+
+def score(query_vectors: np.ndarray, data: Retrieval, split: str, doc_vectors: np.ndarray) -> np.ndarray:
+    """Per-query nDCG@10 over the split's judged queries (rows of ``query_vectors`` follow data.queries)."""
+    qrels = data.qrels[split]
+    keep = [k for k, qid in enumerate(data.queries.ids) if qid in qrels]
+    ids = [data.queries.ids[k] for k in keep]
+    metrics = retrieval_metrics(cosine_scores(query_vectors[keep], doc_vectors), ids, data.docs.ids, qrels,
+                                per_query=True)
+    return metrics["ndcg_at_10_per_query"]
+
+
+def queries_per_second(encoder, texts: list[str], repeats: int = 2) -> float:
+    """Best of ``repeats`` (the CPU is shared: the least disturbed run is the closest to the truth)."""
+    encoder.encode(texts[:32], kind="query", batch_size=64)
+    best = 0.0
+    for _ in range(repeats):
+        began = time.perf_counter()
+        encoder.encode(texts, kind="query", batch_size=64)
+        best = max(best, len(texts) / (time.perf_counter() - began))
+    return best
+
+
+def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], speed_texts: list[str]) -> dict:
+    from tava_core.encoders import load_encoder
+
+    student = load_encoder(str(student_dir), cache=False)
+    teacher_encoder = load_encoder(teacher)
+    out: dict[str, Any] = {}
+    for data in (scifact(), builtin()[0]):
+        split = splits[data.name]
+        docs = teacher_vectors(teacher, data.docs, log=False)
+        teacher_q = teacher_vectors(teacher, data.queries, log=False)
+        student_q = student.encode(data.queries.texts, kind="query", batch_size=64)
+        t, s = score(teacher_q, data, split, docs), score(student_q, data, split, docs)
+        gap = paired_bootstrap(s, t)
+        out[f"{data.name}/{split}"] = {
+            "teacher_ndcg_at_10": round(float(t.mean()), 4), "student_ndcg_at_10": round(float(s.mean()), 4),
+            "retention": round(float(s.mean() / t.mean()), 4),
+            "retention_95": [round(1 + gap["low"] / float(t.mean()), 4), round(1 + gap["high"] / float(t.mean()), 4)],
+            "difference_95": [round(gap["low"], 4), round(gap["high"], 4)], "queries": gap["queries"]}
+    # speed: the same queries, teacher then student, in this process
+    teacher_qps = queries_per_second(teacher_encoder, speed_texts)
+    student_qps = queries_per_second(student, speed_texts)
+    out["speed"] = {"teacher_qps": round(teacher_qps, 1), "student_qps": round(student_qps, 1),
+                    "speedup": round(student_qps / teacher_qps, 2), "queries": len(speed_texts), "batch_size": 64}
+    return out
+
+
+def save_row(name: str, row: dict) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": {}}
+    results["rows"][name] = row
+    results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "note": "2 CPU cores shared with other jobs: speeds are best-of-2, ratios in one process"}
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, RESULTS)
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phase", choices=["dev", "test"], required=True)
+    parser.add_argument("--teacher", choices=["all-MiniLM-L6-v2", "all-mpnet-base-v2"], required=True)
+    parser.add_argument("--student", choices=["transformer", "static"], required=True)
+    parser.add_argument("--train", choices=["generic", "target"], default="generic")
+    parser.add_argument("--target", choices=["scifact", "builtin"], default="scifact",
+                        help="with --train target: whose documents join the generic text")
+    parser.add_argument("--generic", type=int, default=8000, help="generic passages (<= 20000 for mpnet's cache)")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--layers", type=int, nargs="*", default=None)
+    parser.add_argument("--alpha-sim", type=float, default=0.0)
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    splits = DEV_SPLIT if args.phase == "dev" else TEST_SPLIT
+    options: dict[str, Any] = {"steps": args.steps, "batch_size": 64, "eval_every": max(50, args.steps // 6),
+                               "patience": 3, "alpha_sim": args.alpha_sim, "warmup_steps": min(100, args.steps // 10),
+                               "max_length": 128, "threads": 2}
+    if args.layers is not None:
+        options["layers"] = args.layers
+    texts, vectors, sources = load_pairs(args.teacher, training_sets(args.train, args.target, args.generic))
+    name = "/".join([args.phase, args.teacher, args.student,
+                     args.train if args.train == "generic" else f"+{args.target}"]) + (f"/{args.tag}" if args.tag else "")
+    with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:
+        student_dir, training = train_student(args.teacher, args.student, texts, vectors, options, Path(tmp))
+        sci = scifact()
+        speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:256]
+        scores = evaluate_student(student_dir, args.teacher, splits, speed_texts)
+    row = {"phase": args.phase, "teacher": args.teacher, "student": args.student, "train": args.train,
+           "target": args.target if args.train == "target" else None, "sources": sources, "training": training,
+           "scores": scores, "command": " ".join(sys.argv[1:])}
+    save_row(name, row)
+    print(json.dumps({name: scores}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
