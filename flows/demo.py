@@ -58,6 +58,10 @@ class PipelineConfig(TavaModel):
 
     source: str = Field("builtin", description="Corpus to run on ('builtin', or any source `tava ingest` reads).")
     name: Optional[str] = Field(None, description="Dataset name (default: from the source).")
+    unlabeled: list[str] = Field(default_factory=list, description=(
+        "Extra unlabeled text sources (anything `tava ingest` reads), ingested, embedded by the teacher and "
+        "trained on by Stage A beside the corpus's own documents (never evaluated on): generic text "
+        "makes a student that holds up on queries unlike the corpus (see bench/transfer.py)."))
     teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
     shard_size: int = Field(2000, ge=1, description="Rows per text shard.")
     index_factory: str = Field("HNSW32,Flat", description="FAISS factory string of the corpus index.")
@@ -161,12 +165,23 @@ def demo_pipeline(config: PipelineConfig = PipelineConfig(), home: Optional[str]
     teacher_vectors = {c.collection: c.vectors_dir for c in embedded.collections}
     timed("embed (teacher)", start)
 
+    # Extra unlabeled sources: ingested and embedded like the corpus, trained on by Stage A only.
+    start = time.perf_counter()
+    extra_datasets = []
+    for source in config.unlabeled:
+        extra = ingest_corpus(IngestConfig(source=source, shard_size=config.shard_size), home=root)
+        embed_dataset_flow(EmbedConfig(dataset=extra.path, encoder=config.teacher), home=root)
+        extra_datasets.append(extra.path)
+    if config.unlabeled:
+        timed("ingest + embed (unlabeled)", start)
+
     start = time.perf_counter()
     index = rebuild_index(IndexConfig(vectors=teacher_vectors["corpus"], factory=config.index_factory), home=root)
     timed("index", start)
 
     start = time.perf_counter()
-    distill = config.distill.model_copy(update={"teacher": config.teacher.model, "datasets": [ingested.path],
+    distill = config.distill.model_copy(update={"teacher": config.teacher.model,
+                                                "datasets": [ingested.path, *extra_datasets],
                                                 "teacher_vectors": [], "output": None})
     student = distill_student(distill, home=root)
     timed("Stage A (student)", start)
