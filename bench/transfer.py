@@ -77,7 +77,7 @@ def load_pairs(teacher: str, sets: list[TextSet]) -> tuple[list[str], np.ndarray
 # ------------------------------------------------------------------------------------ training
 
 def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray, options: dict[str, Any],
-                  work: Path) -> tuple[Path, dict[str, Any]]:
+                  work: Path, ridge_texts: int = 2048) -> tuple[Path, dict[str, Any]]:
     """Stage A as tava runs it (build, ridge start of the projection, trainer), saved to ``work``."""
     from tava_core.distill import DistillConfig
     from tava_core.distill.run import build_student
@@ -93,7 +93,7 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
     trainer = Trainer(student, texts, vectors, config, work / "checkpoints", split=split, progress=False)
     start_cosine = None
     if isinstance(student, TransformerStudent) and student.projection is not None:
-        sample = split.train[np.random.default_rng(0).permutation(len(split.train))[:2048]]
+        sample = split.train[np.random.default_rng(0).permutation(len(split.train))[:ridge_texts]]
         start_cosine = fit_projection(student, [texts[i] for i in sample], vectors[sample])
     began = time.perf_counter()
     result = trainer.train()
@@ -106,19 +106,22 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
 
 # ---------------------------------------------------------------------------------- evaluation
 
+def judged(data: Retrieval, split: str) -> list[int]:
+    """Rows of data.queries that the split's qrels judge (file order)."""
+    return [k for k, qid in enumerate(data.queries.ids) if qid in data.qrels[split]]
+
+
 def score(query_vectors: np.ndarray, data: Retrieval, split: str, doc_vectors: np.ndarray) -> np.ndarray:
-    """Per-query nDCG@10 over the split's judged queries (rows of ``query_vectors`` follow data.queries)."""
-    qrels = data.qrels[split]
-    keep = [k for k, qid in enumerate(data.queries.ids) if qid in qrels]
-    ids = [data.queries.ids[k] for k in keep]
-    metrics = retrieval_metrics(cosine_scores(query_vectors[keep], doc_vectors), ids, data.docs.ids, qrels,
+    """Per-query nDCG@10 over the split's judged queries (rows of ``query_vectors`` follow judged())."""
+    ids = [data.queries.ids[k] for k in judged(data, split)]
+    metrics = retrieval_metrics(cosine_scores(query_vectors, doc_vectors), ids, data.docs.ids, data.qrels[split],
                                 per_query=True)
     return metrics["ndcg_at_10_per_query"]
 
 
 def queries_per_second(encoder, texts: list[str], repeats: int = 2) -> float:
     """Best of ``repeats`` (the CPU is shared: the least disturbed run is the closest to the truth)."""
-    encoder.encode(texts[:32], kind="query", batch_size=64)
+    encoder.encode(texts[:8], kind="query", batch_size=64)
     best = 0.0
     for _ in range(repeats):
         began = time.perf_counter()
@@ -141,8 +144,9 @@ def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], sp
             out[f"{data.name}/{split}"] = {"not_run": "the teacher's vectors of this set are not cached yet "
                                                       "(python bench/transfer_data.py)"}
             continue
-        student_q = student.encode(data.queries.texts, kind="query", batch_size=64)
-        t, s = score(teacher_q, data, split, docs), score(student_q, data, split, docs)
+        rows = judged(data, split)
+        student_q = student.encode([data.queries.texts[k] for k in rows], kind="query", batch_size=64)
+        t, s = score(teacher_q[rows], data, split, docs), score(student_q, data, split, docs)
         gap = paired_bootstrap(s, t)
         out[f"{data.name}/{split}"] = {
             "teacher_ndcg_at_10": round(float(t.mean()), 4), "student_ndcg_at_10": round(float(s.mean()), 4),
@@ -180,18 +184,25 @@ def main() -> None:
     parser.add_argument("--generic", type=int, default=8000, help="generic passages (<= 20000 for mpnet's cache)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--layers", type=int, nargs="*", default=None)
-    parser.add_argument("--alpha-sim", type=float, default=0.0)
+    parser.add_argument("--alpha-sim", type=float, default=0.0, help="relational term: in-batch similarity KL")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--spans", choices=["auto", "on", "off"], default="auto",
                         help="span views of the training text; auto = on for MiniLM, off for mpnet")
     parser.add_argument("--static-init", choices=["model2vec", "token_embeddings"], default="model2vec")
+    parser.add_argument("--speed-queries", type=int, default=64,
+                        help="SciFact test queries timed (mpnet runs ~1 query/s on this shared CPU)")
+    parser.add_argument("--ridge-texts", type=int, default=2048,
+                        help="texts the transformer student's projection is ridge-fitted on before training")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
     splits = DEV_SPLIT if args.phase == "dev" else TEST_SPLIT
-    options: dict[str, Any] = {"steps": args.steps, "batch_size": 64, "eval_every": max(50, args.steps // 6),
-                               "patience": 3, "alpha_sim": args.alpha_sim, "warmup_steps": min(100, args.steps // 10),
-                               "max_length": 128, "threads": 2}
+    options: dict[str, Any] = {"steps": args.steps, "batch_size": args.batch_size,
+                               "eval_every": max(25, args.steps // 6), "patience": 3, "alpha_sim": args.alpha_sim,
+                               "warmup_steps": min(100, args.steps // 10), "max_length": args.max_length,
+                               "threads": 2, "validation_fraction": 0.02}
     if args.layers is not None:
         options["layers"] = args.layers
     if args.student == "static":
@@ -202,9 +213,10 @@ def main() -> None:
     name = "/".join([args.phase, args.teacher, args.student,
                      args.train if args.train == "generic" else f"+{args.target}"]) + (f"/{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:
-        student_dir, training = train_student(args.teacher, args.student, texts, vectors, options, Path(tmp))
+        student_dir, training = train_student(args.teacher, args.student, texts, vectors, options, Path(tmp),
+                                              ridge_texts=args.ridge_texts)
         sci = scifact()
-        speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:256]
+        speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
         scores = evaluate_student(student_dir, args.teacher, splits, speed_texts)
     row = {"phase": args.phase, "teacher": args.teacher, "student": args.student, "train": args.train,
            "target": args.target if args.train == "target" else None, "sources": sources, "training": training,
