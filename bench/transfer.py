@@ -171,10 +171,35 @@ def save_row(name: str, row: dict) -> None:
     os.replace(tmp, RESULTS)
 
 
+def table(phase: str) -> str:
+    """Markdown of one phase's rows (never dev beside test: choosing and reporting stay apart)."""
+    rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.is_file() else {}
+    lines = ["| row | set | teacher nDCG@10 | student nDCG@10 | of teacher (95%) | speed-up |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for name, row in rows.items():
+        if row["phase"] != phase:
+            continue
+        speed = row["scores"].get("speed", {}).get("speedup")
+        for key, cell in row["scores"].items():
+            if key == "speed":
+                continue
+            if "not_run" in cell:
+                lines.append(f"| {name} | {key} | not run | | | |")
+                continue
+            low, high = cell["retention_95"]
+            lines.append(f"| {name} | {key} | {cell['teacher_ndcg_at_10']:.4f} | {cell['student_ndcg_at_10']:.4f} | "
+                         f"{cell['retention']:.3f} ({low:.3f}-{high:.3f}) | {speed}x |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     import torch
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    if "--table" in sys.argv:
+        print(table(sys.argv[sys.argv.index("--table") + 1]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="--table dev|test prints one phase's rows as markdown")
     parser.add_argument("--phase", choices=["dev", "test"], required=True)
     parser.add_argument("--teacher", choices=["all-MiniLM-L6-v2", "all-mpnet-base-v2"], required=True)
     parser.add_argument("--student", choices=["transformer", "static"], required=True)
