@@ -130,7 +130,7 @@ def queries_per_second(encoder, texts: list[str], repeats: int = 2) -> float:
     return best
 
 
-def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], speed_texts: list[str]) -> dict:
+def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], speed_texts: list[str] | None) -> dict:
     from tava_core.encoders import load_encoder
 
     student = load_encoder(str(student_dir), cache=False)
@@ -153,6 +153,8 @@ def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], sp
             "retention": round(float(s.mean() / t.mean()), 4),
             "retention_95": [round(1 + gap["low"] / float(t.mean()), 4), round(1 + gap["high"] / float(t.mean()), 4)],
             "difference_95": [round(gap["low"], 4), round(gap["high"], 4)], "queries": gap["queries"]}
+    if speed_texts is None:
+        return out
     # speed: the same queries, teacher then student, in this process
     teacher_qps = queries_per_second(teacher_encoder, speed_texts)
     student_qps = queries_per_second(student, speed_texts)
@@ -200,7 +202,9 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog="--table dev|test prints one phase's rows as markdown")
-    parser.add_argument("--phase", choices=["dev", "test"], required=True)
+    parser.add_argument("--phase", choices=["dev", "test", "both"], required=True,
+                        help="both: one training (fixed settings, nothing chosen), dev and test saved as separate "
+                             "rows; only dev is printed")
     parser.add_argument("--teacher", choices=["all-MiniLM-L6-v2", "all-mpnet-base-v2"], required=True)
     parser.add_argument("--student", choices=["transformer", "static"], required=True)
     parser.add_argument("--train", choices=["generic", "target"], default="generic")
@@ -223,11 +227,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    splits = DEV_SPLIT if args.phase == "dev" else TEST_SPLIT
+    phases = ["dev", "test"] if args.phase == "both" else [args.phase]
     options: dict[str, Any] = {"steps": args.steps, "batch_size": args.batch_size,
                                "eval_every": max(25, args.steps // 6), "patience": 3, "alpha_sim": args.alpha_sim,
                                "warmup_steps": min(100, args.steps // 10), "max_length": args.max_length,
-                               "threads": 2, "validation_fraction": 0.02}
+                               "threads": 2, "validation_fraction": 0.02, "checkpoint_every": args.steps}
     if args.layers is not None:
         options["layers"] = args.layers
     if args.student == "static":
@@ -235,19 +239,25 @@ def main() -> None:
     with_spans = args.spans == "on" or (args.spans == "auto" and args.teacher == "all-MiniLM-L6-v2")
     texts, vectors, sources = load_pairs(args.teacher, training_sets(args.train, args.target, args.generic,
                                                                      with_spans))
-    name = "/".join([args.phase, args.teacher, args.student,
-                     args.train if args.train == "generic" else f"+{args.target}"]) + (f"/{args.tag}" if args.tag else "")
+    label = "/".join([args.teacher, args.student, args.train if args.train == "generic" else f"+{args.target}"]) \
+        + (f"/{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:
         student_dir, training = train_student(args.teacher, args.student, texts, vectors, options, Path(tmp),
                                               ridge_texts=args.ridge_texts)
         sci = scifact()
         speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
-        scores = evaluate_student(student_dir, args.teacher, splits, speed_texts)
-    row = {"phase": args.phase, "teacher": args.teacher, "student": args.student, "train": args.train,
-           "target": args.target if args.train == "target" else None, "sources": sources, "training": training,
-           "scores": scores, "command": " ".join(sys.argv[1:])}
-    save_row(name, row)
-    print(json.dumps({name: scores}, indent=1))
+        speed = None   # measured once, with the first phase's scoring
+        for phase in phases:
+            scores = evaluate_student(student_dir, args.teacher, DEV_SPLIT if phase == "dev" else TEST_SPLIT,
+                                      speed_texts if speed is None else None)
+            speed = scores.get("speed", speed)
+            scores["speed"] = speed
+            row = {"phase": phase, "teacher": args.teacher, "student": args.student, "train": args.train,
+                   "target": args.target if args.train == "target" else None, "sources": sources,
+                   "training": training, "scores": scores, "command": " ".join(sys.argv[1:])}
+            save_row(f"{phase}/{label}", row)
+            if phase == phases[0]:
+                print(json.dumps({f"{phase}/{label}": scores}, indent=1))
 
 
 if __name__ == "__main__":
