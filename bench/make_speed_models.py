@@ -56,7 +56,7 @@ def main() -> None:
         untrained(Path(args.home))
         return
     from tava_core.adapter.config import AdapterConfig
-    from tava_core.adapter.train import train_adapter_from_dirs
+    from tava_core.adapter.run import train_adapter_from_dirs
     from tava_core.config import EncoderSpec, IngestConfig
     from tava_core.distill.config import DistillConfig
     from tava_core.distill.run import distill

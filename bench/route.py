@@ -411,7 +411,6 @@ def main() -> None:
     # ---- drift: SciFact-calibrated router, SciFact test traffic then the built-in docstrings
     for label, st in state.items():
         calibration = st["calibrations"]["scifact-test"]
-        from tava_core.route.calibrate import confidence
 
         threshold = calibration.threshold_for_budget(0.1)
         shares = {}

@@ -15,7 +15,6 @@ from prefect import flow, get_run_logger
 
 from tasks.evaluate import embed_corpus_task, encode_queries_task, plan_task, publish_task, score_task
 from tava_core.evaluate import EvalConfig
-from tava_core.home import TavaHome
 from tava_core.records import EvaluationPlan, EvaluationReport
 
 

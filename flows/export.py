@@ -11,7 +11,6 @@ from prefect import flow, get_run_logger
 
 from tasks.export import export_task
 from tava_core.export.config import ExportConfig
-from tava_core.home import TavaHome
 
 
 @flow(name="export-query-encoder", log_prints=True)

@@ -7,15 +7,13 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 from prefect import flow, get_run_logger
 
 from tasks.index import build_index_task, rollback_index_task
 from tava_core.home import TavaHome
-from tava_core.index import IndexConfig, default_index_dir
-from tava_core.manifest import load_vector_manifest
+from tava_core.index import IndexConfig
 from tava_core.records import IndexRecord, IndexRollback
 
 

@@ -314,7 +314,7 @@ def test_second_backfill_refuses_or_waits_as_configured(tava_home, toy, tiny_mod
         refused = tava(tava_home, api_url, "refused", *cli_args)
         assert refused.finish() == 2, refused.text()[-3000:]
         message = refused.err.read_text()
-        assert f"LanceDB table 'toy_corpus'" in message and f"locked by pid {first.pid}" in message
+        assert "LanceDB table 'toy_corpus'" in message and f"locked by pid {first.pid}" in message
         assert "--lock-timeout-seconds" in message
         state = json.loads(state_path(tava_home / "lancedb", "toy_corpus").read_text())
         assert len(state["runs"]) == 1 and state["runs"][0]["status"] == "running"  # the refused run wrote nothing
