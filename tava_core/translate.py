@@ -125,7 +125,8 @@ def check_source(translation: Translation, *, dim: int, fingerprint: Optional[st
     if fingerprint and translation.output_fingerprint and fingerprint == translation.output_fingerprint:
         raise ConfigError(f"these vectors are already in the adapter's output space (encoder fingerprint "
                           f"{fingerprint[:12]}, the same as the adapter's target): there is nothing to translate",
-                          path=where, hint="use them as they are, or translate with --direction inverse")
+                          path=where, hint="use them as they are, or translate with --direction "
+                                           + ("forward" if translation.direction == "inverse" else "inverse"))
     if dim != translation.input_dim:
         raise ConfigError(f"the vectors are {dim}-d but the adapter ({translation.direction}) takes "
                           f"{translation.input_dim}-d vectors", path=where,

@@ -213,4 +213,6 @@ def test_translate_flow_and_cli(prefect_harness, tmp_path, adapter_dir, source, 
               "--direction", "inverse"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "take" in err and "Traceback" not in err
+    # the source vectors are the inverse map's output space already: refused with the other direction named
+    assert "already in the adapter's output space" in err and "--direction forward" in err
+    assert "Traceback" not in err
