@@ -425,7 +425,7 @@ def test_two_embeds_of_one_dataset_write_each_shard_once(tava_home, toy, tiny_mo
     [out_dir] = list((tava_home / "vectors" / "toy" / "corpus").iterdir())  # the lock file is inside it
     now = {p.name: [p.stat().st_ino, p.stat().st_mtime_ns] for p in out_dir.glob("shard-*.parquet")}
     assert len(written) == 4 and now == written  # the run that waited rewrote nothing
-    assert "all 4 shards already embedded" in second.text()  # ... it reused the first run's shards
+    assert "0 shards computed (0 rows), 4 reused" in second.text()  # ... it reused the first run's shards
     assert not [p for p in out_dir.parent.rglob("*") if ".tmp" in p.name]  # no temporary files left
     manifest = load_vector_manifest(out_dir)
     ids, vectors, _ = read_vector_dir(out_dir)  # checks every shard against the manifest's sha256
