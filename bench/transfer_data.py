@@ -13,23 +13,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-SHARED = Path(os.environ.get("TAVA_SHARED_DATA", ROOT.parent / "shared" / "data"))
-SCIFACT = SHARED / "beir" / "scifact"
-PASSAGES = SHARED / "corpus_passages_en.jsonl.gz"
-MPNET_VECTORS = SHARED / "vectors" / "all-mpnet-base-v2"
+from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, SHARED  # noqa: E402,F401 - sets sys.path
 CACHE = Path(os.environ.get("TAVA_TRANSFER_CACHE", "/tmp/tava-transfer-cache"))
 BENCH_HOME = Path(os.environ.get("TAVA_BENCH_HOME", "/tmp/tava-transfer-home"))
 TEACHERS = ("all-MiniLM-L6-v2", "all-mpnet-base-v2")

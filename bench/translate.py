@@ -124,30 +124,11 @@ def run_paired(sides: dict) -> dict[str, dict]:
 
 def translate_store(linear_map, inverse, sf: dict, docs_minilm: np.ndarray, work: Path) -> dict[str, Any]:
     """`tava translate` of SciFact's MiniLM document vectors into mpnet space, through the core."""
-    from tava_core.encoders.base import combine_fingerprint
     from tava_core.home import TavaHome
-    from tava_core.io import write_vector_shard
-    from tava_core.manifest import ShardRecord, VectorManifest, read_vector_dir, save_manifest
-    from tava_core.translate import TranslateConfig, save_linear_adapter, translate
+    from tava_core.manifest import read_vector_dir
+    from tava_core.translate import TranslateConfig, translate
 
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
-    src = work / "vectors"
-    src.mkdir(parents=True)
-    fingerprint = combine_fingerprint("bench-minilm")
-    records = []
-    for i, block in enumerate(np.array_split(np.arange(len(docs_minilm)), 4)):
-        path = src / f"part-{i:05d}.parquet"
-        written = write_vector_shard(path, [sf["doc_ids"][j] for j in block], docs_minilm[block],
-                                     metadata={"fingerprint": fingerprint, "kind": "document"})
-        records.append(ShardRecord(path=path.name, rows=len(block), sha256=written["sha256"]))
-    save_manifest(src, VectorManifest(dataset="scifact", collection="corpus", dim=docs_minilm.shape[1],
-                                      normalized=True, encoder={"name": "all-MiniLM-L6-v2", "fingerprint": fingerprint},
-                                      shards=records))
-    adapter = save_linear_adapter(work / "adapter", linear_map, inverse=inverse, metadata={"lineage": {
-        "student": {"name": "all-MiniLM-L6-v2", "fingerprint": fingerprint},
-        "teacher": {"name": "all-mpnet-base-v2", "fingerprint": combine_fingerprint("bench-mpnet")}}})
+    src, adapter = td.write_store(work, sf["doc_ids"], docs_minilm, linear_map, inverse, dataset="scifact")
     home = TavaHome(work / "home")
     started = time.perf_counter()
     record = translate(TranslateConfig(adapter=str(adapter), vectors=str(src)), home)

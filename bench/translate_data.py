@@ -18,16 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-SHARED = Path(os.environ.get("TAVA_SHARED_DATA", ROOT.parent / "shared" / "data"))
-SCIFACT = SHARED / "beir" / "scifact"
-PASSAGES = SHARED / "corpus_passages_en.jsonl.gz"
-MPNET = SHARED / "vectors" / "all-mpnet-base-v2"
+from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, SHARED  # noqa: E402,F401 - sets sys.path
+MPNET = MPNET_VECTORS
 CACHE = Path(os.environ.get("TAVA_TRANSLATE_CACHE", ROOT / ".tava" / "bench-translate"))
 # held-out pairs (1,000) + the MiniLM side (10,000); mpnet has the first 20,000. On a machine shared by
 # many jobs, TAVA_TRANSLATE_PASSAGES caps it (the bench uses the contiguous prefix that is cached).
@@ -158,3 +150,32 @@ if __name__ == "__main__":
     for item in wanted:
         tag, collection = item.split(":")
         (minilm if tag == "minilm" else static)(collection)
+
+
+def write_store(work: Path, ids: list[str], vectors: np.ndarray, linear_map, inverse, *,
+                dataset: str) -> tuple[Path, Path]:
+    """A MiniLM vector collection (4 shards + manifest) and a linear map saved as an adapter with
+    its inverse, under a fresh ``work``: what `tava translate` reads. Returns (vector dir, adapter)."""
+    import shutil
+
+    from tava_core.encoders.base import combine_fingerprint
+    from tava_core.io import write_vector_shard
+    from tava_core.manifest import ShardRecord, VectorManifest, save_manifest
+    from tava_core.translate import save_linear_adapter
+
+    shutil.rmtree(work, ignore_errors=True)
+    src = work / "vectors"
+    src.mkdir(parents=True)
+    fingerprint = combine_fingerprint("bench-minilm")
+    records = []
+    for i, block in enumerate(np.array_split(np.arange(len(vectors)), 4)):
+        path = src / f"part-{i:05d}.parquet"
+        written = write_vector_shard(path, [ids[j] for j in block], vectors[block],
+                                     metadata={"fingerprint": fingerprint, "kind": "document"})
+        records.append(ShardRecord(path=path.name, rows=len(block), sha256=written["sha256"]))
+    save_manifest(src, VectorManifest(dataset=dataset, collection="corpus", dim=vectors.shape[1], normalized=True,
+                                      encoder={"name": "all-MiniLM-L6-v2", "fingerprint": fingerprint}, shards=records))
+    adapter = save_linear_adapter(work / "adapter", linear_map, inverse=inverse, metadata={"lineage": {
+        "student": {"name": "all-MiniLM-L6-v2", "fingerprint": fingerprint},
+        "teacher": {"name": "all-mpnet-base-v2", "fingerprint": combine_fingerprint("bench-mpnet")}}})
+    return src, adapter

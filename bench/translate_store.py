@@ -11,8 +11,6 @@ Writes bench/results/translate_store.json.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import translate_data as td  # noqa: E402
+from shared_data import write_result  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "translate_store.json"
 
@@ -33,11 +32,9 @@ def main() -> None:
 
     from tava_core.adapter.baselines import fit_procrustes
     from tava_core.adapter.unsupervised import inverse_of
-    from tava_core.encoders.base import combine_fingerprint
     from tava_core.home import TavaHome
-    from tava_core.io import write_vector_shard
-    from tava_core.manifest import ShardRecord, VectorManifest, read_vector_dir, save_manifest
-    from tava_core.translate import TranslateConfig, save_linear_adapter, translate
+    from tava_core.manifest import read_vector_dir
+    from tava_core.translate import TranslateConfig, translate
 
     torch.set_num_threads(2)
     corpus = td.cached_only("minilm", "corpus")
@@ -47,21 +44,8 @@ def main() -> None:
     linear_map = fit_procrustes(minilm[1000:3500], mpnet[1000:3500])
     linear_map.bias = np.zeros(768, np.float32)
     work = ROOT / ".tava" / "bench-translate" / "store"
-    shutil.rmtree(work, ignore_errors=True)
-    src = work / "vectors"
-    src.mkdir(parents=True)
-    fingerprint = combine_fingerprint("bench-minilm")
-    records = []
-    for i, block in enumerate(np.array_split(np.arange(len(vectors)), 4)):
-        path = src / f"part-{i:05d}.parquet"
-        written = write_vector_shard(path, [f"doc{j}" for j in block], vectors[block],
-                                     metadata={"fingerprint": fingerprint, "kind": "document"})
-        records.append(ShardRecord(path=path.name, rows=len(block), sha256=written["sha256"]))
-    save_manifest(src, VectorManifest(dataset="store", collection="corpus", dim=vectors.shape[1], normalized=True,
-                                      encoder={"name": "all-MiniLM-L6-v2", "fingerprint": fingerprint}, shards=records))
-    adapter = save_linear_adapter(work / "adapter", linear_map, inverse=inverse_of(linear_map), metadata={"lineage": {
-        "student": {"name": "all-MiniLM-L6-v2", "fingerprint": fingerprint},
-        "teacher": {"name": "all-mpnet-base-v2", "fingerprint": combine_fingerprint("bench-mpnet")}}})
+    src, adapter = td.write_store(work, [f"doc{j}" for j in range(len(vectors))], vectors, linear_map,
+                                  inverse_of(linear_map), dataset="store")
     home = TavaHome(work / "home")
     config = TranslateConfig(adapter=str(adapter), vectors=str(src))
     started, cpu = time.perf_counter(), time.process_time()
@@ -78,9 +62,7 @@ def main() -> None:
               "vectors_per_cpu_second": round(len(vectors) / cpu_seconds, 1),
               "rerun_seconds": round(rerun_seconds, 3), "rerun_shards_skipped": rerun["shards_skipped"],
               "note": "wall time on a 2-core machine shared with ~7 other jobs (load average ~20)"}
-    tmp = OUT.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, OUT)
+    write_result(OUT, report, indent=1)
     print(json.dumps(report, indent=1))
 
 

@@ -31,6 +31,7 @@ from pydantic import Field
 from .adapter.io import ADAPTER_FORMAT, adapter_weights_hash, load_adapter, read_adapter_config
 from .adapter.model import Vec2VecAdapter
 from .config import TavaModel
+from .embed import vector_shard_is_current
 from .encoders.base import combine_fingerprint
 from .errors import ConfigError, InputError, IntegrityError
 from .home import TavaHome, slug
@@ -159,13 +160,7 @@ def output_encoder_info(translation: Translation, source: VectorManifest) -> dic
 
 
 def _shard_is_current(path: Path, fingerprint: str, source_sha256: str) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        meta = vector_shard_metadata(path)
-    except Exception:  # noqa: BLE001 - an unreadable file is simply not current
-        return False
-    return meta.get("fingerprint") == fingerprint and meta.get("source_sha256") == source_sha256
+    return vector_shard_is_current(path, fingerprint=fingerprint, source_sha256=source_sha256, kind=None)
 
 
 def translate_shard(translation: Translation, source_path: Path, source_sha256: str, out_path: Path,

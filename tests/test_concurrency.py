@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import synthetic_texts, write_dataset
+from helpers import held_by_another_thread, synthetic_texts, write_dataset
 from tava_core.locks import ResourceLockedError, file_lock, read_holder
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -105,26 +105,12 @@ def test_forked_child_does_not_inherit_the_lock(tmp_path):
 
 def test_waiting_is_bounded_and_shown(tmp_path, caplog):
     path = tmp_path / "resource.lock"
-    release = threading.Event()
-    held = threading.Event()
-
-    def holder() -> None:
-        with file_lock(path):
-            held.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert held.wait(5)
+    with held_by_another_thread(lambda: file_lock(path)):
         started = time.monotonic()
         with pytest.raises(ResourceLockedError, match=r"waited 0\.5 s"):
             with file_lock(path, timeout=0.5, what="the toy resource"):
                 pass
         assert 0.45 <= time.monotonic() - started < 5
-    finally:
-        release.set()
-        thread.join(5)
 
 
 def test_waiting_across_processes_is_logged_then_granted(tmp_path, caplog):
@@ -162,26 +148,13 @@ def test_ingest_into_a_dataset_being_ingested_stops_or_waits(tmp_path, tava_home
     source = tmp_path / "docs.jsonl"
     source.write_text("".join(json.dumps({"_id": str(i), "text": f"text {i}"}) + "\n" for i in range(5)))
     home = TavaHome(tava_home)
-    held, release = threading.Event(), threading.Event()
-
-    def other_ingest_holds_it() -> None:
-        with file_lock(home.lock_file("datasets", "docs")):
-            held.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=other_ingest_holds_it)
-    thread.start()
-    try:
-        assert held.wait(5)
+    with held_by_another_thread(lambda: file_lock(home.lock_file("datasets", "docs"))) as release:
         with pytest.raises(ResourceLockedError, match="dataset docs is locked by pid"):
             ingest(IngestConfig(source=str(source), name="docs"), home)
         assert not home.dataset_dir("docs").exists()
         assert ingest(IngestConfig(source=str(source), name="other"), home).collections == {"texts": 5}
         threading.Timer(0.5, release.set).start()
         assert ingest(IngestConfig(source=str(source), name="docs"), home, lock_timeout=30).collections == {"texts": 5}
-    finally:
-        release.set()
-        thread.join(5)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -240,15 +240,8 @@ class CollectionWriter:
         digest = _digest(title, text)
         record_id = record.id.strip() if record.id is not None else ""
         record_id = record_id or content_id(title, text)
-        first = self.ids.get(record_id)
-        if first is not None:
-            if first[0] == digest:
-                self.bad.skip("duplicate record", f"id {record_id!r} repeats the record at line {first[1]}",
-                              path=record.path, line=record.line)
-            else:
-                self.bad.bad("duplicate id", f"id {record_id!r} was already used at line {first[1]} with a different text",
-                             path=record.path, line=record.line,
-                             hint="ids must be unique: fix the source, or use --id-field '' for content-hash ids")
+        if self._repeats(record_id, digest, record,
+                         hint="ids must be unique: fix the source, or use --id-field '' for content-hash ids"):
             return False
         if self.texts is not None:
             if digest in self.texts:
@@ -263,18 +256,24 @@ class CollectionWriter:
             self.flush()
         return True
 
+    def _repeats(self, record_id: str, digest: str, record: RawRecord, *, hint: str) -> bool:
+        """An id seen before: the same record again is skipped, another text under it is bad input."""
+        first = self.ids.get(record_id)
+        if first is None:
+            return False
+        if first[0] == digest:
+            self.bad.skip("duplicate record", f"id {record_id!r} repeats the record at line {first[1]}",
+                          path=record.path, line=record.line)
+        else:
+            self.bad.bad("duplicate id", f"id {record_id!r} was already used at line {first[1]} with a different text",
+                         path=record.path, line=record.line, hint=hint)
+        return True
+
     def _add_empty(self, record_id: str, record: RawRecord) -> bool:
         """A BEIR corpus keeps its empty documents as BEIR does: judged (the qrels may name them) but
         never retrieved. They get no shard row (an encoder has nothing to embed), only their id."""
         digest = _digest("", "")
-        first = self.ids.get(record_id)
-        if first is not None:
-            if first[0] == digest:
-                self.bad.skip("duplicate record", f"id {record_id!r} repeats the record at line {first[1]}",
-                              path=record.path, line=record.line)
-            else:
-                self.bad.bad("duplicate id", f"id {record_id!r} was already used at line {first[1]} with a different text",
-                             path=record.path, line=record.line, hint="ids must be unique: fix the source")
+        if self._repeats(record_id, digest, record, hint="ids must be unique: fix the source"):
             return False
         self.ids[record_id] = (digest, record.line)
         self.empty_ids.append(record_id)
