@@ -37,23 +37,14 @@ import argparse
 import gzip
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-SHARED = Path(os.environ.get("TAVA_SHARED_DATA", ROOT.parent / "shared" / "data"))
-SCIFACT = SHARED / "beir" / "scifact"
-PASSAGES = SHARED / "corpus_passages_en.jsonl.gz"
-TEACHER_VECTORS = SHARED / "vectors" / "all-mpnet-base-v2"
+from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, SHARED  # noqa: E402,F401 - sets sys.path
+TEACHER_VECTORS = MPNET_VECTORS
 DEFAULT_CACHE = Path(os.environ.get("TAVA_BENCH_CACHE", "/tmp/tava-bench-cache"))
 
 

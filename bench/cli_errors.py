@@ -25,6 +25,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
+from shared_data import write_result  # noqa: E402  (bench/, beside this file)
 BEFORE_COMMIT = "5c7cca4"
 
 
@@ -162,11 +163,7 @@ def main() -> None:
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_average_at_end": os.getloadavg()},
               "repeats": args.repeats, "error_paths": summary, "raw": raw, "kill_9_embed": killed}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp_out, out)
+    write_result(Path(args.out), record)
     print(json.dumps(summary, indent=2))
 
 

@@ -35,8 +35,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("flows.commands.evaluate:cli", "BEIR retrieval evaluation through mteb."),
     "compress": ("flows.commands.compress:cli", "Learn projections to fewer dimensions (DIVE) beside PCA, truncation and adaptor baselines."),
     "refresh": ("flows.commands.refresh:cli", "Nightly adapter refresh: train on new texts, promote only if not worse."),
+    "calibrate-router": ("flows.commands.route:cli", "Calibrate a confidence router: the student answers, the teacher takes the least confident queries."),
+    "diagnose": ("flows.commands.diagnose:cli", "Manifold diagnostics: k-NN overlap and tangent-space angles, student vs teacher."),
+    "translate": ("flows.commands.translate:cli", "Move stored vectors (shards or a LanceDB table) into another model's space with an adapter."),
     "registry": ("flows.registry:registry_cli", "List and inspect versioned artifacts (students, adapters, indexes)."),
     "rollback": ("flows.registry:rollback_cli", "Point an artifact's `current` back at an earlier version."),
+    "export": ("flows.commands.export:cli", "Export a query encoder (student + adapter) as one ONNX file, fp32 or int8."),
 }
 
 

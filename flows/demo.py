@@ -144,13 +144,24 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     timed("embed (teacher)", start)
     work["embed (teacher)"] = shard_work([embedded])
 
+    # Extra unlabeled sources: ingested and embedded like the corpus, trained on by Stage A only.
+    start = time.perf_counter()
+    extra_datasets = []
+    for source in config.unlabeled:
+        extra = ingest_corpus(IngestConfig(source=source, shard_size=config.shard_size), home=root)
+        embed_dataset_flow(EmbedConfig(dataset=extra.path, encoder=config.teacher), home=root)
+        extra_datasets.append(extra.path)
+    if config.unlabeled:
+        timed("ingest + embed (unlabeled)", start)
+
     start = time.perf_counter()
     index = rebuild_index(IndexConfig(vectors=embedded.vectors("corpus"), factory=config.index_factory), home=root)
     timed("index", start)
     work["index"] = f"{'reused' if index.skipped else 'built'} version {index.version}"
 
     start = time.perf_counter()
-    distill = config.distill.model_copy(update={"teacher": config.teacher.model, "datasets": [ingested.path],
+    distill = config.distill.model_copy(update={"teacher": config.teacher.model,
+                                                "datasets": [ingested.path, *extra_datasets],
                                                 "teacher_vectors": [], "output": None})
     student = distill_student(distill, home=root)
     timed("Stage A (student)", start)

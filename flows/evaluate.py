@@ -56,6 +56,11 @@ def evaluate_flow(config: EvalConfig = DEFAULT_EVAL_CONFIG, home: Optional[str] 
     else:
         record = _encode_and_score(config, checked, home)
     publish_task(record, dataset["name"], dataset["split"])
+    if config.router:   # the routed mode: its own files under <report>/router/
+        from tasks.route import evaluate_router_task
+
+        routed = evaluate_router_task(config.router, config.dataset, config.split, f"{record.directory}/router", home)
+        record = record.model_copy(update={"router": routed})
     logger.info("report written to %s", record.directory)
     return record
 

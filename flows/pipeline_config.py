@@ -30,6 +30,10 @@ class PipelineConfig(TavaModel):
 
     source: str = Field("builtin", description="Corpus to run on ('builtin', or any source `tava ingest` reads).")
     name: Optional[str] = Field(None, description="Dataset name (default: from the source).")
+    unlabeled: list[str] = Field(default_factory=list, description=(
+        "Extra unlabeled text sources (anything `tava ingest` reads), ingested, embedded by the teacher and "
+        "trained on by Stage A beside the corpus's own documents (never evaluated on): generic text "
+        "makes a student that holds up on queries unlike the corpus (see bench/transfer.py)."))
     teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
     shard_size: int = Field(2000, ge=1, description="Rows per text shard.")
     index_factory: str = Field("HNSW32,Flat", description="FAISS factory string of the corpus index.")

@@ -77,6 +77,11 @@ class EncoderSpec(TavaModel):
         "Compute precision; 'auto' = float16 on CUDA (bfloat16 where supported), float32 on CPU."))
     batch_size: int = Field(64, ge=1, le=65536, description=(
         "Texts per forward pass; halved automatically on out-of-memory."))
+    # Not in the fingerprint: the ONNX backend is used only when its outputs agree with torch's.
+    backend: Literal["torch", "onnx", "auto"] = Field("torch", description=(
+        "Runtime for transformer encoders: 'torch', 'onnx' (ONNX Runtime; the graph is exported once "
+        "per encoder fingerprint and cached under <home>/cache/onnx) or 'auto' (onnx on CPU where "
+        "onnxruntime is installed, torch on CUDA). Vectors and fingerprints are the same either way."))
 
 
 class IngestConfig(TavaModel):

@@ -68,8 +68,10 @@ class ShardJob:
     rows: int
 
 
-def vector_shard_is_current(out_path: str | Path, *, fingerprint: str, source_sha256: str, kind: str) -> bool:
-    """True when ``out_path`` holds vectors of exactly this source shard, encoder and kind."""
+def vector_shard_is_current(out_path: str | Path, *, fingerprint: str, source_sha256: str,
+                            kind: Optional[str]) -> bool:
+    """True when ``out_path`` holds vectors of exactly this source shard, encoder and kind (``None``:
+    any kind, e.g. translated vectors, whose fingerprint already names the translation)."""
     path = Path(out_path)
     if not path.is_file():
         return False
@@ -78,7 +80,7 @@ def vector_shard_is_current(out_path: str | Path, *, fingerprint: str, source_sh
     except Exception:  # noqa: BLE001 - an unreadable file is simply not current
         return False
     return (meta.get("fingerprint") == fingerprint and meta.get("source_sha256") == source_sha256
-            and meta.get("kind") == kind)
+            and (kind is None or meta.get("kind") == kind))
 
 
 def embed_shard(job: ShardJob, encoder: Encoder, *, show_progress: bool = False) -> ShardRecord:

@@ -65,6 +65,9 @@ class DatasetManifest(BaseModel):
     collections: dict[str, Collection]
     qrels: dict[str, QrelsRecord] = Field(default_factory=dict)
     skipped: SkipReport = Field(default_factory=SkipReport)
+    # ids of a BEIR corpus's documents with no text: in no shard (nothing to embed), but the qrels
+    # may judge them, so evaluation counts them as relevant and never retrieved (as BEIR does)
+    empty_documents: dict[str, list[str]] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
     info: dict[str, Any] = Field(default_factory=dict)  # e.g. how a built-in corpus was made
 

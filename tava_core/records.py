@@ -217,6 +217,7 @@ class EvaluationReport(Record):
     throughput: dict[str, float]    # role -> queries per second
     mteb_agrees: Optional[bool]
     reused: bool = False            # served from an identical earlier evaluation's report
+    router: Optional[dict[str, Any]] = None   # the routed mode (--router): curves, costs, files
 
     def ndcg(self, mode: str, variant: str = "full") -> float:
         """nDCG@10 of one mode and variant (KeyError naming the modes there are)."""

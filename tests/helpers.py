@@ -1,7 +1,10 @@
 """Small builders shared by tests (not fixtures: plain functions with explicit inputs)."""
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
+from typing import Callable, ContextManager, Iterator
 
 from tava_core.home import TavaHome
 from tava_core.io import write_text_shard
@@ -35,3 +38,24 @@ def write_dataset(home: Path, name: str, collections: dict[str, list[str]], shar
         colls[collection] = Collection(shards=shards)
     save_manifest(dataset_dir, DatasetManifest(name=name, source="test", collections=colls))
     return dataset_dir
+
+
+@contextlib.contextmanager
+def held_by_another_thread(lock: Callable[[], ContextManager]) -> Iterator[threading.Event]:
+    """Hold ``lock()`` in a second thread for the block (tava's locks re-enter for the thread that
+    holds them, so "another run" must be another thread); yields the event that releases it early."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock():
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert held.wait(5), "the other thread never got the lock"
+        yield release
+    finally:
+        release.set()
+        thread.join(5)

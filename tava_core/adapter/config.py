@@ -47,14 +47,15 @@ class AdapterConfig(TavaModel):
     residual: bool = Field(True, description=(
         "Residual connections, plus a linear skip path from input to output so the adapter starts "
         "as (at worst) a linear map."))
-    init: Literal["auto", "identity", "ridge", "procrustes", "random"] = Field("auto", description=(
+    init: Literal["auto", "identity", "ridge", "procrustes", "random", "unsupervised"] = Field("auto", description=(
         "Where the linear skip path starts (the MLP then learns only what it misses). 'auto', paired: "
         "the closed form (identity, Procrustes, ridge) with the best retrieval overlap on a held-out slice "
         "of the pairs, preferring the identity and then Procrustes unless a fitted map gains 0.03 -- fitted "
         "maps tilt towards the training texts' domain (a Stage A student keeps the identity); 'auto', "
         "unpaired: the identity when the two sets' second-moment matrices agree (no pairs needed), else "
-        "'random'; 'identity' (equal dimensions), 'ridge', 'procrustes' (paired only); 'random': plain "
-        "initialisation."))
+        "'unsupervised'; 'identity' (equal dimensions), 'ridge', 'procrustes' (paired only); "
+        "'unsupervised': a linear map found from the two sets' own geometry (anchor matching, Procrustes, "
+        "mutual-nearest-neighbour refinement; no pairs); 'random': plain initialisation."))
     train_skip: bool = Field(True, description=(
         "Keep training the linear skip path after its closed-form start; false freezes it (e.g. at "
         "Procrustes) so only the non-linear correction learns."))

@@ -114,6 +114,11 @@ def save_run(run: AdapterRun, directory: str | Path, *, student_spec: Optional[d
         "report.md": lambda p: p.write_text(markdown_report(report)),
         "curves.png": lambda p: plot_curves(run.result.history, run.result.evals, p, baselines),
     }
+    if run.result.reverse is not None:  # the inverse map (teacher -> student), for `tava translate --direction inverse`
+        from .io import write_adapter_files
+
+        reverse = run.result.reverse
+        files["reverse"] = lambda p: write_adapter_files(p, reverse, metadata={"direction": "inverse"})
     metadata = {"lineage": {"student": report["student"], "teacher": report["teacher"],
                             "warm_start": report.get("warm_start"), "data": report["data"]},
                 "metrics": report["metrics"].get("adapter", {}), "training": report["training"],

@@ -389,8 +389,13 @@ def build_adapter(config: AdapterConfig, input_dim: int, output_dim: int) -> Vec
                           config.dropout, config.residual, config.latent_dim)
 
 
-def fit_start(x: np.ndarray, y: np.ndarray, kind: str) -> LinearMap:
-    """The closed-form map a skip path starts at: 'identity' (equal dimensions), 'ridge' or 'procrustes'."""
+def fit_start(x: np.ndarray, y: np.ndarray, kind: str, seed: int = 0) -> LinearMap:
+    """The closed-form map a skip path starts at: 'identity' (equal dimensions), 'ridge' or 'procrustes'
+    (fitted on pairs), or 'unsupervised' (from the two sets' own geometry, no pairs; ``unsupervised.py``)."""
+    if kind == "unsupervised":
+        from .unsupervised import fit_unsupervised
+
+        return fit_unsupervised(x, y, seed=seed).linear_map
     if kind == "identity":
         if x.shape[1] != y.shape[1]:
             raise ConfigError(f"init 'identity' needs equal dimensions, not {x.shape[1]} -> {y.shape[1]}",
@@ -459,14 +464,21 @@ def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray, *, paired:
     then Procrustes, unless a fitted map beats it by ``AUTO_START_MARGIN`` (``closed_form_overlaps``):
     a Stage A student keeps the identity, an unrelated model of the same size does not (its coordinates
     may even match, as model2vec's do, without its vectors landing near the teacher's).
-    'auto', unpaired: the identity when the two disjoint sets' ``moment_alignment`` is high, else random."""
+    'auto', unpaired: the identity when the two disjoint sets' ``moment_alignment`` is high (same
+    coordinates), else the unsupervised linear start (``unsupervised.fit_unsupervised``)."""
     if config.init != "auto":
         return config.init, None
     if not paired:
-        if x.shape[1] != y.shape[1]:
-            return "random", None
-        alignment = moment_alignment(x[:20000], y[:20000])
-        return ("identity" if alignment >= AUTO_IDENTITY_MOMENTS else "random"), {"second_moment": alignment}
+        evidence = {} if x.shape[1] != y.shape[1] else {"second_moment": moment_alignment(x[:20000], y[:20000])}
+        if evidence and evidence["second_moment"] >= AUTO_IDENTITY_MOMENTS:
+            return "identity", evidence
+        from .unsupervised import UnsupervisedSettings
+
+        # the unsupervised start needs a linear skip path to start (no shared latent) and a few
+        # vectors per k-means anchor; without either, the plain random start
+        if config.latent_dim is not None or min(len(x), len(y)) < 4 * UnsupervisedSettings().clusters:
+            return "random", evidence or None
+        return "unsupervised", evidence or {"dimensions_differ": 1.0}
     overlaps = closed_form_overlaps(x, y, k=config.knn_k, pool_size=config.retrieval_pool)
     order = [name for name in ("identity", "procrustes", "ridge") if name in overlaps]
     start = order[0]
@@ -490,7 +502,7 @@ def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start:
         start, evidence = resolve_init(config, data.student, data.teacher, paired=data.paired)
     if evidence is not None:
         log.info("start: %s (%s)", start, ", ".join(f"{k} {v:.3f}" for k, v in evidence.items()))
-    start_map = (fit_start(data.student, data.teacher, start)
+    start_map = (fit_start(data.student, data.teacher, start, seed=config.seeds[0])
                  if warm_start is None and start != "random" else None)
     for seed in config.seeds:
         torch.manual_seed(seed)
@@ -504,12 +516,23 @@ def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start:
                 if not config.train_skip and skip is not None:
                     skip.weight.requires_grad_(False)
         trainer = AdapterTrainer(adapter, config=config)
+        if start == "unsupervised" and start_map is not None and trainer.reverse is not None:
+            from .unsupervised import inverse_of  # the reverse adapter starts at the inverse map
+
+            init_from_closed_form(trainer.reverse, inverse_of(start_map))
         try:
             result = trainer.fit(data, seed=seed, show_progress=show_progress)
         except TrainingError as exc:
             runs.append({"seed": seed, "error": exc.message})
             last_error = exc
             continue
+        if start == "unsupervised" and start_map is not None:
+            # a GAN must never make the translation worse: keep its result only if the pair-free
+            # criterion improves on the start's (unsupervised.keep_if_criterion_improves)
+            from .unsupervised import keep_if_criterion_improves
+
+            evidence = {**(evidence or {}), **keep_if_criterion_improves(
+                result, build_adapter(config, input_dim, output_dim), start_map, data.student, data.teacher)}
         runs.append({**result.summary(), "start": start, "start_evidence": evidence})
         results.append(result)
     if not results:

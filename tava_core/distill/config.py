@@ -33,8 +33,9 @@ class DistillConfig(TavaModel):
         "table with per-token weights (model2vec-initialised), the fastest possible query encoder."))
     layers: list[int] = Field(default_factory=lambda: [0, 5], description=(
         "Transformer student: indices of the teacher layers to keep (e.g. 0 5 of 6: the first and the "
-        "last gave the closest start of every pair on SciFact queries); empty = a fresh "
-        "small config (see hidden_size, num_layers)."))
+        "last gave the closest start of every pair on SciFact queries); a negative index counts from "
+        "the end (-1 = last: 0 -1 is first and last of any teacher; see bench/transfer.py for a 12-layer "
+        "all-mpnet-base-v2); empty = a fresh small config (see hidden_size, num_layers)."))
     freeze_embeddings: bool = Field(True, description=(
         "Transformer student from teacher layers: keep the teacher's token-embedding table frozen "
         "(it is half the parameters; training it costs time and invites overfitting)."))

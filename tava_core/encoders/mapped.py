@@ -56,7 +56,7 @@ class MappedEncoder(Encoder):
 
 def load_inner_encoder(directory: str | Path, key: str, spec: Optional[EncoderSpec], *, hint: str) -> Encoder:
     """The encoder ``tava_encoder.json[key]`` names (a path relative to ``directory`` is resolved
-    against it). Device, dtype and batch size of ``spec`` (the outer spec) apply to it too."""
+    against it). Device, dtype, batch size and backend of ``spec`` (the outer spec) apply to it too."""
     directory = Path(directory)
     data = dict(read_json(directory / ENCODER_MARKER).get(key) or {})
     if not data.get("model"):
@@ -65,7 +65,7 @@ def load_inner_encoder(directory: str | Path, key: str, spec: Optional[EncoderSp
     if not Path(model).is_absolute() and (directory / model).exists():
         data["model"] = str((directory / model).resolve())
     if spec is not None:
-        data.update(device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size)
+        data.update(device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size, backend=spec.backend)
     from . import load_encoder  # the registry's lock is re-entrant
 
     return load_encoder(EncoderSpec.model_validate(data))

@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from ..config import EncoderSpec
 from ..errors import ModelLoadError
 from .base import Encoder, TextKind, combine_fingerprint, hash_model_files, length_sorted_order
 from .device import is_out_of_memory, resolve_device, resolve_dtype
+from .onnx_backend import OnnxSession, resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,11 @@ class TransformerEncoder(Encoder):
         self.batch_size = spec.batch_size
         self._fingerprint: str | None = None
         self._model: torch.nn.Module | None = None
-        self._load_lock = threading.Lock()
+        self._tokenizer: Any = None
+        self._load_lock = threading.RLock()
+        self.backend = resolve_backend(spec.backend, self.device.type)  # "torch" or "onnx"
+        self._onnx_session: Optional[OnnxSession] = None
+        self._onnx_resolved = self.backend == "torch"
 
     def _output_dim(self) -> int:
         if self.dense_dirs:
@@ -109,25 +114,45 @@ class TransformerEncoder(Encoder):
         raise ModelLoadError("config.json names no hidden size (hidden_size / d_model / dim)",
                              path=self.directory / "config.json")
 
-    def _load(self) -> None:
+    def _load_failure(self, exc: Exception) -> ModelLoadError:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return ModelLoadError(f"cannot load the model: {first_line}", path=self.directory,
+                              hint="check the directory holds config.json, weights and tokenizer files")
+
+    def _load_tokenizer(self) -> None:
         try:
-            from transformers import AutoModel, AutoTokenizer
+            from transformers import AutoTokenizer
             from transformers.utils import logging as hf_logging
 
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()
             tokenizer = AutoTokenizer.from_pretrained(str(self.directory))
+        except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
+            raise self._load_failure(exc) from None
+        self.max_length = min(self.max_length, getattr(tokenizer, "model_max_length", None) or self.max_length)
+        self._tokenizer = tokenizer
+
+    def _load(self) -> None:
+        self.tokenizer  # noqa: B018 - the tokenizer settles max_length
+        try:
+            from transformers import AutoModel
+
             model = AutoModel.from_pretrained(str(self.directory), dtype=self.dtype)
         except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(f"cannot load the model: {first_line}", path=self.directory,
-                                 hint="check the directory holds config.json, weights and tokenizer files") from None
-        self.max_length = min(self.max_length, getattr(tokenizer, "model_max_length", None) or self.max_length)
+            raise self._load_failure(exc) from None
         self.dense = torch.nn.Sequential(*[_load_dense(d) for d in self.dense_dirs])
         model.to(self.device).eval()
         self.dense.to(self.device, dtype=self.dtype).eval()
-        self.tokenizer = tokenizer
         self._model = model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The Hugging Face tokenizer (loaded on first use; the ONNX backend needs only this)."""
+        if self._tokenizer is None:
+            with self._load_lock:
+                if self._tokenizer is None:
+                    self._load_tokenizer()
+        return self._tokenizer
 
     @property
     def model(self) -> torch.nn.Module:
@@ -150,9 +175,33 @@ class TransformerEncoder(Encoder):
     def _prefix(self, kind: TextKind) -> str:
         return self.spec.query_prefix if kind == "query" else self.spec.document_prefix
 
+    def tokenize(self, texts: Sequence[str], *, tensors: str = "np") -> dict[str, Any]:
+        """The features both backends feed the model (one tokenisation, so they cannot drift)."""
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                              return_tensors=tensors)
+
+    def forward_torch(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of ``texts`` (already prefixed) on the torch path, whatever the backend."""
+        return self._forward(texts).cpu().numpy()
+
+    def onnx_session(self) -> Optional[OnnxSession]:
+        """The ONNX Runtime session when the backend is onnx and the graph agrees with torch; else
+        None (resolved once: an export that failed or was refused is not retried per batch)."""
+        if not self._onnx_resolved:
+            with self._load_lock:
+                if not self._onnx_resolved:
+                    from ..export.cache import onnx_session_for
+
+                    self._onnx_session = onnx_session_for(self)
+                    if self._onnx_session is None:
+                        self.backend = "torch"
+                    else:
+                        self._model = None  # loaded only to export: free its memory
+                    self._onnx_resolved = True
+        return self._onnx_session
+
     def _forward(self, texts: Sequence[str]) -> torch.Tensor:
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                               return_tensors="pt")
+        batch = self.tokenize(texts, tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items()}
         token_vectors = self.model(**batch).last_hidden_state
         if self.pooling == "cls":
@@ -185,7 +234,9 @@ class TransformerEncoder(Encoder):
     def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
                show_progress: bool = False) -> np.ndarray:
         texts = list(texts)
-        self.model  # noqa: B018 - load weights and tokenizer before the first batch
+        session = self.onnx_session()
+        if session is None:
+            self.model  # noqa: B018 - load weights and tokenizer before the first batch
         if batch_size is not None:
             self.batch_size = batch_size
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -201,7 +252,12 @@ class TransformerEncoder(Encoder):
         start = 0
         while start < len(order):
             idx = order[start:start + self.batch_size]
-            out[idx] = self._forward_with_oom_retry([prefix + texts[i] for i in idx])
+            batch = [prefix + texts[i] for i in idx]
+            if session is not None:
+                features = self.tokenize(batch)
+                out[idx] = session.run(features["input_ids"], features["attention_mask"])
+            else:
+                out[idx] = self._forward_with_oom_retry(batch)
             start += len(idx)
             if progress is not None:
                 progress.update(len(idx))

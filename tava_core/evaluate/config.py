@@ -34,6 +34,9 @@ class EvalConfig(TavaModel):
     adapted: Optional[EncoderSpec] = Field(None, description=(
         "The adapted student (optional): a student whose vectors land in the teacher's space; evaluated "
         "as adapted/teacher (its queries against teacher documents) and adapted/adapted."))
+    router: Optional[str] = Field(None, description=(
+        "A router directory (`tava calibrate-router`): adds the routed mode, quality and cost against the "
+        "share of queries sent to the teacher, beside random, longest-first and oracle routing."))
     modes: list[Mode] = Field(default_factory=list, description=(
         "Modes to run; empty = every mode whose encoders are given."))
     matryoshka_dims: list[int] = Field(default_factory=lambda: [384, 256, 128, 64], description=(

@@ -153,14 +153,17 @@ def load_ingested_dataset(directory: Path, split: str) -> RetrievalData:
 
     corpus_ids, titles, texts = read("corpus")
     q_ids, _, q_texts = read("queries")
-    _check_ids(qrels, lines, set(corpus_ids), set(q_ids), qrels_path)
+    # empty documents are judged but never retrieved: known ids, yet no row to score
+    empty = manifest.empty_documents.get("corpus", [])
+    _check_ids(qrels, lines, set(corpus_ids) | set(empty), set(q_ids), qrels_path)
     queries = dict(zip(q_ids, q_texts, strict=False))
     query_ids = [qid for qid in queries if qid in qrels]
     checksum = stable_hash([s.sha256 for s in manifest.collections["corpus"].shards], length=64)
     return RetrievalData(
         name=slug(manifest.name), source=directory, split=split, corpus_ids=corpus_ids, corpus_titles=titles,
         corpus_texts=texts, query_ids=query_ids, query_texts=[queries[q] for q in query_ids], qrels=qrels,
-        qrels_path=qrels_path, corpus_checksum=checksum, ingested=True)
+        qrels_path=qrels_path, corpus_checksum=checksum, ingested=True,
+        info={"empty_documents": len(empty)} if empty else {})
 
 
 def load_retrieval_data(dataset: str | Path, split: str, home: TavaHome | None = None) -> RetrievalData:

@@ -52,6 +52,8 @@ class IngestReport(BaseModel):
     collections: dict[str, int] = Field(description="Rows per collection.")
     shards: int = Field(description="Text shards written, all collections.")
     qrels: dict[str, int] = Field(default_factory=dict, description="Relevance pairs per split.")
+    empty_documents: dict[str, int] = Field(default_factory=dict, description=(
+        "Documents with no text per collection: kept for the qrels (judged, never retrieved), as BEIR does."))
     skipped: SkipReport = Field(default_factory=SkipReport)
     seconds: float = 0.0
 
@@ -82,6 +84,8 @@ class CollectionSource:
     fields: Fields
     reader: str  # jsonl | parquet | csv | txt
     dedupe_texts: bool = False
+    # A BEIR corpus: a document with no text is kept for evaluation (see CollectionWriter.add)
+    keep_empty: bool = False
 
 
 @dataclass
@@ -189,7 +193,7 @@ def _plan_beir(root: Path, config: IngestConfig) -> SourcePlan:
     queries = _beir_file(root, "queries")
     if corpus is None:
         raise InputError("BEIR directory has no corpus.jsonl", path=root)
-    collections = [CollectionSource("corpus", [corpus], BEIR_FIELDS, "jsonl")]
+    collections = [CollectionSource("corpus", [corpus], BEIR_FIELDS, "jsonl", keep_empty=True)]
     if queries is not None:
         collections.append(CollectionSource("queries", [queries], BEIR_QUERY_FIELDS, "jsonl"))
     unlabeled = _beir_file(root, "unlabeled")
@@ -222,9 +226,12 @@ def source_signature(config: IngestConfig) -> str:
 class CollectionWriter:
     """Normalises, de-duplicates and shards the records of one collection."""
 
-    def __init__(self, root: Path, name: str, *, shard_size: int, bad: BadRecords, dedupe_texts: bool) -> None:
+    def __init__(self, root: Path, name: str, *, shard_size: int, bad: BadRecords, dedupe_texts: bool,
+                 keep_empty: bool = False) -> None:
         self.root, self.name, self.shard_size, self.bad = root, name, shard_size, bad
         self.ids: dict[str, tuple[bytes, int]] = {}  # id -> (content digest, line first seen)
+        self.keep_empty = keep_empty
+        self.empty_ids: list[str] = []  # documents with no text, kept for the qrels (keep_empty only)
         self.texts: Optional[set[bytes]] = set() if dedupe_texts else None
         self.buffer: dict[str, list[str]] = {"id": [], "text": [], "title": [], "source": []}
         self.shards: list[ShardRecord] = []
@@ -232,21 +239,19 @@ class CollectionWriter:
 
     def add(self, record: RawRecord) -> bool:
         text, title = normalize_text(record.text), normalize_text(record.title)
+        if not text and self.keep_empty and title:
+            # BEIR embeds "title text": a title-only document is that title, retrievable as such.
+            text, title = title, ""
         if not text:
+            if self.keep_empty and record.id is not None and record.id.strip():
+                return self._add_empty(record.id.strip(), record)
             self.bad.skip("empty text", "text is empty after normalisation", path=record.path, line=record.line)
             return False
         digest = _digest(title, text)
         record_id = record.id.strip() if record.id is not None else ""
         record_id = record_id or content_id(title, text)
-        first = self.ids.get(record_id)
-        if first is not None:
-            if first[0] == digest:
-                self.bad.skip("duplicate record", f"id {record_id!r} repeats the record at line {first[1]}",
-                              path=record.path, line=record.line)
-            else:
-                self.bad.bad("duplicate id", f"id {record_id!r} was already used at line {first[1]} with a different text",
-                             path=record.path, line=record.line,
-                             hint="ids must be unique: fix the source, or use --id-field '' for content-hash ids")
+        if self._repeats(record_id, digest, record,
+                         hint="ids must be unique: fix the source, or use --id-field '' for content-hash ids"):
             return False
         if self.texts is not None:
             if digest in self.texts:
@@ -260,6 +265,29 @@ class CollectionWriter:
         if len(self.buffer["id"]) >= self.shard_size:
             self.flush()
         return True
+
+    def _repeats(self, record_id: str, digest: str, record: RawRecord, *, hint: str) -> bool:
+        """An id seen before: the same record again is skipped, another text under it is bad input."""
+        first = self.ids.get(record_id)
+        if first is None:
+            return False
+        if first[0] == digest:
+            self.bad.skip("duplicate record", f"id {record_id!r} repeats the record at line {first[1]}",
+                          path=record.path, line=record.line)
+        else:
+            self.bad.bad("duplicate id", f"id {record_id!r} was already used at line {first[1]} with a different text",
+                         path=record.path, line=record.line, hint=hint)
+        return True
+
+    def _add_empty(self, record_id: str, record: RawRecord) -> bool:
+        """A BEIR corpus keeps its empty documents as BEIR does: judged (the qrels may name them) but
+        never retrieved. They get no shard row (an encoder has nothing to embed), only their id."""
+        digest = _digest("", "")
+        if self._repeats(record_id, digest, record, hint="ids must be unique: fix the source"):
+            return False
+        self.ids[record_id] = (digest, record.line)
+        self.empty_ids.append(record_id)
+        return False
 
     def flush(self) -> None:
         if not self.buffer["id"]:
@@ -288,7 +316,7 @@ def write_collection(root: Path, source: CollectionSource, config: IngestConfig,
                      show_progress: bool = False) -> tuple[CollectionWriter, bool]:
     """Stream one collection into shards; returns the writer and whether --max-records cut it short."""
     writer = CollectionWriter(root, source.name, shard_size=config.shard_size, bad=bad,
-                              dedupe_texts=source.dedupe_texts)
+                              dedupe_texts=source.dedupe_texts, keep_empty=source.keep_empty)
     truncated = False
     with tqdm(desc=f"ingest {source.name}", unit=" rec", disable=not show_progress, leave=False) as bar:
         for record in _records(source, bad):
@@ -414,10 +442,11 @@ def ingest(config: IngestConfig, home: TavaHome | str | Path | None = None, *,
                                        lenient_ids=truncated)
         skipped = bad.report()
         seconds = round(time.perf_counter() - started, 3)  # recorded, so a reused ingest reports it too
+        empty = {key: w.empty_ids for key, w in writers.items() if w.empty_ids}
         manifest = DatasetManifest(
             name=name, source=plan.source,
             collections={key: Collection(shards=w.shards) for key, w in writers.items()},
-            qrels=qrels, skipped=skipped, config=config.model_dump(mode="json"),
+            qrels=qrels, skipped=skipped, empty_documents=empty, config=config.model_dump(mode="json"),
             info={"format": plan.format, "truncated": truncated, **plan.info, "run_key": key,
                   "ingest_seconds": seconds})
         save_manifest(tmp, manifest)
@@ -426,7 +455,8 @@ def ingest(config: IngestConfig, home: TavaHome | str | Path | None = None, *,
                         collections={key: w.rows for key, w in writers.items()},
                         shards=sum(len(w.shards) for w in writers.values()),
                         qrels={split: record.pairs for split, record in qrels.items()},
-                        skipped=skipped, seconds=seconds)
+                        empty_documents={key: len(ids) for key, ids in empty.items()}, skipped=skipped,
+                        seconds=seconds)
 
 
 def dataset_exists(home: TavaHome, name: str) -> bool:

@@ -244,8 +244,13 @@ def test_unpaired_auto_start_is_the_identity_for_an_aligned_student_and_keeps_it
     assert moment_alignment(aligned[:600] @ rotation, teacher[600:]) < moment_alignment(aligned[:600], teacher[600:]) - 0.2
     config = AdapterConfig.unpaired_defaults(**FAST, max_steps=30)
     assert resolve_init(config, aligned[:600], teacher[600:], paired=False)[0] == "identity"
-    assert resolve_init(config, aligned[:600] @ rotation, teacher[600:], paired=False)[0] == "random"
-    assert resolve_init(config, aligned[:600, :12], teacher[600:], paired=False) == ("random", None)
+    # not aligned (a rotation, other dimensions): the pair-free unsupervised linear start (unsupervised.py)
+    assert resolve_init(config, aligned[:600] @ rotation, teacher[600:], paired=False)[0] == "unsupervised"
+    assert resolve_init(config, aligned[:600, :12], teacher[600:], paired=False)[0] == "unsupervised"
+    # ... unless there is no linear path to start (a shared latent space) or too few vectors for anchors
+    assert resolve_init(config.model_copy(update={"latent_dim": 8}), aligned[:600] @ rotation, teacher[600:],
+                        paired=False)[0] == "random"
+    assert resolve_init(config, aligned[:100] @ rotation, teacher[600:], paired=False)[0] == "random"
     with pytest.raises(ConfigError, match="unpaired"):
         AdapterConfig.unpaired_defaults(init="procrustes")
     run = train_adapter_from_arrays(aligned, teacher, config)

@@ -21,7 +21,7 @@ def test_train_adapter_flow_writes_adapter_report_and_artifacts(prefect_harness,
                                                                 monkeypatch):
     from flows.adapt import train_adapter
     from tava_core.adapter import AdapterConfig, load_adapter
-    from tava_core.adapter import train as adapter_stage
+    from tava_core.adapter import run as adapter_stage
 
     s_dir, t_dir = vector_dirs
     config = AdapterConfig(student_vectors=[str(s_dir)], teacher_vectors=[str(t_dir)], name="synthetic",

@@ -204,15 +204,20 @@ def test_embed_says_what_it_computed_and_what_it_reused(tava_home, tiny_model_di
     assert "texts: 2 shards computed (20 rows), 4 reused (40 rows)" in second.stderr
 
 
+def run_probe(code: str) -> list[str]:
+    """Run ``code`` in a fresh interpreter (nothing imported yet) and return the words it printed."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
 def test_no_command_module_imports_prefect():
     """Every `tava` command can parse and check its options with Prefect still unimported."""
     probe = ("import sys\nfrom flows.cli import COMMANDS, group\nimport click\n"
              "ctx = click.Context(group)\n"
              "missing = [name for name in COMMANDS if group.get_command(ctx, name) is None]\n"
              "print(missing, 'prefect' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["[]", "False"], done.stdout
+    assert run_probe(probe) == ["[]", "False"]
 
 
 def test_configs_the_cli_checks_import_without_torch():
@@ -229,6 +234,4 @@ def test_configs_the_cli_checks_import_without_torch():
              "    exec(f'from tava_core.{name} import *')  # every listed name resolves\n"
              "    assert all(getattr(package, export) is not None for export in package.__all__), name\n"
              "print('resolved')\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["False", "resolved"], done.stdout
+    assert run_probe(probe) == ["False", "resolved"]

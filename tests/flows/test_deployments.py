@@ -13,7 +13,8 @@ from prefect_server import POOL, PROJECT, entrypoint_exists, project_deployments
 from tava_core.manifest import load_dataset_manifest
 
 # Config fields that are inputs with no sensible default: the form marks them required.
-REQUIRED_INPUTS = {"IndexConfig": {"vectors"}}
+REQUIRED_INPUTS = {"IndexConfig": {"vectors"}, "RouterConfig": {"student", "dataset"},
+                   "DiagnoseConfig": {"dataset", "student"}}
 
 
 def _load_flow(entrypoint: str):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import synthetic_texts, write_dataset
+from helpers import held_by_another_thread, synthetic_texts, write_dataset
 
 from tava_core.locks import ResourceLockedError, file_lock, read_holder
 
@@ -105,26 +105,12 @@ def test_forked_child_does_not_inherit_the_lock(tmp_path):
 
 def test_waiting_is_bounded_and_shown(tmp_path, caplog):
     path = tmp_path / "resource.lock"
-    release = threading.Event()
-    held = threading.Event()
-
-    def holder() -> None:
-        with file_lock(path):
-            held.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert held.wait(5)
+    with held_by_another_thread(lambda: file_lock(path)):
         started = time.monotonic()
         with pytest.raises(ResourceLockedError, match=r"waited 0\.5 s"):
             with file_lock(path, timeout=0.5, what="the toy resource"):
                 pass
         assert 0.45 <= time.monotonic() - started < 5
-    finally:
-        release.set()
-        thread.join(5)
 
 
 def test_waiting_across_processes_is_logged_then_granted(tmp_path, caplog):
@@ -162,26 +148,13 @@ def test_ingest_into_a_dataset_being_ingested_stops_or_waits(tmp_path, tava_home
     source = tmp_path / "docs.jsonl"
     source.write_text("".join(json.dumps({"_id": str(i), "text": f"text {i}"}) + "\n" for i in range(5)))
     home = TavaHome(tava_home)
-    held, release = threading.Event(), threading.Event()
-
-    def other_ingest_holds_it() -> None:
-        with file_lock(home.lock_file("datasets", "docs")):
-            held.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=other_ingest_holds_it)
-    thread.start()
-    try:
-        assert held.wait(5)
+    with held_by_another_thread(lambda: file_lock(home.lock_file("datasets", "docs"))) as release:
         with pytest.raises(ResourceLockedError, match="dataset docs is locked by pid"):
             ingest(IngestConfig(source=str(source), name="docs"), home)
         assert not home.dataset_dir("docs").exists()
         assert ingest(IngestConfig(source=str(source), name="other"), home).collections == {"texts": 5}
         threading.Timer(0.5, release.set).start()
         assert ingest(IngestConfig(source=str(source), name="docs"), home, lock_timeout=30).collections == {"texts": 5}
-    finally:
-        release.set()
-        thread.join(5)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -342,8 +315,8 @@ def test_second_backfill_refuses_or_waits_as_configured(tava_home, toy, tiny_mod
     # --rollback calls this same step (tests/test_backfill.py drives it)
     from tava_core.vectorstore import rollback_backfill
 
-    assert rollback_backfill(tava_home / "lancedb", "toy_corpus")["table_rows"] == ROWS
-    assert rollback_backfill(tava_home / "lancedb", "toy_corpus")["table_rows"] == 0
+    assert rollback_backfill(tava_home / "lancedb", "toy_corpus").table_rows == ROWS
+    assert rollback_backfill(tava_home / "lancedb", "toy_corpus").table_rows == 0
 
 
 @pytest.mark.slow
@@ -425,7 +398,7 @@ def test_two_embeds_of_one_dataset_write_each_shard_once(tava_home, toy, tiny_mo
     [out_dir] = list((tava_home / "vectors" / "toy" / "corpus").iterdir())  # the lock file is inside it
     now = {p.name: [p.stat().st_ino, p.stat().st_mtime_ns] for p in out_dir.glob("shard-*.parquet")}
     assert len(written) == 4 and now == written  # the run that waited rewrote nothing
-    assert "all 4 shards already embedded" in second.text()  # ... it reused the first run's shards
+    assert "0 shards computed (0 rows), 4 reused" in second.text()  # ... it reused the first run's shards
     assert not [p for p in out_dir.parent.rglob("*") if ".tmp" in p.name]  # no temporary files left
     manifest = load_vector_manifest(out_dir)
     ids, vectors, _ = read_vector_dir(out_dir)  # checks every shard against the manifest's sha256

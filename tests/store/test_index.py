@@ -277,27 +277,15 @@ def test_second_build_of_a_slot_refuses_or_waits_then_skips(vector_dir, tmp_path
     then finds these shards already indexed (nothing rebuilt)."""
     import threading
 
+    from helpers import held_by_another_thread
     from tava_core.locks import ResourceLockedError
     from tava_core.store import slot_lock
 
     first = build_index(config(vector_dir, tmp_path), tava_home)
-    held, release = threading.Event(), threading.Event()
-
-    def another_build_holds_the_slot() -> None:
-        with slot_lock(tmp_path / "index"):
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=another_build_holds_the_slot)
-    holder.start()
-    try:
-        assert held.wait(5)
+    with held_by_another_thread(lambda: slot_lock(tmp_path / "index")) as release:  # another build
         with pytest.raises(ResourceLockedError, match=r"registry slot index is locked by pid \d+"):
             build_index(config(vector_dir, tmp_path, factory="HNSW32,Flat"), tava_home)
         threading.Timer(0.5, release.set).start()
         again = build_index(config(vector_dir, tmp_path, lock_timeout_seconds=30), tava_home)
-    finally:
-        release.set()
-        holder.join(5)
     assert again["skipped"] and again["version"] == first["version"]
     assert [p.name for p in (tmp_path / "index" / "versions").iterdir()] == [first["version"]]

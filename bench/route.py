@@ -1,0 +1,464 @@
+"""Confidence routing benchmark (issue 16): the student answers most queries, the teacher only
+those the router scores as least confident.
+
+Students: Stage A students of all-MiniLM-L6-v2 trained by bench/distill.py's configuration
+(static and transformer; setting (a) generic passages only, setting (b) passages + SciFact's
+corpus documents), cached under $TAVA_BENCH_HOME (default: .tava/bench-home in the checkout).
+Train them first, e.g.:
+
+    python bench/distill.py --only static-a,static-b,transformer-a,transformer-b --passages 5000 \
+        --minutes 6 --home .tava/bench-home --out .tava/route-students.json --no-alone
+
+Router per student and dataset: signals fitted on a sample of the student's own training texts
+(texts + span views, as Stage A saw them), combiner calibrated on held-out span views of the
+served corpus (seed 1234: not the training spans) against the TRUE agreement with the teacher
+(top-10 overlap over the corpus) -- no labels anywhere. Signal sets and the combiner's settings
+are chosen on SciFact's 809 train queries (dev); SciFact test and the built-in data are then
+scored once with the chosen setting. Baselines at every share: random (exact expectation),
+longest-queries-first, label-free oracle (lowest true top-10 overlap), labelled oracle.
+
+    python bench/route.py                 # -> bench/results/route.json (+ PNGs beside it)
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM"):
+    os.environ.setdefault(key, "1" if key != "TOKENIZERS_PARALLELISM" else "false")
+os.environ.setdefault("TAVA_BENCH_HOME", str(ROOT / ".tava" / "bench-home"))
+
+from bench.distill_data import SCIFACT  # noqa: E402
+from tava_core.datasets.builtin import ensure_builtin_source  # noqa: E402
+from tava_core.distill.spans import make_spans  # noqa: E402
+from tava_core.encoders import load_encoder  # noqa: E402
+from tava_core.evaluate.data import RetrievalData, load_beir_directory  # noqa: E402
+from tava_core.home import TavaHome  # noqa: E402
+from tava_core.manifest import read_vector_dir  # noqa: E402
+from tava_core.route.calibrate import fit_calibration, spearman, true_agreement  # noqa: E402
+from tava_core.route.curves import SHARES, curves_from_vectors  # noqa: E402
+from tava_core.route.signals import SIGNAL_NAMES, compute_signals, fit_signal_model  # noqa: E402
+
+HOME = Path(os.environ["TAVA_BENCH_HOME"])
+RESULTS = ROOT / "bench" / "results" / "route.json"
+CACHE = HOME / "route-cache"
+PASSAGES = 2500
+CALIBRATION_SPANS = 2000
+REFERENCE_TEXTS = 3000
+
+# Candidate confidence scores, chosen between on the dev split (SciFact train queries).
+CANDIDATES: dict[str, dict[str, Any]] = {
+    **{f"only:{name}": {"signals": [name], "vector_components": 0} for name in SIGNAL_NAMES},
+    "signals": {"signals": list(SIGNAL_NAMES), "vector_components": 0},
+    "signals+vec16": {"signals": list(SIGNAL_NAMES), "vector_components": 16},
+    "signals+vec48": {"signals": list(SIGNAL_NAMES), "vector_components": 48},
+    "vec16": {"signals": [], "vector_components": 16},
+}
+
+
+def teacher_vectors(teacher, texts: Sequence[str], tag: str, kind: str = "query") -> np.ndarray:
+    """The teacher's vectors of ``texts``, cached on disk by content (the teacher is the slow part)."""
+    digest = hashlib.sha256(("\x1f".join(texts) + kind).encode()).hexdigest()[:16]
+    path = CACHE / f"{tag}-{len(texts)}-{digest}.npy"
+    if path.is_file():
+        return np.load(path)
+    vectors = teacher.encode(list(texts), kind=kind, show_progress=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, vectors)
+    os.replace(tmp, path)
+    return vectors
+
+
+def per_query_seconds(fn, texts: Sequence[str], repeats: int = 2) -> float:
+    """Best-of-``repeats`` seconds per query of ``fn(texts)`` (the CPU is shared: best = least disturbed)."""
+    fn(texts[:32])
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(texts)
+        best = min(best, time.perf_counter() - start)
+    return best / len(texts)
+
+
+class Dataset:
+    """Corpus + queries of one split with the teacher's vectors, plus calibration spans of the corpus."""
+
+    def __init__(self, name: str, data: RetrievalData, teacher, doc_vectors: np.ndarray, query_vectors: np.ndarray,
+                 span_source: RetrievalData | None = None):
+        self.name, self.data = name, data
+        self.docs = doc_vectors
+        self.queries = query_vectors
+        source = span_source or data   # spans of the whole corpus, even when scoring a part of it
+        ids, texts = make_spans(source.corpus_ids, source.document_texts, 1, seed=1234)
+        pick = np.random.default_rng(1234).choice(len(texts), size=min(CALIBRATION_SPANS, len(texts)), replace=False)
+        self.calibration_texts = [texts[i] for i in sorted(pick)]
+        self.calibration_teacher = teacher_vectors(teacher, self.calibration_texts, f"{name}-calibration")
+
+
+def teacher_corpus_vectors(teacher) -> tuple[list[str], np.ndarray]:
+    """The teacher's SciFact corpus vectors: every shard file present (on a loaded machine only
+    part of the corpus may have been embedded; the run then says so and uses that part)."""
+    from tava_core.io import read_vector_shard
+
+    out_dir = HOME / "vectors" / "scifact" / "corpus" / f"{teacher.name}-{teacher.fingerprint[:12]}"
+    ids: list[str] = []
+    blocks = []
+    for shard in sorted(out_dir.glob("shard-*.parquet")):
+        shard_ids, vectors = read_vector_shard(shard)
+        ids.extend(shard_ids)
+        blocks.append(vectors)
+    if not ids:
+        raise SystemExit(f"no teacher vectors of the SciFact corpus under {out_dir}: run bench/distill_data.py")
+    return ids, np.concatenate(blocks)
+
+
+def restrict(data: RetrievalData, keep_ids: list[str]) -> RetrievalData:
+    """The split on a sub-corpus: only the documents in ``keep_ids``, only the queries whose judged
+    documents are all in it (so every query can still reach its relevant documents)."""
+    keep = set(keep_ids)
+    rows = [i for i, d in enumerate(data.corpus_ids) if d in keep]
+    queries = [i for i, q in enumerate(data.query_ids) if set(data.qrels[q]) <= keep]
+    return RetrievalData(name=data.name, source=data.source, split=data.split,
+                         corpus_ids=[data.corpus_ids[i] for i in rows], corpus_titles=[data.corpus_titles[i] for i in rows],
+                         corpus_texts=[data.corpus_texts[i] for i in rows],
+                         query_ids=[data.query_ids[i] for i in queries], query_texts=[data.query_texts[i] for i in queries],
+                         qrels={data.query_ids[i]: data.qrels[data.query_ids[i]] for i in queries},
+                         qrels_path=data.qrels_path, corpus_checksum=data.corpus_checksum,
+                         info={"sub_corpus": len(rows), "full_corpus": len(data.corpus_ids),
+                               "queries_kept": len(queries), "queries_in_split": len(data.query_ids)})
+
+
+def scifact_split(split: str, paths: dict[str, Path], teacher) -> tuple[RetrievalData, np.ndarray, np.ndarray]:
+    data = load_beir_directory(SCIFACT, split)
+    ids, vectors = teacher_corpus_vectors(teacher)
+    if len(ids) < len(data.corpus_ids):
+        data = restrict(data, ids)
+    pos = {i: k for k, i in enumerate(ids)}
+    docs = vectors[[pos[i] for i in data.corpus_ids]]
+    ids, vectors, _ = read_vector_dir(paths["scifact_queries_vectors"])
+    pos = {i: k for k, i in enumerate(ids)}
+    return data, docs, vectors[[pos[i] for i in data.query_ids]]
+
+
+def load_datasets(paths: dict[str, Path], teacher) -> dict[str, Dataset]:
+    out = {}
+    for split, label in (("train", "scifact-dev"), ("test", "scifact-test")):
+        data, docs, queries = scifact_split(split, paths, teacher)
+        out[label] = Dataset("scifact", data, teacher, docs, queries, span_source=load_beir_directory(SCIFACT, split))
+    source, _ = ensure_builtin_source(TavaHome(HOME))
+    data = load_beir_directory(source, "test")
+    docs = teacher_vectors(teacher, data.document_texts, "builtin-corpus", kind="document")
+    queries = teacher_vectors(teacher, data.query_texts, "builtin-queries")
+    out["builtin-test"] = Dataset("builtin", data, teacher, docs, queries)
+    return out
+
+
+def find_students() -> dict[str, Path]:
+    root = HOME / "artifacts" / "students"
+    found = {}
+    for kind in ("static", "transformer"):
+        for setting in ("a", "b"):
+            dirs = sorted(root.glob(f"bench-{kind}-{setting}-{PASSAGES}-*")) + sorted(root.glob(f"bench-{kind}-{setting}-sub"))
+            dirs = [d for d in dirs if (d / "model_card.json").is_file() and "quick" not in d.name]
+            if dirs:
+                found[f"{kind}-{setting}"] = dirs[-1]
+        # Stage A's starting point with no training step (model2vec table / teacher layers 0 and 5):
+        # what a run on a machine too loaded to embed training passages in time can still measure.
+        # Static "te0": the teacher's input token embeddings as the table (Stage A's other start).
+        for tag in ("a0", "te0"):
+            start = root / f"route-{kind}-{tag}"
+            if (start / "modules.json").is_file() or (start / "config.json").is_file():
+                found[f"{kind}-{tag}"] = start
+    return found
+
+
+def reference_texts(student_dir: Path, paths: dict[str, Path], teacher) -> tuple[list[str], np.ndarray] | None:
+    """A sample of the exact texts (and teacher vectors) the student was trained on; None for a
+    student that was never trained on any."""
+    from tava_core.distill import DistillConfig
+    from tava_core.distill.run import prepare_training
+
+    if not (student_dir / "model_card.json").is_file():
+        return None
+    card = json.loads((student_dir / "model_card.json").read_text())
+    config = DistillConfig.model_validate(card["training"]["config"])   # exactly what it trained on
+    training = prepare_training(config, TavaHome(HOME), teacher)
+    pick = np.random.default_rng(0).choice(len(training.texts), size=min(REFERENCE_TEXTS, len(training.texts)),
+                                           replace=False)
+    return [training.texts[i] for i in pick], training.vectors[pick]
+
+
+def evaluate_candidate(model, candidate: dict[str, Any], dataset: Dataset, enc: dict[str, Any],
+                       costs: dict[str, float] | None = None) -> dict[str, Any]:
+    """Calibrate ``candidate`` on the calibration spans, score the split's queries, draw the curves."""
+    calib_student, query_student = enc["calibration"], enc["queries"]
+    agreement = true_agreement(calib_student, enc["calibration_teacher"], dataset.docs)
+    calibration = fit_calibration(model, enc["calibration_texts"], calib_student, agreement,
+                                  signals=candidate["signals"], vector_components=candidate["vector_components"],
+                                  target="overlap")
+    from tava_core.route.calibrate import confidence
+
+    scores = confidence(model, calibration, dataset.data.query_texts, query_student)
+    curves = curves_from_vectors(student_queries=query_student, teacher_queries=dataset.queries,
+                                 documents=dataset.docs, query_ids=dataset.data.query_ids,
+                                 query_texts=dataset.data.query_texts, doc_ids=dataset.data.corpus_ids,
+                                 qrels=dataset.data.qrels, confidence=scores, costs=costs)
+    curves["calibration"] = calibration.info
+    curves["threshold_10pct"] = calibration.threshold_for_budget(0.1)
+    curves["routed_share_at_10pct_threshold"] = float((scores < calibration.threshold_for_budget(0.1)).mean())
+    curves["_scores"] = scores
+    curves["_calibration"] = calibration
+    return curves
+
+
+def gap_at(curves: dict[str, Any], share: float, method: str = "router") -> float:
+    return next(r[method]["gap_recovered"] for r in curves["rows"] if abs(r["share"] - share) < 1e-9)
+
+
+def strip(curves: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in curves.items() if not k.startswith("_")}
+
+
+def plot_frontier(name: str, points: dict[str, list[tuple[float, float]]], teacher: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label, xy in points.items():
+        xs, ys = zip(*xy)
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.scatter([1.0], [teacher], marker="*", s=160, color="black", label="teacher", zorder=5)
+    ax.set_xscale("log")
+    ax.set_xlabel("cost per query (teacher = 1, log)")
+    ax.set_ylabel("nDCG@10")
+    ax.set_title(f"{name}: routed students, 0-50% of queries to the teacher")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--students", default=None, help="comma list, e.g. static-a,transformer-a")
+    parser.add_argument("--smoke", action="store_true", help="120 calibration spans: a quick check of the script")
+    parser.add_argument("--prepare", action="store_true",
+                        help="only compute (and cache) the teacher's vectors of the built-in data and of the "
+                             "calibration spans (can run while the students train)")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    if args.prepare:
+        teacher = load_encoder("all-MiniLM-L6-v2")
+        source, _ = ensure_builtin_source(TavaHome(HOME))
+        data = load_beir_directory(source, "test")
+        Dataset("builtin", data, teacher, teacher_vectors(teacher, data.document_texts, "builtin-corpus", kind="document"),
+                teacher_vectors(teacher, data.query_texts, "builtin-queries"))
+        Dataset("scifact", load_beir_directory(SCIFACT, "test"), teacher, np.zeros((0, 0)), np.zeros((0, 0)))
+        return
+    started = time.time()
+    teacher = load_encoder("all-MiniLM-L6-v2")
+    home = TavaHome(HOME)
+    # What bench/distill_data.py prepared (never re-run here: it would embed the whole corpus).
+    paths = {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
+             "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
+    if args.smoke:
+        global CALIBRATION_SPANS
+        CALIBRATION_SPANS = 120
+    datasets = load_datasets(paths, teacher)
+    students = find_students()
+    if args.students:
+        students = {k: v for k, v in students.items() if k in args.students.split(",")}
+    if not students:
+        raise SystemExit(f"no students under {HOME}/artifacts/students: train them first (see --help)")
+    report: dict[str, Any] = {
+        "benchmark": "confidence routing (issue 16): student answers, teacher takes the least confident queries",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_at_start": os.getloadavg()},
+        "teacher": "all-MiniLM-L6-v2", "shares": list(SHARES), "passages": PASSAGES,
+        "calibration": {"texts": "1 span view (seed 1234) of up to 2,000 corpus documents of the served dataset",
+                        "target": "top-10 overlap of student and teacher results over the corpus",
+                        "reference": f"{REFERENCE_TEXTS} of the student's own training texts + spans"},
+        "students": {}, "dev_selection": {}, "results": {}, "costs": {}, "drift": {},
+        "datasets": {name: {**ds.data.summary(), **ds.data.info, "calibration_spans": len(ds.calibration_texts)}
+                     for name, ds in datasets.items()}}
+    state: dict[str, dict[str, Any]] = {}
+    for label, student_dir in students.items():
+        print(f"== {label}: {student_dir}", flush=True)
+        encoder = load_encoder(str(student_dir), cache=False)
+        reference = reference_texts(student_dir, paths, teacher)
+        models: dict[str, Any] = {}
+        if reference is not None:
+            ref_texts, ref_teacher = reference
+            ref_student = encoder.encode(ref_texts, kind="document", show_progress=True)
+            shared_model = fit_signal_model(ref_texts, ref_student, ref_teacher)
+        encoded: dict[str, dict[str, Any]] = {}
+        calib_cache: dict[str, np.ndarray] = {}
+        for name, dataset in datasets.items():
+            if dataset.name not in calib_cache:
+                calib_cache[dataset.name] = encoder.encode(dataset.calibration_texts, kind="query")
+            calib = calib_cache[dataset.name]
+            texts, truth = dataset.calibration_texts, dataset.calibration_teacher
+            if reference is None:
+                # Never trained on any text: the "seen" manifold is half of the corpus' span views
+                # (even rows), the combiner is calibrated on the other half (odd rows).
+                if dataset.name not in models:
+                    models[dataset.name] = fit_signal_model(texts[0::2], calib[0::2], truth[0::2])
+                encoded[name] = {"calibration": calib[1::2], "calibration_texts": texts[1::2],
+                                 "calibration_teacher": truth[1::2]}
+            else:
+                models[dataset.name] = shared_model
+                encoded[name] = {"calibration": calib, "calibration_texts": texts, "calibration_teacher": truth}
+            encoded[name]["queries"] = encoder.encode(dataset.data.query_texts, kind="query")
+        state[label] = {"encoder": encoder, "models": models, "encoded": encoded}
+        card_path = student_dir / "model_card.json"
+        card = json.loads(card_path.read_text()) if card_path.is_file() else None
+        report["students"][label] = {"dir": str(student_dir), "trained": card is not None,
+                                     "reference": "own training texts + spans" if card else
+                                     "even half of the served corpus' calibration spans (no training texts)"}
+        if card:
+            report["students"][label].update(held_out_cosine=card["validation"]["best_cosine"],
+                                             steps=card["training"]["steps_done"],
+                                             training_texts=card["corpus"]["texts"])
+    # ---- dev: which signals carry information, which combination to keep
+    dev = datasets["scifact-dev"]
+    for label, st in state.items():
+        per: dict[str, Any] = {}
+        enc = st["encoded"]["scifact-dev"]
+        signals = compute_signals(st["models"]["scifact"], dev.data.query_texts, enc["queries"])
+        agreement = true_agreement(enc["queries"], dev.queries, dev.docs)
+        per["signal_spearman_with_true_overlap"] = {k: spearman(-v, agreement["overlap"]) for k, v in signals.items()}
+        for cname, candidate in CANDIDATES.items():
+            curves = evaluate_candidate(st["models"]["scifact"], candidate, dev, enc)
+            per[cname] = {"gap_recovered_10": gap_at(curves, 0.1), "gap_recovered_20": gap_at(curves, 0.2),
+                          "spearman_overlap": curves["confidence_spearman"]["overlap"]}
+        report["dev_selection"][label] = per
+        print(json.dumps({label: {k: v for k, v in per.items()}}, indent=1), flush=True)
+    mean_score = {c: float(np.mean([report["dev_selection"][s][c]["gap_recovered_10"]
+                                    + report["dev_selection"][s][c]["gap_recovered_20"] for s in state]))
+                  for c in CANDIDATES}
+    chosen = max(mean_score, key=mean_score.get)
+    report["chosen"] = {"candidate": chosen, **CANDIDATES[chosen], "dev_score_mean_gap10_plus_gap20": mean_score}
+    print(f"chosen on dev: {chosen}", flush=True)
+    # ---- costs, side by side in one run, on SciFact test queries
+    # 96 queries, best of 2: the teacher's timing alone costs minutes on a loaded machine.
+    test_texts = datasets["scifact-test"].data.query_texts[:96]
+    teacher_s = per_query_seconds(lambda t: teacher.encode(t, kind="query"), test_texts)
+    for label, st in state.items():
+        enc, model = st["encoder"], st["models"]["scifact"]
+        calibration = evaluate_candidate(model, CANDIDATES[chosen], datasets["scifact-test"],
+                                         st["encoded"]["scifact-test"])["_calibration"]
+        from tava_core.route.calibrate import confidence
+
+        vecs = st["encoded"]["scifact-test"]["queries"]
+        # Interleaved, best of 9 each: the cheap encoders' timings are at the mercy of the scheduler
+        # on a shared CPU, and alternating keeps a slow spell from landing on one side only.
+        timings: dict[str, list[float]] = {"student": [], "confidence": [], "both": []}
+        calls = {"student": lambda t: enc.encode(t, kind="query"),
+                 "confidence": lambda t: confidence(model, calibration, t, vecs[:len(t)]),
+                 "both": lambda t: confidence(model, calibration, t, enc.encode(t, kind="query"))}
+        for _ in range(9):
+            for key, fn in calls.items():
+                timings[key].append(per_query_seconds(fn, test_texts, repeats=1))
+        student_s, conf_s, both_s = (min(timings[k]) for k in ("student", "confidence", "both"))
+        st["costs"] = {"student": student_s, "confidence": conf_s, "teacher": teacher_s}
+        report["costs"][label] = {"seconds_per_query": st["costs"], "student_plus_confidence_seconds": both_s,
+                                  "confidence_over_student": conf_s / student_s,
+                                  "not_routed_over_student_alone": both_s / student_s,
+                                  "student_speedup_vs_teacher": teacher_s / student_s}
+    for label in state:
+        if label.startswith("transformer"):
+            report["costs"][label]["confidence_over_transformer_student"] = (
+                state[label]["costs"]["confidence"] / state[label]["costs"]["student"])
+    # ---- test, once, with the chosen candidate
+    out_path = Path(args.out).resolve()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    frontier: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for name in ("scifact-dev", "scifact-test", "builtin-test"):
+        for label, st in state.items():
+            enc = st["encoded"][name]
+            curves = evaluate_candidate(st["models"][datasets[name].name], CANDIDATES[chosen], datasets[name], enc,
+                                        costs=st["costs"])
+            st.setdefault("scores", {})[name] = curves["_scores"]
+            st.setdefault("calibrations", {})[name] = curves["_calibration"]
+            report["results"].setdefault(name, {})[label] = strip(curves)
+            if name != "scifact-dev":
+                frontier.setdefault(name, {})[f"{label} routed"] = [
+                    (r["cost_per_query_teacher_units"], r["router"]["ndcg10"]) for r in curves["rows"]]
+    for name, points in frontier.items():
+        teacher_ndcg = next(iter(report["results"][name].values()))["teacher_ndcg10"]
+        png = out_path.with_name(f"{out_path.stem}-frontier-{name}.png")
+        plot_frontier(name, points, teacher_ndcg, png)
+        report.setdefault("pngs", []).append(str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png))
+    # ---- drift: SciFact-calibrated router, SciFact test traffic then the built-in docstrings
+    for label, st in state.items():
+        calibration = st["calibrations"]["scifact-test"]
+
+        threshold = calibration.threshold_for_budget(0.1)
+        shares = {}
+        for name in ("scifact-test", "builtin-test"):
+            texts = datasets[name].data.query_texts
+            scores = confidence(st["models"]["scifact"], calibration, texts, st["encoded"][name]["queries"])
+            shares[name] = float((scores < threshold).mean())
+        report["drift"][label] = {"threshold_at_10pct_budget": threshold, "low_confidence_share": shares,
+                                  "rises": shares["builtin-test"] > shares["scifact-test"]}
+    report["targets"] = targets(report)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    report["total_seconds"] = time.time() - started
+    out = out_path
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    os.replace(tmp, out)
+    print(json.dumps(report["targets"], indent=1))
+
+
+def targets(report: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("scifact-dev", "scifact-test", "builtin-test"):
+        for label, curves in report["results"].get(name, {}).items():
+            rows = {r["share"]: r for r in curves["rows"]}
+            entry = {}
+            for share, need in ((0.1, 1.8), (0.2, 1.6)):
+                r = rows[share]
+                entry[f"{int(share * 100)}pct"] = {
+                    "router": r["router"]["gap_recovered"], "random": r["random"]["gap_recovered"],
+                    "label_free_oracle": r["label_free_oracle"]["gap_recovered"],
+                    "labelled_oracle": r["labelled_oracle"]["gap_recovered"],
+                    "ratio_to_random": r["router_over_random_gap_ratio"], "ratio_needed": need,
+                    "ratio_met": (r["router_over_random_gap_ratio"] or 0) >= need,
+                    "within_0.05_of_label_free_oracle": r["router_minus_label_free_oracle_gap"] >= -0.05,
+                    "router_minus_random_ndcg_ci": r["router_vs_random"]}
+            out.setdefault(name, {})[label] = entry
+    for label, cost in report["costs"].items():
+        if label.startswith("transformer"):
+            out.setdefault("costs", {})[label] = {
+                "confidence_over_student": cost["confidence_over_student"], "needed": "<= 0.10",
+                "met": cost["confidence_over_student"] <= 0.10}
+        else:
+            out.setdefault("costs", {})[label] = {
+                "not_routed_over_student_alone": cost["not_routed_over_student_alone"], "needed": "<= 2.0",
+                "met": cost["not_routed_over_student_alone"] <= 2.0}
+    out["drift"] = {k: v["rises"] for k, v in report["drift"].items()}
+    return out
+
+
+if __name__ == "__main__":
+    main()

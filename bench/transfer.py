@@ -1,0 +1,264 @@
+"""Quality that transfers: students of both teachers, generic text vs + the target corpus,
+scored on SciFact and the built-in data against the same teacher in the same run.
+
+Every row: teacher (all-MiniLM-L6-v2 / all-mpnet-base-v2) x student (transformer / static) x
+training text ("generic": shuffled passages of ../shared/data/corpus_passages_en + one short span
+view each; "+target": the same plus the target corpus's documents and a span view of each, never
+its queries). Scores are asymmetric nDCG@10 (student queries against the teacher's documents, no
+adapter, no routing) next to the teacher's own, with 95% paired bootstrap intervals of the
+per-query difference (tava_core.evaluate.metrics.paired_bootstrap), and query speed-up measured
+against the same teacher on the same queries in the same run.
+
+Phases keep choosing and reporting apart:
+- ``--phase dev``: scored on SciFact's train split (809 queries) and the built-in data; prints
+  only those. Settings are chosen here.
+- ``--phase test``: the chosen settings, scored once on SciFact test (300 queries) and the
+  built-in data.
+
+Teacher vectors come from bench/transfer_data.py's cache (mpnet: ../shared/data's vectors where
+they exist). Results accumulate by row name in bench/results/transfer.json.
+
+    python bench/transfer.py --phase dev --teacher all-mpnet-base-v2 --student static --train generic
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.transfer_data import (BENCH_HOME, Retrieval, TextSet, builtin, passages, scifact,  # noqa: E402
+                                 spans, teacher_vectors)
+from tava_core.evaluate.metrics import cosine_scores, paired_bootstrap, retrieval_metrics  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "transfer.json"
+DEV_SPLIT = {"scifact": "train", "builtin": "test"}
+TEST_SPLIT = {"scifact": "test", "builtin": "test"}
+
+
+# ------------------------------------------------------------------------------- training data
+
+def training_sets(train: str, target: str, generic_count: int, with_spans: bool) -> list[TextSet]:
+    """Label-free training text: generic passages (+ a span view of each); '+target' adds the target's
+    documents (+ spans). mpnet rows go without spans: its vectors of them would cost ~1 text/s here."""
+    generic = passages(generic_count)
+    sets = [generic] + ([spans(generic)] if with_spans else [])
+    if train == "target":
+        if target == "scifact":
+            docs = scifact().docs
+            sets += [docs] + ([spans(docs)] if with_spans else [])
+        else:
+            built, unlabeled = builtin()
+            sets += [built.docs, unlabeled] + ([spans(unlabeled)] if with_spans else [])
+    return sets
+
+
+def load_pairs(teacher: str, sets: list[TextSet]) -> tuple[list[str], np.ndarray, list[dict]]:
+    texts, blocks, sources = [], [], []
+    for text_set in sets:
+        vectors = teacher_vectors(teacher, text_set)
+        texts += text_set.texts
+        blocks.append(vectors)
+        sources.append({"dataset": text_set.name, "collection": "texts", "rows": len(text_set.ids),
+                        "text_sha256": "", "fingerprint": teacher})
+    return texts, np.concatenate(blocks).astype(np.float32), sources
+
+
+# ------------------------------------------------------------------------------------ training
+
+def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray, options: dict[str, Any],
+                  work: Path, ridge_texts: int = 2048) -> tuple[Path, dict[str, Any]]:
+    """Stage A as tava runs it (build, ridge start of the projection, trainer), saved to ``work``."""
+    from tava_core.distill import DistillConfig
+    from tava_core.distill.run import build_student
+    from tava_core.distill.students import TransformerStudent, fit_projection
+    from tava_core.distill.trainer import Trainer, check_corpus_size
+    from tava_core.encoders import resolve_model_path
+
+    config = DistillConfig(teacher=teacher, student=kind, span_views=0, **options)
+    teacher_dir = resolve_model_path(teacher)
+    split = check_corpus_size(len(texts), config)
+    cache = BENCH_HOME / "cache" / "model2vec" / teacher
+    student = build_student(config, teacher_dir, vectors.shape[1], cache_dir=cache)
+    trainer = Trainer(student, texts, vectors, config, work / "checkpoints", split=split, progress=False)
+    start_cosine = None
+    if isinstance(student, TransformerStudent) and student.projection is not None:
+        sample = split.train[np.random.default_rng(0).permutation(len(split.train))[:ridge_texts]]
+        start_cosine = fit_projection(student, [texts[i] for i in sample], vectors[sample])
+    began = time.perf_counter()
+    result = trainer.train()
+    out = student.save(work / "student")
+    return out, {"train_seconds": round(time.perf_counter() - began, 1), "start_cosine_ridge": start_cosine,
+                 "best_validation_cosine": result.best_validation_cosine, "best_step": result.best_step,
+                 "initial_validation_cosine": result.initial_validation_cosine, "texts": len(texts),
+                 "config": config.model_dump(mode="json", exclude={"teacher_vectors", "output", "name"})}
+
+
+# ---------------------------------------------------------------------------------- evaluation
+
+def judged(data: Retrieval, split: str) -> list[int]:
+    """Rows of data.queries that the split's qrels judge (file order)."""
+    return [k for k, qid in enumerate(data.queries.ids) if qid in data.qrels[split]]
+
+
+def score(query_vectors: np.ndarray, data: Retrieval, split: str, doc_vectors: np.ndarray) -> np.ndarray:
+    """Per-query nDCG@10 over the split's judged queries (rows of ``query_vectors`` follow judged())."""
+    ids = [data.queries.ids[k] for k in judged(data, split)]
+    metrics = retrieval_metrics(cosine_scores(query_vectors, doc_vectors), ids, data.docs.ids, data.qrels[split],
+                                per_query=True)
+    return metrics["ndcg_at_10_per_query"]
+
+
+def queries_per_second(encoder, texts: list[str], repeats: int = 2) -> float:
+    """Best of ``repeats`` (the CPU is shared: the least disturbed run is the closest to the truth)."""
+    encoder.encode(texts[:8], kind="query", batch_size=64)
+    best = 0.0
+    for _ in range(repeats):
+        began = time.perf_counter()
+        encoder.encode(texts, kind="query", batch_size=64)
+        best = max(best, len(texts) / (time.perf_counter() - began))
+    return best
+
+
+def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], speed_texts: list[str] | None) -> dict:
+    from tava_core.encoders import load_encoder
+
+    student = load_encoder(str(student_dir), cache=False)
+    teacher_encoder = load_encoder(teacher)
+    out: dict[str, Any] = {}
+    for data in (scifact(), builtin()[0]):
+        split = splits[data.name]
+        docs = teacher_vectors(teacher, data.docs, log=False, compute=False)
+        teacher_q = teacher_vectors(teacher, data.queries, log=False, compute=False)
+        if docs is None or teacher_q is None:
+            out[f"{data.name}/{split}"] = {"not_run": "the teacher's vectors of this set are not cached yet "
+                                                      "(python bench/transfer_data.py)"}
+            continue
+        rows = judged(data, split)
+        student_q = student.encode([data.queries.texts[k] for k in rows], kind="query", batch_size=64)
+        t, s = score(teacher_q[rows], data, split, docs), score(student_q, data, split, docs)
+        gap = paired_bootstrap(s, t)
+        out[f"{data.name}/{split}"] = {
+            "teacher_ndcg_at_10": round(float(t.mean()), 4), "student_ndcg_at_10": round(float(s.mean()), 4),
+            "retention": round(float(s.mean() / t.mean()), 4),
+            "retention_95": [round(1 + gap["low"] / float(t.mean()), 4), round(1 + gap["high"] / float(t.mean()), 4)],
+            "difference_95": [round(gap["low"], 4), round(gap["high"], 4)], "queries": gap["queries"]}
+    if speed_texts is None:
+        return out
+    # speed: the same queries, teacher then student, in this process
+    teacher_qps = queries_per_second(teacher_encoder, speed_texts)
+    student_qps = queries_per_second(student, speed_texts)
+    out["speed"] = {"teacher_qps": round(teacher_qps, 1), "student_qps": round(student_qps, 1),
+                    "speedup": round(student_qps / teacher_qps, 2), "queries": len(speed_texts), "batch_size": 64}
+    return out
+
+
+def save_row(name: str, row: dict) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": {}}
+    results["rows"][name] = row
+    results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "note": "2 CPU cores shared with other jobs: speeds are best-of-2, ratios in one process"}
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, RESULTS)
+
+
+def table(phase: str) -> str:
+    """Markdown of one phase's rows (never dev beside test: choosing and reporting stay apart)."""
+    rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.is_file() else {}
+    lines = ["| row | set | teacher nDCG@10 | student nDCG@10 | of teacher (95%) | speed-up |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for name, row in rows.items():
+        if row["phase"] != phase:
+            continue
+        speed = row["scores"].get("speed", {}).get("speedup")
+        for key, cell in row["scores"].items():
+            if key == "speed":
+                continue
+            if "not_run" in cell:
+                lines.append(f"| {name} | {key} | not run | | | |")
+                continue
+            low, high = cell["retention_95"]
+            lines.append(f"| {name} | {key} | {cell['teacher_ndcg_at_10']:.4f} | {cell['student_ndcg_at_10']:.4f} | "
+                         f"{cell['retention']:.3f} ({low:.3f}-{high:.3f}) | {speed}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    import torch
+
+    if "--table" in sys.argv:
+        print(table(sys.argv[sys.argv.index("--table") + 1]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="--table dev|test prints one phase's rows as markdown")
+    parser.add_argument("--phase", choices=["dev", "test", "both"], required=True,
+                        help="both: one training (fixed settings, nothing chosen), dev and test saved as separate "
+                             "rows; only dev is printed")
+    parser.add_argument("--teacher", choices=["all-MiniLM-L6-v2", "all-mpnet-base-v2"], required=True)
+    parser.add_argument("--student", choices=["transformer", "static"], required=True)
+    parser.add_argument("--train", choices=["generic", "target"], default="generic")
+    parser.add_argument("--target", choices=["scifact", "builtin"], default="scifact",
+                        help="with --train target: whose documents join the generic text")
+    parser.add_argument("--generic", type=int, default=8000, help="generic passages (<= 20000 for mpnet's cache)")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--layers", type=int, nargs="*", default=None)
+    parser.add_argument("--alpha-sim", type=float, default=0.0, help="relational term: in-batch similarity KL")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--spans", choices=["auto", "on", "off"], default="auto",
+                        help="span views of the training text; auto = on for MiniLM, off for mpnet")
+    parser.add_argument("--static-init", choices=["model2vec", "token_embeddings"], default="model2vec")
+    parser.add_argument("--speed-queries", type=int, default=64,
+                        help="SciFact test queries timed (mpnet runs ~1 query/s on this shared CPU)")
+    parser.add_argument("--ridge-texts", type=int, default=2048,
+                        help="texts the transformer student's projection is ridge-fitted on before training")
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    phases = ["dev", "test"] if args.phase == "both" else [args.phase]
+    options: dict[str, Any] = {"steps": args.steps, "batch_size": args.batch_size,
+                               "eval_every": max(25, args.steps // 6), "patience": 3, "alpha_sim": args.alpha_sim,
+                               "warmup_steps": min(100, args.steps // 10), "max_length": args.max_length,
+                               "threads": 2, "validation_fraction": 0.02, "checkpoint_every": args.steps}
+    if args.layers is not None:
+        options["layers"] = args.layers
+    if args.student == "static":
+        options["static_init"] = args.static_init
+    with_spans = args.spans == "on" or (args.spans == "auto" and args.teacher == "all-MiniLM-L6-v2")
+    texts, vectors, sources = load_pairs(args.teacher, training_sets(args.train, args.target, args.generic,
+                                                                     with_spans))
+    label = "/".join([args.teacher, args.student, args.train if args.train == "generic" else f"+{args.target}"]) \
+        + (f"/{args.tag}" if args.tag else "")
+    with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:
+        student_dir, training = train_student(args.teacher, args.student, texts, vectors, options, Path(tmp),
+                                              ridge_texts=args.ridge_texts)
+        sci = scifact()
+        speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
+        speed = None   # measured once, with the first phase's scoring
+        for phase in phases:
+            scores = evaluate_student(student_dir, args.teacher, DEV_SPLIT if phase == "dev" else TEST_SPLIT,
+                                      speed_texts if speed is None else None)
+            speed = scores.get("speed", speed)
+            scores["speed"] = speed
+            row = {"phase": phase, "teacher": args.teacher, "student": args.student, "train": args.train,
+                   "target": args.target if args.train == "target" else None, "sources": sources,
+                   "training": training, "scores": scores, "command": " ".join(sys.argv[1:])}
+            save_row(f"{phase}/{label}", row)
+            if phase == phases[0]:
+                print(json.dumps({f"{phase}/{label}": scores}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

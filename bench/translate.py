@@ -1,0 +1,315 @@
+"""Unpaired translation between model families: the unsupervised linear start against paired closed forms.
+
+The two sides never see the same text: of the shared passages (in the shuffle of the mpnet vectors'
+manifest), rows 0..999 are held-out pairs used only for scoring, the source side takes rows
+1000..1000+N and the target side the last N rows it may use, disjoint from the source's. Pairs:
+
+- all-MiniLM-L6-v2 -> all-mpnet-base-v2 (384 -> 768; mpnet vectors from ../shared/data/vectors);
+- all-MiniLM-L6-v2 -> a model2vec static distillation of it (same 384 coordinates, far-off vectors);
+- all-MiniLM-L6-v2 -> a random orthogonal rotation of itself (sanity: the map is exactly linear).
+
+For every pair, size N and seed: held-out top-1, mean rank and mean cosine of the unsupervised map
+(``tava_core.adapter.unsupervised``), its unsupervised criterion (mutual-NN share) beside held-out
+top-1 for every restart (does the criterion pick the right restart?), and wall time; the paired closed
+forms (Procrustes, ridge) fitted on N pairs of the source side's texts are the reference. For MiniLM ->
+mpnet also SciFact nDCG@10 with MiniLM queries mapped into mpnet's space against mpnet's documents
+(test split once; the train queries are the dev split). Then `tava translate` of SciFact's MiniLM
+document vectors into mpnet space: nDCG@10 with mpnet queries against the translated documents, and
+vectors per second. Writes bench/results/translate.json.
+
+    python bench/translate_data.py      # the vectors (cached under .tava/bench-translate)
+    python bench/translate.py [--sizes 2500 5000 9500] [--seeds 0 1 2] [--pairs mpnet static rotation]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import translate_data as td  # noqa: E402
+
+HELDOUT = 1000
+OUT = ROOT / "bench" / "results" / "translate.json"
+
+
+def rounded(d: dict) -> dict:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def heldout_metrics(mapped: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    from tava_core.adapter.metrics import alignment_metrics
+
+    m = alignment_metrics(mapped, target, k=0)
+    return rounded({k: m[k] for k in ("top1", "mean_rank", "mean_cosine")})
+
+
+def scifact() -> dict[str, Any]:
+    from tava_core.evaluate.data import read_qrels
+
+    q_ids, q_mpnet = td.mpnet_vectors("scifact/queries.parquet")
+    d_ids, d_mpnet = td.mpnet_vectors("scifact/corpus.parquet")
+    data: dict[str, Any] = {"query_ids": q_ids, "queries_mpnet": q_mpnet, "doc_ids": d_ids, "docs_mpnet": d_mpnet}
+    minilm_queries = td.cached_only("minilm", "queries")
+    data["queries_minilm"] = minilm_queries
+    for split, name in (("test", "test"), ("dev", "train")):
+        qrels, _ = read_qrels(td.SCIFACT / "qrels" / f"{name}.tsv")
+        rows = [i for i, qid in enumerate(q_ids) if qid in qrels]
+        data[split] = {"rows": rows, "ids": [q_ids[i] for i in rows], "qrels": qrels}
+    return data
+
+
+def ndcg(queries: np.ndarray, documents: np.ndarray, sf: dict, split: str) -> float:
+    from tava_core.evaluate.metrics import cosine_scores, retrieval_metrics
+
+    rows = sf[split]["rows"]
+    scores = cosine_scores(queries[rows], documents)
+    return round(retrieval_metrics(scores, sf[split]["ids"], sf["doc_ids"], sf[split]["qrels"])["ndcg_at_10"], 4)
+
+
+def pair_sides(pair: str, n: int, minilm: np.ndarray, mpnet: np.ndarray, static: Optional[np.ndarray],
+               rotation: np.ndarray) -> dict[str, np.ndarray]:
+    """Held-out pairs, the disjoint unpaired sides, and N reference pairs (source-side texts)."""
+    source = minilm[HELDOUT:HELDOUT + n]
+    if pair == "mpnet":
+        target_all, last = mpnet, len(mpnet)
+    elif pair == "static":
+        assert static is not None
+        target_all, last = static, len(static)
+    else:
+        target_all, last = minilm @ rotation, len(minilm)
+    if HELDOUT + 2 * n > last:
+        raise ValueError(f"{pair}: {n} texts per side need {HELDOUT + 2 * n} rows, {last} are available")
+    target = target_all[last - n:last]
+    return {"heldout_source": minilm[:HELDOUT], "heldout_target": target_all[:HELDOUT], "source": source,
+            "target": target, "pairs_source": source, "pairs_target": target_all[HELDOUT:HELDOUT + n]}
+
+
+def run_unsupervised(sides: dict, seed: int, settings) -> tuple[dict, Any]:
+    from tava_core.adapter.unsupervised import fit_unsupervised
+
+    def score_restart(record: dict, linear_map) -> None:  # held-out top-1 beside the criterion, per restart
+        record["heldout_top1"] = heldout_metrics(linear_map(sides["heldout_source"]), sides["heldout_target"])["top1"]
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = fit_unsupervised(sides["source"], sides["target"], seed=seed, settings=settings, on_restart=score_restart)
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    metrics = heldout_metrics(result.linear_map(sides["heldout_source"]), sides["heldout_target"])
+    picked_best = max(r["heldout_top1"] for r in result.restarts)
+    # wall time on a machine shared by many jobs overstates the cost; CPU seconds (all threads) do not
+    return {**metrics, "criterion": round(result.criterion, 4), "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu_seconds, 1),
+            "restarts": result.restarts,
+            "criterion_picked_best_restart": bool(metrics["top1"] >= picked_best - 1e-9)}, result
+
+
+def run_paired(sides: dict) -> dict[str, dict]:
+    from tava_core.adapter.baselines import fit_procrustes, fit_ridge
+
+    out = {}
+    for name, fit in (("procrustes", fit_procrustes), ("ridge", fit_ridge)):
+        linear_map = fit(sides["pairs_source"], sides["pairs_target"])
+        out[name] = {**heldout_metrics(linear_map(sides["heldout_source"]), sides["heldout_target"]), "map": linear_map}
+    return out
+
+
+def translate_store(linear_map, inverse, sf: dict, docs_minilm: np.ndarray, work: Path) -> dict[str, Any]:
+    """`tava translate` of SciFact's MiniLM document vectors into mpnet space, through the core."""
+    from tava_core.home import TavaHome
+    from tava_core.manifest import read_vector_dir
+    from tava_core.translate import TranslateConfig, translate
+
+    src, adapter = td.write_store(work, sf["doc_ids"], docs_minilm, linear_map, inverse, dataset="scifact")
+    home = TavaHome(work / "home")
+    started = time.perf_counter()
+    record = translate(TranslateConfig(adapter=str(adapter), vectors=str(src)), home)
+    seconds = time.perf_counter() - started
+    ids, translated, _ = read_vector_dir(record["out"])
+    assert ids == sf["doc_ids"]
+    rerun = translate(TranslateConfig(adapter=str(adapter), vectors=str(src)), home)
+    return {"documents": len(ids), "seconds": round(seconds, 3), "vectors_per_second": round(len(ids) / seconds, 1),
+            "rerun_shards_skipped": rerun["shards_skipped"],
+            "ndcg_at_10_mpnet_queries_vs_translated_docs": ndcg(sf["queries_mpnet"], translated, sf, "test"),
+            "ndcg_at_10_mpnet_queries_vs_translated_docs_dev": ndcg(sf["queries_mpnet"], translated, sf, "dev"),
+            "ndcg_at_10_mpnet_symmetric": ndcg(sf["queries_mpnet"], sf["docs_mpnet"], sf, "test"),
+            "ndcg_at_10_minilm_symmetric": ndcg(sf["queries_minilm"], docs_minilm, sf, "test")}
+
+
+def main() -> None:
+    import torch
+
+    from tava_core.adapter.unsupervised import UnsupervisedSettings
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2500, 5000, 9500])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--pairs", nargs="+", default=["mpnet", "rotation", "static"])
+    parser.add_argument("--settings", default="{}", help="JSON overrides of UnsupervisedSettings (dev tuning)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--skip-translate", action="store_true")
+    parser.add_argument("--criterion-check", action="store_true", help=(
+        "only: the pair-free criterion of the paired Procrustes map, of a random semi-orthogonal map and of "
+        "Procrustes maps fitted on noisier pseudo-pairs, beside their held-out top-1 (does it track top-1?)"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    settings = UnsupervisedSettings(**json.loads(args.settings))
+    started = time.perf_counter()
+
+    if args.criterion_check:
+        criterion_check(args, settings)
+        return
+    minilm = td.cached_only("minilm", "passages")
+    _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
+    static = td.cached_only("model2vec", "passages") if "static" in args.pairs else None
+    rotation, _ = np.linalg.qr(np.random.default_rng(123).normal(size=(minilm.shape[1], minilm.shape[1])))
+    rotation = rotation.astype(np.float32)
+    sf = scifact()
+    report: dict[str, Any] = {
+        "benchmark": "unpaired translation (bench/translate.py)", "heldout_pairs": HELDOUT,
+        "minilm_passages_available": len(minilm), "settings": settings.__dict__,
+        "criterion": "mutual-NN share: fraction of mapped source vectors whose CSLS-nearest target vector has "
+                     "them as its own CSLS-nearest (no pairs needed)",
+        "split": "held-out pairs = shuffled passages 0..999; source side 1000..1000+N; target side the last N rows "
+                 "its vectors cover (disjoint from the source side); paired references fitted on the source "
+                 "side's N texts",
+        "pairs": {}}
+    best_for_store = None
+    for pair in args.pairs:
+        rows = []
+        for n in args.sizes:
+            for seed in args.seeds:
+                try:
+                    sides = pair_sides(pair, n, minilm, mpnet, static, rotation)
+                except ValueError as exc:
+                    print(f"skip: {exc}", flush=True)
+                    break
+                unsup, result = run_unsupervised(sides, seed, settings)
+                row: dict[str, Any] = {"texts_per_side": n, "seed": seed, "unsupervised": unsup}
+                if seed == args.seeds[0]:  # closed forms are deterministic: once per size
+                    from tava_core.adapter.unsupervised import mapped_criterion
+
+                    paired = run_paired(sides)
+                    row["paired"] = {k: {m: v for m, v in d.items() if m != "map"} for k, d in paired.items()}
+                    # would the pair-free criterion recognise the right map? the paired Procrustes map's
+                    # criterion beside the unsupervised map's, measured the same way
+                    row["criterion_of_paired_procrustes"] = round(mapped_criterion(
+                        paired["procrustes"]["map"](sides["source"]), sides["target"], settings), 4)
+                    row["criterion_of_unsupervised_map"] = round(mapped_criterion(
+                        result.linear_map(sides["source"]), sides["target"], settings), 4)
+                if pair == "mpnet" and sf["queries_minilm"] is not None:
+                    mapped = result.linear_map(sf["queries_minilm"])
+                    row["scifact_ndcg_at_10_dev"] = ndcg(mapped, sf["docs_mpnet"], sf, "dev")
+                    if seed == args.seeds[0]:
+                        row["paired_scifact_ndcg_at_10_dev"] = {
+                            k: ndcg(d["map"](sf["queries_minilm"]), sf["docs_mpnet"], sf, "dev") for k, d in paired.items()}
+                    row["_map"] = result
+                print(json.dumps({"pair": pair, **{k: v for k, v in row.items() if k != "_map"}}, default=str), flush=True)
+                rows.append(row)
+        if pair == "mpnet" and rows and sf["queries_minilm"] is not None:
+            # test split, once: every run's unsupervised map and the paired forms at the largest size
+            for row in rows:
+                result = row.pop("_map")
+                row["scifact_ndcg_at_10_test"] = ndcg(result.linear_map(sf["queries_minilm"]), sf["docs_mpnet"], sf, "test")
+                if row["texts_per_side"] == max(r["texts_per_side"] for r in rows) and row["seed"] == args.seeds[0]:
+                    best_for_store = result
+            for row in rows:
+                if "paired" in row:
+                    sides = pair_sides(pair, row["texts_per_side"], minilm, mpnet, static, rotation)
+                    row["paired_scifact_ndcg_at_10_test"] = {
+                        k: ndcg(d["map"](sf["queries_minilm"]), sf["docs_mpnet"], sf, "test")
+                        for k, d in run_paired(sides).items()}
+        for row in rows:
+            row.pop("_map", None)
+        report["pairs"][pair] = {"runs": rows, "summary": summarise(rows)}
+        write_report(report, args.out, started)  # after every pair: a long run killed later keeps what it has
+    if best_for_store is not None and not args.skip_translate:
+        docs = td.cached_only("minilm", "corpus")
+        if docs is not None:
+            report["translate_store"] = translate_store(best_for_store.linear_map, best_for_store.inverse_map, sf, docs,
+                                                        ROOT / ".tava" / "bench-translate" / "store")
+        else:
+            report["translate_store"] = {"skipped": "MiniLM vectors of the SciFact corpus are not cached yet "
+                                                    "(bench/translate_data.py minilm:corpus)"}
+    write_report(report, args.out, started)
+    print(f"wrote {args.out}")
+
+
+def write_report(report: dict, out: Path, started: float) -> None:
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    os.replace(tmp, out)
+
+
+def criterion_check(args, settings) -> None:
+    """Maps of known quality (Procrustes on pairs whose targets are partly shuffled: 0%..100% wrong)
+    scored by the pair-free criterion and by held-out top-1: does the criterion rank them as top-1 does?"""
+    from tava_core.adapter.baselines import fit_procrustes
+    from tava_core.adapter.unsupervised import mapped_criterion, relational_agreement
+
+    minilm = td.cached_only("minilm", "passages")
+    _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
+    rows = []
+    for n in args.sizes:
+        sides = pair_sides("mpnet", n, minilm, mpnet, None, np.eye(minilm.shape[1], dtype=np.float32))
+        rng = np.random.default_rng(0)
+        for wrong in (0.0, 0.5, 0.8, 0.9, 0.95, 1.0):
+            targets = sides["pairs_target"].copy()
+            k = int(round(wrong * n))
+            rows_wrong = rng.choice(n, k, replace=False)
+            targets[rows_wrong] = targets[rng.permutation(rows_wrong)]
+            linear_map = fit_procrustes(sides["pairs_source"], targets)
+            row = {"texts_per_side": n, "share_of_wrong_pairs": wrong,
+                   **heldout_metrics(linear_map(sides["heldout_source"]), sides["heldout_target"]),
+                   "criterion": round(mapped_criterion(linear_map(sides["source"]), sides["target"], settings), 4),
+                   "relational_agreement": round(relational_agreement(linear_map(sides["source"]), sides["target"]), 4)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    top1 = np.array([r["top1"] for r in rows])
+    crit = np.array([r["criterion"] for r in rows])
+    ranks = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    report = {"benchmark": "criterion check (bench/translate.py --criterion-check)", "rows": rows,
+              "spearman_criterion_vs_top1": round(float(np.corrcoef(ranks(top1), ranks(crit))[0, 1]), 4),
+              "spearman_relational_agreement_vs_top1": round(float(np.corrcoef(
+                  ranks(top1), ranks(np.array([r["relational_agreement"] for r in rows])))[0, 1]), 4)}
+    out = args.out if args.out != OUT else OUT.with_name("translate_criterion.json")
+    write_report(report, out, time.perf_counter())
+    print(f"wrote {out}")
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per size: mean and spread over seeds of the unsupervised map's held-out metrics."""
+    out = []
+    for n in sorted({r["texts_per_side"] for r in rows}):
+        group = [r for r in rows if r["texts_per_side"] == n]
+        top1 = [r["unsupervised"]["top1"] for r in group]
+        entry = {"texts_per_side": n, "seeds": len(group), "top1_mean": round(float(np.mean(top1)), 4),
+                 "top1_min": min(top1), "top1_max": max(top1),
+                 "mean_rank_mean": round(float(np.mean([r["unsupervised"]["mean_rank"] for r in group])), 3),
+                 "mean_cosine_mean": round(float(np.mean([r["unsupervised"]["mean_cosine"] for r in group])), 4),
+                 "seconds_mean": round(float(np.mean([r["unsupervised"]["seconds"] for r in group])), 1),
+                 "cpu_seconds_mean": round(float(np.mean([r["unsupervised"].get("cpu_seconds", 0) for r in group])), 1),
+                 "criterion_picked_best_restart": sum(r["unsupervised"]["criterion_picked_best_restart"] for r in group)}
+        if "scifact_ndcg_at_10_test" in group[0]:
+            entry["scifact_ndcg_at_10_test_mean"] = round(float(np.mean([r["scifact_ndcg_at_10_test"] for r in group])), 4)
+        paired = next((r for r in group if "paired" in r), None)
+        if paired is not None:
+            entry["paired"] = paired["paired"]
+            if "paired_scifact_ndcg_at_10_test" in paired:
+                entry["paired_scifact_ndcg_at_10_test"] = paired["paired_scifact_ndcg_at_10_test"]
+        out.append(entry)
+    return out
+
+
+if __name__ == "__main__":
+    main()

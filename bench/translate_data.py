@@ -1,0 +1,181 @@
+"""Vectors for bench/translate.py, computed once and cached outside git (``.tava/bench-translate``).
+
+- mpnet: the shared precomputed vectors (first 20,000 shuffled passages, SciFact queries/corpus);
+- MiniLM (the packaged teacher): the first ``N_PASSAGES`` shuffled passages (the shuffle of the
+  shared vectors' manifest, so row k is the same text on both sides), SciFact queries and corpus;
+- model2vec: a static distillation of the packaged teacher (offline, ~1 min), its passage vectors.
+
+    python bench/translate_data.py        # fills the cache; bench/translate.py calls the same functions
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, SHARED  # noqa: E402,F401 - sets sys.path
+MPNET = MPNET_VECTORS
+CACHE = Path(os.environ.get("TAVA_TRANSLATE_CACHE", ROOT / ".tava" / "bench-translate"))
+# held-out pairs (1,000) + the MiniLM side (10,000); mpnet has the first 20,000. On a machine shared by
+# many jobs, TAVA_TRANSLATE_PASSAGES caps it (the bench uses the contiguous prefix that is cached).
+N_PASSAGES = int(os.environ.get("TAVA_TRANSLATE_PASSAGES", 11000))
+CHUNK = 500  # texts encoded and cached at a time, so an interrupted run keeps its progress
+MPNET_ROWS = 20000
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def shuffled_passages(n: int) -> list[dict]:
+    """The first ``n`` passages in the shared vectors' shuffle (its manifest's recipe)."""
+    rows = read_jsonl(PASSAGES)
+    perm = np.random.default_rng(0).permutation(len(rows))
+    return [rows[i] for i in perm[:n]]
+
+
+def scifact_texts(name: str) -> tuple[list[str], list[str]]:
+    """(ids, texts) of SciFact 'queries' or 'corpus' in file order (documents: title + ' ' + text)."""
+    if name == "queries":
+        rows = read_jsonl(SCIFACT / "queries.jsonl")
+        return [r["_id"] for r in rows], [r["text"] for r in rows]
+    rows = read_jsonl(SCIFACT / "corpus.jsonl")
+    return [r["_id"] for r in rows], [f"{r['title']} {r['text']}" if r.get("title") else r["text"] for r in rows]
+
+
+def mpnet_vectors(name: str) -> tuple[list[str], np.ndarray]:
+    """Shared mpnet vectors (float16 on disk), re-normalised in float32."""
+    import pyarrow.parquet as pq
+
+    from tava_core.io import vectors_from_column
+
+    table = pq.read_table(MPNET / name)
+    vectors = vectors_from_column(table.column("vector")).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return table.column("id").to_pylist(), vectors
+
+
+def _cached(path: Path, compute) -> np.ndarray:
+    if path.is_file():
+        return np.load(path)
+    started = time.perf_counter()
+    vectors = np.asarray(compute(), dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, vectors)
+    os.replace(tmp, path)
+    print(f"cached {path.name} {vectors.shape} in {time.perf_counter() - started:.0f}s", flush=True)
+    return vectors
+
+
+_TEXTS: dict[str, list[str]] = {}
+
+
+def collection_texts(collection: str) -> list[str]:
+    if collection not in _TEXTS:
+        _TEXTS[collection] = ([r["text"] for r in shuffled_passages(N_PASSAGES)] if collection == "passages"
+                              else scifact_texts(collection)[1])
+    return _TEXTS[collection]
+
+
+def encoder_vectors(encoder_spec: str, tag: str, collection: str) -> np.ndarray:
+    """Vectors of 'passages' (the first N_PASSAGES shuffled), 'queries' or 'corpus' by an encoder,
+    cached in chunks of CHUNK texts."""
+    final = CACHE / f"{tag}-{collection}.npy"
+    if final.is_file():
+        return np.load(final)
+    from tava_core.encoders import load_encoder
+
+    texts = collection_texts(collection)
+    kind = "query" if collection == "queries" else "document"
+    blocks = []
+    for start in range(0, len(texts), CHUNK):
+        chunk = texts[start:start + CHUNK]
+        blocks.append(_cached(CACHE / "chunks" / f"{tag}-{collection}-{start}-{len(chunk)}.npy",
+                              lambda: load_encoder(encoder_spec).encode(chunk, kind=kind)))
+    return _cached(final, lambda: np.concatenate(blocks))
+
+
+def cached_only(tag: str, collection: str, prefix_ok: bool | None = None) -> np.ndarray | None:
+    """What the cache holds, computing nothing: the whole collection, else (passages only) the
+    contiguous prefix of chunks done so far, else None."""
+    final = CACHE / f"{tag}-{collection}.npy"
+    if final.is_file():
+        return np.load(final)
+    if not (collection == "passages" if prefix_ok is None else prefix_ok):
+        return None
+    blocks, start = [], 0
+    while (path := next(iter(sorted((CACHE / "chunks").glob(f"{tag}-{collection}-{start}-*.npy"))), None)) is not None:
+        blocks.append(np.load(path))
+        start += len(blocks[-1])
+    return np.concatenate(blocks) if blocks else None
+
+
+def model2vec_dir() -> Path:
+    """A model2vec static distillation of the packaged teacher (its own space, 384-d)."""
+    target = CACHE / "model2vec-minilm"
+    if (target / "model.safetensors").is_file():
+        return target
+    from model2vec.distill import distill
+
+    from tava_core.encoders import resolve_model_path
+    from tava_core.io import atomic_directory
+
+    static = distill(str(resolve_model_path("all-MiniLM-L6-v2")), pca_dims=None, device="cpu")
+    with atomic_directory(target) as tmp:
+        static.save_pretrained(tmp)
+    return target
+
+
+def minilm(collection: str) -> np.ndarray:
+    return encoder_vectors("all-MiniLM-L6-v2", "minilm", collection)
+
+
+def static(collection: str) -> np.ndarray:
+    return encoder_vectors(str(model2vec_dir()), "model2vec", collection)
+
+
+if __name__ == "__main__":
+    import torch
+
+    torch.set_num_threads(2)
+    wanted = sys.argv[1:] or ["minilm:queries", "minilm:passages", "model2vec:passages", "minilm:corpus"]
+    for item in wanted:
+        tag, collection = item.split(":")
+        (minilm if tag == "minilm" else static)(collection)
+
+
+def write_store(work: Path, ids: list[str], vectors: np.ndarray, linear_map, inverse, *,
+                dataset: str) -> tuple[Path, Path]:
+    """A MiniLM vector collection (4 shards + manifest) and a linear map saved as an adapter with
+    its inverse, under a fresh ``work``: what `tava translate` reads. Returns (vector dir, adapter)."""
+    import shutil
+
+    from tava_core.encoders.base import combine_fingerprint
+    from tava_core.io import write_vector_shard
+    from tava_core.manifest import ShardRecord, VectorManifest, save_manifest
+    from tava_core.translate import save_linear_adapter
+
+    shutil.rmtree(work, ignore_errors=True)
+    src = work / "vectors"
+    src.mkdir(parents=True)
+    fingerprint = combine_fingerprint("bench-minilm")
+    records = []
+    for i, block in enumerate(np.array_split(np.arange(len(vectors)), 4)):
+        path = src / f"part-{i:05d}.parquet"
+        written = write_vector_shard(path, [ids[j] for j in block], vectors[block],
+                                     metadata={"fingerprint": fingerprint, "kind": "document"})
+        records.append(ShardRecord(path=path.name, rows=len(block), sha256=written["sha256"]))
+    save_manifest(src, VectorManifest(dataset=dataset, collection="corpus", dim=vectors.shape[1], normalized=True,
+                                      encoder={"name": "all-MiniLM-L6-v2", "fingerprint": fingerprint}, shards=records))
+    adapter = save_linear_adapter(work / "adapter", linear_map, inverse=inverse, metadata={"lineage": {
+        "student": {"name": "all-MiniLM-L6-v2", "fingerprint": fingerprint},
+        "teacher": {"name": "all-mpnet-base-v2", "fingerprint": combine_fingerprint("bench-mpnet")}}})
+    return src, adapter

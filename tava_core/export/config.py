@@ -1,0 +1,32 @@
+"""Configuration of `tava export` (flow ``export-query-encoder``)."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from ..config import TavaModel
+
+DEFAULT_MIN_MEAN_COSINE = 0.99
+
+
+class ExportConfig(TavaModel):
+    """Which query encoder to export as one ONNX file, at which precision, and where."""
+
+    model: str = Field(..., description=(
+        "The query encoder to export: a Stage A transformer student directory, or a Stage B adapter "
+        "directory (student + adapter, exported as one graph)."))
+    precision: Literal["fp32", "int8"] = Field("fp32", description=(
+        "'fp32', or 'int8' (ONNX Runtime dynamic quantisation of the matrix multiplies: smaller and "
+        "faster, refused when its agreement with the fp32 torch encoder is under the gate)."))
+    out: Optional[str] = Field(None, description=(
+        "Output directory; empty = <home>/artifacts/exports/<encoder>-<fingerprint>-<precision>."))
+    teacher: Optional[str] = Field(None, description=(
+        "The teacher whose document vectors the exported queries are searched against (recorded in "
+        "the card); empty = what the adapter's or student's own records name."))
+    min_mean_cosine: float = Field(DEFAULT_MIN_MEAN_COSINE, ge=-1.0, le=1.0, description=(
+        "Gate: the export is refused (nothing saved) when the mean cosine between its vectors and the "
+        "fp32 torch encoder's on the agreement sample is under this."))
+    sample_file: Optional[str] = Field(None, description=(
+        "Texts for the agreement check, one per line (e.g. real queries); empty = a built-in sample."))
+    max_sample: int = Field(512, ge=8, le=100_000, description="Use at most this many texts of the sample file.")

@@ -1,0 +1,45 @@
+"""Run an exported query encoder with onnxruntime, tokenizers and numpy only (no torch, no tava
+model code): what a serving stack does, and what `tava export` measures its agreement with.
+The README's snippet is this, inlined."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+CARD_NAME = "card.json"
+TOKENIZER_NAME = "tokenizer.json"
+
+
+class ExportedQueryEncoder:
+    """``encode(texts) -> float32 (n, dim)`` from an export directory (card, graph, tokenizer)."""
+
+    def __init__(self, directory: str | Path, *, threads: Optional[int] = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.directory = Path(directory)
+        self.card: dict[str, Any] = json.loads((self.directory / CARD_NAME).read_text())
+        # Truncation and padding are configured inside the exported tokenizer.json.
+        self.tokenizer = Tokenizer.from_file(str(self.directory / TOKENIZER_NAME))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(self.directory / self.card["file"]), sess_options=options,
+                                            providers=["CPUExecutionProvider"])
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        prefix = self.card.get("query_prefix", "")
+        out = np.zeros((len(texts), int(self.card["dim"])), dtype=np.float32)
+        # Longest first, as tava's encoders batch: similar lengths waste little padding.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            batch = self.tokenizer.encode_batch([prefix + texts[i] for i in idx])
+            ids = np.array([e.ids for e in batch], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
+            out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out

@@ -1,0 +1,35 @@
+"""Fit a router from arrays: the signals on the student's training texts, the combiner on
+held-out span views of the corpus against the student's true agreement with the teacher."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .calibrate import Calibration, fit_calibration, true_agreement
+from .config import RouterSettings
+from .signals import SignalModel, fit_signal_model
+
+
+@dataclass
+class TextVectors:
+    """Texts with their student (+ adapter) and teacher vectors, row-aligned."""
+
+    texts: Sequence[str]
+    student: np.ndarray
+    teacher: np.ndarray
+
+
+def fit_router(reference: TextVectors, calibration: TextVectors, documents: np.ndarray,
+               settings: RouterSettings) -> tuple[SignalModel, Calibration]:
+    """``reference``: the student's training texts; ``calibration``: held-out query stand-ins;
+    ``documents``: the teacher's vectors of the corpus the router will serve."""
+    model = fit_signal_model(reference.texts, reference.student, reference.teacher, n_heads=settings.n_heads,
+                             bank_size=settings.bank_size, pca_dim=settings.pca_dim, knn=settings.knn,
+                             seed=settings.seed)
+    agreement = true_agreement(calibration.student, calibration.teacher, documents)
+    fitted = fit_calibration(model, calibration.texts, calibration.student, agreement, signals=settings.signals,
+                             target=settings.target, vector_components=settings.vector_components,
+                             alpha=settings.ridge_alpha)
+    return model, fitted

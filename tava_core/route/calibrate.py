@@ -1,0 +1,136 @@
+"""Calibration: the student's TRUE agreement with the teacher on held-out unlabeled texts (the
+teacher runs offline here, never at query time) and a small ridge combiner of the signals that
+predicts it. The combiner's output is the confidence: predicted agreement, in the target's units,
+so a target agreement is directly a threshold and a budget is a quantile of it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+from .signals import SignalModel, compute_signals
+
+Target = Literal["overlap", "cosine", "mean"]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def top_k_sets(queries: np.ndarray, documents: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) indices of the k best documents per query by cosine (order within the k not kept)."""
+    scores = _unit(queries) @ _unit(documents).T
+    k = min(k, scores.shape[1])
+    return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+
+
+def true_agreement(student: np.ndarray, teacher: np.ndarray, documents: np.ndarray, *, k: int = 10,
+                   chunk: int = 1024) -> dict[str, np.ndarray]:
+    """Per text: cosine of the student's (mapped) vector to the teacher's, and the share of the
+    teacher's top-k documents that the student's top-k also holds."""
+    cos = np.sum(_unit(student) * _unit(teacher), axis=1).astype(np.float32)
+    overlap = np.empty(len(student), dtype=np.float32)
+    for start in range(0, len(student), chunk):
+        a = top_k_sets(student[start:start + chunk], documents, k)
+        b = top_k_sets(teacher[start:start + chunk], documents, k)
+        for row in range(len(a)):
+            overlap[start + row] = len(np.intersect1d(a[row], b[row], assume_unique=True)) / a.shape[1]
+    return {"cosine": cos, "overlap": overlap}
+
+
+def agreement_target(agreement: dict[str, np.ndarray], target: Target) -> np.ndarray:
+    if target == "mean":
+        return (0.5 * (agreement["cosine"] + agreement["overlap"])).astype(np.float32)
+    return agreement[target]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = np.argsort(np.argsort(a)).astype(np.float64)
+    rb = np.argsort(np.argsort(b)).astype(np.float64)
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+@dataclass
+class Calibration:
+    """Ridge combiner over standardised features, plus the confidence distribution it produced on
+    the calibration texts (for budget thresholds) and what each signal was worth there."""
+
+    signals: list[str]
+    vector_components: int            # leading PCA components of the student vector used as features
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+    target: str
+    quantiles: np.ndarray             # confidence at 0, 1, ..., 100 % of the calibration texts
+    info: dict = field(default_factory=dict)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"calibration_mean": self.mean, "calibration_scale": self.scale, "calibration_weights": self.weights,
+                "calibration_quantiles": self.quantiles}
+
+    def header(self) -> dict:
+        return {"signals": self.signals, "vector_components": self.vector_components, "bias": self.bias,
+                "target": self.target, "info": self.info}
+
+    @classmethod
+    def from_parts(cls, header: dict, arrays: dict[str, np.ndarray]) -> "Calibration":
+        return cls(signals=list(header["signals"]), vector_components=int(header["vector_components"]),
+                   mean=np.asarray(arrays["calibration_mean"]), scale=np.asarray(arrays["calibration_scale"]),
+                   weights=np.asarray(arrays["calibration_weights"]), bias=float(header["bias"]),
+                   target=str(header["target"]), quantiles=np.asarray(arrays["calibration_quantiles"]),
+                   info=dict(header.get("info", {})))
+
+    def confidence_from_features(self, x: np.ndarray) -> np.ndarray:
+        """Predicted agreement from a feature matrix (``feature_matrix``'s columns)."""
+        return (((x - self.mean) / self.scale) @ self.weights + self.bias).astype(np.float32)
+
+    def threshold_for_budget(self, budget: float) -> float:
+        """The confidence below which ``budget`` of the calibration texts fall."""
+        return float(np.interp(budget * 100.0, np.arange(101), self.quantiles))
+
+    def share_below(self, threshold: float) -> float:
+        """Share of calibration texts whose confidence is below ``threshold``."""
+        return float(np.interp(threshold, self.quantiles, np.arange(101)) / 100.0)
+
+
+def feature_matrix(model: SignalModel, texts: Sequence[str], student: np.ndarray, signals: Sequence[str],
+                   vector_components: int) -> np.ndarray:
+    values = compute_signals(model, texts, student, signals)
+    columns = [np.log1p(values[name]) if name == "length" else values[name] for name in signals]
+    if vector_components:
+        reduced = (_unit(student) - model.pca_mean) @ model.pca[:, 1:vector_components + 1]
+        columns.extend(reduced.T)
+    return np.stack(columns, axis=1).astype(np.float64) if columns else np.zeros((len(texts), 0))
+
+
+def fit_calibration(model: SignalModel, texts: Sequence[str], student: np.ndarray, agreement: dict[str, np.ndarray],
+                    *, signals: Sequence[str], target: Target = "overlap", vector_components: int = 0,
+                    alpha: float = 10.0) -> Calibration:
+    """Fit the combiner on calibration texts (held out from the student's training)."""
+    x = feature_matrix(model, texts, student, signals, vector_components)
+    y = agreement_target(agreement, target).astype(np.float64)
+    mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-9)
+    z = (x - mean) / scale
+    weights = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y.mean())) if z.shape[1] else np.zeros(0)
+    calibration = Calibration(signals=list(signals), vector_components=vector_components, mean=mean, scale=scale,
+                              weights=weights, bias=float(y.mean()), target=target, quantiles=np.zeros(101))
+    confidence = calibration.confidence_from_features(x)
+    calibration.quantiles = np.percentile(confidence, np.arange(101))
+    values = compute_signals(model, texts, student, signals)
+    calibration.info = {
+        "texts": len(texts), "alpha": alpha,
+        "spearman_with_target": {name: spearman(-values[name], y) for name in signals},
+        "combined_spearman_in_sample": spearman(confidence, y),
+        "mean_agreement": {k: float(v.mean()) for k, v in agreement.items()},
+    }
+    return calibration
+
+
+def confidence(model: SignalModel, calibration: Calibration, texts: Sequence[str], student: np.ndarray) -> np.ndarray:
+    """Predicted agreement with the teacher per text (higher = safer to answer with the student)."""
+    x = feature_matrix(model, texts, student, calibration.signals, calibration.vector_components)
+    return calibration.confidence_from_features(x)

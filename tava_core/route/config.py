@@ -1,0 +1,59 @@
+"""``RouterConfig``: what `tava calibrate-router` / flow ``calibrate-router`` take (one definition
+for the CLI, config files, flow parameters and the Prefect UI form)."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from ..config import TEACHER_ALIAS, TavaModel
+from .signals import SIGNAL_NAMES
+
+
+class RouterSettings(TavaModel):
+    """How the confidence score is built (chosen on SciFact's train queries in bench/route.py)."""
+
+    signals: list[str] = Field(default_factory=lambda: ["knn_distance", "head_disagreement", "rare_word_share",
+                                                        "length"], description=(
+        f"Confidence signals to combine, from: {', '.join(SIGNAL_NAMES)}."))
+    vector_components: int = Field(16, ge=0, le=256, description=(
+        "Leading PCA components of the student's query vector given to the combiner as well (a learned "
+        "confidence score: which regions of the space the student maps badly); 0 = signals only."))
+    target: Literal["overlap", "cosine", "mean"] = Field("overlap", description=(
+        "Agreement the combiner predicts: top-10 overlap of student and teacher results over the corpus, "
+        "cosine of the two vectors, or their mean."))
+    n_heads: int = Field(4, ge=2, le=16, description="Linear heads on bootstrap halves (head_disagreement).")
+    bank_size: int = Field(4096, ge=16, description="Training texts kept (PCA-reduced) for knn_distance.")
+    pca_dim: int = Field(64, ge=4, le=1024, description="PCA size of the bank (cost per query ~ bank_size x pca_dim).")
+    knn: int = Field(10, ge=1, description="Neighbours averaged by knn_distance.")
+    ridge_alpha: float = Field(10.0, gt=0, description="Ridge penalty of the combiner.")
+    seed: int = Field(0, description="Seed for heads, bank and span sampling.")
+
+    @model_validator(mode="after")
+    def _known_signals(self) -> "RouterSettings":
+        unknown = [s for s in self.signals if s not in SIGNAL_NAMES]
+        if unknown:
+            raise ValueError(f"unknown signals {unknown}; known: {', '.join(SIGNAL_NAMES)}")
+        return self
+
+
+class RouterConfig(TavaModel):
+    """Calibrate a confidence router: student (+ adapter) for confident queries, teacher for the rest."""
+
+    name: str = Field("router", description="Router name: output <home>/artifacts/routers/<name>/.")
+    student: str = Field(..., description="Student encoder (a student, or a student + adapter directory).")
+    teacher: str = Field(TEACHER_ALIAS, description="Teacher encoder (alias or directory); it encodes documents.")
+    dataset: str = Field(..., description=(
+        "Retrieval dataset the router will serve (BEIR directory or ingested dataset): its corpus gives "
+        "the documents for top-10 agreement and the span views that stand in for queries. Labels unused."))
+    reference: list[str] = Field(default_factory=list, description=(
+        "Datasets (BEIR dirs, ingested datasets, or .jsonl(.gz) files with 'text') the student was trained on: "
+        "the signals' 'seen' manifold. Empty = the dataset's own corpus."))
+    max_reference_texts: int = Field(4000, ge=16, description="Training texts sampled for the signals.")
+    calibration_texts: int = Field(2000, ge=32, description="Span views of the corpus used to calibrate.")
+    teacher_budget: Optional[float] = Field(0.1, ge=0.0, le=1.0, description=(
+        "Share of queries (0-1) the teacher may take; sets the threshold from the calibration texts."))
+    target_agreement: Optional[float] = Field(None, ge=0.0, le=1.0, description=(
+        "Instead of a budget: route queries whose predicted agreement is below this (0-1)."))
+    settings: RouterSettings = Field(default_factory=RouterSettings, description="Confidence score settings.")
+    output: Optional[str] = Field(None, description="Output directory; empty = <home>/artifacts/routers/<name>.")

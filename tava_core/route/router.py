@@ -1,0 +1,208 @@
+"""A confidence router saved as a directory, and the query encoder ``load_encoder`` makes of it.
+
+Directory layout (written atomically, ``router.json`` describes ``router.safetensors``):
+- ``router.safetensors``: the signal model (heads, maps, PCA bank, word counts) and the combiner;
+- ``router.json``: student and teacher specs with their fingerprints, signal settings, the
+  calibration record, the threshold (from a budget or a target agreement);
+- ``tava_encoder.json``: ``{"type": "router", "student": {...}, "teacher": {...}}``.
+
+Queries: the student (+ adapter) encodes the batch, the router scores confidence, and only the
+queries under the threshold are re-encoded by the teacher. Documents are always the teacher's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..config import EncoderSpec
+from ..encoders.base import Encoder, TextKind, combine_fingerprint
+from ..errors import ConfigError, ModelLoadError
+from ..io import atomic_directory, read_json, sha256_file, write_json
+from ..modeldir import ENCODER_MARKER
+from .calibrate import Calibration, confidence
+from .signals import SignalModel
+
+ROUTER_JSON = "router.json"
+ROUTER_WEIGHTS = "router.safetensors"
+FORMAT = "tava-router-1"
+
+
+def check_budget(budget: float, *, where: str = "teacher_budget") -> float:
+    if not 0.0 <= float(budget) <= 1.0:
+        raise ConfigError(f"{where} must be a share of queries in [0, 1], got {budget}",
+                          hint="e.g. --teacher-budget 0.1 sends the least confident 10% of queries to the teacher")
+    return float(budget)
+
+
+@dataclass
+class Threshold:
+    """Confidence threshold: queries whose confidence is below it go to the teacher."""
+
+    mode: str                 # "budget" | "agreement"
+    value: float              # the budget share, or the target agreement
+    threshold: float          # on the confidence scale
+    expected_share: float     # share of the calibration texts under it
+
+
+def threshold_from(calibration: Calibration, *, teacher_budget: Optional[float] = None,
+                   target_agreement: Optional[float] = None) -> Threshold:
+    """A budget (share of queries the teacher may take) or a target agreement (the confidence is
+    predicted agreement in the calibration target's units), exactly one of them."""
+    if (teacher_budget is None) == (target_agreement is None):
+        raise ConfigError("give exactly one of teacher_budget and target_agreement",
+                          hint="--teacher-budget 0.1, or --target-agreement 0.7")
+    if teacher_budget is not None:
+        budget = check_budget(teacher_budget)
+        threshold = -np.inf if budget == 0 else np.inf if budget == 1 else calibration.threshold_for_budget(budget)
+        return Threshold("budget", budget, float(threshold), budget)
+    if not 0.0 <= float(target_agreement) <= 1.0:
+        raise ConfigError(f"target_agreement must be in [0, 1], got {target_agreement}",
+                          hint=f"it is the predicted {calibration.target} agreement with the teacher, e.g. 0.7")
+    return Threshold("agreement", float(target_agreement), float(target_agreement),
+                     calibration.share_below(float(target_agreement)))
+
+
+def save_router(directory: str | Path, *, student: EncoderSpec, student_fingerprint: str, teacher: EncoderSpec,
+                teacher_fingerprint: str, signal_model: SignalModel, calibration: Calibration,
+                threshold: Threshold, report: Optional[dict[str, Any]] = None) -> Path:
+    """Write a router directory atomically (weights, then the JSON files that describe them)."""
+    from safetensors.numpy import save_file
+
+    arrays = {**signal_model.arrays(), **calibration.arrays()}
+    with atomic_directory(directory) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ROUTER_WEIGHTS),
+                  metadata={"format": FORMAT})
+        write_json(tmp / ROUTER_JSON, {
+            "format": FORMAT,
+            "student": {"spec": student.model_dump(mode="json"), "fingerprint": student_fingerprint},
+            "teacher": {"spec": teacher.model_dump(mode="json"), "fingerprint": teacher_fingerprint},
+            "signals": {"knn": signal_model.knn, "rare_below": signal_model.rare_below, "info": signal_model.info},
+            "calibration": calibration.header(),
+            "threshold": threshold.__dict__,
+            "weights_sha256": sha256_file(tmp / ROUTER_WEIGHTS),
+            "report": report or {},
+        })
+        write_json(tmp / ENCODER_MARKER, {"type": "router", "student": student.model_dump(mode="json"),
+                                          "teacher": teacher.model_dump(mode="json")})
+    return Path(directory)
+
+
+class RoutedEncoder(Encoder):
+    """Student (+ adapter) for confident queries, teacher for the rest; teacher for documents."""
+
+    normalized = True
+
+    def __init__(self, student: Encoder, teacher: Encoder, signal_model: SignalModel, calibration: Calibration,
+                 threshold: Threshold, *, weights_sha256: str, name: str) -> None:
+        if student.dim != teacher.dim:
+            raise ModelLoadError(f"the router's student gives {student.dim}-d vectors, its teacher {teacher.dim}-d",
+                                 hint="route a student whose vectors are in the teacher's space (Stage A, or + adapter)")
+        self.student, self.teacher = student, teacher
+        self.signal_model, self.calibration, self.threshold = signal_model, calibration, threshold
+        self.weights_sha256 = weights_sha256
+        self.name = name
+        self.dim = teacher.dim
+        self.queries_seen = 0
+        self.queries_routed = 0
+        self.last_routed_share = 0.0
+
+    @property
+    def fingerprint(self) -> str:
+        return combine_fingerprint(self.student.fingerprint, self.teacher.fingerprint, self.weights_sha256,
+                                   self.threshold.threshold)
+
+    def with_budget(self, teacher_budget: float) -> "RoutedEncoder":
+        """The same router with its threshold set by another budget (statistics start at zero)."""
+        return RoutedEncoder(self.student, self.teacher, self.signal_model, self.calibration,
+                             threshold_from(self.calibration, teacher_budget=teacher_budget),
+                             weights_sha256=self.weights_sha256, name=self.name)
+
+    def confidence(self, texts: Sequence[str], student_vectors: np.ndarray) -> np.ndarray:
+        return confidence(self.signal_model, self.calibration, texts, student_vectors)
+
+    def route(self, texts: Sequence[str], *, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """Vectors plus what happened: ``routed`` (bool per query) and ``confidence``."""
+        texts = list(texts)
+        vectors = self.student.encode(texts, kind="query", batch_size=batch_size)
+        scores = self.confidence(texts, vectors) if texts else np.zeros(0, np.float32)
+        routed = scores < self.threshold.threshold
+        if routed.any():
+            picked = [texts[i] for i in np.flatnonzero(routed)]
+            vectors = vectors.copy()
+            vectors[routed] = self.teacher.encode(picked, kind="query", batch_size=batch_size)
+        self.queries_seen += len(texts)
+        self.queries_routed += int(routed.sum())
+        self.last_routed_share = float(routed.mean()) if len(texts) else 0.0
+        return {"vectors": vectors, "routed": routed, "confidence": scores}
+
+    def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
+               show_progress: bool = False) -> np.ndarray:
+        if kind == "document":
+            return self.teacher.encode(texts, kind="document", batch_size=batch_size, show_progress=show_progress)
+        return self.route(texts, batch_size=batch_size)["vectors"]
+
+    @property
+    def routed_share(self) -> float:
+        """Share of all queries seen so far that went to the teacher."""
+        return self.queries_routed / self.queries_seen if self.queries_seen else 0.0
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "student": self.student.info(), "teacher": self.teacher.info(),
+                "threshold": self.threshold.__dict__, "routed_share": self.routed_share}
+
+
+def _load_part(directory: Path, record: dict, role: str, outer: Optional[EncoderSpec]) -> Encoder:
+    from ..encoders import load_encoder
+
+    data = dict(record["spec"])
+    model = str(data["model"])
+    if not Path(model).is_absolute() and (directory / model).exists():
+        data["model"] = str((directory / model).resolve())
+    if outer is not None:
+        data.update(device=outer.device, dtype=outer.dtype, batch_size=outer.batch_size)
+    try:
+        encoder = load_encoder(EncoderSpec.model_validate(data))
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"the router's {role} {model!r} cannot be loaded: {exc.message}",
+                             path=directory / ROUTER_JSON,
+                             hint=f"put the {role} back at that path, or recalibrate: "
+                                  f"tava calibrate-router --{role} MODEL ...") from None
+    if encoder.fingerprint != record["fingerprint"]:
+        raise ModelLoadError(f"the router was calibrated for {role} fingerprint {record['fingerprint'][:12]} but "
+                             f"{model!r} now has {encoder.fingerprint[:12]} (retrained or different options)",
+                             path=directory / ROUTER_JSON,
+                             hint=f"recalibrate the router with this {role}: tava calibrate-router --{role} {model}")
+    return encoder
+
+
+def load_router(directory: str | Path, spec: Optional[EncoderSpec] = None, *,
+                teacher_budget: Optional[float] = None) -> RoutedEncoder:
+    """Factory for ``ENCODER_TYPES['router']``; ``teacher_budget`` overrides the saved threshold."""
+    from safetensors.numpy import load_file
+
+    directory = Path(directory)
+    meta_path = directory / ROUTER_JSON
+    if not meta_path.is_file() or not (directory / ROUTER_WEIGHTS).is_file():
+        raise ModelLoadError(f"not a router directory (needs {ROUTER_JSON} and {ROUTER_WEIGHTS})", path=directory,
+                             hint="make one with `tava calibrate-router`")
+    meta = read_json(meta_path)
+    if meta.get("format") != FORMAT:
+        raise ModelLoadError(f"unknown router format {meta.get('format')!r}", path=meta_path,
+                             hint=f"this tava reads {FORMAT}; recalibrate with `tava calibrate-router`")
+    if sha256_file(directory / ROUTER_WEIGHTS) != meta["weights_sha256"]:
+        raise ModelLoadError(f"{ROUTER_WEIGHTS} does not match the checksum in {ROUTER_JSON} (changed or truncated)",
+                             path=directory / ROUTER_WEIGHTS, hint="recalibrate with `tava calibrate-router`")
+    arrays = load_file(str(directory / ROUTER_WEIGHTS))
+    signals = meta["signals"]
+    signal_model = SignalModel.from_arrays(arrays, knn=int(signals["knn"]), rare_below=int(signals["rare_below"]),
+                                           info=signals.get("info", {}))
+    calibration = Calibration.from_parts(meta["calibration"], arrays)
+    student = _load_part(directory, meta["student"], "student", spec)
+    teacher = _load_part(directory, meta["teacher"], "teacher", spec)
+    threshold = (threshold_from(calibration, teacher_budget=teacher_budget) if teacher_budget is not None
+                 else Threshold(**meta["threshold"]))
+    return RoutedEncoder(student, teacher, signal_model, calibration, threshold,
+                         weights_sha256=meta["weights_sha256"], name=directory.name)

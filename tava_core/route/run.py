@@ -1,0 +1,136 @@
+"""Calibrate a router from datasets (what flow ``calibrate-router`` runs) and evaluate one on a
+retrieval split (what ``tava evaluate --router`` adds). Pure core: no Prefect."""
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..config import EncoderSpec
+from ..distill.spans import make_spans
+from ..encoders import load_encoder
+from ..errors import InputError
+from ..evaluate.data import RetrievalData, load_retrieval_data
+from ..evaluate.vectors import embed_corpus, load_corpus_vectors
+from ..home import TavaHome
+from .build import TextVectors, fit_router
+from .config import RouterConfig
+from .curves import SHARES, curves_from_vectors
+from .report import write_route_report
+from .router import RoutedEncoder, load_router, save_router, threshold_from
+
+CALIBRATION_SEED = 1234   # span views for calibration differ from Stage A's training spans (seed 0)
+
+
+def read_texts(source: str, home: TavaHome) -> list[str]:
+    """Texts of a BEIR directory's corpus, an ingested dataset (every collection but queries), or a
+    .jsonl(.gz) file of objects with 'text'."""
+    path = Path(source).expanduser()
+    if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            return [row["text"] for row in map(json.loads, handle) if row.get("text")]
+    if (path / "corpus.jsonl").is_file():
+        with open(path / "corpus.jsonl", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+        return [f"{r.get('title', '')} {r['text']}".strip() for r in rows]
+    from ..distill.data import read_collection_texts
+    from ..manifest import load_dataset_manifest
+
+    directory = path if (path / "manifest.json").is_file() else home.dataset_dir(source)
+    if not (directory / "manifest.json").is_file():
+        raise InputError(f"no texts at {source!r}: not a BEIR directory, an ingested dataset or a .jsonl(.gz) file",
+                         path=path, hint="give the datasets the student was trained on (e.g. --reference passages)")
+    manifest = load_dataset_manifest(directory)
+    texts: list[str] = []
+    for name, collection in manifest.collections.items():
+        if name != "queries":
+            texts.extend(read_collection_texts(directory, collection.shards)[1])
+    return texts
+
+
+def _sample(texts: Sequence[str], n: int, seed: int) -> list[str]:
+    if len(texts) <= n:
+        return list(texts)
+    pick = np.random.default_rng(seed).choice(len(texts), size=n, replace=False)
+    return [texts[i] for i in sorted(pick)]
+
+
+def calibration_spans(data: RetrievalData, n: int, seed: int = CALIBRATION_SEED) -> list[str]:
+    """One short span view per corpus document (query stand-ins, no labels), ``n`` of them."""
+    _, spans = make_spans(data.corpus_ids, data.document_texts, 1, seed)
+    return _sample(spans, n, seed)
+
+
+def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test",
+                     show_progress: bool = False) -> dict[str, Any]:
+    """Fit and save a router; returns its record (directory, threshold, calibration summary)."""
+    started = time.time()
+    student = load_encoder(config.student, cache=False)
+    teacher = load_encoder(config.teacher)
+    threshold_from_check = (config.teacher_budget, config.target_agreement)
+    data = load_retrieval_data(config.dataset, split, home)   # its corpus; qrels are not used here
+    documents = load_corpus_vectors(data, embed_corpus(data, teacher, home, show_progress=show_progress))
+    sources = config.reference or [config.dataset]
+    reference_texts = [t for s in sources for t in read_texts(s, home)]
+    base = _sample(reference_texts, config.max_reference_texts // 2, config.settings.seed)
+    _, spans = make_spans([str(i) for i in range(len(base))], base, 1, config.settings.seed)
+    reference = base + spans     # texts and short views of them, as Stage A trains on
+    calib = calibration_spans(data, config.calibration_texts)
+    ref = TextVectors(reference, student.encode(reference, kind="document"), teacher.encode(reference, kind="document"))
+    cal = TextVectors(calib, student.encode(calib, kind="query"), teacher.encode(calib, kind="query"))
+    model, calibration = fit_router(ref, cal, documents, config.settings)
+    budget, target = threshold_from_check
+    threshold = threshold_from(calibration, teacher_budget=None if target is not None else budget,
+                               target_agreement=target)
+    out = Path(config.output) if config.output else home.artifacts / "routers" / config.name
+    report = {"dataset": data.summary(), "reference": sources, "reference_texts": len(reference),
+              "calibration_texts": len(calib), "settings": config.settings.model_dump(mode="json"),
+              "seconds": time.time() - started}
+    save_router(out, student=EncoderSpec(model=str(Path(config.student).resolve()) if Path(config.student).exists()
+                                         else config.student),
+                student_fingerprint=student.fingerprint, teacher=EncoderSpec(model=config.teacher),
+                teacher_fingerprint=teacher.fingerprint, signal_model=model, calibration=calibration,
+                threshold=threshold, report=report)
+    return {"directory": str(out), "threshold": threshold.__dict__, "calibration": calibration.info, **report}
+
+
+def per_query_seconds(fn, texts: Sequence[str], repeats: int = 3) -> float:
+    """Best-of-``repeats`` seconds per query of ``fn(texts)`` (best = least disturbed on a shared CPU)."""
+    fn(list(texts[:16]))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(list(texts))
+        best = min(best, time.perf_counter() - start)
+    return best / max(len(texts), 1)
+
+
+def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, home: TavaHome, out_dir: Path, *,
+                    shares: Sequence[float] = SHARES, documents: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """The routed mode's curves on one split (router vs random, longest-first and both oracles),
+    the cost per query, and the share the router's own threshold actually routes; files in out_dir."""
+    if not isinstance(router, RoutedEncoder):
+        router = load_router(router)
+    if documents is None:
+        documents = load_corpus_vectors(data, embed_corpus(data, router.teacher, home, show_progress=False))
+    texts = data.query_texts
+    student_q = router.student.encode(texts, kind="query")
+    teacher_q = router.teacher.encode(texts, kind="query")
+    scores = router.confidence(texts, student_q)
+    costs = {"student": per_query_seconds(lambda t: router.student.encode(t, kind="query"), texts),
+             "confidence": per_query_seconds(lambda t: router.confidence(t, student_q[:len(t)]), texts),
+             "teacher": per_query_seconds(lambda t: router.teacher.encode(t, kind="query"), texts)}
+    curves = curves_from_vectors(student_queries=student_q, teacher_queries=teacher_q, documents=documents,
+                                 query_ids=data.query_ids, query_texts=texts, doc_ids=data.corpus_ids,
+                                 qrels=data.qrels, confidence=scores, shares=shares, costs=costs)
+    curves["threshold"] = router.threshold.__dict__
+    curves["routed_share_at_threshold"] = float((scores < router.threshold.threshold).mean())
+    curves["dataset"] = data.summary()
+    curves["router"] = {"name": router.name, "fingerprint": router.fingerprint}
+    curves["files"] = write_route_report(curves, out_dir)
+    return curves

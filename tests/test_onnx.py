@@ -1,0 +1,304 @@
+"""ONNX Runtime backend and `tava export`: agreement with torch, fingerprints, the export cache
+(reused, rebuilt when stale or corrupt, refusals), the query-encoder export (round trip, int8
+gate), the README snippet without torch, and bad input."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tava_core.config import EncoderSpec
+from tava_core.encoders import load_encoder
+from tava_core.encoders.onnx_backend import resolve_backend
+from tava_core.errors import ConfigError, InputError
+from tava_core.export import cache as onnx_cache
+from tava_core.export import graph as onnx_graph
+from tava_core.export.config import ExportConfig
+from tava_core.export.query_encoder import ExportRefused, export_query_encoder
+from tava_core.export.standalone import ExportedQueryEncoder
+from tava_core.home import TavaHome
+
+from helpers import synthetic_texts
+
+pytest.importorskip("onnxruntime")
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = synthetic_texts(40, seed=3) + ["x", "Ünïcode and émojis 🙂", "word " * 300]
+
+
+def _spec(model: Path | str, backend: str, **kw) -> EncoderSpec:
+    return EncoderSpec(model=str(model), backend=backend, **kw)
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh home per test, so each starts with an empty ONNX cache."""
+    root = tmp_path / "home"
+    monkeypatch.setenv("TAVA_HOME", str(root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def dense_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny BERT with CLS pooling and a Dense projection 32 -> 24 (a projected student's layout)."""
+    from tava_core.distill.students import _write_dense
+
+    out = tmp_path_factory.mktemp("tiny-dense") / "model"
+    shutil.copytree(tiny_model_dir, out)
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
+    torch.manual_seed(1)
+    _write_dense(out / "2_Dense", torch.nn.Linear(32, 24))
+    modules = json.loads((out / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (out / "modules.json").write_text(json.dumps(modules))
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, dense_model_dir) -> Path:
+    """A Stage B adapter over the dense tiny student (tava_encoder.json names the student)."""
+    from tava_core.adapter import Vec2VecAdapter, save_adapter
+
+    torch.manual_seed(2)
+    adapter = Vec2VecAdapter(24, 16, [32]).eval()
+    with torch.no_grad():  # a non-trivial correction (the head starts at zero)
+        adapter.net.head.weight.normal_(0, 0.2)
+    spec = EncoderSpec(model=str(dense_model_dir)).model_dump(mode="json")
+    return save_adapter(tmp_path_factory.mktemp("adapter") / "adapter", adapter, student=spec,
+                        metadata={"lineage": {"teacher": {"name": "all-MiniLM-L6-v2", "dim": 384}}})
+
+
+# ------------------------------------------------------------------------------- backend choice
+
+def test_resolve_backend_choices_and_fallbacks(caplog):
+    assert resolve_backend("torch", "cpu", available=True) == "torch"
+    assert resolve_backend("onnx", "cpu", available=True) == "onnx"
+    assert resolve_backend("auto", "cpu", available=True) == "onnx"
+    assert resolve_backend("auto", "cuda", available=True) == "torch"
+    with caplog.at_level(logging.WARNING):
+        assert resolve_backend("auto", "cpu", available=False) == "torch"
+    assert "onnxruntime is not installed" in caplog.text
+    with pytest.raises(ConfigError, match="needs onnx and onnxruntime"):
+        resolve_backend("onnx", "cpu", available=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert resolve_backend("onnx", "cuda", available=True) == "torch"
+    assert "CPU only" in caplog.text
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        EncoderSpec(backend="tensorrt")
+
+
+# ------------------------------------------------------------------------------- agreement
+
+@pytest.mark.parametrize("model", ["tiny", "dense"])
+def test_onnx_backend_matches_torch_and_keeps_the_fingerprint(home, model, tiny_model_dir, dense_model_dir):
+    directory = tiny_model_dir if model == "tiny" else dense_model_dir
+    spec_kw = dict(query_prefix="query: ", batch_size=7)
+    torch_encoder = load_encoder(_spec(directory, "torch", **spec_kw), cache=False)
+    onnx_encoder = load_encoder(_spec(directory, "onnx", **spec_kw), cache=False)
+    for kind in ("query", "document"):
+        expected = torch_encoder.encode(TEXTS, kind=kind)
+        got = onnx_encoder.encode(TEXTS, kind=kind)
+        assert np.abs(got - expected).max() <= 1e-4
+    assert onnx_encoder.backend == "onnx" and onnx_encoder._model is None  # torch weights let go after export
+    cached = load_encoder(_spec(directory, "onnx", **spec_kw), cache=False)
+    assert np.abs(cached.encode(TEXTS) - expected).max() <= 1e-4
+    assert cached._model is None  # served from the export cache: torch weights never loaded
+    assert onnx_encoder.fingerprint == torch_encoder.fingerprint
+    assert onnx_encoder.dim == (32 if model == "tiny" else 24)
+    record = json.loads((onnx_cache.entry_dir(onnx_encoder.name, onnx_encoder.fingerprint) / "export.json").read_text())
+    assert record["verdict"] == "accepted" and record["agreement"]["max_abs_diff"] <= 1e-4
+    assert onnx_encoder.encode([]).shape == (0, onnx_encoder.dim)
+
+
+@pytest.mark.slow
+def test_packaged_teacher_onnx_matches_torch(home):
+    texts = TEXTS[:12]
+    expected = load_encoder(_spec("all-MiniLM-L6-v2", "torch"), cache=False).encode(texts)
+    onnx_encoder = load_encoder(_spec("all-MiniLM-L6-v2", "auto"), cache=False)
+    assert onnx_encoder.backend == "onnx"
+    assert np.abs(onnx_encoder.encode(texts) - expected).max() <= 1e-4
+
+
+# ------------------------------------------------------------------------------- export cache
+
+def _entry(encoder) -> Path:
+    return onnx_cache.entry_dir(encoder.name, encoder.fingerprint)
+
+
+def test_cache_is_reused_and_rebuilt_when_corrupt_or_stale(home, tiny_model_dir, monkeypatch):
+    first = load_encoder(_spec(tiny_model_dir, "onnx"), cache=False)
+    reference = first.encode(TEXTS)
+    entry = _entry(first)
+    exports = []
+    real_export = onnx_graph.export_graph
+    monkeypatch.setattr(onnx_graph, "export_graph", lambda *a, **k: exports.append(1) or real_export(*a, **k))
+
+    load_encoder(_spec(tiny_model_dir, "onnx"), cache=False).encode(TEXTS[:3])
+    assert exports == []  # a valid entry is served from the cache
+
+    graph_file = entry / "model.onnx"
+    graph_file.write_bytes(graph_file.read_bytes()[:1000])  # truncated: sha256 no longer matches
+    rebuilt = load_encoder(_spec(tiny_model_dir, "onnx"), cache=False)
+    assert np.abs(rebuilt.encode(TEXTS) - reference).max() <= 1e-6 and rebuilt.backend == "onnx"
+    assert len(exports) == 1
+
+    record_file = entry / "export.json"
+    record = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps({**record, "format": onnx_cache.EXPORT_FORMAT - 1}))  # an older export format
+    load_encoder(_spec(tiny_model_dir, "onnx"), cache=False).encode(TEXTS[:3])
+    assert len(exports) == 2
+
+    record_file.write_text("{not json")
+    load_encoder(_spec(tiny_model_dir, "onnx"), cache=False).encode(TEXTS[:3])
+    assert len(exports) == 3 and json.loads(record_file.read_text())["verdict"] == "accepted"
+    assert not [p for p in entry.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_disagreeing_graph_is_refused_and_torch_used(home, tiny_model_dir, monkeypatch, caplog):
+    monkeypatch.setattr(onnx_cache, "TOLERANCE", -1.0)  # nothing can agree this closely
+    expected = load_encoder(_spec(tiny_model_dir, "torch"), cache=False).encode(TEXTS)
+    with caplog.at_level(logging.WARNING):
+        encoder = load_encoder(_spec(tiny_model_dir, "onnx"), cache=False)
+        got = encoder.encode(TEXTS)
+    assert encoder.backend == "torch" and "encoding with torch instead" in caplog.text
+    np.testing.assert_array_equal(got, expected)
+    entry = _entry(encoder)
+    assert json.loads((entry / "export.json").read_text())["verdict"] == "refused"
+    assert not (entry / "model.onnx").exists()
+    # The refusal is cached: the next load does not export again.
+    monkeypatch.setattr(onnx_graph, "export_graph", lambda *a, **k: pytest.fail("re-exported a refused encoder"))
+    assert load_encoder(_spec(tiny_model_dir, "onnx"), cache=False).encode(TEXTS[:2]).shape == (2, 32)
+
+
+def test_unexportable_encoder_falls_back_to_torch(home, tiny_model_dir, monkeypatch, caplog):
+    def broken_export(*args, **kwargs):
+        raise RuntimeError("Unsupported: custom operator MyAttention")
+
+    monkeypatch.setattr(torch.onnx, "export", broken_export)
+    with caplog.at_level(logging.WARNING):
+        encoder = load_encoder(_spec(tiny_model_dir, "auto"), cache=False)
+        got = encoder.encode(TEXTS[:5])
+    assert encoder.backend == "torch" and "cannot be exported to ONNX" in caplog.text
+    np.testing.assert_allclose(got, load_encoder(_spec(tiny_model_dir, "torch"), cache=False).encode(TEXTS[:5]))
+    assert not (_entry(encoder) / "export.json").exists()  # a failure is not cached as a verdict
+
+
+# ------------------------------------------------------------------------------- tava export
+
+def test_export_round_trip_student_plus_adapter(tmp_path, adapter_dir):
+    out = tmp_path / "export"
+    card = export_query_encoder(ExportConfig(model=str(adapter_dir), out=str(out)), TavaHome(tmp_path / "home"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["card.json", "model.onnx", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"])
+    on_disk = json.loads((out / "card.json").read_text())
+    assert on_disk["precision"] == "fp32" and on_disk["dim"] == 16 and on_disk["encoder"]["adapter"] is True
+    assert on_disk["teacher"]["name"] == "all-MiniLM-L6-v2" and on_disk["agreement"]["mean_cosine"] > 0.9999
+    from tava_core.io import sha256_file
+
+    assert on_disk["sha256"] == sha256_file(out / "model.onnx") and card["path"] == str(out)
+    expected = load_encoder(_spec(adapter_dir, "torch"), cache=False).encode(TEXTS, kind="query")
+    got = ExportedQueryEncoder(out).encode(TEXTS)
+    assert np.abs(got - expected).max() <= 1e-4
+    # Dynamic axes: one text, and a batch of a size and length never seen at export time.
+    single = ExportedQueryEncoder(out).encode(["word " * 100], batch_size=1)
+    assert np.abs(single - load_encoder(_spec(adapter_dir, "torch"), cache=False).encode(
+        ["word " * 100], kind="query")).max() <= 1e-4
+
+
+def test_int8_export_is_smaller_and_gated(tmp_path, dense_model_dir):
+    home = TavaHome(tmp_path / "home")
+    int8 = export_query_encoder(ExportConfig(model=str(dense_model_dir), precision="int8", min_mean_cosine=0.9,
+                                             out=str(tmp_path / "int8")), home)
+    fp32 = export_query_encoder(ExportConfig(model=str(dense_model_dir), out=str(tmp_path / "fp32")), home)
+    assert int8["precision"] == "int8" and int8["bytes"] < fp32["bytes"]
+    assert 0.9 <= int8["agreement"]["mean_cosine"] < fp32["agreement"]["mean_cosine"]
+    # An impossible gate: refused, and nothing is saved (not even a partial directory).
+    refused_out = tmp_path / "refused"
+    with pytest.raises(ExportRefused, match="int8 export refused: mean cosine"):
+        export_query_encoder(ExportConfig(model=str(dense_model_dir), precision="int8", min_mean_cosine=1.0,
+                                          out=str(refused_out)), home)
+    assert not refused_out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".refused")]
+    # A refused re-export leaves an earlier good export in place.
+    with pytest.raises(ExportRefused):
+        export_query_encoder(ExportConfig(model=str(dense_model_dir), precision="int8", min_mean_cosine=1.0,
+                                          out=str(tmp_path / "int8")), home)
+    assert json.loads((tmp_path / "int8" / "card.json").read_text())["sha256"] == int8["sha256"]
+
+
+def test_export_bad_input(tmp_path, tiny_model_dir):
+    home = TavaHome(tmp_path / "home")
+    static_dir = tmp_path / "static"
+    static_dir.mkdir()
+    (static_dir / "config.json").write_text(json.dumps({"model_type": "model2vec", "normalize": True}))
+    shutil.copy(tiny_model_dir / "tokenizer.json", static_dir / "tokenizer.json")
+    from safetensors.torch import save_file
+
+    save_file({"embeddings": torch.randn(30522, 8)}, str(static_dir / "model.safetensors"))
+    with pytest.raises(ConfigError, match="cannot export a StaticEncoder"):
+        export_query_encoder(ExportConfig(model=str(static_dir), out=str(tmp_path / "o1")), home)
+    with pytest.raises(InputError, match="sample file not found"):
+        export_query_encoder(ExportConfig(model=str(tiny_model_dir), sample_file=str(tmp_path / "nope.txt")), home)
+    short = tmp_path / "short.txt"
+    short.write_text("one\ntwo\n\n")
+    with pytest.raises(InputError, match="has 2 non-empty lines"):
+        export_query_encoder(ExportConfig(model=str(tiny_model_dir), sample_file=str(short)), home)
+    from tava_core.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="model not found"):
+        export_query_encoder(ExportConfig(model=str(tmp_path / "missing")), home)
+    assert not (home.artifacts / "exports").exists()
+
+
+def test_readme_snippet_runs_without_torch(tmp_path, adapter_dir):
+    """The README's snippet, run as written (export path filled in) in a process where importing
+    torch, transformers or tava fails."""
+    out = tmp_path / "export"
+    export_query_encoder(ExportConfig(model=str(adapter_dir), out=str(out)), TavaHome(tmp_path / "home"))
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- onnx-snippet -->\s*```python\n(.*?)```", readme, re.S)
+    assert match, "README.md lost its `<!-- onnx-snippet -->` python block"
+    snippet = match.group(1).replace('"path/to/export"', repr(str(out)))
+    queries = ["what causes antibiotic resistance?", "a second, longer query about protein folding"]
+    program = (
+        "import sys\n"
+        "for banned in ('torch', 'transformers', 'sentence_transformers', 'tava_core'):\n"
+        "    sys.modules[banned] = None  # any import of them raises ImportError\n"
+        + snippet +
+        f"\nimport numpy\nnumpy.save({str(tmp_path / 'vectors.npy')!r}, encode_queries({queries!r}))\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    got = np.load(tmp_path / "vectors.npy")
+    expected = load_encoder(_spec(adapter_dir, "torch"), cache=False).encode(queries, kind="query")
+    assert got.shape == expected.shape and np.abs(got - expected).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_export_flow(tmp_path, prefect_harness, tiny_model_dir):
+    from flows.export import export_query_encoder_flow
+
+    card = export_query_encoder_flow(ExportConfig(model=str(tiny_model_dir), out=str(tmp_path / "e")),
+                                     home=str(tmp_path / "home"))
+    assert card["path"] == str(tmp_path / "e") and (tmp_path / "e" / "card.json").is_file()
+    assert card["agreement"]["mean_cosine"] > 0.9999
+
+
+def test_cli_options():
+    from click.testing import CliRunner
+
+    from flows.cli import group
+
+    help_text = CliRunner().invoke(group, ["export", "--help"]).output
+    assert "--precision [fp32|int8]" in help_text and "--min-mean-cosine" in help_text
+    assert "--encoder-backend [torch|onnx|auto]" in CliRunner().invoke(group, ["embed", "--help"]).output

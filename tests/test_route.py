@@ -1,0 +1,291 @@
+"""Confidence routing: signals, calibration, curves, the router directory and its encoder."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tava_core.config import EncoderSpec
+from tava_core.errors import ConfigError, ModelLoadError
+from tava_core.route.calibrate import fit_calibration, spearman, true_agreement
+from tava_core.route.curves import route_lowest, routing_curves
+from tava_core.route.router import check_budget, save_router, threshold_from
+from tava_core.route.signals import compute_signals, fit_signal_model
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _clusters(seed=0, n=300, d=24):
+    """Two low-rank clouds (like embeddings: most variance in few directions), in different directions."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    a = 3.0 * basis[0] + rng.normal(size=(n, 5)) @ basis[1:6] + 0.05 * rng.normal(size=(n, d))
+    b = 3.0 * basis[12] + rng.normal(size=(n, 5)) @ basis[13:18] + 0.05 * rng.normal(size=(n, d))
+    return rng, a, b
+
+
+def test_knn_distance_and_rare_words_flag_what_training_never_showed():
+    rng, seen, unseen = _clusters()
+    texts = [f"alpha beta gamma {i % 7}" for i in range(len(seen))]
+    model = fit_signal_model(texts, seen, seen + 0.1 * rng.normal(size=seen.shape), bank_size=200, pca_dim=8)
+    on = compute_signals(model, ["alpha beta"] * 50, seen[:50] + 0.01)
+    off = compute_signals(model, ["zeta omega"] * 50, unseen[:50])
+    assert off["knn_distance"].mean() > on["knn_distance"].mean() + 0.2
+    assert on["rare_word_share"].max() == 0.0 and off["rare_word_share"].min() == 1.0
+    assert on["length"][0] == 2
+
+
+def test_head_disagreement_is_larger_off_the_training_pairs():
+    rng = np.random.default_rng(1)
+    d = 16
+    # training pairs span only half the input space: heads fitted on halves disagree elsewhere
+    s = np.zeros((400, d))
+    s[:, :8] = rng.normal(size=(400, 8))
+    s[:, 8:] = 0.01 * rng.normal(size=(400, 8))
+    t = s @ rng.normal(size=(d, d)) + 0.5 * rng.normal(size=(400, d))
+    model = fit_signal_model(["x"] * 400, s, t, n_heads=6, alpha=1e-3, bank_size=64, pca_dim=4)
+    inside = np.zeros((50, d)); inside[:, :8] = rng.normal(size=(50, 8))
+    outside = np.zeros((50, d)); outside[:, 8:] = rng.normal(size=(50, 8))
+    sig_in = compute_signals(model, ["x"] * 50, inside, ["head_disagreement"])["head_disagreement"]
+    sig_out = compute_signals(model, ["x"] * 50, outside, ["head_disagreement"])["head_disagreement"]
+    assert sig_out.mean() > 3 * sig_in.mean()
+
+
+def test_true_agreement_is_one_for_identical_vectors_and_drops_with_noise():
+    rng = np.random.default_rng(2)
+    docs = rng.normal(size=(200, 16))
+    teacher = rng.normal(size=(40, 16))
+    same = true_agreement(teacher, teacher, docs)
+    assert np.allclose(same["cosine"], 1.0, atol=1e-5) and np.all(same["overlap"] == 1.0)
+    noisy = true_agreement(teacher + 2.0 * rng.normal(size=teacher.shape), teacher, docs)
+    assert noisy["overlap"].mean() < 0.6 and noisy["cosine"].mean() < 0.8
+
+
+def test_calibration_learns_an_informative_signal_and_its_budget_quantiles():
+    rng, seen, unseen = _clusters(3)
+    texts = ["w"] * len(seen)
+    teacher_seen = seen.copy()
+    model = fit_signal_model(texts, seen, teacher_seen, bank_size=300, pca_dim=8)
+    # calibration texts: a mix; the student is good on the seen cluster, poor off it
+    mix = np.concatenate([seen[:100] + 0.05 * rng.normal(size=(100, seen.shape[1])), unseen[:100]])
+    truth = np.concatenate([seen[:100], unseen[:100] + 1.5 * rng.normal(size=(100, seen.shape[1]))])
+    docs = np.concatenate([seen[100:], unseen[100:]])
+    agreement = true_agreement(mix, truth, docs)
+    calibration = fit_calibration(model, ["w"] * 200, mix, agreement, signals=["knn_distance", "length"])
+    from tava_core.route.calibrate import confidence
+
+    scores = confidence(model, calibration, ["w"] * 200, mix)
+    assert spearman(scores, agreement["overlap"]) > 0.5
+    assert scores[:100].mean() > scores[100:].mean()
+    for budget in (0.1, 0.3):
+        assert abs(float((scores < calibration.threshold_for_budget(budget)).mean()) - budget) < 0.02
+        assert abs(calibration.share_below(calibration.threshold_for_budget(budget)) - budget) < 0.01
+
+
+def test_routing_curves_baselines_and_gap_recovered():
+    rng = np.random.default_rng(4)
+    n = 200
+    student = rng.uniform(0, 1, n)
+    gain = np.where(rng.random(n) < 0.3, rng.uniform(0.2, 0.8, n), 0.0)
+    teacher = np.clip(student + gain, 0, 1)
+    real_gain = teacher - student
+    curves = routing_curves(student_ndcg=student, teacher_ndcg=teacher, student_overlap=1 - real_gain,
+                            confidence=-real_gain, lengths=rng.integers(3, 30, n), agreement=1 - real_gain,
+                            shares=(0.0, 0.1, 0.2, 1.0), bootstrap_resamples=200)
+    rows = {r["share"]: r for r in curves["rows"]}
+    assert rows[0.0]["router"]["gap_recovered"] == 0.0
+    for method in ("router", "random", "longest_first", "label_free_oracle", "labelled_oracle"):
+        assert rows[1.0][method]["gap_recovered"] == pytest.approx(1.0)
+    assert rows[0.1]["random"]["gap_recovered"] == pytest.approx(0.1)
+    # a perfect confidence is the labelled oracle, and beats random with an interval above zero
+    assert rows[0.2]["router"]["ndcg10"] == pytest.approx(rows[0.2]["labelled_oracle"]["ndcg10"])
+    assert rows[0.2]["router_vs_random"]["low"] > 0
+    assert rows[0.2]["router_over_random_gap_ratio"] > 3
+    assert route_lowest(np.array([3.0, 1.0, 2.0, 0.0]), 0.5).tolist() == [False, True, False, True]
+
+
+# ----------------------------------------------------------------------------- router directory
+
+@pytest.fixture(scope="module")
+def static_student(tmp_path_factory, teacher_path) -> Path:
+    """A static student in the teacher's space: the teacher's own input token embeddings."""
+    from safetensors.numpy import load_file, save_file
+
+    out = tmp_path_factory.mktemp("static-student")
+    table = load_file(str(teacher_path / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    save_file({"embeddings": table.astype(np.float32)}, str(out / "model.safetensors"))
+    shutil.copy(teacher_path / "tokenizer.json", out / "tokenizer.json")
+    (out / "config.json").write_text(json.dumps({"model_type": "model2vec", "normalize": True}))
+    return out
+
+
+TEXTS = [f"how does the {w} {v} the {o}" for w in ("cell", "gene", "parser", "optimizer", "protein")
+         for v in ("regulate", "change") for o in ("response", "output", "memory", "rate")]
+
+
+@pytest.fixture(scope="module")
+def router_dir(tmp_path_factory, static_student) -> Path:
+    from tava_core.encoders import load_encoder
+    from tava_core.route.build import TextVectors, fit_router
+    from tava_core.route.config import RouterSettings
+
+    student = load_encoder(str(static_student), cache=False)
+    teacher = load_encoder("all-MiniLM-L6-v2")
+    reference = TextVectors(TEXTS, student.encode(TEXTS), teacher.encode(TEXTS))
+    calib = TEXTS[::-1]
+    calibration = TextVectors(calib, student.encode(calib, kind="query"), teacher.encode(calib, kind="query"))
+    settings = RouterSettings(bank_size=32, pca_dim=8, vector_components=2)
+    model, fitted = fit_router(reference, calibration, reference.teacher, settings)
+    out = tmp_path_factory.mktemp("routers") / "r"
+    save_router(out, student=EncoderSpec(model=str(static_student)), student_fingerprint=student.fingerprint,
+                teacher=EncoderSpec(model="all-MiniLM-L6-v2"), teacher_fingerprint=teacher.fingerprint,
+                signal_model=model, calibration=fitted, threshold=threshold_from(fitted, teacher_budget=0.25))
+    return out
+
+
+def test_router_loads_through_load_encoder_and_routes_by_budget(router_dir, static_student):
+    from tava_core.encoders import load_encoder
+    from tava_core.route.router import RoutedEncoder
+
+    router = load_encoder(str(router_dir), cache=False)
+    assert isinstance(router, RoutedEncoder)
+    student = load_encoder(str(static_student), cache=False)
+    teacher = load_encoder("all-MiniLM-L6-v2")
+    queries = TEXTS[:16]
+    s, t = student.encode(queries, kind="query"), teacher.encode(queries, kind="query")
+    out = router.route(queries)
+    routed = out["routed"]
+    assert 0 < routed.sum() < len(queries)
+    assert np.allclose(out["vectors"][routed], t[routed], atol=1e-5)
+    assert np.allclose(out["vectors"][~routed], s[~routed], atol=1e-5)
+    # the routed ones are exactly those under the threshold, the least confident ones
+    assert out["confidence"][routed].max() < out["confidence"][~routed].min()
+    assert router.last_routed_share == pytest.approx(routed.mean())
+    assert np.allclose(router.encode(["a document"], kind="document"), teacher.encode(["a document"]), atol=1e-5)
+    none = router.with_budget(0.0).encode(queries, kind="query")
+    assert np.allclose(none, s, atol=1e-5)
+    everything = router.with_budget(1.0)
+    assert np.allclose(everything.encode(queries, kind="query"), t, atol=1e-5) and everything.routed_share == 1.0
+
+
+def test_router_bad_input_names_the_fix(router_dir, tmp_path, static_student):
+    from tava_core.route.router import load_router
+
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        check_budget(1.5)
+    with pytest.raises(ConfigError, match="teacher-budget"):
+        load_router(router_dir, teacher_budget=-0.1)
+    # the student changed after calibration: fingerprint mismatch
+    moved = tmp_path / "router"
+    shutil.copytree(router_dir, moved)
+    changed = tmp_path / "student"
+    shutil.copytree(static_student, changed)
+    (changed / "config.json").write_text(json.dumps({"model_type": "model2vec", "normalize": False}))
+    meta = json.loads((moved / "router.json").read_text())
+    meta["student"]["spec"]["model"] = str(changed)
+    (moved / "router.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="recalibrate") as err:
+        load_router(moved)
+    assert "fingerprint" in str(err.value) and "router.json" in str(err.value)
+    # the teacher is gone
+    meta["student"]["spec"]["model"] = str(static_student)
+    meta["teacher"]["spec"]["model"] = str(tmp_path / "no-such-teacher")
+    (moved / "router.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="teacher") as err:
+        load_router(moved)
+    assert "calibrate-router" in str(err.value)
+    # a damaged weights file is refused
+    shutil.copy(router_dir / "router.json", moved / "router.json")
+    (moved / "router.safetensors").write_bytes(b"broken")
+    with pytest.raises(ModelLoadError, match="checksum"):
+        load_router(moved)
+
+
+# ----------------------------------------------------------------------------- end to end on a tiny BEIR set
+
+def _tiny_beir(root: Path) -> Path:
+    topics = {"cell": "cells divide and grow when the protein signal is present in the tissue",
+              "parser": "the parser reads tokens from the input stream and builds a syntax tree",
+              "optimizer": "the optimizer updates weights with the gradient and a learning rate schedule",
+              "river": "the river floods the valley every spring when the snow melts in the mountains",
+              "market": "prices in the market rise when demand grows faster than the supply of goods"}
+    docs, queries, qrels = [], [], []
+    for t, (topic, text) in enumerate(topics.items()):
+        for v in range(6):
+            docs.append({"_id": f"{topic}{v}", "title": "", "text": f"{text} variant {v} about {topic} number {v * 7}"})
+        for v in range(2):
+            queries.append({"_id": f"q-{topic}{v}", "text": f"what happens to the {topic} {['now', 'later'][v]}"})
+            qrels.append(f"q-{topic}{v}\t{topic}{v}\t1")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
+    (root / "qrels").mkdir(exist_ok=True)
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
+    return root
+
+
+def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
+    from tava_core.encoders import load_encoder
+    from tava_core.evaluate.data import load_retrieval_data
+    from tava_core.home import TavaHome
+    from tava_core.route.config import RouterConfig, RouterSettings
+    from tava_core.route.run import calibrate_router, evaluate_router
+
+    home = TavaHome(tmp_path / "home")
+    beir = _tiny_beir(tmp_path / "beir")
+    config = RouterConfig(name="tiny", student=str(static_student), dataset=str(beir), teacher_budget=0.2,
+                          calibration_texts=40, max_reference_texts=40,
+                          settings=RouterSettings(bank_size=32, pca_dim=8, vector_components=2))
+    record = calibrate_router(config, home)
+    router_path = Path(record["directory"])
+    assert router_path == home.artifacts / "routers" / "tiny"
+    assert {"router.json", "router.safetensors", "tava_encoder.json"} <= {p.name for p in router_path.iterdir()}
+    assert record["threshold"]["mode"] == "budget" and record["threshold"]["expected_share"] == 0.2
+    assert set(record["calibration"]["spearman_with_target"]) == set(config.settings.signals)
+    router = load_encoder(str(router_path), cache=False)
+    data = load_retrieval_data(str(beir), "test", home)
+    curves = evaluate_router(router, data, home, tmp_path / "report")
+    assert [r["share"] for r in curves["rows"]] == [0.0, 0.05, 0.1, 0.2, 0.3, 0.5]
+    first, last = curves["rows"][0], curves["rows"][-1]
+    assert first["router"]["ndcg10"] == pytest.approx(curves["student_ndcg10"])
+    assert last["labelled_oracle"]["ndcg10"] >= last["router"]["ndcg10"] - 1e-9
+    assert last["cost_per_query_teacher_units"] > first["cost_per_query_teacher_units"]
+    for key in ("json", "markdown", "png"):
+        assert Path(curves["files"][key]).stat().st_size > 0
+    assert "label-free oracle" in Path(curves["files"]["markdown"]).read_text()
+
+
+def test_diagnose_separates_a_faithful_student_from_an_unrelated_one():
+    from tava_core.diagnose import diagnose
+
+    rng = np.random.default_rng(5)
+    teacher = rng.normal(size=(150, 16))
+    faithful = teacher + 0.2 * rng.normal(size=teacher.shape)
+    unrelated = rng.normal(size=teacher.shape)
+    good = diagnose({"c": (faithful, teacher)}, queries=(faithful[:20], teacher[:20]), query_docs="c")
+    bad = diagnose({"c": (unrelated, teacher)})
+    g, b = good["collections"]["c"], bad["collections"]["c"]
+    assert g["knn_overlap"]["mean"] > 0.5 > 0.2 > b["knn_overlap"]["mean"]
+    assert g["tangent_angle_degrees"]["mean"] + 20 < b["tangent_angle_degrees"]["mean"]
+    assert good["queries"]["neighbour_overlap"]["mean"] > 0.5
+    assert len(good["per_text"]["c"]["knn_overlap"]) == 150
+
+
+def test_drift_report_rises_for_off_domain_batch(router_dir):
+    from tava_core.route.drift import drift_report
+    from tava_core.route.router import load_router
+
+    router = load_router(router_dir, teacher_budget=0.25)
+    in_domain = TEXTS[::2]
+    off_domain = ["zxq vlorp 1987 kwy", "qqq rrr sss ttt", "%%% ### @@@ !!!", "bleep blorp zonk wibble",
+                  "xylophone quagmire fjord", "mmmm nnnn pppp", "tktktk rrrr", "ooo ppp qqq"]
+    report = drift_report(router, in_domain, off_domain)
+    assert report["new_share"] > report["previous_share"]
+    assert report["drifted"] and "rose" in report["message"]
+    same = drift_report(router, in_domain, in_domain)
+    assert not same["drifted"] and same["new_share"] == same["previous_share"]

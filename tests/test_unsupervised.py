@@ -1,0 +1,147 @@
+"""The unsupervised linear start: a map between two spaces found from two unpaired sets (synthetic data)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tava_core.adapter.metrics import alignment_metrics
+from tava_core.adapter.unsupervised import (UnsupervisedSettings, fit_unsupervised, inverse_of, mapped_criterion,
+                                            match_anchors, spherical_kmeans)
+from tava_core.errors import ConfigError
+
+LATENT = 16
+FAST = UnsupervisedSettings(clusters=12, anchor_runs=3, qap_inits=3, kmeans_iterations=15, refine_rounds=6,
+                            refine_sample=1200, restarts=2, criterion_sample=800)
+TINY = UnsupervisedSettings(clusters=8, anchor_runs=1, kmeans_inits=1, qap_inits=1, kmeans_iterations=5,
+                            refine_rounds=2, refine_sample=300, restarts=1, criterion_sample=300)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def texts(n: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
+    """'Texts' as latent points: a mixture of anisotropic clusters (a corpus has topics)."""
+    labels = rng.integers(0, len(centres), n)
+    return centres[labels] + 0.35 * rng.normal(size=(n, LATENT))
+
+
+@pytest.fixture(scope="module")
+def world():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, LATENT)) * rng.uniform(0.5, 2.0, size=(20, 1))
+    model_a = rng.normal(size=(LATENT, 24))          # two "models": different linear views of the latent
+    q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    model_b = model_a @ q[:24] * 1.0                  # 24 -> 40 dims: the same geometry, rotated and embedded
+    shift_b = 0.3 * rng.normal(size=40)               # and a different mean, as real models have
+    a_texts, b_texts, held = texts(2500, rng, centres), texts(2500, rng, centres), texts(400, rng, centres)
+
+    def side_a(z):
+        return unit(z @ model_a)
+
+    def side_b(z):
+        return unit(z @ model_b + shift_b)
+
+    return {"source": side_a(a_texts), "target": side_b(b_texts), "held_source": side_a(held),
+            "held_target": side_b(held)}
+
+
+@pytest.fixture(scope="module")
+def fitted(world):
+    """One fit (seed 0), with every restart's held-out top-1 recorded beside its criterion."""
+    def score(record, linear_map):
+        record["heldout_top1"] = alignment_metrics(linear_map(world["held_source"]), world["held_target"], k=0)["top1"]
+
+    return fit_unsupervised(world["source"], world["target"], seed=0, settings=FAST, on_restart=score)
+
+
+def test_unpaired_sets_of_different_dimension_align(world, fitted):
+    metrics = alignment_metrics(fitted.linear_map(world["held_source"]), world["held_target"], k=0)
+    assert metrics["top1"] >= 0.9, (metrics, fitted.restarts)
+    assert fitted.linear_map.weight.shape == (24, 40)
+    # the inverse goes back: target vectors land next to their own source vectors
+    back = alignment_metrics(fitted.inverse_map(world["held_target"]), world["held_source"], k=0)
+    assert back["top1"] >= 0.9, back
+
+
+def test_criterion_picks_the_restart_that_is_right_on_heldout_pairs(world, fitted):
+    chosen = max(fitted.restarts, key=lambda r: r["criterion"])
+    assert round(fitted.criterion, 4) == chosen["criterion"]
+    assert chosen["heldout_top1"] == max(r["heldout_top1"] for r in fitted.restarts)
+    # and it separates a right map from a wrong one: a random semi-orthogonal map scores far lower
+    q, _ = np.linalg.qr(np.random.default_rng(9).normal(size=(40, 24)))
+    wrong = unit(world["source"] @ q.T.astype(np.float32))
+    assert mapped_criterion(fitted.linear_map(world["source"]), world["target"], FAST) > \
+        mapped_criterion(wrong, world["target"], FAST) + 0.2
+
+
+def test_same_seed_same_map(world):
+    first = fit_unsupervised(world["source"][:600], world["target"][:600], seed=3, settings=TINY)
+    second = fit_unsupervised(world["source"][:600], world["target"][:600], seed=3, settings=TINY)
+    np.testing.assert_array_equal(first.linear_map.weight, second.linear_map.weight)
+    other = fit_unsupervised(world["source"][:600], world["target"][:600], seed=4, settings=TINY)
+    assert not np.array_equal(first.linear_map.weight, other.linear_map.weight)
+
+
+def test_anchor_matching_recovers_a_permutation():
+    rng = np.random.default_rng(1)
+    points = unit(rng.normal(size=(600, 8)) + 3 * rng.normal(size=(10, 8))[rng.integers(0, 10, 600)])
+    centroids = spherical_kmeans(points, 10, rng)
+    shuffle = rng.permutation(10)
+    perm = match_anchors(centroids, centroids[shuffle], rng, inits=5)
+    np.testing.assert_array_equal(shuffle[perm], np.arange(10))
+
+
+def test_inverse_of_a_scaled_semi_orthogonal_map_is_its_scaled_transpose(fitted):
+    np.testing.assert_allclose(inverse_of(fitted.linear_map).weight, fitted.inverse_map.weight, atol=1e-4)
+
+
+def test_bad_inputs(world):
+    with pytest.raises(ConfigError, match="look like one model's vectors"):
+        fit_unsupervised(world["source"][:1200], world["source"][1200:], settings=FAST)
+    with pytest.raises(ConfigError, match="needs at least"):
+        fit_unsupervised(world["source"][:20], world["target"], settings=FAST)
+    broken = world["source"].copy()
+    broken[5, 0] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        fit_unsupervised(broken, world["target"], settings=FAST)
+
+
+def test_unpaired_auto_init_picks_the_unsupervised_start_unless_already_aligned(world):
+    from tava_core.adapter.config import AdapterConfig
+    from tava_core.adapter.trainer import resolve_init
+
+    config = AdapterConfig.unpaired_defaults()
+    assert resolve_init(config, world["source"], world["target"], paired=False)[0] == "unsupervised"  # 24 -> 40
+    q, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(24, 24)))
+    rotated = world["target"][:, :24] @ q.astype(np.float32)
+    assert resolve_init(config, world["source"], rotated, paired=False)[0] == "unsupervised"
+    same_space = world["source"][1200:] + 0.01 * np.random.default_rng(6).normal(size=(1300, 24)).astype(np.float32)
+    assert resolve_init(config, world["source"][:1200], same_space, paired=False)[0] == "identity"
+
+
+def test_adversarial_result_is_kept_only_when_the_criterion_improves(world):
+    import torch
+
+    from tava_core.adapter.baselines import fit_procrustes
+    from tava_core.adapter.model import Vec2VecAdapter
+    from tava_core.adapter.trainer import TrainingResult, init_from_closed_form
+    from tava_core.adapter.unsupervised import keep_if_criterion_improves
+
+    good = fit_procrustes(world["held_source"], world["held_target"])  # a right map (from pairs, for the test)
+    torch.manual_seed(0)
+    scrambled = Vec2VecAdapter(24, 40, hidden_dims=[16])  # an untrained adapter: a wrong map
+    result = TrainingResult(adapter=scrambled, reverse=None, seed=0, best_step=0, best_metrics={}, initial_metrics={})
+    evidence = keep_if_criterion_improves(result, Vec2VecAdapter(24, 40, hidden_dims=[16]), good,
+                                          world["source"], world["target"])
+    assert evidence["adversarial_kept"] == 0.0 and evidence["trained_criterion"] < evidence["start_criterion"]
+    np.testing.assert_allclose(result.adapter.map_numpy(world["held_source"]), good(world["held_source"]), atol=1e-5)
+    # the other way round: a trained adapter that is right replaces a wrong start
+    right = Vec2VecAdapter(24, 40, hidden_dims=[16])
+    init_from_closed_form(right, good)
+    result = TrainingResult(adapter=right, reverse=None, seed=0, best_step=0, best_metrics={}, initial_metrics={})
+    q, _ = np.linalg.qr(np.random.default_rng(7).normal(size=(40, 24)))
+    from tava_core.adapter.baselines import LinearMap
+    evidence = keep_if_criterion_improves(result, Vec2VecAdapter(24, 40, hidden_dims=[16]),
+                                          LinearMap("wrong", q.T.astype(np.float32)), world["source"], world["target"])
+    assert evidence["adversarial_kept"] == 1.0
