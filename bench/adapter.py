@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-
 from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, SHARED  # noqa: E402,F401 - sets sys.path
+
 TEACHER_VECTORS = MPNET_VECTORS
 DEFAULT_CACHE = Path(os.environ.get("TAVA_BENCH_CACHE", "/tmp/tava-bench-cache"))
 

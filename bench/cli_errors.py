@@ -26,6 +26,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
 from shared_data import write_result  # noqa: E402  (bench/, beside this file)
+
 BEFORE_COMMIT = "5c7cca4"
 
 

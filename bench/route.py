@@ -239,7 +239,7 @@ def plot_frontier(name: str, points: dict[str, list[tuple[float, float]]], teach
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for label, xy in points.items():
-        xs, ys = zip(*xy)
+        xs, ys = zip(*xy, strict=True)
         ax.plot(xs, ys, marker="o", label=label)
     ax.scatter([1.0], [teacher], marker="*", s=160, color="black", label="teacher", zorder=5)
     ax.set_xscale("log")
@@ -300,6 +300,77 @@ def main() -> None:
         "students": {}, "dev_selection": {}, "results": {}, "costs": {}, "drift": {},
         "datasets": {name: {**ds.data.summary(), **ds.data.info, "calibration_spans": len(ds.calibration_texts)}
                      for name, ds in datasets.items()}}
+    state = encode_students(students, datasets, paths, teacher, report)
+    # ---- dev: which signals carry information, which combination to keep
+    chosen = choose_on_dev(state, datasets, report)
+    # ---- costs, side by side in one run, on SciFact test queries
+    # 96 queries, best of 2: the teacher's timing alone costs minutes on a loaded machine.
+    test_texts = datasets["scifact-test"].data.query_texts[:96]
+    teacher_s = per_query_seconds(lambda t: teacher.encode(t, kind="query"), test_texts)
+    for label, st in state.items():
+        enc, model = st["encoder"], st["models"]["scifact"]
+        calibration = evaluate_candidate(model, CANDIDATES[chosen], datasets["scifact-test"],
+                                         st["encoded"]["scifact-test"])["_calibration"]
+        from tava_core.route.calibrate import confidence
+
+        vecs = st["encoded"]["scifact-test"]["queries"]
+        # Interleaved, best of 9 each: the cheap encoders' timings are at the mercy of the scheduler
+        # on a shared CPU, and alternating keeps a slow spell from landing on one side only.
+        timings: dict[str, list[float]] = {"student": [], "confidence": [], "both": []}
+        # defaults bind this iteration's encoder, model and vectors (the lambdas run within it)
+        calls = {"student": lambda t, enc=enc: enc.encode(t, kind="query"),
+                 "confidence": lambda t, model=model, calibration=calibration, vecs=vecs:
+                     confidence(model, calibration, t, vecs[:len(t)]),
+                 "both": lambda t, enc=enc, model=model, calibration=calibration:
+                     confidence(model, calibration, t, enc.encode(t, kind="query"))}
+        for _ in range(9):
+            for key, fn in calls.items():
+                timings[key].append(per_query_seconds(fn, test_texts, repeats=1))
+        student_s, conf_s, both_s = (min(timings[k]) for k in ("student", "confidence", "both"))
+        st["costs"] = {"student": student_s, "confidence": conf_s, "teacher": teacher_s}
+        report["costs"][label] = {"seconds_per_query": st["costs"], "student_plus_confidence_seconds": both_s,
+                                  "confidence_over_student": conf_s / student_s,
+                                  "not_routed_over_student_alone": both_s / student_s,
+                                  "student_speedup_vs_teacher": teacher_s / student_s}
+    for label in state:
+        if label.startswith("transformer"):
+            report["costs"][label]["confidence_over_transformer_student"] = (
+                state[label]["costs"]["confidence"] / state[label]["costs"]["student"])
+    # ---- test, once, with the chosen candidate
+    out_path = Path(args.out).resolve()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    frontier: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for name in ("scifact-dev", "scifact-test", "builtin-test"):
+        for label, st in state.items():
+            enc = st["encoded"][name]
+            curves = evaluate_candidate(st["models"][datasets[name].name], CANDIDATES[chosen], datasets[name], enc,
+                                        costs=st["costs"])
+            st.setdefault("scores", {})[name] = curves["_scores"]
+            st.setdefault("calibrations", {})[name] = curves["_calibration"]
+            report["results"].setdefault(name, {})[label] = strip(curves)
+            if name != "scifact-dev":
+                frontier.setdefault(name, {})[f"{label} routed"] = [
+                    (r["cost_per_query_teacher_units"], r["router"]["ndcg10"]) for r in curves["rows"]]
+    for name, points in frontier.items():
+        teacher_ndcg = next(iter(report["results"][name].values()))["teacher_ndcg10"]
+        png = out_path.with_name(f"{out_path.stem}-frontier-{name}.png")
+        plot_frontier(name, points, teacher_ndcg, png)
+        report.setdefault("pngs", []).append(str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png))
+    # ---- drift: SciFact-calibrated router, SciFact test traffic then the built-in docstrings
+    report["drift"] = drift_shares(state, datasets)
+    report["targets"] = targets(report)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    report["total_seconds"] = time.time() - started
+    out = out_path
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    os.replace(tmp, out)
+    print(json.dumps(report["targets"], indent=1))
+
+
+def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teacher, report: dict[str, Any]
+                    ) -> dict[str, dict[str, Any]]:
+    """Each student's signal models, calibration-span and query vectors (and its card in the report)."""
     state: dict[str, dict[str, Any]] = {}
     for label, student_dir in students.items():
         print(f"== {label}: {student_dir}", flush=True)
@@ -338,7 +409,11 @@ def main() -> None:
             report["students"][label].update(held_out_cosine=card["validation"]["best_cosine"],
                                              steps=card["training"]["steps_done"],
                                              training_texts=card["corpus"]["texts"])
-    # ---- dev: which signals carry information, which combination to keep
+    return state
+
+
+def choose_on_dev(state: dict, datasets: dict, report: dict[str, Any]) -> str:
+    """Dev (SciFact train queries): which signals carry information, which candidate to keep."""
     dev = datasets["scifact-dev"]
     for label, st in state.items():
         per: dict[str, Any] = {}
@@ -358,57 +433,14 @@ def main() -> None:
     chosen = max(mean_score, key=mean_score.get)
     report["chosen"] = {"candidate": chosen, **CANDIDATES[chosen], "dev_score_mean_gap10_plus_gap20": mean_score}
     print(f"chosen on dev: {chosen}", flush=True)
-    # ---- costs, side by side in one run, on SciFact test queries
-    # 96 queries, best of 2: the teacher's timing alone costs minutes on a loaded machine.
-    test_texts = datasets["scifact-test"].data.query_texts[:96]
-    teacher_s = per_query_seconds(lambda t: teacher.encode(t, kind="query"), test_texts)
-    for label, st in state.items():
-        enc, model = st["encoder"], st["models"]["scifact"]
-        calibration = evaluate_candidate(model, CANDIDATES[chosen], datasets["scifact-test"],
-                                         st["encoded"]["scifact-test"])["_calibration"]
-        from tava_core.route.calibrate import confidence
+    return chosen
 
-        vecs = st["encoded"]["scifact-test"]["queries"]
-        # Interleaved, best of 9 each: the cheap encoders' timings are at the mercy of the scheduler
-        # on a shared CPU, and alternating keeps a slow spell from landing on one side only.
-        timings: dict[str, list[float]] = {"student": [], "confidence": [], "both": []}
-        calls = {"student": lambda t: enc.encode(t, kind="query"),
-                 "confidence": lambda t: confidence(model, calibration, t, vecs[:len(t)]),
-                 "both": lambda t: confidence(model, calibration, t, enc.encode(t, kind="query"))}
-        for _ in range(9):
-            for key, fn in calls.items():
-                timings[key].append(per_query_seconds(fn, test_texts, repeats=1))
-        student_s, conf_s, both_s = (min(timings[k]) for k in ("student", "confidence", "both"))
-        st["costs"] = {"student": student_s, "confidence": conf_s, "teacher": teacher_s}
-        report["costs"][label] = {"seconds_per_query": st["costs"], "student_plus_confidence_seconds": both_s,
-                                  "confidence_over_student": conf_s / student_s,
-                                  "not_routed_over_student_alone": both_s / student_s,
-                                  "student_speedup_vs_teacher": teacher_s / student_s}
-    for label in state:
-        if label.startswith("transformer"):
-            report["costs"][label]["confidence_over_transformer_student"] = (
-                state[label]["costs"]["confidence"] / state[label]["costs"]["student"])
-    # ---- test, once, with the chosen candidate
-    out_path = Path(args.out).resolve()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    frontier: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for name in ("scifact-dev", "scifact-test", "builtin-test"):
-        for label, st in state.items():
-            enc = st["encoded"][name]
-            curves = evaluate_candidate(st["models"][datasets[name].name], CANDIDATES[chosen], datasets[name], enc,
-                                        costs=st["costs"])
-            st.setdefault("scores", {})[name] = curves["_scores"]
-            st.setdefault("calibrations", {})[name] = curves["_calibration"]
-            report["results"].setdefault(name, {})[label] = strip(curves)
-            if name != "scifact-dev":
-                frontier.setdefault(name, {})[f"{label} routed"] = [
-                    (r["cost_per_query_teacher_units"], r["router"]["ndcg10"]) for r in curves["rows"]]
-    for name, points in frontier.items():
-        teacher_ndcg = next(iter(report["results"][name].values()))["teacher_ndcg10"]
-        png = out_path.with_name(f"{out_path.stem}-frontier-{name}.png")
-        plot_frontier(name, points, teacher_ndcg, png)
-        report.setdefault("pngs", []).append(str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png))
-    # ---- drift: SciFact-calibrated router, SciFact test traffic then the built-in docstrings
+
+def drift_shares(state: dict, datasets: dict) -> dict[str, Any]:
+    """A SciFact-calibrated router fed SciFact test traffic, then the built-in docstrings."""
+    from tava_core.route.calibrate import confidence
+
+    drift: dict[str, Any] = {}
     for label, st in state.items():
         calibration = st["calibrations"]["scifact-test"]
 
@@ -418,16 +450,9 @@ def main() -> None:
             texts = datasets[name].data.query_texts
             scores = confidence(st["models"]["scifact"], calibration, texts, st["encoded"][name]["queries"])
             shares[name] = float((scores < threshold).mean())
-        report["drift"][label] = {"threshold_at_10pct_budget": threshold, "low_confidence_share": shares,
+        drift[label] = {"threshold_at_10pct_budget": threshold, "low_confidence_share": shares,
                                   "rises": shares["builtin-test"] > shares["scifact-test"]}
-    report["targets"] = targets(report)
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-    report["total_seconds"] = time.time() - started
-    out = out_path
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
-    os.replace(tmp, out)
-    print(json.dumps(report["targets"], indent=1))
+    return drift
 
 
 def targets(report: dict[str, Any]) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def scifact() -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]
 
 def passages(n: int, seed: int = 0) -> list[str]:
     with gzip.open(PASSAGES, "rt") as handle:
-        texts = [json.loads(line)["text"] for _, line in zip(range(20 * n), handle)]
+        texts = [json.loads(line)["text"] for _, line in zip(range(20 * n), handle, strict=False)]
     return random.Random(seed).sample(texts, n)
 
 
@@ -152,7 +152,8 @@ def teacher_section(args, corpus, queries, qrels, log) -> tuple[dict, np.ndarray
     for name, texts in (("scifact_documents", [corpus[i] for i in rng.sample(ids, args.doc_sample)]),
                         ("generic_passages", passages(args.passage_sample))):
         log(f"teacher throughput: {name} ({len(texts)} texts)")
-        res = interleaved({"torch": lambda: torch_t.encode(texts), "onnx": lambda: onnx_t.encode(texts)},
+        res = interleaved({"torch": lambda texts=texts: torch_t.encode(texts),
+                           "onnx": lambda texts=texts: onnx_t.encode(texts)},
                           args.repeats, len(texts))
         diff = float(np.abs(torch_t.encode(texts) - onnx_t.encode(texts)).max())
         out[name] = {"texts": len(texts), **res, "onnx_vs_torch": ratio(res, "onnx", "torch"),

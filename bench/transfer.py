@@ -37,8 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.transfer_data import (BENCH_HOME, Retrieval, TextSet, builtin, passages, scifact,  # noqa: E402
-                                 spans, teacher_vectors)
+from bench.transfer_data import BENCH_HOME, Retrieval, TextSet, builtin, passages, scifact, spans, teacher_vectors  # noqa: E402
 from tava_core.evaluate.metrics import cosine_scores, paired_bootstrap, retrieval_metrics  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "transfer.json"

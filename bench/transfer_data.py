@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, SHARED  # noqa: E402,F401 - sets sys.path
+
 CACHE = Path(os.environ.get("TAVA_TRANSFER_CACHE", "/tmp/tava-transfer-cache"))
 BENCH_HOME = Path(os.environ.get("TAVA_BENCH_HOME", "/tmp/tava-transfer-home"))
 TEACHERS = ("all-MiniLM-L6-v2", "all-mpnet-base-v2")

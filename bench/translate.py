@@ -192,41 +192,12 @@ def main() -> None:
                 except ValueError as exc:
                     print(f"skip: {exc}", flush=True)
                     break
-                unsup, result = run_unsupervised(sides, seed, settings)
-                row: dict[str, Any] = {"texts_per_side": n, "seed": seed, "unsupervised": unsup}
-                if seed == args.seeds[0]:  # closed forms are deterministic: once per size
-                    from tava_core.adapter.unsupervised import mapped_criterion
-
-                    paired = run_paired(sides)
-                    row["paired"] = {k: {m: v for m, v in d.items() if m != "map"} for k, d in paired.items()}
-                    # would the pair-free criterion recognise the right map? the paired Procrustes map's
-                    # criterion beside the unsupervised map's, measured the same way
-                    row["criterion_of_paired_procrustes"] = round(mapped_criterion(
-                        paired["procrustes"]["map"](sides["source"]), sides["target"], settings), 4)
-                    row["criterion_of_unsupervised_map"] = round(mapped_criterion(
-                        result.linear_map(sides["source"]), sides["target"], settings), 4)
-                if pair == "mpnet" and sf["queries_minilm"] is not None:
-                    mapped = result.linear_map(sf["queries_minilm"])
-                    row["scifact_ndcg_at_10_dev"] = ndcg(mapped, sf["docs_mpnet"], sf, "dev")
-                    if seed == args.seeds[0]:
-                        row["paired_scifact_ndcg_at_10_dev"] = {
-                            k: ndcg(d["map"](sf["queries_minilm"]), sf["docs_mpnet"], sf, "dev") for k, d in paired.items()}
-                    row["_map"] = result
+                row = measure(pair, n, seed, seed == args.seeds[0], sides, settings, sf)
                 print(json.dumps({"pair": pair, **{k: v for k, v in row.items() if k != "_map"}}, default=str), flush=True)
                 rows.append(row)
         if pair == "mpnet" and rows and sf["queries_minilm"] is not None:
-            # test split, once: every run's unsupervised map and the paired forms at the largest size
-            for row in rows:
-                result = row.pop("_map")
-                row["scifact_ndcg_at_10_test"] = ndcg(result.linear_map(sf["queries_minilm"]), sf["docs_mpnet"], sf, "test")
-                if row["texts_per_side"] == max(r["texts_per_side"] for r in rows) and row["seed"] == args.seeds[0]:
-                    best_for_store = result
-            for row in rows:
-                if "paired" in row:
-                    sides = pair_sides(pair, row["texts_per_side"], minilm, mpnet, static, rotation)
-                    row["paired_scifact_ndcg_at_10_test"] = {
-                        k: ndcg(d["map"](sf["queries_minilm"]), sf["docs_mpnet"], sf, "test")
-                        for k, d in run_paired(sides).items()}
+            best_for_store = score_test_split(rows, args.seeds[0], sf,
+                                              lambda n, pair=pair: pair_sides(pair, n, minilm, mpnet, static, rotation))
         for row in rows:
             row.pop("_map", None)
         report["pairs"][pair] = {"runs": rows, "summary": summarise(rows)}
@@ -241,6 +212,51 @@ def main() -> None:
                                                     "(bench/translate_data.py minilm:corpus)"}
     write_report(report, args.out, started)
     print(f"wrote {args.out}")
+
+
+def measure(pair: str, n: int, seed: int, first_seed: bool, sides: dict, settings, sf: dict) -> dict[str, Any]:
+    """One run: the unsupervised map's held-out metrics; at a size's first seed also the paired closed
+    forms (deterministic) and the criterion of each; SciFact dev through the map (mpnet pair)."""
+    paired: dict[str, Any] = {}
+    unsup, result = run_unsupervised(sides, seed, settings)
+    row: dict[str, Any] = {"texts_per_side": n, "seed": seed, "unsupervised": unsup}
+    if first_seed:  # closed forms are deterministic: once per size
+        from tava_core.adapter.unsupervised import mapped_criterion
+
+        paired = run_paired(sides)
+        row["paired"] = {k: {m: v for m, v in d.items() if m != "map"} for k, d in paired.items()}
+        # would the pair-free criterion recognise the right map? the paired Procrustes map's
+        # criterion beside the unsupervised map's, measured the same way
+        row["criterion_of_paired_procrustes"] = round(mapped_criterion(
+            paired["procrustes"]["map"](sides["source"]), sides["target"], settings), 4)
+        row["criterion_of_unsupervised_map"] = round(mapped_criterion(
+            result.linear_map(sides["source"]), sides["target"], settings), 4)
+    if pair == "mpnet" and sf["queries_minilm"] is not None:
+        mapped = result.linear_map(sf["queries_minilm"])
+        row["scifact_ndcg_at_10_dev"] = ndcg(mapped, sf["docs_mpnet"], sf, "dev")
+        if first_seed:
+            row["paired_scifact_ndcg_at_10_dev"] = {
+                k: ndcg(d["map"](sf["queries_minilm"]), sf["docs_mpnet"], sf, "dev") for k, d in paired.items()}
+        row["_map"] = result
+    return row
+
+
+def score_test_split(rows: list[dict], first_seed: int, sf: dict, sides_of) -> Any:
+    """The test split, once: every run's unsupervised map and the paired forms; returns the map of the
+    largest size's first seed (the one `tava translate` is timed with)."""
+    best_for_store = None
+    for row in rows:
+        result = row.pop("_map")
+        row["scifact_ndcg_at_10_test"] = ndcg(result.linear_map(sf["queries_minilm"]), sf["docs_mpnet"], sf, "test")
+        if row["texts_per_side"] == max(r["texts_per_side"] for r in rows) and row["seed"] == first_seed:
+            best_for_store = result
+    for row in rows:
+        if "paired" in row:
+            sides = sides_of(row["texts_per_side"])
+            row["paired_scifact_ndcg_at_10_test"] = {
+                k: ndcg(d["map"](sf["queries_minilm"]), sf["docs_mpnet"], sf, "test")
+                for k, d in run_paired(sides).items()}
+    return best_for_store
 
 
 def write_report(report: dict, out: Path, started: float) -> None:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, SHARED  # noqa: E402,F401 - sets sys.path
+
 MPNET = MPNET_VECTORS
 CACHE = Path(os.environ.get("TAVA_TRANSLATE_CACHE", ROOT / ".tava" / "bench-translate"))
 # held-out pairs (1,000) + the MiniLM side (10,000); mpnet has the first 20,000. On a machine shared by
@@ -99,7 +99,7 @@ def encoder_vectors(encoder_spec: str, tag: str, collection: str) -> np.ndarray:
     for start in range(0, len(texts), CHUNK):
         chunk = texts[start:start + CHUNK]
         blocks.append(_cached(CACHE / "chunks" / f"{tag}-{collection}-{start}-{len(chunk)}.npy",
-                              lambda: load_encoder(encoder_spec).encode(chunk, kind=kind)))
+                              lambda chunk=chunk: load_encoder(encoder_spec).encode(chunk, kind=kind)))
     return _cached(final, lambda: np.concatenate(blocks))
 
 

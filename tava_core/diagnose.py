@@ -39,7 +39,7 @@ def neighbours(vectors: np.ndarray, k: int, *, chunk: int = 2048) -> np.ndarray:
 def knn_overlap(student: np.ndarray, teacher: np.ndarray, k: int = 10) -> np.ndarray:
     """Per text: share of its k nearest neighbours common to both spaces."""
     a, b = neighbours(student, k), neighbours(teacher, k)
-    return np.array([len(np.intersect1d(x, y)) / a.shape[1] for x, y in zip(a, b)], dtype=np.float32)
+    return np.array([len(np.intersect1d(x, y)) / a.shape[1] for x, y in zip(a, b, strict=True)], dtype=np.float32)
 
 
 def _local_basis(points: np.ndarray, dim: int) -> np.ndarray:
@@ -75,7 +75,7 @@ def query_neighbour_overlap(student_queries: np.ndarray, student_docs: np.ndarra
         return np.argpartition(-sims, k - 1, axis=1)[:, :k]
 
     a, b = top(student_queries, student_docs), top(teacher_queries, teacher_docs)
-    return np.array([len(np.intersect1d(x, y)) / k for x, y in zip(a, b)], dtype=np.float32)
+    return np.array([len(np.intersect1d(x, y)) / k for x, y in zip(a, b, strict=True)], dtype=np.float32)
 
 
 def summarise(values: np.ndarray) -> dict[str, float]:

@@ -331,10 +331,12 @@ def save_linear_adapter(directory: str | Path, forward: "Any", *, inverse: Optio
 
     def module_for(linear_map) -> Vec2VecAdapter:
         module = Vec2VecAdapter(linear_map.weight.shape[0], linear_map.weight.shape[1], hidden_dims=[])
+        net = module.net
+        assert net is not None and net.skip is not None  # a direct adapter with a linear skip path
         with torch.no_grad():
-            module.net.skip.weight.copy_(torch.as_tensor(linear_map.weight.T))
-            module.net.head.weight.zero_()
-            module.net.head.bias.copy_(torch.as_tensor(linear_map.bias if linear_map.bias is not None
+            net.skip.weight.copy_(torch.as_tensor(linear_map.weight.T))
+            net.head.weight.zero_()
+            net.head.bias.copy_(torch.as_tensor(linear_map.bias if linear_map.bias is not None
                                                        else np.zeros(linear_map.weight.shape[1], np.float32)))
         return module.eval()
 

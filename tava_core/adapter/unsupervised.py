@@ -358,6 +358,8 @@ def keep_if_criterion_improves(result: Any, start_adapter: Any, start_map: Linea
 
 def inverse_of(linear_map: LinearMap) -> LinearMap:
     """The affine map back: x ≈ (y - b) pinv(W) (exact for a semi-orthogonal W scaled by s: W'/s²)."""
+    if linear_map.weight is None:  # the identity is its own inverse (up to the bias)
+        raise ValueError("inverse_of needs a fitted weight; the identity map has none")
     pinv = np.linalg.pinv(linear_map.weight.astype(np.float64))
     bias = -(linear_map.bias.astype(np.float64) @ pinv) if linear_map.bias is not None else None
     return LinearMap(f"{linear_map.name}-inverse", pinv.astype(np.float32),

@@ -54,7 +54,7 @@ def installed_parts(model: PartsModel) -> list[Path]:
         if len(found) != 1:
             raise ModelLoadError(f"package {dist_name} holds {len(found)} files ending in {suffix} (expected 1)",
                                  hint=f"reinstall it: pip install --force-reinstall {dist_name}")
-        parts.append(Path(dist.locate_file(found[0])))
+        parts.append(Path(str(dist.locate_file(found[0]))))
     return parts
 
 

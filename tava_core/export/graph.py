@@ -83,7 +83,7 @@ def eager_attention(model: nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        if switched:
+        if switched and setter is not None:
             setter(before)
 
 

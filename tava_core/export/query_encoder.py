@@ -124,8 +124,6 @@ def _write_tokenizer(student: Any, directory: Path) -> None:
 
 
 def _quantize(fp32: Path, int8: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     # Weights only (MatMulConstBOnly): attention's activation x activation products stay fp32.
     # Per-channel scales and 7-bit range: on all-MiniLM-L6-v2 mean cosine to fp32 was 0.961 with
     # per-tensor scales, 0.993 per-channel, and the worst text 0.971 -> 0.986 with the reduced range
@@ -133,6 +131,7 @@ def _quantize(fp32: Path, int8: Path) -> None:
     # The graph is already fused: its Attention ops (com.microsoft) carry the QKV weights, and
     # shape inference cannot type their outputs, hence DefaultTensorType.
     import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
                      op_types_to_quantize=["MatMul", "Attention"], per_channel=True, reduce_range=True,

@@ -266,7 +266,7 @@ class CollectionWriter:
             self.flush()
         return True
 
-    def _repeats(self, record_id: str, digest: str, record: RawRecord, *, hint: str) -> bool:
+    def _repeats(self, record_id: str, digest: bytes, record: RawRecord, *, hint: str) -> bool:
         """An id seen before: the same record again is skipped, another text under it is bad input."""
         first = self.ids.get(record_id)
         if first is None:

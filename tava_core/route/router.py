@@ -58,6 +58,7 @@ def threshold_from(calibration: Calibration, *, teacher_budget: Optional[float] 
         budget = check_budget(teacher_budget)
         threshold = -np.inf if budget == 0 else np.inf if budget == 1 else calibration.threshold_for_budget(budget)
         return Threshold("budget", budget, float(threshold), budget)
+    assert target_agreement is not None  # exactly one of the two was given (checked above)
     if not 0.0 <= float(target_agreement) <= 1.0:
         raise ConfigError(f"target_agreement must be in [0, 1], got {target_agreement}",
                           hint=f"it is the predicted {calibration.target} agreement with the teacher, e.g. 0.7")

@@ -278,6 +278,7 @@ def test_second_build_of_a_slot_refuses_or_waits_then_skips(vector_dir, tmp_path
     import threading
 
     from helpers import held_by_another_thread
+
     from tava_core.locks import ResourceLockedError
     from tava_core.store import slot_lock
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import synthetic_texts
 
 from tava_core.config import EncoderSpec
 from tava_core.encoders import load_encoder
@@ -26,11 +27,9 @@ from tava_core.export.query_encoder import ExportRefused, export_query_encoder
 from tava_core.export.standalone import ExportedQueryEncoder
 from tava_core.home import TavaHome
 
-from helpers import synthetic_texts
-
 pytest.importorskip("onnxruntime")
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEXTS = synthetic_texts(40, seed=3) + ["x", "Ünïcode and émojis 🙂", "word " * 300]
 
 

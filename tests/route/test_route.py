@@ -215,7 +215,7 @@ def _tiny_beir(root: Path) -> Path:
               "river": "the river floods the valley every spring when the snow melts in the mountains",
               "market": "prices in the market rise when demand grows faster than the supply of goods"}
     docs, queries, qrels = [], [], []
-    for t, (topic, text) in enumerate(topics.items()):
+    for topic, text in topics.items():
         for v in range(6):
             docs.append({"_id": f"{topic}{v}", "title": "", "text": f"{text} variant {v} about {topic} number {v * 7}"})
         for v in range(2):

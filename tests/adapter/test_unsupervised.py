@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 
 from tava_core.adapter.metrics import alignment_metrics
-from tava_core.adapter.unsupervised import (UnsupervisedSettings, fit_unsupervised, inverse_of, mapped_criterion,
-                                            match_anchors, spherical_kmeans)
+from tava_core.adapter.unsupervised import (
+    UnsupervisedSettings,
+    fit_unsupervised,
+    inverse_of,
+    mapped_criterion,
+    match_anchors,
+    spherical_kmeans,
+)
 from tava_core.errors import ConfigError
 
 LATENT = 16
