@@ -95,9 +95,11 @@ def test_refresh_trains_promotes_skips_keeps_and_fails_cleanly(prefect_harness, 
     assert lineage["data"]["files"][0]["relative"] == "monday.jsonl"
     assert lineage["data"]["batch"]["manifest_sha256"]
     # the recorded score is the published version's real score: re-evaluated here from the registry copy
-    from tava_core.refresh import evaluate_adapter
+    from flows.evaluate import evaluate_flow
+    from tava_core.refresh import EVAL_MODE, evaluation_configs
 
-    rescored = evaluate_adapter(record.path, config, TavaHome(tava_home), "recheck")[eval_dataset]
+    recheck = evaluation_configs(str(record.path), config, "recheck")[eval_dataset]
+    rescored = evaluate_flow(recheck, home=str(tava_home)).ndcg(EVAL_MODE)
     assert record.metrics["evaluation"][eval_dataset] == pytest.approx(rescored, abs=1e-6) and rescored > 0.0
     assert (Path(record.path) / "tava_encoder.json").is_file()  # the version is a loadable encoder
     report = Path(first["report"])
