@@ -64,6 +64,15 @@ def _expected_form(flow) -> tuple[dict[str, str], dict[str, Any]]:
     return descriptions, scalars
 
 
+def _deployment_id(api: str, name: str) -> str:
+    """The id of the deployment ``name`` (its flow is named the same), from the server's REST API."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{api}/deployments/name/{name}/{name}", timeout=30) as response:
+        return json.loads(response.read())["id"]
+
+
 def _matches(value: Any, shown: list[str]) -> bool:
     if isinstance(value, str):
         return value in shown
@@ -78,6 +87,7 @@ def _matches(value: Any, shown: list[str]) -> bool:
 
 @pytest.mark.timeout(1200)  # may include starting the server and deploying (session fixture)
 def test_nightly_deployment_shows_tavas_parameter_form(local_prefect_server, browser, tmp_path):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -91,10 +101,16 @@ def test_nightly_deployment_shows_tavas_parameter_form(local_prefect_server, bro
     wait = WebDriverWait(browser, 60)
     screenshot = tmp_path / "nightly-custom-run.png"
     try:
-        # As a user would: the UI's Deployments page, the nightly deployment, Run > Custom run.
+        # As a user would: the UI's Deployments page, the nightly deployment, Run > Custom run. The
+        # list pages by ten and tava deploys more than ten flows, so the nightly one may sit on page
+        # two: open it by its id (the link the list would follow) when it is not on the first page.
         browser.get(server.url)
         wait.until(EC.element_to_be_clickable((By.XPATH, "//a[normalize-space()='Deployments']"))).click()
-        wait.until(EC.element_to_be_clickable((By.XPATH, f"//a[normalize-space()='{NIGHTLY}']"))).click()
+        try:
+            WebDriverWait(browser, 15).until(EC.element_to_be_clickable(
+                (By.XPATH, f"//a[normalize-space()='{NIGHTLY}']"))).click()
+        except TimeoutException:
+            browser.get(f"{server.url}/deployments/deployment/{_deployment_id(server.api, NIGHTLY)}")
         wait.until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Run']"))).click()
         wait.until(EC.element_to_be_clickable((By.XPATH, "//*[normalize-space()='Custom run']"))).click()
         wait.until(EC.url_contains("/run"))
