@@ -35,19 +35,14 @@ import platform
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from shared_data import PASSAGES, ROOT, SCIFACT  # noqa: E402  (sets sys.path; honours TAVA_SHARED_DATA)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
-SCIFACT = SHARED / "beir" / "scifact"
-PASSAGES = SHARED / "corpus_passages_en.jsonl.gz"
 TEACHER = "all-MiniLM-L6-v2"
 
 

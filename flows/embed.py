@@ -17,9 +17,9 @@ from tava_core.embed import (
     EmbedConfig,
     ShardJob,
     collection_lock,
+    current_jobs,
     current_records,
     plan_collection,
-    vector_shard_is_current,
     write_vector_manifest,
 )
 from tava_core.encoders import load_encoder
@@ -105,10 +105,9 @@ def embed_dataset_flow(config: EmbedConfig = DEFAULT_EMBED_CONFIG, home: Optiona
     for collection in config.collections or list(manifest.collections):
         out_dir, jobs = plan_collection(tava_home, dataset_dir, manifest, collection, encoder)
         with collection_lock(out_dir, timeout=config.lock_timeout_seconds):  # plan to manifest: one run at a time
-            reused = [job for job in jobs if vector_shard_is_current(job.out_path, fingerprint=encoder.fingerprint,
-                                                                     source_sha256=job.source_sha256, kind=job.kind)]
+            reused = current_jobs(jobs, encoder.fingerprint)  # read once: the counts and the skip below
             # Every shard already current (a re-run): nothing to schedule, so no sub-flow and no workers.
-            records = current_records(jobs, encoder.fingerprint)
+            records = current_records(jobs, reused)
             if records is None:
                 records = embed_shards.with_options(task_runner=runner)(jobs, specs, encoder.fingerprint)
             reused_rows = sum(job.rows for job in reused)

@@ -106,11 +106,16 @@ def _existing_record(job: ShardJob) -> ShardRecord:
     return ShardRecord(path=out.name, rows=job.rows, sha256=sha256_file(out), source_sha256=job.source_sha256)
 
 
-def current_records(jobs: list[ShardJob], fingerprint: str) -> Optional[list[ShardRecord]]:
-    """The records of every shard when all are already embedded from these sources by this encoder
-    (a flow then schedules nothing), else None."""
-    if all(vector_shard_is_current(job.out_path, fingerprint=fingerprint, source_sha256=job.source_sha256,
-                                   kind=job.kind) for job in jobs):
+def current_jobs(jobs: list[ShardJob], fingerprint: str) -> list[ShardJob]:
+    """The jobs whose vector shard an earlier run already left current (this source, encoder, kind)."""
+    return [job for job in jobs if vector_shard_is_current(job.out_path, fingerprint=fingerprint,
+                                                           source_sha256=job.source_sha256, kind=job.kind)]
+
+
+def current_records(jobs: list[ShardJob], current: list[ShardJob]) -> Optional[list[ShardRecord]]:
+    """The records of every shard when all are already current (``current_jobs``; a flow then
+    schedules nothing), else None."""
+    if len(current) == len(jobs):
         return [_existing_record(job) for job in jobs]
     return None
 

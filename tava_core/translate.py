@@ -159,14 +159,11 @@ def output_encoder_info(translation: Translation, source: VectorManifest) -> dic
             "source_encoder": source.encoder, "adapter": translation.info()}
 
 
-def _shard_is_current(path: Path, fingerprint: str, source_sha256: str) -> bool:
-    return vector_shard_is_current(path, fingerprint=fingerprint, source_sha256=source_sha256, kind=None)
-
-
 def translate_shard(translation: Translation, source_path: Path, source_sha256: str, out_path: Path,
                     fingerprint: str, encoder_name: str) -> tuple[ShardRecord, bool]:
     """Translate one shard (skipped when ``out_path`` already holds it); returns (record, translated?)."""
-    if not _shard_is_current(out_path, fingerprint, source_sha256):
+    # kind=None: a translated shard's fingerprint already names the translation
+    if not vector_shard_is_current(out_path, fingerprint=fingerprint, source_sha256=source_sha256, kind=None):
         if sha256_file(source_path) != source_sha256:
             raise IntegrityError("vector shard changed since its manifest was written (sha256 mismatch)",
                                  path=source_path, hint="re-run the step that made it (`tava embed`)")
