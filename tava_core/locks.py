@@ -29,11 +29,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Optional
 
 from .errors import TavaError
+from .manifest import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,11 @@ def _forget_locks_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def holder_record() -> dict[str, object]:
     """Who this process is, as written into a lock file it holds."""
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
     return {"pid": os.getpid(), "host": socket.gethostname(), "command": command[:300],
-            "run": os.environ.get(RUN_LABEL_ENV, ""), "since": _now_iso()}
+            "run": os.environ.get(RUN_LABEL_ENV, ""), "since": now_iso()}
 
 
 def read_holder(path: str | Path) -> Optional[dict[str, object]]:
