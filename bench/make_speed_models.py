@@ -70,8 +70,8 @@ def main() -> None:
     teacher_dirs = embed_dataset(EmbedConfig(dataset="speed-passages", encoder=EncoderSpec()), home)
     card = distill(DistillConfig(datasets=["speed-passages"], student="transformer", steps=300, span_views=0,
                                  eval_every=100, name="speed-student"), home, progress=False)
-    student = card["output"]
-    print("student:", student, card["validation"]["best_cosine"], flush=True)
+    student = card.output
+    print("student:", student, card.best_cosine, flush=True)
     student_dirs = embed_dataset(EmbedConfig(dataset="speed-passages", encoder=EncoderSpec(model=student)), home)
     collection = next(iter(teacher_dirs))
     run = train_adapter_from_dirs(AdapterConfig(student_vectors=[str(student_dirs[collection])],
