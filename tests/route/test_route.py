@@ -111,19 +111,6 @@ def test_routing_curves_baselines_and_gap_recovered():
 
 # ----------------------------------------------------------------------------- router directory
 
-@pytest.fixture(scope="module")
-def static_student(tmp_path_factory, teacher_path) -> Path:
-    """A static student in the teacher's space: the teacher's own input token embeddings."""
-    from safetensors.numpy import load_file, save_file
-
-    out = tmp_path_factory.mktemp("static-student")
-    table = load_file(str(teacher_path / "model.safetensors"))["embeddings.word_embeddings.weight"]
-    save_file({"embeddings": table.astype(np.float32)}, str(out / "model.safetensors"))
-    shutil.copy(teacher_path / "tokenizer.json", out / "tokenizer.json")
-    (out / "config.json").write_text(json.dumps({"model_type": "model2vec", "normalize": True}))
-    return out
-
-
 TEXTS = [f"how does the {w} {v} the {o}" for w in ("cell", "gene", "parser", "optimizer", "protein")
          for v in ("regulate", "change") for o in ("response", "output", "memory", "rate")]
 
