@@ -51,12 +51,13 @@ def main() -> None:
     parser.add_argument("--demo-home", default=str(shared_data.ROOT / ".tava"), help="where `tava demo` ran")
     parser.add_argument("--home", default=str(shared_data.ROOT / ".tava" / "bench-route-drift"),
                         help="this benchmark's own tava home (emptied first)")
+    parser.add_argument("--student", default=None, help="student directory (default: the demo's registry student)")
     parser.add_argument("--texts", type=int, default=400, help="texts per batch")
     parser.add_argument("--out", default=str(RESULTS / "route_drift.json"))
     args = parser.parse_args()
 
     demo = TavaHome(args.demo_home)
-    student = Registry(demo).current_path("students", "student")
+    student = Path(args.student) if args.student else Registry(demo).current_path("students", "student")
     source = builtin_source_dir(demo)
     if student is None or not (source / "unlabeled.jsonl").is_file():
         raise SystemExit(f"run the demo first (no current student or built-in data under {demo.root})")
