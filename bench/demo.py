@@ -43,6 +43,9 @@ def main() -> None:
               "cpus": os.cpu_count(), "config": config.model_dump(mode="json"),
               "quality": [row.model_dump(mode="json") for row in result.quality], "seconds": result.seconds,
               "work": result.work, "router_dir": result.router_dir, "registry": result.registry}
+    route_json = home.reports / "route" / config.registry_adapter / "route.json"
+    if result.router_dir and route_json.is_file():   # the router rows' full curves (baselines, costs)
+        record["router_curves"] = json.loads(route_json.read_text())
     write_json(args.out, record)
     print(json.dumps({"wall_seconds": record["wall_seconds"], "router_seconds": result.seconds.get("router")}))
 
