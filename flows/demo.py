@@ -4,7 +4,9 @@
         ->  Stage A: distil a student on the label-free collections (+ short span views)
         ->  embed the same texts with the student  ->  Stage B: adapter student -> teacher space
         ->  evaluate teacher, student alone, student queries vs teacher documents (with and
-            without the adapter)  ->  publish student and adapter as the registry's current
+            without the adapter)  ->  calibrate a confidence router for student + adapter (from the
+            stored Stage B pairs + a few hundred span views) and score it at a few teacher budgets
+        ->  publish student and adapter (+ its router, same version) as the registry's current
             versions (what the nightly refresh continues)  ->  one table: quality, speed-ups, paths
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
 from tasks.registry import publish_current_task
+from tasks.route import calibrate_stored_task, evaluate_router_at_task
 from tava_core.config import EncoderSpec, IngestConfig
 from tava_core.embed import EmbedConfig
 from tava_core.evaluate.config import EvalConfig
@@ -38,7 +41,7 @@ from .pipeline_config import FILLED_IN, PipelineConfig, demo_adapter, demo_disti
 class QualityRow(Record):
     """One way of answering queries: its retrieval quality and speed against the teacher's."""
 
-    system: str                     # teacher, student alone, student no adapter, student + adapter
+    system: str                     # teacher, student alone, student no adapter, student + adapter, router ...
     queries_documents: str          # which encoder encodes the queries / the documents
     ndcg_at_10: float
     retention: Optional[float]      # share of the teacher's nDCG@10
@@ -55,6 +58,7 @@ class PipelineResult(BaseModel):
     student_dir: str
     adapter_dir: str
     registry: list[dict]       # what was published (or was already current)
+    router_dir: Optional[str] = None   # the confidence router (None when config.router.enabled is off)
     quality: list[QualityRow]  # one row per way of answering queries
     report_dirs: list[str]
     seconds: dict[str, float]
@@ -87,6 +91,31 @@ def quality_rows(full: EvaluationReport, asymmetric: EvaluationReport) -> list[Q
             for system, modes, score, speed in rows]
 
 
+def router_system(budget: float) -> str:
+    """The table's name of the router row at ``budget`` (rows are read by this name)."""
+    return f"router, {budget:.0%} to teacher"
+
+
+def router_rows(curves: dict, budgets: list[float], quality: dict[str, QualityRow]) -> list[QualityRow]:
+    """One row per budget: the router sends exactly that share of the queries (its least confident)
+    to the teacher. Speed from the table's own throughputs (student + adapter, teacher) plus the
+    measured confidence cost, so the speed-ups compare with the rows above."""
+    from tava_core.route.stored import curve_row
+
+    teacher, adapted = quality[TEACHER], quality[WITH_ADAPTER]
+    rows = []
+    for budget in budgets:
+        score = curve_row(curves, budget)["router"]["ndcg10"]
+        seconds = (1.0 / adapted.queries_per_second + curves["costs"]["confidence"]
+                   + budget / teacher.queries_per_second)
+        rows.append(QualityRow(system=router_system(budget), queries_documents="routed / teacher",
+                               ndcg_at_10=round(score, 4),
+                               retention=round(score / teacher.ndcg_at_10, 4) if teacher.ndcg_at_10 else None,
+                               queries_per_second=round(1.0 / seconds, 1),
+                               speedup=round(1.0 / (seconds * teacher.queries_per_second), 2)))
+    return rows
+
+
 def shard_work(results: list[EmbedResult]) -> str:
     """'N shards computed, M reused' over every collection of these embedding runs."""
     collections = [c for result in results for c in result.collections]
@@ -104,6 +133,7 @@ def summary_markdown(result: PipelineResult) -> str:
                      f"{row.retention:.1%} | {row.queries_per_second:.0f} | {row.speedup:.1f}x |")
     lines += ["", "| artifact | where |", "| --- | --- |",
               f"| student (Stage A) | `{result.student_dir}` |", f"| adapter (Stage B) | `{result.adapter_dir}` |",
+              *([f"| confidence router | `{result.router_dir}` |"] if result.router_dir else []),
               f"| FAISS index ({result.index['factory']}, recall@10 {result.index['recall_at_10']}) | "
               f"`{result.index['index_dir']}` |"]
     lines += [f"| evaluation report | `{d}` |" for d in result.report_dirs]
@@ -201,22 +231,52 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     reused_reports = sum(report.reused for report in (full, asymmetric))
     work["evaluate"] = f"{2 - reused_reports} evaluations computed, {reused_reports} reused"
 
-    # The registry's current student and adapter: what the nightly refresh continues from.
     quality = {row.system: row for row in quality_rows(full, asymmetric)}
+
+    # The router: its "seen" texts are the Stage B pairs already on disk (no encoding), only a few
+    # hundred span views of the corpus are encoded to calibrate it; scored at each budget.
+    router_dir = None
+    if config.router.enabled:
+        start = time.perf_counter()
+        routing = config.router
+        calibrated = calibrate_stored_task(
+            adapted, config.teacher, student_dirs, teacher_dirs, ingested.path, config.split,
+            str(TavaHome(root).artifacts / "routers" / config.registry_adapter), routing.settings,
+            routing.budgets[0], routing.calibration_texts, routing.max_reference_texts, root)
+        router_dir = calibrated["directory"]
+        curves = evaluate_router_at_task(router_dir, ingested.path, config.split,
+                                         str(TavaHome(root).reports / "route" / config.registry_adapter),
+                                         [0.0, *routing.budgets], True, root)
+        quality.update({row.system: row for row in router_rows(curves, routing.budgets, quality)})
+        timed("router", start)
+        work["router"] = (f"calibration {'reused' if calibrated['reused'] else 'computed'} "
+                          f"({calibrated['calibration_texts']} span views), scores "
+                          f"{'reused' if curves['reused'] else 'computed'}")
+
+    # The registry's current student and adapter (+ its router, in the same version): what the
+    # nightly refresh continues from.
+    router_identity = ""
+    if router_dir is not None:
+        router_identity = "+router-" + sha256_file(Path(router_dir) / "router.safetensors")
     lineage = {"dataset": ingested.name, "dataset_dir": ingested.path, "teacher": embedded.encoder}
     registry = [
         publish_current_task("students", config.registry_student, student.output, student.run_key, root,
                              lineage={**lineage, "source": student.output},
                              metrics={name: quality[name].ndcg_at_10 for name in (STUDENT_ALONE, NO_ADAPTER)}),
         publish_current_task("adapters", config.registry_adapter, adapter.adapter_dir,
-                             sha256_file(Path(adapter.adapter_dir) / "model.safetensors"), root,
-                             lineage={**lineage, "source": adapter.adapter_dir, "student": student.output},
-                             metrics={"nDCG@10 " + config.split: quality[WITH_ADAPTER].ndcg_at_10})]
+                             sha256_file(Path(adapter.adapter_dir) / "model.safetensors") + router_identity, root,
+                             lineage={**lineage, "source": adapter.adapter_dir, "student": student.output,
+                                      "router": router_dir},
+                             metrics={"nDCG@10 " + config.split: quality[WITH_ADAPTER].ndcg_at_10,
+                                      **{f"nDCG@10 {config.split} {router_system(b)}": quality[router_system(b)].ndcg_at_10
+                                         for b in (config.router.budgets if router_dir else [])}},
+                             router_dir=router_dir)]
 
     result = PipelineResult(
         dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections, teacher=embedded.encoder,
         index=index.model_dump(include={"index_dir", "factory", "count", "recall_at_10", "version"}),
-        student_dir=student.output, adapter_dir=adapter.adapter_dir, registry=registry, quality=list(quality.values()),
+        student_dir=student.output, adapter_dir=adapter.adapter_dir, registry=registry, router_dir=router_dir,
+        quality=list(quality.values()),
         report_dirs=[full.directory, asymmetric.directory], seconds=seconds, work=work)
     create_markdown_artifact(summary_markdown(result), key="tava-pipeline-summary",
                              description="tava pipeline: quality, speed-ups, artifacts")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tava_core.adapter.config import AdapterConfig
 from tava_core.config import EncoderSpec, TavaModel
 from tava_core.distill.config import DistillConfig
+from tava_core.route.config import RouterSettings
 
 # Filled in by the pipeline from what the earlier stages made (hidden from the CLI).
 FILLED_IN = ("distill.teacher", "distill.datasets", "distill.teacher_vectors", "distill.output",
@@ -23,6 +24,28 @@ def demo_distill() -> DistillConfig:
 
 def demo_adapter() -> AdapterConfig:
     return AdapterConfig(name="demo-adapter", max_steps=600, eval_every=50)
+
+
+class PipelineRouter(TavaModel):
+    """The confidence router the pipeline calibrates for its student + adapter (demo table rows)."""
+
+    enabled: bool = Field(True, description=(
+        "Calibrate a router for the new student + adapter and add its rows to the table (off: --no-router-enabled)."))
+    budgets: list[float] = Field(default_factory=lambda: [0.1, 0.2], description=(
+        "Shares of queries (0-1) the teacher takes in the router rows; the first is the threshold the "
+        "router is saved and published with."))
+    calibration_texts: int = Field(300, ge=32, description=(
+        "Span views of the corpus encoded by student + adapter and teacher to calibrate (the router's only "
+        "encoding: its training pairs are the stored Stage B vectors)."))
+    max_reference_texts: int = Field(2000, ge=16, description="Stored Stage B pairs sampled for the signals.")
+    settings: RouterSettings = Field(default_factory=RouterSettings, description="Confidence score settings.")
+
+    @field_validator("budgets")
+    @classmethod
+    def _shares(cls, budgets: list[float]) -> list[float]:
+        if not budgets or any(not 0.0 <= b <= 1.0 for b in budgets):
+            raise ValueError(f"router budgets must be shares of queries in [0, 1], got {budgets}")
+        return budgets
 
 
 class PipelineConfig(TavaModel):
@@ -48,6 +71,9 @@ class PipelineConfig(TavaModel):
     registry_adapter: str = Field("nightly", description=(
         "Registry name the adapter is published under as the current version (the nightly "
         "refresh's default name, so it continues from this adapter)."))
+    router: PipelineRouter = Field(default_factory=PipelineRouter, description=(
+        "Confidence router: calibrated on the stored Stage B pairs and span views of the corpus, scored at "
+        "the budgets, published inside the adapter's registry version (router/)."))
 
     @model_validator(mode="before")
     @classmethod

@@ -4,7 +4,12 @@
       -> resolve student (configured or the registry's current), teacher, current adapter
       -> ingest the new files as one batch  ->  embed it with student and teacher (cached shards)
       -> continue training the current adapter on new (+ replayed) pairs -> candidate (staged)
-      -> evaluate candidate and current (student+adapter queries vs teacher documents)
+      -> recalibrate a confidence router for the candidate on the new batch (saved inside it, so
+         it is published in the same registry version: <version>/router)
+      -> evaluate candidate and current (student+adapter queries vs teacher documents; and routed,
+         each with its own router, at router_budget of the queries to the teacher)
+      -> drift: the low-confidence share of the new batch against the previous batch (the current
+         version's router judges both); the report says so in words when it rose
       -> promote if not worse than current - threshold (registry: compare-and-set under a lock),
          else keep current  ->  record consumed files; report (JSON, markdown, Prefect artifact)
 
@@ -15,14 +20,17 @@ they were (the files are picked up again next time).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from prefect import flow, get_run_logger
 
 from tasks.refresh import (
+    calibrate_router_task,
     candidate_dir,
     cleanup_candidates,
     discard_task,
+    drift_task,
     ingest_task,
     promote_task,
     publish_report,
@@ -36,6 +44,7 @@ from tava_core.embed import EmbedConfig
 from tava_core.errors import TavaError
 from tava_core.home import TavaHome, slug
 from tava_core.registry import RegistryLockedError, file_lock
+from tava_core.route.publish import attached_router
 
 from .embed import embed_dataset_flow
 from .evaluate import evaluate_flow
@@ -64,6 +73,21 @@ def _evaluate_adapter(adapter_dir: str, config: core.RefreshConfig, home: str, t
     evaluate = evaluate_flow.with_options(retries=1, retry_delay_seconds=5)
     return {dataset: evaluate(eval_config, home=home).ndcg(core.EVAL_MODE)
             for dataset, eval_config in core.evaluation_configs(adapter_dir, config, tag).items()}
+
+
+def _evaluate_routed(router_dir: str, config: core.RefreshConfig, home: str, tag: str) -> dict[str, float]:
+    """Routed nDCG@10 on every evaluation set: the router sends exactly ``router_budget`` of the
+    queries (its least confident) to the teacher (quality only: no cost timing in the gate)."""
+    from tasks.route import evaluate_router_at_task
+    from tava_core.route.stored import curve_row
+
+    scores = {}
+    for dataset in config.evaluation:
+        out = TavaHome(home).reports / "refresh" / slug(config.name) / "route" / f"{tag}-{slug(Path(dataset).name)}"
+        curves = evaluate_router_at_task(router_dir, dataset, config.split, str(out), [config.router_budget], False,
+                                         home)
+        scores[dataset] = curve_row(curves, config.router_budget)["router"]["ndcg10"]
+    return scores
 
 
 # The flow's default parameters, built once: Prefect shows them in the deployment's form, and
@@ -151,16 +175,38 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
         logger.info("candidate trained on %d new + %d replayed pairs in %s s", trained["pairs_new"],
                     trained["pairs_replayed"], trained["seconds"])
 
+        candidate_router = current_router = None
+        if config.router:
+            record["router"] = stage("calibrate router", calibrate_router_task, config, home, batch, out_dir)
+            candidate_router = record["router"]["directory"]
+            logger.info("candidate's router: threshold %.4f (%.0f%% to the teacher), %d pairs, %d span views",
+                        record["router"]["threshold"]["threshold"], 100 * config.router_budget,
+                        record["router"]["reference_texts"], record["router"]["calibration_texts"])
+        if current["path"] is not None and attached_router(current["path"]) is not None:
+            current_router = str(attached_router(current["path"]))
+
         scores: dict[str, Any] = {"candidate": {}, "current": None}
+        routed: Optional[dict[str, Any]] = None
         if config.evaluation:
             scores["candidate"] = stage("evaluate candidate", _evaluate_adapter, out_dir, config, home,
                                         f"candidate-{record['run']}")
             if current["version"] is not None:
                 scores["current"] = stage("evaluate current", _evaluate_adapter, current["path"], config, home,
                                           f"v{current['version']}-{record['run']}")
-        decision = core.compare(config, scores["candidate"], scores["current"], trained)
+            if candidate_router is not None:
+                routed = {"candidate": stage("evaluate candidate routed", _evaluate_routed, candidate_router, config,
+                                             home, f"candidate-{record['run']}"),
+                          "current": None if current_router is None else stage(
+                              "evaluate current routed", _evaluate_routed, current_router, config, home,
+                              f"v{current['version']}-{record['run']}")}
+                record["routed"] = routed
+        decision = core.compare(config, scores["candidate"], scores["current"], trained, routed)
         record["decision"] = decision
         logger.info(decision["why"])
+
+        if config.router:
+            record["drift"] = stage("drift", drift_task, config, home, batch, current_router, candidate_router)
+            (logger.warning if record["drift"].get("drifted") else logger.info)(record["drift"]["message"])
 
         if decision["promote"]:
             lineage = {
@@ -176,8 +222,12 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
                 "parent_version": current["version"] if trained["warm_start"] else None,
                 "replaced_version": current["version"], "run": record["run"],
             }
+            if candidate_router is not None:
+                lineage["router"] = {"directory": "router", "budget": config.router_budget,
+                                     "threshold": record["router"]["threshold"], "served": record["router"]["served"]}
             metrics = {"evaluation": scores["candidate"], "heldout": trained["heldout"],
-                       "decision_metric": decision["metric"]}
+                       "decision_metric": decision["metric"],
+                       **({"routed": routed["candidate"]} if routed is not None else {})}
             promoted = stage("promote", promote_task, config.name, home, out_dir, current["version"], lineage,
                              metrics, decision["why"], config.keep_versions)
             record.update(status="promoted", promoted_version=promoted["version"],
@@ -186,6 +236,8 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
             discard_task(out_dir)
             record.update(status="kept", message=f"Current version {current['version']} stays: {decision['why']}.")
 
+        if record.get("drift", {}).get("drifted"):
+            record["message"] += f" Drift: {record['drift']['message']}."
         # Only a finished run consumes its files (also a kept one: its texts were trained on and
         # judged; they stay available to later runs through replay).
         stage("record state", core.record_run, TavaHome(home), config.name, record, new_files, batch)

@@ -56,6 +56,20 @@ def train_task(config: core.RefreshConfig, home: str, batch: dict[str, Any], res
                                 teacher=resolved["teacher"], current=resolved["current"], out_dir=out_dir)
 
 
+@task(name="refresh-calibrate-router", task_run_name="calibrate the candidate's router", **RETRY)
+def calibrate_router_task(config: core.RefreshConfig, home: str, batch: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    """A router for the candidate on the new batch, saved inside the candidate (published with it)."""
+    return core.calibrate_candidate_router(config, TavaHome(home), batch, out_dir)
+
+
+@task(name="refresh-drift", task_run_name="low-confidence share: new batch vs previous", **RETRY)
+def drift_task(config: core.RefreshConfig, home: str, batch: dict[str, Any], current_router: Optional[str],
+               candidate_router: Optional[str]) -> dict[str, Any]:
+    """Drift of the new batch against the previous one, judged by the serving router."""
+    return core.measure_drift(config, TavaHome(home), batch, current_router=current_router,
+                              candidate_router=candidate_router)
+
+
 @task(name="refresh-promote", task_run_name="promote candidate of {name}", cache_policy=NO_CACHE)
 def promote_task(name: str, home: str, candidate_dir: str, expected_current: Optional[str], lineage: dict[str, Any],
                  metrics: dict[str, Any], note: str, keep_versions: int) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 unless the current version already is that artifact (so a cached pipeline re-run adds nothing)."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any, Optional
 
 from prefect import task
@@ -12,15 +14,24 @@ from tava_core.registry import Registry
 
 @task(name="registry-publish", task_run_name="publish {kind}/{name}", cache_policy=NO_CACHE)
 def publish_current_task(kind: str, name: str, source_dir: str, identity: str, home: Optional[str],
-                         lineage: dict[str, Any], metrics: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+                         lineage: dict[str, Any], metrics: Optional[dict[str, Any]] = None,
+                         router_dir: Optional[str] = None) -> dict[str, Any]:
     """``identity`` names the artifact's content (a run key or weights checksum): when the
-    current version carries the same one, nothing is published."""
+    current version carries the same one, nothing is published. ``router_dir``: a router
+    calibrated for this adapter, published inside the same version (``router/``)."""
     registry = Registry(home)
     current = registry.current_version(kind, name)
     if current is not None and registry.record(kind, name, current).lineage.get("identity") == identity:
         return {"kind": kind, "name": name, "version": current, "published": False,
                 "path": str(registry.current_path(kind, name))}
-    record = registry.publish(kind, name, source_dir, lineage={**lineage, "identity": identity},
+    source: Any = source_dir
+    if router_dir is not None:
+        from tava_core.route.publish import attach_router
+
+        def source(staging: Path) -> None:
+            shutil.copytree(source_dir, staging, dirs_exist_ok=True)
+            attach_router(router_dir, staging)
+    record = registry.publish(kind, name, source, lineage={**lineage, "identity": identity},
                               metrics=metrics or {}, note="published by the pipeline", promote=True)
     return {"kind": kind, "name": name, "version": record.version, "published": True,
             "path": str(registry.current_path(kind, name))}

@@ -7,8 +7,11 @@ from typing import Any, Optional
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from tava_core.config import EncoderSpec
 from tava_core.home import TavaHome
-from tava_core.route.config import RouterConfig
+from tava_core.route.config import RouterConfig, RouterSettings
+
+from . import CORE_DECIDES
 
 
 @task(name="calibrate-router", task_run_name="calibrate router {config.name}")
@@ -35,3 +38,35 @@ def evaluate_router_task(router: str, dataset: str, split: str, out_dir: str, ho
     create_markdown_artifact(key="evaluate-router", markdown=markdown(curves),
                              description=f"routed mode of {router}: quality vs share sent to the teacher")
     return {k: curves[k] for k in ("files", "rows", "routed_share_at_threshold", "threshold", "costs")}
+
+
+@task(name="calibrate-stored-router", task_run_name="calibrate router for {adapted.model}", cache_policy=CORE_DECIDES)
+def calibrate_stored_task(adapted: EncoderSpec, teacher: EncoderSpec, student_dirs: list[str], teacher_dirs: list[str],
+                          dataset: str, split: str, out: str, settings: RouterSettings, teacher_budget: float,
+                          calibration_texts: int, max_reference_texts: int, home: Optional[str]) -> dict[str, Any]:
+    """A router for a student (+ adapter) from its stored training pairs, calibrated on span views
+    of ``dataset``'s corpus (reused when identical)."""
+    from tava_core.route.stored import calibrate_stored, served_retrieval
+
+    tava_home = TavaHome(home)
+    served, _ = served_retrieval(dataset, split, teacher, tava_home)
+    return calibrate_stored(adapted=adapted, teacher=teacher, student_dirs=student_dirs, teacher_dirs=teacher_dirs,
+                            served=served, out=out, home=tava_home, settings=settings, teacher_budget=teacher_budget,
+                            calibration_texts=calibration_texts, max_reference_texts=max_reference_texts)
+
+
+@task(name="evaluate-router-at", task_run_name="score router {router} at {shares}", cache_policy=CORE_DECIDES)
+def evaluate_router_at_task(router: str, dataset: str, split: str, out_dir: str, shares: list[float],
+                            measure_costs: bool, home: Optional[str]) -> dict[str, Any]:
+    """The router's curve at ``shares`` only (reused when identical); markdown artifact."""
+    from tava_core.evaluate.data import load_retrieval_data
+    from tava_core.route.report import markdown
+    from tava_core.route.stored import evaluate_stored
+
+    tava_home = TavaHome(home)
+    curves = evaluate_stored(router, load_retrieval_data(dataset, split, tava_home), tava_home, out_dir,
+                             shares=shares, measure_costs=measure_costs)
+    create_markdown_artifact(key="router-at-budgets", markdown=markdown(curves),
+                             description=f"router {router}: quality at {shares} of queries sent to the teacher")
+    return {k: curves[k] for k in ("files", "rows", "routed_share_at_threshold", "threshold", "costs", "reused",
+                                   "student_ndcg10", "teacher_ndcg10")}

@@ -3,7 +3,9 @@
     new files in the drop zone (by sha256, against the state file)  ->  ingest them as one batch
     ->  embed the batch with the student and the teacher  ->  pairs (+ a replay sample of earlier
     batches)  ->  continue training the current adapter  ->  evaluate candidate vs current
-    ->  promote only if not worse than current - threshold  ->  record what was consumed
+    ->  recalibrate a confidence router for the candidate (inside its directory: published with it)
+    ->  promote only if not worse than current - threshold (plain and routed nDCG@10)
+    ->  drift: low-confidence share of the new batch against the previous one  ->  record what was consumed
 
 State lives in ``<home>/refresh/<name>/state.json`` (written only when a run finishes, so a
 failed run leaves its files pending); candidates are staged in ``<home>/refresh/<name>/candidates``
@@ -26,6 +28,7 @@ from .home import TavaHome, slug
 from .io import atomic_directory, read_json, sha256_file, write_json
 from .manifest import Collection, DatasetManifest, now_iso, save_manifest
 from .registry import Registry
+from .route.config import RouterSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,19 @@ class RefreshConfig(TavaModel):
         "-1 = wait forever)."))
     keep_versions: int = Field(5, ge=2, description="Adapter versions kept in the registry (older ones are pruned).")
     run_mteb: bool = Field(False, description="Score evaluation sets through mteb as well (slower; numpy metrics agree).")
+    router: bool = Field(True, description=(
+        "Recalibrate a confidence router for the candidate on the new batch, publish it inside the adapter's "
+        "version (router/), compare routed nDCG@10 in the promotion gate and report drift."))
+    router_budget: float = Field(0.1, ge=0.0, le=1.0, description=(
+        "Share of queries (0-1) the router sends to the teacher: its saved threshold, and the share at which "
+        "candidate and current are compared routed."))
+    router_calibration_texts: int = Field(300, ge=32, description=(
+        "Span views of the served corpus (the first evaluation set's, else the new batch) encoded to calibrate."))
+    router_settings: RouterSettings = Field(default_factory=RouterSettings, description="Confidence score settings.")
+    drift_tolerance: float = Field(0.05, ge=0.0, le=1.0, description=(
+        "The report flags drift when the new batch's low-confidence share exceeds the previous batch's by more "
+        "than this (absolute share)."))
+    drift_texts: int = Field(500, ge=10, description="Texts sampled (seeded) from each batch to measure drift.")
 
 
 @dataclass
@@ -309,6 +325,88 @@ def train_candidate(config: RefreshConfig, home: TavaHome, *, batch: dict[str, A
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+# ----------------------------------------------------------------------------- stage: router
+
+ROUTER_REFERENCE_TEXTS = 2000   # batch pairs sampled for the router's signals
+
+
+def batch_texts(dataset_dir: str | Path) -> tuple[list[str], list[str]]:
+    """(ids, texts) of an ingested refresh batch."""
+    from .distill.data import read_collection_texts
+    from .manifest import load_dataset_manifest
+
+    manifest = load_dataset_manifest(dataset_dir)
+    ids, texts, _ = read_collection_texts(Path(dataset_dir), manifest.collections[BATCH_COLLECTION].shards)
+    return ids, texts
+
+
+def router_served(config: RefreshConfig, home: TavaHome, batch: dict[str, Any]):
+    """The corpus the router is calibrated to serve: the first evaluation set's (what the gate
+    scores), else the new batch itself (its teacher vectors are already on disk)."""
+    from .manifest import read_vector_dir
+    from .reuse import run_key
+    from .route.stored import ServedCorpus, served_retrieval
+
+    if config.evaluation:
+        return served_retrieval(config.evaluation[0], config.split, config.teacher, home)[0]
+    ids, texts = batch_texts(batch["path"])
+    vector_ids, vectors, _ = read_vector_dir(batch["teacher_vectors"])
+    row = {doc_id: i for i, doc_id in enumerate(vector_ids)}
+    keep = [i for i, doc_id in enumerate(ids) if doc_id in row]
+    return ServedCorpus(ids=[ids[i] for i in keep], texts=[texts[i] for i in keep],
+                        teacher_vectors=vectors[[row[ids[i]] for i in keep]],
+                        key=run_key([batch["manifest_sha256"], batch["teacher_fingerprint"]]))
+
+
+def calibrate_candidate_router(config: RefreshConfig, home: TavaHome, batch: dict[str, Any],
+                               candidate_dir: str) -> dict[str, Any]:
+    """A router for the candidate adapter, fitted on the new batch's pairs and saved INSIDE the
+    candidate (``router/``, naming the adapter ``..``): promotion moves both into one version."""
+    from .route.publish import ROUTER_SUBDIR
+    from .route.stored import calibrate_stored
+
+    return calibrate_stored(adapted=EncoderSpec(model=candidate_dir), teacher=config.teacher,
+                            student_dirs=[batch["student_vectors"]], teacher_dirs=[batch["teacher_vectors"]],
+                            served=router_served(config, home, batch), out=Path(candidate_dir) / ROUTER_SUBDIR,
+                            home=home, settings=config.router_settings, teacher_budget=config.router_budget,
+                            calibration_texts=config.router_calibration_texts,
+                            max_reference_texts=ROUTER_REFERENCE_TEXTS)
+
+
+def previous_batch(state: dict[str, Any], exclude: str) -> Optional[dict[str, Any]]:
+    """The latest earlier batch whose texts are still ingested."""
+    for entry in reversed(state.get("batches", [])):
+        if entry.get("dataset") != exclude and Path(entry["path"], "manifest.json").is_file():
+            return entry
+    return None
+
+
+def measure_drift(config: RefreshConfig, home: TavaHome, batch: dict[str, Any], *, current_router: Optional[str],
+                  candidate_router: Optional[str]) -> dict[str, Any]:
+    """Low-confidence share of the new batch against the previous batch (``route.drift.drift_report``),
+    judged by the router that served the previous traffic (the current version's), else the
+    candidate's. Both batches are sampled the same way (``drift_texts``, seeded)."""
+    from .route.drift import drift_report
+    from .route.router import load_router
+
+    previous = previous_batch(load_state(home, config.name), exclude=batch["dataset"])
+    router_path = current_router or candidate_router
+    if previous is None or router_path is None:
+        why = "no previous batch" if previous is None else "no router (--no-router, and none in the current version)"
+        return {"drifted": False, "message": f"drift not measured: {why}; the next run compares against this batch"}
+
+    def sample(texts: list[str]) -> list[str]:
+        if len(texts) <= config.drift_texts:
+            return texts
+        pick = np.random.default_rng(config.seed).choice(len(texts), size=config.drift_texts, replace=False)
+        return [texts[i] for i in sorted(pick)]
+
+    report = drift_report(load_router(router_path), sample(batch_texts(previous["path"])[1]),
+                          sample(batch_texts(batch["path"])[1]), tolerance=config.drift_tolerance)
+    return {**report, "previous_batch": previous["dataset"], "router": str(router_path),
+            "judged_by": "the current version's router" if current_router else "the candidate's router"}
+
+
 # ----------------------------------------------------------------------------- stage: evaluate
 
 def evaluation_configs(adapter_dir: str, config: RefreshConfig, tag: str) -> dict[str, Any]:
@@ -323,12 +421,24 @@ def evaluation_configs(adapter_dir: str, config: RefreshConfig, tag: str) -> dic
             for dataset in config.evaluation}
 
 
+def routed_set(dataset: str, budget: float) -> str:
+    """The gate's row name of a routed score (read by name)."""
+    return f"{dataset} (routed, {budget:.0%} to teacher)"
+
+
 def compare(config: RefreshConfig, candidate: dict[str, Any], current: Optional[dict[str, Any]],
-            trained: dict[str, Any]) -> dict[str, Any]:
-    """Candidate vs current, per evaluation set; promote only if none is worse than current - threshold."""
+            trained: dict[str, Any], routed: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Candidate vs current, per evaluation set; promote only if none is worse than current - threshold.
+    ``routed`` = {"candidate": {dataset: nDCG}, "current": {dataset: nDCG} or None}: each router
+    sends exactly ``router_budget`` of the queries to the teacher, and the same rule applies."""
     if config.evaluation:
         metric = "nDCG@10 (adapted/teacher)"
-        cand, curr = candidate, current
+        cand, curr = dict(candidate), None if current is None else dict(current)
+        if routed is not None:
+            metric += f"; routed nDCG@10 at {config.router_budget:.0%} of queries to the teacher"
+            cand.update({routed_set(k, config.router_budget): v for k, v in routed["candidate"].items()})
+            if curr is not None and routed.get("current") is not None:
+                curr.update({routed_set(k, config.router_budget): v for k, v in routed["current"].items()})
     else:
         metric = "held-out mean cosine"
         cand = {"held-out pairs": trained["heldout"].get("mean_cosine")}
@@ -381,6 +491,15 @@ def report_markdown(record: dict[str, Any]) -> str:
         lines += [f"| {Path(r['set']).name} | {fmt(r['candidate'])} | {fmt(r['current'])} | {fmt(r['delta'])} | "
                   f"{'yes' if r['ok'] else 'no'} |" for r in decision["rows"]]
         lines += ["", f"metric: {decision['metric']}"]
+    router = record.get("router")
+    if router:
+        t = router["threshold"]
+        lines += ["", f"router: calibrated on {router['reference_texts']} pairs of the new batch and "
+                  f"{router['calibration_texts']} span views; threshold {t['threshold']:.4f} "
+                  f"({t['value']:.0%} budget), published inside the adapter version (router/) when promoted"]
+    drift = record.get("drift")
+    if drift:
+        lines += ["", f"**drift: {drift['message']}**" if drift.get("drifted") else f"drift: {drift['message']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -400,5 +519,5 @@ def new_run_id() -> str:
 
 
 __all__ = ["RefreshConfig", "NewFile", "scan_drop_zone", "resolve_student", "resolve_current_adapter", "ingest_batch",
-           "train_candidate", "evaluation_configs", "compare", "report_markdown", "write_report", "load_state",
+           "train_candidate", "calibrate_candidate_router", "measure_drift", "routed_set", "evaluation_configs", "compare", "report_markdown", "write_report", "load_state",
            "save_state", "refresh_dir", "drop_zone", "run_lock_path", "now_iso"]

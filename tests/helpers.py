@@ -59,3 +59,27 @@ def held_by_another_thread(lock: Callable[[], ContextManager]) -> Iterator[threa
     finally:
         release.set()
         thread.join(5)
+
+
+def tiny_topic_beir(root: Path) -> Path:
+    """A raw BEIR directory: 5 topics x 6 documents, 2 queries per topic with one relevant document."""
+    import json
+
+    topics = {"cell": "cells divide and grow when the protein signal is present in the tissue",
+              "parser": "the parser reads tokens from the input stream and builds a syntax tree",
+              "optimizer": "the optimizer updates weights with the gradient and a learning rate schedule",
+              "river": "the river floods the valley every spring when the snow melts in the mountains",
+              "market": "prices in the market rise when demand grows faster than the supply of goods"}
+    docs, queries, qrels = [], [], []
+    for topic, text in topics.items():
+        for v in range(6):
+            docs.append({"_id": f"{topic}{v}", "title": "", "text": f"{text} variant {v} about {topic} number {v * 7}"})
+        for v in range(2):
+            queries.append({"_id": f"q-{topic}{v}", "text": f"what happens to the {topic} {['now', 'later'][v]}"})
+            qrels.append(f"q-{topic}{v}\t{topic}{v}\t1")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
+    (root / "qrels").mkdir(exist_ok=True)
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
+    return root

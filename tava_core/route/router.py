@@ -68,8 +68,9 @@ def threshold_from(calibration: Calibration, *, teacher_budget: Optional[float] 
 
 def save_router(directory: str | Path, *, student: EncoderSpec, student_fingerprint: str, teacher: EncoderSpec,
                 teacher_fingerprint: str, signal_model: SignalModel, calibration: Calibration,
-                threshold: Threshold, report: Optional[dict[str, Any]] = None) -> Path:
-    """Write a router directory atomically (weights, then the JSON files that describe them)."""
+                threshold: Threshold, report: Optional[dict[str, Any]] = None, run_key: Optional[str] = None) -> Path:
+    """Write a router directory atomically (weights, then the JSON files that describe them);
+    ``run_key`` (tava_core.reuse) lets an identical calibration be served from it."""
     from safetensors.numpy import save_file
 
     arrays = {**signal_model.arrays(), **calibration.arrays()}
@@ -85,6 +86,7 @@ def save_router(directory: str | Path, *, student: EncoderSpec, student_fingerpr
             "threshold": threshold.__dict__,
             "weights_sha256": sha256_file(tmp / ROUTER_WEIGHTS),
             "report": report or {},
+            **({"run_key": run_key} if run_key else {}),
         })
         write_json(tmp / ENCODER_MARKER, {"type": "router", "student": student.model_dump(mode="json"),
                                           "teacher": teacher.model_dump(mode="json")})

@@ -111,9 +111,12 @@ def per_query_seconds(fn, texts: Sequence[str], repeats: int = 3) -> float:
 
 
 def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, home: TavaHome, out_dir: Path, *,
-                    shares: Sequence[float] = SHARES, documents: Optional[np.ndarray] = None) -> dict[str, Any]:
+                    shares: Sequence[float] = SHARES, documents: Optional[np.ndarray] = None,
+                    measure_costs: bool = True, run_key: Optional[str] = None) -> dict[str, Any]:
     """The routed mode's curves on one split (router vs random, longest-first and both oracles),
-    the cost per query, and the share the router's own threshold actually routes; files in out_dir."""
+    the cost per query (unless ``measure_costs`` is off: a promotion gate needs quality only), and
+    the share the router's own threshold actually routes; files in out_dir (``run_key`` recorded
+    in route.json, for callers that reuse identical evaluations)."""
     if not isinstance(router, RoutedEncoder):
         router = load_router(router)
     if documents is None:
@@ -122,9 +125,11 @@ def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, hom
     student_q = router.student.encode(texts, kind="query")
     teacher_q = router.teacher.encode(texts, kind="query")
     scores = router.confidence(texts, student_q)
-    costs = {"student": per_query_seconds(lambda t: router.student.encode(t, kind="query"), texts),
-             "confidence": per_query_seconds(lambda t: router.confidence(t, student_q[:len(t)]), texts),
-             "teacher": per_query_seconds(lambda t: router.teacher.encode(t, kind="query"), texts)}
+    costs = None
+    if measure_costs:
+        costs = {"student": per_query_seconds(lambda t: router.student.encode(t, kind="query"), texts),
+                 "confidence": per_query_seconds(lambda t: router.confidence(t, student_q[:len(t)]), texts),
+                 "teacher": per_query_seconds(lambda t: router.teacher.encode(t, kind="query"), texts)}
     curves = curves_from_vectors(student_queries=student_q, teacher_queries=teacher_q, documents=documents,
                                  query_ids=data.query_ids, query_texts=texts, doc_ids=data.corpus_ids,
                                  qrels=data.qrels, confidence=scores, shares=shares, costs=costs)
@@ -132,5 +137,7 @@ def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, hom
     curves["routed_share_at_threshold"] = float((scores < router.threshold.threshold).mean())
     curves["dataset"] = data.summary()
     curves["router"] = {"name": router.name, "fingerprint": router.fingerprint}
+    if run_key is not None:
+        curves["run_key"] = run_key
     curves["files"] = write_route_report(curves, out_dir)
     return curves

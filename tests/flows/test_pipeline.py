@@ -47,7 +47,8 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     config = PipelineConfig.model_validate(_tiny_pipeline_config(tiny_model_dir))
     first = demo_pipeline(config, home=str(tava_home))
     systems = [row.system for row in first.quality]
-    assert systems == ["teacher", "student alone", "student, no adapter", "student + adapter"]
+    assert systems == ["teacher", "student alone", "student, no adapter", "student + adapter",
+                       "router, 10% to teacher", "router, 20% to teacher"]
     for row in first.quality:
         assert 0.0 <= row.ndcg_at_10 <= 1.0 and row.queries_per_second > 0
     assert first.system("teacher").retention == 1.0 and first.system("teacher").speedup == 1.0
@@ -65,6 +66,7 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
         ("students", "student", True), ("adapters", "nightly", True)]
     assert (registry.current_path("adapters", "nightly") / "model.safetensors").read_bytes() == \
         (adapter / "model.safetensors").read_bytes()
+    _check_router_rows(first, tava_home)
 
     # Nothing changed: same numbers, and the student is not retrained (its files are untouched).
     weights, adapter_weights = student / "model.safetensors", adapter / "model.safetensors"
@@ -83,5 +85,61 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     assert re.search(r"\| embed \(student\) \| [0-9.]+ \| 0 shards computed, [1-9]\d* reused \|", result.output)
     assert f"| reused version {first.index['version']} |" in result.output
     assert "| 0 evaluations computed, 2 reused |" in result.output
+    assert re.search(r"\| router \| [0-9.]+ \| calibration reused \(\d+ span views\), scores reused \|", result.output)
+    assert f"{first.system('router, 20% to teacher').ndcg_at_10:.4f}" in result.output
     assert [v.version for v in registry.versions("adapters", "nightly")] == [first.registry[1]["version"]]
     assert TavaHome(tava_home).root == tava_home.resolve()
+
+
+def _check_router_rows(result, home: Path) -> None:
+    """The router rows: scored at exactly their budgets, costlier as the teacher's share grows, and
+    the router published inside the adapter's registry version, where it loads and routes."""
+    import numpy as np
+
+    from tava_core.encoders import load_encoder
+    from tava_core.evaluate.data import load_retrieval_data
+    from tava_core.home import TavaHome
+    from tava_core.registry import Registry
+    from tava_core.route.router import RoutedEncoder
+    from tava_core.route.stored import calibration_views
+
+    adapted, r10, r20 = (result.system(name) for name in ("student + adapter", "router, 10% to teacher",
+                                                          "router, 20% to teacher"))
+    assert adapted.speedup > r10.speedup > r20.speedup > 0          # each budget adds teacher calls
+    assert r10.queries_documents == "routed / teacher" and 0.0 <= r10.ndcg_at_10 <= 1.0
+    curves = json.loads((home / "reports" / "route" / "nightly" / "route.json").read_text())
+    rows = {row["share"]: row for row in curves["rows"]}
+    assert sorted(rows) == [0.0, 0.1, 0.2]
+    assert rows[0.0]["router"]["ndcg10"] == pytest.approx(adapted.ndcg_at_10, abs=2e-3)   # nothing routed
+    assert rows[0.2]["router"]["ndcg10"] == pytest.approx(r20.ndcg_at_10, abs=1e-4)
+    version = Registry(home).current_path("adapters", "nightly")
+    router = load_encoder(str(version / "router"), cache=False)
+    assert isinstance(router, RoutedEncoder) and router.threshold.value == 0.1
+    assert router.student.fingerprint == load_encoder(str(version), cache=False).fingerprint
+    # its threshold sends exactly the budget of its own calibration texts (the span views) to the teacher
+    data = load_retrieval_data(result.dataset_dir, "test", TavaHome(home))
+    views = calibration_views(data.corpus_ids, data.document_texts, 300)
+    routed = router.route(views)["routed"]
+    assert abs(routed.mean() - 0.1) <= 1.5 / len(views)
+    # queries under the threshold get the teacher's vectors, the others the student + adapter's
+    wider, texts = router.with_budget(0.2), views[::5]
+    out = wider.route(texts)
+    picked, kept = np.flatnonzero(out["routed"]), np.flatnonzero(~out["routed"])
+    assert len(picked) and len(kept)
+    assert np.allclose(out["vectors"][picked], router.teacher.encode([texts[i] for i in picked], kind="query"),
+                       atol=1e-5)
+    assert np.allclose(out["vectors"][kept], router.student.encode([texts[i] for i in kept], kind="query"),
+                       atol=1e-5)
+    assert (out["routed"] == (out["confidence"] < wider.threshold.threshold)).all()
+
+
+def test_router_rows_can_be_turned_off_and_budgets_are_checked():
+    from flows.commands.demo import cli
+    from flows.demo import PipelineConfig
+
+    assert PipelineConfig().router.enabled and PipelineConfig().router.budgets == [0.1, 0.2]
+    assert not PipelineConfig.model_validate({"router": {"enabled": False}}).router.enabled
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        PipelineConfig.model_validate({"router": {"budgets": [0.1, 1.5]}})
+    result = CliRunner().invoke(cli, ["--help"])
+    assert "--no-router-enabled" in result.output and "--router-budgets" in result.output

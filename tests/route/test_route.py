@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tiny_topic_beir
 
 from tava_core.config import EncoderSpec
 from tava_core.errors import ConfigError, ModelLoadError
@@ -111,19 +112,6 @@ def test_routing_curves_baselines_and_gap_recovered():
 
 # ----------------------------------------------------------------------------- router directory
 
-@pytest.fixture(scope="module")
-def static_student(tmp_path_factory, teacher_path) -> Path:
-    """A static student in the teacher's space: the teacher's own input token embeddings."""
-    from safetensors.numpy import load_file, save_file
-
-    out = tmp_path_factory.mktemp("static-student")
-    table = load_file(str(teacher_path / "model.safetensors"))["embeddings.word_embeddings.weight"]
-    save_file({"embeddings": table.astype(np.float32)}, str(out / "model.safetensors"))
-    shutil.copy(teacher_path / "tokenizer.json", out / "tokenizer.json")
-    (out / "config.json").write_text(json.dumps({"model_type": "model2vec", "normalize": True}))
-    return out
-
-
 TEXTS = [f"how does the {w} {v} the {o}" for w in ("cell", "gene", "parser", "optimizer", "protein")
          for v in ("regulate", "change") for o in ("response", "output", "memory", "rate")]
 
@@ -208,27 +196,6 @@ def test_router_bad_input_names_the_fix(router_dir, tmp_path, static_student):
 
 # ----------------------------------------------------------------------------- end to end on a tiny BEIR set
 
-def _tiny_beir(root: Path) -> Path:
-    topics = {"cell": "cells divide and grow when the protein signal is present in the tissue",
-              "parser": "the parser reads tokens from the input stream and builds a syntax tree",
-              "optimizer": "the optimizer updates weights with the gradient and a learning rate schedule",
-              "river": "the river floods the valley every spring when the snow melts in the mountains",
-              "market": "prices in the market rise when demand grows faster than the supply of goods"}
-    docs, queries, qrels = [], [], []
-    for topic, text in topics.items():
-        for v in range(6):
-            docs.append({"_id": f"{topic}{v}", "title": "", "text": f"{text} variant {v} about {topic} number {v * 7}"})
-        for v in range(2):
-            queries.append({"_id": f"q-{topic}{v}", "text": f"what happens to the {topic} {['now', 'later'][v]}"})
-            qrels.append(f"q-{topic}{v}\t{topic}{v}\t1")
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
-    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
-    (root / "qrels").mkdir(exist_ok=True)
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
-    return root
-
-
 def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
     from tava_core.encoders import load_encoder
     from tava_core.evaluate.data import load_retrieval_data
@@ -237,7 +204,7 @@ def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
     from tava_core.route.run import calibrate_router, evaluate_router
 
     home = TavaHome(tmp_path / "home")
-    beir = _tiny_beir(tmp_path / "beir")
+    beir = tiny_topic_beir(tmp_path / "beir")
     config = RouterConfig(name="tiny", student=str(static_student), dataset=str(beir), teacher_budget=0.2,
                           calibration_texts=40, max_reference_texts=40,
                           settings=RouterSettings(bank_size=32, pca_dim=8, vector_components=2))

@@ -2,6 +2,10 @@
 bad budgets refused before anything runs."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner
 
 
@@ -38,3 +42,54 @@ def test_unknown_signal_is_refused():
 
     result = CliRunner().invoke(cli, ["--student", "s", "--dataset", "d", "--settings-signals", "vibes"])
     assert result.exit_code != 0 and "unknown signals" in result.output
+
+
+def _record(output: str) -> dict:
+    """The JSON record a command prints last."""
+    return json.loads(output[output.rindex("\n{") + 1 if "\n{" in output else output.index("{"):])
+
+
+@pytest.mark.slow
+def test_calibrate_router_and_diagnose_run_their_flows_through_the_cli(prefect_harness, tava_home, tmp_path,
+                                                                        static_student):
+    import numpy as np
+    from helpers import tiny_topic_beir
+
+    from flows.cli import group
+    from tava_core.evaluate.data import load_retrieval_data
+    from tava_core.home import TavaHome
+    from tava_core.route.router import load_router
+    from tava_core.route.run import calibration_spans
+
+    beir = tiny_topic_beir(tmp_path / "beir")
+    env = {"TAVA_HOME": str(tava_home)}
+    result = CliRunner().invoke(group, [
+        "calibrate-router", "--student", str(static_student), "--dataset", str(beir), "--name", "tiny",
+        "--teacher-budget", "0.25", "--calibration-texts", "40", "--max-reference-texts", "40",
+        "--settings-bank-size", "32", "--settings-pca-dim", "8", "--settings-vector-components", "2"],
+        env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = _record(result.output)
+    assert record["directory"] == str(tava_home.resolve() / "artifacts" / "routers" / "tiny")
+    router = load_router(record["directory"])
+    # the saved threshold sends exactly the budget of the calibration texts (span views) to the teacher
+    views = calibration_spans(load_retrieval_data(str(beir), "test", TavaHome(tava_home)), 40)
+    routed = router.route(views)["routed"]
+    assert abs(routed.mean() - 0.25) <= 1.0 / len(views) + 1e-9
+    assert router.routed_share == pytest.approx(routed.mean())
+
+    def diagnose(student: str, run: str) -> dict:
+        out = CliRunner().invoke(group, ["diagnose", "--dataset", str(beir), "--student", student, "--run", run],
+                                 env=env, catch_exceptions=False)
+        assert out.exit_code == 0, out.output
+        return _record(out.output)
+
+    itself = diagnose("all-MiniLM-L6-v2", "teacher-itself")
+    static = diagnose(str(static_student), "static")
+    # the teacher against itself: identical neighbourhoods and tangent spaces; the static student less so
+    assert itself["collections"]["corpus"]["knn_overlap"]["mean"] == pytest.approx(1.0)
+    assert itself["collections"]["corpus"]["tangent_angle_degrees"]["mean"] < 1.0
+    assert static["collections"]["corpus"]["knn_overlap"]["mean"] < 0.99
+    report = json.loads(Path(static["files"]["json"]).read_text())
+    assert report["query_ids"] == load_retrieval_data(str(beir), "test", TavaHome(tava_home)).query_ids
+    assert Path(static["files"]["png"]).stat().st_size > 0 and np.isfinite(report["queries"]["neighbour_overlap"]["mean"])

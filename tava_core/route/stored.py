@@ -1,0 +1,198 @@
+"""Routers from what a pipeline or a refresh already computed: the student's training pairs are
+on disk as vector shards (bare student and teacher, keyed ``dataset/collection/id``), so the
+router's "seen" manifold costs no encoding -- the bare student vectors go through the adapter's
+map, and only a few hundred short span views of the served corpus are encoded (by student +
+adapter and teacher) to calibrate against the true agreement.
+
+Used by the ``tava-pipeline`` flow (router rows in the demo table) and the nightly refresh
+(recalibration for each candidate adapter). Pure core: no Prefect.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..config import EncoderSpec
+from ..distill.spans import make_spans
+from ..encoders import load_encoder
+from ..encoders.base import Encoder
+from ..encoders.mapped import MappedEncoder
+from ..errors import ConfigError, InputError
+from ..home import TavaHome
+from ..io import read_json
+from ..manifest import load_dataset_manifest, load_vector_manifest
+from ..reuse import finished_record, run_key
+from .build import TextVectors, fit_router
+from .config import RouterSettings
+from .router import ROUTER_JSON, ROUTER_WEIGHTS, save_router, threshold_from
+
+CALIBRATION_SEED = 1234   # span views for calibration differ from Stage A's training spans (seed 0)
+NESTED_STUDENT = ".."     # a router saved inside its adapter's directory names the adapter so
+
+
+@dataclass
+class ServedCorpus:
+    """The documents a router will serve: ids, texts and the teacher's vectors of them, plus a key
+    naming their content (for the router's run key)."""
+
+    ids: list[str]
+    texts: list[str]
+    teacher_vectors: np.ndarray
+    key: str
+
+
+def texts_by_key(keys: Sequence[str], home: TavaHome) -> dict[str, str]:
+    """Text of every ``dataset/collection/id`` key whose dataset is ingested in ``home`` (each
+    collection read once); keys of missing datasets or collections are left out."""
+    from ..distill.data import read_collection_texts
+
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for key in keys:
+        dataset, collection, _ = key.split("/", 2)
+        wanted.setdefault((dataset, collection), set()).add(key)
+    found: dict[str, str] = {}
+    for (dataset, collection), members in wanted.items():
+        directory = home.dataset_dir(dataset)
+        if not (directory / "manifest.json").is_file():
+            continue
+        manifest = load_dataset_manifest(directory)
+        if collection not in manifest.collections:
+            continue
+        ids, texts, _ = read_collection_texts(directory, manifest.collections[collection].shards)
+        for doc_id, text in zip(ids, texts, strict=True):
+            key = f"{dataset}/{collection}/{doc_id}"
+            if key in members:
+                found[key] = text
+    return found
+
+
+def pairs_key(student_dirs: Sequence[str], teacher_dirs: Sequence[str]) -> list[Any]:
+    """Content key of vector directories: their encoders' fingerprints and shard sha256s."""
+    return [[load_vector_manifest(d).fingerprint, [s.sha256 for s in load_vector_manifest(d).shards]]
+            for d in [*student_dirs, *teacher_dirs]]
+
+
+def _vector_map(adapted: Encoder, student_fingerprint: str):
+    """How stored bare-student vectors become the router student's vectors: the adapter's map, or
+    nothing when the router's student is the bare student itself."""
+    if adapted.fingerprint == student_fingerprint:
+        return lambda x: x
+    if isinstance(adapted, MappedEncoder) and adapted.inner.fingerprint == student_fingerprint:
+        return adapted.mapper.map_numpy
+    raise ConfigError(f"the stored student vectors (encoder {student_fingerprint[:12]}) were not made by the "
+                      f"router's student {adapted.name!r} nor by the student inside it",
+                      hint="give the vectors of the student the adapter was trained on")
+
+
+def reference_pairs(adapted: Encoder, student_dirs: Sequence[str], teacher_dirs: Sequence[str], home: TavaHome, *,
+                    max_texts: int, seed: int) -> TextVectors:
+    """Up to ``max_texts`` stored training pairs (seeded sample) with their texts, the student side
+    mapped into the router student's space."""
+    from ..adapter.data import join_pairs, read_side
+
+    student_side = read_side(list(student_dirs), "student")
+    keys, student, teacher = join_pairs(student_side, read_side(list(teacher_dirs), "teacher"))
+    pick = np.sort(np.random.default_rng(seed).permutation(len(keys))[:max_texts])
+    texts = texts_by_key([keys[i] for i in pick], home)
+    rows = [i for i in pick if keys[i] in texts]
+    if len(rows) < 16:
+        raise InputError(f"only {len(rows)} stored training pairs have their texts (need 16)", path=student_dirs[0],
+                         hint="the datasets the vectors were embedded from must still be ingested in this home")
+    mapped = _vector_map(adapted, student_side.fingerprint)(student[rows])
+    return TextVectors([texts[keys[i]] for i in rows], mapped, teacher[rows])
+
+
+def calibration_views(ids: Sequence[str], texts: Sequence[str], n: int, seed: int = CALIBRATION_SEED) -> list[str]:
+    """``n`` short span views of the served documents: query stand-ins, no labels."""
+    _, spans = make_spans(list(ids), list(texts), 1, seed)
+    if len(spans) <= n:
+        return spans
+    return [spans[i] for i in sorted(np.random.default_rng(seed).choice(len(spans), size=n, replace=False))]
+
+
+def calibrate_stored(*, adapted: EncoderSpec, teacher: EncoderSpec, student_dirs: Sequence[str],
+                     teacher_dirs: Sequence[str], served: ServedCorpus, out: str | Path, home: TavaHome,
+                     settings: RouterSettings, teacher_budget: float, calibration_texts: int = 300,
+                     max_reference_texts: int = 2000) -> dict[str, Any]:
+    """Fit and save a router for ``adapted`` (a student + adapter directory, or a student) from its
+    stored training pairs; reused when an identical one is already at ``out``. Saved inside the
+    adapter's own directory, the router names its student ``..`` so the two move together."""
+    started = time.perf_counter()
+    out = Path(out)
+    student = load_encoder(adapted, cache=False)
+    teacher_encoder = load_encoder(teacher)
+    key = run_key({"student": student.fingerprint, "teacher": teacher_encoder.fingerprint,
+                   "pairs": pairs_key(student_dirs, teacher_dirs), "served": served.key,
+                   "settings": settings.model_dump(mode="json"), "budget": teacher_budget,
+                   "calibration_texts": calibration_texts, "max_reference_texts": max_reference_texts})
+    earlier = finished_record(out / ROUTER_JSON, key, [ROUTER_WEIGHTS])
+    if earlier is not None:
+        return {"directory": str(out), "threshold": earlier["threshold"], "calibration": earlier["calibration"]["info"],
+                "reused": True, "seconds": round(time.perf_counter() - started, 2), **earlier["report"]}
+    reference = reference_pairs(student, student_dirs, teacher_dirs, home, max_texts=max_reference_texts,
+                                seed=settings.seed)
+    views = calibration_views(served.ids, served.texts, calibration_texts)
+    calibration = TextVectors(views, student.encode(views, kind="query"), teacher_encoder.encode(views, kind="query"))
+    model, fitted = fit_router(reference, calibration, served.teacher_vectors, settings)
+    threshold = threshold_from(fitted, teacher_budget=teacher_budget)
+    nested = Path(adapted.model).exists() and out.parent.resolve() == Path(adapted.model).resolve()
+    saved_spec = adapted.model_copy(update={"model": NESTED_STUDENT if nested else str(Path(adapted.model).resolve())
+                                            if Path(adapted.model).exists() else adapted.model})
+    report = {"served": served.key, "reference_texts": len(reference.texts), "calibration_texts": len(views),
+              "settings": settings.model_dump(mode="json"), "calibration_seconds": round(time.perf_counter() - started, 2)}
+    save_router(out, student=saved_spec, student_fingerprint=student.fingerprint, teacher=teacher,
+                teacher_fingerprint=teacher_encoder.fingerprint, signal_model=model, calibration=fitted,
+                threshold=threshold, report=report, run_key=key)
+    return {"directory": str(out), "threshold": threshold.__dict__, "calibration": fitted.info, "reused": False,
+            "seconds": round(time.perf_counter() - started, 2), **report}
+
+
+def router_record(directory: str | Path) -> Optional[dict[str, Any]]:
+    """``router.json`` of a router directory, or None when there is none."""
+    path = Path(directory) / ROUTER_JSON
+    return read_json(path) if path.is_file() else None
+
+
+def served_retrieval(dataset: str, split: str, teacher: EncoderSpec, home: TavaHome):
+    """A retrieval dataset's corpus as a ``ServedCorpus`` (teacher vectors from the evaluation's
+    corpus cache), and the dataset itself for scoring routed modes on its split."""
+    from ..evaluate.data import load_retrieval_data
+    from ..evaluate.vectors import embed_corpus, load_corpus_vectors
+
+    data = load_retrieval_data(dataset, split, home)
+    encoder = load_encoder(teacher)
+    documents = load_corpus_vectors(data, embed_corpus(data, encoder, home, show_progress=False))
+    return ServedCorpus(ids=list(data.corpus_ids), texts=data.document_texts, teacher_vectors=documents,
+                        key=run_key([data.corpus_checksum, encoder.fingerprint])), data
+
+
+def evaluate_stored(router_dir: str | Path, data, home: TavaHome, out_dir: str | Path, *, shares: Sequence[float],
+                    documents: Optional[np.ndarray] = None, measure_costs: bool = True) -> dict[str, Any]:
+    """``run.evaluate_router`` at ``shares``, served from ``out_dir/route.json`` when the same router
+    (weights, student, teacher, threshold) was scored on the same data at the same shares."""
+    from .run import evaluate_router
+
+    meta = router_record(router_dir)
+    if meta is None:
+        raise InputError("not a router directory", path=router_dir, hint="make one with `tava calibrate-router`")
+    key = run_key({"router": [meta["weights_sha256"], meta["student"]["fingerprint"], meta["teacher"]["fingerprint"],
+                              meta["threshold"]], "data": data.summary(), "queries": list(data.query_ids),
+                   "shares": [float(s) for s in shares], "costs": measure_costs})
+    earlier = finished_record(Path(out_dir) / "route.json", key)
+    if earlier is not None:
+        return {**earlier, "reused": True}
+    curves = evaluate_router(router_dir, data, home, Path(out_dir), shares=shares, documents=documents,
+                             measure_costs=measure_costs, run_key=key)
+    return {**curves, "reused": False}
+
+
+def curve_row(curves: dict[str, Any], share: float) -> dict[str, Any]:
+    """The row of ``curves`` at ``share`` (KeyError naming the shares there are)."""
+    for row in curves["rows"]:
+        if abs(row["share"] - share) < 1e-9:
+            return row
+    raise KeyError(f"no routing row at share {share}; have {[r['share'] for r in curves['rows']]}")
