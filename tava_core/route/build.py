@@ -27,9 +27,10 @@ def fit_router(reference: TextVectors, calibration: TextVectors, documents: np.n
     ``documents``: the teacher's vectors of the corpus the router will serve."""
     model = fit_signal_model(reference.texts, reference.student, reference.teacher, n_heads=settings.n_heads,
                              bank_size=settings.bank_size, pca_dim=settings.pca_dim, knn=settings.knn,
-                             seed=settings.seed)
+                             seed=settings.seed, documents=documents, doc_bank_size=settings.doc_bank_size,
+                             doc_pca_dim=settings.doc_pca_dim)
     agreement = true_agreement(calibration.student, calibration.teacher, documents)
     fitted = fit_calibration(model, calibration.texts, calibration.student, agreement, signals=settings.signals,
                              target=settings.target, vector_components=settings.vector_components,
-                             alpha=settings.ridge_alpha)
+                             alpha=settings.ridge_alpha, combiner=settings.combiner)
     return model, fitted

@@ -1,7 +1,14 @@
 """Calibration: the student's TRUE agreement with the teacher on held-out unlabeled texts (the
-teacher runs offline here, never at query time) and a small ridge combiner of the signals that
+teacher runs offline here, never at query time) and a small linear combiner of the signals that
 predicts it. The combiner's output is the confidence: predicted agreement, in the target's units,
-so a target agreement is directly a threshold and a budget is a quantile of it."""
+so a target agreement is directly a threshold and a budget is a quantile of it.
+
+Combiners (all linear in the standardised features, so the saved form and the query-time cost
+are the same): ``ridge`` regresses the agreement; ``rank`` regresses its ranks (a budget only
+needs the ORDER of queries right, and ranks are not pulled by the many ties of top-10 overlap);
+``pairwise`` is a logistic model of "i agrees more than j" on sampled pairs; ``low`` a logistic
+model of "among the least agreeing ``low_share``" (what a small budget routes). Each non-ridge
+score is then mapped onto the agreement's units by a least-squares line (order unchanged)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,6 +19,7 @@ import numpy as np
 from .signals import SignalModel, compute_signals
 
 Target = Literal["overlap", "cosine", "mean"]
+Combiner = Literal["ridge", "rank", "pairwise", "low"]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -107,22 +115,80 @@ def feature_matrix(model: SignalModel, texts: Sequence[str], student: np.ndarray
     return np.stack(columns, axis=1).astype(np.float64) if columns else np.zeros((len(texts), 0))
 
 
+def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    return np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y.mean()))
+
+
+def _logistic(x: np.ndarray, labels: np.ndarray, alpha: float, *, iterations: int = 25) -> np.ndarray:
+    """L2-penalised logistic regression without intercept (Newton steps; features are few)."""
+    w = np.zeros(x.shape[1])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
+        grad = x.T @ (p - labels) + alpha * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + alpha * np.eye(x.shape[1])
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    return w
+
+
+def _ranks(y: np.ndarray) -> np.ndarray:
+    """Average ranks scaled to [0, 1] (ties share a rank: overlap takes few distinct values)."""
+    order = np.argsort(y, kind="stable")
+    ranks = np.empty(len(y))
+    ranks[order] = np.arange(len(y))
+    _, inverse = np.unique(y, return_inverse=True)
+    ranks = np.bincount(inverse, ranks) / np.bincount(inverse)
+    return ranks[inverse] / max(len(y) - 1, 1)
+
+
+def combiner_weights(z: np.ndarray, y: np.ndarray, combiner: Combiner, alpha: float, *, low_share: float = 0.2,
+                     pairs: int = 20000, seed: int = 0) -> np.ndarray:
+    """Weights over standardised features ``z``; higher score = more agreement for every combiner."""
+    if not z.shape[1]:
+        return np.zeros(0)
+    if combiner == "ridge":
+        return _ridge(z, y, alpha)
+    if combiner == "rank":
+        return _ridge(z, _ranks(y), alpha)
+    if combiner == "pairwise":
+        rng = np.random.default_rng(seed)
+        i, j = rng.integers(0, len(y), size=(2, pairs))
+        keep = y[i] != y[j]
+        i, j = i[keep], j[keep]
+        return _logistic(z[i] - z[j], (y[i] > y[j]).astype(np.float64), alpha)
+    if combiner == "low":
+        low = (y <= np.quantile(y, low_share)).astype(np.float64)
+        # an intercept column so the weights need not absorb the base rate; dropped afterwards
+        w = _logistic(np.hstack([z, np.ones((len(z), 1))]), low, alpha)
+        return -w[:-1]
+    raise ValueError(f"unknown combiner {combiner!r}; known: ridge, rank, pairwise, low")
+
+
 def fit_calibration(model: SignalModel, texts: Sequence[str], student: np.ndarray, agreement: dict[str, np.ndarray],
                     *, signals: Sequence[str], target: Target = "overlap", vector_components: int = 0,
-                    alpha: float = 10.0) -> Calibration:
+                    alpha: float = 10.0, combiner: Combiner = "ridge", low_share: float = 0.2) -> Calibration:
     """Fit the combiner on calibration texts (held out from the student's training)."""
     x = feature_matrix(model, texts, student, signals, vector_components)
     y = agreement_target(agreement, target).astype(np.float64)
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-9)
     z = (x - mean) / scale
-    weights = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y.mean())) if z.shape[1] else np.zeros(0)
+    weights = combiner_weights(z, y, combiner, alpha, low_share=low_share)
+    bias = float(y.mean())
+    if combiner != "ridge" and weights.size:
+        # onto the agreement's units: y ~ a * (z @ w) + b, a > 0 keeps the order the combiner chose
+        raw = z @ weights
+        a = float(np.cov(raw, y)[0, 1] / max(raw.var(ddof=1), 1e-12)) if raw.std() > 0 else 0.0
+        a = a if a > 0 else 1e-6
+        weights, bias = weights * a, float(y.mean() - a * raw.mean())
     calibration = Calibration(signals=list(signals), vector_components=vector_components, mean=mean, scale=scale,
-                              weights=weights, bias=float(y.mean()), target=target, quantiles=np.zeros(101))
+                              weights=weights, bias=bias, target=target, quantiles=np.zeros(101))
     confidence = calibration.confidence_from_features(x)
     calibration.quantiles = np.percentile(confidence, np.arange(101))
     values = compute_signals(model, texts, student, signals)
     calibration.info = {
-        "texts": len(texts), "alpha": alpha,
+        "texts": len(texts), "alpha": alpha, "combiner": combiner,
         "spearman_with_target": {name: spearman(-values[name], y) for name in signals},
         "combined_spearman_in_sample": spearman(confidence, y),
         "mean_agreement": {k: float(v.mean()) for k, v in agreement.items()},
