@@ -26,22 +26,28 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def top_k_sets(queries: np.ndarray, documents: np.ndarray, k: int) -> np.ndarray:
-    """(n, k) indices of the k best documents per query by cosine (order within the k not kept)."""
+def top_k_sets(queries: np.ndarray, documents: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """(n, k) indices of the k best documents per query by cosine (order within the k not kept);
+    ``exclude``: per query, a document row left out (-1: none)."""
     scores = _unit(queries) @ _unit(documents).T
+    if exclude is not None:
+        rows = np.flatnonzero(exclude >= 0)
+        scores[rows, exclude[rows]] = -np.inf
     k = min(k, scores.shape[1])
     return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
 
 def true_agreement(student: np.ndarray, teacher: np.ndarray, documents: np.ndarray, *, k: int = 10,
-                   chunk: int = 1024) -> dict[str, np.ndarray]:
+                   chunk: int = 1024, exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per text: cosine of the student's (mapped) vector to the teacher's, and the share of the
-    teacher's top-k documents that the student's top-k also holds."""
+    teacher's top-k documents that the student's top-k also holds. ``exclude``: per text, the
+    corpus row of the document a span view was cut from (-1: none), left out of both lists."""
     cos = np.sum(_unit(student) * _unit(teacher), axis=1).astype(np.float32)
     overlap = np.empty(len(student), dtype=np.float32)
     for start in range(0, len(student), chunk):
-        a = top_k_sets(student[start:start + chunk], documents, k)
-        b = top_k_sets(teacher[start:start + chunk], documents, k)
+        part = None if exclude is None else exclude[start:start + chunk]
+        a = top_k_sets(student[start:start + chunk], documents, k, part)
+        b = top_k_sets(teacher[start:start + chunk], documents, k, part)
         for row in range(len(a)):
             overlap[start + row] = len(np.intersect1d(a[row], b[row], assume_unique=True)) / a.shape[1]
     return {"cosine": cos, "overlap": overlap}
@@ -105,14 +111,21 @@ class Calibration:
         return float(np.interp(threshold, self.quantiles, np.arange(101)) / 100.0)
 
 
-def feature_matrix(model: SignalModel, texts: Sequence[str], student: np.ndarray, signals: Sequence[str],
-                   vector_components: int) -> np.ndarray:
-    values = compute_signals(model, texts, student, signals)
+def features_from_signals(model: SignalModel, values: dict[str, np.ndarray], student: np.ndarray,
+                          signals: Sequence[str], vector_components: int) -> np.ndarray:
+    """The combiner's columns: the named signals (log length), then leading PCA components of the
+    student vector. Lets a caller compute every signal once and try several signal sets."""
     columns = [np.log1p(values[name]) if name == "length" else values[name] for name in signals]
     if vector_components:
         reduced = (_unit(student) - model.pca_mean) @ model.pca[:, 1:vector_components + 1]
         columns.extend(reduced.T)
-    return np.stack(columns, axis=1).astype(np.float64) if columns else np.zeros((len(texts), 0))
+    return np.stack(columns, axis=1).astype(np.float64) if columns else np.zeros((len(student), 0))
+
+
+def feature_matrix(model: SignalModel, texts: Sequence[str], student: np.ndarray, signals: Sequence[str],
+                   vector_components: int, *, exclude: np.ndarray | None = None) -> np.ndarray:
+    values = compute_signals(model, texts, student, signals, exclude=exclude)
+    return features_from_signals(model, values, student, signals, vector_components)
 
 
 def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
@@ -168,9 +181,14 @@ def combiner_weights(z: np.ndarray, y: np.ndarray, combiner: Combiner, alpha: fl
 
 def fit_calibration(model: SignalModel, texts: Sequence[str], student: np.ndarray, agreement: dict[str, np.ndarray],
                     *, signals: Sequence[str], target: Target = "overlap", vector_components: int = 0,
-                    alpha: float = 10.0, combiner: Combiner = "ridge", low_share: float = 0.2) -> Calibration:
-    """Fit the combiner on calibration texts (held out from the student's training)."""
-    x = feature_matrix(model, texts, student, signals, vector_components)
+                    alpha: float = 10.0, combiner: Combiner = "ridge", low_share: float = 0.2,
+                    exclude: np.ndarray | None = None, features: np.ndarray | None = None) -> Calibration:
+    """Fit the combiner on calibration texts (held out from the student's training). ``exclude``:
+    per text, the corpus row of its source document (span views), left out of the retrieval
+    signals (pass the same to true_agreement). ``features``: feature_matrix's result for these
+    texts when the caller already has it."""
+    x = features if features is not None else feature_matrix(model, texts, student, signals, vector_components,
+                                                              exclude=exclude)
     y = agreement_target(agreement, target).astype(np.float64)
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-9)
     z = (x - mean) / scale
@@ -186,10 +204,10 @@ def fit_calibration(model: SignalModel, texts: Sequence[str], student: np.ndarra
                               weights=weights, bias=bias, target=target, quantiles=np.zeros(101))
     confidence = calibration.confidence_from_features(x)
     calibration.quantiles = np.percentile(confidence, np.arange(101))
-    values = compute_signals(model, texts, student, signals)
     calibration.info = {
         "texts": len(texts), "alpha": alpha, "combiner": combiner,
-        "spearman_with_target": {name: spearman(-values[name], y) for name in signals},
+        # the first columns are the signals (log length: same ranks), "higher = less trustworthy"
+        "spearman_with_target": {name: spearman(-x[:, i], y) for i, name in enumerate(signals)},
         "combined_spearman_in_sample": spearman(confidence, y),
         "mean_agreement": {k: float(v.mean()) for k, v in agreement.items()},
     }

@@ -86,6 +86,8 @@ class SignalModel:
     # or their projection on ``doc_pca`` when that is non-empty; (0, 0) = no retrieval signals.
     documents: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     doc_pca: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    # rows of the corpus the bank holds (calibration only, never saved: see compute_signals' exclude)
+    doc_rows: np.ndarray | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"heads": self.heads, "forward": self.forward, "backward": self.backward, "bank": self.bank,
@@ -105,21 +107,24 @@ class SignalModel:
                    **optional)
 
 
-def document_bank(documents: np.ndarray, *, size: int, pca_dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(bank, basis) for the retrieval signals: up to ``size`` unit document vectors (a random
-    sample of a bigger corpus), projected on their top ``pca_dim`` uncentred principal directions
-    (``pca_dim`` 0 = full dimension, empty basis). Scores in the reduced space approximate the
-    cosines at pca_dim/d of the cost."""
+def document_bank(documents: np.ndarray, *, size: int, pca_dim: int, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bank, basis, rows) for the retrieval signals: up to ``size`` unit document vectors (a
+    random sample of a bigger corpus: ``rows``), projected on their top ``pca_dim`` uncentred
+    principal directions (``pca_dim`` 0 = full dimension, empty basis). Scores in the reduced
+    space approximate the cosines at pca_dim/d of the cost."""
     docs = _unit(np.asarray(documents, dtype=np.float32))
     rng = np.random.default_rng(seed)
+    rows = np.arange(len(docs))
     if len(docs) > size:
-        docs = docs[np.sort(rng.choice(len(docs), size=size, replace=False))]
+        rows = np.sort(rng.choice(len(docs), size=size, replace=False))
+        docs = docs[rows]
     if not pca_dim or pca_dim >= docs.shape[1]:
-        return docs, np.zeros((0, 0), np.float32)
+        return docs, np.zeros((0, 0), np.float32), rows
     _, _, vt = np.linalg.svd(docs[rng.choice(len(docs), size=min(len(docs), 8192), replace=False)],
                              full_matrices=False)
     basis = vt[:pca_dim].T.astype(np.float32)
-    return (docs @ basis).astype(np.float32), basis
+    return (docs @ basis).astype(np.float32), basis, rows
 
 
 def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndarray, *, n_heads: int = 4,
@@ -153,13 +158,13 @@ def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndar
         np.add.at(counts, word_buckets(text), 1)
     info = {"training_texts": len(texts), "n_heads": n_heads, "alpha": alpha, "bank_size": int(len(bank)),
             "pca_dim": int(pca.shape[1])}
-    doc_bank, doc_pca = np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    doc_bank, doc_pca, doc_rows = np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), None
     if documents is not None and len(documents):
-        doc_bank, doc_pca = document_bank(documents, size=doc_bank_size, pca_dim=doc_pca_dim, seed=seed)
+        doc_bank, doc_pca, doc_rows = document_bank(documents, size=doc_bank_size, pca_dim=doc_pca_dim, seed=seed)
         info.update(doc_bank_size=int(len(doc_bank)), doc_pca_dim=int(doc_pca.shape[1]) if doc_pca.size else 0)
     return SignalModel(heads=np.stack(heads), forward=forward, backward=backward, bank=bank, pca=pca,
                        pca_mean=pca_mean.astype(np.float32), word_counts=counts, knn=knn, rare_below=rare_below,
-                       info=info, documents=doc_bank, doc_pca=doc_pca)
+                       info=info, documents=doc_bank, doc_pca=doc_pca, doc_rows=doc_rows)
 
 
 def _word_stats(model: SignalModel, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -181,12 +186,24 @@ def _word_stats(model: SignalModel, texts: Sequence[str]) -> tuple[np.ndarray, n
     return rare.astype(np.float32), lengths.astype(np.float32), mean_rarity.astype(np.float32)
 
 
-def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
+                       exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
     if not model.documents.size:
         raise ValueError(f"signals {[n for n in names if n in RETRIEVAL_SIGNALS]} need the served corpus' documents: "
                          "fit the signal model with documents=... (fit_router passes the corpus)")
     query = s @ model.doc_pca if model.doc_pca.size else s
     scores = query @ model.documents.T                                   # (n, n_docs)
+    mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
+    if exclude is not None:
+        if model.doc_rows is None:
+            raise ValueError("exclude needs the signal model fitted in this process (fit_signal_model(documents=...))")
+        lookup = np.full(int(model.doc_rows.max()) + 1, -1)              # corpus row -> bank row (-1: not in it)
+        lookup[model.doc_rows] = np.arange(len(model.doc_rows))
+        valid = (exclude >= 0) & (exclude < len(lookup))
+        hit = np.full(len(exclude), -1)
+        hit[valid] = lookup[exclude[valid]]
+        rows = np.flatnonzero(hit >= 0)
+        scores[rows, hit[rows]] = -np.inf
     top_n = min(max(ENTROPY_TOP, 11), scores.shape[1])
     top = np.partition(scores, scores.shape[1] - top_n, axis=1)[:, -top_n:]
     top = -np.sort(-top, axis=1)                                         # descending
@@ -198,7 +215,6 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str]) 
     if "retrieval_boundary" in names:
         out["retrieval_boundary"] = -(top[:, 9] - top[:, 10]) if top_n > 10 else np.zeros(len(s))
     if "retrieval_contrast" in names:
-        mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
         out["retrieval_contrast"] = -(top[:, :10].mean(axis=1) - mean) / std
     if "retrieval_entropy" in names:
         logits = (top - top[:, :1]) / ENTROPY_TEMPERATURE
@@ -209,8 +225,12 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str]) 
 
 
 def compute_signals(model: SignalModel, texts: Sequence[str], student: np.ndarray,
-                    names: Sequence[str] = DEFAULT_SIGNALS) -> dict[str, np.ndarray]:
-    """The named signals of ``texts`` given their student vectors; float32 arrays of len(texts)."""
+                    names: Sequence[str] = DEFAULT_SIGNALS, *, exclude: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
+    """The named signals of ``texts`` given their student vectors; float32 arrays of len(texts).
+    ``exclude`` (calibration only): per text, the row of the corpus document it was cut from (-1:
+    none); the retrieval signals then leave that document out, as a real query's result list
+    holds no verbatim copy of it."""
     s = _unit(student)
     out: dict[str, np.ndarray] = {}
     if "head_disagreement" in names:
@@ -231,5 +251,5 @@ def compute_signals(model: SignalModel, texts: Sequence[str], student: np.ndarra
             if name in names:
                 out[name] = values
     if set(RETRIEVAL_SIGNALS) & set(names):
-        out.update(_retrieval_signals(model, s, names))
+        out.update(_retrieval_signals(model, s, names, exclude))
     return out

@@ -110,3 +110,30 @@ def test_non_ridge_calibration_stays_in_agreement_units():
 def test_unknown_combiner_is_refused():
     with pytest.raises(ValueError, match="known: ridge"):
         combiner_weights(np.ones((4, 1)), np.arange(4.0), "forest", 1.0)  # type: ignore[arg-type]
+
+
+def test_calibration_spans_can_leave_their_source_document_out():
+    from tava_core.route.calibrate import top_k_sets
+
+    rng = np.random.default_rng(5)
+    docs = _unit(rng.normal(size=(100, 16)))
+    spans = docs[:6].copy()                     # verbatim views of documents 0..5
+    model = _model(documents=docs)
+    source = np.array([0, 1, 2, 3, 4, -1])      # the last one: no source (a real query)
+    plain = compute_signals(model, ["q"] * 6, spans, ["retrieval_top_score"])["retrieval_top_score"]
+    left_out = compute_signals(model, ["q"] * 6, spans, ["retrieval_top_score"], exclude=source)["retrieval_top_score"]
+    assert np.allclose(plain, 0.0, atol=1e-5)                           # each finds itself
+    assert (left_out[:5] > 0.2).all() and left_out[5] == pytest.approx(0.0, abs=1e-5)
+    assert np.allclose(left_out[:5], 1.0 - np.sort(spans[:5] @ docs.T, axis=1)[:, -2], atol=1e-5)   # the runner-up
+    assert not (top_k_sets(spans, docs, 10, source)[:5] == np.arange(5)[:, None]).any()
+    # a sampled bank maps corpus rows to its own rows; a source outside the bank changes nothing
+    sampled = _model(documents=docs, doc_bank_size=50)
+    outside = np.setdiff1d(np.arange(100), sampled.doc_rows)[:1]
+    q = docs[outside]
+    assert np.array_equal(compute_signals(sampled, ["q"], q, ["retrieval_top_score"], exclude=outside)["retrieval_top_score"],
+                          compute_signals(sampled, ["q"], q, ["retrieval_top_score"])["retrieval_top_score"])
+    inside = sampled.doc_rows[:1]
+    assert compute_signals(sampled, ["q"], docs[inside], ["retrieval_top_score"], exclude=inside)[
+        "retrieval_top_score"][0] > 0.2
+    agreement = true_agreement(spans, spans, docs, exclude=source)
+    assert np.all(agreement["overlap"] == 1.0)
