@@ -73,16 +73,19 @@ CALIBRATION_SPANS = 2000
 REFERENCE_TEXTS = 3000
 
 # Candidate confidence scores, chosen between on the dev split (SciFact train queries).
-# Keys: signals, vector_components, combiner (calibrate.Combiner), doc_pca (document bank PCA size,
-# 0 = full 384-d: the retrieval signals' cost per query is bank size x this).
+# Keys: signals, vector_components, combiner (calibrate.Combiner), bank (documents kept, PCA size;
+# 0 = full 384-d: the retrieval signals' cost per query is about documents x size), exclude_source.
 TEXT = list(DEFAULT_SIGNALS) + ["word_rarity"]
 WORDS = ["rare_word_share", "word_rarity", "length"]          # no matrix product at all
 RETRIEVAL = list(RETRIEVAL_SIGNALS)
 
 
-def _candidate(signals: list[str], vec: int = 0, combiner: str = "ridge", doc_pca: int = 0,
+FULL_BANK = (8192, 0)   # every SciFact document (5,183), full dimension
+
+
+def _candidate(signals: list[str], vec: int = 0, combiner: str = "ridge", bank: tuple[int, int] = FULL_BANK,
                exclude_source: bool = False) -> dict[str, Any]:
-    return {"signals": signals, "vector_components": vec, "combiner": combiner, "doc_pca": doc_pca,
+    return {"signals": signals, "vector_components": vec, "combiner": combiner, "bank": bank,
             "exclude_source": exclude_source}
 
 
@@ -102,13 +105,15 @@ CANDIDATES: dict[str, dict[str, Any]] = {
        for combiner in ("rank", "pairwise", "low")},
     # calibration spans without their source document (in the signals and the true agreement alike):
     # a span's verbatim source tops its list, a real query's list holds no copy of what it asks
-    **{f"{name}:{combiner}/loo": _candidate(signals, vec, combiner, 0, True)
+    **{f"{name}:{combiner}/loo": _candidate(signals, vec, combiner, FULL_BANK, True)
        for name, signals, vec in (("retrieval", RETRIEVAL, 0), ("words+retrieval", WORDS + RETRIEVAL, 0),
                                   ("all", TEXT + RETRIEVAL, 0), ("all+vec16", TEXT + RETRIEVAL, 16))
        for combiner in ("ridge", "rank")},
-    # the cheap variants: the document bank reduced to 32 / 64 PCA components
-    **{f"words+retrieval@pca{k}{suffix}": _candidate(WORDS + RETRIEVAL, 0, combiner, k)
-       for k in (32, 64) for suffix, combiner in (("", "ridge"), (":rank", "rank"))},
+    # the cheap variants: the document bank reduced to PCA components and/or a sample of documents
+    **{f"{name}@{size}x{k}{suffix}": _candidate(signals, 0, combiner, (size, k), loo)
+       for name, signals in (("words+retrieval", WORDS + RETRIEVAL), ("retrieval", RETRIEVAL))
+       for size, k in ((8192, 64), (8192, 32), (2048, 32), (1024, 32))
+       for suffix, combiner, loo in (("", "ridge", False), (":rank", "rank", False), (":rank/loo", "rank", True))},
 }
 
 
@@ -250,7 +255,7 @@ def reference_texts(student_dir: Path, paths: dict[str, Path], teacher) -> tuple
 
 def model_for(st: dict[str, Any], dataset: str, candidate: dict[str, Any]) -> SignalModel:
     """The student's signal model for ``dataset`` with the candidate's document bank."""
-    return st["models"][dataset][candidate["doc_pca"]]
+    return st["models"][dataset][candidate["bank"]]
 
 
 def cached_features(model: SignalModel, candidate: dict[str, Any], enc: dict[str, Any], part: str,
@@ -258,7 +263,7 @@ def cached_features(model: SignalModel, candidate: dict[str, Any], enc: dict[str
     """Dev selection: every signal computed once per (texts, document bank, exclusion), then each
     candidate takes its columns (the same numbers ``confidence`` computes, without recomputing)."""
     exclude = enc["calibration_source"] if part == "calibration" and candidate["exclude_source"] else None
-    key = (part, candidate["doc_pca"], exclude is not None)
+    key = (part, candidate["bank"], exclude is not None)
     cache = enc.setdefault("_signals", {})
     if key not in cache:
         cache[key] = compute_signals(model, texts, enc[part], SIGNAL_NAMES, exclude=exclude)
@@ -354,6 +359,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--students", default=None, help="comma list, e.g. static-a,transformer-a")
     parser.add_argument("--smoke", action="store_true", help="120 calibration spans: a quick check of the script")
+    parser.add_argument("--dev-only", action="store_true",
+                        help="stop after the dev selection (SciFact train queries) and write it to --out: "
+                             "for designing candidates without looking at test")
     parser.add_argument("--prepare", action="store_true",
                         help="only compute (and cache) the teacher's vectors of the built-in data and of the "
                              "calibration spans (can run while the students train)")
@@ -398,6 +406,44 @@ def main() -> None:
     # ---- dev: which signals carry information, which combination to keep
     for label, chosen in choose_on_dev(state, datasets, report).items():
         state[label]["chosen"] = chosen
+    if args.dev_only:
+        report["total_seconds"] = time.time() - started
+        save_json(Path(args.out), report)
+        return
+    measure_costs(state, datasets, teacher, report)
+    # ---- test, once, with the chosen candidate
+    out_path = Path(args.out).resolve()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    frontier: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for name in ("scifact-dev", "scifact-test", "builtin-test"):
+        for label, st in state.items():
+            enc = st["encoded"][name]
+            candidate = CANDIDATES[st["chosen"]]
+            curves = evaluate_candidate(model_for(st, datasets[name].name, candidate), candidate, datasets[name], enc,
+                                        costs=st["costs"])
+            curves["candidate"] = st["chosen"]
+            st.setdefault("scores", {})[name] = curves["_scores"]
+            st.setdefault("calibrations", {})[name] = curves["_calibration"]
+            report["results"].setdefault(name, {})[label] = strip(curves)
+            if name != "scifact-dev":
+                frontier.setdefault(name, {})[f"{label} routed"] = [
+                    (r["cost_per_query_teacher_units"], r["router"]["ndcg10"]) for r in curves["rows"]]
+    for name, points in frontier.items():
+        teacher_ndcg = next(iter(report["results"][name].values()))["teacher_ndcg10"]
+        png = out_path.with_name(f"{out_path.stem}-frontier-{name}.png")
+        plot_frontier(name, points, teacher_ndcg, png)
+        report.setdefault("pngs", []).append(str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png))
+    # ---- drift: SciFact-calibrated router, SciFact test traffic then the built-in docstrings
+    report["drift"] = drift_shares(state, datasets)
+    report["targets"] = targets(report)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    report["total_seconds"] = time.time() - started
+    save_json(out_path, report)
+    print(json.dumps(report["targets"], indent=1))
+
+
+def measure_costs(state: dict, datasets: dict, teacher, report: dict[str, Any]) -> None:
+    """Seconds per query of each student, its confidence score and the teacher, side by side."""
     # ---- costs, side by side in one run, on SciFact test queries
     # 96 queries, best of 2: the teacher's timing alone costs minutes on a loaded machine.
     test_texts = datasets["scifact-test"].data.query_texts[:96]
@@ -431,38 +477,13 @@ def main() -> None:
         if label.startswith("transformer"):
             report["costs"][label]["confidence_over_transformer_student"] = (
                 state[label]["costs"]["confidence"] / state[label]["costs"]["student"])
-    # ---- test, once, with the chosen candidate
-    out_path = Path(args.out).resolve()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    frontier: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for name in ("scifact-dev", "scifact-test", "builtin-test"):
-        for label, st in state.items():
-            enc = st["encoded"][name]
-            candidate = CANDIDATES[st["chosen"]]
-            curves = evaluate_candidate(model_for(st, datasets[name].name, candidate), candidate, datasets[name], enc,
-                                        costs=st["costs"])
-            curves["candidate"] = st["chosen"]
-            st.setdefault("scores", {})[name] = curves["_scores"]
-            st.setdefault("calibrations", {})[name] = curves["_calibration"]
-            report["results"].setdefault(name, {})[label] = strip(curves)
-            if name != "scifact-dev":
-                frontier.setdefault(name, {})[f"{label} routed"] = [
-                    (r["cost_per_query_teacher_units"], r["router"]["ndcg10"]) for r in curves["rows"]]
-    for name, points in frontier.items():
-        teacher_ndcg = next(iter(report["results"][name].values()))["teacher_ndcg10"]
-        png = out_path.with_name(f"{out_path.stem}-frontier-{name}.png")
-        plot_frontier(name, points, teacher_ndcg, png)
-        report.setdefault("pngs", []).append(str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png))
-    # ---- drift: SciFact-calibrated router, SciFact test traffic then the built-in docstrings
-    report["drift"] = drift_shares(state, datasets)
-    report["targets"] = targets(report)
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-    report["total_seconds"] = time.time() - started
-    out = out_path
-    tmp = out.with_suffix(".tmp")
+
+
+def save_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
-    os.replace(tmp, out)
-    print(json.dumps(report["targets"], indent=1))
+    os.replace(tmp, path)
 
 
 def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teacher, report: dict[str, Any]
@@ -473,7 +494,7 @@ def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teac
         print(f"== {label}: {student_dir}", flush=True)
         encoder = load_encoder(str(student_dir), cache=False)
         reference = reference_texts(student_dir, paths, teacher)
-        models: dict[str, dict[int, SignalModel]] = {}
+        models: dict[str, dict[tuple[int, int], SignalModel]] = {}
         if reference is not None:
             ref_texts, ref_teacher = reference
             ref_student = encoder.encode(ref_texts, kind="document", show_progress=True)
@@ -495,8 +516,9 @@ def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teac
                 encoded[name] = {"calibration": calib, "calibration_texts": texts, "calibration_teacher": truth,
                                  "calibration_source": source}
             if dataset.name not in models:   # the document bank is the served corpus' (full, or PCA-reduced)
-                models[dataset.name] = {k: fit_signal_model(*fit_on, documents=dataset.docs, doc_pca_dim=k)
-                                        for k in sorted({c["doc_pca"] for c in CANDIDATES.values()})}
+                models[dataset.name] = {(size, k): fit_signal_model(*fit_on, documents=dataset.docs,
+                                                                    doc_bank_size=size, doc_pca_dim=k)
+                                        for size, k in sorted({c["bank"] for c in CANDIDATES.values()})}
             encoded[name]["queries"] = encoder.encode(dataset.data.query_texts, kind="query")
         state[label] = {"encoder": encoder, "models": models, "encoded": encoded}
         card_path = student_dir / "model_card.json"
@@ -531,7 +553,7 @@ def choose_on_dev(state: dict, datasets: dict, report: dict[str, Any]) -> dict[s
     for label, st in state.items():
         per: dict[str, Any] = {}
         enc = st["encoded"]["scifact-dev"]
-        signals = compute_signals(st["models"]["scifact"][0], dev.data.query_texts, enc["queries"], SIGNAL_NAMES)
+        signals = compute_signals(st["models"]["scifact"][FULL_BANK], dev.data.query_texts, enc["queries"], SIGNAL_NAMES)
         agreement = true_agreement(enc["queries"], dev.queries, dev.docs)
         per["signal_spearman_with_true_overlap"] = {k: spearman(-v, agreement["overlap"]) for k, v in signals.items()}
         student_s = min(per_query_seconds(lambda t, enc=st["encoder"]: enc.encode(t, kind="query"), texts, repeats=1)
