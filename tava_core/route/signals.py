@@ -27,7 +27,10 @@ score profile does not:
 - ``retrieval_contrast``: -(mean of the top 10 - mean of all) / std of all, a z-score: how far
   the result list stands out of the corpus;
 - ``retrieval_entropy``: entropy of the softmax (temperature 0.05) of the top-50 cosines,
-  divided by log 50 (1 = flat).
+  divided by log 50 (1 = flat);
+- ``retrieval_map_change``: 1 - overlap of the query's top-10 with the top-10 of its vector moved
+  by the forward ridge map (the training pairs' linear guess of the teacher's vector): a label-free
+  estimate of the very agreement the router predicts.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ import numpy as np
 
 TEXT_SIGNALS = ("head_disagreement", "cycle_error", "knn_distance", "rare_word_share", "length", "word_rarity")
 RETRIEVAL_SIGNALS = ("retrieval_top_score", "retrieval_margin", "retrieval_boundary", "retrieval_contrast",
-                     "retrieval_entropy")
+                     "retrieval_entropy", "retrieval_map_change")
 SIGNAL_NAMES = TEXT_SIGNALS + RETRIEVAL_SIGNALS
 # What compute_signals returns when no names are given: the signals every router can compute
 # (a router saved before the document bank existed has none).
@@ -191,19 +194,11 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
     if not model.documents.size:
         raise ValueError(f"signals {[n for n in names if n in RETRIEVAL_SIGNALS]} need the served corpus' documents: "
                          "fit the signal model with documents=... (fit_router passes the corpus)")
-    query = s @ model.doc_pca if model.doc_pca.size else s
-    scores = query @ model.documents.T                                   # (n, n_docs)
+    scores = _bank_scores(model, s)                                      # (n, n_docs)
     mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
-    if exclude is not None:
-        if model.doc_rows is None:
-            raise ValueError("exclude needs the signal model fitted in this process (fit_signal_model(documents=...))")
-        lookup = np.full(int(model.doc_rows.max()) + 1, -1)              # corpus row -> bank row (-1: not in it)
-        lookup[model.doc_rows] = np.arange(len(model.doc_rows))
-        valid = (exclude >= 0) & (exclude < len(lookup))
-        hit = np.full(len(exclude), -1)
-        hit[valid] = lookup[exclude[valid]]
-        rows = np.flatnonzero(hit >= 0)
-        scores[rows, hit[rows]] = -np.inf
+    hit = _excluded_bank_rows(model, exclude)
+    rows = np.flatnonzero(hit >= 0)
+    scores[rows, hit[rows]] = -np.inf
     top_n = min(max(ENTROPY_TOP, 11), scores.shape[1])
     top = np.partition(scores, scores.shape[1] - top_n, axis=1)[:, -top_n:]
     top = -np.sort(-top, axis=1)                                         # descending
@@ -221,7 +216,35 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         out["retrieval_entropy"] = -(p * np.log(np.maximum(p, 1e-30))).sum(axis=1) / np.log(top_n)
+    if "retrieval_map_change" in names:
+        # the forward ridge map is the training pairs' best linear guess of the teacher vector:
+        # where moving the query there reshuffles its top-10, the top-10 is fragile
+        mapped = _bank_scores(model, _unit(s @ model.forward))
+        mapped[rows, hit[rows]] = -np.inf
+        k = min(10, scores.shape[1])
+        a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        b = np.argpartition(-mapped, k - 1, axis=1)[:, :k]
+        out["retrieval_map_change"] = 1.0 - (a[:, :, None] == b[:, None, :]).any(axis=2).mean(axis=1)
     return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def _bank_scores(model: SignalModel, unit_vectors: np.ndarray) -> np.ndarray:
+    query = unit_vectors @ model.doc_pca if model.doc_pca.size else unit_vectors
+    return query @ model.documents.T
+
+
+def _excluded_bank_rows(model: SignalModel, exclude: np.ndarray | None) -> np.ndarray:
+    """Per text, the bank row of the corpus document to leave out (-1: none)."""
+    if exclude is None:
+        return np.zeros(0, dtype=np.int64)
+    if model.doc_rows is None:
+        raise ValueError("exclude needs the signal model fitted in this process (fit_signal_model(documents=...))")
+    lookup = np.full(int(model.doc_rows.max()) + 1, -1)                  # corpus row -> bank row (-1: not in it)
+    lookup[model.doc_rows] = np.arange(len(model.doc_rows))
+    valid = (exclude >= 0) & (exclude < len(lookup))
+    hit = np.full(len(exclude), -1)
+    hit[valid] = lookup[exclude[valid]]
+    return hit
 
 
 def compute_signals(model: SignalModel, texts: Sequence[str], student: np.ndarray,

@@ -137,3 +137,16 @@ def test_calibration_spans_can_leave_their_source_document_out():
         "retrieval_top_score"][0] > 0.2
     agreement = true_agreement(spans, spans, docs, exclude=source)
     assert np.all(agreement["overlap"] == 1.0)
+
+
+def test_map_change_is_zero_when_the_forward_map_keeps_the_ranking_and_high_when_it_scrambles_it():
+    rng = np.random.default_rng(6)
+    docs = _unit(rng.normal(size=(200, 16)))
+    queries = _unit(rng.normal(size=(30, 16)))
+    model = _model(documents=docs)
+    model.forward = 3.0 * np.eye(16, dtype=np.float32)            # same direction: same top-10
+    keep = compute_signals(model, ["q"] * 30, queries, ["retrieval_map_change"])["retrieval_map_change"]
+    assert np.all(keep == 0.0)
+    model.forward = np.linalg.qr(rng.normal(size=(16, 16)))[0].astype(np.float32)   # a random rotation
+    moved = compute_signals(model, ["q"] * 30, queries, ["retrieval_map_change"])["retrieval_map_change"]
+    assert moved.mean() > 0.6 and moved.max() <= 1.0
