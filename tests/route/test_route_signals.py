@@ -150,3 +150,20 @@ def test_map_change_is_zero_when_the_forward_map_keeps_the_ranking_and_high_when
     model.forward = np.linalg.qr(rng.normal(size=(16, 16)))[0].astype(np.float32)   # a random rotation
     moved = compute_signals(model, ["q"] * 30, queries, ["retrieval_map_change"])["retrieval_map_change"]
     assert moved.mean() > 0.6 and moved.max() <= 1.0
+
+
+def test_fit_router_keeps_a_document_bank_only_for_retrieval_signals():
+    from tava_core.route.build import TextVectors, fit_router
+    from tava_core.route.config import RouterSettings
+
+    rng = np.random.default_rng(7)
+    vectors = _unit(rng.normal(size=(80, 16)))
+    docs = _unit(rng.normal(size=(120, 16)))
+    texts = [f"text {i}" for i in range(80)]
+    pairs = TextVectors(texts, vectors, vectors)
+    plain, _ = fit_router(pairs, pairs, docs, RouterSettings(bank_size=16, pca_dim=4, vector_components=0))
+    assert "documents" not in plain.arrays()
+    routed, cal = fit_router(pairs, pairs, docs, RouterSettings(bank_size=16, pca_dim=4, vector_components=0,
+                                                                signals=["retrieval_entropy", "length"],
+                                                                combiner="rank"))
+    assert routed.arrays()["documents"].shape == (120, 16) and cal.info["combiner"] == "rank"
