@@ -10,11 +10,14 @@ Train them first, e.g.:
         --minutes 6 --home .tava/bench-home --out .tava/route-students.json --no-alone
 
 Router per student and dataset: signals fitted on a sample of the student's own training texts
-(texts + span views, as Stage A saw them), combiner calibrated on held-out span views of the
-served corpus (seed 1234: not the training spans) against the TRUE agreement with the teacher
-(top-10 overlap over the corpus) -- no labels anywhere. Signal sets and the combiner's settings
-are chosen on SciFact's 809 train queries (dev); SciFact test and the built-in data are then
-scored once with the chosen setting. Baselines at every share: random (exact expectation),
+(texts + span views, as Stage A saw them) and on the served corpus' teacher document vectors
+(the retrieval signals read the student's own result list), combiner calibrated on held-out span
+views of the served corpus (seed 1234: not the training spans) against the TRUE agreement with
+the teacher (top-10 overlap over the corpus) -- no labels anywhere. The candidate (signal set,
+combiner, document bank size) is chosen per student on SciFact's 809 train queries (dev), among
+the candidates whose confidence cost meets the issue's cost target on dev queries (static: a
+non-routed query <= 2x the student alone; transformer: confidence <= 10% of the student);
+SciFact test and the built-in data are then scored once with each student's choice. Baselines at every share: random (exact expectation),
 longest-queries-first, label-free oracle (lowest true top-10 overlap), labelled oracle.
 
     python bench/route.py                 # -> bench/results/route.json (+ PNGs beside it)
@@ -46,24 +49,71 @@ from tava_core.encoders import load_encoder  # noqa: E402
 from tava_core.evaluate.data import RetrievalData, load_beir_directory  # noqa: E402
 from tava_core.home import TavaHome  # noqa: E402
 from tava_core.manifest import read_vector_dir  # noqa: E402
-from tava_core.route.calibrate import fit_calibration, spearman, true_agreement  # noqa: E402
-from tava_core.route.curves import SHARES, curves_from_vectors  # noqa: E402
-from tava_core.route.signals import SIGNAL_NAMES, compute_signals, fit_signal_model  # noqa: E402
+from tava_core.route.calibrate import (  # noqa: E402
+    features_from_signals,
+    fit_calibration,
+    spearman,
+    true_agreement,
+)
+from tava_core.route.curves import SHARES, curves_from_vectors, per_query_ndcg, routing_curves  # noqa: E402
+from tava_core.route.signals import (  # noqa: E402
+    DEFAULT_SIGNALS,
+    RETRIEVAL_SIGNALS,
+    SIGNAL_NAMES,
+    SignalModel,
+    compute_signals,
+    fit_signal_model,
+)
 
 HOME = Path(os.environ["TAVA_BENCH_HOME"])
 RESULTS = ROOT / "bench" / "results" / "route.json"
 CACHE = HOME / "route-cache"
-PASSAGES = 2500
+PASSAGES = 5000
 CALIBRATION_SPANS = 2000
 REFERENCE_TEXTS = 3000
 
 # Candidate confidence scores, chosen between on the dev split (SciFact train queries).
+# Keys: signals, vector_components, combiner (calibrate.Combiner), bank (documents kept, PCA size;
+# 0 = full 384-d: the retrieval signals' cost per query is about documents x size), exclude_source.
+TEXT = list(DEFAULT_SIGNALS) + ["word_rarity"]
+WORDS = ["rare_word_share", "word_rarity", "length"]          # no matrix product at all
+RETRIEVAL = list(RETRIEVAL_SIGNALS)
+
+
+FULL_BANK = (8192, 0)   # every SciFact document (5,183), full dimension
+
+
+def _candidate(signals: list[str], vec: int = 0, combiner: str = "ridge", bank: tuple[int, int] = FULL_BANK,
+               exclude_source: bool = False) -> dict[str, Any]:
+    return {"signals": signals, "vector_components": vec, "combiner": combiner, "bank": bank,
+            "exclude_source": exclude_source}
+
+
 CANDIDATES: dict[str, dict[str, Any]] = {
-    **{f"only:{name}": {"signals": [name], "vector_components": 0} for name in SIGNAL_NAMES},
-    "signals": {"signals": list(SIGNAL_NAMES), "vector_components": 0},
-    "signals+vec16": {"signals": list(SIGNAL_NAMES), "vector_components": 16},
-    "signals+vec48": {"signals": list(SIGNAL_NAMES), "vector_components": 48},
-    "vec16": {"signals": [], "vector_components": 16},
+    **{f"only:{name}": _candidate([name]) for name in SIGNAL_NAMES},
+    "signals": _candidate(list(DEFAULT_SIGNALS)),                 # last session's sets
+    "signals+vec16": _candidate(list(DEFAULT_SIGNALS), 16),
+    "vec16": _candidate([], 16),
+    "text": _candidate(TEXT),
+    "retrieval": _candidate(RETRIEVAL),
+    "words+retrieval": _candidate(WORDS + RETRIEVAL),
+    "all": _candidate(TEXT + RETRIEVAL),
+    "all+vec16": _candidate(TEXT + RETRIEVAL, 16),
+    **{f"{name}:{combiner}": _candidate(signals, vec, combiner)
+       for name, signals, vec in (("retrieval", RETRIEVAL, 0), ("words+retrieval", WORDS + RETRIEVAL, 0),
+                                  ("all", TEXT + RETRIEVAL, 0), ("all+vec16", TEXT + RETRIEVAL, 16))
+       for combiner in ("rank", "pairwise", "low")},
+    # calibration spans without their source document (in the signals and the true agreement alike):
+    # a span's verbatim source tops its list, a real query's list holds no copy of what it asks
+    **{f"{name}:{combiner}/loo": _candidate(signals, vec, combiner, FULL_BANK, True)
+       for name, signals, vec in (("retrieval", RETRIEVAL, 0), ("words+retrieval", WORDS + RETRIEVAL, 0),
+                                  ("all", TEXT + RETRIEVAL, 0), ("all+vec16", TEXT + RETRIEVAL, 16))
+       for combiner in ("ridge", "rank")},
+    # the cheap variants: the document bank reduced to PCA components and/or a sample of documents
+    **{f"{name}@{size}x{k}{suffix}": _candidate(signals, 0, combiner, (size, k), loo)
+       for name, signals in (("words+retrieval", WORDS + RETRIEVAL), ("retrieval", RETRIEVAL))
+       for size, k in ((8192, 64), (8192, 32), (2048, 32), (1024, 32))
+       for suffix, combiner, loo in (("", "ridge", False), (":rank", "rank", False), (":rank/loo", "rank", True))},
 }
 
 
@@ -104,6 +154,9 @@ class Dataset:
         ids, texts = make_spans(source.corpus_ids, source.document_texts, 1, seed=1234)
         pick = np.random.default_rng(1234).choice(len(texts), size=min(CALIBRATION_SPANS, len(texts)), replace=False)
         self.calibration_texts = [texts[i] for i in sorted(pick)]
+        # the corpus row each span was cut from (-1 if that document is not in the scored corpus)
+        row = {d: k for k, d in enumerate(data.corpus_ids)}
+        self.calibration_source = np.array([row.get(ids[i].rsplit("#span", 1)[0], -1) for i in sorted(pick)])
         self.calibration_teacher = teacher_vectors(teacher, self.calibration_texts, f"{name}-calibration")
 
 
@@ -200,21 +253,67 @@ def reference_texts(student_dir: Path, paths: dict[str, Path], teacher) -> tuple
     return [training.texts[i] for i in pick], training.vectors[pick]
 
 
-def evaluate_candidate(model, candidate: dict[str, Any], dataset: Dataset, enc: dict[str, Any],
-                       costs: dict[str, float] | None = None) -> dict[str, Any]:
-    """Calibrate ``candidate`` on the calibration spans, score the split's queries, draw the curves."""
+def model_for(st: dict[str, Any], dataset: str, candidate: dict[str, Any]) -> SignalModel:
+    """The student's signal model for ``dataset`` with the candidate's document bank."""
+    return st["models"][dataset][candidate["bank"]]
+
+
+def cached_features(model: SignalModel, candidate: dict[str, Any], enc: dict[str, Any], part: str,
+                    texts: Sequence[str]) -> np.ndarray:
+    """Dev selection: every signal computed once per (texts, document bank, exclusion), then each
+    candidate takes its columns (the same numbers ``confidence`` computes, without recomputing)."""
+    exclude = enc["calibration_source"] if part == "calibration" and candidate["exclude_source"] else None
+    key = (part, candidate["bank"], exclude is not None)
+    cache = enc.setdefault("_signals", {})
+    if key not in cache:
+        cache[key] = compute_signals(model, texts, enc[part], SIGNAL_NAMES, exclude=exclude)
+    return features_from_signals(model, cache[key], enc[part], candidate["signals"], candidate["vector_components"])
+
+
+def fast_curves(dataset: Dataset, enc: dict[str, Any], scores: np.ndarray) -> dict[str, Any]:
+    """curves_from_vectors with the per-query nDCG and agreement computed once per student and
+    split (dev selection scores dozens of candidates on the same queries)."""
+    if "_base" not in enc:
+        data, q = dataset.data, enc["queries"]
+        enc["_base"] = {
+            "student": per_query_ndcg(q, dataset.docs, data.query_ids, data.corpus_ids, data.qrels),
+            "teacher": per_query_ndcg(dataset.queries, dataset.docs, data.query_ids, data.corpus_ids, data.qrels),
+            "agreement": true_agreement(q, dataset.queries, dataset.docs),
+            "lengths": np.array([len(t.split()) for t in data.query_texts])}
+    base = enc["_base"]
+    curves = routing_curves(student_ndcg=base["student"], teacher_ndcg=base["teacher"],
+                            student_overlap=base["agreement"]["overlap"], confidence=scores, lengths=base["lengths"],
+                            agreement=base["agreement"]["overlap"] + 1e-3 * base["agreement"]["cosine"],
+                            bootstrap_resamples=200)
+    curves["confidence_spearman"] = {"overlap": spearman(scores, base["agreement"]["overlap"])}
+    return curves
+
+
+def evaluate_candidate(model: SignalModel, candidate: dict[str, Any], dataset: Dataset, enc: dict[str, Any],
+                       costs: dict[str, float] | None = None, *, fast: bool = False) -> dict[str, Any]:
+    """Calibrate ``candidate`` on the calibration spans, score the split's queries, draw the curves
+    (``fast``: from cached signals and per-query scores, 200 bootstrap resamples -- dev selection)."""
     calib_student, query_student = enc["calibration"], enc["queries"]
-    agreement = true_agreement(calib_student, enc["calibration_teacher"], dataset.docs)
-    calibration = fit_calibration(model, enc["calibration_texts"], calib_student, agreement,
+    exclude = enc["calibration_source"] if candidate["exclude_source"] else None
+    key = f"calibration_agreement_{candidate['exclude_source']}"
+    if key not in enc:    # the same for every candidate: computed once
+        enc[key] = true_agreement(calib_student, enc["calibration_teacher"], dataset.docs, exclude=exclude)
+    features = cached_features(model, candidate, enc, "calibration", enc["calibration_texts"]) if fast else None
+    calibration = fit_calibration(model, enc["calibration_texts"], calib_student, enc[key],
                                   signals=candidate["signals"], vector_components=candidate["vector_components"],
-                                  target="overlap")
+                                  target="overlap", combiner=candidate["combiner"], exclude=exclude, features=features)
     from tava_core.route.calibrate import confidence
 
-    scores = confidence(model, calibration, dataset.data.query_texts, query_student)
-    curves = curves_from_vectors(student_queries=query_student, teacher_queries=dataset.queries,
-                                 documents=dataset.docs, query_ids=dataset.data.query_ids,
-                                 query_texts=dataset.data.query_texts, doc_ids=dataset.data.corpus_ids,
-                                 qrels=dataset.data.qrels, confidence=scores, costs=costs)
+    if fast:
+        scores = calibration.confidence_from_features(
+            cached_features(model, candidate, enc, "queries", dataset.data.query_texts))
+        curves = fast_curves(dataset, enc, scores)
+    else:
+        scores = confidence(model, calibration, dataset.data.query_texts, query_student)
+        curves = curves_from_vectors(student_queries=query_student, teacher_queries=dataset.queries,
+                                     documents=dataset.docs, query_ids=dataset.data.query_ids,
+                                     query_texts=dataset.data.query_texts, doc_ids=dataset.data.corpus_ids,
+                                     qrels=dataset.data.qrels, confidence=scores, costs=costs)
     curves["calibration"] = calibration.info
     curves["threshold_10pct"] = calibration.threshold_for_budget(0.1)
     curves["routed_share_at_10pct_threshold"] = float((scores < calibration.threshold_for_budget(0.1)).mean())
@@ -260,6 +359,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--students", default=None, help="comma list, e.g. static-a,transformer-a")
     parser.add_argument("--smoke", action="store_true", help="120 calibration spans: a quick check of the script")
+    parser.add_argument("--dev-only", action="store_true",
+                        help="stop after the dev selection (SciFact train queries) and write it to --out: "
+                             "for designing candidates without looking at test")
     parser.add_argument("--prepare", action="store_true",
                         help="only compute (and cache) the teacher's vectors of the built-in data and of the "
                              "calibration spans (can run while the students train)")
@@ -302,14 +404,53 @@ def main() -> None:
                      for name, ds in datasets.items()}}
     state = encode_students(students, datasets, paths, teacher, report)
     # ---- dev: which signals carry information, which combination to keep
-    chosen = choose_on_dev(state, datasets, report)
+    for label, chosen in choose_on_dev(state, datasets, report).items():
+        state[label]["chosen"] = chosen
+    if args.dev_only:
+        report["total_seconds"] = time.time() - started
+        save_json(Path(args.out), report)
+        return
+    measure_costs(state, datasets, teacher, report)
+    # ---- test, once, with the chosen candidate
+    out_path = Path(args.out).resolve()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    frontier: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for name in ("scifact-dev", "scifact-test", "builtin-test"):
+        for label, st in state.items():
+            enc = st["encoded"][name]
+            candidate = CANDIDATES[st["chosen"]]
+            curves = evaluate_candidate(model_for(st, datasets[name].name, candidate), candidate, datasets[name], enc,
+                                        costs=st["costs"])
+            curves["candidate"] = st["chosen"]
+            st.setdefault("scores", {})[name] = curves["_scores"]
+            st.setdefault("calibrations", {})[name] = curves["_calibration"]
+            report["results"].setdefault(name, {})[label] = strip(curves)
+            if name != "scifact-dev":
+                frontier.setdefault(name, {})[f"{label} routed"] = [
+                    (r["cost_per_query_teacher_units"], r["router"]["ndcg10"]) for r in curves["rows"]]
+    for name, points in frontier.items():
+        teacher_ndcg = next(iter(report["results"][name].values()))["teacher_ndcg10"]
+        png = out_path.with_name(f"{out_path.stem}-frontier-{name}.png")
+        plot_frontier(name, points, teacher_ndcg, png)
+        report.setdefault("pngs", []).append(str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png))
+    # ---- drift: SciFact-calibrated router, SciFact test traffic then the built-in docstrings
+    report["drift"] = drift_shares(state, datasets)
+    report["targets"] = targets(report)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    report["total_seconds"] = time.time() - started
+    save_json(out_path, report)
+    print(json.dumps(report["targets"], indent=1))
+
+
+def measure_costs(state: dict, datasets: dict, teacher, report: dict[str, Any]) -> None:
+    """Seconds per query of each student, its confidence score and the teacher, side by side."""
     # ---- costs, side by side in one run, on SciFact test queries
     # 96 queries, best of 2: the teacher's timing alone costs minutes on a loaded machine.
     test_texts = datasets["scifact-test"].data.query_texts[:96]
     teacher_s = per_query_seconds(lambda t: teacher.encode(t, kind="query"), test_texts)
     for label, st in state.items():
-        enc, model = st["encoder"], st["models"]["scifact"]
-        calibration = evaluate_candidate(model, CANDIDATES[chosen], datasets["scifact-test"],
+        enc, model = st["encoder"], model_for(st, "scifact", CANDIDATES[st["chosen"]])
+        calibration = evaluate_candidate(model, CANDIDATES[st["chosen"]], datasets["scifact-test"],
                                          st["encoded"]["scifact-test"])["_calibration"]
         from tava_core.route.calibrate import confidence
 
@@ -336,36 +477,13 @@ def main() -> None:
         if label.startswith("transformer"):
             report["costs"][label]["confidence_over_transformer_student"] = (
                 state[label]["costs"]["confidence"] / state[label]["costs"]["student"])
-    # ---- test, once, with the chosen candidate
-    out_path = Path(args.out).resolve()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    frontier: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for name in ("scifact-dev", "scifact-test", "builtin-test"):
-        for label, st in state.items():
-            enc = st["encoded"][name]
-            curves = evaluate_candidate(st["models"][datasets[name].name], CANDIDATES[chosen], datasets[name], enc,
-                                        costs=st["costs"])
-            st.setdefault("scores", {})[name] = curves["_scores"]
-            st.setdefault("calibrations", {})[name] = curves["_calibration"]
-            report["results"].setdefault(name, {})[label] = strip(curves)
-            if name != "scifact-dev":
-                frontier.setdefault(name, {})[f"{label} routed"] = [
-                    (r["cost_per_query_teacher_units"], r["router"]["ndcg10"]) for r in curves["rows"]]
-    for name, points in frontier.items():
-        teacher_ndcg = next(iter(report["results"][name].values()))["teacher_ndcg10"]
-        png = out_path.with_name(f"{out_path.stem}-frontier-{name}.png")
-        plot_frontier(name, points, teacher_ndcg, png)
-        report.setdefault("pngs", []).append(str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png))
-    # ---- drift: SciFact-calibrated router, SciFact test traffic then the built-in docstrings
-    report["drift"] = drift_shares(state, datasets)
-    report["targets"] = targets(report)
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-    report["total_seconds"] = time.time() - started
-    out = out_path
-    tmp = out.with_suffix(".tmp")
+
+
+def save_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
-    os.replace(tmp, out)
-    print(json.dumps(report["targets"], indent=1))
+    os.replace(tmp, path)
 
 
 def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teacher, report: dict[str, Any]
@@ -376,28 +494,31 @@ def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teac
         print(f"== {label}: {student_dir}", flush=True)
         encoder = load_encoder(str(student_dir), cache=False)
         reference = reference_texts(student_dir, paths, teacher)
-        models: dict[str, Any] = {}
+        models: dict[str, dict[tuple[int, int], SignalModel]] = {}
         if reference is not None:
             ref_texts, ref_teacher = reference
             ref_student = encoder.encode(ref_texts, kind="document", show_progress=True)
-            shared_model = fit_signal_model(ref_texts, ref_student, ref_teacher)
         encoded: dict[str, dict[str, Any]] = {}
         calib_cache: dict[str, np.ndarray] = {}
         for name, dataset in datasets.items():
             if dataset.name not in calib_cache:
                 calib_cache[dataset.name] = encoder.encode(dataset.calibration_texts, kind="query")
             calib = calib_cache[dataset.name]
-            texts, truth = dataset.calibration_texts, dataset.calibration_teacher
+            texts, truth, source = dataset.calibration_texts, dataset.calibration_teacher, dataset.calibration_source
             if reference is None:
                 # Never trained on any text: the "seen" manifold is half of the corpus' span views
                 # (even rows), the combiner is calibrated on the other half (odd rows).
-                if dataset.name not in models:
-                    models[dataset.name] = fit_signal_model(texts[0::2], calib[0::2], truth[0::2])
+                fit_on = (texts[0::2], calib[0::2], truth[0::2])
                 encoded[name] = {"calibration": calib[1::2], "calibration_texts": texts[1::2],
-                                 "calibration_teacher": truth[1::2]}
+                                 "calibration_teacher": truth[1::2], "calibration_source": source[1::2]}
             else:
-                models[dataset.name] = shared_model
-                encoded[name] = {"calibration": calib, "calibration_texts": texts, "calibration_teacher": truth}
+                fit_on = (ref_texts, ref_student, ref_teacher)
+                encoded[name] = {"calibration": calib, "calibration_texts": texts, "calibration_teacher": truth,
+                                 "calibration_source": source}
+            if dataset.name not in models:   # the document bank is the served corpus' (full, or PCA-reduced)
+                models[dataset.name] = {(size, k): fit_signal_model(*fit_on, documents=dataset.docs,
+                                                                    doc_bank_size=size, doc_pca_dim=k)
+                                        for size, k in sorted({c["bank"] for c in CANDIDATES.values()})}
             encoded[name]["queries"] = encoder.encode(dataset.data.query_texts, kind="query")
         state[label] = {"encoder": encoder, "models": models, "encoded": encoded}
         card_path = student_dir / "model_card.json"
@@ -412,27 +533,55 @@ def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teac
     return state
 
 
-def choose_on_dev(state: dict, datasets: dict, report: dict[str, Any]) -> str:
-    """Dev (SciFact train queries): which signals carry information, which candidate to keep."""
+def cost_ok(label: str, student_s: float, confidence_s: float) -> bool:
+    """The issue's cost targets: static, a non-routed query <= 2x the student alone (student +
+    confidence); transformer, confidence <= 10% of the student's encoding."""
+    if label.startswith("transformer"):
+        return confidence_s <= 0.10 * student_s
+    return student_s + confidence_s <= 2.0 * student_s
+
+
+def choose_on_dev(state: dict, datasets: dict, report: dict[str, Any]) -> dict[str, str]:
+    """Dev (SciFact train queries): which signals carry information, which candidate each student
+    keeps -- the best gap recovered at 10% + 20% among the candidates that meet its cost target on
+    dev queries (the best overall if none does)."""
+    from tava_core.route.calibrate import confidence
+
     dev = datasets["scifact-dev"]
+    texts = dev.data.query_texts[:256]
+    chosen: dict[str, str] = {}
     for label, st in state.items():
         per: dict[str, Any] = {}
         enc = st["encoded"]["scifact-dev"]
-        signals = compute_signals(st["models"]["scifact"], dev.data.query_texts, enc["queries"])
+        signals = compute_signals(st["models"]["scifact"][FULL_BANK], dev.data.query_texts, enc["queries"], SIGNAL_NAMES)
         agreement = true_agreement(enc["queries"], dev.queries, dev.docs)
         per["signal_spearman_with_true_overlap"] = {k: spearman(-v, agreement["overlap"]) for k, v in signals.items()}
+        student_s = min(per_query_seconds(lambda t, enc=st["encoder"]: enc.encode(t, kind="query"), texts, repeats=1)
+                        for _ in range(7))
+        per["student_seconds_per_query"] = student_s
         for cname, candidate in CANDIDATES.items():
-            curves = evaluate_candidate(st["models"]["scifact"], candidate, dev, enc)
+            model = model_for(st, "scifact", candidate)
+            curves = evaluate_candidate(model, candidate, dev, enc, fast=True)
+            calibration, vecs = curves["_calibration"], enc["queries"]
+            conf_s = per_query_seconds(lambda t, m=model, c=calibration, v=vecs: confidence(m, c, t, v[:len(t)]),
+                                       texts, repeats=3)
             per[cname] = {"gap_recovered_10": gap_at(curves, 0.1), "gap_recovered_20": gap_at(curves, 0.2),
-                          "spearman_overlap": curves["confidence_spearman"]["overlap"]}
+                          "label_free_oracle_10": gap_at(curves, 0.1, "label_free_oracle"),
+                          "label_free_oracle_20": gap_at(curves, 0.2, "label_free_oracle"),
+                          "spearman_overlap": curves["confidence_spearman"]["overlap"],
+                          "confidence_seconds_per_query": conf_s, "cost_ok": cost_ok(label, student_s, conf_s)}
+            print(f"  {label} {cname:40s} gap10 {per[cname]['gap_recovered_10']:.3f} "
+                  f"gap20 {per[cname]['gap_recovered_20']:.3f} conf/student {conf_s / student_s:.2f}", flush=True)
+        score = {c: per[c]["gap_recovered_10"] + per[c]["gap_recovered_20"] for c in CANDIDATES}
+        affordable = [c for c in CANDIDATES if per[c]["cost_ok"]] or list(CANDIDATES)
+        chosen[label] = max(affordable, key=score.__getitem__)
+        per["chosen"] = {"candidate": chosen[label], **CANDIDATES[chosen[label]],
+                         "best_regardless_of_cost": max(CANDIDATES, key=score.__getitem__),
+                         "affordable_candidates": len(affordable)}
         report["dev_selection"][label] = per
-        print(json.dumps({label: {k: v for k, v in per.items()}}, indent=1), flush=True)
-    mean_score = {c: float(np.mean([report["dev_selection"][s][c]["gap_recovered_10"]
-                                    + report["dev_selection"][s][c]["gap_recovered_20"] for s in state]))
-                  for c in CANDIDATES}
-    chosen = max(mean_score, key=mean_score.get)
-    report["chosen"] = {"candidate": chosen, **CANDIDATES[chosen], "dev_score_mean_gap10_plus_gap20": mean_score}
-    print(f"chosen on dev: {chosen}", flush=True)
+        print(f"chosen on dev for {label}: {chosen[label]} (regardless of cost: "
+              f"{per['chosen']['best_regardless_of_cost']})", flush=True)
+    report["chosen"] = {label: {"candidate": c, **CANDIDATES[c]} for label, c in chosen.items()}
     return chosen
 
 
@@ -443,12 +592,12 @@ def drift_shares(state: dict, datasets: dict) -> dict[str, Any]:
     drift: dict[str, Any] = {}
     for label, st in state.items():
         calibration = st["calibrations"]["scifact-test"]
-
+        model = model_for(st, "scifact", CANDIDATES[st["chosen"]])
         threshold = calibration.threshold_for_budget(0.1)
         shares = {}
         for name in ("scifact-test", "builtin-test"):
             texts = datasets[name].data.query_texts
-            scores = confidence(st["models"]["scifact"], calibration, texts, st["encoded"][name]["queries"])
+            scores = confidence(model, calibration, texts, st["encoded"][name]["queries"])
             shares[name] = float((scores < threshold).mean())
         drift[label] = {"threshold_at_10pct_budget": threshold, "low_confidence_share": shares,
                                   "rises": shares["builtin-test"] > shares["scifact-test"]}

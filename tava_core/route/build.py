@@ -9,7 +9,7 @@ import numpy as np
 
 from .calibrate import Calibration, fit_calibration, true_agreement
 from .config import RouterSettings
-from .signals import SignalModel, fit_signal_model
+from .signals import RETRIEVAL_SIGNALS, SignalModel, fit_signal_model
 
 
 @dataclass
@@ -25,11 +25,14 @@ def fit_router(reference: TextVectors, calibration: TextVectors, documents: np.n
                settings: RouterSettings) -> tuple[SignalModel, Calibration]:
     """``reference``: the student's training texts; ``calibration``: held-out query stand-ins;
     ``documents``: the teacher's vectors of the corpus the router will serve."""
+    # the document bank is saved in the router (up to doc_bank_size x d floats): only when a signal reads it
+    bank = documents if set(settings.signals) & set(RETRIEVAL_SIGNALS) else None
     model = fit_signal_model(reference.texts, reference.student, reference.teacher, n_heads=settings.n_heads,
                              bank_size=settings.bank_size, pca_dim=settings.pca_dim, knn=settings.knn,
-                             seed=settings.seed)
+                             seed=settings.seed, documents=bank, doc_bank_size=settings.doc_bank_size,
+                             doc_pca_dim=settings.doc_pca_dim)
     agreement = true_agreement(calibration.student, calibration.teacher, documents)
     fitted = fit_calibration(model, calibration.texts, calibration.student, agreement, signals=settings.signals,
                              target=settings.target, vector_components=settings.vector_components,
-                             alpha=settings.ridge_alpha)
+                             alpha=settings.ridge_alpha, combiner=settings.combiner)
     return model, fitted

@@ -11,7 +11,26 @@ cheap at query time (a few small matrix products per query):
 - ``knn_distance``: 1 - mean cosine of the query's student vector to its k nearest training
   texts (a PCA-reduced bank): is the query on the manifold the student was trained on?
 - ``rare_word_share``: share of the query's words the training texts (almost) never showed;
-- ``length``: words in the query (short queries carry less context).
+- ``length``: words in the query (short queries carry less context);
+- ``word_rarity``: mean inverse frequency, log((N + 1) / (count + 1)), of the query's words in
+  the N training texts (a graded ``rare_word_share``).
+
+Retrieval signals (``RETRIEVAL_SIGNALS``) read the student's own result list: the query's cosine
+to the served corpus' documents, which are the teacher's vectors (the router keeps a bank of
+them, PCA-reduced like the training bank). They need no teacher call either: a query whose best
+documents stand clearly above the rest keeps its top-10 under a small error of its vector, a flat
+score profile does not:
+
+- ``retrieval_top_score``: 1 - the best document's cosine (no document matches well);
+- ``retrieval_margin``: -(best - second best) cosine;
+- ``retrieval_boundary``: -(10th - 11th) cosine: the cut of the top-10 is close;
+- ``retrieval_contrast``: -(mean of the top 10 - mean of all) / std of all, a z-score: how far
+  the result list stands out of the corpus;
+- ``retrieval_entropy``: entropy of the softmax (temperature 0.05) of the top-50 cosines,
+  divided by log 50 (1 = flat);
+- ``retrieval_map_change``: 1 - overlap of the query's top-10 with the top-10 of its vector moved
+  by the forward ridge map (the training pairs' linear guess of the teacher's vector): a label-free
+  estimate of the very agreement the router predicts.
 """
 from __future__ import annotations
 
@@ -22,7 +41,15 @@ from typing import Sequence
 
 import numpy as np
 
-SIGNAL_NAMES = ("head_disagreement", "cycle_error", "knn_distance", "rare_word_share", "length")
+TEXT_SIGNALS = ("head_disagreement", "cycle_error", "knn_distance", "rare_word_share", "length", "word_rarity")
+RETRIEVAL_SIGNALS = ("retrieval_top_score", "retrieval_margin", "retrieval_boundary", "retrieval_contrast",
+                     "retrieval_entropy", "retrieval_map_change")
+SIGNAL_NAMES = TEXT_SIGNALS + RETRIEVAL_SIGNALS
+# What compute_signals returns when no names are given: the signals every router can compute
+# (a router saved before the document bank existed has none).
+DEFAULT_SIGNALS = ("head_disagreement", "cycle_error", "knn_distance", "rare_word_share", "length")
+ENTROPY_TOP = 50
+ENTROPY_TEMPERATURE = 0.05
 _WORD = re.compile(r"\w+")
 WORD_BUCKETS = 1 << 18   # hashed word counts: ~1 MB, collisions only make rare words look common
 
@@ -58,22 +85,58 @@ class SignalModel:
     knn: int = 10
     rare_below: int = 2          # a word seen fewer times than this in the training texts is rare
     info: dict = field(default_factory=dict)
+    # (n_docs, doc_dim) the served corpus' teacher vectors for the retrieval signals: unit vectors,
+    # or their projection on ``doc_pca`` when that is non-empty; (0, 0) = no retrieval signals.
+    documents: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    doc_pca: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    # rows of the corpus the bank holds (calibration only, never saved: see compute_signals' exclude)
+    doc_rows: np.ndarray | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"heads": self.heads, "forward": self.forward, "backward": self.backward, "bank": self.bank,
-                "pca": self.pca, "pca_mean": self.pca_mean, "word_counts": self.word_counts}
+        out = {"heads": self.heads, "forward": self.forward, "backward": self.backward, "bank": self.bank,
+               "pca": self.pca, "pca_mean": self.pca_mean, "word_counts": self.word_counts}
+        # safetensors cannot hold empty tensors: a model without a document bank just omits them
+        if self.documents.size:
+            out["documents"] = self.documents
+        if self.doc_pca.size:
+            out["doc_pca"] = self.doc_pca
+        return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], *, knn: int, rare_below: int, info: dict) -> "SignalModel":
+        optional = {k: np.asarray(arrays[k]) for k in ("documents", "doc_pca") if k in arrays}
         return cls(**{k: np.asarray(arrays[k]) for k in ("heads", "forward", "backward", "bank", "pca", "pca_mean",
-                                                          "word_counts")}, knn=knn, rare_below=rare_below, info=info)
+                                                          "word_counts")}, knn=knn, rare_below=rare_below, info=info,
+                   **optional)
+
+
+def document_bank(documents: np.ndarray, *, size: int, pca_dim: int, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bank, basis, rows) for the retrieval signals: up to ``size`` unit document vectors (a
+    random sample of a bigger corpus: ``rows``), projected on their top ``pca_dim`` uncentred
+    principal directions (``pca_dim`` 0 = full dimension, empty basis). Scores in the reduced
+    space approximate the cosines at pca_dim/d of the cost."""
+    docs = _unit(np.asarray(documents, dtype=np.float32))
+    rng = np.random.default_rng(seed)
+    rows = np.arange(len(docs))
+    if len(docs) > size:
+        rows = np.sort(rng.choice(len(docs), size=size, replace=False))
+        docs = docs[rows]
+    if not pca_dim or pca_dim >= docs.shape[1]:
+        return docs, np.zeros((0, 0), np.float32), rows
+    _, _, vt = np.linalg.svd(docs[rng.choice(len(docs), size=min(len(docs), 8192), replace=False)],
+                             full_matrices=False)
+    basis = vt[:pca_dim].T.astype(np.float32)
+    return (docs @ basis).astype(np.float32), basis, rows
 
 
 def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndarray, *, n_heads: int = 4,
                      alpha: float = 1.0, bank_size: int = 4096, pca_dim: int = 64, knn: int = 10,
-                     rare_below: int = 2, seed: int = 0) -> SignalModel:
+                     rare_below: int = 2, seed: int = 0, documents: np.ndarray | None = None,
+                     doc_bank_size: int = 8192, doc_pca_dim: int = 0) -> SignalModel:
     """Fit the signals on the student's TRAINING texts (their student and teacher vectors): the
-    heads and maps learn where pairs exist, the bank and word counts record what was seen."""
+    heads and maps learn where pairs exist, the bank and word counts record what was seen.
+    ``documents`` (the teacher's vectors of the served corpus) enable the retrieval signals."""
     if len(texts) != len(student) or len(student) != len(teacher):
         raise ValueError(f"texts ({len(texts)}), student ({len(student)}) and teacher ({len(teacher)}) vectors "
                          "must be the same texts")
@@ -96,15 +159,101 @@ def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndar
     counts = np.zeros(WORD_BUCKETS, dtype=np.int32)
     for text in texts:
         np.add.at(counts, word_buckets(text), 1)
+    info = {"training_texts": len(texts), "n_heads": n_heads, "alpha": alpha, "bank_size": int(len(bank)),
+            "pca_dim": int(pca.shape[1])}
+    doc_bank, doc_pca, doc_rows = np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), None
+    if documents is not None and len(documents):
+        doc_bank, doc_pca, doc_rows = document_bank(documents, size=doc_bank_size, pca_dim=doc_pca_dim, seed=seed)
+        info.update(doc_bank_size=int(len(doc_bank)), doc_pca_dim=int(doc_pca.shape[1]) if doc_pca.size else 0)
     return SignalModel(heads=np.stack(heads), forward=forward, backward=backward, bank=bank, pca=pca,
                        pca_mean=pca_mean.astype(np.float32), word_counts=counts, knn=knn, rare_below=rare_below,
-                       info={"training_texts": len(texts), "n_heads": n_heads, "alpha": alpha,
-                             "bank_size": int(len(bank)), "pca_dim": int(pca.shape[1])})
+                       info=info, documents=doc_bank, doc_pca=doc_pca, doc_rows=doc_rows)
+
+
+def _word_stats(model: SignalModel, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rare share, length, mean rarity) per text from one flat array of every text's word buckets."""
+    per_text = [word_buckets(t) for t in texts]
+    lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
+    if not lengths.sum():
+        zeros = np.zeros(len(texts), np.float32)
+        return zeros, zeros.copy(), zeros.copy()
+    counts = model.word_counts[np.concatenate(per_text)].astype(np.float64)
+    total = float(model.info.get("training_texts", 1))
+    rarity = np.log((total + 1.0) / (counts + 1.0))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    nonempty = lengths > 0
+    rare, mean_rarity = np.zeros(len(texts)), np.zeros(len(texts))
+    # reduceat sums each text's run of words (empty texts are skipped: reduceat would repeat a value)
+    rare[nonempty] = np.add.reduceat(counts < model.rare_below, starts[nonempty]) / lengths[nonempty]
+    mean_rarity[nonempty] = np.add.reduceat(rarity, starts[nonempty]) / lengths[nonempty]
+    return rare.astype(np.float32), lengths.astype(np.float32), mean_rarity.astype(np.float32)
+
+
+def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
+                       exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    if not model.documents.size:
+        raise ValueError(f"signals {[n for n in names if n in RETRIEVAL_SIGNALS]} need the served corpus' documents: "
+                         "fit the signal model with documents=... (fit_router passes the corpus)")
+    scores = _bank_scores(model, s)                                      # (n, n_docs)
+    mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
+    hit = _excluded_bank_rows(model, exclude)
+    rows = np.flatnonzero(hit >= 0)
+    scores[rows, hit[rows]] = -np.inf
+    top_n = min(max(ENTROPY_TOP, 11), scores.shape[1])
+    top = np.partition(scores, scores.shape[1] - top_n, axis=1)[:, -top_n:]
+    top = -np.sort(-top, axis=1)                                         # descending
+    out: dict[str, np.ndarray] = {}
+    if "retrieval_top_score" in names:
+        out["retrieval_top_score"] = 1.0 - top[:, 0]
+    if "retrieval_margin" in names:
+        out["retrieval_margin"] = -(top[:, 0] - top[:, 1]) if top_n > 1 else np.zeros(len(s))
+    if "retrieval_boundary" in names:
+        out["retrieval_boundary"] = -(top[:, 9] - top[:, 10]) if top_n > 10 else np.zeros(len(s))
+    if "retrieval_contrast" in names:
+        out["retrieval_contrast"] = -(top[:, :10].mean(axis=1) - mean) / std
+    if "retrieval_entropy" in names:
+        logits = (top - top[:, :1]) / ENTROPY_TEMPERATURE
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        out["retrieval_entropy"] = -(p * np.log(np.maximum(p, 1e-30))).sum(axis=1) / np.log(top_n)
+    if "retrieval_map_change" in names:
+        # the forward ridge map is the training pairs' best linear guess of the teacher vector:
+        # where moving the query there reshuffles its top-10, the top-10 is fragile
+        mapped = _bank_scores(model, _unit(s @ model.forward))
+        mapped[rows, hit[rows]] = -np.inf
+        k = min(10, scores.shape[1])
+        a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        b = np.argpartition(-mapped, k - 1, axis=1)[:, :k]
+        out["retrieval_map_change"] = 1.0 - (a[:, :, None] == b[:, None, :]).any(axis=2).mean(axis=1)
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def _bank_scores(model: SignalModel, unit_vectors: np.ndarray) -> np.ndarray:
+    query = unit_vectors @ model.doc_pca if model.doc_pca.size else unit_vectors
+    return query @ model.documents.T
+
+
+def _excluded_bank_rows(model: SignalModel, exclude: np.ndarray | None) -> np.ndarray:
+    """Per text, the bank row of the corpus document to leave out (-1: none)."""
+    if exclude is None:
+        return np.zeros(0, dtype=np.int64)
+    if model.doc_rows is None:
+        raise ValueError("exclude needs the signal model fitted in this process (fit_signal_model(documents=...))")
+    lookup = np.full(int(model.doc_rows.max()) + 1, -1)                  # corpus row -> bank row (-1: not in it)
+    lookup[model.doc_rows] = np.arange(len(model.doc_rows))
+    valid = (exclude >= 0) & (exclude < len(lookup))
+    hit = np.full(len(exclude), -1)
+    hit[valid] = lookup[exclude[valid]]
+    return hit
 
 
 def compute_signals(model: SignalModel, texts: Sequence[str], student: np.ndarray,
-                    names: Sequence[str] = SIGNAL_NAMES) -> dict[str, np.ndarray]:
-    """The named signals of ``texts`` given their student vectors; float32 arrays of len(texts)."""
+                    names: Sequence[str] = DEFAULT_SIGNALS, *, exclude: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
+    """The named signals of ``texts`` given their student vectors; float32 arrays of len(texts).
+    ``exclude`` (calibration only): per text, the row of the corpus document it was cut from (-1:
+    none); the retrieval signals then leave that document out, as a real query's result list
+    holds no verbatim copy of it."""
     s = _unit(student)
     out: dict[str, np.ndarray] = {}
     if "head_disagreement" in names:
@@ -119,15 +268,11 @@ def compute_signals(model: SignalModel, texts: Sequence[str], student: np.ndarra
         k = min(model.knn, sims.shape[1])
         nearest = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
         out["knn_distance"] = (1.0 - nearest.mean(axis=1)).astype(np.float32)
-    if "rare_word_share" in names or "length" in names:
-        rare, length = np.zeros(len(texts), np.float32), np.zeros(len(texts), np.float32)
-        for row, text in enumerate(texts):
-            buckets = word_buckets(text)
-            length[row] = len(buckets)
-            if len(buckets):
-                rare[row] = float(np.mean(model.word_counts[buckets] < model.rare_below))
-        if "rare_word_share" in names:
-            out["rare_word_share"] = rare
-        if "length" in names:
-            out["length"] = length
+    if {"rare_word_share", "length", "word_rarity"} & set(names):
+        rare, length, rarity = _word_stats(model, texts)
+        for name, values in (("rare_word_share", rare), ("length", length), ("word_rarity", rarity)):
+            if name in names:
+                out[name] = values
+    if set(RETRIEVAL_SIGNALS) & set(names):
+        out.update(_retrieval_signals(model, s, names, exclude))
     return out
