@@ -16,10 +16,10 @@ from tava_core.adapter.unsupervised import (
 from tava_core.errors import ConfigError
 
 LATENT = 16
-FAST = UnsupervisedSettings(clusters=12, anchor_runs=3, qap_inits=3, kmeans_iterations=15, refine_rounds=6,
-                            refine_sample=1200, restarts=2, criterion_sample=800)
-TINY = UnsupervisedSettings(clusters=8, anchor_runs=1, kmeans_inits=1, qap_inits=1, kmeans_iterations=5,
-                            refine_rounds=2, refine_sample=300, restarts=1, criterion_sample=300)
+FAST = UnsupervisedSettings(clusters=20, anchor_runs=6, qap_inits=10, kmeans_iterations=15, refine_rounds=20,
+                            refine_sample=800, restarts=2, criterion_sample=800)
+TINY = UnsupervisedSettings(clusters=8, anchor_runs=2, qap_inits=1, kmeans_iterations=5, relative_neighbours=10,
+                            refine_rounds=3, refine_sample=300, refine_neighbours=10, restarts=1, criterion_sample=300)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -94,7 +94,7 @@ def test_anchor_matching_recovers_a_permutation():
     points = unit(rng.normal(size=(600, 8)) + 3 * rng.normal(size=(10, 8))[rng.integers(0, 10, 600)])
     centroids = spherical_kmeans(points, 10, rng)
     shuffle = rng.permutation(10)
-    perm = match_anchors(centroids, centroids[shuffle], rng, inits=5)
+    perm, _ = match_anchors(centroids, centroids[shuffle], rng, inits=5)
     np.testing.assert_array_equal(shuffle[perm], np.arange(10))
 
 
