@@ -70,6 +70,14 @@ class UnsupervisedSettings:
     csls_k: int = 10              # neighbourhood of csls_mutual_pairs (reports; no longer used to refine)
 
 
+VECTORS_PER_ANCHOR = 10  # fewer vectors per k-means cluster give centroids too noisy to match
+
+
+def minimum_vectors(settings: "UnsupervisedSettings") -> int:
+    """The fewest vectors per side the unsupervised start accepts."""
+    return VECTORS_PER_ANCHOR * settings.clusters
+
+
 @dataclass
 class UnsupervisedResult:
     """The chosen map, its criterion, and every restart's record (for reports and benches)."""
@@ -323,9 +331,10 @@ def fit_unsupervised(source: np.ndarray, target: np.ndarray, *, seed: int = 0,
     source = np.asarray(source, dtype=np.float32)
     target = np.asarray(target, dtype=np.float32)
     for name, x in (("source", source), ("target", target)):
-        if x.ndim != 2 or len(x) < 4 * settings.clusters:
+        if x.ndim != 2 or len(x) < minimum_vectors(settings):
             raise ConfigError(f"the {name} set has {len(x)} vectors; the unsupervised start needs at least "
-                              f"{4 * settings.clusters} ({settings.clusters} anchors, 4 vectors each)",
+                              f"{minimum_vectors(settings)} ({settings.clusters} anchors per k-means run, "
+                              f"{VECTORS_PER_ANCHOR} vectors each)",
                               hint="give more texts (a few thousand per side work well)")
         if not np.isfinite(x).all():
             raise ConfigError(f"the {name} set holds NaN or inf values", hint="re-embed the texts")
