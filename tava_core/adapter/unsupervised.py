@@ -65,6 +65,8 @@ class UnsupervisedSettings:
     refine_sample: int = 1000     # source vectors paired in a refinement round (all if fewer)
     refine_neighbours: int = 50   # target vectors averaged per source vector in a refinement round
     smoothing: float = 0.5        # weight of the previous map in each refinement round
+    cluster_refine_rounds: int = 0  # rounds of cluster_refine after the nearest-neighbour rounds
+    cluster_refine_clusters: int = 500
     restarts: int = 2
     criterion_sample: int = 4000  # source / target vectors the criterion is measured on
     csls_k: int = 10              # neighbourhood of csls_mutual_pairs (reports; no longer used to refine)
@@ -184,11 +186,17 @@ def spherical_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iterations
         pick = int(rng.choice(len(x), p=weights / weights.sum())) if weights.sum() > 0 else int(rng.integers(len(x)))
         centroids.append(t[pick])
         closest = torch.minimum(closest, 1 - t @ t[pick])
-    c = torch.stack(centroids)
+    return lloyd(x, torch.stack(centroids).numpy(), iterations)
+
+
+def lloyd(x: np.ndarray, centroids: np.ndarray, iterations: int) -> np.ndarray:
+    """Spherical k-means (Lloyd) rounds from the given unit centroids; row j stays cluster j."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    c = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))
     for _ in range(iterations):
         assign = (t @ c.T).argmax(1)
         sums = torch.zeros_like(c).index_add_(0, assign, t)
-        counts = torch.bincount(assign, minlength=k)
+        counts = torch.bincount(assign, minlength=len(c))
         empty = counts == 0
         sums[empty] = c[empty]  # an empty cluster keeps its centroid
         c = torch.nn.functional.normalize(sums, dim=1)
@@ -293,6 +301,25 @@ def refine(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: Unsuper
 CHECK_EVERY = 10  # refinement rounds between two criterion checks (a check costs about three rounds)
 
 
+def cluster_refine(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: UnsupervisedSettings,
+                   rng: np.random.Generator) -> np.ndarray:
+    """mini-vec2vec's second refinement: many small source clusters; the target's clusters grown from
+    the mapped source centroids (so cluster j corresponds on both sides by construction); Procrustes
+    between the two sets of centroids, smoothed with the last map. A centroid averages a whole region
+    on each side, where a source vector's nearest-neighbour mean averages only the target side -- the
+    pull of the target's dense regions that biases the nearest-neighbour rounds cancels out."""
+    clusters = min(settings.cluster_refine_clusters, min(len(xa), len(xb)) // VECTORS_PER_ANCHOR)
+    if settings.cluster_refine_rounds <= 0 or clusters < 2:
+        return weight
+    eye = np.eye(len(weight), dtype=np.float32)
+    for _ in range(settings.cluster_refine_rounds):
+        ca = spherical_kmeans(xa, clusters, rng, settings.kmeans_iterations)
+        cb = lloyd(xb, _unit(ca @ weight), settings.kmeans_iterations)
+        new = procrustes_weight(ca, cb)
+        weight = procrustes_weight(eye, settings.smoothing * weight + (1 - settings.smoothing) * new)
+    return weight
+
+
 def _criterion(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: UnsupervisedSettings,
                screening: bool = False) -> float:
     """The pair-free criterion restarts and refinement rounds are judged by: the neighbour similarity of
@@ -351,7 +378,7 @@ def fit_unsupervised(source: np.ndarray, target: np.ndarray, *, seed: int = 0,
         rng = np.random.default_rng(run_seed)
         initial = procrustes_weight(xa, relative_pseudo_pairs(xa, xb, settings, rng))
         initial_score = _criterion(xa, xb, initial, settings)
-        weight = refine(xa, xb, initial, settings, rng)
+        weight = cluster_refine(xa, xb, refine(xa, xb, initial, settings, rng), settings, rng)
         score = _criterion(xa, xb, weight, settings)
         record = {"restart": restart, "seed": run_seed,
                   "initial_criterion": round(initial_score, 4),
