@@ -157,8 +157,6 @@ def limit_threads(threads: int) -> None:
 
 
 def main() -> None:
-    import torch
-
     from tava_core.adapter.unsupervised import UnsupervisedSettings
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
