@@ -55,7 +55,7 @@ class AdapterConfig(TavaModel):
         "unpaired: the identity when the two sets' second-moment matrices agree (no pairs needed), else "
         "'unsupervised'; 'identity' (equal dimensions), 'ridge', 'procrustes' (paired only); "
         "'unsupervised': a linear map found from the two sets' own geometry (anchor matching, Procrustes, "
-        "mutual-nearest-neighbour refinement; no pairs); 'random': plain initialisation."))
+        "refinement by averaged nearest neighbours; no pairs); 'random': plain initialisation."))
     train_skip: bool = Field(True, description=(
         "Keep training the linear skip path after its closed-form start; false freezes it (e.g. at "
         "Procrustes) so only the non-linear correction learns."))

@@ -472,11 +472,11 @@ def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray, *, paired:
         evidence = {} if x.shape[1] != y.shape[1] else {"second_moment": moment_alignment(x[:20000], y[:20000])}
         if evidence and evidence["second_moment"] >= AUTO_IDENTITY_MOMENTS:
             return "identity", evidence
-        from .unsupervised import UnsupervisedSettings
+        from .unsupervised import UnsupervisedSettings, minimum_vectors
 
         # the unsupervised start needs a linear skip path to start (no shared latent) and a few
         # vectors per k-means anchor; without either, the plain random start
-        if config.latent_dim is not None or min(len(x), len(y)) < 4 * UnsupervisedSettings().clusters:
+        if config.latent_dim is not None or min(len(x), len(y)) < minimum_vectors(UnsupervisedSettings()):
             return "random", evidence or None
         return "unsupervised", evidence or {"dimensions_differ": 1.0}
     overlaps = closed_form_overlaps(x, y, k=config.knn_k, pool_size=config.retrieval_pool)
