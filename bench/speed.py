@@ -356,7 +356,6 @@ def gemm_section(args, log) -> dict:
     import torch
     from onnx import TensorProto, helper, numpy_helper
 
-    from tava_core.encoders.onnx_backend import OnnxSession  # noqa: F401  (same session options below)
 
     out: dict[str, Any] = {"load_before": load_avg()}
     tokens, hidden = 64 * 128, 384
@@ -371,8 +370,9 @@ def gemm_section(args, log) -> dict:
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
     onnx.checker.check_model(model)
+    # The same session options as tava's OnnxSession (threads, no spinning).
+    session = ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
     flops = 2.0 * tokens * hidden * 4 * hidden
     with torch.inference_mode():

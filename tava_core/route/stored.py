@@ -72,8 +72,8 @@ def texts_by_key(keys: Sequence[str], home: TavaHome) -> dict[str, str]:
 
 def pairs_key(student_dirs: Sequence[str], teacher_dirs: Sequence[str]) -> list[Any]:
     """Content key of vector directories: their encoders' fingerprints and shard sha256s."""
-    return [[load_vector_manifest(d).fingerprint, [s.sha256 for s in load_vector_manifest(d).shards]]
-            for d in [*student_dirs, *teacher_dirs]]
+    manifests = [load_vector_manifest(d) for d in [*student_dirs, *teacher_dirs]]
+    return [[m.fingerprint, [s.sha256 for s in m.shards]] for m in manifests]
 
 
 def _vector_map(adapted: Encoder, student_fingerprint: str):
