@@ -69,7 +69,6 @@ class UnsupervisedSettings:
     cluster_refine_clusters: int = 500
     restarts: int = 2
     criterion_sample: int = 4000  # source / target vectors the criterion is measured on
-    csls_k: int = 10              # neighbourhood of csls_mutual_pairs (reports; no longer used to refine)
 
 
 VECTORS_PER_ANCHOR = 10  # fewer vectors per k-means cluster give centroids too noisy to match
@@ -120,30 +119,6 @@ def _nearest(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int = 204
         values.append(top.values)
         indices.append(top.indices)
     return torch.cat(values), torch.cat(indices)
-
-
-def csls_mutual_pairs(mapped: np.ndarray, target: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray, float]:
-    """Mutual nearest neighbours under CSLS between mapped source rows and target rows (unit rows).
-
-    Returns (source indices, target indices, share of source rows that have a mutual partner).
-    One similarity matrix serves both directions (sizes here are a few thousand rows a side)."""
-    a = torch.from_numpy(np.ascontiguousarray(mapped, dtype=np.float32))
-    b = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
-    sims = a @ b.T
-    k = min(k, len(a), len(b))
-    r_a = sims.topk(k, dim=1).values.mean(1)  # how crowded each mapped source row's neighbourhood is
-    r_b = sims.topk(k, dim=0).values.mean(0)
-    csls = sims.mul_(2).sub_(r_a[:, None]).sub_(r_b[None, :])
-    best_b = csls.argmax(1)
-    best_a = csls.argmax(0)
-    source = torch.arange(len(a))
-    mutual = best_a[best_b] == source
-    return source[mutual].numpy(), best_b[mutual].numpy(), float(mutual.float().mean())
-
-
-def mutual_nn_share(mapped: np.ndarray, target: np.ndarray, k: int = 10) -> float:
-    """The unsupervised criterion: share of mapped source rows with a mutual CSLS nearest target row."""
-    return csls_mutual_pairs(_unit(mapped), _unit(target), k)[2]
 
 
 # Second-moment agreement (trainer.moment_alignment) above which two unpaired sets are taken for the
@@ -439,7 +414,7 @@ def relational_agreement(mapped_source: np.ndarray, target: np.ndarray, sample: 
     the source vectors' own similarities? Correlation between cos(x_i, x_k) and cos(y_j(i), y_j(k)) over
     a fixed sample, j(i) = nearest target of mapped x_i. An orthogonal map keeps the source's geometry
     whatever it is, so only the partners it picks can make this high (bench/translate.py
-    --criterion-check compares it with the mutual-NN share against held-out top-1)."""
+    --criterion-check compares it with neighbour similarity against held-out top-1)."""
     rng = np.random.default_rng(0)
     centre = target.mean(0)
     a = _unit(mapped_source[np.sort(rng.choice(len(mapped_source), min(sample, len(mapped_source)), replace=False))]
