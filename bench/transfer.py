@@ -47,11 +47,21 @@ TEST_SPLIT = {"scifact": "test", "builtin": "test"}
 
 # ------------------------------------------------------------------------------- training data
 
-def training_sets(train: str, target: str, generic_count: int, with_spans: bool) -> list[TextSet]:
-    """Label-free training text: generic passages (+ a span view of each); '+target' adds the target's
-    documents (+ spans). mpnet rows go without spans: its vectors of them would cost ~1 text/s here."""
+def first(text_set: TextSet, count: int | None) -> TextSet:
+    """The first ``count`` rows, under the same name (cached chunks are positional, so a prefix of a
+    set reuses the chunks computed for the whole)."""
+    if count is None or count >= len(text_set.ids):
+        return text_set
+    return TextSet(text_set.name, text_set.ids[:count], text_set.texts[:count], text_set.kind)
+
+
+def training_sets(train: str, target: str, generic_count: int, with_spans: bool,
+                  span_count: int | None = None) -> list[TextSet]:
+    """Label-free training text: generic passages (+ a span view of each, or of the first
+    ``span_count``); '+target' adds the target's documents (+ spans). mpnet embeds a short span at
+    ~15 texts/s on this CPU, so its rows take a prefix of the spans (``--span-texts``)."""
     generic = passages(generic_count)
-    sets = [generic] + ([spans(generic)] if with_spans else [])
+    sets = [generic] + ([first(spans(generic), span_count)] if with_spans else [])
     if train == "target":
         if target == "scifact":
             docs = scifact().docs
@@ -89,7 +99,7 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
     split = check_corpus_size(len(texts), config)
     cache = BENCH_HOME / "cache" / "model2vec" / teacher
     student = build_student(config, teacher_dir, vectors.shape[1], cache_dir=cache)
-    trainer = Trainer(student, texts, vectors, config, work / "checkpoints", split=split, progress=False)
+    trainer = Trainer(student, texts, vectors, config, work / "checkpoints", split=split, progress=True)
     start_cosine = None
     if isinstance(student, TransformerStudent) and student.projection is not None:
         sample = split.train[np.random.default_rng(0).permutation(len(split.train))[:ridge_texts]]
@@ -212,11 +222,16 @@ def main() -> None:
     parser.add_argument("--generic", type=int, default=8000, help="generic passages (<= 20000 for mpnet's cache)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--layers", type=int, nargs="*", default=None)
+    parser.add_argument("--student-base", default=None,
+                        help="transformer student: start from this encoder's layers (e.g. all-MiniLM-L6-v2) instead of the teacher's")
     parser.add_argument("--alpha-sim", type=float, default=0.0, help="relational term: in-batch similarity KL")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--spans", choices=["auto", "on", "off"], default="auto",
                         help="span views of the training text; auto = on for MiniLM, off for mpnet")
+    parser.add_argument("--span-texts", type=int, default=None,
+                        help="use only the first N span views of the generic passages (mpnet's are costly)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: DistillConfig's)")
     parser.add_argument("--static-init", choices=["model2vec", "token_embeddings"], default="model2vec")
     parser.add_argument("--speed-queries", type=int, default=64,
                         help="SciFact test queries timed (mpnet runs ~1 query/s on this shared CPU)")
@@ -233,11 +248,15 @@ def main() -> None:
                                "threads": 2, "validation_fraction": 0.02, "checkpoint_every": args.steps}
     if args.layers is not None:
         options["layers"] = args.layers
+    if args.lr is not None:
+        options["lr"] = args.lr
+    if args.student_base:
+        options["student_base"] = args.student_base
     if args.student == "static":
         options["static_init"] = args.static_init
     with_spans = args.spans == "on" or (args.spans == "auto" and args.teacher == "all-MiniLM-L6-v2")
     texts, vectors, sources = load_pairs(args.teacher, training_sets(args.train, args.target, args.generic,
-                                                                     with_spans))
+                                                                     with_spans, args.span_texts))
     label = "/".join([args.teacher, args.student, args.train if args.train == "generic" else f"+{args.target}"]) \
         + (f"/{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:

@@ -19,6 +19,7 @@ def cli(ctx: click.Context, **params) -> None:
     config = build_config(DistillConfig, ctx, params)
     home = TavaHome()
     checks.encoder(config.teacher, "--teacher")
+    checks.encoder(config.student_base, "--student-base")
     for dataset in config.datasets:
         if dataset != "builtin" or (home.dataset_dir(dataset) / checks.MANIFEST).is_file():
             checks.ingested_dataset(home, dataset, option="--datasets")

@@ -36,6 +36,12 @@ class DistillConfig(TavaModel):
         "last gave the closest start of every pair on SciFact queries); a negative index counts from "
         "the end (-1 = last: 0 -1 is first and last of any teacher; see bench/transfer.py for a 12-layer "
         "all-mpnet-base-v2); empty = a fresh small config (see hidden_size, num_layers)."))
+    student_base: Optional[str] = Field(None, description=(
+        "Transformer student: the pretrained encoder (alias or directory) whose layers it starts from; "
+        "empty = the teacher itself. A small encoder of the same family (all-MiniLM-L6-v2 for "
+        "all-mpnet-base-v2) is narrower and shallower than any slice of the teacher, so faster at the "
+        "same depth, and its layers were trained together; the projection maps it to the teacher's "
+        "dimension (see bench/transfer.py)."))
     freeze_embeddings: bool = Field(True, description=(
         "Transformer student from teacher layers: keep the teacher's token-embedding table frozen "
         "(it is half the parameters; training it costs time and invites overfitting)."))

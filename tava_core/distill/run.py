@@ -56,6 +56,9 @@ def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
         if config.static_dim != teacher_dim and not projection:
             raise ConfigError(f"a static student of dimension {config.static_dim} cannot match the teacher's "
                               f"{teacher_dim} without a projection", hint="enable --projection")
+    if config.student == "static" and config.student_base:
+        raise ConfigError("student_base applies to a transformer student only (a static student's table is "
+                          "distilled from the teacher's own vocabulary)", hint="drop --student-base or use --student transformer")
     if config.warmup_steps >= config.steps and config.steps > 1:
         raise ConfigError(f"warmup_steps ({config.warmup_steps}) must be below steps ({config.steps})",
                           hint="lower --warmup-steps")
@@ -69,7 +72,8 @@ def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int, *,
         return StaticStudent.from_teacher(teacher_dir, static_dim=config.static_dim, projection=projection,
                                           teacher_dim=teacher_dim, max_length=config.max_length, seed=config.seed,
                                           init=config.static_init, cache_dir=cache_dir)
-    return TransformerStudent.from_teacher(teacher_dir, layers=config.layers, projection=projection,
+    base_dir = resolve_model_path(config.student_base) if config.student_base else teacher_dir
+    return TransformerStudent.from_teacher(base_dir, layers=config.layers, projection=projection,
                                            teacher_dim=teacher_dim, max_length=config.max_length,
                                            hidden_size=config.hidden_size, num_layers=config.num_layers,
                                            seed=config.seed, freeze_embeddings=config.freeze_embeddings)

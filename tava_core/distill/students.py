@@ -95,8 +95,9 @@ class TransformerStudent(nn.Module):
     def from_teacher(cls, teacher_dir: Path, *, layers: Sequence[int], projection: bool, teacher_dim: int,
                      max_length: int = 128, hidden_size: int = 256, num_layers: int = 2,
                      seed: int = 0, freeze_embeddings: bool = False) -> "TransformerStudent":
-        """Keep ``layers`` of the teacher (embeddings included); with no layers, a fresh small
-        model of the teacher's architecture family and vocabulary."""
+        """Keep ``layers`` of the encoder in ``teacher_dir`` (embeddings included) — the teacher, or a
+        smaller pretrained base the student starts from; with no layers, a fresh small model of its
+        architecture family and vocabulary. ``teacher_dim`` is the teacher's output dimension."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         _quiet_transformers()

@@ -32,3 +32,29 @@ def test_student_keeps_the_named_layers_weights(tiny_model_dir):
     kept = student.model.encoder.layer[0].attention.self.query.weight
     assert torch.equal(kept, teacher.encoder.layer[1].attention.self.query.weight)   # -1 = the last of 2
     assert not torch.equal(kept, teacher.encoder.layer[0].attention.self.query.weight)
+
+
+def test_student_base_gives_the_layers_and_the_teacher_gives_the_dimension(tiny_model_dir, teacher_path):
+    """A student may start from a smaller pretrained encoder than its teacher: its layers and width
+    come from the base, its output dimension (the projection) from the teacher."""
+    from transformers import AutoModel
+
+    from tava_core.distill import DistillConfig
+    from tava_core.distill.run import build_student
+
+    config = DistillConfig(student="transformer", student_base=str(tiny_model_dir), layers=[0, -1])
+    student = build_student(config, teacher_path, 384)
+    base = AutoModel.from_pretrained(str(tiny_model_dir))
+    assert student.hidden_size == 32 and student.dim == 384
+    assert torch.equal(student.model.encoder.layer[1].attention.self.query.weight,
+                       base.encoder.layer[1].attention.self.query.weight)
+    vectors = student(student.prepare(["a short query", "a somewhat longer document about proteins"]))
+    assert vectors.shape == (2, 384)
+
+
+def test_student_base_is_refused_for_a_static_student():
+    from tava_core.distill import DistillConfig
+    from tava_core.distill.run import check_student_config
+
+    with pytest.raises(ConfigError, match="transformer student only"):
+        check_student_config(DistillConfig(student="static", student_base="all-MiniLM-L6-v2"), 384)
