@@ -35,6 +35,10 @@ class SelfLearningSettings:
     neighbours: int = 0     # 0: mutual best CSLS pairs only; m >= 1: each source row and its m best targets
     sample: int = 10000     # vectors per side a round pairs (all if fewer; a fixed sample if more)
     smoothing: float = 0.0  # weight of the previous map in each round
+    direction: str = "forward"  # "forward": source rows pick targets; "union": and target rows pick sources
+    pairing: str = "csls"   # "csls": best CSLS matches; "sinkhorn": a balanced transport plan (every row and
+                            # column carries equal mass, so no target can be a hub)
+    epsilon: float = 0.02   # entropic regularisation of the transport plan (in cosine units)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -80,6 +84,34 @@ def pseudo_pairs(scores: torch.Tensor, xb: np.ndarray, neighbours: int) -> tuple
     return np.arange(scores.shape[0]), _unit(xb[idx].mean(1))
 
 
+def sinkhorn_plan(sims: torch.Tensor, epsilon: float, iterations: int = 200) -> torch.Tensor:
+    """The entropic optimal-transport plan between two equal-mass sets (uniform marginals), overwriting
+    ``sims``: rows sum to 1/n, columns to 1/m. Scaling-form Sinkhorn on exp((cos - 1) / epsilon)."""
+    n, m = sims.shape
+    kernel = sims.sub_(1).div_(epsilon).exp_().clamp_(min=1e-30)
+    u, v = torch.full((n,), 1.0 / n), torch.full((m,), 1.0 / m)
+    for _ in range(iterations):
+        u = (1.0 / n) / (kernel @ v)
+        v = (1.0 / m) / (kernel.T @ u)
+    return kernel.mul_(u[:, None]).mul_(v[None, :])
+
+
+def _cross(a: np.ndarray, b: np.ndarray, weight: np.ndarray, settings: SelfLearningSettings
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(source rows, target rows) whose Procrustes fit is this round's map."""
+    sims = similarities(a, b, weight)
+    if settings.pairing == "sinkhorn":
+        plan = sinkhorn_plan(sims, settings.epsilon)
+        # x_i paired with its plan-weighted mean target (the barycentric projection), weighted by row mass
+        return a, (plan @ torch.from_numpy(b)).numpy() * len(a)
+    scores = csls(sims, settings.csls_k)
+    rows, partners = pseudo_pairs(scores, b, settings.neighbours)
+    if settings.direction != "union":
+        return a[rows], partners
+    back_rows, back_partners = pseudo_pairs(scores.T.contiguous(), a, settings.neighbours)
+    return np.concatenate([a[rows], back_partners]), np.concatenate([partners, b[back_rows]])
+
+
 def _fixed_sample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
     if len(x) <= size:
         return x
@@ -95,12 +127,12 @@ def self_learn(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: Sel
     b = _fixed_sample(xb, settings.sample, 2)
     eye = np.eye(len(weight), dtype=np.float32)
     for round_ in range(1, settings.rounds + 1):
-        rows, partners = pseudo_pairs(csls(similarities(a, b, weight), settings.csls_k), b, settings.neighbours)
-        if len(rows) < weight.shape[0]:  # too few confident pairs to pin every direction: keep the map
+        sources, partners = _cross(a, b, weight, settings)
+        if len(sources) < weight.shape[0]:  # too few confident pairs to pin every direction: keep the map
             break
-        new = _procrustes(a[rows], partners)
+        new = _procrustes(sources, partners)
         weight = new if settings.smoothing <= 0 else _procrustes(
             eye, settings.smoothing * weight + (1 - settings.smoothing) * new)
         if on_round is not None:
-            on_round(round_, weight, len(rows))
+            on_round(round_, weight, len(sources))
     return weight
