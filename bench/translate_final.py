@@ -127,7 +127,7 @@ def main() -> None:
             trace: list[dict[str, Any]] = []
             cpu = time.process_time()
 
-            def on_round(round_: int, weight: np.ndarray, pairs: int, trace=trace) -> None:
+            def on_round(round_: int, weight: np.ndarray, pairs: int, trace=trace, name=name) -> None:
                 trace.append({"round": round_, "pairs": pairs, **measure(weight)})
                 print(json.dumps({"variant": name, **trace[-1]}), flush=True)
 
