@@ -21,6 +21,7 @@ Pure numpy/torch, deterministic (no sampling unless a side exceeds ``sample``, t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Literal, Optional
 
 import numpy as np
 import torch
@@ -35,9 +36,11 @@ class SelfLearningSettings:
     neighbours: int = 0     # 0: mutual best CSLS pairs only; m >= 1: each source row and its m best targets
     sample: int = 10000     # vectors per side a round pairs (all if fewer; a fixed sample if more)
     smoothing: float = 0.0  # weight of the previous map in each round
-    direction: str = "forward"  # "forward": source rows pick targets; "union": and target rows pick sources
-    pairing: str = "csls"   # "csls": best CSLS matches; "sinkhorn": a balanced transport plan (every row and
-                            # column carries equal mass, so no target can be a hub)
+    # "forward": source rows pick targets; "union": target rows pick sources too
+    direction: Literal["forward", "union"] = "forward"
+    # "csls": best CSLS matches; "sinkhorn": a balanced transport plan (every row and column carries
+    # equal mass, so no target can be a hub)
+    pairing: Literal["csls", "sinkhorn"] = "csls"
     epsilon: float = 0.02   # entropic regularisation of the transport plan (in cosine units)
 
 
@@ -119,7 +122,7 @@ def _fixed_sample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def self_learn(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: SelfLearningSettings,
-               on_round=None) -> np.ndarray:
+               on_round: Optional[Callable[[int, np.ndarray, int], None]] = None) -> np.ndarray:
     """``settings.rounds`` rounds of CSLS re-pairing + orthogonal Procrustes from ``weight`` (centred unit
     rows on both sides; W maps a source row into the target's space). ``on_round(round, weight, pairs)``
     sees every round's map (dev benches trace the curve with it)."""

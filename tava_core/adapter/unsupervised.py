@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
@@ -77,7 +77,7 @@ class UnsupervisedSettings:
     # map 0.219 -> 0.311, held-out mean cosine 0.577 -> 0.628 (mutual pairs: 0.268; Sinkhorn: 0.296).
     final_rounds: int = 4         # self-learning rounds (CSLS re-pairing + Procrustes) that sharpen the result
     final_neighbours: int = 5     # 0: mutual best CSLS pairs; m >= 1: each row's m best matches averaged
-    final_direction: str = "union"  # "union": source rows pick targets and target rows pick sources
+    final_direction: Literal["forward", "union"] = "union"  # "union": source rows pick targets and target rows pick sources
     final_csls_k: int = 10
     final_sample: int = 10000     # vectors per side a self-learning round pairs
     restarts: int = 2
