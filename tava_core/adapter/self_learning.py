@@ -29,15 +29,16 @@ import torch
 
 @dataclass(frozen=True)
 class SelfLearningSettings:
-    """Knobs of ``self_learn``; defaults chosen on dev data (bench/translate_final.py)."""
+    """Knobs of ``self_learn``; the defaults are what the search uses (``UnsupervisedSettings.final_*``),
+    chosen on dev data (bench/translate_final.py)."""
 
-    rounds: int = 5
+    rounds: int = 4
     csls_k: int = 10        # neighbourhood that measures how crowded a vector's surroundings are
-    neighbours: int = 0     # 0: mutual best CSLS pairs only; m >= 1: each source row and its m best targets
+    neighbours: int = 5     # 0: mutual best CSLS pairs only; m >= 1: each row and its m best matches
     sample: int = 10000     # vectors per side a round pairs (all if fewer; a fixed sample if more)
     smoothing: float = 0.0  # weight of the previous map in each round
     # "forward": source rows pick targets; "union": target rows pick sources too
-    direction: Literal["forward", "union"] = "forward"
+    direction: Literal["forward", "union"] = "union"
     # "csls": best CSLS matches; "sinkhorn": a balanced transport plan (every row and column carries
     # equal mass, so no target can be a hub)
     pairing: Literal["csls", "sinkhorn"] = "csls"

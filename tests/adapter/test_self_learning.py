@@ -54,12 +54,13 @@ def cosine(world: dict, weight: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("target_dim", [SOURCE_DIM, 40])
-@pytest.mark.parametrize("neighbours", [0, 1, 5])
+@pytest.mark.parametrize("neighbours,direction", [(0, "forward"), (1, "forward"), (5, "forward"), (5, "union")])
 @pytest.mark.parametrize("noise", [0.0, 0.05])
-def test_self_learning_sharpens_a_coarse_map(target_dim, neighbours, noise):
+def test_self_learning_sharpens_a_coarse_map(target_dim, neighbours, direction, noise):
     world = pair_world(target_dim, noise, seed=target_dim + neighbours)
     start = coarse(world, 0.6)
-    learned = self_learn(world["xa"], world["xb"], start, SelfLearningSettings(rounds=4, neighbours=neighbours))
+    learned = self_learn(world["xa"], world["xb"], start,
+                         SelfLearningSettings(rounds=4, neighbours=neighbours, direction=direction))
     before, after, best = cosine(world, start), cosine(world, learned), cosine(world, world["right"])
     assert after > before + 0.5 * (best - before), (before, after, best)  # more than half the gap closed
     assert after >= best - 0.02, (after, best)
@@ -70,10 +71,19 @@ def test_self_learning_sharpens_a_coarse_map(target_dim, neighbours, noise):
     assert agree >= 0.97, agree
 
 
-def test_a_right_map_stays_right():
+@pytest.mark.parametrize("pairing", ["csls", "sinkhorn"])
+def test_a_right_map_stays_right(pairing):
+    """Where the two sides really are one geometry turned, the right map is a fixed point."""
     world = pair_world(40, 0.05, seed=3)
-    learned = self_learn(world["xa"], world["xb"], world["right"], SelfLearningSettings(rounds=3))
+    learned = self_learn(world["xa"], world["xb"], world["right"], SelfLearningSettings(rounds=3, pairing=pairing))
     assert cosine(world, learned) >= cosine(world, world["right"]) - 0.005
+
+
+def test_balanced_transport_also_sharpens_a_coarse_map():
+    world = pair_world(40, 0.05, seed=8)
+    start = coarse(world, 0.6)
+    learned = self_learn(world["xa"], world["xb"], start, SelfLearningSettings(rounds=4, pairing="sinkhorn"))
+    assert cosine(world, learned) > cosine(world, start) + 0.5 * (cosine(world, world["right"]) - cosine(world, start))
 
 
 def test_csls_penalises_a_hub():
@@ -101,3 +111,14 @@ def test_similarities_in_the_source_dimension_equal_the_mapped_cosines():
     direct = torch.from_numpy(unit(world["xa"][:50] @ weight)) @ torch.from_numpy(world["xb"][:60]).T
     np.testing.assert_allclose(similarities(world["xa"][:50], world["xb"][:60], weight).numpy(), direct.numpy(),
                                atol=1e-5)
+
+
+def test_the_transport_plan_gives_every_row_and_column_equal_mass():
+    from tava_core.adapter.self_learning import sinkhorn_plan
+
+    rng = np.random.default_rng(4)
+    sims = torch.from_numpy(unit(rng.normal(size=(40, 8))) @ unit(rng.normal(size=(40, 8))).T)
+    sims[:, 0] += 0.5  # a column every row prefers: a plan cannot give it more than its share
+    plan = sinkhorn_plan(sims.clone(), epsilon=0.05, iterations=500)
+    np.testing.assert_allclose(plan.sum(1).numpy(), np.full(40, 1 / 40), rtol=1e-3)
+    np.testing.assert_allclose(plan.sum(0).numpy(), np.full(40, 1 / 40), rtol=1e-3)
