@@ -20,7 +20,6 @@ traffic, so the low-confidence share under the *calibrated* threshold is what mo
 from __future__ import annotations
 
 import threading
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -38,28 +37,44 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, level: float) -> 
     return float(np.interp(level, position, v))
 
 
+def plain_quantile(values: np.ndarray, level: float) -> float:
+    """``weighted_quantile`` with equal weights, by partial sort (a live query pays for it)."""
+    n = len(values)
+    x = level * n - 0.5
+    if x <= 0:
+        return float(values.min())
+    if x >= n - 1:
+        return float(values.max())
+    lo = int(x)
+    part = np.partition(values, (lo, lo + 1))
+    return float(part[lo] + (x - lo) * (part[lo + 1] - part[lo]))
+
+
 class LiveThreshold:
     """The budget quantile of recent live confidence scores (see the module docstring).
 
     ``decide(scores)`` returns which of a batch go to the teacher and records the batch. Thread
-    safe: an encoder serving several threads shares one window."""
+    safe: an encoder serving several threads shares one window. The window is a ring buffer, and
+    once the prior has faded the quantile is a partial sort: a few microseconds per batch."""
 
     def __init__(self, policy: ThresholdPolicy, budget: float, calibration_quantiles: np.ndarray) -> None:
         if policy.mode != "adaptive":
             raise ValueError("LiveThreshold is the adaptive policy; a fixed one compares with the saved threshold")
         self.policy, self.budget = policy, float(budget)
         self.calibration = np.asarray(calibration_quantiles, dtype=np.float64)
-        self.scores: deque[float] = deque(maxlen=policy.window)
-        self.decisions: deque[bool] = deque(maxlen=policy.window)
+        self._scores = np.zeros(policy.window)      # ring buffers of the last ``window`` queries
+        self._routed = np.zeros(policy.window, dtype=bool)
+        self._fill = 0
+        self._next = 0
         self.seen = 0
         self.threshold = self._threshold(np.zeros(0))
         self._lock = threading.Lock()
 
     def level(self) -> float:
         """The quantile level for the next batch: the budget, minus the recent overshoot (feedback)."""
-        if not self.decisions or not self.policy.feedback:
+        if not self._fill or not self.policy.feedback:
             return self.budget
-        overshoot = float(np.sum(self.decisions)) - self.budget * len(self.decisions)
+        overshoot = float(self._routed[:self._fill].sum()) - self.budget * self._fill
         return float(np.clip(self.budget - self.policy.feedback * overshoot / self.policy.window, 0.0, 1.0))
 
     def _threshold(self, batch: np.ndarray) -> float:
@@ -67,13 +82,25 @@ class LiveThreshold:
             return -np.inf
         if self.budget >= 1.0:
             return np.inf
-        live = np.concatenate([np.fromiter(self.scores, np.float64, len(self.scores)), batch.astype(np.float64)])
+        live = np.concatenate([self._scores[:self._fill], batch.astype(np.float64)])
         prior = max(float(self.policy.prior) - self.seen - len(batch), 0.0)   # pseudo-queries still standing in
+        if prior == 0 and len(live):
+            return plain_quantile(live, self.level())
         values = np.concatenate([live, self.calibration])
         weights = np.concatenate([np.ones(len(live)), np.full(len(self.calibration), prior / len(self.calibration))])
         if weights.sum() <= 0:     # prior 0 and no query yet: the calibrated distribution alone
             weights[len(live):] = 1.0
         return weighted_quantile(values, weights, self.level())
+
+    def _record(self, scores: np.ndarray, routed: np.ndarray) -> None:
+        window = self.policy.window
+        if len(scores) >= window:
+            scores, routed = scores[-window:], routed[-window:]
+        rows = (self._next + np.arange(len(scores))) % window
+        self._scores[rows] = scores
+        self._routed[rows] = routed
+        self._next = int((self._next + len(scores)) % window)
+        self._fill = min(self._fill + len(scores), window)
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Mask of the batch's queries to send to the teacher (scores below the live threshold)."""
@@ -83,16 +110,15 @@ class LiveThreshold:
                 return np.zeros(0, dtype=bool)
             self.threshold = self._threshold(scores)
             routed = scores < self.threshold
-            self.scores.extend(scores.tolist())
-            self.decisions.extend(routed.tolist())
+            self._record(scores, routed)
             self.seen += len(scores)
             return routed
 
     def state(self) -> dict[str, Any]:
         with self._lock:
             return {"policy": self.policy.model_dump(mode="json"), "budget": self.budget,
-                    "threshold": self.threshold, "window_fill": len(self.scores), "queries_seen": self.seen,
-                    "recent_routed_share": float(np.mean(self.decisions)) if self.decisions else 0.0}
+                    "threshold": self.threshold, "window_fill": self._fill, "queries_seen": self.seen,
+                    "recent_routed_share": float(self._routed[:self._fill].mean()) if self._fill else 0.0}
 
 
 def simulate_stream(policy: ThresholdPolicy, budget: float, calibration_quantiles: np.ndarray, scores: np.ndarray,
