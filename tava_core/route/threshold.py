@@ -20,7 +20,8 @@ traffic, so the low-confidence share under the *calibrated* threshold is what mo
 from __future__ import annotations
 
 import threading
-from typing import Any
+from bisect import bisect_left, insort
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, level: float) -> 
 
 
 def plain_quantile(values: np.ndarray, level: float) -> float:
-    """``weighted_quantile`` with equal weights, by partial sort (a live query pays for it)."""
+    """``weighted_quantile`` with equal weights, by partial sort."""
     n = len(values)
     x = level * n - 0.5
     if x <= 0:
@@ -50,22 +51,39 @@ def plain_quantile(values: np.ndarray, level: float) -> float:
     return float(part[lo] + (x - lo) * (part[lo + 1] - part[lo]))
 
 
+def sorted_quantile(ordered: Sequence[float], level: float) -> float:
+    """``plain_quantile`` of values already in ascending order (an index and one interpolation)."""
+    n = len(ordered)
+    x = level * n - 0.5
+    if x <= 0:
+        return float(ordered[0])
+    if x >= n - 1:
+        return float(ordered[-1])
+    lo = int(x)
+    return float(ordered[lo] + (x - lo) * (ordered[lo + 1] - ordered[lo]))
+
+
 class LiveThreshold:
     """The budget quantile of recent live confidence scores (see the module docstring).
 
     ``decide(scores)`` returns which of a batch go to the teacher and records the batch. Thread
-    safe: an encoder serving several threads shares one window. The window is a ring buffer, and
-    once the prior has faded the quantile is a partial sort: a few microseconds per batch."""
+    safe: an encoder serving several threads shares one window. The window is a ring buffer kept
+    sorted beside (bisect), so once the prior has faded a small batch's quantile is an insertion
+    and an index: microseconds, next to a static student's fraction of a millisecond per query."""
+
+    SMALL_BATCH = 32     # up to this size, the batch is inserted into a copy of the sorted window
 
     def __init__(self, policy: ThresholdPolicy, budget: float, calibration_quantiles: np.ndarray) -> None:
         if policy.mode != "adaptive":
             raise ValueError("LiveThreshold is the adaptive policy; a fixed one compares with the saved threshold")
         self.policy, self.budget = policy, float(budget)
         self.calibration = np.asarray(calibration_quantiles, dtype=np.float64)
-        self._scores = np.zeros(policy.window)      # ring buffers of the last ``window`` queries
-        self._routed = np.zeros(policy.window, dtype=bool)
+        self._scores = [0.0] * policy.window        # ring buffers of the last ``window`` queries
+        self._routed = [False] * policy.window
         self._fill = 0
         self._next = 0
+        self._routed_count = 0                      # routed among the last ``window`` (kept, not summed)
+        self._sorted: list[float] = []              # the window's scores in ascending order
         self.seen = 0
         self.threshold = self._threshold(np.zeros(0))
         self._lock = threading.Lock()
@@ -74,16 +92,21 @@ class LiveThreshold:
         """The quantile level for the next batch: the budget, minus the recent overshoot (feedback)."""
         if not self._fill or not self.policy.feedback:
             return self.budget
-        overshoot = float(self._routed[:self._fill].sum()) - self.budget * self._fill
-        return float(np.clip(self.budget - self.policy.feedback * overshoot / self.policy.window, 0.0, 1.0))
+        overshoot = self._routed_count - self.budget * self._fill
+        return min(max(self.budget - self.policy.feedback * overshoot / self.policy.window, 0.0), 1.0)
 
     def _threshold(self, batch: np.ndarray) -> float:
         if self.budget <= 0.0:
             return -np.inf
         if self.budget >= 1.0:
             return np.inf
-        live = np.concatenate([self._scores[:self._fill], batch.astype(np.float64)])
         prior = max(float(self.policy.prior) - self.seen - len(batch), 0.0)   # pseudo-queries still standing in
+        if prior == 0 and len(batch) <= self.SMALL_BATCH and (self._fill or len(batch)):
+            pool = self._sorted.copy()
+            for value in batch.tolist():
+                insort(pool, value)
+            return sorted_quantile(pool, self.level())
+        live = np.concatenate((np.asarray(self._scores[:self._fill]), batch))
         if prior == 0 and len(live):
             return plain_quantile(live, self.level())
         values = np.concatenate([live, self.calibration])
@@ -93,14 +116,20 @@ class LiveThreshold:
         return weighted_quantile(values, weights, self.level())
 
     def _record(self, scores: np.ndarray, routed: np.ndarray) -> None:
+        """Add a batch to the window (plain Python: a batch is small, and per-item numpy calls
+        would cost more than the arithmetic)."""
         window = self.policy.window
-        if len(scores) >= window:
-            scores, routed = scores[-window:], routed[-window:]
-        rows = (self._next + np.arange(len(scores))) % window
-        self._scores[rows] = scores
-        self._routed[rows] = routed
-        self._next = int((self._next + len(scores)) % window)
-        self._fill = min(self._fill + len(scores), window)
+        for value, sent in zip(scores[-window:].tolist(), routed[-window:].tolist(), strict=True):
+            slot = self._next
+            if self._fill == window:          # the slot holds the query leaving the window
+                del self._sorted[bisect_left(self._sorted, self._scores[slot])]
+                self._routed_count -= self._routed[slot]
+            else:
+                self._fill += 1
+            insort(self._sorted, value)
+            self._scores[slot], self._routed[slot] = value, sent
+            self._routed_count += sent
+            self._next = (slot + 1) % window
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Mask of the batch's queries to send to the teacher (scores below the live threshold)."""
@@ -118,7 +147,7 @@ class LiveThreshold:
         with self._lock:
             return {"policy": self.policy.model_dump(mode="json"), "budget": self.budget,
                     "threshold": self.threshold, "window_fill": self._fill, "queries_seen": self.seen,
-                    "recent_routed_share": float(self._routed[:self._fill].mean()) if self._fill else 0.0}
+                    "recent_routed_share": self._routed_count / self._fill if self._fill else 0.0}
 
 
 def simulate_stream(policy: ThresholdPolicy, budget: float, calibration_quantiles: np.ndarray, scores: np.ndarray,
