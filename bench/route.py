@@ -469,18 +469,29 @@ def not_routed_costs(st: dict[str, Any], model: SignalModel, calibration, teache
     that is not sent to the teacher, interleaved (bench/route_cost.py), at batch 1 and 64."""
     from bench.route_cost import interleaved_seconds, ratio
     from tava_core.route.calibrate import confidence
+    from tava_core.route.config import ThresholdPolicy
+    from tava_core.route.threshold import LiveThreshold
 
     enc, router = st["encoder"], routed_path(st, model, calibration, teacher)
     vectors = {t: v for t, v in zip(texts, enc.encode(list(texts), kind="query"), strict=True)}
+    scores = dict(zip(texts, router.confidence(list(texts), np.stack([vectors[t] for t in texts])), strict=True))
     out: dict[str, Any] = {}
     for batch, n in COST_BATCHES.items():
         part = list(texts[:n])
+        # the adaptive policy's decision, on top of the fixed path: a window already full
+        live = LiveThreshold(ThresholdPolicy(), 0.1, calibration.quantiles)
+        live.decide(np.resize(np.array(list(scores.values())), ThresholdPolicy().window))
         calls = {"student": lambda t: enc.encode(t, kind="query", batch_size=len(t)),
                  "confidence": lambda t: confidence(model, calibration, t, np.stack([vectors[x] for x in t])),
-                 "not_routed": lambda t: router.route(t, batch_size=len(t))}
+                 "not_routed": lambda t: router.route(t, batch_size=len(t)),
+                 "live_threshold": lambda t, live=live: live.decide(np.array([scores[x] for x in t]))}
         measured = interleaved_seconds(calls, part, batch_size=batch, rounds=rounds)
         measured["not_routed_over_student"] = ratio(measured, "not_routed", "student")
         measured["confidence_over_student"] = ratio(measured, "confidence", "student")
+        sec = measured["seconds_per_query"]
+        per_round = ((np.array(sec["not_routed"]["rounds"]) + np.array(sec["live_threshold"]["rounds"]))
+                     / np.array(sec["student"]["rounds"]))
+        measured["not_routed_adaptive_over_student"] = float(np.median(per_round))
         out[str(batch)] = measured
     return out
 
