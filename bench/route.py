@@ -372,6 +372,12 @@ def main() -> None:
     parser.add_argument("--prepare", action="store_true",
                         help="only compute (and cache) the teacher's vectors of the built-in data and of the "
                              "calibration spans (can run while the students train)")
+    parser.add_argument("--costs-only", default=None, metavar="CANDIDATES",
+                        help="comma list of candidates (or 'static'): only their dev quality and their cost, "
+                             "measured interleaved at batch 1 and 64 (bench/route_cost.py), for --student-dir")
+    parser.add_argument("--student-dir", default=None,
+                        help="with --costs-only: a static student directory (label static-DIRNAME); the cost "
+                             "of a static student does not depend on its training")
     args = parser.parse_args()
     import torch
 
@@ -395,6 +401,8 @@ def main() -> None:
         CALIBRATION_SPANS = 120
     datasets = load_datasets(paths, teacher)
     students = find_students()
+    if args.student_dir:
+        students = {f"static-{Path(args.student_dir).name}": Path(args.student_dir)}
     if args.students:
         students = {k: v for k, v in students.items() if k in args.students.split(",")}
     if not students:
@@ -410,6 +418,17 @@ def main() -> None:
         "datasets": {name: {**ds.data.summary(), **ds.data.info, "calibration_spans": len(ds.calibration_texts)}
                      for name, ds in datasets.items()}}
     state = encode_students(students, datasets, paths, teacher, report)
+    if args.costs_only:
+        names = COST_SURVEY if args.costs_only == "static" else args.costs_only.split(",")
+        report["cost_survey"] = cost_survey(state, datasets, teacher, names)
+        report["machine"]["load_average_at_end"] = os.getloadavg()
+        report["total_seconds"] = time.time() - started
+        save_json(Path(args.out), report)
+        print(json.dumps({label: {c: {"not_routed_over_student": v["not_routed_over_student"],
+                                      "gap10": v["dev_gap_recovered_10"], "gap20": v["dev_gap_recovered_20"]}
+                                  for c, v in per.items()} for label, per in report["cost_survey"].items()},
+                         indent=1))
+        return
     # ---- dev: which signals carry information, which combination to keep
     for label, chosen in choose_on_dev(state, datasets, report, teacher).items():
         state[label]["chosen"] = chosen
@@ -583,6 +602,40 @@ def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teac
                                              steps=card["training"]["steps_done"],
                                              training_texts=card["corpus"]["texts"])
     return state
+
+
+# The candidates whose cost decides a static student's choice: last session's picks (retrieval_contrast for
+# static-a; retrieval_entropy, rejected on a noisy timing), their cheaper document banks, the default signals.
+COST_SURVEY = ["signals+vec16", "only:retrieval_contrast", "only:retrieval_entropy",
+               *[f"only:{name}@{size}x{k}" for name in ("retrieval_entropy", "retrieval_contrast")
+                 for size, k in ((8192, 64), (8192, 32), (2048, 64), (2048, 0), (1024, 0))]]
+
+
+def cost_survey(state: dict, datasets: dict, teacher, names: Sequence[str]) -> dict[str, Any]:
+    """Dev quality (SciFact train queries) and the robust cost of each named candidate."""
+    dev = datasets["scifact-dev"]
+    out: dict[str, Any] = {}
+    for label, st in state.items():
+        enc = st["encoded"]["scifact-dev"]
+        for name in names:
+            candidate = CANDIDATES[name]
+            model = model_for(st, "scifact", candidate)
+            curves = evaluate_candidate(model, candidate, dev, enc, fast=True)
+            costs = not_routed_costs(st, model, curves["_calibration"], teacher, dev.data.query_texts)
+            out.setdefault(label, {})[name] = {
+                "dev_gap_recovered_10": gap_at(curves, 0.1), "dev_gap_recovered_20": gap_at(curves, 0.2),
+                "dev_label_free_oracle_10": gap_at(curves, 0.1, "label_free_oracle"),
+                "dev_label_free_oracle_20": gap_at(curves, 0.2, "label_free_oracle"),
+                "dev_random_10": gap_at(curves, 0.1, "random"), "dev_random_20": gap_at(curves, 0.2, "random"),
+                "not_routed_over_student": {b: c["not_routed_over_student"]["median_of_round_ratios"]
+                                            for b, c in costs.items()},
+                "not_routed_adaptive_over_student": {b: c["not_routed_adaptive_over_student"]
+                                                     for b, c in costs.items()},
+                "cost_ok": cost_ok(label, costs), "measured": costs}
+            print(f"  {label} {name:36s} gap10 {out[label][name]['dev_gap_recovered_10']:.3f} gap20 "
+                  f"{out[label][name]['dev_gap_recovered_20']:.3f} not routed / student "
+                  f"{out[label][name]['not_routed_over_student']}", flush=True)
+    return out
 
 
 COST_CHECKS = 12     # candidates (best dev quality first) whose cost is measured before giving up
