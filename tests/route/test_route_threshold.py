@@ -116,6 +116,12 @@ def test_saved_router_keeps_its_policy_and_an_old_one_stays_fixed(router_dir, tm
     out = router.route(queries)
     assert out["routed"].tolist() == (out["confidence"] < router.live.threshold).tolist()
     assert router.info()["live"]["queries_seen"] == len(queries)
+    # streamed in batches of 4 from a fresh start, the encoder decides what simulate_stream replays
+    fresh = router.with_budget(0.25, routing=ThresholdPolicy(prior=8, window=12))
+    routed = np.concatenate([fresh.route(queries[i:i + 4])["routed"] for i in range(0, len(queries), 4)])
+    scores = fresh.confidence(queries, fresh.student.encode(queries, kind="query"))
+    replay = simulate_stream(fresh.routing, 0.25, fresh.calibration.quantiles, scores, 4, fresh.threshold.threshold)
+    assert routed.tolist() == replay.tolist() and fresh.routed_share == pytest.approx(routed.mean())
     fixed = load_router(router_dir, routing=ThresholdPolicy(mode="fixed"))
     assert fixed.live is None and fixed.fingerprint != router.fingerprint
     old = tmp_path / "old"
