@@ -52,10 +52,10 @@ class ThresholdPolicy(TavaModel):
         "adaptive: the threshold is the budget quantile of the confidence of recent live queries, so the share "
         "routed follows the budget on real traffic; fixed: the threshold set on the calibration texts (span views "
         "resemble queries only roughly). A target agreement is always fixed."))
-    window: int = Field(500, ge=10, description="Recent live queries whose confidence sets the adaptive threshold.")
-    prior: int = Field(50, ge=0, description=(
-        "Until this many live queries have arrived, the calibration texts' confidence distribution stands in "
-        "for the missing ones (the first queries are routed by the calibrated threshold)."))
+    window: int = Field(100, ge=10, description="Recent live queries whose confidence sets the adaptive threshold.")
+    prior: int = Field(200, ge=0, description=(
+        "Weight, in queries, of the calibration texts' confidence distribution in the quantile at the start, "
+        "fading by one per live query (the first queries are routed by the calibrated threshold)."))
     feedback: float = Field(1.0, ge=0.0, le=10.0, description=(
         "Correction of the quantile level by the recent decisions: routed beyond the budget in the window lowers "
         "it by feedback x excess / window (0 = none)."))

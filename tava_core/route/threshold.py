@@ -6,9 +6,9 @@ the built-in data the threshold saved for a 10% budget sent 22% of the real quer
 teacher. ``LiveThreshold`` (policy ``adaptive``) sets the threshold from the confidence scores of
 the queries the router actually serves instead: the budget quantile of a window of recent scores
 (the current batch included, so a batch is ranked among its peers as well as recent history).
-Until the window holds enough queries, the calibration distribution stands in for the missing
-ones (``prior`` pseudo-queries that fade as live ones arrive), so the first query is routed by the
-calibrated threshold and the live quantile takes over smoothly. ``feedback`` corrects what the
+The calibration texts' confidence distribution joins the window with the weight of ``prior``
+queries, fading by one per live query, so the first query is routed by the calibrated threshold
+and the live quantile takes over smoothly. ``feedback`` corrects what the
 window still got wrong: the quantile level is lowered by the queries routed beyond the budget in
 the recent decisions (and raised by those short of it).
 
