@@ -270,9 +270,10 @@ def main() -> None:
     for score, entry in report["test"].items():
         for key, cell in entry[chosen]["streamed"].items():
             worst = entry[chosen]["shuffles_replayed"][key]["worst_error"]
+            # within +-2 points inclusive: 54 of 300 queries at a 20% budget is exactly -2.00 points
             targets[f"{score} {key}"] = {"share": cell["share_routed"], "error": cell["error"],
-                                         "met": abs(cell["error"]) <= TARGET, "worst_error_over_orders": worst,
-                                         "met_over_orders": worst <= TARGET,
+                                         "met": abs(cell["error"]) <= TARGET + 1e-9, "worst_error_over_orders": worst,
+                                         "met_over_orders": worst <= TARGET + 1e-9,
                                          "fixed_share": entry["fixed"]["streamed"][key]["share_routed"]}
     report["targets"] = targets
     report["machine"]["load_average_at_end"] = os.getloadavg()
