@@ -201,6 +201,14 @@ def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
     for key in ("json", "markdown", "png"):
         assert Path(curves["files"][key]).stat().st_size > 0
     assert "label-free oracle" in Path(curves["files"]["markdown"]).read_text()
+    # the live share: the router's own policy (adaptive by default) replayed on the split's queries
+    assert record["routing"]["mode"] == curves["routing"]["mode"] == "adaptive"
+    live = curves["routed_share_live"]
+    assert set(live) == {"1", "32"} and all(0.0 <= v <= 1.0 for v in live.values())
+    streamed = router.with_budget(0.2)
+    routed = np.concatenate([streamed.route([t])["routed"] for t in data.query_texts])
+    assert live["1"] == pytest.approx(routed.mean())
+    assert "in batches of 1" in Path(curves["files"]["markdown"]).read_text()
 
 
 def test_diagnose_separates_a_faithful_student_from_an_unrelated_one():
