@@ -14,9 +14,11 @@ Router per student and dataset: signals fitted on a sample of the student's own 
 (the retrieval signals read the student's own result list), combiner calibrated on held-out span
 views of the served corpus (seed 1234: not the training spans) against the TRUE agreement with
 the teacher (top-10 overlap over the corpus) -- no labels anywhere. The candidate (signal set,
-combiner, document bank size) is chosen per student on SciFact's 809 train queries (dev), among
-the candidates whose confidence cost meets the issue's cost target on dev queries (static: a
-non-routed query <= 2x the student alone; transformer: confidence <= 10% of the student);
+combiner, document bank size) is chosen per student on SciFact's 809 train queries (dev): the
+best gap recovered whose cost meets the issue's target, checked best-first (static: a query not
+sent to the teacher, through the real router encoder, <= 2x the student alone; transformer:
+confidence <= 10% of the student), each cost measured by bench/route_cost.py (interleaved rounds,
+median of per-round ratios, at batch 1 and 64, load recorded);
 SciFact test and the built-in data are then scored once with each student's choice. Baselines at every share: random (exact expectation),
 longest-queries-first, label-free oracle (lowest true top-10 overlap), labelled oracle.
 
@@ -109,6 +111,11 @@ CANDIDATES: dict[str, dict[str, Any]] = {
        for name, signals, vec in (("retrieval", RETRIEVAL, 0), ("words+retrieval", WORDS + RETRIEVAL, 0),
                                   ("all", TEXT + RETRIEVAL, 0), ("all+vec16", TEXT + RETRIEVAL, 16))
        for combiner in ("ridge", "rank")},
+    # the single retrieval signals on cheaper document banks (fewer documents and/or PCA components):
+    # their cost per query is about documents x size, against the full bank's 5,183 x 384
+    **{f"only:{name}@{size}x{k}": _candidate([name], 0, "ridge", (size, k))
+       for name in ("retrieval_entropy", "retrieval_contrast")
+       for size, k in ((8192, 64), (8192, 32), (2048, 64), (2048, 0), (1024, 0))},
     # the cheap variants: the document bank reduced to PCA components and/or a sample of documents
     **{f"{name}@{size}x{k}{suffix}": _candidate(signals, 0, combiner, (size, k), loo)
        for name, signals in (("words+retrieval", WORDS + RETRIEVAL), ("retrieval", RETRIEVAL))
@@ -365,10 +372,16 @@ def main() -> None:
     parser.add_argument("--prepare", action="store_true",
                         help="only compute (and cache) the teacher's vectors of the built-in data and of the "
                              "calibration spans (can run while the students train)")
+    parser.add_argument("--costs-only", default=None, metavar="CANDIDATES",
+                        help="comma list of candidates (or 'static'): only their dev quality and their cost, "
+                             "measured interleaved at batch 1 and 64 (bench/route_cost.py), for --student-dir")
+    parser.add_argument("--student-dir", default=None,
+                        help="with --costs-only: a static student directory (label static-DIRNAME); the cost "
+                             "of a static student does not depend on its training")
     args = parser.parse_args()
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)   # the machine is shared: one thread each, and steadier timings
     if args.prepare:
         teacher = load_encoder("all-MiniLM-L6-v2")
         source, _ = ensure_builtin_source(TavaHome(HOME))
@@ -388,6 +401,8 @@ def main() -> None:
         CALIBRATION_SPANS = 120
     datasets = load_datasets(paths, teacher)
     students = find_students()
+    if args.student_dir:
+        students = {f"static-{Path(args.student_dir).name}": Path(args.student_dir)}
     if args.students:
         students = {k: v for k, v in students.items() if k in args.students.split(",")}
     if not students:
@@ -403,8 +418,19 @@ def main() -> None:
         "datasets": {name: {**ds.data.summary(), **ds.data.info, "calibration_spans": len(ds.calibration_texts)}
                      for name, ds in datasets.items()}}
     state = encode_students(students, datasets, paths, teacher, report)
+    if args.costs_only:
+        names = COST_SURVEY if args.costs_only == "static" else args.costs_only.split(",")
+        report["cost_survey"] = cost_survey(state, datasets, teacher, names)
+        report["machine"]["load_average_at_end"] = os.getloadavg()
+        report["total_seconds"] = time.time() - started
+        save_json(Path(args.out), report)
+        print(json.dumps({label: {c: {"not_routed_over_student": v["not_routed_over_student"],
+                                      "gap10": v["dev_gap_recovered_10"], "gap20": v["dev_gap_recovered_20"]}
+                                  for c, v in per.items()} for label, per in report["cost_survey"].items()},
+                         indent=1))
+        return
     # ---- dev: which signals carry information, which combination to keep
-    for label, chosen in choose_on_dev(state, datasets, report).items():
+    for label, chosen in choose_on_dev(state, datasets, report, teacher).items():
         state[label]["chosen"] = chosen
     if args.dev_only:
         report["total_seconds"] = time.time() - started
@@ -442,41 +468,86 @@ def main() -> None:
     print(json.dumps(report["targets"], indent=1))
 
 
+COST_ROUNDS = 15
+COST_BATCHES = {1: 64, 64: 256}     # batch size -> queries per round
+
+
+def routed_path(st: dict[str, Any], model: SignalModel, calibration, teacher) -> Any:
+    """The real router encoder of a student with a budget of 0 (fixed policy): every query takes
+    the path of a query NOT sent to the teacher (student, confidence, routing decision)."""
+    from tava_core.route.config import ThresholdPolicy
+    from tava_core.route.router import RoutedEncoder, threshold_from
+
+    return RoutedEncoder(st["encoder"], teacher, model, calibration, threshold_from(calibration, teacher_budget=0.0),
+                         weights_sha256="bench", name="bench", routing=ThresholdPolicy(mode="fixed"))
+
+
+def not_routed_costs(st: dict[str, Any], model: SignalModel, calibration, teacher, texts: Sequence[str], *,
+                     rounds: int = COST_ROUNDS) -> dict[str, Any]:
+    """Student alone, confidence alone (on the student's vectors) and a query through the router
+    that is not sent to the teacher, interleaved (bench/route_cost.py), at batch 1 and 64."""
+    from bench.route_cost import interleaved_seconds, ratio
+    from tava_core.route.calibrate import confidence
+    from tava_core.route.config import ThresholdPolicy
+    from tava_core.route.threshold import LiveThreshold
+
+    enc, router = st["encoder"], routed_path(st, model, calibration, teacher)
+    vectors = {t: v for t, v in zip(texts, enc.encode(list(texts), kind="query"), strict=True)}
+    scores = dict(zip(texts, router.confidence(list(texts), np.stack([vectors[t] for t in texts])), strict=True))
+    out: dict[str, Any] = {}
+    for batch, n in COST_BATCHES.items():
+        part = list(texts[:n])
+        # the adaptive policy's decision, on top of the fixed path: a window already full
+        live = LiveThreshold(ThresholdPolicy(), 0.1, calibration.quantiles)
+        live.decide(np.resize(np.array(list(scores.values())), ThresholdPolicy().window))
+        calls = {"student": lambda t: enc.encode(t, kind="query", batch_size=len(t)),
+                 "confidence": lambda t: confidence(model, calibration, t, np.stack([vectors[x] for x in t])),
+                 "not_routed": lambda t: router.route(t, batch_size=len(t)),
+                 "live_threshold": lambda t, live=live: live.decide(np.array([scores[x] for x in t]))}
+        measured = interleaved_seconds(calls, part, batch_size=batch, rounds=rounds)
+        measured["not_routed_over_student"] = ratio(measured, "not_routed", "student")
+        measured["confidence_over_student"] = ratio(measured, "confidence", "student")
+        sec = measured["seconds_per_query"]
+        per_round = ((np.array(sec["not_routed"]["rounds"]) + np.array(sec["live_threshold"]["rounds"]))
+                     / np.array(sec["student"]["rounds"]))
+        measured["not_routed_adaptive_over_student"] = float(np.median(per_round))
+        out[str(batch)] = measured
+    return out
+
+
+def cost_ok(label: str, costs: dict[str, Any]) -> bool:
+    """The issue's cost targets at batch 1 AND 64 (median of interleaved round ratios): static, a
+    query not sent to the teacher <= 2x the student alone; transformer, confidence <= 10% of the
+    student's encoding."""
+    if label.startswith("transformer"):
+        return all(c["confidence_over_student"]["median_of_round_ratios"] <= 0.10 for c in costs.values())
+    return all(c["not_routed_over_student"]["median_of_round_ratios"] <= 2.0 for c in costs.values())
+
+
 def measure_costs(state: dict, datasets: dict, teacher, report: dict[str, Any]) -> None:
     """Seconds per query of each student, its confidence score and the teacher, side by side."""
-    # ---- costs, side by side in one run, on SciFact test queries
-    # 96 queries, best of 2: the teacher's timing alone costs minutes on a loaded machine.
-    test_texts = datasets["scifact-test"].data.query_texts[:96]
-    teacher_s = per_query_seconds(lambda t: teacher.encode(t, kind="query"), test_texts)
+    # ---- costs on SciFact test queries; the teacher once (96 queries, best of 2: it is slow and
+    # its timing only scales the cost axis), the cheap parts interleaved at batch 1 and 64
+    test_texts = datasets["scifact-test"].data.query_texts
+    teacher_s = per_query_seconds(lambda t: teacher.encode(t, kind="query"), test_texts[:96])
     for label, st in state.items():
-        enc, model = st["encoder"], model_for(st, "scifact", CANDIDATES[st["chosen"]])
+        model = model_for(st, "scifact", CANDIDATES[st["chosen"]])
         calibration = evaluate_candidate(model, CANDIDATES[st["chosen"]], datasets["scifact-test"],
                                          st["encoded"]["scifact-test"])["_calibration"]
-        from tava_core.route.calibrate import confidence
-
-        vecs = st["encoded"]["scifact-test"]["queries"]
-        # Interleaved, best of 9 each: the cheap encoders' timings are at the mercy of the scheduler
-        # on a shared CPU, and alternating keeps a slow spell from landing on one side only.
-        timings: dict[str, list[float]] = {"student": [], "confidence": [], "both": []}
-        # defaults bind this iteration's encoder, model and vectors (the lambdas run within it)
-        calls = {"student": lambda t, enc=enc: enc.encode(t, kind="query"),
-                 "confidence": lambda t, model=model, calibration=calibration, vecs=vecs:
-                     confidence(model, calibration, t, vecs[:len(t)]),
-                 "both": lambda t, enc=enc, model=model, calibration=calibration:
-                     confidence(model, calibration, t, enc.encode(t, kind="query"))}
-        for _ in range(9):
-            for key, fn in calls.items():
-                timings[key].append(per_query_seconds(fn, test_texts, repeats=1))
-        student_s, conf_s, both_s = (min(timings[k]) for k in ("student", "confidence", "both"))
-        st["costs"] = {"student": student_s, "confidence": conf_s, "teacher": teacher_s}
-        report["costs"][label] = {"seconds_per_query": st["costs"], "student_plus_confidence_seconds": both_s,
-                                  "confidence_over_student": conf_s / student_s,
-                                  "not_routed_over_student_alone": both_s / student_s,
-                                  "student_speedup_vs_teacher": teacher_s / student_s}
+        costs = not_routed_costs(st, model, calibration, teacher, test_texts)
+        bulk = costs["64"]["seconds_per_query"]
+        st["costs"] = {"student": bulk["student"]["median"], "confidence": bulk["confidence"]["median"],
+                       "teacher": teacher_s}
+        report["costs"][label] = {
+            "seconds_per_query": st["costs"], "measured": costs,
+            "confidence_over_student": costs["64"]["confidence_over_student"]["median_of_round_ratios"],
+            "not_routed_over_student_alone": {b: c["not_routed_over_student"]["median_of_round_ratios"]
+                                              for b, c in costs.items()},
+            "cost_ok": cost_ok(label, costs), "student_speedup_vs_teacher": teacher_s / st["costs"]["student"]}
     for label in state:
         if label.startswith("transformer"):
             report["costs"][label]["confidence_over_transformer_student"] = (
-                state[label]["costs"]["confidence"] / state[label]["costs"]["student"])
+                report["costs"][label]["measured"]["1"]["confidence_over_student"]["median_of_round_ratios"])
 
 
 def save_json(path: Path, report: dict[str, Any]) -> None:
@@ -533,22 +604,50 @@ def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teac
     return state
 
 
-def cost_ok(label: str, student_s: float, confidence_s: float) -> bool:
-    """The issue's cost targets: static, a non-routed query <= 2x the student alone (student +
-    confidence); transformer, confidence <= 10% of the student's encoding."""
-    if label.startswith("transformer"):
-        return confidence_s <= 0.10 * student_s
-    return student_s + confidence_s <= 2.0 * student_s
+# The candidates whose cost decides a static student's choice: last session's picks (retrieval_contrast for
+# static-a; retrieval_entropy, rejected on a noisy timing), their cheaper document banks, the default signals.
+COST_SURVEY = ["signals+vec16", "only:retrieval_contrast", "only:retrieval_entropy",
+               *[f"only:{name}@{size}x{k}" for name in ("retrieval_entropy", "retrieval_contrast")
+                 for size, k in ((8192, 64), (8192, 32), (2048, 64), (2048, 0), (1024, 0))]]
 
 
-def choose_on_dev(state: dict, datasets: dict, report: dict[str, Any]) -> dict[str, str]:
-    """Dev (SciFact train queries): which signals carry information, which candidate each student
-    keeps -- the best gap recovered at 10% + 20% among the candidates that meet its cost target on
-    dev queries (the best overall if none does)."""
-    from tava_core.route.calibrate import confidence
-
+def cost_survey(state: dict, datasets: dict, teacher, names: Sequence[str]) -> dict[str, Any]:
+    """Dev quality (SciFact train queries) and the robust cost of each named candidate."""
     dev = datasets["scifact-dev"]
-    texts = dev.data.query_texts[:256]
+    out: dict[str, Any] = {}
+    for label, st in state.items():
+        enc = st["encoded"]["scifact-dev"]
+        for name in names:
+            candidate = CANDIDATES[name]
+            model = model_for(st, "scifact", candidate)
+            curves = evaluate_candidate(model, candidate, dev, enc, fast=True)
+            costs = not_routed_costs(st, model, curves["_calibration"], teacher, dev.data.query_texts)
+            out.setdefault(label, {})[name] = {
+                "dev_gap_recovered_10": gap_at(curves, 0.1), "dev_gap_recovered_20": gap_at(curves, 0.2),
+                "dev_label_free_oracle_10": gap_at(curves, 0.1, "label_free_oracle"),
+                "dev_label_free_oracle_20": gap_at(curves, 0.2, "label_free_oracle"),
+                "dev_random_10": gap_at(curves, 0.1, "random"), "dev_random_20": gap_at(curves, 0.2, "random"),
+                "not_routed_over_student": {b: c["not_routed_over_student"]["median_of_round_ratios"]
+                                            for b, c in costs.items()},
+                "not_routed_adaptive_over_student": {b: c["not_routed_adaptive_over_student"]
+                                                     for b, c in costs.items()},
+                "cost_ok": cost_ok(label, costs), "measured": costs}
+            print(f"  {label} {name:36s} gap10 {out[label][name]['dev_gap_recovered_10']:.3f} gap20 "
+                  f"{out[label][name]['dev_gap_recovered_20']:.3f} not routed / student "
+                  f"{out[label][name]['not_routed_over_student']}", flush=True)
+    return out
+
+
+COST_CHECKS = 12     # candidates (best dev quality first) whose cost is measured before giving up
+
+
+def choose_on_dev(state: dict, datasets: dict, report: dict[str, Any], teacher) -> dict[str, str]:
+    """Dev (SciFact train queries): which signals carry information, which candidate each student
+    keeps -- the best gap recovered at 10% + 20% among the candidates that meet its cost target
+    (measured interleaved at batch 1 and 64 on dev queries, best quality first, up to
+    COST_CHECKS of them; the best overall if none does)."""
+    dev = datasets["scifact-dev"]
+    texts = dev.data.query_texts
     chosen: dict[str, str] = {}
     for label, st in state.items():
         per: dict[str, Any] = {}
@@ -556,31 +655,39 @@ def choose_on_dev(state: dict, datasets: dict, report: dict[str, Any]) -> dict[s
         signals = compute_signals(st["models"]["scifact"][FULL_BANK], dev.data.query_texts, enc["queries"], SIGNAL_NAMES)
         agreement = true_agreement(enc["queries"], dev.queries, dev.docs)
         per["signal_spearman_with_true_overlap"] = {k: spearman(-v, agreement["overlap"]) for k, v in signals.items()}
-        student_s = min(per_query_seconds(lambda t, enc=st["encoder"]: enc.encode(t, kind="query"), texts, repeats=1)
-                        for _ in range(7))
-        per["student_seconds_per_query"] = student_s
+        calibrations = {}
         for cname, candidate in CANDIDATES.items():
             model = model_for(st, "scifact", candidate)
             curves = evaluate_candidate(model, candidate, dev, enc, fast=True)
-            calibration, vecs = curves["_calibration"], enc["queries"]
-            conf_s = per_query_seconds(lambda t, m=model, c=calibration, v=vecs: confidence(m, c, t, v[:len(t)]),
-                                       texts, repeats=3)
+            calibrations[cname] = curves["_calibration"]
             per[cname] = {"gap_recovered_10": gap_at(curves, 0.1), "gap_recovered_20": gap_at(curves, 0.2),
                           "label_free_oracle_10": gap_at(curves, 0.1, "label_free_oracle"),
                           "label_free_oracle_20": gap_at(curves, 0.2, "label_free_oracle"),
-                          "spearman_overlap": curves["confidence_spearman"]["overlap"],
-                          "confidence_seconds_per_query": conf_s, "cost_ok": cost_ok(label, student_s, conf_s)}
+                          "spearman_overlap": curves["confidence_spearman"]["overlap"]}
             print(f"  {label} {cname:40s} gap10 {per[cname]['gap_recovered_10']:.3f} "
-                  f"gap20 {per[cname]['gap_recovered_20']:.3f} conf/student {conf_s / student_s:.2f}", flush=True)
+                  f"gap20 {per[cname]['gap_recovered_20']:.3f}", flush=True)
         score = {c: per[c]["gap_recovered_10"] + per[c]["gap_recovered_20"] for c in CANDIDATES}
-        affordable = [c for c in CANDIDATES if per[c]["cost_ok"]] or list(CANDIDATES)
-        chosen[label] = max(affordable, key=score.__getitem__)
+        best_first = sorted(CANDIDATES, key=score.__getitem__, reverse=True)
+        chosen[label] = best_first[0]
+        for cname in best_first[:COST_CHECKS]:
+            costs = not_routed_costs(st, model_for(st, "scifact", CANDIDATES[cname]), calibrations[cname], teacher,
+                                     texts, rounds=9)
+            per[cname]["costs"] = {b: {"not_routed_over_student": c["not_routed_over_student"],
+                                       "confidence_over_student": c["confidence_over_student"],
+                                       "load_average": c["load_average_after"]} for b, c in costs.items()}
+            per[cname]["cost_ok"] = cost_ok(label, costs)
+            print(f"  {label} {cname:40s} cost: not routed / student "
+                  f"{ {b: round(c['not_routed_over_student']['median_of_round_ratios'], 2) for b, c in costs.items()} } "
+                  f"ok={per[cname]['cost_ok']}", flush=True)
+            if per[cname]["cost_ok"]:
+                chosen[label] = cname
+                break
         per["chosen"] = {"candidate": chosen[label], **CANDIDATES[chosen[label]],
-                         "best_regardless_of_cost": max(CANDIDATES, key=score.__getitem__),
-                         "affordable_candidates": len(affordable)}
+                         "best_regardless_of_cost": best_first[0],
+                         "cost_checked": [c for c in best_first[:COST_CHECKS] if "cost_ok" in per[c]],
+                         "met_cost_target": bool(per[chosen[label]].get("cost_ok"))}
         report["dev_selection"][label] = per
-        print(f"chosen on dev for {label}: {chosen[label]} (regardless of cost: "
-              f"{per['chosen']['best_regardless_of_cost']})", flush=True)
+        print(f"chosen on dev for {label}: {chosen[label]} (regardless of cost: {best_first[0]})", flush=True)
     report["chosen"] = {label: {"candidate": c, **CANDIDATES[c]} for label, c in chosen.items()}
     return chosen
 
@@ -624,12 +731,12 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     for label, cost in report["costs"].items():
         if label.startswith("transformer"):
             out.setdefault("costs", {})[label] = {
-                "confidence_over_student": cost["confidence_over_student"], "needed": "<= 0.10",
-                "met": cost["confidence_over_student"] <= 0.10}
+                "confidence_over_student": cost["confidence_over_student"], "needed": "<= 0.10 at batch 1 and 64",
+                "met": cost["cost_ok"]}
         else:
             out.setdefault("costs", {})[label] = {
-                "not_routed_over_student_alone": cost["not_routed_over_student_alone"], "needed": "<= 2.0",
-                "met": cost["not_routed_over_student_alone"] <= 2.0}
+                "not_routed_over_student_alone": cost["not_routed_over_student_alone"],
+                "needed": "<= 2.0 at batch 1 and 64 (median of interleaved round ratios)", "met": cost["cost_ok"]}
     out["drift"] = {k: v["rises"] for k, v in report["drift"].items()}
     return out
 

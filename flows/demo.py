@@ -28,6 +28,7 @@ from tava_core.home import TavaHome
 from tava_core.index import IndexConfig
 from tava_core.io import sha256_file
 from tava_core.records import EmbedResult, EvaluationReport, Record
+from tava_core.reuse import run_key
 
 from .adapt import train_adapter
 from .distill import distill_student
@@ -242,7 +243,7 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
         calibrated = calibrate_stored_task(
             adapted, config.teacher, student_dirs, teacher_dirs, ingested.path, config.split,
             str(TavaHome(root).artifacts / "routers" / config.registry_adapter), routing.settings,
-            routing.budgets[0], routing.calibration_texts, routing.max_reference_texts, root)
+            routing.budgets[0], routing.calibration_texts, routing.max_reference_texts, root, routing=routing.routing)
         router_dir = calibrated["directory"]
         curves = evaluate_router_at_task(router_dir, ingested.path, config.split,
                                          str(TavaHome(root).reports / "route" / config.registry_adapter),
@@ -257,7 +258,9 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     # nightly refresh continues from.
     router_identity = ""
     if router_dir is not None:
-        router_identity = "+router-" + sha256_file(Path(router_dir) / "router.safetensors")
+        # the routing policy is in router.json only: a new policy is a new version too
+        router_identity = ("+router-" + sha256_file(Path(router_dir) / "router.safetensors")
+                           + "-" + run_key(config.router.routing.model_dump(mode="json"), 12))
     lineage = {"dataset": ingested.name, "dataset_dir": ingested.path, "teacher": embedded.encoder}
     registry = [
         publish_current_task("students", config.registry_student, student.output, student.run_key, root,

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from tava_core.adapter.config import AdapterConfig
 from tava_core.config import EncoderSpec, TavaModel
 from tava_core.distill.config import DistillConfig
-from tava_core.route.config import RouterSettings
+from tava_core.route.config import RouterSettings, ThresholdPolicy
 
 # Filled in by the pipeline from what the earlier stages made (hidden from the CLI).
 FILLED_IN = ("distill.teacher", "distill.datasets", "distill.teacher_vectors", "distill.output",
@@ -39,6 +39,8 @@ class PipelineRouter(TavaModel):
         "encoding: its training pairs are the stored Stage B vectors)."))
     max_reference_texts: int = Field(2000, ge=16, description="Stored Stage B pairs sampled for the signals.")
     settings: RouterSettings = Field(default_factory=RouterSettings, description="Confidence score settings.")
+    routing: ThresholdPolicy = Field(default_factory=ThresholdPolicy, description=(
+        "How the saved budget becomes a threshold on live queries (saved with the router)."))
 
     @field_validator("budgets")
     @classmethod

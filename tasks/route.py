@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tava_core.config import EncoderSpec
 from tava_core.home import TavaHome
-from tava_core.route.config import RouterConfig, RouterSettings
+from tava_core.route.config import RouterConfig, RouterSettings, ThresholdPolicy
 
 from . import CORE_DECIDES
 
@@ -37,13 +37,15 @@ def evaluate_router_task(router: str, dataset: str, split: str, out_dir: str, ho
     curves = evaluate_router(router, load_retrieval_data(dataset, split, tava_home), tava_home, Path(out_dir))
     create_markdown_artifact(key="evaluate-router", markdown=markdown(curves),
                              description=f"routed mode of {router}: quality vs share sent to the teacher")
-    return {k: curves[k] for k in ("files", "rows", "routed_share_at_threshold", "threshold", "costs")}
+    return {k: curves[k] for k in ("files", "rows", "routed_share_at_threshold", "threshold", "costs", "routing",
+                                   "routed_share_live")}
 
 
 @task(name="calibrate-stored-router", task_run_name="calibrate router for {adapted.model}", cache_policy=CORE_DECIDES)
 def calibrate_stored_task(adapted: EncoderSpec, teacher: EncoderSpec, student_dirs: list[str], teacher_dirs: list[str],
                           dataset: str, split: str, out: str, settings: RouterSettings, teacher_budget: float,
-                          calibration_texts: int, max_reference_texts: int, home: Optional[str]) -> dict[str, Any]:
+                          calibration_texts: int, max_reference_texts: int, home: Optional[str],
+                          routing: Optional[ThresholdPolicy] = None) -> dict[str, Any]:
     """A router for a student (+ adapter) from its stored training pairs, calibrated on span views
     of ``dataset``'s corpus (reused when identical)."""
     from tava_core.route.stored import calibrate_stored, served_retrieval
@@ -52,7 +54,8 @@ def calibrate_stored_task(adapted: EncoderSpec, teacher: EncoderSpec, student_di
     served, _ = served_retrieval(dataset, split, teacher, tava_home)
     return calibrate_stored(adapted=adapted, teacher=teacher, student_dirs=student_dirs, teacher_dirs=teacher_dirs,
                             served=served, out=out, home=tava_home, settings=settings, teacher_budget=teacher_budget,
-                            calibration_texts=calibration_texts, max_reference_texts=max_reference_texts)
+                            calibration_texts=calibration_texts, max_reference_texts=max_reference_texts,
+                            routing=routing)
 
 
 @task(name="evaluate-router-at", task_run_name="score router {router} at {shares}", cache_policy=CORE_DECIDES)
@@ -69,4 +72,5 @@ def evaluate_router_at_task(router: str, dataset: str, split: str, out_dir: str,
     create_markdown_artifact(key="router-at-budgets", markdown=markdown(curves),
                              description=f"router {router}: quality at {shares} of queries sent to the teacher")
     return {k: curves[k] for k in ("files", "rows", "routed_share_at_threshold", "threshold", "costs", "reused",
+                                   "routing", "routed_share_live",
                                    "student_ndcg10", "teacher_ndcg10")}

@@ -28,7 +28,7 @@ from .home import TavaHome, slug
 from .io import atomic_directory, read_json, sha256_file, write_json
 from .manifest import Collection, DatasetManifest, now_iso, save_manifest
 from .registry import Registry
-from .route.config import RouterSettings
+from .route.config import RouterSettings, ThresholdPolicy
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,9 @@ class RefreshConfig(TavaModel):
     router_calibration_texts: int = Field(300, ge=32, description=(
         "Span views of the served corpus (the first evaluation set's, else the new batch) encoded to calibrate."))
     router_settings: RouterSettings = Field(default_factory=RouterSettings, description="Confidence score settings.")
+    router_routing: ThresholdPolicy = Field(default_factory=ThresholdPolicy, description=(
+        "How the router's budget becomes a threshold on live queries (saved with it; drift is always measured "
+        "against the calibrated threshold)."))
     drift_tolerance: float = Field(0.05, ge=0.0, le=1.0, description=(
         "The report flags drift when the new batch's low-confidence share exceeds the previous batch's by more "
         "than this (absolute share)."))
@@ -369,6 +372,7 @@ def calibrate_candidate_router(config: RefreshConfig, home: TavaHome, batch: dic
                             student_dirs=[batch["student_vectors"]], teacher_dirs=[batch["teacher_vectors"]],
                             served=router_served(config, home, batch), out=Path(candidate_dir) / ROUTER_SUBDIR,
                             home=home, settings=config.router_settings, teacher_budget=config.router_budget,
+                            routing=config.router_routing,
                             calibration_texts=config.router_calibration_texts,
                             max_reference_texts=ROUTER_REFERENCE_TEXTS)
 

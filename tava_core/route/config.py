@@ -44,6 +44,23 @@ class RouterSettings(TavaModel):
         return self
 
 
+class ThresholdPolicy(TavaModel):
+    """How a teacher budget becomes a routing decision on live traffic (tava_core/route/threshold.py;
+    settings chosen on SciFact train queries and the built-in data in bench/route_budget.py)."""
+
+    mode: Literal["adaptive", "fixed"] = Field("adaptive", description=(
+        "adaptive: the threshold is the budget quantile of the confidence of recent live queries, so the share "
+        "routed follows the budget on real traffic; fixed: the threshold set on the calibration texts (span views "
+        "resemble queries only roughly). A target agreement is always fixed."))
+    window: int = Field(100, ge=10, description="Recent live queries whose confidence sets the adaptive threshold.")
+    prior: int = Field(200, ge=0, description=(
+        "Weight, in queries, of the calibration texts' confidence distribution in the quantile at the start, "
+        "fading by one per live query (the first queries are routed by the calibrated threshold)."))
+    feedback: float = Field(1.0, ge=0.0, le=10.0, description=(
+        "Correction of the quantile level by the recent decisions: routed beyond the budget in the window lowers "
+        "it by feedback x excess / window (0 = none)."))
+
+
 class RouterConfig(TavaModel):
     """Calibrate a confidence router: student (+ adapter) for confident queries, teacher for the rest."""
 
@@ -63,4 +80,6 @@ class RouterConfig(TavaModel):
     target_agreement: Optional[float] = Field(None, ge=0.0, le=1.0, description=(
         "Instead of a budget: route queries whose predicted agreement is below this (0-1)."))
     settings: RouterSettings = Field(default_factory=RouterSettings, description="Confidence score settings.")
+    routing: ThresholdPolicy = Field(default_factory=ThresholdPolicy, description=(
+        "How the budget becomes a threshold on live queries (saved with the router)."))
     output: Optional[str] = Field(None, description="Output directory; empty = <home>/artifacts/routers/<name>.")

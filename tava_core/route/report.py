@@ -27,6 +27,10 @@ def markdown(curves: dict[str, Any]) -> str:
     if "routed_share_at_threshold" in curves:
         lines.append(f"The router's own threshold ({curves['threshold']['mode']} {curves['threshold']['value']}) "
                      f"routed {curves['routed_share_at_threshold']:.1%} of these queries.")
+    if curves.get("routed_share_live"):
+        shares = ", ".join(f"{share:.1%} in batches of {size}" for size, share in curves["routed_share_live"].items())
+        lines.append(f"Streamed through the router ({curves.get('routing', {}).get('mode', 'fixed')} threshold), "
+                     f"in order from a fresh start: {shares}.")
     return "\n".join(lines) + "\n"
 
 

@@ -3,11 +3,13 @@
 Directory layout (written atomically, ``router.json`` describes ``router.safetensors``):
 - ``router.safetensors``: the signal model (heads, maps, PCA bank, word counts) and the combiner;
 - ``router.json``: student and teacher specs with their fingerprints, signal settings, the
-  calibration record, the threshold (from a budget or a target agreement);
+  calibration record, the threshold (from a budget or a target agreement) and the routing policy
+  (``routing``: adaptive or fixed, see threshold.py; a router saved without one is fixed);
 - ``tava_encoder.json``: ``{"type": "router", "student": {...}, "teacher": {...}}``.
 
 Queries: the student (+ adapter) encodes the batch, the router scores confidence, and only the
-queries under the threshold are re-encoded by the teacher. Documents are always the teacher's.
+queries under the threshold are re-encoded by the teacher (with a budget and the adaptive policy,
+the threshold follows the confidence of recent live queries). Documents are always the teacher's.
 """
 from __future__ import annotations
 
@@ -23,11 +25,15 @@ from ..errors import ConfigError, ModelLoadError
 from ..io import atomic_directory, read_json, sha256_file, write_json
 from ..modeldir import ENCODER_MARKER
 from .calibrate import Calibration, confidence
+from .config import ThresholdPolicy
 from .signals import SignalModel
+from .threshold import LiveThreshold
 
 ROUTER_JSON = "router.json"
 ROUTER_WEIGHTS = "router.safetensors"
 FORMAT = "tava-router-1"
+# What a router.json without a "routing" entry (saved before the adaptive policy) routes with.
+SAVED_BEFORE_POLICIES = ThresholdPolicy(mode="fixed")
 
 
 def check_budget(budget: float, *, where: str = "teacher_budget") -> float:
@@ -68,9 +74,11 @@ def threshold_from(calibration: Calibration, *, teacher_budget: Optional[float] 
 
 def save_router(directory: str | Path, *, student: EncoderSpec, student_fingerprint: str, teacher: EncoderSpec,
                 teacher_fingerprint: str, signal_model: SignalModel, calibration: Calibration,
-                threshold: Threshold, report: Optional[dict[str, Any]] = None, run_key: Optional[str] = None) -> Path:
+                threshold: Threshold, routing: Optional[ThresholdPolicy] = None, report: Optional[dict[str, Any]] = None,
+                run_key: Optional[str] = None) -> Path:
     """Write a router directory atomically (weights, then the JSON files that describe them);
-    ``run_key`` (tava_core.reuse) lets an identical calibration be served from it."""
+    ``routing``: the live threshold policy (default: adaptive); ``run_key`` (tava_core.reuse)
+    lets an identical calibration be served from it."""
     from safetensors.numpy import save_file
 
     arrays = {**signal_model.arrays(), **calibration.arrays()}
@@ -84,6 +92,7 @@ def save_router(directory: str | Path, *, student: EncoderSpec, student_fingerpr
             "signals": {"knn": signal_model.knn, "rare_below": signal_model.rare_below, "info": signal_model.info},
             "calibration": calibration.header(),
             "threshold": threshold.__dict__,
+            "routing": (routing or ThresholdPolicy()).model_dump(mode="json"),
             "weights_sha256": sha256_file(tmp / ROUTER_WEIGHTS),
             "report": report or {},
             **({"run_key": run_key} if run_key else {}),
@@ -94,17 +103,26 @@ def save_router(directory: str | Path, *, student: EncoderSpec, student_fingerpr
 
 
 class RoutedEncoder(Encoder):
-    """Student (+ adapter) for confident queries, teacher for the rest; teacher for documents."""
+    """Student (+ adapter) for confident queries, teacher for the rest; teacher for documents.
+
+    ``threshold.threshold`` stays the calibrated one (what drift is measured against); with a
+    budget and an adaptive ``routing`` policy, ``live`` decides instead (``live.threshold`` is the
+    threshold it used last)."""
 
     normalized = True
 
     def __init__(self, student: Encoder, teacher: Encoder, signal_model: SignalModel, calibration: Calibration,
-                 threshold: Threshold, *, weights_sha256: str, name: str) -> None:
+                 threshold: Threshold, *, weights_sha256: str, name: str,
+                 routing: Optional[ThresholdPolicy] = None) -> None:
         if student.dim != teacher.dim:
             raise ModelLoadError(f"the router's student gives {student.dim}-d vectors, its teacher {teacher.dim}-d",
                                  hint="route a student whose vectors are in the teacher's space (Stage A, or + adapter)")
         self.student, self.teacher = student, teacher
         self.signal_model, self.calibration, self.threshold = signal_model, calibration, threshold
+        self.routing = routing or ThresholdPolicy()
+        # a target agreement is a level of predicted agreement, not a share: it stays fixed
+        adaptive = self.routing.mode == "adaptive" and threshold.mode == "budget"
+        self.live = LiveThreshold(self.routing, threshold.value, calibration.quantiles) if adaptive else None
         self.weights_sha256 = weights_sha256
         self.name = name
         self.dim = teacher.dim
@@ -114,14 +132,17 @@ class RoutedEncoder(Encoder):
 
     @property
     def fingerprint(self) -> str:
+        # an adaptive router's outputs depend on its policy too (a fixed one keeps its earlier fingerprint)
+        policy = [] if self.live is None else [self.routing.model_dump_json()]
         return combine_fingerprint(self.student.fingerprint, self.teacher.fingerprint, self.weights_sha256,
-                                   self.threshold.threshold)
+                                   self.threshold.threshold, *policy)
 
-    def with_budget(self, teacher_budget: float) -> "RoutedEncoder":
-        """The same router with its threshold set by another budget (statistics start at zero)."""
+    def with_budget(self, teacher_budget: float, routing: Optional[ThresholdPolicy] = None) -> "RoutedEncoder":
+        """The same router with its threshold set by another budget (and optionally another routing
+        policy); statistics and the live window start at zero."""
         return RoutedEncoder(self.student, self.teacher, self.signal_model, self.calibration,
                              threshold_from(self.calibration, teacher_budget=teacher_budget),
-                             weights_sha256=self.weights_sha256, name=self.name)
+                             weights_sha256=self.weights_sha256, name=self.name, routing=routing or self.routing)
 
     def confidence(self, texts: Sequence[str], student_vectors: np.ndarray) -> np.ndarray:
         return confidence(self.signal_model, self.calibration, texts, student_vectors)
@@ -131,7 +152,7 @@ class RoutedEncoder(Encoder):
         texts = list(texts)
         vectors = self.student.encode(texts, kind="query", batch_size=batch_size)
         scores = self.confidence(texts, vectors) if texts else np.zeros(0, np.float32)
-        routed = scores < self.threshold.threshold
+        routed = self.live.decide(scores) if self.live is not None else scores < self.threshold.threshold
         if routed.any():
             picked = [texts[i] for i in np.flatnonzero(routed)]
             vectors = vectors.copy()
@@ -154,7 +175,8 @@ class RoutedEncoder(Encoder):
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "student": self.student.info(), "teacher": self.teacher.info(),
-                "threshold": self.threshold.__dict__, "routed_share": self.routed_share}
+                "threshold": self.threshold.__dict__, "routing": self.routing.model_dump(mode="json"),
+                "live": self.live.state() if self.live is not None else None, "routed_share": self.routed_share}
 
 
 def _load_part(directory: Path, record: dict, role: str, outer: Optional[EncoderSpec]) -> Encoder:
@@ -182,8 +204,9 @@ def _load_part(directory: Path, record: dict, role: str, outer: Optional[Encoder
 
 
 def load_router(directory: str | Path, spec: Optional[EncoderSpec] = None, *,
-                teacher_budget: Optional[float] = None) -> RoutedEncoder:
-    """Factory for ``ENCODER_TYPES['router']``; ``teacher_budget`` overrides the saved threshold."""
+                teacher_budget: Optional[float] = None, routing: Optional[ThresholdPolicy] = None) -> RoutedEncoder:
+    """Factory for ``ENCODER_TYPES['router']``; ``teacher_budget`` overrides the saved threshold,
+    ``routing`` the saved policy."""
     from safetensors.numpy import load_file
 
     directory = Path(directory)
@@ -207,5 +230,12 @@ def load_router(directory: str | Path, spec: Optional[EncoderSpec] = None, *,
     teacher = _load_part(directory, meta["teacher"], "teacher", spec)
     threshold = (threshold_from(calibration, teacher_budget=teacher_budget) if teacher_budget is not None
                  else Threshold(**meta["threshold"]))
+    if routing is None:
+        try:
+            routing = ThresholdPolicy.model_validate(meta["routing"]) if "routing" in meta else SAVED_BEFORE_POLICIES
+        except ValueError as exc:   # pydantic's ValidationError is a ValueError
+            raise ModelLoadError(f"its 'routing' entry is not a routing policy: {exc}", path=meta_path,
+                                 hint="fix or delete the 'routing' entry (without one the saved threshold is used), "
+                                      "or recalibrate with `tava calibrate-router`") from None
     return RoutedEncoder(student, teacher, signal_model, calibration, threshold,
-                         weights_sha256=meta["weights_sha256"], name=directory.name)
+                         weights_sha256=meta["weights_sha256"], name=directory.name, routing=routing)

@@ -22,6 +22,7 @@ from .config import RouterConfig
 from .curves import SHARES, curves_from_vectors
 from .report import write_route_report
 from .router import RoutedEncoder, load_router, save_router, threshold_from
+from .threshold import simulate_stream
 
 CALIBRATION_SEED = 1234   # span views for calibration differ from Stage A's training spans (seed 0)
 
@@ -95,8 +96,9 @@ def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test
                                          else config.student),
                 student_fingerprint=student.fingerprint, teacher=EncoderSpec(model=config.teacher),
                 teacher_fingerprint=teacher.fingerprint, signal_model=model, calibration=calibration,
-                threshold=threshold, report=report)
-    return {"directory": str(out), "threshold": threshold.__dict__, "calibration": calibration.info, **report}
+                threshold=threshold, routing=config.routing, report=report)
+    return {"directory": str(out), "threshold": threshold.__dict__, "routing": config.routing.model_dump(mode="json"),
+            "calibration": calibration.info, **report}
 
 
 def per_query_seconds(fn, texts: Sequence[str], repeats: int = 3) -> float:
@@ -108,6 +110,19 @@ def per_query_seconds(fn, texts: Sequence[str], repeats: int = 3) -> float:
         fn(list(texts))
         best = min(best, time.perf_counter() - start)
     return best / max(len(texts), 1)
+
+
+LIVE_BATCH_SIZES = (1, 32)
+
+
+def live_shares(router: RoutedEncoder, scores: np.ndarray,
+                batch_sizes: Sequence[int] = LIVE_BATCH_SIZES) -> dict[str, float]:
+    """Share of the queries the router sends to the teacher when they arrive in order, in batches
+    of each size, from a fresh start (its policy's decisions replayed on their confidence scores)."""
+    if router.threshold.mode != "budget":
+        return {str(b): float((scores < router.threshold.threshold).mean()) for b in batch_sizes}
+    return {str(b): float(simulate_stream(router.routing, router.threshold.value, router.calibration.quantiles,
+                                          scores, b, router.threshold.threshold).mean()) for b in batch_sizes}
 
 
 def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, home: TavaHome, out_dir: Path, *,
@@ -135,6 +150,8 @@ def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, hom
                                  qrels=data.qrels, confidence=scores, shares=shares, costs=costs)
     curves["threshold"] = router.threshold.__dict__
     curves["routed_share_at_threshold"] = float((scores < router.threshold.threshold).mean())
+    curves["routing"] = router.routing.model_dump(mode="json")
+    curves["routed_share_live"] = live_shares(router, scores)
     curves["dataset"] = data.summary()
     curves["router"] = {"name": router.name, "fingerprint": router.fingerprint}
     if run_key is not None:

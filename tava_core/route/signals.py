@@ -91,6 +91,8 @@ class SignalModel:
     doc_pca: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     # rows of the corpus the bank holds (calibration only, never saved: see compute_signals' exclude)
     doc_rows: np.ndarray | None = None
+    # doc_pca @ documents.T, made at the first query (never saved: it is the two arrays above)
+    _folded: np.ndarray | None = field(default=None, repr=False)
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"heads": self.heads, "forward": self.forward, "backward": self.backward, "bank": self.bank,
@@ -195,10 +197,13 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
         raise ValueError(f"signals {[n for n in names if n in RETRIEVAL_SIGNALS]} need the served corpus' documents: "
                          "fit the signal model with documents=... (fit_router passes the corpus)")
     scores = _bank_scores(model, s)                                      # (n, n_docs)
-    mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
-    hit = _excluded_bank_rows(model, exclude)
-    rows = np.flatnonzero(hit >= 0)
-    scores[rows, hit[rows]] = -np.inf
+    if "retrieval_contrast" in names:   # only it reads the whole profile (a live query pays for each pass)
+        mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
+    rows = np.zeros(0, dtype=np.int64)
+    if exclude is not None:
+        hit = _excluded_bank_rows(model, exclude)
+        rows = np.flatnonzero(hit >= 0)
+        scores[rows, hit[rows]] = -np.inf
     top_n = min(max(ENTROPY_TOP, 11), scores.shape[1])
     top = np.partition(scores, scores.shape[1] - top_n, axis=1)[:, -top_n:]
     top = -np.sort(-top, axis=1)                                         # descending
@@ -220,7 +225,8 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
         # the forward ridge map is the training pairs' best linear guess of the teacher vector:
         # where moving the query there reshuffles its top-10, the top-10 is fragile
         mapped = _bank_scores(model, _unit(s @ model.forward))
-        mapped[rows, hit[rows]] = -np.inf
+        if len(rows):
+            mapped[rows, hit[rows]] = -np.inf
         k = min(10, scores.shape[1])
         a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         b = np.argpartition(-mapped, k - 1, axis=1)[:, :k]
@@ -229,8 +235,14 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
 
 
 def _bank_scores(model: SignalModel, unit_vectors: np.ndarray) -> np.ndarray:
-    query = unit_vectors @ model.doc_pca if model.doc_pca.size else unit_vectors
-    return query @ model.documents.T
+    """Cosines (approximate with a PCA bank) of each query to the bank's documents. A PCA bank is
+    scored through its basis and documents folded into one (d, n_docs) matrix: one product per
+    query instead of two (the same numbers up to float rounding)."""
+    if not model.doc_pca.size:
+        return unit_vectors @ model.documents.T
+    if model._folded is None:
+        model._folded = np.ascontiguousarray(model.doc_pca @ model.documents.T)
+    return unit_vectors @ model._folded
 
 
 def _excluded_bank_rows(model: SignalModel, exclude: np.ndarray | None) -> np.ndarray:

@@ -27,7 +27,7 @@ from ..io import read_json
 from ..manifest import load_dataset_manifest, load_vector_manifest
 from ..reuse import finished_record, run_key
 from .build import TextVectors, fit_router
-from .config import RouterSettings
+from .config import RouterSettings, ThresholdPolicy
 from .router import ROUTER_JSON, ROUTER_WEIGHTS, save_router, threshold_from
 
 CALIBRATION_SEED = 1234   # span views for calibration differ from Stage A's training spans (seed 0)
@@ -117,22 +117,24 @@ def calibration_views(ids: Sequence[str], texts: Sequence[str], n: int, seed: in
 def calibrate_stored(*, adapted: EncoderSpec, teacher: EncoderSpec, student_dirs: Sequence[str],
                      teacher_dirs: Sequence[str], served: ServedCorpus, out: str | Path, home: TavaHome,
                      settings: RouterSettings, teacher_budget: float, calibration_texts: int = 300,
-                     max_reference_texts: int = 2000) -> dict[str, Any]:
+                     max_reference_texts: int = 2000, routing: Optional[ThresholdPolicy] = None) -> dict[str, Any]:
     """Fit and save a router for ``adapted`` (a student + adapter directory, or a student) from its
     stored training pairs; reused when an identical one is already at ``out``. Saved inside the
     adapter's own directory, the router names its student ``..`` so the two move together."""
     started = time.perf_counter()
     out = Path(out)
+    routing = routing or ThresholdPolicy()
     student = load_encoder(adapted, cache=False)
     teacher_encoder = load_encoder(teacher)
     key = run_key({"student": student.fingerprint, "teacher": teacher_encoder.fingerprint,
                    "pairs": pairs_key(student_dirs, teacher_dirs), "served": served.key,
                    "settings": settings.model_dump(mode="json"), "budget": teacher_budget,
+                   "routing": routing.model_dump(mode="json"),
                    "calibration_texts": calibration_texts, "max_reference_texts": max_reference_texts})
     earlier = finished_record(out / ROUTER_JSON, key, [ROUTER_WEIGHTS])
     if earlier is not None:
-        return {"directory": str(out), "threshold": earlier["threshold"], "calibration": earlier["calibration"]["info"],
-                "reused": True, "seconds": round(time.perf_counter() - started, 2), **earlier["report"]}
+        return {"directory": str(out), "threshold": earlier["threshold"], "routing": earlier.get("routing"),
+                "calibration": earlier["calibration"]["info"], "reused": True, "seconds": round(time.perf_counter() - started, 2), **earlier["report"]}
     reference = reference_pairs(student, student_dirs, teacher_dirs, home, max_texts=max_reference_texts,
                                 seed=settings.seed)
     views = calibration_views(served.ids, served.texts, calibration_texts)
@@ -146,8 +148,9 @@ def calibrate_stored(*, adapted: EncoderSpec, teacher: EncoderSpec, student_dirs
               "settings": settings.model_dump(mode="json"), "calibration_seconds": round(time.perf_counter() - started, 2)}
     save_router(out, student=saved_spec, student_fingerprint=student.fingerprint, teacher=teacher,
                 teacher_fingerprint=teacher_encoder.fingerprint, signal_model=model, calibration=fitted,
-                threshold=threshold, report=report, run_key=key)
-    return {"directory": str(out), "threshold": threshold.__dict__, "calibration": fitted.info, "reused": False,
+                threshold=threshold, routing=routing, report=report, run_key=key)
+    return {"directory": str(out), "threshold": threshold.__dict__, "routing": routing.model_dump(mode="json"),
+            "calibration": fitted.info, "reused": False,
             "seconds": round(time.perf_counter() - started, 2), **report}
 
 
@@ -180,7 +183,7 @@ def evaluate_stored(router_dir: str | Path, data, home: TavaHome, out_dir: str |
     if meta is None:
         raise InputError("not a router directory", path=router_dir, hint="make one with `tava calibrate-router`")
     key = run_key({"router": [meta["weights_sha256"], meta["student"]["fingerprint"], meta["teacher"]["fingerprint"],
-                              meta["threshold"]], "data": data.summary(), "queries": list(data.query_ids),
+                              meta["threshold"], meta.get("routing")], "data": data.summary(), "queries": list(data.query_ids),
                    "shares": [float(s) for s in shares], "costs": measure_costs})
     earlier = finished_record(Path(out_dir) / "route.json", key)
     if earlier is not None:

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import tiny_topic_beir
+from route_helpers import TEXTS
 
-from tava_core.config import EncoderSpec
 from tava_core.errors import ConfigError, ModelLoadError
 from tava_core.route.calibrate import fit_calibration, spearman, true_agreement
 from tava_core.route.curves import route_lowest, routing_curves
-from tava_core.route.router import check_budget, save_router, threshold_from
+from tava_core.route.router import check_budget
 from tava_core.route.signals import compute_signals, fit_signal_model
 
 
@@ -112,30 +112,6 @@ def test_routing_curves_baselines_and_gap_recovered():
 
 # ----------------------------------------------------------------------------- router directory
 
-TEXTS = [f"how does the {w} {v} the {o}" for w in ("cell", "gene", "parser", "optimizer", "protein")
-         for v in ("regulate", "change") for o in ("response", "output", "memory", "rate")]
-
-
-@pytest.fixture(scope="module")
-def router_dir(tmp_path_factory, static_student) -> Path:
-    from tava_core.encoders import load_encoder
-    from tava_core.route.build import TextVectors, fit_router
-    from tava_core.route.config import RouterSettings
-
-    student = load_encoder(str(static_student), cache=False)
-    teacher = load_encoder("all-MiniLM-L6-v2")
-    reference = TextVectors(TEXTS, student.encode(TEXTS), teacher.encode(TEXTS))
-    calib = TEXTS[::-1]
-    calibration = TextVectors(calib, student.encode(calib, kind="query"), teacher.encode(calib, kind="query"))
-    settings = RouterSettings(bank_size=32, pca_dim=8, vector_components=2)
-    model, fitted = fit_router(reference, calibration, reference.teacher, settings)
-    out = tmp_path_factory.mktemp("routers") / "r"
-    save_router(out, student=EncoderSpec(model=str(static_student)), student_fingerprint=student.fingerprint,
-                teacher=EncoderSpec(model="all-MiniLM-L6-v2"), teacher_fingerprint=teacher.fingerprint,
-                signal_model=model, calibration=fitted, threshold=threshold_from(fitted, teacher_budget=0.25))
-    return out
-
-
 def test_router_loads_through_load_encoder_and_routes_by_budget(router_dir, static_student):
     from tava_core.encoders import load_encoder
     from tava_core.route.router import RoutedEncoder
@@ -225,6 +201,14 @@ def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
     for key in ("json", "markdown", "png"):
         assert Path(curves["files"][key]).stat().st_size > 0
     assert "label-free oracle" in Path(curves["files"]["markdown"]).read_text()
+    # the live share: the router's own policy (adaptive by default) replayed on the split's queries
+    assert record["routing"]["mode"] == curves["routing"]["mode"] == "adaptive"
+    live = curves["routed_share_live"]
+    assert set(live) == {"1", "32"} and all(0.0 <= v <= 1.0 for v in live.values())
+    streamed = router.with_budget(0.2)
+    routed = np.concatenate([streamed.route([t])["routed"] for t in data.query_texts])
+    assert live["1"] == pytest.approx(routed.mean())
+    assert "in batches of 1" in Path(curves["files"]["markdown"]).read_text()
 
 
 def test_diagnose_separates_a_faithful_student_from_an_unrelated_one():
