@@ -25,6 +25,14 @@ SCIFACT = SHARED_DATA / "beir" / "scifact"
 PASSAGES = SHARED_DATA / "corpus_passages_en.jsonl.gz"
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's throw-away home (session fixtures, servers included, are torn down by now):
+    every run used to leave one behind in the temp directory."""
+    import shutil
+
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not found at {path} (it is beside the project in CI; set TAVA_SHARED_DATA)")
