@@ -38,21 +38,9 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, level: float) -> 
     return float(np.interp(level, position, v))
 
 
-def plain_quantile(values: np.ndarray, level: float) -> float:
-    """``weighted_quantile`` with equal weights, by partial sort."""
-    n = len(values)
-    x = level * n - 0.5
-    if x <= 0:
-        return float(values.min())
-    if x >= n - 1:
-        return float(values.max())
-    lo = int(x)
-    part = np.partition(values, (lo, lo + 1))
-    return float(part[lo] + (x - lo) * (part[lo + 1] - part[lo]))
-
-
 def sorted_quantile(ordered: Sequence[float], level: float) -> float:
-    """``plain_quantile`` of values already in ascending order (an index and one interpolation)."""
+    """``weighted_quantile`` with equal weights, of values already in ascending order (an index and
+    one interpolation)."""
     n = len(ordered)
     x = level * n - 0.5
     if x <= 0:
@@ -108,7 +96,7 @@ class LiveThreshold:
             return sorted_quantile(pool, self.level())
         live = np.concatenate((np.asarray(self._scores[:self._fill]), batch))
         if prior == 0 and len(live):
-            return plain_quantile(live, self.level())
+            return sorted_quantile(np.sort(live), self.level())
         values = np.concatenate([live, self.calibration])
         weights = np.concatenate([np.ones(len(live)), np.full(len(self.calibration), prior / len(self.calibration))])
         if weights.sum() <= 0:     # prior 0 and no query yet: the calibrated distribution alone
