@@ -26,6 +26,9 @@ from typing import Callable, Literal, Optional
 import numpy as np
 import torch
 
+# unsupervised.py imports this module inside its sharpening step only, so this import is not circular
+from .unsupervised import procrustes_weight
+
 
 @dataclass(frozen=True)
 class SelfLearningSettings:
@@ -47,11 +50,6 @@ class SelfLearningSettings:
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _procrustes(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    u, _, vt = np.linalg.svd(source.astype(np.float64).T @ target.astype(np.float64), full_matrices=False)
-    return (u @ vt).astype(np.float32)
 
 
 def similarities(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray) -> torch.Tensor:
@@ -134,8 +132,8 @@ def self_learn(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: Sel
         sources, partners = _cross(a, b, weight, settings)
         if len(sources) < weight.shape[0]:  # too few confident pairs to pin every direction: keep the map
             break
-        new = _procrustes(sources, partners)
-        weight = new if settings.smoothing <= 0 else _procrustes(
+        new = procrustes_weight(sources, partners)
+        weight = new if settings.smoothing <= 0 else procrustes_weight(
             eye, settings.smoothing * weight + (1 - settings.smoothing) * new)
         if on_round is not None:
             on_round(round_, weight, len(sources))
