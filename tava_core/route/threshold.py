@@ -38,7 +38,7 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, level: float) -> 
     return float(np.interp(level, position, v))
 
 
-def sorted_quantile(ordered: Sequence[float], level: float) -> float:
+def sorted_quantile(ordered: Sequence[float] | np.ndarray, level: float) -> float:
     """``weighted_quantile`` with equal weights, of values already in ascending order (an index and
     one interpolation)."""
     n = len(ordered)
