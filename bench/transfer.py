@@ -139,7 +139,8 @@ def queries_per_second(encoder, texts: list[str], repeats: int = 2) -> float:
     return best
 
 
-def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], speed_texts: list[str] | None) -> dict:
+def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], speed_texts: list[str] | None,
+                     adapters: dict[str, dict[str, Any]] | None = None) -> dict:
     from tava_core.encoders import load_encoder
 
     student = load_encoder(str(student_dir), cache=False)
@@ -162,6 +163,9 @@ def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], sp
             "retention": round(float(s.mean() / t.mean()), 4),
             "retention_95": [round(1 + gap["low"] / float(t.mean()), 4), round(1 + gap["high"] / float(t.mean()), 4)],
             "difference_95": [round(gap["low"], 4), round(gap["high"], 4)], "queries": gap["queries"]}
+        if adapters and data.name in adapters:
+            out[f"{data.name}/{split}"]["adapted"] = adapted_scores(student_q, adapters[data.name], data, split,
+                                                                    docs, t, s)
     if speed_texts is None:
         return out
     # speed: the same queries, teacher then student, in this process
@@ -169,6 +173,67 @@ def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], sp
     student_qps = queries_per_second(student, speed_texts)
     out["speed"] = {"teacher_qps": round(teacher_qps, 1), "student_qps": round(student_qps, 1),
                     "speedup": round(student_qps / teacher_qps, 2), "queries": len(speed_texts), "batch_size": 64}
+    return out
+
+
+def adaptation_texts(teacher: str, data_name: str) -> list[TextSet]:
+    """Label-free text of a corpus that Stage B adapts on: its documents and their span views (the
+    built-in data: its documents, its unlabeled text and that text's spans), never its queries. Sets
+    whose teacher vectors are not cached are left out (mpnet's built-in unlabeled text)."""
+    if data_name == "scifact":
+        docs = scifact().docs
+        sets = [docs, spans(docs)]
+    else:
+        built, unlabeled = builtin()
+        sets = [built.docs, unlabeled, spans(unlabeled)]
+    return [s for s in sets if teacher_vectors(teacher, s, log=False, compute=False) is not None]
+
+
+def fit_adapters(student_dir: Path, teacher: str) -> dict[str, dict[str, Any]]:
+    """Stage B on each corpus's label-free text (the nightly-refresh case: a generic student, new
+    documents): the learned adapter (tava's paired defaults, 'auto' start) and every closed form fitted
+    on the same training pairs, so the learned part is measured against its own start."""
+    from tava_core.adapter.baselines import fit_baselines
+    from tava_core.adapter.config import AdapterConfig
+    from tava_core.adapter.run import train_adapter_from_arrays
+    from tava_core.adapter.trainer import resolve_init
+    from tava_core.encoders import load_encoder
+
+    student = load_encoder(str(student_dir), cache=False)
+    config = AdapterConfig(mode="paired")
+    fitted: dict[str, dict[str, Any]] = {}
+    for data_name in ("scifact", "builtin"):
+        sets = adaptation_texts(teacher, data_name)
+        texts = [t for s in sets for t in s.texts]
+        y = np.concatenate([teacher_vectors(teacher, s, log=False, compute=False) for s in sets]).astype(np.float32)
+        began = time.perf_counter()
+        x = student.encode(texts, kind="document", batch_size=64).astype(np.float32)
+        run = train_adapter_from_arrays(x, y, config, name=f"adapt-{data_name}")
+        start, evidence = resolve_init(config, run.data.student, run.data.teacher, paired=True)
+        maps = fit_baselines(run.data.student, run.data.teacher)
+        fitted[data_name] = {"adapter": run.result.adapter, "closed_forms": maps, "start": start,
+                             "info": {"texts": len(texts), "sets": [s.name for s in sets], "start": start,
+                                      "start_evidence": evidence, "best_step": run.result.best_step,
+                                      "steps": run.result.steps, "stopped": run.result.stopped,
+                                      "seconds": round(time.perf_counter() - began, 1)}}
+    return fitted
+
+
+def adapted_scores(student_q: np.ndarray, fitted: dict[str, Any], data: Retrieval, split: str,
+                   docs: np.ndarray, teacher_scores: np.ndarray, student_scores: np.ndarray) -> dict[str, Any]:
+    """nDCG@10 of the student's queries through each closed form and the learned adapter; share of the
+    student's gap to the teacher each recovers; the learned adapter against its own start (95% paired)."""
+    gap = float(teacher_scores.mean() - student_scores.mean())
+    out: dict[str, Any] = {"training": fitted["info"]}
+    per_map: dict[str, np.ndarray] = {name: score(m(student_q), data, split, docs)
+                                      for name, m in fitted["closed_forms"].items()}
+    per_map["learned"] = score(fitted["adapter"].map_numpy(student_q), data, split, docs)
+    for name, values in per_map.items():
+        out[name] = {"ndcg_at_10": round(float(values.mean()), 4),
+                     "retention": round(float(values.mean() / teacher_scores.mean()), 4),
+                     "gap_recovered": round(float(values.mean() - student_scores.mean()) / gap, 4) if gap > 0 else None}
+    versus = paired_bootstrap(per_map["learned"], per_map[fitted["start"]])
+    out["learned_minus_start_95"] = [round(versus["low"], 4), round(versus["high"], 4)]
     return out
 
 
@@ -200,6 +265,13 @@ def table(phase: str) -> str:
             low, high = cell["retention_95"]
             lines.append(f"| {name} | {key} | {cell['teacher_ndcg_at_10']:.4f} | {cell['student_ndcg_at_10']:.4f} | "
                          f"{cell['retention']:.3f} ({low:.3f}-{high:.3f}) | {speed}x |")
+            adapted = cell.get("adapted", {})
+            for map_name, result in adapted.items():
+                if isinstance(result, dict) and "ndcg_at_10" in result:
+                    start = " (start)" if map_name == adapted["training"]["start"] else ""
+                    versus = f", learned - start {adapted['learned_minus_start_95']}" if map_name == "learned" else ""
+                    lines.append(f"| + adapter {map_name}{start} | {key} | | {result['ndcg_at_10']:.4f} | "
+                                 f"{result['retention']:.3f} (gap recovered {result['gap_recovered']}{versus}) | |")
     return "\n".join(lines)
 
 
@@ -237,6 +309,9 @@ def main() -> None:
                         help="SciFact test queries timed (mpnet runs ~1 query/s on this shared CPU)")
     parser.add_argument("--ridge-texts", type=int, default=2048,
                         help="texts the transformer student's projection is ridge-fitted on before training")
+    parser.add_argument("--adapt", action="store_true",
+                        help="also fit Stage B on each corpus's documents (+ spans) and score the closed forms and "
+                             "the learned adapter (the generic student + nightly adapter case)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -265,9 +340,10 @@ def main() -> None:
         sci = scifact()
         speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
         speed = None   # measured once, with the first phase's scoring
+        adapters = fit_adapters(student_dir, args.teacher) if args.adapt else None
         for phase in phases:
             scores = evaluate_student(student_dir, args.teacher, DEV_SPLIT if phase == "dev" else TEST_SPLIT,
-                                      speed_texts if speed is None else None)
+                                      speed_texts if speed is None else None, adapters)
             speed = scores.get("speed", speed)
             scores["speed"] = speed
             row = {"phase": phase, "teacher": args.teacher, "student": args.student, "train": args.train,
