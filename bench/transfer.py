@@ -98,7 +98,7 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
     teacher_dir = resolve_model_path(teacher)
     split = check_corpus_size(len(texts), config)
     cache = BENCH_HOME / "cache" / "model2vec" / teacher
-    student = build_student(config, teacher_dir, vectors.shape[1], cache_dir=cache)
+    student = build_student(config, teacher_dir, vectors.shape[1], cache_dir=cache, texts=texts)
     trainer = Trainer(student, texts, vectors, config, work / "checkpoints", split=split, progress=True)
     start_cosine = None
     if isinstance(student, TransformerStudent) and student.projection is not None:
@@ -305,6 +305,8 @@ def main() -> None:
                         help="use only the first N span views of the generic passages (mpnet's are costly)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: DistillConfig's)")
     parser.add_argument("--static-init", choices=["model2vec", "token_embeddings"], default="model2vec")
+    parser.add_argument("--static-vocabulary", type=int, default=0,
+                        help="static student: whole-word tokens added for the training text's frequent split words")
     parser.add_argument("--speed-queries", type=int, default=64,
                         help="SciFact test queries timed (mpnet runs ~1 query/s on this shared CPU)")
     parser.add_argument("--ridge-texts", type=int, default=2048,
@@ -329,6 +331,7 @@ def main() -> None:
         options["student_base"] = args.student_base
     if args.student == "static":
         options["static_init"] = args.static_init
+        options["static_vocabulary"] = args.static_vocabulary
     with_spans = args.spans == "on" or (args.spans == "auto" and args.teacher == "all-MiniLM-L6-v2")
     texts, vectors, sources = load_pairs(args.teacher, training_sets(args.train, args.target, args.generic,
                                                                      with_spans, args.span_texts))

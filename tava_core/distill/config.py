@@ -52,6 +52,11 @@ class DistillConfig(TavaModel):
     static_init: Literal["model2vec", "token_embeddings"] = Field("model2vec", description=(
         "Static student start: 'model2vec' distils the teacher's vocabulary (one forward pass per token, "
         "cached); 'token_embeddings' takes the teacher's input embeddings (instant, weaker)."))
+    static_vocabulary: int = Field(0, ge=0, description=(
+        "Static student with the model2vec start: add up to this many frequent words of the training "
+        "text that the teacher's tokenizer cuts into several pieces, as whole-word tokens whose start is "
+        "the teacher's own vector of the word (vocabulary expansion, as pyNIFE does; the distillation is "
+        "cached per word list). 0 = the teacher's vocabulary only."))
     projection: bool = Field(True, description=(
         "Learned linear projection to the teacher's dimension (a sentence-transformers Dense for a "
         "transformer student; folded into a static student's saved table, so free at query time). "

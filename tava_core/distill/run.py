@@ -59,19 +59,32 @@ def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
     if config.student == "static" and config.student_base:
         raise ConfigError("student_base applies to a transformer student only (a static student's table is "
                           "distilled from the teacher's own vocabulary)", hint="drop --student-base or use --student transformer")
+    if config.static_vocabulary and (config.student != "static" or config.static_init != "model2vec"):
+        raise ConfigError("static_vocabulary expands a static student's model2vec table (each new word is "
+                          "embedded by the teacher)", hint="use --student static --static-init model2vec, or "
+                          "--static-vocabulary 0")
     if config.warmup_steps >= config.steps and config.steps > 1:
         raise ConfigError(f"warmup_steps ({config.warmup_steps}) must be below steps ({config.steps})",
                           hint="lower --warmup-steps")
 
 
 def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int, *,
-                  cache_dir: Optional[Path] = None) -> Student:
-    """A fresh student; ``cache_dir`` keeps the model2vec distillation of a static student's teacher."""
+                  cache_dir: Optional[Path] = None, texts: Sequence[str] = ()) -> Student:
+    """A fresh student; ``cache_dir`` keeps the model2vec distillation of a static student's teacher;
+    ``texts`` (the training text) supply the words of ``config.static_vocabulary``."""
     projection = config.projection
     if config.student == "static":
+        vocabulary: list[str] = []
+        if config.static_vocabulary:
+            from tokenizers import Tokenizer
+
+            from .vocabulary import frequent_split_words
+
+            tokenizer = Tokenizer.from_file(str(Path(teacher_dir) / "tokenizer.json"))
+            vocabulary = frequent_split_words(texts, tokenizer, config.static_vocabulary)
         return StaticStudent.from_teacher(teacher_dir, static_dim=config.static_dim, projection=projection,
                                           teacher_dim=teacher_dim, max_length=config.max_length, seed=config.seed,
-                                          init=config.static_init, cache_dir=cache_dir)
+                                          init=config.static_init, cache_dir=cache_dir, vocabulary=vocabulary)
     base_dir = resolve_model_path(config.student_base) if config.student_base else teacher_dir
     return TransformerStudent.from_teacher(base_dir, layers=config.layers, projection=projection,
                                            teacher_dim=teacher_dim, max_length=config.max_length,
@@ -187,7 +200,7 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
         return student_record(done, out, reused=True)
 
     student = build_student(config, teacher_dir, teacher.dim,
-                            cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12])
+                            cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12], texts=data.texts)
     trainer = Trainer(student, data.texts, data.vectors, config, work_dir_for(out), split=split,
                       data_key=data.key, progress=progress)
     if config.fit_projection and isinstance(student, TransformerStudent) and student.projection is not None \

@@ -251,10 +251,12 @@ class StaticStudent(nn.Module):
     @classmethod
     def from_teacher(cls, teacher_dir: Path, *, static_dim: Optional[int], projection: bool, teacher_dim: int,
                      max_length: int = 128, seed: int = 0, init: str = "model2vec",
-                     cache_dir: Optional[Path] = None) -> "StaticStudent":
+                     cache_dir: Optional[Path] = None, vocabulary: Sequence[str] = ()) -> "StaticStudent":
         """Initialise the table with model2vec's distillation of the teacher's vocabulary (one
         forward pass per token, offline), kept in the teacher's space; with ``static_dim`` smaller,
-        PCA-reduce it and start the projection as the inverse PCA map (so step 0 == model2vec)."""
+        PCA-reduce it and start the projection as the inverse PCA map (so step 0 == model2vec).
+        ``vocabulary``: whole words added to the teacher's vocabulary (``vocabulary.py``), each
+        starting at the teacher's vector of the word (model2vec init only)."""
         _quiet_transformers()
         torch.manual_seed(seed)
         dim = static_dim or teacher_dim
@@ -265,7 +267,10 @@ class StaticStudent(nn.Module):
             raise ConfigError(f"a static student of dimension {dim} cannot match the teacher's {teacher_dim} "
                               "without a projection", hint="enable --projection or leave static_dim empty")
         if init == "model2vec":
-            table, tokenizer = _model2vec_table(Path(teacher_dir), cache_dir)
+            table, tokenizer = _model2vec_table(Path(teacher_dir), cache_dir, list(vocabulary))
+        elif vocabulary:
+            raise ConfigError("vocabulary expansion needs the model2vec start (it embeds each new word with "
+                              "the teacher)", hint="use static_init model2vec or static_vocabulary 0")
         else:  # the teacher's input token embeddings: instant, a weaker start
             from tokenizers import Tokenizer
             from transformers import AutoModel
@@ -341,18 +346,25 @@ class StaticStudent(nn.Module):
         return directory
 
 
-def _model2vec_table(teacher_dir: Path, cache_dir: Optional[Path]) -> tuple[torch.Tensor, Any]:
-    """model2vec's distillation of the teacher vocabulary, in the teacher's space (no PCA, float32),
-    cached in ``cache_dir`` (it costs a forward pass per vocabulary token)."""
+def _model2vec_table(teacher_dir: Path, cache_dir: Optional[Path],
+                     vocabulary: Optional[list[str]] = None) -> tuple[torch.Tensor, Any]:
+    """model2vec's distillation of the teacher vocabulary (+ ``vocabulary``'s whole words), in the
+    teacher's space (no PCA, float32), cached in ``cache_dir`` -- per word list, under a subdirectory
+    named by its hash (it costs a forward pass per vocabulary token)."""
     from model2vec import StaticModel
 
+    if cache_dir is not None and vocabulary:
+        from ..io import stable_hash
+
+        cache_dir = Path(cache_dir) / f"vocabulary-{stable_hash(vocabulary)[:16]}"
     if cache_dir is not None and (Path(cache_dir) / "model.safetensors").is_file():
         static = StaticModel.from_pretrained(Path(cache_dir))
     else:
         from model2vec.distill import distill
 
         try:
-            static = distill(str(teacher_dir), pca_dims=None, quantize_to="float32", device="cpu")
+            static = distill(str(teacher_dir), vocabulary=vocabulary or None, pca_dims=None, quantize_to="float32",
+                             device="cpu")
         except Exception as exc:  # noqa: BLE001 - model2vec / transformers errors become one message
             raise ModelLoadError(f"model2vec could not distil the teacher: {exc}", path=teacher_dir) from None
         if cache_dir is not None:
