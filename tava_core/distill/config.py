@@ -56,7 +56,9 @@ class DistillConfig(TavaModel):
         "Static student with the model2vec start: add up to this many frequent words of the training "
         "text that the teacher's tokenizer cuts into several pieces, as whole-word tokens whose start is "
         "the teacher's own vector of the word (vocabulary expansion, as pyNIFE does; the distillation is "
-        "cached per word list). 0 = the teacher's vocabulary only."))
+        "cached per word list). 0 = the teacher's vocabulary only, the default: 5,000 words from generic "
+        "passages + SciFact's documents lowered a MiniLM static student on SciFact's dev queries from 0.860 "
+        "to 0.797 of the teacher and on the built-in data from 0.954 to 0.930 (bench/transfer.py)."))
     projection: bool = Field(True, description=(
         "Learned linear projection to the teacher's dimension (a sentence-transformers Dense for a "
         "transformer student; folded into a static student's saved table, so free at query time). "
