@@ -26,6 +26,7 @@ from ..io import atomic_directory, read_json, sha256_file, write_json
 from ..modeldir import ENCODER_MARKER
 from .calibrate import Calibration, confidence
 from .config import ThresholdPolicy
+from .fast import CompiledConfidence
 from .signals import SignalModel
 from .threshold import LiveThreshold
 
@@ -107,13 +108,14 @@ class RoutedEncoder(Encoder):
 
     ``threshold.threshold`` stays the calibrated one (what drift is measured against); with a
     budget and an adaptive ``routing`` policy, ``live`` decides instead (``live.threshold`` is the
-    threshold it used last)."""
+    threshold it used last). ``fast_path`` (default) scores confidence with the compiled form
+    (fast.py: the same numbers up to float rounding); False keeps ``calibrate.confidence``."""
 
     normalized = True
 
     def __init__(self, student: Encoder, teacher: Encoder, signal_model: SignalModel, calibration: Calibration,
                  threshold: Threshold, *, weights_sha256: str, name: str,
-                 routing: Optional[ThresholdPolicy] = None) -> None:
+                 routing: Optional[ThresholdPolicy] = None, fast_path: bool = True) -> None:
         if student.dim != teacher.dim:
             raise ModelLoadError(f"the router's student gives {student.dim}-d vectors, its teacher {teacher.dim}-d",
                                  hint="route a student whose vectors are in the teacher's space (Stage A, or + adapter)")
@@ -124,6 +126,8 @@ class RoutedEncoder(Encoder):
         adaptive = self.routing.mode == "adaptive" and threshold.mode == "budget"
         self.live = LiveThreshold(self.routing, threshold.value, calibration.quantiles) if adaptive else None
         self.weights_sha256 = weights_sha256
+        self.fast_path = fast_path
+        self._compiled = CompiledConfidence(signal_model, calibration) if fast_path else None
         self.name = name
         self.dim = teacher.dim
         self.queries_seen = 0
@@ -142,9 +146,12 @@ class RoutedEncoder(Encoder):
         policy); statistics and the live window start at zero."""
         return RoutedEncoder(self.student, self.teacher, self.signal_model, self.calibration,
                              threshold_from(self.calibration, teacher_budget=teacher_budget),
-                             weights_sha256=self.weights_sha256, name=self.name, routing=routing or self.routing)
+                             weights_sha256=self.weights_sha256, name=self.name, routing=routing or self.routing,
+                             fast_path=self.fast_path)
 
     def confidence(self, texts: Sequence[str], student_vectors: np.ndarray) -> np.ndarray:
+        if self._compiled is not None:
+            return self._compiled(texts, student_vectors)
         return confidence(self.signal_model, self.calibration, texts, student_vectors)
 
     def route(self, texts: Sequence[str], *, batch_size: int | None = None) -> dict[str, np.ndarray]:
