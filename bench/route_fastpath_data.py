@@ -7,9 +7,9 @@ signal model's heads, banks and document bank), not on how well the student was 
 teacher's own input token embeddings as a model2vec table (bench/route.py's "te0": 30,522 x 384,
 the teacher's WordPiece tokenizer, like the model2vec start of the trained students). The
 signals are fitted on 2,000 generic passages (setting a's kind of training text) with their
-teacher vectors; the document bank is the teacher's vectors of all 5,183 SciFact documents (cut
-at 64 tokens to keep the teacher's time down: the bank's shape, hence its cost, is the full
-bank's); the combiner is calibrated on 1,000 span views of the corpus (seed 1234) against the
+teacher vectors; the document bank is the teacher's vectors of all 5,183 SciFact documents, cut
+at 24 tokens (title and first words: the teacher gets ~10% of a core on this machine, and the
+bank's shape, hence its cost, is the full bank's either way); the combiner is calibrated on 1,000 span views of the corpus (seed 1234) against the
 true top-10 agreement, as `tava calibrate-router` does. Everything is cached under
 .tava/route-fastpath/ (teacher vectors by content).
 """
@@ -31,7 +31,7 @@ from bench.shared_data import PASSAGES, ROOT, SCIFACT
 CACHE = ROOT / ".tava" / "route-fastpath"
 REFERENCE_PASSAGES = 2000
 CALIBRATION_SPANS = 1000
-DOCUMENT_TOKENS = 64
+DOCUMENT_TOKENS = 24
 
 
 @dataclass

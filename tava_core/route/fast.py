@@ -70,15 +70,13 @@ class CompiledConfidence:
             add("knn_distance", model.pca)
             self.knn_bank_t = np.ascontiguousarray(model.bank.T)                     # (pca_dim, n_bank)
             self.knn = min(model.knn, int(model.bank.shape[0]))
-        self.matrix = np.ascontiguousarray(np.concatenate(blocks, axis=1)) if blocks else np.zeros((d, 0), np.float32)
         # student-vector features: sum_j coef_j ((s - pca_mean) @ pca[:, j]) = s @ direction - offset
         k = calibration.vector_components
-        self.direction: np.ndarray | None = None
         if k:
             basis = model.pca[:, 1:k + 1].astype(np.float64)
-            vec_coef = coef[len(signals):len(signals) + k]
-            self.direction = basis @ vec_coef
-            self.bias -= float(model.pca_mean.astype(np.float64) @ self.direction)
+            direction = basis @ coef[len(signals):len(signals) + k]
+            self.bias -= float(model.pca_mean.astype(np.float64) @ direction)
+            add("direction", direction[:, None])
         self.words = bool(self.signals & set(WORD_SIGNALS))
         self.total = float(model.info.get("training_texts", 1))
         self.retrieval = sorted(self.signals & set(RETRIEVAL_SIGNALS))
@@ -86,19 +84,27 @@ class CompiledConfidence:
             if not model.documents.size:
                 raise ValueError(f"signals {self.retrieval} need the served corpus' documents: fit the signal model "
                                  "with documents=... (fit_router passes the corpus)")
-            # the reference's scores: unit @ documents.T, or through the folded PCA bank
-            self.doc_matrix = (model.documents.T if not model.doc_pca.size
-                               else np.ascontiguousarray(model.doc_pca @ model.documents.T))
-            n_docs = self.doc_matrix.shape[1]
-            self.top_n = min(max(ENTROPY_TOP, 11), n_docs)
+            # a PCA bank is scored in two steps, query -> basis (in the one matrix) -> documents: for any
+            # bank bigger than ~100 documents that reads less memory than the folded (d, n_docs) matrix
+            if model.doc_pca.size:
+                add("doc_pca", model.doc_pca)
+            self.doc_matrix = np.ascontiguousarray(model.documents.T)                # (d or pca, n_docs)
+            self.top_n = min(max(ENTROPY_TOP, 11), self.doc_matrix.shape[1])
+            if "retrieval_map_change" in self.signals:
+                add("forward", model.forward)
+        self.matrix = np.ascontiguousarray(np.concatenate(blocks, axis=1)) if blocks else np.zeros((d, 0), np.float32)
 
     def __call__(self, texts: Sequence[str], student: np.ndarray) -> np.ndarray:
         """Predicted agreement per text (float32), as ``calibrate.confidence``."""
         norms = np.linalg.norm(student, axis=1, keepdims=True)
         s = (student / np.maximum(norms, 1e-12)).astype(np.float32)
+        return self.score(texts, s, s @ self.matrix)
+
+    def score(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
+        """The confidence from the unit query vectors ``s`` and ``projected = s @ self.matrix``
+        (which a static student can deliver without the product: fused.py)."""
         score = np.full(len(s), self.bias)
         if self.matrix.shape[1]:
-            projected = s @ self.matrix
             if "head_disagreement" in self.coef:
                 mapped = projected[:, self._slices["head_disagreement"]].reshape(len(s), self.n_heads, self.head_dim)
                 lengths = np.maximum(np.linalg.norm(mapped, axis=2, keepdims=True), 1e-12)
@@ -114,12 +120,12 @@ class CompiledConfidence:
                 width = sims.shape[1]
                 nearest = np.partition(sims, width - self.knn, axis=1)[:, -self.knn:]
                 score += self.coef["knn_distance"] * (1.0 - nearest.mean(axis=1)).astype(np.float32)
-        if self.direction is not None:
-            score += s.astype(np.float64) @ self.direction
+            if "direction" in self._slices:
+                score += projected[:, self._slices["direction"]][:, 0]
         if self.words:
             score += self._word_terms(texts)
         if self.retrieval:
-            score += self._retrieval_terms(s)
+            score += self._retrieval_terms(s, projected)
         return score.astype(np.float32)
 
     def _word_terms(self, texts: Sequence[str]) -> np.ndarray:
@@ -145,8 +151,9 @@ class CompiledConfidence:
             out[row] = value
         return out
 
-    def _retrieval_terms(self, s: np.ndarray) -> np.ndarray:
-        scores = s @ self.doc_matrix                                          # (n, n_docs)
+    def _retrieval_terms(self, s: np.ndarray, projected: np.ndarray) -> np.ndarray:
+        reduced = projected[:, self._slices["doc_pca"]] if "doc_pca" in self._slices else s
+        scores = reduced @ self.doc_matrix                                    # (n, n_docs)
         n_docs = scores.shape[1]
         out = np.zeros(len(s))
         if "retrieval_contrast" in self.coef:
@@ -168,8 +175,10 @@ class CompiledConfidence:
             p /= p.sum(axis=1, keepdims=True)
             out += coef["retrieval_entropy"] * (-(p * np.log(np.maximum(p, 1e-30))).sum(axis=1) / np.log(self.top_n))
         if "retrieval_map_change" in coef:
-            mapped = s @ self.model.forward
+            mapped = projected[:, self._slices["forward"]]
             mapped = (mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            if "doc_pca" in self._slices:
+                mapped = mapped @ self.model.doc_pca
             moved = mapped @ self.doc_matrix
             k = min(10, n_docs)
             a = np.argpartition(-scores, k - 1, axis=1)[:, :k]

@@ -13,6 +13,7 @@ the threshold follows the confidence of recent live queries). Documents are alwa
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -127,7 +128,9 @@ class RoutedEncoder(Encoder):
         self.live = LiveThreshold(self.routing, threshold.value, calibration.quantiles) if adaptive else None
         self.weights_sha256 = weights_sha256
         self.fast_path = fast_path
-        self._compiled = CompiledConfidence(signal_model, calibration) if fast_path else None
+        # (compiled confidence, fused static path or None): built at the first query, shared by with_budget
+        self._fast_parts: Optional[tuple[CompiledConfidence, Any]] = None
+        self._fast_lock = threading.Lock()
         self.name = name
         self.dim = teacher.dim
         self.queries_seen = 0
@@ -144,29 +147,44 @@ class RoutedEncoder(Encoder):
     def with_budget(self, teacher_budget: float, routing: Optional[ThresholdPolicy] = None) -> "RoutedEncoder":
         """The same router with its threshold set by another budget (and optionally another routing
         policy); statistics and the live window start at zero."""
-        return RoutedEncoder(self.student, self.teacher, self.signal_model, self.calibration,
-                             threshold_from(self.calibration, teacher_budget=teacher_budget),
-                             weights_sha256=self.weights_sha256, name=self.name, routing=routing or self.routing,
-                             fast_path=self.fast_path)
+        other = RoutedEncoder(self.student, self.teacher, self.signal_model, self.calibration,
+                              threshold_from(self.calibration, teacher_budget=teacher_budget),
+                              weights_sha256=self.weights_sha256, name=self.name, routing=routing or self.routing,
+                              fast_path=self.fast_path)
+        other._fast_parts = self._fast_parts      # they depend on the signals and combiner only
+        return other
+
+    def _fast(self) -> tuple[CompiledConfidence, Any]:
+        if self._fast_parts is None:
+            with self._fast_lock:
+                if self._fast_parts is None:
+                    compiled = CompiledConfidence(self.signal_model, self.calibration)
+                    self._fast_parts = (compiled, _fused_static(self.student, compiled))
+        return self._fast_parts
 
     def confidence(self, texts: Sequence[str], student_vectors: np.ndarray) -> np.ndarray:
-        if self._compiled is not None:
-            return self._compiled(texts, student_vectors)
+        if self.fast_path:
+            return self._fast()[0](texts, student_vectors)
         return confidence(self.signal_model, self.calibration, texts, student_vectors)
 
     def route(self, texts: Sequence[str], *, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """Vectors plus what happened: ``routed`` (bool per query) and ``confidence``."""
         texts = list(texts)
-        vectors = self.student.encode(texts, kind="query", batch_size=batch_size)
-        scores = self.confidence(texts, vectors) if texts else np.zeros(0, np.float32)
+        fused = self._fast()[1] if self.fast_path else None
+        if fused is not None and texts:
+            vectors, scores = fused(texts)
+        else:
+            vectors = self.student.encode(texts, kind="query", batch_size=batch_size)
+            scores = self.confidence(texts, vectors) if texts else np.zeros(0, np.float32)
         routed = self.live.decide(scores) if self.live is not None else scores < self.threshold.threshold
-        if routed.any():
+        sent = int(np.count_nonzero(routed))
+        if sent:
             picked = [texts[i] for i in np.flatnonzero(routed)]
             vectors = vectors.copy()
             vectors[routed] = self.teacher.encode(picked, kind="query", batch_size=batch_size)
         self.queries_seen += len(texts)
-        self.queries_routed += int(routed.sum())
-        self.last_routed_share = float(routed.mean()) if len(texts) else 0.0
+        self.queries_routed += sent
+        self.last_routed_share = sent / len(texts) if texts else 0.0
         return {"vectors": vectors, "routed": routed, "confidence": scores}
 
     def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
@@ -184,6 +202,19 @@ class RoutedEncoder(Encoder):
         return {**super().info(), "student": self.student.info(), "teacher": self.teacher.info(),
                 "threshold": self.threshold.__dict__, "routing": self.routing.model_dump(mode="json"),
                 "live": self.live.state() if self.live is not None else None, "routed_share": self.routed_share}
+
+
+def _fused_static(student: Encoder, compiled: CompiledConfidence) -> Any:
+    """A static student's one-pass vectors + confidence (fused.py) when its widened table fits
+    ``fused.MAX_TABLE_BYTES``; None for any other student (an adapted or transformer student pays
+    for its own encoding many times over, and its confidence goes through ``compiled``)."""
+    from ..encoders.static import StaticEncoder
+
+    if type(student) is not StaticEncoder:
+        return None
+    from .fused import MAX_TABLE_BYTES, FusedStatic, fused_table_bytes
+
+    return FusedStatic(student, compiled) if fused_table_bytes(student, compiled) <= MAX_TABLE_BYTES else None
 
 
 def _load_part(directory: Path, record: dict, role: str, outer: Optional[EncoderSpec]) -> Encoder:

@@ -104,3 +104,38 @@ def test_router_fast_path_routes_exactly_like_the_reference_path(router_dir, sta
         assert np.allclose(got["vectors"], want["vectors"], rtol=0, atol=1e-6)
         assert fast.routed_share == ref.routed_share
     assert router(True).with_budget(0.5).fast_path and not router(False).with_budget(0.5).fast_path
+
+
+@pytest.mark.parametrize("name", ["default", "everything", "retrieval_entropy"])
+def test_fused_static_path_gives_the_students_vectors_and_the_compiled_confidence(vectors, static_student, name):
+    from tava_core.config import EncoderSpec
+    from tava_core.encoders.static import StaticEncoder
+    from tava_core.route.fused import FusedStatic
+
+    signals, k = SETS[name]
+    model, calibration = _fitted(vectors, signals, k, doc_pca_dim=4 if name == "retrieval_entropy" else 0)
+    compiled = CompiledConfidence(model, calibration)
+    texts, _ = vectors["queries"]
+    for spec in (None, EncoderSpec(model=str(static_student), query_prefix="query: ", max_length=8)):
+        student = StaticEncoder(static_student, spec)
+        fused = FusedStatic(student, compiled)
+        got_vectors, got_scores = fused(texts)
+        want_vectors = student.encode(texts, kind="query")
+        assert np.allclose(got_vectors, want_vectors, rtol=0, atol=1e-6)
+        # the word signals read the query without its prefix, as the reference path does
+        assert np.allclose(got_scores, confidence(model, calibration, texts, want_vectors), rtol=0, atol=1e-5)
+        assert np.allclose(np.concatenate([fused([t])[1] for t in texts]), got_scores, rtol=0, atol=1e-5)
+
+
+def test_fused_path_is_skipped_over_its_memory_cap(router_dir, monkeypatch):
+    from tava_core.encoders import load_encoder
+    from tava_core.route import fused
+
+    router = load_encoder(str(router_dir), cache=False)
+    router.route(["a query"])
+    assert isinstance(router._fast()[1], fused.FusedStatic)
+    monkeypatch.setattr(fused, "MAX_TABLE_BYTES", 1024)
+    small = load_encoder(str(router_dir), cache=False)
+    out = small.route(QUERIES)
+    assert small._fast()[1] is None
+    assert np.allclose(out["confidence"], router.route(QUERIES)["confidence"], rtol=0, atol=1e-5)
