@@ -65,8 +65,9 @@ def router_settings() -> dict[str, Any]:
 
 
 def build_routers(fx: Fixture, names: Sequence[str]) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """Per score: the signal model, the calibration, and the two router encoders (reference and
-    compiled confidence), each with a budget of 0 and the fixed policy: nothing goes to the teacher."""
+    """Per score: the signal model, the calibration, and three router encoders -- reference
+    confidence, compiled confidence after the student's own encode, and the fused static path
+    (the default) -- each with a budget of 0 and the fixed policy: nothing goes to the teacher."""
     from tava_core.encoders import load_encoder
     from tava_core.route.build import TextVectors, fit_router
     from tava_core.route.config import ThresholdPolicy
@@ -82,12 +83,13 @@ def build_routers(fx: Fixture, names: Sequence[str]) -> tuple[Any, dict[str, dic
     for name in names:
         model, fitted = fit_router(reference, calibration, fx.documents, settings[name])
 
-        def router(fast: bool, model=model, fitted=fitted) -> RoutedEncoder:
+        def router(fast: bool, fuse: bool = True, model=model, fitted=fitted) -> RoutedEncoder:
             return RoutedEncoder(student, teacher, model, fitted, threshold_from(fitted, teacher_budget=0.0),
                                  weights_sha256="bench", name="bench", routing=ThresholdPolicy(mode="fixed"),
-                                 fast_path=fast)
+                                 fast_path=fast, fuse_static=fuse)
 
-        out[name] = {"model": model, "calibration": fitted, "reference": router(False), "fast": router(True),
+        out[name] = {"model": model, "calibration": fitted, "reference": router(False),
+                     "compiled": router(True, fuse=False), "fast": router(True),
                      "settings": settings[name].model_dump(mode="json")}
     return student, out
 
@@ -103,22 +105,31 @@ def agreement(routers: dict[str, Any], texts: Sequence[str], student) -> dict[st
     same = {str(b): bool(np.array_equal(ref < calibration.threshold_for_budget(b),
                                         fast < calibration.threshold_for_budget(b))) for b in (0.1, 0.2)}
     a, b = routers["reference"].route(list(texts)), routers["fast"].route(list(texts))
+    fused_single = np.concatenate([routers["fast"].route([t])["confidence"] for t in texts])
+    assert routers["fast"]._fast()[1] is not None, "the fused static path was not built"
     return {"queries": len(texts), "max_abs_confidence_difference": float(np.abs(ref - fast).max()),
+            "max_abs_confidence_difference_fused_route": float(np.abs(a["confidence"] - b["confidence"]).max()),
+            "max_abs_confidence_difference_fused_route_batch1": float(np.abs(a["confidence"] - fused_single).max()),
+            "max_abs_vector_difference_fused_route": float(np.abs(a["vectors"] - b["vectors"]).max()),
+            "same_routing_fused_route_at_budget": {
+                str(budget): bool(np.array_equal(a["confidence"] < calibration.threshold_for_budget(budget),
+                                                 b["confidence"] < calibration.threshold_for_budget(budget)))
+                for budget in (0.1, 0.2)},
             "max_abs_difference_batch_vs_single": float(np.abs(fast - single).max()),
-            "confidence_spread": float(ref.std()), "same_decisions_at_budget": same,
-            "same_vectors": bool(np.array_equal(a["vectors"], b["vectors"]))}
+            "confidence_spread": float(ref.std()), "same_decisions_at_budget": same}
 
 
 def per_query(fn: Callable[[list[str]], Any], texts: Sequence[str], batch: int, repeats: int = 5) -> float:
-    """Median over ``repeats`` passes of seconds per query of ``fn`` on ``texts`` in batches."""
+    """Median over ``repeats`` passes of CPU seconds (process time: the other processes' share of
+    the core left out) per query of ``fn`` on ``texts`` in batches."""
     batches = [list(texts[i:i + batch]) for i in range(0, len(texts), batch)]
     fn(batches[0])
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         for b in batches:
             fn(b)
-        times.append((time.perf_counter() - start) / len(texts))
+        times.append((time.process_time() - start) / len(texts))
     return float(np.median(times))
 
 
@@ -162,8 +173,12 @@ def breakdown(student, routers: dict[str, Any], texts: Sequence[str]) -> dict[st
                                                         part, batch)
         us["route(), reference confidence"] = per_query(lambda b: routers["reference"].route(b, batch_size=len(b)),
                                                         part, batch)
-        us["route(), compiled confidence"] = per_query(lambda b: routers["fast"].route(b, batch_size=len(b)),
+        us["route(), compiled confidence"] = per_query(lambda b: routers["compiled"].route(b, batch_size=len(b)),
                                                        part, batch)
+        fused = routers["fast"]._fast()[1]
+        us["fused student + confidence (fused.py)"] = per_query(fused, part, batch)
+        us["route(), fused static path"] = per_query(lambda b: routers["fast"].route(b, batch_size=len(b)),
+                                                     part, batch)
         us["route() overhead beyond student + confidence"] = (
             us["route(), reference confidence"] - us["student.encode"]
             - (us["reference confidence (calibrate.confidence)"] - us["reference: stack the cached vectors (bench only)"]))
@@ -185,8 +200,12 @@ def breakdown(student, routers: dict[str, Any], texts: Sequence[str]) -> dict[st
     return out
 
 
-def compare(student, routers: dict[str, Any], texts: Sequence[str], rounds: int) -> dict[str, Any]:
-    """Student alone, reference route, compiled route and the adaptive threshold, interleaved."""
+PATHS = ("reference", "compiled", "fast")
+
+
+def compare(student, routers: dict[str, Any], texts: Sequence[str], rounds: int,
+            clock: Callable[[], float]) -> dict[str, Any]:
+    """Student alone, the three router paths and the adaptive threshold, interleaved."""
     from tava_core.route.config import ThresholdPolicy
     from tava_core.route.threshold import LiveThreshold
 
@@ -199,11 +218,12 @@ def compare(student, routers: dict[str, Any], texts: Sequence[str], rounds: int)
         live.decide(np.resize(np.array(list(scores.values())), ThresholdPolicy().window))   # a full window
         calls = {"student": lambda t: student.encode(t, kind="query", batch_size=len(t)),
                  "reference": lambda t: routers["reference"].route(t, batch_size=len(t)),
+                 "compiled": lambda t: routers["compiled"].route(t, batch_size=len(t)),
                  "fast": lambda t: fast.route(t, batch_size=len(t)),
                  "live_threshold": lambda t, live=live: live.decide(np.array([scores[x] for x in t]))}
-        measured = interleaved_seconds(calls, part, batch_size=batch, rounds=rounds)
+        measured = interleaved_seconds(calls, part, batch_size=batch, rounds=rounds, clock=clock)
         sec = measured["seconds_per_query"]
-        for path in ("reference", "fast"):
+        for path in PATHS:
             measured[f"{path}_over_student"] = ratio(measured, path, "student")
             adaptive = ((np.array(sec[path]["rounds"]) + np.array(sec["live_threshold"]["rounds"]))
                         / np.array(sec["student"]["rounds"]))
@@ -253,17 +273,19 @@ def main() -> None:
         print(name, entry["agreement"], flush=True)
         if not args.no_breakdown:
             entry["breakdown_us_per_query"] = breakdown(student, routers[name], texts)
-        entry["compare"] = compare(student, routers[name], texts, args.rounds)
+        entry["compare"] = {"wall": compare(student, routers[name], texts, args.rounds, time.perf_counter),
+                            "cpu": compare(student, routers[name], texts, args.rounds, time.process_time)}
         entry["summary"] = {
-            b: {"reference_over_student": c["reference_over_student"]["median_of_round_ratios"],
-                "fast_over_student": c["fast_over_student"]["median_of_round_ratios"],
-                "fast_over_student_best_of_rounds": c["fast_over_student"]["ratio_of_best"],
-                "fast_over_student_iqr": c["fast_over_student"]["round_ratio_iqr"],
-                "fast_adaptive_over_student": c["fast_adaptive_over_student"],
-                "meets_2x": c["fast_adaptive_over_student"] <= 2.0 and c["fast_over_student"][
-                    "median_of_round_ratios"] <= 2.0,
-                "us_per_query": c["microseconds_per_query_median"]}
-            for b, c in entry["compare"].items()}
+            f"{clock}/batch{b}": {
+                **{f"{path}_over_student": round(c[f"{path}_over_student"]["median_of_round_ratios"], 3)
+                   for path in PATHS},
+                "fast_over_student_best_of_rounds": round(c["fast_over_student"]["ratio_of_best"], 3),
+                "fast_over_student_iqr": [round(x, 3) for x in c["fast_over_student"]["round_ratio_iqr"]],
+                "fast_adaptive_over_student": round(c["fast_adaptive_over_student"], 3),
+                "meets_2x": c["fast_adaptive_over_student"] <= 2.0,
+                "us_per_query_median": c["microseconds_per_query_median"],
+                "load_average": c["load_average_after"]}
+            for clock, per in entry["compare"].items() for b, c in per.items()}
         print(name, entry["summary"], flush=True)
         report["routers"][name] = entry
     report["machine"]["uptime_at_end"] = uptime()

@@ -21,6 +21,7 @@ Calibration keeps the reference path (it needs every signal separately, and leav
 """
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from typing import Sequence
@@ -32,6 +33,7 @@ from .signals import ENTROPY_TEMPERATURE, ENTROPY_TOP, RETRIEVAL_SIGNALS, SIGNAL
 
 _WORD = re.compile(r"\w+")
 WORD_SIGNALS = ("rare_word_share", "length", "word_rarity")
+WORD_CACHE = 100_000      # words whose (rare?, rarity) a compiled confidence keeps
 
 
 class CompiledConfidence:
@@ -78,6 +80,7 @@ class CompiledConfidence:
             self.bias -= float(model.pca_mean.astype(np.float64) @ direction)
             add("direction", direction[:, None])
         self.words = bool(self.signals & set(WORD_SIGNALS))
+        self._word_cache: dict[str, tuple[int, float]] = {}
         self.total = float(model.info.get("training_texts", 1))
         self.retrieval = sorted(self.signals & set(RETRIEVAL_SIGNALS))
         if self.retrieval:
@@ -107,9 +110,9 @@ class CompiledConfidence:
         if self.matrix.shape[1]:
             if "head_disagreement" in self.coef:
                 mapped = projected[:, self._slices["head_disagreement"]].reshape(len(s), self.n_heads, self.head_dim)
-                lengths = np.maximum(np.linalg.norm(mapped, axis=2, keepdims=True), 1e-12)
-                summed = (mapped / lengths).sum(axis=1)
-                spread = 1.0 - np.linalg.norm(summed, axis=1) / self.n_heads
+                inverse = 1.0 / np.maximum(np.sqrt(np.einsum("nhd,nhd->nh", mapped, mapped)), 1e-12)
+                summed = np.einsum("nhd,nh->nd", mapped, inverse)
+                spread = 1.0 - np.sqrt(np.einsum("nd,nd->n", summed, summed)) / self.n_heads
                 score += self.coef["head_disagreement"] * spread.astype(np.float32)
             if "cycle_error" in self.coef:
                 back = projected[:, self._slices["cycle_error"]]
@@ -119,7 +122,8 @@ class CompiledConfidence:
                 sims = projected[:, self._slices["knn_distance"]] @ self.knn_bank_t
                 width = sims.shape[1]
                 nearest = np.partition(sims, width - self.knn, axis=1)[:, -self.knn:]
-                score += self.coef["knn_distance"] * (1.0 - nearest.mean(axis=1)).astype(np.float32)
+                # sum / k is numpy's float32 mean exactly, without mean()'s Python-level overhead
+                score += self.coef["knn_distance"] * (1.0 - nearest.sum(axis=1) / self.knn).astype(np.float32)
             if "direction" in self._slices:
                 score += projected[:, self._slices["direction"]][:, 0]
         if self.words:
@@ -130,26 +134,39 @@ class CompiledConfidence:
 
     def _word_terms(self, texts: Sequence[str]) -> np.ndarray:
         """The word signals' share of the score, per text, in plain Python over each text's words
-        (a query has a few dozen: numpy's per-call cost would exceed the arithmetic)."""
-        counts_table = self.model.word_counts
-        rare_below, total = self.model.rare_below, self.total
+        (a query has a few dozen: numpy's per-call cost would exceed the arithmetic). Each word's
+        (rare?, rarity) is looked up once and kept: queries repeat their vocabulary."""
         c_rare, c_len, c_rarity = (self.coef.get(n, 0.0) for n in WORD_SIGNALS)
+        cache, lookup = self._word_cache, self._word_value
         out = np.zeros(len(texts))
         for row, text in enumerate(texts):
             words = _WORD.findall(text.lower())
             n = len(words)
             if not n:
                 continue    # the reference gives 0 for all three (log1p(0) = 0)
-            counts = counts_table[[zlib.crc32(w.encode()) % WORD_BUCKETS for w in words]].astype(np.float64)
-            value = 0.0
+            rare, rarity = 0, 0.0
+            for word in words:          # in order: the same sum as the reference's reduceat
+                value = cache.get(word) or lookup(word)
+                rare += value[0]
+                rarity += value[1]
+            total = 0.0
             if c_rare:
-                value += c_rare * float(np.float32(np.count_nonzero(counts < rare_below) / n))
+                total += c_rare * float(np.float32(rare / n))
             if c_len:
-                value += c_len * float(np.log1p(np.float32(n)))
+                total += c_len * float(np.log1p(np.float32(n)))
             if c_rarity:
-                value += c_rarity * float(np.float32(np.log((total + 1.0) / (counts + 1.0)).sum() / n))
-            out[row] = value
+                total += c_rarity * float(np.float32(rarity / n))
+            out[row] = total
         return out
+
+    def _word_value(self, word: str) -> tuple[int, float]:
+        """(1 if rare else 0, log((N + 1) / (count + 1))) of a word, as signals._word_stats grades it."""
+        count = int(self.model.word_counts[zlib.crc32(word.encode()) % WORD_BUCKETS])
+        value = (int(count < self.model.rare_below), math.log((self.total + 1.0) / (count + 1.0)))
+        if len(self._word_cache) >= WORD_CACHE:
+            self._word_cache.clear()        # bounded: a stream of new words cannot grow it forever
+        self._word_cache[word] = value
+        return value
 
     def _retrieval_terms(self, s: np.ndarray, projected: np.ndarray) -> np.ndarray:
         reduced = projected[:, self._slices["doc_pca"]] if "doc_pca" in self._slices else s
@@ -157,7 +174,7 @@ class CompiledConfidence:
         n_docs = scores.shape[1]
         out = np.zeros(len(s))
         if "retrieval_contrast" in self.coef:
-            mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
+            mean, std = scores.sum(axis=1) / n_docs, np.maximum(scores.std(axis=1), 1e-6)
         top = np.partition(scores, n_docs - self.top_n, axis=1)[:, -self.top_n:]
         top = -np.sort(-top, axis=1)                                          # descending
         coef = self.coef
@@ -168,7 +185,7 @@ class CompiledConfidence:
         if "retrieval_boundary" in coef and self.top_n > 10:
             out += coef["retrieval_boundary"] * -(top[:, 9] - top[:, 10])
         if "retrieval_contrast" in coef:
-            out += coef["retrieval_contrast"] * (-(top[:, :10].mean(axis=1) - mean) / std)
+            out += coef["retrieval_contrast"] * (-(top[:, :10].sum(axis=1) / top[:, :10].shape[1] - mean) / std)
         if "retrieval_entropy" in coef:
             logits = (top - top[:, :1]) / ENTROPY_TEMPERATURE
             p = np.exp(logits)

@@ -43,6 +43,7 @@ class FusedStatic:
         with torch.inference_mode():
             extra = table @ torch.from_numpy(compiled.matrix)
             self.table = torch.cat([table, extra], dim=1).contiguous()
+        self._first = torch.zeros(1, dtype=torch.int64)
 
     @torch.inference_mode()
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -58,16 +59,19 @@ class FusedStatic:
             encodings = student.tokenizer.encode_batch_fast(chunk, add_special_tokens=False)
             ids = [e.ids for e in encodings] if student.max_length is None else \
                 [e.ids[: student.max_length] for e in encodings]
-            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-            offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths[:-1])]))
-            flat = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64,
-                                                count=int(lengths.sum())))
+            if len(ids) == 1:            # a live query: no offsets to build
+                flat, offsets = torch.from_numpy(np.array(ids[0], dtype=np.int64)), self._first
+            else:
+                lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+                offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths[:-1])]))
+                flat = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64,
+                                                    count=int(lengths.sum())))
             pooled = torch.nn.functional.embedding_bag(flat, self.table, offsets, mode="mean")
-            mean = pooled[:, :self.dim]
-            vec = torch.nn.functional.normalize(mean, dim=-1) if student.normalized else mean
-            norms = mean.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            unit = (mean / norms).numpy()
-            projected = (pooled[:, self.dim:] / norms).numpy()
-            vectors[start:start + len(chunk)] = vec.numpy()
+            # exactly F.normalize's arithmetic (x / max(|x|, 1e-12)), one division for the student's
+            # vector and every projection
+            norms = pooled[:, :self.dim].norm(dim=1, keepdim=True).clamp_min(1e-12)
+            scaled = (pooled / norms).numpy()
+            unit, projected = scaled[:, :self.dim], scaled[:, self.dim:]
+            vectors[start:start + len(chunk)] = unit if student.normalized else pooled[:, :self.dim].numpy()
             scores[start:start + len(chunk)] = self.compiled.score(raw[start:start + 1024], unit, projected)
         return vectors, scores

@@ -110,13 +110,16 @@ class RoutedEncoder(Encoder):
     ``threshold.threshold`` stays the calibrated one (what drift is measured against); with a
     budget and an adaptive ``routing`` policy, ``live`` decides instead (``live.threshold`` is the
     threshold it used last). ``fast_path`` (default) scores confidence with the compiled form
-    (fast.py: the same numbers up to float rounding); False keeps ``calibrate.confidence``."""
+    (fast.py: the same numbers up to float rounding) and, for a static student, computes its
+    vectors and the confidence in one token pass (fused.py; ``fuse_static=False`` keeps the
+    student's own encode); False keeps ``calibrate.confidence``."""
 
     normalized = True
 
     def __init__(self, student: Encoder, teacher: Encoder, signal_model: SignalModel, calibration: Calibration,
                  threshold: Threshold, *, weights_sha256: str, name: str,
-                 routing: Optional[ThresholdPolicy] = None, fast_path: bool = True) -> None:
+                 routing: Optional[ThresholdPolicy] = None, fast_path: bool = True,
+                 fuse_static: bool = True) -> None:
         if student.dim != teacher.dim:
             raise ModelLoadError(f"the router's student gives {student.dim}-d vectors, its teacher {teacher.dim}-d",
                                  hint="route a student whose vectors are in the teacher's space (Stage A, or + adapter)")
@@ -127,7 +130,7 @@ class RoutedEncoder(Encoder):
         adaptive = self.routing.mode == "adaptive" and threshold.mode == "budget"
         self.live = LiveThreshold(self.routing, threshold.value, calibration.quantiles) if adaptive else None
         self.weights_sha256 = weights_sha256
-        self.fast_path = fast_path
+        self.fast_path, self.fuse_static = fast_path, fuse_static
         # (compiled confidence, fused static path or None): built at the first query, shared by with_budget
         self._fast_parts: Optional[tuple[CompiledConfidence, Any]] = None
         self._fast_lock = threading.Lock()
@@ -150,7 +153,7 @@ class RoutedEncoder(Encoder):
         other = RoutedEncoder(self.student, self.teacher, self.signal_model, self.calibration,
                               threshold_from(self.calibration, teacher_budget=teacher_budget),
                               weights_sha256=self.weights_sha256, name=self.name, routing=routing or self.routing,
-                              fast_path=self.fast_path)
+                              fast_path=self.fast_path, fuse_static=self.fuse_static)
         other._fast_parts = self._fast_parts      # they depend on the signals and combiner only
         return other
 
@@ -159,7 +162,8 @@ class RoutedEncoder(Encoder):
             with self._fast_lock:
                 if self._fast_parts is None:
                     compiled = CompiledConfidence(self.signal_model, self.calibration)
-                    self._fast_parts = (compiled, _fused_static(self.student, compiled))
+                    fused = _fused_static(self.student, compiled) if self.fuse_static else None
+                    self._fast_parts = (compiled, fused)
         return self._fast_parts
 
     def confidence(self, texts: Sequence[str], student_vectors: np.ndarray) -> np.ndarray:
