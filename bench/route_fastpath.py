@@ -12,13 +12,18 @@ product default score (RouterSettings()), static-a's choice in bench/route.py
 1. ``breakdown``: per query, at batch 1 and 64, the student's parts (tokeniser, the rest), each
    signal of the reference path alone, the feature matrix and combiner, ``RoutedEncoder.route``'s
    own overhead, the adaptive threshold; plus a cProfile of the reference route at batch 1.
-2. ``compare``: the student alone, the router through the reference confidence
-   (``fast_path=False``) and through the compiled one (fast.py), timed interleaved in the same
-   rounds (bench/route_cost.py: rotating order, median of per-round ratios, best-of-rounds,
-   interquartile range, load average), at batch 1 (64 queries one by one) and 64 (256 queries).
-   Every router has a budget of 0, so every query takes the path of a query not sent to the
-   teacher; the adaptive threshold's decision is timed beside it and added.
-   Before timing, both paths must give the same routing and confidence (to 1e-5).
+2. ``compare``: the student alone and three paths through the real ``RoutedEncoder.route``:
+   ``reference`` (``fast_path=False``: calibrate.confidence after the student's encode),
+   ``compiled`` (fast.py after the student's encode, ``fuse_static=False``) and ``fast`` (the
+   default: fused.py, the student's vectors and the confidence from one token pass), timed
+   interleaved in the same rounds (bench/route_cost.py: rotating order, median of per-round
+   ratios, best-of-rounds, interquartile range, load average), at batch 1 (64 queries one by one)
+   and 64 (256 queries), once on the wall clock and once on this process' CPU time (the machine
+   is shared: CPU time leaves out the time other processes hold the core). Every router has a
+   budget of 0, so every query takes the path of a query not sent to the teacher; the adaptive
+   threshold's decision is timed beside it and added (``*_adaptive_over_student``).
+   ``agreement`` first checks that the paths give the same confidence (largest difference), the
+   same routing at the 10% and 20% thresholds and the same vectors.
 
 Development runs on SciFact train queries (``--split dev``); the reported figures on the test
 queries, once (``--split test``).
@@ -184,7 +189,7 @@ def breakdown(student, routers: dict[str, Any], texts: Sequence[str]) -> dict[st
             - (us["reference confidence (calibrate.confidence)"] - us["reference: stack the cached vectors (bench only)"]))
         out[str(batch)] = {k: round(v * 1e6, 2) for k, v in us.items()}
         out[str(batch)]["load_average"] = os.getloadavg()
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)    # CPU time, as per_query
     profiler.enable()
     for _ in range(5):
         for t in texts[:64]:
@@ -193,7 +198,7 @@ def breakdown(student, routers: dict[str, Any], texts: Sequence[str]) -> dict[st
     stats = pstats.Stats(profiler)
     calls = 5 * min(64, len(texts))
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:20]   # type: ignore[attr-defined]
-    out["cprofile_reference_route_batch1_top_tottime_us_per_query"] = [
+    out["cprofile_reference_route_batch1_top_tottime_cpu_us_per_query (profiler overhead included)"] = [
         {"function": f"{Path(f[0]).name}:{f[1]}:{f[2]}", "calls_per_query": round(v[1] / calls, 2),
          "tottime_us": round(v[2] / calls * 1e6, 2), "cumtime_us": round(v[3] / calls * 1e6, 2)}
         for f, v in rows]
