@@ -169,11 +169,12 @@ def breakdown(student, routers: dict[str, Any], texts: Sequence[str]) -> dict[st
                                                                                           [name]), part, batch)
         values = compute_signals(model, part[:batch], vectors(part[:batch]), calibration.signals)
         us["reference: feature matrix (from computed signals)"] = per_query(
-            lambda b: features_from_signals(model, values, vectors(b), calibration.signals,
-                                            calibration.vector_components), part[:batch], batch)
+            lambda b, values=values: features_from_signals(model, values, vectors(b), calibration.signals,
+                                                           calibration.vector_components), part[:batch], batch)
         x = features_from_signals(model, values, vectors(part[:batch]), calibration.signals,
                                   calibration.vector_components)
-        us["reference: combiner"] = per_query(lambda b: calibration.confidence_from_features(x), part[:batch], batch)
+        us["reference: combiner"] = per_query(lambda b, x=x: calibration.confidence_from_features(x), part[:batch],
+                                              batch)
         us["compiled confidence (fast.py)"] = per_query(lambda b: routers["fast"].confidence(b, vectors(b)),
                                                         part, batch)
         us["route(), reference confidence"] = per_query(lambda b: routers["reference"].route(b, batch_size=len(b)),
