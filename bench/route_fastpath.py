@@ -110,13 +110,15 @@ def agreement(routers: dict[str, Any], texts: Sequence[str], student) -> dict[st
     same = {str(b): bool(np.array_equal(ref < calibration.threshold_for_budget(b),
                                         fast < calibration.threshold_for_budget(b))) for b in (0.1, 0.2)}
     a, b = routers["reference"].route(list(texts)), routers["fast"].route(list(texts))
-    fused_single = np.concatenate([routers["fast"].route([t])["confidence"] for t in texts])
-    assert routers["fast"]._fast()[1] is not None, "the fused static path was not built"
-    return {"queries": len(texts), "max_abs_confidence_difference": float(np.abs(ref - fast).max()),
-            "max_abs_confidence_difference_fused_route": float(np.abs(a["confidence"] - b["confidence"]).max()),
-            "max_abs_confidence_difference_fused_route_batch1": float(np.abs(a["confidence"] - fused_single).max()),
-            "max_abs_vector_difference_fused_route": float(np.abs(a["vectors"] - b["vectors"]).max()),
-            "same_routing_fused_route_at_budget": {
+    fast_single = np.concatenate([routers["fast"].route([t])["confidence"] for t in texts])
+    fused = routers["fast"]._fast()[1]
+    return {"queries": len(texts), "fused_static_path": fused is not None,
+            "fused_table_mb": round(float(fused.table.numel() * 4 / 2**20), 1) if fused is not None else 0.0,
+            "max_abs_confidence_difference": float(np.abs(ref - fast).max()),
+            "max_abs_confidence_difference_fast_route": float(np.abs(a["confidence"] - b["confidence"]).max()),
+            "max_abs_confidence_difference_fast_route_batch1": float(np.abs(a["confidence"] - fast_single).max()),
+            "max_abs_vector_difference_fast_route": float(np.abs(a["vectors"] - b["vectors"]).max()),
+            "same_routing_fast_route_at_budget": {
                 str(budget): bool(np.array_equal(a["confidence"] < calibration.threshold_for_budget(budget),
                                                  b["confidence"] < calibration.threshold_for_budget(budget)))
                 for budget in (0.1, 0.2)},
@@ -182,8 +184,9 @@ def breakdown(student, routers: dict[str, Any], texts: Sequence[str]) -> dict[st
         us["route(), compiled confidence"] = per_query(lambda b: routers["compiled"].route(b, batch_size=len(b)),
                                                        part, batch)
         fused = routers["fast"]._fast()[1]
-        us["fused student + confidence (fused.py)"] = per_query(fused, part, batch)
-        us["route(), fused static path"] = per_query(lambda b: routers["fast"].route(b, batch_size=len(b)),
+        if fused is not None:
+            us["fused student + confidence (fused.py)"] = per_query(fused, part, batch)
+        us["route(), fast path (fused where built)"] = per_query(lambda b: routers["fast"].route(b, batch_size=len(b)),
                                                      part, batch)
         us["route() overhead beyond student + confidence"] = (
             us["route(), reference confidence"] - us["student.encode"]

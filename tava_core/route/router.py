@@ -211,11 +211,12 @@ class RoutedEncoder(Encoder):
 def _fused_static(student: Encoder, compiled: CompiledConfidence) -> Any:
     """A static student's one-pass vectors + confidence (fused.py) when its widened table fits
     ``fused.MAX_TABLE_BYTES``; None for any other student (an adapted or transformer student pays
-    for its own encoding many times over, and its confidence goes through ``compiled``)."""
+    for its own encoding many times over, and its confidence goes through ``compiled``), and for a
+    score that applies no linear map to the vector (e.g. one full-dimension retrieval signal)."""
     from ..encoders.static import StaticEncoder
 
-    if type(student) is not StaticEncoder:
-        return None
+    if type(student) is not StaticEncoder or not compiled.matrix.shape[1]:
+        return None         # (a score with no linear map of the vector has nothing to fuse)
     from .fused import MAX_TABLE_BYTES, FusedStatic, fused_table_bytes
 
     return FusedStatic(student, compiled) if fused_table_bytes(student, compiled) <= MAX_TABLE_BYTES else None
