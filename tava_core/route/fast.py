@@ -13,7 +13,10 @@ than the student's encoding. Here, once per router:
   bias, and the student-vector features (PCA components) fold into a single direction
   (``pca[:, 1:k+1] @ weights``), one dot product instead of k columns;
 - head disagreement uses 1 - mean_h cos(u_h, centre) = 1 - |sum_h u_h| / H (the centre is the
-  normalised sum), so no centre is materialised.
+  normalised sum), so no centre is materialised;
+- the word signals read each word's (rare?, rarity) from a per-word cache in plain Python;
+- a PCA document bank is scored in two steps (query -> basis, inside the one matrix; then the
+  reduced documents) and document scores go through torch's BLAS.
 
 The results equal the reference up to float rounding (the order of float32 sums changes):
 tests/route/test_route_fast.py checks confidence to 1e-5 and identical routing on real routers.
@@ -53,7 +56,8 @@ class CompiledConfidence:
         self.bias = float(calibration.bias) - float(np.dot(mean / scale, weights))
         self.coef = {name: float(coef[i]) for i, name in enumerate(signals)}
         self.signals = frozenset(signals)
-        # the one matrix the unit query vector is multiplied by: [heads | forward @ backward | knn basis]
+        # the one matrix the unit query vector is multiplied by, as needed:
+        # [heads | forward @ backward | knn basis | vector direction | document PCA basis | forward]
         blocks: list[np.ndarray] = []
         self._slices: dict[str, slice] = {}
         d = int(model.pca.shape[0])

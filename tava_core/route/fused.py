@@ -8,7 +8,7 @@ to [E | E @ M], one ``embedding_bag`` over a query's ~20 token rows gives the st
 every projection together, instead of a (d x ~2,000) matrix-vector product per query -- which
 at batch 1 reads ~3 MB of weights per query and cost as much as the student itself.
 
-The price is memory: (vocabulary x (d + M's columns)) float32, ~290 MB for the default score
+The price is memory: (vocabulary x (d + M's columns)) float32, 231 MiB for the default score
 over a 30k vocabulary, so ``RoutedEncoder`` builds it only under ``MAX_TABLE_BYTES``. The numbers
 are the reference's up to float rounding (sums in another order); tests/route/test_route_fast.py
 checks vectors, confidence and routing against the unfused path.
