@@ -21,9 +21,11 @@ Call = Callable[[list[str]], Any]
 
 
 def interleaved_seconds(calls: dict[str, Call], texts: Sequence[str], *, batch_size: int,
-                        rounds: int = 15) -> dict[str, Any]:
+                        rounds: int = 15, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Seconds per query of each call over ``texts`` in batches of ``batch_size``: per-round
-    timings (interleaved, rotating order), their median and minimum, and the load average."""
+    timings (interleaved, rotating order), their median and minimum, and the load average.
+    ``clock``: wall time by default; ``time.process_time`` counts only this process' CPU time (what
+    a call costs when other processes take the core half the time: it leaves out the waiting)."""
     batches = [list(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
     for fn in calls.values():          # warm-up: first calls allocate, import and fill caches
         fn(batches[0])
@@ -33,11 +35,12 @@ def interleaved_seconds(calls: dict[str, Call], texts: Sequence[str], *, batch_s
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn = calls[name]
-            start = time.perf_counter()
+            start = clock()
             for batch in batches:
                 fn(batch)
-            per_round[name].append((time.perf_counter() - start) / len(texts))
+            per_round[name].append((clock() - start) / len(texts))
     return {"batch_size": batch_size, "queries_per_round": len(texts), "rounds": rounds,
+            "clock": getattr(clock, "__name__", str(clock)),
             "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "seconds_per_query": {name: {"median": float(np.median(v)), "min": float(np.min(v)),
                                          "rounds": [float(x) for x in v]} for name, v in per_round.items()}}

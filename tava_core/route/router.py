@@ -13,6 +13,7 @@ the threshold follows the confidence of recent live queries). Documents are alwa
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -26,6 +27,7 @@ from ..io import atomic_directory, read_json, sha256_file, write_json
 from ..modeldir import ENCODER_MARKER
 from .calibrate import Calibration, confidence
 from .config import ThresholdPolicy
+from .fast import CompiledConfidence
 from .signals import SignalModel
 from .threshold import LiveThreshold
 
@@ -107,13 +109,17 @@ class RoutedEncoder(Encoder):
 
     ``threshold.threshold`` stays the calibrated one (what drift is measured against); with a
     budget and an adaptive ``routing`` policy, ``live`` decides instead (``live.threshold`` is the
-    threshold it used last)."""
+    threshold it used last). ``fast_path`` (default) scores confidence with the compiled form
+    (fast.py: the same numbers up to float rounding) and, for a static student, computes its
+    vectors and the confidence in one token pass (fused.py; ``fuse_static=False`` keeps the
+    student's own encode); False keeps ``calibrate.confidence``."""
 
     normalized = True
 
     def __init__(self, student: Encoder, teacher: Encoder, signal_model: SignalModel, calibration: Calibration,
                  threshold: Threshold, *, weights_sha256: str, name: str,
-                 routing: Optional[ThresholdPolicy] = None) -> None:
+                 routing: Optional[ThresholdPolicy] = None, fast_path: bool = True,
+                 fuse_static: bool = True) -> None:
         if student.dim != teacher.dim:
             raise ModelLoadError(f"the router's student gives {student.dim}-d vectors, its teacher {teacher.dim}-d",
                                  hint="route a student whose vectors are in the teacher's space (Stage A, or + adapter)")
@@ -124,6 +130,10 @@ class RoutedEncoder(Encoder):
         adaptive = self.routing.mode == "adaptive" and threshold.mode == "budget"
         self.live = LiveThreshold(self.routing, threshold.value, calibration.quantiles) if adaptive else None
         self.weights_sha256 = weights_sha256
+        self.fast_path, self.fuse_static = fast_path, fuse_static
+        # (compiled confidence, fused static path or None): built at the first query, shared by with_budget
+        self._fast_parts: Optional[tuple[CompiledConfidence, Any]] = None
+        self._fast_lock = threading.Lock()
         self.name = name
         self.dim = teacher.dim
         self.queries_seen = 0
@@ -140,26 +150,45 @@ class RoutedEncoder(Encoder):
     def with_budget(self, teacher_budget: float, routing: Optional[ThresholdPolicy] = None) -> "RoutedEncoder":
         """The same router with its threshold set by another budget (and optionally another routing
         policy); statistics and the live window start at zero."""
-        return RoutedEncoder(self.student, self.teacher, self.signal_model, self.calibration,
-                             threshold_from(self.calibration, teacher_budget=teacher_budget),
-                             weights_sha256=self.weights_sha256, name=self.name, routing=routing or self.routing)
+        other = RoutedEncoder(self.student, self.teacher, self.signal_model, self.calibration,
+                              threshold_from(self.calibration, teacher_budget=teacher_budget),
+                              weights_sha256=self.weights_sha256, name=self.name, routing=routing or self.routing,
+                              fast_path=self.fast_path, fuse_static=self.fuse_static)
+        other._fast_parts = self._fast_parts      # they depend on the signals and combiner only
+        return other
+
+    def _fast(self) -> tuple[CompiledConfidence, Any]:
+        if self._fast_parts is None:
+            with self._fast_lock:
+                if self._fast_parts is None:
+                    compiled = CompiledConfidence(self.signal_model, self.calibration)
+                    fused = _fused_static(self.student, compiled) if self.fuse_static else None
+                    self._fast_parts = (compiled, fused)
+        return self._fast_parts
 
     def confidence(self, texts: Sequence[str], student_vectors: np.ndarray) -> np.ndarray:
+        if self.fast_path:
+            return self._fast()[0](texts, student_vectors)
         return confidence(self.signal_model, self.calibration, texts, student_vectors)
 
     def route(self, texts: Sequence[str], *, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """Vectors plus what happened: ``routed`` (bool per query) and ``confidence``."""
         texts = list(texts)
-        vectors = self.student.encode(texts, kind="query", batch_size=batch_size)
-        scores = self.confidence(texts, vectors) if texts else np.zeros(0, np.float32)
+        fused = self._fast()[1] if self.fast_path else None
+        if fused is not None and texts:
+            vectors, scores = fused(texts)
+        else:
+            vectors = self.student.encode(texts, kind="query", batch_size=batch_size)
+            scores = self.confidence(texts, vectors) if texts else np.zeros(0, np.float32)
         routed = self.live.decide(scores) if self.live is not None else scores < self.threshold.threshold
-        if routed.any():
+        sent = int(np.count_nonzero(routed))
+        if sent:
             picked = [texts[i] for i in np.flatnonzero(routed)]
             vectors = vectors.copy()
             vectors[routed] = self.teacher.encode(picked, kind="query", batch_size=batch_size)
         self.queries_seen += len(texts)
-        self.queries_routed += int(routed.sum())
-        self.last_routed_share = float(routed.mean()) if len(texts) else 0.0
+        self.queries_routed += sent
+        self.last_routed_share = sent / len(texts) if texts else 0.0
         return {"vectors": vectors, "routed": routed, "confidence": scores}
 
     def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
@@ -177,6 +206,20 @@ class RoutedEncoder(Encoder):
         return {**super().info(), "student": self.student.info(), "teacher": self.teacher.info(),
                 "threshold": self.threshold.__dict__, "routing": self.routing.model_dump(mode="json"),
                 "live": self.live.state() if self.live is not None else None, "routed_share": self.routed_share}
+
+
+def _fused_static(student: Encoder, compiled: CompiledConfidence) -> Any:
+    """A static student's one-pass vectors + confidence (fused.py) when its widened table fits
+    ``fused.MAX_TABLE_BYTES``; None for any other student (an adapted or transformer student pays
+    for its own encoding many times over, and its confidence goes through ``compiled``), and for a
+    score that applies no linear map to the vector (e.g. one full-dimension retrieval signal)."""
+    from ..encoders.static import StaticEncoder
+
+    if type(student) is not StaticEncoder or not compiled.matrix.shape[1]:
+        return None         # (a score with no linear map of the vector has nothing to fuse)
+    from .fused import MAX_TABLE_BYTES, FusedStatic, fused_table_bytes
+
+    return FusedStatic(student, compiled) if fused_table_bytes(student, compiled) <= MAX_TABLE_BYTES else None
 
 
 def _load_part(directory: Path, record: dict, role: str, outer: Optional[EncoderSpec]) -> Encoder:

@@ -1,0 +1,216 @@
+"""A router's confidence score compiled for live queries: the numbers of ``calibrate.confidence``
+(``signals.compute_signals`` + the combiner) with the per-call work folded away at load time.
+
+Why: for a static student the router's own work, not the student, decided the cost of a query
+that stays with the student (bench/results/route_fastpath.json has the breakdown). The reference
+path is written for calibration -- any signal set, dicts of arrays, a float64 feature matrix, one
+general numpy expression per signal -- and at batch 1 its dozens of small numpy calls cost more
+than the student's encoding. Here, once per router:
+
+- every linear map the query vector goes through (the heads, forward x backward for the cycle,
+  the knn PCA basis) is one float32 matrix, so a batch takes ONE matrix product for all of them;
+- the combiner is folded: standardisation and weights become one coefficient per feature and one
+  bias, and the student-vector features (PCA components) fold into a single direction
+  (``pca[:, 1:k+1] @ weights``), one dot product instead of k columns;
+- head disagreement uses 1 - mean_h cos(u_h, centre) = 1 - |sum_h u_h| / H (the centre is the
+  normalised sum), so no centre is materialised;
+- the word signals read each word's (rare?, rarity) from a per-word cache in plain Python;
+- a PCA document bank is scored in two steps (query -> basis, inside the one matrix; then the
+  reduced documents) and document scores go through torch's BLAS.
+
+The results equal the reference up to float rounding (the order of float32 sums changes):
+tests/route/test_route_fast.py checks confidence to 1e-5 and identical routing on real routers.
+Calibration keeps the reference path (it needs every signal separately, and leave-one-out).
+"""
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .calibrate import Calibration
+from .signals import ENTROPY_TEMPERATURE, ENTROPY_TOP, RETRIEVAL_SIGNALS, SIGNAL_NAMES, WORD_BUCKETS, SignalModel
+
+_WORD = re.compile(r"\w+")
+WORD_SIGNALS = ("rare_word_share", "length", "word_rarity")
+WORD_CACHE = 100_000      # words whose (rare?, rarity) a compiled confidence keeps
+
+
+class CompiledConfidence:
+    """``confidence(model, calibration, texts, student)`` for live queries (see the module docstring)."""
+
+    def __init__(self, model: SignalModel, calibration: Calibration) -> None:
+        signals = list(calibration.signals)
+        unknown = sorted(set(signals) - set(SIGNAL_NAMES))
+        if unknown:
+            raise ValueError(f"the router's calibration names unknown signals {unknown}; known: {SIGNAL_NAMES}")
+        self.model = model
+        weights = np.asarray(calibration.weights, dtype=np.float64)
+        scale = np.asarray(calibration.scale, dtype=np.float64)
+        mean = np.asarray(calibration.mean, dtype=np.float64)
+        coef = weights / scale
+        self.bias = float(calibration.bias) - float(np.dot(mean / scale, weights))
+        self.coef = {name: float(coef[i]) for i, name in enumerate(signals)}
+        self.signals = frozenset(signals)
+        # the one matrix the unit query vector is multiplied by, as needed:
+        # [heads | forward @ backward | knn basis | vector direction | document PCA basis | forward]
+        blocks: list[np.ndarray] = []
+        self._slices: dict[str, slice] = {}
+        d = int(model.pca.shape[0])
+
+        def add(name: str, block: np.ndarray) -> None:
+            start = sum(b.shape[1] for b in blocks)
+            blocks.append(np.asarray(block, dtype=np.float32))
+            self._slices[name] = slice(start, start + block.shape[1])
+
+        if "head_disagreement" in self.signals:
+            self.n_heads = int(model.heads.shape[0])
+            self.head_dim = int(model.heads.shape[2])
+            add("head_disagreement", np.concatenate(list(model.heads), axis=1))      # (d, H * d_teacher)
+        if "cycle_error" in self.signals:
+            add("cycle_error", model.forward.astype(np.float64) @ model.backward.astype(np.float64))
+        if "knn_distance" in self.signals:
+            add("knn_distance", model.pca)
+            self.knn_bank_t = np.ascontiguousarray(model.bank.T)                     # (pca_dim, n_bank)
+            self.knn = min(model.knn, int(model.bank.shape[0]))
+        # student-vector features: sum_j coef_j ((s - pca_mean) @ pca[:, j]) = s @ direction - offset
+        k = calibration.vector_components
+        if k:
+            basis = model.pca[:, 1:k + 1].astype(np.float64)
+            direction = basis @ coef[len(signals):len(signals) + k]
+            self.bias -= float(model.pca_mean.astype(np.float64) @ direction)
+            add("direction", direction[:, None])
+        self.words = bool(self.signals & set(WORD_SIGNALS))
+        self._word_cache: dict[str, tuple[int, float]] = {}
+        self.total = float(model.info.get("training_texts", 1))
+        self.retrieval = sorted(self.signals & set(RETRIEVAL_SIGNALS))
+        if self.retrieval:
+            if not model.documents.size:
+                raise ValueError(f"signals {self.retrieval} need the served corpus' documents: fit the signal model "
+                                 "with documents=... (fit_router passes the corpus)")
+            # a PCA bank is scored in two steps, query -> basis (in the one matrix) -> documents: for any
+            # bank bigger than ~100 documents that reads less memory than the folded (d, n_docs) matrix
+            if model.doc_pca.size:
+                add("doc_pca", model.doc_pca)
+            self.doc_matrix = np.ascontiguousarray(model.documents.T)                # (d or pca, n_docs)
+            self.top_n = min(max(ENTROPY_TOP, 11), self.doc_matrix.shape[1])
+            if "retrieval_map_change" in self.signals:
+                add("forward", model.forward)
+        self.matrix = np.ascontiguousarray(np.concatenate(blocks, axis=1)) if blocks else np.zeros((d, 0), np.float32)
+
+    def __call__(self, texts: Sequence[str], student: np.ndarray) -> np.ndarray:
+        """Predicted agreement per text (float32), as ``calibrate.confidence``."""
+        norms = np.linalg.norm(student, axis=1, keepdims=True)
+        s = (student / np.maximum(norms, 1e-12)).astype(np.float32)
+        return self.score(texts, s, s @ self.matrix)
+
+    def score(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
+        """The confidence from the unit query vectors ``s`` and ``projected = s @ self.matrix``
+        (which a static student can deliver without the product: fused.py)."""
+        score = np.full(len(s), self.bias)
+        if self.matrix.shape[1]:
+            if "head_disagreement" in self.coef:
+                mapped = projected[:, self._slices["head_disagreement"]].reshape(len(s), self.n_heads, self.head_dim)
+                inverse = 1.0 / np.maximum(np.sqrt(np.einsum("nhd,nhd->nh", mapped, mapped)), 1e-12)
+                summed = np.einsum("nhd,nh->nd", mapped, inverse)
+                spread = 1.0 - np.sqrt(np.einsum("nd,nd->n", summed, summed)) / self.n_heads
+                score += self.coef["head_disagreement"] * spread.astype(np.float32)
+            if "cycle_error" in self.coef:
+                back = projected[:, self._slices["cycle_error"]]
+                back = back / np.maximum(np.linalg.norm(back, axis=1, keepdims=True), 1e-12)
+                score += self.coef["cycle_error"] * (1.0 - np.sum(back * s, axis=1)).astype(np.float32)
+            if "knn_distance" in self.coef:
+                sims = projected[:, self._slices["knn_distance"]] @ self.knn_bank_t
+                width = sims.shape[1]
+                nearest = np.partition(sims, width - self.knn, axis=1)[:, -self.knn:]
+                # sum / k is numpy's float32 mean exactly, without mean()'s Python-level overhead
+                score += self.coef["knn_distance"] * (1.0 - nearest.sum(axis=1) / self.knn).astype(np.float32)
+            if "direction" in self._slices:
+                score += projected[:, self._slices["direction"]][:, 0]
+        if self.words:
+            score += self._word_terms(texts)
+        if self.retrieval:
+            score += self._retrieval_terms(s, projected)
+        return score.astype(np.float32)
+
+    def _word_terms(self, texts: Sequence[str]) -> np.ndarray:
+        """The word signals' share of the score, per text, in plain Python over each text's words
+        (a query has a few dozen: numpy's per-call cost would exceed the arithmetic). Each word's
+        (rare?, rarity) is looked up once and kept: queries repeat their vocabulary."""
+        c_rare, c_len, c_rarity = (self.coef.get(n, 0.0) for n in WORD_SIGNALS)
+        cache, lookup = self._word_cache, self._word_value
+        out = np.zeros(len(texts))
+        for row, text in enumerate(texts):
+            words = _WORD.findall(text.lower())
+            n = len(words)
+            if not n:
+                continue    # the reference gives 0 for all three (log1p(0) = 0)
+            rare, rarity = 0, 0.0
+            for word in words:          # in order: the same sum as the reference's reduceat
+                value = cache.get(word) or lookup(word)
+                rare += value[0]
+                rarity += value[1]
+            total = 0.0
+            if c_rare:
+                total += c_rare * float(np.float32(rare / n))
+            if c_len:
+                total += c_len * float(np.log1p(np.float32(n)))
+            if c_rarity:
+                total += c_rarity * float(np.float32(rarity / n))
+            out[row] = total
+        return out
+
+    def _word_value(self, word: str) -> tuple[int, float]:
+        """(1 if rare else 0, log((N + 1) / (count + 1))) of a word, as signals._word_stats grades it."""
+        count = int(self.model.word_counts[zlib.crc32(word.encode()) % WORD_BUCKETS])
+        value = (int(count < self.model.rare_below), math.log((self.total + 1.0) / (count + 1.0)))
+        if len(self._word_cache) >= WORD_CACHE:
+            self._word_cache.clear()        # bounded: a stream of new words cannot grow it forever
+        self._word_cache[word] = value
+        return value
+
+    def _retrieval_terms(self, s: np.ndarray, projected: np.ndarray) -> np.ndarray:
+        reduced = projected[:, self._slices["doc_pca"]] if "doc_pca" in self._slices else s
+        scores = _matmul(reduced, self.doc_matrix)                            # (n, n_docs)
+        n_docs = scores.shape[1]
+        out = np.zeros(len(s))
+        if "retrieval_contrast" in self.coef:
+            mean, std = scores.sum(axis=1) / n_docs, np.maximum(scores.std(axis=1), 1e-6)
+        top = np.partition(scores, n_docs - self.top_n, axis=1)[:, -self.top_n:]
+        top = -np.sort(-top, axis=1)                                          # descending
+        coef = self.coef
+        if "retrieval_top_score" in coef:
+            out += coef["retrieval_top_score"] * (1.0 - top[:, 0])
+        if "retrieval_margin" in coef and self.top_n > 1:
+            out += coef["retrieval_margin"] * -(top[:, 0] - top[:, 1])
+        if "retrieval_boundary" in coef and self.top_n > 10:
+            out += coef["retrieval_boundary"] * -(top[:, 9] - top[:, 10])
+        if "retrieval_contrast" in coef:
+            out += coef["retrieval_contrast"] * (-(top[:, :10].sum(axis=1) / top[:, :10].shape[1] - mean) / std)
+        if "retrieval_entropy" in coef:
+            logits = (top - top[:, :1]) / ENTROPY_TEMPERATURE
+            p = np.exp(logits)
+            p /= p.sum(axis=1, keepdims=True)
+            out += coef["retrieval_entropy"] * (-(p * np.log(np.maximum(p, 1e-30))).sum(axis=1) / np.log(self.top_n))
+        if "retrieval_map_change" in coef:
+            mapped = projected[:, self._slices["forward"]]
+            mapped = (mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            if "doc_pca" in self._slices:
+                mapped = mapped @ self.model.doc_pca
+            moved = _matmul(mapped, self.doc_matrix)
+            k = min(10, n_docs)
+            a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            b = np.argpartition(-moved, k - 1, axis=1)[:, :k]
+            out += coef["retrieval_map_change"] * (1.0 - (a[:, :, None] == b[:, None, :]).any(axis=2).mean(axis=1))
+        return out
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in float32 through torch: for a batch against the document bank its BLAS (MKL)
+    took ~50 us per query where numpy's took ~62-77 (bench/route_fastpath.py's machine), the same
+    at batch 1; the numbers agree to float rounding."""
+    return (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) @ torch.from_numpy(b)).numpy()
