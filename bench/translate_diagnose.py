@@ -41,7 +41,7 @@ import translate as tb  # noqa: E402
 import translate_data as td  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "translate_diagnose_dev.json"
-PROBES = ["processing", "subspace", "final_fit", "whitened", "spans"]
+PROBES = ["processing", "subspace", "final_fit", "whitened", "spans", "directions", "in_domain"]
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -151,9 +151,93 @@ def main() -> None:
         final_fit_probe(xa, xb, sharpened, centred_map, measure, log, sides, mean_a, mean_b)
     if "whitened" in args.probes:
         whitened_probe(xa, xb, refined, sharpened, centred_map, measure, log)
+    if "spans" in args.probes:
+        spans_probe(args.size, run_seed, sf, log)
+    if "directions" in args.probes:
+        directions_probe(xa, sf, mean_a, paired_c, sharpened, log)
+    if "in_domain" in args.probes:
+        in_domain_probe(sides, sf, refined, centred_map, measure, log)
     report["seconds"] = round(time.perf_counter() - started, 1)
     tb.write_report(report, args.out, started)
     print(f"wrote {args.out}")
+
+
+SPANS = {"minilm": "all-MiniLM-L6-v2-da3890c09da6", "mpnet": "all-mpnet-base-v2-1995ea810748"}
+
+
+def span_vectors(model: str, rows: int) -> np.ndarray:
+    """One short span view per shuffled passage (tava's span maker, bench/transfer_data.py), first ``rows``."""
+    folder = Path(os.environ.get("TAVA_TRANSFER_CACHE", "/tmp/tava-transfer-cache")) / SPANS[model] / "passages20000.spans1"
+    blocks = [np.load(f) for f in sorted(folder.glob("*.npy"))]
+    out = np.concatenate(blocks).astype(np.float32)
+    if len(out) < rows:
+        raise SystemExit(f"{folder} holds {len(out)} span vectors, {rows} needed: run bench/transfer_data.py first")
+    return unit(out[:rows])
+
+
+def spans_probe(n: int, run_seed: int, sf: dict, log) -> None:
+    """Sides swapped so both models' span views exist (mpnet's cover the first 11,500 passages): the target
+    (mpnet) side is passages 1000..1000+n and their spans, the source (MiniLM) side the last n of 20,000
+    and their spans -- disjoint texts. The search runs on passages; the last step (self-learning) pairs
+    passages only, passages + spans pooled, or spans only. Paired Procrustes on the source's texts is the
+    reference (passages, and passages + spans)."""
+    from tava_core.adapter.baselines import LinearMap
+    from tava_core.adapter.self_learning import SelfLearningSettings, self_learn
+    from tava_core.adapter.unsupervised import (
+        UnsupervisedSettings,
+        procrustes_weight,
+        refine,
+        relative_pseudo_pairs,
+        sharpen,
+    )
+
+    t0 = tb.HELDOUT
+    minilm = unit(np.concatenate([np.load(f) for f in sorted(
+        (Path("/tmp/tava-transfer-cache") / SPANS["minilm"] / "passages20000").glob("*.npy"))]).astype(np.float32))
+    _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
+    src_rows, tgt_rows = np.arange(20000 - n, 20000), np.arange(t0, t0 + n)
+    source_p, target_p = minilm[src_rows], mpnet[tgt_rows]
+    source_s, target_s = span_vectors("minilm", 20000)[src_rows], span_vectors("mpnet", t0 + n)[tgt_rows]
+    held_a, held_b = minilm[:t0], mpnet[:t0]
+    dev = sf["dev"]["rows"]
+
+    def measure(linear_map: LinearMap) -> dict[str, float]:
+        row = tb.heldout_metrics(linear_map(held_a), held_b)
+        mapped = linear_map(sf["queries_minilm"])
+        row["scifact_ndcg_at_10_dev"] = tb.ndcg(mapped, sf["docs_mpnet"], sf, "dev")
+        row["scifact_query_cosine_dev"] = round(float((mapped[dev] * sf["queries_mpnet"][dev]).sum(1).mean()), 4)
+        return row
+
+    def affine(weight: np.ndarray, a_raw: np.ndarray, b_raw: np.ndarray) -> LinearMap:
+        mean_a, mean_b = a_raw.mean(0), b_raw.mean(0)
+        scale = float(np.linalg.norm(b_raw - mean_b, axis=1).mean() / np.linalg.norm(a_raw - mean_a, axis=1).mean())
+        return LinearMap("m", scale * weight, (mean_b - mean_a @ (scale * weight)).astype(np.float32))
+
+    def centred(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        return unit(x - mean).astype(np.float32)
+
+    pooled_a, pooled_b = np.concatenate([source_p, source_s]), np.concatenate([target_p, target_s])
+    for name, (a, b) in (("passages", (source_p, mpnet[src_rows])),
+                         ("passages_and_spans", (pooled_a, np.concatenate([mpnet[src_rows],
+                                                                           span_vectors("mpnet", 11500)[src_rows]
+                                                                           if src_rows.max() < 11500 else target_s])))):
+        if name == "passages_and_spans" and src_rows.max() >= 11500:
+            continue  # mpnet has no span vectors of the source side's texts: no paired reference with spans
+        ma, mb = a.mean(0), b.mean(0)
+        log("spans", f"paired_procrustes_{name}", measure(affine(procrustes_weight(centred(a, ma), centred(b, mb)), a, b)))
+    settings = UnsupervisedSettings()
+    xa, xb = centred(source_p, source_p.mean(0)), centred(target_p, target_p.mean(0))
+    refined = cached_weight(f"swapped-{n}-restart{run_seed}", lambda: refine(
+        xa, xb, procrustes_weight(xa, relative_pseudo_pairs(xa, xb, settings, np.random.default_rng(run_seed))),
+        settings, np.random.default_rng(run_seed + 1)))
+    log("spans", "unpaired_refined", measure(affine(refined, source_p, target_p)))
+    sharpened = sharpen(xa, xb, refined, settings)
+    log("spans", "unpaired_sharpened_passages", measure(affine(sharpened, source_p, target_p)))
+    for name, (a, b) in (("pooled", (pooled_a, pooled_b)), ("spans_only", (source_s, target_s))):
+        ya, yb = centred(a, a.mean(0)), centred(b, b.mean(0))
+        for start_name, start in (("refined", refined), ("sharpened", sharpened)):
+            weight = self_learn(ya, yb, start, SelfLearningSettings(sample=2 * n))
+            log("spans", f"self_learning_{name}_from_{start_name}", measure(affine(weight, a, b)))
 
 
 def subspace_probe(maps: dict, xb: np.ndarray, centred_map, measure, log) -> None:
@@ -206,6 +290,46 @@ def whitened_probe(xa, xb, refined, sharpened, centred_map, measure, log) -> Non
             start_w = polar(np.linalg.pinv(wa) @ start @ wb)
             q = self_learn(ya, yb, start_w, SelfLearningSettings())
             log("whitened", f"eps{eps}_from_{start_name}", measure(centred_map((wa @ q @ colour_b).astype(np.float32))))
+
+
+def directions_probe(xa, sf, mean_a, paired, unpaired, log) -> None:
+    """Where the two maps disagree: the source passages' principal directions in bins of 32 (by variance),
+    the cosine between a direction mapped by the unpaired map and by the paired one, beside the share of
+    the passages' and of the SciFact dev queries' centred variance each bin holds."""
+    vals, vecs = np.linalg.eigh((xa.T.astype(np.float64) @ xa) / len(xa))
+    vecs = vecs[:, ::-1].astype(np.float32)
+    agreement = (unit(vecs.T @ unpaired) * unit(vecs.T @ paired)).sum(1)
+    queries = unit(sf["queries_minilm"][sf["dev"]["rows"]] - mean_a)
+    q_energy = ((queries @ vecs) ** 2).mean(0)
+    p_energy = vals[::-1] / vals.sum()
+    for start in range(0, len(vecs), 32):
+        part = slice(start, start + 32)
+        log("directions", f"components_{start + 1}_{start + 32}", {
+            "mapped_direction_cosine_unpaired_vs_paired": round(float(agreement[part].mean()), 4),
+            "passage_variance_share": round(float(p_energy[part].sum()), 4),
+            "scifact_dev_query_variance_share": round(float(q_energy[part].sum() / q_energy.sum()), 4)})
+
+
+def in_domain_probe(sides, sf, refined, centred_map, measure, log) -> None:
+    """Unlabelled in-domain text on both sides, still disjoint: the source adds MiniLM vectors of the even
+    SciFact documents, the target mpnet vectors of the odd ones; self-learning from the passage search.
+    The paired reference: Procrustes on the source's texts (passages + the even documents, both models)."""
+    from tava_core.adapter.self_learning import SelfLearningSettings, self_learn
+    from tava_core.adapter.unsupervised import _centre, procrustes_weight
+
+    docs_minilm = td.cached_only("minilm", "corpus")
+    even, odd = np.arange(0, len(docs_minilm), 2), np.arange(1, len(docs_minilm), 2)
+    a_raw = np.concatenate([sides["source"], docs_minilm[even]])
+    b_raw = np.concatenate([sides["target"], sf["docs_mpnet"][odd]])
+    ya, _ = _centre(a_raw)
+    yb, _ = _centre(b_raw)
+    weight = self_learn(ya, yb, refined, SelfLearningSettings(sample=len(ya)))
+    # the map is used with the passages' means (centred_map): the docs shift the pooled means a little
+    log("in_domain", "unpaired_self_learning_with_half_docs_each_side", measure(centred_map(weight)))
+    pa = np.concatenate([sides["pairs_source"], docs_minilm[even]])
+    pb = np.concatenate([sides["pairs_target"], sf["docs_mpnet"][even]])
+    log("in_domain", "paired_procrustes_with_even_docs", measure(centred_map(procrustes_weight(
+        unit(pa - sides["source"].mean(0)), unit(pb - sides["target"].mean(0))))))
 
 
 if __name__ == "__main__":
