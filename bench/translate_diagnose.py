@@ -41,7 +41,7 @@ import translate as tb  # noqa: E402
 import translate_data as td  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "translate_diagnose_dev.json"
-PROBES = ["processing", "subspace", "final_fit", "whitened", "spans", "directions", "in_domain"]
+PROBES = ["processing", "subspace", "final_fit", "whitened", "spans", "directions", "in_domain", "reweight"]
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -155,6 +155,8 @@ def main() -> None:
         spans_probe(args.size, run_seed, sf, log)
     if "directions" in args.probes:
         directions_probe(xa, sf, mean_a, paired_c, sharpened, log)
+    if "reweight" in args.probes:
+        reweight_probe(xa, xb, sharpened, sides, mean_a, mean_b, centred_map, measure, log)
     if "in_domain" in args.probes:
         in_domain_probe(sides, sf, refined, centred_map, measure, log)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -330,6 +332,25 @@ def in_domain_probe(sides, sf, refined, centred_map, measure, log) -> None:
     pb = np.concatenate([sides["pairs_target"], sf["docs_mpnet"][even]])
     log("in_domain", "paired_procrustes_with_even_docs", measure(centred_map(procrustes_weight(
         unit(pa - sides["source"].mean(0)), unit(pb - sides["target"].mean(0))))))
+
+
+def reweight_probe(xa, xb, sharpened, sides, mean_a, mean_b, centred_map, measure, log) -> None:
+    """VecMap's re-weighting: the map U diag(w) V' from the SVD U S V' of the final pseudo-pairs'
+    cross-covariance, w = (S / S_max)^p (directions matched consistently weigh more) or w = the
+    per-direction correlation of the pairs ^p. The same on the true pairs is the control."""
+    from tava_core.adapter.self_learning import SelfLearningSettings, _cross
+
+    pseudo = _cross(xa, xb, sharpened, SelfLearningSettings())
+    true = (unit(sides["pairs_source"] - mean_a), unit(sides["pairs_target"] - mean_b))
+    for name, (a, b) in (("pseudo_pairs", pseudo), ("true_pairs", true)):
+        u, s, vt = np.linalg.svd(a.T.astype(np.float64) @ b, full_matrices=False)
+        corr = s / (np.linalg.norm(a @ u, axis=0) * np.linalg.norm(b @ vt.T, axis=0))
+        for kind, base in (("singular", s / s.max()), ("correlation", corr / corr.max())):
+            for power in (0.25, 0.5, 1.0):
+                weight = ((u * base ** power) @ vt).astype(np.float32)
+                log("reweight", f"{name}_{kind}_p{power}", measure(centred_map(weight)))
+        log("reweight", f"{name}_correlation_spectrum", {f"q{q}": round(float(np.quantile(corr, q)), 4)
+                                                          for q in (0.0, 0.1, 0.5, 0.9, 1.0)})
 
 
 if __name__ == "__main__":
