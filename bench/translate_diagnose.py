@@ -41,7 +41,7 @@ import translate as tb  # noqa: E402
 import translate_data as td  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "translate_diagnose_dev.json"
-PROBES = ["processing", "subspace", "final_fit", "whitened", "spans", "directions", "in_domain", "reweight"]
+PROBES = ["processing", "subspace", "final_fit", "whitened", "spans", "directions", "in_domain", "reweight", "pooled_search"]
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -157,6 +157,8 @@ def main() -> None:
         directions_probe(xa, sf, mean_a, paired_c, sharpened, log)
     if "reweight" in args.probes:
         reweight_probe(xa, xb, sharpened, sides, mean_a, mean_b, centred_map, measure, log)
+    if "pooled_search" in args.probes:
+        pooled_search_probe(sides, sf, args.seed, measure, log)
     if "in_domain" in args.probes:
         in_domain_probe(sides, sf, refined, centred_map, measure, log)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -351,6 +353,21 @@ def reweight_probe(xa, xb, sharpened, sides, mean_a, mean_b, centred_map, measur
                 log("reweight", f"{name}_{kind}_p{power}", measure(centred_map(weight)))
         log("reweight", f"{name}_correlation_spectrum", {f"q{q}": round(float(np.quantile(corr, q)), 4)
                                                           for q in (0.0, 0.1, 0.5, 0.9, 1.0)})
+
+
+def pooled_search_probe(sides, sf, seed, measure, log) -> None:
+    """The library's whole search (fit_unsupervised, default settings) on sets that hold in-domain text:
+    the passages plus the even SciFact documents (MiniLM) / the odd ones (mpnet) -- still disjoint."""
+    from tava_core.adapter.unsupervised import fit_unsupervised
+
+    docs_minilm = td.cached_only("minilm", "corpus")
+    even, odd = np.arange(0, len(docs_minilm), 2), np.arange(1, len(docs_minilm), 2)
+    a_raw = np.concatenate([sides["source"], docs_minilm[even]])
+    b_raw = np.concatenate([sides["target"], sf["docs_mpnet"][odd]])
+    cpu = time.process_time()
+    result = fit_unsupervised(a_raw, b_raw, seed=seed)
+    log("pooled_search", "fit_unsupervised_passages_and_half_docs", {
+        **measure(result.linear_map), "cpu_seconds": round(time.process_time() - cpu, 1), "load": os.getloadavg()[0]})
 
 
 if __name__ == "__main__":
