@@ -94,6 +94,18 @@ def pair_sides(pair: str, n: int, minilm: np.ndarray, mpnet: np.ndarray, static:
             "target": target, "pairs_source": source, "pairs_target": target_all[HELDOUT:HELDOUT + n]}
 
 
+def with_domain_docs(sides: dict, docs_minilm: np.ndarray, docs_mpnet: np.ndarray) -> dict[str, np.ndarray]:
+    """Unlabelled in-domain text on both sides, still disjoint: the source adds MiniLM vectors of the even
+    SciFact documents, the target mpnet vectors of the odd ones; the paired references add both models'
+    vectors of the even ones (the source's texts). Generic passages pin only the directions they vary in;
+    SciFact queries lean on others (bench/translate_diagnose.py, probes 'directions' and 'in_domain')."""
+    even, odd = np.arange(0, len(docs_minilm), 2), np.arange(1, len(docs_minilm), 2)
+    return {**sides, "source": np.concatenate([sides["source"], docs_minilm[even]]),
+            "target": np.concatenate([sides["target"], docs_mpnet[odd]]),
+            "pairs_source": np.concatenate([sides["pairs_source"], docs_minilm[even]]),
+            "pairs_target": np.concatenate([sides["pairs_target"], docs_mpnet[even]])}
+
+
 def run_unsupervised(sides: dict, seed: int, settings) -> tuple[dict, Any]:
     from tava_core.adapter.unsupervised import fit_unsupervised
 
@@ -166,6 +178,8 @@ def main() -> None:
     parser.add_argument("--settings", default="{}", help="JSON overrides of UnsupervisedSettings (dev tuning)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--skip-translate", action="store_true")
+    parser.add_argument("--domain-docs", action="store_true", help=(
+        "mpnet pair: add disjoint halves of the SciFact documents to the two sides (in-domain unlabelled text)"))
     parser.add_argument("--threads", type=int, default=2, help=(
         "torch and BLAS threads; on a machine shared with other jobs 1 is faster (idle threads spin)"))
     parser.add_argument("--criterion-check", action="store_true", help=(
@@ -184,7 +198,15 @@ def main() -> None:
     static = td.cached_only("model2vec", "passages") if "static" in args.pairs else None
     rotation = random_rotation(minilm.shape[1])
     sf = scifact()
-    report: dict[str, Any] = {
+    docs_minilm = td.cached_only("minilm", "corpus") if args.domain_docs else None
+
+    def sides_of(pair: str, n: int) -> dict[str, np.ndarray]:
+        sides = pair_sides(pair, n, minilm, mpnet, static, rotation)
+        if docs_minilm is not None and pair == "mpnet":
+            sides = with_domain_docs(sides, docs_minilm, sf["docs_mpnet"])
+        return sides
+
+    report: dict[str, Any] = {"domain_docs": args.domain_docs,
         "benchmark": "unpaired translation (bench/translate.py)", "heldout_pairs": HELDOUT,
         "minilm_passages_available": len(minilm), "settings": settings.__dict__,
         "criterion": "neighbour similarity: mean cosine of mapped source vectors to their 10 nearest target "
@@ -200,16 +222,19 @@ def main() -> None:
         for n in args.sizes:
             for seed in args.seeds:
                 try:
-                    sides = pair_sides(pair, n, minilm, mpnet, static, rotation)
+                    sides = sides_of(pair, n)
                 except ValueError as exc:
                     print(f"skip: {exc}", flush=True)
                     break
                 row = measure(pair, n, seed, seed == args.seeds[0], sides, settings, sf)
                 print(json.dumps({"pair": pair, **{k: v for k, v in row.items() if k != "_map"}}, default=str), flush=True)
                 rows.append(row)
+                # after every run: a long run stopped later keeps what it has
+                report["pairs"][pair] = {"runs": [{k: v for k, v in r.items() if k != "_map"} for r in rows]}
+                write_report(report, args.out, started)
         if pair == "mpnet" and rows and sf["queries_minilm"] is not None:
             best_for_store = score_test_split(rows, args.seeds[0], sf,
-                                              lambda n, pair=pair: pair_sides(pair, n, minilm, mpnet, static, rotation))
+                                              lambda n, pair=pair: sides_of(pair, n))
         for row in rows:
             row.pop("_map", None)
         report["pairs"][pair] = {"runs": rows, "summary": summarise(rows)}

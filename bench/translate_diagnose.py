@@ -135,7 +135,7 @@ def main() -> None:
         tb.write_report(report, args.out, started)
 
     maps = {"paired": paired_c, "unpaired_refined": refined, "unpaired_sharpened": sharpened}
-    if "processing" in args.probes:
+    def processing() -> None:
         log("processing", "paired_raw_procrustes", measure(fit_procrustes(sides["pairs_source"], sides["pairs_target"])))
         docs_centred = unit(sf["docs_mpnet"] - mean_b)
         for name, weight in maps.items():
@@ -145,22 +145,20 @@ def main() -> None:
                 log("processing", f"{name}_target_mean_x{beta}", measure(centred_map(weight, name, beta)))
             log("processing", f"{name}_docs_centred", measure(centred_map(weight, name, 0.0), docs_centred))
             log("processing", f"{name}_uncentred_input", measure(LinearMap(name, weight, None)))
-    if "subspace" in args.probes:
-        subspace_probe(maps, xb, centred_map, measure, log)
-    if "final_fit" in args.probes:
-        final_fit_probe(xa, xb, sharpened, centred_map, measure, log, sides, mean_a, mean_b)
-    if "whitened" in args.probes:
-        whitened_probe(xa, xb, refined, sharpened, centred_map, measure, log)
-    if "spans" in args.probes:
-        spans_probe(args.size, run_seed, sf, log)
-    if "directions" in args.probes:
-        directions_probe(xa, sf, mean_a, paired_c, sharpened, log)
-    if "reweight" in args.probes:
-        reweight_probe(xa, xb, sharpened, sides, mean_a, mean_b, centred_map, measure, log)
-    if "pooled_search" in args.probes:
-        pooled_search_probe(sides, sf, args.seed, measure, log)
-    if "in_domain" in args.probes:
-        in_domain_probe(sides, sf, refined, centred_map, measure, log)
+
+    probes: dict[str, Callable[[], None]] = {
+        "processing": processing,
+        "subspace": lambda: subspace_probe(maps, xb, centred_map, measure, log),
+        "final_fit": lambda: final_fit_probe(xa, xb, sharpened, centred_map, measure, log, sides, mean_a, mean_b),
+        "whitened": lambda: whitened_probe(xa, xb, refined, sharpened, centred_map, measure, log),
+        "spans": lambda: spans_probe(args.size, run_seed, sf, log),
+        "directions": lambda: directions_probe(xa, sf, mean_a, paired_c, sharpened, log),
+        "reweight": lambda: reweight_probe(xa, xb, sharpened, sides, mean_a, mean_b, centred_map, measure, log),
+        "pooled_search": lambda: pooled_search_probe(sides, sf, args.seed, measure, log),
+        "in_domain": lambda: in_domain_probe(sides, sf, refined, centred_map, measure, log),
+    }
+    for probe in args.probes:
+        probes[probe]()
     report["seconds"] = round(time.perf_counter() - started, 1)
     tb.write_report(report, args.out, started)
     print(f"wrote {args.out}")
