@@ -95,13 +95,13 @@ def pair_sides(pair: str, n: int, minilm: np.ndarray, mpnet: np.ndarray, static:
 
 
 def with_domain_docs(sides: dict, docs_minilm: np.ndarray, docs_mpnet: np.ndarray) -> dict[str, np.ndarray]:
-    """Unlabelled in-domain text on both sides, still disjoint: the source adds MiniLM vectors of the even
-    SciFact documents, the target mpnet vectors of the odd ones; the paired references add both models'
-    vectors of the even ones (the source's texts). Generic passages pin only the directions they vary in;
-    SciFact queries lean on others (bench/translate_diagnose.py, probes 'directions' and 'in_domain')."""
+    """Unlabelled in-domain text on both sides, still disjoint: the source's domain vectors are MiniLM's of
+    the even SciFact documents, the target's mpnet's of the odd ones (``fit_unsupervised``'s domain sets:
+    the sharpening step only); the paired references add both models' vectors of the even ones (the
+    source's texts). Generic passages pin only the directions they vary in; SciFact queries lean on
+    others (bench/translate_diagnose.py, probes 'directions' and 'in_domain')."""
     even, odd = np.arange(0, len(docs_minilm), 2), np.arange(1, len(docs_minilm), 2)
-    return {**sides, "source": np.concatenate([sides["source"], docs_minilm[even]]),
-            "target": np.concatenate([sides["target"], docs_mpnet[odd]]),
+    return {**sides, "domain_source": docs_minilm[even], "domain_target": docs_mpnet[odd],
             "pairs_source": np.concatenate([sides["pairs_source"], docs_minilm[even]]),
             "pairs_target": np.concatenate([sides["pairs_target"], docs_mpnet[even]])}
 
@@ -113,7 +113,8 @@ def run_unsupervised(sides: dict, seed: int, settings) -> tuple[dict, Any]:
         record["heldout_top1"] = heldout_metrics(linear_map(sides["heldout_source"]), sides["heldout_target"])["top1"]
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    result = fit_unsupervised(sides["source"], sides["target"], seed=seed, settings=settings, on_restart=score_restart)
+    result = fit_unsupervised(sides["source"], sides["target"], seed=seed, settings=settings, on_restart=score_restart,
+                              domain_source=sides.get("domain_source"), domain_target=sides.get("domain_target"))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     metrics = heldout_metrics(result.linear_map(sides["heldout_source"]), sides["heldout_target"])
     picked_best = max(r["heldout_top1"] for r in result.restarts)
@@ -179,7 +180,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--skip-translate", action="store_true")
     parser.add_argument("--domain-docs", action="store_true", help=(
-        "mpnet pair: add disjoint halves of the SciFact documents to the two sides (in-domain unlabelled text)"))
+        "mpnet pair: disjoint halves of the SciFact documents as the two sides' domain vectors (in-domain "
+        "unlabelled text for the sharpening step; the paired references add the source's half)"))
     parser.add_argument("--threads", type=int, default=2, help=(
         "torch and BLAS threads; on a machine shared with other jobs 1 is faster (idle threads spin)"))
     parser.add_argument("--criterion-check", action="store_true", help=(
