@@ -179,6 +179,9 @@ def main() -> None:
     parser.add_argument("--settings", default="{}", help="JSON overrides of UnsupervisedSettings (dev tuning)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--skip-translate", action="store_true")
+    parser.add_argument("--test-each-run", action="store_true", help=(
+        "score the test split as each run ends (a setting already chosen on dev, on a slow shared machine: "
+        "a run stopped later keeps its test numbers); no `tava translate` timing then"))
     parser.add_argument("--domain-docs", action="store_true", help=(
         "mpnet pair: disjoint halves of the SciFact documents as the two sides' domain vectors (in-domain "
         "unlabelled text for the sharpening step; the paired references add the source's half)"))
@@ -229,12 +232,14 @@ def main() -> None:
                     print(f"skip: {exc}", flush=True)
                     break
                 row = measure(pair, n, seed, seed == args.seeds[0], sides, settings, sf)
+                if args.test_each_run and "_map" in row:  # a fixed setting, scored as each run ends
+                    score_test_split([row], args.seeds[0], sf, lambda n, pair=pair: sides_of(pair, n))
                 print(json.dumps({"pair": pair, **{k: v for k, v in row.items() if k != "_map"}}, default=str), flush=True)
                 rows.append(row)
                 # after every run: a long run stopped later keeps what it has
                 report["pairs"][pair] = {"runs": [{k: v for k, v in r.items() if k != "_map"} for r in rows]}
                 write_report(report, args.out, started)
-        if pair == "mpnet" and rows and sf["queries_minilm"] is not None:
+        if pair == "mpnet" and rows and sf["queries_minilm"] is not None and not args.test_each_run:
             best_for_store = score_test_split(rows, args.seeds[0], sf,
                                               lambda n, pair=pair: sides_of(pair, n))
         for row in rows:
