@@ -378,7 +378,7 @@ def fit_unsupervised(source: np.ndarray, target: np.ndarray, *, seed: int = 0,
     one at cosine 0.98 on the passages' top 32 principal directions, 0.35 on the last 32, where SciFact's
     claims hold proportionally more of their variance; SciFact dev nDCG@10 0.31 without, 0.48 with
     disjoint halves of SciFact's documents; bench/translate_diagnose.py). They stay out of the anchor
-    search and refinement, which they destabilise when mixed in (one seed in two of 3 failed there)."""
+    search and refinement, which they destabilise when mixed in (seed 1 of the two run failed in both restarts)."""
     settings = settings or UnsupervisedSettings()
     started = time.perf_counter()
     source = np.asarray(source, dtype=np.float32)
