@@ -94,6 +94,18 @@ def pair_sides(pair: str, n: int, minilm: np.ndarray, mpnet: np.ndarray, static:
             "target": target, "pairs_source": source, "pairs_target": target_all[HELDOUT:HELDOUT + n]}
 
 
+def with_domain_docs(sides: dict, docs_minilm: np.ndarray, docs_mpnet: np.ndarray) -> dict[str, np.ndarray]:
+    """Unlabelled in-domain text on both sides, still disjoint: the source's domain vectors are MiniLM's of
+    the even SciFact documents, the target's mpnet's of the odd ones (``fit_unsupervised``'s domain sets:
+    the sharpening step only); the paired references add both models' vectors of the even ones (the
+    source's texts). Generic passages pin only the directions they vary in; SciFact queries lean on
+    others (bench/translate_diagnose.py, probes 'directions' and 'in_domain')."""
+    even, odd = np.arange(0, len(docs_minilm), 2), np.arange(1, len(docs_minilm), 2)
+    return {**sides, "domain_source": docs_minilm[even], "domain_target": docs_mpnet[odd],
+            "pairs_source": np.concatenate([sides["pairs_source"], docs_minilm[even]]),
+            "pairs_target": np.concatenate([sides["pairs_target"], docs_mpnet[even]])}
+
+
 def run_unsupervised(sides: dict, seed: int, settings) -> tuple[dict, Any]:
     from tava_core.adapter.unsupervised import fit_unsupervised
 
@@ -101,7 +113,8 @@ def run_unsupervised(sides: dict, seed: int, settings) -> tuple[dict, Any]:
         record["heldout_top1"] = heldout_metrics(linear_map(sides["heldout_source"]), sides["heldout_target"])["top1"]
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    result = fit_unsupervised(sides["source"], sides["target"], seed=seed, settings=settings, on_restart=score_restart)
+    result = fit_unsupervised(sides["source"], sides["target"], seed=seed, settings=settings, on_restart=score_restart,
+                              domain_source=sides.get("domain_source"), domain_target=sides.get("domain_target"))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     metrics = heldout_metrics(result.linear_map(sides["heldout_source"]), sides["heldout_target"])
     picked_best = max(r["heldout_top1"] for r in result.restarts)
@@ -166,6 +179,12 @@ def main() -> None:
     parser.add_argument("--settings", default="{}", help="JSON overrides of UnsupervisedSettings (dev tuning)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--skip-translate", action="store_true")
+    parser.add_argument("--test-each-run", action="store_true", help=(
+        "score the test split as each run ends (a setting already chosen on dev, on a slow shared machine: "
+        "a run stopped later keeps its test numbers); no `tava translate` timing then"))
+    parser.add_argument("--domain-docs", action="store_true", help=(
+        "mpnet pair: disjoint halves of the SciFact documents as the two sides' domain vectors (in-domain "
+        "unlabelled text for the sharpening step; the paired references add the source's half)"))
     parser.add_argument("--threads", type=int, default=2, help=(
         "torch and BLAS threads; on a machine shared with other jobs 1 is faster (idle threads spin)"))
     parser.add_argument("--criterion-check", action="store_true", help=(
@@ -184,7 +203,15 @@ def main() -> None:
     static = td.cached_only("model2vec", "passages") if "static" in args.pairs else None
     rotation = random_rotation(minilm.shape[1])
     sf = scifact()
-    report: dict[str, Any] = {
+    docs_minilm = td.cached_only("minilm", "corpus") if args.domain_docs else None
+
+    def sides_of(pair: str, n: int) -> dict[str, np.ndarray]:
+        sides = pair_sides(pair, n, minilm, mpnet, static, rotation)
+        if docs_minilm is not None and pair == "mpnet":
+            sides = with_domain_docs(sides, docs_minilm, sf["docs_mpnet"])
+        return sides
+
+    report: dict[str, Any] = {"domain_docs": args.domain_docs,
         "benchmark": "unpaired translation (bench/translate.py)", "heldout_pairs": HELDOUT,
         "minilm_passages_available": len(minilm), "settings": settings.__dict__,
         "criterion": "neighbour similarity: mean cosine of mapped source vectors to their 10 nearest target "
@@ -200,16 +227,21 @@ def main() -> None:
         for n in args.sizes:
             for seed in args.seeds:
                 try:
-                    sides = pair_sides(pair, n, minilm, mpnet, static, rotation)
+                    sides = sides_of(pair, n)
                 except ValueError as exc:
                     print(f"skip: {exc}", flush=True)
                     break
                 row = measure(pair, n, seed, seed == args.seeds[0], sides, settings, sf)
+                if args.test_each_run and "_map" in row:  # a fixed setting, scored as each run ends
+                    score_test_split([row], args.seeds[0], sf, lambda n, pair=pair: sides_of(pair, n))
                 print(json.dumps({"pair": pair, **{k: v for k, v in row.items() if k != "_map"}}, default=str), flush=True)
                 rows.append(row)
-        if pair == "mpnet" and rows and sf["queries_minilm"] is not None:
+                # after every run: a long run stopped later keeps what it has
+                report["pairs"][pair] = {"runs": [{k: v for k, v in r.items() if k != "_map"} for r in rows]}
+                write_report(report, args.out, started)
+        if pair == "mpnet" and rows and sf["queries_minilm"] is not None and not args.test_each_run:
             best_for_store = score_test_split(rows, args.seeds[0], sf,
-                                              lambda n, pair=pair: pair_sides(pair, n, minilm, mpnet, static, rotation))
+                                              lambda n, pair=pair: sides_of(pair, n))
         for row in rows:
             row.pop("_map", None)
         report["pairs"][pair] = {"runs": rows, "summary": summarise(rows)}
