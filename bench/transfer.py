@@ -176,17 +176,19 @@ def evaluate_student(student_dir: Path, teacher: str, splits: dict[str, str], sp
     return out
 
 
-def adaptation_texts(teacher: str, data_name: str) -> list[TextSet]:
-    """Label-free text of a corpus that Stage B adapts on: its documents and their span views (the
-    built-in data: its documents, its unlabeled text and that text's spans), never its queries. Sets
-    whose teacher vectors are not cached are left out (mpnet's built-in unlabeled text)."""
+def adaptation_texts(teacher: str, data_name: str) -> tuple[list[TextSet], np.ndarray]:
+    """Label-free text of a corpus that Stage B adapts on, and its teacher vectors: its documents and
+    their span views (the built-in data: its documents, its unlabeled text and that text's spans), never
+    its queries. Sets whose teacher vectors are not cached are left out (mpnet's built-in unlabeled text)."""
     if data_name == "scifact":
         docs = scifact().docs
         sets = [docs, spans(docs)]
     else:
         built, unlabeled = builtin()
         sets = [built.docs, unlabeled, spans(unlabeled)]
-    return [s for s in sets if teacher_vectors(teacher, s, log=False, compute=False) is not None]
+    cached = [(s, teacher_vectors(teacher, s, log=False, compute=False)) for s in sets]
+    kept = [(s, v) for s, v in cached if v is not None]
+    return [s for s, _ in kept], np.concatenate([v for _, v in kept]).astype(np.float32)
 
 
 def fit_adapters(student_dir: Path, teacher: str) -> dict[str, dict[str, Any]]:
@@ -203,9 +205,8 @@ def fit_adapters(student_dir: Path, teacher: str) -> dict[str, dict[str, Any]]:
     config = AdapterConfig(mode="paired")
     fitted: dict[str, dict[str, Any]] = {}
     for data_name in ("scifact", "builtin"):
-        sets = adaptation_texts(teacher, data_name)
+        sets, y = adaptation_texts(teacher, data_name)
         texts = [t for s in sets for t in s.texts]
-        y = np.concatenate([teacher_vectors(teacher, s, log=False, compute=False) for s in sets]).astype(np.float32)
         began = time.perf_counter()
         x = student.encode(texts, kind="document", batch_size=64).astype(np.float32)
         run = train_adapter_from_arrays(x, y, config, name=f"adapt-{data_name}")

@@ -75,6 +75,19 @@ def _cached(path: Path, compute) -> np.ndarray:
     return vectors
 
 
+def cached_weight(name: str, compute) -> np.ndarray:
+    """A dev bench's map weight, computed once and kept as ``CACHE/dev/<name>.npy`` (its dtype as computed)."""
+    path = CACHE / "dev" / f"{name}.npy"
+    if path.is_file():
+        return np.load(path)
+    weight = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, weight)
+    os.replace(tmp, path)
+    return weight
+
+
 _TEXTS: dict[str, list[str]] = {}
 
 

@@ -53,18 +53,6 @@ def polar(m: np.ndarray) -> np.ndarray:
     return (u @ vt).astype(np.float32)
 
 
-def cached_weight(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    path = td.CACHE / "dev" / f"{name}.npy"
-    if path.is_file():
-        return np.load(path)
-    weight = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, weight)
-    os.replace(tmp, path)
-    return weight
-
-
 def main() -> None:
     from tava_core.adapter.baselines import LinearMap, fit_procrustes
     from tava_core.adapter.unsupervised import (
@@ -101,8 +89,8 @@ def main() -> None:
         rng = np.random.default_rng(run_seed)
         return refine(xa, xb, procrustes_weight(xa, relative_pseudo_pairs(xa, xb, settings, rng)), settings, rng)
 
-    refined = cached_weight(tag, search)
-    sharpened = cached_weight(f"{tag}-sharpened", lambda: sharpen(xa, xb, refined, settings))
+    refined = td.cached_weight(tag, search)
+    sharpened = td.cached_weight(f"{tag}-sharpened", lambda: sharpen(xa, xb, refined, settings))
     paired_c = procrustes_weight(unit(sides["pairs_source"] - mean_a), unit(sides["pairs_target"] - mean_b))
 
     def measure(linear_map: Any, docs: np.ndarray | None = None) -> dict[str, float]:
@@ -229,7 +217,7 @@ def spans_probe(n: int, run_seed: int, sf: dict, log) -> None:
         log("spans", f"paired_procrustes_{name}", measure(affine(procrustes_weight(centred(a, ma), centred(b, mb)), a, b)))
     settings = UnsupervisedSettings()
     xa, xb = centred(source_p, source_p.mean(0)), centred(target_p, target_p.mean(0))
-    refined = cached_weight(f"swapped-{n}-restart{run_seed}", lambda: refine(
+    refined = td.cached_weight(f"swapped-{n}-restart{run_seed}", lambda: refine(
         xa, xb, procrustes_weight(xa, relative_pseudo_pairs(xa, xb, settings, np.random.default_rng(run_seed))),
         settings, np.random.default_rng(run_seed + 1)))
     log("spans", "unpaired_refined", measure(affine(refined, source_p, target_p)))

@@ -46,16 +46,11 @@ def refined_weight(xa: np.ndarray, xb: np.ndarray, run_seed: int, settings, tag:
     """The search's map after anchors + refinement (restart seed ``run_seed``), cached."""
     from tava_core.adapter.unsupervised import procrustes_weight, refine, relative_pseudo_pairs
 
-    path = td.CACHE / "dev" / f"{tag}-restart{run_seed}.npy"
-    if path.is_file():
-        return np.load(path)
-    rng = np.random.default_rng(run_seed)
-    weight = refine(xa, xb, procrustes_weight(xa, relative_pseudo_pairs(xa, xb, settings, rng)), settings, rng)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, weight)
-    os.replace(tmp, path)
-    return weight
+    def search() -> np.ndarray:
+        rng = np.random.default_rng(run_seed)
+        return refine(xa, xb, procrustes_weight(xa, relative_pseudo_pairs(xa, xb, settings, rng)), settings, rng)
+
+    return td.cached_weight(f"{tag}-restart{run_seed}", search)
 
 
 def main() -> None:

@@ -87,20 +87,32 @@ class StaticEncoder(Encoder):
         # Static inference is memory-bound, not compute-bound: big batches are cheapest.
         step = max(batch_size or self.batch_size, 1024)
         for start in range(0, len(texts), step):
-            encodings = self.tokenizer.encode_batch_fast(texts[start:start + step], add_special_tokens=False)
-            ids = [e.ids for e in encodings] if self.max_length is None else \
-                [e.ids[: self.max_length] for e in encodings]
-            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-            offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths[:-1])]))
-            # chain.from_iterable flattens in C; a nested generator expression cost ~20% of the
-            # whole encode (measured against model2vec's own encoder on the same table).
-            flat = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64,
-                                                count=int(lengths.sum())))
+            chunk = texts[start:start + step]
+            flat, offsets = self.token_bags(chunk)
             pooled = torch.nn.functional.embedding_bag(flat, self.table, offsets, mode="mean")
             if self.normalized:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[start:start + len(ids)] = pooled.numpy()
+            out[start:start + len(chunk)] = pooled.numpy()
         return out
+
+    def token_bags(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``embedding_bag``'s flat token ids and offsets for ``texts`` (prefix already applied): no
+        special tokens, cut at ``max_length``. One text (a live query) builds no offsets."""
+        encodings = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+        ids = [e.ids for e in encodings] if self.max_length is None else \
+            [e.ids[: self.max_length] for e in encodings]
+        if len(ids) == 1:
+            return torch.from_numpy(np.array(ids[0], dtype=np.int64)), _FIRST_OFFSET
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths[:-1])]))
+        # chain.from_iterable flattens in C; a nested generator expression cost ~20% of the
+        # whole encode (measured against model2vec's own encoder on the same table).
+        flat = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64,
+                                            count=int(lengths.sum())))
+        return flat, offsets
+
+
+_FIRST_OFFSET = torch.zeros(1, dtype=torch.int64)   # the offsets of a single bag (never written to)
 
 
 def load_static(directory: Path, spec: EncoderSpec) -> StaticEncoder:

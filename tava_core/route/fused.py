@@ -15,7 +15,6 @@ checks vectors, confidence and routing against the unfused path.
 """
 from __future__ import annotations
 
-import itertools
 from typing import Sequence
 
 import numpy as np
@@ -43,7 +42,6 @@ class FusedStatic:
         with torch.inference_mode():
             extra = table @ torch.from_numpy(compiled.matrix)
             self.table = torch.cat([table, extra], dim=1).contiguous()
-        self._first = torch.zeros(1, dtype=torch.int64)
 
     @torch.inference_mode()
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -53,19 +51,10 @@ class FusedStatic:
         texts = [prefix + t for t in raw] if prefix else raw
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         scores = np.zeros(len(texts), dtype=np.float32)
-        # the same chunks, tokenizer call and pooling as StaticEncoder.encode, on the widened table
+        # the same tokens and pooling as StaticEncoder.encode (its token_bags), on the widened table
         for start in range(0, len(texts), 1024):
             chunk = texts[start:start + 1024]
-            encodings = student.tokenizer.encode_batch_fast(chunk, add_special_tokens=False)
-            ids = [e.ids for e in encodings] if student.max_length is None else \
-                [e.ids[: student.max_length] for e in encodings]
-            if len(ids) == 1:            # a live query: no offsets to build
-                flat, offsets = torch.from_numpy(np.array(ids[0], dtype=np.int64)), self._first
-            else:
-                lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-                offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths[:-1])]))
-                flat = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64,
-                                                    count=int(lengths.sum())))
+            flat, offsets = student.token_bags(chunk)
             pooled = torch.nn.functional.embedding_bag(flat, self.table, offsets, mode="mean")
             # exactly F.normalize's arithmetic (x / max(|x|, 1e-12)), one division for the student's
             # vector and every projection
