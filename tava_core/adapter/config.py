@@ -25,6 +25,15 @@ class AdapterConfig(TavaModel):
     teacher_vectors: list[str] = Field(default_factory=list, description=(
         "Vector directories made by `tava embed` with the teacher, of the same dataset collections "
         "(paired mode joins them with the student's by dataset, collection and id)."))
+    domain_student_vectors: list[str] = Field(default_factory=list, description=(
+        "Unpaired mode: vector directories of in-domain texts (e.g. half of the corpus that will be "
+        "searched) made with the student's encoder; other texts than domain_teacher_vectors'. They join "
+        "only the last step of the unsupervised start and pin the directions generic text barely varies in "
+        "(MiniLM -> mpnet, SciFact test nDCG@10 0.273 without, 0.458 with disjoint halves of its documents; "
+        "bench/translate.py --domain-docs)."))
+    domain_teacher_vectors: list[str] = Field(default_factory=list, description=(
+        "Unpaired mode: vector directories of other in-domain texts made with the teacher's encoder "
+        "(see domain_student_vectors)."))
     student: Optional[str] = Field(None, description=(
         "The student encoder (alias or model directory) recorded in the adapter so that "
         "`load_encoder(<adapter dir>)` runs student then adapter; empty = taken from the student "
@@ -157,6 +166,14 @@ class AdapterConfig(TavaModel):
         if self.mode == "unpaired" and self.init in ("ridge", "procrustes"):
             raise ConfigError(f"init {self.init!r} is fitted on pairs; unpaired mode has none",
                               hint="use init 'auto', 'identity' (equal dimensions) or 'random'")
+        if (self.domain_student_vectors or self.domain_teacher_vectors) and self.mode != "unpaired":
+            raise ConfigError("domain vectors serve the unsupervised start of unpaired mode; paired mode fits on "
+                              "its pairs", hint="use --mode unpaired, or embed the domain texts with both "
+                              "encoders and add them to --student-vectors / --teacher-vectors")
+        if bool(self.domain_student_vectors) != bool(self.domain_teacher_vectors):
+            raise ConfigError("domain vectors are needed on both sides (each model's vectors of different "
+                              "in-domain texts)", hint="give both --domain-student-vectors and "
+                              "--domain-teacher-vectors, or neither")
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise ConfigError("hidden_dims needs at least one positive width", hint="e.g. hidden_dims [1024]")
         if not self.seeds:

@@ -58,7 +58,8 @@ def evaluate_maps(data: AdapterData, result: TrainingResult, config: AdapterConf
 def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: AdapterConfig, *,
                               name: str = "adapter", student_info: Optional[dict] = None,
                               teacher_info: Optional[dict] = None, warm_start: Optional[str | Path] = None,
-                              show_progress: bool = False, split_seed: Optional[int] = None) -> AdapterRun:
+                              show_progress: bool = False, split_seed: Optional[int] = None,
+                              domain: Optional[tuple[np.ndarray, np.ndarray]] = None) -> AdapterRun:
     """Train on row-aligned ``student``/``teacher`` vectors (for unpaired mode, they are split into
     disjoint halves so no text is seen on both sides; held-out pairs only measure). ``split_seed`` draws
     the held-out pairs (default: the first training seed), so separate single-seed runs can share the
@@ -82,7 +83,7 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
         raise ConfigError(f"after holding out {len(data.heldout_student)} pairs only "
                           f"{min(len(data.student), len(data.teacher))} training vectors are left, fewer than a "
                           f"batch of {config.batch_size}", hint="give more texts or lower --batch-size")
-    result, runs = train_best_of_seeds(data, config, warm_start=warm, show_progress=show_progress)
+    result, runs = train_best_of_seeds(data, config, warm_start=warm, show_progress=show_progress, domain=domain)
     if data.paired:
         fit_x, fit_y = data.student, data.teacher
     else:  # baselines need pairs: the same held-out split, all other pairs (a paired reference)
@@ -164,6 +165,23 @@ def load_training_vectors(config: AdapterConfig) -> tuple[VectorSide, VectorSide
     return student, teacher, keys, x, y
 
 
+def load_domain_vectors(config: AdapterConfig, student: VectorSide, teacher: VectorSide
+                        ) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """The in-domain vectors of each side (``domain_*_vectors``), checked to come from the same encoder
+    as that side's training vectors; None when not given."""
+    if not config.domain_student_vectors:
+        return None
+    pairs = ((read_side(config.domain_student_vectors, "domain student"), student, "--domain-student-vectors"),
+             (read_side(config.domain_teacher_vectors, "domain teacher"), teacher, "--domain-teacher-vectors"))
+    for domain, side, option in pairs:
+        if domain.fingerprint != side.fingerprint or domain.dim != side.dim:
+            raise ConfigError(f"{option} come from encoder {domain.fingerprint[:12] or '?'} ({domain.dim}-d), the "
+                              f"training vectors of that side from {side.fingerprint[:12] or '?'} ({side.dim}-d)",
+                              path=domain.dirs[0], hint="embed the in-domain texts with the same encoder as that side")
+        check_vectors(domain.vectors, domain.dirs[0])
+    return pairs[0][0].vectors, pairs[1][0].vectors
+
+
 def train_adapter_from_dirs(config: AdapterConfig, home: TavaHome | None = None, *,
                             show_progress: bool = False) -> AdapterRun:
     """Read the vector directories, train, and save under ``<home>/artifacts/adapters/<name>/``."""
@@ -172,7 +190,8 @@ def train_adapter_from_dirs(config: AdapterConfig, home: TavaHome | None = None,
     name = config.name or default_name(student, teacher)
     run = train_adapter_from_arrays(x, y, config, name=name, student_info=dict(student.encoder, dirs=student.dirs),
                                     teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
-                                    warm_start=config.warm_start, show_progress=show_progress)
+                                    warm_start=config.warm_start, show_progress=show_progress,
+                                    domain=load_domain_vectors(config, student, teacher))
     save_run(run, home.artifacts / "adapters" / slug(name), student_spec=student_spec_for(config, student))
     return run
 
@@ -186,7 +205,8 @@ def inputs_checksum(config: AdapterConfig) -> str:
     from .io import adapter_weights_hash
 
     shards = []
-    for directory in [*config.student_vectors, *config.teacher_vectors]:
+    for directory in [*config.student_vectors, *config.teacher_vectors, *config.domain_student_vectors,
+                      *config.domain_teacher_vectors]:
         manifest = load_vector_manifest(directory)
         shards.append([manifest.fingerprint, [s.sha256 for s in manifest.shards]])
     warm = adapter_weights_hash(config.warm_start) if config.warm_start else None
@@ -224,7 +244,8 @@ def train_adapter(config: AdapterConfig, inputs: AdapterInputs, out_dir: str | P
         run = train_adapter_from_arrays(x, y, config, name=inputs.name,
                                         student_info=dict(student.encoder, dirs=student.dirs),
                                         teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
-                                        warm_start=config.warm_start, show_progress=show_progress)
+                                        warm_start=config.warm_start, show_progress=show_progress,
+                                        domain=load_domain_vectors(config, student, teacher))
         run.report["run_key"] = key
         save_run(run, out, student_spec=student_spec_for(config, student))
         report = run.report

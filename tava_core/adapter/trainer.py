@@ -389,13 +389,18 @@ def build_adapter(config: AdapterConfig, input_dim: int, output_dim: int) -> Vec
                           config.dropout, config.residual, config.latent_dim)
 
 
-def fit_start(x: np.ndarray, y: np.ndarray, kind: str, seed: int = 0) -> LinearMap:
+def fit_start(x: np.ndarray, y: np.ndarray, kind: str, seed: int = 0,
+              domain: Optional[tuple[np.ndarray, np.ndarray]] = None, settings: Optional[Any] = None) -> LinearMap:
     """The closed-form map a skip path starts at: 'identity' (equal dimensions), 'ridge' or 'procrustes'
-    (fitted on pairs), or 'unsupervised' (from the two sets' own geometry, no pairs; ``unsupervised.py``)."""
+    (fitted on pairs), or 'unsupervised' (from the two sets' own geometry, no pairs; ``unsupervised.py``;
+    ``domain``: each side's vectors of other in-domain texts, for its last step; ``settings``: its
+    ``UnsupervisedSettings``, default when None)."""
     if kind == "unsupervised":
         from .unsupervised import fit_unsupervised
 
-        return fit_unsupervised(x, y, seed=seed).linear_map
+        source_domain, target_domain = domain if domain is not None else (None, None)
+        return fit_unsupervised(x, y, seed=seed, settings=settings, domain_source=source_domain,
+                                domain_target=target_domain).linear_map
     if kind == "identity":
         if x.shape[1] != y.shape[1]:
             raise ConfigError(f"init 'identity' needs equal dimensions, not {x.shape[1]} -> {y.shape[1]}",
@@ -489,9 +494,11 @@ def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray, *, paired:
 
 
 def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start: Optional[Vec2VecAdapter] = None,
-                        show_progress: bool = False) -> tuple[TrainingResult, list[dict[str, Any]]]:
+                        show_progress: bool = False, domain: Optional[tuple[np.ndarray, np.ndarray]] = None
+                        ) -> tuple[TrainingResult, list[dict[str, Any]]]:
     """Train one adapter per seed; keep the best on held-out pairs. Seeds that diverge are skipped
-    (their error is reported); if all diverge, the last ``TrainingError`` is raised."""
+    (their error is reported); if all diverge, the last ``TrainingError`` is raised. ``domain``: in-domain
+    vectors of each side for the unsupervised start (``fit_start``)."""
     input_dim, output_dim = data.student.shape[1], data.teacher.shape[1]
     results: list[TrainingResult] = []
     runs: list[dict[str, Any]] = []
@@ -502,7 +509,7 @@ def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start:
         start, evidence = resolve_init(config, data.student, data.teacher, paired=data.paired)
     if evidence is not None:
         log.info("start: %s (%s)", start, ", ".join(f"{k} {v:.3f}" for k, v in evidence.items()))
-    start_map = (fit_start(data.student, data.teacher, start, seed=config.seeds[0])
+    start_map = (fit_start(data.student, data.teacher, start, seed=config.seeds[0], domain=domain)
                  if warm_start is None and start != "random" else None)
     for seed in config.seeds:
         torch.manual_seed(seed)
