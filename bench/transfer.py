@@ -86,7 +86,7 @@ def load_pairs(teacher: str, sets: list[TextSet]) -> tuple[list[str], np.ndarray
 # ------------------------------------------------------------------------------------ training
 
 def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray, options: dict[str, Any],
-                  work: Path, ridge_texts: int = 2048) -> tuple[Path, dict[str, Any]]:
+                  work: Path) -> tuple[Path, dict[str, Any]]:
     """Stage A as tava runs it (build, ridge start of the projection, trainer), saved to ``work``."""
     from tava_core.distill import DistillConfig
     from tava_core.distill.run import build_student
@@ -102,7 +102,7 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
     trainer = Trainer(student, texts, vectors, config, work / "checkpoints", split=split, progress=True)
     start_cosine = None
     if isinstance(student, TransformerStudent) and student.projection is not None:
-        sample = split.train[np.random.default_rng(0).permutation(len(split.train))[:ridge_texts]]
+        sample = split.train[np.random.default_rng(0).permutation(len(split.train))[:config.projection_fit_texts]]
         start_cosine = fit_projection(student, [texts[i] for i in sample], vectors[sample])
     began = time.perf_counter()
     result = trainer.train()
@@ -298,6 +298,9 @@ def main() -> None:
     parser.add_argument("--student-base", default=None,
                         help="transformer student: start from this encoder's layers (e.g. all-MiniLM-L6-v2) instead of the teacher's")
     parser.add_argument("--alpha-sim", type=float, default=0.0, help="relational term: in-batch similarity KL")
+    parser.add_argument("--alpha-cross", type=float, default=0.0,
+                        help="cross term: KL of student-to-teacher in-batch similarities")
+    parser.add_argument("--temperature", type=float, default=0.05, help="softmax temperature of the KL terms")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--spans", choices=["auto", "on", "off"], default="auto",
@@ -310,7 +313,7 @@ def main() -> None:
                         help="static student: whole-word tokens added for the training text's frequent split words")
     parser.add_argument("--speed-queries", type=int, default=64,
                         help="SciFact test queries timed (mpnet runs ~1 query/s on this shared CPU)")
-    parser.add_argument("--ridge-texts", type=int, default=2048,
+    parser.add_argument("--ridge-texts", type=int, default=16384,
                         help="texts the transformer student's projection is ridge-fitted on before training")
     parser.add_argument("--adapt", action="store_true",
                         help="also fit Stage B on each corpus's documents (+ spans) and score the closed forms and "
@@ -322,8 +325,10 @@ def main() -> None:
     phases = ["dev", "test"] if args.phase == "both" else [args.phase]
     options: dict[str, Any] = {"steps": args.steps, "batch_size": args.batch_size,
                                "eval_every": max(25, args.steps // 6), "patience": 3, "alpha_sim": args.alpha_sim,
+                               "alpha_cross": args.alpha_cross, "temperature": args.temperature,
                                "warmup_steps": min(100, args.steps // 10), "max_length": args.max_length,
                                "threads": 2, "validation_fraction": 0.02, "checkpoint_every": args.steps}
+    options["projection_fit_texts"] = args.ridge_texts
     if args.layers is not None:
         options["layers"] = args.layers
     if args.lr is not None:
@@ -339,8 +344,7 @@ def main() -> None:
     label = "/".join([args.teacher, args.student, args.train if args.train == "generic" else f"+{args.target}"]) \
         + (f"/{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:
-        student_dir, training = train_student(args.teacher, args.student, texts, vectors, options, Path(tmp),
-                                              ridge_texts=args.ridge_texts)
+        student_dir, training = train_student(args.teacher, args.student, texts, vectors, options, Path(tmp))
         sci = scifact()
         speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
         speed = None   # measured once, with the first phase's scoring

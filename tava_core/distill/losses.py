@@ -7,7 +7,8 @@ from torch import nn
 
 
 class DistillationLoss(nn.Module):
-    """``alpha_cos * (1 - cos) + alpha_mse * mse + alpha_sim * KL(teacher sims || student sims)``.
+    """``alpha_cos * (1 - cos) + alpha_mse * mse + alpha_sim * KL(teacher sims || student sims)
+    + alpha_cross * KL(teacher sims || student-to-teacher sims)``.
 
     - ``1 - cos``: direction of each student vector against its teacher vector.
     - ``mse``: squared error summed over dimensions and averaged over the batch (so it is on the
@@ -16,12 +17,17 @@ class DistillationLoss(nn.Module):
     - similarity term: each row of the in-batch cosine-similarity matrix, softmaxed at
       ``temperature``, of the student should match the teacher's (the ranking geometry
       retrieval cares about). The diagonal is kept: it anchors each row.
+    - cross-similarity term: each student vector's softmaxed similarities to the batch's *teacher*
+      vectors should match the teacher vector's own. This is the deployment: a student query searched
+      against documents the teacher embedded, so it scores the ranking the student's query induces
+      over teacher vectors, not over other student vectors (which no one ever searches). Unlike the
+      symmetric term it is not rotation-invariant: it also pulls the student into the teacher's space.
 
     ``forward`` returns the total and a dict of the parts (floats, for logging).
     """
 
     def __init__(self, alpha_cos: float = 1.0, alpha_mse: float = 1.0, temperature: float = 0.05,
-                 alpha_sim: float = 0.0) -> None:
+                 alpha_sim: float = 0.0, alpha_cross: float = 0.0) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError("temperature must be positive")
@@ -29,12 +35,22 @@ class DistillationLoss(nn.Module):
         self.alpha_mse = alpha_mse
         self.temperature = temperature
         self.alpha_sim = alpha_sim
+        self.alpha_cross = alpha_cross
 
     def similarity_kl(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """KL(teacher || student) of row-softmaxed in-batch cosine similarities, batch mean."""
         s = F.normalize(student, dim=-1)
         t = F.normalize(teacher, dim=-1)
         student_logp = F.log_softmax(s @ s.T / self.temperature, dim=-1)
+        teacher_logp = F.log_softmax(t @ t.T / self.temperature, dim=-1)
+        return F.kl_div(student_logp, teacher_logp, reduction="batchmean", log_target=True)
+
+    def cross_similarity_kl(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """KL(teacher || student) of row-softmaxed cosine similarities to the batch's teacher vectors:
+        row i compares ``softmax(t_i . t_j / T)`` with ``softmax(s_i . t_j / T)`` over j, batch mean."""
+        s = F.normalize(student, dim=-1)
+        t = F.normalize(teacher, dim=-1)
+        student_logp = F.log_softmax(s @ t.T / self.temperature, dim=-1)
         teacher_logp = F.log_softmax(t @ t.T / self.temperature, dim=-1)
         return F.kl_div(student_logp, teacher_logp, reduction="batchmean", log_target=True)
 
@@ -54,4 +70,8 @@ class DistillationLoss(nn.Module):
             kl = self.similarity_kl(student, teacher)
             total = total + self.alpha_sim * kl
             parts["sim_kl"] = float(kl.detach())
+        if self.alpha_cross:
+            cross = self.cross_similarity_kl(student, teacher)
+            total = total + self.alpha_cross * cross
+            parts["cross_kl"] = float(cross.detach())
         return total, parts

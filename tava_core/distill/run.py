@@ -205,7 +205,7 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
                       data_key=data.key, progress=progress)
     if config.fit_projection and isinstance(student, TransformerStudent) and student.projection is not None \
             and not (trainer.checkpoint_dir / "training_state.json").is_file():
-        sample = split.train[np.random.default_rng(config.seed).permutation(len(split.train))[:2048]]
+        sample = split.train[np.random.default_rng(config.seed).permutation(len(split.train))[:config.projection_fit_texts]]
         fit_projection(student, [data.texts[i] for i in sample], data.vectors[sample])
     result = trainer.train()
     card = save_student(student, result, config, out, teacher=teacher, data=data, run_key=run_key,

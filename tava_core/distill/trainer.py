@@ -210,7 +210,8 @@ class Trainer:
         self.split = split or check_corpus_size(len(self.texts), config)
         self.run_key = stable_hash({"config": config.training_key(), "data": data_key, "kind": student.kind}, 24)
         self.progress = progress
-        self.loss_fn = DistillationLoss(config.alpha_cos, config.alpha_mse, config.temperature, config.alpha_sim)
+        self.loss_fn = DistillationLoss(config.alpha_cos, config.alpha_mse, config.temperature, config.alpha_sim,
+                                        config.alpha_cross)
         self.val_texts = [self.texts[i] for i in self.split.validation]
         self.val_teacher = self.teacher[self.split.validation]
 

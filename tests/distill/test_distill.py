@@ -160,6 +160,31 @@ def test_fitted_projection_starts_nearer_the_teacher(toy_home, teacher_dir):
     assert validation_cosine(student, *held_out) > before + 0.01
 
 
+def test_projection_start_uses_projection_fit_texts_and_more_texts_hold_out_better(
+        toy_home, teacher_dir, monkeypatch, tmp_path):
+    import tava_core.distill.run as run_module
+    from tava_core.distill.data import load_training_data, resolve_pairs
+    from tava_core.distill.students import fit_projection
+    from tava_core.distill.trainer import validation_cosine
+
+    teacher = load_encoder(str(teacher_dir))
+    pairs = resolve_pairs(TavaHome(toy_home), ["toy"], [], [], teacher.name, teacher.fingerprint)
+    data = load_training_data(pairs, teacher_fingerprint=teacher.fingerprint, teacher_dim=teacher.dim)
+    held_out = (data.texts[300:], data.vectors[300:])
+    fitted = {}
+    for count in (40, 300):
+        student = TransformerStudent.from_teacher(teacher_dir, layers=[1], projection=True, teacher_dim=32)
+        fit_projection(student, data.texts[:count], data.vectors[:count])
+        fitted[count] = validation_cosine(student, *held_out)
+    assert fitted[300] > fitted[40]
+    # distill() fits the start on exactly projection_fit_texts training texts (no more).
+    seen: list[int] = []
+    monkeypatch.setattr(run_module, "fit_projection", lambda student, texts, targets: seen.append(len(texts)))
+    distill(_config(teacher_dir, name="fit-texts", steps=2, warmup_steps=0, eval_every=1, projection_fit_texts=37,
+                    output=str(tmp_path / "out")), toy_home, progress=False)
+    assert seen == [37]
+
+
 def _trainer(teacher_dir, toy_home, seed: int, work: Path) -> Trainer:
     from tava_core.distill.data import load_training_data, resolve_pairs
 

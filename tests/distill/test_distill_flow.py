@@ -15,7 +15,8 @@ def test_cli_options_come_from_the_config():
 
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0, result.output
-    for option in ("--student", "--layers", "--projection", "--alpha-cos", "--alpha-mse", "--alpha-sim",
+    for option in ("--student", "--layers", "--projection", "--alpha-cos", "--alpha-mse", "--alpha-sim", "--alpha-cross",
+                   "--projection-fit-texts",
                    "--temperature", "--checkpoint-every", "--patience", "--static-dim"):
         assert option in result.output
 

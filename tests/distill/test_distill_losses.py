@@ -15,9 +15,10 @@ def _unit(n: int, d: int, seed: int) -> torch.Tensor:
 
 def test_zero_when_student_equals_teacher():
     teacher = _unit(16, 32, 0)
-    loss, parts = DistillationLoss(alpha_cos=1, alpha_mse=1, alpha_sim=1, temperature=0.05)(teacher.clone(), teacher)
+    loss, parts = DistillationLoss(alpha_cos=1, alpha_mse=1, alpha_sim=1, temperature=0.05,
+                                   alpha_cross=1)(teacher.clone(), teacher)
     assert float(loss) == pytest.approx(0.0, abs=1e-6)
-    assert set(parts) == {"cos", "mse", "sim_kl"}
+    assert set(parts) == {"cos", "mse", "sim_kl", "cross_kl"}
     assert all(abs(v) < 1e-6 for v in parts.values())
 
 
@@ -61,10 +62,32 @@ def test_similarity_kl_is_scale_free_sensitive_to_geometry_and_temperature():
     assert kl[0.1] != pytest.approx(kl[1.0], rel=0.1)
 
 
+def test_cross_similarity_kl_sees_the_teacher_space_the_symmetric_term_does_not():
+    teacher = _unit(12, 24, 0)
+    symmetric = DistillationLoss(alpha_cos=0, alpha_mse=0, alpha_sim=1, temperature=0.05)
+    cross = DistillationLoss(alpha_cos=0, alpha_mse=0, alpha_cross=1, temperature=0.05)
+    # A rotated student keeps its own geometry (symmetric KL ~0) but searches the teacher's vectors
+    # badly: the cross term, which ranks teacher vectors by the student vector, is large.
+    q, _ = torch.linalg.qr(torch.randn(24, 24, generator=torch.Generator().manual_seed(3)))
+    rotated = teacher @ q
+    assert float(symmetric(rotated, teacher)[0]) == pytest.approx(0.0, abs=1e-4)
+    assert float(cross(rotated, teacher)[0]) > 1.0
+    # Scale-free like the symmetric term, and smaller for a student nearer the teacher.
+    assert float(cross(4 * teacher, teacher)[0]) == pytest.approx(0.0, abs=1e-5)
+    near = F.normalize(teacher + 0.1 * _unit(12, 24, 5), dim=-1)
+    far = F.normalize(teacher + 0.5 * _unit(12, 24, 5), dim=-1)
+    assert 0 < float(cross(near, teacher)[0]) < float(cross(far, teacher)[0])
+    # By hand for one row: KL(softmax(t0.t_j/T) || softmax(s0.t_j/T)), batch mean over rows.
+    t_logp = F.log_softmax(teacher @ teacher.T / 0.05, dim=-1)
+    s_logp = F.log_softmax(far @ teacher.T / 0.05, dim=-1)
+    expected = float((t_logp.exp() * (t_logp - s_logp)).sum(-1).mean())
+    assert float(cross(far, teacher)[0]) == pytest.approx(expected, rel=1e-4)
+
+
 def test_gradients_flow_and_bad_temperature_is_refused():
     teacher = _unit(8, 16, 0)
     student = torch.randn(8, 16, requires_grad=True)
-    loss, _ = DistillationLoss(alpha_sim=0.5)(student, teacher)
+    loss, _ = DistillationLoss(alpha_sim=0.5, alpha_cross=0.5)(student, teacher)
     loss.backward()
     assert student.grad is not None and torch.isfinite(student.grad).all() and student.grad.abs().sum() > 0
     with pytest.raises(ValueError):
