@@ -318,6 +318,8 @@ def main() -> None:
     parser.add_argument("--adapt", action="store_true",
                         help="also fit Stage B on each corpus's documents (+ spans) and score the closed forms and "
                              "the learned adapter (the generic student + nightly adapter case)")
+    parser.add_argument("--time-budget-minutes", type=float, default=None,
+                        help="stop training after this long (the learning rate anneals with the clock)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -329,6 +331,7 @@ def main() -> None:
                                "warmup_steps": min(100, args.steps // 10), "max_length": args.max_length,
                                "threads": 2, "validation_fraction": 0.02, "checkpoint_every": args.steps}
     options["projection_fit_texts"] = args.ridge_texts
+    options["time_budget_minutes"] = args.time_budget_minutes
     if args.layers is not None:
         options["layers"] = args.layers
     if args.lr is not None:
