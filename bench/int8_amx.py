@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import copy
 import json
 import os
 import random
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -44,7 +46,7 @@ import numpy as np
 import speed  # noqa: E402  (bench/ is on sys.path when run as a script)
 from shared_data import ROOT, SCIFACT, write_result  # noqa: E402
 
-SECTIONS = ("amx", "gemm", "variants", "torch", "profile", "teacher_bf16")
+SECTIONS = ("amx", "gemm", "kernels", "variants", "torch", "profile", "teacher_bf16")
 
 # Graph fusions (onnxruntime.transformers optimizer options switched off; None = no offline fusion).
 FUSIONS: dict[str, Optional[dict[str, bool]]] = {
@@ -57,7 +59,7 @@ BEFORE_QUANT: dict[str, Any] = {"weight_type": "QInt8", "op_types": ["MatMul", "
                                 "reduce_range": True}
 # Session settings: "default" = ONNX Runtime's; "tuned" = the card's SESSION_SETTINGS (subnormals
 # flushed in ORT's threads, no SkipLayerNormFusion); "+caller FTZ" also sets FTZ/DAZ on the calling
-# thread (glibc fenv via ctypes; measured only, not shipped).
+# thread (glibc fenv via ctypes; measured only, not shipped); "noskip" = only SkipLayerNormFusion off.
 DEFAULT_SESSION: dict[str, Any] = {"config": {}, "disabled_optimizers": []}
 # name -> (fusion, quantisation changes vs BEFORE_QUANT or None for fp32, session)
 VARIANTS: dict[str, tuple[str, Optional[dict[str, Any]], str]] = {
@@ -69,6 +71,7 @@ VARIANTS: dict[str, tuple[str, Optional[dict[str, Any]], str]] = {
     "int8 fused, full range": ("fused", {"reduce_range": False}, "default"),
     "int8 fused without SkipLayerNorm, tuned session": ("fused_no_skip_ln", {}, "tuned"),
     "int8 plain, default session": ("plain", {}, "default"),
+    "int8 plain, only SkipLayerNormFusion off": ("plain", {}, "noskip"),
     "int8 plain, tuned session, full range": ("plain", {"reduce_range": False}, "tuned"),
     "int8 plain, tuned session, per-tensor": ("plain", {"per_channel": False}, "tuned"),
     "int8 plain, tuned session + caller FTZ": ("plain", {}, "tuned+ftz"),
@@ -197,11 +200,78 @@ def gemm_section(m_rows: int, threads: int, repeats: int) -> dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------------------- kernels
+
+def kernels_section(m_rows: int, repeats: int) -> dict[str, Any]:
+    """Why the session settings: single ops at the student's activation shapes (1 thread).
+    SkipLayerNormalization (what ORT fuses Add + LayerNormalization into) against the two ops it
+    replaces; Softmax over attention scores with and without masked (very negative) entries,
+    whose exp underflows into subnormal floats, with ORT's denormal-as-zero setting and with FTZ
+    on the calling thread."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    hidden, heads, seq = 384, 12, 34
+    batch = max(1, m_rows // seq)
+    rng = np.random.default_rng(0)
+
+    def session(nodes: list[Any], names: list[str], shape: list[Optional[int]], inits: list[Any],
+                config: Optional[dict[str, str]] = None) -> Any:
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in names],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        for key, value in (config or {}).items():
+            options.add_session_config_entry(key, value)
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    x = rng.standard_normal((batch, seq, hidden)).astype(np.float32)
+    skip = rng.standard_normal((batch, seq, hidden)).astype(np.float32)
+    gamma = numpy_helper.from_array(np.ones(hidden, np.float32), "gamma")
+    beta = numpy_helper.from_array(np.zeros(hidden, np.float32), "beta")
+    fused = session([helper.make_node("SkipLayerNormalization", ["x", "s", "gamma", "beta"], ["y"],
+                                      domain="com.microsoft", epsilon=1e-12)], ["x", "s"], [None, None, hidden],
+                    [gamma, beta])
+    split = session([helper.make_node("Add", ["x", "s"], ["t"]),
+                     helper.make_node("LayerNormalization", ["t", "gamma", "beta"], ["y"], epsilon=1e-12, axis=-1)],
+                    ["x", "s"], [None, None, hidden], [gamma, beta])
+    scores = rng.standard_normal((batch, heads, seq, seq)).astype(np.float32)
+    masked = scores.copy()
+    masked[..., seq // 2:] = np.finfo(np.float32).min  # what BERT adds at padded positions
+    softmax = [helper.make_node("Softmax", ["x"], ["y"], axis=-1)]
+    plain = session(softmax, ["x"], [None, None, None, None], [])
+    daz = session(softmax, ["x"], [None, None, None, None], [], {"session.set_denormal_as_zero": "1"})
+    ftz = CallerFlushToZero()
+
+    def with_ftz(fn: Callable[[], Any]) -> Any:
+        with ftz:
+            return fn()
+
+    sides: dict[str, Callable[[], Any]] = {
+        "SkipLayerNormalization": lambda: fused.run(None, {"x": x, "s": skip}),
+        "Add + LayerNormalization": lambda: split.run(None, {"x": x, "s": skip}),
+        "Softmax": lambda: plain.run(None, {"x": scores}),
+        "Softmax, half the keys masked": lambda: plain.run(None, {"x": masked}),
+        "Softmax, masked, set_denormal_as_zero": lambda: daz.run(None, {"x": masked}),
+        "Softmax, masked, FTZ on the calling thread": lambda: with_ftz(lambda: plain.run(None, {"x": masked})),
+    }
+    res = timed(sides, repeats, 1, "Add + LayerNormalization")
+    for side in res["sides"].values():
+        side["best_ms"] = round(1000 / side["best_per_second"], 3)
+        del side["runs_per_second"]
+    res["shapes"] = {"layer_norm": [batch, seq, hidden], "softmax": [batch, heads, seq, seq]}
+    res["threads"] = 1
+    res["note"] = ("set_denormal_as_zero applies to ORT's pool threads; with one thread the work runs on the caller, "
+                   "so the masked Softmax needs FTZ on the calling thread to avoid the subnormal slow path")
+    return res
+
+
 # ----------------------------------------------------------------------------------- variants
 
 def build_graph(module: Any, path: Path, vocab_size: int, fusion: Optional[dict[str, bool]]) -> Path:
     """The fp32 graph with one of the offline fusion settings (``export_graph`` does the default)."""
-    import warnings
 
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -295,7 +365,9 @@ def make_variants(dev: Dev, adapter: str, work: Path) -> dict[str, Any]:
         else:
             quantize(graphs[fusion], directory / "model.onnx", change)
         variant_card = json.loads((directory / "card.json").read_text())
-        variant_card["session"] = DEFAULT_SESSION if session == "default" else SESSION_SETTINGS
+        variant_card["session"] = {"default": DEFAULT_SESSION,
+                                   "noskip": {**DEFAULT_SESSION, "disabled_optimizers": ["SkipLayerNormFusion"]}
+                                   }.get(session, SESSION_SETTINGS)
         (directory / "card.json").write_text(json.dumps(variant_card))
         encoders[name] = ExportedQueryEncoder(directory, threads=2)
     encoders[SHIPPED_FP32] = ExportedQueryEncoder(card["path"], threads=2)
@@ -355,13 +427,16 @@ def torch_section(dev: Dev, adapter: str, repeats: int) -> dict[str, Any]:
     for engine in ("x86", "onednn"):
         if engine not in torch.backends.quantized.supported_engines:
             continue
-        enc = load_encoder(EncoderSpec(model=adapter, backend="torch"), cache=False)
-        enc.encode(texts[:2], kind="query")  # load
+        # Shallow copies: the adapter's student encoder is shared (cached), so its modules are
+        # replaced on copies, never in place.
         torch.backends.quantized.engine = engine
-        inner = enc.inner
-        inner._model = torch.ao.quantization.quantize_dynamic(inner._model, {torch.nn.Linear}, dtype=torch.qint8)
-        inner.dense = torch.ao.quantization.quantize_dynamic(inner.dense, {torch.nn.Linear}, dtype=torch.qint8)
-        enc.mapper = torch.ao.quantization.quantize_dynamic(enc.mapper, {torch.nn.Linear}, dtype=torch.qint8)
+        enc = copy.copy(dev.student)
+        enc.inner = inner = copy.copy(dev.student.inner)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao's deprecation notes
+            inner._model = torch.ao.quantization.quantize_dynamic(inner.model, {torch.nn.Linear}, dtype=torch.qint8)
+            inner.dense = torch.ao.quantization.quantize_dynamic(inner.dense, {torch.nn.Linear}, dtype=torch.qint8)
+            enc.mapper = torch.ao.quantization.quantize_dynamic(enc.mapper, {torch.nn.Linear}, dtype=torch.qint8)
         quantized[engine] = enc
 
     def run_quantized(engine: str, batch: list[str]) -> np.ndarray:
@@ -369,8 +444,9 @@ def torch_section(dev: Dev, adapter: str, repeats: int) -> dict[str, Any]:
         return quantized[engine].encode(batch, kind="query")
 
     def run_autocast(batch: list[str]) -> np.ndarray:
-        with bf16_autocast():
-            return dev.student.encode(batch, kind="query")
+        with bf16_autocast():  # the transformer; the adapter maps its float32 vectors as usual
+            vectors = dev.student.inner.encode(batch, kind="query")
+        return dev.student.mapper.map_numpy(vectors)
 
     candidates: dict[str, Callable[[list[str]], np.ndarray]] = {
         "torch bf16 autocast": run_autocast,
@@ -504,6 +580,10 @@ def main() -> None:
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f}s load {load_avg()[0]:4.1f}] {message}", flush=True)
+        if "result" in locals_:  # each section's figures are kept even if a later one fails
+            write_result(args.out, {**locals_["result"], "seconds": round(time.perf_counter() - started, 1)})
+
+    locals_: dict[str, Any] = {}
 
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result: dict[str, Any] = {
@@ -513,6 +593,7 @@ def main() -> None:
         "protocol": "warm; best-of-N with all sides interleaved in one run; ratios of best rates; runs = spread; "
                     "load average before/after each section",
         "command": ".venv/bin/python bench/int8_amx.py"}
+    locals_["result"] = result
     if "amx" in args.only:
         log("amx: cpu flags, XTILEDATA permission")
         result["amx"] = amx_section()
@@ -526,6 +607,9 @@ def main() -> None:
         rows = padded_rows(dev, 64)
         log(f"gemm: M={rows}")
         result["gemm"] = gemm_section(rows, 2, args.repeats + 8)
+    if "kernels" in args.only and dev is not None:
+        log("kernels: SkipLayerNormalization, masked Softmax")
+        result["kernels"] = kernels_section(padded_rows(dev, 64), args.repeats + 13)
     encoders: dict[str, Any] = {}
     if ("variants" in args.only or "profile" in args.only) and dev is not None:
         log("variants: exporting")
