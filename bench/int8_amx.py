@@ -18,6 +18,8 @@ One run, sections in order (each records the machine load before and after):
 - ``profile``: ORT's per-op-type time for the shipped and the chosen int8 graph at batch 64 / 1.
 - ``teacher_bf16``: the teacher's document throughput in torch fp32 vs bf16 (autocast / bf16
   weights) on SciFact documents, agreement with fp32 and nDCG@10 on the dev queries.
+- ``teacher_onnx``: whether the export's unfused graph / session settings also help the fp32 ONNX
+  backend on documents (torch vs the backend's fused graph vs the unfused, tuned one; max |diff|).
 
 Settings are chosen on the dev split only; bench/speed.py reports the shipped variant on test.
 
@@ -46,7 +48,7 @@ import numpy as np
 import speed  # noqa: E402  (bench/ is on sys.path when run as a script)
 from shared_data import ROOT, SCIFACT, write_result  # noqa: E402
 
-SECTIONS = ("amx", "gemm", "kernels", "variants", "torch", "profile", "teacher_bf16")
+SECTIONS = ("amx", "gemm", "kernels", "variants", "torch", "profile", "teacher_bf16", "teacher_onnx")
 
 # Graph fusions (onnxruntime.transformers optimizer options switched off; None = no offline fusion).
 FUSIONS: dict[str, Optional[dict[str, bool]]] = {
@@ -550,6 +552,61 @@ def teacher_bf16_section(dev: Dev, repeats: int, doc_sample: int) -> dict[str, A
     return out
 
 
+# ----------------------------------------------------------------------------------- teacher onnx
+
+def teacher_onnx_section(repeats: int, doc_sample: int, work: Path) -> dict[str, Any]:
+    """Would the export's graph and session settings help the fp32 ONNX backend too? The teacher
+    on SciFact documents: torch, the backend's graph (fused offline) with ORT defaults, and the
+    unfused graph with the card's session settings; max |diff| to torch (the backend's gate is 1e-4)."""
+    import onnxruntime as ort
+
+    from tava_core.config import EncoderSpec
+    from tava_core.encoders import load_encoder
+    from tava_core.encoders.base import length_sorted_order
+    from tava_core.export.graph import EncoderGraph
+    from tava_core.export.standalone import SESSION_SETTINGS
+
+    corpus, _, _ = speed.scifact()
+    docs = [corpus[i] for i in random.Random(2).sample(sorted(corpus), doc_sample)]
+    teacher = load_encoder(EncoderSpec(model=speed.TEACHER, backend="torch"), cache=False)
+    module = EncoderGraph(teacher.model, teacher.dense, pooling=teacher.pooling, normalize=teacher.normalized)
+    order = length_sorted_order(docs)
+    batches = []
+    for start in range(0, len(order), 64):
+        features = teacher.tokenize([docs[i] for i in order[start:start + 64]])
+        batches.append((order[start:start + 64], {"input_ids": features["input_ids"].astype(np.int64),
+                                                   "attention_mask": features["attention_mask"].astype(np.int64)}))
+
+    def session(path: Path, settings: dict[str, Any]) -> Any:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        for key, value in settings["config"].items():
+            options.add_session_config_entry(key, value)
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(settings["disabled_optimizers"]))
+
+    def runner(sess: Any) -> Callable[[], np.ndarray]:
+        def run() -> np.ndarray:
+            out = np.zeros((len(docs), teacher.dim), dtype=np.float32)
+            for idx, feeds in batches:
+                out[idx] = sess.run(None, feeds)[0]
+            return out
+        return run
+
+    graphs = {name: build_graph(module, work / f"teacher-{name}.onnx", len(teacher.tokenizer), FUSIONS[name])
+              for name in ("fused", "plain")}
+    candidates = {"onnx fused graph, default session (the backend today)": runner(session(graphs["fused"], DEFAULT_SESSION)),
+                  "onnx fused graph, tuned session": runner(session(graphs["fused"], SESSION_SETTINGS)),
+                  "onnx plain graph, tuned session": runner(session(graphs["plain"], SESSION_SETTINGS))}
+    sides: dict[str, Callable[[], Any]] = {"torch fp32 teacher": lambda: teacher.encode(docs)}
+    sides.update(candidates)
+    out = timed(sides, repeats, len(docs), "torch fp32 teacher")
+    reference = teacher.encode(docs)
+    out["max_abs_diff_to_torch"] = {name: float(np.abs(fn() - reference).max()) for name, fn in candidates.items()}
+    return out
+
+
 # ----------------------------------------------------------------------------------- main
 
 def padded_rows(dev: Dev, batch_size: int) -> int:
@@ -598,7 +655,7 @@ def main() -> None:
         log("amx: cpu flags, XTILEDATA permission")
         result["amx"] = amx_section()
     dev: Optional[Dev] = None
-    if set(args.only) - {"amx"}:
+    if set(args.only) - {"amx", "teacher_onnx"}:
         log("dev: SciFact train queries, teacher documents, torch student reference")
         dev = Dev(args.adapter, args.timing_queries)
         result["dev"] = {"queries": len(dev.qids), "documents": len(dev.dids), "timing_queries": len(dev.timing_texts),
@@ -626,6 +683,9 @@ def main() -> None:
     if "teacher_bf16" in args.only and dev is not None:
         log("teacher bf16")
         result["teacher_bf16"] = teacher_bf16_section(dev, max(3, args.repeats - 3), args.teacher_docs)
+    if "teacher_onnx" in args.only:
+        log("teacher onnx: fused vs unfused graph, session settings")
+        result["teacher_onnx"] = teacher_onnx_section(max(3, args.repeats - 3), args.teacher_docs, work)
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_result(args.out, result)
     log(f"wrote {args.out}")
