@@ -23,10 +23,9 @@ Sections (targets from the issue):
 Needs a student + adapter directory (--adapter, default .tava/artifacts/adapters/speed-adapter):
 `bench/make_speed_models.py` trains one (a 2-layer student from 3,000 generic passages, ~1 h on a
 busy 2-core machine, reused after); `--untrained` builds same-shaped models in seconds (timings
-only: their nDCG rows describe no real student). On int8, four quantisation variants were compared
-on the dev split (SciFact train queries) with the trained pair: all MatMuls + Attention,
-per-channel, reduced range (the one shipped) -0.0004 nDCG@10 (bench/int8_variants.py); leaving the adapter out +0.0035;
-full range -0.0016; uint8 -0.0061.
+only: their nDCG rows describe no real student). The int8 recipe (unfused graph, the card's
+ONNX Runtime session settings, uint8 x int8 per-channel reduced range) was chosen on the dev
+split (SciFact train queries) by bench/int8_amx.py, which also shows what runs on AMX.
 Writes bench/results/speed.json (``mode`` says which).
 """
 from __future__ import annotations

@@ -26,7 +26,7 @@ from ..home import TavaHome, slug
 from ..io import atomic_directory, read_json, sha256_file, write_json
 from .cache import AGREEMENT_TEXTS
 from .config import ExportConfig
-from .standalone import CARD_NAME, TOKENIZER_NAME, ExportedQueryEncoder
+from .standalone import CARD_NAME, SESSION_SETTINGS, TOKENIZER_NAME, ExportedQueryEncoder
 
 log = logging.getLogger(__name__)
 
@@ -123,19 +123,34 @@ def _write_tokenizer(student: Any, directory: Path) -> None:
             shutil.copy(student.directory / name, directory / name)
 
 
+# The int8 recipe, recorded in the card. uint8 activations (quantised per call, per tensor) x int8
+# weights is the one pairing ONNX Runtime's MLAS sends to its AMX kernel (U8S8) on CPUs with
+# AMX-INT8, and to VNNI ones elsewhere; uint8 weights (U8U8) ran ~7x slower per product here and
+# int8 activations (S8S8) fall to a generic kernel (bench/int8_amx.py). Per-channel scales: on
+# all-MiniLM-L6-v2 mean cosine to fp32 was 0.961 per-tensor, 0.993 per-channel. Reduced (7-bit)
+# range: as fast as full range on AMX/VNNI and within noise in agreement on the dev split, and it
+# keeps the file safe on AVX2-only CPUs, where a full-range u8 x s8 pair can saturate int16.
+# Weights only (MatMulConstBOnly): attention's activation x activation products stay fp32.
+QUANTIZATION: dict[str, Any] = {
+    "method": "onnxruntime.quantization.quantize_dynamic", "format": "QOperator",
+    "op_types": ["MatMul"], "weights_only": True, "weight_type": "QInt8",
+    "activation_type": "QUInt8 (dynamic, per tensor)", "per_channel": True, "reduce_range": True,
+}
+# The graph is exported without onnxruntime.transformers' offline fusions: ONNX Runtime still fuses
+# at session start (GELU, MatMul + bias, ...), and the unfused attention (separate MatMuls, Softmax)
+# ran faster than the fused Attention / QAttention ops on this CPU, fp32 and int8 alike.
+GRAPH: dict[str, Any] = {"offline_fusion": False}
+
+
 def _quantize(fp32: Path, int8: Path) -> None:
-    # Weights only (MatMulConstBOnly): attention's activation x activation products stay fp32.
-    # Per-channel scales and 7-bit range: on all-MiniLM-L6-v2 mean cosine to fp32 was 0.961 with
-    # per-tensor scales, 0.993 per-channel, and the worst text 0.971 -> 0.986 with the reduced range
-    # (which also avoids int16 saturation on CPUs without VNNI).
-    # The graph is already fused: its Attention ops (com.microsoft) carry the QKV weights, and
-    # shape inference cannot type their outputs, hence DefaultTensorType.
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Attention"], per_channel=True, reduce_range=True,
-                     extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(str(fp32), str(int8), weight_type=getattr(QuantType, QUANTIZATION["weight_type"]),
+                     op_types_to_quantize=list(QUANTIZATION["op_types"]), per_channel=QUANTIZATION["per_channel"],
+                     reduce_range=QUANTIZATION["reduce_range"],
+                     extra_options={"MatMulConstBOnly": QUANTIZATION["weights_only"],
+                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def default_out(home: TavaHome, name: str, fingerprint: str, precision: str) -> Path:
@@ -167,7 +182,7 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
     if teacher is None:
         log.warning("the card names no teacher (none recorded beside %s): pass --teacher", config.model)
     with atomic_directory(out) as tmp:
-        export_graph(graph, tmp / GRAPH_FILE, vocab_size=len(student.tokenizer))
+        export_graph(graph, tmp / GRAPH_FILE, vocab_size=len(student.tokenizer), fuse=GRAPH["offline_fusion"])
         if config.precision == "int8":
             fp32 = tmp / GRAPH_FILE
             staged = tmp / "model.int8.onnx"
@@ -182,6 +197,8 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
             "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint, "model": str(model_dir),
                         "student": student.fingerprint, "adapter": adapter is not None},
             "teacher": teacher,
+            "graph": GRAPH, "quantization": QUANTIZATION if config.precision == "int8" else None,
+            "session": SESSION_SETTINGS,
             "search_against": "document vectors of the teacher above (cosine = dot product: outputs are unit length)",
         }
         write_json(tmp / CARD_NAME, card)  # the runner reads it; rewritten below with the measurements

@@ -12,6 +12,32 @@ import numpy as np
 CARD_NAME = "card.json"
 TOKENIZER_NAME = "tokenizer.json"
 
+# What a session should set to run the graph fast (written into the card; bench/int8_amx.py):
+# - subnormal floats flushed to zero in ORT's threads: masked attention scores and GELU's tails
+#   underflow into subnormals, and x86 arithmetic on them is ~10x slower (a masked Softmax took
+#   8 ms instead of 0.65 ms); the values involved are below 1.2e-38, so outputs do not change.
+# - no SkipLayerNormFusion: ORT's fused SkipLayerNormalization CPU kernel (per-element Welford
+#   update) ran ~5x slower than the Add + LayerNormalization it replaces.
+SESSION_SETTINGS: dict[str, Any] = {
+    "config": {"session.set_denormal_as_zero": "1"},
+    "disabled_optimizers": ["SkipLayerNormFusion"],
+}
+
+
+def session_options(card: dict[str, Any], threads: Optional[int] = None) -> tuple[Any, list[str]]:
+    """(onnxruntime.SessionOptions, optimizers to disable) for an export's card: its ``session``
+    settings (older cards carry none: ONNX Runtime's defaults), no busy-waiting threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    settings = card.get("session") or {}
+    for key, value in (settings.get("config") or {}).items():
+        options.add_session_config_entry(str(key), str(value))
+    return options, [str(name) for name in settings.get("disabled_optimizers") or []]
+
 
 class ExportedQueryEncoder:
     """``encode(texts) -> float32 (n, dim)`` from an export directory (card, graph, tokenizer)."""
@@ -24,12 +50,9 @@ class ExportedQueryEncoder:
         self.card: dict[str, Any] = json.loads((self.directory / CARD_NAME).read_text())
         # Truncation and padding are configured inside the exported tokenizer.json.
         self.tokenizer = Tokenizer.from_file(str(self.directory / TOKENIZER_NAME))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options, disabled = session_options(self.card, threads)
         self.session = ort.InferenceSession(str(self.directory / self.card["file"]), sess_options=options,
-                                            providers=["CPUExecutionProvider"])
+                                            providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         prefix = self.card.get("query_prefix", "")

@@ -236,6 +236,51 @@ def test_int8_export_is_smaller_and_gated(tmp_path, dense_model_dir):
     assert json.loads((tmp_path / "int8" / "card.json").read_text())["sha256"] == int8["sha256"]
 
 
+def test_int8_card_records_recipe_and_session_settings(tmp_path, dense_model_dir):
+    """The int8 file is the recorded recipe (uint8 activations x int8 weights, per-channel, from an
+    unfused graph), and the card's session settings are what the runner applies: with them ONNX
+    Runtime keeps Add + LayerNormalization; with its defaults it fuses them into the (slower)
+    SkipLayerNormalization."""
+    import onnx
+    import onnxruntime as ort
+
+    from tava_core.export.query_encoder import QUANTIZATION
+    from tava_core.export.standalone import SESSION_SETTINGS, session_options
+
+    out = tmp_path / "int8"
+    card = export_query_encoder(ExportConfig(model=str(dense_model_dir), precision="int8", min_mean_cosine=0.9,
+                                             out=str(out)), TavaHome(tmp_path / "home"))
+    on_disk = json.loads((out / "card.json").read_text())
+    assert on_disk["quantization"] == QUANTIZATION == card["quantization"]
+    assert on_disk["quantization"]["weight_type"] == "QInt8" and on_disk["quantization"]["per_channel"] is True
+    assert on_disk["session"] == SESSION_SETTINGS and on_disk["graph"] == {"offline_fusion": False}
+    ops = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops  # weights int8, activations quantised per call
+    assert not ops & {"SkipLayerNormalization", "Attention", "QAttention", "EmbedLayerNormalization"}
+    graph = onnx.load(str(out / "model.onnx")).graph
+    inits = {t.name: t for t in graph.initializer}
+    products = [n for n in graph.node if n.op_type == "MatMulInteger"]
+    for node in products:  # int8 weights, one zero point (and scale) per output channel
+        weight, zero_point = inits[node.input[1]], inits[node.input[3]]
+        assert weight.data_type == onnx.TensorProto.INT8 and list(zero_point.dims) == [weight.dims[1]]
+
+    def runtime_ops(settings_card: dict, name: str) -> set[str]:
+        options, disabled = session_options(settings_card, threads=1)
+        options.optimized_model_filepath = str(tmp_path / name)
+        ort.InferenceSession(str(out / "model.onnx"), options, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=disabled)
+        return {node.op_type for node in onnx.load(str(tmp_path / name)).graph.node}
+
+    assert "SkipLayerNormalization" in runtime_ops({}, "default.onnx")
+    assert "SkipLayerNormalization" not in runtime_ops(on_disk, "tuned.onnx")
+    runner = ExportedQueryEncoder(out)
+    assert runner.session.get_session_options().get_session_config_entry("session.set_denormal_as_zero") == "1"
+    # A card from before the settings existed still runs, with ONNX Runtime's defaults, to the same vectors.
+    del on_disk["session"]
+    (out / "card.json").write_text(json.dumps(on_disk))
+    np.testing.assert_allclose(ExportedQueryEncoder(out).encode(TEXTS), runner.encode(TEXTS), atol=1e-5)
+
+
 def test_export_bad_input(tmp_path, tiny_model_dir):
     home = TavaHome(tmp_path / "home")
     static_dir = tmp_path / "static"
