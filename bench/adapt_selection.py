@@ -121,9 +121,10 @@ def start_overlaps_on_spans(x: np.ndarray, y: np.ndarray, is_span: np.ndarray, k
 # ----------------------------------------------------------------------------- learned adapter, logged
 
 def train_logged(x_tr: np.ndarray, y_tr: np.ndarray, x_ho: np.ndarray, y_ho: np.ndarray, ho_span: np.ndarray,
-                 pool_docs: np.ndarray, start: str, dev: dict[str, Any], max_steps: int) -> dict[str, Any]:
+                 pool_docs: np.ndarray, start: str, dev: dict[str, Any], max_steps: int, own: list[str]
+                 ) -> dict[str, Any]:
     """Train from ``start`` for ``max_steps`` (no early stop); every evaluation logs tava's held-out metrics,
-    this bench's signals, and dev nDCG@10 (for the table only: no rule reads it)."""
+    this bench's signals, and dev nDCG@10 of the ``own`` corpora (for the table only: no rule reads it)."""
     import torch
 
     from tava_core.adapter.config import AdapterConfig
@@ -141,11 +142,12 @@ def train_logged(x_tr: np.ndarray, y_tr: np.ndarray, x_ho: np.ndarray, y_ho: np.
             pool = self._pool(data)
             mapped = self.generator.map_numpy(x_ho)
             metrics.update({f"sig_{k}": v for k, v in signals(mapped, y_ho, ho_span, pool, pool_docs).items()})
-            for name, (queries, retrieval, docs) in dev.items():
+            for name, (queries, retrieval, docs) in own_dev.items():
                 metrics[f"dev_{name}"] = float(score(self.generator.map_numpy(queries), retrieval, DEV_SPLIT[name],
                                                      docs).mean())
             return metrics
 
+    own_dev = {name: dev[name] for name in own}
     began = time.perf_counter()
     result = Logged(adapter, config=config).fit(data, seed=config.seeds[0])
     return {"start": start, "seconds": round(time.perf_counter() - began, 1), "steps": result.steps,
@@ -204,7 +206,8 @@ def study_corpus(teacher: str, data: Retrieval, encoder: Any, student_name: str,
         if start not in closed:
             continue
         print(f"  {data.name}: learned from {start}", flush=True)
-        out["learned"][start] = train_logged(x_tr, y_tr, x_ho, y_ho, ho_span, pool_docs, start, dev_all, max_steps)
+        out["learned"][start] = train_logged(x_tr, y_tr, x_ho, y_ho, ho_span, pool_docs, start, dev_all, max_steps,
+                                             [data.name])
     return out
 
 
@@ -232,6 +235,63 @@ def teacher_and_alone(teacher: str, dev: dict[str, Any]) -> dict[str, Any]:
         out[name] = {"teacher": round(float(score(tq[judged(data, split)], data, split, docs).mean()), 4),
                      "student_alone": round(float(score(queries, data, split, docs).mean()), 4),
                      "split": split, "queries": len(queries)}
+    return out
+
+
+# ----------------------------------------------------------------------------- rules, replayed
+
+AUTO_ORDER = ("identity", "procrustes", "ridge")
+
+
+def pick_start(evidence: dict[str, float], margin: float) -> str:
+    """tava's 'auto' procedure on any evidence: the simplest start unless a fitted one gains ``margin``."""
+    order = [name for name in AUTO_ORDER if name in evidence]
+    start = order[0]
+    for name in order[1:]:
+        if evidence[name] >= evidence[start] + margin:
+            start = name
+    return start
+
+
+START_RULES = {
+    # old: tava's resolve_init (check slice of all training pairs, mixed pool)
+    "all": lambda c, m: c["old_auto_start"],
+    "span": lambda c, m: pick_start({k: v["span_overlap"] for k, v in c["span_start_evidence"].items()}, m),
+    "span_docpool": lambda c, m: pick_start({k: v["span_overlap_docpool"] for k, v in c["span_start_evidence"].items()}, m),
+}
+STOP_METRICS = {"all": "retrieval_overlap@10", "span": "sig_overlap_span", "span_docpool": "sig_overlap_span_docpool",
+                "span_cosine": "sig_cosine_span"}
+GATE_MARGINS = (None, 0.0, 0.005, 0.01)
+
+
+def rule_outcome(corpus: dict[str, Any], start_rule: str, stop: str, gate: float | None, dev_name: str,
+                 start_margin: float = 0.03) -> dict[str, Any] | None:
+    """What a rule ships: its start, the evaluation early stopping keeps, and (with a gate) whether the
+    learned part beats the start by ``gate`` on the stop metric (else the start itself); dev nDCG@10."""
+    start = START_RULES[start_rule](corpus, start_margin)
+    if start not in corpus["learned"]:
+        return None
+    evals = corpus["learned"][start]["evals"]
+    metric = STOP_METRICS[stop]
+    best = replay(evals, metric)
+    kept = gate is None or best == 0 or evals[best][metric] > evals[0][metric] + gate
+    chosen = evals[best] if kept else evals[0]
+    return {"start": start, "best_step": evals[best]["step"], "learned_kept": bool(kept and best > 0),
+            "dev_ndcg_at_10": round(chosen[f"dev_{dev_name}"], 4),
+            "start_dev_ndcg_at_10": round(evals[0][f"dev_{dev_name}"], 4)}
+
+
+def rules_table(row: dict[str, Any]) -> dict[str, Any]:
+    """Every start rule x stop metric x gate, per corpus, scored on that corpus's own dev queries."""
+    out: dict[str, Any] = {}
+    for corpus_name, corpus in row["corpora"].items():
+        for start_rule in START_RULES:
+            for stop in STOP_METRICS:
+                for gate in GATE_MARGINS:
+                    key = f"start={start_rule}|stop={stop}|gate={gate}"
+                    result = rule_outcome(corpus, start_rule, stop, gate, corpus_name)
+                    out.setdefault(key, {})[corpus_name] = result if result is not None else {
+                        "not_run": f"no learned run from {START_RULES[start_rule](corpus, 0.03)}"}
     return out
 
 
@@ -269,6 +329,7 @@ def main() -> None:
     for data_name in args.corpora:
         data = dev[data_name][1]
         row["corpora"][data_name] = study_corpus(args.teacher, data, encoder, name, args.starts, args.max_steps, dev)
+        row["rules"] = rules_table(row)
         save(name, {**row, "seconds": round(time.perf_counter() - began, 1)})
     print(json.dumps(row["alone"], indent=1))
 
