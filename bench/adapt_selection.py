@@ -21,7 +21,22 @@ For each corpus:
 No rule reads qrels. Dev splits: SciFact train (809 queries), built-in test. Nothing here scores
 SciFact test. Results: bench/results/adapt_selection.json (one row per student).
 
-    python bench/adapt_selection.py --student .tava/adapt-selection/students/minilm-static
+    python bench/transfer.py --phase dev --teacher all-MiniLM-L6-v2 --student static --train generic \
+        --generic 20000 --steps 2000 --lr 0.001 --tag keep-static \
+        --keep-student .tava/adapt-selection/students/minilm-static \
+        --results bench/results/adapt_selection_students.json
+    python bench/adapt_selection.py --student .tava/adapt-selection/students/minilm-static --starts ridge \
+        --max-steps 1000
+    # the transformer student (the case the rules are for; the identity start needs its own run):
+    python bench/transfer.py --phase dev --teacher all-MiniLM-L6-v2 --student transformer --layers 0 2 5 \
+        --train generic --generic 20000 --steps 1000 --batch-size 32 --lr 0.0002 --tag keep-3layers-1000 \
+        --keep-student .tava/adapt-selection/students/minilm-3layers-1000 \
+        --results bench/results/adapt_selection_students.json
+    python bench/adapt_selection.py --student .tava/adapt-selection/students/minilm-3layers-1000 \
+        --starts identity procrustes ridge --max-steps 1000
+
+Each row's "rules" holds every start rule (all / span / span_docpool) x stop metric (all / span /
+span_docpool / span_cosine) x gate margin (none, 0, 0.005, 0.01), per corpus on its own dev queries.
 """
 from __future__ import annotations
 
