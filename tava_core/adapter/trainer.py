@@ -564,8 +564,8 @@ def keep_learned(result: TrainingResult, start_state: dict[str, torch.Tensor], c
     decision: dict[str, Any] = {"metric": metric, "start": start, "margin": config.keep_learned_margin,
                                 "start_value": before, "learned_value": after}
     if config.keep_learned_margin is None or before is None or after is None or result.best_step == 0:
-        why = ("no gate (keep_learned_margin empty)" if config.keep_learned_margin is None else
-               "training never beat its start (best step 0)" if result.best_step == 0 else
+        why = ("training never beat its start (best step 0)" if result.best_step == 0 else
+               "no gate (keep_learned_margin empty)" if config.keep_learned_margin is None else
                "nothing held out to compare on")
         return {**decision, "learned_kept": result.best_step > 0, "why": why}
     gain = (after - before) if selection.greater_is_better else (before - after)

@@ -79,12 +79,23 @@ def test_a_learned_adapter_that_beats_its_start_on_query_like_rows_is_kept():
     assert run.result.best_metrics[keep["metric"]] == keep["learned_value"]
 
 
-def test_without_the_gate_the_best_state_stands(tmp_path):
-    student, teacher, is_span = documents_tilted()
-    config = AdapterConfig(**FAST, max_steps=150, lr=1e-3, keep_learned_margin=None, init="ridge")
-    run = train_adapter_from_arrays(student, teacher, config, query_like=is_span)
-    assert run.report["selection"]["why"] == "no gate (keep_learned_margin empty)"
+def test_without_the_gate_the_best_state_stands_and_an_unreachable_margin_keeps_the_start():
+    from tava_core.adapter.baselines import fit_ridge
+
+    student, teacher = synthetic(1500, 12, "nonlinear")
+    is_span = np.random.default_rng(3).random(len(student)) < 0.4
+    settings = dict(**FAST, max_steps=100, lr=3e-3, init="ridge")
+    free = train_adapter_from_arrays(student, teacher, AdapterConfig(**settings), query_like=is_span)
+    metric = free.report["selection"]["metric"]
+    best_eval = max(free.result.evals, key=lambda e: (round(e[metric], 4), e["mean_cosine"]))
+    assert free.result.best_step == best_eval["step"]  # training's own choice, untouched
     assert AdapterConfig().keep_learned_margin is None  # no gate by default
+    # no overlap gains more than 1: the gate keeps the ridge start, fitted on the same training pairs
+    gated = train_adapter_from_arrays(student, teacher, AdapterConfig(**settings, keep_learned_margin=1.0),
+                                      query_like=is_span)
+    assert gated.result.best_step == 0 and gated.report["selection"]["learned_kept"] is False
+    ridge = fit_ridge(gated.data.student, gated.data.teacher)
+    assert np.allclose(gated.result.adapter.map_numpy(student[:50]), ridge(student[:50]), atol=1e-4)
 
 
 def test_span_collections_are_the_query_like_rows_of_tava_adapt(tmp_path):
