@@ -238,14 +238,29 @@ def adapted_scores(student_q: np.ndarray, fitted: dict[str, Any], data: Retrieva
     return out
 
 
-def save_row(name: str, row: dict) -> None:
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": {}}
+def save_row(name: str, row: dict, path: Path = RESULTS) -> None:
+    results = json.loads(path.read_text()) if path.is_file() else {"rows": {}}
     results["rows"][name] = row
     results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "note": "2 CPU cores shared with other jobs: speeds are best-of-2, ratios in one process"}
-    tmp = RESULTS.with_suffix(".tmp")
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, RESULTS)
+    os.replace(tmp, path)
+
+
+def keep_student(student_dir: Path, keep: Path, training: dict[str, Any], command: str) -> None:
+    """Copy the trained student to ``keep`` (replacing an older copy only once the new one is complete),
+    with its training record, so later benches (bench/adapt_selection.py) reuse it without retraining."""
+    import shutil
+
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    staging = keep.with_name(keep.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(student_dir, staging)
+    (staging / "bench_training.json").write_text(json.dumps({"training": training, "command": command}, indent=1))
+    if keep.exists():
+        shutil.rmtree(keep)
+    os.replace(staging, keep)
 
 
 def table(phase: str) -> str:
@@ -320,6 +335,10 @@ def main() -> None:
                              "the learned adapter (the generic student + nightly adapter case)")
     parser.add_argument("--time-budget-minutes", type=float, default=None,
                         help="stop training after this long (the learning rate anneals with the clock)")
+    parser.add_argument("--keep-student", type=Path, default=None,
+                        help="also save the trained student here (e.g. for bench/adapt_selection.py)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="JSON file the rows accumulate in (default bench/results/transfer.json)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -348,6 +367,8 @@ def main() -> None:
         + (f"/{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:
         student_dir, training = train_student(args.teacher, args.student, texts, vectors, options, Path(tmp))
+        if args.keep_student is not None:
+            keep_student(student_dir, args.keep_student, training, " ".join(sys.argv[1:]))
         sci = scifact()
         speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
         speed = None   # measured once, with the first phase's scoring
@@ -360,7 +381,7 @@ def main() -> None:
             row = {"phase": phase, "teacher": args.teacher, "student": args.student, "train": args.train,
                    "target": args.target if args.train == "target" else None, "sources": sources,
                    "training": training, "scores": scores, "command": " ".join(sys.argv[1:])}
-            save_row(f"{phase}/{label}", row)
+            save_row(f"{phase}/{label}", row, args.results)
             if phase == phases[0]:
                 print(json.dumps({f"{phase}/{label}": scores}, indent=1))
 

@@ -136,6 +136,19 @@ class AdapterConfig(TavaModel):
             "teacher's top-k among training teacher vectors the mapped held-out vectors retrieve (tracks "
             "asymmetric search best; mean rank saturates at 1 for any decent map); 'mean_rank' of the true "
             "teacher vector (ties broken by mean cosine); or 'mean_cosine'."))
+    selection_rows: Literal["query_like", "all"] = Field("all", description=(
+        "Which held-out pairs the 'auto' start, early stopping, the best seed and the keep-learned gate compare "
+        "maps on: 'all' = every held-out pair (mostly documents); 'query_like' = the span views among them "
+        "(collection 'spans', as `tava distill` writes them) when there are at least 50, else all. The adapter "
+        "maps queries; a map fitted on documents can score well on held-out documents and still move short "
+        "texts the wrong way. bench/adapt_selection.py (dev): on a generic static student 'query_like' ships "
+        "the same adapters (SciFact 0.5653, built-in 0.6765 vs 0.6770); the transformer-student case it is "
+        "meant for is not measured yet, so 'all' stays the default."))
+    keep_learned_margin: Optional[float] = Field(None, ge=0.0, description=(
+        "Do-no-harm gate: the learned adapter is kept only if it beats its own start (the closed-form map or "
+        "the warm-start adapter) by more than this on the selection metric over the selection rows; else "
+        "the start is saved and the report says why (e.g. 0.01 with selection_rows 'query_like': a generic "
+        "static student's learned part gains 0.03 span overlap and is kept). Empty = no gate."))
     retrieval_pool: int = Field(5000, ge=20, description=(
         "Training teacher vectors used as the document pool of the retrieval-overlap metric."))
     collapse_threshold: float = Field(0.98, gt=0.0, le=1.0, description=(

@@ -95,6 +95,14 @@ def join_pairs(student: VectorSide, teacher: VectorSide) -> tuple[list[str], np.
     return keys, student.vectors[rows_s], teacher.vectors[rows_t]
 
 
+def query_like_rows(keys: Sequence[str]) -> np.ndarray:
+    """True for pairs of query-like texts: rows of a span-view collection (``<dataset>/spans/<id>``, as
+    `tava distill` writes a corpus's span views), which stand in for the queries an adapter maps."""
+    from ..distill.spans import SPAN_COLLECTION
+
+    return np.array([key.split("/", 2)[1:2] == [SPAN_COLLECTION] for key in keys], dtype=bool)
+
+
 def check_training_inputs(student: VectorSide, teacher: VectorSide, pairs: int, batch_size: int, mode: str) -> None:
     """Raise before training when the inputs cannot work."""
     if student.fingerprint and student.fingerprint == teacher.fingerprint:

@@ -33,7 +33,12 @@ def start_lines(report: dict[str, Any]) -> list[str]:
         return []
     evidence = runs[0].get("start_evidence") or {}
     why = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in evidence.items())
-    return [f"- start: **{runs[0]['start']}**" + (f" ({why})" if why else "")]
+    lines = [f"- start: **{runs[0]['start']}**" + (f" ({why})" if why else "")]
+    keep = report.get("selection") or {}
+    if "learned_kept" in keep:  # the keep-learned gate's decision (trainer.keep_learned)
+        lines.append(f"- learned part: **{'kept' if keep['learned_kept'] else 'not kept'}** ({keep['why']}; "
+                     f"compared on {keep.get('rows', 'all')} held-out rows)")
+    return lines
 
 
 def markdown_report(report: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from ..home import TavaHome, slug
 from ..records import AdapterInputs, AdapterRecord
 from .baselines import fit_baselines
 from .config import AdapterConfig
-from .data import VectorSide, check_training_inputs, check_vectors, join_pairs, read_side
+from .data import VectorSide, check_training_inputs, check_vectors, join_pairs, query_like_rows, read_side
 from .io import load_adapter, read_adapter_config, save_adapter
 from .metrics import alignment_metrics
 from .report import markdown_report, plot_curves
@@ -59,15 +59,19 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
                               name: str = "adapter", student_info: Optional[dict] = None,
                               teacher_info: Optional[dict] = None, warm_start: Optional[str | Path] = None,
                               show_progress: bool = False, split_seed: Optional[int] = None,
-                              domain: Optional[tuple[np.ndarray, np.ndarray]] = None) -> AdapterRun:
+                              domain: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                              query_like: Optional[np.ndarray] = None) -> AdapterRun:
     """Train on row-aligned ``student``/``teacher`` vectors (for unpaired mode, they are split into
     disjoint halves so no text is seen on both sides; held-out pairs only measure). ``split_seed`` draws
     the held-out pairs (default: the first training seed), so separate single-seed runs can share the
-    split that best-of-N seeds compare on."""
+    split that best-of-N seeds compare on. ``query_like``: a bool per row, True for query-like texts (span
+    views; ``query_like_rows``), which the start, early stopping and the keep-learned gate compare on."""
     check_vectors(student, "student vectors")
     check_vectors(teacher, "teacher vectors")
     if len(student) != len(teacher):
         raise ConfigError(f"{len(student)} student rows but {len(teacher)} teacher rows; arrays must be row-aligned")
+    if query_like is not None and len(query_like) != len(student):
+        raise ConfigError(f"query_like has {len(query_like)} entries for {len(student)} rows; one per row")
     warm = None
     if warm_start is not None:
         warm = load_adapter(warm_start)
@@ -77,8 +81,8 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
                               hint="warm-start only from an adapter of the same student and teacher")
         warm.train()
     split_seed = config.seeds[0] if split_seed is None else split_seed
-    data = (split_paired(student, teacher, config, split_seed) if config.mode == "paired"
-            else split_unpaired(student, teacher, config, split_seed))
+    data = (split_paired(student, teacher, config, split_seed, query_like) if config.mode == "paired"
+            else split_unpaired(student, teacher, config, split_seed, query_like=query_like))
     if min(len(data.student), len(data.teacher)) < config.batch_size:
         raise ConfigError(f"after holding out {len(data.heldout_student)} pairs only "
                           f"{min(len(data.student), len(data.teacher))} training vectors are left, fewer than a "
@@ -95,7 +99,10 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
         "student": {"name": "student", "dim": int(student.shape[1]), **(student_info or {})},
         "teacher": {"name": "teacher", "dim": int(teacher.shape[1]), **(teacher_info or {})},
         "data": {"train_student": len(data.student), "train_teacher": len(data.teacher),
-                 "heldout_pairs": len(data.heldout_student)},
+                 "heldout_pairs": len(data.heldout_student),
+                 "heldout_query_like": (0 if data.heldout_query_like is None
+                                        else int(np.sum(data.heldout_query_like)))},
+        "selection": {"rows": config.selection_rows, **result.keep},
         "training": result.summary(), "seed_runs": runs, "metrics": metrics, "baseline_notes": notes,
         "warm_start": str(warm_start) if warm_start else None,
         "config": config.model_dump(mode="json"),
@@ -191,7 +198,8 @@ def train_adapter_from_dirs(config: AdapterConfig, home: TavaHome | None = None,
     run = train_adapter_from_arrays(x, y, config, name=name, student_info=dict(student.encoder, dirs=student.dirs),
                                     teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
                                     warm_start=config.warm_start, show_progress=show_progress,
-                                    domain=load_domain_vectors(config, student, teacher))
+                                    domain=load_domain_vectors(config, student, teacher),
+                                    query_like=query_like_rows(keys))
     save_run(run, home.artifacts / "adapters" / slug(name), student_spec=student_spec_for(config, student))
     return run
 
@@ -240,12 +248,13 @@ def train_adapter(config: AdapterConfig, inputs: AdapterInputs, out_dir: str | P
     report = finished_record(out / "report.json", key, required=["model.safetensors"])
     reused = report is not None
     if report is None:
-        student, teacher, _, x, y = load_training_vectors(config)
+        student, teacher, keys, x, y = load_training_vectors(config)
         run = train_adapter_from_arrays(x, y, config, name=inputs.name,
                                         student_info=dict(student.encoder, dirs=student.dirs),
                                         teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
                                         warm_start=config.warm_start, show_progress=show_progress,
-                                        domain=load_domain_vectors(config, student, teacher))
+                                        domain=load_domain_vectors(config, student, teacher),
+                                        query_like=query_like_rows(keys))
         run.report["run_key"] = key
         save_run(run, out, student_spec=student_spec_for(config, student))
         report = run.report

@@ -52,27 +52,48 @@ class AdapterData:
     heldout_student: np.ndarray
     heldout_teacher: np.ndarray
     paired: bool
+    # Query-like rows (span views): the adapter maps queries, so maps are compared on these when there
+    # are enough (config.selection_rows). Per training row (paired only) and per held-out row; None = unknown.
+    query_like: Optional[np.ndarray] = None
+    heldout_query_like: Optional[np.ndarray] = None
 
     @property
     def has_heldout(self) -> bool:
         return len(self.heldout_student) > 1
 
+    def heldout_query_rows(self) -> Optional[np.ndarray]:
+        """Indices of the query-like held-out rows, or None when there are fewer than ``MIN_QUERY_LIKE``."""
+        if self.heldout_query_like is None:
+            return None
+        rows = np.flatnonzero(self.heldout_query_like)
+        return rows if len(rows) >= MIN_QUERY_LIKE else None
 
-def split_paired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0) -> AdapterData:
-    """Hold out a share of the pairs (the same split for every seed of a best-of-N run)."""
+
+# Fewest query-like held-out rows (or start-check rows) that maps are compared on; fewer -> all rows.
+MIN_QUERY_LIKE = 50
+
+
+def split_paired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0,
+                 query_like: Optional[np.ndarray] = None) -> AdapterData:
+    """Hold out a share of the pairs (the same split for every seed of a best-of-N run); ``query_like``
+    (a bool per row: span views) follows its rows."""
     n = len(x)
     order = np.random.default_rng(seed).permutation(n)
     n_hold = int(min(config.holdout_max, max(2, round(n * config.holdout_fraction))))
     hold, train = order[:n_hold], order[n_hold:]
-    return AdapterData(x[train], y[train], x[hold], y[hold], paired=True)
+    mask = None if query_like is None else np.asarray(query_like, dtype=bool)
+    return AdapterData(x[train], y[train], x[hold], y[hold], paired=True,
+                       query_like=None if mask is None else mask[train],
+                       heldout_query_like=None if mask is None else mask[hold])
 
 
 def split_unpaired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0,
                    extra_student: Optional[np.ndarray] = None,
-                   extra_teacher: Optional[np.ndarray] = None) -> AdapterData:
+                   extra_teacher: Optional[np.ndarray] = None,
+                   query_like: Optional[np.ndarray] = None) -> AdapterData:
     """Held-out pairs, then the remaining texts split in two disjoint halves: the student side
     sees one half, the teacher side the other, so no text is seen by both (pure vec2vec)."""
-    base = split_paired(x, y, config, seed)
+    base = split_paired(x, y, config, seed, query_like)
     order = np.random.default_rng(seed + 1).permutation(len(base.student))
     half = len(order) // 2
     student = base.student[order[:half]]
@@ -81,7 +102,8 @@ def split_unpaired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: in
         student = np.concatenate([student, extra_student])
     if extra_teacher is not None and len(extra_teacher):
         teacher = np.concatenate([teacher, extra_teacher])
-    return AdapterData(student, teacher, base.heldout_student, base.heldout_teacher, paired=False)
+    return AdapterData(student, teacher, base.heldout_student, base.heldout_teacher, paired=False,
+                       heldout_query_like=base.heldout_query_like)
 
 
 @dataclass
@@ -98,21 +120,25 @@ class TrainingResult:
     stopped: str = "max_steps"
     steps: int = 0
     seconds: float = 0.0
+    keep: dict[str, Any] = field(default_factory=dict)  # the keep-learned gate's decision (keep_learned)
 
     def summary(self) -> dict[str, Any]:
         return {"seed": self.seed, "best_step": self.best_step, "steps": self.steps, "stopped": self.stopped,
                 "rollbacks": self.rollbacks, "seconds": round(self.seconds, 2),
-                "best_metrics": self.best_metrics, "initial_metrics": self.initial_metrics}
+                "best_metrics": self.best_metrics, "initial_metrics": self.initial_metrics, "keep": self.keep}
 
 
 def selection_for(metric: str, metric_names: Iterable[str]) -> Selection:
-    """The held-out selection rule (early stopping and best-of-N seeds) for ``config.early_stopping_metric``:
-    mean cosine (ties: lower mean rank), retrieval overlap (to 4 decimals; ties: mean cosine) when it is
-    measured, else mean rank (to 4 decimals; ties: mean cosine)."""
+    """The held-out selection rule (early stopping, best-of-N seeds, the keep-learned gate) for
+    ``config.early_stopping_metric``: mean cosine (ties: lower mean rank), retrieval overlap (to 4 decimals;
+    ties: mean cosine) when it is measured, else mean rank (to 4 decimals; ties: mean cosine). Mean cosine
+    and retrieval overlap are taken over the query-like held-out rows when they are measured ('query_')."""
+    names = list(metric_names)
     if metric == "mean_cosine":
-        return Selection("mean_cosine", greater_is_better=True, tie_break="mean_rank",
-                         tie_break_greater_is_better=False)
-    overlap = next((name for name in metric_names if name.startswith("retrieval_overlap@")), None)
+        return Selection("query_mean_cosine" if "query_mean_cosine" in names else "mean_cosine",
+                         greater_is_better=True, tie_break="mean_rank", tie_break_greater_is_better=False)
+    overlap = next((name for name in names if name.startswith("query_retrieval_overlap@")), None)
+    overlap = overlap or next((name for name in names if name.startswith("retrieval_overlap@")), None)
     if metric == "retrieval_overlap" and overlap is not None:
         return Selection(overlap, greater_is_better=True, decimals=4, tie_break="mean_cosine")
     return Selection("mean_rank", greater_is_better=False, decimals=4, tie_break="mean_cosine")
@@ -129,9 +155,20 @@ def _metric_names(config: AdapterConfig, data: AdapterData) -> list[str]:
     n = len(data.heldout_student)
     k = min(config.knn_k, n - 1) if n > 1 else 0
     names = ["mean_cosine", "mean_rank"] if data.has_heldout else []
-    if data.has_heldout and min(config.retrieval_pool, len(data.teacher)) > k > 0:
+    pooled = data.has_heldout and min(config.retrieval_pool, len(data.teacher)) > k > 0
+    if pooled:
         names.append(f"retrieval_overlap@{k}")
+    if data.has_heldout and _query_rows(config, data) is not None:
+        names.append("query_mean_cosine")
+        if pooled:
+            names.append(f"query_retrieval_overlap@{k}")
     return names
+
+
+def _query_rows(config: AdapterConfig, data: AdapterData) -> Optional[np.ndarray]:
+    """The held-out rows maps are compared on besides all: the query-like ones, under selection_rows
+    'query_like' and when there are enough of them; else None."""
+    return data.heldout_query_rows() if config.selection_rows == "query_like" else None
 
 
 class AdapterTrainer(TrainingStage):
@@ -338,6 +375,10 @@ class AdapterTrainer(TrainingStage):
             return {"mean_pairwise_cosine": spread}
         metrics = alignment_metrics(mapped, data.heldout_teacher, k=self.config.knn_k, pool=self._pool(data))
         metrics["mean_pairwise_cosine"] = spread
+        rows = _query_rows(self.config, data)
+        if rows is not None:
+            metrics.update(query_metrics(mapped[rows], data.heldout_teacher[rows], self._pool(data),
+                                         self.config.knn_k))
         return metrics
 
     def _pool(self, data: AdapterData) -> np.ndarray:
@@ -439,6 +480,17 @@ AUTO_START_HELDOUT = 2000  # held-out pairs the starts are compared on
 AUTO_IDENTITY_MOMENTS = 0.5
 
 
+def query_metrics(mapped: np.ndarray, target: np.ndarray, pool: np.ndarray, k: int) -> dict[str, float]:
+    """Mean cosine and retrieval overlap@k (when the pool is larger than k) of query-like held-out rows."""
+    unit = mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)
+    target_unit = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
+    out = {"query_mean_cosine": float((unit * target_unit).sum(1).mean())}
+    k = min(k, len(mapped) - 1)
+    if len(pool) > k > 0:
+        out[f"query_retrieval_overlap@{k}"] = retrieval_overlap(mapped, target, pool, k)
+    return out
+
+
 def moment_alignment(x: np.ndarray, y: np.ndarray) -> float:
     """Cosine between the second-moment matrices ``x'x/n`` and ``y'y/m`` of two vector sets: needs no
     pairs, and is near 1 only when both sets live in the same coordinates (same space, same basis)."""
@@ -448,27 +500,31 @@ def moment_alignment(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def closed_form_overlaps(x: np.ndarray, y: np.ndarray, k: int = 10, pool_size: int = 5000,
-                         seed: int = 0) -> dict[str, float]:
+                         seed: int = 0, query_like: Optional[np.ndarray] = None) -> dict[str, float]:
     """Held-out retrieval overlap@k of every closed-form start (identity when dims match, Procrustes,
     ridge), fitted on all but a held-out slice of the training pairs; ``pool_size`` of the rest are the
-    document pool."""
+    document pool. With ``query_like`` (a bool per row), the slice is drawn from those rows only."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))
-    n_check = min(AUTO_START_HELDOUT, max(len(x) // 10, 1))
-    check, fit = order[:n_check], order[n_check:]
+    candidates = order if query_like is None else order[np.asarray(query_like, dtype=bool)[order]]
+    n_check = min(AUTO_START_HELDOUT, max(len(candidates) // 10, 1))
+    check = candidates[:n_check]
+    fit = order[~np.isin(order, check)]
     pool = y[fit[:pool_size]]
     return {name: retrieval_overlap(linear_map(x[check]), y[check], pool, min(k, len(pool) - 1))
             for name, linear_map in fit_baselines(x[fit], y[fit]).items()}
 
 
-def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray, *, paired: bool = True
-                 ) -> tuple[str, Optional[dict[str, float]]]:
+def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray, *, paired: bool = True,
+                 query_like: Optional[np.ndarray] = None) -> tuple[str, Optional[dict[str, float]]]:
     """The start ``config.init`` names; returns (start, the evidence for an 'auto' choice, else None).
 
     'auto', paired: the closed form whose held-out retrieval overlap is best, preferring the identity,
     then Procrustes, unless a fitted map beats it by ``AUTO_START_MARGIN`` (``closed_form_overlaps``):
     a Stage A student keeps the identity, an unrelated model of the same size does not (its coordinates
-    may even match, as model2vec's do, without its vectors landing near the teacher's).
+    may even match, as model2vec's do, without its vectors landing near the teacher's). Under
+    selection_rows 'query_like' the overlaps are measured on query-like rows (``query_like``, a bool per
+    row) when there are enough (evidence keys ``<map>_query_overlap``).
     'auto', unpaired: the identity when the two disjoint sets' ``moment_alignment`` is high (same
     coordinates), else the unsupervised linear start (``unsupervised.fit_unsupervised``)."""
     if config.init != "auto":
@@ -484,13 +540,43 @@ def resolve_init(config: AdapterConfig, x: np.ndarray, y: np.ndarray, *, paired:
         if config.latent_dim is not None or min(len(x), len(y)) < minimum_vectors(UnsupervisedSettings()):
             return "random", evidence or None
         return "unsupervised", evidence or {"dimensions_differ": 1.0}
-    overlaps = closed_form_overlaps(x, y, k=config.knn_k, pool_size=config.retrieval_pool)
+    queries = query_like if config.selection_rows == "query_like" else None
+    if queries is not None and int(np.sum(queries)) // 10 < MIN_QUERY_LIKE:
+        queries = None  # too few to check on: all rows
+    overlaps = closed_form_overlaps(x, y, k=config.knn_k, pool_size=config.retrieval_pool, query_like=queries)
     order = [name for name in ("identity", "procrustes", "ridge") if name in overlaps]
     start = order[0]
     for name in order[1:]:
         if overlaps[name] >= overlaps[start] + AUTO_START_MARGIN:
             start = name
-    return start, {f"{name}_overlap": round(value, 4) for name, value in overlaps.items()}
+    suffix = "_query_overlap" if queries is not None else "_overlap"
+    return start, {f"{name}{suffix}": round(value, 4) for name, value in overlaps.items()}
+
+
+def keep_learned(result: TrainingResult, start_state: dict[str, torch.Tensor], config: AdapterConfig,
+                 data: AdapterData, start: str) -> dict[str, Any]:
+    """The do-no-harm gate: keep the learned adapter only if its held-out selection metric beats the start's
+    (step 0: the closed-form map or the warm-start adapter) by more than ``config.keep_learned_margin``;
+    otherwise put the start's weights back (``result`` then reports step 0). Returns the decision."""
+    selection = selection_for(config.early_stopping_metric, _metric_names(config, data))
+    metric = selection.metric
+    before, after = result.initial_metrics.get(metric), result.best_metrics.get(metric)
+    decision: dict[str, Any] = {"metric": metric, "start": start, "margin": config.keep_learned_margin,
+                                "start_value": before, "learned_value": after}
+    if config.keep_learned_margin is None or before is None or after is None or result.best_step == 0:
+        why = ("training never beat its start (best step 0)" if result.best_step == 0 else
+               "no gate (keep_learned_margin empty)" if config.keep_learned_margin is None else
+               "nothing held out to compare on")
+        return {**decision, "learned_kept": result.best_step > 0, "why": why}
+    gain = (after - before) if selection.greater_is_better else (before - after)
+    if gain > config.keep_learned_margin:
+        return {**decision, "learned_kept": True,
+                "why": f"{metric} {after:.4f} beats the start's {before:.4f} by more than {config.keep_learned_margin}"}
+    result.adapter.load_state_dict(start_state)
+    result.best_metrics, result.best_step = dict(result.initial_metrics), 0
+    return {**decision, "learned_kept": False,
+            "why": f"{metric} {after:.4f} does not beat the start's {before:.4f} by more than "
+                   f"{config.keep_learned_margin}: the start was kept"}
 
 
 def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start: Optional[Vec2VecAdapter] = None,
@@ -506,7 +592,8 @@ def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start:
     if warm_start is not None:
         start, evidence = "warm_start", None
     else:
-        start, evidence = resolve_init(config, data.student, data.teacher, paired=data.paired)
+        start, evidence = resolve_init(config, data.student, data.teacher, paired=data.paired,
+                                       query_like=data.query_like)
     if evidence is not None:
         log.info("start: %s (%s)", start, ", ".join(f"{k} {v:.3f}" for k, v in evidence.items()))
     start_map = (fit_start(data.student, data.teacher, start, seed=config.seeds[0], domain=domain)
@@ -527,12 +614,19 @@ def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start:
             from .unsupervised import inverse_of  # the reverse adapter starts at the inverse map
 
             init_from_closed_form(trainer.reverse, inverse_of(start_map))
+        # the start's weights, for the keep-learned gate (a reverse adapter trains jointly: no gate then)
+        start_state = (copy.deepcopy(adapter.state_dict()) if start not in ("random", "unsupervised")
+                       and trainer.reverse is None else None)
         try:
             result = trainer.fit(data, seed=seed, show_progress=show_progress)
         except TrainingError as exc:
             runs.append({"seed": seed, "error": exc.message})
             last_error = exc
             continue
+        if start_state is not None:
+            result.keep = keep_learned(result, start_state, config, data, start)
+            if not result.keep["learned_kept"] and result.best_step == 0:
+                log.info("learned adapter not kept: %s", result.keep["why"])
         if start == "unsupervised" and start_map is not None:
             # a GAN must never make the translation worse: keep its result only if the pair-free
             # criterion improves on the start's (unsupervised.keep_if_criterion_improves)
