@@ -27,20 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.transfer import first, judged, score  # noqa: E402
 from bench.transfer_data import builtin, passages, scifact, spans, teacher_vectors  # noqa: E402
+from tava_core.adapter.baselines import fit_ridge  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "projection_start.json"
 BASE, TEACHER = "all-MiniLM-L6-v2", "all-mpnet-base-v2"
-
-
-def ridge_map(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
-    """The closed form of tava_core.distill.students.fit_projection (ridge scaled by the mean eigenvalue)."""
-    x64, y64 = x.astype(np.float64), y.astype(np.float64)
-    x_mean, y_mean = x64.mean(0), y64.mean(0)
-    xc, yc = x64 - x_mean, y64 - y64.mean(0)
-    gram = xc.T @ xc
-    gram += ridge * np.trace(gram) / len(gram) * np.eye(len(gram))
-    weight = np.linalg.solve(gram, xc.T @ yc)
-    return weight, y_mean - x_mean @ weight
 
 
 def main() -> None:
@@ -61,10 +51,10 @@ def main() -> None:
     for count in (2048, 4096, 8192, 16384, len(x)):
         sample = order[:count]
         for ridge in (0.001, 0.01, 0.1, 0.3):
-            weight, bias = ridge_map(x[sample], y[sample], ridge)
+            linear = fit_ridge(x[sample], y[sample], alpha=ridge)   # fit_projection's closed form
             row = {"texts": int(count), "ridge": ridge}
             for key, (data, split) in dev.items():
-                mapped = base_queries[key] @ weight + bias
+                mapped = linear(base_queries[key])
                 row[key] = round(float(score(mapped, data, split, teacher_docs[key]).mean()) / teacher_ndcg[key], 4)
             rows.append(row)
             print(row, flush=True)

@@ -89,8 +89,7 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
                   work: Path) -> tuple[Path, dict[str, Any]]:
     """Stage A as tava runs it (build, ridge start of the projection, trainer), saved to ``work``."""
     from tava_core.distill import DistillConfig
-    from tava_core.distill.run import build_student
-    from tava_core.distill.students import TransformerStudent, fit_projection
+    from tava_core.distill.run import build_student, start_projection
     from tava_core.distill.trainer import Trainer, check_corpus_size
     from tava_core.encoders import resolve_model_path
 
@@ -100,10 +99,7 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
     cache = BENCH_HOME / "cache" / "model2vec" / teacher
     student = build_student(config, teacher_dir, vectors.shape[1], cache_dir=cache, texts=texts)
     trainer = Trainer(student, texts, vectors, config, work / "checkpoints", split=split, progress=True)
-    start_cosine = None
-    if isinstance(student, TransformerStudent) and student.projection is not None:
-        sample = split.train[np.random.default_rng(0).permutation(len(split.train))[:config.projection_fit_texts]]
-        start_cosine = fit_projection(student, [texts[i] for i in sample], vectors[sample])
+    start_cosine = start_projection(student, texts, vectors, split.train, config)
     began = time.perf_counter()
     result = trainer.train()
     out = student.save(work / "student")

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from ..errors import ConfigError, TrainingError
 from ..training import Diverged, EngineConfig, Schedule, Selection, TrainingEngine, TrainingStage, WeightAverage
 from ..training.engine import apply_loss
-from .baselines import LinearMap, fit_baselines, fit_procrustes, fit_ridge
+from .baselines import LinearMap, fit_baselines, fit_procrustes, fit_ridge, normalize_rows
 from .config import AdapterConfig
 from .discriminator import Discriminator
 from .losses import (
@@ -482,9 +482,7 @@ AUTO_IDENTITY_MOMENTS = 0.5
 
 def query_metrics(mapped: np.ndarray, target: np.ndarray, pool: np.ndarray, k: int) -> dict[str, float]:
     """Mean cosine and retrieval overlap@k (when the pool is larger than k) of query-like held-out rows."""
-    unit = mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)
-    target_unit = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
-    out = {"query_mean_cosine": float((unit * target_unit).sum(1).mean())}
+    out = {"query_mean_cosine": float((normalize_rows(mapped) * normalize_rows(target)).sum(1).mean())}
     k = min(k, len(mapped) - 1)
     if len(pool) > k > 0:
         out[f"query_retrieval_overlap@{k}"] = retrieval_overlap(mapped, target, pool, k)

@@ -37,22 +37,23 @@ class DistillationLoss(nn.Module):
         self.alpha_sim = alpha_sim
         self.alpha_cross = alpha_cross
 
-    def similarity_kl(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        """KL(teacher || student) of row-softmaxed in-batch cosine similarities, batch mean."""
-        s = F.normalize(student, dim=-1)
+    def _ranking_kl(self, queries: torch.Tensor, keys: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """KL(teacher || student) of row-softmaxed cosine similarities, batch mean: row i compares
+        ``softmax(t_i . t_j / T)`` with ``softmax(q_i . k_j / T)`` over the batch's j."""
         t = F.normalize(teacher, dim=-1)
-        student_logp = F.log_softmax(s @ s.T / self.temperature, dim=-1)
+        student_logp = F.log_softmax(F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T / self.temperature,
+                                     dim=-1)
         teacher_logp = F.log_softmax(t @ t.T / self.temperature, dim=-1)
         return F.kl_div(student_logp, teacher_logp, reduction="batchmean", log_target=True)
 
+    def similarity_kl(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """KL(teacher || student) of row-softmaxed in-batch cosine similarities, batch mean."""
+        return self._ranking_kl(student, student, teacher)
+
     def cross_similarity_kl(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        """KL(teacher || student) of row-softmaxed cosine similarities to the batch's teacher vectors:
-        row i compares ``softmax(t_i . t_j / T)`` with ``softmax(s_i . t_j / T)`` over j, batch mean."""
-        s = F.normalize(student, dim=-1)
-        t = F.normalize(teacher, dim=-1)
-        student_logp = F.log_softmax(s @ t.T / self.temperature, dim=-1)
-        teacher_logp = F.log_softmax(t @ t.T / self.temperature, dim=-1)
-        return F.kl_div(student_logp, teacher_logp, reduction="batchmean", log_target=True)
+        """The same with the student's similarities taken to the batch's teacher vectors: row i compares
+        ``softmax(t_i . t_j / T)`` with ``softmax(s_i . t_j / T)``."""
+        return self._ranking_kl(student, teacher, teacher)
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         teacher = teacher.to(student.dtype)

@@ -178,6 +178,17 @@ def prepare_training(config: DistillConfig, home: TavaHome, teacher: Encoder, *,
                         sources=base.sources + extra.sources)
 
 
+def start_projection(student: Student, texts: Sequence[str], vectors: np.ndarray, train_rows: np.ndarray,
+                     config: DistillConfig) -> Optional[float]:
+    """Fit a transformer student's projection start (``fit_projection``) on ``config.projection_fit_texts``
+    training rows drawn with the run's seed; the sample's mean cosine, or None when there is nothing to fit
+    (a static student, no projection, ``fit_projection`` off)."""
+    if not (config.fit_projection and isinstance(student, TransformerStudent) and student.projection is not None):
+        return None
+    sample = train_rows[np.random.default_rng(config.seed).permutation(len(train_rows))[:config.projection_fit_texts]]
+    return fit_projection(student, [texts[i] for i in sample], vectors[sample])
+
+
 def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
             progress: bool = True, data: TrainingData | None = None) -> StudentRecord:
     """Train and save a student (the model card is ``record.card_path``); an identical finished run
@@ -203,10 +214,8 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
                             cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12], texts=data.texts)
     trainer = Trainer(student, data.texts, data.vectors, config, work_dir_for(out), split=split,
                       data_key=data.key, progress=progress)
-    if config.fit_projection and isinstance(student, TransformerStudent) and student.projection is not None \
-            and not (trainer.checkpoint_dir / "training_state.json").is_file():
-        sample = split.train[np.random.default_rng(config.seed).permutation(len(split.train))[:config.projection_fit_texts]]
-        fit_projection(student, [data.texts[i] for i in sample], data.vectors[sample])
+    if not (trainer.checkpoint_dir / "training_state.json").is_file():  # a resumed run has its projection
+        start_projection(student, data.texts, data.vectors, split.train, config)
     result = trainer.train()
     card = save_student(student, result, config, out, teacher=teacher, data=data, run_key=run_key,
                         val_texts=trainer.val_texts)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..adapter.baselines import fit_ridge, normalize_rows
 from ..errors import ConfigError, ModelLoadError
 from ..io import write_json
 
@@ -190,20 +191,14 @@ def fit_projection(student: "TransformerStudent", texts: Sequence[str], targets:
     student.eval()
     try:
         pooled = torch.cat([student(student.prepare(texts[i:i + batch_size]))
-                            for i in range(0, len(texts), batch_size)]).double()
+                            for i in range(0, len(texts), batch_size)]).numpy()
     finally:
         student.projection = projection
         student.train(was_training)
-    y = torch.from_numpy(np.asarray(targets, dtype=np.float64))
-    x_mean, y_mean = pooled.mean(0), y.mean(0)
-    xc, yc = pooled - x_mean, y - y_mean
-    gram = xc.T @ xc
-    gram += ridge * torch.trace(gram) / gram.shape[0] * torch.eye(gram.shape[0], dtype=gram.dtype)
-    weight_t = torch.linalg.solve(gram, xc.T @ yc)           # (hidden, teacher_dim)
-    projection.weight.copy_(weight_t.T.float())
-    projection.bias.copy_((y_mean - x_mean @ weight_t).float())
-    fitted = pooled @ weight_t + (y_mean - x_mean @ weight_t)
-    return float(F.cosine_similarity(fitted, y, dim=-1).mean())
+    linear = fit_ridge(pooled, targets, alpha=ridge)  # the same scale-free ridge as Stage B's closed form
+    projection.weight.copy_(torch.from_numpy(np.asarray(linear.weight).T))
+    projection.bias.copy_(torch.from_numpy(np.asarray(linear.bias)))
+    return float((linear(pooled) * normalize_rows(np.asarray(targets, dtype=np.float32))).sum(1).mean())
 
 
 def resolve_layers(layers: Sequence[int], total: int, teacher_dir: Path | None = None) -> list[int]:
