@@ -297,13 +297,9 @@ def build_graph(module: Any, path: Path, vocab_size: int, fusion: Optional[dict[
 
 
 def quantize(fp32: Path, out: Path, change: dict[str, Any]) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from tava_core.export.query_encoder import quantize_graph
 
-    q = {**BEFORE_QUANT, **change}
-    quantize_dynamic(str(fp32), str(out), weight_type=getattr(QuantType, q["weight_type"]),
-                     op_types_to_quantize=q["op_types"], per_channel=q["per_channel"], reduce_range=q["reduce_range"],
-                     extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_graph(fp32, out, {**BEFORE_QUANT, "weights_only": True, **change})
 
 
 class Dev:
@@ -564,7 +560,7 @@ def teacher_onnx_section(repeats: int, doc_sample: int, work: Path) -> dict[str,
     from tava_core.encoders import load_encoder
     from tava_core.encoders.base import length_sorted_order
     from tava_core.export.graph import EncoderGraph
-    from tava_core.export.standalone import SESSION_SETTINGS
+    from tava_core.export.standalone import SESSION_SETTINGS, session_options
 
     corpus, _, _ = speed.scifact()
     docs = [corpus[i] for i in random.Random(2).sample(sorted(corpus), doc_sample)]
@@ -578,13 +574,9 @@ def teacher_onnx_section(repeats: int, doc_sample: int, work: Path) -> dict[str,
                                                    "attention_mask": features["attention_mask"].astype(np.int64)}))
 
     def session(path: Path, settings: dict[str, Any]) -> Any:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 2
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        for key, value in settings["config"].items():
-            options.add_session_config_entry(key, value)
+        options, disabled = session_options({"session": settings}, threads=2)
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=list(settings["disabled_optimizers"]))
+                                    disabled_optimizers=disabled)
 
     def runner(sess: Any) -> Callable[[], np.ndarray]:
         def run() -> np.ndarray:

@@ -142,14 +142,16 @@ QUANTIZATION: dict[str, Any] = {
 GRAPH: dict[str, Any] = {"offline_fusion": False}
 
 
-def _quantize(fp32: Path, int8: Path) -> None:
+def quantize_graph(fp32: Path, int8: Path, recipe: dict[str, Any] = QUANTIZATION) -> None:
+    """Dynamic int8 quantisation of an exported graph by ``recipe`` (``QUANTIZATION``'s keys; a bench may
+    pass variants of it)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(int8), weight_type=getattr(QuantType, QUANTIZATION["weight_type"]),
-                     op_types_to_quantize=list(QUANTIZATION["op_types"]), per_channel=QUANTIZATION["per_channel"],
-                     reduce_range=QUANTIZATION["reduce_range"],
-                     extra_options={"MatMulConstBOnly": QUANTIZATION["weights_only"],
+    quantize_dynamic(str(fp32), str(int8), weight_type=getattr(QuantType, recipe["weight_type"]),
+                     op_types_to_quantize=list(recipe["op_types"]), per_channel=recipe["per_channel"],
+                     reduce_range=recipe["reduce_range"],
+                     extra_options={"MatMulConstBOnly": recipe.get("weights_only", True),
                                     "DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
@@ -186,7 +188,7 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
         if config.precision == "int8":
             fp32 = tmp / GRAPH_FILE
             staged = tmp / "model.int8.onnx"
-            _quantize(fp32, staged)
+            quantize_graph(fp32, staged)
             staged.replace(fp32)
         _write_tokenizer(student, tmp)
         card: dict[str, Any] = {
