@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=None, help="override the number of passages")
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
     parser.add_argument("--minutes", type=float, default=None, help="training time budget per run")
-    parser.add_argument("--wait-minutes", type=float, default=20.0,
+    parser.add_argument("--wait-minutes", type=float, default=0.0,
                         help="wait up to this long for bench/adapter.py's cached passage vectors before embedding")
     parser.add_argument("--no-alone", action="store_true",
                         help="skip 'student alone' nDCG (encoding the 5,183 documents with each student)")

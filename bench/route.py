@@ -66,6 +66,7 @@ from tava_core.route.signals import (  # noqa: E402
     compute_signals,
     fit_signal_model,
 )
+from tava_core.route.trust import cross_fitted_trust, word_trust_signal  # noqa: E402
 
 HOME = Path(os.environ["TAVA_BENCH_HOME"])
 RESULTS = ROOT / "bench" / "results" / "route.json"
@@ -265,16 +266,25 @@ def model_for(st: dict[str, Any], dataset: str, candidate: dict[str, Any]) -> Si
     return st["models"][dataset][candidate["bank"]]
 
 
+# every signal a signal model computes by itself (word_trust needs a table fitted on calibration spans)
+FIXED_SIGNALS = [name for name in SIGNAL_NAMES if name != "word_trust"]
+
+
 def cached_features(model: SignalModel, candidate: dict[str, Any], enc: dict[str, Any], part: str,
-                    texts: Sequence[str]) -> np.ndarray:
-    """Dev selection: every signal computed once per (texts, document bank, exclusion), then each
-    candidate takes its columns (the same numbers ``confidence`` computes, without recomputing)."""
+                    texts: Sequence[str], trust: np.ndarray | None = None) -> np.ndarray:
+    """Every signal computed once per (texts, document bank, exclusion), then each candidate takes
+    its columns (the same numbers ``confidence`` computes, without recomputing). ``trust``: the
+    calibration spans' out-of-fold word trust (what fit_router gives the combiner); the queries'
+    comes from the table in ``model``."""
     exclude = enc["calibration_source"] if part == "calibration" and candidate["exclude_source"] else None
     key = (part, candidate["bank"], exclude is not None)
     cache = enc.setdefault("_signals", {})
     if key not in cache:
-        cache[key] = compute_signals(model, texts, enc[part], SIGNAL_NAMES, exclude=exclude)
-    return features_from_signals(model, cache[key], enc[part], candidate["signals"], candidate["vector_components"])
+        cache[key] = compute_signals(model, texts, enc[part], FIXED_SIGNALS, exclude=exclude)
+    values = cache[key]
+    if "word_trust" in candidate["signals"]:
+        values = {**values, "word_trust": trust if trust is not None else word_trust_signal(model.word_trust, texts)}
+    return features_from_signals(model, values, enc[part], candidate["signals"], candidate["vector_components"])
 
 
 def fast_curves(dataset: Dataset, enc: dict[str, Any], scores: np.ndarray) -> dict[str, Any]:
@@ -305,7 +315,12 @@ def evaluate_candidate(model: SignalModel, candidate: dict[str, Any], dataset: D
     key = f"calibration_agreement_{candidate['exclude_source']}"
     if key not in enc:    # the same for every candidate: computed once
         enc[key] = true_agreement(calib_student, enc["calibration_teacher"], dataset.docs, exclude=exclude)
-    features = cached_features(model, candidate, enc, "calibration", enc["calibration_texts"]) if fast else None
+    trust = None
+    if "word_trust" in candidate["signals"]:    # fitted as fit_router fits it: cross-fitted on the spans
+        if f"trust_{key}" not in enc:
+            enc[f"trust_{key}"] = cross_fitted_trust(enc["calibration_texts"], enc[key]["overlap"])
+        trust, model.word_trust = enc[f"trust_{key}"]
+    features = cached_features(model, candidate, enc, "calibration", enc["calibration_texts"], trust)
     calibration = fit_calibration(model, enc["calibration_texts"], calib_student, enc[key],
                                   signals=candidate["signals"], vector_components=candidate["vector_components"],
                                   target="overlap", combiner=candidate["combiner"], exclude=exclude, features=features)
@@ -652,7 +667,7 @@ def choose_on_dev(state: dict, datasets: dict, report: dict[str, Any], teacher) 
     for label, st in state.items():
         per: dict[str, Any] = {}
         enc = st["encoded"]["scifact-dev"]
-        signals = compute_signals(st["models"]["scifact"][FULL_BANK], dev.data.query_texts, enc["queries"], SIGNAL_NAMES)
+        signals = compute_signals(st["models"]["scifact"][FULL_BANK], dev.data.query_texts, enc["queries"], FIXED_SIGNALS)
         agreement = true_agreement(enc["queries"], dev.queries, dev.docs)
         per["signal_spearman_with_true_overlap"] = {k: spearman(-v, agreement["overlap"]) for k, v in signals.items()}
         calibrations = {}

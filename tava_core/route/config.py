@@ -7,7 +7,8 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from ..config import TEACHER_ALIAS, TavaModel
-from .signals import SIGNAL_NAMES
+from .signals import ENTROPY_TOP, SIGNAL_NAMES
+from .trust import TRUST_RIDGE
 
 
 class RouterSettings(TavaModel):
@@ -34,6 +35,13 @@ class RouterSettings(TavaModel):
         "Corpus documents (teacher vectors, a random sample beyond this) kept for the retrieval_* signals."))
     doc_pca_dim: int = Field(0, ge=0, le=1024, description=(
         "PCA size of the document bank (cost per query ~ doc_bank_size x doc_pca_dim); 0 = full dimension."))
+    doc_rescore: int = Field(0, ge=0, description=(
+        "With a PCA document bank: rescore each query's this many best PCA candidates with their exact "
+        "cosines (two-stage: the retrieval signals are then those of the full bank up to the candidates "
+        f"missed, at about the PCA bank's cost); 0 = the PCA scores as they are. At least {ENTROPY_TOP}."))
+    word_trust_ridge: float = Field(TRUST_RIDGE, gt=0, description=(
+        "Ridge penalty of the word_trust table, in texts' worth of evidence: a word seen in fewer calibration "
+        "texts than this is shrunk towards no trust information."))
     seed: int = Field(0, description="Seed for heads, bank and span sampling.")
 
     @model_validator(mode="after")
@@ -41,6 +49,10 @@ class RouterSettings(TavaModel):
         unknown = [s for s in self.signals if s not in SIGNAL_NAMES]
         if unknown:
             raise ValueError(f"unknown signals {unknown}; known: {', '.join(SIGNAL_NAMES)}")
+        if self.doc_rescore and (self.doc_rescore < ENTROPY_TOP or not self.doc_pca_dim):
+            raise ValueError(f"doc_rescore {self.doc_rescore} needs doc_pca_dim > 0 (the first stage) and at least "
+                             f"{ENTROPY_TOP} candidates (the retrieval signals read the top {ENTROPY_TOP}); "
+                             "e.g. doc_pca_dim 64, doc_rescore 200, or doc_rescore 0")
         return self
 
 

@@ -25,19 +25,17 @@ Calibration keeps the reference path (it needs every signal separately, and leav
 from __future__ import annotations
 
 import math
-import re
-import zlib
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from .calibrate import Calibration
-from .signals import ENTROPY_TEMPERATURE, ENTROPY_TOP, RETRIEVAL_SIGNALS, SIGNAL_NAMES, WORD_BUCKETS, SignalModel
+from .signals import ENTROPY_TEMPERATURE, ENTROPY_TOP, RETRIEVAL_SIGNALS, SIGNAL_NAMES, SignalModel
+from .words import WORD, bucket_of
 
-_WORD = re.compile(r"\w+")
-WORD_SIGNALS = ("rare_word_share", "length", "word_rarity")
-WORD_CACHE = 100_000      # words whose (rare?, rarity) a compiled confidence keeps
+WORD_SIGNALS = ("rare_word_share", "length", "word_rarity", "word_trust")
+WORD_CACHE = 100_000      # words whose (rare?, rarity, trust) a compiled confidence keeps
 
 
 class CompiledConfidence:
@@ -85,7 +83,10 @@ class CompiledConfidence:
             self.bias -= float(model.pca_mean.astype(np.float64) @ direction)
             add("direction", direction[:, None])
         self.words = bool(self.signals & set(WORD_SIGNALS))
-        self._word_cache: dict[str, tuple[int, float]] = {}
+        self._word_cache: dict[str, tuple[int, float, float]] = {}
+        if "word_trust" in self.signals and not model.word_trust.size:
+            raise ValueError("the router's calibration uses word_trust but its signal model has no trust table: "
+                             "calibrate the router again (tava calibrate-router)")
         self.total = float(model.info.get("training_texts", 1))
         self.retrieval = sorted(self.signals & set(RETRIEVAL_SIGNALS))
         if self.retrieval:
@@ -98,6 +99,17 @@ class CompiledConfidence:
                 add("doc_pca", model.doc_pca)
             self.doc_matrix = np.ascontiguousarray(model.documents.T)                # (d or pca, n_docs)
             self.top_n = min(max(ENTROPY_TOP, 11), self.doc_matrix.shape[1])
+            # two-stage scoring: the exact cosines of the PCA bank's candidates; the corpus profile
+            # for retrieval_contrast from the documents' mean and covariance, s @ mu and s' Cov s
+            # (both linear maps of s: in the one matrix, so a fused static table gives them free)
+            self.rescore = int(model.doc_rescore) if model.doc_exact.size else 0
+            if self.rescore:
+                self.doc_exact = np.ascontiguousarray(model.doc_exact, dtype=np.float32)   # (n_docs, d)
+                if "retrieval_contrast" in self.signals:
+                    exact = model.doc_exact.astype(np.float64)
+                    mu = exact.mean(axis=0)
+                    add("doc_mean", mu[:, None])
+                    add("doc_cov", (exact - mu).T @ (exact - mu) / len(exact))
             if "retrieval_map_change" in self.signals:
                 add("forward", model.forward)
         self.matrix = np.ascontiguousarray(np.concatenate(blocks, axis=1)) if blocks else np.zeros((d, 0), np.float32)
@@ -140,20 +152,21 @@ class CompiledConfidence:
     def _word_terms(self, texts: Sequence[str]) -> np.ndarray:
         """The word signals' share of the score, per text, in plain Python over each text's words
         (a query has a few dozen: numpy's per-call cost would exceed the arithmetic). Each word's
-        (rare?, rarity) is looked up once and kept: queries repeat their vocabulary."""
-        c_rare, c_len, c_rarity = (self.coef.get(n, 0.0) for n in WORD_SIGNALS)
+        (rare?, rarity, trust) is looked up once and kept: queries repeat their vocabulary."""
+        c_rare, c_len, c_rarity, c_trust = (self.coef.get(n, 0.0) for n in WORD_SIGNALS)
         cache, lookup = self._word_cache, self._word_value
         out = np.zeros(len(texts))
         for row, text in enumerate(texts):
-            words = _WORD.findall(text.lower())
+            words = WORD.findall(text.lower())
             n = len(words)
             if not n:
                 continue    # the reference gives 0 for all three (log1p(0) = 0)
-            rare, rarity = 0, 0.0
+            rare, rarity, trust = 0, 0.0, 0.0
             for word in words:          # in order: the same sum as the reference's reduceat
                 value = cache.get(word) or lookup(word)
                 rare += value[0]
                 rarity += value[1]
+                trust += value[2]
             total = 0.0
             if c_rare:
                 total += c_rare * float(np.float32(rare / n))
@@ -161,13 +174,18 @@ class CompiledConfidence:
                 total += c_len * float(np.log1p(np.float32(n)))
             if c_rarity:
                 total += c_rarity * float(np.float32(rarity / n))
+            if c_trust:
+                total += c_trust * float(np.float32(-trust / n))
             out[row] = total
         return out
 
-    def _word_value(self, word: str) -> tuple[int, float]:
-        """(1 if rare else 0, log((N + 1) / (count + 1))) of a word, as signals._word_stats grades it."""
-        count = int(self.model.word_counts[zlib.crc32(word.encode()) % WORD_BUCKETS])
-        value = (int(count < self.model.rare_below), math.log((self.total + 1.0) / (count + 1.0)))
+    def _word_value(self, word: str) -> tuple[int, float, float]:
+        """(1 if rare else 0, log((N + 1) / (count + 1)), trust) of a word, as signals._word_stats and
+        trust.word_trust_signal grade it."""
+        bucket = bucket_of(word)
+        count = int(self.model.word_counts[bucket])
+        trust = float(self.model.word_trust[bucket]) if self.model.word_trust.size else 0.0
+        value = (int(count < self.model.rare_below), math.log((self.total + 1.0) / (count + 1.0)), trust)
         if len(self._word_cache) >= WORD_CACHE:
             self._word_cache.clear()        # bounded: a stream of new words cannot grow it forever
         self._word_cache[word] = value
@@ -176,10 +194,16 @@ class CompiledConfidence:
     def _retrieval_terms(self, s: np.ndarray, projected: np.ndarray) -> np.ndarray:
         reduced = projected[:, self._slices["doc_pca"]] if "doc_pca" in self._slices else s
         scores = _matmul(reduced, self.doc_matrix)                            # (n, n_docs)
-        n_docs = scores.shape[1]
         out = np.zeros(len(s))
-        if "retrieval_contrast" in self.coef:
-            mean, std = scores.sum(axis=1) / n_docs, np.maximum(scores.std(axis=1), 1e-6)
+        if self.rescore:
+            if "retrieval_contrast" in self.coef:
+                mean = projected[:, self._slices["doc_mean"]][:, 0]
+                var = np.einsum("nd,nd->n", projected[:, self._slices["doc_cov"]], s)
+                std = np.maximum(np.sqrt(np.maximum(var, 0.0)), 1e-6)
+            scores, picked = self._exact_candidates(s, scores)                # (n, rescore)
+        elif "retrieval_contrast" in self.coef:
+            mean, std = scores.sum(axis=1) / scores.shape[1], np.maximum(scores.std(axis=1), 1e-6)
+        n_docs = scores.shape[1]
         top = np.partition(scores, n_docs - self.top_n, axis=1)[:, -self.top_n:]
         top = -np.sort(-top, axis=1)                                          # descending
         coef = self.coef
@@ -199,14 +223,27 @@ class CompiledConfidence:
         if "retrieval_map_change" in coef:
             mapped = projected[:, self._slices["forward"]]
             mapped = (mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-            if "doc_pca" in self._slices:
-                mapped = mapped @ self.model.doc_pca
-            moved = _matmul(mapped, self.doc_matrix)
+            moved = _matmul(mapped @ self.model.doc_pca if "doc_pca" in self._slices else mapped, self.doc_matrix)
             k = min(10, n_docs)
-            a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            b = np.argpartition(-moved, k - 1, axis=1)[:, :k]
+            if self.rescore:      # candidates' document rows, not positions in each query's candidate list
+                a = np.take_along_axis(picked, np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
+                moved, moved_picked = self._exact_candidates(mapped, moved)
+                b = np.take_along_axis(moved_picked, np.argpartition(-moved, k - 1, axis=1)[:, :k], axis=1)
+            else:
+                a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+                b = np.argpartition(-moved, k - 1, axis=1)[:, :k]
             out += coef["retrieval_map_change"] * (1.0 - (a[:, :, None] == b[:, None, :]).any(axis=2).mean(axis=1))
         return out
+
+
+    def _exact_candidates(self, s: np.ndarray, approximate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """((n, rescore) exact cosines, (n, rescore) document rows) of each row's best candidates
+        by the ``approximate`` scores."""
+        k = min(self.rescore, approximate.shape[1])
+        picked = np.argpartition(-approximate, k - 1, axis=1)[:, :k]
+        rows = torch.from_numpy(self.doc_exact)[torch.from_numpy(picked)]               # (n, k, d)
+        exact = torch.bmm(rows, torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))[:, :, None])[:, :, 0]
+        return exact.numpy(), picked
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

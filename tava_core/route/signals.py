@@ -13,7 +13,10 @@ cheap at query time (a few small matrix products per query):
 - ``rare_word_share``: share of the query's words the training texts (almost) never showed;
 - ``length``: words in the query (short queries carry less context);
 - ``word_rarity``: mean inverse frequency, log((N + 1) / (count + 1)), of the query's words in
-  the N training texts (a graded ``rare_word_share``).
+  the N training texts (a graded ``rare_word_share``);
+- ``word_trust``: minus the mean learned trust of the query's words (trust.py: a ridge regression
+  of the calibration texts' true agreement on their words; fitted by ``fit_router``, which gives
+  the combiner cross-fitted values).
 
 Retrieval signals (``RETRIEVAL_SIGNALS``) read the student's own result list: the query's cosine
 to the served corpus' documents, which are the teacher's vectors (the router keeps a bank of
@@ -34,14 +37,16 @@ score profile does not:
 """
 from __future__ import annotations
 
-import re
-import zlib
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-TEXT_SIGNALS = ("head_disagreement", "cycle_error", "knn_distance", "rare_word_share", "length", "word_rarity")
+from .trust import word_trust_signal
+from .words import WORD_BUCKETS, word_buckets
+
+TEXT_SIGNALS = ("head_disagreement", "cycle_error", "knn_distance", "rare_word_share", "length", "word_rarity",
+                "word_trust")
 RETRIEVAL_SIGNALS = ("retrieval_top_score", "retrieval_margin", "retrieval_boundary", "retrieval_contrast",
                      "retrieval_entropy", "retrieval_map_change")
 SIGNAL_NAMES = TEXT_SIGNALS + RETRIEVAL_SIGNALS
@@ -50,8 +55,6 @@ SIGNAL_NAMES = TEXT_SIGNALS + RETRIEVAL_SIGNALS
 DEFAULT_SIGNALS = ("head_disagreement", "cycle_error", "knn_distance", "rare_word_share", "length")
 ENTROPY_TOP = 50
 ENTROPY_TEMPERATURE = 0.05
-_WORD = re.compile(r"\w+")
-WORD_BUCKETS = 1 << 18   # hashed word counts: ~1 MB, collisions only make rare words look common
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -63,12 +66,6 @@ def ridge_map(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     x64, y64 = x.astype(np.float64), y.astype(np.float64)
     gram = x64.T @ x64 + alpha * np.eye(x.shape[1])
     return np.linalg.solve(gram, x64.T @ y64).astype(np.float32)
-
-
-def word_buckets(text: str) -> np.ndarray:
-    """Hashed bucket of every lower-cased word of ``text`` (crc32 is stable across processes)."""
-    words = _WORD.findall(text.lower())
-    return np.fromiter((zlib.crc32(w.encode()) % WORD_BUCKETS for w in words), dtype=np.int64, count=len(words))
 
 
 @dataclass
@@ -89,6 +86,13 @@ class SignalModel:
     # or their projection on ``doc_pca`` when that is non-empty; (0, 0) = no retrieval signals.
     documents: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     doc_pca: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    # (WORD_BUCKETS,) learned trust per word bucket for ``word_trust`` (trust.py); empty = not fitted
+    word_trust: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    # Two-stage scoring (``doc_rescore`` > 0, with a PCA bank): the PCA bank picks each query's
+    # ``doc_rescore`` best candidates, whose exact cosines (``doc_exact``: the same documents as
+    # full unit vectors) give the result list; the corpus profile (mean, spread) is exact too.
+    doc_exact: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    doc_rescore: int = 0
     # rows of the corpus the bank holds (calibration only, never saved: see compute_signals' exclude)
     doc_rows: np.ndarray | None = None
     # doc_pca @ documents.T, made at the first query (never saved: it is the two arrays above)
@@ -102,43 +106,51 @@ class SignalModel:
             out["documents"] = self.documents
         if self.doc_pca.size:
             out["doc_pca"] = self.doc_pca
+        if self.word_trust.size:
+            out["word_trust"] = self.word_trust
+        if self.doc_exact.size:
+            out["doc_exact"] = self.doc_exact
         return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], *, knn: int, rare_below: int, info: dict) -> "SignalModel":
-        optional = {k: np.asarray(arrays[k]) for k in ("documents", "doc_pca") if k in arrays}
+        optional = {k: np.asarray(arrays[k]) for k in ("documents", "doc_pca", "word_trust", "doc_exact")
+                    if k in arrays}
         return cls(**{k: np.asarray(arrays[k]) for k in ("heads", "forward", "backward", "bank", "pca", "pca_mean",
                                                           "word_counts")}, knn=knn, rare_below=rare_below, info=info,
-                   **optional)
+                   doc_rescore=int(info.get("doc_rescore", 0)), **optional)
 
 
-def document_bank(documents: np.ndarray, *, size: int, pca_dim: int, seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bank, basis, rows) for the retrieval signals: up to ``size`` unit document vectors (a
+def document_bank(documents: np.ndarray, *, size: int, pca_dim: int, seed: int = 0,
+                  keep_exact: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(bank, basis, rows, exact) for the retrieval signals: up to ``size`` unit document vectors (a
     random sample of a bigger corpus: ``rows``), projected on their top ``pca_dim`` uncentred
     principal directions (``pca_dim`` 0 = full dimension, empty basis). Scores in the reduced
-    space approximate the cosines at pca_dim/d of the cost."""
+    space approximate the cosines at pca_dim/d of the cost. ``exact``: with ``keep_exact`` and a
+    PCA bank, the same documents as full unit vectors (two-stage scoring), else empty."""
     docs = _unit(np.asarray(documents, dtype=np.float32))
     rng = np.random.default_rng(seed)
     rows = np.arange(len(docs))
+    none = np.zeros((0, 0), np.float32)
     if len(docs) > size:
         rows = np.sort(rng.choice(len(docs), size=size, replace=False))
         docs = docs[rows]
     if not pca_dim or pca_dim >= docs.shape[1]:
-        return docs, np.zeros((0, 0), np.float32), rows
+        return docs, none, rows, none
     _, _, vt = np.linalg.svd(docs[rng.choice(len(docs), size=min(len(docs), 8192), replace=False)],
                              full_matrices=False)
     basis = vt[:pca_dim].T.astype(np.float32)
-    return (docs @ basis).astype(np.float32), basis, rows
+    return (docs @ basis).astype(np.float32), basis, rows, (docs if keep_exact else none)
 
 
 def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndarray, *, n_heads: int = 4,
                      alpha: float = 1.0, bank_size: int = 4096, pca_dim: int = 64, knn: int = 10,
                      rare_below: int = 2, seed: int = 0, documents: np.ndarray | None = None,
-                     doc_bank_size: int = 8192, doc_pca_dim: int = 0) -> SignalModel:
+                     doc_bank_size: int = 8192, doc_pca_dim: int = 0, doc_rescore: int = 0) -> SignalModel:
     """Fit the signals on the student's TRAINING texts (their student and teacher vectors): the
     heads and maps learn where pairs exist, the bank and word counts record what was seen.
-    ``documents`` (the teacher's vectors of the served corpus) enable the retrieval signals."""
+    ``documents`` (the teacher's vectors of the served corpus) enable the retrieval signals;
+    ``doc_rescore`` > 0 with ``doc_pca_dim`` > 0 scores them in two stages (see SignalModel)."""
     if len(texts) != len(student) or len(student) != len(teacher):
         raise ValueError(f"texts ({len(texts)}), student ({len(student)}) and teacher ({len(teacher)}) vectors "
                          "must be the same texts")
@@ -163,13 +175,18 @@ def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndar
         np.add.at(counts, word_buckets(text), 1)
     info = {"training_texts": len(texts), "n_heads": n_heads, "alpha": alpha, "bank_size": int(len(bank)),
             "pca_dim": int(pca.shape[1])}
-    doc_bank, doc_pca, doc_rows = np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), None
+    none = np.zeros((0, 0), np.float32)
+    doc_bank, doc_pca, doc_rows, doc_exact = none, none, None, none
     if documents is not None and len(documents):
-        doc_bank, doc_pca, doc_rows = document_bank(documents, size=doc_bank_size, pca_dim=doc_pca_dim, seed=seed)
+        doc_bank, doc_pca, doc_rows, doc_exact = document_bank(documents, size=doc_bank_size, pca_dim=doc_pca_dim,
+                                                               seed=seed, keep_exact=doc_rescore > 0)
         info.update(doc_bank_size=int(len(doc_bank)), doc_pca_dim=int(doc_pca.shape[1]) if doc_pca.size else 0)
+        if doc_exact.size:
+            info.update(doc_rescore=int(doc_rescore))
     return SignalModel(heads=np.stack(heads), forward=forward, backward=backward, bank=bank, pca=pca,
                        pca_mean=pca_mean.astype(np.float32), word_counts=counts, knn=knn, rare_below=rare_below,
-                       info=info, documents=doc_bank, doc_pca=doc_pca, doc_rows=doc_rows)
+                       info=info, documents=doc_bank, doc_pca=doc_pca, doc_rows=doc_rows,
+                       doc_exact=doc_exact, doc_rescore=int(doc_rescore) if doc_exact.size else 0)
 
 
 def _word_stats(model: SignalModel, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,12 +214,21 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
         raise ValueError(f"signals {[n for n in names if n in RETRIEVAL_SIGNALS]} need the served corpus' documents: "
                          "fit the signal model with documents=... (fit_router passes the corpus)")
     scores = _bank_scores(model, s)                                      # (n, n_docs)
-    if "retrieval_contrast" in names:   # only it reads the whole profile (a live query pays for each pass)
-        mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
     rows = np.zeros(0, dtype=np.int64)
+    hit = _excluded_bank_rows(model, exclude)
     if exclude is not None:
-        hit = _excluded_bank_rows(model, exclude)
         rows = np.flatnonzero(hit >= 0)
+    if model.doc_rescore:
+        # two stages: the PCA scores pick candidates, their exact cosines are the result list
+        exact = s @ model.doc_exact.T
+        if "retrieval_contrast" in names:
+            mean, std = exact.mean(axis=1), np.maximum(exact.std(axis=1), 1e-6)
+        scores[rows, hit[rows]] = -np.inf
+        exact[rows, hit[rows]] = -np.inf
+        scores = _rescored(scores, exact, model.doc_rescore)
+    else:
+        if "retrieval_contrast" in names:   # only it reads the whole profile (a live query pays for each pass)
+            mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
         scores[rows, hit[rows]] = -np.inf
     top_n = min(max(ENTROPY_TOP, 11), scores.shape[1])
     top = np.partition(scores, scores.shape[1] - top_n, axis=1)[:, -top_n:]
@@ -224,14 +250,28 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
     if "retrieval_map_change" in names:
         # the forward ridge map is the training pairs' best linear guess of the teacher vector:
         # where moving the query there reshuffles its top-10, the top-10 is fragile
-        mapped = _bank_scores(model, _unit(s @ model.forward))
-        if len(rows):
-            mapped[rows, hit[rows]] = -np.inf
+        moved = _unit(s @ model.forward)
+        mapped = _bank_scores(model, moved)
+        mapped[rows, hit[rows]] = -np.inf
+        if model.doc_rescore:
+            exact_moved = moved @ model.doc_exact.T
+            exact_moved[rows, hit[rows]] = -np.inf
+            mapped = _rescored(mapped, exact_moved, model.doc_rescore)
         k = min(10, scores.shape[1])
         a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         b = np.argpartition(-mapped, k - 1, axis=1)[:, :k]
         out["retrieval_map_change"] = 1.0 - (a[:, :, None] == b[:, None, :]).any(axis=2).mean(axis=1)
     return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def _rescored(approximate: np.ndarray, exact: np.ndarray, candidates: int) -> np.ndarray:
+    """Each row's ``candidates`` best documents by the approximate scores keep their exact score;
+    every other document scores -inf (so it is in no top list)."""
+    k = min(candidates, approximate.shape[1])
+    picked = np.argpartition(-approximate, k - 1, axis=1)[:, :k]
+    out = np.full_like(exact, -np.inf)
+    np.put_along_axis(out, picked, np.take_along_axis(exact, picked, axis=1), axis=1)
+    return out
 
 
 def _bank_scores(model: SignalModel, unit_vectors: np.ndarray) -> np.ndarray:
@@ -285,6 +325,11 @@ def compute_signals(model: SignalModel, texts: Sequence[str], student: np.ndarra
         for name, values in (("rare_word_share", rare), ("length", length), ("word_rarity", rarity)):
             if name in names:
                 out[name] = values
+    if "word_trust" in names:
+        if not model.word_trust.size:
+            raise ValueError("signal word_trust needs a trust table fitted on calibration texts: "
+                             "fit the router with fit_router (it fits the table when word_trust is among the signals)")
+        out["word_trust"] = word_trust_signal(model.word_trust, texts)
     if set(RETRIEVAL_SIGNALS) & set(names):
         out.update(_retrieval_signals(model, s, names, exclude))
     return out

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from route_helpers import TEXTS
 
-from tava_core.route.calibrate import confidence, fit_calibration, true_agreement
+from tava_core.route.build import TextVectors, fit_router
+from tava_core.route.calibrate import confidence
+from tava_core.route.config import RouterSettings
 from tava_core.route.fast import CompiledConfidence
 from tava_core.route.signals import SIGNAL_NAMES, fit_signal_model
 
@@ -29,15 +31,81 @@ def vectors(static_student):
             "queries": (QUERIES + TEXTS[:10], student.encode(QUERIES + TEXTS[:10], kind="query"))}
 
 
-def _fitted(vectors, signals, vector_components=0, combiner="ridge", doc_pca_dim=0):
-    texts, s, t = vectors["reference"]
-    documents = vectors["teacher"].encode([f"{x}, a document about it" for x in TEXTS])
-    model = fit_signal_model(texts, s, t, bank_size=32, pca_dim=8, documents=documents, doc_pca_dim=doc_pca_dim)
-    c_texts, c_s, c_t = vectors["calibration"]
-    agreement = true_agreement(c_s, c_t, documents)
-    calibration = fit_calibration(model, c_texts, c_s, agreement, signals=signals, vector_components=vector_components,
-                                  combiner=combiner)
-    return model, calibration
+def _fitted(vectors, signals, vector_components=0, combiner="ridge", doc_pca_dim=0, doc_rescore=0, documents=None):
+    """A router's signal model and calibration, fitted as the product fits them (fit_router: the
+    document bank whenever a retrieval signal is named, the word trust table when word_trust is)."""
+    if documents is None:
+        documents = vectors["teacher"].encode([f"{x}, a document about it" for x in TEXTS])
+    settings = RouterSettings(signals=signals, vector_components=vector_components, combiner=combiner, bank_size=32,
+                              pca_dim=8, doc_pca_dim=doc_pca_dim, doc_rescore=doc_rescore)
+    return fit_router(TextVectors(*vectors["reference"]), TextVectors(*vectors["calibration"]), documents, settings)
+
+
+@pytest.fixture(scope="module")
+def many_documents(vectors):
+    """~220 documents: enough that 64 candidates of an 8-d PCA bank are a real first stage."""
+    texts = [f"{a}, and {b}" for i, a in enumerate(TEXTS) for b in TEXTS[i + 1:i + 7]]
+    return vectors["teacher"].encode(texts)
+
+
+RETRIEVAL_SET = ["retrieval_contrast", "retrieval_entropy", "retrieval_map_change", "retrieval_margin",
+                 "retrieval_boundary", "retrieval_top_score"]
+
+
+def test_two_stage_scoring_with_every_document_a_candidate_is_the_full_bank(vectors, many_documents):
+    from tava_core.route.signals import compute_signals
+
+    texts, s = vectors["queries"]
+    full, _ = _fitted(vectors, RETRIEVAL_SET, documents=many_documents)
+    two_stage, _ = _fitted(vectors, RETRIEVAL_SET, doc_pca_dim=8, doc_rescore=len(many_documents),
+                           documents=many_documents)
+    pca_only, _ = _fitted(vectors, RETRIEVAL_SET, doc_pca_dim=8, documents=many_documents)
+    want = compute_signals(full, texts, s, RETRIEVAL_SET)
+    got = compute_signals(two_stage, texts, s, RETRIEVAL_SET)
+    rough = compute_signals(pca_only, texts, s, RETRIEVAL_SET)
+    for name in RETRIEVAL_SET:
+        np.testing.assert_allclose(got[name], want[name], atol=2e-5, err_msg=name)
+    # ... while the 8-d PCA scores alone are a different signal (what the second stage repairs)
+    assert np.abs(rough["retrieval_entropy"] - want["retrieval_entropy"]).max() > 1e-2
+
+
+def test_two_stage_scoring_keeps_the_full_banks_top_list_when_the_candidates_hold_it(vectors, many_documents):
+    """64 of ~220 documents by an 8-d PCA: the exact top-10 is among them for most queries, and
+    where it is the margin and boundary (read off the top-11 exact cosines) are the full bank's."""
+    from tava_core.route.signals import compute_signals
+
+    texts, s = vectors["queries"]
+    full, _ = _fitted(vectors, RETRIEVAL_SET, documents=many_documents)
+    two_stage, _ = _fitted(vectors, RETRIEVAL_SET, doc_pca_dim=8, doc_rescore=64, documents=many_documents)
+    assert two_stage.doc_rescore == 64 and two_stage.doc_exact.shape == many_documents.shape
+    want = compute_signals(full, texts, s, RETRIEVAL_SET)
+    got = compute_signals(two_stage, texts, s, RETRIEVAL_SET)
+    same = np.isclose(got["retrieval_boundary"], want["retrieval_boundary"], atol=1e-6)
+    assert same.mean() > 0.5
+    np.testing.assert_allclose(got["retrieval_margin"][same], want["retrieval_margin"][same], atol=1e-6)
+    # the corpus profile of retrieval_contrast is exact whatever the candidates
+    assert np.corrcoef(got["retrieval_contrast"], want["retrieval_contrast"])[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("vector_components", [0, 3])
+def test_compiled_two_stage_confidence_equals_the_reference(vectors, many_documents, vector_components):
+    model, calibration = _fitted(vectors, RETRIEVAL_SET + ["word_rarity"], vector_components, doc_pca_dim=8,
+                                 doc_rescore=64, documents=many_documents)
+    texts, s = vectors["queries"]
+    expected = confidence(model, calibration, texts, s)
+    compiled = CompiledConfidence(model, calibration)
+    assert np.allclose(compiled(texts, s), expected, rtol=0, atol=1e-5)
+    single = np.concatenate([compiled([t], s[i:i + 1]) for i, t in enumerate(texts)])
+    assert np.allclose(single, expected, rtol=0, atol=1e-5)
+    assert expected.std() > 1e-3
+
+
+def test_two_stage_settings_name_what_they_need():
+    with pytest.raises(ValueError, match="doc_pca_dim > 0"):
+        RouterSettings(doc_rescore=200)
+    with pytest.raises(ValueError, match="at least 50"):
+        RouterSettings(doc_pca_dim=64, doc_rescore=20)
+    assert RouterSettings(doc_pca_dim=64, doc_rescore=200).doc_rescore == 200
 
 
 SETS = {**{name: ([name], 0) for name in SIGNAL_NAMES},
@@ -58,7 +126,7 @@ def test_compiled_confidence_equals_the_reference_for_every_signal(vectors, name
     # one query at a time gives the same numbers as the batch
     single = np.concatenate([CompiledConfidence(model, calibration)([t], s[i:i + 1]) for i, t in enumerate(texts)])
     assert np.allclose(single, got, rtol=0, atol=1e-5)
-    if name in ("default", "everything", "retrieval_contrast"):
+    if name in ("default", "everything", "retrieval_contrast", "word_trust"):
         assert expected.std() > 1e-3       # a score that varies, so the comparison means something
 
 
@@ -106,14 +174,19 @@ def test_router_fast_path_routes_exactly_like_the_reference_path(router_dir, sta
     assert router(True).with_budget(0.5).fast_path and not router(False).with_budget(0.5).fast_path
 
 
-@pytest.mark.parametrize("name", ["default", "everything", "retrieval_entropy"])
-def test_fused_static_path_gives_the_students_vectors_and_the_compiled_confidence(vectors, static_student, name):
+@pytest.mark.parametrize("name", ["default", "everything", "retrieval_entropy", "word_trust", "two-stage"])
+def test_fused_static_path_gives_the_students_vectors_and_the_compiled_confidence(vectors, static_student, name,
+                                                                                 many_documents):
     from tava_core.config import EncoderSpec
     from tava_core.encoders.static import StaticEncoder
     from tava_core.route.fused import FusedStatic
 
-    signals, k = SETS[name]
-    model, calibration = _fitted(vectors, signals, k, doc_pca_dim=4 if name == "retrieval_entropy" else 0)
+    if name == "two-stage":
+        model, calibration = _fitted(vectors, RETRIEVAL_SET, 2, doc_pca_dim=8, doc_rescore=64,
+                                     documents=many_documents)
+    else:
+        signals, k = SETS[name]
+        model, calibration = _fitted(vectors, signals, k, doc_pca_dim=4 if name == "retrieval_entropy" else 0)
     compiled = CompiledConfidence(model, calibration)
     texts, _ = vectors["queries"]
     for spec in (None, EncoderSpec(model=str(static_student), query_prefix="query: ", max_length=8)):
