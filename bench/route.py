@@ -83,13 +83,15 @@ WORDS = ["rare_word_share", "word_rarity", "length"]          # no matrix produc
 RETRIEVAL = list(RETRIEVAL_SIGNALS)
 
 
-FULL_BANK = (8192, 0)   # every SciFact document (5,183), full dimension
+FULL_BANK = (8192, 0, 0)   # every SciFact document (5,183), full dimension, no second stage
+TWO_STAGE = (8192, 64, 200)    # a 64-d PCA bank picks 200 candidates, rescored exactly
 
 
-def _candidate(signals: list[str], vec: int = 0, combiner: str = "ridge", bank: tuple[int, int] = FULL_BANK,
+def _candidate(signals: list[str], vec: int = 0, combiner: str = "ridge", bank: tuple[int, ...] = FULL_BANK,
                exclude_source: bool = False) -> dict[str, Any]:
-    return {"signals": signals, "vector_components": vec, "combiner": combiner, "bank": bank,
-            "exclude_source": exclude_source}
+    """``bank``: (documents kept, PCA size, candidates rescored exactly; missing = 0)."""
+    return {"signals": signals, "vector_components": vec, "combiner": combiner,
+            "bank": tuple(bank) + (0,) * (3 - len(bank)), "exclude_source": exclude_source}
 
 
 CANDIDATES: dict[str, dict[str, Any]] = {
@@ -122,6 +124,18 @@ CANDIDATES: dict[str, dict[str, Any]] = {
        for name, signals in (("words+retrieval", WORDS + RETRIEVAL), ("retrieval", RETRIEVAL))
        for size, k in ((8192, 64), (8192, 32), (2048, 32), (1024, 32))
        for suffix, combiner, loo in (("", "ridge", False), (":rank", "rank", False), (":rank/loo", "rank", True))},
+    # two-stage scoring: a PCA bank's candidates rescored with exact cosines (the full bank's signal
+    # up to the candidates it misses, at about the PCA bank's cost)
+    **{f"only:{name}@{size}x{k}r{rescore}": _candidate([name], 0, "ridge", (size, k, rescore))
+       for name in ("retrieval_entropy", "retrieval_contrast")
+       for size, k, rescore in ((8192, 64, 200), (8192, 64, 100), (8192, 32, 200), (8192, 96, 200))},
+    "retrieval@8192x64r200": _candidate(RETRIEVAL, 0, "ridge", TWO_STAGE),
+    # word_trust (a table lookup per word: no cost beyond the word signals' pass)
+    "signals+word_trust": _candidate(list(DEFAULT_SIGNALS) + ["word_trust"]),
+    "signals+vec16+word_trust": _candidate(list(DEFAULT_SIGNALS) + ["word_trust"], 16),
+    "words+word_trust": _candidate(WORDS + ["word_trust"]),
+    **{f"only:{name}+word_trust@8192x64r200": _candidate([name, "word_trust"], 0, "ridge", TWO_STAGE)
+       for name in ("retrieval_entropy", "retrieval_contrast")},
 }
 
 
@@ -602,9 +616,10 @@ def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teac
                 encoded[name] = {"calibration": calib, "calibration_texts": texts, "calibration_teacher": truth,
                                  "calibration_source": source}
             if dataset.name not in models:   # the document bank is the served corpus' (full, or PCA-reduced)
-                models[dataset.name] = {(size, k): fit_signal_model(*fit_on, documents=dataset.docs,
-                                                                    doc_bank_size=size, doc_pca_dim=k)
-                                        for size, k in sorted({c["bank"] for c in CANDIDATES.values()})}
+                models[dataset.name] = {
+                    (size, k, rescore): fit_signal_model(*fit_on, documents=dataset.docs, doc_bank_size=size,
+                                                         doc_pca_dim=k, doc_rescore=rescore)
+                    for size, k, rescore in sorted({c["bank"] for c in CANDIDATES.values()})}
             encoded[name]["queries"] = encoder.encode(dataset.data.query_texts, kind="query")
         state[label] = {"encoder": encoder, "models": models, "encoded": encoded}
         card_path = student_dir / "model_card.json"
