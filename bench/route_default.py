@@ -1,0 +1,64 @@
+"""Should ``word_trust`` join the router's DEFAULT signals (issue 16)? The product default
+(RouterSettings: knn_distance, head_disagreement, rare_word_share, length + 16 vector components)
+against the same plus word_trust, for bench/route.py's four students, on the two dev corpora:
+SciFact's 809 train queries and the built-in data's 250 queries (test is not read).
+
+    python bench/route_default.py          # -> bench/results/route_default.json
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import route as R  # noqa: E402
+from tava_core.home import TavaHome  # noqa: E402
+from tava_core.route.config import RouterSettings  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "route_default.json"
+DEFAULT = RouterSettings()
+CANDIDATES = {
+    "default": R._candidate(list(DEFAULT.signals), DEFAULT.vector_components),
+    "default+word_trust": R._candidate(list(DEFAULT.signals) + ["word_trust"], DEFAULT.vector_components),
+}
+
+
+def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    started = time.time()
+    R.CANDIDATES = CANDIDATES           # only the full-dimension bank's signal models are fitted
+    teacher = R.load_encoder("all-MiniLM-L6-v2")
+    home = TavaHome(R.HOME)
+    paths = {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
+             "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
+    datasets = {k: v for k, v in R.load_datasets(paths, teacher).items() if k in ("scifact-dev", "builtin-test")}
+    report: dict[str, Any] = {"benchmark": "default router signals with and without word_trust (dev corpora only)",
+                              "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+                              "candidates": CANDIDATES, "students": {}, "results": {}}
+    state = R.encode_students(R.find_students(), datasets, paths, teacher, report)
+    for label, st in state.items():
+        for name, dataset in datasets.items():
+            for cname, candidate in CANDIDATES.items():
+                curves = R.evaluate_candidate(R.model_for(st, dataset.name, candidate), candidate, dataset,
+                                              st["encoded"][name], fast=True)
+                row = {f"{m}_{s}": R.gap_at(curves, s / 100, m) for m in ("router", "random", "label_free_oracle")
+                       for s in (10, 20)}
+                row["spearman_overlap"] = curves["confidence_spearman"]["overlap"]
+                report["results"].setdefault(label, {}).setdefault(name, {})[cname] = row
+                print(f"{label:14s} {name:13s} {cname:20s} gap10 {row['router_10']:.3f} gap20 {row['router_20']:.3f}"
+                      f" rho {row['spearman_overlap']:.3f}", flush=True)
+    report["total_seconds"] = time.time() - started
+    R.save_json(RESULTS, report)
+    print(json.dumps({"out": str(RESULTS), "seconds": report["total_seconds"]}))
+
+
+if __name__ == "__main__":
+    main()
