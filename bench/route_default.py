@@ -1,5 +1,5 @@
-"""Should ``word_trust`` join the router's DEFAULT signals (issue 16)? The product default
-(RouterSettings: knn_distance, head_disagreement, rare_word_share, length + 16 vector components)
+"""Should ``word_trust`` join the router's DEFAULT signals (issue 16)? The product default as it
+was (RouterSettings: knn_distance, head_disagreement, rare_word_share, length + 16 vector components)
 against the same plus word_trust, for bench/route.py's four students, on the two dev corpora:
 SciFact's 809 train queries and the built-in data's 250 queries (test is not read).
 
@@ -22,10 +22,12 @@ from tava_core.home import TavaHome  # noqa: E402
 from tava_core.route.config import RouterSettings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "route_default.json"
-DEFAULT = RouterSettings()
+# the default before this comparison (word_trust joined it after)
+BEFORE = [name for name in RouterSettings().signals if name != "word_trust"]
+COMPONENTS = RouterSettings().vector_components
 CANDIDATES = {
-    "default": R._candidate(list(DEFAULT.signals), DEFAULT.vector_components),
-    "default+word_trust": R._candidate(list(DEFAULT.signals) + ["word_trust"], DEFAULT.vector_components),
+    "default": R._candidate(BEFORE, COMPONENTS),
+    "default+word_trust": R._candidate(BEFORE + ["word_trust"], COMPONENTS),
 }
 
 

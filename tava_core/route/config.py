@@ -14,8 +14,10 @@ from .trust import TRUST_RIDGE
 class RouterSettings(TavaModel):
     """How the confidence score is built (chosen on SciFact's train queries in bench/route.py)."""
 
+    # word_trust joined the default after bench/route_default.py: with it the confidence ranks queries
+    # closer to their true agreement for all four benchmark students on both dev corpora (8/8 cells)
     signals: list[str] = Field(default_factory=lambda: ["knn_distance", "head_disagreement", "rare_word_share",
-                                                        "length"], description=(
+                                                        "length", "word_trust"], description=(
         f"Confidence signals to combine, from: {', '.join(SIGNAL_NAMES)}."))
     vector_components: int = Field(16, ge=0, le=256, description=(
         "Leading PCA components of the student's query vector given to the combiner as well (a learned "

@@ -109,7 +109,7 @@ def test_two_stage_settings_name_what_they_need():
 
 
 SETS = {**{name: ([name], 0) for name in SIGNAL_NAMES},
-        "default": (["knn_distance", "head_disagreement", "rare_word_share", "length"], 4),
+        "default": (["knn_distance", "head_disagreement", "rare_word_share", "length", "word_trust"], 4),
         "vector only": ([], 4),
         "everything": (list(SIGNAL_NAMES), 6)}
 
