@@ -212,3 +212,20 @@ def test_fused_path_is_skipped_over_its_memory_cap(router_dir, monkeypatch):
     out = small.route(QUERIES)
     assert small._fast()[1] is None
     assert np.allclose(out["confidence"], router.route(QUERIES)["confidence"], rtol=0, atol=1e-5)
+
+
+def test_a_saved_two_stage_router_loads_with_its_exact_documents(vectors, many_documents, tmp_path):
+    from tava_core.config import EncoderSpec
+    from tava_core.route.router import load_router, save_router, threshold_from
+
+    model, calibration = _fitted(vectors, RETRIEVAL_SET, 2, doc_pca_dim=8, doc_rescore=64, documents=many_documents)
+    student, teacher = vectors["student"], vectors["teacher"]
+    out = save_router(tmp_path / "r", student=EncoderSpec(model=student.spec.model),
+                      student_fingerprint=student.fingerprint, teacher=EncoderSpec(model="all-MiniLM-L6-v2"),
+                      teacher_fingerprint=teacher.fingerprint, signal_model=model, calibration=calibration,
+                      threshold=threshold_from(calibration, teacher_budget=0.25))
+    loaded = load_router(out)
+    assert loaded.signal_model.doc_rescore == 64
+    np.testing.assert_array_equal(loaded.signal_model.doc_exact, model.doc_exact)
+    texts, s = vectors["queries"]
+    assert np.allclose(loaded.confidence(texts, s), confidence(model, calibration, texts, s), rtol=0, atol=1e-5)
