@@ -116,12 +116,44 @@ def encoder_vectors(encoder_spec: str, tag: str, collection: str) -> np.ndarray:
     return _cached(final, lambda: np.concatenate(blocks))
 
 
+# bench/transfer_data.py caches the same texts' vectors by the same encoders (same passage shuffle, same
+# document text); a fresh machine that ran that bench need not embed them again.
+TRANSFER_CACHE = Path(os.environ.get("TAVA_TRANSFER_CACHE", "/tmp/tava-transfer-cache"))
+TRANSFER_FOLDERS = {"minilm": "all-MiniLM-L6-v2-da3890c09da6", "mpnet": "all-mpnet-base-v2-1995ea810748"}
+TRANSFER_SETS = {"passages": "passages20000", "queries": "scifact-queries", "corpus": "scifact-corpus",
+                 "corpus-spans": "scifact-corpus.spans1", "passages-spans": "passages20000.spans1"}
+TRANSFER_ROWS = {"passages": N_PASSAGES, "queries": 1109, "corpus": 5183, "corpus-spans": 5183}
+
+
+def transfer_cached(tag: str, collection: str, rows: int | None = None) -> np.ndarray | None:
+    """Vectors bench/transfer_data.py cached (``.npy`` chunks named by row range), the first ``rows``
+    (default: the whole collection as this bench sees it); None unless every chunk up to there exists."""
+    if tag not in TRANSFER_FOLDERS or collection not in TRANSFER_SETS:
+        return None
+    wanted = rows if rows is not None else TRANSFER_ROWS.get(collection)
+    folder = TRANSFER_CACHE / TRANSFER_FOLDERS[tag] / TRANSFER_SETS[collection]
+    blocks, start = [], 0
+    while wanted is None or start < wanted:
+        path = next(iter(sorted(folder.glob(f"{start:07d}-*.npy"))), None)
+        if path is None:
+            break
+        blocks.append(np.load(path).astype(np.float32))
+        start += len(blocks[-1])
+    if not blocks or (wanted is not None and start < wanted):
+        return None
+    out = np.concatenate(blocks)[:wanted]
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
 def cached_only(tag: str, collection: str, prefix_ok: bool | None = None) -> np.ndarray | None:
-    """What the cache holds, computing nothing: the whole collection, else (passages only) the
-    contiguous prefix of chunks done so far, else None."""
+    """What the cache holds, computing nothing: the whole collection, else bench/transfer_data.py's
+    cache of it, else (passages only) the contiguous prefix of chunks done so far, else None."""
     final = CACHE / f"{tag}-{collection}.npy"
     if final.is_file():
         return np.load(final)
+    transferred = transfer_cached(tag, collection)
+    if transferred is not None:
+        return transferred
     if not (collection == "passages" if prefix_ok is None else prefix_ok):
         return None
     blocks, start = [], 0

@@ -1,0 +1,206 @@
+"""What closes the SciFact gap of the unpaired MiniLM -> mpnet map with in-domain text? Dev only: the
+809 SciFact *train* queries and the 1,000 held-out passage pairs; no test-split number is computed here.
+
+Setting (as ``bench/translate.py --domain-docs``): 9,500 disjoint generic passages per side; the
+source's domain vectors are MiniLM's of the even SciFact documents, the target's mpnet's of the odd
+ones (no text on both sides, no labels). Every variant starts from the same generic search result
+(anchors + refinement, restart ``seed*1000``, cached under .tava/bench-translate/dev) and changes only
+what happens with the domain vectors afterwards:
+
+- ``pooled``: the library's step so far -- self-learning (CSLS, 5 best, both directions) on generic +
+  domain rows pooled, ``rounds`` rounds;
+- ``pooled_then_domain``: that, then more rounds on the domain rows alone;
+- ``domain_weighted``: the pooled rounds with the domain rows' pairs up-weighted in Procrustes;
+- ``confidence``: pairs weighted by their CSLS score;
+- ``spans``: one short span view of each side's documents added to its domain rows (MiniLM spans of the
+  even documents, mpnet spans of the odd ones; bench/transfer_data.py's cache);
+- ``oracle``: the pooled rounds started from paired Procrustes on passages + the even documents (does
+  self-learning keep the right map, or drift to its own fixed point?).
+
+Writes bench/results/translate_domain_dev.json (one row per variant).
+
+    python bench/translate_domain.py [--variants pooled ...] [--seed 0]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import translate as tb  # noqa: E402
+import translate_data as td  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "translate_domain_dev.json"
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def weighted_procrustes(a: np.ndarray, b: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
+    if w is None:
+        w = np.ones(len(a))
+    u, _, vt = np.linalg.svd((a.astype(np.float64) * w[:, None]).T @ b.astype(np.float64), full_matrices=False)
+    return (u @ vt).astype(np.float32)
+
+
+def rounds_of(a: np.ndarray, b: np.ndarray, weight: np.ndarray, rounds: int, *, neighbours: int = 5,
+              csls_k: int = 10, domain_a: int = 0, domain_b: int = 0, domain_weight: float = 1.0,
+              confidence: bool = False, on_round: Optional[Callable[[int, np.ndarray], None]] = None) -> np.ndarray:
+    """Self-learning rounds like ``self_learning.self_learn`` (CSLS, each row's ``neighbours`` best, both
+    directions), with optional per-pair weights: the last ``domain_a`` / ``domain_b`` rows of each side are
+    domain rows, whose pairs (as the picking row) weigh ``domain_weight``; ``confidence`` multiplies each
+    pair by its mean CSLS score (clipped at 0)."""
+    from tava_core.adapter.self_learning import csls, similarities
+
+    is_dom_a = np.arange(len(a)) >= len(a) - domain_a
+    is_dom_b = np.arange(len(b)) >= len(b) - domain_b
+    for r in range(1, rounds + 1):
+        scores = csls(similarities(a, b, weight), csls_k)
+        fwd = scores.topk(neighbours, dim=1)
+        bwd = scores.topk(neighbours, dim=0)
+        src = np.concatenate([a, unit(a[bwd.indices.T.numpy()].mean(1))])
+        tgt = np.concatenate([unit(b[fwd.indices.numpy()].mean(1)), b])
+        w = np.concatenate([np.where(is_dom_a, domain_weight, 1.0), np.where(is_dom_b, domain_weight, 1.0)])
+        if confidence:
+            conf = np.concatenate([fwd.values.mean(1).numpy(), bwd.values.mean(0).numpy()])
+            w = w * np.clip(conf, 0, None)
+        del scores
+        weight = weighted_procrustes(src, tgt, w)
+        if on_round is not None:
+            on_round(r, weight)
+    return weight
+
+
+def main() -> None:
+    from tava_core.adapter.unsupervised import (
+        UnsupervisedSettings,
+        _centre,
+        _domain_rows,
+        neighbour_similarity,
+        procrustes_weight,
+        refine,
+        relative_pseudo_pairs,
+        to_linear_maps,
+    )
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=9500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", nargs="+", default=["pooled"])
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    tb.limit_threads(1)
+    started = time.perf_counter()
+    minilm = td.cached_only("minilm", "passages")
+    _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
+    sf = tb.scifact()
+    sides = tb.with_domain_docs(tb.pair_sides("mpnet", args.size, minilm, mpnet, None, tb.random_rotation(384)),
+                                td.cached_only("minilm", "corpus"), sf["docs_mpnet"])
+    xa, mean_a = _centre(sides["source"])
+    xb, mean_b = _centre(sides["target"])
+    da = _domain_rows(sides["domain_source"], mean_a, 384, "source")
+    db = _domain_rows(sides["domain_target"], mean_b, 768, "target")
+    n_docs = len(sf["doc_ids"])
+    even, odd = np.arange(0, n_docs, 2), np.arange(1, n_docs, 2)
+    spans_a = _domain_rows(td.transfer_cached("minilm", "corpus-spans")[even], mean_a, 384, "source")
+    spans_b = _domain_rows(td.transfer_cached("mpnet", "corpus-spans")[odd], mean_b, 768, "target")
+    settings = UnsupervisedSettings()
+    run_seed = args.seed * 1000
+
+    def search() -> np.ndarray:
+        rng = np.random.default_rng(run_seed)
+        return refine(xa, xb, procrustes_weight(xa, relative_pseudo_pairs(xa, xb, settings, rng)), settings, rng)
+
+    refined = td.cached_weight(f"mpnet-{args.size}-restart{run_seed}", search)
+
+    def measure(weight: np.ndarray) -> dict[str, float]:
+        forward, _ = to_linear_maps(weight, mean_a, mean_b, sides["source"], sides["target"], "dev")
+        row = tb.heldout_metrics(forward(sides["heldout_source"]), sides["heldout_target"])
+        row["scifact_ndcg_at_10_dev"] = tb.ndcg(forward(sf["queries_minilm"]), sf["docs_mpnet"], sf, "dev")
+        # the pair-free criterion on the generic sets and on the domain sets (mapped in centred space)
+        row["criterion_generic"] = round(neighbour_similarity(xa @ weight, xb), 4)
+        row["criterion_domain"] = round(neighbour_similarity(da @ weight, db), 4)
+        row["criterion_pooled"] = round(neighbour_similarity(np.concatenate([xa, da]) @ weight,
+                                                             np.concatenate([xb, db])), 4)
+        return row
+
+    report: dict[str, Any] = {
+        "benchmark": "domain step variants, dev (bench/translate_domain.py)",
+        "split": "dev only: SciFact train queries (809), 1,000 held-out passage pairs",
+        "texts_per_side": args.size, "seed": args.seed, "domain_rows": [len(da), len(db)],
+        "load_at_start": os.getloadavg()[0], "variants": {}}
+    if args.out.is_file():  # variants run one at a time accumulate in one file
+        report["variants"] = json.loads(args.out.read_text()).get("variants", {})
+
+    def log(name: str, row: dict) -> None:
+        row = {**row, "load": round(os.getloadavg()[0], 2)}
+        report["variants"][name] = row
+        print(json.dumps({"variant": name, **row}), flush=True)
+        tb.write_report(report, args.out, started)
+
+    pooled_a, pooled_b = np.concatenate([xa, da]), np.concatenate([xb, db])
+    cache: dict[str, np.ndarray] = {}
+
+    def pooled(rounds: int = 4) -> np.ndarray:
+        key = f"pooled{rounds}"
+        if key not in cache:
+            cache[key] = td.cached_weight(f"mpnet-{args.size}-restart{run_seed}-{key}", lambda: rounds_of(
+                pooled_a, pooled_b, refined, rounds, domain_a=len(da), domain_b=len(db)))
+        return cache[key]
+
+    def run(name: str, fn: Callable[[], np.ndarray]) -> None:
+        cpu = time.process_time()
+        weight = fn()
+        log(name, {**measure(weight), "cpu_seconds": round(time.process_time() - cpu, 1)})
+
+    def traced(name: str, a: np.ndarray, b: np.ndarray, start: np.ndarray, rounds: int, **kw: Any) -> None:
+        cpu = time.process_time()
+        trace: list[dict] = []
+        rounds_of(a, b, start, rounds, on_round=lambda r, w: trace.append({"round": r, **measure(w)}), **kw)
+        log(name, {"trace": trace, "cpu_seconds_with_measuring": round(time.process_time() - cpu, 1)})
+
+    paired_docs = procrustes_weight(unit(sides["pairs_source"] - mean_a), unit(sides["pairs_target"] - mean_b))
+    variants: dict[str, Callable[[], None]] = {
+        "refined": lambda: run("refined", lambda: refined),
+        "paired_procrustes_with_even_docs": lambda: run("paired_procrustes_with_even_docs", lambda: paired_docs),
+        "paired_procrustes_even_docs_only": lambda: run("paired_procrustes_even_docs_only", lambda: procrustes_weight(
+            da, unit(sf["docs_mpnet"][even] - mean_b))),
+        "pooled": lambda: traced("pooled", pooled_a, pooled_b, refined, 8, domain_a=len(da), domain_b=len(db)),
+        "pooled_then_domain": lambda: traced("pooled_then_domain", da, db, pooled(), 8),
+        "domain_only_from_refined": lambda: traced("domain_only_from_refined", da, db, refined, 8),
+        "domain_weighted_3": lambda: traced("domain_weighted_3", pooled_a, pooled_b, refined, 6,
+                                            domain_a=len(da), domain_b=len(db), domain_weight=3.0),
+        "domain_weighted_10": lambda: traced("domain_weighted_10", pooled_a, pooled_b, refined, 6,
+                                             domain_a=len(da), domain_b=len(db), domain_weight=10.0),
+        "confidence": lambda: traced("confidence", pooled_a, pooled_b, refined, 6, domain_a=len(da),
+                                     domain_b=len(db), confidence=True),
+        "spans": lambda: traced("spans", np.concatenate([xa, da, spans_a]), np.concatenate([xb, db, spans_b]),
+                                refined, 6, domain_a=len(da) + len(spans_a), domain_b=len(db) + len(spans_b)),
+        "spans_then_domain": lambda: traced("spans_then_domain", np.concatenate([da, spans_a]),
+                                            np.concatenate([db, spans_b]), pooled(), 6),
+        "oracle_pooled": lambda: traced("oracle_pooled", pooled_a, pooled_b, paired_docs, 4,
+                                        domain_a=len(da), domain_b=len(db)),
+        "oracle_domain": lambda: traced("oracle_domain", da, db, paired_docs, 4),
+        "domain_neighbours_1": lambda: traced("domain_neighbours_1", da, db, pooled(), 6, neighbours=1),
+        "domain_neighbours_10": lambda: traced("domain_neighbours_10", da, db, pooled(), 6, neighbours=10),
+    }
+    for name in args.variants:
+        variants[name]()
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
