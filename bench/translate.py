@@ -106,6 +106,19 @@ def with_domain_docs(sides: dict, docs_minilm: np.ndarray, docs_mpnet: np.ndarra
             "pairs_target": np.concatenate([sides["pairs_target"], docs_mpnet[even]])}
 
 
+def with_domain_spans(sides: dict, spans_minilm: np.ndarray, spans_mpnet: np.ndarray) -> dict[str, np.ndarray]:
+    """One short span view of each SciFact document (tava's span maker; bench/transfer_data.py's cache) added
+    to each side's domain vectors, still disjoint: MiniLM's of the even documents' spans, mpnet's of the odd
+    ones'. The paired references add both models' vectors of the even documents' spans (the source's
+    texts); the previous reference (passages + even documents, no spans) is kept as 'procrustes_no_spans'."""
+    even, odd = np.arange(0, len(spans_minilm), 2), np.arange(1, len(spans_minilm), 2)
+    return {**sides, "domain_source": np.concatenate([sides["domain_source"], spans_minilm[even]]),
+            "domain_target": np.concatenate([sides["domain_target"], spans_mpnet[odd]]),
+            "pairs_source_no_spans": sides["pairs_source"], "pairs_target_no_spans": sides["pairs_target"],
+            "pairs_source": np.concatenate([sides["pairs_source"], spans_minilm[even]]),
+            "pairs_target": np.concatenate([sides["pairs_target"], spans_mpnet[even]])}
+
+
 def run_unsupervised(sides: dict, seed: int, settings) -> tuple[dict, Any]:
     from tava_core.adapter.unsupervised import fit_unsupervised
 
@@ -132,6 +145,10 @@ def run_paired(sides: dict) -> dict[str, dict]:
     for name, fit in (("procrustes", fit_procrustes), ("ridge", fit_ridge)):
         linear_map = fit(sides["pairs_source"], sides["pairs_target"])
         out[name] = {**heldout_metrics(linear_map(sides["heldout_source"]), sides["heldout_target"]), "map": linear_map}
+    if "pairs_source_no_spans" in sides:
+        linear_map = fit_procrustes(sides["pairs_source_no_spans"], sides["pairs_target_no_spans"])
+        out["procrustes_no_spans"] = {**heldout_metrics(linear_map(sides["heldout_source"]), sides["heldout_target"]),
+                                      "map": linear_map}
     return out
 
 
@@ -185,6 +202,11 @@ def main() -> None:
     parser.add_argument("--domain-docs", action="store_true", help=(
         "mpnet pair: disjoint halves of the SciFact documents as the two sides' domain vectors (in-domain "
         "unlabelled text for the sharpening step; the paired references add the source's half)"))
+    parser.add_argument("--dev-only", action="store_true", help=(
+        "no test-split number at all (and no `tava translate` timing): for checking a setting on dev"))
+    parser.add_argument("--domain-spans", action="store_true", help=(
+        "with --domain-docs: one span view of each document added to the domain vectors (MiniLM's of the "
+        "even documents' spans, mpnet's of the odd ones'; bench/transfer_data.py's cache)"))
     parser.add_argument("--threads", type=int, default=2, help=(
         "torch and BLAS threads; on a machine shared with other jobs 1 is faster (idle threads spin)"))
     parser.add_argument("--criterion-check", action="store_true", help=(
@@ -203,15 +225,18 @@ def main() -> None:
     static = td.cached_only("model2vec", "passages") if "static" in args.pairs else None
     rotation = random_rotation(minilm.shape[1])
     sf = scifact()
-    docs_minilm = td.cached_only("minilm", "corpus") if args.domain_docs else None
+    domain = domain_sets(args, parser)
 
     def sides_of(pair: str, n: int) -> dict[str, np.ndarray]:
         sides = pair_sides(pair, n, minilm, mpnet, static, rotation)
-        if docs_minilm is not None and pair == "mpnet":
-            sides = with_domain_docs(sides, docs_minilm, sf["docs_mpnet"])
+        if domain["docs"] is not None and pair == "mpnet":
+            sides = with_domain_docs(sides, domain["docs"], sf["docs_mpnet"])
+            if domain["spans"] is not None:
+                sides = with_domain_spans(sides, *domain["spans"])
         return sides
 
-    report: dict[str, Any] = {"domain_docs": args.domain_docs,
+    report: dict[str, Any] = {"domain_docs": args.domain_docs, "domain_spans": args.domain_spans,
+                              "load_at_start": round(os.getloadavg()[0], 2),
         "benchmark": "unpaired translation (bench/translate.py)", "heldout_pairs": HELDOUT,
         "minilm_passages_available": len(minilm), "settings": settings.__dict__,
         "criterion": "neighbour similarity: mean cosine of mapped source vectors to their 10 nearest target "
@@ -232,14 +257,14 @@ def main() -> None:
                     print(f"skip: {exc}", flush=True)
                     break
                 row = measure(pair, n, seed, seed == args.seeds[0], sides, settings, sf)
-                if args.test_each_run and "_map" in row:  # a fixed setting, scored as each run ends
+                if args.test_each_run and not args.dev_only and "_map" in row:  # a fixed setting, scored as each run ends
                     score_test_split([row], args.seeds[0], sf, lambda n, pair=pair: sides_of(pair, n))
                 print(json.dumps({"pair": pair, **{k: v for k, v in row.items() if k != "_map"}}, default=str), flush=True)
                 rows.append(row)
                 # after every run: a long run stopped later keeps what it has
                 report["pairs"][pair] = {"runs": [{k: v for k, v in r.items() if k != "_map"} for r in rows]}
                 write_report(report, args.out, started)
-        if pair == "mpnet" and rows and sf["queries_minilm"] is not None and not args.test_each_run:
+        if pair == "mpnet" and rows and sf["queries_minilm"] is not None and not (args.test_each_run or args.dev_only):
             best_for_store = score_test_split(rows, args.seeds[0], sf,
                                               lambda n, pair=pair: sides_of(pair, n))
         for row in rows:
@@ -256,6 +281,20 @@ def main() -> None:
                                                     "(bench/translate_data.py minilm:corpus)"}
     write_report(report, args.out, started)
     print(f"wrote {args.out}")
+
+
+def domain_sets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """MiniLM's document vectors (--domain-docs) and both models' span vectors of them (--domain-spans)."""
+    out: dict[str, Any] = {"docs": td.cached_only("minilm", "corpus") if args.domain_docs else None, "spans": None}
+    if args.domain_spans:
+        if not args.domain_docs:
+            parser.error("--domain-spans adds to --domain-docs; give both")
+        spans = (td.transfer_cached("minilm", "corpus-spans"), td.transfer_cached("mpnet", "corpus-spans"))
+        if spans[0] is None or spans[1] is None:
+            parser.error(f"span vectors of the SciFact documents are missing under {td.TRANSFER_CACHE}: "
+                         "run bench/transfer_data.py (both teachers) first")
+        out["spans"] = spans
+    return out
 
 
 def measure(pair: str, n: int, seed: int, first_seed: bool, sides: dict, settings, sf: dict) -> dict[str, Any]:
