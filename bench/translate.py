@@ -106,17 +106,17 @@ def with_domain_docs(sides: dict, docs_minilm: np.ndarray, docs_mpnet: np.ndarra
             "pairs_target": np.concatenate([sides["pairs_target"], docs_mpnet[even]])}
 
 
-def with_domain_spans(sides: dict, spans_minilm: np.ndarray, spans_mpnet: np.ndarray) -> dict[str, np.ndarray]:
-    """One short span view of each SciFact document (tava's span maker; bench/transfer_data.py's cache) added
-    to each side's domain vectors, still disjoint: MiniLM's of the even documents' spans, mpnet's of the odd
-    ones'. The paired references add both models' vectors of the even documents' spans (the source's
-    texts); the previous reference (passages + even documents, no spans) is kept as 'procrustes_no_spans'."""
-    even, odd = np.arange(0, len(spans_minilm), 2), np.arange(1, len(spans_minilm), 2)
-    return {**sides, "domain_source": np.concatenate([sides["domain_source"], spans_minilm[even]]),
-            "domain_target": np.concatenate([sides["domain_target"], spans_mpnet[odd]]),
+def with_domain_spans(sides: dict, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Short span views of the SciFact documents (tava's span maker) added to each side's domain vectors,
+    still disjoint: per view, MiniLM's vectors of the even documents' spans and mpnet's of the odd ones'
+    (``views``: (MiniLM even, mpnet odd, mpnet even) per view). The paired references add both models'
+    vectors of the even documents' spans (the source's texts); the previous reference (passages + even
+    documents, no spans) is kept as 'procrustes_no_spans'."""
+    return {**sides, "domain_source": np.concatenate([sides["domain_source"], *(v[0] for v in views)]),
+            "domain_target": np.concatenate([sides["domain_target"], *(v[1] for v in views)]),
             "pairs_source_no_spans": sides["pairs_source"], "pairs_target_no_spans": sides["pairs_target"],
-            "pairs_source": np.concatenate([sides["pairs_source"], spans_minilm[even]]),
-            "pairs_target": np.concatenate([sides["pairs_target"], spans_mpnet[even]])}
+            "pairs_source": np.concatenate([sides["pairs_source"], *(v[0] for v in views)]),
+            "pairs_target": np.concatenate([sides["pairs_target"], *(v[2] for v in views)])}
 
 
 def run_unsupervised(sides: dict, seed: int, settings) -> tuple[dict, Any]:
@@ -204,9 +204,9 @@ def main() -> None:
         "unlabelled text for the sharpening step; the paired references add the source's half)"))
     parser.add_argument("--dev-only", action="store_true", help=(
         "no test-split number at all (and no `tava translate` timing): for checking a setting on dev"))
-    parser.add_argument("--domain-spans", action="store_true", help=(
-        "with --domain-docs: one span view of each document added to the domain vectors (MiniLM's of the "
-        "even documents' spans, mpnet's of the odd ones'; bench/transfer_data.py's cache)"))
+    parser.add_argument("--domain-spans", type=int, default=0, metavar="VIEWS", help=(
+        "with --domain-docs: VIEWS span views of each document added to the domain vectors (MiniLM's of the "
+        "even documents' spans, mpnet's of the odd ones')"))
     parser.add_argument("--threads", type=int, default=2, help=(
         "torch and BLAS threads; on a machine shared with other jobs 1 is faster (idle threads spin)"))
     parser.add_argument("--criterion-check", action="store_true", help=(
@@ -232,7 +232,7 @@ def main() -> None:
         if domain["docs"] is not None and pair == "mpnet":
             sides = with_domain_docs(sides, domain["docs"], sf["docs_mpnet"])
             if domain["spans"] is not None:
-                sides = with_domain_spans(sides, *domain["spans"])
+                sides = with_domain_spans(sides, domain["spans"])
         return sides
 
     report: dict[str, Any] = {"domain_docs": args.domain_docs, "domain_spans": args.domain_spans,
@@ -284,16 +284,23 @@ def main() -> None:
 
 
 def domain_sets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    """MiniLM's document vectors (--domain-docs) and both models' span vectors of them (--domain-spans)."""
+    """MiniLM's document vectors (--domain-docs) and both models' vectors of span views of them
+    (--domain-spans N: views 0..N-1; view 0 from bench/transfer_data.py's cache, the others
+    bench/translate_data.py's ``doc_span_vectors``)."""
     out: dict[str, Any] = {"docs": td.cached_only("minilm", "corpus") if args.domain_docs else None, "spans": None}
     if args.domain_spans:
         if not args.domain_docs:
             parser.error("--domain-spans adds to --domain-docs; give both")
-        spans = (td.transfer_cached("minilm", "corpus-spans"), td.transfer_cached("mpnet", "corpus-spans"))
-        if spans[0] is None or spans[1] is None:
-            parser.error(f"span vectors of the SciFact documents are missing under {td.TRANSFER_CACHE}: "
-                         "run bench/transfer_data.py (both teachers) first")
-        out["spans"] = spans
+        views = []
+        for view in range(args.domain_spans):
+            parts = (td.doc_span_vectors("minilm", view, 0, compute=False), td.doc_span_vectors("mpnet", view, 1, compute=False),
+                     td.doc_span_vectors("mpnet", view, 0, compute=False))
+            if any(part is None for part in parts):
+                parser.error(f"span view {view} of the SciFact documents is not cached: run bench/transfer_data.py "
+                             f"(view 0) or `bench/translate_data.py minilm:spans-view{view}-parity0 "
+                             f"mpnet:spans-view{view}-parity1 mpnet:spans-view{view}-parity0`")
+            views.append(parts)
+        out["spans"] = views
     return out
 
 

@@ -163,6 +163,38 @@ def cached_only(tag: str, collection: str, prefix_ok: bool | None = None) -> np.
     return np.concatenate(blocks) if blocks else None
 
 
+def doc_span_texts(view: int, parity: int) -> list[str]:
+    """Span view ``view`` (tava's span maker, seed 0: view 0 is bench/transfer_data.py's spans1) of the
+    SciFact documents of one parity (0: even rows, 1: odd rows), in row order."""
+    from tava_core.distill.spans import _rng, make_span
+
+    ids, texts = scifact_texts("corpus")
+    return [make_span(texts[i], _rng(ids[i], view, 0)) for i in range(parity, len(ids), 2)]
+
+
+def doc_span_vectors(tag: str, view: int, parity: int, compute: bool = True) -> np.ndarray | None:
+    """``tag`` ('minilm' / 'mpnet') vectors of ``doc_span_texts(view, parity)``; view 0 from
+    bench/transfer_data.py's cache, others embedded here in cached chunks (None if missing and not ``compute``)."""
+    if view == 0:
+        every = transfer_cached(tag, "corpus-spans")
+        return None if every is None else every[parity::2]
+    final = CACHE / f"{tag}-corpus-spans-view{view}-parity{parity}.npy"
+    if final.is_file():
+        return np.load(final)
+    if not compute:
+        return None
+    from tava_core.encoders import load_encoder
+
+    encoder = load_encoder({"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}[tag])
+    texts = doc_span_texts(view, parity)
+    blocks = []
+    for start in range(0, len(texts), CHUNK):
+        chunk = texts[start:start + CHUNK]
+        blocks.append(_cached(CACHE / "chunks" / f"{tag}-corpus-spans-view{view}-parity{parity}-{start}-{len(chunk)}.npy",
+                              lambda chunk=chunk: encoder.encode(chunk, kind="document", batch_size=32)))
+    return _cached(final, lambda: np.concatenate(blocks))
+
+
 def model2vec_dir() -> Path:
     """A model2vec static distillation of the packaged teacher (its own space, 384-d)."""
     target = CACHE / "model2vec-minilm"
@@ -194,6 +226,10 @@ if __name__ == "__main__":
     wanted = sys.argv[1:] or ["minilm:queries", "minilm:passages", "model2vec:passages", "minilm:corpus"]
     for item in wanted:
         tag, collection = item.split(":")
+        if collection.startswith("spans-view"):  # e.g. mpnet:spans-view1-parity1 (bench/translate.py --span-views)
+            view, parity = collection.removeprefix("spans-view").split("-parity")
+            doc_span_vectors(tag, int(view), int(parity))
+            continue
         (minilm if tag == "minilm" else static)(collection)
 
 

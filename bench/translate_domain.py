@@ -270,6 +270,12 @@ def main() -> None:
         own, use_spans = kw.get("own", "0") == "1", kw.get("spans", "1") == "1"
         dom_a = [own_da if own else da] + ([own_sa if own else spans_a] if use_spans else [])
         dom_b = [own_db if own else db] + ([own_sb if own else spans_b] if use_spans else [])
+        for view in range(1, int(kw.get("views", 1))):  # more span views of the same documents
+            dom_a.append(_domain_rows(td.doc_span_vectors("minilm", view, 0, compute=False), mean_a, 384, "source"))
+            dom_b.append(_domain_rows(td.doc_span_vectors("mpnet", view, 1, compute=False), mean_b, 768, "target"))
+        if "frac" in kw:  # a share of the domain documents (and their spans): does more domain text help?
+            keep = int(float(kw["frac"]) * len(da))
+            dom_a, dom_b = [d[:keep] for d in dom_a], [d[:keep] for d in dom_b]
         a, b = np.concatenate([xa, *dom_a]), np.concatenate([xb, *dom_b])
         traced(name, a, b, refined, int(kw.get("rounds", 5)), domain_a=len(a) - len(xa), domain_b=len(b) - len(xb),
                domain_weight=float(kw.get("w", 2)), neighbours=int(kw.get("n", 5)), csls_k=int(kw.get("k", 10)))
