@@ -106,6 +106,19 @@ def with_domain_docs(sides: dict, docs_minilm: np.ndarray, docs_mpnet: np.ndarra
             "pairs_target": np.concatenate([sides["pairs_target"], docs_mpnet[even]])}
 
 
+def with_domain_spans(sides: dict, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Short span views of the SciFact documents (tava's span maker) added to each side's domain vectors,
+    still disjoint: per view, MiniLM's vectors of the even documents' spans and mpnet's of the odd ones'
+    (``views``: (MiniLM even, mpnet odd, mpnet even) per view). The paired references add both models'
+    vectors of the even documents' spans (the source's texts); the previous reference (passages + even
+    documents, no spans) is kept as 'procrustes_no_spans'."""
+    return {**sides, "domain_source": np.concatenate([sides["domain_source"], *(v[0] for v in views)]),
+            "domain_target": np.concatenate([sides["domain_target"], *(v[1] for v in views)]),
+            "pairs_source_no_spans": sides["pairs_source"], "pairs_target_no_spans": sides["pairs_target"],
+            "pairs_source": np.concatenate([sides["pairs_source"], *(v[0] for v in views)]),
+            "pairs_target": np.concatenate([sides["pairs_target"], *(v[2] for v in views)])}
+
+
 def run_unsupervised(sides: dict, seed: int, settings) -> tuple[dict, Any]:
     from tava_core.adapter.unsupervised import fit_unsupervised
 
@@ -132,6 +145,10 @@ def run_paired(sides: dict) -> dict[str, dict]:
     for name, fit in (("procrustes", fit_procrustes), ("ridge", fit_ridge)):
         linear_map = fit(sides["pairs_source"], sides["pairs_target"])
         out[name] = {**heldout_metrics(linear_map(sides["heldout_source"]), sides["heldout_target"]), "map": linear_map}
+    if "pairs_source_no_spans" in sides:
+        linear_map = fit_procrustes(sides["pairs_source_no_spans"], sides["pairs_target_no_spans"])
+        out["procrustes_no_spans"] = {**heldout_metrics(linear_map(sides["heldout_source"]), sides["heldout_target"]),
+                                      "map": linear_map}
     return out
 
 
@@ -185,6 +202,11 @@ def main() -> None:
     parser.add_argument("--domain-docs", action="store_true", help=(
         "mpnet pair: disjoint halves of the SciFact documents as the two sides' domain vectors (in-domain "
         "unlabelled text for the sharpening step; the paired references add the source's half)"))
+    parser.add_argument("--dev-only", action="store_true", help=(
+        "no test-split number at all (and no `tava translate` timing): for checking a setting on dev"))
+    parser.add_argument("--domain-spans", type=int, default=0, metavar="VIEWS", help=(
+        "with --domain-docs: VIEWS span views of each document added to the domain vectors (MiniLM's of the "
+        "even documents' spans, mpnet's of the odd ones')"))
     parser.add_argument("--threads", type=int, default=2, help=(
         "torch and BLAS threads; on a machine shared with other jobs 1 is faster (idle threads spin)"))
     parser.add_argument("--criterion-check", action="store_true", help=(
@@ -203,15 +225,18 @@ def main() -> None:
     static = td.cached_only("model2vec", "passages") if "static" in args.pairs else None
     rotation = random_rotation(minilm.shape[1])
     sf = scifact()
-    docs_minilm = td.cached_only("minilm", "corpus") if args.domain_docs else None
+    domain = domain_sets(args, parser)
 
     def sides_of(pair: str, n: int) -> dict[str, np.ndarray]:
         sides = pair_sides(pair, n, minilm, mpnet, static, rotation)
-        if docs_minilm is not None and pair == "mpnet":
-            sides = with_domain_docs(sides, docs_minilm, sf["docs_mpnet"])
+        if domain["docs"] is not None and pair == "mpnet":
+            sides = with_domain_docs(sides, domain["docs"], sf["docs_mpnet"])
+            if domain["spans"] is not None:
+                sides = with_domain_spans(sides, domain["spans"])
         return sides
 
-    report: dict[str, Any] = {"domain_docs": args.domain_docs,
+    report: dict[str, Any] = {"domain_docs": args.domain_docs, "domain_spans": args.domain_spans,
+                              "load_at_start": round(os.getloadavg()[0], 2),
         "benchmark": "unpaired translation (bench/translate.py)", "heldout_pairs": HELDOUT,
         "minilm_passages_available": len(minilm), "settings": settings.__dict__,
         "criterion": "neighbour similarity: mean cosine of mapped source vectors to their 10 nearest target "
@@ -232,14 +257,14 @@ def main() -> None:
                     print(f"skip: {exc}", flush=True)
                     break
                 row = measure(pair, n, seed, seed == args.seeds[0], sides, settings, sf)
-                if args.test_each_run and "_map" in row:  # a fixed setting, scored as each run ends
+                if args.test_each_run and not args.dev_only and "_map" in row:  # a fixed setting, scored as each run ends
                     score_test_split([row], args.seeds[0], sf, lambda n, pair=pair: sides_of(pair, n))
                 print(json.dumps({"pair": pair, **{k: v for k, v in row.items() if k != "_map"}}, default=str), flush=True)
                 rows.append(row)
                 # after every run: a long run stopped later keeps what it has
                 report["pairs"][pair] = {"runs": [{k: v for k, v in r.items() if k != "_map"} for r in rows]}
                 write_report(report, args.out, started)
-        if pair == "mpnet" and rows and sf["queries_minilm"] is not None and not args.test_each_run:
+        if pair == "mpnet" and rows and sf["queries_minilm"] is not None and not (args.test_each_run or args.dev_only):
             best_for_store = score_test_split(rows, args.seeds[0], sf,
                                               lambda n, pair=pair: sides_of(pair, n))
         for row in rows:
@@ -256,6 +281,27 @@ def main() -> None:
                                                     "(bench/translate_data.py minilm:corpus)"}
     write_report(report, args.out, started)
     print(f"wrote {args.out}")
+
+
+def domain_sets(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """MiniLM's document vectors (--domain-docs) and both models' vectors of span views of them
+    (--domain-spans N: views 0..N-1; view 0 from bench/transfer_data.py's cache, the others
+    bench/translate_data.py's ``doc_span_vectors``)."""
+    out: dict[str, Any] = {"docs": td.cached_only("minilm", "corpus") if args.domain_docs else None, "spans": None}
+    if args.domain_spans:
+        if not args.domain_docs:
+            parser.error("--domain-spans adds to --domain-docs; give both")
+        views = []
+        for view in range(args.domain_spans):
+            parts = (td.doc_span_vectors("minilm", view, 0, compute=False), td.doc_span_vectors("mpnet", view, 1, compute=False),
+                     td.doc_span_vectors("mpnet", view, 0, compute=False))
+            if any(part is None for part in parts):
+                parser.error(f"span view {view} of the SciFact documents is not cached: run bench/transfer_data.py "
+                             f"(view 0) or `bench/translate_data.py minilm:spans-view{view}-parity0 "
+                             f"mpnet:spans-view{view}-parity1 mpnet:spans-view{view}-parity0`")
+            views.append(parts)
+        out["spans"] = views
+    return out
 
 
 def measure(pair: str, n: int, seed: int, first_seed: bool, sides: dict, settings, sf: dict) -> dict[str, Any]:

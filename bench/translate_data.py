@@ -116,12 +116,44 @@ def encoder_vectors(encoder_spec: str, tag: str, collection: str) -> np.ndarray:
     return _cached(final, lambda: np.concatenate(blocks))
 
 
+# bench/transfer_data.py caches the same texts' vectors by the same encoders (same passage shuffle, same
+# document text); a fresh machine that ran that bench need not embed them again.
+TRANSFER_CACHE = Path(os.environ.get("TAVA_TRANSFER_CACHE", "/tmp/tava-transfer-cache"))
+TRANSFER_FOLDERS = {"minilm": "all-MiniLM-L6-v2-da3890c09da6", "mpnet": "all-mpnet-base-v2-1995ea810748"}
+TRANSFER_SETS = {"passages": "passages20000", "queries": "scifact-queries", "corpus": "scifact-corpus",
+                 "corpus-spans": "scifact-corpus.spans1", "passages-spans": "passages20000.spans1"}
+TRANSFER_ROWS = {"passages": N_PASSAGES, "queries": 1109, "corpus": 5183, "corpus-spans": 5183}
+
+
+def transfer_cached(tag: str, collection: str, rows: int | None = None) -> np.ndarray | None:
+    """Vectors bench/transfer_data.py cached (``.npy`` chunks named by row range), the first ``rows``
+    (default: the whole collection as this bench sees it); None unless every chunk up to there exists."""
+    if tag not in TRANSFER_FOLDERS or collection not in TRANSFER_SETS:
+        return None
+    wanted = rows if rows is not None else TRANSFER_ROWS.get(collection)
+    folder = TRANSFER_CACHE / TRANSFER_FOLDERS[tag] / TRANSFER_SETS[collection]
+    blocks, start = [], 0
+    while wanted is None or start < wanted:
+        path = next(iter(sorted(folder.glob(f"{start:07d}-*.npy"))), None)
+        if path is None:
+            break
+        blocks.append(np.load(path).astype(np.float32))
+        start += len(blocks[-1])
+    if not blocks or (wanted is not None and start < wanted):
+        return None
+    out = np.concatenate(blocks)[:wanted]
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
 def cached_only(tag: str, collection: str, prefix_ok: bool | None = None) -> np.ndarray | None:
-    """What the cache holds, computing nothing: the whole collection, else (passages only) the
-    contiguous prefix of chunks done so far, else None."""
+    """What the cache holds, computing nothing: the whole collection, else bench/transfer_data.py's
+    cache of it, else (passages only) the contiguous prefix of chunks done so far, else None."""
     final = CACHE / f"{tag}-{collection}.npy"
     if final.is_file():
         return np.load(final)
+    transferred = transfer_cached(tag, collection)
+    if transferred is not None:
+        return transferred
     if not (collection == "passages" if prefix_ok is None else prefix_ok):
         return None
     blocks, start = [], 0
@@ -129,6 +161,38 @@ def cached_only(tag: str, collection: str, prefix_ok: bool | None = None) -> np.
         blocks.append(np.load(path))
         start += len(blocks[-1])
     return np.concatenate(blocks) if blocks else None
+
+
+def doc_span_texts(view: int, parity: int) -> list[str]:
+    """Span view ``view`` (tava's span maker, seed 0: view 0 is bench/transfer_data.py's spans1) of the
+    SciFact documents of one parity (0: even rows, 1: odd rows), in row order."""
+    from tava_core.distill.spans import _rng, make_span
+
+    ids, texts = scifact_texts("corpus")
+    return [make_span(texts[i], _rng(ids[i], view, 0)) for i in range(parity, len(ids), 2)]
+
+
+def doc_span_vectors(tag: str, view: int, parity: int, compute: bool = True) -> np.ndarray | None:
+    """``tag`` ('minilm' / 'mpnet') vectors of ``doc_span_texts(view, parity)``; view 0 from
+    bench/transfer_data.py's cache, others embedded here in cached chunks (None if missing and not ``compute``)."""
+    if view == 0:
+        every = transfer_cached(tag, "corpus-spans")
+        return None if every is None else every[parity::2]
+    final = CACHE / f"{tag}-corpus-spans-view{view}-parity{parity}.npy"
+    if final.is_file():
+        return np.load(final)
+    if not compute:
+        return None
+    from tava_core.encoders import load_encoder
+
+    encoder = load_encoder({"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}[tag])
+    texts = doc_span_texts(view, parity)
+    blocks = []
+    for start in range(0, len(texts), CHUNK):
+        chunk = texts[start:start + CHUNK]
+        blocks.append(_cached(CACHE / "chunks" / f"{tag}-corpus-spans-view{view}-parity{parity}-{start}-{len(chunk)}.npy",
+                              lambda chunk=chunk: encoder.encode(chunk, kind="document", batch_size=32)))
+    return _cached(final, lambda: np.concatenate(blocks))
 
 
 def model2vec_dir() -> Path:
@@ -162,6 +226,10 @@ if __name__ == "__main__":
     wanted = sys.argv[1:] or ["minilm:queries", "minilm:passages", "model2vec:passages", "minilm:corpus"]
     for item in wanted:
         tag, collection = item.split(":")
+        if collection.startswith("spans-view"):  # e.g. mpnet:spans-view1-parity1 (bench/translate.py --span-views)
+            view, parity = collection.removeprefix("spans-view").split("-parity")
+            doc_span_vectors(tag, int(view), int(parity))
+            continue
         (minilm if tag == "minilm" else static)(collection)
 
 

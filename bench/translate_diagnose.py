@@ -252,7 +252,7 @@ def final_fit_probe(xa, xb, sharpened, centred_map, measure, log, sides, mean_a,
     """Ridge / least squares on the final pseudo-pairs (and, as a reference, on the true pairs)."""
     from tava_core.adapter.self_learning import SelfLearningSettings, _cross
 
-    sources, partners = _cross(xa, xb, sharpened, SelfLearningSettings())
+    sources, partners, _ = _cross(xa, xb, sharpened, SelfLearningSettings())
     true_a, true_b = unit(sides["pairs_source"] - mean_a), unit(sides["pairs_target"] - mean_b)
     for alpha in (1e-3, 1e-2, 1e-1, 1.0):
         for name, (a, b) in (("pseudo_pairs", (sources, partners)), ("true_pairs_centred", (true_a, true_b))):
@@ -329,7 +329,7 @@ def reweight_probe(xa, xb, sharpened, sides, mean_a, mean_b, centred_map, measur
     per-direction correlation of the pairs ^p. The same on the true pairs is the control."""
     from tava_core.adapter.self_learning import SelfLearningSettings, _cross
 
-    pseudo = _cross(xa, xb, sharpened, SelfLearningSettings())
+    pseudo = _cross(xa, xb, sharpened, SelfLearningSettings())[:2]
     true = (unit(sides["pairs_source"] - mean_a), unit(sides["pairs_target"] - mean_b))
     for name, (a, b) in (("pseudo_pairs", pseudo), ("true_pairs", true)):
         u, s, vt = np.linalg.svd(a.T.astype(np.float64) @ b, full_matrices=False)

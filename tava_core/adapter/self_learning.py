@@ -73,6 +73,13 @@ def csls(sims: torch.Tensor, k: int) -> torch.Tensor:
     return sims.mul_(2).sub_(r_a[:, None]).sub_(r_b[None, :])
 
 
+def weighted_procrustes(source: np.ndarray, target: np.ndarray, row_weights: Optional[np.ndarray]) -> np.ndarray:
+    """Orthogonal Procrustes where pair i counts ``row_weights[i]`` times (plain Procrustes when None)."""
+    if row_weights is None:
+        return procrustes_weight(source, target)
+    return procrustes_weight(source * row_weights[:, None].astype(np.float32), target)
+
+
 def pseudo_pairs(scores: torch.Tensor, xb: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
     """(source rows, their partners) from a CSLS matrix: with ``neighbours`` 0 the mutual best matches
     only (the confident pairs), else every source row with the unit mean of its ``neighbours`` best."""
@@ -98,41 +105,55 @@ def sinkhorn_plan(sims: torch.Tensor, epsilon: float, iterations: int = 200) -> 
     return kernel.mul_(u[:, None]).mul_(v[None, :])
 
 
-def _cross(a: np.ndarray, b: np.ndarray, weight: np.ndarray, settings: SelfLearningSettings
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """(source rows, target rows) whose Procrustes fit is this round's map."""
+def _cross(a: np.ndarray, b: np.ndarray, weight: np.ndarray, settings: SelfLearningSettings,
+           weights_a: Optional[np.ndarray] = None, weights_b: Optional[np.ndarray] = None
+           ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(source rows, target rows, pair weights or None) whose Procrustes fit is this round's map; a pair
+    weighs what the row that picked it weighs (``weights_a`` / ``weights_b``, one per row of a / b)."""
     sims = similarities(a, b, weight)
     if settings.pairing == "sinkhorn":
         plan = sinkhorn_plan(sims, settings.epsilon)
         # x_i paired with its plan-weighted mean target (the barycentric projection), weighted by row mass
-        return a, (plan @ torch.from_numpy(b)).numpy() * len(a)
+        return a, (plan @ torch.from_numpy(b)).numpy() * len(a), weights_a
     scores = csls(sims, settings.csls_k)
     rows, partners = pseudo_pairs(scores, b, settings.neighbours)
+    forward_weights = None if weights_a is None else weights_a[rows]
     if settings.direction != "union":
-        return a[rows], partners
+        return a[rows], partners, forward_weights
     back_rows, back_partners = pseudo_pairs(scores.T.contiguous(), a, settings.neighbours)
-    return np.concatenate([a[rows], back_partners]), np.concatenate([partners, b[back_rows]])
+    pair_weights = None
+    if weights_a is not None or weights_b is not None:
+        pair_weights = np.concatenate([np.ones(len(rows)) if forward_weights is None else forward_weights,
+                                       np.ones(len(back_rows)) if weights_b is None else weights_b[back_rows]])
+    return np.concatenate([a[rows], back_partners]), np.concatenate([partners, b[back_rows]]), pair_weights
 
 
-def _fixed_sample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
-    if len(x) <= size:
-        return x
-    return x[np.sort(np.random.default_rng(seed).choice(len(x), size, replace=False))]
+def _fixed_sample_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """The rows a round pairs: all of them, or a fixed-seed sample of ``size``."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
 def self_learn(xa: np.ndarray, xb: np.ndarray, weight: np.ndarray, settings: SelfLearningSettings,
-               on_round: Optional[Callable[[int, np.ndarray, int], None]] = None) -> np.ndarray:
+               on_round: Optional[Callable[[int, np.ndarray, int], None]] = None,
+               weights_a: Optional[np.ndarray] = None, weights_b: Optional[np.ndarray] = None) -> np.ndarray:
     """``settings.rounds`` rounds of CSLS re-pairing + orthogonal Procrustes from ``weight`` (centred unit
     rows on both sides; W maps a source row into the target's space). ``on_round(round, weight, pairs)``
-    sees every round's map (dev benches trace the curve with it)."""
-    a = _fixed_sample(xa, settings.sample, 1)
-    b = _fixed_sample(xb, settings.sample, 2)
+    sees every round's map (dev benches trace the curve with it). ``weights_a`` / ``weights_b``: a weight
+    per row of each side; the pairs a row picks count that many times in Procrustes (the search up-weights
+    domain rows: ``UnsupervisedSettings.domain_weight``)."""
+    rows_a = _fixed_sample_rows(len(xa), settings.sample, 1)
+    rows_b = _fixed_sample_rows(len(xb), settings.sample, 2)
+    a, b = xa[rows_a], xb[rows_b]
+    wa = None if weights_a is None else np.asarray(weights_a, dtype=np.float64)[rows_a]
+    wb = None if weights_b is None else np.asarray(weights_b, dtype=np.float64)[rows_b]
     eye = np.eye(len(weight), dtype=np.float32)
     for round_ in range(1, settings.rounds + 1):
-        sources, partners = _cross(a, b, weight, settings)
+        sources, partners, pair_weights = _cross(a, b, weight, settings, wa, wb)
         if len(sources) < weight.shape[0]:  # too few confident pairs to pin every direction: keep the map
             break
-        new = procrustes_weight(sources, partners)
+        new = weighted_procrustes(sources, partners, pair_weights)
         weight = new if settings.smoothing <= 0 else procrustes_weight(
             eye, settings.smoothing * weight + (1 - settings.smoothing) * new)
         if on_round is not None:

@@ -15,7 +15,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from .losses import (
 )
 from .metrics import alignment_metrics, mean_pairwise_cosine, retrieval_overlap
 from .model import Vec2VecAdapter
+
+if TYPE_CHECKING:
+    from .unsupervised import UnsupervisedSettings
 
 log = logging.getLogger(__name__)
 
@@ -430,6 +433,13 @@ def build_adapter(config: AdapterConfig, input_dim: int, output_dim: int) -> Vec
                           config.dropout, config.residual, config.latent_dim)
 
 
+def unsupervised_settings(config: AdapterConfig) -> "UnsupervisedSettings":
+    """The unsupervised search's settings an adapter config sets (the rest are the search's defaults)."""
+    from .unsupervised import UnsupervisedSettings
+
+    return UnsupervisedSettings(domain_weight=config.domain_weight)
+
+
 def fit_start(x: np.ndarray, y: np.ndarray, kind: str, seed: int = 0,
               domain: Optional[tuple[np.ndarray, np.ndarray]] = None, settings: Optional[Any] = None) -> LinearMap:
     """The closed-form map a skip path starts at: 'identity' (equal dimensions), 'ridge' or 'procrustes'
@@ -594,7 +604,8 @@ def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start:
                                        query_like=data.query_like)
     if evidence is not None:
         log.info("start: %s (%s)", start, ", ".join(f"{k} {v:.3f}" for k, v in evidence.items()))
-    start_map = (fit_start(data.student, data.teacher, start, seed=config.seeds[0], domain=domain)
+    start_map = (fit_start(data.student, data.teacher, start, seed=config.seeds[0], domain=domain,
+                           settings=unsupervised_settings(config))
                  if warm_start is None and start != "random" else None)
     for seed in config.seeds:
         torch.manual_seed(seed)

@@ -83,3 +83,12 @@ def test_fit_start_hands_the_domain_vectors_to_the_unsupervised_search():
     np.testing.assert_allclose(with_domain.weight, direct.weight, atol=1e-6)
     without = fit_start(source, target, "unsupervised", seed=0, settings=TINY)
     assert not np.allclose(with_domain.weight, without.weight, atol=1e-4)
+
+
+def test_the_adapter_config_sets_the_searchs_domain_weight():
+    from tava_core.adapter.trainer import unsupervised_settings
+
+    assert unsupervised_settings(AdapterConfig(mode="unpaired")).domain_weight == UnsupervisedSettings().domain_weight
+    assert unsupervised_settings(AdapterConfig(mode="unpaired", domain_weight=3.5)).domain_weight == 3.5
+    with pytest.raises(ValueError, match="domain_weight"):
+        AdapterConfig(mode="unpaired", domain_weight=0)

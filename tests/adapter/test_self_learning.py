@@ -122,3 +122,29 @@ def test_the_transport_plan_gives_every_row_and_column_equal_mass():
     plan = sinkhorn_plan(sims.clone(), epsilon=0.05, iterations=500)
     np.testing.assert_allclose(plan.sum(1).numpy(), np.full(40, 1 / 40), rtol=1e-3)
     np.testing.assert_allclose(plan.sum(0).numpy(), np.full(40, 1 / 40), rtol=1e-3)
+
+
+def test_a_pair_weight_counts_as_that_many_copies_of_the_pair():
+    """Weighted Procrustes with integer weights is plain Procrustes on the pairs repeated that often."""
+    from tava_core.adapter.self_learning import weighted_procrustes
+
+    rng = np.random.default_rng(6)
+    source, target = unit(rng.normal(size=(60, 8))), unit(rng.normal(size=(60, 12)))
+    counts = rng.integers(1, 4, size=60)
+    repeated = procrustes_weight(np.repeat(source, counts, axis=0), np.repeat(target, counts, axis=0))
+    np.testing.assert_allclose(weighted_procrustes(source, target, counts.astype(float)), repeated, atol=1e-5)
+    assert not np.allclose(repeated, procrustes_weight(source, target), atol=1e-3)  # the weights mattered
+    np.testing.assert_allclose(weighted_procrustes(source, target, None), procrustes_weight(source, target))
+
+
+def test_row_weights_of_one_change_nothing_and_up_weighted_rows_pull_the_map():
+    """Weights of 1 give the unweighted rounds exactly; up-weighting half of the source rows changes the map."""
+    world = pair_world(40, 0.05, seed=11)
+    start = coarse(world, 0.6)
+    settings = SelfLearningSettings(rounds=3)
+    plain = self_learn(world["xa"], world["xb"], start, settings)
+    ones = self_learn(world["xa"], world["xb"], start, settings, weights_a=np.ones(len(world["xa"])),
+                      weights_b=np.ones(len(world["xb"])))
+    np.testing.assert_allclose(ones, plain, atol=1e-5)
+    half = np.where(np.arange(len(world["xa"])) < len(world["xa"]) // 2, 4.0, 1.0)
+    assert not np.allclose(self_learn(world["xa"], world["xb"], start, settings, weights_a=half), plain, atol=1e-4)

@@ -1,0 +1,290 @@
+"""What closes the SciFact gap of the unpaired MiniLM -> mpnet map with in-domain text? Dev only: the
+809 SciFact *train* queries and the 1,000 held-out passage pairs; no test-split number is computed here.
+
+Setting (as ``bench/translate.py --domain-docs``): 9,500 disjoint generic passages per side; the
+source's domain vectors are MiniLM's of the even SciFact documents, the target's mpnet's of the odd
+ones (no text on both sides, no labels). Every variant starts from the same generic search result
+(anchors + refinement, restart ``seed*1000``, cached under .tava/bench-translate/dev) and changes only
+what happens with the domain vectors afterwards:
+
+- ``pooled``: the library's step so far -- self-learning (CSLS, 5 best, both directions) on generic +
+  domain rows pooled, ``rounds`` rounds;
+- ``pooled_then_domain``: that, then more rounds on the domain rows alone;
+- ``domain_weighted``: the pooled rounds with the domain rows' pairs up-weighted in Procrustes;
+- ``confidence``: pairs weighted by their CSLS score;
+- ``spans``: one short span view of each side's documents added to its domain rows (MiniLM spans of the
+  even documents, mpnet spans of the odd ones; bench/transfer_data.py's cache);
+- ``oracle``: the pooled rounds started from paired Procrustes on passages + the even documents (does
+  self-learning keep the right map, or drift to its own fixed point?).
+
+Writes bench/results/translate_domain_dev.json (one row per variant).
+
+    python bench/translate_domain.py [--variants pooled ...] [--seed 0]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import translate as tb  # noqa: E402
+import translate_data as td  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "translate_domain_dev.json"
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def weighted_procrustes(a: np.ndarray, b: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
+    if w is None:
+        w = np.ones(len(a))
+    u, _, vt = np.linalg.svd((a.astype(np.float64) * w[:, None]).T @ b.astype(np.float64), full_matrices=False)
+    return (u @ vt).astype(np.float32)
+
+
+def rounds_of(a: np.ndarray, b: np.ndarray, weight: np.ndarray, rounds: int, *, neighbours: int = 5,
+              csls_k: int = 10, domain_a: int = 0, domain_b: int = 0, domain_weight: float = 1.0,
+              confidence: bool = False, blocks: bool = False,
+              on_round: Optional[Callable[[int, np.ndarray], None]] = None) -> np.ndarray:
+    """Self-learning rounds like ``self_learning.self_learn`` (CSLS, each row's ``neighbours`` best, both
+    directions), with optional per-pair weights: the last ``domain_a`` / ``domain_b`` rows of each side are
+    domain rows, whose pairs (as the picking row) weigh ``domain_weight``; ``confidence`` multiplies each
+    pair by its mean CSLS score (clipped at 0)."""
+    from tava_core.adapter.self_learning import csls, similarities
+
+    is_dom_a = np.arange(len(a)) >= len(a) - domain_a
+    is_dom_b = np.arange(len(b)) >= len(b) - domain_b
+
+    def pairs(a: np.ndarray, b: np.ndarray, dom_a: np.ndarray, dom_b: np.ndarray, weight: np.ndarray):
+        scores = csls(similarities(a, b, weight), csls_k)
+        fwd = scores.topk(neighbours, dim=1)
+        bwd = scores.topk(neighbours, dim=0)
+        src = np.concatenate([a, unit(a[bwd.indices.T.numpy()].mean(1))])
+        tgt = np.concatenate([unit(b[fwd.indices.numpy()].mean(1)), b])
+        w = np.concatenate([np.where(dom_a, domain_weight, 1.0), np.where(dom_b, domain_weight, 1.0)])
+        if confidence:
+            conf = np.concatenate([fwd.values.mean(1).numpy(), bwd.values.mean(0).numpy()])
+            w = w * np.clip(conf, 0, None)
+        return src, tgt, w
+
+    for r in range(1, rounds + 1):
+        if blocks:  # generic rows pair only with generic rows, domain rows with domain rows
+            ga, gb = ~is_dom_a, ~is_dom_b
+            p1 = pairs(a[ga], b[gb], is_dom_a[ga], is_dom_b[gb], weight)
+            p2 = pairs(a[is_dom_a], b[is_dom_b], is_dom_a[is_dom_a], is_dom_b[is_dom_b], weight)
+            src, tgt, w = (np.concatenate([x, y]) for x, y in zip(p1, p2, strict=True))
+        else:
+            src, tgt, w = pairs(a, b, is_dom_a, is_dom_b, weight)
+        weight = weighted_procrustes(src, tgt, w)
+        if on_round is not None:
+            on_round(r, weight)
+    return weight
+
+
+def sym_power(m: np.ndarray, power: float, floor: float = 1e-6) -> np.ndarray:
+    values, vectors = np.linalg.eigh(m.astype(np.float64))
+    return (vectors * np.maximum(values, floor * values.max()) ** power) @ vectors.T
+
+
+def gaussian_ot(weight: np.ndarray, da: np.ndarray, db: np.ndarray, measure, log) -> None:
+    """A pair-free non-orthogonal correction: the linear optimal-transport (Monge) map between two Gaussians
+    with the covariances of the mapped source domain rows and of the target domain rows (pulled back
+    into the source's coordinates through W'), x -> x A W, A = S^-1/2 (S^1/2 T S^1/2)^1/2 S^-1/2;
+    ``alpha`` interpolates from the identity."""
+    s_cov = np.cov(da.T)
+    t_cov = np.cov((db @ weight.T).T)
+    s_half, s_inv_half = sym_power(s_cov, 0.5), sym_power(s_cov, -0.5)
+    a_map = s_inv_half @ sym_power(s_half @ t_cov @ s_half, 0.5) @ s_inv_half
+    for alpha in (0.25, 0.5, 1.0):
+        mix = (1 - alpha) * np.eye(len(a_map)) + alpha * a_map
+        log(f"gaussian_ot_alpha{alpha}", measure((mix @ weight).astype(np.float32)))
+
+
+def main() -> None:
+    from tava_core.adapter.baselines import LinearMap
+    from tava_core.adapter.unsupervised import (
+        UnsupervisedSettings,
+        _centre,
+        _domain_rows,
+        neighbour_similarity,
+        procrustes_weight,
+        refine,
+        relative_pseudo_pairs,
+        to_linear_maps,
+    )
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=9500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", nargs="+", default=["pooled"])
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    tb.limit_threads(1)
+    started = time.perf_counter()
+    minilm = td.cached_only("minilm", "passages")
+    _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
+    sf = tb.scifact()
+    sides = tb.with_domain_docs(tb.pair_sides("mpnet", args.size, minilm, mpnet, None, tb.random_rotation(384)),
+                                td.cached_only("minilm", "corpus"), sf["docs_mpnet"])
+    xa, mean_a = _centre(sides["source"])
+    xb, mean_b = _centre(sides["target"])
+    da = _domain_rows(sides["domain_source"], mean_a, 384, "source")
+    db = _domain_rows(sides["domain_target"], mean_b, 768, "target")
+    n_docs = len(sf["doc_ids"])
+    even, odd = np.arange(0, n_docs, 2), np.arange(1, n_docs, 2)
+    spans_a = _domain_rows(td.transfer_cached("minilm", "corpus-spans")[even], mean_a, 384, "source")
+    spans_b = _domain_rows(td.transfer_cached("mpnet", "corpus-spans")[odd], mean_b, 768, "target")
+    dom_mean_a, dom_mean_b = sides["domain_source"].mean(0), sides["domain_target"].mean(0)
+    own_da, own_db = unit(sides["domain_source"] - dom_mean_a), unit(sides["domain_target"] - dom_mean_b)
+    raw_spans_a = td.transfer_cached("minilm", "corpus-spans")[even]
+    raw_spans_b = td.transfer_cached("mpnet", "corpus-spans")[odd]
+    own_sa, own_sb = unit(raw_spans_a - raw_spans_a.mean(0)), unit(raw_spans_b - raw_spans_b.mean(0))
+    settings = UnsupervisedSettings()
+    run_seed = args.seed * 1000
+
+    def search() -> np.ndarray:
+        rng = np.random.default_rng(run_seed)
+        return refine(xa, xb, procrustes_weight(xa, relative_pseudo_pairs(xa, xb, settings, rng)), settings, rng)
+
+    refined = td.cached_weight(f"mpnet-{args.size}-restart{run_seed}", search)
+
+    def measure(weight: np.ndarray) -> dict[str, float]:
+        forward, _ = to_linear_maps(weight, mean_a, mean_b, sides["source"], sides["target"], "dev")
+        row = tb.heldout_metrics(forward(sides["heldout_source"]), sides["heldout_target"])
+        row["scifact_ndcg_at_10_dev"] = tb.ndcg(forward(sf["queries_minilm"]), sf["docs_mpnet"], sf, "dev")
+        # the same rotation with the domain's centres matched instead of the generic ones (pair-free: the
+        # mean of the source's domain vectors goes to the mean of the target's)
+        scale = float(forward.weight[0] @ forward.weight[0]) ** 0.5 / float(weight[0] @ weight[0]) ** 0.5
+        row["scifact_ndcg_at_10_dev_domain_means"] = tb.ndcg(LinearMap(
+            "d", (scale * weight).astype(np.float32), (dom_mean_b - dom_mean_a @ (scale * weight)).astype(np.float32))(
+            sf["queries_minilm"]), sf["docs_mpnet"], sf, "dev")
+        # the pair-free criterion on the generic sets and on the domain sets (mapped in centred space)
+        row["criterion_generic"] = round(neighbour_similarity(xa @ weight, xb), 4)
+        row["criterion_domain"] = round(neighbour_similarity(da @ weight, db), 4)
+        row["criterion_pooled"] = round(neighbour_similarity(np.concatenate([xa, da]) @ weight,
+                                                             np.concatenate([xb, db])), 4)
+        return row
+
+    report: dict[str, Any] = {
+        "benchmark": "domain step variants, dev (bench/translate_domain.py)",
+        "split": "dev only: SciFact train queries (809), 1,000 held-out passage pairs",
+        "texts_per_side": args.size, "seed": args.seed, "domain_rows": [len(da), len(db)],
+        "load_at_start": os.getloadavg()[0], "variants": {}}
+    if args.out.is_file():  # variants run one at a time accumulate in one file
+        report["variants"] = json.loads(args.out.read_text()).get("variants", {})
+
+    def log(name: str, row: dict) -> None:
+        row = {**row, "load": round(os.getloadavg()[0], 2)}
+        report["variants"][name] = row
+        print(json.dumps({"variant": name, **row}), flush=True)
+        tb.write_report(report, args.out, started)
+
+    pooled_a, pooled_b = np.concatenate([xa, da]), np.concatenate([xb, db])
+    cache: dict[str, np.ndarray] = {}
+
+    def pooled(rounds: int = 4) -> np.ndarray:
+        key = f"pooled{rounds}"
+        if key not in cache:
+            cache[key] = td.cached_weight(f"mpnet-{args.size}-restart{run_seed}-{key}", lambda: rounds_of(
+                pooled_a, pooled_b, refined, rounds, domain_a=len(da), domain_b=len(db)))
+        return cache[key]
+
+    def run(name: str, fn: Callable[[], np.ndarray]) -> None:
+        cpu = time.process_time()
+        weight = fn()
+        log(name, {**measure(weight), "cpu_seconds": round(time.process_time() - cpu, 1)})
+
+    def traced(name: str, a: np.ndarray, b: np.ndarray, start: np.ndarray, rounds: int, **kw: Any) -> None:
+        cpu = time.process_time()
+        trace: list[dict] = []
+        rounds_of(a, b, start, rounds, on_round=lambda r, w: trace.append({"round": r, **measure(w)}), **kw)
+        log(name, {"trace": trace, "cpu_seconds_with_measuring": round(time.process_time() - cpu, 1)})
+
+    def spans_w2() -> np.ndarray:
+        return td.cached_weight(f"mpnet-{args.size}-restart{run_seed}-spans-w2-r5", lambda: rounds_of(
+            np.concatenate([xa, da, spans_a]), np.concatenate([xb, db, spans_b]), refined, 5,
+            domain_a=len(da) + len(spans_a), domain_b=len(db) + len(spans_b), domain_weight=2.0))
+
+    paired_docs = procrustes_weight(unit(sides["pairs_source"] - mean_a), unit(sides["pairs_target"] - mean_b))
+    variants: dict[str, Callable[[], None]] = {
+        "refined": lambda: run("refined", lambda: refined),
+        "paired_procrustes_with_even_docs": lambda: run("paired_procrustes_with_even_docs", lambda: paired_docs),
+        "paired_procrustes_even_docs_only": lambda: run("paired_procrustes_even_docs_only", lambda: procrustes_weight(
+            da, unit(sf["docs_mpnet"][even] - mean_b))),
+        "pooled": lambda: traced("pooled", pooled_a, pooled_b, refined, 8, domain_a=len(da), domain_b=len(db)),
+        "pooled_then_domain": lambda: traced("pooled_then_domain", da, db, pooled(), 8),
+        "domain_only_from_refined": lambda: traced("domain_only_from_refined", da, db, refined, 8),
+        "domain_weighted_3": lambda: traced("domain_weighted_3", pooled_a, pooled_b, refined, 6,
+                                            domain_a=len(da), domain_b=len(db), domain_weight=3.0),
+        "domain_weighted_10": lambda: traced("domain_weighted_10", pooled_a, pooled_b, refined, 6,
+                                             domain_a=len(da), domain_b=len(db), domain_weight=10.0),
+        "confidence": lambda: traced("confidence", pooled_a, pooled_b, refined, 6, domain_a=len(da),
+                                     domain_b=len(db), confidence=True),
+        "spans": lambda: traced("spans", np.concatenate([xa, da, spans_a]), np.concatenate([xb, db, spans_b]),
+                                refined, 6, domain_a=len(da) + len(spans_a), domain_b=len(db) + len(spans_b)),
+        "spans_then_domain": lambda: traced("spans_then_domain", np.concatenate([da, spans_a]),
+                                            np.concatenate([db, spans_b]), pooled(), 6),
+        "spans_weighted_2": lambda: traced("spans_weighted_2", np.concatenate([xa, da, spans_a]),
+                                           np.concatenate([xb, db, spans_b]), refined, 8,
+                                           domain_a=len(da) + len(spans_a), domain_b=len(db) + len(spans_b),
+                                           domain_weight=2.0),
+        "blocks": lambda: traced("blocks", pooled_a, pooled_b, refined, 6, domain_a=len(da), domain_b=len(db),
+                                 blocks=True),
+        "blocks_weighted_3": lambda: traced("blocks_weighted_3", pooled_a, pooled_b, refined, 6, domain_a=len(da),
+                                            domain_b=len(db), blocks=True, domain_weight=3.0),
+        "blocks_spans_weighted_2": lambda: traced(
+            "blocks_spans_weighted_2", np.concatenate([xa, da, spans_a]), np.concatenate([xb, db, spans_b]),
+            refined, 8, domain_a=len(da) + len(spans_a), domain_b=len(db) + len(spans_b), blocks=True,
+            domain_weight=2.0),
+        "own_centre_spans_weighted_2": lambda: traced(
+            "own_centre_spans_weighted_2", np.concatenate([xa, own_da, own_sa]), np.concatenate([xb, own_db, own_sb]),
+            refined, 6, domain_a=2 * len(da), domain_b=2 * len(db), domain_weight=2.0),
+        "gaussian_ot": lambda: gaussian_ot(spans_w2(), da, db, measure, log),
+        "oracle_domain_spans": lambda: traced("oracle_domain_spans", np.concatenate([da, spans_a]),
+                                              np.concatenate([db, spans_b]), paired_docs, 4),
+        "oracle_spans_weighted_2": lambda: traced(
+            "oracle_spans_weighted_2", np.concatenate([xa, da, spans_a]), np.concatenate([xb, db, spans_b]),
+            paired_docs, 4, domain_a=len(da) + len(spans_a), domain_b=len(db) + len(spans_b), domain_weight=2.0),
+        "oracle_pooled": lambda: traced("oracle_pooled", pooled_a, pooled_b, paired_docs, 4,
+                                        domain_a=len(da), domain_b=len(db)),
+        "oracle_domain": lambda: traced("oracle_domain", da, db, paired_docs, 4),
+        "domain_neighbours_1": lambda: traced("domain_neighbours_1", da, db, pooled(), 6, neighbours=1),
+        "domain_neighbours_10": lambda: traced("domain_neighbours_10", da, db, pooled(), 6, neighbours=10),
+    }
+    def swept(name: str) -> None:
+        """'sweep:w=2,n=5,k=10,own=0,spans=1,rounds=5': spans/docs pooled with the passages, weighted."""
+        kw = dict(item.split("=") for item in name.split(":", 1)[1].split(","))
+        own, use_spans = kw.get("own", "0") == "1", kw.get("spans", "1") == "1"
+        dom_a = [own_da if own else da] + ([own_sa if own else spans_a] if use_spans else [])
+        dom_b = [own_db if own else db] + ([own_sb if own else spans_b] if use_spans else [])
+        for view in range(1, int(kw.get("views", 1))):  # more span views of the same documents
+            dom_a.append(_domain_rows(td.doc_span_vectors("minilm", view, 0, compute=False), mean_a, 384, "source"))
+            dom_b.append(_domain_rows(td.doc_span_vectors("mpnet", view, 1, compute=False), mean_b, 768, "target"))
+        if "frac" in kw:  # a share of the domain documents (and their spans): does more domain text help?
+            keep = int(float(kw["frac"]) * len(da))
+            dom_a, dom_b = [d[:keep] for d in dom_a], [d[:keep] for d in dom_b]
+        a, b = np.concatenate([xa, *dom_a]), np.concatenate([xb, *dom_b])
+        traced(name, a, b, refined, int(kw.get("rounds", 5)), domain_a=len(a) - len(xa), domain_b=len(b) - len(xb),
+               domain_weight=float(kw.get("w", 2)), neighbours=int(kw.get("n", 5)), csls_k=int(kw.get("k", 10)))
+
+    for name in args.variants:
+        swept(name) if name.startswith("sweep:") else variants[name]()
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
