@@ -94,6 +94,14 @@ def pair_sides(pair: str, n: int, minilm: np.ndarray, mpnet: np.ndarray, static:
             "target": target, "pairs_source": source, "pairs_target": target_all[HELDOUT:HELDOUT + n]}
 
 
+def dev_sides(pair: str, n: int) -> dict[str, np.ndarray]:
+    """``pair_sides`` on the cached vectors the dev benches read: MiniLM's of the passages (computed
+    before, never here) and mpnet's from the shared data."""
+    minilm = td.cached_only("minilm", "passages")
+    _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
+    return pair_sides(pair, n, minilm, mpnet, None, random_rotation(minilm.shape[1]))
+
+
 def with_domain_docs(sides: dict, docs_minilm: np.ndarray, docs_mpnet: np.ndarray) -> dict[str, np.ndarray]:
     """Unlabelled in-domain text on both sides, still disjoint: the source's domain vectors are MiniLM's of
     the even SciFact documents, the target's mpnet's of the odd ones (``fit_unsupervised``'s domain sets:

@@ -74,9 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     tb.limit_threads(1)
     started = time.perf_counter()
-    minilm = td.cached_only("minilm", "passages")
-    _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
-    sides = tb.pair_sides("mpnet", args.size, minilm, mpnet, None, tb.random_rotation(minilm.shape[1]))
+    sides = tb.dev_sides("mpnet", args.size)
     sf = tb.scifact()
     dev = sf["dev"]["rows"]
     xa, mean_a = _centre(sides["source"])

@@ -134,23 +134,21 @@ def main() -> None:
     args = parser.parse_args()
     tb.limit_threads(1)
     started = time.perf_counter()
-    minilm = td.cached_only("minilm", "passages")
-    _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
     sf = tb.scifact()
-    sides = tb.with_domain_docs(tb.pair_sides("mpnet", args.size, minilm, mpnet, None, tb.random_rotation(384)),
-                                td.cached_only("minilm", "corpus"), sf["docs_mpnet"])
+    sides = tb.with_domain_docs(tb.dev_sides("mpnet", args.size), td.cached_only("minilm", "corpus"),
+                                sf["docs_mpnet"])
     xa, mean_a = _centre(sides["source"])
     xb, mean_b = _centre(sides["target"])
     da = _domain_rows(sides["domain_source"], mean_a, 384, "source")
     db = _domain_rows(sides["domain_target"], mean_b, 768, "target")
     n_docs = len(sf["doc_ids"])
     even, odd = np.arange(0, n_docs, 2), np.arange(1, n_docs, 2)
-    spans_a = _domain_rows(td.transfer_cached("minilm", "corpus-spans")[even], mean_a, 384, "source")
-    spans_b = _domain_rows(td.transfer_cached("mpnet", "corpus-spans")[odd], mean_b, 768, "target")
+    raw_spans_a = td.transfer_cached("minilm", "corpus-spans")[even]     # read once, used raw and centred
+    raw_spans_b = td.transfer_cached("mpnet", "corpus-spans")[odd]
+    spans_a = _domain_rows(raw_spans_a, mean_a, 384, "source")
+    spans_b = _domain_rows(raw_spans_b, mean_b, 768, "target")
     dom_mean_a, dom_mean_b = sides["domain_source"].mean(0), sides["domain_target"].mean(0)
     own_da, own_db = unit(sides["domain_source"] - dom_mean_a), unit(sides["domain_target"] - dom_mean_b)
-    raw_spans_a = td.transfer_cached("minilm", "corpus-spans")[even]
-    raw_spans_b = td.transfer_cached("mpnet", "corpus-spans")[odd]
     own_sa, own_sb = unit(raw_spans_a - raw_spans_a.mean(0)), unit(raw_spans_b - raw_spans_b.mean(0))
     settings = UnsupervisedSettings()
     run_seed = args.seed * 1000
