@@ -43,7 +43,7 @@ from typing import Sequence
 import numpy as np
 
 from .trust import word_trust_signal
-from .words import WORD_BUCKETS, word_buckets
+from .words import WORD_BUCKETS, WordBags, word_buckets
 
 TEXT_SIGNALS = ("head_disagreement", "cycle_error", "knn_distance", "rare_word_share", "length", "word_rarity",
                 "word_trust")
@@ -189,23 +189,16 @@ def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndar
                        doc_exact=doc_exact, doc_rescore=int(doc_rescore) if doc_exact.size else 0)
 
 
-def _word_stats(model: SignalModel, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rare share, length, mean rarity) per text from one flat array of every text's word buckets."""
-    per_text = [word_buckets(t) for t in texts]
-    lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
-    if not lengths.sum():
-        zeros = np.zeros(len(texts), np.float32)
+def _word_stats(model: SignalModel, bags: WordBags) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rare share, length, mean rarity) per text, from its word buckets' training counts."""
+    if not bags.lengths.sum():
+        zeros = np.zeros(bags.n, np.float32)
         return zeros, zeros.copy(), zeros.copy()
-    counts = model.word_counts[np.concatenate(per_text)].astype(np.float64)
+    counts = model.word_counts[bags.buckets].astype(np.float64)
     total = float(model.info.get("training_texts", 1))
     rarity = np.log((total + 1.0) / (counts + 1.0))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    nonempty = lengths > 0
-    rare, mean_rarity = np.zeros(len(texts)), np.zeros(len(texts))
-    # reduceat sums each text's run of words (empty texts are skipped: reduceat would repeat a value)
-    rare[nonempty] = np.add.reduceat(counts < model.rare_below, starts[nonempty]) / lengths[nonempty]
-    mean_rarity[nonempty] = np.add.reduceat(rarity, starts[nonempty]) / lengths[nonempty]
-    return rare.astype(np.float32), lengths.astype(np.float32), mean_rarity.astype(np.float32)
+    rare = bags.mean((counts < model.rare_below).astype(np.float64))
+    return rare.astype(np.float32), bags.lengths.astype(np.float32), bags.mean(rarity).astype(np.float32)
 
 
 def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
@@ -320,8 +313,11 @@ def compute_signals(model: SignalModel, texts: Sequence[str], student: np.ndarra
         k = min(model.knn, sims.shape[1])
         nearest = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
         out["knn_distance"] = (1.0 - nearest.mean(axis=1)).astype(np.float32)
+    # the word signals share one tokenisation of the texts
+    bags = WordBags(texts) if {"rare_word_share", "length", "word_rarity", "word_trust"} & set(names) else None
     if {"rare_word_share", "length", "word_rarity"} & set(names):
-        rare, length, rarity = _word_stats(model, texts)
+        assert bags is not None
+        rare, length, rarity = _word_stats(model, bags)
         for name, values in (("rare_word_share", rare), ("length", length), ("word_rarity", rarity)):
             if name in names:
                 out[name] = values
@@ -329,7 +325,8 @@ def compute_signals(model: SignalModel, texts: Sequence[str], student: np.ndarra
         if not model.word_trust.size:
             raise ValueError("signal word_trust needs a trust table fitted on calibration texts: "
                              "fit the router with fit_router (it fits the table when word_trust is among the signals)")
-        out["word_trust"] = word_trust_signal(model.word_trust, texts)
+        assert bags is not None
+        out["word_trust"] = word_trust_signal(model.word_trust, bags)
     if set(RETRIEVAL_SIGNALS) & set(names):
         out.update(_retrieval_signals(model, s, names, exclude))
     return out

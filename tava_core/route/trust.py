@@ -23,32 +23,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .words import WORD_BUCKETS, word_buckets
+from .words import WORD_BUCKETS, WordBags
 
 TRUST_RIDGE = 3.0          # in "texts": a word seen in a few texts is shrunk hard towards 0
 TRUST_ITERATIONS = 50      # conjugate-gradient steps on the normal equations (converges well before)
 TRUST_FOLDS = 5
-
-
-class WordBags:
-    """Texts as hashed word bags: a flat array of buckets and, per word, the text it belongs to,
-    weighted 1 / |words| so a text's prediction is the mean of its words' trust."""
-
-    def __init__(self, texts: Sequence[str]):
-        per_text = [word_buckets(t) for t in texts]
-        lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
-        self.n = len(per_text)
-        self.buckets = np.concatenate(per_text) if per_text else np.zeros(0, np.int64)
-        self.owner = np.repeat(np.arange(self.n), lengths)
-        self.weight = np.repeat(1.0 / np.maximum(lengths, 1), lengths)
-
-    def predict(self, table: np.ndarray) -> np.ndarray:
-        """Per text, the mean of its words' trust (0 for a text without words)."""
-        return np.bincount(self.owner, weights=table[self.buckets] * self.weight, minlength=self.n)
-
-    def adjoint(self, per_text: np.ndarray) -> np.ndarray:
-        """The transpose of ``predict``: per bucket, the weighted sum of its texts' values."""
-        return np.bincount(self.buckets, weights=per_text[self.owner] * self.weight, minlength=WORD_BUCKETS)
 
 
 def fit_word_trust(texts: Sequence[str], agreement: np.ndarray, *, ridge: float = TRUST_RIDGE,
@@ -86,10 +65,11 @@ def fit_word_trust(texts: Sequence[str], agreement: np.ndarray, *, ridge: float 
     return t.astype(np.float32)
 
 
-def word_trust_signal(table: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+def word_trust_signal(table: np.ndarray, texts: Sequence[str] | WordBags) -> np.ndarray:
     """The ``word_trust`` signal of each text: minus the mean trust of its words (higher = less
-    trustworthy)."""
-    return (-WordBags(texts).predict(table)).astype(np.float32)
+    trustworthy); ``texts`` may be already tokenised (``WordBags``)."""
+    bags = texts if isinstance(texts, WordBags) else WordBags(texts)
+    return (-bags.predict(table)).astype(np.float32)
 
 
 def cross_fitted_trust(texts: Sequence[str], agreement: np.ndarray, *, folds: int = TRUST_FOLDS,

@@ -6,7 +6,8 @@ import pytest
 
 from tava_core.route.calibrate import spearman
 from tava_core.route.signals import word_buckets
-from tava_core.route.trust import WordBags, cross_fitted_trust, fit_word_trust, word_trust_signal
+from tava_core.route.trust import cross_fitted_trust, fit_word_trust, word_trust_signal
+from tava_core.route.words import WordBags
 
 GOOD = [f"good{i}" for i in range(40)]
 BAD = [f"bad{i}" for i in range(10)]
