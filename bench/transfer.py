@@ -56,19 +56,19 @@ def first(text_set: TextSet, count: int | None) -> TextSet:
 
 
 def training_sets(train: str, target: str, generic_count: int, with_spans: bool,
-                  span_count: int | None = None) -> list[TextSet]:
-    """Label-free training text: generic passages (+ a span view of each, or of the first
-    ``span_count``); '+target' adds the target's documents (+ spans). mpnet embeds a short span at
+                  span_count: int | None = None, span_views: int = 1) -> list[TextSet]:
+    """Label-free training text: generic passages (+ ``span_views`` span views of each, or of the first
+    ``span_count`` views); '+target' adds the target's documents (+ spans). mpnet embeds a short span at
     ~15 texts/s on this CPU, so its rows take a prefix of the spans (``--span-texts``)."""
     generic = passages(generic_count)
-    sets = [generic] + ([first(spans(generic), span_count)] if with_spans else [])
+    sets = [generic] + ([first(spans(generic, span_views), span_count)] if with_spans else [])
     if train == "target":
         if target == "scifact":
             docs = scifact().docs
-            sets += [docs] + ([spans(docs)] if with_spans else [])
+            sets += [docs] + ([spans(docs, span_views)] if with_spans else [])
         else:
             built, unlabeled = builtin()
-            sets += [built.docs, unlabeled] + ([spans(unlabeled)] if with_spans else [])
+            sets += [built.docs, unlabeled] + ([spans(unlabeled, span_views)] if with_spans else [])
     return sets
 
 
@@ -316,6 +316,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--spans", choices=["auto", "on", "off"], default="auto",
                         help="span views of the training text; auto = on for MiniLM, off for mpnet")
+    parser.add_argument("--span-views", type=int, default=1,
+                        help="span views per training text (the pipeline's span_views; 1 in the rows so far)")
     parser.add_argument("--span-texts", type=int, default=None,
                         help="use only the first N span views of the generic passages (mpnet's are costly)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: DistillConfig's)")
@@ -358,7 +360,7 @@ def main() -> None:
         options["static_vocabulary"] = args.static_vocabulary
     with_spans = args.spans == "on" or (args.spans == "auto" and args.teacher == "all-MiniLM-L6-v2")
     texts, vectors, sources = load_pairs(args.teacher, training_sets(args.train, args.target, args.generic,
-                                                                     with_spans, args.span_texts))
+                                                                     with_spans, args.span_texts, args.span_views))
     label = "/".join([args.teacher, args.student, args.train if args.train == "generic" else f"+{args.target}"]) \
         + (f"/{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:

@@ -59,7 +59,8 @@ class TavaModel(BaseModel):
 
 
 class EncoderSpec(TavaModel):
-    """Which encoder to run and how. Everything here that changes outputs enters the fingerprint."""
+    """Which encoder to run and how. What changes outputs enters the fingerprint, except the runtime
+    (backend) and the compute precision (dtype), whose vectors agree to tolerance (see below)."""
 
     model: str = Field(TEACHER_ALIAS, description=(
         "Encoder to use: a built-in alias ('all-MiniLM-L6-v2', the packaged teacher) or a "
@@ -73,6 +74,10 @@ class EncoderSpec(TavaModel):
     query_prefix: str = Field("", description="Text put before every query (e5 models use 'query: ').")
     document_prefix: str = Field("", description="Text put before every document (e5: 'passage: ').")
     device: str = Field("auto", description="'auto' (cuda, then mps, then cpu), 'cpu', 'cuda', 'cuda:1', ...")
+    # Not in the fingerprint either, by design: 'auto' is float16/bfloat16 on CUDA and float32 on CPU, and a
+    # store embedded on a GPU must stay searchable by queries encoded on a CPU (and share its cache). Half
+    # precision only rounds what float32 computes (3-4 significant digits); set float32 everywhere when
+    # vectors must match to 1e-6 across machines.
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description=(
         "Compute precision; 'auto' = float16 on CUDA (bfloat16 where supported), float32 on CPU."))
     batch_size: int = Field(64, ge=1, le=65536, description=(
