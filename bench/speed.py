@@ -460,8 +460,8 @@ def main() -> None:
 
     result: dict[str, Any] = {
         "benchmark": "speed", "mode": "quick" if q else "full",
-        "command": ".venv/bin/python bench/make_speed_models.py && .venv/bin/python bench/speed.py "
-                   + " ".join(sys.argv[1:]),
+        "command": ("" if "student" in args.skip else ".venv/bin/python bench/make_speed_models.py && ")
+                   + ".venv/bin/python bench/speed.py " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
                     "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                     "load_average_start": load_avg()},
