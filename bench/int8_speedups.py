@@ -123,7 +123,7 @@ def make_variants(dev: int8_amx.Dev, adapter: str, work: Path, log: Callable[[st
     student, tail = _split_encoder(dev.student)
     module = EncoderGraph(student.model, student.dense, pooling=student.pooling, normalize=student.normalized,
                           tail=tail)
-    plain = export_graph(module, work / "plain.onnx", vocab_size=len(student.tokenizer), fuse=False)
+    plain = export_graph(module, work / "plain.onnx", vocab_size=len(student.tokenizer))
     config = student.model.config
     graphs = {name: plain if change is None else
               fused_graph(plain, work / f"{name}.onnx", change, int(config.num_attention_heads), int(config.hidden_size))
