@@ -280,7 +280,7 @@ def build_graph(module: Any, path: Path, vocab_size: int, fusion: Optional[dict[
 
     from tava_core.export.graph import export_graph
 
-    export_graph(module, path, vocab_size=vocab_size, fuse=False)
+    export_graph(module, path, vocab_size=vocab_size)
     if fusion is None:
         return path
     config = module.model.config

@@ -19,6 +19,8 @@ Sections (targets from the issue):
 
     .venv/bin/python bench/speed.py --quick   # ~1,000-document SciFact subset, fewer repeats
     .venv/bin/python bench/speed.py           # full SciFact corpus, 1,000 latency queries
+    .venv/bin/python bench/speed.py --quick --teacher all-mpnet-base-v2 --skip embed static \
+        --out bench/results/speed_mpnet.json  # the real-size teacher (the student section needs MiniLM)
 
 Needs a student + adapter directory (--adapter, default .tava/artifacts/adapters/speed-adapter):
 `bench/make_speed_models.py` trains one (a 2-layer student from 3,000 generic passages, ~1 h on a
@@ -38,6 +40,7 @@ import platform
 import random
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +49,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from shared_data import PASSAGES, ROOT, SCIFACT  # noqa: E402  (sets sys.path; honours TAVA_SHARED_DATA)
 
-TEACHER = "all-MiniLM-L6-v2"
+TEACHER = "all-MiniLM-L6-v2"  # the speed pair's teacher (bench/make_speed_models.py); --teacher times another
 
 
 def load_avg() -> list[float]:
@@ -138,9 +141,10 @@ def teacher_section(args, corpus, queries, qrels, log) -> tuple[dict, np.ndarray
 
     out: dict[str, Any] = {"load_before": load_avg()}
     bs = args.batch_size
-    torch_t = load_encoder(EncoderSpec(model=TEACHER, backend="torch", batch_size=bs), cache=False)
+    out["model"] = args.teacher
+    torch_t = load_encoder(EncoderSpec(model=args.teacher, backend="torch", batch_size=bs), cache=False)
     start = time.perf_counter()
-    onnx_t = load_encoder(EncoderSpec(model=TEACHER, backend="onnx", batch_size=bs), cache=False)
+    onnx_t = load_encoder(EncoderSpec(model=args.teacher, backend="onnx", batch_size=bs), cache=False)
     onnx_t.encode(["warm"])
     out["onnx_first_use_seconds"] = round(time.perf_counter() - start, 2)  # export (cold cache) + session
     out["onnx_backend_used"] = onnx_t.backend
@@ -154,7 +158,7 @@ def teacher_section(args, corpus, queries, qrels, log) -> tuple[dict, np.ndarray
                            "onnx": lambda texts=texts: onnx_t.encode(texts)},
                           args.repeats, len(texts))
         diff = float(np.abs(torch_t.encode(texts) - onnx_t.encode(texts)).max())
-        flops = teacher_flops_per_text(texts, bs)
+        flops = teacher_flops_per_text(torch_t, texts, bs)
         out[name] = {"texts": len(texts), **res, "onnx_vs_torch": ratio(res, "onnx", "torch"),
                      "max_abs_diff": diff, "matmul_gflop_per_text": round(flops / 1e9, 3),
                      "achieved_gflops": {side: round(res[side]["best_per_second"] * flops / 1e9, 1)
@@ -211,7 +215,7 @@ def embed_section(args, home: Path, log) -> dict:
         for backend in ("torch", "onnx"):
             shutil.rmtree(home / "vectors", ignore_errors=True)  # same fingerprint: would be served from disk
             encoders._cache.clear()
-            config = EmbedConfig(dataset="speed-embed", encoder=EncoderSpec(model=TEACHER, backend=backend,
+            config = EmbedConfig(dataset="speed-embed", encoder=EncoderSpec(model=args.teacher, backend=backend,
                                                                             batch_size=args.batch_size))
             start = time.perf_counter()
             result = embed_dataset_flow(config, home=str(home))
@@ -242,7 +246,7 @@ def backfill_runs(args, home: Path, log) -> dict[str, Any]:
             encoders._cache.clear()
             uri = home / f"lancedb-{backend}-{round_}"
             config = BackfillConfig(dataset="speed-embed", uri=str(uri),
-                                    encoder=EncoderSpec(model=TEACHER, backend=backend, batch_size=args.batch_size))
+                                    encoder=EncoderSpec(model=args.teacher, backend=backend, batch_size=args.batch_size))
             start = time.perf_counter()
             backfill_vector_store(config, home=str(home))
             runs[backend].append(time.perf_counter() - start)
@@ -386,20 +390,24 @@ def gemm_section(args, log) -> dict:
     return out
 
 
-def teacher_flops_per_text(texts: Sequence[str], batch_size: int) -> float:
-    """Matmul FLOPs all-MiniLM-L6-v2 spends per text over length-sorted, padded batches, as the
-    encoders batch them: 6 layers x (4 h^2 projections + 8 h^2 FFN) x 2 per token, plus attention's
-    two s x s x h products."""
-    from tava_core.encoders import load_encoder
+def teacher_flops_per_text(encoder: Any, texts: Sequence[str], batch_size: int) -> float:
+    """Matmul FLOPs the teacher spends per text over length-sorted, padded batches, as the encoders
+    batch them: per layer and token 2 x (4 h^2 projections + 2 h x intermediate FFN), plus
+    attention's two s x s x h products (all-MiniLM-L6-v2: 6 x 384, FFN 1,536; all-mpnet-base-v2:
+    12 x 768, FFN 3,072)."""
+    import json as json_
+
     from tava_core.encoders.base import length_sorted_order
 
-    encoder = load_encoder(TEACHER, cache=False)
+    config = json_.loads((encoder.directory / "config.json").read_text())
+    layers, hidden = int(config["num_hidden_layers"]), int(config["hidden_size"])
+    inner = int(config.get("intermediate_size", 4 * hidden))
     order = length_sorted_order(list(texts))
-    layers, hidden, total = 6, 384, 0.0
+    total = 0.0
     for start in range(0, len(order), batch_size):
         batch = [texts[i] for i in order[start:start + batch_size]]
         seq = int(encoder.tokenize(batch, tensors="np")["input_ids"].shape[1])
-        total += len(batch) * layers * (2 * 12 * hidden * hidden * seq + 2 * 2 * seq * seq * hidden)
+        total += len(batch) * layers * (2 * (4 * hidden * hidden + 2 * hidden * inner) * seq + 2 * 2 * seq * seq * hidden)
     return total / len(texts)
 
 
@@ -412,12 +420,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.json")
     parser.add_argument("--skip", nargs="*", default=[], choices=["teacher", "embed", "student", "static", "latency"])
+    parser.add_argument("--teacher", default=TEACHER,
+                        help="teacher of the teacher, embed and latency sections (e.g. all-mpnet-base-v2). The student "
+                             "section needs the speed pair's own teacher (its asymmetric nDCG searches against it), so "
+                             "it is skipped for another one")
+    parser.add_argument("--doc-sample", type=int, help="SciFact documents timed (quick 32, full 512)")
+    parser.add_argument("--passage-sample", type=int, help="generic passages timed (quick 64, full 2,000)")
+    parser.add_argument("--ndcg-docs", type=int, default=250, help="quick: documents of the nDCG corpus")
+    parser.add_argument("--ndcg-queries", type=int, help="quick: test queries of the nDCG check (default 100)")
     args = parser.parse_args()
     q = args.quick
     args.repeats = 2 if q else 3
-    args.doc_sample, args.passage_sample = (32, 64) if q else (512, 2000)
-    args.ndcg_queries = 100 if q else None  # quick: the first 100 test queries, their documents + distractors
-    args.ndcg_docs = 250
+    args.doc_sample = args.doc_sample or (32 if q else 512)
+    args.passage_sample = args.passage_sample or (64 if q else 2000)
+    # quick: the first N test queries, their documents + distractors
+    args.ndcg_queries = (args.ndcg_queries or 100) if q else None
+    if args.teacher != TEACHER and "student" not in args.skip:
+        args.skip.append("student")
     args.embed_texts, args.embed_repeats = (200, 1) if q else (2000, 2)
     args.static_texts = 3000 if q else 20000
     args.query_sample = 128 if q else None  # student throughput: SciFact queries (all in full mode)
@@ -441,11 +460,12 @@ def main() -> None:
 
     result: dict[str, Any] = {
         "benchmark": "speed", "mode": "quick" if q else "full",
-        "command": ".venv/bin/python bench/make_speed_models.py && .venv/bin/python bench/speed.py" + (" --quick" if q else ""),
+        "command": ("" if "student" in args.skip else ".venv/bin/python bench/make_speed_models.py && ")
+                   + ".venv/bin/python bench/speed.py " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
                     "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                     "load_average_start": load_avg()},
-        "batch_size": args.batch_size, "repeats": args.repeats,
+        "teacher_model": args.teacher, "batch_size": args.batch_size, "repeats": args.repeats,
         "protocol": "warm; best-of-N with sides interleaved; ratios of best rates; runs_per_second = spread",
         "targets": {"teacher_docs_onnx_vs_torch": 1.8, "max_abs_diff": 1e-4, "ndcg_equal_to_4dp": True,
                     "embed_end_to_end": 1.6, "exported_fp32_vs_torch_student": 1.8,
@@ -477,8 +497,8 @@ def main() -> None:
         from tava_core.config import EncoderSpec
         from tava_core.encoders import load_encoder
 
-        torch_t = load_encoder(EncoderSpec(model=TEACHER, backend="torch"), cache=False)
-        onnx_t = load_encoder(EncoderSpec(model=TEACHER, backend="onnx"), cache=False)
+        torch_t = load_encoder(EncoderSpec(model=args.teacher, backend="torch"), cache=False)
+        onnx_t = load_encoder(EncoderSpec(model=args.teacher, backend="onnx"), cache=False)
         fns = {"teacher_torch": lambda x: torch_t.encode([x], kind="query"),
                "teacher_onnx": lambda x: onnx_t.encode([x], kind="query"), **latency_fns}
         texts = [queries[k] for k in sorted(queries)][:latency_queries]

@@ -61,11 +61,6 @@ class EncoderGraph(nn.Module):
         return pooled
 
 
-# Encoder-only families whose layers ONNX Runtime's BERT fusions recognise (attention, skip
-# layer norm, bias GELU). Others are exported unfused; the agreement check guards both.
-FUSABLE_MODEL_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "camembert"}
-
-
 @contextlib.contextmanager
 def eager_attention(model: nn.Module) -> Iterator[None]:
     """Export with the plain (eager) attention: its traced pattern is what ONNX Runtime fuses
@@ -87,35 +82,13 @@ def eager_attention(model: nn.Module) -> Iterator[None]:
             setter(before)
 
 
-def fuse_for_cpu(path: Path, model: nn.Module) -> bool:
-    """Rewrite ``path`` in place with ONNX Runtime's transformer fusions (offline, so every
-    session starts from the fused graph). False, and the file untouched, when not applicable."""
-    config = getattr(model, "config", None)
-    model_type = getattr(config, "model_type", None)
-    heads, hidden = getattr(config, "num_attention_heads", None), getattr(config, "hidden_size", None)
-    if model_type not in FUSABLE_MODEL_TYPES or not heads or not hidden:
-        return False
-    staged = path.with_name(path.name + ".fused")
-    try:
-        from onnxruntime.transformers import optimizer
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fused = optimizer.optimize_model(str(path), model_type="bert", num_heads=int(heads),
-                                             hidden_size=int(hidden), opt_level=1)
-        fused.save_model_to_file(str(staged), use_external_data_format=False)
-        os.replace(staged, path)
-    except Exception as exc:  # noqa: BLE001 - fusion is an optimisation; the plain graph is correct
-        staged.unlink(missing_ok=True)
-        log.info("ONNX Runtime fusions not applied to %s: %s", path, exc)
-        return False
-    return True
-
-
-def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int, fuse: bool = True) -> Path:
+def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int) -> Path:
     """Write ``graph`` as one self-contained ONNX file at ``path`` (weights inside, no external
-    data file), fused for CPU where the model family allows. The caller makes it atomic (a temp
-    name, then ``os.replace``) and checks agreement with torch."""
+    data file). No offline fusions: ONNX Runtime still fuses at session start (GELU, MatMul + bias,
+    ...), and run with ``standalone.SESSION_SETTINGS`` the plain graph was as fast or faster than
+    onnxruntime.transformers' fused one (its SkipLayerNormalization CPU kernel is slow; the query
+    encoder: bench/int8_amx.py; the teacher: bench/teacher_onnx_graphs.py). The caller makes it
+    atomic (a temp name, then ``os.replace``) and checks agreement with torch."""
     graph = graph.float().eval()
     example = (torch.randint(0, max(vocab_size, 2), (2, 16), dtype=torch.long),
                torch.ones(2, 16, dtype=torch.long))
@@ -135,6 +108,4 @@ def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int, fuse: bool
                 os.unlink(leftover)
         raise ModelLoadError(f"the encoder cannot be exported to ONNX: {first}",
                              hint="use --encoder-backend torch (custom model code may not be exportable)") from None
-    if fuse:
-        fuse_for_cpu(path, graph.model)
     return path

@@ -184,7 +184,7 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
     if teacher is None:
         log.warning("the card names no teacher (none recorded beside %s): pass --teacher", config.model)
     with atomic_directory(out) as tmp:
-        export_graph(graph, tmp / GRAPH_FILE, vocab_size=len(student.tokenizer), fuse=GRAPH["offline_fusion"])
+        export_graph(graph, tmp / GRAPH_FILE, vocab_size=len(student.tokenizer))
         if config.precision == "int8":
             fp32 = tmp / GRAPH_FILE
             staged = tmp / "model.int8.onnx"

@@ -130,6 +130,27 @@ def test_packaged_teacher_onnx_matches_torch(home):
     assert np.abs(onnx_encoder.encode(texts) - expected).max() <= 1e-4
 
 
+def test_backend_graph_is_unfused_and_runs_with_the_export_session_settings(home, tiny_model_dir):
+    """The backend's cached graph is the plain export (no onnxruntime.transformers fusions: their
+    SkipLayerNormalization CPU kernel was slow) and its session flushes subnormals and keeps
+    SkipLayerNormFusion off, as `tava export`'s cards say; the vectors still match torch."""
+    import onnx
+
+    from tava_core.export.standalone import SESSION_SETTINGS
+
+    encoder = load_encoder(_spec(tiny_model_dir, "onnx"), cache=False)
+    expected = load_encoder(_spec(tiny_model_dir, "torch"), cache=False).encode(TEXTS)
+    assert np.abs(encoder.encode(TEXTS) - expected).max() <= 1e-4
+    ops = {node.op_type for node in onnx.load(str(_entry(encoder) / "model.onnx")).graph.node}
+    assert "MatMul" in ops and not ops & {"SkipLayerNormalization", "Attention", "EmbedLayerNormalization", "BiasGelu"}
+    session = encoder.onnx_session()
+    assert session is not None
+    options = session.session.get_session_options()
+    for key, value in SESSION_SETTINGS["config"].items():
+        assert options.get_session_config_entry(key) == value
+    assert SESSION_SETTINGS["disabled_optimizers"] == ["SkipLayerNormFusion"]
+
+
 # ------------------------------------------------------------------------------- export cache
 
 def _entry(encoder) -> Path:
