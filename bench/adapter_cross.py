@@ -22,9 +22,14 @@ Phases keep choosing and reporting apart:
   chosen on dev, plus the defaults), read once.
 Each cell: nDCG@10 of every map and the 95% paired bootstrap interval of learned - best closed form.
 
-    python bench/adapter_cross.py --prepare                       # cache the span vectors (mpnet: slow)
-    python bench/adapter_cross.py --phase dev --variants default gate
-    python bench/adapter_cross.py --phase test --variants default gate
+Choosing rule (dev): the variant with the best mean learned - best closed form over the two span
+settings. The reported run (one thread, nice 10; each training 6-19 min on the shared CPU):
+
+    python bench/adapter_cross.py --prepare                       # cache the span vectors (mpnet: ~30 min)
+    python bench/adapter_cross.py --phase dev --settings a b --variants default
+    python bench/adapter_cross.py --phase dev --settings a+spans b+spans --variants default gate small_lr ranking_only
+    python bench/adapter_cross.py --phase test --settings a b --variants default
+    python bench/adapter_cross.py --phase test --settings a+spans b+spans --variants default small_lr
 """
 from __future__ import annotations
 
