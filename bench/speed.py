@@ -395,11 +395,9 @@ def teacher_flops_per_text(encoder: Any, texts: Sequence[str], batch_size: int) 
     batch them: per layer and token 2 x (4 h^2 projections + 2 h x intermediate FFN), plus
     attention's two s x s x h products (all-MiniLM-L6-v2: 6 x 384, FFN 1,536; all-mpnet-base-v2:
     12 x 768, FFN 3,072)."""
-    import json as json_
-
     from tava_core.encoders.base import length_sorted_order
 
-    config = json_.loads((encoder.directory / "config.json").read_text())
+    config = json.loads((encoder.directory / "config.json").read_text())
     layers, hidden = int(config["num_hidden_layers"]), int(config["hidden_size"])
     inner = int(config.get("intermediate_size", 4 * hidden))
     order = length_sorted_order(list(texts))

@@ -74,25 +74,20 @@ class OnnxSession:
     def __init__(self, path: str | Path, *, threads: Optional[int] = None) -> None:
         import onnxruntime as ort
 
-        from ..export.standalone import SESSION_SETTINGS
+        from ..export.standalone import SESSION_SETTINGS, session_options
 
         self.path = Path(path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
+        # The session `tava export`'s cards prescribe (no busy-waiting threads: beside a pool of shard
+        # threads or other processes, spinning steals the cores the work needs; subnormals flushed; no
+        # SkipLayerNormFusion): same vectors, less CPU per batch (bench/teacher_onnx_graphs.py).
+        options, disabled = session_options({"session": SESSION_SETTINGS}, threads or default_threads())
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # warnings about unused initialisers are noise to a user
-        # No busy-waiting between ops: beside a pool of shard threads, or other processes, spinning
-        # threads steal the cores the work needs (measured slower on a loaded 2-core machine).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # The settings `tava export` writes into its cards (subnormals flushed, no
-        # SkipLayerNormFusion): same vectors, less CPU per batch (bench/teacher_onnx_graphs.py).
-        for key, value in SESSION_SETTINGS["config"].items():
-            options.add_session_config_entry(key, value)
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options,
                                                 providers=["CPUExecutionProvider"],
-                                                disabled_optimizers=list(SESSION_SETTINGS["disabled_optimizers"]))
+                                                disabled_optimizers=disabled)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"onnxruntime cannot load the graph: {first}", path=self.path,
