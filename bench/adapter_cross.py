@@ -46,7 +46,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.transfer import first  # noqa: E402
+from bench.transfer import first, judged  # noqa: E402
+from bench.transfer import score as transfer_score  # noqa: E402
 from bench.transfer_data import CACHE, TextSet, passages, scifact, spans, teacher_vectors  # noqa: E402
 
 STUDENT, TEACHER = "all-MiniLM-L6-v2", "all-mpnet-base-v2"
@@ -141,17 +142,7 @@ def fit(x: np.ndarray, y: np.ndarray, query_like: np.ndarray, overrides: dict[st
 
 def score(query_vectors: np.ndarray, data: dict[str, Any], split: str) -> np.ndarray:
     """Per-query nDCG@10 of the split's judged SciFact queries against mpnet's documents."""
-    from tava_core.evaluate.metrics import cosine_scores, retrieval_metrics
-
-    sci = data["scifact"]
-    ids = [sci.queries.ids[k] for k in judged(data, split)]
-    return retrieval_metrics(cosine_scores(query_vectors, data["docs_teacher"]), ids, sci.docs.ids,
-                             sci.qrels[split], per_query=True)["ndcg_at_10_per_query"]
-
-
-def judged(data: dict[str, Any], split: str) -> list[int]:
-    sci = data["scifact"]
-    return [k for k, qid in enumerate(sci.queries.ids) if qid in sci.qrels[split]]
+    return transfer_score(query_vectors, data["scifact"], split, data["docs_teacher"])
 
 
 def cell(data: dict[str, Any], setting: str, variants: list[str], split: str, cache: Path) -> dict[str, Any]:
@@ -159,7 +150,7 @@ def cell(data: dict[str, Any], setting: str, variants: list[str], split: str, ca
     from tava_core.evaluate.metrics import paired_bootstrap
 
     x, y, mask = training_pairs(data, setting)
-    rows = judged(data, split)
+    rows = judged(data["scifact"], split)
     queries = data["queries"]["student"][rows]
     closed = {name: score(m(queries), data, split) for name, m in closed_forms(x, y, mask).items()}
     best = max(closed, key=lambda name: float(closed[name].mean()))
@@ -213,7 +204,7 @@ def main() -> None:
         return
     began = time.perf_counter()
     split = SPLITS[args.phase]
-    teacher = score(data["queries"]["teacher"][judged(data, split)], data, split)
+    teacher = score(data["queries"]["teacher"][judged(data["scifact"], split)], data, split)
     report = {"phase": args.phase, "split": f"scifact/{split}", "queries": len(teacher),
               "student": STUDENT, "teacher": TEACHER, "teacher_ndcg_at_10": round(float(teacher.mean()), 4),
               "sizes": data["sizes"], "settings": {}}
