@@ -89,9 +89,10 @@ TWO_STAGE = (8192, 64, 200)    # a 64-d PCA bank picks 200 candidates, rescored 
 
 def _candidate(signals: list[str], vec: int = 0, combiner: str = "ridge", bank: tuple[int, ...] = FULL_BANK,
                exclude_source: bool = False) -> dict[str, Any]:
-    """``bank``: (documents kept, PCA size, candidates rescored exactly; missing = 0)."""
+    """``bank``: (documents kept, PCA size, candidates rescored exactly, k-means clusters, clusters
+    probed; missing = 0)."""
     return {"signals": signals, "vector_components": vec, "combiner": combiner,
-            "bank": tuple(bank) + (0,) * (3 - len(bank)), "exclude_source": exclude_source}
+            "bank": tuple(bank) + (0,) * (5 - len(bank)), "exclude_source": exclude_source}
 
 
 CANDIDATES: dict[str, dict[str, Any]] = {
@@ -130,6 +131,11 @@ CANDIDATES: dict[str, dict[str, Any]] = {
        for name in ("retrieval_entropy", "retrieval_contrast")
        for size, k, rescore in ((8192, 64, 200), (8192, 64, 100), (8192, 32, 200), (8192, 96, 200))},
     "retrieval@8192x64r200": _candidate(RETRIEVAL, 0, "ridge", TWO_STAGE),
+    # clustered banks: each query scores exactly the documents of its nearest k-means clusters only
+    # (a few hundred rows instead of the bank: what a static query's cost at batch 1 hinged on)
+    **{f"only:{name}@c{clusters}p{probe}": _candidate([name], 0, "ridge", (8192, 0, 0, clusters, probe))
+       for name in ("retrieval_entropy", "retrieval_contrast")
+       for clusters, probe in ((32, 4), (64, 4), (64, 8), (128, 4), (128, 8), (256, 8))},
     # word_trust (a table lookup per word: no cost beyond the word signals' pass)
     "signals+word_trust": _candidate(list(DEFAULT_SIGNALS) + ["word_trust"]),
     "signals+vec16+word_trust": _candidate(list(DEFAULT_SIGNALS) + ["word_trust"], 16),
@@ -617,9 +623,10 @@ def encode_students(students: dict[str, Path], datasets: dict, paths: dict, teac
                                  "calibration_source": source}
             if dataset.name not in models:   # the document bank is the served corpus' (full, or PCA-reduced)
                 models[dataset.name] = {
-                    (size, k, rescore): fit_signal_model(*fit_on, documents=dataset.docs, doc_bank_size=size,
-                                                         doc_pca_dim=k, doc_rescore=rescore)
-                    for size, k, rescore in sorted({c["bank"] for c in CANDIDATES.values()})}
+                    (size, k, rescore, clusters, probe): fit_signal_model(
+                        *fit_on, documents=dataset.docs, doc_bank_size=size, doc_pca_dim=k, doc_rescore=rescore,
+                        doc_clusters=clusters, doc_probe=probe)
+                    for size, k, rescore, clusters, probe in sorted({c["bank"] for c in CANDIDATES.values()})}
             encoded[name]["queries"] = encoder.encode(dataset.data.query_texts, kind="query")
         state[label] = {"encoder": encoder, "models": models, "encoded": encoded}
         card_path = student_dir / "model_card.json"

@@ -66,7 +66,14 @@ def router_settings() -> dict[str, Any]:
             "retrieval_entropy": RouterSettings(signals=entropy, vector_components=0),
             "retrieval_contrast@1024x0": RouterSettings(signals=contrast, vector_components=0, doc_bank_size=1024),
             "retrieval_entropy@2048x64": RouterSettings(signals=entropy, vector_components=0, doc_bank_size=2048,
-                                                        doc_pca_dim=64)}
+                                                        doc_pca_dim=64),
+            # static-a's choice in bench/route.json: two-stage bank, 64-d PCA first stage, 200 rescored
+            "retrieval_entropy@8192x64r200": RouterSettings(signals=entropy, vector_components=0, doc_pca_dim=64,
+                                                            doc_rescore=200),
+            # clustered banks: a query scores only its nearest clusters' documents, exactly
+            **{f"retrieval_entropy@c{c}p{p}": RouterSettings(signals=entropy, vector_components=0, doc_clusters=c,
+                                                              doc_probe=p)
+               for c, p in ((64, 4), (64, 8), (128, 8))}}
 
 
 def build_routers(fx: Fixture, names: Sequence[str]) -> tuple[Any, dict[str, dict[str, Any]]]:

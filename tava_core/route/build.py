@@ -31,7 +31,8 @@ def fit_router(reference: TextVectors, calibration: TextVectors, documents: np.n
     model = fit_signal_model(reference.texts, reference.student, reference.teacher, n_heads=settings.n_heads,
                              bank_size=settings.bank_size, pca_dim=settings.pca_dim, knn=settings.knn,
                              seed=settings.seed, documents=bank, doc_bank_size=settings.doc_bank_size,
-                             doc_pca_dim=settings.doc_pca_dim, doc_rescore=settings.doc_rescore)
+                             doc_pca_dim=settings.doc_pca_dim, doc_rescore=settings.doc_rescore,
+                             doc_clusters=settings.doc_clusters, doc_probe=settings.doc_probe)
     agreement = true_agreement(calibration.student, calibration.teacher, documents)
     features = None
     if "word_trust" in settings.signals:

@@ -41,6 +41,12 @@ class RouterSettings(TavaModel):
         "With a PCA document bank: rescore each query's this many best PCA candidates with their exact "
         "cosines (two-stage: the retrieval signals are then those of the full bank up to the candidates "
         f"missed, at about the PCA bank's cost); 0 = the PCA scores as they are. At least {ENTROPY_TOP}."))
+    doc_clusters: int = Field(0, ge=0, le=4096, description=(
+        "Spherical k-means clusters of a full-dimension document bank; with doc_probe, a query scores only the "
+        "documents of its doc_probe nearest clusters (exactly): the retrieval signals then read a few hundred "
+        "documents per query instead of the whole bank. 0 = every document."))
+    doc_probe: int = Field(0, ge=0, description=(
+        "Clusters whose documents each query scores (with doc_clusters); 0 = every document."))
     word_trust_ridge: float = Field(TRUST_RIDGE, gt=0, description=(
         "Ridge penalty of the word_trust table, in texts' worth of evidence: a word seen in fewer calibration "
         "texts than this is shrunk towards no trust information."))
@@ -55,6 +61,11 @@ class RouterSettings(TavaModel):
             raise ValueError(f"doc_rescore {self.doc_rescore} needs doc_pca_dim > 0 (the first stage) and at least "
                              f"{ENTROPY_TOP} candidates (the retrieval signals read the top {ENTROPY_TOP}); "
                              "e.g. doc_pca_dim 64, doc_rescore 200, or doc_rescore 0")
+        if bool(self.doc_clusters) != bool(self.doc_probe) or self.doc_probe > self.doc_clusters:
+            raise ValueError(f"doc_clusters {self.doc_clusters} and doc_probe {self.doc_probe} go together, with "
+                             "doc_probe <= doc_clusters: e.g. doc_clusters 64, doc_probe 6, or both 0")
+        if self.doc_probe and (self.doc_pca_dim or self.doc_rescore):
+            raise ValueError("doc_probe scores a full-dimension bank: set doc_pca_dim 0 and doc_rescore 0 with it")
         return self
 
 

@@ -97,19 +97,29 @@ class CompiledConfidence:
             # bank bigger than ~100 documents that reads less memory than the folded (d, n_docs) matrix
             if model.doc_pca.size:
                 add("doc_pca", model.doc_pca)
-            self.doc_matrix = np.ascontiguousarray(model.documents.T)                # (d or pca, n_docs)
-            self.top_n = min(max(ENTROPY_TOP, 11), self.doc_matrix.shape[1])
+            # clustered bank: the centroid scores are one more linear map of s (free in a fused table);
+            # only the probed clusters' rows are read, so the bank stays row-major
+            self.probe = int(model.doc_probe) if model.doc_centroids.size else 0
+            if self.probe:
+                add("doc_centroids", model.doc_centroids.T)
+                self.offsets = np.asarray(model.doc_offsets, dtype=np.int64)
+                self.cluster_sizes = np.diff(self.offsets)
+                self.doc_rows = np.ascontiguousarray(model.documents, dtype=np.float32)   # (n_docs, d)
+            else:
+                self.doc_matrix = np.ascontiguousarray(model.documents.T)            # (d or pca, n_docs)
+            self.top_n = min(max(ENTROPY_TOP, 11), int(model.documents.shape[0]))
             # two-stage scoring: the exact cosines of the PCA bank's candidates; the corpus profile
             # for retrieval_contrast from the documents' mean and covariance, s @ mu and s' Cov s
             # (both linear maps of s: in the one matrix, so a fused static table gives them free)
             self.rescore = int(model.doc_rescore) if model.doc_exact.size else 0
             if self.rescore:
                 self.doc_exact = np.ascontiguousarray(model.doc_exact, dtype=np.float32)   # (n_docs, d)
-                if "retrieval_contrast" in self.signals:
-                    exact = model.doc_exact.astype(np.float64)
-                    mu = exact.mean(axis=0)
-                    add("doc_mean", mu[:, None])
-                    add("doc_cov", (exact - mu).T @ (exact - mu) / len(exact))
+            # the whole bank's exact profile when a query reads only part of it
+            if "retrieval_contrast" in self.signals and (self.rescore or self.probe):
+                exact = (model.doc_exact if self.rescore else model.documents).astype(np.float64)
+                mu = exact.mean(axis=0)
+                add("doc_mean", mu[:, None])
+                add("doc_cov", (exact - mu).T @ (exact - mu) / len(exact))
             if "retrieval_map_change" in self.signals:
                 add("forward", model.forward)
         self.matrix = np.ascontiguousarray(np.concatenate(blocks, axis=1)) if blocks else np.zeros((d, 0), np.float32)
@@ -192,17 +202,20 @@ class CompiledConfidence:
         return value
 
     def _retrieval_terms(self, s: np.ndarray, projected: np.ndarray) -> np.ndarray:
-        reduced = projected[:, self._slices["doc_pca"]] if "doc_pca" in self._slices else s
-        scores = _matmul(reduced, self.doc_matrix)                            # (n, n_docs)
         out = np.zeros(len(s))
-        if self.rescore:
-            if "retrieval_contrast" in self.coef:
-                mean = projected[:, self._slices["doc_mean"]][:, 0]
-                var = np.einsum("nd,nd->n", projected[:, self._slices["doc_cov"]], s)
-                std = np.maximum(np.sqrt(np.maximum(var, 0.0)), 1e-6)
-            scores, picked = self._exact_candidates(s, scores)                # (n, rescore)
-        elif "retrieval_contrast" in self.coef:
-            mean, std = scores.sum(axis=1) / scores.shape[1], np.maximum(scores.std(axis=1), 1e-6)
+        if "retrieval_contrast" in self.coef and (self.rescore or self.probe):
+            mean = projected[:, self._slices["doc_mean"]][:, 0]
+            var = np.einsum("nd,nd->n", projected[:, self._slices["doc_cov"]], s)
+            std = np.maximum(np.sqrt(np.maximum(var, 0.0)), 1e-6)
+        if self.probe:
+            scores, picked = self._probed(s, projected[:, self._slices["doc_centroids"]])   # (n, width)
+        else:
+            reduced = projected[:, self._slices["doc_pca"]] if "doc_pca" in self._slices else s
+            scores = _matmul(reduced, self.doc_matrix)                        # (n, n_docs)
+            if self.rescore:
+                scores, picked = self._exact_candidates(s, scores)            # (n, rescore)
+            elif "retrieval_contrast" in self.coef:
+                mean, std = scores.sum(axis=1) / scores.shape[1], np.maximum(scores.std(axis=1), 1e-6)
         n_docs = scores.shape[1]
         top = np.partition(scores, n_docs - self.top_n, axis=1)[:, -self.top_n:]
         top = -np.sort(-top, axis=1)                                          # descending
@@ -223,18 +236,62 @@ class CompiledConfidence:
         if "retrieval_map_change" in coef:
             mapped = projected[:, self._slices["forward"]]
             mapped = (mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-            moved = _matmul(mapped @ self.model.doc_pca if "doc_pca" in self._slices else mapped, self.doc_matrix)
             k = min(10, n_docs)
-            if self.rescore:      # candidates' document rows, not positions in each query's candidate list
+            if self.probe:
+                a = np.take_along_axis(picked, np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
+                moved, moved_picked = self._probed(mapped, mapped @ self.model.doc_centroids.T)
+                b = np.take_along_axis(moved_picked, np.argpartition(-moved, k - 1, axis=1)[:, :k], axis=1)
+            elif self.rescore:    # candidates' document rows, not positions in each query's candidate list
+                moved = _matmul(mapped @ self.model.doc_pca, self.doc_matrix)
                 a = np.take_along_axis(picked, np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
                 moved, moved_picked = self._exact_candidates(mapped, moved)
                 b = np.take_along_axis(moved_picked, np.argpartition(-moved, k - 1, axis=1)[:, :k], axis=1)
             else:
+                moved = _matmul(mapped @ self.model.doc_pca if "doc_pca" in self._slices else mapped,
+                                self.doc_matrix)
                 a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
                 b = np.argpartition(-moved, k - 1, axis=1)[:, :k]
             out += coef["retrieval_map_change"] * (1.0 - (a[:, :, None] == b[:, None, :]).any(axis=2).mean(axis=1))
         return out
 
+
+    def _probed(self, s: np.ndarray, centre_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """((n, width) exact cosines, (n, width) bank rows) of the documents in each row's ``probe``
+        nearest clusters (by ``centre_scores``), padded with -inf / -1 to the widest row (and to at
+        least ``top_n`` columns, as the reference's -inf for every unprobed document)."""
+        probe = min(self.probe, centre_scores.shape[1])
+        nearest = np.argpartition(-centre_scores, probe - 1, axis=1)[:, :probe]
+        if len(s) == 1:
+            # one query (the live case): one matrix-vector product per probed cluster, no scatter
+            offsets, query = self.offsets, s[0]
+            ranges = [(int(offsets[c]), int(offsets[c + 1])) for c in nearest[0]]
+            found = np.concatenate([self.doc_rows[lo:hi] @ query for lo, hi in ranges])
+            rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
+            if len(found) < self.top_n:       # fewer documents than the list is long: -inf, as the reference
+                found = np.concatenate([found, np.full(self.top_n - len(found), -np.inf, np.float32)])
+                rows = np.concatenate([rows, np.full(self.top_n - len(rows), -1)])
+            return found[None, :], rows[None, :]
+        # a batch: each probed cluster once, for all the queries that probe it (one product per cluster)
+        sizes = self.cluster_sizes[nearest]                                   # (n, probe)
+        starts = np.cumsum(sizes, axis=1) - sizes                             # each cluster's first column
+        width = max(int(sizes.sum(axis=1).max()), self.top_n)
+        scores = np.full((len(s), width), -np.inf, dtype=np.float32)
+        rows = np.full((len(s), width), -1, dtype=np.int64)
+        ids = "retrieval_map_change" in self.coef
+        flat_nearest = nearest.ravel()
+        by_cluster = np.argsort(flat_nearest, kind="stable")
+        bounds = np.searchsorted(flat_nearest[by_cluster], np.arange(len(self.cluster_sizes) + 1))
+        for c in np.flatnonzero(np.diff(bounds)):
+            lo, hi = int(self.offsets[c]), int(self.offsets[c + 1])
+            if hi == lo:
+                continue
+            entries = by_cluster[bounds[c]:bounds[c + 1]]
+            who, slot = entries // probe, entries % probe
+            columns = starts[who, slot][:, None] + np.arange(hi - lo)        # (queries probing c, size)
+            scores[who[:, None], columns] = s[who] @ self.doc_rows[lo:hi].T
+            if ids:
+                rows[who[:, None], columns] = np.arange(lo, hi)
+        return scores, rows
 
     def _exact_candidates(self, s: np.ndarray, approximate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """((n, rescore) exact cosines, (n, rescore) document rows) of each row's best candidates

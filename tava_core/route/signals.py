@@ -93,6 +93,16 @@ class SignalModel:
     # full unit vectors) give the result list; the corpus profile (mean, spread) is exact too.
     doc_exact: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     doc_rescore: int = 0
+    # Clustered scoring (``doc_probe`` > 0, full-dimension bank): the bank's documents are sorted by
+    # spherical k-means cluster (cluster c holds rows ``doc_offsets[c]:doc_offsets[c + 1]``); a query
+    # scores exactly the documents of the ``doc_probe`` clusters whose centroids (``doc_centroids``,
+    # unit rows) it is closest to, and no other. A static student's query then reads a few hundred
+    # document rows instead of the whole bank -- what decided its cost at batch 1 was the bank's
+    # size in cache, not the arithmetic (bench/route_fastpath.py) -- and the centroid scores are a
+    # linear map of the query, which fused.py gets for free.
+    doc_centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    doc_offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    doc_probe: int = 0
     # rows of the corpus the bank holds (calibration only, never saved: see compute_signals' exclude)
     doc_rows: np.ndarray | None = None
     # doc_pca @ documents.T, made at the first query (never saved: it is the two arrays above)
@@ -110,15 +120,18 @@ class SignalModel:
             out["word_trust"] = self.word_trust
         if self.doc_exact.size:
             out["doc_exact"] = self.doc_exact
+        if self.doc_centroids.size:
+            out["doc_centroids"] = self.doc_centroids
+            out["doc_offsets"] = self.doc_offsets
         return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], *, knn: int, rare_below: int, info: dict) -> "SignalModel":
-        optional = {k: np.asarray(arrays[k]) for k in ("documents", "doc_pca", "word_trust", "doc_exact")
-                    if k in arrays}
+        optional = {k: np.asarray(arrays[k]) for k in ("documents", "doc_pca", "word_trust", "doc_exact",
+                                                       "doc_centroids", "doc_offsets") if k in arrays}
         return cls(**{k: np.asarray(arrays[k]) for k in ("heads", "forward", "backward", "bank", "pca", "pca_mean",
                                                           "word_counts")}, knn=knn, rare_below=rare_below, info=info,
-                   doc_rescore=int(info.get("doc_rescore", 0)), **optional)
+                   doc_rescore=int(info.get("doc_rescore", 0)), doc_probe=int(info.get("doc_probe", 0)), **optional)
 
 
 def document_bank(documents: np.ndarray, *, size: int, pca_dim: int, seed: int = 0,
@@ -143,14 +156,53 @@ def document_bank(documents: np.ndarray, *, size: int, pca_dim: int, seed: int =
     return (docs @ basis).astype(np.float32), basis, rows, (docs if keep_exact else none)
 
 
+def cluster_documents(docs: np.ndarray, clusters: int, *, seed: int = 0, iterations: int = 25
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, centroids, offsets) of spherical k-means on unit vectors ``docs``: ``docs[order]``
+    lists cluster 0's documents first, then cluster 1's, ... (cluster c: rows offsets[c]:offsets[c+1]
+    of the sorted bank); ``centroids`` are unit rows. Deterministic for a seed; an emptied cluster
+    keeps its previous centroid (and holds no document)."""
+    rng = np.random.default_rng(seed)
+    clusters = max(1, min(int(clusters), len(docs)))
+    centroids = docs[rng.choice(len(docs), size=clusters, replace=False)].copy()
+    assign = np.zeros(len(docs), dtype=np.int64)
+    for step in range(iterations):
+        new = np.argmax(docs @ centroids.T, axis=1)
+        if step and np.array_equal(new, assign):
+            break
+        assign = new
+        sums = np.zeros_like(centroids, dtype=np.float64)
+        np.add.at(sums, assign, docs)
+        filled = np.linalg.norm(sums, axis=1) > 0
+        centroids[filled] = _unit(sums[filled]).astype(np.float32)
+    assign = np.argmax(docs @ centroids.T, axis=1)
+    order = np.argsort(assign, kind="stable")
+    offsets = np.searchsorted(assign[order], np.arange(clusters + 1)).astype(np.int64)
+    return order, centroids.astype(np.float32), offsets
+
+
+def probed_mask(model: "SignalModel", unit_vectors: np.ndarray) -> np.ndarray:
+    """(n, n_docs) bool: the bank documents in each query's ``doc_probe`` nearest clusters."""
+    centre_scores = unit_vectors @ model.doc_centroids.T
+    probe = min(model.doc_probe, centre_scores.shape[1])
+    nearest = np.argpartition(-centre_scores, probe - 1, axis=1)[:, :probe]
+    cluster_of = np.repeat(np.arange(len(model.doc_offsets) - 1), np.diff(model.doc_offsets))
+    return (cluster_of[None, :, None] == nearest[:, None, :]).any(axis=2)
+
+
 def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndarray, *, n_heads: int = 4,
                      alpha: float = 1.0, bank_size: int = 4096, pca_dim: int = 64, knn: int = 10,
                      rare_below: int = 2, seed: int = 0, documents: np.ndarray | None = None,
-                     doc_bank_size: int = 8192, doc_pca_dim: int = 0, doc_rescore: int = 0) -> SignalModel:
+                     doc_bank_size: int = 8192, doc_pca_dim: int = 0, doc_rescore: int = 0,
+                     doc_clusters: int = 0, doc_probe: int = 0) -> SignalModel:
     """Fit the signals on the student's TRAINING texts (their student and teacher vectors): the
     heads and maps learn where pairs exist, the bank and word counts record what was seen.
     ``documents`` (the teacher's vectors of the served corpus) enable the retrieval signals;
-    ``doc_rescore`` > 0 with ``doc_pca_dim`` > 0 scores them in two stages (see SignalModel)."""
+    ``doc_rescore`` > 0 with ``doc_pca_dim`` > 0 scores them in two stages, ``doc_clusters`` and
+    ``doc_probe`` > 0 (full-dimension bank) in the probed clusters only (see SignalModel)."""
+    if doc_probe and (doc_pca_dim or doc_rescore or doc_probe > doc_clusters):
+        raise ValueError(f"doc_probe {doc_probe} needs a full-dimension bank (doc_pca_dim 0, doc_rescore 0) and "
+                         f"at most doc_clusters ({doc_clusters}) clusters probed")
     if len(texts) != len(student) or len(student) != len(teacher):
         raise ValueError(f"texts ({len(texts)}), student ({len(student)}) and teacher ({len(teacher)}) vectors "
                          "must be the same texts")
@@ -183,10 +235,17 @@ def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndar
         info.update(doc_bank_size=int(len(doc_bank)), doc_pca_dim=int(doc_pca.shape[1]) if doc_pca.size else 0)
         if doc_exact.size:
             info.update(doc_rescore=int(doc_rescore))
+    centroids, offsets = np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    if doc_probe and doc_bank.size:
+        order, centroids, offsets = cluster_documents(doc_bank, doc_clusters, seed=seed)
+        doc_bank = np.ascontiguousarray(doc_bank[order])
+        doc_rows = None if doc_rows is None else doc_rows[order]
+        info.update(doc_clusters=int(len(centroids)), doc_probe=int(doc_probe))
     return SignalModel(heads=np.stack(heads), forward=forward, backward=backward, bank=bank, pca=pca,
                        pca_mean=pca_mean.astype(np.float32), word_counts=counts, knn=knn, rare_below=rare_below,
                        info=info, documents=doc_bank, doc_pca=doc_pca, doc_rows=doc_rows,
-                       doc_exact=doc_exact, doc_rescore=int(doc_rescore) if doc_exact.size else 0)
+                       doc_exact=doc_exact, doc_rescore=int(doc_rescore) if doc_exact.size else 0,
+                       doc_centroids=centroids, doc_offsets=offsets, doc_probe=int(doc_probe) if centroids.size else 0)
 
 
 def _word_stats(model: SignalModel, bags: WordBags) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -201,28 +260,40 @@ def _word_stats(model: SignalModel, bags: WordBags) -> tuple[np.ndarray, np.ndar
     return rare.astype(np.float32), bags.lengths.astype(np.float32), bags.mean(rarity).astype(np.float32)
 
 
+def _result_list(model: SignalModel, s: np.ndarray, rows: np.ndarray, hit: np.ndarray, profile: bool
+                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(scores, mean, std): each query's scores over the bank as its result list reads them (-inf:
+    not in the list: an excluded source, a candidate the first stage dropped, an unprobed cluster)
+    and, with ``profile``, the mean and spread of its scores over the whole bank (exact where the
+    list is exact: retrieval_contrast's corpus profile)."""
+    scores = _bank_scores(model, s)                                      # (n, n_docs)
+    mean = std = None
+    if model.doc_rescore:
+        # two stages: the PCA scores pick candidates, their exact cosines are the result list
+        exact = s @ model.doc_exact.T
+        if profile:
+            mean, std = exact.mean(axis=1), np.maximum(exact.std(axis=1), 1e-6)
+        scores[rows, hit[rows]] = -np.inf
+        exact[rows, hit[rows]] = -np.inf
+        return _rescored(scores, exact, model.doc_rescore), mean, std
+    if profile:    # only retrieval_contrast reads the whole profile (a live query pays for each pass)
+        mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
+    scores[rows, hit[rows]] = -np.inf
+    if model.doc_probe:
+        scores[~probed_mask(model, s)] = -np.inf
+    return scores, mean, std
+
+
 def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
                        exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
     if not model.documents.size:
         raise ValueError(f"signals {[n for n in names if n in RETRIEVAL_SIGNALS]} need the served corpus' documents: "
                          "fit the signal model with documents=... (fit_router passes the corpus)")
-    scores = _bank_scores(model, s)                                      # (n, n_docs)
     rows = np.zeros(0, dtype=np.int64)
     hit = _excluded_bank_rows(model, exclude)
     if exclude is not None:
         rows = np.flatnonzero(hit >= 0)
-    if model.doc_rescore:
-        # two stages: the PCA scores pick candidates, their exact cosines are the result list
-        exact = s @ model.doc_exact.T
-        if "retrieval_contrast" in names:
-            mean, std = exact.mean(axis=1), np.maximum(exact.std(axis=1), 1e-6)
-        scores[rows, hit[rows]] = -np.inf
-        exact[rows, hit[rows]] = -np.inf
-        scores = _rescored(scores, exact, model.doc_rescore)
-    else:
-        if "retrieval_contrast" in names:   # only it reads the whole profile (a live query pays for each pass)
-            mean, std = scores.mean(axis=1), np.maximum(scores.std(axis=1), 1e-6)
-        scores[rows, hit[rows]] = -np.inf
+    scores, mean, std = _result_list(model, s, rows, hit, "retrieval_contrast" in names)
     top_n = min(max(ENTROPY_TOP, 11), scores.shape[1])
     top = np.partition(scores, scores.shape[1] - top_n, axis=1)[:, -top_n:]
     top = -np.sort(-top, axis=1)                                         # descending
@@ -234,6 +305,7 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
     if "retrieval_boundary" in names:
         out["retrieval_boundary"] = -(top[:, 9] - top[:, 10]) if top_n > 10 else np.zeros(len(s))
     if "retrieval_contrast" in names:
+        assert mean is not None and std is not None
         out["retrieval_contrast"] = -(top[:, :10].mean(axis=1) - mean) / std
     if "retrieval_entropy" in names:
         logits = (top - top[:, :1]) / ENTROPY_TEMPERATURE
@@ -243,13 +315,7 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
     if "retrieval_map_change" in names:
         # the forward ridge map is the training pairs' best linear guess of the teacher vector:
         # where moving the query there reshuffles its top-10, the top-10 is fragile
-        moved = _unit(s @ model.forward)
-        mapped = _bank_scores(model, moved)
-        mapped[rows, hit[rows]] = -np.inf
-        if model.doc_rescore:
-            exact_moved = moved @ model.doc_exact.T
-            exact_moved[rows, hit[rows]] = -np.inf
-            mapped = _rescored(mapped, exact_moved, model.doc_rescore)
+        mapped, _, _ = _result_list(model, _unit(s @ model.forward), rows, hit, profile=False)
         k = min(10, scores.shape[1])
         a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         b = np.argpartition(-mapped, k - 1, axis=1)[:, :k]

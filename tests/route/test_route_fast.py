@@ -31,13 +31,15 @@ def vectors(static_student):
             "queries": (QUERIES + TEXTS[:10], student.encode(QUERIES + TEXTS[:10], kind="query"))}
 
 
-def _fitted(vectors, signals, vector_components=0, combiner="ridge", doc_pca_dim=0, doc_rescore=0, documents=None):
+def _fitted(vectors, signals, vector_components=0, combiner="ridge", doc_pca_dim=0, doc_rescore=0, documents=None,
+            doc_clusters=0, doc_probe=0):
     """A router's signal model and calibration, fitted as the product fits them (fit_router: the
     document bank whenever a retrieval signal is named, the word trust table when word_trust is)."""
     if documents is None:
         documents = vectors["teacher"].encode([f"{x}, a document about it" for x in TEXTS])
     settings = RouterSettings(signals=signals, vector_components=vector_components, combiner=combiner, bank_size=32,
-                              pca_dim=8, doc_pca_dim=doc_pca_dim, doc_rescore=doc_rescore)
+                              pca_dim=8, doc_pca_dim=doc_pca_dim, doc_rescore=doc_rescore, doc_clusters=doc_clusters,
+                              doc_probe=doc_probe)
     return fit_router(TextVectors(*vectors["reference"]), TextVectors(*vectors["calibration"]), documents, settings)
 
 
@@ -98,6 +100,63 @@ def test_compiled_two_stage_confidence_equals_the_reference(vectors, many_docume
     single = np.concatenate([compiled([t], s[i:i + 1]) for i, t in enumerate(texts)])
     assert np.allclose(single, expected, rtol=0, atol=1e-5)
     assert expected.std() > 1e-3
+
+
+def test_a_clustered_bank_probing_every_cluster_is_the_full_bank(vectors, many_documents):
+    from tava_core.route.signals import compute_signals
+
+    texts, s = vectors["queries"]
+    full, _ = _fitted(vectors, RETRIEVAL_SET, documents=many_documents)
+    every, _ = _fitted(vectors, RETRIEVAL_SET, documents=many_documents, doc_clusters=8, doc_probe=8)
+    some, _ = _fitted(vectors, RETRIEVAL_SET, documents=many_documents, doc_clusters=8, doc_probe=2)
+    # the bank is the same documents, sorted by cluster; offsets partition it
+    assert every.documents.shape == full.documents.shape and every.doc_offsets[-1] == len(many_documents)
+    assert np.allclose(np.sort(every.documents, axis=0), np.sort(full.documents, axis=0))
+    want = compute_signals(full, texts, s, RETRIEVAL_SET)
+    got = compute_signals(every, texts, s, RETRIEVAL_SET)
+    for name in RETRIEVAL_SET:
+        np.testing.assert_allclose(got[name], want[name], atol=2e-5, err_msg=name)
+    # two of eight clusters: the best document is found for most queries, yet the list is shorter
+    part = compute_signals(some, texts, s, RETRIEVAL_SET)
+    assert np.isclose(part["retrieval_top_score"], want["retrieval_top_score"], atol=1e-6).mean() > 0.7
+    assert np.abs(part["retrieval_entropy"] - want["retrieval_entropy"]).max() > 1e-3
+
+
+def test_cluster_documents_sorts_the_bank_by_nearest_centroid(many_documents):
+    from tava_core.route.signals import _unit, cluster_documents
+
+    docs = _unit(many_documents.astype(np.float32))
+    order, centroids, offsets = cluster_documents(docs, 8, seed=3)
+    assert sorted(order.tolist()) == list(range(len(docs)))
+    assert offsets[0] == 0 and offsets[-1] == len(docs) and np.all(np.diff(offsets) >= 0)
+    assert np.allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-5)
+    nearest = np.argmax(docs[order] @ centroids.T, axis=1)
+    assert np.array_equal(nearest, np.repeat(np.arange(8), np.diff(offsets)))
+    again = cluster_documents(docs, 8, seed=3)
+    assert np.array_equal(again[0], order) and np.array_equal(again[2], offsets)
+
+
+@pytest.mark.parametrize("vector_components", [0, 3])
+def test_compiled_clustered_confidence_equals_the_reference(vectors, many_documents, vector_components):
+    model, calibration = _fitted(vectors, RETRIEVAL_SET + ["word_rarity"], vector_components, doc_clusters=8,
+                                 doc_probe=3, documents=many_documents)
+    texts, s = vectors["queries"]
+    expected = confidence(model, calibration, texts, s)
+    compiled = CompiledConfidence(model, calibration)
+    assert np.allclose(compiled(texts, s), expected, rtol=0, atol=1e-5)
+    single = np.concatenate([compiled([t], s[i:i + 1]) for i, t in enumerate(texts)])
+    assert np.allclose(single, expected, rtol=0, atol=1e-5)
+    assert expected.std() > 1e-3
+
+
+def test_clustered_settings_name_what_they_need():
+    with pytest.raises(ValueError, match="go together"):
+        RouterSettings(doc_clusters=64)
+    with pytest.raises(ValueError, match="doc_probe <= doc_clusters"):
+        RouterSettings(doc_clusters=4, doc_probe=8)
+    with pytest.raises(ValueError, match="full-dimension"):
+        RouterSettings(doc_clusters=64, doc_probe=4, doc_pca_dim=64)
+    assert RouterSettings(doc_clusters=64, doc_probe=6).doc_probe == 6
 
 
 def test_two_stage_settings_name_what_they_need():
@@ -174,7 +233,8 @@ def test_router_fast_path_routes_exactly_like_the_reference_path(router_dir, sta
     assert router(True).with_budget(0.5).fast_path and not router(False).with_budget(0.5).fast_path
 
 
-@pytest.mark.parametrize("name", ["default", "everything", "retrieval_entropy", "word_trust", "two-stage"])
+@pytest.mark.parametrize("name", ["default", "everything", "retrieval_entropy", "word_trust", "two-stage",
+                                  "clustered"])
 def test_fused_static_path_gives_the_students_vectors_and_the_compiled_confidence(vectors, static_student, name,
                                                                                  many_documents):
     from tava_core.config import EncoderSpec
@@ -184,6 +244,8 @@ def test_fused_static_path_gives_the_students_vectors_and_the_compiled_confidenc
     if name == "two-stage":
         model, calibration = _fitted(vectors, RETRIEVAL_SET, 2, doc_pca_dim=8, doc_rescore=64,
                                      documents=many_documents)
+    elif name == "clustered":
+        model, calibration = _fitted(vectors, RETRIEVAL_SET, 2, doc_clusters=8, doc_probe=3, documents=many_documents)
     else:
         signals, k = SETS[name]
         model, calibration = _fitted(vectors, signals, k, doc_pca_dim=4 if name == "retrieval_entropy" else 0)
@@ -214,18 +276,21 @@ def test_fused_path_is_skipped_over_its_memory_cap(router_dir, monkeypatch):
     assert np.allclose(out["confidence"], router.route(QUERIES)["confidence"], rtol=0, atol=1e-5)
 
 
-def test_a_saved_two_stage_router_loads_with_its_exact_documents(vectors, many_documents, tmp_path):
+@pytest.mark.parametrize("bank", ["two-stage", "clustered"])
+def test_a_saved_router_loads_with_its_document_bank(vectors, many_documents, tmp_path, bank):
     from tava_core.config import EncoderSpec
     from tava_core.route.router import load_router, save_router, threshold_from
 
-    model, calibration = _fitted(vectors, RETRIEVAL_SET, 2, doc_pca_dim=8, doc_rescore=64, documents=many_documents)
+    options = dict(doc_pca_dim=8, doc_rescore=64) if bank == "two-stage" else dict(doc_clusters=8, doc_probe=3)
+    model, calibration = _fitted(vectors, RETRIEVAL_SET, 2, documents=many_documents, **options)
     student, teacher = vectors["student"], vectors["teacher"]
     out = save_router(tmp_path / "r", student=EncoderSpec(model=student.spec.model),
                       student_fingerprint=student.fingerprint, teacher=EncoderSpec(model="all-MiniLM-L6-v2"),
                       teacher_fingerprint=teacher.fingerprint, signal_model=model, calibration=calibration,
                       threshold=threshold_from(calibration, teacher_budget=0.25))
     loaded = load_router(out)
-    assert loaded.signal_model.doc_rescore == 64
-    np.testing.assert_array_equal(loaded.signal_model.doc_exact, model.doc_exact)
+    assert loaded.signal_model.doc_rescore == model.doc_rescore and loaded.signal_model.doc_probe == model.doc_probe
+    for name in ("doc_exact", "doc_centroids", "doc_offsets"):
+        np.testing.assert_array_equal(getattr(loaded.signal_model, name), getattr(model, name))
     texts, s = vectors["queries"]
     assert np.allclose(loaded.confidence(texts, s), confidence(model, calibration, texts, s), rtol=0, atol=1e-5)
