@@ -22,6 +22,10 @@ Phases keep choosing and reporting apart:
   chosen on dev, plus the defaults), read once.
 Each cell: nDCG@10 of every map and the 95% paired bootstrap interval of learned - best closed form.
 
+``--selection scifact``: the variants choose (early stopping, keep-learned gate) on label-free in-domain
+rows instead of held-out generic pairs (``selection_set``; ``AdapterConfig.selection_*_vectors``), stored as
+'<variant>+select'. bench/adapter_cross_sweep.py records every checkpoint of such runs beside dev nDCG.
+
 Choosing rule (dev): the variant with the best mean learned - best closed form over the two span
 settings. The reported run (one thread, nice 10; each training 6-19 min on the shared CPU):
 
@@ -30,6 +34,10 @@ settings. The reported run (one thread, nice 10; each training 6-19 min on the s
     python bench/adapter_cross.py --phase dev --settings a+spans b+spans --variants default gate small_lr ranking_only
     python bench/adapter_cross.py --phase test --settings a b --variants default
     python bench/adapter_cross.py --phase test --settings a+spans b+spans --variants default small_lr
+    # session 13 (adapters trained by bench/adapter_cross_sweep.py, same cache keys):
+    python bench/adapter_cross.py --phase dev --settings a+spans --variants prox3
+    python bench/adapter_cross.py --phase dev --settings a+spans b+spans --variants patient --selection scifact
+    python bench/adapter_cross.py --phase test --settings a+spans b+spans --variants patient --selection scifact
 """
 from __future__ import annotations
 
