@@ -22,6 +22,10 @@ Phases keep choosing and reporting apart:
   chosen on dev, plus the defaults), read once.
 Each cell: nDCG@10 of every map and the 95% paired bootstrap interval of learned - best closed form.
 
+``--selection scifact``: the variants choose (early stopping, keep-learned gate) on label-free in-domain
+rows instead of held-out generic pairs (``selection_set``; ``AdapterConfig.selection_*_vectors``), stored as
+'<variant>+select'. bench/adapter_cross_sweep.py records every checkpoint of such runs beside dev nDCG.
+
 Choosing rule (dev): the variant with the best mean learned - best closed form over the two span
 settings. The reported run (one thread, nice 10; each training 6-19 min on the shared CPU):
 
@@ -30,6 +34,10 @@ settings. The reported run (one thread, nice 10; each training 6-19 min on the s
     python bench/adapter_cross.py --phase dev --settings a+spans b+spans --variants default gate small_lr ranking_only
     python bench/adapter_cross.py --phase test --settings a b --variants default
     python bench/adapter_cross.py --phase test --settings a+spans b+spans --variants default small_lr
+    # session 13 (adapters trained by bench/adapter_cross_sweep.py, same cache keys):
+    python bench/adapter_cross.py --phase dev --settings a+spans --variants prox3
+    python bench/adapter_cross.py --phase dev --settings a+spans b+spans --variants patient --selection scifact
+    python bench/adapter_cross.py --phase test --settings a+spans b+spans --variants patient --selection scifact
 """
 from __future__ import annotations
 
@@ -63,6 +71,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "small_lr": {"lr": 5e-6},
     # only the ranking term (the teacher's retrieval order over in-batch documents), no pointwise terms
     "ranking_only": {"paired_cosine_weight": 0.0, "contrastive_weight": 0.0},
+    # weight decay towards the closed-form start (AdapterConfig.proximal_weight), at three strengths
+    "prox0.3": {"proximal_weight": 0.3},
+    "prox3": {"proximal_weight": 3.0},
+    "prox30": {"proximal_weight": 30.0},
+    # the skip path frozen at its closed-form start: only the non-linear correction learns
+    "frozen_skip": {"train_skip": False},
+    # no early stopping (patience past max_steps / eval_every): every checkpoint is compared on the selection
+    # metric -- with --selection scifact the in-domain rows, whose gains in b come late (after step 1,000)
+    "patient": {"patience": 31},
 }
 
 
@@ -98,6 +115,26 @@ def training_pairs(data: dict[str, Any], setting: str) -> tuple[np.ndarray, np.n
     return x, y, mask
 
 
+def selection_set(data: dict[str, Any], setting: str) -> Any:
+    """``--selection scifact``: label-free in-domain rows that only choose (``AdapterConfig.selection_*``):
+    SciFact documents' span views as queries, mpnet's vectors of the 5,183 documents as the pool. In a no
+    SciFact text is trained on, so every span view is a query; in b the span views are training rows, so only
+    those among the adapter's held-out pairs (the same split for every variant) are."""
+    from tava_core.adapter.config import AdapterConfig
+    from tava_core.adapter.trainer import SelectionSet, split_paired
+
+    sci_spans = spans(data["scifact"].docs)
+    student, teacher = teacher_vectors(STUDENT, sci_spans), teacher_vectors(TEACHER, sci_spans)
+    rows = np.arange(len(student))
+    if "doc_spans" in SETTINGS[setting]:
+        x, _, mask = training_pairs(data, setting)
+        first_span = len(x) - len(student)  # doc spans are the setting's last rows
+        held = split_paired(np.arange(len(x), dtype=np.float32)[:, None], x[:, :1], AdapterConfig(mode="paired"),
+                            0, mask).heldout_student[:, 0].astype(int)
+        rows = np.sort(held[held >= first_span] - first_span)
+    return SelectionSet(student[rows], teacher[rows], data["docs_teacher"])
+
+
 def closed_forms(x: np.ndarray, y: np.ndarray, query_like: np.ndarray) -> dict[str, Any]:
     """Ridge and Procrustes on the adapter's training rows (its held-out pairs excluded; every variant
     keeps AdapterConfig's split, so they are the same rows for all)."""
@@ -110,9 +147,10 @@ def closed_forms(x: np.ndarray, y: np.ndarray, query_like: np.ndarray) -> dict[s
     return fit_baselines(split.student, split.teacher)
 
 
-def fit(x: np.ndarray, y: np.ndarray, query_like: np.ndarray, overrides: dict[str, Any], cache: Path
-        ) -> tuple[Any, dict[str, Any]]:
-    """The learned adapter, cached by its inputs and config (the test phase scores the adapter dev chose)."""
+def fit(x: np.ndarray, y: np.ndarray, query_like: np.ndarray, overrides: dict[str, Any], cache: Path,
+        selection: Any = None) -> tuple[Any, dict[str, Any]]:
+    """The learned adapter, cached by its inputs, config and selection rows (the test phase scores the adapter
+    dev chose)."""
     import torch
 
     from tava_core.adapter.config import AdapterConfig
@@ -120,15 +158,18 @@ def fit(x: np.ndarray, y: np.ndarray, query_like: np.ndarray, overrides: dict[st
     from tava_core.io import stable_hash
 
     config = AdapterConfig(mode="paired", **overrides)
-    key = stable_hash({"x": stable_hash(x[::97].round(4).tolist(), 16), "n": len(x), "mask": int(query_like.sum()),
-                       "config": config.model_dump(mode="json")}, 16)
+    identity = {"x": stable_hash(x[::97].round(4).tolist(), 16), "n": len(x), "mask": int(query_like.sum()),
+                "config": config.model_dump(mode="json")}
+    if selection is not None:  # keys of runs without selection rows stay as they were
+        identity["selection"] = [len(selection.queries), stable_hash(selection.queries[::37].round(4).tolist(), 16)]
+    key = stable_hash(identity, 16)
     path = cache / f"{key}.pt"
     if path.is_file():
         saved = torch.load(path, weights_only=False)
         adapter, info = saved["adapter"], saved["info"]
     else:
         began = time.perf_counter()
-        run = train_adapter_from_arrays(x, y, config, query_like=query_like)
+        run = train_adapter_from_arrays(x, y, config, query_like=query_like, selection=selection)
         adapter = run.result.adapter
         seed_run = run.report["seed_runs"][0]
         info = {"start": seed_run.get("start"), "start_evidence": seed_run.get("start_evidence"),
@@ -145,8 +186,11 @@ def score(query_vectors: np.ndarray, data: dict[str, Any], split: str) -> np.nda
     return transfer_score(query_vectors, data["scifact"], split, data["docs_teacher"])
 
 
-def cell(data: dict[str, Any], setting: str, variants: list[str], split: str, cache: Path) -> dict[str, Any]:
-    """One setting on one split: closed forms and each adapter variant, learned - best closed form (95%)."""
+def cell(data: dict[str, Any], setting: str, variants: list[str], split: str, cache: Path,
+         selection: str | None = None) -> dict[str, Any]:
+    """One setting on one split: closed forms and each adapter variant, learned - best closed form (95%);
+    with ``selection`` ('scifact'), each variant chooses on in-domain rows (``selection_set``), stored as
+    '<variant>+select'."""
     from tava_core.evaluate.metrics import paired_bootstrap
 
     x, y, mask = training_pairs(data, setting)
@@ -156,14 +200,18 @@ def cell(data: dict[str, Any], setting: str, variants: list[str], split: str, ca
     best = max(closed, key=lambda name: float(closed[name].mean()))
     out: dict[str, Any] = {"training_rows": len(x), "span_rows": int(mask.sum()), "best_closed_form": best,
                            "maps": {name: round(float(v.mean()), 4) for name, v in closed.items()}, "learned": {}}
+    chooser = selection_set(data, setting) if selection == "scifact" else None
     for variant in variants:
-        adapter, info = fit(x, y, mask, VARIANTS[variant], cache)
+        adapter, info = fit(x, y, mask, VARIANTS[variant], cache, chooser)
         learned = score(adapter.map_numpy(queries), data, split)
         gap = paired_bootstrap(learned, closed[best])
-        out["learned"][variant] = {"ndcg_at_10": round(float(learned.mean()), 4), "config": VARIANTS[variant],
-                                   "minus_best_closed_form": round(gap["mean"], 4),
-                                   "minus_best_closed_form_95": [round(gap["low"], 4), round(gap["high"], 4)],
-                                   "ahead": bool(gap["mean"] > 0), "training": info}
+        name = variant if chooser is None else f"{variant}+select"
+        chosen_on = None if chooser is None else {"rows": selection, "queries": len(chooser.queries),
+                                                  "documents": len(chooser.documents)}
+        out["learned"][name] = {"ndcg_at_10": round(float(learned.mean()), 4), "config": VARIANTS[variant],
+                                "selection": chosen_on, "minus_best_closed_form": round(gap["mean"], 4),
+                                "minus_best_closed_form_95": [round(gap["low"], 4), round(gap["high"], 4)],
+                                "ahead": bool(gap["mean"] > 0), "training": info}
     return out
 
 
@@ -189,6 +237,9 @@ def main() -> None:
     parser.add_argument("--span-texts", type=int, default=10000, help="span views of the first N passages")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
+    parser.add_argument("--selection", choices=["scifact"], default=None,
+                        help="choose on label-free in-domain rows (SciFact documents' span views against the "
+                             "documents; AdapterConfig.selection_*_vectors) instead of held-out generic pairs")
     parser.add_argument("--adapter-cache", type=Path, default=CACHE / "adapter-cross")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=1)
@@ -209,7 +260,7 @@ def main() -> None:
               "student": STUDENT, "teacher": TEACHER, "teacher_ndcg_at_10": round(float(teacher.mean()), 4),
               "sizes": data["sizes"], "settings": {}}
     for setting in args.settings:
-        report["settings"][setting] = cell(data, setting, args.variants, split, args.adapter_cache)
+        report["settings"][setting] = cell(data, setting, args.variants, split, args.adapter_cache, args.selection)
         print(f"[{args.phase}] {setting}: " + json.dumps({k: v for k, v in report["settings"][setting].items()
                                                           if k in ("maps", "best_closed_form")})
               + " " + json.dumps({v: (r["ndcg_at_10"], r["minus_best_closed_form_95"], r["training"]["best_step"])

@@ -22,6 +22,8 @@ def cli(ctx: click.Context, **params) -> None:
     checks.vector_dirs(config.teacher_vectors, "--teacher-vectors")
     checks.vector_dirs(config.domain_student_vectors, "--domain-student-vectors")
     checks.vector_dirs(config.domain_teacher_vectors, "--domain-teacher-vectors")
+    checks.vector_dirs(config.selection_student_vectors, "--selection-student-vectors")
+    checks.vector_dirs(config.selection_teacher_vectors, "--selection-teacher-vectors")
     checks.encoder(config.student, "--student")
     checks.existing_dir(config.warm_start, "--warm-start")
     echo_record(run_flow("flows.adapt:train_adapter", config, home=str(TavaHome().root)))

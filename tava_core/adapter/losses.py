@@ -144,3 +144,20 @@ class RankingDistillationLoss(nn.Module):
             teacher_logits = teacher_logits.index_put((rows, own[rows]), torch.tensor(-1e4))
         return F.kl_div(F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1), log_target=True,
                         reduction="batchmean")
+
+
+class ProximalLoss(nn.Module):
+    """Weight decay towards the start instead of towards zero (L2-SP): the summed squared distance of
+    the trainable parameters from a snapshot taken when the loss is built (the closed-form start of the
+    skip path, the zero head of the correction, the blocks' initial weights; or a warm-start adapter's).
+
+    A map fitted on generic pairs can fit its held-out pairs better while moving out-of-domain queries
+    away from where the closed form put them; a pull towards the start bounds how far it may move."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.anchors = [p.detach().clone() for p in self.params]
+
+    def forward(self) -> torch.Tensor:
+        return torch.stack([((p - a) ** 2).sum() for p, a in zip(self.params, self.anchors, strict=True)]).sum()

@@ -21,7 +21,7 @@ from .data import VectorSide, check_training_inputs, check_vectors, join_pairs, 
 from .io import load_adapter, read_adapter_config, save_adapter
 from .metrics import alignment_metrics
 from .report import markdown_report, plot_curves
-from .trainer import AdapterData, TrainingResult, split_paired, split_unpaired, train_best_of_seeds
+from .trainer import AdapterData, SelectionSet, TrainingResult, split_paired, split_unpaired, train_best_of_seeds
 
 
 @dataclass
@@ -60,12 +60,15 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
                               teacher_info: Optional[dict] = None, warm_start: Optional[str | Path] = None,
                               show_progress: bool = False, split_seed: Optional[int] = None,
                               domain: Optional[tuple[np.ndarray, np.ndarray]] = None,
-                              query_like: Optional[np.ndarray] = None) -> AdapterRun:
+                              query_like: Optional[np.ndarray] = None,
+                              selection: Optional[SelectionSet] = None) -> AdapterRun:
     """Train on row-aligned ``student``/``teacher`` vectors (for unpaired mode, they are split into
     disjoint halves so no text is seen on both sides; held-out pairs only measure). ``split_seed`` draws
     the held-out pairs (default: the first training seed), so separate single-seed runs can share the
     split that best-of-N seeds compare on. ``query_like``: a bool per row, True for query-like texts (span
-    views; ``query_like_rows``), which the start, early stopping and the keep-learned gate compare on."""
+    views; ``query_like_rows``), which the start, early stopping and the keep-learned gate compare on.
+    ``selection``: label-free in-domain rows that early stopping, the best seed and the gate compare on instead
+    (``SelectionSet``; never trained on)."""
     check_vectors(student, "student vectors")
     check_vectors(teacher, "teacher vectors")
     if len(student) != len(teacher):
@@ -83,6 +86,7 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
     split_seed = config.seeds[0] if split_seed is None else split_seed
     data = (split_paired(student, teacher, config, split_seed, query_like) if config.mode == "paired"
             else split_unpaired(student, teacher, config, split_seed, query_like=query_like))
+    data.selection = selection
     if min(len(data.student), len(data.teacher)) < config.batch_size:
         raise ConfigError(f"after holding out {len(data.heldout_student)} pairs only "
                           f"{min(len(data.student), len(data.teacher))} training vectors are left, fewer than a "
@@ -101,7 +105,9 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
         "data": {"train_student": len(data.student), "train_teacher": len(data.teacher),
                  "heldout_pairs": len(data.heldout_student),
                  "heldout_query_like": (0 if data.heldout_query_like is None
-                                        else int(np.sum(data.heldout_query_like)))},
+                                        else int(np.sum(data.heldout_query_like))),
+                 "selection_queries": 0 if selection is None else len(selection.queries),
+                 "selection_documents": 0 if selection is None else len(selection.documents)},
         "selection": {"rows": config.selection_rows, **result.keep},
         "training": result.summary(), "seed_runs": runs, "metrics": metrics, "baseline_notes": notes,
         "warm_start": str(warm_start) if warm_start else None,
@@ -189,6 +195,24 @@ def load_domain_vectors(config: AdapterConfig, student: VectorSide, teacher: Vec
     return pairs[0][0].vectors, pairs[1][0].vectors
 
 
+def load_selection_vectors(config: AdapterConfig, student: VectorSide, teacher: VectorSide
+                           ) -> Optional[SelectionSet]:
+    """The in-domain selection rows (``selection_*_vectors``: documents and their span views embedded by both
+    encoders, joined by id), checked against each side's encoder; None when not given."""
+    if not config.selection_student_vectors:
+        return None
+    sides = ((read_side(config.selection_student_vectors, "selection student"), student, "--selection-student-vectors"),
+             (read_side(config.selection_teacher_vectors, "selection teacher"), teacher, "--selection-teacher-vectors"))
+    for chosen, side, option in sides:
+        if chosen.fingerprint != side.fingerprint or chosen.dim != side.dim:
+            raise ConfigError(f"{option} come from encoder {chosen.fingerprint[:12] or '?'} ({chosen.dim}-d), the "
+                              f"training vectors of that side from {side.fingerprint[:12] or '?'} ({side.dim}-d)",
+                              path=chosen.dirs[0], hint="embed the selection texts with the same encoder as that side")
+        check_vectors(chosen.vectors, chosen.dirs[0])
+    keys, x, y = join_pairs(sides[0][0], sides[1][0])
+    return SelectionSet.from_rows(x, y, query_like_rows(keys))
+
+
 def train_adapter_from_dirs(config: AdapterConfig, home: TavaHome | None = None, *,
                             show_progress: bool = False) -> AdapterRun:
     """Read the vector directories, train, and save under ``<home>/artifacts/adapters/<name>/``."""
@@ -199,7 +223,8 @@ def train_adapter_from_dirs(config: AdapterConfig, home: TavaHome | None = None,
                                     teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
                                     warm_start=config.warm_start, show_progress=show_progress,
                                     domain=load_domain_vectors(config, student, teacher),
-                                    query_like=query_like_rows(keys))
+                                    query_like=query_like_rows(keys),
+                                    selection=load_selection_vectors(config, student, teacher))
     save_run(run, home.artifacts / "adapters" / slug(name), student_spec=student_spec_for(config, student))
     return run
 
@@ -214,7 +239,8 @@ def inputs_checksum(config: AdapterConfig) -> str:
 
     shards = []
     for directory in [*config.student_vectors, *config.teacher_vectors, *config.domain_student_vectors,
-                      *config.domain_teacher_vectors]:
+                      *config.domain_teacher_vectors, *config.selection_student_vectors,
+                      *config.selection_teacher_vectors]:
         manifest = load_vector_manifest(directory)
         shards.append([manifest.fingerprint, [s.sha256 for s in manifest.shards]])
     warm = adapter_weights_hash(config.warm_start) if config.warm_start else None
@@ -254,7 +280,8 @@ def train_adapter(config: AdapterConfig, inputs: AdapterInputs, out_dir: str | P
                                         teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
                                         warm_start=config.warm_start, show_progress=show_progress,
                                         domain=load_domain_vectors(config, student, teacher),
-                                        query_like=query_like_rows(keys))
+                                        query_like=query_like_rows(keys),
+                                        selection=load_selection_vectors(config, student, teacher))
         run.report["run_key"] = key
         save_run(run, out, student_spec=student_spec_for(config, student))
         report = run.report

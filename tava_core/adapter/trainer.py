@@ -32,6 +32,7 @@ from .losses import (
     CycleConsistencyLoss,
     GradientPenalty,
     PairedSupervisionLoss,
+    ProximalLoss,
     RankingDistillationLoss,
     ReconstructionLoss,
     VectorSpacePreservationLoss,
@@ -43,6 +44,28 @@ if TYPE_CHECKING:
     from .unsupervised import UnsupervisedSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class SelectionSet:
+    """Label-free in-domain rows that only choose, never train (``AdapterConfig.selection_*_vectors``): the
+    student's ``queries`` (span views), mapped, should retrieve among ``documents`` (the teacher's vectors of
+    the target collection) what the teacher's vectors of the same texts, ``targets``, retrieve."""
+
+    queries: np.ndarray
+    targets: np.ndarray
+    documents: np.ndarray
+
+    @classmethod
+    def from_rows(cls, student: np.ndarray, teacher: np.ndarray, query_like: np.ndarray) -> "SelectionSet":
+        """Query-like rows (span views) are the queries, the other rows' teacher vectors the documents."""
+        query_like = np.asarray(query_like, dtype=bool)
+        if int(query_like.sum()) < MIN_QUERY_LIKE or int((~query_like).sum()) < MIN_QUERY_LIKE:
+            raise ConfigError(f"the selection vectors hold {int(query_like.sum())} span views and "
+                              f"{int((~query_like).sum())} documents; at least {MIN_QUERY_LIKE} of each are needed",
+                              hint="embed the target collection's documents and its span views (`tava distill` "
+                                   "writes them) with both encoders and give all four directories")
+        return cls(student[query_like], teacher[query_like], teacher[~query_like])
 
 
 @dataclass
@@ -59,6 +82,7 @@ class AdapterData:
     # are enough (config.selection_rows). Per training row (paired only) and per held-out row; None = unknown.
     query_like: Optional[np.ndarray] = None
     heldout_query_like: Optional[np.ndarray] = None
+    selection: Optional[SelectionSet] = None  # in-domain rows that choose maps (never trained on)
 
     @property
     def has_heldout(self) -> bool:
@@ -135,8 +159,12 @@ def selection_for(metric: str, metric_names: Iterable[str]) -> Selection:
     """The held-out selection rule (early stopping, best-of-N seeds, the keep-learned gate) for
     ``config.early_stopping_metric``: mean cosine (ties: lower mean rank), retrieval overlap (to 4 decimals;
     ties: mean cosine) when it is measured, else mean rank (to 4 decimals; ties: mean cosine). Mean cosine
-    and retrieval overlap are taken over the query-like held-out rows when they are measured ('query_')."""
+    and retrieval overlap are taken over the query-like held-out rows when they are measured ('query_'); retrieval
+    overlap over the in-domain selection rows ('selection_', ``SelectionSet``) wins over both when measured."""
     names = list(metric_names)
+    in_domain = next((name for name in names if name.startswith("selection_retrieval_overlap@")), None)
+    if metric == "retrieval_overlap" and in_domain is not None:
+        return Selection(in_domain, greater_is_better=True, decimals=4, tie_break="mean_cosine")
     if metric == "mean_cosine":
         return Selection("query_mean_cosine" if "query_mean_cosine" in names else "mean_cosine",
                          greater_is_better=True, tie_break="mean_rank", tie_break_greater_is_better=False)
@@ -165,7 +193,13 @@ def _metric_names(config: AdapterConfig, data: AdapterData) -> list[str]:
         names.append("query_mean_cosine")
         if pooled:
             names.append(f"query_retrieval_overlap@{k}")
+    if data.selection is not None:
+        names.append(f"selection_retrieval_overlap@{_selection_k(config, data.selection)}")
     return names
+
+
+def _selection_k(config: AdapterConfig, selection: SelectionSet) -> int:
+    return min(config.knn_k, len(selection.documents) - 1)
 
 
 def _query_rows(config: AdapterConfig, data: AdapterData) -> Optional[np.ndarray]:
@@ -218,6 +252,8 @@ class AdapterTrainer(TrainingStage):
                                             config.contrastive_weight, config.contrastive_temperature)
         self.ranking = RankingDistillationLoss(config.ranking_temperature)
         self.ranking_documents: Optional[torch.Tensor] = None  # set per step by fit()
+        # the generator as handed in (closed-form start or warm start) is what the proximal term pulls to
+        self.proximal = ProximalLoss(self.generator) if config.proximal_weight > 0 else None
         generator_params = list(self.generator.parameters())
         if self.reverse is not None:
             seen = {id(p) for p in generator_params}  # a shared backbone appears once
@@ -298,6 +334,8 @@ class AdapterTrainer(TrainingStage):
                 terms["ranking"] = cfg.ranking_weight * self.ranking(mapped, t, docs, own)
             if back is not None:
                 terms["paired_reverse"] = self.paired(back, s_unit)
+        if self.proximal is not None:
+            terms["proximal"] = cfg.proximal_weight * self.proximal()
         return terms
 
     def _losses(self, student_batch: torch.Tensor | np.ndarray, teacher_batch: torch.Tensor | np.ndarray,
@@ -374,10 +412,15 @@ class AdapterTrainer(TrainingStage):
         spread = mean_pairwise_cosine(mapped)
         if spread > self.config.collapse_threshold:
             raise Diverged(f"adapter outputs collapsed (mean pairwise cosine {spread:.3f})")
+        metrics: dict[str, float] = {"mean_pairwise_cosine": spread}
+        if data.selection is not None:
+            chosen = data.selection
+            k = _selection_k(self.config, chosen)
+            metrics[f"selection_retrieval_overlap@{k}"] = retrieval_overlap(
+                self.generator.map_numpy(chosen.queries), chosen.targets, chosen.documents, k)
         if not data.has_heldout:
-            return {"mean_pairwise_cosine": spread}
-        metrics = alignment_metrics(mapped, data.heldout_teacher, k=self.config.knn_k, pool=self._pool(data))
-        metrics["mean_pairwise_cosine"] = spread
+            return metrics
+        metrics.update(alignment_metrics(mapped, data.heldout_teacher, k=self.config.knn_k, pool=self._pool(data)))
         rows = _query_rows(self.config, data)
         if rows is not None:
             metrics.update(query_metrics(mapped[rows], data.heldout_teacher[rows], self._pool(data),
