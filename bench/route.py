@@ -83,8 +83,8 @@ WORDS = ["rare_word_share", "word_rarity", "length"]          # no matrix produc
 RETRIEVAL = list(RETRIEVAL_SIGNALS)
 
 
-FULL_BANK = (8192, 0, 0)   # every SciFact document (5,183), full dimension, no second stage
-TWO_STAGE = (8192, 64, 200)    # a 64-d PCA bank picks 200 candidates, rescored exactly
+FULL_BANK = (8192, 0, 0, 0, 0)   # every SciFact document (5,183), full dimension, no second stage
+TWO_STAGE = (8192, 64, 200, 0, 0)    # a 64-d PCA bank picks 200 candidates, rescored exactly
 
 
 def _candidate(signals: list[str], vec: int = 0, combiner: str = "ridge", bank: tuple[int, ...] = FULL_BANK,
