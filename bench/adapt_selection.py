@@ -19,7 +19,10 @@ For each corpus:
   for every candidate rule (training is deterministic, so a run that stops earlier follows the
   same path up to its stop).
 No rule reads qrels. Dev splits: SciFact train (809 queries), built-in test. Nothing here scores
-SciFact test. Results: bench/results/adapt_selection.json (one row per student).
+SciFact test. Results: bench/results/adapt_selection.json (one row per student); per-query dev scores
+of every map go to .tava/adapt-selection/per_query/ (outside git), from which each rule's shipped map
+gets 95% paired intervals against the student alone and against its start. ``--table`` prints the rows.
+On a CPU shared with other jobs add ``--threads 1`` to transfer.py (this script uses one thread).
 
     python bench/transfer.py --phase dev --teacher all-MiniLM-L6-v2 --student static --train generic \
         --generic 20000 --steps 2000 --lr 0.001 --tag keep-static \
