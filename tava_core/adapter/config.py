@@ -158,7 +158,8 @@ class AdapterConfig(TavaModel):
     keep_learned_margin: Optional[float] = Field(0.005, ge=0.0, description=(
         "Do-no-harm gate: the learned adapter is kept only if it beats its own start (the closed-form map or "
         "the warm-start adapter) by more than this on the selection metric over the selection rows; else "
-        "the start is saved and the report says why. Empty = no gate. 0.005 (paired default): on "
+        "the start is saved and the report says why. No gate: `keep_learned_margin: null` in a config file "
+        "(or None from Python). 0.005 (paired default): on "
         "bench/adapt_selection.py's dev rows every learned part that gained nDCG@10 beat its start by more "
         "(held-out span overlap +0.007 to +0.032) and was kept, while 0.01 dropped the transformer student's "
         "SciFact gain; no measured row had a learned part worse than its start, so the gate has not yet "
