@@ -19,7 +19,10 @@ For each corpus:
   for every candidate rule (training is deterministic, so a run that stops earlier follows the
   same path up to its stop).
 No rule reads qrels. Dev splits: SciFact train (809 queries), built-in test. Nothing here scores
-SciFact test. Results: bench/results/adapt_selection.json (one row per student).
+SciFact test. Results: bench/results/adapt_selection.json (one row per student); per-query dev scores
+of every map go to .tava/adapt-selection/per_query/ (outside git), from which each rule's shipped map
+gets 95% paired intervals against the student alone and against its start. ``--table`` prints the rows.
+On a CPU shared with other jobs add ``--threads 1`` to transfer.py (this script uses one thread).
 
     python bench/transfer.py --phase dev --teacher all-MiniLM-L6-v2 --student static --train generic \
         --generic 20000 --steps 2000 --lr 0.001 --tag keep-static \
@@ -60,6 +63,9 @@ from bench.transfer_data import Retrieval, TextSet, builtin, scifact, teacher_ve
 
 RESULTS = ROOT / "bench" / "results" / "adapt_selection.json"
 VECTORS = ROOT / ".tava" / "adapt-selection" / "vectors"
+# per-query dev nDCG@10 of every map a rule can ship (one .npy per array, outside git): the rules table's
+# 95% paired intervals against the student alone and against the start come from these
+PER_QUERY = ROOT / ".tava" / "adapt-selection" / "per_query"
 
 
 # ----------------------------------------------------------------------------- student vectors
@@ -136,10 +142,11 @@ def start_overlaps_on_spans(x: np.ndarray, y: np.ndarray, is_span: np.ndarray, k
 # ----------------------------------------------------------------------------- learned adapter, logged
 
 def train_logged(x_tr: np.ndarray, y_tr: np.ndarray, x_ho: np.ndarray, y_ho: np.ndarray, ho_span: np.ndarray,
-                 pool_docs: np.ndarray, start: str, dev: dict[str, Any], max_steps: int, own: list[str]
-                 ) -> dict[str, Any]:
+                 pool_docs: np.ndarray, start: str, dev: dict[str, Any], max_steps: int, own: list[str],
+                 student_name: str = "") -> dict[str, Any]:
     """Train from ``start`` for ``max_steps`` (no early stop); every evaluation logs tava's held-out metrics,
-    this bench's signals, and dev nDCG@10 of the ``own`` corpora (for the table only: no rule reads it)."""
+    this bench's signals, and dev nDCG@10 of the ``own`` corpora (for the table only: no rule reads it).
+    The per-query dev nDCG@10 of every evaluation is saved under PER_QUERY (``save_per_query``)."""
     import torch
 
     from tava_core.adapter.config import AdapterConfig
@@ -158,13 +165,18 @@ def train_logged(x_tr: np.ndarray, y_tr: np.ndarray, x_ho: np.ndarray, y_ho: np.
             mapped = self.generator.map_numpy(x_ho)
             metrics.update({f"sig_{k}": v for k, v in signals(mapped, y_ho, ho_span, pool, pool_docs).items()})
             for name, (queries, retrieval, docs) in own_dev.items():
-                metrics[f"dev_{name}"] = float(score(self.generator.map_numpy(queries), retrieval, DEV_SPLIT[name],
-                                                     docs).mean())
+                per_query = score(self.generator.map_numpy(queries), retrieval, DEV_SPLIT[name], docs)
+                logged.setdefault(name, []).append(per_query)
+                metrics[f"dev_{name}"] = float(per_query.mean())
             return metrics
 
+    logged: dict[str, list[np.ndarray]] = {}
     own_dev = {name: dev[name] for name in own}
     began = time.perf_counter()
     result = Logged(adapter, config=config).fit(data, seed=config.seeds[0])
+    for name, rows in logged.items():
+        if len(rows) == len(result.evals):  # one validation per evaluation (no rollback re-validated)
+            save_per_query(student_name, f"{name}-learned-{start}", np.stack(rows))
     return {"start": start, "seconds": round(time.perf_counter() - began, 1), "steps": result.steps,
             "evals": result.evals}
 
@@ -212,6 +224,8 @@ def study_corpus(teacher: str, data: Retrieval, encoder: Any, student_name: str,
                            "span_start_evidence": start_overlaps_on_spans(x_tr, y_tr, is_span[train])}
     closed: dict[str, Any] = {}
     for name, linear_map in fit_baselines(x_tr, y_tr).items():
+        per_query = score(linear_map(dev_all[data.name][0]), data, DEV_SPLIT[data.name], dev_all[data.name][2])
+        save_per_query(student_name, f"{data.name}-closed-{name}", per_query)
         closed[name] = {"signals": signals(linear_map(x_ho), y_ho, ho_span, pool_mixed, pool_docs),
                         "dev_ndcg_at_10": {n: round(float(score(linear_map(q), r, DEV_SPLIT[n], d).mean()), 4)
                                            for n, (q, r, d) in dev_all.items()}}
@@ -222,7 +236,7 @@ def study_corpus(teacher: str, data: Retrieval, encoder: Any, student_name: str,
             continue
         print(f"  {data.name}: learned from {start}", flush=True)
         out["learned"][start] = train_logged(x_tr, y_tr, x_ho, y_ho, ho_span, pool_docs, start, dev_all, max_steps,
-                                             [data.name])
+                                             [data.name], student_name)
     return out
 
 
@@ -241,16 +255,39 @@ def dev_sets(teacher: str, encoder: Any, student_name: str) -> dict[str, tuple[n
     return out
 
 
-def teacher_and_alone(teacher: str, dev: dict[str, Any]) -> dict[str, Any]:
+def teacher_and_alone(teacher: str, dev: dict[str, Any], student_name: str = "") -> dict[str, Any]:
     out = {}
     for name, (queries, data, docs) in dev.items():
         split = DEV_SPLIT[name]
         tq = teacher_vectors(teacher, data.queries, log=False, compute=False)
         assert tq is not None
+        alone = score(queries, data, split, docs)
+        save_per_query(student_name, f"{name}-alone", alone)
         out[name] = {"teacher": round(float(score(tq[judged(data, split)], data, split, docs).mean()), 4),
-                     "student_alone": round(float(score(queries, data, split, docs).mean()), 4),
+                     "student_alone": round(float(alone.mean()), 4),
                      "split": split, "queries": len(queries)}
     return out
+
+
+# ----------------------------------------------------------------------------- per-query scores
+
+def save_per_query(student_name: str, key: str, values: np.ndarray) -> None:
+    path = PER_QUERY / student_name / f"{key}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, values.astype(np.float32))
+
+
+def load_per_query(student_name: str, key: str) -> np.ndarray | None:
+    path = PER_QUERY / student_name / f"{key}.npy"
+    return np.load(path) if path.is_file() else None
+
+
+def interval(a: np.ndarray, b: np.ndarray) -> list[float]:
+    """[mean, low, high] of a - b over the same queries (95% paired bootstrap)."""
+    from tava_core.evaluate.metrics import paired_bootstrap
+
+    gap = paired_bootstrap(a, b)
+    return [round(gap["mean"], 4), round(gap["low"], 4), round(gap["high"], 4)]
 
 
 # ----------------------------------------------------------------------------- rules, replayed
@@ -280,9 +317,10 @@ GATE_MARGINS = (None, 0.0, 0.005, 0.01)
 
 
 def rule_outcome(corpus: dict[str, Any], start_rule: str, stop: str, gate: float | None, dev_name: str,
-                 start_margin: float = 0.03) -> dict[str, Any] | None:
+                 start_margin: float = 0.03, student_name: str = "") -> dict[str, Any] | None:
     """What a rule ships: its start, the evaluation early stopping keeps, and (with a gate) whether the
-    learned part beats the start by ``gate`` on the stop metric (else the start itself); dev nDCG@10."""
+    learned part beats the start by ``gate`` on the stop metric (else the start itself); dev nDCG@10, and
+    (when the per-query scores were saved) shipped - student alone and shipped - start, 95% paired."""
     start = START_RULES[start_rule](corpus, start_margin)
     if start not in corpus["learned"]:
         return None
@@ -291,12 +329,19 @@ def rule_outcome(corpus: dict[str, Any], start_rule: str, stop: str, gate: float
     best = replay(evals, metric)
     kept = gate is None or best == 0 or evals[best][metric] > evals[0][metric] + gate
     chosen = evals[best] if kept else evals[0]
-    return {"start": start, "best_step": evals[best]["step"], "learned_kept": bool(kept and best > 0),
-            "dev_ndcg_at_10": round(chosen[f"dev_{dev_name}"], 4),
-            "start_dev_ndcg_at_10": round(evals[0][f"dev_{dev_name}"], 4)}
+    out = {"start": start, "best_step": evals[best]["step"], "learned_kept": bool(kept and best > 0),
+           "dev_ndcg_at_10": round(chosen[f"dev_{dev_name}"], 4),
+           "start_dev_ndcg_at_10": round(evals[0][f"dev_{dev_name}"], 4)}
+    logged = load_per_query(student_name, f"{dev_name}-learned-{start}")
+    alone = load_per_query(student_name, f"{dev_name}-alone")
+    if logged is not None and alone is not None and len(logged) == len(evals):
+        shipped = logged[best] if kept else logged[0]
+        out["minus_alone_95"] = interval(shipped, alone)
+        out["minus_start_95"] = interval(shipped, logged[0])
+    return out
 
 
-def rules_table(row: dict[str, Any]) -> dict[str, Any]:
+def rules_table(row: dict[str, Any], student_name: str = "") -> dict[str, Any]:
     """Every start rule x stop metric x gate, per corpus, scored on that corpus's own dev queries."""
     out: dict[str, Any] = {}
     for corpus_name, corpus in row["corpora"].items():
@@ -304,7 +349,7 @@ def rules_table(row: dict[str, Any]) -> dict[str, Any]:
             for stop in STOP_METRICS:
                 for gate in GATE_MARGINS:
                     key = f"start={start_rule}|stop={stop}|gate={gate}"
-                    result = rule_outcome(corpus, start_rule, stop, gate, corpus_name)
+                    result = rule_outcome(corpus, start_rule, stop, gate, corpus_name, student_name=student_name)
                     out.setdefault(key, {})[corpus_name] = result if result is not None else {
                         "not_run": f"no learned run from {START_RULES[start_rule](corpus, 0.03)}"}
     return out
@@ -319,8 +364,43 @@ def save(name: str, row: dict[str, Any]) -> None:
     os.replace(tmp, RESULTS)
 
 
+def table() -> str:
+    """Markdown of every row: per corpus, the student alone, each closed form and each rule's shipped adapter
+    as a share of the teacher's dev nDCG@10 (with shipped - alone, 95% paired, where saved)."""
+    rows = json.loads(RESULTS.read_text())["rows"]
+    lines = []
+    for name, row in rows.items():
+        corpora = list(row["corpora"])
+        lines += [f"\n{name}", "| map | " + " | ".join(corpora) + " |", "|---|" + "---:|" * len(corpora)]
+
+        def share(value: float, corpus: str, alone: dict[str, Any] = row["alone"]) -> str:
+            return f"{value:.4f} ({value / alone[corpus]['teacher']:.3f})"
+
+        lines.append("| teacher | " + " | ".join(f"{row['alone'][c]['teacher']:.4f}" for c in corpora) + " |")
+        lines.append("| student alone | " + " | ".join(share(row["alone"][c]["student_alone"], c) for c in corpora) + " |")
+        for form in ("identity", "procrustes", "ridge"):
+            lines.append(f"| {form} (closed form) | " + " | ".join(
+                share(row["corpora"][c]["closed_forms"][form]["dev_ndcg_at_10"][c], c) for c in corpora) + " |")
+        for rule, cells in row["rules"].items():
+            texts = []
+            for c in corpora:
+                cell = cells[c]
+                if "not_run" in cell:
+                    texts.append("not run")
+                    continue
+                kept = f"step {cell['best_step']}" if cell["learned_kept"] else "start kept"
+                vs = f", {cell['minus_alone_95']} vs alone" if "minus_alone_95" in cell else ""
+                texts.append(f"{share(cell['dev_ndcg_at_10'], c)} {cell['start']}, {kept}{vs}")
+            lines.append(f"| {rule.replace('|', ', ')} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     import torch
+
+    if "--table" in sys.argv:
+        print(table())
+        return
 
     from tava_core.encoders import load_encoder
 
@@ -336,7 +416,7 @@ def main() -> None:
     encoder = load_encoder(str(args.student), cache=False)
     began = time.perf_counter()
     dev = dev_sets(args.teacher, encoder, name)
-    row: dict[str, Any] = {"student": str(args.student), "teacher": args.teacher, "alone": teacher_and_alone(args.teacher, dev),
+    row: dict[str, Any] = {"student": str(args.student), "teacher": args.teacher, "alone": teacher_and_alone(args.teacher, dev, name),
                            "corpora": {}, "uptime_at_start": os.getloadavg()}
     training = args.student / "bench_training.json"
     if training.is_file():
@@ -344,7 +424,7 @@ def main() -> None:
     for data_name in args.corpora:
         data = dev[data_name][1]
         row["corpora"][data_name] = study_corpus(args.teacher, data, encoder, name, args.starts, args.max_steps, dev)
-        row["rules"] = rules_table(row)
+        row["rules"] = rules_table(row, name)
         save(name, {**row, "seconds": round(time.perf_counter() - began, 1)})
     print(json.dumps(row["alone"], indent=1))
 

@@ -338,15 +338,17 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="JSON file the rows accumulate in (default bench/results/transfer.json)")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (1 when the CPU is shared with other jobs)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     phases = ["dev", "test"] if args.phase == "both" else [args.phase]
     options: dict[str, Any] = {"steps": args.steps, "batch_size": args.batch_size,
                                "eval_every": max(25, args.steps // 6), "patience": 3, "alpha_sim": args.alpha_sim,
                                "alpha_cross": args.alpha_cross, "temperature": args.temperature,
                                "warmup_steps": min(100, args.steps // 10), "max_length": args.max_length,
-                               "threads": 2, "validation_fraction": 0.02, "checkpoint_every": args.steps}
+                               "threads": args.threads, "validation_fraction": 0.02, "checkpoint_every": args.steps}
     options["projection_fit_texts"] = args.ridge_texts
     options["time_budget_minutes"] = args.time_budget_minutes
     if args.layers is not None:

@@ -46,7 +46,11 @@ def test_the_auto_start_compares_maps_on_query_like_rows_when_it_has_them():
     assert resolve_init(config, student, teacher)[0] != "identity"  # without the rows: today's choice
     assert resolve_init(config.model_copy(update={"selection_rows": "all"}), student, teacher,
                         query_like=is_span)[0] != "identity"
-    assert AdapterConfig().selection_rows == "all"  # the default compares on all rows, as before
+    assert AdapterConfig().selection_rows == "query_like"  # the paired default (bench/adapt_selection.py)
+    assert AdapterConfig(mode="unpaired").selection_rows == "all"  # unpaired: not measured, all rows as before
+    # so a default paired config keeps the identity here, where comparing on all rows would tilt the queries
+    defaults = AdapterConfig(**{k: v for k, v in FAST.items() if k != "selection_rows"})
+    assert resolve_init(defaults, student, teacher, query_like=is_span)[0] == "identity"
     # too few query-like rows to check on: all rows, and the evidence says so by its keys
     few = is_span & (np.cumsum(is_span) <= 30)
     assert "identity_overlap" in resolve_init(config, student, teacher, query_like=few)[1]
@@ -85,11 +89,13 @@ def test_without_the_gate_the_best_state_stands_and_an_unreachable_margin_keeps_
     student, teacher = synthetic(1500, 12, "nonlinear")
     is_span = np.random.default_rng(3).random(len(student)) < 0.4
     settings = dict(**FAST, max_steps=100, lr=3e-3, init="ridge")
-    free = train_adapter_from_arrays(student, teacher, AdapterConfig(**settings), query_like=is_span)
+    free = train_adapter_from_arrays(student, teacher, AdapterConfig(**settings, keep_learned_margin=None),
+                                     query_like=is_span)
     metric = free.report["selection"]["metric"]
     best_eval = max(free.result.evals, key=lambda e: (round(e[metric], 4), e["mean_cosine"]))
     assert free.result.best_step == best_eval["step"]  # training's own choice, untouched
-    assert AdapterConfig().keep_learned_margin is None  # no gate by default
+    assert AdapterConfig().keep_learned_margin == 0.005  # the paired default gate (bench/adapt_selection.py)
+    assert AdapterConfig(mode="unpaired").keep_learned_margin is None  # unpaired: no gate, as before
     # no overlap gains more than 1: the gate keeps the ridge start, fitted on the same training pairs
     gated = train_adapter_from_arrays(student, teacher, AdapterConfig(**settings, keep_learned_margin=1.0),
                                       query_like=is_span)
