@@ -178,21 +178,30 @@ def load_training_vectors(config: AdapterConfig) -> tuple[VectorSide, VectorSide
     return student, teacher, keys, x, y
 
 
+def _read_other_texts(student_dirs: list[str], teacher_dirs: list[str], student: VectorSide, teacher: VectorSide,
+                      what: str) -> tuple[VectorSide, VectorSide]:
+    """Each side's vectors of further texts (``what``: "domain" or "selection"), checked to come from the
+    same encoder as that side's training vectors."""
+    pairs = ((read_side(student_dirs, f"{what} student"), student, f"--{what}-student-vectors"),
+             (read_side(teacher_dirs, f"{what} teacher"), teacher, f"--{what}-teacher-vectors"))
+    for other, side, option in pairs:
+        if other.fingerprint != side.fingerprint or other.dim != side.dim:
+            raise ConfigError(f"{option} come from encoder {other.fingerprint[:12] or '?'} ({other.dim}-d), the "
+                              f"training vectors of that side from {side.fingerprint[:12] or '?'} ({side.dim}-d)",
+                              path=other.dirs[0], hint=f"embed the {what} texts with the same encoder as that side")
+        check_vectors(other.vectors, other.dirs[0])
+    return pairs[0][0], pairs[1][0]
+
+
 def load_domain_vectors(config: AdapterConfig, student: VectorSide, teacher: VectorSide
                         ) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """The in-domain vectors of each side (``domain_*_vectors``), checked to come from the same encoder
     as that side's training vectors; None when not given."""
     if not config.domain_student_vectors:
         return None
-    pairs = ((read_side(config.domain_student_vectors, "domain student"), student, "--domain-student-vectors"),
-             (read_side(config.domain_teacher_vectors, "domain teacher"), teacher, "--domain-teacher-vectors"))
-    for domain, side, option in pairs:
-        if domain.fingerprint != side.fingerprint or domain.dim != side.dim:
-            raise ConfigError(f"{option} come from encoder {domain.fingerprint[:12] or '?'} ({domain.dim}-d), the "
-                              f"training vectors of that side from {side.fingerprint[:12] or '?'} ({side.dim}-d)",
-                              path=domain.dirs[0], hint="embed the in-domain texts with the same encoder as that side")
-        check_vectors(domain.vectors, domain.dirs[0])
-    return pairs[0][0].vectors, pairs[1][0].vectors
+    domain_student, domain_teacher = _read_other_texts(config.domain_student_vectors, config.domain_teacher_vectors,
+                                                       student, teacher, "domain")
+    return domain_student.vectors, domain_teacher.vectors
 
 
 def load_selection_vectors(config: AdapterConfig, student: VectorSide, teacher: VectorSide
@@ -201,15 +210,9 @@ def load_selection_vectors(config: AdapterConfig, student: VectorSide, teacher: 
     encoders, joined by id), checked against each side's encoder; None when not given."""
     if not config.selection_student_vectors:
         return None
-    sides = ((read_side(config.selection_student_vectors, "selection student"), student, "--selection-student-vectors"),
-             (read_side(config.selection_teacher_vectors, "selection teacher"), teacher, "--selection-teacher-vectors"))
-    for chosen, side, option in sides:
-        if chosen.fingerprint != side.fingerprint or chosen.dim != side.dim:
-            raise ConfigError(f"{option} come from encoder {chosen.fingerprint[:12] or '?'} ({chosen.dim}-d), the "
-                              f"training vectors of that side from {side.fingerprint[:12] or '?'} ({side.dim}-d)",
-                              path=chosen.dirs[0], hint="embed the selection texts with the same encoder as that side")
-        check_vectors(chosen.vectors, chosen.dirs[0])
-    keys, x, y = join_pairs(sides[0][0], sides[1][0])
+    chosen_student, chosen_teacher = _read_other_texts(config.selection_student_vectors,
+                                                       config.selection_teacher_vectors, student, teacher, "selection")
+    keys, x, y = join_pairs(chosen_student, chosen_teacher)
     return SelectionSet.from_rows(x, y, query_like_rows(keys))
 
 

@@ -89,10 +89,15 @@ def test_two_stage_scoring_keeps_the_full_banks_top_list_when_the_candidates_hol
     assert np.corrcoef(got["retrieval_contrast"], want["retrieval_contrast"])[0, 1] > 0.95
 
 
+BANKS = {"two-stage": dict(doc_pca_dim=8, doc_rescore=64), "clustered": dict(doc_clusters=8, doc_probe=3)}
+
+
+@pytest.mark.parametrize("bank", list(BANKS))
 @pytest.mark.parametrize("vector_components", [0, 3])
-def test_compiled_two_stage_confidence_equals_the_reference(vectors, many_documents, vector_components):
-    model, calibration = _fitted(vectors, RETRIEVAL_SET + ["word_rarity"], vector_components, doc_pca_dim=8,
-                                 doc_rescore=64, documents=many_documents)
+def test_compiled_confidence_over_a_partial_bank_equals_the_reference(vectors, many_documents, vector_components,
+                                                                      bank):
+    model, calibration = _fitted(vectors, RETRIEVAL_SET + ["word_rarity"], vector_components,
+                                 documents=many_documents, **BANKS[bank])
     texts, s = vectors["queries"]
     expected = confidence(model, calibration, texts, s)
     compiled = CompiledConfidence(model, calibration)
@@ -134,19 +139,6 @@ def test_cluster_documents_sorts_the_bank_by_nearest_centroid(many_documents):
     assert np.array_equal(nearest, np.repeat(np.arange(8), np.diff(offsets)))
     again = cluster_documents(docs, 8, seed=3)
     assert np.array_equal(again[0], order) and np.array_equal(again[2], offsets)
-
-
-@pytest.mark.parametrize("vector_components", [0, 3])
-def test_compiled_clustered_confidence_equals_the_reference(vectors, many_documents, vector_components):
-    model, calibration = _fitted(vectors, RETRIEVAL_SET + ["word_rarity"], vector_components, doc_clusters=8,
-                                 doc_probe=3, documents=many_documents)
-    texts, s = vectors["queries"]
-    expected = confidence(model, calibration, texts, s)
-    compiled = CompiledConfidence(model, calibration)
-    assert np.allclose(compiled(texts, s), expected, rtol=0, atol=1e-5)
-    single = np.concatenate([compiled([t], s[i:i + 1]) for i, t in enumerate(texts)])
-    assert np.allclose(single, expected, rtol=0, atol=1e-5)
-    assert expected.std() > 1e-3
 
 
 def test_clustered_settings_name_what_they_need():
@@ -276,13 +268,12 @@ def test_fused_path_is_skipped_over_its_memory_cap(router_dir, monkeypatch):
     assert np.allclose(out["confidence"], router.route(QUERIES)["confidence"], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("bank", ["two-stage", "clustered"])
+@pytest.mark.parametrize("bank", list(BANKS))
 def test_a_saved_router_loads_with_its_document_bank(vectors, many_documents, tmp_path, bank):
     from tava_core.config import EncoderSpec
     from tava_core.route.router import load_router, save_router, threshold_from
 
-    options = dict(doc_pca_dim=8, doc_rescore=64) if bank == "two-stage" else dict(doc_clusters=8, doc_probe=3)
-    model, calibration = _fitted(vectors, RETRIEVAL_SET, 2, documents=many_documents, **options)
+    model, calibration = _fitted(vectors, RETRIEVAL_SET, 2, documents=many_documents, **BANKS[bank])
     student, teacher = vectors["student"], vectors["teacher"]
     out = save_router(tmp_path / "r", student=EncoderSpec(model=student.spec.model),
                       student_fingerprint=student.fingerprint, teacher=EncoderSpec(model="all-MiniLM-L6-v2"),
