@@ -58,17 +58,26 @@ def alignment_metrics(mapped: np.ndarray | torch.Tensor, target: np.ndarray | to
 
 
 @torch.no_grad()
+def top_k(queries: np.ndarray | torch.Tensor, pool: np.ndarray | torch.Tensor, k: int, chunk: int = 2048
+          ) -> torch.Tensor:
+    """(n, k) indices of each query's k most similar ``pool`` items by cosine."""
+    a, docs = _unit(queries), _unit(pool)
+    return torch.cat([(a[start:start + chunk] @ docs.T).topk(k, dim=-1).indices
+                      for start in range(0, a.shape[0], chunk)])
+
+
+@torch.no_grad()
 def retrieval_overlap(mapped: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
-                      pool: np.ndarray | torch.Tensor, k: int = 10, chunk: int = 2048) -> float:
+                      pool: np.ndarray | torch.Tensor, k: int = 10, chunk: int = 2048,
+                      target_top: torch.Tensor | None = None) -> float:
     """Mean share of the top-k ``pool`` items of each true teacher vector that its mapped vector also
-    ranks in its top-k: how well search with mapped queries reproduces the teacher's own search."""
-    a, b, docs = _unit(mapped), _unit(target), _unit(pool)
-    hits = 0.0
-    for start in range(0, a.shape[0], chunk):
-        top_mapped = (a[start:start + chunk] @ docs.T).topk(k, dim=-1).indices
-        top_teacher = (b[start:start + chunk] @ docs.T).topk(k, dim=-1).indices
-        hits += float((top_mapped[:, :, None] == top_teacher[:, None, :]).any(-1).float().sum())
-    return hits / (a.shape[0] * k)
+    ranks in its top-k: how well search with mapped queries reproduces the teacher's own search.
+    ``target_top``: the teacher's top-k (``top_k(target, pool, k)``) when the caller keeps it across
+    calls (the same targets and pool at every evaluation)."""
+    top_teacher = top_k(target, pool, k, chunk) if target_top is None else target_top
+    top_mapped = top_k(mapped, pool, k, chunk)
+    hits = float((top_mapped[:, :, None] == top_teacher[:, None, :]).any(-1).float().sum())
+    return hits / (top_mapped.shape[0] * k)
 
 
 @torch.no_grad()

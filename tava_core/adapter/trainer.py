@@ -37,7 +37,7 @@ from .losses import (
     ReconstructionLoss,
     VectorSpacePreservationLoss,
 )
-from .metrics import alignment_metrics, mean_pairwise_cosine, retrieval_overlap
+from .metrics import alignment_metrics, mean_pairwise_cosine, retrieval_overlap, top_k
 from .model import Vec2VecAdapter
 
 if TYPE_CHECKING:
@@ -55,6 +55,14 @@ class SelectionSet:
     queries: np.ndarray
     targets: np.ndarray
     documents: np.ndarray
+    # the teacher's top-k of each target among the documents, per k: the same at every evaluation
+    _target_top: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def overlap(self, mapped_queries: np.ndarray, k: int) -> float:
+        """selection_retrieval_overlap@k of the mapped queries."""
+        if k not in self._target_top:
+            self._target_top[k] = top_k(self.targets, self.documents, k)
+        return retrieval_overlap(mapped_queries, self.targets, self.documents, k, target_top=self._target_top[k])
 
     @classmethod
     def from_rows(cls, student: np.ndarray, teacher: np.ndarray, query_like: np.ndarray) -> "SelectionSet":
@@ -416,8 +424,7 @@ class AdapterTrainer(TrainingStage):
         if data.selection is not None:
             chosen = data.selection
             k = _selection_k(self.config, chosen)
-            metrics[f"selection_retrieval_overlap@{k}"] = retrieval_overlap(
-                self.generator.map_numpy(chosen.queries), chosen.targets, chosen.documents, k)
+            metrics[f"selection_retrieval_overlap@{k}"] = chosen.overlap(self.generator.map_numpy(chosen.queries), k)
         if not data.has_heldout:
             return metrics
         metrics.update(alignment_metrics(mapped, data.heldout_teacher, k=self.config.knn_k, pool=self._pool(data)))
