@@ -104,7 +104,7 @@ class CompiledConfidence:
                 add("doc_centroids", model.doc_centroids.T)
                 self.offsets = np.asarray(model.doc_offsets, dtype=np.int64)
                 self.cluster_sizes = np.diff(self.offsets)
-                self.doc_rows = np.ascontiguousarray(model.documents, dtype=np.float32)   # (n_docs, d)
+                self.doc_vectors = np.ascontiguousarray(model.documents, dtype=np.float32)   # (n_docs, d)
             else:
                 self.doc_matrix = np.ascontiguousarray(model.documents.T)            # (d or pca, n_docs)
             self.top_n = min(max(ENTROPY_TOP, 11), int(model.documents.shape[0]))
@@ -254,7 +254,6 @@ class CompiledConfidence:
             out += coef["retrieval_map_change"] * (1.0 - (a[:, :, None] == b[:, None, :]).any(axis=2).mean(axis=1))
         return out
 
-
     def _probed(self, s: np.ndarray, centre_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """((n, width) exact cosines, (n, width) bank rows) of the documents in each row's ``probe``
         nearest clusters (by ``centre_scores``), padded with -inf / -1 to the widest row (and to at
@@ -265,7 +264,7 @@ class CompiledConfidence:
             # one query (the live case): one matrix-vector product per probed cluster, no scatter
             offsets, query = self.offsets, s[0]
             ranges = [(int(offsets[c]), int(offsets[c + 1])) for c in nearest[0]]
-            found = np.concatenate([self.doc_rows[lo:hi] @ query for lo, hi in ranges])
+            found = np.concatenate([self.doc_vectors[lo:hi] @ query for lo, hi in ranges])
             rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
             if len(found) < self.top_n:       # fewer documents than the list is long: -inf, as the reference
                 found = np.concatenate([found, np.full(self.top_n - len(found), -np.inf, np.float32)])
@@ -288,7 +287,7 @@ class CompiledConfidence:
             entries = by_cluster[bounds[c]:bounds[c + 1]]
             who, slot = entries // probe, entries % probe
             columns = starts[who, slot][:, None] + np.arange(hi - lo)        # (queries probing c, size)
-            scores[who[:, None], columns] = s[who] @ self.doc_rows[lo:hi].T
+            scores[who[:, None], columns] = s[who] @ self.doc_vectors[lo:hi].T
             if ids:
                 rows[who[:, None], columns] = np.arange(lo, hi)
         return scores, rows
