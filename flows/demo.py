@@ -179,7 +179,8 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     start = time.perf_counter()
     extra_datasets = []
     for source in config.unlabeled:
-        extra = ingest_corpus(IngestConfig(source=source, shard_size=config.shard_size), home=root)
+        extra = ingest_corpus(IngestConfig(source=source, shard_size=config.shard_size,
+                                           sample_records=config.unlabeled_sample), home=root)
         embed_dataset_flow(EmbedConfig(dataset=extra.path, encoder=config.teacher), home=root)
         extra_datasets.append(extra.path)
     if config.unlabeled:

@@ -59,6 +59,9 @@ class PipelineConfig(TavaModel):
         "Extra unlabeled text sources (anything `tava ingest` reads), ingested, embedded by the teacher and "
         "trained on by Stage A beside the corpus's own documents (never evaluated on): generic text "
         "makes a student that holds up on queries unlike the corpus (see bench/transfer.py)."))
+    unlabeled_sample: Optional[int] = Field(20000, ge=1, description=(
+        "Records sampled (uniformly, seeded) from each unlabeled source: bounds the teacher's encoding "
+        "cost of a big generic source; empty = all of it."))
     teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
     shard_size: int = Field(2000, ge=1, description="Rows per text shard.")
     index_factory: str = Field("HNSW32,Flat", description="FAISS factory string of the corpus index.")

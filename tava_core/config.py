@@ -115,6 +115,11 @@ class IngestConfig(TavaModel):
         "Drop records whose normalised text repeats an earlier one (never applied to a BEIR corpus, "
         "whose qrels name ids)."))
     max_records: Optional[int] = Field(None, ge=1, description="Keep at most this many records per collection (for trials).")
+    sample_records: Optional[int] = Field(None, ge=1, description=(
+        "Keep a uniform random sample of this many records per collection (seeded, in source order): a "
+        "bounded slice of a big unlabeled source whose records are grouped (by origin, date, ...), where "
+        "--max-records would keep only the first groups."))
+    sample_seed: int = Field(0, description="Seed of --sample-records.")
 
 
 def resolve_home(home: str | Path | None = None) -> Path:

@@ -10,10 +10,11 @@ rows; what grows with the input is one small entry per record id (to catch dupli
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
@@ -312,14 +313,34 @@ def _records(source: CollectionSource, bad: BadRecords) -> Iterator[RawRecord]:
             raise ValueError(source.reader)
 
 
+def _sample(records: Iterable[RawRecord], size: int, seed: int) -> tuple[list[RawRecord], bool]:
+    """A uniform random sample of ``size`` records (reservoir sampling: one pass, ``size`` records
+    in memory), back in source order; and whether any record was left out."""
+    rng = random.Random(seed)
+    reservoir: list[tuple[int, RawRecord]] = []
+    seen = 0
+    for seen, record in enumerate(records, start=1):
+        if len(reservoir) < size:
+            reservoir.append((seen, record))
+        else:
+            slot = rng.randrange(seen)
+            if slot < size:
+                reservoir[slot] = (seen, record)
+    reservoir.sort(key=lambda item: item[0])
+    return [record for _, record in reservoir], seen > size
+
+
 def write_collection(root: Path, source: CollectionSource, config: IngestConfig, bad: BadRecords, *,
                      show_progress: bool = False) -> tuple[CollectionWriter, bool]:
     """Stream one collection into shards; returns the writer and whether --max-records cut it short."""
     writer = CollectionWriter(root, source.name, shard_size=config.shard_size, bad=bad,
                               dedupe_texts=source.dedupe_texts, keep_empty=source.keep_empty)
     truncated = False
+    records: Iterable[RawRecord] = _records(source, bad)
+    if config.sample_records is not None:
+        records, truncated = _sample(records, config.sample_records, config.sample_seed)
     with tqdm(desc=f"ingest {source.name}", unit=" rec", disable=not show_progress, leave=False) as bar:
-        for record in _records(source, bad):
+        for record in records:
             if config.max_records is not None and writer.rows >= config.max_records:
                 truncated = True
                 break
@@ -358,7 +379,7 @@ def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids:
         if unknown:
             message = f"qrels name unknown {' and '.join(unknown)}"
             if lenient_ids:
-                bad.skip("qrels outside --max-records", message, path=path, line=line)
+                bad.skip("qrels outside --max-records / --sample-records", message, path=path, line=line)
             else:
                 bad.bad("qrels unknown id", message, path=path, line=line,
                         hint="the qrels must only name ids in queries.jsonl and corpus.jsonl")

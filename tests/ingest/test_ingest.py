@@ -168,7 +168,25 @@ def test_beir_directory(tmp_path, tava_home):
     # --max-records cuts collections short; qrels naming ids cut away are skipped, not errors
     report = run(root, tava_home, max_records=1, name="cut")
     assert report.collections == {"corpus": 1, "queries": 1} and report.qrels == {"test": 1}
-    assert report.skipped.by_reason == {"qrels outside --max-records": 1}
+    assert report.skipped.by_reason == {"qrels outside --max-records / --sample-records": 1}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sample_records_is_a_seeded_uniform_sample_in_source_order(tmp_path, tava_home, seed):
+    # a source grouped by origin: --max-records would keep the first group only
+    path = tmp_path / "grouped.jsonl"
+    path.write_text("".join(json.dumps({"_id": f"{group}{i:03d}", "text": f"{group} passage number {i}"}) + "\n"
+                            for group in "abcd" for i in range(100)))
+    report = run(path, tava_home, sample_records=40, sample_seed=seed)
+    ids = [row["id"] for row in rows_of(Path(report.path), "texts")]
+    assert report.collections == {"texts": 40} and ids == sorted(ids)       # source order kept
+    assert {i[0] for i in ids} == set("abcd")                                # every group is represented
+    again = run(path, tava_home, sample_records=40, sample_seed=seed, name="again")
+    assert [row["id"] for row in rows_of(Path(again.path), "texts")] == ids   # deterministic per seed
+    other = run(path, tava_home, sample_records=40, sample_seed=seed + 7, name="other")
+    assert [row["id"] for row in rows_of(Path(other.path), "texts")] != ids
+    whole = run(path, tava_home, sample_records=1000, name="whole")            # more than there are: all
+    assert whole.collections == {"texts": 400}
 
 
 # --------------------------------------------------------------------- bad input: file + line
