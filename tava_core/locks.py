@@ -4,7 +4,7 @@ collections, index slots, dataset directories, the nightly refresh).
 A lock is an exclusive ``fcntl.flock`` on a small lock file, so
 
 - it works across the processes of one machine (and across machines only where the shared
-  filesystem implements ``flock``; see the README's "Runs that meet" section),
+  filesystem implements ``flock``; see docs/operations.md, "Runs that meet on shared state"),
 - it dies with its process: the kernel drops a flock when the holder exits, even on ``kill -9``,
   so a crashed run never leaves a lock that blocks the next one (lock files are never deleted:
   deleting one while another process waits on it would let two holders in),
