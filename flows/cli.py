@@ -12,7 +12,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Literal, get_args, get_origin
+from typing import Any, Callable, Literal, Optional, get_args, get_origin
 
 import click
 from pydantic import BaseModel
@@ -135,13 +135,15 @@ def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = ()) -> 
     return decorate
 
 
-def build_config(model: type[BaseModel], ctx: click.Context, params: dict[str, Any]) -> BaseModel:
-    """The validated config: file values, then options the user actually gave."""
+def build_config(model: type[BaseModel], ctx: click.Context, params: dict[str, Any],
+                 defaults: Optional[dict[str, Any]] = None) -> BaseModel:
+    """The validated config: the command's own ``defaults``, then file values, then options the user
+    actually gave."""
     from tava_core.config import load_config_file
 
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = dict(defaults or {})
     if params.get("config_file"):
-        data = load_config_file(params["config_file"])
+        data.update(load_config_file(params["config_file"]))
     for key, value in params.items():
         if not key.startswith("opt__"):
             continue

@@ -98,7 +98,14 @@ def test_run_takes_options_alone_and_over_a_config_file(tmp_path, monkeypatch):
                                         "--distill-steps", "40"])
     assert result.exit_code == 0, result.output
     assert ran[-1].source == str(corpus) and ran[-1].distill.steps == 40
-    assert ran[-1].distill.name == "demo-student"  # the pipeline's own stage defaults stay underneath
+    # the standard recipe's stage defaults stay underneath (not the demo's, not the bare stages')
+    assert ran[-1].preset == "standard" and ran[-1].distill.name == "student" and ran[-1].distill.layers == [0, 2, 5]
+    assert ran[-1].distill.lr == 2e-4 and ran[-1].adapter.max_steps == 3000
+    result = CliRunner().invoke(group, ["--home", str(tmp_path / "home"), "run", "--source", str(corpus),
+                                        "--preset", "demo"])
+    assert result.exit_code == 0, result.output
+    assert ran[-1].distill.name == "demo-student" and ran[-1].distill.steps == 300 and ran[-1].distill.layers == [0, 5]
+    ran.pop()
 
     config_file = tmp_path / "pipeline.yaml"
     config_file.write_text(yaml.safe_dump({"source": str(corpus), "shard_size": 7,

@@ -28,6 +28,19 @@ def test_partial_stage_sections_keep_the_pipeline_defaults():
         PipelineConfig.model_validate({"distill": {"stepz": 7}})
 
 
+@pytest.mark.parametrize("student, lr", [("transformer", 2e-4), ("static", None)])
+def test_standard_preset_is_the_measured_recipe_under_your_keys(student, lr):
+    from flows.demo import PipelineConfig
+
+    config = PipelineConfig.model_validate({"preset": "standard", "distill": {"student": student, "batch_size": 48}})
+    assert config.distill.layers == [0, 2, 5] and config.distill.steps == 1000 and config.distill.batch_size == 48
+    assert config.distill.lr == lr            # a static student keeps its own default (1e-3), not the transformer's
+    assert config.adapter.max_steps == 3000 and config.adapter.name is None
+    assert PipelineConfig.model_validate({"preset": "standard", "distill": {"lr": 1e-5}}).distill.lr == 1e-5
+    with pytest.raises(Exception, match="'demo' or 'standard'"):
+        PipelineConfig.model_validate({"preset": "quick"})
+
+
 def test_run_command_needs_some_settings():
     from flows.commands.demo import run_cli
 
@@ -72,7 +85,8 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     weights, adapter_weights = student / "model.safetensors", adapter / "model.safetensors"
     before, adapter_before = weights.stat().st_mtime_ns, adapter_weights.stat().st_mtime_ns
     config_file = tmp_path / "pipeline.yaml"
-    config_file.write_text(yaml.safe_dump(_tiny_pipeline_config(tiny_model_dir)))
+    # `tava run` defaults to the standard preset; the file names the one the first run had
+    config_file.write_text(yaml.safe_dump({**_tiny_pipeline_config(tiny_model_dir), "preset": "demo"}))
     result = CliRunner().invoke(run_cli, ["--config", str(config_file)], env={"TAVA_HOME": str(tava_home)},
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output

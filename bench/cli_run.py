@@ -1,0 +1,104 @@
+"""`tava run` as a user runs it: the CLI in a subprocess, its printed table parsed into JSON.
+
+The other benchmarks call the library; this one measures what a user (or anyone re-measuring
+tava's figures on another collection) gets from the command line, with the recipe's options
+spelled out exactly as they would type them. Every run of one ``--home`` shares the teacher's
+vectors (ingest and embedding are cached by content), so only training and evaluation repeat.
+
+    # choose on dev: SciFact's 809 train queries (--split train) and the built-in data
+    python bench/cli_run.py --phase dev --dataset scifact --tag base
+    python bench/cli_run.py --phase dev --dataset scifact --tag generic -- --unlabeled generic
+    # report once: the same run (everything reused but the evaluation) on SciFact test
+    python bench/cli_run.py --phase test --dataset scifact --tag generic -- --unlabeled generic
+
+``scifact`` and ``generic`` (the shared unlabeled passages) are shorthands for paths under
+../shared/data; every other option after ``--`` goes to `tava run` unchanged. Results land in
+bench/results/cli_run.json under ``PHASE/DATASET/TAG`` (only the phase run is printed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from shared_data import PASSAGES, ROOT, SCIFACT, write_result  # noqa: E402  (sets sys.path)
+
+OUT = ROOT / "bench" / "results" / "cli_run.json"
+SHORTHANDS = {"scifact": str(SCIFACT), "generic": str(PASSAGES), "builtin": "builtin"}
+ROW = re.compile(r"^\| (?P<system>[^|]+?) \| (?P<modes>[^|]+?) \| (?P<ndcg>[0-9.]+) \| (?P<share>[0-9.]+)% \| "
+                 r"(?P<qps>[0-9.]+) \| (?P<speedup>[0-9.]+)x \|$")
+STEP = re.compile(r"^\| (?P<step>[^|]+?) \| (?P<seconds>[0-9.]+) \| (?P<work>[^|]*?) \|$")
+
+
+def split_of(phase: str, dataset: str) -> str:
+    """SciFact's dev split is its train queries; the built-in data has one split and is dev data."""
+    if dataset == "builtin":
+        if phase == "test":
+            raise SystemExit("the built-in data is dev data (one split): score it with --phase dev")
+        return "test"
+    return "train" if phase == "dev" else "test"
+
+
+def parse_table(stdout: str) -> dict[str, Any]:
+    """The quality rows and the step timings of `tava run`'s summary."""
+    rows: dict[str, Any] = {}
+    steps: dict[str, Any] = {}
+    for line in stdout.splitlines():
+        if (m := ROW.match(line.strip())) is not None:
+            rows[m["system"]] = {"ndcg_at_10": float(m["ndcg"]), "of_teacher": round(float(m["share"]) / 100, 4),
+                                 "queries_per_second": float(m["qps"]), "speedup": float(m["speedup"])}
+        elif (m := STEP.match(line.strip())) is not None and m["step"] not in ("step", "---"):
+            steps[m["step"]] = {"seconds": float(m["seconds"]), "work": m["work"]}
+    return {"rows": rows, "steps": steps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phase", choices=["dev", "test"], required=True)
+    parser.add_argument("--dataset", required=True, help="scifact, builtin, or a path `tava ingest` reads")
+    parser.add_argument("--tag", required=True, help="the recipe's name (student / adapter / registry names)")
+    parser.add_argument("--home", default="/tmp/tava-cli-bench", help="tava home shared by the runs")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="after --: options for `tava run`")
+    args = parser.parse_args()
+    options = [SHORTHANDS.get(o, o) for o in args.options if o != "--"]
+    name = Path(args.dataset).name if args.dataset not in SHORTHANDS else args.dataset
+    run_name = f"{name}-{args.tag}"
+    command = [str(ROOT / ".venv" / "bin" / "tava"), "run", "--source", SHORTHANDS.get(args.dataset, args.dataset),
+               "--name", name, "--split", split_of(args.phase, name), "--distill-name", run_name,
+               "--adapter-name", run_name, "--registry-student", run_name, "--registry-adapter", run_name, *options]
+    env = {**os.environ, "TAVA_HOME": args.home, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.setdefault("PREFECT_HOME", str(Path(args.home) / "prefect"))
+    print("$", " ".join(command[1:]), flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wall = round(time.perf_counter() - start, 1)
+    log = Path(args.home) / "cli_run_logs" / f"{args.phase}-{run_name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
+    if done.returncode != 0:
+        sys.exit(f"tava run failed (rc {done.returncode}); its output: {log}")
+    parsed = parse_table(done.stdout)
+    if not parsed["rows"]:
+        sys.exit(f"no results table in tava run's output: {log}")
+    report = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "cli_run", "runs": {}}
+    report["runs"][f"{args.phase}/{name}/{args.tag}"] = {
+        "command": "tava " + " ".join(command[1:]).replace(str(SCIFACT), "../shared/data/beir/scifact")
+                                                   .replace(str(PASSAGES), "../shared/data/corpus_passages_en.jsonl.gz"),
+        "split": split_of(args.phase, name), "wall_seconds": wall, "load_after": [round(x, 2) for x in os.getloadavg()],
+        **parsed}
+    write_result(args.out, report)
+    for system, row in parsed["rows"].items():
+        print(f"{args.phase} {name} {args.tag:>16} | {system:<24} nDCG@10 {row['ndcg_at_10']:.4f} "
+              f"({row['of_teacher']:.1%} of teacher) {row['speedup']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
