@@ -112,7 +112,7 @@ class PipelineConfig(TavaModel):
             preset = data.get("preset", "demo")
             if preset not in STAGE_DEFAULTS:
                 return data         # the field's own validation names the choices
-            for key, defaults in zip(("distill", "adapter"), STAGE_DEFAULTS[preset]):
+            for key, defaults in zip(("distill", "adapter"), STAGE_DEFAULTS[preset], strict=True):
                 given = data.get(key, {})
                 if isinstance(given, dict):
                     base = defaults().model_dump(exclude_unset=True)
