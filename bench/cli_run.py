@@ -75,7 +75,8 @@ def main() -> None:
                "--adapter-name", run_name, "--registry-student", run_name, "--registry-adapter", run_name, *options]
     env = {**os.environ, "TAVA_HOME": args.home, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.setdefault("PREFECT_HOME", str(Path(args.home) / "prefect"))
+    # each run its own Prefect state: runs in parallel must not share one server database
+    env["PREFECT_HOME"] = str(Path(args.home) / "prefect" / f"{args.phase}-{run_name}")
     print("$", " ".join(command[1:]), flush=True)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
