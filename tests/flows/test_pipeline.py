@@ -28,12 +28,12 @@ def test_partial_stage_sections_keep_the_pipeline_defaults():
         PipelineConfig.model_validate({"distill": {"stepz": 7}})
 
 
-@pytest.mark.parametrize("student, lr", [("transformer", 2e-4), ("static", None)])
-def test_standard_preset_is_the_measured_recipe_under_your_keys(student, lr):
+@pytest.mark.parametrize("student, steps, lr", [("transformer", 1000, 2e-4), ("static", 2000, None)])
+def test_standard_preset_is_the_measured_recipe_under_your_keys(student, steps, lr):
     from flows.demo import PipelineConfig
 
     config = PipelineConfig.model_validate({"preset": "standard", "distill": {"student": student, "batch_size": 48}})
-    assert config.distill.layers == [0, 2, 5] and config.distill.steps == 1000 and config.distill.batch_size == 48
+    assert config.distill.layers == [0, 2, 5] and config.distill.steps == steps and config.distill.batch_size == 48
     assert config.distill.lr == lr            # a static student keeps its own default (1e-3), not the transformer's
     assert config.adapter.max_steps == 3000 and config.adapter.name is None
     assert PipelineConfig.model_validate({"preset": "standard", "distill": {"lr": 1e-5}}).distill.lr == 1e-5
