@@ -1,9 +1,16 @@
-"""Should ``word_trust`` join the router's DEFAULT signals (issue 16)? The product default as it
-was (RouterSettings: knn_distance, head_disagreement, rare_word_share, length + 16 vector components)
-against the same plus word_trust, for bench/route.py's four students, on the two dev corpora:
-SciFact's 809 train queries and the built-in data's 250 queries (test is not read).
+"""Which signals should the router's DEFAULT be (issue 16)? Candidate defaults for bench/route.py's
+four students, on the two dev corpora: SciFact's 809 train queries and the built-in data's 250
+queries (test is not read).
 
-    python bench/route_default.py          # -> bench/results/route_default.json
+    python bench/route_default.py                     # -> bench/results/route_default.json
+    python bench/route_default.py --compare retrieval # -> bench/results/route_default_retrieval_dev.json
+
+``--compare word_trust`` (the first comparison): the product default as it was (knn_distance,
+head_disagreement, rare_word_share, length + 16 vector components) against the same plus word_trust.
+``--compare retrieval``: that default against defaults with the retrieval entropy (the signal
+bench/route.py chose for all four students) -- alone, beside a manifold and a word signal (so that
+off-domain text still looks doubtful: retrieval signals alone rate nonsense over a small corpus as
+confident), and beside the whole default.
 """
 from __future__ import annotations
 
@@ -19,21 +26,31 @@ sys.path.insert(0, str(ROOT))
 
 from bench import route as R  # noqa: E402
 from tava_core.home import TavaHome  # noqa: E402
-from tava_core.route.config import RouterSettings  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "route_default.json"
-# the default before this comparison (word_trust joined it after)
-BEFORE = [name for name in RouterSettings().signals if name != "word_trust"]
-COMPONENTS = RouterSettings().vector_components
-CANDIDATES = {
-    "default": R._candidate(BEFORE, COMPONENTS),
-    "default+word_trust": R._candidate(BEFORE + ["word_trust"], COMPONENTS),
+# the default before the word_trust comparison (word_trust joined it after)
+MANIFOLD_AND_WORDS = ["knn_distance", "head_disagreement", "rare_word_share", "length"]
+COMPONENTS = 16
+COMPARISONS: dict[str, tuple[Path, dict[str, dict[str, Any]]]] = {
+    "word_trust": (ROOT / "bench" / "results" / "route_default.json", {
+        "default": R._candidate(MANIFOLD_AND_WORDS, COMPONENTS),
+        "default+word_trust": R._candidate(MANIFOLD_AND_WORDS + ["word_trust"], COMPONENTS)}),
+    "retrieval": (ROOT / "bench" / "results" / "route_default_retrieval_dev.json", {
+        "default": R._candidate(MANIFOLD_AND_WORDS + ["word_trust"], COMPONENTS),
+        "entropy": R._candidate(["retrieval_entropy"]),
+        "entropy+knn+word_trust": R._candidate(["retrieval_entropy", "knn_distance", "word_trust"]),
+        "entropy+default": R._candidate(["retrieval_entropy", *MANIFOLD_AND_WORDS, "word_trust"], COMPONENTS)}),
 }
 
 
 def main() -> None:
+    import argparse
+
     import torch
 
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", choices=sorted(COMPARISONS), default="word_trust")
+    args = parser.parse_args()
+    RESULTS, CANDIDATES = COMPARISONS[args.compare]
     torch.set_num_threads(1)
     started = time.time()
     R.CANDIDATES = CANDIDATES           # only the full-dimension bank's signal models are fitted
@@ -42,7 +59,7 @@ def main() -> None:
     paths = {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
              "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
     datasets = {k: v for k, v in R.load_datasets(paths, teacher).items() if k in ("scifact-dev", "builtin-test")}
-    report: dict[str, Any] = {"benchmark": "default router signals with and without word_trust (dev corpora only)",
+    report: dict[str, Any] = {"benchmark": f"default router signals: {args.compare} comparison (dev corpora only)",
                               "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
                               "candidates": CANDIDATES, "students": {}, "results": {}}
     state = R.encode_students(R.find_students(), datasets, paths, teacher, report)

@@ -161,8 +161,11 @@ def test_fit_router_keeps_a_document_bank_only_for_retrieval_signals():
     docs = _unit(rng.normal(size=(120, 16)))
     texts = [f"text {i}" for i in range(80)]
     pairs = TextVectors(texts, vectors, vectors)
-    plain, _ = fit_router(pairs, pairs, docs, RouterSettings(bank_size=16, pca_dim=4, vector_components=0))
+    plain, _ = fit_router(pairs, pairs, docs, RouterSettings(bank_size=16, pca_dim=4, vector_components=0,
+                                                             signals=["knn_distance", "length"]))
     assert "documents" not in plain.arrays()
+    default, _ = fit_router(pairs, pairs, docs, RouterSettings(bank_size=16, pca_dim=4))   # retrieval_entropy
+    assert default.arrays()["documents"].shape == (120, 16)
     routed, cal = fit_router(pairs, pairs, docs, RouterSettings(bank_size=16, pca_dim=4, vector_components=0,
                                                                 signals=["retrieval_entropy", "length"],
                                                                 combiner="rank"))
