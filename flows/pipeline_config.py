@@ -28,7 +28,7 @@ def demo_adapter() -> AdapterConfig:
 
 def standard_distill() -> DistillConfig:
     # The recipe measured through the CLI on corpora it was not chosen on (bench/cli_run.py):
-    # three of the teacher's layers, 1,000 steps. ~10-25 minutes of training on 2 CPU cores.
+    # three of the teacher's layers, 1,000 steps. ~8 minutes of training on 2 quiet CPU cores.
     return DistillConfig(name="student", layers=[0, 2, 5], warmup_steps=100, eval_every=200,
                          checkpoint_every=200, patience=3)
 

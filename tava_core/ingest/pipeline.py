@@ -332,7 +332,8 @@ def _sample(records: Iterable[RawRecord], size: int, seed: int) -> tuple[list[Ra
 
 def write_collection(root: Path, source: CollectionSource, config: IngestConfig, bad: BadRecords, *,
                      show_progress: bool = False) -> tuple[CollectionWriter, bool]:
-    """Stream one collection into shards; returns the writer and whether --max-records cut it short."""
+    """Stream one collection into shards; returns the writer and whether --max-records or
+    --sample-records left records out."""
     writer = CollectionWriter(root, source.name, shard_size=config.shard_size, bad=bad,
                               dedupe_texts=source.dedupe_texts, keep_empty=source.keep_empty)
     truncated = False

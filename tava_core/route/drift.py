@@ -30,12 +30,9 @@ def unseen_word_share(router: RoutedEncoder, texts: Sequence[str]) -> float:
     """Share of ``texts`` most of whose words the student's training texts never (or once) had."""
     if not texts:
         return 0.0
-    from .signals import compute_signals
+    from .signals import rare_word_shares
 
-    dim = int(router.signal_model.pca.shape[0])
-    rare = compute_signals(router.signal_model, list(texts), np.zeros((len(texts), dim), np.float32),
-                           ["rare_word_share"])["rare_word_share"]
-    return float((rare > UNSEEN_MAJORITY).mean())
+    return float((rare_word_shares(router.signal_model, list(texts)) > UNSEEN_MAJORITY).mean())
 
 
 def drift_report(router: RoutedEncoder, previous: Sequence[str], new: Sequence[str], *,

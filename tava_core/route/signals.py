@@ -248,6 +248,11 @@ def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndar
                        doc_centroids=centroids, doc_offsets=offsets, doc_probe=int(doc_probe) if centroids.size else 0)
 
 
+def rare_word_shares(model: SignalModel, texts: Sequence[str]) -> np.ndarray:
+    """``rare_word_share`` of each text alone: no student vector needed (drift's unseen-word share)."""
+    return _word_stats(model, WordBags(texts))[0]
+
+
 def _word_stats(model: SignalModel, bags: WordBags) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rare share, length, mean rarity) per text, from its word buckets' training counts."""
     if not bags.lengths.sum():
