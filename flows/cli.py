@@ -104,10 +104,22 @@ def _iter_fields(model: type[BaseModel], prefix: str = ""):
             yield f"{prefix}{name}", field
 
 
-def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = ()) -> Callable:
+def _dotted(instance: BaseModel, dotted: str) -> Any:
+    value: Any = instance
+    for part in dotted.split("."):
+        value = getattr(value, part, None)
+    return value
+
+
+def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = (),
+                   defaults: Optional[dict[str, Any]] = None) -> Callable:
     """Decorate a click command with one option per field of ``model`` (nested models flattened:
     ``encoder.model`` becomes ``--encoder-model``; an EncoderSpec's ``model`` also answers to
-    ``--encoder``) plus ``--config FILE`` (YAML/TOML). Explicit options override the file."""
+    ``--encoder``) plus ``--config FILE`` (YAML/TOML). Explicit options override the file.
+    ``defaults`` are the command's own (those it passes to ``build_config``): ``--help`` shows the
+    values the model takes under them (a preset's steps, not the bare field default)."""
+    shown = model.model_validate(defaults) if defaults else None
+
     def decorate(func: Callable) -> Callable:
         for dotted, field in reversed(list(_iter_fields(model))):
             if dotted in exclude or dotted.split(".")[0] in exclude:
@@ -119,6 +131,8 @@ def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = ()) -> 
             param = "opt__" + dotted.replace(".", "__")
             ctype, multiple = _click_type(field.annotation)
             default = None if field.is_required() else field.get_default(call_default_factory=True)
+            if shown is not None and not field.is_required():
+                default = _dotted(shown, dotted)
             help_text = (field.description or "").replace("%", "%%")
             if ctype is bool:
                 opt = click.option(f"{flag}/--no-{flag[2:]}", param, default=default, show_default=True,

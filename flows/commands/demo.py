@@ -35,16 +35,21 @@ def _run(config: PipelineConfig) -> None:
     _report(result, start, home)
 
 
+DEMO = {"preset": "demo"}
+# your corpus gets the measured recipe, not the demo's three minutes (--preset demo for those)
+RUN = {"preset": "standard"}
+
+
 @click.command("demo")
-@config_options(PipelineConfig, exclude=FILLED_IN)
+@config_options(PipelineConfig, exclude=FILLED_IN, defaults=DEMO)
 @click.pass_context
 def cli(ctx: click.Context, **params) -> None:
     """Run the whole pipeline on the built-in data and print the results table."""
-    _run(build_config(PipelineConfig, ctx, params, defaults={"preset": "demo"}))
+    _run(build_config(PipelineConfig, ctx, params, defaults=DEMO))
 
 
 @click.command("run")
-@config_options(PipelineConfig, exclude=FILLED_IN)
+@config_options(PipelineConfig, exclude=FILLED_IN, defaults=RUN)
 @click.pass_context
 def run_cli(ctx: click.Context, **params) -> None:
     """Run the whole pipeline with your settings: options, a config file, or both (options win):
@@ -54,5 +59,4 @@ def run_cli(ctx: click.Context, **params) -> None:
     if not given:
         raise click.UsageError("tava run needs your settings: options (see `tava run --help`) and/or "
                                "--config FILE; `tava demo` runs the defaults")
-    # your corpus gets the measured recipe, not the demo's three minutes (--preset demo for those)
-    _run(build_config(PipelineConfig, ctx, params, defaults={"preset": "standard"}))
+    _run(build_config(PipelineConfig, ctx, params, defaults=RUN))

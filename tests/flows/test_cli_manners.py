@@ -119,6 +119,26 @@ def test_run_takes_options_alone_and_over_a_config_file(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "--config FILE" in result.output and len(ran) == 2
 
 
+@pytest.mark.parametrize("command, steps, lr, layers", [("run", "1000", "0.0002", "0, 2, 5"),
+                                                         ("demo", "300", "0.0005", "0, 5")])
+def test_help_shows_the_defaults_the_command_runs_with(command, steps, lr, layers):
+    # --help once showed the bare Stage A defaults (2000 steps, layers 0 5) under both commands,
+    # neither of which runs with them
+    import re
+
+    from click.testing import CliRunner
+
+    from flows.cli import group
+
+    result = CliRunner().invoke(group, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())         # help is wrapped: one line, single spaces
+    option = r"(--[a-z-]+) (?:[A-Z]+|\[[a-z|]+\])"  # an option and its type, then text up to its default
+    shown = dict(re.findall(option + r"(?:(?! --[a-z]).)*?\[default: ([^\]]+)\]", text))
+    assert shown["--distill-steps"] == steps and shown["--distill-lr"] == lr
+    assert shown["--distill-layers"] == layers and shown["--preset"] == ("standard" if command == "run" else "demo")
+
+
 class _Stop:
     """Stands in for a pipeline result (the flow is not run in this test)."""
 
