@@ -90,6 +90,14 @@ class DistillConfig(TavaModel):
         "Weight of the cross-similarity KL: each student vector's softmaxed similarities to the batch's "
         "teacher vectors against the teacher vector's own (student queries searched against teacher "
         "documents, as deployed)."))
+    alpha_rank: float = Field(0.0, ge=0, description=(
+        "Weight of the neighbour-ranking KL: each training text's teacher vector picks its rank_candidates "
+        "nearest teacher vectors among the other training texts (hard candidates, found once before "
+        "training), and the student vector's softmaxed similarities to them should match the teacher "
+        "vector's own -- the order of the documents a query's search would actually weigh, which random "
+        "in-batch texts (alpha_cross) rarely include."))
+    rank_candidates: int = Field(32, ge=2, le=1024, description=(
+        "Nearest teacher vectors per training text in the neighbour-ranking term (alpha_rank)."))
     temperature: float = Field(0.05, gt=0, description="Softmax temperature of the similarity terms.")
     max_length: int = Field(128, ge=8, le=8192, description="Tokens per training text (longer texts are truncated).")
     max_texts: Optional[int] = Field(None, ge=2, description="Use only the first N texts of the corpus (for trials).")
@@ -120,4 +128,6 @@ class DistillConfig(TavaModel):
     def training_key(self) -> dict:
         """The fields that define a run: a checkpoint resumes only a run with the same key."""
         skip = {"resume", "output", "device", "threads", "time_budget_minutes", "name"}
+        if not self.alpha_rank:  # unused: runs from before the term keep their keys (and checkpoints)
+            skip |= {"alpha_rank", "rank_candidates"}
         return self.model_dump(mode="json", exclude=skip)

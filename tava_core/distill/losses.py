@@ -22,12 +22,16 @@ class DistillationLoss(nn.Module):
       against documents the teacher embedded, so it scores the ranking the student's query induces
       over teacher vectors, not over other student vectors (which no one ever searches). Unlike the
       symmetric term it is not rotation-invariant: it also pulls the student into the teacher's space.
+    - neighbour-ranking term: the same comparison over ``candidates``, each text's own set of hard
+      teacher vectors (its nearest training texts under the teacher, found once before training)
+      instead of the batch's. Random in-batch texts are easy to tell apart; what a search gets
+      wrong is the order among a query's near neighbours, and that order is what nDCG@10 scores.
 
     ``forward`` returns the total and a dict of the parts (floats, for logging).
     """
 
     def __init__(self, alpha_cos: float = 1.0, alpha_mse: float = 1.0, temperature: float = 0.05,
-                 alpha_sim: float = 0.0, alpha_cross: float = 0.0) -> None:
+                 alpha_sim: float = 0.0, alpha_cross: float = 0.0, alpha_rank: float = 0.0) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError("temperature must be positive")
@@ -36,6 +40,7 @@ class DistillationLoss(nn.Module):
         self.temperature = temperature
         self.alpha_sim = alpha_sim
         self.alpha_cross = alpha_cross
+        self.alpha_rank = alpha_rank
 
     def _ranking_kl(self, queries: torch.Tensor, keys: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """KL(teacher || student) of row-softmaxed cosine similarities, batch mean: row i compares
@@ -55,7 +60,20 @@ class DistillationLoss(nn.Module):
         ``softmax(t_i . t_j / T)`` with ``softmax(s_i . t_j / T)``."""
         return self._ranking_kl(student, teacher, teacher)
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def neighbour_ranking_kl(self, student: torch.Tensor, teacher: torch.Tensor,
+                             candidates: torch.Tensor) -> torch.Tensor:
+        """KL(teacher || student) over each row's own candidates (batch, k, dim): row i compares
+        ``softmax(t_i . c_ij / T)`` with ``softmax(s_i . c_ij / T)`` over its k candidates."""
+        c = F.normalize(candidates, dim=-1)
+        student_logp = F.log_softmax(torch.einsum("bd,bkd->bk", F.normalize(student, dim=-1), c) / self.temperature,
+                                     dim=-1)
+        teacher_logp = F.log_softmax(torch.einsum("bd,bkd->bk", F.normalize(teacher, dim=-1), c) / self.temperature,
+                                     dim=-1)
+        return F.kl_div(student_logp, teacher_logp, reduction="batchmean", log_target=True)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
+                candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """``candidates`` (batch, k, dim): each row's hard teacher vectors, needed when alpha_rank > 0."""
         teacher = teacher.to(student.dtype)
         total = student.new_zeros(())
         parts: dict[str, float] = {}
@@ -75,4 +93,10 @@ class DistillationLoss(nn.Module):
             cross = self.cross_similarity_kl(student, teacher)
             total = total + self.alpha_cross * cross
             parts["cross_kl"] = float(cross.detach())
+        if self.alpha_rank:
+            if candidates is None:
+                raise ValueError("alpha_rank > 0 needs each row's candidates (batch, k, dim)")
+            rank = self.neighbour_ranking_kl(student, teacher, candidates.to(student.dtype))
+            total = total + self.alpha_rank * rank
+            parts["rank_kl"] = float(rank.detach())
         return total, parts

@@ -132,6 +132,30 @@ def validation_cosine(student: Student, texts: Sequence[str], teacher: np.ndarra
     return total / max(1, len(texts))
 
 
+@torch.no_grad()
+def teacher_neighbours(teacher: np.ndarray, bank_rows: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """(n, k) row indices: for every row of ``teacher``, its ``k`` most cosine-similar rows among
+    ``bank_rows`` (itself excluded), most similar first. Validation rows get candidates too (unused)
+    but are never candidates: the held-out texts stay out of training."""
+    bank_rows = np.asarray(bank_rows, dtype=np.int64)
+    if len(bank_rows) <= k:
+        raise ConfigError(f"the neighbour-ranking term needs more than rank_candidates={k} training texts, "
+                          f"got {len(bank_rows)}", hint="lower --rank-candidates or add text")
+    unit = torch.nn.functional.normalize(torch.from_numpy(np.asarray(teacher, dtype=np.float32)), dim=-1)
+    bank = unit[torch.from_numpy(bank_rows)]
+    position = np.full(len(unit), -1, dtype=np.int64)          # row -> its column in the bank (-1: not in it)
+    position[bank_rows] = np.arange(len(bank_rows))
+    out = np.empty((len(unit), k), dtype=np.int64)
+    for start in range(0, len(unit), chunk):
+        sims = unit[start:start + chunk] @ bank.T
+        rows = torch.arange(start, min(start + chunk, len(unit)))
+        own = torch.from_numpy(position[rows.numpy()])
+        inside = own >= 0
+        sims[torch.nonzero(inside).squeeze(1), own[inside]] = -float("inf")
+        out[start:start + chunk] = bank_rows[sims.topk(k, dim=1).indices.numpy()]
+    return out
+
+
 class Optimization:
     """AdamW (+ SparseAdam for a static student's token table, whose gradient touches only the
     tokens of the batch); clipping covers the dense part only."""
@@ -187,7 +211,8 @@ class DistillStage(TrainingStage):
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         trainer, idx = self.trainer, self.batches(step)
         out = trainer.student(trainer.student.prepare([trainer.texts[i] for i in idx]))
-        loss, parts = trainer.loss_fn(out, torch.from_numpy(trainer.teacher[idx]))
+        candidates = None if trainer.neighbours is None else torch.from_numpy(trainer.teacher[trainer.neighbours[idx]])
+        loss, parts = trainer.loss_fn(out, torch.from_numpy(trainer.teacher[idx]), candidates)
         return loss, {"loss": float(loss.detach()), **parts}
 
     def validate(self) -> dict[str, float]:
@@ -211,7 +236,10 @@ class Trainer:
         self.run_key = stable_hash({"config": config.training_key(), "data": data_key, "kind": student.kind}, 24)
         self.progress = progress
         self.loss_fn = DistillationLoss(config.alpha_cos, config.alpha_mse, config.temperature, config.alpha_sim,
-                                        config.alpha_cross)
+                                        config.alpha_cross, config.alpha_rank)
+        # the neighbour-ranking term's hard candidates: found once, from the teacher's vectors alone
+        self.neighbours = (teacher_neighbours(self.teacher, self.split.train, config.rank_candidates)
+                           if config.alpha_rank else None)
         self.val_texts = [self.texts[i] for i in self.split.validation]
         self.val_teacher = self.teacher[self.split.validation]
 

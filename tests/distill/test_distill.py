@@ -185,10 +185,11 @@ def test_projection_start_uses_projection_fit_texts_and_more_texts_hold_out_bett
     assert seen == [37]
 
 
-def _trainer(teacher_dir, toy_home, seed: int, work: Path) -> Trainer:
+def _trainer(teacher_dir, toy_home, seed: int, work: Path, **overrides) -> Trainer:
     from tava_core.distill.data import load_training_data, resolve_pairs
 
-    config = _config(teacher_dir, steps=15, seed=seed, checkpoint_every=1000, eval_every=1000)
+    config = _config(teacher_dir, **{"steps": 15, "seed": seed, "checkpoint_every": 1000, "eval_every": 1000,
+                                     **overrides})
     teacher = load_encoder(str(teacher_dir))
     pairs = resolve_pairs(TavaHome(toy_home), ["toy"], [], [], teacher.name, teacher.fingerprint)
     data = load_training_data(pairs, teacher_fingerprint=teacher.fingerprint, teacher_dim=teacher.dim)
@@ -206,6 +207,23 @@ def test_training_is_reproducible_with_a_seed(tmp_path, toy_home, teacher_dir):
     assert runs[0].best_validation_cosine == runs[1].best_validation_cosine
 
 
+def test_neighbour_ranking_term_trains_on_each_texts_nearest_training_texts(tmp_path, toy_home, teacher_dir):
+    # the term alone (no cosine, no MSE): the student learns the order of each text's hard candidates
+    trainer = _trainer(teacher_dir, toy_home, 0, tmp_path / "w", alpha_cos=0.0, alpha_mse=0.0, alpha_rank=1.0,
+                       rank_candidates=8, steps=40, lr=5e-3)
+    held_out = set(trainer.split.validation.tolist())
+    assert trainer.neighbours is not None and trainer.neighbours.shape == (len(trainer.texts), 8)
+    assert not held_out & set(trainer.neighbours.ravel().tolist())
+    assert all(row not in trainer.neighbours[row] for row in range(len(trainer.texts)))
+    history = trainer.train().history
+    first, last = np.mean([h["rank_kl"] for h in history[:5]]), np.mean([h["rank_kl"] for h in history[-5:]])
+    assert set(history[0]) >= {"loss", "rank_kl"} and "cos" not in history[0]
+    assert last < 0.7 * first, (first, last)
+    # unused, the term leaves a run's key (and so its checkpoints and artifacts) as before it existed
+    assert "alpha_rank" not in _config(teacher_dir).training_key()
+    assert _config(teacher_dir, alpha_rank=1.0).training_key()["rank_candidates"] == 32
+
+
 def test_nan_loss_stops_training_and_saves_nothing(toy_home, teacher_dir, monkeypatch):
     from tava_core.distill import trainer as trainer_module
     from tava_core.distill.losses import DistillationLoss
@@ -213,8 +231,8 @@ def test_nan_loss_stops_training_and_saves_nothing(toy_home, teacher_dir, monkey
     class BreaksAtStep3(DistillationLoss):
         calls = 0
 
-        def forward(self, student, teacher):
-            loss, parts = super().forward(student, teacher)
+        def forward(self, student, teacher, candidates=None):
+            loss, parts = super().forward(student, teacher, candidates)
             BreaksAtStep3.calls += 1
             return (loss * float("nan") if BreaksAtStep3.calls >= 3 else loss), parts
 

@@ -92,3 +92,39 @@ def test_gradients_flow_and_bad_temperature_is_refused():
     assert student.grad is not None and torch.isfinite(student.grad).all() and student.grad.abs().sum() > 0
     with pytest.raises(ValueError):
         DistillationLoss(temperature=0)
+
+
+def test_neighbour_ranking_kl_scores_the_order_among_each_rows_own_candidates():
+    teacher = _unit(10, 24, 0)
+    candidates = torch.stack([_unit(6, 24, 10 + i) for i in range(10)])     # (batch, k, dim)
+    rank = DistillationLoss(alpha_cos=0, alpha_mse=0, alpha_rank=1, temperature=0.05)
+    loss, parts = rank(teacher.clone(), teacher, candidates)
+    assert float(loss) == pytest.approx(0.0, abs=1e-6) and set(parts) == {"rank_kl"}
+    assert float(rank(3 * teacher, teacher, candidates)[0]) == pytest.approx(0.0, abs=1e-5)   # scale-free
+    near = F.normalize(teacher + 0.1 * _unit(10, 24, 5), dim=-1)
+    far = F.normalize(teacher + 0.5 * _unit(10, 24, 5), dim=-1)
+    assert 0 < float(rank(near, teacher, candidates)[0]) < float(rank(far, teacher, candidates)[0])
+    # By hand for row 0 (batch mean over rows): KL(softmax(t0.c0j/T) || softmax(s0.c0j/T)).
+    p = torch.softmax(candidates[0] @ teacher[0] / 0.05, dim=0)
+    q = torch.softmax(candidates[0] @ far[0] / 0.05, dim=0)
+    one = DistillationLoss(alpha_cos=0, alpha_mse=0, alpha_rank=1, temperature=0.05)(far[:1], teacher[:1],
+                                                                                     candidates[:1])[0]
+    assert float(one) == pytest.approx(float((p * (p.log() - q.log())).sum()), rel=1e-4)
+    with pytest.raises(ValueError, match="candidates"):
+        rank(teacher, teacher)
+
+
+def test_teacher_neighbours_are_the_nearest_training_rows_never_itself_nor_held_out():
+    import numpy as np
+
+    from tava_core.distill.trainer import teacher_neighbours
+
+    vectors = _unit(50, 16, 0).numpy()
+    train = np.setdiff1d(np.arange(50), [3, 17])                        # rows 3 and 17 held out
+    found = teacher_neighbours(vectors, train, k=5, chunk=7)           # chunks that do not divide 50
+    sims = vectors @ vectors.T
+    for row in range(50):
+        allowed = [j for j in train if j != row]
+        expected = sorted(allowed, key=lambda j: -sims[row, j])[:5]
+        assert list(found[row]) == expected
+    assert not np.isin(found, [3, 17]).any()
