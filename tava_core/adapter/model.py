@@ -118,10 +118,44 @@ class Vec2VecAdapter(nn.Module):
         return self.net.skip if self.net is not None else None
 
     @torch.no_grad()
+    def inference_path(self) -> str:
+        """What the adapter computes, read off its weights: ``identity`` (a direct adapter whose
+        correction head is exactly zero and whose skip is the identity: Stage B kept its identity
+        start), ``linear`` (zero head, any skip: a kept closed-form start) or ``full``. The first two
+        give the same numbers as the full pass without running the blocks (0 * h + 0 is exactly 0),
+        which for a static student costs more than the student itself."""
+        net = self.net
+        if net is None or net.skip is None or net.head.weight.count_nonzero() or net.head.bias.count_nonzero():
+            return "full"
+        weight = net.skip.weight
+        if weight.shape[0] == weight.shape[1] and torch.equal(weight, torch.eye(weight.shape[0], dtype=weight.dtype,
+                                                                                  device=weight.device)):
+            return "identity"
+        return "linear"
+
+    def _cached_inference_path(self) -> str:
+        # read again whenever the weights it depends on were changed in place (an optimizer step,
+        # load_state_dict, EMA swaps all bump a tensor's version counter)
+        net = self.net
+        versions = None if net is None or net.skip is None else \
+            (net.head.weight._version, net.head.bias._version, net.skip.weight._version)
+        cached = getattr(self, "_path_cache", None)
+        if versions is None or cached is None or cached[0] != versions:
+            self._path_cache = (versions, self.inference_path())
+        return self._path_cache[1]
+
+    @torch.no_grad()
     def map_numpy(self, vectors, batch_size: int = 8192):
         """Map a float32 numpy array (inference mode, batched); returns float32 numpy."""
         import numpy as np
 
+        path = self._cached_inference_path()
+        if path != "full":          # no dropout or norm layer on these paths: no mode switch needed
+            assert self.net is not None and self.net.skip is not None
+            skip = self.net.skip.weight
+            x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(skip.device)
+            mapped = x if path == "identity" else F.linear(x, skip)
+            return F.normalize(mapped, dim=-1).cpu().numpy()
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device

@@ -363,6 +363,37 @@ def test_save_load_round_trip_gives_equal_outputs(tmp_path):
         load_adapter(tmp_path)
 
 
+def test_a_kept_start_maps_without_the_mlp_and_gives_the_same_numbers(tmp_path):
+    # Stage B that keeps its identity or closed-form start saves a zero correction head: mapping skips
+    # the blocks (the cost of the static student's "+ adapter" row), with bit-identical output
+    x = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    adapter = Vec2VecAdapter(16, 16, [32])
+
+    def full(a: Vec2VecAdapter) -> np.ndarray:
+        with torch.no_grad():
+            return a.eval()(torch.from_numpy(x)).numpy()
+
+    with torch.no_grad():
+        adapter.net.skip.weight.copy_(torch.eye(16))
+    assert adapter.inference_path() == "identity"
+    np.testing.assert_array_equal(adapter.map_numpy(x), full(adapter))
+    np.testing.assert_allclose(adapter.map_numpy(x), x / np.linalg.norm(x, axis=1, keepdims=True), rtol=1e-6)
+    with torch.no_grad():
+        adapter.net.skip.weight.copy_(torch.randn(16, 16))      # in place: the cached path must notice
+    assert adapter.inference_path() == "linear"
+    np.testing.assert_array_equal(adapter.map_numpy(x), full(adapter))
+    saved = load_adapter(save_adapter(tmp_path / "kept", adapter))
+    assert saved.inference_path() == "linear"
+    np.testing.assert_array_equal(saved.map_numpy(x), full(adapter))
+    with torch.no_grad():
+        adapter.net.head.bias.add_(0.1)                         # a learned correction: the whole MLP runs
+    assert adapter.inference_path() == "full"
+    np.testing.assert_array_equal(adapter.map_numpy(x), full(adapter))
+    assert not np.allclose(adapter.map_numpy(x), saved.map_numpy(x))
+    assert Vec2VecAdapter(16, 16, [32], residual=False).inference_path() == "full"
+    assert Vec2VecAdapter(16, 16, [32], latent_dim=8).inference_path() == "full"
+
+
 def test_warm_start_continues_from_the_saved_adapter(tmp_path):
     student, teacher = synthetic(800, 8)
     config = AdapterConfig(**FAST, max_steps=25)
