@@ -8,7 +8,7 @@ Two shapes:
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -150,18 +150,20 @@ class Vec2VecAdapter(nn.Module):
         import numpy as np
 
         path = self._cached_inference_path()
-        if path != "full":          # no dropout or norm layer on these paths: no mode switch needed
+        was_training = self.training
+        run: Callable[[torch.Tensor], torch.Tensor] = self
+        if path == "full":
+            self.eval()
+        else:                       # no dropout or norm layer on these paths: no mode switch needed
             assert self.net is not None and self.net.skip is not None
             skip = self.net.skip.weight
-            x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(skip.device)
-            mapped = x if path == "identity" else F.linear(x, skip)
-            return F.normalize(mapped, dim=-1).cpu().numpy()
-        was_training = self.training
-        self.eval()
+            run = (lambda x: F.normalize(x, dim=-1)) if path == "identity" else \
+                (lambda x: F.normalize(F.linear(x, skip), dim=-1))
         device = next(self.parameters()).device
         out = np.zeros((len(vectors), self.output_dim), dtype=np.float32)
         for start in range(0, len(vectors), batch_size):
             chunk = torch.as_tensor(np.asarray(vectors[start:start + batch_size], dtype=np.float32), device=device)
-            out[start:start + len(chunk)] = self(chunk).cpu().numpy()
-        self.train(was_training)
+            out[start:start + len(chunk)] = run(chunk).cpu().numpy()
+        if path == "full":
+            self.train(was_training)
         return out

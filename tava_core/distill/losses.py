@@ -42,14 +42,16 @@ class DistillationLoss(nn.Module):
         self.alpha_cross = alpha_cross
         self.alpha_rank = alpha_rank
 
-    def _ranking_kl(self, queries: torch.Tensor, keys: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        """KL(teacher || student) of row-softmaxed cosine similarities, batch mean: row i compares
-        ``softmax(t_i . t_j / T)`` with ``softmax(q_i . k_j / T)`` over the batch's j."""
-        t = F.normalize(teacher, dim=-1)
-        student_logp = F.log_softmax(F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T / self.temperature,
-                                     dim=-1)
-        teacher_logp = F.log_softmax(t @ t.T / self.temperature, dim=-1)
+    def _softmax_kl(self, student_cosines: torch.Tensor, teacher_cosines: torch.Tensor) -> torch.Tensor:
+        """KL(teacher || student) of row-softmaxed cosines at the temperature, batch mean."""
+        student_logp = F.log_softmax(student_cosines / self.temperature, dim=-1)
+        teacher_logp = F.log_softmax(teacher_cosines / self.temperature, dim=-1)
         return F.kl_div(student_logp, teacher_logp, reduction="batchmean", log_target=True)
+
+    def _ranking_kl(self, queries: torch.Tensor, keys: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Row i compares ``softmax(t_i . t_j / T)`` with ``softmax(q_i . k_j / T)`` over the batch's j."""
+        t = F.normalize(teacher, dim=-1)
+        return self._softmax_kl(F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T, t @ t.T)
 
     def similarity_kl(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """KL(teacher || student) of row-softmaxed in-batch cosine similarities, batch mean."""
@@ -65,11 +67,8 @@ class DistillationLoss(nn.Module):
         """KL(teacher || student) over each row's own candidates (batch, k, dim): row i compares
         ``softmax(t_i . c_ij / T)`` with ``softmax(s_i . c_ij / T)`` over its k candidates."""
         c = F.normalize(candidates, dim=-1)
-        student_logp = F.log_softmax(torch.einsum("bd,bkd->bk", F.normalize(student, dim=-1), c) / self.temperature,
-                                     dim=-1)
-        teacher_logp = F.log_softmax(torch.einsum("bd,bkd->bk", F.normalize(teacher, dim=-1), c) / self.temperature,
-                                     dim=-1)
-        return F.kl_div(student_logp, teacher_logp, reduction="batchmean", log_target=True)
+        return self._softmax_kl(torch.einsum("bd,bkd->bk", F.normalize(student, dim=-1), c),
+                                torch.einsum("bd,bkd->bk", F.normalize(teacher, dim=-1), c))
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor,
                 candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:

@@ -148,10 +148,9 @@ def teacher_neighbours(teacher: np.ndarray, bank_rows: np.ndarray, k: int, chunk
     out = np.empty((len(unit), k), dtype=np.int64)
     for start in range(0, len(unit), chunk):
         sims = unit[start:start + chunk] @ bank.T
-        rows = torch.arange(start, min(start + chunk, len(unit)))
-        own = torch.from_numpy(position[rows.numpy()])
-        inside = own >= 0
-        sims[torch.nonzero(inside).squeeze(1), own[inside]] = -float("inf")
+        own = position[start:start + chunk]
+        inside = np.flatnonzero(own >= 0)
+        sims[inside, own[inside]] = -float("inf")                 # a text is never its own candidate
         out[start:start + chunk] = bank_rows[sims.topk(k, dim=1).indices.numpy()]
     return out
 
