@@ -37,17 +37,13 @@ def standard_adapter() -> AdapterConfig:
     return AdapterConfig()
 
 
-# The standard recipe per student kind (bench/transfer.py's rows, chosen on the dev split): a transformer
-# student 1,000 steps of 32 texts at peak lr 2e-4; a static one Stage A's own defaults (2,000 steps of
-# 64 texts, lr 1e-3). Neither gets the neighbour-ranking term (alpha_rank). Static: trained the way
-# `tava run` trains (the corpus's own text, two span views) it moved SciFact dev by +0.008 / +0.001
-# (MiniLM / mpnet) and cost the built-in data 0.006 / 0.046 (1.006 -> 1.000, 0.995 -> 0.949; rows
-# corpus-only-rank0/rank1-views2); its gains were with generic text beside the corpus. Transformer:
-# through `tava run` it gained on SciFact dev (0.961 -> 0.969) but not on the built-in data (1.002 ->
-# 0.998; with the adapter 1.010 -> 0.998; bench/cli_run.py std / std-rank). The demo uses its own
-# settings for either.
-STANDARD_BY_STUDENT: dict[str, dict[str, Any]] = {"transformer": {"steps": 1000, "batch_size": 32, "lr": 2e-4},
-                                                  "static": {}}
+# The standard recipe's keys per student kind (bench/transfer.py's rows, chosen on the dev split): a
+# transformer student 1,000 steps of 32 texts at peak lr 2e-4; a static one keeps Stage A's own defaults
+# (2,000 steps of 64 texts, lr 1e-3), so it has no entry. Neither sets the neighbour-ranking term
+# (alpha_rank): trained as `tava run` trains (corpus only, two span views) it moved SciFact dev by
+# +0.008 / +0.001 (MiniLM / mpnet static) and cost the built-in data 0.006 / 0.046; through `tava run`
+# the transformer gained on SciFact dev (0.961 -> 0.969) but not on the built-in data (1.002 -> 0.998).
+STANDARD_BY_STUDENT: dict[str, dict[str, Any]] = {"transformer": {"steps": 1000, "batch_size": 32, "lr": 2e-4}}
 STAGE_DEFAULTS = {"demo": (demo_distill, demo_adapter), "standard": (standard_distill, standard_adapter)}
 Preset = Literal["demo", "standard"]
 
