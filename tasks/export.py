@@ -29,7 +29,19 @@ def export_summary_markdown(card: dict[str, Any]) -> str:
                                             f"{agreement.get('min_cosine', float('nan')):.5f} on {agreement.get('texts')} texts"),
         ("gate", agreement.get("gate_min_mean_cosine")),
         ("size", f"{card.get('bytes', 0) / 1e6:.1f} MB"),
+        *_router_facts(card.get("router")),
     ])
+
+
+def _router_facts(router: Optional[dict[str, Any]]) -> list[tuple[str, Any]]:
+    if not router:
+        return []
+    agreement = router.get("agreement", {})
+    return [("router: to the teacher when confidence <", f"{router['threshold']:.4f} "
+                                                         f"({router['threshold_mode']} {router['value']:g})"),
+            ("router: max |diff| of confidence / same decisions as fp32 torch",
+             f"{agreement.get('max_abs_diff_confidence', float('nan')):.1e} / "
+             f"{agreement.get('same_decisions_as_fp32_torch', float('nan')):.3f}")]
 
 
 @task(name="export-onnx", task_run_name="export {config.precision}", retries=1, retry_delay_seconds=[5],

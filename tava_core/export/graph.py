@@ -1,9 +1,11 @@
 """One torch module for a whole transformer encoder — transformer, pooling, Dense projection,
-L2 normalisation and an optional vector map (a Stage B adapter) — and its export to ONNX.
+L2 normalisation, an optional vector map (a Stage B adapter) and an optional confidence score (a
+router's, ``router_graph.py``) — and its export to ONNX.
 
 The module computes exactly what ``TransformerEncoder._forward`` computes (then the map), so the
 exported graph and the torch path agree to float precision; inputs are ``input_ids`` and
-``attention_mask`` with dynamic batch and sequence axes, the output is ``embeddings``.
+``attention_mask`` with dynamic batch and sequence axes, the outputs are ``embeddings`` (and
+``confidence`` when the graph has a router's score).
 """
 from __future__ import annotations
 
@@ -24,26 +26,34 @@ log = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "embeddings"
+CONFIDENCE_NAME = "confidence"
 OPSET = 17
 
 
 class EncoderGraph(nn.Module):
     """``(input_ids, attention_mask) -> float32 vectors``: transformer, pooling, dense, normalise,
-    then ``tail`` (e.g. an adapter, which normalises its own output)."""
+    then ``tail`` (e.g. an adapter, which normalises its own output); with ``confidence`` (a module
+    from the final vectors to one score per row) ``-> (vectors, confidence)``."""
 
     def __init__(self, model: nn.Module, dense: nn.Module, *, pooling: str, normalize: bool,
-                 tail: Optional[nn.Module] = None) -> None:
+                 tail: Optional[nn.Module] = None, confidence: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.model = model
         self.dense = dense
         self.pooling = pooling
         self.normalize = normalize
         self.tail = tail
+        self.confidence = confidence
         # BERT-family models take token_type_ids; a single sequence has all zeros, which is what
         # the torch path's tokenizer passes, so the graph makes them instead of taking an input.
         self._takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    @property
+    def output_names(self) -> list[str]:
+        return [OUTPUT_NAME] + ([CONFIDENCE_NAME] if self.confidence is not None else [])
+
+    def forward(self, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self._takes_token_types:
             kwargs["token_type_ids"] = torch.zeros_like(input_ids)
@@ -58,6 +68,8 @@ class EncoderGraph(nn.Module):
             pooled = nn.functional.normalize(pooled, dim=-1)
         if self.tail is not None:
             pooled = self.tail(pooled)
+        if self.confidence is not None:
+            return pooled, self.confidence(pooled)
         return pooled
 
 
@@ -93,13 +105,13 @@ def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int) -> Path:
     example = (torch.randint(0, max(vocab_size, 2), (2, 16), dtype=torch.long),
                torch.ones(2, 16, dtype=torch.long))
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-            OUTPUT_NAME: {0: "batch"}}
+            **{name: {0: "batch"} for name in graph.output_names}}
     path = Path(path)
     try:
         with torch.no_grad(), warnings.catch_warnings(), eager_attention(graph.model):
             warnings.simplefilter("ignore")  # the tracer's notes on shapes are for torch developers
             torch.onnx.export(graph, example, str(path), input_names=list(INPUT_NAMES),
-                              output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=OPSET,
+                              output_names=graph.output_names, dynamic_axes=axes, opset_version=OPSET,
                               dynamo=False, do_constant_folding=True)
     except Exception as exc:  # noqa: BLE001 - any exporter failure means: this encoder stays on torch
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

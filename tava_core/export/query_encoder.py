@@ -1,7 +1,10 @@
-"""`tava export`: a query encoder (transformer student, or student + adapter) as ONE ONNX file
-with its tokenizer and a JSON card, so a serving stack needs neither tava nor torch.
+"""`tava export`: a query encoder (transformer student, or student + adapter, optionally with its
+confidence router) as ONE ONNX file with its tokenizer and a JSON card, so a serving stack needs
+neither tava nor torch.
 
     <out>/model.onnx       input_ids, attention_mask (int64, dynamic batch x sequence) -> embeddings
+                           (+ confidence, for a router: queries under card["router"]["threshold"]
+                           go to the teacher)
     <out>/tokenizer.json   with the encoder's truncation and padding set inside
     <out>/card.json        written last: teacher to search against, agreement with fp32 torch, precision
 
@@ -24,6 +27,7 @@ from ..config import EncoderSpec
 from ..errors import ConfigError, InputError, TavaError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, read_json, sha256_file, write_json
+from ..route.fast import CompiledConfidence
 from .cache import AGREEMENT_TEXTS
 from .config import ExportConfig
 from .standalone import CARD_NAME, SESSION_SETTINGS, TOKENIZER_NAME, ExportedQueryEncoder
@@ -48,12 +52,27 @@ DEFAULT_QUERIES = [
 ]
 
 
+# Max |diff| between the exported confidence and tava's compiled score of the same vectors: the
+# router part stays fp32 at either precision, so anything larger is a bug, not rounding.
+CONFIDENCE_TOLERANCE = 1e-4
+
+
 class ExportRefused(TavaError):
     """An export whose vectors do not agree closely enough with the torch encoder (not saved)."""
 
 
-def _split_encoder(encoder: Any) -> tuple[Any, Any]:
-    """(transformer student, adapter module or None), or a ConfigError saying why not exportable."""
+def _split_encoder(encoder: Any) -> tuple[Any, Any, Any]:
+    """(transformer student, adapter module or None, router or None), or a ConfigError saying why
+    not exportable."""
+    from ..route.router import RoutedEncoder
+
+    if isinstance(encoder, RoutedEncoder):
+        student, adapter = _split_vector_encoder(encoder.student)
+        return student, adapter, encoder
+    return (*_split_vector_encoder(encoder), None)
+
+
+def _split_vector_encoder(encoder: Any) -> tuple[Any, Any]:
     import torch
 
     from ..encoders.mapped import MappedEncoder
@@ -67,7 +86,8 @@ def _split_encoder(encoder: Any) -> tuple[Any, Any]:
     inner = getattr(encoder, "inner", None)
     raise ConfigError(f"cannot export a {type(encoder).__name__}"
                       + (f" over a {type(inner).__name__}" if inner is not None else "")
-                      + " as an ONNX query encoder: export takes a transformer student, or an adapter over one",
+                      + " as an ONNX query encoder: export takes a transformer student, an adapter over one, "
+                        "or a router over either",
                       hint="static students are already fast on the numpy path (no export needed); "
                            "pass the student or adapter directory")
 
@@ -144,15 +164,59 @@ GRAPH: dict[str, Any] = {"offline_fusion": False}
 
 def quantize_graph(fp32: Path, int8: Path, recipe: dict[str, Any] = QUANTIZATION) -> None:
     """Dynamic int8 quantisation of an exported graph by ``recipe`` (``QUANTIZATION``'s keys; a bench may
-    pass variants of it)."""
+    pass variants of it). A router's confidence nodes stay fp32: its document bank and maps are
+    scored against thresholds calibrated in fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from .graph import CONFIDENCE_NAME
+
+    router_nodes = [node.name for node in onnx.load(str(fp32), load_external_data=False).graph.node
+                    if node.name.startswith(f"/{CONFIDENCE_NAME}/")]
     quantize_dynamic(str(fp32), str(int8), weight_type=getattr(QuantType, recipe["weight_type"]),
                      op_types_to_quantize=list(recipe["op_types"]), per_channel=recipe["per_channel"],
-                     reduce_range=recipe["reduce_range"],
+                     reduce_range=recipe["reduce_range"], nodes_to_exclude=router_nodes,
                      extra_options={"MatMulConstBOnly": recipe.get("weights_only", True),
                                     "DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _router_teacher(router: Any) -> dict[str, Any]:
+    return {"model": router.teacher.spec.model, "name": router.teacher.name,
+            "fingerprint": router.teacher.fingerprint, "dim": int(router.teacher.dim)}
+
+
+def _router_card(router: Any) -> dict[str, Any]:
+    """What a server needs to route: the threshold rule, and what the numbers mean."""
+    threshold = router.threshold
+    return {
+        "threshold": float(threshold.threshold), "threshold_mode": threshold.mode, "value": float(threshold.value),
+        "expected_share": float(threshold.expected_share),
+        "rule": "send a query to the teacher when its confidence is under threshold",
+        "confidence": f"predicted {router.calibration.target} agreement of the query's result list with the teacher's",
+        "signals": list(router.calibration.signals),
+        # tava's own RoutedEncoder follows this policy; a server may keep the fixed threshold above
+        "routing": router.routing.model_dump(mode="json"),
+        "router_fingerprint": router.fingerprint,
+    }
+
+
+def _router_agreement(router: Any, score: Any, routed: dict[str, np.ndarray], texts: list[str],
+                      reference: np.ndarray) -> dict[str, Any]:
+    """The exported confidence against tava's compiled score of the same (exported) vectors -- a bug
+    guard: the router part is fp32 whatever the precision -- and the routing decisions against those
+    the fp32 torch encoder's vectors give."""
+    confidence = routed["confidence"]
+    own = score(texts, routed["vectors"])
+    diff = float(np.abs(confidence - own).max()) if len(texts) else 0.0
+    if not diff <= CONFIDENCE_TOLERANCE:
+        raise ExportRefused(f"export refused: the exported router's confidence differs from tava's by {diff:.2e} "
+                            f"(> {CONFIDENCE_TOLERANCE:g}) on the same vectors; nothing was saved",
+                            hint="report this as a bug; export the encoder without its router meanwhile")
+    threshold = float(router.threshold.threshold)
+    torch_decisions = score(texts, reference) < threshold
+    return {"max_abs_diff_confidence": diff, "same_decisions_as_fp32_torch":
+            float(np.mean(torch_decisions == routed["to_teacher"])) if len(texts) else 1.0,
+            "sent_to_teacher": float(np.mean(routed["to_teacher"])) if len(texts) else 0.0}
 
 
 def default_out(home: TavaHome, name: str, fingerprint: str, precision: str) -> Path:
@@ -172,15 +236,22 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
     started = time.perf_counter()
     encoder = load_encoder(EncoderSpec(model=config.model, backend="torch", device="cpu", dtype="float32"),
                            cache=False)
-    student, adapter = _split_encoder(encoder)
+    student, adapter, router = _split_encoder(encoder)
     texts = read_sample(config)
-    reference = encoder.encode(texts, kind="query")
+    vector_encoder = router.student if router is not None else encoder
+    reference = vector_encoder.encode(texts, kind="query")
     out = Path(config.out).expanduser().resolve() if config.out else \
         default_out(home, encoder.name, encoder.fingerprint, config.precision)
+    score = None
+    if router is not None:
+        from .router_graph import ConfidenceGraph
+
+        score = CompiledConfidence(router.signal_model, router.calibration)
     graph = EncoderGraph(student.model, student.dense, pooling=student.pooling, normalize=student.normalized,
-                         tail=adapter)
+                         tail=adapter, confidence=ConfidenceGraph(score) if score is not None else None)
     model_dir = resolve_model_path(config.model)
-    teacher = {"model": config.teacher} if config.teacher else find_teacher(model_dir, student.directory)
+    teacher = ({"model": config.teacher} if config.teacher else _router_teacher(router) if router is not None
+               else find_teacher(model_dir, student.directory))
     if teacher is None:
         log.warning("the card names no teacher (none recorded beside %s): pass --teacher", config.model)
     with atomic_directory(out) as tmp:
@@ -195,20 +266,26 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
             "format": CARD_FORMAT, "file": GRAPH_FILE, "precision": config.precision,
             "dim": int(encoder.dim), "normalized": True, "max_length": int(student.max_length),
             "query_prefix": student.spec.query_prefix,
-            "inputs": ["input_ids", "attention_mask"], "output": "embeddings",
+            "inputs": ["input_ids", "attention_mask"], "output": "embeddings", "outputs": graph.output_names,
             "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint, "model": str(model_dir),
-                        "student": student.fingerprint, "adapter": adapter is not None},
+                        "student": student.fingerprint, "adapter": adapter is not None,
+                        "router": router is not None},
+            "router": _router_card(router) if router is not None else None,
             "teacher": teacher,
             "graph": GRAPH, "quantization": QUANTIZATION if config.precision == "int8" else None,
             "session": SESSION_SETTINGS,
             "search_against": "document vectors of the teacher above (cosine = dot product: outputs are unit length)",
         }
         write_json(tmp / CARD_NAME, card)  # the runner reads it; rewritten below with the measurements
-        candidate = ExportedQueryEncoder(tmp).encode(texts)
+        exported = ExportedQueryEncoder(tmp)
+        candidate = exported.encode(texts) if router is None else exported.route(texts)["vectors"]
         measured = agreement(reference, candidate)
         card["agreement"] = {**measured, "texts": len(texts), "against": "fp32 torch encoder",
                              "sample": config.sample_file or "built-in",
                              "gate_min_mean_cosine": config.min_mean_cosine}
+        if router is not None and score is not None:
+            card["router"]["agreement"] = _router_agreement(router, score, exported.route(texts), texts,
+                                                            reference)
         if not measured["mean_cosine"] >= config.min_mean_cosine:
             raise ExportRefused(
                 f"{config.precision} export refused: mean cosine {measured['mean_cosine']:.4f} to the fp32 torch "

@@ -54,9 +54,12 @@ class ExportedQueryEncoder:
         self.session = ort.InferenceSession(str(self.directory / self.card["file"]), sess_options=options,
                                             providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def _run(self, texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
+        """Every output of the graph for ``texts``, in the texts' order (embeddings first)."""
         prefix = self.card.get("query_prefix", "")
-        out = np.zeros((len(texts), int(self.card["dim"])), dtype=np.float32)
+        outputs = self.session.get_outputs()
+        out: list[np.ndarray] = [np.zeros((len(texts), int(self.card["dim"])), dtype=np.float32)]
+        out += [np.zeros(len(texts), dtype=np.float32) for _ in outputs[1:]]
         # Longest first, as tava's encoders batch: similar lengths waste little padding.
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), batch_size):
@@ -64,5 +67,21 @@ class ExportedQueryEncoder:
             batch = self.tokenizer.encode_batch([prefix + texts[i] for i in idx])
             ids = np.array([e.ids for e in batch], dtype=np.int64)
             mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
-            out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            for target, values in zip(out, self.session.run(None, {"input_ids": ids, "attention_mask": mask}),
+                                      strict=True):
+                target[idx] = values
         return out
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self._run(texts, batch_size)[0]
+
+    def route(self, texts: Sequence[str], batch_size: int = 64) -> dict[str, np.ndarray]:
+        """An export of a router: vectors, ``confidence`` (predicted agreement with the teacher) and
+        ``to_teacher`` (confidence under the card's calibrated threshold: re-encode those queries with
+        the card's teacher)."""
+        router = self.card.get("router")
+        if not router:
+            raise ValueError(f"{self.directory} is an export of an encoder without a router: use encode()")
+        vectors, confidence = self._run(texts, batch_size)
+        return {"vectors": vectors, "confidence": confidence,
+                "to_teacher": confidence < float(router["threshold"])}

@@ -1,0 +1,135 @@
+"""`tava export` of a confidence router: the ONNX graph gives each query's vector and confidence,
+equal to tava's own router on the same queries; int8 keeps the router part in fp32; routers whose
+signals read words (or a clustered bank) are refused with the fix, and nothing is saved."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import synthetic_texts
+from route_helpers import TEXTS
+
+from tava_core.config import EncoderSpec
+from tava_core.encoders import load_encoder
+from tava_core.errors import ConfigError
+from tava_core.export.config import ExportConfig
+from tava_core.export.query_encoder import export_query_encoder
+from tava_core.export.standalone import ExportedQueryEncoder
+from tava_core.home import TavaHome
+from tava_core.route.build import TextVectors, fit_router
+from tava_core.route.config import RouterSettings
+from tava_core.route.router import save_router, threshold_from
+
+pytest.importorskip("onnxruntime")
+torch.set_num_threads(1)
+DOCUMENTS = synthetic_texts(120, seed=5)
+QUERIES = synthetic_texts(30, seed=9) + ["x", "how does the gene change the memory"]
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny BERT with a Dense 32 -> 384: a transformer student in the teacher's dimension."""
+    from tava_core.distill.students import _write_dense
+
+    out = tmp_path_factory.mktemp("tiny-384") / "model"
+    shutil.copytree(tiny_model_dir, out)
+    torch.manual_seed(4)
+    _write_dense(out / "2_Dense", torch.nn.Linear(32, 384))
+    modules = json.loads((out / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (out / "modules.json").write_text(json.dumps(modules))
+    return out
+
+
+def _router(tmp_path: Path, student_dir: Path, settings: RouterSettings, budget: float = 0.3) -> Path:
+    student = load_encoder(str(student_dir), cache=False)
+    teacher = load_encoder("all-MiniLM-L6-v2")
+    reference = TextVectors(TEXTS, student.encode(TEXTS), teacher.encode(TEXTS))
+    calib = TEXTS[::-1] + DOCUMENTS[:20]
+    calibration = TextVectors(calib, student.encode(calib, kind="query"), teacher.encode(calib, kind="query"))
+    model, fitted = fit_router(reference, calibration, teacher.encode(DOCUMENTS), settings)
+    out = tmp_path / "router"
+    save_router(out, student=EncoderSpec(model=str(student_dir)), student_fingerprint=student.fingerprint,
+                teacher=EncoderSpec(model="all-MiniLM-L6-v2"), teacher_fingerprint=teacher.fingerprint,
+                signal_model=model, calibration=fitted, threshold=threshold_from(fitted, teacher_budget=budget))
+    return out
+
+
+SETTINGS = {
+    "default (retrieval entropy, full bank)": RouterSettings(),
+    "vector + retrieval signals, PCA bank rescored": RouterSettings(
+        signals=["head_disagreement", "cycle_error", "knn_distance", "retrieval_top_score", "retrieval_margin",
+                 "retrieval_boundary", "retrieval_contrast", "retrieval_entropy"],
+        vector_components=3, bank_size=32, pca_dim=8, doc_pca_dim=16, doc_rescore=60),
+    "contrast on the full bank": RouterSettings(signals=["retrieval_contrast", "knn_distance"], bank_size=32,
+                                                pca_dim=8),
+}
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_exported_router_equals_tava_router(tmp_path, student_dir, name):
+    router_dir = _router(tmp_path, student_dir, SETTINGS[name])
+    card = export_query_encoder(ExportConfig(model=str(router_dir), out=str(tmp_path / "export")),
+                                TavaHome(tmp_path / "home"))
+    router = load_encoder(str(router_dir), cache=False)
+    assert card["outputs"] == ["embeddings", "confidence"] and card["encoder"]["router"] is True
+    assert card["router"]["threshold"] == pytest.approx(router.threshold.threshold)
+    assert card["router"]["signals"] == list(router.calibration.signals)
+    assert card["teacher"]["fingerprint"] == router.teacher.fingerprint
+    assert card["router"]["agreement"]["max_abs_diff_confidence"] <= 1e-4
+    assert card["router"]["agreement"]["same_decisions_as_fp32_torch"] == 1.0
+
+    routed = ExportedQueryEncoder(tmp_path / "export").route(QUERIES)
+    vectors = router.student.encode(QUERIES, kind="query")
+    expected = router.confidence(QUERIES, vectors)
+    assert np.abs(routed["vectors"] - vectors).max() <= 1e-4
+    assert np.abs(routed["confidence"] - expected).max() <= 1e-4
+    # the scores spread (a constant would pass the equality above), and both sides of the threshold occur
+    assert np.ptp(expected) > 1e-3
+    fixed = expected < router.threshold.threshold
+    assert routed["to_teacher"].tolist() == fixed.tolist() and 0 < fixed.sum() < len(QUERIES)
+    # one query at a time, as a server sees live traffic
+    single = ExportedQueryEncoder(tmp_path / "export").route(QUERIES[:3], batch_size=1)
+    assert np.abs(single["confidence"] - expected[:3]).max() <= 1e-4
+
+
+def test_int8_export_keeps_the_router_in_fp32(tmp_path, student_dir):
+    import onnx
+
+    router_dir = _router(tmp_path, student_dir, SETTINGS["default (retrieval entropy, full bank)"])
+    card = export_query_encoder(ExportConfig(model=str(router_dir), precision="int8", min_mean_cosine=0.9,
+                                             out=str(tmp_path / "int8")), TavaHome(tmp_path / "home"))
+    graph = onnx.load(str(tmp_path / "int8" / "model.onnx")).graph
+    router_ops = {n.op_type for n in graph.node if n.name.startswith("/confidence/")}
+    encoder_ops = {n.op_type for n in graph.node if not n.name.startswith("/confidence/")}
+    assert "MatMul" in router_ops and "MatMulInteger" in encoder_ops   # only the encoder is quantised
+    assert not any("Integer" in op or "Quant" in op for op in router_ops)
+    # the confidence of the int8 vectors is exactly tava's score of those vectors
+    routed = ExportedQueryEncoder(tmp_path / "int8").route(QUERIES)
+    router = load_encoder(str(router_dir), cache=False)
+    assert np.abs(routed["confidence"] - router.confidence(QUERIES, routed["vectors"])).max() <= 1e-4
+    assert card["router"]["agreement"]["max_abs_diff_confidence"] <= 1e-4
+
+
+@pytest.mark.parametrize("settings, match", [
+    (RouterSettings(signals=["word_trust", "retrieval_entropy"]), r"\['word_trust'\] cannot go into an ONNX graph"),
+    (RouterSettings(signals=["retrieval_entropy"], doc_clusters=4, doc_probe=2), "clustered document bank"),
+])
+def test_unexportable_router_is_refused_and_nothing_saved(tmp_path, student_dir, settings, match):
+    router_dir = _router(tmp_path, student_dir, settings)
+    with pytest.raises(ConfigError, match=match):
+        export_query_encoder(ExportConfig(model=str(router_dir), out=str(tmp_path / "export")),
+                             TavaHome(tmp_path / "home"))
+    assert not (tmp_path / "export").exists()
+
+
+def test_encoder_export_has_no_route(tmp_path, student_dir):
+    export_query_encoder(ExportConfig(model=str(student_dir), out=str(tmp_path / "plain")), TavaHome(tmp_path / "h"))
+    exported = ExportedQueryEncoder(tmp_path / "plain")
+    assert exported.card["router"] is None and exported.card["outputs"] == ["embeddings"]
+    with pytest.raises(ValueError, match="without a router"):
+        exported.route(["a query"])
