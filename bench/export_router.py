@@ -45,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--router", default=str(ROOT / ".tava" / "artifacts" / "routers" / "nightly"))
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None, help="threads of every side (default: torch's)")
     parser.add_argument("--batch1-queries", type=int, default=128, help="queries timed one at a time")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "export_router.json"))
     args = parser.parse_args()
@@ -60,6 +61,8 @@ def main() -> None:
     router_dir = Path(args.router)
     if not (router_dir / "router.json").is_file():
         sys.exit(f"{router_dir} is not a router directory: run `make demo` first, or pass --router DIR")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     router = load_encoder(str(router_dir), cache=False)
     student = router.student
