@@ -83,3 +83,21 @@ def tiny_topic_beir(root: Path) -> Path:
     (root / "qrels").mkdir(exist_ok=True)
     (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
     return root
+
+
+def add_dense(model_dir: Path, out_dim: int, *, seed: int) -> Path:
+    """Give a copied sentence-transformers directory a seeded Dense projection (hidden -> ``out_dim``)
+    after its pooling: a projected student's layout."""
+    import json
+
+    import torch
+
+    from tava_core.distill.students import _write_dense
+
+    hidden = int(json.loads((model_dir / "config.json").read_text())["hidden_size"])
+    torch.manual_seed(seed)
+    _write_dense(model_dir / "2_Dense", torch.nn.Linear(hidden, out_dim))
+    modules = json.loads((model_dir / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (model_dir / "modules.json").write_text(json.dumps(modules))
+    return model_dir

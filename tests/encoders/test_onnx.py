@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import synthetic_texts
+from helpers import add_dense, synthetic_texts
 
 from tava_core.config import EncoderSpec
 from tava_core.encoders import load_encoder
@@ -48,18 +48,11 @@ def home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="module")
 def dense_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """The tiny BERT with CLS pooling and a Dense projection 32 -> 24 (a projected student's layout)."""
-    from tava_core.distill.students import _write_dense
-
     out = tmp_path_factory.mktemp("tiny-dense") / "model"
     shutil.copytree(tiny_model_dir, out)
     (out / "1_Pooling" / "config.json").write_text(json.dumps(
         {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
-    torch.manual_seed(1)
-    _write_dense(out / "2_Dense", torch.nn.Linear(32, 24))
-    modules = json.loads((out / "modules.json").read_text())
-    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-    (out / "modules.json").write_text(json.dumps(modules))
-    return out
+    return add_dense(out, 24, seed=1)
 
 
 @pytest.fixture(scope="module")

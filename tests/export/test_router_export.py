@@ -3,14 +3,13 @@ equal to tava's own router on the same queries; int8 keeps the router part in fp
 signals read words (or a clustered bank) are refused with the fix, and nothing is saved."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import synthetic_texts
+from helpers import add_dense, synthetic_texts
 from route_helpers import TEXTS
 
 from tava_core.config import EncoderSpec
@@ -33,16 +32,9 @@ QUERIES = synthetic_texts(30, seed=9) + ["x", "how does the gene change the memo
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """The tiny BERT with a Dense 32 -> 384: a transformer student in the teacher's dimension."""
-    from tava_core.distill.students import _write_dense
-
     out = tmp_path_factory.mktemp("tiny-384") / "model"
     shutil.copytree(tiny_model_dir, out)
-    torch.manual_seed(4)
-    _write_dense(out / "2_Dense", torch.nn.Linear(32, 384))
-    modules = json.loads((out / "modules.json").read_text())
-    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-    (out / "modules.json").write_text(json.dumps(modules))
-    return out
+    return add_dense(out, 384, seed=4)
 
 
 def _router(tmp_path: Path, student_dir: Path, settings: RouterSettings, budget: float = 0.3) -> Path:
