@@ -272,7 +272,9 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
                         "router": router is not None},
             "router": _router_card(router) if router is not None else None,
             "teacher": teacher,
-            "graph": GRAPH, "quantization": QUANTIZATION if config.precision == "int8" else None,
+            "graph": GRAPH,
+            "quantization": None if config.precision != "int8" else
+            {**QUANTIZATION, **({"kept_fp32": "the router's confidence nodes"} if router is not None else {})},
             "session": SESSION_SETTINGS,
             "search_against": "document vectors of the teacher above (cosine = dot product: outputs are unit length)",
         }

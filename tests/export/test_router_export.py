@@ -105,6 +105,7 @@ def test_int8_export_keeps_the_router_in_fp32(tmp_path, student_dir):
     router = load_encoder(str(router_dir), cache=False)
     assert np.abs(routed["confidence"] - router.confidence(QUERIES, routed["vectors"])).max() <= 1e-4
     assert card["router"]["agreement"]["max_abs_diff_confidence"] <= 1e-4
+    assert card["quantization"]["kept_fp32"] == "the router's confidence nodes"
 
 
 @pytest.mark.parametrize("settings, match", [
