@@ -242,13 +242,14 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
     reference = vector_encoder.encode(texts, kind="query")
     out = Path(config.out).expanduser().resolve() if config.out else \
         default_out(home, encoder.name, encoder.fingerprint, config.precision)
-    score = None
+    score, confidence_graph = None, None
     if router is not None:
         from .router_graph import ConfidenceGraph
 
         score = CompiledConfidence(router.signal_model, router.calibration)
+        confidence_graph = ConfidenceGraph(score)
     graph = EncoderGraph(student.model, student.dense, pooling=student.pooling, normalize=student.normalized,
-                         tail=adapter, confidence=ConfidenceGraph(score) if score is not None else None)
+                         tail=adapter, confidence=confidence_graph)
     model_dir = resolve_model_path(config.model)
     teacher = ({"model": config.teacher} if config.teacher else _router_teacher(router) if router is not None
                else find_teacher(model_dir, student.directory))
@@ -280,14 +281,14 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
         }
         write_json(tmp / CARD_NAME, card)  # the runner reads it; rewritten below with the measurements
         exported = ExportedQueryEncoder(tmp)
-        candidate = exported.encode(texts) if router is None else exported.route(texts)["vectors"]
+        routed = exported.route(texts) if router is not None else None
+        candidate = routed["vectors"] if routed is not None else exported.encode(texts)
         measured = agreement(reference, candidate)
         card["agreement"] = {**measured, "texts": len(texts), "against": "fp32 torch encoder",
                              "sample": config.sample_file or "built-in",
                              "gate_min_mean_cosine": config.min_mean_cosine}
-        if router is not None and score is not None:
-            card["router"]["agreement"] = _router_agreement(router, score, exported.route(texts), texts,
-                                                            reference)
+        if routed is not None:
+            card["router"]["agreement"] = _router_agreement(router, score, routed, texts, reference)
         if not measured["mean_cosine"] >= config.min_mean_cosine:
             raise ExportRefused(
                 f"{config.precision} export refused: mean cosine {measured['mean_cosine']:.4f} to the fp32 torch "
