@@ -338,6 +338,9 @@ def main() -> None:
                         help="stop training after this long (the learning rate anneals with the clock)")
     parser.add_argument("--keep-student", type=Path, default=None,
                         help="also save the trained student here (e.g. for bench/adapt_selection.py)")
+    parser.add_argument("--score-kept", type=Path, default=None,
+                        help="score a student saved by --keep-student (its bench_training.json records how it "
+                             "was trained) instead of training one: e.g. the test read of a chosen dev row")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="JSON file the rows accumulate in (default bench/results/transfer.json)")
     parser.add_argument("--tag", default="")
@@ -370,8 +373,12 @@ def main() -> None:
     label = "/".join([args.teacher, args.student, args.train if args.train == "generic" else f"+{args.target}"]) \
         + (f"/{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:
-        student_dir, training = train_student(args.teacher, args.student, texts, vectors, options, Path(tmp))
-        if args.keep_student is not None:
+        if args.score_kept is not None:
+            student_dir = args.score_kept
+            training = json.loads((student_dir / "bench_training.json").read_text())["training"]
+        else:
+            student_dir, training = train_student(args.teacher, args.student, texts, vectors, options, Path(tmp))
+        if args.keep_student is not None and args.score_kept is None:
             keep_student(student_dir, args.keep_student, training, " ".join(sys.argv[1:]))
         sci = scifact()
         speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
