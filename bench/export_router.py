@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from shared_data import ROOT, SCIFACT, write_result
+from shared_data import ROOT, SCIFACT, cpu_info, write_result
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from route_cost import interleaved_seconds, ratio  # noqa: E402
@@ -68,7 +68,7 @@ def main() -> None:
     student = router.student
     queries = dev_queries()
     started = time.perf_counter()
-    report: dict = {"benchmark": "export_router", "router": str(router_dir), "threads": threads,
+    report: dict = {"benchmark": "export_router", "router": str(router_dir), "threads": threads, "cpu": cpu_info(),
                     "queries": len(queries), "split": "SciFact train queries (dev); vectors and confidences only",
                     "signals": list(router.calibration.signals), "threshold": router.threshold.__dict__}
     with tempfile.TemporaryDirectory(prefix="tava-export-router-") as tmp:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared_data import ROOT, SCIFACT, write_result
+from shared_data import ROOT, SCIFACT, cpu_info, write_result
 
 BATCH = 64
 
@@ -127,7 +127,8 @@ def main() -> None:
                                                       / summary[f"torch | {w}x{t}"]["median_per_second"], 3)
                                 for s in sides[1:]} for w, t in configs}
     report = {
-        "benchmark": "serve_throughput", "model": args.model, "cores": args.cores, "queries": len(texts),
+        "benchmark": "serve_throughput", "model": args.model, "cores": args.cores, "cpu": cpu_info(),
+        "queries": len(texts),
         "batch_size": BATCH, "split": "SciFact train queries (dev); no labels read",
         "protocol": "per configuration: spawned workers, barrier start, wall time to the last worker; "
                     "configurations interleaved over cycles; ratios of medians",

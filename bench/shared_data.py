@@ -30,3 +30,20 @@ def write_result(path: Path, report: dict, *, indent: int = 2) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=indent) + "\n")
     os.replace(tmp, path)
+
+
+def cpu_info() -> dict:
+    """The CPU the ratios were measured on: speed-ups between runtimes depend on it (torch's x86 GEMM
+    and ONNX Runtime's MLAS differ most between vendors, and int8 between CPUs with and without AMX)."""
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "amx_int8": "amx_int8" in flags, "avx512_vnni": "avx512_vnni" in flags,
+            "avx512f": "avx512f" in flags}

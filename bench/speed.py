@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from shared_data import PASSAGES, ROOT, SCIFACT  # noqa: E402  (sets sys.path; honours TAVA_SHARED_DATA)
+from shared_data import PASSAGES, ROOT, SCIFACT, cpu_info  # noqa: E402  (sets sys.path; honours TAVA_SHARED_DATA)
 
 TEACHER = "all-MiniLM-L6-v2"  # the speed pair's teacher (bench/make_speed_models.py); --teacher times another
 
@@ -460,7 +460,8 @@ def main() -> None:
         "benchmark": "speed", "mode": "quick" if q else "full",
         "command": ("" if "student" in args.skip else ".venv/bin/python bench/make_speed_models.py && ")
                    + ".venv/bin/python bench/speed.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_info(), "threads": args.threads,
+                    "python": platform.python_version(),
                     "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                     "load_average_start": load_avg()},
         "teacher_model": args.teacher, "batch_size": args.batch_size, "repeats": args.repeats,
