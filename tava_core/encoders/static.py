@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -66,6 +66,7 @@ class StaticEncoder(Encoder):
         self.max_length = self.spec.max_length  # None = no truncation, as sentence-transformers does
         self.dim = int(self.table.shape[1])
         self.batch_size = max(self.spec.batch_size, 1)
+        self.workers: Optional[int] = None   # threads for inputs of several chunks; None = torch's thread count
         self._fingerprint: str | None = None
 
     @property
@@ -86,13 +87,29 @@ class StaticEncoder(Encoder):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # Static inference is memory-bound, not compute-bound: big batches are cheapest.
         step = max(batch_size or self.batch_size, 1024)
-        for start in range(0, len(texts), step):
+        starts = range(0, len(texts), step)
+
+        def encode_chunk(start: int) -> None:
             chunk = texts[start:start + step]
             flat, offsets = self.token_bags(chunk)
             pooled = torch.nn.functional.embedding_bag(flat, self.table, offsets, mode="mean")
             if self.normalized:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
             out[start:start + len(chunk)] = pooled.numpy()
+
+        workers = min(self.workers or torch.get_num_threads(), len(starts))
+        if workers <= 1:
+            for start in starts:
+                encode_chunk(start)
+            return out
+        # Chunks on threads: the tokenizer and embedding_bag release the GIL, so a large input uses
+        # every core (model2vec's encode spreads inputs over 10,000 texts across processes; one
+        # thread ran 0.58x its speed there, bench/results/speed_epyc_full.json). Each chunk writes
+        # its own rows, so the vectors equal the one-thread path's.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tava-static") as pool:
+            list(pool.map(encode_chunk, starts))
         return out
 
     def token_bags(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
