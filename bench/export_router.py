@@ -28,17 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from shared_data import ROOT, SCIFACT, cpu_info, write_result
+from shared_data import ROOT, cpu_info, scifact_train_queries, write_result
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from route_cost import interleaved_seconds, ratio  # noqa: E402
-
-
-def dev_queries() -> list[str]:
-    """SciFact's train queries (the dev split), in file order."""
-    train = {line.split("\t")[0] for line in list(open(SCIFACT / "qrels" / "train.tsv"))[1:]}
-    queries = [json.loads(line) for line in open(SCIFACT / "queries.jsonl")]
-    return [q["text"] for q in queries if q["_id"] in train]
 
 
 def main() -> None:
@@ -66,7 +59,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     router = load_encoder(str(router_dir), cache=False)
     student = router.student
-    queries = dev_queries()
+    queries = scifact_train_queries()
     started = time.perf_counter()
     report: dict = {"benchmark": "export_router", "router": str(router_dir), "threads": threads, "cpu": cpu_info(),
                     "queries": len(queries), "split": "SciFact train queries (dev); vectors and confidences only",

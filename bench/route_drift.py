@@ -40,12 +40,6 @@ def docstring_traffic(source: Path, n: int, seed: int) -> list[str]:
     return summaries[:n]
 
 
-def scifact_claims(n: int) -> list[str]:
-    train = {line.split("\t")[0] for line in (shared_data.SCIFACT / "qrels" / "train.tsv").read_text().splitlines()[1:]}
-    rows = [q for q in map(json.loads, (shared_data.SCIFACT / "queries.jsonl").open()) if q["_id"] in train]
-    return [q["text"] for q in rows[:n]]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo-home", default=str(shared_data.ROOT / ".tava"), help="where `tava demo` ran")
@@ -68,7 +62,7 @@ def main() -> None:
     zone.mkdir(parents=True)
     docstrings = docstring_traffic(source, 2 * args.texts, seed=0)
     batches = [("docstrings-1", docstrings[:args.texts]), ("docstrings-2", docstrings[args.texts:]),
-               ("scifact-claims", scifact_claims(args.texts))]
+               ("scifact-claims", shared_data.scifact_train_queries()[:args.texts])]
     settings = {"drop_zone": str(zone), "student": {"model": str(Path(student).resolve())},
                 "evaluation": [str(source)], "max_steps": args.max_steps}
     config_file = home.root / "refresh.yaml"

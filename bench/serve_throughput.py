@@ -25,14 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared_data import ROOT, SCIFACT, cpu_info, write_result
+from shared_data import ROOT, cpu_info, scifact_train_queries, write_result
 
 BATCH = 64
-
-
-def dev_queries() -> list[str]:
-    train = {line.split("\t")[0] for line in list(open(SCIFACT / "qrels" / "train.tsv"))[1:]}
-    return [q["text"] for q in map(json.loads, open(SCIFACT / "queries.jsonl")) if q["_id"] in train]
 
 
 def _make(side: str, model: str, exports: dict[str, str], threads: int) -> Any:
@@ -100,7 +95,7 @@ def main() -> None:
     from tava_core.export.query_encoder import export_query_encoder
     from tava_core.home import TavaHome
 
-    texts = dev_queries()
+    texts = scifact_train_queries()
     started = time.perf_counter()
     load_start = list(os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="tava-serve-") as tmp:

@@ -32,6 +32,14 @@ def write_result(path: Path, report: dict, *, indent: int = 2) -> None:
     os.replace(tmp, path)
 
 
+def scifact_train_queries() -> list[str]:
+    """SciFact's train queries (the dev split), in file order."""
+    import json
+
+    train = {line.split("\t")[0] for line in (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()[1:]}
+    return [q["text"] for q in map(json.loads, (SCIFACT / "queries.jsonl").open()) if q["_id"] in train]
+
+
 def cpu_info() -> dict:
     """The CPU the ratios were measured on: speed-ups between runtimes depend on it (torch's x86 GEMM
     and ONNX Runtime's MLAS differ most between vendors, and int8 between CPUs with and without AMX)."""

@@ -27,7 +27,6 @@ from ..config import EncoderSpec
 from ..errors import ConfigError, InputError, TavaError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, read_json, sha256_file, write_json
-from ..route.fast import CompiledConfidence
 from .cache import AGREEMENT_TEXTS
 from .config import ExportConfig
 from .standalone import CARD_NAME, SESSION_SETTINGS, TOKENIZER_NAME, ExportedQueryEncoder
@@ -246,7 +245,7 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
     if router is not None:
         from .router_graph import ConfidenceGraph
 
-        score = CompiledConfidence(router.signal_model, router.calibration)
+        score = router.compiled
         confidence_graph = ConfidenceGraph(score)
     graph = EncoderGraph(student.model, student.dense, pooling=student.pooling, normalize=student.normalized,
                          tail=adapter, confidence=confidence_graph)

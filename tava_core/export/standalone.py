@@ -53,13 +53,13 @@ class ExportedQueryEncoder:
         options, disabled = session_options(self.card, threads)
         self.session = ort.InferenceSession(str(self.directory / self.card["file"]), sess_options=options,
                                             providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        self.extra_outputs = len(self.session.get_outputs()) - 1   # a router's confidence: 1
 
     def _run(self, texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
         """Every output of the graph for ``texts``, in the texts' order (embeddings first)."""
         prefix = self.card.get("query_prefix", "")
-        outputs = self.session.get_outputs()
         out: list[np.ndarray] = [np.zeros((len(texts), int(self.card["dim"])), dtype=np.float32)]
-        out += [np.zeros(len(texts), dtype=np.float32) for _ in outputs[1:]]
+        out += [np.zeros(len(texts), dtype=np.float32) for _ in range(self.extra_outputs)]
         # Longest first, as tava's encoders batch: similar lengths waste little padding.
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), batch_size):

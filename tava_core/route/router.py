@@ -157,6 +157,12 @@ class RoutedEncoder(Encoder):
         other._fast_parts = self._fast_parts      # they depend on the signals and combiner only
         return other
 
+    @property
+    def compiled(self) -> CompiledConfidence:
+        """The router's confidence score compiled for live queries (fast.py; built once, shared by
+        with_budget and by `tava export`, which turns it into graph operations)."""
+        return self._fast()[0]
+
     def _fast(self) -> tuple[CompiledConfidence, Any]:
         if self._fast_parts is None:
             with self._fast_lock:
@@ -168,7 +174,7 @@ class RoutedEncoder(Encoder):
 
     def confidence(self, texts: Sequence[str], student_vectors: np.ndarray) -> np.ndarray:
         if self.fast_path:
-            return self._fast()[0](texts, student_vectors)
+            return self.compiled(texts, student_vectors)
         return confidence(self.signal_model, self.calibration, texts, student_vectors)
 
     def route(self, texts: Sequence[str], *, batch_size: int | None = None) -> dict[str, np.ndarray]:
