@@ -122,5 +122,9 @@ class PipelineConfig(TavaModel):
                     base = defaults().model_dump(exclude_unset=True)
                     if preset == "standard" and key == "distill":
                         base.update(STANDARD_BY_STUDENT.get(given.get("student", "transformer"), {}))
+                    if key == "distill" and "steps" not in given:
+                        # the preset's step count is a default, not a request: on a corpus too small
+                        # for it within max_epochs, Stage A trains the most steps that fit
+                        base.setdefault("fit_steps", True)
                     data = {**data, key: {**base, **given}}
         return data

@@ -111,6 +111,11 @@ class DistillConfig(TavaModel):
     max_epochs: float = Field(20.0, gt=0, description=(
         "Refuse a run that would pass over the training texts more often than this (a corpus that "
         "small is memorised: give more text or fewer steps)."))
+    fit_steps: bool = Field(False, description=(
+        "When the training texts are too few for `steps` within `max_epochs`, train the most steps that fit "
+        "(warm-up and validation interval scaled alike) instead of refusing. The pipeline's presets set it for "
+        "their own step count, so `tava run` works on a small corpus; a step count you give is kept, and "
+        "refused when it does not fit."))
     time_budget_minutes: Optional[float] = Field(None, gt=0, description=(
         "Stop (and save the best weights) once training has run this long."))
     seed: int = Field(0, description="Seed for the split, batch order, initialisation and dropout.")
@@ -127,7 +132,8 @@ class DistillConfig(TavaModel):
 
     def training_key(self) -> dict:
         """The fields that define a run: a checkpoint resumes only a run with the same key."""
-        skip = {"resume", "output", "device", "threads", "time_budget_minutes", "name"}
+        # fit_steps is applied before the key is taken (fitted_to_corpus): the steps trained are in it
+        skip = {"resume", "output", "device", "threads", "time_budget_minutes", "name", "fit_steps"}
         if not self.alpha_rank:  # unused: runs from before the term keep their keys (and checkpoints)
             skip |= {"alpha_rank", "rank_candidates"}
         return self.model_dump(mode="json", exclude=skip)

@@ -8,6 +8,7 @@ Nothing is written to the output until training has finished cleanly.
 """
 from __future__ import annotations
 
+import logging
 import platform
 import time
 from pathlib import Path
@@ -28,9 +29,10 @@ from .data import TrainingData, load_training_data, resolve_pairs, training_coll
 from .plots import plot_curves
 from .spans import SPAN_COLLECTION, write_span_dataset
 from .students import StaticStudent, Student, TransformerStudent, fit_projection
-from .trainer import Trainer, TrainResult, check_corpus_size
+from .trainer import Trainer, TrainResult, check_corpus_size, fitted_to_corpus
 
 CARD_JSON = "model_card.json"
+log = logging.getLogger(__name__)
 
 
 def output_dir(config: DistillConfig, home: TavaHome) -> Path:
@@ -204,6 +206,12 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     check_student_config(config, teacher.dim)
     data = data or prepare_training(config, home, teacher, embed_missing=True, progress=progress)
     source = ", ".join(f"{s['dataset']}/{s['collection']}" for s in data.sources)
+    fitted = fitted_to_corpus(len(data.texts), config)
+    if fitted is not config:
+        log.warning("%d training texts are too few for %d steps of %d within %g passes: training %d steps "
+                    "(fit_steps; warm-up %d)", len(data.texts), config.steps, config.batch_size, config.max_epochs,
+                    fitted.steps, fitted.warmup_steps)
+        config = fitted
     split = check_corpus_size(len(data.texts), config, source=source)
     out = output_dir(config, home)
     run_key = make_run_key({"config": config.training_key(), "data": data.key})

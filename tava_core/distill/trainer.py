@@ -36,14 +36,40 @@ class Split:
 
 def split_indices(n: int, fraction: float, seed: int) -> Split:
     """A seeded held-out slice (``fraction`` of ``n``, at least 8, at most 2000)."""
-    n_val = min(MAX_VALIDATION, max(MIN_VALIDATION, int(round(n * fraction))))
+    n_val = validation_size(n, fraction)
     order = np.random.default_rng(seed).permutation(n)
     return Split(train=np.sort(order[n_val:]), validation=np.sort(order[:n_val]))
 
 
+def validation_size(n_texts: int, fraction: float) -> int:
+    return min(MAX_VALIDATION, max(MIN_VALIDATION, int(round(n_texts * fraction))))
+
+
+def most_steps(n_texts: int, config: DistillConfig) -> int:
+    """The most steps of ``config.batch_size`` texts that stay within ``max_epochs`` passes over the
+    training part of ``n_texts`` texts."""
+    n_train = n_texts - validation_size(n_texts, config.validation_fraction)
+    return int(config.max_epochs * n_train // config.batch_size)
+
+
+def fitted_to_corpus(n_texts: int, config: DistillConfig) -> DistillConfig:
+    """``config`` with its steps cut to what ``n_texts`` allows, when ``fit_steps`` is on and they do not
+    fit (warm-up and the validation / checkpoint intervals scaled by the same factor, so the schedule
+    keeps its shape); otherwise ``config`` itself. A corpus too small for even one batch is left to
+    :func:`check_corpus_size` to refuse."""
+    most = most_steps(n_texts, config)
+    if not config.fit_steps or config.steps <= most or most < 1:
+        return config
+    scale = most / config.steps
+    return config.model_copy(update={
+        "steps": most, "warmup_steps": int(config.warmup_steps * scale),
+        "eval_every": max(1, min(config.eval_every, round(config.eval_every * scale))),
+        "checkpoint_every": max(1, min(config.checkpoint_every, round(config.checkpoint_every * scale)))})
+
+
 def check_corpus_size(n_texts: int, config: DistillConfig, *, source: str = "") -> Split:
     """Refuse, before any training, a corpus too small for the batch size or the requested steps."""
-    n_val = min(MAX_VALIDATION, max(MIN_VALIDATION, int(round(n_texts * config.validation_fraction))))
+    n_val = validation_size(n_texts, config.validation_fraction)
     n_train = n_texts - n_val
     if n_train < config.batch_size:
         raise ConfigError(f"the corpus has {n_texts} texts: after {n_val} held out for validation, fewer than "
@@ -55,7 +81,7 @@ def check_corpus_size(n_texts: int, config: DistillConfig, *, source: str = "") 
                           f"training texts {epochs:.1f} times (max_epochs={config.max_epochs:g}); the student "
                           "would memorise them", path=source or None,
                           hint=f"give more text, or at most --steps {int(config.max_epochs * n_train // config.batch_size)}, "
-                               "or raise --max-epochs")
+                               "or --fit-steps (train that many), or raise --max-epochs")
     return split_indices(n_texts, config.validation_fraction, config.seed)
 
 

@@ -267,6 +267,36 @@ def test_bad_inputs_fail_before_training(toy_home, teacher_dir):
         p.name.startswith("bad") for p in (TavaHome(toy_home).artifacts / "students").iterdir())
 
 
+@pytest.mark.parametrize("steps, fit_steps, expected", [
+    (1000, True, 47),    # 20 passes... here max_epochs 2: 2 x 380 training texts // 16 = 47 steps
+    (40, True, 40),      # fits: unchanged
+    (1000, False, 1000),  # not asked to fit: unchanged (check_corpus_size refuses it)
+])
+def test_fitted_to_corpus_cuts_only_a_preset_step_count(teacher_dir, steps, fit_steps, expected):
+    from tava_core.distill.trainer import fitted_to_corpus
+
+    config = _config(teacher_dir, steps=steps, fit_steps=fit_steps, max_epochs=2, warmup_steps=100,
+                     eval_every=200, checkpoint_every=200)
+    fitted = fitted_to_corpus(400, config)   # 20 of 400 held out (5%)
+    assert fitted.steps == expected
+    if expected == steps:
+        assert fitted is config
+    else:  # the schedule keeps its shape: warm-up and intervals scaled by 47/1000
+        assert (fitted.warmup_steps, fitted.eval_every, fitted.checkpoint_every) == (4, 9, 9)
+
+
+def test_a_preset_step_count_is_fitted_to_a_small_corpus(toy_home, teacher_dir):
+    config = _config(teacher_dir, name="fitted", steps=1000, max_epochs=2, fit_steps=True)
+    with pytest.raises(ConfigError, match="memorise"):  # the same run without fit_steps is refused
+        distill(config.model_copy(update={"fit_steps": False, "name": "unfitted"}), toy_home, progress=False)
+    record = distill(config, toy_home, progress=False)
+    card = json.loads(record.card_path.read_text())
+    assert record.steps == card["training"]["steps_done"] == card["training"]["config"]["steps"] == 47
+    assert card["training"]["config"]["warmup_steps"] == 0 and record.best_cosine > record.initial_cosine
+    # the fitted run is the run: the same request again is reused, not retrained
+    assert distill(config, toy_home, progress=False).reused
+
+
 _RUN_SCRIPT = """
 import json, sys
 from tava_core.distill import DistillConfig, distill

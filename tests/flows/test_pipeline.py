@@ -23,6 +23,9 @@ def test_partial_stage_sections_keep_the_pipeline_defaults():
 
     config = PipelineConfig.model_validate({"distill": {"steps": 7}})
     assert config.distill.steps == 7 and config.distill.name == "demo-student" and config.distill.batch_size == 32
+    # a step count you give is kept (refused if the corpus is too small); the preset's own is fitted to it
+    assert not config.distill.fit_steps
+    assert PipelineConfig().distill.fit_steps and PipelineConfig(preset="standard").distill.fit_steps
     assert config.adapter.name == "demo-adapter"
     with pytest.raises(Exception, match="stepz"):
         PipelineConfig.model_validate({"distill": {"stepz": 7}})
