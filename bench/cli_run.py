@@ -12,7 +12,7 @@ vectors (ingest and embedding are cached by content), so only training and evalu
     python bench/cli_run.py --phase test --dataset scifact --tag generic -- --unlabeled generic
 
 ``scifact`` and ``generic`` (the shared unlabeled passages) are shorthands for paths under
-../shared/data; every other option after ``--`` goes to `tava run` unchanged. Results land in
+../shared/data, ``scifact-1500`` for a small collection cut from SciFact (``small_scifact``); every other option after ``--`` goes to `tava run` unchanged. Results land in
 bench/results/cli_run.json under ``PHASE/DATASET/TAG`` (only the phase run is printed).
 """
 from __future__ import annotations
@@ -34,6 +34,34 @@ SHORTHANDS = {"scifact": str(SCIFACT), "generic": str(PASSAGES), "builtin": "bui
 ROW = re.compile(r"^\| (?P<system>[^|]+?) \| (?P<modes>[^|]+?) \| (?P<ndcg>[0-9.]+) \| (?P<share>[0-9.]+)% \| "
                  r"(?P<qps>[0-9.]+) \| (?P<speedup>[0-9.]+)x \|$")
 STEP = re.compile(r"^\| (?P<step>[^|]+?) \| (?P<seconds>[0-9.]+) \| (?P<work>[^|]*?) \|$")
+
+
+SMALL_SCIFACT = "scifact-1500"
+
+
+def small_scifact(home: str, documents: int = 1500, seed: int = 0) -> str:
+    """A small collection from SciFact (``scifact-1500``): every document a train or test query judges
+    relevant (666) plus random others up to ``documents``, with both qrels splits -- a corpus under the
+    ~2,200 documents a static student's 2,000 x 64 texts need within 20 passes, so `tava run` fits its
+    steps (Stage A's fit_steps). Written once under ``<home>/bench-data`` (outside the project)."""
+    import random
+
+    out = Path(home) / "bench-data" / SMALL_SCIFACT
+    if (out / "qrels" / "test.tsv").is_file():
+        return str(out)
+    qrels = {split: (SCIFACT / "qrels" / f"{split}.tsv").read_text().splitlines() for split in ("train", "test")}
+    relevant = {line.split("\t")[1] for lines in qrels.values() for line in lines[1:]}
+    corpus = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open()]
+    others = sorted(d["_id"] for d in corpus if d["_id"] not in relevant)
+    keep = relevant | set(random.Random(seed).sample(others, documents - len(relevant)))
+    tmp = out.with_name(out.name + ".tmp")
+    (tmp / "qrels").mkdir(parents=True, exist_ok=True)
+    (tmp / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus if d["_id"] in keep))
+    (tmp / "queries.jsonl").write_text((SCIFACT / "queries.jsonl").read_text())
+    for split, lines in qrels.items():
+        (tmp / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    tmp.rename(out)
+    return str(out)
 
 
 def split_of(phase: str, dataset: str) -> str:
@@ -67,6 +95,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("options", nargs=argparse.REMAINDER, help="after --: options for `tava run`")
     args = parser.parse_args()
+    if args.dataset == SMALL_SCIFACT:
+        SHORTHANDS[SMALL_SCIFACT] = small_scifact(args.home)
     options = [SHORTHANDS.get(o, o) for o in args.options if o != "--"]
     name = Path(args.dataset).name if args.dataset not in SHORTHANDS else args.dataset
     run_name = f"{name}-{args.tag}"

@@ -120,7 +120,8 @@ class ConfidenceGraph(nn.Module):
             k = min(self.rescore, int(self.doc_matrix.shape[1]))
             picked = torch.topk(scores, k, dim=1).indices                      # (n, k)
             rows = nn.functional.embedding(picked, self.doc_exact)             # (n, k, d): a Gather
-            scores = (rows * s[:, None, :]).sum(dim=-1)
+            # one batched MatMul: a Mul + ReduceSum would write and read another (n, k, d) tensor
+            scores = torch.matmul(rows, s[:, :, None])[:, :, 0]
         elif contrast:
             mean = scores.mean(dim=1)
             centred = scores - mean[:, None]
