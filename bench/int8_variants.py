@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import speed  # noqa: E402  (bench/ is on sys.path when run as a script)
-from shared_data import ROOT, SCIFACT, write_result  # noqa: E402
+from shared_data import ROOT, SCIFACT, cpu_info, write_result  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "shipped: MatMul+Attention, per-channel, reduced range": {},
@@ -36,6 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", default=str(ROOT / ".tava" / "artifacts" / "adapters" / "speed-adapter"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "int8_variants.json")
+    parser.add_argument("--rounds", type=int, default=0, help=(
+        "also time every variant and the fp32 torch student in this many interleaved rounds (rotating order, "
+        "batch 64, one thread each; median of per-round ratios, bench/route_cost.py) -- 0: one pass each"))
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="tava-bench-int8-"))
     os.environ.update({"TAVA_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
@@ -97,6 +100,22 @@ def main() -> None:
             "mean_cosine": round(float((vectors * reference).sum(1).mean()), 4),
             "seconds_256_queries": round(time.perf_counter() - start, 2)}
         print(name, result["variants"][name], flush=True)
+    if args.rounds:
+        import torch
+        from route_cost import interleaved_seconds, ratio
+
+        torch.set_num_threads(1)
+        calls = {"torch fp32": lambda batch: student.encode(batch, kind="query")}
+        calls.update({name: ExportedQueryEncoder(home / f"v{i}", threads=1).encode
+                      for i, name in enumerate(result["variants"])})
+        measured = interleaved_seconds(calls, texts, batch_size=64, rounds=args.rounds)
+        shipped = next(iter(result["variants"]))
+        result["timing"] = {"measured": measured, "cpu": cpu_info(), "threads": 1, "ratios": {
+            name: {"speedup_vs_torch": ratio(measured, "torch fp32", name),
+                   "shipped_time_over_this": ratio(measured, shipped, name)} for name in result["variants"]}}
+        for name, r in result["timing"]["ratios"].items():
+            print(f"{name}: {r['speedup_vs_torch']['median_of_round_ratios']:.2f}x torch, "
+                  f"{r['shipped_time_over_this']['median_of_round_ratios']:.2f}x the shipped variant's speed")
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     write_result(args.out, result)
     shutil.rmtree(home, ignore_errors=True)

@@ -20,6 +20,11 @@ class ExportConfig(TavaModel):
     precision: Literal["fp32", "int8"] = Field("fp32", description=(
         "'fp32', or 'int8' (ONNX Runtime dynamic quantisation of the matrix multiplies: smaller and "
         "faster, refused when its agreement with the fp32 torch encoder is under the gate)."))
+    int8_range: Literal["reduced", "full"] = Field("reduced", description=(
+        "int8 weights: 'reduced' (7-bit: safe on every x86 CPU) or 'full' (8-bit: closer to fp32 -- on SciFact's "
+        "dev queries with the demo's pair, asymmetric nDCG@10 -0.0039 against -0.0071 and mean cosine 0.9972 "
+        "against 0.9959, bench/int8_variants.py -- for CPUs with VNNI or AMX only: on AVX2-only CPUs a "
+        "full-range uint8 x int8 product can saturate)."))
     out: Optional[str] = Field(None, description=(
         "Output directory; empty = <home>/artifacts/exports/<encoder>-<fingerprint>-<precision>."))
     teacher: Optional[str] = Field(None, description=(

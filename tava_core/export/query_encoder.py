@@ -161,6 +161,11 @@ QUANTIZATION: dict[str, Any] = {
 GRAPH: dict[str, Any] = {"offline_fusion": False}
 
 
+def int8_recipe(config: ExportConfig) -> dict[str, Any]:
+    """``QUANTIZATION`` with the weight range the config asks for (``int8_range``)."""
+    return {**QUANTIZATION, "reduce_range": config.int8_range == "reduced"}
+
+
 def quantize_graph(fp32: Path, int8: Path, recipe: dict[str, Any] = QUANTIZATION) -> None:
     """Dynamic int8 quantisation of an exported graph by ``recipe`` (``QUANTIZATION``'s keys; a bench may
     pass variants of it). A router's confidence nodes stay fp32: its document bank and maps are
@@ -240,7 +245,8 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
     vector_encoder = router.student if router is not None else encoder
     reference = vector_encoder.encode(texts, kind="query")
     out = Path(config.out).expanduser().resolve() if config.out else \
-        default_out(home, encoder.name, encoder.fingerprint, config.precision)
+        default_out(home, encoder.name, encoder.fingerprint,
+                    "int8-full" if config.precision == "int8" and config.int8_range == "full" else config.precision)
     score, confidence_graph = None, None
     if router is not None:
         from .router_graph import ConfidenceGraph
@@ -259,7 +265,7 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
         if config.precision == "int8":
             fp32 = tmp / GRAPH_FILE
             staged = tmp / "model.int8.onnx"
-            quantize_graph(fp32, staged)
+            quantize_graph(fp32, staged, int8_recipe(config))
             staged.replace(fp32)
         _write_tokenizer(student, tmp)
         card: dict[str, Any] = {
@@ -274,7 +280,7 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
             "teacher": teacher,
             "graph": GRAPH,
             "quantization": None if config.precision != "int8" else
-            {**QUANTIZATION, **({"kept_fp32": "the router's confidence nodes"} if router is not None else {})},
+            {**int8_recipe(config), **({"kept_fp32": "the router's confidence nodes"} if router is not None else {})},
             "session": SESSION_SETTINGS,
             "search_against": "document vectors of the teacher above (cosine = dot product: outputs are unit length)",
         }

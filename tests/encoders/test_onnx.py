@@ -295,6 +295,27 @@ def test_int8_card_records_recipe_and_session_settings(tmp_path, dense_model_dir
     np.testing.assert_allclose(ExportedQueryEncoder(out).encode(TEXTS), runner.encode(TEXTS), atol=1e-5)
 
 
+def test_int8_full_range_uses_all_eight_bits_and_says_so(tmp_path, dense_model_dir):
+    """--int8-range full: the weights span [-127, 127] per channel instead of the 7-bit [-64, 63], the
+    card records reduce_range false, and it lands in its own default directory."""
+    import onnx
+    from onnx import numpy_helper
+
+    home = TavaHome(tmp_path / "home")
+    widest = {}
+    for int8_range in ("reduced", "full"):
+        card = export_query_encoder(ExportConfig(model=str(dense_model_dir), precision="int8", min_mean_cosine=0.9,
+                                                 int8_range=int8_range), home)
+        assert card["quantization"]["reduce_range"] is (int8_range == "reduced")
+        graph = onnx.load(str(Path(card["path"]) / "model.onnx")).graph
+        inits = {t.name: t for t in graph.initializer}
+        weights = [numpy_helper.to_array(inits[n.input[1]]) for n in graph.node if n.op_type == "MatMulInteger"]
+        widest[int8_range] = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+        widest[int8_range + " path"] = card["path"]
+    assert widest["reduced"] <= 64 < widest["full"] <= 127
+    assert widest["reduced path"] != widest["full path"] and widest["full path"].endswith("-int8-full")
+
+
 def test_export_bad_input(tmp_path, tiny_model_dir):
     home = TavaHome(tmp_path / "home")
     static_dir = tmp_path / "static"
