@@ -274,6 +274,7 @@ def student_section(args, queries, qrels, teacher_docs, dids, home: Path, log) -
         start = time.perf_counter()
         try:
             card = export_query_encoder(ExportConfig(model=args.adapter, precision=precision,
+                                                     int8_range=args.int8_range,
                                                      out=str(home / f"export-{precision}")), TavaHome(home))
         except ExportRefused as exc:  # the gate is a result too: record it, time the fp32 file in its place
             out[f"export_{precision}"] = {"refused": str(exc)}
@@ -417,6 +418,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.json")
+    parser.add_argument("--int8-range", choices=["reduced", "full"], default="reduced",
+                        help="the int8 export's weight range (tava export --int8-range)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["teacher", "embed", "student", "static", "latency"])
     parser.add_argument("--teacher", default=TEACHER,
                         help="teacher of the teacher, embed and latency sections (e.g. all-mpnet-base-v2). The student "
