@@ -23,8 +23,9 @@ class ExportConfig(TavaModel):
     int8_range: Literal["reduced", "full"] = Field("reduced", description=(
         "int8 weights: 'reduced' (7-bit: safe on every x86 CPU) or 'full' (8-bit: closer to fp32 -- on SciFact's "
         "dev queries with the demo's pair, asymmetric nDCG@10 -0.0039 against -0.0071 and mean cosine 0.9972 "
-        "against 0.9959, bench/int8_variants.py -- for CPUs with VNNI or AMX only: on AVX2-only CPUs a "
-        "full-range uint8 x int8 product can saturate)."))
+        "against 0.9959, bench/int8_variants.py; SciFact test, read once: -0.0036 against -0.0065, bench/speed.py) "
+        "-- for CPUs with VNNI or AMX only: on others a full-range uint8 x int8 product can saturate, and "
+        "loading such a file there warns)."))
     out: Optional[str] = Field(None, description=(
         "Output directory; empty = <home>/artifacts/exports/<encoder>-<fingerprint>-<precision>."))
     teacher: Optional[str] = Field(None, description=(

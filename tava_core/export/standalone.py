@@ -39,6 +39,31 @@ def session_options(card: dict[str, Any], threads: Optional[int] = None) -> tupl
     return options, [str(name) for name in settings.get("disabled_optimizers") or []]
 
 
+# CPU flags (Linux /proc/cpuinfo) under which ONNX Runtime multiplies uint8 x int8 without an int16
+# intermediate: a full-range int8 file (tava export --int8-range full) is exact only on these.
+INT8_SAFE_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_flags() -> Optional[set[str]]:
+    """This CPU's feature flags, or None where /proc/cpuinfo cannot tell (not Linux, not x86)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
+
+
+def full_range_warning(card: dict[str, Any], flags: Optional[set[str]]) -> Optional[str]:
+    """Why a full-range int8 file may be inexact on this CPU, or None."""
+    quantization = card.get("quantization") or {}
+    if quantization.get("reduce_range", True) or flags is None or flags & set(INT8_SAFE_FLAGS):
+        return None
+    return ("this int8 export has full-range (8-bit) weights, made for CPUs with VNNI or AMX; this CPU has "
+            "neither, so ONNX Runtime's uint8 x int8 products can saturate: re-export with --int8-range reduced")
+
+
 class ExportedQueryEncoder:
     """``encode(texts) -> float32 (n, dim)`` from an export directory (card, graph, tokenizer)."""
 
@@ -54,6 +79,10 @@ class ExportedQueryEncoder:
         self.session = ort.InferenceSession(str(self.directory / self.card["file"]), sess_options=options,
                                             providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
         self.extra_outputs = len(self.session.get_outputs()) - 1   # a router's confidence: 1
+        if (warning := full_range_warning(self.card, cpu_flags())) is not None:
+            import warnings
+
+            warnings.warn(f"{self.directory}: {warning}", RuntimeWarning, stacklevel=2)
 
     def _run(self, texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
         """Every output of the graph for ``texts``, in the texts' order (embeddings first)."""

@@ -316,6 +316,22 @@ def test_int8_full_range_uses_all_eight_bits_and_says_so(tmp_path, dense_model_d
     assert widest["reduced path"] != widest["full path"] and widest["full path"].endswith("-int8-full")
 
 
+@pytest.mark.parametrize("reduce_range, flags, warns", [
+    (False, {"avx2", "avx512f"}, True),              # AVX2 / AVX-512 without VNNI: can saturate
+    (False, {"avx2", "avx512_vnni"}, False),
+    (False, {"avx2", "avx_vnni"}, False),
+    (False, {"amx_int8", "avx512_vnni"}, False),
+    (False, None, False),                            # flags unknown (not Linux / x86): no guess
+    (True, {"avx2"}, False),                         # 7-bit weights are safe everywhere
+])
+def test_full_range_file_warns_on_a_cpu_without_vnni(reduce_range, flags, warns):
+    from tava_core.export.standalone import full_range_warning
+
+    card = {"quantization": {"reduce_range": reduce_range}}
+    assert (full_range_warning(card, flags) is not None) is warns
+    assert full_range_warning({"quantization": None}, {"avx2"}) is None   # an fp32 export
+
+
 def test_export_bad_input(tmp_path, tiny_model_dir):
     home = TavaHome(tmp_path / "home")
     static_dir = tmp_path / "static"
