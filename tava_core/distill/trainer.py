@@ -80,7 +80,7 @@ def check_corpus_size(n_texts: int, config: DistillConfig, *, source: str = "") 
         raise ConfigError(f"{config.steps} steps x {config.batch_size} texts would pass over the {n_train} "
                           f"training texts {epochs:.1f} times (max_epochs={config.max_epochs:g}); the student "
                           "would memorise them", path=source or None,
-                          hint=f"give more text, or at most --steps {int(config.max_epochs * n_train // config.batch_size)}, "
+                          hint=f"give more text, or at most --steps {most_steps(n_texts, config)}, "
                                "or --fit-steps (train that many), or raise --max-epochs")
     return split_indices(n_texts, config.validation_fraction, config.seed)
 
