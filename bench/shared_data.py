@@ -43,14 +43,15 @@ def scifact_train_queries() -> list[str]:
 def cpu_info() -> dict:
     """The CPU the ratios were measured on: speed-ups between runtimes depend on it (torch's x86 GEMM
     and ONNX Runtime's MLAS differ most between vendors, and int8 between CPUs with and without AMX)."""
-    model, flags = "unknown", set()
+    from tava_core.export.standalone import cpu_flags
+
+    model, flags = "unknown", cpu_flags() or set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown":
+            if key.strip() == "model name":
                 model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
+                break
     except OSError:
         pass
     return {"model": model, "amx_int8": "amx_int8" in flags, "avx512_vnni": "avx512_vnni" in flags,

@@ -244,9 +244,10 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
     texts = read_sample(config)
     vector_encoder = router.student if router is not None else encoder
     reference = vector_encoder.encode(texts, kind="query")
+    recipe = int8_recipe(config) if config.precision == "int8" else None
+    label = "int8-full" if recipe is not None and not recipe["reduce_range"] else config.precision
     out = Path(config.out).expanduser().resolve() if config.out else \
-        default_out(home, encoder.name, encoder.fingerprint,
-                    "int8-full" if config.precision == "int8" and config.int8_range == "full" else config.precision)
+        default_out(home, encoder.name, encoder.fingerprint, label)
     score, confidence_graph = None, None
     if router is not None:
         from .router_graph import ConfidenceGraph
@@ -262,10 +263,10 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
         log.warning("the card names no teacher (none recorded beside %s): pass --teacher", config.model)
     with atomic_directory(out) as tmp:
         export_graph(graph, tmp / GRAPH_FILE, vocab_size=len(student.tokenizer))
-        if config.precision == "int8":
+        if recipe is not None:
             fp32 = tmp / GRAPH_FILE
             staged = tmp / "model.int8.onnx"
-            quantize_graph(fp32, staged, int8_recipe(config))
+            quantize_graph(fp32, staged, recipe)
             staged.replace(fp32)
         _write_tokenizer(student, tmp)
         card: dict[str, Any] = {
@@ -279,8 +280,8 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
             "router": _router_card(router) if router is not None else None,
             "teacher": teacher,
             "graph": GRAPH,
-            "quantization": None if config.precision != "int8" else
-            {**int8_recipe(config), **({"kept_fp32": "the router's confidence nodes"} if router is not None else {})},
+            "quantization": None if recipe is None else
+            {**recipe, **({"kept_fp32": "the router's confidence nodes"} if router is not None else {})},
             "session": SESSION_SETTINGS,
             "search_against": "document vectors of the teacher above (cosine = dot product: outputs are unit length)",
         }
