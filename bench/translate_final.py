@@ -39,6 +39,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "union_mutual": {"neighbours": 0, "direction": "union"},
     "sinkhorn_eps0.02": {"pairing": "sinkhorn", "epsilon": 0.02},
     "sinkhorn_eps0.05": {"pairing": "sinkhorn", "epsilon": 0.05},
+    # both ends of a pair averaged alike: the source end over its own side's nearest rows (session 20)
+    "union_best5_own5": {"neighbours": 5, "direction": "union", "own_side_neighbours": 5},
+    "union_best5_own3": {"neighbours": 5, "direction": "union", "own_side_neighbours": 3},
+    "union_best5_own10": {"neighbours": 5, "direction": "union", "own_side_neighbours": 10},
+    "union_best1_own1": {"neighbours": 1, "direction": "union", "own_side_neighbours": 1},
 }
 
 

@@ -148,3 +148,20 @@ def test_row_weights_of_one_change_nothing_and_up_weighted_rows_pull_the_map():
     np.testing.assert_allclose(ones, plain, atol=1e-5)
     half = np.where(np.arange(len(world["xa"])) < len(world["xa"]) // 2, 4.0, 1.0)
     assert not np.allclose(self_learn(world["xa"], world["xb"], start, settings, weights_a=half), plain, atol=1e-4)
+
+
+def test_own_side_means_average_each_rows_nearest_others():
+    """The option measured in session 20 (off by default): each row becomes the unit mean of its k nearest
+    *other* rows, computed blockwise; checked against a direct computation, with a block edge inside."""
+    from tava_core.adapter.self_learning import own_side_means
+
+    x = unit(np.random.default_rng(3).normal(size=(37, 8)))
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    expected = unit(x[np.argsort(-sims, axis=1)[:, :4]].mean(1))
+    np.testing.assert_allclose(own_side_means(x, 4, block=16), expected, atol=1e-6)
+    # with it on, the step still runs from the right map and keeps a right-in-rank result
+    world = pair_world(SOURCE_DIM, 0.0, seed=5)
+    weight = self_learn(world["xa"], world["xb"], world["right"],
+                        SelfLearningSettings(rounds=2, neighbours=5, own_side_neighbours=5))
+    assert alignment_metrics(world["held_a"] @ weight, world["held_b"], k=0)["top1"] > 0.5
