@@ -313,8 +313,6 @@ def main() -> None:
                         help="cross term: KL of student-to-teacher in-batch similarities")
     parser.add_argument("--alpha-rank", type=float, default=0.0,
                         help="neighbour-ranking term: KL over each text's nearest training texts under the teacher")
-    parser.add_argument("--alpha-score", type=float, default=0.0,
-                        help="score-preserving term: error weighted by the teacher vectors' covariance")
     parser.add_argument("--rank-candidates", type=int, default=32, help="candidates per text of that term")
     parser.add_argument("--temperature", type=float, default=0.05, help="softmax temperature of the KL terms")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -356,7 +354,6 @@ def main() -> None:
                                "eval_every": max(25, args.steps // 6), "patience": 3, "alpha_sim": args.alpha_sim,
                                "alpha_cross": args.alpha_cross, "temperature": args.temperature,
                                "alpha_rank": args.alpha_rank, "rank_candidates": args.rank_candidates,
-                               "alpha_score": args.alpha_score,
                                "warmup_steps": min(100, args.steps // 10), "max_length": args.max_length,
                                "threads": args.threads, "validation_fraction": 0.02, "checkpoint_every": args.steps}
     options["projection_fit_texts"] = args.ridge_texts

@@ -96,11 +96,6 @@ class DistillConfig(TavaModel):
         "training), and the student vector's softmaxed similarities to them should match the teacher "
         "vector's own -- the order of the documents a query's search would actually weigh, which random "
         "in-batch texts (alpha_cross) rarely include."))
-    alpha_score: float = Field(0.0, ge=0, description=(
-        "Weight of the score-preserving error: (s - t) C (s - t) on unit vectors, C the covariance of the "
-        "teacher's vectors of the training texts scaled to trace = dimension. A query's score against a document "
-        "d changes by (s - t) . d, so the mean squared change over documents like the training texts is that "
-        "form (the mean direction drops out of ranking): errors cost what they cost retrieval."))
     rank_candidates: int = Field(32, ge=2, le=1024, description=(
         "Nearest teacher vectors per training text in the neighbour-ranking term (alpha_rank)."))
     temperature: float = Field(0.05, gt=0, description="Softmax temperature of the similarity terms.")
@@ -141,6 +136,4 @@ class DistillConfig(TavaModel):
         skip = {"resume", "output", "device", "threads", "time_budget_minutes", "name", "fit_steps"}
         if not self.alpha_rank:  # unused: runs from before the term keep their keys (and checkpoints)
             skip |= {"alpha_rank", "rank_candidates"}
-        if not self.alpha_score:
-            skip.add("alpha_score")
         return self.model_dump(mode="json", exclude=skip)

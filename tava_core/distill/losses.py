@@ -26,21 +26,13 @@ class DistillationLoss(nn.Module):
       teacher vectors (its nearest training texts under the teacher, found once before training)
       instead of the batch's. Random in-batch texts are easy to tell apart; what a search gets
       wrong is the order among a query's near neighbours, and that order is what nDCG@10 scores.
-    - score-preserving term: ``e C e`` with ``e`` = unit student - unit teacher and ``C`` (``score_metric``)
-      the covariance of teacher vectors like the documents searched, scaled to trace = dimension. A query's
-      cosine to a document ``d`` moves by ``e . d``; averaged over documents the squared move is ``e E[dd'] e``,
-      and the mean document shifts every score alike (ranking ignores it), leaving the covariance. Plain MSE
-      weighs every direction the same; this weighs each by how much documents differ along it.
 
     ``forward`` returns the total and a dict of the parts (floats, for logging).
     """
 
     def __init__(self, alpha_cos: float = 1.0, alpha_mse: float = 1.0, temperature: float = 0.05,
-                 alpha_sim: float = 0.0, alpha_cross: float = 0.0, alpha_rank: float = 0.0,
-                 alpha_score: float = 0.0, score_metric: torch.Tensor | None = None) -> None:
+                 alpha_sim: float = 0.0, alpha_cross: float = 0.0, alpha_rank: float = 0.0) -> None:
         super().__init__()
-        if alpha_score and score_metric is None:
-            raise ValueError("alpha_score > 0 needs score_metric (the documents' covariance, dim x dim)")
         if temperature <= 0:
             raise ValueError("temperature must be positive")
         self.alpha_cos = alpha_cos
@@ -49,8 +41,6 @@ class DistillationLoss(nn.Module):
         self.alpha_sim = alpha_sim
         self.alpha_cross = alpha_cross
         self.alpha_rank = alpha_rank
-        self.alpha_score = alpha_score
-        self.score_metric = score_metric
 
     def _softmax_kl(self, student_cosines: torch.Tensor, teacher_cosines: torch.Tensor) -> torch.Tensor:
         """KL(teacher || student) of row-softmaxed cosines at the temperature, batch mean."""
@@ -108,10 +98,4 @@ class DistillationLoss(nn.Module):
             rank = self.neighbour_ranking_kl(student, teacher, candidates.to(student.dtype))
             total = total + self.alpha_rank * rank
             parts["rank_kl"] = float(rank.detach())
-        if self.alpha_score:
-            assert self.score_metric is not None
-            error = F.normalize(student, dim=-1) - F.normalize(teacher, dim=-1)
-            score = ((error @ self.score_metric.to(student.dtype)) * error).sum(-1).mean()
-            total = total + self.alpha_score * score
-            parts["score"] = float(score.detach())
         return total, parts

@@ -159,15 +159,6 @@ def validation_cosine(student: Student, texts: Sequence[str], teacher: np.ndarra
 
 
 @torch.no_grad()
-def score_metric(teacher_vectors: np.ndarray) -> torch.Tensor:
-    """The score-preserving term's matrix: the covariance of the teacher's unit vectors of the training
-    texts, scaled to trace = dimension (so isotropic errors cost what plain MSE charges)."""
-    unit = teacher_vectors / np.maximum(np.linalg.norm(teacher_vectors, axis=1, keepdims=True), 1e-12)
-    centred = (unit - unit.mean(0)).astype(np.float64)
-    cov = centred.T @ centred / max(len(centred) - 1, 1)
-    return torch.from_numpy((cov * (cov.shape[0] / max(np.trace(cov), 1e-12))).astype(np.float32))
-
-
 def teacher_neighbours(teacher: np.ndarray, bank_rows: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
     """(n, k) row indices: for every row of ``teacher``, its ``k`` most cosine-similar rows among
     ``bank_rows`` (itself excluded), most similar first. Validation rows get candidates too (unused)
@@ -270,8 +261,7 @@ class Trainer:
         self.run_key = stable_hash({"config": config.training_key(), "data": data_key, "kind": student.kind}, 24)
         self.progress = progress
         self.loss_fn = DistillationLoss(config.alpha_cos, config.alpha_mse, config.temperature, config.alpha_sim,
-                                        config.alpha_cross, config.alpha_rank, config.alpha_score,
-                                        score_metric(self.teacher[self.split.train]) if config.alpha_score else None)
+                                        config.alpha_cross, config.alpha_rank)
         # the neighbour-ranking term's hard candidates: found once, from the teacher's vectors alone
         self.neighbours = (teacher_neighbours(self.teacher, self.split.train, config.rank_candidates)
                            if config.alpha_rank else None)

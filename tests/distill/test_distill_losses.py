@@ -128,31 +128,3 @@ def test_teacher_neighbours_are_the_nearest_training_rows_never_itself_nor_held_
         expected = sorted(allowed, key=lambda j: -sims[row, j])[:5]
         assert list(found[row]) == expected
     assert not np.isin(found, [3, 17]).any()
-
-
-def test_score_term_is_the_mean_squared_score_change_over_the_documents():
-    """With C = the documents' covariance, e C e is the variance over documents of the score change e . d:
-    an error along a direction the documents share costs nothing, along one they differ in costs fully;
-    the trainer's metric (trace = dimension) makes an isotropic metric charge what MSE charges."""
-    from tava_core.distill.trainer import score_metric
-
-    g = torch.Generator().manual_seed(0)
-    docs = F.normalize(torch.randn(2000, 8, generator=g) * torch.tensor([3.0, 1, 1, 1, 1, 1, 1, 0.0]) +
-                       torch.tensor([0, 0, 0, 0, 0, 0, 0, 5.0]), dim=-1)
-    metric = score_metric(docs.numpy())
-    assert float(torch.trace(metric)) == pytest.approx(8.0, rel=1e-4)
-    teacher = F.normalize(torch.randn(64, 8, generator=g), dim=-1)
-    student = F.normalize(teacher + 0.2 * torch.randn(64, 8, generator=g), dim=-1)
-    loss_fn = DistillationLoss(alpha_cos=0, alpha_mse=0, alpha_score=1, score_metric=metric)
-    loss, parts = loss_fn(student, teacher)
-    error = student - teacher
-    changes = error @ docs.T                                    # (queries, documents): the score changes
-    expected = changes.var(dim=1).mean() * 8 / float(torch.trace(torch.cov(docs.T)))
-    assert float(loss) == pytest.approx(float(expected), rel=2e-2) and set(parts) == {"score"}
-    # the direction all documents share (the 8th: their mean) barely counts; a direction they vary in does
-    e_shared, e_varied = torch.zeros(1, 8), torch.zeros(1, 8)
-    e_shared[0, 7], e_varied[0, 0] = 0.1, 0.1
-    cost = lambda e: float(((e @ metric) * e).sum())  # noqa: E731
-    assert cost(e_shared) < 0.1 * cost(e_varied)
-    with pytest.raises(ValueError, match="score_metric"):
-        DistillationLoss(alpha_score=1.0)
