@@ -99,8 +99,9 @@ def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int) -> Path:
     data file). No offline fusions: ONNX Runtime still fuses at session start (GELU, MatMul + bias,
     ...), and run with ``standalone.SESSION_SETTINGS`` the plain graph was as fast or faster than
     onnxruntime.transformers' fused one (its SkipLayerNormalization CPU kernel is slow; the query
-    encoder: bench/int8_amx.py; the teacher: bench/teacher_onnx_graphs.py). The caller makes it
-    atomic (a temp name, then ``os.replace``) and checks agreement with torch."""
+    encoder: bench/int8_amx.py; the teacher: bench/teacher_onnx_graphs.py). The one offline fusion
+    that pays, BERT attention, is ``fuse_attention``'s, applied by the backend's cache on top of this
+    graph. The caller makes it atomic (a temp name, then ``os.replace``) and checks agreement with torch."""
     graph = graph.float().eval()
     example = (torch.randint(0, max(vocab_size, 2), (2, 16), dtype=torch.long),
                torch.ones(2, 16, dtype=torch.long))
