@@ -274,25 +274,12 @@ def kernels_section(m_rows: int, repeats: int) -> dict[str, Any]:
 
 def build_graph(module: Any, path: Path, vocab_size: int, fusion: Optional[dict[str, bool]]) -> Path:
     """The fp32 graph with one of the offline fusion settings (``export_graph`` does the default)."""
-
-    from onnxruntime.transformers import optimizer
-    from onnxruntime.transformers.fusion_options import FusionOptions
-
-    from tava_core.export.graph import export_graph
+    from tava_core.export.graph import bert_fusions, export_graph
 
     export_graph(module, path, vocab_size=vocab_size)
     if fusion is None:
         return path
-    config = module.model.config
-    options = FusionOptions("bert")
-    for key, value in fusion.items():
-        setattr(options, key, value)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fused = optimizer.optimize_model(str(path), model_type="bert", num_heads=int(config.num_attention_heads),
-                                         hidden_size=int(config.hidden_size), opt_level=1,
-                                         optimization_options=options)
-    fused.save_model_to_file(str(path), use_external_data_format=False)
+    bert_fusions(path, module.model.config, **fusion).save_model_to_file(str(path), use_external_data_format=False)
     return path
 
 

@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     tb.limit_threads(1)
+    defaults = UnsupervisedSettings()
     started = time.perf_counter()
     long_passages = np.load(args.long_cache / "minilm-passages.npy")
     sf = tb.scifact()
@@ -68,7 +69,7 @@ def main() -> None:
             raise SystemExit(f"only {len(rows)} extra MiniLM passages are cached; run translate_data.py first")
         run_sides = {**sides, "source": np.concatenate([sides["source"], rows])}
         # the sharpening step pairs every row of both sides (its default cap is 10,000 generic rows a side)
-        settings = replace(UnsupervisedSettings(), final_sample=max(10000, len(run_sides["source"])))
+        settings = replace(defaults, final_sample=max(defaults.final_sample, len(run_sides["source"])))
         metrics, result = tb.run_unsupervised(run_sides, args.seed, settings)
         metrics.pop("restarts", None)
         row = {"extra_source_passages": extra, "source_rows": len(run_sides["source"]), **metrics,

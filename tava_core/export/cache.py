@@ -124,27 +124,29 @@ def _export(encoder: "TransformerEncoder", directory: Path, home: Optional[str |
                               "tolerance": TOLERANCE}
     final = directory / GRAPH_NAME
     tmp = directory / f".{GRAPH_NAME}.tmp-{uuid.uuid4().hex[:8]}"
+    fused_tmp = tmp.with_name(tmp.name + "-fused")
     try:
         export_graph(graph, tmp, vocab_size=len(encoder.tokenizer))
-        record["attention_fused"] = fuse_attention(tmp, getattr(encoder.model, "config", None))
-        agreement = measure_agreement(encoder, OnnxSession(tmp), AGREEMENT_TEXTS)
+        record["attention_fused"] = fuse_attention(tmp, fused_tmp, getattr(encoder.model, "config", None))
+        candidate = fused_tmp if record["attention_fused"] else tmp
+        agreement = measure_agreement(encoder, OnnxSession(candidate), AGREEMENT_TEXTS)
         if record["attention_fused"] and not agreement["max_abs_diff"] <= TOLERANCE:
             # the fused kernel's arithmetic is the one thing fusion changes: fall back to the plain graph
             log.warning("%s: the attention-fused graph differs from torch by %.2e; using the plain graph",
                         encoder.name, agreement["max_abs_diff"])
-            export_graph(graph, tmp, vocab_size=len(encoder.tokenizer))
-            record["attention_fused"] = 0
-            agreement = measure_agreement(encoder, OnnxSession(tmp), AGREEMENT_TEXTS)
+            record["attention_fused"], candidate = 0, tmp
+            agreement = measure_agreement(encoder, OnnxSession(candidate), AGREEMENT_TEXTS)
         record["agreement"] = agreement
         if agreement["max_abs_diff"] <= TOLERANCE:
             record["verdict"] = "accepted"
-            record["sha256"] = sha256_file(tmp)
-            os.replace(tmp, final)
+            record["sha256"] = sha256_file(candidate)
+            os.replace(candidate, final)
         else:  # also NaN: a graph that cannot be shown to agree is not used
             record["verdict"] = "refused"
             final.unlink(missing_ok=True)
     finally:
         tmp.unlink(missing_ok=True)
+        fused_tmp.unlink(missing_ok=True)
     record["export_seconds"] = round(time.perf_counter() - started, 2)
     write_json(directory / RECORD_NAME, record)  # last: the entry exists only once this is written
     return record

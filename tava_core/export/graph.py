@@ -130,41 +130,44 @@ def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int) -> Path:
 ATTENTION_FUSION_MODEL_TYPES = frozenset({"bert"})
 
 
-def fuse_attention(path: Path, config: Any) -> int:
-    """Rewrite the graph at ``path`` in place with ONNX Runtime's BERT attention fusion (plus the
+def bert_fusions(path: Path, config: Any, **options: bool) -> Any:
+    """ONNX Runtime's offline BERT fusions of the graph at ``path`` (``options``: ``FusionOptions``
+    switches, e.g. ``enable_skip_layer_norm=False``), returned as its optimizer's model, not saved.
+    Raises ImportError on an onnxruntime build without its transformers tools."""
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    fusion_options = FusionOptions("bert")
+    for key, value in options.items():
+        setattr(fusion_options, key, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return optimizer.optimize_model(str(path), model_type="bert", num_heads=int(config.num_attention_heads),
+                                        hidden_size=int(config.hidden_size), opt_level=1,
+                                        optimization_options=fusion_options)
+
+
+def fuse_attention(source: Path, out: Path, config: Any) -> int:
+    """Write to ``out`` the graph at ``source`` with ONNX Runtime's BERT attention fusion (plus the
     GELU / LayerNorm / embedding fusions that come with it, but not SkipLayerNormalization, whose CPU
-    kernel was slow); returns the number of fused ``Attention`` nodes, 0 when nothing was changed.
+    kernel was slow); returns the number of fused ``Attention`` nodes, 0 when ``out`` was not written.
+    ``source`` is left as it is (the caller's fallback when the fused graph disagrees with torch).
 
     Why: on long inputs the unfused attention (MatMul, Softmax, MatMul per layer, with the mask added
     in between) dominates what is not a dense product; the fused CPU kernel ran the teacher on SciFact
-    documents faster than the plain graph (bench/int8_amx.py, teacher_onnx). The graph is kept only
+    documents faster than the plain graph (bench/int8_amx.py, teacher_onnx). The graph is written only
     when every layer's attention fused; the caller's agreement check with torch gates it as always."""
     model_type = str(getattr(config, "model_type", ""))
     layers = int(getattr(config, "num_hidden_layers", 0) or 0)
     if model_type not in ATTENTION_FUSION_MODEL_TYPES or layers <= 0:
         return 0
     try:
-        from onnxruntime.transformers import optimizer
-        from onnxruntime.transformers.fusion_options import FusionOptions
-    except ImportError:  # an onnxruntime build without the transformers tools: keep the plain graph
-        return 0
-    options = FusionOptions("bert")
-    options.enable_skip_layer_norm = False
-    options.enable_bias_skip_layer_norm = False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fused = optimizer.optimize_model(str(path), model_type="bert",
-                                             num_heads=int(config.num_attention_heads),
-                                             hidden_size=int(config.hidden_size), opt_level=1,
-                                             optimization_options=options)
+        fused = bert_fusions(source, config, enable_skip_layer_norm=False, enable_bias_skip_layer_norm=False)
     except Exception as exc:  # noqa: BLE001 - the fusion is an optimisation: any failure keeps the plain graph
         log.info("attention fusion skipped (%s); keeping the plain graph", exc)
         return 0
     attention_nodes = sum(1 for node in fused.model.graph.node if node.op_type == "Attention")
     if attention_nodes != layers:
         return 0
-    tmp = path.with_name(path.name + ".fused")
-    fused.save_model_to_file(str(tmp), use_external_data_format=False)
-    os.replace(tmp, path)
+    fused.save_model_to_file(str(out), use_external_data_format=False)
     return attention_nodes
