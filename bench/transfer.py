@@ -325,8 +325,6 @@ def main() -> None:
                         help="use only the first N span views of the generic passages (mpnet's are costly)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: DistillConfig's)")
     parser.add_argument("--static-init", choices=["model2vec", "token_embeddings"], default="model2vec")
-    parser.add_argument("--token-dropout", type=float, default=0.0,
-                        help="static student: drop each training token with this probability")
     parser.add_argument("--static-vocabulary", type=int, default=0,
                         help="static student: whole-word tokens added for the training text's frequent split words")
     parser.add_argument("--speed-queries", type=int, default=64,
@@ -369,7 +367,6 @@ def main() -> None:
     if args.student == "static":
         options["static_init"] = args.static_init
         options["static_vocabulary"] = args.static_vocabulary
-        options["token_dropout"] = args.token_dropout
     with_spans = args.spans == "on" or (args.spans == "auto" and args.teacher == "all-MiniLM-L6-v2")
     texts, vectors, sources = load_pairs(args.teacher, training_sets(args.train, args.target, args.generic,
                                                                      with_spans, args.span_texts, args.span_views))

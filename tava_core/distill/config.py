@@ -59,10 +59,6 @@ class DistillConfig(TavaModel):
         "cached per word list). 0 = the teacher's vocabulary only, the default: 5,000 words from generic "
         "passages + SciFact's documents lowered a MiniLM static student on SciFact's dev queries from 0.860 "
         "to 0.797 of the teacher and on the built-in data from 0.954 to 0.930 (bench/transfer.py)."))
-    token_dropout: float = Field(0.0, ge=0.0, lt=1.0, description=(
-        "Static student, training only: drop each token of a training text with this probability "
-        "(at least one kept), so each token's vector must carry the text without its neighbours -- as a "
-        "short query carries only a few of a document's words. 0 = off."))
     projection: bool = Field(True, description=(
         "Learned linear projection to the teacher's dimension (a sentence-transformers Dense for a "
         "transformer student; folded into a static student's saved table, so free at query time). "

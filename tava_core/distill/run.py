@@ -65,9 +65,6 @@ def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
         raise ConfigError("static_vocabulary expands a static student's model2vec table (each new word is "
                           "embedded by the teacher)", hint="use --student static --static-init model2vec, or "
                           "--static-vocabulary 0")
-    if config.token_dropout and config.student != "static":
-        raise ConfigError("token_dropout applies to a static student only (a transformer student sees each "
-                          "token in context)", hint="drop --token-dropout or use --student static")
     if config.warmup_steps >= config.steps and config.steps > 1:
         raise ConfigError(f"warmup_steps ({config.warmup_steps}) must be below steps ({config.steps})",
                           hint="lower --warmup-steps")
@@ -89,8 +86,7 @@ def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int, *,
             vocabulary = frequent_split_words(texts, tokenizer, config.static_vocabulary)
         return StaticStudent.from_teacher(teacher_dir, static_dim=config.static_dim, projection=projection,
                                           teacher_dim=teacher_dim, max_length=config.max_length, seed=config.seed,
-                                          init=config.static_init, cache_dir=cache_dir, vocabulary=vocabulary,
-                                          token_dropout=config.token_dropout)
+                                          init=config.static_init, cache_dir=cache_dir, vocabulary=vocabulary)
     base_dir = resolve_model_path(config.student_base) if config.student_base else teacher_dir
     return TransformerStudent.from_teacher(base_dir, layers=config.layers, projection=projection,
                                            teacher_dim=teacher_dim, max_length=config.max_length,

@@ -231,11 +231,8 @@ class StaticStudent(nn.Module):
     kind = "static"
 
     def __init__(self, embeddings: torch.Tensor, tokenizer: Any, projection: Optional[nn.Linear], *,
-                 max_length: int, base_model: str = "", token_dropout: float = 0.0) -> None:
+                 max_length: int, base_model: str = "") -> None:
         super().__init__()
-        if not 0.0 <= token_dropout < 1.0:
-            raise ConfigError(f"token_dropout must be in [0, 1), got {token_dropout}", hint="e.g. 0.1")
-        self.token_dropout = token_dropout
         self.embeddings = nn.Parameter(embeddings.float().clone())
         self.token_weights = nn.Parameter(torch.ones(embeddings.shape[0]))
         self.projection = projection
@@ -252,8 +249,7 @@ class StaticStudent(nn.Module):
     @classmethod
     def from_teacher(cls, teacher_dir: Path, *, static_dim: Optional[int], projection: bool, teacher_dim: int,
                      max_length: int = 128, seed: int = 0, init: str = "model2vec",
-                     cache_dir: Optional[Path] = None, vocabulary: Sequence[str] = (),
-                     token_dropout: float = 0.0) -> "StaticStudent":
+                     cache_dir: Optional[Path] = None, vocabulary: Sequence[str] = ()) -> "StaticStudent":
         """Initialise the table with model2vec's distillation of the teacher's vocabulary (one
         forward pass per token, offline), kept in the teacher's space; with ``static_dim`` smaller,
         PCA-reduce it and start the projection as the inverse PCA map (so step 0 == model2vec).
@@ -295,8 +291,7 @@ class StaticStudent(nn.Module):
                 proj.bias.copy_(mean)
         elif projection:
             proj = _new_projection(dim, teacher_dim)
-        return cls(table, tokenizer, proj, max_length=max_length, base_model=str(teacher_dir),
-                   token_dropout=token_dropout)
+        return cls(table, tokenizer, proj, max_length=max_length, base_model=str(teacher_dir))
 
     def prepare(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
@@ -313,28 +308,11 @@ class StaticStudent(nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         ids, offsets = features["input_ids"], features["offsets"]
-        weights = self.token_weights[ids]
-        lengths = torch.diff(offsets, append=offsets.new_tensor([ids.numel()]))
-        if self.training and self.token_dropout > 0:
-            keep = self._kept_tokens(offsets, lengths)
-            weights = weights * keep
-            counts = torch.zeros_like(lengths, dtype=weights.dtype).index_add_(
-                0, torch.repeat_interleave(torch.arange(len(lengths)), lengths), keep).clamp(min=1)
-        else:
-            counts = lengths.clamp(min=1).to(weights.dtype)
-        summed = F.embedding_bag(ids, self.embeddings, offsets, mode="sum", per_sample_weights=weights, sparse=True)
-        pooled = summed / counts.unsqueeze(-1)
+        summed = F.embedding_bag(ids, self.embeddings, offsets, mode="sum",
+                                 per_sample_weights=self.token_weights[ids], sparse=True)
+        counts = torch.diff(offsets, append=offsets.new_tensor([ids.numel()])).clamp(min=1)
+        pooled = summed / counts.unsqueeze(-1).to(summed.dtype)
         return self.projection(pooled) if self.projection is not None else pooled
-
-    def _kept_tokens(self, offsets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """1/0 per token: each dropped with probability ``token_dropout``, but every text keeps at
-        least one (its first kept by force when the draw dropped them all)."""
-        keep = (torch.rand(int(lengths.sum())) >= self.token_dropout).float()
-        owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-        kept = torch.zeros(len(lengths)).index_add_(0, owner, keep)
-        empty = (kept == 0) & (lengths > 0)
-        keep[offsets[empty]] = 1.0
-        return keep
 
     @torch.no_grad()
     def folded_table(self) -> np.ndarray:

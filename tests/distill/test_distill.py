@@ -111,33 +111,6 @@ def test_static_student_saves_for_tava_sentence_transformers_and_model2vec(tmp_p
     np.testing.assert_allclose(plain.encode(TEXTS), ours, atol=1e-6)
 
 
-def test_static_token_dropout_drops_tokens_in_training_only(tiny_model_dir):
-    student = StaticStudent.from_teacher(tiny_model_dir, static_dim=None, projection=False, teacher_dim=32,
-                                         init="token_embeddings", token_dropout=0.5)
-    features = student.prepare(TEXTS)
-    lengths = torch.diff(features["offsets"], append=features["offsets"].new_tensor([features["input_ids"].numel()]))
-    torch.manual_seed(0)
-    keep = student._kept_tokens(features["offsets"], lengths)
-    owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-    kept = torch.zeros(len(lengths)).index_add_(0, owner, keep)
-    assert bool((kept >= 1).all()) and 0.3 < float(keep.mean()) < 0.7      # about half dropped, none emptied
-    with torch.no_grad():
-        student.eval()
-        full = student(features)
-        student.train()
-        torch.manual_seed(0)
-        dropped = student(features)
-        # the training forward is the mean over exactly the kept tokens
-        table = student.embeddings * student.token_weights.unsqueeze(-1)
-        for i in range(len(TEXTS)):
-            ids = features["input_ids"][owner == i][keep[owner == i] > 0]
-            torch.testing.assert_close(dropped[i], table[ids].mean(0))
-    assert not torch.allclose(full, dropped)
-    with pytest.raises(ConfigError, match="token_dropout"):
-        StaticStudent.from_teacher(tiny_model_dir, static_dim=None, projection=False, teacher_dim=32,
-                                   init="token_embeddings", token_dropout=1.0)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["transformer", "static"])
 def test_short_training_lowers_loss_and_raises_held_out_cosine(toy_home, teacher_dir, kind):
@@ -283,8 +256,6 @@ def test_bad_inputs_fail_before_training(toy_home, teacher_dir):
                 progress=False)
     with pytest.raises(ConfigError, match="larger than the teacher"):
         distill(_config(teacher_dir, name="bad4", student="static", static_dim=64), toy_home, progress=False)
-    with pytest.raises(ConfigError, match="static student only"):
-        distill(_config(teacher_dir, name="bad7", token_dropout=0.1), toy_home, progress=False)
     with pytest.raises(ConfigError, match="do not name distinct layers"):
         distill(_config(teacher_dir, name="bad5", layers=[0, 5]), toy_home, progress=False)
     # Vectors of the tiny model offered as the packaged teacher's: refused by fingerprint.
