@@ -128,9 +128,14 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # two-stage scoring: a PCA bank's candidates rescored with exact cosines (the full bank's signal
     # up to the candidates it misses, at about the PCA bank's cost)
     **{f"only:{name}@{size}x{k}r{rescore}": _candidate([name], 0, "ridge", (size, k, rescore))
-       for name in ("retrieval_entropy", "retrieval_contrast")
+       for name in ("retrieval_entropy", "retrieval_contrast", "retrieval_cell_margin")
        for size, k, rescore in ((8192, 64, 200), (8192, 64, 100), (8192, 32, 200), (8192, 96, 200))},
     "retrieval@8192x64r200": _candidate(RETRIEVAL, 0, "ridge", TWO_STAGE),
+    # the best document's cell depth beside the list's flatness (bench/route_stability.py: the cell
+    # margin routed better than the entropy on both dev corpora for both static students)
+    "retrieval_entropy+retrieval_cell_margin": _candidate(["retrieval_entropy", "retrieval_cell_margin"]),
+    **{f"retrieval_entropy+retrieval_cell_margin@8192x64r{rescore}": _candidate(
+        ["retrieval_entropy", "retrieval_cell_margin"], 0, "ridge", (8192, 64, rescore)) for rescore in (100, 200)},
     # clustered banks: each query scores exactly the documents of its nearest k-means clusters only
     # (a few hundred rows instead of the bank: what a static query's cost at batch 1 hinged on)
     **{f"only:{name}@c{clusters}p{probe}": _candidate([name], 0, "ridge", (8192, 0, 0, clusters, probe))

@@ -4,6 +4,7 @@ queries (test is not read).
 
     python bench/route_default.py                     # -> bench/results/route_default.json
     python bench/route_default.py --compare retrieval # -> bench/results/route_default_retrieval_dev.json
+    python bench/route_default.py --compare cell_margin   # -> bench/results/route_default_cell_margin_dev.json
 
 ``--compare word_trust`` (the first comparison): the product default as it was (knn_distance,
 head_disagreement, rare_word_share, length + 16 vector components) against the same plus word_trust.
@@ -11,6 +12,9 @@ head_disagreement, rare_word_share, length + 16 vector components) against the s
 bench/route.py chose for all four students) -- alone, beside a manifold and a word signal (so that
 off-domain text still looks doubtful: retrieval signals alone rate nonsense over a small corpus as
 confident), and beside the whole default.
+``--compare cell_margin``: the entropy (the default since session 14) against the best document's
+cell margin (``retrieval_cell_margin``; bench/route_stability.py found it routing better for both
+static students on both corpora) and the two together.
 """
 from __future__ import annotations
 
@@ -39,6 +43,10 @@ COMPARISONS: dict[str, tuple[Path, dict[str, dict[str, Any]]]] = {
         "entropy": R._candidate(["retrieval_entropy"]),
         "entropy+knn+word_trust": R._candidate(["retrieval_entropy", "knn_distance", "word_trust"]),
         "entropy+default": R._candidate(["retrieval_entropy", *MANIFOLD_AND_WORDS, "word_trust"], COMPONENTS)}),
+    "cell_margin": (ROOT / "bench" / "results" / "route_default_cell_margin_dev.json", {
+        "entropy": R._candidate(["retrieval_entropy"]),
+        "cell_margin": R._candidate(["retrieval_cell_margin"]),
+        "entropy+cell_margin": R._candidate(["retrieval_entropy", "retrieval_cell_margin"])}),
 }
 
 

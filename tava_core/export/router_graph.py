@@ -21,11 +21,11 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..route.fast import WORD_SIGNALS, CompiledConfidence
-from ..route.signals import ENTROPY_TEMPERATURE
+from ..route.signals import CELL_RIVALS, ENTROPY_TEMPERATURE
 
 VECTOR_SIGNALS = ("head_disagreement", "cycle_error", "knn_distance")
 RETRIEVAL_EXPORTABLE = ("retrieval_top_score", "retrieval_margin", "retrieval_boundary", "retrieval_contrast",
-                        "retrieval_entropy")
+                        "retrieval_entropy", "retrieval_cell_margin")
 EXPORTABLE = VECTOR_SIGNALS + RETRIEVAL_EXPORTABLE
 
 
@@ -76,6 +76,9 @@ class ConfidenceGraph(nn.Module):
             if self.rescore:
                 self.register_buffer("doc_exact", torch.from_numpy(np.ascontiguousarray(compiled.doc_exact,
                                                                                         dtype=np.float32)))
+            elif "retrieval_cell_margin" in self.coef:     # the bank's rows, to gather each list's best documents
+                self.register_buffer("doc_rows", torch.from_numpy(np.ascontiguousarray(compiled.doc_rows,
+                                                                                       dtype=np.float32)))
 
     def _part(self, projected: torch.Tensor, name: str) -> torch.Tensor:
         start, stop = self.slices[name]
@@ -126,7 +129,7 @@ class ConfidenceGraph(nn.Module):
             mean = scores.mean(dim=1)
             centred = scores - mean[:, None]
             std = torch.sqrt((centred * centred).mean(dim=1)).clamp(min=1e-6)   # population std, as numpy's
-        top = torch.topk(scores, self.top_n, dim=1).values                    # descending
+        top, at = torch.topk(scores, self.top_n, dim=1)                        # descending
         if "retrieval_top_score" in coef:
             out = out + coef["retrieval_top_score"] * (1.0 - top[:, 0])
         if "retrieval_margin" in coef and self.top_n > 1:
@@ -140,4 +143,13 @@ class ConfidenceGraph(nn.Module):
             p = p / p.sum(dim=1, keepdim=True)
             entropy = -(p * torch.log(p.clamp(min=1e-30))).sum(dim=1) / float(np.log(self.top_n))
             out = out + coef["retrieval_entropy"] * entropy
+        if "retrieval_cell_margin" in coef:
+            k = min(CELL_RIVALS + 1, self.top_n)
+            if self.rescore:                    # candidates -> bank rows, then their exact vectors
+                best = nn.functional.embedding(torch.gather(picked, 1, at[:, :k]), self.doc_exact)
+            else:
+                best = nn.functional.embedding(at[:, :k], self.doc_rows)      # (n, k, d)
+            distance = torch.sqrt(((best[:, :1] - best[:, 1:]) ** 2).sum(dim=-1)).clamp(min=1e-6)
+            depth = (top[:, :1] - top[:, 1:k]) / distance
+            out = out + coef["retrieval_cell_margin"] * -(depth.sum(dim=1) / (k - 1))
         return out

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .calibrate import Calibration
-from .signals import ENTROPY_TEMPERATURE, ENTROPY_TOP, RETRIEVAL_SIGNALS, SIGNAL_NAMES, SignalModel
+from .signals import ENTROPY_TEMPERATURE, ENTROPY_TOP, RETRIEVAL_SIGNALS, SIGNAL_NAMES, SignalModel, cell_margin
 from .words import WORD, bucket_of
 
 WORD_SIGNALS = ("rare_word_share", "length", "word_rarity", "word_trust")
@@ -122,6 +122,8 @@ class CompiledConfidence:
                 add("doc_cov", (exact - mu).T @ (exact - mu) / len(exact))
             if "retrieval_map_change" in self.signals:
                 add("forward", model.forward)
+            if "retrieval_cell_margin" in self.signals and not (self.rescore or self.probe):
+                self.doc_rows = np.ascontiguousarray(model.documents, dtype=np.float32)    # (n_docs, d or pca)
         self.matrix = np.ascontiguousarray(np.concatenate(blocks, axis=1)) if blocks else np.zeros((d, 0), np.float32)
 
     def __call__(self, texts: Sequence[str], student: np.ndarray) -> np.ndarray:
@@ -233,6 +235,12 @@ class CompiledConfidence:
             p = np.exp(logits)
             p /= p.sum(axis=1, keepdims=True)
             out += coef["retrieval_entropy"] * (-(p * np.log(np.maximum(p, 1e-30))).sum(axis=1) / np.log(self.top_n))
+        if "retrieval_cell_margin" in coef:
+            if self.rescore or self.probe:      # the list's columns are candidates: their bank rows are `picked`
+                margin = cell_margin(scores, self.doc_exact if self.rescore else self.doc_vectors, picked)
+            else:
+                margin = cell_margin(scores, self.doc_rows)
+            out += coef["retrieval_cell_margin"] * margin
         if "retrieval_map_change" in coef:
             mapped = projected[:, self._slices["forward"]]
             mapped = (mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)).astype(np.float32)
@@ -276,7 +284,7 @@ class CompiledConfidence:
         width = max(int(sizes.sum(axis=1).max()), self.top_n)
         scores = np.full((len(s), width), -np.inf, dtype=np.float32)
         rows = np.full((len(s), width), -1, dtype=np.int64)
-        ids = "retrieval_map_change" in self.coef
+        ids = "retrieval_map_change" in self.coef or "retrieval_cell_margin" in self.coef
         flat_nearest = nearest.ravel()
         by_cluster = np.argsort(flat_nearest, kind="stable")
         bounds = np.searchsorted(flat_nearest[by_cluster], np.arange(len(self.cluster_sizes) + 1))

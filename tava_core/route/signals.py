@@ -31,6 +31,11 @@ score profile does not:
   the result list stands out of the corpus;
 - ``retrieval_entropy``: entropy of the softmax (temperature 0.05) of the top-50 cosines,
   divided by log 50 (1 = flat);
+- ``retrieval_cell_margin``: minus how deep the query sits in its best document's cell: the mean,
+  over the next ``CELL_RIVALS`` documents d_k, of its distance to the hyperplane that bisects the best
+  document d_1 and d_k, (s . d_1 - s . d_k) / |d_1 - d_k| (unit documents: the hyperplane goes through
+  the origin). The student's error must move the query that far to change its first result; the
+  raw score gap alone counts two near-duplicate documents as a clear decision;
 - ``retrieval_map_change``: 1 - overlap of the query's top-10 with the top-10 of its vector moved
   by the forward ridge map (the training pairs' linear guess of the teacher's vector): a label-free
   estimate of the very agreement the router predicts.
@@ -48,13 +53,35 @@ from .words import WORD_BUCKETS, WordBags, word_buckets
 TEXT_SIGNALS = ("head_disagreement", "cycle_error", "knn_distance", "rare_word_share", "length", "word_rarity",
                 "word_trust")
 RETRIEVAL_SIGNALS = ("retrieval_top_score", "retrieval_margin", "retrieval_boundary", "retrieval_contrast",
-                     "retrieval_entropy", "retrieval_map_change")
+                     "retrieval_entropy", "retrieval_cell_margin", "retrieval_map_change")
 SIGNAL_NAMES = TEXT_SIGNALS + RETRIEVAL_SIGNALS
 # What compute_signals returns when no names are given: the signals every router can compute
 # (a router saved before the document bank existed has none).
 DEFAULT_SIGNALS = ("head_disagreement", "cycle_error", "knn_distance", "rare_word_share", "length")
 ENTROPY_TOP = 50
 ENTROPY_TEMPERATURE = 0.05
+CELL_RIVALS = 10
+
+
+def cell_margin(scores: np.ndarray, documents: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``retrieval_cell_margin`` (higher = less trustworthy) from each query's result list ``scores``
+    (-inf: not in the list) and the bank's unit ``documents`` (rows; PCA-reduced when the scores are:
+    an orthonormal basis keeps the distances). The list's columns are bank rows, or with ``rows``
+    candidates whose bank rows ``rows`` holds (-1: padding). Rivals outside the list are skipped."""
+    k = min(CELL_RIVALS + 1, scores.shape[1])
+    if k < 2:
+        return np.zeros(len(scores), np.float32)
+    picked = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top = np.take_along_axis(scores, picked, axis=1)
+    order = np.argsort(-top, axis=1)
+    picked, top = np.take_along_axis(picked, order, axis=1), np.take_along_axis(top, order, axis=1)
+    if rows is not None:
+        picked = np.maximum(np.take_along_axis(rows, picked, axis=1), 0)
+    best, rivals = documents[picked[:, 0]], documents[picked[:, 1:]]                 # (n, d), (n, k-1, d)
+    distance = np.maximum(np.linalg.norm(best[:, None, :] - rivals, axis=2), 1e-6)
+    valid = np.isfinite(top[:, 1:]) & np.isfinite(top[:, :1])
+    depth = np.where(valid, (top[:, :1] - np.where(valid, top[:, 1:], 0.0)) / distance, 0.0)
+    return -(depth.sum(axis=1) / np.maximum(valid.sum(axis=1), 1))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -317,6 +344,8 @@ def _retrieval_signals(model: SignalModel, s: np.ndarray, names: Sequence[str],
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         out["retrieval_entropy"] = -(p * np.log(np.maximum(p, 1e-30))).sum(axis=1) / np.log(top_n)
+    if "retrieval_cell_margin" in names:
+        out["retrieval_cell_margin"] = cell_margin(scores, model.doc_exact if model.doc_rescore else model.documents)
     if "retrieval_map_change" in names:
         # the forward ridge map is the training pairs' best linear guess of the teacher vector:
         # where moving the query there reshuffles its top-10, the top-10 is fragile

@@ -55,10 +55,12 @@ SETTINGS = {
     "default (retrieval entropy, full bank)": RouterSettings(),
     "vector + retrieval signals, PCA bank rescored": RouterSettings(
         signals=["head_disagreement", "cycle_error", "knn_distance", "retrieval_top_score", "retrieval_margin",
-                 "retrieval_boundary", "retrieval_contrast", "retrieval_entropy"],
+                 "retrieval_boundary", "retrieval_contrast", "retrieval_entropy", "retrieval_cell_margin"],
         vector_components=3, bank_size=32, pca_dim=8, doc_pca_dim=16, doc_rescore=60),
     "contrast on the full bank": RouterSettings(signals=["retrieval_contrast", "knn_distance"], bank_size=32,
                                                 pca_dim=8),
+    "cell margin on the full bank": RouterSettings(signals=["retrieval_cell_margin", "retrieval_entropy"],
+                                                   bank_size=32, pca_dim=8),
 }
 
 

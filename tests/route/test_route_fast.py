@@ -51,7 +51,7 @@ def many_documents(vectors):
 
 
 RETRIEVAL_SET = ["retrieval_contrast", "retrieval_entropy", "retrieval_map_change", "retrieval_margin",
-                 "retrieval_boundary", "retrieval_top_score"]
+                 "retrieval_cell_margin", "retrieval_boundary", "retrieval_top_score"]
 
 
 def test_two_stage_scoring_with_every_document_a_candidate_is_the_full_bank(vectors, many_documents):

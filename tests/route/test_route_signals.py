@@ -28,10 +28,23 @@ def test_retrieval_signals_separate_a_query_on_a_document_from_one_between_docum
     a = compute_signals(model, ["q"] * 40, near, RETRIEVAL_SIGNALS)
     b = compute_signals(model, ["q"] * 40, between, RETRIEVAL_SIGNALS)
     # every signal is "higher = less trustworthy": larger between documents than on one
-    for name in ("retrieval_top_score", "retrieval_margin", "retrieval_contrast", "retrieval_entropy"):
+    for name in ("retrieval_top_score", "retrieval_margin", "retrieval_contrast", "retrieval_entropy",
+                 "retrieval_cell_margin"):
         assert b[name].mean() > a[name].mean(), name
     assert np.allclose(a["retrieval_top_score"], 1.0 - np.max(near @ docs.T, axis=1), atol=1e-5)
     assert 0.0 < a["retrieval_entropy"].min() and b["retrieval_entropy"].max() <= 1.0 + 1e-6
+
+
+def test_cell_margin_is_the_distance_to_the_best_documents_cell_walls():
+    rng = np.random.default_rng(3)
+    docs = _unit(rng.normal(size=(60, 16)))
+    model = _model(documents=docs)
+    queries = _unit(rng.normal(size=(25, 16)))
+    got = compute_signals(model, ["q"] * 25, queries, ["retrieval_cell_margin"])["retrieval_cell_margin"]
+    for q, value in zip(queries, got):          # brute force: the hyperplanes bisecting d_1 and each of d_2..d_11
+        order = np.argsort(-(docs @ q))
+        walls = [(q @ docs[order[0]] - q @ docs[k]) / np.linalg.norm(docs[order[0]] - docs[k]) for k in order[1:11]]
+        assert value == pytest.approx(-np.mean(walls), abs=1e-5)
 
 
 def test_reduced_document_bank_approximates_the_full_scores_and_survives_a_save():
