@@ -8,7 +8,7 @@ operations that export to plain ONNX ops (MatMul, TopK, Gather, Softmax-like ari
 that read the query's *words* (``rare_word_share``, ``length``, ``word_rarity``, ``word_trust``)
 need a word splitter and a hashed table outside a tensor graph, a clustered document bank needs
 per-query ragged reads, and ``retrieval_map_change`` compares index sets: those are refused with
-the fix (calibrate the router with vector and retrieval signals; the default, ``retrieval_entropy``,
+the fix (calibrate the router with vector and retrieval signals; the default, ``retrieval_cell_margin``,
 exports).
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ class ConfidenceGraph(nn.Module):
     knn_bank_t: torch.Tensor
     doc_matrix: torch.Tensor
     doc_exact: torch.Tensor
+    doc_rows: torch.Tensor
 
     def __init__(self, compiled: CompiledConfidence) -> None:
         super().__init__()
@@ -52,7 +53,7 @@ class ConfidenceGraph(nn.Module):
                 f"the router's signals {refused} cannot go into an ONNX graph"
                 + (" (they read the query's words, not its vector)" if words else ""),
                 hint="calibrate a router with vector or retrieval signals only, e.g. the default "
-                     "`tava calibrate-router ... --settings-signals retrieval_entropy`, and export that")
+                     "`tava calibrate-router ... --settings-signals retrieval_cell_margin`, and export that")
         if compiled.retrieval and compiled.probe:
             raise ConfigError("a router with a clustered document bank (doc_clusters) cannot go into an ONNX graph "
                               "(each query reads a different number of documents)",

@@ -14,12 +14,13 @@ from .trust import TRUST_RIDGE
 class RouterSettings(TavaModel):
     """How the confidence score is built (chosen on SciFact's train queries in bench/route.py)."""
 
-    # The retrieval entropy alone (how flat the student's top scores over the corpus are) is the default:
-    # on both dev corpora, for all four benchmark students, at 10% and 20%, it recovered more of the gap
-    # than the earlier default of manifold and word signals (+16 vector components) in 16 of 16 cells,
-    # and more than either set combined with it in 13 (bench/route_default.py --compare retrieval); the
-    # earlier default routed about as well as random (SciFact dev, 10%: 0.10-0.14 of the gap, random 0.10).
-    signals: list[str] = Field(default_factory=lambda: ["retrieval_entropy"], description=(
+    # The cell margin alone (how deep the query sits in its best document's cell) is the default: on both
+    # dev corpora, for the four benchmark students, at 10% and 20%, it recovered more of the gap than the
+    # retrieval entropy (the default of sessions 14-20) in 12 of 16 cells, 0.05 more on average, and
+    # bench/route.py chose it on dev for all four; the ridge combination of the two routed worse than either
+    # (bench/route_default.py --compare cell_margin). The entropy had replaced manifold and word signals,
+    # which routed about as well as random (SciFact dev, 10%: 0.10-0.14 of the gap, random 0.10).
+    signals: list[str] = Field(default_factory=lambda: ["retrieval_cell_margin"], description=(
         f"Confidence signals to combine, from: {', '.join(SIGNAL_NAMES)}."))
     vector_components: int = Field(0, ge=0, le=256, description=(
         "Leading PCA components of the student's query vector given to the combiner as well (a learned "

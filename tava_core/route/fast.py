@@ -107,6 +107,8 @@ class CompiledConfidence:
                 self.doc_vectors = np.ascontiguousarray(model.documents, dtype=np.float32)   # (n_docs, d)
             else:
                 self.doc_matrix = np.ascontiguousarray(model.documents.T)            # (d or pca, n_docs)
+                # row-major too, for the cell margin's gathers (the saved array itself: no copy)
+                self.doc_rows = np.ascontiguousarray(model.documents, dtype=np.float32)
             self.top_n = min(max(ENTROPY_TOP, 11), int(model.documents.shape[0]))
             # two-stage scoring: the exact cosines of the PCA bank's candidates; the corpus profile
             # for retrieval_contrast from the documents' mean and covariance, s @ mu and s' Cov s
@@ -122,8 +124,6 @@ class CompiledConfidence:
                 add("doc_cov", (exact - mu).T @ (exact - mu) / len(exact))
             if "retrieval_map_change" in self.signals:
                 add("forward", model.forward)
-            if "retrieval_cell_margin" in self.signals and not (self.rescore or self.probe):
-                self.doc_rows = np.ascontiguousarray(model.documents, dtype=np.float32)    # (n_docs, d or pca)
         self.matrix = np.ascontiguousarray(np.concatenate(blocks, axis=1)) if blocks else np.zeros((d, 0), np.float32)
 
     def __call__(self, texts: Sequence[str], student: np.ndarray) -> np.ndarray:
@@ -205,6 +205,7 @@ class CompiledConfidence:
 
     def _retrieval_terms(self, s: np.ndarray, projected: np.ndarray) -> np.ndarray:
         out = np.zeros(len(s))
+        picked: np.ndarray | None = None        # bank rows of the list's columns when it holds candidates
         if "retrieval_contrast" in self.coef and (self.rescore or self.probe):
             mean = projected[:, self._slices["doc_mean"]][:, 0]
             var = np.einsum("nd,nd->n", projected[:, self._slices["doc_cov"]], s)
@@ -219,9 +220,10 @@ class CompiledConfidence:
             elif "retrieval_contrast" in self.coef:
                 mean, std = scores.sum(axis=1) / scores.shape[1], np.maximum(scores.std(axis=1), 1e-6)
         n_docs = scores.shape[1]
-        top = np.partition(scores, n_docs - self.top_n, axis=1)[:, -self.top_n:]
-        top = -np.sort(-top, axis=1)                                          # descending
         coef = self.coef
+        if coef.keys() & LIST_TOP_SIGNALS:    # the sorted top of the list (the cell margin finds its own 11)
+            top = np.partition(scores, n_docs - self.top_n, axis=1)[:, -self.top_n:]
+            top = -np.sort(-top, axis=1)                                      # descending
         if "retrieval_top_score" in coef:
             out += coef["retrieval_top_score"] * (1.0 - top[:, 0])
         if "retrieval_margin" in coef and self.top_n > 1:
@@ -236,11 +238,7 @@ class CompiledConfidence:
             p /= p.sum(axis=1, keepdims=True)
             out += coef["retrieval_entropy"] * (-(p * np.log(np.maximum(p, 1e-30))).sum(axis=1) / np.log(self.top_n))
         if "retrieval_cell_margin" in coef:
-            if self.rescore or self.probe:      # the list's columns are candidates: their bank rows are `picked`
-                margin = cell_margin(scores, self.doc_exact if self.rescore else self.doc_vectors, picked)
-            else:
-                margin = cell_margin(scores, self.doc_rows)
-            out += coef["retrieval_cell_margin"] * margin
+            out += coef["retrieval_cell_margin"] * self._cell_margin(scores, picked)
         if "retrieval_map_change" in coef:
             mapped = projected[:, self._slices["forward"]]
             mapped = (mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)).astype(np.float32)
@@ -261,6 +259,11 @@ class CompiledConfidence:
                 b = np.argpartition(-moved, k - 1, axis=1)[:, :k]
             out += coef["retrieval_map_change"] * (1.0 - (a[:, :, None] == b[:, None, :]).any(axis=2).mean(axis=1))
         return out
+
+    def _cell_margin(self, scores: np.ndarray, picked: np.ndarray | None) -> np.ndarray:
+        if self.rescore or self.probe:      # the list's columns are candidates: their bank rows are `picked`
+            return cell_margin(scores, self.doc_exact if self.rescore else self.doc_vectors, picked)
+        return cell_margin(scores, self.doc_rows)
 
     def _probed(self, s: np.ndarray, centre_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """((n, width) exact cosines, (n, width) bank rows) of the documents in each row's ``probe``
@@ -310,6 +313,11 @@ class CompiledConfidence:
         for row in range(len(picked)):
             exact[row] = np.take(self.doc_exact, picked[row], axis=0) @ s[row]
         return exact, picked
+
+
+# the retrieval signals that read the sorted top of the result list
+LIST_TOP_SIGNALS = {"retrieval_top_score", "retrieval_margin", "retrieval_boundary", "retrieval_contrast",
+                    "retrieval_entropy"}
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

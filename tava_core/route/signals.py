@@ -68,19 +68,23 @@ def cell_margin(scores: np.ndarray, documents: np.ndarray, rows: np.ndarray | No
     (-inf: not in the list) and the bank's unit ``documents`` (rows; PCA-reduced when the scores are:
     an orthonormal basis keeps the distances). The list's columns are bank rows, or with ``rows``
     candidates whose bank rows ``rows`` holds (-1: padding). Rivals outside the list are skipped."""
-    k = min(CELL_RIVALS + 1, scores.shape[1])
+    n_docs = scores.shape[1]
+    k = min(CELL_RIVALS + 1, n_docs)
     if k < 2:
         return np.zeros(len(scores), np.float32)
-    picked = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    top = np.take_along_axis(scores, picked, axis=1)
-    order = np.argsort(-top, axis=1)
-    picked, top = np.take_along_axis(picked, order, axis=1), np.take_along_axis(top, order, axis=1)
+    # the k best in any order: the mean over the rivals needs only which one is first (no sort)
+    picked = np.argpartition(scores, n_docs - k, axis=1)[:, n_docs - k:]
+    top = np.take_along_axis(scores, picked, axis=1)                                 # (n, k)
     if rows is not None:
         picked = np.maximum(np.take_along_axis(rows, picked, axis=1), 0)
-    best, rivals = documents[picked[:, 0]], documents[picked[:, 1:]]                 # (n, d), (n, k-1, d)
-    distance = np.maximum(np.linalg.norm(best[:, None, :] - rivals, axis=2), 1e-6)
-    valid = np.isfinite(top[:, 1:]) & np.isfinite(top[:, :1])
-    depth = np.where(valid, (top[:, :1] - np.where(valid, top[:, 1:], 0.0)) / distance, 0.0)
+    first = top.argmax(axis=1)
+    vectors = documents[picked]                                                      # (n, k, d)
+    best = vectors[np.arange(len(vectors)), first]
+    distance = np.sqrt(np.einsum("nkd,nkd->nk", vectors - best[:, None, :], vectors - best[:, None, :]))
+    best_score = top[np.arange(len(top)), first][:, None]
+    valid = np.isfinite(top) & np.isfinite(best_score)
+    valid[np.arange(len(top)), first] = False                                        # the best is no rival
+    depth = np.where(valid, (best_score - np.where(valid, top, 0.0)) / np.maximum(distance, 1e-6), 0.0)
     return -(depth.sum(axis=1) / np.maximum(valid.sum(axis=1), 1))
 
 

@@ -41,7 +41,7 @@ def test_cell_margin_is_the_distance_to_the_best_documents_cell_walls():
     model = _model(documents=docs)
     queries = _unit(rng.normal(size=(25, 16)))
     got = compute_signals(model, ["q"] * 25, queries, ["retrieval_cell_margin"])["retrieval_cell_margin"]
-    for q, value in zip(queries, got):          # brute force: the hyperplanes bisecting d_1 and each of d_2..d_11
+    for q, value in zip(queries, got, strict=True):          # brute force: the hyperplanes bisecting d_1 and each of d_2..d_11
         order = np.argsort(-(docs @ q))
         walls = [(q @ docs[order[0]] - q @ docs[k]) / np.linalg.norm(docs[order[0]] - docs[k]) for k in order[1:11]]
         assert value == pytest.approx(-np.mean(walls), abs=1e-5)
