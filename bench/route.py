@@ -238,6 +238,20 @@ def scifact_split(split: str, paths: dict[str, Path], teacher) -> tuple[Retrieva
     return data, docs, vectors[[pos[i] for i in data.query_ids]]
 
 
+def bench_paths(home: TavaHome, teacher) -> dict[str, Path]:
+    """Where the route benches read SciFact, the passages and the teacher's SciFact query vectors."""
+    return {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
+            "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
+
+
+def dev_bench_inputs(labels: Sequence[str]) -> tuple[Any, dict[str, Path], dict[str, Dataset], dict[str, Path]]:
+    """(teacher, paths, datasets, students named in ``labels``): what the dev-only route benches start from."""
+    teacher = load_encoder("all-MiniLM-L6-v2")
+    paths = bench_paths(TavaHome(HOME), teacher)
+    students = {k: v for k, v in find_students().items() if k in labels}
+    return teacher, paths, load_datasets(paths, teacher), students
+
+
 def load_datasets(paths: dict[str, Path], teacher) -> dict[str, Dataset]:
     out = {}
     for split, label in (("train", "scifact-dev"), ("test", "scifact-test")):
@@ -434,8 +448,7 @@ def main() -> None:
     teacher = load_encoder("all-MiniLM-L6-v2")
     home = TavaHome(HOME)
     # What bench/distill_data.py prepared (never re-run here: it would embed the whole corpus).
-    paths = {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
-             "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
+    paths = bench_paths(home, teacher)
     if args.smoke:
         global CALIBRATION_SPANS
         CALIBRATION_SPANS = 120

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from bench.route import (  # noqa: E402
     HOME,
     Dataset,
+    bench_paths,
     find_students,
     load_datasets,
     reference_texts,
@@ -187,8 +188,7 @@ def main() -> None:
     started, load_start = time.time(), os.getloadavg()
     teacher = load_encoder("all-MiniLM-L6-v2")
     home = TavaHome(HOME)
-    paths = {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
-             "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
+    paths = bench_paths(home, teacher)
     student_dir = (train_corpus_student(home) if args.train_student else Path(args.student) if args.student
                    else find_students().get("static-a"))
     if student_dir is None:

@@ -64,8 +64,7 @@ def main() -> None:
     R.CANDIDATES = CANDIDATES           # only the full-dimension bank's signal models are fitted
     teacher = R.load_encoder("all-MiniLM-L6-v2")
     home = TavaHome(R.HOME)
-    paths = {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
-             "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
+    paths = R.bench_paths(home, teacher)
     datasets = {k: v for k, v in R.load_datasets(paths, teacher).items() if k in ("scifact-dev", "builtin-test")}
     report: dict[str, Any] = {"benchmark": f"default router signals: {args.compare} comparison (dev corpora only)",
                               "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},

@@ -24,8 +24,6 @@ sys.path.insert(0, str(ROOT))
 
 import bench.route as route  # noqa: E402
 from bench.shared_data import write_result  # noqa: E402
-from tava_core.encoders import load_encoder  # noqa: E402
-from tava_core.home import TavaHome  # noqa: E402
 from tava_core.route.calibrate import spearman, true_agreement  # noqa: E402
 from tava_core.route.signals import compute_signals  # noqa: E402
 
@@ -66,13 +64,8 @@ def fit_predictor(x: torch.Tensor, y: torch.Tensor, hidden: int) -> tuple[torch.
 def main() -> None:
     torch.set_num_threads(1)
     labels = sys.argv[1].split(",") if len(sys.argv) > 1 else ["static-a", "static-b"]
-    teacher = load_encoder("all-MiniLM-L6-v2")
-    home = TavaHome(route.HOME)
-    paths = {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
-             "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
-    datasets = route.load_datasets(paths, teacher)
+    teacher, paths, datasets, students = route.dev_bench_inputs(labels)
     dev = datasets["scifact-dev"]
-    students = {k: v for k, v in route.find_students().items() if k in labels}
     # one candidate (the full bank) is all the signal models this needs
     route.CANDIDATES = {"full": route.CANDIDATES["only:retrieval_entropy"]}
     state = route.encode_students(students, {"scifact-dev": dev}, paths, teacher, {"students": {}})

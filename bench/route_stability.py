@@ -36,8 +36,6 @@ sys.path.insert(0, str(ROOT))
 
 import bench.route as route  # noqa: E402
 from bench.shared_data import write_result  # noqa: E402
-from tava_core.encoders import load_encoder  # noqa: E402
-from tava_core.home import TavaHome  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "route_stability_dev.json"
 CANDIDATES = 100     # the perturbed lists are re-ranked among the query's 100 best documents
@@ -116,13 +114,8 @@ def rank01(x: np.ndarray) -> np.ndarray:
 def main() -> None:
     torch.set_num_threads(1)
     labels = sys.argv[1].split(",") if len(sys.argv) > 1 else ["static-a", "static-b"]
-    teacher = load_encoder("all-MiniLM-L6-v2")
-    home = TavaHome(route.HOME)
-    paths = {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
-             "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
-    loaded = route.load_datasets(paths, teacher)
+    teacher, paths, loaded, students = route.dev_bench_inputs(labels)
     sets = {"scifact-dev": loaded["scifact-dev"], "builtin-test": loaded["builtin-test"]}
-    students = {k: v for k, v in route.find_students().items() if k in labels}
     route.CANDIDATES = {"full": route.CANDIDATES["only:retrieval_entropy"]}   # one signal model is enough
     state = route.encode_students(students, sets, paths, teacher, {"students": {}})
     out: dict[str, dict] = {}

@@ -128,8 +128,7 @@ def main() -> None:
     started = time.time()
     teacher = R.load_encoder("all-MiniLM-L6-v2")
     home = TavaHome(R.HOME)
-    paths = {"scifact": home.dataset_dir("scifact"), "passages": home.dataset_dir("passages"),
-             "scifact_queries_vectors": home.vector_dir("scifact", "queries", teacher.name, teacher.fingerprint)}
+    paths = R.bench_paths(home, teacher)
     datasets = R.load_datasets(paths, teacher)
     datasets = {k: v for k, v in datasets.items() if k in args.datasets.split(",")}
     students = {k: v for k, v in R.find_students().items() if k in args.students.split(",")}
