@@ -12,7 +12,8 @@ query's top-10 is scored by how likely it survives that error:
 - ``boundary_swap``: mean over the top-10 x ranks 11-20 pairs of P(swap) = sigmoid(-1.7 z), z the
   score gap over the residual's standard deviation along the two documents' difference;
 - ``top1_z``: -mean z of the best document against ranks 2-11 (ablations: ``top1_z_isotropic`` divides
-  the gaps by the documents' distance only, ``top1_gap`` is the raw mean gap);
+  the gaps by the documents' distance only -- the router's ``retrieval_cell_margin`` --, ``top1_gap``
+  is the raw mean gap);
 - ``token_dropout`` (static students): 1 - mean top-10 overlap of the query with one token left out;
 - the entropy at other temperatures, and rank averages of the entropy with the two error-scaled ones.
 
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import bench.route as route  # noqa: E402
 from bench.shared_data import write_result  # noqa: E402
+from tava_core.route.signals import cell_margin  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "route_stability_dev.json"
 CANDIDATES = 100     # the perturbed lists are re-ranked among the query's 100 best documents
@@ -68,8 +70,7 @@ def stability_signals(queries: np.ndarray, docs: np.ndarray, residual: np.ndarra
     scores = queries @ docs.T
     cand = np.argpartition(-scores, CANDIDATES - 1, axis=1)[:, :CANDIDATES]
     rng = np.random.default_rng(0)
-    out = {name: np.empty(len(queries)) for name in ("mc_stability", "boundary_swap", "top1_z", "top1_z_isotropic",
-                                                     "top1_gap")}
+    out = {name: np.empty(len(queries)) for name in ("mc_stability", "boundary_swap", "top1_z", "top1_gap")}
     for k in range(len(queries)):
         base = scores[k, cand[k]]
         order = cand[k][np.argsort(-base)]
@@ -83,10 +84,9 @@ def stability_signals(queries: np.ndarray, docs: np.ndarray, residual: np.ndarra
         z1 = (scores[k, order[0]] - scores[k, order[1:11]]) / np.sqrt(
             np.einsum("kd,de,ke->k", diff1, cov, diff1) + 1e-12)
         out["top1_z"][k] = -float(np.mean(z1))
-        # ablations: the same gaps over the documents' distance only, and raw
-        gaps = scores[k, order[0]] - scores[k, order[1:11]]
-        out["top1_z_isotropic"][k] = -float(np.mean(gaps / np.linalg.norm(diff1, axis=1)))
-        out["top1_gap"][k] = -float(np.mean(gaps))
+        out["top1_gap"][k] = -float(np.mean(scores[k, order[0]] - scores[k, order[1:11]]))   # ablation: raw gaps
+    # ablation: the same walls without S -- the router's own retrieval_cell_margin
+    out["top1_z_isotropic"] = cell_margin(scores, docs)
     return out
 
 

@@ -41,7 +41,7 @@ class ConfidenceGraph(nn.Module):
     knn_bank_t: torch.Tensor
     doc_matrix: torch.Tensor
     doc_exact: torch.Tensor
-    doc_rows: torch.Tensor
+    doc_vectors: torch.Tensor
 
     def __init__(self, compiled: CompiledConfidence) -> None:
         super().__init__()
@@ -78,8 +78,8 @@ class ConfidenceGraph(nn.Module):
                 self.register_buffer("doc_exact", torch.from_numpy(np.ascontiguousarray(compiled.doc_exact,
                                                                                         dtype=np.float32)))
             elif "retrieval_cell_margin" in self.coef:     # the bank's rows, to gather each list's best documents
-                self.register_buffer("doc_rows", torch.from_numpy(np.ascontiguousarray(compiled.doc_rows,
-                                                                                       dtype=np.float32)))
+                self.register_buffer("doc_vectors", torch.from_numpy(np.ascontiguousarray(compiled.doc_vectors,
+                                                                                          dtype=np.float32)))
 
     def _part(self, projected: torch.Tensor, name: str) -> torch.Tensor:
         start, stop = self.slices[name]
@@ -149,7 +149,7 @@ class ConfidenceGraph(nn.Module):
             if self.rescore:                    # candidates -> bank rows, then their exact vectors
                 best = nn.functional.embedding(torch.gather(picked, 1, at[:, :k]), self.doc_exact)
             else:
-                best = nn.functional.embedding(at[:, :k], self.doc_rows)      # (n, k, d)
+                best = nn.functional.embedding(at[:, :k], self.doc_vectors)   # (n, k, d)
             distance = torch.sqrt(((best[:, :1] - best[:, 1:]) ** 2).sum(dim=-1)).clamp(min=1e-6)
             depth = (top[:, :1] - top[:, 1:k]) / distance
             out = out + coef["retrieval_cell_margin"] * -(depth.sum(dim=1) / (k - 1))

@@ -35,6 +35,8 @@ from .signals import ENTROPY_TEMPERATURE, ENTROPY_TOP, RETRIEVAL_SIGNALS, SIGNAL
 from .words import WORD, bucket_of
 
 WORD_SIGNALS = ("rare_word_share", "length", "word_rarity", "word_trust")
+# the retrieval signals that read the sorted top-50 of the result list (the other two find their own top)
+LIST_TOP_SIGNALS = frozenset(RETRIEVAL_SIGNALS) - {"retrieval_cell_margin", "retrieval_map_change"}
 WORD_CACHE = 100_000      # words whose (rare?, rarity, trust) a compiled confidence keeps
 
 
@@ -100,15 +102,14 @@ class CompiledConfidence:
             # clustered bank: the centroid scores are one more linear map of s (free in a fused table);
             # only the probed clusters' rows are read, so the bank stays row-major
             self.probe = int(model.doc_probe) if model.doc_centroids.size else 0
+            # the bank row-major (the saved array itself: no copy): the clusters' reads, the cell margin's gathers
+            self.doc_vectors = np.ascontiguousarray(model.documents, dtype=np.float32)       # (n_docs, d or pca)
             if self.probe:
                 add("doc_centroids", model.doc_centroids.T)
                 self.offsets = np.asarray(model.doc_offsets, dtype=np.int64)
                 self.cluster_sizes = np.diff(self.offsets)
-                self.doc_vectors = np.ascontiguousarray(model.documents, dtype=np.float32)   # (n_docs, d)
             else:
                 self.doc_matrix = np.ascontiguousarray(model.documents.T)            # (d or pca, n_docs)
-                # row-major too, for the cell margin's gathers (the saved array itself: no copy)
-                self.doc_rows = np.ascontiguousarray(model.documents, dtype=np.float32)
             self.top_n = min(max(ENTROPY_TOP, 11), int(model.documents.shape[0]))
             # two-stage scoring: the exact cosines of the PCA bank's candidates; the corpus profile
             # for retrieval_contrast from the documents' mean and covariance, s @ mu and s' Cov s
@@ -237,8 +238,9 @@ class CompiledConfidence:
             p = np.exp(logits)
             p /= p.sum(axis=1, keepdims=True)
             out += coef["retrieval_entropy"] * (-(p * np.log(np.maximum(p, 1e-30))).sum(axis=1) / np.log(self.top_n))
-        if "retrieval_cell_margin" in coef:
-            out += coef["retrieval_cell_margin"] * self._cell_margin(scores, picked)
+        if "retrieval_cell_margin" in coef:     # `picked`: the candidates' bank rows (None: columns are rows)
+            out += coef["retrieval_cell_margin"] * cell_margin(
+                scores, self.doc_exact if self.rescore else self.doc_vectors, picked)
         if "retrieval_map_change" in coef:
             mapped = projected[:, self._slices["forward"]]
             mapped = (mapped / np.maximum(np.linalg.norm(mapped, axis=1, keepdims=True), 1e-12)).astype(np.float32)
@@ -259,11 +261,6 @@ class CompiledConfidence:
                 b = np.argpartition(-moved, k - 1, axis=1)[:, :k]
             out += coef["retrieval_map_change"] * (1.0 - (a[:, :, None] == b[:, None, :]).any(axis=2).mean(axis=1))
         return out
-
-    def _cell_margin(self, scores: np.ndarray, picked: np.ndarray | None) -> np.ndarray:
-        if self.rescore or self.probe:      # the list's columns are candidates: their bank rows are `picked`
-            return cell_margin(scores, self.doc_exact if self.rescore else self.doc_vectors, picked)
-        return cell_margin(scores, self.doc_rows)
 
     def _probed(self, s: np.ndarray, centre_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """((n, width) exact cosines, (n, width) bank rows) of the documents in each row's ``probe``
@@ -313,11 +310,6 @@ class CompiledConfidence:
         for row in range(len(picked)):
             exact[row] = np.take(self.doc_exact, picked[row], axis=0) @ s[row]
         return exact, picked
-
-
-# the retrieval signals that read the sorted top of the result list
-LIST_TOP_SIGNALS = {"retrieval_top_score", "retrieval_margin", "retrieval_boundary", "retrieval_contrast",
-                    "retrieval_entropy"}
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
