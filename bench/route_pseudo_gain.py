@@ -91,7 +91,7 @@ def main() -> None:
         enc = st["encoded"][set_name]
         model = route.model_for(st, dev.name, route.CANDIDATES["full"])
         keep = enc["calibration_source"] >= 0
-        texts = [t for t, k in zip(enc["calibration_texts"], keep) if k]
+        texts = [t for t, k in zip(enc["calibration_texts"], keep, strict=True) if k]
         source = enc["calibration_source"][keep]
         docs = _unit(dev.docs)
         gain = (source_ndcg(enc["calibration_teacher"][keep], docs, source)
@@ -99,26 +99,23 @@ def main() -> None:
         span_signals = compute_signals(model, texts, enc["calibration"][keep], SIGNALS,
                                        exclude=source if args.exclude else None)
         query_signals = compute_signals(model, dev.data.query_texts, enc["queries"], SIGNALS)
-        rows: dict[str, dict] = {}
-
-        def score(name: str, span_conf: np.ndarray, query_conf: np.ndarray) -> None:
-            curves = route.fast_curves(dev, enc, query_conf)
-            rows[name] = {**{f"pseudo_{int(b * 100)}": recovered(span_conf, gain, b) for b in BUDGETS},
-                          **{f"dev_{int(b * 100)}": route.gap_at(curves, b) for b in BUDGETS},
-                          "spearman_span_gain": spearman(-span_conf, gain)}
-            r = rows[name]
-            print(f"{label:13s} {set_name:12s} {name:34s} pseudo {r['pseudo_10']:.3f} / {r['pseudo_20']:.3f}"
-                  f"   dev {r['dev_10']:.3f} / {r['dev_20']:.3f}", flush=True)
-
-        for name in SIGNALS:
-            score(name, -span_signals[name], -query_signals[name])
+        # (name, confidence on the spans, confidence on the dev queries): higher = trusted
+        scored = [(name, -span_signals[name], -query_signals[name]) for name in SIGNALS]
         # combiners fitted to the pseudo gain on the spans (higher predicted gain = less confident)
         x_span = np.stack([span_signals[n] for n in SIGNALS], axis=1).astype(np.float64)
         x_query = np.stack([query_signals[n] for n in SIGNALS], axis=1).astype(np.float64)
         for cname, cols in (("ridge(gain): cell_margin+entropy", [0, 1]), ("ridge(gain): all six", list(range(6)))):
             z_span, z_query = standardise(x_span[:, cols], x_span[:, cols]), standardise(x_query[:, cols], x_span[:, cols])
             w = _ridge(z_span, gain, 10.0)
-            score(cname, -(z_span @ w), -(z_query @ w))
+            scored.append((cname, -(z_span @ w), -(z_query @ w)))
+        rows: dict[str, dict] = {}
+        for name, span_conf, query_conf in scored:
+            curves = route.fast_curves(dev, enc, query_conf)
+            r = rows[name] = {**{f"pseudo_{int(b * 100)}": recovered(span_conf, gain, b) for b in BUDGETS},
+                              **{f"dev_{int(b * 100)}": route.gap_at(curves, b) for b in BUDGETS},
+                              "spearman_span_gain": spearman(-span_conf, gain)}
+            print(f"{label:13s} {set_name:12s} {name:34s} pseudo {r['pseudo_10']:.3f} / {r['pseudo_20']:.3f}"
+                  f"   dev {r['dev_10']:.3f} / {r['dev_20']:.3f}", flush=True)
         singles = {n: rows[n] for n in SIGNALS}
         picked = max(singles, key=lambda n: singles[n]["pseudo_10"] + singles[n]["pseudo_20"])
         best_dev = max(singles, key=lambda n: singles[n]["dev_10"] + singles[n]["dev_20"])

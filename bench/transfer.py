@@ -97,7 +97,8 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
     teacher_dir = resolve_model_path(teacher)
     split = check_corpus_size(len(texts), config)
     cache = BENCH_HOME / "cache" / "model2vec" / teacher
-    student = build_student(config, teacher_dir, vectors.shape[1], cache_dir=cache, texts=texts)
+    student = build_student(config, teacher_dir, vectors.shape[1], cache_dir=cache,
+                            texts=[texts[i] for i in split.train], progress=True)
     trainer = Trainer(student, texts, vectors, config, work / "checkpoints", split=split, progress=True)
     start_cosine = start_projection(student, texts, vectors, split.train, config)
     began = time.perf_counter()
@@ -324,7 +325,10 @@ def main() -> None:
     parser.add_argument("--span-texts", type=int, default=None,
                         help="use only the first N span views of the generic passages (mpnet's are costly)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: DistillConfig's)")
-    parser.add_argument("--static-init", choices=["model2vec", "token_embeddings"], default="model2vec")
+    parser.add_argument("--static-init", choices=["model2vec", "context", "token_embeddings"], default="model2vec")
+    parser.add_argument("--context-tokens", type=int, default=None,
+                        help="--static-init context: tokens the teacher reads for the token means (default: "
+                             "DistillConfig's; 0 = all of the training text)")
     parser.add_argument("--static-vocabulary", type=int, default=0,
                         help="static student: whole-word tokens added for the training text's frequent split words")
     parser.add_argument("--speed-queries", type=int, default=64,
@@ -367,6 +371,8 @@ def main() -> None:
     if args.student == "static":
         options["static_init"] = args.static_init
         options["static_vocabulary"] = args.static_vocabulary
+        if args.context_tokens is not None:
+            options["static_context_tokens"] = args.context_tokens or None
     with_spans = args.spans == "on" or (args.spans == "auto" and args.teacher == "all-MiniLM-L6-v2")
     texts, vectors, sources = load_pairs(args.teacher, training_sets(args.train, args.target, args.generic,
                                                                      with_spans, args.span_texts, args.span_views))

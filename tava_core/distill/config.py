@@ -49,9 +49,15 @@ class DistillConfig(TavaModel):
     num_layers: int = Field(2, ge=1, description="Fresh transformer student only: number of layers.")
     static_dim: Optional[int] = Field(None, ge=8, description=(
         "Static student: token-vector size; empty = the teacher's dimension (no PCA, table in teacher space)."))
-    static_init: Literal["model2vec", "token_embeddings"] = Field("model2vec", description=(
+    static_init: Literal["model2vec", "context", "token_embeddings"] = Field("model2vec", description=(
         "Static student start: 'model2vec' distils the teacher's vocabulary (one forward pass per token, "
-        "cached); 'token_embeddings' takes the teacher's input embeddings (instant, weaker)."))
+        "cached); 'context' gives each token the mean of the teacher's last-layer vectors of it over the "
+        "training text (one teacher pass over the text in 128-token windows; tokens the text never shows "
+        "keep the model2vec start: tava_core/distill/context_table.py); 'token_embeddings' takes the "
+        "teacher's input embeddings (instant, weaker)."))
+    static_context_tokens: Optional[int] = Field(400_000, ge=1000, description=(
+        "static_init context: tokens of training text the teacher reads for the token means (windows "
+        "sampled, seeded); empty = all of it. The pass costs a teacher forward per token."))
     static_vocabulary: int = Field(0, ge=0, description=(
         "Static student with the model2vec start: add up to this many frequent words of the training "
         "text that the teacher's tokenizer cuts into several pieces, as whole-word tokens whose start is "
@@ -136,4 +142,6 @@ class DistillConfig(TavaModel):
         skip = {"resume", "output", "device", "threads", "time_budget_minutes", "name", "fit_steps"}
         if not self.alpha_rank:  # unused: runs from before the term keep their keys (and checkpoints)
             skip |= {"alpha_rank", "rank_candidates"}
+        if self.static_init != "context":   # likewise: runs from before the context start keep their keys
+            skip.add("static_context_tokens")
         return self.model_dump(mode="json", exclude=skip)

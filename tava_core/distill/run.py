@@ -71,9 +71,10 @@ def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
 
 
 def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int, *,
-                  cache_dir: Optional[Path] = None, texts: Sequence[str] = ()) -> Student:
+                  cache_dir: Optional[Path] = None, texts: Sequence[str] = (), progress: bool = False) -> Student:
     """A fresh student; ``cache_dir`` keeps the model2vec distillation of a static student's teacher;
-    ``texts`` (the training text) supply the words of ``config.static_vocabulary``."""
+    ``texts`` (the training split's text) supply the words of ``config.static_vocabulary`` and the
+    contexts of ``static_init="context"``."""
     projection = config.projection
     if config.student == "static":
         vocabulary: list[str] = []
@@ -86,7 +87,9 @@ def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int, *,
             vocabulary = frequent_split_words(texts, tokenizer, config.static_vocabulary)
         return StaticStudent.from_teacher(teacher_dir, static_dim=config.static_dim, projection=projection,
                                           teacher_dim=teacher_dim, max_length=config.max_length, seed=config.seed,
-                                          init=config.static_init, cache_dir=cache_dir, vocabulary=vocabulary)
+                                          init=config.static_init, cache_dir=cache_dir, vocabulary=vocabulary,
+                                          texts=texts, context_tokens=config.static_context_tokens,
+                                          progress=progress)
     base_dir = resolve_model_path(config.student_base) if config.student_base else teacher_dir
     return TransformerStudent.from_teacher(base_dir, layers=config.layers, projection=projection,
                                            teacher_dim=teacher_dim, max_length=config.max_length,
@@ -219,7 +222,8 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
         return student_record(done, out, reused=True)
 
     student = build_student(config, teacher_dir, teacher.dim,
-                            cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12], texts=data.texts)
+                            cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12],
+                            texts=[data.texts[i] for i in split.train], progress=progress)
     trainer = Trainer(student, data.texts, data.vectors, config, work_dir_for(out), split=split,
                       data_key=data.key, progress=progress)
     if not (trainer.checkpoint_dir / "training_state.json").is_file():  # a resumed run has its projection

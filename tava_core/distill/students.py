@@ -249,12 +249,16 @@ class StaticStudent(nn.Module):
     @classmethod
     def from_teacher(cls, teacher_dir: Path, *, static_dim: Optional[int], projection: bool, teacher_dim: int,
                      max_length: int = 128, seed: int = 0, init: str = "model2vec",
-                     cache_dir: Optional[Path] = None, vocabulary: Sequence[str] = ()) -> "StaticStudent":
+                     cache_dir: Optional[Path] = None, vocabulary: Sequence[str] = (),
+                     texts: Sequence[str] = (), context_tokens: Optional[int] = None,
+                     progress: bool = False) -> "StaticStudent":
         """Initialise the table with model2vec's distillation of the teacher's vocabulary (one
         forward pass per token, offline), kept in the teacher's space; with ``static_dim`` smaller,
         PCA-reduce it and start the projection as the inverse PCA map (so step 0 == model2vec).
         ``vocabulary``: whole words added to the teacher's vocabulary (``vocabulary.py``), each
-        starting at the teacher's vector of the word (model2vec init only)."""
+        starting at the teacher's vector of the word (model2vec init only). ``init="context"`` then
+        moves every token ``texts`` show to the mean of the teacher's vectors of it in context
+        (context_table.py)."""
         _quiet_transformers()
         torch.manual_seed(seed)
         dim = static_dim or teacher_dim
@@ -264,8 +268,11 @@ class StaticStudent(nn.Module):
         if not projection and dim != teacher_dim:
             raise ConfigError(f"a static student of dimension {dim} cannot match the teacher's {teacher_dim} "
                               "without a projection", hint="enable --projection or leave static_dim empty")
-        if init == "model2vec":
+        if init in ("model2vec", "context"):
             table, tokenizer = _model2vec_table(Path(teacher_dir), cache_dir, list(vocabulary))
+            if init == "context":
+                table = _context_start(Path(teacher_dir), table, tokenizer, texts, teacher_dim,
+                                       context_tokens, seed, progress)
         elif vocabulary:
             raise ConfigError("vocabulary expansion needs the model2vec start (it embeds each new word with "
                               "the teacher)", hint="use static_init model2vec or static_vocabulary 0")
@@ -374,6 +381,28 @@ def _model2vec_table(teacher_dir: Path, cache_dir: Optional[Path],
     if static.weights is not None:
         table = table * torch.from_numpy(np.asarray(static.weights, dtype=np.float32)).unsqueeze(-1)
     return table, static.tokenizer
+
+
+def _context_start(teacher_dir: Path, table: torch.Tensor, tokenizer: Any, texts: Sequence[str], teacher_dim: int,
+                   max_tokens: Optional[int], seed: int, progress: bool) -> torch.Tensor:
+    """The model2vec table with every token ``texts`` show moved to its mean teacher vector in context."""
+    from .context_table import contextual_table, contextual_token_sums
+
+    if not texts:
+        raise ConfigError("static_init context needs the training texts (the teacher reads them once)",
+                          hint="pass texts to build_student, or use static_init model2vec")
+    if table.shape[1] != teacher_dim:
+        raise ConfigError(f"static_init context needs a teacher whose token vectors are its output "
+                          f"({table.shape[1]}-d tokens, {teacher_dim}-d output)", path=teacher_dir,
+                          hint="use static_init model2vec")
+    sums, counts, teacher_vocab = contextual_token_sums(teacher_dir, texts, max_tokens=max_tokens, seed=seed,
+                                                        progress=progress)
+    if sums.shape[1] != teacher_dim:
+        raise ConfigError(f"static_init context: the teacher's last layer is {sums.shape[1]}-d, its output "
+                          f"{teacher_dim}-d (a pooling or dense layer changes it)", path=teacher_dir,
+                          hint="use static_init model2vec")
+    start, _ = contextual_table(table.numpy(), tokenizer.get_vocab(), sums, counts, teacher_vocab)
+    return torch.from_numpy(start)
 
 
 Student = TransformerStudent | StaticStudent
