@@ -38,6 +38,10 @@ def test_standard_preset_is_the_measured_recipe_under_your_keys(student, steps, 
     config = PipelineConfig.model_validate({"preset": "standard", "distill": {"student": student, "batch_size": 48}})
     assert config.distill.layers == [0, 2, 5] and config.distill.steps == steps and config.distill.batch_size == 48
     assert config.distill.lr == lr            # a static student keeps its own default (1e-3), not the transformer's
+    # a static student starts from the teacher's token vectors in context; `tava distill`'s default stays model2vec
+    assert config.distill.static_init == ("context" if student == "static" else "model2vec")
+    assert PipelineConfig.model_validate({"preset": "demo", "distill": {"student": student}}).distill.static_init == \
+        "model2vec"
     # no neighbour-ranking term in either preset (measured not to carry to the built-in data)
     assert config.distill.alpha_rank == 0.0
     assert PipelineConfig.model_validate({"preset": "demo", "distill": {"student": student}}).distill.alpha_rank == 0
