@@ -16,6 +16,7 @@ their model2vec vector, rescaled to the averages' typical length.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -25,6 +26,19 @@ import torch
 from ..errors import ConfigError
 
 CONTEXT_WINDOW = 128
+
+
+def pooling_modes(teacher_dir: Path) -> Optional[dict[str, bool]]:
+    """The sentence-transformers Pooling module's modes of a teacher directory (None: none found)."""
+    modules = Path(teacher_dir) / "modules.json"
+    if not modules.is_file():
+        return None
+    for module in json.loads(modules.read_text()):
+        if module.get("type", "").endswith("Pooling"):
+            config = Path(teacher_dir) / module.get("path", "") / "config.json"
+            if config.is_file():
+                return {k: bool(v) for k, v in json.loads(config.read_text()).items() if k.startswith("pooling_mode")}
+    return None
 
 
 def _frame(tokenizer: Any) -> tuple[list[int], list[int]]:

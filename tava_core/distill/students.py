@@ -14,6 +14,7 @@ saved models normalise) so one trainer drives either.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -25,6 +26,8 @@ from torch import nn
 from ..adapter.baselines import fit_ridge, normalize_rows
 from ..errors import ConfigError, ModelLoadError
 from ..io import write_json
+
+log = logging.getLogger(__name__)
 
 IDENTITY = "torch.nn.modules.linear.Identity"
 
@@ -386,8 +389,14 @@ def _model2vec_table(teacher_dir: Path, cache_dir: Optional[Path],
 def _context_start(teacher_dir: Path, table: torch.Tensor, tokenizer: Any, texts: Sequence[str], teacher_dim: int,
                    max_tokens: Optional[int], seed: int, progress: bool) -> torch.Tensor:
     """The model2vec table with every token ``texts`` show moved to its mean teacher vector in context."""
-    from .context_table import contextual_table, contextual_token_sums
+    from .context_table import contextual_table, contextual_token_sums, pooling_modes
 
+    modes = pooling_modes(teacher_dir)
+    if modes is not None and not modes.get("pooling_mode_mean_tokens", False):
+        # the start reproduces a mean of token vectors; a CLS or max pooling teacher gets a rougher start
+        log.warning("static_init context assumes a mean-pooling teacher; %s pools by %s: the start is only "
+                    "approximate (static_init model2vec is the alternative)", teacher_dir,
+                    ", ".join(k for k, v in modes.items() if v) or "nothing")
     if not texts:
         raise ConfigError("static_init context needs the training texts (the teacher reads them once)",
                           hint="pass texts to build_student, or use static_init model2vec")
