@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -53,18 +53,41 @@ def _frame(tokenizer: Any) -> tuple[list[int], list[int]]:
     return ids[:first], ids[first + len(inner):]
 
 
-def windows(texts: Sequence[str], tokenizer: Any, window: int) -> list[list[int]]:
+TOKENIZE_CHUNK = 4096   # texts tokenised at once: only lengths are kept from the first pass
+
+
+def _token_ids(texts: Sequence[str], tokenizer: Any) -> Iterator[list[int]]:
+    """Each text's token ids (no special tokens), tokenised a chunk at a time."""
+    for start in range(0, len(texts), TOKENIZE_CHUNK):
+        for encoding in tokenizer.encode_batch(list(texts[start:start + TOKENIZE_CHUNK]), add_special_tokens=False):
+            yield encoding.ids
+
+
+def windows(texts: Sequence[str], tokenizer: Any, window: int, *, max_tokens: Optional[int] = None,
+            seed: int = 0) -> list[list[int]]:
     """Every text's token ids (no special tokens) cut into consecutive pieces of at most ``window``
-    minus the frame, each framed by the teacher's special tokens."""
+    minus the frame, each framed by the teacher's special tokens, in text order. ``max_tokens``: a
+    random sample of the pieces (seeded, kept in text order) holding about that many tokens, the frame
+    included. Two passes over the text, so that a big corpus is never held as token ids: the first
+    keeps each text's length only, the second tokenises again the texts that hold a sampled piece."""
     head, tail = _frame(tokenizer)
-    size = window - len(head) - len(tail)
+    frame = len(head) + len(tail)
+    size = window - frame
     if size < 1:
         raise ConfigError(f"context window {window} leaves no room for text between the special tokens")
-    out: list[list[int]] = []
-    for encoding in tokenizer.encode_batch(list(texts), add_special_tokens=False):
-        ids = encoding.ids
-        out.extend(head + ids[k:k + size] + tail for k in range(0, len(ids), size))
-    return out
+    lengths = np.fromiter((len(ids) for ids in _token_ids(texts, tokenizer)), dtype=np.int64, count=len(texts))
+    pieces = -(-lengths // size)                                    # per text; 0 for a text with no tokens
+    text_of = np.repeat(np.arange(len(texts)), pieces)              # per piece: its text ...
+    offset = np.arange(len(text_of)) - np.repeat(np.cumsum(pieces) - pieces, pieces)   # ... and its place there
+    piece_length = np.minimum(size, lengths[text_of] - offset * size) + frame
+    keep = np.arange(len(text_of))
+    if max_tokens is not None and piece_length.sum() > max_tokens:
+        shuffled = np.random.default_rng(seed).permutation(len(text_of))
+        total = np.cumsum(piece_length[shuffled])
+        keep = np.sort(shuffled[:int(np.searchsorted(total, max_tokens)) + 1])
+    wanted = np.unique(text_of[keep])
+    ids_of = dict(zip(wanted.tolist(), _token_ids([texts[i] for i in wanted], tokenizer), strict=True))
+    return [head + ids_of[int(text_of[p])][int(offset[p]) * size:(int(offset[p]) + 1) * size] + tail for p in keep]
 
 
 @torch.inference_mode()
@@ -84,11 +107,7 @@ def contextual_token_sums(teacher_dir: Path, texts: Sequence[str], *, window: in
     tokenizer.no_truncation()
     model = AutoModel.from_pretrained(str(teacher_dir), dtype=torch.float32).eval()
     head, tail = _frame(tokenizer)
-    pieces = windows(texts, tokenizer, window)
-    if max_tokens is not None and sum(map(len, pieces)) > max_tokens:
-        shuffled = np.random.default_rng(seed).permutation(len(pieces))
-        total = np.cumsum([len(pieces[i]) for i in shuffled])
-        pieces = [pieces[i] for i in sorted(shuffled[:int(np.searchsorted(total, max_tokens)) + 1])]
+    pieces = windows(texts, tokenizer, window, max_tokens=max_tokens, seed=seed)
     vocab = tokenizer.get_vocab()
     dim = int(model.config.hidden_size)
     sums = torch.zeros((max(vocab.values()) + 1, dim), dtype=torch.float64)

@@ -33,6 +33,18 @@ def test_windows_cut_every_token_once_and_frame_each_piece(tokenizer, window):
     assert pieces[-1] == [cls, tokenizer.token_to_id("cat"), sep]
 
 
+def test_a_token_budget_samples_whole_pieces_in_text_order(tokenizer):
+    texts = [f"text {k}: glucocorticoid receptors regulate genes in membranes" for k in range(30)] + ["", "cat"]
+    full = windows(texts, tokenizer, 8)
+    part = windows(texts, tokenizer, 8, max_tokens=80, seed=3)
+    assert part == windows(texts, tokenizer, 8, max_tokens=80, seed=3)
+    assert 80 <= sum(map(len, part)) < 80 + 8                   # the piece that crosses the budget is the last
+    rest = iter(full)                                          # every sampled piece is one of the pieces, in the
+    assert all(any(p == q for q in rest) for p in part)        # order the texts give them (a subsequence)
+    assert len(part) < len(full)
+    assert windows(texts, tokenizer, 8, max_tokens=10**6) == full
+
+
 def test_token_sums_are_the_teachers_own_vectors(teacher_path, tokenizer):
     texts = ["the cat sat on the mat", "a dog barked at the cat"]
     sums, counts, vocab = contextual_token_sums(teacher_path, texts)
