@@ -37,7 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 import bench.route as route  # noqa: E402
 from bench.shared_data import write_result  # noqa: E402
-from tava_core.route.calibrate import _ridge, spearman  # noqa: E402
+from tava_core.adapter.baselines import normalize_rows  # noqa: E402
+from tava_core.route.calibrate import combiner_weights, spearman  # noqa: E402
+from tava_core.route.curves import per_query_ndcg, route_lowest  # noqa: E402
 from tava_core.route.signals import compute_signals  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "route_pseudo_gain_dev.json"
@@ -47,28 +49,19 @@ DEFAULT = "retrieval_cell_margin"
 BUDGETS = (0.1, 0.2)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def source_ndcg(queries: np.ndarray, docs: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """Per span: nDCG@10 of its source document alone (1 / log2(1 + rank), 0 past rank 10)."""
-    out = np.zeros(len(queries))
-    for start in range(0, len(queries), 1024):
-        q, src = _unit(queries[start:start + 1024]), source[start:start + 1024]
-        scores = q @ docs.T
-        own = scores[np.arange(len(q)), src]
-        rank = 1 + (scores > own[:, None]).sum(axis=1)
-        out[start:start + 1024] = np.where(rank <= 10, 1.0 / np.log2(1.0 + rank), 0.0)
-    return out
+    """Per span: nDCG@10 with its source document as the one relevant document."""
+    ids = [str(k) for k in range(len(queries))]
+    doc_ids = [str(k) for k in range(len(docs))]
+    qrels = {q: {doc_ids[src]: 1} for q, src in zip(ids, source, strict=True)}
+    return per_query_ndcg(queries, docs, ids, doc_ids, qrels)
 
 
 def recovered(confidence: np.ndarray, gain: np.ndarray, share: float) -> float:
-    """Share of sum(gain) that sending the least confident ``share`` to the teacher recovers."""
-    n = int(round(share * len(gain)))
-    routed = np.argsort(confidence, kind="stable")[:n]
+    """Share of sum(gain) that sending the least confident ``share`` to the teacher recovers (the
+    queries the router's own curves would route)."""
     total = gain.sum()
-    return float(gain[routed].sum() / total) if abs(total) > 1e-12 else 0.0
+    return float(gain[route_lowest(confidence, share)].sum() / total) if abs(total) > 1e-12 else 0.0
 
 
 def standardise(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -93,7 +86,7 @@ def main() -> None:
         keep = enc["calibration_source"] >= 0
         texts = [t for t, k in zip(enc["calibration_texts"], keep, strict=True) if k]
         source = enc["calibration_source"][keep]
-        docs = _unit(dev.docs)
+        docs = normalize_rows(dev.docs)
         gain = (source_ndcg(enc["calibration_teacher"][keep], docs, source)
                 - source_ndcg(enc["calibration"][keep], docs, source))
         span_signals = compute_signals(model, texts, enc["calibration"][keep], SIGNALS,
@@ -106,7 +99,7 @@ def main() -> None:
         x_query = np.stack([query_signals[n] for n in SIGNALS], axis=1).astype(np.float64)
         for cname, cols in (("ridge(gain): cell_margin+entropy", [0, 1]), ("ridge(gain): all six", list(range(6)))):
             z_span, z_query = standardise(x_span[:, cols], x_span[:, cols]), standardise(x_query[:, cols], x_span[:, cols])
-            w = _ridge(z_span, gain, 10.0)
+            w = combiner_weights(z_span, gain, "ridge", 10.0)
             scored.append((cname, -(z_span @ w), -(z_query @ w)))
         rows: dict[str, dict] = {}
         for name, span_conf, query_conf in scored:

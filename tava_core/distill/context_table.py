@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .vocabulary import unpadded
 
 CONTEXT_WINDOW = 128
 
@@ -70,6 +71,7 @@ def windows(texts: Sequence[str], tokenizer: Any, window: int, *, max_tokens: Op
     random sample of the pieces (seeded, kept in text order) holding about that many tokens, the frame
     included. Two passes over the text, so that a big corpus is never held as token ids: the first
     keeps each text's length only, the second tokenises again the texts that hold a sampled piece."""
+    tokenizer = unpadded(tokenizer)
     head, tail = _frame(tokenizer)
     frame = len(head) + len(tail)
     size = window - frame
@@ -102,9 +104,7 @@ def contextual_token_sums(teacher_dir: Path, texts: Sequence[str], *, window: in
     from tokenizers import Tokenizer
     from transformers import AutoModel
 
-    tokenizer = Tokenizer.from_file(str(Path(teacher_dir) / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
+    tokenizer = unpadded(Tokenizer.from_file(str(Path(teacher_dir) / "tokenizer.json")))
     model = AutoModel.from_pretrained(str(teacher_dir), dtype=torch.float32).eval()
     head, tail = _frame(tokenizer)
     pieces = windows(texts, tokenizer, window, max_tokens=max_tokens, seed=seed)

@@ -400,16 +400,13 @@ def _context_start(teacher_dir: Path, table: torch.Tensor, tokenizer: Any, texts
     if not texts:
         raise ConfigError("static_init context needs the training texts (the teacher reads them once)",
                           hint="pass texts to build_student, or use static_init model2vec")
+    # model2vec's rows are the teacher's last-layer vectors, so this also checks the context means' size
     if table.shape[1] != teacher_dim:
         raise ConfigError(f"static_init context needs a teacher whose token vectors are its output "
                           f"({table.shape[1]}-d tokens, {teacher_dim}-d output)", path=teacher_dir,
                           hint="use static_init model2vec")
     sums, counts, teacher_vocab = contextual_token_sums(teacher_dir, texts, max_tokens=max_tokens, seed=seed,
                                                         progress=progress)
-    if sums.shape[1] != teacher_dim:
-        raise ConfigError(f"static_init context: the teacher's last layer is {sums.shape[1]}-d, its output "
-                          f"{teacher_dim}-d (a pooling or dense layer changes it)", path=teacher_dir,
-                          hint="use static_init model2vec")
     start, _ = contextual_table(table.numpy(), tokenizer.get_vocab(), sums, counts, teacher_vocab)
     return torch.from_numpy(start)
 

@@ -18,6 +18,15 @@ from typing import Any, Iterable
 WORD = re.compile(r"[^\W\d_]+(?:[-'][^\W\d_]+)*")
 
 
+def unpadded(tokenizer: Any) -> Any:
+    """A copy of a ``tokenizers.Tokenizer`` without padding or truncation: a teacher's tokenizer.json
+    may pad every text to a fixed length (all-MiniLM-L6-v2's pads to 128)."""
+    tokenizer = type(tokenizer).from_str(tokenizer.to_str())
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
 def frequent_split_words(texts: Iterable[str], tokenizer: Any, count: int, *, min_count: int = 3,
                          min_length: int = 4) -> list[str]:
     """The ``count`` most frequent words of ``texts`` (normalised as ``tokenizer`` normalises, e.g.
@@ -25,11 +34,7 @@ def frequent_split_words(texts: Iterable[str], tokenizer: Any, count: int, *, mi
     at least ``min_count`` times; most frequent first, ties in alphabetical order (deterministic)."""
     if count <= 0:
         return []
-    # a copy without padding or truncation (a teacher's tokenizer.json may pad every text to a length,
-    # which would make every word look split)
-    tokenizer = type(tokenizer).from_str(tokenizer.to_str())
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
+    tokenizer = unpadded(tokenizer)       # padding would make every word look split
     normalizer = tokenizer.normalizer
     counts: Counter[str] = Counter()
     for text in texts:
