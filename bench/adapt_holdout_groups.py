@@ -57,25 +57,22 @@ def group_split(groups: np.ndarray):  # type: ignore[no-untyped-def]
 
 def read_shards(directory: Path) -> tuple[list[str], np.ndarray]:
     """Ids and vectors of a vector directory's Parquet shards (query directories have no manifest)."""
-    import pyarrow.parquet as pq
+    from tava_core.io import read_vector_shard
 
-    ids: list[str] = []
-    blocks = []
-    for shard in sorted(directory.glob("*.parquet")):
-        table = pq.read_table(shard)
-        ids += [str(i) for i in table.column("id").to_pylist()]
-        blocks.append(np.stack(table.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32))
-    return ids, np.concatenate(blocks)
+    shards = [read_vector_shard(shard) for shard in sorted(directory.glob("*.parquet"))]
+    return [i for ids, _ in shards for i in ids], np.concatenate([vectors for _, vectors in shards])
 
 
 def study(home: Path, run: str, dataset: str, split: str) -> dict[str, Any]:
     import tava_core.adapter.run as stage_b
     from tava_core.adapter.config import AdapterConfig
     from tava_core.adapter.data import join_pairs, query_like_rows, read_side
+    from tava_core.evaluate.data import read_qrels
     from tava_core.evaluate.metrics import paired_bootstrap
     from tava_core.route.curves import per_query_ndcg
 
     report = json.loads((home / "artifacts" / "adapters" / run / "report.json").read_text())
+    margin = report["config"]["keep_learned_margin"]  # the gate the run had; replayed below from its values
     config = AdapterConfig.model_validate({**report["config"], "keep_learned_margin": None})
     student = read_side(config.student_vectors, "student")
     teacher = read_side(config.teacher_vectors, "teacher")
@@ -84,21 +81,16 @@ def study(home: Path, run: str, dataset: str, split: str) -> dict[str, Any]:
 
     vectors = home / "vectors" / dataset
     query_dir = vectors / f"queries-{split}" if (vectors / f"queries-{split}").exists() else vectors / "queries"
-    query_keys, queries = read_shards(query_dir / Path(config.student_vectors[0]).name)
-    doc_keys, documents = read_shards(vectors / "corpus" / Path(config.teacher_vectors[0]).name)
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (home / "data" / dataset / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]:
-        qid, did, grade = line.split("\t")
-        qrels.setdefault(qid, {})[did] = int(grade)
-    query_ids = [k.rsplit("/", 1)[-1] for k in query_keys]
+    query_ids, queries = read_shards(query_dir / Path(config.student_vectors[0]).name)
+    doc_ids, documents = read_shards(vectors / "corpus" / Path(config.teacher_vectors[0]).name)
+    qrels, _ = read_qrels(home / "data" / dataset / "qrels" / f"{split}.tsv")
     judged = [i for i, q in enumerate(query_ids) if q in qrels]
     queries, query_ids = queries[judged], [query_ids[i] for i in judged]
-    doc_ids = [k.rsplit("/", 1)[-1] for k in doc_keys]
     alone = per_query_ndcg(queries, documents, query_ids, doc_ids, qrels)
 
     row: dict[str, Any] = {"run": run, "dataset": dataset, "split": split, "pairs": len(keys),
                            "source_texts": int(len(set(groups))), "queries": len(query_ids),
-                           "student_alone_ndcg_at_10": float(alone.mean()), "margin": 0.005}
+                           "student_alone_ndcg_at_10": float(alone.mean()), "margin": margin}
     original = stage_b.split_paired
     try:
         for name, splitter in (("by_row", original), ("by_source_text", group_split(groups))):
