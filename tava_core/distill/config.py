@@ -31,11 +31,13 @@ class DistillConfig(TavaModel):
     student: Literal["transformer", "static"] = Field("transformer", description=(
         "'transformer': a few of the teacher's layers (+ projection); 'static': a token-embedding "
         "table with per-token weights (model2vec-initialised), the fastest possible query encoder."))
-    layers: list[int] = Field(default_factory=lambda: [0, 5], description=(
+    layers: Optional[list[int]] = Field(default_factory=lambda: [0, 5], description=(
         "Transformer student: indices of the teacher layers to keep (e.g. 0 5 of 6: the first and the "
         "last gave the closest start of every pair on SciFact queries); a negative index counts from "
-        "the end (-1 = last: 0 -1 is first and last of any teacher; see bench/transfer.py for a 12-layer "
-        "all-mpnet-base-v2); empty = a fresh small config (see hidden_size, num_layers)."))
+        "the end (-1 = last: 0 -1 is first and last of any teacher); none (`tava run`'s standard preset) = "
+        "by the teacher's depth: 0 2 5 of a 6-layer teacher, the first two of a deeper one (0 1 of 12-layer "
+        "all-mpnet-base-v2: 6x its speed, see bench/transfer.py); empty = a fresh small config (see "
+        "hidden_size, num_layers)."))
     student_base: Optional[str] = Field(None, description=(
         "Transformer student: the pretrained encoder (alias or directory) whose layers it starts from; "
         "empty = the teacher itself. A small encoder of the same family (all-MiniLM-L6-v2 for "

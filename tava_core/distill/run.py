@@ -47,7 +47,7 @@ def work_dir_for(out: Path) -> Path:
 def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
     """Catch configs that cannot work before anything is loaded or trained."""
     projection = config.projection
-    if config.student == "transformer" and not config.layers and not projection and config.hidden_size != teacher_dim:
+    if config.student == "transformer" and config.layers == [] and not projection and config.hidden_size != teacher_dim:
         raise ConfigError(f"a fresh student of hidden size {config.hidden_size} cannot match the teacher's "
                           f"{teacher_dim} dimensions without a projection",
                           hint=f"enable --projection, or set --hidden-size {teacher_dim}")
@@ -254,7 +254,7 @@ def save_student(student: Student, result: TrainResult, config: DistillConfig, o
         card = {
             "name": config.name, "kind": student.kind, "created": now_iso(), "run_key": run_key,
             "teacher": {**teacher.info(), "model": config.teacher},
-            "student": {"dim": student.dim, "layers": config.layers if student.kind == "transformer" else None,
+            "student": {"dim": student.dim, "layers": getattr(student, "kept_layers", None),
                         "projection": getattr(student, "projection", None) is not None,
                         "parameters": int(sum(p.numel() for p in student.parameters()))},
             "corpus": {"texts": len(data.texts), "train": len(data.texts) - len(val_texts),

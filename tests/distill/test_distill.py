@@ -123,6 +123,7 @@ def test_short_training_lowers_loss_and_raises_held_out_cosine(toy_home, teacher
     card = json.loads(record.card_path.read_text())
     assert record.reused is False and record.best_cosine == card["validation"]["best_cosine"]
     assert out == TavaHome(toy_home).artifacts / "students" / f"short-{kind}"
+    assert card["student"]["layers"] == ([1] if kind == "transformer" else None)   # the layers it kept
     for name in ("modules.json", "model.safetensors", "curves.png", "README.md", "model_card.json"):
         assert (out / name).is_file(), name
     assert not work_dir_for(out).exists()  # checkpoints are removed once the artifact is saved

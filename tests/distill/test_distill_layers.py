@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tava_core.distill.students import TransformerStudent, resolve_layers
+from tava_core.distill.students import TransformerStudent, depth_layers, resolve_layers
 from tava_core.errors import ConfigError
 
 
@@ -21,6 +21,32 @@ def test_layers_outside_the_teacher_or_repeated_are_refused(layers):
     with pytest.raises(ConfigError, match="do not name distinct layers of a 6-layer teacher") as info:
         resolve_layers(layers, 6)
     assert "-6..-1" in info.value.hint
+
+
+@pytest.mark.parametrize("depth, layers", [(1, [0]), (2, [0, 1]), (3, [0, 2]), (4, [0, 1, 3]), (6, [0, 2, 5]),
+                                           (12, [0, 1]), (24, [0, 1])])
+def test_unnamed_layers_follow_the_teachers_depth(depth, layers):
+    # three of a shallow teacher's layers (0 2 5 of MiniLM's six), the first two of a deep one (mpnet's twelve)
+    assert depth_layers(depth) == layers
+
+
+def test_student_without_named_layers_keeps_the_first_two_of_a_deep_teacher(tmp_path, teacher_path):
+    from transformers import AutoModel, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=12, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (tmp_path / name).write_bytes((teacher_path / name).read_bytes())
+    student = TransformerStudent.from_teacher(tmp_path, layers=None, projection=True, teacher_dim=48)
+    teacher = AutoModel.from_pretrained(str(tmp_path))
+    assert student.kept_layers == [0, 1] and student.model.config.num_hidden_layers == 2
+    for kept, source in zip(student.model.encoder.layer, teacher.encoder.layer[:2], strict=True):
+        assert torch.equal(kept.attention.self.query.weight, source.attention.self.query.weight)
+    named = TransformerStudent.from_teacher(tmp_path, layers=[0, -1], projection=True, teacher_dim=48)
+    assert named.kept_layers == [0, 11]
+    fresh = TransformerStudent.from_teacher(tmp_path, layers=[], projection=True, teacher_dim=48, hidden_size=32)
+    assert fresh.kept_layers is None and fresh.model.config.num_hidden_layers == 2
 
 
 def test_student_keeps_the_named_layers_weights(tiny_model_dir):

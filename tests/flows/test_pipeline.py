@@ -36,7 +36,7 @@ def test_standard_preset_is_the_measured_recipe_under_your_keys(student, steps, 
     from flows.demo import PipelineConfig
 
     config = PipelineConfig.model_validate({"preset": "standard", "distill": {"student": student, "batch_size": 48}})
-    assert config.distill.layers == [0, 2, 5] and config.distill.steps == steps and config.distill.batch_size == 48
+    assert config.distill.layers is None and config.distill.steps == steps and config.distill.batch_size == 48
     assert config.distill.lr == lr            # a static student keeps its own default (1e-3), not the transformer's
     # a static student starts from the teacher's token vectors in context; `tava distill`'s default stays model2vec
     assert config.distill.static_init == ("context" if student == "static" else "model2vec")
