@@ -188,10 +188,11 @@ def adaptation_texts(teacher: str, data_name: str) -> tuple[list[TextSet], np.nd
     return [s for s, _ in kept], np.concatenate([v for _, v in kept]).astype(np.float32)
 
 
-def fit_adapters(student_dir: Path, teacher: str) -> dict[str, dict[str, Any]]:
+def fit_adapters(student_dir: Path, teacher: str, init: str = "auto") -> dict[str, dict[str, Any]]:
     """Stage B on each corpus's label-free text (the nightly-refresh case: a generic student, new
-    documents): the learned adapter (tava's paired defaults, 'auto' start) and every closed form fitted
-    on the same training pairs, so the learned part is measured against its own start."""
+    documents): the learned adapter (tava's paired defaults; ``init`` its start, 'auto' by default) and
+    every closed form fitted on the same training pairs, so the learned part is measured against its
+    own start."""
     from tava_core.adapter.baselines import fit_baselines
     from tava_core.adapter.config import AdapterConfig
     from tava_core.adapter.run import train_adapter_from_arrays
@@ -199,7 +200,7 @@ def fit_adapters(student_dir: Path, teacher: str) -> dict[str, dict[str, Any]]:
     from tava_core.encoders import load_encoder
 
     student = load_encoder(str(student_dir), cache=False)
-    config = AdapterConfig(mode="paired")
+    config = AdapterConfig(mode="paired", init=init)
     fitted: dict[str, dict[str, Any]] = {}
     for data_name in ("scifact", "builtin"):
         sets, y = adaptation_texts(teacher, data_name)
@@ -338,6 +339,8 @@ def main() -> None:
     parser.add_argument("--adapt", action="store_true",
                         help="also fit Stage B on each corpus's documents (+ spans) and score the closed forms and "
                              "the learned adapter (the generic student + nightly adapter case)")
+    parser.add_argument("--adapt-init", choices=["auto", "identity", "procrustes", "ridge"], default="auto",
+                        help="the learned adapter's start under --adapt (default: Stage B's 'auto' rule)")
     parser.add_argument("--time-budget-minutes", type=float, default=None,
                         help="stop training after this long (the learning rate anneals with the clock)")
     parser.add_argument("--keep-student", type=Path, default=None,
@@ -389,7 +392,7 @@ def main() -> None:
         sci = scifact()
         speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
         speed = None   # measured once, with the first phase's scoring
-        adapters = fit_adapters(student_dir, args.teacher) if args.adapt else None
+        adapters = fit_adapters(student_dir, args.teacher, args.adapt_init) if args.adapt else None
         for phase in phases:
             scores = evaluate_student(student_dir, args.teacher, DEV_SPLIT if phase == "dev" else TEST_SPLIT,
                                       speed_texts if speed is None else None, adapters)
