@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.transfer_data import BENCH_HOME, Retrieval, TextSet, builtin, passages, scifact, spans, teacher_vectors  # noqa: E402
+from tava_core.adapter.config import AdapterConfig  # noqa: E402
 from tava_core.evaluate.metrics import cosine_scores, paired_bootstrap, retrieval_metrics  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "transfer.json"
@@ -188,19 +189,15 @@ def adaptation_texts(teacher: str, data_name: str) -> tuple[list[TextSet], np.nd
     return [s for s, _ in kept], np.concatenate([v for _, v in kept]).astype(np.float32)
 
 
-def fit_adapters(student_dir: Path, teacher: str, init: str = "auto") -> dict[str, dict[str, Any]]:
-    """Stage B on each corpus's label-free text (the nightly-refresh case: a generic student, new
-    documents): the learned adapter (tava's paired defaults; ``init`` its start, 'auto' by default) and
-    every closed form fitted on the same training pairs, so the learned part is measured against its
-    own start."""
+def fit_adapters(student_dir: Path, teacher: str, config: AdapterConfig) -> dict[str, dict[str, Any]]:
+    """Stage B (``config``: paired, tava's defaults but for the start) on each corpus's label-free text
+    (the nightly-refresh case: a generic student, new documents): the learned adapter and every closed
+    form fitted on the same training pairs, so the learned part is measured against its own start."""
     from tava_core.adapter.baselines import fit_baselines
-    from tava_core.adapter.config import AdapterConfig
     from tava_core.adapter.run import train_adapter_from_arrays
-    from tava_core.adapter.trainer import resolve_init
     from tava_core.encoders import load_encoder
 
     student = load_encoder(str(student_dir), cache=False)
-    config = AdapterConfig(mode="paired", init=init)
     fitted: dict[str, dict[str, Any]] = {}
     for data_name in ("scifact", "builtin"):
         sets, y = adaptation_texts(teacher, data_name)
@@ -208,7 +205,9 @@ def fit_adapters(student_dir: Path, teacher: str, init: str = "auto") -> dict[st
         began = time.perf_counter()
         x = student.encode(texts, kind="document", batch_size=64).astype(np.float32)
         run = train_adapter_from_arrays(x, y, config, name=f"adapt-{data_name}")
-        start, evidence = resolve_init(config, run.data.student, run.data.teacher, paired=True)
+        # the start training resolved (and its evidence), as the run's report records it per seed
+        seed_run = next(r for r in run.report["seed_runs"] if "start" in r)
+        start, evidence = seed_run["start"], seed_run["start_evidence"]
         maps = fit_baselines(run.data.student, run.data.teacher)
         fitted[data_name] = {"adapter": run.result.adapter, "closed_forms": maps, "start": start,
                              "info": {"texts": len(texts), "sets": [s.name for s in sets], "start": start,
@@ -339,7 +338,7 @@ def main() -> None:
     parser.add_argument("--adapt", action="store_true",
                         help="also fit Stage B on each corpus's documents (+ spans) and score the closed forms and "
                              "the learned adapter (the generic student + nightly adapter case)")
-    parser.add_argument("--adapt-init", choices=["auto", "identity", "procrustes", "ridge"], default="auto",
+    parser.add_argument("--adapt-init", choices=get_args(AdapterConfig.model_fields["init"].annotation), default="auto",
                         help="the learned adapter's start under --adapt (default: Stage B's 'auto' rule)")
     parser.add_argument("--time-budget-minutes", type=float, default=None,
                         help="stop training after this long (the learning rate anneals with the clock)")
@@ -392,7 +391,8 @@ def main() -> None:
         sci = scifact()
         speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
         speed = None   # measured once, with the first phase's scoring
-        adapters = fit_adapters(student_dir, args.teacher, args.adapt_init) if args.adapt else None
+        adapters = (fit_adapters(student_dir, args.teacher, AdapterConfig(mode="paired", init=args.adapt_init))
+                    if args.adapt else None)
         for phase in phases:
             scores = evaluate_student(student_dir, args.teacher, DEV_SPLIT if phase == "dev" else TEST_SPLIT,
                                       speed_texts if speed is None else None, adapters)
