@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "translate": ("flows.commands.translate:cli", "Move stored vectors (shards or a LanceDB table) into another model's space with an adapter."),
     "registry": ("flows.registry:registry_cli", "List and inspect versioned artifacts (students, adapters, indexes)."),
     "rollback": ("flows.registry:rollback_cli", "Point an artifact's `current` back at an earlier version."),
+    "blend": ("flows.commands.blend:cli", "Blend students of one teacher (e.g. transformer + adapter, static) into one query encoder."),
     "export": ("flows.commands.export:cli", "Export a query encoder (student + adapter) as one ONNX file, fp32 or int8."),
 }
 

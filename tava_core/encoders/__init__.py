@@ -31,6 +31,7 @@ ENCODER_TYPES: dict[str, str] = {
     "adapted": "tava_core.adapter.encoder:load_adapted_encoder",
     "compressed": "tava_core.compress.encoder:load_compressed_encoder",
     "router": "tava_core.route.router:load_router",
+    "blend": "tava_core.encoders.blend:load_blend",
 }
 
 

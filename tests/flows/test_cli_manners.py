@@ -61,12 +61,17 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
         "missing vectors": (["index", "--vectors", str(tmp_path / "vectors")], "vector directory not found"),
         "backfill unknown dataset": (["backfill", "--dataset", "nope"], "no ingested dataset named 'nope'"),
         "run with a missing source, flags alone": (["run", "--source", str(tmp_path / "corpus")], "source not found"),
+        "blend with a missing member": (["blend", "--members", str(tmp_path / "no-model"), "--members",
+                                         "all-MiniLM-L6-v2"], "--members: encoder not found"),
+        "blend with one weight for two members": (["blend", "--members", "all-MiniLM-L6-v2", "--members",
+                                                   "all-MiniLM-L6-v2", "--weights", "1"], "one --weights per --members"),
     }
 
 
 BAD_CASES = ["unknown dataset", "unknown collection", "bad encoder path", "unparseable config", "unknown config key",
              "missing source", "csv without the text column", "missing vectors", "backfill unknown dataset",
-             "run with a missing source, flags alone"]
+             "run with a missing source, flags alone", "blend with a missing member",
+             "blend with one weight for two members"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

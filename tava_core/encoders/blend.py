@@ -1,0 +1,157 @@
+"""``BlendEncoder``: several students of one teacher, blended into one query vector. Registered as
+tava encoder type ``blend``.
+
+Every member maps text into the same teacher space (a student, a student + adapter, a static
+student), so the blend is one unit vector per text, ``normalize(sum_i w_i * member_i(text))``,
+searched against the teacher's documents like any single student's. For unit-length members its
+cosine with a document is ``sum_i w_i * cos(member_i, d)`` up to one per-text scale, so the ranking is
+the weighted sum of the members' scores: where the members err differently the blend keeps more of
+the teacher than either. The use it was measured for (docs/mpnet.md): a transformer student + adapter
+beside a static student, whose encoding costs ~1/1,000 of the transformer's, so the blend runs at
+the transformer student's speed.
+
+``tava blend --members ADAPTER_DIR --members STATIC_DIR`` writes one (``save_blend``); any tava command
+that takes an encoder takes its directory (``tava evaluate --adapted``, ``--student``, ``tava embed``).
+Layout: ``tava_encoder.json`` = ``{"type": "blend", "members": [{"encoder": EncoderSpec, "weight": w},
+...]}`` (a member's relative model path resolves against the blend's directory).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from ..config import EncoderSpec, TavaModel
+from ..errors import ModelLoadError
+from ..io import atomic_directory, read_json, write_json
+from ..modeldir import ENCODER_MARKER
+from ..records import Record
+from .base import Encoder, TextKind, combine_fingerprint
+
+_HINT = "write it again with `tava blend --member DIR --weight W ...`"
+
+
+class BlendEncoder(Encoder):
+    """``normalize(sum_i weights[i] * members[i].encode(texts))``; every member must give unit-length
+    vectors of one dimension (those of one teacher's space)."""
+
+    normalized = True
+
+    def __init__(self, members: Sequence[Encoder], weights: Sequence[float], *, name: str = "blend") -> None:
+        check_weights(weights, len(members))
+        dims = {member.dim for member in members}
+        if len(dims) != 1:
+            raise ModelLoadError(f"blend members give vectors of different sizes "
+                                 f"({', '.join(f'{m.name}: {m.dim}-d' for m in members)})",
+                                 hint="blend students of one teacher (their vectors live in its space)")
+        self.members = list(members)
+        self.weights = [float(w) for w in weights]
+        self.dim = dims.pop()
+        self.name = name
+
+    @property
+    def fingerprint(self) -> str:
+        return combine_fingerprint("blend", [(m.fingerprint, w) for m, w in zip(self.members, self.weights, strict=True)])
+
+    def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
+               show_progress: bool = False) -> np.ndarray:
+        total = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for member, weight in zip(self.members, self.weights, strict=True):
+            vectors = member.encode(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
+            # a member that does not normalise (a raw student) would otherwise outweigh the others
+            total += weight * unit_rows(np.asarray(vectors, dtype=np.float32))
+        return unit_rows(total)
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "members": [{**m.info(), "weight": w} for m, w in zip(self.members, self.weights, strict=True)]}
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def check_weights(weights: Sequence[float], members: int) -> None:
+    """Two or more members, one weight each, every weight > 0 (a zero weight is a member to drop)."""
+    if members < 2:
+        raise ValueError(f"a blend needs two or more members, got {members}")
+    if len(weights) != members:
+        raise ValueError(f"{members} members but {len(weights)} weights: give one --weights per --members")
+    if any(not np.isfinite(w) or w <= 0 for w in weights):
+        raise ValueError(f"blend weights must be finite and > 0, got {list(weights)}")
+
+
+def save_blend(directory: str | Path, members: Sequence[EncoderSpec], weights: Sequence[float]) -> Path:
+    """Write a blend directory (atomically: a failure leaves nothing) after loading it once, so a
+    blend whose members do not load or disagree in size is refused, not saved. Weights are stored as
+    given, scaled to sum to 1 (only their ratios matter)."""
+    check_weights(weights, len(members))
+    total = float(sum(weights))
+    # a member named by a local path is stored absolute: the blend loads from any working directory
+    members = [spec.model_copy(update={"model": str(Path(spec.model).resolve())}) if Path(spec.model).exists() else spec
+               for spec in members]
+    marker = {"type": "blend", "members": [{"encoder": spec.model_dump(mode="json"), "weight": float(w) / total}
+                                           for spec, w in zip(members, weights, strict=True)]}
+    with atomic_directory(directory) as tmp:
+        write_json(Path(tmp) / ENCODER_MARKER, marker)
+        load_blend(tmp)   # refuse (ModelLoadError) before the rename
+    return Path(directory)
+
+
+def load_blend(directory: str | Path, spec: Optional[EncoderSpec] = None) -> BlendEncoder:
+    """Factory for ``ENCODER_TYPES['blend']``. Device, dtype, batch size and backend of ``spec`` (the
+    outer spec) apply to every member."""
+    from . import load_encoder
+
+    directory = Path(directory)
+    marker = read_json(directory / ENCODER_MARKER)
+    entries = marker.get("members")
+    if not isinstance(entries, list) or len(entries) < 2:
+        raise ModelLoadError("a blend names two or more members", path=directory / ENCODER_MARKER, hint=_HINT)
+    members, weights = [], []
+    for entry in entries:
+        data = dict(entry.get("encoder") or {})
+        if not data.get("model"):
+            raise ModelLoadError("a blend member names no model", path=directory / ENCODER_MARKER, hint=_HINT)
+        model = str(data["model"])
+        if not Path(model).is_absolute() and (directory / model).exists():
+            data["model"] = str((directory / model).resolve())
+        if spec is not None:
+            data.update(device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size, backend=spec.backend)
+        members.append(load_encoder(EncoderSpec.model_validate(data)))
+        weights.append(float(entry.get("weight", 0.0)))
+    try:
+        return BlendEncoder(members, weights, name=directory.name)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc), path=directory / ENCODER_MARKER, hint=_HINT) from None
+
+
+class BlendConfig(TavaModel):
+    """Which students to blend, with which weights, and where the blend is written (`tava blend`)."""
+
+    members: list[str] = Field(..., min_length=2, description=(
+        "Two or more query encoders of one teacher's space, in order: a Stage B adapter directory "
+        "(student + adapter), a student directory (transformer or static). Measured pair: the "
+        "transformer student's adapter and a static student of the same corpus (docs/mpnet.md)."))
+    weights: list[float] = Field(default_factory=list, description=(
+        "One weight per member (only their ratios matter); empty = equal weights (0.5 / 0.5 for two: "
+        "chosen on SciFact's dev queries, checked on the built-in data, docs/mpnet.md)."))
+    name: str = Field("blend", min_length=1, description=(
+        "The blend's directory: <home>/artifacts/blends/<name> (replaced atomically)."))
+
+    @model_validator(mode="after")
+    def _one_weight_per_member(self) -> "BlendConfig":
+        if self.weights:
+            check_weights(self.weights, len(self.members))
+        return self
+
+    def resolved_weights(self) -> list[float]:
+        return list(self.weights) if self.weights else [1.0] * len(self.members)
+
+
+class BlendResult(Record):
+    directory: str
+    fingerprint: str
+    dim: int
+    members: list[dict[str, Any]]    # name, fingerprint, dim, weight of each member

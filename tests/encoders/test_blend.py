@@ -1,0 +1,94 @@
+"""A blend of students of one teacher: one unit vector per text whose ranking is the weighted sum of
+the members' cosine scores; saved as a directory any tava command loads; refused (nothing written)
+when its members do not share one space."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import synthetic_texts
+from pydantic import ValidationError
+
+from tava_core.config import EncoderSpec
+from tava_core.encoders import load_encoder
+from tava_core.encoders.blend import BlendConfig, BlendEncoder, save_blend
+from tava_core.errors import ModelLoadError
+
+
+def _static(directory: Path, teacher_path: Path, dim: int, seed: int) -> Path:
+    from safetensors.numpy import save_file
+
+    directory.mkdir(parents=True)
+    table = np.random.default_rng(seed).standard_normal((30522, dim)).astype(np.float32)
+    save_file({"embeddings": table}, str(directory / "model.safetensors"))
+    shutil.copy(teacher_path / "tokenizer.json", directory / "tokenizer.json")
+    (directory / "config.json").write_text(json.dumps({"model_type": "model2vec", "normalize": True}))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory, teacher_path) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("blend-members")
+    return (_static(root / "a", teacher_path, 24, seed=1), _static(root / "b", teacher_path, 24, seed=2),
+            _static(root / "other-size", teacher_path, 16, seed=3))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("weights", [(0.5, 0.5), (0.2, 0.8), (3.0, 1.0)])
+def test_blend_ranks_by_the_weighted_sum_of_the_members_scores(members, weights):
+    a, b = (load_encoder(str(p), cache=False) for p in members[:2])
+    queries = synthetic_texts(40, seed=4)
+    blend = BlendEncoder([a, b], list(weights))
+    q = blend.encode(queries, kind="query")
+    qa, qb = a.encode(queries, kind="query"), b.encode(queries, kind="query")
+    assert q.shape == (40, 24) and np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(q, _unit(weights[0] * _unit(qa) + weights[1] * _unit(qb)), atol=1e-5)
+    docs = _unit(np.random.default_rng(6).standard_normal((200, 24)).astype(np.float32))
+    # per query, the blend's order of documents is the order of w_a * cos(a, d) + w_b * cos(b, d)
+    summed = weights[0] * _unit(qa) @ docs.T + weights[1] * _unit(qb) @ docs.T
+    assert (np.argsort(-(q @ docs.T), axis=1)[:, :10] == np.argsort(-summed, axis=1)[:, :10]).all()
+    # and it is neither member: a blend that returned one member would pass the checks above for w = 1
+    assert not np.allclose(q, _unit(qa), atol=1e-3) and not np.allclose(q, _unit(qb), atol=1e-3)
+
+
+def test_saved_blend_loads_as_an_encoder_with_weights_summing_to_one(members, tmp_path, monkeypatch):
+    monkeypatch.chdir(members[0].parent)   # members given as relative paths are stored absolute
+    out = save_blend(tmp_path / "blend", [EncoderSpec(model="a"), EncoderSpec(model="b")], [3.0, 1.0])
+    marker = json.loads((out / "tava_encoder.json").read_text())
+    assert marker["type"] == "blend"
+    assert [m["weight"] for m in marker["members"]] == [0.75, 0.25]
+    assert all(Path(m["encoder"]["model"]).is_absolute() for m in marker["members"])
+    monkeypatch.chdir(tmp_path)
+    loaded = load_encoder(str(out), cache=False)
+    assert isinstance(loaded, BlendEncoder) and loaded.dim == 24
+    texts = synthetic_texts(10, seed=7)
+    direct = BlendEncoder([load_encoder(str(p), cache=False) for p in members[:2]], [0.75, 0.25])
+    np.testing.assert_allclose(loaded.encode(texts), direct.encode(texts), atol=1e-6)
+    # the fingerprint names the weights: another weight, other vectors, another fingerprint
+    other = save_blend(tmp_path / "other", [EncoderSpec(model=str(p)) for p in members[:2]], [1.0, 1.0])
+    assert load_encoder(str(other), cache=False).fingerprint != loaded.fingerprint
+
+
+def test_members_of_different_sizes_are_refused_and_nothing_is_written(members, tmp_path):
+    with pytest.raises(ModelLoadError, match="different sizes"):
+        save_blend(tmp_path / "bad", [EncoderSpec(model=str(members[0])), EncoderSpec(model=str(members[2]))],
+                   [1.0, 1.0])
+    assert not (tmp_path / "bad").exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("members_, weights, message", [
+    (["a"], [], "at least 2"),
+    (["a", "b"], [1.0], "one --weights per --members"),
+    (["a", "b"], [1.0, 0.0], "> 0"),
+    (["a", "b"], [1.0, float("nan")], "> 0"),
+])
+def test_config_refuses_bad_members_and_weights(members_, weights, message):
+    with pytest.raises(ValidationError, match=message):
+        BlendConfig(members=members_, weights=weights)
+    assert BlendConfig(members=["a", "b"]).resolved_weights() == [1.0, 1.0]
