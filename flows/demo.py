@@ -6,6 +6,8 @@
         ->  evaluate teacher, student alone, student queries vs teacher documents (with and
             without the adapter)  ->  calibrate a confidence router for student + adapter (from the
             stored Stage B pairs + a few hundred span views) and score it at a few teacher budgets
+        ->  (--blend-static) distil a static student from the same texts, blend it with student +
+            adapter into one query encoder and score it
         ->  publish student and adapter (+ its router, same version) as the registry's current
             versions (what the nightly refresh continues)  ->  one table: quality, speed-ups, paths
 """
@@ -19,10 +21,12 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
+from tasks.blend import save_blend_task
 from tasks.registry import publish_current_task
 from tasks.route import calibrate_stored_task, evaluate_router_at_task
 from tava_core.config import EncoderSpec, IngestConfig
 from tava_core.embed import EmbedConfig
+from tava_core.encoders.blend import BlendConfig
 from tava_core.evaluate.config import EvalConfig
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig
@@ -36,7 +40,7 @@ from .embed import embed_dataset_flow
 from .evaluate import evaluate_flow
 from .index import rebuild_index
 from .ingest import ingest_corpus
-from .pipeline_config import FILLED_IN, PipelineConfig, demo_adapter, demo_distill  # noqa: F401 - re-exported
+from .pipeline_config import FILLED_IN, PipelineConfig, blend_static_distill, demo_adapter, demo_distill  # noqa: F401 - re-exported
 
 
 class QualityRow(Record):
@@ -60,6 +64,7 @@ class PipelineResult(BaseModel):
     adapter_dir: str
     registry: list[dict]       # what was published (or was already current)
     router_dir: Optional[str] = None   # the confidence router (None when config.router.enabled is off)
+    blend_dir: Optional[str] = None    # student + adapter blended with a static student (config.blend_static)
     quality: list[QualityRow]  # one row per way of answering queries
     report_dirs: list[str]
     seconds: dict[str, float]
@@ -75,6 +80,7 @@ class PipelineResult(BaseModel):
 
 TEACHER, STUDENT_ALONE, NO_ADAPTER, WITH_ADAPTER = ("teacher", "student alone", "student, no adapter",
                                                     "student + adapter")
+BLEND = "blend: student + adapter, static student"
 
 
 def quality_rows(full: EvaluationReport, asymmetric: EvaluationReport) -> list[QualityRow]:
@@ -90,6 +96,16 @@ def quality_rows(full: EvaluationReport, asymmetric: EvaluationReport) -> list[Q
                        retention=round(score / teacher_ndcg, 4) if teacher_ndcg else None,
                        queries_per_second=round(speed, 1), speedup=round(speed / qps["teacher"], 2))
             for system, modes, score, speed in rows]
+
+
+def blend_row(scored: EvaluationReport, teacher: QualityRow) -> QualityRow:
+    """The blend's row: its queries (both students) against the teacher's documents, speed against the
+    teacher's throughput of the main evaluation."""
+    speed = scored.throughput["adapted"]
+    score = scored.ndcg("adapted/teacher")
+    return QualityRow(system=BLEND, queries_documents="blend / teacher", ndcg_at_10=round(score, 4),
+                      retention=round(score / teacher.ndcg_at_10, 4) if teacher.ndcg_at_10 else None,
+                      queries_per_second=round(speed, 1), speedup=round(speed / teacher.queries_per_second, 2))
 
 
 def router_system(budget: float) -> str:
@@ -135,6 +151,7 @@ def summary_markdown(result: PipelineResult) -> str:
     lines += ["", "| artifact | where |", "| --- | --- |",
               f"| student (Stage A) | `{result.student_dir}` |", f"| adapter (Stage B) | `{result.adapter_dir}` |",
               *([f"| confidence router | `{result.router_dir}` |"] if result.router_dir else []),
+              *([f"| blend (student + adapter, static student) | `{result.blend_dir}` |"] if result.blend_dir else []),
               f"| FAISS index ({result.index['factory']}, recall@10 {result.index['recall_at_10']}) | "
               f"`{result.index['index_dir']}` |"]
     lines += [f"| evaluation report | `{d}` |" for d in result.report_dirs]
@@ -235,6 +252,22 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
 
     quality = {row.system: row for row in quality_rows(full, asymmetric)}
 
+    # Optionally a static student from the same texts (its teacher vectors and span views are the ones
+    # Stage A already embedded), blended with student + adapter into one query encoder.
+    blend_dir = None
+    if config.blend_static:
+        start = time.perf_counter()
+        static = distill_student(blend_static_distill(distill), home=root)
+        blended = save_blend_task(BlendConfig(members=[adapter.adapter_dir, static.output],
+                                              name=config.registry_adapter), root)
+        blend_dir = blended.directory
+        scored = evaluate_flow(EvalConfig(dataset=ingested.path, split=config.split, teacher=config.teacher,
+                                          adapted=EncoderSpec(model=blend_dir), modes=["adapted/teacher"],
+                                          matryoshka_dims=[], quantization=[], run_mteb=False), home=root)
+        quality[BLEND] = blend_row(scored, quality[TEACHER])
+        timed("blend (static student)", start)
+        work["blend (static student)"] = f"static student {static.output}, blend {blend_dir}"
+
     # The router: its "seen" texts are the Stage B pairs already on disk (no encoding), only a few
     # hundred span views of the corpus are encoded to calibrate it; scored at each budget.
     router_dir = None
@@ -280,6 +313,7 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
         dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections, teacher=embedded.encoder,
         index=index.model_dump(include={"index_dir", "factory", "count", "recall_at_10", "version"}),
         student_dir=student.output, adapter_dir=adapter.adapter_dir, registry=registry, router_dir=router_dir,
+        blend_dir=blend_dir,
         quality=list(quality.values()),
         report_dirs=[full.directory, asymmetric.directory], seconds=seconds, work=work)
     create_markdown_artifact(summary_markdown(result), key="tava-pipeline-summary",

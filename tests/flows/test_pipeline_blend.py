@@ -1,0 +1,47 @@
+"""`tava run --blend-static`: a static student from the same texts, blended with student + adapter
+into one query encoder and scored as its own row."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+
+def test_blend_static_needs_a_transformer_student():
+    from flows.demo import PipelineConfig
+
+    assert PipelineConfig().blend_static is False
+    with pytest.raises(ValidationError, match="blends a static student with the transformer student"):
+        PipelineConfig.model_validate({"blend_static": True, "distill": {"student": "static"}})
+
+
+@pytest.mark.slow
+def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harness, tava_home, tiny_model_dir):
+    from flows.demo import BLEND, PipelineConfig, demo_pipeline
+    from tava_core.encoders import load_encoder
+    from tava_core.encoders.blend import BlendEncoder
+
+    config = PipelineConfig.model_validate({
+        "teacher": {"model": str(tiny_model_dir)}, "blend_static": True, "router": {"enabled": False},
+        "distill": {"layers": [1], "steps": 8, "batch_size": 16, "eval_every": 4, "checkpoint_every": 4,
+                    "warmup_steps": 2, "max_length": 32, "span_views": 0, "max_texts": 600},
+        "adapter": {"hidden_dims": [32], "max_steps": 10, "eval_every": 5, "batch_size": 64}})
+    result = demo_pipeline(config, home=str(tava_home))
+    row = result.system(BLEND)
+    assert row.queries_documents == "blend / teacher" and 0.0 < row.ndcg_at_10 <= 1.0 and row.speedup > 0
+    blend = load_encoder(result.blend_dir, cache=False)
+    assert isinstance(blend, BlendEncoder) and blend.weights == [0.5, 0.5]
+    adapted, static = blend.members
+    members = [m["encoder"]["model"] for m in json.loads((Path(result.blend_dir) / "tava_encoder.json").read_text())["members"]]
+    static_dir = tava_home / "artifacts" / "students" / f"{config.distill.name}-static"
+    assert members == [result.adapter_dir, str(static_dir)]
+    card = json.loads((static_dir / "model_card.json").read_text())
+    assert card["training"]["config"]["student"] == "static" and card["corpus"]["texts"] == 600   # the same texts
+    texts = ["how are vectors cached", "parse a config file"]
+    a, s = adapted.encode(texts, kind="query"), static.encode(texts, kind="query")
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)   # noqa: E731
+    np.testing.assert_allclose(blend.encode(texts, kind="query"), unit(0.5 * unit(a) + 0.5 * unit(s)), atol=1e-5)
+    assert "blend (static student)" in result.seconds
