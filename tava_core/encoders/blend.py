@@ -30,12 +30,12 @@ from ..modeldir import ENCODER_MARKER
 from ..records import Record
 from .base import Encoder, TextKind, combine_fingerprint
 
-_HINT = "write it again with `tava blend --member DIR --weight W ...`"
+_HINT = "write it again with `tava blend --members DIR --members DIR [--weights W --weights W]`"
 
 
 class BlendEncoder(Encoder):
-    """``normalize(sum_i weights[i] * members[i].encode(texts))``; every member must give unit-length
-    vectors of one dimension (those of one teacher's space)."""
+    """``normalize(sum_i weights[i] * unit(members[i].encode(texts)))``; every member must give vectors
+    of one dimension (those of one teacher's space); each is made unit-length before weighing."""
 
     normalized = True
 
