@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,58 +34,38 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.transfer import adaptation_texts, judged, queries_per_second, save_row, score  # noqa: E402
+from bench.transfer import fit_stage_b, judged, queries_per_second, save_row, score  # noqa: E402
 from bench.transfer_data import builtin, scifact, teacher_vectors  # noqa: E402
+from tava_core.adapter.baselines import normalize_rows  # noqa: E402
+from tava_core.encoders.base import Encoder  # noqa: E402
+from tava_core.encoders.blend import BlendEncoder  # noqa: E402
 from tava_core.evaluate.metrics import paired_bootstrap  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "blend.json"
 WEIGHTS = [round(0.1 * k, 1) for k in range(11)]
 
 
-class Member:
-    """One student of the blend: encodes queries into the teacher's space (unit length)."""
-
-    def __init__(self, spec: str, teacher: str, corpus: str) -> None:
-        from tava_core.encoders import load_encoder
-
-        path, _, option = spec.partition(":")
-        self.spec = spec
-        self.encoder = load_encoder(path, cache=False)
-        self.adapter = None
-        self.adapter_info: dict[str, Any] | None = None
-        if option == "adapt":
-            self.adapter, self.adapter_info = fit_stage_b(self.encoder, teacher, corpus)
-        elif option:
-            raise SystemExit(f"member {spec!r}: unknown option {option!r} (only ':adapt')")
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        vectors = self.encoder.encode(texts, kind="query", batch_size=64).astype(np.float32)
-        if self.adapter is not None:
-            vectors = self.adapter.map_numpy(vectors)
-        return unit(vectors)
-
-
-def unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
-def fit_stage_b(encoder, teacher: str, corpus: str) -> tuple[Any, dict[str, Any]]:
-    """Stage B with tava's paired defaults on the corpus's documents (+ spans) — as tava adapt fits it."""
+def member_encoder(spec: str, teacher: str, corpus: str) -> tuple[Encoder, dict[str, Any] | None]:
+    """The encoder ``spec`` names (PATH, or PATH:adapt = the student at PATH + Stage B fitted on the
+    corpus's label-free text, as bench/transfer.py --adapt fits it), and that fit's record."""
     from tava_core.adapter.config import AdapterConfig
-    from tava_core.adapter.run import train_adapter_from_arrays
+    from tava_core.adapter.encoder import AdaptedEncoder
+    from tava_core.encoders import load_encoder
 
-    sets, y = adaptation_texts(teacher, corpus)
-    texts = [t for s in sets for t in s.texts]
-    began = time.perf_counter()
-    x = encoder.encode(texts, kind="document", batch_size=64).astype(np.float32)
-    run = train_adapter_from_arrays(x, y, AdapterConfig(mode="paired"), name=f"blend-adapt-{corpus}")
-    seed_run = next(r for r in run.report["seed_runs"] if "start" in r)
-    return run.result.adapter, {"texts": len(texts), "start": seed_run["start"], "best_step": run.result.best_step,
-                                "seconds": round(time.perf_counter() - began, 1)}
+    path, _, option = spec.partition(":")
+    if option not in ("", "adapt"):
+        raise SystemExit(f"member {spec!r}: unknown option {option!r} (only ':adapt')")
+    encoder = load_encoder(path, cache=False)
+    if option != "adapt":
+        return encoder, None
+    run, info = fit_stage_b(encoder, teacher, corpus, AdapterConfig(mode="paired"))
+    return AdaptedEncoder(encoder, run.result.adapter, adapter_hash=f"bench-{corpus}"), info
 
 
 def blend(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
-    return unit(weight * a + (1.0 - weight) * b)
+    """The blend's vectors from its members' (unit) vectors: what BlendEncoder computes, without encoding
+    again for every weight of the grid."""
+    return normalize_rows(weight * a + (1.0 - weight) * b)
 
 
 def main() -> None:
@@ -115,8 +94,8 @@ def main() -> None:
     teacher_q = teacher_vectors(args.teacher, data.queries, log=False)
     rows = judged(data, split)
     texts = [data.queries.texts[k] for k in rows]
-    a, b = Member(args.a, args.teacher, args.corpus), Member(args.b, args.teacher, args.corpus)
-    qa, qb = a.encode(texts), b.encode(texts)
+    (a, a_info), (b, b_info) = (member_encoder(spec, args.teacher, args.corpus) for spec in (args.a, args.b))
+    qa, qb = (normalize_rows(m.encode(texts, kind="query", batch_size=64).astype(np.float32)) for m in (a, b))
     t = score(teacher_q[rows], data, split, docs)
     sa, sb = score(qa, data, split, docs), score(qb, data, split, docs)
 
@@ -136,27 +115,19 @@ def main() -> None:
     speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
     from tava_core.encoders import load_encoder
 
-    class Blend:   # both members, one after the other, as a serving path would run them
-        def encode(self, texts: list[str], **_: Any) -> np.ndarray:
-            return blend(a.encode(texts), b.encode(texts), chosen)
-
-    class Encoded:
-        def __init__(self, member: Member) -> None:
-            self.member = member
-
-        def encode(self, texts: list[str], **_: Any) -> np.ndarray:
-            return self.member.encode(texts)
-
+    # timed as served: tava's BlendEncoder runs both members, one after the other (a weight of 0 or 1 is
+    # one member alone)
+    served = a if chosen == 1.0 else b if chosen == 0.0 else BlendEncoder([a, b], [chosen, 1.0 - chosen])
     teacher_qps = queries_per_second(load_encoder(args.teacher), speed_texts)
     speed = {"teacher_qps": round(teacher_qps, 1)}
-    for name, encoder in (("a", Encoded(a)), ("b", Encoded(b)), ("blend", Blend())):
+    for name, encoder in (("a", a), ("b", b), ("blend", served)):
         qps = queries_per_second(encoder, speed_texts)
         speed[f"{name}_qps"], speed[f"{name}_speedup"] = round(qps, 1), round(qps / teacher_qps, 2)
 
     row = {"phase": args.phase, "corpus": args.corpus, "split": split, "teacher": args.teacher,
            "queries": len(rows), "teacher_ndcg_at_10": round(float(t.mean()), 4),
-           "a": {"spec": args.a, "adapter": a.adapter_info, **summary(sa)},
-           "b": {"spec": args.b, "adapter": b.adapter_info, **summary(sb)},
+           "a": {"spec": args.a, "adapter": a_info, **summary(sa)},
+           "b": {"spec": args.b, "adapter": b_info, **summary(sb)},
            "weights": by_weight, "chosen_weight": chosen, "speed": speed, "command": " ".join(sys.argv[1:])}
     label = f"{args.phase}/{args.corpus}/{args.teacher}" + (f"/{args.tag}" if args.tag else "")
     save_row(label, row, args.results)

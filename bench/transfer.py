@@ -189,31 +189,36 @@ def adaptation_texts(teacher: str, data_name: str) -> tuple[list[TextSet], np.nd
     return [s for s, _ in kept], np.concatenate([v for _, v in kept]).astype(np.float32)
 
 
+def fit_stage_b(student, teacher: str, data_name: str, config: AdapterConfig) -> tuple[Any, dict[str, Any]]:
+    """Stage B (``config``) on one corpus's label-free text (adaptation_texts) on top of ``student``: the
+    training run, and what it trained on and started from (as the run's report records it per seed)."""
+    from tava_core.adapter.run import train_adapter_from_arrays
+
+    sets, y = adaptation_texts(teacher, data_name)
+    texts = [t for s in sets for t in s.texts]
+    began = time.perf_counter()
+    x = student.encode(texts, kind="document", batch_size=64).astype(np.float32)
+    run = train_adapter_from_arrays(x, y, config, name=f"adapt-{data_name}")
+    seed_run = next(r for r in run.report["seed_runs"] if "start" in r)
+    return run, {"texts": len(texts), "sets": [s.name for s in sets], "start": seed_run["start"],
+                 "start_evidence": seed_run["start_evidence"], "best_step": run.result.best_step,
+                 "steps": run.result.steps, "stopped": run.result.stopped,
+                 "seconds": round(time.perf_counter() - began, 1)}
+
+
 def fit_adapters(student_dir: Path, teacher: str, config: AdapterConfig) -> dict[str, dict[str, Any]]:
     """Stage B (``config``: paired, tava's defaults but for the start) on each corpus's label-free text
     (the nightly-refresh case: a generic student, new documents): the learned adapter and every closed
     form fitted on the same training pairs, so the learned part is measured against its own start."""
     from tava_core.adapter.baselines import fit_baselines
-    from tava_core.adapter.run import train_adapter_from_arrays
     from tava_core.encoders import load_encoder
 
     student = load_encoder(str(student_dir), cache=False)
     fitted: dict[str, dict[str, Any]] = {}
     for data_name in ("scifact", "builtin"):
-        sets, y = adaptation_texts(teacher, data_name)
-        texts = [t for s in sets for t in s.texts]
-        began = time.perf_counter()
-        x = student.encode(texts, kind="document", batch_size=64).astype(np.float32)
-        run = train_adapter_from_arrays(x, y, config, name=f"adapt-{data_name}")
-        # the start training resolved (and its evidence), as the run's report records it per seed
-        seed_run = next(r for r in run.report["seed_runs"] if "start" in r)
-        start, evidence = seed_run["start"], seed_run["start_evidence"]
-        maps = fit_baselines(run.data.student, run.data.teacher)
-        fitted[data_name] = {"adapter": run.result.adapter, "closed_forms": maps, "start": start,
-                             "info": {"texts": len(texts), "sets": [s.name for s in sets], "start": start,
-                                      "start_evidence": evidence, "best_step": run.result.best_step,
-                                      "steps": run.result.steps, "stopped": run.result.stopped,
-                                      "seconds": round(time.perf_counter() - began, 1)}}
+        run, info = fit_stage_b(student, teacher, data_name, config)
+        fitted[data_name] = {"adapter": run.result.adapter, "start": info["start"], "info": info,
+                             "closed_forms": fit_baselines(run.data.student, run.data.teacher)}
     return fitted
 
 

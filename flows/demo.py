@@ -83,6 +83,14 @@ TEACHER, STUDENT_ALONE, NO_ADAPTER, WITH_ADAPTER = ("teacher", "student alone", 
 BLEND = "blend: student + adapter, static student"
 
 
+def quality_row(system: str, modes: str, score: float, speed: float, teacher_score: float,
+                teacher_speed: float) -> QualityRow:
+    """One table row: nDCG@10 and query speed, as shares of the teacher's."""
+    return QualityRow(system=system, queries_documents=modes, ndcg_at_10=round(score, 4),
+                      retention=round(score / teacher_score, 4) if teacher_score else None,
+                      queries_per_second=round(speed, 1), speedup=round(speed / teacher_speed, 2))
+
+
 def quality_rows(full: EvaluationReport, asymmetric: EvaluationReport) -> list[QualityRow]:
     """Teacher, student alone, student queries vs teacher docs, and with the adapter."""
     qps = {**asymmetric.throughput, **full.throughput}
@@ -91,21 +99,15 @@ def quality_rows(full: EvaluationReport, asymmetric: EvaluationReport) -> list[Q
             # asymmetric's "adapted" role is the bare student (no adapter): see the pipeline
             (NO_ADAPTER, "student / teacher", asymmetric.ndcg("adapted/teacher"), asymmetric.throughput["adapted"]),
             (WITH_ADAPTER, "student+adapter / teacher", full.ndcg("adapted/teacher"), qps["adapted"])]
-    teacher_ndcg = full.ndcg("teacher/teacher")
-    return [QualityRow(system=system, queries_documents=modes, ndcg_at_10=round(score, 4),
-                       retention=round(score / teacher_ndcg, 4) if teacher_ndcg else None,
-                       queries_per_second=round(speed, 1), speedup=round(speed / qps["teacher"], 2))
+    return [quality_row(system, modes, score, speed, full.ndcg("teacher/teacher"), qps["teacher"])
             for system, modes, score, speed in rows]
 
 
 def blend_row(scored: EvaluationReport) -> QualityRow:
     """The blend's row: its queries (both students) against the teacher's documents; its speed-up is over
     the teacher's query speed measured in the same evaluation (side by side, not against an earlier run's)."""
-    speed, teacher_speed = scored.throughput["adapted"], scored.throughput["teacher"]
-    score, teacher_score = scored.ndcg("adapted/teacher"), scored.ndcg("teacher/teacher")
-    return QualityRow(system=BLEND, queries_documents="blend / teacher", ndcg_at_10=round(score, 4),
-                      retention=round(score / teacher_score, 4) if teacher_score else None,
-                      queries_per_second=round(speed, 1), speedup=round(speed / teacher_speed, 2))
+    return quality_row(BLEND, "blend / teacher", scored.ndcg("adapted/teacher"), scored.throughput["adapted"],
+                       scored.ndcg("teacher/teacher"), scored.throughput["teacher"])
 
 
 def router_system(budget: float) -> str:
@@ -125,11 +127,8 @@ def router_rows(curves: dict, budgets: list[float], quality: dict[str, QualityRo
         score = curve_row(curves, budget)["router"]["ndcg10"]
         seconds = (1.0 / adapted.queries_per_second + curves["costs"]["confidence"]
                    + budget / teacher.queries_per_second)
-        rows.append(QualityRow(system=router_system(budget), queries_documents="routed / teacher",
-                               ndcg_at_10=round(score, 4),
-                               retention=round(score / teacher.ndcg_at_10, 4) if teacher.ndcg_at_10 else None,
-                               queries_per_second=round(1.0 / seconds, 1),
-                               speedup=round(1.0 / (seconds * teacher.queries_per_second), 2)))
+        rows.append(quality_row(router_system(budget), "routed / teacher", score, 1.0 / seconds,
+                                teacher.ndcg_at_10, teacher.queries_per_second))
     return rows
 
 

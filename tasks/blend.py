@@ -5,7 +5,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from tava_core.config import EncoderSpec
-from tava_core.encoders.blend import BlendConfig, BlendResult, load_blend, save_blend
+from tava_core.encoders.blend import BlendConfig, BlendResult, save_blend
 from tava_core.home import TavaHome
 
 from . import CORE_DECIDES, markdown_facts, retry_unless_tava_error
@@ -15,8 +15,7 @@ from . import CORE_DECIDES, markdown_facts, retry_unless_tava_error
 def save_blend_task(config: BlendConfig, home: str) -> BlendResult:
     """Write the blend directory (atomic; refused when a member does not load or the sizes differ)."""
     directory = TavaHome(home).artifacts / "blends" / config.name
-    save_blend(directory, [EncoderSpec(model=m) for m in config.members], config.resolved_weights())
-    blend = load_blend(directory)
+    blend = save_blend(directory, [EncoderSpec(model=m) for m in config.members], config.resolved_weights())
     result = BlendResult(directory=str(directory), fingerprint=blend.fingerprint, dim=blend.dim,
                          members=[{"name": m.name, "fingerprint": m.fingerprint, "dim": m.dim, "weight": round(w, 6)}
                                   for m, w in zip(blend.members, blend.weights, strict=True)])

@@ -101,3 +101,20 @@ def add_dense(model_dir: Path, out_dim: int, *, seed: int) -> Path:
     modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
     (model_dir / "modules.json").write_text(json.dumps(modules))
     return model_dir
+
+
+def write_static_model(directory: Path, tokenizer_from: Path, dim: int, *, seed: int) -> Path:
+    """A model2vec-format static encoder with a seeded random (30,522 x ``dim``) table and the tokenizer
+    of ``tokenizer_from`` (the teacher's): loads through ``load_encoder`` in milliseconds."""
+    import json
+    import shutil
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    table = np.random.default_rng(seed).standard_normal((30522, dim)).astype(np.float32)
+    save_file({"embeddings": table}, str(directory / "model.safetensors"))
+    shutil.copy(tokenizer_from / "tokenizer.json", directory / "tokenizer.json")
+    (directory / "config.json").write_text(json.dumps({"model_type": "model2vec", "normalize": True}))
+    return directory

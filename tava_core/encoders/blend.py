@@ -23,12 +23,14 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from pydantic import Field, model_validator
 
+from ..adapter.baselines import normalize_rows
 from ..config import EncoderSpec, TavaModel
 from ..errors import ModelLoadError
 from ..io import atomic_directory, read_json, write_json
 from ..modeldir import ENCODER_MARKER
 from ..records import Record
 from .base import Encoder, TextKind, combine_fingerprint
+from .mapped import load_named_encoder
 
 _HINT = "write it again with `tava blend --members DIR --members DIR [--weights W --weights W]`"
 
@@ -61,15 +63,11 @@ class BlendEncoder(Encoder):
         for member, weight in zip(self.members, self.weights, strict=True):
             vectors = member.encode(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
             # a member that does not normalise (a raw student) would otherwise outweigh the others
-            total += weight * unit_rows(np.asarray(vectors, dtype=np.float32))
-        return unit_rows(total)
+            total += weight * normalize_rows(np.asarray(vectors, dtype=np.float32))
+        return normalize_rows(total)
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "members": [{**m.info(), "weight": w} for m, w in zip(self.members, self.weights, strict=True)]}
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def check_weights(weights: Sequence[float], members: int) -> None:
@@ -82,10 +80,11 @@ def check_weights(weights: Sequence[float], members: int) -> None:
         raise ValueError(f"blend weights must be finite and > 0, got {list(weights)}")
 
 
-def save_blend(directory: str | Path, members: Sequence[EncoderSpec], weights: Sequence[float]) -> Path:
+def save_blend(directory: str | Path, members: Sequence[EncoderSpec], weights: Sequence[float]) -> BlendEncoder:
     """Write a blend directory (atomically: a failure leaves nothing) after loading it once, so a
-    blend whose members do not load or disagree in size is refused, not saved. Weights are stored as
-    given, scaled to sum to 1 (only their ratios matter)."""
+    blend whose members do not load or disagree in size is refused, not saved; returns that loaded
+    blend (its members are named by absolute paths, so it stays valid after the rename). Weights are
+    stored as given, scaled to sum to 1 (only their ratios matter)."""
     check_weights(weights, len(members))
     total = float(sum(weights))
     # a member named by a local path is stored absolute: the blend loads from any working directory
@@ -95,15 +94,14 @@ def save_blend(directory: str | Path, members: Sequence[EncoderSpec], weights: S
                                            for spec, w in zip(members, weights, strict=True)]}
     with atomic_directory(directory) as tmp:
         write_json(Path(tmp) / ENCODER_MARKER, marker)
-        load_blend(tmp)   # refuse (ModelLoadError) before the rename
-    return Path(directory)
+        blend = load_blend(tmp)   # refuse (ModelLoadError) before the rename
+    blend.name = Path(directory).name
+    return blend
 
 
 def load_blend(directory: str | Path, spec: Optional[EncoderSpec] = None) -> BlendEncoder:
     """Factory for ``ENCODER_TYPES['blend']``. Device, dtype, batch size and backend of ``spec`` (the
     outer spec) apply to every member."""
-    from . import load_encoder
-
     directory = Path(directory)
     marker = read_json(directory / ENCODER_MARKER)
     entries = marker.get("members")
@@ -111,15 +109,10 @@ def load_blend(directory: str | Path, spec: Optional[EncoderSpec] = None) -> Ble
         raise ModelLoadError("a blend names two or more members", path=directory / ENCODER_MARKER, hint=_HINT)
     members, weights = [], []
     for entry in entries:
-        data = dict(entry.get("encoder") or {})
+        data = entry.get("encoder") or {}
         if not data.get("model"):
             raise ModelLoadError("a blend member names no model", path=directory / ENCODER_MARKER, hint=_HINT)
-        model = str(data["model"])
-        if not Path(model).is_absolute() and (directory / model).exists():
-            data["model"] = str((directory / model).resolve())
-        if spec is not None:
-            data.update(device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size, backend=spec.backend)
-        members.append(load_encoder(EncoderSpec.model_validate(data)))
+        members.append(load_named_encoder(directory, data, spec))
         weights.append(float(entry.get("weight", 0.0)))
     try:
         return BlendEncoder(members, weights, name=directory.name)

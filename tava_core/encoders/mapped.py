@@ -61,6 +61,14 @@ def load_inner_encoder(directory: str | Path, key: str, spec: Optional[EncoderSp
     data = dict(read_json(directory / ENCODER_MARKER).get(key) or {})
     if not data.get("model"):
         raise ModelLoadError(f"{ENCODER_MARKER} names no {key} encoder", path=directory / ENCODER_MARKER, hint=hint)
+    return load_named_encoder(directory, data, spec)
+
+
+def load_named_encoder(directory: Path, data: dict, spec: Optional[EncoderSpec]) -> Encoder:
+    """The encoder an ``EncoderSpec`` dict saved in ``directory``'s marker names (with a model): a relative
+    model path resolves against ``directory``; the outer ``spec``'s device, dtype, batch size and backend
+    apply to it."""
+    data = dict(data)
     model = str(data["model"])
     if not Path(model).is_absolute() and (directory / model).exists():
         data["model"] = str((directory / model).resolve())

@@ -4,12 +4,11 @@ when its members do not share one space."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import synthetic_texts
+from helpers import synthetic_texts, write_static_model
 from pydantic import ValidationError
 
 from tava_core.config import EncoderSpec
@@ -18,22 +17,12 @@ from tava_core.encoders.blend import BlendConfig, BlendEncoder, save_blend
 from tava_core.errors import ModelLoadError
 
 
-def _static(directory: Path, teacher_path: Path, dim: int, seed: int) -> Path:
-    from safetensors.numpy import save_file
-
-    directory.mkdir(parents=True)
-    table = np.random.default_rng(seed).standard_normal((30522, dim)).astype(np.float32)
-    save_file({"embeddings": table}, str(directory / "model.safetensors"))
-    shutil.copy(teacher_path / "tokenizer.json", directory / "tokenizer.json")
-    (directory / "config.json").write_text(json.dumps({"model_type": "model2vec", "normalize": True}))
-    return directory
-
-
 @pytest.fixture(scope="module")
 def members(tmp_path_factory, teacher_path) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("blend-members")
-    return (_static(root / "a", teacher_path, 24, seed=1), _static(root / "b", teacher_path, 24, seed=2),
-            _static(root / "other-size", teacher_path, 16, seed=3))
+    return (write_static_model(root / "a", teacher_path, 24, seed=1),
+            write_static_model(root / "b", teacher_path, 24, seed=2),
+            write_static_model(root / "other-size", teacher_path, 16, seed=3))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -59,7 +48,8 @@ def test_blend_ranks_by_the_weighted_sum_of_the_members_scores(members, weights)
 
 def test_saved_blend_loads_as_an_encoder_with_weights_summing_to_one(members, tmp_path, monkeypatch):
     monkeypatch.chdir(members[0].parent)   # members given as relative paths are stored absolute
-    out = save_blend(tmp_path / "blend", [EncoderSpec(model="a"), EncoderSpec(model="b")], [3.0, 1.0])
+    out = tmp_path / "blend"
+    saved = save_blend(out, [EncoderSpec(model="a"), EncoderSpec(model="b")], [3.0, 1.0])
     marker = json.loads((out / "tava_encoder.json").read_text())
     assert marker["type"] == "blend"
     assert [m["weight"] for m in marker["members"]] == [0.75, 0.25]
@@ -71,7 +61,9 @@ def test_saved_blend_loads_as_an_encoder_with_weights_summing_to_one(members, tm
     direct = BlendEncoder([load_encoder(str(p), cache=False) for p in members[:2]], [0.75, 0.25])
     np.testing.assert_allclose(loaded.encode(texts), direct.encode(texts), atol=1e-6)
     # the fingerprint names the weights: another weight, other vectors, another fingerprint
-    other = save_blend(tmp_path / "other", [EncoderSpec(model=str(p)) for p in members[:2]], [1.0, 1.0])
+    assert saved.fingerprint == loaded.fingerprint and saved.name == "blend"   # save returns what it wrote
+    other = tmp_path / "other"
+    save_blend(other, [EncoderSpec(model=str(p)) for p in members[:2]], [1.0, 1.0])
     assert load_encoder(str(other), cache=False).fingerprint != loaded.fingerprint
 
 

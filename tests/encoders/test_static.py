@@ -2,26 +2,16 @@
 and the vectors equal the one-thread path's exactly (each chunk writes its own rows)."""
 from __future__ import annotations
 
-import json
-import shutil
-
 import numpy as np
 import pytest
-from helpers import synthetic_texts
+from helpers import synthetic_texts, write_static_model
 
 from tava_core.encoders.static import StaticEncoder
 
 
 @pytest.fixture(scope="module")
 def static_dir(tmp_path_factory, teacher_path):
-    from safetensors.numpy import save_file
-
-    out = tmp_path_factory.mktemp("static")
-    table = np.random.default_rng(0).standard_normal((30522, 16)).astype(np.float32)
-    save_file({"embeddings": table}, str(out / "model.safetensors"))
-    shutil.copy(teacher_path / "tokenizer.json", out / "tokenizer.json")
-    (out / "config.json").write_text(json.dumps({"model_type": "model2vec", "normalize": True}))
-    return out
+    return write_static_model(tmp_path_factory.mktemp("static"), teacher_path, 16, seed=0)
 
 
 @pytest.mark.parametrize("workers, batch_size", [(2, 1024), (3, 1024), (2, 1500), (4, 2000)])
