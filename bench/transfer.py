@@ -56,8 +56,23 @@ def first(text_set: TextSet, count: int | None) -> TextSet:
     return TextSet(text_set.name, text_set.ids[:count], text_set.texts[:count], text_set.kind)
 
 
+def vocab_set(teacher: str, generic: TextSet, trained_on: list[TextSet], views: int, fraction: float) -> TextSet:
+    """``views`` vocabulary views of each generic passage (bench/vocab_views.py): spans with
+    ``fraction`` of their words replaced by words carrying the tokens ``trained_on`` rarely contains."""
+    from tokenizers import Tokenizer
+
+    from bench.vocab_views import make_vocab_views, rare_words
+    from tava_core.encoders import resolve_model_path
+
+    tokenizer = Tokenizer.from_file(str(resolve_model_path(teacher) / "tokenizer.json"))
+    words = rare_words([t for s in trained_on for t in s.texts], tokenizer)
+    ids, texts = make_vocab_views(generic.ids, generic.texts, words, views, 0, fraction=fraction)
+    return TextSet(f"{generic.name}.vocab{views}-f{fraction:g}-{len(words)}w", ids, texts)
+
+
 def training_sets(train: str, target: str, generic_count: int, with_spans: bool,
-                  span_count: int | None = None, span_views: int = 1) -> list[TextSet]:
+                  span_count: int | None = None, span_views: int = 1, *, teacher: str = "",
+                  vocab_views: int = 0, vocab_fraction: float = 0.25) -> list[TextSet]:
     """Label-free training text: generic passages (+ ``span_views`` span views of each, or of the first
     ``span_count`` views); '+target' adds the target's documents (+ spans). mpnet embeds a short span at
     ~15 texts/s on this CPU, so its rows take a prefix of the spans (``--span-texts``)."""
@@ -70,6 +85,8 @@ def training_sets(train: str, target: str, generic_count: int, with_spans: bool,
         else:
             built, unlabeled = builtin()
             sets += [built.docs, unlabeled] + ([spans(unlabeled, span_views)] if with_spans else [])
+    if vocab_views:
+        sets.append(vocab_set(teacher, generic, list(sets), vocab_views, vocab_fraction))
     return sets
 
 
@@ -329,6 +346,9 @@ def main() -> None:
                         help="span views per training text (the pipeline's span_views; 1 in the rows so far)")
     parser.add_argument("--span-texts", type=int, default=None,
                         help="use only the first N span views of the generic passages (mpnet's are costly)")
+    parser.add_argument("--vocab-views", type=int, default=0,
+                        help="vocabulary views per generic passage: spans with words carrying rare tokens swapped in")
+    parser.add_argument("--vocab-fraction", type=float, default=0.25, help="share of a vocabulary view's words replaced")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: DistillConfig's)")
     parser.add_argument("--static-init", choices=["model2vec", "context", "token_embeddings"], default="model2vec")
     parser.add_argument("--context-tokens", type=int, default=None,
@@ -382,7 +402,9 @@ def main() -> None:
             options["static_context_tokens"] = args.context_tokens or None
     with_spans = args.spans == "on" or (args.spans == "auto" and args.teacher == "all-MiniLM-L6-v2")
     texts, vectors, sources = load_pairs(args.teacher, training_sets(args.train, args.target, args.generic,
-                                                                     with_spans, args.span_texts, args.span_views))
+                                                                     with_spans, args.span_texts, args.span_views,
+                                                                     teacher=args.teacher, vocab_views=args.vocab_views,
+                                                                     vocab_fraction=args.vocab_fraction))
     label = "/".join([args.teacher, args.student, args.train if args.train == "generic" else f"+{args.target}"]) \
         + (f"/{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:
