@@ -88,11 +88,15 @@ def builtin() -> tuple[Retrieval, TextSet]:
 
 
 def passages(count: int) -> TextSet:
-    """The first ``count`` passages of the shared vectors' shuffle (its 20,000 first)."""
+    """The first ``count`` passages of the shared vectors' shuffle (its 20,000 first), then (beyond
+    20,000: MiniLM only, mpnet has no vectors of them) the other passages in file order."""
     import pyarrow.parquet as pq
 
     order = pq.read_table(MPNET_VECTORS / "passages_shuffled_first20000.parquet", columns=["id"]).column("id").to_pylist()
     by_id = {r["_id"]: r["text"] for r in _jsonl(PASSAGES)}
+    if count > len(order):
+        shuffled = set(order)
+        order += [i for i in by_id if i not in shuffled]
     ids = order[:count]
     return TextSet(f"passages{count}", ids, [by_id[i] for i in ids])
 

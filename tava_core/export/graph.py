@@ -1,6 +1,7 @@
 """One torch module for a whole transformer encoder — transformer, pooling, Dense projection,
-L2 normalisation, an optional vector map (a Stage B adapter) and an optional confidence score (a
-router's, ``router_graph.py``) — and its export to ONNX.
+L2 normalisation, an optional vector map (a Stage B adapter), optional static students blended in
+(a ``tava blend`` of the two) and an optional confidence score (a router's, ``router_graph.py``) —
+and its export to ONNX.
 
 The module computes exactly what ``TransformerEncoder._forward`` computes (then the map), so the
 exported graph and the torch path agree to float precision; inputs are ``input_ids`` and
@@ -15,7 +16,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
@@ -30,13 +31,39 @@ CONFIDENCE_NAME = "confidence"
 OPSET = 17
 
 
+class StaticMember(nn.Module):
+    """A static student inside the graph, reading the transformer's token ids: ``weight`` x the unit
+    mean of ``table``'s rows over the text's tokens, its special tokens ([CLS], [SEP], padding) left
+    out -- what ``StaticEncoder`` computes from the same tokenizer without special tokens."""
+
+    table: torch.Tensor   # a buffer (saved in the graph as a constant)
+
+    def __init__(self, table: torch.Tensor, weight: float, special_ids: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("table", table.detach().float().clone())
+        self.weight = float(weight)
+        self.special_ids = sorted({int(i) for i in special_ids})
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        keep = attention_mask.to(torch.bool)
+        for special in self.special_ids:    # a few ids: one comparison each exports to plain Equal/And
+            keep = keep & (input_ids != special)
+        weights = keep.unsqueeze(-1).to(self.table.dtype)
+        summed = (nn.functional.embedding(input_ids, self.table) * weights).sum(1)
+        mean = summed / weights.sum(1).clamp(min=1.0)
+        return self.weight * nn.functional.normalize(mean, dim=-1)
+
+
 class EncoderGraph(nn.Module):
     """``(input_ids, attention_mask) -> float32 vectors``: transformer, pooling, dense, normalise,
-    then ``tail`` (e.g. an adapter, which normalises its own output); with ``confidence`` (a module
-    from the final vectors to one score per row) ``-> (vectors, confidence)``."""
+    then ``tail`` (e.g. an adapter, which normalises its own output); with ``statics`` (a blend) the
+    unit result weighs ``weight`` beside each ``StaticMember``'s and the sum is normalised, as
+    ``BlendEncoder`` does; with ``confidence`` (a module from the final vectors to one score per row)
+    ``-> (vectors, confidence)``."""
 
     def __init__(self, model: nn.Module, dense: nn.Module, *, pooling: str, normalize: bool,
-                 tail: Optional[nn.Module] = None, confidence: Optional[nn.Module] = None) -> None:
+                 tail: Optional[nn.Module] = None, confidence: Optional[nn.Module] = None,
+                 statics: Sequence[StaticMember] = (), weight: float = 1.0) -> None:
         super().__init__()
         self.model = model
         self.dense = dense
@@ -44,6 +71,8 @@ class EncoderGraph(nn.Module):
         self.normalize = normalize
         self.tail = tail
         self.confidence = confidence
+        self.statics = nn.ModuleList(statics)
+        self.weight = float(weight)
         # BERT-family models take token_type_ids; a single sequence has all zeros, which is what
         # the torch path's tokenizer passes, so the graph makes them instead of taking an input.
         self._takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
@@ -68,6 +97,11 @@ class EncoderGraph(nn.Module):
             pooled = nn.functional.normalize(pooled, dim=-1)
         if self.tail is not None:
             pooled = self.tail(pooled)
+        if len(self.statics):
+            blended = self.weight * nn.functional.normalize(pooled, dim=-1)
+            for member in self.statics:
+                blended = blended + member(input_ids, attention_mask)
+            pooled = nn.functional.normalize(blended, dim=-1)
         if self.confidence is not None:
             return pooled, self.confidence(pooled)
         return pooled

@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -60,15 +61,81 @@ class ExportRefused(TavaError):
     """An export whose vectors do not agree closely enough with the torch encoder (not saved)."""
 
 
-def _split_encoder(encoder: Any) -> tuple[Any, Any, Any]:
-    """(transformer student, adapter module or None, router or None), or a ConfigError saying why
-    not exportable."""
+@dataclass
+class ExportParts:
+    """What goes into the graph: the transformer student, its adapter, a router over them, and -- for a
+    blend -- the static members (with their weights) beside the transformer member's ``weight``."""
+
+    student: Any
+    adapter: Any = None
+    router: Any = None
+    statics: list[tuple[Any, float]] = field(default_factory=list)
+    weight: float = 1.0
+
+
+def _split_encoder(encoder: Any) -> ExportParts:
+    """The parts of an exportable encoder, or a ConfigError saying why it is not exportable."""
+    from ..encoders.blend import BlendEncoder
     from ..route.router import RoutedEncoder
 
     if isinstance(encoder, RoutedEncoder):
+        if isinstance(encoder.student, BlendEncoder):
+            raise ConfigError("a router over a blend cannot be exported", hint="export the blend itself")
         student, adapter = _split_vector_encoder(encoder.student)
-        return student, adapter, encoder
-    return (*_split_vector_encoder(encoder), None)
+        return ExportParts(student, adapter, encoder)
+    if isinstance(encoder, BlendEncoder):
+        return _split_blend(encoder)
+    return ExportParts(*_split_vector_encoder(encoder))
+
+
+def _split_blend(blend: Any) -> ExportParts:
+    """A blend exports as one graph when it has one transformer member (+ adapter) and static members
+    that cut text with the transformer's tokenizer (checked in ``check_static_tokenizers``): the
+    statics read the transformer's token ids, so the graph takes the same two inputs."""
+    from ..encoders.static import StaticEncoder
+
+    transformers, statics = [], []
+    for member, weight in zip(blend.members, blend.weights, strict=True):
+        if isinstance(member, StaticEncoder):
+            statics.append((member, weight))
+        else:
+            transformers.append((member, weight))
+    if len(transformers) != 1:
+        raise ConfigError(f"cannot export a blend of {len(transformers)} transformer members and {len(statics)} "
+                          "static ones: the ONNX export takes one transformer student (or an adapter over one) "
+                          "and static students beside it",
+                          hint="blend one transformer student (+ adapter) with static students; a blend of static "
+                               "students alone is already fast on the numpy path")
+    (member, weight), = transformers
+    student, adapter = _split_vector_encoder(member)
+    return ExportParts(student, adapter, statics=statics, weight=weight)
+
+
+def check_static_tokenizers(parts: ExportParts, texts: Sequence[str]) -> list[int]:
+    """The transformer tokenizer's special-token ids, once every static member is shown to cut
+    ``texts`` into the same ids (special tokens aside, within the transformer's max_length) with the
+    same query prefix; a ConfigError naming the member otherwise."""
+    from ..distill.vocabulary import unpadded
+
+    backend = unpadded(parts.student.tokenizer.backend_tokenizer)   # its tokenizer.json may pad to a length
+    special = [int(i) for i in parts.student.tokenizer.all_special_ids]
+    limit = int(parts.student.max_length) - 2     # room for [CLS] and [SEP]
+    prefix = parts.student.spec.query_prefix
+    ours = [e.ids[:limit] for e in backend.encode_batch([prefix + t for t in texts], add_special_tokens=False)]
+    for static, _ in parts.statics:
+        where = f"static member {static.name} ({static.directory})"
+        if static.spec.query_prefix != prefix:
+            raise ConfigError(f"{where} uses the query prefix {static.spec.query_prefix!r}, the transformer "
+                              f"student {prefix!r}: one graph reads one tokenised text",
+                              hint="blend members with the same query prefix")
+        theirs = [e.ids[:limit] for e in static.tokenizer.encode_batch([prefix + t for t in texts],
+                                                                       add_special_tokens=False)]
+        if theirs != ours or max((max(ids, default=0) for ids in ours), default=0) >= static.table.shape[0]:
+            raise ConfigError(f"{where} cuts text into other token ids than the transformer student's tokenizer "
+                              "(another vocabulary, or one expanded with whole words), so it cannot read the "
+                              "graph's input ids", hint="blend a static student of the same teacher vocabulary "
+                                                        "(static_vocabulary 0), or serve the blend with tava")
+    return special
 
 
 def _split_vector_encoder(encoder: Any) -> tuple[Any, Any]:
@@ -86,7 +153,7 @@ def _split_vector_encoder(encoder: Any) -> tuple[Any, Any]:
     raise ConfigError(f"cannot export a {type(encoder).__name__}"
                       + (f" over a {type(inner).__name__}" if inner is not None else "")
                       + " as an ONNX query encoder: export takes a transformer student, an adapter over one, "
-                        "or a router over either",
+                        "a router over either, or a blend of one with static students",
                       hint="static students are already fast on the numpy path (no export needed); "
                            "pass the student or adapter directory")
 
@@ -240,7 +307,8 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
     started = time.perf_counter()
     encoder = load_encoder(EncoderSpec(model=config.model, backend="torch", device="cpu", dtype="float32"),
                            cache=False)
-    student, adapter, router = _split_encoder(encoder)
+    parts = _split_encoder(encoder)
+    student, adapter, router = parts.student, parts.adapter, parts.router
     texts = read_sample(config)
     vector_encoder = router.student if router is not None else encoder
     reference = vector_encoder.encode(texts, kind="query")
@@ -254,8 +322,14 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
 
         score = router.compiled
         confidence_graph = ConfidenceGraph(score)
+    statics = []
+    if parts.statics:
+        from .graph import StaticMember
+
+        special = check_static_tokenizers(parts, texts)
+        statics = [StaticMember(static.table, weight, special) for static, weight in parts.statics]
     graph = EncoderGraph(student.model, student.dense, pooling=student.pooling, normalize=student.normalized,
-                         tail=adapter, confidence=confidence_graph)
+                         tail=adapter, confidence=confidence_graph, statics=statics, weight=parts.weight)
     model_dir = resolve_model_path(config.model)
     teacher = ({"model": config.teacher} if config.teacher else _router_teacher(router) if router is not None
                else find_teacher(model_dir, student.directory))
@@ -276,7 +350,12 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
             "inputs": ["input_ids", "attention_mask"], "output": "embeddings", "outputs": graph.output_names,
             "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint, "model": str(model_dir),
                         "student": student.fingerprint, "adapter": adapter is not None,
-                        "router": router is not None},
+                        "router": router is not None,
+                        "blend": [{"member": student.name, "kind": "transformer" + (" + adapter" if adapter is not None
+                                                                                   else ""), "weight": parts.weight}]
+                        + [{"member": static.name, "kind": "static", "fingerprint": static.fingerprint, "weight": w,
+                            "note": "reads the transformer's token ids, so texts past max_length are cut"}
+                           for static, w in parts.statics] if parts.statics else None},
             "router": _router_card(router) if router is not None else None,
             "teacher": teacher,
             "graph": GRAPH,

@@ -1,0 +1,92 @@
+"""`tava export` of a blend (`tava blend`: a transformer student beside static students): one ONNX graph
+whose static members read the transformer's token ids gives the blend's vectors; blends that cannot
+read one tokenised text, or have no single transformer member, are refused with nothing saved."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import add_dense, synthetic_texts, write_static_model
+
+from tava_core.config import EncoderSpec
+from tava_core.encoders import load_encoder
+from tava_core.encoders.blend import save_blend
+from tava_core.errors import ConfigError
+from tava_core.export.config import ExportConfig
+from tava_core.export.query_encoder import export_query_encoder
+from tava_core.export.standalone import ExportedQueryEncoder
+from tava_core.home import TavaHome
+
+pytest.importorskip("onnxruntime")
+torch.set_num_threads(1)
+# short and long, cased and not; all under the tiny model's max_length, where export and tava agree
+TEXTS = synthetic_texts(30, seed=11) + ["x", "", "Mitochondrial DNA in Human Muscle", "what is a vector?"]
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    out = tmp_path_factory.mktemp("tiny-24") / "model"
+    shutil.copytree(tiny_model_dir, out)
+    return add_dense(out, 24, seed=3)
+
+
+@pytest.fixture(scope="module")
+def static_dirs(tmp_path_factory, tiny_model_dir) -> list[Path]:
+    root = tmp_path_factory.mktemp("statics")
+    return [write_static_model(root / f"static{k}", tiny_model_dir, 24, seed=k) for k in range(2)]
+
+
+def _blend(directory: Path, members: list[Path], weights: list[float]) -> Path:
+    save_blend(directory, [EncoderSpec(model=str(m)) for m in members], weights)
+    return directory
+
+
+@pytest.mark.parametrize("weights", [[0.5, 0.5], [0.8, 0.2], [0.3, 0.4, 0.3]])
+def test_exported_blend_equals_tava_blend(tmp_path, student_dir, static_dirs, weights):
+    members = [student_dir, *static_dirs][:len(weights)]
+    blend_dir = _blend(tmp_path / "blend", members, weights)
+    out = tmp_path / "export"
+    card = export_query_encoder(ExportConfig(model=str(blend_dir), out=str(out)), TavaHome(tmp_path / "home"))
+    expected = load_encoder(str(blend_dir), cache=False).encode(TEXTS, kind="query")
+    got = ExportedQueryEncoder(out).encode(TEXTS)
+    assert np.abs(got - expected).max() <= 1e-5
+    # the built-in agreement sample has texts past max_length, whose static part tava reads whole
+    assert card["agreement"]["mean_cosine"] > 0.99
+    # the blend is not its transformer member alone: the static members changed the vectors
+    alone = load_encoder(str(student_dir), cache=False).encode(TEXTS[:-4], kind="query")
+    assert np.abs(got[:-4] - alone).max() > 0.05
+    blend = json.loads((out / "card.json").read_text())["encoder"]["blend"]
+    assert [m["kind"] for m in blend] == ["transformer"] + ["static"] * (len(weights) - 1)
+    np.testing.assert_allclose([m["weight"] for m in blend], np.array(weights) / sum(weights), atol=1e-9)
+
+
+def test_int8_blend_export_is_gated_like_any_export(tmp_path, student_dir, static_dirs):
+    blend_dir = _blend(tmp_path / "blend", [student_dir, static_dirs[0]], [0.5, 0.5])
+    card = export_query_encoder(ExportConfig(model=str(blend_dir), precision="int8", min_mean_cosine=0.9,
+                                             out=str(tmp_path / "int8")), TavaHome(tmp_path / "home"))
+    assert card["precision"] == "int8" and card["agreement"]["mean_cosine"] >= 0.9
+    got = ExportedQueryEncoder(tmp_path / "int8").encode(TEXTS)
+    expected = load_encoder(str(blend_dir), cache=False).encode(TEXTS, kind="query")
+    assert float(np.mean(np.sum(got * expected, axis=1))) >= 0.9
+
+
+def test_blends_that_cannot_be_one_graph_are_refused(tmp_path, student_dir, static_dirs, tiny_model_dir):
+    home = TavaHome(tmp_path / "home")
+    # two static members and no transformer: nothing to export (the numpy path is already fast)
+    statics_only = _blend(tmp_path / "statics-only", static_dirs, [0.5, 0.5])
+    with pytest.raises(ConfigError, match="blend of 0 transformer members and 2 static"):
+        export_query_encoder(ExportConfig(model=str(statics_only), out=str(tmp_path / "o1")), home)
+    # a static member whose tokenizer keeps case: other token ids for the same text
+    cased = tmp_path / "cased"
+    shutil.copytree(static_dirs[0], cased)
+    tokenizer = json.loads((cased / "tokenizer.json").read_text())
+    tokenizer["normalizer"]["lowercase"] = False
+    (cased / "tokenizer.json").write_text(json.dumps(tokenizer))
+    mixed = _blend(tmp_path / "mixed", [student_dir, cased], [0.5, 0.5])
+    with pytest.raises(ConfigError, match="cuts text into other token ids"):
+        export_query_encoder(ExportConfig(model=str(mixed), out=str(tmp_path / "o2")), home)
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
