@@ -9,6 +9,10 @@ teacher's vocabulary x its dimension, blended 0.5 / 0.5. Agreement (mean cosine,
 exported file against the torch blend on the same queries; the blend's quality is in bench/blend.py.
 
     python bench/export_blend.py --teacher all-mpnet-base-v2   # -> bench/results/export_blend.json
+
+``--blend DIR`` times and scores a trained blend instead (e.g. `tava run --blend-static`'s), adding
+asymmetric nDCG@10 of the torch blend and of the fp32 / int8 files (queries against the teacher's
+documents) on ``--eval`` (the built-in data's test split or SciFact test).
 """
 from __future__ import annotations
 
@@ -58,6 +62,22 @@ def build_blend(teacher: str, work: Path) -> Path:
     return work / "blend"
 
 
+def quality(teacher: str, data_name: str, encoders: dict[str, Any]) -> dict[str, Any]:
+    """nDCG@10 of each encoder's queries against the teacher's documents (bench/transfer_data.py's cache)."""
+    from bench.transfer import judged, score
+    from bench.transfer_data import builtin, teacher_vectors
+    from bench.transfer_data import scifact as scifact_set
+
+    data = builtin()[0] if data_name == "builtin" else scifact_set()
+    split = "test"
+    docs = teacher_vectors(teacher, data.docs)
+    queries = [data.queries.texts[k] for k in judged(data, split)]
+    out: dict[str, Any] = {"set": f"{data_name}/{split}", "queries": len(queries)}
+    for name, encode in encoders.items():
+        out[name] = round(float(score(encode(queries), data, split, docs).mean()), 4)
+    return out
+
+
 def main() -> None:
     import torch
 
@@ -66,6 +86,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--latency-queries", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--blend", type=Path, default=None, help="a trained blend directory (default: untrained shapes)")
+    parser.add_argument("--eval", choices=["builtin", "scifact"], default="builtin",
+                        help="with --blend: the queries its nDCG@10 is read on")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export_blend.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -83,7 +106,7 @@ def main() -> None:
                               "threads": args.threads, "cpu": cpu_info(), "load_before": load_avg()}
     with tempfile.TemporaryDirectory(prefix="tava-export-blend-") as tmp:
         work = Path(tmp)
-        blend_dir = build_blend(args.teacher, work)
+        blend_dir = args.blend.resolve() if args.blend else build_blend(args.teacher, work)
         exported, cards = {}, {}
         for precision in ("fp32", "int8"):
             began = time.perf_counter()
@@ -95,7 +118,7 @@ def main() -> None:
             exported[precision] = ExportedQueryEncoder(card["path"], threads=args.threads)
         result["exports"] = cards
         blend = load_encoder(str(blend_dir), cache=False)
-        member = load_encoder(str(work / "adapter"), cache=False)
+        member = blend.members[0]
         teacher = load_encoder(EncoderSpec(model=args.teacher, backend="torch"), cache=False)
         reference = blend.encode(texts, kind="query", batch_size=64)
         result["agreement_on_queries"] = {p: cosine_stats(reference, e.encode(texts)) for p, e in exported.items()}
@@ -109,6 +132,12 @@ def main() -> None:
         result["ratios_vs_torch_blend"] = {n: ratio(throughput, n, "torch_blend") for n in sides if n != "torch_blend"}
         result["ratios_vs_torch_teacher"] = {n: ratio(throughput, n, "torch_teacher") for n in sides
                                              if n != "torch_teacher"}
+        if args.blend:
+            result["blend"] = str(args.blend)
+            result["asymmetric_ndcg_at_10"] = quality(args.teacher, args.eval, {
+                "torch_blend": lambda q: blend.encode(q, kind="query", batch_size=64),
+                "exported_fp32": lambda q: exported["fp32"].encode(q), "exported_int8": lambda q: exported["int8"].encode(q),
+                "torch_teacher": lambda q: teacher.encode(q, kind="query", batch_size=64)})
         single = texts[:args.latency_queries]
         result["latency_batch1"] = latency({
             "torch_blend": lambda q: blend.encode([q], kind="query"),

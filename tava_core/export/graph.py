@@ -33,22 +33,22 @@ OPSET = 17
 
 class StaticMember(nn.Module):
     """A static student inside the graph, reading the transformer's token ids: ``weight`` x the unit
-    mean of ``table``'s rows over the text's tokens, its special tokens ([CLS], [SEP], padding) left
-    out -- what ``StaticEncoder`` computes from the same tokenizer without special tokens."""
+    mean of its token vectors over the text's tokens -- what ``StaticEncoder`` computes from its own
+    tokenizer. ``table`` is indexed by the *transformer's* ids (a static student's vocabulary may number
+    the same tokens differently: model2vec drops the unused slots); ``counts`` is 1 for a token the static
+    student reads and 0 for the rest (special tokens, which it never sees, and tokens it does not have)."""
 
-    table: torch.Tensor   # a buffer (saved in the graph as a constant)
+    table: torch.Tensor    # buffers: saved in the graph as constants
+    counts: torch.Tensor
 
-    def __init__(self, table: torch.Tensor, weight: float, special_ids: list[int]) -> None:
+    def __init__(self, table: torch.Tensor, counts: torch.Tensor, weight: float) -> None:
         super().__init__()
         self.register_buffer("table", table.detach().float().clone())
+        self.register_buffer("counts", counts.detach().float().reshape(-1, 1).clone())
         self.weight = float(weight)
-        self.special_ids = sorted({int(i) for i in special_ids})
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        keep = attention_mask.to(torch.bool)
-        for special in self.special_ids:    # a few ids: one comparison each exports to plain Equal/And
-            keep = keep & (input_ids != special)
-        weights = keep.unsqueeze(-1).to(self.table.dtype)
+        weights = nn.functional.embedding(input_ids, self.counts) * attention_mask.unsqueeze(-1).to(self.table.dtype)
         summed = (nn.functional.embedding(input_ids, self.table) * weights).sum(1)
         mean = summed / weights.sum(1).clamp(min=1.0)
         return self.weight * nn.functional.normalize(mean, dim=-1)

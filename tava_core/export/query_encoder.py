@@ -90,7 +90,7 @@ def _split_encoder(encoder: Any) -> ExportParts:
 
 def _split_blend(blend: Any) -> ExportParts:
     """A blend exports as one graph when it has one transformer member (+ adapter) and static members
-    that cut text with the transformer's tokenizer (checked in ``check_static_tokenizers``): the
+    that cut text with the transformer's tokenizer (checked in ``static_members``): the
     statics read the transformer's token ids, so the graph takes the same two inputs."""
     from ..encoders.static import StaticEncoder
 
@@ -111,31 +111,46 @@ def _split_blend(blend: Any) -> ExportParts:
     return ExportParts(student, adapter, statics=statics, weight=weight)
 
 
-def check_static_tokenizers(parts: ExportParts, texts: Sequence[str]) -> list[int]:
-    """The transformer tokenizer's special-token ids, once every static member is shown to cut
-    ``texts`` into the same ids (special tokens aside, within the transformer's max_length) with the
-    same query prefix; a ConfigError naming the member otherwise."""
+def static_members(parts: ExportParts, texts: Sequence[str]) -> list[Any]:
+    """The blend's static members as ``graph.StaticMember``s over the transformer tokenizer's ids, once
+    each is shown to cut ``texts`` into the same tokens (special tokens aside, within the transformer's
+    max_length) with the same query prefix; a ConfigError naming the member otherwise."""
+    import torch
+
     from ..distill.vocabulary import unpadded
+    from .graph import StaticMember
 
     backend = unpadded(parts.student.tokenizer.backend_tokenizer)   # its tokenizer.json may pad to a length
-    special = [int(i) for i in parts.student.tokenizer.all_special_ids]
+    vocab = backend.get_vocab()
+    special = {int(i) for i in parts.student.tokenizer.all_special_ids}
     limit = int(parts.student.max_length) - 2     # room for [CLS] and [SEP]
     prefix = parts.student.spec.query_prefix
     ours = [e.ids[:limit] for e in backend.encode_batch([prefix + t for t in texts], add_special_tokens=False)]
-    for static, _ in parts.statics:
+    members = []
+    for static, weight in parts.statics:
         where = f"static member {static.name} ({static.directory})"
         if static.spec.query_prefix != prefix:
             raise ConfigError(f"{where} uses the query prefix {static.spec.query_prefix!r}, the transformer "
                               f"student {prefix!r}: one graph reads one tokenised text",
                               hint="blend members with the same query prefix")
+        # the static id of each transformer id, by token string (-1: the static vocabulary lacks it)
+        theirs_by_token = static.tokenizer.get_vocab()
+        index = torch.full((max(vocab.values()) + 1,), -1, dtype=torch.long)
+        for token, token_id in vocab.items():
+            if (static_id := theirs_by_token.get(token, -1)) < static.table.shape[0]:
+                index[token_id] = static_id
         theirs = [e.ids[:limit] for e in static.tokenizer.encode_batch([prefix + t for t in texts],
                                                                        add_special_tokens=False)]
-        if theirs != ours or max((max(ids, default=0) for ids in ours), default=0) >= static.table.shape[0]:
-            raise ConfigError(f"{where} cuts text into other token ids than the transformer student's tokenizer "
+        if [[int(index[i]) for i in ids] for ids in ours] != theirs:
+            raise ConfigError(f"{where} cuts text into other tokens than the transformer student's tokenizer "
                               "(another vocabulary, or one expanded with whole words), so it cannot read the "
                               "graph's input ids", hint="blend a static student of the same teacher vocabulary "
                                                         "(static_vocabulary 0), or serve the blend with tava")
-    return special
+        counts = (index >= 0).float()
+        counts[sorted(i for i in special if i < len(counts))] = 0.0
+        table = static.table[index.clamp(min=0)] * counts.unsqueeze(1)
+        members.append(StaticMember(table, counts, weight))
+    return members
 
 
 def _split_vector_encoder(encoder: Any) -> tuple[Any, Any]:
@@ -322,12 +337,7 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
 
         score = router.compiled
         confidence_graph = ConfidenceGraph(score)
-    statics = []
-    if parts.statics:
-        from .graph import StaticMember
-
-        special = check_static_tokenizers(parts, texts)
-        statics = [StaticMember(static.table, weight, special) for static, weight in parts.statics]
+    statics = static_members(parts, texts) if parts.statics else []
     graph = EncoderGraph(student.model, student.dense, pooling=student.pooling, normalize=student.normalized,
                          tail=adapter, confidence=confidence_graph, statics=statics, weight=parts.weight)
     model_dir = resolve_model_path(config.model)

@@ -87,6 +87,24 @@ def test_blends_that_cannot_be_one_graph_are_refused(tmp_path, student_dir, stat
     tokenizer["normalizer"]["lowercase"] = False
     (cased / "tokenizer.json").write_text(json.dumps(tokenizer))
     mixed = _blend(tmp_path / "mixed", [student_dir, cased], [0.5, 0.5])
-    with pytest.raises(ConfigError, match="cuts text into other token ids"):
+    with pytest.raises(ConfigError, match="cuts text into other tokens"):
         export_query_encoder(ExportConfig(model=str(mixed), out=str(tmp_path / "o2")), home)
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.slow
+def test_static_student_with_its_own_numbering_exports(tmp_path, tiny_model_dir):
+    """A static student as tava distils it (model2vec drops the tokenizer's unused slots, so the same
+    token has another id) reads the transformer's ids through the export's index."""
+    from tava_core.distill.students import StaticStudent
+
+    static = StaticStudent.from_teacher(tiny_model_dir, static_dim=None, projection=False, teacher_dim=32,
+                                        cache_dir=tmp_path / "cache")
+    static_dir = static.save(tmp_path / "static")
+    loaded = load_encoder(str(static_dir), cache=False)
+    vocab = load_encoder(str(tiny_model_dir), cache=False).tokenizer.get_vocab()
+    assert loaded.tokenizer.get_vocab()["the"] != vocab["the"]    # renumbered: the case this test is for
+    blend_dir = _blend(tmp_path / "blend", [tiny_model_dir, static_dir], [0.6, 0.4])
+    export_query_encoder(ExportConfig(model=str(blend_dir), out=str(tmp_path / "export")), TavaHome(tmp_path / "home"))
+    expected = load_encoder(str(blend_dir), cache=False).encode(TEXTS, kind="query")
+    assert np.abs(ExportedQueryEncoder(tmp_path / "export").encode(TEXTS) - expected).max() <= 1e-5
