@@ -30,7 +30,8 @@ from tava_core.encoders.blend import BlendConfig
 from tava_core.evaluate.config import EvalConfig
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig
-from tava_core.io import sha256_file
+from tava_core.io import read_json, sha256_file
+from tava_core.modeldir import ENCODER_MARKER
 from tava_core.records import EmbedResult, EvaluationReport, Record
 from tava_core.reuse import run_key
 
@@ -289,26 +290,30 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
                           f"({calibrated['calibration_texts']} span views), scores "
                           f"{'reused' if curves['reused'] else 'computed'}")
 
-    # The registry's current student and adapter (+ its router, in the same version): what the
-    # nightly refresh continues from.
-    router_identity = ""
+    # The registry's current student and adapter (+ its router and blend, in the same version): what
+    # the nightly refresh continues from.
+    attached_identity = ""
     if router_dir is not None:
         # the routing policy is in router.json only: a new policy is a new version too
-        router_identity = ("+router-" + sha256_file(Path(router_dir) / "router.safetensors")
-                           + "-" + run_key(config.router.routing.model_dump(mode="json"), 12))
+        attached_identity = ("+router-" + sha256_file(Path(router_dir) / "router.safetensors")
+                             + "-" + run_key(config.router.routing.model_dump(mode="json"), 12))
+    if blend_dir is not None:
+        # a blend published with the adapter: a new static member or weights is a new version too
+        attached_identity += "+blend-" + run_key(read_json(Path(blend_dir) / ENCODER_MARKER), 12)
     lineage = {"dataset": ingested.name, "dataset_dir": ingested.path, "teacher": embedded.encoder}
     registry = [
         publish_current_task("students", config.registry_student, student.output, student.run_key, root,
                              lineage={**lineage, "source": student.output},
                              metrics={name: quality[name].ndcg_at_10 for name in (STUDENT_ALONE, NO_ADAPTER)}),
         publish_current_task("adapters", config.registry_adapter, adapter.adapter_dir,
-                             sha256_file(Path(adapter.adapter_dir) / "model.safetensors") + router_identity, root,
+                             sha256_file(Path(adapter.adapter_dir) / "model.safetensors") + attached_identity, root,
                              lineage={**lineage, "source": adapter.adapter_dir, "student": student.output,
-                                      "router": router_dir},
+                                      "router": router_dir, "blend": blend_dir},
                              metrics={"nDCG@10 " + config.split: quality[WITH_ADAPTER].ndcg_at_10,
+                                      **({f"nDCG@10 {config.split} {BLEND}": quality[BLEND].ndcg_at_10} if blend_dir else {}),
                                       **{f"nDCG@10 {config.split} {router_system(b)}": quality[router_system(b)].ndcg_at_10
                                          for b in (config.router.budgets if router_dir else [])}},
-                             router_dir=router_dir)]
+                             router_dir=router_dir, blend_dir=blend_dir)]
 
     result = PipelineResult(
         dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections, teacher=embedded.encoder,

@@ -6,6 +6,8 @@
       -> continue training the current adapter on new (+ replayed) pairs -> candidate (staged)
       -> recalibrate a confidence router for the candidate on the new batch (saved inside it, so
          it is published in the same registry version: <version>/router)
+      -> a blend published with the current adapter (<version>/blend) is rebuilt around the
+         candidate: same static students and weights, the candidate as its adapter member
       -> evaluate candidate and current (student+adapter queries vs teacher documents; and routed,
          each with its own router, at router_budget of the queries to the teacher)
       -> drift: the low-confidence share of the new batch against the previous batch (the current
@@ -28,6 +30,7 @@ from prefect import flow, get_run_logger
 from tasks.refresh import (
     calibrate_router_task,
     candidate_dir,
+    carry_blend_task,
     cleanup_candidates,
     discard_task,
     drift_task,
@@ -184,6 +187,10 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
                         record["router"]["reference_texts"], record["router"]["calibration_texts"])
         if current["path"] is not None and attached_router(current["path"]) is not None:
             current_router = str(attached_router(current["path"]))
+        if current["path"] is not None:
+            # a blend published with the current adapter keeps its static students and weights and
+            # takes the candidate as its adapter member (not scored here: the gate judges the adapter)
+            record["blend"] = stage("carry blend", carry_blend_task, current["path"], out_dir)
 
         scores: dict[str, Any] = {"candidate": {}, "current": None}
         routed: Optional[dict[str, Any]] = None
@@ -221,6 +228,7 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
                             "spec": resolved["student"]["spec"]},
                 "parent_version": current["version"] if trained["warm_start"] else None,
                 "replaced_version": current["version"], "run": record["run"],
+                "blend": record.get("blend"),   # None, or the blend published inside this version
             }
             if candidate_router is not None:
                 lineage["router"] = {"directory": "router", "budget": config.router_budget,

@@ -15,22 +15,27 @@ from tava_core.registry import Registry
 @task(name="registry-publish", task_run_name="publish {kind}/{name}", cache_policy=NO_CACHE)
 def publish_current_task(kind: str, name: str, source_dir: str, identity: str, home: Optional[str],
                          lineage: dict[str, Any], metrics: Optional[dict[str, Any]] = None,
-                         router_dir: Optional[str] = None) -> dict[str, Any]:
+                         router_dir: Optional[str] = None, blend_dir: Optional[str] = None) -> dict[str, Any]:
     """``identity`` names the artifact's content (a run key or weights checksum): when the
     current version carries the same one, nothing is published. ``router_dir``: a router
-    calibrated for this adapter, published inside the same version (``router/``)."""
+    calibrated for this adapter, ``blend_dir``: a blend of this adapter with static students, each
+    published inside the same version (``router/``, ``blend/``)."""
     registry = Registry(home)
     current = registry.current_version(kind, name)
     if current is not None and registry.record(kind, name, current).lineage.get("identity") == identity:
         return {"kind": kind, "name": name, "version": current, "published": False,
                 "path": str(registry.current_path(kind, name))}
     source: Any = source_dir
-    if router_dir is not None:
+    if router_dir is not None or blend_dir is not None:
+        from tava_core.encoders.blend import attach_blend
         from tava_core.route.publish import attach_router
 
         def source(staging: Path) -> None:
             shutil.copytree(source_dir, staging, dirs_exist_ok=True)
-            attach_router(router_dir, staging)
+            if router_dir is not None:
+                attach_router(router_dir, staging)
+            if blend_dir is not None:
+                attach_blend(blend_dir, source_dir, staging)
     record = registry.publish(kind, name, source, lineage={**lineage, "identity": identity},
                               metrics=metrics or {}, note="published by the pipeline", promote=True)
     return {"kind": kind, "name": name, "version": record.version, "published": True,

@@ -501,6 +501,11 @@ def report_markdown(record: dict[str, Any]) -> str:
         lines += ["", f"router: calibrated on {router['reference_texts']} pairs of the new batch and "
                   f"{router['calibration_texts']} span views; threshold {t['threshold']:.4f} "
                   f"({t['value']:.0%} budget), published inside the adapter version (router/) when promoted"]
+    blend = record.get("blend")
+    if blend:
+        lines += ["", f"blend: rebuilt around the candidate ({' + '.join(blend['members'])}, weights "
+                  f"{' / '.join(f'{w:.2f}' for w in blend['weights'])}), published inside the adapter version "
+                  "(blend/) when promoted"]
     drift = record.get("drift")
     if drift:
         lines += ["", f"**drift: {drift['message']}**" if drift.get("drifted") else f"drift: {drift['message']}"]

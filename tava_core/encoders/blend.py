@@ -17,6 +17,7 @@ Layout: ``tava_encoder.json`` = ``{"type": "blend", "members": [{"encoder": Enco
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -148,3 +149,61 @@ class BlendResult(Record):
     fingerprint: str
     dim: int
     members: list[dict[str, Any]]    # name, fingerprint, dim, weight of each member
+
+
+# ------------------------------------------------------------------ a blend published with its adapter
+
+BLEND_SUBDIR = "blend"
+NESTED_ADAPTER = ".."   # the member a blend inside an adapter's version directory names that adapter by
+
+
+def attach_blend(blend_dir: str | Path, adapter_source: str | Path, adapter_dir: str | Path) -> Path:
+    """Copy the blend at ``blend_dir`` into ``<adapter_dir>/blend``, its member ``adapter_source`` (the
+    adapter as the blend was made from it) renamed ``..``: the registry publishes, promotes and rolls back
+    the two as one version (as a router is, ``route/publish.py``), and the nightly refresh rebuilds the
+    blend around each new adapter by copying it (``carry_blend``). The copy must load there; otherwise
+    nothing is left and the error says why."""
+    source, target = Path(blend_dir), Path(adapter_dir) / BLEND_SUBDIR
+    marker = read_json(source / ENCODER_MARKER)
+    adapter = Path(adapter_source).resolve()
+    nested = 0
+    for entry in marker.get("members") or []:
+        model = (entry.get("encoder") or {}).get("model", "")
+        if model and (Path(model) if Path(model).is_absolute() else source / model).resolve() == adapter:
+            entry["encoder"]["model"] = NESTED_ADAPTER
+            nested += 1
+    if nested != 1:
+        raise ModelLoadError(f"the blend at {source} has {nested} members that are the adapter {adapter}; "
+                             "one is needed to publish it with that adapter", path=source / ENCODER_MARKER,
+                             hint="publish the blend of this adapter (`tava run --blend-static` makes one)")
+    target.mkdir(parents=True)
+    try:
+        write_json(target / ENCODER_MARKER, marker)
+        load_blend(target)
+    except Exception:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return target
+
+
+def attached_blend(version_dir: str | Path) -> Optional[Path]:
+    """The blend published inside an adapter version directory, or None."""
+    path = Path(version_dir) / BLEND_SUBDIR
+    return path if (path / ENCODER_MARKER).is_file() else None
+
+
+def carry_blend(current_version_dir: str | Path, candidate_dir: str | Path) -> Optional[Path]:
+    """The current version's blend, rebuilt around the candidate adapter: the same static members and
+    weights, ``..`` now naming the candidate (checked by loading it; None when the current version has no
+    blend)."""
+    current = attached_blend(current_version_dir)
+    if current is None:
+        return None
+    target = Path(candidate_dir) / BLEND_SUBDIR
+    shutil.copytree(current, target)
+    try:
+        load_blend(target)
+    except Exception:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return target

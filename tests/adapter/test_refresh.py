@@ -214,3 +214,54 @@ def test_student_comes_from_the_registry(tava_home, tmp_path, tiny_model_dir):
     assert registry.rollback("students", "tiny")["to_version"] == "00001"  # checked to load first
     spec, source = resolve_student(RefreshConfig(drop_zone=str(tmp_path), student_name="tiny"), registry)
     assert source["version"] == "00001"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_refresh_rebuilds_the_published_blend_around_the_new_adapter(prefect_harness, tava_home, tmp_path,
+                                                                     tiny_model_dir, tiny_teacher_dir):
+    """A blend published with the current adapter (as `tava run --blend-static` publishes it) is carried
+    into the promoted version: same static student and weights, the new adapter as its member."""
+    import shutil
+
+    from helpers import write_static_model
+
+    from flows.refresh import nightly_adapter_refresh
+    from tava_core.config import EncoderSpec
+    from tava_core.encoders import load_encoder
+    from tava_core.encoders.blend import attach_blend, attached_blend, save_blend
+    from tava_core.registry import Registry
+
+    zone = tmp_path / "dropzone"
+    registry = Registry(tava_home)
+    drop(zone, "monday.jsonl", synthetic_texts(80, seed=1))
+    config = make_config(zone, tiny_model_dir, tiny_teacher_dir, threshold=1.0)   # every candidate is promoted
+    assert nightly_adapter_refresh(config, home=str(tava_home))["promoted_version"] == "00001"
+    first = registry.record("adapters", "nightly")
+    static_dir = write_static_model(tmp_path / "static", tiny_model_dir, 48, seed=5)   # in the teacher's space
+    save_blend(tmp_path / "blend", [EncoderSpec(model=str(first.path)), EncoderSpec(model=str(static_dir))], [0.6, 0.4])
+
+    def with_blend(staging: Path) -> None:     # what the pipeline's publish does with --blend-static
+        shutil.copytree(first.path, staging, dirs_exist_ok=True)
+        attach_blend(tmp_path / "blend", first.path, staging)
+
+    registry.publish("adapters", "nightly", with_blend, lineage=first.lineage, promote=True)
+    second = registry.record("adapters", "nightly")
+    assert attached_blend(second.path) is not None
+
+    drop(zone, "tuesday.jsonl", synthetic_texts(60, seed=2))
+    run = nightly_adapter_refresh(config, home=str(tava_home))
+    assert run["status"] == "promoted" and run["promoted_version"] == "00003", run["message"]
+    third = registry.record("adapters", "nightly")
+    blend = load_encoder(str(attached_blend(third.path)), cache=False)
+    adapter, static = blend.members
+    # the member is the promoted version's own adapter (the directory: a candidate whose learned part is
+    # not kept has its start's weights, so the fingerprint alone cannot tell)
+    assert adapter.name == third.version == "00003"
+    assert adapter.fingerprint == load_encoder(str(third.path), cache=False).fingerprint
+    assert static.fingerprint == load_encoder(str(static_dir), cache=False).fingerprint
+    assert blend.weights == pytest.approx([0.6, 0.4])
+    assert third.lineage["blend"]["weights"] == pytest.approx([0.6, 0.4])
+    assert "blend: rebuilt around the candidate" in Path(run["report"]).with_suffix(".md").read_text()
+    # the version before keeps its own blend, around its own adapter (a rollback restores both)
+    assert load_encoder(str(attached_blend(second.path)), cache=False).members[0].name == "00002"

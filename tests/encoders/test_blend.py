@@ -84,3 +84,38 @@ def test_config_refuses_bad_members_and_weights(members_, weights, message):
     with pytest.raises(ValidationError, match=message):
         BlendConfig(members=members_, weights=weights)
     assert BlendConfig(members=["a", "b"]).resolved_weights() == [1.0, 1.0]
+
+
+def test_blend_attached_to_its_adapter_follows_the_adapter_it_sits_in(members, tmp_path):
+    """Published inside an adapter's version directory, the blend names that adapter ``..``: copied into a
+    new version (the nightly refresh's candidate) it takes that version's adapter, the rest unchanged."""
+    import shutil
+
+    from tava_core.encoders.blend import attach_blend, attached_blend, carry_blend
+
+    a, b, _ = members
+    blend_dir = tmp_path / "blend"
+    save_blend(blend_dir, [EncoderSpec(model=str(a)), EncoderSpec(model=str(b))], [0.7, 0.3])
+    version = tmp_path / "v1"
+    shutil.copytree(a, version)              # the published copy of member a
+    attached = attach_blend(blend_dir, a, version)
+    assert attached == attached_blend(version) == version / "blend"
+    marker = json.loads((attached / "tava_encoder.json").read_text())
+    assert [m["encoder"]["model"] for m in marker["members"]] == ["..", str(b)]
+    texts = synthetic_texts(10, seed=8)
+    np.testing.assert_allclose(load_encoder(str(attached), cache=False).encode(texts),
+                               load_encoder(str(blend_dir), cache=False).encode(texts), atol=1e-6)
+    candidate = tmp_path / "candidate"
+    shutil.copytree(b, candidate)            # another "adapter" in the candidate's place
+    carried = load_encoder(str(carry_blend(version, candidate)), cache=False)
+    np.testing.assert_allclose(carried.members[0].encode(texts), load_encoder(str(candidate), cache=False).encode(texts),
+                               atol=1e-6)
+    assert Path(carried.members[0].directory) == candidate.resolve()
+    assert carried.weights == pytest.approx([0.7, 0.3])
+    assert carry_blend(tmp_path / "no-blend-here", candidate) is None
+    # a blend that does not contain the adapter it is published with is refused, and nothing is left
+    other = tmp_path / "v2"
+    shutil.copytree(a, other)
+    with pytest.raises(ModelLoadError, match="0 members that are the adapter"):
+        attach_blend(blend_dir, tmp_path / "unrelated", other)
+    assert attached_blend(other) is None

@@ -45,3 +45,12 @@ def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harne
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)   # noqa: E731
     np.testing.assert_allclose(blend.encode(texts, kind="query"), unit(0.5 * unit(a) + 0.5 * unit(s)), atol=1e-5)
     assert "blend (static student)" in result.seconds
+    # published with the adapter, in the same registry version (blend/, the adapter named ".."): what the
+    # nightly refresh rebuilds around each new adapter
+    from tava_core.encoders.blend import attached_blend
+    from tava_core.registry import Registry
+
+    published = Registry(tava_home).record("adapters", config.registry_adapter)
+    served = load_encoder(str(attached_blend(published.path)), cache=False)
+    np.testing.assert_allclose(served.encode(texts, kind="query"), blend.encode(texts, kind="query"), atol=1e-5)
+    assert published.lineage["blend"] == result.blend_dir and BLEND in " ".join(published.metrics)
