@@ -66,13 +66,12 @@ def calibrate_router_task(config: core.RefreshConfig, home: str, batch: dict[str
 def carry_blend_task(current_version_dir: str, out_dir: str) -> Optional[dict[str, Any]]:
     """The current version's blend (adapter + static students), rebuilt inside the candidate around the
     new adapter (published with it); None when the current version has none."""
-    from tava_core.encoders.blend import carry_blend, load_blend
+    from tava_core.encoders.blend import BLEND_SUBDIR, carry_blend
 
-    carried = carry_blend(current_version_dir, out_dir)
-    if carried is None:
+    blend = carry_blend(current_version_dir, out_dir)
+    if blend is None:
         return None
-    blend = load_blend(carried)
-    return {"directory": carried.name, "members": [m.name for m in blend.members], "weights": blend.weights}
+    return {"directory": BLEND_SUBDIR, "members": [m.name for m in blend.members], "weights": blend.weights}
 
 
 @task(name="refresh-drift", task_run_name="low-confidence share: new batch vs previous", **RETRY)

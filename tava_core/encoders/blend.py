@@ -192,18 +192,17 @@ def attached_blend(version_dir: str | Path) -> Optional[Path]:
     return path if (path / ENCODER_MARKER).is_file() else None
 
 
-def carry_blend(current_version_dir: str | Path, candidate_dir: str | Path) -> Optional[Path]:
-    """The current version's blend, rebuilt around the candidate adapter: the same static members and
-    weights, ``..`` now naming the candidate (checked by loading it; None when the current version has no
-    blend)."""
+def carry_blend(current_version_dir: str | Path, candidate_dir: str | Path) -> Optional[BlendEncoder]:
+    """The current version's blend, rebuilt around the candidate adapter in ``<candidate_dir>/blend``: the
+    same static members and weights, ``..`` now naming the candidate; returned as loaded there (the check
+    that it works; None when the current version has no blend, and nothing is left when it fails)."""
     current = attached_blend(current_version_dir)
     if current is None:
         return None
     target = Path(candidate_dir) / BLEND_SUBDIR
     shutil.copytree(current, target)
     try:
-        load_blend(target)
+        return load_blend(target)
     except Exception:
         shutil.rmtree(target, ignore_errors=True)
         raise
-    return target

@@ -107,7 +107,8 @@ def test_blend_attached_to_its_adapter_follows_the_adapter_it_sits_in(members, t
                                load_encoder(str(blend_dir), cache=False).encode(texts), atol=1e-6)
     candidate = tmp_path / "candidate"
     shutil.copytree(b, candidate)            # another "adapter" in the candidate's place
-    carried = load_encoder(str(carry_blend(version, candidate)), cache=False)
+    carried = carry_blend(version, candidate)
+    assert carried is not None and (candidate / "blend" / "tava_encoder.json").is_file()
     np.testing.assert_allclose(carried.members[0].encode(texts), load_encoder(str(candidate), cache=False).encode(texts),
                                atol=1e-6)
     assert Path(carried.members[0].directory) == candidate.resolve()
