@@ -200,8 +200,9 @@ def carry_blend(current_version_dir: str | Path, candidate_dir: str | Path) -> O
     if current is None:
         return None
     target = Path(candidate_dir) / BLEND_SUBDIR
-    shutil.copytree(current, target)
+    shutil.rmtree(target, ignore_errors=True)    # a retried task starts again from the current blend
     try:
+        shutil.copytree(current, target)
         return load_blend(target)
     except Exception:
         shutil.rmtree(target, ignore_errors=True)
