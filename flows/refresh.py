@@ -78,6 +78,16 @@ def _evaluate_adapter(adapter_dir: str, config: core.RefreshConfig, home: str, t
             for dataset, eval_config in core.evaluation_configs(adapter_dir, config, tag).items()}
 
 
+def _carry_blend(current_dir: str, out_dir: str, config: core.RefreshConfig, home: str,
+                 tag: str) -> Optional[dict[str, Any]]:
+    """The current version's blend rebuilt around the candidate (None without one), with its nDCG@10 on
+    every evaluation set (blend queries vs teacher documents), for the report: the gate judges the adapter."""
+    carried = carry_blend_task(current_dir, out_dir)
+    if carried is not None and config.evaluation:
+        carried["evaluation"] = _evaluate_adapter(str(Path(out_dir) / carried["directory"]), config, home, tag)
+    return carried
+
+
 def _evaluate_routed(router_dir: str, config: core.RefreshConfig, home: str, tag: str) -> dict[str, float]:
     """Routed nDCG@10 on every evaluation set: the router sends exactly ``router_budget`` of the
     queries (its least confident) to the teacher (quality only: no cost timing in the gate)."""
@@ -189,8 +199,9 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
             current_router = str(attached_router(current["path"]))
         if current["path"] is not None:
             # a blend published with the current adapter keeps its static students and weights and
-            # takes the candidate as its adapter member (not scored here: the gate judges the adapter)
-            record["blend"] = stage("carry blend", carry_blend_task, current["path"], out_dir)
+            # takes the candidate as its adapter member (scored for the report; the gate judges the adapter)
+            record["blend"] = stage("carry blend", _carry_blend, current["path"], out_dir, config, home,
+                                    f"candidate-blend-{record['run']}")
 
         scores: dict[str, Any] = {"candidate": {}, "current": None}
         routed: Optional[dict[str, Any]] = None

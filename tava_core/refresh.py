@@ -506,6 +506,7 @@ def report_markdown(record: dict[str, Any]) -> str:
         lines += ["", f"blend: rebuilt around the candidate ({' + '.join(blend['members'])}, weights "
                   f"{' / '.join(f'{w:.2f}' for w in blend['weights'])}), published inside the adapter version "
                   "(blend/) when promoted"]
+        lines += [f"- blend nDCG@10, {Path(name).name}: {value:.4f}" for name, value in blend.get("evaluation", {}).items()]
     drift = record.get("drift")
     if drift:
         lines += ["", f"**drift: {drift['message']}**" if drift.get("drifted") else f"drift: {drift['message']}"]

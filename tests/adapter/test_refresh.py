@@ -219,7 +219,7 @@ def test_student_comes_from_the_registry(tava_home, tmp_path, tiny_model_dir):
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_refresh_rebuilds_the_published_blend_around_the_new_adapter(prefect_harness, tava_home, tmp_path,
-                                                                     tiny_model_dir, tiny_teacher_dir):
+                                                                     tiny_model_dir, tiny_teacher_dir, eval_dataset):
     """A blend published with the current adapter (as `tava run --blend-static` publishes it) is carried
     into the promoted version: same static student and weights, the new adapter as its member."""
     import shutil
@@ -235,7 +235,8 @@ def test_refresh_rebuilds_the_published_blend_around_the_new_adapter(prefect_har
     zone = tmp_path / "dropzone"
     registry = Registry(tava_home)
     drop(zone, "monday.jsonl", synthetic_texts(80, seed=1))
-    config = make_config(zone, tiny_model_dir, tiny_teacher_dir, threshold=1.0)   # every candidate is promoted
+    config = make_config(zone, tiny_model_dir, tiny_teacher_dir, threshold=1.0,   # every candidate is promoted
+                         evaluation=[eval_dataset])
     assert nightly_adapter_refresh(config, home=str(tava_home))["promoted_version"] == "00001"
     first = registry.record("adapters", "nightly")
     static_dir = write_static_model(tmp_path / "static", tiny_model_dir, 48, seed=5)   # in the teacher's space
@@ -262,6 +263,15 @@ def test_refresh_rebuilds_the_published_blend_around_the_new_adapter(prefect_har
     assert static.fingerprint == load_encoder(str(static_dir), cache=False).fingerprint
     assert blend.weights == pytest.approx([0.6, 0.4])
     assert third.lineage["blend"]["weights"] == pytest.approx([0.6, 0.4])
-    assert "blend: rebuilt around the candidate" in Path(run["report"]).with_suffix(".md").read_text()
+    report = Path(run["report"]).with_suffix(".md").read_text()
+    assert "blend: rebuilt around the candidate" in report
+    # scored for the report: the blend's own nDCG@10, the same as evaluating the published blend now
+    from flows.evaluate import evaluate_flow
+    from tava_core.refresh import EVAL_MODE, evaluation_configs
+
+    scored = run["blend"]["evaluation"][eval_dataset]
+    recheck = evaluation_configs(str(attached_blend(third.path)), config, "recheck-blend")[eval_dataset]
+    assert evaluate_flow(recheck, home=str(tava_home)).ndcg(EVAL_MODE) == pytest.approx(scored, abs=1e-6)
+    assert f"blend nDCG@10, tinybeir: {scored:.4f}" in report
     # the version before keeps its own blend, around its own adapter (a rollback restores both)
     assert load_encoder(str(attached_blend(second.path)), cache=False).members[0].name == "00002"
