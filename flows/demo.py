@@ -6,9 +6,10 @@
         ->  evaluate teacher, student alone, student queries vs teacher documents (with and
             without the adapter)  ->  calibrate a confidence router for student + adapter (from the
             stored Stage B pairs + a few hundred span views) and score it at a few teacher budgets
-        ->  (--blend-static) distil a static student from the same texts, blend it with student +
-            adapter into one query encoder and score it
-        ->  publish student and adapter (+ its router, same version) as the registry's current
+        ->  (blend_static: on for `tava run`'s transformer student, off for `tava demo`) distil a
+            static student from the same texts, blend it with student + adapter into one query
+            encoder and score it
+        ->  publish student and adapter (+ its router and blend, same version) as the registry's current
             versions (what the nightly refresh continues)  ->  one table: quality, speed-ups, paths
 """
 from __future__ import annotations

@@ -31,6 +31,19 @@ def test_partial_stage_sections_keep_the_pipeline_defaults():
         PipelineConfig.model_validate({"distill": {"stepz": 7}})
 
 
+@pytest.mark.parametrize("given, expected", [
+    ({"preset": "standard"}, True),                                              # `tava run`: blended by default
+    ({"preset": "standard", "distill": {"student": "static"}}, False),          # nothing to blend a static with
+    ({"preset": "demo"}, False),                                                 # `tava demo`: sized for minutes
+    ({"preset": "standard", "blend_static": False}, False),                      # what you say wins
+    ({"preset": "demo", "blend_static": True}, True),
+])
+def test_blend_static_is_on_for_the_standard_transformer_recipe(given, expected):
+    from flows.demo import PipelineConfig
+
+    assert PipelineConfig.model_validate(given).blend_static is expected
+
+
 @pytest.mark.parametrize("student, steps, lr", [("transformer", 1000, 2e-4), ("static", 2000, None)])
 def test_standard_preset_is_the_measured_recipe_under_your_keys(student, steps, lr):
     from flows.demo import PipelineConfig
