@@ -31,8 +31,7 @@ from tava_core.encoders.blend import BlendConfig
 from tava_core.evaluate.config import EvalConfig
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig
-from tava_core.io import read_json, sha256_file
-from tava_core.modeldir import ENCODER_MARKER
+from tava_core.io import sha256_file
 from tava_core.records import EmbedResult, EvaluationReport, Record
 from tava_core.reuse import run_key
 
@@ -255,13 +254,13 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
 
     # Optionally a static student from the same texts (its teacher vectors and span views are the ones
     # Stage A already embedded), blended with student + adapter into one query encoder.
-    blend_dir = None
+    blend_dir, blend_fingerprint = None, ""
     if config.blend_static:
         start = time.perf_counter()
         static = distill_student(blend_static_distill(distill), home=root)
         blended = save_blend_task(BlendConfig(members=[adapter.adapter_dir, static.output],
                                               name=config.registry_adapter), root)
-        blend_dir = blended.directory
+        blend_dir, blend_fingerprint = blended.directory, blended.fingerprint
         scored = evaluate_flow(EvalConfig(dataset=ingested.path, split=config.split, teacher=config.teacher,
                                           adapted=EncoderSpec(model=blend_dir),
                                           # the teacher again: its query speed measured beside the blend's
@@ -300,7 +299,7 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
                              + "-" + run_key(config.router.routing.model_dump(mode="json"), 12))
     if blend_dir is not None:
         # a blend published with the adapter: a new static member or weights is a new version too
-        attached_identity += "+blend-" + run_key(read_json(Path(blend_dir) / ENCODER_MARKER), 12)
+        attached_identity += "+blend-" + blend_fingerprint
     lineage = {"dataset": ingested.name, "dataset_dir": ingested.path, "teacher": embedded.encoder}
     registry = [
         publish_current_task("students", config.registry_student, student.output, student.run_key, root,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -176,13 +176,11 @@ def attach_blend(blend_dir: str | Path, adapter_source: str | Path, adapter_dir:
         raise ModelLoadError(f"the blend at {source} has {nested} members that are the adapter {adapter}; "
                              "one is needed to publish it with that adapter", path=source / ENCODER_MARKER,
                              hint="publish the blend of this adapter (`tava run --blend-static` makes one)")
-    target.mkdir(parents=True)
-    try:
+    def write() -> None:
+        target.mkdir(parents=True)
         write_json(target / ENCODER_MARKER, marker)
-        load_blend(target)
-    except Exception:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
+
+    _checked_copy(target, write)
     return target
 
 
@@ -201,8 +199,14 @@ def carry_blend(current_version_dir: str | Path, candidate_dir: str | Path) -> O
         return None
     target = Path(candidate_dir) / BLEND_SUBDIR
     shutil.rmtree(target, ignore_errors=True)    # a retried task starts again from the current blend
+    return _checked_copy(target, lambda: shutil.copytree(current, target))
+
+
+def _checked_copy(target: Path, write: Callable[[], object]) -> BlendEncoder:
+    """Run ``write`` (which puts a blend at ``target``) and load the result: a blend that does not load
+    there is removed, so nothing half-usable is left, and the error propagates."""
     try:
-        shutil.copytree(current, target)
+        write()
         return load_blend(target)
     except Exception:
         shutil.rmtree(target, ignore_errors=True)

@@ -136,9 +136,10 @@ def static_members(parts: ExportParts, texts: Sequence[str]) -> list[Any]:
         # the static id of each transformer id, by token string (-1: the static vocabulary lacks it)
         theirs_by_token = static.tokenizer.get_vocab()
         index = torch.full((max(vocab.values()) + 1,), -1, dtype=torch.long)
-        for token, token_id in vocab.items():
-            if (static_id := theirs_by_token.get(token, -1)) < static.table.shape[0]:
-                index[token_id] = static_id
+        pairs = [(token_id, theirs_by_token[token]) for token, token_id in vocab.items()
+                 if theirs_by_token.get(token, static.table.shape[0]) < static.table.shape[0]]
+        if pairs:
+            index[torch.tensor([i for i, _ in pairs])] = torch.tensor([j for _, j in pairs])
         theirs = [e.ids[:limit] for e in static.tokenizer.encode_batch([prefix + t for t in texts],
                                                                        add_special_tokens=False)]
         if [[int(index[i]) for i in ids] for ids in ours] != theirs:
