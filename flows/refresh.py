@@ -8,8 +8,8 @@
          it is published in the same registry version: <version>/router)
       -> a blend published with the current adapter (<version>/blend) is rebuilt around the
          candidate: same static students and weights, the candidate as its adapter member
-      -> evaluate candidate and current (student+adapter queries vs teacher documents; and routed,
-         each with its own router, at router_budget of the queries to the teacher)
+      -> evaluate candidate and current (student+adapter queries vs teacher documents; routed,
+         each with its own router, at router_budget of the queries to the teacher; and each blend)
       -> drift: the low-confidence share of the new batch against the previous batch (the current
          version's router judges both); the report says so in words when it rose
       -> promote if not worse than current - threshold (registry: compare-and-set under a lock),
@@ -44,6 +44,7 @@ from tasks.refresh import (
 from tava_core import refresh as core
 from tava_core.config import EncoderSpec
 from tava_core.embed import EmbedConfig
+from tava_core.encoders.blend import attached_blend
 from tava_core.errors import TavaError
 from tava_core.home import TavaHome, slug
 from tava_core.registry import RegistryLockedError, file_lock
@@ -81,7 +82,7 @@ def _evaluate_adapter(adapter_dir: str, config: core.RefreshConfig, home: str, t
 def _carry_blend(current_dir: str, out_dir: str, config: core.RefreshConfig, home: str,
                  tag: str) -> Optional[dict[str, Any]]:
     """The current version's blend rebuilt around the candidate (None without one), with its nDCG@10 on
-    every evaluation set (blend queries vs teacher documents), for the report: the gate judges the adapter."""
+    every evaluation set (blend queries vs teacher documents), which the gate judges beside the adapter's."""
     carried = carry_blend_task(current_dir, out_dir)
     if carried is not None and config.evaluation:
         carried["evaluation"] = _evaluate_adapter(str(Path(out_dir) / carried["directory"]), config, home, tag)
@@ -101,6 +102,35 @@ def _evaluate_routed(router_dir: str, config: core.RefreshConfig, home: str, tag
                                          home)
         scores[dataset] = curve_row(curves, config.router_budget)["router"]["ndcg10"]
     return scores
+
+
+def _evaluate_all(stage, config: core.RefreshConfig, home: str, record: dict[str, Any], out_dir: str,
+                  current: dict[str, Any], candidate_router: Optional[str], current_router: Optional[str],
+                  ) -> tuple[dict[str, Any], Optional[dict[str, Any]], Optional[dict[str, Any]]]:
+    """What the gate compares, candidate against current, each a stage: the adapter's nDCG@10, the routed
+    one (with a router) and the blend's (when one is published; the candidate's was scored in "carry
+    blend"). No evaluation sets: nothing (the gate falls back to held-out cosine)."""
+    scores: dict[str, Any] = {"candidate": {}, "current": None}
+    routed: Optional[dict[str, Any]] = None
+    blended: Optional[dict[str, Any]] = None
+    if not config.evaluation:
+        return scores, routed, blended
+    run, version = record["run"], current["version"]
+    scores["candidate"] = stage("evaluate candidate", _evaluate_adapter, out_dir, config, home, f"candidate-{run}")
+    if version is not None:
+        scores["current"] = stage("evaluate current", _evaluate_adapter, current["path"], config, home,
+                                  f"v{version}-{run}")
+    if candidate_router is not None:
+        routed = {"candidate": stage("evaluate candidate routed", _evaluate_routed, candidate_router, config, home,
+                                     f"candidate-{run}"),
+                  "current": None if current_router is None else stage(
+                      "evaluate current routed", _evaluate_routed, current_router, config, home, f"v{version}-{run}")}
+        record["routed"] = routed
+    if record.get("blend"):
+        blended = {"candidate": record["blend"]["evaluation"],
+                   "current": stage("evaluate current blend", _evaluate_adapter, str(attached_blend(current["path"])),
+                                    config, home, f"v{version}-blend-{run}")}
+    return scores, routed, blended
 
 
 # The flow's default parameters, built once: Prefect shows them in the deployment's form, and
@@ -199,26 +229,13 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
             current_router = str(attached_router(current["path"]))
         if current["path"] is not None:
             # a blend published with the current adapter keeps its static students and weights and
-            # takes the candidate as its adapter member (scored for the report; the gate judges the adapter)
+            # takes the candidate as its adapter member; it is what users are served, so the gate judges it
             record["blend"] = stage("carry blend", _carry_blend, current["path"], out_dir, config, home,
                                     f"candidate-blend-{record['run']}")
 
-        scores: dict[str, Any] = {"candidate": {}, "current": None}
-        routed: Optional[dict[str, Any]] = None
-        if config.evaluation:
-            scores["candidate"] = stage("evaluate candidate", _evaluate_adapter, out_dir, config, home,
-                                        f"candidate-{record['run']}")
-            if current["version"] is not None:
-                scores["current"] = stage("evaluate current", _evaluate_adapter, current["path"], config, home,
-                                          f"v{current['version']}-{record['run']}")
-            if candidate_router is not None:
-                routed = {"candidate": stage("evaluate candidate routed", _evaluate_routed, candidate_router, config,
-                                             home, f"candidate-{record['run']}"),
-                          "current": None if current_router is None else stage(
-                              "evaluate current routed", _evaluate_routed, current_router, config, home,
-                              f"v{current['version']}-{record['run']}")}
-                record["routed"] = routed
-        decision = core.compare(config, scores["candidate"], scores["current"], trained, routed)
+        scores, routed, blended = _evaluate_all(stage, config, home, record, out_dir, current, candidate_router,
+                                                current_router)
+        decision = core.compare(config, scores["candidate"], scores["current"], trained, routed, blended)
         record["decision"] = decision
         logger.info(decision["why"])
 
@@ -246,7 +263,8 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
                                      "threshold": record["router"]["threshold"], "served": record["router"]["served"]}
             metrics = {"evaluation": scores["candidate"], "heldout": trained["heldout"],
                        "decision_metric": decision["metric"],
-                       **({"routed": routed["candidate"]} if routed is not None else {})}
+                       **({"routed": routed["candidate"]} if routed is not None else {}),
+                       **({"blend": blended["candidate"]} if blended is not None else {})}
             promoted = stage("promote", promote_task, config.name, home, out_dir, current["version"], lineage,
                              metrics, decision["why"], config.keep_versions)
             record.update(status="promoted", promoted_version=promoted["version"],

@@ -430,19 +430,32 @@ def routed_set(dataset: str, budget: float) -> str:
     return f"{dataset} (routed, {budget:.0%} to teacher)"
 
 
+def blended_set(dataset: str) -> str:
+    """The gate's row name of a blend's score (read by name)."""
+    return f"{dataset} (blend)"
+
+
 def compare(config: RefreshConfig, candidate: dict[str, Any], current: Optional[dict[str, Any]],
-            trained: dict[str, Any], routed: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+            trained: dict[str, Any], routed: Optional[dict[str, Any]] = None,
+            blended: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Candidate vs current, per evaluation set; promote only if none is worse than current - threshold.
     ``routed`` = {"candidate": {dataset: nDCG}, "current": {dataset: nDCG} or None}: each router
-    sends exactly ``router_budget`` of the queries to the teacher, and the same rule applies."""
+    sends exactly ``router_budget`` of the queries to the teacher, and the same rule applies.
+    ``blended``, of the same shape, scores the blend published with the adapter (rebuilt around the
+    candidate): when there is one it is the query encoder users are served, so it is judged too."""
     if config.evaluation:
         metric = "nDCG@10 (adapted/teacher)"
         cand, curr = dict(candidate), None if current is None else dict(current)
-        if routed is not None:
-            metric += f"; routed nDCG@10 at {config.router_budget:.0%} of queries to the teacher"
-            cand.update({routed_set(k, config.router_budget): v for k, v in routed["candidate"].items()})
-            if curr is not None and routed.get("current") is not None:
-                curr.update({routed_set(k, config.router_budget): v for k, v in routed["current"].items()})
+        extras = ((routed, lambda k: routed_set(k, config.router_budget),
+                   f"routed nDCG@10 at {config.router_budget:.0%} of queries to the teacher"),
+                  (blended, blended_set, "the published blend's nDCG@10"))
+        for extra, row, what in extras:
+            if extra is None:
+                continue
+            metric += f"; {what}"
+            cand.update({row(k): v for k, v in extra["candidate"].items()})
+            if curr is not None and extra.get("current") is not None:
+                curr.update({row(k): v for k, v in extra["current"].items()})
     else:
         metric = "held-out mean cosine"
         cand = {"held-out pairs": trained["heldout"].get("mean_cosine")}
@@ -529,5 +542,5 @@ def new_run_id() -> str:
 
 
 __all__ = ["RefreshConfig", "NewFile", "scan_drop_zone", "resolve_student", "resolve_current_adapter", "ingest_batch",
-           "train_candidate", "calibrate_candidate_router", "measure_drift", "routed_set", "evaluation_configs", "compare", "report_markdown", "write_report", "load_state",
+           "train_candidate", "calibrate_candidate_router", "measure_drift", "routed_set", "blended_set", "evaluation_configs", "compare", "report_markdown", "write_report", "load_state",
            "save_state", "refresh_dir", "drop_zone", "run_lock_path", "now_iso"]

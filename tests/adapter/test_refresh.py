@@ -190,6 +190,21 @@ def test_compare_threshold_semantics(tmp_path):
     assert first["promote"] and "first current version" in first["why"]
 
 
+def test_compare_judges_the_published_blend_beside_the_adapter():
+    from tava_core.refresh import RefreshConfig, blended_set, compare
+
+    config = RefreshConfig(evaluation=["sets/a"], threshold=0.01)
+    # the adapter alone got better, but the blend users are served got worse: kept, and the reason says so
+    worse = compare(config, {"sets/a": 0.52}, {"sets/a": 0.50}, {},
+                    blended={"candidate": {"sets/a": 0.55}, "current": {"sets/a": 0.58}})
+    assert not worse["promote"] and "a (blend): candidate 0.5500 < current 0.5800" in worse["why"]
+    assert "published blend" in worse["metric"]
+    assert [r["set"] for r in worse["rows"]] == ["sets/a", blended_set("sets/a")]
+    better = compare(config, {"sets/a": 0.495}, {"sets/a": 0.50}, {},
+                     blended={"candidate": {"sets/a": 0.60}, "current": {"sets/a": 0.58}})
+    assert better["promote"]
+
+
 def test_cli_help_lists_refresh_options():
     from click.testing import CliRunner
 
@@ -267,11 +282,17 @@ def test_refresh_rebuilds_the_published_blend_around_the_new_adapter(prefect_har
     assert "blend: rebuilt around the candidate" in report
     # scored for the report: the blend's own nDCG@10, the same as evaluating the published blend now
     from flows.evaluate import evaluate_flow
-    from tava_core.refresh import EVAL_MODE, evaluation_configs
+    from tava_core.refresh import EVAL_MODE, blended_set, evaluation_configs
 
     scored = run["blend"]["evaluation"][eval_dataset]
     recheck = evaluation_configs(str(attached_blend(third.path)), config, "recheck-blend")[eval_dataset]
     assert evaluate_flow(recheck, home=str(tava_home)).ndcg(EVAL_MODE) == pytest.approx(scored, abs=1e-6)
     assert f"blend nDCG@10, tinybeir: {scored:.4f}" in report
+    # the gate judged the blend too: the candidate's against the version before's own blend, scored now
+    row = next(r for r in run["decision"]["rows"] if r["set"] == blended_set(eval_dataset))
+    before = evaluation_configs(str(attached_blend(second.path)), config, "recheck-before")[eval_dataset]
+    assert row["candidate"] == pytest.approx(scored, abs=1e-9)
+    assert row["current"] == pytest.approx(evaluate_flow(before, home=str(tava_home)).ndcg(EVAL_MODE), abs=1e-6)
+    assert third.metrics["blend"][eval_dataset] == pytest.approx(scored, abs=1e-9)
     # the version before keeps its own blend, around its own adapter (a rollback restores both)
     assert load_encoder(str(attached_blend(second.path)), cache=False).members[0].name == "00002"
