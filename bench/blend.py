@@ -78,6 +78,9 @@ def main() -> None:
     parser.add_argument("--teacher", choices=["all-MiniLM-L6-v2", "all-mpnet-base-v2"], required=True)
     parser.add_argument("--a", required=True, help="the transformer student (PATH or PATH:adapt)")
     parser.add_argument("--b", required=True, help="the static student (PATH or PATH:adapt)")
+    parser.add_argument("--b-alt", default=None,
+                        help="another static student to compare with --b: its blends with --a at every weight, and "
+                             "their paired 95%% intervals against --b's blend at the same weight")
     parser.add_argument("--weight", type=float, default=None, help="--phase test: the weight of --a chosen on dev")
     parser.add_argument("--speed-queries", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -111,6 +114,18 @@ def main() -> None:
     # ties go to the larger share of the transformer student (the one the target names)
     chosen = max(weights, key=lambda w: (by_weight[str(w)]["ndcg_at_10"], w))
 
+    alternative = None
+    if args.b_alt:
+        alt, alt_info = member_encoder(args.b_alt, args.teacher, args.corpus)
+        qalt = normalize_rows(alt.encode(texts, kind="query", batch_size=64).astype(np.float32))
+        alternative = {"spec": args.b_alt, "adapter": alt_info, **summary(score(qalt, data, split, docs)),
+                       "weights": {}}
+        for w in weights:
+            mixed, base = score(blend(qa, qalt, w), data, split, docs), score(blend(qa, qb, w), data, split, docs)
+            versus = paired_bootstrap(mixed, base)
+            alternative["weights"][str(w)] = {**summary(mixed), "minus_b_blend_95": [round(versus["low"], 4),
+                                                                                   round(versus["high"], 4)]}
+
     sci = scifact()
     speed_texts = [sci.queries.texts[k] for k, q in enumerate(sci.queries.ids) if q in sci.qrels["test"]][:args.speed_queries]
     from tava_core.encoders import load_encoder
@@ -128,7 +143,7 @@ def main() -> None:
            "queries": len(rows), "teacher_ndcg_at_10": round(float(t.mean()), 4),
            "a": {"spec": args.a, "adapter": a_info, **summary(sa)},
            "b": {"spec": args.b, "adapter": b_info, **summary(sb)},
-           "weights": by_weight, "chosen_weight": chosen, "speed": speed, "command": " ".join(sys.argv[1:])}
+           "weights": by_weight, "chosen_weight": chosen, "b_alt": alternative, "speed": speed, "command": " ".join(sys.argv[1:])}
     label = f"{args.phase}/{args.corpus}/{args.teacher}" + (f"/{args.tag}" if args.tag else "")
     save_row(label, row, args.results)
     print(json.dumps({label: row}, indent=1))

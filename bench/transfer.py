@@ -128,6 +128,19 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
                  "config": config.model_dump(mode="json", exclude={"teacher_vectors", "output", "name"})}
 
 
+def residual_targets(member: Path, texts: list[str], teacher: np.ndarray, weight: float) -> np.ndarray:
+    """Targets for a student meant to sit beside ``member`` in a blend ``w * a + (1 - w) * b``: the
+    teacher's vector less ``weight`` times the member's own (both unit rows), normalised. Where the
+    member is right this is the teacher's direction again; where it is off, it points at the correction,
+    so the second student spends its capacity on what the first one misses instead of repeating it."""
+    from tava_core.adapter.baselines import normalize_rows
+    from tava_core.encoders import load_encoder
+
+    encoder = load_encoder(str(member), cache=False)
+    own = normalize_rows(encoder.encode_queries(texts, batch_size=64, show_progress=True))
+    return normalize_rows(normalize_rows(teacher) - weight * own).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------- evaluation
 
 def judged(data: Retrieval, split: str) -> list[int]:
@@ -374,6 +387,10 @@ def main() -> None:
                              "was trained) instead of training one: e.g. the test read of a chosen dev row")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="JSON file the rows accumulate in (default bench/results/transfer.json)")
+    parser.add_argument("--residual-of", type=Path, default=None,
+                        help="train towards the teacher minus --residual-weight times this encoder's vectors "
+                             "(a second blend member that learns what the first misses; bench/blend.py scores it)")
+    parser.add_argument("--residual-weight", type=float, default=0.5)
     parser.add_argument("--tag", default="")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (1 when the CPU is shared with other jobs)")
@@ -405,6 +422,8 @@ def main() -> None:
                                                                      with_spans, args.span_texts, args.span_views,
                                                                      teacher=args.teacher, vocab_views=args.vocab_views,
                                                                      vocab_fraction=args.vocab_fraction))
+    if args.residual_of is not None:
+        vectors = residual_targets(args.residual_of, texts, vectors, args.residual_weight)
     label = "/".join([args.teacher, args.student, args.train if args.train == "generic" else f"+{args.target}"]) \
         + (f"/{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory(prefix="tava-transfer-", dir=BENCH_HOME if BENCH_HOME.is_dir() else None) as tmp:

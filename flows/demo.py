@@ -257,7 +257,7 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     blend_dir, blend_fingerprint = None, ""
     if config.blend_static:
         start = time.perf_counter()
-        static = distill_student(blend_static_distill(distill), home=root)
+        static = distill_student(blend_static_distill(distill, adapter.adapter_dir), home=root)
         blended = save_blend_task(BlendConfig(members=[adapter.adapter_dir, static.output],
                                               name=config.registry_adapter), root)
         blend_dir, blend_fingerprint = blended.directory, blended.fingerprint

@@ -12,7 +12,7 @@ from tava_core.distill.config import DistillConfig
 from tava_core.route.config import RouterSettings, ThresholdPolicy
 
 # Filled in by the pipeline from what the earlier stages made (hidden from the CLI).
-FILLED_IN = ("distill.teacher", "distill.datasets", "distill.teacher_vectors", "distill.output",
+FILLED_IN = ("distill.teacher", "distill.datasets", "distill.teacher_vectors", "distill.output", "distill.blend_partner",
              "adapter.student_vectors", "adapter.teacher_vectors", "adapter.student", "adapter.warm_start")
 
 
@@ -38,14 +38,16 @@ def standard_adapter() -> AdapterConfig:
     return AdapterConfig()
 
 
-def blend_static_distill(distill: DistillConfig) -> DistillConfig:
+def blend_static_distill(distill: DistillConfig, partner: str) -> DistillConfig:
     """The static student `blend_static` trains beside a transformer student: the same teacher, texts,
-    span views and seed, trained as `tava run --distill-student static` trains it (the standard preset)."""
+    span views and seed, trained as `tava run --distill-student static` trains it (the standard preset),
+    but towards what ``partner`` (the transformer student + adapter it is blended with) misses
+    (DistillConfig.blend_partner: docs/mpnet.md)."""
     return standard_distill().model_copy(update={
         "name": f"{distill.name}-static", "teacher": distill.teacher, "datasets": distill.datasets,
         "collections": distill.collections, "span_views": distill.span_views, "seed": distill.seed,
         "max_length": distill.max_length, "max_texts": distill.max_texts, "threads": distill.threads,
-        "device": distill.device,
+        "device": distill.device, "blend_partner": partner, "blend_partner_weight": distill.blend_partner_weight,
         "student": "static", "fit_steps": True, **STANDARD_BY_STUDENT["static"]})
 
 

@@ -107,6 +107,15 @@ class DistillConfig(TavaModel):
     rank_candidates: int = Field(32, ge=2, le=1024, description=(
         "Nearest teacher vectors per training text in the neighbour-ranking term (alpha_rank)."))
     temperature: float = Field(0.05, gt=0, description="Softmax temperature of the similarity terms.")
+    blend_partner: Optional[str] = Field(None, description=(
+        "The query encoder this student will be blended with (`tava blend`; `tava run` sets it to the "
+        "transformer student + adapter when it trains the blend's static student): train towards the "
+        "teacher's vector less blend_partner_weight times the partner's vector of the same text, so this "
+        "student learns what the partner misses instead of repeating what it gets right. Its own score alone "
+        "is then not the point; the blend's is. Empty = towards the teacher."))
+    blend_partner_weight: float = Field(0.7, ge=0.0, lt=1.0, description=(
+        "How much of the partner's vector comes off the teacher's (blend_partner). Chosen on SciFact's dev "
+        "queries among 0.3 / 0.5 / 0.7 (bench/blend.py --b-alt; docs/mpnet.md)."))
     max_length: int = Field(128, ge=8, le=8192, description="Tokens per training text (longer texts are truncated).")
     max_texts: Optional[int] = Field(None, ge=2, description="Use only the first N texts of the corpus (for trials).")
     validation_fraction: float = Field(0.02, gt=0, lt=0.5, description=(
@@ -146,4 +155,6 @@ class DistillConfig(TavaModel):
             skip |= {"alpha_rank", "rank_candidates"}
         if self.static_init != "context":   # likewise: runs from before the context start keep their keys
             skip.add("static_context_tokens")
+        if self.blend_partner is None:      # and runs towards the teacher (the partner's identity is in the data key)
+            skip |= {"blend_partner", "blend_partner_weight"}
         return self.model_dump(mode="json", exclude=skip)

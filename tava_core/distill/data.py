@@ -18,14 +18,18 @@ class TrainingData:
     texts: list[str]
     vectors: np.ndarray
     sources: list[dict] = field(default_factory=list)  # one record per (dataset, collection)
+    # what ``vectors`` hold when they are not the teacher's own (distill.residual): a small JSON-able record
+    targets: Optional[dict] = None
 
     @property
     def key(self) -> str:
-        """Identifies the data (for checkpoints): shard checksums and teacher fingerprints."""
+        """Identifies the data (for checkpoints): shard checksums and teacher fingerprints (and the
+        targets' record, when they are not the teacher's vectors)."""
         from ..io import stable_hash
 
-        return stable_hash([(s["dataset"], s["collection"], s["text_sha256"], s["fingerprint"], s["rows"])
-                            for s in self.sources], 24)
+        parts: list = [(s["dataset"], s["collection"], s["text_sha256"], s["fingerprint"], s["rows"])
+                       for s in self.sources]
+        return stable_hash(parts if self.targets is None else [parts, self.targets], 24)
 
 
 def training_collections(manifest_collections: Sequence[str], wanted: Sequence[str], dataset_dir: Path) -> list[str]:

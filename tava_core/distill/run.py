@@ -208,6 +208,11 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     teacher_dir = resolve_model_path(config.teacher)
     check_student_config(config, teacher.dim)
     data = data or prepare_training(config, home, teacher, embed_missing=True, progress=progress)
+    if config.blend_partner:
+        from .residual import towards_residual
+
+        data = towards_residual(data, load_encoder(config.blend_partner), config.blend_partner_weight,
+                                spec=config.blend_partner, progress=progress)
     source = ", ".join(f"{s['dataset']}/{s['collection']}" for s in data.sources)
     fitted = fitted_to_corpus(len(data.texts), config)
     if fitted is not config:
@@ -259,6 +264,8 @@ def save_student(student: Student, result: TrainResult, config: DistillConfig, o
                         "parameters": int(sum(p.numel() for p in student.parameters()))},
             "corpus": {"texts": len(data.texts), "train": len(data.texts) - len(val_texts),
                        "validation": len(val_texts), "sources": data.sources},
+            # what it was trained towards: the teacher's vectors, or residual targets against a blend partner
+            "targets": data.targets or {"kind": "teacher"},
             "training": {**result.summary(), "config": config.model_dump(mode="json")},
             "validation": {"curve": result.validation, "initial_cosine": result.initial_validation_cosine,
                            "best_cosine": result.best_validation_cosine, "best_step": result.best_step,
@@ -277,6 +284,16 @@ def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return float((a * b).sum(1).mean())
+
+
+def residual_note(card: dict[str, Any]) -> str:
+    """The card's sentence on residual targets (distill.residual), empty for a student of the teacher."""
+    targets = card.get("targets") or {}
+    if targets.get("kind") != "residual":
+        return ""
+    return (f"\n\n**A blend member.** Trained towards the teacher's vectors less {targets['weight']:g} x those of "
+            f"`{targets['partner']}` (fingerprint `{targets['partner_fingerprint'][:12]}`), so it is meant to be "
+            "blended with that encoder (`tava blend`), not used alone; its held-out cosine below is to those targets.")
 
 
 def model_card_markdown(card: dict[str, Any], path: Path) -> str:
@@ -301,7 +318,7 @@ tags: [sentence-transformers, feature-extraction, distillation, tava]
 A **{card['kind']} student** distilled by tava (Stage A) from the teacher **{t['model']}**
 (fingerprint `{t['fingerprint'][:12]}`, {t['dim']}-d) on unlabeled text, so that its vectors land
 in the teacher's space: queries encoded by this student can be searched against documents
-encoded by the teacher.
+encoded by the teacher.{residual_note(card)}
 
 | | |
 |---|---|

@@ -40,6 +40,9 @@ def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harne
     assert members == [result.adapter_dir, str(static_dir)]
     card = json.loads((static_dir / "model_card.json").read_text())
     assert card["training"]["config"]["student"] == "static" and card["corpus"]["texts"] == 600   # the same texts
+    # trained towards what student + adapter misses, not towards the teacher alone
+    assert card["targets"]["kind"] == "residual" and card["targets"]["partner"] == result.adapter_dir
+    assert card["targets"]["weight"] == config.distill.blend_partner_weight == 0.7
     texts = ["how are vectors cached", "parse a config file"]
     a, s = adapted.encode(texts, kind="query"), static.encode(texts, kind="query")
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)   # noqa: E731

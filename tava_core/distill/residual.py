@@ -1,0 +1,46 @@
+"""Targets for the second member of a blend: the teacher's vectors less what the first member already says.
+
+A blend (``tava_core.encoders.blend``) searches with ``w * a(q) + (1 - w) * b(q)`` (unit vectors). Trained
+on its own, the static member ``b`` learns the teacher as well as a bag of token vectors can, and so
+repeats much of what the transformer member ``a`` gets right. Trained towards
+``normalize(t - weight * a(x))`` instead, it learns the teacher's direction where ``a`` is right (the
+target is then ``t`` again) and the correction where ``a`` is off, which is what the sum needs.
+Measured on SciFact's dev queries and the built-in data: docs/mpnet.md (bench/blend.py --b-alt).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..encoders.base import Encoder
+from ..errors import ConfigError
+from .data import TrainingData
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def residual_targets(teacher: np.ndarray, partner: np.ndarray, weight: float) -> np.ndarray:
+    """``normalize(unit(teacher) - weight * unit(partner))`` row by row, float32. ``weight`` in [0, 1):
+    0 gives the teacher's own vectors back."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"weight must be in [0, 1), got {weight}")
+    if teacher.shape != partner.shape:
+        raise ValueError(f"teacher vectors {teacher.shape} and partner vectors {partner.shape} differ in shape")
+    return _unit(_unit(teacher.astype(np.float32)) - weight * _unit(partner.astype(np.float32))).astype(np.float32)
+
+
+def towards_residual(data: TrainingData, partner: Encoder, weight: float, *, spec: str,
+                     progress: bool = False) -> TrainingData:
+    """``data`` with its teacher vectors replaced by residual targets against ``partner``'s vectors of the
+    same texts (encoded as queries: the blend encodes queries). The partner's fingerprint and the weight
+    go into the data's key, so a new partner trains again."""
+    dim = data.vectors.shape[1]
+    if partner.dim != dim:
+        raise ConfigError(f"blend partner {spec!r} makes {partner.dim}-d vectors, the teacher {dim}-d",
+                          hint="give the query encoder the student will be blended with: a student of the same "
+                               "teacher, or its Stage B directory")
+    own = partner.encode(data.texts, kind="query", batch_size=64, show_progress=progress)
+    targets = {"kind": "residual", "partner": spec, "partner_fingerprint": partner.fingerprint, "weight": weight}
+    return TrainingData(texts=data.texts, vectors=residual_targets(data.vectors, own, weight),
+                        sources=data.sources, targets=targets)

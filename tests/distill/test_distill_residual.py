@@ -1,0 +1,79 @@
+"""A blend's second student trained towards what its partner misses (DistillConfig.blend_partner)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from distill_helpers import toy_texts
+from test_distill import _config, teacher_dir, toy_home  # noqa: F401 - module fixtures, reused
+
+from tava_core.distill import distill
+from tava_core.distill.data import TrainingData
+from tava_core.distill.residual import residual_targets, towards_residual
+from tava_core.encoders import load_encoder
+from tava_core.errors import ConfigError
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.7])
+def test_the_partner_and_its_residual_add_back_up_to_the_teacher(weight):
+    rng = np.random.default_rng(0)
+    teacher, partner = rng.normal(size=(50, 24)), rng.normal(size=(50, 24))
+    targets = residual_targets(teacher, partner, weight)
+    assert targets.dtype == np.float32 and np.allclose(np.linalg.norm(targets, axis=1), 1.0, atol=1e-5)
+    # weight * partner + some positive amount of the target is the teacher's direction, row by row
+    rest = _unit(teacher) - weight * _unit(partner)
+    scale = (rest * targets).sum(1)
+    assert np.all(scale > 0) and np.allclose(weight * _unit(partner) + scale[:, None] * targets, _unit(teacher), atol=1e-5)
+    if weight == 0.0:
+        assert np.allclose(targets, _unit(teacher), atol=1e-6)
+
+
+def test_residual_targets_refuse_a_weight_of_one_and_unequal_shapes():
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        residual_targets(np.ones((2, 4)), np.ones((2, 4)), 1.0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        residual_targets(np.ones((2, 4)), np.ones((3, 4)), 0.5)
+
+
+def test_a_partner_of_another_dimension_is_refused_before_any_encoding(tiny_model_dir):
+    partner = load_encoder(str(tiny_model_dir))   # 32-d
+    data = TrainingData(texts=["a", "b"], vectors=np.ones((2, 16), dtype=np.float32))
+    with pytest.raises(ConfigError, match="32-d vectors, the teacher 16-d") as info:
+        towards_residual(data, partner, 0.7, spec=str(tiny_model_dir))
+    assert "same teacher" in info.value.hint
+
+
+def test_a_student_with_a_blend_partner_learns_the_residual_not_the_teacher(toy_home, teacher_dir):  # noqa: F811
+    static = {"student": "static", "static_init": "token_embeddings", "lr": 2e-2}
+    partner = distill(_config(teacher_dir, name="partner", steps=20, **static), toy_home, progress=False)
+    plain = distill(_config(teacher_dir, name="plain", **static), toy_home, progress=False)
+    member = distill(_config(teacher_dir, name="member", blend_partner=partner.output, blend_partner_weight=0.7,
+                             **static), toy_home, progress=False)
+    card = json.loads(member.card_path.read_text())
+    partner_encoder = load_encoder(partner.output, cache=False)
+    assert card["targets"] == {"kind": "residual", "partner": partner.output, "weight": 0.7,
+                               "partner_fingerprint": partner_encoder.fingerprint}
+    assert json.loads(plain.card_path.read_text())["targets"] == {"kind": "teacher"}
+    assert member.run_key != plain.run_key
+    assert "A blend member" in (Path(member.output) / "README.md").read_text()
+
+    # what each student was trained towards, computed here from the teacher and the partner
+    texts = toy_texts(200, seed=1)   # texts of the training kind, not the training texts themselves
+    teacher = load_encoder(str(teacher_dir)).encode(texts)
+    wanted = residual_targets(teacher, partner_encoder.encode(texts, kind="query"), 0.7)
+
+    def agreement(student: str, target: np.ndarray) -> float:
+        return float((_unit(load_encoder(student, cache=False).encode(texts, kind="query")) * target).sum(1).mean())
+
+    assert agreement(member.output, wanted) > agreement(plain.output, wanted) + 0.02
+    assert agreement(plain.output, _unit(teacher)) > agreement(member.output, _unit(teacher))
+    # a new partner weight is a new run, not a reuse
+    again = distill(_config(teacher_dir, name="member", blend_partner=partner.output, blend_partner_weight=0.5,
+                            **static), toy_home, progress=False)
+    assert again.reused is False and again.run_key != member.run_key
