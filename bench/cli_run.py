@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--phase", choices=["dev", "test"], required=True)
     parser.add_argument("--dataset", required=True, help="scifact, builtin, or a path `tava ingest` reads")
     parser.add_argument("--tag", required=True, help="the recipe's name (student / adapter / registry names)")
+    parser.add_argument("--label", default=None, help=(
+        "the result's name under PHASE/DATASET/ (default: --tag); a second run of one --tag with other options "
+        "reuses what they leave unchanged and is recorded beside the first under its own label"))
     parser.add_argument("--home", default="/tmp/tava-cli-bench", help="tava home shared by the runs")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("options", nargs=argparse.REMAINDER, help="after --: options for `tava run`")
@@ -120,7 +123,7 @@ def main() -> None:
     if not parsed["rows"]:
         sys.exit(f"no results table in tava run's output: {log}")
     report = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "cli_run", "runs": {}}
-    report["runs"][f"{args.phase}/{name}/{args.tag}"] = {
+    report["runs"][f"{args.phase}/{name}/{args.label or args.tag}"] = {
         "command": "tava " + " ".join(command[1:]).replace(str(SCIFACT), "../shared/data/beir/scifact")
                                                    .replace(str(PASSAGES), "../shared/data/corpus_passages_en.jsonl.gz"),
         "split": split_of(args.phase, name), "wall_seconds": wall, "load_after": [round(x, 2) for x in os.getloadavg()],

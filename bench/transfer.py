@@ -129,16 +129,13 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
 
 
 def residual_targets(member: Path, texts: list[str], teacher: np.ndarray, weight: float) -> np.ndarray:
-    """Targets for a student meant to sit beside ``member`` in a blend ``w * a + (1 - w) * b``: the
-    teacher's vector less ``weight`` times the member's own (both unit rows), normalised. Where the
-    member is right this is the teacher's direction again; where it is off, it points at the correction,
-    so the second student spends its capacity on what the first one misses instead of repeating it."""
-    from tava_core.adapter.baselines import normalize_rows
+    """Targets for a student meant to sit beside ``member`` in a blend: what `tava distill
+    --blend-partner` trains towards (tava_core/distill/residual.py), computed from this bench's cache."""
+    from tava_core.distill.residual import residual_targets as targets
     from tava_core.encoders import load_encoder
 
     encoder = load_encoder(str(member), cache=False)
-    own = normalize_rows(encoder.encode_queries(texts, batch_size=64, show_progress=True))
-    return normalize_rows(normalize_rows(teacher) - weight * own).astype(np.float32)
+    return targets(teacher, encoder.encode(texts, kind="query", batch_size=64, show_progress=True), weight)
 
 
 # ---------------------------------------------------------------------------------- evaluation
