@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..adapter.baselines import normalize_rows as _unit
 from ..encoders.base import Encoder
 from ..errors import ConfigError
 from .data import TrainingData
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 def residual_targets(teacher: np.ndarray, partner: np.ndarray, weight: float) -> np.ndarray:
