@@ -122,11 +122,11 @@ class PipelineConfig(TavaModel):
         "refresh's default name, so it continues from this adapter)."))
     blend_static: Optional[bool] = Field(None, description=(
         "Also distil a static student from the same texts (the standard static recipe: the teacher's token "
-        "vectors in context, 2,000 steps) and blend it 0.5 / 0.5 with the student + adapter into one query "
+        "vectors in context, 2,000 steps, trained towards what student + adapter misses: "
+        "--distill-blend-partner-weight) and blend it 0.5 / 0.5 with the student + adapter into one query "
         "encoder (`tava blend`), scored as its own row and published with the adapter (blend/). Costs the "
-        "static student's training (minutes) and next to nothing per query. With mpnet on SciFact test it kept "
-        "0.940 of the teacher against 0.909 (student + adapter) and 0.939 (static alone) at 6.4x; on the "
-        "built-in data 1.015 (docs/mpnet.md). Empty = on for the standard preset's transformer student "
+        "static student's training (minutes) and next to nothing per query. With mpnet on SciFact test such a "
+        "blend kept 0.970 of the teacher at 5.2x (docs/mpnet.md). Empty = on for the standard preset's transformer student "
         "(`tava run`), off for the demo preset (`tava demo`, sized for minutes)."))
     router: PipelineRouter = Field(default_factory=PipelineRouter, description=(
         "Confidence router: calibrated on the stored Stage B pairs and span views of the corpus, scored at "

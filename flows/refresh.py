@@ -79,16 +79,6 @@ def _evaluate_adapter(adapter_dir: str, config: core.RefreshConfig, home: str, t
             for dataset, eval_config in core.evaluation_configs(adapter_dir, config, tag).items()}
 
 
-def _carry_blend(current_dir: str, out_dir: str, config: core.RefreshConfig, home: str,
-                 tag: str) -> Optional[dict[str, Any]]:
-    """The current version's blend rebuilt around the candidate (None without one), with its nDCG@10 on
-    every evaluation set (blend queries vs teacher documents), which the gate judges beside the adapter's."""
-    carried = carry_blend_task(current_dir, out_dir)
-    if carried is not None and config.evaluation:
-        carried["evaluation"] = _evaluate_adapter(str(Path(out_dir) / carried["directory"]), config, home, tag)
-    return carried
-
-
 def _evaluate_routed(router_dir: str, config: core.RefreshConfig, home: str, tag: str) -> dict[str, float]:
     """Routed nDCG@10 on every evaluation set: the router sends exactly ``router_budget`` of the
     queries (its least confident) to the teacher (quality only: no cost timing in the gate)."""
@@ -108,8 +98,7 @@ def _evaluate_all(stage, config: core.RefreshConfig, home: str, record: dict[str
                   current: dict[str, Any], candidate_router: Optional[str], current_router: Optional[str],
                   ) -> tuple[dict[str, Any], Optional[dict[str, Any]], Optional[dict[str, Any]]]:
     """What the gate compares, candidate against current, each a stage: the adapter's nDCG@10, the routed
-    one (with a router) and the blend's (when one is published; the candidate's was scored in "carry
-    blend"). No evaluation sets: nothing (the gate falls back to held-out cosine)."""
+    one (with a router) and the blend's (when one is published). No evaluation sets: nothing (the gate falls back to held-out cosine)."""
     scores: dict[str, Any] = {"candidate": {}, "current": None}
     routed: Optional[dict[str, Any]] = None
     blended: Optional[dict[str, Any]] = None
@@ -127,6 +116,10 @@ def _evaluate_all(stage, config: core.RefreshConfig, home: str, record: dict[str
                       "evaluate current routed", _evaluate_routed, current_router, config, home, f"v{version}-{run}")}
         record["routed"] = routed
     if record.get("blend"):
+        # both blends scored the same way; the candidate's scores also go into the report's blend line
+        record["blend"]["evaluation"] = stage("evaluate candidate blend", _evaluate_adapter,
+                                              str(Path(out_dir) / record["blend"]["directory"]), config, home,
+                                              f"candidate-blend-{run}")
         blended = {"candidate": record["blend"]["evaluation"],
                    "current": stage("evaluate current blend", _evaluate_adapter, str(attached_blend(current["path"])),
                                     config, home, f"v{version}-blend-{run}")}
@@ -230,8 +223,7 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
         if current["path"] is not None:
             # a blend published with the current adapter keeps its static students and weights and
             # takes the candidate as its adapter member; it is what users are served, so the gate judges it
-            record["blend"] = stage("carry blend", _carry_blend, current["path"], out_dir, config, home,
-                                    f"candidate-blend-{record['run']}")
+            record["blend"] = stage("carry blend", carry_blend_task, current["path"], out_dir)
 
         scores, routed, blended = _evaluate_all(stage, config, home, record, out_dir, current, candidate_router,
                                                 current_router)
