@@ -110,7 +110,8 @@ def main() -> None:
                 "minus_a_95": [round(versus_a["low"], 4), round(versus_a["high"], 4)]}
 
     weights = WEIGHTS if args.phase == "dev" else [args.weight]
-    by_weight = {str(w): summary(score(blend(qa, qb, w), data, split, docs)) for w in weights}
+    blended = {w: score(blend(qa, qb, w), data, split, docs) for w in weights}   # per query, reused by --b-alt
+    by_weight = {str(w): summary(blended[w]) for w in weights}
     # ties go to the larger share of the transformer student (the one the target names)
     chosen = max(weights, key=lambda w: (by_weight[str(w)]["ndcg_at_10"], w))
 
@@ -121,8 +122,8 @@ def main() -> None:
         alternative = {"spec": args.b_alt, "adapter": alt_info, **summary(score(qalt, data, split, docs)),
                        "weights": {}}
         for w in weights:
-            mixed, base = score(blend(qa, qalt, w), data, split, docs), score(blend(qa, qb, w), data, split, docs)
-            versus = paired_bootstrap(mixed, base)
+            mixed = score(blend(qa, qalt, w), data, split, docs)
+            versus = paired_bootstrap(mixed, blended[w])
             alternative["weights"][str(w)] = {**summary(mixed), "minus_b_blend_95": [round(versus["low"], 4),
                                                                                    round(versus["high"], 4)]}
 

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.transfer_data import BENCH_HOME, Retrieval, TextSet, builtin, passages, scifact, spans, teacher_vectors  # noqa: E402
 from tava_core.adapter.config import AdapterConfig  # noqa: E402
+from tava_core.distill.config import DistillConfig  # noqa: E402
 from tava_core.evaluate.metrics import cosine_scores, paired_bootstrap, retrieval_metrics  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "transfer.json"
@@ -130,12 +131,14 @@ def train_student(teacher: str, kind: str, texts: list[str], vectors: np.ndarray
 
 def residual_targets(member: Path, texts: list[str], teacher: np.ndarray, weight: float) -> np.ndarray:
     """Targets for a student meant to sit beside ``member`` in a blend: what `tava distill
-    --blend-partner` trains towards (tava_core/distill/residual.py), computed from this bench's cache."""
-    from tava_core.distill.residual import residual_targets as targets
+    --blend-partner` trains towards, computed from this bench's cached teacher vectors."""
+    from tava_core.distill.data import TrainingData
+    from tava_core.distill.residual import towards_residual
     from tava_core.encoders import load_encoder
 
-    encoder = load_encoder(str(member), cache=False)
-    return targets(teacher, encoder.encode(texts, kind="query", batch_size=64, show_progress=True), weight)
+    data = TrainingData(texts=texts, vectors=teacher)
+    return towards_residual(data, load_encoder(str(member), cache=False), weight, spec=str(member),
+                            progress=True).vectors
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -387,7 +390,8 @@ def main() -> None:
     parser.add_argument("--residual-of", type=Path, default=None,
                         help="train towards the teacher minus --residual-weight times this encoder's vectors "
                              "(a second blend member that learns what the first misses; bench/blend.py scores it)")
-    parser.add_argument("--residual-weight", type=float, default=0.5)
+    parser.add_argument("--residual-weight", type=float,
+                        default=DistillConfig.model_fields["blend_partner_weight"].default)
     parser.add_argument("--tag", default="")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (1 when the CPU is shared with other jobs)")
