@@ -21,7 +21,7 @@ from pathlib import Path
 import shared_data  # noqa: F401 - project on sys.path, offline
 
 from flows._server import run_flow
-from flows.commands.demo import check_inputs
+from flows.commands.pipeline import check_inputs
 from flows.pipeline_config import PipelineConfig
 from tava_core.home import TavaHome
 from tava_core.io import write_json
@@ -49,9 +49,9 @@ def main() -> None:
     check_inputs(config, home)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    result = run_flow("flows.demo:demo_pipeline", config, home=str(home.root))
+    result = run_flow("flows.pipeline:tava_pipeline", config, home=str(home.root))
     wall = time.perf_counter() - started
-    from flows.demo import summary_markdown
+    from flows.pipeline import summary_markdown
 
     print(summary_markdown(result))
     record = {"command": "nice -n 10 .venv/bin/python bench/demo.py (the `tava demo` flow, defaults)",

@@ -23,8 +23,8 @@ from tava_core.errors import TavaError
 # Command modules import no Prefect: inputs are checked before any flow module loads (see
 # flows/commands/__init__.py).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("flows.commands.demo:cli", "Run the whole pipeline on the built-in data (the README's main command)."),
-    "run": ("flows.commands.demo:run_cli", "Run the whole pipeline with your settings (options and/or `--config FILE`)."),
+    "demo": ("flows.commands.pipeline:cli", "Run the whole pipeline on the built-in data (the README's main command)."),
+    "run": ("flows.commands.pipeline:run_cli", "Run the whole pipeline with your settings (options and/or `--config FILE`)."),
     "ingest": ("flows.commands.ingest:cli", "Read a corpus (BEIR, JSONL, Parquet, CSV/TSV, .txt folder) into Parquet shards."),
     "data": ("flows.commands.ingest:data_cli", "Built-in and downloadable datasets."),
     "embed": ("flows.commands.embed:cli", "Embed a dataset's shards with an encoder into vector shards (cached)."),

@@ -90,14 +90,14 @@ def test_bad_input_is_reported_before_prefect_or_a_server(case, tmp_path, tava_h
 def test_run_takes_options_alone_and_over_a_config_file(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import flows.commands.demo as demo_command
+    import flows.commands.pipeline as pipeline_command
     from flows.cli import group
 
     corpus = tmp_path / "texts.jsonl"
     corpus.write_text('{"id": "1", "text": "a passage"}\n')
     ran = []
-    monkeypatch.setattr(demo_command, "run_flow", lambda target, config, home: ran.append(config) or _Stop())
-    monkeypatch.setattr(demo_command, "_report", lambda result, start, home: None)
+    monkeypatch.setattr(pipeline_command, "run_flow", lambda target, config, home: ran.append(config) or _Stop())
+    monkeypatch.setattr(pipeline_command, "_report", lambda result, start, home: None)
 
     result = CliRunner().invoke(group, ["--home", str(tmp_path / "home"), "run", "--source", str(corpus),
                                         "--distill-steps", "40"])

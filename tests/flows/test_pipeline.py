@@ -19,7 +19,7 @@ def _tiny_pipeline_config(teacher: Path) -> dict:
 
 
 def test_partial_stage_sections_keep_the_pipeline_defaults():
-    from flows.demo import PipelineConfig
+    from flows.pipeline import PipelineConfig
 
     config = PipelineConfig.model_validate({"distill": {"steps": 7}})
     assert config.distill.steps == 7 and config.distill.name == "demo-student" and config.distill.batch_size == 32
@@ -39,14 +39,14 @@ def test_partial_stage_sections_keep_the_pipeline_defaults():
     ({"preset": "demo", "blend_static": True}, True),
 ])
 def test_blend_static_is_on_for_the_standard_transformer_recipe(given, expected):
-    from flows.demo import PipelineConfig
+    from flows.pipeline import PipelineConfig
 
     assert PipelineConfig.model_validate(given).blend_static is expected
 
 
 @pytest.mark.parametrize("student, steps, lr", [("transformer", 1000, 2e-4), ("static", 2000, None)])
 def test_standard_preset_is_the_measured_recipe_under_your_keys(student, steps, lr):
-    from flows.demo import PipelineConfig
+    from flows.pipeline import PipelineConfig
 
     config = PipelineConfig.model_validate({"preset": "standard", "distill": {"student": student, "batch_size": 48}})
     assert config.distill.layers is None and config.distill.steps == steps and config.distill.batch_size == 48
@@ -65,7 +65,7 @@ def test_standard_preset_is_the_measured_recipe_under_your_keys(student, steps, 
 
 
 def test_run_command_needs_some_settings():
-    from flows.commands.demo import run_cli
+    from flows.commands.pipeline import run_cli
 
     result = CliRunner().invoke(run_cli, [])
     assert result.exit_code != 0 and "--config" in result.output and "options" in result.output
@@ -76,12 +76,12 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
                                                                   tmp_path):
     import yaml
 
-    from flows.commands.demo import run_cli
-    from flows.demo import PipelineConfig, demo_pipeline
+    from flows.commands.pipeline import run_cli
+    from flows.pipeline import PipelineConfig, tava_pipeline
     from tava_core.home import TavaHome
 
     config = PipelineConfig.model_validate(_tiny_pipeline_config(tiny_model_dir))
-    first = demo_pipeline(config, home=str(tava_home))
+    first = tava_pipeline(config, home=str(tava_home))
     systems = [row.system for row in first.quality]
     assert systems == ["teacher", "student alone", "student, no adapter", "student + adapter",
                        "router, 10% to teacher", "router, 20% to teacher"]
@@ -173,8 +173,8 @@ def _check_router_rows(result, home: Path) -> None:
 
 
 def test_router_rows_can_be_turned_off_and_budgets_are_checked():
-    from flows.commands.demo import cli
-    from flows.demo import PipelineConfig
+    from flows.commands.pipeline import cli
+    from flows.pipeline import PipelineConfig
 
     assert PipelineConfig().router.enabled and PipelineConfig().router.budgets == [0.1, 0.2]
     assert not PipelineConfig.model_validate({"router": {"enabled": False}}).router.enabled

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 
 def test_blend_static_needs_a_transformer_student():
-    from flows.demo import PipelineConfig
+    from flows.pipeline import PipelineConfig
 
     assert PipelineConfig().blend_static is False
     with pytest.raises(ValidationError, match="blends a static student with the transformer student"):
@@ -20,7 +20,7 @@ def test_blend_static_needs_a_transformer_student():
 
 @pytest.mark.slow
 def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harness, tava_home, tiny_model_dir):
-    from flows.demo import BLEND, PipelineConfig, demo_pipeline
+    from flows.pipeline import BLEND, PipelineConfig, tava_pipeline
     from tava_core.encoders import load_encoder
     from tava_core.encoders.blend import BlendEncoder
 
@@ -29,7 +29,7 @@ def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harne
         "distill": {"layers": [1], "steps": 8, "batch_size": 16, "eval_every": 4, "checkpoint_every": 4,
                     "warmup_steps": 2, "max_length": 32, "span_views": 0, "max_texts": 600},
         "adapter": {"hidden_dims": [32], "max_steps": 10, "eval_every": 5, "batch_size": 64}})
-    result = demo_pipeline(config, home=str(tava_home))
+    result = tava_pipeline(config, home=str(tava_home))
     row = result.system(BLEND)
     assert row.queries_documents == "blend / teacher" and 0.0 < row.ndcg_at_10 <= 1.0 and row.speedup > 0
     blend = load_encoder(result.blend_dir, cache=False)

@@ -9,7 +9,7 @@ import pytest
 
 
 def test_unlabeled_sources_are_a_list_in_the_config_and_on_the_command_line():
-    from flows.demo import PipelineConfig
+    from flows.pipeline import PipelineConfig
 
     assert PipelineConfig().unlabeled == []                 # default: the corpus alone, as before
     config = PipelineConfig.model_validate({"unlabeled": ["a.jsonl", "b/"]})
@@ -18,7 +18,7 @@ def test_unlabeled_sources_are_a_list_in_the_config_and_on_the_command_line():
 
 @pytest.mark.slow
 def test_pipeline_trains_on_the_extra_unlabeled_source(prefect_harness, tava_home, tiny_model_dir, tmp_path):
-    from flows.demo import PipelineConfig, demo_pipeline
+    from flows.pipeline import PipelineConfig, tava_pipeline
 
     extra = tmp_path / "generic.jsonl"
     extra.write_text("".join(json.dumps({"id": f"g{i}", "text": f"generic passage number {i} about topic {i % 7}"})
@@ -28,7 +28,7 @@ def test_pipeline_trains_on_the_extra_unlabeled_source(prefect_harness, tava_hom
         "distill": {"layers": [1], "steps": 8, "batch_size": 16, "eval_every": 4, "checkpoint_every": 4,
                     "warmup_steps": 2, "max_length": 32, "span_views": 0},   # no max_texts: it would cut the extra (last) source
         "adapter": {"hidden_dims": [32], "max_steps": 10, "eval_every": 5, "batch_size": 64}})
-    result = demo_pipeline(config, home=str(tava_home))
+    result = tava_pipeline(config, home=str(tava_home))
     card = json.loads((Path(result.student_dir) / "model_card.json").read_text())
     trained = {(s["dataset"], s["collection"]): s["rows"] for s in card["corpus"]["sources"]}
     assert trained[("generic", "texts")] == 200                    # the extra source, every row

@@ -20,7 +20,7 @@ def check_inputs(config: PipelineConfig, home: TavaHome) -> None:
 
 
 def _report(result, start: float, home: TavaHome) -> None:
-    from flows.demo import summary_markdown  # after the run: the flow module is imported by then
+    from flows.pipeline import summary_markdown  # after the run: the flow module is imported by then
 
     click.echo("")
     click.echo(summary_markdown(result))
@@ -31,7 +31,7 @@ def _run(config: PipelineConfig) -> None:
     home = TavaHome()
     check_inputs(config, home)
     start = time.perf_counter()
-    result = run_flow("flows.demo:demo_pipeline", config, home=str(home.root))
+    result = run_flow("flows.pipeline:tava_pipeline", config, home=str(home.root))
     _report(result, start, home)
 
 

@@ -168,7 +168,7 @@ DEFAULT_PIPELINE_CONFIG = PipelineConfig()
 
 
 @flow(name="tava-pipeline", log_prints=True)
-def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Optional[str] = None) -> PipelineResult:
+def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Optional[str] = None) -> PipelineResult:
     """Run the pipeline end to end: ingest, teacher vectors, index, Stage A, Stage B, evaluation.
 
     Args:
@@ -328,4 +328,4 @@ def demo_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
 
 
 if __name__ == "__main__":
-    demo_pipeline()
+    tava_pipeline()
