@@ -41,7 +41,7 @@ from .embed import embed_dataset_flow
 from .evaluate import evaluate_flow
 from .index import rebuild_index
 from .ingest import ingest_corpus
-from .pipeline_config import FILLED_IN, PipelineConfig, blend_static_distill, demo_adapter, demo_distill  # noqa: F401 - re-exported
+from .pipeline_config import PipelineConfig, blend_static_distill
 
 
 class QualityRow(Record):
