@@ -318,8 +318,14 @@ def train_candidate(config: RefreshConfig, home: TavaHome, *, batch: dict[str, A
         # the current adapter on the very same held-out pairs: the fallback comparison
         from .adapter.io import load_adapter
         from .adapter.metrics import alignment_metrics
+        from .adapter.trainer import memory_for
 
-        current_heldout = alignment_metrics(load_adapter(current["path"]).map_numpy(run.data.heldout_student),
+        current_adapter = load_adapter(current["path"])
+        if current_adapter.memory is not None:
+            # its memory may hold these very held-out pairs: rebuild it from this run's training pairs, as the
+            # new adapter's held-out figures were measured
+            current_adapter.attach_memory(memory_for(current_adapter, run.data.student, run.data.teacher, settings))
+        current_heldout = alignment_metrics(current_adapter.map_numpy(run.data.heldout_student),
                                             run.data.heldout_teacher, k=settings.knn_k)
     return {"adapter_dir": out_dir, "pairs_new": int(len(x_new)), "pairs_replayed": int(len(x_old)),
             "replayed_from": replayed, "warm_start": settings.warm_start, "heldout": heldout,

@@ -186,6 +186,20 @@ class AdapterConfig(TavaModel):
         "(held-out span overlap +0.007 to +0.032) and was kept, while 0.01 dropped the transformer student's "
         "SciFact gain; no measured row had a learned part worse than its start, so the gate has not yet "
         "fired where it would help. Unpaired mode: no gate."))
+    memory: bool = Field(True, description=(
+        "Keep a residual memory beside the adapter (paired mode): the student vectors of the training texts and "
+        "what the adapter still misses on each (teacher minus mapped vector); a query is corrected by the "
+        "residuals of its nearest training texts (tava_core/adapter/memory.py). Kept only if it raises the "
+        "held-out selection rows' retrieval overlap by more than `memory_margin`; the report says why."))
+    memory_k: int = Field(10, ge=1, description="Nearest training texts whose residuals correct a query.")
+    memory_temperature: float = Field(0.05, gt=0.0, description=(
+        "Softmax temperature over those neighbours' cosines (lower: the nearest one dominates)."))
+    memory_weight: float = Field(0.75, gt=0.0, description="Scale of the correction added to the adapter's output.")
+    memory_max_rows: int = Field(20000, ge=1, description=(
+        "Most training texts the memory holds (a seeded random subset beyond it): rows x (student + teacher "
+        "dimensions) x 4 bytes on disk, and one product with every row per query."))
+    memory_margin: float = Field(0.005, ge=0.0, description=(
+        "The memory is kept only if it beats the adapter alone on the held-out selection metric by more than this."))
     retrieval_pool: int = Field(5000, ge=20, description=(
         "Training teacher vectors used as the document pool of the retrieval-overlap metric."))
     collapse_threshold: float = Field(0.98, gt=0.0, le=1.0, description=(

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .memory import ResidualMemory
+
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
 
@@ -61,12 +63,18 @@ class Vec2VecAdapter(nn.Module):
 
     def __init__(self, input_dim: int, output_dim: int, hidden_dims: Sequence[int] = (1024,),
                  activation: str = "silu", norm: str = "layer", dropout: float = 0.0, residual: bool = True,
-                 latent_dim: Optional[int] = None, backbone: Optional[nn.Module] = None) -> None:
+                 latent_dim: Optional[int] = None, backbone: Optional[nn.Module] = None, memory_rows: int = 0,
+                 memory_k: int = 10, memory_temperature: float = 0.05, memory_weight: float = 0.75) -> None:
         super().__init__()
         self.config: dict[str, Any] = dict(input_dim=int(input_dim), output_dim=int(output_dim),
                                            hidden_dims=[int(h) for h in hidden_dims], activation=activation,
                                            norm=norm, dropout=float(dropout), residual=bool(residual),
                                            latent_dim=None if latent_dim is None else int(latent_dim))
+        # Stage B's per-text correction (memory.py); built after training, so a training adapter has none
+        self.memory: Optional[ResidualMemory] = None
+        if memory_rows > 0:
+            self.attach_memory(ResidualMemory(memory_rows, input_dim, output_dim, memory_k, memory_temperature,
+                                              memory_weight))
         # direct (net) or through a latent space (in_adapter -> backbone -> out_adapter): the other is None
         self.net: Optional[ResidualMLP]
         self.in_adapter: Optional[ResidualMLP]
@@ -102,14 +110,22 @@ class Vec2VecAdapter(nn.Module):
             raise ValueError("a direct adapter has no latent space (set latent_dim)")
         return F.normalize(self.out_adapter(z), dim=-1)
 
+    def attach_memory(self, memory: Optional[ResidualMemory]) -> None:
+        """Add (or with None, remove) the per-text correction; the config records it, so a saved adapter
+        loads with its memory."""
+        for key in ("memory_rows", "memory_k", "memory_temperature", "memory_weight"):
+            self.config.pop(key, None)
+        self.memory = memory
+        if memory is not None:
+            self.config.update(memory.settings())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.net is not None:
-            return F.normalize(self.net(x), dim=-1)
-        return self.from_latent(self.to_latent(x))
+        mapped = F.normalize(self.net(x), dim=-1) if self.net is not None else self.from_latent(self.to_latent(x))
+        return mapped if self.memory is None else self.memory(x, mapped)
 
     def make_reverse(self) -> "Vec2VecAdapter":
-        """A teacher -> student adapter; with a latent space it shares this adapter's backbone."""
-        cfg = dict(self.config)
+        """A teacher -> student adapter; with a latent space it shares this adapter's backbone (never a memory)."""
+        cfg = {k: v for k, v in self.config.items() if not k.startswith("memory_")}
         cfg["input_dim"], cfg["output_dim"] = cfg["output_dim"], cfg["input_dim"]
         return Vec2VecAdapter(**cfg, backbone=self.backbone)
 
@@ -157,8 +173,10 @@ class Vec2VecAdapter(nn.Module):
         else:                       # no dropout or norm layer on these paths: no mode switch needed
             assert self.net is not None and self.net.skip is not None
             skip = self.net.skip.weight
-            run = (lambda x: F.normalize(x, dim=-1)) if path == "identity" else \
-                (lambda x: F.normalize(F.linear(x, skip), dim=-1))
+            bare: Callable[[torch.Tensor], torch.Tensor] = (lambda x: F.normalize(x, dim=-1)) if path == "identity" \
+                else (lambda x: F.normalize(F.linear(x, skip), dim=-1))
+            memory = self.memory
+            run = bare if memory is None else (lambda x: memory(x, bare(x)))
         device = next(self.parameters()).device
         out = np.zeros((len(vectors), self.output_dim), dtype=np.float32)
         for start in range(0, len(vectors), batch_size):

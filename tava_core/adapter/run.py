@@ -21,7 +21,17 @@ from .data import VectorSide, check_training_inputs, check_vectors, join_pairs, 
 from .io import load_adapter, read_adapter_config, save_adapter
 from .metrics import alignment_metrics
 from .report import markdown_report, plot_curves
-from .trainer import AdapterData, SelectionSet, TrainingResult, split_paired, split_unpaired, train_best_of_seeds
+from .trainer import (
+    AdapterData,
+    SelectionSet,
+    TrainingResult,
+    keep_memory,
+    memory_for,
+    retrieval_pool,
+    split_paired,
+    split_unpaired,
+    train_best_of_seeds,
+)
 
 
 @dataclass
@@ -39,9 +49,7 @@ def evaluate_maps(data: AdapterData, result: TrainingResult, config: AdapterConf
     """Held-out metrics of the adapter and of every closed-form baseline fitted on ``baseline_x/y``."""
     if not data.has_heldout:
         return {}, {}
-    rows = np.random.default_rng(0).choice(len(data.teacher), min(config.retrieval_pool, len(data.teacher)),
-                                           replace=False)
-    pool = data.teacher[np.sort(rows)]  # the same documents the trainer's retrieval overlap uses
+    pool = retrieval_pool(data, config)  # the same documents the trainer's retrieval overlap uses
     metrics = {"adapter": alignment_metrics(result.adapter.map_numpy(data.heldout_student), data.heldout_teacher,
                                             k=config.knn_k, pool=pool)}
     notes = {}
@@ -82,6 +90,7 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
             raise ConfigError(f"warm-start adapter maps {warm.input_dim}-d -> {warm.output_dim}-d, the vectors are "
                               f"{student.shape[1]}-d -> {teacher.shape[1]}-d", path=warm_start,
                               hint="warm-start only from an adapter of the same student and teacher")
+        warm.attach_memory(None)  # trains as a map; its memory is rebuilt from this run's pairs afterwards
         warm.train()
     split_seed = config.seeds[0] if split_seed is None else split_seed
     data = (split_paired(student, teacher, config, split_seed, query_like) if config.mode == "paired"
@@ -92,12 +101,19 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
                           f"{min(len(data.student), len(data.teacher))} training vectors are left, fewer than a "
                           f"batch of {config.batch_size}", hint="give more texts or lower --batch-size")
     result, runs = train_best_of_seeds(data, config, warm_start=warm, show_progress=show_progress, domain=domain)
+    memory = keep_memory(result.adapter, data, config)
     if data.paired:
         fit_x, fit_y = data.student, data.teacher
     else:  # baselines need pairs: the same held-out split, all other pairs (a paired reference)
         reference = split_paired(student, teacher, config, split_seed)
         fit_x, fit_y = reference.student, reference.teacher
     metrics, notes = evaluate_maps(data, result, config, fit_x, fit_y)
+    if memory["memory_kept"]:
+        # measured on the training pairs' memory; saved with every pair (a held-out document is a query's
+        # likely neighbour too)
+        result.adapter.attach_memory(memory_for(result.adapter, np.concatenate([data.student, data.heldout_student]),
+                                                np.concatenate([data.teacher, data.heldout_teacher]), config))
+        memory["rows"] = result.adapter.memory.rows if result.adapter.memory is not None else 0
     report = {
         "name": name, "mode": config.mode,
         "student": {"name": "student", "dim": int(student.shape[1]), **(student_info or {})},
@@ -108,7 +124,7 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
                                         else int(np.sum(data.heldout_query_like))),
                  "selection_queries": 0 if selection is None else len(selection.queries),
                  "selection_documents": 0 if selection is None else len(selection.documents)},
-        "selection": {"rows": config.selection_rows, **result.keep},
+        "selection": {"rows": config.selection_rows, **result.keep}, "memory": memory,
         "training": result.summary(), "seed_runs": runs, "metrics": metrics, "baseline_notes": notes,
         "warm_start": str(warm_start) if warm_start else None,
         "config": config.model_dump(mode="json"),

@@ -37,6 +37,7 @@ from .losses import (
     ReconstructionLoss,
     VectorSpacePreservationLoss,
 )
+from .memory import ResidualMemory, build_memory, memory_rows
 from .metrics import alignment_metrics, mean_pairwise_cosine, retrieval_overlap, top_k
 from .model import Vec2VecAdapter
 
@@ -413,34 +414,9 @@ class AdapterTrainer(TrainingStage):
 
     @torch.no_grad()
     def _evaluate(self, data: AdapterData) -> dict[str, float]:
-        probe = data.heldout_student if data.has_heldout else data.student[:512]
-        mapped = self.generator.map_numpy(probe)
-        if not np.isfinite(mapped).all():
-            raise Diverged("adapter outputs are not finite")
-        spread = mean_pairwise_cosine(mapped)
-        if spread > self.config.collapse_threshold:
-            raise Diverged(f"adapter outputs collapsed (mean pairwise cosine {spread:.3f})")
-        metrics: dict[str, float] = {"mean_pairwise_cosine": spread}
-        if data.selection is not None:
-            chosen = data.selection
-            k = _selection_k(self.config, chosen)
-            metrics[f"selection_retrieval_overlap@{k}"] = chosen.overlap(self.generator.map_numpy(chosen.queries), k)
-        if not data.has_heldout:
-            return metrics
-        metrics.update(alignment_metrics(mapped, data.heldout_teacher, k=self.config.knn_k, pool=self._pool(data)))
-        rows = _query_rows(self.config, data)
-        if rows is not None:
-            metrics.update(query_metrics(mapped[rows], data.heldout_teacher[rows], self._pool(data),
-                                         self.config.knn_k))
-        return metrics
-
-    def _pool(self, data: AdapterData) -> np.ndarray:
-        """Documents for the retrieval-overlap metric: a fixed sample of training teacher vectors."""
-        n = min(self.config.retrieval_pool, len(data.teacher))
         if self._pool_cache is None or self._pool_cache[0] is not data:
-            rows = np.random.default_rng(0).choice(len(data.teacher), n, replace=False)
-            self._pool_cache = (data, data.teacher[np.sort(rows)])
-        return self._pool_cache[1]
+            self._pool_cache = (data, retrieval_pool(data, self.config))
+        return heldout_metrics(self.generator, data, self.config, self._pool_cache[1])
 
     # ------------------------------------------------------------------ the loop
 
@@ -540,6 +516,40 @@ AUTO_START_HELDOUT = 2000  # held-out pairs the starts are compared on
 AUTO_IDENTITY_MOMENTS = 0.5
 
 
+def retrieval_pool(data: AdapterData, config: AdapterConfig) -> np.ndarray:
+    """Documents for the retrieval-overlap metric: a fixed sample of training teacher vectors."""
+    n = min(config.retrieval_pool, len(data.teacher))
+    rows = np.random.default_rng(0).choice(len(data.teacher), n, replace=False)
+    return data.teacher[np.sort(rows)]
+
+
+@torch.no_grad()
+def heldout_metrics(adapter: Vec2VecAdapter, data: AdapterData, config: AdapterConfig,
+                    pool: np.ndarray) -> dict[str, float]:
+    """What early stopping, the best seed and the keep gates compare: the adapter's metrics on the held-out
+    pairs (all, and the query-like ones) and on the in-domain selection rows; raises ``Diverged`` for
+    non-finite or collapsed outputs."""
+    probe = data.heldout_student if data.has_heldout else data.student[:512]
+    mapped = adapter.map_numpy(probe)
+    if not np.isfinite(mapped).all():
+        raise Diverged("adapter outputs are not finite")
+    spread = mean_pairwise_cosine(mapped)
+    if spread > config.collapse_threshold:
+        raise Diverged(f"adapter outputs collapsed (mean pairwise cosine {spread:.3f})")
+    metrics: dict[str, float] = {"mean_pairwise_cosine": spread}
+    if data.selection is not None:
+        chosen = data.selection
+        k = _selection_k(config, chosen)
+        metrics[f"selection_retrieval_overlap@{k}"] = chosen.overlap(adapter.map_numpy(chosen.queries), k)
+    if not data.has_heldout:
+        return metrics
+    metrics.update(alignment_metrics(mapped, data.heldout_teacher, k=config.knn_k, pool=pool))
+    rows = _query_rows(config, data)
+    if rows is not None:
+        metrics.update(query_metrics(mapped[rows], data.heldout_teacher[rows], pool, config.knn_k))
+    return metrics
+
+
 def query_metrics(mapped: np.ndarray, target: np.ndarray, pool: np.ndarray, k: int) -> dict[str, float]:
     """Mean cosine and retrieval overlap@k (when the pool is larger than k) of query-like held-out rows."""
     out = {"query_mean_cosine": float((normalize_rows(mapped) * normalize_rows(target)).sum(1).mean())}
@@ -635,6 +645,49 @@ def keep_learned(result: TrainingResult, start_state: dict[str, torch.Tensor], c
     return {**decision, "learned_kept": False,
             "why": f"{metric} {after:.4f} does not beat the start's {before:.4f} by more than "
                    f"{config.keep_learned_margin}: the start was kept"}
+
+
+def memory_for(adapter: Vec2VecAdapter, student: np.ndarray, teacher: np.ndarray, config: AdapterConfig,
+               seed: int = 0) -> ResidualMemory:
+    """A residual memory of these pairs (at most ``memory_max_rows``) behind ``adapter`` as it is now."""
+    rows = memory_rows(len(student), config.memory_max_rows, seed)
+    previous = adapter.memory
+    adapter.attach_memory(None)  # residuals are what the adapter alone misses
+    try:
+        mapped = adapter.map_numpy(student[rows])
+    finally:
+        adapter.attach_memory(previous)
+    return build_memory(student[rows], teacher[rows], mapped, k=config.memory_k,
+                        temperature=config.memory_temperature, weight=config.memory_weight)
+
+
+def keep_memory(adapter: Vec2VecAdapter, data: AdapterData, config: AdapterConfig) -> dict[str, Any]:
+    """The memory's gate: build it from the training pairs, keep it on ``adapter`` only if the held-out
+    selection metric (the keep-learned gate's) beats the adapter alone by more than ``memory_margin``.
+    Returns the decision; the caller widens a kept memory to every pair once the held-out figures are in."""
+    if not config.memory or not data.paired:
+        return {"memory_kept": False, "why": "off" if not config.memory else "unpaired mode has no pairs"}
+    selection = selection_for(config.early_stopping_metric, _metric_names(config, data))
+    metric = selection.metric
+    if not metric.startswith(("query_retrieval_overlap@", "selection_retrieval_overlap@", "retrieval_overlap@")):
+        return {"memory_kept": False, "metric": metric, "why": "no held-out retrieval overlap to compare on"}
+    pool = retrieval_pool(data, config)
+    adapter.attach_memory(None)
+    before = heldout_metrics(adapter, data, config, pool).get(metric)
+    adapter.attach_memory(memory_for(adapter, data.student, data.teacher, config))
+    after = heldout_metrics(adapter, data, config, pool).get(metric)
+    decision: dict[str, Any] = {"metric": metric, "margin": config.memory_margin, "without": before, "with": after}
+    if before is None or after is None:
+        adapter.attach_memory(None)
+        return {**decision, "memory_kept": False, "why": "nothing held out to compare on"}
+    if after - before > config.memory_margin:
+        return {**decision, "memory_kept": True,
+                "why": f"{metric} {after:.4f} with the memory beats {before:.4f} without by more than "
+                       f"{config.memory_margin}"}
+    adapter.attach_memory(None)
+    return {**decision, "memory_kept": False,
+            "why": f"{metric} {after:.4f} with the memory does not beat {before:.4f} without by more than "
+                   f"{config.memory_margin}: no memory"}
 
 
 def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start: Optional[Vec2VecAdapter] = None,

@@ -55,18 +55,37 @@ def dense_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     return add_dense(out, 24, seed=1)
 
 
-@pytest.fixture(scope="module")
-def adapter_dir(tmp_path_factory, dense_model_dir) -> Path:
-    """A Stage B adapter over the dense tiny student (tava_encoder.json names the student)."""
+def _adapter_dir(tmp_path_factory, dense_model_dir, memory: bool) -> Path:
+    """A Stage B adapter over the dense tiny student (tava_encoder.json names the student); with
+    ``memory``, a residual memory whose keys are the student's own vectors of a few texts."""
     from tava_core.adapter import Vec2VecAdapter, save_adapter
+    from tava_core.adapter.memory import build_memory
 
     torch.manual_seed(2)
     adapter = Vec2VecAdapter(24, 16, [32]).eval()
     with torch.no_grad():  # a non-trivial correction (the head starts at zero)
         adapter.net.head.weight.normal_(0, 0.2)
     spec = EncoderSpec(model=str(dense_model_dir)).model_dump(mode="json")
+    if memory:
+        # random keys: the tiny student's own vectors of any texts are nearly parallel, and a top-k among
+        # near-ties is decided by rounding, in torch and ONNX Runtime alike
+        rng = np.random.default_rng(3)
+        keys = rng.standard_normal((40, 24)).astype(np.float32)
+        targets = rng.standard_normal((len(keys), 16)).astype(np.float32)
+        adapter.attach_memory(build_memory(keys, targets, adapter.map_numpy(keys), k=4, temperature=0.05,
+                                           weight=0.75))
     return save_adapter(tmp_path_factory.mktemp("adapter") / "adapter", adapter, student=spec,
                         metadata={"lineage": {"teacher": {"name": "all-MiniLM-L6-v2", "dim": 384}}})
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, dense_model_dir) -> Path:
+    return _adapter_dir(tmp_path_factory, dense_model_dir, memory=False)
+
+
+@pytest.fixture(scope="module")
+def memory_adapter_dir(tmp_path_factory, dense_model_dir) -> Path:
+    return _adapter_dir(tmp_path_factory, dense_model_dir, memory=True)
 
 
 # ------------------------------------------------------------------------------- backend choice
@@ -239,7 +258,13 @@ def test_unexportable_encoder_falls_back_to_torch(home, tiny_model_dir, monkeypa
 
 # ------------------------------------------------------------------------------- tava export
 
-def test_export_round_trip_student_plus_adapter(tmp_path, adapter_dir):
+@pytest.mark.parametrize("which", ["adapter_dir", "memory_adapter_dir"])
+def test_export_round_trip_student_plus_adapter(tmp_path, which, request):
+    adapter_dir = request.getfixturevalue(which)
+    if which == "memory_adapter_dir":  # the memory is in the graph: top-k, softmax and gather run in ONNX Runtime
+        bare = load_encoder(_spec(request.getfixturevalue("adapter_dir"), "torch"), cache=False)
+        assert np.abs(bare.encode(TEXTS, kind="query") - load_encoder(_spec(adapter_dir, "torch"), cache=False).encode(
+            TEXTS, kind="query")).max() > 0.05
     out = tmp_path / "export"
     card = export_query_encoder(ExportConfig(model=str(adapter_dir), out=str(out)), TavaHome(tmp_path / "home"))
     assert sorted(p.name for p in out.iterdir()) == sorted(
