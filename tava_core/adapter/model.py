@@ -8,7 +8,8 @@ Two shapes:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
@@ -119,6 +120,16 @@ class Vec2VecAdapter(nn.Module):
         if memory is not None:
             self.config.update(memory.settings())
 
+    @contextlib.contextmanager
+    def without_memory(self) -> Iterator["Vec2VecAdapter"]:
+        """The map alone for the duration (the memory is put back after)."""
+        held = self.memory
+        self.attach_memory(None)
+        try:
+            yield self
+        finally:
+            self.attach_memory(held)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mapped = F.normalize(self.net(x), dim=-1) if self.net is not None else self.from_latent(self.to_latent(x))
         return mapped if self.memory is None else self.memory(x, mapped)
@@ -161,10 +172,14 @@ class Vec2VecAdapter(nn.Module):
         return self._path_cache[1]
 
     @torch.no_grad()
-    def map_numpy(self, vectors, batch_size: int = 8192):
-        """Map a float32 numpy array (inference mode, batched); returns float32 numpy."""
+    def map_numpy(self, vectors, batch_size: int = 8192, *, memory: bool = True):
+        """Map a float32 numpy array (inference mode, batched); returns float32 numpy. ``memory=False``: the
+        map alone, for texts the residual memory holds (on them it returns nearly the teacher's vector)."""
         import numpy as np
 
+        if not memory and self.memory is not None:
+            with self.without_memory():
+                return self.map_numpy(vectors, batch_size)
         path = self._cached_inference_path()
         was_training = self.training
         run: Callable[[torch.Tensor], torch.Tensor] = self
@@ -175,8 +190,8 @@ class Vec2VecAdapter(nn.Module):
             skip = self.net.skip.weight
             bare: Callable[[torch.Tensor], torch.Tensor] = (lambda x: F.normalize(x, dim=-1)) if path == "identity" \
                 else (lambda x: F.normalize(F.linear(x, skip), dim=-1))
-            memory = self.memory
-            run = bare if memory is None else (lambda x: memory(x, bare(x)))
+            held = self.memory
+            run = bare if held is None else (lambda x: held(x, bare(x)))
         device = next(self.parameters()).device
         out = np.zeros((len(vectors), self.output_dim), dtype=np.float32)
         for start in range(0, len(vectors), batch_size):

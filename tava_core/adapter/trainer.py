@@ -651,32 +651,32 @@ def memory_for(adapter: Vec2VecAdapter, student: np.ndarray, teacher: np.ndarray
                seed: int = 0) -> ResidualMemory:
     """A residual memory of these pairs (at most ``memory_max_rows``) behind ``adapter`` as it is now."""
     rows = memory_rows(len(student), config.memory_max_rows, seed)
-    previous = adapter.memory
-    adapter.attach_memory(None)  # residuals are what the adapter alone misses
-    try:
-        mapped = adapter.map_numpy(student[rows])
-    finally:
-        adapter.attach_memory(previous)
+    mapped = adapter.map_numpy(student[rows], memory=False)  # residuals are what the map alone misses
     return build_memory(student[rows], teacher[rows], mapped, k=config.memory_k,
                         temperature=config.memory_temperature, weight=config.memory_weight)
 
 
 def keep_memory(adapter: Vec2VecAdapter, data: AdapterData, config: AdapterConfig) -> dict[str, Any]:
-    """The memory's gate: build it from the training pairs, keep it on ``adapter`` only if the held-out
-    selection metric (the keep-learned gate's) beats the adapter alone by more than ``memory_margin``.
-    Returns the decision; the caller widens a kept memory to every pair once the held-out figures are in."""
+    """Build the memory from the training pairs and attach it to ``adapter``; with a ``memory_margin``, keep it
+    only if the held-out selection metric (the keep-learned gate's) beats the adapter alone by more than that.
+    Returns the decision (both metric values, measured either way); the caller widens a kept memory to every
+    pair once the held-out figures are in."""
     if not config.memory or not data.paired:
         return {"memory_kept": False, "why": "off" if not config.memory else "unpaired mode has no pairs"}
-    selection = selection_for(config.early_stopping_metric, _metric_names(config, data))
-    metric = selection.metric
-    if not metric.startswith(("query_retrieval_overlap@", "selection_retrieval_overlap@", "retrieval_overlap@")):
-        return {"memory_kept": False, "metric": metric, "why": "no held-out retrieval overlap to compare on"}
-    pool = retrieval_pool(data, config)
+    metric = selection_for(config.early_stopping_metric, _metric_names(config, data)).metric
     adapter.attach_memory(None)
-    before = heldout_metrics(adapter, data, config, pool).get(metric)
-    adapter.attach_memory(memory_for(adapter, data.student, data.teacher, config))
-    after = heldout_metrics(adapter, data, config, pool).get(metric)
+    memory = memory_for(adapter, data.student, data.teacher, config)
+    before = after = None
+    if data.has_heldout or data.selection is not None:
+        pool = retrieval_pool(data, config)
+        before = heldout_metrics(adapter, data, config, pool).get(metric)
+        adapter.attach_memory(memory)
+        after = heldout_metrics(adapter, data, config, pool).get(metric)
+    adapter.attach_memory(memory)
     decision: dict[str, Any] = {"metric": metric, "margin": config.memory_margin, "without": before, "with": after}
+    if config.memory_margin is None:
+        measured = "" if before is None or after is None else f": held-out {metric} {before:.4f} without, {after:.4f} with"
+        return {**decision, "memory_kept": True, "why": f"no gate (memory_margin empty){measured}"}
     if before is None or after is None:
         adapter.attach_memory(None)
         return {**decision, "memory_kept": False, "why": "nothing held out to compare on"}

@@ -77,3 +77,26 @@ def test_a_student_with_a_blend_partner_learns_the_residual_not_the_teacher(toy_
     again = distill(_config(teacher_dir, name="member", blend_partner=partner.output, blend_partner_weight=0.5,
                             **static), toy_home, progress=False)
     assert again.reused is False and again.run_key != member.run_key
+
+
+def test_a_partner_with_a_residual_memory_gives_its_map_alone_on_the_texts_the_memory_holds(tiny_model_dir):
+    from tava_core.adapter.encoder import AdaptedEncoder
+    from tava_core.adapter.memory import build_memory
+    from tava_core.adapter.model import Vec2VecAdapter
+
+    student = load_encoder(str(tiny_model_dir), cache=False)   # 32-d
+    texts = toy_texts(30)
+    keys = student.encode(texts, kind="query")
+    adapter = Vec2VecAdapter(32, 32, hidden_dims=[16]).eval()
+    teacher = np.random.default_rng(0).normal(size=(len(texts), 32)).astype(np.float32)
+    memory = build_memory(keys, teacher, adapter.map_numpy(keys), k=3, temperature=1e-4, weight=1.0)
+    adapter.attach_memory(memory)
+    partner = AdaptedEncoder(student, adapter, adapter_hash="h" * 64)
+    # with the memory, the partner returns the teacher's own vectors of these texts: nothing left to learn
+    assert np.allclose(partner.encode(texts, kind="query"), _unit(teacher), atol=1e-4)
+    data = TrainingData(texts=texts, vectors=teacher)
+    targets = towards_residual(data, partner, 0.7, spec="partner").vectors
+    assert adapter.memory is memory  # put back: the blend serves queries with it
+    adapter.attach_memory(None)
+    assert np.allclose(targets, residual_targets(teacher, partner.encode(texts, kind="query"), 0.7), atol=1e-5)
+    assert not np.allclose(targets, _unit(teacher), atol=1e-2)
