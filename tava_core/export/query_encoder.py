@@ -252,17 +252,19 @@ def int8_recipe(config: ExportConfig) -> dict[str, Any]:
 def quantize_graph(fp32: Path, int8: Path, recipe: dict[str, Any] = QUANTIZATION) -> None:
     """Dynamic int8 quantisation of an exported graph by ``recipe`` (``QUANTIZATION``'s keys; a bench may
     pass variants of it). A router's confidence nodes stay fp32: its document bank and maps are
-    scored against thresholds calibrated in fp32."""
+    scored against thresholds calibrated in fp32; so does an adapter's residual memory."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from .graph import CONFIDENCE_NAME
 
-    router_nodes = [node.name for node in onnx.load(str(fp32), load_external_data=False).graph.node
-                    if node.name.startswith(f"/{CONFIDENCE_NAME}/")]
+    # fp32 stays: the router's confidence nodes, and an adapter's residual memory, whose key product picks the
+    # top-k neighbours (an int8 key matrix reorders near ties, and softmax at temperature 0.05 amplifies it)
+    kept_fp32 = [node.name for node in onnx.load(str(fp32), load_external_data=False).graph.node
+                 if node.name.startswith(f"/{CONFIDENCE_NAME}/") or "/memory/" in node.name]
     quantize_dynamic(str(fp32), str(int8), weight_type=getattr(QuantType, recipe["weight_type"]),
                      op_types_to_quantize=list(recipe["op_types"]), per_channel=recipe["per_channel"],
-                     reduce_range=recipe["reduce_range"], nodes_to_exclude=router_nodes,
+                     reduce_range=recipe["reduce_range"], nodes_to_exclude=kept_fp32,
                      extra_options={"MatMulConstBOnly": recipe.get("weights_only", True),
                                     "DefaultTensorType": onnx.TensorProto.FLOAT})
 

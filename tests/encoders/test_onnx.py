@@ -304,6 +304,18 @@ def test_int8_export_is_smaller_and_gated(tmp_path, dense_model_dir):
     assert json.loads((tmp_path / "int8" / "card.json").read_text())["sha256"] == int8["sha256"]
 
 
+def test_int8_export_keeps_the_residual_memory_in_fp32(tmp_path, memory_adapter_dir):
+    import onnx
+
+    export_query_encoder(ExportConfig(model=str(memory_adapter_dir), precision="int8", min_mean_cosine=0.9,
+                                      out=str(tmp_path / "int8")), TavaHome(tmp_path / "home"))
+    nodes = onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node
+    memory = [node for node in nodes if "/memory/" in node.name]
+    assert any(node.op_type == "TopK" for node in memory)
+    assert [node.op_type for node in memory if "MatMul" in node.op_type] == ["MatMul"]  # the key product, fp32
+    assert any(node.op_type == "MatMulInteger" or node.op_type.startswith("DynamicQuantize") for node in nodes)
+
+
 def test_int8_card_records_recipe_and_session_settings(tmp_path, dense_model_dir):
     """The int8 file is the recorded recipe (uint8 activations x int8 weights, per-channel, from an
     unfused graph), and the card's session settings are what the runner applies: with them ONNX
