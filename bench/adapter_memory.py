@@ -17,7 +17,9 @@ Speed is the student + adapter encoding queries with and without the memory, sid
 
 ``--phase dev`` scores SciFact's 809 train queries and the built-in test queries (the corpus the
 settings were not chosen on); ``--phase test`` scores SciFact test, once, and prints only that.
-Results: bench/results/adapter_memory.json, one row per phase / corpus / label.
+Results: bench/results/adapter_memory.json, one row per phase / corpus / label. ``--saved-adapter DIR``
+scores an adapter another run saved (e.g. `tava run --adapter-memory`'s, in bench/cli_run.py's home) the
+same way, with and without its memory.
 
     python bench/transfer.py --phase dev --teacher all-MiniLM-L6-v2 --student static --train generic \\
         --generic 20000 --steps 2000 --lr 0.001 --keep-student .tava/memory/minilm-static-generic
@@ -187,6 +189,39 @@ def study(student_dir: str, teacher: str, label: str, phase: str, with_controls:
     return rows
 
 
+def study_saved(adapter_dir: str, teacher: str, label: str, phase: str, corpus: str) -> dict[str, Any]:
+    """A saved adapter directory as `tava run` / `tava adapt` wrote it (e.g. with --adapter-memory): its
+    student's queries through the map with and without the memory it holds, 95% paired."""
+    from tava_core.encoders import load_encoder
+
+    encoder = load_encoder(adapter_dir, cache=False)
+    adapter = getattr(encoder, "mapper", None)
+    if getattr(adapter, "memory", None) is None:
+        raise SystemExit(f"{adapter_dir} holds no residual memory: nothing to compare")
+    data = scifact() if corpus == "scifact" else builtin()[0]
+    split = (DEV_SPLIT if phase == "dev" else TEST_SPLIT)[corpus]
+    judged_rows = judged(data, split)
+    docs = teacher_vectors(teacher, data.docs, log=False, compute=False)
+    all_teacher_q = teacher_vectors(teacher, data.queries, log=False, compute=False)
+    if docs is None or all_teacher_q is None:
+        raise SystemExit(f"{teacher}'s vectors of {corpus} are not cached: python bench/transfer_data.py")
+    student_q = encoder.inner.encode([data.queries.texts[k] for k in judged_rows], kind="query", batch_size=64)
+    per_query = {"teacher": score(all_teacher_q[judged_rows], data, split, docs),
+                 "alone": score(student_q, data, split, docs),
+                 "adapter": score(adapter.map_numpy(student_q, memory=False), data, split, docs),
+                 "memory": score(adapter.map_numpy(student_q), data, split, docs)}
+    teacher_score = float(per_query["teacher"].mean())
+    report = json.loads((Path(adapter_dir) / "report.json").read_text())
+    return {f"{phase}/{corpus}/{label}": {
+        "adapter_dir": str(adapter_dir), "teacher": teacher, "phase": phase, "corpus": corpus, "split": split,
+        "queries": len(judged_rows), "teacher_ndcg10": round(teacher_score, 4),
+        "of_teacher": {name: round(float(v.mean()) / teacher_score, 4) for name, v in per_query.items()
+                       if name != "teacher"},
+        "memory_minus_adapter_95": interval(per_query["memory"], per_query["adapter"]),
+        "memory_rows": adapter.memory.rows, "memory_gate": report.get("memory", {}),
+        "adapter_kept_learned": report.get("selection", {}).get("learned_kept")}}
+
+
 def save(rows: dict[str, Any]) -> None:
     existing = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     existing.setdefault("rows", {}).update(rows)
@@ -202,10 +237,11 @@ def table(phase: str) -> str:
     lines = ["| row | alone | adapter | + memory (gap recovered) | memory - adapter (95%) | gate | query speed b64 / b1 |",
              "| --- | ---: | ---: | ---: | --- | --- | --- |"]
     for key, row in sorted(rows.items()):
-        if row["phase"] != phase:
+        if row["phase"] != phase or "gap_recovered" not in row:
             continue
         of, gap, speed = row["of_teacher"], row["gap_recovered"], row["query_speed"]
-        lines.append(f"| {key} | {of['alone']:.3f} | {of['adapter']:.3f} | {of['memory']:.3f} ({gap['memory']:.0%}) "
+        recovered = "student at or above the teacher" if gap["memory"] is None else f"{gap['memory']:.0%}"
+        lines.append(f"| {key} | {of['alone']:.3f} | {of['adapter']:.3f} | {of['memory']:.3f} ({recovered}) "
                      f"| {row['memory_minus_adapter_95']} | {'kept' if row['memory_gate']['memory_kept'] else 'dropped'}"
                      f" | {speed['batch_64']['ratio']:.2f}x / {speed['batch_1']['ratio']:.2f}x |")
     return "\n".join(lines)
@@ -214,6 +250,10 @@ def table(phase: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student", help="a saved Stage A student directory")
+    parser.add_argument("--saved-adapter", help=(
+        "instead: a saved adapter directory holding a memory (e.g. `tava run --adapter-memory`'s), scored on "
+        "--corpus with and without it"))
+    parser.add_argument("--corpus", choices=["scifact", "builtin"], default="builtin")
     parser.add_argument("--teacher", default="all-MiniLM-L6-v2")
     parser.add_argument("--label", help="the row's name")
     parser.add_argument("--phase", choices=["dev", "test"], default="dev")
@@ -224,11 +264,17 @@ def main() -> None:
     if args.table:
         print(table(args.table))
         return
-    if not args.student or not args.label:
-        parser.error("--student and --label are needed (or --table PHASE)")
+    if not (args.student or args.saved_adapter) or not args.label:
+        parser.error("--student (or --saved-adapter) and --label are needed (or --table PHASE)")
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.saved_adapter:
+        rows = study_saved(args.saved_adapter, args.teacher, args.label, args.phase, args.corpus)
+        save(rows)
+        for key, row in rows.items():
+            print(key, row["of_teacher"], "memory - map (95%):", row["memory_minus_adapter_95"])
+        return
     save(study(args.student, args.teacher, args.label, args.phase, args.controls))
     print(table(args.phase))
 

@@ -22,8 +22,13 @@ def demo_distill() -> DistillConfig:
                          eval_every=50, checkpoint_every=100, patience=3)
 
 
+# No residual memory in the pipeline: its Stage B pairs are the texts its own Stage A just trained on, and
+# there the memory did not gain on test (bench/adapter_memory.py, four students trained on SciFact: within
+# +-0.005 of the map on SciFact test) and cost mpnet's transformer student 0.023 through `tava run` on the
+# built-in data (bench/results/cli_run_blend.json, dev/builtin/mpnet-tf-memory). It is for a student meeting
+# new text: `tava adapt`, `tava refresh` (docs/stage-b.md). --adapter-memory turns it on.
 def demo_adapter() -> AdapterConfig:
-    return AdapterConfig(name="demo-adapter", max_steps=600, eval_every=50)
+    return AdapterConfig(name="demo-adapter", max_steps=600, eval_every=50, memory=False)
 
 
 def standard_distill() -> DistillConfig:
@@ -35,7 +40,7 @@ def standard_distill() -> DistillConfig:
 
 
 def standard_adapter() -> AdapterConfig:
-    return AdapterConfig()
+    return AdapterConfig(memory=False)
 
 
 def blend_static_distill(distill: DistillConfig, partner: str) -> DistillConfig:

@@ -192,7 +192,8 @@ class AdapterConfig(TavaModel):
         "residuals of its nearest training texts (tava_core/adapter/memory.py). bench/adapter_memory.py (dev "
         "splits, seven students): SciFact 0.000 to +0.049 of the teacher's nDCG@10 over the map alone, the "
         "built-in data -0.012 to +0.019 (no interval excluding 0); costs a static student about half its "
-        "query speed, a transformer student up to 3 in 100 queries per second at batch 64."))
+        "query speed, a transformer student up to 3 in 100 queries per second at batch 64. `tava run` leaves "
+        "it off (its Stage A trained on the same texts: level on SciFact test there)."))
     memory_k: int = Field(10, ge=1, description="Nearest training texts whose residuals correct a query.")
     memory_temperature: float = Field(0.05, gt=0.0, description=(
         "Softmax temperature over those neighbours' cosines (lower: the nearest one dominates)."))

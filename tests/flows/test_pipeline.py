@@ -64,6 +64,18 @@ def test_standard_preset_is_the_measured_recipe_under_your_keys(student, steps, 
         PipelineConfig.model_validate({"preset": "quick"})
 
 
+@pytest.mark.parametrize("preset", ["demo", "standard"])
+def test_the_pipeline_leaves_the_residual_memory_off_unless_asked(preset):
+    from flows.pipeline import PipelineConfig
+    from tava_core.adapter.config import AdapterConfig
+
+    # its Stage B pairs are the texts its Stage A trained on (docs/stage-b.md); `tava adapt` keeps it on
+    assert AdapterConfig().memory is True
+    assert PipelineConfig.model_validate({"preset": preset}).adapter.memory is False
+    asked = PipelineConfig.model_validate({"preset": preset, "adapter": {"memory": True, "max_steps": 50}})
+    assert asked.adapter.memory is True and asked.adapter.max_steps == 50
+
+
 def test_run_command_needs_some_settings():
     from flows.commands.pipeline import run_cli
 
