@@ -45,12 +45,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench.transfer import DEV_SPLIT, TEST_SPLIT, adaptation_texts, judged, score  # noqa: E402
 from bench.transfer_data import builtin, scifact, teacher_vectors  # noqa: E402
+from tava_core.adapter.baselines import normalize_rows as unit  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "adapter_memory.json"
-
-
-def unit(a: np.ndarray) -> np.ndarray:
-    return (a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def neighbours(queries: np.ndarray, keys: np.ndarray, k: int, temperature: float) -> tuple[np.ndarray, np.ndarray]:
