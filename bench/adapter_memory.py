@@ -50,13 +50,20 @@ from tava_core.adapter.baselines import normalize_rows as unit  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "adapter_memory.json"
 
 
-def neighbours(queries: np.ndarray, keys: np.ndarray, k: int, temperature: float) -> tuple[np.ndarray, np.ndarray]:
-    """The memory's weighting, in numpy (for the controls): top-k keys by cosine, softmax weights."""
-    sims = unit(queries) @ unit(keys).T
-    index = np.argpartition(-sims, k, axis=1)[:, :k]
-    top = np.take_along_axis(sims, index, 1)
-    weights = np.exp((top - top.max(1, keepdims=True)) / temperature)
-    return index, weights / weights.sum(1, keepdims=True)
+def corrected(keys: np.ndarray, additions: np.ndarray, queries: np.ndarray, start: np.ndarray,
+              config: Any) -> np.ndarray:
+    """``start`` moved as tava's memory moves it, by ``additions`` (one row per key) of the queries' nearest
+    ``keys``, for the controls: the same weighting, other rows added."""
+    import torch
+
+    from tava_core.adapter.memory import ResidualMemory
+
+    memory = ResidualMemory(len(keys), keys.shape[1], additions.shape[1], config.memory_k,
+                            config.memory_temperature, config.memory_weight)
+    memory.keys.copy_(torch.as_tensor(unit(keys)))
+    memory.residuals.copy_(torch.as_tensor(additions, dtype=torch.float32))
+    with torch.no_grad():
+        return memory(torch.as_tensor(queries), torch.as_tensor(start)).numpy()
 
 
 def interval(a: np.ndarray, b: np.ndarray) -> list[float]:
@@ -83,12 +90,9 @@ def controls(data: Any, split: str, docs: np.ndarray, mapped_q: np.ndarray, stud
     """What else the gain could be: feedback from the neighbours' teacher vectors; a compressed memory."""
     import faiss
 
-    k, tau, lam = config.memory_k, config.memory_temperature, config.memory_weight
     yn, residual = unit(y), unit(y) - unit(mapped_x)
-    index, weights = neighbours(student_q, x, k, tau)
-    feedback = unit(mapped_q + lam * np.einsum("qk,qkd->qd", weights, yn[index]))
-    t_index, t_weights = neighbours(teacher_q, y, k, tau)
-    teacher_feedback = unit(teacher_q + lam * np.einsum("qk,qkd->qd", t_weights, yn[t_index]))
+    feedback = corrected(x, yn, student_q, mapped_q, config)
+    teacher_feedback = corrected(y, yn, teacher_q, unit(teacher_q), config)
     centroids = 4096
     kmeans = faiss.Kmeans(x.shape[1], centroids, niter=20, seed=0, spherical=True)
     kmeans.train(unit(x))
@@ -96,8 +100,7 @@ def controls(data: Any, split: str, docs: np.ndarray, mapped_q: np.ndarray, stud
     mean_residual = np.zeros((centroids, y.shape[1]), np.float32)
     np.add.at(mean_residual, assigned[:, 0], residual)
     mean_residual /= np.maximum(np.bincount(assigned[:, 0], minlength=centroids), 1)[:, None]
-    c_index, c_weights = neighbours(student_q, kmeans.centroids, k, tau)
-    compressed = unit(mapped_q + lam * np.einsum("qk,qkd->qd", c_weights, mean_residual[c_index]))
+    compressed = corrected(kmeans.centroids, mean_residual, student_q, mapped_q, config)
 
     def share(v: np.ndarray) -> float:
         return round(float(score(v, data, split, docs).mean()) / teacher_score, 4)

@@ -19,7 +19,8 @@ a fifth of it on SciFact dev; the correction is per text, so the memory holds te
 """
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -82,3 +83,13 @@ def build_memory(student: np.ndarray, teacher: np.ndarray, mapped: np.ndarray, *
     memory.keys.copy_(unit(student))
     memory.residuals.copy_(unit(teacher) - unit(mapped))
     return memory
+
+
+def map_alone(mapper: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """``mapper.map_numpy`` leaving out a residual memory it holds. For the texts the memory was built from
+    (Stage B's own pairs) it returns nearly the teacher's vectors, which is not what an unseen query gets:
+    whatever stands in for queries there (a blend partner's targets, a router's reference pairs) takes
+    the map alone."""
+    if getattr(mapper, "memory", None) is not None:
+        return partial(mapper.map_numpy, memory=False)
+    return mapper.map_numpy

@@ -8,8 +8,7 @@ Two shapes:
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -120,18 +119,12 @@ class Vec2VecAdapter(nn.Module):
         if memory is not None:
             self.config.update(memory.settings())
 
-    @contextlib.contextmanager
-    def without_memory(self) -> Iterator["Vec2VecAdapter"]:
-        """The map alone for the duration (the memory is put back after)."""
-        held = self.memory
-        self.attach_memory(None)
-        try:
-            yield self
-        finally:
-            self.attach_memory(held)
+    def map_alone(self, x: torch.Tensor) -> torch.Tensor:
+        """The map without the memory (unit length)."""
+        return F.normalize(self.net(x), dim=-1) if self.net is not None else self.from_latent(self.to_latent(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mapped = F.normalize(self.net(x), dim=-1) if self.net is not None else self.from_latent(self.to_latent(x))
+        mapped = self.map_alone(x)
         return mapped if self.memory is None else self.memory(x, mapped)
 
     def make_reverse(self) -> "Vec2VecAdapter":
@@ -177,21 +170,18 @@ class Vec2VecAdapter(nn.Module):
         map alone, for texts the residual memory holds (on them it returns nearly the teacher's vector)."""
         import numpy as np
 
-        if not memory and self.memory is not None:
-            with self.without_memory():
-                return self.map_numpy(vectors, batch_size)
         path = self._cached_inference_path()
         was_training = self.training
-        run: Callable[[torch.Tensor], torch.Tensor] = self
+        bare: Callable[[torch.Tensor], torch.Tensor] = self.map_alone
         if path == "full":
             self.eval()
         else:                       # no dropout or norm layer on these paths: no mode switch needed
             assert self.net is not None and self.net.skip is not None
             skip = self.net.skip.weight
-            bare: Callable[[torch.Tensor], torch.Tensor] = (lambda x: F.normalize(x, dim=-1)) if path == "identity" \
-                else (lambda x: F.normalize(F.linear(x, skip), dim=-1))
-            held = self.memory
-            run = bare if held is None else (lambda x: held(x, bare(x)))
+            bare = (lambda x: F.normalize(x, dim=-1)) if path == "identity" else \
+                (lambda x: F.normalize(F.linear(x, skip), dim=-1))
+        held = self.memory if memory else None
+        run = bare if held is None else (lambda x: held(x, bare(x)))
         device = next(self.parameters()).device
         out = np.zeros((len(vectors), self.output_dim), dtype=np.float32)
         for start in range(0, len(vectors), batch_size):

@@ -111,9 +111,10 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
     if memory["memory_kept"]:
         # measured on the training pairs' memory; saved with every pair (a held-out document is a query's
         # likely neighbour too)
-        result.adapter.attach_memory(memory_for(result.adapter, np.concatenate([data.student, data.heldout_student]),
-                                                np.concatenate([data.teacher, data.heldout_teacher]), config))
-        memory["rows"] = result.adapter.memory.rows if result.adapter.memory is not None else 0
+        every_pair = memory_for(result.adapter, np.concatenate([data.student, data.heldout_student]),
+                                np.concatenate([data.teacher, data.heldout_teacher]), config)
+        result.adapter.attach_memory(every_pair)
+        memory["rows"] = every_pair.rows
     report = {
         "name": name, "mode": config.mode,
         "student": {"name": "student", "dim": int(student.shape[1]), **(student_info or {})},

@@ -664,19 +664,16 @@ def keep_memory(adapter: Vec2VecAdapter, data: AdapterData, config: AdapterConfi
     if not config.memory or not data.paired:
         return {"memory_kept": False, "why": "off" if not config.memory else "unpaired mode has no pairs"}
     metric = selection_for(config.early_stopping_metric, _metric_names(config, data)).metric
-    adapter.attach_memory(None)
+    adapter.attach_memory(None)  # a trained adapter has none; measured without it first
     memory = memory_for(adapter, data.student, data.teacher, config)
-    before = after = None
-    if data.has_heldout or data.selection is not None:
-        pool = retrieval_pool(data, config)
-        before = heldout_metrics(adapter, data, config, pool).get(metric)
-        adapter.attach_memory(memory)
-        after = heldout_metrics(adapter, data, config, pool).get(metric)
+    pool = retrieval_pool(data, config) if data.has_heldout or data.selection is not None else None
+    before = heldout_metrics(adapter, data, config, pool).get(metric) if pool is not None else None
     adapter.attach_memory(memory)
+    after = heldout_metrics(adapter, data, config, pool).get(metric) if pool is not None else None
     decision: dict[str, Any] = {"metric": metric, "margin": config.memory_margin, "without": before, "with": after}
     if config.memory_margin is None:
-        measured = "" if before is None or after is None else f": held-out {metric} {before:.4f} without, {after:.4f} with"
-        return {**decision, "memory_kept": True, "why": f"no gate (memory_margin empty){measured}"}
+        figures = "" if before is None or after is None else f": held-out {metric} {before:.4f} without, {after:.4f} with"
+        return {**decision, "memory_kept": True, "why": f"no gate (memory_margin empty){figures}"}
     if before is None or after is None:
         adapter.attach_memory(None)
         return {**decision, "memory_kept": False, "why": "nothing held out to compare on"}

@@ -9,13 +9,12 @@ Measured on SciFact's dev queries and the built-in data: docs/mpnet.md (bench/bl
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from ..adapter.baselines import normalize_rows as _unit
-from ..adapter.model import Vec2VecAdapter
+from ..adapter.memory import map_alone
 from ..encoders.base import Encoder
+from ..encoders.mapped import MappedEncoder
 from ..errors import ConfigError
 from .data import TrainingData
 
@@ -40,10 +39,10 @@ def towards_residual(data: TrainingData, partner: Encoder, weight: float, *, spe
         raise ConfigError(f"blend partner {spec!r} makes {partner.dim}-d vectors, the teacher {dim}-d",
                           hint="give the query encoder the student will be blended with: a student of the same "
                                "teacher, or its Stage B directory")
-    # A partner with Stage B's residual memory holds these very texts (the corpus both trained on): on them it
-    # returns nearly the teacher's vector, which is not what it gives an unseen query; its map alone is closer.
-    mapper = getattr(partner, "mapper", None)
-    with mapper.without_memory() if isinstance(mapper, Vec2VecAdapter) else contextlib.nullcontext():
+    if isinstance(partner, MappedEncoder):  # its adapter's memory holds these very texts: the map alone
+        own = map_alone(partner.mapper)(partner.inner.encode(data.texts, kind="query", batch_size=64,
+                                                             show_progress=progress))
+    else:
         own = partner.encode(data.texts, kind="query", batch_size=64, show_progress=progress)
     targets = {"kind": "residual", "partner": spec, "partner_fingerprint": partner.fingerprint, "weight": weight}
     return TrainingData(texts=data.texts, vectors=residual_targets(data.vectors, own, weight),

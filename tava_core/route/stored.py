@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..adapter.model import Vec2VecAdapter
+from ..adapter.memory import map_alone
 from ..config import EncoderSpec
 from ..distill.spans import make_spans
 from ..encoders import load_encoder
@@ -83,12 +83,7 @@ def _vector_map(adapted: Encoder, student_fingerprint: str):
     if adapted.fingerprint == student_fingerprint:
         return lambda x: x
     if isinstance(adapted, MappedEncoder) and adapted.inner.fingerprint == student_fingerprint:
-        mapper = adapted.mapper
-        if isinstance(mapper, Vec2VecAdapter):
-            # these are the adapter's own training texts: its residual memory would return nearly the teacher's
-            # vectors of them, which is not what an unseen query gets (the map alone is closer)
-            return lambda x: mapper.map_numpy(x, memory=False)
-        return mapper.map_numpy
+        return map_alone(adapted.mapper)  # these are the adapter's own training texts
     raise ConfigError(f"the stored student vectors (encoder {student_fingerprint[:12]}) were not made by the "
                       f"router's student {adapted.name!r} nor by the student inside it",
                       hint="give the vectors of the student the adapter was trained on")
