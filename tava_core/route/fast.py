@@ -304,6 +304,9 @@ class CompiledConfidence:
         """((n, rescore) exact cosines, (n, rescore) document rows) of each row's best candidates
         by the ``approximate`` scores."""
         k = min(self.rescore, approximate.shape[1])
+        if len(s) == 1:     # a live query: one gather and one matrix-vector product, no per-row loop
+            picked = np.argpartition(-approximate[0], k - 1)[:k]
+            return (np.take(self.doc_exact, picked, axis=0) @ s[0])[None, :], picked[None, :]
         picked = np.argpartition(-approximate, k - 1, axis=1)[:, :k]
         # numpy's row gather (np.take) is ~3x faster than torch's advanced indexing for ~200 rows
         exact = np.empty(picked.shape, dtype=np.float32)
@@ -316,4 +319,6 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` in float32 through torch: for a batch against the document bank its BLAS (MKL)
     took ~50 us per query where numpy's took ~62-77 (bench/route_fastpath.py's machine), the same
     at batch 1; the numbers agree to float rounding."""
+    if len(a) == 1:     # one query: numpy's matrix-vector product is as fast, without the two conversions
+        return np.asarray(a, dtype=np.float32) @ b
     return (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) @ torch.from_numpy(b)).numpy()

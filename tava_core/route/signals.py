@@ -72,6 +72,8 @@ def cell_margin(scores: np.ndarray, documents: np.ndarray, rows: np.ndarray | No
     k = min(CELL_RIVALS + 1, n_docs)
     if k < 2:
         return np.zeros(len(scores), np.float32)
+    if len(scores) == 1:
+        return _cell_margin_one(scores[0], documents, None if rows is None else rows[0], k)
     # the k best in any order: the mean over the rivals needs only which one is first (no sort)
     picked = np.argpartition(scores, n_docs - k, axis=1)[:, n_docs - k:]
     top = np.take_along_axis(scores, picked, axis=1)                                 # (n, k)
@@ -86,6 +88,27 @@ def cell_margin(scores: np.ndarray, documents: np.ndarray, rows: np.ndarray | No
     valid[np.arange(len(top)), first] = False                                        # the best is no rival
     depth = np.where(valid, (best_score - np.where(valid, top, 0.0)) / np.maximum(distance, 1e-6), 0.0)
     return -(depth.sum(axis=1) / np.maximum(valid.sum(axis=1), 1))
+
+
+def _cell_margin_one(scores: np.ndarray, documents: np.ndarray, rows: np.ndarray | None, k: int) -> np.ndarray:
+    """``cell_margin`` of one query (a live query at batch 1): the same arithmetic on 1-d arrays,
+    without the batch's index grids and masks, which cost several times the arithmetic for one row."""
+    n_docs = len(scores)
+    picked = np.argpartition(scores, n_docs - k)[n_docs - k:]
+    top = scores[picked]
+    if rows is not None:
+        picked = np.maximum(rows[picked], 0)
+    first = int(top.argmax())
+    best_score = top[first]
+    if not np.isfinite(best_score):
+        return np.zeros(1)
+    vectors = documents.take(picked, axis=0)                                         # (k, d)
+    difference = vectors - vectors[first]
+    distance = np.sqrt(np.einsum("kd,kd->k", difference, difference))
+    valid = np.isfinite(top)
+    valid[first] = False                                                             # the best is no rival
+    depth = (best_score - top[valid]) / np.maximum(distance[valid], 1e-6)
+    return np.array([-(depth.sum() / max(len(depth), 1))])
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
