@@ -12,7 +12,9 @@ vectors (ingest and embedding are cached by content), so only training and evalu
     python bench/cli_run.py --phase test --dataset scifact --tag generic -- --unlabeled generic
 
 ``scifact`` and ``generic`` (the shared unlabeled passages) are shorthands for paths under
-../shared/data, ``scifact-1500`` for a small collection cut from SciFact (``small_scifact``); every other option after ``--`` goes to `tava run` unchanged. Results land in
+../shared/data, ``scifact-1500`` for a small collection cut from SciFact (``small_scifact``),
+``passages-known-item`` for a large one of another kind (``known_item``: 40,000 passages, 10-word
+known-item queries); every other option after ``--`` goes to `tava run` unchanged. Results land in
 bench/results/cli_run.json under ``PHASE/DATASET/TAG`` (only the phase run is printed).
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ STEP = re.compile(r"^\| (?P<step>[^|]+?) \| (?P<seconds>[0-9.]+) \| (?P<work>[^|
 
 
 SMALL_SCIFACT = "scifact-1500"
+KNOWN_ITEM = "passages-known-item"
 
 
 def small_scifact(home: str, documents: int = 1500, seed: int = 0) -> str:
@@ -60,6 +63,44 @@ def small_scifact(home: str, documents: int = 1500, seed: int = 0) -> str:
     (tmp / "queries.jsonl").write_text((SCIFACT / "queries.jsonl").read_text())
     for split, lines in qrels.items():
         (tmp / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    tmp.rename(out)
+    return str(out)
+
+
+def known_item(home: str, documents: int = 40000, queries: int = 300, seed: int = 7) -> str:
+    """A large collection of another kind (``passages-known-item``): ``documents`` of the shared
+    unlabeled passages (reviews, news, fiction, questions; shuffled with ``seed``) as the corpus, and
+    per split (train = dev, test) ``queries`` known-item queries: a random 10-word window of a
+    random corpus passage of at least 16 words, that passage its one relevant document. Nothing in
+    tava was tuned on it; it is 8x SciFact's corpus, so the student's queries meet teacher documents
+    packed far more densely. Written once under ``<home>/bench-data`` (outside the project)."""
+    import gzip
+    import random
+
+    out = Path(home) / "bench-data" / KNOWN_ITEM
+    if (out / "qrels" / "test.tsv").is_file():
+        return str(out)
+    rng = random.Random(seed)
+    with gzip.open(PASSAGES, "rt") as handle:
+        rows = [json.loads(line) for line in handle]
+    rng.shuffle(rows)
+    corpus = rows[:documents]
+    long_enough = [r for r in corpus if len(r["text"].split()) >= 16]
+    picked = random.Random(seed + 1).sample(long_enough, 2 * queries)
+    tmp = out.with_name(out.name + ".tmp")
+    (tmp / "qrels").mkdir(parents=True, exist_ok=True)
+    (tmp / "corpus.jsonl").write_text("".join(json.dumps({"_id": r["_id"], "title": "", "text": r["text"]}) + "\n"
+                                              for r in corpus))
+    windows = random.Random(seed + 2)
+    lines, qrels = [], {"train": ["query-id\tcorpus-id\tscore"], "test": ["query-id\tcorpus-id\tscore"]}
+    for i, row in enumerate(picked):
+        words = row["text"].split()
+        start = windows.randrange(0, len(words) - 10)
+        lines.append(json.dumps({"_id": f"q{i}", "text": " ".join(words[start:start + 10])}) + "\n")
+        qrels["train" if i < queries else "test"].append(f"q{i}\t{row['_id']}\t1")
+    (tmp / "queries.jsonl").write_text("".join(lines))
+    for split, split_lines in qrels.items():
+        (tmp / "qrels" / f"{split}.tsv").write_text("\n".join(split_lines) + "\n")
     tmp.rename(out)
     return str(out)
 
@@ -100,6 +141,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.dataset == SMALL_SCIFACT:
         SHORTHANDS[SMALL_SCIFACT] = small_scifact(args.home)
+    if args.dataset == KNOWN_ITEM:
+        SHORTHANDS[KNOWN_ITEM] = known_item(args.home)
     options = [SHORTHANDS.get(o, o) for o in args.options if o != "--"]
     name = Path(args.dataset).name if args.dataset not in SHORTHANDS else args.dataset
     run_name = f"{name}-{args.tag}"
