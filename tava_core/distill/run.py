@@ -215,11 +215,16 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
                                 spec=config.blend_partner, progress=progress)
     source = ", ".join(f"{s['dataset']}/{s['collection']}" for s in data.sources)
     fitted = fitted_to_corpus(len(data.texts), config)
-    if fitted is not config:
+    if fitted.steps < config.steps:
         log.warning("%d training texts are too few for %d steps of %d within %g passes: training %d steps "
                     "(fit_steps; warm-up %d)", len(data.texts), config.steps, config.batch_size, config.max_epochs,
                     fitted.steps, fitted.warmup_steps)
-        config = fitted
+    elif fitted.steps > config.steps:
+        log.info("%d training texts: %d steps of %d would pass over them %.2f times; training %d steps "
+                 "(fit_steps: min_epochs %g, at most %g x; warm-up %d)", len(data.texts), config.steps,
+                 config.batch_size, config.steps * config.batch_size / len(data.texts), fitted.steps,
+                 config.min_epochs, config.max_fitted_steps_factor, fitted.warmup_steps)
+    config = fitted
     split = check_corpus_size(len(data.texts), config, source=source)
     out = output_dir(config, home)
     run_key = make_run_key({"config": config.training_key(), "data": data.key})

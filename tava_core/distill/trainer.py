@@ -7,6 +7,7 @@ state (dropout) travels in the checkpoint, so a resumed run walks the same batch
 """
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,18 +54,28 @@ def most_steps(n_texts: int, config: DistillConfig) -> int:
 
 
 def fitted_to_corpus(n_texts: int, config: DistillConfig) -> DistillConfig:
-    """``config`` with its steps cut to what ``n_texts`` allows, when ``fit_steps`` is on and they do not
-    fit (warm-up and the validation / checkpoint intervals scaled by the same factor, so the schedule
-    keeps its shape); otherwise ``config`` itself. A corpus too small for even one batch is left to
+    """``config`` with its steps fitted to ``n_texts`` when ``fit_steps`` is on: cut to what
+    ``max_epochs`` allows on a small corpus, grown to ``min_epochs`` passes (at most
+    ``max_fitted_steps_factor`` x ``steps``) on a big one. The warm-up scales by the same factor, and
+    the validation / checkpoint intervals when cut, so the schedule keeps its shape. Otherwise (or
+    when the steps fit) ``config`` itself. A corpus too small for even one batch is left to
     :func:`check_corpus_size` to refuse."""
-    most = most_steps(n_texts, config)
-    if not config.fit_steps or config.steps <= most or most < 1:
+    if not config.fit_steps:
         return config
-    scale = most / config.steps
-    return config.model_copy(update={
-        "steps": most, "warmup_steps": int(config.warmup_steps * scale),
-        "eval_every": max(1, min(config.eval_every, round(config.eval_every * scale))),
-        "checkpoint_every": max(1, min(config.checkpoint_every, round(config.checkpoint_every * scale)))})
+    most = most_steps(n_texts, config)
+    if config.steps > most >= 1:
+        scale = most / config.steps
+        return config.model_copy(update={
+            "steps": most, "warmup_steps": int(config.warmup_steps * scale),
+            "eval_every": max(1, min(config.eval_every, round(config.eval_every * scale))),
+            "checkpoint_every": max(1, min(config.checkpoint_every, round(config.checkpoint_every * scale)))})
+    n_train = n_texts - validation_size(n_texts, config.validation_fraction)
+    wanted = min(math.ceil(config.min_epochs * n_train / config.batch_size),
+                 int(config.steps * config.max_fitted_steps_factor))
+    if wanted <= config.steps:
+        return config
+    return config.model_copy(update={"steps": wanted,
+                                     "warmup_steps": round(config.warmup_steps * wanted / config.steps)})
 
 
 def check_corpus_size(n_texts: int, config: DistillConfig, *, source: str = "") -> Split:

@@ -286,6 +286,32 @@ def test_fitted_to_corpus_cuts_only_a_preset_step_count(teacher_dir, steps, fit_
         assert (fitted.warmup_steps, fitted.eval_every, fitted.checkpoint_every) == (4, 9, 9)
 
 
+@pytest.mark.parametrize("steps, fit_steps, min_epochs, factor, expected", [
+    (10, True, 1.0, 3.0, 24),    # one pass over 380 training texts of 16: ceil(23.75) = 24 steps
+    (10, True, 1.0, 2.0, 20),    # ... at most 2 x the preset's 10
+    (10, True, 0.5, 3.0, 12),    # half a pass
+    (10, True, 0.0, 3.0, 10),    # growth off
+    (10, False, 1.0, 3.0, 10),   # a step count you give is kept
+    (30, True, 1.0, 3.0, 30),    # already more than a pass: unchanged
+])
+def test_fitted_to_corpus_grows_a_preset_step_count_on_a_big_corpus(teacher_dir, steps, fit_steps, min_epochs, factor,
+                                                                    expected):
+    from tava_core.distill.trainer import fitted_to_corpus
+
+    config = _config(teacher_dir, steps=steps, fit_steps=fit_steps, max_epochs=20, min_epochs=min_epochs,
+                     max_fitted_steps_factor=factor, warmup_steps=2, eval_every=5, checkpoint_every=5)
+    fitted = fitted_to_corpus(400, config)   # 380 training texts, batches of 16
+    assert fitted.steps == expected
+    if expected == steps:
+        assert fitted is config
+    else:   # the warm-up keeps its share of the schedule; the intervals stay (more validations, not fewer)
+        assert fitted.warmup_steps == round(2 * expected / steps)
+        assert (fitted.eval_every, fitted.checkpoint_every) == (5, 5)
+    # growth never changes what identifies the run beyond the steps it trains
+    assert {k: v for k, v in fitted.training_key().items() if k not in ("steps", "warmup_steps")} == \
+        {k: v for k, v in config.training_key().items() if k not in ("steps", "warmup_steps")}
+
+
 def test_a_preset_step_count_is_fitted_to_a_small_corpus(toy_home, teacher_dir):
     config = _config(teacher_dir, name="fitted", steps=1000, max_epochs=2, fit_steps=True)
     with pytest.raises(ConfigError, match="memorise"):  # the same run without fit_steps is refused
