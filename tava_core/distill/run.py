@@ -29,7 +29,7 @@ from .data import TrainingData, load_training_data, resolve_pairs, training_coll
 from .plots import plot_curves
 from .spans import SPAN_COLLECTION, write_span_dataset
 from .students import StaticStudent, Student, TransformerStudent, fit_projection
-from .trainer import Trainer, TrainResult, check_corpus_size, fitted_to_corpus
+from .trainer import Trainer, TrainResult, check_corpus_size, fitted_to_corpus, passes
 
 CARD_JSON = "model_card.json"
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     elif fitted.steps > config.steps:
         log.info("%d training texts: %d steps of %d would pass over them %.2f times; training %d steps "
                  "(fit_steps: min_epochs %g, at most %g x; warm-up %d)", len(data.texts), config.steps,
-                 config.batch_size, config.steps * config.batch_size / len(data.texts), fitted.steps,
+                 config.batch_size, passes(len(data.texts), config), fitted.steps,
                  config.min_epochs, config.max_fitted_steps_factor, fitted.warmup_steps)
     config = fitted
     split = check_corpus_size(len(data.texts), config, source=source)

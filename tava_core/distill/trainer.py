@@ -46,11 +46,20 @@ def validation_size(n_texts: int, fraction: float) -> int:
     return min(MAX_VALIDATION, max(MIN_VALIDATION, int(round(n_texts * fraction))))
 
 
+def training_size(n_texts: int, config: DistillConfig) -> int:
+    """How many of ``n_texts`` texts Stage A trains on: the rest is the held-out slice."""
+    return n_texts - validation_size(n_texts, config.validation_fraction)
+
+
+def passes(n_texts: int, config: DistillConfig) -> float:
+    """How many times ``config.steps`` batches pass over the training part of ``n_texts`` texts."""
+    return config.steps * config.batch_size / training_size(n_texts, config)
+
+
 def most_steps(n_texts: int, config: DistillConfig) -> int:
     """The most steps of ``config.batch_size`` texts that stay within ``max_epochs`` passes over the
     training part of ``n_texts`` texts."""
-    n_train = n_texts - validation_size(n_texts, config.validation_fraction)
-    return int(config.max_epochs * n_train // config.batch_size)
+    return int(config.max_epochs * training_size(n_texts, config) // config.batch_size)
 
 
 def fitted_to_corpus(n_texts: int, config: DistillConfig) -> DistillConfig:
@@ -69,8 +78,7 @@ def fitted_to_corpus(n_texts: int, config: DistillConfig) -> DistillConfig:
             "steps": most, "warmup_steps": int(config.warmup_steps * scale),
             "eval_every": max(1, min(config.eval_every, round(config.eval_every * scale))),
             "checkpoint_every": max(1, min(config.checkpoint_every, round(config.checkpoint_every * scale)))})
-    n_train = n_texts - validation_size(n_texts, config.validation_fraction)
-    wanted = min(math.ceil(config.min_epochs * n_train / config.batch_size),
+    wanted = min(math.ceil(config.min_epochs * training_size(n_texts, config) / config.batch_size),
                  int(config.steps * config.max_fitted_steps_factor))
     if wanted <= config.steps:
         return config
@@ -80,13 +88,13 @@ def fitted_to_corpus(n_texts: int, config: DistillConfig) -> DistillConfig:
 
 def check_corpus_size(n_texts: int, config: DistillConfig, *, source: str = "") -> Split:
     """Refuse, before any training, a corpus too small for the batch size or the requested steps."""
-    n_val = validation_size(n_texts, config.validation_fraction)
-    n_train = n_texts - n_val
+    n_train = training_size(n_texts, config)
+    n_val = n_texts - n_train
     if n_train < config.batch_size:
         raise ConfigError(f"the corpus has {n_texts} texts: after {n_val} held out for validation, fewer than "
                           f"one batch of {config.batch_size} remains", path=source or None,
                           hint="add text (ingest a larger corpus) or lower --batch-size")
-    epochs = config.steps * config.batch_size / n_train
+    epochs = passes(n_texts, config)
     if epochs > config.max_epochs:
         raise ConfigError(f"{config.steps} steps x {config.batch_size} texts would pass over the {n_train} "
                           f"training texts {epochs:.1f} times (max_epochs={config.max_epochs:g}); the student "
