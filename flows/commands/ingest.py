@@ -1,4 +1,4 @@
-"""`tava ingest SOURCE` (flow `ingest-corpus`) and `tava data download|builtin` (no flow)."""
+"""`tava ingest SOURCE` (flow `ingest-corpus`) and `tava data download|builtin|spans` (no flow)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,3 +65,33 @@ def builtin_cmd(force: bool) -> None:
     path, info = ensure_builtin_source(TavaHome(), force=force)
     echo_record({"path": str(path), "counts": info["counts"], "packages": info["packages"],
                  "next": "tava ingest builtin"})
+
+
+@data_cli.command("spans")
+@click.argument("dataset")
+@click.option("--views", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Span views per text (a sentence of 4-32 words or a 4-24-word window; de-duplicated per text).")
+@click.option("--collections", "collections", multiple=True, help=(
+    "Collections to cut spans from (repeatable); default every collection but 'queries'."))
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the span maker.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N texts.")
+def spans_cmd(dataset: str, views: int, collections: tuple[str, ...], seed: int, limit: Optional[int]) -> None:
+    """Write short label-free span views of an ingested DATASET as a dataset of their own.
+
+    The same spans Stage A trains on (`--span-views`): query-like text cut from the documents. Embed
+    them with `tava embed --dataset <printed name>`; the vectors serve, e.g., as domain vectors of
+    `tava adapt --mode unpaired` (docs/translation.md). Written once (atomically) and reused.
+    """
+    from tava_core.distill.data import training_collections
+    from tava_core.distill.spans import SPAN_COLLECTION, write_span_dataset
+    from tava_core.manifest import load_dataset_manifest
+
+    home = TavaHome()
+    dataset_dir = checks.ingested_dataset(home, dataset, "DATASET", collections=collections)
+    chosen = training_collections(list(load_dataset_manifest(dataset_dir).collections), list(collections),
+                                  dataset_dir)
+    out = write_span_dataset(home, dataset_dir, chosen, views, seed, limit=limit)
+    manifest = load_dataset_manifest(out)
+    echo_record({"dataset": manifest.name, "path": str(out), "collections": chosen,
+                 "texts": manifest.info.get("texts"), "spans": manifest.collections[SPAN_COLLECTION].rows,
+                 "next": f"tava embed --dataset {manifest.name} --encoder ENCODER"})

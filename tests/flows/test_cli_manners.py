@@ -65,13 +65,15 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
                                          "all-MiniLM-L6-v2"], "--members: encoder not found"),
         "blend with one weight for two members": (["blend", "--members", "all-MiniLM-L6-v2", "--members",
                                                    "all-MiniLM-L6-v2", "--weights", "1"], "one --weights per --members"),
+        "spans of an unknown dataset": (["data", "spans", "nope"], "no ingested dataset named 'nope'"),
+        "spans of a missing collection": (["data", "spans", "small", "--collections", "corpus"], "no collection 'corpus'"),
     }
 
 
 BAD_CASES = ["unknown dataset", "unknown collection", "bad encoder path", "unparseable config", "unknown config key",
              "missing source", "csv without the text column", "missing vectors", "backfill unknown dataset",
              "run with a missing source, flags alone", "blend with a missing member",
-             "blend with one weight for two members"]
+             "blend with one weight for two members", "spans of an unknown dataset", "spans of a missing collection"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
