@@ -119,7 +119,9 @@ def encoder_vectors(encoder_spec: str, tag: str, collection: str) -> np.ndarray:
 # bench/transfer_data.py caches the same texts' vectors by the same encoders (same passage shuffle, same
 # document text); a fresh machine that ran that bench need not embed them again.
 TRANSFER_CACHE = Path(os.environ.get("TAVA_TRANSFER_CACHE", "/tmp/tava-transfer-cache"))
-TRANSFER_FOLDERS = {"minilm": "all-MiniLM-L6-v2-da3890c09da6", "mpnet": "all-mpnet-base-v2-1995ea810748"}
+# <encoder>-<fingerprint[:12]>: bench/transfer_data.py's folders. mpnet's fingerprint is stable across installs
+# since session 34 (before, its assembly stamp's mtimes were hashed in, and each machine had its own).
+TRANSFER_FOLDERS = {"minilm": "all-MiniLM-L6-v2-da3890c09da6", "mpnet": "all-mpnet-base-v2-90b3ea3e5351"}
 TRANSFER_SETS = {"passages": "passages20000", "queries": "scifact-queries", "corpus": "scifact-corpus",
                  "corpus-spans": "scifact-corpus.spans1", "passages-spans": "passages20000.spans1"}
 TRANSFER_ROWS = {"passages": N_PASSAGES, "queries": 1109, "corpus": 5183, "corpus-spans": 5183}

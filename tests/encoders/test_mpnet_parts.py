@@ -82,6 +82,23 @@ def test_a_corrupted_assembly_is_refused_on_load(fake_parts, tmp_path):
     assert "delete" in info.value.hint
 
 
+def test_fingerprint_is_the_model_files_not_the_assembly_stamp(fake_parts, tmp_path):
+    import json
+
+    from tava_core.encoders.base import hash_model_files
+
+    dest = assemble_model(_fake_model(), fake_parts, tmp_path / "fake-model")
+    before = hash_model_files(dest)
+    # Another install of the same parts: same files, other mtimes in the stamp.
+    stamp = json.loads((dest / STAMP).read_text())
+    for record in stamp["files"].values():
+        record["mtime_ns"] += 1_000_000_007
+    (dest / STAMP).write_text(json.dumps(stamp))
+    assert hash_model_files(dest) == before
+    (dest / "config.json").write_bytes(b'{"hidden_size": 16}')  # a model file does count
+    assert hash_model_files(dest) != before
+
+
 def test_missing_packages_name_the_extra(tmp_path):
     with pytest.raises(ModelLoadError, match="fake-part-001") as info:
         ensure_model(_fake_model(), cache_dir=tmp_path)
