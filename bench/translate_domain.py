@@ -269,8 +269,13 @@ def main() -> None:
         dom_a = [own_da if own else da] + ([own_sa if own else spans_a] if use_spans else [])
         dom_b = [own_db if own else db] + ([own_sb if own else spans_b] if use_spans else [])
         for view in range(1, int(kw.get("views", 1))):  # more span views of the same documents
-            dom_a.append(_domain_rows(td.doc_span_vectors("minilm", view, 0, compute=False), mean_a, 384, "source"))
-            dom_b.append(_domain_rows(td.doc_span_vectors("mpnet", view, 1, compute=False), mean_b, 768, "target"))
+            raw_a = td.doc_span_vectors("minilm", view, 0, compute=False)
+            raw_b = td.doc_span_vectors("mpnet", view, 1, compute=False)
+            if raw_a is None or raw_b is None:
+                raise SystemExit(f"span view {view} is not cached: python bench/translate_data.py "
+                                 f"minilm:spans-view{view}-parity0 mpnet:spans-view{view}-parity1")
+            dom_a.append(unit(raw_a - raw_a.mean(0)) if own else _domain_rows(raw_a, mean_a, 384, "source"))
+            dom_b.append(unit(raw_b - raw_b.mean(0)) if own else _domain_rows(raw_b, mean_b, 768, "target"))
         if "frac" in kw:  # a share of the domain documents (and their spans): does more domain text help?
             keep = int(float(kw["frac"]) * len(da))
             dom_a, dom_b = [d[:keep] for d in dom_a], [d[:keep] for d in dom_b]
