@@ -150,13 +150,9 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-TRANSFER_CACHE = Path(os.environ.get("TAVA_TRANSFER_CACHE", "/tmp/tava-transfer-cache"))   # bench/transfer_data.py's
-SPANS = {"minilm": "all-MiniLM-L6-v2-da3890c09da6", "mpnet": "all-mpnet-base-v2-90b3ea3e5351"}
-
-
 def span_vectors(model: str, rows: int) -> np.ndarray:
     """One short span view per shuffled passage (tava's span maker, bench/transfer_data.py), first ``rows``."""
-    folder = TRANSFER_CACHE / SPANS[model] / "passages20000.spans1"
+    folder = td.TRANSFER_CACHE / td.TRANSFER_FOLDERS[model] / "passages20000.spans1"
     blocks = [np.load(f) for f in sorted(folder.glob("*.npy"))]
     out = np.concatenate(blocks).astype(np.float32)
     if len(out) < rows:
@@ -182,7 +178,7 @@ def spans_probe(n: int, run_seed: int, sf: dict, log) -> None:
 
     t0 = tb.HELDOUT
     minilm = unit(np.concatenate([np.load(f) for f in sorted(
-        (TRANSFER_CACHE / SPANS["minilm"] / "passages20000").glob("*.npy"))]).astype(np.float32))
+        (td.TRANSFER_CACHE / td.TRANSFER_FOLDERS["minilm"] / "passages20000").glob("*.npy"))]).astype(np.float32))
     _, mpnet = td.mpnet_vectors("passages_shuffled_first20000.parquet")
     src_rows, tgt_rows = np.arange(20000 - n, 20000), np.arange(t0, t0 + n)
     source_p, target_p = minilm[src_rows], mpnet[tgt_rows]

@@ -48,6 +48,11 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
+def own_centred(x: np.ndarray) -> np.ndarray:
+    """Rows centred on their own mean (not the generic set's), then unit length."""
+    return unit(x - x.mean(0))
+
+
 def weighted_procrustes(a: np.ndarray, b: np.ndarray, w: Optional[np.ndarray]) -> np.ndarray:
     if w is None:
         w = np.ones(len(a))
@@ -149,7 +154,7 @@ def main() -> None:
     spans_b = _domain_rows(raw_spans_b, mean_b, 768, "target")
     dom_mean_a, dom_mean_b = sides["domain_source"].mean(0), sides["domain_target"].mean(0)
     own_da, own_db = unit(sides["domain_source"] - dom_mean_a), unit(sides["domain_target"] - dom_mean_b)
-    own_sa, own_sb = unit(raw_spans_a - raw_spans_a.mean(0)), unit(raw_spans_b - raw_spans_b.mean(0))
+    own_sa, own_sb = own_centred(raw_spans_a), own_centred(raw_spans_b)
     settings = UnsupervisedSettings()
     run_seed = args.seed * 1000
 
@@ -274,8 +279,8 @@ def main() -> None:
             if raw_a is None or raw_b is None:
                 raise SystemExit(f"span view {view} is not cached: python bench/translate_data.py "
                                  f"minilm:spans-view{view}-parity0 mpnet:spans-view{view}-parity1")
-            dom_a.append(unit(raw_a - raw_a.mean(0)) if own else _domain_rows(raw_a, mean_a, 384, "source"))
-            dom_b.append(unit(raw_b - raw_b.mean(0)) if own else _domain_rows(raw_b, mean_b, 768, "target"))
+            dom_a.append(own_centred(raw_a) if own else _domain_rows(raw_a, mean_a, 384, "source"))
+            dom_b.append(own_centred(raw_b) if own else _domain_rows(raw_b, mean_b, 768, "target"))
         if "frac" in kw:  # a share of the domain documents (and their spans): does more domain text help?
             keep = int(float(kw["frac"]) * len(da))
             dom_a, dom_b = [d[:keep] for d in dom_a], [d[:keep] for d in dom_b]
