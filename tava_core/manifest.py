@@ -40,11 +40,24 @@ class Collection(BaseModel):
         return sum(s.rows for s in self.shards)
 
 
+# BEIR's ArguAna judges a document its corpus lacks (beir-cellar/beir issues #101, #172); trec_eval
+# and mteb count such a document as relevant and never retrieved, and so does tava. Up to this share
+# of a split's pairs is a quirk of the set; more means the qrels belong to another corpus: an error.
+ABSENT_DOCUMENTS_MAX_SHARE = 0.01
+
+
+def absent_documents_tolerated(absent_pairs: int, pairs: int) -> bool:
+    """Whether ``absent_pairs`` of a split's ``pairs`` may name documents the corpus lacks."""
+    return absent_pairs <= ABSENT_DOCUMENTS_MAX_SHARE * pairs
+
+
 class QrelsRecord(BaseModel):
     path: str
     pairs: int
     queries: int
     sha256: str
+    # judged documents the corpus lacks (a few, ABSENT_DOCUMENTS_MAX_SHARE): relevant, never retrieved
+    absent_documents: list[str] = Field(default_factory=list)
 
 
 class SkipReport(BaseModel):

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
 from ..home import TavaHome, slug
 from ..io import read_text_shard, sha256_file, stable_hash
-from ..manifest import load_dataset_manifest
+from ..manifest import absent_documents_tolerated, load_dataset_manifest
 
 Qrels = dict[str, dict[str, int]]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +47,8 @@ class RetrievalData:
         return {"name": self.name, "source": str(self.source), "split": self.split,
                 "documents": len(self.corpus_ids), "queries": len(self.query_ids),
                 "qrels_pairs": sum(len(v) for v in self.qrels.values()),
+                # left out of their own query's ranking (tava_core.evaluate.metrics: identical ids)
+                "queries_with_same_id_document": len(set(self.query_ids) & set(self.corpus_ids)),
                 "corpus_checksum": self.corpus_checksum, "ingested": self.ingested}
 
 
@@ -98,15 +102,26 @@ def read_qrels(path: Path) -> tuple[Qrels, dict[tuple[str, str], int]]:
 
 
 def _check_ids(qrels: Qrels, lines: dict[tuple[str, str], int], corpus_ids: set[str], query_ids: set[str],
-               path: Path) -> None:
-    """Every id the qrels name must exist: a silent miss would skew every score."""
+               path: Path) -> list[str]:
+    """Every id the qrels name must exist (a silent miss would skew every score), but for a few judged
+    documents the corpus lacks (``absent_documents_tolerated``): those are returned, scored as relevant
+    and never retrieved, as trec_eval and mteb score them."""
+    absent = {did: line for (qid, did), line in lines.items() if qid in query_ids and did not in corpus_ids}
+    absent_pairs = sum(1 for (qid, did) in lines if qid in query_ids and did not in corpus_ids)
+    tolerated = absent_documents_tolerated(absent_pairs, len(lines))
     for (qid, did), line_no in sorted(lines.items(), key=lambda item: item[1]):
         if qid not in query_ids:
             raise InputError(f"qrels name query id {qid!r}, which is not among the queries", path=path,
                              line=line_no, hint="the qrels and the queries file come from different datasets?")
-        if did not in corpus_ids:
-            raise InputError(f"qrels name document id {did!r}, which is not in the corpus", path=path,
-                             line=line_no, hint="the qrels and the corpus come from different datasets?")
+        if did not in corpus_ids and not tolerated:
+            raise InputError(f"qrels name document id {did!r}, which is not in the corpus ({absent_pairs} of "
+                             f"{len(lines)} pairs name documents the corpus lacks)", path=path, line=line_no,
+                             hint="the qrels and the corpus come from different datasets?")
+    if absent:
+        where = ", ".join(f"{did!r} (line {line})" for did, line in sorted(absent.items(), key=lambda i: i[1])[:3])
+        log.warning("%s: %d judged document(s) not in the corpus, scored as relevant and never retrieved "
+                    "(as trec_eval and mteb score them): %s", path, len(absent), where)
+    return sorted(absent)
 
 
 def load_beir_directory(directory: Path, split: str) -> RetrievalData:
@@ -118,14 +133,14 @@ def load_beir_directory(directory: Path, split: str) -> RetrievalData:
     corpus = _read_jsonl(corpus_path, "corpus")
     queries = {str(r["_id"]): r["text"] for _, r in _read_jsonl(directory / "queries.jsonl", "queries")}
     corpus_ids = [str(r["_id"]) for _, r in corpus]
-    _check_ids(qrels, lines, set(corpus_ids), set(queries), qrels_path)
+    absent = _check_ids(qrels, lines, set(corpus_ids), set(queries), qrels_path)
     query_ids = [qid for qid in queries if qid in qrels]
     return RetrievalData(
         name=slug(directory.name), source=directory, split=split, corpus_ids=corpus_ids,
         corpus_titles=[str(r.get("title") or "") for _, r in corpus],
         corpus_texts=[str(r["text"]) for _, r in corpus],
         query_ids=query_ids, query_texts=[queries[q] for q in query_ids], qrels=qrels, qrels_path=qrels_path,
-        corpus_checksum=sha256_file(corpus_path))
+        corpus_checksum=sha256_file(corpus_path), info={"absent_documents": len(absent)} if absent else {})
 
 
 def load_ingested_dataset(directory: Path, split: str) -> RetrievalData:
@@ -155,7 +170,8 @@ def load_ingested_dataset(directory: Path, split: str) -> RetrievalData:
     q_ids, _, q_texts = read("queries")
     # empty documents are judged but never retrieved: known ids, yet no row to score
     empty = manifest.empty_documents.get("corpus", [])
-    _check_ids(qrels, lines, set(corpus_ids) | set(empty), set(q_ids), qrels_path)
+    _check_ids(qrels, lines, set(corpus_ids) | set(empty) | set(manifest.qrels[split].absent_documents),
+               set(q_ids), qrels_path)
     queries = dict(zip(q_ids, q_texts, strict=False))
     query_ids = [qid for qid in queries if qid in qrels]
     checksum = stable_hash([s.sha256 for s in manifest.collections["corpus"].shards], length=64)
@@ -163,7 +179,9 @@ def load_ingested_dataset(directory: Path, split: str) -> RetrievalData:
         name=slug(manifest.name), source=directory, split=split, corpus_ids=corpus_ids, corpus_titles=titles,
         corpus_texts=texts, query_ids=query_ids, query_texts=[queries[q] for q in query_ids], qrels=qrels,
         qrels_path=qrels_path, corpus_checksum=checksum, ingested=True,
-        info={"empty_documents": len(empty)} if empty else {})
+        info={**({"empty_documents": len(empty)} if empty else {}),
+              **({"absent_documents": len(manifest.qrels[split].absent_documents)}
+                 if manifest.qrels[split].absent_documents else {})})
 
 
 def load_retrieval_data(dataset: str | Path, split: str, home: TavaHome | None = None) -> RetrievalData:

@@ -4,6 +4,10 @@
 - nDCG@k: gain = relevance grade, discount 1/log2(rank + 1), ideal DCG from the judged grades.
 - recall@k: relevant (grade > 0) documents in the top k / all relevant documents of the query.
 - MRR@k: 1 / rank of the first relevant document within the top k (0 when none), as mteb.
+- Identical ids: a document whose id is the query's id is left out of that query's ranking, as
+  BEIR does (and mteb for the sets where it matters). In ArguAna and Quora every query is also in
+  the corpus under its own id; kept, it would rank first for every encoder and push every answer
+  down one place (BEIR issues #14, #72).
 Averages are over the judged queries. mteb computes the same with pytrec_eval; `evaluate`
 cross-checks the two on every full-dimension mode.
 """
@@ -23,8 +27,15 @@ def cosine_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
     return (q.astype(np.float32) @ d.astype(np.float32).T).astype(np.float32)
 
 
-def top_k(scores: np.ndarray, doc_ids: Sequence[str], k: int) -> np.ndarray:
-    """Indices of the top ``k`` documents per query: score desc, then doc id desc (trec_eval)."""
+def identical_id_rows(query_ids: Sequence[str], doc_ids: Sequence[str]) -> np.ndarray:
+    """Per query, the corpus row whose id is the query's id (-1: none)."""
+    row_of = {doc_id: row for row, doc_id in enumerate(doc_ids)}
+    return np.array([row_of.get(qid, -1) for qid in query_ids], dtype=np.int64)
+
+
+def top_k(scores: np.ndarray, doc_ids: Sequence[str], k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the top ``k`` documents per query: score desc, then doc id desc (trec_eval).
+    ``exclude``: per query, a corpus row ranked last whatever its score (-1: none)."""
     k = min(k, scores.shape[1])
     # rank of each doc id in descending string order: the secondary key
     order = sorted(range(len(doc_ids)), key=lambda i: doc_ids[i], reverse=True)
@@ -33,6 +44,9 @@ def top_k(scores: np.ndarray, doc_ids: Sequence[str], k: int) -> np.ndarray:
     out = np.empty((scores.shape[0], k), dtype=np.int64)
     for row in range(scores.shape[0]):
         s = scores[row]
+        if exclude is not None and exclude[row] >= 0:
+            s = s.copy()
+            s[exclude[row]] = -np.inf
         # cheap prefilter: everything scoring at least the k-th best (ties included) goes to the exact sort
         kth = np.partition(s, len(s) - k)[len(s) - k]
         candidates = np.flatnonzero(s >= kth)
@@ -43,15 +57,19 @@ def top_k(scores: np.ndarray, doc_ids: Sequence[str], k: int) -> np.ndarray:
 
 def retrieval_metrics(scores: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels,
                       *, ndcg_k: int = 10, recall_k: int = 100, mrr_k: int = 10,
-                      per_query: bool = False) -> dict[str, Any]:
+                      per_query: bool = False, ignore_identical_ids: bool = True) -> dict[str, Any]:
     """nDCG@ndcg_k, recall@recall_k and MRR@mrr_k averaged over ``query_ids`` (all must be judged);
-    ``per_query`` adds ``ndcg_at_<k>_per_query``, every query's nDCG in order (for paired statistics)."""
-    ranked = top_k(scores, doc_ids, max(ndcg_k, recall_k, mrr_k))
+    ``per_query`` adds ``ndcg_at_<k>_per_query``, every query's nDCG in order (for paired statistics).
+    ``ignore_identical_ids``: leave a document with the query's own id out of its ranking (BEIR)."""
+    exclude = identical_id_rows(query_ids, doc_ids) if ignore_identical_ids else None
+    ranked = top_k(scores, doc_ids, max(ndcg_k, recall_k, mrr_k), exclude)
     ndcgs, recalls, rrs = [], [], []
     discounts = 1.0 / np.log2(np.arange(2, ranked.shape[1] + 2))
     for row, qid in enumerate(query_ids):
         judged = qrels[qid]
         grades = np.array([judged.get(doc_ids[i], 0) for i in ranked[row]], dtype=np.float64)
+        if exclude is not None and exclude[row] >= 0:
+            grades[ranked[row] == exclude[row]] = 0.0   # ranked last only when k covers the whole corpus
         grades_pos = np.where(grades > 0, grades, 0.0)
         ideal = np.sort(np.array([g for g in judged.values() if g > 0], dtype=np.float64))[::-1][:ndcg_k]
         idcg = float((ideal * discounts[:len(ideal)]).sum())

@@ -57,6 +57,9 @@ def make_task(data: RetrievalData):
     class LocalRetrievalTask(AbsTaskRetrieval):
         """Retrieval over a local corpus/queries/qrels already read and checked by tava."""
 
+        # as tava's numpy metrics (and BEIR): a query's own id is never among its results
+        ignore_identical_ids = True
+
         def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
             if self.data_loaded:
                 return

@@ -8,8 +8,9 @@ in the order of the modes).
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -74,7 +75,10 @@ def run_name(config: EvalConfig, data: RetrievalData) -> str:
 def evaluation_key(config: EvalConfig, data: RetrievalData, encoders: dict[str, Encoder]) -> str:
     """Everything an evaluation's result depends on: settings, the dataset's content (corpus,
     queries, qrels) and the weights of every encoder (their fingerprints, not their paths)."""
+    same_id = data.summary()["queries_with_same_id_document"]
     return stable_hash({
+        # reports from before identical ids were left out (session 35) scored those queries otherwise
+        **({"identical_ids_left_out": same_id} if same_id else {}),
         "settings": _settings(config),
         "corpus": data.corpus_checksum,
         "queries": stable_hash([data.query_ids, data.query_texts]),
@@ -115,19 +119,25 @@ def encoding_plan(modes: list[str], fingerprints: dict[str, str]) -> tuple[dict[
 
 def variant_rows(mode: str, queries: np.ndarray, documents: np.ndarray, data: RetrievalData,
                  config: EvalConfig) -> list[dict[str, Any]]:
-    """Full-dim, Matryoshka and quantised scores of one mode, in numpy."""
+    """Full-dim, Matryoshka and quantised scores of one mode, in numpy; one score matrix at a time
+    (each is queries x documents floats: FiQA's test split is 150 MB of them)."""
     dim = documents.shape[1]
-    variants: list[tuple[str, int, np.ndarray]] = [("full", dim, M.cosine_scores(queries, documents))]
+    variants: list[tuple[str, int, Callable[[], np.ndarray]]] = [
+        ("full", dim, lambda: M.cosine_scores(queries, documents))]
+
+    def matryoshka(d: int) -> np.ndarray:
+        return M.cosine_scores(M.truncate(queries, d), M.truncate(documents, d))
+
     for d in config.matryoshka_dims:
         if d < dim:
-            variants.append((f"mrl-{d}", d, M.cosine_scores(M.truncate(queries, d), M.truncate(documents, d))))
+            variants.append((f"mrl-{d}", d, partial(matryoshka, d)))
     if "int8" in config.quantization:
-        variants.append(("int8", dim, M.int8_scores(M.truncate(queries, dim), documents)))
+        variants.append(("int8", dim, lambda: M.int8_scores(M.truncate(queries, dim), documents)))
     if "binary" in config.quantization:
-        variants.append(("binary", dim, M.hamming_scores(queries, documents)))
+        variants.append(("binary", dim, lambda: M.hamming_scores(queries, documents)))
     rows = []
     for variant, d, scores in variants:
-        values = M.retrieval_metrics(scores, data.query_ids, data.corpus_ids, data.qrels)
+        values = M.retrieval_metrics(scores(), data.query_ids, data.corpus_ids, data.qrels)
         rows.append({"mode": mode, "variant": variant, "dim": d, **values, "source": "numpy"})
     return rows
 

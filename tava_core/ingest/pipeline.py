@@ -10,6 +10,7 @@ rows; what grows with the input is one small entry per record id (to catch dupli
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,15 @@ from ..errors import InputError, TavaError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, sha256_file, stable_hash, write_text_shard
 from ..locks import file_lock
-from ..manifest import Collection, DatasetManifest, QrelsRecord, ShardRecord, SkipReport, save_manifest
+from ..manifest import (
+    Collection,
+    DatasetManifest,
+    QrelsRecord,
+    ShardRecord,
+    SkipReport,
+    absent_documents_tolerated,
+    save_manifest,
+)
 from .readers import (
     JSONL_SUFFIXES,
     TABLE_SUFFIXES,
@@ -37,6 +46,8 @@ from .readers import (
     read_table,
     read_txt_folder,
 )
+
+log = logging.getLogger(__name__)
 
 BEIR_FIELDS = Fields(text="text", id="_id", title="title", source="source")
 BEIR_QUERY_FIELDS = Fields(text="text", id="_id", title=None)
@@ -358,30 +369,40 @@ def write_collection(root: Path, source: CollectionSource, config: IngestConfig,
 
 def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids: dict, bad: BadRecords, *,
                 lenient_ids: bool) -> QrelsRecord:
-    """Check a BEIR qrels file against the ingested ids and write ``qrels/<split>.tsv``."""
-    pairs: dict[tuple[str, str], int] = {}
-    header_checked = False
+    """Check a BEIR qrels file against the ingested ids and write ``qrels/<split>.tsv``.
+
+    A pair naming a document the corpus lacks is kept (relevant, never retrieved, as trec_eval and
+    mteb score it) when such pairs are at most ``ABSENT_DOCUMENTS_MAX_SHARE`` of the file; more is
+    an error, as is a pair naming an unknown query."""
+    rows: list[tuple[int, str, str, str]] = []
     for row in read_table(path, bad, delimiter="\t"):
-        line = row.pop("__line__")
-        if not header_checked:
+        if not rows and not all(c in row for c in ("query-id", "corpus-id", "score")):
             missing = [c for c in ("query-id", "corpus-id", "score") if c not in row]
-            if missing:
-                raise InputError(f"qrels header lacks {', '.join(missing)} (has: {', '.join(row)})", path=path,
-                                 line=1, hint="BEIR qrels start with the header 'query-id<TAB>corpus-id<TAB>score'")
-            header_checked = True
-        qid, cid = row["query-id"].strip(), row["corpus-id"].strip()
+            raise InputError(f"qrels header lacks {', '.join(missing)} (has: {', '.join(k for k in row if k != '__line__')})",
+                             path=path, line=1,
+                             hint="BEIR qrels start with the header 'query-id<TAB>corpus-id<TAB>score'")
+        rows.append((row["__line__"], row["query-id"].strip(), row["corpus-id"].strip(), row["score"]))
+    # counted first, so the file's first bad line is still the one reported
+    absent_pairs = sum(1 for _, qid, cid, _ in rows if qid in query_ids and cid not in corpus_ids)
+    keep_absent = not lenient_ids and absent_documents_tolerated(absent_pairs, len(rows))
+    pairs: dict[tuple[str, str], int] = {}
+    absent: dict[str, int] = {}     # document id -> first line naming it
+    for line, qid, cid, raw_score in rows:
         try:
-            score = int(float(row["score"]))
+            score = int(float(raw_score))
         except ValueError:
-            bad.bad("malformed qrels", f"score {row['score']!r} is not a number", path=path, line=line)
+            bad.bad("malformed qrels", f"score {raw_score!r} is not a number", path=path, line=line)
             continue
-        unknown = [f"query id {qid!r}"] if qid not in query_ids else []
-        unknown += [f"corpus id {cid!r}"] if cid not in corpus_ids else []
+        query_known = qid in query_ids
+        document_known = cid in corpus_ids or (keep_absent and query_known)
+        unknown = ([] if query_known else [f"query id {qid!r}"]) + ([] if document_known else [f"corpus id {cid!r}"])
         if unknown:
             message = f"qrels name unknown {' and '.join(unknown)}"
             if lenient_ids:
                 bad.skip("qrels outside --max-records / --sample-records", message, path=path, line=line)
             else:
+                if not document_known and absent_pairs:
+                    message += f" ({absent_pairs} of {len(rows)} pairs name documents the corpus lacks)"
                 bad.bad("qrels unknown id", message, path=path, line=line,
                         hint="the qrels must only name ids in queries.jsonl and corpus.jsonl")
             continue
@@ -392,10 +413,16 @@ def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids:
             else:
                 bad.skip("duplicate qrels pair", f"pair ({qid}, {cid}) repeated", path=path, line=line)
             continue
+        if cid not in corpus_ids:
+            absent.setdefault(cid, line)
         pairs[(qid, cid)] = score
     if not pairs:
         raise InputError("qrels file has no usable pairs", path=path,
                          hint="a BEIR qrels file is a header then 'query-id<TAB>corpus-id<TAB>score' rows")
+    if absent:
+        where = ", ".join(f"{cid!r} (line {line})" for cid, line in list(absent.items())[:3])
+        log.warning("%s: %d judged document(s) not in the corpus, kept as relevant and never retrieved "
+                    "(as trec_eval and mteb score them): %s", path, len(absent), where)
     out = root / "qrels" / f"{split}.tsv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8", newline="") as handle:
@@ -403,7 +430,7 @@ def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids:
         for (qid, cid), score in pairs.items():
             handle.write(f"{qid}\t{cid}\t{score}\n")
     return QrelsRecord(path=f"qrels/{split}.tsv", pairs=len(pairs), queries=len({q for q, _ in pairs}),
-                       sha256=sha256_file(out))
+                       sha256=sha256_file(out), absent_documents=sorted(absent))
 
 
 def ingest_run_key(config: IngestConfig) -> str:

@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..evaluate.metrics import Qrels, cosine_scores, paired_bootstrap, retrieval_metrics
+from ..evaluate.metrics import Qrels, cosine_scores, identical_id_rows, paired_bootstrap, retrieval_metrics
 from .calibrate import true_agreement
 
 SHARES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
@@ -77,7 +77,9 @@ def curves_from_vectors(*, student_queries: np.ndarray, teacher_queries: np.ndar
     """Everything from vectors: per-query nDCG of both encoders, true agreement, then the curves."""
     student_ndcg = per_query_ndcg(student_queries, documents, query_ids, doc_ids, qrels)
     teacher_ndcg = per_query_ndcg(teacher_queries, documents, query_ids, doc_ids, qrels)
-    agreement = true_agreement(student_queries, teacher_queries, documents)
+    # a query's own id is out of both result lists, as out of the nDCG rankings (identical ids)
+    agreement = true_agreement(student_queries, teacher_queries, documents,
+                               exclude=identical_id_rows(query_ids, doc_ids))
     lengths = np.array([len(t.split()) for t in query_texts])
     out = routing_curves(student_ndcg=student_ndcg, teacher_ndcg=teacher_ndcg, student_overlap=agreement["overlap"],
                          confidence=confidence, lengths=lengths,
