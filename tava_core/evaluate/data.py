@@ -49,6 +49,8 @@ class RetrievalData:
                 "qrels_pairs": sum(len(v) for v in self.qrels.values()),
                 # left out of their own query's ranking (tava_core.evaluate.metrics: identical ids)
                 "queries_with_same_id_document": len(set(self.query_ids) & set(self.corpus_ids)),
+                # judged, never retrieved (a few are tolerated: _check_ids)
+                "judged_documents_not_in_corpus": int(self.info.get("absent_documents", 0)),
                 "corpus_checksum": self.corpus_checksum, "ingested": self.ingested}
 
 

@@ -13,12 +13,24 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _quirks(data: dict[str, Any]) -> str:
+    """What the scoring did about BEIR's quirks, when the set has them (tava_core.evaluate.metrics)."""
+    notes = []
+    if data.get("queries_with_same_id_document"):
+        notes.append(f" {data['queries_with_same_id_document']} queries have a document with their own id: "
+                     "left out of their rankings, as BEIR does.")
+    if data.get("judged_documents_not_in_corpus"):
+        notes.append(f" {data['judged_documents_not_in_corpus']} judged documents are not in the corpus: "
+                     "relevant and never retrieved, as trec_eval scores them.")
+    return "".join(notes)
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     """The report as markdown: one row per (mode, variant), then query-encoder throughput."""
     data = report["dataset"]
     lines = [f"# tava evaluate: {data['name']} ({data['split']})", "",
              f"{data['documents']} documents, {data['queries']} queries, {data['qrels_pairs']} judged pairs. "
-             "Exact search, cosine. Retention = nDCG@10 / teacher/teacher nDCG@10 (full dim).", "",
+             "Exact search, cosine. Retention = nDCG@10 / teacher/teacher nDCG@10 (full dim)." + _quirks(data), "",
              "| mode (query/document) | variant | dim | nDCG@10 | recall@100 | MRR@10 | retention |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for row in report["rows"]:

@@ -76,6 +76,9 @@ def test_mteb_leaves_out_identical_ids_as_tava_does(arguana_like, tiny_model_dir
 
     data = load_retrieval_data(arguana_like, "test")
     assert data.summary()["queries_with_same_id_document"] == 3
+    from tava_core.evaluate.report import markdown_table
+    text = markdown_table({"dataset": data.summary(), "rows": [], "throughput": {}})
+    assert "3 queries have a document with their own id: left out of their rankings" in text
     encoder = load_encoder(str(tiny_model_dir))
     scores = M.cosine_scores(encoder.encode(data.query_texts, kind="query"), encoder.encode(data.document_texts))
     own = M.identical_id_rows(data.query_ids, data.corpus_ids)
@@ -124,6 +127,7 @@ def test_a_few_absent_judged_documents_are_relevant_and_never_retrieved(tmp_path
     with caplog.at_level("WARNING"):
         raw = load_retrieval_data(root, "test")
     assert raw.info == {"absent_documents": 1} and raw.qrels["q0"] == {"d0": 1, "gone0": 1}
+    assert raw.summary()["judged_documents_not_in_corpus"] == 1
     assert "'gone0' (line 122)" in caplog.text
     per_query = M.retrieval_metrics(np.eye(120, dtype=np.float32), raw.query_ids, raw.corpus_ids, raw.qrels,
                                     per_query=True)["ndcg_at_10_per_query"]
