@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..home import TavaHome, slug
 from ..io import read_text_shard, sha256_file, stable_hash
 from ..manifest import absent_documents_tolerated, load_dataset_manifest
+from .metrics import identical_id_rows
 
 Qrels = dict[str, dict[str, int]]
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class RetrievalData:
                 "documents": len(self.corpus_ids), "queries": len(self.query_ids),
                 "qrels_pairs": sum(len(v) for v in self.qrels.values()),
                 # left out of their own query's ranking (tava_core.evaluate.metrics: identical ids)
-                "queries_with_same_id_document": len(set(self.query_ids) & set(self.corpus_ids)),
+                "queries_with_same_id_document": int((identical_id_rows(self.query_ids, self.corpus_ids,
+                                                                        self.qrels) >= 0).sum()),
                 # judged, never retrieved (a few are tolerated: _check_ids)
                 "judged_documents_not_in_corpus": int(self.info.get("absent_documents", 0)),
                 "corpus_checksum": self.corpus_checksum, "ingested": self.ingested}

@@ -5,9 +5,10 @@
 - recall@k: relevant (grade > 0) documents in the top k / all relevant documents of the query.
 - MRR@k: 1 / rank of the first relevant document within the top k (0 when none), as mteb.
 - Identical ids: a document whose id is the query's id is left out of that query's ranking, as
-  BEIR does (and mteb for the sets where it matters). In ArguAna and Quora every query is also in
-  the corpus under its own id; kept, it would rank first for every encoder and push every answer
-  down one place (BEIR issues #14, #72).
+  BEIR does (and mteb for the sets where it matters), unless the qrels judge it relevant to that
+  query. In ArguAna and Quora every query is also in the corpus under its own id; kept, it would
+  rank first for every encoder and push every answer down one place (BEIR issues #14, #72). A set
+  numbered 1..n on both sides whose query i is answered by document i keeps its answers.
 Averages are over the judged queries. mteb computes the same with pytrec_eval; `evaluate`
 cross-checks the two on every full-dimension mode.
 """
@@ -27,10 +28,12 @@ def cosine_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
     return (q.astype(np.float32) @ d.astype(np.float32).T).astype(np.float32)
 
 
-def identical_id_rows(query_ids: Sequence[str], doc_ids: Sequence[str]) -> np.ndarray:
-    """Per query, the corpus row whose id is the query's id (-1: none)."""
+def identical_id_rows(query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels) -> np.ndarray:
+    """Per query, the corpus row with the query's own id, unless ``qrels`` judge that document
+    relevant to the query (-1: none, or judged relevant)."""
     row_of = {doc_id: row for row, doc_id in enumerate(doc_ids)}
-    return np.array([row_of.get(qid, -1) for qid in query_ids], dtype=np.int64)
+    return np.array([-1 if qrels.get(qid, {}).get(qid, 0) > 0 else row_of.get(qid, -1) for qid in query_ids],
+                    dtype=np.int64)
 
 
 def top_k(scores: np.ndarray, doc_ids: Sequence[str], k: int, exclude: np.ndarray | None = None) -> np.ndarray:
@@ -60,8 +63,9 @@ def retrieval_metrics(scores: np.ndarray, query_ids: Sequence[str], doc_ids: Seq
                       per_query: bool = False, ignore_identical_ids: bool = True) -> dict[str, Any]:
     """nDCG@ndcg_k, recall@recall_k and MRR@mrr_k averaged over ``query_ids`` (all must be judged);
     ``per_query`` adds ``ndcg_at_<k>_per_query``, every query's nDCG in order (for paired statistics).
-    ``ignore_identical_ids``: leave a document with the query's own id out of its ranking (BEIR)."""
-    exclude = identical_id_rows(query_ids, doc_ids) if ignore_identical_ids else None
+    ``ignore_identical_ids``: leave a document with the query's own id out of its ranking (BEIR),
+    unless it is judged relevant to the query."""
+    exclude = identical_id_rows(query_ids, doc_ids, qrels) if ignore_identical_ids else None
     ranked = top_k(scores, doc_ids, max(ndcg_k, recall_k, mrr_k), exclude)
     ndcgs, recalls, rrs = [], [], []
     discounts = 1.0 / np.log2(np.arange(2, ranked.shape[1] + 2))

@@ -54,11 +54,15 @@ def make_task(data: RetrievalData):
         is_public=False,
     )
 
+    judged_self = any(data.qrels.get(qid, {}).get(qid, 0) > 0 for qid in data.query_ids)
+
     class LocalRetrievalTask(AbsTaskRetrieval):
         """Retrieval over a local corpus/queries/qrels already read and checked by tava."""
 
-        # as tava's numpy metrics (and BEIR): a query's own id is never among its results
-        ignore_identical_ids = True
+        # as tava's numpy metrics (and BEIR): a query's own id is not among its results. mteb drops it
+        # even when judged relevant, which tava does not: a set with such pairs keeps them in mteb too
+        # (a set with both kinds would show as an mteb/numpy disagreement in the report)
+        ignore_identical_ids = not judged_self
 
         def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
             if self.data_loaded:

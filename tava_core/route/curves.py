@@ -79,7 +79,7 @@ def curves_from_vectors(*, student_queries: np.ndarray, teacher_queries: np.ndar
     teacher_ndcg = per_query_ndcg(teacher_queries, documents, query_ids, doc_ids, qrels)
     # a query's own id is out of both result lists, as out of the nDCG rankings (identical ids)
     agreement = true_agreement(student_queries, teacher_queries, documents,
-                               exclude=identical_id_rows(query_ids, doc_ids))
+                               exclude=identical_id_rows(query_ids, doc_ids, qrels))
     lengths = np.array([len(t.split()) for t in query_texts])
     out = routing_curves(student_ndcg=student_ndcg, teacher_ndcg=teacher_ndcg, student_overlap=agreement["overlap"],
                          confidence=confidence, lengths=lengths,

@@ -64,10 +64,31 @@ def test_a_query_is_never_its_own_result(recall_k):
     assert kept["ndcg_at_10"] < got["ndcg_at_10"] and kept["mrr_at_10"] == pytest.approx((1 / 2 + 1 / 3) / 2)
 
 
-def test_a_judged_self_document_counts_in_the_ideal_but_is_never_retrieved():
-    scores = np.array([[0.9, 0.5]], dtype=np.float32)
-    got = M.retrieval_metrics(scores, ["q1"], ["q1", "a"], {"q1": {"q1": 1, "a": 1}}, recall_k=2)
-    assert got["recall_at_2"] == 0.5 and got["ndcg_at_10"] == pytest.approx(1 / (1 + 1 / np.log2(3)))
+def test_a_same_id_document_judged_relevant_stays_in_the_ranking(tmp_path, tiny_model_dir):
+    """A set numbered 1..n on both sides whose query i is answered by document i keeps its answers."""
+    from tava_core.encoders import load_encoder
+    from tava_core.evaluate.mteb_adapter import make_routing_encoder, make_task, run_mteb
+
+    scores = np.array([[0.9, 0.5, 0.1], [0.2, 0.9, 0.1]], dtype=np.float32)
+    qrels = {"1": {"1": 1}, "2": {"1": 1}}          # query 1's own document is its answer; query 2's is not
+    got = M.retrieval_metrics(scores, ["1", "2"], ["1", "2", "3"], qrels, per_query=True)
+    assert got["ndcg_at_10_per_query"].tolist() == [1.0, 1.0]     # query 2's own document "2" left out
+    assert M.identical_id_rows(["1", "2"], ["1", "2", "3"], qrels).tolist() == [-1, 1]
+
+    docs = [(str(i), f"answer {i}: {text}") for i, (_, text) in enumerate(ARGUMENTS, 1)]
+    queries = [(str(i), text) for i, (_, text) in enumerate(ARGUMENTS, 1)]
+    root = write_beir(tmp_path / "numbered", docs, queries, [(str(i), str(i), 1) for i in range(1, 7)])
+    data = load_retrieval_data(root, "test")
+    assert data.summary()["queries_with_same_id_document"] == 0
+    encoder = load_encoder(str(tiny_model_dir))
+    expected = M.retrieval_metrics(M.cosine_scores(encoder.encode(data.query_texts, kind="query"),
+                                                   encoder.encode(data.document_texts)),
+                                   data.query_ids, data.corpus_ids, data.qrels)
+    assert expected["recall_at_100"] == 1.0
+    got_mteb = run_mteb(make_task(data), make_routing_encoder(encoder, encoder, name="tiny", batch_size=4),
+                        tmp_path / "mteb", batch_size=4)
+    for key in ("ndcg_at_10", "recall_at_100", "mrr_at_10"):
+        assert got_mteb[key] == pytest.approx(expected[key], abs=1e-5)
 
 
 def test_mteb_leaves_out_identical_ids_as_tava_does(arguana_like, tiny_model_dir, tmp_path):
@@ -81,7 +102,7 @@ def test_mteb_leaves_out_identical_ids_as_tava_does(arguana_like, tiny_model_dir
     assert "3 queries have a document with their own id: left out of their rankings" in text
     encoder = load_encoder(str(tiny_model_dir))
     scores = M.cosine_scores(encoder.encode(data.query_texts, kind="query"), encoder.encode(data.document_texts))
-    own = M.identical_id_rows(data.query_ids, data.corpus_ids)
+    own = M.identical_id_rows(data.query_ids, data.corpus_ids, data.qrels)
     assert np.allclose(scores[np.arange(3), own], 1.0, atol=1e-5)          # each query finds itself first
     expected = M.retrieval_metrics(scores, data.query_ids, data.corpus_ids, data.qrels)
     kept = M.retrieval_metrics(scores, data.query_ids, data.corpus_ids, data.qrels, ignore_identical_ids=False)
