@@ -116,12 +116,14 @@ def test_flow_is_cached_and_dask_gives_the_same_vectors_and_index(tava_home, tin
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_with_every_id_exactly_once(tava_home, teacher_path):
-    """A real SIGKILL part-way through `tava embed`, then a re-run that only does what is missing."""
-    texts = synthetic_texts(600, seed=3)
-    write_dataset(tava_home, "big", {"texts": texts}, shard_size=30)
+def test_killed_run_resumes_with_every_id_exactly_once(tava_home, teacher_path, prefect_api_url):
+    """A real SIGKILL part-way through `tava embed`, then a re-run that only does what is missing.
+    (That a killed CLI leaves no process behind, its temporary server included: test_cli_manners.)"""
+    texts = synthetic_texts(300, seed=3)
+    write_dataset(tava_home, "big", {"texts": texts}, shard_size=15)
     env = {**os.environ, "TAVA_HOME": str(tava_home), "PREFECT_HOME": str(tava_home / "prefect"),
-           "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tava_home / "prefect" / "results")}
+           "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tava_home / "prefect" / "results"),
+           "PREFECT_API_URL": prefect_api_url}
     cmd = [sys.executable, "-m", "flows.cli", "embed", "--dataset", "big", "--encoder", "all-MiniLM-L6-v2",
            "--encoder-batch-size", "16"]
     proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -149,8 +151,8 @@ def test_killed_run_resumes_with_every_id_exactly_once(tava_home, teacher_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     manifest = load_vector_manifest(out_dir)
     ids, vectors, _ = read_vector_dir(out_dir)
-    assert len(manifest.shards) == 20 and sorted(ids) == sorted(f"t{i}" for i in range(600))
-    assert len(set(ids)) == len(ids) == 600
+    assert len(manifest.shards) == 20 and sorted(ids) == sorted(f"t{i}" for i in range(300))
+    assert len(set(ids)) == len(ids) == 300
     assert not list(out_dir.glob(".*tmp*")), "no temporary files left behind"
     after = _mtimes(out_dir)
     assert all(after[name] == mtime for name, mtime in survivors.items()), "finished shards were recomputed"

@@ -33,10 +33,14 @@ finally:
 """
 
 
-def _cli_env(home: Path) -> dict[str, str]:
+def _cli_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+    """A user's environment: a fresh Prefect home and, unless ``api_url``, no server (the CLI starts
+    a temporary one)."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update({"TAVA_HOME": str(home), "PREFECT_HOME": str(home / "prefect"),
                 "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "prefect" / "results")})
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     return env
 
 
@@ -221,17 +225,18 @@ def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
 # ------------------------------------------------------------------------ computed vs reused counts
 
 @pytest.mark.slow
-def test_embed_says_what_it_computed_and_what_it_reused(tava_home, tiny_model_dir):
+def test_embed_says_what_it_computed_and_what_it_reused(tava_home, tiny_model_dir, prefect_api_url):
     import json
 
     write_dataset(tava_home, "counts", {"texts": synthetic_texts(60, seed=5)}, shard_size=10)
     argv = [sys.executable, "-m", "flows.cli", "embed", "--dataset", "counts", "--encoder", str(tiny_model_dir)]
-    first = subprocess.run(argv, cwd=PROJECT, env=_cli_env(tava_home), capture_output=True, text=True, timeout=600)
+    env = _cli_env(tava_home, prefect_api_url)
+    first = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     out_dir = next((tava_home / "vectors" / "counts" / "texts").iterdir())
     for shard in sorted(out_dir.glob("shard-*.parquet"))[:2]:  # two of six shards need redoing
         shard.unlink()
-    second = subprocess.run(argv, cwd=PROJECT, env=_cli_env(tava_home), capture_output=True, text=True, timeout=600)
+    second = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
     [collection] = json.loads(second.stdout)["collections"]
     assert (collection["computed_shards"], collection["reused_shards"]) == (2, 4)

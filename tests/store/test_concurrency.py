@@ -160,12 +160,9 @@ def test_ingest_into_a_dataset_being_ingested_stops_or_waits(tmp_path, tava_home
 # ----------------------------------------------------------------------------- helpers
 
 @pytest.fixture()
-def api_url(prefect_harness) -> str:
-    """The harness's Prefect server: CLI child processes report to it instead of each starting a
-    temporary server of their own (seconds saved per process, and no shared SQLite file)."""
-    from prefect.settings import PREFECT_API_URL
-
-    return str(PREFECT_API_URL.value())
+def api_url(prefect_api_url) -> str:
+    """CLI child processes report to the harness's server (no shared SQLite file between them)."""
+    return prefect_api_url
 
 
 def child_env(home: Path, api_url: str | None) -> dict[str, str]:
