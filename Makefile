@@ -12,8 +12,11 @@ demo: setup
 	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/tava demo
 
 # Bytecode caching on: the suite starts many Python processes (Prefect servers, killed runs).
+# Two workers or more (one per core, at most 4): much of the suite waits on child processes and
+# servers, so 2 workers on 2 cores took 13 minutes where one took 23 (session 35). Tests that share
+# a session fixture too costly to start twice run on one worker (`xdist_group`, `--dist loadgroup`).
 test: setup
-	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/python -m pytest -q
+	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 clean:
 	rm -rf .tava

@@ -76,6 +76,7 @@ def test_every_flow_parameter_is_a_form_with_defaults_and_descriptions():
             config_type.model_validate(default)
 
 
+@pytest.mark.xdist_group("local_prefect_server")  # one server start (~50 s) for both tests
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # includes starting the server and deploying (session fixture): slow on a busy machine
 def test_deploy_to_a_local_server_and_run_through_the_api(local_prefect_server, tmp_path):

@@ -85,6 +85,7 @@ def _matches(value: Any, shown: list[str]) -> bool:
     return any(abs(number - float(value)) <= 1e-12 + 1e-9 * abs(float(value)) for number in numbers)
 
 
+@pytest.mark.xdist_group("local_prefect_server")  # one server start (~50 s) for both tests
 @pytest.mark.timeout(1200)  # may include starting the server and deploying (session fixture)
 def test_nightly_deployment_shows_tavas_parameter_form(local_prefect_server, browser, tmp_path):
     from selenium.common.exceptions import TimeoutException
