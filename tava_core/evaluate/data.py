@@ -120,7 +120,8 @@ def _check_ids(qrels: Qrels, lines: dict[tuple[str, str], int], corpus_ids: set[
         if did not in corpus_ids and not tolerated:
             raise InputError(f"qrels name document id {did!r}, which is not in the corpus ({absent_pairs} of "
                              f"{len(lines)} pairs name documents the corpus lacks)", path=path, line=line_no,
-                             hint="the qrels and the corpus come from different datasets?")
+                             hint="the qrels and the corpus come from different datasets? (up to 1% of the pairs may "
+                             "name absent documents: scored as relevant, never retrieved)")
     if absent:
         where = ", ".join(f"{did!r} (line {line})" for did, line in sorted(absent.items(), key=lambda i: i[1])[:3])
         log.warning("%s: %d judged document(s) not in the corpus, scored as relevant and never retrieved "

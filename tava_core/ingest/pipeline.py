@@ -403,8 +403,10 @@ def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids:
             else:
                 if not document_known and absent_pairs:
                     message += f" ({absent_pairs} of {len(rows)} pairs name documents the corpus lacks)"
-                bad.bad("qrels unknown id", message, path=path, line=line,
-                        hint="the qrels must only name ids in queries.jsonl and corpus.jsonl")
+                hint = "the qrels must only name ids in queries.jsonl and corpus.jsonl"
+                if not document_known:
+                    hint += " (up to 1% of the pairs may name absent documents: kept as relevant, never retrieved)"
+                bad.bad("qrels unknown id", message, path=path, line=line, hint=hint)
             continue
         if (qid, cid) in pairs:
             if pairs[(qid, cid)] != score:
