@@ -18,15 +18,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from shared_data import MPNET_VECTORS, ROOT, SCIFACT, write_result
-
-
-def read_vectors(path: Path) -> dict[str, np.ndarray]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
-    return dict(zip(table.column("id").to_pylist(), vectors, strict=True))
+import translate_data as td
+from shared_data import ROOT, SCIFACT, write_result
 
 
 def score(queries: np.ndarray, documents: np.ndarray, query_ids: list[str], doc_ids: list[str], qrels,
@@ -60,8 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     from tava_core.evaluate import load_retrieval_data
 
-    corpus = read_vectors(MPNET_VECTORS / "scifact" / "corpus.parquet")
-    query_vectors = read_vectors(MPNET_VECTORS / "scifact" / "queries.parquet")
+    corpus = dict(zip(*td.mpnet_vectors("scifact/corpus.parquet"), strict=True))
+    query_vectors = dict(zip(*td.mpnet_vectors("scifact/queries.parquet"), strict=True))
     rows = {}
     for split, name in (("train", "dev (SciFact train queries)"), ("test", "test")):
         data = load_retrieval_data(SCIFACT, split)

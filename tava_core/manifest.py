@@ -5,6 +5,7 @@ A reader trusts only what a manifest lists; a manifest is written last and atomi
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -46,9 +47,21 @@ class Collection(BaseModel):
 ABSENT_DOCUMENTS_MAX_SHARE = 0.01
 
 
+ABSENT_DOCUMENTS_HINT = "up to 1% of the pairs may name absent documents: scored as relevant, never retrieved"
+
+
 def absent_documents_tolerated(absent_pairs: int, pairs: int) -> bool:
     """Whether ``absent_pairs`` of a split's ``pairs`` may name documents the corpus lacks."""
     return absent_pairs <= ABSENT_DOCUMENTS_MAX_SHARE * pairs
+
+
+def warn_absent_documents(path: str | Path, absent: dict[str, int]) -> None:
+    """Log the judged documents a corpus lacks (id -> first qrels line naming it), the first three by line."""
+    if absent:
+        where = ", ".join(f"{doc!r} (line {line})" for doc, line in sorted(absent.items(), key=lambda i: i[1])[:3])
+        logging.getLogger(__name__).warning(
+            "%s: %d judged document(s) not in the corpus, scored as relevant and never retrieved (as trec_eval "
+            "and mteb score them): %s", path, len(absent), where)
 
 
 class QrelsRecord(BaseModel):

@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import InputError
 from ..home import TavaHome, slug
 from ..io import read_text_shard, sha256_file, stable_hash
-from ..manifest import absent_documents_tolerated, load_dataset_manifest
+from ..manifest import (
+    ABSENT_DOCUMENTS_HINT,
+    absent_documents_tolerated,
+    load_dataset_manifest,
+    warn_absent_documents,
+)
 from .metrics import identical_id_rows
 
 Qrels = dict[str, dict[str, int]]
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,13 +48,16 @@ class RetrievalData:
         """``title + " " + text`` (BEIR's and mteb's document string), stripped as mteb does."""
         return [(f"{t} {x}" if t else x).strip() for t, x in zip(self.corpus_titles, self.corpus_texts, strict=False)]
 
+    @cached_property
+    def same_id_queries(self) -> int:
+        """Queries with a document of their own id, left out of their rankings (metrics: identical ids)."""
+        return int((identical_id_rows(self.query_ids, self.corpus_ids, self.qrels) >= 0).sum())
+
     def summary(self) -> dict:
         return {"name": self.name, "source": str(self.source), "split": self.split,
                 "documents": len(self.corpus_ids), "queries": len(self.query_ids),
                 "qrels_pairs": sum(len(v) for v in self.qrels.values()),
-                # left out of their own query's ranking (tava_core.evaluate.metrics: identical ids)
-                "queries_with_same_id_document": int((identical_id_rows(self.query_ids, self.corpus_ids,
-                                                                        self.qrels) >= 0).sum()),
+                "queries_with_same_id_document": self.same_id_queries,
                 # judged, never retrieved (a few are tolerated: _check_ids)
                 "judged_documents_not_in_corpus": int(self.info.get("absent_documents", 0)),
                 "corpus_checksum": self.corpus_checksum, "ingested": self.ingested}
@@ -110,22 +117,20 @@ def _check_ids(qrels: Qrels, lines: dict[tuple[str, str], int], corpus_ids: set[
     """Every id the qrels name must exist (a silent miss would skew every score), but for a few judged
     documents the corpus lacks (``absent_documents_tolerated``): those are returned, scored as relevant
     and never retrieved, as trec_eval and mteb score them."""
-    absent = {did: line for (qid, did), line in lines.items() if qid in query_ids and did not in corpus_ids}
-    absent_pairs = sum(1 for (qid, did) in lines if qid in query_ids and did not in corpus_ids)
-    tolerated = absent_documents_tolerated(absent_pairs, len(lines))
+    absent_pairs = {pair: line for pair, line in lines.items() if pair[0] in query_ids and pair[1] not in corpus_ids}
+    tolerated = absent_documents_tolerated(len(absent_pairs), len(lines))
     for (qid, did), line_no in sorted(lines.items(), key=lambda item: item[1]):
         if qid not in query_ids:
             raise InputError(f"qrels name query id {qid!r}, which is not among the queries", path=path,
                              line=line_no, hint="the qrels and the queries file come from different datasets?")
         if did not in corpus_ids and not tolerated:
-            raise InputError(f"qrels name document id {did!r}, which is not in the corpus ({absent_pairs} of "
+            raise InputError(f"qrels name document id {did!r}, which is not in the corpus ({len(absent_pairs)} of "
                              f"{len(lines)} pairs name documents the corpus lacks)", path=path, line=line_no,
-                             hint="the qrels and the corpus come from different datasets? (up to 1% of the pairs may "
-                             "name absent documents: scored as relevant, never retrieved)")
-    if absent:
-        where = ", ".join(f"{did!r} (line {line})" for did, line in sorted(absent.items(), key=lambda i: i[1])[:3])
-        log.warning("%s: %d judged document(s) not in the corpus, scored as relevant and never retrieved "
-                    "(as trec_eval and mteb score them): %s", path, len(absent), where)
+                             hint=f"the qrels and the corpus come from different datasets? ({ABSENT_DOCUMENTS_HINT})")
+    absent: dict[str, int] = {}
+    for (_, did), line_no in sorted(absent_pairs.items(), key=lambda item: item[1]):
+        absent.setdefault(did, line_no)
+    warn_absent_documents(path, absent)
     return sorted(absent)
 
 

@@ -75,10 +75,9 @@ def run_name(config: EvalConfig, data: RetrievalData) -> str:
 def evaluation_key(config: EvalConfig, data: RetrievalData, encoders: dict[str, Encoder]) -> str:
     """Everything an evaluation's result depends on: settings, the dataset's content (corpus,
     queries, qrels) and the weights of every encoder (their fingerprints, not their paths)."""
-    same_id = data.summary()["queries_with_same_id_document"]
     return stable_hash({
         # reports from before identical ids were left out (session 35) scored those queries otherwise
-        **({"identical_ids_left_out": same_id} if same_id else {}),
+        **({"identical_ids_left_out": data.same_id_queries} if data.same_id_queries else {}),
         "settings": _settings(config),
         "corpus": data.corpus_checksum,
         "queries": stable_hash([data.query_ids, data.query_texts]),

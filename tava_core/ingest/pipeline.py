@@ -10,7 +10,6 @@ rows; what grows with the input is one small entry per record id (to catch dupli
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from ..home import TavaHome, slug
 from ..io import atomic_directory, sha256_file, stable_hash, write_text_shard
 from ..locks import file_lock
 from ..manifest import (
+    ABSENT_DOCUMENTS_HINT,
     Collection,
     DatasetManifest,
     QrelsRecord,
@@ -33,6 +33,7 @@ from ..manifest import (
     SkipReport,
     absent_documents_tolerated,
     save_manifest,
+    warn_absent_documents,
 )
 from .readers import (
     JSONL_SUFFIXES,
@@ -46,8 +47,6 @@ from .readers import (
     read_table,
     read_txt_folder,
 )
-
-log = logging.getLogger(__name__)
 
 BEIR_FIELDS = Fields(text="text", id="_id", title="title", source="source")
 BEIR_QUERY_FIELDS = Fields(text="text", id="_id", title=None)
@@ -376,8 +375,8 @@ def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids:
     an error, as is a pair naming an unknown query."""
     rows: list[tuple[int, str, str, str]] = []
     for row in read_table(path, bad, delimiter="\t"):
-        if not rows and not all(c in row for c in ("query-id", "corpus-id", "score")):
-            missing = [c for c in ("query-id", "corpus-id", "score") if c not in row]
+        missing = [] if rows else [c for c in ("query-id", "corpus-id", "score") if c not in row]
+        if missing:
             raise InputError(f"qrels header lacks {', '.join(missing)} (has: {', '.join(k for k in row if k != '__line__')})",
                              path=path, line=1,
                              hint="BEIR qrels start with the header 'query-id<TAB>corpus-id<TAB>score'")
@@ -405,7 +404,7 @@ def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids:
                     message += f" ({absent_pairs} of {len(rows)} pairs name documents the corpus lacks)"
                 hint = "the qrels must only name ids in queries.jsonl and corpus.jsonl"
                 if not document_known:
-                    hint += " (up to 1% of the pairs may name absent documents: kept as relevant, never retrieved)"
+                    hint += f" ({ABSENT_DOCUMENTS_HINT})"
                 bad.bad("qrels unknown id", message, path=path, line=line, hint=hint)
             continue
         if (qid, cid) in pairs:
@@ -421,10 +420,7 @@ def write_qrels(root: Path, split: str, path: Path, query_ids: dict, corpus_ids:
     if not pairs:
         raise InputError("qrels file has no usable pairs", path=path,
                          hint="a BEIR qrels file is a header then 'query-id<TAB>corpus-id<TAB>score' rows")
-    if absent:
-        where = ", ".join(f"{cid!r} (line {line})" for cid, line in list(absent.items())[:3])
-        log.warning("%s: %d judged document(s) not in the corpus, kept as relevant and never retrieved "
-                    "(as trec_eval and mteb score them): %s", path, len(absent), where)
+    warn_absent_documents(path, absent)
     out = root / "qrels" / f"{split}.tsv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8", newline="") as handle:

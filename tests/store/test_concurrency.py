@@ -159,29 +159,23 @@ def test_ingest_into_a_dataset_being_ingested_stops_or_waits(tmp_path, tava_home
 
 # ----------------------------------------------------------------------------- helpers
 
-@pytest.fixture()
-def api_url(prefect_api_url) -> str:
-    """CLI child processes report to the harness's server (no shared SQLite file between them)."""
-    return prefect_api_url
-
-
-def child_env(home: Path, api_url: str | None) -> dict[str, str]:
+def child_env(home: Path, prefect_api_url: str | None) -> dict[str, str]:
     env = {**os.environ, "TAVA_HOME": str(home), "PYTHONPATH": str(PROJECT),
            "PREFECT_HOME": str(home / "prefect"), "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "prefect" / "results"),
            "PREFECT_LOGGING_LEVEL": "INFO"}  # the flows' info lines say what was reused
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
+    if prefect_api_url:
+        env["PREFECT_API_URL"] = prefect_api_url
     return env
 
 
 class Proc:
     """A child process whose stdout/stderr go to files (readable while it runs)."""
 
-    def __init__(self, args: list[str], home: Path, api_url: str | None, name: str) -> None:
+    def __init__(self, args: list[str], home: Path, prefect_api_url: str | None, name: str) -> None:
         self.out = home.parent / f"{name}.out"
         self.err = home.parent / f"{name}.err"
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.popen = subprocess.Popen(args, cwd=PROJECT, env=child_env(home, api_url), stdout=out, stderr=err)
+            self.popen = subprocess.Popen(args, cwd=PROJECT, env=child_env(home, prefect_api_url), stdout=out, stderr=err)
         self.pid = self.popen.pid
 
     def text(self) -> str:
@@ -205,12 +199,12 @@ class Proc:
             self.popen.wait(30)
 
 
-def tava(home: Path, api_url: str, name: str, *args: str) -> Proc:
-    return Proc([sys.executable, "-m", "flows.cli", "--home", str(home), *args], home, api_url, name)
+def tava(home: Path, prefect_api_url: str, name: str, *args: str) -> Proc:
+    return Proc([sys.executable, "-m", "flows.cli", "--home", str(home), *args], home, prefect_api_url, name)
 
 
-def paused_holder(home: Path, name: str, script: str, *args: str, api_url: str | None = None) -> Proc:
-    return Proc([sys.executable, "-c", textwrap.dedent(script), *args], home, api_url, name)
+def paused_holder(home: Path, name: str, script: str, *args: str, prefect_api_url: str | None = None) -> Proc:
+    return Proc([sys.executable, "-c", textwrap.dedent(script), *args], home, prefect_api_url, name)
 
 
 def open_table(home: Path, name: str = "toy_corpus"):
@@ -271,17 +265,17 @@ def toy(tava_home) -> list[str]:
 # ----------------------------------------------------------------------------- backfill
 
 @pytest.mark.slow
-def test_second_backfill_refuses_or_waits_as_configured(tava_home, toy, tiny_model_dir, api_url):
+def test_second_backfill_refuses_or_waits_as_configured(tava_home, toy, tiny_model_dir, prefect_api_url):
     from tava_core.vectorstore import state_path
 
     go = tava_home.parent / "go"
     first = paused_holder(tava_home, "first", BACKFILL_HOLDER, str(tiny_model_dir), str(tava_home), str(go),
-                          api_url=api_url)
+                          prefect_api_url=prefect_api_url)
     cli_args = ["backfill", "--dataset", "toy", "--encoder", str(tiny_model_dir), "--no-build-index"]
     try:
         first.wait_for("PAUSED")
         # 1. --lock-timeout-seconds 0 (the default): stops at once, naming the holder and how to wait
-        refused = tava(tava_home, api_url, "refused", *cli_args)
+        refused = tava(tava_home, prefect_api_url, "refused", *cli_args)
         assert refused.finish() == 2, refused.text()[-3000:]
         message = refused.err.read_text()
         assert "LanceDB table 'toy_corpus'" in message and f"locked by pid {first.pid}" in message
@@ -290,7 +284,7 @@ def test_second_backfill_refuses_or_waits_as_configured(tava_home, toy, tiny_mod
         assert len(state["runs"]) == 1 and state["runs"][0]["status"] == "running"  # the refused run wrote nothing
 
         # 2. --lock-timeout-seconds 300: waits (saying for whom), then runs after the first
-        waiting = tava(tava_home, api_url, "waiting", *cli_args, "--lock-timeout-seconds", "300")
+        waiting = tava(tava_home, prefect_api_url, "waiting", *cli_args, "--lock-timeout-seconds", "300")
         waiting.wait_for(f"held by pid {first.pid}")
         time.sleep(1.0)
         assert open_table(tava_home).count_rows() == 2 * SHARD  # the waiter has not written
@@ -317,10 +311,10 @@ def test_second_backfill_refuses_or_waits_as_configured(tava_home, toy, tiny_mod
 
 
 @pytest.mark.slow
-def test_killed_lock_holder_leaves_no_lock_behind(tava_home, toy, tiny_model_dir, api_url):
+def test_killed_lock_holder_leaves_no_lock_behind(tava_home, toy, tiny_model_dir, prefect_api_url):
     go = tava_home.parent / "go"  # never created: the holder is killed while paused
     holder = paused_holder(tava_home, "holder", BACKFILL_HOLDER, str(tiny_model_dir), str(tava_home), str(go),
-                          api_url=api_url)
+                          prefect_api_url=prefect_api_url)
     try:
         holder.wait_for("PAUSED")
         os.kill(holder.pid, signal.SIGKILL)
@@ -330,7 +324,7 @@ def test_killed_lock_holder_leaves_no_lock_behind(tava_home, toy, tiny_model_dir
     lock_file = tava_home / "lancedb" / "_tava" / "toy_corpus.lock"
     assert lock_file.is_file() and read_holder(lock_file)["pid"] == holder.pid  # the file stays, naming the dead
     # the next run (refusing at once if anything were held) proceeds with no clean-up, and resumes
-    after = tava(tava_home, api_url, "after", "backfill", "--dataset", "toy", "--encoder", str(tiny_model_dir),
+    after = tava(tava_home, prefect_api_url, "after", "backfill", "--dataset", "toy", "--encoder", str(tiny_model_dir),
                  "--no-build-index", "--lock-timeout-seconds", "0")
     assert after.finish() == 0, after.text()[-3000:]
     record = json.loads(after.out.read_text()[after.out.read_text().index("{"):])
@@ -373,7 +367,7 @@ EMBED_HOLDER = """
 
 
 @pytest.mark.slow
-def test_two_embeds_of_one_dataset_write_each_shard_once(tava_home, toy, tiny_model_dir, api_url):
+def test_two_embeds_of_one_dataset_write_each_shard_once(tava_home, toy, tiny_model_dir, prefect_api_url):
     from tava_core.config import EncoderSpec
     from tava_core.encoders import load_encoder
     from tava_core.manifest import load_vector_manifest, read_vector_dir
@@ -382,7 +376,7 @@ def test_two_embeds_of_one_dataset_write_each_shard_once(tava_home, toy, tiny_mo
     first = paused_holder(tava_home, "first", EMBED_HOLDER, str(tiny_model_dir), str(tava_home), str(go))
     try:
         first.wait_for("PAUSED")
-        second = tava(tava_home, api_url, "second", "embed", "--dataset", "toy", "--encoder", str(tiny_model_dir),
+        second = tava(tava_home, prefect_api_url, "second", "embed", "--dataset", "toy", "--encoder", str(tiny_model_dir),
                       "--lock-timeout-seconds", "300")
         second.wait_for(f"held by pid {first.pid}")
         go.touch()
@@ -438,7 +432,7 @@ SEARCHER = """
 
 
 @pytest.mark.slow
-def test_index_rebuild_during_backfill_while_a_third_process_searches(tava_home, tiny_model_dir, api_url):
+def test_index_rebuild_during_backfill_while_a_third_process_searches(tava_home, tiny_model_dir, prefect_api_url):
     from tava_core.config import EncoderSpec
     from tava_core.embed import EmbedConfig, embed_dataset
     from tava_core.home import TavaHome
@@ -455,9 +449,9 @@ def test_index_rebuild_during_backfill_while_a_third_process_searches(tava_home,
     searcher = paused_holder(tava_home, "searcher", SEARCHER, str(index_dir), str(vector_dir), str(stop))
     try:
         searcher.wait_for("READY")  # the searcher reads version 1 before anything starts
-        backfill = tava(tava_home, api_url, "backfill", "backfill", "--dataset", "toy", "--encoder",
+        backfill = tava(tava_home, prefect_api_url, "backfill", "backfill", "--dataset", "toy", "--encoder",
                         str(tiny_model_dir), "--index-type", "ivf_flat", "--num-partitions", "2")
-        rebuild = tava(tava_home, api_url, "rebuild", "index", "--vectors", str(vector_dir), "--index-dir",
+        rebuild = tava(tava_home, prefect_api_url, "rebuild", "index", "--vectors", str(vector_dir), "--index-dir",
                        str(index_dir), "--factory", "HNSW32,Flat", "--recall-queries", "100")
         assert rebuild.finish() == 0, rebuild.text()[-3000:]
         assert backfill.finish() == 0, backfill.text()[-3000:]
