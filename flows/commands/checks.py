@@ -52,15 +52,17 @@ def ingested_dataset(home: TavaHome, dataset: str, option: str = "--dataset",
 
 def retrieval_dataset(home: TavaHome, dataset: str, option: str = "--dataset") -> None:
     """An ingested dataset or a raw BEIR directory (corpus.jsonl), as evaluation reads them."""
+    from tava_core.ingest.readers import beir_file, beir_subsets_hint
+
     candidate = Path(dataset).expanduser()
-    if (candidate / MANIFEST).is_file() or (candidate / "corpus.jsonl").is_file():
+    if (candidate / MANIFEST).is_file() or beir_file(candidate, "corpus"):
         return
     if (home.dataset_dir(dataset) / MANIFEST).is_file():
         return
     raise InputError(f"{option}: no retrieval dataset {dataset!r}: neither an ingested dataset nor a BEIR "
                      "directory", path=candidate,
-                     hint=f"give a BEIR directory (corpus.jsonl, queries.jsonl, qrels/) or run "
-                          f"`tava ingest DIR --name {dataset}` first")
+                     hint=beir_subsets_hint(candidate) or "give a BEIR directory (corpus.jsonl, queries.jsonl, "
+                     f"qrels/) or run `tava ingest DIR --name {dataset}` first")
 
 
 def vector_dirs(paths: Iterable[Optional[str]], option: str) -> None:

@@ -6,6 +6,7 @@ judge, as BEIR and mteb do) and the qrels, with every id the qrels name checked 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..home import TavaHome, slug
+from ..ingest.readers import beir_file, beir_subsets_hint
 from ..io import read_text_shard, sha256_file, stable_hash
 from ..manifest import (
     ABSENT_DOCUMENTS_HINT,
@@ -63,12 +65,15 @@ class RetrievalData:
                 "corpus_checksum": self.corpus_checksum, "ingested": self.ingested}
 
 
-def _read_jsonl(path: Path, what: str) -> list[tuple[int, dict]]:
-    if not path.is_file():
-        raise InputError(f"BEIR {what} file not found", path=path,
-                         hint="a BEIR directory holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
+def _read_jsonl(directory: Path, stem: str) -> tuple[Path, list[tuple[int, dict]]]:
+    """``directory/<stem>.jsonl`` (or ``.jsonl.gz``): its path and (line, record) pairs."""
+    path = beir_file(directory, stem)
+    if path is None:
+        raise InputError(f"BEIR {stem} file not found", path=directory / f"{stem}.jsonl",
+                         hint=beir_subsets_hint(directory)
+                         or "a BEIR directory holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    with (gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")) as handle:
         for line_no, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -79,7 +84,7 @@ def _read_jsonl(path: Path, what: str) -> list[tuple[int, dict]]:
             if not isinstance(record, dict) or "_id" not in record or "text" not in record:
                 raise InputError("record needs '_id' and 'text'", path=path, line=line_no)
             rows.append((line_no, record))
-    return rows
+    return path, rows
 
 
 def read_qrels(path: Path) -> tuple[Qrels, dict[tuple[str, str], int]]:
@@ -135,13 +140,13 @@ def _check_ids(qrels: Qrels, lines: dict[tuple[str, str], int], corpus_ids: set[
 
 
 def load_beir_directory(directory: Path, split: str) -> RetrievalData:
-    """Read a raw BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)."""
+    """Read a raw BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv; the two .jsonl
+    may be gzipped)."""
     directory = Path(directory).resolve()
     qrels_path = directory / "qrels" / f"{split}.tsv"
     qrels, lines = read_qrels(qrels_path)   # first: cheap, and names the split problem at once
-    corpus_path = directory / "corpus.jsonl"
-    corpus = _read_jsonl(corpus_path, "corpus")
-    queries = {str(r["_id"]): r["text"] for _, r in _read_jsonl(directory / "queries.jsonl", "queries")}
+    corpus_path, corpus = _read_jsonl(directory, "corpus")
+    queries = {str(r["_id"]): r["text"] for _, r in _read_jsonl(directory, "queries")[1]}
     corpus_ids = [str(r["_id"]) for _, r in corpus]
     absent = _check_ids(qrels, lines, set(corpus_ids), set(queries), qrels_path)
     query_ids = [qid for qid in queries if qid in qrels]
@@ -203,8 +208,8 @@ def load_retrieval_data(dataset: str | Path, split: str, home: TavaHome | None =
     named = home.dataset_dir(str(dataset))
     if (named / "manifest.json").is_file():
         return load_ingested_dataset(named, split)
-    if candidate.is_dir() and (candidate / "corpus.jsonl").exists():
+    if candidate.is_dir() and beir_file(candidate, "corpus"):
         return load_beir_directory(candidate, split)
     raise InputError(f"no retrieval dataset {str(dataset)!r}: neither an ingested dataset nor a BEIR directory",
-                     path=candidate, hint="give a BEIR directory (corpus.jsonl, queries.jsonl, qrels/) or run "
-                     f"`tava ingest DIR --name {dataset}` first")
+                     path=candidate, hint=beir_subsets_hint(candidate) or "give a BEIR directory (corpus.jsonl, "
+                     f"queries.jsonl, qrels/) or run `tava ingest DIR --name {dataset}` first")

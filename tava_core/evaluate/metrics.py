@@ -14,18 +14,73 @@ cross-checks the two on every full-dimension mode.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 Qrels = Mapping[str, Mapping[str, int]]
 
 
+# Scoring never holds more than this many bytes of scores at once: one (queries x documents) float32
+# matrix of Quora's test split (10,000 queries x 523k documents) is 21 GB, NQ's 37 GB.
+SCORE_BLOCK_BYTES = 256 * 2**20
+
+
+class ScoreMatrix:
+    """A (queries x documents) score matrix computed a block of query rows at a time.
+
+    ``scores[a:b]`` returns the float32 scores of queries ``a..b-1`` against every document, so
+    ranking a large collection needs memory for one block, not for the whole product. The documents
+    are prepared once (normalised, dequantised or bit-packed), not once per block. `top_k` and
+    `retrieval_metrics` take a ScoreMatrix or a plain ndarray alike."""
+
+    def __init__(self, queries: np.ndarray, documents: np.ndarray,
+                 block: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self.queries, self.documents, self._block = queries, documents, block
+        self.shape = (len(queries), len(documents))
+
+    @classmethod
+    def cosine(cls, queries: np.ndarray, documents: np.ndarray) -> "ScoreMatrix":
+        return cls(_unit_rows(queries), _unit_rows(documents), lambda q, d: q @ d.T)
+
+    @classmethod
+    def int8(cls, queries: np.ndarray, documents: np.ndarray) -> "ScoreMatrix":
+        """Asymmetric int8: float queries · dequantised int8 documents (ranges from this corpus)."""
+        start, step = int8_ranges(documents)
+        deq = dequantize_int8(quantize_int8(documents, start, step), start, step)
+        return cls(queries.astype(np.float32), deq, lambda q, d: q @ d.T)
+
+    @classmethod
+    def hamming(cls, queries: np.ndarray, documents: np.ndarray) -> "ScoreMatrix":
+        """Symmetric binary: similarity = dim - 2 * Hamming distance of the sign bits (= ±1 dot product)."""
+        dim = documents.shape[1]
+
+        def block(q_bits: np.ndarray, d_bits: np.ndarray) -> np.ndarray:
+            out = np.empty((len(q_bits), len(d_bits)), dtype=np.float32)
+            for row, code in enumerate(q_bits):   # row by row keeps the xor at n_docs x bytes
+                out[row] = dim - 2 * np.bitwise_count(np.bitwise_xor(d_bits, code)).sum(axis=1, dtype=np.int32)
+            return out
+        return cls(binary_codes(queries), binary_codes(documents), block)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice):
+            raise TypeError("ScoreMatrix is read a block of query rows at a time: scores[a:b]")
+        return np.asarray(self._block(self.queries[rows], self.documents), dtype=np.float32)
+
+    def dense(self) -> np.ndarray:
+        """The whole matrix at once (small collections, tests)."""
+        return self[:]
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Unit rows, normalised in the input's precision, then float32."""
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32, copy=False)
+
+
 def cosine_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
-    """(n_queries, n_docs) cosine similarities in float32."""
-    q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    d = documents / np.maximum(np.linalg.norm(documents, axis=1, keepdims=True), 1e-12)
-    return (q.astype(np.float32) @ d.astype(np.float32).T).astype(np.float32)
+    """(n_queries, n_docs) cosine similarities in float32, all at once (use `ScoreMatrix.cosine`
+    to rank a large collection)."""
+    return ScoreMatrix.cosine(queries, documents).dense()
 
 
 def identical_id_rows(query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels) -> np.ndarray:
@@ -36,29 +91,37 @@ def identical_id_rows(query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Q
                     dtype=np.int64)
 
 
-def top_k(scores: np.ndarray, doc_ids: Sequence[str], k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+def top_k(scores: np.ndarray | ScoreMatrix, doc_ids: Sequence[str], k: int,
+          exclude: np.ndarray | None = None) -> np.ndarray:
     """Indices of the top ``k`` documents per query: score desc, then doc id desc (trec_eval).
+    ``scores`` is read a block of query rows at a time (at most `SCORE_BLOCK_BYTES` of them).
     ``exclude``: per query, a corpus row ranked last whatever its score (-1: none)."""
-    k = min(k, scores.shape[1])
+    n_queries, n_docs = scores.shape
+    k = min(k, n_docs)
     # rank of each doc id in descending string order: the secondary key
     order = sorted(range(len(doc_ids)), key=lambda i: doc_ids[i], reverse=True)
     id_rank = np.empty(len(doc_ids), dtype=np.int64)
     id_rank[order] = np.arange(len(doc_ids))
-    out = np.empty((scores.shape[0], k), dtype=np.int64)
-    for row in range(scores.shape[0]):
-        s = scores[row]
-        if exclude is not None and exclude[row] >= 0:
-            s = s.copy()
-            s[exclude[row]] = -np.inf
-        # cheap prefilter: everything scoring at least the k-th best (ties included) goes to the exact sort
-        kth = np.partition(s, len(s) - k)[len(s) - k]
-        candidates = np.flatnonzero(s >= kth)
-        ranked = candidates[np.lexsort((id_rank[candidates], -s[candidates].astype(np.float64)))]
-        out[row] = ranked[:k]
+    out = np.empty((n_queries, k), dtype=np.int64)
+    block = max(1, SCORE_BLOCK_BYTES // (4 * max(n_docs, 1)))
+    for first in range(0, n_queries, block):
+        part = scores[first:first + block]
+        for offset in range(len(part)):
+            row = first + offset
+            s = part[offset]
+            if exclude is not None and exclude[row] >= 0:
+                s = s.copy()
+                s[exclude[row]] = -np.inf
+            # cheap prefilter: everything scoring at least the k-th best (ties included) goes to the exact sort
+            kth = np.partition(s, len(s) - k)[len(s) - k]
+            candidates = np.flatnonzero(s >= kth)
+            ranked = candidates[np.lexsort((id_rank[candidates], -s[candidates].astype(np.float64)))]
+            out[row] = ranked[:k]
+        del part, s   # before the next block is computed: one block in memory, not two
     return out
 
 
-def retrieval_metrics(scores: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels,
+def retrieval_metrics(scores: np.ndarray | ScoreMatrix, query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels,
                       *, ndcg_k: int = 10, recall_k: int = 100, mrr_k: int = 10,
                       per_query: bool = False, ignore_identical_ids: bool = True) -> dict[str, Any]:
     """nDCG@ndcg_k, recall@recall_k and MRR@mrr_k averaged over ``query_ids`` (all must be judged);
@@ -130,10 +193,8 @@ def dequantize_int8(codes: np.ndarray, start: np.ndarray, step: np.ndarray) -> n
 
 
 def int8_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
-    """Asymmetric int8: float queries · dequantised int8 documents (ranges from this corpus)."""
-    start, step = int8_ranges(documents)
-    deq = dequantize_int8(quantize_int8(documents, start, step), start, step)
-    return (queries.astype(np.float32) @ deq.T).astype(np.float32)
+    """Asymmetric int8 scores, all at once (see `ScoreMatrix.int8`)."""
+    return ScoreMatrix.int8(queries, documents).dense()
 
 
 def binary_codes(vectors: np.ndarray) -> np.ndarray:
@@ -142,10 +203,5 @@ def binary_codes(vectors: np.ndarray) -> np.ndarray:
 
 
 def hamming_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
-    """Symmetric binary: similarity = dim - 2 * Hamming distance of the sign bits (= ±1 dot product)."""
-    dim = documents.shape[1]
-    q_bits, d_bits = binary_codes(queries), binary_codes(documents)
-    distances = np.empty((len(q_bits), len(d_bits)), dtype=np.int32)
-    for row, code in enumerate(q_bits):   # row by row keeps memory at n_docs x bytes
-        distances[row] = np.bitwise_count(np.bitwise_xor(d_bits, code)).sum(axis=1)
-    return (dim - 2 * distances).astype(np.float32)
+    """Symmetric binary scores, all at once (see `ScoreMatrix.hamming`)."""
+    return ScoreMatrix.hamming(queries, documents).dense()

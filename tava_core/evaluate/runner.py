@@ -118,22 +118,22 @@ def encoding_plan(modes: list[str], fingerprints: dict[str, str]) -> tuple[dict[
 
 def variant_rows(mode: str, queries: np.ndarray, documents: np.ndarray, data: RetrievalData,
                  config: EvalConfig) -> list[dict[str, Any]]:
-    """Full-dim, Matryoshka and quantised scores of one mode, in numpy; one score matrix at a time
-    (each is queries x documents floats: FiQA's test split is 150 MB of them)."""
+    """Full-dim, Matryoshka and quantised scores of one mode, in numpy; each score matrix is built a
+    block of queries at a time (`metrics.ScoreMatrix`), so memory does not grow with queries x documents."""
     dim = documents.shape[1]
-    variants: list[tuple[str, int, Callable[[], np.ndarray]]] = [
-        ("full", dim, lambda: M.cosine_scores(queries, documents))]
+    variants: list[tuple[str, int, Callable[[], M.ScoreMatrix]]] = [
+        ("full", dim, lambda: M.ScoreMatrix.cosine(queries, documents))]
 
-    def matryoshka(d: int) -> np.ndarray:
-        return M.cosine_scores(M.truncate(queries, d), M.truncate(documents, d))
+    def matryoshka(d: int) -> M.ScoreMatrix:
+        return M.ScoreMatrix.cosine(M.truncate(queries, d), M.truncate(documents, d))
 
     for d in config.matryoshka_dims:
         if d < dim:
             variants.append((f"mrl-{d}", d, partial(matryoshka, d)))
     if "int8" in config.quantization:
-        variants.append(("int8", dim, lambda: M.int8_scores(M.truncate(queries, dim), documents)))
+        variants.append(("int8", dim, lambda: M.ScoreMatrix.int8(M.truncate(queries, dim), documents)))
     if "binary" in config.quantization:
-        variants.append(("binary", dim, lambda: M.hamming_scores(queries, documents)))
+        variants.append(("binary", dim, lambda: M.ScoreMatrix.hamming(queries, documents)))
     rows = []
     for variant, d, scores in variants:
         values = M.retrieval_metrics(scores(), data.query_ids, data.corpus_ids, data.qrels)
@@ -197,7 +197,7 @@ def score_and_report(config: EvalConfig, home: TavaHome, data: RetrievalData, en
             "rows": rows, "teacher_ndcg_at_10": teacher_full, "mteb_check": mteb_check,
             "mteb_version": mteb.__version__ if config.run_mteb else None,
             "mteb_results": "mteb/results" if config.run_mteb else None,
-            "scoring": {"search": "exact (full score matrix)", "similarity": "cosine",
+            "scoring": {"search": "exact (every document scored; queries in blocks of at most 256 MB of scores)", "similarity": "cosine",
                         "int8": "per-dim min/max from the corpus; float query · dequantised document",
                         "binary": "sign bits; similarity = dim - 2*hamming; ties by doc id desc"},
         }

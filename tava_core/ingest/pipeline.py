@@ -41,6 +41,8 @@ from .readers import (
     BadRecords,
     Fields,
     RawRecord,
+    beir_file,
+    beir_subsets_hint,
     read_csv,
     read_jsonl,
     read_parquet,
@@ -112,23 +114,17 @@ class SourcePlan:
     info: dict = field(default_factory=dict)
 
 
-def _beir_file(root: Path, stem: str) -> Optional[Path]:
-    for suffix in (".jsonl", ".jsonl.gz"):
-        if (root / f"{stem}{suffix}").is_file():
-            return root / f"{stem}{suffix}"
-    return None
-
-
 def detect_format(path: Path) -> str:
     """The source format from what ``path`` is (BEIR dir, .txt folder) or its suffix."""
     name = path.name.lower()
     if path.is_dir():
-        if _beir_file(path, "corpus"):
+        if beir_file(path, "corpus"):
             return "beir"
         if any(p.is_file() for p in path.rglob("*.txt")):
             return "txt"
         raise InputError("directory is neither a BEIR dataset (no corpus.jsonl) nor a folder of .txt files",
-                         path=path, hint="give a BEIR directory, a folder of .txt files, or a single file")
+                         path=path, hint=beir_subsets_hint(path)
+                         or "give a BEIR directory, a folder of .txt files, or a single file")
     if name.endswith(JSONL_SUFFIXES):
         return "jsonl"
     if name.endswith((".parquet", ".pq")):
@@ -200,14 +196,14 @@ def plan_source(config: IngestConfig, home: TavaHome) -> SourcePlan:
 
 
 def _plan_beir(root: Path, config: IngestConfig) -> SourcePlan:
-    corpus = _beir_file(root, "corpus")
-    queries = _beir_file(root, "queries")
+    corpus = beir_file(root, "corpus")
+    queries = beir_file(root, "queries")
     if corpus is None:
-        raise InputError("BEIR directory has no corpus.jsonl", path=root)
+        raise InputError("BEIR directory has no corpus.jsonl", path=root, hint=beir_subsets_hint(root))
     collections = [CollectionSource("corpus", [corpus], BEIR_FIELDS, "jsonl", keep_empty=True)]
     if queries is not None:
         collections.append(CollectionSource("queries", [queries], BEIR_QUERY_FIELDS, "jsonl"))
-    unlabeled = _beir_file(root, "unlabeled")
+    unlabeled = beir_file(root, "unlabeled")
     if unlabeled is not None:  # the built-in corpus's training text (any BEIR dir may carry one)
         collections.append(CollectionSource("unlabeled", [unlabeled], BEIR_FIELDS, "jsonl", dedupe_texts=True))
     qrels_dir = root / "qrels"

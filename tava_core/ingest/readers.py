@@ -25,6 +25,26 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 
 
+def beir_file(root: Path, stem: str) -> Optional[Path]:
+    """``root/<stem>.jsonl``, or ``.jsonl.gz`` (BEIR's exports come both ways), if either exists."""
+    for suffix in (".jsonl", ".jsonl.gz"):
+        if (root / f"{stem}{suffix}").is_file():
+            return root / f"{stem}{suffix}"
+    return None
+
+
+def beir_subsets_hint(root: Path) -> Optional[str]:
+    """When ``root`` is not a BEIR set but its subfolders are (CQADupStack's twelve forums, or a zip
+    unpacked one level too high), the hint that names them; else None."""
+    if not root.is_dir():
+        return None
+    subsets = sorted(p.name for p in root.iterdir() if p.is_dir() and beir_file(p, "corpus"))
+    if not subsets:
+        return None
+    shown = ", ".join(subsets[:6]) + (f", ... ({len(subsets)} in all)" if len(subsets) > 6 else "")
+    return f"this folder holds BEIR sets in subfolders ({shown}): pass one of them, e.g. {root / subsets[0]}"
+
+
 @dataclass
 class RawRecord:
     """One record as read, before normalisation. ``line`` is 1-based (a row number for Parquet)."""

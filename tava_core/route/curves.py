@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..evaluate.metrics import Qrels, cosine_scores, identical_id_rows, paired_bootstrap, retrieval_metrics
+from ..evaluate.metrics import Qrels, ScoreMatrix, identical_id_rows, paired_bootstrap, retrieval_metrics
 from .calibrate import true_agreement
 
 SHARES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
@@ -16,7 +16,7 @@ METHODS = ("router", "random", "longest_first", "label_free_oracle", "labelled_o
 
 def per_query_ndcg(queries: np.ndarray, documents: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str],
                    qrels: Qrels) -> np.ndarray:
-    scores = cosine_scores(queries, documents)
+    scores = ScoreMatrix.cosine(queries, documents)
     return retrieval_metrics(scores, query_ids, doc_ids, qrels, per_query=True)["ndcg_at_10_per_query"]
 
 

@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..evaluate.data import RetrievalData, load_retrieval_data
 from ..evaluate.vectors import embed_corpus, load_corpus_vectors
 from ..home import TavaHome
+from ..ingest.readers import beir_file
 from .build import TextVectors, fit_router
 from .config import RouterConfig
 from .curves import SHARES, curves_from_vectors
@@ -35,8 +36,10 @@ def read_texts(source: str, home: TavaHome) -> list[str]:
         opener = gzip.open if path.name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as handle:
             return [row["text"] for row in map(json.loads, handle) if row.get("text")]
-    if (path / "corpus.jsonl").is_file():
-        with open(path / "corpus.jsonl", encoding="utf-8") as handle:
+    corpus = beir_file(path, "corpus")
+    if corpus is not None:
+        opener = gzip.open if corpus.name.endswith(".gz") else open
+        with opener(corpus, "rt", encoding="utf-8") as handle:
             rows = [json.loads(line) for line in handle if line.strip()]
         return [f"{r.get('title', '')} {r['text']}".strip() for r in rows]
     from ..distill.data import read_collection_texts

@@ -126,6 +126,41 @@ def test_reads_beir_dir_and_keeps_only_judged_queries(beir_dir):
     assert data.document_texts[2] == "The sun is a star at the centre of the solar system."   # no title
 
 
+def test_gzipped_beir_dir_reads_like_the_plain_one(beir_dir, tmp_path):
+    import gzip
+
+    packed = tmp_path / "packed"
+    shutil.copytree(beir_dir, packed)
+    for stem in ("corpus", "queries"):
+        plain = packed / f"{stem}.jsonl"
+        with gzip.open(plain.with_suffix(".jsonl.gz"), "wb") as out:
+            out.write(plain.read_bytes())
+        plain.unlink()
+    a, b = load_retrieval_data(beir_dir, "test"), load_retrieval_data(packed, "test")
+    assert (b.corpus_ids, b.document_texts, b.query_ids, b.query_texts, b.qrels) == \
+        (a.corpus_ids, a.document_texts, a.query_ids, a.query_texts, a.qrels)
+
+
+def test_a_folder_of_beir_sets_names_them(beir_dir, tmp_path, tava_home):
+    """CQADupStack unpacks as one BEIR set per forum: pointing at the parent names the sets."""
+    from flows.commands.checks import retrieval_dataset
+    from tava_core.home import TavaHome
+    from tava_core.ingest.pipeline import detect_format
+
+    parent = tmp_path / "cqadupstack"
+    for forum in ("android", "english"):
+        shutil.copytree(beir_dir, parent / forum)
+    for check in (lambda: load_retrieval_data(parent, "test"), lambda: retrieval_dataset(TavaHome(tava_home), str(parent)),
+                  lambda: detect_format(parent)):
+        with pytest.raises(InputError) as info:
+            check()
+        assert "subfolders (android, english)" in str(info.value) and str(parent / "android") in str(info.value)
+    (parent / "android" / "queries.jsonl").unlink()
+    with pytest.raises(InputError, match="BEIR queries file not found") as info:
+        load_retrieval_data(parent / "android", "test")
+    assert info.value.path == str(parent / "android" / "queries.jsonl")
+
+
 @pytest.mark.parametrize("bad_pair, what", [(("q7", "d1", 1), "query id 'q7'"),
                                              (("q1", "d99", 1), "document id 'd99'")])
 def test_qrels_with_unknown_ids_name_file_and_line(tmp_path, bad_pair, what):
@@ -276,3 +311,38 @@ def test_cli_runs_the_flow(beir_dir, tiny_model_dir, tava_home, prefect_harness,
         main(["--home", str(tava_home), "evaluate", "--dataset", str(bad), "--teacher", str(tiny_model_dir)])
     assert exit_info.value.code == 2
     assert "document id 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["cosine", "int8", "hamming"])
+def test_score_matrix_blocks_equal_the_dense_scores(kind, monkeypatch):
+    rng = np.random.default_rng(1)
+    queries, docs = rng.normal(size=(37, 24)), rng.normal(size=(301, 24))
+    doc_ids = [f"d{i}" for i in range(301)]
+    matrix = getattr(M.ScoreMatrix, kind)(queries, docs)
+    dense = matrix.dense()
+    assert dense.shape == (37, 301) and dense.dtype == np.float32
+    # BLAS may round a 5-row product differently from a 37-row one in the last place
+    assert np.allclose(np.concatenate([matrix[a:a + 5] for a in range(0, 37, 5)]), dense, rtol=0, atol=1e-5)
+    exclude = np.where(np.arange(37) % 3 == 0, np.arange(37), -1)
+    expected = M.top_k(dense, doc_ids, 12, exclude)
+    monkeypatch.setattr(M, "SCORE_BLOCK_BYTES", 4 * 301 * 4)   # four query rows per block
+    assert np.array_equal(M.top_k(matrix, doc_ids, 12, exclude), expected)
+
+
+def test_scoring_memory_does_not_grow_with_queries_times_documents(monkeypatch):
+    import tracemalloc
+    rng = np.random.default_rng(2)
+    n_queries, n_docs = 1000, 20000              # the dense product is 80 MB of float32
+    queries, docs = rng.normal(size=(n_queries, 16)).astype(np.float32), rng.normal(size=(n_docs, 16)).astype(np.float32)
+    doc_ids = [f"d{i}" for i in range(n_docs)]
+    query_ids = [f"q{i}" for i in range(n_queries)]
+    qrels = {q: {f"d{i}": 1} for i, q in enumerate(query_ids)}
+    monkeypatch.setattr(M, "SCORE_BLOCK_BYTES", 4 * 2**20)
+    tracemalloc.start()
+    try:
+        blocked = M.retrieval_metrics(M.ScoreMatrix.cosine(queries, docs), query_ids, doc_ids, qrels)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MB"
+    assert blocked == M.retrieval_metrics(M.cosine_scores(queries, docs), query_ids, doc_ids, qrels)
