@@ -72,7 +72,8 @@ def _read_jsonl(directory: Path, stem: str) -> tuple[Path, list[tuple[int, dict]
         raise InputError(f"BEIR {stem} file not found", path=directory / f"{stem}.jsonl",
                          hint=beir_subsets_hint(directory)
                          or "a BEIR directory holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
-    rows = []
+    rows: list[tuple[int, dict]] = []
+    first_line: dict[str, tuple[int, int]] = {}   # id -> (line, index in rows)
     with (gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")) as handle:
         for line_no, line in enumerate(handle, 1):
             if not line.strip():
@@ -83,6 +84,18 @@ def _read_jsonl(directory: Path, stem: str) -> tuple[Path, list[tuple[int, dict]
                 raise InputError(f"not valid JSON ({exc.msg})", path=path, line=line_no) from None
             if not isinstance(record, dict) or "_id" not in record or "text" not in record:
                 raise InputError("record needs '_id' and 'text'", path=path, line=line_no)
+            record_id = str(record["_id"])
+            if record_id in first_line:
+                # a repeated id would be ranked twice and its gain counted twice: the same record
+                # again is dropped (as `tava ingest` does), a different one is an error
+                earlier = rows[first_line[record_id][1]][1]
+                if (earlier.get("title"), earlier["text"]) == (record.get("title"), record["text"]):
+                    continue
+                raise InputError(f"id {record_id!r} was already used at line {first_line[record_id][0]} with a "
+                                 "different text", path=path, line=line_no,
+                                 hint="ids must be unique in a BEIR file; fix the file or ingest it with "
+                                      "`tava ingest DIR --on-bad-record skip`")
+            first_line[record_id] = (line_no, len(rows))
             rows.append((line_no, record))
     return path, rows
 

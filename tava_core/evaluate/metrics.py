@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 Qrels = Mapping[str, Mapping[str, int]]
 
@@ -104,6 +105,9 @@ def top_k(scores: np.ndarray | ScoreMatrix, doc_ids: Sequence[str], k: int,
     id_rank[order] = np.arange(len(doc_ids))
     out = np.empty((n_queries, k), dtype=np.int64)
     block = max(1, SCORE_BLOCK_BYTES // (4 * max(n_docs, 1)))
+    # a bar only where ranking takes a while: more than one block (Quora's test split: minutes per variant)
+    progress = tqdm(total=n_queries, unit="query", desc=f"rank {n_docs:,} documents", leave=False,
+                    disable=n_queries <= block)
     for first in range(0, n_queries, block):
         part = scores[first:first + block]
         for offset in range(len(part)):
@@ -117,7 +121,9 @@ def top_k(scores: np.ndarray | ScoreMatrix, doc_ids: Sequence[str], k: int,
             candidates = np.flatnonzero(s >= kth)
             ranked = candidates[np.lexsort((id_rank[candidates], -s[candidates].astype(np.float64)))]
             out[row] = ranked[:k]
+        progress.update(len(part))
         del part, s   # before the next block is computed: one block in memory, not two
+    progress.close()
     return out
 
 

@@ -141,6 +141,16 @@ def test_gzipped_beir_dir_reads_like_the_plain_one(beir_dir, tmp_path):
         (a.corpus_ids, a.document_texts, a.query_ids, a.query_texts, a.qrels)
 
 
+def test_a_repeated_document_id_is_dropped_or_refused(tmp_path):
+    same = write_beir(tmp_path / "same", docs=DOCS + [DOCS[0]])
+    data = load_retrieval_data(same, "test")
+    assert data.corpus_ids == [d[0] for d in DOCS]                 # ranked once, counted once
+    other = write_beir(tmp_path / "other", docs=DOCS + [(DOCS[0][0], "Dogs", "Dogs bark.")])
+    with pytest.raises(InputError, match=f"id '{DOCS[0][0]}' was already used at line 1") as info:
+        load_retrieval_data(other, "test")
+    assert info.value.line == len(DOCS) + 1 and info.value.path == str(other / "corpus.jsonl")
+
+
 def test_a_folder_of_beir_sets_names_them(beir_dir, tmp_path, tava_home):
     """CQADupStack unpacks as one BEIR set per forum: pointing at the parent names the sets."""
     from flows.commands.checks import retrieval_dataset
