@@ -28,6 +28,11 @@ class DistillConfig(TavaModel):
         "Short label-free views per training text (a sentence or a 4-24-word window), embedded by the "
         "teacher like any collection and trained on beside the texts: queries are short, and a student "
         "that only saw passages lands far from the teacher on them. 0 = off."))
+    span_documents: Optional[int] = Field(20000, ge=1, description=(
+        "Span views are cut from at most this many texts of each training dataset (a seeded sample "
+        "beyond it): the teacher must embed every view, and a run of a few thousand steps reads tens of "
+        "thousands of examples, so a big corpus's millions of views would only add encoding time. "
+        "Empty = every text."))
     student: Literal["transformer", "static"] = Field("transformer", description=(
         "'transformer': a few of the teacher's layers (+ projection); 'static': a token-embedding "
         "table with per-token weights (model2vec-initialised), the fastest possible query encoder."))
@@ -161,8 +166,10 @@ class DistillConfig(TavaModel):
     def training_key(self) -> dict:
         """The fields that define a run: a checkpoint resumes only a run with the same key."""
         # fit_steps is applied before the key is taken (fitted_to_corpus): the steps trained are in it
+        # span_documents: the spans it keeps are in the data key (their shards' sha256s), so a sample
+        # that cuts nothing leaves every earlier key (and checkpoint) valid
         skip = {"resume", "output", "device", "threads", "time_budget_minutes", "name", "fit_steps", "min_epochs",
-                "max_fitted_steps_factor"}
+                "max_fitted_steps_factor", "span_documents"}
         if not self.alpha_rank:  # unused: runs from before the term keep their keys (and checkpoints)
             skip |= {"alpha_rank", "rank_candidates"}
         if self.static_init != "context":   # likewise: runs from before the context start keep their keys

@@ -150,7 +150,8 @@ def span_datasets(config: DistillConfig, home: TavaHome) -> list[Path]:
         rows = sum(manifest.collections[c].rows for c in collections)
         # A limit that cuts nothing is no limit: the spans (and their cached vectors) are shared.
         limit = remaining if remaining is not None and remaining < rows else None
-        out.append(write_span_dataset(home, dataset_dir, collections, config.span_views, config.seed, limit=limit))
+        out.append(write_span_dataset(home, dataset_dir, collections, config.span_views, config.seed, limit=limit,
+                                      sample=config.span_documents))
         if remaining is not None:
             remaining -= rows
     return out

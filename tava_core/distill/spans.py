@@ -67,18 +67,24 @@ def span_dataset_name(dataset_name: str, views: int, seed: int) -> str:
 
 
 def write_span_dataset(home: TavaHome, dataset_dir: Path, collections: Sequence[str], views: int,
-                       seed: int, *, limit: Optional[int] = None) -> Path:
+                       seed: int, *, limit: Optional[int] = None, sample: Optional[int] = None) -> Path:
     """Write (or reuse) the span dataset of ``collections`` of ``dataset_dir`` (of its first
-    ``limit`` texts, when given); returns its directory.
+    ``limit`` texts, when given; of a seeded sample of ``sample`` of those, in their order, when
+    there are more); returns its directory.
 
-    Reused when its manifest records the same source shards, views, seed and limit; written atomically.
+    Reused when its manifest records the same source shards, views, seed, limit and sample; written atomically.
     """
     source = load_dataset_manifest(dataset_dir)
-    name = span_dataset_name(source.name, views, seed) + (f"-n{limit}" if limit is not None else "")
+    rows = sum(source.collections[c].rows for c in collections)
+    kept = rows if limit is None else min(limit, rows)
+    sample = sample if sample is not None and sample < kept else None   # a sample that cuts nothing is none
+    name = (span_dataset_name(source.name, views, seed) + (f"-n{limit}" if limit is not None else "")
+            + (f"-r{sample}" if sample is not None else ""))
     out = home.dataset_dir(name)
     shards = [s for c in collections for s in source.collections[c].shards]
     key = stable_hash({"source": [s.sha256 for s in shards], "collections": list(collections), "views": views,
-                       "seed": seed, "limit": limit, "words": [MIN_WORDS, MAX_WORDS]}, 24)
+                       "seed": seed, "limit": limit, "words": [MIN_WORDS, MAX_WORDS],
+                       **({"sample": sample} if sample is not None else {})}, 24)
     if (out / "manifest.json").is_file():
         existing = load_dataset_manifest(out)
         if existing.config.get("span_key") == key:
@@ -91,6 +97,9 @@ def write_span_dataset(home: TavaHome, dataset_dir: Path, collections: Sequence[
         texts.extend(ctexts)
     if limit is not None:
         ids, texts = ids[:limit], texts[:limit]
+    if sample is not None and sample < len(ids):
+        keep = np.sort(np.random.default_rng(seed).choice(len(ids), sample, replace=False))
+        ids, texts = [ids[i] for i in keep], [texts[i] for i in keep]
     span_ids, spans = make_spans(ids, texts, views, seed)
     with atomic_directory(out) as tmp:
         records = []
@@ -103,7 +112,8 @@ def write_span_dataset(home: TavaHome, dataset_dir: Path, collections: Sequence[
             records.append(ShardRecord(path=rel, rows=written["rows"], sha256=written["sha256"]))
         save_manifest(tmp, DatasetManifest(
             name=name, source=str(dataset_dir), collections={SPAN_COLLECTION: Collection(shards=records)},
-            config={"span_key": key, "views": views, "seed": seed, "collections": list(collections)},
+            config={"span_key": key, "views": views, "seed": seed, "collections": list(collections),
+                    **({"sample": sample} if sample is not None else {})},
             info={"made_by": "tava distill (span views)", "from": source.name, "texts": len(ids),
                   "spans": len(span_ids)}))
     return out

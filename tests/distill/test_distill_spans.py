@@ -48,6 +48,24 @@ def test_span_dataset_is_written_once_and_respects_the_limit(tmp_path):
     assert not list(tmp_path.rglob("*.tmp*"))
 
 
+def test_span_views_of_a_big_dataset_come_from_a_seeded_sample(tmp_path):
+    home = TavaHome(tmp_path)
+    source = make_toy_dataset(tmp_path, "toy", n=50)
+
+    def sources(out) -> set[str]:
+        manifest = load_dataset_manifest(out)
+        table = read_text_shard(out / manifest.collections["spans"].shards[0].path)
+        return {i.split("#")[0] for i in table.column("id").to_pylist()}
+
+    every = write_span_dataset(home, source, ["texts"], views=2, seed=0)
+    assert write_span_dataset(home, source, ["texts"], views=2, seed=0, sample=50) == every   # cuts nothing
+    sampled = write_span_dataset(home, source, ["texts"], views=2, seed=0, sample=20)
+    assert sampled != every and len(sources(sampled)) == 20 and sources(sampled) < sources(every)
+    again = write_span_dataset(TavaHome(tmp_path / "other-home"), source, ["texts"], views=2, seed=0, sample=20)
+    assert sources(again) == sources(sampled)                                                  # seeded
+    assert sources(write_span_dataset(home, source, ["texts"], views=2, seed=1, sample=20)) != sources(sampled)
+
+
 def test_length_grouped_batches_cover_each_text_once_and_cut_padding():
     rng = np.random.default_rng(0)
     lengths = np.where(rng.random(4000) < 0.5, rng.integers(20, 120, 4000), rng.integers(500, 900, 4000))
