@@ -97,7 +97,7 @@ def write_span_dataset(home: TavaHome, dataset_dir: Path, collections: Sequence[
         texts.extend(ctexts)
     if limit is not None:
         ids, texts = ids[:limit], texts[:limit]
-    if sample is not None and sample < len(ids):
+    if sample is not None:   # already None when it would cut nothing
         keep = np.sort(np.random.default_rng(seed).choice(len(ids), sample, replace=False))
         ids, texts = [ids[i] for i in keep], [texts[i] for i in keep]
     span_ids, spans = make_spans(ids, texts, views, seed)

@@ -6,7 +6,6 @@ judge, as BEIR and mteb do) and the qrels, with every id the qrels name checked 
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..home import TavaHome, slug
-from ..ingest.readers import beir_file, beir_subsets_hint
+from ..ingest.readers import beir_file, beir_subsets_hint, open_text
 from ..io import read_text_shard, sha256_file, stable_hash
 from ..manifest import (
     ABSENT_DOCUMENTS_HINT,
@@ -74,7 +73,7 @@ def _read_jsonl(directory: Path, stem: str) -> tuple[Path, list[tuple[int, dict]
                          or "a BEIR directory holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
     rows: list[tuple[int, dict]] = []
     first_line: dict[str, tuple[int, int]] = {}   # id -> (line, index in rows)
-    with (gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")) as handle:
+    with open_text(path) as handle:
         for line_no, line in enumerate(handle, 1):
             if not line.strip():
                 continue

@@ -27,6 +27,11 @@ Qrels = Mapping[str, Mapping[str, int]]
 SCORE_BLOCK_BYTES = 256 * 2**20
 
 
+def rows_per_block(n_docs: int) -> int:
+    """Query rows whose float32 scores against ``n_docs`` documents fit `SCORE_BLOCK_BYTES` (at least 1)."""
+    return max(1, SCORE_BLOCK_BYTES // (4 * max(n_docs, 1)))
+
+
 class ScoreMatrix:
     """A (queries x documents) score matrix computed a block of query rows at a time.
 
@@ -104,7 +109,7 @@ def top_k(scores: np.ndarray | ScoreMatrix, doc_ids: Sequence[str], k: int,
     id_rank = np.empty(len(doc_ids), dtype=np.int64)
     id_rank[order] = np.arange(len(doc_ids))
     out = np.empty((n_queries, k), dtype=np.int64)
-    block = max(1, SCORE_BLOCK_BYTES // (4 * max(n_docs, 1)))
+    block = rows_per_block(n_docs)
     # a bar only where ranking takes a while: more than one block (Quora's test split: minutes per variant)
     progress = tqdm(total=n_queries, unit="query", desc=f"rank {n_docs:,} documents", leave=False,
                     disable=n_queries <= block)

@@ -197,7 +197,8 @@ def score_and_report(config: EvalConfig, home: TavaHome, data: RetrievalData, en
             "rows": rows, "teacher_ndcg_at_10": teacher_full, "mteb_check": mteb_check,
             "mteb_version": mteb.__version__ if config.run_mteb else None,
             "mteb_results": "mteb/results" if config.run_mteb else None,
-            "scoring": {"search": "exact (every document scored; queries in blocks of at most 256 MB of scores)", "similarity": "cosine",
+            "scoring": {"search": f"exact (every document scored; queries in blocks of at most {M.SCORE_BLOCK_BYTES >> 20} "
+                                  "MB of scores)", "similarity": "cosine",
                         "int8": "per-dim min/max from the corpus; float query · dequantised document",
                         "binary": "sign bits; similarity = dim - 2*hamming; ties by doc id desc"},
         }

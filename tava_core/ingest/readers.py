@@ -15,7 +15,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional
+from typing import IO, Any, Iterator, Literal, Optional
 
 from ..errors import InputError
 from ..manifest import SkipReport
@@ -31,6 +31,11 @@ def beir_file(root: Path, stem: str) -> Optional[Path]:
         if (root / f"{stem}{suffix}").is_file():
             return root / f"{stem}{suffix}"
     return None
+
+
+def open_text(path: Path) -> IO[str]:
+    """A UTF-8 text file, gunzipped on the fly when its name ends in .gz."""
+    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
 
 
 def beir_subsets_hint(root: Path) -> Optional[str]:

@@ -16,7 +16,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from ..evaluate.metrics import SCORE_BLOCK_BYTES
+from ..evaluate.metrics import rows_per_block
 from .signals import SignalModel, compute_signals
 
 Target = Literal["overlap", "cosine", "mean"]
@@ -43,10 +43,10 @@ def true_agreement(student: np.ndarray, teacher: np.ndarray, documents: np.ndarr
     """Per text: cosine of the student's (mapped) vector to the teacher's, and the share of the
     teacher's top-k documents that the student's top-k also holds. ``exclude``: per text, the
     corpus row of the document a span view was cut from (-1: none), left out of both lists.
-    ``chunk``: texts scored at a time; by default as many as fit `SCORE_BLOCK_BYTES` of scores."""
+    ``chunk``: texts scored at a time; by default `rows_per_block` (evaluation's memory bound)."""
     cos = np.sum(_unit(student) * _unit(teacher), axis=1).astype(np.float32)
     overlap = np.empty(len(student), dtype=np.float32)
-    chunk = chunk or max(1, SCORE_BLOCK_BYTES // (4 * max(len(documents), 1)))
+    chunk = chunk or rows_per_block(len(documents))
     for start in range(0, len(student), chunk):
         part = None if exclude is None else exclude[start:start + chunk]
         a = top_k_sets(student[start:start + chunk], documents, k, part)

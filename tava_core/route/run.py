@@ -2,7 +2,6 @@
 retrieval split (what ``tava evaluate --router`` adds). Pure core: no Prefect."""
 from __future__ import annotations
 
-import gzip
 import json
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from ..errors import InputError
 from ..evaluate.data import RetrievalData, load_retrieval_data
 from ..evaluate.vectors import embed_corpus, load_corpus_vectors
 from ..home import TavaHome
-from ..ingest.readers import beir_file
+from ..ingest.readers import beir_file, open_text
 from .build import TextVectors, fit_router
 from .config import RouterConfig
 from .curves import SHARES, curves_from_vectors
@@ -33,13 +32,11 @@ def read_texts(source: str, home: TavaHome) -> list[str]:
     .jsonl(.gz) file of objects with 'text'."""
     path = Path(source).expanduser()
     if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as handle:
+        with open_text(path) as handle:
             return [row["text"] for row in map(json.loads, handle) if row.get("text")]
     corpus = beir_file(path, "corpus")
     if corpus is not None:
-        opener = gzip.open if corpus.name.endswith(".gz") else open
-        with opener(corpus, "rt", encoding="utf-8") as handle:
+        with open_text(corpus) as handle:
             rows = [json.loads(line) for line in handle if line.strip()]
         return [f"{r.get('title', '')} {r['text']}".strip() for r in rows]
     from ..distill.data import read_collection_texts
