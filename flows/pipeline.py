@@ -23,15 +23,18 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
 from tasks.blend import save_blend_task
+from tasks.evaluate import judge_task
 from tasks.registry import publish_current_task
 from tasks.route import calibrate_stored_task, evaluate_router_at_task
 from tava_core.config import EncoderSpec, IngestConfig
 from tava_core.embed import EmbedConfig
 from tava_core.encoders.blend import BlendConfig
 from tava_core.evaluate.config import EvalConfig
+from tava_core.evaluate.judgements import JUDGED_SPLIT
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig
 from tava_core.io import sha256_file
+from tava_core.manifest import load_dataset_manifest
 from tava_core.records import EmbedResult, EvaluationReport, Record
 from tava_core.reuse import run_key
 
@@ -58,6 +61,8 @@ class QualityRow(Record):
 class PipelineResult(BaseModel):
     dataset: str
     dataset_dir: str
+    split: str = "test"                # the qrels split scored, or JUDGED_SPLIT (label-free)
+    judgements: Optional[str] = None   # label-free: the teacher's own top 10 stood in for qrels (judgements.py)
     rows: dict[str, int]
     teacher: dict
     index: dict
@@ -82,6 +87,9 @@ class PipelineResult(BaseModel):
 TEACHER, STUDENT_ALONE, NO_ADAPTER, WITH_ADAPTER = ("teacher", "student alone", "student, no adapter",
                                                     "student + adapter")
 BLEND = "blend: student + adapter, static student"
+LABEL_FREE_NOTE = ("**Label-free**: the dataset has no qrels for the split, so nDCG@10 is measured against the teacher's "
+                   "own top 10 for query-like texts (`{judgements}`): the teacher scores 1.0 by construction, and a "
+                   "system's score is its rank-weighted agreement with the teacher's results.")
 
 
 def quality_row(system: str, modes: str, score: float, speed: float, teacher_score: float,
@@ -143,6 +151,7 @@ def shard_work(results: list[EmbedResult]) -> str:
 def summary_markdown(result: PipelineResult) -> str:
     lines = ["# tava pipeline", "", f"Dataset `{result.dataset}` ({', '.join(f'{k} {v:,}' for k, v in result.rows.items())})"
              f" in `{result.dataset_dir}`; teacher `{result.teacher['name']}` ({result.teacher['dim']}-d).", "",
+             *([LABEL_FREE_NOTE.format(judgements=result.judgements), ""] if result.judgements else []),
              "| system | queries / documents | nDCG@10 | of teacher | queries/s | speed-up |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for row in result.quality:
@@ -203,9 +212,24 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     if config.unlabeled:
         timed("ingest + embed (unlabeled)", start)
 
+    documents = load_dataset_manifest(Path(ingested.path)).document_collection or "corpus"
     start = time.perf_counter()
-    index = rebuild_index(IndexConfig(vectors=embedded.vectors("corpus"), factory=config.index_factory), home=root)
+    index = rebuild_index(IndexConfig(vectors=embedded.vectors(documents), factory=config.index_factory), home=root)
     timed("index", start)
+
+    # No qrels for the split (a user's own corpus): the teacher judges its documents -- its own top 10
+    # for query-like texts stand in for relevance labels, and every evaluation below runs unchanged.
+    split, judgements = config.split, None
+    if config.split not in ingested.qrels:
+        start = time.perf_counter()
+        split = JUDGED_SPLIT
+        judged = judge_task(ingested.path, embedded.vectors(documents), config.teacher,
+                            str(TavaHome(root).artifacts / "judgements" / ingested.name), config.label_free_queries, root)
+        judgements = judged["directory"]
+        print(f"no qrels for split {config.split!r}: quality is measured label-free, against the teacher's own top 10 "
+              f"for {judged['queries_from']} ({judgements})")
+        timed("judge (teacher)", start)
+        work["judge (teacher)"] = "reused" if judged["reused"] else f"{judged['queries']} queries judged"
     work["index"] = f"{'reused' if index.skipped else 'built'} version {index.version}"
 
     start = time.perf_counter()
@@ -238,12 +262,12 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
 
     start = time.perf_counter()
     adapted = EncoderSpec(model=adapter.adapter_dir)
-    full = evaluate_flow(EvalConfig(dataset=ingested.path, split=config.split, teacher=config.teacher,
+    full = evaluate_flow(EvalConfig(dataset=ingested.path, split=split, judgements=judgements, teacher=config.teacher,
                                     student=student_spec, adapted=adapted,
                                     modes=["teacher/teacher", "student/student", "adapted/teacher"]), home=root)
     # The student's own queries against teacher documents: possible because its projection
     # already aims at the teacher's space; the adapter's gain is the difference.
-    asymmetric = evaluate_flow(EvalConfig(dataset=ingested.path, split=config.split, teacher=config.teacher,
+    asymmetric = evaluate_flow(EvalConfig(dataset=ingested.path, split=split, judgements=judgements, teacher=config.teacher,
                                           adapted=student_spec, modes=["adapted/teacher"], matryoshka_dims=[],
                                           quantization=[], run_mteb=False), home=root)
     timed("evaluate", start)
@@ -261,7 +285,7 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
         blended = save_blend_task(BlendConfig(members=[adapter.adapter_dir, static.output],
                                               name=config.registry_adapter), root)
         blend_dir, blend_fingerprint = blended.directory, blended.fingerprint
-        scored = evaluate_flow(EvalConfig(dataset=ingested.path, split=config.split, teacher=config.teacher,
+        scored = evaluate_flow(EvalConfig(dataset=ingested.path, split=split, judgements=judgements, teacher=config.teacher,
                                           adapted=EncoderSpec(model=blend_dir),
                                           # the teacher again: its query speed measured beside the blend's
                                           modes=["teacher/teacher", "adapted/teacher"],
@@ -277,13 +301,14 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
         start = time.perf_counter()
         routing = config.router
         calibrated = calibrate_stored_task(
-            adapted, config.teacher, student_dirs, teacher_dirs, ingested.path, config.split,
+            adapted, config.teacher, student_dirs, teacher_dirs, ingested.path, split,
             str(TavaHome(root).artifacts / "routers" / config.registry_adapter), routing.settings,
-            routing.budgets[0], routing.calibration_texts, routing.max_reference_texts, root, routing=routing.routing)
+            routing.budgets[0], routing.calibration_texts, routing.max_reference_texts, root, routing=routing.routing,
+            judgements=judgements)
         router_dir = calibrated["directory"]
-        curves = evaluate_router_at_task(router_dir, ingested.path, config.split,
+        curves = evaluate_router_at_task(router_dir, ingested.path, split,
                                          str(TavaHome(root).reports / "route" / config.registry_adapter),
-                                         [0.0, *routing.budgets], True, root)
+                                         [0.0, *routing.budgets], True, root, judgements)
         quality.update({row.system: row for row in router_rows(curves, routing.budgets, quality)})
         timed("router", start)
         work["router"] = (f"calibration {'reused' if calibrated['reused'] else 'computed'} "
@@ -309,14 +334,14 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
                              sha256_file(Path(adapter.adapter_dir) / "model.safetensors") + attached_identity, root,
                              lineage={**lineage, "source": adapter.adapter_dir, "student": student.output,
                                       "router": router_dir, "blend": blend_dir},
-                             metrics={"nDCG@10 " + config.split: quality[WITH_ADAPTER].ndcg_at_10,
-                                      **({f"nDCG@10 {config.split} {BLEND}": quality[BLEND].ndcg_at_10} if blend_dir else {}),
-                                      **{f"nDCG@10 {config.split} {router_system(b)}": quality[router_system(b)].ndcg_at_10
+                             metrics={"nDCG@10 " + split: quality[WITH_ADAPTER].ndcg_at_10,
+                                      **({f"nDCG@10 {split} {BLEND}": quality[BLEND].ndcg_at_10} if blend_dir else {}),
+                                      **{f"nDCG@10 {split} {router_system(b)}": quality[router_system(b)].ndcg_at_10
                                          for b in (config.router.budgets if router_dir else [])}},
                              router_dir=router_dir, blend_dir=blend_dir)]
 
     result = PipelineResult(
-        dataset=ingested.name, dataset_dir=ingested.path, rows=ingested.collections, teacher=embedded.encoder,
+        dataset=ingested.name, dataset_dir=ingested.path, split=split, judgements=judgements, rows=ingested.collections, teacher=embedded.encoder,
         index=index.model_dump(include={"index_dir", "factory", "count", "recall_at_10", "version"}),
         student_dir=student.output, adapter_dir=adapter.adapter_dir, registry=registry, router_dir=router_dir,
         blend_dir=blend_dir,

@@ -118,7 +118,12 @@ class PipelineConfig(TavaModel):
         "Stage A (student). Its teacher and training datasets are filled in by the pipeline."))
     adapter: AdapterConfig = Field(default_factory=demo_adapter, description=(
         "Stage B (adapter). Its vector directories and student are filled in by the pipeline."))
-    split: str = Field("test", description="Qrels split the evaluation scores.")
+    split: str = Field("test", description=(
+        "Qrels split the evaluation scores. A source with no qrels for it (your own corpus) is scored "
+        "label-free: against the teacher's own top 10 for query-like texts."))
+    label_free_queries: int = Field(300, ge=10, description=(
+        "Without qrels: how many query-like texts the teacher judges (a sample of the source's queries, "
+        "else one span view each of as many documents)."))
     registry_student: str = Field("student", description=(
         "Registry name the student is published under as the current version (the nightly "
         "refresh's default student_name)."))

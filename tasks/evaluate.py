@@ -11,7 +11,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import CORE_DECIDES
-from tava_core.evaluate import EvalConfig, load_retrieval_data
+from tava_core.config import EncoderSpec
+from tava_core.evaluate import EvalConfig
 from tava_core.evaluate.report import markdown_table
 from tava_core.evaluate.runner import (
     earlier_report,
@@ -20,6 +21,7 @@ from tava_core.evaluate.runner import (
     load_encoders,
     plan,
     query_vector_path,
+    retrieval_data,
     score_and_report,
 )
 from tava_core.evaluate.vectors import embed_corpus, encode_queries
@@ -46,7 +48,7 @@ def plan_task(config: EvalConfig, home: Optional[str] = None) -> EvaluationPlan:
 def embed_corpus_task(config: EvalConfig, role: str, home: Optional[str] = None) -> str:
     """Document vectors of the corpus by the ``role`` encoder; returns their directory."""
     tava_home = TavaHome(home)
-    data = load_retrieval_data(config.dataset, config.split, tava_home)
+    data = retrieval_data(config, tava_home)
     encoder = load_encoders(config)[role]
     return str(embed_corpus(data, encoder, tava_home, batch_size=config.batch_size))
 
@@ -55,7 +57,7 @@ def embed_corpus_task(config: EvalConfig, role: str, home: Optional[str] = None)
 def encode_queries_task(config: EvalConfig, role: str, home: Optional[str] = None) -> dict[str, Any]:
     """The split's queries by the ``role`` encoder (timed: queries/second)."""
     tava_home = TavaHome(home)
-    data = load_retrieval_data(config.dataset, config.split, tava_home)
+    data = retrieval_data(config, tava_home)
     encoder = load_encoders(config)[role]
     return encode_queries(data, encoder, query_vector_path(tava_home, data, encoder), batch_size=config.batch_size)
 
@@ -69,7 +71,7 @@ def score_task(config: EvalConfig, corpus_dirs: dict[str, str], query_records: d
                home: Optional[str] = None) -> EvaluationReport:
     """mteb + numpy scores of every mode and variant; the report directory, written atomically."""
     tava_home = TavaHome(home)
-    data = load_retrieval_data(config.dataset, config.split, tava_home)
+    data = retrieval_data(config, tava_home)
     return evaluation_record(score_and_report(config, tava_home, data, load_encoders(config), corpus_dirs,
                                               query_records))
 
@@ -84,3 +86,13 @@ def publish_task(record: EvaluationReport, dataset_name: str, split: str) -> Non
                                       "MRR@10, retention per mode and variant")
     create_markdown_artifact(key="evaluate-report", markdown=markdown_table(report),
                              description=f"tava evaluate report {record.run}")
+
+
+@task(name="judge-with-teacher", task_run_name="teacher judges {dataset}", cache_policy=CORE_DECIDES)
+def judge_task(dataset: str, document_vectors: str, teacher: EncoderSpec, out_dir: str, queries: int,
+               home: Optional[str] = None) -> dict[str, Any]:
+    """Label-free judgements of a dataset without qrels: the teacher's top 10 for query-like texts
+    (reused when identical); returns judgements.json's record."""
+    from tava_core.evaluate.judgements import judge_with_teacher
+
+    return judge_with_teacher(dataset, document_vectors, teacher, out_dir, queries=queries)

@@ -45,13 +45,14 @@ def evaluate_router_task(router: str, dataset: str, split: str, out_dir: str, ho
 def calibrate_stored_task(adapted: EncoderSpec, teacher: EncoderSpec, student_dirs: list[str], teacher_dirs: list[str],
                           dataset: str, split: str, out: str, settings: RouterSettings, teacher_budget: float,
                           calibration_texts: int, max_reference_texts: int, home: Optional[str],
-                          routing: Optional[ThresholdPolicy] = None) -> dict[str, Any]:
+                          routing: Optional[ThresholdPolicy] = None,
+                          judgements: Optional[str] = None) -> dict[str, Any]:
     """A router for a student (+ adapter) from its stored training pairs, calibrated on span views
     of ``dataset``'s corpus (reused when identical)."""
     from tava_core.route.stored import calibrate_stored, served_retrieval
 
     tava_home = TavaHome(home)
-    served, _ = served_retrieval(dataset, split, teacher, tava_home)
+    served, _ = served_retrieval(dataset, split, teacher, tava_home, judgements)
     return calibrate_stored(adapted=adapted, teacher=teacher, student_dirs=student_dirs, teacher_dirs=teacher_dirs,
                             served=served, out=out, home=tava_home, settings=settings, teacher_budget=teacher_budget,
                             calibration_texts=calibration_texts, max_reference_texts=max_reference_texts,
@@ -60,14 +61,15 @@ def calibrate_stored_task(adapted: EncoderSpec, teacher: EncoderSpec, student_di
 
 @task(name="evaluate-router-at", task_run_name="score router {router} at {shares}", cache_policy=CORE_DECIDES)
 def evaluate_router_at_task(router: str, dataset: str, split: str, out_dir: str, shares: list[float],
-                            measure_costs: bool, home: Optional[str]) -> dict[str, Any]:
+                            measure_costs: bool, home: Optional[str], judgements: Optional[str] = None
+                            ) -> dict[str, Any]:
     """The router's curve at ``shares`` only (reused when identical); markdown artifact."""
     from tava_core.evaluate.data import load_retrieval_data
     from tava_core.route.report import markdown
     from tava_core.route.stored import evaluate_stored
 
     tava_home = TavaHome(home)
-    curves = evaluate_stored(router, load_retrieval_data(dataset, split, tava_home), tava_home, out_dir,
+    curves = evaluate_stored(router, load_retrieval_data(dataset, split, tava_home, judgements), tava_home, out_dir,
                              shares=shares, measure_costs=measure_costs)
     create_markdown_artifact(key="router-at-budgets", markdown=markdown(curves),
                              description=f"router {router}: quality at {shares} of queries sent to the teacher")

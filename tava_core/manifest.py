@@ -97,6 +97,11 @@ class DatasetManifest(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     info: dict[str, Any] = Field(default_factory=dict)  # e.g. how a built-in corpus was made
 
+    @property
+    def document_collection(self) -> Optional[str]:
+        """The collection a search runs over: a BEIR set's ``corpus``, else a plain source's ``texts``."""
+        return next((name for name in ("corpus", "texts") if name in self.collections), None)
+
 
 class VectorManifest(BaseModel):
     """Vector shards of one collection by one encoder; shards mirror the text shards 1:1."""

@@ -84,11 +84,11 @@ def existing_dir(path: Optional[str], option: str) -> None:
         raise InputError(f"{option}: directory not found", path=Path(path).expanduser())
 
 
-def ingest_source(config, home: TavaHome) -> None:
+def ingest_source(config, home: TavaHome):  # noqa: ANN001, ANN201 (IngestConfig -> SourcePlan | None: lazy imports)
     """The source `tava ingest` would read: exists, format and columns fit (not 'builtin', which
-    is built on demand and takes a while)."""
+    is built on demand and takes a while). Returns its plan (None for 'builtin')."""
     if config.source == "builtin":
-        return
+        return None
     from tava_core.ingest import plan_source
 
-    plan_source(config, home)
+    return plan_source(config, home)

@@ -15,8 +15,14 @@ from . import checks
 
 
 def check_inputs(config: PipelineConfig, home: TavaHome) -> None:
-    checks.ingest_source(IngestConfig(source=config.source, name=config.name, shard_size=config.shard_size), home)
+    plan = checks.ingest_source(IngestConfig(source=config.source, name=config.name, shard_size=config.shard_size),
+                                home)
     checks.encoder(config.teacher, "--teacher")
+    if plan is not None and config.split not in plan.qrels:
+        # said before the run, not after it: no labels is a normal case, but the table will read differently
+        have = f" (it has: {', '.join(sorted(plan.qrels))})" if plan.qrels else ""
+        click.echo(f"tava: {config.source} has no qrels for split {config.split!r}{have}: quality will be measured "
+                   "label-free, against the teacher's own top 10 for query-like texts", err=True)
 
 
 def _report(result, start: float, home: TavaHome) -> None:

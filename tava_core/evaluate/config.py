@@ -27,6 +27,10 @@ class EvalConfig(TavaModel):
         "Retrieval data: an ingested BEIR dataset (name under <home>/data or its directory) or a raw "
         "BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)."))
     split: str = Field("test", description="Qrels split to evaluate (qrels/<split>.tsv).")
+    judgements: Optional[str] = Field(None, description=(
+        "A directory of label-free judgements (queries.jsonl + qrels/<split>.tsv: the teacher's own top 10 "
+        "documents per query-like text, as `tava run` writes them for a corpus without qrels), read in place "
+        "of the dataset's queries and qrels; empty = the dataset's own."))
     teacher: EncoderSpec = Field(default_factory=EncoderSpec, description=(
         "The teacher: encodes queries and documents of teacher/teacher, and documents of adapted/teacher."))
     student: Optional[EncoderSpec] = Field(None, description=(

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Optional
 
 from ..errors import InputError
 from ..home import TavaHome, slug
@@ -42,6 +43,7 @@ class RetrievalData:
     qrels_path: Path
     corpus_checksum: str          # identifies the corpus texts (vector cache key)
     ingested: bool = False
+    document_collection: str = "corpus"   # an ingested plain source's documents are its ``texts``
     info: dict = field(default_factory=dict)
 
     @property
@@ -151,14 +153,23 @@ def _check_ids(qrels: Qrels, lines: dict[tuple[str, str], int], corpus_ids: set[
     return sorted(absent)
 
 
-def load_beir_directory(directory: Path, split: str) -> RetrievalData:
-    """Read a raw BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv; the two .jsonl
-    may be gzipped)."""
-    directory = Path(directory).resolve()
-    qrels_path = directory / "qrels" / f"{split}.tsv"
+def _judged_queries(directory: Path, split: str, judgements: Optional[Path]
+                    ) -> tuple[Path, Qrels, dict[tuple[str, str], int], dict[str, str]]:
+    """(qrels path, qrels, line of each pair, query texts) of a BEIR-layout directory: ``directory``
+    itself, or the label-free ``judgements`` (queries.jsonl + qrels/, `judgements.py`) when given."""
+    source = Path(judgements).resolve() if judgements is not None else directory
+    qrels_path = source / "qrels" / f"{split}.tsv"
     qrels, lines = read_qrels(qrels_path)   # first: cheap, and names the split problem at once
+    queries = {str(r["_id"]): r["text"] for _, r in _read_jsonl(source, "queries")[1]}
+    return qrels_path, qrels, lines, queries
+
+
+def load_beir_directory(directory: Path, split: str, judgements: Optional[Path] = None) -> RetrievalData:
+    """Read a raw BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv; the two .jsonl
+    may be gzipped); ``judgements``: queries and qrels from there instead."""
+    directory = Path(directory).resolve()
+    qrels_path, qrels, lines, queries = _judged_queries(directory, split, judgements)
     corpus_path, corpus = _read_jsonl(directory, "corpus")
-    queries = {str(r["_id"]): r["text"] for _, r in _read_jsonl(directory, "queries")[1]}
     corpus_ids = [str(r["_id"]) for _, r in corpus]
     absent = _check_ids(qrels, lines, set(corpus_ids), set(queries), qrels_path)
     query_ids = [qid for qid in queries if qid in qrels]
@@ -170,19 +181,22 @@ def load_beir_directory(directory: Path, split: str) -> RetrievalData:
         corpus_checksum=sha256_file(corpus_path), info={"absent_documents": len(absent)} if absent else {})
 
 
-def load_ingested_dataset(directory: Path, split: str) -> RetrievalData:
-    """Read an ingested BEIR dataset (text shards of ``corpus`` and ``queries`` + qrels)."""
+def load_ingested_dataset(directory: Path, split: str, judgements: Optional[Path] = None) -> RetrievalData:
+    """Read an ingested dataset: its documents (``corpus``, or a plain source's ``texts``) and, from its
+    ``queries`` collection and qrels or from ``judgements``, the judged queries."""
     manifest = load_dataset_manifest(directory)
     manifest_path = directory / "manifest.json"
-    for collection in ("corpus", "queries"):
-        if collection not in manifest.collections:
-            raise InputError(f"dataset has no {collection!r} collection: it is not a retrieval (BEIR) set",
-                             path=manifest_path, hint="ingest a BEIR directory to evaluate on it")
-    if split not in manifest.qrels:
-        raise InputError(f"dataset has no qrels for split {split!r}", path=manifest_path,
-                         hint=f"splits present: {', '.join(sorted(manifest.qrels)) or 'none'}")
-    qrels_path = directory / manifest.qrels[split].path
-    qrels, lines = read_qrels(qrels_path)
+    documents = manifest.document_collection
+    if documents is None:
+        raise InputError("dataset has no corpus or texts collection: nothing to search", path=manifest_path)
+    if judgements is None:
+        if "queries" not in manifest.collections or "corpus" not in manifest.collections:
+            raise InputError("dataset has no queries with judgements: it is not a retrieval (BEIR) set",
+                             path=manifest_path, hint="ingest a BEIR directory to evaluate on it, or let the "
+                             "teacher judge its documents (`tava run` does when there are no qrels)")
+        if split not in manifest.qrels:
+            raise InputError(f"dataset has no qrels for split {split!r}", path=manifest_path,
+                             hint=f"splits present: {', '.join(sorted(manifest.qrels)) or 'none'}")
 
     def read(collection: str) -> tuple[list[str], list[str], list[str]]:
         ids, titles, texts = [], [], []
@@ -193,35 +207,44 @@ def load_ingested_dataset(directory: Path, split: str) -> RetrievalData:
             texts += table.column("text").to_pylist()
         return ids, titles, texts
 
-    corpus_ids, titles, texts = read("corpus")
-    q_ids, _, q_texts = read("queries")
+    corpus_ids, titles, texts = read(documents)
     # empty documents are judged but never retrieved: known ids, yet no row to score
-    empty = manifest.empty_documents.get("corpus", [])
-    _check_ids(qrels, lines, set(corpus_ids) | set(empty) | set(manifest.qrels[split].absent_documents),
-               set(q_ids), qrels_path)
-    queries = dict(zip(q_ids, q_texts, strict=False))
+    empty = manifest.empty_documents.get(documents, [])
+    if judgements is None:
+        qrels_path = directory / manifest.qrels[split].path
+        qrels, lines = read_qrels(qrels_path)
+        q_ids, _, q_texts = read("queries")
+        queries = dict(zip(q_ids, q_texts, strict=False))
+        absent_documents = manifest.qrels[split].absent_documents
+    else:
+        qrels_path, qrels, lines, queries = _judged_queries(directory, split, judgements)
+        absent_documents = []
+    _check_ids(qrels, lines, set(corpus_ids) | set(empty) | set(absent_documents), set(queries), qrels_path)
     query_ids = [qid for qid in queries if qid in qrels]
-    checksum = stable_hash([s.sha256 for s in manifest.collections["corpus"].shards], length=64)
+    checksum = stable_hash([s.sha256 for s in manifest.collections[documents].shards], length=64)
     return RetrievalData(
         name=slug(manifest.name), source=directory, split=split, corpus_ids=corpus_ids, corpus_titles=titles,
         corpus_texts=texts, query_ids=query_ids, query_texts=[queries[q] for q in query_ids], qrels=qrels,
-        qrels_path=qrels_path, corpus_checksum=checksum, ingested=True,
+        qrels_path=qrels_path, corpus_checksum=checksum, ingested=True, document_collection=documents,
         info={**({"empty_documents": len(empty)} if empty else {}),
-              **({"absent_documents": len(manifest.qrels[split].absent_documents)}
-                 if manifest.qrels[split].absent_documents else {})})
+              **({"absent_documents": len(absent_documents)} if absent_documents else {}),
+              **({"judgements": str(judgements)} if judgements is not None else {})})
 
 
-def load_retrieval_data(dataset: str | Path, split: str, home: TavaHome | None = None) -> RetrievalData:
-    """An ingested dataset (name or directory with manifest.json) or a raw BEIR directory."""
+def load_retrieval_data(dataset: str | Path, split: str, home: TavaHome | None = None,
+                        judgements: str | Path | None = None) -> RetrievalData:
+    """An ingested dataset (name or directory with manifest.json) or a raw BEIR directory; with
+    ``judgements`` (a directory `judgements.py` writes), its documents judged by the teacher."""
     home = home or TavaHome()
+    judged = Path(judgements).expanduser() if judgements else None
     candidate = Path(dataset).expanduser()
     if (candidate / "manifest.json").is_file():
-        return load_ingested_dataset(candidate.resolve(), split)
+        return load_ingested_dataset(candidate.resolve(), split, judged)
     named = home.dataset_dir(str(dataset))
     if (named / "manifest.json").is_file():
-        return load_ingested_dataset(named, split)
+        return load_ingested_dataset(named, split, judged)
     if candidate.is_dir() and beir_file(candidate, "corpus"):
-        return load_beir_directory(candidate, split)
+        return load_beir_directory(candidate, split, judged)
     raise InputError(f"no retrieval dataset {str(dataset)!r}: neither an ingested dataset nor a BEIR directory",
                      path=candidate, hint=beir_subsets_hint(candidate) or "give a BEIR directory (corpus.jsonl, "
                      f"queries.jsonl, qrels/) or run `tava ingest DIR --name {dataset}` first")

@@ -54,18 +54,26 @@ def check_pairs(config: EvalConfig, encoders: dict[str, Encoder]) -> None:
                      f"or drop the mode with --modes")
 
 
+def retrieval_data(config: EvalConfig, home: TavaHome) -> RetrievalData:
+    """The data ``config`` scores: its dataset's documents, and the split's judged queries (or the
+    label-free judgements')."""
+    return load_retrieval_data(config.dataset, config.split, home, config.judgements)
+
+
 def plan(config: EvalConfig, home: TavaHome) -> tuple[RetrievalData, dict[str, Encoder], list[str]]:
     """Everything checked before any encoding: data, ids, encoders, pair dims."""
     modes = config.selected_modes()
-    data = load_retrieval_data(config.dataset, config.split, home)
+    data = retrieval_data(config, home)
     encoders = load_encoders(config)
     check_pairs(config, encoders)
     return data, encoders, modes
 
 
 def _settings(config: EvalConfig) -> dict[str, Any]:
-    """The config minus ``reuse`` (which decides whether to evaluate, not what)."""
-    return config.model_dump(mode="json", exclude={"reuse"})
+    """The config minus ``reuse`` (which decides whether to evaluate, not what), and minus ``judgements``
+    when unset (the field came in session 37: earlier reports keep their keys; when set, the judgements'
+    content is in the key through the queries and qrels)."""
+    return config.model_dump(mode="json", exclude={"reuse"} | ({"judgements"} if config.judgements is None else set()))
 
 
 def run_name(config: EvalConfig, data: RetrievalData) -> str:

@@ -46,9 +46,10 @@ def embed_corpus(data: RetrievalData, encoder: Encoder, home: TavaHome, *, batch
         from ..manifest import load_dataset_manifest
 
         manifest = load_dataset_manifest(data.source)
-        out_dir, jobs = plan_collection(home, data.source, manifest, "corpus", encoder)
+        collection = data.document_collection
+        out_dir, jobs = plan_collection(home, data.source, manifest, collection, encoder)
         embedded = [embed_shard(job, encoder, show_progress=show_progress) for job in jobs]
-        write_vector_manifest(out_dir, manifest, "corpus", encoder, embedded)
+        write_vector_manifest(out_dir, manifest, collection, encoder, embedded)
         return out_dir
 
     from ..embed import vector_shard_is_current

@@ -161,13 +161,14 @@ def router_record(directory: str | Path) -> Optional[dict[str, Any]]:
     return read_json(path) if path.is_file() else None
 
 
-def served_retrieval(dataset: str, split: str, teacher: EncoderSpec, home: TavaHome):
+def served_retrieval(dataset: str, split: str, teacher: EncoderSpec, home: TavaHome,
+                     judgements: Optional[str] = None):
     """A retrieval dataset's corpus as a ``ServedCorpus`` (teacher vectors from the evaluation's
-    corpus cache), and the dataset itself for scoring routed modes on its split."""
+    corpus cache), and the dataset itself for scoring routed modes on its split (or ``judgements``')."""
     from ..evaluate.data import load_retrieval_data
     from ..evaluate.vectors import embed_corpus, load_corpus_vectors
 
-    data = load_retrieval_data(dataset, split, home)
+    data = load_retrieval_data(dataset, split, home, judgements)
     encoder = load_encoder(teacher)
     documents = load_corpus_vectors(data, embed_corpus(data, encoder, home, show_progress=False))
     return ServedCorpus(ids=list(data.corpus_ids), texts=data.document_texts, teacher_vectors=documents,
