@@ -65,6 +65,39 @@ def retrieval_dataset(home: TavaHome, dataset: str, option: str = "--dataset") -
                      f"qrels/) or run `tava ingest DIR --name {dataset}` first")
 
 
+def judged_split(home: TavaHome, dataset: str, split: str, judgements: Optional[str]) -> None:
+    """The split has judgements to score against: ``qrels/<split>.tsv`` of ``--judgements DIR`` when given,
+    else of the dataset (raw BEIR, or an ingested dataset's manifest). Reads no corpus."""
+    from tava_core.manifest import load_dataset_manifest
+
+    if judgements is not None:
+        qrels = Path(judgements).expanduser() / "qrels" / f"{split}.tsv"
+        if not qrels.is_file():
+            raise InputError(f"--judgements has no qrels for split {split!r}", path=qrels,
+                             hint="judgements `tava run` writes are split 'teacher-top10': pass --split teacher-top10")
+        return
+    candidate = Path(dataset).expanduser()
+    directory = candidate if (candidate / MANIFEST).is_file() else home.dataset_dir(dataset)
+    if (directory / MANIFEST).is_file():
+        splits = sorted(load_dataset_manifest(directory).qrels)
+    elif beir_file_dir(candidate):
+        splits = sorted(q.stem for q in (candidate / "qrels").glob("*.tsv"))
+    else:
+        return   # not found: retrieval_dataset says so
+    if split not in splits:
+        raise InputError(f"--split {split!r}: the dataset has no qrels for it (splits with qrels: "
+                         f"{', '.join(splits) or 'none'})", path=directory if (directory / MANIFEST).is_file() else candidate,
+                         hint=("pass one of those with --split; " if splits else "")
+                         + "a corpus without qrels is scored against the teacher's own top 10: `tava run --source ...` "
+                           "judges it, then --judgements DIR --split teacher-top10")
+
+
+def beir_file_dir(candidate: Path) -> bool:
+    from tava_core.ingest.readers import beir_file
+
+    return candidate.is_dir() and beir_file(candidate, "corpus") is not None
+
+
 def vector_dirs(paths: Iterable[Optional[str]], option: str) -> None:
     """Vector directories written by `tava embed` (they hold a manifest.json)."""
     for path in paths:

@@ -22,6 +22,8 @@ def cli(ctx: click.Context, **params) -> None:
     config = build_config(EvalConfig, ctx, params)
     home = TavaHome()
     checks.retrieval_dataset(home, config.dataset)
+    checks.existing_dir(config.judgements, "--judgements")
+    checks.judged_split(home, config.dataset, config.split, config.judgements)
     for option, spec in (("--teacher", config.teacher), ("--student", config.student), ("--adapted", config.adapted)):
         checks.encoder(spec, option)
     result = run_flow("flows.evaluate:evaluate_flow", config, home=str(home.root))

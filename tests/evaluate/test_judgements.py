@@ -114,3 +114,23 @@ def test_without_qrels_or_judgements_an_ingested_corpus_says_how_to_score_it(pla
     with pytest.raises(InputError, match="no queries with judgements") as info:
         load_retrieval_data(str(dataset), "test", home)
     assert "teacher judge" in str(info.value)
+
+
+def test_the_command_line_check_names_the_split_and_the_label_free_way(plain, tmp_path):
+    from flows.commands import checks
+    from tava_core.errors import InputError
+
+    home, dataset = plain
+    with pytest.raises(InputError, match=r"no qrels for it \(splits with qrels: none\)") as info:
+        checks.judged_split(home, "plain", "test", None)
+    assert "--judgements DIR --split teacher-top10" in str(info.value)
+    beir = tiny_topic_beir(tmp_path / "topics")
+    with pytest.raises(InputError, match=r"splits with qrels: test\)"):
+        checks.judged_split(home, str(beir), "dev", None)
+    checks.judged_split(home, str(beir), "test", None)                 # judged: passes
+    judged = tmp_path / "judged"
+    (judged / "qrels").mkdir(parents=True)
+    (judged / "qrels" / f"{JUDGED_SPLIT}.tsv").write_text("query-id\tcorpus-id\tscore\n")
+    checks.judged_split(home, "plain", JUDGED_SPLIT, str(judged))
+    with pytest.raises(InputError, match="pass --split teacher-top10"):
+        checks.judged_split(home, "plain", "test", str(judged))
