@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("flows.commands.index:cli", "Build (or roll back) a FAISS index from vector shards."),
     "backfill": ("flows.commands.backfill:cli", "Re-embed a corpus into a LanceDB table (or roll it back)."),
     "evaluate": ("flows.commands.evaluate:cli", "BEIR retrieval evaluation through mteb."),
+    "judge": ("flows.commands.evaluate:judge_cli", "Let the teacher judge a corpus without qrels (its own top 10) for `tava evaluate --judgements`."),
     "compress": ("flows.commands.compress:cli", "Learn projections to fewer dimensions (DIVE) beside PCA, truncation and adaptor baselines."),
     "refresh": ("flows.commands.refresh:cli", "Nightly adapter refresh: train on new texts, promote only if not worse."),
     "calibrate-router": ("flows.commands.route:cli", "Calibrate a confidence router: the student answers, the teacher takes the least confident queries."),

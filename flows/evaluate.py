@@ -13,8 +13,9 @@ from typing import Optional
 
 from prefect import flow, get_run_logger
 
-from tasks.evaluate import embed_corpus_task, encode_queries_task, plan_task, publish_task, score_task
+from tasks.evaluate import embed_corpus_task, encode_queries_task, judge_task, plan_task, publish_task, score_task
 from tava_core.evaluate import EvalConfig
+from tava_core.evaluate.config import JudgeConfig
 from tava_core.records import EvaluationPlan, EvaluationReport
 
 
@@ -59,8 +60,39 @@ def evaluate_flow(config: EvalConfig = DEFAULT_EVAL_CONFIG, home: Optional[str] 
     if config.router:   # the routed mode: its own files under <report>/router/
         from tasks.route import evaluate_router_task
 
-        routed = evaluate_router_task(config.router, config.dataset, config.split, f"{record.directory}/router", home)
+        routed = evaluate_router_task(config.router, config.dataset, config.split, f"{record.directory}/router", home,
+                                      config.judgements)
         record = record.model_copy(update={"router": routed})
     logger.info("report written to %s", record.directory)
     return record
 
+
+
+DEFAULT_JUDGE_CONFIG = JudgeConfig()
+
+
+@flow(name="judge-dataset", log_prints=True)
+def judge_flow(config: JudgeConfig = DEFAULT_JUDGE_CONFIG, home: Optional[str] = None) -> dict:
+    """Let the teacher judge a corpus without qrels: its own top 10 documents for query-like texts.
+
+    Args:
+        config: The dataset, the teacher, how many query-like texts and from where.
+        home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
+    """
+    from pathlib import Path
+
+    from tava_core.embed import EmbedConfig
+    from tava_core.home import TavaHome, find_dataset
+    from tava_core.manifest import load_dataset_manifest
+
+    from .embed import embed_dataset_flow
+
+    dataset_dir = find_dataset(TavaHome(home), config.dataset)
+    documents = load_dataset_manifest(Path(dataset_dir)).document_collection or "corpus"
+    # the teacher's document vectors: those `tava embed` / the pipeline wrote, else computed now
+    embedded = embed_dataset_flow(EmbedConfig(dataset=str(dataset_dir), collections=[documents],
+                                              encoder=config.teacher), home=home)
+    judged = judge_task(config, str(dataset_dir), embedded.vectors(documents), home)
+    print(f"{'reused' if judged['reused'] else 'judged'}: the teacher's top 10 for {judged['queries_from']} "
+          f"in {judged['directory']} (split {judged['split']})")
+    return judged

@@ -23,13 +23,12 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
 from tasks.blend import save_blend_task
-from tasks.evaluate import judge_task
 from tasks.registry import publish_current_task
 from tasks.route import calibrate_stored_task, evaluate_router_at_task
 from tava_core.config import EncoderSpec, IngestConfig
 from tava_core.embed import EmbedConfig
 from tava_core.encoders.blend import BlendConfig
-from tava_core.evaluate.config import EvalConfig
+from tava_core.evaluate.config import EvalConfig, JudgeConfig
 from tava_core.evaluate.judgements import JUDGED_SPLIT
 from tava_core.home import TavaHome
 from tava_core.index import IndexConfig
@@ -41,7 +40,7 @@ from tava_core.reuse import run_key
 from .adapt import train_adapter
 from .distill import distill_student
 from .embed import embed_dataset_flow
-from .evaluate import evaluate_flow
+from .evaluate import evaluate_flow, judge_flow
 from .index import rebuild_index
 from .ingest import ingest_corpus
 from .pipeline_config import PipelineConfig, blend_static_distill
@@ -223,8 +222,8 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     if config.split not in ingested.qrels:
         start = time.perf_counter()
         split = JUDGED_SPLIT
-        judged = judge_task(ingested.path, embedded.vectors(documents), config.teacher,
-                            str(TavaHome(root).artifacts / "judgements" / ingested.name), config.label_free_queries, root)
+        judged = judge_flow(JudgeConfig(dataset=ingested.path, teacher=config.teacher,
+                                        queries=config.label_free_queries), home=root)
         judgements = judged["directory"]
         print(f"no qrels for split {config.split!r}: quality is measured label-free, against the teacher's own top 10 "
               f"for {judged['queries_from']} ({judgements})")

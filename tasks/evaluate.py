@@ -11,8 +11,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import CORE_DECIDES
-from tava_core.config import EncoderSpec
 from tava_core.evaluate import EvalConfig
+from tava_core.evaluate.config import JudgeConfig
 from tava_core.evaluate.report import markdown_table
 from tava_core.evaluate.runner import (
     earlier_report,
@@ -88,11 +88,11 @@ def publish_task(record: EvaluationReport, dataset_name: str, split: str) -> Non
                              description=f"tava evaluate report {record.run}")
 
 
-@task(name="judge-with-teacher", task_run_name="teacher judges {dataset}", cache_policy=CORE_DECIDES)
-def judge_task(dataset: str, document_vectors: str, teacher: EncoderSpec, out_dir: str, queries: int,
-               home: Optional[str] = None) -> dict[str, Any]:
-    """Label-free judgements of a dataset without qrels: the teacher's top 10 for query-like texts
-    (reused when identical); returns judgements.json's record."""
+@task(name="judge-with-teacher", task_run_name="teacher judges {config.dataset}", cache_policy=CORE_DECIDES)
+def judge_task(config: JudgeConfig, dataset_dir: str, document_vectors: str, home: Optional[str] = None) -> dict[str, Any]:
+    """Label-free judgements of a dataset: the teacher's top 10 for query-like texts, written under
+    <home>/artifacts/judgements (reused when identical); returns judgements.json's record."""
     from tava_core.evaluate.judgements import judge_with_teacher
 
-    return judge_with_teacher(dataset, document_vectors, teacher, out_dir, queries=queries)
+    return judge_with_teacher(dataset_dir, document_vectors, config.teacher, artifacts=TavaHome(home).artifacts,
+                              queries=config.queries, seed=config.seed, spans=config.spans)

@@ -28,13 +28,15 @@ def calibrate_task(config: RouterConfig, home: Optional[str]) -> dict[str, Any]:
 
 
 @task(name="evaluate-router", task_run_name="evaluate router {router}")
-def evaluate_router_task(router: str, dataset: str, split: str, out_dir: str, home: Optional[str]) -> dict[str, Any]:
+def evaluate_router_task(router: str, dataset: str, split: str, out_dir: str, home: Optional[str],
+                         judgements: Optional[str] = None) -> dict[str, Any]:
     from tava_core.evaluate.data import load_retrieval_data
     from tava_core.route.report import markdown
     from tava_core.route.run import evaluate_router
 
     tava_home = TavaHome(home)
-    curves = evaluate_router(router, load_retrieval_data(dataset, split, tava_home), tava_home, Path(out_dir))
+    curves = evaluate_router(router, load_retrieval_data(dataset, split, tava_home, judgements), tava_home,
+                             Path(out_dir))
     create_markdown_artifact(key="evaluate-router", markdown=markdown(curves),
                              description=f"routed mode of {router}: quality vs share sent to the teacher")
     return {k: curves[k] for k in ("files", "rows", "routed_share_at_threshold", "threshold", "costs", "routing",

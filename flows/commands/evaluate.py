@@ -1,9 +1,9 @@
-"""`tava evaluate` (flow `evaluate`)."""
+"""`tava evaluate` (flow `evaluate`) and `tava judge` (flow `judge-dataset`)."""
 from __future__ import annotations
 
 import click
 
-from tava_core.evaluate.config import EvalConfig
+from tava_core.evaluate.config import EvalConfig, JudgeConfig
 from tava_core.home import TavaHome
 
 from .._server import run_flow
@@ -31,3 +31,23 @@ def cli(ctx: click.Context, **params) -> None:
         click.echo(f"reused the identical earlier evaluation in {result.directory} (nothing encoded; "
                    "--no-reuse measures again)", err=True)
     echo_record(result)
+
+
+@click.command("judge")
+@config_options(JudgeConfig)
+@click.pass_context
+def judge_cli(ctx: click.Context, **params) -> None:
+    """Let the teacher judge a corpus without qrels: its own top 10 documents for query-like texts
+    become the judgements that `tava evaluate --judgements DIR --split teacher-top10` scores against.
+
+    Example: tava judge --dataset mydocs --teacher all-MiniLM-L6-v2
+    """
+    config = build_config(JudgeConfig, ctx, params)
+    home = TavaHome()
+    checks.ingested_dataset(home, config.dataset)
+    checks.encoder(config.teacher, "--teacher")
+    judged = run_flow("flows.evaluate:judge_flow", config, home=str(home.root))
+    click.echo(f"judgements: {judged['directory']} ({judged['queries']} queries, split {judged['split']}"
+               f"{', reused' if judged['reused'] else ''})\n"
+               f"score against them: tava evaluate --dataset {config.dataset} --judgements {judged['directory']} "
+               f"--split {judged['split']} --adapted ...")

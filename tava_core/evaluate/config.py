@@ -91,3 +91,17 @@ class EvalConfig(TavaModel):
                 raise ConfigError(f"mode {mode!r} needs the {' and '.join(missing)} encoder",
                                   hint=f"give --{missing[0]} MODEL or drop the mode")
         return [m for m in MODE_ROLES if m in self.modes]
+
+
+class JudgeConfig(TavaModel):
+    """How `tava judge` lets the teacher judge a corpus without qrels (`judgements.py`)."""
+
+    dataset: str = Field("builtin", description=(
+        "An ingested dataset (name under <home>/data or its directory): its documents are judged."))
+    teacher: EncoderSpec = Field(default_factory=EncoderSpec, description=(
+        "The teacher whose own top 10 documents per query-like text become the judgements."))
+    queries: int = Field(300, ge=10, description=(
+        "How many query-like texts: a sample of the dataset's queries if it has them, else one span view "
+        "each of as many documents."))
+    spans: bool = Field(False, description="Span views of the documents even when the dataset has queries.")
+    seed: int = Field(0, description="Seed of the sample of queries or documents.")

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..config import EncoderSpec
 from ..errors import InputError, IntegrityError
+from ..home import slug
 from ..io import atomic_directory, stable_hash, write_json
 from ..manifest import load_dataset_manifest, read_vector_dir
 from ..reuse import RUN_KEY, finished_record, run_key
@@ -55,13 +56,13 @@ def query_like_texts(dataset_dir: Path, count: int, seed: int, *, spans: bool = 
         raise InputError("dataset has no documents (no corpus or texts collection)", path=dataset_dir / "manifest.json")
     ids, texts, _ = read_collection_texts(dataset_dir, manifest.collections[collection].shards)
     chosen = np.sort(rng.permutation(len(ids))[:count])
-    span_ids, spans = [], []
+    span_ids, span_texts = [], []
     for i in chosen:
         span = make_span(texts[i], _rng(ids[i], 0, SPAN_SEED))
         if span:
             span_ids.append(ids[i])
-            spans.append(span)
-    return span_ids, spans, f"span views of {len(spans)} of the {len(ids)} documents"
+            span_texts.append(span)
+    return span_ids, span_texts, f"span views of {len(span_texts)} of the {len(ids)} documents"
 
 
 def teacher_top_k(query_ids: Sequence[str], queries: np.ndarray, doc_ids: Sequence[str], documents: np.ndarray,
@@ -100,16 +101,21 @@ def judged_by_teacher(out_dir: str | Path, key: str) -> Optional[dict]:
     return finished_record(Path(out_dir) / JUDGEMENTS_JSON, key, ["queries.jsonl"])
 
 
+def judgements_dir(artifacts: Path, dataset_name: str, teacher_name: str, teacher_fingerprint: str) -> Path:
+    """Where a dataset's judgements by one teacher live: ``<artifacts>/judgements/<dataset>/<teacher>-<fp>``."""
+    return artifacts / "judgements" / slug(dataset_name) / f"{slug(teacher_name)[-40:]}-{teacher_fingerprint[:12]}"
+
+
 def judge_with_teacher(dataset_dir: str | Path, document_vectors: str | Path, teacher: EncoderSpec,
-                       out_dir: str | Path, *, queries: int = 300, seed: int = 0, k: int = 10,
-                       split: str = JUDGED_SPLIT) -> dict:
+                       out_dir: str | Path | None = None, *, artifacts: Path | None = None, queries: int = 300,
+                       seed: int = 0, spans: bool = False, k: int = 10, split: str = JUDGED_SPLIT) -> dict:
     """Judgements of ``dataset_dir``'s documents by ``teacher``: ``queries`` query-like texts
     (`query_like_texts`) and the teacher's top ``k`` for each, searched over its document vectors
     (``document_vectors``, the directory `tava embed` wrote). Reused when the same (corpus, teacher,
     queries, k) were judged into ``out_dir`` before. Returns judgements.json's record + ``reused``."""
     from ..encoders import load_encoder
 
-    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    dataset_dir = Path(dataset_dir)
     manifest = load_dataset_manifest(dataset_dir)
     collection = manifest.document_collection
     if collection is None:
@@ -120,7 +126,12 @@ def judge_with_teacher(dataset_dir: str | Path, document_vectors: str | Path, te
     if vector_manifest.encoder.get("fingerprint") != encoder.fingerprint:
         raise IntegrityError("the document vectors are not the teacher's (fingerprints differ)", path=document_vectors,
                              hint="embed the dataset with the teacher first (`tava embed`)")
-    query_ids, texts, what = query_like_texts(dataset_dir, queries, seed)
+    if out_dir is None:
+        if artifacts is None:
+            raise ValueError("judge_with_teacher needs out_dir or artifacts")
+        out_dir = judgements_dir(artifacts, manifest.name, encoder.name, encoder.fingerprint)
+    out_dir = Path(out_dir)
+    query_ids, texts, what = query_like_texts(dataset_dir, queries, seed, spans=spans)
     if not query_ids:
         raise InputError("no query-like text to judge: the documents are empty", path=dataset_dir)
     key = judgements_key(corpus_checksum, encoder.fingerprint, query_ids, texts, k)

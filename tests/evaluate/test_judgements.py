@@ -9,7 +9,7 @@ import pytest
 from helpers import synthetic_texts, tiny_topic_beir, write_dataset
 
 from tava_core.config import EncoderSpec, IngestConfig
-from tava_core.evaluate import EvalConfig, load_retrieval_data
+from tava_core.evaluate import load_retrieval_data
 from tava_core.evaluate.judgements import JUDGED_SPLIT, judge_with_teacher, query_like_texts, teacher_top_k
 from tava_core.home import TavaHome
 
@@ -62,29 +62,37 @@ def test_the_teacher_top_k_leaves_a_query_own_document_out():
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_the_teacher_scores_one_on_its_own_judgements_and_another_encoder_less(plain, tiny_model_dir, tmp_path):
-    from flows.evaluate import evaluate_flow
+def test_the_teacher_scores_one_on_its_own_judgements_and_another_encoder_less(plain, tiny_model_dir, tmp_path,
+                                                                             capsys):
+    from flows.cli import main
 
     home, dataset = plain
     vectors = teacher_vectors(home, dataset, tiny_model_dir)
-    out = home.artifacts / "judgements" / "plain"
+    out = tmp_path / "judged"
     teacher = EncoderSpec(model=str(tiny_model_dir))
     record = judge_with_teacher(dataset, vectors, teacher, out, queries=20)
     assert not record["reused"] and record["queries"] == 20 and record["split"] == JUDGED_SPLIT
     assert judge_with_teacher(dataset, vectors, teacher, out, queries=20)["reused"]
     assert not judge_with_teacher(dataset, vectors, teacher, out, queries=21)["reused"]   # other queries: again
-    record = judge_with_teacher(dataset, vectors, teacher, out, queries=20)
 
-    data = load_retrieval_data(str(dataset), JUDGED_SPLIT, home, record["directory"])
+    # as a user does it: `tava judge`, then `tava evaluate --judgements`
+    main(["--home", str(home.root), "judge", "--dataset", "plain", "--teacher", str(tiny_model_dir), "--queries", "20"])
+    printed = capsys.readouterr().out
+    directory = printed.split("judgements: ")[1].split(" (")[0]
+    judge_with_teacher(dataset, vectors, teacher, out, queries=20)       # the same judging, by hand
+    qrels = f"qrels/{JUDGED_SPLIT}.tsv"
+    assert (Path(directory) / qrels).read_text() == (out / qrels).read_text()
+    data = load_retrieval_data(str(dataset), JUDGED_SPLIT, home, directory)
     assert len(data.query_ids) == 20 and all(len(docs) == 10 for docs in data.qrels.values())
     assert data.document_collection == "texts" and data.same_id_queries == 20   # each span's source left out
 
     # the same teacher with a whisper of other weights: a different ranking, so an agreement under 1
     other = _perturbed(tiny_model_dir, tmp_path / "other")
-    config = EvalConfig(dataset=str(dataset), split=JUDGED_SPLIT, judgements=record["directory"], teacher=teacher,
-                        adapted=EncoderSpec(model=str(other)), modes=["teacher/teacher", "adapted/teacher"],
-                        matryoshka_dims=[], quantization=[], run_mteb=False)
-    report = json.loads(Path(evaluate_flow(config, home=str(home.root)).files["json"]).read_text())
+    main(["--home", str(home.root), "evaluate", "--dataset", "plain", "--judgements", directory, "--split", JUDGED_SPLIT,
+          "--teacher", str(tiny_model_dir), "--adapted", str(other), "--modes", "teacher/teacher", "--modes",
+          "adapted/teacher", "--quantization", "int8", "--matryoshka-dims", "16", "--no-run-mteb"])
+    printed = capsys.readouterr().out
+    report = json.loads(printed[printed.index("{"):])
     rows = {row["mode"]: row for row in report["rows"] if row["variant"] == "full"}
     assert rows["teacher/teacher"]["ndcg_at_10"] == pytest.approx(1.0)
     assert rows["teacher/teacher"]["recall_at_100"] == pytest.approx(1.0)
