@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +27,10 @@ CHILD_SCRIPT = Path(__file__).with_name("_server_child.py")
 DEFAULT_STARTUP_SECONDS = 60.0
 STOP_SECONDS = 10.0
 PORT_ATTEMPTS = 3
+# After the owned server dies under a running flow, how long the command may still wind down by itself
+# before it is ended (a signal to the whole process group, e.g. from `timeout` or `pkill`, kills the server
+# too; Prefect's crash handling then cannot report and the flow went on computing for minutes: session 37).
+LOST_SERVER_GRACE_SECONDS = 20.0
 
 
 class ServerStartError(TavaError):
@@ -54,6 +59,7 @@ class OwnedServer:
         self.home = home
         self.port = 0
         self.process: Optional[subprocess.Popen] = None
+        self._stopping = False
 
     @property
     def api_url(self) -> str:
@@ -98,7 +104,32 @@ class OwnedServer:
                                     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or set "
                                     "PREFECT_API_URL to a running server (`prefect server start`)")
 
+    def watch(self, grace: float = LOST_SERVER_GRACE_SECONDS) -> None:
+        """End this process if the server dies while the command still runs (not when ``stop`` stops it):
+        nothing a flow does can be reported any more, and it must not compute on unseen. A daemon thread
+        polls the child; ``grace`` seconds after it died, the command ends with 143 (the server was
+        signalled) or 1, naming the server's log."""
+        process = self.process
+        assert process is not None, "launch() first"
+
+        def watcher() -> None:
+            while process.poll() is None:
+                time.sleep(0.5)
+            if self._stopping:
+                return
+            time.sleep(grace)   # a signalled command usually ends by itself well within this
+            if self._stopping:
+                return
+            sys.stderr.write(f"tava: the Prefect server this command started has stopped (exit code "
+                             f"{process.returncode}; log: {self.home / 'server.log'}); the run cannot report any "
+                             "more, so it ends here\n")
+            sys.stderr.flush()
+            os._exit(143 if (process.returncode or 0) < 0 else 1)
+
+        threading.Thread(target=watcher, name="tava-server-watch", daemon=True).start()
+
     def stop(self) -> None:
+        self._stopping = True
         if self.process is None or self.process.poll() is not None:
             self.process = None
             return
@@ -162,6 +193,7 @@ def run_flow(target: str, *args: Any, **kwargs: Any) -> Any:
         with _api_url_set(server.api_url):
             flow = load_flow(target)   # imports Prefect and the flow while the server boots
             server.wait_ready()
+            server.watch()
             try:
                 return flow(*args, **kwargs)
             finally:

@@ -222,6 +222,37 @@ def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
     assert survivors == [], f"processes outlived the killed run: {survivors}"
 
 
+# A command whose owned server dies under it (what a signal to the whole process group does, e.g. from
+# `timeout` or `pkill`): the stand-in server is a child that exits at once or is stopped by the command.
+_WATCHED = """
+import subprocess, sys, time
+from pathlib import Path
+import flows._server as server
+
+owned = server.OwnedServer(Path(sys.argv[1]))
+owned.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(float(sys.argv[1]))".replace(
+    "sys.argv[1]", sys.argv[2])])
+owned.watch(grace=0.5)
+if sys.argv[3] == "stop":
+    owned.stop()             # the command stops its own server: it finishes normally
+time.sleep(20)               # stands for a flow computing on after its server is gone
+print("computed on")
+"""
+
+
+@pytest.mark.parametrize("ending", ["dies", "stop"])
+def test_a_command_whose_server_dies_under_it_ends(tmp_path, ending):
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", _WATCHED, str(tmp_path), "0.2" if ending == "dies" else "60", ending],
+                          cwd=PROJECT, capture_output=True, text=True, timeout=60)
+    seconds = time.monotonic() - started
+    if ending == "dies":
+        assert proc.returncode == 1 and seconds < 15 and "computed on" not in proc.stdout
+        assert "Prefect server this command started has stopped" in proc.stderr and "server.log" in proc.stderr
+    else:
+        assert proc.returncode == 0 and "computed on" in proc.stdout and seconds >= 20
+
+
 # ------------------------------------------------------------------------ computed vs reused counts
 
 @pytest.mark.slow
