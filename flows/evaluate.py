@@ -9,14 +9,20 @@
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from prefect import flow, get_run_logger
 
 from tasks.evaluate import embed_corpus_task, encode_queries_task, judge_task, plan_task, publish_task, score_task
+from tava_core.embed import EmbedConfig
 from tava_core.evaluate import EvalConfig
 from tava_core.evaluate.config import JudgeConfig
+from tava_core.home import TavaHome, find_dataset
+from tava_core.manifest import load_dataset_manifest
 from tava_core.records import EvaluationPlan, EvaluationReport
+
+from .embed import embed_dataset_flow
 
 
 def _encode_and_score(config: EvalConfig, checked: EvaluationPlan, home: Optional[str]) -> EvaluationReport:
@@ -67,7 +73,6 @@ def evaluate_flow(config: EvalConfig = DEFAULT_EVAL_CONFIG, home: Optional[str] 
     return record
 
 
-
 DEFAULT_JUDGE_CONFIG = JudgeConfig()
 
 
@@ -79,14 +84,6 @@ def judge_flow(config: JudgeConfig = DEFAULT_JUDGE_CONFIG, home: Optional[str] =
         config: The dataset, the teacher, how many query-like texts and from where.
         home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
     """
-    from pathlib import Path
-
-    from tava_core.embed import EmbedConfig
-    from tava_core.home import TavaHome, find_dataset
-    from tava_core.manifest import load_dataset_manifest
-
-    from .embed import embed_dataset_flow
-
     dataset_dir = find_dataset(TavaHome(home), config.dataset)
     documents = load_dataset_manifest(Path(dataset_dir)).document_collection or "corpus"
     # the teacher's document vectors: those `tava embed` / the pipeline wrote, else computed now

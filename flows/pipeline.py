@@ -215,6 +215,7 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     start = time.perf_counter()
     index = rebuild_index(IndexConfig(vectors=embedded.vectors(documents), factory=config.index_factory), home=root)
     timed("index", start)
+    work["index"] = f"{'reused' if index.skipped else 'built'} version {index.version}"
 
     # No qrels for the split (a user's own corpus): the teacher judges its documents -- its own top 10
     # for query-like texts stand in for relevance labels, and every evaluation below runs unchanged.
@@ -229,7 +230,6 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
               f"for {judged['queries_from']} ({judgements})")
         timed("judge (teacher)", start)
         work["judge (teacher)"] = "reused" if judged["reused"] else f"{judged['queries']} queries judged"
-    work["index"] = f"{'reused' if index.skipped else 'built'} version {index.version}"
 
     start = time.perf_counter()
     distill = config.distill.model_copy(update={"teacher": config.teacher.model,

@@ -102,6 +102,12 @@ class DatasetManifest(BaseModel):
         """The collection a search runs over: a BEIR set's ``corpus``, else a plain source's ``texts``."""
         return next((name for name in ("corpus", "texts") if name in self.collections), None)
 
+    def collection_checksum(self, name: str) -> str:
+        """Identifies a collection's texts: a hash of its shards' sha256 (the vector and report cache keys)."""
+        from .io import stable_hash
+
+        return stable_hash([shard.sha256 for shard in self.collections[name].shards], length=64)
+
 
 class VectorManifest(BaseModel):
     """Vector shards of one collection by one encoder; shards mirror the text shards 1:1."""

@@ -80,9 +80,9 @@ def _resolve_collection(manifest, requested: Optional[str], dataset_dir: Path) -
             raise InputError(f"dataset has no collection {requested!r} (it has: {', '.join(manifest.collections)})",
                              path=dataset_dir, hint="pass --collection with one of those")
         return requested
-    for name in ("corpus", "texts", "unlabeled"):
-        if name in manifest.collections:
-            return name
+    name = manifest.document_collection or ("unlabeled" if "unlabeled" in manifest.collections else None)
+    if name is not None:
+        return name
     raise InputError("dataset has no corpus, texts or unlabeled collection", path=dataset_dir,
                      hint="pass --collection NAME")
 

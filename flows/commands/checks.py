@@ -76,26 +76,22 @@ def judged_split(home: TavaHome, dataset: str, split: str, judgements: Optional[
             raise InputError(f"--judgements has no qrels for split {split!r}", path=qrels,
                              hint="judgements `tava run` writes are split 'teacher-top10': pass --split teacher-top10")
         return
+    from tava_core.ingest.readers import beir_file
+
     candidate = Path(dataset).expanduser()
-    directory = candidate if (candidate / MANIFEST).is_file() else home.dataset_dir(dataset)
-    if (directory / MANIFEST).is_file():
-        splits = sorted(load_dataset_manifest(directory).qrels)
-    elif beir_file_dir(candidate):
-        splits = sorted(q.stem for q in (candidate / "qrels").glob("*.tsv"))
+    path = candidate if (candidate / MANIFEST).is_file() else home.dataset_dir(dataset)
+    if (path / MANIFEST).is_file():
+        splits = sorted(load_dataset_manifest(path).qrels)
+    elif candidate.is_dir() and beir_file(candidate, "corpus"):
+        path, splits = candidate, sorted(q.stem for q in (candidate / "qrels").glob("*.tsv"))
     else:
         return   # not found: retrieval_dataset says so
     if split not in splits:
         raise InputError(f"--split {split!r}: the dataset has no qrels for it (splits with qrels: "
-                         f"{', '.join(splits) or 'none'})", path=directory if (directory / MANIFEST).is_file() else candidate,
+                         f"{', '.join(splits) or 'none'})", path=path,
                          hint=("pass one of those with --split; " if splits else "")
                          + "a corpus without qrels is scored against the teacher's own top 10: `tava run --source ...` "
                            "judges it, then --judgements DIR --split teacher-top10")
-
-
-def beir_file_dir(candidate: Path) -> bool:
-    from tava_core.ingest.readers import beir_file
-
-    return candidate.is_dir() and beir_file(candidate, "corpus") is not None
 
 
 def vector_dirs(paths: Iterable[Optional[str]], option: str) -> None:

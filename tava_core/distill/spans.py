@@ -47,6 +47,11 @@ def make_span(text: str, rng: np.random.Generator) -> str:
     return " ".join(words[start:start + n])
 
 
+def span_view(text_id: str, text: str, view: int, seed: int) -> str:
+    """View ``view`` of one text: a pure function of (text id, view, seed)."""
+    return make_span(text, _rng(text_id, view, seed))
+
+
 def make_spans(ids: Sequence[str], texts: Sequence[str], views: int, seed: int) -> tuple[list[str], list[str]]:
     """``views`` spans of every text, de-duplicated per text; ids ``<text id>#span<k>``."""
     span_ids: list[str] = []
@@ -54,7 +59,7 @@ def make_spans(ids: Sequence[str], texts: Sequence[str], views: int, seed: int) 
     for text_id, text in zip(ids, texts, strict=False):
         seen: set[str] = set()
         for view in range(views):
-            span = make_span(text, _rng(text_id, view, seed))
+            span = span_view(text_id, text, view, seed)
             if span and span not in seen:
                 seen.add(span)
                 span_ids.append(f"{text_id}#span{view}")

@@ -15,7 +15,7 @@ from typing import Optional
 from ..errors import InputError
 from ..home import TavaHome, slug
 from ..ingest.readers import beir_file, beir_subsets_hint, open_text
-from ..io import read_text_shard, sha256_file, stable_hash
+from ..io import read_text_shard, sha256_file
 from ..manifest import (
     ABSENT_DOCUMENTS_HINT,
     absent_documents_tolerated,
@@ -221,11 +221,10 @@ def load_ingested_dataset(directory: Path, split: str, judgements: Optional[Path
         absent_documents = []
     _check_ids(qrels, lines, set(corpus_ids) | set(empty) | set(absent_documents), set(queries), qrels_path)
     query_ids = [qid for qid in queries if qid in qrels]
-    checksum = stable_hash([s.sha256 for s in manifest.collections[documents].shards], length=64)
     return RetrievalData(
         name=slug(manifest.name), source=directory, split=split, corpus_ids=corpus_ids, corpus_titles=titles,
         corpus_texts=texts, query_ids=query_ids, query_texts=[queries[q] for q in query_ids], qrels=qrels,
-        qrels_path=qrels_path, corpus_checksum=checksum, ingested=True, document_collection=documents,
+        qrels_path=qrels_path, corpus_checksum=manifest.collection_checksum(documents), ingested=True, document_collection=documents,
         info={**({"empty_documents": len(empty)} if empty else {}),
               **({"absent_documents": len(absent_documents)} if absent_documents else {}),
               **({"judgements": str(judgements)} if judgements is not None else {})})

@@ -28,8 +28,8 @@ import numpy as np
 from ..config import EncoderSpec
 from ..errors import InputError, IntegrityError
 from ..home import slug
-from ..io import atomic_directory, stable_hash, write_json
-from ..manifest import load_dataset_manifest, read_vector_dir
+from ..io import atomic_directory, write_json
+from ..manifest import load_dataset_manifest, load_vector_manifest, read_vector_dir
 from ..reuse import RUN_KEY, finished_record, run_key
 from . import metrics as M
 
@@ -43,7 +43,7 @@ def query_like_texts(dataset_dir: Path, count: int, seed: int, *, spans: bool = 
     its ``queries`` collection if it has one (and not ``spans``), else one span view each of a seeded
     sample of its documents (the span carries its document's id)."""
     from ..distill.data import read_collection_texts
-    from ..distill.spans import _rng, make_span
+    from ..distill.spans import span_view
 
     manifest = load_dataset_manifest(dataset_dir)
     rng = np.random.default_rng(seed)
@@ -58,7 +58,7 @@ def query_like_texts(dataset_dir: Path, count: int, seed: int, *, spans: bool = 
     chosen = np.sort(rng.permutation(len(ids))[:count])
     span_ids, span_texts = [], []
     for i in chosen:
-        span = make_span(texts[i], _rng(ids[i], 0, SPAN_SEED))
+        span = span_view(ids[i], texts[i], 0, SPAN_SEED)
         if span:
             span_ids.append(ids[i])
             span_texts.append(span)
@@ -120,10 +120,9 @@ def judge_with_teacher(dataset_dir: str | Path, document_vectors: str | Path, te
     collection = manifest.document_collection
     if collection is None:
         raise InputError("dataset has no documents (no corpus or texts collection)", path=dataset_dir / "manifest.json")
-    corpus_checksum = stable_hash([shard.sha256 for shard in manifest.collections[collection].shards], length=64)
-    doc_ids, documents, vector_manifest = read_vector_dir(document_vectors)
     encoder = load_encoder(teacher)
-    if vector_manifest.encoder.get("fingerprint") != encoder.fingerprint:
+    # the manifest only: the vectors themselves are read when there is judging to do
+    if load_vector_manifest(document_vectors).encoder.get("fingerprint") != encoder.fingerprint:
         raise IntegrityError("the document vectors are not the teacher's (fingerprints differ)", path=document_vectors,
                              hint="embed the dataset with the teacher first (`tava embed`)")
     if out_dir is None:
@@ -134,12 +133,12 @@ def judge_with_teacher(dataset_dir: str | Path, document_vectors: str | Path, te
     query_ids, texts, what = query_like_texts(dataset_dir, queries, seed, spans=spans)
     if not query_ids:
         raise InputError("no query-like text to judge: the documents are empty", path=dataset_dir)
-    key = judgements_key(corpus_checksum, encoder.fingerprint, query_ids, texts, k)
+    key = judgements_key(manifest.collection_checksum(collection), encoder.fingerprint, query_ids, texts, k)
     earlier = judged_by_teacher(out_dir, key)
     if earlier is not None:
         return {**earlier, "directory": str(out_dir), "reused": True}
-    vectors = encoder.encode(texts, kind="query")
-    judged = teacher_top_k(query_ids, vectors, doc_ids, documents, k)
+    doc_ids, documents, _ = read_vector_dir(document_vectors)
+    judged = teacher_top_k(query_ids, encoder.encode(texts, kind="query"), doc_ids, documents, k)
     info = {"dataset": str(dataset_dir), "documents": collection, "teacher": encoder.name,
             "teacher_fingerprint": encoder.fingerprint, "k": k, "queries_from": what, "seed": seed}
     write_judgements(out_dir, query_ids=query_ids, query_texts=texts, judged=judged, split=split, key=key, info=info)
