@@ -72,8 +72,13 @@ class OwnedServer:
                "PREFECT__SERVER_FINAL": "1"}
         env.pop("PREFECT_API_URL", None)
         log = open(self.home / "server.log", "ab")  # noqa: SIM115 - the child keeps it open
+        # Its own session: a signal to the command's process group (Ctrl-C in a terminal, `timeout`) reaches
+        # the command alone, which then reports the stop to a server still up and stops it. In the group, the
+        # server died first, and the command spent 20 s failing to report (session 38). It still dies with
+        # this process however that ends (``_server_child``).
         self.process = subprocess.Popen([sys.executable, str(CHILD_SCRIPT), str(os.getpid()), str(self.port)],
-                                        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
         log.close()
 
     def wait_ready(self, timeout: Optional[float] = None) -> str:

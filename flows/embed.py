@@ -25,6 +25,7 @@ from tava_core.embed import (
 from tava_core.encoders import load_encoder
 from tava_core.encoders.device import available_devices, device_for_shard
 from tava_core.home import TavaHome, find_dataset
+from tava_core.interrupt import stop_workers_on_interrupt
 from tava_core.manifest import ShardRecord, load_dataset_manifest
 from tava_core.records import EmbedResult, VectorSet
 
@@ -70,7 +71,7 @@ def embed_shards(jobs: list[ShardJob], specs: list, fingerprint: str) -> list[Sh
     from tqdm.auto import tqdm
 
     records: list[ShardRecord] = []
-    with tqdm(total=len(futures), desc="embed shards", unit="shard") as bar:
+    with stop_workers_on_interrupt(), tqdm(total=len(futures), desc="embed shards", unit="shard") as bar:
         for done, future in enumerate(futures, start=1):
             records.append(future.result())
             bar.update(1)

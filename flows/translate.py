@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 from tasks.translate import publish_summary, translate_shard_task, translate_table_task
 from tava_core.errors import ConfigError
 from tava_core.home import TavaHome
+from tava_core.interrupt import stop_workers_on_interrupt
 from tava_core.translate import TranslateConfig, finish_vector_dir, load_translation, plan_vector_dir, summary
 
 
@@ -38,7 +39,8 @@ def translate_vectors(config: TranslateConfig, home: Optional[str] = None) -> di
         futures = [translate_shard_task.submit(config.adapter, config.direction, src, sha, out,
                                                plan.encoder["fingerprint"], plan.encoder["name"])
                    for src, sha, out in plan.jobs]
-        results = [future.result() for future in futures]
+        with stop_workers_on_interrupt():
+            results = [future.result() for future in futures]
         manifest = finish_vector_dir(plan, [shard for shard, _ in results])
         record = summary(plan, manifest, translated=sum(done for _, done in results),
                          seconds=time.perf_counter() - started)

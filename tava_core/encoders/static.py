@@ -16,6 +16,7 @@ import torch
 
 from ..config import EncoderSpec
 from ..errors import ModelLoadError
+from ..interrupt import raise_if_stop_requested
 from .base import Encoder, TextKind, combine_fingerprint, hash_model_files
 
 
@@ -90,6 +91,7 @@ class StaticEncoder(Encoder):
         starts = range(0, len(texts), step)
 
         def encode_chunk(start: int) -> None:
+            raise_if_stop_requested()
             chunk = texts[start:start + step]
             flat, offsets = self.token_bags(chunk)
             pooled = torch.nn.functional.embedding_bag(flat, self.table, offsets, mode="mean")

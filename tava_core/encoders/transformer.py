@@ -17,6 +17,7 @@ import torch
 
 from ..config import EncoderSpec
 from ..errors import ModelLoadError
+from ..interrupt import raise_if_stop_requested
 from .base import Encoder, TextKind, combine_fingerprint, hash_model_files, length_sorted_order
 from .device import is_out_of_memory, resolve_device, resolve_dtype
 from .onnx_backend import OnnxSession, resolve_backend
@@ -251,6 +252,7 @@ class TransformerEncoder(Encoder):
             progress = tqdm(total=len(texts), desc=f"encode {self.name}", unit="text")
         start = 0
         while start < len(order):
+            raise_if_stop_requested()   # on a worker thread, an interrupt reaches the process only here
             idx = order[start:start + self.batch_size]
             batch = [prefix + texts[i] for i in idx]
             if session is not None:

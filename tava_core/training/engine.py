@@ -303,12 +303,14 @@ class TrainingEngine:
         config = self.config
         if config.time_budget_seconds and loop.elapsed() > config.time_budget_seconds:
             loop.stopped = "time_budget"
-        if config.checkpoint is not None:
-            if stop.requested:
+        if stop.requested:
+            if config.checkpoint is not None:
                 self._save(loop)
-                raise KeyboardInterrupt("SIGTERM")
-            if loop.step % config.checkpoint.every == 0 and loop.step < config.max_steps:
-                self._save(loop)
+            # Without a checkpoint there is nothing to save, but the run must still end: the handler
+            # replaced the default one (Prefect's), so ignoring the flag would ignore the signal.
+            raise KeyboardInterrupt("SIGTERM")
+        if config.checkpoint is not None and loop.step % config.checkpoint.every == 0 and loop.step < config.max_steps:
+            self._save(loop)
 
     def run(self) -> EngineResult:
         config, stage = self.config, self.stage

@@ -222,6 +222,60 @@ def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
     assert survivors == [], f"processes outlived the killed run: {survivors}"
 
 
+# A command stopped by a signal while a worker thread embeds a long shard: `kill PID` (SIGTERM to the command
+# alone, as systemd or a job runner sends it) and Ctrl-C in a terminal (SIGINT to the whole process group, the
+# Prefect server included unless it has its own session). Before session 38 the first waited for the shard in
+# progress (65 s for 1,500 short texts), the second lost its server at once and ended 20 s later, unreported.
+_LONG_TEXT = " ".join(["retrieval embedding vector teacher student adapter corpus query document index"] * 26)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigterm-to-command", "ctrl-c-to-group"])
+def test_a_signalled_embed_ends_within_a_batch_and_reports(how, tava_home, teacher_path):
+    # One shard of 1,200 texts of ~256 tokens: minutes of encoding here, so only stopping between batches
+    # can end the command within the bound below.
+    write_dataset(tava_home, "long", {"texts": [f"{_LONG_TEXT} #{i}" for i in range(1200)]}, shard_size=1200)
+    out = tava_home / "out.txt"
+    cmd = [sys.executable, "-m", "flows.cli", "embed", "--dataset", "long", "--encoder", "all-MiniLM-L6-v2",
+           "--encoder-batch-size", "16"]
+    with out.open("w") as sink:
+        proc = subprocess.Popen(cmd, cwd=PROJECT, env=_cli_env(tava_home), stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    descendants: list[int] = []
+    try:
+        deadline = time.time() + 300
+        while "16/1200" not in out.read_text(errors="replace"):   # the shard's first batch is done
+            assert proc.poll() is None, f"embed ended before it could be signalled:\n{out.read_text()[-2000:]}"
+            assert time.time() < deadline, "encoding did not start within 300 s"
+            time.sleep(0.2)
+        descendants = _descendants(proc.pid)
+        signalled = time.monotonic()
+        if how == "sigterm-to-command":
+            os.kill(proc.pid, signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(timeout=120)
+        seconds = time.monotonic() - signalled
+        deadline = time.time() + 30
+        while [pid for pid in descendants if _alive(pid)] and time.time() < deadline:
+            time.sleep(0.2)
+        survivors = [pid for pid in descendants if _alive(pid)]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in descendants:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    log = out.read_text(errors="replace")
+    assert seconds < 15, f"ended {seconds:.0f} s after the signal:\n{log[-2000:]}"
+    assert rc == (-signal.SIGTERM if how == "sigterm-to-command" else 130), log[-2000:]
+    # The run was reported as it ended (its server was still up), not cut off with the server gone.
+    assert "Finished in state Crashed" in log and "has stopped" not in log, log[-2000:]
+    assert survivors == [], f"processes outlived the signalled run: {survivors}"
+    vectors = list((tava_home / "vectors" / "long").rglob("*.parquet"))
+    assert vectors == [], f"a half-done shard was kept: {vectors}"
+
+
 # A command whose owned server dies under it (what a signal to the whole process group does, e.g. from
 # `timeout` or `pkill`): the stand-in server is a child that exits at once or is stopped by the command.
 _WATCHED = """

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -34,7 +37,8 @@ class Regression(TrainingStage):
     divergence_hint = "lower the toy learning rate"
 
     def __init__(self, lr: float = 0.1, *, nan_at: tuple[int, ...] = (), broken_validation_at: tuple[int, ...] = (),
-                 interrupt_at: Optional[int] = None, sleep: float = 0.0, ema_decay: float = 0.0,
+                 interrupt_at: Optional[int] = None, sigterm_at: Optional[int] = None, sleep: float = 0.0,
+                 ema_decay: float = 0.0,
                  scores: Optional[list[float]] = None) -> None:
         torch.manual_seed(0)
         self.model = torch.nn.Linear(4, 1, bias=False)
@@ -43,7 +47,7 @@ class Regression(TrainingStage):
         self.x = torch.as_tensor(rng.standard_normal((256, 4)), dtype=torch.float32)
         self.y = self.x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
         self.nan_at, self.broken_validation_at = nan_at, broken_validation_at
-        self.interrupt_at, self.sleep = interrupt_at, sleep
+        self.interrupt_at, self.sigterm_at, self.sleep = interrupt_at, sigterm_at, sleep
         self.calls = 0
         self.validations = 0
         self.scores = scores            # scripted validation scores, one per validation
@@ -62,6 +66,8 @@ class Regression(TrainingStage):
         self.steps_seen.append(step)
         if self.interrupt_at is not None and step == self.interrupt_at:
             raise KeyboardInterrupt
+        if self.sigterm_at is not None and step == self.sigterm_at:
+            os.kill(os.getpid(), signal.SIGTERM)   # as `kill PID` sends it: the engine turns it into a flag
         if self.sleep:
             time.sleep(self.sleep)
         rows = torch.as_tensor(np.random.default_rng(step).integers(0, 200, 16))
@@ -180,6 +186,22 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, interrupt_at):
     assert torch.equal(stage.model.weight, straight_stage.model.weight)
     assert resumed.history == straight.history and resumed.evaluations == straight.evaluations
     assert resumed.best_step == straight.best_step
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="SIGTERM is turned into a flag in the main thread only; elsewhere it would end the runner")
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_sigterm_ends_the_run_after_the_step_and_saves_what_it_can(tmp_path, checkpointed):
+    checkpoint = CheckpointConfig(tmp_path / "ck", every=100, run_key="a") if checkpointed else None
+    stage, before = Regression(sigterm_at=12), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        TrainingEngine(stage, config(checkpoint=checkpoint)).run()
+    assert stage.steps_seen[-1] == 12          # the step in progress finished; no later one started
+    assert signal.getsignal(signal.SIGTERM) is before   # the caller's handler (Prefect's, in a flow) is back
+    if checkpointed:                           # saved at the signal, not at the (far) schedule: resumes there
+        resumed_stage = Regression()
+        resumed = TrainingEngine(resumed_stage, config(checkpoint=checkpoint)).run()
+        assert resumed.resumed_from == 13 and resumed_stage.steps_seen[0] == 13 and resumed.steps == 40
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
