@@ -229,6 +229,12 @@ def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
 _LONG_TEXT = " ".join(["retrieval embedding vector teacher student adapter corpus query document index"] * 26)
 
 
+def terminal_sigint() -> None:
+    """In the child: Ctrl-C's default action, as a terminal's foreground job has it. A job started in the
+    background (`cmd &`, nohup) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigterm-to-command", "ctrl-c-to-group"])
 def test_a_signalled_embed_ends_within_a_batch_and_reports(how, tava_home, teacher_path):
@@ -240,7 +246,8 @@ def test_a_signalled_embed_ends_within_a_batch_and_reports(how, tava_home, teach
            "--encoder-batch-size", "16"]
     with out.open("w") as sink:
         proc = subprocess.Popen(cmd, cwd=PROJECT, env=_cli_env(tava_home), stdout=sink, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=terminal_sigint)
     descendants: list[int] = []
     try:
         deadline = time.time() + 300

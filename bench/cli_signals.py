@@ -1,0 +1,112 @@
+"""How long a signalled `tava embed` takes to end, and whether it reports the stop: the code before
+session 38's change (commit b324fa8, unpacked from git) and the working tree, side by side in one
+run, alternating, on the same machine and load.
+
+    .venv/bin/python bench/cli_signals.py [--repeats 2] [--out FILE.json]
+
+Each case embeds one shard of 1,200 texts of ~256 tokens with all-MiniLM-L6-v2 (minutes of encoding
+here) in a fresh tava home with no PREFECT_API_URL, waits until the first batch is done, then sends
+`kill PID` (SIGTERM to the command alone, as systemd or a job runner sends it) or Ctrl-C (SIGINT to the
+whole process group, as a terminal sends it). Measured: seconds from the signal to the command's exit,
+its exit code, whether the run was reported as crashed to its server, whether the server was gone first
+("has stopped" in the output), vector shards written, and former descendants alive 20 s later.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT / "tests"))
+sys.path.insert(0, str(PROJECT / "bench"))
+from cli_errors import alive, descendants, env_for, unpack  # noqa: E402
+from shared_data import write_result  # noqa: E402
+
+BEFORE_COMMIT = "b324fa8"
+LONG_TEXT = " ".join(["retrieval embedding vector teacher student adapter corpus query document index"] * 26)
+HOW = {"sigterm-to-command": (signal.SIGTERM, False), "ctrl-c-to-group": (signal.SIGINT, True)}
+
+
+def terminal_sigint() -> None:
+    """In the child: Ctrl-C's default action, as a terminal's foreground job has it. A job started in the
+    background (`cmd &`, nohup) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def signal_case(tree: Path, home: Path, how: str) -> dict:
+    from helpers import write_dataset
+
+    write_dataset(home, "long", {"texts": [f"{LONG_TEXT} #{i}" for i in range(1200)]}, shard_size=1200)
+    log_path = home / "embed.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "embed", "--dataset", "long", "--encoder",
+                                 "all-MiniLM-L6-v2", "--encoder-batch-size", "16"], cwd=tree, env=env_for(tree, home),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=terminal_sigint)
+    deadline = time.time() + 900
+    while "16/1200" not in log_path.read_text(errors="replace") and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    if proc.poll() is not None:
+        return {"ended_before_signal": True, "exit_code": proc.returncode,
+                "log_tail": log_path.read_text(errors="replace")[-1500:]}
+    children = descendants(proc.pid)
+    sig, to_group = HOW[how]
+    signalled = time.monotonic()
+    (os.killpg if to_group else os.kill)(proc.pid, sig)
+    proc.wait()
+    seconds = time.monotonic() - signalled
+    time.sleep(20)
+    survivors = [pid for pid in children if alive(pid)]
+    for pid in survivors:  # leave the machine as it was
+        os.kill(pid, signal.SIGKILL)
+    text = log_path.read_text(errors="replace")
+    return {"seconds_to_exit": round(seconds, 2), "exit_code": proc.returncode,
+            "crash_reported": "Finished in state Crashed" in text, "server_gone_first": "has stopped" in text,
+            "vector_shards_written": len(list((home / "vectors").rglob("shard-*.parquet"))),
+            "alive_20s_after": len(survivors)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "cli_signals.json"))
+    args = parser.parse_args()
+    raw: dict[str, dict[str, list[dict]]] = {how: {"before": [], "after": []} for how in HOW}
+    with tempfile.TemporaryDirectory(prefix="tava-signal-bench-") as tmp:
+        scratch = Path(tmp)
+        trees = {"before": unpack(BEFORE_COMMIT, scratch / "before"), "after": PROJECT}
+        for repeat in range(args.repeats):
+            for how in HOW:
+                for variant in (("before", "after") if repeat % 2 == 0 else ("after", "before")):
+                    row = signal_case(trees[variant], scratch / f"home-{how}-{variant}-{repeat}", how)
+                    raw[how][variant].append(row)
+                    print(how, variant, row, flush=True)
+    summary = {how: {variant: {"median_seconds_to_exit": statistics.median(r.get("seconds_to_exit", float("nan"))
+                                                                          for r in runs),
+                               "exit_codes": sorted({r["exit_code"] for r in runs}),
+                               "crash_reported": all(r.get("crash_reported") for r in runs),
+                               "server_gone_first": any(r.get("server_gone_first") for r in runs),
+                               "alive_20s_after": max(r.get("alive_20s_after", 0) for r in runs)}
+                     for variant, runs in by_variant.items()}
+               for how, by_variant in raw.items()}
+    record = {"benchmark": "cli_signals", "before_commit": BEFORE_COMMIT,
+              "after": subprocess.run(["git", "-C", str(PROJECT), "rev-parse", "--short", "HEAD"],
+                                      capture_output=True, text=True).stdout.strip(),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "load_average_at_end": os.getloadavg()},
+              "repeats": args.repeats, "summary": summary, "raw": raw}
+    write_result(Path(args.out), record)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
