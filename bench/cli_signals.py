@@ -10,6 +10,12 @@ here) in a fresh tava home with no PREFECT_API_URL, waits until the first batch 
 whole process group, as a terminal sends it). Measured: seconds from the signal to the command's exit,
 its exit code, whether the run was reported as crashed to its server, whether the server was gone first
 ("has stopped" in the output), vector shards written, and former descendants alive 20 s later.
+
+The third case, `ui-cancel`, is Cancel in the Prefect UI: the same embed as a run of prefect.yaml's `embed`
+deployment on a local `prefect server` (tests/prefect_server.py of the tree under test), executed by a process
+worker; the run is set to Cancelling after its first batch, and the worker sends its process SIGTERM (then
+SIGKILL 30 s later). Measured: seconds until the run is Cancelled, and whether the flow engine reported the
+cancellation itself ("Flow run was cancelled."; a killed process cannot).
 """
 from __future__ import annotations
 
@@ -75,24 +81,83 @@ def signal_case(tree: Path, home: Path, how: str) -> dict:
             "alive_20s_after": len(survivors)}
 
 
+def ui_cancel_case(tree: Path, root: Path) -> dict:
+    """Runs in a child process (``--ui-cancel-case``) so that the tree's own test helpers are imported."""
+    sys.path[:0] = [str(tree / "tests"), str(tree)]
+    os.environ["PYTHONPATH"] = str(tree)
+    from helpers import write_dataset
+    from prefect_server import POOL, PREFECT, LocalPrefectServer
+
+    home = root / "home"
+    write_dataset(home, "long", {"texts": [f"{LONG_TEXT} #{i}" for i in range(1200)]}, shard_size=1200)
+    (root / "server").mkdir(parents=True)
+    server = LocalPrefectServer(root=root / "server")
+    try:
+        server.start()
+        server.deploy_project()
+        deployment = server.deployment("embed-dataset", "embed")
+        run = server.post(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {
+            "config": {"dataset": "long", "encoder": {"model": "all-MiniLM-L6-v2", "batch_size": 16}},
+            "home": str(home)}})
+        log_path = root / "worker.log"
+        with open(log_path, "w") as log:
+            worker = subprocess.Popen(PREFECT + ["worker", "start", "--pool", POOL, "--run-once"], cwd=tree,
+                                      env=server.env(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 900
+        while "16/1200" not in log_path.read_text(errors="replace") and time.time() < deadline:
+            if worker.poll() is not None:
+                return {"ended_before_cancel": True, "log_tail": log_path.read_text(errors="replace")[-1500:]}
+            time.sleep(0.5)
+        cancelled = time.monotonic()
+        server.post(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLING", "name": "Cancelling"},
+                                                          "force": True})
+        state = server.get(f"/flow_runs/{run['id']}")["state"]
+        while state["type"] not in ("CANCELLED", "COMPLETED", "CRASHED", "FAILED") and time.time() < deadline:
+            time.sleep(0.5)
+            state = server.get(f"/flow_runs/{run['id']}")["state"]
+        seconds = time.monotonic() - cancelled
+        worker.wait(timeout=300)
+        text = log_path.read_text(errors="replace")
+        return {"seconds_to_exit": round(seconds, 2), "final_state": state["type"],
+                "exit_code": worker.returncode, "crash_reported": "Flow run was cancelled." in text,
+                "vector_shards_written": len(list((home / "vectors").rglob("shard-*.parquet")))}
+    finally:
+        server.stop()
+
+
+def ui_cancel(tree: Path, root: Path) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--ui-cancel-case", str(tree), str(root)], capture_output=True,
+                          text=True, timeout=1800)
+    if done.returncode != 0:
+        return {"failed": True, "stderr_tail": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "cli_signals.json"))
+    parser.add_argument("--cases", default="sigterm-to-command,ctrl-c-to-group,ui-cancel")
+    parser.add_argument("--ui-cancel-case", nargs=2, metavar=("TREE", "ROOT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    raw: dict[str, dict[str, list[dict]]] = {how: {"before": [], "after": []} for how in HOW}
+    if args.ui_cancel_case:
+        print(json.dumps(ui_cancel_case(Path(args.ui_cancel_case[0]), Path(args.ui_cancel_case[1]))))
+        return
+    cases = args.cases.split(",")
+    raw: dict[str, dict[str, list[dict]]] = {how: {"before": [], "after": []} for how in cases}
     with tempfile.TemporaryDirectory(prefix="tava-signal-bench-") as tmp:
         scratch = Path(tmp)
         trees = {"before": unpack(BEFORE_COMMIT, scratch / "before"), "after": PROJECT}
         for repeat in range(args.repeats):
-            for how in HOW:
+            for how in cases:
                 for variant in (("before", "after") if repeat % 2 == 0 else ("after", "before")):
-                    row = signal_case(trees[variant], scratch / f"home-{how}-{variant}-{repeat}", how)
+                    root = scratch / f"home-{how}-{variant}-{repeat}"
+                    row = ui_cancel(trees[variant], root) if how == "ui-cancel" else signal_case(trees[variant], root, how)
                     raw[how][variant].append(row)
                     print(how, variant, row, flush=True)
     summary = {how: {variant: {"median_seconds_to_exit": statistics.median(r.get("seconds_to_exit", float("nan"))
                                                                           for r in runs),
-                               "exit_codes": sorted({r["exit_code"] for r in runs}),
+                               "exit_codes": sorted({r.get("exit_code") for r in runs}, key=str),
                                "crash_reported": all(r.get("crash_reported") for r in runs),
                                "server_gone_first": any(r.get("server_gone_first") for r in runs),
                                "alive_20s_after": max(r.get("alive_20s_after", 0) for r in runs)}

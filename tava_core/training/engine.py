@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, NoReturn, Optional
 
 import torch
 
@@ -85,6 +85,14 @@ class _StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
+
+    def stop_now(self) -> NoReturn:
+        """Called by the loop once the step is done (and saved): raise what the handler this one replaced
+        would have raised -- Prefect's raises its TerminationSignal, which a flow cancelled from the UI must
+        end with to be reported as cancelled -- else KeyboardInterrupt."""
+        if callable(self._previous):
+            self._previous(signal.SIGTERM, None)
+        raise KeyboardInterrupt("SIGTERM")
 
     def __exit__(self, *exc: Any) -> None:
         if self._previous is not None:
@@ -307,8 +315,8 @@ class TrainingEngine:
             if config.checkpoint is not None:
                 self._save(loop)
             # Without a checkpoint there is nothing to save, but the run must still end: the handler
-            # replaced the default one (Prefect's), so ignoring the flag would ignore the signal.
-            raise KeyboardInterrupt("SIGTERM")
+            # replaced the caller's (Prefect's), so ignoring the flag would ignore the signal.
+            stop.stop_now()
         if config.checkpoint is not None and loop.step % config.checkpoint.every == 0 and loop.step < config.max_steps:
             self._save(loop)
 

@@ -204,6 +204,29 @@ def test_sigterm_ends_the_run_after_the_step_and_saves_what_it_can(tmp_path, che
         assert resumed.resumed_from == 13 and resumed_stage.steps_seen[0] == 13 and resumed.steps == 40
 
 
+class CallerStop(BaseException):
+    """What the caller's SIGTERM handler raises (Prefect's raises its TerminationSignal)."""
+
+
+def _caller_handler(signum, frame):
+    raise CallerStop(signum)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="SIGTERM is turned into a flag in the main thread only; elsewhere it would end the runner")
+def test_sigterm_ends_the_run_with_the_callers_own_exception():
+    """In a flow, Prefect's handler is the caller's: the run must end with its TerminationSignal (a run
+    cancelled from the UI is then reported as cancelled), raised only after the step in progress."""
+    before = signal.signal(signal.SIGTERM, _caller_handler)
+    try:
+        stage = Regression(sigterm_at=7)
+        with pytest.raises(CallerStop):
+            TrainingEngine(stage, config()).run()
+        assert stage.steps_seen[-1] == 7 and signal.getsignal(signal.SIGTERM) is _caller_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         TrainingEngine(Regression(interrupt_at=9),
