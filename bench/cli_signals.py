@@ -35,10 +35,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "tests"))
 sys.path.insert(0, str(PROJECT / "bench"))
 from cli_errors import alive, descendants, env_for, unpack  # noqa: E402
+from prefect_server import LONG_TEXT  # noqa: E402
 from shared_data import write_result  # noqa: E402
 
 BEFORE_COMMIT = "b324fa8"
-LONG_TEXT = " ".join(["retrieval embedding vector teacher student adapter corpus query document index"] * 26)
 HOW = {"sigterm-to-command": (signal.SIGTERM, False), "ctrl-c-to-group": (signal.SIGINT, True)}
 
 
@@ -82,47 +82,23 @@ def signal_case(tree: Path, home: Path, how: str) -> dict:
 
 
 def ui_cancel_case(tree: Path, root: Path) -> dict:
-    """Runs in a child process (``--ui-cancel-case``) so that the tree's own test helpers are imported."""
-    sys.path[:0] = [str(tree / "tests"), str(tree)]
+    """Runs in a child process (``--ui-cancel-case``): the working tree's test server, pointed at ``tree``
+    (its prefect.yaml, its flows, its tava_core through PYTHONPATH)."""
     os.environ["PYTHONPATH"] = str(tree)
-    from helpers import write_dataset
-    from prefect_server import POOL, PREFECT, LocalPrefectServer
+    import prefect_server
 
-    home = root / "home"
-    write_dataset(home, "long", {"texts": [f"{LONG_TEXT} #{i}" for i in range(1200)]}, shard_size=1200)
+    prefect_server.PROJECT = tree
     (root / "server").mkdir(parents=True)
-    server = LocalPrefectServer(root=root / "server")
+    server = prefect_server.LocalPrefectServer(root=root / "server")
     try:
         server.start()
         server.deploy_project()
-        deployment = server.deployment("embed-dataset", "embed")
-        run = server.post(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {
-            "config": {"dataset": "long", "encoder": {"model": "all-MiniLM-L6-v2", "batch_size": 16}},
-            "home": str(home)}})
-        log_path = root / "worker.log"
-        with open(log_path, "w") as log:
-            worker = subprocess.Popen(PREFECT + ["worker", "start", "--pool", POOL, "--run-once"], cwd=tree,
-                                      env=server.env(), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 900
-        while "16/1200" not in log_path.read_text(errors="replace") and time.time() < deadline:
-            if worker.poll() is not None:
-                return {"ended_before_cancel": True, "log_tail": log_path.read_text(errors="replace")[-1500:]}
-            time.sleep(0.5)
-        cancelled = time.monotonic()
-        server.post(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLING", "name": "Cancelling"},
-                                                          "force": True})
-        state = server.get(f"/flow_runs/{run['id']}")["state"]
-        while state["type"] not in ("CANCELLED", "COMPLETED", "CRASHED", "FAILED") and time.time() < deadline:
-            time.sleep(0.5)
-            state = server.get(f"/flow_runs/{run['id']}")["state"]
-        seconds = time.monotonic() - cancelled
-        worker.wait(timeout=300)
-        text = log_path.read_text(errors="replace")
-        return {"seconds_to_exit": round(seconds, 2), "final_state": state["type"],
-                "exit_code": worker.returncode, "crash_reported": "Flow run was cancelled." in text,
-                "vector_shards_written": len(list((home / "vectors").rglob("shard-*.parquet")))}
+        ended = prefect_server.embed_then_cancel(server, root / "home", root / "worker.log")
     finally:
         server.stop()
+    return {"seconds_to_exit": ended["seconds_to_final_state"], "final_state": ended["final_state"],
+            "crash_reported": "Flow run was cancelled." in ended["worker_output"],
+            "vector_shards_written": ended["vector_shards_written"]}
 
 
 def ui_cancel(tree: Path, root: Path) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import synthetic_texts, write_dataset
+from prefect_server import LONG_TEXT
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -189,6 +190,23 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has ended; only its exit status waits to be collected
 
 
+def _survivors(pids: list[int], within: float = 30) -> list[int]:
+    """The ``pids`` still alive ``within`` seconds from now (or when all have ended, sooner)."""
+    deadline = time.time() + within
+    while [pid for pid in pids if _alive(pid)] and time.time() < deadline:
+        time.sleep(0.2)
+    return [pid for pid in pids if _alive(pid)]
+
+
+def _kill_what_is_left(proc: subprocess.Popen, descendants: list[int]) -> None:
+    """Whatever a failed assertion reports must not outlive the test."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in descendants:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
@@ -209,16 +227,9 @@ def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
         assert descendants, "the run should have its Prefect server as a child"
         os.kill(proc.pid, signal.SIGKILL)  # the parent only, as the OOM killer does
         proc.wait()
-        deadline = time.time() + 30
-        while [pid for pid in descendants if _alive(pid)] and time.time() < deadline:
-            time.sleep(0.2)
-        survivors = [pid for pid in descendants if _alive(pid)]
+        survivors = _survivors(descendants)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        for pid in descendants:  # whatever the assertion below reports must not outlive the test
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill_what_is_left(proc, descendants)
     assert survivors == [], f"processes outlived the killed run: {survivors}"
 
 
@@ -226,7 +237,6 @@ def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
 # alone, as systemd or a job runner sends it) and Ctrl-C in a terminal (SIGINT to the whole process group, the
 # Prefect server included unless it has its own session). Before session 38 the first waited for the shard in
 # progress (65 s for 1,500 short texts), the second lost its server at once and ended 20 s later, unreported.
-_LONG_TEXT = " ".join(["retrieval embedding vector teacher student adapter corpus query document index"] * 26)
 
 
 def terminal_sigint() -> None:
@@ -240,7 +250,7 @@ def terminal_sigint() -> None:
 def test_a_signalled_embed_ends_within_a_batch_and_reports(how, tava_home, teacher_path):
     # One shard of 1,200 texts of ~256 tokens: minutes of encoding here, so only stopping between batches
     # can end the command within the bound below.
-    write_dataset(tava_home, "long", {"texts": [f"{_LONG_TEXT} #{i}" for i in range(1200)]}, shard_size=1200)
+    write_dataset(tava_home, "long", {"texts": [f"{LONG_TEXT} #{i}" for i in range(1200)]}, shard_size=1200)
     out = tava_home / "out.txt"
     cmd = [sys.executable, "-m", "flows.cli", "embed", "--dataset", "long", "--encoder", "all-MiniLM-L6-v2",
            "--encoder-batch-size", "16"]
@@ -263,16 +273,9 @@ def test_a_signalled_embed_ends_within_a_batch_and_reports(how, tava_home, teach
             os.killpg(proc.pid, signal.SIGINT)
         rc = proc.wait(timeout=120)
         seconds = time.monotonic() - signalled
-        deadline = time.time() + 30
-        while [pid for pid in descendants if _alive(pid)] and time.time() < deadline:
-            time.sleep(0.2)
-        survivors = [pid for pid in descendants if _alive(pid)]
+        survivors = _survivors(descendants)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        for pid in descendants:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill_what_is_left(proc, descendants)
     log = out.read_text(errors="replace")
     assert seconds < 15, f"ended {seconds:.0f} s after the signal:\n{log[-2000:]}"
     assert rc == (-signal.SIGTERM if how == "sigterm-to-command" else 130), log[-2000:]

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from prefect_server import POOL, PROJECT, entrypoint_exists, project_deployments
+from prefect_server import POOL, PROJECT, embed_then_cancel, entrypoint_exists, project_deployments
 
 from tava_core.manifest import load_dataset_manifest
 
@@ -129,45 +129,12 @@ def test_deploy_to_a_local_server_and_run_through_the_api(local_prefect_server, 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_a_run_cancelled_from_the_ui_stops_within_a_batch(local_prefect_server, tmp_path):
-    """Cancel in the UI = the run set to Cancelling; the worker then sends the run's process SIGTERM and kills
-    it 30 s later if it is still there. Before session 38 an embed run was still encoding its shard when
-    killed (the signal reached the main thread only), so Prefect never heard it stop; now the shard's
-    worker thread stops within a batch and the engine reports the cancellation itself."""
-    import subprocess
-
-    from helpers import write_dataset
-    from prefect_server import PREFECT
-
-    server = local_prefect_server
-    long_text = " ".join(["retrieval embedding vector teacher student adapter corpus query document index"] * 26)
-    home = tmp_path / "tava-home"
-    write_dataset(home, "long", {"texts": [f"{long_text} #{i}" for i in range(1200)]}, shard_size=1200)
-    deployment = server.deployment(_load_flow("flows/embed.py:embed_dataset_flow").name, "embed")
-    run = server.post(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {
-        "config": {"dataset": "long", "encoder": {"model": "all-MiniLM-L6-v2", "batch_size": 16}}, "home": str(home)}})
-    log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
-        worker = subprocess.Popen(PREFECT + ["worker", "start", "--pool", POOL, "--run-once"], cwd=PROJECT,
-                                  env=server.env(), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 300
-        while "16/1200" not in log_path.read_text(errors="replace"):   # the shard's first batch is done
-            assert worker.poll() is None and time.time() < deadline, log_path.read_text(errors="replace")[-3000:]
-            time.sleep(0.5)
-        cancelled = time.monotonic()
-        server.post(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLING", "name": "Cancelling"},
-                                                          "force": True})
-        state = server.get(f"/flow_runs/{run['id']}")["state"]
-        while state["type"] not in ("CANCELLED", "COMPLETED", "CRASHED", "FAILED") and time.time() < deadline:
-            time.sleep(0.5)
-            state = server.get(f"/flow_runs/{run['id']}")["state"]
-        seconds = time.monotonic() - cancelled
-        worker.wait(timeout=120)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-    log = log_path.read_text(errors="replace")
-    assert state["type"] == "CANCELLED", f"{state}\n{log[-3000:]}"
-    # The engine saw the stop and said so (a killed process cannot); measured before: 34 s, killed at 30 s.
-    assert "Flow run was cancelled." in log and seconds < 25, f"{seconds:.0f} s\n{log[-3000:]}"
-    assert not list((home / "vectors").rglob("shard-*.parquet")), "a half-done shard was kept"
+    """Before session 38 an embed run was still encoding its shard when the worker killed it, 30 s after its
+    SIGTERM (the signal reached the main thread only), so Prefect never heard it stop (34 s to Cancelled);
+    now the shard's worker thread stops within a batch and the engine reports the cancellation itself."""
+    ended = embed_then_cancel(local_prefect_server, tmp_path / "tava-home", tmp_path / "worker.log")
+    log = ended["worker_output"][-3000:]
+    assert ended["final_state"] == "CANCELLED", log
+    # The engine saw the stop and said so (a killed process cannot).
+    assert "Flow run was cancelled." in ended["worker_output"] and ended["seconds_to_final_state"] < 25, log
+    assert ended["vector_shards_written"] == 0, "a half-done shard was kept"
