@@ -30,8 +30,10 @@ def stop_requested() -> bool:
 
 
 def raise_if_stop_requested() -> None:
-    """Call between batches of long work that may run on a worker thread."""
-    if _STOP.is_set():
+    """Call between batches of long work that may run on a worker thread. On the main thread it does
+    nothing: a signal interrupts that thread by itself, and the request may outlive the run it stopped
+    (in a notebook, an encoder used directly after an interrupted flow must still work)."""
+    if _STOP.is_set() and threading.current_thread() is not threading.main_thread():
         raise StopRequested("the process was interrupted; this work stops here")
 
 

@@ -3,6 +3,9 @@ obeyed by the encoders between batches (the command-level behaviour is in
 tests/flows/test_cli_manners.py::test_a_signalled_embed_ends_within_a_batch_and_reports)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import pytest
 from helpers import synthetic_texts, write_static_model
 
@@ -47,6 +50,12 @@ def _stop_after(calls: int, original):
     return wrapped, seen
 
 
+def _on_a_worker(call):
+    """Run ``call`` on a worker thread, as a flow's task runner does; its result or exception."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result()
+
+
 def test_the_transformer_encoder_stops_at_the_next_batch(tiny_model_dir, monkeypatch):
     encoder = TransformerEncoder(tiny_model_dir)
     texts = synthetic_texts(200, seed=4)
@@ -54,16 +63,28 @@ def test_the_transformer_encoder_stops_at_the_next_batch(tiny_model_dir, monkeyp
     wrapped, seen = _stop_after(3, encoder._forward_with_oom_retry)
     monkeypatch.setattr(encoder, "_forward_with_oom_retry", wrapped)
     with pytest.raises(interrupt.StopRequested):
-        encoder.encode(texts, batch_size=16)
-    assert len(seen) == 3 and full.shape == (200, encoder.dim)
+        _on_a_worker(lambda: encoder.encode(texts, batch_size=16))
+    assert len(seen) == 3
+    # The request outlives the run it stopped (a notebook after an interrupted flow): the main thread, which a
+    # signal interrupts by itself, still encodes, and the vectors are the same.
+    monkeypatch.undo()
+    assert interrupt.stop_requested() and np.allclose(encoder.encode(texts, batch_size=16), full, atol=1e-6)
 
 
-def test_the_static_encoder_stops_at_the_next_chunk(tmp_path, teacher_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_static_encoder_stops_at_the_next_chunk(tmp_path, teacher_path, monkeypatch, workers):
     encoder = StaticEncoder(write_static_model(tmp_path, teacher_path, 16, seed=0))
-    encoder.workers = 1
+    encoder.workers = workers
     texts = synthetic_texts(5000, seed=4)                     # 5 chunks of 1,024
+    full = encoder.encode(texts)
     wrapped, seen = _stop_after(2, encoder.token_bags)
     monkeypatch.setattr(encoder, "token_bags", wrapped)
-    with pytest.raises(interrupt.StopRequested):
-        encoder.encode(texts)
-    assert len(seen) == 2
+    if workers == 1:                                          # serial: read between chunks
+        with pytest.raises(interrupt.StopRequested):
+            _on_a_worker(lambda: encoder.encode(texts))
+        assert len(seen) == 2
+    interrupt.request_stop()
+    with pytest.raises(interrupt.StopRequested):              # threaded: read once, before the chunks start
+        _on_a_worker(lambda: encoder.encode(texts))
+    monkeypatch.undo()
+    assert np.array_equal(encoder.encode(texts), full)        # the main thread still encodes

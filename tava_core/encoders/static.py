@@ -91,7 +91,6 @@ class StaticEncoder(Encoder):
         starts = range(0, len(texts), step)
 
         def encode_chunk(start: int) -> None:
-            raise_if_stop_requested()
             chunk = texts[start:start + step]
             flat, offsets = self.token_bags(chunk)
             pooled = torch.nn.functional.embedding_bag(flat, self.table, offsets, mode="mean")
@@ -100,10 +99,14 @@ class StaticEncoder(Encoder):
             out[start:start + len(chunk)] = pooled.numpy()
 
         workers = min(self.workers or torch.get_num_threads(), len(starts))
+        # The stop request is read on the calling thread (a shard's worker): between chunks when serial, once
+        # before the chunks go to threads of its own (a chunk takes well under a second).
         if workers <= 1:
             for start in starts:
+                raise_if_stop_requested()
                 encode_chunk(start)
             return out
+        raise_if_stop_requested()
         # Chunks on threads: the tokenizer and embedding_bag release the GIL, so a large input uses
         # every core (model2vec's encode spreads inputs over 10,000 texts across processes; one
         # thread ran 0.58x its speed there, bench/results/speed_epyc_full.json). Each chunk writes
