@@ -2,7 +2,8 @@
 
 A signal (Ctrl-C, ``kill``, ``timeout``) interrupts only the main thread. Work a flow handed to a
 thread pool (a shard being embedded) runs on, and the process cannot end until it is done: a
-`tava embed` with 1,500-text shards took 65 s to end after SIGTERM (session 38). So the code that
+`tava embed` busy on a shard of 1,200 long texts ended 56 s after SIGTERM (session 38,
+bench/results/cli_signals.json; 1.6 s now). So the code that
 waits on workers marks an interrupt with ``stop_workers_on_interrupt``, and long loops call
 ``raise_if_stop_requested`` between batches: the worker ends within one batch, and nothing it was
 writing is kept (every output is written to a temporary file and renamed when whole).
