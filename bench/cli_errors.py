@@ -25,6 +25,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
+from processes import alive, descendants  # noqa: E402  (tests/)
 from shared_data import write_result  # noqa: E402  (bench/, beside this file)
 
 BEFORE_COMMIT = "5c7cca4"
@@ -71,30 +72,6 @@ def run_case(tree: Path, home: Path, args: list[str], expected: str) -> dict:
     seconds = time.perf_counter() - start
     return {"seconds": round(seconds, 2), "exit_code": done.returncode, "message_shown": expected in done.stderr,
             "prefect_server_started": "Starting temporary server" in done.stderr + done.stdout}
-
-
-def descendants(pid: int) -> list[int]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            tree.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def kill_case(tree: Path, home: Path) -> dict:

@@ -23,62 +23,29 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "tests"))
 sys.path.insert(0, str(PROJECT / "bench"))
-from cli_errors import alive, descendants, env_for, unpack  # noqa: E402
-from prefect_server import LONG_TEXT  # noqa: E402
+from cli_errors import env_for, unpack  # noqa: E402
+from processes import signal_busy_embed  # noqa: E402
 from shared_data import write_result  # noqa: E402
 
 BEFORE_COMMIT = "b324fa8"
-HOW = {"sigterm-to-command": (signal.SIGTERM, False), "ctrl-c-to-group": (signal.SIGINT, True)}
-
-
-def terminal_sigint() -> None:
-    """In the child: Ctrl-C's default action, as a terminal's foreground job has it. A job started in the
-    background (`cmd &`, nohup) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def signal_case(tree: Path, home: Path, how: str) -> dict:
-    from helpers import write_dataset
-
-    write_dataset(home, "long", {"texts": [f"{LONG_TEXT} #{i}" for i in range(1200)]}, shard_size=1200)
-    log_path = home / "embed.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "embed", "--dataset", "long", "--encoder",
-                                 "all-MiniLM-L6-v2", "--encoder-batch-size", "16"], cwd=tree, env=env_for(tree, home),
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=terminal_sigint)
-    deadline = time.time() + 900
-    while "16/1200" not in log_path.read_text(errors="replace") and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    if proc.poll() is not None:
-        return {"ended_before_signal": True, "exit_code": proc.returncode,
-                "log_tail": log_path.read_text(errors="replace")[-1500:]}
-    children = descendants(proc.pid)
-    sig, to_group = HOW[how]
-    signalled = time.monotonic()
-    (os.killpg if to_group else os.kill)(proc.pid, sig)
-    proc.wait()
-    seconds = time.monotonic() - signalled
-    time.sleep(20)
-    survivors = [pid for pid in children if alive(pid)]
-    for pid in survivors:  # leave the machine as it was
-        os.kill(pid, signal.SIGKILL)
-    text = log_path.read_text(errors="replace")
-    return {"seconds_to_exit": round(seconds, 2), "exit_code": proc.returncode,
+    try:
+        ended = signal_busy_embed(tree, env_for(tree, home), home, how, survivors_within=20)
+    except RuntimeError as exc:   # it ended by itself (say, its server did not start in time): nothing to measure
+        return {"ended_before_signal": True, "error": str(exc)[-1500:]}
+    text = ended["output"]
+    return {"seconds_to_exit": ended["seconds_to_exit"], "exit_code": ended["exit_code"],
             "crash_reported": "Finished in state Crashed" in text, "server_gone_first": "has stopped" in text,
-            "vector_shards_written": len(list((home / "vectors").rglob("shard-*.parquet"))),
-            "alive_20s_after": len(survivors)}
+            "vector_shards_written": ended["vector_shards_written"], "alive_20s_after": len(ended["survivors"])}
 
 
 def ui_cancel_case(tree: Path, root: Path) -> dict:

@@ -28,8 +28,9 @@ DEFAULT_STARTUP_SECONDS = 60.0
 STOP_SECONDS = 10.0
 PORT_ATTEMPTS = 3
 # After the owned server dies under a running flow, how long the command may still wind down by itself
-# before it is ended (a signal to the whole process group, e.g. from `timeout` or `pkill`, kills the server
-# too; Prefect's crash handling then cannot report and the flow went on computing for minutes: session 37).
+# before it is ended (`pkill -f` or the OOM killer can take the server alone -- a signal to the command's
+# process group no longer reaches it, see `launch`; Prefect's crash handling then cannot report, and the flow
+# went on computing for minutes: session 37).
 LOST_SERVER_GRACE_SECONDS = 20.0
 
 

@@ -132,9 +132,6 @@ class LocalPrefectServer:
         return self.get(f"/deployments/name/{flow_name}/{deployment_name}")
 
 
-LONG_TEXT = " ".join(["retrieval embedding vector teacher student adapter corpus query document index"] * 26)
-
-
 def embed_then_cancel(server: LocalPrefectServer, home: Path, log_path: Path) -> dict[str, Any]:
     """Cancel in the UI, as the API does it: run prefect.yaml's `embed` deployment on one shard of 1,200 texts
     of ~256 tokens (minutes of encoding here) with a process worker, set the run to Cancelling once the
@@ -143,6 +140,7 @@ def embed_then_cancel(server: LocalPrefectServer, home: Path, log_path: Path) ->
     Cancelling to it, the worker's output and the vector shards written. (Used by the deployment test and
     bench/cli_signals.py, which points ``PROJECT`` at the tree it measures.)"""
     from helpers import write_dataset
+    from processes import LONG_TEXT, wait_for_first_batch
 
     write_dataset(home, "long", {"texts": [f"{LONG_TEXT} #{i}" for i in range(1200)]}, shard_size=1200)
     deployment = server.deployment("embed-dataset", "embed")
@@ -152,15 +150,12 @@ def embed_then_cancel(server: LocalPrefectServer, home: Path, log_path: Path) ->
         worker = subprocess.Popen(PREFECT + ["worker", "start", "--pool", POOL, "--run-once"], cwd=PROJECT,
                                   env=server.env(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 600
-        while "16/1200" not in log_path.read_text(errors="replace"):   # the shard's first batch is done
-            if worker.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"the run did not start encoding:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
+        wait_for_first_batch(worker, log_path)
         cancelled = time.monotonic()
         server.post(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLING", "name": "Cancelling"},
                                                           "force": True})
         state = server.get(f"/flow_runs/{run['id']}")["state"]
+        deadline = time.time() + 300
         while state["type"] not in ("CANCELLED", "COMPLETED", "CRASHED", "FAILED") and time.time() < deadline:
             time.sleep(0.5)
             state = server.get(f"/flow_runs/{run['id']}")["state"]

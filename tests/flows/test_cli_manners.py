@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import synthetic_texts, write_dataset
-from prefect_server import LONG_TEXT
+from processes import descendants, kill_what_is_left, signal_busy_embed, survivors
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -158,55 +158,6 @@ class _Stop:
 
 # --------------------------------------------------------------------------- processes left behind
 
-def _children() -> dict[int, list[int]]:
-    """parent pid -> child pids, from /proc."""
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def _descendants(pid: int) -> list[int]:
-    tree, found, todo = _children(), [], [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has ended; only its exit status waits to be collected
-
-
-def _survivors(pids: list[int], within: float = 30) -> list[int]:
-    """The ``pids`` still alive ``within`` seconds from now (or when all have ended, sooner)."""
-    deadline = time.time() + within
-    while [pid for pid in pids if _alive(pid)] and time.time() < deadline:
-        time.sleep(0.2)
-    return [pid for pid in pids if _alive(pid)]
-
-
-def _kill_what_is_left(proc: subprocess.Popen, descendants: list[int]) -> None:
-    """Whatever a failed assertion reports must not outlive the test."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    for pid in descendants:
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
@@ -216,21 +167,21 @@ def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
     proc = subprocess.Popen(cmd, cwd=PROJECT, env=_cli_env(tava_home), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     vectors_root = tava_home / "vectors" / "big" / "texts"
-    descendants: list[int] = []
+    children: list[int] = []
     try:
         deadline = time.time() + 300
         while not list(vectors_root.glob("*/shard-*.parquet")):
             assert proc.poll() is None, "embed ended before it could be killed"
             assert time.time() < deadline, "no shard written within 300 s"
             time.sleep(0.2)
-        descendants = _descendants(proc.pid)
-        assert descendants, "the run should have its Prefect server as a child"
+        children = descendants(proc.pid)
+        assert children, "the run should have its Prefect server as a child"
         os.kill(proc.pid, signal.SIGKILL)  # the parent only, as the OOM killer does
         proc.wait()
-        survivors = _survivors(descendants)
+        left = survivors(children)
     finally:
-        _kill_what_is_left(proc, descendants)
-    assert survivors == [], f"processes outlived the killed run: {survivors}"
+        kill_what_is_left(proc, children)
+    assert left == [], f"processes outlived the killed run: {left}"
 
 
 # A command stopped by a signal while a worker thread embeds a long shard: `kill PID` (SIGTERM to the command
@@ -239,51 +190,19 @@ def test_kill_9_of_embed_leaves_no_process_behind(tava_home, teacher_path):
 # progress (65 s for 1,500 short texts), the second lost its server at once and ended 20 s later, unreported.
 
 
-def terminal_sigint() -> None:
-    """In the child: Ctrl-C's default action, as a terminal's foreground job has it. A job started in the
-    background (`cmd &`, nohup) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigterm-to-command", "ctrl-c-to-group"])
 def test_a_signalled_embed_ends_within_a_batch_and_reports(how, tava_home, teacher_path):
     # One shard of 1,200 texts of ~256 tokens: minutes of encoding here, so only stopping between batches
     # can end the command within the bound below.
-    write_dataset(tava_home, "long", {"texts": [f"{LONG_TEXT} #{i}" for i in range(1200)]}, shard_size=1200)
-    out = tava_home / "out.txt"
-    cmd = [sys.executable, "-m", "flows.cli", "embed", "--dataset", "long", "--encoder", "all-MiniLM-L6-v2",
-           "--encoder-batch-size", "16"]
-    with out.open("w") as sink:
-        proc = subprocess.Popen(cmd, cwd=PROJECT, env=_cli_env(tava_home), stdout=sink, stderr=subprocess.STDOUT,
-                                start_new_session=True,
-                                preexec_fn=terminal_sigint)
-    descendants: list[int] = []
-    try:
-        deadline = time.time() + 300
-        while "16/1200" not in out.read_text(errors="replace"):   # the shard's first batch is done
-            assert proc.poll() is None, f"embed ended before it could be signalled:\n{out.read_text()[-2000:]}"
-            assert time.time() < deadline, "encoding did not start within 300 s"
-            time.sleep(0.2)
-        descendants = _descendants(proc.pid)
-        signalled = time.monotonic()
-        if how == "sigterm-to-command":
-            os.kill(proc.pid, signal.SIGTERM)
-        else:
-            os.killpg(proc.pid, signal.SIGINT)
-        rc = proc.wait(timeout=120)
-        seconds = time.monotonic() - signalled
-        survivors = _survivors(descendants)
-    finally:
-        _kill_what_is_left(proc, descendants)
-    log = out.read_text(errors="replace")
-    assert seconds < 15, f"ended {seconds:.0f} s after the signal:\n{log[-2000:]}"
-    assert rc == (-signal.SIGTERM if how == "sigterm-to-command" else 130), log[-2000:]
+    ended = signal_busy_embed(PROJECT, _cli_env(tava_home), tava_home, how)
+    log = ended["output"]
+    assert ended["seconds_to_exit"] < 15, f"ended {ended['seconds_to_exit']:.0f} s after the signal:\n{log[-2000:]}"
+    assert ended["exit_code"] == (-signal.SIGTERM if how == "sigterm-to-command" else 130), log[-2000:]
     # The run was reported as it ended (its server was still up), not cut off with the server gone.
     assert "Finished in state Crashed" in log and "has stopped" not in log, log[-2000:]
-    assert survivors == [], f"processes outlived the signalled run: {survivors}"
-    vectors = list((tava_home / "vectors" / "long").rglob("*.parquet"))
-    assert vectors == [], f"a half-done shard was kept: {vectors}"
+    assert ended["survivors"] == [], f"processes outlived the signalled run: {ended['survivors']}"
+    assert ended["vector_shards_written"] == 0, "a half-done shard was kept"
 
 
 # A command whose owned server dies under it (what a signal to the whole process group does, e.g. from
