@@ -123,9 +123,13 @@ def record_from_mapping(obj: dict, fields: Fields, *, path: str, line: int, defa
                         bad: BadRecords) -> Optional[RawRecord]:
     """A RawRecord from one JSON object / table row, or None (reported to ``bad``)."""
     text = _as_text(obj.get(fields.text))
+    if text is None and fields.text in obj and obj[fields.text] is None:
+        # JSON null (or a null cell of a table): an empty text, which the writer skips or keeps as an
+        # empty BEIR document; only an absent field is the wrong field
+        text = ""
     if text is None:
         present = ", ".join(sorted(map(str, obj))[:12]) or "none"
-        what = "missing" if obj.get(fields.text) is None else f"not a string ({type(obj.get(fields.text)).__name__})"
+        what = "missing" if fields.text not in obj else f"not a string ({type(obj[fields.text]).__name__})"
         bad.bad("missing text field", f"text field {fields.text!r} is {what}", path=path, line=line,
                 hint=f"fields present: {present}; choose the text field with --text-field")
         return None

@@ -100,15 +100,28 @@ def test_jsonl_gz_and_custom_fields(tmp_path, tava_home):
 
 def test_parquet_reader_rows_are_lines(tmp_path, tava_home):
     path = tmp_path / "t.parquet"
-    pq.write_table(pa.table({"doc_id": ["x", "y", "z"], "content": ["one", None, "three"]}), path)
-    with pytest.raises(InputError) as err:
-        run(path, tava_home, text_field="content", id_field="doc_id")
-    assert err.value.path == str(path.resolve()) and err.value.line == 2
-    report = run(path, tava_home, text_field="content", id_field="doc_id", on_bad_record="skip")
-    assert [r["id"] for r in rows_of(Path(report.path), "texts")] == ["x", "z"]
-    assert report.skipped.by_reason == {"missing text field": 1}
+    pq.write_table(pa.table({"doc_id": ["x", "y", "z"], "content": ["one", "", "three"]}), path)
     with pytest.raises(InputError, match="no column 'text'"):
         run(path, tava_home)
+    report = run(path, tava_home, text_field="content", id_field="doc_id")
+    assert [r["id"] for r in rows_of(Path(report.path), "texts")] == ["x", "z"]
+    assert report.skipped.by_reason == {"empty text": 1}
+    assert report.skipped.examples[0].startswith(f"{path.resolve()}:2:")     # a row's number is its line
+
+
+def test_a_null_text_is_an_empty_text_and_an_absent_field_is_an_error(tmp_path, tava_home):
+    """JSON null and a null table cell mean "no text" (skipped as empty, as "" is); only a record
+    without the field at all points at the wrong --text-field, and the message says which."""
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"doc_id": ["x", "y", "z"], "content": ["one", None, "three"]}), path)
+    report = run(path, tava_home, text_field="content", id_field="doc_id")
+    assert [r["id"] for r in rows_of(Path(report.path), "texts")] == ["x", "z"]
+    assert report.skipped.by_reason == {"empty text": 1}
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(json.dumps({"_id": "a", "text": "fine"}) + "\n" + json.dumps({"_id": "b", "body": "x"}) + "\n")
+    with pytest.raises(InputError, match="text field 'text' is missing") as err:
+        run(jsonl, tava_home, name="d")
+    assert err.value.line == 2 and "fields present: _id, body" in str(err.value)
 
 
 def test_csv_and_tsv_with_multiline_fields(tmp_path, tava_home):

@@ -59,3 +59,23 @@ def test_qrels_naming_a_document_that_does_not_exist_are_still_refused(tmp_path)
     (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\tnope\t1\n")
     with pytest.raises(InputError, match="unknown corpus id 'nope'"):
         ingest(IngestConfig(source=str(root), name="bad"), TavaHome(tmp_path / "home"))
+
+
+def test_null_text_or_title_reads_as_empty(tmp_path):
+    """BEIR-style files written by other tools may hold JSON nulls: a null text with a title is a
+    title-only document, a null text and title an empty document, a null title no title."""
+    root = tmp_path / "beir"
+    root.mkdir()
+    corpus = [{"_id": 1, "title": "Birds", "text": None}, {"_id": 2, "title": None, "text": None},
+              {"_id": 3, "title": None, "text": "Dogs bark."}]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    (root / "queries.jsonl").write_text(json.dumps({"_id": 9, "text": "birds"}) + "\n")
+    (root / "qrels").mkdir()
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n9\t1\t1\n9\t2\t1\n")
+    home = TavaHome(tmp_path / "home")
+    report = ingest(IngestConfig(source=str(root), name="nulls"), home)
+    assert report.collections["corpus"] == 2 and report.empty_documents == {"corpus": 1}
+    manifest = load_dataset_manifest(home.dataset_dir("nulls"))
+    rows = read_text_shard(home.dataset_dir("nulls") / manifest.collections["corpus"].shards[0].path).to_pylist()
+    assert {row["id"]: (row["title"], row["text"]) for row in rows} == {"1": ("", "Birds"), "3": ("", "Dogs bark.")}
+    assert manifest.empty_documents == {"corpus": ["2"]}
