@@ -16,7 +16,6 @@ their model2vec vector, rescaled to the averages' typical length.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -29,17 +28,13 @@ from .vocabulary import unpadded
 CONTEXT_WINDOW = 128
 
 
-def pooling_modes(teacher_dir: Path) -> Optional[dict[str, bool]]:
-    """The sentence-transformers Pooling module's modes of a teacher directory (None: none found)."""
-    modules = Path(teacher_dir) / "modules.json"
-    if not modules.is_file():
-        return None
-    for module in json.loads(modules.read_text()):
-        if module.get("type", "").endswith("Pooling"):
-            config = Path(teacher_dir) / module.get("path", "") / "config.json"
-            if config.is_file():
-                return {k: bool(v) for k, v in json.loads(config.read_text()).items() if k.startswith("pooling_mode")}
-    return None
+def pooling_mode(teacher_dir: Path) -> Optional[str]:
+    """The pooling mode of a teacher's sentence-transformers directory, e.g. ``mean`` or ``cls`` (None:
+    not such a directory). Read as the encoder reads it, from the configs of every sentence-transformers
+    version."""
+    from ..encoders.transformer import read_sentence_transformers_layout
+
+    return read_sentence_transformers_layout(Path(teacher_dir)).get("pooling_mode")
 
 
 def _frame(tokenizer: Any) -> tuple[list[int], list[int]]:

@@ -407,14 +407,13 @@ def _model2vec_table(teacher_dir: Path, cache_dir: Optional[Path],
 def _context_start(teacher_dir: Path, table: torch.Tensor, tokenizer: Any, texts: Sequence[str], teacher_dim: int,
                    max_tokens: Optional[int], seed: int, progress: bool) -> torch.Tensor:
     """The model2vec table with every token ``texts`` show moved to its mean teacher vector in context."""
-    from .context_table import contextual_table, contextual_token_sums, pooling_modes
+    from .context_table import contextual_table, contextual_token_sums, pooling_mode
 
-    modes = pooling_modes(teacher_dir)
-    if modes is not None and not modes.get("pooling_mode_mean_tokens", False):
-        # the start reproduces a mean of token vectors; a CLS or max pooling teacher gets a rougher start
+    mode = pooling_mode(teacher_dir)
+    if mode not in (None, "mean"):
+        # the start reproduces a mean of token vectors; a CLS pooling teacher gets a rougher start
         log.warning("static_init context assumes a mean-pooling teacher; %s pools by %s: the start is only "
-                    "approximate (static_init model2vec is the alternative)", teacher_dir,
-                    ", ".join(k for k, v in modes.items() if v) or "nothing")
+                    "approximate (static_init model2vec is the alternative)", teacher_dir, mode)
     if not texts:
         raise ConfigError("static_init context needs the training texts (the teacher reads them once)",
                           hint="pass texts to build_student, or use static_init model2vec")

@@ -25,22 +25,69 @@ from .onnx_backend import OnnxSession, resolve_backend
 log = logging.getLogger(__name__)
 
 
-def read_sentence_transformers_layout(directory: Path) -> dict[str, Any]:
-    """Pooling, max length, Dense layers and normalisation from a sentence-transformers dir.
+# What sentence-transformers' Pooling config names each mode in its older boolean keys (before v6).
+_LEGACY_POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+                        "pooling_mode_mean_tokens": "mean", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+                        "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
+POOLING_MODES = ("mean", "cls")   # what tava computes (both backends and the ONNX export)
+# Module types tava runs. Any other one changes the vectors, so a directory holding it is refused rather
+# than encoded without it.
+_KNOWN_MODULES = {"Transformer", "Pooling", "Dense", "Normalize"}
+# The prompt names sentence-transformers' encode_query / encode_document use, in its order of preference.
+_PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
 
-    Returns ``{}`` for a plain Hugging Face directory.
-    """
+
+def _pooling_mode(cfg: dict[str, Any]) -> str:
+    """The pooling mode of a Pooling config: ``pooling_mode`` (sentence-transformers >= 6 writes it; a
+    string or a list of modes to concatenate) or the older ``pooling_mode_*`` booleans."""
+    mode = cfg.get("pooling_mode")
+    if mode is None:
+        modes = [name for key, name in _LEGACY_POOLING_KEYS.items() if cfg.get(key)]
+        mode = modes if len(modes) != 1 else modes[0]
+    if isinstance(mode, (list, tuple)):
+        mode = mode[0] if len(mode) == 1 else "+".join(mode)
+    return str(mode or "none")
+
+
+def read_prompts(directory: Path) -> dict[str, str]:
+    """The query and document prompts a sentence-transformers directory defines
+    (``config_sentence_transformers.json``), chosen as its ``encode_query`` / ``encode_document`` choose
+    them: ``query``; the first of ``document``, ``passage``, ``corpus``; else the default prompt, if any.
+    e5, bge, gte and nomic models score below their published figures without them."""
+    cfg_file = directory / "config_sentence_transformers.json"
+    if not cfg_file.is_file():
+        return {"query": "", "document": ""}
+    cfg = json.loads(cfg_file.read_text())
+    prompts = {k: v for k, v in (cfg.get("prompts") or {}).items() if isinstance(v, str)}
+    default = prompts.get(cfg.get("default_prompt_name") or "", "")
+    return {kind: next((prompts[name] for name in names if name in prompts), default)
+            for kind, names in _PROMPT_NAMES.items()}
+
+
+def read_sentence_transformers_layout(directory: Path) -> dict[str, Any]:
+    """Pooling, max length, Dense layers, normalisation and prompts from a sentence-transformers dir
+    (the configs of sentence-transformers 2 to 6). Returns ``{}`` for a plain Hugging Face directory.
+    A module or pooling mode tava cannot compute is a ModelLoadError naming it."""
     modules_file = directory / "modules.json"
     if not modules_file.is_file():
         return {}
-    layout: dict[str, Any] = {"dense": [], "normalize": False}
+    layout: dict[str, Any] = {"dense": [], "normalize": False, "include_prompt": True}
     for module in json.loads(modules_file.read_text()):
         kind = module.get("type", "").rsplit(".", 1)[-1]
         module_dir = directory / module.get("path", "")
+        if kind not in _KNOWN_MODULES:
+            raise ModelLoadError(f"module {module.get('type')!r} is not supported (tava runs "
+                                 f"{', '.join(sorted(_KNOWN_MODULES))})", path=modules_file,
+                                 hint="encode with sentence-transformers, or save the model without that module")
         if kind == "Pooling":
             cfg = json.loads((module_dir / "config.json").read_text())
-            layout["pooling"] = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
+            layout["pooling_mode"] = _pooling_mode(cfg)
+            layout["pooling_config"] = module_dir / "config.json"
+            layout["include_prompt"] = bool(cfg.get("include_prompt", True))
         elif kind == "Dense":
+            if json.loads((module_dir / "config.json").read_text()).get("use_residual"):
+                raise ModelLoadError("a Dense module with use_residual is not supported", path=module_dir / "config.json",
+                                     hint="encode with sentence-transformers, or save the model without that module")
             layout["dense"].append(module_dir)
         elif kind == "Normalize":
             layout["normalize"] = True
@@ -49,6 +96,7 @@ def read_sentence_transformers_layout(directory: Path) -> dict[str, Any]:
         max_len = json.loads(sbert_cfg.read_text()).get("max_seq_length")
         if max_len:
             layout["max_length"] = int(max_len)
+    layout["prompts"] = read_prompts(directory)
     return layout
 
 
@@ -88,7 +136,24 @@ class TransformerEncoder(Encoder):
         if not (self.directory / "config.json").is_file():
             raise ModelLoadError("not a Hugging Face model directory (no config.json)", path=self.directory)
         layout = read_sentence_transformers_layout(self.directory)
-        self.pooling = spec.pooling or layout.get("pooling", "mean")
+        self.pooling = spec.pooling or layout.get("pooling_mode", "mean")
+        if self.pooling not in POOLING_MODES:
+            raise ModelLoadError(f"pooling mode {self.pooling!r} is not supported (tava pools by mean or cls)",
+                                 path=layout.get("pooling_config", self.directory),
+                                 hint="tava cannot encode this model as sentence-transformers does; --pooling mean|cls "
+                                      "(e.g. --teacher-pooling) overrides it, with different vectors")
+        # An empty prefix means the model's own prompt (as sentence-transformers' encode_query /
+        # encode_document and mteb use it); the spec then names it, so every reader of encoder.spec
+        # (fingerprint, export card, fused router) sees the text actually put before a query.
+        prompts = layout.get("prompts", {})
+        if any(prompts.values()) and not layout.get("include_prompt", True):
+            log.warning("%s defines prompts but pools without their tokens (include_prompt false), which tava "
+                        "does not do: its prompts are not applied; pass the prefixes to apply them anyway",
+                        self.directory)
+        elif any(prompts.values()):
+            spec = spec.model_copy(update={"query_prefix": spec.query_prefix or prompts["query"],
+                                           "document_prefix": spec.document_prefix or prompts["document"]})
+            self.spec = spec
         self.normalized = spec.normalize if spec.normalize is not None else layout.get("normalize", True)
         self.max_length = spec.max_length or layout.get("max_length", 512)
         self._configured_max_length = self.max_length  # what the fingerprint names (known before loading)

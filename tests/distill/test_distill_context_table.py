@@ -9,7 +9,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import AutoModel
 
-from tava_core.distill.context_table import contextual_table, contextual_token_sums, pooling_modes, windows
+from tava_core.distill.context_table import contextual_table, contextual_token_sums, pooling_mode, windows
 from tava_core.distill.students import StaticStudent
 
 
@@ -74,9 +74,13 @@ def test_token_budget_reads_a_seeded_sample_of_whole_windows(teacher_path):
     assert not np.array_equal(part, other)
 
 
-def test_pooling_modes_read_the_sentence_transformers_directory(teacher_path, tmp_path):
-    assert pooling_modes(teacher_path)["pooling_mode_mean_tokens"] is True
-    assert pooling_modes(tmp_path) is None                   # not a sentence-transformers directory
+def test_pooling_mode_reads_the_sentence_transformers_directory(teacher_path, tmp_path):
+    assert pooling_mode(teacher_path) == "mean"
+    assert pooling_mode(tmp_path) is None                    # not a sentence-transformers directory
+    (tmp_path / "modules.json").write_text('[{"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]')
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text('{"embedding_dimension": 8, "pooling_mode": "cls"}')
+    assert pooling_mode(tmp_path) == "cls"                   # as sentence-transformers 6 writes it
 
 
 def test_table_maps_by_token_string_and_rescales_the_unseen():

@@ -115,3 +115,62 @@ def test_device_choice():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda:0")
         assert resolve_device("auto").type in {"cpu", "mps"}
+
+
+def _saved_by_sentence_transformers(tiny_model_dir, out, *, pooling: str, prompts: dict[str, str]):
+    """The tiny model saved by the installed sentence-transformers (v6 writes ``pooling_mode`` and its
+    own module paths, not the older configs tava's fixture and its own students use)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
+
+    transformer = modules.Transformer(str(tiny_model_dir))
+    model = SentenceTransformer(modules=[transformer, modules.Pooling(32, pooling_mode=pooling), modules.Normalize()],
+                                prompts=prompts, device="cpu")
+    model.save(str(out))
+    return SentenceTransformer(str(out), device="cpu")
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_a_model_saved_by_sentence_transformers_6_encodes_as_it_does_prompts_included(tiny_model_dir, tmp_path,
+                                                                                        pooling):
+    prompts = {"query": "query: ", "document": "passage: "}
+    reference = _saved_by_sentence_transformers(tiny_model_dir, tmp_path / "m", pooling=pooling, prompts=prompts)
+    ours = TransformerEncoder(tmp_path / "m")
+    assert ours.pooling == pooling
+    assert (ours.spec.query_prefix, ours.spec.document_prefix) == ("query: ", "passage: ")
+    np.testing.assert_allclose(ours.encode(TEXTS, kind="query"), reference.encode_query(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(ours.encode(TEXTS, kind="document"), reference.encode_document(TEXTS), atol=1e-5)
+    # the prompts are part of what the vectors are: the same weights without them are another encoder
+    unprompted = _saved_by_sentence_transformers(tiny_model_dir, tmp_path / "u", pooling=pooling, prompts={})
+    plain = TransformerEncoder(tmp_path / "u")
+    assert (plain.spec.query_prefix, plain.spec.document_prefix) == ("", "")
+    np.testing.assert_allclose(plain.encode(TEXTS, kind="query"), unprompted.encode_query(TEXTS), atol=1e-5)
+    assert plain.fingerprint != ours.fingerprint
+    # a prefix given explicitly wins over the model's prompt
+    given = TransformerEncoder(tmp_path / "m", EncoderSpec(model=str(tmp_path / "m"), query_prefix="search: "))
+    np.testing.assert_allclose(given.encode(TEXTS, kind="query"), reference.encode(TEXTS, prompt="search: "), atol=1e-5)
+
+
+def test_pooling_and_modules_tava_cannot_compute_are_refused_with_the_file(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "max"
+    shutil.copytree(tiny_model_dir, copy)
+    (copy / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 32, "pooling_mode": "max"}))
+    with pytest.raises(ModelLoadError, match="pooling mode 'max' is not supported") as err:
+        TransformerEncoder(copy)
+    assert "1_Pooling/config.json" in str(err.value)
+    overridden = TransformerEncoder(copy, EncoderSpec(model=str(copy), pooling="mean"))   # the user's choice
+    np.testing.assert_allclose(overridden.encode(TEXTS), TransformerEncoder(tiny_model_dir).encode(TEXTS), atol=1e-6)
+    # the older boolean keys: max pooling was read as mean before, silently
+    (copy / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
+                                                                 "pooling_mode_max_tokens": True}))
+    with pytest.raises(ModelLoadError, match="'max'"):
+        TransformerEncoder(copy)
+    modules = json.loads((tiny_model_dir / "modules.json").read_text())
+    modules.insert(2, {"idx": 9, "name": "9", "path": "9_LayerNorm", "type": "sentence_transformers.models.LayerNorm"})
+    (copy / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelLoadError, match="LayerNorm.* is not supported") as err:
+        TransformerEncoder(copy)
+    assert "modules.json" in str(err.value)
