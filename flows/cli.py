@@ -8,7 +8,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
+import threading
+import time
 import types
 import typing
 from pathlib import Path
@@ -247,5 +250,44 @@ def main(argv: list[str] | None = None) -> None:
         raise
 
 
+# After the command's work ends, the process still drains Prefect's senders and joins its threads.
+# That takes seconds; a thread stuck there (seen once after SIGTERM: Prefect's exit drain waiting on
+# an event loop blocked in tqdm's process-wide lock) would keep a finished command alive for ever.
+EXIT_GRACE_SECONDS = 30.0
+
+
+def _exit_deadline(code: int, seconds: float) -> None:
+    """End the process with ``code`` if it is still alive ``seconds`` from now (a daemon thread: it runs
+    on while the interpreter shuts down, and does not itself keep the process alive)."""
+    def expire() -> None:
+        time.sleep(seconds)
+        sys.stderr.write(f"tava: still shutting down {seconds:.0f} s after the command ended (a background "
+                         f"thread did not finish); exiting with {code}\n")
+        sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=expire, name="tava-exit-deadline", daemon=True).start()
+
+
+def console() -> None:
+    """The `tava` command: ``main`` with an exit deadline, whatever it ends with. (Tests call ``main``
+    in their own process, where a deadline must not end pytest.)"""
+    code = 1
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        raise
+    except KeyboardInterrupt:
+        code = 130
+        raise
+    except BaseException as exc:   # Prefect's TerminationSignal carries the signal number
+        code = 128 + int(exc.signal) if isinstance(getattr(exc, "signal", None), int) else 1
+        raise
+    finally:
+        _exit_deadline(code, EXIT_GRACE_SECONDS)
+
+
 if __name__ == "__main__":
-    main()
+    console()

@@ -316,18 +316,22 @@ class TransformerEncoder(Encoder):
 
             progress = tqdm(total=len(texts), desc=f"encode {self.name}", unit="text")
         start = 0
-        while start < len(order):
-            raise_if_stop_requested()   # on a worker thread, an interrupt reaches the process only here
-            idx = order[start:start + self.batch_size]
-            batch = [prefix + texts[i] for i in idx]
-            if session is not None:
-                features = self.tokenize(batch)
-                out[idx] = session.run(features["input_ids"], features["attention_mask"])
-            else:
-                out[idx] = self._forward_with_oom_retry(batch)
-            start += len(idx)
+        try:
+            while start < len(order):
+                raise_if_stop_requested()   # on a worker thread, an interrupt reaches the process only here
+                idx = order[start:start + self.batch_size]
+                batch = [prefix + texts[i] for i in idx]
+                if session is not None:
+                    features = self.tokenize(batch)
+                    out[idx] = session.run(features["input_ids"], features["attention_mask"])
+                else:
+                    out[idx] = self._forward_with_oom_retry(batch)
+                start += len(idx)
+                if progress is not None:
+                    progress.update(len(idx))
+        finally:
+            # closed here, by this thread, also when a stop ends the loop: a bar left to the garbage
+            # collector is closed by whichever thread collects it, under tqdm's process-wide lock
             if progress is not None:
-                progress.update(len(idx))
-        if progress is not None:
-            progress.close()
+                progress.close()
         return out

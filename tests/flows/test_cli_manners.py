@@ -289,3 +289,37 @@ def test_configs_the_cli_checks_import_without_torch():
              "    assert all(getattr(package, export) is not None for export in package.__all__), name\n"
              "print('resolved')\n")
     assert run_probe(probe) == ["False", "resolved"]
+
+
+# A command whose work ends but leaves a non-daemon thread that never finishes: the interpreter
+# would wait for it at exit for ever (as Prefect's exit drain did once, blocked behind tqdm's lock).
+_STUCK_AT_EXIT = """
+import sys, threading, time
+import flows.cli as cli
+
+def main(argv=None):
+    threading.Thread(target=time.sleep, args=(120,), name="stuck").start()
+    sys.exit(int(sys.argv[1]))
+
+cli.main = main
+cli.EXIT_GRACE_SECONDS = float(sys.argv[2])
+cli.console()
+"""
+
+
+@pytest.mark.parametrize("code", [0, 2])
+def test_the_command_ends_within_its_exit_deadline_with_its_own_code(code):
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _STUCK_AT_EXIT, str(code), "1.5"], cwd=PROJECT, capture_output=True,
+                          text=True, timeout=60)
+    assert time.monotonic() - start < 30           # not the stuck thread's 120 s
+    assert done.returncode == code
+    assert "still shutting down 2 s after the command ended" in done.stderr
+
+
+def test_a_command_that_ends_cleanly_is_not_cut_short():
+    script = _STUCK_AT_EXIT.replace('threading.Thread(target=time.sleep, args=(120,), name="stuck").start()',
+                                    'threading.Thread(target=time.sleep, args=(0.5,)).start()')
+    done = subprocess.run([sys.executable, "-c", script, "3", "20"], cwd=PROJECT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 3 and "still shutting down" not in done.stderr
