@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.embed import embed_shard_task
+from tasks.embed import embed_shard_task, import_vectors_task
 from tava_core.embed import (
     EmbedConfig,
     ShardJob,
@@ -109,7 +109,9 @@ def embed_dataset_flow(config: EmbedConfig = DEFAULT_EMBED_CONFIG, home: Optiona
             reused = current_jobs(jobs, encoder.fingerprint)  # read once: the counts and the skip below
             # Every shard already current (a re-run): nothing to schedule, so no sub-flow and no workers.
             records = current_records(jobs, reused)
-            if records is None:
+            if records is None and config.import_vectors:
+                records = import_vectors_task(config, jobs, encoder.fingerprint)
+            elif records is None:
                 records = embed_shards.with_options(task_runner=runner)(jobs, specs, encoder.fingerprint)
             reused_rows = sum(job.rows for job in reused)
             work = dict(computed_shards=len(jobs) - len(reused),

@@ -196,6 +196,10 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     timed("ingest", start)
 
     start = time.perf_counter()
+    documents = load_dataset_manifest(Path(ingested.path)).document_collection or "corpus"
+    if config.teacher_document_vectors:   # the store's vectors: the documents need no teacher pass
+        embed_dataset_flow(EmbedConfig(dataset=ingested.path, collections=[documents], encoder=config.teacher,
+                                       import_vectors=config.teacher_document_vectors), home=root)
     embedded: EmbedResult = embed_dataset_flow(EmbedConfig(dataset=ingested.path, encoder=config.teacher), home=root)
     timed("embed (teacher)", start)
     work["embed (teacher)"] = shard_work([embedded])
@@ -211,7 +215,6 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     if config.unlabeled:
         timed("ingest + embed (unlabeled)", start)
 
-    documents = load_dataset_manifest(Path(ingested.path)).document_collection or "corpus"
     start = time.perf_counter()
     index = rebuild_index(IndexConfig(vectors=embedded.vectors(documents), factory=config.index_factory), home=root)
     timed("index", start)

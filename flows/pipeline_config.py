@@ -112,6 +112,10 @@ class PipelineConfig(TavaModel):
         "Records sampled (uniformly, seeded) from each unlabeled source: bounds the teacher's encoding "
         "cost of a big generic source; empty = all of it."))
     teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
+    teacher_document_vectors: Optional[str] = Field(None, description=(
+        "The teacher's vectors of the corpus's documents, as your vector store holds them (a Parquet file or "
+        "folder of id + vector rows): imported instead of encoding the corpus again, after the teacher "
+        "agrees with a sample of them (`tava embed --import-vectors`)."))
     shard_size: int = Field(2000, ge=1, description="Rows per text shard.")
     index_factory: str = Field("HNSW32,Flat", description="FAISS factory string of the corpus index.")
     distill: DistillConfig = Field(default_factory=demo_distill, description=(

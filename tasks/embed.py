@@ -1,4 +1,4 @@
-"""Prefect task: embed one text shard. A vector shard whose metadata names the same source shard
+"""Prefect tasks: embed one text shard; import a collection's vectors from a store's export. A vector shard whose metadata names the same source shard
 checksum, encoder fingerprint and kind is not recomputed (the core decides: the one cache rule of
 ``tava_core.reuse``), so a re-run, or a run after a crash, recomputes only what is missing."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from prefect import task
 
 from tasks import CORE_DECIDES, retry_unless_tava_error
 from tava_core.config import EncoderSpec
-from tava_core.embed import ShardJob, embed_shard
+from tava_core.embed import EmbedConfig, ShardJob, embed_shard, import_vectors
 from tava_core.encoders import load_encoder
 from tava_core.errors import IntegrityError
 from tava_core.manifest import ShardRecord
@@ -27,3 +27,13 @@ def embed_shard_task(job: ShardJob, spec: EncoderSpec, fingerprint: str) -> Shar
                              hint="make the same model files visible to every worker")
     # A per-shard bar: shards can be large, and on CPU they run one at a time anyway.
     return embed_shard(job, encoder, show_progress=True)
+
+
+@task(name="import-vectors", task_run_name="import {config.import_vectors}", cache_policy=CORE_DECIDES)
+def import_vectors_task(config: EmbedConfig, jobs: list[ShardJob], fingerprint: str) -> list[ShardRecord]:
+    """The collection's vector shards from the file ``config.import_vectors`` names, checked against the
+    encoder on a sample of texts (``tava_core.imported``); no retries: a bad file stays bad."""
+    encoder = load_encoder(config.encoder)
+    if encoder.fingerprint != fingerprint:
+        raise IntegrityError("the encoder changed since the flow planned", path=Path(config.encoder.model))
+    return import_vectors(config, jobs, encoder)

@@ -71,8 +71,11 @@ class EncoderSpec(TavaModel):
         "L2-normalise output vectors; empty = what the model directory says (true if it says nothing)."))
     max_length: Optional[int] = Field(None, ge=8, le=8192, description=(
         "Maximum tokens per text; empty = the model directory's max_seq_length (else 512)."))
-    query_prefix: str = Field("", description="Text put before every query (e5 models use 'query: ').")
-    document_prefix: str = Field("", description="Text put before every document (e5: 'passage: ').")
+    query_prefix: str = Field("", description=(
+        "Text put before every query; empty = the model's own query prompt, if its sentence-transformers "
+        "config defines one (e5: 'query: ')."))
+    document_prefix: str = Field("", description=(
+        "Text put before every document; empty = the model's own document prompt, if any (e5: 'passage: ')."))
     device: str = Field("auto", description="'auto' (cuda, then mps, then cpu), 'cpu', 'cuda', 'cuda:1', ...")
     # Not in the fingerprint either, by design: 'auto' is float16/bfloat16 on CUDA and float32 on CPU, and a
     # store embedded on a GPU must stay searchable by queries encoded on a CPU (and share its cache). Half

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .config import EncoderSpec, TavaModel, TextKind
 from .errors import IntegrityError
@@ -47,9 +47,21 @@ class EmbedConfig(TavaModel):
     dask_address: Optional[str] = Field(None, description=(
         "Scheduler address of an existing Dask cluster (tcp://host:8786); empty = start a local one."))
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
+    import_vectors: Optional[str] = Field(None, description=(
+        "Vectors the encoder already made (a Parquet file or folder of id + vector rows, e.g. exported from "
+        "a vector store), written as the one collection in `collections` instead of encoding it; checked "
+        "against the encoder on a sample of texts first."))
+    import_id_column: str = Field("id", description="The imported file's id column.")
+    import_vector_column: str = Field("vector", description="The imported file's vector column.")
     lock_timeout_seconds: float = Field(0.0, description=(
         "When another run is embedding the same collection with the same encoder: 0 = stop at once naming "
         "it, N = wait up to N seconds (then reuse its shards), -1 = wait for ever."))
+
+    @model_validator(mode="after")
+    def _import_names_one_collection(self) -> "EmbedConfig":
+        if self.import_vectors and len(self.collections) != 1:
+            raise ValueError("--import-vectors fills one collection: name it with --collections (e.g. corpus)")
+        return self
 
 
 def collection_kind(collection: str) -> TextKind:
@@ -165,7 +177,25 @@ def embed_dataset(config: EmbedConfig, home: TavaHome | None = None, *,
     for collection in config.collections or list(manifest.collections):
         out_dir, jobs = plan_collection(home, dataset_dir, manifest, collection, encoder)
         with collection_lock(out_dir, timeout=config.lock_timeout_seconds):
-            records = [embed_shard(job, encoder, show_progress=show_progress) for job in jobs]
+            if config.import_vectors:
+                records = import_vectors(config, jobs, encoder)
+            else:
+                records = [embed_shard(job, encoder, show_progress=show_progress) for job in jobs]
             write_vector_manifest(out_dir, manifest, collection, encoder, records)
         outputs[collection] = out_dir
     return outputs
+
+
+def import_vectors(config: EmbedConfig, jobs: list[ShardJob], encoder: "Encoder") -> list[ShardRecord]:
+    """The collection's shards from ``config.import_vectors`` (see ``tava_core.imported``); when every
+    shard is already current the file is not read again."""
+    from .imported import check_complete, import_shards, read_vector_source, verify_source
+
+    if len(current_jobs(jobs, encoder.fingerprint)) == len(jobs):
+        return [_existing_record(job) for job in jobs]
+    assert config.import_vectors is not None
+    source = read_vector_source(config.import_vectors, id_column=config.import_id_column,
+                                vector_column=config.import_vector_column)
+    check_complete(source, jobs)
+    verify_source(source, jobs, encoder)
+    return import_shards(source, jobs, encoder)

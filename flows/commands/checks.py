@@ -108,6 +108,11 @@ def vector_dirs(paths: Iterable[Optional[str]], option: str) -> None:
                              hint="run (or finish) `tava embed` for it; the manifest is written last")
 
 
+def existing_path(path: Optional[str], option: str) -> None:
+    if path is not None and not Path(path).expanduser().exists():
+        raise InputError(f"{option}: no such file or folder", path=Path(path).expanduser())
+
+
 def existing_dir(path: Optional[str], option: str) -> None:
     if path is not None and not Path(path).expanduser().is_dir():
         raise InputError(f"{option}: directory not found", path=Path(path).expanduser())

@@ -20,6 +20,7 @@ def cli(ctx: click.Context, **params) -> None:
     home = TavaHome()
     checks.ingested_dataset(home, config.dataset, collections=config.collections)
     checks.encoder(config.encoder, "--encoder")
+    checks.existing_path(config.import_vectors, "--import-vectors")
     result = run_flow("flows.embed:embed_dataset_flow", config, home=str(home.root))
     for collection in result.collections:
         click.echo(f"{collection.collection}: {collection.computed_shards} shards computed "
