@@ -12,6 +12,7 @@ take it: they trust the manifest, which is written last and atomically.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional
@@ -197,5 +198,10 @@ def import_vectors(config: EmbedConfig, jobs: list[ShardJob], encoder: "Encoder"
     source = read_vector_source(config.import_vectors, id_column=config.import_id_column,
                                 vector_column=config.import_vector_column)
     check_complete(source, jobs)
-    verify_source(source, jobs, encoder)
-    return import_shards(source, jobs, encoder)
+    agreement = verify_source(source, jobs, encoder)
+    records = import_shards(source, jobs, encoder)
+    logging.getLogger(__name__).info(
+        "imported %d vectors from %s (%d in the file); %s agrees on %d sampled texts: cosine %.4f mean, %.4f min",
+        sum(job.rows for job in jobs), source.path, len(source.ids), encoder.name, agreement["texts"],
+        agreement["mean_cosine"], agreement["min_cosine"])
+    return records
