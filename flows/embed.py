@@ -122,7 +122,8 @@ def embed_dataset_flow(config: EmbedConfig = DEFAULT_EMBED_CONFIG, home: Optiona
                         encoder.name)
             write_vector_manifest(out_dir, manifest, collection, encoder, records)
         results.append(VectorSet(collection=collection, vectors_dir=str(out_dir), rows=sum(r.rows for r in records),
-                                 shards=len(records), dim=encoder.dim, **work))
+                                 shards=len(records), dim=encoder.dim, **work,
+                                 imported_from=config.import_vectors if work["computed_shards"] else None))
     return EmbedResult(dataset=manifest.name, encoder=encoder.info(), collections=results)
 
 

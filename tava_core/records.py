@@ -38,6 +38,7 @@ class VectorSet(Record):
     computed_rows: int = 0
     reused_shards: int = 0
     reused_rows: int = 0
+    imported_from: Optional[str] = None   # the computed shards were imported from this file, not encoded
 
 
 class EmbedResult(Record):

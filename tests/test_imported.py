@@ -130,8 +130,10 @@ def test_the_embed_flow_imports_through_its_task_and_plain_runs_reuse_the_shards
     spec = EncoderSpec(model=str(tiny_model_dir))
     imported = embed_dataset_flow(EmbedConfig(dataset="docs", collections=["corpus"], encoder=spec,
                                               import_vectors=str(store)), home=str(dataset.root))
-    assert [(c.collection, c.computed_shards, c.rows) for c in imported.collections] == [("corpus", 3, 45)]
+    assert [(c.collection, c.computed_shards, c.rows, c.imported_from) for c in imported.collections] == [
+        ("corpus", 3, 45, str(store))]
     everything = embed_dataset_flow(EmbedConfig(dataset="docs", encoder=spec), home=str(dataset.root))
     by_name = {c.collection: c for c in everything.collections}
-    assert (by_name["corpus"].computed_shards, by_name["corpus"].reused_shards) == (0, 3)
+    corpus = by_name["corpus"]
+    assert (corpus.computed_shards, corpus.reused_shards, corpus.imported_from) == (0, 3, None)
     assert by_name["queries"].computed_shards == 1          # the rest is encoded as before

@@ -23,7 +23,8 @@ def cli(ctx: click.Context, **params) -> None:
     checks.existing_path(config.import_vectors, "--import-vectors")
     result = run_flow("flows.embed:embed_dataset_flow", config, home=str(home.root))
     for collection in result.collections:
-        click.echo(f"{collection.collection}: {collection.computed_shards} shards computed "
+        computed = f"imported from {collection.imported_from}" if collection.imported_from else "computed"
+        click.echo(f"{collection.collection}: {collection.computed_shards} shards {computed} "
                    f"({collection.computed_rows} rows), {collection.reused_shards} reused "
                    f"({collection.reused_rows} rows)", err=True)
     echo_record(result)
