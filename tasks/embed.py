@@ -1,5 +1,5 @@
-"""Prefect tasks: embed one text shard; import a collection's vectors from a store's export. A vector shard whose metadata names the same source shard
-checksum, encoder fingerprint and kind is not recomputed (the core decides: the one cache rule of
+"""Prefect tasks: embed one text shard; import a collection's vectors from a store's export. A vector
+shard whose metadata names the same source shard checksum, encoder fingerprint and kind is not recomputed (the core decides: the one cache rule of
 ``tava_core.reuse``), so a re-run, or a run after a crash, recomputes only what is missing."""
 from __future__ import annotations
 

@@ -27,6 +27,8 @@ from .locks import file_lock
 from .manifest import DatasetManifest, ShardRecord, VectorManifest, load_dataset_manifest, save_manifest
 
 if TYPE_CHECKING:  # torch stays unimported until something is encoded (the CLI checks inputs first)
+    import numpy as np
+
     from .encoders import Encoder
 
 
@@ -96,21 +98,34 @@ def vector_shard_is_current(out_path: str | Path, *, fingerprint: str, source_sh
             and (kind is None or meta.get("kind") == kind))
 
 
+def job_texts(job: ShardJob) -> tuple[list[str], list[str]]:
+    """The ids and the texts an encoder reads (documents as ``title text``) of a job's text shard,
+    refused when the shard changed since it was ingested."""
+    if sha256_file(job.text_shard) != job.source_sha256:
+        raise IntegrityError("text shard changed since it was ingested (sha256 mismatch)",
+                             path=job.text_shard, hint="re-run `tava ingest` for this dataset")
+    table = read_text_shard(job.text_shard)
+    texts = document_texts(table) if job.kind == "document" else table.column("text").to_pylist()
+    return table.column("id").to_pylist(), texts
+
+
+def write_job_vectors(job: ShardJob, encoder: Encoder, ids: list[str], vectors: np.ndarray,
+                      **metadata: str) -> ShardRecord:
+    """Write a job's vector shard with what makes it current (encoder fingerprint, source, kind) in its
+    metadata, plus any ``metadata`` given; returns its record."""
+    written = write_vector_shard(job.out_path, ids, vectors, metadata={
+        "fingerprint": encoder.fingerprint, "source_sha256": job.source_sha256, "kind": job.kind,
+        "dim": encoder.dim, "normalized": encoder.normalized, "encoder": encoder.name, **metadata})
+    return ShardRecord(path=Path(job.out_path).name, rows=job.rows, sha256=written["sha256"],
+                       source_sha256=job.source_sha256)
+
+
 def embed_shard(job: ShardJob, encoder: Encoder, *, show_progress: bool = False) -> ShardRecord:
     """Embed one text shard into ``job.out_path`` (skipped when already current)."""
-    out = Path(job.out_path)
-    if not vector_shard_is_current(out, fingerprint=encoder.fingerprint, source_sha256=job.source_sha256,
+    if not vector_shard_is_current(job.out_path, fingerprint=encoder.fingerprint, source_sha256=job.source_sha256,
                                    kind=job.kind):
-        table = read_text_shard(job.text_shard)
-        if sha256_file(job.text_shard) != job.source_sha256:
-            raise IntegrityError("text shard changed since it was ingested (sha256 mismatch)",
-                                 path=job.text_shard, hint="re-run `tava ingest` for this dataset")
-        texts = document_texts(table) if job.kind == "document" else table.column("text").to_pylist()
-        vectors = encoder.encode(texts, kind=job.kind, show_progress=show_progress)
-        written = write_vector_shard(out, table.column("id").to_pylist(), vectors, metadata={
-            "fingerprint": encoder.fingerprint, "source_sha256": job.source_sha256, "kind": job.kind,
-            "dim": encoder.dim, "normalized": encoder.normalized, "encoder": encoder.name})
-        return ShardRecord(path=out.name, rows=job.rows, sha256=written["sha256"], source_sha256=job.source_sha256)
+        ids, texts = job_texts(job)
+        return write_job_vectors(job, encoder, ids, encoder.encode(texts, kind=job.kind, show_progress=show_progress))
     return _existing_record(job)
 
 
@@ -188,20 +203,23 @@ def embed_dataset(config: EmbedConfig, home: TavaHome | None = None, *,
 
 
 def import_vectors(config: EmbedConfig, jobs: list[ShardJob], encoder: "Encoder") -> list[ShardRecord]:
-    """The collection's shards from ``config.import_vectors`` (see ``tava_core.imported``); when every
-    shard is already current the file is not read again."""
+    """The collection's shards from ``config.import_vectors`` (see ``tava_core.imported``). Shards already
+    current are kept, and when all are, the file is not read."""
     from .imported import check_complete, import_shards, read_vector_source, verify_source
 
-    if len(current_jobs(jobs, encoder.fingerprint)) == len(jobs):
-        return [_existing_record(job) for job in jobs]
-    assert config.import_vectors is not None
-    source = read_vector_source(config.import_vectors, id_column=config.import_id_column,
-                                vector_column=config.import_vector_column)
-    check_complete(source, jobs)
-    agreement = verify_source(source, jobs, encoder)
-    records = import_shards(source, jobs, encoder)
-    logging.getLogger(__name__).info(
-        "imported %d vectors from %s (%d in the file); %s agrees on %d sampled texts: cosine %.4f mean, %.4f min",
-        sum(job.rows for job in jobs), source.path, len(source.ids), encoder.name, agreement["texts"],
-        agreement["mean_cosine"], agreement["min_cosine"])
-    return records
+    current = {job.out_path for job in current_jobs(jobs, encoder.fingerprint)}
+    pending = [job for job in jobs if job.out_path not in current]
+    written: dict[str, ShardRecord] = {}
+    if pending:
+        assert config.import_vectors is not None
+        source = read_vector_source(config.import_vectors, id_column=config.import_id_column,
+                                    vector_column=config.import_vector_column)
+        check_complete(source, pending)
+        agreement = verify_source(source, pending, encoder)
+        written = {job.out_path: record for job, record in zip(pending, import_shards(source, pending, encoder),
+                                                                strict=True)}
+        logging.getLogger(__name__).info(
+            "imported %d vectors from %s (%d in the file); %s agrees on %d sampled texts: cosine %.4f mean, %.4f min",
+            sum(job.rows for job in pending), source.path, len(source.ids), encoder.name, agreement["texts"],
+            agreement["mean_cosine"], agreement["min_cosine"])
+    return [written.get(job.out_path) or _existing_record(job) for job in jobs]

@@ -1,8 +1,8 @@
 """Vectors a store already holds, taken as a collection's vector shards instead of encoding it again.
 
 tava's premise is that the teacher has already embedded the documents: they sit in a vector store.
-Encoding them again to train and evaluate a student costs what the store cost (all-mpnet-base-v2 reads
-SciFact's 5,183 abstracts in about an hour on 2 CPU cores). So `tava embed --import-vectors PATH` (and
+Encoding them again to train and evaluate a student costs what the store cost (all-mpnet-base-v2 takes hours
+over SciFact's 5,183 abstracts on 2 CPU cores: bench/results/import_vectors.json). So `tava embed --import-vectors PATH` (and
 `tava run --teacher-document-vectors PATH`) reads ``id`` + ``vector`` rows from Parquet and writes them
 as the collection's shards, exactly as encoding would have: one shard per text shard, rows in the text
 shard's order, the encoder's fingerprint and kind in the metadata, so every later step reuses them.
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError, IntegrityError
-from .io import document_texts, read_text_shard, sha256_file, write_vector_shard
+from .io import vectors_from_column
 from .manifest import ShardRecord
 
 if TYPE_CHECKING:
@@ -36,23 +36,26 @@ VERIFY_TEXTS = 16   # texts encoded to check the vectors are the encoder's
 
 @dataclass(frozen=True)
 class VectorSource:
-    """The rows of a vector file (or folder of Parquet files): ids and float32 vectors, in file order."""
+    """The rows of a vector file (or folder of Parquet files): ids and float32 vectors, in file order,
+    and each id's row."""
 
     path: Path
     ids: list[str]
     vectors: np.ndarray
+    rows: dict[str, int]
 
-    def rows_of(self) -> dict[str, int]:
-        return {i: row for row, i in enumerate(self.ids)}
+    def of(self, ids: Sequence[str]) -> np.ndarray:
+        """The vectors of ``ids``, in that order (every id must be in the file: `check_complete`)."""
+        return self.vectors[[self.rows[i] for i in ids]]
 
 
 def read_vector_source(path: str | Path, *, id_column: str = "id", vector_column: str = "vector") -> VectorSource:
     """``id`` + ``vector`` rows of a Parquet file or a folder of ``*.parquet`` files (a list column of
     floats, fixed-size or not, float16 or float32). Errors name the file and what to change."""
     path = Path(path)
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     if not path.exists():
         raise InputError("no such file or folder", path=path, hint="give a Parquet file (or folder) of id + vector rows")
+    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     if not files:
         raise InputError("folder holds no .parquet file", path=path, hint="give a Parquet file (or folder) of id + vector rows")
     ids: list[str] = []
@@ -68,62 +71,40 @@ def read_vector_source(path: str | Path, *, id_column: str = "id", vector_column
                              path=file, hint="name the columns with --import-id-column / --import-vector-column")
         table = pq.read_table(file, columns=[id_column, vector_column])
         column = table.column(vector_column)
-        if not (pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type)
-                or pa.types.is_large_list(column.type)):
-            raise InputError(f"column {vector_column!r} has type {column.type}, not a list of floats", path=file)
-        rows = column.to_pylist() if not pa.types.is_fixed_size_list(column.type) else None
-        if rows is not None:
+        if pa.types.is_fixed_size_list(column.type):
+            part = vectors_from_column(column, file)
+        elif pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            rows = column.to_pylist()
             lengths = {len(r) for r in rows if r is not None}
             if len(lengths) > 1 or any(r is None for r in rows):
                 raise InputError(f"column {vector_column!r} holds vectors of several lengths {sorted(lengths)[:4]} "
                                  "or empty rows", path=file)
-            width = lengths.pop() if lengths else 0
-            part = np.asarray(rows, dtype=np.float32).reshape(-1, width)
+            part = np.asarray(rows, dtype=np.float32).reshape(-1, lengths.pop() if lengths else 0)
         else:
-            width = column.type.list_size
-            values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False) if len(column) else []
-            part = np.asarray(values, dtype=np.float32).reshape(-1, width)
+            raise InputError(f"column {vector_column!r} has type {column.type}, not a list of floats", path=file)
         if parts and part.shape[1] != parts[0].shape[1]:
             raise InputError(f"{part.shape[1]}-d vectors where {files[0].name} holds {parts[0].shape[1]}-d", path=file)
         ids.extend(str(i) for i in table.column(id_column).to_pylist())
         parts.append(part)
-    vectors = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    vectors = np.concatenate(parts)
     bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
     if len(bad):
         raise InputError(f"{len(bad)} vectors hold NaN or inf (first: id {ids[bad[0]]!r})", path=path)
-    seen: set[str] = set()
-    for i in ids:
-        if i in seen:
-            raise InputError(f"id {i!r} appears more than once", path=path, hint="one vector per document id")
-        seen.add(i)
-    return VectorSource(path=path, ids=ids, vectors=vectors)
-
-
-def _texts(job: "ShardJob") -> tuple[list[str], list[str]]:
-    table = read_text_shard(job.text_shard)
-    texts = document_texts(table) if job.kind == "document" else table.column("text").to_pylist()
-    return table.column("id").to_pylist(), texts
-
-
-def _gather(source: VectorSource, rows: dict[str, int], ids: Sequence[str], job: "ShardJob") -> np.ndarray:
-    absent = [i for i in ids if i not in rows]
-    if absent:
-        raise InputError(f"{len(absent)} of the collection's {len(ids)} ids in {Path(job.text_shard).name} have no "
-                         f"vector (first: {', '.join(map(repr, absent[:3]))})", path=source.path,
-                         hint="import the vectors of every document, or embed the collection (leave out "
-                              "--import-vectors)")
-    return source.vectors[[rows[i] for i in ids]]
+    rows_of = {i: row for row, i in enumerate(ids)}
+    if len(rows_of) != len(ids):
+        repeat = next(i for row, i in enumerate(ids) if rows_of[i] != row)
+        raise InputError(f"id {repeat!r} appears more than once", path=path, hint="one vector per document id")
+    return VectorSource(path=path, ids=ids, vectors=vectors, rows=rows_of)
 
 
 def check_complete(source: VectorSource, jobs: Sequence["ShardJob"]) -> None:
     """Every document of the collection has a vector (the store may hold more; they are left out)."""
-    rows = source.rows_of()
     absent: list[tuple[str, str]] = []
     total = 0
     for job in jobs:
         ids = pq.read_table(job.text_shard, columns=["id"]).column("id").to_pylist()
         total += len(ids)
-        absent += [(i, Path(job.text_shard).name) for i in ids if i not in rows]
+        absent += [(i, Path(job.text_shard).name) for i in ids if i not in source.rows]
     if absent:
         raise InputError(f"{len(absent)} of the collection's {total} documents have no vector (first: "
                          f"{', '.join(repr(i) for i, _ in absent[:3])}, in {absent[0][1]})", path=source.path,
@@ -133,22 +114,23 @@ def check_complete(source: VectorSource, jobs: Sequence["ShardJob"]) -> None:
 
 def verify_source(source: VectorSource, jobs: Sequence["ShardJob"], encoder: "Encoder", *,
                   texts: int = VERIFY_TEXTS, seed: int = 0) -> dict[str, float]:
-    """Encode a seeded sample of the collection's texts and compare with their stored vectors.
-    Returns the cosines' mean and min; raises when any is under ``MIN_COSINE``."""
+    """Encode a seeded sample of the collection's texts and compare with their stored vectors (after
+    `check_complete`). Returns the cosines' mean and min; raises when any is under ``MIN_COSINE``."""
+    from .embed import job_texts
+
     if source.vectors.shape[1] != encoder.dim:
         raise InputError(f"{source.vectors.shape[1]}-d vectors, but {encoder.name} makes {encoder.dim}-d ones",
                          path=source.path, hint="import the vectors this encoder made, or pass the encoder that made them")
-    rows = source.rows_of()
-    pool = [(job, k) for job in jobs for k in range(job.rows)]
+    pool = [(j, k) for j, job in enumerate(jobs) for k in range(job.rows)]
     picked = sorted(np.random.default_rng(seed).choice(len(pool), size=min(texts, len(pool)), replace=False).tolist())
     by_job: dict[int, list[int]] = {}
     for p in picked:
-        job, k = pool[p]
-        by_job.setdefault(jobs.index(job), []).append(k)
+        j, k = pool[p]
+        by_job.setdefault(j, []).append(k)
     stored, encoded = [], []
     for j, ks in by_job.items():
-        ids, shard_texts = _texts(jobs[j])
-        stored.append(_gather(source, rows, [ids[k] for k in ks], jobs[j]))
+        ids, shard_texts = job_texts(jobs[j])
+        stored.append(source.of([ids[k] for k in ks]))
         encoded.append(encoder.encode([shard_texts[k] for k in ks], kind=jobs[j].kind))
     if not stored:
         return {"texts": 0, "mean_cosine": 1.0, "min_cosine": 1.0}
@@ -165,29 +147,15 @@ def verify_source(source: VectorSource, jobs: Sequence["ShardJob"], encoder: "En
 
 
 def import_shards(source: VectorSource, jobs: Sequence["ShardJob"], encoder: "Encoder") -> list[ShardRecord]:
-    """Write each job's vector shard from ``source`` (rows in the text shard's order), as
-    ``embed_shard`` would have written it; shards already current are kept. Call `verify_source` first."""
-    from .embed import _existing_record, vector_shard_is_current
+    """Write each job's vector shard from ``source`` (rows in the text shard's order), as ``embed_shard``
+    writes it, recording the file. Call `check_complete` and `verify_source` first."""
+    from .embed import job_texts, write_job_vectors
 
-    rows = source.rows_of()
     records = []
     for job in jobs:
-        out = Path(job.out_path)
-        if vector_shard_is_current(out, fingerprint=encoder.fingerprint, source_sha256=job.source_sha256,
-                                   kind=job.kind):
-            records.append(_existing_record(job))
-            continue
-        if sha256_file(job.text_shard) != job.source_sha256:
-            raise IntegrityError("text shard changed since it was ingested (sha256 mismatch)",
-                                 path=job.text_shard, hint="re-run `tava ingest` for this dataset")
-        ids = read_text_shard(job.text_shard).column("id").to_pylist()
-        vectors = _gather(source, rows, ids, job)
+        ids, _ = job_texts(job)
+        vectors = source.of(ids)
         if encoder.normalized:   # float16 storage leaves unit vectors a little off unit length
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        written = write_vector_shard(out, ids, vectors, metadata={
-            "fingerprint": encoder.fingerprint, "source_sha256": job.source_sha256, "kind": job.kind,
-            "dim": encoder.dim, "normalized": encoder.normalized, "encoder": encoder.name,
-            "imported_from": str(source.path)})
-        records.append(ShardRecord(path=out.name, rows=job.rows, sha256=written["sha256"],
-                                   source_sha256=job.source_sha256))
+        records.append(write_job_vectors(job, encoder, ids, vectors, imported_from=str(source.path)))
     return records
