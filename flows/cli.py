@@ -127,8 +127,9 @@ def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = (),
 
     def decorate(func: Callable) -> Callable:
         for dotted, field in reversed(list(_iter_fields(model))):
-            if dotted in exclude or dotted.split(".")[0] in exclude:
-                continue
+            parts = dotted.split(".")
+            if any(".".join(parts[:depth]) in exclude for depth in range(1, len(parts) + 1)):
+                continue  # the field, or a nested config it belongs to, is excluded
             flag = "--" + dotted.replace(".", "-").replace("_", "-")
             names = [flag]
             if dotted.endswith(".model") and dotted.count(".") == 1:

@@ -12,7 +12,6 @@ from typing import Optional
 from prefect import flow, get_run_logger
 
 from tasks.distill import plan_task, publish_task, train_task
-from tava_core.config import EncoderSpec
 from tava_core.distill import DistillConfig
 from tava_core.embed import EmbedConfig
 from tava_core.home import TavaHome
@@ -40,7 +39,7 @@ def distill_student(config: DistillConfig = DEFAULT_DISTILL_CONFIG, home: Option
     teacher_vectors: dict[str, str] = {}  # "<dataset dir>/<collection>" -> the teacher's vector dir
     for dataset in to_embed:
         embedded = embed_dataset_flow(EmbedConfig(dataset=dataset.dataset, collections=dataset.collections,
-                                                  encoder=EncoderSpec(model=config.teacher)), home=home)
+                                                  encoder=config.teacher), home=home)
         teacher_vectors.update({f"{dataset.dataset}/{c.collection}": c.vectors_dir for c in embedded.collections})
     record = train_task(config, home)
     logger.info("trained on %d texts (%d held out) from %s", record.texts, record.validation_texts,

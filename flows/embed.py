@@ -23,7 +23,7 @@ from tava_core.embed import (
     write_vector_manifest,
 )
 from tava_core.encoders import load_encoder
-from tava_core.encoders.device import available_devices, device_for_shard
+from tava_core.encoders.device import available_devices, device_for_shard, device_name
 from tava_core.home import TavaHome, find_dataset
 from tava_core.interrupt import stop_workers_on_interrupt
 from tava_core.manifest import ShardRecord, load_dataset_manifest
@@ -55,8 +55,9 @@ def make_task_runner(config: EmbedConfig, n_devices: int):
 def device_tag(device: str) -> str:
     """Tag of every shard task that runs on ``device``. A Prefect concurrency limit on it caps
     the shards on that device at once, across runs, flows and Dask workers:
-    `prefect concurrency-limit create tava-device:cuda:0 1` (one per GPU)."""
-    return f"tava-device:{device}"
+    `prefect concurrency-limit create tava-device:cuda:0 1` (one per GPU). ``device`` is resolved first
+    ('auto' and 'cuda' name the GPU they run on), so such a limit holds whatever the spec said."""
+    return f"tava-device:{device_name(device)}"
 
 
 @flow(name="embed-shards")

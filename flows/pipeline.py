@@ -235,7 +235,7 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
         work["judge (teacher)"] = "reused" if judged["reused"] else f"{judged['queries']} queries judged"
 
     start = time.perf_counter()
-    distill = config.distill.model_copy(update={"teacher": config.teacher.model,
+    distill = config.distill.model_copy(update={"teacher": config.teacher,
                                                 "datasets": [ingested.path, *extra_datasets],
                                                 "teacher_vectors": [], "output": None})
     student = distill_student(distill, home=root)

@@ -115,9 +115,13 @@ class Vec2VecAdapter(nn.Module):
         loads with its memory."""
         for key in ("memory_rows", "memory_k", "memory_temperature", "memory_weight"):
             self.config.pop(key, None)
-        self.memory = memory
         if memory is not None:
+            # the memory is built on the CPU from numpy; a map trained on a GPU reads it there
+            parameter = next(self.parameters(), None)
+            if parameter is not None:
+                memory = memory.to(parameter.device)
             self.config.update(memory.settings())
+        self.memory = memory
 
     def map_alone(self, x: torch.Tensor) -> torch.Tensor:
         """The map without the memory (unit length)."""

@@ -106,7 +106,9 @@ class CompressConfig(TavaModel):
         "A trained state replaces the frozen (untrained) start only when its per-query validation gain is "
         "positive at this one-sided confidence (paired t-test): with a handful of validation queries a lucky "
         "early-stopping pick is not trusted. 0 = always keep the best validation state."))
-    device: str = Field("cpu", description="Training device: 'cpu', 'cuda', 'auto'.")
+    device: str = Field("cpu", description=(
+        "Training device: 'cpu', 'cuda', 'cuda:1', 'auto' (a GPU when there is one). The saved compressor is "
+        "loaded on the CPU either way."))
 
     @model_validator(mode="after")
     def _check(self) -> "CompressConfig":

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..encoders.device import resolve_device
 from ..errors import ConfigError
 from ..evaluate.metrics import cosine_scores, retrieval_metrics
 from ..training import EngineConfig, Selection, TrainingEngine, TrainingStage
@@ -135,7 +136,7 @@ class TripletSampler:
     def __init__(self, triplets: Triplets, corpus: torch.Tensor, config: CompressConfig, rng: np.random.Generator,
                  *, refresh_model: Optional[CompressionAdapter] = None):
         self.t, self.corpus, self.config, self.rng = triplets, corpus, config, rng
-        self.anchors = torch.as_tensor(triplets.anchors)
+        self.anchors = torch.as_tensor(triplets.anchors).to(corpus.device)
         self.pool_sizes = (triplets.negatives >= 0).sum(axis=1)
         self.refresh_model, self.batches, self.refreshes = refresh_model, 0, 0
         # every anchor's judged-relevant documents: never a negative, whoever mines the pool
@@ -148,7 +149,7 @@ class TripletSampler:
         t, relevant = self.t, self.relevant
         depth = t.negatives.shape[1]
         used = np.unique(t.anchor_rows)
-        corpus = model.map_numpy(self.corpus.numpy())
+        corpus = model.map_numpy(self.corpus.cpu().numpy())
         ranked = top_documents(model.map_numpy(t.anchors[used]), corpus, depth + max(map(len, relevant.values())))
         pools = {}
         for row, docs in zip(used.tolist(), ranked, strict=False):
@@ -184,13 +185,13 @@ class TripletSampler:
         batch["doc_rows"], batch["docs"] = rows, docs
         p = docs[inverse[:len(neg_rows)]]
         n = docs[inverse[len(neg_rows):]].reshape(len(neg_rows), neg_rows.shape[1], -1)
-        mask = torch.as_tensor(neg_rows >= 0, dtype=torch.float32)
+        mask = torch.as_tensor(neg_rows >= 0, dtype=torch.float32, device=a.device)
         if self.config.in_batch_negatives and len(p) > 1:
             # the other anchors' positives, unless relevant to this anchor too (same doc or same anchor)
             same = (batch["positives"][:, None] == batch["positives"][None, :]) | \
                    (batch["anchor_rows"][:, None] == batch["anchor_rows"][None, :])
             n = torch.cat([n, p.unsqueeze(0).expand(len(p), -1, -1)], dim=1)
-            mask = torch.cat([mask, torch.as_tensor(~same, dtype=torch.float32)], dim=1)
+            mask = torch.cat([mask, torch.as_tensor(~same, dtype=torch.float32, device=a.device)], dim=1)
         return a, p, n, mask
 
 
@@ -293,7 +294,9 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
         score = validate(model)
         return MethodResult(method, dim, model, score, score, seconds=time.perf_counter() - began, choices=choices)
 
-    corpus = torch.as_tensor(data.corpus, dtype=torch.float32)
+    # the corpus and the model on config.device; the fitted model is handed back on the CPU
+    device = resolve_device(config.device)
+    corpus = torch.as_tensor(data.corpus, dtype=torch.float32).to(device)
     validation = "labels"
     if method in ("dive", "dive-label-free"):
         model, choices = choose_pca(data, dim, config, hidden_dim=config.hidden_dim, method=method)
@@ -307,7 +310,8 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
             validate, validation = _validator(pseudo_val, data), "teacher-neighbours"
             per_query = _per_query(pseudo_val, data)
         choices["triplets"] = len(triplets)
-        heads = ProjectionHeads(dim, config.heads)
+        model.to(device)
+        heads = ProjectionHeads(dim, config.heads).to(device)
         sampler = TripletSampler(triplets, corpus, config, rng, refresh_model=model if method == "dive" else None)
         hinge, ntxent = HingeTripletLoss(config.margin, config.triplet_temperature), HeadwiseNTXentLoss(config.ntxent_temperature)
         groups = [{"params": list(model.residual.parameters()) if model.residual else [], "lr": config.lr},
@@ -339,6 +343,7 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
 
     elif method == "search-adaptor":
         model, choices = build_prefix(data.input_dim, dim, hidden_dim=config.hidden_dim, method=method), {}
+        model.to(device)
         triplets = mine_labeled_triplets(data.train, data.corpus_ids, data.corpus, config.negative_depth)
         choices["triplets"] = len(triplets)
         sampler = TripletSampler(triplets, corpus, config, rng, refresh_model=model)
@@ -353,8 +358,9 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
 
     elif method == "matryoshka-adaptor":
         model, choices = build_prefix(data.input_dim, dim, hidden_dim=config.hidden_dim, method=method), {}
+        model.to(device)
         pool = data.corpus if data.unlabeled is None else np.concatenate([data.corpus, data.unlabeled])
-        pool_t = torch.as_tensor(pool, dtype=torch.float32)
+        pool_t = torch.as_tensor(pool, dtype=torch.float32).to(device)
         group_size = 8       # a seed and its 7 nearest neighbours: the batch holds real top-k neighbours
         neighbours = top_documents(pool, pool, group_size - 1, exclude=np.arange(len(pool)))
         preserve = SimilarityPreservationLoss(config.similarity_top_k, config.pairwise_weight)
@@ -372,8 +378,12 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
         raise ConfigError(f"{method} has nothing to train: hidden_dim is 0"
                           + ("" if method not in ("dive", "dive-label-free") else " and the projection is frozen"),
                           hint="set --hidden-dim > 0 (e.g. 512)")
-    best, frozen, best_step, steps, history, reverted = _fit(model, groups, step_loss, validate, config, label=label,
-                                                             per_query=per_query, show_progress=show_progress)
+    try:
+        best, frozen, best_step, steps, history, reverted = _fit(model, groups, step_loss, validate, config,
+                                                                 label=label, per_query=per_query,
+                                                                 show_progress=show_progress)
+    finally:
+        model.to("cpu")
     choices["reverted_to_frozen"] = reverted
     return MethodResult(method, dim, model, best, frozen, validation=validation, best_step=best_step, steps=steps,
                         seconds=time.perf_counter() - began, history=history, choices=choices)

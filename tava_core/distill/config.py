@@ -2,20 +2,21 @@
 the CLI, config files, flow parameters and the Prefect UI form)."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from ..config import TEACHER_ALIAS, TavaModel
+from ..config import EncoderSpec, TavaModel
 
 
 class DistillConfig(TavaModel):
     """Stage A: distil the teacher into a small student on unlabeled text."""
 
     name: str = Field("student", description="Student name: the output goes to <home>/artifacts/students/<name>/.")
-    teacher: str = Field(TEACHER_ALIAS, description=(
-        "Teacher model: alias or local directory. Its vectors of the corpus are computed once "
-        "(cached vector shards) and training never runs it."))
+    teacher: EncoderSpec = Field(default_factory=EncoderSpec, description=(
+        "The teacher as the corpus's vectors were made with it (model, pooling, length, prompts, device): "
+        "its vectors of the corpus are computed once (cached vector shards) and training never runs it. "
+        "A bare string is the model."))
     datasets: list[str] = Field(default_factory=lambda: ["builtin"], description=(
         "Ingested datasets whose texts train the student (names under <home>/data or directories)."))
     collections: list[str] = Field(default_factory=list, description=(
@@ -153,13 +154,21 @@ class DistillConfig(TavaModel):
     time_budget_minutes: Optional[float] = Field(None, gt=0, description=(
         "Stop (and save the best weights) once training has run this long."))
     seed: int = Field(0, description="Seed for the split, batch order, initialisation and dropout.")
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    device: str = Field("auto", description=(
+        "Where the student trains: 'auto' (a CUDA GPU when there is one, else the CPU), 'cpu', 'cuda', "
+        "'cuda:1', ... The saved student is the same either way (to float rounding); the teacher's device "
+        "is the teacher's own setting."))
     threads: Optional[int] = Field(None, ge=1, description=(
         "torch CPU threads while training; empty = torch's default (one per core). On a CPU shared "
         "with other jobs, 1 is often faster than oversubscribing."))
     resume: bool = Field(True, description=(
         "Resume from the last checkpoint of an identical run; --no-resume discards old checkpoints."))
     output: Optional[str] = Field(None, description="Output directory; empty = <home>/artifacts/students/<name>.")
+
+    @field_validator("teacher", mode="before")
+    @classmethod
+    def _teacher_from_model(cls, value: Any) -> Any:
+        return EncoderSpec(model=value) if isinstance(value, str) else value
 
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else (1e-4 if self.student == "transformer" else 1e-3)
@@ -177,4 +186,8 @@ class DistillConfig(TavaModel):
             skip.add("static_context_tokens")
         if self.blend_partner is None:      # and runs towards the teacher (the partner's identity is in the data key)
             skip |= {"blend_partner", "blend_partner_weight"}
-        return self.model_dump(mode="json", exclude=skip)
+        key = self.model_dump(mode="json", exclude=skip)
+        # the model names the teacher here; how it encoded (pooling, length, prompts) is in the data key,
+        # through its vectors' sha256s, so keys (and checkpoints) from before the full spec stay valid
+        key["teacher"] = self.teacher.model
+        return key

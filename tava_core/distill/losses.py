@@ -70,32 +70,37 @@ class DistillationLoss(nn.Module):
         return self._softmax_kl(torch.einsum("bd,bkd->bk", F.normalize(student, dim=-1), c),
                                 torch.einsum("bd,bkd->bk", F.normalize(teacher, dim=-1), c))
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
-                candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """``candidates`` (batch, k, dim): each row's hard teacher vectors, needed when alpha_rank > 0."""
+    def terms(self, student: torch.Tensor, teacher: torch.Tensor,
+              candidates: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Each active term, unweighted, as a tensor on the student's device (nothing is copied to the
+        host here: ``forward`` does that, once per step, for the logs)."""
         teacher = teacher.to(student.dtype)
-        total = student.new_zeros(())
-        parts: dict[str, float] = {}
+        parts: dict[str, torch.Tensor] = {}
         if self.alpha_cos:
-            cos_loss = (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
-            total = total + self.alpha_cos * cos_loss
-            parts["cos"] = float(cos_loss.detach())
+            parts["cos"] = (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
         if self.alpha_mse:
-            mse = (student - teacher).pow(2).sum(-1).mean()
-            total = total + self.alpha_mse * mse
-            parts["mse"] = float(mse.detach())
+            parts["mse"] = (student - teacher).pow(2).sum(-1).mean()
         if self.alpha_sim:
-            kl = self.similarity_kl(student, teacher)
-            total = total + self.alpha_sim * kl
-            parts["sim_kl"] = float(kl.detach())
+            parts["sim_kl"] = self.similarity_kl(student, teacher)
         if self.alpha_cross:
-            cross = self.cross_similarity_kl(student, teacher)
-            total = total + self.alpha_cross * cross
-            parts["cross_kl"] = float(cross.detach())
+            parts["cross_kl"] = self.cross_similarity_kl(student, teacher)
         if self.alpha_rank:
             if candidates is None:
                 raise ValueError("alpha_rank > 0 needs each row's candidates (batch, k, dim)")
-            rank = self.neighbour_ranking_kl(student, teacher, candidates.to(student.dtype))
-            total = total + self.alpha_rank * rank
-            parts["rank_kl"] = float(rank.detach())
-        return total, parts
+            parts["rank_kl"] = self.neighbour_ranking_kl(student, teacher, candidates.to(student.dtype))
+        return parts
+
+    def total(self, parts: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of ``terms``' output (a zero on ``like``'s device when no term is active)."""
+        weights = {"cos": self.alpha_cos, "mse": self.alpha_mse, "sim_kl": self.alpha_sim,
+                   "cross_kl": self.alpha_cross, "rank_kl": self.alpha_rank}
+        total = like.new_zeros(())
+        for name, value in parts.items():
+            total = total + weights[name] * value
+        return total
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
+                candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """``candidates`` (batch, k, dim): each row's hard teacher vectors, needed when alpha_rank > 0."""
+        parts = self.terms(student, teacher, candidates)
+        return self.total(parts, student), {name: float(value.detach()) for name, value in parts.items()}

@@ -172,11 +172,10 @@ def prepare_training(config: DistillConfig, home: TavaHome, teacher: Encoder, *,
     if not spans:
         return base
     if embed_missing:
-        from ..config import EncoderSpec
         from ..embed import EmbedConfig, embed_dataset
 
         for dataset_dir in spans:
-            embed_dataset(EmbedConfig(dataset=str(dataset_dir), encoder=EncoderSpec(model=config.teacher)), home,
+            embed_dataset(EmbedConfig(dataset=str(dataset_dir), encoder=config.teacher), home,
                           show_progress=progress)
     span_pairs = resolve_pairs(home, [str(d) for d in spans], [SPAN_COLLECTION], [], teacher.name, teacher.fingerprint)
     extra = load_training_data(span_pairs, teacher_fingerprint=teacher.fingerprint, teacher_dim=teacher.dim)
@@ -206,7 +205,7 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
 
         torch.set_num_threads(config.threads)
     teacher = load_encoder(config.teacher)
-    teacher_dir = resolve_model_path(config.teacher)
+    teacher_dir = resolve_model_path(config.teacher.model)
     check_student_config(config, teacher.dim)
     data = data or prepare_training(config, home, teacher, embed_missing=True, progress=progress)
     if config.blend_partner:
@@ -264,7 +263,7 @@ def save_student(student: Student, result: TrainResult, config: DistillConfig, o
         check = saved.encode(speed_texts[:256], kind="document")
         card = {
             "name": config.name, "kind": student.kind, "created": now_iso(), "run_key": run_key,
-            "teacher": {**teacher.info(), "model": config.teacher},
+            "teacher": {**teacher.info(), "model": config.teacher.model},
             "student": {"dim": student.dim, "layers": getattr(student, "kept_layers", None),
                         "projection": getattr(student, "projection", None) is not None,
                         "parameters": int(sum(p.numel() for p in student.parameters()))},

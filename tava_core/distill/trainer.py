@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from ..encoders.device import resolve_device
 from ..errors import ConfigError
 from ..io import stable_hash
 from ..training import CheckpointConfig, EngineConfig, Schedule, Selection, TrainingEngine, TrainingStage
@@ -163,15 +164,38 @@ class TrainResult:
         return {k: v for k, v in self.__dict__.items() if k not in ("history", "validation")}
 
 
+def training_device(requested: str) -> torch.device:
+    """The device Stage A trains on: ``requested`` resolved, except that 'auto' never picks Apple's MPS,
+    which has no sparse gradients (a static student's token table) -- a GPU when there is one, else the CPU."""
+    device = resolve_device(requested)
+    return torch.device("cpu") if requested == "auto" and device.type == "mps" else device
+
+
+def student_device(student: Student) -> torch.device:
+    """Where the student's weights are (the device its inputs and targets must be moved to)."""
+    return next(student.parameters()).device
+
+
+def on_device(features: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch from ``Student.prepare`` (always built on the CPU) moved to ``device``."""
+    return {name: tensor.to(device, non_blocking=True) for name, tensor in features.items()}
+
+
+def target_tensor(vectors: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Teacher vectors (numpy, float32) as a tensor on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(vectors)).to(device, non_blocking=True)
+
+
 @torch.no_grad()
 def validation_cosine(student: Student, texts: Sequence[str], teacher: np.ndarray, batch_size: int = 256) -> float:
     """Mean cosine between the student's and the teacher's vectors of held-out texts."""
     was_training = student.training
     student.eval()
+    device = student_device(student)
     total = 0.0
     for start in range(0, len(texts), batch_size):
-        out = student(student.prepare(texts[start:start + batch_size]))
-        target = torch.from_numpy(teacher[start:start + batch_size])
+        out = student(on_device(student.prepare(texts[start:start + batch_size]), device))
+        target = target_tensor(teacher[start:start + batch_size], device)
         total += float(torch.nn.functional.cosine_similarity(out, target, dim=-1).sum())
     student.train(was_training)
     return total / max(1, len(texts))
@@ -252,11 +276,19 @@ class DistillStage(TrainingStage):
     def start(self) -> None:
         self.trainer.student.train()
 
-    def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def batch(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
+        """Step ``step``'s inputs, teacher vectors and (with the ranking term) candidates, on the student's
+        device."""
         trainer, idx = self.trainer, self.batches(step)
-        out = trainer.student(trainer.student.prepare([trainer.texts[i] for i in idx]))
-        candidates = None if trainer.neighbours is None else torch.from_numpy(trainer.teacher[trainer.neighbours[idx]])
-        loss, parts = trainer.loss_fn(out, torch.from_numpy(trainer.teacher[idx]), candidates)
+        device = student_device(trainer.student)
+        features = on_device(trainer.student.prepare([trainer.texts[i] for i in idx]), device)
+        candidates = (None if trainer.neighbours is None
+                      else target_tensor(trainer.teacher[trainer.neighbours[idx]], device))
+        return features, target_tensor(trainer.teacher[idx], device), candidates
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        features, targets, candidates = self.batch(step)
+        loss, parts = self.trainer.loss_fn(self.trainer.student(features), targets, candidates)
         return loss, {"loss": float(loss.detach()), **parts}
 
     def validate(self) -> dict[str, float]:
@@ -271,6 +303,9 @@ class Trainer:
                  progress: bool = True) -> None:
         if len(texts) != len(teacher_vectors):
             raise ValueError(f"{len(texts)} texts but {len(teacher_vectors)} teacher vectors")
+        # the student trains where config.device says ('auto': a GPU when there is one) and is handed back
+        # on the CPU, where saving, the speed check and every later step expect it
+        self.device = training_device(config.device)
         self.student = student
         self.texts = list(texts)
         self.teacher = np.ascontiguousarray(teacher_vectors, dtype=np.float32)
@@ -310,8 +345,12 @@ class Trainer:
         torch.manual_seed(config.seed)
         if not config.resume:
             self.clear_checkpoints()
-        stage = DistillStage(self)
-        run = TrainingEngine(stage, self.engine_config()).run()
+        self.student.to(self.device)  # before the optimizers are made: they hold the parameters
+        try:
+            stage = DistillStage(self)
+            run = TrainingEngine(stage, self.engine_config()).run()
+        finally:
+            self.student.to("cpu")
         self.student.eval()
         validation = [{"step": row["step"], "cosine": row["cosine"]} for row in run.evaluations]
         return TrainResult(

@@ -26,6 +26,15 @@ def resolve_device(requested: str = "auto") -> torch.device:
     return device
 
 
+def device_name(requested: str = "auto") -> str:
+    """The device ``requested`` resolves to, named as a concurrency limit names it: 'auto' -> 'cuda:0' on
+    a GPU host (else 'mps' or 'cpu'), 'cuda' -> 'cuda:<current device>'."""
+    device = resolve_device(requested)
+    if device.type == "cuda" and device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
+
+
 def resolve_dtype(requested: str, device: torch.device, *, bf16_supported: bool | None = None) -> torch.dtype:
     """float32 on CPU/MPS; on CUDA 'auto' means bfloat16 where supported, else float16."""
     if requested == "float32":
@@ -37,8 +46,16 @@ def resolve_dtype(requested: str, device: torch.device, *, bf16_supported: bool 
     if device.type != "cuda":
         return torch.float32
     if bf16_supported is None:
-        bf16_supported = torch.cuda.is_bf16_supported()
+        bf16_supported = native_bf16(device)
     return torch.bfloat16 if bf16_supported else torch.float16
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (compute capability 8.0+: Ampere and later).
+    ``torch.cuda.is_bf16_supported()`` also says yes on older cards (T4, V100), where bfloat16 is
+    emulated and slower than float16, and it asks about the current device, not ``device``."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.get_device_capability(index)[0] >= 8
 
 
 def available_devices() -> list[str]:

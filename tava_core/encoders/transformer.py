@@ -273,8 +273,10 @@ class TransformerEncoder(Encoder):
         if self.pooling == "cls":
             pooled = token_vectors[:, 0]
         else:
-            mask = batch["attention_mask"].unsqueeze(-1).to(token_vectors.dtype)
-            pooled = (token_vectors * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            # summed in float32: under float16 a sum over 512 tokens overflows (inf, then NaN after
+            # normalising) where the mean itself fits
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = ((token_vectors.float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).to(token_vectors.dtype)
         pooled = self.dense(pooled)
         pooled = pooled.float()
         if self.normalized:
@@ -287,14 +289,17 @@ class TransformerEncoder(Encoder):
         except Exception as exc:  # noqa: BLE001
             if not is_out_of_memory(exc) or len(texts) <= 1:
                 raise
-            # Halve the batch for this and every later batch; the memory is not coming back.
-            self.batch_size = max(1, len(texts) // 2)
-            log.warning("out of memory on a batch of %d; retrying with batches of %d", len(texts), self.batch_size)
-            if self.device.type == "cuda":
+        # Retried here, outside the except block: inside it the traceback keeps the failed batch's
+        # activations alive, so the cache cannot be emptied and the halves would run out of memory too.
+        # Halve the batch for this and every later batch; the memory is not coming back.
+        self.batch_size = max(1, len(texts) // 2)
+        log.warning("out of memory on a batch of %d; retrying with batches of %d", len(texts), self.batch_size)
+        if self.device.type == "cuda":
+            with torch.cuda.device(self.device):  # the encoder's GPU, not the current one
                 torch.cuda.empty_cache()
-            half = len(texts) // 2
-            return np.concatenate([self._forward_with_oom_retry(texts[:half]),
-                                   self._forward_with_oom_retry(texts[half:])])
+        half = len(texts) // 2
+        return np.concatenate([self._forward_with_oom_retry(texts[:half]),
+                               self._forward_with_oom_retry(texts[half:])])
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,

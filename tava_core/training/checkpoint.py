@@ -40,10 +40,11 @@ class Checkpoint:
     optimizers: list[dict[str, Any]]
     torch_rng: torch.Tensor
     state: dict[str, Any]                                # the loop's JSON state (step, curves, ...)
+    cuda_rng: Optional[list[torch.Tensor]] = None        # per GPU (dropout on a GPU draws from these)
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous() for k, v in state.items()}
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def save_checkpoint(config: CheckpointConfig, checkpoint: Checkpoint) -> None:
@@ -54,7 +55,8 @@ def save_checkpoint(config: CheckpointConfig, checkpoint: Checkpoint) -> None:
             save_file(_contiguous(weights), str(tmp / f"{name}.safetensors"))
         for name, weights in (checkpoint.best or {}).items():
             save_file(_contiguous(weights), str(tmp / f"best-{name}.safetensors"))
-        torch.save({"optimizers": checkpoint.optimizers, "torch_rng": checkpoint.torch_rng}, tmp / OPTIMIZER_FILE)
+        torch.save({"optimizers": checkpoint.optimizers, "torch_rng": checkpoint.torch_rng,
+                    "cuda_rng": checkpoint.cuda_rng}, tmp / OPTIMIZER_FILE)
         write_json(tmp / STATE_FILE, {**checkpoint.state, "run_key": config.run_key, "format": FORMAT})  # last
 
 
@@ -76,9 +78,11 @@ def load_checkpoint(config: CheckpointConfig, module_names: list[str]) -> Option
     weights = {name: load_file(str(directory / f"{name}.safetensors")) for name in module_names}
     best = {path.name[len("best-"):-len(".safetensors")]: load_file(str(path))
             for path in sorted(directory.glob("best-*.safetensors"))}
-    extra = torch.load(directory / OPTIMIZER_FILE, weights_only=True)
+    # on the CPU: a run checkpointed on a GPU resumes on a machine without one (load_state_dict moves the
+    # optimizers' moments to their parameters' device)
+    extra = torch.load(directory / OPTIMIZER_FILE, weights_only=True, map_location="cpu")
     return Checkpoint(weights=weights, best=best or None, optimizers=extra["optimizers"],
-                      torch_rng=extra["torch_rng"], state=state)
+                      torch_rng=extra["torch_rng"], state=state, cuda_rng=extra.get("cuda_rng"))
 
 
 def clear_checkpoint(config: CheckpointConfig) -> None:

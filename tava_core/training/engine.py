@@ -208,7 +208,8 @@ class TrainingEngine:
         save_checkpoint(self.config.checkpoint, Checkpoint(
             weights={name: m.state_dict() for name, m in self.stage.modules().items()}, best=loop.best,
             optimizers=[o.state_dict() for o in self._all_optimizers], torch_rng=torch.get_rng_state(),
-            state={**loop.to_json(), "lr_scale": self.lr_scale, "rollbacks": self.rollbacks}))
+            state={**loop.to_json(), "lr_scale": self.lr_scale, "rollbacks": self.rollbacks},
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None))
         loop.last_checkpoint = loop.step
 
     def _resume(self) -> Optional["_Loop"]:
@@ -227,6 +228,8 @@ class TrainingEngine:
         for optimizer, state in zip(self._all_optimizers, saved.optimizers, strict=False):
             optimizer.load_state_dict(state)
         torch.set_rng_state(saved.torch_rng)
+        if saved.cuda_rng is not None and torch.cuda.is_available() and len(saved.cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(saved.cuda_rng)
         self.lr_scale = float(saved.state.get("lr_scale", 1.0))
         self.rollbacks = int(saved.state.get("rollbacks", 0))
         state = saved.state

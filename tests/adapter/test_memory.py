@@ -143,3 +143,16 @@ def test_a_router_maps_the_adapters_own_training_texts_without_the_memory(tiny_m
     assert np.allclose(mapped, adapter.map_numpy(x, memory=False), atol=1e-6)
     assert not np.allclose(mapped, adapter.map_numpy(x), atol=1e-2)  # with it: the teacher's vectors back
     assert adapter.memory is not None
+
+
+def test_a_memory_attached_to_an_adapter_on_another_device_moves_there():
+    # the memory is built on the CPU from numpy; an adapter trained on a GPU must read it on the GPU. The
+    # meta device stands in for one: torch refuses to mix its tensors with CPU ones as it refuses CUDA's.
+    rng = np.random.default_rng(0)
+    student, teacher = unit(rng.standard_normal((40, 8))), unit(rng.standard_normal((40, 12)))
+    memory = build_memory(student, teacher, unit(rng.standard_normal((40, 12))), k=4, temperature=0.05, weight=1.0)
+    adapter = Vec2VecAdapter(8, 12, hidden_dims=[16]).to("meta")
+    adapter.attach_memory(memory)
+    assert adapter.memory is not None and adapter.memory.keys.device.type == "meta"
+    assert adapter(torch.zeros(3, 8, device="meta")).shape == (3, 12)
+    assert adapter.config["memory_rows"] == 40

@@ -33,8 +33,13 @@ def test_distill_flow_trains_a_student_and_publishes_artifacts(prefect_harness, 
     real_prepare = run.prepare_training
     monkeypatch.setattr(run, "prepare_training", lambda *a, **k: joined.append(1) or real_prepare(*a, **k))
 
+    from tava_core.config import EncoderSpec
+    from tava_core.encoders import load_encoder
+
     make_toy_dataset(tava_home, "toy", n=300)
-    config = DistillConfig(name="flowtest", teacher=str(tiny_model_dir), datasets=["toy"], layers=[1], steps=20,
+    # the teacher as `tava run --teacher-max-length 24` passes it: its vectors, and no others, train the student
+    teacher = EncoderSpec(model=str(tiny_model_dir), max_length=24, device="cpu")
+    config = DistillConfig(name="flowtest", teacher=teacher, datasets=["toy"], layers=[1], steps=20,
                            batch_size=16, warmup_steps=2, eval_every=10, checkpoint_every=10, max_length=32,
                            validation_fraction=0.05, device="cpu")
     record = distill_student(config, home=str(tava_home))
@@ -44,8 +49,11 @@ def test_distill_flow_trains_a_student_and_publishes_artifacts(prefect_harness, 
     assert (out / "curves.png").is_file() and (out / "modules.json").is_file()
     card = json.loads((out / "model_card.json").read_text())
     assert card["teacher"]["model"] == str(tiny_model_dir) and card["training"]["steps_done"] == 20
-    # The teacher's vectors were made by the embedding flow, in the home's vector cache.
-    assert list((tava_home / "vectors" / "toy" / "texts").glob("*/manifest.json"))
+    fingerprint = load_encoder(teacher).fingerprint
+    assert card["teacher"]["fingerprint"] == fingerprint != load_encoder(str(tiny_model_dir)).fingerprint
+    # The teacher's vectors were made by the embedding flow, in the home's vector cache: once, with that spec.
+    made = [json.loads(p.read_text()) for p in (tava_home / "vectors" / "toy" / "texts").glob("**/manifest.json")]
+    assert [m["encoder"]["fingerprint"] for m in made] == [fingerprint]
 
     import anyio
 

@@ -7,7 +7,14 @@ import torch
 
 from tava_core.config import EncoderSpec
 from tava_core.encoders import TransformerEncoder, load_encoder
-from tava_core.encoders.device import device_for_shard, is_out_of_memory, resolve_device, resolve_dtype
+from tava_core.encoders.device import (
+    device_for_shard,
+    device_name,
+    is_out_of_memory,
+    native_bf16,
+    resolve_device,
+    resolve_dtype,
+)
 from tava_core.errors import ConfigError, ModelLoadError
 
 TEXTS = ["short", "a somewhat longer sentence about dense retrieval",
@@ -115,6 +122,27 @@ def test_device_choice():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda:0")
         assert resolve_device("auto").type in {"cpu", "mps"}
+
+
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((7, 0), False), ((8, 0), True), ((9, 0), True)])
+def test_auto_dtype_takes_bfloat16_only_where_the_gpu_computes_it(monkeypatch, capability, native):
+    # torch.cuda.is_bf16_supported() says yes on a T4 / V100 too (emulated, slower than float16); the
+    # capability of the encoder's own GPU decides
+    asked: list[int] = []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: asked.append(index) or capability)
+    assert native_bf16(torch.device("cuda", 1)) is native and asked == [1]
+    assert resolve_dtype("auto", torch.device("cuda", 1)) == (torch.bfloat16 if native else torch.float16)
+
+
+def test_concurrency_tags_name_the_device_a_shard_runs_on(monkeypatch):
+    from flows.embed import device_tag
+
+    assert device_name("cpu") == "cpu" and device_tag("cpu") == "tava-device:cpu"
+    # on a GPU host 'auto' and 'cuda' are the GPU a limit names: `tava-device:cuda:0`, not `tava-device:auto`
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert [device_tag(d) for d in ("auto", "cuda", "cuda:1")] == ["tava-device:cuda:0", "tava-device:cuda:0",
+                                                                     "tava-device:cuda:1"]
 
 
 def _saved_by_sentence_transformers(tiny_model_dir, out, *, pooling: str, prompts: dict[str, str]):
