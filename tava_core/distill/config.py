@@ -156,8 +156,8 @@ class DistillConfig(TavaModel):
     seed: int = Field(0, description="Seed for the split, batch order, initialisation and dropout.")
     device: str = Field("auto", description=(
         "Where the student trains: 'auto' (a CUDA GPU when there is one, else the CPU), 'cpu', 'cuda', "
-        "'cuda:1', ... The saved student is the same either way (to float rounding); the teacher's device "
-        "is the teacher's own setting."))
+        "'cuda:1', ... The student is saved from the CPU either way; the teacher's device is the teacher's "
+        "own setting."))
     threads: Optional[int] = Field(None, ge=1, description=(
         "torch CPU threads while training; empty = torch's default (one per core). On a CPU shared "
         "with other jobs, 1 is often faster than oversubscribing."))
