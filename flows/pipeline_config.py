@@ -114,7 +114,7 @@ class PipelineConfig(TavaModel):
     teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
     teacher_document_vectors: Optional[str] = Field(None, description=(
         "The teacher's vectors of the corpus's documents, as your vector store holds them (a Parquet file or "
-        "folder of id + vector rows): imported instead of encoding the corpus again, after the teacher "
+        "folder of id + vector rows, or a LanceDB table directory <database>/<table>.lance): imported instead of encoding the corpus again, after the teacher "
         "agrees with a sample of them (`tava embed --import-vectors`)."))
     shard_size: int = Field(2000, ge=1, description="Rows per text shard.")
     index_factory: str = Field("HNSW32,Flat", description="FAISS factory string of the corpus index.")

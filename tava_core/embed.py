@@ -52,7 +52,7 @@ class EmbedConfig(TavaModel):
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
     import_vectors: Optional[str] = Field(None, description=(
         "Vectors the encoder already made (a Parquet file or folder of id + vector rows, e.g. exported from "
-        "a vector store), written as the one collection in `collections` instead of encoding it; checked "
+        "a vector store, or a LanceDB table directory such as `tava backfill` writes), written as the one collection in `collections` instead of encoding it; checked "
         "against the encoder on a sample of texts first."))
     import_id_column: str = Field("id", description="The imported file's id column.")
     import_vector_column: str = Field("vector", description="The imported file's vector column.")

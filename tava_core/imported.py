@@ -3,7 +3,7 @@
 tava's premise is that the teacher has already embedded the documents: they sit in a vector store.
 Encoding them again to train and evaluate a student costs what the store cost (all-mpnet-base-v2 takes hours
 over SciFact's 5,183 abstracts on 2 CPU cores: bench/results/import_vectors.json). So `tava embed --import-vectors PATH` (and
-`tava run --teacher-document-vectors PATH`) reads ``id`` + ``vector`` rows from Parquet and writes them
+`tava run --teacher-document-vectors PATH`) reads ``id`` + ``vector`` rows from Parquet or a LanceDB table and writes them
 as the collection's shards, exactly as encoding would have: one shard per text shard, rows in the text
 shard's order, the encoder's fingerprint and kind in the metadata, so every later step reuses them.
 
@@ -49,27 +49,64 @@ class VectorSource:
         return self.vectors[[self.rows[i] for i in ids]]
 
 
-def read_vector_source(path: str | Path, *, id_column: str = "id", vector_column: str = "vector") -> VectorSource:
-    """``id`` + ``vector`` rows of a Parquet file or a folder of ``*.parquet`` files (a list column of
-    floats, fixed-size or not, float16 or float32). Errors name the file and what to change."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("no such file or folder", path=path, hint="give a Parquet file (or folder) of id + vector rows")
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-    if not files:
-        raise InputError("folder holds no .parquet file", path=path, hint="give a Parquet file (or folder) of id + vector rows")
-    ids: list[str] = []
-    parts: list[np.ndarray] = []
-    for file in files:
+LANCE_SUFFIX = ".lance"
+SOURCE_HINT = ("give a Parquet file (or folder) of id + vector rows, or a LanceDB table directory "
+               "(<database>/<table>.lance, as `tava backfill` writes it)")
+
+
+def _is_lance_table(path: Path) -> bool:
+    return path.is_dir() and (path.name.endswith(LANCE_SUFFIX) or (path / "_versions").is_dir())
+
+
+def _source_tables(path: Path, columns: list[str]) -> list[tuple[Path, pa.Table]]:
+    """(file, its rows of ``columns``) for every part of the source: the Parquet files of a file or folder, or
+    the one table of a LanceDB table directory. A LanceDB database (a folder of tables) is refused naming
+    its tables: which one holds the documents is the user's to say."""
+    if _is_lance_table(path):
+        import lancedb
+
+        name = path.name[:-len(LANCE_SUFFIX)] if path.name.endswith(LANCE_SUFFIX) else path.name
+        try:
+            table = lancedb.connect(str(path.parent)).open_table(name)
+            schema = table.schema
+        except Exception as exc:  # noqa: BLE001 - lancedb raises several kinds for a damaged table
+            raise InputError(f"not a readable LanceDB table ({exc})", path=path, hint=SOURCE_HINT) from None
+        _check_columns(schema.names, columns, path)
+        return [(path, table.to_arrow().select(columns))]
+    if path.is_dir() and not any(path.rglob("*.parquet")):
+        tables = sorted(p.name for p in path.glob(f"*{LANCE_SUFFIX}") if p.is_dir())
+        if tables:
+            raise InputError(f"a LanceDB database of {len(tables)} table(s) ({', '.join(tables[:5])})", path=path,
+                             hint=f"give the table that holds the documents, e.g. {path / tables[0]}")
+        raise InputError("folder holds no .parquet file", path=path, hint=SOURCE_HINT)
+    parts = []
+    for file in sorted(path.rglob("*.parquet")) if path.is_dir() else [path]:
         try:
             schema = pq.read_schema(file)
         except (OSError, pa.ArrowInvalid) as exc:
-            raise InputError(f"not a readable Parquet file ({exc})", path=file) from None
-        missing = [c for c in (id_column, vector_column) if c not in schema.names]
-        if missing:
-            raise InputError(f"no column {', '.join(map(repr, missing))} (columns: {', '.join(schema.names)})",
-                             path=file, hint="name the columns with --import-id-column / --import-vector-column")
-        table = pq.read_table(file, columns=[id_column, vector_column])
+            raise InputError(f"not a readable Parquet file ({exc})", path=file, hint=SOURCE_HINT) from None
+        _check_columns(schema.names, columns, file)
+        parts.append((file, pq.read_table(file, columns=columns)))
+    return parts
+
+
+def _check_columns(names: Sequence[str], columns: Sequence[str], path: Path) -> None:
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise InputError(f"no column {', '.join(map(repr, missing))} (columns: {', '.join(names)})",
+                         path=path, hint="name the columns with --import-id-column / --import-vector-column")
+
+
+def read_vector_source(path: str | Path, *, id_column: str = "id", vector_column: str = "vector") -> VectorSource:
+    """``id`` + ``vector`` rows of a Parquet file, a folder of ``*.parquet`` files or a LanceDB table (a list
+    column of floats, fixed-size or not, float16 or float32). Errors name the file and what to change."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file or folder", path=path, hint=SOURCE_HINT)
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+    files: list[Path] = []
+    for file, table in _source_tables(path, [id_column, vector_column]):
         column = table.column(vector_column)
         if pa.types.is_fixed_size_list(column.type):
             part = vectors_from_column(column, file)
@@ -86,6 +123,7 @@ def read_vector_source(path: str | Path, *, id_column: str = "id", vector_column
             raise InputError(f"{part.shape[1]}-d vectors where {files[0].name} holds {parts[0].shape[1]}-d", path=file)
         ids.extend(str(i) for i in table.column(id_column).to_pylist())
         parts.append(part)
+        files.append(file)
     vectors = np.concatenate(parts)
     bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
     if len(bad):

@@ -137,3 +137,33 @@ def test_the_embed_flow_imports_through_its_task_and_plain_runs_reuse_the_shards
     corpus = by_name["corpus"]
     assert (corpus.computed_shards, corpus.reused_shards, corpus.imported_from) == (0, 3, None)
     assert by_name["queries"].computed_shards == 1          # the rest is encoded as before
+
+
+def test_a_lancedb_table_tava_backfill_wrote_is_imported(prefect_harness, tiny_model_dir, tmp_path):
+    # the store a platform team already has: a LanceDB table `tava backfill` filled with the teacher's vectors
+    from flows.backfill import backfill_vector_store
+    from tava_core.imported import read_vector_source
+    from tava_core.vectorstore import BackfillConfig
+
+    spec = EncoderSpec(model=str(tiny_model_dir))
+    store_home = TavaHome(tmp_path / "store-home")
+    write_dataset(store_home.root, "docs", {"corpus": TEXTS, "queries": TEXTS[:5]}, shard_size=20)
+    backfill_vector_store(BackfillConfig(dataset="docs", encoder=spec), home=str(store_home.root))
+    table = store_home.root / "lancedb" / "docs_corpus.lance"
+    assert table.is_dir()
+
+    home = TavaHome(tmp_path / "home")
+    write_dataset(home.root, "docs", {"corpus": TEXTS, "queries": TEXTS[:5]}, shard_size=20)
+    out = embed_dataset(EmbedConfig(dataset="docs", collections=["corpus"], encoder=spec, import_vectors=str(table)),
+                        home)["corpus"]
+    ids, texts = _ids_and_texts(home)
+    manifest = load_vector_manifest(out)
+    got_ids = [i for shard in manifest.shards for i in read_vector_shard(out / shard.path)[0]]
+    got = np.concatenate([read_vector_shard(out / shard.path)[1] for shard in manifest.shards])
+    assert got_ids == ids and vector_shard_metadata(out / manifest.shards[0].path)["imported_from"] == str(table)
+    np.testing.assert_allclose(got, TransformerEncoder(tiny_model_dir).encode(texts), atol=1e-5)
+
+    # the database folder holds tables, not rows: the error names the one to give
+    with pytest.raises(InputError, match=r"LanceDB database of 1 table\(s\) \(docs_corpus.lance\)") as caught:
+        read_vector_source(store_home.root / "lancedb")
+    assert str(table) in str(caught.value)
