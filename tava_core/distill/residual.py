@@ -29,21 +29,26 @@ def residual_targets(teacher: np.ndarray, partner: np.ndarray, weight: float) ->
     return _unit(_unit(teacher.astype(np.float32)) - weight * _unit(partner.astype(np.float32))).astype(np.float32)
 
 
-def towards_residual(data: TrainingData, partner: Encoder, weight: float, *, spec: str,
-                     progress: bool = False) -> TrainingData:
-    """``data`` with its teacher vectors replaced by residual targets against ``partner``'s vectors of the
-    same texts (encoded as queries: the blend encodes queries). The partner's fingerprint and the weight
-    go into the data's key, so a new partner trains again."""
-    dim = data.vectors.shape[1]
+def residual_record(partner: Encoder, weight: float, *, spec: str, dim: int) -> dict:
+    """What residual targets against ``partner`` are, as ``TrainingData.targets`` records it: the partner's
+    fingerprint and the weight, which go into the data's key (a new partner trains again). Known before the
+    partner encodes anything, so a finished run is found without encoding the texts again."""
     if partner.dim != dim:
         raise ConfigError(f"blend partner {spec!r} makes {partner.dim}-d vectors, the teacher {dim}-d",
                           hint="give the query encoder the student will be blended with: a student of the same "
                                "teacher, or its Stage B directory")
+    return {"kind": "residual", "partner": spec, "partner_fingerprint": partner.fingerprint, "weight": weight}
+
+
+def towards_residual(data: TrainingData, partner: Encoder, weight: float, *, spec: str,
+                     progress: bool = False) -> TrainingData:
+    """``data`` with its teacher vectors replaced by residual targets against ``partner``'s vectors of the
+    same texts (encoded as queries: the blend encodes queries); ``targets`` is ``residual_record``."""
+    targets = residual_record(partner, weight, spec=spec, dim=data.vectors.shape[1])
     if isinstance(partner, MappedEncoder):  # its adapter's memory holds these very texts: the map alone
         own = map_alone(partner.mapper)(partner.inner.encode(data.texts, kind="query", batch_size=64,
                                                              show_progress=progress))
     else:
         own = partner.encode(data.texts, kind="query", batch_size=64, show_progress=progress)
-    targets = {"kind": "residual", "partner": spec, "partner_fingerprint": partner.fingerprint, "weight": weight}
     return TrainingData(texts=data.texts, vectors=residual_targets(data.vectors, own, weight),
                         sources=data.sources, targets=targets)

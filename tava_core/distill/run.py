@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -208,11 +209,13 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     teacher_dir = resolve_model_path(config.teacher.model)
     check_student_config(config, teacher.dim)
     data = data or prepare_training(config, home, teacher, embed_missing=True, progress=progress)
+    partner, targets = None, None
     if config.blend_partner:
-        from .residual import towards_residual
+        from .residual import residual_record
 
-        data = towards_residual(data, load_encoder(config.blend_partner), config.blend_partner_weight,
-                                spec=config.blend_partner, progress=progress)
+        partner = load_encoder(config.blend_partner)
+        targets = residual_record(partner, config.blend_partner_weight, spec=config.blend_partner,
+                                  dim=data.vectors.shape[1])
     source = ", ".join(f"{s['dataset']}/{s['collection']}" for s in data.sources)
     fitted = fitted_to_corpus(len(data.texts), config)
     if fitted.steps < config.steps:
@@ -227,9 +230,16 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     config = fitted
     split = check_corpus_size(len(data.texts), config, source=source)
     out = output_dir(config, home)
-    run_key = make_run_key({"config": config.training_key(), "data": data.key})
+    # the key is known before residual targets are computed (the partner encodes every text: minutes to an
+    # hour), so a finished run is reused without them
+    run_key = make_run_key({"config": config.training_key(), "data": replace(data, targets=targets).key})
     if (done := finished_record(out / CARD_JSON, run_key, required=["model.safetensors"])) is not None:
         return student_record(done, out, reused=True)
+    if partner is not None and config.blend_partner is not None:
+        from .residual import towards_residual
+
+        data = towards_residual(data, partner, config.blend_partner_weight, spec=config.blend_partner,
+                                progress=progress)
 
     student = build_student(config, teacher_dir, teacher.dim,
                             cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12],

@@ -73,6 +73,19 @@ def test_a_student_with_a_blend_partner_learns_the_residual_not_the_teacher(toy_
 
     assert agreement(member.output, wanted) > agreement(plain.output, wanted) + 0.02
     assert agreement(plain.output, _unit(teacher)) > agreement(member.output, _unit(teacher))
+    # the same run again is found finished before the partner encodes a text (its encoding of every training
+    # text is most of a member's cost: 25 minutes for an mpnet student on SciFact)
+    from tava_core.distill import residual
+
+    encoded: list[int] = []
+    real = residual.towards_residual
+    residual.towards_residual = lambda data, *a, **k: encoded.append(len(data.texts)) or real(data, *a, **k)
+    try:
+        repeat = distill(_config(teacher_dir, name="member", blend_partner=partner.output, blend_partner_weight=0.7,
+                                 **static), toy_home, progress=False)
+    finally:
+        residual.towards_residual = real
+    assert repeat.reused is True and repeat.run_key == member.run_key and encoded == []
     # a new partner weight is a new run, not a reuse
     again = distill(_config(teacher_dir, name="member", blend_partner=partner.output, blend_partner_weight=0.5,
                             **static), toy_home, progress=False)
