@@ -9,6 +9,10 @@ Measured on SciFact's dev queries and the built-in data: docs/mpnet.md (bench/bl
 """
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
 import numpy as np
 
 from ..adapter.baselines import normalize_rows as _unit
@@ -16,7 +20,12 @@ from ..adapter.memory import map_alone
 from ..encoders.base import Encoder
 from ..encoders.mapped import MappedEncoder
 from ..errors import ConfigError
-from .data import TrainingData
+from .data import TrainingData, load_pair
+
+if TYPE_CHECKING:
+    from ..home import TavaHome
+
+log = logging.getLogger(__name__)
 
 
 def residual_targets(teacher: np.ndarray, partner: np.ndarray, weight: float) -> np.ndarray:
@@ -40,15 +49,52 @@ def residual_record(partner: Encoder, weight: float, *, spec: str, dim: int) -> 
     return {"kind": "residual", "partner": spec, "partner_fingerprint": partner.fingerprint, "weight": weight}
 
 
+def cached_vectors(data: TrainingData, encoder: Encoder, home: "TavaHome") -> Optional[np.ndarray]:
+    """``encoder``'s vectors of ``data.texts`` from the home's vector cache, when it has embedded every training
+    collection from the same text shards (`tava run` embeds the student's, for Stage B), else None. Only for an
+    encoder whose queries and documents are encoded alike (no prompts): the cache holds document encodings."""
+    spec = getattr(encoder, "spec", None)
+    if spec is None or spec.query_prefix != spec.document_prefix:
+        return None
+    blocks = []
+    for source in data.sources:
+        if source.get("dataset") == "max_texts":   # the cut below keeps the same prefix
+            continue
+        if "dataset_dir" not in source:
+            return None
+        vector_dir = home.vector_dir(source["dataset"], source["collection"], encoder.name, encoder.fingerprint)
+        if not (vector_dir / "manifest.json").is_file():
+            return None
+        try:
+            from ..manifest import load_dataset_manifest, load_vector_manifest
+
+            texts = load_dataset_manifest(source["dataset_dir"]).collections[source["collection"]].shards
+            made_from = {shard.source_sha256 for shard in load_vector_manifest(vector_dir).shards}
+            if made_from != {shard.sha256 for shard in texts}:   # embedded from other text: encode again
+                return None
+            _, vectors, _ = load_pair(Path(source["dataset_dir"]), source["collection"], vector_dir,
+                                      encoder.fingerprint, encoder.dim)
+        except Exception as exc:  # noqa: BLE001 - a damaged cache is encoded again, never trusted
+            log.warning("the cached vectors in %s are not usable (%s); encoding the texts instead", vector_dir, exc)
+            return None
+        blocks.append(vectors)
+    if not blocks:
+        return None
+    cached = np.concatenate(blocks)[:len(data.texts)]
+    return cached if len(cached) == len(data.texts) else None
+
+
 def towards_residual(data: TrainingData, partner: Encoder, weight: float, *, spec: str,
-                     progress: bool = False) -> TrainingData:
+                     progress: bool = False, home: Optional["TavaHome"] = None) -> TrainingData:
     """``data`` with its teacher vectors replaced by residual targets against ``partner``'s vectors of the
-    same texts (encoded as queries: the blend encodes queries); ``targets`` is ``residual_record``."""
+    same texts (encoded as queries: the blend encodes queries); ``targets`` is ``residual_record``. With
+    ``home``, vectors the partner's encoder already wrote there (`cached_vectors`) are read, not computed."""
     targets = residual_record(partner, weight, spec=spec, dim=data.vectors.shape[1])
+    inner = partner.inner if isinstance(partner, MappedEncoder) else partner
+    own = cached_vectors(data, inner, home) if home is not None else None
+    if own is None:
+        own = inner.encode(data.texts, kind="query", batch_size=64, show_progress=progress)
     if isinstance(partner, MappedEncoder):  # its adapter's memory holds these very texts: the map alone
-        own = map_alone(partner.mapper)(partner.inner.encode(data.texts, kind="query", batch_size=64,
-                                                             show_progress=progress))
-    else:
-        own = partner.encode(data.texts, kind="query", batch_size=64, show_progress=progress)
+        own = map_alone(partner.mapper)(own)
     return TrainingData(texts=data.texts, vectors=residual_targets(data.vectors, own, weight),
                         sources=data.sources, targets=targets)

@@ -239,7 +239,7 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
         from .residual import towards_residual
 
         data = towards_residual(data, partner, config.blend_partner_weight, spec=config.blend_partner,
-                                progress=progress)
+                                progress=progress, home=home)
 
     student = build_student(config, teacher_dir, teacher.dim,
                             cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12],

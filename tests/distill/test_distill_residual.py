@@ -113,3 +113,35 @@ def test_a_partner_with_a_residual_memory_gives_its_map_alone_on_the_texts_the_m
     adapter.attach_memory(None)
     assert np.allclose(targets, residual_targets(teacher, partner.encode(texts, kind="query"), 0.7), atol=1e-5)
     assert not np.allclose(targets, _unit(teacher), atol=1e-2)
+
+
+def test_a_member_reads_the_vectors_its_partner_already_wrote_instead_of_encoding(toy_home, teacher_dir,  # noqa: F811
+                                                                                  monkeypatch):
+    # `tava run` embeds the student's vectors of every training text for Stage B; the static member's residual
+    # targets read them (for an mpnet student on SciFact, 15,163 texts: most of the member's 32 minutes)
+    from distill_helpers import embed_toy
+
+    from tava_core.distill.residual import cached_vectors
+    from tava_core.distill.run import prepare_training
+    from tava_core.home import TavaHome
+
+    home = TavaHome(toy_home)
+    partner = distill(_config(teacher_dir, name="cached-partner", steps=20, student="static",
+                              static_init="token_embeddings", lr=2e-2), home, progress=False)
+    data = prepare_training(_config(teacher_dir), home, load_encoder(str(teacher_dir)), progress=False)
+    encoder = load_encoder(partner.output, cache=False)
+    encoded = towards_residual(data, encoder, 0.7, spec="p", home=home)   # nothing cached yet: encodes
+    assert cached_vectors(data, encoder, home) is None
+
+    embed_toy(toy_home, partner.output)
+    cached = cached_vectors(data, encoder, home)
+    assert cached is not None and cached.shape == (len(data.texts), encoder.dim)
+    np.testing.assert_allclose(cached, encoder.encode(data.texts, kind="query"), atol=1e-5)
+    monkeypatch.setattr(encoder, "encode", lambda *a, **k: pytest.fail("encoded texts its cache holds"))
+    read = towards_residual(data, encoder, 0.7, spec="p", home=home)
+    np.testing.assert_allclose(read.vectors, encoded.vectors, atol=1e-5)
+    assert read.key == encoded.key
+
+    # an encoder with prompts encodes queries unlike the documents the cache holds: it is not read
+    monkeypatch.setattr(encoder, "spec", encoder.spec.model_copy(update={"query_prefix": "query: "}))
+    assert cached_vectors(data, encoder, home) is None

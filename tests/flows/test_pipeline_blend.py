@@ -19,10 +19,17 @@ def test_blend_static_needs_a_transformer_student():
 
 
 @pytest.mark.slow
-def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harness, tava_home, tiny_model_dir):
+def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harness, tava_home, tiny_model_dir,
+                                                                   monkeypatch):
     from flows.pipeline import BLEND, PipelineConfig, tava_pipeline
+    from tava_core.distill import residual
     from tava_core.encoders import load_encoder
     from tava_core.encoders.blend import BlendEncoder
+
+    read_from_cache: list[bool] = []   # the partner's vectors of the training texts: those Stage B embedded
+    real_cached = residual.cached_vectors
+    monkeypatch.setattr(residual, "cached_vectors",
+                        lambda *a, **k: (lambda got: read_from_cache.append(got is not None) or got)(real_cached(*a, **k)))
 
     config = PipelineConfig.model_validate({
         "teacher": {"model": str(tiny_model_dir)}, "blend_static": True, "router": {"enabled": False},
@@ -43,6 +50,7 @@ def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harne
     # trained towards what student + adapter misses, not towards the teacher alone
     assert card["targets"]["kind"] == "residual" and card["targets"]["partner"] == result.adapter_dir
     assert card["targets"]["weight"] == config.distill.blend_partner_weight == 0.7
+    assert read_from_cache == [True]
     texts = ["how are vectors cached", "parse a config file"]
     a, s = adapted.encode(texts, kind="query"), static.encode(texts, kind="query")
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)   # noqa: E731
