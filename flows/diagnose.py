@@ -20,7 +20,7 @@ def diagnose_task(config: DiagnoseConfig, home: Optional[str]) -> dict[str, Any]
 
     record = run_diagnose(config, TavaHome(home))
     create_markdown_artifact(key="diagnose-report", markdown=Path(record["files"]["markdown"]).read_text(),
-                             description=f"tava diagnose {config.student} vs {config.teacher}")
+                             description=f"tava diagnose {config.student} vs {config.teacher.model}")
     return record
 
 

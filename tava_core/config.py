@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, cast
+from typing import Annotated, Any, Callable, Literal, Optional, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from .errors import ConfigError
 
@@ -90,6 +90,15 @@ class EncoderSpec(TavaModel):
         "Runtime for transformer encoders: 'torch', 'onnx' (ONNX Runtime; the graph is exported once "
         "per encoder fingerprint and cached under <home>/cache/onnx) or 'auto' (onnx on CPU where "
         "onnxruntime is installed, torch on CUDA). Vectors and fingerprints are the same either way."))
+
+
+def _spec_from_model(value: Any) -> Any:
+    return EncoderSpec(model=value) if isinstance(value, str) else value
+
+
+# A stage's teacher: the whole spec the run encodes with (length, pooling, prompts, device), so a stage never
+# re-resolves the teacher from its name with default settings; a bare string is the model.
+TeacherSpec = Annotated[EncoderSpec, BeforeValidator(_spec_from_model)]
 
 
 class IngestConfig(TavaModel):

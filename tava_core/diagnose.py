@@ -146,7 +146,7 @@ def plot(report: dict[str, Any], path) -> None:  # noqa: ANN001
 
 from pydantic import Field  # noqa: E402
 
-from .config import TEACHER_ALIAS, TavaModel  # noqa: E402
+from .config import EncoderSpec, TavaModel, TeacherSpec  # noqa: E402
 
 
 class DiagnoseConfig(TavaModel):
@@ -155,7 +155,7 @@ class DiagnoseConfig(TavaModel):
     dataset: str = Field(..., description="Retrieval dataset (BEIR directory or ingested dataset).")
     split: str = Field("test", description="Split whose queries are diagnosed per query.")
     student: str = Field(..., description="Student (+ adapter) encoder, in the teacher's space or not.")
-    teacher: str = Field(TEACHER_ALIAS, description="Teacher encoder.")
+    teacher: TeacherSpec = Field(default_factory=EncoderSpec, description="Teacher encoder.")
     max_documents: int = Field(2000, ge=20, description="Corpus documents sampled (k-NN over them).")
     k: int = Field(10, ge=2, description="Neighbours per text.")
     tangent_dim: int = Field(3, ge=1, description="Directions of each local tangent space (local PCA).")

@@ -2,18 +2,18 @@
 the CLI, config files, flow parameters and the Prefect UI form)."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from ..config import EncoderSpec, TavaModel
+from ..config import EncoderSpec, TavaModel, TeacherSpec
 
 
 class DistillConfig(TavaModel):
     """Stage A: distil the teacher into a small student on unlabeled text."""
 
     name: str = Field("student", description="Student name: the output goes to <home>/artifacts/students/<name>/.")
-    teacher: EncoderSpec = Field(default_factory=EncoderSpec, description=(
+    teacher: TeacherSpec = Field(default_factory=EncoderSpec, description=(
         "The teacher as the corpus's vectors were made with it (model, pooling, length, prompts, device): "
         "its vectors of the corpus are computed once (cached vector shards) and training never runs it. "
         "A bare string is the model."))
@@ -164,11 +164,6 @@ class DistillConfig(TavaModel):
     resume: bool = Field(True, description=(
         "Resume from the last checkpoint of an identical run; --no-resume discards old checkpoints."))
     output: Optional[str] = Field(None, description="Output directory; empty = <home>/artifacts/students/<name>.")
-
-    @field_validator("teacher", mode="before")
-    @classmethod
-    def _teacher_from_model(cls, value: Any) -> Any:
-        return EncoderSpec(model=value) if isinstance(value, str) else value
 
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else (1e-4 if self.student == "transformer" else 1e-3)

@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from ..config import TEACHER_ALIAS, TavaModel
+from ..config import EncoderSpec, TavaModel, TeacherSpec
 from .signals import ENTROPY_TOP, SIGNAL_NAMES
 from .trust import TRUST_RIDGE
 
@@ -94,7 +94,9 @@ class RouterConfig(TavaModel):
 
     name: str = Field("router", description="Router name: output <home>/artifacts/routers/<name>/.")
     student: str = Field(..., description="Student encoder (a student, or a student + adapter directory).")
-    teacher: str = Field(TEACHER_ALIAS, description="Teacher encoder (alias or directory); it encodes documents.")
+    teacher: TeacherSpec = Field(default_factory=EncoderSpec, description=(
+        "Teacher encoder (alias or directory, with the settings it encodes with); it encodes the documents and "
+        "the queries routed to it."))
     dataset: str = Field(..., description=(
         "Retrieval dataset the router will serve (BEIR directory or ingested dataset): its corpus gives "
         "the documents for top-10 agreement and the span views that stand in for queries. Labels unused."))

@@ -94,7 +94,7 @@ def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test
               "seconds": time.time() - started}
     save_router(out, student=EncoderSpec(model=str(Path(config.student).resolve()) if Path(config.student).exists()
                                          else config.student),
-                student_fingerprint=student.fingerprint, teacher=EncoderSpec(model=config.teacher),
+                student_fingerprint=student.fingerprint, teacher=config.teacher,
                 teacher_fingerprint=teacher.fingerprint, signal_model=model, calibration=calibration,
                 threshold=threshold, routing=config.routing, report=report)
     return {"directory": str(out), "threshold": threshold.__dict__, "routing": config.routing.model_dump(mode="json"),
