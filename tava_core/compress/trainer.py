@@ -310,7 +310,6 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
             validate, validation = _validator(pseudo_val, data), "teacher-neighbours"
             per_query = _per_query(pseudo_val, data)
         choices["triplets"] = len(triplets)
-        model.to(device)
         heads = ProjectionHeads(dim, config.heads).to(device)
         sampler = TripletSampler(triplets, corpus, config, rng, refresh_model=model if method == "dive" else None)
         hinge, ntxent = HingeTripletLoss(config.margin, config.triplet_temperature), HeadwiseNTXentLoss(config.ntxent_temperature)
@@ -343,7 +342,6 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
 
     elif method == "search-adaptor":
         model, choices = build_prefix(data.input_dim, dim, hidden_dim=config.hidden_dim, method=method), {}
-        model.to(device)
         triplets = mine_labeled_triplets(data.train, data.corpus_ids, data.corpus, config.negative_depth)
         choices["triplets"] = len(triplets)
         sampler = TripletSampler(triplets, corpus, config, rng, refresh_model=model)
@@ -358,7 +356,6 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
 
     elif method == "matryoshka-adaptor":
         model, choices = build_prefix(data.input_dim, dim, hidden_dim=config.hidden_dim, method=method), {}
-        model.to(device)
         pool = data.corpus if data.unlabeled is None else np.concatenate([data.corpus, data.unlabeled])
         pool_t = torch.as_tensor(pool, dtype=torch.float32).to(device)
         group_size = 8       # a seed and its 7 nearest neighbours: the batch holds real top-k neighbours
@@ -378,6 +375,7 @@ def train_method(method: str, dim: int, data: CompressionData, config: CompressC
         raise ConfigError(f"{method} has nothing to train: hidden_dim is 0"
                           + ("" if method not in ("dive", "dive-label-free") else " and the projection is frozen"),
                           hint="set --hidden-dim > 0 (e.g. 512)")
+    model.to(device)   # in place: the optimizer groups above hold these very parameters
     try:
         best, frozen, best_step, steps, history, reverted = _fit(model, groups, step_loss, validate, config,
                                                                  label=label, per_query=per_query,

@@ -17,10 +17,13 @@ import numpy as np
 
 from ..adapter.baselines import normalize_rows as _unit
 from ..adapter.memory import map_alone
+from ..embed import current_jobs, plan_collection
 from ..encoders.base import Encoder
 from ..encoders.mapped import MappedEncoder
 from ..errors import ConfigError
-from .data import TrainingData, load_pair
+from ..io import read_vector_shard
+from ..manifest import load_dataset_manifest
+from .data import TrainingData
 
 if TYPE_CHECKING:
     from ..home import TavaHome
@@ -50,34 +53,31 @@ def residual_record(partner: Encoder, weight: float, *, spec: str, dim: int) -> 
 
 
 def cached_vectors(data: TrainingData, encoder: Encoder, home: "TavaHome") -> Optional[np.ndarray]:
-    """``encoder``'s vectors of ``data.texts`` from the home's vector cache, when it has embedded every training
-    collection from the same text shards (`tava run` embeds the student's, for Stage B), else None. Only for an
-    encoder whose queries and documents are encoded alike (no prompts): the cache holds document encodings."""
+    """``encoder``'s vectors of ``data.texts`` from the home's vector cache, when every training collection's
+    shards there are current (embedding's own rule: same text shard, encoder and kind; `tava run` embeds the
+    student's for Stage B), else None. A vector shard holds its text shard's rows in order, as the training
+    texts do. Only for an encoder whose queries and documents are encoded alike (no prompts): the cache holds
+    document encodings."""
     spec = getattr(encoder, "spec", None)
     if spec is None or spec.query_prefix != spec.document_prefix:
         return None
-    blocks = []
+    blocks: list[np.ndarray] = []
     for source in data.sources:
         if source.get("dataset") == "max_texts":   # the cut below keeps the same prefix
             continue
         if "dataset_dir" not in source:
             return None
-        vector_dir = home.vector_dir(source["dataset"], source["collection"], encoder.name, encoder.fingerprint)
-        if not (vector_dir / "manifest.json").is_file():
-            return None
+        dataset_dir = Path(source["dataset_dir"])
         try:
-            from ..manifest import load_dataset_manifest, load_vector_manifest
-
-            texts = load_dataset_manifest(source["dataset_dir"]).collections[source["collection"]].shards
-            made_from = {shard.source_sha256 for shard in load_vector_manifest(vector_dir).shards}
-            if made_from != {shard.sha256 for shard in texts}:   # embedded from other text: encode again
+            _, jobs = plan_collection(home, dataset_dir, load_dataset_manifest(dataset_dir), source["collection"],
+                                      encoder)
+            if len(current_jobs(jobs, encoder.fingerprint)) != len(jobs):
                 return None
-            _, vectors, _ = load_pair(Path(source["dataset_dir"]), source["collection"], vector_dir,
-                                      encoder.fingerprint, encoder.dim)
+            blocks.extend(read_vector_shard(job.out_path)[1] for job in jobs)
         except Exception as exc:  # noqa: BLE001 - a damaged cache is encoded again, never trusted
-            log.warning("the cached vectors in %s are not usable (%s); encoding the texts instead", vector_dir, exc)
+            log.warning("the cached vectors of %s/%s are not usable (%s); encoding the texts instead",
+                        source["dataset"], source["collection"], exc)
             return None
-        blocks.append(vectors)
     if not blocks:
         return None
     cached = np.concatenate(blocks)[:len(data.texts)]
