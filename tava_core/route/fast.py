@@ -24,8 +24,10 @@ Calibration keeps the reference path (it needs every signal separately, and leav
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from typing import Sequence
+from typing import Any, ContextManager, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +40,29 @@ WORD_SIGNALS = ("rare_word_share", "length", "word_rarity", "word_trust")
 # the retrieval signals that read the sorted top-50 of the result list (the other two find their own top)
 LIST_TOP_SIGNALS = frozenset(RETRIEVAL_SIGNALS) - {"retrieval_cell_margin", "retrieval_map_change"}
 WORD_CACHE = 100_000      # words whose (rare?, rarity, trust) a compiled confidence keeps
+# Batches up to this size score with ONE BLAS thread. A live query's products are memory-bound
+# matrix-vector work (a 5,183-document bank: ~2M multiply-adds); a second OpenBLAS thread halves them
+# on an idle machine, but then busy-waits for the next call, holding the core the tokenizer and the
+# rest of the query need. With one busy process beside it, a routed static query at batch 1 took
+# 1.74 ms with numpy's two threads against 0.58 ms with one (the student alone: 0.2 ms);
+# bench/route_threads.py has the side-by-side figures.
+SINGLE_THREAD_BATCH = 8
+
+
+@functools.cache
+def _blas_libraries() -> Any:
+    """numpy's BLAS (OpenBLAS in its wheels), found once: threadpoolctl scans the loaded libraries."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+def blas_threads_for(batch: int, single_thread_batch: int = SINGLE_THREAD_BATCH) -> ContextManager[Any]:
+    """One BLAS thread inside the block for a batch of at most ``single_thread_batch`` texts (see
+    SINGLE_THREAD_BATCH); the library's own setting otherwise, and restored on exit."""
+    if batch > single_thread_batch:
+        return contextlib.nullcontext()
+    return _blas_libraries().limit(limits=1)
 
 
 class CompiledConfidence:
@@ -49,6 +74,7 @@ class CompiledConfidence:
         if unknown:
             raise ValueError(f"the router's calibration names unknown signals {unknown}; known: {SIGNAL_NAMES}")
         self.model = model
+        self.single_thread_batch = SINGLE_THREAD_BATCH     # per instance, so a bench can time both rules
         weights = np.asarray(calibration.weights, dtype=np.float64)
         scale = np.asarray(calibration.scale, dtype=np.float64)
         mean = np.asarray(calibration.mean, dtype=np.float64)
@@ -129,13 +155,18 @@ class CompiledConfidence:
 
     def __call__(self, texts: Sequence[str], student: np.ndarray) -> np.ndarray:
         """Predicted agreement per text (float32), as ``calibrate.confidence``."""
-        norms = np.linalg.norm(student, axis=1, keepdims=True)
-        s = (student / np.maximum(norms, 1e-12)).astype(np.float32)
-        return self.score(texts, s, s @ self.matrix)
+        with blas_threads_for(len(student), self.single_thread_batch):
+            norms = np.linalg.norm(student, axis=1, keepdims=True)
+            s = (student / np.maximum(norms, 1e-12)).astype(np.float32)
+            return self._score(texts, s, s @ self.matrix)
 
     def score(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
         """The confidence from the unit query vectors ``s`` and ``projected = s @ self.matrix``
         (which a static student can deliver without the product: fused.py)."""
+        with blas_threads_for(len(s), self.single_thread_batch):
+            return self._score(texts, s, projected)
+
+    def _score(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
         score = np.full(len(s), self.bias)
         if self.matrix.shape[1]:
             if "head_disagreement" in self.coef:

@@ -285,3 +285,32 @@ def test_a_saved_router_loads_with_its_document_bank(vectors, many_documents, tm
         np.testing.assert_array_equal(getattr(loaded.signal_model, name), getattr(model, name))
     texts, s = vectors["queries"]
     assert np.allclose(loaded.confidence(texts, s), confidence(model, calibration, texts, s), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("batch", "one_thread"), [(1, True), (8, True), (9, False), (64, False)])
+def test_small_batches_score_with_one_blas_thread(vectors, monkeypatch, batch, one_thread):
+    """A live query's products run on one BLAS thread (a second one busy-waits between calls and took the
+    core the rest of the query needed: bench/route_threads.py); a big batch keeps the library's threads,
+    and the setting is restored after the call."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if not any(lib["user_api"] == "blas" for lib in threadpool_info()):
+        pytest.skip("numpy reports no BLAS library to limit")
+    model, calibration = _fitted(vectors, ["retrieval_cell_margin"])
+    compiled = CompiledConfidence(model, calibration)
+    seen: list[int] = []
+    inner = compiled._score
+
+    def spy(texts, s, projected):
+        seen.append(max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"))
+        return inner(texts, s, projected)
+
+    monkeypatch.setattr(compiled, "_score", spy)
+    texts, s = vectors["queries"]
+    texts, s = (list(texts) * 10)[:batch], np.resize(s, (batch, s.shape[1]))
+    with threadpool_limits(limits=2, user_api="blas"):          # two threads to start from, on any machine
+        expected = compiled(texts, s)
+        after = max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+    assert seen == [1 if one_thread else 2]
+    assert after == 2
+    assert np.allclose(expected, confidence(model, calibration, texts, s), rtol=0, atol=1e-5)

@@ -1,0 +1,203 @@
+"""A routed static query's cost with one BLAS thread against two, on an idle and on a busy CPU (issue 16).
+
+The question: why a static query that the router keeps with the student cost 6.0x the student alone
+at batch 1 in bench/route.py's run (load ~2), against 2.3-2.6x in a quiet process. Thread by thread
+(`top -H`), a routed query at batch 1 kept a second thread busy all the time: numpy's OpenBLAS
+splits the query's matrix-vector product against the document bank over both cores, then that
+worker busy-waits for the next call. On an idle machine that buys a little wall time for twice the
+CPU; beside one busy process it takes the core the tokenizer and the rest of the query need.
+
+Since this bench, `CompiledConfidence` scores batches of at most ``SINGLE_THREAD_BATCH`` (8) texts
+with one BLAS thread (`tava_core/route/fast.py`, `blas_threads_for`). Here both rules run side by
+side, interleaved in the same rounds (bench/route_cost.py: rotating order, median of per-round
+ratios), against the static student alone:
+
+- ``two threads``: the library's default for every batch (the code before), ``single_thread_batch = 0``;
+- ``one thread``: the shipped rule.
+
+Scores: the product default (``retrieval_cell_margin`` on the full 5,183-document bank) and the
+same signal on a two-stage bank (96-d PCA, 200 candidates rescored exactly; bench/route.py showed
+it routes the same queries). Conditions: ``idle`` and ``busy`` (one CPU-bound process beside the
+bench, started and stopped by it). Batches 1 (64 queries one at a time) and 64 (256 queries).
+Clocks: wall and this process' CPU time. Fixture: bench/route_fastpath_data.py (a static student
+with MiniLM's token table; cost depends on shapes, not on training).
+
+    python bench/route_threads.py --split dev    # -> bench/results/route_threads_dev.json
+    python bench/route_threads.py --split test   # -> bench/results/route_threads.json
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.route_cost import ratio  # noqa: E402
+from bench.route_fastpath_data import build_fixture  # noqa: E402
+from bench.shared_data import write_result  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "route_threads.json"
+ROUNDS = 11
+BATCHES = {1: 64, 64: 256}          # batch size -> queries per round
+BUSY = "while True:\n    pass\n"
+SETTLE = 0.3                        # seconds before each timed pass (see settled_rounds)
+
+
+def settings() -> dict[str, Any]:
+    from tava_core.route.config import RouterSettings
+
+    return {"default (cell margin, full bank)": RouterSettings(),
+            "cell margin, two-stage bank 96/200": RouterSettings(doc_pca_dim=96, doc_rescore=200)}
+
+
+def routers(fx: Any, names: Sequence[str]) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Per score: the router with the shipped rule and the same router with two BLAS threads for
+    every batch (each compiles its own score, so the two rules can be timed in the same rounds)."""
+    from tava_core.encoders import load_encoder
+    from tava_core.route.build import TextVectors, fit_router
+    from tava_core.route.config import ThresholdPolicy
+    from tava_core.route.router import RoutedEncoder, threshold_from
+
+    student = load_encoder(str(fx.student_dir), cache=False)
+    teacher = load_encoder("all-MiniLM-L6-v2")
+    reference = TextVectors(fx.reference_texts, student.encode(fx.reference_texts), fx.reference_teacher)
+    calibration = TextVectors(fx.calibration_texts, student.encode(fx.calibration_texts, kind="query"),
+                              fx.calibration_teacher)
+    every = settings()
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        model, fitted = fit_router(reference, calibration, fx.documents, every[name])
+
+        def router(single_thread_batch: int, model: Any = model, fitted: Any = fitted) -> RoutedEncoder:
+            encoder = RoutedEncoder(student, teacher, model, fitted, threshold_from(fitted, teacher_budget=0.0),
+                                    weights_sha256="bench", name="bench", routing=ThresholdPolicy(mode="fixed"))
+            encoder.compiled.single_thread_batch = single_thread_batch
+            return encoder
+
+        out[name] = {"one thread": router(8), "two threads": router(0),
+                     "settings": every[name].model_dump(mode="json")}
+    return student, out
+
+
+def same_results(pair: dict[str, Any], texts: Sequence[str]) -> dict[str, float]:
+    """The two rules compute the same numbers (BLAS threads split the work, not the arithmetic's
+    order for a matrix-vector product; any difference would be float rounding)."""
+    one = np.concatenate([pair["one thread"].route([t])["confidence"] for t in texts])
+    two = np.concatenate([pair["two threads"].route([t])["confidence"] for t in texts])
+    return {"queries": len(texts), "max_abs_confidence_difference_batch1": float(np.abs(one - two).max())}
+
+
+def settled_rounds(calls: dict[str, Callable[[list[str]], Any]], texts: Sequence[str], *, batch_size: int,
+                   rounds: int, clock: Callable[[], float], settle: float) -> dict[str, Any]:
+    """bench/route_cost.interleaved_seconds with a pause of ``settle`` seconds before each timed
+    pass: an OpenBLAS worker keeps busy-waiting for a while after a threaded call (~0.1 s by its
+    THREAD_TIMEOUT), and without the pause it would run on into the next pass -- the student's --
+    and charge that pass with the previous call's threads."""
+    import os
+
+    batches = [list(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
+    for fn in calls.values():
+        fn(batches[0])
+    names = list(calls)
+    per_round: dict[str, list[float]] = {name: [] for name in names}
+    load_before = os.getloadavg()
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(settle)
+            start = clock()
+            for batch in batches:
+                calls[name](batch)
+            per_round[name].append((clock() - start) / len(texts))
+    return {"batch_size": batch_size, "queries_per_round": len(texts), "rounds": rounds, "settle_seconds": settle,
+            "clock": getattr(clock, "__name__", str(clock)), "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "seconds_per_query": {name: {"median": float(np.median(v)), "min": float(np.min(v)),
+                                         "rounds": [float(x) for x in v]} for name, v in per_round.items()}}
+
+
+def measure(student: Any, pair: dict[str, Any], texts: Sequence[str], rounds: int,
+            clock: Callable[[], float]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for batch, n in BATCHES.items():
+        part = list(texts[:n])
+        calls = {"student": lambda t: student.encode(t, kind="query", batch_size=len(t)),
+                 "one thread": lambda t: pair["one thread"].route(t, batch_size=len(t)),
+                 "two threads": lambda t: pair["two threads"].route(t, batch_size=len(t))}
+        measured = settled_rounds(calls, part, batch_size=batch, rounds=rounds, clock=clock, settle=SETTLE)
+        measured["one_thread_over_student"] = ratio(measured, "one thread", "student")
+        measured["two_threads_over_student"] = ratio(measured, "two threads", "student")
+        measured["microseconds_per_query_median"] = {
+            k: round(v["median"] * 1e6, 1) for k, v in measured["seconds_per_query"].items()}
+        out[str(batch)] = measured
+    return out
+
+
+def busy_process() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", choices=("dev", "test"), default="dev")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--out", default=None, help=f"default: {RESULTS} (test) or route_threads_dev.json (dev)")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)     # as bench/route_fastpath.py: torch's own pool is not the question here
+    started = time.time()
+    fx = build_fixture()
+    texts = fx.test_queries if args.split == "test" else fx.dev_queries
+    student, pairs = routers(fx, list(settings()))
+    from tava_core.route.fast import _blas_libraries
+
+    report: dict[str, Any] = {
+        "benchmark": "a routed static query not sent to the teacher: one BLAS thread at small batches "
+                     "(shipped) against the library's two, idle and beside one busy process",
+        "split": f"SciFact {'test' if args.split == 'test' else 'train (dev)'} queries",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
+                    "blas": _blas_libraries().info(), "torch_threads": 1},
+        "rounds": args.rounds, "batches": {str(b): n for b, n in BATCHES.items()}, "scores": {}}
+    for name, pair in pairs.items():
+        entry: dict[str, Any] = {"settings": pair["settings"], "agreement": same_results(pair, texts[:64])}
+        for condition in ("idle", "busy"):
+            extra = busy_process() if condition == "busy" else None
+            try:
+                if extra is not None:
+                    time.sleep(1.0)          # let the scheduler see it
+                entry[condition] = {"wall": measure(student, pair, texts, args.rounds, time.perf_counter),
+                                    "cpu": measure(student, pair, texts, args.rounds, time.process_time)}
+            finally:
+                if extra is not None:
+                    extra.kill()
+                    extra.wait()
+        entry["summary"] = {
+            f"{condition}/{clock}/batch{b}": {
+                "one_thread_over_student": round(c["one_thread_over_student"]["median_of_round_ratios"], 2),
+                "two_threads_over_student": round(c["two_threads_over_student"]["median_of_round_ratios"], 2),
+                "one_thread_iqr": [round(x, 2) for x in c["one_thread_over_student"]["round_ratio_iqr"]],
+                "us_per_query_median": c["microseconds_per_query_median"],
+                "load_average_after": c["load_average_after"]}
+            for condition in ("idle", "busy") for clock, per in entry[condition].items() for b, c in per.items()}
+        for key, row in entry["summary"].items():
+            print(f"{name:36s} {key:22s} one thread {row['one_thread_over_student']:5.2f}x  "
+                  f"two threads {row['two_threads_over_student']:5.2f}x  {row['us_per_query_median']}", flush=True)
+        report["scores"][name] = entry
+    report["total_seconds"] = round(time.time() - started, 1)
+    out = Path(args.out) if args.out else (RESULTS if args.split == "test"
+                                           else RESULTS.with_name("route_threads_dev.json"))
+    write_result(out, report)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
