@@ -1,4 +1,5 @@
-"""A routed static query's cost with one BLAS thread against two, on an idle and on a busy CPU (issue 16).
+"""A routed static query's cost: its products on the calling thread (torch) against numpy's BLAS threads,
+on an idle and on a busy CPU (issue 16).
 
 The question: why a static query that the router keeps with the student cost 6.0x the student alone
 at batch 1 in bench/route.py's run (load ~2), against 2.3-2.6x in a quiet process. Thread by thread
@@ -7,13 +8,16 @@ splits the query's matrix-vector product against the document bank over both cor
 worker busy-waits for the next call. On an idle machine that buys a little wall time for twice the
 CPU; beside one busy process it takes the core the tokenizer and the rest of the query need.
 
-Since this bench, `CompiledConfidence` scores batches of at most ``SINGLE_THREAD_BATCH`` (8) texts
-with one BLAS thread (`tava_core/route/fast.py`, `blas_threads_for`). Here both rules run side by
-side, interleaved in the same rounds (bench/route_cost.py: rotating order, median of per-round
+Since this bench, every product a live query makes in `CompiledConfidence` goes through torch
+(`tava_core/route/fast.py`, `_matmul`), which runs one query's matrix-vector products on the calling
+thread. (A first fix limited numpy's OpenBLAS to one thread around the call; its thread count is
+process-wide, and a worker thread's setting did not hold -- measured: a server thread's products stayed
+on two threads -- so it was dropped.) Here both paths run side by side, interleaved in the same rounds (bench/route_cost.py: rotating order, median of per-round
 ratios), against the static student alone:
 
-- ``two threads``: the library's default for every batch (the code before), ``single_thread_batch = 0``;
-- ``one thread``: the shipped rule.
+- ``two threads``: the products in numpy, on its OpenBLAS threads (the code before; the bench swaps
+  ``fast._matmul`` for a numpy product around each call);
+- ``one thread``: the shipped path.
 
 Scores: the product default (``retrieval_cell_margin`` on the full 5,183-document bank) and the
 same signal on a two-stage bank (96-d PCA, 200 candidates rescored exactly; bench/route.py showed
@@ -77,20 +81,35 @@ def routers(fx: Any, names: Sequence[str]) -> tuple[Any, dict[str, dict[str, Any
     for name in names:
         model, fitted = fit_router(reference, calibration, fx.documents, every[name])
 
-        def router(single_thread_batch: int, model: Any = model, fitted: Any = fitted) -> RoutedEncoder:
-            encoder = RoutedEncoder(student, teacher, model, fitted, threshold_from(fitted, teacher_budget=0.0),
-                                    weights_sha256="bench", name="bench", routing=ThresholdPolicy(mode="fixed"))
-            encoder.compiled.single_thread_batch = single_thread_batch
-            return encoder
-
-        out[name] = {"one thread": router(8), "two threads": router(0),
+        encoder = RoutedEncoder(student, teacher, model, fitted, threshold_from(fitted, teacher_budget=0.0),
+                                weights_sha256="bench", name="bench", routing=ThresholdPolicy(mode="fixed"))
+        out[name] = {"one thread": encoder, "two threads": NumpyProducts(encoder),
                      "settings": every[name].model_dump(mode="json")}
     return student, out
 
 
+def _numpy_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float32) @ np.asarray(b, dtype=np.float32)
+
+
+class NumpyProducts:
+    """The same router with its products in numpy (on OpenBLAS's threads), as before this bench."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+
+    def route(self, texts: list[str], **kwargs: Any) -> dict[str, np.ndarray]:
+        from tava_core.route import fast
+
+        shipped, fast._matmul = fast._matmul, _numpy_matmul
+        try:
+            return self.encoder.route(texts, **kwargs)
+        finally:
+            fast._matmul = shipped
+
+
 def same_results(pair: dict[str, Any], texts: Sequence[str]) -> dict[str, float]:
-    """The two rules compute the same numbers (BLAS threads split the work, not the arithmetic's
-    order for a matrix-vector product; any difference would be float rounding)."""
+    """The two paths compute the same numbers up to float rounding."""
     one = np.concatenate([pair["one thread"].route([t])["confidence"] for t in texts])
     two = np.concatenate([pair["two threads"].route([t])["confidence"] for t in texts])
     return {"queries": len(texts), "max_abs_confidence_difference_batch1": float(np.abs(one - two).max())}
@@ -153,19 +172,20 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    torch.set_num_threads(1)     # as bench/route_fastpath.py: torch's own pool is not the question here
     started = time.time()
     fx = build_fixture()
     texts = fx.test_queries if args.split == "test" else fx.dev_queries
     student, pairs = routers(fx, list(settings()))
-    from tava_core.route.fast import _blas_libraries
+    from threadpoolctl import threadpool_info
 
     report: dict[str, Any] = {
-        "benchmark": "a routed static query not sent to the teacher: one BLAS thread at small batches "
-                     "(shipped) against the library's two, idle and beside one busy process",
+        "benchmark": "a routed static query not sent to the teacher: its products on the calling thread "
+                     "(torch, shipped: 'one thread') against numpy's OpenBLAS threads ('two threads'), idle and "
+                     "beside one busy process",
         "split": f"SciFact {'test' if args.split == 'test' else 'train (dev)'} queries",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
-                    "blas": _blas_libraries().info(), "torch_threads": 1},
+                    "blas": [lib for lib in threadpool_info() if lib["user_api"] == "blas"],
+                    "torch_threads": torch.get_num_threads()},
         "rounds": args.rounds, "batches": {str(b): n for b, n in BATCHES.items()}, "scores": {}}
     for name, pair in pairs.items():
         entry: dict[str, Any] = {"settings": pair["settings"], "agreement": same_results(pair, texts[:64])}

@@ -24,10 +24,8 @@ Calibration keeps the reference path (it needs every signal separately, and leav
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
-from typing import Any, ContextManager, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -40,31 +38,6 @@ WORD_SIGNALS = ("rare_word_share", "length", "word_rarity", "word_trust")
 # the retrieval signals that read the sorted top-50 of the result list (the other two find their own top)
 LIST_TOP_SIGNALS = frozenset(RETRIEVAL_SIGNALS) - {"retrieval_cell_margin", "retrieval_map_change"}
 WORD_CACHE = 100_000      # words whose (rare?, rarity, trust) a compiled confidence keeps
-# Batches up to this size score with ONE BLAS thread. A live query's products are memory-bound
-# matrix-vector work (a 5,183-document bank: ~2M multiply-adds); a second OpenBLAS thread halves them
-# on an idle machine, but then busy-waits for the next call, holding the core the tokenizer and the
-# rest of the query need. With one busy process beside it, a routed static query at batch 1 took
-# 1.74 ms with numpy's two threads against 0.58 ms with one (the student alone: 0.2 ms);
-# bench/route_threads.py has the side-by-side figures.
-SINGLE_THREAD_BATCH = 8
-
-
-@functools.cache
-def _blas_libraries() -> Any:
-    """numpy's BLAS (OpenBLAS in its wheels), found once: threadpoolctl scans the loaded libraries."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController().select(user_api="blas")
-
-
-def blas_threads_for(batch: int, single_thread_batch: int = SINGLE_THREAD_BATCH) -> ContextManager[Any]:
-    """One BLAS thread inside the block for a batch of at most ``single_thread_batch`` texts (see
-    SINGLE_THREAD_BATCH); the library's own setting otherwise, and restored on exit."""
-    if batch > single_thread_batch:
-        return contextlib.nullcontext()
-    return _blas_libraries().limit(limits=1)
-
-
 class CompiledConfidence:
     """``confidence(model, calibration, texts, student)`` for live queries (see the module docstring)."""
 
@@ -74,7 +47,6 @@ class CompiledConfidence:
         if unknown:
             raise ValueError(f"the router's calibration names unknown signals {unknown}; known: {SIGNAL_NAMES}")
         self.model = model
-        self.single_thread_batch = SINGLE_THREAD_BATCH     # per instance, so a bench can time both rules
         weights = np.asarray(calibration.weights, dtype=np.float64)
         scale = np.asarray(calibration.scale, dtype=np.float64)
         mean = np.asarray(calibration.mean, dtype=np.float64)
@@ -155,18 +127,13 @@ class CompiledConfidence:
 
     def __call__(self, texts: Sequence[str], student: np.ndarray) -> np.ndarray:
         """Predicted agreement per text (float32), as ``calibrate.confidence``."""
-        with blas_threads_for(len(student), self.single_thread_batch):
-            norms = np.linalg.norm(student, axis=1, keepdims=True)
-            s = (student / np.maximum(norms, 1e-12)).astype(np.float32)
-            return self._score(texts, s, s @ self.matrix)
+        norms = np.linalg.norm(student, axis=1, keepdims=True)
+        s = (student / np.maximum(norms, 1e-12)).astype(np.float32)
+        return self.score(texts, s, _matmul(s, self.matrix))
 
     def score(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
         """The confidence from the unit query vectors ``s`` and ``projected = s @ self.matrix``
         (which a static student can deliver without the product: fused.py)."""
-        with blas_threads_for(len(s), self.single_thread_batch):
-            return self._score(texts, s, projected)
-
-    def _score(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
         score = np.full(len(s), self.bias)
         if self.matrix.shape[1]:
             if "head_disagreement" in self.coef:
@@ -180,7 +147,7 @@ class CompiledConfidence:
                 back = back / np.maximum(np.linalg.norm(back, axis=1, keepdims=True), 1e-12)
                 score += self.coef["cycle_error"] * (1.0 - np.sum(back * s, axis=1)).astype(np.float32)
             if "knn_distance" in self.coef:
-                sims = projected[:, self._slices["knn_distance"]] @ self.knn_bank_t
+                sims = _matmul(projected[:, self._slices["knn_distance"]], self.knn_bank_t)
                 width = sims.shape[1]
                 nearest = np.partition(sims, width - self.knn, axis=1)[:, -self.knn:]
                 # sum / k is numpy's float32 mean exactly, without mean()'s Python-level overhead
@@ -278,15 +245,15 @@ class CompiledConfidence:
             k = min(10, n_docs)
             if self.probe:
                 a = np.take_along_axis(picked, np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
-                moved, moved_picked = self._probed(mapped, mapped @ self.model.doc_centroids.T)
+                moved, moved_picked = self._probed(mapped, _matmul(mapped, self.model.doc_centroids.T))
                 b = np.take_along_axis(moved_picked, np.argpartition(-moved, k - 1, axis=1)[:, :k], axis=1)
             elif self.rescore:    # candidates' document rows, not positions in each query's candidate list
-                moved = _matmul(mapped @ self.model.doc_pca, self.doc_matrix)
+                moved = _matmul(_matmul(mapped, self.model.doc_pca), self.doc_matrix)
                 a = np.take_along_axis(picked, np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
                 moved, moved_picked = self._exact_candidates(mapped, moved)
                 b = np.take_along_axis(moved_picked, np.argpartition(-moved, k - 1, axis=1)[:, :k], axis=1)
             else:
-                moved = _matmul(mapped @ self.model.doc_pca if "doc_pca" in self._slices else mapped,
+                moved = _matmul(_matmul(mapped, self.model.doc_pca) if "doc_pca" in self._slices else mapped,
                                 self.doc_matrix)
                 a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
                 b = np.argpartition(-moved, k - 1, axis=1)[:, :k]
@@ -303,7 +270,7 @@ class CompiledConfidence:
             # one query (the live case): one matrix-vector product per probed cluster, no scatter
             offsets, query = self.offsets, s[0]
             ranges = [(int(offsets[c]), int(offsets[c + 1])) for c in nearest[0]]
-            found = np.concatenate([self.doc_vectors[lo:hi] @ query for lo, hi in ranges])
+            found = np.concatenate([_matmul(self.doc_vectors[lo:hi], query[:, None])[:, 0] for lo, hi in ranges])
             rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
             if len(found) < self.top_n:       # fewer documents than the list is long: -inf, as the reference
                 found = np.concatenate([found, np.full(self.top_n - len(found), -np.inf, np.float32)])
@@ -326,7 +293,7 @@ class CompiledConfidence:
             entries = by_cluster[bounds[c]:bounds[c + 1]]
             who, slot = entries // probe, entries % probe
             columns = starts[who, slot][:, None] + np.arange(hi - lo)        # (queries probing c, size)
-            scores[who[:, None], columns] = s[who] @ self.doc_vectors[lo:hi].T
+            scores[who[:, None], columns] = _matmul(s[who], self.doc_vectors[lo:hi].T)
             if ids:
                 rows[who[:, None], columns] = np.arange(lo, hi)
         return scores, rows
@@ -337,19 +304,22 @@ class CompiledConfidence:
         k = min(self.rescore, approximate.shape[1])
         if len(s) == 1:     # a live query: one gather and one matrix-vector product, no per-row loop
             picked = np.argpartition(-approximate[0], k - 1)[:k]
-            return (np.take(self.doc_exact, picked, axis=0) @ s[0])[None, :], picked[None, :]
+            return _matmul(np.take(self.doc_exact, picked, axis=0), s[0][:, None])[:, 0][None, :], picked[None, :]
         picked = np.argpartition(-approximate, k - 1, axis=1)[:, :k]
         # numpy's row gather (np.take) is ~3x faster than torch's advanced indexing for ~200 rows
         exact = np.empty(picked.shape, dtype=np.float32)
         for row in range(len(picked)):
-            exact[row] = np.take(self.doc_exact, picked[row], axis=0) @ s[row]
+            exact[row] = _matmul(np.take(self.doc_exact, picked[row], axis=0), s[row][:, None])[:, 0]
         return exact, picked
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` in float32 through torch: for a batch against the document bank its BLAS (MKL)
-    took ~50 us per query where numpy's took ~62-77 (bench/route_fastpath.py's machine), the same
-    at batch 1; the numbers agree to float rounding."""
-    if len(a) == 1:     # one query: numpy's matrix-vector product is as fast, without the two conversions
-        return np.asarray(a, dtype=np.float32) @ b
-    return (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) @ torch.from_numpy(b)).numpy()
+    """``a @ b`` in float32 through torch, for every product a live query makes. For a batch against
+    the document bank torch's BLAS (MKL) took ~50 us per query where numpy's took ~62-77
+    (bench/route_fastpath.py's machine). For ONE query it matters more: torch runs a query's
+    matrix-vector products on the calling thread, where numpy's OpenBLAS splits each over the cores
+    and its worker then busy-waits for the next call, holding the core the rest of the query needs.
+    Beside one busy process a routed static query took 11.6x the student alone that way, 3.0x on
+    one thread (bench/route_threads.py). The numbers agree with numpy's to float rounding."""
+    return (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+            @ torch.from_numpy(np.asarray(b, dtype=np.float32))).numpy()
