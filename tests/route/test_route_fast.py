@@ -312,9 +312,24 @@ def test_a_live_query_computes_on_the_calling_thread(vectors, signals):
         for text, row in rows:
             compiled([text], row)
         time.sleep(0.5)       # fitting's own threaded products left BLAS workers spinning: let them stop
-        thread, process = time.thread_time(), time.process_time()
-        for _ in range(40):
-            for text, row in rows:
-                compiled([text], row)
-        ratio = (time.process_time() - process) / (time.thread_time() - thread)
+
+        def cpu_ratio(work) -> float:
+            thread, process = time.thread_time(), time.process_time()
+            work()
+            return (time.process_time() - process) / (time.thread_time() - thread)
+
+        def plain_python() -> None:
+            end = time.perf_counter() + 0.3
+            while time.perf_counter() < end:
+                pass
+
+        def queries() -> None:
+            for _ in range(40):
+                for text, row in rows:
+                    compiled([text], row)
+
+        # first the same accounting over plain Python work: what other threads of this process (a test
+        # harness's, a server's) spend anyway
+        baseline = cpu_ratio(plain_python)
+        ratio = cpu_ratio(queries) - (baseline - 1.0)
     assert ratio < 1.3, f"CPU of the process / of the calling thread = {ratio:.2f}: another thread worked"
