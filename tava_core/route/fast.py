@@ -38,6 +38,8 @@ WORD_SIGNALS = ("rare_word_share", "length", "word_rarity", "word_trust")
 # the retrieval signals that read the sorted top-50 of the result list (the other two find their own top)
 LIST_TOP_SIGNALS = frozenset(RETRIEVAL_SIGNALS) - {"retrieval_cell_margin", "retrieval_map_change"}
 WORD_CACHE = 100_000      # words whose (rare?, rarity, trust) a compiled confidence keeps
+
+
 class CompiledConfidence:
     """``confidence(model, calibration, texts, student)`` for live queries (see the module docstring)."""
 
@@ -319,7 +321,8 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     (bench/route_fastpath.py's machine). For ONE query it matters more: torch runs a query's
     matrix-vector products on the calling thread, where numpy's OpenBLAS splits each over the cores
     and its worker then busy-waits for the next call, holding the core the rest of the query needs.
-    Beside one busy process a routed static query took 11.6x the student alone that way, 3.0x on
-    one thread (bench/route_threads.py). The numbers agree with numpy's to float rounding."""
+    Beside one busy process a routed static query took 13.7x the static student alone that way and
+    3.2x this way (bench/route_threads.py, SciFact test, batch 1). The numbers agree with numpy's
+    to float rounding."""
     return (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
             @ torch.from_numpy(np.asarray(b, dtype=np.float32))).numpy()
