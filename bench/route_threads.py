@@ -12,11 +12,14 @@ Since this bench, every product a live query makes in `CompiledConfidence` goes 
 (`tava_core/route/fast.py`, `_matmul`), which runs one query's matrix-vector products on the calling
 thread. (A first fix limited numpy's OpenBLAS to one thread around the call; its thread count is
 process-wide, and a worker thread's setting did not hold -- measured: a server thread's products stayed
-on two threads -- so it was dropped.) Here both paths run side by side, interleaved in the same rounds (bench/route_cost.py: rotating order, median of per-round
-ratios), against the static student alone:
+on two threads -- so it was dropped.) Here both paths run side by side, interleaved in the same
+rounds (as bench/route_cost.py: rotating order, median of per-round ratios; here with a 0.3 s pause
+before each timed pass, so a worker still spinning from one pass is not charged to the next), against
+the static student alone:
 
-- ``two threads``: the products in numpy, on its OpenBLAS threads (the code before; the bench swaps
-  ``fast._matmul`` for a numpy product around each call);
+- ``two threads``: the products in numpy, on its OpenBLAS threads (the bench swaps ``fast._matmul``
+  for a numpy product around each call: the code before at batch 1; at batch 64 the code before
+  already multiplied by the bank in torch, so that column is not the old code);
 - ``one thread``: the shipped path.
 
 Scores: the product default (``retrieval_cell_margin`` on the full 5,183-document bank) and the
