@@ -21,11 +21,14 @@ Call = Callable[[list[str]], Any]
 
 
 def interleaved_seconds(calls: dict[str, Call], texts: Sequence[str], *, batch_size: int,
-                        rounds: int = 15, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+                        rounds: int = 15, clock: Callable[[], float] = time.perf_counter,
+                        settle: float = 0.0) -> dict[str, Any]:
     """Seconds per query of each call over ``texts`` in batches of ``batch_size``: per-round
     timings (interleaved, rotating order), their median and minimum, and the load average.
     ``clock``: wall time by default; ``time.process_time`` counts only this process' CPU time (what
-    a call costs when other processes take the core half the time: it leaves out the waiting)."""
+    a call costs when other processes take the core half the time: it leaves out the waiting).
+    ``settle``: seconds of pause before each timed pass, so helper threads a call leaves busy-waiting
+    (an OpenBLAS worker spins ~0.1 s after a threaded product) are not charged to the next call."""
     batches = [list(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
     for fn in calls.values():          # warm-up: first calls allocate, import and fill caches
         fn(batches[0])
@@ -35,11 +38,13 @@ def interleaved_seconds(calls: dict[str, Call], texts: Sequence[str], *, batch_s
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn = calls[name]
+            if settle:
+                time.sleep(settle)
             start = clock()
             for batch in batches:
                 fn(batch)
             per_round[name].append((clock() - start) / len(texts))
-    return {"batch_size": batch_size, "queries_per_round": len(texts), "rounds": rounds,
+    return {"batch_size": batch_size, "queries_per_round": len(texts), "rounds": rounds, "settle_seconds": settle,
             "clock": getattr(clock, "__name__", str(clock)),
             "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "seconds_per_query": {name: {"median": float(np.median(v)), "min": float(np.min(v)),

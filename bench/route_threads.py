@@ -48,7 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.route_cost import ratio  # noqa: E402
+from bench.route_cost import interleaved_seconds, ratio  # noqa: E402
 from bench.route_fastpath_data import build_fixture  # noqa: E402
 from bench.shared_data import write_result  # noqa: E402
 
@@ -56,7 +56,7 @@ RESULTS = ROOT / "bench" / "results" / "route_threads.json"
 ROUNDS = 11
 BATCHES = {1: 64, 64: 256}          # batch size -> queries per round
 BUSY = "while True:\n    pass\n"
-SETTLE = 0.3                        # seconds before each timed pass (see settled_rounds)
+SETTLE = 0.3                        # seconds of pause before each timed pass (route_cost.interleaved_seconds)
 
 
 def settings() -> dict[str, Any]:
@@ -118,34 +118,6 @@ def same_results(pair: dict[str, Any], texts: Sequence[str]) -> dict[str, float]
     return {"queries": len(texts), "max_abs_confidence_difference_batch1": float(np.abs(one - two).max())}
 
 
-def settled_rounds(calls: dict[str, Callable[[list[str]], Any]], texts: Sequence[str], *, batch_size: int,
-                   rounds: int, clock: Callable[[], float], settle: float) -> dict[str, Any]:
-    """bench/route_cost.interleaved_seconds with a pause of ``settle`` seconds before each timed
-    pass: an OpenBLAS worker keeps busy-waiting for a while after a threaded call (~0.1 s by its
-    THREAD_TIMEOUT), and without the pause it would run on into the next pass -- the student's --
-    and charge that pass with the previous call's threads."""
-    import os
-
-    batches = [list(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
-    for fn in calls.values():
-        fn(batches[0])
-    names = list(calls)
-    per_round: dict[str, list[float]] = {name: [] for name in names}
-    load_before = os.getloadavg()
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            time.sleep(settle)
-            start = clock()
-            for batch in batches:
-                calls[name](batch)
-            per_round[name].append((clock() - start) / len(texts))
-    return {"batch_size": batch_size, "queries_per_round": len(texts), "rounds": rounds, "settle_seconds": settle,
-            "clock": getattr(clock, "__name__", str(clock)), "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "seconds_per_query": {name: {"median": float(np.median(v)), "min": float(np.min(v)),
-                                         "rounds": [float(x) for x in v]} for name, v in per_round.items()}}
-
-
 def measure(student: Any, pair: dict[str, Any], texts: Sequence[str], rounds: int,
             clock: Callable[[], float]) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -154,7 +126,7 @@ def measure(student: Any, pair: dict[str, Any], texts: Sequence[str], rounds: in
         calls = {"student": lambda t: student.encode(t, kind="query", batch_size=len(t)),
                  "one thread": lambda t: pair["one thread"].route(t, batch_size=len(t)),
                  "two threads": lambda t: pair["two threads"].route(t, batch_size=len(t))}
-        measured = settled_rounds(calls, part, batch_size=batch, rounds=rounds, clock=clock, settle=SETTLE)
+        measured = interleaved_seconds(calls, part, batch_size=batch, rounds=rounds, clock=clock, settle=SETTLE)
         measured["one_thread_over_student"] = ratio(measured, "one thread", "student")
         measured["two_threads_over_student"] = ratio(measured, "two threads", "student")
         measured["microseconds_per_query_median"] = {
