@@ -2,7 +2,8 @@
 on an idle and on a busy CPU (issue 16).
 
 The question: why a static query that the router keeps with the student cost 6.0x the student alone
-at batch 1 in bench/route.py's run (load ~2), against 2.3-2.6x in a quiet process. Thread by thread
+at batch 1 in earlier runs (bench/route_cell_bank.py, session 31, another host), where a quiet process
+here read 2.3-2.6x, and why the process's CPU time was twice its wall time. Thread by thread
 (`top -H`), a routed query at batch 1 kept a second thread busy all the time: numpy's OpenBLAS
 splits the query's matrix-vector product against the document bank over both cores, then that
 worker busy-waits for the next call. On an idle machine that buys a little wall time for twice the
