@@ -76,10 +76,12 @@ def router_settings() -> dict[str, Any]:
                for c, p in ((64, 4), (64, 8), (128, 8))}}
 
 
-def build_routers(fx: Fixture, names: Sequence[str]) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """Per score: the signal model, the calibration, and three router encoders -- reference
-    confidence, compiled confidence after the student's own encode, and the fused static path
-    (the default) -- each with a budget of 0 and the fixed policy: nothing goes to the teacher."""
+def build_routers(fx: Fixture, names: Sequence[str],
+                  settings: dict[str, Any] | None = None) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Per score (a name of ``settings``, by default ``router_settings()``): the signal model, the
+    calibration, and three router encoders -- reference confidence, compiled confidence after the
+    student's own encode, and the fused static path (the default) -- each with a budget of 0 and the
+    fixed policy: nothing goes to the teacher."""
     from tava_core.encoders import load_encoder
     from tava_core.route.build import TextVectors, fit_router
     from tava_core.route.config import ThresholdPolicy
@@ -90,7 +92,7 @@ def build_routers(fx: Fixture, names: Sequence[str]) -> tuple[Any, dict[str, dic
     reference = TextVectors(fx.reference_texts, student.encode(fx.reference_texts), fx.reference_teacher)
     calibration = TextVectors(fx.calibration_texts, student.encode(fx.calibration_texts, kind="query"),
                               fx.calibration_teacher)
-    settings = router_settings()
+    settings = settings or router_settings()
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         model, fitted = fit_router(reference, calibration, fx.documents, settings[name])

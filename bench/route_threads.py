@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,13 +49,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.route_cost import interleaved_seconds, ratio  # noqa: E402
+from bench.route_fastpath import BATCHES, build_routers  # noqa: E402
 from bench.route_fastpath_data import build_fixture  # noqa: E402
-from bench.shared_data import write_result  # noqa: E402
+from bench.shared_data import busy_process_beside, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "route_threads.json"
 ROUNDS = 11
-BATCHES = {1: 64, 64: 256}          # batch size -> queries per round
-BUSY = "while True:\n    pass\n"
 SETTLE = 0.3                        # seconds of pause before each timed pass (route_cost.interleaved_seconds)
 
 
@@ -67,29 +65,13 @@ def settings() -> dict[str, Any]:
             "cell margin, two-stage bank 96/200": RouterSettings(doc_pca_dim=96, doc_rescore=200)}
 
 
-def routers(fx: Any, names: Sequence[str]) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """Per score: the router with the shipped rule and the same router with two BLAS threads for
-    every batch (each compiles its own score, so the two rules can be timed in the same rounds)."""
-    from tava_core.encoders import load_encoder
-    from tava_core.route.build import TextVectors, fit_router
-    from tava_core.route.config import ThresholdPolicy
-    from tava_core.route.router import RoutedEncoder, threshold_from
-
-    student = load_encoder(str(fx.student_dir), cache=False)
-    teacher = load_encoder("all-MiniLM-L6-v2")
-    reference = TextVectors(fx.reference_texts, student.encode(fx.reference_texts), fx.reference_teacher)
-    calibration = TextVectors(fx.calibration_texts, student.encode(fx.calibration_texts, kind="query"),
-                              fx.calibration_teacher)
+def routers(fx: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Per score: the shipped router (bench/route_fastpath.py's fast path: fused static student, compiled
+    confidence) and the same router with its products in numpy."""
     every = settings()
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        model, fitted = fit_router(reference, calibration, fx.documents, every[name])
-
-        encoder = RoutedEncoder(student, teacher, model, fitted, threshold_from(fitted, teacher_budget=0.0),
-                                weights_sha256="bench", name="bench", routing=ThresholdPolicy(mode="fixed"))
-        out[name] = {"one thread": encoder, "two threads": NumpyProducts(encoder),
-                     "settings": every[name].model_dump(mode="json")}
-    return student, out
+    student, built = build_routers(fx, list(every), settings=every)
+    return student, {name: {"one thread": r["fast"], "two threads": NumpyProducts(r["fast"]),
+                            "settings": r["settings"]} for name, r in built.items()}
 
 
 def _numpy_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -136,10 +118,6 @@ def measure(student: Any, pair: dict[str, Any], texts: Sequence[str], rounds: in
     return out
 
 
-def busy_process() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=("dev", "test"), default="dev")
@@ -151,7 +129,7 @@ def main() -> None:
     started = time.time()
     fx = build_fixture()
     texts = fx.test_queries if args.split == "test" else fx.dev_queries
-    student, pairs = routers(fx, list(settings()))
+    student, pairs = routers(fx)
     from threadpoolctl import threadpool_info
 
     report: dict[str, Any] = {
@@ -166,16 +144,9 @@ def main() -> None:
     for name, pair in pairs.items():
         entry: dict[str, Any] = {"settings": pair["settings"], "agreement": same_results(pair, texts[:64])}
         for condition in ("idle", "busy"):
-            extra = busy_process() if condition == "busy" else None
-            try:
-                if extra is not None:
-                    time.sleep(1.0)          # let the scheduler see it
+            with busy_process_beside(condition == "busy"):
                 entry[condition] = {"wall": measure(student, pair, texts, args.rounds, time.perf_counter),
                                     "cpu": measure(student, pair, texts, args.rounds, time.process_time)}
-            finally:
-                if extra is not None:
-                    extra.kill()
-                    extra.wait()
         entry["summary"] = {
             f"{condition}/{clock}/batch{b}": {
                 "one_thread_over_student": round(c["one_thread_over_student"]["median_of_round_ratios"], 2),

@@ -31,11 +31,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.shared_data import cpu_info, write_result  # noqa: E402
+from bench.shared_data import busy_process_beside, cpu_info, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "serve_threads.json"
 SETTINGS = {"1 thread": (1, None), "2 threads": (2, None), "2 threads, passive": (2, "PASSIVE")}
-BUSY = "while True:\n    pass\n"
 
 CHILD = r"""
 import json, sys, time
@@ -81,17 +80,12 @@ def main() -> None:
                               "machine": cpu_info(), "repeats": args.repeats, "conditions": {}}
     names = list(SETTINGS)
     for condition in ("idle", "busy"):
-        busy = subprocess.Popen([sys.executable, "-c", BUSY]) if condition == "busy" else None
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-        try:
+        with busy_process_beside(condition == "busy"):
             for r in range(args.repeats):
                 for name in names[r % len(names):] + names[:r % len(names)]:
                     runs[name].append(run_child(*SETTINGS[name], args.encoder))
                     print(condition, name, runs[name][-1], flush=True)
-        finally:
-            if busy is not None:
-                busy.kill()
-                busy.wait()
         report["conditions"][condition] = {
             name: {"wall_ms_median": round(statistics.median(x["wall_ms"] for x in v), 2),
                    "cpu_ms_median": round(statistics.median(x["cpu_ms"] for x in v), 2), "runs": v}

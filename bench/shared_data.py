@@ -5,9 +5,13 @@ keeps Hugging Face offline: the benchmarks read local models and data only.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -56,3 +60,21 @@ def cpu_info() -> dict:
         pass
     return {"model": model, "amx_int8": "amx_int8" in flags, "avx512_vnni": "avx512_vnni" in flags,
             "avx512f": "avx512f" in flags}
+
+
+@contextlib.contextmanager
+def busy_process_beside(active: bool = True) -> Iterator[None]:
+    """One CPU-bound Python process running beside the block (none when ``active`` is false), started a
+    second before it so the scheduler sees it, and killed after it: the "other work on the machine" of
+    bench/route_threads.py and bench/serve_threads.py."""
+    if not active:
+        yield
+        return
+    busy = subprocess.Popen([sys.executable, "-c", "while True:\n    pass\n"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        yield
+    finally:
+        busy.kill()
+        busy.wait()

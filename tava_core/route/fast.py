@@ -131,7 +131,9 @@ class CompiledConfidence:
         """Predicted agreement per text (float32), as ``calibrate.confidence``."""
         norms = np.linalg.norm(student, axis=1, keepdims=True)
         s = (student / np.maximum(norms, 1e-12)).astype(np.float32)
-        return self.score(texts, s, _matmul(s, self.matrix))
+        # the default score reads no linear map of the vector (an empty matrix): no product to make
+        projected = _matmul(s, self.matrix) if self.matrix.shape[1] else np.zeros((len(s), 0), np.float32)
+        return self.score(texts, s, projected)
 
     def score(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
         """The confidence from the unit query vectors ``s`` and ``projected = s @ self.matrix``

@@ -289,7 +289,6 @@ def test_a_saved_router_loads_with_its_document_bank(vectors, many_documents, tm
     assert np.allclose(loaded.confidence(texts, s), confidence(model, calibration, texts, s), rtol=0, atol=1e-5)
 
 
-
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores for a second BLAS thread to show")
 @pytest.mark.parametrize("signals", [["retrieval_cell_margin"], ["retrieval_entropy", "knn_distance"]])
 def test_a_live_query_computes_on_the_calling_thread(vectors, signals):
