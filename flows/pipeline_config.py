@@ -72,15 +72,17 @@ Preset = Literal["demo", "standard"]
 
 
 class PipelineRouter(TavaModel):
-    """The confidence router the pipeline calibrates for its student + adapter (demo table rows)."""
+    """The confidence router the pipeline calibrates for its best query encoder: the blend when it makes one,
+    else student + adapter (the table's router rows)."""
 
     enabled: bool = Field(True, description=(
-        "Calibrate a router for the new student + adapter and add its rows to the table (off: --no-router-enabled)."))
+        "Calibrate a router for the new blend (or student + adapter without one) and add its rows to the table "
+        "(off: --no-router-enabled)."))
     budgets: list[float] = Field(default_factory=lambda: [0.1, 0.2], description=(
         "Shares of queries (0-1) the teacher takes in the router rows; the first is the threshold the "
         "router is saved and published with."))
     calibration_texts: int = Field(300, ge=32, description=(
-        "Span views of the corpus encoded by student + adapter and teacher to calibrate (the router's only "
+        "Span views of the corpus encoded by the routed query encoder and teacher to calibrate (the router's only "
         "encoding: its training pairs are the stored Stage B vectors)."))
     max_reference_texts: int = Field(2000, ge=16, description="Stored Stage B pairs sampled for the signals.")
     settings: RouterSettings = Field(default_factory=RouterSettings, description="Confidence score settings.")

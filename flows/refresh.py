@@ -4,10 +4,10 @@
       -> resolve student (configured or the registry's current), teacher, current adapter
       -> ingest the new files as one batch  ->  embed it with student and teacher (cached shards)
       -> continue training the current adapter on new (+ replayed) pairs -> candidate (staged)
-      -> recalibrate a confidence router for the candidate on the new batch (saved inside it, so
-         it is published in the same registry version: <version>/router)
       -> a blend published with the current adapter (<version>/blend) is rebuilt around the
          candidate: same static students and weights, the candidate as its adapter member
+      -> recalibrate a confidence router for the candidate (over its blend, when it has one) on the
+         new batch (saved inside it, so it is published in the same registry version: <version>/router)
       -> evaluate candidate and current (student+adapter queries vs teacher documents; routed,
          each with its own router, at router_budget of the queries to the teacher; and each blend)
       -> drift: the low-confidence share of the new batch against the previous batch (the current
@@ -211,6 +211,11 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
         logger.info("candidate trained on %d new + %d replayed pairs in %s s", trained["pairs_new"],
                     trained["pairs_replayed"], trained["seconds"])
 
+        if current["path"] is not None:
+            # a blend published with the current adapter keeps its static students and weights and
+            # takes the candidate as its adapter member; it is what users are served, so the gate judges it
+            # (carried before the router is calibrated: the router sits on the blend when there is one)
+            record["blend"] = stage("carry blend", carry_blend_task, current["path"], out_dir)
         candidate_router = current_router = None
         if config.router:
             record["router"] = stage("calibrate router", calibrate_router_task, config, home, batch, out_dir)
@@ -220,10 +225,6 @@ def _refresh(config: core.RefreshConfig, home: str, record: dict[str, Any], logg
                         record["router"]["reference_texts"], record["router"]["calibration_texts"])
         if current["path"] is not None and attached_router(current["path"]) is not None:
             current_router = str(attached_router(current["path"]))
-        if current["path"] is not None:
-            # a blend published with the current adapter keeps its static students and weights and
-            # takes the candidate as its adapter member; it is what users are served, so the gate judges it
-            record["blend"] = stage("carry blend", carry_blend_task, current["path"], out_dir)
 
         scores, routed, blended = _evaluate_all(stage, config, home, record, out_dir, current, candidate_router,
                                                 current_router)

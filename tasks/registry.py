@@ -32,10 +32,10 @@ def publish_current_task(kind: str, name: str, source_dir: str, identity: str, h
 
         def source(staging: Path) -> None:
             shutil.copytree(source_dir, staging, dirs_exist_ok=True)
-            if router_dir is not None:
-                attach_router(router_dir, staging)
-            if blend_dir is not None:
+            if blend_dir is not None:     # first: a router over the blend names it ../blend
                 attach_blend(blend_dir, source_dir, staging)
+            if router_dir is not None:
+                attach_router(router_dir, staging, blend_source=blend_dir)
     record = registry.publish(kind, name, source, lineage={**lineage, "identity": identity},
                               metrics=metrics or {}, note="published by the pipeline", promote=True)
     return {"kind": kind, "name": name, "version": record.version, "published": True,

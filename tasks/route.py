@@ -49,7 +49,7 @@ def calibrate_stored_task(adapted: EncoderSpec, teacher: EncoderSpec, student_di
                           calibration_texts: int, max_reference_texts: int, home: Optional[str],
                           routing: Optional[ThresholdPolicy] = None,
                           judgements: Optional[str] = None) -> dict[str, Any]:
-    """A router for a student (+ adapter) from its stored training pairs, calibrated on span views
+    """A router for a student (+ adapter, or a blend of it) from its stored training pairs, calibrated on span views
     of ``dataset``'s corpus (reused when identical)."""
     from tava_core.route.stored import calibrate_stored, served_retrieval
 

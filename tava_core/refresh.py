@@ -82,8 +82,9 @@ class RefreshConfig(TavaModel):
     keep_versions: int = Field(5, ge=2, description="Adapter versions kept in the registry (older ones are pruned).")
     run_mteb: bool = Field(False, description="Score evaluation sets through mteb as well (slower; numpy metrics agree).")
     router: bool = Field(True, description=(
-        "Recalibrate a confidence router for the candidate on the new batch, publish it inside the adapter's "
-        "version (router/), compare routed nDCG@10 in the promotion gate and report drift."))
+        "Recalibrate a confidence router for the candidate (over its blend, when the current version has one) on "
+        "the new batch, publish it inside the adapter's version (router/), compare routed nDCG@10 in the promotion "
+        "gate and report drift."))
     router_budget: float = Field(0.1, ge=0.0, le=1.0, description=(
         "Share of queries (0-1) the router sends to the teacher: its saved threshold, and the share at which "
         "candidate and current are compared routed."))
@@ -369,12 +370,15 @@ def router_served(config: RefreshConfig, home: TavaHome, batch: dict[str, Any]):
 
 def calibrate_candidate_router(config: RefreshConfig, home: TavaHome, batch: dict[str, Any],
                                candidate_dir: str) -> dict[str, Any]:
-    """A router for the candidate adapter, fitted on the new batch's pairs and saved INSIDE the
-    candidate (``router/``, naming the adapter ``..``): promotion moves both into one version."""
+    """A router for the candidate adapter -- over the blend carried into it (``blend/``), when there is
+    one -- fitted on the new batch's pairs and saved INSIDE the candidate (``router/``, naming the adapter
+    ``..`` or the blend ``../blend``): promotion moves them into one version."""
+    from .encoders.blend import attached_blend
     from .route.publish import ROUTER_SUBDIR
     from .route.stored import calibrate_stored
 
-    return calibrate_stored(adapted=EncoderSpec(model=candidate_dir), teacher=config.teacher,
+    routed = attached_blend(candidate_dir) or Path(candidate_dir)
+    return calibrate_stored(adapted=EncoderSpec(model=str(routed)), teacher=config.teacher,
                             student_dirs=[batch["student_vectors"]], teacher_dirs=[batch["teacher_vectors"]],
                             served=router_served(config, home, batch), out=Path(candidate_dir) / ROUTER_SUBDIR,
                             home=home, settings=config.router_settings, teacher_budget=config.router_budget,

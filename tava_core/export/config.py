@@ -15,8 +15,9 @@ class ExportConfig(TavaModel):
 
     model: str = Field(..., description=(
         "The query encoder to export: a Stage A transformer student directory, a Stage B adapter "
-        "directory (student + adapter, exported as one graph), or a router directory (its student + "
-        "adapter and its confidence score in one graph: outputs embeddings and confidence)."))
+        "directory (student + adapter, exported as one graph), a blend directory (one transformer student "
+        "(+ adapter) and static students), or a router directory (its query encoder -- any of those -- and its "
+        "confidence score in one graph: outputs embeddings and confidence)."))
     precision: Literal["fp32", "int8"] = Field("fp32", description=(
         "'fp32', or 'int8' (ONNX Runtime dynamic quantisation of the matrix multiplies: smaller and "
         "faster, refused when its agreement with the fp32 torch encoder is under the gate)."))

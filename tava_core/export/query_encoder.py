@@ -1,5 +1,5 @@
-"""`tava export`: a query encoder (transformer student, or student + adapter, optionally with its
-confidence router) as ONE ONNX file with its tokenizer and a JSON card, so a serving stack needs
+"""`tava export`: a query encoder (transformer student, or student + adapter, or a blend of one with
+static students; optionally with the confidence router over it) as ONE ONNX file with its tokenizer and a JSON card, so a serving stack needs
 neither tava nor torch.
 
     <out>/model.onnx       input_ids, attention_mask (int64, dynamic batch x sequence) -> embeddings
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -79,8 +79,8 @@ def _split_encoder(encoder: Any) -> ExportParts:
     from ..route.router import RoutedEncoder
 
     if isinstance(encoder, RoutedEncoder):
-        if isinstance(encoder.student, BlendEncoder):
-            raise ConfigError("a router over a blend cannot be exported", hint="export the blend itself")
+        if isinstance(encoder.student, BlendEncoder):   # the graph blends, then scores the blended vector
+            return replace(_split_blend(encoder.student), router=encoder)
         student, adapter = _split_vector_encoder(encoder.student)
         return ExportParts(student, adapter, encoder)
     if isinstance(encoder, BlendEncoder):
@@ -169,7 +169,7 @@ def _split_vector_encoder(encoder: Any) -> tuple[Any, Any]:
     raise ConfigError(f"cannot export a {type(encoder).__name__}"
                       + (f" over a {type(inner).__name__}" if inner is not None else "")
                       + " as an ONNX query encoder: export takes a transformer student, an adapter over one, "
-                        "a router over either, or a blend of one with static students",
+                        "a blend of one with static students, or a router over any of these",
                       hint="static students are already fast on the numpy path (no export needed); "
                            "pass the student or adapter directory")
 

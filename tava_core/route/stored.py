@@ -12,10 +12,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from ..adapter.baselines import normalize_rows as _unit
 from ..adapter.memory import map_alone
 from ..config import EncoderSpec
 from ..distill.spans import make_spans
@@ -44,6 +45,22 @@ class ServedCorpus:
     texts: list[str]
     teacher_vectors: np.ndarray
     key: str
+
+
+def saved_student_path(student: str, router_dir: Path) -> str:
+    """How a router saved at ``router_dir`` names its student: relative (``..``, ``../blend``) when the
+    student lies in the directory the router sits in -- an adapter's version directory, which the registry
+    moves as one -- else absolute (a local path) or as given (an alias)."""
+    path = Path(student)
+    if not path.exists():
+        return student
+    home = router_dir.parent.resolve()
+    resolved = path.resolve()
+    if resolved == home:
+        return NESTED_STUDENT
+    if home in resolved.parents:
+        return str(Path(NESTED_STUDENT) / resolved.relative_to(home))
+    return str(resolved)
 
 
 def texts_by_key(keys: Sequence[str], home: TavaHome) -> dict[str, str]:
@@ -77,16 +94,40 @@ def pairs_key(student_dirs: Sequence[str], teacher_dirs: Sequence[str]) -> list[
     return [[m.fingerprint, [s.sha256 for s in m.shards]] for m in manifests]
 
 
-def _vector_map(adapted: Encoder, student_fingerprint: str):
-    """How stored bare-student vectors become the router student's vectors: the adapter's map, or
-    nothing when the router's student is the bare student itself."""
+def _vector_map(adapted: Encoder, student_fingerprint: str) -> Callable[[np.ndarray, Sequence[str]], np.ndarray]:
+    """How stored bare-student vectors (and their texts) become the router student's vectors: nothing
+    when the router's student is the bare student itself, the adapter's map when it is student + adapter,
+    and for a blend each member's vectors so made (a member the stored vectors cannot give, e.g. its
+    static student, encodes the texts: a static student's cost is negligible), weighed as the blend
+    weighs them."""
+    from ..encoders.blend import BlendEncoder
+
     if adapted.fingerprint == student_fingerprint:
-        return lambda x: x
+        return lambda x, texts: x
     if isinstance(adapted, MappedEncoder) and adapted.inner.fingerprint == student_fingerprint:
-        return map_alone(adapted.mapper)  # these are the adapter's own training texts
+        mapped = map_alone(adapted.mapper)    # these are the adapter's own training texts
+        return lambda x, texts: mapped(x)
+    if isinstance(adapted, BlendEncoder):
+        parts = [_member_map(member, student_fingerprint) for member in adapted.members]
+        if any(part is not None for part in parts):    # at least one member is made from the stored vectors
+            def blended(x: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+                total = np.zeros((len(x), adapted.dim), dtype=np.float32)
+                for member, part, weight in zip(adapted.members, parts, adapted.weights, strict=True):
+                    vectors = part(x, texts) if part is not None else member.encode(list(texts), kind="document")
+                    total += weight * _unit(np.asarray(vectors, dtype=np.float32))
+                return _unit(total)
+            return blended
     raise ConfigError(f"the stored student vectors (encoder {student_fingerprint[:12]}) were not made by the "
                       f"router's student {adapted.name!r} nor by the student inside it",
                       hint="give the vectors of the student the adapter was trained on")
+
+
+def _member_map(member: Encoder, student_fingerprint: str) -> Optional[Callable[[np.ndarray, Sequence[str]], np.ndarray]]:
+    """``_vector_map`` for one blend member, or None when the stored vectors do not make it."""
+    try:
+        return _vector_map(member, student_fingerprint)
+    except ConfigError:
+        return None
 
 
 def reference_pairs(adapted: Encoder, student_dirs: Sequence[str], teacher_dirs: Sequence[str], home: TavaHome, *,
@@ -103,7 +144,7 @@ def reference_pairs(adapted: Encoder, student_dirs: Sequence[str], teacher_dirs:
     if len(rows) < 16:
         raise InputError(f"only {len(rows)} stored training pairs have their texts (need 16)", path=student_dirs[0],
                          hint="the datasets the vectors were embedded from must still be ingested in this home")
-    mapped = _vector_map(adapted, student_side.fingerprint)(student[rows])
+    mapped = _vector_map(adapted, student_side.fingerprint)(student[rows], [texts[keys[i]] for i in rows])
     return TextVectors([texts[keys[i]] for i in rows], mapped, teacher[rows])
 
 
@@ -142,9 +183,7 @@ def calibrate_stored(*, adapted: EncoderSpec, teacher: EncoderSpec, student_dirs
     calibration = TextVectors(views, student.encode(views, kind="query"), teacher_encoder.encode(views, kind="query"))
     model, fitted = fit_router(reference, calibration, served.teacher_vectors, settings)
     threshold = threshold_from(fitted, teacher_budget=teacher_budget)
-    nested = Path(adapted.model).exists() and out.parent.resolve() == Path(adapted.model).resolve()
-    saved_spec = adapted.model_copy(update={"model": NESTED_STUDENT if nested else str(Path(adapted.model).resolve())
-                                            if Path(adapted.model).exists() else adapted.model})
+    saved_spec = adapted.model_copy(update={"model": saved_student_path(adapted.model, out)})
     report = {"served": served.key, "reference_texts": len(reference.texts), "calibration_texts": len(views),
               "settings": settings.model_dump(mode="json"), "calibration_seconds": round(time.perf_counter() - started, 2)}
     save_router(out, student=saved_spec, student_fingerprint=student.fingerprint, teacher=teacher,

@@ -12,6 +12,7 @@ from tava_core.adapter.memory import ResidualMemory, build_memory, memory_rows
 from tava_core.adapter.model import Vec2VecAdapter
 from tava_core.adapter.report import markdown_report
 from tava_core.adapter.run import train_adapter_from_arrays
+from tava_core.errors import ConfigError
 
 FAST = dict(hidden_dims=[64], batch_size=64, eval_every=25, warmup_steps=10, holdout_fraction=0.1, patience=4,
             max_steps=50, init="identity")
@@ -139,10 +140,38 @@ def test_a_router_maps_the_adapters_own_training_texts_without_the_memory(tiny_m
     x, y = unit(rng.standard_normal((40, student.dim))), unit(rng.standard_normal((40, student.dim)))
     adapter = Vec2VecAdapter(student.dim, student.dim, hidden_dims=[8]).eval()
     adapter.attach_memory(build_memory(x, y, adapter.map_numpy(x), k=3, temperature=1e-4, weight=1.0))
-    mapped = _vector_map(AdaptedEncoder(student, adapter, adapter_hash="h" * 64), student.fingerprint)(x)
+    mapped = _vector_map(AdaptedEncoder(student, adapter, adapter_hash="h" * 64), student.fingerprint)(x, [""] * len(x))
     assert np.allclose(mapped, adapter.map_numpy(x, memory=False), atol=1e-6)
     assert not np.allclose(mapped, adapter.map_numpy(x), atol=1e-2)  # with it: the teacher's vectors back
     assert adapter.memory is not None
+
+
+def test_a_router_over_a_blend_maps_stored_vectors_member_by_member(tiny_model_dir, tmp_path):
+    """`tava run` routes over its blend: the stored bare-student vectors of the adapter's training texts go
+    through the map alone (the memory would hand the teacher's vectors back), the static member encodes
+    the texts, and the two are weighed as the blend weighs them."""
+    from helpers import synthetic_texts, write_static_model
+
+    from tava_core.adapter.encoder import AdaptedEncoder
+    from tava_core.encoders import load_encoder
+    from tava_core.encoders.blend import BlendEncoder
+    from tava_core.route.stored import _vector_map
+
+    student = load_encoder(str(tiny_model_dir), cache=False)
+    texts = synthetic_texts(40, seed=6)
+    x = student.encode(texts, kind="document")
+    y = unit(np.random.default_rng(5).standard_normal((40, student.dim)))
+    adapter = Vec2VecAdapter(student.dim, student.dim, hidden_dims=[8]).eval()
+    adapter.attach_memory(build_memory(x, y, adapter.map_numpy(x), k=3, temperature=1e-4, weight=1.0))
+    adapted = AdaptedEncoder(student, adapter, adapter_hash="h" * 64)
+    static = load_encoder(str(write_static_model(tmp_path / "static", tiny_model_dir, student.dim, seed=1)), cache=False)
+    blend = BlendEncoder([adapted, static], [0.7, 0.3])
+    mapped = _vector_map(blend, student.fingerprint)(x, texts)
+    expected = unit(0.7 * unit(adapter.map_numpy(x, memory=False)) + 0.3 * unit(static.encode(texts, kind="document")))
+    np.testing.assert_allclose(mapped, expected, atol=1e-5)
+    assert np.abs(mapped - blend.encode(texts, kind="document")).max() > 1e-2   # the memory's answer is not used
+    with pytest.raises(ConfigError, match="were not made by the router's student"):   # no member from the vectors
+        _vector_map(BlendEncoder([static, static], [0.5, 0.5]), student.fingerprint)
 
 
 def test_a_memory_attached_to_an_adapter_on_another_device_moves_there():

@@ -296,3 +296,10 @@ def test_refresh_rebuilds_the_published_blend_around_the_new_adapter(prefect_har
     assert third.metrics["blend"][eval_dataset] == pytest.approx(scored, abs=1e-9)
     # the version before keeps its own blend, around its own adapter (a rollback restores both)
     assert load_encoder(str(attached_blend(second.path)), cache=False).members[0].name == "00002"
+    # the candidate's router was calibrated over its blend (what users are served) and names it ../blend
+    from tava_core.route.publish import attached_router
+
+    router_dir = attached_router(third.path)
+    assert router_dir is not None
+    assert json.loads((router_dir / "router.json").read_text())["student"]["spec"]["model"] == "../blend"
+    assert load_encoder(str(router_dir), cache=False).student.fingerprint == blend.fingerprint

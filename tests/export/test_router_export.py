@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import add_dense, synthetic_texts
+from helpers import add_dense, synthetic_texts, write_static_model
 from route_helpers import TEXTS
 
 from tava_core.config import EncoderSpec
 from tava_core.encoders import load_encoder
+from tava_core.encoders.blend import save_blend
 from tava_core.errors import ConfigError
 from tava_core.export.config import ExportConfig
 from tava_core.export.query_encoder import export_query_encoder
@@ -120,6 +121,27 @@ def test_unexportable_router_is_refused_and_nothing_saved(tmp_path, student_dir,
         export_query_encoder(ExportConfig(model=str(router_dir), out=str(tmp_path / "export")),
                              TavaHome(tmp_path / "home"))
     assert not (tmp_path / "export").exists()
+
+
+def test_router_over_a_blend_exports_as_one_graph(tmp_path, student_dir, tiny_model_dir):
+    """`tava run` calibrates its router over the blend when it makes one: the graph blends the transformer
+    student with the static student, then scores the blended vector."""
+    static_dir = write_static_model(tmp_path / "static", tiny_model_dir, 384, seed=2)
+    blend_dir = tmp_path / "blend"
+    save_blend(blend_dir, [EncoderSpec(model=str(student_dir)), EncoderSpec(model=str(static_dir))], [0.5, 0.5])
+    router_dir = _router(tmp_path, blend_dir, SETTINGS["cell margin on the full bank"])
+    card = export_query_encoder(ExportConfig(model=str(router_dir), out=str(tmp_path / "export")),
+                                TavaHome(tmp_path / "home"))
+    router = load_encoder(str(router_dir), cache=False)
+    assert [m["kind"] for m in card["encoder"]["blend"]] == ["transformer", "static"]
+    routed = ExportedQueryEncoder(tmp_path / "export").route(QUERIES)
+    vectors = router.student.encode(QUERIES, kind="query")
+    assert np.abs(routed["vectors"] - vectors).max() <= 1e-4
+    # the blend's vectors, not its transformer member's: the static member moved them
+    assert np.abs(vectors - load_encoder(str(student_dir), cache=False).encode(QUERIES, kind="query")).max() > 0.05
+    expected = router.confidence(QUERIES, vectors)
+    assert np.abs(routed["confidence"] - expected).max() <= 1e-4 and np.ptp(expected) > 1e-3
+    assert card["router"]["agreement"]["same_decisions_as_fp32_torch"] == 1.0
 
 
 def test_encoder_export_has_no_route(tmp_path, student_dir):

@@ -32,7 +32,8 @@ def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harne
                         lambda *a, **k: (lambda got: read_from_cache.append(got is not None) or got)(real_cached(*a, **k)))
 
     config = PipelineConfig.model_validate({
-        "teacher": {"model": str(tiny_model_dir)}, "blend_static": True, "router": {"enabled": False},
+        "teacher": {"model": str(tiny_model_dir)}, "blend_static": True,
+        "router": {"budgets": [0.1], "calibration_texts": 64, "max_reference_texts": 200},
         "distill": {"layers": [1], "steps": 8, "batch_size": 16, "eval_every": 4, "checkpoint_every": 4,
                     "warmup_steps": 2, "max_length": 32, "span_views": 0, "max_texts": 600},
         "adapter": {"hidden_dims": [32], "max_steps": 10, "eval_every": 5, "batch_size": 64}})
@@ -65,3 +66,15 @@ def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harne
     served = load_encoder(str(attached_blend(published.path)), cache=False)
     np.testing.assert_allclose(served.encode(texts, kind="query"), blend.encode(texts, kind="query"), atol=1e-5)
     assert published.lineage["blend"] == result.blend_dir and BLEND in " ".join(published.metrics)
+    # the router sits on the blend (the best query encoder the run made), published beside it as ../blend
+    from tava_core.route.publish import attached_router
+    from tava_core.route.router import RoutedEncoder
+
+    router_dir = attached_router(published.path)
+    assert router_dir is not None
+    assert json.loads((router_dir / "router.json").read_text())["student"]["spec"]["model"] == "../blend"
+    router = load_encoder(str(router_dir), cache=False)
+    assert isinstance(router, RoutedEncoder) and router.student.fingerprint == blend.fingerprint
+    routed = result.system("router, 10% to teacher")
+    assert routed.speedup < row.speedup          # the blend's cost plus the confidence and the teacher's calls
+    assert "over the blend" in result.work["router"]
