@@ -127,19 +127,20 @@ def router_system(budget: float) -> str:
 def router_rows(curves: dict, budgets: list[float], quality: dict[str, QualityRow], *,
                 over: str = WITH_ADAPTER) -> list[QualityRow]:
     """One row per budget: the router sends exactly that share of the queries (its least confident)
-    to the teacher. Speed from the table's own throughputs (``over``: the row of the query encoder the
-    router sits on, and the teacher) plus the measured confidence cost, so the speed-ups compare with
-    the rows above."""
+    to the teacher. Its cost in teacher units is the row ``over``'s (the query encoder the router sits
+    on: its speed-up, measured beside the teacher in its own evaluation), the confidence's (measured
+    beside the teacher when the router was scored) and the budget's teacher calls; ratios only, so rows
+    timed in different evaluations -- under different load -- still compare."""
     from tava_core.route.stored import curve_row
 
-    teacher, adapted = quality[TEACHER], quality[over]
+    teacher, routed = quality[TEACHER], quality[over]
+    confidence = curves["costs"]["confidence"] / curves["costs"]["teacher"]
     rows = []
     for budget in budgets:
         score = curve_row(curves, budget)["router"]["ndcg10"]
-        seconds = (1.0 / adapted.queries_per_second + curves["costs"]["confidence"]
-                   + budget / teacher.queries_per_second)
-        rows.append(quality_row(router_system(budget), "routed / teacher", score, 1.0 / seconds,
-                                teacher.ndcg_at_10, teacher.queries_per_second))
+        speedup = 1.0 / (1.0 / routed.speedup + confidence + budget)
+        rows.append(quality_row(router_system(budget), "routed / teacher", score,
+                                speedup * teacher.queries_per_second, teacher.ndcg_at_10, teacher.queries_per_second))
     return rows
 
 

@@ -184,6 +184,31 @@ def _check_router_rows(result, home: Path) -> None:
     assert (out["routed"] == (out["confidence"] < wider.live.threshold)).all()
 
 
+@pytest.mark.parametrize("over", ["student + adapter", "blend: student + adapter, static student"])
+def test_router_rows_cost_in_ratios_measured_side_by_side(over):
+    """A router row's speed-up comes from ratios each measured beside the teacher: the routed encoder's
+    speed-up in its own evaluation, the confidence against the teacher when the router was scored. Here the
+    blend's evaluation ran under load (teacher and blend both ~4x slower than in the first evaluation):
+    mixing its absolute speed with the first evaluation's teacher would read 0.4x."""
+    from flows.pipeline import TEACHER, QualityRow, router_rows
+
+    def row(system: str, qps: float, speedup: float) -> QualityRow:
+        return QualityRow(system=system, queries_documents="q / d", ndcg_at_10=0.6, retention=1.0,
+                          queries_per_second=qps, speedup=speedup)
+
+    quality = {TEACHER: row(TEACHER, 200.0, 1.0), "student + adapter": row("student + adapter", 380.0, 1.9),
+               "blend: student + adapter, static student": row("blend", 80.0, 1.6)}
+    curves = {"costs": {"student": 0.002, "confidence": 0.0001, "teacher": 0.004},
+              "rows": [{"share": 0.1, "router": {"ndcg10": 0.61}}, {"share": 0.2, "router": {"ndcg10": 0.62}}]}
+    ten, twenty = router_rows(curves, [0.1, 0.2], quality, over=over)
+    base = quality[over].speedup
+    assert ten.speedup == pytest.approx(1 / (1 / base + 0.025 + 0.1), abs=0.01)
+    assert twenty.speedup == pytest.approx(1 / (1 / base + 0.025 + 0.2), abs=0.01)
+    assert base > ten.speedup > twenty.speedup > 1.0
+    assert ten.queries_per_second == pytest.approx(200.0 * ten.speedup, rel=0.01)
+    assert (ten.ndcg_at_10, twenty.ndcg_at_10) == (0.61, 0.62)
+
+
 def test_router_rows_can_be_turned_off_and_budgets_are_checked():
     from flows.commands.pipeline import cli
     from flows.pipeline import PipelineConfig
