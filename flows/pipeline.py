@@ -7,7 +7,7 @@
             without the adapter)
         ->  (blend_static: on for `tava run`'s transformer student, off for `tava demo`) distil a
             static student from the same texts, blend it with student + adapter into one query
-            encoder and score it
+            encoder (the weight chosen label-free on span views) and score it
         ->  calibrate a confidence router over the blend, or student + adapter without one (from the
             stored Stage B pairs + a few hundred span views) and score it at a few teacher budgets
         ->  publish student and adapter (+ its router and blend, same version) as the registry's current
@@ -23,7 +23,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
-from tasks.blend import save_blend_task
+from tasks.blend import choose_blend_weight_task, save_blend_task
 from tasks.registry import publish_current_task
 from tasks.route import calibrate_stored_task, evaluate_router_at_task
 from tava_core.config import EncoderSpec, IngestConfig
@@ -288,7 +288,12 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     if config.blend_static:
         start = time.perf_counter()
         static = distill_student(blend_static_distill(distill, adapter.adapter_dir), home=root)
-        blended = save_blend_task(BlendConfig(members=[adapter.adapter_dir, static.output],
+        weight = config.blend_weight
+        if weight is None:    # chosen for this corpus, label-free: span views against the teacher
+            chosen = choose_blend_weight_task(adapter.adapter_dir, static.output, config.teacher, ingested.path,
+                                              split, config.registry_adapter, root, judgements)
+            weight = chosen["weight"]
+        blended = save_blend_task(BlendConfig(members=[adapter.adapter_dir, static.output], weights=[weight, 1.0 - weight],
                                               name=config.registry_adapter), root)
         blend_dir, blend_fingerprint = blended.directory, blended.fingerprint
         scored = evaluate_flow(EvalConfig(dataset=ingested.path, split=split, judgements=judgements, teacher=config.teacher,
@@ -298,7 +303,9 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
                                           matryoshka_dims=[], quantization=[], run_mteb=False), home=root)
         quality[BLEND] = blend_row(scored)
         timed("blend (static student)", start)
-        work["blend (static student)"] = f"static student {static.output}, blend {blend_dir}"
+        work["blend (static student)"] = (f"static student {static.output}, blend {blend_dir} "
+                                          f"(student + adapter {weight:.1f}, static {1.0 - weight:.1f}"
+                                          f"{', chosen on span views' if config.blend_weight is None else ''})")
 
     # The router: its "seen" texts are the Stage B pairs already on disk (no encoding), only a few
     # hundred span views of the corpus are encoded to calibrate it; scored at each budget. It sits on

@@ -139,11 +139,16 @@ class PipelineConfig(TavaModel):
     blend_static: Optional[bool] = Field(None, description=(
         "Also distil a static student from the same texts (the standard static recipe: the teacher's token "
         "vectors in context, 2,000 steps, trained towards what student + adapter misses: "
-        "--distill-blend-partner-weight) and blend it 0.5 / 0.5 with the student + adapter into one query "
+        "--distill-blend-partner-weight) and blend it with the student + adapter (--blend-weight) into one query "
         "encoder (`tava blend`), scored as its own row and published with the adapter (blend/). Costs the "
         "static student's training (minutes) and next to nothing per query. With mpnet on SciFact test such a "
         "blend kept 0.970 of the teacher at 5.2x (docs/mpnet.md). Empty = on for the standard preset's transformer student "
         "(`tava run`), off for the demo preset (`tava demo`, sized for minutes)."))
+    blend_weight: Optional[float] = Field(None, gt=0.0, lt=1.0, description=(
+        "Weight of student + adapter in the blend (the static student gets 1 - it). Empty = chosen for the "
+        "corpus without labels: of 0.1 ... 0.9, the one whose blended vectors of 600 span views of the documents "
+        "lie closest to the teacher's (mean cosine); on both dev corpora that was the weight labelled nDCG@10 "
+        "prefers (0.6 and 0.7; the fixed 0.5 of before read 0.006 lower on each: docs/routing.md)."))
     router: PipelineRouter = Field(default_factory=PipelineRouter, description=(
         "Confidence router: calibrated on the stored Stage B pairs and span views of the corpus, scored at "
         "the budgets, published inside the adapter's registry version (router/)."))

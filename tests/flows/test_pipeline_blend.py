@@ -18,6 +18,17 @@ def test_blend_static_needs_a_transformer_student():
         PipelineConfig.model_validate({"blend_static": True, "distill": {"student": "static"}})
 
 
+@pytest.mark.parametrize("weight, ok", [(None, True), (0.6, True), (0.0, False), (1.0, False)])
+def test_a_fixed_blend_weight_lies_strictly_between_0_and_1(weight, ok):
+    from flows.pipeline import PipelineConfig
+
+    if ok:
+        assert PipelineConfig.model_validate({"blend_weight": weight}).blend_weight == weight
+    else:
+        with pytest.raises(ValidationError, match="blend_weight"):
+            PipelineConfig.model_validate({"blend_weight": weight})
+
+
 @pytest.mark.slow
 def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harness, tava_home, tiny_model_dir,
                                                                    monkeypatch):
@@ -41,7 +52,13 @@ def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harne
     row = result.system(BLEND)
     assert row.queries_documents == "blend / teacher" and 0.0 < row.ndcg_at_10 <= 1.0 and row.speedup > 0
     blend = load_encoder(result.blend_dir, cache=False)
-    assert isinstance(blend, BlendEncoder) and blend.weights == [0.5, 0.5]
+    assert isinstance(blend, BlendEncoder)
+    # its weight chosen for the corpus without labels: the record says which and why, and the blend holds it
+    chosen = json.loads((tava_home / "reports" / "blend" / config.registry_adapter / "weight.json").read_text())
+    cosines = {float(w): c for w, c in chosen["mean_cosine_to_teacher"].items()}
+    assert chosen["weight"] == max(cosines, key=lambda w: (round(cosines[w], 6), w)) and len(cosines) == 9
+    assert blend.weights == pytest.approx([chosen["weight"], 1.0 - chosen["weight"]])
+    assert f"student + adapter {chosen['weight']:.1f}, static" in result.work["blend (static student)"]
     adapted, static = blend.members
     members = [m["encoder"]["model"] for m in json.loads((Path(result.blend_dir) / "tava_encoder.json").read_text())["members"]]
     static_dir = tava_home / "artifacts" / "students" / f"{config.distill.name}-static"
@@ -55,7 +72,8 @@ def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harne
     texts = ["how are vectors cached", "parse a config file"]
     a, s = adapted.encode(texts, kind="query"), static.encode(texts, kind="query")
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)   # noqa: E731
-    np.testing.assert_allclose(blend.encode(texts, kind="query"), unit(0.5 * unit(a) + 0.5 * unit(s)), atol=1e-5)
+    w = blend.weights[0]
+    np.testing.assert_allclose(blend.encode(texts, kind="query"), unit(w * unit(a) + (1 - w) * unit(s)), atol=1e-5)
     assert "blend (static student)" in result.seconds
     # published with the adapter, in the same registry version (blend/, the adapter named ".."): what the
     # nightly refresh rebuilds around each new adapter
