@@ -134,7 +134,8 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     assert re.search(r"\| embed \(student\) \| [0-9.]+ \| 0 shards computed, [1-9]\d* reused \|", result.output)
     assert f"| reused version {first.index['version']} |" in result.output
     assert "| 0 evaluations computed, 2 reused |" in result.output
-    assert re.search(r"\| router \| [0-9.]+ \| calibration reused \(\d+ span views\), scores reused \|", result.output)
+    assert re.search(r"\| router \| [0-9.]+ \| over the student \+ adapter, calibration reused \(\d+ span views\), "
+                     r"scores reused \|", result.output)   # the demo preset makes no blend
     assert f"{first.system('router, 20% to teacher').ndcg_at_10:.4f}" in result.output
     assert [v.version for v in registry.versions("adapters", "nightly")] == [first.registry[1]["version"]]
     assert TavaHome(tava_home).root == tava_home.resolve()
