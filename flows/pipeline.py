@@ -304,7 +304,7 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
         quality[BLEND] = blend_row(scored)
         timed("blend (static student)", start)
         work["blend (static student)"] = (f"static student {static.output}, blend {blend_dir} "
-                                          f"(student + adapter {weight:.1f}, static {1.0 - weight:.1f}"
+                                          f"(student + adapter {weight:g}, static {1.0 - weight:g}"
                                           f"{', chosen on span views' if config.blend_weight is None else ''})")
 
     # The router: its "seen" texts are the Stage B pairs already on disk (no encoding), only a few

@@ -58,7 +58,7 @@ def test_pipeline_blends_a_static_student_with_student_and_adapter(prefect_harne
     cosines = {float(w): c for w, c in chosen["mean_cosine_to_teacher"].items()}
     assert chosen["weight"] == max(cosines, key=lambda w: (round(cosines[w], 6), w)) and len(cosines) == 9
     assert blend.weights == pytest.approx([chosen["weight"], 1.0 - chosen["weight"]])
-    assert f"student + adapter {chosen['weight']:.1f}, static" in result.work["blend (static student)"]
+    assert f"student + adapter {chosen['weight']:g}, static" in result.work["blend (static student)"]
     adapted, static = blend.members
     members = [m["encoder"]["model"] for m in json.loads((Path(result.blend_dir) / "tava_encoder.json").read_text())["members"]]
     static_dir = tava_home / "artifacts" / "students" / f"{config.distill.name}-static"
