@@ -20,6 +20,7 @@ import numpy as np
 from shared_data import ROOT, write_result  # noqa: E402  (sets sys.path)
 
 from tava_core.adapter.baselines import normalize_rows as unit
+from tava_core.distill.spans import sample_span_views
 from tava_core.encoders import load_encoder
 from tava_core.encoders.blend_weight import VIEW_SEED, VIEWS, WEIGHTS, choose_weight
 from tava_core.evaluate.data import load_retrieval_data
@@ -27,7 +28,6 @@ from tava_core.evaluate.vectors import embed_corpus, load_corpus_vectors
 from tava_core.home import TavaHome
 from tava_core.route.calibrate import true_agreement
 from tava_core.route.curves import per_query_ndcg
-from tava_core.route.stored import calibration_views
 
 OUT = ROOT / "bench" / "results" / "blend_weight_dev.json"
 
@@ -52,7 +52,7 @@ def main() -> None:
     members = json.loads((Path(args.blend) / "tava_encoder.json").read_text())["members"]
     first, second = (load_encoder(m["encoder"]["model"], cache=False) for m in members)
 
-    views = calibration_views(data.corpus_ids, data.document_texts, VIEWS, seed=VIEW_SEED)   # tava run's views
+    views = sample_span_views(data.corpus_ids, data.document_texts, VIEWS, VIEW_SEED)   # tava run's views
     view_t = teacher.encode(views, kind="query")
     view_a, view_s = unit(first.encode(views, kind="query")), unit(second.encode(views, kind="query"))
     choice = choose_weight(view_a, view_s, view_t)

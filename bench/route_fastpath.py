@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.route_cost import interleaved_seconds, ratio  # noqa: E402
 from bench.route_fastpath_data import Fixture, build_fixture  # noqa: E402
-from bench.shared_data import write_result  # noqa: E402
+from bench.shared_data import split_results, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "route_fastpath.json"
 ROUNDS = 15
@@ -308,8 +308,7 @@ def main() -> None:
         report["routers"][name] = entry
     report["machine"]["uptime_at_end"] = uptime()
     report["total_seconds"] = time.time() - started
-    out = Path(args.out) if args.out else (RESULTS if args.split == "test"
-                                           else RESULTS.with_name("route_fastpath_dev.json"))
+    out = split_results(RESULTS, args.split, args.out)
     write_result(out, report)
     print(f"wrote {out}")
 

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from bench.route_cost import interleaved_seconds, ratio  # noqa: E402
 from bench.route_fastpath import BATCHES, build_routers  # noqa: E402
 from bench.route_fastpath_data import build_fixture  # noqa: E402
-from bench.shared_data import busy_process_beside, write_result  # noqa: E402
+from bench.shared_data import busy_process_beside, split_results, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "route_threads.json"
 ROUNDS = 11
@@ -160,8 +160,7 @@ def main() -> None:
                   f"two threads {row['two_threads_over_student']:5.2f}x  {row['us_per_query_median']}", flush=True)
         report["scores"][name] = entry
     report["total_seconds"] = round(time.time() - started, 1)
-    out = Path(args.out) if args.out else (RESULTS if args.split == "test"
-                                           else RESULTS.with_name("route_threads_dev.json"))
+    out = split_results(RESULTS, args.split, args.out)
     write_result(out, report)
     print(f"wrote {out}")
 

@@ -36,6 +36,14 @@ def write_result(path: Path, report: dict, *, indent: int = 2) -> None:
     os.replace(tmp, path)
 
 
+def split_results(results: Path, split: str, out: "str | None" = None) -> Path:
+    """Where a bench's JSON goes: ``out`` when given, else ``results`` for the test split and
+    ``<stem>_dev.json`` beside it for the dev split (choosing and reporting stay in separate files)."""
+    if out:
+        return Path(out)
+    return results if split == "test" else results.with_name(f"{results.stem}_dev.json")
+
+
 def scifact_train_queries() -> list[str]:
     """SciFact's train queries (the dev split), in file order."""
     import json

@@ -315,7 +315,7 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     if config.router.enabled:
         start = time.perf_counter()
         routing = config.router
-        routed_student = EncoderSpec(model=blend_dir) if blend_dir is not None else adapted
+        routed_row, routed_student = (BLEND, EncoderSpec(model=blend_dir)) if blend_dir else (WITH_ADAPTER, adapted)
         calibrated = calibrate_stored_task(
             routed_student, config.teacher, student_dirs, teacher_dirs, ingested.path, split,
             str(TavaHome(root).artifacts / "routers" / config.registry_adapter), routing.settings,
@@ -325,10 +325,9 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
         curves = evaluate_router_at_task(router_dir, ingested.path, split,
                                          str(TavaHome(root).reports / "route" / config.registry_adapter),
                                          [0.0, *routing.budgets], True, root, judgements)
-        quality.update({row.system: row for row in router_rows(curves, routing.budgets, quality,
-                                                               over=BLEND if blend_dir is not None else WITH_ADAPTER)})
+        quality.update({row.system: row for row in router_rows(curves, routing.budgets, quality, over=routed_row)})
         timed("router", start)
-        work["router"] = (f"over the {'blend' if blend_dir is not None else 'student + adapter'}, "
+        work["router"] = (f"over the {'blend' if routed_row == BLEND else 'student + adapter'}, "
                           f"calibration {'reused' if calibrated['reused'] else 'computed'} "
                           f"({calibrated['calibration_texts']} span views), scores "
                           f"{'reused' if curves['reused'] else 'computed'}")

@@ -122,3 +122,14 @@ def write_span_dataset(home: TavaHome, dataset_dir: Path, collections: Sequence[
             info={"made_by": "tava distill (span views)", "from": source.name, "texts": len(ids),
                   "spans": len(span_ids)}))
     return out
+
+
+def sample_span_views(ids: Sequence[str], texts: Sequence[str], n: int, seed: int) -> list[str]:
+    """One span view of every text, ``n`` of them (a seeded sample, in text order): label-free query
+    stand-ins, as the router calibrates on and `tava run` chooses a blend's weight on."""
+    _, spans = make_spans(list(ids), list(texts), 1, seed)
+    if len(spans) <= n:
+        return spans
+    import numpy as np
+
+    return [spans[i] for i in sorted(np.random.default_rng(seed).choice(len(spans), size=n, replace=False))]

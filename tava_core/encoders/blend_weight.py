@@ -69,7 +69,7 @@ def choose_for_corpus(first: str, second: str, teacher: EncoderSpec, dataset: st
     """``choose_blend_weight`` for the members at ``first`` and ``second`` on ``VIEWS`` span views of
     ``dataset``'s documents, written to ``record`` (JSON) and reused from there when members, teacher and
     corpus are the same (the teacher's encoding of the views is the cost)."""
-    from ..distill.spans import make_spans
+    from ..distill.spans import sample_span_views
     from ..evaluate.data import load_retrieval_data
     from ..io import write_json
     from ..reuse import RUN_KEY, finished_record, run_key
@@ -83,9 +83,7 @@ def choose_for_corpus(first: str, second: str, teacher: EncoderSpec, dataset: st
                    "corpus": data.corpus_checksum, "views": VIEWS, "seed": VIEW_SEED, "weights": list(WEIGHTS)})
     if (done := finished_record(record, key)) is not None:
         return {**done, "reused": True}
-    _, spans = make_spans(list(data.corpus_ids), list(data.document_texts), 1, VIEW_SEED)
-    if len(spans) > VIEWS:
-        spans = [spans[i] for i in sorted(np.random.default_rng(VIEW_SEED).choice(len(spans), VIEWS, replace=False))]
+    spans = sample_span_views(data.corpus_ids, data.document_texts, VIEWS, VIEW_SEED)
     choice = choose_blend_weight(members[0], members[1], teacher_encoder, spans)
     result = {RUN_KEY: key, "weight": choice.weight, "views": choice.views,
               "mean_cosine_to_teacher": {f"{w:.1f}": round(c, 6) for w, c in choice.cosine.items()},

@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..config import EncoderSpec
-from ..distill.spans import make_spans
+from ..distill.spans import make_spans, sample_span_views
 from ..encoders import load_encoder
 from ..errors import InputError
 from ..evaluate.data import RetrievalData, load_retrieval_data
@@ -63,8 +63,7 @@ def _sample(texts: Sequence[str], n: int, seed: int) -> list[str]:
 
 def calibration_spans(data: RetrievalData, n: int, seed: int = CALIBRATION_SEED) -> list[str]:
     """One short span view per corpus document (query stand-ins, no labels), ``n`` of them."""
-    _, spans = make_spans(data.corpus_ids, data.document_texts, 1, seed)
-    return _sample(spans, n, seed)
+    return sample_span_views(data.corpus_ids, data.document_texts, n, seed)
 
 
 def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test",

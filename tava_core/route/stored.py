@@ -19,7 +19,7 @@ import numpy as np
 from ..adapter.baselines import normalize_rows as _unit
 from ..adapter.memory import map_alone
 from ..config import EncoderSpec
-from ..distill.spans import make_spans
+from ..distill.spans import sample_span_views
 from ..encoders import load_encoder
 from ..encoders.base import Encoder
 from ..encoders.mapped import MappedEncoder
@@ -150,10 +150,7 @@ def reference_pairs(adapted: Encoder, student_dirs: Sequence[str], teacher_dirs:
 
 def calibration_views(ids: Sequence[str], texts: Sequence[str], n: int, seed: int = CALIBRATION_SEED) -> list[str]:
     """``n`` short span views of the served documents: query stand-ins, no labels."""
-    _, spans = make_spans(list(ids), list(texts), 1, seed)
-    if len(spans) <= n:
-        return spans
-    return [spans[i] for i in sorted(np.random.default_rng(seed).choice(len(spans), size=n, replace=False))]
+    return sample_span_views(ids, texts, n, seed)
 
 
 def calibrate_stored(*, adapted: EncoderSpec, teacher: EncoderSpec, student_dirs: Sequence[str],
