@@ -16,6 +16,7 @@ their model2vec vector, rescaled to the averages' typical length.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -132,6 +133,44 @@ def contextual_token_sums(teacher_dir: Path, texts: Sequence[str], *, window: in
         sums.index_add_(0, tokens, hidden[keep].double())
         counts.index_add_(0, tokens, torch.ones_like(tokens))
     return sums.numpy(), counts.numpy(), vocab
+
+
+def cached_token_sums(cache_dir: Optional[Path], teacher_dir: Path, texts: Sequence[str], *,
+                      max_tokens: Optional[int] = None, seed: int = 0,
+                      progress: bool = False) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """``contextual_token_sums``, kept under ``cache_dir`` (the teacher's own cache directory) per text,
+    sample and window: the pass is most of a static student's cost with a big teacher (mpnet reads
+    400,000 tokens in ~20 minutes here), and a second static student of the same text -- another blend
+    partner, another weight or learning rate -- starts from the same sums. Only the tokens seen are
+    stored; a damaged entry is computed again."""
+    if cache_dir is None:
+        return contextual_token_sums(teacher_dir, texts, max_tokens=max_tokens, seed=seed, progress=progress)
+    from tokenizers import Tokenizer
+
+    from ..io import atomic_directory, stable_hash
+
+    digest = hashlib.sha256()
+    for text in texts:                            # one at a time: a big corpus is never joined in memory
+        digest.update(text.encode())
+        digest.update(b"\x1e")
+    key = stable_hash({"texts": digest.hexdigest(), "window": CONTEXT_WINDOW, "max_tokens": max_tokens, "seed": seed})
+    entry = Path(cache_dir) / f"context-{key}"
+    vocab = unpadded(Tokenizer.from_file(str(Path(teacher_dir) / "tokenizer.json"))).get_vocab()
+    rows = max(vocab.values()) + 1
+    try:
+        with np.load(entry / "sums.npz") as stored:
+            ids, seen_sums, seen_counts = stored["ids"], stored["sums"], stored["counts"]
+        sums = np.zeros((rows, seen_sums.shape[1]), dtype=np.float64)
+        counts = np.zeros(rows, dtype=np.int64)
+        sums[ids], counts[ids] = seen_sums, seen_counts
+        return sums, counts, vocab
+    except (OSError, KeyError, ValueError, IndexError):
+        pass                                      # absent or damaged: computed (again) below
+    sums, counts, vocab = contextual_token_sums(teacher_dir, texts, max_tokens=max_tokens, seed=seed, progress=progress)
+    ids = np.flatnonzero(counts)
+    with atomic_directory(entry) as tmp:
+        np.savez(tmp / "sums.npz", ids=ids, sums=sums[ids], counts=counts[ids])
+    return sums, counts, vocab
 
 
 def contextual_table(fallback: np.ndarray, student_vocab: dict[str, int], sums: np.ndarray, counts: np.ndarray,

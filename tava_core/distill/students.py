@@ -293,7 +293,7 @@ class StaticStudent(nn.Module):
             table, tokenizer = _model2vec_table(Path(teacher_dir), cache_dir, list(vocabulary))
             if init == "context":
                 table = _context_start(Path(teacher_dir), table, tokenizer, texts, teacher_dim,
-                                       context_tokens, seed, progress)
+                                       context_tokens, seed, progress, cache_dir)
         elif vocabulary:
             raise ConfigError("vocabulary expansion needs the model2vec start (it embeds each new word with "
                               "the teacher)", hint="use static_init model2vec or static_vocabulary 0")
@@ -405,9 +405,11 @@ def _model2vec_table(teacher_dir: Path, cache_dir: Optional[Path],
 
 
 def _context_start(teacher_dir: Path, table: torch.Tensor, tokenizer: Any, texts: Sequence[str], teacher_dim: int,
-                   max_tokens: Optional[int], seed: int, progress: bool) -> torch.Tensor:
-    """The model2vec table with every token ``texts`` show moved to its mean teacher vector in context."""
-    from .context_table import contextual_table, contextual_token_sums, pooling_mode
+                   max_tokens: Optional[int], seed: int, progress: bool,
+                   cache_dir: Optional[Path] = None) -> torch.Tensor:
+    """The model2vec table with every token ``texts`` show moved to its mean teacher vector in context
+    (the teacher's pass over ``texts`` kept in ``cache_dir``)."""
+    from .context_table import cached_token_sums, contextual_table, pooling_mode
 
     mode = pooling_mode(teacher_dir)
     if mode not in (None, "mean"):
@@ -422,8 +424,8 @@ def _context_start(teacher_dir: Path, table: torch.Tensor, tokenizer: Any, texts
         raise ConfigError(f"static_init context needs a teacher whose token vectors are its output "
                           f"({table.shape[1]}-d tokens, {teacher_dim}-d output)", path=teacher_dir,
                           hint="use static_init model2vec")
-    sums, counts, teacher_vocab = contextual_token_sums(teacher_dir, texts, max_tokens=max_tokens, seed=seed,
-                                                        progress=progress)
+    sums, counts, teacher_vocab = cached_token_sums(cache_dir, teacher_dir, texts, max_tokens=max_tokens, seed=seed,
+                                                    progress=progress)
     start, _ = contextual_table(table.numpy(), tokenizer.get_vocab(), sums, counts, teacher_vocab)
     return torch.from_numpy(start)
 

@@ -125,3 +125,38 @@ def test_context_start_reproduces_the_teacher_on_its_own_text(teacher_path, monk
     before = start[tok.token_to_id("zebra")].numpy()
     assert float(zebra @ before / (np.linalg.norm(zebra) * np.linalg.norm(before))) > 0.9999
     assert not np.allclose(zebra, before)             # rescaled to the context means' length
+
+
+def test_token_sums_are_kept_per_text_and_sample_and_a_damaged_entry_is_computed_again(teacher_path, tmp_path,
+                                                                                        monkeypatch):
+    """The teacher's pass is kept in the cache directory: the same texts and sample read it back
+    exactly without running the teacher; other texts or another sample compute their own; a damaged
+    entry is computed again and replaced."""
+    import tava_core.distill.context_table as context_table
+
+    texts = ["the cat sat on the mat", "a dog barked at the cat"]
+    calls: list[tuple[str, ...]] = []
+    real = context_table.contextual_token_sums
+
+    def counted(teacher_dir, texts, **kwargs):
+        calls.append(tuple(texts))
+        return real(teacher_dir, texts, **kwargs)
+
+    monkeypatch.setattr(context_table, "contextual_token_sums", counted)
+    first = context_table.cached_token_sums(tmp_path, teacher_path, texts)
+    again = context_table.cached_token_sums(tmp_path, teacher_path, texts)
+    assert len(calls) == 1
+    for got, want in zip(again[:2], first[:2], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert again[2] == first[2]
+    context_table.cached_token_sums(tmp_path, teacher_path, texts[:1])
+    context_table.cached_token_sums(tmp_path, teacher_path, texts, max_tokens=8, seed=1)
+    assert len(calls) == 3 and len(list(tmp_path.glob("context-*"))) == 3
+    entry = next(p for p in tmp_path.glob("context-*")
+                 if np.load(p / "sums.npz")["counts"].sum() == first[1].sum())
+    (entry / "sums.npz").write_bytes(b"damaged")
+    repaired = context_table.cached_token_sums(tmp_path, teacher_path, texts)
+    assert len(calls) == 4
+    np.testing.assert_array_equal(repaired[0], first[0])
+    np.testing.assert_array_equal(context_table.cached_token_sums(tmp_path, teacher_path, texts)[0], first[0])
+    assert len(calls) == 4
