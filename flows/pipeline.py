@@ -355,7 +355,9 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
                                       **({f"nDCG@10 {split} {BLEND}": quality[BLEND].ndcg_at_10} if blend_dir else {}),
                                       **{f"nDCG@10 {split} {router_system(b)}": quality[router_system(b)].ndcg_at_10
                                          for b in (config.router.budgets if router_dir else [])}},
-                             router_dir=router_dir, blend_dir=blend_dir)]
+                             router_dir=router_dir, blend_dir=blend_dir,
+                             # its own copy of the student: the artifact directory is retrained in place
+                             student_dir=student.output)]
 
     result = PipelineResult(
         dataset=ingested.name, dataset_dir=ingested.path, split=split, judgements=judgements, rows=ingested.collections, teacher=embedded.encoder,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -77,16 +78,29 @@ def _model2vec_kind(path: Path) -> str | None:
         return None
 
 
+def _on_disk(path: Path) -> str:
+    """What the directory holds now, cheaply: its inode and the size and mtime of its top-level files.
+    Part of the cache key, so a model retrained or swapped in at the same path (tava writes directories
+    whole, then renames) is loaded again rather than served stale to a long-running process."""
+    try:
+        stat = path.stat()
+        files = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+                       for entry in os.scandir(path) if entry.is_file())
+    except OSError:
+        return ""
+    return f"|{stat.st_ino}|{files}"
+
+
 def load_encoder(spec: EncoderSpec | str, *, cache: bool = True) -> Encoder:
     """Build the encoder a spec names. With ``cache``, one instance per spec per process
     (so a thread pool of shard tasks loads the weights once)."""
     if isinstance(spec, str):
         spec = EncoderSpec(model=spec)
-    key = spec.model_dump_json()
     with _cache_lock:
+        path = resolve_model_path(spec.model)
+        key = spec.model_dump_json() + _on_disk(path)
         if cache and key in _cache:
             return _cache[key]
-        path = resolve_model_path(spec.model)
         name = spec.model if spec.model in ALIASES else path.name
         marker = path / "tava_encoder.json"
         if marker.is_file():

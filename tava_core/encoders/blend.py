@@ -91,11 +91,16 @@ def save_blend(directory: str | Path, members: Sequence[EncoderSpec], weights: S
     # a member named by a local path is stored absolute: the blend loads from any working directory
     members = [spec.model_copy(update={"model": str(Path(spec.model).resolve())}) if Path(spec.model).exists() else spec
                for spec in members]
-    marker = {"type": "blend", "members": [{"encoder": spec.model_dump(mode="json"), "weight": float(w) / total}
+    marker: dict[str, Any] = {"type": "blend", "members": [{"encoder": spec.model_dump(mode="json"), "weight": float(w) / total}
                                            for spec, w in zip(members, weights, strict=True)]}
     with atomic_directory(directory) as tmp:
         write_json(Path(tmp) / ENCODER_MARKER, marker)
         blend = load_blend(tmp)   # refuse (ModelLoadError) before the rename
+        # each member's fingerprint as blended: a member retrained at its path is refused at load, not
+        # blended silently with weights chosen for the old one
+        for entry, member in zip(marker["members"], blend.members, strict=True):
+            entry["fingerprint"] = member.fingerprint
+        write_json(Path(tmp) / ENCODER_MARKER, marker)
     blend.name = Path(directory).name
     return blend
 
@@ -113,7 +118,15 @@ def load_blend(directory: str | Path, spec: Optional[EncoderSpec] = None) -> Ble
         data = entry.get("encoder") or {}
         if not data.get("model"):
             raise ModelLoadError("a blend member names no model", path=directory / ENCODER_MARKER, hint=_HINT)
-        members.append(load_named_encoder(directory, data, spec))
+        member = load_named_encoder(directory, data, spec)
+        recorded = entry.get("fingerprint")
+        if recorded and member.fingerprint != recorded:
+            raise ModelLoadError(f"blend member {data['model']!r} has fingerprint {member.fingerprint[:12]}, but the "
+                                 f"blend was made with {str(recorded)[:12]} (retrained, replaced, or other options)",
+                                 path=directory / ENCODER_MARKER,
+                                 hint="blend the members again (`tava blend`, or re-run `tava run`), or load the "
+                                      "blend published in the registry with its adapter (it keeps its own copies)")
+        members.append(member)
         weights.append(float(entry.get("weight", 0.0)))
     try:
         return BlendEncoder(members, weights, name=directory.name)
@@ -155,6 +168,7 @@ class BlendResult(Record):
 
 BLEND_SUBDIR = "blend"
 NESTED_ADAPTER = ".."   # the member a blend inside an adapter's version directory names that adapter by
+MEMBERS_SUBDIR = "members"   # a published blend's own copies of its other members
 
 
 def attach_blend(blend_dir: str | Path, adapter_source: str | Path, adapter_dir: str | Path) -> Path:
@@ -166,18 +180,28 @@ def attach_blend(blend_dir: str | Path, adapter_source: str | Path, adapter_dir:
     source, target = Path(blend_dir), Path(adapter_dir) / BLEND_SUBDIR
     marker = read_json(source / ENCODER_MARKER)
     adapter = Path(adapter_source).resolve()
-    nested = 0
-    for entry in marker.get("members") or []:
+    nested, copies = 0, []
+    for number, entry in enumerate(marker.get("members") or []):
         model = (entry.get("encoder") or {}).get("model", "")
-        if model and (Path(model) if Path(model).is_absolute() else source / model).resolve() == adapter:
+        path = (Path(model) if Path(model).is_absolute() else source / model).resolve() if model else None
+        if path == adapter:
             entry["encoder"]["model"] = NESTED_ADAPTER
+            entry.pop("fingerprint", None)     # the version's own adapter: each refresh puts a new one there
             nested += 1
+        elif path is not None and path.is_dir():
+            # the other members (static students) are copied into the version: their artifact directories
+            # are retrained in place by later runs, and a rolled-back version must keep its own
+            local = f"{MEMBERS_SUBDIR}/{number}-{path.name}"
+            copies.append((path, local))
+            entry["encoder"]["model"] = local
     if nested != 1:
         raise ModelLoadError(f"the blend at {source} has {nested} members that are the adapter {adapter}; "
                              "one is needed to publish it with that adapter", path=source / ENCODER_MARKER,
                              hint="publish the blend of this adapter (`tava run --blend-static` makes one)")
     def write() -> None:
         target.mkdir(parents=True)
+        for path, local in copies:
+            shutil.copytree(path, target / local)
         write_json(target / ENCODER_MARKER, marker)
 
     _checked_copy(target, write)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import EncoderSpec
 from ..errors import ModelLoadError
-from ..io import read_json
+from ..io import read_json, write_json
 from ..modeldir import ENCODER_MARKER
 from .base import Encoder, TextKind
 
@@ -62,6 +62,17 @@ def load_inner_encoder(directory: str | Path, key: str, spec: Optional[EncoderSp
     if not data.get("model"):
         raise ModelLoadError(f"{ENCODER_MARKER} names no {key} encoder", path=directory / ENCODER_MARKER, hint=hint)
     return load_named_encoder(directory, data, spec)
+
+
+def rename_inner_encoder(directory: str | Path, key: str, model: str) -> None:
+    """Point ``tava_encoder.json[key]`` (e.g. an adapter's student) at ``model``, a copy of the same
+    encoder elsewhere (its registry version); its other settings are kept."""
+    marker = Path(directory) / ENCODER_MARKER
+    data = read_json(marker)
+    if not isinstance(data.get(key), dict):
+        raise ModelLoadError(f"{ENCODER_MARKER} names no {key} encoder", path=marker)
+    data[key] = {**data[key], "model": str(model)}
+    write_json(marker, data)
 
 
 def load_named_encoder(directory: Path, data: dict, spec: Optional[EncoderSpec]) -> Encoder:

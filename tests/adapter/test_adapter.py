@@ -435,6 +435,33 @@ def test_adapted_encoder_loads_through_load_encoder(tmp_path, tiny_model_dir):
         load_encoder(EncoderSpec(model=str(wrong)), cache=False)
 
 
+def test_an_adapter_refuses_a_student_retrained_under_its_name(tmp_path, tiny_model_dir):
+    """The adapter's tava_encoder.json names its student by path; a student retrained at that path (a
+    second `tava run`, `tava distill` with the same name) must not pair silently with an adapter fitted
+    to the first student's vectors: the fingerprint in report.json is checked when it loads."""
+    import json
+    import shutil
+
+    from tava_core.config import EncoderSpec
+    from tava_core.encoders import load_encoder
+
+    student_dir = tmp_path / "students" / "student"
+    shutil.copytree(tiny_model_dir, student_dir)
+    student = load_encoder(EncoderSpec(model=str(student_dir)), cache=False)
+    torch.manual_seed(0)
+    path = save_adapter(tmp_path / "adapted", Vec2VecAdapter(student.dim, 24, [16]).eval(),
+                        student=EncoderSpec(model=str(student_dir)).model_dump(mode="json"))
+    (path / "report.json").write_text(json.dumps({"student": {"fingerprint": student.fingerprint}}))
+    assert load_encoder(EncoderSpec(model=str(path)), cache=False).inner.fingerprint == student.fingerprint
+    # the student is retrained in place: other weights, same path
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(student_dir / "model.safetensors")
+    save_file({k: v + 0.01 for k, v in weights.items()}, student_dir / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=f"trained for student fingerprint {student.fingerprint[:12]}"):
+        load_encoder(EncoderSpec(model=str(path)), cache=False)
+
+
 # ---------------------------------------------------------------------------- bad input
 
 def test_bad_inputs_fail_before_training(tmp_path):

@@ -101,7 +101,7 @@ def test_blend_attached_to_its_adapter_follows_the_adapter_it_sits_in(members, t
     attached = attach_blend(blend_dir, a, version)
     assert attached == attached_blend(version) == version / "blend"
     marker = json.loads((attached / "tava_encoder.json").read_text())
-    assert [m["encoder"]["model"] for m in marker["members"]] == ["..", str(b)]
+    assert [m["encoder"]["model"] for m in marker["members"]] == ["..", "members/1-b"]   # its own copy of b
     texts = synthetic_texts(10, seed=8)
     np.testing.assert_allclose(load_encoder(str(attached), cache=False).encode(texts),
                                load_encoder(str(blend_dir), cache=False).encode(texts), atol=1e-6)
@@ -120,3 +120,27 @@ def test_blend_attached_to_its_adapter_follows_the_adapter_it_sits_in(members, t
     with pytest.raises(ModelLoadError, match="0 members that are the adapter"):
         attach_blend(blend_dir, tmp_path / "unrelated", other)
     assert attached_blend(other) is None
+
+
+def test_a_member_retrained_in_place_is_refused_and_a_published_blend_keeps_its_own(teacher_path, tmp_path):
+    """A blend names its members by path; a later run retrains a static member at that path. The blend
+    refuses the changed member (its fingerprint is recorded) instead of blending it with weights chosen
+    for the old one, and the copy published inside an adapter version keeps the member it was made with."""
+    import shutil
+
+    from tava_core.encoders.blend import attach_blend
+
+    a = write_static_model(tmp_path / "a", teacher_path, 24, seed=1)
+    b = write_static_model(tmp_path / "b", teacher_path, 24, seed=2)
+    blend_dir = tmp_path / "blend"
+    save_blend(blend_dir, [EncoderSpec(model=str(a)), EncoderSpec(model=str(b))], [0.6, 0.4])
+    version = tmp_path / "v1"
+    shutil.copytree(a, version)
+    attached = attach_blend(blend_dir, a, version)
+    texts = synthetic_texts(10, seed=3)
+    before = load_encoder(str(blend_dir), cache=False).encode(texts)
+    shutil.rmtree(b)
+    write_static_model(b, teacher_path, 24, seed=5)            # "retrained": same path, other table
+    with pytest.raises(ModelLoadError, match="blend member .* has fingerprint .* but the blend was made with"):
+        load_encoder(str(blend_dir), cache=False)
+    np.testing.assert_allclose(load_encoder(str(attached), cache=False).encode(texts), before, atol=1e-6)

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -139,6 +140,24 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     assert f"{first.system('router, 20% to teacher').ndcg_at_10:.4f}" in result.output
     assert [v.version for v in registry.versions("adapters", "nightly")] == [first.registry[1]["version"]]
     assert TavaHome(tava_home).root == tava_home.resolve()
+
+    # The published adapter keeps its own copy of the student: a later run that retrains the student in
+    # place (same name) leaves the published version -- and a rollback to it -- intact, while the
+    # artifact adapter, whose student changed under it, is refused instead of pairing silently.
+    from safetensors.torch import load_file, save_file
+
+    from tava_core.encoders import load_encoder
+    from tava_core.errors import ModelLoadError
+
+    version = registry.current_path("adapters", "nightly")
+    assert json.loads((version / "tava_encoder.json").read_text())["student"]["model"] == "student"
+    texts = ["a query about proteins", "another one"]
+    published = load_encoder(str(version), cache=False).encode(texts, kind="query")
+    save_file({k: v + 0.01 for k, v in load_file(weights).items()}, weights)      # "retrained"
+    with pytest.raises(ModelLoadError, match="trained for student fingerprint"):
+        load_encoder(str(adapter), cache=False)
+    np.testing.assert_allclose(load_encoder(str(version), cache=False).encode(texts, kind="query"), published,
+                               atol=1e-6)
 
 
 def _check_router_rows(result, home: Path) -> None:
