@@ -51,7 +51,7 @@ def load_adapted_encoder(directory: str | Path, spec: Optional[EncoderSpec] = No
             f"the adapter was trained for student fingerprint {trained_for[:12]}, but its student "
             f"{student.name!r} now has {student.fingerprint[:12]} (retrained, replaced, or other options)",
             path=Path(directory) / ENCODER_MARKER,
-            hint="load the adapter's published version from the registry (it names the student version it was "
-                 "trained with), or train the adapter again for this student (`tava adapt`)")
+            hint="load the adapter's version in the registry (a version `tava run` publishes carries its own copy "
+                 "of the student), or train the adapter again for this student (`tava adapt`)")
     return AdaptedEncoder(student, load_adapter(directory), adapter_hash=adapter_weights_hash(directory),
                           name=Path(directory).name)

@@ -91,14 +91,15 @@ def save_blend(directory: str | Path, members: Sequence[EncoderSpec], weights: S
     # a member named by a local path is stored absolute: the blend loads from any working directory
     members = [spec.model_copy(update={"model": str(Path(spec.model).resolve())}) if Path(spec.model).exists() else spec
                for spec in members]
-    marker: dict[str, Any] = {"type": "blend", "members": [{"encoder": spec.model_dump(mode="json"), "weight": float(w) / total}
-                                           for spec, w in zip(members, weights, strict=True)]}
+    entries = [{"encoder": spec.model_dump(mode="json"), "weight": float(w) / total}
+               for spec, w in zip(members, weights, strict=True)]
+    marker: dict[str, Any] = {"type": "blend", "members": entries}
     with atomic_directory(directory) as tmp:
         write_json(Path(tmp) / ENCODER_MARKER, marker)
         blend = load_blend(tmp)   # refuse (ModelLoadError) before the rename
         # each member's fingerprint as blended: a member retrained at its path is refused at load, not
         # blended silently with weights chosen for the old one
-        for entry, member in zip(marker["members"], blend.members, strict=True):
+        for entry, member in zip(entries, blend.members, strict=True):
             entry["fingerprint"] = member.fingerprint
         write_json(Path(tmp) / ENCODER_MARKER, marker)
     blend.name = Path(directory).name
