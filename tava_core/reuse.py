@@ -27,7 +27,8 @@ ingest                  ``<dataset>/manifest.json`` (``info``)       source sign
                                                                      sizes, mtimes), config
 embed (per shard)       Parquet metadata of the vector shard         source sha256, encoder
                                                                      fingerprint, kind
-Stage A (distill)       ``<student>/model_card.json``                training settings, data key
+Stage A (distill)       ``<student>/model_card.json``                training settings (no paths),
+                                                                     data key
 Stage B (adapter)       ``<adapter>/report.json``                    input shards' sha256s,
                                                                      warm start, settings
 compression             ``<compressors>/report.json``                vectors' checksum, settings

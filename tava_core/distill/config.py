@@ -168,8 +168,12 @@ class DistillConfig(TavaModel):
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else (1e-4 if self.student == "transformer" else 1e-3)
 
-    def training_key(self) -> dict:
-        """The fields that define a run: a checkpoint resumes only a run with the same key."""
+    def training_key(self, *, portable: bool = True) -> dict:
+        """The fields that define a run: a checkpoint resumes only a run with the same key. ``portable``
+        (the key written since session 43) leaves out the fields that name directories -- the training
+        datasets, teacher vectors and blend partner, whose content the data key already holds (text sha256s,
+        vector fingerprints, the partner's fingerprint) -- so a home copied or mounted at another path finds
+        its runs; ``portable=False`` gives the key runs recorded before, which are still accepted."""
         # fit_steps is applied before the key is taken (fitted_to_corpus): the steps trained are in it
         # span_documents: the spans it keeps are in the data key (their shards' sha256s), so a sample
         # that cuts nothing leaves every earlier key (and checkpoint) valid
@@ -181,6 +185,8 @@ class DistillConfig(TavaModel):
             skip.add("static_context_tokens")
         if self.blend_partner is None:      # and runs towards the teacher (the partner's identity is in the data key)
             skip |= {"blend_partner", "blend_partner_weight"}
+        if portable:
+            skip |= {"datasets", "teacher_vectors", "blend_partner"}
         key = self.model_dump(mode="json", exclude=skip)
         # the model names the teacher here; how it encoded (pooling, length, prompts) is in the data key,
         # through its vectors' sha256s, so keys (and checkpoints) from before the full spec stay valid

@@ -31,6 +31,16 @@ class TrainingData:
                        for s in self.sources]
         return stable_hash(parts if self.targets is None else [parts, self.targets], 24)
 
+    @property
+    def portable_key(self) -> str:
+        """``key`` without the directory the targets' partner was named by (its fingerprint stays): the
+        same data wherever the home is. ``key`` is what runs recorded before session 43 hold."""
+        if self.targets is None or "partner" not in self.targets:
+            return self.key
+        from dataclasses import replace
+
+        return replace(self, targets={k: v for k, v in self.targets.items() if k != "partner"}).key
+
 
 def training_collections(manifest_collections: Sequence[str], wanted: Sequence[str], dataset_dir: Path) -> list[str]:
     """The collections to train on: those asked for, else all but ``queries``."""

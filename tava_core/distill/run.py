@@ -232,9 +232,13 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     out = output_dir(config, home)
     # the key is known before residual targets are computed (the partner encodes every text: minutes to an
     # hour), so a finished run is reused without them
-    run_key = make_run_key({"config": config.training_key(), "data": replace(data, targets=targets).key})
-    if (done := finished_record(out / CARD_JSON, run_key, required=["model.safetensors"])) is not None:
-        return student_record(done, out, reused=True)
+    keyed = replace(data, targets=targets)
+    run_key = make_run_key({"config": config.training_key(), "data": keyed.portable_key})
+    # a run recorded before the keys left out directories (session 43) is still found where it was made
+    legacy_key = make_run_key({"config": config.training_key(portable=False), "data": keyed.key})
+    for key in (run_key, legacy_key):
+        if (done := finished_record(out / CARD_JSON, key, required=["model.safetensors"])) is not None:
+            return student_record(done, out, reused=True)
     if partner is not None and config.blend_partner is not None:
         from .residual import towards_residual
 
@@ -245,7 +249,7 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
                             cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12],
                             texts=[data.texts[i] for i in split.train], progress=progress)
     trainer = Trainer(student, data.texts, data.vectors, config, work_dir_for(out), split=split,
-                      data_key=data.key, progress=progress)
+                      data_key=data.portable_key, progress=progress)
     if not (trainer.checkpoint_dir / "training_state.json").is_file():  # a resumed run has its projection
         start_projection(student, data.texts, data.vectors, split.train, config)
     result = trainer.train()

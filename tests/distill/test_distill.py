@@ -354,3 +354,32 @@ def test_resume_after_a_real_kill(toy_home, teacher_dir):
     assert card["training"]["resumed_from"] >= killed_at
     assert card["training"]["steps_done"] == 400
     assert (out / "model.safetensors").is_file() and not work_dir_for(out).exists()
+
+
+@pytest.mark.slow
+def test_a_home_copied_elsewhere_finds_its_students_and_old_records_are_still_found(toy_home, teacher_dir, tmp_path,
+                                                                                    monkeypatch):
+    """Stage A's key names the training data by content, not by directory: `tava run` fills the datasets
+    with absolute paths under the home, and a home copied (or mounted) at another path used to train every
+    student again. A record written under the key runs had before (directories in it) is still found."""
+    import shutil
+
+    from tava_core.distill.data import TrainingData
+
+    def config(home: Path, name: str) -> DistillConfig:
+        return _config(teacher_dir, name=name, steps=6, eval_every=3, checkpoint_every=3, warmup_steps=1,
+                       datasets=[str(TavaHome(home).dataset_dir("toy"))])
+
+    first = distill(config(toy_home, "moved"), toy_home, progress=False)
+    moved = tmp_path / "moved-home"
+    shutil.copytree(toy_home, moved)
+    again = distill(config(moved, "moved"), moved, progress=False)
+    assert again.reused and again.run_key == first.run_key
+    # the key before session 43: as the old code wrote it (directories in the config, the partner's path)
+    real_key = DistillConfig.training_key
+    monkeypatch.setattr(DistillConfig, "training_key", lambda self, portable=True: real_key(self, portable=False))
+    monkeypatch.setattr(TrainingData, "portable_key", property(lambda self: self.key))
+    old = distill(config(toy_home, "legacy"), toy_home, progress=False)
+    monkeypatch.undo()
+    found = distill(config(toy_home, "legacy"), toy_home, progress=False)
+    assert not old.reused and found.reused and found.run_key == old.run_key != first.run_key
