@@ -30,7 +30,7 @@ embed (per shard)       Parquet metadata of the vector shard         source sha2
 Stage A (distill)       ``<student>/model_card.json``                training settings (no paths),
                                                                      data key
 Stage B (adapter)       ``<adapter>/report.json``                    input shards' sha256s,
-                                                                     warm start, settings
+                                                                     warm start, settings (no paths)
 compression             ``<compressors>/report.json``                vectors' checksum, settings
 evaluation              ``<report>/report.json``                     settings, data, encoder
                                                                      fingerprints

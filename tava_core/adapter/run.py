@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -276,10 +277,37 @@ def check_adapter_inputs(config: AdapterConfig) -> AdapterInputs:
                          inputs_checksum=inputs_checksum(config))
 
 
-def adapter_run_key(config: AdapterConfig, checksum: str) -> str:
+# Settings that name directories: their content is in the inputs checksum (shard sha256s, warm-start weights),
+# and the student is only what tava_encoder.json names (pointed at the home's own copy on reuse).
+_PATH_FIELDS = ("student_vectors", "teacher_vectors", "domain_student_vectors", "domain_teacher_vectors",
+                "selection_student_vectors", "selection_teacher_vectors", "warm_start", "student")
+
+
+def adapter_run_key(config: AdapterConfig, checksum: str, *, portable: bool = True) -> str:
+    """The run's key. ``portable`` (written since session 43): the settings without the directories they name,
+    plus how many directories each list holds (the checksum lists their shards in one sequence), so a home
+    copied or mounted elsewhere finds its adapters; ``portable=False``: the key reports held before."""
     from ..io import stable_hash
 
-    return stable_hash([checksum, config.model_dump(mode="json")])  # as saved reports hold it
+    if not portable:
+        return stable_hash([checksum, config.model_dump(mode="json")])
+    lists = {name: len(getattr(config, name)) for name in _PATH_FIELDS if isinstance(getattr(config, name), list)}
+    return stable_hash([checksum, config.model_dump(mode="json", exclude=set(_PATH_FIELDS)), lists,
+                        config.warm_start is not None])
+
+
+def _point_at_student(out: Path, student: str) -> None:
+    """A reused adapter names the student given now (the same student by content -- its fingerprint is
+    checked at load -- where this home keeps it) rather than where the home was when it was trained."""
+    from ..encoders.mapped import rename_inner_encoder
+
+    marker = out / "tava_encoder.json"
+    if not marker.is_file() or not Path(student).exists():
+        return
+    wanted = str(Path(student).resolve())
+    named = (json.loads(marker.read_text()).get("student") or {}).get("model")
+    if named is not None and named != wanted:
+        rename_inner_encoder(out, "student", wanted)
 
 
 def train_adapter(config: AdapterConfig, inputs: AdapterInputs, out_dir: str | Path, *,
@@ -291,8 +319,16 @@ def train_adapter(config: AdapterConfig, inputs: AdapterInputs, out_dir: str | P
 
     out = Path(out_dir)
     key = adapter_run_key(config, inputs.inputs_checksum)
-    report = finished_record(out / "report.json", key, required=["model.safetensors"])
+    report = None
+    # a run recorded before the key left out directories (session 43) is still found where it was made
+    for candidate in (key, adapter_run_key(config, inputs.inputs_checksum, portable=False)):
+        if report is None:
+            report = finished_record(out / "report.json", candidate, required=["model.safetensors"])
     reused = report is not None
+    if report is not None:
+        key = str(report.get("run_key", key))
+        if config.student is not None:
+            _point_at_student(out, config.student)
     if report is None:
         student, teacher, keys, x, y = load_training_vectors(config)
         run = train_adapter_from_arrays(x, y, config, name=inputs.name,

@@ -5,6 +5,7 @@ distortion of them, so how well a map can do is known."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -520,3 +521,47 @@ def test_the_selection_metric_is_one_the_evaluation_reports(n, pool, knn_k):
     rule = selection_for("retrieval_overlap", _metric_names(config, data))
     assert rule.metric in reported
     assert rule.metric.startswith("retrieval_overlap@") == any(k.startswith("retrieval_overlap@") for k in reported)
+
+
+def test_a_moved_home_finds_its_adapter_names_the_student_there_and_old_records_are_found(tmp_path, tiny_model_dir,
+                                                                                         monkeypatch):
+    """Stage B's key names its inputs by content: a home copied to another path finds its adapter instead
+    of training it again, and the reused adapter names the student where this home keeps it. A report
+    written under the key runs had before (directories in it) is still found."""
+    import json
+    import shutil
+
+    from tava_core.adapter import run as stage
+
+    def setup(home: Path) -> tuple[AdapterConfig, Path]:
+        return (AdapterConfig(student_vectors=[str(home / "v" / "s")], teacher_vectors=[str(home / "v" / "t")],
+                              student=str(home / "students" / "s"), name="moved", hidden_dims=[16], batch_size=64,
+                              max_steps=10, eval_every=5, warmup_steps=2, discriminator_hidden_dim=8,
+                              discriminator_layers=1), home / "adapters" / "moved")
+
+    first_home = tmp_path / "first"
+    student, teacher = synthetic(400, 8)
+    ids = [f"t{i}" for i in range(400)]
+    write_vector_dir(first_home / "v" / "s", ids, student, fingerprint="s" * 24)
+    write_vector_dir(first_home / "v" / "t", ids, teacher, fingerprint="t" * 24)
+    shutil.copytree(tiny_model_dir, first_home / "students" / "s")
+    config, out = setup(first_home)
+    first = stage.train_adapter(config, stage.check_adapter_inputs(config), out)
+    moved_home = tmp_path / "moved"
+    shutil.copytree(first_home, moved_home)
+    trainings = []
+    real_train = stage.train_adapter_from_arrays
+    monkeypatch.setattr(stage, "train_adapter_from_arrays", lambda *a, **k: trainings.append(1) or real_train(*a, **k))
+    config, out = setup(moved_home)
+    again = stage.train_adapter(config, stage.check_adapter_inputs(config), out)
+    assert again.reused and trainings == [] and again.run_key == first.run_key
+    named = json.loads((out / "tava_encoder.json").read_text())["student"]["model"]
+    assert named == str((moved_home / "students" / "s").resolve())
+    # a report written the old way: the legacy key is still accepted
+    real_key = stage.adapter_run_key
+    monkeypatch.setattr(stage, "adapter_run_key", lambda c, k, portable=True: real_key(c, k, portable=False))
+    legacy_config = config.model_copy(update={"max_steps": 12})
+    old = stage.train_adapter(legacy_config, stage.check_adapter_inputs(legacy_config), out.with_name("legacy"))
+    monkeypatch.setattr(stage, "adapter_run_key", real_key)
+    found = stage.train_adapter(legacy_config, stage.check_adapter_inputs(legacy_config), out.with_name("legacy"))
+    assert not old.reused and found.reused and found.run_key == old.run_key and trainings == [1]
