@@ -148,7 +148,7 @@ class PipelineConfig(TavaModel):
         "Weight of student + adapter in the blend (the static student gets 1 - it). Empty = chosen for the "
         "corpus without labels: of 0.1 ... 0.9, the one whose blended vectors of 600 span views of the documents "
         "lie closest to the teacher's (mean cosine); on both dev corpora that was the weight labelled nDCG@10 "
-        "prefers (0.6 and 0.7; the fixed 0.5 of before read 0.006 lower on each: docs/routing.md)."))
+        "prefers (0.6 and 0.7; the fixed 0.5 of before read 0.006 lower on each: docs/mpnet.md)."))
     router: PipelineRouter = Field(default_factory=PipelineRouter, description=(
         "Confidence router: calibrated on the stored Stage B pairs and span views of the corpus, scored at "
         "the budgets, published inside the adapter's registry version (router/)."))

@@ -44,7 +44,7 @@ merged, and merging is idempotent (see ``tava_core.vectorstore``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from .errors import TavaError
 from .io import read_json, stable_hash
@@ -58,13 +58,17 @@ def run_key(content: Any, length: int = 24) -> str:
     return stable_hash(content, length)
 
 
-def finished_record(record_file: str | Path, key: str, required: Iterable[str | Path] = ()) -> Optional[dict[str, Any]]:
+def finished_record(record_file: str | Path, key: str | Sequence[str],
+                    required: Iterable[str | Path] = ()) -> Optional[dict[str, Any]]:
     """The record of an identical finished run, else None.
 
     ``record_file`` is the JSON file a step writes last inside its (atomically swapped) output;
+    ``key`` is the run's key, or the keys a record of the same run may hold (the one written now, then
+    the forms earlier versions wrote, so a change of key form does not retrain what is on disk);
     ``required`` are files (relative to the record's directory, or absolute) that must exist too.
     An unreadable record means "not finished": the step runs again and overwrites it.
     """
+    keys = [key] if isinstance(key, str) else list(key)
     path = Path(record_file)
     if not path.is_file():
         return None
@@ -72,7 +76,7 @@ def finished_record(record_file: str | Path, key: str, required: Iterable[str | 
         record = read_json(path)
     except (TavaError, OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get(RUN_KEY) != key:
+    if not isinstance(record, dict) or record.get(RUN_KEY) not in keys:
         return None
     if not all((path.parent / f).is_file() for f in required):
         return None

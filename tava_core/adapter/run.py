@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -301,13 +300,8 @@ def _point_at_student(out: Path, student: str) -> None:
     checked at load -- where this home keeps it) rather than where the home was when it was trained."""
     from ..encoders.mapped import rename_inner_encoder
 
-    marker = out / "tava_encoder.json"
-    if not marker.is_file() or not Path(student).exists():
-        return
-    wanted = str(Path(student).resolve())
-    named = (json.loads(marker.read_text()).get("student") or {}).get("model")
-    if named is not None and named != wanted:
-        rename_inner_encoder(out, "student", wanted)
+    if (out / "tava_encoder.json").is_file() and Path(student).exists():
+        rename_inner_encoder(out, "student", str(Path(student).resolve()))
 
 
 def train_adapter(config: AdapterConfig, inputs: AdapterInputs, out_dir: str | Path, *,
@@ -319,11 +313,9 @@ def train_adapter(config: AdapterConfig, inputs: AdapterInputs, out_dir: str | P
 
     out = Path(out_dir)
     key = adapter_run_key(config, inputs.inputs_checksum)
-    report = None
     # a run recorded before the key left out directories (session 43) is still found where it was made
-    for candidate in (key, adapter_run_key(config, inputs.inputs_checksum, portable=False)):
-        if report is None:
-            report = finished_record(out / "report.json", candidate, required=["model.safetensors"])
+    report = finished_record(out / "report.json", [key, adapter_run_key(config, inputs.inputs_checksum, portable=False)],
+                             required=["model.safetensors"])
     reused = report is not None
     if report is not None:
         key = str(report.get("run_key", key))

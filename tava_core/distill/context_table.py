@@ -155,11 +155,11 @@ def cached_token_sums(cache_dir: Optional[Path], teacher_dir: Path, texts: Seque
         digest.update(b"\x1e")
     key = stable_hash({"texts": digest.hexdigest(), "window": CONTEXT_WINDOW, "max_tokens": max_tokens, "seed": seed})
     entry = Path(cache_dir) / f"context-{key}"
-    vocab = unpadded(Tokenizer.from_file(str(Path(teacher_dir) / "tokenizer.json"))).get_vocab()
-    rows = max(vocab.values()) + 1
     try:
         with np.load(entry / "sums.npz") as stored:
             ids, seen_sums, seen_counts = stored["ids"], stored["sums"], stored["counts"]
+        vocab = unpadded(Tokenizer.from_file(str(Path(teacher_dir) / "tokenizer.json"))).get_vocab()
+        rows = max(vocab.values()) + 1
         sums = np.zeros((rows, seen_sums.shape[1]), dtype=np.float64)
         counts = np.zeros(rows, dtype=np.int64)
         sums[ids], counts[ids] = seen_sums, seen_counts

@@ -1,7 +1,7 @@
 """Training pairs: texts of ingested collections joined by id with the teacher's cached vectors."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -37,8 +37,6 @@ class TrainingData:
         same data wherever the home is. ``key`` is what runs recorded before session 43 hold."""
         if self.targets is None or "partner" not in self.targets:
             return self.key
-        from dataclasses import replace
-
         return replace(self, targets={k: v for k, v in self.targets.items() if k != "partner"}).key
 
 

@@ -236,9 +236,8 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     run_key = make_run_key({"config": config.training_key(), "data": keyed.portable_key})
     # a run recorded before the keys left out directories (session 43) is still found where it was made
     legacy_key = make_run_key({"config": config.training_key(portable=False), "data": keyed.key})
-    for key in (run_key, legacy_key):
-        if (done := finished_record(out / CARD_JSON, key, required=["model.safetensors"])) is not None:
-            return student_record(done, out, reused=True)
+    if (done := finished_record(out / CARD_JSON, [run_key, legacy_key], required=["model.safetensors"])) is not None:
+        return student_record(done, out, reused=True)
     if partner is not None and config.blend_partner is not None:
         from .residual import towards_residual
 

@@ -128,8 +128,12 @@ def sample_span_views(ids: Sequence[str], texts: Sequence[str], n: int, seed: in
     """One span view of every text, ``n`` of them (a seeded sample, in text order): label-free query
     stand-ins, as the router calibrates on and `tava run` chooses a blend's weight on."""
     _, spans = make_spans(list(ids), list(texts), 1, seed)
-    if len(spans) <= n:
-        return spans
-    import numpy as np
+    return seeded_sample(spans, n, seed)
 
-    return [spans[i] for i in sorted(np.random.default_rng(seed).choice(len(spans), size=n, replace=False))]
+
+def seeded_sample(items: Sequence[str], n: int, seed: int) -> list[str]:
+    """``n`` of ``items`` drawn without replacement (seeded), in their order; all of them when there are
+    no more than ``n``."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i] for i in sorted(np.random.default_rng(seed).choice(len(items), size=n, replace=False))]

@@ -96,11 +96,12 @@ def load_encoder(spec: EncoderSpec | str, *, cache: bool = True) -> Encoder:
     (so a thread pool of shard tasks loads the weights once)."""
     if isinstance(spec, str):
         spec = EncoderSpec(model=spec)
+    # an alias names an installed, verified model; a directory may be rewritten in place
+    key = spec.model_dump_json() + ("" if spec.model in ALIASES else _on_disk(Path(spec.model).expanduser()))
     with _cache_lock:
-        path = resolve_model_path(spec.model)
-        key = spec.model_dump_json() + _on_disk(path)
         if cache and key in _cache:
             return _cache[key]
+        path = resolve_model_path(spec.model)
         name = spec.model if spec.model in ALIASES else path.name
         marker = path / "tava_encoder.json"
         if marker.is_file():

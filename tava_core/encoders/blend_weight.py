@@ -7,7 +7,7 @@ of the corpus's documents (query stand-ins, as the router calibrates on) lie clo
 vectors of the same views -- the mean cosine, the primary metric Stage A and Stage B already select by.
 On the two dev corpora it picked the weight labelled nDCG@10 prefers (SciFact's 809 train queries with
 all-mpnet-base-v2: 0.6, 0.977 of the teacher against 0.971 at 0.5; the built-in data with
-all-MiniLM-L6-v2: 0.7, 1.027 against 1.021): docs/routing.md, bench/results/blend_weight_dev.json.
+all-MiniLM-L6-v2: 0.7, 1.027 against 1.021): docs/mpnet.md, bench/results/blend_weight_dev.json.
 """
 from __future__ import annotations
 

@@ -65,14 +65,16 @@ def load_inner_encoder(directory: str | Path, key: str, spec: Optional[EncoderSp
 
 
 def rename_inner_encoder(directory: str | Path, key: str, model: str) -> None:
-    """Point ``tava_encoder.json[key]`` (e.g. an adapter's student) at ``model``, a copy of the same
-    encoder elsewhere (its registry version); its other settings are kept."""
+    """Point ``tava_encoder.json[key]`` (e.g. an adapter's student) at ``model``, the same encoder
+    elsewhere (a published version's own copy, a moved home's); its other settings are kept, and a marker
+    that already names it is left as it is."""
     marker = Path(directory) / ENCODER_MARKER
     data = read_json(marker)
     if not isinstance(data.get(key), dict):
         raise ModelLoadError(f"{ENCODER_MARKER} names no {key} encoder", path=marker)
-    data[key] = {**data[key], "model": str(model)}
-    write_json(marker, data)
+    if data[key].get("model") != str(model):
+        data[key] = {**data[key], "model": str(model)}
+        write_json(marker, data)
 
 
 def load_named_encoder(directory: Path, data: dict, spec: Optional[EncoderSpec]) -> Encoder:

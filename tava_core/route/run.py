@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..config import EncoderSpec
-from ..distill.spans import make_spans, sample_span_views
+from ..distill.spans import make_spans, seeded_sample
 from ..encoders import load_encoder
 from ..errors import InputError
 from ..evaluate.data import RetrievalData, load_retrieval_data
@@ -22,9 +22,8 @@ from .config import RouterConfig
 from .curves import SHARES, curves_from_vectors
 from .report import write_route_report
 from .router import RoutedEncoder, load_router, save_router, threshold_from
+from .stored import CALIBRATION_SEED, calibration_views
 from .threshold import simulate_stream
-
-CALIBRATION_SEED = 1234   # span views for calibration differ from Stage A's training spans (seed 0)
 
 
 def read_texts(source: str, home: TavaHome) -> list[str]:
@@ -54,16 +53,9 @@ def read_texts(source: str, home: TavaHome) -> list[str]:
     return texts
 
 
-def _sample(texts: Sequence[str], n: int, seed: int) -> list[str]:
-    if len(texts) <= n:
-        return list(texts)
-    pick = np.random.default_rng(seed).choice(len(texts), size=n, replace=False)
-    return [texts[i] for i in sorted(pick)]
-
-
 def calibration_spans(data: RetrievalData, n: int, seed: int = CALIBRATION_SEED) -> list[str]:
     """One short span view per corpus document (query stand-ins, no labels), ``n`` of them."""
-    return sample_span_views(data.corpus_ids, data.document_texts, n, seed)
+    return calibration_views(data.corpus_ids, data.document_texts, n, seed)
 
 
 def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test",
@@ -77,7 +69,7 @@ def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test
     documents = load_corpus_vectors(data, embed_corpus(data, teacher, home, show_progress=show_progress))
     sources = config.reference or [config.dataset]
     reference_texts = [t for s in sources for t in read_texts(s, home)]
-    base = _sample(reference_texts, config.max_reference_texts // 2, config.settings.seed)
+    base = seeded_sample(reference_texts, config.max_reference_texts // 2, config.settings.seed)
     _, spans = make_spans([str(i) for i in range(len(base))], base, 1, config.settings.seed)
     reference = base + spans     # texts and short views of them, as Stage A trains on
     calib = calibration_spans(data, config.calibration_texts)

@@ -36,3 +36,12 @@ def test_finished_record_returns_the_identical_run(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps({"run_key": key, "metric": 0.5}))
     assert finished_record(tmp_path / "report.json", key, required=["model.safetensors"]) == {
         "run_key": key, "metric": 0.5}
+
+
+def test_finished_record_accepts_any_key_form_the_run_may_have_been_recorded_under(tmp_path):
+    """A step whose key changed form (e.g. directories left out) passes the new key and the earlier one:
+    a record under either is the same run; a record under neither is not."""
+    new, earlier, other = (run_key({"form": form}) for form in ("new", "earlier", "other"))
+    (tmp_path / "report.json").write_text(json.dumps({"run_key": earlier}))
+    assert finished_record(tmp_path / "report.json", [new, earlier]) == {"run_key": earlier}
+    assert finished_record(tmp_path / "report.json", [new, other]) is None
