@@ -40,6 +40,8 @@ STEP = re.compile(r"^\| (?P<step>[^|]+?) \| (?P<seconds>[0-9.]+) \| (?P<work>[^|
 
 SMALL_SCIFACT = "scifact-1500"
 KNOWN_ITEM = "passages-known-item"
+LOG_SCIFACT = "scifact-logsplit"      # SciFact scored on half of its dev queries ...
+QUERY_LOG = "scifact-querylog"        # ... the other half as a query log (unlabeled text)
 
 
 def small_scifact(home: str, documents: int = 1500, seed: int = 0) -> str:
@@ -105,6 +107,34 @@ def known_item(home: str, documents: int = 40000, queries: int = 300, seed: int 
     return str(out)
 
 
+def query_log_split(home: str, repeat: int = 4, seed: int = 0) -> tuple[str, str]:
+    """A query log, label-free: SciFact's 809 dev (train) queries halved with ``seed``. One half is the log
+    (``scifact-querylog``: a jsonl of their texts, each written ``repeat`` times so a few hundred queries weigh
+    something beside ~15,000 documents and span views), the other is scored (``scifact-logsplit``: SciFact
+    with qrels/train.tsv holding that half only; test unchanged). The way a platform that serves the teacher
+    today has yesterday's queries: never labelled, never the ones scored. Written once under
+    ``<home>/bench-data``."""
+    import random
+
+    out, log = Path(home) / "bench-data" / LOG_SCIFACT, Path(home) / "bench-data" / f"{QUERY_LOG}-x{repeat}.jsonl"
+    if not (out / "qrels" / "test.tsv").is_file():
+        lines = (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()
+        ids = sorted({line.split("\t")[0] for line in lines[1:]})
+        logged = set(random.Random(seed).sample(ids, len(ids) // 2))
+        tmp = out.with_name(out.name + ".tmp")
+        (tmp / "qrels").mkdir(parents=True, exist_ok=True)
+        for name in ("corpus.jsonl", "queries.jsonl"):
+            (tmp / name).write_text((SCIFACT / name).read_text())
+        (tmp / "qrels" / "train.tsv").write_text("\n".join([lines[0]] + [x for x in lines[1:] if x.split("\t")[0]
+                                                                        not in logged]) + "\n")
+        (tmp / "qrels" / "test.tsv").write_text((SCIFACT / "qrels" / "test.tsv").read_text())
+        queries = {q["_id"]: q["text"] for q in map(json.loads, (SCIFACT / "queries.jsonl").open())}
+        log.write_text("".join(json.dumps({"_id": f"log{i}-{qid}", "text": queries[qid]}) + "\n"
+                               for i in range(repeat) for qid in sorted(logged)))
+        tmp.rename(out)
+    return str(out), str(log)
+
+
 def split_of(phase: str, dataset: str) -> str:
     """SciFact's dev split is its train queries; the built-in data has one split and is dev data."""
     if dataset == "builtin":
@@ -143,6 +173,8 @@ def main() -> None:
         SHORTHANDS[SMALL_SCIFACT] = small_scifact(args.home)
     if args.dataset == KNOWN_ITEM:
         SHORTHANDS[KNOWN_ITEM] = known_item(args.home)
+    if args.dataset == LOG_SCIFACT or QUERY_LOG in args.options:
+        SHORTHANDS[LOG_SCIFACT], SHORTHANDS[QUERY_LOG] = query_log_split(args.home)
     options = [SHORTHANDS.get(o, o) for o in args.options if o != "--"]
     name = Path(args.dataset).name if args.dataset not in SHORTHANDS else args.dataset
     run_name = f"{name}-{args.tag}"
