@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from cli_run import parse_table  # noqa: E402  (the same table `tava run` prints)
 from shared_data import ROOT, write_result  # noqa: E402  (sets sys.path)
 
 OUT = ROOT / "bench" / "results" / "moved_home.json"
-STEP = re.compile(r"^\| (?P<step>[^|]+?) \| (?P<seconds>[0-9.]+) \| (?P<work>[^|]*?) \|$")
-ROW = re.compile(r"^\| (?P<system>[^|]+?) \| [^|]+ \| (?P<ndcg>[0-9.]+) \| (?P<share>[0-9.]+)% \|")
 
 
 def main() -> None:
@@ -47,10 +45,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"tava demo in the moved home failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    lines = done.stdout.splitlines()
-    steps = {m["step"]: {"seconds": float(m["seconds"]), "work": m["work"]} for m in map(STEP.match, lines) if m}
-    rows = {m["system"]: {"ndcg_at_10": float(m["ndcg"]), "of_teacher": float(m["share"]) / 100}
-            for m in map(ROW.match, lines) if m}
+    parsed = parse_table(done.stdout)
+    steps, rows = parsed["steps"], parsed["rows"]
     report = {"benchmark": "moved_home", "source_home": str(args.home), "command": "tava demo",
               "seconds_moved": round(seconds, 1), "seconds_fresh": args.seconds_fresh, "steps": steps, "rows": rows}
     write_result(args.out, report)

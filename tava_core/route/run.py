@@ -22,7 +22,7 @@ from .config import RouterConfig
 from .curves import SHARES, curves_from_vectors
 from .report import write_route_report
 from .router import RoutedEncoder, load_router, save_router, threshold_from
-from .stored import CALIBRATION_SEED, calibration_views
+from .stored import calibration_views
 from .threshold import simulate_stream
 
 
@@ -53,11 +53,6 @@ def read_texts(source: str, home: TavaHome) -> list[str]:
     return texts
 
 
-def calibration_spans(data: RetrievalData, n: int, seed: int = CALIBRATION_SEED) -> list[str]:
-    """One short span view per corpus document (query stand-ins, no labels), ``n`` of them."""
-    return calibration_views(data.corpus_ids, data.document_texts, n, seed)
-
-
 def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test",
                      show_progress: bool = False) -> dict[str, Any]:
     """Fit and save a router; returns its record (directory, threshold, calibration summary)."""
@@ -72,7 +67,7 @@ def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test
     base = seeded_sample(reference_texts, config.max_reference_texts // 2, config.settings.seed)
     _, spans = make_spans([str(i) for i in range(len(base))], base, 1, config.settings.seed)
     reference = base + spans     # texts and short views of them, as Stage A trains on
-    calib = calibration_spans(data, config.calibration_texts)
+    calib = calibration_views(data.corpus_ids, data.document_texts, config.calibration_texts)
     ref = TextVectors(reference, student.encode(reference, kind="document"), teacher.encode(reference, kind="document"))
     cal = TextVectors(calib, student.encode(calib, kind="query"), teacher.encode(calib, kind="query"))
     model, calibration = fit_router(ref, cal, documents, config.settings)

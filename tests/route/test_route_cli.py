@@ -59,7 +59,7 @@ def test_calibrate_router_and_diagnose_run_their_flows_through_the_cli(prefect_h
     from tava_core.evaluate.data import load_retrieval_data
     from tava_core.home import TavaHome
     from tava_core.route.router import load_router
-    from tava_core.route.run import calibration_spans
+    from tava_core.route.stored import calibration_views
 
     beir = tiny_topic_beir(tmp_path / "beir")
     env = {"TAVA_HOME": str(tava_home)}
@@ -73,7 +73,8 @@ def test_calibrate_router_and_diagnose_run_their_flows_through_the_cli(prefect_h
     assert record["directory"] == str(tava_home.resolve() / "artifacts" / "routers" / "tiny")
     router = load_router(record["directory"])
     # the saved threshold sends exactly the budget of the calibration texts (span views) to the teacher
-    views = calibration_spans(load_retrieval_data(str(beir), "test", TavaHome(tava_home)), 40)
+    data = load_retrieval_data(str(beir), "test", TavaHome(tava_home))
+    views = calibration_views(data.corpus_ids, data.document_texts, 40)
     routed = router.route(views)["routed"]
     assert abs(routed.mean() - 0.25) <= 1.0 / len(views) + 1e-9
     assert router.routed_share == pytest.approx(routed.mean())
