@@ -1,10 +1,11 @@
 """Which signals should the router's DEFAULT be (issue 16)? Candidate defaults for bench/route.py's
 four students, on the two dev corpora: SciFact's 809 train queries and the built-in data's 250
-queries (test is not read).
+queries (test is not read; ``--test`` reads SciFact's test queries once, after the choice).
 
     python bench/route_default.py                     # -> bench/results/route_default.json
     python bench/route_default.py --compare retrieval # -> bench/results/route_default_retrieval_dev.json
     python bench/route_default.py --compare cell_margin   # -> bench/results/route_default_cell_margin_dev.json
+    python bench/route_default.py --compare equal         # -> bench/results/route_default_equal_dev.json
 
 ``--compare word_trust`` (the first comparison): the product default as it was (knn_distance,
 head_disagreement, rare_word_share, length + 16 vector components) against the same plus word_trust.
@@ -15,6 +16,10 @@ confident), and beside the whole default.
 ``--compare cell_margin``: the entropy (the default since session 14) against the best document's
 cell margin (``retrieval_cell_margin``; bench/route_stability.py found it routing better for both
 static students on both corpora) and the two together.
+``--compare equal``: the cell margin (the default since session 21) against the same signals combined
+with equal weights (``combiner="equal"``: the standardised signals' mean, nothing fitted) -- the cell
+margin + entropy pair, whose ridge combination routed worse than either alone, and all seven
+retrieval signals.
 """
 from __future__ import annotations
 
@@ -47,6 +52,13 @@ COMPARISONS: dict[str, tuple[Path, dict[str, dict[str, Any]]]] = {
         "entropy": R._candidate(["retrieval_entropy"]),
         "cell_margin": R._candidate(["retrieval_cell_margin"]),
         "entropy+cell_margin": R._candidate(["retrieval_entropy", "retrieval_cell_margin"])}),
+    "equal": (ROOT / "bench" / "results" / "route_default_equal_dev.json", {
+        "cell_margin": R._candidate(["retrieval_cell_margin"]),
+        "entropy": R._candidate(["retrieval_entropy"]),
+        "entropy+cell_margin": R._candidate(["retrieval_entropy", "retrieval_cell_margin"]),
+        "entropy+cell_margin:equal": R._candidate(["retrieval_entropy", "retrieval_cell_margin"], 0, "equal"),
+        "retrieval": R._candidate(list(R.RETRIEVAL_SIGNALS)),
+        "retrieval:equal": R._candidate(list(R.RETRIEVAL_SIGNALS), 0, "equal")}),
 }
 
 
@@ -57,16 +69,23 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", choices=sorted(COMPARISONS), default="word_trust")
+    parser.add_argument("--test", action="store_true",
+                        help="score SciFact's test queries instead of the dev corpora (once, after the choice "
+                             "was made on dev; written beside the dev file as *_test.json)")
     args = parser.parse_args()
     RESULTS, CANDIDATES = COMPARISONS[args.compare]
+    if args.test:
+        RESULTS = RESULTS.with_name(RESULTS.name.replace("_dev.json", ".json").replace(".json", "_test.json"))
+    wanted = ("scifact-test",) if args.test else ("scifact-dev", "builtin-test")
     torch.set_num_threads(1)
     started = time.time()
     R.CANDIDATES = CANDIDATES           # only the full-dimension bank's signal models are fitted
     teacher = R.load_encoder("all-MiniLM-L6-v2")
     home = TavaHome(R.HOME)
     paths = R.bench_paths(home, teacher)
-    datasets = {k: v for k, v in R.load_datasets(paths, teacher).items() if k in ("scifact-dev", "builtin-test")}
-    report: dict[str, Any] = {"benchmark": f"default router signals: {args.compare} comparison (dev corpora only)",
+    datasets = {k: v for k, v in R.load_datasets(paths, teacher).items() if k in wanted}
+    corpora = "SciFact test, read once" if args.test else "dev corpora only"
+    report: dict[str, Any] = {"benchmark": f"default router signals: {args.compare} comparison ({corpora})",
                               "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
                               "candidates": CANDIDATES, "students": {}, "results": {}}
     state = R.encode_students(R.find_students(), datasets, paths, teacher, report)

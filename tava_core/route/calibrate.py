@@ -7,8 +7,12 @@ Combiners (all linear in the standardised features, so the saved form and the qu
 are the same): ``ridge`` regresses the agreement; ``rank`` regresses its ranks (a budget only
 needs the ORDER of queries right, and ranks are not pulled by the many ties of top-10 overlap);
 ``pairwise`` is a logistic model of "i agrees more than j" on sampled pairs; ``low`` a logistic
-model of "among the least agreeing ``low_share``" (what a small budget routes). Each non-ridge
-score is then mapped onto the agreement's units by a least-squares line (order unchanged)."""
+model of "among the least agreeing ``low_share``" (what a small budget routes); ``equal`` fits
+nothing: every named signal counts alike, with the sign it is defined with (higher = less
+trustworthy), and the vector components not at all -- a fitted combiner can give a signal that
+routes well on its own a weight of the wrong sign when the signals are correlated, an equal one
+cannot. Each non-ridge score is then mapped onto the agreement's units by a least-squares line
+(order unchanged)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,7 +24,7 @@ from ..evaluate.metrics import rows_per_block
 from .signals import SignalModel, compute_signals
 
 Target = Literal["overlap", "cosine", "mean"]
-Combiner = Literal["ridge", "rank", "pairwise", "low"]
+Combiner = Literal["ridge", "rank", "pairwise", "low", "equal"]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -160,10 +164,17 @@ def _ranks(y: np.ndarray) -> np.ndarray:
 
 
 def combiner_weights(z: np.ndarray, y: np.ndarray, combiner: Combiner, alpha: float, *, low_share: float = 0.2,
-                     pairs: int = 20000, seed: int = 0) -> np.ndarray:
-    """Weights over standardised features ``z``; higher score = more agreement for every combiner."""
+                     pairs: int = 20000, seed: int = 0, signals: int | None = None) -> np.ndarray:
+    """Weights over standardised features ``z``; higher score = more agreement for every combiner.
+    ``signals``: how many of the leading columns are named signals (the rest are vector
+    components); only ``equal`` reads it (default: all columns)."""
     if not z.shape[1]:
         return np.zeros(0)
+    if combiner == "equal":
+        named = z.shape[1] if signals is None else signals
+        weights = np.zeros(z.shape[1])
+        weights[:named] = -1.0 / max(named, 1)
+        return weights
     if combiner == "ridge":
         return _ridge(z, y, alpha)
     if combiner == "rank":
@@ -179,7 +190,7 @@ def combiner_weights(z: np.ndarray, y: np.ndarray, combiner: Combiner, alpha: fl
         # an intercept column so the weights need not absorb the base rate; dropped afterwards
         w = _logistic(np.hstack([z, np.ones((len(z), 1))]), low, alpha)
         return -w[:-1]
-    raise ValueError(f"unknown combiner {combiner!r}; known: ridge, rank, pairwise, low")
+    raise ValueError(f"unknown combiner {combiner!r}; known: ridge, rank, pairwise, low, equal")
 
 
 def fit_calibration(model: SignalModel, texts: Sequence[str], student: np.ndarray, agreement: dict[str, np.ndarray],
@@ -195,7 +206,7 @@ def fit_calibration(model: SignalModel, texts: Sequence[str], student: np.ndarra
     y = agreement_target(agreement, target).astype(np.float64)
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-9)
     z = (x - mean) / scale
-    weights = combiner_weights(z, y, combiner, alpha, low_share=low_share)
+    weights = combiner_weights(z, y, combiner, alpha, low_share=low_share, signals=len(signals))
     bias = float(y.mean())
     if combiner != "ridge" and weights.size:
         # onto the agreement's units: y ~ a * (z @ w) + b, a > 0 keeps the order the combiner chose

@@ -33,9 +33,10 @@ class RouterSettings(TavaModel):
     pca_dim: int = Field(64, ge=4, le=1024, description="PCA size of the bank (cost per query ~ bank_size x pca_dim).")
     knn: int = Field(10, ge=1, description="Neighbours averaged by knn_distance.")
     ridge_alpha: float = Field(10.0, gt=0, description="Ridge penalty of the combiner.")
-    combiner: Literal["ridge", "rank", "pairwise", "low"] = Field("ridge", description=(
+    combiner: Literal["ridge", "rank", "pairwise", "low", "equal"] = Field("ridge", description=(
         "How the signals are combined (all linear, same query-time cost): ridge regression of the agreement, "
-        "of its ranks, a pairwise logistic ranking, or a logistic model of the least agreeing 20%."))
+        "of its ranks, a pairwise logistic ranking, a logistic model of the least agreeing 20%, or the "
+        "standardised signals' plain mean (equal weights, nothing fitted)."))
     doc_bank_size: int = Field(8192, ge=16, description=(
         "Corpus documents (teacher vectors, a random sample beyond this) kept for the retrieval_* signals."))
     doc_pca_dim: int = Field(0, ge=0, le=1024, description=(

@@ -99,6 +99,34 @@ def test_every_combiner_orders_by_agreement_and_ignores_noise(combiner):
     assert spearman(z @ w, y) > 0.7
 
 
+def test_equal_combiner_weighs_signals_alike_and_components_not_at_all():
+    z, y = _noisy_problem()
+    # two named signals (defined "higher = less trustworthy"), then one vector component
+    w = combiner_weights(-z, y, "equal", alpha=1.0, signals=2)
+    assert w.tolist() == [-0.5, -0.5, 0.0]
+    # nothing is fitted: a signal that a fit would drop (or flip) keeps its weight and sign
+    assert np.array_equal(combiner_weights(-z, -y, "equal", alpha=1.0, signals=2), w)
+    assert spearman(-z @ w, y) > 0.7
+
+
+def test_equal_combiner_keeps_each_signals_sign_where_ridge_flips_one():
+    """Two signals that each rank the agreement the right way, the second mostly carrying the first's
+    noise (a suppressor): ridge gives the second the wrong sign (it subtracts the noise); equal
+    weights keep both the way each signal is defined."""
+    rng = np.random.default_rng(7)
+    latent = rng.normal(size=2000)
+    noise = rng.normal(size=2000)
+    first = latent + noise
+    second = noise + 0.3 * latent
+    z = -np.stack([first, second], axis=1)                       # signals: higher = less trustworthy
+    z = (z - z.mean(axis=0)) / z.std(axis=0)
+    assert spearman(-z[:, 1], latent) > 0.2                      # alone, the second ranks it the right way
+    ridge = combiner_weights(z, latent, "ridge", alpha=1.0)
+    equal = combiner_weights(z, latent, "equal", alpha=1.0, signals=2)
+    assert ridge[0] < 0 < ridge[1]                               # ridge: the second signal's sign flipped
+    assert (equal < 0).all()
+
+
 def test_non_ridge_calibration_stays_in_agreement_units():
     rng = np.random.default_rng(4)
     docs = _unit(rng.normal(size=(200, 16)))
@@ -109,7 +137,7 @@ def test_non_ridge_calibration_stays_in_agreement_units():
     # the longer the text, the noisier its student vector: length is the informative signal here
     texts = [" ".join(["w"] * (1 + row // 20)) for row in range(300)]
     model = fit_signal_model(texts, student, teacher, bank_size=64, pca_dim=8, documents=docs)
-    for combiner in ("rank", "pairwise", "low"):
+    for combiner in ("rank", "pairwise", "low", "equal"):
         cal = fit_calibration(model, texts, student, agreement, signals=["retrieval_top_score", "length"],
                               combiner=combiner)
         scores = confidence(model, cal, texts, student)
