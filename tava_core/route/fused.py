@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..encoders.static import StaticEncoder
+from ..encoders.static import StaticEncoder, mean_rows
 from .fast import CompiledConfidence
 
 MAX_TABLE_BYTES = 768 * 1024 * 1024
@@ -43,10 +43,25 @@ class FusedStatic:
             extra = table @ torch.from_numpy(compiled.matrix)
             self.table = torch.cat([table, extra], dim=1).contiguous()
 
-    @torch.inference_mode()
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        student = self.student
         raw = list(texts)                      # the word signals read the query as given
+        if len(raw) == 1:
+            return self._one(raw)
+        return self._many(raw)
+
+    def _one(self, raw: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """One query (the live case) in numpy, as ``StaticEncoder`` encodes one text: no torch dispatch."""
+        student = self.student
+        pooled = mean_rows(self.table.numpy(), student.token_ids(student.spec.query_prefix + raw[0]))
+        # exactly F.normalize's arithmetic (x / max(|x|, 1e-12)) on the student's part, for all of it
+        scaled = pooled / max(float(np.sqrt(np.dot(pooled[:self.dim], pooled[:self.dim]))), 1e-12)
+        unit, projected = scaled[None, :self.dim], scaled[None, self.dim:]
+        vectors = unit if student.normalized else pooled[None, :self.dim]
+        return vectors, self.compiled.score(raw, unit, projected)
+
+    @torch.inference_mode()
+    def _many(self, raw: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        student = self.student
         prefix = student.spec.query_prefix
         texts = [prefix + t for t in raw] if prefix else raw
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
