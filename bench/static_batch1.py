@@ -13,10 +13,16 @@ keeps the torch path. Here both paths run side by side in one process, interleav
   before (``FusedStatic._one`` bypassed), for the default score (cell margin, full bank) and the
   two-stage bank (96 / 200).
 
+Serving (``--serving``, a second table): what a live query costs a service that searches an index anyway
+(FAISS ``HNSW32,Flat``, inner product, efSearch 64: ``tava index``'s defaults) -- the student + one
+search (no router), the router on its own bank + one search, and ``RoutedEncoder.route_searched``: the
+student, one search for 11 results, and the confidence read from them (the first 10 are the answer).
+
 Fixture: bench/route_fastpath_data.py (a static student with MiniLM's token table; cost depends on
 shapes, not on training). Wall clock, an idle machine.
 
     python bench/static_batch1.py --split dev    # -> bench/results/static_batch1_dev.json
+    python bench/static_batch1.py --split dev --serving --out bench/results/static_batch1_serving_dev.json
 """
 from __future__ import annotations
 
@@ -59,11 +65,69 @@ def torch_path(call: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
     return before
 
 
+SERVE_K = 10
+
+
+def hnsw(documents: np.ndarray) -> Any:
+    import faiss
+
+    index = faiss.index_factory(documents.shape[1], "HNSW32,Flat", faiss.METRIC_INNER_PRODUCT)
+    index.add(np.ascontiguousarray(documents, dtype=np.float32))
+    index.hnsw.efSearch = 64
+    return index
+
+
+def serving_calls(student: Any, built: dict[str, Any], documents: np.ndarray) -> dict[str, Callable[[list[str]], Any]]:
+    index = hnsw(documents)
+
+    def plain(t: list[str]) -> Any:
+        return index.search(student.encode(t, kind="query"), SERVE_K)
+
+    calls: dict[str, Callable[[list[str]], Any]] = {"serve: student + search": plain}
+    for name, r in built.items():
+        fast = r["fast"]
+        need = max(fast.compiled.results_needed(), SERVE_K)
+
+        def own(t: list[str], fast: Any = fast) -> Any:
+            return index.search(fast.route(t, batch_size=1)["vectors"], SERVE_K)
+
+        def searched(t: list[str], fast: Any = fast, need: int = need) -> Any:
+            vectors = fast.student.encode(t, kind="query")
+            scores, ids = index.search(vectors, need)
+            out = fast.route_searched(t, vectors, scores, documents[ids])
+            # nothing is routed here (budget 0); a routed query would be searched again with its new vector
+            return scores[:, :SERVE_K], ids[:, :SERVE_K], out["routed"]
+
+        calls[f"serve: routed {name} (own bank) + search"] = own
+        calls[f"serve: routed {name} from the search's results"] = searched
+    return calls
+
+
+def serving_agreement(student: Any, built: dict[str, Any], documents: np.ndarray, texts: list[str]) -> dict[str, Any]:
+    """Confidence from the HNSW search's list against the router's own bank, per score."""
+    index = hnsw(documents)
+    out: dict[str, Any] = {}
+    for name, r in built.items():
+        fast = r["fast"]
+        vectors = student.encode(texts, kind="query")
+        scores, ids = index.search(vectors, max(fast.compiled.results_needed(), SERVE_K))
+        got = fast.route_searched(texts, vectors, scores, documents[ids])["confidence"]
+        want = fast.route(texts)["confidence"]
+        # the routing decisions at the budgets tava run reports: the threshold the calibration sets
+        same = {f"same_decision_at_{b:g}": float(np.mean(
+            (got < fast.calibration.threshold_for_budget(b)) == (want < fast.calibration.threshold_for_budget(b))))
+            for b in (0.1, 0.2)}
+        out[name] = {"queries": len(texts), "max_abs_confidence_difference": float(np.abs(got - want).max()),
+                     "same_to_1e-5": float(np.mean(np.abs(got - want) < 1e-5)), **same}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=("dev", "test"), default="dev")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--serving", action="store_true", help="add the serving table (student or router + HNSW search)")
     args = parser.parse_args()
     import torch
     from model2vec import StaticModel
@@ -98,6 +162,8 @@ def main() -> None:
         a = np.concatenate([r["fast"].route([t])["confidence"] for t in check])
         b = np.concatenate([torch_path(lambda x, f=r["fast"]: f.route(x))([t])["confidence"] for t in check])
         agreement[f"routed {name}: confidence_max_abs_diff"] = float(np.abs(a - b).max())
+    serving = serving_calls(student, built, fx.documents) if args.serving else {}
+    calls.update(serving)
     measured = interleaved_seconds(calls, texts, batch_size=1, rounds=args.rounds)
     us = {k: round(v["median"] * 1e6, 1) for k, v in measured["seconds_per_query"].items()}
     ratios: dict[str, Any] = {
@@ -110,6 +176,14 @@ def main() -> None:
         ratios[f"routed {name}: before / student before"] = ratio(
             measured, f"routed {name}, before", "student, torch (before)")
         ratios[f"routed {name}: shipped / before"] = ratio(measured, f"routed {name}, shipped", f"routed {name}, before")
+    if serving:
+        for name in built:
+            ratios[f"serve routed {name} / serve student"] = ratio(
+                measured, f"serve: routed {name} (own bank) + search", "serve: student + search")
+            ratios[f"serve routed {name} from the search's results / serve student"] = ratio(
+                measured, f"serve: routed {name} from the search's results", "serve: student + search")
+        # the same confidence from both lists (a search that finds the bank's exact top 11)
+        agreement["serving"] = serving_agreement(student, built, fx.documents, texts)
     summary = {k: round(v["median_of_round_ratios"], 3) for k, v in ratios.items()}
     report = {
         "benchmark": "a static student's live query (batch 1): numpy one-text path (shipped) against torch "

@@ -31,12 +31,24 @@ import numpy as np
 import torch
 
 from .calibrate import Calibration
-from .signals import ENTROPY_TEMPERATURE, ENTROPY_TOP, RETRIEVAL_SIGNALS, SIGNAL_NAMES, SignalModel, cell_margin
+from .signals import (
+    CELL_RIVALS,
+    ENTROPY_TEMPERATURE,
+    ENTROPY_TOP,
+    RETRIEVAL_SIGNALS,
+    SIGNAL_NAMES,
+    SignalModel,
+    cell_margin,
+)
 from .words import WORD, bucket_of
 
 WORD_SIGNALS = ("rare_word_share", "length", "word_rarity", "word_trust")
 # the retrieval signals that read the sorted top-50 of the result list (the other two find their own top)
 LIST_TOP_SIGNALS = frozenset(RETRIEVAL_SIGNALS) - {"retrieval_cell_margin", "retrieval_map_change"}
+# the matrix blocks the non-retrieval signals read (the rest are the document bank's maps)
+OWN_LINEAR_BLOCKS = frozenset({"head_disagreement", "cycle_error", "knn_distance", "direction"})
+# the retrieval signals one result list holds (CompiledConfidence.score_from_results)
+RESULT_SIGNALS = frozenset(RETRIEVAL_SIGNALS) - {"retrieval_contrast", "retrieval_map_change"}
 WORD_CACHE = 100_000      # words whose (rare?, rarity, trust) a compiled confidence keeps
 
 
@@ -129,15 +141,59 @@ class CompiledConfidence:
 
     def __call__(self, texts: Sequence[str], student: np.ndarray) -> np.ndarray:
         """Predicted agreement per text (float32), as ``calibrate.confidence``."""
+        s, projected = self._project(student)
+        return self.score(texts, s, projected)
+
+    def from_results(self, texts: Sequence[str], student: np.ndarray, result_scores: np.ndarray,
+                     result_vectors: np.ndarray) -> np.ndarray:
+        """``__call__`` with the retrieval signals read from the caller's search (``score_from_results``)."""
+        if self._slices.keys() & OWN_LINEAR_BLOCKS:
+            s, projected = self._project(student)
+        else:   # the matrix holds only the bank's maps, which a result list replaces: no product
+            s = (student / np.maximum(np.linalg.norm(student, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            projected = np.zeros((len(s), 0), np.float32)
+        return self.score_from_results(texts, s, projected, result_scores, result_vectors)
+
+    def _project(self, student: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(unit query vectors, their product with ``self.matrix``)."""
         norms = np.linalg.norm(student, axis=1, keepdims=True)
         s = (student / np.maximum(norms, 1e-12)).astype(np.float32)
         # the default score reads no linear map of the vector (an empty matrix): no product to make
         projected = _matmul(s, self.matrix) if self.matrix.shape[1] else np.zeros((len(s), 0), np.float32)
-        return self.score(texts, s, projected)
+        return s, projected
 
     def score(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
         """The confidence from the unit query vectors ``s`` and ``projected = s @ self.matrix``
         (which a static student can deliver without the product: fused.py)."""
+        score = self._own_terms(texts, s, projected)
+        if self.retrieval:
+            score += self._retrieval_terms(s, projected)
+        return score.astype(np.float32)
+
+    def score_from_results(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray,
+                           result_scores: np.ndarray, result_vectors: np.ndarray) -> np.ndarray:
+        """``score`` with the retrieval signals read from the caller's own search of ``s`` instead of
+        the router's document bank: ``result_scores`` (n, k) the cosines of each query's k best
+        documents, ``result_vectors`` (n, k, d) those documents' teacher vectors. A serving stack
+        searches its index with the student's vector anyway; reusing that list spares the router
+        its own pass over the bank, the bulk of a static query's routing cost. The list-top
+        signals need k >= ``top_n`` (``retrieval_cell_margin`` alone: 11); ``retrieval_contrast``
+        (the whole corpus's score distribution) and ``retrieval_map_change`` (a second search) cannot
+        be read from one list."""
+        score = self._own_terms(texts, s, projected)
+        if self.retrieval:
+            score += self._result_terms(np.asarray(result_scores, dtype=np.float32),
+                                        np.asarray(result_vectors, dtype=np.float32))
+        return score.astype(np.float32)
+
+    def results_needed(self) -> int:
+        """How many results per query ``score_from_results`` needs (0: the score reads no list)."""
+        if not self.retrieval:
+            return 0
+        return self.top_n if self.coef.keys() & LIST_TOP_SIGNALS else min(CELL_RIVALS + 1, self.top_n)
+
+    def _own_terms(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
+        """Every term but the retrieval signals' (float64, the bias included)."""
         score = np.full(len(s), self.bias)
         if self.matrix.shape[1]:
             if "head_disagreement" in self.coef:
@@ -160,9 +216,7 @@ class CompiledConfidence:
                 score += projected[:, self._slices["direction"]][:, 0]
         if self.words:
             score += self._word_terms(texts)
-        if self.retrieval:
-            score += self._retrieval_terms(s, projected)
-        return score.astype(np.float32)
+        return score
 
     def _word_terms(self, texts: Sequence[str]) -> np.ndarray:
         """The word signals' share of the score, per text, in plain Python over each text's words
@@ -227,19 +281,9 @@ class CompiledConfidence:
         if coef.keys() & LIST_TOP_SIGNALS:    # the sorted top of the list (the cell margin finds its own 11)
             top = np.partition(scores, n_docs - self.top_n, axis=1)[:, -self.top_n:]
             top = -np.sort(-top, axis=1)                                      # descending
-        if "retrieval_top_score" in coef:
-            out += coef["retrieval_top_score"] * (1.0 - top[:, 0])
-        if "retrieval_margin" in coef and self.top_n > 1:
-            out += coef["retrieval_margin"] * -(top[:, 0] - top[:, 1])
-        if "retrieval_boundary" in coef and self.top_n > 10:
-            out += coef["retrieval_boundary"] * -(top[:, 9] - top[:, 10])
+            out += self._top_terms(top)
         if "retrieval_contrast" in coef:
             out += coef["retrieval_contrast"] * (-(top[:, :10].sum(axis=1) / top[:, :10].shape[1] - mean) / std)
-        if "retrieval_entropy" in coef:
-            logits = (top - top[:, :1]) / ENTROPY_TEMPERATURE
-            p = np.exp(logits)
-            p /= p.sum(axis=1, keepdims=True)
-            out += coef["retrieval_entropy"] * (-(p * np.log(np.maximum(p, 1e-30))).sum(axis=1) / np.log(self.top_n))
         if "retrieval_cell_margin" in coef:     # `picked`: the candidates' bank rows (None: columns are rows)
             out += coef["retrieval_cell_margin"] * cell_margin(
                 scores, self.doc_exact if self.rescore else self.doc_vectors, picked)
@@ -262,6 +306,46 @@ class CompiledConfidence:
                 a = np.argpartition(-scores, k - 1, axis=1)[:, :k]
                 b = np.argpartition(-moved, k - 1, axis=1)[:, :k]
             out += coef["retrieval_map_change"] * (1.0 - (a[:, :, None] == b[:, None, :]).any(axis=2).mean(axis=1))
+        return out
+
+    def _top_terms(self, top: np.ndarray) -> np.ndarray:
+        """The signals that read only the list's sorted top ``top_n`` scores (``top``, descending)."""
+        coef, out = self.coef, np.zeros(len(top))
+        if "retrieval_top_score" in coef:
+            out += coef["retrieval_top_score"] * (1.0 - top[:, 0])
+        if "retrieval_margin" in coef and self.top_n > 1:
+            out += coef["retrieval_margin"] * -(top[:, 0] - top[:, 1])
+        if "retrieval_boundary" in coef and self.top_n > 10:
+            out += coef["retrieval_boundary"] * -(top[:, 9] - top[:, 10])
+        if "retrieval_entropy" in coef:
+            logits = (top - top[:, :1]) / ENTROPY_TEMPERATURE
+            p = np.exp(logits)
+            p /= p.sum(axis=1, keepdims=True)
+            out += coef["retrieval_entropy"] * (-(p * np.log(np.maximum(p, 1e-30))).sum(axis=1) / np.log(self.top_n))
+        return out
+
+    def _result_terms(self, scores: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """The retrieval signals from the caller's result lists (``score_from_results``)."""
+        unreadable = sorted(set(self.retrieval) - RESULT_SIGNALS)
+        if unreadable:
+            raise ValueError(f"signals {unreadable} cannot be read from one result list (they need the whole "
+                             "corpus or a second search): route with route() instead, or calibrate a router "
+                             "whose retrieval signals are among " + ", ".join(sorted(RESULT_SIGNALS)))
+        needed = self.results_needed()
+        if scores.ndim != 2 or vectors.shape[:2] != scores.shape or vectors.ndim != 3:
+            raise ValueError(f"result_scores must be (queries, k) and result_vectors (queries, k, dim); got "
+                             f"{scores.shape} and {vectors.shape}")
+        if scores.shape[1] < needed:
+            raise ValueError(f"this router's confidence reads the top {needed} results of each query; got "
+                             f"{scores.shape[1]} (search with k >= {needed})")
+        out = np.zeros(len(scores))
+        if self.coef.keys() & LIST_TOP_SIGNALS:     # best first: a caller's order is not relied on
+            out += self._top_terms(-np.sort(-scores, axis=1)[:, :self.top_n])
+        if "retrieval_cell_margin" in self.coef:    # it finds its own best 11, in any order
+            n, k = scores.shape
+            norms = np.sqrt(np.einsum("nkd,nkd->nk", vectors, vectors))
+            unit = (vectors / np.maximum(norms, 1e-12)[:, :, None]).reshape(n * k, -1)
+            out += self.coef["retrieval_cell_margin"] * cell_margin(scores, unit, np.arange(n * k).reshape(n, k))
         return out
 
     def _probed(self, s: np.ndarray, centre_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

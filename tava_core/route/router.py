@@ -186,6 +186,29 @@ class RoutedEncoder(Encoder):
         else:
             vectors = self.student.encode(texts, kind="query", batch_size=batch_size)
             scores = self.confidence(texts, vectors) if texts else np.zeros(0, np.float32)
+        return self._answer(texts, vectors, scores, batch_size)
+
+    def route_searched(self, texts: Sequence[str], student_vectors: np.ndarray, result_scores: np.ndarray,
+                       result_vectors: np.ndarray, *, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """``route`` for a serving stack that searches its own index: ``student_vectors`` are
+        ``self.student.encode(texts, kind="query")``, ``result_scores`` (n, k) the cosines of each
+        query's k best documents in that search and ``result_vectors`` (n, k, dim) their teacher
+        vectors, k >= ``self.compiled.results_needed()`` (11 for the default score). The confidence
+        reads that list instead of the router's own pass over its document bank, which was most of a
+        routed static query's cost. Returns what ``route`` returns; search again only for the
+        ``routed`` queries, with their new vectors. Calibrate over the same documents the index holds
+        (a corpus over ``doc_bank_size`` documents is sampled for the router's bank)."""
+        texts = list(texts)
+        vectors = np.asarray(student_vectors, dtype=np.float32)
+        if len(vectors) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(vectors)} student vectors")
+        scores = self.compiled.from_results(texts, vectors, result_scores, result_vectors) if texts \
+            else np.zeros(0, np.float32)
+        return self._answer(texts, vectors, scores, batch_size)
+
+    def _answer(self, texts: list[str], vectors: np.ndarray, scores: np.ndarray,
+                batch_size: int | None) -> dict[str, np.ndarray]:
+        """Decide from the confidence, re-encode the routed queries with the teacher, count."""
         routed = self.live.decide(scores) if self.live is not None else scores < self.threshold.threshold
         sent = int(np.count_nonzero(routed))
         if sent:

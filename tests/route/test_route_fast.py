@@ -335,3 +335,73 @@ def test_a_live_query_computes_on_the_calling_thread(vectors, signals):
         baseline = cpu_ratio(plain_python)
         ratio = cpu_ratio(queries) - (baseline - 1.0)
     assert ratio < 1.3, f"CPU of the process / of the calling thread = {ratio:.2f}: another thread worked"
+
+
+RESULT_SET = ["retrieval_cell_margin", "retrieval_entropy", "retrieval_margin", "retrieval_boundary",
+              "retrieval_top_score", "word_rarity"]
+
+
+def _search(s: np.ndarray, documents: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """An exact search (what a serving stack's index returns): the k best cosines and the documents'
+    vectors, in a shuffled order so the router cannot rely on the caller's sorting."""
+    unit = documents / np.linalg.norm(documents, axis=1, keepdims=True)
+    q = s / np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-12)
+    scores = q @ unit.T
+    ids = np.argsort(-scores, axis=1)[:, :k]
+    ids = np.random.default_rng(0).permuted(ids, axis=1)
+    return np.take_along_axis(scores, ids, axis=1), documents[ids]
+
+
+@pytest.mark.parametrize("signals, components, pca", [
+    (["retrieval_cell_margin"], 0, 0), (RESULT_SET, 0, 0), (RESULT_SET, 0, 8),
+    (["retrieval_cell_margin", "head_disagreement", "knn_distance", "cycle_error"], 3, 8)])
+def test_confidence_from_the_callers_search_equals_the_routers_own_bank(vectors, many_documents, signals, components,
+                                                                       pca):
+    """Exact cosines from the caller's search give the full bank's confidence (a two-stage bank's,
+    ``pca``, up to the candidates it would miss: none here, all 220 documents are rescored)."""
+    bank = dict(doc_pca_dim=pca, doc_rescore=len(many_documents)) if pca else {}
+    model, calibration = _fitted(vectors, signals, components, documents=many_documents, **bank)
+    compiled = CompiledConfidence(model, calibration)
+    texts, s = vectors["queries"]
+    need = compiled.results_needed()
+    assert need == (50 if "retrieval_entropy" in signals else 11)
+    scores, docs = _search(s, many_documents, need + 3)
+    want = compiled(texts, s)
+    assert want.std() > 1e-3
+    np.testing.assert_allclose(compiled.from_results(texts, s, scores, docs), want, rtol=0, atol=1e-5)
+    one = np.concatenate([compiled.from_results([t], s[i:i + 1], scores[i:i + 1], docs[i:i + 1])
+                          for i, t in enumerate(texts)])
+    np.testing.assert_allclose(one, want, rtol=0, atol=1e-5)
+    # too short a list is refused with the k it needs
+    with pytest.raises(ValueError, match=f"top {need} results"):
+        compiled.from_results(texts, s, scores[:, :need - 1], docs[:, :need - 1])
+
+
+def test_confidence_from_results_refuses_signals_one_list_cannot_give(vectors, many_documents):
+    model, calibration = _fitted(vectors, ["retrieval_contrast", "retrieval_cell_margin"], documents=many_documents)
+    texts, s = vectors["queries"]
+    scores, docs = _search(s, many_documents, 60)
+    with pytest.raises(ValueError, match="retrieval_contrast"):
+        CompiledConfidence(model, calibration).from_results(texts, s, scores, docs)
+
+
+def test_route_searched_routes_like_route(router_dir):
+    """The saved router (default score) routes the same queries, and gives the same vectors,
+    from the caller's search as from its own bank."""
+    from tava_core.encoders import load_encoder
+
+    router = load_encoder(str(router_dir), cache=False).with_budget(0.3)
+    other = router.with_budget(0.3)
+    queries = QUERIES + TEXTS
+    student = router.student.encode(queries, kind="query")
+    documents = router.signal_model.documents
+    scores, docs = _search(student, documents, router.compiled.results_needed())
+    want = router.route(queries)
+    got = other.route_searched(queries, student, scores, docs)
+    assert want["routed"].any() and not want["routed"].all()
+    assert np.array_equal(got["routed"], want["routed"])
+    np.testing.assert_allclose(got["confidence"], want["confidence"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got["vectors"], want["vectors"], rtol=0, atol=1e-5)
+    assert other.routed_share == router.routed_share
+    with pytest.raises(ValueError, match="student vectors"):
+        other.route_searched(queries, student[:2], scores, docs)
