@@ -286,7 +286,22 @@ def _router_card(router: Any) -> dict[str, Any]:
         # tava's own RoutedEncoder follows this policy; a server may keep the fixed threshold above
         "routing": router.routing.model_dump(mode="json"),
         "router_fingerprint": router.fingerprint,
+        "from_results": _from_results_card(router),
     }
+
+
+def _from_results_card(router: Any) -> dict[str, Any] | None:
+    """For the default score (the cell margin alone), the numbers a server needs to compute the
+    confidence from its own search of the exported vectors, without the graph's pass over the bank
+    (as ``RoutedEncoder.route_searched`` does): confidence = bias + weight * cell margin of the top
+    ``results_needed`` results. None for any other score (it reads more than one list)."""
+    compiled = router.compiled
+    if set(compiled.coef) != {"retrieval_cell_margin"} or router.calibration.vector_components:
+        return None
+    return {"results_needed": compiled.results_needed(), "bias": float(compiled.bias),
+            "cell_margin_weight": float(compiled.coef["retrieval_cell_margin"]),
+            "cell_margin": "minus the mean, over the results ranked 2..results_needed, of (best cosine - their "
+                           "cosine) / |best document - their document| (unit teacher vectors)"}
 
 
 def _router_agreement(router: Any, score: Any, routed: dict[str, np.ndarray], texts: list[str],

@@ -92,6 +92,41 @@ def test_exported_router_equals_tava_router(tmp_path, student_dir, name):
     assert np.abs(single["confidence"] - expected[:3]).max() <= 1e-4
 
 
+@pytest.mark.parametrize("bank", [{}, {"doc_pca_dim": 16, "doc_rescore": 60}])
+def test_card_gives_the_default_confidence_from_a_servers_own_search(tmp_path, student_dir, bank):
+    """The README's snippet: from the card's numbers and a search's top results, a server without
+    tava computes the confidence the router computes (the default score, the cell margin alone)."""
+    settings = RouterSettings(signals=["retrieval_cell_margin"], bank_size=32, pca_dim=8, **bank)
+    router_dir = _router(tmp_path, student_dir, settings)
+    card = export_query_encoder(ExportConfig(model=str(router_dir), out=str(tmp_path / "export")),
+                                TavaHome(tmp_path / "home"))
+    fr = card["router"]["from_results"]
+    assert fr["results_needed"] == 11
+    router = load_encoder(str(router_dir), cache=False)
+    vectors = router.student.encode(QUERIES, kind="query")
+    documents = router.teacher.encode(DOCUMENTS)
+    documents /= np.linalg.norm(documents, axis=1, keepdims=True)
+
+    def confidence_from_results(scores: np.ndarray, doc_vectors: np.ndarray) -> float:   # as the README has it
+        order = np.argsort(-scores)[: fr["results_needed"]]
+        s, d = scores[order], doc_vectors[order]
+        depth = (s[0] - s[1:]) / np.maximum(np.linalg.norm(d[1:] - d[0], axis=1), 1e-6)
+        return fr["bias"] + fr["cell_margin_weight"] * -depth.mean()
+
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    got = np.array([confidence_from_results(row, documents) for row in unit @ documents.T])
+    expected = router.confidence(QUERIES, vectors)
+    assert np.ptp(expected) > 1e-3
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+def test_card_has_no_from_results_rule_for_other_scores(tmp_path, student_dir):
+    router_dir = _router(tmp_path, student_dir, SETTINGS["cell margin on the full bank"])
+    card = export_query_encoder(ExportConfig(model=str(router_dir), out=str(tmp_path / "export")),
+                                TavaHome(tmp_path / "home"))
+    assert card["router"]["from_results"] is None
+
+
 def test_int8_export_keeps_the_router_in_fp32(tmp_path, student_dir):
     import onnx
 
