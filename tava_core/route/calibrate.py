@@ -172,6 +172,9 @@ def combiner_weights(z: np.ndarray, y: np.ndarray, combiner: Combiner, alpha: fl
         return np.zeros(0)
     if combiner == "equal":
         named = z.shape[1] if signals is None else signals
+        if not named:
+            raise ValueError("the equal combiner weighs named signals and leaves vector components out: "
+                             "name at least one signal, or use another combiner")
         weights = np.zeros(z.shape[1])
         weights[:named] = -1.0 / max(named, 1)
         return weights

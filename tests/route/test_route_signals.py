@@ -107,6 +107,8 @@ def test_equal_combiner_weighs_signals_alike_and_components_not_at_all():
     # nothing is fitted: a signal that a fit would drop (or flip) keeps its weight and sign
     assert np.array_equal(combiner_weights(-z, -y, "equal", alpha=1.0, signals=2), w)
     assert spearman(-z @ w, y) > 0.7
+    with pytest.raises(ValueError, match="at least one signal"):
+        combiner_weights(z, y, "equal", alpha=1.0, signals=0)
 
 
 def test_equal_combiner_keeps_each_signals_sign_where_ridge_flips_one():
