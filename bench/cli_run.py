@@ -115,23 +115,24 @@ def query_log_split(home: str, repeat: int = 4, seed: int = 0) -> tuple[str, str
     today has yesterday's queries: never labelled, never the ones scored. Written once under
     ``<home>/bench-data``."""
     import random
+    import shutil
 
     out, log = Path(home) / "bench-data" / LOG_SCIFACT, Path(home) / "bench-data" / f"{QUERY_LOG}-x{repeat}.jsonl"
+    lines = (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()
+    ids = sorted({line.split("\t")[0] for line in lines[1:]})
+    logged = set(random.Random(seed).sample(ids, len(ids) // 2))
     if not (out / "qrels" / "test.tsv").is_file():
-        lines = (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()
-        ids = sorted({line.split("\t")[0] for line in lines[1:]})
-        logged = set(random.Random(seed).sample(ids, len(ids) // 2))
         tmp = out.with_name(out.name + ".tmp")
         (tmp / "qrels").mkdir(parents=True, exist_ok=True)
-        for name in ("corpus.jsonl", "queries.jsonl"):
-            (tmp / name).write_text((SCIFACT / name).read_text())
+        for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+            shutil.copyfile(SCIFACT / name, tmp / name)
         (tmp / "qrels" / "train.tsv").write_text("\n".join([lines[0]] + [x for x in lines[1:] if x.split("\t")[0]
                                                                         not in logged]) + "\n")
-        (tmp / "qrels" / "test.tsv").write_text((SCIFACT / "qrels" / "test.tsv").read_text())
+        tmp.rename(out)
+    if not log.is_file():       # one log per repeat count, beside the same split
         queries = {q["_id"]: q["text"] for q in map(json.loads, (SCIFACT / "queries.jsonl").open())}
         log.write_text("".join(json.dumps({"_id": f"log{i}-{qid}", "text": queries[qid]}) + "\n"
                                for i in range(repeat) for qid in sorted(logged)))
-        tmp.rename(out)
     return str(out), str(log)
 
 

@@ -27,21 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import route as R  # noqa: E402
+from bench.static_batch1 import hnsw  # noqa: E402
 from tava_core.home import TavaHome  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "route_searched_dev.json"
 CANDIDATE = R._candidate(["retrieval_cell_margin"])
 EF_SEARCH = (64, 16)
-
-
-def hnsw(documents: np.ndarray, ef_search: int) -> Any:
-    import faiss
-
-    unit = documents / np.maximum(np.linalg.norm(documents, axis=1, keepdims=True), 1e-12)
-    index = faiss.index_factory(documents.shape[1], "HNSW32,Flat", faiss.METRIC_INNER_PRODUCT)
-    index.add(np.ascontiguousarray(unit, dtype=np.float32))
-    index.hnsw.efSearch = ef_search
-    return index, unit
 
 
 def main() -> None:
@@ -78,7 +69,7 @@ def main() -> None:
             lists["exact list"] = (np.take_along_axis(exact, ids, axis=1), ids)
             recall: dict[str, float] = {}
             for ef in EF_SEARCH:
-                index, _ = hnsw(dataset.docs, ef)
+                index = hnsw(dataset.docs, ef)
                 scores, found = index.search(np.ascontiguousarray(q, dtype=np.float32), need)
                 lists[f"hnsw ef{ef}"] = (scores, found)
                 recall[f"hnsw ef{ef}"] = float(np.mean([len(set(a) & set(b)) / need for a, b in zip(found, ids, strict=True)]))

@@ -68,18 +68,19 @@ def torch_path(call: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
 SERVE_K = 10
 
 
-def hnsw(documents: np.ndarray) -> Any:
+def hnsw(documents: np.ndarray, ef_search: int = 64) -> Any:
+    """The index `tava index` builds by default (HNSW32,Flat, inner product) over unit ``documents``."""
     import faiss
 
+    unit = documents / np.maximum(np.linalg.norm(documents, axis=1, keepdims=True), 1e-12)
     index = faiss.index_factory(documents.shape[1], "HNSW32,Flat", faiss.METRIC_INNER_PRODUCT)
-    index.add(np.ascontiguousarray(documents, dtype=np.float32))
-    index.hnsw.efSearch = 64
+    index.add(np.ascontiguousarray(unit, dtype=np.float32))
+    index.hnsw.efSearch = ef_search
     return index
 
 
-def serving_calls(student: Any, built: dict[str, Any], documents: np.ndarray) -> dict[str, Callable[[list[str]], Any]]:
-    index = hnsw(documents)
-
+def serving_calls(student: Any, built: dict[str, Any], documents: np.ndarray,
+                  index: Any) -> dict[str, Callable[[list[str]], Any]]:
     def plain(t: list[str]) -> Any:
         return index.search(student.encode(t, kind="query"), SERVE_K)
 
@@ -103,9 +104,9 @@ def serving_calls(student: Any, built: dict[str, Any], documents: np.ndarray) ->
     return calls
 
 
-def serving_agreement(student: Any, built: dict[str, Any], documents: np.ndarray, texts: list[str]) -> dict[str, Any]:
+def serving_agreement(student: Any, built: dict[str, Any], documents: np.ndarray, index: Any,
+                      texts: list[str]) -> dict[str, Any]:
     """Confidence from the HNSW search's list against the router's own bank, per score."""
-    index = hnsw(documents)
     out: dict[str, Any] = {}
     for name, r in built.items():
         fast = r["fast"]
@@ -162,7 +163,8 @@ def main() -> None:
         a = np.concatenate([r["fast"].route([t])["confidence"] for t in check])
         b = np.concatenate([torch_path(lambda x, f=r["fast"]: f.route(x))([t])["confidence"] for t in check])
         agreement[f"routed {name}: confidence_max_abs_diff"] = float(np.abs(a - b).max())
-    serving = serving_calls(student, built, fx.documents) if args.serving else {}
+    index = hnsw(fx.documents) if args.serving else None
+    serving = serving_calls(student, built, fx.documents, index) if args.serving else {}
     calls.update(serving)
     measured = interleaved_seconds(calls, texts, batch_size=1, rounds=args.rounds)
     us = {k: round(v["median"] * 1e6, 1) for k, v in measured["seconds_per_query"].items()}
@@ -183,7 +185,7 @@ def main() -> None:
             ratios[f"serve routed {name} from the search's results / serve student"] = ratio(
                 measured, f"serve: routed {name} from the search's results", "serve: student + search")
         # the same confidence from both lists (a search that finds the bank's exact top 11)
-        agreement["serving"] = serving_agreement(student, built, fx.documents, texts)
+        agreement["serving"] = serving_agreement(student, built, fx.documents, index, texts)
     summary = {k: round(v["median_of_round_ratios"], 3) for k, v in ratios.items()}
     report = {
         "benchmark": "a static student's live query (batch 1): numpy one-text path (shipped) against torch "

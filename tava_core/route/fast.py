@@ -138,6 +138,10 @@ class CompiledConfidence:
             if "retrieval_map_change" in self.signals:
                 add("forward", model.forward)
         self.matrix = np.ascontiguousarray(np.concatenate(blocks, axis=1)) if blocks else np.zeros((d, 0), np.float32)
+        # what reading the caller's own result list needs (score_from_results), settled once, not per query
+        self._unreadable = sorted(set(self.retrieval) - RESULT_SIGNALS)
+        self._results_needed = 0 if not self.retrieval else (
+            self.top_n if self.coef.keys() & LIST_TOP_SIGNALS else min(CELL_RIVALS + 1, self.top_n))
 
     def __call__(self, texts: Sequence[str], student: np.ndarray) -> np.ndarray:
         """Predicted agreement per text (float32), as ``calibrate.confidence``."""
@@ -147,19 +151,16 @@ class CompiledConfidence:
     def from_results(self, texts: Sequence[str], student: np.ndarray, result_scores: np.ndarray,
                      result_vectors: np.ndarray) -> np.ndarray:
         """``__call__`` with the retrieval signals read from the caller's search (``score_from_results``)."""
-        if self._slices.keys() & OWN_LINEAR_BLOCKS:
-            s, projected = self._project(student)
-        else:   # the matrix holds only the bank's maps, which a result list replaces: no product
-            s = (student / np.maximum(np.linalg.norm(student, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-            projected = np.zeros((len(s), 0), np.float32)
+        # when the matrix holds only the bank's maps, which a result list replaces, no product is made
+        s, projected = self._project(student, maps=bool(self._slices.keys() & OWN_LINEAR_BLOCKS))
         return self.score_from_results(texts, s, projected, result_scores, result_vectors)
 
-    def _project(self, student: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(unit query vectors, their product with ``self.matrix``)."""
+    def _project(self, student: np.ndarray, maps: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(unit query vectors, their product with ``self.matrix``; an empty one unless ``maps``)."""
         norms = np.linalg.norm(student, axis=1, keepdims=True)
         s = (student / np.maximum(norms, 1e-12)).astype(np.float32)
         # the default score reads no linear map of the vector (an empty matrix): no product to make
-        projected = _matmul(s, self.matrix) if self.matrix.shape[1] else np.zeros((len(s), 0), np.float32)
+        projected = _matmul(s, self.matrix) if maps and self.matrix.shape[1] else np.zeros((len(s), 0), np.float32)
         return s, projected
 
     def score(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
@@ -188,9 +189,7 @@ class CompiledConfidence:
 
     def results_needed(self) -> int:
         """How many results per query ``score_from_results`` needs (0: the score reads no list)."""
-        if not self.retrieval:
-            return 0
-        return self.top_n if self.coef.keys() & LIST_TOP_SIGNALS else min(CELL_RIVALS + 1, self.top_n)
+        return self._results_needed
 
     def _own_terms(self, texts: Sequence[str], s: np.ndarray, projected: np.ndarray) -> np.ndarray:
         """Every term but the retrieval signals' (float64, the bias included)."""
@@ -326,12 +325,11 @@ class CompiledConfidence:
 
     def _result_terms(self, scores: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """The retrieval signals from the caller's result lists (``score_from_results``)."""
-        unreadable = sorted(set(self.retrieval) - RESULT_SIGNALS)
-        if unreadable:
-            raise ValueError(f"signals {unreadable} cannot be read from one result list (they need the whole "
-                             "corpus or a second search): route with route() instead, or calibrate a router "
+        if self._unreadable:
+            raise ValueError(f"signals {self._unreadable} cannot be read from one result list (they need the "
+                             "whole corpus or a second search): route with route() instead, or calibrate a router "
                              "whose retrieval signals are among " + ", ".join(sorted(RESULT_SIGNALS)))
-        needed = self.results_needed()
+        needed = self._results_needed
         if scores.ndim != 2 or vectors.shape[:2] != scores.shape or vectors.ndim != 3:
             raise ValueError(f"result_scores must be (queries, k) and result_vectors (queries, k, dim); got "
                              f"{scores.shape} and {vectors.shape}")
