@@ -108,9 +108,9 @@ def serving_agreement(student: Any, built: dict[str, Any], documents: np.ndarray
                       texts: list[str]) -> dict[str, Any]:
     """Confidence from the HNSW search's list against the router's own bank, per score."""
     out: dict[str, Any] = {}
+    vectors = student.encode(texts, kind="query")     # the same query vectors for every router
     for name, r in built.items():
         fast = r["fast"]
-        vectors = student.encode(texts, kind="query")
         scores, ids = index.search(vectors, max(fast.compiled.results_needed(), SERVE_K))
         got = fast.route_searched(texts, vectors, scores, documents[ids])["confidence"]
         want = fast.route(texts)["confidence"]
@@ -164,8 +164,8 @@ def main() -> None:
         b = np.concatenate([torch_path(lambda x, f=r["fast"]: f.route(x))([t])["confidence"] for t in check])
         agreement[f"routed {name}: confidence_max_abs_diff"] = float(np.abs(a - b).max())
     index = hnsw(fx.documents) if args.serving else None
-    serving = serving_calls(student, built, fx.documents, index) if args.serving else {}
-    calls.update(serving)
+    if index is not None:
+        calls.update(serving_calls(student, built, fx.documents, index))
     measured = interleaved_seconds(calls, texts, batch_size=1, rounds=args.rounds)
     us = {k: round(v["median"] * 1e6, 1) for k, v in measured["seconds_per_query"].items()}
     ratios: dict[str, Any] = {
@@ -178,7 +178,7 @@ def main() -> None:
         ratios[f"routed {name}: before / student before"] = ratio(
             measured, f"routed {name}, before", "student, torch (before)")
         ratios[f"routed {name}: shipped / before"] = ratio(measured, f"routed {name}, shipped", f"routed {name}, before")
-    if serving:
+    if index is not None:
         for name in built:
             ratios[f"serve routed {name} / serve student"] = ratio(
                 measured, f"serve: routed {name} (own bank) + search", "serve: student + search")
