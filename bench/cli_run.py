@@ -107,17 +107,19 @@ def known_item(home: str, documents: int = 40000, queries: int = 300, seed: int 
     return str(out)
 
 
-def query_log_split(home: str, repeat: int = 4, seed: int = 0) -> tuple[str, str]:
+def query_log_split(home: str, seed: int = 0) -> tuple[str, str]:
     """A query log, label-free: SciFact's 809 dev (train) queries halved with ``seed``. One half is the log
-    (``scifact-querylog``: a jsonl of their texts, each written ``repeat`` times so a few hundred queries weigh
-    something beside ~15,000 documents and span views), the other is scored (``scifact-logsplit``: SciFact
-    with qrels/train.tsv holding that half only; test unchanged). The way a platform that serves the teacher
-    today has yesterday's queries: never labelled, never the ones scored. Written once under
-    ``<home>/bench-data``."""
+    (``scifact-querylog``: a jsonl of their texts, once each; `tava run --unlabeled-weight` weighs it), the
+    other is scored (``scifact-logsplit``: SciFact with qrels/train.tsv holding that half only; test
+    unchanged). The way a platform that serves the teacher today has yesterday's queries: never labelled,
+    never the ones scored. Written once under ``<home>/bench-data``.
+
+    Sessions 44 and 47 wrote each query 4 times (``scifact-querylog-x4.jsonl``) to weigh the log; ingestion
+    drops repeated texts (``dedupe_texts``), so those runs trained on each query once, as this file has it."""
     import random
     import shutil
 
-    out, log = Path(home) / "bench-data" / LOG_SCIFACT, Path(home) / "bench-data" / f"{QUERY_LOG}-x{repeat}.jsonl"
+    out, log = Path(home) / "bench-data" / LOG_SCIFACT, Path(home) / "bench-data" / f"{QUERY_LOG}.jsonl"
     lines = (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()
     ids = sorted({line.split("\t")[0] for line in lines[1:]})
     logged = set(random.Random(seed).sample(ids, len(ids) // 2))
@@ -129,10 +131,10 @@ def query_log_split(home: str, repeat: int = 4, seed: int = 0) -> tuple[str, str
         (tmp / "qrels" / "train.tsv").write_text("\n".join([lines[0]] + [x for x in lines[1:] if x.split("\t")[0]
                                                                         not in logged]) + "\n")
         tmp.rename(out)
-    if not log.is_file():       # one log per repeat count, beside the same split
+    if not log.is_file():
         queries = {q["_id"]: q["text"] for q in map(json.loads, (SCIFACT / "queries.jsonl").open())}
-        log.write_text("".join(json.dumps({"_id": f"log{i}-{qid}", "text": queries[qid]}) + "\n"
-                               for i in range(repeat) for qid in sorted(logged)))
+        log.write_text("".join(json.dumps({"_id": f"log-{qid}", "text": queries[qid]}) + "\n"
+                               for qid in sorted(logged)))
     return str(out), str(log)
 
 

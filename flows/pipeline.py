@@ -44,7 +44,7 @@ from .embed import embed_dataset_flow
 from .evaluate import evaluate_flow, judge_flow
 from .index import rebuild_index
 from .ingest import ingest_corpus
-from .pipeline_config import PipelineConfig, blend_static_distill
+from .pipeline_config import PipelineConfig, blend_static_distill, stage_a_config
 
 
 class QualityRow(Record):
@@ -208,7 +208,8 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     timed("embed (teacher)", start)
     work["embed (teacher)"] = shard_work([embedded])
 
-    # Extra unlabeled sources: ingested and embedded like the corpus, trained on by Stage A only.
+    # Extra unlabeled sources: ingested and embedded like the corpus; Stage A trains on their texts and span
+    # views, Stage B pairs their span views (below) but not their full texts.
     start = time.perf_counter()
     extra_datasets = []
     for source in config.unlabeled:
@@ -239,13 +240,12 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
         work["judge (teacher)"] = "reused" if judged["reused"] else f"{judged['queries']} queries judged"
 
     start = time.perf_counter()
-    distill = config.distill.model_copy(update={"teacher": config.teacher,
-                                                "datasets": [ingested.path, *extra_datasets],
-                                                "teacher_vectors": [], "output": None})
+    distill = stage_a_config(config, ingested.path, extra_datasets)
     student = distill_student(distill, home=root)
     timed("Stage A (student)", start)
 
-    # Stage B pairs: the texts the student trained on (never the queries), embedded by both.
+    # Stage B pairs, embedded by both: the corpus's own texts (never the queries) and the span views of every
+    # training dataset -- an extra source's too (a query log's views are mostly its queries, whole).
     start = time.perf_counter()
     trained_on = [c for c in ingested.collections if c != "queries"]
     student_spec = EncoderSpec(model=student.output)

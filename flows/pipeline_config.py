@@ -13,6 +13,7 @@ from tava_core.route.config import RouterSettings, ThresholdPolicy
 
 # Filled in by the pipeline from what the earlier stages made (hidden from the CLI).
 FILLED_IN = ("distill.teacher", "distill.datasets", "distill.teacher_vectors", "distill.output", "distill.blend_partner",
+             "distill.dataset_weights",
              "adapter.student_vectors", "adapter.teacher_vectors", "adapter.student", "adapter.warm_start")
 
 
@@ -51,6 +52,7 @@ def blend_static_distill(distill: DistillConfig, partner: str) -> DistillConfig:
     return standard_distill().model_copy(update={
         "name": f"{distill.name}-static", "teacher": distill.teacher, "datasets": distill.datasets,
         "collections": distill.collections, "span_views": distill.span_views, "seed": distill.seed,
+        "dataset_weights": distill.dataset_weights,
         "max_length": distill.max_length, "max_texts": distill.max_texts, "threads": distill.threads,
         "device": distill.device, "blend_partner": partner, "blend_partner_weight": distill.blend_partner_weight,
         "student": "static", "fit_steps": True, **STANDARD_BY_STUDENT["static"]})
@@ -113,6 +115,10 @@ class PipelineConfig(TavaModel):
     unlabeled_sample: Optional[int] = Field(20000, ge=1, description=(
         "Records sampled (uniformly, seeded) from each unlabeled source: bounds the teacher's encoding "
         "cost of a big generic source; empty = all of it."))
+    unlabeled_weight: int = Field(1, ge=1, le=64, description=(
+        "How many times Stage A draws each text of the unlabeled sources (and their span views) per pass, "
+        "against once for the corpus's: a query log of a few hundred queries beside thousands of documents "
+        "weighs ~6% of the training text at 1 (docs/stage-a.md)."))
     teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
     teacher_document_vectors: Optional[str] = Field(None, description=(
         "The teacher's vectors of the corpus's documents, as your vector store holds them (a Parquet file or "
@@ -187,3 +193,11 @@ class PipelineConfig(TavaModel):
                         base.setdefault("fit_steps", True)
                     data = {**data, key: {**base, **given}}
         return data
+
+
+def stage_a_config(config: PipelineConfig, corpus: str, unlabeled: list[str]) -> DistillConfig:
+    """Stage A as the pipeline runs it: on the corpus and the ingested unlabeled sources (each weighed
+    ``config.unlabeled_weight``), towards the pipeline's teacher, into the default output."""
+    weights = [1] + [config.unlabeled_weight] * len(unlabeled) if unlabeled and config.unlabeled_weight != 1 else []
+    return config.distill.model_copy(update={"teacher": config.teacher, "datasets": [corpus, *unlabeled],
+                                             "dataset_weights": weights, "teacher_vectors": [], "output": None})

@@ -29,6 +29,10 @@ class DistillConfig(TavaModel):
         "Short label-free views per training text (a sentence or a 4-24-word window), embedded by the "
         "teacher like any collection and trained on beside the texts: queries are short, and a student "
         "that only saw passages lands far from the teacher on them. 0 = off."))
+    dataset_weights: list[int] = Field(default_factory=list, description=(
+        "How often each entry of `datasets` (with its span views) is drawn for training, relative to the "
+        "others, in the same order; empty = 1 each. A few hundred logged queries beside thousands of "
+        "documents weigh little at 1; at 4 each of their texts is drawn four times per pass (docs/stage-a.md)."))
     span_documents: Optional[int] = Field(100000, ge=1, description=(
         "Span views are cut from at most this many texts of each training dataset (a seeded sample "
         "beyond it; every text is still trained on). The teacher embeds every view (two views cost about "
@@ -183,6 +187,8 @@ class DistillConfig(TavaModel):
             skip |= {"alpha_rank", "rank_candidates"}
         if self.static_init != "context":   # likewise: runs from before the context start keep their keys
             skip.add("static_context_tokens")
+        if not any(w != 1 for w in self.dataset_weights):   # unweighted: runs from before the weights keep their keys
+            skip.add("dataset_weights")
         if self.blend_partner is None:      # and runs towards the teacher (the partner's identity is in the data key)
             skip |= {"blend_partner", "blend_partner_weight"}
         if portable:

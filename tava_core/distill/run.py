@@ -66,6 +66,12 @@ def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
         raise ConfigError("static_vocabulary expands a static student's model2vec table (each new word is "
                           "embedded by the teacher)", hint="use --student static --static-init model2vec, or "
                           "--static-vocabulary 0")
+    if config.dataset_weights and len(config.dataset_weights) != len(config.datasets):
+        raise ConfigError(f"{len(config.dataset_weights)} dataset weights for {len(config.datasets)} datasets",
+                          hint="give one --dataset-weights per --datasets entry, in the same order (or none)")
+    if any(w < 1 for w in config.dataset_weights):
+        raise ConfigError(f"dataset weights must be whole numbers >= 1, got {config.dataset_weights}",
+                          hint="a weight is how many times a dataset's texts are drawn per pass: 1, 2, 4, ...")
     if config.warmup_steps >= config.steps and config.steps > 1:
         raise ConfigError(f"warmup_steps ({config.warmup_steps}) must be below steps ({config.steps})",
                           hint="lower --warmup-steps")
@@ -132,6 +138,26 @@ def plan_distillation(config: DistillConfig, home: TavaHome) -> DistillPlan:
     spans = [TrainingDataset(dataset=str(d), name=d.name, collections=[SPAN_COLLECTION])
              for d in span_datasets(config, home)]
     return DistillPlan(teacher=teacher.info(), datasets=datasets, span_datasets=spans)
+
+
+def row_draws(config: DistillConfig, home: TavaHome, data: TrainingData) -> Optional[np.ndarray]:
+    """Times each training text is drawn per pass (``config.dataset_weights``: a dataset's weight also
+    weighs its span views), or None when every weight is 1."""
+    if not any(w != 1 for w in config.dataset_weights):
+        return None
+    weight_of = {str(find_dataset(home, d).resolve()): w for d, w in zip(config.datasets, config.dataset_weights,
+                                                                       strict=True)}
+    draws = np.ones(len(data.texts), np.int64)
+    start = 0
+    for source in data.sources:
+        if source["dataset"] == "max_texts":    # load_training_data's marker of a cut, not a source
+            continue
+        directory = Path(source["dataset_dir"])
+        if str(directory.resolve()) not in weight_of:   # a span dataset: its texts' dataset weighs it
+            directory = Path(load_dataset_manifest(directory).source)
+        draws[start:start + source["rows"]] = weight_of.get(str(directory.resolve()), 1)
+        start += source["rows"]
+    return draws
 
 
 def span_datasets(config: DistillConfig, home: TavaHome) -> list[Path]:
@@ -228,7 +254,8 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
                  config.batch_size, passes(len(data.texts), config), fitted.steps,
                  config.min_epochs, config.max_fitted_steps_factor, fitted.warmup_steps)
     config = fitted
-    split = check_corpus_size(len(data.texts), config, source=source)
+    split = replace(check_corpus_size(len(data.texts), config, source=source),
+                    draws=row_draws(config, home, data))
     out = output_dir(config, home)
     # the key is known before residual targets are computed (the partner encodes every text: minutes to an
     # hour), so a finished run is reused without them

@@ -34,6 +34,12 @@ SELECTION_TOLERANCE = 1e-5  # held-out cosine gain that counts as better
 class Split:
     train: np.ndarray
     validation: np.ndarray
+    # times each text is drawn per pass (DistillConfig.dataset_weights), indexed by text; None = once each
+    draws: Optional[np.ndarray] = None
+
+    def drawn(self) -> np.ndarray:
+        """The training rows one pass draws: each training row ``draws[row]`` times."""
+        return self.train if self.draws is None else np.repeat(self.train, self.draws[self.train])
 
 
 def split_indices(n: int, fraction: float, seed: int) -> Split:
@@ -262,7 +268,7 @@ class DistillStage(TrainingStage):
         self.trainer = trainer
         self.optimization = Optimization(trainer.student, trainer.config)
         lengths = np.fromiter((len(t) for t in trainer.texts), dtype=np.int64, count=len(trainer.texts))
-        self.batches = BatchPlan(trainer.split.train, trainer.config.batch_size, trainer.config.seed, lengths)
+        self.batches = BatchPlan(trainer.split.drawn(), trainer.config.batch_size, trainer.config.seed, lengths)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"student": self.trainer.student}

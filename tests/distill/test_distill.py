@@ -383,3 +383,75 @@ def test_a_home_copied_elsewhere_finds_its_students_and_old_records_are_still_fo
     monkeypatch.undo()
     found = distill(config(toy_home, "legacy"), toy_home, progress=False)
     assert not old.reused and found.reused and found.run_key == old.run_key != first.run_key
+
+
+@pytest.fixture(scope="module")
+def two_source_home(tmp_path_factory, teacher_dir) -> Path:
+    """A home with 'toy' (400 texts) and a small second source 'log' (60 texts), both embedded."""
+    home = tmp_path_factory.mktemp("weights-home")
+    make_toy_dataset(home, "toy", n=400)
+    make_toy_dataset(home, "log", n=60, seed=1)
+    for name in ("toy", "log"):
+        embed_toy(home, str(teacher_dir), name)
+    return home
+
+
+def test_dataset_weights_draw_a_source_and_its_span_views_that_many_times(two_source_home, teacher_dir):
+    from tava_core.distill.run import prepare_training, row_draws
+    from tava_core.distill.trainer import BatchPlan, split_indices
+
+    config = _config(teacher_dir, datasets=["toy", "log"], dataset_weights=[1, 4], span_views=1)
+    home = TavaHome(two_source_home)
+    data = prepare_training(config, home, load_encoder(str(teacher_dir)), embed_missing=True)
+    names = [s["dataset"] for s in data.sources]
+    assert names == ["toy", "log", "toy.spans1-s0", "log.spans1-s0"]
+    draws = row_draws(config, home, data)
+    assert draws is not None and len(draws) == len(data.texts)
+    expected = np.concatenate([np.full(s["rows"], 4 if s["dataset"].startswith("log") else 1) for s in data.sources])
+    np.testing.assert_array_equal(draws, expected)
+    # one pass of the batch plan draws each training text of 'log' (and its views) four times, 'toy''s once
+    split = split_indices(len(data.texts), 0.05, 0)
+    split.draws = draws
+    plan = BatchPlan(split.drawn(), batch_size=1, seed=0)
+    counts = np.bincount(np.concatenate([plan(step) for step in range(plan.per_epoch)]), minlength=len(data.texts))
+    np.testing.assert_array_equal(counts[split.train], draws[split.train])
+    assert counts[split.validation].sum() == 0
+    # all weights 1 is no weighting: the same draws, the same key as before the option existed
+    assert row_draws(config.model_copy(update={"dataset_weights": [1, 1]}), home, data) is None
+    assert "dataset_weights" not in config.model_copy(update={"dataset_weights": [1, 1]}).training_key()
+    assert config.training_key()["dataset_weights"] == [1, 4]
+
+
+def test_a_weighted_run_draws_its_batches_by_weight_and_records_them(two_source_home, teacher_dir, monkeypatch):
+    from tava_core.distill import trainer as trainer_module
+
+    drawn: list[np.ndarray] = []
+
+    class RecordingPlan(trainer_module.BatchPlan):
+        def __call__(self, step: int) -> np.ndarray:
+            rows = super().__call__(step)
+            drawn.append(rows)
+            return rows
+
+    monkeypatch.setattr(trainer_module, "BatchPlan", RecordingPlan)
+    runs = {}
+    for name, weights in (("plain", []), ("weighted", [1, 8])):
+        drawn.clear()
+        runs[name] = distill(_config(teacher_dir, name=name, datasets=["toy", "log"], dataset_weights=weights,
+                                     steps=40), two_source_home, progress=False)
+        rows = np.concatenate(drawn)
+        runs[name + "-share"] = float(np.mean(rows >= 400))   # rows 400.. are the 60 'log' texts
+    # 60 of 460 texts: ~13% of the draws unweighted, 60 x 8 / (400 + 480) = ~55% at weight 8
+    assert 0.08 < runs["plain-share"] < 0.19, runs["plain-share"]
+    assert 0.45 < runs["weighted-share"] < 0.65, runs["weighted-share"]
+    assert runs["plain"].run_key != runs["weighted"].run_key
+    card = json.loads((Path(runs["weighted"].output) / "model_card.json").read_text())
+    assert card["training"]["config"]["dataset_weights"] == [1, 8]
+
+
+@pytest.mark.parametrize("weights, message", [([1], "1 dataset weights for 2 datasets"),
+                                              ([1, 0], "whole numbers >= 1")])
+def test_bad_dataset_weights_fail_before_training(two_source_home, teacher_dir, weights, message):
+    with pytest.raises(ConfigError, match=message):
+        distill(_config(teacher_dir, name="badw", datasets=["toy", "log"], dataset_weights=weights), two_source_home,
+                progress=False)

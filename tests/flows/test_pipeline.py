@@ -65,6 +65,21 @@ def test_standard_preset_is_the_measured_recipe_under_your_keys(student, steps, 
         PipelineConfig.model_validate({"preset": "quick"})
 
 
+@pytest.mark.parametrize("weight, unlabeled, expected", [(1, ["log"], []), (4, [], []), (4, ["log"], [1, 4]),
+                                                       (2, ["log", "generic"], [1, 2, 2])])
+def test_stage_a_weighs_the_unlabeled_sources_and_so_does_the_blends_static_member(weight, unlabeled, expected):
+    from flows.pipeline_config import PipelineConfig, blend_static_distill, stage_a_config
+
+    config = PipelineConfig.model_validate({"preset": "standard", "unlabeled_weight": weight})
+    distill = stage_a_config(config, "/home/data/corpus", [f"/home/data/{u}" for u in unlabeled])
+    assert distill.datasets == ["/home/data/corpus", *[f"/home/data/{u}" for u in unlabeled]]
+    assert distill.dataset_weights == expected
+    # the static member trains on what Stage A trained on, weighed alike
+    assert blend_static_distill(distill, "/partner").dataset_weights == expected
+    with pytest.raises(Exception, match="unlabeled_weight"):
+        PipelineConfig.model_validate({"unlabeled_weight": 0})
+
+
 @pytest.mark.parametrize("preset", ["demo", "standard"])
 def test_the_pipeline_leaves_the_residual_memory_off_unless_asked(preset):
     from flows.pipeline import PipelineConfig
