@@ -211,14 +211,20 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     # Extra unlabeled sources: ingested and embedded like the corpus; Stage A trains on their texts and span
     # views, Stage B pairs their span views (below) but not their full texts.
     start = time.perf_counter()
-    extra_datasets = []
+    extra_datasets, repeats = [], []
     for source in config.unlabeled:
         extra = ingest_corpus(IngestConfig(source=source, shard_size=config.shard_size,
                                            sample_records=config.unlabeled_sample), home=root)
+        if repeated := sum(extra.skipped.by_reason.get(reason, 0) for reason in ("duplicate record", "duplicate text")):
+            # a log written several times over to weigh it would otherwise look weighed and not be (session 48)
+            note = f"{repeated:,} repeated texts dropped (--unlabeled-weight weighs a source)"
+            repeats.append(f"{extra.name}: {note}")
+            print(f"{source}: {note}; Stage A trains on each text once")
         embed_dataset_flow(EmbedConfig(dataset=extra.path, encoder=config.teacher), home=root)
         extra_datasets.append(extra.path)
     if config.unlabeled:
         timed("ingest + embed (unlabeled)", start)
+        work["ingest + embed (unlabeled)"] = "; ".join(repeats)
 
     start = time.perf_counter()
     index = rebuild_index(IndexConfig(vectors=embedded.vectors(documents), factory=config.index_factory), home=root)
