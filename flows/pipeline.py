@@ -215,7 +215,7 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     for source in config.unlabeled:
         extra = ingest_corpus(IngestConfig(source=source, shard_size=config.shard_size,
                                            sample_records=config.unlabeled_sample), home=root)
-        if repeated := sum(extra.skipped.by_reason.get(reason, 0) for reason in ("duplicate record", "duplicate text")):
+        if repeated := extra.skipped.repeated_texts:
             # a log written several times over to weigh it would otherwise look weighed and not be (session 48)
             note = f"{repeated:,} repeated texts dropped (--unlabeled-weight weighs a source)"
             repeats.append(f"{extra.name}: {note}")

@@ -73,10 +73,19 @@ class QrelsRecord(BaseModel):
     absent_documents: list[str] = Field(default_factory=list)
 
 
+# the skip reasons of a text seen before: the same record again, or its text under another id
+DUPLICATE_RECORD, DUPLICATE_TEXT = "duplicate record", "duplicate text"
+
+
 class SkipReport(BaseModel):
     count: int = 0
     by_reason: dict[str, int] = Field(default_factory=dict)
     examples: list[str] = Field(default_factory=list)  # "file:line: reason", the first few
+
+    @property
+    def repeated_texts(self) -> int:
+        """Records dropped because their text was already ingested."""
+        return self.by_reason.get(DUPLICATE_RECORD, 0) + self.by_reason.get(DUPLICATE_TEXT, 0)
 
 
 class DatasetManifest(BaseModel):

@@ -169,6 +169,11 @@ class DistillConfig(TavaModel):
         "Resume from the last checkpoint of an identical run; --no-resume discards old checkpoints."))
     output: Optional[str] = Field(None, description="Output directory; empty = <home>/artifacts/students/<name>.")
 
+    @property
+    def weighted(self) -> bool:
+        """Whether any dataset weighs other than 1 (``dataset_weights``)."""
+        return any(w != 1 for w in self.dataset_weights)
+
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else (1e-4 if self.student == "transformer" else 1e-3)
 
@@ -187,7 +192,7 @@ class DistillConfig(TavaModel):
             skip |= {"alpha_rank", "rank_candidates"}
         if self.static_init != "context":   # likewise: runs from before the context start keep their keys
             skip.add("static_context_tokens")
-        if not any(w != 1 for w in self.dataset_weights):   # unweighted: runs from before the weights keep their keys
+        if not self.weighted:   # unweighted: runs from before the weights keep their keys
             skip.add("dataset_weights")
         if self.blend_partner is None:      # and runs towards the teacher (the partner's identity is in the data key)
             skip |= {"blend_partner", "blend_partner_weight"}

@@ -143,7 +143,7 @@ def plan_distillation(config: DistillConfig, home: TavaHome) -> DistillPlan:
 def row_draws(config: DistillConfig, home: TavaHome, data: TrainingData) -> Optional[np.ndarray]:
     """Times each training text is drawn per pass (``config.dataset_weights``: a dataset's weight also
     weighs its span views), or None when every weight is 1."""
-    if not any(w != 1 for w in config.dataset_weights):
+    if not config.weighted:
         return None
     weight_of = {str(find_dataset(home, d).resolve()): w for d, w in zip(config.datasets, config.dataset_weights,
                                                                        strict=True)}
@@ -254,8 +254,7 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
                  config.batch_size, passes(len(data.texts), config), fitted.steps,
                  config.min_epochs, config.max_fitted_steps_factor, fitted.warmup_steps)
     config = fitted
-    split = replace(check_corpus_size(len(data.texts), config, source=source),
-                    draws=row_draws(config, home, data))
+    split = check_corpus_size(len(data.texts), config, source=source)
     out = output_dir(config, home)
     # the key is known before residual targets are computed (the partner encodes every text: minutes to an
     # hour), so a finished run is reused without them
@@ -274,7 +273,8 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     student = build_student(config, teacher_dir, teacher.dim,
                             cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12],
                             texts=[data.texts[i] for i in split.train], progress=progress)
-    trainer = Trainer(student, data.texts, data.vectors, config, work_dir_for(out), split=split,
+    trainer = Trainer(student, data.texts, data.vectors, config, work_dir_for(out),
+                      split=replace(split, draws=row_draws(config, home, data)),
                       data_key=data.portable_key, progress=progress)
     if not (trainer.checkpoint_dir / "training_state.json").is_file():  # a resumed run has its projection
         start_projection(student, data.texts, data.vectors, split.train, config)

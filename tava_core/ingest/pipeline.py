@@ -26,6 +26,8 @@ from ..io import atomic_directory, sha256_file, stable_hash, write_text_shard
 from ..locks import file_lock
 from ..manifest import (
     ABSENT_DOCUMENTS_HINT,
+    DUPLICATE_RECORD,
+    DUPLICATE_TEXT,
     Collection,
     DatasetManifest,
     QrelsRecord,
@@ -262,7 +264,7 @@ class CollectionWriter:
             return False
         if self.texts is not None:
             if digest in self.texts:
-                self.bad.skip("duplicate text", "same text as an earlier record", path=record.path, line=record.line)
+                self.bad.skip(DUPLICATE_TEXT, "same text as an earlier record", path=record.path, line=record.line)
                 return False
             self.texts.add(digest)
         self.ids[record_id] = (digest, record.line)
@@ -279,7 +281,7 @@ class CollectionWriter:
         if first is None:
             return False
         if first[0] == digest:
-            self.bad.skip("duplicate record", f"id {record_id!r} repeats the record at line {first[1]}",
+            self.bad.skip(DUPLICATE_RECORD, f"id {record_id!r} repeats the record at line {first[1]}",
                           path=record.path, line=record.line)
         else:
             self.bad.bad("duplicate id", f"id {record_id!r} was already used at line {first[1]} with a different text",
