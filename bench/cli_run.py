@@ -14,7 +14,9 @@ vectors (ingest and embedding are cached by content), so only training and evalu
 ``scifact`` and ``generic`` (the shared unlabeled passages) are shorthands for paths under
 ../shared/data, ``scifact-1500`` for a small collection cut from SciFact (``small_scifact``),
 ``passages-known-item`` for a large one of another kind (``known_item``: 40,000 passages, 10-word
-known-item queries); every other option after ``--`` goes to `tava run` unchanged. Results land in
+known-item queries), ``passages-known-item-mpnet`` for one of 10,000 passages whose all-mpnet-base-v2
+vectors the shared data holds (``-- --teacher all-mpnet-base-v2 --teacher-document-vectors
+mpnet-passage-vectors`` imports them); every other option after ``--`` goes to `tava run` unchanged. Results land in
 bench/results/cli_run.json under ``PHASE/DATASET/TAG`` (only the phase run is printed).
 """
 from __future__ import annotations
@@ -29,10 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared_data import PASSAGES, ROOT, SCIFACT, write_result  # noqa: E402  (sets sys.path)
+from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, write_result  # noqa: E402  (sets sys.path)
 
 OUT = ROOT / "bench" / "results" / "cli_run.json"
-SHORTHANDS = {"scifact": str(SCIFACT), "generic": str(PASSAGES), "builtin": "builtin"}
+MPNET_PASSAGES = MPNET_VECTORS / "passages_shuffled_first20000.parquet"
+SHORTHANDS = {"scifact": str(SCIFACT), "generic": str(PASSAGES), "builtin": "builtin",
+              "mpnet-passage-vectors": str(MPNET_PASSAGES)}
 ROW = re.compile(r"^\| (?P<system>[^|]+?) \| (?P<modes>[^|]+?) \| (?P<ndcg>[0-9.]+) \| (?P<share>[0-9.]+)% \| "
                  r"(?P<qps>[0-9.]+) \| (?P<speedup>[0-9.]+)x \|$")
 STEP = re.compile(r"^\| (?P<step>[^|]+?) \| (?P<seconds>[0-9.]+) \| (?P<work>[^|]*?) \|$")
@@ -40,6 +44,7 @@ STEP = re.compile(r"^\| (?P<step>[^|]+?) \| (?P<seconds>[0-9.]+) \| (?P<work>[^|
 
 SMALL_SCIFACT = "scifact-1500"
 KNOWN_ITEM = "passages-known-item"
+KNOWN_ITEM_MPNET = "passages-known-item-mpnet"   # 10,000 of the passages with shared mpnet vectors
 LOG_SCIFACT = "scifact-logsplit"      # SciFact scored on half of its dev queries ...
 QUERY_LOG = "scifact-querylog"        # ... the other half as a query log (unlabeled text)
 
@@ -69,22 +74,30 @@ def small_scifact(home: str, documents: int = 1500, seed: int = 0) -> str:
     return str(out)
 
 
-def known_item(home: str, documents: int = 40000, queries: int = 300, seed: int = 7) -> str:
+def known_item(home: str, documents: int = 40000, queries: int = 300, seed: int = 7, *,
+               name: str = KNOWN_ITEM, only_ids: "list[str] | None" = None) -> str:
     """A large collection of another kind (``passages-known-item``): ``documents`` of the shared
     unlabeled passages (reviews, news, fiction, questions; shuffled with ``seed``) as the corpus, and
     per split (train = dev, test) ``queries`` known-item queries: a random 10-word window of a
     random corpus passage of at least 16 words, that passage its one relevant document. Nothing in
     tava was tuned on it; it is 8x SciFact's corpus, so the student's queries meet teacher documents
-    packed far more densely. Written once under ``<home>/bench-data`` (outside the project)."""
+    packed far more densely. Written once under ``<home>/bench-data`` (outside the project).
+
+    ``only_ids`` keeps the passages with those ids (in that order) before the shuffle's first ``documents``
+    are taken: ``passages-known-item-mpnet`` is built from the 20,000 passages the shared data has
+    all-mpnet-base-v2 vectors of, so `tava run --teacher-document-vectors` imports its corpus."""
     import gzip
     import random
 
-    out = Path(home) / "bench-data" / KNOWN_ITEM
+    out = Path(home) / "bench-data" / name
     if (out / "qrels" / "test.tsv").is_file():
         return str(out)
     rng = random.Random(seed)
     with gzip.open(PASSAGES, "rt") as handle:
         rows = [json.loads(line) for line in handle]
+    if only_ids is not None:
+        by_id = {row["_id"]: row for row in rows}
+        rows = [by_id[i] for i in only_ids]
     rng.shuffle(rows)
     corpus = rows[:documents]
     long_enough = [r for r in corpus if len(r["text"].split()) >= 16]
@@ -176,6 +189,11 @@ def main() -> None:
         SHORTHANDS[SMALL_SCIFACT] = small_scifact(args.home)
     if args.dataset == KNOWN_ITEM:
         SHORTHANDS[KNOWN_ITEM] = known_item(args.home)
+    if args.dataset == KNOWN_ITEM_MPNET:
+        import pyarrow.parquet as pq
+
+        ids = pq.read_table(MPNET_PASSAGES, columns=["id"]).column("id").to_pylist()
+        SHORTHANDS[KNOWN_ITEM_MPNET] = known_item(args.home, documents=10000, name=KNOWN_ITEM_MPNET, only_ids=ids)
     if args.dataset == LOG_SCIFACT or QUERY_LOG in args.options:
         SHORTHANDS[LOG_SCIFACT], SHORTHANDS[QUERY_LOG] = query_log_split(args.home)
     options = [SHORTHANDS.get(o, o) for o in args.options if o != "--"]
