@@ -74,13 +74,14 @@ def draw(points: list[dict], out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 5.5))
     runs = list(dict.fromkeys(p["run"] for p in points))
-    colours = dict(zip(runs, plt.get_cmap("tab10").colors, strict=False))
+    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # grey marks the marker legend
+    colours = dict(zip(runs, palette, strict=False))
     for p in points:
         ax.scatter(p["speedup"], p["of_teacher"], marker=SYSTEMS[p["system"]], color=colours[p["run"]], s=55)
     for run in runs:  # colour legend: one entry per run
         ax.scatter([], [], marker="o", color=colours[run], label=run)
     for system, marker in SYSTEMS.items():  # marker legend: one entry per query encoder
-        ax.scatter([], [], marker=marker, color="grey", label=system.split(":")[0])
+        ax.scatter([], [], marker=marker, facecolors="none", edgecolors="black", label=system.split(":")[0])
     for name, speed, share in PEERS:
         ax.scatter(speed, share, marker="*", color="black", s=140)
         ax.annotate(name, (speed, share), textcoords="offset points", xytext=(-60, 9), fontsize=8)
