@@ -75,7 +75,7 @@ def small_scifact(home: str, documents: int = 1500, seed: int = 0) -> str:
 
 
 def known_item(home: str, documents: int = 40000, queries: int = 300, seed: int = 7, *,
-               name: str = KNOWN_ITEM, only_ids: "list[str] | None" = None) -> str:
+               name: str = KNOWN_ITEM, only_ids: list[str] | None = None) -> str:
     """A large collection of another kind (``passages-known-item``): ``documents`` of the shared
     unlabeled passages (reviews, news, fiction, questions; shuffled with ``seed``) as the corpus, and
     per split (train = dev, test) ``queries`` known-item queries: a random 10-word window of a
