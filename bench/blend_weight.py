@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from shared_data import ROOT, write_result  # noqa: E402  (sets sys.path)
+from shared_data import ROOT, add_run  # noqa: E402  (sets sys.path)
 
 from tava_core.adapter.baselines import normalize_rows as unit
 from tava_core.distill.spans import sample_span_views
@@ -79,9 +79,7 @@ def main() -> None:
                                "0.5 (the fixed weight before)": rows["0.5"]["retention"],
                                "labelled best": rows[f"{by_label:.1f}"]["retention"]}}
     print(json.dumps({k: result[k] for k in ("chosen_by_cosine", "chosen_by_overlap", "best_by_labels", "retention_at")}))
-    report = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "blend_weight", "runs": {}}
-    report["runs"][f"dev/{args.tag}"] = result
-    write_result(args.out, report)
+    add_run(args.out, "blend_weight", f"dev/{args.tag}", result)
 
 
 if __name__ == "__main__":

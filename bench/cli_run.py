@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, write_result  # noqa: E402  (sets sys.path)
+from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, add_run  # noqa: E402  (sets sys.path)
 
 OUT = ROOT / "bench" / "results" / "cli_run.json"
 MPNET_PASSAGES = MPNET_VECTORS / "passages_shuffled_first20000.parquet"
@@ -218,13 +218,11 @@ def main() -> None:
     parsed = parse_table(done.stdout)
     if not parsed["rows"]:
         sys.exit(f"no results table in tava run's output: {log}")
-    report = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "cli_run", "runs": {}}
-    report["runs"][f"{args.phase}/{name}/{args.label or args.tag}"] = {
+    add_run(args.out, "cli_run", f"{args.phase}/{name}/{args.label or args.tag}", {
         "command": "tava " + " ".join(command[1:]).replace(str(SCIFACT), "../shared/data/beir/scifact")
                                                    .replace(str(PASSAGES), "../shared/data/corpus_passages_en.jsonl.gz"),
         "split": split_of(args.phase, name), "wall_seconds": wall, "load_after": [round(x, 2) for x in os.getloadavg()],
-        **parsed}
-    write_result(args.out, report)
+        **parsed})
     for system, row in parsed["rows"].items():
         print(f"{args.phase} {name} {args.tag:>16} | {system:<24} nDCG@10 {row['ndcg_at_10']:.4f} "
               f"({row['of_teacher']:.1%} of teacher) {row['speedup']:.1f}x")

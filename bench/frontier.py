@@ -51,14 +51,14 @@ TARGETS = [("#15 mpnet: >= 0.97 at >= 5x", 5.0, 0.97)]
 
 
 def gather() -> list[dict]:
+    files = {file: RESULTS / file for _, file, _ in RUNS}
+    runs_in = {file: json.loads(path.read_text())["runs"] if path.is_file() else {} for file, path in files.items()}
     points = []
     for label, file, key in RUNS:
-        path = RESULTS / file
-        runs = json.loads(path.read_text())["runs"] if path.is_file() else {}
-        if key not in runs:
-            print(f"skipped {label}: no run {key} in {path.name}")
+        if key not in runs_in[file]:
+            print(f"skipped {label}: no run {key} in {file}")
             continue
-        rows = runs[key]["rows"]
+        rows = runs_in[file][key]["rows"]
         for system in SYSTEMS:
             if system in rows:
                 points.append({"run": label, "source": f"{file}:{key}", "note": NOTES.get(label, ""), "system": system,

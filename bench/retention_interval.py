@@ -19,18 +19,17 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
-from shared_data import MPNET_VECTORS, ROOT, SCIFACT, write_result
+import translate_data as td
+from shared_data import ROOT, SCIFACT, add_run
 
 OUT = ROOT / "bench" / "results" / "retention_interval.json"
 
 
-def shared_vectors(path: Path, ids: list[str]) -> np.ndarray:
-    """Rows of a shared mpnet vector file in the order of ``ids`` (float32, unit length)."""
-    table = pq.read_table(path)
-    row_of = {i: k for k, i in enumerate(table.column("id").to_pylist())}
-    vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)[[row_of[i] for i in ids]]
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+def shared_vectors(name: str, ids: list[str]) -> np.ndarray:
+    """Rows of a shared mpnet vector file (``translate_data.mpnet_vectors``) in the order of ``ids``."""
+    file_ids, vectors = td.mpnet_vectors(name)
+    row_of = {i: k for k, i in enumerate(file_ids)}
+    return vectors[[row_of[i] for i in ids]]
 
 
 def ratio_interval(encoder: np.ndarray, teacher: np.ndarray, target: float, *, resamples: int = 10000,
@@ -49,7 +48,7 @@ def ratio_interval(encoder: np.ndarray, teacher: np.ndarray, target: float, *, r
 def main() -> None:
     from tava_core.encoders import load_encoder
     from tava_core.evaluate.data import load_beir_directory
-    from tava_core.evaluate.metrics import retrieval_metrics
+    from tava_core.route.curves import per_query_ndcg
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", required=True, help="a saved query encoder directory (student, adapter, blend)")
@@ -60,32 +59,19 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load_beir_directory(SCIFACT, args.split)
-    documents = shared_vectors(MPNET_VECTORS / "scifact" / "corpus.parquet", data.corpus_ids)
-    teacher_queries = shared_vectors(MPNET_VECTORS / "scifact" / "queries.parquet", data.query_ids)
-    encoder = load_encoder(args.encoder)
-    queries = np.asarray(encoder.encode(data.query_texts, kind="query", batch_size=64), dtype=np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    per_query = {}
-    for name, q in (("teacher", teacher_queries), ("encoder", queries)):
-        metrics = retrieval_metrics(q @ documents.T, data.query_ids, data.corpus_ids, data.qrels, per_query=True)
-        per_query[name] = np.asarray(metrics["ndcg_at_10_per_query"], dtype=np.float64)
+    documents = shared_vectors("scifact/corpus.parquet", data.corpus_ids)
+    queries = {"teacher": shared_vectors("scifact/queries.parquet", data.query_ids),
+               "encoder": load_encoder(args.encoder).encode(data.query_texts, kind="query", batch_size=64)}
+    per_query = {name: np.asarray(per_query_ndcg(q, documents, data.query_ids, data.corpus_ids, data.qrels),
+                                  dtype=np.float64) for name, q in queries.items()}
     result = {"encoder": args.encoder, "split": args.split, "teacher": "all-mpnet-base-v2 (shared vectors)",
               "teacher_ndcg_at_10": round(float(per_query["teacher"].mean()), 4),
               "encoder_ndcg_at_10": round(float(per_query["encoder"].mean()), 4),
               **ratio_interval(per_query["encoder"], per_query["teacher"], args.target)}
-    report = write_or_merge(args.out, args.label, result)
+    report = add_run(args.out, "retention_interval", args.label, result)
     print(f"{args.label}: {result['encoder_ndcg_at_10']:.4f} against the teacher's {result['teacher_ndcg_at_10']:.4f}: "
           f"share {result['share']:.3f} (95% {result['low']:.3f}-{result['high']:.3f}), "
           f"P(share >= {args.target}) {result[f'p_at_least_{args.target}']:.3f}; {len(report['runs'])} runs in {args.out}")
-
-
-def write_or_merge(path: Path, label: str, result: dict) -> dict:
-    import json
-
-    report = json.loads(path.read_text()) if path.exists() else {"benchmark": "retention_interval", "runs": {}}
-    report["runs"][label] = result
-    write_result(path, report)
-    return report
 
 
 if __name__ == "__main__":

@@ -36,6 +36,17 @@ def write_result(path: Path, report: dict, *, indent: int = 2) -> None:
     os.replace(tmp, path)
 
 
+def add_run(path: Path, benchmark: str, key: str, result: dict) -> dict:
+    """Add (or replace) one run under ``runs[key]`` of a results file that keeps several, then write it
+    atomically; returns the whole report."""
+    import json
+
+    report = json.loads(path.read_text()) if path.is_file() else {"benchmark": benchmark, "runs": {}}
+    report["runs"][key] = result
+    write_result(path, report)
+    return report
+
+
 def split_results(results: Path, split: str, out: "str | None" = None) -> Path:
     """Where a bench's JSON goes: ``out`` when given, else ``results`` for the test split and
     ``<stem>_dev.json`` beside it for the dev split (choosing and reporting stay in separate files)."""
