@@ -38,7 +38,7 @@ def source_groups(keys: list[str]) -> np.ndarray:
 
 def group_split(groups: np.ndarray):  # type: ignore[no-untyped-def]
     """A drop-in for ``split_paired`` that holds out whole source texts (as many rows as tava holds out)."""
-    from tava_core.adapter.trainer import AdapterData
+    from tava_core.adapter.data import AdapterData
 
     def split(x: np.ndarray, y: np.ndarray, config: Any, seed: int = 0,
               query_like: np.ndarray | None = None) -> AdapterData:

@@ -150,7 +150,9 @@ def train_logged(x_tr: np.ndarray, y_tr: np.ndarray, x_ho: np.ndarray, y_ho: np.
     import torch
 
     from tava_core.adapter.config import AdapterConfig
-    from tava_core.adapter.trainer import AdapterData, AdapterTrainer, build_adapter, fit_start, init_from_closed_form
+    from tava_core.adapter.data import AdapterData
+    from tava_core.adapter.start import fit_start, init_from_closed_form
+    from tava_core.adapter.trainer import AdapterTrainer, build_adapter
 
     config = AdapterConfig(mode="paired", init=start, max_steps=max_steps, patience=10_000)  # type: ignore[arg-type]
     data = AdapterData(x_tr, y_tr, x_ho, y_ho, paired=True)
@@ -204,7 +206,7 @@ def study_corpus(teacher: str, data: Retrieval, encoder: Any, student_name: str,
                  max_steps: int, dev_all: dict[str, Any]) -> dict[str, Any]:
     from tava_core.adapter.baselines import fit_baselines
     from tava_core.adapter.config import AdapterConfig
-    from tava_core.adapter.trainer import resolve_init
+    from tava_core.adapter.start import resolve_init
 
     x, y, is_span, set_names = corpus_pairs(teacher, data.name, encoder, student_name)
     config = AdapterConfig(mode="paired")

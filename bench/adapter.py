@@ -272,7 +272,7 @@ def run_setting(name: str, x: np.ndarray, y: np.ndarray, data: dict, quick: bool
     """Fit the baselines and every adapter variant (once per seed) on (x, y); score them on SciFact test."""
     from tava_core.adapter import alignment_metrics, fit_baselines
     from tava_core.adapter.run import train_adapter_from_arrays
-    from tava_core.adapter.trainer import best_index
+    from tava_core.adapter.selection import best_index
     from tava_core.evaluate.metrics import paired_bootstrap
 
     test_s, test_t = data["test"]["student"], data["test"]["teacher"]

@@ -124,7 +124,8 @@ def selection_set(data: dict[str, Any], setting: str) -> Any:
     SciFact text is trained on, so every span view is a query; in b the span views are training rows, so only
     those among the adapter's held-out pairs (the same split for every variant) are."""
     from tava_core.adapter.config import AdapterConfig
-    from tava_core.adapter.trainer import SelectionSet, split_paired
+    from tava_core.adapter.data import split_paired
+    from tava_core.adapter.selection import SelectionSet
 
     sci_spans = spans(data["scifact"].docs)
     student, teacher = teacher_vectors(STUDENT, sci_spans), teacher_vectors(TEACHER, sci_spans)
@@ -143,7 +144,7 @@ def closed_forms(x: np.ndarray, y: np.ndarray, query_like: np.ndarray) -> dict[s
     keeps AdapterConfig's split, so they are the same rows for all)."""
     from tava_core.adapter.baselines import fit_baselines
     from tava_core.adapter.config import AdapterConfig
-    from tava_core.adapter.trainer import split_paired
+    from tava_core.adapter.data import split_paired
 
     config = AdapterConfig(mode="paired")
     split = split_paired(x, y, config, config.seeds[0], query_like)

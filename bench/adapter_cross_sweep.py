@@ -84,7 +84,7 @@ def proxies(setting: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray,
         pick = np.random.default_rng(0).choice(len(sci_spans.ids), 2000, replace=False)
     else:  # b: the SciFact span views among the adapter's held-out pairs (never trained on)
         from tava_core.adapter.config import AdapterConfig
-        from tava_core.adapter.trainer import split_paired
+        from tava_core.adapter.data import split_paired
 
         data = load(12500, 10000, [setting])
         x, y, mask = training_pairs(data, setting)

@@ -142,7 +142,7 @@ def study(student_dir: str, teacher: str, label: str, phase: str, with_controls:
         adapter = run.result.adapter
         decision = dict(run.report["memory"])
         if adapter.memory is None:  # the gate dropped it: build it anyway, to measure what it would have done
-            from tava_core.adapter.trainer import memory_for
+            from tava_core.adapter.keep import memory_for
 
             adapter.attach_memory(memory_for(adapter, np.concatenate([run.data.student, run.data.heldout_student]),
                                              np.concatenate([run.data.teacher, run.data.heldout_teacher]), config))

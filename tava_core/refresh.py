@@ -318,8 +318,8 @@ def train_candidate(config: RefreshConfig, home: TavaHome, *, batch: dict[str, A
     if current.get("warm_start") and run.data.has_heldout:
         # the current adapter on the very same held-out pairs: the fallback comparison
         from .adapter.io import load_adapter
+        from .adapter.keep import memory_for
         from .adapter.metrics import alignment_metrics
-        from .adapter.trainer import memory_for
 
         current_adapter = load_adapter(current["path"])
         if current_adapter.memory is not None:

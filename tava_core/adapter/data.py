@@ -1,19 +1,24 @@
-"""Adapter training data: student and teacher vector directories, checked and joined by id.
+"""Adapter training data: student and teacher vector directories, checked and joined by id, then split.
 
 Every problem a user can cause (wrong directories, mixed encoders, mismatched dimensions, empty
-or NaN vectors, too few pairs) is raised here, before any training starts.
+or NaN vectors, too few pairs) is raised here, before any training starts. ``split_paired`` and
+``split_unpaired`` then make the ``AdapterData`` a training run gets: training rows and held-out pairs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, InputError, IntegrityError
 from ..io import vector_shard_metadata
 from ..manifest import VectorManifest, read_vector_dir
+from .config import AdapterConfig
+
+if TYPE_CHECKING:
+    from .selection import SelectionSet
 
 
 @dataclass
@@ -121,3 +126,68 @@ def check_training_inputs(student: VectorSide, teacher: VectorSide, pairs: int, 
         if min(len(student.keys), len(teacher.keys)) < 2 * batch_size:
             raise ConfigError(f"unpaired mode needs at least {2 * batch_size} vectors per side",
                               path=student.dirs[0], hint="embed more texts or lower --batch-size")
+
+
+@dataclass
+class AdapterData:
+    """Training vectors and held-out pairs. Paired: ``student[i]`` and ``teacher[i]`` are one text;
+    unpaired: the two sides are different texts. Held-out rows are always pairs (may be empty)."""
+
+    student: np.ndarray
+    teacher: np.ndarray
+    heldout_student: np.ndarray
+    heldout_teacher: np.ndarray
+    paired: bool
+    # Query-like rows (span views): the adapter maps queries, so maps are compared on these when there
+    # are enough (config.selection_rows). Per training row (paired only) and per held-out row; None = unknown.
+    query_like: Optional[np.ndarray] = None
+    heldout_query_like: Optional[np.ndarray] = None
+    selection: Optional[SelectionSet] = None  # in-domain rows that choose maps (never trained on)
+
+    @property
+    def has_heldout(self) -> bool:
+        return len(self.heldout_student) > 1
+
+    def heldout_query_rows(self) -> Optional[np.ndarray]:
+        """Indices of the query-like held-out rows, or None when there are fewer than ``MIN_QUERY_LIKE``."""
+        if self.heldout_query_like is None:
+            return None
+        rows = np.flatnonzero(self.heldout_query_like)
+        return rows if len(rows) >= MIN_QUERY_LIKE else None
+
+
+# Fewest query-like held-out rows (or start-check rows) that maps are compared on; fewer -> all rows.
+MIN_QUERY_LIKE = 50
+
+
+def split_paired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0,
+                 query_like: Optional[np.ndarray] = None) -> AdapterData:
+    """Hold out a share of the pairs (the same split for every seed of a best-of-N run); ``query_like``
+    (a bool per row: span views) follows its rows."""
+    n = len(x)
+    order = np.random.default_rng(seed).permutation(n)
+    n_hold = int(min(config.holdout_max, max(2, round(n * config.holdout_fraction))))
+    hold, train = order[:n_hold], order[n_hold:]
+    mask = None if query_like is None else np.asarray(query_like, dtype=bool)
+    return AdapterData(x[train], y[train], x[hold], y[hold], paired=True,
+                       query_like=None if mask is None else mask[train],
+                       heldout_query_like=None if mask is None else mask[hold])
+
+
+def split_unpaired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0,
+                   extra_student: Optional[np.ndarray] = None,
+                   extra_teacher: Optional[np.ndarray] = None,
+                   query_like: Optional[np.ndarray] = None) -> AdapterData:
+    """Held-out pairs, then the remaining texts split in two disjoint halves: the student side
+    sees one half, the teacher side the other, so no text is seen by both (pure vec2vec)."""
+    base = split_paired(x, y, config, seed, query_like)
+    order = np.random.default_rng(seed + 1).permutation(len(base.student))
+    half = len(order) // 2
+    student = base.student[order[:half]]
+    teacher = base.teacher[order[half:]]
+    if extra_student is not None and len(extra_student):
+        student = np.concatenate([student, extra_student])
+    if extra_teacher is not None and len(extra_teacher):
+        teacher = np.concatenate([teacher, extra_teacher])
+    return AdapterData(student, teacher, base.heldout_student, base.heldout_teacher, paired=False,
+                       heldout_query_like=base.heldout_query_like)

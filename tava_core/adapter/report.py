@@ -35,11 +35,11 @@ def start_lines(report: dict[str, Any]) -> list[str]:
     why = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in evidence.items())
     lines = [f"- start: **{runs[0]['start']}**" + (f" ({why})" if why else "")]
     keep = report.get("selection") or {}
-    if "learned_kept" in keep:  # the keep-learned gate's decision (trainer.keep_learned)
+    if "learned_kept" in keep:  # the keep-learned gate's decision (keep.keep_learned)
         lines.append(f"- learned part: **{'kept' if keep['learned_kept'] else 'not kept'}** ({keep['why']}; "
                      f"compared on {keep.get('rows', 'all')} held-out rows)")
     memory = report.get("memory") or {}
-    if "memory_kept" in memory:  # the residual memory's gate (trainer.keep_memory)
+    if "memory_kept" in memory:  # the residual memory's gate (keep.keep_memory)
         rows = f", {memory['rows']} texts" if memory.get("rows") else ""
         lines.append(f"- residual memory: **{'kept' if memory['memory_kept'] else 'not kept'}**{rows} "
                      f"({memory['why']})")

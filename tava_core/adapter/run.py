@@ -17,21 +17,24 @@ from ..home import TavaHome, slug
 from ..records import AdapterInputs, AdapterRecord
 from .baselines import fit_baselines
 from .config import AdapterConfig
-from .data import VectorSide, check_training_inputs, check_vectors, join_pairs, query_like_rows, read_side
-from .io import load_adapter, read_adapter_config, save_adapter
-from .metrics import alignment_metrics
-from .report import markdown_report, plot_curves
-from .trainer import (
+from .data import (
     AdapterData,
-    SelectionSet,
-    TrainingResult,
-    keep_memory,
-    memory_for,
-    retrieval_pool,
+    VectorSide,
+    check_training_inputs,
+    check_vectors,
+    join_pairs,
+    query_like_rows,
+    read_side,
     split_paired,
     split_unpaired,
-    train_best_of_seeds,
 )
+from .fit import train_best_of_seeds
+from .io import load_adapter, read_adapter_config, save_adapter
+from .keep import keep_memory, memory_for
+from .metrics import alignment_metrics
+from .report import markdown_report, plot_curves
+from .selection import SelectionSet, retrieval_pool
+from .trainer import TrainingResult
 
 
 @dataclass

@@ -140,15 +140,15 @@ def _nearest(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int = 204
     return torch.cat(values), torch.cat(indices)
 
 
-# Second-moment agreement (trainer.moment_alignment) above which two unpaired sets are taken for the
+# Second-moment agreement (start.moment_alignment) above which two unpaired sets are taken for the
 # same model's vectors: disjoint halves of one model's passages agree to ~0.99+; a Stage A student and
-# its teacher to 0.93-0.94 (trainer.AUTO_IDENTITY_MOMENTS), a rotated copy to 0.18.
+# its teacher to 0.93-0.94 (start.AUTO_IDENTITY_MOMENTS), a rotated copy to 0.18.
 SAME_MODEL_MOMENTS = 0.99
 
 
 def check_distinct_spaces(source: np.ndarray, target: np.ndarray) -> None:
     """Refuse two sets that are one model's vectors passed as two models' (nothing to translate)."""
-    from .trainer import moment_alignment
+    from .start import moment_alignment
 
     if source.shape[1] != target.shape[1]:
         return
@@ -464,7 +464,7 @@ def keep_if_criterion_improves(result: Any, start_adapter: Any, start_map: Linea
     criterion (relational agreement) beats the start map's; otherwise put the start back (``start_adapter``, a fresh
     adapter, gets the start map on its linear path) -- so a GAN never makes a translation worse.
     Returns the evidence (both criteria, and whether the trained adapter was kept)."""
-    from .trainer import init_from_closed_form
+    from .start import init_from_closed_form
 
     start_score = mapped_criterion(start_map(source), target)
     trained_score = mapped_criterion(result.adapter.map_numpy(source), target)

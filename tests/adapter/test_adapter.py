@@ -27,8 +27,8 @@ from tava_core.adapter import (
     load_adapter,
     save_adapter,
 )
+from tava_core.adapter.data import split_paired
 from tava_core.adapter.run import train_adapter_from_arrays, train_adapter_from_dirs
-from tava_core.adapter.trainer import split_paired
 from tava_core.errors import ConfigError, InputError, IntegrityError, ModelLoadError, TrainingError
 from tava_core.home import TavaHome
 from tava_core.training import Diverged
@@ -157,7 +157,7 @@ def test_adapter_from_a_random_start_nears_ridge_on_a_nonlinear_distortion():
 
 
 def test_auto_start_is_the_identity_only_for_a_student_already_in_the_teachers_space():
-    from tava_core.adapter.trainer import resolve_init
+    from tava_core.adapter.start import resolve_init
 
     rng = np.random.default_rng(1)
     teacher = unit(rng.standard_normal((800, 16)))
@@ -234,7 +234,7 @@ def test_unpaired_training_learns_a_rotation_without_pairs():
 
 
 def test_unpaired_auto_start_is_the_identity_for_an_aligned_student_and_keeps_its_matches():
-    from tava_core.adapter.trainer import moment_alignment, resolve_init
+    from tava_core.adapter.start import moment_alignment, resolve_init
 
     rng = np.random.default_rng(2)
     teacher = unit(rng.standard_normal((1200, 16)) + 2.0 * rng.standard_normal(16))  # anisotropic, like embeddings
@@ -510,15 +510,16 @@ def test_bad_inputs_fail_before_training(tmp_path):
 @pytest.mark.parametrize("n,pool,knn_k", [(600, 5000, 10), (600, 20, 10), (120, 5000, 30), (300, 20, 30)])
 def test_the_selection_metric_is_one_the_evaluation_reports(n, pool, knn_k):
     # (300, 20, 30): a pool of 20 is not larger than k = 29, so no retrieval overlap: mean rank decides
-    from tava_core.adapter.trainer import AdapterTrainer, _metric_names, selection_for
+    from tava_core.adapter.selection import metric_names, selection_for
+    from tava_core.adapter.trainer import AdapterTrainer
 
     student, teacher = synthetic(n, 8)
     config = AdapterConfig(**FAST, retrieval_pool=pool, knn_k=knn_k)
     data = split_paired(student, teacher, config)
     reported = AdapterTrainer(Vec2VecAdapter(8, 8, [16]), config=config).evaluate(data)
     expected = {k for k in reported if k in ("mean_cosine", "mean_rank") or k.startswith("retrieval_overlap@")}
-    assert set(_metric_names(config, data)) == expected
-    rule = selection_for("retrieval_overlap", _metric_names(config, data))
+    assert set(metric_names(config, data)) == expected
+    rule = selection_for("retrieval_overlap", metric_names(config, data))
     assert rule.metric in reported
     assert rule.metric.startswith("retrieval_overlap@") == any(k.startswith("retrieval_overlap@") for k in reported)
 

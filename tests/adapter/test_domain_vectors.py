@@ -9,7 +9,7 @@ import pytest
 from tava_core.adapter.config import AdapterConfig
 from tava_core.adapter.data import read_side
 from tava_core.adapter.run import inputs_checksum, load_domain_vectors
-from tava_core.adapter.trainer import fit_start
+from tava_core.adapter.start import fit_start
 from tava_core.adapter.unsupervised import UnsupervisedSettings, fit_unsupervised
 from tava_core.errors import ConfigError
 from tests.adapter_helpers import write_vector_dir
@@ -86,7 +86,7 @@ def test_fit_start_hands_the_domain_vectors_to_the_unsupervised_search():
 
 
 def test_the_adapter_config_sets_the_searchs_domain_weight():
-    from tava_core.adapter.trainer import unsupervised_settings
+    from tava_core.adapter.start import unsupervised_settings
 
     assert unsupervised_settings(AdapterConfig(mode="unpaired")).domain_weight == UnsupervisedSettings().domain_weight
     assert unsupervised_settings(AdapterConfig(mode="unpaired", domain_weight=3.5)).domain_weight == 3.5

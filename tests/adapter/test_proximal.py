@@ -56,7 +56,7 @@ def _distance_from_procrustes(weight: float) -> tuple[float, float]:
     skip, head = adapter.linear_skip(), adapter.net.head
     assert skip is not None
     # the start: Procrustes on the same training rows (the held-out split is the first seed's)
-    from tava_core.adapter.trainer import split_paired
+    from tava_core.adapter.data import split_paired
 
     split = split_paired(student, teacher, AdapterConfig(**FAST), 0)
     start = torch.as_tensor(fit_procrustes(split.student, split.teacher).weight.T)

@@ -10,7 +10,7 @@ from adapter_helpers import synthetic, unit, write_vector_dir
 
 from tava_core.adapter import AdapterConfig
 from tava_core.adapter.run import train_adapter_from_arrays, train_adapter_from_dirs
-from tava_core.adapter.trainer import closed_form_overlaps, resolve_init
+from tava_core.adapter.start import closed_form_overlaps, resolve_init
 from tava_core.home import TavaHome
 
 torch.set_num_threads(1)

@@ -11,7 +11,7 @@ from adapter_helpers import unit, write_vector_dir
 
 from tava_core.adapter import AdapterConfig
 from tava_core.adapter.run import train_adapter_from_arrays, train_adapter_from_dirs
-from tava_core.adapter.trainer import SelectionSet
+from tava_core.adapter.selection import SelectionSet
 from tava_core.errors import ConfigError
 from tava_core.home import TavaHome
 

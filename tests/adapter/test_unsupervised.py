@@ -115,7 +115,7 @@ def test_bad_inputs(world):
 
 def test_unpaired_auto_init_picks_the_unsupervised_start_unless_already_aligned(world):
     from tava_core.adapter.config import AdapterConfig
-    from tava_core.adapter.trainer import resolve_init
+    from tava_core.adapter.start import resolve_init
 
     config = AdapterConfig.unpaired_defaults()
     assert resolve_init(config, world["source"], world["target"], paired=False)[0] == "unsupervised"  # 24 -> 40
@@ -131,7 +131,8 @@ def test_adversarial_result_is_kept_only_when_the_criterion_improves(world):
 
     from tava_core.adapter.baselines import fit_procrustes
     from tava_core.adapter.model import Vec2VecAdapter
-    from tava_core.adapter.trainer import TrainingResult, init_from_closed_form
+    from tava_core.adapter.start import init_from_closed_form
+    from tava_core.adapter.trainer import TrainingResult
     from tava_core.adapter.unsupervised import keep_if_criterion_improves
 
     good = fit_procrustes(world["held_source"], world["held_target"])  # a right map (from pairs, for the test)
