@@ -121,6 +121,12 @@ def blend_row(scored: EvaluationReport) -> QualityRow:
                        scored.ndcg("teacher/teacher"), scored.throughput["teacher"])
 
 
+def _recall(index: dict) -> str:
+    """The index's measured recall@10 as the summary prints it ('not measured' when no query sample was drawn)."""
+    recall = index.get("recall_at_10")
+    return "not measured" if recall is None else f"{recall:.3f}"
+
+
 def router_system(budget: float) -> str:
     """The table's name of the router row at ``budget`` (rows are read by this name)."""
     return f"router, {budget:.0%} to teacher"
@@ -166,7 +172,7 @@ def summary_markdown(result: PipelineResult) -> str:
               f"| student (Stage A) | `{result.student_dir}` |", f"| adapter (Stage B) | `{result.adapter_dir}` |",
               *([f"| confidence router | `{result.router_dir}` |"] if result.router_dir else []),
               *([f"| blend (student + adapter, static student) | `{result.blend_dir}` |"] if result.blend_dir else []),
-              f"| FAISS index ({result.index['factory']}, recall@10 {result.index['recall_at_10']}) | "
+              f"| FAISS index ({result.index['factory']}, recall@10 {_recall(result.index)}) | "
               f"`{result.index['index_dir']}` |"]
     lines += [f"| evaluation report | `{d}` |" for d in result.report_dirs]
     lines += [f"| registry {r['kind']}/{r['name']} v{r['version']}{' (new)' if r['published'] else ''} | "
