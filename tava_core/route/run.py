@@ -99,6 +99,19 @@ def per_query_seconds(fn, texts: Sequence[str], repeats: int = 3) -> float:
 
 
 LIVE_BATCH_SIZES = (1, 32)
+# Queries the cost per query is timed on: a seeded sample, since each cost is best of 3 passes and the
+# teacher's pass is the slow one (mpnet over 384 SciFact abstracts as queries: ~80 s a pass here). A
+# per-query mean over 256 random queries is as good a ratio as over all; a large query set no longer
+# costs 3 more teacher passes over all of it.
+COST_QUERIES = 256
+
+
+def cost_sample(count: int, size: int = COST_QUERIES, seed: int = 0) -> np.ndarray:
+    """Positions of the queries the costs are timed on: all of them up to ``size``, else a seeded sample
+    (in order, so the lengths' mix is the split's)."""
+    if count <= size:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
 
 
 def live_shares(router: RoutedEncoder, scores: np.ndarray,
@@ -128,9 +141,12 @@ def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, hom
     scores = router.confidence(texts, student_q)
     costs = None
     if measure_costs:
-        costs = {"student": per_query_seconds(lambda t: router.student.encode(t, kind="query"), texts),
-                 "confidence": per_query_seconds(lambda t: router.confidence(t, student_q[:len(t)]), texts),
-                 "teacher": per_query_seconds(lambda t: router.teacher.encode(t, kind="query"), texts)}
+        timed = cost_sample(len(texts))
+        timed_texts, timed_q = [texts[i] for i in timed], student_q[timed]
+        costs = {"student": per_query_seconds(lambda t: router.student.encode(t, kind="query"), timed_texts),
+                 "confidence": per_query_seconds(lambda t: router.confidence(t, timed_q[:len(t)]), timed_texts),
+                 "teacher": per_query_seconds(lambda t: router.teacher.encode(t, kind="query"), timed_texts),
+                 "queries_timed": len(timed)}
     curves = curves_from_vectors(student_queries=student_q, teacher_queries=teacher_q, documents=documents,
                                  query_ids=data.query_ids, query_texts=texts, doc_ids=data.corpus_ids,
                                  qrels=data.qrels, confidence=scores, shares=shares, costs=costs)

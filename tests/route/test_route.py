@@ -198,6 +198,7 @@ def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
     assert first["router"]["ndcg10"] == pytest.approx(curves["student_ndcg10"])
     assert last["labelled_oracle"]["ndcg10"] >= last["router"]["ndcg10"] - 1e-9
     assert last["cost_per_query_teacher_units"] > first["cost_per_query_teacher_units"]
+    assert curves["costs"]["queries_timed"] == len(data.query_texts)      # under COST_QUERIES: all of them
     for key in ("json", "markdown", "png"):
         assert Path(curves["files"][key]).stat().st_size > 0
     assert "label-free oracle" in Path(curves["files"]["markdown"]).read_text()
@@ -209,6 +210,18 @@ def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
     routed = np.concatenate([streamed.route([t])["routed"] for t in data.query_texts])
     assert live["1"] == pytest.approx(routed.mean())
     assert "in batches of 1" in Path(curves["files"]["markdown"]).read_text()
+
+
+@pytest.mark.parametrize("count,size", [(10, 256), (256, 256), (1000, 256), (5000, 64)])
+def test_cost_sample_times_all_queries_up_to_its_size_else_a_seeded_sample(count, size):
+    from tava_core.route.run import cost_sample
+
+    picked = cost_sample(count, size)
+    assert len(picked) == min(count, size) and len(set(picked.tolist())) == len(picked)
+    assert (np.diff(picked) > 0).all() and picked.min() >= 0 and picked.max() < count     # in the split's order
+    np.testing.assert_array_equal(picked, cost_sample(count, size))                    # the same every run
+    if count > size:   # spread over the split, not its first rows
+        assert picked.max() > count // 2 and not np.array_equal(picked, cost_sample(count, size, seed=1))
 
 
 def test_diagnose_separates_a_faithful_student_from_an_unrelated_one():
