@@ -14,7 +14,8 @@ vectors (ingest and embedding are cached by content), so only training and evalu
 ``scifact`` and ``generic`` (the shared unlabeled passages) are shorthands for paths under
 ../shared/data, ``scifact-1500`` for a small collection cut from SciFact (``small_scifact``),
 ``passages-known-item`` for a large one of another kind (``known_item``: 40,000 passages, 10-word
-known-item queries), ``passages-known-item-mpnet`` for one of 10,000 passages whose all-mpnet-base-v2
+known-item queries), ``scifact-reversed`` for SciFact turned around (``reversed_scifact``: abstracts as the
+queries, claims as the documents: long queries, short documents), ``passages-known-item-mpnet`` for one of 10,000 passages whose all-mpnet-base-v2
 vectors the shared data holds (``-- --teacher all-mpnet-base-v2 --teacher-document-vectors
 mpnet-passage-vectors`` imports them); every other option after ``--`` goes to `tava run` unchanged. Results land in
 bench/results/cli_run.json under ``PHASE/DATASET/TAG`` (only the phase run is printed).
@@ -45,6 +46,7 @@ STEP = re.compile(r"^\| (?P<step>[^|]+?) \| (?P<seconds>[0-9.]+) \| (?P<work>[^|
 SMALL_SCIFACT = "scifact-1500"
 KNOWN_ITEM = "passages-known-item"
 KNOWN_ITEM_MPNET = "passages-known-item-mpnet"   # 10,000 of the passages with shared mpnet vectors
+REVERSED_SCIFACT = "scifact-reversed"  # abstracts ask, claims answer
 LOG_SCIFACT = "scifact-logsplit"      # SciFact scored on half of its dev queries ...
 QUERY_LOG = "scifact-querylog"        # ... the other half as a query log (unlabeled text)
 
@@ -120,6 +122,41 @@ def known_item(home: str, documents: int = 40000, queries: int = 300, seed: int 
     return str(out)
 
 
+def reversed_scifact(home: str) -> str:
+    """SciFact turned around (``scifact-reversed``): the queries are the abstracts some claim cites
+    (title + " " + text, ~200 words), the corpus is the 1,109 claims (~12 words), and an abstract's
+    relevant documents are every claim that cites it. An abstract judged by a test claim is a test
+    query, every other judged abstract a dev (train) query. Long queries against short documents: the
+    shape the issue's weakest collection had (queries long and unlike the documents), which nothing
+    in tava was chosen on -- span views are short, so a student sees no text this long in training.
+    Written once under ``<home>/bench-data``."""
+    out = Path(home) / "bench-data" / REVERSED_SCIFACT
+    if (out / "qrels" / "test.tsv").is_file():
+        return str(out)
+    claims = [json.loads(line) for line in (SCIFACT / "queries.jsonl").open()]
+    abstracts = {d["_id"]: d for d in map(json.loads, (SCIFACT / "corpus.jsonl").open())}
+    cited: dict[str, dict[str, set[str]]] = {"train": {}, "test": {}}
+    for split in ("train", "test"):
+        for line in (SCIFACT / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]:
+            claim, doc, _ = line.split("\t")
+            cited[split].setdefault(doc, set()).add(claim)
+    citing = {doc: cited["train"].get(doc, set()) | cited["test"].get(doc, set())
+              for doc in set(cited["train"]) | set(cited["test"])}
+    tmp = out.with_name(out.name + ".tmp")
+    (tmp / "qrels").mkdir(parents=True, exist_ok=True)
+    (tmp / "corpus.jsonl").write_text("".join(json.dumps({"_id": c["_id"], "title": "", "text": c["text"]}) + "\n"
+                                              for c in claims))
+    (tmp / "queries.jsonl").write_text("".join(
+        json.dumps({"_id": f"a{doc}", "text": (abstracts[doc]["title"] + " " + abstracts[doc]["text"]).strip()}) + "\n"
+        for doc in sorted(citing, key=int)))
+    for split in ("train", "test"):
+        docs = sorted((d for d in citing if (d in cited["test"]) == (split == "test")), key=int)
+        (tmp / "qrels" / f"{split}.tsv").write_text("\n".join(
+            ["query-id\tcorpus-id\tscore"] + [f"a{d}\t{c}\t1" for d in docs for c in sorted(citing[d], key=int)]) + "\n")
+    tmp.rename(out)
+    return str(out)
+
+
 def query_log_split(home: str, seed: int = 0) -> tuple[str, str]:
     """A query log, label-free: SciFact's 809 dev (train) queries halved with ``seed``. One half is the log
     (``scifact-querylog``: a jsonl of their texts, once each; `tava run --unlabeled-weight` weighs it), the
@@ -189,6 +226,8 @@ def main() -> None:
         SHORTHANDS[SMALL_SCIFACT] = small_scifact(args.home)
     if args.dataset == KNOWN_ITEM:
         SHORTHANDS[KNOWN_ITEM] = known_item(args.home)
+    if args.dataset == REVERSED_SCIFACT:
+        SHORTHANDS[REVERSED_SCIFACT] = reversed_scifact(args.home)
     if args.dataset == KNOWN_ITEM_MPNET:
         import pyarrow.parquet as pq
 

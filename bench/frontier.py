@@ -32,6 +32,8 @@ RUNS = [
     ("mpnet, SciFact", "cli_run_router.json", "test/scifact/mpnet-weight-auto"),
     ("mpnet, SciFact + query log", "cli_run_query_log_mpnet_test.json", "test/scifact-logsplit/mpnet-log4"),
     ("mpnet, 10k known-item passages", "cli_run_known_item_mpnet.json", "test/passages-known-item-mpnet/mpnet"),
+    ("MiniLM, SciFact reversed (long queries)", "cli_run_reversed.json", "test/scifact-reversed/minilm"),
+    ("mpnet, SciFact reversed (long queries)", "cli_run_reversed.json", "test/scifact-reversed/mpnet"),
 ]
 NOTES = {  # what a reader must know to read a run's points
     "MiniLM, 40k known-item passages": "run before the router moved onto the blend (session 42): "
@@ -74,7 +76,8 @@ def draw(points: list[dict], out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 5.5))
     runs = list(dict.fromkeys(p["run"] for p in points))
-    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # grey marks the marker legend
+    # grey marks the marker legend; tab20 (less its greys) has a colour for each of up to 18 runs
+    palette = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (14, 15)]
     colours = dict(zip(runs, palette, strict=False))
     for p in points:
         ax.scatter(p["speedup"], p["of_teacher"], marker=SYSTEMS[p["system"]], color=colours[p["run"]], s=55)
