@@ -15,7 +15,6 @@ teacher's query vector, and the means per third of the queries by token length. 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +23,13 @@ from shared_data import ROOT, add_run
 
 from tava_core.config import EncoderSpec
 from tava_core.encoders import load_encoder
+from tava_core.evaluate.data import RetrievalData, load_retrieval_data
+from tava_core.evaluate.vectors import load_corpus_vectors
 from tava_core.io import read_vector_shard
-from tava_core.manifest import read_vector_dir
 from tava_core.route.curves import per_query_ndcg
 
 OUT = ROOT / "bench" / "results" / "long_queries_dev.json"     # one run per --tag
 DATASET = "scifact-reversed"
-
-
-def dev_split(home: Path) -> tuple[list[str], list[str], dict[str, dict[str, int]]]:
-    """The dev (train) queries' ids and texts and their qrels, from the bench's copy of the set."""
-    source = home / "bench-data" / DATASET
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (source / "qrels" / "train.tsv").read_text().splitlines()[1:]:
-        query, doc, score = line.split("\t")
-        qrels.setdefault(query, {})[doc] = int(score)
-    texts = {q["_id"]: q["text"] for q in map(json.loads, (source / "queries.jsonl").open())}
-    ids = [q for q in texts if q in qrels]
-    return ids, [texts[q] for q in ids], qrels
 
 
 def teacher_queries(home: Path, teacher: str, ids: list[str]) -> np.ndarray:
@@ -52,10 +40,9 @@ def teacher_queries(home: Path, teacher: str, ids: list[str]) -> np.ndarray:
     return vectors[[row[i] for i in ids]].astype(np.float32)
 
 
-def teacher_documents(home: Path, teacher: str) -> tuple[list[str], np.ndarray]:
+def teacher_documents(home: Path, teacher: str, data: RetrievalData) -> np.ndarray:
     """The teacher's vectors of the claims, as the run embedded (MiniLM) or imported (mpnet) them."""
-    ids, vectors, _ = read_vector_dir(next((home / "vectors" / DATASET / "corpus").glob(f"{teacher}-*")))
-    return ids, vectors.astype(np.float32)
+    return load_corpus_vectors(data, next((home / "vectors" / DATASET / "corpus").glob(f"{teacher}-*"))).astype(np.float32)
 
 
 def summarize(ndcg: np.ndarray, cosine: np.ndarray, teacher_ndcg: np.ndarray, thirds: list[np.ndarray]) -> dict[str, Any]:
@@ -78,8 +65,9 @@ def main() -> None:
     args = parser.parse_args()
     run = f"{DATASET}-{args.tag}"
     artifacts = args.home / "artifacts"
-    ids, texts, qrels = dev_split(args.home)
-    doc_ids, documents = teacher_documents(args.home, args.teacher)
+    data = load_retrieval_data(args.home / "bench-data" / DATASET, "train")     # the dev split, as tava run read it
+    ids, texts, qrels, doc_ids = data.query_ids, data.query_texts, data.qrels, data.corpus_ids
+    documents = teacher_documents(args.home, args.teacher, data)
     teacher = teacher_queries(args.home, args.teacher, ids)
     teacher_ndcg = per_query_ndcg(teacher, documents, ids, doc_ids, qrels)
     student_dir = artifacts / "students" / run

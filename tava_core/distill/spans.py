@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from ..home import TavaHome
 from ..io import atomic_directory, stable_hash, write_text_shard
 from ..manifest import Collection, DatasetManifest, ShardRecord, load_dataset_manifest, save_manifest
 from .data import read_collection_texts
+
+T = TypeVar("T")
 
 SPAN_COLLECTION = "spans"
 MIN_WORDS, MAX_WORDS = 4, 32
@@ -131,7 +133,7 @@ def sample_span_views(ids: Sequence[str], texts: Sequence[str], n: int, seed: in
     return seeded_sample(spans, n, seed)
 
 
-def seeded_sample(items: Sequence[str], n: int, seed: int) -> list[str]:
+def seeded_sample(items: Sequence[T], n: int, seed: int) -> list[T]:
     """``n`` of ``items`` drawn without replacement (seeded), in their order; all of them when there are
     no more than ``n``."""
     if len(items) <= n:

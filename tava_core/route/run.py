@@ -99,19 +99,11 @@ def per_query_seconds(fn, texts: Sequence[str], repeats: int = 3) -> float:
 
 
 LIVE_BATCH_SIZES = (1, 32)
-# Queries the cost per query is timed on: a seeded sample, since each cost is best of 3 passes and the
-# teacher's pass is the slow one (mpnet over 384 SciFact abstracts as queries: ~80 s a pass here). A
-# per-query mean over 256 random queries is as good a ratio as over all; a large query set no longer
-# costs 3 more teacher passes over all of it.
+# Queries the cost per query is timed on: a seeded sample (``seeded_sample``, in the split's order), since
+# each cost is best of 3 passes and the teacher's pass is the slow one (mpnet over 384 SciFact abstracts as
+# queries: ~80 s a pass here). A per-query mean over 256 random queries is as good a ratio as over all; a
+# large query set no longer costs 3 more teacher passes over all of it.
 COST_QUERIES = 256
-
-
-def cost_sample(count: int, size: int = COST_QUERIES, seed: int = 0) -> np.ndarray:
-    """Positions of the queries the costs are timed on: all of them up to ``size``, else a seeded sample
-    (in order, so the lengths' mix is the split's)."""
-    if count <= size:
-        return np.arange(count)
-    return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
 
 
 def live_shares(router: RoutedEncoder, scores: np.ndarray,
@@ -141,7 +133,7 @@ def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, hom
     scores = router.confidence(texts, student_q)
     costs = None
     if measure_costs:
-        timed = cost_sample(len(texts))
+        timed = seeded_sample(range(len(texts)), COST_QUERIES, seed=0)
         timed_texts, timed_q = [texts[i] for i in timed], student_q[timed]
         costs = {"student": per_query_seconds(lambda t: router.student.encode(t, kind="query"), timed_texts),
                  "confidence": per_query_seconds(lambda t: router.confidence(t, timed_q[:len(t)]), timed_texts),

@@ -213,15 +213,15 @@ def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
 
 
 @pytest.mark.parametrize("count,size", [(10, 256), (256, 256), (1000, 256), (5000, 64)])
-def test_cost_sample_times_all_queries_up_to_its_size_else_a_seeded_sample(count, size):
-    from tava_core.route.run import cost_sample
+def test_router_costs_are_timed_on_all_queries_up_to_the_sample_size_else_a_seeded_sample(count, size):
+    from tava_core.distill.spans import seeded_sample
 
-    picked = cost_sample(count, size)
+    picked = np.array(seeded_sample(range(count), size, 0))    # what evaluate_router times (COST_QUERIES)
     assert len(picked) == min(count, size) and len(set(picked.tolist())) == len(picked)
     assert (np.diff(picked) > 0).all() and picked.min() >= 0 and picked.max() < count     # in the split's order
-    np.testing.assert_array_equal(picked, cost_sample(count, size))                    # the same every run
+    np.testing.assert_array_equal(picked, seeded_sample(range(count), size, 0))        # the same every run
     if count > size:   # spread over the split, not its first rows
-        assert picked.max() > count // 2 and not np.array_equal(picked, cost_sample(count, size, seed=1))
+        assert picked.max() > count // 2 and not np.array_equal(picked, seeded_sample(range(count), size, 1))
 
 
 def test_diagnose_separates_a_faithful_student_from_an_unrelated_one():
