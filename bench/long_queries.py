@@ -5,7 +5,8 @@ claims as documents) showed the mpnet transformer student keeping far less of it
 itself, while MiniLM's held. This script reads that run's artifacts and scores, on the dev split only
 (the abstracts some train claim cites): the teacher (its query vectors from the run's cache), the
 transformer student with its queries cut at several token lengths (``max_length``: the length the student
-was trained on vs the teacher's), student + adapter, the static blend member and the blend -- each query's
+was trained on vs the teacher's), read whole, and read in windows (its ``window.json``, session 51:
+tava_core/encoders/windows.py), student + adapter, the static blend member and the blend -- each query's
 nDCG@10 against the teacher's claim vectors (as the run cached them; mpnet's are the shared vectors it imported), its cosine to the
 teacher's query vector, and the means per third of the queries by token length. It chooses nothing.
 
@@ -28,7 +29,7 @@ from tava_core.evaluate.vectors import load_corpus_vectors
 from tava_core.io import read_vector_shard
 from tava_core.route.curves import per_query_ndcg
 
-OUT = ROOT / "bench" / "results" / "long_queries_dev.json"     # one run per --tag
+OUT = ROOT / "bench" / "results" / "long_queries_dev.json"     # one run per --tag (--out to keep another)
 DATASET = "scifact-reversed"
 
 
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--tag", default="mpnet", help="the run's --tag (artifacts scifact-reversed-TAG)")
     parser.add_argument("--teacher", default="all-mpnet-base-v2", help="the run's teacher (its cached vectors)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     run = f"{DATASET}-{args.tag}"
     artifacts = args.home / "artifacts"
@@ -75,10 +77,14 @@ def main() -> None:
     tokens = np.array([len(student.tokenizer(t)["input_ids"]) for t in texts])      # type: ignore[attr-defined]
     order = np.argsort(tokens, kind="stable")
     thirds = [np.sort(part) for part in np.array_split(order, 3)]
-    encoders: dict[str, Any] = {f"student, queries cut at {n} tokens": EncoderSpec(model=str(student_dir), max_length=n)
+    # window=0: read whole (up to max_length), as every student did before session 51
+    encoders: dict[str, Any] = {f"student, queries cut at {n} tokens": EncoderSpec(model=str(student_dir), max_length=n,
+                                                                                   window=0)
                                 for n in args.lengths}
-    encoders.update({f"student, full ({student.max_length} tokens)": str(student_dir),       # type: ignore[attr-defined]
-                     "student + adapter": str(artifacts / "adapters" / run),
+    encoders[f"student, full ({student.max_length} tokens)"] = EncoderSpec(model=str(student_dir), window=0)  # type: ignore[attr-defined]
+    if student.window:                                                          # type: ignore[attr-defined]
+        encoders[f"student, in windows of {student.window} tokens (window.json)"] = str(student_dir)  # type: ignore[attr-defined]
+    encoders.update({"student + adapter": str(artifacts / "adapters" / run),
                      "static member": str(artifacts / "students" / f"{run}-static"),
                      "blend": str(artifacts / "blends" / run)})
     report: dict[str, Any] = {
@@ -92,7 +98,7 @@ def main() -> None:
         report["encoders"][name] = row
         print(f"{name:<36} {row['of_teacher']:.3f} of teacher, cosine {row['cosine_to_teacher']:.3f}; by length "
               f"third {row['of_teacher_by_length_third']}", flush=True)
-    add_run(OUT, "long_queries", args.tag, report)
+    add_run(args.out, "long_queries", args.tag, report)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,10 @@ class EncoderSpec(TavaModel):
         "L2-normalise output vectors; empty = what the model directory says (true if it says nothing)."))
     max_length: Optional[int] = Field(None, ge=8, le=8192, description=(
         "Maximum tokens per text; empty = the model directory's max_seq_length (else 512)."))
+    window: Optional[int] = Field(None, ge=0, le=8192, description=(
+        "Most tokens read at a time: a longer text is encoded as the token-weighted mean of its windows; "
+        "empty = the model directory's window.json (a Stage A student's: its training texts' length), "
+        "0 = read every text whole (up to max_length)."))
     query_prefix: str = Field("", description=(
         "Text put before every query; empty = the model's own query prompt, if its sentence-transformers "
         "config defines one (e5: 'query: ')."))

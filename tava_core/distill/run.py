@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..encoders import Encoder, load_encoder, resolve_model_path
+from ..encoders.windows import WINDOW_FILE, window_record
 from ..errors import ConfigError
 from ..home import TavaHome, find_dataset
 from ..io import atomic_directory, write_json
@@ -263,6 +264,9 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
     # a run recorded before the keys left out directories (session 43) is still found where it was made
     legacy_key = make_run_key({"config": config.training_key(portable=False), "data": keyed.key})
     if (done := finished_record(out / CARD_JSON, [run_key, legacy_key], required=["model.safetensors"])) is not None:
+        if done["kind"] == "transformer" and not (out / WINDOW_FILE).is_file():
+            # a student saved before windows existed (session 51) gets its window, not a retraining
+            write_json(out / WINDOW_FILE, student_window(out, data.texts, config.max_length))
         return student_record(done, out, reused=True)
     if partner is not None and config.blend_partner is not None:
         from .residual import towards_residual
@@ -293,6 +297,9 @@ def save_student(student: Student, result: TrainResult, config: DistillConfig, o
 
     with atomic_directory(out) as tmp:
         student.save(tmp)
+        window = student_window(tmp, data.texts, config.max_length) if isinstance(student, TransformerStudent) else None
+        if window is not None:
+            write_json(tmp / WINDOW_FILE, window)
         plot_curves(result.history, result.validation, tmp / "curves.png",
                     title=f"{config.name}: {student.kind} student of {teacher.name}")
         # Speed: the saved model, loaded as tava loads it, against the teacher on held-out texts.
@@ -319,10 +326,21 @@ def save_student(student: Student, result: TrainResult, config: DistillConfig, o
                       "speedup": student_tps / max(1e-9, teacher_tps), "batch_size": 64,
                       "texts": "held-out corpus texts encoded as queries", "machine": platform.machine()},
             "curves": "curves.png",
+            "window": window,
         }
         write_json(tmp / CARD_JSON, card)
         (tmp / "README.md").write_text(model_card_markdown(card, out))
     return card
+
+
+def student_window(student_dir: Path, texts: Sequence[str], max_length: int) -> dict[str, Any]:
+    """``window.json`` of a transformer student: the longest span it reads at a time, from the token
+    counts of the texts it was trained on (tava_core/encoders/windows.py says why)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
+    counts = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
+    return window_record(counts, max_length)
 
 
 def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -353,6 +371,11 @@ def model_card_markdown(card: dict[str, Any], path: Path) -> str:
         usage = ("```python\nfrom sentence_transformers import SentenceTransformer\n"
                  "model = SentenceTransformer('PATH')\n"
                  "# or: from tava_core.encoders import load_encoder; load_encoder('PATH')\n```")
+        if card.get("window"):
+            usage += (f"\n\ntava reads a text longer than {card['window']['window_tokens']} tokens (`window.json`: the length of "
+                      "the texts this student was trained on) in windows of that length and averages their vectors, "
+                      "weighted by tokens; sentence-transformers reads it whole, which on long queries keeps less "
+                      "of the teacher (tava_core/encoders/windows.py).")
     usage = usage.replace("PATH", str(path))
     return f"""---
 library_name: sentence-transformers

@@ -21,6 +21,7 @@ from ..interrupt import raise_if_stop_requested
 from .base import Encoder, TextKind, combine_fingerprint, hash_model_files, length_sorted_order
 from .device import is_out_of_memory, resolve_device, resolve_dtype
 from .onnx_backend import OnnxSession, resolve_backend
+from .windows import SPECIAL_TOKENS, pool_windows, read_window, split_windows
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,9 @@ class TransformerEncoder(Encoder):
         self.normalized = spec.normalize if spec.normalize is not None else layout.get("normalize", True)
         self.max_length = spec.max_length or layout.get("max_length", 512)
         self._configured_max_length = self.max_length  # what the fingerprint names (known before loading)
+        # Tokens read at a time (windows.py): the spec's, else the directory's window.json (a Stage A student's)
+        window = spec.window if spec.window is not None else read_window(self.directory)
+        self.window: Optional[int] = window or None
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
         self.dense_dirs: list[Path] = layout.get("dense", [])
@@ -233,9 +237,13 @@ class TransformerEncoder(Encoder):
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = combine_fingerprint(
-                hash_model_files(self.directory), self.pooling, self.normalized, self._configured_max_length,
-                self.spec.query_prefix, self.spec.document_prefix)
+            parts: list[Any] = [hash_model_files(self.directory), self.pooling, self.normalized,
+                                self._configured_max_length, self.spec.query_prefix, self.spec.document_prefix]
+            # window.json is hashed with the directory; an override of it is named (and no window adds
+            # nothing, so every encoder without one keeps the fingerprint it had before windows existed)
+            if self.spec.window is not None and self.window != read_window(self.directory):
+                parts.append(f"window={self.window or 0}")
+            self._fingerprint = combine_fingerprint(*parts)
         return self._fingerprint
 
     def _prefix(self, kind: TextKind) -> str:
@@ -301,10 +309,28 @@ class TransformerEncoder(Encoder):
         return np.concatenate([self._forward_with_oom_retry(texts[:half]),
                                self._forward_with_oom_retry(texts[half:])])
 
-    @torch.inference_mode()
     def encode(self, texts: Sequence[str], *, kind: TextKind = "document", batch_size: int | None = None,
                show_progress: bool = False) -> np.ndarray:
         texts = list(texts)
+        if not self.window or not texts:
+            return self._encode_whole(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
+        offsets = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
+                                 return_attention_mask=False)["offset_mapping"]
+        prefix = self._prefix(kind)
+        prefix_tokens = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+        # the windows cover what reading the text whole covers: its first max_length tokens (the teacher's
+        # own limit, for a student), so a long text means the same to both
+        limit = max(1, self.max_length - SPECIAL_TOKENS - prefix_tokens)
+        offsets = [spans[:limit] for spans in offsets]
+        pieces, owner, weight = split_windows(texts, offsets, min(self.window, self.max_length), prefix_tokens)
+        if len(pieces) == len(texts):       # every text fits in one window
+            return self._encode_whole(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
+        vectors = self._encode_whole(pieces, kind=kind, batch_size=batch_size, show_progress=show_progress)
+        return pool_windows(vectors, owner, weight, len(texts), normalize=self.normalized)
+
+    @torch.inference_mode()
+    def _encode_whole(self, texts: list[str], *, kind: TextKind, batch_size: int | None,
+                      show_progress: bool) -> np.ndarray:
         session = self.onnx_session()
         if session is None:
             self.model  # noqa: B018 - load weights and tokenizer before the first batch

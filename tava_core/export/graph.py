@@ -6,7 +6,9 @@ and its export to ONNX.
 The module computes exactly what ``TransformerEncoder._forward`` computes (then the map), so the
 exported graph and the torch path agree to float precision; inputs are ``input_ids`` and
 ``attention_mask`` with dynamic batch and sequence axes, the outputs are ``embeddings`` (and
-``confidence`` when the graph has a router's score).
+``confidence`` when the graph has a router's score). ``WindowedEncoderGraph`` is the same for a student
+that reads long texts in windows (``encoders/windows.py``): its rows are the texts' pieces, and a third
+input pools them per text.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from ..errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask")
+PIECE_WEIGHTS_NAME = "piece_weights"    # a windowed graph's: (texts, pieces) content-token counts
+STATIC_IDS_NAME = "static_ids"          # a windowed blend's: (texts, tokens) whole-text ids, -1 = padding
 OUTPUT_NAME = "embeddings"
 CONFIDENCE_NAME = "confidence"
 OPSET = 17
@@ -41,13 +45,19 @@ class StaticMember(nn.Module):
     table: torch.Tensor    # buffers: saved in the graph as constants
     counts: torch.Tensor
 
-    def __init__(self, table: torch.Tensor, counts: torch.Tensor, weight: float) -> None:
+    def __init__(self, table: torch.Tensor, counts: torch.Tensor, weight: float,
+                 max_length: Optional[int] = None) -> None:
         super().__init__()
         self.register_buffer("table", table.detach().float().clone())
         self.register_buffer("counts", counts.detach().float().reshape(-1, 1).clone())
         self.weight = float(weight)
+        # the static student's own cut (None: it reads the whole text); set only where the graph gives it
+        # the whole text's ids without special tokens (a windowed graph's ``static_ids``)
+        self.max_length = max_length
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.max_length is not None:
+            input_ids, attention_mask = input_ids[:, :self.max_length], attention_mask[:, :self.max_length]
         weights = nn.functional.embedding(input_ids, self.counts) * attention_mask.unsqueeze(-1).to(self.table.dtype)
         summed = (nn.functional.embedding(input_ids, self.table) * weights).sum(1)
         mean = summed / weights.sum(1).clamp(min=1.0)
@@ -78,11 +88,28 @@ class EncoderGraph(nn.Module):
         self._takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
 
     @property
+    def input_names(self) -> list[str]:
+        return list(INPUT_NAMES)
+
+    @property
     def output_names(self) -> list[str]:
         return [OUTPUT_NAME] + ([CONFIDENCE_NAME] if self.confidence is not None else [])
 
+    def example_inputs(self, vocab_size: int) -> tuple[torch.Tensor, ...]:
+        """Inputs to trace the graph with (their sizes are dynamic axes in the file)."""
+        return (torch.randint(0, max(vocab_size, 2), (2, 16), dtype=torch.long),
+                torch.ones(2, 16, dtype=torch.long))
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        return {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                **{name: {0: "batch"} for name in self.output_names}}
+
     def forward(self, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return self._finish(self._embed(input_ids, attention_mask), input_ids, attention_mask)
+
+    def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Each row's transformer vector: pooling, dense, normalisation (``TransformerEncoder._forward``)."""
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self._takes_token_types:
             kwargs["token_type_ids"] = torch.zeros_like(input_ids)
@@ -95,16 +122,61 @@ class EncoderGraph(nn.Module):
         pooled = self.dense(pooled).float()
         if self.normalize:
             pooled = nn.functional.normalize(pooled, dim=-1)
+        return pooled
+
+    def _finish(self, pooled: torch.Tensor, static_ids: Optional[torch.Tensor],
+                static_mask: Optional[torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The tail, the static members (reading ``static_ids`` where ``static_mask``) and the confidence."""
         if self.tail is not None:
             pooled = self.tail(pooled)
         if len(self.statics):
+            assert static_ids is not None and static_mask is not None, "static members need token ids"
             blended = self.weight * nn.functional.normalize(pooled, dim=-1)
             for member in self.statics:
-                blended = blended + member(input_ids, attention_mask)
+                blended = blended + member(static_ids, static_mask)
             pooled = nn.functional.normalize(blended, dim=-1)
         if self.confidence is not None:
             return pooled, self.confidence(pooled)
         return pooled
+
+
+class WindowedEncoderGraph(EncoderGraph):
+    """``EncoderGraph`` of a student that reads long texts in windows (``TransformerEncoder.encode``):
+    ``(input_ids, attention_mask, piece_weights[, static_ids])``. ``input_ids`` / ``attention_mask`` hold
+    the texts' pieces (one row each, as ``windows.split_windows`` cuts them, each tokenised with its special
+    tokens and prefix); ``piece_weights`` (texts x pieces, float) holds in row t the content-token counts
+    of text t's pieces and zeros elsewhere. Each text's vector is ``pool_windows``': the weighted mean of
+    its pieces' vectors, L2-normalised when the student normalises; then the tail, the blend and the
+    confidence act on it, as tava's wrappers act on the pooled student vector. A blend's static members
+    read the *whole* text as tava's static students do: ``static_ids`` (texts x tokens) are the
+    transformer tokenizer's ids of prefix + text without special tokens or truncation, -1 after the end."""
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(INPUT_NAMES) + [PIECE_WEIGHTS_NAME] + ([STATIC_IDS_NAME] if len(self.statics) else [])
+
+    def example_inputs(self, vocab_size: int) -> tuple[torch.Tensor, ...]:
+        ids = torch.randint(0, max(vocab_size, 2), (3, 16), dtype=torch.long)
+        weights = torch.tensor([[14.0, 3.0, 0.0], [0.0, 0.0, 9.0]])
+        static_ids = torch.randint(0, max(vocab_size, 2), (2, 24), dtype=torch.long)
+        static_ids[1, 10:] = -1
+        return (ids, torch.ones(3, 16, dtype=torch.long), weights) + ((static_ids,) if len(self.statics) else ())
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        return {"input_ids": {0: "pieces", 1: "sequence"}, "attention_mask": {0: "pieces", 1: "sequence"},
+                PIECE_WEIGHTS_NAME: {0: "batch", 1: "pieces"}, STATIC_IDS_NAME: {0: "batch", 1: "tokens"},
+                **{name: {0: "batch"} for name in self.output_names}}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,  # type: ignore[override]
+                piece_weights: torch.Tensor,
+                static_ids: Optional[torch.Tensor] = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        pieces = self._embed(input_ids, attention_mask)
+        pooled = (piece_weights @ pieces) / piece_weights.sum(1, keepdim=True).clamp(min=1e-12)
+        if self.normalize:
+            pooled = nn.functional.normalize(pooled, dim=-1)
+        if static_ids is None:
+            return self._finish(pooled, None, None)
+        return self._finish(pooled, static_ids.clamp(min=0), static_ids >= 0)
 
 
 @contextlib.contextmanager
@@ -137,15 +209,14 @@ def export_graph(graph: EncoderGraph, path: Path, *, vocab_size: int) -> Path:
     that pays, BERT attention, is ``fuse_attention``'s, applied by the backend's cache on top of this
     graph. The caller makes it atomic (a temp name, then ``os.replace``) and checks agreement with torch."""
     graph = graph.float().eval()
-    example = (torch.randint(0, max(vocab_size, 2), (2, 16), dtype=torch.long),
-               torch.ones(2, 16, dtype=torch.long))
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-            **{name: {0: "batch"} for name in graph.output_names}}
+    example = graph.example_inputs(vocab_size)
+    names = graph.input_names
+    axes = {name: axis for name, axis in graph.dynamic_axes().items() if name in names or name in graph.output_names}
     path = Path(path)
     try:
         with torch.no_grad(), warnings.catch_warnings(), eager_attention(graph.model):
             warnings.simplefilter("ignore")  # the tracer's notes on shapes are for torch developers
-            torch.onnx.export(graph, example, str(path), input_names=list(INPUT_NAMES),
+            torch.onnx.export(graph, example, str(path), input_names=names,
                               output_names=graph.output_names, dynamic_axes=axes, opset_version=OPSET,
                               dynamo=False, do_constant_folding=True)
     except Exception as exc:  # noqa: BLE001 - any exporter failure means: this encoder stays on torch

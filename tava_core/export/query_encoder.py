@@ -4,7 +4,9 @@ neither tava nor torch.
 
     <out>/model.onnx       input_ids, attention_mask (int64, dynamic batch x sequence) -> embeddings
                            (+ confidence, for a router: queries under card["router"]["threshold"]
-                           go to the teacher)
+                           go to the teacher); a student that reads long texts in windows (window.json)
+                           takes its texts' pieces and piece_weights (+ static_ids for a blend) instead:
+                           card["window_tokens"], graph.WindowedEncoderGraph
     <out>/tokenizer.json   with the encoder's truncation and padding set inside
     <out>/card.json        written last: teacher to search against, agreement with fp32 torch, precision
 
@@ -111,10 +113,12 @@ def _split_blend(blend: Any) -> ExportParts:
     return ExportParts(student, adapter, statics=statics, weight=weight)
 
 
-def static_members(parts: ExportParts, texts: Sequence[str]) -> list[Any]:
+def static_members(parts: ExportParts, texts: Sequence[str], *, whole: bool = False) -> list[Any]:
     """The blend's static members as ``graph.StaticMember``s over the transformer tokenizer's ids, once
     each is shown to cut ``texts`` into the same tokens (special tokens aside, within the transformer's
-    max_length) with the same query prefix; a ConfigError naming the member otherwise."""
+    max_length) with the same query prefix; a ConfigError naming the member otherwise. ``whole``: the
+    members read the whole text's ids (a windowed graph's ``static_ids``: no special tokens, no cut but
+    the static student's own max_length), as tava's static students read it."""
     import torch
 
     from ..distill.vocabulary import unpadded
@@ -125,9 +129,12 @@ def static_members(parts: ExportParts, texts: Sequence[str]) -> list[Any]:
     special = {int(i) for i in parts.student.tokenizer.all_special_ids}
     limit = int(parts.student.max_length) - 2     # room for [CLS] and [SEP]
     prefix = parts.student.spec.query_prefix
-    ours = [e.ids[:limit] for e in backend.encode_batch([prefix + t for t in texts], add_special_tokens=False)]
+    encoded = [e.ids for e in backend.encode_batch([prefix + t for t in texts], add_special_tokens=False)]
     members = []
     for static, weight in parts.statics:
+        if whole:
+            limit = static.max_length if static.max_length is not None else max(map(len, encoded), default=0)
+        ours = [ids[:limit] for ids in encoded]
         where = f"static member {static.name} ({static.directory})"
         if static.spec.query_prefix != prefix:
             raise ConfigError(f"{where} uses the query prefix {static.spec.query_prefix!r}, the transformer "
@@ -148,9 +155,10 @@ def static_members(parts: ExportParts, texts: Sequence[str]) -> list[Any]:
                               "graph's input ids", hint="blend a static student of the same teacher vocabulary "
                                                         "(static_vocabulary 0), or serve the blend with tava")
         counts = (index >= 0).float()
-        counts[sorted(i for i in special if i < len(counts))] = 0.0
+        if not whole:   # input_ids hold [CLS], [SEP], [PAD]; static_ids only the text's own tokens ([UNK] too)
+            counts[sorted(i for i in special if i < len(counts))] = 0.0
         table = static.table[index.clamp(min=0)] * counts.unsqueeze(1)
-        members.append(StaticMember(table, counts, weight))
+        members.append(StaticMember(table, counts, weight, max_length=static.max_length if whole else None))
     return members
 
 
@@ -172,6 +180,18 @@ def _split_vector_encoder(encoder: Any) -> tuple[Any, Any]:
                         "a blend of one with static students, or a router over any of these",
                       hint="static students are already fast on the numpy path (no export needed); "
                            "pass the student or adapter directory")
+
+
+def export_window(student: Any) -> Optional[dict[str, int]]:
+    """The card's keys for a student that reads long texts in windows (``encoders/windows.py``), or None:
+    the window as the encoder applies it (at most max_length) and the query prefix's token count, which
+    every piece carries. A server cuts texts with them as ``standalone.ExportedQueryEncoder.windows`` does."""
+    if not student.window:
+        return None
+    tokenizer = student.tokenizer      # loaded: it settles max_length
+    prefix = student.spec.query_prefix
+    prefix_tokens = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+    return {"window_tokens": int(min(student.window, student.max_length)), "window_prefix_tokens": prefix_tokens}
 
 
 def read_sample(config: ExportConfig) -> list[str]:
@@ -331,7 +351,7 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
     """Export, measure, gate, save; returns the card (with ``path``)."""
     from ..encoders import load_encoder, resolve_model_path
     from ..encoders.onnx_backend import onnxruntime_available
-    from .graph import EncoderGraph, export_graph
+    from .graph import EncoderGraph, WindowedEncoderGraph, export_graph
 
     if not onnxruntime_available():
         raise ConfigError("`tava export` needs onnx and onnxruntime, which are not installed",
@@ -355,9 +375,11 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
 
         score = router.compiled
         confidence_graph = ConfidenceGraph(score)
-    statics = static_members(parts, texts) if parts.statics else []
-    graph = EncoderGraph(student.model, student.dense, pooling=student.pooling, normalize=student.normalized,
-                         tail=adapter, confidence=confidence_graph, statics=statics, weight=parts.weight)
+    window = export_window(student)
+    statics = static_members(parts, texts, whole=window is not None) if parts.statics else []
+    graph_type = WindowedEncoderGraph if window is not None else EncoderGraph
+    graph = graph_type(student.model, student.dense, pooling=student.pooling, normalize=student.normalized,
+                       tail=adapter, confidence=confidence_graph, statics=statics, weight=parts.weight)
     model_dir = resolve_model_path(config.model)
     teacher = ({"model": config.teacher} if config.teacher else _router_teacher(router) if router is not None
                else find_teacher(model_dir, student.directory))
@@ -374,15 +396,16 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
         card: dict[str, Any] = {
             "format": CARD_FORMAT, "file": GRAPH_FILE, "precision": config.precision,
             "dim": int(encoder.dim), "normalized": True, "max_length": int(student.max_length),
-            "query_prefix": student.spec.query_prefix,
-            "inputs": ["input_ids", "attention_mask"], "output": "embeddings", "outputs": graph.output_names,
+            "query_prefix": student.spec.query_prefix, **(window or {}),
+            "inputs": graph.input_names, "output": "embeddings", "outputs": graph.output_names,
             "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint, "model": str(model_dir),
                         "student": student.fingerprint, "adapter": adapter is not None,
                         "router": router is not None,
                         "blend": [{"member": student.name, "kind": "transformer" + (" + adapter" if adapter is not None
                                                                                    else ""), "weight": parts.weight}]
                         + [{"member": static.name, "kind": "static", "fingerprint": static.fingerprint, "weight": w,
-                            "note": "reads the transformer's token ids, so texts past max_length are cut"}
+                            "note": "reads the transformer's token ids, so texts past max_length are cut"
+                            if window is None else "reads the whole text's ids (input static_ids), as tava does"}
                            for static, w in parts.statics] if parts.statics else None},
             "router": _router_card(router) if router is not None else None,
             "teacher": teacher,

@@ -1,6 +1,7 @@
 """Run an exported query encoder with onnxruntime, tokenizers and numpy only (no torch, no tava
 model code): what a serving stack does, and what `tava export` measures its agreement with.
-The README's snippet is this, inlined."""
+The README's snippet is this, inlined (for exports without a window). This file imports nothing of
+tava's: a server may copy it as it is."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import numpy as np
 
 CARD_NAME = "card.json"
 TOKENIZER_NAME = "tokenizer.json"
+SPECIAL_TOKENS = 2          # [CLS] ... [SEP] (or <s> ... </s>) around every window
 
 # What a session should set to run the graph fast (written into the card; bench/int8_amx.py):
 # - subnormal floats flushed to zero in ORT's threads: masked attention scores and GELU's tails
@@ -64,6 +66,30 @@ def full_range_warning(card: dict[str, Any], flags: Optional[set[str]]) -> Optio
             "neither, so ONNX Runtime's uint8 x int8 products can saturate: re-export with --int8-range reduced")
 
 
+def split_windows(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]]], window: int,
+                  prefix_tokens: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Cut every text longer than ``window`` tokens into consecutive pieces of at most ``window`` tokens
+    (special tokens and the prefix included); returns the pieces, the index of the text each came from and
+    its content-token count. A copy of ``tava_core/encoders/windows.py``'s ``split_windows`` (this file
+    imports nothing of tava's); tests/export/test_windowed_export.py holds the two equal."""
+    size = max(1, window - SPECIAL_TOKENS - prefix_tokens)      # content tokens per piece
+    pieces: list[str] = []
+    owner: list[int] = []
+    weight: list[int] = []
+    for i, (text, spans) in enumerate(zip(texts, offsets, strict=True)):
+        if len(spans) <= size:
+            pieces.append(text)
+            owner.append(i)
+            weight.append(max(1, len(spans)))
+            continue
+        for start in range(0, len(spans), size):
+            chunk = spans[start:start + size]
+            pieces.append(text[chunk[0][0]:chunk[-1][1]])
+            owner.append(i)
+            weight.append(len(chunk))
+    return pieces, np.asarray(owner, dtype=np.int64), np.asarray(weight, dtype=np.float32)
+
+
 class ExportedQueryEncoder:
     """``encode(texts) -> float32 (n, dim)`` from an export directory (card, graph, tokenizer)."""
 
@@ -79,6 +105,15 @@ class ExportedQueryEncoder:
         self.session = ort.InferenceSession(str(self.directory / self.card["file"]), sess_options=options,
                                             providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
         self.extra_outputs = len(self.session.get_outputs()) - 1   # a router's confidence: 1
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        # A windowed export (card "window_tokens"): long texts are read in pieces, as tava's encoder reads
+        # them; the cutting reads the tokenizer without its truncation and padding.
+        self.window: Optional[int] = self.card.get("window_tokens")
+        self.plain: Any = None
+        if self.window:
+            self.plain = Tokenizer.from_str(self.tokenizer.to_str())
+            self.plain.no_truncation()
+            self.plain.no_padding()
         if (warning := full_range_warning(self.card, cpu_flags())) is not None:
             import warnings
 
@@ -86,20 +121,47 @@ class ExportedQueryEncoder:
 
     def _run(self, texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
         """Every output of the graph for ``texts``, in the texts' order (embeddings first)."""
-        prefix = self.card.get("query_prefix", "")
         out: list[np.ndarray] = [np.zeros((len(texts), int(self.card["dim"])), dtype=np.float32)]
         out += [np.zeros(len(texts), dtype=np.float32) for _ in range(self.extra_outputs)]
         # Longest first, as tava's encoders batch: similar lengths waste little padding.
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            batch = self.tokenizer.encode_batch([prefix + texts[i] for i in idx])
-            ids = np.array([e.ids for e in batch], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
-            for target, values in zip(out, self.session.run(None, {"input_ids": ids, "attention_mask": mask}),
-                                      strict=True):
+            for target, values in zip(out, self.session.run(None, self.feeds([texts[i] for i in idx])), strict=True):
                 target[idx] = values
         return out
+
+    def windows(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The pieces a windowed export reads ``texts`` in (``split_windows``), as tava's encoder cuts them:
+        the first max_length - 2 - prefix content tokens of each text, windows of the card's size."""
+        assert self.window and self.plain is not None, "an export without a window reads each text whole"
+        prefix_tokens = int(self.card.get("window_prefix_tokens", 0))
+        max_length = int(self.card["max_length"])
+        limit = max(1, max_length - SPECIAL_TOKENS - prefix_tokens)
+        offsets = [e.offsets[:limit] for e in self.plain.encode_batch(list(texts), add_special_tokens=False)]
+        return split_windows(texts, offsets, min(int(self.window), max_length), prefix_tokens)
+
+    def feeds(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The graph's inputs for ``texts``."""
+        prefix = self.card.get("query_prefix", "")
+        if not self.window:
+            batch = self.tokenizer.encode_batch([prefix + t for t in texts])
+            return {"input_ids": np.array([e.ids for e in batch], dtype=np.int64),
+                    "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64)}
+        pieces, owner, weight = self.windows(texts)
+        batch = self.tokenizer.encode_batch([prefix + p for p in pieces])    # each with its special tokens
+        piece_weights = np.zeros((len(texts), len(pieces)), dtype=np.float32)
+        piece_weights[owner, np.arange(len(pieces))] = weight
+        feeds: dict[str, np.ndarray] = {"input_ids": np.array([e.ids for e in batch], dtype=np.int64),
+                                        "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64),
+                                        "piece_weights": piece_weights}
+        if "static_ids" in self.inputs:    # a blend's static members read the whole text, untruncated
+            ids = [e.ids for e in self.plain.encode_batch([prefix + t for t in texts], add_special_tokens=False)]
+            static_ids = np.full((len(texts), max([1, *map(len, ids)])), -1, dtype=np.int64)
+            for row, text_ids in zip(static_ids, ids, strict=True):
+                row[:len(text_ids)] = text_ids
+            feeds["static_ids"] = static_ids
+        return feeds
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self._run(texts, batch_size)[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from distill_helpers import embed_toy, make_toy_dataset
+from distill_helpers import embed_toy, make_toy_dataset, toy_texts
 
 from tava_core.distill import DistillConfig, StaticStudent, Trainer, TransformerStudent, distill
 from tava_core.distill.run import work_dir_for
@@ -455,3 +455,28 @@ def test_bad_dataset_weights_fail_before_training(two_source_home, teacher_dir, 
     with pytest.raises(ConfigError, match=message):
         distill(_config(teacher_dir, name="badw", datasets=["toy", "log"], dataset_weights=weights), two_source_home,
                 progress=False)
+
+
+def test_a_transformer_student_records_its_window_and_an_older_one_gets_it_on_reuse(toy_home, teacher_dir):
+    """window.json (tava_core/encoders/windows.py): the 95th percentile of the training texts' token counts
+    as trained (cut at max_length); a student saved before windows existed gets it when its run is reused."""
+    from transformers import AutoTokenizer
+
+    from tava_core.encoders.windows import WINDOW_FILE, window_from_lengths
+
+    config = _config(teacher_dir, name="windowed", steps=6, eval_every=3, checkpoint_every=3, warmup_steps=1,
+                     max_length=16)
+    record = distill(config, toy_home, progress=False)
+    out = Path(record.output)
+    saved = json.loads((out / WINDOW_FILE).read_text())
+    texts = toy_texts(400, 0)          # what make_toy_dataset wrote, the only training texts (no span views)
+    counts = [len(ids) for ids in AutoTokenizer.from_pretrained(str(out))(texts, truncation=True,
+                                                                          max_length=16)["input_ids"]]
+    assert saved["window_tokens"] == window_from_lengths(counts, 16) and saved["training_texts"] == record.texts
+    assert json.loads(record.card_path.read_text())["window"] == saved
+    assert load_encoder(str(out), cache=False).window == saved["window_tokens"]
+    (out / WINDOW_FILE).unlink()
+    before = load_encoder(str(out), cache=False).fingerprint
+    again = distill(config, toy_home, progress=False)
+    assert again.reused and json.loads((out / WINDOW_FILE).read_text()) == saved
+    assert load_encoder(str(out), cache=False).fingerprint != before
