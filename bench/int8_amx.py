@@ -334,7 +334,11 @@ def make_variants(dev: Dev, adapter: str, work: Path) -> dict[str, Any]:
 
     card = export_query_encoder(ExportConfig(model=adapter, precision="fp32", out=str(work / "base")), TavaHome(work))
     int8 = export_query_encoder(ExportConfig(model=adapter, precision="int8", out=str(work / "int8")), TavaHome(work))
-    student, tail = _split_encoder(dev.student)
+    parts = _split_encoder(dev.student)     # an ExportParts since a210680 (this unpacked a pair until session 51)
+    student, tail = parts.student, parts.adapter
+    if "window_tokens" in card:
+        raise SystemExit(f"{adapter}: a windowed student's export takes piece_weights, which the graphs this bench "
+                         "rebuilds do not: run it on a student without window.json")
     module = EncoderGraph(student.model, student.dense, pooling=student.pooling, normalize=student.normalized,
                           tail=tail)
     graphs = {name: build_graph(module, work / f"{name}.onnx", len(student.tokenizer), fusion)

@@ -91,17 +91,29 @@ def calibration_texts(count: int) -> list[str]:
     return [" ".join(text.split()[:12]) for text in speed.passages(count, seed=7)]
 
 
-def quantize_static_qdq(fp32: Path, out: Path, tokenizer: Any, texts: list[str]) -> None:
+def calibration_feeds(graph: Path, encoder: Any, texts: list[str], batch_size: int = 32) -> list[dict[str, np.ndarray]]:
+    """``texts`` in batches as the graph at ``graph`` takes them: every input its session declares (a windowed
+    graph's ``piece_weights``, a blend's ``static_ids`` too), built as the export's runner builds them
+    (``encoder``: an ``ExportedQueryEncoder`` over a card of the same graph)."""
+    import onnxruntime as ort
+
+    names = [i.name for i in ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).get_inputs()]
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        feeds = encoder.feeds(texts[start:start + batch_size])
+        missing = [name for name in names if name not in feeds]
+        if missing:
+            raise ValueError(f"{graph} takes {missing}, which the export's runner does not build for its card")
+        batches.append({name: feeds[name] for name in names})
+    return batches
+
+
+def quantize_static_qdq(fp32: Path, out: Path, encoder: Any, texts: list[str]) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            batches = []
-            for start in range(0, len(texts), 32):
-                encoded = tokenizer.encode_batch(texts[start:start + 32])
-                batches.append({"input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
-                                "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64)})
-            self.batches = iter(batches)
+            self.batches = iter(calibration_feeds(fp32, encoder, texts))
 
         def get_next(self) -> Optional[dict[str, np.ndarray]]:
             return next(self.batches, None)
@@ -113,18 +125,16 @@ def quantize_static_qdq(fp32: Path, out: Path, tokenizer: Any, texts: list[str])
 
 def make_variants(dev: int8_amx.Dev, adapter: str, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     from tava_core.export.config import ExportConfig
-    from tava_core.export.graph import EncoderGraph, export_graph
     from tava_core.export.query_encoder import QUANTIZATION, _split_encoder, export_query_encoder, quantize_graph
     from tava_core.export.standalone import ExportedQueryEncoder
     from tava_core.home import TavaHome
 
     int8 = export_query_encoder(ExportConfig(model=adapter, precision="int8", out=str(work / "int8")), TavaHome(work))
     fp32 = export_query_encoder(ExportConfig(model=adapter, precision="fp32", out=str(work / "fp32")), TavaHome(work))
-    student, tail = _split_encoder(dev.student)
-    module = EncoderGraph(student.model, student.dense, pooling=student.pooling, normalize=student.normalized,
-                          tail=tail)
-    plain = export_graph(module, work / "plain.onnx", vocab_size=len(student.tokenizer))
-    config = student.model.config
+    # the plain graph is the fp32 export's own (unfused, the graph the int8 file quantises): the inputs the
+    # shipped card's runner feeds (a windowed student's piece_weights too)
+    plain = Path(shutil.copy(Path(fp32["path"]) / "model.onnx", work / "plain.onnx"))
+    config = _split_encoder(dev.student).student.model.config
     graphs = {name: plain if change is None else
               fused_graph(plain, work / f"{name}.onnx", change, int(config.num_attention_heads), int(config.hidden_size))
               for name, change in GRAPHS.items()}
@@ -142,7 +152,7 @@ def make_variants(dev: int8_amx.Dev, adapter: str, work: Path, log: Callable[[st
         elif quantization == "attention_int8":
             quantize_graph(graphs[graph], target, {**QUANTIZATION, "weights_only": False})
         else:
-            quantize_static_qdq(graphs[graph], target, shipped.tokenizer, calibration_texts(256))
+            quantize_static_qdq(graphs[graph], target, shipped, calibration_texts(256))
         encoders[name] = ExportedQueryEncoder(directory, threads=2)
     return encoders
 

@@ -40,7 +40,10 @@ class StaticMember(nn.Module):
     mean of its token vectors over the text's tokens -- what ``StaticEncoder`` computes from its own
     tokenizer. ``table`` is indexed by the *transformer's* ids (a static student's vocabulary may number
     the same tokens differently: model2vec drops the unused slots); ``counts`` is 1 for a token the static
-    student reads and 0 for the rest (special tokens, which it never sees, and tokens it does not have)."""
+    student has and 0 for the rest. Which positions are the text's own tokens is the mask the graph passes
+    (``text_token_mask`` of ``input_ids``, or a windowed graph's ``static_ids``): every token there is read,
+    [UNK] and special tokens written in the text included, as ``StaticEncoder`` reads them (it tokenises
+    without special tokens and drops nothing)."""
 
     table: torch.Tensor    # buffers: saved in the graph as constants
     counts: torch.Tensor
@@ -51,17 +54,27 @@ class StaticMember(nn.Module):
         self.register_buffer("table", table.detach().float().clone())
         self.register_buffer("counts", counts.detach().float().reshape(-1, 1).clone())
         self.weight = float(weight)
-        # the static student's own cut (None: it reads the whole text); set only where the graph gives it
-        # the whole text's ids without special tokens (a windowed graph's ``static_ids``)
-        self.max_length = max_length
+        self.max_length = max_length    # the static student's own cut (None: it reads the whole text)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """``text_mask``: where ``input_ids`` hold the text's own tokens (in order); the member reads the
+        first ``max_length`` of them."""
+        mask = text_mask.to(self.table.dtype)
         if self.max_length is not None:
-            input_ids, attention_mask = input_ids[:, :self.max_length], attention_mask[:, :self.max_length]
-        weights = nn.functional.embedding(input_ids, self.counts) * attention_mask.unsqueeze(-1).to(self.table.dtype)
+            mask = mask * (mask.cumsum(1) <= self.max_length).to(mask.dtype)
+        weights = nn.functional.embedding(input_ids, self.counts) * mask.unsqueeze(-1)
         summed = (nn.functional.embedding(input_ids, self.table) * weights).sum(1)
         mean = summed / weights.sum(1).clamp(min=1.0)
         return self.weight * nn.functional.normalize(mean, dim=-1)
+
+
+def text_token_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Where ``input_ids`` hold the text's own tokens: the attended positions but the first and the last,
+    which the tokenizer's template adds ([CLS] ... [SEP], <s> ... </s>; ``static_members`` checks the
+    template is that). By position, not by id: a static student reads [UNK] and a special token written
+    in the text. Either padding side: the count of attended positions up to each one is its rank."""
+    rank = attention_mask.cumsum(1)
+    return (attention_mask > 0) & (rank > 1) & (rank < attention_mask.sum(1, keepdim=True))
 
 
 class EncoderGraph(nn.Module):
@@ -106,7 +119,10 @@ class EncoderGraph(nn.Module):
 
     def forward(self, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        return self._finish(self._embed(input_ids, attention_mask), input_ids, attention_mask)
+        pooled = self._embed(input_ids, attention_mask)
+        if not len(self.statics):
+            return self._finish(pooled, None, None)
+        return self._finish(pooled, input_ids, text_token_mask(attention_mask))
 
     def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Each row's transformer vector: pooling, dense, normalisation (``TransformerEncoder._forward``)."""

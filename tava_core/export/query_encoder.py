@@ -115,10 +115,12 @@ def _split_blend(blend: Any) -> ExportParts:
 
 def static_members(parts: ExportParts, texts: Sequence[str], *, whole: bool = False) -> list[Any]:
     """The blend's static members as ``graph.StaticMember``s over the transformer tokenizer's ids, once
-    each is shown to cut ``texts`` into the same tokens (special tokens aside, within the transformer's
-    max_length) with the same query prefix; a ConfigError naming the member otherwise. ``whole``: the
-    members read the whole text's ids (a windowed graph's ``static_ids``: no special tokens, no cut but
-    the static student's own max_length), as tava's static students read it."""
+    each is shown to cut ``texts`` into the same tokens (without special tokens, within the transformer's
+    max_length) with the same query prefix; a ConfigError naming the member otherwise. A member reads every
+    token of the text, [UNK] included, up to its own max_length, as tava's static students read it: of
+    ``input_ids``, the positions between the template's first and last token (``graph.text_token_mask``),
+    so texts past the transformer's max_length are cut; with ``whole``, the whole text's ids (a windowed
+    graph's ``static_ids``: no special tokens, no cut but the static student's own max_length)."""
     import torch
 
     from ..distill.vocabulary import unpadded
@@ -126,10 +128,15 @@ def static_members(parts: ExportParts, texts: Sequence[str], *, whole: bool = Fa
 
     backend = unpadded(parts.student.tokenizer.backend_tokenizer)   # its tokenizer.json may pad to a length
     vocab = backend.get_vocab()
-    special = {int(i) for i in parts.student.tokenizer.all_special_ids}
     limit = int(parts.student.max_length) - 2     # room for [CLS] and [SEP]
     prefix = parts.student.spec.query_prefix
     encoded = [e.ids for e in backend.encode_batch([prefix + t for t in texts], add_special_tokens=False)]
+    if not whole:   # the members read input_ids between the template's first and last token (text_token_mask)
+        framed = [e.ids for e in backend.encode_batch([prefix + t for t in texts], add_special_tokens=True)]
+        if any(len(full) != len(ids) + 2 or full[1:-1] != ids for full, ids in zip(framed, encoded, strict=True)):
+            raise ConfigError("the transformer student's tokenizer does not put one special token before and one "
+                              "after the text, so the graph's static members cannot find the text's tokens in "
+                              "its input ids", hint="serve the blend with tava")
     members = []
     for static, weight in parts.statics:
         if whole:
@@ -154,11 +161,11 @@ def static_members(parts: ExportParts, texts: Sequence[str], *, whole: bool = Fa
                               "(another vocabulary, or one expanded with whole words), so it cannot read the "
                               "graph's input ids", hint="blend a static student of the same teacher vocabulary "
                                                         "(static_vocabulary 0), or serve the blend with tava")
+        # every token of the text is read, [UNK] too, as tava's static students read it; the graph's mask says
+        # which positions hold the text (input_ids also hold [CLS], [SEP], [PAD]: graph.text_token_mask)
         counts = (index >= 0).float()
-        if not whole:   # input_ids hold [CLS], [SEP], [PAD]; static_ids only the text's own tokens ([UNK] too)
-            counts[sorted(i for i in special if i < len(counts))] = 0.0
         table = static.table[index.clamp(min=0)] * counts.unsqueeze(1)
-        members.append(StaticMember(table, counts, weight, max_length=static.max_length if whole else None))
+        members.append(StaticMember(table, counts, weight, max_length=static.max_length))
     return members
 
 

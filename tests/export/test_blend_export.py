@@ -108,3 +108,52 @@ def test_static_student_with_its_own_numbering_exports(tmp_path, tiny_model_dir)
     export_query_encoder(ExportConfig(model=str(blend_dir), out=str(tmp_path / "export")), TavaHome(tmp_path / "home"))
     expected = load_encoder(str(blend_dir), cache=False).encode(TEXTS, kind="query")
     assert np.abs(ExportedQueryEncoder(tmp_path / "export").encode(TEXTS) - expected).max() <= 1e-5
+
+
+# Characters the tokenizer has no piece for ([UNK]) and special tokens written in the text itself: tava's
+# static students read both (no special tokens added, none dropped), so the export's static members must too.
+UNKNOWN = ["🦄 aspirin 🧪", "🙂", "Ünïcode, émojis 🙂 and CJK 文字", "what does 🧬 stand for?",
+           "a [SEP] b [MASK] c [UNK] d", "[CLS]"]
+
+
+def test_exported_blend_reads_unknown_tokens_as_tava_does(tmp_path, student_dir, static_dirs):
+    blend_dir = _blend(tmp_path / "blend", [student_dir, static_dirs[0]], [0.5, 0.5])
+    card = export_query_encoder(ExportConfig(model=str(blend_dir), out=str(tmp_path / "export")),
+                                TavaHome(tmp_path / "home"))
+    exported = ExportedQueryEncoder(tmp_path / "export")
+    unk = exported.tokenizer.token_to_id("[UNK]")
+    assert unk in exported.feeds(UNKNOWN[:1])["input_ids"][0]      # the case this test is for
+    expected = load_encoder(str(blend_dir), cache=False).encode(UNKNOWN + TEXTS, kind="query")
+    for batch_size in (64, 1):
+        assert np.abs(exported.encode(UNKNOWN + TEXTS, batch_size=batch_size) - expected).max() <= 1e-4
+    # the built-in agreement sample holds unknown characters too; only its texts past max_length differ
+    assert card["agreement"]["min_cosine"] > 0.99
+
+
+def test_exported_blend_keeps_its_static_members_own_max_length(tmp_path, student_dir, tiny_model_dir):
+    static_dir = write_static_model(tmp_path / "static", tiny_model_dir, 24, seed=6)
+    save_blend(tmp_path / "blend", [EncoderSpec(model=str(student_dir)),
+                                    EncoderSpec(model=str(static_dir), max_length=8)], [0.5, 0.5])
+    export_query_encoder(ExportConfig(model=str(tmp_path / "blend"), out=str(tmp_path / "export")),
+                         TavaHome(tmp_path / "home"))
+    expected = load_encoder(str(tmp_path / "blend"), cache=False).encode(UNKNOWN + TEXTS, kind="query")
+    assert np.abs(ExportedQueryEncoder(tmp_path / "export").encode(UNKNOWN + TEXTS) - expected).max() <= 1e-4
+
+
+def test_static_members_need_one_special_token_each_side_of_the_text(student_dir, static_dirs):
+    """An unwindowed graph's static members find the text in input_ids between the template's first and last
+    token: a tokenizer with another template (a T5-like "$A </s>") is refused, with a message; a windowed
+    graph's members read ``static_ids``, which hold no special tokens, so it does not matter there."""
+    from tokenizers import processors
+
+    from tava_core.export.query_encoder import ExportParts, static_members
+
+    student = load_encoder(str(student_dir), cache=False)
+    static = load_encoder(str(static_dirs[0]), cache=False)
+    parts = ExportParts(student, statics=[(static, 0.5)], weight=0.5)
+    assert len(static_members(parts, UNKNOWN + TEXTS)) == 1
+    student.tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A [SEP]", special_tokens=[("[SEP]", student.tokenizer.sep_token_id)])
+    with pytest.raises(ConfigError, match="one special token before and one after"):
+        static_members(parts, TEXTS)
+    assert len(static_members(parts, TEXTS, whole=True)) == 1
