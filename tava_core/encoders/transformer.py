@@ -325,8 +325,8 @@ class TransformerEncoder(Encoder):
         pieces, owner, weight = split_windows(texts, offsets, min(self.window, self.max_length), prefix_tokens)
         if len(pieces) == len(texts):       # every text fits in one window
             return self._encode_whole(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
-        # pieces are short: batch as many tokens per pass as whole texts would (a batch of 64 37-token pieces
-        # ran 1.3x slower than 512 of them); what an out-of-memory retry settles on is kept, scaled back
+        # pieces are short: batch as many tokens per pass as whole texts would (64 pieces of 37 tokens per pass
+        # were slower, per-pass overhead); what an out-of-memory retry settles on is kept
         requested = batch_size or self.batch_size
         piece_batch = max(requested, requested * self.max_length // max(1, min(self.window, self.max_length)))
         vectors = self._encode_whole(pieces, kind=kind, batch_size=piece_batch, show_progress=show_progress)
