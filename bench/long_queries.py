@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--tag", default="mpnet", help="the run's --tag (artifacts scifact-reversed-TAG)")
     parser.add_argument("--teacher", default="all-mpnet-base-v2", help="the run's teacher (its cached vectors)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--windows", type=int, nargs="*", default=[],
+                        help="also read the queries in windows of these many tokens (EncoderSpec.window)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     run = f"{DATASET}-{args.tag}"
@@ -84,6 +86,8 @@ def main() -> None:
                                                                                    window=0)
                                 for n in args.lengths}
     encoders[f"student, full ({student.max_length} tokens)"] = EncoderSpec(model=str(student_dir), window=0)  # type: ignore[attr-defined]
+    for n in args.windows:          # the sweep the window rule was chosen from (dev; session 51)
+        encoders[f"student, in windows of {n} tokens"] = EncoderSpec(model=str(student_dir), window=n)
     if student.window:                                                          # type: ignore[attr-defined]
         encoders[f"student, in windows of {student.window} tokens (window.json)"] = str(student_dir)  # type: ignore[attr-defined]
     encoders.update({"student + adapter": str(artifacts / "adapters" / run),

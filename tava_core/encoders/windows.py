@@ -3,9 +3,9 @@ the vectors of its consecutive windows.
 
 Why: a Stage A student is a few layers trained on the texts it was given -- often short ones (claims,
 span views). Asked to read a query ten times longer than anything it saw, it drifts: on SciFact turned
-around (~300-token abstracts as queries; ``bench/long_queries.py``) mpnet's 2-layer student kept 0.778 of
-its teacher reading each query whole and 0.919 reading it in windows of its training texts' length; MiniLM's
-3-layer student 0.954 and 0.983. So a transformer student carries ``window.json`` (written by Stage A; the
+around (~300-token abstracts as queries; ``bench/long_queries.py``, dev) mpnet's 2-layer student kept 0.778
+of its teacher reading each query whole and 0.920 reading it in windows of its training texts' length; MiniLM's
+3-layer student 0.954 and 0.988. So a transformer student carries ``window.json`` (written by Stage A; the
 95th percentile of its training texts' token counts) and never reads more tokens at a time than that.
 Pure functions over a tokenizer's character offsets, so the tava encoder and the standalone ONNX runtime
 (``tava_core/export/standalone.py``) cut texts identically.
