@@ -159,7 +159,8 @@ class TransformerEncoder(Encoder):
         self.max_length = spec.max_length or layout.get("max_length", 512)
         self._configured_max_length = self.max_length  # what the fingerprint names (known before loading)
         # Tokens read at a time (windows.py): the spec's, else the directory's window.json (a Stage A student's)
-        window = spec.window if spec.window is not None else read_window(self.directory)
+        self._directory_window = read_window(self.directory)
+        window = spec.window if spec.window is not None else self._directory_window
         self.window: Optional[int] = window or None
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
@@ -241,13 +242,18 @@ class TransformerEncoder(Encoder):
                                 self._configured_max_length, self.spec.query_prefix, self.spec.document_prefix]
             # window.json is hashed with the directory; an override of it is named (and no window adds
             # nothing, so every encoder without one keeps the fingerprint it had before windows existed)
-            if self.spec.window is not None and self.window != read_window(self.directory):
+            if self.spec.window is not None and self.window != self._directory_window:
                 parts.append(f"window={self.window or 0}")
             self._fingerprint = combine_fingerprint(*parts)
         return self._fingerprint
 
     def _prefix(self, kind: TextKind) -> str:
         return self.spec.query_prefix if kind == "query" else self.spec.document_prefix
+
+    def prefix_tokens(self, kind: TextKind) -> int:
+        """Tokens the prefix of ``kind`` adds to every text (and to every window of a long one)."""
+        prefix = self._prefix(kind)
+        return len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
 
     def tokenize(self, texts: Sequence[str], *, tensors: str = "np") -> dict[str, Any]:
         """The features both backends feed the model (one tokenisation, so they cannot drift)."""
@@ -316,8 +322,7 @@ class TransformerEncoder(Encoder):
             return self._encode_whole(texts, kind=kind, batch_size=batch_size, show_progress=show_progress)
         offsets = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
                                  return_attention_mask=False)["offset_mapping"]
-        prefix = self._prefix(kind)
-        prefix_tokens = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+        prefix_tokens = self.prefix_tokens(kind)
         # the windows cover what reading the text whole covers: its first max_length tokens (the teacher's
         # own limit, for a student), so a long text means the same to both
         limit = max(1, self.max_length - SPECIAL_TOKENS - prefix_tokens)

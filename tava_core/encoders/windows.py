@@ -7,8 +7,9 @@ around (~300-token abstracts as queries; ``bench/long_queries.py``, dev) mpnet's
 of its teacher reading each query whole and 0.920 reading it in windows of its training texts' length; MiniLM's
 3-layer student 0.954 and 0.988. So a transformer student carries ``window.json`` (written by Stage A; the
 95th percentile of its training texts' token counts) and never reads more tokens at a time than that.
-Pure functions over a tokenizer's character offsets, so the tava encoder and the standalone ONNX runtime
-(``tava_core/export/standalone.py``) cut texts identically.
+The cutting (``split_windows``, over a tokenizer's character offsets) is defined once, in
+``tava_core/export/standalone.py``, which a server copies without tava, and imported here, so the tava encoder
+and an exported encoder cut texts identically.
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..export.standalone import SPECIAL_TOKENS, split_windows
+
+__all__ = ["MIN_WINDOW", "SPECIAL_TOKENS", "WINDOW_FILE", "WINDOW_PERCENTILE", "pool_windows", "read_window",
+           "split_windows", "window_from_lengths", "window_record"]
+
 WINDOW_FILE = "window.json"
 WINDOW_PERCENTILE = 95      # of the training texts' token counts (as trained: cut at max_length)
 MIN_WINDOW = 16             # tokens, special tokens included: shorter windows carry too little context
-SPECIAL_TOKENS = 2          # [CLS] ... [SEP] (or <s> ... </s>) around every window
-
-# Per text, its content tokens as (start, end) character offsets, without special tokens.
-Offsets = Sequence[Sequence[tuple[int, int]]]
 
 
 def read_window(directory: Path) -> Optional[int]:
@@ -52,31 +54,6 @@ def window_record(token_counts: Sequence[int], max_length: int) -> dict[str, obj
                     f"{max_length}, special tokens included), at least {MIN_WINDOW}",
             "training_texts": int(counts.size),
             "training_tokens": {f"p{q}": int(np.percentile(counts, q)) for q in (50, 90, 95, 99)} if counts.size else {}}
-
-
-def split_windows(texts: Sequence[str], offsets: Offsets, window: int,
-                  prefix_tokens: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Cut every text longer than ``window`` tokens into consecutive pieces of at most ``window`` tokens
-    (special tokens and a prefix of ``prefix_tokens``, which the encoder puts before every piece, included).
-    ``offsets``: each text's content tokens (a tokenizer's offset mapping without special tokens). Returns
-    the pieces, the index of the text each came from and its content-token count (the weight of its
-    vector). A text that fits is one piece, unchanged."""
-    size = max(1, window - SPECIAL_TOKENS - prefix_tokens)      # content tokens per piece
-    pieces: list[str] = []
-    owner: list[int] = []
-    weight: list[int] = []
-    for i, (text, spans) in enumerate(zip(texts, offsets, strict=True)):
-        if len(spans) <= size:
-            pieces.append(text)
-            owner.append(i)
-            weight.append(max(1, len(spans)))
-            continue
-        for start in range(0, len(spans), size):
-            chunk = spans[start:start + size]
-            pieces.append(text[chunk[0][0]:chunk[-1][1]])
-            owner.append(i)
-            weight.append(len(chunk))
-    return pieces, np.asarray(owner, dtype=np.int64), np.asarray(weight, dtype=np.float32)
 
 
 def pool_windows(vectors: np.ndarray, owner: np.ndarray, weight: np.ndarray, count: int,

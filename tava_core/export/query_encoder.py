@@ -195,9 +195,7 @@ def export_window(student: Any) -> Optional[dict[str, int]]:
     every piece carries. A server cuts texts with them as ``standalone.ExportedQueryEncoder.windows`` does."""
     if not student.window:
         return None
-    tokenizer = student.tokenizer      # loaded: it settles max_length
-    prefix = student.spec.query_prefix
-    prefix_tokens = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+    prefix_tokens = student.prefix_tokens("query")      # loads the tokenizer, which settles max_length
     return {"window_tokens": int(min(student.window, student.max_length)), "window_prefix_tokens": prefix_tokens}
 
 

@@ -70,8 +70,9 @@ def split_windows(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, in
                   prefix_tokens: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Cut every text longer than ``window`` tokens into consecutive pieces of at most ``window`` tokens
     (special tokens and the prefix included); returns the pieces, the index of the text each came from and
-    its content-token count. A copy of ``tava_core/encoders/windows.py``'s ``split_windows`` (this file
-    imports nothing of tava's); tests/export/test_windowed_export.py holds the two equal."""
+    its content-token count (the weight of its vector). A text that fits is one piece, unchanged. The one
+    definition: tava's encoder imports it (``tava_core/encoders/windows.py``), as this file imports nothing
+    of tava's."""
     size = max(1, window - SPECIAL_TOKENS - prefix_tokens)      # content tokens per piece
     pieces: list[str] = []
     owner: list[int] = []
