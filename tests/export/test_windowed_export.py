@@ -2,7 +2,7 @@
 the graph takes each text's pieces and ``piece_weights`` and pools them as ``pool_windows`` does, so the
 exported encoder gives tava's vectors on texts several times longer than the window too -- a plain student,
 one with an adapter, a blend with a static student (which reads the whole text: ``static_ids``) and a router.
-The standalone runner's copy of ``split_windows`` cuts texts as tava's encoder does; an export of a student
+The standalone runner cuts texts with the one ``split_windows``, as tava's encoder does; an export of a student
 without a window keeps its two inputs."""
 from __future__ import annotations
 
