@@ -137,8 +137,9 @@ def router_rows(curves: dict, budgets: list[float], quality: dict[str, QualityRo
     """One row per budget: the router sends exactly that share of the queries (its least confident)
     to the teacher. Its cost in teacher units is the row ``over``'s (the query encoder the router sits
     on: its speed-up, measured beside the teacher in its own evaluation), the confidence's (measured
-    beside the teacher when the router was scored) and the budget's teacher calls; ratios only, so rows
-    timed in different evaluations -- under different load -- still compare."""
+    beside that encoder when the router was scored, so a share of it, and through its speed-up a share of
+    the teacher) and the budget's teacher calls; ratios only, so rows timed in different evaluations --
+    under different load -- still compare."""
     from tava_core.route.stored import curve_row
 
     teacher, routed = quality[TEACHER], quality[over]
@@ -336,9 +337,12 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
             routing.budgets[0], routing.calibration_texts, routing.max_reference_texts, root, routing=routing.routing,
             judgements=judgements)
         router_dir = calibrated["directory"]
+        # scored on the query vectors the evaluations kept, its teacher cost from the routed row's speed-up
+        # (measured beside the teacher there): the teacher does not run again
         curves = evaluate_router_at_task(router_dir, ingested.path, split,
                                          str(TavaHome(root).reports / "route" / config.registry_adapter),
-                                         [0.0, *routing.budgets], True, root, judgements)
+                                         [0.0, *routing.budgets], True, root, judgements,
+                                         student_speedup=quality[routed_row].speedup)
         quality.update({row.system: row for row in router_rows(curves, routing.budgets, quality, over=routed_row)})
         timed("router", start)
         work["router"] = (f"over the {'blend' if routed_row == BLEND else 'student + adapter'}, "

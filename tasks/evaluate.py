@@ -20,11 +20,10 @@ from tava_core.evaluate.runner import (
     evaluation_record,
     load_encoders,
     plan,
-    query_vector_path,
     retrieval_data,
     score_and_report,
 )
-from tava_core.evaluate.vectors import embed_corpus, encode_queries
+from tava_core.evaluate.vectors import embed_corpus, encode_queries, query_vector_path
 from tava_core.home import TavaHome, slug
 from tava_core.io import read_json
 from tava_core.records import EvaluationPlan, EvaluationReport

@@ -63,18 +63,20 @@ def calibrate_stored_task(adapted: EncoderSpec, teacher: EncoderSpec, student_di
 
 @task(name="evaluate-router-at", task_run_name="score router {router} at {shares}", cache_policy=CORE_DECIDES)
 def evaluate_router_at_task(router: str, dataset: str, split: str, out_dir: str, shares: list[float],
-                            measure_costs: bool, home: Optional[str], judgements: Optional[str] = None
-                            ) -> dict[str, Any]:
-    """The router's curve at ``shares`` only (reused when identical); markdown artifact."""
+                            measure_costs: bool, home: Optional[str], judgements: Optional[str] = None,
+                            student_speedup: Optional[float] = None) -> dict[str, Any]:
+    """The router's curve at ``shares`` only (reused when identical); markdown artifact. ``student_speedup``
+    (the student's query speed over the teacher's, from its evaluation) spares timing the teacher again."""
     from tava_core.evaluate.data import load_retrieval_data
     from tava_core.route.report import markdown
     from tava_core.route.stored import evaluate_stored
 
     tava_home = TavaHome(home)
     curves = evaluate_stored(router, load_retrieval_data(dataset, split, tava_home, judgements), tava_home, out_dir,
-                             shares=shares, measure_costs=measure_costs)
+                             shares=shares, measure_costs=measure_costs, student_speedup=student_speedup)
     create_markdown_artifact(key="router-at-budgets", markdown=markdown(curves),
                              description=f"router {router}: quality at {shares} of queries sent to the teacher")
     return {k: curves[k] for k in ("files", "rows", "routed_share_at_threshold", "threshold", "costs", "reused",
                                    "routing", "routed_share_live",
-                                   "student_ndcg10", "teacher_ndcg10")}
+                                   "student_ndcg10", "teacher_ndcg10", "query_vectors", "teacher_cost")
+            if k in curves}

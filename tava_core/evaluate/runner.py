@@ -24,7 +24,7 @@ from . import metrics as M
 from .config import MODE_ROLES, EvalConfig
 from .data import RetrievalData, load_retrieval_data
 from .report import report_paths, write_report_files
-from .vectors import load_corpus_vectors, load_query_vectors, vector_key
+from .vectors import load_corpus_vectors, load_query_vectors
 
 log = logging.getLogger(__name__)
 MAIN_METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
@@ -106,11 +106,6 @@ def earlier_report(config: EvalConfig, home: TavaHome, data: RetrievalData,
     if report.get("evaluation_key") != evaluation_key(config, data, encoders):
         return None
     return {**report, "files": {k: str(p) for k, p in paths.items() if p.is_file()}, "reused": True}
-
-
-def query_vector_path(home: TavaHome, data: RetrievalData, encoder: Encoder) -> Path:
-    key = vector_key(data.name, data.corpus_checksum, data.ingested)
-    return home.vector_dir(key, f"queries-{data.split}", encoder.name, encoder.fingerprint) / "shard-00000.parquet"
 
 
 def encoding_plan(modes: list[str], fingerprints: dict[str, str]) -> tuple[dict[str, str], list[str]]:

@@ -3,20 +3,23 @@
 Documents are encoded once per (corpus checksum, encoder fingerprint): an ingested dataset reuses
 exactly what `tava embed` writes (same directory, same shards); a raw BEIR directory gets the
 same layout under ``<home>/vectors/<name>-<checksum8>/corpus/...`` in shards of ``SHARD_ROWS``
-documents, so an interrupted encoding resumes where it stopped. Query vectors are re-encoded on
-every run because their timing is the throughput figure.
+documents, so an interrupted encoding resumes where it stopped. An evaluation re-encodes the queries
+on every run because their timing is the throughput figure; it keeps the last vectors per encoder
+(``query_vector_path``), which a later step that needs the vectors but not their timing -- scoring a
+router -- reads back with ``stored_query_vectors`` instead of encoding the queries again.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from ..encoders import Encoder
 from ..errors import IntegrityError
 from ..home import TavaHome
-from ..io import read_vector_shard, sha256_file, stable_hash, write_vector_shard
+from ..io import read_vector_shard, sha256_file, stable_hash, vector_shard_metadata, write_vector_shard
 from ..manifest import ShardRecord, VectorManifest, read_vector_dir, save_manifest
 from .data import RetrievalData
 
@@ -80,6 +83,16 @@ def embed_corpus(data: RetrievalData, encoder: Encoder, home: TavaHome, *, batch
     return out_dir
 
 
+def query_vector_path(home: TavaHome, data: RetrievalData, encoder: Encoder) -> Path:
+    """Where an evaluation keeps ``encoder``'s vectors of ``data``'s queries (one shard per split and encoder)."""
+    return home.vector_dir(_vector_key(data), f"queries-{data.split}", encoder.name, encoder.fingerprint) / "shard-00000.parquet"
+
+
+def query_texts_key(data: RetrievalData) -> str:
+    """Names the split's query texts in their order (a query shard is reused only for the same texts)."""
+    return stable_hash([data.query_ids, data.query_texts], length=64)
+
+
 def load_corpus_vectors(data: RetrievalData, vector_dir: str | Path) -> np.ndarray:
     """The vectors of a vector directory in ``data.corpus_ids`` order (checked complete)."""
     ids, vectors, _ = read_vector_dir(vector_dir)
@@ -100,7 +113,7 @@ def encode_queries(data: RetrievalData, encoder: Encoder, out_path: str | Path, 
     seconds = time.perf_counter() - began
     write_vector_shard(out_path, data.query_ids, vectors, metadata={
         "fingerprint": encoder.fingerprint, "kind": "query", "dim": encoder.dim, "encoder": encoder.name,
-        "split": data.split})
+        "split": data.split, "texts_sha256": query_texts_key(data)})
     return {"path": str(out_path), "encoder": encoder.name, "fingerprint": encoder.fingerprint,
             "dim": encoder.dim, "queries": len(texts), "seconds": seconds, "batch_size": batch_size,
             "queries_per_second": len(texts) / seconds if seconds > 0 else float("inf")}
@@ -112,3 +125,17 @@ def load_query_vectors(data: RetrievalData, path: str | Path) -> np.ndarray:
         raise IntegrityError("query vectors do not match the split's queries", path=path,
                              hint="re-run `tava evaluate`; query vectors are re-encoded every run")
     return vectors
+
+
+def stored_query_vectors(data: RetrievalData, encoder: Encoder, home: TavaHome) -> Optional[np.ndarray]:
+    """``encoder``'s vectors of ``data``'s queries as an evaluation wrote them, or None when there are none
+    or they are not of exactly these query texts by this encoder (then the caller encodes them)."""
+    path = query_vector_path(home, data, encoder)
+    if not path.is_file():
+        return None
+    meta = vector_shard_metadata(path)
+    if (meta.get("fingerprint") != encoder.fingerprint or meta.get("kind") != "query"
+            or meta.get("texts_sha256") != query_texts_key(data)):
+        return None     # another encoder's, or of other query texts (or written before texts were keyed)
+    ids, vectors = read_vector_shard(path)
+    return vectors if ids == list(data.query_ids) else None

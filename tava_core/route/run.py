@@ -12,9 +12,10 @@ import numpy as np
 from ..config import EncoderSpec
 from ..distill.spans import make_spans, seeded_sample
 from ..encoders import load_encoder
-from ..errors import InputError
+from ..encoders.base import Encoder
+from ..errors import ConfigError, InputError
 from ..evaluate.data import RetrievalData, load_retrieval_data
-from ..evaluate.vectors import embed_corpus, load_corpus_vectors
+from ..evaluate.vectors import embed_corpus, load_corpus_vectors, stored_query_vectors
 from ..home import TavaHome
 from ..ingest.readers import beir_file, open_text
 from .build import TextVectors, fit_router
@@ -116,28 +117,50 @@ def live_shares(router: RoutedEncoder, scores: np.ndarray,
                                           scores, b, router.threshold.threshold).mean()) for b in batch_sizes}
 
 
+def query_vectors(encoder: Encoder, data: RetrievalData, home: TavaHome) -> tuple[np.ndarray, str]:
+    """``encoder``'s vectors of the split's queries: an evaluation's when it kept them (the same texts, the same
+    encoder fingerprint), else encoded now; and which ("reused" / "encoded")."""
+    stored = stored_query_vectors(data, encoder, home)
+    if stored is not None:
+        return stored, "reused"
+    return encoder.encode(data.query_texts, kind="query"), "encoded"
+
+
 def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, home: TavaHome, out_dir: Path, *,
                     shares: Sequence[float] = SHARES, documents: Optional[np.ndarray] = None,
-                    measure_costs: bool = True, run_key: Optional[str] = None) -> dict[str, Any]:
+                    measure_costs: bool = True, student_speedup: Optional[float] = None,
+                    run_key: Optional[str] = None) -> dict[str, Any]:
     """The routed mode's curves on one split (router vs random, longest-first and both oracles),
     the cost per query (unless ``measure_costs`` is off: a promotion gate needs quality only), and
     the share the router's own threshold actually routes; files in out_dir (``run_key`` recorded
-    in route.json, for callers that reuse identical evaluations)."""
+    in route.json, for callers that reuse identical evaluations).
+
+    The query vectors of the student and the teacher are an evaluation's when it kept them (their timing
+    is not needed here). The costs are seconds per query, timed side by side: the student and the
+    confidence always; the teacher too, unless ``student_speedup`` -- the student's query speed over the
+    teacher's, measured side by side in the student's own evaluation -- is given: then the teacher's cost is
+    the student's times it, and the teacher is not run at all. On long queries and a large teacher those
+    passes were most of a pipeline's router step (mpnet, 283 abstracts as queries: ~10 of its 13 minutes)."""
     if not isinstance(router, RoutedEncoder):
         router = load_router(router)
     if documents is None:
         documents = load_corpus_vectors(data, embed_corpus(data, router.teacher, home, show_progress=False))
+    if student_speedup is not None and not student_speedup > 0:
+        raise ConfigError(f"student_speedup must be a positive ratio, got {student_speedup}",
+                          hint="pass the student's query speed over the teacher's from its evaluation")
     texts = data.query_texts
-    student_q = router.student.encode(texts, kind="query")
-    teacher_q = router.teacher.encode(texts, kind="query")
+    student_q, student_source = query_vectors(router.student, data, home)
+    teacher_q, teacher_source = query_vectors(router.teacher, data, home)
     scores = router.confidence(texts, student_q)
     costs = None
     if measure_costs:
         timed = seeded_sample(range(len(texts)), COST_QUERIES, seed=0)
         timed_texts, timed_q = [texts[i] for i in timed], student_q[timed]
-        costs = {"student": per_query_seconds(lambda t: router.student.encode(t, kind="query"), timed_texts),
+        student_seconds = per_query_seconds(lambda t: router.student.encode(t, kind="query"), timed_texts)
+        costs = {"student": student_seconds,
                  "confidence": per_query_seconds(lambda t: router.confidence(t, timed_q[:len(t)]), timed_texts),
-                 "teacher": per_query_seconds(lambda t: router.teacher.encode(t, kind="query"), timed_texts),
+                 "teacher": (student_seconds * student_speedup if student_speedup is not None else
+                             per_query_seconds(lambda t: router.teacher.encode(t, kind="query"), timed_texts)),
                  "queries_timed": len(timed)}
     curves = curves_from_vectors(student_queries=student_q, teacher_queries=teacher_q, documents=documents,
                                  query_ids=data.query_ids, query_texts=texts, doc_ids=data.corpus_ids,
@@ -148,6 +171,10 @@ def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, hom
     curves["routed_share_live"] = live_shares(router, scores)
     curves["dataset"] = data.summary()
     curves["router"] = {"name": router.name, "fingerprint": router.fingerprint}
+    curves["query_vectors"] = {"student": student_source, "teacher": teacher_source}
+    if costs is not None:
+        curves["teacher_cost"] = ("timed" if student_speedup is None else
+                                  f"the student's x {student_speedup:.4g} (its speed-up in its own evaluation)")
     if run_key is not None:
         curves["run_key"] = run_key
     curves["files"] = write_route_report(curves, out_dir)

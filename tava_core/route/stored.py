@@ -212,9 +212,10 @@ def served_retrieval(dataset: str, split: str, teacher: EncoderSpec, home: TavaH
 
 
 def evaluate_stored(router_dir: str | Path, data, home: TavaHome, out_dir: str | Path, *, shares: Sequence[float],
-                    documents: Optional[np.ndarray] = None, measure_costs: bool = True) -> dict[str, Any]:
+                    documents: Optional[np.ndarray] = None, measure_costs: bool = True,
+                    student_speedup: Optional[float] = None) -> dict[str, Any]:
     """``run.evaluate_router`` at ``shares``, served from ``out_dir/route.json`` when the same router
-    (weights, student, teacher, threshold) was scored on the same data at the same shares."""
+    (weights, student, teacher, threshold) was scored on the same data at the same shares (and costs)."""
     from .run import evaluate_router
 
     meta = router_record(router_dir)
@@ -222,12 +223,13 @@ def evaluate_stored(router_dir: str | Path, data, home: TavaHome, out_dir: str |
         raise InputError("not a router directory", path=router_dir, hint="make one with `tava calibrate-router`")
     key = run_key({"router": [meta["weights_sha256"], meta["student"]["fingerprint"], meta["teacher"]["fingerprint"],
                               meta["threshold"], meta.get("routing")], "data": data.summary(), "queries": list(data.query_ids),
-                   "shares": [float(s) for s in shares], "costs": measure_costs})
+                   "shares": [float(s) for s in shares], "costs": measure_costs,
+                   **({"student_speedup": student_speedup} if student_speedup is not None else {})})
     earlier = finished_record(Path(out_dir) / "route.json", key)
     if earlier is not None:
         return {**earlier, "reused": True}
     curves = evaluate_router(router_dir, data, home, Path(out_dir), shares=shares, documents=documents,
-                             measure_costs=measure_costs, run_key=key)
+                             measure_costs=measure_costs, student_speedup=student_speedup, run_key=key)
     return {**curves, "reused": False}
 
 

@@ -196,6 +196,9 @@ def _check_router_rows(result, home: Path) -> None:
     assert sorted(rows) == [0.0, 0.1, 0.2]
     assert rows[0.0]["router"]["ndcg10"] == pytest.approx(adapted.ndcg_at_10, abs=2e-3)   # nothing routed
     assert rows[0.2]["router"]["ndcg10"] == pytest.approx(r20.ndcg_at_10, abs=1e-4)
+    # scored on the evaluation's query vectors; the teacher's cost from the routed row's speed-up, not re-timed
+    assert curves["query_vectors"] == {"student": "reused", "teacher": "reused"}
+    assert curves["costs"]["teacher"] == pytest.approx(curves["costs"]["student"] * adapted.speedup, rel=1e-3)
     version = Registry(home).current_path("adapters", "nightly")
     router = load_encoder(str(version / "router"), cache=False)
     assert isinstance(router, RoutedEncoder) and router.threshold.value == 0.1

@@ -256,3 +256,53 @@ def test_drift_report_rises_for_off_domain_batch(router_dir):
     same = drift_report(router, in_domain, in_domain)
     assert not same["drifted"] and same["new_share"] == same["previous_share"]
     assert same["new_unseen_share"] == same["previous_unseen_share"]
+
+
+def test_evaluate_router_reads_the_query_vectors_an_evaluation_kept_and_can_skip_the_teacher(
+        tmp_path, static_student, monkeypatch):
+    """A pipeline scores its router after evaluating the same encoders on the same queries: the vectors
+    are read back, not encoded again, and with the student's speed-up given the teacher never runs (its cost
+    is the student's times that ratio). Other query texts are never served from the kept shard."""
+    import dataclasses
+
+    from tava_core.encoders import load_encoder
+    from tava_core.evaluate.data import load_retrieval_data
+    from tava_core.evaluate.vectors import encode_queries, query_vector_path, stored_query_vectors
+    from tava_core.home import TavaHome
+    from tava_core.route.config import RouterConfig, RouterSettings
+    from tava_core.route.run import calibrate_router, evaluate_router
+
+    home = TavaHome(tmp_path / "home")
+    beir = tiny_topic_beir(tmp_path / "beir")
+    config = RouterConfig(name="tiny", student=str(static_student), dataset=str(beir), teacher_budget=0.2,
+                          calibration_texts=40, max_reference_texts=40,
+                          settings=RouterSettings(bank_size=32, pca_dim=8, vector_components=2))
+    router = load_encoder(calibrate_router(config, home)["directory"], cache=False)
+    data = load_retrieval_data(str(beir), "test", home)
+    first = evaluate_router(router, data, home, tmp_path / "first")
+    assert first["query_vectors"] == {"student": "encoded", "teacher": "encoded"}
+    assert first["teacher_cost"] == "timed"
+
+    # what `tava evaluate` keeps of both encoders
+    for encoder in (router.student, router.teacher):
+        encode_queries(data, encoder, query_vector_path(home, data, encoder), batch_size=8)
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher ran")
+
+    monkeypatch.setattr(router.teacher, "encode", no_teacher)
+    second = evaluate_router(router, data, home, tmp_path / "second", student_speedup=4.0)
+    assert second["query_vectors"] == {"student": "reused", "teacher": "reused"}
+    assert second["costs"]["teacher"] == pytest.approx(4.0 * second["costs"]["student"])
+    assert "4" in second["teacher_cost"]
+    for a, b in zip(first["rows"], second["rows"], strict=True):
+        assert b["router"]["ndcg10"] == pytest.approx(a["router"]["ndcg10"], abs=1e-6)
+        assert b["labelled_oracle"]["ndcg10"] == pytest.approx(a["labelled_oracle"]["ndcg10"], abs=1e-6)
+
+    # the same ids with another text, or another encoder: nothing is read back
+    texts = list(data.query_texts)
+    texts[0] = texts[0] + " changed"
+    assert stored_query_vectors(dataclasses.replace(data, query_texts=texts), router.student, home) is None
+    assert stored_query_vectors(data, router.student, home) is not None
+    with pytest.raises(ConfigError, match="positive"):
+        evaluate_router(router, data, home, tmp_path / "third", student_speedup=0.0)
