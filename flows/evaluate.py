@@ -65,9 +65,13 @@ def evaluate_flow(config: EvalConfig = DEFAULT_EVAL_CONFIG, home: Optional[str] 
     publish_task(record, dataset["name"], dataset["split"])
     if config.router:   # the routed mode: its own files under <report>/router/
         from tasks.route import evaluate_router_task
+        from tava_core.route.stored import evaluated_speedup
 
+        # when this evaluation timed the router's student beside the teacher, the router reads its query
+        # vectors back and takes the teacher's cost from that ratio instead of timing the teacher again
+        speedup = evaluated_speedup(config.router, checked.encoders, record.throughput)
         routed = evaluate_router_task(config.router, config.dataset, config.split, f"{record.directory}/router", home,
-                                      config.judgements)
+                                      config.judgements, student_speedup=speedup)
         record = record.model_copy(update={"router": routed})
     logger.info("report written to %s", record.directory)
     return record

@@ -29,18 +29,20 @@ def calibrate_task(config: RouterConfig, home: Optional[str]) -> dict[str, Any]:
 
 @task(name="evaluate-router", task_run_name="evaluate router {router}")
 def evaluate_router_task(router: str, dataset: str, split: str, out_dir: str, home: Optional[str],
-                         judgements: Optional[str] = None) -> dict[str, Any]:
+                         judgements: Optional[str] = None, student_speedup: Optional[float] = None
+                         ) -> dict[str, Any]:
+    """The routed mode's curves (``run.evaluate_router``; ``student_speedup`` as there); markdown artifact."""
     from tava_core.evaluate.data import load_retrieval_data
     from tava_core.route.report import markdown
     from tava_core.route.run import evaluate_router
 
     tava_home = TavaHome(home)
     curves = evaluate_router(router, load_retrieval_data(dataset, split, tava_home, judgements), tava_home,
-                             Path(out_dir))
+                             Path(out_dir), student_speedup=student_speedup)
     create_markdown_artifact(key="evaluate-router", markdown=markdown(curves),
                              description=f"routed mode of {router}: quality vs share sent to the teacher")
     return {k: curves[k] for k in ("files", "rows", "routed_share_at_threshold", "threshold", "costs", "routing",
-                                   "routed_share_live")}
+                                   "routed_share_live", "query_vectors", "teacher_cost")}
 
 
 @task(name="calibrate-stored-router", task_run_name="calibrate router for {adapted.model}", cache_policy=CORE_DECIDES)

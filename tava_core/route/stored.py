@@ -197,6 +197,22 @@ def router_record(directory: str | Path) -> Optional[dict[str, Any]]:
     return read_json(path) if path.is_file() else None
 
 
+def evaluated_speedup(router_dir: str | Path, encoders: dict[str, dict[str, Any]],
+                      throughput: dict[str, float]) -> Optional[float]:
+    """The router's student's query speed over the teacher's as one evaluation timed them side by side (a query
+    role whose encoder has the student's fingerprint, and the teacher role), or None when it did not time both
+    (the router then times the teacher itself)."""
+    meta = router_record(router_dir)
+    if meta is None or not throughput.get("teacher"):
+        return None
+    if encoders.get("teacher", {}).get("fingerprint") != meta["teacher"]["fingerprint"]:
+        return None
+    for role, info in encoders.items():
+        if role != "teacher" and info.get("fingerprint") == meta["student"]["fingerprint"] and throughput.get(role):
+            return throughput[role] / throughput["teacher"]
+    return None
+
+
 def served_retrieval(dataset: str, split: str, teacher: EncoderSpec, home: TavaHome,
                      judgements: Optional[str] = None):
     """A retrieval dataset's corpus as a ``ServedCorpus`` (teacher vectors from the evaluation's

@@ -94,3 +94,32 @@ def test_calibrate_router_and_diagnose_run_their_flows_through_the_cli(prefect_h
     report = json.loads(Path(static["files"]["json"]).read_text())
     assert report["query_ids"] == load_retrieval_data(str(beir), "test", TavaHome(tava_home)).query_ids
     assert Path(static["files"]["png"]).stat().st_size > 0 and np.isfinite(report["queries"]["neighbour_overlap"]["mean"])
+
+
+@pytest.mark.slow
+def test_evaluate_with_a_router_reuses_the_evaluations_query_vectors_and_speed_ratio(prefect_harness, tava_home,
+                                                                                      tmp_path, router_dir,
+                                                                                      static_student):
+    """`tava evaluate --router`: when the evaluation timed the router's student beside the teacher, the routed
+    mode reads both query vectors back and takes the teacher's cost from that ratio; when it did not time the
+    student, the student is encoded and the teacher timed, as before."""
+    from helpers import tiny_topic_beir
+
+    from flows.evaluate import evaluate_flow
+    from tava_core.config import EncoderSpec
+    from tava_core.evaluate import EvalConfig
+
+    beir = tiny_topic_beir(tmp_path / "beir")
+    common = {"dataset": str(beir), "matryoshka_dims": [], "quantization": [], "run_mteb": False,
+              "router": str(router_dir)}
+    both = evaluate_flow(EvalConfig(adapted=EncoderSpec(model=str(static_student)), run="both", **common),
+                         home=str(tava_home))
+    routed = both.router
+    assert routed is not None and routed["query_vectors"] == {"student": "reused", "teacher": "reused"}
+    ratio = both.throughput["adapted"] / both.throughput["teacher"]
+    assert routed["costs"]["teacher"] == pytest.approx(routed["costs"]["student"] * ratio)
+    assert routed["teacher_cost"].startswith("the student's x")
+
+    alone = evaluate_flow(EvalConfig(modes=["teacher/teacher"], run="teacher-only", **common), home=str(tava_home))
+    assert alone.router is not None and alone.router["teacher_cost"] == "timed"
+    assert alone.router["query_vectors"]["teacher"] == "reused"
