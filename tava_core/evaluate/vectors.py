@@ -137,5 +137,4 @@ def stored_query_vectors(data: RetrievalData, encoder: Encoder, home: TavaHome) 
     if (meta.get("fingerprint") != encoder.fingerprint or meta.get("kind") != "query"
             or meta.get("texts_sha256") != query_texts_key(data)):
         return None     # another encoder's, or of other query texts (or written before texts were keyed)
-    ids, vectors = read_vector_shard(path)
-    return vectors if ids == list(data.query_ids) else None
+    return load_query_vectors(data, path)   # the key names the ids too: a mismatch here is a damaged file

@@ -141,13 +141,13 @@ def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, hom
     teacher's, measured side by side in the student's own evaluation -- is given: then the teacher's cost is
     the student's times it, and the teacher is not run at all. On long queries and a large teacher those
     passes were most of a pipeline's router step (mpnet, 283 abstracts as queries: ~10 of its 13 minutes)."""
+    if student_speedup is not None and not student_speedup > 0:
+        raise ConfigError(f"student_speedup must be a positive ratio, got {student_speedup}",
+                          hint="pass the student's query speed over the teacher's from its evaluation")
     if not isinstance(router, RoutedEncoder):
         router = load_router(router)
     if documents is None:
         documents = load_corpus_vectors(data, embed_corpus(data, router.teacher, home, show_progress=False))
-    if student_speedup is not None and not student_speedup > 0:
-        raise ConfigError(f"student_speedup must be a positive ratio, got {student_speedup}",
-                          hint="pass the student's query speed over the teacher's from its evaluation")
     texts = data.query_texts
     student_q, student_source = query_vectors(router.student, data, home)
     teacher_q, teacher_source = query_vectors(router.teacher, data, home)
