@@ -19,6 +19,11 @@ queries, claims as the documents: long queries, short documents), ``passages-kno
 vectors the shared data holds (``-- --teacher all-mpnet-base-v2 --teacher-document-vectors
 mpnet-passage-vectors`` imports them); every other option after ``--`` goes to `tava run` unchanged. Results land in
 bench/results/cli_run.json under ``PHASE/DATASET/TAG`` (only the phase run is printed).
+
+Since session 53 `tava run` trains on the texts of the queries of the splits it does not score (never a
+``test`` split's; `tava_core/ingest/query_log.py`). A test phase on SciFact therefore trains on its 809 train
+queries' texts, which its dev phase scores and so cannot: the test phase trains its own student instead of
+reusing the dev phase's. ``-- --no-other-split-queries`` runs as before (rows from sessions before 53).
 """
 from __future__ import annotations
 

@@ -31,8 +31,9 @@ from tava_core.embed import EmbedConfig
 from tava_core.encoders.blend import BlendConfig
 from tava_core.evaluate.config import EvalConfig, JudgeConfig
 from tava_core.evaluate.judgements import JUDGED_SPLIT
-from tava_core.home import TavaHome
+from tava_core.home import TavaHome, slug
 from tava_core.index import IndexConfig
+from tava_core.ingest.query_log import other_split_queries, write_query_log
 from tava_core.io import sha256_file
 from tava_core.manifest import load_dataset_manifest
 from tava_core.records import EmbedResult, EvaluationReport, Record
@@ -153,6 +154,21 @@ def router_rows(curves: dict, budgets: list[float], quality: dict[str, QualityRo
     return rows
 
 
+def other_split_query_log(dataset_dir: str, dataset_name: str, split: str, root: str) -> Optional[tuple[str, str, str]]:
+    """(source file, dataset name, note) of the queries of the splits ``split`` does not score, written under
+    ``<home>/sources``; None when there are none (one split, no queries, or a label-free run)."""
+    log = other_split_queries(dataset_dir, split)
+    if not len(log):
+        return None
+    name = f"{slug(dataset_name)}-query-log-{slug(split)}"
+    path = write_query_log(log, TavaHome(root).root / "sources" / f"{name}.jsonl")
+    note = (f"query log: {len(log):,} texts of the {', '.join(log.splits)} queries (held out: the "
+            f"{', '.join(log.held_out_splits)} queries{f', and {log.same_text_dropped} of their text' if log.same_text_dropped else ''}"
+            "; --no-other-split-queries leaves them out)")
+    print(note)
+    return str(path), name, note
+
+
 def shard_work(results: list[EmbedResult]) -> str:
     """'N shards computed, M reused' over every collection of these embedding runs."""
     collections = [c for result in results for c in result.collections]
@@ -218,22 +234,28 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     work["embed (teacher)"] = shard_work([embedded])
 
     # Extra unlabeled sources: ingested and embedded like the corpus; Stage A trains on their texts and span
-    # views, Stage B pairs their span views (below) but not their full texts.
+    # views, Stage B pairs their span views (below) but not their full texts. The collection's queries of
+    # the splits not scored are one more, a query log it already has (texts only; query_log.py).
     start = time.perf_counter()
-    extra_datasets, repeats = [], []
-    for source in config.unlabeled:
-        extra = ingest_corpus(IngestConfig(source=source, shard_size=config.shard_size,
+    sources: list[tuple[str, Optional[str]]] = [(source, None) for source in config.unlabeled]
+    extra_datasets, notes = [], []
+    if config.other_split_queries:
+        if (logged := other_split_query_log(ingested.path, ingested.name, config.split, root)) is not None:
+            sources.append(logged[:2])
+            notes.append(logged[2])
+    for source, name in sources:
+        extra = ingest_corpus(IngestConfig(source=source, name=name, shard_size=config.shard_size,
                                            sample_records=config.unlabeled_sample), home=root)
         if repeated := extra.skipped.repeated_texts:
             # a log written several times over to weigh it would otherwise look weighed and not be (session 48)
             note = f"{repeated:,} repeated texts dropped (--unlabeled-weight weighs a source)"
-            repeats.append(f"{extra.name}: {note}")
+            notes.append(f"{extra.name}: {note}")
             print(f"{source}: {note}; Stage A trains on each text once")
         embed_dataset_flow(EmbedConfig(dataset=extra.path, encoder=config.teacher), home=root)
         extra_datasets.append(extra.path)
-    if config.unlabeled:
+    if sources:
         timed("ingest + embed (unlabeled)", start)
-        work["ingest + embed (unlabeled)"] = "; ".join(repeats)
+        work["ingest + embed (unlabeled)"] = "; ".join(notes)
 
     start = time.perf_counter()
     index = rebuild_index(IndexConfig(vectors=embedded.vectors(documents), factory=config.index_factory), home=root)

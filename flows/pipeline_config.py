@@ -119,6 +119,10 @@ class PipelineConfig(TavaModel):
         "How many times Stage A draws each text of the unlabeled sources (and their span views) per pass, "
         "against once for the corpus's: a query log of a few hundred queries beside thousands of documents "
         "weighs ~6% of the training text at 1 (docs/stage-a.md)."))
+    other_split_queries: bool = Field(True, description=(
+        "Train Stage A on the texts of the queries the source's other qrels splits name, as a query log beside "
+        "the unlabeled sources: label-free (no qrels read), and never a scored split's, a 'test' split's or a "
+        "text equal to one of theirs (docs/stage-a.md)."))
     teacher: EncoderSpec = Field(default_factory=EncoderSpec, description="The teacher encoder.")
     teacher_document_vectors: Optional[str] = Field(None, description=(
         "The teacher's vectors of the corpus's documents, as your vector store holds them (a Parquet file or "

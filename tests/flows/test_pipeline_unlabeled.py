@@ -43,3 +43,49 @@ def test_pipeline_trains_on_the_extra_unlabeled_source(prefect_harness, tava_hom
     assert ("max_texts", "") not in trained                        # ... and none of it cut
     assert ("builtin", "corpus") in trained and ("builtin", "queries") not in trained
     assert "ingest + embed (unlabeled)" in result.seconds
+
+
+def test_other_split_queries_are_on_by_default_and_can_be_turned_off():
+    from click.testing import CliRunner
+
+    from flows.commands.pipeline import run_cli
+    from flows.pipeline import PipelineConfig
+
+    assert PipelineConfig().other_split_queries is True
+    assert PipelineConfig.model_validate({"other_split_queries": False}).other_split_queries is False
+    assert "--no-other-split-queries" in CliRunner().invoke(run_cli, ["--help"]).output
+
+
+@pytest.mark.slow
+def test_pipeline_trains_on_the_queries_of_the_splits_it_does_not_score(prefect_harness, tava_home, tiny_model_dir,
+                                                                        tmp_path):
+    from helpers import tiny_topic_beir
+
+    from flows.pipeline import PipelineConfig, tava_pipeline
+
+    beir = tiny_topic_beir(tmp_path / "beir")
+    # 5 train queries: one with a test query's text (held out), and one query no qrels file names
+    train = {f"t{i}": f"which {topic} question number {i}" for i, topic in enumerate(["cell", "river", "market", "parser"])}
+    train["t-same"] = "What happens to the cell now"          # q-cell0's text, another case
+    with open(beir / "queries.jsonl", "a") as handle:
+        for qid, text in [*train.items(), ("loose", "a query without qrels")]:
+            handle.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    (beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                              + "".join(f"{qid}\tcell{i % 6}\t1\n" for i, qid in enumerate(train)))
+    config = PipelineConfig.model_validate({
+        "source": str(beir), "name": "topics", "teacher": {"model": str(tiny_model_dir)}, "blend_static": False,
+        "router": {"enabled": False},
+        "distill": {"layers": [1], "steps": 8, "batch_size": 16, "eval_every": 4, "checkpoint_every": 4,
+                    "warmup_steps": 2, "max_length": 32, "span_views": 1},
+        "adapter": {"hidden_dims": [32], "max_steps": 10, "eval_every": 5, "batch_size": 16}})
+    result = tava_pipeline(config, home=str(tava_home))
+    card = json.loads((Path(result.student_dir) / "model_card.json").read_text())
+    trained = {(s["dataset"], s["collection"]): s["rows"] for s in card["corpus"]["sources"]}
+    assert trained[("topics-query-log-test", "texts")] == 4       # the train queries but t-same
+    assert ("topics", "queries") not in trained
+    log = (tava_home / "sources" / "topics-query-log-test.jsonl").read_text()
+    assert "t-same" not in log and "loose" not in log and "q-cell0" not in log
+    # the run's table says what it took
+    assert result.work["ingest + embed (unlabeled)"] == ("query log: 4 texts of the train queries (held out: the "
+                                                         "test queries, and 1 of their text; --no-other-split-queries "
+                                                         "leaves them out)")
