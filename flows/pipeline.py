@@ -154,15 +154,18 @@ def router_rows(curves: dict, budgets: list[float], quality: dict[str, QualityRo
     return rows
 
 
-def other_split_query_log(dataset_dir: str, dataset_name: str, split: str, root: str) -> Optional[tuple[str, str, str]]:
+def other_split_query_log(dataset_dir: str, dataset_name: str, split: str, root: str,
+                          sample: Optional[int]) -> Optional[tuple[str, str, str]]:
     """(source file, dataset name, note) of the queries of the splits ``split`` does not score, written under
-    ``<home>/sources``; None when there are none (one split, no queries, or a label-free run)."""
+    ``<home>/sources``; None when there are none (one split, no queries, or a label-free run). ``sample``: the
+    unlabeled sources' sample size, which ingestion applies to this source too."""
     log = other_split_queries(dataset_dir, split)
     if not len(log):
         return None
     name = f"{slug(dataset_name)}-query-log-{slug(split)}"
     path = write_query_log(log, TavaHome(root).root / "sources" / f"{name}.jsonl")
-    note = (f"query log: {len(log):,} texts of the {', '.join(log.splits)} queries (held out: the "
+    sampled = f", a seeded sample of {sample:,} trained on" if sample is not None and len(log) > sample else ""
+    note = (f"query log: {len(log):,} texts of the {', '.join(log.splits)} queries{sampled} (held out: the "
             f"{', '.join(log.held_out_splits)} queries{f', and {log.same_text_dropped} of their text' if log.same_text_dropped else ''}"
             "; --no-other-split-queries leaves them out)")
     print(note)
@@ -240,7 +243,8 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     sources: list[tuple[str, Optional[str]]] = [(source, None) for source in config.unlabeled]
     extra_datasets, notes = [], []
     if config.other_split_queries:
-        if (logged := other_split_query_log(ingested.path, ingested.name, config.split, root)) is not None:
+        logged = other_split_query_log(ingested.path, ingested.name, config.split, root, config.unlabeled_sample)
+        if logged is not None:
             sources.append(logged[:2])
             notes.append(logged[2])
     for source, name in sources:

@@ -56,6 +56,27 @@ def test_other_split_queries_are_on_by_default_and_can_be_turned_off():
     assert "--no-other-split-queries" in CliRunner().invoke(run_cli, ["--help"]).output
 
 
+def test_the_query_logs_note_says_when_a_sample_of_it_is_trained_on(tmp_path):
+    from flows.pipeline import other_split_query_log
+    from tava_core.config import IngestConfig
+    from tava_core.home import TavaHome
+    from tava_core.ingest import ingest
+
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text(json.dumps({"_id": "d", "text": "a document"}) + "\n")
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"query {i}"}) + "\n"
+                                                for i in range(6)))
+    for split, ids in {"train": range(5), "test": [5]}.items():
+        (beir / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td\t1\n" for i in ids))
+    dataset = ingest(IngestConfig(source=str(beir), name="five"), TavaHome(tmp_path / "home"))
+    path, name, note = other_split_query_log(dataset.path, "five", "test", str(tmp_path / "home"), 3)
+    assert name == "five-query-log-test" and len(Path(path).read_text().splitlines()) == 5
+    assert note.startswith("query log: 5 texts of the train queries, a seeded sample of 3 trained on (held out")
+    assert "sample" not in other_split_query_log(dataset.path, "five", "test", str(tmp_path / "home"), None)[2]
+    assert other_split_query_log(dataset.path, "five", "train", str(tmp_path / "home"), None) is None
+
+
 @pytest.mark.slow
 def test_pipeline_trains_on_the_queries_of_the_splits_it_does_not_score(prefect_harness, tava_home, tiny_model_dir,
                                                                         tmp_path):
