@@ -21,19 +21,24 @@ from shared_data import ROOT, write_result
 RESULTS = ROOT / "bench" / "results"
 
 # (label, results file, run key): the shipped defaults (no option but the source and teacher) on each
-# collection with a test split, the one documented option that changes them (a query log), and the static
-# student (`--distill-student static`, no blend: the ~100x+ end).
+# collection with a test split, newest run of each; since session 53 the defaults train on the queries of
+# the splits not scored ("+ its train queries"), and runs without any query text are drawn beside them
+# (rows before session 53, or `--no-other-split-queries`). The static student (`--distill-student static`,
+# no blend) is the ~100x+ end.
 RUNS = [
-    ("MiniLM, SciFact", "cli_run_query_log_test.json", "test/scifact-logsplit/std"),
-    ("MiniLM, SciFact + query log", "cli_run_query_log_test.json", "test/scifact-logsplit/log4"),
+    ("MiniLM, SciFact, no query text", "cli_run_query_log_test.json", "test/scifact-logsplit/std"),
+    ("MiniLM, SciFact + half its train queries", "cli_run_query_log_test.json", "test/scifact-logsplit/log4"),
     ("MiniLM, 40k known-item passages", "cli_run.json", "test/passages-known-item/fitted"),
-    ("MiniLM, 10k known-item passages", "cli_run_known_item_mpnet.json", "test/passages-known-item-mpnet/minilm"),
+    ("MiniLM, 10k known-item passages + its dev queries", "cli_run_other_split_queries.json",
+     "test/passages-known-item-mpnet/minilm-qlog"),
     ("MiniLM static student, SciFact-1500", "cli_run.json", "test/scifact-1500/static"),
-    ("mpnet, SciFact", "cli_run_router.json", "test/scifact/mpnet-weight-auto"),
-    ("mpnet, SciFact + query log", "cli_run_query_log_mpnet_test.json", "test/scifact-logsplit/mpnet-log4"),
-    ("mpnet, 10k known-item passages", "cli_run_known_item_mpnet.json", "test/passages-known-item-mpnet/mpnet"),
-    ("MiniLM, SciFact reversed (long queries)", "cli_run_reversed.json", "test/scifact-reversed/minilm"),
-    ("mpnet, SciFact reversed (long queries)", "cli_run_reversed.json", "test/scifact-reversed/mpnet"),
+    ("mpnet, SciFact, no query text", "cli_run_scifact_windows_mpnet.json", "test/scifact-logsplit/mpnet-std-windows"),
+    ("mpnet, SciFact + its train queries", "cli_run_trainlog_mpnet.json", "test/scifact-logsplit/mpnet-trainlog"),
+    ("mpnet, 10k known-item passages, no query text", "cli_run_known_item_windows.json",
+     "test/passages-known-item-mpnet/mpnet-windows"),
+    ("MiniLM, SciFact reversed + its train abstracts", "cli_run_other_split_queries.json",
+     "test/scifact-reversed/minilm-qlog"),
+    ("mpnet, SciFact reversed, no query text", "cli_run_reversed_windows.json", "test/scifact-reversed/mpnet"),
 ]
 NOTES = {  # what a reader must know to read a run's points
     "MiniLM, 40k known-item passages": "run before the router moved onto the blend (session 42): "
