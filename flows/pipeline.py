@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -154,11 +154,19 @@ def router_rows(curves: dict, budgets: list[float], quality: dict[str, QualityRo
     return rows
 
 
+class QueryLogSource(NamedTuple):
+    """A collection's queries of the splits a run does not score, written as an unlabeled source."""
+
+    path: str        # the JSONL file under <home>/sources
+    name: str        # the dataset it is ingested as
+    note: str        # what the run's table says it took
+
+
 def other_split_query_log(dataset_dir: str, dataset_name: str, split: str, root: str,
-                          sample: Optional[int]) -> Optional[tuple[str, str, str]]:
-    """(source file, dataset name, note) of the queries of the splits ``split`` does not score, written under
-    ``<home>/sources``; None when there are none (one split, no queries, or a label-free run). ``sample``: the
-    unlabeled sources' sample size, which ingestion applies to this source too."""
+                          sample: Optional[int]) -> Optional[QueryLogSource]:
+    """The queries of the splits ``split`` does not score, written under ``<home>/sources``; None when there
+    are none (one split, no queries, or a label-free run). ``sample``: the unlabeled sources' sample size,
+    which ingestion applies to this source too."""
     log = other_split_queries(dataset_dir, split)
     if not len(log):
         return None
@@ -169,7 +177,7 @@ def other_split_query_log(dataset_dir: str, dataset_name: str, split: str, root:
             f"{', '.join(log.held_out_splits)} queries{f', and {log.same_text_dropped} of their text' if log.same_text_dropped else ''}"
             "; --no-other-split-queries leaves them out)")
     print(note)
-    return str(path), name, note
+    return QueryLogSource(path=str(path), name=name, note=note)
 
 
 def shard_work(results: list[EmbedResult]) -> str:
@@ -245,8 +253,8 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     if config.other_split_queries:
         logged = other_split_query_log(ingested.path, ingested.name, config.split, root, config.unlabeled_sample)
         if logged is not None:
-            sources.append(logged[:2])
-            notes.append(logged[2])
+            sources.append((logged.path, logged.name))
+            notes.append(logged.note)
     for source, name in sources:
         extra = ingest_corpus(IngestConfig(source=source, name=name, shard_size=config.shard_size,
                                            sample_records=config.unlabeled_sample), home=root)

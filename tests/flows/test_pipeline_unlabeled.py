@@ -73,7 +73,8 @@ def test_the_query_logs_note_says_when_a_sample_of_it_is_trained_on(tmp_path):
     path, name, note = other_split_query_log(dataset.path, "five", "test", str(tmp_path / "home"), 3)
     assert name == "five-query-log-test" and len(Path(path).read_text().splitlines()) == 5
     assert note.startswith("query log: 5 texts of the train queries, a seeded sample of 3 trained on (held out")
-    assert "sample" not in other_split_query_log(dataset.path, "five", "test", str(tmp_path / "home"), None)[2]
+    unsampled = other_split_query_log(dataset.path, "five", "test", str(tmp_path / "home"), None)
+    assert unsampled is not None and "sample" not in unsampled.note
     assert other_split_query_log(dataset.path, "five", "train", str(tmp_path / "home"), None) is None
 
 
