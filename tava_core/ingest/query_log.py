@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..evaluate.data import read_qrels
 from ..io import atomic_path, read_text_shard
 from ..manifest import load_dataset_manifest
 
@@ -43,17 +44,6 @@ def _normal(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def _qrels_query_ids(path: Path) -> set[str]:
-    """The query ids an ingested qrels file (``query-id  corpus-id  score``, with its header) names."""
-    ids = set()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            qid = line.split("\t", 1)[0].strip()
-            if qid and not (number == 0 and qid == "query-id"):
-                ids.add(qid)
-    return ids
-
-
 def other_split_queries(dataset_dir: str | Path, split: str) -> QueryLog:
     """The queries of ``dataset_dir`` (an ingested dataset) a run scoring ``split`` may train on: those
     the other splits' qrels name, less the held-out ones (module docstring). Empty when the dataset has
@@ -63,7 +53,7 @@ def other_split_queries(dataset_dir: str | Path, split: str) -> QueryLog:
     if "queries" not in manifest.collections or split not in manifest.qrels:
         return QueryLog(ids=[], texts=[])
     held_splits = sorted({split, *(s for s in HELD_OUT_SPLITS if s in manifest.qrels)})
-    named = {name: _qrels_query_ids(directory / record.path) for name, record in manifest.qrels.items()}
+    named = {name: set(read_qrels(directory / record.path)[0]) for name, record in manifest.qrels.items()}
     held = set().union(*(named[s] for s in held_splits))
     others = sorted(s for s in named if s not in held_splits)
     wanted = set().union(*(named[s] for s in others)) - held if others else set()
