@@ -7,7 +7,10 @@ document (``title + " " + text``): the span views rarely cut it out alone. This 
 setting-(b) students (5,000 generic passages + SciFact's documents, with span views) with and without
 the 5,183 titles as a dataset of their own, the teacher embedding them once, and scores them on
 SciFact's 809 train queries (dev): asymmetric nDCG@10 (student queries against the teacher's documents)
-and mean cosine to the teacher's query vectors. Test is not read.
+and mean cosine to the teacher's query vectors. Test is not read. The titles here are a training dataset of
+their own, so Stage A also cuts span views of them (a title of 4-32 words is mostly its own view): each title
+weighs about 2.5 rows, where `tava run`'s title views (DistillConfig.title_views, since this session) are one row
+of the span dataset each; `bench/cli_run.py` measures those through the CLI.
 
     python bench/title_views.py                   # -> bench/results/title_views_dev.json
 """
