@@ -52,7 +52,7 @@ def blend_static_distill(distill: DistillConfig, partner: str) -> DistillConfig:
     return standard_distill().model_copy(update={
         "name": f"{distill.name}-static", "teacher": distill.teacher, "datasets": distill.datasets,
         "collections": distill.collections, "span_views": distill.span_views, "seed": distill.seed,
-        "dataset_weights": distill.dataset_weights,
+        "dataset_weights": distill.dataset_weights, "title_views": distill.title_views,
         "max_length": distill.max_length, "max_texts": distill.max_texts, "threads": distill.threads,
         "device": distill.device, "blend_partner": partner, "blend_partner_weight": distill.blend_partner_weight,
         "student": "static", "fit_steps": True, **STANDARD_BY_STUDENT["static"]})

@@ -75,10 +75,15 @@ def builtin_cmd(force: bool) -> None:
     "Collections to cut spans from (repeatable); default every collection but 'queries'."))
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the span maker.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N texts.")
-def spans_cmd(dataset: str, views: int, collections: tuple[str, ...], seed: int, limit: Optional[int]) -> None:
+@click.option("--titles/--no-titles", default=False, show_default=True, help=(
+    "Each titled text's title alone as one more view, as Stage A takes them (`--title-views`, on there); "
+    "the dataset is then NAME.spans<V>-s<SEED>-titles. Off here: the translation recipe was measured without."))
+def spans_cmd(dataset: str, views: int, collections: tuple[str, ...], seed: int, limit: Optional[int],
+              titles: bool) -> None:
     """Write short label-free span views of an ingested DATASET as a dataset of their own.
 
-    The same spans Stage A trains on (`--span-views`): query-like text cut from the documents. Embed
+    The same spans Stage A trains on (`--span-views`; with `--titles`, its title views too): query-like text cut
+    from the documents. Embed
     them with `tava embed --dataset <printed name>`; the vectors serve, e.g., as domain vectors of
     `tava adapt --mode unpaired` (docs/translation.md). Written once (atomically) and reused.
     """
@@ -90,7 +95,7 @@ def spans_cmd(dataset: str, views: int, collections: tuple[str, ...], seed: int,
     dataset_dir = checks.ingested_dataset(home, dataset, "DATASET", collections=collections)
     chosen = training_collections(list(load_dataset_manifest(dataset_dir).collections), list(collections),
                                   dataset_dir)
-    out = write_span_dataset(home, dataset_dir, chosen, views, seed, limit=limit)
+    out = write_span_dataset(home, dataset_dir, chosen, views, seed, limit=limit, titles=titles)
     manifest = load_dataset_manifest(out)
     echo_record({"dataset": manifest.name, "path": str(out), "collections": chosen,
                  "texts": manifest.info.get("texts"), "spans": manifest.collections[SPAN_COLLECTION].rows,

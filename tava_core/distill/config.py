@@ -29,6 +29,10 @@ class DistillConfig(TavaModel):
         "Short label-free views per training text (a sentence or a 4-24-word window), embedded by the "
         "teacher like any collection and trained on beside the texts: queries are short, and a student "
         "that only saw passages lands far from the teacher on them. 0 = off."))
+    title_views: bool = Field(True, description=(
+        "With span views: each titled text's title alone as one more view (a short text naming what the "
+        "document is about, as a query asks for it; the spans seldom cut it out, since the title is glued to "
+        "the front of its text). Corpora without titles are unchanged (docs/stage-a.md)."))
     dataset_weights: list[int] = Field(default_factory=list, description=(
         "How often each entry of `datasets` (with its span views) is drawn for training, relative to the "
         "others, in the same order; empty = 1 each. A few hundred logged queries beside thousands of "
@@ -185,9 +189,10 @@ class DistillConfig(TavaModel):
         its runs; ``portable=False`` gives the key runs recorded before, which are still accepted."""
         # fit_steps is applied before the key is taken (fitted_to_corpus): the steps trained are in it
         # span_documents: the spans it keeps are in the data key (their shards' sha256s), so a sample
-        # that cuts nothing leaves every earlier key (and checkpoint) valid
+        # that cuts nothing leaves every earlier key (and checkpoint) valid; title_views likewise (the titles
+        # are span rows: on a corpus without titles, earlier keys stay valid)
         skip = {"resume", "output", "device", "threads", "time_budget_minutes", "name", "fit_steps", "min_epochs",
-                "max_fitted_steps_factor", "span_documents"}
+                "max_fitted_steps_factor", "span_documents", "title_views"}
         if not self.alpha_rank:  # unused: runs from before the term keep their keys (and checkpoints)
             skip |= {"alpha_rank", "rank_candidates"}
         if self.static_init != "context":   # likewise: runs from before the context start keep their keys

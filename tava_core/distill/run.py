@@ -179,7 +179,7 @@ def span_datasets(config: DistillConfig, home: TavaHome) -> list[Path]:
         # A limit that cuts nothing is no limit: the spans (and their cached vectors) are shared.
         limit = remaining if remaining is not None and remaining < rows else None
         out.append(write_span_dataset(home, dataset_dir, collections, config.span_views, config.seed, limit=limit,
-                                      sample=config.span_documents))
+                                      sample=config.span_documents, titles=config.title_views))
         if remaining is not None:
             remaining -= rows
     return out

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, TypeVar
 import numpy as np
 
 from ..home import TavaHome
-from ..io import atomic_directory, stable_hash, write_text_shard
+from ..io import atomic_directory, read_text_shard, stable_hash, write_text_shard
 from ..manifest import Collection, DatasetManifest, ShardRecord, load_dataset_manifest, save_manifest
 from .data import read_collection_texts
 
@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 SPAN_COLLECTION = "spans"
 MIN_WORDS, MAX_WORDS = 4, 32
+MIN_TITLE_WORDS = 2          # a one-word title ("Introduction", a name) asks for nothing in particular
 SHARD_ROWS = 5000
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 
@@ -69,15 +70,42 @@ def make_spans(ids: Sequence[str], texts: Sequence[str], views: int, seed: int) 
     return span_ids, spans
 
 
+def title_views(ids: Sequence[str], titles: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Each titled text's title alone, ids ``<text id>#title``: a short text naming what the document is
+    about, much as a query asks for it, which the span views seldom cut out (the title is glued to the
+    front of its text). Titles under MIN_TITLE_WORDS words and repeats of a title already taken are left out."""
+    out_ids: list[str] = []
+    out_texts: list[str] = []
+    seen: set[str] = set()
+    for text_id, title in zip(ids, titles, strict=True):
+        title = " ".join((title or "").split())
+        if len(title.split()) >= MIN_TITLE_WORDS and title.lower() not in seen:
+            seen.add(title.lower())
+            out_ids.append(f"{text_id}#title")
+            out_texts.append(title)
+    return out_ids, out_texts
+
+
+def read_collection_titles(dataset_dir: Path, shards) -> list[str]:  # noqa: ANN001
+    """The title of every row of ``shards`` ("" where a shard has no title column), in row order."""
+    titles: list[str] = []
+    for shard in shards:
+        table = read_text_shard(dataset_dir / shard.path)
+        titles.extend(table.column("title").to_pylist() if "title" in table.column_names else [""] * table.num_rows)
+    return [t or "" for t in titles]
+
+
 def span_dataset_name(dataset_name: str, views: int, seed: int) -> str:
     return f"{dataset_name}.spans{views}-s{seed}"
 
 
 def write_span_dataset(home: TavaHome, dataset_dir: Path, collections: Sequence[str], views: int,
-                       seed: int, *, limit: Optional[int] = None, sample: Optional[int] = None) -> Path:
+                       seed: int, *, limit: Optional[int] = None, sample: Optional[int] = None,
+                       titles: bool = False) -> Path:
     """Write (or reuse) the span dataset of ``collections`` of ``dataset_dir`` (of its first
     ``limit`` texts, when given; of a seeded sample of ``sample`` of those, in their order, when
-    there are more); returns its directory.
+    there are more); returns its directory. ``titles``: the titles of those texts as views too
+    (``title_views``), after their spans.
 
     Reused when its manifest records the same source shards, views, seed, limit and sample; written atomically.
     """
@@ -85,13 +113,21 @@ def write_span_dataset(home: TavaHome, dataset_dir: Path, collections: Sequence[
     rows = sum(source.collections[c].rows for c in collections)
     kept = rows if limit is None else min(limit, rows)
     sample = sample if sample is not None and sample < kept else None   # a sample that cuts nothing is none
+    heads: list[str] = []
+    if titles:
+        for collection in collections:
+            heads.extend(read_collection_titles(dataset_dir, source.collections[collection].shards))
+        # a corpus without a title to take writes exactly the dataset it wrote without the option (same
+        # name and key: its views and their vectors stay cached); one with titles gets a dataset of its own
+        titles = bool(title_views(["-"] * len(heads[:kept]), heads[:kept])[0])
     name = (span_dataset_name(source.name, views, seed) + (f"-n{limit}" if limit is not None else "")
-            + (f"-r{sample}" if sample is not None else ""))
+            + (f"-r{sample}" if sample is not None else "") + ("-titles" if titles else ""))
     out = home.dataset_dir(name)
     shards = [s for c in collections for s in source.collections[c].shards]
     key = stable_hash({"source": [s.sha256 for s in shards], "collections": list(collections), "views": views,
                        "seed": seed, "limit": limit, "words": [MIN_WORDS, MAX_WORDS],
-                       **({"sample": sample} if sample is not None else {})}, 24)
+                       **({"sample": sample} if sample is not None else {}),
+                       **({"titles": MIN_TITLE_WORDS} if titles else {})}, 24)
     if (out / "manifest.json").is_file():
         existing = load_dataset_manifest(out)
         if existing.config.get("span_key") == key:
@@ -103,11 +139,14 @@ def write_span_dataset(home: TavaHome, dataset_dir: Path, collections: Sequence[
         ids.extend(cids)
         texts.extend(ctexts)
     if limit is not None:
-        ids, texts = ids[:limit], texts[:limit]
+        ids, texts, heads = ids[:limit], texts[:limit], heads[:limit]
     if sample is not None:   # already None when it would cut nothing
         keep = np.sort(np.random.default_rng(seed).choice(len(ids), sample, replace=False))
         ids, texts = [ids[i] for i in keep], [texts[i] for i in keep]
+        heads = [heads[i] for i in keep] if titles else heads
     span_ids, spans = make_spans(ids, texts, views, seed)
+    title_ids, title_texts = title_views(ids, heads) if titles else ([], [])
+    span_ids, spans = span_ids + title_ids, spans + title_texts
     with atomic_directory(out) as tmp:
         records = []
         for start in range(0, len(span_ids), SHARD_ROWS):
@@ -120,9 +159,9 @@ def write_span_dataset(home: TavaHome, dataset_dir: Path, collections: Sequence[
         save_manifest(tmp, DatasetManifest(
             name=name, source=str(dataset_dir), collections={SPAN_COLLECTION: Collection(shards=records)},
             config={"span_key": key, "views": views, "seed": seed, "collections": list(collections),
-                    **({"sample": sample} if sample is not None else {})},
+                    **({"sample": sample} if sample is not None else {}), **({"titles": True} if titles else {})},
             info={"made_by": "tava distill (span views)", "from": source.name, "texts": len(ids),
-                  "spans": len(span_ids)}))
+                  "spans": len(span_ids), **({"titles": len(title_ids)} if titles else {})}))
     return out
 
 

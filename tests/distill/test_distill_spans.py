@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from distill_helpers import make_toy_dataset
 
-from tava_core.distill.spans import MAX_WORDS, MIN_WORDS, make_spans, write_span_dataset
+from tava_core.distill.spans import MAX_WORDS, MIN_WORDS, make_spans, title_views, write_span_dataset
 from tava_core.distill.trainer import BatchPlan
 from tava_core.home import TavaHome
 from tava_core.io import read_text_shard
@@ -46,6 +46,55 @@ def test_span_dataset_is_written_once_and_respects_the_limit(tmp_path):
     ids = read_text_shard(limited / load_dataset_manifest(limited).collections["spans"].shards[0].path)
     assert {i.split("#")[0] for i in ids.column("id").to_pylist()} <= {f"t{i}" for i in range(10)}
     assert not list(tmp_path.rglob("*.tmp*"))
+
+
+def _titled_dataset(tmp_path, titles: list[str]):
+    """An ingested dataset whose rows carry ``titles`` (one text per title)."""
+    from tava_core.io import write_text_shard
+    from tava_core.manifest import Collection, DatasetManifest, ShardRecord, save_manifest
+
+    out = TavaHome(tmp_path).dataset_dir("titled")
+    ids = [f"d{i}" for i in range(len(titles))]
+    rec = write_text_shard(out / "corpus" / "shard-00000.parquet",
+                           {"id": ids, "text": [PASSAGE] * len(ids), "title": titles})
+    save_manifest(out, DatasetManifest(name="titled", source="toy", collections={
+        "corpus": Collection(shards=[ShardRecord(path="corpus/shard-00000.parquet", rows=rec["rows"],
+                                                 sha256=rec["sha256"])])}))
+    return out
+
+
+def test_titles_become_views_of_their_own(tmp_path):
+    titles = ["Aspirin and  heart attacks", "", "Introduction", "aspirin AND heart attacks", "Bleeding risk"]
+    # one-word and empty titles ask for nothing; a title repeated (up to case and spacing) is taken once
+    assert title_views([f"d{i}" for i in range(5)], titles) == (
+        ["d0#title", "d4#title"], ["Aspirin and heart attacks", "Bleeding risk"])
+    home = TavaHome(tmp_path)
+    source = _titled_dataset(tmp_path, titles)
+
+    def rows(out) -> dict[str, str]:
+        table = read_text_shard(out / load_dataset_manifest(out).collections["spans"].shards[0].path)
+        return dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True))
+
+    plain_dir = write_span_dataset(home, source, ["corpus"], views=1, seed=0)
+    plain = rows(plain_dir)
+    titled_dir = write_span_dataset(home, source, ["corpus"], views=1, seed=0, titles=True)
+    titled = rows(titled_dir)
+    assert titled_dir != plain_dir and rows(plain_dir) == plain    # a dataset of its own: the plain one stays
+    # the same span views as without the option, then the titles
+    assert {k: v for k, v in titled.items() if "#span" in k} == plain
+    assert {k: v for k, v in titled.items() if k.endswith("#title")} == {"d0#title": "Aspirin and heart attacks",
+                                                                          "d4#title": "Bleeding risk"}
+    assert load_dataset_manifest(titled_dir).info["titles"] == 2
+    # the limit and the sample cut titles with their texts
+    assert [k for k in rows(write_span_dataset(home, source, ["corpus"], views=1, seed=0, limit=3, titles=True))
+            if k.endswith("#title")] == ["d0#title"]
+    # a corpus without a title to take: exactly the dataset written without the option, reused as it is
+    toy = make_toy_dataset(tmp_path, "toy", n=20)
+    untitled = write_span_dataset(home, toy, ["texts"], views=1, seed=0)
+    shard = untitled / load_dataset_manifest(untitled).collections["spans"].shards[0].path
+    before = shard.stat().st_mtime_ns
+    assert write_span_dataset(home, toy, ["texts"], views=1, seed=0, titles=True) == untitled
+    assert shard.stat().st_mtime_ns == before
 
 
 def test_span_views_of_a_big_dataset_come_from_a_seeded_sample(tmp_path):
@@ -105,3 +154,21 @@ def test_a_time_capped_run_still_anneals_its_learning_rate():
     assert optimization.lr == pytest.approx(0.0)
     optimization.set_progress(4, time_fraction=0.9)                    # never skips the warm-up
     assert optimization.lr == pytest.approx(1e-3 * 5 / 10)
+
+
+@pytest.mark.parametrize("title_views", [True, False])
+def test_stage_a_takes_title_views_by_default(tmp_path, title_views):
+    from tava_core.distill import DistillConfig
+    from tava_core.distill.run import span_datasets
+
+    source = _titled_dataset(tmp_path, ["Aspirin and heart attacks", "Bleeding risk"])
+    config = DistillConfig(datasets=[str(source)], span_views=1) if title_views else DistillConfig(
+        datasets=[str(source)], span_views=1, title_views=False)
+    assert DistillConfig().title_views                       # on unless turned off
+    (out,) = span_datasets(config, TavaHome(tmp_path))
+    table = read_text_shard(out / load_dataset_manifest(out).collections["spans"].shards[0].path)
+    titles = [t for i, t in zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True)
+              if i.endswith("#title")]
+    assert titles == (["Aspirin and heart attacks", "Bleeding risk"] if title_views else [])
+    # the titles are span rows, so the training key is the same either way (the data key tells them apart)
+    assert config.training_key() == config.model_copy(update={"title_views": not title_views}).training_key()

@@ -51,4 +51,8 @@ def test_data_spans_cuts_every_document_and_no_query(tmp_path):
     assert [p.stat().st_mtime_ns for p in paths] == stamps
     other = CliRunner().invoke(group, ["--home", str(home), "data", "spans", "small", "--views", "3", "--seed", "1"])
     assert other.exit_code == 0 and _spans(Path(json.loads(other.output)["path"]))[1] != texts
+    # --titles on documents without titles: nothing to take, the same dataset (reused as it is)
+    titled = CliRunner().invoke(group, ["--home", str(home), "data", "spans", "small", "--views", "3", "--titles"])
+    assert titled.exit_code == 0 and json.loads(titled.output)["path"] == record["path"]
+    assert [p.stat().st_mtime_ns for p in paths] == stamps
     assert not list(home.rglob("*.tmp*"))
