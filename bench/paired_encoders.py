@@ -17,6 +17,7 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
 from shared_data import ROOT, add_run  # noqa: E402  (sets sys.path)
 
 from tava_core.encoders import load_encoder
@@ -50,7 +51,7 @@ def main() -> None:
     row = {i: k for k, i in enumerate(ids)}
     docs = vectors[[row[i] for i in data.corpus_ids]]
 
-    def scores(encoder) -> "object":
+    def scores(encoder) -> np.ndarray:
         queries = encoder.encode(data.query_texts, kind="query")
         return per_query_ndcg(queries, docs, data.query_ids, data.corpus_ids, data.qrels)
 

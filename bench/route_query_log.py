@@ -131,7 +131,7 @@ def confidence_on(model, candidate: dict[str, Any], calibrate_on: Part, score: P
     return calibration.confidence_from_features(x), calibration
 
 
-def curves(dataset, queries: TextSet, scores: np.ndarray, student_ndcg: np.ndarray, teacher_ndcg: np.ndarray,
+def curves(queries: TextSet, scores: np.ndarray, student_ndcg: np.ndarray, teacher_ndcg: np.ndarray,
            resamples: int) -> dict[str, Any]:
     out = routing_curves(student_ndcg=student_ndcg, teacher_ndcg=teacher_ndcg,
                          student_overlap=queries.agreement["overlap"], confidence=scores,
@@ -188,7 +188,7 @@ def dev(state: dict, datasets: dict, report: dict[str, Any]) -> None:
                                     "spans+log": all_spans + queries.take(other)}[source]
                     scores[held], calibration = confidence_on(model, candidate, calibrate_on, queries.take(held))
                     under += int((scores[held] < calibration.threshold_for_budget(0.1)).sum())
-                c = curves(dataset, queries, scores, inputs["student_ndcg"], inputs["teacher_ndcg"], 200)
+                c = curves(queries, scores, inputs["student_ndcg"], inputs["teacher_ndcg"], 200)
                 per[cname][source] = summary(c, under / n)
             print(f"  {label} {cname:44s} " + "  ".join(
                 f"{s} {per[cname][s]['gap_recovered_10']:.3f}/{per[cname][s]['gap_recovered_20']:.3f}"
@@ -228,7 +228,7 @@ def test(state: dict, datasets: dict, report: dict[str, Any], chosen: dict[str, 
             model = model_for(st, "scifact", candidate)
             calibrate_on = {"spans": all_spans, "log": all_log, "spans+log": all_spans + all_log}[source]
             scores, calibration = confidence_on(model, candidate, calibrate_on, queries.take(np.arange(len(queries.texts))))
-            c = curves(dataset, queries, scores, inputs["student_ndcg"], inputs["teacher_ndcg"], 2000)
+            c = curves(queries, scores, inputs["student_ndcg"], inputs["teacher_ndcg"], 2000)
             out[role] = {"candidate": cname, "source": source, "calibration_texts": len(calibrate_on.texts()),
                          **summary(c, float((scores < calibration.threshold_for_budget(0.1)).mean())),
                          "curves": c}

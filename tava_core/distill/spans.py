@@ -19,7 +19,7 @@ from typing import Optional, Sequence, TypeVar
 import numpy as np
 
 from ..home import TavaHome
-from ..io import atomic_directory, read_text_shard, stable_hash, write_text_shard
+from ..io import atomic_directory, stable_hash, write_text_shard
 from ..manifest import Collection, DatasetManifest, ShardRecord, load_dataset_manifest, save_manifest
 from .data import read_collection_texts
 
@@ -70,6 +70,12 @@ def make_spans(ids: Sequence[str], texts: Sequence[str], views: int, seed: int) 
     return span_ids, spans
 
 
+def _title(title: str | None) -> str:
+    """A title as a view: its words single-spaced; "" when it has under MIN_TITLE_WORDS words."""
+    words = (title or "").split()
+    return " ".join(words) if len(words) >= MIN_TITLE_WORDS else ""
+
+
 def title_views(ids: Sequence[str], titles: Sequence[str]) -> tuple[list[str], list[str]]:
     """Each titled text's title alone, ids ``<text id>#title``: a short text naming what the document is
     about, much as a query asks for it, which the span views seldom cut out (the title is glued to the
@@ -77,9 +83,9 @@ def title_views(ids: Sequence[str], titles: Sequence[str]) -> tuple[list[str], l
     out_ids: list[str] = []
     out_texts: list[str] = []
     seen: set[str] = set()
-    for text_id, title in zip(ids, titles, strict=True):
-        title = " ".join((title or "").split())
-        if len(title.split()) >= MIN_TITLE_WORDS and title.lower() not in seen:
+    for text_id, raw in zip(ids, titles, strict=True):
+        title = _title(raw)
+        if title and title.lower() not in seen:
             seen.add(title.lower())
             out_ids.append(f"{text_id}#title")
             out_texts.append(title)
@@ -87,12 +93,14 @@ def title_views(ids: Sequence[str], titles: Sequence[str]) -> tuple[list[str], l
 
 
 def read_collection_titles(dataset_dir: Path, shards) -> list[str]:  # noqa: ANN001
-    """The title of every row of ``shards`` ("" where a shard has no title column), in row order."""
+    """The title of every row of ``shards``, in row order: the title column alone is read (every text shard
+    has one), so checking a big corpus for titles on each run costs little."""
+    import pyarrow.parquet as pq
+
     titles: list[str] = []
     for shard in shards:
-        table = read_text_shard(dataset_dir / shard.path)
-        titles.extend(table.column("title").to_pylist() if "title" in table.column_names else [""] * table.num_rows)
-    return [t or "" for t in titles]
+        titles.extend(t or "" for t in pq.read_table(dataset_dir / shard.path, columns=["title"]).column(0).to_pylist())
+    return titles
 
 
 def span_dataset_name(dataset_name: str, views: int, seed: int) -> str:
@@ -119,7 +127,7 @@ def write_span_dataset(home: TavaHome, dataset_dir: Path, collections: Sequence[
             heads.extend(read_collection_titles(dataset_dir, source.collections[collection].shards))
         # a corpus without a title to take writes exactly the dataset it wrote without the option (same
         # name and key: its views and their vectors stay cached); one with titles gets a dataset of its own
-        titles = bool(title_views(["-"] * len(heads[:kept]), heads[:kept])[0])
+        titles = any(_title(t) for t in heads[:kept])
     name = (span_dataset_name(source.name, views, seed) + (f"-n{limit}" if limit is not None else "")
             + (f"-r{sample}" if sample is not None else "") + ("-titles" if titles else ""))
     out = home.dataset_dir(name)
