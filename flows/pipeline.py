@@ -36,7 +36,7 @@ from tava_core.index import IndexConfig
 from tava_core.ingest.query_log import other_split_queries, write_query_log
 from tava_core.io import sha256_file
 from tava_core.manifest import load_dataset_manifest
-from tava_core.records import EmbedResult, EvaluationReport, Record
+from tava_core.records import AdapterRecord, EmbedResult, EvaluationReport, Record, StudentRecord
 from tava_core.reuse import run_key
 
 from .adapt import train_adapter
@@ -187,6 +187,24 @@ def shard_work(results: list[EmbedResult]) -> str:
             f"{sum(c.reused_shards for c in collections)} reused")
 
 
+def student_work(student: StudentRecord) -> str:
+    """What Stage A trained on and how far it got (or that an identical earlier run was reused)."""
+    sources = ", ".join(f"{s['dataset']}/{s['collection']} {s['rows']:,}" if s["collection"] else
+                        f"the first {s['rows']:,} of those kept" for s in student.sources)   # "max_texts" cuts the rest
+    return (f"{'reused' if student.reused else 'trained'}: {student.texts:,} texts ({sources}); held-out cosine "
+            f"{student.initial_cosine:.3f} -> {student.best_cosine:.3f} at step {student.best_step:,} of "
+            f"{student.steps:,}")
+
+
+def adapter_work(adapter: AdapterRecord) -> str:
+    """Whether Stage B's learned part beat its closed-form start (the keep gate), or its best step."""
+    keep = adapter.training.get("keep") or {}
+    verdict = (f"learned part {'kept' if keep['learned_kept'] else 'not kept'} ({keep['why']})"
+               if "learned_kept" in keep else
+               f"best step {adapter.training.get('best_step', 0):,} of {adapter.training.get('steps', 0):,}")
+    return f"{'reused' if adapter.reused else 'trained'}: {verdict}"
+
+
 def summary_markdown(result: PipelineResult) -> str:
     lines = ["# tava pipeline", "", f"Dataset `{result.dataset}` ({', '.join(f'{k} {v:,}' for k, v in result.rows.items())})"
              f" in `{result.dataset_dir}`; teacher `{result.teacher['name']}` ({result.teacher['dim']}-d).", "",
@@ -292,6 +310,7 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     distill = stage_a_config(config, ingested.path, extra_datasets)
     student = distill_student(distill, home=root)
     timed("Stage A (student)", start)
+    work["Stage A (student)"] = student_work(student)
 
     # Stage B pairs, embedded by both: the corpus's own texts (never the queries) and the span views of every
     # training dataset -- an extra source's too (a query log's views are mostly its queries, whole).
@@ -314,6 +333,7 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
         "student_vectors": student_dirs, "teacher_vectors": teacher_dirs, "student": student.output,
         "warm_start": None}), home=root)
     timed("Stage B (adapter)", start)
+    work["Stage B (adapter)"] = adapter_work(adapter)
 
     start = time.perf_counter()
     adapted = EncoderSpec(model=adapter.adapter_dir)

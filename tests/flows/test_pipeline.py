@@ -150,6 +150,17 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     assert re.search(r"\| embed \(student\) \| [0-9.]+ \| 0 shards computed, [1-9]\d* reused \|", result.output)
     assert f"| reused version {first.index['version']} |" in result.output
     assert "| 0 evaluations computed, 2 reused |" in result.output
+    # Stage A says what it trained on (the card's sources, span views among them) and how far it got;
+    # Stage B whether its learned part beat the closed-form start. The re-run reused both.
+    sources = card["corpus"]["sources"]
+    assert first.work["Stage A (student)"].startswith(f"trained: {card['corpus']['texts']:,} texts (")
+    assert all(f"{s['dataset']}/{s['collection']} {s['rows']:,}" in first.work["Stage A (student)"]
+               for s in sources if s["collection"])
+    assert re.search(r"held-out cosine -?[0-9.]+ -> -?[0-9.]+ at step [\d,]+ of [\d,]+$", first.work["Stage A (student)"])
+    assert re.match(r"trained: (learned part (not )?kept \(.+\)|best step [\d,]+ of [\d,]+)$",
+                    first.work["Stage B (adapter)"])
+    assert re.search(r"\| Stage A \(student\) \| [0-9.]+ \| reused: ", result.output)
+    assert re.search(r"\| Stage B \(adapter\) \| [0-9.]+ \| reused: ", result.output)
     assert re.search(r"\| router \| [0-9.]+ \| over the student \+ adapter, calibration reused \(\d+ span views\), "
                      r"scores reused \|", result.output)   # the demo preset makes no blend
     assert f"{first.system('router, 20% to teacher').ndcg_at_10:.4f}" in result.output
