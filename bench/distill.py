@@ -85,10 +85,11 @@ def throughput(encoder, texts: list[str], batch_size: int = 64, repeats: int = 3
 
 
 class SciFact:
-    """Test queries, qrels and the teacher's cached vectors of queries and documents."""
+    """One split's queries (test by default; "train" is the dev split), qrels and the teacher's cached vectors
+    of queries and documents."""
 
-    def __init__(self, paths: dict[str, Path]) -> None:
-        self.qrels = load_qrels("test")
+    def __init__(self, paths: dict[str, Path], split: str = "test") -> None:
+        self.qrels = load_qrels(split)
         queries = [json.loads(x) for x in (SCIFACT / "queries.jsonl").read_text().splitlines() if x.strip()]
         test = [q for q in queries if q["_id"] in self.qrels]
         self.query_ids = [q["_id"] for q in test]
@@ -107,13 +108,19 @@ class SciFact:
         return ndcg_at_10(self.teacher_queries, self.query_ids, self.teacher_docs, self.doc_ids, self.qrels)
 
 
-def evaluate_student(student_dir: Path, data: SciFact, teacher_qps: float, *, alone: bool) -> dict[str, Any]:
-    encoder = load_encoder(str(student_dir), cache=False)
+def query_scores(encoder, data: SciFact) -> tuple[np.ndarray, dict[str, float]]:  # noqa: ANN001
+    """The student's query vectors, their nDCG@10 against the teacher's documents and mean cosine to the
+    teacher's query vectors."""
     queries = encoder.encode(data.query_texts, kind="query")
     cos = float(np.mean(np.sum(queries * data.teacher_queries, axis=1) /
                         (np.linalg.norm(queries, axis=1) * np.linalg.norm(data.teacher_queries, axis=1))))
-    out = {"asymmetric_ndcg10": ndcg_at_10(queries, data.query_ids, data.teacher_docs, data.doc_ids, data.qrels),
-           "query_cosine_to_teacher": cos}
+    return queries, {"asymmetric_ndcg10": ndcg_at_10(queries, data.query_ids, data.teacher_docs, data.doc_ids,
+                                                     data.qrels), "query_cosine_to_teacher": cos}
+
+
+def evaluate_student(student_dir: Path, data: SciFact, teacher_qps: float, *, alone: bool) -> dict[str, Any]:
+    encoder = load_encoder(str(student_dir), cache=False)
+    queries, out = query_scores(encoder, data)
     if alone:
         docs = encoder.encode(data.doc_texts, kind="document", show_progress=True)
         out["alone_ndcg10"] = ndcg_at_10(queries, data.query_ids, docs, data.doc_ids, data.qrels)

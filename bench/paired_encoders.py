@@ -23,8 +23,8 @@ from shared_data import ROOT, add_run  # noqa: E402  (sets sys.path)
 from tava_core.encoders import load_encoder
 from tava_core.evaluate.data import load_beir_directory
 from tava_core.evaluate.metrics import paired_bootstrap
+from tava_core.evaluate.vectors import load_corpus_vectors
 from tava_core.home import TavaHome
-from tava_core.manifest import read_vector_dir
 from tava_core.route.curves import per_query_ndcg
 
 OUT = ROOT / "bench" / "results" / "paired_encoders.json"
@@ -46,10 +46,8 @@ def main() -> None:
     home = TavaHome(args.home)
     data = load_beir_directory(Path(args.dataset), args.split)
     teacher = load_encoder(args.teacher)
-    ids, vectors, _ = read_vector_dir(home.vector_dir(args.name or Path(args.dataset).name, "corpus", teacher.name,
-                                                      teacher.fingerprint))
-    row = {i: k for k, i in enumerate(ids)}
-    docs = vectors[[row[i] for i in data.corpus_ids]]
+    docs = load_corpus_vectors(data, home.vector_dir(args.name or Path(args.dataset).name, "corpus", teacher.name,
+                                                     teacher.fingerprint))   # in corpus order, checked complete
 
     def scores(encoder) -> np.ndarray:
         queries = encoder.encode(data.query_texts, kind="query")

@@ -25,50 +25,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.distill import load_qrels, ndcg_at_10, run_config  # noqa: E402  (sets the offline environment)
+from bench.distill import SciFact, query_scores, run_config  # noqa: E402  (sets the offline environment)
 from bench.distill_data import BENCH_HOME, SCIFACT, _write_dataset, prepare  # noqa: E402
 from tava_core.distill import distill  # noqa: E402
 from tava_core.embed import EmbedConfig, embed_dataset  # noqa: E402
 from tava_core.encoders import load_encoder  # noqa: E402
 from tava_core.home import TavaHome  # noqa: E402
-from tava_core.manifest import read_vector_dir  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "title_views_dev.json"
 TITLES = "scifact-titles"
 
 
-def prepare_titles(home: TavaHome) -> Path:
-    """Dataset ``scifact-titles``: each titled SciFact document's title, alone (id ``<doc>#title``)."""
+def prepare_titles(home: TavaHome) -> tuple[Path, int]:
+    """Dataset ``scifact-titles``: each titled SciFact document's title, alone (id ``<doc>#title``); and how
+    many there are."""
     corpus = [json.loads(x) for x in (SCIFACT / "corpus.jsonl").read_text().splitlines() if x.strip()]
     titled = [d for d in corpus if (d.get("title") or "").strip()]
     out = _write_dataset(home, TITLES, str(SCIFACT / "corpus.jsonl"), {"texts": {
         "id": [f"{d['_id']}#title" for d in titled], "text": [" ".join(d["title"].split()) for d in titled]}})
     embed_dataset(EmbedConfig(dataset=TITLES, collections=["texts"]), home, show_progress=True)
-    return out
+    return out, len(titled)
 
 
-def dev_scores(student_dir: Path, paths: dict[str, Path]) -> dict[str, float]:
+def dev_scores(student_dir: Path, dev: SciFact) -> dict[str, float]:
     """Asymmetric nDCG@10 and query cosine on SciFact's train queries (dev)."""
-    qrels = load_qrels("train")
-    queries = {json.loads(x)["_id"]: json.loads(x)["text"] for x in (SCIFACT / "queries.jsonl").read_text().splitlines()
-               if x.strip()}
-    query_ids = [q for q in queries if q in qrels]
-    ids, vectors, _ = read_vector_dir(paths["scifact_corpus_vectors"])
-    doc_ids, docs = list(ids), vectors
-    ids, vectors, _ = read_vector_dir(paths["scifact_queries_vectors"])
-    pos = {i: k for k, i in enumerate(ids)}
-    teacher_queries = vectors[[pos[q] for q in query_ids]]
-    student = load_encoder(str(student_dir), cache=False).encode([queries[q] for q in query_ids], kind="query")
-    cos = np.sum(student * teacher_queries, axis=1) / (np.linalg.norm(student, axis=1)
-                                                       * np.linalg.norm(teacher_queries, axis=1))
-    return {"asymmetric_ndcg10": ndcg_at_10(student, query_ids, docs, doc_ids, qrels),
-            "teacher_ndcg10": ndcg_at_10(teacher_queries, query_ids, docs, doc_ids, qrels),
-            "query_cosine_to_teacher": float(cos.mean()), "queries": len(query_ids)}
+    _, scores = query_scores(load_encoder(str(student_dir), cache=False), dev)
+    return {**scores, "teacher_ndcg10": dev.teacher_ndcg(), "queries": len(dev.query_ids)}
 
 
 def main() -> None:
@@ -81,7 +66,8 @@ def main() -> None:
     started = time.time()
     home = TavaHome(args.home)
     paths = prepare(args.passages, Path(args.home), progress=True)
-    titles = prepare_titles(home)
+    titles, title_count = prepare_titles(home)
+    dev = SciFact(paths, "train")   # read once: every run is scored on the same queries and vectors
     report: dict[str, Any] = {
         "benchmark": "Stage A with document titles as views of their own (SciFact dev: 809 train queries)",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_at_start": os.getloadavg()},
@@ -95,13 +81,13 @@ def main() -> None:
             if with_titles:
                 # titles listed before the passages, so max_texts trims passages, never titles
                 config = config.model_copy(update={"datasets": [config.datasets[0], str(titles), *config.datasets[1:]],
-                                                   "max_texts": config.max_texts + 5183})
+                                                   "max_texts": config.max_texts + title_count})
             print(f"== {name}", flush=True)
             record = distill(config, home, progress=True)
             card = json.loads(record.card_path.read_text())
             run = {"name": name, "student": kind, "titles": with_titles, "training_texts": card["corpus"]["texts"],
                    "steps_run": card["training"]["steps_done"], "held_out_cosine": card["validation"]["best_cosine"],
-                   **dev_scores(Path(record.output), paths)}
+                   **dev_scores(Path(record.output), dev)}
             report["runs"].append(run)
             print(json.dumps(run, indent=1), flush=True)
             report["total_seconds"] = time.time() - started
