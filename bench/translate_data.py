@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from shared_data import MPNET_VECTORS, PASSAGES, ROOT, SCIFACT, SHARED  # noqa: E402,F401 - sets sys.path
@@ -180,7 +181,28 @@ def doc_span_vectors(tag: str, view: int, parity: int, compute: bool = True) -> 
     if view == 0:
         every = transfer_cached(tag, "corpus-spans")
         return None if every is None else every[parity::2]
-    final = CACHE / f"{tag}-corpus-spans-view{view}-parity{parity}.npy"
+    return _short_text_vectors(tag, f"corpus-spans-view{view}-parity{parity}",
+                               lambda: doc_span_texts(view, parity), compute)
+
+
+def doc_title_texts(parity: int) -> list[str]:
+    """The titles of the SciFact documents of one parity, as Stage A's title views take them
+    (``title_views``: two words or more, a repeat taken once), in row order."""
+    from tava_core.distill.spans import title_views
+
+    rows = read_jsonl(SCIFACT / "corpus.jsonl")[parity::2]
+    return title_views([str(r["_id"]) for r in rows], [r.get("title") or "" for r in rows])[1]
+
+
+def doc_title_vectors(tag: str, parity: int, compute: bool = True) -> np.ndarray | None:
+    """``tag`` ('minilm' / 'mpnet') vectors of ``doc_title_texts(parity)`` (None if missing and not ``compute``)."""
+    return _short_text_vectors(tag, f"corpus-titles-parity{parity}", lambda: doc_title_texts(parity), compute)
+
+
+def _short_text_vectors(tag: str, name: str, texts_of: Callable[[], list[str]], compute: bool) -> np.ndarray | None:
+    """``tag``'s vectors of short texts derived from the documents (kind 'document', as Stage A embeds its
+    views), cached as ``CACHE/<tag>-<name>.npy`` from chunks of CHUNK texts; None if missing and not ``compute``."""
+    final = CACHE / f"{tag}-{name}.npy"
     if final.is_file():
         return np.load(final)
     if not compute:
@@ -188,11 +210,11 @@ def doc_span_vectors(tag: str, view: int, parity: int, compute: bool = True) -> 
     from tava_core.encoders import load_encoder
 
     encoder = load_encoder({"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}[tag])
-    texts = doc_span_texts(view, parity)
+    texts = texts_of()
     blocks = []
     for start in range(0, len(texts), CHUNK):
         chunk = texts[start:start + CHUNK]
-        blocks.append(_cached(CACHE / "chunks" / f"{tag}-corpus-spans-view{view}-parity{parity}-{start}-{len(chunk)}.npy",
+        blocks.append(_cached(CACHE / "chunks" / f"{tag}-{name}-{start}-{len(chunk)}.npy",
                               lambda chunk=chunk: encoder.encode(chunk, kind="document", batch_size=32)))
     return _cached(final, lambda: np.concatenate(blocks))
 
@@ -231,6 +253,9 @@ if __name__ == "__main__":
         if collection.startswith("spans-view"):  # e.g. mpnet:spans-view1-parity1 (bench/translate.py --span-views)
             view, parity = collection.removeprefix("spans-view").split("-parity")
             doc_span_vectors(tag, int(view), int(parity))
+            continue
+        if collection.startswith("titles-parity"):  # e.g. mpnet:titles-parity1 (bench/translate_domain.py titles=1)
+            doc_title_vectors(tag, int(collection.removeprefix("titles-parity")))
             continue
         (minilm if tag == "minilm" else static)(collection)
 

@@ -62,12 +62,14 @@ def weighted_procrustes(a: np.ndarray, b: np.ndarray, w: Optional[np.ndarray]) -
 
 def rounds_of(a: np.ndarray, b: np.ndarray, weight: np.ndarray, rounds: int, *, neighbours: int = 5,
               csls_k: int = 10, domain_a: int = 0, domain_b: int = 0, domain_weight: float = 1.0,
-              confidence: bool = False, blocks: bool = False,
+              confidence: bool = False, blocks: bool = False, ot_eps: float = 0.0,
               on_round: Optional[Callable[[int, np.ndarray], None]] = None) -> np.ndarray:
     """Self-learning rounds like ``self_learning.self_learn`` (CSLS, each row's ``neighbours`` best, both
     directions), with optional per-pair weights: the last ``domain_a`` / ``domain_b`` rows of each side are
     domain rows, whose pairs (as the picking row) weigh ``domain_weight``; ``confidence`` multiplies each
-    pair by its mean CSLS score (clipped at 0)."""
+    pair by its mean CSLS score (clipped at 0); ``ot_eps`` > 0 pairs the domain rows (both directions) by an
+    entropic optimal-transport plan between the mapped source domain rows and the target domain rows instead
+    (``sinkhorn_targets``), the generic rows as before."""
     from tava_core.adapter.self_learning import csls, similarities
 
     is_dom_a = np.arange(len(a)) >= len(a) - domain_a
@@ -93,10 +95,56 @@ def rounds_of(a: np.ndarray, b: np.ndarray, weight: np.ndarray, rounds: int, *, 
             src, tgt, w = (np.concatenate([x, y]) for x, y in zip(p1, p2, strict=True))
         else:
             src, tgt, w = pairs(a, b, is_dom_a, is_dom_b, weight)
+        if ot_eps > 0:  # replace the domain rows' nearest-neighbour pairs by barycentric OT pairs
+            a_dom, b_dom = a[is_dom_a], b[is_dom_b]
+            to_b, to_a = sinkhorn_targets(similarities(a_dom, b_dom, weight), b_dom, a_dom, ot_eps)
+            keep = np.concatenate([~is_dom_a, ~is_dom_b])
+            src = np.concatenate([src[keep], a_dom, to_a])
+            tgt = np.concatenate([tgt[keep], to_b, b_dom])
+            w = np.concatenate([w[keep], np.full(len(a_dom) + len(b_dom), domain_weight)])
         weight = weighted_procrustes(src, tgt, w)
         if on_round is not None:
             on_round(r, weight)
     return weight
+
+
+def sinkhorn_targets(sims: torch.Tensor, b: np.ndarray, a: np.ndarray, eps: float,
+                     iters: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """The entropic OT plan with uniform marginals between the rows (mapped source) and columns (target) of
+    ``sims`` (cosines, cost 1 - cos, temperature ``eps``; log-domain Sinkhorn), and each side's barycentric
+    partner under it: (for each source row, the unit plan-weighted mean of ``b``; for each target row, that
+    of ``a``). Unlike a row's k nearest neighbours, the plan must use every row of the other side equally,
+    so dense regions cannot pull the pairs towards them (no hubs, no contraction)."""
+    log_k = sims / eps
+    n, m = log_k.shape
+    log_u, log_v = torch.zeros(n), torch.zeros(m)
+    for _ in range(iters):
+        log_u = -torch.logsumexp(log_k + log_v[None, :], dim=1) - np.log(n)
+        log_v = -torch.logsumexp(log_k + log_u[:, None], dim=0) - np.log(m)
+    plan = torch.exp(log_k + log_u[:, None] + log_v[None, :])
+    to_b = unit((plan @ torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))).numpy())
+    to_a = unit((plan.T @ torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))).numpy())
+    return to_b, to_a
+
+
+def extra_domain_vectors(views: int, titles: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Raw (MiniLM of the even documents, mpnet of the odd ones) domain vectors beyond the documents and their
+    first span view: span views 1 .. ``views`` - 1, then (``titles``) the documents' titles. Cached only."""
+    out = []
+    for view in range(1, views):  # more span views of the same documents
+        raw_a = td.doc_span_vectors("minilm", view, 0, compute=False)
+        raw_b = td.doc_span_vectors("mpnet", view, 1, compute=False)
+        if raw_a is None or raw_b is None:
+            raise SystemExit(f"span view {view} is not cached: python bench/translate_data.py "
+                             f"minilm:spans-view{view}-parity0 mpnet:spans-view{view}-parity1")
+        out.append((raw_a, raw_b))
+    if titles:  # each side's titles of its own documents (Stage A's title views)
+        raw_a, raw_b = td.doc_title_vectors("minilm", 0, compute=False), td.doc_title_vectors("mpnet", 1, compute=False)
+        if raw_a is None or raw_b is None:
+            raise SystemExit("titles are not cached: python bench/translate_data.py minilm:titles-parity0 "
+                             "mpnet:titles-parity1")
+        out.append((raw_a, raw_b))
+    return out
 
 
 def sym_power(m: np.ndarray, power: float, floor: float = 1e-6) -> np.ndarray:
@@ -268,25 +316,25 @@ def main() -> None:
         "domain_neighbours_10": lambda: traced("domain_neighbours_10", da, db, pooled(), 6, neighbours=10),
     }
     def swept(name: str) -> None:
-        """'sweep:w=2,n=5,k=10,own=0,spans=1,rounds=5': spans/docs pooled with the passages, weighted."""
+        """'sweep:w=2,n=5,k=10,own=0,spans=1,views=1,titles=0,rounds=5': spans/docs pooled with the passages,
+        weighted; ``titles=1`` adds each side's titles of its own documents as domain rows; ``ot=EPS`` pairs the
+        domain rows by an entropic OT plan at temperature EPS (``sinkhorn_targets``); ``start=paired`` starts from
+        paired Procrustes on passages + the even documents instead of the unpaired search (where does it drift?)."""
         kw = dict(item.split("=") for item in name.split(":", 1)[1].split(","))
         own, use_spans = kw.get("own", "0") == "1", kw.get("spans", "1") == "1"
         dom_a = [own_da if own else da] + ([own_sa if own else spans_a] if use_spans else [])
         dom_b = [own_db if own else db] + ([own_sb if own else spans_b] if use_spans else [])
-        for view in range(1, int(kw.get("views", 1))):  # more span views of the same documents
-            raw_a = td.doc_span_vectors("minilm", view, 0, compute=False)
-            raw_b = td.doc_span_vectors("mpnet", view, 1, compute=False)
-            if raw_a is None or raw_b is None:
-                raise SystemExit(f"span view {view} is not cached: python bench/translate_data.py "
-                                 f"minilm:spans-view{view}-parity0 mpnet:spans-view{view}-parity1")
+        for raw_a, raw_b in extra_domain_vectors(int(kw.get("views", 1)), kw.get("titles", "0") == "1"):
             dom_a.append(own_centred(raw_a) if own else _domain_rows(raw_a, mean_a, 384, "source"))
             dom_b.append(own_centred(raw_b) if own else _domain_rows(raw_b, mean_b, 768, "target"))
         if "frac" in kw:  # a share of the domain documents (and their spans): does more domain text help?
             keep = int(float(kw["frac"]) * len(da))
             dom_a, dom_b = [d[:keep] for d in dom_a], [d[:keep] for d in dom_b]
         a, b = np.concatenate([xa, *dom_a]), np.concatenate([xb, *dom_b])
-        traced(name, a, b, refined, int(kw.get("rounds", 5)), domain_a=len(a) - len(xa), domain_b=len(b) - len(xb),
-               domain_weight=float(kw.get("w", 2)), neighbours=int(kw.get("n", 5)), csls_k=int(kw.get("k", 10)))
+        start = paired_docs if kw.get("start") == "paired" else refined  # start=paired: the oracle's start
+        traced(name, a, b, start, int(kw.get("rounds", 5)), domain_a=len(a) - len(xa), domain_b=len(b) - len(xb),
+               domain_weight=float(kw.get("w", 2)), neighbours=int(kw.get("n", 5)), csls_k=int(kw.get("k", 10)),
+               ot_eps=float(kw.get("ot", 0)))
 
     for name in args.variants:
         swept(name) if name.startswith("sweep:") else variants[name]()
