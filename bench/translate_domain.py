@@ -63,13 +63,15 @@ def weighted_procrustes(a: np.ndarray, b: np.ndarray, w: Optional[np.ndarray]) -
 def rounds_of(a: np.ndarray, b: np.ndarray, weight: np.ndarray, rounds: int, *, neighbours: int = 5,
               csls_k: int = 10, domain_a: int = 0, domain_b: int = 0, domain_weight: float = 1.0,
               confidence: bool = False, blocks: bool = False, ot_eps: float = 0.0,
+              source_weights: Optional[np.ndarray] = None,
               on_round: Optional[Callable[[int, np.ndarray], None]] = None) -> np.ndarray:
     """Self-learning rounds like ``self_learning.self_learn`` (CSLS, each row's ``neighbours`` best, both
     directions), with optional per-pair weights: the last ``domain_a`` / ``domain_b`` rows of each side are
     domain rows, whose pairs (as the picking row) weigh ``domain_weight``; ``confidence`` multiplies each
     pair by its mean CSLS score (clipped at 0); ``ot_eps`` > 0 pairs the domain rows (both directions) by an
     entropic optimal-transport plan between the mapped source domain rows and the target domain rows instead
-    (``sinkhorn_targets``), the generic rows as before."""
+    (``sinkhorn_targets``), the generic rows as before; ``source_weights`` (one per row of ``a``) replaces the
+    weight of the pairs the source rows pick."""
     from tava_core.adapter.self_learning import csls, similarities
 
     is_dom_a = np.arange(len(a)) >= len(a) - domain_a
@@ -95,6 +97,8 @@ def rounds_of(a: np.ndarray, b: np.ndarray, weight: np.ndarray, rounds: int, *, 
             src, tgt, w = (np.concatenate([x, y]) for x, y in zip(p1, p2, strict=True))
         else:
             src, tgt, w = pairs(a, b, is_dom_a, is_dom_b, weight)
+        if source_weights is not None:
+            w[:len(a)] = source_weights
         if ot_eps > 0:  # replace the domain rows' nearest-neighbour pairs by barycentric OT pairs
             a_dom, b_dom = a[is_dom_a], b[is_dom_b]
             to_b, to_a = sinkhorn_targets(similarities(a_dom, b_dom, weight), b_dom, a_dom, ot_eps)
@@ -144,6 +148,31 @@ def extra_domain_vectors(views: int, titles: bool) -> list[tuple[np.ndarray, np.
             raise SystemExit("titles are not cached: python bench/translate_data.py minilm:titles-parity0 "
                              "mpnet:titles-parity1")
         out.append((raw_a, raw_b))
+    return out
+
+
+def with_query_log(kw: dict[str, str], dom_a: list[np.ndarray], log_rows: np.ndarray,
+                   generic_rows: int) -> Optional[np.ndarray]:
+    """With ``log=W`` in ``kw``: append ``log_rows`` (the other split's query texts, on the source side only:
+    the model queries are encoded by) to the source's domain rows ``dom_a`` and return every source row's pair
+    weight (generic 1, domain ``w``, log W); else None, ``dom_a`` untouched."""
+    if "log" not in kw:
+        return None
+    dom_a.append(log_rows)
+    return np.repeat([1.0, float(kw.get("w", 2)), float(kw["log"])],
+                     [generic_rows, sum(map(len, dom_a[:-1])), len(log_rows)])
+
+
+def paired_against_first(per_query: dict[str, np.ndarray]) -> Optional[dict[str, Any]]:
+    """Every variant's dev nDCG@10 against the first one's, paired by query (mean difference, 95% interval);
+    None for fewer than two variants."""
+    if len(per_query) < 2:
+        return None
+    from tava_core.evaluate.metrics import paired_bootstrap
+
+    first, *rest = per_query
+    out = {"against": first, "variants": {name: paired_bootstrap(per_query[name], per_query[first]) for name in rest}}
+    print(json.dumps(out, indent=1), flush=True)
     return out
 
 
@@ -258,10 +287,22 @@ def main() -> None:
         weight = fn()
         log(name, {**measure(weight), "cpu_seconds": round(time.process_time() - cpu, 1)})
 
+    final_per_query: dict[str, np.ndarray] = {}  # each traced variant's last map: dev nDCG@10 per query
+
+    def per_query_dev(weight: np.ndarray) -> np.ndarray:
+        from tava_core.evaluate.metrics import cosine_scores, retrieval_metrics
+
+        forward, _ = to_linear_maps(weight, mean_a, mean_b, sides["source"], sides["target"], "dev")
+        rows = sf["dev"]["rows"]
+        return np.asarray(retrieval_metrics(cosine_scores(forward(sf["queries_minilm"])[rows], sf["docs_mpnet"]),
+                                            sf["dev"]["ids"], sf["doc_ids"], sf["dev"]["qrels"],
+                                            per_query=True)["ndcg_at_10_per_query"])
+
     def traced(name: str, a: np.ndarray, b: np.ndarray, start: np.ndarray, rounds: int, **kw: Any) -> None:
         cpu = time.process_time()
         trace: list[dict] = []
-        rounds_of(a, b, start, rounds, on_round=lambda r, w: trace.append({"round": r, **measure(w)}), **kw)
+        final = rounds_of(a, b, start, rounds, on_round=lambda r, w: trace.append({"round": r, **measure(w)}), **kw)
+        final_per_query[name] = per_query_dev(final)
         log(name, {"trace": trace, "cpu_seconds_with_measuring": round(time.process_time() - cpu, 1)})
 
     def spans_w2() -> np.ndarray:
@@ -319,7 +360,9 @@ def main() -> None:
         """'sweep:w=2,n=5,k=10,own=0,spans=1,views=1,titles=0,rounds=5': spans/docs pooled with the passages,
         weighted; ``titles=1`` adds each side's titles of its own documents as domain rows; ``ot=EPS`` pairs the
         domain rows by an entropic OT plan at temperature EPS (``sinkhorn_targets``); ``start=paired`` starts from
-        paired Procrustes on passages + the even documents instead of the unpaired search (where does it drift?)."""
+        paired Procrustes on passages + the even documents instead of the unpaired search (where does it drift?);
+        ``log=W``: the 300 test-split query texts' MiniLM vectors as source-side domain rows whose pairs weigh W
+        (label-free, as `tava run` takes the other splits' queries; dev scores the train queries)."""
         kw = dict(item.split("=") for item in name.split(":", 1)[1].split(","))
         own, use_spans = kw.get("own", "0") == "1", kw.get("spans", "1") == "1"
         dom_a = [own_da if own else da] + ([own_sa if own else spans_a] if use_spans else [])
@@ -330,14 +373,18 @@ def main() -> None:
         if "frac" in kw:  # a share of the domain documents (and their spans): does more domain text help?
             keep = int(float(kw["frac"]) * len(da))
             dom_a, dom_b = [d[:keep] for d in dom_a], [d[:keep] for d in dom_b]
+        source_weights = with_query_log(kw, dom_a, _domain_rows(sf["queries_minilm"][sf["test"]["rows"]], mean_a, 384,
+                                                                 "source"), len(xa))
         a, b = np.concatenate([xa, *dom_a]), np.concatenate([xb, *dom_b])
         start = paired_docs if kw.get("start") == "paired" else refined  # start=paired: the oracle's start
         traced(name, a, b, start, int(kw.get("rounds", 5)), domain_a=len(a) - len(xa), domain_b=len(b) - len(xb),
                domain_weight=float(kw.get("w", 2)), neighbours=int(kw.get("n", 5)), csls_k=int(kw.get("k", 10)),
-               ot_eps=float(kw.get("ot", 0)))
+               ot_eps=float(kw.get("ot", 0)), source_weights=source_weights)
 
     for name in args.variants:
         swept(name) if name.startswith("sweep:") else variants[name]()
+    report["paired_dev_vs"] = paired_against_first(final_per_query)
+    tb.write_report(report, args.out, started)
     print(f"wrote {args.out}")
 
 
