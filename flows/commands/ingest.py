@@ -77,7 +77,8 @@ def builtin_cmd(force: bool) -> None:
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N texts.")
 @click.option("--titles/--no-titles", default=False, show_default=True, help=(
     "Each titled text's title alone as one more view, as Stage A takes them (`--title-views`, on there); "
-    "the dataset is then NAME.spans<V>-s<SEED>-titles. Off here: the translation recipe was measured without."))
+    "the dataset is then NAME.spans<V>-s<SEED>-titles. Off here: as domain rows of the unpaired translation "
+    "recipe, titles tied (docs/translation.md)."))
 def spans_cmd(dataset: str, views: int, collections: tuple[str, ...], seed: int, limit: Optional[int],
               titles: bool) -> None:
     """Write short label-free span views of an ingested DATASET as a dataset of their own.
