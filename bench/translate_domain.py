@@ -15,7 +15,11 @@ what happens with the domain vectors afterwards:
 - ``spans``: one short span view of each side's documents added to its domain rows (MiniLM spans of the
   even documents, mpnet spans of the odd ones; bench/transfer_data.py's cache);
 - ``oracle``: the pooled rounds started from paired Procrustes on passages + the even documents (does
-  self-learning keep the right map, or drift to its own fixed point?).
+  self-learning keep the right map, or drift to its own fixed point?);
+- ``sweep:KEY=VALUE,...``: the published recipe's step with its knobs (span views, the documents' titles,
+  optimal-transport pairs, a source-side query log of the 300 test-split query *texts* -- never their labels, and
+  no test query is scored -- and the oracle's start; ``swept`` lists them). Every variant of one invocation is
+  compared with its first, paired by query (``paired_dev_vs``).
 
 Writes bench/results/translate_domain_dev.json (one row per variant).
 
@@ -163,17 +167,17 @@ def with_query_log(kw: dict[str, str], dom_a: list[np.ndarray], log_rows: np.nda
                      [generic_rows, sum(map(len, dom_a[:-1])), len(log_rows)])
 
 
-def paired_against_first(per_query: dict[str, np.ndarray]) -> Optional[dict[str, Any]]:
-    """Every variant's dev nDCG@10 against the first one's, paired by query (mean difference, 95% interval);
-    None for fewer than two variants."""
+def paired_against_first(per_query: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``{"paired_dev_vs": ...}``: every variant's dev nDCG@10 against the first one's, paired by query (mean
+    difference, 95% interval); empty for fewer than two variants."""
     if len(per_query) < 2:
-        return None
+        return {}
     from tava_core.evaluate.metrics import paired_bootstrap
 
     first, *rest = per_query
     out = {"against": first, "variants": {name: paired_bootstrap(per_query[name], per_query[first]) for name in rest}}
     print(json.dumps(out, indent=1), flush=True)
-    return out
+    return {"paired_dev_vs": out}
 
 
 def sym_power(m: np.ndarray, power: float, floor: float = 1e-6) -> np.ndarray:
@@ -383,7 +387,7 @@ def main() -> None:
 
     for name in args.variants:
         swept(name) if name.startswith("sweep:") else variants[name]()
-    report["paired_dev_vs"] = paired_against_first(final_per_query)
+    report.update(paired_against_first(final_per_query))  # a one-variant run keeps an earlier run's comparison
     tb.write_report(report, args.out, started)
     print(f"wrote {args.out}")
 
