@@ -91,9 +91,9 @@ class SciFact:
     def __init__(self, paths: dict[str, Path], split: str = "test") -> None:
         self.qrels = load_qrels(split)
         queries = [json.loads(x) for x in (SCIFACT / "queries.jsonl").read_text().splitlines() if x.strip()]
-        test = [q for q in queries if q["_id"] in self.qrels]
-        self.query_ids = [q["_id"] for q in test]
-        self.query_texts = [q["text"] for q in test]
+        judged = [q for q in queries if q["_id"] in self.qrels]   # the split's queries
+        self.query_ids = [q["_id"] for q in judged]
+        self.query_texts = [q["text"] for q in judged]
         corpus = [json.loads(x) for x in (SCIFACT / "corpus.jsonl").read_text().splitlines() if x.strip()]
         self.doc_ids = [d["_id"] for d in corpus]
         self.doc_texts = [f"{d['title']} {d['text']}" if d.get("title") else d["text"] for d in corpus]

@@ -26,6 +26,7 @@ CACHE = Path(os.environ.get("TAVA_TRANSLATE_CACHE", ROOT / ".tava" / "bench-tran
 # many jobs, TAVA_TRANSLATE_PASSAGES caps it (the bench uses the contiguous prefix that is cached).
 N_PASSAGES = int(os.environ.get("TAVA_TRANSLATE_PASSAGES", 11000))
 CHUNK = 500  # texts encoded and cached at a time, so an interrupted run keeps its progress
+ENCODERS = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}  # the short-text views' encoders by tag
 MPNET_ROWS = 20000
 
 
@@ -102,18 +103,31 @@ def collection_texts(collection: str) -> list[str]:
 def encoder_vectors(encoder_spec: str, tag: str, collection: str) -> np.ndarray:
     """Vectors of 'passages' (the first N_PASSAGES shuffled), 'queries' or 'corpus' by an encoder,
     cached in chunks of CHUNK texts."""
-    final = CACHE / f"{tag}-{collection}.npy"
+    vectors = chunked_vectors(encoder_spec, f"{tag}-{collection}", lambda: collection_texts(collection),
+                              kind="query" if collection == "queries" else "document")
+    assert vectors is not None  # computed when missing
+    return vectors
+
+
+def chunked_vectors(encoder_spec: str, name: str, texts_of: Callable[[], list[str]], *, kind: str,
+                    batch_size: int | None = None, compute: bool = True) -> np.ndarray | None:
+    """``encoder_spec``'s vectors of ``texts_of()``, cached as ``CACHE/<name>.npy`` from chunks of CHUNK texts
+    (``CACHE/chunks/<name>-<start>-<rows>.npy``, so an interrupted run keeps its progress); None if missing and
+    not ``compute``. The encoder is loaded only when a chunk must be encoded."""
+    final = CACHE / f"{name}.npy"
     if final.is_file():
         return np.load(final)
+    if not compute:
+        return None
     from tava_core.encoders import load_encoder
 
-    texts = collection_texts(collection)
-    kind = "query" if collection == "queries" else "document"
+    texts = texts_of()
+    options = {} if batch_size is None else {"batch_size": batch_size}
     blocks = []
     for start in range(0, len(texts), CHUNK):
         chunk = texts[start:start + CHUNK]
-        blocks.append(_cached(CACHE / "chunks" / f"{tag}-{collection}-{start}-{len(chunk)}.npy",
-                              lambda chunk=chunk: load_encoder(encoder_spec).encode(chunk, kind=kind)))
+        blocks.append(_cached(CACHE / "chunks" / f"{name}-{start}-{len(chunk)}.npy",
+                              lambda chunk=chunk: load_encoder(encoder_spec).encode(chunk, kind=kind, **options)))
     return _cached(final, lambda: np.concatenate(blocks))
 
 
@@ -181,8 +195,8 @@ def doc_span_vectors(tag: str, view: int, parity: int, compute: bool = True) -> 
     if view == 0:
         every = transfer_cached(tag, "corpus-spans")
         return None if every is None else every[parity::2]
-    return _short_text_vectors(tag, f"corpus-spans-view{view}-parity{parity}",
-                               lambda: doc_span_texts(view, parity), compute)
+    return chunked_vectors(ENCODERS[tag], f"{tag}-corpus-spans-view{view}-parity{parity}",
+                           lambda: doc_span_texts(view, parity), kind="document", batch_size=32, compute=compute)
 
 
 def doc_title_texts(parity: int) -> list[str]:
@@ -196,27 +210,8 @@ def doc_title_texts(parity: int) -> list[str]:
 
 def doc_title_vectors(tag: str, parity: int, compute: bool = True) -> np.ndarray | None:
     """``tag`` ('minilm' / 'mpnet') vectors of ``doc_title_texts(parity)`` (None if missing and not ``compute``)."""
-    return _short_text_vectors(tag, f"corpus-titles-parity{parity}", lambda: doc_title_texts(parity), compute)
-
-
-def _short_text_vectors(tag: str, name: str, texts_of: Callable[[], list[str]], compute: bool) -> np.ndarray | None:
-    """``tag``'s vectors of short texts derived from the documents (kind 'document', as Stage A embeds its
-    views), cached as ``CACHE/<tag>-<name>.npy`` from chunks of CHUNK texts; None if missing and not ``compute``."""
-    final = CACHE / f"{tag}-{name}.npy"
-    if final.is_file():
-        return np.load(final)
-    if not compute:
-        return None
-    from tava_core.encoders import load_encoder
-
-    encoder = load_encoder({"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}[tag])
-    texts = texts_of()
-    blocks = []
-    for start in range(0, len(texts), CHUNK):
-        chunk = texts[start:start + CHUNK]
-        blocks.append(_cached(CACHE / "chunks" / f"{tag}-{name}-{start}-{len(chunk)}.npy",
-                              lambda chunk=chunk: encoder.encode(chunk, kind="document", batch_size=32)))
-    return _cached(final, lambda: np.concatenate(blocks))
+    return chunked_vectors(ENCODERS[tag], f"{tag}-corpus-titles-parity{parity}", lambda: doc_title_texts(parity),
+                           kind="document", batch_size=32, compute=compute)   # embedded as span views are
 
 
 def model2vec_dir() -> Path:
@@ -236,7 +231,7 @@ def model2vec_dir() -> Path:
 
 
 def minilm(collection: str) -> np.ndarray:
-    return encoder_vectors("all-MiniLM-L6-v2", "minilm", collection)
+    return encoder_vectors(ENCODERS["minilm"], "minilm", collection)
 
 
 def static(collection: str) -> np.ndarray:

@@ -28,6 +28,7 @@ Writes bench/results/translate_domain_dev.json (one row per variant).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -78,6 +79,8 @@ def rounds_of(a: np.ndarray, b: np.ndarray, weight: np.ndarray, rounds: int, *, 
     weight of the pairs the source rows pick."""
     from tava_core.adapter.self_learning import csls, similarities
 
+    if blocks and source_weights is not None:  # blocks reorder the pairs; the weights follow the rows of ``a``
+        raise ValueError("source_weights and blocks do not combine")
     is_dom_a = np.arange(len(a)) >= len(a) - domain_a
     is_dom_b = np.arange(len(b)) >= len(b) - domain_b
 
@@ -105,7 +108,7 @@ def rounds_of(a: np.ndarray, b: np.ndarray, weight: np.ndarray, rounds: int, *, 
             w[:len(a)] = source_weights
         if ot_eps > 0:  # replace the domain rows' nearest-neighbour pairs by barycentric OT pairs
             a_dom, b_dom = a[is_dom_a], b[is_dom_b]
-            to_b, to_a = sinkhorn_targets(similarities(a_dom, b_dom, weight), b_dom, a_dom, ot_eps)
+            to_b, to_a = sinkhorn_targets(similarities(a_dom, b_dom, weight), a_dom, b_dom, ot_eps)
             keep = np.concatenate([~is_dom_a, ~is_dom_b])
             src = np.concatenate([src[keep], a_dom, to_a])
             tgt = np.concatenate([tgt[keep], to_b, b_dom])
@@ -116,7 +119,7 @@ def rounds_of(a: np.ndarray, b: np.ndarray, weight: np.ndarray, rounds: int, *, 
     return weight
 
 
-def sinkhorn_targets(sims: torch.Tensor, b: np.ndarray, a: np.ndarray, eps: float,
+def sinkhorn_targets(sims: torch.Tensor, a: np.ndarray, b: np.ndarray, eps: float,
                      iters: int = 60) -> tuple[np.ndarray, np.ndarray]:
     """The entropic OT plan with uniform marginals between the rows (mapped source) and columns (target) of
     ``sims`` (cosines, cost 1 - cos, temperature ``eps``; log-domain Sinkhorn), and each side's barycentric
@@ -135,9 +138,11 @@ def sinkhorn_targets(sims: torch.Tensor, b: np.ndarray, a: np.ndarray, eps: floa
     return to_b, to_a
 
 
+@functools.cache
 def extra_domain_vectors(views: int, titles: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     """Raw (MiniLM of the even documents, mpnet of the odd ones) domain vectors beyond the documents and their
-    first span view: span views 1 .. ``views`` - 1, then (``titles``) the documents' titles. Cached only."""
+    first span view: span views 1 .. ``views`` - 1, then (``titles``) the documents' titles. Cached only (and read
+    once per run: callers derive new arrays, never write these)."""
     out = []
     for view in range(1, views):  # more span views of the same documents
         raw_a = td.doc_span_vectors("minilm", view, 0, compute=False)
@@ -211,6 +216,7 @@ def main() -> None:
         relative_pseudo_pairs,
         to_linear_maps,
     )
+    from tava_core.route.curves import per_query_ndcg
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=9500)
@@ -232,6 +238,7 @@ def main() -> None:
     raw_spans_a = td.transfer_cached("minilm", "corpus-spans")[even]     # read once, used raw and centred
     raw_spans_b = td.transfer_cached("mpnet", "corpus-spans")[odd]
     spans_a = _domain_rows(raw_spans_a, mean_a, 384, "source")
+    log_rows = _domain_rows(sf["queries_minilm"][sf["test"]["rows"]], mean_a, 384, "source")  # sweep's log=W
     spans_b = _domain_rows(raw_spans_b, mean_b, 768, "target")
     dom_mean_a, dom_mean_b = sides["domain_source"].mean(0), sides["domain_target"].mean(0)
     own_da, own_db = unit(sides["domain_source"] - dom_mean_a), unit(sides["domain_target"] - dom_mean_b)
@@ -245,10 +252,15 @@ def main() -> None:
 
     refined = td.cached_weight(f"mpnet-{args.size}-restart{run_seed}", search)
 
+    latest: dict[str, np.ndarray] = {}  # the dev nDCG@10 per query of the map measure() scored last
+
     def measure(weight: np.ndarray) -> dict[str, float]:
         forward, _ = to_linear_maps(weight, mean_a, mean_b, sides["source"], sides["target"], "dev")
         row = tb.heldout_metrics(forward(sides["heldout_source"]), sides["heldout_target"])
-        row["scifact_ndcg_at_10_dev"] = tb.ndcg(forward(sf["queries_minilm"]), sf["docs_mpnet"], sf, "dev")
+        dev = sf["dev"]
+        latest["per_query"] = per_query_ndcg(forward(sf["queries_minilm"])[dev["rows"]], sf["docs_mpnet"], dev["ids"],
+                                             sf["doc_ids"], dev["qrels"])
+        row["scifact_ndcg_at_10_dev"] = round(float(latest["per_query"].mean()), 4)
         # the same rotation with the domain's centres matched instead of the generic ones (pair-free: the
         # mean of the source's domain vectors goes to the mean of the target's)
         scale = float(forward.weight[0] @ forward.weight[0]) ** 0.5 / float(weight[0] @ weight[0]) ** 0.5
@@ -293,20 +305,11 @@ def main() -> None:
 
     final_per_query: dict[str, np.ndarray] = {}  # each traced variant's last map: dev nDCG@10 per query
 
-    def per_query_dev(weight: np.ndarray) -> np.ndarray:
-        from tava_core.evaluate.metrics import cosine_scores, retrieval_metrics
-
-        forward, _ = to_linear_maps(weight, mean_a, mean_b, sides["source"], sides["target"], "dev")
-        rows = sf["dev"]["rows"]
-        return np.asarray(retrieval_metrics(cosine_scores(forward(sf["queries_minilm"])[rows], sf["docs_mpnet"]),
-                                            sf["dev"]["ids"], sf["doc_ids"], sf["dev"]["qrels"],
-                                            per_query=True)["ndcg_at_10_per_query"])
-
     def traced(name: str, a: np.ndarray, b: np.ndarray, start: np.ndarray, rounds: int, **kw: Any) -> None:
         cpu = time.process_time()
         trace: list[dict] = []
-        final = rounds_of(a, b, start, rounds, on_round=lambda r, w: trace.append({"round": r, **measure(w)}), **kw)
-        final_per_query[name] = per_query_dev(final)
+        rounds_of(a, b, start, rounds, on_round=lambda r, w: trace.append({"round": r, **measure(w)}), **kw)
+        final_per_query[name] = latest["per_query"]   # the last round's map is the one returned
         log(name, {"trace": trace, "cpu_seconds_with_measuring": round(time.process_time() - cpu, 1)})
 
     def spans_w2() -> np.ndarray:
@@ -377,8 +380,7 @@ def main() -> None:
         if "frac" in kw:  # a share of the domain documents (and their spans): does more domain text help?
             keep = int(float(kw["frac"]) * len(da))
             dom_a, dom_b = [d[:keep] for d in dom_a], [d[:keep] for d in dom_b]
-        source_weights = with_query_log(kw, dom_a, _domain_rows(sf["queries_minilm"][sf["test"]["rows"]], mean_a, 384,
-                                                                 "source"), len(xa))
+        source_weights = with_query_log(kw, dom_a, log_rows, len(xa))
         a, b = np.concatenate([xa, *dom_a]), np.concatenate([xb, *dom_b])
         start = paired_docs if kw.get("start") == "paired" else refined  # start=paired: the oracle's start
         traced(name, a, b, start, int(kw.get("rounds", 5)), domain_a=len(a) - len(xa), domain_b=len(b) - len(xb),
