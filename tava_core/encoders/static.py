@@ -18,6 +18,7 @@ from ..config import EncoderSpec
 from ..errors import ModelLoadError
 from ..interrupt import raise_if_stop_requested
 from .base import Encoder, TextKind, combine_fingerprint, hash_model_files
+from .word_cache import WordCache
 
 
 def load_static_table(directory: Path) -> torch.Tensor:
@@ -56,6 +57,9 @@ class StaticEncoder(Encoder):
         self.tokenizer = Tokenizer.from_file(str(tok_file))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
+        # each word's ids cached where the tokenizer is word-local (WordPiece, BERT-style): most of a
+        # static vector's cost is the tokenizer (word_cache's docstring)
+        self.word_cache = WordCache(self.tokenizer)
         self.table = load_static_table(self.directory)
         config_file = self.directory / "config.json"
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
@@ -99,7 +103,7 @@ class StaticEncoder(Encoder):
 
     def token_ids(self, text: str) -> list[int]:
         """One text's token ids as ``token_bags`` takes them (no special tokens, cut at ``max_length``)."""
-        ids = self.tokenizer.encode_batch_fast([text], add_special_tokens=False)[0].ids
+        ids = self.word_cache.ids([text])[0]
         return ids if self.max_length is None else ids[: self.max_length]
 
     @torch.inference_mode()
@@ -139,9 +143,9 @@ class StaticEncoder(Encoder):
     def token_bags(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``embedding_bag``'s flat token ids and offsets for ``texts`` (prefix already applied): no
         special tokens, cut at ``max_length``. One text (a live query) builds no offsets."""
-        encodings = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        ids = [e.ids for e in encodings] if self.max_length is None else \
-            [e.ids[: self.max_length] for e in encodings]
+        ids = self.word_cache.ids(texts)
+        if self.max_length is not None:
+            ids = [i[: self.max_length] for i in ids]
         if len(ids) == 1:
             return torch.from_numpy(np.array(ids[0], dtype=np.int64)), _FIRST_OFFSET
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
