@@ -14,7 +14,12 @@ ratios), on SciFact queries (dev: train; test: test) and documents:
   with the cache and without: the cost of a query the router keeps, issue 16's ratio.
 
 Batches: 1 (the first 128 queries one at a time), 64 (every query of the split) and documents (2,000
-SciFact abstracts, ``encode``'s default chunk). Vectors are checked equal first (cached against not).
+SciFact abstracts, ``encode``'s default chunk).
+
+``training`` (Stage A's static student tokenises every batch it trains on, ``StaticStudent.prepare``):
+batches of 64 texts drawn as Stage A draws them from SciFact's documents and two 6-16-word span views of
+each, seeded; ``prepare`` alone, and a whole training step (prepare, forward, an MSE to fixed random
+targets, backward, SparseAdam on the table, Adam on the token weights) with the cache and without. Vectors are checked equal first (cached against not).
 Fixture: bench/route_fastpath_data.py (a static student with MiniLM's token table; cost depends on
 shapes and tokens, not on training). Wall clock.
 
@@ -67,21 +72,72 @@ def emptied(encoder: Any) -> Callable[[list[str]], Any]:
     return cold
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", choices=("dev", "test"), default="dev")
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+def training_section(rounds: int) -> dict[str, Any]:
+    """``StaticStudent.prepare`` and one training step, cached against the tokenizer (the docstring)."""
+    import random
+
     import torch
+    from tokenizers import Tokenizer
+
+    from tava_core.distill.students import StaticStudent
+    from tava_core.encoders import resolve_model_path
+
+    tokenizer = Tokenizer.from_file(str(resolve_model_path("all-MiniLM-L6-v2") / "tokenizer.json"))
+    rng = random.Random(0)
+    documents = [d["title"] + " " + d["text"] for d in map(json.loads, (SCIFACT / "corpus.jsonl").open())]
+    texts = list(documents)
+    for doc in documents:
+        words = doc.split()
+        for _ in range(2):
+            n = rng.randint(6, 16)
+            start = rng.randint(0, max(len(words) - n, 0))
+            texts.append(" ".join(words[start:start + n]))
+    batches = [rng.sample(texts, 64) for _ in range(48)]
+    torch.manual_seed(0)
+    student = StaticStudent(torch.randn(tokenizer.get_vocab_size(), 384) * 0.1, tokenizer, None, max_length=128)
+    assert student.word_cache.enabled
+    targets = torch.randn(64, 384)
+    sparse = torch.optim.SparseAdam([student.embeddings], lr=1e-3)
+    dense = torch.optim.Adam([student.token_weights], lr=1e-3)
+
+    def prepare(batch: list[str]) -> Any:
+        return student.prepare(batch)
+
+    def step(batch: list[str]) -> Any:
+        out = student(student.prepare(batch))
+        loss = torch.nn.functional.mse_loss(out, targets[: len(batch)])
+        sparse.zero_grad()
+        dense.zero_grad()
+        loss.backward()
+        sparse.step()
+        dense.step()
+        return loss
+
+    same = all(torch.equal(student.prepare(b)["input_ids"], without_cache(student, prepare)(b)["input_ids"])
+               for b in batches)
+    flat = [t for b in batches for t in b]
+    calls = {"prepare, cached": prepare, "prepare, tokenizer": without_cache(student, prepare),
+             "train step, cached": step, "train step, tokenizer": without_cache(student, step)}
+    result = interleaved_seconds(calls, flat, batch_size=64, rounds=rounds)
+    r = {"prepare: tokenizer / cached (speed-up)": ratio(result, "prepare, tokenizer", "prepare, cached"),
+         "train step: tokenizer / cached (speed-up)": ratio(result, "train step, tokenizer", "train step, cached")}
+    us = {k: round(v["median"] * 1e6 * 64, 1) for k, v in result["seconds_per_query"].items()}
+    print("training, µs a batch of 64", us)
+    print("training", {k: round(v["median_of_round_ratios"], 2) for k, v in r.items()})
+    return {"texts": len(texts), "batches": len(batches), "same_ids": same, "microseconds_per_batch_of_64_median": us,
+            "ratios_median_of_rounds": {k: round(v["median_of_round_ratios"], 3) for k, v in r.items()},
+            "ratios": r, "measured": result}
+
+
+def encode_section(split: str, rounds: int) -> dict[str, Any]:
+    """The static student, routed or not, cached against the tokenizer, beside model2vec (the docstring)."""
     from model2vec import StaticModel
 
     from tava_core.encoders import load_encoder
     from tava_core.route.config import RouterSettings
 
-    started = time.time()
     fx = build_fixture()
-    queries = list(fx.test_queries if args.split == "test" else fx.dev_queries)
+    queries = list(fx.test_queries if split == "test" else fx.dev_queries)
     documents = [d["title"] + " " + d["text"] for d in map(json.loads, (SCIFACT / "corpus.jsonl").open())][:DOCUMENTS]
     student, built = build_routers(fx, ["default"], settings={"default": RouterSettings()})
     assert student.word_cache.enabled, "the fixture's tokenizer should be word-local (WordPiece, BERT-style)"
@@ -114,7 +170,7 @@ def main() -> None:
     measured: dict[str, Any] = {}
     ratios: dict[str, Any] = {}
     for label, (texts, batch, run_calls) in runs.items():
-        result = interleaved_seconds(run_calls, texts, batch_size=batch, rounds=args.rounds)
+        result = interleaved_seconds(run_calls, texts, batch_size=batch, rounds=rounds)
         measured[label] = result
         r = {"tokenizer / cached (speed-up)": ratio(result, "student, tokenizer", "student, cached"),
              "tokenizer / emptied cache": ratio(result, "student, tokenizer", "student, cache emptied every batch"),
@@ -126,22 +182,39 @@ def main() -> None:
             r["routed tokenizer / routed cached (speed-up)"] = ratio(result, "routed default, tokenizer",
                                                                      "routed default, cached")
         ratios[label] = r
-        us = {k: round(v["median"] * 1e6, 1) for k, v in result["seconds_per_query"].items()}
-        print(label, us)
+        print(label, {k: round(v["median"] * 1e6, 1) for k, v in result["seconds_per_query"].items()})
         print(label, {k: round(v["median_of_round_ratios"], 2) for k, v in r.items()})
-    summary = {label: {k: round(v["median_of_round_ratios"], 3) for k, v in r.items()} for label, r in ratios.items()}
-    report = {
-        "benchmark": "a static student's tokens from a per-word cache against the tokenizer on whole texts, alone "
-                     "and routed (nothing sent to the teacher), beside model2vec's encoder",
-        "split": f"SciFact {'test' if args.split == 'test' else 'train (dev)'} queries; {len(documents)} SciFact documents",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_end": os.getloadavg(),
-                    "torch_threads": torch.get_num_threads()},
-        "agreement": agreement,
-        "microseconds_per_text_median": {label: {k: round(v["median"] * 1e6, 1)
-                                                 for k, v in m["seconds_per_query"].items()}
-                                         for label, m in measured.items()},
-        "ratios_median_of_rounds": summary, "ratios": ratios, "measured": measured,
-        "total_seconds": round(time.time() - started, 1)}
+    return {"split": f"SciFact {'test' if split == 'test' else 'train (dev)'} queries; {len(documents)} SciFact documents",
+            "agreement": agreement,
+            "microseconds_per_text_median": {label: {k: round(v["median"] * 1e6, 1)
+                                                     for k, v in m["seconds_per_query"].items()}
+                                             for label, m in measured.items()},
+            "ratios_median_of_rounds": {label: {k: round(v["median_of_round_ratios"], 3) for k, v in r.items()}
+                                        for label, r in ratios.items()},
+            "ratios": ratios, "measured": measured}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", choices=("dev", "test"), default="dev")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--only", nargs="*", choices=("encode", "training"), default=["encode", "training"])
+    args = parser.parse_args()
+    import torch
+
+    started = time.time()
+    report: dict[str, Any] = {
+        "benchmark": "a static student's tokens from a per-word cache against the tokenizer on whole texts: encoding "
+                     "(alone, routed with nothing sent to the teacher, beside model2vec's encoder) and Stage A's "
+                     "training steps",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads()}}
+    if "encode" in args.only:
+        report["encode"] = encode_section(args.split, args.rounds)
+    if "training" in args.only:
+        report["training"] = training_section(args.rounds)
+    report["machine"]["load_average_end"] = os.getloadavg()
+    report["total_seconds"] = round(time.time() - started, 1)
     out = Path(args.out) if args.out else (RESULTS if args.split == "dev" else RESULTS.with_name("word_cache.json"))
     write_result(out, report)
     print(f"wrote {out}")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..adapter.baselines import fit_ridge, normalize_rows
+from ..encoders.word_cache import WordCache
 from ..errors import ConfigError, ModelLoadError
 from ..io import write_json
 
@@ -260,6 +261,8 @@ class StaticStudent(nn.Module):
         self.tokenizer = tokenizer  # a `tokenizers.Tokenizer`, no padding, no special tokens
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
+        # every training batch is tokenised anew: each word's ids come from a cache where that is exact
+        self.word_cache = WordCache(self.tokenizer)
         self.max_length = max_length
         self.base_model = base_model
 
@@ -322,8 +325,7 @@ class StaticStudent(nn.Module):
         return cls(table, tokenizer, proj, max_length=max_length, base_model=str(teacher_dir))
 
     def prepare(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        ids = [e.ids[: self.max_length] for e in encodings]
+        ids = [x[: self.max_length] for x in self.word_cache.ids(texts)]
         offsets = np.cumsum([0] + [len(x) for x in ids[:-1]])
         flat = [i for x in ids for i in x]
         return {"input_ids": torch.tensor(flat, dtype=torch.long),

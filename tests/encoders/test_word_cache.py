@@ -139,3 +139,23 @@ def test_static_vectors_equal_the_uncached_ones(tmp_path, teacher_path, max_leng
     np.testing.assert_array_equal(cached.encode(texts), plain.encode(texts))
     for text in texts[:50] + texts[-60:]:
         np.testing.assert_array_equal(cached.encode([text], kind="query"), plain.encode([text], kind="query"))
+
+
+def test_stage_a_static_student_prepares_the_same_batches(teacher_path):
+    """Stage A's static student tokenises every training batch through the cache: the same flat ids and
+    offsets as the tokenizer gives, cut at its max_length."""
+    import torch
+
+    from tava_core.distill.students import StaticStudent
+
+    tokenizer = tokenizer_of(teacher_path)
+    student = StaticStudent(torch.zeros(tokenizer.get_vocab_size(), 4), tokenizer, None, max_length=16)
+    assert student.word_cache.enabled
+    texts = synthetic_texts(300, seed=6) + fuzz_texts(300, seed=7)
+    for start in range(0, len(texts), 64):
+        batch = texts[start:start + 64]
+        cached = student.prepare(batch)
+        student.word_cache.enabled = False
+        plain = student.prepare(batch)
+        student.word_cache.enabled = True
+        assert all(torch.equal(cached[key], plain[key]) for key in ("input_ids", "offsets"))
