@@ -67,6 +67,9 @@ def test_ids_equal_the_tokenizer_on_fuzzed_unicode(teacher_path, capacity, norma
     texts = fuzz_texts(20_000, seed=capacity)
     assert in_batches(cache, texts) == reference(tokenizer, texts)
     assert 0 < len(cache.words) <= capacity + 64 * 61
+    # one text at a time (a live query): new words come from the text's own tokenisation
+    single = fuzz_texts(3000, seed=capacity + 1)
+    assert in_batches(cache, single, size=1) == reference(tokenizer, single)
 
 
 def test_ids_equal_the_tokenizer_on_scifact(teacher_path, scifact_dir):
