@@ -17,8 +17,8 @@ Batches: 1 (the first 128 queries one at a time), 64 (every query of the split) 
 SciFact abstracts, ``encode``'s default chunk).
 
 ``training`` (Stage A's static student tokenises every batch it trains on, ``StaticStudent.prepare``):
-batches of 64 texts drawn as Stage A draws them from SciFact's documents and two 6-16-word span views of
-each, seeded; ``prepare`` alone, and a whole training step (prepare, forward, an MSE to fixed random
+batches of 64 texts drawn, seeded, from what Stage A trains on: SciFact's documents and two span views of
+each (``tava_core.distill.spans.make_spans``, Stage A's span maker); ``prepare`` alone, and a whole training step (prepare, forward, an MSE to fixed random
 targets, backward, SparseAdam on the table, Adam on the token weights) with the cache and without. Vectors are checked equal first (cached against not).
 Fixture: bench/route_fastpath_data.py (a static student with MiniLM's token table; cost depends on
 shapes and tokens, not on training). Wall clock.
@@ -28,6 +28,7 @@ shapes and tokens, not on training). Wall clock.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -72,6 +73,13 @@ def emptied(encoder: Any) -> Callable[[list[str]], Any]:
     return cold
 
 
+@functools.cache
+def scifact_documents() -> tuple[list[str], list[str]]:
+    """SciFact's document ids and texts (title + abstract), read once for both sections."""
+    rows = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open()]
+    return [str(r["_id"]) for r in rows], [r["title"] + " " + r["text"] for r in rows]
+
+
 def training_section(rounds: int) -> dict[str, Any]:
     """``StaticStudent.prepare`` and one training step, cached against the tokenizer (the docstring)."""
     import random
@@ -79,19 +87,14 @@ def training_section(rounds: int) -> dict[str, Any]:
     import torch
     from tokenizers import Tokenizer
 
+    from tava_core.distill.spans import make_spans
     from tava_core.distill.students import StaticStudent
     from tava_core.encoders import resolve_model_path
 
     tokenizer = Tokenizer.from_file(str(resolve_model_path("all-MiniLM-L6-v2") / "tokenizer.json"))
+    ids, documents = scifact_documents()
+    texts = documents + make_spans(ids, documents, views=2, seed=0)[1]
     rng = random.Random(0)
-    documents = [d["title"] + " " + d["text"] for d in map(json.loads, (SCIFACT / "corpus.jsonl").open())]
-    texts = list(documents)
-    for doc in documents:
-        words = doc.split()
-        for _ in range(2):
-            n = rng.randint(6, 16)
-            start = rng.randint(0, max(len(words) - n, 0))
-            texts.append(" ".join(words[start:start + n]))
     batches = [rng.sample(texts, 64) for _ in range(48)]
     torch.manual_seed(0)
     student = StaticStudent(torch.randn(tokenizer.get_vocab_size(), 384) * 0.1, tokenizer, None, max_length=128)
@@ -138,7 +141,7 @@ def encode_section(split: str, rounds: int) -> dict[str, Any]:
 
     fx = build_fixture()
     queries = list(fx.test_queries if split == "test" else fx.dev_queries)
-    documents = [d["title"] + " " + d["text"] for d in map(json.loads, (SCIFACT / "corpus.jsonl").open())][:DOCUMENTS]
+    documents = scifact_documents()[1][:DOCUMENTS]
     student, built = build_routers(fx, ["default"], settings={"default": RouterSettings()})
     assert student.word_cache.enabled, "the fixture's tokenizer should be word-local (WordPiece, BERT-style)"
     router = built["default"]["fast"]
