@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,8 +87,8 @@ def main() -> None:
         now, old = runs["this checkout"], runs[f"before ({args.before})"]
 
         def median(rows: list[dict[str, Any]], key: str) -> float:
-            values = sorted(r[key] for r in rows if r[key] is not None)
-            return float(values[len(values) // 2]) if values else float("nan")
+            values = [r[key] for r in rows if r[key] is not None]
+            return float(statistics.median(values)) if values else float("nan")
 
         summary = {"loop_seconds_median": {"this checkout": median(now, "loop_seconds_progress_bar"),
                                            "before": median(old, "loop_seconds_progress_bar")},
