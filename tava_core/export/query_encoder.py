@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -32,7 +33,7 @@ from ..home import TavaHome, slug
 from ..io import atomic_directory, read_json, sha256_file, write_json
 from .cache import AGREEMENT_TEXTS
 from .config import ExportConfig
-from .standalone import CARD_NAME, SESSION_SETTINGS, TOKENIZER_NAME, ExportedQueryEncoder
+from .standalone import CARD_NAME, SESSION_SETTINGS, TOKENIZER_NAME, ExportedQueryEncoder, cpu_flags, full_range_warning
 
 log = logging.getLogger(__name__)
 
@@ -421,7 +422,8 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
             "search_against": "document vectors of the teacher above (cosine = dot product: outputs are unit length)",
         }
         write_json(tmp / CARD_NAME, card)  # the runner reads it; rewritten below with the measurements
-        exported = ExportedQueryEncoder(tmp)
+        # measured in its staging directory: a warning about the file names the saved one (below)
+        exported = ExportedQueryEncoder(tmp, warn=False)
         routed = exported.route(texts) if router is not None else None
         candidate = routed["vectors"] if routed is not None else exported.encode(texts)
         measured = agreement(reference, candidate)
@@ -441,4 +443,6 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
         write_json(tmp / CARD_NAME, card)
     log.info("exported %s (%s) to %s: mean cosine %.5f", encoder.name, config.precision, out,
              measured["mean_cosine"])
+    if (warning := full_range_warning(card, cpu_flags())) is not None:
+        warnings.warn(f"{out}: {warning}", RuntimeWarning, stacklevel=2)
     return {**card, "path": str(out)}

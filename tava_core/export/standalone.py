@@ -94,7 +94,9 @@ def split_windows(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, in
 class ExportedQueryEncoder:
     """``encode(texts) -> float32 (n, dim)`` from an export directory (card, graph, tokenizer)."""
 
-    def __init__(self, directory: str | Path, *, threads: Optional[int] = None) -> None:
+    def __init__(self, directory: str | Path, *, threads: Optional[int] = None, warn: bool = True) -> None:
+        """``warn``: say so when a full-range int8 file may saturate on this CPU (``full_range_warning``);
+        ``tava export`` measures its staging directory with False and warns about the saved one instead."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -115,7 +117,7 @@ class ExportedQueryEncoder:
             self.plain = Tokenizer.from_str(self.tokenizer.to_str())
             self.plain.no_truncation()
             self.plain.no_padding()
-        if (warning := full_range_warning(self.card, cpu_flags())) is not None:
+        if warn and (warning := full_range_warning(self.card, cpu_flags())) is not None:
             import warnings
 
             warnings.warn(f"{self.directory}: {warning}", RuntimeWarning, stacklevel=2)
