@@ -202,13 +202,28 @@ def resolve_current_adapter(config: RefreshConfig, registry: Registry, student_f
     if version is None:
         return {"version": None, "path": None, "warm_start": False, "note": "no current adapter: training a first one"}
     record = registry.record("adapters", config.name, version)
-    lineage = record.lineage
-    same = (lineage.get("student", {}).get("fingerprint") == student_fingerprint
-            and lineage.get("teacher", {}).get("fingerprint") == teacher_fingerprint)
+    student, teacher = _trained_for(record.lineage, record.path)
+    same = student == student_fingerprint and teacher == teacher_fingerprint
     note = ("continuing from the current adapter" if same else
             "the current adapter was trained for another student or teacher: training a new one")
     return {"version": version, "path": record.path, "warm_start": same, "note": note,
             "metrics": record.metrics}
+
+
+def _trained_for(lineage: dict[str, Any], version_dir: str | Path) -> tuple[Optional[str], Optional[str]]:
+    """(student, teacher) fingerprints the published adapter was trained for. A refresh's lineage records
+    them; `tava run` / `tava demo` record the student's path and the teacher's name instead, so the
+    adapter's own config (which always records both) answers where the lineage does not."""
+    def fingerprint(entry: Any) -> Optional[str]:
+        return entry.get("fingerprint") if isinstance(entry, dict) else None
+
+    student, teacher = fingerprint(lineage.get("student")), fingerprint(lineage.get("teacher"))
+    if student is None or teacher is None:
+        from .adapter.io import read_adapter_config
+
+        own = read_adapter_config(version_dir).get("lineage", {})
+        student, teacher = student or fingerprint(own.get("student")), teacher or fingerprint(own.get("teacher"))
+    return student, teacher
 
 
 # ----------------------------------------------------------------------------- stage: ingest

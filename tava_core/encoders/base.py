@@ -16,7 +16,10 @@ _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".np
 # Not the assembly stamp of a model joined from PyPI parts: it records each file's mtime, so it differs
 # on every install, and with it in the hash the same all-mpnet-base-v2 got a new fingerprint on each
 # machine (vector caches missed, adapters and routers refused their own teacher).
-_FINGERPRINT_SKIP = {"README.md", "model_card.json", "training_state.json", ASSEMBLY_STAMP}
+# registry.json: a registry version's record (lineage, metrics; store.RECORD_FILE), not the model -- with it
+# a published copy of a student had another fingerprint than the student, so the nightly refresh took the
+# demo's adapter for one trained on another student and replaced it without a comparison
+_FINGERPRINT_SKIP = {"README.md", "model_card.json", "training_state.json", ASSEMBLY_STAMP, "registry.json"}
 _file_hash_cache: dict[tuple[str, int, int], str] = {}
 
 

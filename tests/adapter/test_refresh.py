@@ -303,3 +303,31 @@ def test_refresh_rebuilds_the_published_blend_around_the_new_adapter(prefect_har
     assert router_dir is not None
     assert json.loads((router_dir / "router.json").read_text())["student"]["spec"]["model"] == "../blend"
     assert load_encoder(str(router_dir), cache=False).student.fingerprint == blend.fingerprint
+
+
+def test_refresh_continues_from_the_adapter_a_pipeline_published(tava_home, tmp_path, tiny_model_dir):
+    """`tava run` / `tava demo` publish the student as a registry version of its own and the adapter with
+    the student's path and the teacher's name as lineage (no fingerprints). The refresh must still see
+    that the current adapter was trained for the registry's current student and teacher, and continue
+    from it (it crashed on the string lineage, and the published copy of the student had another
+    fingerprint because registry.json was hashed with the model files)."""
+    from tava_core.adapter import Vec2VecAdapter, save_adapter
+    from tava_core.encoders import load_encoder
+    from tava_core.refresh import RefreshConfig, resolve_current_adapter
+    from tava_core.registry import Registry
+
+    registry = Registry(tava_home)
+    student = registry.publish("students", "student", tiny_model_dir, lineage={"teacher": "t"}, promote=True)
+    trained_for = load_encoder(str(tiny_model_dir)).fingerprint
+    assert load_encoder(student.path).fingerprint == trained_for     # the record is no part of the model
+    teacher = "e" * 24
+    adapter = save_adapter(tmp_path / "adapter", Vec2VecAdapter(32, 32, [16]),
+                           metadata={"lineage": {"student": {"name": "s", "fingerprint": trained_for},
+                                                 "teacher": {"name": "t", "fingerprint": teacher}}})
+    registry.publish("adapters", "nightly", adapter, lineage={"student": str(tiny_model_dir), "teacher": "t"},
+                     promote=True)
+    config = RefreshConfig(drop_zone=str(tmp_path), name="nightly")
+    current = resolve_current_adapter(config, registry, load_encoder(student.path).fingerprint, teacher)
+    assert current["version"] == "00001" and current["warm_start"], current
+    for other in ((trained_for, "f" * 24), ("f" * 24, teacher)):       # another teacher / student: a new one
+        assert not resolve_current_adapter(config, registry, *other)["warm_start"]
