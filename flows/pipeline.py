@@ -34,7 +34,7 @@ from tava_core.evaluate.judgements import JUDGED_SPLIT
 from tava_core.home import TavaHome, slug
 from tava_core.index import IndexConfig
 from tava_core.ingest.query_log import other_split_queries, write_query_log
-from tava_core.io import sha256_file
+from tava_core.io import read_json, sha256_file
 from tava_core.manifest import load_dataset_manifest
 from tava_core.records import AdapterRecord, EmbedResult, EvaluationReport, Record, StudentRecord
 from tava_core.reuse import run_key
@@ -408,9 +408,13 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
     # the nightly refresh continues from.
     attached_identity = ""
     if router_dir is not None:
-        # the routing policy is in router.json only: a new policy is a new version too
+        # the routing policy and the threshold (the budget) are in router.json only: a new policy or
+        # budget is a new version too (a re-run with another --router-budgets left the registry's router
+        # on the old threshold while the artifact moved)
         attached_identity = ("+router-" + sha256_file(Path(router_dir) / "router.safetensors")
-                             + "-" + run_key(config.router.routing.model_dump(mode="json"), 12))
+                             + "-" + run_key({"routing": config.router.routing.model_dump(mode="json"),
+                                              "threshold": read_json(Path(router_dir) / "router.json")["threshold"]},
+                                             12))
     if blend_dir is not None:
         # a blend published with the adapter: a new static member or weights is a new version too
         attached_identity += "+blend-" + blend_fingerprint

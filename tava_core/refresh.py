@@ -499,7 +499,8 @@ def compare(config: RefreshConfig, candidate: dict[str, Any], current: Optional[
     if curr is None:
         why = "no comparable current adapter: the candidate becomes the first current version"
     elif promote:
-        why = f"not worse than current - {config.threshold:g} on every set ({metric})"
+        why = (f"no worse than the current adapter on every set ({metric}"
+               + (f", by at most {config.threshold:g})" if config.threshold else ")"))
     else:
         why = "the candidate is worse (" + "; ".join(reasons) + ")"
     return {"metric": metric, "rows": rows, "promote": promote, "why": why}

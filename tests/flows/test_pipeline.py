@@ -167,6 +167,16 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     assert [v.version for v in registry.versions("adapters", "nightly")] == [first.registry[1]["version"]]
     assert TavaHome(tava_home).root == tava_home.resolve()
 
+    # Another router budget moves the router's threshold (router.json; its weights stay): the registry
+    # publishes it as a new version, so the registry's router and the artifact's agree
+    wider = tava_pipeline(config.model_copy(update={"router": config.router.model_copy(update={"budgets": [0.3]})}),
+                          home=str(tava_home))
+    assert [v.version for v in registry.versions("adapters", "nightly")] == ["00001", "00002"]
+    assert wider.registry[1]["version"] == "00002"
+    router_json = json.loads((registry.current_path("adapters", "nightly") / "router" / "router.json").read_text())
+    assert router_json["threshold"]["value"] == 0.3
+    assert router_json["threshold"] == json.loads((Path(wider.router_dir) / "router.json").read_text())["threshold"]
+
     # The published adapter keeps its own copy of the student: a later run that retrains the student in
     # place (same name) leaves the published version -- and a rollback to it -- intact, while the
     # artifact adapter, whose student changed under it, is refused instead of pairing silently.
