@@ -121,11 +121,17 @@ def write_job_vectors(job: ShardJob, encoder: Encoder, ids: list[str], vectors: 
 
 
 def embed_shard(job: ShardJob, encoder: Encoder, *, show_progress: bool = False) -> ShardRecord:
-    """Embed one text shard into ``job.out_path`` (skipped when already current)."""
+    """Embed one text shard into ``job.out_path`` (skipped when already current). Vectors holding NaN or
+    inf (damaged weights) are refused before anything is written: a ``ModelLoadError`` naming the encoder."""
     if not vector_shard_is_current(job.out_path, fingerprint=encoder.fingerprint, source_sha256=job.source_sha256,
                                    kind=job.kind):
+        from .encoders.finite import check_finite_vectors
+
         ids, texts = job_texts(job)
-        return write_job_vectors(job, encoder, ids, encoder.encode(texts, kind=job.kind, show_progress=show_progress))
+        vectors = encoder.encode(texts, kind=job.kind, show_progress=show_progress)
+        check_finite_vectors(vectors, encoder, texts=f"texts of {Path(job.text_shard).name}",
+                             outcome=f"no vector shard was written ({job.out_path})")
+        return write_job_vectors(job, encoder, ids, vectors)
     return _existing_record(job)
 
 

@@ -53,5 +53,7 @@ def load_adapted_encoder(directory: str | Path, spec: Optional[EncoderSpec] = No
             path=Path(directory) / ENCODER_MARKER,
             hint="load the adapter's version in the registry (a version `tava run` publishes carries its own copy "
                  "of the student), or train the adapter again for this student (`tava adapt`)")
-    return AdaptedEncoder(student, load_adapter(directory), adapter_hash=adapter_weights_hash(directory),
-                          name=Path(directory).name)
+    encoder = AdaptedEncoder(student, load_adapter(directory), adapter_hash=adapter_weights_hash(directory),
+                             name=Path(directory).name)
+    encoder.directory = Path(directory)
+    return encoder

@@ -45,8 +45,10 @@ def load_compressed_encoder(directory: str | Path, spec: Optional[EncoderSpec] =
     """Factory for ``ENCODER_TYPES['compressed']``: ``tava_encoder.json`` names the base encoder's spec."""
     base = load_inner_encoder(directory, "base", spec,
                               hint="re-run `tava compress --encoder MODEL` so the compressor knows its encoder")
-    return CompressedEncoder(base, load_compressor(directory), weights_hash=compressor_weights_hash(directory),
-                             name=Path(directory).name)
+    encoder = CompressedEncoder(base, load_compressor(directory), weights_hash=compressor_weights_hash(directory),
+                                name=Path(directory).name)
+    encoder.directory = Path(directory)
+    return encoder
 
 
 def compress_vector_dir(compressor_dir: str | Path, vector_dir: str | Path, out_dir: str | Path) -> Path:

@@ -29,6 +29,8 @@ class MappedEncoder(Encoder):
     """Encode with ``inner``, then map (batched, no gradients); unit-length output."""
 
     normalized = True
+    # the directory the map was loaded from (set by the loaders; None for one built in memory): named in errors
+    directory: Optional[Path] = None
 
     def __init__(self, inner: Encoder, mapper: VectorMap, *, fingerprint: str, name: str,
                  roles: tuple[str, str]) -> None:

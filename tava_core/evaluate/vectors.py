@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from ..encoders import Encoder
+from ..encoders.finite import check_finite_vectors
 from ..errors import IntegrityError
 from ..home import TavaHome
 from ..io import read_vector_shard, sha256_file, stable_hash, vector_shard_metadata, write_vector_shard
@@ -73,6 +74,8 @@ def embed_corpus(data: RetrievalData, encoder: Encoder, home: TavaHome, *, batch
         path = out_dir / f"shard-{number:05d}.parquet"
         if not vector_shard_is_current(path, fingerprint=encoder.fingerprint, source_sha256=source, kind="document"):
             vectors = encoder.encode(texts[start:end], kind="document", batch_size=batch_size)
+            check_finite_vectors(vectors, encoder, texts=f"documents of {data.name} (rows {start}-{end - 1})",
+                                 outcome=f"no vector shard was written ({path})")
             write_vector_shard(path, data.corpus_ids[start:end], vectors, metadata={
                 "fingerprint": encoder.fingerprint, "source_sha256": source, "kind": "document",
                 "dim": encoder.dim, "normalized": encoder.normalized, "encoder": encoder.name})
@@ -111,6 +114,8 @@ def encode_queries(data: RetrievalData, encoder: Encoder, out_path: str | Path, 
     began = time.perf_counter()
     vectors = encoder.encode(texts, kind="query", batch_size=batch_size)
     seconds = time.perf_counter() - began
+    check_finite_vectors(vectors, encoder, texts=f"{data.name} {data.split} queries",
+                         outcome="no query vectors were written, nothing was scored")
     write_vector_shard(out_path, data.query_ids, vectors, metadata={
         "fingerprint": encoder.fingerprint, "kind": "query", "dim": encoder.dim, "encoder": encoder.name,
         "split": data.split, "texts_sha256": query_texts_key(data)})

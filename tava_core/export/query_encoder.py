@@ -356,6 +356,7 @@ def default_out(home: TavaHome, name: str, fingerprint: str, precision: str) -> 
 def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) -> dict[str, Any]:
     """Export, measure, gate, save; returns the card (with ``path``)."""
     from ..encoders import load_encoder, resolve_model_path
+    from ..encoders.finite import check_finite_vectors
     from ..encoders.onnx_backend import onnxruntime_available
     from .graph import EncoderGraph, WindowedEncoderGraph, export_graph
 
@@ -371,6 +372,9 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
     texts = read_sample(config)
     vector_encoder = router.student if router is not None else encoder
     reference = vector_encoder.encode(texts, kind="query")
+    # NaN is no agreement question: refused at once, naming the model, before any graph is exported
+    check_finite_vectors(reference, vector_encoder, model=config.model, texts="agreement sample texts",
+                         outcome="nothing was exported")
     recipe = int8_recipe(config) if config.precision == "int8" else None
     label = "int8-full" if recipe is not None and not recipe["reduce_range"] else config.precision
     out = Path(config.out).expanduser().resolve() if config.out else \
@@ -426,6 +430,13 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
         exported = ExportedQueryEncoder(tmp, warn=False)
         routed = exported.route(texts) if router is not None else None
         candidate = routed["vectors"] if routed is not None else exported.encode(texts)
+        if not np.isfinite(candidate).all():
+            bad = int((~np.isfinite(candidate)).any(axis=1).sum())
+            raise ExportRefused(
+                f"{config.precision} export refused: the exported graph gives vectors holding NaN or infinite values "
+                f"for {bad} of {len(texts)} sample texts where the fp32 torch encoder {encoder.name!r} gives finite "
+                "ones; nothing was saved", path=config.model,
+                hint="report this as a bug" + (" (and export fp32 meanwhile)" if config.precision != "fp32" else ""))
         measured = agreement(reference, candidate)
         card["agreement"] = {**measured, "texts": len(texts), "against": "fp32 torch encoder",
                              "sample": config.sample_file or "built-in",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from damaged_models import DAMAGED_KINDS, damaged_model
 from helpers import synthetic_texts, write_dataset
 
 from tava_core.config import EncoderSpec
@@ -56,6 +57,36 @@ def test_changed_text_shard_is_refused(tava_home, tiny_model_dir):
     write_text_shard(dataset_dir / "texts/shard-00000.parquet", {"id": ["a"], "text": ["tampered"]})
     with pytest.raises(IntegrityError, match="changed since it was ingested"):
         embed_dataset(EmbedConfig(dataset="toy", encoder=EncoderSpec(model=str(tiny_model_dir))), TavaHome(tava_home))
+
+
+
+@pytest.mark.parametrize("kind", DAMAGED_KINDS)
+def test_nan_vectors_are_refused_and_nothing_is_written(tava_home, tiny_model_dir, tmp_path, kind):
+    """An encoder whose damaged weights give NaN (the audit: an adapter file overwritten in the middle)
+    is refused naming it and its directory; no vector shard, manifest or current marker is left, so a
+    re-run encodes again (and is refused again) instead of reusing NaN vectors."""
+    from tava_core.embed import embed_shard, plan_collection
+    from tava_core.errors import ModelLoadError
+    from tava_core.manifest import load_dataset_manifest
+
+    bad = damaged_model(kind, tmp_path, tiny_model_dir)
+    dataset_dir = write_dataset(tava_home, "toy", {"texts": synthetic_texts(60), "queries": synthetic_texts(30)},
+                                shard_size=25)
+    home = TavaHome(tava_home)
+    config = EmbedConfig(dataset="toy", collections=["queries"], encoder=EncoderSpec(model=str(bad)))
+    encoder = load_encoder(config.encoder)
+    out_dir, jobs = plan_collection(home, dataset_dir, load_dataset_manifest(dataset_dir), "queries", encoder)
+    for _ in range(2):
+        with pytest.raises(ModelLoadError) as info:
+            embed_dataset(config, home)
+        message = str(info.value)
+        assert info.value.path == str(bad.resolve()) and f"encoder {bad.name!r}" in message
+        assert "holding NaN for 25 of 25 texts of shard-00000.parquet" in message
+        assert "weights" in message and "damaged" in message and "no vector shard was written" in message
+        assert not list(out_dir.glob("*.parquet")) and not (out_dir / "manifest.json").exists()
+    with pytest.raises(ModelLoadError, match="5 of 5 texts of shard-00001.parquet"):
+        embed_shard(jobs[1], encoder)
+    assert not Path(jobs[1].out_path).exists()
 
 
 @pytest.mark.slow

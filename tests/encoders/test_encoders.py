@@ -87,6 +87,28 @@ def test_missing_and_broken_models_name_the_path(tmp_path):
     assert "broken" in str(broken.value) and "Traceback" not in str(broken.value)
 
 
+
+def test_non_finite_vectors_are_counted_and_the_encoder_named(tiny_model_dir):
+    from tava_core.encoders.finite import check_finite_vectors
+
+    loaded, built = load_encoder(str(tiny_model_dir)), TransformerEncoder(tiny_model_dir)
+    vectors = loaded.encode(TEXTS)
+    check_finite_vectors(vectors, loaded)                       # finite vectors: nothing to say
+    check_finite_vectors(np.zeros((0, 32), dtype=np.float32), loaded)
+    vectors[1, 3], vectors[3] = np.nan, np.inf
+    # loaded by load_encoder: the directory its spec names; built directly: its own directory
+    for encoder in (loaded, built):
+        with pytest.raises(ModelLoadError, match="holding NaN and infinite values for 2 of 4 queries; not kept") \
+                as info:
+            check_finite_vectors(vectors, encoder, texts="queries", outcome="not kept")
+        assert info.value.path == str(tiny_model_dir) and f"encoder {tiny_model_dir.name!r}" in str(info.value)
+        assert info.value.hint is not None and "damaged" in info.value.hint
+    vectors[1, 3] = 0.0
+    with pytest.raises(ModelLoadError, match="holding infinite values for 1 of 4 texts") as info:
+        check_finite_vectors(vectors, loaded, model="elsewhere")
+    assert info.value.path == "elsewhere"
+
+
 def test_out_of_memory_halves_the_batch(tiny_model_dir, monkeypatch):
     encoder = TransformerEncoder(tiny_model_dir, EncoderSpec(model=str(tiny_model_dir), batch_size=8))
     expected = encoder.encode(TEXTS * 4)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from damaged_models import damaged_model
 from helpers import add_dense, synthetic_texts
 
 from tava_core.config import EncoderSpec
@@ -431,6 +432,46 @@ def test_export_bad_input(tmp_path, tiny_model_dir):
     with pytest.raises(ModelLoadError, match="model not found"):
         export_query_encoder(ExportConfig(model=str(tmp_path / "missing")), home)
     assert not (home.artifacts / "exports").exists()
+
+
+
+@pytest.mark.parametrize("kind", ["transformer", "adapter"])
+def test_export_of_a_model_giving_nan_is_refused_as_nan_not_as_a_gate(tmp_path, tiny_model_dir, kind):
+    """Damaged weights (NaN from the torch encoder): refused at once, saying NaN and naming the model, not
+    "mean cosine nan ... lower --min-mean-cosine" (an fp32 export; NaN is no agreement question)."""
+    from tava_core.errors import ModelLoadError
+
+    bad = damaged_model(kind, tmp_path, tiny_model_dir)
+    out = tmp_path / "export"
+    with pytest.raises(ModelLoadError) as info:
+        export_query_encoder(ExportConfig(model=str(bad), out=str(out)), TavaHome(tmp_path / "home"))
+    message = str(info.value)
+    assert re.search(r"holding NaN for (\d+) of \1 agreement sample texts; nothing was exported", message)
+    assert info.value.path == str(bad) and f"encoder {bad.name!r}" in message and "damaged" in message
+    assert "min-mean-cosine" not in message and "gate" not in message and "export fp32" not in message
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".export")]
+
+
+def test_export_whose_graph_gives_nan_is_refused_as_nan_not_as_a_gate(tmp_path, tiny_model_dir, monkeypatch):
+    """Finite torch vectors but NaN from the exported graph (a broken graph): refused saying so."""
+    from tava_core.export import query_encoder
+
+    real = query_encoder.ExportedQueryEncoder.encode
+
+    def every_other_nan(self, texts, *args, **kwargs):
+        vectors = real(self, texts, *args, **kwargs)
+        vectors[::2] = np.nan
+        return vectors
+
+    monkeypatch.setattr(query_encoder.ExportedQueryEncoder, "encode", every_other_nan)
+    out = tmp_path / "export"
+    with pytest.raises(ExportRefused) as info:
+        export_query_encoder(ExportConfig(model=str(tiny_model_dir), out=str(out)), TavaHome(tmp_path / "home"))
+    message = str(info.value)
+    texts = len(query_encoder.read_sample(ExportConfig(model=str(tiny_model_dir))))
+    assert f"gives vectors holding NaN or infinite values for {(texts + 1) // 2} of {texts} sample texts" in message
+    assert info.value.path == str(tiny_model_dir) and "min-mean-cosine" not in message and "gate" not in message
+    assert not out.exists()
 
 
 def test_readme_snippet_runs_without_torch(tmp_path, adapter_dir):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from damaged_models import DAMAGED_KINDS, damaged_model
 
 from tava_core.config import EncoderSpec
 from tava_core.errors import ConfigError, InputError
@@ -289,6 +290,48 @@ def test_ingested_dataset_gives_the_same_data(beir_dir, tava_home, tiny_model_di
     by_dir = evaluate(config.model_copy(update={"dataset": str(beir_dir)}), home)["rows"][0]
     assert by_name["ndcg_at_10"] == pytest.approx(by_dir["ndcg_at_10"], abs=1e-6)
     assert (tava_home / "vectors" / "toyset" / "corpus").is_dir()
+
+
+
+@pytest.mark.parametrize("kind", DAMAGED_KINDS)
+def test_nan_vectors_are_refused_before_they_are_cached(beir_dir, tiny_model_dir, tava_home, tmp_path, kind):
+    """Query and document vectors holding NaN (damaged weights) are refused naming the encoder and its
+    directory, before any is cached (they were scored into a broadcast error and kept as current)."""
+    from tava_core.encoders import load_encoder
+    from tava_core.errors import ModelLoadError
+    from tava_core.evaluate.vectors import corpus_vector_dir, embed_corpus, encode_queries, query_vector_path
+
+    bad = damaged_model(kind, tmp_path, tiny_model_dir)
+    home, data = TavaHome(tava_home), load_retrieval_data(beir_dir, "test")
+    encoder = load_encoder(str(bad))
+    queries = query_vector_path(home, data, encoder)
+    with pytest.raises(ModelLoadError, match="holding NaN for 4 of 4 toy test queries") as info:
+        encode_queries(data, encoder, queries, batch_size=4)
+    assert info.value.path == str(bad.resolve()) and f"encoder {bad.name!r}" in str(info.value)
+    assert "damaged" in str(info.value) and not queries.exists()
+    with pytest.raises(ModelLoadError, match=r"holding NaN for 8 of 8 documents of toy \(rows 0-7\)") as info:
+        embed_corpus(data, encoder, home, show_progress=False)
+    assert info.value.path == str(bad.resolve())
+    assert not list(corpus_vector_dir(data, encoder, home).glob("*.parquet"))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_evaluate_with_a_damaged_adapter_names_it_and_caches_nothing_of_it(beir_dir, tiny_model_dir, tava_home,
+                                                                           tmp_path):
+    """`tava evaluate --adapted DIR` with an adapter whose weights file was overwritten in the middle: the
+    named error (not a broadcast error from the metrics), and none of the adapter's vectors kept."""
+    from tava_core.encoders import load_encoder
+    from tava_core.errors import ModelLoadError
+
+    bad = damaged_model("adapter", tmp_path, tiny_model_dir)
+    config = EvalConfig(dataset=str(beir_dir), teacher=EncoderSpec(model=str(tiny_model_dir)),
+                        adapted=EncoderSpec(model=str(bad)), matryoshka_dims=[], quantization=[], run_mteb=False)
+    for modes in (["adapted/teacher"], []):     # queries alone; every mode (the adapter's corpus first)
+        with pytest.raises(ModelLoadError, match="gave vectors holding NaN") as info:
+            evaluate(config.model_copy(update={"modes": modes}), TavaHome(tava_home))
+        assert info.value.path == str(bad.resolve()) and "damaged" in str(info.value)
+        fingerprint = load_encoder(str(bad)).fingerprint[:12]
+        assert not [p for p in (tava_home / "vectors").rglob("*.parquet") if fingerprint in p.parent.name]
 
 
 @pytest.mark.slow
