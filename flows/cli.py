@@ -139,7 +139,7 @@ def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = (),
             default = None if field.is_required() else field.get_default(call_default_factory=True)
             if shown is not None and not field.is_required():
                 default = _dotted(shown, dotted)
-            help_text = (field.description or "").replace("%", "%%")
+            help_text = field.description or ""   # click prints help as written (no %-formatting)
             if ctype is bool:
                 opt = click.option(f"{flag}/--no-{flag[2:]}", param, default=default, show_default=True,
                                    help=help_text)

@@ -71,7 +71,8 @@ class IndexConfig(TavaModel):
     metric: Literal["cosine", "ip", "l2"] = Field("cosine", description=(
         "Similarity: 'cosine' (vectors L2-normalised, inner product), 'ip' (raw inner product), 'l2'."))
     index_dir: Optional[str] = Field(None, description=(
-        "Where versions are published; empty = <home>/artifacts/indexes/<dataset>/<collection>/<encoder>-<fp>."))
+        "Where versions are published; empty = the registry slot "
+        "<home>/registry/indexes/<dataset>/<collection>/<encoder>-<fp>."))
     train_size: int = Field(50_000, ge=1, description=(
         "Vectors sampled (seeded) to train IVF / PQ indexes; FAISS wants at least ~39 per IVF list."))
     nprobe: int = Field(16, ge=1, description="IVF lists searched per query (saved with the index).")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..encoders import Encoder, load_encoder
-from ..errors import ConfigError, TavaError
+from ..errors import ConfigError, ModelLoadError, TavaError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, read_json, stable_hash
 from ..manifest import now_iso
@@ -66,7 +66,33 @@ def plan(config: EvalConfig, home: TavaHome) -> tuple[RetrievalData, dict[str, E
     data = retrieval_data(config, home)
     encoders = load_encoders(config)
     check_pairs(config, encoders)
+    check_router(config, encoders)
     return data, encoders, modes
+
+
+def check_router(config: EvalConfig, encoders: dict[str, Encoder]) -> None:
+    """``--router`` is a router directory whose teacher is this evaluation's teacher; checked before any
+    encoding (an adapter given as a router failed only after the teacher's evaluation, and a router of
+    another teacher was scored beside it as if the two were one)."""
+    if not config.router:
+        return
+    from ..route.router import ROUTER_JSON
+
+    meta_path = Path(config.router).expanduser() / ROUTER_JSON
+    if not meta_path.is_file():
+        raise ModelLoadError(f"--router: not a router directory (no {ROUTER_JSON})", path=config.router,
+                             hint="make one with `tava calibrate-router`; `tava run` saves one inside the adapter's "
+                                  "registry version (<version>/router)")
+    routed_to = read_json(meta_path).get("teacher") or {}
+    teacher = encoders.get("teacher")
+    if teacher is not None and routed_to.get("fingerprint") not in (None, teacher.fingerprint):
+        spec = routed_to.get("spec") or {}
+        raise ConfigError(
+            f"the router sends queries to teacher {spec.get('model', '?')!r} (fingerprint "
+            f"{str(routed_to['fingerprint'])[:12]}), but this evaluation's teacher is {teacher.name!r} (fingerprint "
+            f"{teacher.fingerprint[:12]}): its rows would be scored against another teacher's documents",
+            path=meta_path, hint=f"evaluate with the router's teacher (--teacher {spec.get('model', 'MODEL')}), or "
+                                 "calibrate a router for this teacher (tava calibrate-router --teacher MODEL ...)")
 
 
 def _settings(config: EvalConfig) -> dict[str, Any]:

@@ -204,6 +204,29 @@ def test_asymmetric_pair_of_different_dims_is_a_config_error(beir_dir, tiny_mode
         EvalConfig(dataset="x", modes=["student/student"]).selected_modes()
 
 
+
+def test_router_must_be_a_router_of_this_teacher_before_any_encoding(beir_dir, tiny_model_dir, tiny_wide, tava_home,
+                                                                      tmp_path):
+    """--router: a directory without router.json, or a router whose teacher is not the evaluation's
+    teacher, is refused before anything is encoded (a router of another teacher was scored beside the
+    teacher's rows as if one teacher had made both)."""
+    from tava_core.encoders import load_encoder
+    from tava_core.errors import ModelLoadError
+
+    teacher = EncoderSpec(model=str(tiny_model_dir))
+    with pytest.raises(ModelLoadError, match="not a router directory") as info:
+        evaluate(EvalConfig(dataset=str(beir_dir), teacher=teacher, router=str(tmp_path)), TavaHome(tava_home))
+    assert info.value.path == str(tmp_path)
+    router = tmp_path / "router"
+    router.mkdir()
+    record = {"spec": {"model": str(tiny_wide)}, "fingerprint": load_encoder(str(tiny_wide)).fingerprint}
+    (router / "router.json").write_text(json.dumps({"teacher": record}))
+    with pytest.raises(ConfigError, match=f"sends queries to teacher '{tiny_wide}'") as info:
+        evaluate(EvalConfig(dataset=str(beir_dir), teacher=teacher, router=str(router)), TavaHome(tava_home))
+    assert f"--teacher {tiny_wide}" in info.value.hint
+    assert not (tava_home / "vectors").exists()                    # failed before any encoding
+
+
 # ------------------------------------------------------------------------- mteb task + encoder
 
 def test_routing_encoder_sends_queries_and_documents_to_their_encoders(beir_dir, tiny_model_dir, tiny_b, tmp_path):
