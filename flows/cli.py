@@ -201,7 +201,8 @@ def echo_record(record: Any) -> None:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", envvar="TAVA_HOME", default=None, type=click.Path(file_okay=False),
-              help="tava home directory for data, vectors, artifacts and Prefect state [default: ./.tava].")
+              help="tava home directory for data, vectors, artifacts and Prefect state "
+                   "[default: $TAVA_HOME, else ./.tava]. A new home is created, inside an existing folder.")
 @click.version_option(package_name="tava")
 def group(home: str | None) -> None:
     """tava: compress text-embedding models without labels.
@@ -211,9 +212,20 @@ def group(home: str | None) -> None:
     """
     from ._prefect import configure_environment
 
+    if home is not None:
+        _check_new_home(Path(home).expanduser())
     # An explicit --home must move Prefect's state too, even though importing `flows` already
     # pointed Prefect at the default home.
     configure_environment(home, override=home is not None)
+
+
+def _check_new_home(home: Path) -> None:
+    """A home that does not exist is made, but only inside a folder that does: a mistyped --home or
+    TAVA_HOME (``/nope/home``) was silently created, Prefect state and all, and read as an empty registry."""
+    if home.exists() or home.parent.is_dir():
+        return
+    raise click.UsageError(f"tava home {home} does not exist, nor does the folder {home.parent} it would go in "
+                           f"(a typo in --home or TAVA_HOME?); to start a new home there: mkdir -p {home}")
 
 
 class HideTavaErrorTracebacks(logging.Filter):

@@ -323,3 +323,29 @@ def test_a_command_that_ends_cleanly_is_not_cut_short():
     done = subprocess.run([sys.executable, "-c", script, "3", "20"], cwd=PROJECT, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 3 and "still shutting down" not in done.stderr
+
+
+def test_a_mistyped_home_is_refused_and_nothing_is_created(tmp_path, monkeypatch):
+    """A home is created inside an existing folder, never with its parents: `--home /nope/home` (or such a
+    TAVA_HOME) made /nope/home/prefect and listed an empty registry."""
+    from click.testing import CliRunner
+
+    from flows._prefect import prefect_environment
+    from flows.cli import group
+    from tava_core.home import TavaHome
+
+    # the command points TAVA_HOME and Prefect at the home it runs in: put them back afterwards
+    for key in ("TAVA_HOME", *prefect_environment(TavaHome(tmp_path))):
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+    typo = tmp_path / "nope" / "home"
+    for args, env in ((["--home", str(typo)], {}), ([], {"TAVA_HOME": str(typo)})):
+        result = CliRunner().invoke(group, [*args, "registry", "list"], env=env)
+        assert result.exit_code == 2 and f"tava home {typo} does not exist" in result.output, result.output
+        assert f"mkdir -p {typo}" in result.output
+        assert not (tmp_path / "nope").exists()
+    fresh = tmp_path / "home"                               # a new home in an existing folder: made as before
+    result = CliRunner().invoke(group, ["--home", str(fresh), "registry", "list"])
+    assert result.exit_code == 0 and "the registry is empty" in result.output and fresh.is_dir()
