@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -39,6 +40,9 @@ def prefect_environment(home: TavaHome) -> dict[str, str]:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        # the library's own log lines (tava_core logs through `logging`, knowing nothing of Prefect) go to
+        # the flow run's logs in the UI too, not only to the console (configure_environment)
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "tava_core",
     }
 
 
@@ -57,6 +61,10 @@ def configure_environment(home: TavaHome | str | Path | None = None, *, override
             os.environ[key] = value
         else:
             os.environ.setdefault(key, value)
+    # tava_core's INFO lines (a resumed checkpoint, the steps Stage A fitted to the corpus, an export's
+    # agreement) reached no one: Python's default shows WARNING and up only. At INFO they propagate to
+    # the console handler Prefect gives the root logger, formatted like Prefect's own lines.
+    logging.getLogger("tava_core").setLevel(logging.INFO)
     return home
 
 

@@ -4,6 +4,7 @@ behind, and cached work is told apart from computed work."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -349,3 +350,17 @@ def test_a_mistyped_home_is_refused_and_nothing_is_created(tmp_path, monkeypatch
     fresh = tmp_path / "home"                               # a new home in an existing folder: made as before
     result = CliRunner().invoke(group, ["--home", str(fresh), "registry", "list"])
     assert result.exit_code == 0 and "the registry is empty" in result.output and fresh.is_dir()
+
+
+def test_library_info_lines_reach_the_console(tmp_path):
+    """tava_core logs through `logging` alone; under the CLI's set-up its INFO lines (a resumed
+    checkpoint, Stage A's fitted steps, an export's agreement) print beside Prefect's, where Python's
+    default would drop everything under WARNING."""
+    code = ("from flows._prefect import configure_environment; configure_environment(%r, override=True)\n"
+            "from prefect.logging.configuration import setup_logging; setup_logging()\n"
+            "import logging; logging.getLogger('tava_core.some_module').info('a line from the library')\n"
+            % str(tmp_path / "home"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"\| INFO +\| tava_core\.some_module - a line from the library", done.stderr), done.stderr[-2000:]
