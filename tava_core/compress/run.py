@@ -41,9 +41,21 @@ def _splits(config: CompressConfig) -> list[str]:
 
 def load_splits(config: CompressConfig, home: TavaHome):
     """RetrievalData of the training split (and eval split); checks qrels ids before any vectors."""
+    from ..errors import InputError
     from ..evaluate.data import load_retrieval_data
 
-    return {split: load_retrieval_data(config.dataset, split, home) for split in _splits(config)}
+    out = {}
+    for split in _splits(config):
+        try:
+            out[split] = load_retrieval_data(config.dataset, split, home)
+        except InputError as exc:
+            # the reader knows the splits; compress knows which option names this one
+            option = "--train-split" if split == config.train_split else "--eval-split"
+            raise InputError(exc.message, path=exc.path, line=exc.line,
+                             hint=(f"{exc.hint}; " if exc.hint else "") + f"choose one with {option}"
+                                  + (" (or --eval-split '' to score on the validation queries)"
+                                     if option == "--eval-split" else "")) from None
+    return out
 
 
 def _encode_queries(splits: dict, encoder, home: TavaHome, show_progress: bool) -> Path:

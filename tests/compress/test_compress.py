@@ -284,3 +284,23 @@ def test_refreshed_negatives_are_the_compressors_own_top_documents_minus_the_rel
     assert (sampler.t.negatives != triplets.negatives).any()
     dive = train_method("dive", 6, data, CompressConfig(**{**FAST, "refresh_negatives_every": 20}))
     assert dive.validation_ndcg > dive.frozen_validation_ndcg + 0.1
+
+
+@pytest.mark.parametrize("options, option", [({}, "--train-split"), ({"train_split": "test", "eval_split": "dev"},
+                                                                         "--eval-split")])
+def test_a_missing_split_names_the_option_that_chooses_it(tmp_path, tava_home, options, option):
+    """A dataset with test qrels only: the error lists the splits present and says which option picks one
+    (it said only "splits present: test")."""
+    from tava_core.compress.config import CompressConfig
+    from tava_core.compress.run import load_splits
+    from tava_core.errors import InputError
+    from tava_core.home import TavaHome
+
+    root = tmp_path / "toy"
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "title": "", "text": "a document"}) + "\n")
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "a query"}) + "\n")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    with pytest.raises(InputError, match="qrels file for this split not found") as info:
+        load_splits(CompressConfig(dataset=str(root), **options), TavaHome(tava_home))
+    assert info.value.hint.startswith("splits present: test; choose one with " + option), info.value.hint
