@@ -28,6 +28,10 @@ def route_lowest(priority: np.ndarray, share: float) -> np.ndarray:
     return mask
 
 
+# nDCG@10 the teacher must lead the student by before "share of the gap recovered" means anything
+MIN_GAP = 0.005
+
+
 def routing_curves(*, student_ndcg: np.ndarray, teacher_ndcg: np.ndarray, student_overlap: np.ndarray,
                    confidence: np.ndarray, lengths: np.ndarray, agreement: np.ndarray,
                    shares: Sequence[float] = SHARES, costs: Optional[dict[str, float]] = None,
@@ -67,6 +71,9 @@ def routing_curves(*, student_ndcg: np.ndarray, teacher_ndcg: np.ndarray, studen
         rows.append(row)
     return {"queries": int(len(gain)), "student_ndcg10": float(student_ndcg.mean()),
             "teacher_ndcg10": float(teacher_ndcg.mean()), "gap": gap,
+            # a share of a gap this small is noise (a student within 0.0003 of its teacher read "1103%
+            # recovered"): the report prints no shares then; the JSON keeps them, flagged
+            "gap_meaningful": bool(gap >= MIN_GAP),
             "queries_student_below_teacher": float((gain > 0).mean()), "rows": rows, "costs": costs or {}}
 
 

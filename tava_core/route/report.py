@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_path, write_json
+from .curves import MIN_GAP
 
 LABELS = {"router": "router (confidence)", "random": "random", "longest_first": "longest queries first",
           "label_free_oracle": "label-free oracle (true top-10 overlap)", "labelled_oracle": "labelled oracle"}
@@ -15,15 +16,19 @@ def markdown(curves: dict[str, Any]) -> str:
              f"({curves['queries']} queries; {curves['queries_student_below_teacher']:.0%} score below the teacher).",
              "", "| share to teacher | " + " | ".join(LABELS[m] for m in LABELS) + " | router - random (95% CI) | cost/query |",
              "|---" * (len(LABELS) + 3) + "|"]
+    meaningful = curves.get("gap_meaningful", True)     # reports written before the flag: as they were
     for row in curves["rows"]:
         ci = row["router_vs_random"]
         cost = row.get("cost_per_query_teacher_units")
-        cells = [f"{row[m]['ndcg10']:.4f} ({row[m]['gap_recovered']:.0%})" for m in LABELS]
+        cells = [f"{row[m]['ndcg10']:.4f}" + (f" ({row[m]['gap_recovered']:.0%})" if meaningful else "")
+                 for m in LABELS]
         lines.append(f"| {row['share']:.0%} | " + " | ".join(cells) +
                      f" | {ci['mean']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}] | "
                      f"{'-' if cost is None else f'{cost:.3f}'} |")
-    lines += ["", "Cells: nDCG@10 (share of the student-teacher gap recovered). Cost per query in teacher units "
-              "(student + confidence + share x teacher)."]
+    lines += ["", ("Cells: nDCG@10 (share of the student-teacher gap recovered)." if meaningful else
+                   f"Cells: nDCG@10. The student is within {MIN_GAP} of the teacher, so shares of that gap "
+                   "are not shown (they would be noise).")
+              + " Cost per query in teacher units (student + confidence + share x teacher)."]
     if "routed_share_at_threshold" in curves:
         lines.append(f"The router's own threshold ({curves['threshold']['mode']} {curves['threshold']['value']}) "
                      f"routed {curves['routed_share_at_threshold']:.1%} of these queries.")

@@ -110,6 +110,26 @@ def test_routing_curves_baselines_and_gap_recovered():
     assert route_lowest(np.array([3.0, 1.0, 2.0, 0.0]), 0.5).tolist() == [False, True, False, True]
 
 
+@pytest.mark.parametrize("lead, meaningful", [(0.3, True), (0.0003, False)])
+def test_the_report_shows_shares_of_a_gap_only_when_there_is_one(lead, meaningful):
+    """A student within 0.0003 of its teacher read "1103% of the gap recovered": under MIN_GAP the
+    markdown shows nDCG@10 alone and says why; the JSON keeps the numbers, flagged."""
+    from tava_core.route.report import markdown
+
+    rng = np.random.default_rng(5)
+    n = 100
+    student = rng.uniform(0.2, 0.8, n)
+    gain = np.zeros(n)
+    gain[: n // 10] = lead * 10          # a tenth of the queries carry the whole lead
+    teacher = student + gain
+    curves = routing_curves(student_ndcg=student, teacher_ndcg=teacher, student_overlap=1 - gain,
+                            confidence=rng.random(n), lengths=rng.integers(3, 30, n), agreement=rng.random(n),
+                            shares=(0.0, 0.1), bootstrap_resamples=50)
+    assert curves["gap"] == pytest.approx(lead) and curves["gap_meaningful"] is meaningful
+    text = markdown(curves)
+    assert ("%)" in text) is meaningful and ("not shown" in text) is not meaningful
+
+
 # ----------------------------------------------------------------------------- router directory
 
 def test_router_loads_through_load_encoder_and_routes_by_budget(router_dir, static_student):
