@@ -63,6 +63,14 @@ def load_inner_encoder(directory: str | Path, key: str, spec: Optional[EncoderSp
     data = dict(read_json(directory / ENCODER_MARKER).get(key) or {})
     if not data.get("model"):
         raise ModelLoadError(f"{ENCODER_MARKER} names no {key} encoder", path=directory / ENCODER_MARKER, hint=hint)
+    model = str(data["model"])
+    if Path(model).is_absolute() and not Path(model).exists():
+        # a directory the marker names that is gone (a moved or copied home): say which file names it; the
+        # loader's own error would only list the built-in aliases
+        raise ModelLoadError(f"{ENCODER_MARKER} names its {key} at {model}, which does not exist (moved or deleted?)",
+                             path=directory / ENCODER_MARKER,
+                             hint=f"point '{key}.model' in that file at the {key}'s directory (a registry version "
+                                  f"that `tava run` published carries its own copy, named relatively), or {hint}")
     return load_named_encoder(directory, data, spec)
 
 

@@ -566,3 +566,18 @@ def test_a_moved_home_finds_its_adapter_names_the_student_there_and_old_records_
     monkeypatch.setattr(stage, "adapter_run_key", real_key)
     found = stage.train_adapter(legacy_config, stage.check_adapter_inputs(legacy_config), out.with_name("legacy"))
     assert not old.reused and found.reused and found.run_key == old.run_key and trainings == [1]
+
+
+def test_an_adapter_whose_student_is_gone_names_the_file_that_names_it(tmp_path):
+    """An adapter copied out of its home names a student directory that is not there: the error says
+    which file names it and how to fix it (it listed the built-in aliases)."""
+    from tava_core.adapter import Vec2VecAdapter, save_adapter
+    from tava_core.config import EncoderSpec
+    from tava_core.encoders import load_encoder
+
+    gone = tmp_path / "old-home" / "students" / "s"
+    adapter = save_adapter(tmp_path / "adapter", Vec2VecAdapter(32, 32, [16]),
+                           student=EncoderSpec(model=str(gone)).model_dump(mode="json"))
+    with pytest.raises(ModelLoadError, match=f"names its student at {gone}, which does not exist") as info:
+        load_encoder(str(adapter), cache=False)
+    assert info.value.path == str(adapter / "tava_encoder.json") and "'student.model'" in info.value.hint
