@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from tava_core import refresh as core
+from tava_core.errors import InputError
 from tava_core.home import TavaHome
 
 from .._server import run_flow
@@ -23,6 +24,10 @@ def cli(ctx: click.Context, **params) -> None:
     checks.encoder(config.teacher, "--teacher")
     for dataset in config.evaluation:
         checks.retrieval_dataset(home, dataset, option="--evaluation")
+    zone = core.drop_zone(config, home)
+    if not zone.is_dir():     # the flow's scan says the same, but only after the server started
+        raise InputError("--drop-zone: drop zone folder does not exist", path=zone,
+                         hint="create it and put .jsonl/.parquet/.txt files there, or set --drop-zone")
     try:
         record = run_flow("flows.refresh:nightly_adapter_refresh", config, home=str(home.root))
     except Exception as exc:

@@ -73,13 +73,16 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
                                                    "all-MiniLM-L6-v2", "--weights", "1"], "one --weights per --members"),
         "spans of an unknown dataset": (["data", "spans", "nope"], "no ingested dataset named 'nope'"),
         "spans of a missing collection": (["data", "spans", "small", "--collections", "corpus"], "no collection 'corpus'"),
+        "refresh with a missing drop zone": (["refresh", "--drop-zone", str(tmp_path / "incoming")],
+                                             "drop zone folder does not exist"),
     }
 
 
 BAD_CASES = ["unknown dataset", "unknown collection", "bad encoder path", "unparseable config", "unknown config key",
              "missing source", "csv without the text column", "missing vectors", "backfill unknown dataset",
              "run with a missing source, flags alone", "blend with a missing member",
-             "blend with one weight for two members", "spans of an unknown dataset", "spans of a missing collection"]
+             "blend with one weight for two members", "spans of an unknown dataset", "spans of a missing collection",
+             "refresh with a missing drop zone"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
