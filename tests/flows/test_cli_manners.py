@@ -75,6 +75,8 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
         "spans of a missing collection": (["data", "spans", "small", "--collections", "corpus"], "no collection 'corpus'"),
         "refresh with a missing drop zone": (["refresh", "--drop-zone", str(tmp_path / "incoming")],
                                              "drop zone folder does not exist"),
+        "evaluate with a folder that is no router": (["evaluate", "--dataset", "small", "--router", str(tmp_path)],
+                                                     "--router: not a router directory"),
     }
 
 
@@ -82,7 +84,7 @@ BAD_CASES = ["unknown dataset", "unknown collection", "bad encoder path", "unpar
              "missing source", "csv without the text column", "missing vectors", "backfill unknown dataset",
              "run with a missing source, flags alone", "blend with a missing member",
              "blend with one weight for two members", "spans of an unknown dataset", "spans of a missing collection",
-             "refresh with a missing drop zone"]
+             "refresh with a missing drop zone", "evaluate with a folder that is no router"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
