@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import socket
 import subprocess
@@ -186,6 +187,15 @@ def load_flow(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
+class _NoLinksToATemporaryUI(logging.Filter):
+    """Prefect logs "View at http://127.0.0.1:PORT/runs/..." for every flow run; with the temporary server
+    that page is gone when the command ends, so the line only misleads (the state stays in the tava home:
+    `prefect server start` with its PREFECT_HOME shows every run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("View at ")
+
+
 def run_flow(target: str, *args: Any, **kwargs: Any) -> Any:
     """Import the flow ``target`` names and call it with ``args``/``kwargs`` against a Prefect API."""
     if configured_api_url():
@@ -193,6 +203,9 @@ def run_flow(target: str, *args: Any, **kwargs: Any) -> Any:
     from ._prefect import configure_environment, prefect_dir
 
     server = OwnedServer(prefect_dir(configure_environment()))
+    links = _NoLinksToATemporaryUI()
+    flow_runs = logging.getLogger("prefect.flow_runs")
+    flow_runs.addFilter(links)
     try:
         server.launch()
         # The URL is known before Prefect is imported, so Prefect reads it from the environment.
@@ -205,4 +218,5 @@ def run_flow(target: str, *args: Any, **kwargs: Any) -> Any:
             finally:
                 _drain_prefect_workers()
     finally:
+        flow_runs.removeFilter(links)
         server.stop()

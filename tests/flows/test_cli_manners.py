@@ -369,3 +369,20 @@ def test_library_info_lines_reach_the_console(tmp_path):
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"\| INFO +\| tava_core\.some_module - a line from the library", done.stderr), done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_no_links_to_the_temporary_servers_ui(tmp_path):
+    """With the temporary server, Prefect's "View at http://127.0.0.1:PORT/..." points at a page that is
+    gone when the command ends: the CLI leaves the line out (the run's other lines stay)."""
+    import numpy as np
+    from adapter_helpers import write_vector_dir
+
+    vectors = write_vector_dir(tmp_path / "vectors", [f"v{i}" for i in range(50)],
+                               np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32))
+    home = tmp_path / "home"
+    env = {**_cli_env(home), "PREFECT_LOGGING_LEVEL": "INFO"}
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "index", "--vectors", str(vectors), "--factory", "Flat"],
+                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Beginning flow run" in done.stderr and "View at http" not in done.stderr, done.stderr[-2000:]
