@@ -35,7 +35,8 @@ def resolve_task(config: core.RefreshConfig, home: str) -> dict[str, Any]:
     registry = Registry(home)
     student_spec, student_source = core.resolve_student(config, registry)
     student, teacher = load_encoder(student_spec), load_encoder(config.teacher)
-    current = core.resolve_current_adapter(config, registry, student.fingerprint, teacher.fingerprint)
+    current = core.resolve_current_adapter(config, registry, student.fingerprint, teacher.fingerprint,
+                                           student_dir=student_spec.model)
     return {"student": {"spec": student_spec.model_dump(mode="json"), "encoder": student.info(), **student_source},
             "teacher": {"spec": config.teacher.model_dump(mode="json"), "encoder": teacher.info()},
             "current": current}

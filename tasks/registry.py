@@ -9,9 +9,7 @@ from typing import Any, Optional
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tava_core.registry import Registry
-
-BUNDLED_STUDENT = "student"   # a published adapter's own copy of its student (relative to the version)
+from tava_core.registry import BUNDLED_STUDENT, Registry
 
 
 @task(name="registry-publish", task_run_name="publish {kind}/{name}", cache_policy=NO_CACHE)

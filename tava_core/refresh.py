@@ -196,14 +196,17 @@ def resolve_student(config: RefreshConfig, registry: Registry) -> tuple[EncoderS
 
 
 def resolve_current_adapter(config: RefreshConfig, registry: Registry, student_fingerprint: str,
-                            teacher_fingerprint: str) -> dict[str, Any]:
-    """The current adapter (if any) and whether training can continue from it."""
+                            teacher_fingerprint: str, student_dir: Optional[str | Path] = None) -> dict[str, Any]:
+    """The current adapter (if any) and whether training can continue from it: trained for this teacher
+    and for this student (``student_fingerprint``; or, for a version that bundles its own copy of the
+    student, as `tava run` publishes, the same model files as ``student_dir``)."""
     version = registry.current_version("adapters", config.name)
     if version is None:
         return {"version": None, "path": None, "warm_start": False, "note": "no current adapter: training a first one"}
     record = registry.record("adapters", config.name, version)
     student, teacher = _trained_for(record.lineage, record.path)
-    same = student == student_fingerprint and teacher == teacher_fingerprint
+    same = teacher == teacher_fingerprint and (student == student_fingerprint
+                                               or _bundles_this_student(record.path, student_dir))
     note = ("continuing from the current adapter" if same else
             "the current adapter was trained for another student or teacher: training a new one")
     return {"version": version, "path": record.path, "warm_start": same, "note": note,
@@ -224,6 +227,21 @@ def _trained_for(lineage: dict[str, Any], version_dir: str | Path) -> tuple[Opti
         own = read_adapter_config(version_dir).get("lineage", {})
         student, teacher = student or fingerprint(own.get("student")), teacher or fingerprint(own.get("teacher"))
     return student, teacher
+
+
+def _bundles_this_student(version_dir: str | Path, student_dir: Optional[str | Path]) -> bool:
+    """Whether the adapter version's own copy of its student (``BUNDLED_STUDENT``) holds the same model
+    files as ``student_dir``. `tava run` trains the adapter on its student artifact and publishes that
+    student twice: inside the adapter's version and as the registry's current student, whose fingerprint
+    also covers its registry.json (a record, not the model), so the fingerprints of the two copies differ."""
+    from .encoders.base import hash_model_files
+    from .registry import BUNDLED_STUDENT, RECORD_FILE
+
+    own = Path(version_dir) / BUNDLED_STUDENT
+    if student_dir is None or not own.is_dir() or not Path(student_dir).is_dir():
+        return False
+    skip = frozenset({RECORD_FILE})
+    return hash_model_files(own, skip) == hash_model_files(student_dir, skip)
 
 
 # ----------------------------------------------------------------------------- stage: ingest

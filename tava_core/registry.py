@@ -50,6 +50,8 @@ KIND_MODULES: dict[str, Optional[str]] = {
     "indexes": "tava_core.index",
 }
 KINDS = tuple(KIND_MODULES)
+# a published adapter's own copy of the student it was trained on (a folder of its version; `tava run`)
+BUNDLED_STUDENT = "student"
 
 # Older names, kept for callers (the refresh flow, tests): one lock implementation underneath.
 RegistryLockedError = ResourceLockedError

@@ -16,15 +16,13 @@ _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".np
 # Not the assembly stamp of a model joined from PyPI parts: it records each file's mtime, so it differs
 # on every install, and with it in the hash the same all-mpnet-base-v2 got a new fingerprint on each
 # machine (vector caches missed, adapters and routers refused their own teacher).
-# registry.json: a registry version's record (lineage, metrics; store.RECORD_FILE), not the model -- with it
-# a published copy of a student had another fingerprint than the student, so the nightly refresh took the
-# demo's adapter for one trained on another student and replaced it without a comparison
-_FINGERPRINT_SKIP = {"README.md", "model_card.json", "training_state.json", ASSEMBLY_STAMP, "registry.json"}
+_FINGERPRINT_SKIP = {"README.md", "model_card.json", "training_state.json", ASSEMBLY_STAMP}
 _file_hash_cache: dict[tuple[str, int, int], str] = {}
 
 
-def hash_model_files(directory: str | Path) -> str:
-    """sha256 over a model directory's weight, tokenizer and config files (sorted, recursive).
+def hash_model_files(directory: str | Path, skip: frozenset[str] = frozenset()) -> str:
+    """sha256 over a model directory's weight, tokenizer and config files (sorted, recursive), less the
+    file names in ``skip`` (e.g. a registry version's record, to compare two copies of one model).
 
     Per-file digests are cached by (path, size, mtime) so repeated fingerprints are free.
     """
@@ -32,7 +30,7 @@ def hash_model_files(directory: str | Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
-        if path.name in _FINGERPRINT_SKIP or path.suffix not in _FINGERPRINT_SUFFIXES:
+        if path.name in _FINGERPRINT_SKIP or path.name in skip or path.suffix not in _FINGERPRINT_SUFFIXES:
             continue
         if any(part.startswith(".") or part.startswith("checkpoint") for part in path.relative_to(root).parts):
             continue

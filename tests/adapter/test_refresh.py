@@ -305,12 +305,15 @@ def test_refresh_rebuilds_the_published_blend_around_the_new_adapter(prefect_har
     assert load_encoder(str(router_dir), cache=False).student.fingerprint == blend.fingerprint
 
 
-def test_refresh_continues_from_the_adapter_a_pipeline_published(tava_home, tmp_path, tiny_model_dir):
-    """`tava run` / `tava demo` publish the student as a registry version of its own and the adapter with
-    the student's path and the teacher's name as lineage (no fingerprints). The refresh must still see
-    that the current adapter was trained for the registry's current student and teacher, and continue
-    from it (it crashed on the string lineage, and the published copy of the student had another
-    fingerprint because registry.json was hashed with the model files)."""
+def test_refresh_continues_from_the_adapter_a_pipeline_published(tava_home, tmp_path, tiny_model_dir,
+                                                                  tiny_teacher_dir):
+    """`tava run` / `tava demo` train the adapter on their student artifact, then publish the student as
+    a registry version of its own and the adapter with a copy of it inside, its lineage naming the
+    student's path and the teacher's name (no fingerprints). The refresh must see that the current adapter
+    was trained for the registry's current student and teacher, and continue from it: it crashed on the
+    string lineage, and the registry's copy of the student has another fingerprint (its registry.json)."""
+    import shutil
+
     from tava_core.adapter import Vec2VecAdapter, save_adapter
     from tava_core.encoders import load_encoder
     from tava_core.refresh import RefreshConfig, resolve_current_adapter
@@ -319,15 +322,20 @@ def test_refresh_continues_from_the_adapter_a_pipeline_published(tava_home, tmp_
     registry = Registry(tava_home)
     student = registry.publish("students", "student", tiny_model_dir, lineage={"teacher": "t"}, promote=True)
     trained_for = load_encoder(str(tiny_model_dir)).fingerprint
-    assert load_encoder(student.path).fingerprint == trained_for     # the record is no part of the model
+    served = load_encoder(student.path).fingerprint
+    assert served != trained_for                 # the record file is hashed with the registry's copy
     teacher = "e" * 24
     adapter = save_adapter(tmp_path / "adapter", Vec2VecAdapter(32, 32, [16]),
                            metadata={"lineage": {"student": {"name": "s", "fingerprint": trained_for},
                                                  "teacher": {"name": "t", "fingerprint": teacher}}})
+    shutil.copytree(tiny_model_dir, adapter / "student")                 # the version's own copy
     registry.publish("adapters", "nightly", adapter, lineage={"student": str(tiny_model_dir), "teacher": "t"},
                      promote=True)
     config = RefreshConfig(drop_zone=str(tmp_path), name="nightly")
-    current = resolve_current_adapter(config, registry, load_encoder(student.path).fingerprint, teacher)
+    current = resolve_current_adapter(config, registry, served, teacher, student_dir=student.path)
     assert current["version"] == "00001" and current["warm_start"], current
-    for other in ((trained_for, "f" * 24), ("f" * 24, teacher)):       # another teacher / student: a new one
-        assert not resolve_current_adapter(config, registry, *other)["warm_start"]
+    assert resolve_current_adapter(config, registry, trained_for, teacher)["warm_start"]    # by fingerprint
+    # another teacher, or another student's files: a new adapter
+    assert not resolve_current_adapter(config, registry, served, "f" * 24, student_dir=student.path)["warm_start"]
+    other = load_encoder(str(tiny_teacher_dir)).fingerprint
+    assert not resolve_current_adapter(config, registry, other, teacher, student_dir=tiny_teacher_dir)["warm_start"]
