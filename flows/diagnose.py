@@ -18,7 +18,7 @@ def diagnose_task(config: DiagnoseConfig, home: Optional[str]) -> dict[str, Any]
 
     from tava_core.diagnose import run_diagnose
 
-    record = run_diagnose(config, TavaHome(home))
+    record = run_diagnose(config, TavaHome(home), show_progress=True)
     create_markdown_artifact(key="diagnose-report", markdown=Path(record["files"]["markdown"]).read_text(),
                              description=f"tava diagnose {config.student} vs {config.teacher.model}")
     return record

@@ -18,7 +18,7 @@ from . import CORE_DECIDES
 def calibrate_task(config: RouterConfig, home: Optional[str]) -> dict[str, Any]:
     from tava_core.route.run import calibrate_router
 
-    record = calibrate_router(config, TavaHome(home))
+    record = calibrate_router(config, TavaHome(home), show_progress=True)
     info = record["calibration"]
     create_table_artifact(key=f"router-{config.name}".lower().replace("_", "-"), table=[
         {"signal": name, "spearman_with_true_agreement": round(value, 4)}

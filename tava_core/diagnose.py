@@ -12,9 +12,12 @@ coordinates in the local basis), so a student in another space can be diagnosed 
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -89,12 +92,16 @@ def diagnose(collections: dict[str, tuple[np.ndarray, np.ndarray]], *, queries: 
     (student, teacher) query vectors, compared over the documents of collection ``query_docs``."""
     report: dict[str, Any] = {"k": k, "tangent_dim": tangent_dim, "collections": {}, "per_text": {}}
     for name, (student, teacher) in collections.items():
+        log.info("%s: k-NN overlap and tangent angles of %d texts (k %d, %d directions)", name, len(student), k,
+                 tangent_dim)
         overlap = knn_overlap(student, teacher, k)
         angles = tangent_angles(student, teacher, k, tangent_dim)
         report["collections"][name] = {"knn_overlap": summarise(overlap), "tangent_angle_degrees": summarise(angles)}
         report["per_text"][name] = {"knn_overlap": overlap.tolist(), "tangent_angle_degrees": angles.tolist()}
     if queries is not None and query_docs is not None:
         docs_s, docs_t = collections[query_docs]
+        log.info("scoring %d queries' top-%d agreement over the %d documents of %s", len(queries[0]), k, len(docs_s),
+                 query_docs)
         overlap = query_neighbour_overlap(queries[0], docs_s, queries[1], docs_t, k)
         cos = np.sum(_unit(queries[0]) * _unit(queries[1]), axis=1)
         report["queries"] = {"neighbour_overlap": summarise(overlap), "cosine_to_teacher": summarise(cos)}
@@ -162,9 +169,11 @@ class DiagnoseConfig(TavaModel):
     run: Optional[str] = Field(None, description="Report name under <home>/reports/diagnose/; empty = dataset-split.")
 
 
-def run_diagnose(config: DiagnoseConfig, home: Any = None) -> dict[str, Any]:  # home: TavaHome | None
+def run_diagnose(config: DiagnoseConfig, home: Any = None,  # home: TavaHome | None
+                 show_progress: bool = False) -> dict[str, Any]:
     """Encode a corpus sample and the split's queries with both encoders, diagnose, write
-    report.json / report.md / diagnose.png under <home>/reports/diagnose/<run>/."""
+    report.json / report.md / diagnose.png under <home>/reports/diagnose/<run>/ (``show_progress``: a
+    bar per encoding, which is most of the time)."""
     from pathlib import Path
 
     from .encoders import load_encoder
@@ -179,8 +188,13 @@ def run_diagnose(config: DiagnoseConfig, home: Any = None) -> dict[str, Any]:  #
     pick = np.sort(np.random.default_rng(0).choice(len(docs), size=min(config.max_documents, len(docs)),
                                                    replace=False))
     sample = [docs[i] for i in pick]
-    collections = {"corpus": (student.encode(sample, kind="document"), teacher.encode(sample, kind="document"))}
-    queries = (student.encode(data.query_texts, kind="query"), teacher.encode(data.query_texts, kind="query"))
+    log.info("encoding %d sampled documents of %s with the student %s and the teacher %s", len(sample), data.name,
+             student.name, teacher.name)
+    collections = {"corpus": (student.encode(sample, kind="document", show_progress=show_progress),
+                              teacher.encode(sample, kind="document", show_progress=show_progress))}
+    log.info("encoding the %d %s queries with the student and the teacher", len(data.query_texts), config.split)
+    queries = (student.encode(data.query_texts, kind="query", show_progress=show_progress),
+               teacher.encode(data.query_texts, kind="query", show_progress=show_progress))
     collections["queries"] = queries
     report = diagnose(collections, queries=queries, query_docs="corpus", k=config.k, tangent_dim=config.tangent_dim)
     report.update({"dataset": data.summary(), "student": student.info(), "teacher": teacher.info(),

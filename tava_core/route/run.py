@@ -3,6 +3,7 @@ retrieval split (what ``tava evaluate --router`` adds). Pure core: no Prefect.""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -25,6 +26,8 @@ from .report import write_route_report
 from .router import RoutedEncoder, load_router, save_router, threshold_from
 from .stored import calibration_views
 from .threshold import simulate_stream
+
+log = logging.getLogger(__name__)
 
 
 def read_texts(source: str, home: TavaHome) -> list[str]:
@@ -62,6 +65,7 @@ def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test
     teacher = load_encoder(config.teacher)
     threshold_from_check = (config.teacher_budget, config.target_agreement)
     data = load_retrieval_data(config.dataset, split, home)   # its corpus; qrels are not used here
+    log.info("teacher vectors of the %d documents of %s (encoded once, then reused)", len(data.corpus_ids), data.name)
     documents = load_corpus_vectors(data, embed_corpus(data, teacher, home, show_progress=show_progress))
     sources = config.reference or [config.dataset]
     reference_texts = [t for s in sources for t in read_texts(s, home)]
@@ -69,8 +73,19 @@ def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test
     _, spans = make_spans([str(i) for i in range(len(base))], base, 1, config.settings.seed)
     reference = base + spans     # texts and short views of them, as Stage A trains on
     calib = calibration_views(data.corpus_ids, data.document_texts, config.calibration_texts)
-    ref = TextVectors(reference, student.encode(reference, kind="document"), teacher.encode(reference, kind="document"))
-    cal = TextVectors(calib, student.encode(calib, kind="query"), teacher.encode(calib, kind="query"))
+    # the encodings below are most of the run's time (each text by the student and by the teacher)
+    log.info("encoding %d reference texts (%d training texts of %s and %d span views of them) with the student "
+             "%s and the teacher %s", len(reference), len(base), ", ".join(sources), len(spans), student.name,
+             teacher.name)
+    ref = TextVectors(reference, student.encode(reference, kind="document", show_progress=show_progress),
+                      teacher.encode(reference, kind="document", show_progress=show_progress))
+    log.info("encoding %d calibration span views of %s's corpus with the student and the teacher", len(calib),
+             data.name)
+    cal = TextVectors(calib, student.encode(calib, kind="query", show_progress=show_progress),
+                      teacher.encode(calib, kind="query", show_progress=show_progress))
+    log.info("fitting the signal model (%s) on %d reference texts; calibrating it on %d span views against the "
+             "student's agreement with the teacher (%s, top-10 of %d documents)", ", ".join(config.settings.signals),
+             len(reference), len(calib), config.settings.target, len(documents))
     model, calibration = fit_router(ref, cal, documents, config.settings)
     budget, target = threshold_from_check
     threshold = threshold_from(calibration, teacher_budget=None if target is not None else budget,

@@ -23,7 +23,14 @@ from typing import Any, Literal, NoReturn, Optional
 import torch
 
 from ..errors import TrainingError
-from .checkpoint import Checkpoint, CheckpointConfig, clear_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    STATE_FILE,
+    Checkpoint,
+    CheckpointConfig,
+    clear_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .schedule import Schedule
 from .selection import Selection
 from .stage import Diverged, TrainingStage
@@ -234,11 +241,25 @@ class TrainingEngine:
         self.rollbacks = int(saved.state.get("rollbacks", 0))
         state = saved.state
         step = int(state["step"])
-        log.info("%s: resuming from the checkpoint at step %d", self.stage.label, step)
+        log.info("%s: resuming from step %d of %d (checkpoint %s)", self.stage.label, step, self.config.max_steps,
+                 checkpoint_config.directory)
         return _Loop(step=step, history=state["history"], evaluations=state["evaluations"],
                      best_metrics=state["best_metrics"], best_step=state["best_step"], bad_evals=state["bad_evals"],
                      best=saved.best, elapsed_before=float(state.get("train_seconds", 0.0)), resumed_from=step,
                      last_checkpoint=step)
+
+    def _tell_resumable(self, loop: "_Loop", bar: Any) -> None:
+        """On an interrupt: say where the checkpoint is and the step a re-run resumes from (nothing when
+        there is no checkpoint to resume). The progress bar is closed first, so the line is not torn."""
+        checkpoint = self.config.checkpoint
+        if checkpoint is None or not loop.last_checkpoint or not (checkpoint.directory / STATE_FILE).is_file():
+            return
+        if bar is not None:
+            bar.close()
+        rerun = "re-running the same command" if checkpoint.resume else "re-running without --no-resume"
+        log.warning("%s interrupted at step %d of %d; checkpoint saved in %s: %s resumes from step %d",
+                    self.stage.label, loop.step, self.config.max_steps, checkpoint.directory, rerun,
+                    loop.last_checkpoint)
 
     # ------------------------------------------------------------------ the loop
     def _start(self) -> "_Loop":
@@ -349,6 +370,12 @@ class TrainingEngine:
             if config.checkpoint is not None and loop.step != loop.last_checkpoint:
                 with contextlib.suppress(Exception):
                     self._save(loop)
+            self._tell_resumable(loop, bar)
+            raise
+        except Exception:
+            raise
+        except BaseException:   # the caller's own stop (Prefect's TerminationSignal after SIGTERM; saved above)
+            self._tell_resumable(loop, bar)
             raise
         finally:
             if bar is not None:

@@ -192,7 +192,7 @@ def test_router_bad_input_names_the_fix(router_dir, tmp_path, static_student):
 
 # ----------------------------------------------------------------------------- end to end on a tiny BEIR set
 
-def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
+def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student, caplog):
     from tava_core.encoders import load_encoder
     from tava_core.evaluate.data import load_retrieval_data
     from tava_core.home import TavaHome
@@ -204,7 +204,15 @@ def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student):
     config = RouterConfig(name="tiny", student=str(static_student), dataset=str(beir), teacher_budget=0.2,
                           calibration_texts=40, max_reference_texts=40,
                           settings=RouterSettings(bank_size=32, pca_dim=8, vector_components=2))
-    record = calibrate_router(config, home)
+    with caplog.at_level("INFO", logger="tava_core.route"):
+        record = calibrate_router(config, home)
+    # each long stage says what it does and on how many texts (a user saw 106 s of nothing)
+    said = "\n".join(caplog.messages)
+    assert f"teacher vectors of the {record['dataset']['documents']} documents of" in said, said
+    assert "encoding 40 reference texts (20 training texts of" in said and "and 20 span views of them)" in said, said
+    views = record["calibration_texts"]
+    assert f"encoding {views} calibration span views of beir's corpus with the student and the teacher" in said, said
+    assert f"on 40 reference texts; calibrating it on {views} span views against the student's agreement" in said
     router_path = Path(record["directory"])
     assert router_path == home.artifacts / "routers" / "tiny"
     assert {"router.json", "router.safetensors", "tava_encoder.json"} <= {p.name for p in router_path.iterdir()}
@@ -258,6 +266,22 @@ def test_diagnose_separates_a_faithful_student_from_an_unrelated_one():
     assert g["tangent_angle_degrees"]["mean"] + 20 < b["tangent_angle_degrees"]["mean"]
     assert good["queries"]["neighbour_overlap"]["mean"] > 0.5
     assert len(good["per_text"]["c"]["knn_overlap"]) == 150
+
+
+def test_run_diagnose_says_what_it_encodes_and_scores(tmp_path, static_student, caplog):
+    from tava_core.diagnose import DiagnoseConfig, run_diagnose
+    from tava_core.home import TavaHome
+
+    beir = tiny_topic_beir(tmp_path / "beir")
+    with caplog.at_level("INFO", logger="tava_core.diagnose"):
+        record = run_diagnose(DiagnoseConfig(dataset=str(beir), student=str(static_student), run="said"),
+                              TavaHome(tmp_path / "home"))
+    documents, queries = record["collections"]["corpus"]["knn_overlap"]["n"], record["queries"]["neighbour_overlap"]["n"]
+    said = "\n".join(caplog.messages)
+    assert f"encoding {documents} sampled documents of" in said, said
+    assert f"encoding the {queries} test queries with the student and the teacher" in said, said
+    assert f"corpus: k-NN overlap and tangent angles of {documents} texts (k 10, 3 directions)" in said, said
+    assert f"scoring {queries} queries' top-10 agreement over the {documents} documents of corpus" in said, said
 
 
 def test_drift_report_rises_for_off_domain_batch(router_dir):

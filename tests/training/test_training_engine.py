@@ -188,6 +188,47 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, interrupt_at):
     assert resumed.best_step == straight.best_step
 
 
+def test_an_interrupted_run_says_where_its_checkpoint_is_and_a_rerun_says_it_resumes(tmp_path, caplog):
+    """Interrupted, a run with a checkpoint names it and the step a re-run resumes from (a user saw only
+    `aborted`); the re-run says it resumes, from which step of how many and which checkpoint."""
+    checkpoint = CheckpointConfig(tmp_path / "ck", every=7, run_key="toy")
+    with caplog.at_level("INFO", logger="tava_core.training"), pytest.raises(KeyboardInterrupt):
+        TrainingEngine(Regression(interrupt_at=23), config(checkpoint=checkpoint)).run()
+    told = [r for r in caplog.records if r.levelname == "WARNING" and " interrupted at step" in r.getMessage()]
+    assert len(told) == 1, caplog.text
+    assert (f"toy interrupted at step 23 of 40; checkpoint saved in {tmp_path / 'ck'}: re-running the same command "
+            "resumes from step 23") == told[0].getMessage()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tava_core.training"):
+        resumed = TrainingEngine(Regression(), config(checkpoint=checkpoint)).run()
+    assert resumed.resumed_from == 23
+    assert f"toy: resuming from step 23 of 40 (checkpoint {tmp_path / 'ck'})" in caplog.messages, caplog.text
+    assert not any(" interrupted at step" in m for m in caplog.messages), caplog.messages
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="SIGTERM is turned into a flag in the main thread only; elsewhere it would end the runner")
+def test_a_sigterm_stop_says_where_its_checkpoint_is(tmp_path, caplog):
+    """Stopped by SIGTERM (through the caller's handler, as in a flow), the saved checkpoint is named too."""
+    checkpoint = CheckpointConfig(tmp_path / "ck", every=100, run_key="a")
+    before = signal.signal(signal.SIGTERM, _caller_handler)
+    try:
+        with caplog.at_level("INFO", logger="tava_core.training"), pytest.raises(CallerStop):
+            TrainingEngine(Regression(sigterm_at=12), config(checkpoint=checkpoint)).run()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert [m for m in caplog.messages if " interrupted at step" in m] == [
+        f"toy interrupted at step 13 of 40; checkpoint saved in {tmp_path / 'ck'}: re-running the same command "
+        "resumes from step 13"], caplog.text
+
+
+def test_an_interrupt_before_any_checkpoint_claims_none(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="tava_core.training"), pytest.raises(KeyboardInterrupt):
+        TrainingEngine(Regression(interrupt_at=0), config(checkpoint=CheckpointConfig(tmp_path / "ck", every=7,
+                                                                                      run_key="a"))).run()
+    assert not any(" interrupted at step" in m for m in caplog.messages), caplog.text
+
+
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason="SIGTERM is turned into a flag in the main thread only; elsewhere it would end the runner")
 @pytest.mark.parametrize("checkpointed", [True, False])
