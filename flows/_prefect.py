@@ -43,6 +43,9 @@ def prefect_environment(home: TavaHome) -> dict[str, str]:
         # the library's own log lines (tava_core logs through `logging`, knowing nothing of Prefect) go to
         # the flow run's logs in the UI too, not only to the console (configure_environment)
         "PREFECT_LOGGING_EXTRA_LOGGERS": "tava_core",
+        # ... and outside a flow run (the library called directly, a check before a flow) they stay on the
+        # console without a warning that there is no run to send them to
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     }
 
 
