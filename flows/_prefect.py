@@ -65,9 +65,11 @@ def configure_environment(home: TavaHome | str | Path | None = None, *, override
         else:
             os.environ.setdefault(key, value)
     # tava_core's INFO lines (a resumed checkpoint, the steps Stage A fitted to the corpus, an export's
-    # agreement) reached no one: Python's default shows WARNING and up only. At INFO they propagate to
-    # the console handler Prefect gives the root logger, formatted like Prefect's own lines.
-    logging.getLogger("tava_core").setLevel(logging.INFO)
+    # agreement) reached no one: Python's default shows WARNING and up only. At Prefect's level (INFO unless
+    # PREFECT_LOGGING_LEVEL says otherwise: one knob for both) they propagate to the console handler Prefect
+    # gives the root logger, formatted like Prefect's own lines.
+    level = os.environ.get("PREFECT_LOGGING_LEVEL", "INFO").upper()
+    logging.getLogger("tava_core").setLevel(level if isinstance(logging.getLevelName(level), int) else "INFO")
     return home
 
 
