@@ -1,11 +1,8 @@
 """`tava evaluate` (flow `evaluate`) and `tava judge` (flow `judge-dataset`)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from tava_core.errors import InputError
 from tava_core.evaluate.config import EvalConfig, JudgeConfig
 from tava_core.home import TavaHome
 
@@ -27,10 +24,10 @@ def cli(ctx: click.Context, **params) -> None:
     checks.retrieval_dataset(home, config.dataset)
     checks.existing_dir(config.judgements, "--judgements")
     checks.existing_dir(config.router, "--router")
-    if config.router and not (Path(config.router).expanduser() / "router.json").is_file():
-        raise InputError("--router: not a router directory (no router.json)", path=Path(config.router).expanduser(),
-                         hint="make one with `tava calibrate-router`; `tava run` saves one inside the adapter's "
-                              "registry version (<version>/router)")
+    if config.router:
+        from tava_core.route.config import router_meta_path
+
+        router_meta_path(config.router)
     checks.judged_split(home, config.dataset, config.split, config.judgements)
     for option, spec in (("--teacher", config.teacher), ("--student", config.student), ("--adapted", config.adapted)):
         checks.encoder(spec, option)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..encoders import Encoder, load_encoder
-from ..errors import ConfigError, ModelLoadError, TavaError
+from ..errors import ConfigError, TavaError
 from ..home import TavaHome, slug
 from ..io import atomic_directory, read_json, stable_hash
 from ..manifest import now_iso
@@ -76,13 +76,9 @@ def check_router(config: EvalConfig, encoders: dict[str, Encoder]) -> None:
     another teacher was scored beside it as if the two were one)."""
     if not config.router:
         return
-    from ..route.router import ROUTER_JSON
+    from ..route.config import router_meta_path
 
-    meta_path = Path(config.router).expanduser() / ROUTER_JSON
-    if not meta_path.is_file():
-        raise ModelLoadError(f"--router: not a router directory (no {ROUTER_JSON})", path=config.router,
-                             hint="make one with `tava calibrate-router`; `tava run` saves one inside the adapter's "
-                                  "registry version (<version>/router)")
+    meta_path = router_meta_path(config.router)
     routed_to = read_json(meta_path).get("teacher") or {}
     teacher = encoders.get("teacher")
     if teacher is not None and routed_to.get("fingerprint") not in (None, teacher.fingerprint):

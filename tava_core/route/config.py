@@ -2,6 +2,7 @@
 for the CLI, config files, flow parameters and the Prefect UI form)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import Field, model_validator
@@ -114,3 +115,19 @@ class RouterConfig(TavaModel):
     routing: ThresholdPolicy = Field(default_factory=ThresholdPolicy, description=(
         "How the budget becomes a threshold on live queries (saved with the router)."))
     output: Optional[str] = Field(None, description="Output directory; empty = <home>/artifacts/routers/<name>.")
+
+
+ROUTER_JSON = "router.json"
+
+
+def router_meta_path(directory: str | Path, option: str = "--router") -> Path:
+    """``directory``'s router.json, or a ModelLoadError saying the folder is no router (light: the CLI checks
+    it before Prefect starts, the evaluation before any encoding)."""
+    from ..errors import ModelLoadError
+
+    path = Path(directory).expanduser() / ROUTER_JSON
+    if not path.is_file():
+        raise ModelLoadError(f"{option}: not a router directory (no {ROUTER_JSON})", path=Path(directory).expanduser(),
+                             hint="make one with `tava calibrate-router`; `tava run` saves one inside the adapter's "
+                                  "registry version (<version>/router)")
+    return path

@@ -26,12 +26,11 @@ from ..errors import ConfigError, ModelLoadError
 from ..io import atomic_directory, read_json, sha256_file, write_json
 from ..modeldir import ENCODER_MARKER
 from .calibrate import Calibration, confidence
-from .config import ThresholdPolicy
+from .config import ROUTER_JSON, ThresholdPolicy
 from .fast import CompiledConfidence
 from .signals import SignalModel
 from .threshold import LiveThreshold
 
-ROUTER_JSON = "router.json"
 ROUTER_WEIGHTS = "router.safetensors"
 FORMAT = "tava-router-1"
 # What a router.json without a "routing" entry (saved before the adaptive policy) routes with.
