@@ -430,6 +430,8 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
         exported = ExportedQueryEncoder(tmp, warn=False)
         routed = exported.route(texts) if router is not None else None
         candidate = routed["vectors"] if routed is not None else exported.encode(texts)
+        # not check_finite_vectors: the torch encoder gave finite vectors above, so the model is sound and
+        # the fault is the exported graph's (ExportRefused, a bug to report), not damaged weights
         if not np.isfinite(candidate).all():
             bad = int((~np.isfinite(candidate)).any(axis=1).sum())
             raise ExportRefused(

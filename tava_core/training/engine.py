@@ -372,10 +372,11 @@ class TrainingEngine:
                     self._save(loop)
             self._tell_resumable(loop, bar)
             raise
-        except Exception:
-            raise
-        except BaseException:   # the caller's own stop (Prefect's TerminationSignal after SIGTERM; saved above)
-            self._tell_resumable(loop, bar)
+        except BaseException as exc:
+            # the caller's own stop (Prefect's TerminationSignal after SIGTERM; saved above) is resumable;
+            # an ordinary error is the caller's to report, with no resume hint
+            if not isinstance(exc, Exception):
+                self._tell_resumable(loop, bar)
             raise
         finally:
             if bar is not None:

@@ -222,6 +222,20 @@ def test_a_sigterm_stop_says_where_its_checkpoint_is(tmp_path, caplog):
         "resumes from step 13"], caplog.text
 
 
+def test_an_error_in_a_step_is_not_told_as_resumable(tmp_path, caplog):
+    """An ordinary error is the caller's to report: the run does not claim a re-run resumes (it would fail
+    the same way), and it is raised as it is."""
+    class Broken(Regression):
+        def loss(self, step: int):
+            if step == 15:
+                raise ValueError("a bad batch")
+            return super().loss(step)
+
+    with caplog.at_level("INFO", logger="tava_core.training"), pytest.raises(ValueError, match="a bad batch"):
+        TrainingEngine(Broken(), config(checkpoint=CheckpointConfig(tmp_path / "ck", every=7, run_key="a"))).run()
+    assert not any(" interrupted at step" in m for m in caplog.messages), caplog.text
+
+
 def test_an_interrupt_before_any_checkpoint_claims_none(tmp_path, caplog):
     with caplog.at_level("INFO", logger="tava_core.training"), pytest.raises(KeyboardInterrupt):
         TrainingEngine(Regression(interrupt_at=0), config(checkpoint=CheckpointConfig(tmp_path / "ck", every=7,
