@@ -116,6 +116,42 @@ def _dotted(instance: BaseModel, dotted: str) -> Any:
     return value
 
 
+class ConfigOption(click.Option):
+    """An option made from a config field; ``section`` is the ``--help`` heading it is listed under."""
+
+    def __init__(self, *args: Any, section: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+
+class ConfigCommand(click.Command):
+    """A command whose ``--help`` lists a nested config's options under a heading of their own (Stage A's
+    ``--distill-*``, Stage B's ``--adapter-*``, ...): ``tava run --help`` has ~180 options, unreadable as one
+    list. Every command built with ``config_options`` uses it (``tests/flows/test_cli_help.py``)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        groups: dict[str, list[tuple[str, str]]] = {"Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                groups.setdefault(getattr(param, "section", None) or "Options", []).append(record)
+        for title, rows in groups.items():
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _section(model: type[BaseModel], dotted: str) -> Optional[str]:
+    """The ``--help`` heading of a nested field: its config's own description up to the first '.' or ':'
+    ("Stage A (student)"), and the options' common prefix. None for a top-level field."""
+    if "." not in dotted:
+        return None
+    head = dotted.split(".")[0]
+    description = model.model_fields[head].description or head.replace("_", " ").capitalize()
+    title = description.split(". ")[0].split(":")[0].rstrip(".")
+    return f"{title} (--{head.replace('_', '-')}-*)"
+
+
 def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = (),
                    defaults: Optional[dict[str, Any]] = None) -> Callable:
     """Decorate a click command with one option per field of ``model`` (nested models flattened:
@@ -140,11 +176,12 @@ def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = (),
             if shown is not None and not field.is_required():
                 default = _dotted(shown, dotted)
             help_text = field.description or ""   # click prints help as written (no %-formatting)
+            section = _section(model, dotted)
             if ctype is bool:
                 opt = click.option(f"{flag}/--no-{flag[2:]}", param, default=default, show_default=True,
-                                   help=help_text)
+                                   help=help_text, cls=ConfigOption, section=section)
             else:
-                opt = click.option(*names, param, type=ctype, multiple=multiple,
+                opt = click.option(*names, param, type=ctype, multiple=multiple, cls=ConfigOption, section=section,
                                    default=tuple(default) if multiple and default else default,
                                    required=False, show_default=default not in (None, "", [], ()),
                                    help=help_text + (" [required]" if field.is_required() else ""))

@@ -7,11 +7,11 @@ from tava_core.adapter.config import AdapterConfig
 from tava_core.home import TavaHome
 
 from .._server import run_flow
-from ..cli import build_config, config_options, echo_record
+from ..cli import ConfigCommand, build_config, config_options, echo_record
 from . import checks
 
 
-@click.command("adapt")
+@click.command("adapt", cls=ConfigCommand)
 @config_options(AdapterConfig)
 @click.pass_context
 def cli(ctx: click.Context, **params) -> None:

@@ -8,11 +8,11 @@ from tava_core.home import TavaHome
 from tava_core.vectorstore import BackfillConfig, default_uri, resolve_table_name
 
 from .._server import run_flow
-from ..cli import build_config, config_options, echo_record
+from ..cli import ConfigCommand, build_config, config_options, echo_record
 from . import checks
 
 
-@click.command("backfill")
+@click.command("backfill", cls=ConfigCommand)
 @config_options(BackfillConfig)
 @click.option("--rollback", is_flag=True, help="Restore the table as it was before its latest backfill (no embedding).")
 @click.pass_context

@@ -7,11 +7,11 @@ from tava_core.encoders.blend import BlendConfig
 from tava_core.home import TavaHome
 
 from .._server import run_flow
-from ..cli import build_config, config_options, echo_record
+from ..cli import ConfigCommand, build_config, config_options, echo_record
 from . import checks
 
 
-@click.command("blend")
+@click.command("blend", cls=ConfigCommand)
 @config_options(BlendConfig)
 @click.pass_context
 def cli(ctx: click.Context, **params) -> None:

@@ -7,11 +7,11 @@ from tava_core.evaluate.config import EvalConfig, JudgeConfig
 from tava_core.home import TavaHome
 
 from .._server import run_flow
-from ..cli import build_config, config_options, echo_record
+from ..cli import ConfigCommand, build_config, config_options, echo_record
 from . import checks
 
 
-@click.command("evaluate")
+@click.command("evaluate", cls=ConfigCommand)
 @config_options(EvalConfig)
 @click.pass_context
 def cli(ctx: click.Context, **params) -> None:
@@ -38,7 +38,7 @@ def cli(ctx: click.Context, **params) -> None:
     echo_record(result)
 
 
-@click.command("judge")
+@click.command("judge", cls=ConfigCommand)
 @config_options(JudgeConfig)
 @click.pass_context
 def judge_cli(ctx: click.Context, **params) -> None:

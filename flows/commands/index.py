@@ -12,7 +12,7 @@ from tava_core.index import IndexConfig, default_index_dir
 from tava_core.manifest import load_vector_manifest
 
 from .._server import run_flow
-from ..cli import build_config, config_options, echo_record
+from ..cli import ConfigCommand, build_config, config_options, echo_record
 from . import checks
 
 
@@ -27,7 +27,7 @@ def resolve_index_dir(vectors: Optional[str], index_dir: Optional[str], home: Ta
     raise ConfigError("--rollback needs --index-dir (or the --vectors the index was built from)")
 
 
-@click.command("index")
+@click.command("index", cls=ConfigCommand)
 @config_options(IndexConfig)
 @click.option("--rollback", is_flag=True, help="Point the index back at its previous version (no build).")
 @click.pass_context

@@ -10,11 +10,11 @@ from tava_core.config import IngestConfig
 from tava_core.home import TavaHome
 
 from .._server import run_flow
-from ..cli import build_config, config_options, echo_record
+from ..cli import ConfigCommand, build_config, config_options, echo_record
 from . import checks
 
 
-@click.command("ingest")
+@click.command("ingest", cls=ConfigCommand)
 @click.argument("opt__source", metavar="SOURCE", required=False)
 @config_options(IngestConfig, exclude=("source",))
 @click.pass_context

@@ -9,7 +9,7 @@ from tava_core.config import IngestConfig
 from tava_core.home import TavaHome
 
 from .._server import run_flow
-from ..cli import build_config, config_options
+from ..cli import ConfigCommand, build_config, config_options
 from ..pipeline_config import FILLED_IN, PipelineConfig
 from . import checks
 
@@ -47,7 +47,7 @@ DEMO = {"preset": "demo"}
 RUN = {"preset": "standard"}
 
 
-@click.command("demo")
+@click.command("demo", cls=ConfigCommand)
 @config_options(PipelineConfig, exclude=FILLED_IN, defaults=DEMO)
 @click.pass_context
 def cli(ctx: click.Context, **params) -> None:
@@ -55,7 +55,7 @@ def cli(ctx: click.Context, **params) -> None:
     _run(build_config(PipelineConfig, ctx, params, defaults=DEMO))
 
 
-@click.command("run")
+@click.command("run", cls=ConfigCommand)
 @config_options(PipelineConfig, exclude=FILLED_IN, defaults=RUN)
 @click.pass_context
 def run_cli(ctx: click.Context, **params) -> None:

@@ -8,11 +8,11 @@ from tava_core.errors import InputError
 from tava_core.home import TavaHome
 
 from .._server import run_flow
-from ..cli import build_config, config_options, echo_record
+from ..cli import ConfigCommand, build_config, config_options, echo_record
 from . import checks
 
 
-@click.command("refresh")
+@click.command("refresh", cls=ConfigCommand)
 @config_options(core.RefreshConfig, exclude=("adapter_options",))
 @click.pass_context
 def cli(ctx: click.Context, **params) -> None:

@@ -7,11 +7,11 @@ from tava_core.home import TavaHome
 from tava_core.route.config import RouterConfig
 
 from .._server import run_flow
-from ..cli import build_config, config_options, echo_record
+from ..cli import ConfigCommand, build_config, config_options, echo_record
 from . import checks
 
 
-@click.command("calibrate-router")
+@click.command("calibrate-router", cls=ConfigCommand)
 @config_options(RouterConfig)
 @click.pass_context
 def cli(ctx: click.Context, **params) -> None:

@@ -7,11 +7,11 @@ from tava_core.home import TavaHome
 from tava_core.translate import TranslateConfig
 
 from .._server import run_flow
-from ..cli import build_config, config_options, echo_record
+from ..cli import ConfigCommand, build_config, config_options, echo_record
 from . import checks
 
 
-@click.command("translate")
+@click.command("translate", cls=ConfigCommand)
 @config_options(TranslateConfig)
 @click.pass_context
 def cli(ctx: click.Context, **params) -> None:

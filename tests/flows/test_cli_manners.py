@@ -158,6 +158,41 @@ def test_help_shows_the_defaults_the_command_runs_with(command, steps, lr, layer
     assert shown.get("--distill-layers") == layers and shown["--preset"] == ("standard" if command == "run" else "demo")
 
 
+def test_help_lists_each_stage_s_options_under_its_own_heading():
+    """`tava run --help` has ~180 options; as one list a user could not find Stage B's among Stage A's.
+    Each nested config's options sit under a heading of their own, and every command whose options come
+    from a config groups them so."""
+    import click
+    from click.testing import CliRunner
+
+    from flows.cli import COMMANDS, ConfigCommand, ConfigOption, LazyGroup, group
+
+    result = CliRunner().invoke(group, ["run", "--help"])
+    assert result.exit_code == 0, result.output
+    headings = [line for line in result.output.splitlines() if line and not line[0].isspace() and line.endswith(":")]
+    assert headings == ["Options:", "The teacher encoder (--teacher-*):", "Stage A (student) (--distill-*):",
+                        "Stage B (adapter) (--adapter-*):", "Confidence router (--router-*):"], headings
+    listed_under: dict[str, str] = {}
+    heading = ""
+    for line in result.output.splitlines():
+        if line in headings:
+            heading = line
+        elif line.startswith("  -"):
+            listed_under[line.split()[0].rstrip(",")] = heading
+    assert listed_under["--distill-steps"] == "Stage A (student) (--distill-*):"
+    assert listed_under["--adapter-max-steps"] == "Stage B (adapter) (--adapter-*):"
+    assert listed_under["--source"] == listed_under["--config"] == listed_under["-h"] == "Options:"
+    for option, heading in listed_under.items():   # every --distill-*, --adapter-*, --router-* in its section
+        prefix = option[2:].split("-")[0]
+        if prefix in ("distill", "adapter", "router") and option.count("-") > 2:
+            assert heading.endswith(f"(--{prefix}-*):"), (option, heading)
+    ctx = click.Context(group)
+    for name in COMMANDS:
+        command = LazyGroup.get_command(group, ctx, name)  # type: ignore[arg-type]
+        if command is not None and any(isinstance(p, ConfigOption) for p in command.params):
+            assert isinstance(command, ConfigCommand), f"tava {name}: build it with @click.command(cls=ConfigCommand)"
+
+
 class _Stop:
     """Stands in for a pipeline result (the flow is not run in this test)."""
 
