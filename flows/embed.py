@@ -69,10 +69,10 @@ def embed_shards(jobs: list[ShardJob], specs: list, fingerprint: str) -> list[Sh
         futures.append(embed_shard_task.with_options(tags={device_tag(spec.device)}).submit(job, spec, fingerprint))
     progress_id = create_progress_artifact(progress=0.0, key="embed-progress",
                                            description=f"{len(jobs)} shards") if jobs else None
-    from tqdm.auto import tqdm
+    from tava_core.progress import progress_bar
 
     records: list[ShardRecord] = []
-    with stop_workers_on_interrupt(), tqdm(total=len(futures), desc="embed shards", unit="shard") as bar:
+    with stop_workers_on_interrupt(), progress_bar(total=len(futures), desc="embed shards", unit="shard") as bar:
         for done, future in enumerate(futures, start=1):
             records.append(future.result())
             bar.update(1)

@@ -355,7 +355,8 @@ def _build_and_publish(config: IndexConfig, cpu_index: Any, vector_dir: Path, vm
                        sources: list[dict[str, Any]], index_dir: Path, *, show_progress: bool) -> dict[str, Any]:
     """Train, add shard by shard, measure recall and publish (the caller holds the slot lock)."""
     import faiss
-    from tqdm.auto import tqdm
+
+    from .progress import progress_bar
 
     dim = vmanifest.dim
     shards = [vector_dir / s["path"] for s in sources]
@@ -377,7 +378,7 @@ def _build_and_publish(config: IndexConfig, cpu_index: Any, vector_dir: Path, vm
 
     ids: list[str] = []
     t0 = time.perf_counter()
-    for path, expected in tqdm(list(zip(shards, counts, strict=False)), desc="index shards", disable=not show_progress):
+    for path, expected in progress_bar(list(zip(shards, counts, strict=False)), desc="index shards", disable=not show_progress):
         shard_ids, vectors = read_vector_shard(path)
         if len(shard_ids) != expected or vectors.shape[1] != dim:
             raise IntegrityError(f"shard has {len(shard_ids)} rows x {vectors.shape[1]} dims, manifest says "

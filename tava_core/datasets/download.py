@@ -16,10 +16,9 @@ import zipfile
 from pathlib import Path
 from typing import Mapping, Optional
 
-from tqdm.auto import tqdm
-
 from ..errors import InputError
 from ..io import atomic_directory
+from ..progress import progress_bar
 
 BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
 
@@ -58,7 +57,7 @@ def _fetch(url: str, dest: Path, *, timeout: float, show_progress: bool) -> tupl
                          hint="check the network connection and --base-url; offline, ingest a local "
                               "BEIR directory instead") from None
     total = int(response.headers.get("Content-Length") or 0) or None
-    with response, open(dest, "wb") as handle, tqdm(total=total, unit="B", unit_scale=True,
+    with response, open(dest, "wb") as handle, progress_bar(total=total, unit="B", unit_scale=True,
                                                     desc=Path(url).name, disable=not show_progress) as bar:
         while True:
             try:

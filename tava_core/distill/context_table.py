@@ -111,9 +111,9 @@ def contextual_token_sums(teacher_dir: Path, texts: Sequence[str], *, window: in
     order = np.argsort([len(p) for p in pieces], kind="stable")    # similar lengths share a batch: less padding
     batches = range(0, len(pieces), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        batches = tqdm(batches, desc="teacher token vectors", unit="batch")
+        batches = progress_bar(batches, desc="teacher token vectors", unit="batch")
     for start in batches:
         batch = [pieces[i] for i in order[start:start + batch_size]]
         length = max(len(p) for p in batch)

@@ -353,9 +353,9 @@ class TransformerEncoder(Encoder):
         order = length_sorted_order(texts)
         progress = None
         if show_progress:
-            from tqdm.auto import tqdm
+            from ..progress import progress_bar
 
-            progress = tqdm(total=len(texts), desc=f"encode {self.name}", unit="text")
+            progress = progress_bar(total=len(texts), desc=f"encode {self.name}", unit="text")
         start = 0
         try:
             while start < len(order):

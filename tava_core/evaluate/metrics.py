@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from ..progress import progress_bar
 
 Qrels = Mapping[str, Mapping[str, int]]
 
@@ -111,8 +112,8 @@ def top_k(scores: np.ndarray | ScoreMatrix, doc_ids: Sequence[str], k: int,
     out = np.empty((n_queries, k), dtype=np.int64)
     block = rows_per_block(n_docs)
     # a bar only where ranking takes a while: more than one block (Quora's test split: minutes per variant)
-    progress = tqdm(total=n_queries, unit="query", desc=f"rank {n_docs:,} documents", leave=False,
-                    disable=n_queries <= block)
+    progress = progress_bar(total=n_queries, unit="query", desc=f"rank {n_docs:,} documents", leave=False,
+                            disable=n_queries <= block)
     for first in range(0, n_queries, block):
         part = scores[first:first + block]
         for offset in range(len(part)):

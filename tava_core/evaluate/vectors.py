@@ -64,9 +64,9 @@ def embed_corpus(data: RetrievalData, encoder: Encoder, home: TavaHome, *, batch
     starts = range(0, len(texts), SHARD_ROWS)
     iterator = starts
     if show_progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        iterator = tqdm(starts, desc=f"embedding {data.name} corpus with {encoder.name}", unit="shard")
+        iterator = progress_bar(starts, desc=f"embedding {data.name} corpus with {encoder.name}", unit="shard")
     for number, start in enumerate(iterator):
         end = min(start + SHARD_ROWS, len(texts))
         # a shard's source key: the corpus file's checksum and the rows it covers

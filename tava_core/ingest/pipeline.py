@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from pydantic import BaseModel, Field
-from tqdm.auto import tqdm
 
 from ..config import IngestConfig
 from ..errors import InputError, TavaError
@@ -37,6 +36,7 @@ from ..manifest import (
     save_manifest,
     warn_absent_documents,
 )
+from ..progress import progress_bar
 from .readers import (
     JSONL_SUFFIXES,
     TABLE_SUFFIXES,
@@ -348,7 +348,7 @@ def write_collection(root: Path, source: CollectionSource, config: IngestConfig,
     records: Iterable[RawRecord] = _records(source, bad)
     if config.sample_records is not None:
         records, truncated = _sample(records, config.sample_records, config.sample_seed)
-    with tqdm(desc=f"ingest {source.name}", unit=" rec", disable=not show_progress, leave=False) as bar:
+    with progress_bar(desc=f"ingest {source.name}", unit=" rec", disable=not show_progress, leave=False) as bar:
         for record in records:
             if config.max_records is not None and writer.rows >= config.max_records:
                 truncated = True

@@ -315,13 +315,13 @@ class TrainingEngine:
         return True
 
     def _progress_bar(self, loop: _Loop) -> Any:
-        """A tqdm bar when the config asks for progress, else None."""
+        """A progress bar when the config asks for one, else None."""
         if self.config.progress is None:
             return None
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        return tqdm(total=self.config.max_steps, initial=loop.step, desc=self.config.progress, unit="step",
-                    leave=self.config.progress_leave)
+        return progress_bar(total=self.config.max_steps, initial=loop.step, desc=self.config.progress, unit="step",
+                            leave=self.config.progress_leave)
 
     @staticmethod
     def _show_progress(bar: Any, loop: _Loop, logs: dict[str, float]) -> None:
