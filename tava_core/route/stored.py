@@ -9,6 +9,7 @@ Used by the ``tava-pipeline`` flow (router rows in the demo table) and the night
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from ..reuse import finished_record, run_key
 from .build import TextVectors, fit_router
 from .config import RouterSettings, ThresholdPolicy
 from .router import ROUTER_JSON, ROUTER_WEIGHTS, save_router, threshold_from
+
+log = logging.getLogger(__name__)
 
 CALIBRATION_SEED = 1234   # span views for calibration differ from Stage A's training spans (seed 0)
 NESTED_STUDENT = ".."     # a router saved inside its adapter's directory names the adapter so
@@ -172,12 +175,18 @@ def calibrate_stored(*, adapted: EncoderSpec, teacher: EncoderSpec, student_dirs
                    "calibration_texts": calibration_texts, "max_reference_texts": max_reference_texts})
     earlier = finished_record(out / ROUTER_JSON, key, [ROUTER_WEIGHTS])
     if earlier is not None:
+        log.info("router for %s: an identical one is already at %s (reused)", student.name, out)
         return {"directory": str(out), "threshold": earlier["threshold"], "routing": earlier.get("routing"),
                 "calibration": earlier["calibration"]["info"], "reused": True, "seconds": round(time.perf_counter() - started, 2), **earlier["report"]}
     reference = reference_pairs(student, student_dirs, teacher_dirs, home, max_texts=max_reference_texts,
                                 seed=settings.seed)
     views = calibration_views(served.ids, served.texts, calibration_texts)
+    log.info("router for %s: %d stored Stage B pairs as reference texts; encoding %d calibration span views of the "
+             "served corpus with the student and the teacher %s", student.name, len(reference.texts), len(views),
+             teacher_encoder.name)
     calibration = TextVectors(views, student.encode(views, kind="query"), teacher_encoder.encode(views, kind="query"))
+    log.info("router for %s: fitting the signal model (%s) and its threshold for a teacher budget of %.0f%%",
+             student.name, ", ".join(settings.signals), 100 * teacher_budget)
     model, fitted = fit_router(reference, calibration, served.teacher_vectors, settings)
     threshold = threshold_from(fitted, teacher_budget=teacher_budget)
     saved_spec = adapted.model_copy(update={"model": saved_student_path(adapted.model, out)})

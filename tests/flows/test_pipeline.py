@@ -4,6 +4,7 @@ second run with nothing changed trains nothing."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def test_run_command_needs_some_settings():
 
 @pytest.mark.slow
 def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harness, tava_home, tiny_model_dir,
-                                                                  tmp_path):
+                                                                  tmp_path, caplog):
     import yaml
 
     from flows.commands.pipeline import run_cli
@@ -109,7 +110,18 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     from tava_core.home import TavaHome
 
     config = PipelineConfig.model_validate(_tiny_pipeline_config(tiny_model_dir))
-    first = tava_pipeline(config, home=str(tava_home))
+    with caplog.at_level("INFO", logger="tava_core.route.stored"):
+        # Prefect gives the library's loggers its own handlers (PREFECT_LOGGING_EXTRA_LOGGERS): listen on this one
+        stored_log = logging.getLogger("tava_core.route.stored")
+        stored_log.addHandler(caplog.handler)
+        try:
+            first = tava_pipeline(config, home=str(tava_home))
+        finally:
+            stored_log.removeHandler(caplog.handler)
+    # the router's calibration says what it encodes and fits (it once ran without a line)
+    said = [m for m in caplog.messages if m.startswith("router for ")]
+    assert len(said) == 2 and "calibration span views of the served corpus" in said[0], said
+    assert "fitting the signal model" in said[1] and "teacher budget of 10%" in said[1], said
     systems = [row.system for row in first.quality]
     assert systems == ["teacher", "student alone", "student, no adapter", "student + adapter",
                        "router, 10% to teacher", "router, 20% to teacher"]
