@@ -137,11 +137,21 @@ def run_mteb(task, model, output_dir: "Path", batch_size: int) -> dict[str, floa
     Returns the split's scores (mteb's names: ndcg_at_10, recall_at_100, mrr_at_10, ...).
     """
     import mteb
+    from datasets.utils import logging as datasets_logging
 
     cache = mteb.ResultCache(cache_path=output_dir)
-    encode_kwargs: EncodeKwargs = {"batch_size": batch_size}
-    result = mteb.evaluate(model, task, cache=cache, overwrite_strategy="always",
-                           encode_kwargs=encode_kwargs, show_progress_bar=False)
+    # mteb's own bars ("Searching corpus chunks", and the datasets library's "Standardizing text corpus
+    # format") printed two or three lines per evaluated system over tava's: the vectors are already
+    # computed (tava's bars show that work), so mteb's pass is seconds of ranking
+    encode_kwargs: EncodeKwargs = {"batch_size": batch_size, "show_progress_bar": False}
+    bars_were_on = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    try:
+        result = mteb.evaluate(model, task, cache=cache, overwrite_strategy="always",
+                               encode_kwargs=encode_kwargs, show_progress_bar=False)
+    finally:
+        if bars_were_on:
+            datasets_logging.enable_progress_bar()
     task_result = result.task_results[0]
     split = task.metadata.eval_splits[0]
     return dict(task_result.scores[split][0])

@@ -91,7 +91,7 @@ def test_a_same_id_document_judged_relevant_stays_in_the_ranking(tmp_path, tiny_
         assert got_mteb[key] == pytest.approx(expected[key], abs=1e-5)
 
 
-def test_mteb_leaves_out_identical_ids_as_tava_does(arguana_like, tiny_model_dir, tmp_path):
+def test_mteb_leaves_out_identical_ids_as_tava_does(arguana_like, tiny_model_dir, tmp_path, capfd):
     from tava_core.encoders import load_encoder
     from tava_core.evaluate.mteb_adapter import make_routing_encoder, make_task, run_mteb
 
@@ -108,9 +108,17 @@ def test_mteb_leaves_out_identical_ids_as_tava_does(arguana_like, tiny_model_dir
     kept = M.retrieval_metrics(scores, data.query_ids, data.corpus_ids, data.qrels, ignore_identical_ids=False)
     assert kept["mrr_at_10"] <= 0.5 < expected["mrr_at_10"]                 # self-hits would cost every query
     model = make_routing_encoder(encoder, encoder, name="tiny", batch_size=4)
+    from datasets.utils.logging import is_progress_bar_enabled
+
+    capfd.readouterr()
     got = run_mteb(make_task(data), model, tmp_path / "mteb", batch_size=4)
     for key in ("ndcg_at_10", "recall_at_100", "mrr_at_10"):
         assert got[key] == pytest.approx(expected[key], abs=1e-5)          # mteb rounds to 5 decimals
+    # mteb's pass over vectors tava computed draws no bars of its own (they printed over tava's), and the
+    # datasets library's bars are on again for whoever else uses it
+    printed = capfd.readouterr().err
+    assert "Searching corpus chunks" not in printed and "Standardizing text corpus" not in printed, printed
+    assert is_progress_bar_enabled()
 
 
 def test_routing_overlap_leaves_out_identical_ids():
