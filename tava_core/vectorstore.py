@@ -61,6 +61,10 @@ class BackfillConfig(TavaModel):
     on_dim_mismatch: Literal["error", "new_table", "new_column"] = Field("error", description=(
         "When the encoder's dim differs from the table's vectors: 'error' stops before any work, "
         "'new_table' writes <table>_<dim>d, 'new_column' adds a vector_<dim>d column beside the old one."))
+    on_encoder_change: Literal["error", "replace"] = Field("error", description=(
+        "When the table's vectors (of the same dim) were written by another encoder -- say the teacher's, which "
+        "a student + adapter's queries are searched against: 'error' stops before any work, 'replace' "
+        "re-embeds the rows with this encoder (a model upgrade; `tava backfill --rollback` restores them)."))
     build_index: bool = Field(True, description="(Re)build the IVF vector index at the end.")
     index_type: Literal["ivf_pq", "ivf_flat"] = Field("ivf_pq", description="LanceDB vector index type.")
     num_partitions: Optional[int] = Field(None, ge=1, description="IVF partitions; empty = LanceDB chooses (from its target partition size).")
@@ -134,6 +138,27 @@ def plan_target(db, table_name: str, dim: int, policy: str, uri: str | Path) -> 
         return other, VECTOR_COLUMN, ENCODER_COLUMN
     column = f"{VECTOR_COLUMN}_{dim}d"
     return table_name, column, f"{ENCODER_COLUMN}_{dim}d"
+
+
+def check_encoder_change(db, table_name: str, encoder_column: str, fingerprint: str, encoder_name: str,
+                         policy: str, uri: str | Path) -> int:
+    """How many rows of ``table_name`` another encoder wrote; with ``policy`` 'error', refuse when any did.
+
+    Same-dim vectors of two encoders fit one column, so the dim check cannot see it: backfilling with an adapted
+    student (384-d) a table of the teacher's vectors (384-d) once replaced every document vector without a word,
+    although the teacher's document vectors are what a student + adapter's queries are searched against."""
+    table = _open_table(db, table_name)
+    if table is None or encoder_column not in table.schema.names:
+        return 0
+    others = table.count_rows(f"{encoder_column} IS NOT NULL AND {encoder_column} != '{fingerprint}'")
+    if others and policy == "error":
+        raise ConfigError(
+            f"table {table_name!r} holds {others:,} vectors written by another encoder than {encoder_name!r} "
+            f"(fingerprint {fingerprint[:12]}); backfilling would replace them",
+            path=Path(uri) / f"{table_name}.lance",
+            hint="to keep them, write this encoder's vectors to another --table; to replace them on purpose (a model "
+                 "upgrade), pass --on-encoder-change replace (`tava backfill --rollback` restores them)")
+    return int(others)
 
 
 def _schema(dim: int, column: str, encoder_column: str) -> pa.Schema:
@@ -281,6 +306,11 @@ def prepare_backfill(config: BackfillConfig, home: TavaHome | None = None) -> Ba
     db = _connect(uri)
     # Every check a user can fail happens here, before any embedding.
     table_name, column, encoder_column = plan_target(db, base_name, encoder.dim, config.on_dim_mismatch, uri)
+    replaced = check_encoder_change(db, table_name, encoder_column, encoder.fingerprint, encoder.name,
+                                    config.on_encoder_change, uri)
+    if replaced:
+        log.warning("replacing %d vectors of another encoder in table %s with %s's (--on-encoder-change replace)",
+                    replaced, table_name, encoder.name)
     _, jobs = plan_collection(home, dataset_dir, manifest, collection, encoder)
     table = _ensure_table(db, table_name, encoder.dim, column, encoder_column)
 

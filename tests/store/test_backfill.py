@@ -34,22 +34,31 @@ def dataset(tava_home) -> str:
 @pytest.fixture(scope="module")
 def tiny16_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """The tiny model with a 16-d Dense head on top: another encoder with another dim."""
+    return with_dense_head(tiny_model_dir, tmp_path_factory.mktemp("tiny16") / "tiny16", 16)
+
+
+@pytest.fixture(scope="module")
+def tiny32_other_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with a 32-d Dense head on top: another encoder with the same dim."""
+    return with_dense_head(tiny_model_dir, tmp_path_factory.mktemp("tiny32") / "tiny32", 32)
+
+
+def with_dense_head(tiny_model_dir: Path, out: Path, dim: int) -> Path:
     import shutil
 
     import torch
     from safetensors.torch import save_file
 
-    out = tmp_path_factory.mktemp("tiny16") / "tiny16"
     shutil.copytree(tiny_model_dir, out)
     modules = json.loads((out / "modules.json").read_text())
     modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
     modules[-1].update(idx=3, name="3", path="3_Normalize")
     (out / "modules.json").write_text(json.dumps(modules))
     (out / "2_Dense").mkdir()
-    (out / "2_Dense" / "config.json").write_text(json.dumps({"in_features": 32, "out_features": 16, "bias": True,
+    (out / "2_Dense" / "config.json").write_text(json.dumps({"in_features": 32, "out_features": dim, "bias": True,
                                                              "activation_function": "torch.nn.modules.linear.Identity"}))
     torch.manual_seed(1)
-    save_file({"linear.weight": torch.randn(16, 32), "linear.bias": torch.zeros(16)},
+    save_file({"linear.weight": torch.randn(dim, 32), "linear.bias": torch.zeros(dim)},
               str(out / "2_Dense" / "model.safetensors"))
     return out
 
@@ -146,6 +155,30 @@ def test_dim_mismatch_error_new_table_and_new_column(tiny_model_dir, tiny16_dir,
     assert data.num_rows == ROWS and data.column("vector_16d").null_count == 0
     assert data.schema.field("vector").type.list_size == 32 and data.column("vector").null_count == 0
     assert set(data.column("encoder_16d").to_pylist()) == {column.fingerprint}
+
+
+def test_vectors_of_another_encoder_are_replaced_only_when_asked(tiny_model_dir, tiny32_other_dir, dataset,
+                                                                  tava_home):
+    """Same-dim vectors of two encoders fit one column: backfilling an adapted student into the teacher's
+    table once replaced every document vector the student's queries are searched against, without a word."""
+    home = TavaHome(tava_home)
+    first = backfill(cfg(tiny_model_dir, build_index=False), home)
+    with pytest.raises(ConfigError) as err:
+        backfill(cfg(tiny32_other_dir, build_index=False), home)
+    said = str(err.value)
+    assert f"holds {ROWS} vectors written by another encoder" in said and "--on-encoder-change replace" in said, said
+    assert "--table" in said
+    assert set(open_table(tava_home).to_arrow().column("encoder").to_pylist()) == {first.fingerprint}
+    assert not list((home.vectors / "toy" / "corpus").glob("tiny32-*/shard-*"))   # refused before embedding
+
+    replaced = backfill(cfg(tiny32_other_dir, on_encoder_change="replace", build_index=False), home)
+    data = open_table(tava_home).to_arrow()
+    assert data.num_rows == ROWS and set(data.column("encoder").to_pylist()) == {replaced.fingerprint}
+    again = backfill(cfg(tiny32_other_dir, build_index=False), home)   # its own vectors: no question asked
+    assert again.table_rows == ROWS
+    assert rollback_backfill(tava_home / "lancedb", "toy_corpus").table_rows == ROWS   # (the no-op run's tag)
+    restored = rollback_backfill(tava_home / "lancedb", "toy_corpus")
+    assert set(open_table(tava_home).to_arrow().column("encoder").to_pylist()) == {first.fingerprint}, restored
 
 
 CRASH_SCRIPT = textwrap.dedent("""
