@@ -140,7 +140,7 @@ def embed_then_cancel(server: LocalPrefectServer, home: Path, log_path: Path) ->
     Cancelling to it, the worker's output and the vector shards written. (Used by the deployment test and
     bench/cli_signals.py, which points ``PROJECT`` at the tree it measures.)"""
     from helpers import write_dataset
-    from processes import LONG_TEXT, wait_for_first_batch
+    from processes import EVERY_FRAME, LONG_TEXT, wait_for_first_batch
 
     write_dataset(home, "long", {"texts": [f"{LONG_TEXT} #{i}" for i in range(1200)]}, shard_size=1200)
     deployment = server.deployment("embed-dataset", "embed")
@@ -148,7 +148,7 @@ def embed_then_cancel(server: LocalPrefectServer, home: Path, log_path: Path) ->
         "config": {"dataset": "long", "encoder": {"model": "all-MiniLM-L6-v2", "batch_size": 16}}, "home": str(home)}})
     with log_path.open("w") as log:
         worker = subprocess.Popen(PREFECT + ["worker", "start", "--pool", POOL, "--run-once"], cwd=PROJECT,
-                                  env=server.env(), stdout=log, stderr=subprocess.STDOUT)
+                                  env={**server.env(), **EVERY_FRAME}, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_first_batch(worker, log_path)
         cancelled = time.monotonic()

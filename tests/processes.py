@@ -65,6 +65,11 @@ def terminal_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+# Into a log file a bar draws a frame every 30 s (tava_core.progress); the helpers below read the first batch
+# off the bar, so the processes they watch draw every frame
+EVERY_FRAME = {"TQDM_MININTERVAL": "0"}
+
+
 def wait_for_first_batch(proc: subprocess.Popen, log: Path, timeout: float = 900) -> None:
     """Until the output in ``log`` shows the long shard's first batch encoded ("16/1200"); raises
     RuntimeError, with the output's tail, if ``proc`` ends or ``timeout`` passes first."""
@@ -86,7 +91,8 @@ def signal_busy_embed(cwd: Path, env: dict[str, str], home: Path, how: str,
     out = home / "embed.log"
     with out.open("w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "embed", "--dataset", "long", "--encoder",
-                                 "all-MiniLM-L6-v2", "--encoder-batch-size", "16"], cwd=cwd, env=env, stdout=sink,
+                                 "all-MiniLM-L6-v2", "--encoder-batch-size", "16"], cwd=cwd, env={**env, **EVERY_FRAME},
+                                stdout=sink,
                                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=terminal_sigint)
     children: list[int] = []
     try:
