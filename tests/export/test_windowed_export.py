@@ -255,3 +255,13 @@ def test_standalone_file_runs_a_windowed_blend_without_tava_and_the_readme_snipp
     snippet = re.search(r"<!-- onnx-snippet -->\s*```python\n(.*?)```", readme, re.S).group(1)
     result = _run_without_tava(snippet.replace('"path/to/export"', repr(str(tmp_path / "export"))))
     assert result.returncode != 0 and "standalone.py" in result.stderr
+    # the README's first block, which a user of `tava run`'s exports copies, runs it as written
+    shutil.copy(ROOT / "tava_core" / "export" / "standalone.py", tmp_path / "standalone.py")
+    first = re.search(r"<!-- standalone-snippet -->\s*```python\n(.*?)```", readme, re.S).group(1)
+    result = _run_without_tava(
+        f"import os\nos.chdir({str(tmp_path)!r})\nsys.path.insert(0, '')\n"
+        + first.replace('"path/to/export"', repr(str(tmp_path / "export")))
+        + f"\nimport numpy\nnumpy.save({str(tmp_path / 'first.npy')!r}, vectors)\n")
+    assert result.returncode == 0, result.stderr
+    asked = load_encoder(str(blend_dir), cache=False).encode(["what causes antibiotic resistance?"], kind="query")
+    assert np.abs(np.load(tmp_path / "first.npy") - asked).max() <= TOLERANCE
