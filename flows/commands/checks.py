@@ -108,6 +108,15 @@ def vector_dirs(paths: Iterable[Optional[str]], option: str) -> None:
                              hint="run (or finish) `tava embed` for it; the manifest is written last")
 
 
+def index_factory(config) -> None:  # noqa: ANN001 (IndexConfig: lazy imports)
+    """`tava index`'s factory builds for the vectors' dim and its IVF lists fit their count (faiss, no torch)."""
+    from tava_core.index import planned_index
+    from tava_core.manifest import load_vector_manifest
+
+    directory = Path(config.vectors).expanduser().resolve()
+    planned_index(config, load_vector_manifest(directory), directory)
+
+
 def existing_path(path: Optional[str], option: str) -> None:
     if path is not None and not Path(path).expanduser().exists():
         raise InputError(f"{option}: no such file or folder", path=Path(path).expanduser())

@@ -41,6 +41,7 @@ def cli(ctx: click.Context, rollback: bool, **params) -> None:
     config = build_config(IndexConfig, ctx, params)
     checks.vector_dirs([config.vectors], "--vectors")
     checks.vector_dirs([config.query_vectors], "--query-vectors")
+    checks.index_factory(config)
     record = run_flow("flows.index:rebuild_index", config, home=str(home.root))
     if record.skipped:
         click.echo(f"reused version {record.version}: it already indexes these shards (nothing built)", err=True)

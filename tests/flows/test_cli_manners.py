@@ -46,6 +46,23 @@ def _cli_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     return env
 
 
+def _vector_dir(directory: Path, rows: int, dim: int = 8) -> Path:
+    """A vector directory as `tava embed` writes it: one shard of seeded vectors and its manifest."""
+    import numpy as np
+
+    from tava_core.io import write_vector_shard
+    from tava_core.manifest import ShardRecord, VectorManifest, save_manifest
+
+    vectors = np.random.default_rng(0).normal(size=(rows, dim)).astype(np.float32)
+    record = write_vector_shard(directory / "shard-00000.parquet", [f"d{i}" for i in range(rows)], vectors,
+                                {"fingerprint": "f" * 24})
+    save_manifest(directory, VectorManifest(dataset="few", collection="corpus", dim=dim, normalized=False,
+                                            encoder={"name": "fake", "fingerprint": "f" * 24, "dim": dim},
+                                            shards=[ShardRecord(path=record["path"], rows=rows,
+                                                                sha256=record["sha256"])]))
+    return directory
+
+
 def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
     """case -> (argv, text the error must show)."""
     write_dataset(home, "small", {"texts": synthetic_texts(20)}, shard_size=10)
@@ -55,6 +72,7 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
     unknown_key.write_text(yaml.safe_dump({"dataset": "small", "encodr": {"model": "x"}}))
     no_text = tmp_path / "no_text.csv"
     no_text.write_text("id,body\n1,hello\n")
+    few_vectors = _vector_dir(tmp_path / "few-vectors", rows=200)
     return {
         "unknown dataset": (["embed", "--dataset", "nope"], "no ingested dataset named 'nope'"),
         "unknown collection": (["embed", "--dataset", "small", "--collections", "queries"], "no collection 'queries'"),
@@ -65,6 +83,8 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
         "missing source": (["ingest", str(tmp_path / "missing.jsonl")], "source not found"),
         "csv without the text column": (["ingest", str(no_text)], "no column 'text'"),
         "missing vectors": (["index", "--vectors", str(tmp_path / "vectors")], "vector directory not found"),
+        "index with more IVF lists than vectors can train": (
+            ["index", "--vectors", str(few_vectors), "--factory", "IVF64,Flat"], "at most 5 lists (e.g. 'IVF5,Flat')"),
         "backfill unknown dataset": (["backfill", "--dataset", "nope"], "no ingested dataset named 'nope'"),
         "run with a missing source, flags alone": (["run", "--source", str(tmp_path / "corpus")], "source not found"),
         "blend with a missing member": (["blend", "--members", str(tmp_path / "no-model"), "--members",
@@ -81,7 +101,8 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
 
 
 BAD_CASES = ["unknown dataset", "unknown collection", "bad encoder path", "unparseable config", "unknown config key",
-             "missing source", "csv without the text column", "missing vectors", "backfill unknown dataset",
+             "missing source", "csv without the text column", "missing vectors",
+             "index with more IVF lists than vectors can train", "backfill unknown dataset",
              "run with a missing source, flags alone", "blend with a missing member",
              "blend with one weight for two members", "spans of an unknown dataset", "spans of a missing collection",
              "refresh with a missing drop zone", "evaluate with a folder that is no router"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import synthetic_texts, write_dataset
+from helpers import add_dense, synthetic_texts, write_dataset
 
 from tava_core.config import EncoderSpec
 from tava_core.errors import ConfigError, InputError
@@ -46,21 +46,8 @@ def tiny32_other_dir(tiny_model_dir, tmp_path_factory) -> Path:
 def with_dense_head(tiny_model_dir: Path, out: Path, dim: int) -> Path:
     import shutil
 
-    import torch
-    from safetensors.torch import save_file
-
     shutil.copytree(tiny_model_dir, out)
-    modules = json.loads((out / "modules.json").read_text())
-    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-    modules[-1].update(idx=3, name="3", path="3_Normalize")
-    (out / "modules.json").write_text(json.dumps(modules))
-    (out / "2_Dense").mkdir()
-    (out / "2_Dense" / "config.json").write_text(json.dumps({"in_features": 32, "out_features": dim, "bias": True,
-                                                             "activation_function": "torch.nn.modules.linear.Identity"}))
-    torch.manual_seed(1)
-    save_file({"linear.weight": torch.randn(dim, 32), "linear.bias": torch.zeros(dim)},
-              str(out / "2_Dense" / "model.safetensors"))
-    return out
+    return add_dense(out, dim, seed=1)
 
 
 @pytest.fixture(autouse=True)
