@@ -63,6 +63,7 @@ class PipelineResult(BaseModel):
     dataset: str
     dataset_dir: str
     split: str = "test"                # the qrels split scored, or JUDGED_SPLIT (label-free)
+    scored_queries: Optional[int] = None   # queries of that split with judgements (what every row averages)
     judgements: Optional[str] = None   # label-free: the teacher's own top 10 stood in for qrels (judgements.py)
     rows: dict[str, int]
     teacher: dict
@@ -73,7 +74,7 @@ class PipelineResult(BaseModel):
     router_dir: Optional[str] = None   # the confidence router (None when config.router.enabled is off)
     blend_dir: Optional[str] = None    # student + adapter blended with a static student (config.blend_static)
     quality: list[QualityRow]  # one row per way of answering queries
-    report_dirs: list[str]
+    report_dirs: list[str]     # the evaluations' reports, in REPORT_LABELS' order (the blend's last)
     seconds: dict[str, float]
     work: dict[str, str] = {}  # step -> what it computed and what it reused from earlier runs
 
@@ -88,6 +89,8 @@ class PipelineResult(BaseModel):
 TEACHER, STUDENT_ALONE, NO_ADAPTER, WITH_ADAPTER = ("teacher", "student alone", "student, no adapter",
                                                     "student + adapter")
 BLEND = "blend: student + adapter, static student"
+# what each of result.report_dirs scored, in order
+REPORT_LABELS = (f"{TEACHER}, {STUDENT_ALONE}, {WITH_ADAPTER}", NO_ADAPTER, "blend")
 LABEL_FREE_NOTE = ("**Label-free**: the dataset has no qrels for the split, so nDCG@10 is measured against the teacher's "
                    "own top 10 for query-like texts (`{judgements}`): the teacher scores 1.0 by construction, and a "
                    "system's score is its rank-weighted agreement with the teacher's results.")
@@ -205,22 +208,40 @@ def adapter_work(adapter: AdapterRecord) -> str:
     return f"{'reused' if adapter.reused else 'trained'}: {verdict}"
 
 
+def router_above_teacher_note(result: PipelineResult) -> str:
+    """Where the encoder the router sits on scores above the teacher, why its rows score under it: each
+    query it sends to the teacher lowers the score (a user read the falling router rows as a fault)."""
+    names = {row.system for row in result.quality}
+    if not any(name.startswith("router,") for name in names):
+        return ""
+    routed = result.system(BLEND if BLEND in names else WITH_ADAPTER)
+    if routed.retention is None or routed.retention <= 1.0:
+        return ""
+    return (f"Here `{routed.system}` scores above the teacher ({routed.retention:.1%} of it), so each query the "
+            "router sends to the teacher lowers the score: on this corpus, serve it without the router.")
+
+
 def summary_markdown(result: PipelineResult) -> str:
+    scored = (f"Scored: split `{result.split}`" + (f", {result.scored_queries:,} queries" if result.scored_queries else "")
+              + (" (judged by the teacher)." if result.judgements else " (the queries its qrels judge)."))
     lines = ["# tava pipeline", "", f"Dataset `{result.dataset}` ({', '.join(f'{k} {v:,}' for k, v in result.rows.items())})"
-             f" in `{result.dataset_dir}`; teacher `{result.teacher['name']}` ({result.teacher['dim']}-d).", "",
+             f" in `{result.dataset_dir}`; teacher `{result.teacher['name']}` ({result.teacher['dim']}-d). {scored}", "",
              *([LABEL_FREE_NOTE.format(judgements=result.judgements), ""] if result.judgements else []),
              "| system | queries / documents | nDCG@10 | of teacher | queries/s | speed-up |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for row in result.quality:
         lines.append(f"| {row.system} | {row.queries_documents} | {row.ndcg_at_10:.4f} | "
                      f"{row.retention:.1%} | {row.queries_per_second:.0f} | {row.speedup:.1f}x |")
+    if note := router_above_teacher_note(result):
+        lines += ["", note]
     lines += ["", "| artifact | where |", "| --- | --- |",
               f"| student (Stage A) | `{result.student_dir}` |", f"| adapter (Stage B) | `{result.adapter_dir}` |",
               *([f"| confidence router | `{result.router_dir}` |"] if result.router_dir else []),
               *([f"| blend (student + adapter, static student) | `{result.blend_dir}` |"] if result.blend_dir else []),
               f"| FAISS index ({result.index['factory']}, recall@10 {_recall(result.index)}) | "
               f"`{result.index['index_dir']}` |"]
-    lines += [f"| evaluation report | `{d}` |" for d in result.report_dirs]
+    lines += [f"| evaluation report ({label}) | `{d}` |" for label, d in zip(REPORT_LABELS, result.report_dirs,
+                                                                           strict=False)]
     lines += [f"| registry {r['kind']}/{r['name']} v{r['version']}{' (new)' if r['published'] else ''} | "
               f"`{r['path']}` |" for r in result.registry]
     lines += ["", "| step | seconds | computed / reused |", "| --- | ---: | --- |"]
@@ -353,7 +374,7 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
 
     # Optionally a static student from the same texts (its teacher vectors and span views are the ones
     # Stage A already embedded), blended with student + adapter into one query encoder.
-    blend_dir, blend_fingerprint = None, ""
+    blend_dir, blend_fingerprint, blend_report = None, "", None
     if config.blend_static:
         start = time.perf_counter()
         static = distill_student(blend_static_distill(distill, adapter.adapter_dir), home=root)
@@ -371,6 +392,7 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
                                           modes=["teacher/teacher", "adapted/teacher"],
                                           matryoshka_dims=[], quantization=[], run_mteb=False), home=root)
         quality[BLEND] = blend_row(scored)
+        blend_report = scored.directory
         timed("blend (static student)", start)
         work["blend (static student)"] = (f"static student {static.output}, blend {blend_dir} "
                                           f"(student + adapter {weight:g}, static {1.0 - weight:g}"
@@ -441,7 +463,9 @@ def tava_pipeline(config: PipelineConfig = DEFAULT_PIPELINE_CONFIG, home: Option
         student_dir=student.output, adapter_dir=adapter.adapter_dir, registry=registry, router_dir=router_dir,
         blend_dir=blend_dir,
         quality=list(quality.values()),
-        report_dirs=[full.directory, asymmetric.directory], seconds=seconds, work=work)
+        scored_queries=read_json(Path(full.files["json"]))["dataset"].get("queries"),
+        report_dirs=[full.directory, asymmetric.directory, *([blend_report] if blend_report else [])],
+        seconds=seconds, work=work)
     create_markdown_artifact(summary_markdown(result), key="tava-pipeline-summary",
                              description="tava pipeline: quality, speed-ups, artifacts")
     return result

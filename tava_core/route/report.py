@@ -25,7 +25,10 @@ def markdown(curves: dict[str, Any]) -> str:
         lines.append(f"| {row['share']:.0%} | " + " | ".join(cells) +
                      f" | {ci['mean']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}] | "
                      f"{'-' if cost is None else f'{cost:.3f}'} |")
+    gap = curves.get("gap", 0.0)
     lines += ["", ("Cells: nDCG@10 (share of the student-teacher gap recovered)." if meaningful else
+                   f"Cells: nDCG@10. The student scores above the teacher here (by {-gap:.4f}): each query sent to "
+                   "the teacher lowers the score, and there is no gap to recover." if gap < 0 else
                    f"Cells: nDCG@10. The student is within {MIN_GAP} of the teacher, so shares of that gap "
                    "are not shown (they would be noise).")
               + " Cost per query in teacher units (student + confidence + share x teacher)."]

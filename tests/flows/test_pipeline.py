@@ -119,7 +119,8 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
         finally:
             stored_log.removeHandler(caplog.handler)
     # the router's calibration says what it encodes and fits (it once ran without a line)
-    said = [m for m in caplog.messages if m.startswith("router for ")]
+    # (once through that handler, and again through the root logger's where the logger propagates)
+    said = list(dict.fromkeys(m for m in caplog.messages if m.startswith("router for ")))
     assert len(said) == 2 and "calibration span views of the served corpus" in said[0], said
     assert "fitting the signal model" in said[1] and "teacher budget of 10%" in said[1], said
     systems = [row.system for row in first.quality]
@@ -155,6 +156,13 @@ def test_pipeline_runs_every_stage_then_serves_a_rerun_from_cache(prefect_harnes
     assert result.exit_code == 0, result.output
     assert weights.stat().st_mtime_ns == before and adapter_weights.stat().st_mtime_ns == adapter_before
     assert "student + adapter" in result.output and f"{first.system('student + adapter').ndcg_at_10:.4f}" in result.output
+    # the table says what it scored (a user could not tell the split or how many queries), and which
+    # evaluation each report holds
+    assert first.scored_queries == json.loads((Path(first.report_dirs[0]) / "report.json").read_text())[
+        "dataset"]["queries"] > 0
+    assert f"Scored: split `test`, {first.scored_queries:,} queries (the queries its qrels judge)." in result.output
+    assert "| evaluation report (teacher, student alone, student + adapter) |" in result.output
+    assert "| evaluation report (student, no adapter) |" in result.output
     # The summary tells cached work from computed work: the first run computed every shard, the
     # re-run none, and the re-run reused the index version and both evaluation reports.
     assert first.work["embed (teacher)"].endswith(", 0 reused") and not first.work["embed (teacher)"].startswith("0 ")
@@ -253,6 +261,25 @@ def _check_router_rows(result, home: Path) -> None:
     # the saved policy is the adaptive one: the batch is cut at the live threshold it computed
     assert wider.routing.mode == "adaptive" and wider.live is not None
     assert (out["routed"] == (out["confidence"] < wider.live.threshold)).all()
+
+
+@pytest.mark.parametrize("routed_retention, noted", [(1.08, True), (0.97, False)])
+def test_the_table_says_why_router_rows_fall_when_the_routed_encoder_beats_the_teacher(routed_retention, noted):
+    from flows.pipeline import BLEND, PipelineResult, QualityRow, summary_markdown
+
+    def row(system: str, retention: float) -> QualityRow:
+        return QualityRow(system=system, queries_documents="x", ndcg_at_10=0.5 * retention, retention=retention,
+                          queries_per_second=100.0, speedup=2.0)
+
+    result = PipelineResult(dataset="d", dataset_dir="/d", rows={"corpus": 10}, teacher={"name": "t", "dim": 4},
+                            index={"factory": "Flat", "index_dir": "/i", "recall_at_10": 1.0}, student_dir="/s",
+                            adapter_dir="/a", registry=[], report_dirs=[], seconds={}, scored_queries=150,
+                            quality=[row("teacher", 1.0), row("student + adapter", 0.95), row(BLEND, routed_retention),
+                                     row("router, 10% to teacher", 1.0 + (routed_retention - 1.0) * 0.9)])
+    text = summary_markdown(result)
+    assert "Scored: split `test`, 150 queries" in text
+    said = f"Here `{BLEND}` scores above the teacher ({routed_retention:.1%} of it)"
+    assert (said in text) == noted, text
 
 
 @pytest.mark.parametrize("over", ["student + adapter", "blend: student + adapter, static student"])

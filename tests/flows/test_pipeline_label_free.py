@@ -35,3 +35,4 @@ def test_pipeline_on_a_plain_corpus_is_scored_against_the_teacher(prefect_harnes
     assert {r.system for r in result.quality} >= {"router, 10% to teacher", "router, 20% to teacher"}
     assert "judge (teacher)" in result.seconds
     assert LABEL_FREE_NOTE.split(":")[0] in summary_markdown(result)
+    assert f"Scored: split `{JUDGED_SPLIT}`, 40 queries (judged by the teacher)." in summary_markdown(result)
