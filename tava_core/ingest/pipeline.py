@@ -454,6 +454,7 @@ def reused_ingest(config: IngestConfig, home: TavaHome, name: str, key: str) -> 
                         collections={k: c.rows for k, c in manifest.collections.items()},
                         shards=sum(len(c.shards) for c in manifest.collections.values()),
                         qrels={split: record.pairs for split, record in manifest.qrels.items()},
+                        empty_documents={key: len(ids) for key, ids in manifest.empty_documents.items()},
                         skipped=manifest.skipped, seconds=manifest.info.get("ingest_seconds", 0.0))
 
 

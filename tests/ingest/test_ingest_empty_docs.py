@@ -40,6 +40,10 @@ def test_empty_documents_are_kept_for_the_qrels_and_counted(tmp_path):
     assert report.collections["corpus"] == 3                   # d2 has no row: there is nothing to embed
     manifest = load_dataset_manifest(home.dataset_dir("withempty"))
     assert manifest.empty_documents == {"corpus": ["d2"]}
+    written = (home.dataset_dir("withempty") / "manifest.json").stat().st_mtime_ns
+    again = ingest(IngestConfig(source=str(tmp_path / "beir"), name="withempty"), home)   # served from the manifest
+    assert (home.dataset_dir("withempty") / "manifest.json").stat().st_mtime_ns == written
+    assert again.empty_documents == {"corpus": 1}, again   # a re-run once reported {}
     rows = read_text_shard(home.dataset_dir("withempty") / manifest.collections["corpus"].shards[0].path).to_pylist()
     by_id = {row["id"]: row for row in rows}
     assert by_id["d3"]["text"] == "Fish school behaviour"      # a title-only document is its title, as in BEIR
