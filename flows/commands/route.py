@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from tava_core.home import TavaHome
-from tava_core.route.config import RouterConfig
+from tava_core.route.config import RouterConfig, reference_location
 
 from .._server import run_flow
 from ..cli import ConfigCommand, build_config, config_options, echo_record
@@ -24,4 +24,6 @@ def cli(ctx: click.Context, **params) -> None:
     checks.encoder(config.student, "--student")
     checks.encoder(config.teacher, "--teacher")
     checks.retrieval_dataset(home, config.dataset)
+    for source in config.reference:
+        reference_location(source, home)
     echo_record(run_flow("flows.route:calibrate_router_flow", config, home=str(home.root)))

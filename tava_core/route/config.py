@@ -3,13 +3,16 @@ for the CLI, config files, flow parameters and the Prefect UI form)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import Field, model_validator
 
 from ..config import EncoderSpec, TavaModel, TeacherSpec
 from .signals import ENTROPY_TOP, SIGNAL_NAMES
 from .trust import TRUST_RIDGE
+
+if TYPE_CHECKING:
+    from ..home import TavaHome
 
 
 class RouterSettings(TavaModel):
@@ -131,3 +134,28 @@ def router_meta_path(directory: str | Path, option: str = "--router") -> Path:
                              hint="make one with `tava calibrate-router`; `tava run` saves one inside the adapter's "
                                   "registry version (<version>/router)")
     return path
+
+
+def reference_location(source: str, home: "TavaHome") -> tuple[str, Path]:
+    """Where a ``--reference`` source's texts are, and in which form: ("jsonl", file), ("beir", corpus file) or
+    ("dataset", ingested dataset directory). Cheap (no text is read): `tava calibrate-router` checks its
+    references with it before a flow starts, and the calibration reads them through it."""
+    from ..errors import InputError
+    from ..ingest.readers import beir_file
+
+    path = Path(source).expanduser()
+    if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
+        return "jsonl", path
+    corpus = beir_file(path, "corpus")
+    if corpus is not None:
+        return "beir", corpus
+    directory = path if (path / "manifest.json").is_file() else home.dataset_dir(source)
+    if (directory / "manifest.json").is_file():
+        return "dataset", directory
+    ingested = sorted(d.name for d in home.data.iterdir() if (d / "manifest.json").is_file()) if home.data.is_dir() else []
+    raise InputError(
+        f"--reference {source!r}: no texts there (not a .jsonl(.gz) file, a BEIR directory or an ingested dataset)",
+        path=path,
+        hint="give what the student was trained on: a file or folder path, or an ingested dataset's name"
+             + (f" (this home has: {', '.join(ingested[:12])}{' ...' if len(ingested) > 12 else ''})" if ingested
+                else "") + "; or leave --reference out to use the dataset's own corpus")

@@ -14,13 +14,13 @@ from ..config import EncoderSpec
 from ..distill.spans import make_spans, seeded_sample
 from ..encoders import load_encoder
 from ..encoders.base import Encoder
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..evaluate.data import RetrievalData, load_retrieval_data
 from ..evaluate.vectors import embed_corpus, load_corpus_vectors, stored_query_vectors
 from ..home import TavaHome
-from ..ingest.readers import beir_file, open_text
+from ..ingest.readers import open_text
 from .build import TextVectors, fit_router
-from .config import RouterConfig
+from .config import RouterConfig, reference_location
 from .curves import SHARES, curves_from_vectors
 from .report import write_route_report
 from .router import RoutedEncoder, load_router, save_router, threshold_from
@@ -32,28 +32,23 @@ log = logging.getLogger(__name__)
 
 def read_texts(source: str, home: TavaHome) -> list[str]:
     """Texts of a BEIR directory's corpus, an ingested dataset (every collection but queries), or a
-    .jsonl(.gz) file of objects with 'text'."""
-    path = Path(source).expanduser()
-    if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
+    .jsonl(.gz) file of objects with 'text' (``reference_location`` says which)."""
+    kind, path = reference_location(source, home)
+    if kind == "jsonl":
         with open_text(path) as handle:
             return [row["text"] for row in map(json.loads, handle) if row.get("text")]
-    corpus = beir_file(path, "corpus")
-    if corpus is not None:
-        with open_text(corpus) as handle:
+    if kind == "beir":
+        with open_text(path) as handle:
             rows = [json.loads(line) for line in handle if line.strip()]
         return [f"{r.get('title', '')} {r['text']}".strip() for r in rows]
     from ..distill.data import read_collection_texts
     from ..manifest import load_dataset_manifest
 
-    directory = path if (path / "manifest.json").is_file() else home.dataset_dir(source)
-    if not (directory / "manifest.json").is_file():
-        raise InputError(f"no texts at {source!r}: not a BEIR directory, an ingested dataset or a .jsonl(.gz) file",
-                         path=path, hint="give the datasets the student was trained on (e.g. --reference passages)")
-    manifest = load_dataset_manifest(directory)
+    manifest = load_dataset_manifest(path)
     texts: list[str] = []
     for name, collection in manifest.collections.items():
         if name != "queries":
-            texts.extend(read_collection_texts(directory, collection.shards)[1])
+            texts.extend(read_collection_texts(path, collection.shards)[1])
     return texts
 
 

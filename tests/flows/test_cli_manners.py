@@ -95,6 +95,9 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
         "spans of a missing collection": (["data", "spans", "small", "--collections", "corpus"], "no collection 'corpus'"),
         "refresh with a missing drop zone": (["refresh", "--drop-zone", str(tmp_path / "incoming")],
                                              "drop zone folder does not exist"),
+        "calibrate-router with a reference that holds no texts": (
+            ["calibrate-router", "--student", "all-MiniLM-L6-v2", "--dataset", "small", "--reference", "passages"],
+            "--reference 'passages': no texts there"),
         "evaluate with a folder that is no router": (["evaluate", "--dataset", "small", "--router", str(tmp_path)],
                                                      "--router: not a router directory"),
     }
@@ -105,7 +108,8 @@ BAD_CASES = ["unknown dataset", "unknown collection", "bad encoder path", "unpar
              "index with more IVF lists than vectors can train", "backfill unknown dataset",
              "run with a missing source, flags alone", "blend with a missing member",
              "blend with one weight for two members", "spans of an unknown dataset", "spans of a missing collection",
-             "refresh with a missing drop zone", "evaluate with a folder that is no router"]
+             "refresh with a missing drop zone", "calibrate-router with a reference that holds no texts",
+             "evaluate with a folder that is no router"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
