@@ -144,10 +144,16 @@ def check_complete(source: VectorSource, jobs: Sequence["ShardJob"]) -> None:
         total += len(ids)
         absent += [(i, Path(job.text_shard).name) for i in ids if i not in source.rows]
     if absent:
-        raise InputError(f"{len(absent)} of the collection's {total} documents have no vector (first: "
-                         f"{', '.join(repr(i) for i, _ in absent[:3])}, in {absent[0][1]})", path=source.path,
-                         hint="import the vectors of every document, or embed the collection (leave out "
-                              "--import-vectors)")
+        # none at all: most likely another collection's vectors (a user passed SciFact's queries.parquet)
+        none = len(absent) == total
+        raise InputError(
+            (f"none of the collection's {total} documents has a vector there: the file's ids (e.g. "
+             f"{', '.join(repr(i) for i in source.ids[:3])}) are not its document ids (e.g. "
+             f"{', '.join(repr(i) for i, _ in absent[:3])}); another collection's vectors?") if none else
+            (f"{len(absent)} of the collection's {total} documents have no vector (first: "
+             f"{', '.join(repr(i) for i, _ in absent[:3])}, in {absent[0][1]})"), path=source.path,
+            hint="import the vectors of every document of this collection, or leave the vectors option out "
+                 "(`tava embed --import-vectors`, `tava run --teacher-document-vectors`) to embed it")
 
 
 def verify_source(source: VectorSource, jobs: Sequence["ShardJob"], encoder: "Encoder", *,

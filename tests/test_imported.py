@@ -86,6 +86,8 @@ def test_vectors_of_another_model_are_refused_with_the_measured_cosine(dataset, 
 
 @pytest.mark.parametrize("case, message", [
     ("missing ids", "3 of the collection's 45 documents have no vector (first: 'c0', 'c1', 'c2', in shard-00000.parquet)"),
+    ("another collection's ids", "none of the collection's 45 documents has a vector there: the file's ids (e.g. "
+                                 "'q0', 'q1', 'q2') are not its document ids (e.g. 'c0', 'c1', 'c2')"),
     ("wrong size", "16-d vectors, but tiny"),
     ("nan", "1 vectors hold NaN or inf"),
     ("repeated id", "appears more than once"),
@@ -97,6 +99,8 @@ def test_a_bad_export_is_refused_naming_the_file(dataset, tiny_model_dir, tmp_pa
     path = tmp_path / "store.parquet"
     if case == "missing ids":
         _store(path, ids[3:], vectors[3:])
+    elif case == "another collection's ids":   # say, the queries' vectors where the corpus's were meant
+        _store(path, [f"q{i}" for i in range(len(ids))], vectors)
     elif case == "wrong size":
         _store(path, ids, vectors[:, :16])
     elif case == "nan":
