@@ -274,6 +274,9 @@ def distill(config: DistillConfig, home: TavaHome | str | Path | None = None, *,
         data = towards_residual(data, partner, config.blend_partner_weight, spec=config.blend_partner,
                                 progress=progress, home=home)
 
+    # building a student and its starting projection takes seconds to minutes before the first step's bar
+    log.info("Stage A: building a %s student of %s and fitting its start on %d training texts (%d held out)",
+             config.student, teacher.name, len(split.train), len(data.texts) - len(split.train))
     student = build_student(config, teacher_dir, teacher.dim,
                             cache_dir=home.root / "cache" / "model2vec" / teacher.fingerprint[:12],
                             texts=[data.texts[i] for i in split.train], progress=progress)

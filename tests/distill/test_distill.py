@@ -113,12 +113,15 @@ def test_static_student_saves_for_tava_sentence_transformers_and_model2vec(tmp_p
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["transformer", "static"])
-def test_short_training_lowers_loss_and_raises_held_out_cosine(toy_home, teacher_dir, kind):
+def test_short_training_lowers_loss_and_raises_held_out_cosine(toy_home, teacher_dir, kind, caplog):
     # fit_projection off: the run must earn its gain by training (the fit is tested on its own below).
     # The transformer run also trains on one span view per text (the span path end to end).
     extra = ({"student": "static", "static_init": "token_embeddings", "lr": 2e-2} if kind == "static"
              else {"fit_projection": False, "span_views": 1})
-    record = distill(_config(teacher_dir, name=f"short-{kind}", **extra), toy_home, progress=False)
+    with caplog.at_level("INFO", logger="tava_core.distill"):
+        record = distill(_config(teacher_dir, name=f"short-{kind}", **extra), toy_home, progress=False)
+    # the minutes before the first step are said (a user saw three minutes of nothing before the bar)
+    assert any(m.startswith(f"Stage A: building a {kind} student of ") for m in caplog.messages), caplog.messages
     out = Path(record.output)
     card = json.loads(record.card_path.read_text())
     assert record.reused is False and record.best_cosine == card["validation"]["best_cosine"]
