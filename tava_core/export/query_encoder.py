@@ -371,7 +371,12 @@ def _router_agreement(router: Any, score: Any, routed: dict[str, np.ndarray], te
     torch_decisions = score(texts, reference) < threshold
     return {"max_abs_diff_confidence": diff, "same_decisions_as_fp32_torch":
             float(np.mean(torch_decisions == routed["to_teacher"])) if len(texts) else 1.0,
-            "sent_to_teacher": float(np.mean(routed["to_teacher"])) if len(texts) else 0.0}
+            "sent_to_teacher": float(np.mean(routed["to_teacher"])) if len(texts) else 0.0,
+            # a user read 0.79 here beside expected_share 0.1 as a broken router: the share is the agreement
+            # sample's, texts the router may never have seen the like of
+            "sent_to_teacher_note": "share of the agreement sample's texts (card agreement.sample), not of your "
+                                    "queries: expected_share is the calibrated one; export with --sample-file "
+                                    "YOUR_QUERIES to read it on queries like yours"}
 
 
 def default_out(home: TavaHome, name: str, fingerprint: str, precision: str) -> Path:
@@ -479,8 +484,10 @@ def export_query_encoder(config: ExportConfig, home: Optional[TavaHome] = None) 
         card["bytes"] = (tmp / GRAPH_FILE).stat().st_size
         card["export_seconds"] = round(time.perf_counter() - started, 2)
         write_json(tmp / CARD_NAME, card)
-    log.info("exported %s (%s) to %s: mean cosine %.5f", encoder.name, config.precision, out,
-             measured["mean_cosine"])
+    log.info("exported %s (%s) to %s: mean cosine %.5f to the fp32 torch encoder on %d %s texts%s", encoder.name,
+             config.precision, out, measured["mean_cosine"], len(texts),
+             "built-in" if not config.sample_file else "--sample-file",
+             " (--sample-file YOUR_QUERIES measures it on texts like yours)" if not config.sample_file else "")
     if (warning := full_range_warning(card, cpu_flags())) is not None:
         warnings.warn(f"{out}: {warning}", RuntimeWarning, stacklevel=2)
     return {**card, "path": str(out)}

@@ -146,6 +146,9 @@ def test_int8_export_keeps_the_router_in_fp32(tmp_path, student_dir, caplog):
     assert np.abs(routed["confidence"] - router.confidence(QUERIES, routed["vectors"])).max() <= 1e-4
     assert card["router"]["agreement"]["max_abs_diff_confidence"] <= 1e-4
     assert card["quantization"]["kept_fp32"] == "the router's confidence nodes"
+    # the sample's share sent to the teacher says what it is a share of (a user read it as the router's rate)
+    assert "not of your queries" in card["router"]["agreement"]["sent_to_teacher_note"]
+    assert card["agreement"]["sample"] == "built-in"
 
 
 @pytest.mark.parametrize("settings, match", [
