@@ -267,18 +267,41 @@ def _check_new_home(home: Path) -> None:
 
 class HideTavaErrorTracebacks(logging.Filter):
     """A TavaError's message already says what is wrong, where and how to fix it: Prefect's
-    log lines keep that message but drop the traceback that would bury it."""
+    log lines keep that message but drop the traceback that would bury it, and say it once. The same
+    error, re-raised through each enclosing (sub)flow, was logged at every level: four ERROR lines, one
+    "Finished in state Failed" among them, before the command's own `error:` line. One filter serves
+    every Prefect logger of the command (``main``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[str] = []   # the errors logged so far, by the start of their message
+
+    @staticmethod
+    def _key(error: TavaError) -> str:
+        # Prefect quotes the message in reprs ("InputError('...')"): the part before any quote or backslash
+        text = str(error)
+        return text[:min([60, *(i for i in (text.find("'"), text.find('"'), text.find("\\")) if i >= 0)])]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], TavaError):
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, TavaError):
             record.exc_info = None
             record.exc_text = None
+            key = self._key(error)
+            if key in self.told:
+                return False
+            self.told.append(key)
+            return True
+        if record.levelno >= logging.ERROR and self.told:
+            message = record.getMessage()
+            return not any(key and key in message for key in self.told)
         return True
 
 
 def main(argv: list[str] | None = None) -> None:
+    hide = HideTavaErrorTracebacks()
     for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logging.getLogger(name).addFilter(HideTavaErrorTracebacks())
+        logging.getLogger(name).addFilter(hide)
     try:
         group.main(args=argv, prog_name="tava", standalone_mode=False)
     except click.exceptions.Abort:

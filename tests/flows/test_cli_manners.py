@@ -218,6 +218,30 @@ def test_help_lists_each_stage_s_options_under_its_own_heading():
             assert isinstance(command, ConfigCommand), f"tava {name}: build it with @click.command(cls=ConfigCommand)"
 
 
+def test_a_tava_error_is_logged_once_without_its_traceback():
+    """The same error re-raised through a task and two enclosing flows was logged at each (four ERROR lines,
+    tracebacks hidden) before the command's own `error:` line; now once. Another error still shows."""
+    import logging
+
+    from flows.cli import HideTavaErrorTracebacks
+    from tava_core.errors import InputError
+
+    def record(logger: str, message: str, error: BaseException | None = None) -> logging.LogRecord:
+        exc_info = (type(error), error, None) if error is not None else None
+        return logging.LogRecord(logger, logging.ERROR, __file__, 1, message, None, exc_info)
+
+    bad = InputError("5183 of the collection's 5183 documents have no vector", path="/data/q.parquet")
+    hide = HideTavaErrorTracebacks()
+    task = record("prefect.task_runs", f"Task run failed with exception: {bad!r}", bad)
+    assert hide.filter(task) and task.exc_info is None                     # said, without the traceback
+    assert not hide.filter(record("prefect.task_runs",
+                                  f"Finished in state Failed('Task run encountered an exception {bad}')"))
+    assert not hide.filter(record("prefect.flow_runs", f"Encountered exception during execution: {bad!r}", bad))
+    other = InputError("another mistake", path="/x")
+    assert hide.filter(record("prefect.flow_runs", f"Encountered exception during execution: {other!r}", other))
+    assert hide.filter(record("prefect.flow_runs", "a flow's own error line"))   # not a repeat: kept
+
+
 class _Stop:
     """Stands in for a pipeline result (the flow is not run in this test)."""
 
