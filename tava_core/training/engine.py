@@ -327,7 +327,7 @@ class TrainingEngine:
     def _show_progress(bar: Any, loop: _Loop, logs: dict[str, float]) -> None:
         bar.update(1)
         if loop.step % 10 == 0 and logs:
-            bar.set_postfix(loss=f"{next(iter(logs.values())):.4f}")
+            bar.set_postfix(loss=f"{next(iter(logs.values())):.4f}", refresh=False)   # drawn at the next frame
 
     def _check_budget_and_checkpoint(self, loop: _Loop, stop: _StopRequest) -> None:
         """After a step (and its validation): stop on the time budget; checkpoint on schedule, or save and

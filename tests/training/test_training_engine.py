@@ -346,3 +346,12 @@ def test_warmup_times_cosine_decay_with_a_floor():
     capped = Schedule(total_steps=100, warmup_steps=10, decay="linear")
     assert capped.progress(20, time_fraction=0.55) == pytest.approx(55.0)
     assert capped.progress(4, time_fraction=0.9) == 4.0  # the warm-up is never skipped
+
+
+def test_a_progress_bar_in_a_log_file_is_not_redrawn_for_its_loss(capsys, monkeypatch):
+    """The loss shown every 10 steps forced a frame each time, whatever the bar's interval: a `tava demo`
+    log held a frame every 10 steps of Stage A."""
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    TrainingEngine(Regression(), config(progress="toy", max_steps=40)).run()   # stderr: captured, no terminal
+    frames = capsys.readouterr().err.count("\r")
+    assert frames <= 3, frames    # the first frame and the last (close), nothing between
