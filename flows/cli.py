@@ -127,7 +127,7 @@ class ConfigOption(click.Option):
 class ConfigCommand(click.Command):
     """A command whose ``--help`` lists a nested config's options under a heading of their own (Stage A's
     ``--distill-*``, Stage B's ``--adapter-*``, ...): ``tava run --help`` has ~180 options, unreadable as one
-    list. Every command built with ``config_options`` uses it (``tests/flows/test_cli_help.py``)."""
+    list. Every command built with ``config_options`` uses it (a test in ``tests/flows/test_cli_manners.py``)."""
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         groups: dict[str, list[tuple[str, str]]] = {"Options": []}
@@ -280,7 +280,7 @@ class HideTavaErrorTracebacks(logging.Filter):
     def _key(error: TavaError) -> str:
         # Prefect quotes the message in reprs ("InputError('...')"): the part before any quote or backslash
         text = str(error)
-        return text[:min([60, *(i for i in (text.find("'"), text.find('"'), text.find("\\")) if i >= 0)])]
+        return text[:min([60, *(i for i in (text.find("'"), text.find('"'), text.find("\\")) if i > 0)])]
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
