@@ -100,7 +100,8 @@ def main() -> None:
             source = directory / "pre.onnx"
             quant_pre_process(str(fp32), str(source), auto_merge=True)
         quantize_dynamic(str(source), str(directory / "model.onnx"), **options)
-        source.unlink() if source != fp32 else None
+        if source != fp32:
+            source.unlink()   # the pre-processed graph: only its quantised copy is kept
         encoder = ExportedQueryEncoder(directory)
         vectors = encoder.encode(texts)
         start = time.perf_counter()

@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Iterator, Literal, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -182,20 +182,27 @@ def _make_index(dim: int, factory: str, metric: str) -> Any:
     return index
 
 
-def _skip_polysemous_training(index: Any) -> None:
-    """The factory turns on polysemous training for PQ codes, which only Hamming-filtered search
-    uses and which makes training ~10x slower; plain PQ search does not need it."""
+def _index_layers(index: Any) -> Iterator[Any]:
+    """``index`` and the indexes it wraps, outermost first (Refine / IDMap / PreTransform -> the inner index),
+    each downcast to its own FAISS class."""
     import faiss
 
     node = faiss.downcast_index(index)
-    for _ in range(4):  # walk wrappers: Refine / IDMap / PreTransform -> the PQ index
-        if hasattr(node, "do_polysemous_training"):
-            node.do_polysemous_training = False
-            return
+    for _ in range(4):
+        yield node
         inner = getattr(node, "base_index", None) or getattr(node, "index", None)
         if inner is None:
             return
         node = faiss.downcast_index(inner)
+
+
+def _skip_polysemous_training(index: Any) -> None:
+    """The factory turns on polysemous training for PQ codes, which only Hamming-filtered search
+    uses and which makes training ~10x slower; plain PQ search does not need it."""
+    for node in _index_layers(index):
+        if hasattr(node, "do_polysemous_training"):
+            node.do_polysemous_training = False
+            return
 
 
 def apply_search_params(index: Any, nprobe: int, ef_search: int, refine_k_factor: int = 4) -> dict[str, int]:
@@ -332,21 +339,14 @@ MIN_POINTS_PER_CENTROID = 39   # FAISS's k-means asks for at least this many tra
 
 def training_need(index: Any) -> dict[str, int]:
     """Centroids the index's k-means trains, by part: ``{"ivf": lists, "pq": centroids per sub-vector}`` (absent
-    parts left out; an index that needs no training gives {}). Walks wrappers (Refine / IDMap / PreTransform)."""
-    import faiss
-
+    parts left out; an index that needs no training gives {}), over every layer of a wrapped index."""
     need: dict[str, int] = {}
-    node = faiss.downcast_index(index)
-    for _ in range(4):
+    for node in _index_layers(index):
         if hasattr(node, "nlist"):
             need["ivf"] = max(need.get("ivf", 0), int(node.nlist))
         pq = getattr(node, "pq", None)
         if pq is not None and hasattr(pq, "ksub"):
             need["pq"] = max(need.get("pq", 0), int(pq.ksub))
-        inner = getattr(node, "base_index", None) or getattr(node, "index", None)
-        if inner is None:
-            break
-        node = faiss.downcast_index(inner)
     return need
 
 

@@ -141,6 +141,7 @@ def reference_location(source: str, home: "TavaHome") -> tuple[str, Path]:
     ("dataset", ingested dataset directory). Cheap (no text is read): `tava calibrate-router` checks its
     references with it before a flow starts, and the calibration reads them through it."""
     from ..errors import InputError
+    from ..home import find_dataset
     from ..ingest.readers import beir_file
 
     path = Path(source).expanduser()
@@ -149,9 +150,10 @@ def reference_location(source: str, home: "TavaHome") -> tuple[str, Path]:
     corpus = beir_file(path, "corpus")
     if corpus is not None:
         return "beir", corpus
-    directory = path if (path / "manifest.json").is_file() else home.dataset_dir(source)
-    if (directory / "manifest.json").is_file():
-        return "dataset", directory
+    try:
+        return "dataset", find_dataset(home, source)
+    except InputError:
+        pass   # named below as a reference, with what this home holds
     ingested = sorted(d.name for d in home.data.iterdir() if (d / "manifest.json").is_file()) if home.data.is_dir() else []
     raise InputError(
         f"--reference {source!r}: no texts there (not a .jsonl(.gz) file, a BEIR directory or an ingested dataset)",
