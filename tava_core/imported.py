@@ -135,6 +135,30 @@ def read_vector_source(path: str | Path, *, id_column: str = "id", vector_column
     return VectorSource(path=path, ids=ids, vectors=vectors, rows=rows_of)
 
 
+def source_dim(path: str | Path, *, vector_column: str = "vector") -> int | None:
+    """The vectors' dim, read from the first Parquet file's schema or first row (or the LanceDB table's schema)
+    without reading the rows: the CLI's up-front check. None when it cannot tell cheaply (the import says why)."""
+    path = Path(path)
+    try:
+        if _is_lance_table(path):
+            import lancedb
+
+            name = path.name[:-len(LANCE_SUFFIX)] if path.name.endswith(LANCE_SUFFIX) else path.name
+            field_type = lancedb.connect(str(path.parent)).open_table(name).schema.field(vector_column).type
+            return field_type.list_size if pa.types.is_fixed_size_list(field_type) else None
+        first = next(iter(sorted(path.rglob("*.parquet")) if path.is_dir() else [path]), None)
+        if first is None:
+            return None
+        file = pq.ParquetFile(first)
+        field_type = file.schema_arrow.field(vector_column).type
+        if pa.types.is_fixed_size_list(field_type):
+            return int(field_type.list_size)
+        row = next(file.iter_batches(batch_size=1, columns=[vector_column])).column(0)[0].as_py()
+        return len(row) if row is not None else None
+    except Exception:  # noqa: BLE001 - any unreadable source is the import's to report, with its file
+        return None
+
+
 def check_complete(source: VectorSource, jobs: Sequence["ShardJob"]) -> None:
     """Every document of the collection has a vector (the store may hold more; they are left out)."""
     absent: list[tuple[str, str]] = []

@@ -122,6 +122,28 @@ def existing_path(path: Optional[str], option: str) -> None:
         raise InputError(f"{option}: no such file or folder", path=Path(path).expanduser())
 
 
+def imported_vectors(path: Optional[str], encoder_spec: Optional[EncoderSpec | str], option: str, *,
+                     vector_column: str = "vector") -> None:
+    """A store's vectors given for an encoder: the file exists, and its vectors have the encoder's dim where both
+    can be read without loading anything (mpnet's 768-d vectors passed with the default 384-d teacher)."""
+    existing_path(path, option)
+    if path is None:
+        return
+    from tava_core.imported import source_dim
+    from tava_core.model_dims import aliases_of_dim, declared_dim
+
+    model = (encoder_spec if isinstance(encoder_spec, str) else (encoder_spec or EncoderSpec()).model)
+    have, want = source_dim(Path(path).expanduser(), vector_column=vector_column), declared_dim(model)
+    if have is not None and want is not None and have != want:
+        makers = aliases_of_dim(have)
+        maker = f"; {' or '.join(makers)} makes {have}-d vectors" if makers else ""
+        encoder_option = "--teacher" if option == "--teacher-document-vectors" else "--encoder"
+        raise InputError(f"{option}: {have}-d vectors, but the encoder {model} makes {want}-d ones{maker}",
+                         path=Path(path).expanduser(),
+                         hint=f"pass the encoder that made these vectors with {encoder_option}, or import the vectors "
+                              f"{model} made")
+
+
 def existing_dir(path: Optional[str], option: str) -> None:
     if path is not None and not Path(path).expanduser().is_dir():
         raise InputError(f"{option}: directory not found", path=Path(path).expanduser())

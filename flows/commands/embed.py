@@ -20,7 +20,8 @@ def cli(ctx: click.Context, **params) -> None:
     home = TavaHome()
     checks.ingested_dataset(home, config.dataset, collections=config.collections)
     checks.encoder(config.encoder, "--encoder")
-    checks.existing_path(config.import_vectors, "--import-vectors")
+    checks.imported_vectors(config.import_vectors, config.encoder, "--import-vectors",
+                            vector_column=config.import_vector_column)
     result = run_flow("flows.embed:embed_dataset_flow", config, home=str(home.root))
     for collection in result.collections:
         computed = f"imported from {collection.imported_from}" if collection.imported_from else "computed"

@@ -18,7 +18,7 @@ def check_inputs(config: PipelineConfig, home: TavaHome) -> None:
     plan = checks.ingest_source(IngestConfig(source=config.source, name=config.name, shard_size=config.shard_size),
                                 home)
     checks.encoder(config.teacher, "--teacher")
-    checks.existing_path(config.teacher_document_vectors, "--teacher-document-vectors")
+    checks.imported_vectors(config.teacher_document_vectors, config.teacher, "--teacher-document-vectors")
     if plan is not None and config.split not in plan.qrels:
         # said before the run, not after it: no labels is a normal case, but the table will read differently
         have = f" (it has: {', '.join(sorted(plan.qrels))})" if plan.qrels else ""

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..model_dims import MPNET_ALIAS
 from .parts import PartsModel, ensure_model
-
-MPNET_ALIAS = "all-mpnet-base-v2"
 
 MPNET = PartsModel(
     name=MPNET_ALIAS,

@@ -18,6 +18,7 @@ import torch
 from ..config import EncoderSpec
 from ..errors import ModelLoadError
 from ..interrupt import raise_if_stop_requested
+from ..model_dims import transformer_output_dim
 from .base import Encoder, TextKind, combine_fingerprint, hash_model_files, length_sorted_order
 from .device import is_out_of_memory, resolve_device, resolve_dtype
 from .onnx_backend import OnnxSession, resolve_backend
@@ -176,14 +177,7 @@ class TransformerEncoder(Encoder):
         self._onnx_resolved = self.backend == "torch"
 
     def _output_dim(self) -> int:
-        if self.dense_dirs:
-            return int(json.loads((self.dense_dirs[-1] / "config.json").read_text())["out_features"])
-        config = json.loads((self.directory / "config.json").read_text())
-        for key in ("hidden_size", "d_model", "dim", "n_embd"):
-            if key in config:
-                return int(config[key])
-        raise ModelLoadError("config.json names no hidden size (hidden_size / d_model / dim)",
-                             path=self.directory / "config.json")
+        return transformer_output_dim(self.directory, self.dense_dirs)
 
     def _load_failure(self, exc: Exception) -> ModelLoadError:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

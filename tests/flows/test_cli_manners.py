@@ -63,6 +63,19 @@ def _vector_dir(directory: Path, rows: int, dim: int = 8) -> Path:
     return directory
 
 
+def _vector_file(path: Path, dim: int, *, fixed: bool) -> Path:
+    """A store's export: id + vector rows (a fixed-size list column, or a plain list one)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vectors = np.random.default_rng(0).normal(size=(3, dim)).astype(np.float32)
+    column = (pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim) if fixed
+              else pa.array(vectors.tolist(), pa.list_(pa.float32())))
+    pq.write_table(pa.table({"id": ["1", "2", "3"], "vector": column}), path)
+    return path
+
+
 def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
     """case -> (argv, text the error must show)."""
     write_dataset(home, "small", {"texts": synthetic_texts(20)}, shard_size=10)
@@ -73,6 +86,10 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
     no_text = tmp_path / "no_text.csv"
     no_text.write_text("id,body\n1,hello\n")
     few_vectors = _vector_dir(tmp_path / "few-vectors", rows=200)
+    corpus = tmp_path / "texts.jsonl"
+    corpus.write_text('{"id": "1", "text": "a passage"}\n')
+    mpnet_like = _vector_file(tmp_path / "store-768.parquet", dim=768, fixed=True)   # a store of another model
+    list_column = _vector_file(tmp_path / "store-16.parquet", dim=16, fixed=False)
     return {
         "unknown dataset": (["embed", "--dataset", "nope"], "no ingested dataset named 'nope'"),
         "unknown collection": (["embed", "--dataset", "small", "--collections", "queries"], "no collection 'queries'"),
@@ -100,6 +117,12 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
             "--reference 'passages': no texts there"),
         "evaluate with a folder that is no router": (["evaluate", "--dataset", "small", "--router", str(tmp_path)],
                                                      "--router: not a router directory"),
+        "run with another model's document vectors": (
+            ["run", "--source", str(corpus), "--teacher-document-vectors", str(mpnet_like)],
+            "768-d vectors, but the encoder all-MiniLM-L6-v2 makes 384-d ones; all-mpnet-base-v2 makes 768-d"),
+        "embed importing vectors of another dim": (
+            ["embed", "--dataset", "small", "--collections", "texts", "--import-vectors", str(list_column)],
+            "--import-vectors: 16-d vectors, but the encoder all-MiniLM-L6-v2 makes 384-d ones"),
     }
 
 
@@ -109,7 +132,8 @@ BAD_CASES = ["unknown dataset", "unknown collection", "bad encoder path", "unpar
              "run with a missing source, flags alone", "blend with a missing member",
              "blend with one weight for two members", "spans of an unknown dataset", "spans of a missing collection",
              "refresh with a missing drop zone", "calibrate-router with a reference that holds no texts",
-             "evaluate with a folder that is no router"]
+             "evaluate with a folder that is no router", "run with another model's document vectors",
+             "embed importing vectors of another dim"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
