@@ -77,5 +77,10 @@ def backfill_vector_store(config: BackfillConfig = DEFAULT_BACKFILL_CONFIG,
 
 @flow(name="rollback-vector-store")
 def rollback_vector_store(uri: str, table: str) -> RollbackResult:
-    """Restore the table to the version tagged before its latest backfill."""
+    """Restore the table to the version tagged before its latest backfill.
+
+    Args:
+        uri: The LanceDB database directory (e.g. <home>/lancedb).
+        table: The table to restore, as `tava backfill` named it (e.g. <dataset>_<collection>).
+    """
     return rollback_backfill_task(uri, table)

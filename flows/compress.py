@@ -17,7 +17,12 @@ from tava_core.records import CompressorRecord
 
 @flow(name="train-compressor", log_prints=True)
 def train_compressor(config: CompressConfig, home: Optional[str] = None) -> CompressorRecord:
-    """Train compressors on a retrieval dataset's vectors and report every ratio side by side."""
+    """Train compressors on a retrieval dataset's vectors and report every ratio side by side.
+
+    Args:
+        config: The dataset whose vectors to compress (required), the target dims, methods and training.
+        home: tava home directory (data, vectors, artifacts, reports); empty = $TAVA_HOME, else ./.tava.
+    """
     logger = get_run_logger()
     sources = resolve_vectors_task(config, home)
     logger.info("%s vectors of %s (%s-d) -> dims %s", sources.encoder.get("name"), sources.dataset,

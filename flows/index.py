@@ -38,5 +38,9 @@ def rebuild_index(config: IndexConfig, home: Optional[str] = None) -> IndexRecor
 
 @flow(name="rollback-index")
 def rollback_index_flow(index_dir: str) -> IndexRollback:
-    """Point the index's `current` back at the previous complete version."""
+    """Point the index's `current` back at the previous complete version.
+
+    Args:
+        index_dir: The index directory to roll back (its `current` and `versions/`), as `tava index` printed it.
+    """
     return rollback_index_task(index_dir)
