@@ -52,8 +52,9 @@ def test_every_flow_a_command_runs_has_a_deployment():
     import importlib
     import pkgutil
 
-    import flows
     from prefect.flows import Flow
+
+    import flows
 
     subflows = {"embed-shards"}   # embed-dataset's per-shard subflow
     defined = {obj.name for info in pkgutil.iter_modules(flows.__path__) if not info.name.startswith("_")
