@@ -30,9 +30,15 @@ def train_adapter(config: AdapterConfig = DEFAULT_ADAPTER_CONFIG, home: Optional
     """
     logger = get_run_logger()
     checked = check_inputs_task(config)
-    logger.info("%d pairs: %s (%d-d) -> %s (%d-d)", checked.pairs, checked.student["encoder"].get("name"),
-                checked.student["encoder"].get("dim"), checked.teacher["encoder"].get("name"),
-                checked.teacher["encoder"].get("dim"))
+    sides = (f'{checked.student["encoder"].get("name")} ({checked.student["encoder"].get("dim")}-d) -> '
+             f'{checked.teacher["encoder"].get("name")} ({checked.teacher["encoder"].get("dim")}-d)')
+    if config.mode == "paired":
+        logger.info("%d pairs: %s", checked.pairs, sides)
+    else:   # unpaired: texts both sides have only measure (held out) or are halved between the sides
+        logger.info("unpaired: %d texts of the student side, %d of the teacher side, %s: %s", checked.student["rows"],
+                    checked.teacher["rows"], sides,
+                    f"{checked.pairs} on both sides (a share held out to measure, the rest halved between the sides)"
+                    if checked.pairs else "no text on both sides (nothing held out: the unsupervised criterion chooses)")
     record = train_task(config, checked, adapter_dir(TavaHome(home), checked.name))
     publish_report_task(record)
     metrics = record.metrics

@@ -100,6 +100,15 @@ def join_pairs(student: VectorSide, teacher: VectorSide) -> tuple[list[str], np.
     return keys, student.vectors[rows_s], teacher.vectors[rows_t]
 
 
+def unpaired_rows(student: VectorSide, teacher: VectorSide, paired_keys: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Each side's vectors of texts the other side does not have (``paired_keys`` from ``join_pairs`` left
+    out): what unpaired mode trains on beside the halves of the pairs. Disjoint text sets give every row."""
+    paired = set(paired_keys)
+    return (student.vectors[[row for row, key in enumerate(student.keys) if key not in paired]],
+            teacher.vectors[[row for row, key in enumerate(teacher.keys) if key not in paired]])
+
+
 def query_like_rows(keys: Sequence[str]) -> np.ndarray:
     """True for pairs of query-like texts: rows of a span-view collection (``<dataset>/spans/<id>``, as
     `tava distill` writes a corpus's span views), which stand in for the queries an adapter maps."""

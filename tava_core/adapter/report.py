@@ -5,6 +5,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 METRIC_COLUMNS = ["mean_cosine", "top1", "mean_rank", "median_rank"]
+NO_HELDOUT = ("None: the two sides share no text, so there are no pairs to hold out. To measure the map, give "
+              "both sides the two models' vectors of a few hundred of the same texts (held out, never trained on), "
+              "or score retrieval with it (`tava evaluate`).")
 
 
 def _knn_key(row: dict[str, Any]) -> Optional[str]:
@@ -57,7 +60,7 @@ def markdown_report(report: dict[str, Any]) -> str:
              f"{t['rollbacks']} rollbacks, {t['seconds']:.1f} s",
              *start_lines(report), "",
              "## Held-out alignment (the adapter beside the closed-form baselines)", "",
-             markdown_table(report["metrics"]), ""]
+             markdown_table(report["metrics"]) if report["metrics"] else NO_HELDOUT, ""]
     for name, note in report.get("baseline_notes", {}).items():
         lines.append(f"- {name}: {note}")
     if report.get("seed_runs") and len(report["seed_runs"]) > 1:
@@ -97,7 +100,11 @@ def plot_curves(history: list[dict[str, float]], evals: list[dict[str, float]], 
                 ax.axhline(row[metric], linestyle="--", alpha=0.6, label=name, color=f"C{1 + position}")
         ax.set_title(f"held-out {metric}")
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:   # unpaired sides with no text in common: nothing to measure a map against
+            ax.text(0.5, 0.5, "no held-out pairs:\nthe two sides share no text", ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")
     fig.tight_layout()
     with_path = Path(path)
     fig.savefig(with_path, dpi=90)

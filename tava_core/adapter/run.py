@@ -27,6 +27,7 @@ from .data import (
     read_side,
     split_paired,
     split_unpaired,
+    unpaired_rows,
 )
 from .fit import train_best_of_seeds
 from .io import load_adapter, read_adapter_config, save_adapter
@@ -72,16 +73,22 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
                               show_progress: bool = False, split_seed: Optional[int] = None,
                               domain: Optional[tuple[np.ndarray, np.ndarray]] = None,
                               query_like: Optional[np.ndarray] = None,
-                              selection: Optional[SelectionSet] = None) -> AdapterRun:
+                              selection: Optional[SelectionSet] = None,
+                              unpaired_extra: Optional[tuple[np.ndarray, np.ndarray]] = None) -> AdapterRun:
     """Train on row-aligned ``student``/``teacher`` vectors (for unpaired mode, they are split into
     disjoint halves so no text is seen on both sides; held-out pairs only measure). ``split_seed`` draws
     the held-out pairs (default: the first training seed), so separate single-seed runs can share the
     split that best-of-N seeds compare on. ``query_like``: a bool per row, True for query-like texts (span
     views; ``query_like_rows``), which the start, early stopping and the keep-learned gate compare on.
     ``selection``: label-free in-domain rows that early stopping, the best seed and the gate compare on instead
-    (``SelectionSet``; never trained on)."""
-    check_vectors(student, "student vectors")
-    check_vectors(teacher, "teacher vectors")
+    (``SelectionSet``; never trained on). ``unpaired_extra``: unpaired mode's texts of one side only (each
+    side's vectors without a partner: ``unpaired_rows``), trained on beside the halves of the pairs; with
+    them the pairs may be none at all (then nothing is held out and the unsupervised criterion alone chooses)."""
+    extra_student, extra_teacher = unpaired_extra if unpaired_extra is not None else (None, None)
+    if unpaired_extra is not None and config.mode != "unpaired":
+        raise ConfigError("texts of one side only (unpaired_extra) train an unpaired adapter only")
+    check_vectors(student if extra_student is None else np.concatenate([student, extra_student]), "student vectors")
+    check_vectors(teacher if extra_teacher is None else np.concatenate([teacher, extra_teacher]), "teacher vectors")
     if len(student) != len(teacher):
         raise ConfigError(f"{len(student)} student rows but {len(teacher)} teacher rows; arrays must be row-aligned")
     if query_like is not None and len(query_like) != len(student):
@@ -97,7 +104,8 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
         warm.train()
     split_seed = config.seeds[0] if split_seed is None else split_seed
     data = (split_paired(student, teacher, config, split_seed, query_like) if config.mode == "paired"
-            else split_unpaired(student, teacher, config, split_seed, query_like=query_like))
+            else split_unpaired(student, teacher, config, split_seed, query_like=query_like,
+                                extra_student=extra_student, extra_teacher=extra_teacher))
     data.selection = selection
     if min(len(data.student), len(data.teacher)) < config.batch_size:
         raise ConfigError(f"after holding out {len(data.heldout_student)} pairs only "
@@ -240,16 +248,25 @@ def train_adapter_from_dirs(config: AdapterConfig, home: TavaHome | None = None,
                             show_progress: bool = False) -> AdapterRun:
     """Read the vector directories, train, and save under ``<home>/artifacts/adapters/<name>/``."""
     home = home or TavaHome()
+    run, student = _train_from_vector_dirs(config, name=None, show_progress=show_progress)
+    save_run(run, home.artifacts / "adapters" / slug(run.report["name"]), student_spec=student_spec_for(config, student))
+    return run
+
+
+def _train_from_vector_dirs(config: AdapterConfig, *, name: Optional[str], show_progress: bool
+                            ) -> tuple[AdapterRun, VectorSide]:
+    """Read and check the vector directories ``config`` names and train (not saved); also returns the student side."""
     student, teacher, keys, x, y = load_training_vectors(config)
-    name = config.name or default_name(student, teacher)
-    run = train_adapter_from_arrays(x, y, config, name=name, student_info=dict(student.encoder, dirs=student.dirs),
+    run = train_adapter_from_arrays(x, y, config, name=name or config.name or default_name(student, teacher),
+                                    student_info=dict(student.encoder, dirs=student.dirs),
                                     teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
                                     warm_start=config.warm_start, show_progress=show_progress,
                                     domain=load_domain_vectors(config, student, teacher),
                                     query_like=query_like_rows(keys),
-                                    selection=load_selection_vectors(config, student, teacher))
-    save_run(run, home.artifacts / "adapters" / slug(name), student_spec=student_spec_for(config, student))
-    return run
+                                    selection=load_selection_vectors(config, student, teacher),
+                                    unpaired_extra=unpaired_rows(student, teacher, keys) if config.mode == "unpaired"
+                                    else None)
+    return run, student
 
 
 # ----------------------------------------------------------------------------- steps the flow chains
@@ -325,14 +342,7 @@ def train_adapter(config: AdapterConfig, inputs: AdapterInputs, out_dir: str | P
         if config.student is not None:
             _point_at_student(out, config.student)
     if report is None:
-        student, teacher, keys, x, y = load_training_vectors(config)
-        run = train_adapter_from_arrays(x, y, config, name=inputs.name,
-                                        student_info=dict(student.encoder, dirs=student.dirs),
-                                        teacher_info=dict(teacher.encoder, dirs=teacher.dirs),
-                                        warm_start=config.warm_start, show_progress=show_progress,
-                                        domain=load_domain_vectors(config, student, teacher),
-                                        query_like=query_like_rows(keys),
-                                        selection=load_selection_vectors(config, student, teacher))
+        run, student = _train_from_vector_dirs(config, name=inputs.name, show_progress=show_progress)
         run.report["run_key"] = key
         save_run(run, out, student_spec=student_spec_for(config, student))
         report = run.report

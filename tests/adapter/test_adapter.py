@@ -233,6 +233,40 @@ def test_unpaired_training_learns_a_rotation_without_pairs():
     assert metrics["adapter"]["mean_rank"] < 1.3
 
 
+@pytest.mark.parametrize("shared", [0, 200])
+def test_unpaired_training_from_directories_of_different_texts(tmp_path, shared):
+    """The recipe the docs give: one model's vectors of some texts, the other's of other texts (none shared, or a
+    few, which are then held out to measure). Every text of each side is trained on; the map is learned."""
+    rng = np.random.default_rng(2)
+    teacher = unit(rng.standard_normal((1400, 8)) * np.geomspace(3.0, 0.3, 8) + rng.standard_normal(8))
+    skew = rng.standard_normal((8, 8))
+    skew = 0.4 * (skew - skew.T) / np.linalg.norm(skew - skew.T, 2)
+    rotation = np.linalg.solve(np.eye(8) - skew, np.eye(8) + skew)
+    student = unit(teacher @ rotation)
+    ids = [f"t{i}" for i in range(1400)]
+    a = slice(0, 600 + shared)            # the student model embedded these texts ...
+    b = slice(600, 1400)                  # ... the teacher model these (texts 600 .. 600+shared on both sides)
+    config = AdapterConfig.unpaired_defaults(
+        **{**FAST, "patience": 50}, max_steps=300, lr=4e-3, discriminator_lr=4e-3, name="disjoint",
+        student_vectors=[str(write_vector_dir(tmp_path / "s", ids[a], student[a], fingerprint="s" * 24))],
+        teacher_vectors=[str(write_vector_dir(tmp_path / "t", ids[b], teacher[b], fingerprint="t" * 24))])
+    run = train_adapter_from_dirs(config, TavaHome(tmp_path / "home"))
+    data = run.report["data"]
+    held = data["heldout_pairs"]
+    assert (held == 0) if shared == 0 else (0 < held < shared)
+    # each side trains on its own texts, and on its half of the shared ones not held out
+    assert data["train_student"] + data["train_teacher"] == 600 + 800 - held
+    assert min(data["train_student"], data["train_teacher"]) >= 600
+    mapped = run.result.adapter.map_numpy(student[1200:])      # texts the student side never saw
+    top1 = float(np.mean(np.argmax(mapped @ teacher[1200:].T, axis=1) == np.arange(200)))
+    identity = float(np.mean(np.argmax(student[1200:] @ teacher[1200:].T, axis=1) == np.arange(200)))
+    assert top1 > 0.8 and top1 > identity + 0.3, (top1, identity)
+    saved = tmp_path / "home" / "artifacts" / "adapters" / "disjoint"
+    assert (saved / "model.safetensors").is_file() and (saved / "curves.png").is_file()
+    # the report says why it holds no held-out table, rather than an empty one
+    assert ("the two sides share no text" in (saved / "report.md").read_text()) == (shared == 0)
+
+
 def test_unpaired_auto_start_is_the_identity_for_an_aligned_student_and_keeps_its_matches():
     from tava_core.adapter.start import moment_alignment, resolve_init
 
