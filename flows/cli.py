@@ -152,6 +152,17 @@ def _section(model: type[BaseModel], dotted: str) -> Optional[str]:
     return f"{title} (--{head.replace('_', '-')}-*)"
 
 
+def _parent_unset(model: type[BaseModel], dotted: str, shown: Optional[BaseModel]) -> bool:
+    """The nested config ``dotted`` belongs to is optional and unset by default (``evaluate --student``)."""
+    head = dotted.split(".")[0]
+    if "." not in dotted or head not in model.model_fields:
+        return False
+    field = model.model_fields[head]
+    value = getattr(shown, head) if shown is not None else (None if field.is_required() else field.get_default(
+        call_default_factory=True))
+    return value is None
+
+
 def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = (),
                    defaults: Optional[dict[str, Any]] = None) -> Callable:
     """Decorate a click command with one option per field of ``model`` (nested models flattened:
@@ -175,6 +186,8 @@ def config_options(model: type[BaseModel], *, exclude: tuple[str, ...] = (),
             default = None if field.is_required() else field.get_default(call_default_factory=True)
             if shown is not None and not field.is_required():
                 default = _dotted(shown, dotted)
+            if dotted.endswith(".model") and _parent_unset(model, dotted, shown):
+                default = None   # an optional encoder left out has no model: not the field's own default (the teacher)
             help_text = field.description or ""   # click prints help as written (no %-formatting)
             section = _section(model, dotted)
             if ctype is bool:

@@ -26,8 +26,9 @@ class AdapterConfig(TavaModel):
         "Vector directories made by `tava embed` with the student (one or more; all must share one "
         "encoder fingerprint)."))
     teacher_vectors: list[str] = Field(default_factory=list, description=(
-        "Vector directories made by `tava embed` with the teacher, of the same dataset collections "
-        "(paired mode joins them with the student's by dataset, collection and id)."))
+        "Vector directories made by `tava embed` with the teacher: paired mode, of the same dataset collections "
+        "(joined with the student's by dataset, collection and id); unpaired mode, of any texts (those the "
+        "student side also has are held out to measure, or halved between the sides)."))
     domain_student_vectors: list[str] = Field(default_factory=list, description=(
         "Unpaired mode: vector directories of in-domain texts (e.g. half of the corpus that will be "
         "searched) made with the student's encoder; other texts than domain_teacher_vectors'. They join "
@@ -65,8 +66,10 @@ class AdapterConfig(TavaModel):
         "Adapter name: output goes to <home>/artifacts/adapters/<name>/ (default: from the encoders)."))
     mode: Literal["paired", "unpaired"] = Field("paired", description=(
         "'paired': student and teacher vectors of the same texts (supervised, plus the vec2vec losses); "
-        "'unpaired': disjoint text sets for the two sides (pure vec2vec: adversarial, cycle, "
-        "preservation); pairs are used only to measure."))
+        "'unpaired': different texts on the two sides (pure vec2vec: adversarial, cycle, preservation); "
+        "texts on both sides are used only to measure. Unpaired mode changes the defaults of the options "
+        "you do not give: init auto, adversarial / cycle / VSP weights 1, paired-loss weights 0, lr and "
+        "discriminator lr 2e-4, 200 warm-up steps, patience 20 (the --help defaults are paired mode's)."))
     warm_start: Optional[str] = Field(None, description=(
         "A previous adapter directory to continue training from (same dimensions); its architecture wins."))
 

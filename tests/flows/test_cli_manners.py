@@ -207,6 +207,28 @@ def test_help_shows_the_defaults_the_command_runs_with(command, steps, lr, layer
     assert shown.get("--distill-layers") == layers and shown["--preset"] == ("standard" if command == "run" else "demo")
 
 
+def test_help_shows_no_model_for_an_optional_encoder_left_out():
+    # `tava evaluate --help` showed the teacher's name as the default of the optional --student and --adapted
+
+    from click.testing import CliRunner
+
+    from flows.cli import group
+
+    result = CliRunner().invoke(group, ["evaluate", "--help"])
+    assert result.exit_code == 0, result.output
+    blocks: dict[str, str] = {}       # each option's help, from its line to the next option's
+    for line in result.output.splitlines():
+        if line.startswith("  -"):
+            option = line.split()[0].rstrip(",")
+            blocks[option] = line
+        elif line.startswith(" ") and blocks:
+            blocks[option] += " " + line.strip()
+    assert "[default: all-MiniLM-L6-v2]" in blocks["--teacher"]
+    assert "[default:" not in blocks["--student"] and "[default:" not in blocks["--adapted"], blocks["--student"]
+    text = " ".join(result.output.split())
+    assert "--student-batch-size INTEGER" in text     # the group's other options keep theirs
+
+
 def test_help_lists_each_stage_s_options_under_its_own_heading():
     """`tava run --help` has ~180 options; as one list a user could not find Stage B's among Stage A's.
     Each nested config's options sit under a heading of their own, and every command whose options come
