@@ -424,20 +424,28 @@ def fit_unsupervised(source: np.ndarray, target: np.ndarray, *, seed: int = 0,
         run_seed = seed * 1000 + restart
         t0 = time.perf_counter()
         rng = np.random.default_rng(run_seed)
+        # a step can take minutes on 2 cores: say each one as it ends (restart r of n)
+        step = f"unsupervised start, restart {restart + 1} of {settings.restarts}"
         initial = procrustes_weight(xa, relative_pseudo_pairs(xa, xb, settings, rng))
         initial_score = _criterion(xa, xb, initial, settings)
+        log.info("%s: %d anchor runs matched, relational agreement %.3f (%.0f s)", step, settings.anchor_runs,
+                 initial_score, time.perf_counter() - t0)
         weight = cluster_refine(xa, xb, refine(xa, xb, initial, settings, rng), settings, rng)
         refined_score = _criterion(pooled_a, pooled_b, weight, settings)
+        log.info("%s: %d refinement rounds, relational agreement %.3f (%.0f s)", step, settings.refine_rounds,
+                 refined_score, time.perf_counter() - t0)
         sharpened = sharpen(pooled_a, pooled_b, weight, settings, extra=max(len(da), len(db)),
                             domain_rows=(len(da), len(db)))
         sharpened_score = _criterion(pooled_a, pooled_b, sharpened, settings) if sharpened is not weight else refined_score
         # the pair-free criterion decides whether the sharpened map replaces the refined one
-        weight, score = (sharpened, sharpened_score) if sharpened_score > refined_score else (weight, refined_score)
+        kept = sharpened is not weight and sharpened_score > refined_score
+        weight, score = (sharpened, sharpened_score) if kept else (weight, refined_score)
         record = {"restart": restart, "seed": run_seed,
                   "initial_criterion": round(initial_score, 4), "refined_criterion": round(refined_score, 4),
                   "criterion": round(score, 4), "seconds": round(time.perf_counter() - t0, 1)}
         records.append(record)
-        log.info("unsupervised start, restart %d: relational agreement %.3f -> %.3f", restart, initial_score, score)
+        log.info("%s: sharpened %s, relational agreement %.3f -> %.3f (%.0f s)", step,
+                 "and kept" if kept else "but not kept", initial_score, score, record["seconds"])
         if on_restart is not None:
             on_restart(record, to_linear_maps(weight, mean_a, mean_b, source, target, "restart")[0])
         if best is None or score > best[0]:

@@ -81,8 +81,12 @@ def test_criterion_picks_the_restart_that_is_right_on_heldout_pairs(world, fitte
         mapped_criterion(wrong, world["target"], FAST) + 0.2
 
 
-def test_same_seed_same_map(world):
-    first = fit_unsupervised(world["source"][:600], world["target"][:600], seed=3, settings=TINY)
+def test_same_seed_same_map(world, caplog):
+    with caplog.at_level("INFO", logger="tava_core.adapter.unsupervised"):
+        first = fit_unsupervised(world["source"][:600], world["target"][:600], seed=3, settings=TINY)
+    # minutes on 2 cores at real sizes: every step of every restart says it is done
+    steps = [r.getMessage() for r in caplog.records if "unsupervised start, restart" in r.getMessage()]
+    assert len(steps) == 3 * TINY.restarts and steps[0].startswith(f"unsupervised start, restart 1 of {TINY.restarts}")
     second = fit_unsupervised(world["source"][:600], world["target"][:600], seed=3, settings=TINY)
     np.testing.assert_array_equal(first.linear_map.weight, second.linear_map.weight)
     other = fit_unsupervised(world["source"][:600], world["target"][:600], seed=4, settings=TINY)
