@@ -13,7 +13,6 @@ from typing import Any, Optional
 from prefect import flow, get_run_logger
 
 from tasks.translate import publish_summary, translate_shard_task, translate_table_task
-from tava_core.errors import ConfigError
 from tava_core.home import TavaHome
 from tava_core.interrupt import stop_workers_on_interrupt
 from tava_core.translate import TranslateConfig, finish_vector_dir, load_translation, plan_vector_dir, summary
@@ -29,8 +28,6 @@ def translate_vectors(config: TranslateConfig, home: Optional[str] = None) -> di
     """
     logger = get_run_logger()
     tava_home = TavaHome(home)
-    if bool(config.vectors) == bool(config.table):
-        raise ConfigError("give exactly one of --vectors (a vector directory) and --table (a LanceDB table)")
     if config.table:
         record = translate_table_task(config, str(tava_home.root))
     else:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .adapter.io import ADAPTER_FORMAT, adapter_weights_hash, load_adapter, read_adapter_config
 from .adapter.model import Vec2VecAdapter
@@ -63,6 +63,12 @@ class TranslateConfig(TavaModel):
         "Refuse vectors whose encoder fingerprint differs from the one the adapter was trained on "
         "(when both are known)."))
     batch_rows: int = Field(50_000, ge=1, description="LanceDB rows translated per batch (one commit each).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TranslateConfig":
+        if bool(self.vectors) == bool(self.table):
+            raise ConfigError("give exactly one of --vectors (a vector directory) and --table (a LanceDB table)")
+        return self
 
 
 @dataclass
@@ -310,8 +316,6 @@ def translate_table(config: TranslateConfig, home: TavaHome | None = None) -> di
 
 def translate(config: TranslateConfig, home: TavaHome | None = None) -> dict[str, Any]:
     """Translate what ``config`` names (vector shards or a LanceDB table) in this process."""
-    if bool(config.vectors) == bool(config.table):
-        raise ConfigError("give exactly one of --vectors (a vector directory) and --table (a LanceDB table)")
     return translate_vector_dir(config, home) if config.vectors else translate_table(config, home)
 
 

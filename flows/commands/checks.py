@@ -144,6 +144,25 @@ def imported_vectors(path: Optional[str], encoder_spec: Optional[EncoderSpec | s
                               f"{model} made")
 
 
+def compress_dims(config) -> None:  # noqa: ANN001 (CompressConfig: lazy imports)
+    """`tava compress`'s target dims are below the vectors' (from --corpus-vectors' manifest, else the encoder's
+    files): refused before any corpus is embedded, not after."""
+    from tava_core.model_dims import declared_dim
+
+    dim: Optional[int] = None
+    if config.corpus_vectors:
+        try:
+            dim = int(json.loads((Path(config.corpus_vectors).expanduser() / MANIFEST).read_text())["dim"])
+        except (OSError, ValueError, KeyError, TypeError):
+            dim = None
+    else:
+        dim = declared_dim(config.encoder.model)
+    too_big = [d for d in config.dims if dim is not None and d >= dim]
+    if dim is not None and too_big:
+        raise ConfigError(f"--dims: target dims {too_big} are not below the vectors' {dim} dimensions",
+                          hint=f"choose dims below {dim}, e.g. {dim // 3}")
+
+
 def existing_dir(path: Optional[str], option: str) -> None:
     if path is not None and not Path(path).expanduser().is_dir():
         raise InputError(f"{option}: directory not found", path=Path(path).expanduser())

@@ -23,4 +23,5 @@ def cli(ctx: click.Context, **params) -> None:
     checks.encoder(config.encoder, "--encoder")
     checks.vector_dirs([config.corpus_vectors], "--corpus-vectors")
     checks.vector_dirs([config.query_vectors], "--query-vectors")
+    checks.compress_dims(config)
     echo_record(run_flow("flows.compress:train_compressor", config, home=str(home.root)))

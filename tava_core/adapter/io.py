@@ -7,9 +7,9 @@ from typing import Any, Optional
 
 from ..io import atomic_directory, write_json
 from ..modeldir import ENCODER_MARKER, load_module, read_module_config, weights_hash, write_module_files
+from .config import ADAPTER_FORMAT
 from .model import Vec2VecAdapter
 
-ADAPTER_FORMAT = "tava-adapter/1"
 _HINT = "give a directory written by `tava adapt` (or re-run it)"
 
 

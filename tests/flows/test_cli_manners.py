@@ -120,6 +120,12 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
         "run with another model's document vectors": (
             ["run", "--source", str(corpus), "--teacher-document-vectors", str(mpnet_like)],
             "768-d vectors, but the encoder all-MiniLM-L6-v2 makes 384-d ones; all-mpnet-base-v2 makes 768-d"),
+        "compress to more dims than the encoder makes": (["compress", "--dataset", "small", "--dims", "512"],
+                                                         "target dims [512] are not below the vectors' 384"),
+        "translate with both --vectors and --table": (["translate", "--adapter", str(tmp_path), "--vectors",
+                                                       str(few_vectors), "--table", "docs"], "give exactly one of"),
+        "translate with a folder that is no adapter": (["translate", "--adapter", str(few_vectors), "--vectors",
+                                                        str(few_vectors)], "--adapter: not an adapter directory"),
         "embed importing vectors of another dim": (
             ["embed", "--dataset", "small", "--collections", "texts", "--import-vectors", str(list_column)],
             "--import-vectors: 16-d vectors, but the encoder all-MiniLM-L6-v2 makes 384-d ones"),
@@ -133,7 +139,8 @@ BAD_CASES = ["unknown dataset", "unknown collection", "bad encoder path", "unpar
              "blend with one weight for two members", "spans of an unknown dataset", "spans of a missing collection",
              "refresh with a missing drop zone", "calibrate-router with a reference that holds no texts",
              "evaluate with a folder that is no router", "run with another model's document vectors",
-             "embed importing vectors of another dim"]
+             "embed importing vectors of another dim", "compress to more dims than the encoder makes",
+             "translate with both --vectors and --table", "translate with a folder that is no adapter"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
