@@ -183,6 +183,10 @@ def split_paired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int 
                        heldout_query_like=None if mask is None else mask[hold])
 
 
+# Fewest held-out pairs unpaired mode measures (and early-stops) on; fewer shared texts are trained on instead.
+MIN_UNPAIRED_HELDOUT = 10
+
+
 def split_unpaired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: int = 0,
                    extra_student: Optional[np.ndarray] = None,
                    extra_teacher: Optional[np.ndarray] = None,
@@ -190,6 +194,9 @@ def split_unpaired(x: np.ndarray, y: np.ndarray, config: AdapterConfig, seed: in
     """Held-out pairs, then the remaining texts split in two disjoint halves: the student side
     sees one half, the teacher side the other, so no text is seen by both (pure vec2vec)."""
     base = split_paired(x, y, config, seed, query_like)
+    if len(base.heldout_student) < MIN_UNPAIRED_HELDOUT:
+        # a handful of shared texts would steer early stopping by noise: they train instead, nothing is held out
+        base = AdapterData(x, y, x[:0], y[:0], paired=True)
     order = np.random.default_rng(seed + 1).permutation(len(base.student))
     half = len(order) // 2
     student = base.student[order[:half]]

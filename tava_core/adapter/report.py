@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from .data import MIN_UNPAIRED_HELDOUT
+
 METRIC_COLUMNS = ["mean_cosine", "top1", "mean_rank", "median_rank"]
-NO_HELDOUT = ("None: the two sides share no text, so there are no pairs to hold out. To measure the map, give "
+NO_HELDOUT = (f"None: no held-out pairs (unpaired sides that share fewer than {MIN_UNPAIRED_HELDOUT} texts). To measure the map, give "
               "both sides the two models' vectors of a few hundred of the same texts (held out, never trained on), "
               "or score retrieval with it (`tava evaluate`).")
 
@@ -103,7 +105,7 @@ def plot_curves(history: list[dict[str, float]], evals: list[dict[str, float]], 
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         else:   # unpaired sides with no text in common: nothing to measure a map against
-            ax.text(0.5, 0.5, "no held-out pairs:\nthe two sides share no text", ha="center", va="center",
+            ax.text(0.5, 0.5, "no held-out pairs:\nthe sides share (almost) no text", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
     fig.tight_layout()
     with_path = Path(path)

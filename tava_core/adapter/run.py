@@ -48,6 +48,9 @@ class AdapterRun:
     directory: Optional[Path] = None
 
 
+MIN_BASELINE_PAIRS = 2   # fewest pairs the closed-form references (ridge, Procrustes) are fitted on
+
+
 def evaluate_maps(data: AdapterData, result: TrainingResult, config: AdapterConfig,
                   baseline_x: np.ndarray, baseline_y: np.ndarray) -> tuple[dict[str, dict], dict[str, str]]:
     """Held-out metrics of the adapter and of every closed-form baseline fitted on ``baseline_x/y``."""
@@ -57,6 +60,8 @@ def evaluate_maps(data: AdapterData, result: TrainingResult, config: AdapterConf
     metrics = {"adapter": alignment_metrics(result.adapter.map_numpy(data.heldout_student), data.heldout_teacher,
                                             k=config.knn_k, pool=pool)}
     notes = {}
+    if len(baseline_x) < MIN_BASELINE_PAIRS:   # unpaired sides sharing a few texts, all held out: nothing to fit on
+        return metrics, {"baselines": f"not fitted: {len(baseline_x)} pairs left beside the held-out ones"}
     for name, linear_map in fit_baselines(baseline_x, baseline_y).items():
         metrics[name] = alignment_metrics(linear_map(data.heldout_student), data.heldout_teacher, k=config.knn_k,
                                           pool=pool)
