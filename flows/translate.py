@@ -41,6 +41,10 @@ def translate_vectors(config: TranslateConfig, home: Optional[str] = None) -> di
         manifest = finish_vector_dir(plan, [shard for shard, _ in results])
         record = summary(plan, manifest, translated=sum(done for _, done in results),
                          seconds=time.perf_counter() - started)
-    logger.info("translated %s rows into %s", record["rows"], record.get("out") or record.get("table"))
+    if config.table:   # a resumed run translates only what the killed one had not
+        logger.info("translated %s of %s rows into table %s", record["rows_translated"], record["rows"], record["table"])
+    else:
+        logger.info("%s rows in %s (%s shards translated, %s already there)", record["rows"], record["out"],
+                    record["shards_translated"], record["shards_skipped"])
     publish_summary(record)
     return record

@@ -141,7 +141,15 @@ class VectorManifest(BaseModel):
 
 
 def save_manifest(directory: str | Path, manifest: BaseModel) -> Path:
-    return write_json(Path(directory) / MANIFEST_NAME, manifest.model_dump(mode="json"))
+    """Write ``manifest.json`` (last: readers see the directory from then on), then remove the temporary files a
+    killed writer left beside the shards it lists (``io.atomic_path`` names them ``.<shard>.tmp-<id>``): every
+    listed shard is final now, so they are orphans (a kill -9 mid-write left ~14 MB of them in one audit)."""
+    path = write_json(Path(directory) / MANIFEST_NAME, manifest.model_dump(mode="json"))
+    for shard in getattr(manifest, "shards", None) or []:
+        for orphan in Path(directory).glob(f".{Path(shard.path).name}.tmp-*"):
+            if orphan.is_file():
+                orphan.unlink(missing_ok=True)
+    return path
 
 
 def _load(directory: str | Path, model: type[BaseModel], what: str, hint: str):

@@ -57,7 +57,7 @@ class TranslateConfig(TavaModel):
         "'forward': the adapter's input space -> its output space; 'inverse': back, through the "
         "adapter's reverse map (only adapters saved with one, e.g. unpaired or linear ones)."))
     out: Optional[str] = Field(None, description=(
-        "Output vector directory; empty = <home>/vectors/<dataset>/<collection>/<encoder>+<adapter>-<fingerprint>."))
+        "Output vector directory; empty = <home>/vectors/<dataset>/<collection>/<encoder>-<adapter>[-inverse]-<fingerprint>."))
     out_table: Optional[str] = Field(None, description="Output LanceDB table; empty = <table>__<adapter name>.")
     check_fingerprint: bool = Field(True, description=(
         "Refuse vectors whose encoder fingerprint differs from the one the adapter was trained on "

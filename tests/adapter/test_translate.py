@@ -105,9 +105,15 @@ def test_crash_mid_run_leaves_no_manifest_and_resumes(tmp_path, adapter_dir, sou
         translate(config, TavaHome(tmp_path / "home"))
     assert not (tmp_path / "out" / "manifest.json").exists()  # readers never see a half collection
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-00000.parquet"]  # no temp leftovers
+    # a kill -9 gives the writer no chance to remove its temporary file: the finished run does
+    (tmp_path / "out" / ".part-00001.parquet.tmp-deadbeef").write_bytes(b"half a shard")
+    unrelated = tmp_path / "out" / "notes.txt"
+    unrelated.write_text("mine")
     monkeypatch.setattr(module, "write_vector_shard", real)
     resumed = translate(config, TavaHome(tmp_path / "home"))
     assert (resumed["shards_translated"], resumed["shards_skipped"]) == (2, 1)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")) == []
+    assert unrelated.read_text() == "mine"
 
 
 def test_inverse_direction_recovers_the_source(tmp_path, adapter_dir, source):
