@@ -103,9 +103,12 @@ def diagnose(collections: dict[str, tuple[np.ndarray, np.ndarray]], *, queries: 
         log.info("scoring %d queries' top-%d agreement over the %d documents of %s", len(queries[0]), k, len(docs_s),
                  query_docs)
         overlap = query_neighbour_overlap(queries[0], docs_s, queries[1], docs_t, k)
-        cos = np.sum(_unit(queries[0]) * _unit(queries[1]), axis=1)
-        report["queries"] = {"neighbour_overlap": summarise(overlap), "cosine_to_teacher": summarise(cos)}
-        report["per_text"]["queries"] = {"neighbour_overlap": overlap.tolist(), "cosine_to_teacher": cos.tolist()}
+        report["queries"] = {"neighbour_overlap": summarise(overlap)}
+        report["per_text"]["queries"] = {"neighbour_overlap": overlap.tolist()}
+        if queries[0].shape[1] == queries[1].shape[1]:   # a student outside the teacher's space has no cosine to it
+            cos = np.sum(_unit(queries[0]) * _unit(queries[1]), axis=1)
+            report["queries"]["cosine_to_teacher"] = summarise(cos)
+            report["per_text"]["queries"]["cosine_to_teacher"] = cos.tolist()
     return report
 
 
@@ -117,9 +120,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {o['mean']:.3f} | {o['median']:.3f} | {o['p10']:.3f} | {a['mean']:.1f} | {a['p90']:.1f} |")
     if "queries" in report:
         q = report["queries"]
+        cosine = (f"cosine to the teacher's vector mean {q['cosine_to_teacher']['mean']:.3f}"
+                  if "cosine_to_teacher" in q else "no cosine to the teacher's vectors (the student's have another dim)")
         lines += ["", f"Queries: top-{report['k']} document overlap mean {q['neighbour_overlap']['mean']:.3f} "
-                      f"(p10 {q['neighbour_overlap']['p10']:.3f}); cosine to the teacher's vector mean "
-                      f"{q['cosine_to_teacher']['mean']:.3f}."]
+                      f"(p10 {q['neighbour_overlap']['p10']:.3f}); {cosine}."]
     return "\n".join(lines) + "\n"
 
 

@@ -164,14 +164,24 @@ def _judged_queries(directory: Path, split: str, judgements: Optional[Path]
     return qrels_path, qrels, lines, queries
 
 
-def load_beir_directory(directory: Path, split: str, judgements: Optional[Path] = None) -> RetrievalData:
+def _no_judgements(where: Path) -> tuple[Path, Qrels, dict[tuple[str, str], int], dict[str, str]]:
+    """What ``_judged_queries`` returns for a documents-only read: no qrels, no lines, no queries."""
+    return where, {}, {}, {}
+
+
+def load_beir_directory(directory: Path, split: str, judgements: Optional[Path] = None, *,
+                        documents_only: bool = False) -> RetrievalData:
     """Read a raw BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv; the two .jsonl
-    may be gzipped); ``judgements``: queries and qrels from there instead."""
+    may be gzipped); ``judgements``: queries and qrels from there instead; ``documents_only``: the corpus
+    alone (no queries or qrels read or needed)."""
     directory = Path(directory).resolve()
-    qrels_path, qrels, lines, queries = _judged_queries(directory, split, judgements)
+    if documents_only:
+        qrels_path, qrels, lines, queries = _no_judgements(directory)
+    else:
+        qrels_path, qrels, lines, queries = _judged_queries(directory, split, judgements)
     corpus_path, corpus = _read_jsonl(directory, "corpus")
     corpus_ids = [str(r["_id"]) for _, r in corpus]
-    absent = _check_ids(qrels, lines, set(corpus_ids), set(queries), qrels_path)
+    absent = _check_ids(qrels, lines, set(corpus_ids), set(queries), qrels_path) if qrels else []
     query_ids = [qid for qid in queries if qid in qrels]
     return RetrievalData(
         name=slug(directory.name), source=directory, split=split, corpus_ids=corpus_ids,
@@ -181,19 +191,21 @@ def load_beir_directory(directory: Path, split: str, judgements: Optional[Path] 
         corpus_checksum=sha256_file(corpus_path), info={"absent_documents": len(absent)} if absent else {})
 
 
-def load_ingested_dataset(directory: Path, split: str, judgements: Optional[Path] = None) -> RetrievalData:
+def load_ingested_dataset(directory: Path, split: str, judgements: Optional[Path] = None, *,
+                          documents_only: bool = False) -> RetrievalData:
     """Read an ingested dataset: its documents (``corpus``, or a plain source's ``texts``) and, from its
-    ``queries`` collection and qrels or from ``judgements``, the judged queries."""
+    ``queries`` collection and qrels or from ``judgements``, the judged queries (none with ``documents_only``)."""
     manifest = load_dataset_manifest(directory)
     manifest_path = directory / "manifest.json"
     documents = manifest.document_collection
     if documents is None:
         raise InputError("dataset has no corpus or texts collection: nothing to search", path=manifest_path)
-    if judgements is None:
+    if judgements is None and not documents_only:
         if "queries" not in manifest.collections or "corpus" not in manifest.collections:
             raise InputError("dataset has no queries with judgements: it is not a retrieval (BEIR) set",
                              path=manifest_path, hint="ingest a BEIR directory to evaluate on it, or let the "
-                             "teacher judge its documents (`tava run` does when there are no qrels)")
+                             "teacher judge its documents: `tava judge`, then `--judgements` (`tava run` does both "
+                             "when there are no qrels)")
         if split not in manifest.qrels:
             raise InputError(f"dataset has no qrels for split {split!r}", path=manifest_path,
                              hint=f"splits present: {', '.join(sorted(manifest.qrels)) or 'none'}")
@@ -210,7 +222,10 @@ def load_ingested_dataset(directory: Path, split: str, judgements: Optional[Path
     corpus_ids, titles, texts = read(documents)
     # empty documents are judged but never retrieved: known ids, yet no row to score
     empty = manifest.empty_documents.get(documents, [])
-    if judgements is None:
+    if documents_only:
+        qrels_path, qrels, lines, queries = _no_judgements(manifest_path)
+        absent_documents = []
+    elif judgements is None:
         qrels_path = directory / manifest.qrels[split].path
         qrels, lines = read_qrels(qrels_path)
         q_ids, _, q_texts = read("queries")
@@ -231,19 +246,20 @@ def load_ingested_dataset(directory: Path, split: str, judgements: Optional[Path
 
 
 def load_retrieval_data(dataset: str | Path, split: str, home: TavaHome | None = None,
-                        judgements: str | Path | None = None) -> RetrievalData:
+                        judgements: str | Path | None = None, *, documents_only: bool = False) -> RetrievalData:
     """An ingested dataset (name or directory with manifest.json) or a raw BEIR directory; with
-    ``judgements`` (a directory `judgements.py` writes), its documents judged by the teacher."""
+    ``judgements`` (a directory `judgements.py` writes), its documents judged by the teacher; with
+    ``documents_only``, its documents alone (a corpus without qrels serves, e.g. to calibrate a router)."""
     home = home or TavaHome()
     judged = Path(judgements).expanduser() if judgements else None
     candidate = Path(dataset).expanduser()
     if (candidate / "manifest.json").is_file():
-        return load_ingested_dataset(candidate.resolve(), split, judged)
+        return load_ingested_dataset(candidate.resolve(), split, judged, documents_only=documents_only)
     named = home.dataset_dir(str(dataset))
     if (named / "manifest.json").is_file():
-        return load_ingested_dataset(named, split, judged)
+        return load_ingested_dataset(named, split, judged, documents_only=documents_only)
     if candidate.is_dir() and beir_file(candidate, "corpus"):
-        return load_beir_directory(candidate, split, judged)
+        return load_beir_directory(candidate, split, judged, documents_only=documents_only)
     raise InputError(f"no retrieval dataset {str(dataset)!r}: neither an ingested dataset nor a BEIR directory",
                      path=candidate, hint=beir_subsets_hint(candidate) or "give a BEIR directory (corpus.jsonl, "
                      f"queries.jsonl, qrels/) or run `tava ingest DIR --name {dataset}` first")

@@ -58,8 +58,14 @@ def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test
     started = time.time()
     student = load_encoder(config.student, cache=False)
     teacher = load_encoder(config.teacher)
+    if student.dim != teacher.dim:   # before any encoding: the student's queries are searched among teacher vectors
+        raise ConfigError(f"--student: {student.name} makes {student.dim}-d vectors, the teacher {teacher.name} "
+                          f"{teacher.dim}-d ones; a router's student answers in the teacher's space",
+                          hint="give the student + adapter (`tava adapt --student STUDENT` makes one that loads as an "
+                               "encoder), or the teacher the student was distilled from")
     threshold_from_check = (config.teacher_budget, config.target_agreement)
-    data = load_retrieval_data(config.dataset, split, home)   # its corpus; qrels are not used here
+    # its documents alone: a corpus without qrels serves (the labels are never used here)
+    data = load_retrieval_data(config.dataset, split, home, documents_only=True)
     log.info("teacher vectors of the %d documents of %s (encoded once, then reused)", len(data.corpus_ids), data.name)
     documents = load_corpus_vectors(data, embed_corpus(data, teacher, home, show_progress=show_progress))
     sources = config.reference or [config.dataset]

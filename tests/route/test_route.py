@@ -10,6 +10,7 @@ import pytest
 from helpers import tiny_topic_beir
 from route_helpers import TEXTS
 
+from tava_core.config import EncoderSpec
 from tava_core.errors import ConfigError, ModelLoadError
 from tava_core.route.calibrate import fit_calibration, spearman, true_agreement
 from tava_core.route.curves import route_lowest, routing_curves
@@ -240,6 +241,33 @@ def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student, capl
     assert "in batches of 1" in Path(curves["files"]["markdown"]).read_text()
 
 
+def test_calibrate_router_needs_no_labels_and_refuses_a_student_outside_the_teachers_space(tmp_path, static_student):
+    from safetensors.numpy import load_file, save_file
+
+    from tava_core.home import TavaHome
+    from tava_core.route.config import RouterConfig, RouterSettings
+    from tava_core.route.run import calibrate_router
+
+    home = TavaHome(tmp_path / "home")
+    beir = tiny_topic_beir(tmp_path / "beir")
+    shutil.rmtree(beir / "qrels")                 # documents only: the labels were never used
+    (beir / "queries.jsonl").unlink()
+    settings = RouterSettings(bank_size=32, pca_dim=8, vector_components=2)
+    config = RouterConfig(name="unlabelled", student=str(static_student), dataset=str(beir), teacher_budget=0.2,
+                          calibration_texts=40, max_reference_texts=40, settings=settings)
+    record = calibrate_router(config, home)
+    assert record["threshold"]["expected_share"] == 0.2 and Path(record["directory"]).is_dir()
+    # a 64-d student (say a compressor's) against the 384-d teacher: refused before anything is encoded
+    narrow = tmp_path / "narrow"
+    shutil.copytree(static_student, narrow)
+    table = load_file(str(narrow / "model.safetensors"))["embeddings"]
+    save_file({"embeddings": np.ascontiguousarray(table[:, :64])}, str(narrow / "model.safetensors"))
+    with pytest.raises(ConfigError, match="makes 64-d vectors, the teacher all-MiniLM-L6-v2 384-d ones"):
+        calibrate_router(config.model_copy(update={"student": EncoderSpec(model=str(narrow)), "name": "narrow"}),
+                         TavaHome(tmp_path / "other-home"))
+    assert not (tmp_path / "other-home" / "vectors").exists()
+
+
 @pytest.mark.parametrize("count,size", [(10, 256), (256, 256), (1000, 256), (5000, 64)])
 def test_router_costs_are_timed_on_all_queries_up_to_the_sample_size_else_a_seeded_sample(count, size):
     from tava_core.distill.spans import seeded_sample
@@ -253,7 +281,7 @@ def test_router_costs_are_timed_on_all_queries_up_to_the_sample_size_else_a_seed
 
 
 def test_diagnose_separates_a_faithful_student_from_an_unrelated_one():
-    from tava_core.diagnose import diagnose
+    from tava_core.diagnose import diagnose, markdown
 
     rng = np.random.default_rng(5)
     teacher = rng.normal(size=(150, 16))
@@ -266,6 +294,11 @@ def test_diagnose_separates_a_faithful_student_from_an_unrelated_one():
     assert g["tangent_angle_degrees"]["mean"] + 20 < b["tangent_angle_degrees"]["mean"]
     assert good["queries"]["neighbour_overlap"]["mean"] > 0.5
     assert len(good["per_text"]["c"]["knn_overlap"]) == 150
+    assert good["queries"]["cosine_to_teacher"]["mean"] > 0.9
+    # a student outside the teacher's space (another dim): neighbourhoods compare, cosines do not exist
+    narrow = diagnose({"c": (faithful[:, :8], teacher)}, queries=(faithful[:20, :8], teacher[:20]), query_docs="c")
+    assert "cosine_to_teacher" not in narrow["queries"] and narrow["queries"]["neighbour_overlap"]["mean"] > 0
+    assert "no cosine to the teacher's vectors" in markdown(narrow)
 
 
 def test_run_diagnose_says_what_it_encodes_and_scores(tmp_path, static_student, caplog):
