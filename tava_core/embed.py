@@ -131,7 +131,8 @@ def embed_shard(job: ShardJob, encoder: Encoder, *, show_progress: bool = False)
         vectors = encoder.encode(texts, kind=job.kind, show_progress=show_progress)
         check_finite_vectors(vectors, encoder, texts=f"texts of {Path(job.text_shard).name}",
                              outcome=f"no vector shard was written ({job.out_path})")
-        return write_job_vectors(job, encoder, ids, vectors)
+        # the runtime that ran (onnx falls back to torch when its outputs disagree): a user asked for one
+        return write_job_vectors(job, encoder, ids, vectors, backend=str(getattr(encoder, "backend", "torch")))
     return _existing_record(job)
 
 

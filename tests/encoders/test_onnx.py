@@ -245,6 +245,26 @@ def test_disagreeing_graph_is_refused_and_torch_used(home, tiny_model_dir, monke
     assert load_encoder(_spec(tiny_model_dir, "onnx"), cache=False).encode(TEXTS[:2]).shape == (2, 32)
 
 
+@pytest.mark.parametrize("agrees", [True, False])
+def test_vector_shards_record_the_backend_that_ran(home, tiny_model_dir, monkeypatch, agrees):
+    # `--encoder-backend onnx` falls back to torch when the graph disagrees: a user can see which one ran
+    from helpers import write_dataset
+
+    import tava_core.encoders as encoders
+    from tava_core.embed import EmbedConfig, embed_dataset
+    from tava_core.io import vector_shard_metadata
+    from tava_core.manifest import load_vector_manifest
+
+    monkeypatch.setattr(encoders, "_cache", {})   # embed_dataset loads through the per-process encoder cache
+    if not agrees:
+        monkeypatch.setattr(onnx_cache, "TOLERANCE", -1.0)
+    tava_home = TavaHome(home / "tava")
+    write_dataset(tava_home.root, "docs", {"texts": TEXTS[:12]}, shard_size=6)
+    out = embed_dataset(EmbedConfig(dataset="docs", encoder=_spec(tiny_model_dir, "onnx")), tava_home)["texts"]
+    shards = load_vector_manifest(out).shards
+    assert [vector_shard_metadata(out / s.path)["backend"] for s in shards] == ["onnx" if agrees else "torch"] * 2
+
+
 def test_unexportable_encoder_falls_back_to_torch(home, tiny_model_dir, monkeypatch, caplog):
     def broken_export(*args, **kwargs):
         raise RuntimeError("Unsupported: custom operator MyAttention")
