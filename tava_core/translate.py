@@ -19,6 +19,7 @@ collection, NaN/inf vectors, an inverse the adapter does not have.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ class TranslateConfig(TavaModel):
 class Translation:
     """A loaded map: the module, where it came from, and what it expects."""
 
-    module: Vec2VecAdapter
+    module: Any                 # a Vec2VecAdapter, or a CompressionAdapter (both map_numpy)
     adapter_dir: Path
     direction: str
     adapter_sha256: str
@@ -84,8 +85,13 @@ class Translation:
     expected_fingerprint: Optional[str]  # encoder fingerprint of the adapter's input side, if recorded
     output_fingerprint: Optional[str]    # ... of its output side (vectors already there are refused)
     output_encoder: Optional[str]
+    compressor: bool = False    # a `tava compress` map: its vectors are what its compressed encoder makes
 
     def fingerprint(self, source_fingerprint: str) -> str:
+        if self.compressor:   # the same fingerprint as the compressed encoder, so its queries search these vectors
+            from .compress.encoder import compressed_fingerprint
+
+            return compressed_fingerprint(source_fingerprint, self.adapter_sha256)
         return combine_fingerprint(source_fingerprint, self.adapter_sha256, self.direction)
 
     def info(self) -> dict[str, Any]:
@@ -102,8 +108,11 @@ def _side_fingerprint(side: Any) -> Optional[str]:
 
 
 def load_translation(adapter_dir: str | Path, direction: str = "forward") -> Translation:
-    """The adapter (or its inverse) in ``adapter_dir`` with the fingerprints its lineage records."""
+    """The adapter (or its inverse) in ``adapter_dir`` with the fingerprints its lineage records; or the compressor
+    there (`tava compress`: stored vectors to fewer dims without re-encoding them)."""
     directory = Path(adapter_dir).expanduser().resolve()
+    if _is_compressor(directory):
+        return _compressor_translation(directory, direction)
     config = read_adapter_config(directory)
     lineage = config.get("lineage", {}) or {}
     student, teacher = lineage.get("student"), lineage.get("teacher")
@@ -121,6 +130,29 @@ def load_translation(adapter_dir: str | Path, direction: str = "forward") -> Tra
                        output_dim=module.output_dim, expected_fingerprint=_side_fingerprint(expected),
                        output_fingerprint=_side_fingerprint(output),
                        output_encoder=output.get("name") if isinstance(output, dict) else None)
+
+
+def _is_compressor(directory: Path) -> bool:
+    from .compress.config import COMPRESSOR_FORMAT
+
+    try:
+        return json.loads((directory / "config.json").read_text()).get("format") == COMPRESSOR_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _compressor_translation(directory: Path, direction: str) -> Translation:
+    from .compress.io import compressor_weights_hash, load_compressor, read_compressor_config
+
+    if direction != "forward":
+        raise ConfigError("a compressor has no inverse map: it keeps fewer dimensions than it reads", path=directory,
+                          hint="translate forward (the default)")
+    lineage = read_compressor_config(directory).get("lineage") or {}
+    module = load_compressor(directory)
+    return Translation(module=module, adapter_dir=directory, direction="forward",
+                       adapter_sha256=compressor_weights_hash(directory), input_dim=module.input_dim,
+                       output_dim=module.output_dim, expected_fingerprint=_side_fingerprint(lineage.get("encoder")),
+                       output_fingerprint=None, output_encoder=None, compressor=True)
 
 
 def check_source(translation: Translation, *, dim: int, fingerprint: Optional[str], rows: int, where: Path,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from tava_core.config import EncoderSpec
-from tava_core.errors import ConfigError, InputError
+from tava_core.errors import ConfigError, InputError, ModelLoadError
 from tava_core.home import TavaHome, find_dataset
 
 MANIFEST = "manifest.json"
@@ -161,6 +161,26 @@ def compress_dims(config) -> None:  # noqa: ANN001 (CompressConfig: lazy imports
     if dim is not None and too_big:
         raise ConfigError(f"--dims: target dims {too_big} are not below the vectors' {dim} dimensions",
                           hint=f"choose dims below {dim}, e.g. {dim // 3}")
+
+
+def translation_map(directory: Optional[str], option: str = "--adapter") -> None:
+    """``directory`` holds a map `tava translate` applies: an adapter or a compressor (its config.json names the
+    format; loading checks the weights)."""
+    from tava_core.adapter.config import ADAPTER_FORMAT
+    from tava_core.compress.config import COMPRESSOR_FORMAT
+
+    if directory is None:
+        return
+    path = Path(directory).expanduser()
+    try:
+        fmt = json.loads((path / "config.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None
+    if fmt not in (ADAPTER_FORMAT, COMPRESSOR_FORMAT):
+        found = "no config.json" if not (path / "config.json").is_file() else f"config.json format {fmt!r}"
+        raise ModelLoadError(f"{option}: neither an adapter nor a compressor directory ({found})", path=path,
+                             hint="give a directory written by `tava adapt` (<home>/artifacts/adapters/<name>) or "
+                                  "by `tava compress` (<home>/artifacts/compressors/<run>/<method>-<dim>d)")
 
 
 def existing_dir(path: Optional[str], option: str) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import click
 
-from tava_core.adapter.config import check_adapter_dir
 from tava_core.home import TavaHome
 from tava_core.translate import TranslateConfig
 
@@ -21,6 +20,6 @@ def cli(ctx: click.Context, **params) -> None:
     config = build_config(TranslateConfig, ctx, params)
     home = TavaHome()
     checks.existing_dir(config.adapter, "--adapter")
-    check_adapter_dir(config.adapter)
+    checks.translation_map(config.adapter)
     checks.vector_dirs([config.vectors], "--vectors")
     echo_record(run_flow("flows.translate:translate_vectors", config, home=str(home.root)))

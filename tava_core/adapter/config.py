@@ -1,14 +1,12 @@
 """``AdapterConfig``: everything `tava adapt` needs, one field per knob, each described for the UI."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
 from ..config import TavaModel
-from ..errors import ConfigError, ModelLoadError
+from ..errors import ConfigError
 
 ADAPTER_FORMAT = "tava-adapter/1"   # config.json "format" of an adapter directory (adapter/io.py writes it)
 
@@ -265,18 +263,3 @@ class AdapterConfig(TavaModel):
     def unpaired_defaults(cls, **overrides) -> "AdapterConfig":
         """Settings that suit pure vec2vec training (no supervision, strong geometry losses)."""
         return cls(**{**UNPAIRED_DEFAULTS, **overrides, "mode": "unpaired"})
-
-
-def check_adapter_dir(directory: str | Path, option: str = "--adapter") -> None:
-    """``directory`` holds an adapter (its config.json names the adapter format), or a ModelLoadError saying
-    what it is not (light: the CLI checks it before Prefect starts; loading checks the weights)."""
-    path = Path(directory).expanduser()
-    try:
-        fmt = json.loads((path / "config.json").read_text()).get("format")
-    except (OSError, ValueError, AttributeError):
-        fmt = None
-    if fmt != ADAPTER_FORMAT:
-        found = "no config.json" if not (path / "config.json").is_file() else f"config.json format {fmt!r}"
-        raise ModelLoadError(f"{option}: not an adapter directory ({found})", path=path,
-                             hint="give a directory written by `tava adapt` (<home>/artifacts/adapters/<name>), "
-                                  "or an adapter version of the registry")

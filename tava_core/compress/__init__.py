@@ -5,7 +5,7 @@
   similarity-preservation losses
 - ``data``: query sets, labeled triplets (qrels + teacher-mined negatives), label-free pseudo-triplets
 - ``trainer``: every method with the same early stopping on validation nDCG@10 (the training engine)
-- ``io``: safetensors + JSON save/load; ``encoder``: ``CompressedEncoder`` and ``compress_vector_dir``
+- ``io``: safetensors + JSON save/load; ``encoder``: ``CompressedEncoder`` (stored vectors: `tava translate`)
 - ``run``: the stage's steps (``resolve_vectors``, ``train_compressors``), chained by ``flows/compress.py``
 """
 from .._lazy import lazy_exports
@@ -15,7 +15,7 @@ from .config import METHODS, CompressConfig
 __getattr__ = lazy_exports(__name__, {
     ".data": ["CompressionData", "QuerySet", "Triplets", "mine_labeled_triplets", "mine_pseudo_triplets",
               "split_queries"],
-    ".encoder": ["CompressedEncoder", "compress_vector_dir", "load_compressed_encoder"],
+    ".encoder": ["CompressedEncoder", "load_compressed_encoder"],
     ".io": ["load_compressor", "save_compressor"],
     ".losses": ["HeadwiseNTXentLoss", "HingeTripletLoss", "SimilarityPreservationLoss", "SoftmaxRankingLoss"],
     ".model": ["CompressionAdapter", "ProjectionHeads", "build_pca", "build_prefix"],
@@ -24,7 +24,7 @@ __getattr__ = lazy_exports(__name__, {
 })
 
 __all__ = ["METHODS", "CompressConfig", "CompressionData", "QuerySet", "Triplets", "mine_labeled_triplets",
-           "mine_pseudo_triplets", "split_queries", "CompressedEncoder", "compress_vector_dir",
+           "mine_pseudo_triplets", "split_queries", "CompressedEncoder",
            "load_compressed_encoder", "load_compressor", "save_compressor", "HeadwiseNTXentLoss", "HingeTripletLoss",
            "SimilarityPreservationLoss", "SoftmaxRankingLoss", "CompressionAdapter", "ProjectionHeads", "build_pca",
            "build_prefix", "fit_all", "load_compression_data", "resolve_vectors", "save_run", "train_compressors",

@@ -8,6 +8,8 @@ from pydantic import Field, model_validator
 from ..config import EncoderSpec, TavaModel
 from ..errors import ConfigError
 
+COMPRESSOR_FORMAT = "tava-compressor/1"   # config.json "format" of a compressor directory (compress/io.py writes it)
+
 Method = Literal["dive", "dive-label-free", "pca", "truncate", "matryoshka-adaptor", "search-adaptor"]
 DEFAULT_BASELINES: tuple[Method, ...] = ("pca", "truncate", "matryoshka-adaptor", "search-adaptor")
 METHODS: tuple[str, ...] = ("dive", "dive-label-free", "pca", "truncate", "matryoshka-adaptor", "search-adaptor")

@@ -8,9 +8,9 @@ from typing import Any, Optional
 
 from ..io import write_json
 from ..modeldir import ENCODER_MARKER, load_module, read_module_config, weights_hash, write_module_files
+from .config import COMPRESSOR_FORMAT
 from .model import CompressionAdapter
 
-COMPRESSOR_FORMAT = "tava-compressor/1"
 ENCODER_TYPE = "compressed"
 _HINT = "give a directory written by `tava compress` (<run>/<method>-<dim>d), or re-run it"
 

@@ -208,7 +208,6 @@ def test_compressor_round_trips_through_safetensors_and_rejects_damage(tmp_path)
 def test_compressed_encoder_composes_with_a_base_encoder_and_vector_dirs(tmp_path, tiny_model_dir):
     from adapter_helpers import write_vector_dir
 
-    from tava_core.compress import compress_vector_dir
     from tava_core.compress.io import write_compressor_files
     from tava_core.config import EncoderSpec
     from tava_core.encoders import load_encoder
@@ -228,14 +227,21 @@ def test_compressed_encoder_composes_with_a_base_encoder_and_vector_dirs(tmp_pat
     # vectors already on disk: compressed shard by shard into a directory `tava index` reads
     ids = [f"t{i}" for i in range(len(texts))]
     vec_dir = write_vector_dir(tmp_path / "v", ids, base_vectors, fingerprint=base.fingerprint, name=base.name)
-    out = compress_vector_dir(directory, vec_dir, tmp_path / "v8")
-    out_ids, out_vectors, manifest = read_vector_dir(out)
+    # (`tava translate --adapter <compressor dir>`: the compressed encoder's fingerprint, so its queries search them)
+    from tava_core.home import TavaHome
+    from tava_core.translate import TranslateConfig, translate
+
+    home = TavaHome(tmp_path / "home")
+    record = translate(TranslateConfig(adapter=str(directory), vectors=str(vec_dir), out=str(tmp_path / "v8")), home)
+    out_ids, out_vectors, manifest = read_vector_dir(record["out"])
     assert out_ids == ids and manifest.dim == 8 and manifest.fingerprint == encoder.fingerprint
     assert np.allclose(out_vectors, compressor.map_numpy(base_vectors), atol=1e-6)
     other = write_vector_dir(tmp_path / "w", ids, base_vectors, fingerprint="e" * 24, name="other")
     with pytest.raises(ConfigError, match="trained on"):
-        compress_vector_dir(directory, other, tmp_path / "w8")
+        translate(TranslateConfig(adapter=str(directory), vectors=str(other), out=str(tmp_path / "w8")), home)
     assert not (tmp_path / "w8").exists()
+    with pytest.raises(ConfigError, match="no inverse"):
+        translate(TranslateConfig(adapter=str(directory), vectors=str(vec_dir), direction="inverse"), home)
 
 
 def test_config_rejects_impossible_settings():

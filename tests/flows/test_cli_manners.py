@@ -125,7 +125,7 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
         "translate with both --vectors and --table": (["translate", "--adapter", str(tmp_path), "--vectors",
                                                        str(few_vectors), "--table", "docs"], "give exactly one of"),
         "translate with a folder that is no adapter": (["translate", "--adapter", str(few_vectors), "--vectors",
-                                                        str(few_vectors)], "--adapter: not an adapter directory"),
+                                                        str(few_vectors)], "--adapter: neither an adapter nor a compressor directory"),
         "embed importing vectors of another dim": (
             ["embed", "--dataset", "small", "--collections", "texts", "--import-vectors", str(list_column)],
             "--import-vectors: 16-d vectors, but the encoder all-MiniLM-L6-v2 makes 384-d ones"),
