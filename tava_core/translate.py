@@ -49,7 +49,9 @@ _FINGERPRINT_HINT = ("translate vectors made by the adapter's input encoder, or 
 class TranslateConfig(TavaModel):
     """What `tava translate` moves into another model's space, with which adapter, and where to."""
 
-    adapter: str = Field(..., description="Adapter directory (written by `tava adapt`).")
+    adapter: str = Field(..., description=(
+        "Adapter directory (written by `tava adapt`), or a compressor directory (`tava compress`: stored vectors "
+        "to fewer dims, forward only)."))
     vectors: Optional[str] = Field(None, description=(
         "Vector directory to translate (manifest.json + shards, as `tava embed` writes). Give this or --table."))
     table: Optional[str] = Field(None, description="LanceDB table to translate (as `tava backfill` writes).")

@@ -58,7 +58,11 @@ def test_compress_cli_trains_reports_and_saves_loadable_compressors(prefect_harn
                                                                     for d in (8, 4)}
     assert report["data"]["test_queries"] == 12 and report["data"]["train_queries"] + \
         report["data"]["validation_queries"] == 30
-    assert "| dive |" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "| dive |" in text
+    for row in report["results"]:   # each row says whether training beat its untrained start (best step 0: no)
+        kept = "untrained start" if row["best_step"] == 0 and row["steps"] > 0 else "trained"
+        assert f"| {row['best_step']} | {row['steps']} | {kept} |" in text, (row, text)
     encoder = load_encoder(str(out / "dive-8d"))        # the tiny model, then the compressor
     assert encoder.encode(["protein folding rate"], kind="query").shape == (1, 8)
     assert record["reused"] is False
