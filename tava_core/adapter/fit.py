@@ -64,6 +64,17 @@ def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start:
         # the start's weights, for the keep-learned gate (a reverse adapter trains jointly: no gate then)
         start_state = (copy.deepcopy(adapter.state_dict()) if start not in ("random", "unsupervised")
                        and trainer.reverse is None else None)
+        if start == "unsupervised" and start_map is not None and not config.unsupervised_adversarial:
+            # the found map is the adapter (the same for every seed): adversarial training from it took as long
+            # as the search and changed nothing measurable (config.unsupervised_adversarial)
+            metrics = trainer.evaluate(data)
+            result = TrainingResult(adapter=adapter, reverse=trainer.reverse, seed=seed, best_step=0,
+                                    best_metrics=metrics, initial_metrics=metrics,
+                                    stopped="the unsupervised start, untrained (--unsupervised-adversarial trains from it)")
+            log.info("adapter: the unsupervised start as it is (no adversarial training)")
+            runs.append({**result.summary(), "start": start, "start_evidence": evidence})
+            results.append(result)
+            break
         try:
             result = trainer.fit(data, seed=seed, show_progress=show_progress)
         except TrainingError as exc:

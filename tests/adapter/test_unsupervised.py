@@ -309,3 +309,24 @@ def test_the_domain_weight_changes_nothing_without_domain_vectors(world):
 
     heavy = fit_unsupervised(world["source"], world["target"], seed=0, settings=replace(TINY, domain_weight=5.0))
     np.testing.assert_array_equal(plain.linear_map.weight, heavy.linear_map.weight)
+
+
+def test_the_unsupervised_start_is_the_adapter_unless_adversarial_training_is_asked_for(world, monkeypatch):
+    # adversarial training from the found map took as long as finding it and changed nothing measurable
+    # (bench/results/unpaired_gan_dev.json): by default the found map is the adapter, and no seed trains
+    import tava_core.adapter.fit as fit_module
+    from tava_core.adapter.config import AdapterConfig
+    from tava_core.adapter.data import AdapterData
+    from tava_core.adapter.start import fit_start
+
+    monkeypatch.setattr(fit_module, "unsupervised_settings", lambda config: FAST)
+    data = AdapterData(world["source"], world["target"], world["held_source"], world["held_target"], paired=False)
+    config = AdapterConfig(mode="unpaired", hidden_dims=[32], batch_size=64, max_steps=20, eval_every=10,
+                           warmup_steps=5, seeds=[0, 1])
+    result, runs = fit_module.train_best_of_seeds(data, config)
+    assert [r["start"] for r in runs] == ["unsupervised"] and result.steps == 0
+    start = fit_start(world["source"], world["target"], "unsupervised", seed=0, settings=FAST)
+    np.testing.assert_allclose(result.adapter.map_numpy(world["held_source"]), start(world["held_source"]), atol=1e-4)
+    assert result.reverse is not None     # the inverse map, for `tava translate --direction inverse`
+    trained, runs = fit_module.train_best_of_seeds(data, config.model_copy(update={"unsupervised_adversarial": True}))
+    assert trained.steps > 0 and len(runs) == 2 and "adversarial_kept" in runs[0]["start_evidence"]
