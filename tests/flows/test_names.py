@@ -1,5 +1,6 @@
 """One spelling per concept: flow names are kebab-case, the README's command table names real
-flows, and each deployment is named after the `tava` command that runs the same flow."""
+flows, and each deployment is named after the `tava` command that runs the same flow (`<command>-rollback`
+for the flow its `--rollback` runs)."""
 from __future__ import annotations
 
 import re
@@ -50,7 +51,11 @@ def test_deployments_are_named_after_the_command_running_their_flow():
         if deployment.get("schedules"):
             assert deployment["name"] == by_entrypoint[entry], "a scheduled deployment carries its flow's name"
         else:
-            # `tava index` runs flows/index.py: the deployment of that flow is `index`
-            assert deployment["name"] in COMMANDS, f"{deployment['name']} is not a tava command"
-            command_module = COMMANDS[deployment["name"]][0].split(":")[0].rsplit(".", 1)[-1]
+            # `tava index` runs flows/index.py: the deployment of that flow is `index`; `tava index --rollback`
+            # runs its rollback flow: that deployment is `index-rollback`
+            command = deployment["name"].removesuffix("-rollback")
+            if command != deployment["name"]:
+                assert by_entrypoint[entry].startswith("rollback-"), deployment
+            assert command in COMMANDS, f"{deployment['name']} is not a tava command"
+            command_module = COMMANDS[command][0].split(":")[0].rsplit(".", 1)[-1]
             assert Path(entry.split(":")[0]).stem == command_module, deployment
