@@ -94,6 +94,16 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return Path(path)
 
 
+def config_format(directory: str | Path) -> str | None:
+    """The ``format`` a module directory's ``config.json`` names (an adapter's, a compressor's), or None when
+    there is no readable one: a cheap look before loading anything."""
+    try:
+        value = json.loads((Path(directory) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return value.get("format") if isinstance(value, dict) else None
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:

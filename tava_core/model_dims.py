@@ -21,7 +21,7 @@ MPNET_ALIAS = "all-mpnet-base-v2"
 # The built-in aliases' output dims (encoders.ALIASES names each of them, also as sentence-transformers/<name>).
 ALIAS_DIMS = {TEACHER_ALIAS: 384, "teacher": 384, MPNET_ALIAS: 768}
 HIDDEN_SIZE_KEYS = ("hidden_size", "d_model", "dim", "n_embd")
-MARKERS = ("tava_encoder.json",)
+ENCODER_MARKER = "tava_encoder.json"   # a tava model directory's marker (modeldir, encoders): its type, not a dim
 
 
 def transformer_output_dim(directory: Path, dense_dirs: Sequence[Path]) -> int:
@@ -52,7 +52,7 @@ def declared_dim(model: str) -> Optional[int]:
     if name in ALIAS_DIMS:
         return ALIAS_DIMS[name]
     directory = Path(model).expanduser()
-    if not (directory / "config.json").is_file() or any((directory / m).exists() for m in MARKERS):
+    if not (directory / "config.json").is_file() or (directory / ENCODER_MARKER).exists():
         return None
     try:
         if json.loads((directory / "config.json").read_text()).get("model_type") == "model2vec":

@@ -10,12 +10,12 @@ from torch import nn
 
 from .errors import ModelLoadError
 from .io import read_json, sha256_file, write_json
+from .model_dims import ENCODER_MARKER  # noqa: F401 - defined torch-free there, imported from here
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-ENCODER_MARKER = "tava_encoder.json"
 
 
 def write_module_files(directory: str | Path, module: nn.Module, *, fmt: str,

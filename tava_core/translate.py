@@ -19,7 +19,6 @@ collection, NaN/inf vectors, an inverse the adapter does not have.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -36,7 +35,15 @@ from .embed import vector_shard_is_current
 from .encoders.base import combine_fingerprint
 from .errors import ConfigError, InputError, IntegrityError
 from .home import TavaHome, slug
-from .io import read_json, read_vector_shard, sha256_file, vector_shard_metadata, write_json, write_vector_shard
+from .io import (
+    config_format,
+    read_json,
+    read_vector_shard,
+    sha256_file,
+    vector_shard_metadata,
+    write_json,
+    write_vector_shard,
+)
 from .manifest import ShardRecord, VectorManifest, load_vector_manifest, save_manifest
 
 log = logging.getLogger(__name__)
@@ -113,7 +120,9 @@ def load_translation(adapter_dir: str | Path, direction: str = "forward") -> Tra
     """The adapter (or its inverse) in ``adapter_dir`` with the fingerprints its lineage records; or the compressor
     there (`tava compress`: stored vectors to fewer dims without re-encoding them)."""
     directory = Path(adapter_dir).expanduser().resolve()
-    if _is_compressor(directory):
+    from .compress.config import COMPRESSOR_FORMAT
+
+    if config_format(directory) == COMPRESSOR_FORMAT:
         return _compressor_translation(directory, direction)
     config = read_adapter_config(directory)
     lineage = config.get("lineage", {}) or {}
@@ -132,15 +141,6 @@ def load_translation(adapter_dir: str | Path, direction: str = "forward") -> Tra
                        output_dim=module.output_dim, expected_fingerprint=_side_fingerprint(expected),
                        output_fingerprint=_side_fingerprint(output),
                        output_encoder=output.get("name") if isinstance(output, dict) else None)
-
-
-def _is_compressor(directory: Path) -> bool:
-    from .compress.config import COMPRESSOR_FORMAT
-
-    try:
-        return json.loads((directory / "config.json").read_text()).get("format") == COMPRESSOR_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _compressor_translation(directory: Path, direction: str) -> Translation:

@@ -147,16 +147,12 @@ def imported_vectors(path: Optional[str], encoder_spec: Optional[EncoderSpec | s
 def compress_dims(config) -> None:  # noqa: ANN001 (CompressConfig: lazy imports)
     """`tava compress`'s target dims are below the vectors' (from --corpus-vectors' manifest, else the encoder's
     files): refused before any corpus is embedded, not after."""
+    from tava_core.manifest import load_vector_manifest
     from tava_core.model_dims import declared_dim
 
-    dim: Optional[int] = None
-    if config.corpus_vectors:
-        try:
-            dim = int(json.loads((Path(config.corpus_vectors).expanduser() / MANIFEST).read_text())["dim"])
-        except (OSError, ValueError, KeyError, TypeError):
-            dim = None
-    else:
-        dim = declared_dim(config.encoder.model)
+    # --corpus-vectors was checked to hold a manifest (vector_dirs, called first)
+    dim = (load_vector_manifest(Path(config.corpus_vectors).expanduser()).dim if config.corpus_vectors
+           else declared_dim(config.encoder.model))
     too_big = [d for d in config.dims if dim is not None and d >= dim]
     if dim is not None and too_big:
         raise ConfigError(f"--dims: target dims {too_big} are not below the vectors' {dim} dimensions",
@@ -168,14 +164,12 @@ def translation_map(directory: Optional[str], option: str = "--adapter") -> None
     format; loading checks the weights)."""
     from tava_core.adapter.config import ADAPTER_FORMAT
     from tava_core.compress.config import COMPRESSOR_FORMAT
+    from tava_core.io import config_format
 
     if directory is None:
         return
     path = Path(directory).expanduser()
-    try:
-        fmt = json.loads((path / "config.json").read_text()).get("format")
-    except (OSError, ValueError, AttributeError):
-        fmt = None
+    fmt = config_format(path)
     if fmt not in (ADAPTER_FORMAT, COMPRESSOR_FORMAT):
         found = "no config.json" if not (path / "config.json").is_file() else f"config.json format {fmt!r}"
         raise ModelLoadError(f"{option}: neither an adapter nor a compressor directory ({found})", path=path,

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..config import EncoderSpec
 from ..encoders.base import Encoder, TextKind, combine_fingerprint
-from ..errors import ConfigError, ModelLoadError
+from ..errors import ConfigError, ModelLoadError, TavaError
 from ..io import atomic_directory, read_json, sha256_file, write_json
 from ..modeldir import ENCODER_MARKER
 from .calibrate import Calibration, confidence
@@ -103,6 +103,15 @@ def save_router(directory: str | Path, *, student: EncoderSpec, student_fingerpr
     return Path(directory)
 
 
+def check_teacher_space(student: Encoder, teacher: Encoder, *, error: type[TavaError] = ConfigError) -> None:
+    """A router's student answers in the teacher's space: its queries are searched among the teacher's vectors."""
+    if student.dim != teacher.dim:
+        raise error(f"--student: {student.name} makes {student.dim}-d vectors, the teacher {teacher.name} "
+                    f"{teacher.dim}-d ones; a router's student answers in the teacher's space",
+                    hint="give the student + adapter (`tava adapt --student STUDENT` makes one that loads as an "
+                         "encoder), or the teacher the student was distilled from")
+
+
 class RoutedEncoder(Encoder):
     """Student (+ adapter) for confident queries, teacher for the rest; teacher for documents.
 
@@ -119,9 +128,7 @@ class RoutedEncoder(Encoder):
                  threshold: Threshold, *, weights_sha256: str, name: str,
                  routing: Optional[ThresholdPolicy] = None, fast_path: bool = True,
                  fuse_static: bool = True) -> None:
-        if student.dim != teacher.dim:
-            raise ModelLoadError(f"the router's student gives {student.dim}-d vectors, its teacher {teacher.dim}-d",
-                                 hint="route a student whose vectors are in the teacher's space (Stage A, or + adapter)")
+        check_teacher_space(student, teacher, error=ModelLoadError)
         self.student, self.teacher = student, teacher
         self.signal_model, self.calibration, self.threshold = signal_model, calibration, threshold
         self.routing = routing or ThresholdPolicy()

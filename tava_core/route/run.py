@@ -23,7 +23,7 @@ from .build import TextVectors, fit_router
 from .config import RouterConfig, reference_location
 from .curves import SHARES, curves_from_vectors
 from .report import write_route_report
-from .router import RoutedEncoder, load_router, save_router, threshold_from
+from .router import RoutedEncoder, check_teacher_space, load_router, save_router, threshold_from
 from .stored import calibration_views
 from .threshold import simulate_stream
 
@@ -58,11 +58,7 @@ def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test
     started = time.time()
     student = load_encoder(config.student, cache=False)
     teacher = load_encoder(config.teacher)
-    if student.dim != teacher.dim:   # before any encoding: the student's queries are searched among teacher vectors
-        raise ConfigError(f"--student: {student.name} makes {student.dim}-d vectors, the teacher {teacher.name} "
-                          f"{teacher.dim}-d ones; a router's student answers in the teacher's space",
-                          hint="give the student + adapter (`tava adapt --student STUDENT` makes one that loads as an "
-                               "encoder), or the teacher the student was distilled from")
+    check_teacher_space(student, teacher)   # before any encoding
     threshold_from_check = (config.teacher_budget, config.target_agreement)
     # its documents alone: a corpus without qrels serves (the labels are never used here)
     data = load_retrieval_data(config.dataset, split, home, documents_only=True)
