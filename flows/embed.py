@@ -86,13 +86,12 @@ def embed_shards(jobs: list[ShardJob], specs: list, fingerprint: str) -> list[Sh
 DEFAULT_EMBED_CONFIG = EmbedConfig()
 
 
-def _backends_note(out_dir, jobs, reused) -> str:  # noqa: ANN001 (Path, ShardJob lists)
-    """', backend onnx' (or 'torch'; both when shards differ) for the shards this run computed: the runtime that ran."""
+def computed_backends(jobs: list[ShardJob], reused: list[ShardJob]) -> list[str]:
+    """The runtimes ('onnx', 'torch') that encoded the shards this run computed, as each shard records it."""
     from tava_core.io import vector_shard_metadata
 
     computed = [job for job in jobs if job not in reused]
-    backends = sorted({str(vector_shard_metadata(job.out_path).get("backend")) for job in computed} - {"None"})
-    return f", backend {' and '.join(backends)}" if backends else ""
+    return sorted({str(vector_shard_metadata(job.out_path).get("backend")) for job in computed} - {"None"})
 
 
 @flow(name="embed-dataset", log_prints=True)
@@ -127,13 +126,14 @@ def embed_dataset_flow(config: EmbedConfig = DEFAULT_EMBED_CONFIG, home: Optiona
             work = dict(computed_shards=len(jobs) - len(reused),
                         computed_rows=sum(job.rows for job in jobs) - reused_rows,
                         reused_shards=len(reused), reused_rows=reused_rows)
+            backends = computed_backends(jobs, reused)
             logger.info("%s: %d shards %s (%d rows), %d reused (%d rows) by %s%s", collection,
                         work["computed_shards"], "imported" if config.import_vectors else "computed",
                         work["computed_rows"], work["reused_shards"], work["reused_rows"], encoder.name,
-                        _backends_note(out_dir, jobs, reused))
+                        f", backend {' and '.join(backends)}" if backends else "")
             write_vector_manifest(out_dir, manifest, collection, encoder, records)
         results.append(VectorSet(collection=collection, vectors_dir=str(out_dir), rows=sum(r.rows for r in records),
-                                 shards=len(records), dim=encoder.dim, **work,
+                                 shards=len(records), dim=encoder.dim, **work, backends=backends,
                                  imported_from=config.import_vectors if work["computed_shards"] else None))
     return EmbedResult(dataset=manifest.name, encoder=encoder.info(), collections=results)
 

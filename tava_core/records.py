@@ -39,6 +39,9 @@ class VectorSet(Record):
     reused_shards: int = 0
     reused_rows: int = 0
     imported_from: Optional[str] = None   # the computed shards were imported from this file, not encoded
+    # The runtimes that encoded this run's computed shards ('onnx', 'torch'; empty when nothing was
+    # encoded here): `--encoder-backend auto` picks per machine, and a user comparing speeds needs to know.
+    backends: list[str] = []
 
 
 class EmbedResult(Record):

@@ -110,6 +110,7 @@ def test_flow_is_cached_and_dask_gives_the_same_vectors_and_index(tava_home, tin
     before = _mtimes(out_dir)
     second = embed_dataset_flow(EmbedConfig(dataset="toy", encoder=spec), home=str(tava_home))
     assert second.collections[0].rows == 120 and _mtimes(out_dir) == before
+    assert first.collections[0].backends and second.collections[0].backends == []  # nothing encoded the second time
     index_config = IndexConfig(vectors=str(out_dir), factory="HNSW32,Flat", recall_queries=20)
     local_index = rebuild_index(index_config, home=str(tava_home))
 

@@ -398,6 +398,12 @@ def test_embed_says_what_it_computed_and_what_it_reused(tava_home, tiny_model_di
     [collection] = json.loads(second.stdout)["collections"]
     assert (collection["computed_shards"], collection["reused_shards"]) == (2, 4)
     assert (collection["computed_rows"], collection["reused_rows"]) == (20, 40) and collection["rows"] == 60
+    # The runtime that encoded the two redone shards, as they record it (auto: onnx where it agrees, else torch).
+    from tava_core.io import vector_shard_metadata
+
+    redone = {vector_shard_metadata(p)["backend"] for p in sorted(out_dir.glob("shard-*.parquet"))[:2]}
+    assert collection["backends"] == sorted(redone) and redone <= {"onnx", "torch"}
+    assert json.loads(first.stdout)["collections"][0]["backends"] == collection["backends"]
     assert "texts: 2 shards computed (20 rows), 4 reused (40 rows)" in second.stderr
 
 
