@@ -50,8 +50,12 @@ def markdown_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_ndcg(report: dict[str, Any], path: str | Path) -> Path:
-    """nDCG@10 against dimension, one line per method, the uncompressed score as a dashed line."""
+def ndcg_figure(report: dict[str, Any]):  # noqa: ANN201 (a matplotlib Figure; matplotlib is imported lazily)
+    """nDCG@10 against dimension, one line per method, the uncompressed score as a dashed line.
+
+    The x axis has a tick at each compressed dimension (log2-spaced when they span 4x or more, as
+    dimensions usually halve); with a single dimension, one bar per method instead, since a line
+    through one point on an axis of invented ticks says nothing."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,16 +63,36 @@ def plot_ndcg(report: dict[str, Any], path: str | Path) -> Path:
 
     full = report["full_dimension"]
     key = "test" if full.get("test") is not None else "validation"
+    table = ndcg_table(report, key)
+    dims = sorted({d for by_dim in table.values() for d in by_dim})
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, by_dim in ndcg_table(report, key).items():
-        dims = sorted(by_dim)
-        ax.plot(dims, [by_dim[d] for d in dims], marker="o", label=method)
+    if len(dims) == 1:
+        methods = list(table)
+        ax.bar(range(len(methods)), [table[m][dims[0]] for m in methods], color="tab:blue")
+        ax.set_xticks(range(len(methods)), methods)
+        ax.set_xlabel(f"method at {dims[0]} dimensions")
+    else:
+        for method, by_dim in table.items():
+            own = sorted(by_dim)
+            ax.plot(own, [by_dim[d] for d in own], marker="o", label=method)
+        if dims[-1] >= 4 * dims[0]:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(dims, [str(d) for d in dims])
+        ax.minorticks_off()
+        ax.set_xlabel("dimensions")
     ax.axhline((full[key])["ndcg_at_10"], linestyle="--", color="gray", label=f"uncompressed {report['input_dim']}-d")
-    ax.set_xlabel("dimensions")
     ax.set_ylabel(f"nDCG@10 ({key})")
     ax.set_title(f"compression of {report['encoder'].get('name', 'encoder')} on {report['data'].get('dataset')}")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_ndcg(report: dict[str, Any], path: str | Path) -> Path:
+    """Save :func:`ndcg_figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = ndcg_figure(report)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

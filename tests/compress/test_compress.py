@@ -310,3 +310,27 @@ def test_a_missing_split_names_the_option_that_chooses_it(tmp_path, tava_home, o
     with pytest.raises(InputError, match="qrels file for this split not found") as info:
         load_splits(CompressConfig(dataset=str(root), **options), TavaHome(tava_home))
     assert info.value.hint.startswith("splits present: test; choose one with " + option), info.value.hint
+
+
+def _report(dims: list[int]) -> dict:
+    rows = [{"method": m, "dim": d, "validation_ndcg_at_10": 0.5 + 0.01 * d / max(dims) + (0.02 if m == "dive" else 0)}
+            for m in ("pca", "dive") for d in dims]
+    return {"results": rows, "full_dimension": {"validation": {"ndcg_at_10": 0.6}, "test": None}, "input_dim": 384,
+            "encoder": {"name": "enc"}, "data": {"dataset": "d"}}
+
+
+@pytest.mark.parametrize("dims", [[64], [32, 64, 128, 256], [200, 300]])
+def test_ndcg_figure_ticks_are_the_compressed_dimensions_or_one_bar_per_method(dims):
+    import matplotlib.pyplot as plt
+
+    from tava_core.compress.report import ndcg_figure
+
+    fig = ndcg_figure(_report(dims))
+    [ax] = fig.axes
+    if len(dims) == 1:   # one dimension: a bar per method, named, at its score
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["pca", "dive"]
+        assert [round(p.get_height(), 4) for p in ax.patches] == [0.51, 0.53]
+    else:                # a tick at each dimension, log2-spaced when they span 4x
+        assert list(ax.get_xticks()) == dims and [t.get_text() for t in ax.get_xticklabels()] == [str(d) for d in dims]
+        assert ax.get_xscale() == ("log" if dims[-1] >= 4 * dims[0] else "linear")
+    plt.close(fig)
