@@ -181,7 +181,7 @@ def load_beir_directory(directory: Path, split: str, judgements: Optional[Path] 
         qrels_path, qrels, lines, queries = _judged_queries(directory, split, judgements)
     corpus_path, corpus = _read_jsonl(directory, "corpus")
     corpus_ids = [str(r["_id"]) for _, r in corpus]
-    absent = _check_ids(qrels, lines, set(corpus_ids), set(queries), qrels_path) if qrels else []
+    absent = _check_ids(qrels, lines, set(corpus_ids), set(queries), qrels_path)   # nothing to check when documents_only
     query_ids = [qid for qid in queries if qid in qrels]
     return RetrievalData(
         name=slug(directory.name), source=directory, split=split, corpus_ids=corpus_ids,
