@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from tava_core import linalg
+
 log = logging.getLogger(__name__)
 
 
@@ -47,7 +49,7 @@ def knn_overlap(student: np.ndarray, teacher: np.ndarray, k: int = 10) -> np.nda
 
 def _local_basis(points: np.ndarray, dim: int) -> np.ndarray:
     centred = points - points.mean(axis=0)
-    u, _, _ = np.linalg.svd(centred, full_matrices=False)
+    u, _, _ = linalg.svd(centred)
     return u[:, :dim]   # the tangent directions expressed over the neighbours (n_neighbours x dim)
 
 
@@ -61,12 +63,13 @@ def tangent_angles(student: np.ndarray, teacher: np.ndarray, k: int = 10, tangen
     idx = neighbourhoods if neighbourhoods is not None else neighbours(teacher, k)
     s, t = _unit(student), _unit(teacher)
     out = np.empty(len(s), dtype=np.float32)
-    for row in range(len(s)):
-        members = np.concatenate([[row], idx[row]])
-        dim = min(tangent_dim, len(members) - 1)
-        us, ut = _local_basis(s[members], dim), _local_basis(t[members], dim)
-        cosines = np.clip(np.linalg.svd(us.T @ ut, compute_uv=False), -1.0, 1.0)
-        out[row] = float(np.degrees(np.arccos(cosines)).mean())
+    with linalg.one_blas_thread():   # once for the loop: three tiny factorisations a text
+        for row in range(len(s)):
+            members = np.concatenate([[row], idx[row]])
+            dim = min(tangent_dim, len(members) - 1)
+            us, ut = _local_basis(s[members], dim), _local_basis(t[members], dim)
+            cosines = np.clip(linalg.svd(us.T @ ut, compute_uv=False), -1.0, 1.0)
+            out[row] = float(np.degrees(np.arccos(cosines)).mean())
     return out
 
 

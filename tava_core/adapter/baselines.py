@@ -9,6 +9,8 @@ from typing import Optional
 
 import numpy as np
 
+from tava_core import linalg
+
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -42,7 +44,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float = 1e-2) -> LinearMap:
     xc, yc = x64 - mx, y64 - my
     gram = xc.T @ xc
     lam = alpha * np.trace(gram) / gram.shape[0]
-    weight = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), xc.T @ yc)
+    weight = linalg.solve(gram + lam * np.eye(gram.shape[0]), xc.T @ yc)
     bias = my - mx @ weight
     return LinearMap("ridge", weight.astype(np.float32), bias.astype(np.float32), note=f"alpha={alpha}")
 
@@ -54,7 +56,7 @@ def fit_procrustes(x: np.ndarray, y: np.ndarray) -> LinearMap:
     input it is an isometric embedding (the same as zero-padding the input to the output's
     dimension and fitting a square rotation); for a larger input it is a projection.
     """
-    u, _, vt = np.linalg.svd(x.astype(np.float64).T @ y.astype(np.float64), full_matrices=False)
+    u, _, vt = linalg.svd(x.astype(np.float64).T @ y.astype(np.float64))
     weight = (u @ vt).astype(np.float32)
     note = "square rotation" if x.shape[1] == y.shape[1] else (
         "semi-orthogonal: isometric embedding (= zero-padding + rotation)" if x.shape[1] < y.shape[1]

@@ -47,6 +47,8 @@ from typing import Any, Literal, Optional
 import numpy as np
 import torch
 
+from tava_core import linalg
+
 from ..errors import ConfigError
 from .baselines import LinearMap
 
@@ -125,7 +127,7 @@ def _centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def procrustes_weight(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """(Semi-)orthogonal W minimising ||source W - target|| (W = U V' from the SVD of source' target)."""
-    u, _, vt = np.linalg.svd(source.astype(np.float64).T @ target.astype(np.float64), full_matrices=False)
+    u, _, vt = linalg.svd(source.astype(np.float64).T @ target.astype(np.float64))
     return (u @ vt).astype(np.float32)
 
 
@@ -489,7 +491,7 @@ def inverse_of(linear_map: LinearMap) -> LinearMap:
     """The affine map back: x ≈ (y - b) pinv(W) (exact for a semi-orthogonal W scaled by s: W'/s²)."""
     if linear_map.weight is None:  # the identity is its own inverse (up to the bias)
         raise ValueError("inverse_of needs a fitted weight; the identity map has none")
-    pinv = np.linalg.pinv(linear_map.weight.astype(np.float64))
+    pinv = linalg.pinv(linear_map.weight.astype(np.float64))
     bias = -(linear_map.bias.astype(np.float64) @ pinv) if linear_map.bias is not None else None
     return LinearMap(f"{linear_map.name}-inverse", pinv.astype(np.float32),
                      None if bias is None else bias.astype(np.float32), note=f"inverse of: {linear_map.note}")

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tava_core import linalg
+
 
 class CompressionAdapter(nn.Module):
     """Maps ``input_dim`` vectors to L2-normalised ``output_dim`` vectors."""
@@ -97,7 +99,7 @@ def pca_axes(vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(axis=0)
     # eigen-decomposition of the covariance: d x d, cheaper than an SVD of n x d
     cov = (x - mean).T @ (x - mean) / max(len(x) - 1, 1)
-    values, vecs = np.linalg.eigh(cov)
+    values, vecs = linalg.eigh(cov)
     order = np.argsort(values)[::-1][:dim]
     axes = vecs[:, order].T
     # a deterministic sign per axis (largest-magnitude coordinate positive)

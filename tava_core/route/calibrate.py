@@ -20,6 +20,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from tava_core import linalg
+
 from ..evaluate.metrics import rows_per_block
 from .signals import SignalModel, compute_signals
 
@@ -136,7 +138,7 @@ def feature_matrix(model: SignalModel, texts: Sequence[str], student: np.ndarray
 
 
 def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    return np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y.mean()))
+    return linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y.mean()))
 
 
 def _logistic(x: np.ndarray, labels: np.ndarray, alpha: float, *, iterations: int = 25) -> np.ndarray:
@@ -146,7 +148,7 @@ def _logistic(x: np.ndarray, labels: np.ndarray, alpha: float, *, iterations: in
         p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
         grad = x.T @ (p - labels) + alpha * w
         hess = (x * (p * (1 - p))[:, None]).T @ x + alpha * np.eye(x.shape[1])
-        step = np.linalg.solve(hess, grad)
+        step = linalg.solve(hess, grad)
         w -= step
         if np.abs(step).max() < 1e-6:
             break

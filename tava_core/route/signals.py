@@ -47,6 +47,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tava_core import linalg
+
 from .trust import word_trust_signal
 from .words import WORD_BUCKETS, WordBags, word_buckets
 
@@ -119,7 +121,7 @@ def ridge_map(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     """W minimising ||xW - y||^2 + alpha ||W||^2 (closed form, float64 for stability)."""
     x64, y64 = x.astype(np.float64), y.astype(np.float64)
     gram = x64.T @ x64 + alpha * np.eye(x.shape[1])
-    return np.linalg.solve(gram, x64.T @ y64).astype(np.float32)
+    return linalg.solve(gram, x64.T @ y64).astype(np.float32)
 
 
 @dataclass
@@ -204,8 +206,7 @@ def document_bank(documents: np.ndarray, *, size: int, pca_dim: int, seed: int =
         docs = docs[rows]
     if not pca_dim or pca_dim >= docs.shape[1]:
         return docs, none, rows, none
-    _, _, vt = np.linalg.svd(docs[rng.choice(len(docs), size=min(len(docs), 8192), replace=False)],
-                             full_matrices=False)
+    _, _, vt = linalg.svd(docs[rng.choice(len(docs), size=min(len(docs), 8192), replace=False)])
     basis = vt[:pca_dim].T.astype(np.float32)
     return (docs @ basis).astype(np.float32), basis, rows, (docs if keep_exact else none)
 
@@ -272,7 +273,7 @@ def fit_signal_model(texts: Sequence[str], student: np.ndarray, teacher: np.ndar
     # Uncentred PCA (the mean direction included): dot products in the reduced space approximate
     # the cosines of the unit vectors, and a query off the training manifold projects short, so
     # its nearest-neighbour similarities drop instead of being blown up by re-normalisation.
-    _, _, vt = np.linalg.svd(s[rng.choice(len(s), size=min(len(s), 8192), replace=False)], full_matrices=False)
+    _, _, vt = linalg.svd(s[rng.choice(len(s), size=min(len(s), 8192), replace=False)])
     pca = vt[:pca_dim].T.astype(np.float32)
     pick = rng.choice(len(s), size=min(bank_size, len(s)), replace=False)
     bank = (s[pick] @ pca).astype(np.float32)
