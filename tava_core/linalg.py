@@ -45,7 +45,9 @@ def one_blas_thread() -> Iterator[None]:
 def svd(a: np.ndarray, *, full_matrices: bool = False, compute_uv: bool = True) -> Any:
     """``np.linalg.svd`` on one BLAS thread (thin by default)."""
     with one_blas_thread():
-        return np.linalg.svd(a, full_matrices=full_matrices, compute_uv=compute_uv)
+        if compute_uv:
+            return np.linalg.svd(a, full_matrices=full_matrices)
+        return np.linalg.svd(a, compute_uv=False)
 
 
 def solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
