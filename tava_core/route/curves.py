@@ -42,6 +42,9 @@ def routing_curves(*, student_ndcg: np.ndarray, teacher_ndcg: np.ndarray, studen
     priorities = {"router": confidence, "longest_first": -lengths.astype(np.float64),
                   "label_free_oracle": agreement, "labelled_oracle": -gain}
     gap = float(teacher_ndcg.mean() - student_ndcg.mean())
+    # Under MIN_GAP (or negative: the student beats the teacher, so every routed query costs) a share of
+    # the gap is noise or reads backwards (a router below random came out "2.0x random"): None then.
+    meaningful = gap >= MIN_GAP
     rows: list[dict[str, Any]] = []
     for share in shares:
         row: dict[str, Any] = {"share": float(share)}
@@ -56,15 +59,15 @@ def routing_curves(*, student_ndcg: np.ndarray, teacher_ndcg: np.ndarray, studen
                 values = np.where(mask, teacher_ndcg, student_ndcg)
                 overlap = np.where(mask, 1.0, student_overlap)
             routed_values[method] = values
-            recovered = float((values.mean() - student_ndcg.mean()) / gap) if abs(gap) > 1e-12 else 0.0
+            recovered = float((values.mean() - student_ndcg.mean()) / gap) if meaningful else None
             row[method] = {"ndcg10": float(values.mean()), "top10_overlap_with_teacher": float(overlap.mean()),
                            "gap_recovered": recovered}
         row["router_vs_random"] = paired_bootstrap(routed_values["router"], routed_values["random"],
                                                    resamples=bootstrap_resamples)
-        rand = row["random"]["gap_recovered"]
-        row["router_over_random_gap_ratio"] = row["router"]["gap_recovered"] / rand if rand > 1e-12 else None
-        row["router_minus_label_free_oracle_gap"] = (row["router"]["gap_recovered"]
-                                                     - row["label_free_oracle"]["gap_recovered"])
+        rand, routed = row["random"]["gap_recovered"], row["router"]["gap_recovered"]
+        row["router_over_random_gap_ratio"] = routed / rand if meaningful and rand > 1e-12 else None
+        row["router_minus_label_free_oracle_gap"] = (routed - row["label_free_oracle"]["gap_recovered"]
+                                                     if meaningful else None)
         if costs:
             row["cost_per_query_teacher_units"] = (costs["student"] + costs["confidence"]
                                                    + share * costs["teacher"]) / costs["teacher"]
@@ -72,8 +75,8 @@ def routing_curves(*, student_ndcg: np.ndarray, teacher_ndcg: np.ndarray, studen
     return {"queries": int(len(gain)), "student_ndcg10": float(student_ndcg.mean()),
             "teacher_ndcg10": float(teacher_ndcg.mean()), "gap": gap,
             # a share of a gap this small is noise (a student within 0.0003 of its teacher read "1103%
-            # recovered"): the report prints no shares then; the JSON keeps them, flagged
-            "gap_meaningful": bool(gap >= MIN_GAP),
+            # recovered"): the shares, their ratio and the oracle distance are None then, and the report prints none
+            "gap_meaningful": bool(meaningful),
             "queries_student_below_teacher": float((gain > 0).mean()), "rows": rows, "costs": costs or {}}
 
 

@@ -111,10 +111,11 @@ def test_routing_curves_baselines_and_gap_recovered():
     assert route_lowest(np.array([3.0, 1.0, 2.0, 0.0]), 0.5).tolist() == [False, True, False, True]
 
 
-@pytest.mark.parametrize("lead, meaningful", [(0.3, True), (0.0003, False)])
+@pytest.mark.parametrize("lead, meaningful", [(0.3, True), (0.0003, False), (-0.05, False)])
 def test_the_report_shows_shares_of_a_gap_only_when_there_is_one(lead, meaningful):
-    """A student within 0.0003 of its teacher read "1103% of the gap recovered": under MIN_GAP the
-    markdown shows nDCG@10 alone and says why; the JSON keeps the numbers, flagged."""
+    """A student within 0.0003 of its teacher read "1103% of the gap recovered", and one ahead of its
+    teacher (a negative gap) "2.0x random" for a router below random: under MIN_GAP the markdown shows
+    nDCG@10 alone and says why, and the JSON's shares, ratio and oracle distance are None."""
     from tava_core.route.report import markdown
 
     rng = np.random.default_rng(5)
@@ -127,8 +128,16 @@ def test_the_report_shows_shares_of_a_gap_only_when_there_is_one(lead, meaningfu
                             confidence=rng.random(n), lengths=rng.integers(3, 30, n), agreement=rng.random(n),
                             shares=(0.0, 0.1), bootstrap_resamples=50)
     assert curves["gap"] == pytest.approx(lead) and curves["gap_meaningful"] is meaningful
+    row = curves["rows"][1]
+    shares = [row[m]["gap_recovered"] for m in ("router", "random", "labelled_oracle")]
+    derived = [row["router_over_random_gap_ratio"], row["router_minus_label_free_oracle_gap"]]
+    if meaningful:
+        assert all(isinstance(v, float) for v in shares + derived)
+    else:
+        assert shares + derived == [None] * 5
     text = markdown(curves)
-    assert ("%)" in text) is meaningful and ("not shown" in text) is not meaningful
+    said_why = "not shown" in text or "no gap to recover" in text
+    assert ("%)" in text) is meaningful and said_why is not meaningful
 
 
 # ----------------------------------------------------------------------------- router directory
