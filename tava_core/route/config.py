@@ -121,6 +121,7 @@ class RouterConfig(TavaModel):
 
 
 ROUTER_JSON = "router.json"
+ROUTER_WEIGHTS = "router.safetensors"
 
 
 def router_meta_path(directory: str | Path, option: str = "--router") -> Path:
@@ -128,9 +129,11 @@ def router_meta_path(directory: str | Path, option: str = "--router") -> Path:
     it before Prefect starts, the evaluation before any encoding)."""
     from ..errors import ModelLoadError
 
-    path = Path(directory).expanduser() / ROUTER_JSON
-    if not path.is_file():
-        raise ModelLoadError(f"{option}: not a router directory (no {ROUTER_JSON})", path=Path(directory).expanduser(),
+    directory = Path(directory).expanduser()
+    path = directory / ROUTER_JSON
+    missing = [name for name in (ROUTER_JSON, ROUTER_WEIGHTS) if not (directory / name).is_file()]
+    if missing:
+        raise ModelLoadError(f"{option}: not a router directory (no {' or '.join(missing)})", path=directory,
                              hint="make one with `tava calibrate-router`; `tava run` saves one inside the adapter's "
                                   "registry version (<version>/router)")
     return path

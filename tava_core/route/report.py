@@ -12,7 +12,8 @@ LABELS = {"router": "router (confidence)", "random": "random", "longest_first": 
 
 
 def markdown(curves: dict[str, Any]) -> str:
-    lines = [f"Student nDCG@10 {curves['student_ndcg10']:.4f}, teacher {curves['teacher_ndcg10']:.4f} "
+    lines = [f"**Warning:** {warning}\n" for warning in curves.get("warnings", [])]
+    lines += [f"Student nDCG@10 {curves['student_ndcg10']:.4f}, teacher {curves['teacher_ndcg10']:.4f} "
              f"({curves['queries']} queries; {curves['queries_student_below_teacher']:.0%} score below the teacher).",
              "", "| share to teacher | " + " | ".join(LABELS[m] for m in LABELS) + " | router - random (95% CI) | cost/query |",
              "|---" * (len(LABELS) + 3) + "|"]

@@ -26,12 +26,11 @@ from ..errors import ConfigError, ModelLoadError, TavaError
 from ..io import atomic_directory, read_json, sha256_file, write_json
 from ..modeldir import ENCODER_MARKER
 from .calibrate import Calibration, confidence
-from .config import ROUTER_JSON, ThresholdPolicy
+from .config import ROUTER_JSON, ROUTER_WEIGHTS, ThresholdPolicy
 from .fast import CompiledConfidence
 from .signals import SignalModel
 from .threshold import LiveThreshold
 
-ROUTER_WEIGHTS = "router.safetensors"
 FORMAT = "tava-router-1"
 # What a router.json without a "routing" entry (saved before the adaptive policy) routes with.
 SAVED_BEFORE_POLICIES = ThresholdPolicy(mode="fixed")
@@ -127,8 +126,10 @@ class RoutedEncoder(Encoder):
     def __init__(self, student: Encoder, teacher: Encoder, signal_model: SignalModel, calibration: Calibration,
                  threshold: Threshold, *, weights_sha256: str, name: str,
                  routing: Optional[ThresholdPolicy] = None, fast_path: bool = True,
-                 fuse_static: bool = True) -> None:
+                 fuse_static: bool = True, served_corpus: Optional[dict[str, Any]] = None) -> None:
         check_teacher_space(student, teacher, error=ModelLoadError)
+        # the corpus whose documents the retrieval signals read (calibration's data.summary(); {} if unknown)
+        self.served_corpus = dict(served_corpus or {})
         self.student, self.teacher = student, teacher
         self.signal_model, self.calibration, self.threshold = signal_model, calibration, threshold
         self.routing = routing or ThresholdPolicy()
@@ -316,4 +317,5 @@ def load_router(directory: str | Path, spec: Optional[EncoderSpec] = None, *,
                                  hint="fix or delete the 'routing' entry (without one the saved threshold is used), "
                                       "or recalibrate with `tava calibrate-router`") from None
     return RoutedEncoder(student, teacher, signal_model, calibration, threshold,
-                         weights_sha256=meta["weights_sha256"], name=directory.name, routing=routing)
+                         weights_sha256=meta["weights_sha256"], name=directory.name, routing=routing,
+                         served_corpus=(meta.get("report") or {}).get("dataset"))

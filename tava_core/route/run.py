@@ -138,6 +138,23 @@ def query_vectors(encoder: Encoder, data: RetrievalData, home: TavaHome) -> tupl
     return encoder.encode(data.query_texts, kind="query"), "encoded"
 
 
+def served_elsewhere(router: RoutedEncoder, data: RetrievalData) -> Optional[str]:
+    """Why this router's confidences do not belong to ``data`` (its retrieval signals read a bank of another
+    corpus's documents), or None. A warning, not a refusal: a promotion gate may score a router on a corpus
+    beside the one it serves, and the curves are still the router's, only not this corpus's router's."""
+    served = router.served_corpus
+    if not served.get("corpus_checksum") or served["corpus_checksum"] == data.corpus_checksum:
+        return None
+    # the checksum is of the file read (an ingested dataset's and its raw BEIR folder's differ): the same
+    # name and document count is the same corpus
+    if served.get("name") == data.name and served.get("documents") == len(data.corpus_ids):
+        return None
+    return (f"router {router.name} was calibrated on {served.get('name')!r} ({served.get('documents')} documents) and "
+            f"its confidence reads a bank of those documents; {data.name!r} ({len(data.corpus_ids)} documents) is "
+            f"another corpus, so its confidences and routed shares here are not what a router of this corpus would "
+            f"give (fix: `tava calibrate-router --dataset {data.name} ...` to route this corpus)")
+
+
 def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, home: TavaHome, out_dir: Path, *,
                     shares: Sequence[float] = SHARES, documents: Optional[np.ndarray] = None,
                     measure_costs: bool = True, student_speedup: Optional[float] = None,
@@ -158,6 +175,9 @@ def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, hom
                           hint="pass the student's query speed over the teacher's from its evaluation")
     if not isinstance(router, RoutedEncoder):
         router = load_router(router)
+    other_corpus = served_elsewhere(router, data)
+    if other_corpus:
+        log.warning("%s", other_corpus)
     if documents is None:
         documents = load_corpus_vectors(data, embed_corpus(data, router.teacher, home, show_progress=False))
     texts = data.query_texts
@@ -182,7 +202,10 @@ def evaluate_router(router: RoutedEncoder | str | Path, data: RetrievalData, hom
     curves["routing"] = router.routing.model_dump(mode="json")
     curves["routed_share_live"] = live_shares(router, scores)
     curves["dataset"] = data.summary()
-    curves["router"] = {"name": router.name, "fingerprint": router.fingerprint}
+    curves["router"] = {"name": router.name, "fingerprint": router.fingerprint,
+                        "served_corpus": router.served_corpus.get("name")}
+    if other_corpus:
+        curves["warnings"] = [other_corpus]
     curves["query_vectors"] = {"student": student_source, "teacher": teacher_source}
     if costs is not None:
         curves["teacher_cost"] = ("timed" if student_speedup is None else

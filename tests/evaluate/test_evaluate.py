@@ -221,6 +221,10 @@ def test_router_must_be_a_router_of_this_teacher_before_any_encoding(beir_dir, t
     router.mkdir()
     record = {"spec": {"model": str(tiny_wide)}, "fingerprint": load_encoder(str(tiny_wide)).fingerprint}
     (router / "router.json").write_text(json.dumps({"teacher": record}))
+    # its weights missing: refused at once too (it used to fail only after the whole evaluation)
+    with pytest.raises(ModelLoadError, match=r"not a router directory \(no router.safetensors\)"):
+        evaluate(EvalConfig(dataset=str(beir_dir), teacher=teacher, router=str(router)), TavaHome(tava_home))
+    (router / "router.safetensors").write_bytes(b"")
     with pytest.raises(ConfigError, match=f"sends queries to teacher '{tiny_wide}'") as info:
         evaluate(EvalConfig(dataset=str(beir_dir), teacher=teacher, router=str(router)), TavaHome(tava_home))
     assert f"--teacher {tiny_wide}" in info.value.hint

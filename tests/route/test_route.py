@@ -248,6 +248,20 @@ def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student, capl
     routed = np.concatenate([streamed.route([t])["routed"] for t in data.query_texts])
     assert live["1"] == pytest.approx(routed.mean())
     assert "in batches of 1" in Path(curves["files"]["markdown"]).read_text()
+    assert "warnings" not in curves and curves["router"]["served_corpus"] == "beir"
+
+    # Another corpus (a fifth of the documents gone): the router's bank is not its documents, and it says so
+    other = tmp_path / "other"
+    shutil.copytree(beir, other)
+    lines = (other / "corpus.jsonl").read_text().splitlines()
+    (other / "corpus.jsonl").write_text("\n".join(line for line in lines if "variant 5" not in line) + "\n")
+    with caplog.at_level("WARNING", logger="tava_core.route"):
+        elsewhere = evaluate_router(router, load_retrieval_data(str(other), "test", home), home, tmp_path / "other-report",
+                                    measure_costs=False)
+    [warning] = elsewhere["warnings"]
+    assert "calibrated on 'beir' (30 documents)" in warning and "'other' (25 documents)" in warning
+    assert "tava calibrate-router --dataset other" in warning and warning in caplog.text
+    assert warning in Path(elsewhere["files"]["markdown"]).read_text()
 
 
 def test_calibrate_router_needs_no_labels_and_refuses_a_student_outside_the_teachers_space(tmp_path, static_student):
