@@ -236,7 +236,9 @@ def build_config(model: type[BaseModel], ctx: click.Context, params: dict[str, A
         lines = []
         for err in exc.errors():
             loc = "-".join(str(p) for p in err["loc"]).replace("_", "-")
-            lines.append(f"  --{loc}: {err['msg']}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            # a rule across options (a model validator) has no location: its message names the options
+            lines.append(f"  --{loc}: {message}" if loc else f"  {message}")
         raise click.UsageError("invalid options:\n" + "\n".join(lines)) from None
 
 

@@ -197,6 +197,12 @@ class PipelineConfig(TavaModel):
                         # the preset's step count is a default, not a request: on a corpus too small
                         # for it within max_epochs, Stage A trains the most steps that fit
                         base.setdefault("fit_steps", True)
+                    elif key == "distill" and "warmup_steps" not in given and base.get("warmup_steps", 0) > 0:
+                        # `--distill-steps 20` under a preset's 100-step warm-up: the warm-up is the preset's
+                        # too, so it keeps its share of the steps (as fit_steps scales it) instead of refusing
+                        preset_steps = base.get("steps", DistillConfig().steps)
+                        if base["warmup_steps"] >= int(given["steps"]) and preset_steps:
+                            base["warmup_steps"] = int(base["warmup_steps"] * int(given["steps"]) / preset_steps)
                     data = {**data, key: {**base, **given}}
         return data
 

@@ -63,7 +63,8 @@ class EmbedConfig(TavaModel):
     @model_validator(mode="after")
     def _import_names_one_collection(self) -> "EmbedConfig":
         if self.import_vectors and len(self.collections) != 1:
-            raise ValueError("--import-vectors fills one collection: name it with --collections (e.g. corpus)")
+            raise ValueError("--import-vectors fills one collection: name it with --collections (`texts` for a dataset "
+                             "ingested from a JSONL/CSV/Parquet file, `corpus` for a BEIR one)")
         return self
 
 

@@ -19,6 +19,9 @@ def check_inputs(config: PipelineConfig, home: TavaHome) -> None:
                                 home)
     checks.encoder(config.teacher, "--teacher")
     checks.imported_vectors(config.teacher_document_vectors, config.teacher, "--teacher-document-vectors")
+    from tava_core.distill.run import check_schedule
+
+    check_schedule(config.distill, "--distill-")   # else found after ingest, the teacher's embedding and the index
     if plan is not None and config.split not in plan.qrels:
         # said before the run, not after it: no labels is a normal case, but the table will read differently
         have = f" (it has: {', '.join(sorted(plan.qrels))})" if plan.qrels else ""

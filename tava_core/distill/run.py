@@ -73,9 +73,15 @@ def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
     if any(w < 1 for w in config.dataset_weights):
         raise ConfigError(f"dataset weights must be whole numbers >= 1, got {config.dataset_weights}",
                           hint="a weight is how many times a dataset's texts are drawn per pass: 1, 2, 4, ...")
+    check_schedule(config)
+
+
+def check_schedule(config: DistillConfig, option_prefix: str = "--") -> None:
+    """The warm-up must end before the last step (``option_prefix``: how the command spells Stage A's
+    options, '--distill-' in `tava run`, which checks this before its first stage)."""
     if config.warmup_steps >= config.steps and config.steps > 1:
         raise ConfigError(f"warmup_steps ({config.warmup_steps}) must be below steps ({config.steps})",
-                          hint="lower --warmup-steps")
+                          hint=f"lower {option_prefix}warmup-steps, or raise {option_prefix}steps")
 
 
 def build_student(config: DistillConfig, teacher_dir: Path, teacher_dim: int, *,

@@ -90,6 +90,9 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
     corpus.write_text('{"id": "1", "text": "a passage"}\n')
     mpnet_like = _vector_file(tmp_path / "store-768.parquet", dim=768, fixed=True)   # a store of another model
     list_column = _vector_file(tmp_path / "store-16.parquet", dim=16, fixed=False)
+    weightless_router = tmp_path / "weightless-router"
+    weightless_router.mkdir()
+    (weightless_router / "router.json").write_text("{}")
     return {
         "unknown dataset": (["embed", "--dataset", "nope"], "no ingested dataset named 'nope'"),
         "unknown collection": (["embed", "--dataset", "small", "--collections", "queries"], "no collection 'queries'"),
@@ -126,6 +129,14 @@ def _bad_inputs(tmp_path: Path, home: Path) -> dict[str, tuple[list[str], str]]:
                                                        str(few_vectors), "--table", "docs"], "give exactly one of"),
         "translate with a folder that is no adapter": (["translate", "--adapter", str(few_vectors), "--vectors",
                                                         str(few_vectors)], "--adapter: neither an adapter nor a compressor directory"),
+        "run with a warm-up as long as its steps": (
+            ["run", "--source", str(corpus), "--distill-steps", "20", "--distill-warmup-steps", "30"],
+            "lower --distill-warmup-steps, or raise --distill-steps"),
+        "evaluate with a router folder without its weights": (
+            ["evaluate", "--dataset", "small", "--router", str(weightless_router)], "(no router.safetensors)"),
+        "embed importing vectors without naming the collection": (
+            ["embed", "--dataset", "small", "--import-vectors", str(list_column)],
+            "invalid options:\n  --import-vectors fills one collection: name it with --collections (`texts`"),
         "embed importing vectors of another dim": (
             ["embed", "--dataset", "small", "--collections", "texts", "--import-vectors", str(list_column)],
             "--import-vectors: 16-d vectors, but the encoder all-MiniLM-L6-v2 makes 384-d ones"),
@@ -140,7 +151,9 @@ BAD_CASES = ["unknown dataset", "unknown collection", "bad encoder path", "unpar
              "refresh with a missing drop zone", "calibrate-router with a reference that holds no texts",
              "evaluate with a folder that is no router", "run with another model's document vectors",
              "embed importing vectors of another dim", "compress to more dims than the encoder makes",
-             "translate with both --vectors and --table", "translate with a folder that is no adapter"]
+             "translate with both --vectors and --table", "translate with a folder that is no adapter",
+             "run with a warm-up as long as its steps", "evaluate with a router folder without its weights",
+             "embed importing vectors without naming the collection"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

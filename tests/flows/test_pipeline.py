@@ -29,6 +29,11 @@ def test_partial_stage_sections_keep_the_pipeline_defaults():
     assert not config.distill.fit_steps
     assert PipelineConfig().distill.fit_steps and PipelineConfig(preset="standard").distill.fit_steps
     assert config.adapter.name == "demo-adapter"
+    # steps you give under the preset's warm-up: the warm-up keeps its share (standard: 100 of 1,000) ...
+    assert PipelineConfig(preset="standard", distill={"steps": 20}).distill.warmup_steps == 2
+    assert PipelineConfig(preset="standard", distill={"steps": 500}).distill.warmup_steps == 100   # fits as it is
+    # ... and a warm-up you give is yours (`tava run` refuses one as long as the steps before its first stage)
+    assert PipelineConfig(preset="standard", distill={"steps": 20, "warmup_steps": 30}).distill.warmup_steps == 30
     with pytest.raises(Exception, match="stepz"):
         PipelineConfig.model_validate({"distill": {"stepz": 7}})
 
