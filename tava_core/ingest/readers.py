@@ -187,7 +187,7 @@ def read_jsonl(path: Path, fields: Fields, bad: BadRecords, *, shown: str | None
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            bad.bad("malformed JSON", f"malformed JSON ({exc.msg} at column {exc.colno})", path=shown, line=number,
+            bad.bad("malformed JSON", f"malformed JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})", path=shown, line=number,
                     hint="each line must be one complete JSON object")
             continue
         if not isinstance(obj, dict):

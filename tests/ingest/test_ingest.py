@@ -204,10 +204,12 @@ def test_sample_records_is_a_seeded_uniform_sample_in_source_order(tmp_path, tav
 
 # --------------------------------------------------------------------- bad input: file + line
 
-@pytest.mark.parametrize("case", ["malformed json", "missing text", "encoding", "duplicate id", "not object"])
+@pytest.mark.parametrize("case", ["malformed json", "control character", "missing text", "encoding", "duplicate id",
+                                  "not object"])
 def test_bad_records_name_file_and_line(tmp_path, tava_home, case):
     good = [json.dumps({"_id": "a", "text": "fine"}), json.dumps({"_id": "b", "text": "also fine"})]
-    bad_line = {"malformed json": '{"_id": "c", "text": "oops"', "missing text": json.dumps({"_id": "c", "body": "x"}),
+    bad_line = {"malformed json": '{"_id": "c", "text": "oops"', "control character": '{"_id": "c", "text": "a\tb"}',
+                "missing text": json.dumps({"_id": "c", "body": "x"}),
                 "encoding": None, "duplicate id": json.dumps({"_id": "a", "text": "different"}),
                 "not object": "[1, 2]"}[case]
     path = tmp_path / "in.jsonl"
@@ -219,6 +221,8 @@ def test_bad_records_name_file_and_line(tmp_path, tava_home, case):
         run(path, tava_home)
     assert err.value.path == str(path.resolve()) and err.value.line == 3
     assert err.value.hint and "--on-bad-record skip" in err.value.hint
+    if case == "control character":   # json's own message ends in "at": said once
+        assert "(Invalid control character at column 24)" in err.value.message
     assert not (Path(tava_home) / "data" / "in").exists()
     report = run(path, tava_home, on_bad_record="skip")
     assert report.collections == {"texts": 3} and report.skipped.count == 1
