@@ -87,6 +87,8 @@ def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test
     budget, target = threshold_from_check
     threshold = threshold_from(calibration, teacher_budget=None if target is not None else budget,
                                target_agreement=target)
+    # a target agreement is a fixed threshold (only a budget adapts to the traffic): saved as what it does
+    routing = config.routing if target is None else config.routing.model_copy(update={"mode": "fixed"})
     out = Path(config.output) if config.output else home.artifacts / "routers" / config.name
     report = {"dataset": data.summary(), "reference": sources, "reference_texts": len(reference),
               "calibration_texts": len(calib), "settings": config.settings.model_dump(mode="json"),
@@ -95,8 +97,8 @@ def calibrate_router(config: RouterConfig, home: TavaHome, *, split: str = "test
                                          else config.student),
                 student_fingerprint=student.fingerprint, teacher=config.teacher,
                 teacher_fingerprint=teacher.fingerprint, signal_model=model, calibration=calibration,
-                threshold=threshold, routing=config.routing, report=report)
-    return {"directory": str(out), "threshold": threshold.__dict__, "routing": config.routing.model_dump(mode="json"),
+                threshold=threshold, routing=routing, report=report)
+    return {"directory": str(out), "threshold": threshold.__dict__, "routing": routing.model_dump(mode="json"),
             "calibration": calibration.info, **report}
 
 

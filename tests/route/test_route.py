@@ -263,6 +263,12 @@ def test_calibrate_and_evaluate_router_end_to_end(tmp_path, static_student, capl
     assert "tava calibrate-router --dataset other" in warning and warning in caplog.text
     assert warning in Path(elsewhere["files"]["markdown"]).read_text()
 
+    # A target agreement is a fixed threshold: saved and reported as one (it read "adaptive", routing as fixed)
+    agreeing = calibrate_router(config.model_copy(update={"name": "tiny-agree", "teacher_budget": None,
+                                                          "target_agreement": 0.7}), home)
+    assert agreeing["threshold"]["mode"] == "agreement" and agreeing["routing"]["mode"] == "fixed"
+    assert load_encoder(agreeing["directory"], cache=False).live is None
+
 
 def test_calibrate_router_needs_no_labels_and_refuses_a_student_outside_the_teachers_space(tmp_path, static_student):
     from safetensors.numpy import load_file, save_file
