@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 
 from tasks.distill import plan_task, publish_task, train_task
 from tava_core.distill import DistillConfig
+from tava_core.distill.run import no_gain_note
 from tava_core.embed import EmbedConfig
 from tava_core.home import TavaHome
 from tava_core.records import StudentRecord
@@ -47,6 +48,8 @@ def distill_student(config: DistillConfig = DEFAULT_DISTILL_CONFIG, home: Option
     publish_task(record)
     logger.info("student %s: held-out cosine %.4f -> %.4f, %.1fx the teacher's speed, saved to %s",
                 record.name, record.initial_cosine, record.best_cosine, record.speedup, record.output)
+    if (note := no_gain_note(record)) is not None:
+        logger.warning("%s", note)
     # What later stages (an adapter on the same texts) need: the span datasets and teacher vectors.
     return record.model_copy(update={"span_datasets": [d.dataset for d in plan.span_datasets],
                                      "teacher_vectors": teacher_vectors})

@@ -76,6 +76,16 @@ def check_student_config(config: DistillConfig, teacher_dim: int) -> None:
     check_schedule(config)
 
 
+def no_gain_note(record: StudentRecord) -> Optional[str]:
+    """What to tell a user whose training never beat the untrained start on held-out text (the start's
+    weights are what was saved; the log's "0.751 -> 0.751" said it too quietly), else None."""
+    if record.best_step != 0 or record.steps == 0:
+        return None
+    return (f"student {record.name}: {record.steps} training steps never beat the untrained start on held-out text "
+            f"(cosine {record.initial_cosine:.4f}); the start's weights were kept and the trained ones discarded "
+            "-- more steps (the warm-up alone may have used them), more text, or a lower learning rate may help")
+
+
 def check_schedule(config: DistillConfig, option_prefix: str = "--") -> None:
     """The warm-up must end before the last step (``option_prefix``: how the command spells Stage A's
     options, '--distill-' in `tava run`, which checks this before its first stage)."""

@@ -483,3 +483,18 @@ def test_a_transformer_student_records_its_window_and_an_older_one_gets_it_on_re
     again = distill(config, toy_home, progress=False)
     assert again.reused and json.loads((out / WINDOW_FILE).read_text()) == saved
     assert load_encoder(str(out), cache=False).fingerprint != before
+
+
+@pytest.mark.parametrize("best_step, steps, said", [(0, 20, True), (12, 20, False), (0, 0, False)])
+def test_a_run_that_never_beat_its_start_says_so(best_step, steps, said):
+    from tava_core.distill.run import no_gain_note
+    from tava_core.records import StudentRecord
+
+    record = StudentRecord(name="s", kind="transformer", output="/x", run_key="k", reused=False, texts=100,
+                           validation_texts=10, sources=[], steps=steps, stopped="max_steps", initial_cosine=0.7506,
+                           best_cosine=0.7506 if best_step == 0 else 0.8, best_step=best_step,
+                           student_texts_per_second=1.0, teacher_texts_per_second=1.0, speedup=1.0)
+    note = no_gain_note(record)
+    assert (note is not None) is said
+    if said:
+        assert "20 training steps never beat the untrained start" in note and "0.7506" in note
