@@ -68,6 +68,12 @@ def train_best_of_seeds(data: AdapterData, config: AdapterConfig, *, warm_start:
             # the found map is the adapter (the same for every seed): adversarial training from it took as long
             # as the search and changed nothing measurable (config.unsupervised_adversarial)
             metrics = trainer.evaluate(data)
+            from .unsupervised import pair_free_quality
+
+            # with no held-out pairs this is the only figure of the map's quality a user gets
+            evidence = {**(evidence or {}), **pair_free_quality(start_map, data.student, data.teacher, seed)}
+            log.info("unsupervised start: neighbour similarity %.3f (a random map of the same shape: %.3f)",
+                     evidence["neighbour_similarity"], evidence["random_map_neighbour_similarity"])
             result = TrainingResult(adapter=adapter, reverse=trainer.reverse, seed=seed, best_step=0,
                                     best_metrics=metrics, initial_metrics=metrics,
                                     stopped="the unsupervised start, untrained (--unsupervised-adversarial trains from it)")

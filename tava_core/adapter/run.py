@@ -140,7 +140,10 @@ def train_adapter_from_arrays(student: np.ndarray, teacher: np.ndarray, config: 
                  "heldout_query_like": (0 if data.heldout_query_like is None
                                         else int(np.sum(data.heldout_query_like))),
                  "selection_queries": 0 if selection is None else len(selection.queries),
-                 "selection_documents": 0 if selection is None else len(selection.documents)},
+                 "selection_documents": 0 if selection is None else len(selection.documents),
+                 # each side's in-domain vectors for the unsupervised start's last step (--domain-*-vectors)
+                 "domain_student": 0 if domain is None else len(domain[0]),
+                 "domain_teacher": 0 if domain is None else len(domain[1])},
         "selection": {"rows": config.selection_rows, **result.keep}, "memory": memory,
         "training": result.summary(), "seed_runs": runs, "metrics": metrics, "baseline_notes": notes,
         "warm_start": str(warm_start) if warm_start else None,

@@ -524,3 +524,16 @@ def neighbour_similarity(mapped_source: np.ndarray, target: np.ndarray, sample: 
               - centre)
     values, _ = _nearest(torch.from_numpy(a.astype(np.float32)), torch.from_numpy(_unit(target - centre).astype(np.float32)), k)
     return float(values.mean())
+
+
+def pair_free_quality(linear_map: LinearMap, source: np.ndarray, target: np.ndarray, seed: int = 0
+                      ) -> dict[str, float]:
+    """What a user with no pairs can read of a found map: its neighbour similarity (the criterion the
+    restarts are picked by; with pairs shuffled away it falls monotonically with held-out top-1,
+    docs/translation.md) beside a random semi-orthogonal map's of the same shape, the floor."""
+    rng = np.random.default_rng(seed)
+    d_in, d_out = source.shape[1], target.shape[1]
+    random_weight = procrustes_weight(rng.standard_normal((d_in, d_in)), rng.standard_normal((d_in, d_out)))
+    floor, _ = to_linear_maps(random_weight, source.mean(0), target.mean(0), source, target, "random")
+    return {"neighbour_similarity": neighbour_similarity(linear_map(source), target),
+            "random_map_neighbour_similarity": neighbour_similarity(floor(source), target)}

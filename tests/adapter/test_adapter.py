@@ -268,6 +268,15 @@ def test_unpaired_training_from_directories_of_different_texts(tmp_path, shared)
     assert ("no held-out pairs" in (saved / "report.md").read_text()) == (shared < 10)
 
 
+@pytest.mark.parametrize("data, said", [({"domain_student": 750, "domain_teacher": 700},
+                                         ", + 750 student / 700 teacher in-domain vectors"),
+                                        ({"domain_student": 0, "domain_teacher": 0}, ""), ({}, "")])
+def test_the_report_counts_the_in_domain_vectors_the_start_read(data, said):
+    from tava_core.adapter.report import domain_note
+
+    assert domain_note(data).startswith(said) and bool(domain_note(data)) == bool(said)
+
+
 def test_unpaired_auto_start_is_the_identity_for_an_aligned_student_and_keeps_its_matches():
     from tava_core.adapter.start import moment_alignment, resolve_init
 

@@ -328,5 +328,8 @@ def test_the_unsupervised_start_is_the_adapter_unless_adversarial_training_is_as
     start = fit_start(world["source"], world["target"], "unsupervised", seed=0, settings=FAST)
     np.testing.assert_allclose(result.adapter.map_numpy(world["held_source"]), start(world["held_source"]), atol=1e-4)
     assert result.reverse is not None     # the inverse map, for `tava translate --direction inverse`
+    # with no pairs, the figure a user reads: the found map's neighbour similarity, well above a random map's
+    evidence = runs[0]["start_evidence"]
+    assert evidence["neighbour_similarity"] > evidence["random_map_neighbour_similarity"] + 0.1, evidence
     trained, runs = fit_module.train_best_of_seeds(data, config.model_copy(update={"unsupervised_adversarial": True}))
     assert trained.steps > 0 and len(runs) == 2 and "adversarial_kept" in runs[0]["start_evidence"]
