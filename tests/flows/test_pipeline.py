@@ -322,3 +322,24 @@ def test_router_rows_can_be_turned_off_and_budgets_are_checked():
         PipelineConfig.model_validate({"router": {"budgets": [0.1, 1.5]}})
     result = CliRunner().invoke(cli, ["--help"])
     assert "--no-router-enabled" in result.output and "--router-budgets" in result.output
+
+
+def test_the_blend_row_keeps_its_side_by_side_speed_up_in_the_tables_units():
+    """Audit 4: the blend's evaluation ran the teacher at 117 q/s and the blend at 229; the table's teacher row
+    read 30 q/s (another evaluation, other load), so the blend's own 229 beside it looked 7.6x for a 2.0x."""
+    from flows.pipeline import TEACHER, QualityRow, blend_row
+    from tava_core.records import EvaluationReport, EvaluationRow
+
+    def row(mode: str, ndcg: float) -> EvaluationRow:
+        return EvaluationRow(mode=mode, variant="full", dim=4, ndcg_at_10=ndcg, recall_at_100=0.9, mrr_at_10=0.5,
+                             retention=None)
+
+    scored = EvaluationReport(run="r", directory="/r", files={}, teacher_ndcg_at_10=0.9793,
+                              rows=[row("teacher/teacher", 0.9793), row("adapted/teacher", 0.9909)],
+                              throughput={"teacher": 117.0, "adapted": 229.0}, mteb_agrees=None)
+    teacher = QualityRow(system=TEACHER, queries_documents="teacher / teacher", ndcg_at_10=0.9793, retention=1.0,
+                         queries_per_second=30.0, speedup=1.0)
+    blend = blend_row(scored, teacher)
+    assert blend.speedup == pytest.approx(229 / 117, abs=1e-4)
+    assert blend.queries_per_second == pytest.approx(30.0 * 229 / 117, abs=0.1)
+    assert blend.retention == pytest.approx(0.9909 / 0.9793, abs=1e-4)
