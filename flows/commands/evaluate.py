@@ -35,7 +35,22 @@ def cli(ctx: click.Context, **params) -> None:
     if result.reused:
         click.echo(f"reused the identical earlier evaluation in {result.directory} (nothing encoded; "
                    "--no-reuse measures again)", err=True)
+    if result.router:
+        # the routed mode's full curves (every method at every share, intervals, costs: ~350 lines) are in its
+        # route.json; the printed record keeps where they are and the figures a person reads
+        click.echo(f"routed mode: {result.router.get('files', {}).get('markdown')}", err=True)
+        result = result.model_copy(update={"router": router_summary(result.router)})
     echo_record(result)
+
+
+def router_summary(curves: dict) -> dict:
+    """The routed mode as the command prints it: its files, warnings, the router's own routed share and, per
+    share sent to the teacher, nDCG@10 of the router, random routing and the label-free oracle."""
+    return {"files": curves.get("files", {}), **({"warnings": curves["warnings"]} if curves.get("warnings") else {}),
+            "student_ndcg10": curves.get("student_ndcg10"), "teacher_ndcg10": curves.get("teacher_ndcg10"),
+            "routed_share_at_threshold": curves.get("routed_share_at_threshold"),
+            "curve": [{"share": row["share"], **{m: row[m]["ndcg10"] for m in ("router", "random", "label_free_oracle")
+                                                 if m in row}} for row in curves.get("rows", [])]}
 
 
 @click.command("judge", cls=ConfigCommand)

@@ -123,3 +123,21 @@ def test_evaluate_with_a_router_reuses_the_evaluations_query_vectors_and_speed_r
     alone = evaluate_flow(EvalConfig(modes=["teacher/teacher"], run="teacher-only", **common), home=str(tava_home))
     assert alone.router is not None and alone.router["teacher_cost"] == "timed"
     assert alone.router["query_vectors"]["teacher"] == "reused"
+
+
+def test_evaluate_router_prints_a_summary_of_the_routed_mode_not_its_whole_curves():
+    from flows.commands.evaluate import router_summary
+
+    def method(ndcg: float) -> dict:
+        return {"ndcg10": ndcg, "top10_overlap_with_teacher": 0.9, "gap_recovered": 0.5}
+
+    rows = [{"share": share, "router": method(0.6 + share), "random": method(0.6 + share / 2),
+             "label_free_oracle": method(0.61 + share), "labelled_oracle": method(0.7),
+             "router_vs_random": {"mean": 0.01, "low": 0.0, "high": 0.02}} for share in (0.0, 0.1)]
+    curves = {"files": {"markdown": "/r/route.md"}, "student_ndcg10": 0.6, "teacher_ndcg10": 0.7, "rows": rows,
+              "routed_share_at_threshold": 0.12, "costs": {"student": 1.0}, "warnings": ["another corpus"]}
+    summary = router_summary(curves)
+    assert summary["curve"] == [{"share": 0.0, "router": 0.6, "random": 0.6, "label_free_oracle": 0.61},
+                                {"share": 0.1, "router": 0.7, "random": 0.65, "label_free_oracle": 0.71}]
+    assert summary["files"] == {"markdown": "/r/route.md"} and summary["warnings"] == ["another corpus"]
+    assert "costs" not in summary and summary["routed_share_at_threshold"] == 0.12
