@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "refresh": ("flows.commands.refresh:cli", "Nightly adapter refresh: train on new texts, promote only if not worse."),
     "calibrate-router": ("flows.commands.route:cli", "Calibrate a confidence router: the student answers, the teacher takes the least confident queries."),
     "diagnose": ("flows.commands.diagnose:cli", "Manifold diagnostics: k-NN overlap and tangent-space angles, student vs teacher."),
+    "search": ("flows.commands.search:cli", "Search a published index with query texts (top k ids, scores, texts)."),
     "translate": ("flows.commands.translate:cli", "Move stored vectors (shards or a LanceDB table) into another model's space with an adapter."),
     "registry": ("flows.registry:registry_cli", "List and inspect versioned artifacts (students, adapters, indexes)."),
     "rollback": ("flows.registry:rollback_cli", "Point an artifact's `current` back at an earlier version."),

@@ -177,6 +177,11 @@ def translation_map(directory: Optional[str], option: str = "--adapter") -> None
                                   "by `tava compress` (<home>/artifacts/compressors/<run>/<method>-<dim>d)")
 
 
+def existing_file(path: Optional[str], option: str) -> None:
+    if path is not None and not Path(path).expanduser().is_file():
+        raise InputError(f"{option}: file not found", path=Path(path).expanduser())
+
+
 def existing_dir(path: Optional[str], option: str) -> None:
     if path is not None and not Path(path).expanduser().is_dir():
         raise InputError(f"{option}: directory not found", path=Path(path).expanduser())

@@ -16,15 +16,16 @@ from ..cli import ConfigCommand, build_config, config_options, echo_record
 from . import checks
 
 
-def resolve_index_dir(vectors: Optional[str], index_dir: Optional[str], home: TavaHome) -> str:
-    """The index directory a rollback acts on: --index-dir, else the default for --vectors."""
+def resolve_index_dir(vectors: Optional[str], index_dir: Optional[str], home: TavaHome, *,
+                      command: str = "--rollback") -> str:
+    """The index directory a rollback (or a search) acts on: --index-dir, else the default for --vectors."""
     if index_dir:
         checks.existing_dir(index_dir, "--index-dir")
         return str(Path(index_dir).expanduser().resolve())
     if vectors:
         checks.vector_dirs([vectors], "--vectors")
         return str(default_index_dir(home, load_vector_manifest(Path(vectors).expanduser().resolve())))
-    raise ConfigError("--rollback needs --index-dir (or the --vectors the index was built from)")
+    raise ConfigError(f"{command} needs --index-dir (or the --vectors the index was built from)")
 
 
 @click.command("index", cls=ConfigCommand)
