@@ -98,7 +98,9 @@ class RouterConfig(TavaModel):
     """Calibrate a confidence router: student (+ adapter) for confident queries, teacher for the rest."""
 
     name: str = Field("router", description="Router name: output <home>/artifacts/routers/<name>/.")
-    student: str = Field(..., description="Student encoder (a student, or a student + adapter directory).")
+    student: str = Field(..., description=(
+        "The query encoder the router serves: a student, a student + adapter directory, or a blend (`tava blend`; "
+        "`tava run` routes over its blend); its vectors must be in the teacher's space."))
     teacher: TeacherSpec = Field(default_factory=EncoderSpec, description=(
         "Teacher encoder (alias or directory, with the settings it encodes with); it encodes the documents and "
         "the queries routed to it."))
