@@ -238,6 +238,10 @@ def summary_markdown(result: PipelineResult) -> str:
     lines += ["", "queries/s: the teacher row's, times each row's speed-up; every speed-up is measured side by side "
               "with the teacher in its own evaluation (the blend's and the routers' in later ones), so the rows "
               "compare even when the machine's load changed between them."]
+    if any(row.system.startswith("router,") for row in result.quality):
+        lines += ["", "router rows: exactly that share of the queries, the least confident, goes to the teacher. Served, "
+                  "the router's threshold decides, and the share it routes can differ (the routed report's route.md "
+                  "says what it routed on these queries)."]
     if note := router_above_teacher_note(result):
         lines += ["", note]
     lines += ["", "| artifact | where |", "| --- | --- |",

@@ -285,6 +285,7 @@ def test_the_table_says_why_router_rows_fall_when_the_routed_encoder_beats_the_t
     assert "Scored: split `test`, 150 queries" in text
     said = f"Here `{BLEND}` scores above the teacher ({routed_retention:.1%} of it)"
     assert (said in text) == noted, text
+    assert "router rows: exactly that share of the queries" in text   # not what a served router routes
 
 
 @pytest.mark.parametrize("over", ["student + adapter", "blend: student + adapter, static student"])
