@@ -5,7 +5,8 @@
     batches)  ->  continue training the current adapter  ->  evaluate candidate vs current
     ->  recalibrate a confidence router for the candidate (inside its directory: published with it)
     ->  promote only if not worse than current - threshold (plain and routed nDCG@10)
-    ->  drift: low-confidence share of the new batch against the previous one  ->  record what was consumed
+    ->  drift: low-confidence share of the new batch against the previous one (the first night: against
+        the router's calibration share)  ->  record what was consumed
 
 State lives in ``<home>/refresh/<name>/state.json`` (written only when a run finishes, so a
 failed run leaves its files pending); candidates are staged in ``<home>/refresh/<name>/candidates``
@@ -17,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, Optional
+from typing import TYPE_CHECKING, Any, Final, Literal, Optional
 
 import numpy as np
 from pydantic import Field
@@ -29,6 +30,9 @@ from .io import atomic_directory, read_json, sha256_file, write_json
 from .manifest import Collection, DatasetManifest, now_iso, save_manifest
 from .registry import Registry
 from .route.config import RouterSettings, ThresholdPolicy
+
+if TYPE_CHECKING:
+    from .route.drift import DriftTexts
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +99,11 @@ class RefreshConfig(TavaModel):
         "How the router's budget becomes a threshold on live queries (saved with it; drift is always measured "
         "against the calibrated threshold)."))
     drift_tolerance: float = Field(0.05, ge=0.0, le=1.0, description=(
-        "The report flags drift when the new batch's low-confidence share exceeds the previous batch's by more "
-        "than this (absolute share)."))
-    drift_texts: int = Field(500, ge=10, description="Texts sampled (seeded) from each batch to measure drift.")
+        "The report flags drift when the new batch's low-confidence share exceeds the previous batch's (on a "
+        "first run: the router's calibration share, its budget) by more than this (absolute share)."))
+    drift_texts: int = Field(500, ge=10, description=(
+        "Texts sampled (seeded) from each batch to measure drift; each is scored as one span view, cut as the "
+        "router's calibration texts were."))
 
 
 @dataclass
@@ -428,29 +434,44 @@ def previous_batch(state: dict[str, Any], exclude: str) -> Optional[dict[str, An
     return None
 
 
+def batch_drift_texts(entry: dict[str, Any], n: int, teacher_fingerprint: str) -> "DriftTexts":
+    """A batch as drift scores it (``route.drift.span_views``): one span view of each of ``n`` of its
+    texts, cut and sampled as the router's calibration cut its texts, with the teacher's vectors of
+    their documents (the batch's, when they were embedded by the router's teacher) for its bank."""
+    from .manifest import read_vector_dir
+    from .route.drift import span_views
+
+    ids, texts = batch_texts(entry["path"])
+    vector_dir = entry.get("teacher_vectors")
+    if entry.get("teacher_fingerprint") != teacher_fingerprint or not vector_dir or not Path(vector_dir).is_dir():
+        return span_views(ids, texts, n)
+    vector_ids, vectors, _ = read_vector_dir(vector_dir)
+    row = {doc_id: i for i, doc_id in enumerate(vector_ids)}
+    keep = [i for i, doc_id in enumerate(ids) if doc_id in row]
+    return span_views([ids[i] for i in keep], [texts[i] for i in keep], n,
+                      documents=vectors[[row[ids[i]] for i in keep]])
+
+
 def measure_drift(config: RefreshConfig, home: TavaHome, batch: dict[str, Any], *, current_router: Optional[str],
                   candidate_router: Optional[str]) -> dict[str, Any]:
     """Low-confidence share of the new batch against the previous batch (``route.drift.drift_report``),
     judged by the router that served the previous traffic (the current version's), else the
-    candidate's. Both batches are sampled the same way (``drift_texts``, seeded)."""
+    candidate's. Each batch is scored as the router's threshold was calibrated (``batch_drift_texts``: span
+    views of ``drift_texts`` texts, their documents in the bank); without a previous batch, against
+    the router's own calibration share (its budget)."""
     from .route.drift import drift_report
     from .route.router import load_router
 
     previous = previous_batch(load_state(home, config.name), exclude=batch["dataset"])
     router_path = current_router or candidate_router
-    if previous is None or router_path is None:
-        why = "no previous batch" if previous is None else "no router (--no-router, and none in the current version)"
-        return {"drifted": False, "message": f"drift not measured: {why}; the next run compares against this batch"}
-
-    def sample(texts: list[str]) -> list[str]:
-        if len(texts) <= config.drift_texts:
-            return texts
-        pick = np.random.default_rng(config.seed).choice(len(texts), size=config.drift_texts, replace=False)
-        return [texts[i] for i in sorted(pick)]
-
-    report = drift_report(load_router(router_path), sample(batch_texts(previous["path"])[1]),
-                          sample(batch_texts(batch["path"])[1]), tolerance=config.drift_tolerance)
-    return {**report, "previous_batch": previous["dataset"], "router": str(router_path),
+    if router_path is None:
+        return {"drifted": False, "message": "drift not measured: no router (--no-router, and none in the current "
+                                             "version)"}
+    router = load_router(router_path)
+    teacher = router.teacher.fingerprint
+    report = drift_report(router, None if previous is None else batch_drift_texts(previous, config.drift_texts, teacher),
+                          batch_drift_texts(batch, config.drift_texts, teacher), tolerance=config.drift_tolerance)
+    return {**report, "previous_batch": None if previous is None else previous["dataset"], "router": str(router_path),
             "judged_by": "the current version's router" if current_router else "the candidate's router"}
 
 
@@ -586,5 +607,5 @@ def new_run_id() -> str:
 
 
 __all__ = ["RefreshConfig", "NewFile", "scan_drop_zone", "resolve_student", "resolve_current_adapter", "ingest_batch",
-           "train_candidate", "calibrate_candidate_router", "measure_drift", "routed_set", "blended_set", "evaluation_configs", "compare", "report_markdown", "write_report", "load_state",
+           "train_candidate", "calibrate_candidate_router", "batch_drift_texts", "measure_drift", "routed_set", "blended_set", "evaluation_configs", "compare", "report_markdown", "write_report", "load_state",
            "save_state", "refresh_dir", "drop_zone", "run_lock_path", "now_iso"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 
@@ -93,7 +92,10 @@ def test_refresh_publishes_router_with_adapter_gates_routed_and_reports_drift(
     assert registry.record("adapters", "nightly").lineage["router"]["budget"] == 0.2
     routed_row = {r["set"]: r for r in first["decision"]["rows"]}[routed_set(evaluation, 0.2)]
     assert routed_row["current"] is None and 0.0 < routed_row["candidate"] <= 1.0
-    assert "drift not measured: no previous batch" in first["drift"]["message"]
+    # no previous batch: the first night is measured against the router's own calibration share (its budget)
+    assert first["drift"]["baseline"] == "calibration" and first["drift"]["previous_batch"] is None
+    assert first["drift"]["previous_share"] == pytest.approx(0.2) and "calibration share" in first["drift"]["message"]
+    assert first["drift"]["new_scored"] == f"span views of {first['batch']['rows']} texts"
 
     # 2. docstrings: another domain. Candidate and current are compared routed too (an impossible
     #    threshold keeps v1), and the current version's router sees the low-confidence share rise.
@@ -109,13 +111,17 @@ def test_refresh_publishes_router_with_adapter_gates_routed_and_reports_drift(
     assert drift["new_share"] > drift["previous_share"] + config.drift_tolerance
     assert drift["drifted"] and "rose" in drift["message"] and "Drift: low-confidence share rose" in second["message"]
     assert "**drift: low-confidence share rose" in Path(second["report"]).with_suffix(".md").read_text()
-    # the share is the router's own verdict: recompute it for the new batch with the published router
-    from tava_core.refresh import batch_texts
+    assert drift["baseline"] == "previous batch" and "span views of 120 texts" in drift["message"]
+    # the share is the router's own verdict on span views of the batch (cut as its calibration texts
+    # were), the batch's documents in its bank: recompute it with the published router
+    from tava_core.refresh import batch_drift_texts, batch_texts
+    from tava_core.route.drift import low_confidence_share
+    from tava_core.route.stored import calibration_views
 
-    texts = batch_texts(second["batch"]["path"])[1]
-    vectors = router.student.encode(texts, kind="query")
-    assert drift["new_share"] == pytest.approx(float(np.mean(router.confidence(texts, vectors)
-                                                             < router.threshold.threshold)))
+    scored = batch_drift_texts(second["batch"], config.drift_texts, router.teacher.fingerprint)
+    assert scored.documents is not None and len(scored.documents) == len(scored.texts) == 120
+    assert scored.texts == calibration_views(*batch_texts(second["batch"]["path"]), config.drift_texts)
+    assert drift["new_share"] == pytest.approx(low_confidence_share(router, scored.texts, documents=scored.documents))
     assert registry.current_version("adapters", "nightly") == "00001"
 
 
