@@ -143,3 +143,22 @@ def test_new_documents_join_the_bank_as_the_calibration_views_documents_did(stat
     assert new.documents is not None
     with_documents = low_confidence_share(router, new.texts, documents=new.documents)
     assert abs(with_documents - BUDGET) <= 0.08, with_documents
+
+
+@pytest.mark.parametrize("previous, new_share, drifted", [
+    (None, 0.18, False), (None, 0.27, True),        # a first night: against the calibration share, twice the margin
+    (["p"], 0.18, True), (["p"], 0.14, False),     # against a previous batch (read 0.10): the tolerance itself
+])
+def test_a_first_night_needs_twice_the_rise_over_the_calibration_share(monkeypatch, previous, new_share, drifted):
+    """The audit's first night: an in-domain batch read 18.0% and a SciFact one 27.3% against a 10% calibration
+    share; at a 5-point margin both were drift."""
+    from types import SimpleNamespace
+
+    import tava_core.route.drift as drift
+
+    monkeypatch.setattr(drift, "low_confidence_share",
+                        lambda router, texts, documents=None: 0.10 if texts == ["p"] else new_share)
+    monkeypatch.setattr(drift, "unseen_word_share", lambda router, texts: 0.0)
+    router = SimpleNamespace(threshold=SimpleNamespace(expected_share=0.10, __dict__={"expected_share": 0.10}))
+    report = drift.drift_report(router, previous, ["n"], tolerance=0.05)
+    assert report["drifted"] is drifted and report["baseline"] == ("calibration" if previous is None else "previous batch")
