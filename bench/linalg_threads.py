@@ -10,7 +10,9 @@ beside the busy processes.
 
 The ratio (default threads / one thread) is the figure; absolute times depend on the machine.
 
-    python bench/linalg_threads.py [--rounds 7] [--busy 2] [--end-to-end 2000] [--out bench/results/linalg_threads.json]
+``--torch-steps``: also torch training steps of an adapter-sized MLP on two threads and one, both conditions.
+
+    python bench/linalg_threads.py [--rounds 7] [--busy 2] [--end-to-end 2000] [--torch-steps] [--out bench/results/linalg_threads.json]
 """
 from __future__ import annotations
 
@@ -117,12 +119,48 @@ def end_to_end(n: int) -> dict[str, Any]:
     return out
 
 
+def torch_steps(rounds: int) -> dict[str, Any]:
+    """Training steps of an adapter-sized MLP (384 -> 1024 -> 768, batch 256, AdamW) on torch's two threads and
+    on one: does torch's OpenMP pool suffer on a busy machine as OpenBLAS's factorisations do?"""
+    import torch
+
+    def step_ms(threads: int, steps: int = 40) -> float:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(384, 1024), torch.nn.GELU(), torch.nn.Linear(1024, 768))
+        opt = torch.optim.AdamW(model.parameters(), 1e-3)
+        x, y = torch.randn(256, 384), torch.randn(256, 768)
+
+        def step() -> None:
+            opt.zero_grad()
+            ((model(x) - y) ** 2).mean().backward()
+            opt.step()
+
+        for _ in range(5):
+            step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        torch.set_num_threads(before)
+        return 1000 * (time.perf_counter() - start) / steps
+
+    two, one = [], []
+    for _ in range(rounds):
+        two.append(step_ms(2))
+        one.append(step_ms(1))
+    return {"two_threads_ms": round(statistics.median(two), 1), "one_thread_ms": round(statistics.median(one), 1),
+            "two_over_one": round(statistics.median(two) / statistics.median(one), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--busy", type=int, default=2, help="busy one-thread processes for the loaded condition")
     parser.add_argument("--end-to-end", type=int, default=0, metavar="N",
                         help="also time the unsupervised start on N random vectors a side, beside the busy processes")
+    parser.add_argument("--torch-steps", action="store_true",
+                        help="also time adapter-sized torch training steps on two threads and one, in both conditions")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "linalg_threads.json"))
     args = parser.parse_args()
     from threadpoolctl import threadpool_info
@@ -133,9 +171,15 @@ def main() -> None:
         "rounds": args.rounds, "load_before": os.getloadavg()[0]}
     result["as_is"] = survey(args.rounds)
     print(json.dumps({k: v["default_over_one"] for k, v in result["as_is"].items()}), flush=True)
+    if args.torch_steps:
+        result["torch_steps_as_is"] = torch_steps(3)
+        print(json.dumps(result["torch_steps_as_is"]), flush=True)
     with busy_processes(args.busy):
         result[f"beside_{args.busy}_busy"] = survey(args.rounds)
         print(json.dumps({k: v["default_over_one"] for k, v in result[f"beside_{args.busy}_busy"].items()}), flush=True)
+        if args.torch_steps:
+            result[f"torch_steps_beside_{args.busy}_busy"] = torch_steps(3)
+            print(json.dumps(result[f"torch_steps_beside_{args.busy}_busy"]), flush=True)
         if args.end_to_end:
             result["unsupervised_start"] = {"per_side": args.end_to_end, **end_to_end(args.end_to_end)}
             print(json.dumps(result["unsupervised_start"]), flush=True)
