@@ -24,6 +24,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from ..adapter.baselines import normalize_rows
 from .router import RoutedEncoder
 from .signals import SignalModel
 
@@ -58,17 +59,13 @@ def span_views(ids: Sequence[str], texts: Sequence[str], n: int, *, documents: O
                       documents=None if documents is None else np.asarray(documents, np.float32)[rows])
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
 def bank_with(model: SignalModel, documents: np.ndarray) -> SignalModel:
     """A copy of ``model`` whose document bank also holds ``documents`` (teacher vectors), in the
     bank's form (PCA-reduced, exact copies, cluster order as the model keeps them). A model
     without a bank (no retrieval signal) is returned as it is."""
     if not model.documents.size or not len(documents):
         return model
-    docs = _unit(np.asarray(documents, dtype=np.float32))
+    docs = normalize_rows(np.asarray(documents, dtype=np.float32)).astype(np.float32)
     if model.doc_probe:     # full-dimension bank sorted by cluster: each document joins its nearest cluster
         assign = np.argmax(docs @ model.doc_centroids.T, axis=1)
         parts, offsets = [], [0]
